@@ -1,0 +1,1 @@
+"""Alerts, their events and operator feedback (built by the scoring and dashboard issues)."""

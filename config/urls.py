@@ -1,0 +1,18 @@
+"""URL root: each app's URLs are included under its prefix; nothing domain-specific lives here."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+admin.site.site_header = "Vigil — engineering console"
+admin.site.site_title = "Vigil console"
+
+urlpatterns = [
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("plant.api_urls")),
+    path("", include("plant.urls")),
+]

@@ -1,0 +1,1 @@
+"""Model versions and their history (built by the registry issue)."""

@@ -1,0 +1,82 @@
+"""Choices of the plant domain; each carries a label and a colour used by badges, filters and charts."""
+
+from __future__ import annotations
+
+import enum
+
+from django.db import models
+
+
+class Criticality(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+    @property
+    def colour(self) -> str:
+        return {"low": "#6b7280", "medium": "#d97706", "high": "#dc2626"}[self.value]
+
+
+class LabelKind(models.TextChoices):
+    FAULT = "fault", "Fault"
+    NORMAL = "normal", "Normal"
+
+    @property
+    def colour(self) -> str:
+        return {"fault": "#dc2626", "normal": "#16a34a"}[self.value]
+
+
+class LabelSource(models.TextChoices):
+    MANUAL = "manual", "Entered by hand"
+    FEEDBACK = "feedback", "Operator feedback"
+    DATASET = "dataset", "Dataset"
+    SIMULATOR = "simulator", "Simulator ground truth"
+
+
+class Role(models.TextChoices):
+    """The two user groups created by migration plant.0002."""
+
+    TECHNICIAN = "technician", "Technician"
+    ENGINEER = "engineer", "Engineer"
+
+
+class QualityFlag(enum.IntFlag):
+    """Per-reading data-quality bits stored in Reading.quality (0 = clean)."""
+
+    OUT_OF_RANGE = 1
+    SPIKE = 2
+    STUCK = 4
+    GAP = 8  # the reading that ends a gap of missing sample periods
+    DRIFT = 16
+
+    @property
+    def label(self) -> str:
+        return _FLAG_META[self][0]
+
+    @property
+    def colour(self) -> str:
+        return _FLAG_META[self][1]
+
+    @classmethod
+    def names_of(cls, bits: int) -> list[str]:
+        return [flag.label for flag in cls if bits & flag]
+
+
+_FLAG_META = {
+    QualityFlag.OUT_OF_RANGE: ("out of range", "#dc2626"),
+    QualityFlag.SPIKE: ("spike", "#ea580c"),
+    QualityFlag.STUCK: ("stuck", "#7c3aed"),
+    QualityFlag.GAP: ("after gap", "#2563eb"),
+    QualityFlag.DRIFT: ("drift", "#0891b2"),
+}
+
+
+class HealthStatus(models.TextChoices):
+    OK = "ok", "Healthy"
+    WARN = "warn", "Degraded"
+    BAD = "bad", "Bad data"
+    SILENT = "silent", "No recent data"
+
+    @property
+    def colour(self) -> str:
+        return {"ok": "#16a34a", "warn": "#d97706", "bad": "#dc2626", "silent": "#6b7280"}[self.value]

@@ -1,0 +1,206 @@
+"""The plant: sites, their assets and sensors, the readings those sensors send, and labels on time ranges."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from plant.choices import Criticality, LabelKind, LabelSource
+
+
+class Site(models.Model):
+    """A plant or a part of one; users see only the sites they are members of."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=60, unique=True)
+    timezone = models.CharField(max_length=60, default="UTC")
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="SiteMembership", related_name="sites")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("plant:site", args=[self.slug])
+
+
+class SiteMembership(models.Model):
+    """A user's access to one site (their role comes from the technician/engineer groups)."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["site", "user"], name="unique_site_member")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.site}"
+
+
+class AssetType(models.Model):
+    """A kind of machine (pump, fan, engine) with the sensor roles it has and its feature-window shape."""
+
+    name = models.CharField(max_length=80)
+    slug = models.SlugField(max_length=60, unique=True)
+    description = models.TextField(blank=True)
+    window_s = models.PositiveIntegerField(default=60, help_text="Feature window length in seconds.")
+    step_s = models.PositiveIntegerField(default=10, help_text="Seconds between consecutive windows.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SensorRole(models.Model):
+    """A named measurement an asset type has (vibration, current, ...); sensors fill these roles."""
+
+    asset_type = models.ForeignKey(AssetType, on_delete=models.CASCADE, related_name="roles")
+    key = models.SlugField(max_length=40)
+    label = models.CharField(max_length=80)
+    unit = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        ordering = ["asset_type", "key"]
+        constraints = [models.UniqueConstraint(fields=["asset_type", "key"], name="unique_role_per_type")]
+
+    def __str__(self) -> str:
+        return f"{self.asset_type.slug}.{self.key}"
+
+
+class Asset(models.Model):
+    """One machine on a site."""
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="assets")
+    asset_type = models.ForeignKey(AssetType, on_delete=models.PROTECT, related_name="assets")
+    name = models.CharField(max_length=120)
+    tag = models.SlugField(max_length=60, help_text="Plant tag, unique within the site.")
+    criticality = models.CharField(max_length=10, choices=Criticality.choices, default=Criticality.MEDIUM)
+    location = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["site", "name"]
+        constraints = [models.UniqueConstraint(fields=["site", "tag"], name="unique_asset_tag_per_site")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("plant:asset", args=[self.pk])
+
+
+class Sensor(models.Model):
+    """A measurement channel of an asset; gateways address it by its key."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="sensors")
+    key = models.CharField(max_length=100, unique=True, help_text="The key gateways send readings for.")
+    role = models.ForeignKey(SensorRole, on_delete=models.PROTECT, related_name="sensors")
+    unit = models.CharField(max_length=20, blank=True)
+    valid_min = models.FloatField(null=True, blank=True, help_text="Lowest physically valid value.")
+    valid_max = models.FloatField(null=True, blank=True, help_text="Highest physically valid value.")
+    sample_period_s = models.FloatField(default=1.0, help_text="Expected seconds between readings.")
+
+    class Meta:
+        ordering = ["asset", "role__key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Reading(models.Model):
+    """One sample of one sensor. Written in bulk by plant.ingest, never one ORM object at a time."""
+
+    sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="readings", db_index=False)
+    ts = models.DateTimeField()
+    value = models.FloatField()
+    quality = models.PositiveSmallIntegerField(default=0, help_text="Bits of plant.choices.QualityFlag.")
+
+    class Meta:
+        # The unique index (sensor, ts) also serves every time-range read of one sensor.
+        constraints = [models.UniqueConstraint(fields=["sensor", "ts"], name="unique_reading_sensor_ts")]
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id}@{self.ts.isoformat()}={self.value}"
+
+
+def hash_token(token: str) -> str:
+    """Gateway tokens are 256-bit random strings, so a plain SHA-256 is enough to store them safely."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Gateway(models.Model):
+    """A data source of a site. Its clear token is shown once, at issue; only the hash is kept."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="gateways")
+    name = models.CharField(max_length=120)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_hint = models.CharField(max_length=12, editable=False, help_text="First characters of the token.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["site", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.site})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @classmethod
+    def issue(cls, site: Site, name: str) -> tuple[Gateway, str]:
+        """Create a gateway and return it with its clear token, which is not stored anywhere."""
+        token = "vgl_" + secrets.token_urlsafe(32)
+        gateway = cls.objects.create(site=site, name=name, token_hash=hash_token(token), token_hint=token[:10])
+        return gateway, token
+
+    def rotate(self) -> str:
+        token = "vgl_" + secrets.token_urlsafe(32)
+        self.token_hash, self.token_hint, self.revoked_at = hash_token(token), token[:10], None
+        self.save(update_fields=["token_hash", "token_hint", "revoked_at"])
+        return token
+
+    def revoke(self) -> None:
+        Gateway.objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.refresh_from_db(fields=["revoked_at"])
+
+    @classmethod
+    def authenticate(cls, token: str) -> Gateway | None:
+        return cls.objects.filter(token_hash=hash_token(token), revoked_at__isnull=True).select_related("site").first()
+
+
+class Label(models.Model):
+    """Ground truth on a time range of an asset: a fault or normal behaviour, with who said so."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="labels")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    kind = models.CharField(max_length=10, choices=LabelKind.choices)
+    fault_type = models.CharField(max_length=60, blank=True, help_text="e.g. bearing_wear, cavitation.")
+    reason = models.CharField(max_length=60, blank=True, help_text="Why a range is normal (false-alarm reason).")
+    source = models.CharField(max_length=12, choices=LabelSource.choices, default=LabelSource.MANUAL)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["asset", "start"]
+        indexes = [models.Index(fields=["asset", "start"])]
+        constraints = [models.CheckConstraint(condition=models.Q(end__gte=models.F("start")), name="label_end_after_start")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.asset} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"

@@ -1,0 +1,95 @@
+"""Shared fixtures: named users per role and bulk builders for sites, assets, sensors and readings."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from plant.models import Asset, AssetType, Gateway, Sensor, SensorRole, Site
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=dt_timezone.utc)
+PASSWORD = "correct-horse-battery"
+
+
+def make_site(slug: str = "north", name: str | None = None) -> Site:
+    return Site.objects.create(slug=slug, name=name or slug.title())
+
+
+def make_pump_type(slug: str = "pump") -> AssetType:
+    asset_type, _ = AssetType.objects.get_or_create(slug=slug, defaults={"name": slug.title()})
+    for key, unit in (("vibration", "mm/s"), ("current", "A"), ("pressure", "bar"), ("temperature", "°C")):
+        SensorRole.objects.get_or_create(asset_type=asset_type, key=key, defaults={"label": key.title(), "unit": unit})
+    return asset_type
+
+
+def make_asset(site: Site, tag: str = "p-101", asset_type: AssetType | None = None) -> Asset:
+    """An asset with one sensor per role of its type, keyed '<site>.<tag>.<role>'."""
+    asset_type = asset_type or make_pump_type()
+    asset = Asset.objects.create(site=site, asset_type=asset_type, name=tag.upper(), tag=tag)
+    Sensor.objects.bulk_create(
+        Sensor(
+            asset=asset,
+            key=f"{site.slug}.{tag}.{role.key}",
+            role=role,
+            unit=role.unit,
+            valid_min=0.0,
+            valid_max=100.0,
+            sample_period_s=1.0,
+        )
+        for role in asset_type.roles.all()
+    )
+    return asset
+
+
+def make_user(username: str, role: str, *sites: Site) -> User:
+    user = User.objects.create_user(username, password=PASSWORD, is_staff=(role == "engineer"))
+    user.groups.add(Group.objects.get(name=role))
+    for site in sites:
+        site.members.add(user)
+    return user
+
+
+@pytest.fixture
+def site(db) -> Site:
+    return make_site("north")
+
+
+@pytest.fixture
+def other_site(db) -> Site:
+    return make_site("south")
+
+
+@pytest.fixture
+def asset(site) -> Asset:
+    return make_asset(site)
+
+
+@pytest.fixture
+def other_asset(other_site) -> Asset:
+    return make_asset(other_site, tag="p-201")
+
+
+@pytest.fixture
+def technician(site) -> User:
+    return make_user("tess", "technician", site)
+
+
+@pytest.fixture
+def engineer(site) -> User:
+    return make_user("enzo", "engineer", site)
+
+
+@pytest.fixture
+def outsider(other_site) -> User:
+    return make_user("otto", "technician", other_site)
+
+
+@pytest.fixture
+def gateway_token(site) -> str:
+    return Gateway.issue(site, "edge-1")[1]
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
