@@ -6,6 +6,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from plant import api as plant_api
+
 admin.site.site_header = "Vigil — engineering console"
 admin.site.site_title = "Vigil console"
 
@@ -14,5 +16,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("plant.api_urls")),
+    path("api/docs/", plant_api.api_docs, name="api-docs"),
     path("", include("plant.urls")),
 ]

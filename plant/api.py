@@ -1,11 +1,110 @@
+"""The gateway HTTP API: POST /api/v1/readings, its OpenAPI document and its human docs page.
+
+Every answer is JSON; every error is `{"error": "..."}` with a 4xx status, never a traceback.
+"""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+import orjson
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET
+
+from plant.ingest import BatchError, ingest_readings, parse_csv, parse_json
+from plant.models import Gateway
+from plant.openapi import build_openapi
+
+JSON_TYPES = {"application/json"}
+CSV_TYPES = {"text/csv", "application/csv"}
+
+
+def _json(payload: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
+    return HttpResponse(
+        orjson.dumps(payload), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error(message: str, status: int, headers: dict | None = None) -> HttpResponse:
+    return _json({"error": message}, status=status, headers=headers)
+
+
+def _authenticate(request: HttpRequest) -> Gateway | HttpResponse:
+    """The gateway of the request's bearer token, or the 401 answer that explains what is wrong."""
+    challenge = {"WWW-Authenticate": 'Bearer realm="vigil"'}
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return _error(
+            "missing Authorization header: send 'Authorization: Bearer <gateway token>'", 401, challenge
+        )
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return _error("malformed Authorization header: expected 'Bearer <gateway token>'", 401, challenge)
+    gateway = Gateway.authenticate(token)
+    if gateway is None:
+        return _error("invalid or revoked gateway token", 401, challenge)
+    return gateway
 
 
 @csrf_exempt
-@require_POST
-def post_readings(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"error": "not built yet"}, status=501)
+def post_readings(request: HttpRequest) -> HttpResponse:
+    """Authenticate the gateway, check the size, parse the body, ingest it and report per-row results."""
+    if request.method != "POST":
+        return _error(f"method {request.method} not allowed: use POST", 405, {"Allow": "POST"})
+    gateway = _authenticate(request)
+    if isinstance(gateway, HttpResponse):
+        return gateway
+
+    max_bytes = settings.VIGIL_INGEST_MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return _error("invalid Content-Length header", 400)
+    if declared > max_bytes:
+        return _error(f"body too large: {declared} bytes, the limit is {max_bytes}", 413)
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _error(f"body too large: the limit is {max_bytes} bytes", 413)
+    if len(body) > max_bytes:
+        return _error(f"body too large: {len(body)} bytes, the limit is {max_bytes}", 413)
+
+    if not body.strip():
+        return _error("empty body: send a JSON object with a 'readings' list, or CSV with a header", 400)
+    content_type = (request.content_type or "").lower()
+    if content_type in JSON_TYPES:
+        parse = parse_json
+    elif content_type in CSV_TYPES:
+        parse = parse_csv
+    else:
+        return _error(f"unsupported content type {content_type!r}: send application/json or text/csv", 415)
+    try:
+        batch = parse(body, settings.VIGIL_INGEST_MAX_READINGS)
+    except BatchError as exc:
+        return _error(exc.message, exc.status)
+
+    result = ingest_readings(gateway.site, batch)
+    Gateway.objects.filter(pk=gateway.pk).update(last_seen_at=timezone.now())
+    return _json(result.as_dict())
+
+
+@require_GET
+def openapi_json(request: HttpRequest) -> HttpResponse:
+    return _json(build_openapi(request.build_absolute_uri("/")))
+
+
+@require_GET
+def api_docs(request: HttpRequest) -> HttpResponse:
+    base = request.build_absolute_uri("/").rstrip("/")
+    context = {
+        "base_url": base,
+        "max_readings": settings.VIGIL_INGEST_MAX_READINGS,
+        "max_body_bytes": settings.VIGIL_INGEST_MAX_BODY_BYTES,
+        "max_body_mib": settings.VIGIL_INGEST_MAX_BODY_BYTES / (1024 * 1024),
+        "max_future_s": settings.VIGIL_INGEST_MAX_FUTURE_S,
+    }
+    return render(request, "plant/api_docs.html", context)

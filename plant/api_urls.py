@@ -1,3 +1,5 @@
+"""URLs of the gateway API under api/v1/ (config.urls mounts the human docs page at api/docs/)."""
+
 from __future__ import annotations
 
 from django.urls import path
@@ -8,4 +10,5 @@ app_name = "api"
 
 urlpatterns = [
     path("readings", api.post_readings, name="readings"),
+    path("openapi.json", api.openapi_json, name="openapi"),
 ]

@@ -1,0 +1,8 @@
+"""Reading ingestion: parse a batch (parse), validate/flag/store it (service), with bulk DB I/O (store)."""
+
+from __future__ import annotations
+
+from plant.ingest.parse import BatchError, ParsedBatch, parse_csv, parse_json
+from plant.ingest.service import IngestResult, ingest_readings
+
+__all__ = ["BatchError", "IngestResult", "ParsedBatch", "ingest_readings", "parse_csv", "parse_json"]

@@ -1,0 +1,293 @@
+"""Parsing of reading batches (JSON and CSV bodies) into NumPy columns, with one error per bad row.
+
+The common case — every row well formed — runs through a bulk path: one list comprehension per column,
+one type census per column and one NumPy conversion. Only a batch with a problem row falls back to the
+row-by-row path, which names the problem of each row. Either way the result is the same `ParsedBatch`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import orjson
+
+FIELDS = ("sensor", "ts", "value")
+CSV_HEADER = ",".join(FIELDS)
+# Epoch seconds accepted for `ts`: 1970-01-01 up to the year 9999 (what every backend can store).
+MIN_EPOCH_S = 0.0
+MAX_EPOCH_S = 253402300799.0
+_fromisoformat = datetime.fromisoformat
+
+
+class BatchError(Exception):
+    """The body as a whole is unusable (HTTP 400), or too large (HTTP 413 when `status` says so)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class ParsedBatch:
+    """The usable rows of a batch as columns, plus the index and reason of every row that was not usable.
+
+    `ts_us` is UTC epoch microseconds; `index` is each usable row's position in the request body, so that
+    later stages (sensor look-up, future check) can report errors with the client's row numbers.
+    """
+
+    keys: list[str]
+    ts_us: np.ndarray
+    values: np.ndarray
+    index: np.ndarray
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    total: int = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def from_arrays(
+        cls, keys: Sequence[str], ts: np.ndarray | Sequence[float], values: np.ndarray
+    ) -> ParsedBatch:
+        """Build a batch from trusted columns (dataset loaders, the simulator): `ts` is datetime64 or epoch s.
+
+        Non-finite values and timestamps outside 1970..9999 are still turned into row errors.
+        """
+        ts_arr = np.asarray(ts)
+        if np.issubdtype(ts_arr.dtype, np.datetime64):
+            ts_s = ts_arr.astype("datetime64[us]").astype(np.int64) / 1e6
+        else:
+            ts_s = ts_arr.astype(np.float64)
+        return _assemble(list(keys), ts_s, np.asarray(values, dtype=np.float64), [])
+
+
+def _assemble(
+    keys: list[str], ts_s: np.ndarray, values: np.ndarray, errors: list[tuple[int, str]]
+) -> ParsedBatch:
+    """Turn full-length columns into a batch; `errors` already holds rows that failed earlier (NaN-filled)."""
+    total = len(keys)
+    bad = np.zeros(total, dtype=bool)
+    for i, _ in errors:
+        bad[i] = True
+    ts_ok = (ts_s >= MIN_EPOCH_S) & (ts_s <= MAX_EPOCH_S)  # NaN compares False, so it lands here too
+    val_ok = np.isfinite(values)
+    new_bad = ~bad & ~(ts_ok & val_ok)
+    if new_bad.any():
+        errors = list(errors)
+        for i in np.flatnonzero(new_bad).tolist():
+            if not ts_ok[i]:
+                errors.append((i, "timestamp out of range (1970-01-01 to 9999-12-31)"))
+            else:
+                errors.append((i, f"value is not finite: {float(values[i])}"))
+        bad |= new_bad
+    errors.sort()
+    if bad.any():
+        good = np.flatnonzero(~bad)
+        keys = [keys[i] for i in good.tolist()]
+        ts_s, values = ts_s[good], values[good]
+    else:
+        good = np.arange(total, dtype=np.int64)
+    ts_us = np.rint(ts_s * 1e6).astype(np.int64)
+    return ParsedBatch(keys=keys, ts_us=ts_us, values=values, index=good, errors=errors, total=total)
+
+
+# --- timestamps ---------------------------------------------------------------------------------------
+
+
+def _iso_to_epoch(text: str) -> float | str:
+    """Epoch seconds of an ISO 8601 string with an offset, or the error message for this row."""
+    try:
+        moment = _fromisoformat(text)
+    except ValueError:
+        return f"unparseable timestamp: {text[:40]!r}"
+    if moment.tzinfo is None:
+        return f"timestamp has no UTC offset: {text[:40]!r} (add Z or +HH:MM)"
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):
+        return "timestamp out of range (1970-01-01 to 9999-12-31)"
+
+
+def _ts_column(raw: list, csv_mode: bool) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Epoch seconds for each row (NaN where invalid) and the errors of the invalid ones."""
+    kinds = set(map(type, raw))
+    if kinds <= {int, float} and not csv_mode:
+        try:
+            return np.array(raw, dtype=np.float64), []
+        except OverflowError:
+            pass  # an int beyond float range: let the row path name it
+    if kinds == {str}:
+        if csv_mode:
+            try:
+                return np.array(raw, dtype=np.float64), []  # every row is epoch seconds
+            except ValueError:
+                pass
+        epochs = [_iso_to_epoch(text) for text in raw]
+        if set(map(type, epochs)) == {float}:
+            return np.array(epochs, dtype=np.float64), []
+    out = np.full(len(raw), np.nan)
+    errors: list[tuple[int, str]] = []
+    for i, item in enumerate(raw):
+        result: float | str
+        if item is None or (csv_mode and item == ""):
+            result = "missing field 'ts'"
+        elif isinstance(item, bool):
+            result = "timestamp must be an ISO 8601 string or epoch seconds, not a boolean"
+        elif isinstance(item, (int, float)):
+            result = float(item) if math.isfinite(item) else "timestamp is not finite"
+        elif isinstance(item, str):
+            try:
+                result = float(item) if csv_mode else _iso_to_epoch(item)
+            except ValueError:
+                result = _iso_to_epoch(item)
+        else:
+            result = "timestamp must be an ISO 8601 string or epoch seconds"
+        if isinstance(result, str):
+            errors.append((i, result))
+        else:
+            out[i] = result
+    return out, errors
+
+
+# --- values -------------------------------------------------------------------------------------------
+
+
+def _value_column(raw: list, csv_mode: bool) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    kinds = set(map(type, raw))
+    if kinds <= ({str} if csv_mode else {int, float}):
+        try:
+            return np.array(raw, dtype=np.float64), []
+        except (ValueError, OverflowError):
+            pass
+    out = np.full(len(raw), np.nan)
+    errors: list[tuple[int, str]] = []
+    for i, item in enumerate(raw):
+        if item is None or (csv_mode and item == ""):
+            errors.append((i, "missing field 'value'"))
+        elif isinstance(item, bool) or not isinstance(item, (int, float, str)):
+            errors.append((i, f"value is not a number: {json.dumps(item)[:40]}"))
+        elif isinstance(item, str) and not csv_mode:
+            errors.append((i, f"value is not a number: {item[:40]!r} (send a JSON number)"))
+        else:
+            try:
+                out[i] = float(item)
+            except (ValueError, OverflowError):
+                errors.append((i, f"value is not a number: {str(item)[:40]!r}"))
+    return out, errors
+
+
+def _sensor_column(raw: list) -> tuple[list[str], list[tuple[int, str]]]:
+    if set(map(type, raw)) == {str} and "" not in raw:
+        return raw, []
+    errors: list[tuple[int, str]] = []
+    for i, item in enumerate(raw):
+        if item is None or item == "":
+            errors.append((i, "missing field 'sensor'"))
+        elif not isinstance(item, str):
+            errors.append((i, "sensor must be a string (the sensor key)"))
+    return [item if isinstance(item, str) else "" for item in raw], errors
+
+
+def _columns_to_batch(sensors: list, stamps: list, values: list, csv_mode: bool) -> ParsedBatch:
+    keys, errors = _sensor_column(sensors)
+    ts_s, ts_errors = _ts_column(stamps, csv_mode)
+    vals, val_errors = _value_column(values, csv_mode)
+    # One message per row: the first problem found, in field order.
+    first: dict[int, str] = {}
+    for i, message in (*errors, *ts_errors, *val_errors):
+        first.setdefault(i, message)
+    return _assemble(keys, ts_s, vals, sorted(first.items()))
+
+
+# --- bodies -------------------------------------------------------------------------------------------
+
+
+def _check_count(n: int, max_readings: int) -> None:
+    if n > max_readings:
+        raise BatchError(f"too many readings: {n} in one request, the limit is {max_readings}", status=413)
+
+
+def parse_json(body: bytes, max_readings: int) -> ParsedBatch:
+    """Parse `{"readings": [{"sensor", "ts", "value"}, ...]}`; raise BatchError for another shape."""
+    if not body.strip():
+        raise BatchError("empty body: send a JSON object with a 'readings' list")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # The stdlib parser also takes NaN/Infinity literals, which become per-row errors instead of a 400.
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise BatchError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise BatchError("JSON body must be an object with a 'readings' list")
+    if "readings" not in document:
+        raise BatchError("JSON body has no 'readings' field")
+    rows = document["readings"]
+    if not isinstance(rows, list):
+        raise BatchError("'readings' must be a list of objects")
+    _check_count(len(rows), max_readings)
+    try:
+        sensors = [row["sensor"] for row in rows]
+        stamps = [row["ts"] for row in rows]
+        values = [row["value"] for row in rows]
+    except (KeyError, TypeError):
+        sensors, stamps, values = [], [], []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise BatchError(f"readings[{i}] is not an object with sensor, ts and value") from None
+            sensors.append(row.get("sensor"))
+            stamps.append(row.get("ts"))
+            values.append(row.get("value"))
+    return _columns_to_batch(sensors, stamps, values, csv_mode=False)
+
+
+def parse_csv(body: bytes, max_readings: int) -> ParsedBatch:
+    """Parse CSV with the header `sensor,ts,value`; raise BatchError for a body of another shape."""
+    if not body.strip():
+        raise BatchError(f"empty body: send CSV with the header '{CSV_HEADER}'")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BatchError("CSV body is not UTF-8") from None
+    _check_count(text.count("\n") - 1, max_readings)  # cheap upper bound before parsing
+    try:
+        records = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise BatchError(f"body is not valid CSV: {exc}") from None
+    header = [name.strip().lower() for name in records[0]]
+    if header != list(FIELDS):
+        raise BatchError(f"CSV header must be '{CSV_HEADER}', got {','.join(records[0])[:80]!r}")
+    records = [record for record in records[1:] if record]  # blank lines are not rows
+    _check_count(len(records), max_readings)
+    width_errors: dict[int, str] = {}
+    if any(len(record) != 3 for record in records):
+        for i, record in enumerate(records):
+            if len(record) != 3:
+                width_errors[i] = f"expected 3 fields (sensor,ts,value), got {len(record)}"
+                records[i] = ["", "0", "0"]
+    sensors = [record[0].strip() for record in records]
+    stamps = [record[1].strip() for record in records]
+    values = [record[2].strip() for record in records]
+    batch = _columns_to_batch(sensors, stamps, values, csv_mode=True)
+    if width_errors:
+        merged = dict(batch.errors)
+        merged.update(width_errors)
+        keep = np.array([i not in width_errors for i in batch.index.tolist()], dtype=bool)
+        batch = ParsedBatch(
+            keys=[k for k, ok in zip(batch.keys, keep) if ok],
+            ts_us=batch.ts_us[keep],
+            values=batch.values[keep],
+            index=batch.index[keep],
+            errors=sorted(merged.items()),
+            total=batch.total,
+        )
+    return batch

@@ -1,0 +1,185 @@
+"""ingest_readings: validate a parsed batch against the sensor table, flag quality and store it, in bulk.
+
+Used by the HTTP API, the dataset loaders and the simulator alike; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+
+from plant.ingest.parse import ParsedBatch
+from plant.ingest.store import load_context, write_readings
+from plant.models import Sensor, Site
+from plant.quality import compute_flags
+
+_KEY_CHUNK = 5000  # keeps the IN (...) list under SQLite's variable limit
+
+
+@dataclass
+class IngestResult:
+    """What happened to a batch: rows stored, rows already stored (or repeated in the batch), rows refused."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [{"index": index, "error": error} for index, error in self.rejected],
+        }
+
+
+@dataclass
+class _Sensors:
+    """The sensors a batch names, as parallel arrays indexed by a batch-local sensor number."""
+
+    ids: np.ndarray
+    site_ids: np.ndarray
+    valid_min: np.ndarray
+    valid_max: np.ndarray
+    period: np.ndarray
+    number_of: dict[str, int]
+
+
+def _resolve_sensors(keys: list[str]) -> _Sensors:
+    unique = list(set(keys))
+    rows: list[tuple] = []
+    for start in range(0, len(unique), _KEY_CHUNK):
+        rows.extend(
+            Sensor.objects.filter(key__in=unique[start : start + _KEY_CHUNK]).values_list(
+                "key", "id", "asset__site_id", "valid_min", "valid_max", "sample_period_s"
+            )
+        )
+    nan = float("nan")
+    return _Sensors(
+        ids=np.array([row[1] for row in rows], dtype=np.int64),
+        site_ids=np.array([row[2] for row in rows], dtype=np.int64),
+        valid_min=np.array([nan if row[3] is None else row[3] for row in rows], dtype=np.float64),
+        valid_max=np.array([nan if row[4] is None else row[4] for row in rows], dtype=np.float64),
+        period=np.array([row[5] for row in rows], dtype=np.float64),
+        number_of={row[0]: number for number, row in enumerate(rows)},
+    )
+
+
+def ingest_readings(
+    site: Site | None, batch: ParsedBatch, *, now_s: float | None = None, max_future_s: float | None = None
+) -> IngestResult:
+    """Store the valid rows of `batch` with their quality flags and report what happened to every row.
+
+    With a site, only sensors of that site may be written (a gateway's scope); `site=None` is for trusted
+    callers such as dataset loaders. Rows naming an unknown sensor, another site's sensor or a time more
+    than `max_future_s` ahead of now are rejected; a (sensor, ts) already stored, or repeated within the
+    batch, counts as a duplicate and is stored once. Runs one sensor query, one context query (per
+    sensor on SQLite) and one bulk write.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    rejected = list(batch.errors)
+    if len(batch) == 0:
+        return IngestResult(rejected=rejected)
+    now_s = time.time() if now_s is None else now_s
+    max_future_s = settings.VIGIL_INGEST_MAX_FUTURE_S if max_future_s is None else max_future_s
+
+    sensors = _resolve_sensors(batch.keys)
+    number_of = sensors.number_of
+    number = np.fromiter((number_of.get(key, -1) for key in batch.keys), dtype=np.int64, count=len(batch))
+    known = number >= 0
+    in_scope = known.copy()
+    if site is not None:
+        in_scope[known] = sensors.site_ids[number[known]] == site.pk
+    not_future = batch.ts_us <= int((now_s + max_future_s) * 1e6)
+    ok = in_scope & not_future
+    if not ok.all():
+        for i in np.flatnonzero(~ok).tolist():
+            key = batch.keys[i]
+            if not known[i]:
+                error = f"unknown sensor: {key[:100]!r}"
+            elif not in_scope[i]:
+                error = f"sensor of another site: {key[:100]!r}"
+            else:
+                error = f"timestamp is more than {max_future_s:g} s in the future"
+            rejected.append((int(batch.index[i]), error))
+        rejected.sort()
+    number, ts_us, values = number[ok], batch.ts_us[ok], batch.values[ok]
+    timings["validate"] = time.perf_counter() - started
+
+    # Sort by (sensor, ts, position in the body) and keep the first of each repeated (sensor, ts).
+    order = np.lexsort((np.arange(len(number)), ts_us, number))
+    number, ts_us, values = number[order], ts_us[order], values[order]
+    first = np.ones(len(number), dtype=bool)
+    first[1:] = (number[1:] != number[:-1]) | (ts_us[1:] != ts_us[:-1])
+    in_batch_duplicates = int((~first).sum())
+    number, ts_us, values = number[first], ts_us[first], values[first]
+
+    started = time.perf_counter()
+    quality = _flag(sensors, number, ts_us, values)
+    timings["quality"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    inserted = write_readings(sensors.ids[number], ts_us, values, quality)
+    timings["store"] = time.perf_counter() - started
+    return IngestResult(
+        accepted=inserted,
+        duplicates=in_batch_duplicates + (len(number) - inserted),
+        rejected=rejected,
+        timings=timings,
+    )
+
+
+def _flag(sensors: _Sensors, number: np.ndarray, ts_us: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Quality bits of rows sorted by (sensor number, ts), computed over stored context + batch."""
+    if len(number) == 0:
+        return np.zeros(0, dtype=np.uint16)
+    starts = np.flatnonzero(np.r_[True, number[1:] != number[:-1]])
+    ends = np.r_[starts[1:], len(number)] - 1
+    present = number[starts]
+    window = settings.VIGIL_QUALITY_CONTEXT
+    before = max(window, settings.VIGIL_QUALITY_STUCK_SAMPLES)
+    ctx_sid, ctx_ts, ctx_val = load_context(
+        sensors.ids[present], ts_us[starts], ts_us[ends], before, settings.VIGIL_INGEST_MAX_READINGS
+    )
+    if len(ctx_sid):
+        number_of_id = dict(zip(sensors.ids.tolist(), range(len(sensors.ids))))
+        ctx_num = np.fromiter((number_of_id[s] for s in ctx_sid.tolist()), dtype=np.int64, count=len(ctx_sid))
+    else:
+        ctx_num = np.empty(0, np.int64)
+
+    n_ctx = len(ctx_num)
+    all_num = np.concatenate([ctx_num, number])
+    all_ts = np.concatenate([ctx_ts, ts_us])
+    all_val = np.concatenate([ctx_val, values])
+    is_batch = np.r_[np.zeros(n_ctx, dtype=bool), np.ones(len(number), dtype=bool)]
+    batch_pos = np.r_[np.full(n_ctx, -1), np.arange(len(number))]
+    if n_ctx:
+        # Stored rows sort before a batch row of the same time, which is then a duplicate and left out.
+        order = np.lexsort((is_batch, all_ts, all_num))
+        all_num, all_ts, all_val = all_num[order], all_ts[order], all_val[order]
+        is_batch, batch_pos = is_batch[order], batch_pos[order]
+        keep = np.ones(len(all_num), dtype=bool)
+        keep[1:] = (all_num[1:] != all_num[:-1]) | (all_ts[1:] != all_ts[:-1])
+        all_num, all_ts, all_val = all_num[keep], all_ts[keep], all_val[keep]
+        is_batch, batch_pos = is_batch[keep], batch_pos[keep]
+
+    flags = compute_flags(
+        all_num,
+        all_ts / 1e6,
+        all_val,
+        is_batch,
+        valid_min=sensors.valid_min[all_num],
+        valid_max=sensors.valid_max[all_num],
+        sample_period_s=sensors.period[all_num],
+        spike_mads=settings.VIGIL_QUALITY_SPIKE_MADS,
+        stuck_samples=settings.VIGIL_QUALITY_STUCK_SAMPLES,
+        gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
+        window=window,
+    )
+    quality = np.zeros(len(number), dtype=np.uint16)
+    quality[batch_pos[is_batch]] = flags[is_batch]
+    return quality

@@ -1,0 +1,178 @@
+"""The database edge of ingestion: read the quality context of a batch and write its rows, both in bulk.
+
+PostgreSQL: one LATERAL query reads the context of every sensor of the batch; rows are written with a
+binary COPY of one pre-built NumPy buffer into a temporary staging table, then one
+`INSERT ... SELECT ... ON CONFLICT (sensor_id, ts) DO NOTHING`. SQLite: indexed queries per sensor and one
+`executemany` of `INSERT OR IGNORE`. Timestamps travel as UTC epoch microseconds (int64) throughout.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+import numpy as np
+from django.db import connection, transaction
+
+from plant.models import Reading
+
+EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_ONE_US = timedelta(microseconds=1)
+# PostgreSQL's binary timestamptz counts microseconds from 2000-01-01.
+_PG_EPOCH_OFFSET_US = 946_684_800_000_000
+_PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_PG_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+_PG_ROW = np.dtype(
+    [
+        ("nfields", ">i2"),
+        ("len_sensor", ">i4"),
+        ("sensor", ">i8"),
+        ("len_ts", ">i4"),
+        ("ts", ">i8"),
+        ("len_value", ">i4"),
+        ("value", ">f8"),
+        ("len_quality", ">i4"),
+        ("quality", ">i2"),
+    ]
+)
+STAGE_TABLE = "vigil_reading_stage"
+
+
+def _table() -> tuple[str, str, str, str, str]:
+    meta = Reading._meta
+    qn = connection.ops.quote_name
+    return (
+        qn(meta.db_table),
+        qn(meta.get_field("sensor").column),
+        qn(meta.get_field("ts").column),
+        qn(meta.get_field("value").column),
+        qn(meta.get_field("quality").column),
+    )
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def datetime_to_us(moment: datetime) -> int:
+    return (moment - EPOCH) // _ONE_US
+
+
+# --- context ------------------------------------------------------------------------------------------
+
+
+def load_context(
+    sensor_ids: np.ndarray, first_us: np.ndarray, last_us: np.ndarray, before: int, span_limit: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored readings of each sensor: the last `before` ones before first_us, and those in [first, last].
+
+    Returns (sensor_id, ts_us, value) columns, unsorted.
+    """
+    if len(sensor_ids) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    table, c_sensor, c_ts, c_value, _ = _table()
+    if is_postgres():
+        sql = f"""
+            SELECT b.sid, (EXTRACT(EPOCH FROM r.ts) * 1000000)::bigint, r.value
+            FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS b(sid, t0, t1)
+            CROSS JOIN LATERAL (
+                (SELECT {c_ts} AS ts, {c_value} AS value FROM {table}
+                 WHERE {c_sensor} = b.sid AND {c_ts} < 'epoch'::timestamptz + b.t0 * interval '1 microsecond'
+                 ORDER BY {c_ts} DESC LIMIT %s)
+                UNION ALL
+                (SELECT {c_ts}, {c_value} FROM {table}
+                 WHERE {c_sensor} = b.sid
+                   AND {c_ts} >= 'epoch'::timestamptz + b.t0 * interval '1 microsecond'
+                   AND {c_ts} <= 'epoch'::timestamptz + b.t1 * interval '1 microsecond'
+                 ORDER BY {c_ts} LIMIT %s)
+            ) AS r
+        """
+        params = [sensor_ids.tolist(), first_us.tolist(), last_us.tolist(), before, span_limit]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    else:
+        rows = []
+        for sid, first, last in zip(sensor_ids.tolist(), first_us.tolist(), last_us.tolist()):
+            start, end = EPOCH + first * _ONE_US, EPOCH + last * _ONE_US
+            readings = Reading.objects.filter(sensor_id=sid)
+            earlier = readings.filter(ts__lt=start).order_by("-ts").values_list("ts", "value")[:before]
+            inside = readings.filter(ts__gte=start, ts__lte=end).order_by("ts").values_list("ts", "value")
+            rows.extend((sid, datetime_to_us(ts), value) for ts, value in (*earlier, *inside[:span_limit]))
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    sid_col, ts_col, value_col = zip(*rows)
+    return np.array(sid_col, np.int64), np.array(ts_col, np.int64), np.array(value_col, np.float64)
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+def write_readings(sensor_ids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, quality: np.ndarray) -> int:
+    """Insert the rows, skipping any (sensor, ts) already stored; return how many were inserted."""
+    if len(sensor_ids) == 0:
+        return 0
+    if is_postgres():
+        return _write_postgres(sensor_ids, ts_us, values, quality)
+    return _write_sqlite(sensor_ids, ts_us, values, quality)
+
+
+def pg_copy_buffer(
+    sensor_ids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, quality: np.ndarray
+) -> bytes:
+    """The whole batch as one PostgreSQL binary COPY stream, built in a handful of NumPy operations."""
+    rows = np.empty(len(sensor_ids), dtype=_PG_ROW)
+    rows["nfields"] = 4
+    rows["len_sensor"] = 8
+    rows["sensor"] = sensor_ids
+    rows["len_ts"] = 8
+    rows["ts"] = ts_us - _PG_EPOCH_OFFSET_US
+    rows["len_value"] = 8
+    rows["value"] = values
+    rows["len_quality"] = 2
+    rows["quality"] = quality
+    return _PG_COPY_HEADER + rows.tobytes() + _PG_COPY_TRAILER
+
+
+def _write_postgres(
+    sensor_ids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, quality: np.ndarray
+) -> int:
+    table, c_sensor, c_ts, c_value, c_quality = _table()
+    buffer = pg_copy_buffer(sensor_ids, ts_us, values, quality)
+    # Inside a caller's transaction ON COMMIT DELETE ROWS does not fire between our calls: empty it ourselves.
+    outermost = connection.get_autocommit()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (sensor_id bigint NOT NULL,"
+            " ts timestamptz NOT NULL,"
+            " value double precision NOT NULL, quality smallint NOT NULL) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(
+            f"COPY {STAGE_TABLE} (sensor_id, ts, value, quality) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.write(buffer)
+        cursor.execute(
+            f"INSERT INTO {table} ({c_sensor}, {c_ts}, {c_value}, {c_quality})"
+            f" SELECT sensor_id, ts, value, quality FROM {STAGE_TABLE}"
+            f" ON CONFLICT ({c_sensor}, {c_ts}) DO NOTHING"
+        )
+        inserted = cursor.rowcount
+        if not outermost:
+            cursor.execute(f"TRUNCATE {STAGE_TABLE}")
+    return inserted
+
+
+def _write_sqlite(sensor_ids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, quality: np.ndarray) -> int:
+    table, c_sensor, c_ts, c_value, c_quality = _table()
+    # Django stores SQLite datetimes as str(naive UTC datetime); the same text keeps the unique index exact.
+    stamps = [str(_EPOCH_NAIVE + us * _ONE_US) for us in ts_us.tolist()]
+    rows = list(zip(sensor_ids.tolist(), stamps, values.tolist(), quality.tolist()))
+    with transaction.atomic(), connection.cursor() as cursor:
+        before = connection.connection.total_changes
+        cursor.executemany(
+            f"INSERT OR IGNORE INTO {table} ({c_sensor}, {c_ts}, {c_value}, {c_quality})"
+            " VALUES (%s, %s, %s, %s)",
+            rows,
+        )
+        return connection.connection.total_changes - before

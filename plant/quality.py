@@ -1,0 +1,179 @@
+"""Per-reading data-quality flags, as pure NumPy over time-ordered series (no ORM here).
+
+Every flag of reading i depends only on reading i and the readings before it in time, so a batch is
+flagged by prepending the stored history just before it (its *context*) and computing over the whole:
+
+- OUT_OF_RANGE: the value lies outside the sensor's [valid_min, valid_max] (either bound may be absent).
+- SPIKE: |x_i - median(prev K)| > spike_mads x scale, with scale = max(1.4826 x MAD(prev K), floor) and
+  floor = SPIKE_FLOOR_FRACTION x max(|median(prev K)|, valid_max - valid_min). The floor is what keeps a
+  perfectly flat signal (MAD = 0) from flagging the first bit of noise: with the defaults a deviation
+  must exceed 8 x 0.1 % of the signal level (or of the valid range, when both bounds are known). The
+  check starts once SPIKE_MIN_HISTORY previous values exist. A genuine step change flags its first few
+  samples until the rolling median has moved, which is what a robust spike rule should do.
+- STUCK: the value equals the previous one exactly for at least `stuck_samples` consecutive samples;
+  every sample of the run from the N-th one on is flagged (a run that began in the context counts).
+- GAP: more than gap_factor x sample_period_s seconds passed since the previous reading; the reading
+  that ends the gap carries the flag.
+
+Out-of-order data: the caller sorts context + batch by time before flagging, and the context contains
+the stored readings just before the batch *and* those stored inside the batch's time span, so a late
+reading is judged against its true neighbours in time. Flags of readings already stored are never
+rewritten: a late reading that fills a gap does not clear the GAP flag of the stored reading after it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from plant.choices import QualityFlag
+
+MAD_TO_SIGMA = 1.4826
+SPIKE_FLOOR_FRACTION = 1e-3
+SPIKE_MIN_HISTORY = 5
+_TINY = 1e-12
+
+
+def _as_row_array(value: float | np.ndarray | None, n: int) -> np.ndarray:
+    """A per-row float array from a scalar, None (-> NaN, i.e. 'no bound') or an array."""
+    if value is None:
+        return np.full(n, np.nan)
+    arr = np.asarray(value, dtype=np.float64)
+    return np.broadcast_to(arr, (n,)) if arr.ndim == 0 else arr
+
+
+def compute_flags(
+    group: np.ndarray,
+    ts_s: np.ndarray,
+    values: np.ndarray,
+    target: np.ndarray | None = None,
+    *,
+    valid_min: float | np.ndarray | None,
+    valid_max: float | np.ndarray | None,
+    sample_period_s: float | np.ndarray,
+    spike_mads: float,
+    stuck_samples: int,
+    gap_factor: float,
+    window: int = 30,
+) -> np.ndarray:
+    """Quality bits of many series at once.
+
+    Rows are grouped by `group` (e.g. sensor) and sorted by time within each group; the groups are
+    contiguous. Per-sensor settings may be scalars or per-row arrays. `target` marks the rows whose flags
+    are wanted (the others are context); flags of non-target rows are returned as 0.
+    """
+    n = len(values)
+    flags = np.zeros(n, dtype=np.uint16)
+    if n == 0:
+        return flags
+    values = np.asarray(values, dtype=np.float64)
+    ts_s = np.asarray(ts_s, dtype=np.float64)
+    group = np.asarray(group)
+    target = np.ones(n, dtype=bool) if target is None else np.asarray(target, dtype=bool)
+    lo, hi = _as_row_array(valid_min, n), _as_row_array(valid_max, n)
+    period = _as_row_array(sample_period_s, n)
+
+    index = np.arange(n)
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = group[1:] != group[:-1]
+    pos = index - np.maximum.accumulate(np.where(new_group, index, 0))  # position within its group
+
+    flags[(values < lo) | (values > hi)] |= int(QualityFlag.OUT_OF_RANGE)
+
+    gap = np.zeros(n, dtype=bool)
+    gap[1:] = (ts_s[1:] - ts_s[:-1]) > gap_factor * period[1:]
+    flags[gap & ~new_group] |= int(QualityFlag.GAP)
+
+    same = np.zeros(n, dtype=bool)
+    same[1:] = values[1:] == values[:-1]
+    same &= ~new_group
+    run_start = np.maximum.accumulate(np.where(same, 0, index))
+    flags[(index - run_start + 1) >= stuck_samples] |= int(QualityFlag.STUCK)
+
+    flags[_spikes(values, pos, target, lo, hi, spike_mads, window)] |= int(QualityFlag.SPIKE)
+    flags[~target] = 0
+    return flags
+
+
+def _spikes(
+    values: np.ndarray,
+    pos: np.ndarray,
+    target: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    spike_mads: float,
+    window: int,
+) -> np.ndarray:
+    """Mask of target rows far from the robust statistics of their previous `window` values."""
+    n = len(values)
+    spike = np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(target & (pos >= SPIKE_MIN_HISTORY))
+    if len(rows) == 0:
+        return spike
+    med = np.empty(n)
+    mad = np.empty(n)
+    if n > window and (pos[rows] >= window).any():
+        # Rows window.. as one strided view (no fancy-index copy), centred on the previous value and in
+        # float32, where NumPy's SIMD sort is ~10x faster than np.median; the precision lost (~1e-7 of
+        # the spread) is far below the spike floor. Rows too close to a group start are redone below.
+        ref = values[window - 1 : n - 1]
+        centred = (sliding_window_view(values[:-1], window) - ref[:, None]).astype(np.float32)
+        m = _row_median(centred)
+        med[window:] = ref + m
+        mad[window:] = _row_median(np.abs(centred - m[:, None].astype(np.float32)))
+    part = rows[pos[rows] < window]
+    if len(part):
+        # Rows near the start of their group: only the values of the same group count.
+        padded = np.concatenate([np.full(window, np.nan), values])
+        w = sliding_window_view(padded, window)[part]
+        w[np.arange(window)[None, :] < (window - pos[part])[:, None]] = np.nan
+        m = np.nanmedian(w, axis=1)
+        med[part] = m
+        mad[part] = np.nanmedian(np.abs(w - m[:, None]), axis=1)
+    span = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
+    floor = SPIKE_FLOOR_FRACTION * np.maximum(np.abs(med[rows]), span[rows])
+    scale = np.maximum(np.maximum(MAD_TO_SIGMA * mad[rows], floor), _TINY)
+    spike[rows] = np.abs(values[rows] - med[rows]) > spike_mads * scale
+    return spike
+
+
+def _row_median(rows: np.ndarray) -> np.ndarray:
+    """Median of each row of a float32 array (a full SIMD sort beats a two-point partition here)."""
+    k = rows.shape[1] // 2
+    ordered = np.sort(rows, axis=1)
+    if rows.shape[1] % 2:
+        return ordered[:, k].astype(np.float64)
+    return (ordered[:, k - 1].astype(np.float64) + ordered[:, k]) / 2
+
+
+def flag_series(
+    ts_s: np.ndarray,
+    values: np.ndarray,
+    n_context: int,
+    *,
+    valid_min: float | None,
+    valid_max: float | None,
+    sample_period_s: float,
+    spike_mads: float,
+    stuck_samples: int,
+    gap_factor: float,
+    window: int = 30,
+) -> np.ndarray:
+    """Quality bits (uint16) of values[n_context:] of one time-sorted series (the first n_context are
+    stored context: they inform the flags but are not returned)."""
+    n = len(values)
+    target = np.arange(n) >= n_context
+    flags = compute_flags(
+        np.zeros(n, dtype=np.int64),
+        ts_s,
+        values,
+        target,
+        valid_min=valid_min,
+        valid_max=valid_max,
+        sample_period_s=sample_period_s,
+        spike_mads=spike_mads,
+        stuck_samples=stuck_samples,
+        gap_factor=gap_factor,
+        window=window,
+    )
+    return flags[n_context:]

@@ -1,0 +1,318 @@
+"""POST /api/v1/readings end to end: auth, shapes, per-row errors, scoping, idempotency, docs."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from plant.choices import QualityFlag
+from plant.models import Gateway, Reading
+from tests.conftest import T0
+
+URL = "/api/v1/readings"
+VIB = "north.p-101.vibration"
+CUR = "north.p-101.current"
+EPOCH0 = int(T0.timestamp())
+
+pytestmark = pytest.mark.django_db
+
+
+def post_json(client, token, payload, **extra):
+    body = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
+    return client.post(
+        URL, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}", **extra
+    )
+
+
+def post_csv(client, token, text):
+    return client.post(URL, text, content_type="text/csv", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def reading(sensor=VIB, ts=None, value=1.0):
+    return {"sensor": sensor, "ts": EPOCH0 if ts is None else ts, "value": value}
+
+
+def rejected_errors(response) -> dict[int, str]:
+    return {row["index"]: row["error"] for row in response.json()["rejected"]}
+
+
+# --- happy paths --------------------------------------------------------------------------------------
+
+
+def test_it_stores_a_json_batch_and_reports_counts(client, asset, gateway_token):
+    rows = [reading(ts=EPOCH0 + i, value=float(i)) for i in range(5)]
+    response = post_json(client, gateway_token, {"readings": rows})
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 5, "duplicates": 0, "rejected": []}
+    stored = list(Reading.objects.filter(sensor__key=VIB).order_by("ts").values_list("ts", "value"))
+    assert stored == [(T0 + timedelta(seconds=i), float(i)) for i in range(5)]
+
+
+def test_iso_timestamps_with_offsets_and_z_are_converted_to_utc(client, asset, gateway_token):
+    rows = [
+        reading(ts="2026-01-05T10:00:00+02:00", value=1.0),
+        reading(ts="2026-01-05T08:00:01Z", value=2.0),
+        reading(ts="2026-01-05T08:00:02.250000+00:00", value=3.0),
+        reading(ts=EPOCH0 + 3.5, value=4.0),
+    ]
+    assert post_json(client, gateway_token, {"readings": rows}).json()["accepted"] == 4
+    stamps = list(Reading.objects.order_by("ts").values_list("ts", flat=True))
+    assert stamps == [
+        T0,
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=2.25),
+        T0 + timedelta(seconds=3.5),
+    ]
+
+
+def test_it_stores_a_csv_batch(client, asset, gateway_token):
+    text = f"sensor,ts,value\n{VIB},{EPOCH0},1.5\n{CUR},2026-01-05T08:00:00Z,12\n\n{VIB},{EPOCH0 + 1},nan\n"
+    response = post_csv(client, gateway_token, text)
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 2
+    assert rejected_errors(response) == {2: "value is not finite: nan"}
+    assert Reading.objects.get(sensor__key=CUR).value == 12.0
+
+
+def test_resending_the_same_batch_stores_nothing_twice(client, asset, gateway_token):
+    payload = {"readings": [reading(ts=EPOCH0 + i, value=float(i)) for i in range(10)]}
+    assert post_json(client, gateway_token, payload).json() == {
+        "accepted": 10,
+        "duplicates": 0,
+        "rejected": [],
+    }
+    assert post_json(client, gateway_token, payload).json() == {
+        "accepted": 0,
+        "duplicates": 10,
+        "rejected": [],
+    }
+    assert Reading.objects.count() == 10
+
+
+def test_duplicates_inside_one_batch_are_stored_once_and_counted(client, asset, gateway_token):
+    rows = [reading(value=1.0), reading(value=2.0), reading(ts=EPOCH0 + 1), reading(value=3.0)]
+    assert post_json(client, gateway_token, {"readings": rows}).json() == {
+        "accepted": 2,
+        "duplicates": 2,
+        "rejected": [],
+    }
+    assert Reading.objects.get(ts=T0).value == 1.0  # the first occurrence wins
+
+
+def test_out_of_order_readings_are_all_stored(client, asset, gateway_token):
+    later = [reading(ts=EPOCH0 + i, value=float(i)) for i in range(20, 30)]
+    earlier = [reading(ts=EPOCH0 + i, value=float(i)) for i in (9, 3, 7, 1, 5)]
+    assert post_json(client, gateway_token, {"readings": later}).json()["accepted"] == 10
+    assert post_json(client, gateway_token, {"readings": earlier}).json()["accepted"] == 5
+    assert Reading.objects.count() == 15
+
+
+def test_a_mixed_batch_stores_its_valid_rows_and_names_each_bad_one(
+    client, asset, other_asset, gateway_token
+):
+    future = (timezone.now() + timedelta(minutes=10)).isoformat()
+    rows = [
+        reading(ts=EPOCH0 + 0),
+        reading(sensor="north.p-999.flow"),
+        reading(sensor="south.p-201.vibration"),
+        reading(value=float("nan")),
+        reading(value=float("inf")),
+        reading(value="12.5"),
+        reading(value=True),
+        reading(ts="2026-01-05T08:00:00"),
+        reading(ts="yesterday"),
+        reading(ts=future),
+        {"ts": EPOCH0, "value": 1.0},
+        {"sensor": VIB, "value": 1.0},
+        {"sensor": VIB, "ts": EPOCH0},
+        reading(ts=EPOCH0 + 1),
+    ]
+    # json.dumps writes NaN/Infinity literals, as many gateways do; they become row errors, not a 400.
+    response = post_json(client, gateway_token, {"readings": rows})
+    assert response.status_code == 200
+    errors = rejected_errors(response)
+    assert response.json()["accepted"] == 2
+    assert errors[1] == "unknown sensor: 'north.p-999.flow'"
+    assert errors[2] == "sensor of another site: 'south.p-201.vibration'"
+    assert errors[3] == "value is not finite: nan"
+    assert errors[4] == "value is not finite: inf"
+    assert errors[5].startswith("value is not a number: '12.5'")
+    assert errors[6] == "value is not a number: true"
+    assert errors[7].startswith("timestamp has no UTC offset")
+    assert errors[8] == "unparseable timestamp: 'yesterday'"
+    assert errors[9] == "timestamp is more than 300 s in the future"
+    assert errors[10] == "missing field 'sensor'"
+    assert errors[11] == "missing field 'ts'"
+    assert errors[12] == "missing field 'value'"
+    assert sorted(errors) == list(range(1, 13))
+    assert Reading.objects.count() == 2
+
+
+def test_a_gateway_cannot_write_another_sites_sensors(client, asset, other_asset, gateway_token):
+    response = post_json(client, gateway_token, {"readings": [reading(sensor="south.p-201.current")]})
+    assert response.json() == {
+        "accepted": 0,
+        "duplicates": 0,
+        "rejected": [{"index": 0, "error": "sensor of another site: 'south.p-201.current'"}],
+    }
+    assert not Reading.objects.exists()
+
+
+def test_a_timestamp_within_the_allowed_clock_skew_is_accepted(client, asset, gateway_token):
+    soon = (timezone.now() + timedelta(minutes=4)).timestamp()
+    assert post_json(client, gateway_token, {"readings": [reading(ts=soon)]}).json()["accepted"] == 1
+
+
+def test_it_updates_the_gateways_last_seen_time(client, asset, site, gateway_token):
+    before = timezone.now()
+    post_json(client, gateway_token, {"readings": [reading()]})
+    assert Gateway.objects.get(site=site).last_seen_at >= before
+
+
+def test_a_stored_reading_carries_its_quality_flags(client, asset, gateway_token):
+    rows = [reading(ts=EPOCH0 + i, value=50.0 + (i % 3) * 0.5) for i in range(40)]
+    rows[35]["value"] = 90.0  # a spike
+    rows.append(reading(ts=EPOCH0 + 60, value=150.0))  # after a gap and out of range
+    assert post_json(client, gateway_token, {"readings": rows}).json()["accepted"] == 41
+    quality = dict(Reading.objects.values_list("ts", "quality"))
+    assert quality[T0 + timedelta(seconds=35)] == QualityFlag.SPIKE
+    assert (
+        quality[T0 + timedelta(seconds=60)] == QualityFlag.GAP | QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE
+    )
+    assert sum(1 for bits in quality.values() if bits) == 2
+
+
+def test_quality_uses_the_stored_context_of_earlier_batches(client, asset, gateway_token):
+    post_json(client, gateway_token, {"readings": [reading(ts=EPOCH0 + i, value=42.0) for i in range(15)]})
+    post_json(
+        client, gateway_token, {"readings": [reading(ts=EPOCH0 + i, value=42.0) for i in range(15, 25)]}
+    )
+    stuck = Reading.objects.filter(quality=QualityFlag.STUCK).order_by("ts").values_list("ts", flat=True)
+    assert list(stuck) == [T0 + timedelta(seconds=i) for i in range(19, 25)]
+
+
+# --- whole-body errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("{not json", "body is not valid JSON"),
+        ("[1, 2]", "JSON body must be an object with a 'readings' list"),
+        ('{"rows": []}', "JSON body has no 'readings' field"),
+        ('{"readings": {"sensor": "x"}}', "'readings' must be a list of objects"),
+        ('{"readings": [["north.p-101.vibration", 1, 2]]}', "readings[0] is not an object"),
+        ("", "empty body"),
+    ],
+)
+def test_a_json_body_of_the_wrong_shape_is_a_400_naming_the_problem(
+    client, asset, gateway_token, body, message
+):
+    response = post_json(client, gateway_token, body)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"].startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("sensor,time,value\nx,1,2\n", "CSV header must be 'sensor,ts,value'"), ("", "empty body")],
+)
+def test_a_csv_body_of_the_wrong_shape_is_a_400(client, asset, gateway_token, text, message):
+    response = post_csv(client, gateway_token, text)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(message)
+
+
+def test_an_unsupported_content_type_is_a_415(client, gateway_token):
+    response = client.post(URL, "x", content_type="text/plain", HTTP_AUTHORIZATION=f"Bearer {gateway_token}")
+    assert response.status_code == 415
+    assert "application/json or text/csv" in response.json()["error"]
+
+
+def test_get_is_a_405_with_a_json_error(client):
+    response = client.get(URL)
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    assert "use POST" in response.json()["error"]
+
+
+# --- authentication -----------------------------------------------------------------------------------
+
+
+def test_a_missing_token_is_a_401(client, asset):
+    response = client.post(URL, json.dumps({"readings": []}), content_type="application/json")
+    assert response.status_code == 401
+    assert response.json()["error"].startswith("missing Authorization header")
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_wrong_scheme_is_a_401(client, gateway_token):
+    response = client.post(
+        URL, "{}", content_type="application/json", HTTP_AUTHORIZATION=f"Token {gateway_token}"
+    )
+    assert response.status_code == 401
+    assert response.json()["error"].startswith("malformed Authorization header")
+
+
+def test_an_unknown_token_is_a_401(client, asset):
+    response = post_json(client, "vgl_not-a-real-token", {"readings": [reading()]})
+    assert response.status_code == 401
+    assert response.json() == {"error": "invalid or revoked gateway token"}
+
+
+def test_a_revoked_token_is_a_401_and_stores_nothing(client, asset, site, gateway_token):
+    Gateway.objects.get(site=site).revoke()
+    response = post_json(client, gateway_token, {"readings": [reading()]})
+    assert response.status_code == 401
+    assert not Reading.objects.exists()
+
+
+# --- limits -------------------------------------------------------------------------------------------
+
+
+def test_more_readings_than_the_limit_is_a_413(client, asset, gateway_token, settings):
+    settings.VIGIL_INGEST_MAX_READINGS = 3
+    response = post_json(client, gateway_token, {"readings": [reading(ts=EPOCH0 + i) for i in range(4)]})
+    assert response.status_code == 413
+    assert response.json()["error"] == "too many readings: 4 in one request, the limit is 3"
+    assert not Reading.objects.exists()
+
+
+def test_more_csv_rows_than_the_limit_is_a_413(client, asset, gateway_token, settings):
+    settings.VIGIL_INGEST_MAX_READINGS = 2
+    text = "sensor,ts,value\n" + "".join(f"{VIB},{EPOCH0 + i},1\n" for i in range(3))
+    assert post_csv(client, gateway_token, text).status_code == 413
+
+
+def test_a_body_over_the_byte_limit_is_a_413(client, asset, gateway_token, settings):
+    settings.VIGIL_INGEST_MAX_BODY_BYTES = 1024
+    response = post_json(client, gateway_token, {"readings": [reading(ts=EPOCH0 + i) for i in range(50)]})
+    assert response.status_code == 413
+    assert response.json()["error"].startswith("body too large")
+
+
+# --- documentation ------------------------------------------------------------------------------------
+
+
+def test_the_openapi_document_is_valid_json_describing_the_endpoint(client):
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    document = json.loads(response.content)
+    assert document["openapi"].startswith("3.1")
+    operation = document["paths"]["/api/v1/readings"]["post"]
+    assert set(operation["requestBody"]["content"]) == {"application/json", "text/csv"}
+    assert {"200", "400", "401", "405", "413", "415"} <= set(operation["responses"])
+    assert document["components"]["securitySchemes"]["gatewayToken"]["scheme"] == "bearer"
+
+
+def test_the_docs_page_explains_auth_formats_and_limits(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Authorization: Bearer" in page
+    assert "Content-Type: text/csv" in page and "Content-Type: application/json" in page
+    assert "100000 readings per request" in page

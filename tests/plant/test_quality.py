@@ -1,0 +1,117 @@
+"""Per-reading quality flags on synthetic series with glitches at known indices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from plant.choices import QualityFlag
+from plant.quality import compute_flags, flag_series
+
+RULES = {"spike_mads": 8.0, "stuck_samples": 20, "gap_factor": 3.0, "window": 30}
+
+
+def noisy_sine(n: int = 2000, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ts = np.arange(n, dtype=np.float64)
+    values = 50 + 10 * np.sin(2 * np.pi * ts / 120) + rng.normal(0, 0.5, n)
+    return ts, values
+
+
+def flags_of(ts, values, n_context=0, valid_min=0.0, valid_max=100.0, period=1.0):
+    return flag_series(
+        ts, values, n_context, valid_min=valid_min, valid_max=valid_max, sample_period_s=period, **RULES
+    )
+
+
+def indices_with(flags: np.ndarray, flag: QualityFlag) -> list[int]:
+    return np.flatnonzero(flags & flag).tolist()
+
+
+def test_a_clean_noisy_sine_gets_no_flags():
+    ts, values = noisy_sine()
+    assert not flags_of(ts, values).any()
+
+
+def test_values_outside_the_valid_range_are_flagged_out_of_range():
+    ts, values = noisy_sine(300)
+    values[[40, 41, 200]] = [-1.0, 100.5, 250.0]
+    assert indices_with(flags_of(ts, values), QualityFlag.OUT_OF_RANGE) == [40, 41, 200]
+
+
+def test_a_missing_bound_means_no_limit_on_that_side():
+    ts, values = noisy_sine(300)
+    values[[10, 20]] = [-500.0, 500.0]
+    assert indices_with(flags_of(ts, values, valid_min=None), QualityFlag.OUT_OF_RANGE) == [20]
+    assert indices_with(flags_of(ts, values, valid_min=None, valid_max=None), QualityFlag.OUT_OF_RANGE) == []
+
+
+def test_isolated_glitches_are_flagged_as_spikes_and_their_neighbours_are_not():
+    ts, values = noisy_sine()
+    glitches = [100, 555, 1234, 1900]
+    values[glitches] += [35.0, -40.0, 40.0, -35.0]  # a sensor glitch of 3.5-4x the amplitude
+    assert indices_with(flags_of(ts, values), QualityFlag.SPIKE) == glitches
+
+
+def test_a_flat_signal_does_not_flag_tiny_noise_as_a_spike_thanks_to_the_floor():
+    ts = np.arange(200, dtype=np.float64)
+    values = np.full(200, 50.0)
+    values[100] = 50.04  # 0.08 % of the level: below the floor of 8 x 0.1 % of the valid range
+    values[150] = 60.0
+    assert indices_with(flags_of(ts, values), QualityFlag.SPIKE) == [150]
+
+
+def test_a_repeated_value_is_flagged_stuck_from_the_nth_sample_of_the_run():
+    ts, values = noisy_sine(400)
+    values[100:130] = 42.0  # a 30-sample run: samples 20..30 of it are stuck
+    flags = flags_of(ts, values)
+    assert indices_with(flags, QualityFlag.STUCK) == list(range(119, 130))
+
+
+def test_a_run_shorter_than_the_threshold_is_not_stuck():
+    ts, values = noisy_sine(400)
+    values[100:119] = 42.0  # 19 samples
+    assert indices_with(flags_of(ts, values), QualityFlag.STUCK) == []
+
+
+def test_a_stuck_run_that_began_in_the_context_counts():
+    ts, values = noisy_sine(100)
+    values[50:] = 42.0
+    # The batch starts at index 60 with a run of 10 already in the context: 20th sample is batch index 9.
+    flags = flags_of(ts, values, n_context=60)
+    assert indices_with(flags, QualityFlag.STUCK) == list(range(9, 40))
+
+
+def test_the_reading_after_a_gap_is_flagged():
+    ts, values = noisy_sine(300)
+    ts[150:] += 10.0  # 11 s between samples 149 and 150 for a 1 s sensor
+    ts[250:] += 2.5  # 3.5 s: still a gap (> 3 periods)
+    ts[280:] += 1.9  # 2.9 s: not a gap
+    assert indices_with(flags_of(ts, values), QualityFlag.GAP) == [150, 250]
+
+
+def test_only_the_batch_part_of_the_series_is_returned():
+    ts, values = noisy_sine(100)
+    values[10] = 200.0  # in the context: not reported
+    values[70] = 200.0
+    flags = flags_of(ts, values, n_context=50)
+    assert len(flags) == 50
+    assert indices_with(flags, QualityFlag.OUT_OF_RANGE) == [20]
+
+
+def test_groups_are_flagged_independently_and_do_not_leak_into_each_other():
+    ts_a, values_a = noisy_sine(200, seed=1)
+    ts_b = np.arange(200, dtype=np.float64) + 5000.0  # far later: a gap if the groups were joined
+    values_b = np.full(200, 7.0)  # a stuck sensor
+    group = np.r_[np.zeros(200), np.ones(200)]
+    flags = compute_flags(
+        group,
+        np.r_[ts_a, ts_b],
+        np.r_[values_a, values_b],
+        valid_min=0.0,
+        valid_max=100.0,
+        sample_period_s=1.0,
+        **RULES,
+    )
+    assert not flags[:200].any()
+    assert indices_with(flags, QualityFlag.GAP) == []
+    assert indices_with(flags, QualityFlag.STUCK) == list(range(219, 400))
