@@ -1,11 +1,144 @@
+"""Pages of the plant: the user's sites, a site's assets with their sensor health, an asset's chart."""
+
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
+
+from plant.charts import asset_figure
+from plant.choices import Criticality, HealthStatus
+from plant.forms import ChartRangeForm, TimeRange
+from plant.health import asset_health, sensor_health, worst
+from plant.models import Asset, Sensor, Site
+
+
+def _sites_for_user(request: HttpRequest) -> QuerySet[Site]:
+    if request.user.is_superuser:
+        return Site.objects.all()
+    return Site.objects.filter(members=request.user)
+
+
+def _get_site_for_user(request: HttpRequest, slug: str) -> Site:
+    site = _sites_for_user(request).filter(slug=slug).first()
+    if site is None:
+        raise Http404("No such site.")
+    return site
+
+
+def _get_asset_for_user(request: HttpRequest, pk: int) -> Asset:
+    assets = Asset.objects.select_related("site", "asset_type")
+    if not request.user.is_superuser:
+        assets = assets.filter(site__members=request.user)
+    asset = assets.filter(pk=pk).first()
+    if asset is None:
+        raise Http404("No such asset.")
+    return asset
+
+
+def _sensors(asset: Asset) -> list[Sensor]:
+    return list(asset.sensors.select_related("role").order_by("role__key", "key"))
 
 
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("Vigil")
+    sites = list(_sites_for_user(request))
+    if len(sites) == 1:
+        return redirect(sites[0])
+    return render(request, "plant/home.html", {"sites": sites})
+
+
+@require_GET
+@login_required
+def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    site = _get_site_for_user(request, slug)
+    assets = list(
+        site.assets.filter(is_active=True)
+        .select_related("asset_type")
+        .prefetch_related(Prefetch("sensors", queryset=Sensor.objects.select_related("role")))
+    )
+    sensors = [sensor for asset in assets for sensor in asset.sensors.all()]
+    health = sensor_health(sensors, drift=False)
+    rows = []
+    for asset in assets:
+        asset_sensors = [(sensor, health[sensor.pk]) for sensor in asset.sensors.all()]
+        rows.append(
+            {
+                "asset": asset,
+                "criticality": Criticality(asset.criticality),
+                "status": asset_health(h for _, h in asset_sensors),
+                "sensors": asset_sensors,
+            }
+        )
+    counts = {status: 0 for status in HealthStatus}
+    for row in rows:
+        counts[row["status"]] += 1
+    return render(
+        request,
+        "plant/site.html",
+        {
+            "site": site,
+            "rows": rows,
+            "status_counts": [(status, counts[status]) for status in HealthStatus if counts[status]],
+            "site_status": worst(row["status"] for row in rows),
+        },
+    )
+
+
+def _chart_range(request: HttpRequest, asset: Asset) -> tuple[ChartRangeForm, TimeRange]:
+    # Naive times typed into the form are the site's local wall-clock times.
+    with timezone.override(_site_zone(asset.site)):
+        form = ChartRangeForm(request.GET or None)
+        return form, form.time_range()
+
+
+@require_GET
+@login_required
+def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    asset = _get_asset_for_user(request, pk)
+    sensors = _sensors(asset)
+    form, span = _chart_range(request, asset)
+    context = {
+        "asset": asset,
+        "site": asset.site,
+        "site_zone": _site_zone(asset.site),
+        "form": form,
+        # An invalid form is shown with its errors, but its fields show the range actually drawn.
+        "range_form": form if form.is_valid() else ChartRangeForm(initial={"range": span.preset}),
+        "span": span,
+        "figure": asset_figure(sensors, span, asset.site.timezone),
+        "chart_url": asset.get_absolute_url() + "chart.json",
+    }
+    if request.htmx:
+        return render(request, "plant/asset.html#chart-panel", context)
+    health = sensor_health(sensors)
+    context.update(
+        criticality=Criticality(asset.criticality),
+        sensor_rows=[(sensor, health[sensor.pk]) for sensor in sensors],
+        status=asset_health(health.values()),
+        now=timezone.now(),
+    )
+    return render(request, "plant/asset.html", context)
+
+
+@require_GET
+@login_required
+def asset_chart(request: HttpRequest, pk: int) -> JsonResponse:
+    asset = _get_asset_for_user(request, pk)
+    form, span = _chart_range(request, asset)
+    if form.is_bound and not form.is_valid():
+        return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+    return JsonResponse(asset_figure(_sensors(asset), span, asset.site.timezone))
+
+
+def _site_zone(site: Site) -> ZoneInfo:
+    try:
+        return ZoneInfo(site.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")

@@ -93,3 +93,26 @@ def gateway_token(site) -> str:
 
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
+
+
+def make_readings(
+    sensor: Sensor,
+    start: datetime,
+    values,
+    *,
+    period_s: float = 1.0,
+    quality=None,
+) -> int:
+    """Bulk-create one reading per value, `period_s` apart from `start`; `quality` is an int or a sequence."""
+    from plant.models import Reading
+
+    values = list(values)
+    qualities = [quality or 0] * len(values) if quality is None or isinstance(quality, int) else list(quality)
+    Reading.objects.bulk_create(
+        (
+            Reading(sensor=sensor, ts=start + timedelta(seconds=i * period_s), value=float(v), quality=int(q))
+            for i, (v, q) in enumerate(zip(values, qualities, strict=True))
+        ),
+        batch_size=5000,
+    )
+    return len(values)

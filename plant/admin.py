@@ -1,0 +1,246 @@
+"""The plant engineers' console (Django admin) for every plant model.
+
+Non-superusers see and pick only objects of the sites they are members of, like on the pages.
+Readings are read-only here and listed without full counts or sorting, because the table holds
+millions of rows.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import F, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from plant.choices import QualityFlag
+from plant.models import Asset, AssetType, Gateway, Label, Reading, Sensor, SensorRole, Site, SiteMembership
+
+
+class SiteScopedAdmin(admin.ModelAdmin):
+    """Limits rows and foreign-key choices to the user's sites; `site_path` leads from the model to Site."""
+
+    site_path = "site"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        # (site, user) is unique in SiteMembership, so this join never duplicates rows.
+        return qs.filter(**{f"{self.site_path}__members": request.user})
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):  # type: ignore[no-untyped-def]
+        if not request.user.is_superuser:
+            user = request.user
+            scoped = {
+                Site: lambda: Site.objects.filter(members=user),
+                Asset: lambda: Asset.objects.filter(site__members=user),
+                Sensor: lambda: Sensor.objects.filter(asset__site__members=user),
+            }
+            if db_field.related_model in scoped:
+                kwargs["queryset"] = scoped[db_field.related_model]()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class SiteMembershipInline(admin.TabularInline):
+    model = SiteMembership
+    extra = 1
+
+
+@admin.register(Site)
+class SiteAdmin(SiteScopedAdmin):
+    list_display = ["name", "slug", "timezone", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [SiteMembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        qs = admin.ModelAdmin.get_queryset(self, request)
+        return qs if request.user.is_superuser else qs.filter(members=request.user)
+
+    def save_model(self, request: HttpRequest, obj: Site, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+        super().save_model(request, obj, form, change)
+        if not change and not request.user.is_superuser:
+            obj.members.add(request.user)  # otherwise the engineer who created it could not see it
+
+
+class SensorRoleInline(admin.TabularInline):
+    model = SensorRole
+    extra = 1
+
+
+@admin.register(AssetType)
+class AssetTypeAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "window_s", "step_s"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [SensorRoleInline]
+
+
+class SensorInline(admin.TabularInline):
+    model = Sensor
+    extra = 0
+    fields = ["key", "role", "unit", "valid_min", "valid_max", "sample_period_s"]
+    show_change_link = True
+
+
+@admin.register(Asset)
+class AssetAdmin(SiteScopedAdmin):
+    list_display = ["name", "tag", "site", "asset_type", "criticality", "is_active"]
+    list_filter = ["site", "asset_type", "criticality", "is_active"]
+    list_select_related = ["site", "asset_type"]
+    search_fields = ["name", "tag"]
+    inlines = [SensorInline]
+
+
+@admin.register(Sensor)
+class SensorAdmin(SiteScopedAdmin):
+    site_path = "asset__site"
+    list_display = ["key", "asset", "role", "unit", "valid_min", "valid_max", "sample_period_s"]
+    list_filter = ["asset__site", "role__asset_type", "role__key"]
+    list_select_related = ["asset", "role", "role__asset_type"]
+    search_fields = ["key", "asset__name", "asset__tag"]
+    raw_id_fields = ["asset"]
+
+
+class RevokedFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(Gateway)
+class GatewayAdmin(SiteScopedAdmin):
+    """Tokens are shown once, in a success message, when a gateway is added or given a new token."""
+
+    list_display = ["name", "site", "token_hint", "created_at", "last_seen_at", "active"]
+    list_filter = ["site", RevokedFilter]
+    list_select_related = ["site"]
+    search_fields = ["name", "token_hint"]
+    readonly_fields = ["token_hint", "created_at", "last_seen_at", "revoked_at"]
+    actions = ["revoke_selected", "issue_new_token"]
+
+    @admin.display(boolean=True, description="active")
+    def active(self, obj: Gateway) -> bool:
+        return obj.is_active
+
+    def get_fields(self, request: HttpRequest, obj: Gateway | None = None) -> list[str]:
+        if obj is None:
+            return ["site", "name"]
+        return ["site", "name", "token_hint", "created_at", "last_seen_at", "revoked_at"]
+
+    def save_model(self, request: HttpRequest, obj: Gateway, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # A random placeholder satisfies the unique hash column until rotate() mints the real token.
+        obj.token_hash = secrets.token_hex(32)
+        super().save_model(request, obj, form, change)
+        token = obj.rotate()
+        self._show_token(request, obj, token)
+
+    @admin.action(description="Revoke selected gateways", permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Gateway]) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} gateway{'s' if count != 1 else ''}.", messages.SUCCESS)
+
+    @admin.action(description="Issue new token", permissions=["change"])
+    def issue_new_token(self, request: HttpRequest, queryset: QuerySet[Gateway]) -> None:
+        for gateway in queryset:
+            self._show_token(request, gateway, gateway.rotate())
+
+    def _show_token(self, request: HttpRequest, gateway: Gateway, token: str) -> None:
+        messages.success(
+            request,
+            f"Token of gateway “{gateway.name}” ({gateway.site}): {token} — copy it now, it will not be shown again.",
+        )
+
+
+@admin.register(Label)
+class LabelAdmin(SiteScopedAdmin):
+    site_path = "asset__site"
+    list_display = ["asset", "kind", "fault_type", "reason", "start", "end", "source", "author"]
+    list_filter = ["kind", "source", "asset__site"]
+    list_select_related = ["asset", "author"]
+    search_fields = ["asset__name", "asset__tag", "fault_type", "reason", "note"]
+    date_hierarchy = "start"
+    raw_id_fields = ["asset", "author"]
+
+
+class QualityFilter(admin.SimpleListFilter):
+    title = "quality"
+    parameter_name = "quality"
+
+    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+        return [("clean", "Clean"), ("flagged", "Any flag")] + [(str(int(f)), f.label) for f in QualityFlag]
+
+    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        value = self.value()
+        if value == "clean":
+            return queryset.filter(quality=0)
+        if value == "flagged":
+            return queryset.filter(quality__gt=0)
+        if value and value.isdigit() and int(value) in {int(f) for f in QualityFlag}:
+            return queryset.annotate(bit=F("quality").bitand(int(value))).filter(bit__gt=0)
+        return queryset
+
+
+class EstimatedCountPaginator(Paginator):
+    """On PostgreSQL an unfiltered reading list uses the planner's row estimate instead of COUNT(*)."""
+
+    @cached_property
+    def count(self) -> int:
+        query = getattr(self.object_list, "query", None)
+        if connection.vendor == "postgresql" and query is not None and not query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [Reading._meta.db_table]
+                )
+                row = cursor.fetchone()
+            if row and row[0] > 10_000:
+                return int(row[0])
+        return super().count
+
+
+@admin.register(Reading)
+class ReadingAdmin(SiteScopedAdmin):
+    site_path = "sensor__asset__site"
+    list_display = ["sensor", "ts", "value", "flags"]
+    list_filter = [QualityFilter]
+    list_select_related = ["sensor"]
+    raw_id_fields = ["sensor"]
+    ordering = ["-pk"]  # the primary key index; sorting by ts would sort the whole table
+    sortable_by: list[str] = []
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+    @admin.display(description="quality")
+    def flags(self, obj: Reading) -> str:
+        return ", ".join(QualityFlag.names_of(obj.quality)) or "clean"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # Readings have one site each, so the join cannot duplicate rows: no DISTINCT over millions of rows.
+        qs = admin.ModelAdmin.get_queryset(self, request)
+        return qs if request.user.is_superuser else qs.filter(sensor__asset__site__members=request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Reading | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Reading | None = None) -> bool:
+        return False

@@ -1,0 +1,164 @@
+"""The asset chart: one stacked row per sensor with a shared time axis, as a Plotly figure dict.
+
+Series are read by plant.series (raw rows when the range is small, SQL buckets when it is large) and
+thinned by plant.downsample so no trace carries more than settings.VIGIL_CHART_MAX_POINTS points, however
+long the range. Flagged readings get marker traces, one per quality flag, in the flag's colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone as dt_timezone
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from django.conf import settings
+
+from plant.choices import QualityFlag
+from plant.downsample import minmax_indices, minmax_points, thin_indices
+from plant.forms import TimeRange
+from plant.models import Sensor
+from plant.series import BucketSeries, RawSeries, load_buckets, load_raw
+
+# Above this many expected readings per trace the database buckets the data instead of sending rows.
+RAW_FACTOR = 4
+LINE_COLOUR = "#1f4e79"
+
+
+def max_points() -> int:
+    return settings.VIGIL_CHART_MAX_POINTS
+
+
+def uses_buckets(sensor: Sensor, seconds: float, budget: int) -> bool:
+    """Judged from the sensor's sample period, so deciding costs no query."""
+    period = sensor.sample_period_s if sensor.sample_period_s > 0 else 1.0
+    return seconds / period > RAW_FACTOR * budget
+
+
+def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC") -> dict:
+    """Plotly figure (data + layout) of the sensors over the range; at most two queries in all."""
+    budget = max_points()
+    bucketed = [s.pk for s in sensors if uses_buckets(s, span.seconds, budget)]
+    raw_ids = [s.pk for s in sensors if s.pk not in bucketed]
+    raw = load_raw(raw_ids, span.start, span.end) if raw_ids else {}
+    # Two points (min and max) per bucket keep the trace within budget.
+    width_s = span.seconds / max(1, budget // 2)
+    buckets = load_buckets(bucketed, span.start, span.end, width_s) if bucketed else {}
+    tz = _zone(tz_name)
+
+    data: list[dict] = []
+    n = len(sensors)
+    gap = 0.04 if n > 1 else 0.0
+    height = (1.0 - gap * (n - 1)) / n if n else 1.0
+    layout: dict = {
+        "height": max(260, 180 * n + 60),
+        "margin": {"l": 64, "r": 16, "t": 24, "b": 48},
+        "showlegend": False,
+        "hovermode": "x unified",
+        "xaxis": {
+            "type": "date",
+            "range": [_iso(span.start.timestamp(), tz), _iso(span.end.timestamp(), tz)],
+            "title": {"text": f"Time ({tz_name})"},
+            "anchor": f"y{n}" if n > 1 else "y",
+        },
+    }
+    for row, sensor in enumerate(sensors, start=1):
+        axis = "y" if row == 1 else f"y{row}"
+        top = 1.0 - (row - 1) * (height + gap)
+        layout["yaxis" if row == 1 else f"yaxis{row}"] = {
+            "domain": [max(0.0, top - height), top],
+            "title": {
+                "text": f"{sensor.role.label if sensor.role_id else sensor.key}"
+                + (f" ({sensor.unit})" if sensor.unit else "")
+            },
+            "automargin": True,
+        }
+        if sensor.pk in raw:
+            x, y, markers = _raw_trace(raw[sensor.pk], budget)
+        else:
+            x, y, markers = _bucket_trace(buckets[sensor.pk], budget)
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": sensor.key,
+                "x": [_iso(v, tz) for v in x],
+                "y": _floats(y),
+                "yaxis": axis,
+                "line": {"color": LINE_COLOUR, "width": 1},
+                "hovertemplate": f"%{{y:.3g}} {sensor.unit}<extra>{sensor.key}</extra>",
+            }
+        )
+        for flag, (mx, my) in markers.items():
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "name": f"{sensor.key}: {flag.label}",
+                    "x": [_iso(v, tz) for v in mx],
+                    "y": _floats(my),
+                    "yaxis": axis,
+                    "marker": {
+                        "color": flag.colour,
+                        "size": 7,
+                        "symbol": "circle-open",
+                        "line": {"width": 2},
+                    },
+                    "hovertemplate": f"{flag.label}: %{{y:.3g}} {sensor.unit}<extra>{sensor.key}</extra>",
+                }
+            )
+    # All rows share the one x axis at the bottom, so zooming one zooms all.
+    return {"data": data, "layout": layout}
+
+
+def trace_points(figure: dict) -> list[int]:
+    return [len(trace["x"]) for trace in figure["data"]]
+
+
+def _raw_trace(series: RawSeries, budget: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    keep = minmax_indices(series.t, series.value, budget)
+    markers = {}
+    for flag in QualityFlag:
+        idx = np.flatnonzero(series.quality & int(flag))
+        if len(idx):
+            idx = idx[thin_indices(len(idx), budget)]
+            markers[flag] = (series.t[idx], series.value[idx])
+    return series.t[keep], series.value[keep], markers
+
+
+def _bucket_trace(series: BucketSeries, budget: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    t_mid = series.t_mid
+    x, y = minmax_points(t_mid, series.lo, series.hi)
+    if len(x) > budget:  # only when the bucket width was rounded; never expected
+        keep = thin_indices(len(x), budget)
+        x, y = x[keep], y[keep]
+    # A marker sits on whichever flagged extreme lies farther from the bucket mean: the spike, not the
+    # ordinary readings around it.
+    far = np.where(
+        np.abs(series.flagged_hi - series.mean) >= np.abs(series.flagged_lo - series.mean),
+        series.flagged_hi,
+        series.flagged_lo,
+    )
+    markers = {}
+    for flag in QualityFlag:
+        idx = np.flatnonzero(series.flag_counts[flag] > 0)
+        if len(idx):
+            idx = idx[thin_indices(len(idx), budget)]
+            markers[flag] = (t_mid[idx], far[idx])
+    return x, y, markers
+
+
+def _zone(name: str) -> ZoneInfo | dt_timezone:
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return dt_timezone.utc
+
+
+def _iso(epoch_s: float, tz: ZoneInfo | dt_timezone) -> str:
+    # Plotly date axes ignore UTC offsets, so times are sent as naive local wall-clock times.
+    return datetime.fromtimestamp(float(epoch_s), tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else round(float(v), 6) for v in values]

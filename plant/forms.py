@@ -1,0 +1,64 @@
+"""Forms of the plant pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django import forms
+from django.utils import timezone
+
+RANGE_PRESETS: dict[str, timedelta] = {
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+DEFAULT_RANGE = "6h"
+MAX_SPAN = timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: datetime
+    end: datetime
+    preset: str
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+class ChartRangeForm(forms.Form):
+    """The asset chart's time range: a preset length ending now, or explicit ISO start/end.
+
+    With only `start`, the preset length runs from it; with only `end`, the preset length ends at it.
+    """
+
+    range = forms.ChoiceField(choices=[(key, key) for key in RANGE_PRESETS], required=False, label="Last")
+    start = forms.DateTimeField(required=False, label="From", help_text="ISO 8601, e.g. 2026-01-05T08:00")
+    end = forms.DateTimeField(required=False, label="To")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end and end <= start:
+            raise forms.ValidationError("The end of the range must be after its start.")
+        if start and end and end - start > MAX_SPAN:
+            raise forms.ValidationError(f"The range can span at most {MAX_SPAN.days} days.")
+        return data
+
+    def time_range(self, now: datetime | None = None) -> TimeRange:
+        """The range asked for, or the default one when the form is invalid (its errors are shown)."""
+        now = now or timezone.now()
+        data = self.cleaned_data if self.is_valid() else {}
+        preset = data.get("range") or DEFAULT_RANGE
+        length = RANGE_PRESETS[preset]
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            return TimeRange(start, end, preset)
+        if start:
+            return TimeRange(start, start + length, preset)
+        end = end or now
+        return TimeRange(end - length, end, preset)

@@ -1,0 +1,215 @@
+"""Sensor health: is each sensor reporting, completely and cleanly, right now?
+
+Status rules, checked in this order for the last `window` (one hour by default):
+
+- SILENT: no reading ever, or none for 5 sample periods (but at least SILENT_MIN_AGE, because gateways
+  post in batches every few seconds and a 1 Hz sensor would otherwise flicker between silent and ok).
+- BAD: more than 20 % of the window's readings carry a quality flag, or the latest reading is flagged
+  stuck (the sensor is flatlined right now).
+- WARN: any flagged reading in the window, fewer than 90 % of the expected readings arrived, or the
+  sensor drifts (see below).
+- OK otherwise.
+
+Drift is a sensor-level heuristic on top of the per-reading flags: the median of the window's one-minute
+means is compared with the median of the preceding 24 h; a difference of more than DRIFT_MADS robust
+standard deviations (1.4826 × MAD) of the baseline is reported as "drifting". It cannot tell a drifting
+sensor from a real change of the process (a new set-point, a load change): it says "look here", not
+"this sensor is broken".
+
+Cost: one GROUP BY query over Reading for all the given sensors (counts per quality bit by conditional
+aggregation; with drift, one row per sensor and minute over 25 h) plus one query for the latest reading
+of each sensor, whatever the number of sensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from plant.choices import HealthStatus, QualityFlag
+from plant.models import Reading, Sensor
+from plant.series import BucketSeries, load_buckets
+
+SILENT_PERIODS = 5
+SILENT_MIN_AGE = timedelta(seconds=60)
+BAD_FLAGGED_SHARE = 0.20
+WARN_COMPLETENESS = 0.90
+DRIFT_BASELINE = timedelta(hours=24)
+DRIFT_MADS = 5.0
+DRIFT_MIN_BUCKETS = (30, 5)  # baseline, window: fewer one-minute means than this and drift is not judged
+
+_SEVERITY = {HealthStatus.OK: 0, HealthStatus.WARN: 1, HealthStatus.BAD: 2, HealthStatus.SILENT: 3}
+
+
+@dataclass(frozen=True)
+class SensorHealth:
+    """The health of one sensor over a window ending at `now`; `problems` are plain-language sentences."""
+
+    sensor_id: int
+    status: HealthStatus
+    last_ts: datetime | None
+    last_value: float | None
+    readings: int
+    expected: int
+    flag_counts: dict[str, int]
+    gap_count: int
+    problems: list[str] = field(default_factory=list)
+    flagged: int = 0
+
+    @property
+    def completeness(self) -> float:
+        return self.readings / self.expected if self.expected else 1.0
+
+    @property
+    def status_colour(self) -> str:
+        return self.status.colour
+
+
+def sensor_health(
+    sensors: Iterable[Sensor],
+    *,
+    now: datetime | None = None,
+    window: timedelta = timedelta(hours=1),
+    drift: bool = True,
+) -> dict[int, SensorHealth]:
+    """Health of each sensor, keyed by sensor id, from two queries (see the module docstring).
+
+    `drift=False` skips the 24 h baseline read; list pages use it to stay cheap with many sensors (the
+    per-reading DRIFT quality flag set at ingest still counts there).
+    """
+    sensors = list(sensors)
+    if not sensors:
+        return {}
+    now = now or timezone.now()
+    ids = [s.pk for s in sensors]
+    window_s = window.total_seconds()
+    if drift:
+        width_s = window_s / 60  # one-minute buckets for a one-hour window
+        baseline_buckets = math.ceil(DRIFT_BASELINE.total_seconds() / width_s)
+    else:
+        width_s, baseline_buckets = window_s, 0
+    start = now - window - timedelta(seconds=baseline_buckets * width_s)
+    buckets = load_buckets(ids, start, now, width_s)
+    latest = _latest_readings(ids)
+    return {
+        s.pk: _judge(s, buckets[s.pk], baseline_buckets, latest.get(s.pk), now=now, window_s=window_s)
+        for s in sensors
+    }
+
+
+def asset_health(health: Iterable[SensorHealth]) -> HealthStatus:
+    """The worst status among an asset's sensors (OK for an asset without sensors)."""
+    return max((h.status for h in health), key=_SEVERITY.__getitem__, default=HealthStatus.OK)
+
+
+def worst(statuses: Iterable[HealthStatus]) -> HealthStatus:
+    return max(statuses, key=_SEVERITY.__getitem__, default=HealthStatus.OK)
+
+
+def _latest_readings(ids: list[int]) -> dict[int, tuple[datetime, float, int]]:
+    last = Reading.objects.filter(sensor_id=OuterRef("pk")).order_by("-ts")
+    rows = (
+        Sensor.objects.filter(pk__in=ids)
+        .annotate(
+            last_ts=Subquery(last.values("ts")[:1]),
+            last_value=Subquery(last.values("value")[:1]),
+            last_quality=Subquery(last.values("quality")[:1]),
+        )
+        .values_list("pk", "last_ts", "last_value", "last_quality")
+    )
+    return {pk: (ts, value, quality) for pk, ts, value, quality in rows if ts is not None}
+
+
+def _judge(
+    sensor: Sensor,
+    series: BucketSeries,
+    baseline_buckets: int,
+    latest: tuple[datetime, float, int] | None,
+    *,
+    now: datetime,
+    window_s: float,
+) -> SensorHealth:
+    in_window = series.index >= baseline_buckets
+    readings = int(series.count[in_window].sum())
+    flagged = int(series.flagged[in_window].sum())
+    flag_counts = {flag.label: int(series.flag_counts[flag][in_window].sum()) for flag in QualityFlag}
+    expected = max(1, int(window_s / sensor.sample_period_s)) if sensor.sample_period_s > 0 else 0
+    last_ts, last_value, last_quality = latest if latest else (None, None, 0)
+    unit = f" {sensor.unit}" if sensor.unit else ""
+
+    problems: list[str] = []
+    status = HealthStatus.OK
+    silent_after = max(timedelta(seconds=SILENT_PERIODS * sensor.sample_period_s), SILENT_MIN_AGE)
+    if last_ts is None:
+        status = HealthStatus.SILENT
+        problems.append("has never reported a reading")
+    elif now - last_ts > silent_after:
+        status = HealthStatus.SILENT
+        problems.append(f"no reading for {_age(now - last_ts)}")
+
+    share = flagged / readings if readings else 0.0
+    if status != HealthStatus.SILENT:
+        stuck_now = bool(last_quality & QualityFlag.STUCK)
+        if stuck_now:
+            problems.append(f"stuck at {last_value:g}{unit}")
+        if share > BAD_FLAGGED_SHARE or stuck_now:
+            status = HealthStatus.BAD
+        elif flagged or (expected and readings / expected < WARN_COMPLETENESS):
+            status = HealthStatus.WARN
+    if flagged:
+        percent = f"{share:.0%}" if share >= 0.01 else "<1%"
+        kinds = ", ".join(f"{label} {count:,}" for label, count in flag_counts.items() if count)
+        problems.append(f"{flagged:,} of {readings:,} readings flagged ({percent}): {kinds}")
+    if expected and status != HealthStatus.SILENT and readings / expected < WARN_COMPLETENESS:
+        problems.append(f"only {readings / expected:.0%} of expected readings ({readings:,} of {expected:,})")
+
+    shift = _drift(series, baseline_buckets, in_window)
+    if shift is not None:
+        problems.append(f"drifting: {shift:+.1f}{unit} vs yesterday")
+        if status == HealthStatus.OK:
+            status = HealthStatus.WARN
+
+    return SensorHealth(
+        sensor_id=sensor.pk,
+        status=status,
+        last_ts=last_ts,
+        last_value=last_value,
+        readings=readings,
+        expected=expected,
+        flag_counts=flag_counts,
+        gap_count=flag_counts[QualityFlag.GAP.label],
+        problems=problems,
+        flagged=flagged,
+    )
+
+
+def _drift(series: BucketSeries, baseline_buckets: int, in_window: np.ndarray) -> float | None:
+    """The shift of the window's median from the baseline's, if it exceeds DRIFT_MADS robust sigmas."""
+    if baseline_buckets == 0:
+        return None
+    base, current = series.mean[~in_window], series.mean[in_window]
+    if len(base) < DRIFT_MIN_BUCKETS[0] or len(current) < DRIFT_MIN_BUCKETS[1]:
+        return None
+    base_median = float(np.median(base))
+    sigma = 1.4826 * float(np.median(np.abs(base - base_median)))
+    # A perfectly flat baseline has MAD 0; a small floor keeps float noise from reading as drift.
+    sigma = max(sigma, 1e-3 * max(abs(base_median), 1.0))
+    shift = float(np.median(current)) - base_median
+    return shift if abs(shift) > DRIFT_MADS * sigma else None
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"

@@ -1,0 +1,150 @@
+"""Reading time series out of the database: raw rows for short ranges, SQL time buckets for long ones.
+
+This is the ORM edge of the chart and health code: it returns NumPy arrays and the numeric work happens
+in plant.downsample and plant.health. Bucketing is done by the database (GROUP BY sensor, bucket) because
+a month of 1 Hz data is 2.6 M rows per sensor, far too many to move into Python for every page view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from django.db import NotSupportedError
+from django.db.models import Avg, Count, F, FloatField, Func, Max, Min, Q, Sum
+
+from plant.choices import QualityFlag
+from plant.models import Reading
+
+
+class TimeBucket(Func):
+    """Index of the `width_s`-second bucket a timestamp falls in, counted from `origin_s` (Unix seconds).
+
+    Only rows at or after the origin may be bucketed: SQLite's CAST truncates towards zero, which equals
+    FLOOR for non-negative values only (SQLite's FLOOR is a slow Python function registered by Django).
+    """
+
+    output_field = FloatField()
+
+    def __init__(self, expression: str, *, origin_s: float, width_s: float) -> None:
+        super().__init__(F(expression))
+        self.origin_s, self.width_s = float(origin_s), float(width_s)
+
+    def as_sql(self, compiler, connection, **extra_context):  # type: ignore[override]
+        ts_sql, ts_params = compiler.compile(self.source_expressions[0])
+        if connection.vendor == "postgresql":
+            # date_part returns float8; EXTRACT returns numeric, which makes a month of 1 Hz data 2x slower.
+            sql = f"FLOOR((date_part('epoch', {ts_sql}) - %s) / %s)"
+        elif connection.vendor == "sqlite":
+            sql = f"CAST((((julianday({ts_sql}) - 2440587.5) * 86400.0) - %s) / %s AS INTEGER)"
+        else:
+            raise NotSupportedError(f"time buckets are not implemented for {connection.vendor}")
+        return sql, (*ts_params, self.origin_s, self.width_s)
+
+
+@dataclass(frozen=True)
+class RawSeries:
+    """Raw readings of one sensor in time order; `t` is Unix seconds."""
+
+    t: np.ndarray
+    value: np.ndarray
+    quality: np.ndarray
+
+
+@dataclass(frozen=True)
+class BucketSeries:
+    """Per-bucket aggregates of one sensor; only buckets that hold at least one reading are present.
+
+    `flag_counts[flag]` counts the readings of each bucket carrying that QualityFlag bit; `flagged_lo` and
+    `flagged_hi` are the extremes of the flagged readings (NaN where a bucket has none), which is where a
+    chart puts its flag markers.
+    """
+
+    start_s: float
+    width_s: float
+    index: np.ndarray
+    count: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    mean: np.ndarray
+    flagged: np.ndarray
+    flagged_lo: np.ndarray
+    flagged_hi: np.ndarray
+    flag_counts: dict[QualityFlag, np.ndarray]
+
+    @property
+    def t_start(self) -> np.ndarray:
+        return self.start_s + self.index * self.width_s
+
+    @property
+    def t_mid(self) -> np.ndarray:
+        return self.t_start + self.width_s / 2
+
+
+def load_raw(sensor_ids: list[int], start: datetime, end: datetime) -> dict[int, RawSeries]:
+    """All readings of the sensors in [start, end), in one query."""
+    rows = (
+        Reading.objects.filter(sensor_id__in=sensor_ids, ts__gte=start, ts__lt=end)
+        .order_by("sensor_id", "ts")
+        .values_list("sensor_id", "ts", "value", "quality")
+    )
+    grouped: dict[int, list[tuple[float, float, int]]] = {pk: [] for pk in sensor_ids}
+    for sensor_id, ts, value, quality in rows:
+        grouped[sensor_id].append((ts.timestamp(), value, quality))
+    out = {}
+    for pk, items in grouped.items():
+        arr = np.array(items, dtype=float).reshape(-1, 3)
+        out[pk] = RawSeries(t=arr[:, 0], value=arr[:, 1], quality=arr[:, 2].astype(np.int64))
+    return out
+
+
+def load_buckets(
+    sensor_ids: list[int], start: datetime, end: datetime, width_s: float
+) -> dict[int, BucketSeries]:
+    """Per-bucket aggregates of the sensors in [start, end), in one GROUP BY query for all of them."""
+    origin = start.timestamp()
+    # SUM(quality & bit) / bit counts the readings carrying that bit, on SQLite (no bit_or) and PG alike.
+    flag_sums = {f"f{int(flag)}": Sum(F("quality").bitand(int(flag))) for flag in QualityFlag}
+    rows = (
+        Reading.objects.filter(sensor_id__in=sensor_ids, ts__gte=start, ts__lt=end)
+        .annotate(bucket=TimeBucket("ts", origin_s=origin, width_s=width_s))
+        .values("sensor_id", "bucket")
+        .annotate(
+            n=Count("pk"),
+            lo=Min("value"),
+            hi=Max("value"),
+            mean=Avg("value"),
+            n_flagged=Count("pk", filter=Q(quality__gt=0)),
+            flagged_lo=Min("value", filter=Q(quality__gt=0)),
+            flagged_hi=Max("value", filter=Q(quality__gt=0)),
+            **flag_sums,
+        )
+        .order_by("sensor_id", "bucket")
+    )
+    columns = ["bucket", "n", "lo", "hi", "mean", "n_flagged", "flagged_lo", "flagged_hi", *flag_sums]
+    grouped: dict[int, list[list[float]]] = {pk: [] for pk in sensor_ids}
+    for row in rows:
+        grouped[row["sensor_id"]].append([_num(row[c]) for c in columns])
+    out = {}
+    for pk, items in grouped.items():
+        arr = np.array(items, dtype=float).reshape(-1, len(columns))
+        col = dict(zip(columns, arr.T, strict=True))
+        out[pk] = BucketSeries(
+            start_s=origin,
+            width_s=float(width_s),
+            index=col["bucket"].astype(np.int64),
+            count=col["n"].astype(np.int64),
+            lo=col["lo"],
+            hi=col["hi"],
+            mean=col["mean"],
+            flagged=col["n_flagged"].astype(np.int64),
+            flagged_lo=col["flagged_lo"],
+            flagged_hi=col["flagged_hi"],
+            flag_counts={flag: (col[f"f{int(flag)}"] // int(flag)).astype(np.int64) for flag in QualityFlag},
+        )
+    return out
+
+
+def _num(value: object) -> float:
+    return float("nan") if value is None else float(value)  # type: ignore[arg-type]

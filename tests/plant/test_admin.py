@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from plant.choices import QualityFlag
+from plant.models import Asset, Gateway, Label, Reading, Sensor, Site, hash_token
+from tests.conftest import T0, make_readings
+
+pytestmark = pytest.mark.django_db
+
+MODELS = ["site", "assettype", "asset", "sensor", "gateway", "label", "reading"]
+TOKEN = re.compile(r"vgl_[A-Za-z0-9_-]{20,}")
+
+
+@pytest.fixture
+def console(client, engineer, asset):
+    make_readings(asset.sensors.first(), T0, np.arange(5), quality=[0, 0, QualityFlag.SPIKE, 0, 0])
+    Label.objects.create(
+        asset=asset, start=T0, end=T0 + timedelta(hours=1), kind="fault", fault_type="bearing"
+    )
+    Gateway.issue(asset.site, "edge-1")
+    client.force_login(engineer)
+    return client
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_changelist_loads_for_an_engineer(console, model):
+    assert console.get(reverse(f"admin:plant_{model}_changelist")).status_code == 200
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if m != "reading"])
+def test_every_add_page_loads_for_an_engineer(console, model):
+    assert console.get(reverse(f"admin:plant_{model}_add")).status_code == 200
+
+
+@pytest.mark.parametrize("model", ["site", "asset", "sensor", "gateway", "label"])
+def test_every_change_page_loads_for_an_engineer(console, model):
+    obj = {"site": Site, "asset": Asset, "sensor": Sensor, "gateway": Gateway, "label": Label}[
+        model
+    ].objects.first()
+    assert console.get(reverse(f"admin:plant_{model}_change", args=[obj.pk])).status_code == 200
+
+
+def test_readings_are_read_only_and_filterable_by_flag(console):
+    url = reverse("admin:plant_reading_changelist")
+    assert console.get(reverse("admin:plant_reading_add")).status_code == 403
+    flagged = console.get(url + f"?quality={int(QualityFlag.SPIKE)}")
+    assert flagged.status_code == 200
+    assert [r.value for r in flagged.context["cl"].result_list] == [2.0]
+    assert len(console.get(url + "?quality=clean").context["cl"].result_list) == 4
+    reading = Reading.objects.first()
+    page = console.get(reverse("admin:plant_reading_change", args=[reading.pk]))
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+
+
+def test_technicians_cannot_enter_the_console(client, technician):
+    client.force_login(technician)
+    response = client.get(reverse("admin:index"))
+    assert response.status_code == 302 and "/admin/login/" in response.url
+    assert client.get(reverse("admin:plant_gateway_changelist")).status_code == 302
+
+
+def test_engineers_see_only_their_sites_objects(console, other_asset):
+    response = console.get(reverse("admin:plant_asset_changelist"))
+    assert [a.tag for a in response.context["cl"].result_list] == ["p-101"]
+    assert console.get(reverse("admin:plant_asset_change", args=[other_asset.pk])).status_code == 302
+    add_page = console.get(reverse("admin:plant_gateway_add"))
+    assert list(add_page.context["adminform"].form.fields["site"].queryset) == [
+        Site.objects.get(slug="north")
+    ]
+
+
+def test_adding_a_gateway_shows_its_token_once_and_stores_only_the_hash(console, site):
+    response = console.post(
+        reverse("admin:plant_gateway_add"), {"site": site.pk, "name": "edge-9"}, follow=True
+    )
+    assert response.status_code == 200
+    tokens = TOKEN.findall(response.content.decode())
+    assert len(tokens) == 1
+    gateway = Gateway.objects.get(name="edge-9")
+    assert gateway.token_hash == hash_token(tokens[0])
+    assert gateway.token_hint == tokens[0][:10]
+    assert Gateway.authenticate(tokens[0]) == gateway
+    # The token is gone on the next page view and is nowhere in the database in the clear.
+    again = console.get(reverse("admin:plant_gateway_change", args=[gateway.pk]))
+    assert not TOKEN.search(again.content.decode().replace(gateway.token_hint, ""))
+    assert tokens[0] not in str(list(Gateway.objects.values()))
+
+
+def test_the_revoke_action_revokes_the_selected_gateways(console, site):
+    gateway, token = Gateway.issue(site, "edge-2")
+    response = console.post(
+        reverse("admin:plant_gateway_changelist"),
+        {"action": "revoke_selected", "_selected_action": [gateway.pk]},
+        follow=True,
+    )
+    assert b"Revoked 1 gateway." in response.content
+    gateway.refresh_from_db()
+    assert gateway.revoked_at is not None
+    assert Gateway.authenticate(token) is None
+
+
+def test_issuing_a_new_token_replaces_the_old_one(console, site):
+    gateway, old = Gateway.issue(site, "edge-3")
+    response = console.post(
+        reverse("admin:plant_gateway_changelist"),
+        {"action": "issue_new_token", "_selected_action": [gateway.pk]},
+        follow=True,
+    )
+    tokens = TOKEN.findall(response.content.decode())
+    assert len(tokens) == 1 and tokens[0] != old
+    assert Gateway.authenticate(old) is None
+    assert Gateway.authenticate(tokens[0]).pk == gateway.pk
+
+
+def test_an_engineer_who_creates_a_site_becomes_its_member(console, engineer):
+    console.post(
+        reverse("admin:plant_site_add"),
+        {
+            "name": "East",
+            "slug": "east",
+            "timezone": "UTC",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
+    )
+    assert Site.objects.get(slug="east").members.filter(pk=engineer.pk).exists()

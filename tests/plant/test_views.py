@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta, timezone as dt_timezone
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+from django.utils import timezone
+
+from plant.choices import QualityFlag
+from tests.conftest import make_asset, make_readings, make_site, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def page_urls(site, asset) -> list[str]:
+    return [
+        reverse("plant:site", args=[site.slug]),
+        reverse("plant:asset", args=[asset.pk]),
+        reverse("plant:asset_chart", args=[asset.pk]),
+    ]
+
+
+def test_anonymous_visitors_are_sent_to_the_login_page(client, site, asset):
+    for url in [reverse("plant:home"), *page_urls(site, asset)]:
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response.url.startswith(reverse("login") + "?next=")
+
+
+def test_the_login_page_renders_and_logs_in(client, technician):
+    page = client.get(reverse("login"))
+    assert page.status_code == 200 and b'name="username"' in page.content
+    response = client.post(reverse("login"), {"username": "tess", "password": "correct-horse-battery"})
+    assert response.status_code == 302
+
+
+def test_a_member_sees_every_page_of_their_site(client, technician, site, asset):
+    client.force_login(technician)
+    for url in page_urls(site, asset):
+        assert client.get(url).status_code == 200, url
+
+
+def test_an_outsider_gets_404_for_another_sites_pages(client, outsider, site, asset):
+    client.force_login(outsider)
+    for url in page_urls(site, asset):
+        assert client.get(url).status_code == 404, url
+
+
+def test_a_superuser_sees_every_site(client, site, asset):
+    admin = User.objects.create_superuser("root", password="x")
+    client.force_login(admin)
+    for url in page_urls(site, asset):
+        assert client.get(url).status_code == 200, url
+
+
+def test_pages_answer_only_get(client, technician, site, asset):
+    client.force_login(technician)
+    assert client.post(reverse("plant:asset", args=[asset.pk])).status_code == 405
+
+
+def test_home_redirects_a_single_site_member_to_their_site(client, technician, site):
+    client.force_login(technician)
+    response = client.get(reverse("plant:home"))
+    assert response.status_code == 302 and response.url == site.get_absolute_url()
+
+
+def test_home_lists_the_sites_of_a_member_of_several(client, technician, site, other_site):
+    other_site.members.add(technician)
+    client.force_login(technician)
+    response = client.get(reverse("plant:home"))
+    assert response.status_code == 200
+    assert [s.slug for s in response.context["sites"]] == ["north", "south"]
+
+
+def test_the_console_link_is_shown_to_engineers_only(client, technician, engineer, site):
+    client.force_login(technician)
+    assert b">Console<" not in client.get(site.get_absolute_url()).content
+    client.force_login(engineer)
+    assert b">Console<" in client.get(site.get_absolute_url()).content
+
+
+def test_site_overview_shows_assets_with_criticality_and_sensor_health(client, technician, site, asset):
+    make_readings(
+        asset.sensors.get(role__key="current"), timezone.now() - timedelta(minutes=30), np.ones(1790)
+    )
+    client.force_login(technician)
+    response = client.get(site.get_absolute_url())
+    html = response.content.decode()
+    assert "P-101" in html and "p-101" in html and "Medium" in html
+    assert "No recent data" in html  # three sensors never reported
+    statuses = [h.status for _, h in response.context["rows"][0]["sensors"]]
+    assert sorted(statuses) == ["silent", "silent", "silent", "warn"]  # half an hour of one hour: incomplete
+
+
+def test_site_overview_query_count_does_not_grow_with_assets(
+    client, technician, site, django_assert_num_queries
+):
+    make_asset(site, tag="p-1")
+    client.force_login(technician)
+    # session, user, site, assets, sensors+roles, health buckets, latest readings, nav sites
+    with django_assert_num_queries(8):
+        client.get(site.get_absolute_url())
+    for i in range(2, 8):
+        make_asset(site, tag=f"p-{i}")
+    with django_assert_num_queries(8):
+        response = client.get(site.get_absolute_url())
+    assert len(response.context["rows"]) == 7
+
+
+def test_asset_page_shows_sensor_health_and_embeds_the_chart(
+    client, technician, asset, django_assert_num_queries
+):
+    sensor = asset.sensors.get(role__key="vibration")
+    quality = [QualityFlag.SPIKE if i == 100 else 0 for i in range(600)]
+    make_readings(sensor, timezone.now() - timedelta(minutes=10), np.full(600, 3.5), quality=quality)
+    client.force_login(technician)
+    # session, user, asset, sensors, chart raw rows, health buckets, latest readings, nav sites
+    with django_assert_num_queries(8):
+        response = client.get(reverse("plant:asset", args=[asset.pk]) + "?range=1h")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "spike: 1" in html and "3.5 mm/s" in html
+    assert 'id="chart-figure"' in html and "vendor/plotly.min.js" in html
+    figure = response.context["figure"]
+    assert len([t for t in figure["data"] if t["mode"] == "lines"]) == 4
+    assert any(t["name"].endswith(": spike") for t in figure["data"])
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "range=2y",
+        "start=yesterday",
+        "start=2026-01-05T10:00&end=2026-01-05T09:00",
+        "start=2020-01-01&end=2026-01-01",
+    ],
+)
+def test_a_bad_range_shows_a_form_error_and_the_default_range(client, technician, asset, query):
+    client.force_login(technician)
+    response = client.get(reverse("plant:asset", args=[asset.pk]) + "?" + query)
+    assert response.status_code == 200
+    assert response.context["form"].errors
+    assert b'class="field-error"' in response.content or b'class="form-errors"' in response.content
+    span = response.context["span"]
+    assert span.end - span.start == timedelta(hours=6)
+
+
+def test_chart_json_rejects_a_bad_range_with_a_clear_400(client, technician, asset):
+    client.force_login(technician)
+    response = client.get(reverse("plant:asset_chart", args=[asset.pk]) + "?range=forever")
+    assert response.status_code == 400
+    assert "range" in response.json()["errors"]
+
+
+def test_an_explicit_iso_range_is_read_in_the_sites_time_zone(client, technician, site, asset):
+    site.timezone = "Europe/Berlin"
+    site.save()
+    client.force_login(technician)
+    response = client.get(
+        reverse("plant:asset", args=[asset.pk]) + "?start=2026-01-05T09:00&end=2026-01-05T10:00"
+    )
+    span = response.context["span"]
+    assert span.start.astimezone(dt_timezone.utc).hour == 8 and span.seconds == 3600
+
+
+def test_chart_json_keeps_every_trace_within_the_point_budget(client, technician, asset):
+    sensor = asset.sensors.get(role__key="temperature")
+    end = timezone.now().replace(microsecond=0)
+    values = 20 + np.sin(np.arange(20_000) / 500)
+    values[5_000] = 95.0
+    make_readings(sensor, end - timedelta(seconds=20_000), values)
+    client.force_login(technician)
+    response = client.get(reverse("plant:asset_chart", args=[asset.pk]) + "?range=7d")
+    figure = json.loads(response.content)
+    assert response.status_code == 200
+    assert all(len(trace["x"]) <= 2000 for trace in figure["data"])
+    temperature = next(t for t in figure["data"] if t["name"] == sensor.key)
+    assert max(temperature["y"]) == 95.0
+
+
+def test_an_htmx_range_change_gets_only_the_chart_panel(client, technician, asset):
+    client.force_login(technician)
+    response = client.get(
+        reverse("plant:asset", args=[asset.pk]) + "?range=24h", headers={"HX-Request": "true"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<div id="chart-panel">') and "<html" not in html
+
+
+def test_a_site_without_assets_renders(client, technician):
+    empty = make_site("empty")
+    empty.members.add(technician)
+    client.force_login(technician)
+    assert b"no active assets" in client.get(empty.get_absolute_url()).content
+
+
+def test_an_outsider_sees_only_their_own_site_listed(client, site, other_site):
+    user = make_user("olga", "technician", other_site)
+    client.force_login(user)
+    response = client.get(other_site.get_absolute_url())
+    assert b"North" not in response.content
