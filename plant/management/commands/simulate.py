@@ -1,0 +1,165 @@
+"""`manage.py simulate`: stream simulated pump data for a site through the HTTP ingestion API."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from plant import simulator_client
+from plant.seed import UnknownSite, get_site
+from plant.simulator import FaultSchedule, PlantSimulator
+from plant.simulator_client import IngestError, ReadingsSender, SimulationRun
+from plant.simulator_labels import LabelRecorder
+
+
+class Command(BaseCommand):
+    help = (
+        "Stream realistic multi-sensor pump data for a site to POST /api/v1/readings, with a schedule of "
+        "injected faults (recorded as simulator labels). Ctrl-C stops it with a summary."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000", help="base URL of the Vigil server")
+        parser.add_argument("--token", default=None, help="gateway token (default: $GATEWAY_TOKEN)")
+        parser.add_argument("--site", default="demo-plant", help="slug of the site to simulate")
+        parser.add_argument(
+            "--assets", type=int, default=None, help="simulate the first N assets (default all)"
+        )
+        parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+        parser.add_argument(
+            "--duration", type=float, default=None, help="stop after S real seconds (0: backfill only)"
+        )
+        parser.add_argument(
+            "--backfill", type=float, default=0.0, help="first send this many minutes of history"
+        )
+        parser.add_argument(
+            "--batch-seconds", type=float, default=1.0, help="real seconds between live requests"
+        )
+        parser.add_argument(
+            "--seed", type=int, default=0, help="random seed; the same seed gives the same data"
+        )
+        parser.add_argument(
+            "--faults",
+            default="default",
+            help="'default' (one fault per asset, staggered over ~7 min, repeating hourly), 'none', or "
+            "comma-separated kind@tag[.role]:start:duration[:severity], e.g. spikes@p-101.vibration:2m:5m",
+        )
+        parser.add_argument(
+            "--max-retries", type=int, default=8, help="retries per request when the server is unreachable"
+        )
+        parser.add_argument(
+            "--no-labels", action="store_true", help="do not record injected faults as labels"
+        )
+
+    def handle(self, *args, **options) -> None:
+        token = options["token"] or os.environ.get("GATEWAY_TOKEN", "")
+        if not token.strip():
+            raise CommandError(
+                "no gateway token: pass --token or set GATEWAY_TOKEN "
+                "(`manage.py seed_demo` or `manage.py create_gateway <site> <name>` prints one)"
+            )
+        speed, batch_s, backfill_min = options["speed"], options["batch_seconds"], options["backfill"]
+        duration, limit = options["duration"], options["assets"]
+        for name, value, positive in (
+            ("--speed", speed, True),
+            ("--batch-seconds", batch_s, True),
+            ("--backfill", backfill_min, False),
+            ("--duration", duration, False),
+            ("--assets", limit, True),
+            ("--max-retries", options["max_retries"], False),
+        ):
+            if value is not None and not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+                raise CommandError(f"{name} must be {'positive' if positive else '>= 0'} (got {value})")
+
+        try:
+            site = get_site(options["site"])
+        except UnknownSite as exc:
+            raise CommandError(str(exc)) from None
+        assets, skipped = simulator_client.sim_assets(site, limit)
+        if skipped:
+            self.stderr.write(f"skipping assets without simulated sensor roles: {', '.join(skipped)}")
+        if not assets:
+            raise CommandError(
+                f"site {site.slug!r} has no assets with sensors to simulate; run `manage.py seed_demo`"
+            )
+
+        now = time.time()
+        # Faster than real time, a bounded run is shifted into the past so that it ends now: the API refuses
+        # timestamps too far in the future.
+        live_start = now - duration * (speed - 1) if speed > 1 and duration else now
+        if speed > 1 and duration is None:
+            self.stderr.write(
+                "note: with --speed > 1 and no --duration, timestamps run ahead of the wall clock"
+            )
+        try:
+            schedule = FaultSchedule.parse(options["faults"], [a.tag for a in assets])
+            simulator = PlantSimulator(assets, seed=options["seed"], faults=schedule, origin=live_start)
+        except ValueError as exc:
+            raise CommandError(f"--faults: {exc}") from None
+
+        # httpx logs every request at INFO: one line per second would drown the fault announcements.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        client = simulator_client.http_client(options["url"], token.strip())
+        sender = ReadingsSender(client, max_retries=options["max_retries"], warn=self.stderr.write)
+        labels = None if options["no_labels"] else LabelRecorder(site)
+        run = SimulationRun(simulator, sender, labels, log=self.stdout.write)
+        tags = ", ".join(a.tag for a in assets)
+        stopped = "finished"
+        previous_sigterm = self._stop_on_sigterm()
+        try:
+            with client:
+                if backfill_min > 0:
+                    self.stdout.write(
+                        f"backfilling {backfill_min:g} min for {len(assets)} assets ({tags}) of {site.slug}"
+                    )
+                    run.backfill(live_start - backfill_min * 60.0, live_start)
+                if duration != 0:
+                    self.stdout.write(
+                        f"streaming {len(assets)} assets ({tags}) to {sender.url} at {speed:g}x, "
+                        f"{len(schedule)} scheduled faults" + ("" if duration else "; Ctrl-C to stop")
+                    )
+                    run.live(live_start, speed, batch_s, duration)
+        except KeyboardInterrupt:
+            stopped = "stopped"
+        except IngestError as exc:
+            self._finish(run)
+            raise CommandError(str(exc)) from None
+        finally:
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
+        self._finish(run)
+        totals = sender.totals
+        self.stdout.write(
+            f"simulate {stopped}: sent {totals.sent} readings in {totals.requests} requests"
+            f" for {len(assets)} assets of {site.slug} (accepted {totals.accepted},"
+            f" duplicates {totals.duplicates}, rejected {totals.rejected}); simulated {self._span(run):.0f} s"
+        )
+
+    @staticmethod
+    def _stop_on_sigterm():
+        """Treat SIGTERM (how process managers stop us) like Ctrl-C, so it also ends with a summary."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        return signal.signal(signal.SIGTERM, interrupt)
+
+    def _finish(self, run: SimulationRun) -> None:
+        try:
+            run.finish()
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C while closing labels: leave them as they are
+
+    @staticmethod
+    def _span(run: SimulationRun) -> float:
+        if run.sim_start is None or run.sim_cursor is None:
+            return 0.0
+        return run.sim_cursor - run.sim_start

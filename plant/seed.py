@@ -1,0 +1,198 @@
+"""The demo plant: sites, pumps, sensors, users and the simulator's gateway, created idempotently."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import transaction
+
+from plant.choices import Criticality, Role
+from plant.models import Asset, AssetType, Gateway, Sensor, SensorRole, Site, SiteMembership
+
+DEMO_SITE = ("demo-plant", "Demo Plant")
+OTHER_SITE = ("east-works", "East Works")
+PUMP_TYPE = ("centrifugal-pump", "Centrifugal pump")
+DEMO_GATEWAY = "demo-simulator"
+MAX_DEMO_ASSETS = 200
+
+# role key, label, unit, valid_min, valid_max: the keys are the ones plant.simulator generates.
+PUMP_ROLES: tuple[tuple[str, str, str, float, float], ...] = (
+    ("vibration", "Vibration RMS", "mm/s", 0.0, 50.0),
+    ("temperature", "Bearing temperature", "°C", -20.0, 150.0),
+    ("current", "Motor current", "A", 0.0, 400.0),
+    ("pressure", "Discharge pressure", "bar", 0.0, 25.0),
+    ("flow", "Flow", "m³/h", 0.0, 600.0),
+)
+
+_PUMP_NAMES = (
+    ("Cooling water pump", Criticality.HIGH),
+    ("Boiler feed pump", Criticality.HIGH),
+    ("Condensate pump", Criticality.MEDIUM),
+    ("Process water pump", Criticality.MEDIUM),
+    ("Transfer pump", Criticality.LOW),
+    ("Wash water pump", Criticality.LOW),
+)
+
+# username, role, staff, sites it belongs to
+DEMO_USERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("tech1", Role.TECHNICIAN, (DEMO_SITE[0],)),
+    ("tech2", Role.TECHNICIAN, (DEMO_SITE[0],)),
+    ("engineer", Role.ENGINEER, (DEMO_SITE[0], OTHER_SITE[0])),
+    ("outsider", Role.TECHNICIAN, (OTHER_SITE[0],)),
+)
+
+
+class UnknownSite(ValueError):
+    """A site slug that does not exist; the message lists the ones that do."""
+
+
+def get_site(slug: str) -> Site:
+    """The site with this slug, or UnknownSite naming it and the known slugs."""
+    site = Site.objects.filter(slug=slug).first()
+    if site is None:
+        known = list(Site.objects.order_by("slug").values_list("slug", flat=True))
+        hint = (
+            f"known sites: {', '.join(known)}"
+            if known
+            else "there are no sites yet; run `manage.py seed_demo`"
+        )
+        raise UnknownSite(f"unknown site {slug!r}; {hint}")
+    return site
+
+
+@dataclass
+class DemoSeed:
+    """What seed_demo created: the clear gateway token and each user's (username, password, role)."""
+
+    gateway_token: str
+    users: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [f"GATEWAY_TOKEN={self.gateway_token}"] + [
+            f"USER={username} PASSWORD={password} ROLE={role}" for username, password, role in self.users
+        ]
+
+
+def seed_demo(assets: int = 6, credentials_path: Path | None = None) -> DemoSeed:
+    """Create or update the demo plant; running it again changes nothing but the gateway token.
+
+    Passwords are random on first run and kept in `credentials_path` (default VAR_DIR/demo_credentials.json,
+    mode 0600) so that re-runs print the same ones; a password that no longer works (database reset, user
+    changed it) is set again, so the printed one always logs in.
+    """
+    if not 1 <= assets <= MAX_DEMO_ASSETS:
+        raise ValueError(f"--assets must be between 1 and {MAX_DEMO_ASSETS} (got {assets})")
+    credentials_path = credentials_path or Path(settings.VAR_DIR) / "demo_credentials.json"
+    with transaction.atomic():
+        demo = _site(*DEMO_SITE)
+        east = _site(*OTHER_SITE)
+        pump = _pump_type()
+        for i in range(assets):
+            _pump(demo, pump, f"p-{101 + i}", i)
+        for i in range(2):
+            _pump(east, pump, f"e-{201 + i}", i + 2)
+        passwords = _load_passwords(credentials_path)
+        seeded_users = []
+        sites = {demo.slug: demo, east.slug: east}
+        for username, role, site_slugs in DEMO_USERS:
+            passwords[username] = _user(
+                username, role, [sites[s] for s in site_slugs], passwords.get(username)
+            )
+            seeded_users.append((username, passwords[username], str(role)))
+        gateway = Gateway.objects.filter(site=demo, name=DEMO_GATEWAY).order_by("pk").first()
+        if gateway is None:
+            gateway, token = Gateway.issue(demo, DEMO_GATEWAY)
+        else:
+            token = gateway.rotate()
+    _save_passwords(credentials_path, passwords)
+    return DemoSeed(gateway_token=token, users=seeded_users)
+
+
+def _site(slug: str, name: str) -> Site:
+    site, _ = Site.objects.get_or_create(slug=slug, defaults={"name": name})
+    return site
+
+
+def _pump_type() -> AssetType:
+    asset_type, _ = AssetType.objects.get_or_create(
+        slug=PUMP_TYPE[0],
+        defaults={
+            "name": PUMP_TYPE[1],
+            "description": "Motor-driven centrifugal pump on a variable-speed drive.",
+        },
+    )
+    for key, label, unit, _low, _high in PUMP_ROLES:
+        SensorRole.objects.update_or_create(
+            asset_type=asset_type, key=key, defaults={"label": label, "unit": unit}
+        )
+    return asset_type
+
+
+def _pump(site: Site, asset_type: AssetType, tag: str, index: int) -> Asset:
+    name, criticality = _PUMP_NAMES[index % len(_PUMP_NAMES)]
+    asset, _ = Asset.objects.get_or_create(
+        site=site,
+        tag=tag,
+        defaults={
+            "asset_type": asset_type,
+            "name": f"{tag.upper()} {name}",
+            "criticality": criticality,
+            "location": f"{site.name}, bay {index // 2 + 1}",
+        },
+    )
+    roles = {role.key: role for role in asset_type.roles.all()}
+    for key, _label, unit, low, high in PUMP_ROLES:
+        Sensor.objects.update_or_create(
+            key=f"{site.slug}.{tag}.{key}",
+            defaults={
+                "asset": asset,
+                "role": roles[key],
+                "unit": unit,
+                "valid_min": low,
+                "valid_max": high,
+                "sample_period_s": 1.0,
+            },
+        )
+    return asset
+
+
+def _user(username: str, role: str, sites: list[Site], password: str | None) -> str:
+    user, created = User.objects.get_or_create(username=username)
+    user.is_staff = role == Role.ENGINEER
+    user.is_active = True
+    if created or not password or not user.check_password(password):
+        password = password or secrets.token_urlsafe(12)
+        user.set_password(password)
+    user.save()
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    for site in sites:
+        SiteMembership.objects.get_or_create(site=site, user=user)
+    return password
+
+
+def _load_passwords(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        # A damaged file only costs new passwords, which are printed anyway.
+        return {}
+    passwords = data.get("passwords", {}) if isinstance(data, dict) else {}
+    return {str(k): str(v) for k, v in passwords.items() if isinstance(v, str) and v}
+
+
+def _save_passwords(path: Path, passwords: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"passwords": passwords}, handle, indent=2, sort_keys=True)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

@@ -1,0 +1,440 @@
+"""The demo commands: seed_demo, create_gateway and simulate (posting through a mock HTTP transport)."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import time
+from datetime import timedelta
+from io import StringIO
+
+import httpx
+import pytest
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+from plant import simulator_client
+from plant.models import Asset, Gateway, Label, Sensor, SensorRole, Site, SiteMembership
+from tests.conftest import make_asset, make_site
+
+LINE = re.compile(
+    r"^(GATEWAY_TOKEN=(?P<token>\S+)|USER=(?P<user>\S+) PASSWORD=(?P<password>\S+) ROLE=(?P<role>\S+))$"
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_var_dir(settings, tmp_path):
+    """Keep demo_credentials.json out of the real var/; a fast hasher, as these tests hash many passwords."""
+    settings.VAR_DIR = tmp_path
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return tmp_path
+
+
+def run(*args, **kwargs) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command(*args, stdout=out, stderr=err, **kwargs)
+    return out.getvalue(), err.getvalue()
+
+
+def seed(*args) -> tuple[str, dict[str, tuple[str, str]]]:
+    """Run seed_demo and parse its output into (token, {username: (password, role)})."""
+    out, _err = run("seed_demo", *args)
+    token, users = None, {}
+    for line in out.splitlines():
+        match = LINE.match(line)
+        assert match, f"unexpected output line {line!r}"
+        if match["token"]:
+            token = match["token"]
+        else:
+            users[match["user"]] = (match["password"], match["role"])
+    assert token
+    return token, users
+
+
+def counts() -> dict[str, int]:
+    models = (Site, Asset, Sensor, SensorRole, User, Gateway, SiteMembership)
+    return {model.__name__: model.objects.count() for model in models}
+
+
+# --- seed_demo -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_seed_demo_creates_the_demo_plant_with_sensors_keyed_by_site_asset_and_role():
+    seed()
+
+    demo, east = Site.objects.get(slug="demo-plant"), Site.objects.get(slug="east-works")
+    assert demo.name == "Demo Plant"
+    assert demo.assets.count() == 6 and east.assets.count() == 2
+    assert len(set(demo.assets.values_list("criticality", flat=True))) == 3
+    pump = demo.assets.get(tag="p-101")
+    assert pump.asset_type.slug == "centrifugal-pump"
+    assert set(pump.asset_type.roles.values_list("key", flat=True)) == {
+        "vibration",
+        "temperature",
+        "current",
+        "pressure",
+        "flow",
+    }
+    sensor = Sensor.objects.get(key="demo-plant.p-101.flow")
+    assert (sensor.unit, sensor.valid_min, sensor.valid_max, sensor.sample_period_s) == (
+        "m³/h",
+        0.0,
+        600.0,
+        1.0,
+    )
+    assert Sensor.objects.filter(asset__site=east).count() == 10
+    assert Gateway.objects.get(name="demo-simulator").site == demo
+
+
+@pytest.mark.django_db
+def test_seed_demo_prints_users_whose_passwords_log_in_with_their_roles_and_sites():
+    _token, users = seed()
+
+    assert {name: role for name, (_pw, role) in users.items()} == {
+        "tech1": "technician",
+        "tech2": "technician",
+        "engineer": "engineer",
+        "outsider": "technician",
+    }
+    for username, (password, role) in users.items():
+        user = authenticate(username=username, password=password)
+        assert user is not None, username
+        assert user.groups.filter(name=role).exists()
+    engineer = User.objects.get(username="engineer")
+    assert engineer.is_staff
+    assert set(engineer.sites.values_list("slug", flat=True)) == {"demo-plant", "east-works"}
+    assert list(User.objects.get(username="outsider").sites.values_list("slug", flat=True)) == ["east-works"]
+    assert list(User.objects.get(username="tech1").sites.values_list("slug", flat=True)) == ["demo-plant"]
+    assert not User.objects.get(username="tech1").is_staff
+
+
+@pytest.mark.django_db
+def test_seed_demo_twice_creates_nothing_new_rotates_the_token_and_keeps_the_passwords(isolated_var_dir):
+    first_token, first_users = seed()
+    before = counts()
+    gateway_pk = Gateway.objects.get(name="demo-simulator").pk
+
+    second_token, second_users = seed()
+
+    assert counts() == before
+    assert second_token != first_token
+    assert Gateway.authenticate(first_token) is None
+    gateway = Gateway.authenticate(second_token)
+    assert gateway is not None and gateway.pk == gateway_pk
+    assert second_users == first_users
+    for username, (password, _role) in second_users.items():
+        assert authenticate(username=username, password=password) is not None
+    credentials = isolated_var_dir / "demo_credentials.json"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert json.loads(credentials.read_text())["passwords"]["tech1"] == first_users["tech1"][0]
+
+
+@pytest.mark.django_db
+def test_seed_demo_resets_a_password_that_no_longer_matches_the_stored_one():
+    _token, users = seed()
+    tech1 = User.objects.get(username="tech1")
+    tech1.set_password("changed-by-someone")
+    tech1.save()
+
+    _token, again = seed()
+
+    assert again["tech1"] == users["tech1"]
+    assert authenticate(username="tech1", password=users["tech1"][0]) is not None
+
+
+@pytest.mark.django_db
+def test_seed_demo_takes_the_number_of_demo_assets():
+    seed("--assets", "3")
+
+    assert sorted(Site.objects.get(slug="demo-plant").assets.values_list("tag", flat=True)) == [
+        "p-101",
+        "p-102",
+        "p-103",
+    ]
+
+
+@pytest.mark.django_db
+def test_seed_demo_refuses_a_non_positive_asset_count():
+    with pytest.raises(CommandError, match="--assets must be between 1 and"):
+        run("seed_demo", "--assets", "0")
+
+
+# --- create_gateway --------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_create_gateway_prints_a_token_that_authenticates_for_the_site(site):
+    out, _err = run("create_gateway", "north", "line-2 edge")
+
+    match = re.fullmatch(r"GATEWAY_TOKEN=(\S+)\n", out)
+    assert match
+    gateway = Gateway.authenticate(match[1])
+    assert gateway is not None
+    assert (gateway.site, gateway.name) == (site, "line-2 edge")
+
+
+@pytest.mark.django_db
+def test_create_gateway_for_an_unknown_site_names_it_and_lists_the_known_ones(site, other_site):
+    with pytest.raises(CommandError, match=r"unknown site 'west'; known sites: north, south"):
+        run("create_gateway", "west", "edge")
+    assert Gateway.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_create_gateway_refuses_an_empty_name(site):
+    with pytest.raises(CommandError, match="name must not be empty"):
+        run("create_gateway", "north", "   ")
+
+
+# --- simulate --------------------------------------------------------------------------------------------
+
+
+class FakeIngestApi:
+    """A stand-in for POST /api/v1/readings that records what it receives and answers per the contract."""
+
+    def __init__(self, fail_first: int = 0, status: int = 200) -> None:
+        self.requests: list[httpx.Request] = []
+        self.readings: list[dict] = []
+        self.fail_first = fail_first
+        self.status = status
+        self.interrupt_at: int | None = None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if len(self.requests) == self.interrupt_at:
+            raise KeyboardInterrupt  # what Ctrl-C looks like in the middle of a request
+        if len(self.requests) <= self.fail_first:
+            raise httpx.ConnectError("Connection refused", request=request)
+        if self.status != 200:
+            return httpx.Response(self.status, json={"error": "invalid or revoked gateway token"})
+        body = json.loads(request.content)
+        self.readings.extend(body["readings"])
+        return httpx.Response(200, json={"accepted": len(body["readings"]), "duplicates": 0, "rejected": []})
+
+
+@pytest.fixture
+def fake_api(monkeypatch):
+    api = FakeIngestApi()
+    real_client = simulator_client.http_client
+
+    def client_with_mock_transport(base_url: str, token: str, timeout_s: float = 30.0) -> httpx.Client:
+        client = real_client(base_url, token, timeout_s)
+        client._transport = httpx.MockTransport(api)
+        return client
+
+    monkeypatch.setattr(simulator_client, "http_client", client_with_mock_transport)
+    monkeypatch.setattr(simulator_client, "_BACKOFF_START_S", 0.001)
+    return api
+
+
+@pytest.fixture
+def north_pumps(site):
+    return [make_asset(site, "p-101"), make_asset(site, "p-102")]
+
+
+@pytest.mark.django_db
+def test_simulate_backfills_every_sensor_once_per_second_through_the_api(fake_api, north_pumps):
+    out, _err = run(
+        "simulate",
+        "--site",
+        "north",
+        "--token",
+        "tok-1",
+        "--backfill",
+        "2",
+        "--duration",
+        "0",
+        "--faults",
+        "none",
+    )
+
+    sensors = set(Sensor.objects.filter(asset__site__slug="north").values_list("key", flat=True))
+    assert len(sensors) == 8
+    assert len(fake_api.readings) == 120 * 8
+    assert {r["sensor"] for r in fake_api.readings} == sensors
+    for key in sensors:
+        stamps = sorted(r["ts"] for r in fake_api.readings if r["sensor"] == key)
+        assert len(stamps) == 120 and stamps[-1] - stamps[0] == 119
+    request = fake_api.requests[0]
+    assert request.method == "POST" and request.url == "http://127.0.0.1:8000/api/v1/readings"
+    assert request.headers["Authorization"] == "Bearer tok-1"
+    assert "simulate finished: sent 960 readings" in out and "accepted 960" in out
+
+
+@pytest.mark.django_db
+def test_simulate_takes_the_token_from_the_environment_and_limits_the_assets(
+    fake_api, north_pumps, monkeypatch
+):
+    monkeypatch.setenv("GATEWAY_TOKEN", "from-env")
+    run(
+        "simulate",
+        "--site",
+        "north",
+        "--assets",
+        "1",
+        "--backfill",
+        "1",
+        "--duration",
+        "0",
+        "--url",
+        "http://vigil:9000/",
+    )
+
+    assert {r["sensor"].split(".")[1] for r in fake_api.readings} == {"p-101"}
+    assert fake_api.requests[0].headers["Authorization"] == "Bearer from-env"
+    assert str(fake_api.requests[0].url) == "http://vigil:9000/api/v1/readings"
+
+
+@pytest.mark.django_db
+def test_simulate_streams_live_batches_until_the_duration_ends(fake_api, north_pumps):
+    out, _err = run(
+        "simulate", "--site", "north", "--token", "t", "--duration", "1.2", "--batch-seconds", "0.3",
+        "--speed", "5", "--faults", "none",
+    )  # fmt: skip
+
+    assert len(fake_api.requests) >= 3, "one request per batch"
+    assert 8 * 5 <= len(fake_api.readings) <= 8 * 7, "1.2 s at 5x is 6 simulated seconds"
+    stamps = sorted({r["ts"] for r in fake_api.readings})
+    assert stamps[-1] <= time.time(), "a bounded fast run ends at the wall clock, not in the future"
+    assert "simulate finished" in out
+
+
+@pytest.mark.django_db
+def test_simulate_records_an_injected_fault_as_a_simulator_label(fake_api, north_pumps):
+    run(
+        "simulate", "--site", "north", "--token", "t", "--backfill", "5", "--duration", "0",
+        "--faults", "spikes@p-102.vibration:-3m:90s",
+    )  # fmt: skip
+
+    label = Label.objects.get()
+    assert (label.asset.tag, label.kind, label.fault_type, label.source) == (
+        "p-102",
+        "fault",
+        "spikes",
+        "simulator",
+    )
+    assert label.end - label.start == timedelta(seconds=90)
+    spiked = [r for r in fake_api.readings if r["sensor"] == "north.p-102.vibration" and r["value"] > 7]
+    assert spiked and all(label.start.timestamp() <= r["ts"] < label.end.timestamp() for r in spiked)
+
+
+@pytest.mark.django_db
+def test_simulate_turns_a_refused_token_into_a_clear_error(fake_api, north_pumps):
+    fake_api.status = 401
+
+    with pytest.raises(
+        CommandError, match=r"refused the gateway token \(HTTP 401: invalid or revoked gateway token\)"
+    ):
+        run("simulate", "--site", "north", "--token", "wrong", "--backfill", "1", "--duration", "0")
+    assert len(fake_api.requests) == 1, "a refused token is not retried"
+
+
+@pytest.mark.django_db
+def test_simulate_retries_an_unreachable_server_with_a_message(fake_api, north_pumps):
+    fake_api.fail_first = 2
+
+    out, err = run(
+        "simulate",
+        "--site",
+        "north",
+        "--token",
+        "t",
+        "--backfill",
+        "1",
+        "--duration",
+        "0",
+        "--faults",
+        "none",
+    )
+
+    assert err.count("cannot reach http://127.0.0.1:8000/api/v1/readings (ConnectError") == 2
+    assert "retry 1/8" in err
+    assert len(fake_api.readings) == 60 * 8
+    assert "simulate finished" in out
+
+
+@pytest.mark.django_db
+def test_simulate_gives_up_on_a_server_that_stays_unreachable(fake_api, north_pumps):
+    fake_api.fail_first = 100
+
+    with pytest.raises(
+        CommandError, match=r"gave up after 3 attempts: cannot reach .* Is the server running"
+    ):
+        run(
+            "simulate",
+            "--site",
+            "north",
+            "--token",
+            "t",
+            "--backfill",
+            "1",
+            "--duration",
+            "0",
+            "--max-retries",
+            "2",
+        )
+
+
+@pytest.mark.django_db
+def test_simulate_without_a_token_says_how_to_get_one(fake_api, north_pumps, monkeypatch):
+    monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
+
+    with pytest.raises(CommandError, match="no gateway token: pass --token or set GATEWAY_TOKEN"):
+        run("simulate", "--site", "north")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--site", "west"], "unknown site 'west'; known sites: north"),
+        (["--speed", "0"], "--speed must be positive"),
+        (["--backfill", "-1"], "--backfill must be >= 0"),
+        (["--faults", "melting@p-101:0:60"], "--faults: unknown fault kind 'melting'"),
+    ],
+)
+def test_simulate_refuses_bad_options_with_a_message(fake_api, north_pumps, args, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        run("simulate", "--token", "t", "--site", "north", "--duration", "0", *args)
+    assert fake_api.requests == []
+
+
+@pytest.mark.django_db
+def test_simulate_refuses_a_site_without_assets(fake_api):
+    make_site("empty")
+
+    with pytest.raises(CommandError, match="site 'empty' has no assets with sensors to simulate"):
+        run("simulate", "--token", "t", "--site", "empty", "--duration", "0")
+
+
+@pytest.mark.django_db
+def test_ctrl_c_stops_the_simulation_with_a_summary_and_closes_the_open_fault_label(fake_api, north_pumps):
+    fake_api.interrupt_at = 2
+
+    out, _err = run(
+        "simulate", "--site", "north", "--token", "t", "--backfill", "3",
+        "--batch-seconds", "0.05", "--max-retries", "0", "--faults", "bearing_wear@p-101:-150s:10m",
+    )  # fmt: skip
+
+    assert "simulate stopped: sent" in out
+    label = Label.objects.get()
+    assert label.fault_type == "bearing_wear"
+    assert label.end - label.start < timedelta(minutes=10), "the label ends where the data sent ends"
+
+
+@pytest.mark.django_db
+def test_recording_a_fault_label_again_extends_it_instead_of_duplicating_it(north_pumps):
+    from plant.simulator import Fault, FaultOccurrence
+    from plant.simulator_labels import record_fault_label
+
+    fault = Fault("cavitation", "p-101", None, 0.0, 300.0)
+    occurrence = FaultOccurrence(fault, 1_767_600_000.0, 1_767_600_300.0)
+
+    record_fault_label(north_pumps[0], occurrence, until=1_767_600_100.0)
+    record_fault_label(north_pumps[0], occurrence, until=1_767_600_900.0)
+
+    label = Label.objects.get()
+    assert label.end - label.start == timedelta(seconds=300)
