@@ -1,0 +1,225 @@
+"""Demo smoke test: `make demo` on the embedded defaults, readings flow, a technician sees an asset chart,
+and Ctrl-C leaves no process behind.
+
+Run by .ci/run with DATABASE_URL and REDIS_URL unset and VIGIL_VAR_DIR pointing at a fresh directory.
+Environment: DEMO_PORT (default 8000), DEMO_LOG (where the demo's output is copied), DEMO_TIMEOUT (s).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+PORT = int(os.environ.get("DEMO_PORT", "8000"))
+BASE = f"http://127.0.0.1:{PORT}"
+STARTUP_TIMEOUT = float(os.environ.get("DEMO_TIMEOUT", "300"))
+STOP_TIMEOUT = 20.0
+USER_RE = re.compile(r"USER=(\S+) PASSWORD=(\S+) ROLE=(\S+)")
+
+
+class SmokeFailure(Exception):
+    pass
+
+
+class Demo:
+    """`make demo` in its own process group, its output copied to our stdout and to DEMO_LOG."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.log = open(os.environ.get("DEMO_LOG", "/dev/null"), "w")  # noqa: SIM115 - closed in finish()
+        self.process = subprocess.Popen(
+            ["make", "demo", f"PORT={PORT}"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # like a terminal: Ctrl-C goes to make and everything in its group
+        )
+        self.seen: dict[int, psutil.Process] = {}
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            self.log.write(line)
+            self.log.flush()
+            sys.stdout.write("  demo> " + line)
+            sys.stdout.flush()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def record_processes(self) -> None:
+        """Remember every process below make (children run in their own sessions, but stay descendants)."""
+        try:
+            for proc in psutil.Process(self.process.pid).children(recursive=True):
+                self.seen.setdefault(proc.pid, proc)
+        except psutil.NoSuchProcess:
+            pass
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.record_processes()
+            if match := re.search(pattern, self.output):
+                return match
+            if self.process.poll() is not None:
+                raise SmokeFailure(
+                    f"make demo exited with {self.process.returncode} before printing {pattern!r}"
+                )
+            time.sleep(0.5)
+        raise SmokeFailure(f"make demo did not print {pattern!r} within {timeout:.0f} s")
+
+    def interrupt(self) -> list[str]:
+        """Ctrl-C to the whole group; returns descriptions of the processes still alive after STOP_TIMEOUT."""
+        self.record_processes()
+        os.killpg(self.process.pid, signal.SIGINT)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            alive = [proc for proc in self.seen.values() if _alive(proc)]
+            if not alive and self.process.poll() is not None:
+                return []
+            time.sleep(0.2)
+        survivors = [f"{proc.pid} {' '.join(_cmdline(proc))}" for proc in self.seen.values() if _alive(proc)]
+        if self.process.poll() is None:
+            survivors.append(f"{self.process.pid} make demo")
+        return survivors
+
+    def finish(self) -> None:
+        for proc in [*self.seen.values()]:
+            if _alive(proc):
+                proc.kill()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self._reader.join(5)
+        self.log.close()
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return ["?"]
+
+
+def reading_count() -> int:
+    code = "from plant.models import Reading; print(Reading.objects.count())"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise SmokeFailure(f"could not count readings: {result.stderr.strip()[-500:]}")
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def wait_for_readings(demo: Demo, timeout: float = 180.0) -> tuple[int, int]:
+    """Readings arrive (the backfill) and keep arriving (the live stream)."""
+    deadline = time.monotonic() + timeout
+    first = 0
+    while time.monotonic() < deadline:
+        demo.record_processes()
+        if demo.process.poll() is not None:
+            raise SmokeFailure("the demo stopped while waiting for readings")
+        count = reading_count()
+        if not first and count:
+            first = count
+        elif first and count > first:
+            return first, count
+        time.sleep(2)
+    raise SmokeFailure(f"readings did not keep arriving within {timeout:.0f} s (first count {first})")
+
+
+def check_asset_page(username: str, password: str) -> str:
+    with httpx.Client(base_url=BASE, follow_redirects=True, timeout=30) as client:
+        login = client.get("/accounts/login/")
+        if login.status_code != 200 or "csrftoken" not in client.cookies:
+            raise SmokeFailure(f"GET /accounts/login/ gave {login.status_code} without a CSRF cookie")
+        response = client.post(
+            "/accounts/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            },
+            headers={"Referer": BASE + "/accounts/login/"},
+        )
+        if response.status_code != 200 or "sessionid" not in client.cookies:
+            raise SmokeFailure(f"logging in as {username} failed ({response.status_code} at {response.url})")
+        site = client.get("/sites/demo-plant/")
+        if site.status_code != 200:
+            raise SmokeFailure(f"GET /sites/demo-plant/ gave {site.status_code}")
+        assets = re.findall(r'href="(/assets/\d+/)"', site.text)
+        if not assets:
+            raise SmokeFailure("the site page links no asset (/assets/<id>/)")
+        page = client.get(assets[0])
+        if page.status_code != 200:
+            raise SmokeFailure(f"GET {assets[0]} gave {page.status_code}")
+        if "plotly" not in page.text.lower():
+            raise SmokeFailure(f"{assets[0]} has no Plotly chart")
+        return assets[0]
+
+
+def main() -> int:
+    if os.environ.get("DATABASE_URL") or os.environ.get("REDIS_URL"):
+        print("demo smoke: unset DATABASE_URL and REDIS_URL; it tests the embedded defaults", file=sys.stderr)
+        return 2
+    demo = Demo()
+    try:
+        url = demo.wait_for(r"Vigil demo running at (http://\S+)", STARTUP_TIMEOUT).group(1)
+        users = USER_RE.findall(demo.output)
+        if not users:
+            raise SmokeFailure("the demo printed no USER=... PASSWORD=... ROLE=... lines")
+        username, password, _ = next((user for user in users if user[0] == "tech1"), users[0])
+        print(f"demo smoke: up at {url}; logging in as {username}")
+        first, later = wait_for_readings(demo)
+        print(f"demo smoke: readings arriving ({first} then {later})")
+        asset = check_asset_page(username, password)
+        print(f"demo smoke: {asset} renders with its chart")
+        demo.record_processes()
+        names = sorted({" ".join(_cmdline(proc))[:60] for proc in demo.seen.values()})
+        print(f"demo smoke: {len(demo.seen)} processes under make demo:\n    " + "\n    ".join(names))
+        survivors = demo.interrupt()
+        if survivors:
+            raise SmokeFailure(
+                f"still running {STOP_TIMEOUT:.0f} s after Ctrl-C:\n    " + "\n    ".join(survivors)
+            )
+        if "Traceback" in demo.output:
+            raise SmokeFailure("the demo printed a traceback (see the output above)")
+        if "Vigil demo stopped" not in demo.output:
+            raise SmokeFailure("the demo did not report a clean stop")
+        print("demo smoke: Ctrl-C stopped every process; OK")
+        return 0
+    except SmokeFailure as exc:
+        print(f"demo smoke FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        demo.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""`manage.py demo`: run the whole product on one machine — Redis, web, worker and the plant simulator.
+
+Seeds the demo site (unless --token is given), starts every process as a supervised child with its
+output prefixed by its name, prints the URL and the logins, and on Ctrl-C or SIGTERM stops every process
+it started. If one of them dies, the others are stopped too and the command fails naming it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
+
+from config.embedded_redis import host_port, redis_answers, server_command
+from plant.supervisor import ChildDied, StopRequested, Supervisor
+
+TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
+USER_RE = re.compile(r"^USER=(\S+) PASSWORD=(\S+) ROLE=(\S+)", re.MULTILINE)
+WORKER_QUEUES = "default,ingest,scoring,explain"
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    password: str
+    role: str
+
+
+def parse_seed_output(text: str) -> tuple[str | None, list[Login]]:
+    """The gateway token and the users from seed_demo's `GATEWAY_TOKEN=` and `USER= PASSWORD= ROLE=` lines."""
+    token = TOKEN_RE.search(text)
+    return (token.group(1) if token else None), [Login(*match) for match in USER_RE.findall(text)]
+
+
+def web_command(host: str, port: int, access_log: Path) -> list[str]:
+    # One access-log line per simulator POST would drown the rest of the output, so it goes to a file.
+    access_log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--access-log", str(access_log)]
+    return argv + ["config.asgi:application"]
+
+
+def worker_command(var_dir: Path) -> list[str]:
+    # The solo pool keeps one process and one SQLite connection; -B runs beat inside it for the schedule.
+    return [
+        sys.executable, "-m", "celery", "-A", "config", "worker",
+        "-Q", WORKER_QUEUES, "--pool", "solo", "--concurrency", "1", "-l", "info",
+        "-B", "-s", str(var_dir / "celerybeat-schedule"), "-n", "vigil-demo@%h",
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
+def simulator_command(url: str, token: str, backfill: int, speed: float | None) -> list[str]:
+    argv = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "simulate", "--url", url]
+    argv += ["--token", token, "--backfill", str(backfill)]
+    if speed is not None:
+        argv += ["--speed", str(speed)]
+    return argv
+
+
+def port_in_use(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def web_answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the demo: embedded Redis, web server, Celery worker and the plant simulator. Ctrl-C stops all."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="Address the web server listens on.")
+        parser.add_argument("--port", type=int, default=8000, help="Port of the web server (default 8000).")
+        parser.add_argument("--token", help="Gateway token for the simulator; without it seed_demo is run.")
+        parser.add_argument(
+            "--backfill", type=int, default=60, help="Minutes of history the simulator sends."
+        )
+        parser.add_argument("--speed", type=float, help="Simulator speed-up factor (default: its own).")
+        parser.add_argument("--no-simulator", action="store_true", help="Run everything but the simulator.")
+        parser.add_argument("--stop-timeout", type=float, default=10.0, help="Seconds before SIGKILL.")
+        parser.add_argument("--ready-timeout", type=float, default=60.0, help="Seconds to wait for startup.")
+
+    def handle(self, *args: object, **options: object) -> None:
+        host, port = str(options["host"]), int(options["port"])
+        if not 0 < port < 65536:
+            raise CommandError(f"--port {port} is not a TCP port")
+        if options["backfill"] < 0:
+            raise CommandError("--backfill must be zero or more minutes")
+        # Readiness polls would otherwise log one "HTTP Request" line each at INFO.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        supervisor = Supervisor(out=self.stdout, stop_timeout=float(options["stop_timeout"]))
+        supervisor.install_signal_handlers()
+        if port_in_use(host, port):
+            raise CommandError(f"something already listens on {host}:{port}; stop it or pass --port")
+
+        token, logins = options["token"], []
+        if not token:
+            token, logins = self._seed(supervisor)
+        url = f"http://{host}:{port}"
+        failure: str | None = None
+        try:
+            self._start_all(supervisor, host, port, url, token, options)
+            self._print_banner(supervisor, url, logins)
+            if (dead := supervisor.run_until_stopped()) is not None:
+                failure = f"{dead.name} exited unexpectedly with code {dead.returncode}"
+        except StopRequested:
+            pass
+        except ChildDied as exc:
+            failure = str(exc)
+        except TimeoutError as exc:
+            failure = str(exc)
+        finally:
+            supervisor.stop_all()
+        if failure:
+            raise CommandError(f"{failure}; stopped the other processes (see the lines above)")
+        supervisor.say("Vigil demo stopped; every process it started has exited.")
+
+    def _seed(self, supervisor: Supervisor) -> tuple[str, list]:
+        buffer = io.StringIO()
+        try:
+            call_command("seed_demo", stdout=buffer)
+        except CommandError as exc:
+            raise CommandError(f"seed_demo failed: {exc}") from None
+        finally:
+            # The children open their own connections; an idle one here would only hold SQLite's lock.
+            connections.close_all()
+        supervisor.say(buffer.getvalue().rstrip(), name="seed")
+        token, logins = parse_seed_output(buffer.getvalue())
+        if not token:
+            raise CommandError("seed_demo printed no GATEWAY_TOKEN=<token> line; pass --token instead")
+        return token, logins
+
+    def _start_all(
+        self, supervisor: Supervisor, host: str, port: int, url: str, token: str, options: dict
+    ) -> None:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1"}
+        cwd = settings.BASE_DIR
+        timeout = float(options["ready_timeout"])
+        if settings.REDIS_EMBEDDED:
+            redis_host, redis_port = host_port(settings.REDIS_URL)
+            if redis_answers(redis_host, redis_port):
+                supervisor.say(f"reusing the Redis that already answers on {redis_host}:{redis_port}")
+            else:
+                workdir = Path(settings.VAR_DIR) / "redis"
+                command = server_command(redis_port, workdir, redis_host)
+                supervisor.start("redis", command, env=env, cwd=cwd, stop_last=True)
+                supervisor.wait_until(
+                    lambda: redis_answers(redis_host, redis_port), timeout, "embedded Redis"
+                )
+        access_log = Path(settings.VAR_DIR) / "log" / "web-access.log"
+        supervisor.start("web", web_command(host, port, access_log), env=env, cwd=cwd)
+        supervisor.start("worker", worker_command(Path(settings.VAR_DIR)), env=env, cwd=cwd)
+        supervisor.wait_until(
+            lambda: web_answers(url + "/accounts/login/"), timeout, f"the web server at {url}"
+        )
+        if not options["no_simulator"]:
+            command = simulator_command(url, token, int(options["backfill"]), options["speed"])
+            supervisor.start("simulator", command, env=env, cwd=cwd)
+
+    def _print_banner(self, supervisor: Supervisor, url: str, logins: list[Login]) -> None:
+        first = next((login for login in logins if login.role == "technician"), logins[0] if logins else None)
+        who = (
+            f" — log in as {first.username} / {first.password}"
+            if first
+            else " — log in with the seed_demo users"
+        )
+        lines = [f"Vigil demo running at {url}/{who}"]
+        lines += [
+            f"    {login.username:<10} password {login.password:<22} ({login.role})" for login in logins
+        ]
+        lines += [
+            f"    API docs: {url}/api/docs/   admin console: {url}/admin/",
+            f"    HTTP access log: {Path(settings.VAR_DIR) / 'log' / 'web-access.log'}",
+            "    Ctrl-C stops everything.",
+        ]
+        supervisor.say("\n".join(lines))

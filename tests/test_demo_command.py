@@ -1,0 +1,202 @@
+"""`manage.py demo` and its supervisor: every process it starts is stopped on Ctrl-C, SIGTERM or a death."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from config.embedded_redis import start_embedded_redis
+from plant.management.commands.demo import Login, parse_seed_output, simulator_command, worker_command
+
+ROOT = Path(__file__).resolve().parent.parent
+PID_RE = re.compile(r"started (\S+) \(pid (\d+)\)")
+
+SUPERVISE = textwrap.dedent(
+    """
+    import sys
+    from plant.supervisor import Supervisor
+
+    py = sys.executable
+    sup = Supervisor(stop_timeout=2.0)
+    sup.install_signal_handlers()
+    sup.start("sleeper", [py, "-c", "import time; print('up', flush=True); time.sleep(600)"])
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+    sup.start("stubborn", [py, "-c", stubborn])
+    forker = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+        "print('grandchild', p.pid, flush=True); time.sleep(600)"
+    )
+    sup.start("forker", [py, "-c", forker], stop_last=True)
+    if len(sys.argv) > 1:
+        sup.start("crasher", [py, "-c", "import sys, time; time.sleep(1); sys.exit(3)"])
+    print("READY", flush=True)
+    dead = sup.run_until_stopped(interval=0.1)
+    sup.stop_all()
+    print(f"DIED {dead.name} {dead.returncode}" if dead else "STOPPED", flush=True)
+    sys.exit(1 if dead else 0)
+    """
+)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_all_gone(pids: list[int], timeout: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [pid for pid in pids if not gone(pid)]
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return alive
+
+
+def read_until(process: subprocess.Popen, *markers: str, timeout: float = 60.0) -> list[str]:
+    """Lines of output up to the point where every marker has appeared in some line."""
+    lines: list[str] = []
+    missing = set(markers)
+    deadline = time.monotonic() + timeout
+    while missing and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError(f"process ended before printing {missing}:\n" + "".join(lines))
+        lines.append(line)
+        missing = {marker for marker in missing if marker not in line}
+    if missing:
+        raise AssertionError(f"no {missing} within {timeout} s:\n" + "".join(lines))
+    return lines
+
+
+def pids_in(lines: list[str]) -> dict[str, int]:
+    found = {name: int(pid) for name, pid in PID_RE.findall("".join(lines))}
+    for line in lines:
+        if "grandchild" in line:
+            found["grandchild"] = int(line.split()[-1])
+    return found
+
+
+def start_supervise_script(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", SUPERVISE, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_supervisor_stops_every_child_and_grandchild_on_a_stop_signal(signum):
+    process = start_supervise_script()
+    pids = pids_in(read_until(process, "READY", "grandchild"))
+    assert {"sleeper", "stubborn", "forker", "grandchild"} <= set(pids)
+
+    process.send_signal(signum)
+    out, _ = process.communicate(timeout=30)
+
+    assert process.returncode == 0
+    assert "STOPPED" in out
+    assert "Traceback" not in out
+    assert "stubborn did not stop within 2 s; killing it" in out
+    assert wait_all_gone(list(pids.values())) == []
+
+
+def test_supervisor_stops_the_rest_and_names_the_child_that_died():
+    process = start_supervise_script("crash")
+    pids = pids_in(read_until(process, "READY", "grandchild"))
+
+    out, _ = process.communicate(timeout=30)
+
+    assert process.returncode == 1
+    assert "DIED crasher 3" in out
+    assert wait_all_gone(list(pids.values())) == []
+
+
+def test_supervisor_prefixes_each_line_of_a_child_with_its_name():
+    process = start_supervise_script()
+    lines = read_until(process, "READY", "grandchild", "sleeper   | up")
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+    text = "".join(lines) + out
+    assert re.search(r"^sleeper\s+\| up$", text, re.MULTILINE)
+    assert re.search(r"^forker\s+\| grandchild \d+$", text, re.MULTILINE)
+
+
+def test_seed_output_gives_the_gateway_token_and_the_logins():
+    text = "Seeded demo-plant\nGATEWAY_TOKEN=vgl_abc-123\nUSER=tech1 PASSWORD=s3cret ROLE=technician\n"
+    text += "USER=engineer PASSWORD=x-y ROLE=engineer\n"
+    token, logins = parse_seed_output(text)
+    assert token == "vgl_abc-123"
+    assert logins == [Login("tech1", "s3cret", "technician"), Login("engineer", "x-y", "engineer")]
+    assert parse_seed_output("nothing here") == (None, [])
+
+
+def test_the_worker_and_simulator_commands_follow_the_process_contract(tmp_path):
+    worker = worker_command(tmp_path)
+    assert worker[1:6] == ["-m", "celery", "-A", "config", "worker"]
+    assert worker[worker.index("-Q") + 1] == "default,ingest,scoring,explain"
+    simulator = simulator_command("http://127.0.0.1:8000", "tok", 60, None)
+    assert simulator[2:] == [
+        "simulate",
+        "--url",
+        "http://127.0.0.1:8000",
+        "--token",
+        "tok",
+        "--backfill",
+        "60",
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_manage_py_demo_starts_web_and_worker_and_stops_them_all_on_ctrl_c(tmp_path):
+    redis = start_embedded_redis(f"redis://127.0.0.1:{_free_port()}/0", tmp_path / "redis")
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL"}}
+    env.update(VIGIL_VAR_DIR=str(tmp_path / "var"), REDIS_URL=redis.url, PYTHONUNBUFFERED="1")
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--token", "t", "--no-simulator", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = read_until(demo, "Vigil demo running at", timeout=90)
+        tree = [child.pid for child in psutil.Process(demo.pid).children(recursive=True)]
+        pids = pids_in(lines)
+        assert set(pids) == {"web", "worker"}, "REDIS_URL is set, so no embedded Redis is started"
+        assert f"http://127.0.0.1:{port}/" in lines[-1]
+
+        demo.send_signal(signal.SIGINT)
+        out, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        redis.stop()
+
+    assert demo.returncode == 0, out
+    assert "Traceback" not in out.split("stopping", 1)[-1]
+    assert "Vigil demo stopped" in out
+    assert wait_all_gone(tree + list(pids.values())) == []
