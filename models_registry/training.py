@@ -1,0 +1,392 @@
+"""Training: feature matrices in, a checked ONNX artifact with thresholds, metrics and provenance out.
+
+Pure functions over NumPy arrays (no ORM); the registry reads windows once, calls these and stores the
+result as a candidate ModelVersion.
+
+Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "direction":
+"higher_is_anomalous"}``; a window is flagged when ``score > open_threshold`` and an open alert may clear once
+``score < clear_threshold`` (hysteresis, ``clear_threshold <= open_threshold``).
+
+``train_anomaly`` — PCA T² + Q (SPE) on standardised features, from normal / unlabelled windows only.
+    ``z = (x - mu) / sigma`` with mu, sigma of the fit split (a constant feature gets sigma = 1). The first k
+    principal components explain ``params["variance"]`` of the variance (1 <= k <= d - 1). T² (Mahalanobis
+    distance inside the PCA subspace) catches unusual operating points; Q (squared residual off the
+    subspace) catches broken relations between sensors even when every sensor is in its normal range. Each
+    is divided by its 99th percentile on the fit split so the two count equally:
+    ``score = T²/t99 + Q/q99 = zᵀ A z`` with one symmetric A, built by hand as an ONNX graph
+    (``onnx_graphs.build_quadratic_graph``; float32 input, float64 arithmetic, output "score" [N, 1]).
+    Windows are used in the order given (time order): the last ``holdout_fraction`` is held out; the open
+    threshold is its ``open_quantile`` (99.5 %) score, the clear threshold its ``clear_quantile`` (97 %).
+    Metrics: false-alarm rate on the held-out normal windows and, given X_val (and y_val), on the normal
+    validation windows, with precision / recall / F1 / PR-AUC when y_val has faults.
+
+``train_failure_classifier`` — LightGBM binary classifier; class imbalance handled with ``is_unbalance``
+    and a decision threshold chosen for the best F1 on a stratified validation split (never accuracy). The
+    score space is LightGBM's raw margin (log-odds): explanations are additive there and it is what the
+    ONNX graph outputs, a single ``TreeEnsembleRegressor`` (post_transform NONE) converted by onnxmltools
+    (ai.onnx opset 15). Before conversion every split threshold is moved to the largest float32 not above
+    it, so the float32 ONNX trees take exactly LightGBM's decisions on float32 features. The clear
+    threshold is ``open - hysteresis`` (1.0 log-odds by default).
+
+Both check onnxruntime's output against the NumPy / native reference: |ort - ref| <= 1e-5 * max(1, |ref|)
+(onnxruntime sums trees in float32, ~1e-6 relative); a mismatch raises TrainingError.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models_registry import runtime
+from models_registry.onnx_graphs import SCORE_NAME, QuadraticForm, build_quadratic_graph
+
+DIRECTION = "higher_is_anomalous"
+ONNX_TOLERANCE = 1e-5
+BACKGROUND_SIZE = 100
+
+ANOMALY_DEFAULTS: dict[str, Any] = {
+    "variance": 0.95,
+    "holdout_fraction": 0.25,
+    "open_quantile": 0.995,
+    "clear_quantile": 0.97,
+    "background_size": BACKGROUND_SIZE,
+    "seed": 0,
+}
+CLASSIFIER_DEFAULTS: dict[str, Any] = {
+    "n_estimators": 200,
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_child_samples": 10,
+    "reg_lambda": 1.0,
+    "is_unbalance": True,
+    "validation_fraction": 0.25,
+    "hysteresis": 1.0,
+    "background_size": BACKGROUND_SIZE,
+    "seed": 0,
+}
+
+
+class TrainingError(ValueError):
+    """Training input or a trained artifact is unusable; the message says why."""
+
+
+@dataclass
+class TrainedModel:
+    """A trained, converted and checked model, ready to be registered as a candidate version."""
+
+    onnx_bytes: bytes
+    kind: str
+    feature_names: list[str]
+    output_spec: dict[str, Any]
+    open_threshold: float
+    clear_threshold: float
+    background: np.ndarray  # float32 [<= 100, d], the explanation background sample
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    library_versions: dict[str, str] = field(default_factory=dict)
+
+
+def train_anomaly(
+    X_normal: np.ndarray,
+    feature_names: list[str],
+    *,
+    params: Mapping[str, Any] | None = None,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+) -> TrainedModel:
+    """Learn normal behaviour (PCA T² + Q) from normal windows in time order; see the module docstring."""
+    p = _params(ANOMALY_DEFAULTS, params)
+    X = _matrix(X_normal, feature_names, "X_normal")
+    n, d = X.shape
+    if n < 20:
+        raise TrainingError(f"The anomaly model needs at least 20 normal windows, got {n}.")
+    if not 0.0 < p["variance"] <= 1.0 or not 0.0 < p["holdout_fraction"] < 1.0:
+        raise TrainingError("variance must be in (0, 1] and holdout_fraction in (0, 1).")
+    if not 0.0 < p["clear_quantile"] <= p["open_quantile"] < 1.0:
+        raise TrainingError("Quantiles must satisfy 0 < clear_quantile <= open_quantile < 1.")
+    n_hold = max(5, int(round(n * p["holdout_fraction"])))
+    fit, hold = X[: n - n_hold], X[n - n_hold :]
+    if len(fit) < 10:
+        raise TrainingError(
+            f"Only {len(fit)} windows are left to fit after the hold-out; add more normal data."
+        )
+
+    form, info = _fit_quadratic(fit, p["variance"])
+    onnx_bytes = build_quadratic_graph(form, doc=f"Vigil anomaly model: PCA T2+Q, k={info['n_components']}")
+    session = runtime.load_session(onnx_bytes)
+    check_rows = np.vstack([hold, fit[:: max(1, len(fit) // 200)]])
+    _check_close(runtime.run_batch(session, check_rows, _spec()), form.score(check_rows), "NumPy reference")
+
+    hold_scores = form.score(hold)
+    open_t = float(np.quantile(hold_scores, p["open_quantile"]))
+    clear_t = float(np.quantile(hold_scores, p["clear_quantile"]))
+    metrics: dict[str, Any] = {
+        **info,
+        "n_fit": len(fit),
+        "n_holdout": len(hold),
+        "false_alarm_rate_holdout": float(np.mean(hold_scores > open_t)),
+        "holdout_score_median": float(np.median(hold_scores)),
+        "label_counts": {"normal": n, "fault": 0},
+    }
+    if X_val is not None:
+        Xv = _matrix(X_val, feature_names, "X_val")
+        yv = np.zeros(len(Xv), dtype=int) if y_val is None else _labels(y_val, len(Xv), "y_val")
+        metrics.update(_detection_metrics(form.score(Xv), yv, open_t))
+    return TrainedModel(
+        onnx_bytes=onnx_bytes,
+        kind="anomaly",
+        feature_names=list(feature_names),
+        output_spec=_spec(),
+        open_threshold=open_t,
+        clear_threshold=min(clear_t, open_t),
+        background=_background(fit, p["background_size"], p["seed"]),
+        metrics=metrics,
+        params={**p, "method": "pca_t2_q"},
+        library_versions=library_versions(),
+    )
+
+
+def train_failure_classifier(
+    X: np.ndarray, y: np.ndarray, feature_names: list[str], *, params: Mapping[str, Any] | None = None
+) -> TrainedModel:
+    """LightGBM on labelled windows, threshold by best validation F1, raw-margin ONNX; see module docstring."""
+    import lightgbm as lgb
+    from sklearn.model_selection import train_test_split
+
+    p = _params(CLASSIFIER_DEFAULTS, params)
+    X = _matrix(X, feature_names, "X")
+    y = _labels(y, len(X), "y")
+    n_fault, n_normal = int(y.sum()), int(len(y) - y.sum())
+    if n_fault < 4 or n_normal < 4:
+        raise TrainingError(
+            f"The failure classifier needs at least 4 fault and 4 normal windows (got {n_fault} fault, "
+            f"{n_normal} normal); use the anomaly model until more failures are labelled."
+        )
+    X_tr, X_va, y_tr, y_va = train_test_split(
+        X, y, test_size=p["validation_fraction"], stratify=y, random_state=p["seed"]
+    )
+    model = lgb.LGBMClassifier(
+        n_estimators=p["n_estimators"],
+        learning_rate=p["learning_rate"],
+        num_leaves=p["num_leaves"],
+        min_child_samples=p["min_child_samples"],
+        reg_lambda=p["reg_lambda"],
+        is_unbalance=p["is_unbalance"],
+        random_state=p["seed"],
+        n_jobs=1,
+        deterministic=True,
+        verbose=-1,
+    )
+    model.fit(X_tr, y_tr)
+    margin_va = model.predict(X_va, raw_score=True)
+    open_t = _best_f1_threshold(margin_va, y_va)
+
+    onnx_bytes = lightgbm_to_onnx(model.booster_, len(feature_names))
+    session = runtime.load_session(onnx_bytes)
+    check_rows = np.vstack([X_va, X_tr])
+    _check_close(
+        runtime.run_batch(session, check_rows, _spec()), model.predict(check_rows, raw_score=True), "LightGBM"
+    )
+    metrics = _detection_metrics(margin_va, y_va, open_t)
+    metrics["label_counts"] = {
+        "train": {"normal": int((y_tr == 0).sum()), "fault": int(y_tr.sum())},
+        "validation": {"normal": int((y_va == 0).sum()), "fault": int(y_va.sum())},
+        "total": {"normal": n_normal, "fault": n_fault},
+    }
+    metrics["n_trees"] = int(model.booster_.num_trees())
+    return TrainedModel(
+        onnx_bytes=onnx_bytes,
+        kind="failure_classifier",
+        feature_names=list(feature_names),
+        output_spec=_spec(),
+        open_threshold=open_t,
+        clear_threshold=open_t - float(p["hysteresis"]),
+        background=_background(X_tr, p["background_size"], p["seed"]),
+        metrics=metrics,
+        params={**p, "method": "lightgbm", "score_space": "raw_margin"},
+        library_versions=library_versions(),
+    )
+
+
+def lightgbm_to_onnx(booster: Any, n_features: int) -> bytes:
+    """Convert a binary LightGBM booster to a TreeEnsembleRegressor on its raw margin, output "score"."""
+    import lightgbm as lgb
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    text = booster.model_to_string()
+    text = re.sub(r"^threshold=(.*)$", lambda m: "threshold=" + _floor32_line(m.group(1)), text, flags=re.M)
+    # tree_sizes are byte offsets of the tree blocks, stale after the edit; LightGBM parses without them.
+    text = re.sub(r"^tree_sizes=.*\n", "", text, flags=re.M)
+    # Declared a regression, the same trees convert to a TreeEnsembleRegressor whose output is the margin.
+    text = re.sub(r"^objective=.*$", "objective=regression", text, flags=re.M)
+    text = re.sub(r"^\[objective: .*\]$", "[objective: regression]", text, flags=re.M)
+    margin_booster = lgb.Booster(model_str=text)
+    onx = onnxmltools.convert_lightgbm(
+        margin_booster, initial_types=[("input", FloatTensorType([None, n_features]))], target_opset=15
+    )
+    old = onx.graph.output[0].name
+    for node in onx.graph.node:
+        node.output[:] = [SCORE_NAME if o == old else o for o in node.output]
+    onx.graph.output[0].name = SCORE_NAME
+    onx.producer_name = "vigil (onnxmltools)"
+    return onx.SerializeToString()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of every library that shapes an artifact, stored as training provenance."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in (
+        "numpy",
+        "onnx",
+        "onnxruntime",
+        "scikit-learn",
+        "lightgbm",
+        "onnxmltools",
+        "skl2onnx",
+        "shap",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _fit_quadratic(fit: np.ndarray, variance: float) -> tuple[QuadraticForm, dict[str, Any]]:
+    X = fit.astype(np.float32).astype(np.float64)  # exactly what onnxruntime will see
+    d = X.shape[1]
+    mu = X.mean(axis=0)
+    sigma = X.std(axis=0, ddof=1)
+    sigma = np.where(sigma > 1e-9 * np.maximum(1.0, np.abs(mu)), sigma, 1.0)
+    inv_sigma = 1.0 / sigma
+    Z = (X - mu) * inv_sigma
+    eigval, eigvec = np.linalg.eigh(Z.T @ Z / (len(Z) - 1))
+    eigval, eigvec = np.maximum(eigval[::-1], 0.0), eigvec[:, ::-1]
+    total = eigval.sum()
+    ratio = np.cumsum(eigval) / total if total > 0 else np.ones(d)
+    k = int(np.searchsorted(ratio, variance - 1e-12) + 1)
+    k = max(1, min(k, d - 1)) if d > 1 else 1
+    P = eigvec[:, :k]
+    lam = np.maximum(eigval[:k], 1e-9 * max(eigval[0], 1e-12))
+    T = (P / lam) @ P.T
+    Q = np.eye(d) - P @ P.T
+    t99 = _positive(np.quantile(np.einsum("ni,ij,nj->n", Z, T, Z), 0.99))
+    A = T / t99
+    if k < d:
+        A = A + Q / _positive(np.quantile(np.einsum("ni,ij,nj->n", Z, Q, Z), 0.99))
+    A = (A + A.T) / 2
+    info = {"n_components": k, "explained_variance": float(ratio[k - 1]), "n_features": d}
+    return QuadraticForm(mu=mu, inv_sigma=inv_sigma, A=A), info
+
+
+def _positive(value: float) -> float:
+    return float(value) if value > 1e-12 else 1.0
+
+
+def _best_f1_threshold(margin: np.ndarray, y: np.ndarray) -> float:
+    """A threshold t with "margin > t" reproducing the best-F1 cut on the validation margins."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, cuts = precision_recall_curve(y, margin)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)[:-1]
+    cut = float(cuts[int(np.argmax(f1))])
+    below = margin[margin < cut]
+    # Midway to the next lower validation margin, so float32 rounding in onnxruntime cannot flip a decision.
+    return (cut + float(below.max())) / 2 if len(below) else cut - 1e-3
+
+
+def _detection_metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score
+
+    flagged = scores > threshold
+    normal = y == 0
+    out: dict[str, Any] = {
+        "threshold": float(threshold),
+        "n_val": len(y),
+        "val_label_counts": {"normal": int(normal.sum()), "fault": int((~normal).sum())},
+        "false_alarm_rate": float(flagged[normal].mean()) if normal.any() else None,
+    }
+    if (~normal).any():
+        tp = int((flagged & ~normal).sum())
+        fp = int((flagged & normal).sum())
+        fn = int((~flagged & ~normal).sum())
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn)
+        out.update(
+            precision=precision,
+            recall=recall,
+            f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            pr_auc=float(average_precision_score(~normal, scores)) if normal.any() else 1.0,
+        )
+    return out
+
+
+def _check_close(ort_scores: np.ndarray, reference: np.ndarray, what: str) -> None:
+    error = np.abs(ort_scores - reference) / np.maximum(1.0, np.abs(reference))
+    if not np.all(np.isfinite(ort_scores)) or error.max(initial=0.0) > ONNX_TOLERANCE:
+        raise TrainingError(
+            f"onnxruntime's output differs from the {what} by up to {error.max():.3g} (relative; allowed "
+            f"{ONNX_TOLERANCE:g}); the converted artifact is not faithful and was not kept."
+        )
+
+
+def _matrix(X: Any, feature_names: list[str], what: str) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise TrainingError(f"{what} must be a 2-D feature matrix, got shape {X.shape}.")
+    if X.shape[1] != len(feature_names) or len(set(feature_names)) != len(feature_names):
+        raise TrainingError(
+            f"{what} has {X.shape[1]} columns but {len(feature_names)} (unique) feature names."
+        )
+    if not np.all(np.isfinite(X)):
+        raise TrainingError(f"{what} contains NaN or infinite values; drop or fill those windows first.")
+    if np.any(np.abs(X) > np.finfo(np.float32).max):
+        raise TrainingError(f"{what} has values beyond float32 range; the models take float32 features.")
+    # Every model sees float32 features; train and check on exactly those values.
+    return X.astype(np.float32).astype(np.float64)
+
+
+def _labels(y: Any, n: int, what: str) -> np.ndarray:
+    y = np.asarray(y).ravel()
+    if len(y) != n:
+        raise TrainingError(f"{what} has {len(y)} labels for {n} windows.")
+    if not np.all(np.isin(y, [0, 1])):
+        raise TrainingError(f"{what} must hold 0 (normal) / 1 (fault) labels.")
+    return y.astype(int)
+
+
+def _params(defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dict[str, Any]:
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TrainingError(f"Unknown training parameters {unknown}; known: {sorted(defaults)}.")
+    return {**defaults, **given}
+
+
+def _spec() -> dict[str, Any]:
+    return {"name": SCORE_NAME, "index": 0, "direction": DIRECTION}
+
+
+def _background(X: np.ndarray, size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = (
+        rng.choice(len(X), size=min(int(size), len(X)), replace=False) if len(X) > size else np.arange(len(X))
+    )
+    return np.ascontiguousarray(X[np.sort(rows)], dtype=np.float32)
+
+
+def _floor32_line(values: str) -> str:
+    # The largest float32 <= t: for float32 x, "x <= t" and "x <= floor32(t)" always agree.
+    t = np.array(values.split(), dtype=np.float64)
+    f = t.astype(np.float32)
+    f = np.where(f.astype(np.float64) > t, np.nextafter(f, np.float32(-np.inf)), f)
+    return " ".join(repr(float(v)) for v in f)

@@ -1,0 +1,278 @@
+"""Feature windows: readings of an asset's sensors turned into named feature vectors.
+
+Pure NumPy and free of Django on purpose: the same code serves training, online scoring, offline
+evaluation and the edge runner (``python -m models_registry.edge``), which runs on a gateway that has only
+numpy and onnxruntime. Change a statistic here and every model trained before the change is invalid, so the
+feature names (``<role>__<stat>``) are stored with each model version and checked before use.
+
+Windows
+    A window ending at ``e`` covers the half-open interval ``(e - window_s, e]``; ends are multiples of
+    ``step_s`` (so the same window has the same end wherever it is computed) and lie in
+    ``[start_s + window_s, end_s]``. Regular 1 Hz data therefore gives exactly ``window_s`` samples per window.
+
+Statistics per role (``STATS``)
+    mean, std (population), min, max, slope (least-squares, value units per second) and diff_rms (root mean
+    square of successive differences: roughness/noise that mean and std miss when a signal also trends).
+
+Gaps and flagged readings (documented handling)
+    * Readings whose quality has OUT_OF_RANGE or SPIKE set (``EXCLUDED_QUALITY``), and non-finite values, are
+      left out of every statistic; their bits still show in ``Windows.flagged``.
+    * ``coverage`` is the share of the expected samples (``window_s / sample period``) that were usable,
+      clipped to 1. A window whose coverage for ANY role is below ``min_coverage`` (or that has no usable
+      reading at all) is dropped, never imputed; its end is listed in ``Windows.dropped_ends`` so callers can
+      report missing data instead of silently scoring less.
+    * Empty input, a missing role, a range shorter than one window: a ``Windows`` with ``n = 0`` and the
+      right shapes, never an exception.
+    * The sample period of a role is ``sample_period_s`` when given, else the median positive spacing of its
+      timestamps, else 1 s (the default ``Sensor.sample_period_s``).
+
+Cost: sums come from cumulative sums over chunks of windows (each chunk with its own time and value origin
+so that cancellation stays at ~1e-12 relative); min, max and the quality OR use ``np.*.reduceat`` on
+interleaved window bounds. 1e6 readings take well under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STATS: tuple[str, ...] = ("mean", "std", "min", "max", "slope", "diff_rms")
+SEPARATOR = "__"
+
+# Mirrors plant.choices.QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE (plant.choices imports Django, so the
+# value is repeated here; a test keeps the two in step).
+EXCLUDED_QUALITY = 1 | 2
+
+MAX_WINDOWS = 5_000_000
+_DEFAULT_PERIOD_S = 1.0
+
+Series = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Feature windows of one asset: row i of every array describes the window ending at ``ends[i]``."""
+
+    ends: np.ndarray  # float64 [n], epoch seconds, multiples of step_s
+    X: np.ndarray  # float32 [n, d], columns named by ``names``
+    names: list[str]
+    coverage: np.ndarray  # float64 [n, n_roles], usable share of the expected samples
+    flagged: np.ndarray  # uint16 [n, n_roles], OR of the quality bits of all readings in the window
+    roles: list[str] = field(default_factory=list)
+    dropped_ends: np.ndarray = field(default_factory=lambda: np.zeros(0))  # ends of windows left out
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+
+def feature_names(roles: list[str]) -> list[str]:
+    """Ordered feature names for the roles: ``<role>__<stat>``, role-major, stats in ``STATS`` order."""
+    _check_roles(roles)
+    return [f"{role}{SEPARATOR}{stat}" for role in roles for stat in STATS]
+
+
+def role_of(feature_name: str) -> str:
+    """The sensor role a feature name belongs to (``"vibration__mean"`` -> ``"vibration"``)."""
+    return feature_name.rsplit(SEPARATOR, 1)[0]
+
+
+def build_windows(
+    series: Mapping[str, Series],
+    roles: list[str],
+    *,
+    window_s: float,
+    step_s: float,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    min_coverage: float = 0.5,
+    sample_period_s: float | Mapping[str, float] | None = None,
+) -> Windows:
+    """Turn per-role readings into feature windows (see the module docstring for every rule).
+
+    ``series`` maps role -> (ts seconds float64, values float64, quality uint16); arrays of one role have the
+    same length. Unsorted timestamps are sorted. Raises ValueError only for invalid arguments (bad window
+    shape, mismatched array lengths), never for missing or sparse data.
+    """
+    _check_roles(roles)
+    window_s, step_s = float(window_s), float(step_s)
+    if not (np.isfinite(window_s) and window_s > 0 and np.isfinite(step_s) and step_s > 0):
+        raise ValueError(f"window_s and step_s must be positive numbers, got {window_s!r} and {step_s!r}.")
+    if not 0.0 <= min_coverage <= 1.0:
+        raise ValueError(f"min_coverage must be between 0 and 1, got {min_coverage!r}.")
+    data = {role: _normalise(role, series.get(role)) for role in roles}
+    names = feature_names(roles)
+
+    firsts = [ts[0] for ts, _, _ in data.values() if len(ts)]
+    lasts = [ts[-1] for ts, _, _ in data.values() if len(ts)]
+    start = float(start_s) if start_s is not None else (min(firsts) if firsts else None)
+    end = float(end_s) if end_s is not None else (max(lasts) if lasts else None)
+    if start is None or end is None:
+        return _empty(names, roles)
+    k0 = int(np.ceil((start + window_s) / step_s - 1e-9))
+    k1 = int(np.floor(end / step_s + 1e-9))
+    if k1 < k0:
+        return _empty(names, roles)
+    if k1 - k0 + 1 > MAX_WINDOWS:
+        raise ValueError(
+            f"{k1 - k0 + 1} windows requested (more than {MAX_WINDOWS}); narrow start_s/end_s or widen step_s."
+        )
+    ends = np.arange(k0, k1 + 1, dtype=np.float64) * step_s
+    n = len(ends)
+
+    stats = np.full((n, len(names)), np.nan, dtype=np.float64)
+    coverage = np.zeros((n, len(roles)), dtype=np.float64)
+    flagged = np.zeros((n, len(roles)), dtype=np.uint16)
+    counts = np.zeros((n, len(roles)), dtype=np.int64)
+    for r, role in enumerate(roles):
+        ts, values, quality = data[role]
+        period = _period(role, ts, sample_period_s)
+        flagged[:, r] = _window_or(ts, quality, ends, window_s)
+        usable = ((quality & EXCLUDED_QUALITY) == 0) & np.isfinite(values)
+        count, block = _role_stats(ts[usable], values[usable], ends, window_s, step_s)
+        counts[:, r] = count
+        coverage[:, r] = np.minimum(count / max(window_s / period, 1.0), 1.0)
+        stats[:, r * len(STATS) : (r + 1) * len(STATS)] = block
+
+    keep = np.all(counts > 0, axis=1) & np.all(coverage >= min_coverage, axis=1)
+    return Windows(
+        ends=ends[keep],
+        X=stats[keep].astype(np.float32),
+        names=names,
+        coverage=coverage[keep],
+        flagged=flagged[keep],
+        roles=list(roles),
+        dropped_ends=ends[~keep],
+    )
+
+
+def _check_roles(roles: list[str]) -> None:
+    if isinstance(roles, str) or not roles:
+        raise ValueError("roles must be a non-empty list of role keys.")
+    if len(set(roles)) != len(roles):
+        raise ValueError(f"roles must be unique, got {list(roles)}.")
+    for role in roles:
+        if not isinstance(role, str) or not role or SEPARATOR in role:
+            raise ValueError(f"role keys must be non-empty strings without {SEPARATOR!r}, got {role!r}.")
+
+
+def _normalise(role: str, item: Series | None) -> Series:
+    if item is None:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.uint16)
+    ts, values, quality = (np.asarray(a) for a in item)
+    ts = ts.astype(np.float64, copy=False).ravel()
+    values = values.astype(np.float64, copy=False).ravel()
+    quality = quality.astype(np.uint16, copy=False).ravel()
+    if not (len(ts) == len(values) == len(quality)):
+        raise ValueError(
+            f"Role {role!r}: ts, values and quality must have the same length "
+            f"(got {len(ts)}, {len(values)}, {len(quality)})."
+        )
+    finite_ts = np.isfinite(ts)
+    if not finite_ts.all():
+        ts, values, quality = ts[finite_ts], values[finite_ts], quality[finite_ts]
+    if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
+        order = np.argsort(ts, kind="stable")
+        ts, values, quality = ts[order], values[order], quality[order]
+    return ts, values, quality
+
+
+def _period(role: str, ts: np.ndarray, given: float | Mapping[str, float] | None) -> float:
+    if isinstance(given, Mapping):
+        given = given.get(role)
+    if given is not None:
+        if not (np.isfinite(given) and given > 0):
+            raise ValueError(f"sample_period_s for role {role!r} must be positive, got {given!r}.")
+        return float(given)
+    spacing = np.diff(ts)
+    spacing = spacing[spacing > 0]
+    return float(np.median(spacing)) if len(spacing) else _DEFAULT_PERIOD_S
+
+
+def _interleave(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    # reduceat over [lo0, hi0, lo1, hi1, ...]: even outputs are the (possibly overlapping) windows.
+    idx = np.empty(2 * len(lo), dtype=np.intp)
+    idx[0::2], idx[1::2] = lo, hi
+    return idx
+
+
+def _window_or(ts: np.ndarray, quality: np.ndarray, ends: np.ndarray, window_s: float) -> np.ndarray:
+    lo = np.searchsorted(ts, ends - window_s, side="right")
+    hi = np.searchsorted(ts, ends, side="right")
+    out = np.zeros(len(ends), dtype=np.uint16)
+    if len(ts) == 0:
+        return out
+    padded = np.append(quality, np.uint16(0))
+    ored = np.bitwise_or.reduceat(padded, _interleave(lo, hi))[0::2]
+    return np.where(hi > lo, ored, 0).astype(np.uint16)
+
+
+def _role_stats(
+    ts: np.ndarray, values: np.ndarray, ends: np.ndarray, window_s: float, step_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Usable-reading count and the STATS block [n, len(STATS)] (NaN where a window has no reading)."""
+    n = len(ends)
+    block = np.full((n, len(STATS)), np.nan)
+    lo = np.searchsorted(ts, ends - window_s, side="right")
+    hi = np.searchsorted(ts, ends, side="right")
+    count = hi - lo
+    if len(ts) == 0:
+        return count, block
+
+    padded = np.append(values, 0.0)
+    idx = _interleave(lo, hi)
+    block[:, 2] = np.minimum.reduceat(padded, idx)[0::2]
+    block[:, 3] = np.maximum.reduceat(padded, idx)[0::2]
+
+    # Sums over cumulative sums, chunk by chunk, each chunk with its own origin (time: its first window's
+    # end; values: their mean) so the differences of large running totals do not eat the precision.
+    chunk = max(64, int(64 * window_s / step_s))
+    sq_diff = np.diff(values) ** 2
+    for c0 in range(0, n, chunk):
+        c1 = min(c0 + chunk, n)
+        a, b = int(lo[c0]), int(hi[c1 - 1])
+        if b <= a:
+            continue
+        t = ts[a:b] - ends[c0]
+        v = values[a:b] - values[a:b].mean()
+        sums = [_prefix(x) for x in (v, v * v, t, t * t, t * v)]
+        pairs = _prefix(sq_diff[a : b - 1])
+        pairs = np.append(pairs, pairs[-1])  # so empty windows at the chunk end index in range
+        lw, h = lo[c0:c1] - a, hi[c0:c1] - a
+        cnt = (h - lw).astype(np.float64)
+        s_v, s_vv, s_t, s_tt, s_tv = (s[h] - s[lw] for s in sums)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = s_v / cnt
+            var = np.maximum(s_vv / cnt - mean * mean, 0.0)
+            sxx = s_tt - s_t * s_t / cnt
+            sxy = s_tv - s_t * s_v / cnt
+            slope = np.where(sxx > 1e-12 * np.maximum(s_tt, 1.0), sxy / sxx, 0.0)
+            n_pairs = np.maximum(h - lw - 1, 0)
+            s_dd = pairs[np.maximum(h - 1, lw)] - pairs[lw]
+            diff_rms = np.where(n_pairs > 0, np.sqrt(np.maximum(s_dd, 0.0) / np.maximum(n_pairs, 1)), 0.0)
+        block[c0:c1, 0] = mean + values[a:b].mean()
+        block[c0:c1, 1] = np.sqrt(var)
+        block[c0:c1, 4] = slope
+        block[c0:c1, 5] = diff_rms
+    block[count == 0] = np.nan
+    return count, block
+
+
+def _prefix(x: np.ndarray) -> np.ndarray:
+    out = np.empty(len(x) + 1, dtype=np.float64)
+    out[0] = 0.0
+    np.cumsum(x, out=out[1:])
+    return out
+
+
+def _empty(names: list[str], roles: list[str]) -> Windows:
+    return Windows(
+        ends=np.zeros(0),
+        X=np.zeros((0, len(names)), dtype=np.float32),
+        names=names,
+        coverage=np.zeros((0, len(roles))),
+        flagged=np.zeros((0, len(roles)), dtype=np.uint16),
+        roles=list(roles),
+        dropped_ends=np.zeros(0),
+    )
