@@ -1,1 +1,120 @@
-"""Model versions and their history (built by the registry issue)."""
+"""Model versions (an ONNX artifact with everything needed to run and trust it) and their status history."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import IO
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from models_registry.choices import ModelKind, ModelStatus
+from plant.models import AssetType
+
+
+def onnx_upload_to(instance: ModelVersion, filename: str) -> str:
+    # The checksum prefix keeps an artifact's path unique even if a version row is ever re-created.
+    return f"models/{instance.name}/v{instance.version}-{(instance.sha256 or 'pending')[:12]}.onnx"
+
+
+def sha256_of(stream: IO[bytes]) -> str:
+    """SHA-256 of a file-like object, read in chunks and rewound to where it was."""
+    digest = hashlib.sha256()
+    position = stream.tell() if hasattr(stream, "tell") else 0
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(chunk)
+    if hasattr(stream, "seek"):
+        stream.seek(position)
+    return digest.hexdigest()
+
+
+class ModelVersion(models.Model):
+    """One trained model: its ONNX artifact, how to feed it, how to read it, where it came from, its status.
+
+    The artifact and its spec are immutable once registered; only the status moves, through
+    models_registry.services, and every move writes a ModelStatusChange row.
+    """
+
+    name = models.SlugField(max_length=80, help_text="Model family, e.g. pump-anomaly.")
+    version = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=ModelKind.choices)
+    asset_type = models.ForeignKey(AssetType, on_delete=models.PROTECT, related_name="model_versions")
+    onnx_file = models.FileField(upload_to=onnx_upload_to, max_length=255)
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the ONNX file, hex.")
+    feature_spec = models.JSONField(help_text="Ordered feature names: the columns of the model's input.")
+    output_spec = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Which output is the score and its direction, e.g. {"name": "score"}.',
+    )
+    open_threshold = models.FloatField(help_text="Score at or above which an alert opens.")
+    clear_threshold = models.FloatField(help_text="Score below which an open alert counts as cleared.")
+    background = models.JSONField(
+        default=list, blank=True, help_text="Reference rows (≤100) for validation and SHAP explanations."
+    )
+    provenance = models.JSONField(
+        default=dict, blank=True, help_text="Data range, label counts, parameters, library versions."
+    )
+    metrics = models.JSONField(default=dict, blank=True, help_text="Offline metrics on a held-out split.")
+    latency_ms = models.FloatField(
+        null=True, blank=True, help_text="Median single-window latency at validation."
+    )
+    status = models.CharField(max_length=10, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE)
+    validated_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="unique_model_name_version"),
+            # A scorer looks up "the champion" of (asset type, kind); the database guarantees there is one.
+            models.UniqueConstraint(
+                fields=["asset_type", "kind"],
+                condition=Q(status="champion"),
+                name="one_champion_per_asset_type_kind",
+            ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="model_version_positive"),
+        ]
+        indexes = [models.Index(fields=["asset_type", "kind", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def status_choice(self) -> ModelStatus:
+        return ModelStatus(self.status)
+
+    @property
+    def kind_choice(self) -> ModelKind:
+        return ModelKind(self.kind)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_spec or [])
+
+    def read_onnx_bytes(self) -> bytes:
+        """The stored artifact's bytes (raises OSError/ValueError if the file is missing)."""
+        with self.onnx_file.open("rb") as handle:
+            return handle.read()
+
+
+class ModelStatusChange(models.Model):
+    """One status move of a model version: from, to, who, when and why. Never updated or deleted."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="history")
+    from_status = models.CharField(max_length=10, choices=ModelStatus.choices, blank=True)
+    to_status = models.CharField(max_length=10, choices=ModelStatus.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        get_latest_by = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.version}: {self.from_status or '∅'} → {self.to_status}"

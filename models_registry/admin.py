@@ -1,0 +1,346 @@
+"""The engineers' console for models: list with metrics, upload, promote / shadow / roll back, download."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Max, QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from models_registry.choices import ModelKind, ModelStatus
+from models_registry.models import ModelStatusChange, ModelVersion
+from models_registry.services import ModelRejected, RegistryError, promote, rollback
+
+KEY_METRICS = ("pr_auc", "precision", "recall", "f1", "false_alarm_rate", "false_alarms_per_day")
+MAX_BACKGROUND_ROWS = 100
+
+
+def badge(label: str, colour: str) -> str:
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 8px;border-radius:9px;font-size:11px">{}</span>',
+        colour,
+        label,
+    )
+
+
+class ModelVersionUploadForm(forms.ModelForm):
+    """Upload of an ONNX artifact trained elsewhere; the version number and sha256 are computed."""
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "name",
+            "kind",
+            "asset_type",
+            "onnx_file",
+            "feature_spec",
+            "output_spec",
+            "open_threshold",
+            "clear_threshold",
+            "background",
+            "metrics",
+            "provenance",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["background"].required = True  # validation runs the model on these rows
+
+    def clean_onnx_file(self):
+        upload = self.cleaned_data["onnx_file"]
+        if upload is not None and upload.size == 0:
+            raise forms.ValidationError("The ONNX file is empty.")
+        return upload
+
+    def clean_feature_spec(self) -> list[str]:
+        spec = self.cleaned_data["feature_spec"]
+        if not isinstance(spec, list) or not spec or not all(isinstance(item, str) and item for item in spec):
+            raise forms.ValidationError(
+                'Give the ordered feature names as a JSON list of strings, e.g. ["a", "b"].'
+            )
+        if len(set(spec)) != len(spec):
+            raise forms.ValidationError("Feature names must be unique.")
+        return spec
+
+    def clean_output_spec(self) -> dict[str, Any]:
+        spec = self.cleaned_data["output_spec"] or {}
+        if not isinstance(spec, dict):
+            raise forms.ValidationError('Give a JSON object, e.g. {"name": "score", "direction": "higher"}.')
+        return spec
+
+    def clean_metrics(self) -> dict[str, Any]:
+        value = self.cleaned_data["metrics"] or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Give a JSON object of metric names to numbers.")
+        return value
+
+    def clean_provenance(self) -> dict[str, Any]:
+        value = self.cleaned_data["provenance"] or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Give a JSON object.")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        spec, background = data.get("feature_spec"), data.get("background")
+        if isinstance(spec, list) and background is not None:
+            rows = background if isinstance(background, list) else None
+            if not rows or not all(
+                isinstance(row, list)
+                and len(row) == len(spec)
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
+                for row in rows
+            ):
+                self.add_error(
+                    "background",
+                    f"Give 1–{MAX_BACKGROUND_ROWS} reference rows as a JSON list of lists of "
+                    f"{len(spec)} numbers.",
+                )
+            elif len(rows) > MAX_BACKGROUND_ROWS:
+                self.add_error("background", f"At most {MAX_BACKGROUND_ROWS} rows.")
+        open_t, clear_t = data.get("open_threshold"), data.get("clear_threshold")
+        if open_t is not None and clear_t is not None:
+            lower = str((data.get("output_spec") or {}).get("direction", "higher")).startswith("lower")
+            if (clear_t > open_t) if not lower else (clear_t < open_t):
+                self.add_error(
+                    "clear_threshold", "The clear threshold must lie on the normal side of the open one."
+                )
+        return data
+
+
+class ModelStatusChangeInline(admin.TabularInline):
+    model = ModelStatusChange
+    fields = ["at", "from_status", "to_status", "actor", "reason"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-at", "-id"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "version",
+        "kind_badge",
+        "asset_type",
+        "status_badge",
+        "key_metrics",
+        "latency",
+        "created_at",
+        "download_link",
+    ]
+    list_display_links = ["name", "version"]
+    list_filter = ["status", "kind", "asset_type"]
+    list_select_related = ["asset_type"]
+    search_fields = ["name", "sha256"]
+    date_hierarchy = "created_at"
+    inlines = [ModelStatusChangeInline]
+    actions = ["promote_selected", "shadow_selected", "rollback_selected"]
+    readonly_on_change = [
+        "name",
+        "version",
+        "kind",
+        "asset_type",
+        "status",
+        "download_link",
+        "sha256",
+        "pretty_feature_spec",
+        "pretty_output_spec",
+        "open_threshold",
+        "clear_threshold",
+        "pretty_metrics",
+        "pretty_provenance",
+        "latency_ms",
+        "validated_at",
+        "created_by",
+        "created_at",
+    ]
+
+    # --- list columns ---------------------------------------------------------------------------------
+
+    @admin.display(description="Kind", ordering="kind")
+    def kind_badge(self, obj: ModelVersion) -> str:
+        choice = ModelKind(obj.kind)
+        return badge(choice.label, choice.colour)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: ModelVersion) -> str:
+        choice = ModelStatus(obj.status)
+        return badge(choice.label, choice.colour)
+
+    @admin.display(description="Key metrics")
+    def key_metrics(self, obj: ModelVersion) -> str:
+        metrics = obj.metrics or {}
+        shown = [(key, metrics[key]) for key in KEY_METRICS if isinstance(metrics.get(key), (int, float))][:3]
+        return ", ".join(f"{key} {value:.3g}" for key, value in shown) or "—"
+
+    @admin.display(description="Latency", ordering="latency_ms")
+    def latency(self, obj: ModelVersion) -> str:
+        return f"{obj.latency_ms:.3f} ms" if obj.latency_ms is not None else "not validated"
+
+    @admin.display(description="ONNX")
+    def download_link(self, obj: ModelVersion) -> str:
+        if not obj.pk:
+            return "—"
+        url = reverse("admin:models_registry_modelversion_download", args=[obj.pk])
+        return format_html('<a href="{}">download</a>', url)
+
+    def _pretty(self, value: Any) -> str:
+        return format_html("<pre style='margin:0'>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
+
+    @admin.display(description="Feature spec")
+    def pretty_feature_spec(self, obj: ModelVersion) -> str:
+        return self._pretty(obj.feature_spec)
+
+    @admin.display(description="Output spec")
+    def pretty_output_spec(self, obj: ModelVersion) -> str:
+        return self._pretty(obj.output_spec)
+
+    @admin.display(description="Metrics")
+    def pretty_metrics(self, obj: ModelVersion) -> str:
+        return self._pretty(obj.metrics)
+
+    @admin.display(description="Provenance")
+    def pretty_provenance(self, obj: ModelVersion) -> str:
+        return self._pretty(obj.provenance)
+
+    # --- forms: upload on add, read-only afterwards ----------------------------------------------------
+
+    def get_form(self, request: HttpRequest, obj: ModelVersion | None = None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ModelVersionUploadForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: ModelVersion | None = None):
+        if obj is None:
+            return ModelVersionUploadForm.Meta.fields
+        return self.readonly_on_change
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ModelVersion | None = None):
+        return self.readonly_on_change if obj is not None else []
+
+    def get_inlines(self, request: HttpRequest, obj: ModelVersion | None):
+        return self.inlines if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelVersion | None = None) -> bool:
+        # Alerts and history refer to versions; they are retired, never deleted.
+        return False
+
+    def save_model(
+        self, request: HttpRequest, obj: ModelVersion, form: forms.ModelForm, change: bool
+    ) -> None:
+        if change:
+            return  # nothing on an existing version is editable here; status moves go through actions
+        upload = form.cleaned_data["onnx_file"]
+        digest = hashlib.sha256()
+        for chunk in upload.chunks():
+            digest.update(chunk)
+        upload.seek(0)
+        obj.sha256 = digest.hexdigest()
+        obj.version = (
+            ModelVersion.objects.filter(name=obj.name).aggregate(top=Max("version"))["top"] or 0
+        ) + 1
+        obj.status = ModelStatus.CANDIDATE
+        obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        ModelStatusChange.objects.create(
+            version=obj,
+            from_status="",
+            to_status=ModelStatus.CANDIDATE,
+            actor=request.user,
+            reason="uploaded",
+        )
+
+    # --- actions ------------------------------------------------------------------------------------------
+
+    def _promote(self, request: HttpRequest, queryset: QuerySet, *, shadow: bool) -> None:
+        verb = "shadow" if shadow else "champion"
+        versions = list(queryset.select_related("asset_type"))
+        if not shadow and len(versions) != 1:
+            self.message_user(request, "Select exactly one version to promote.", messages.WARNING)
+            return
+        for version in versions:
+            try:
+                report = promote(version, actor=request.user, reason=f"admin: {verb}", shadow=shadow)
+            except ModelRejected as exc:
+                self.message_user(request, f"{version} refused — {exc}", messages.ERROR)
+            except RegistryError as exc:
+                self.message_user(request, f"{version}: {exc}", messages.WARNING)
+            else:
+                self.message_user(
+                    request,
+                    f"{version} is now {verb} for {version.asset_type} / {version.kind} "
+                    f"(latency {report.latency_ms:.3f} ms).",
+                    messages.SUCCESS,
+                )
+
+    @admin.action(description="Validate and promote to champion", permissions=["change"])
+    def promote_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._promote(request, queryset, shadow=False)
+
+    @admin.action(description="Validate and run in shadow", permissions=["change"])
+    def shadow_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._promote(request, queryset, shadow=True)
+
+    @admin.action(
+        description="Roll back the champion of the selected versions' asset type and kind",
+        permissions=["change"],
+    )
+    def rollback_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        pairs = sorted(set(queryset.values_list("asset_type", "kind")))
+        for asset_type_id, kind in pairs:
+            from plant.models import AssetType
+
+            asset_type = AssetType.objects.get(pk=asset_type_id)
+            try:
+                restored = rollback(asset_type, kind, actor=request.user, reason="admin: roll back")
+            except ModelRejected as exc:
+                self.message_user(
+                    request,
+                    f"{asset_type} / {kind}: previous champion refused, nothing changed — {exc}",
+                    messages.ERROR,
+                )
+            except RegistryError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(
+                    request, f"{asset_type} / {kind}: {restored} is champion again.", messages.SUCCESS
+                )
+
+    # --- download -----------------------------------------------------------------------------------------
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:object_id>/download/",
+                self.admin_site.admin_view(self.download_view),
+                name="models_registry_modelversion_download",
+            ),
+            *super().get_urls(),
+        ]
+
+    def download_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        version = ModelVersion.objects.filter(pk=object_id).first()
+        if version is None:
+            raise Http404("No such model version.")
+        if not self.has_view_permission(request, version):
+            raise PermissionDenied
+        try:
+            handle = version.onnx_file.open("rb")
+        except (OSError, ValueError):
+            raise Http404("The ONNX file of this version is missing from storage.") from None
+        return FileResponse(handle, as_attachment=True, filename=f"{version.name}-v{version.version}.onnx")

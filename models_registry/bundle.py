@@ -1,0 +1,69 @@
+"""Edge bundle export: a .zip with model.onnx, spec.json and checksums.json for models_registry.edge."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from typing import Any
+
+from models_registry.models import ModelVersion
+from models_registry.validation import ModelRejected, check_checksum
+from plant.models import Asset
+
+BUNDLE_FORMAT = 1
+
+
+class BundleExportError(Exception):
+    """The bundle cannot be made (artifact damaged, asset of another type...)."""
+
+
+def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, Any]:
+    """Everything the edge runner needs besides the model bytes."""
+    asset_type = version.asset_type
+    roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
+    spec: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "model": {
+            "name": version.name,
+            "version": version.version,
+            "kind": version.kind,
+            "sha256": version.sha256,
+            "status": version.status,
+        },
+        "asset_type": asset_type.slug,
+        "feature_names": list(version.feature_spec),
+        "roles": roles,
+        "window_s": asset_type.window_s,
+        "step_s": asset_type.step_s,
+        "open_threshold": version.open_threshold,
+        "clear_threshold": version.clear_threshold,
+        "output_spec": version.output_spec or {},
+        "sensors": {},
+    }
+    if asset is not None:
+        if asset.asset_type_id != version.asset_type_id:
+            raise BundleExportError(
+                f"asset {asset.tag!r} is a {asset.asset_type}, but {version} is for {asset_type}"
+            )
+        spec["asset"] = {"id": asset.pk, "tag": asset.tag, "site": asset.site.slug}
+        spec["sensors"] = dict(asset.sensors.order_by("key").values_list("key", "role__key"))
+    return spec
+
+
+def build_bundle(version: ModelVersion, asset: Asset | None = None) -> bytes:
+    """The bundle as zip bytes; refuses an artifact whose checksum no longer matches the registry."""
+    try:
+        model = check_checksum(version)
+    except ModelRejected as exc:
+        raise BundleExportError(str(exc)) from None
+    spec = json.dumps(bundle_spec(version, asset), indent=2, sort_keys=True).encode()
+    files = {"model.onnx": model, "spec.json": spec}
+    checksums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr("checksums.json", json.dumps(checksums, indent=2, sort_keys=True))
+    return buffer.getvalue()

@@ -1,0 +1,28 @@
+"""Choices of the model registry; each carries a label and a colour used by badges, filters and charts."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class ModelKind(models.TextChoices):
+    ANOMALY = "anomaly", "Anomaly detector"
+    FAILURE_CLASSIFIER = "failure_classifier", "Failure classifier"
+    RUL = "rul", "Remaining useful life"
+
+    @property
+    def colour(self) -> str:
+        return {"anomaly": "#7c3aed", "failure_classifier": "#dc2626", "rul": "#0891b2"}[self.value]
+
+
+class ModelStatus(models.TextChoices):
+    CANDIDATE = "candidate", "Candidate"
+    SHADOW = "shadow", "Shadow"
+    CHAMPION = "champion", "Champion"
+    RETIRED = "retired", "Retired"
+
+    @property
+    def colour(self) -> str:
+        return {"candidate": "#6b7280", "shadow": "#2563eb", "champion": "#16a34a", "retired": "#9ca3af"}[
+            self.value
+        ]

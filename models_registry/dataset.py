@@ -1,0 +1,162 @@
+"""Training data from the database: readings of every active asset of a type → labelled feature windows.
+
+The ORM is read once here (one range query per sensor over the (sensor, ts) index, plus the labels);
+everything after that is NumPy, through plant.features — the same feature code the scorer and the edge
+runner use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from django.db.models import Max, Min
+
+from plant.choices import LabelKind
+from plant.models import Asset, AssetType, Label, Reading, Sensor
+
+FAULT, NORMAL, UNLABELLED = 1, 0, -1
+
+
+class TrainingDataError(Exception):
+    """The data cannot train a model (no readings, no windows); the message says what is missing."""
+
+
+@dataclass
+class TrainingData:
+    """Feature windows of all assets of one type, with a label per window (FAULT / NORMAL / UNLABELLED)."""
+
+    X: np.ndarray
+    labels: np.ndarray
+    ends: np.ndarray
+    asset_ids: np.ndarray
+    feature_names: list[str]
+    roles: list[str]
+    start: datetime
+    end: datetime
+    assets: list[str] = field(default_factory=list)
+    label_rows: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "fault": int(np.count_nonzero(self.labels == FAULT)),
+            "normal": int(np.count_nonzero(self.labels == NORMAL)),
+            "unlabelled": int(np.count_nonzero(self.labels == UNLABELLED)),
+        }
+
+
+def load_series(sensor_roles: dict[int, str], start: datetime, end: datetime) -> dict[str, tuple]:
+    """{role: (ts_s float64, values float64, quality uint16)} for the given sensors over [start, end]."""
+    series = {}
+    for sensor_id, role in sensor_roles.items():
+        rows = list(
+            Reading.objects.filter(sensor_id=sensor_id, ts__gte=start, ts__lte=end)
+            .order_by("ts")
+            .values_list("ts", "value", "quality")
+        )
+        if not rows:
+            continue
+        series[role] = (
+            np.fromiter((row[0].timestamp() for row in rows), dtype=np.float64, count=len(rows)),
+            np.fromiter((row[1] for row in rows), dtype=np.float64, count=len(rows)),
+            np.fromiter((row[2] for row in rows), dtype=np.uint16, count=len(rows)),
+        )
+    return series
+
+
+def window_labels(ends: np.ndarray, window_s: float, labels: list[tuple[float, float, str]]) -> np.ndarray:
+    """FAULT where a window (end − window_s, end] overlaps a fault label, else NORMAL where it overlaps a
+    normal one, else UNLABELLED. A fault wins over a normal label on the same window."""
+    result = np.full(len(ends), UNLABELLED, dtype=np.int8)
+    starts = ends - window_s
+    for kind in (LabelKind.NORMAL, LabelKind.FAULT):  # fault last so it overrides
+        for label_start, label_end, label_kind in labels:
+            if label_kind == kind:
+                overlap = (label_start < ends) & (label_end > starts)
+                result[overlap] = FAULT if kind == LabelKind.FAULT else NORMAL
+    return result
+
+
+def load_training_windows(
+    asset_type: AssetType, *, start: datetime | None = None, end: datetime | None = None
+) -> TrainingData:
+    """Windows and labels for every active asset of the type over [start, end] (default: all readings)."""
+    from plant.features import build_windows, feature_names
+
+    roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
+    if not roles:
+        raise TrainingDataError(f"asset type {asset_type.slug!r} has no sensor roles")
+    assets = list(Asset.objects.filter(asset_type=asset_type, is_active=True).order_by("pk"))
+    if not assets:
+        raise TrainingDataError(f"asset type {asset_type.slug!r} has no active assets")
+    sensors_by_asset: dict[int, dict[int, str]] = {}
+    for sensor_id, asset_id, role in (
+        Sensor.objects.filter(asset__in=assets).order_by("pk").values_list("pk", "asset_id", "role__key")
+    ):
+        roles_taken = sensors_by_asset.setdefault(asset_id, {})
+        if role not in roles_taken.values():  # one sensor per role; a spare sensor does not double a feature
+            roles_taken[sensor_id] = role
+    all_sensors = [sensor_id for mapping in sensors_by_asset.values() for sensor_id in mapping]
+    span = Reading.objects.filter(sensor_id__in=all_sensors)
+    if start is not None:
+        span = span.filter(ts__gte=start)
+    if end is not None:
+        span = span.filter(ts__lte=end)
+    bounds = span.aggregate(first=Min("ts"), last=Max("ts"))
+    if bounds["first"] is None:
+        where = f" between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M}" if start and end else ""
+        raise TrainingDataError(f"no readings for assets of type {asset_type.slug!r}{where}")
+    start = start or bounds["first"]
+    end = end or bounds["last"]
+
+    label_rows = list(
+        Label.objects.filter(asset__in=assets, start__lte=end, end__gte=start).values_list(
+            "asset_id", "start", "end", "kind"
+        )
+    )
+    names = feature_names(roles)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
+    for asset in assets:
+        series = load_series(sensors_by_asset.get(asset.pk, {}), start, end)
+        if not series:
+            continue
+        windows = build_windows(
+            series,
+            roles,
+            window_s=float(asset_type.window_s),
+            step_s=float(asset_type.step_s),
+            start_s=start.timestamp(),
+            end_s=end.timestamp(),
+        )
+        if len(windows.ends) == 0:
+            continue
+        ends = np.asarray(windows.ends, dtype=np.float64)
+        asset_labels = [(s.timestamp(), e.timestamp(), k) for a, s, e, k in label_rows if a == asset.pk]
+        parts.append(
+            (
+                np.asarray(windows.X, dtype=np.float32),
+                ends,
+                window_labels(ends, asset_type.window_s, asset_labels),
+                asset.pk,
+            )
+        )
+    if not parts:
+        raise TrainingDataError(
+            f"the readings of type {asset_type.slug!r} span less than one {asset_type.window_s} s window"
+        )
+    return TrainingData(
+        X=np.concatenate([part[0] for part in parts]),
+        ends=np.concatenate([part[1] for part in parts]),
+        labels=np.concatenate([part[2] for part in parts]),
+        asset_ids=np.concatenate([np.full(len(part[1]), part[3], dtype=np.int64) for part in parts]),
+        feature_names=names,
+        roles=roles,
+        start=start,
+        end=end,
+        assets=[asset.tag for asset in assets if any(part[3] == asset.pk for part in parts)],
+        label_rows={
+            "fault": sum(1 for row in label_rows if row[3] == LabelKind.FAULT),
+            "normal": sum(1 for row in label_rows if row[3] == LabelKind.NORMAL),
+        },
+    )

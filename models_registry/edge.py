@@ -1,0 +1,351 @@
+"""Edge runner: score `sensor,ts,value` CSV with an exported bundle, on a gateway without Django.
+
+    python -m models_registry.edge BUNDLE.zip [CSV | -]
+
+Prints one JSON line per feature window: {"window_end": ISO time, "score": float or null, "alert": bool,
+"coverage": float}. A window whose features are not all finite (too little data) gets score null and
+keeps the alert state it had. Exit status: 0 ok, 2 input does not fit the bundle, 3 bundle missing or
+tampered with. Imports only the standard library, numpy, onnxruntime and plant.features.
+
+The score/threshold helpers here are also used by the Django side (validation), so that server and
+edge read a model's output the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import math
+import sys
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import IO, Any
+
+import numpy as np
+
+BUNDLE_FILES = ("model.onnx", "spec.json")
+SPEC_KEYS = ("feature_names", "roles", "window_s", "step_s", "open_threshold", "clear_threshold")
+
+
+class EdgeError(Exception):
+    """A problem the operator can fix; printed as one line, never a traceback."""
+
+    exit_code = 2
+
+
+class BundleError(EdgeError):
+    exit_code = 3
+
+
+class OutputSpecError(ValueError):
+    """The model's outputs cannot be read the way its output spec says."""
+
+
+# --- reading a model's score ------------------------------------------------------------------------------
+
+
+def make_session(model: bytes | str):
+    """A single-threaded CPU session: one window at a time is the edge's and the scorer's workload."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def higher_is_worse(output_spec: dict[str, Any]) -> bool:
+    direction = str((output_spec or {}).get("direction", "higher")).lower()
+    return not direction.startswith("lower")
+
+
+def select_score(outputs: dict[str, Any], output_spec: dict[str, Any], n_rows: int) -> np.ndarray:
+    """The score column (float64, one per row) out of a session's outputs, as the output spec says.
+
+    Spec keys: `name` (or `output`) picks the output, default the first floating-point one; `index` (or
+    `column`) picks a column of a 2-D output, default the only column or, for two columns (class
+    probabilities), column 1.
+    """
+    spec = output_spec or {}
+    name = spec.get("name") or spec.get("output")
+    if name is None:
+        floats = [key for key, value in outputs.items() if np.asarray(value).dtype.kind == "f"]
+        if not floats:
+            raise OutputSpecError(f"no floating-point output among {sorted(outputs)} to use as the score")
+        name = floats[0]
+    if name not in outputs:
+        raise OutputSpecError(f"the output spec names {name!r} but the model's outputs are {sorted(outputs)}")
+    raw = outputs[name]
+    if isinstance(raw, list) and raw and isinstance(raw[0], dict):
+        raise OutputSpecError(f"output {name!r} is a ZipMap (list of dicts); export the model without ZipMap")
+    values = np.asarray(raw)
+    if values.dtype.kind not in "fiu":
+        raise OutputSpecError(f"output {name!r} is not numeric ({values.dtype})")
+    if values.ndim == 2:
+        column = spec.get("index", spec.get("column"))
+        if column is None:
+            if values.shape[1] not in (1, 2):
+                raise OutputSpecError(
+                    f"output {name!r} has {values.shape[1]} columns; the output spec must give an index"
+                )
+            column = values.shape[1] - 1
+        if not 0 <= int(column) < values.shape[1]:
+            raise OutputSpecError(f"output {name!r} has no column {column}")
+        values = values[:, int(column)]
+    elif values.ndim != 1:
+        raise OutputSpecError(f"output {name!r} has shape {values.shape}; expected one score per row")
+    if values.shape[0] != n_rows:
+        raise OutputSpecError(f"output {name!r} gave {values.shape[0]} scores for {n_rows} rows")
+    return values.astype(np.float64)
+
+
+def hysteresis(
+    scores: Iterable[float | None], open_threshold: float, clear_threshold: float, *, higher: bool = True
+) -> list[bool]:
+    """Alert state per window: opens when the score exceeds the open threshold, stays open until it falls
+    below the clear one (the convention of models_registry.training; mirrored for lower-is-worse scores).
+
+    A missing score (None) keeps the current state: no data is not evidence that a fault cleared.
+    """
+    sign = 1.0 if higher else -1.0
+    open_at, clear_at = sign * open_threshold, sign * clear_threshold
+    state, states = False, []
+    for score in scores:
+        if score is not None:
+            value = sign * score
+            if not state and value > open_at:
+                state = True
+            elif state and value < clear_at:
+                state = False
+        states.append(state)
+    return states
+
+
+# --- bundle -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bundle:
+    """A verified bundle: the model bytes and its spec."""
+
+    model: bytes
+    spec: dict[str, Any]
+
+    @property
+    def sensor_roles(self) -> dict[str, str]:
+        """Sensor key → role; role keys themselves are accepted too, for bundles made without an asset."""
+        mapping = {role: role for role in self.spec["roles"]}
+        mapping.update(self.spec.get("sensors") or {})
+        return mapping
+
+
+def load_bundle(path: str) -> Bundle:
+    """Open a bundle and verify every file against checksums.json; raise BundleError on any mismatch."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise BundleError(f"bundle {path!r} does not exist") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BundleError(f"bundle {path!r} is not a readable zip file ({exc})") from None
+    with archive:
+        names = set(archive.namelist())
+        for required in (*BUNDLE_FILES, "checksums.json"):
+            if required not in names:
+                raise BundleError(f"bundle {path!r} has no {required}")
+        try:
+            checksums = json.loads(archive.read("checksums.json"))
+        except ValueError:
+            raise BundleError("checksums.json is not valid JSON") from None
+        contents = {}
+        for name in BUNDLE_FILES:
+            data = archive.read(name)
+            expected = checksums.get(name) if isinstance(checksums, dict) else None
+            if not expected:
+                raise BundleError(f"checksums.json lists no checksum for {name}")
+            if hashlib.sha256(data).hexdigest() != expected:
+                raise BundleError(f"checksum mismatch for {name}: the bundle was modified or damaged")
+            contents[name] = data
+    try:
+        spec = json.loads(contents["spec.json"])
+    except ValueError:
+        raise BundleError("spec.json is not valid JSON") from None
+    missing = [key for key in SPEC_KEYS if key not in spec]
+    if missing:
+        raise BundleError(f"spec.json lacks {', '.join(missing)}")
+    return Bundle(model=contents["model.onnx"], spec=spec)
+
+
+# --- input ------------------------------------------------------------------------------------------------
+
+
+def parse_ts(text: str, line: int) -> float:
+    """Epoch seconds, or ISO 8601 with an offset (a naive time is ambiguous on a gateway: refused)."""
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value):
+            raise EdgeError(f"line {line}: timestamp {text!r} is not finite")
+        return value
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise EdgeError(f"line {line}: timestamp {text!r} is neither epoch seconds nor ISO 8601") from None
+    if moment.tzinfo is None:
+        raise EdgeError(f"line {line}: timestamp {text!r} has no UTC offset")
+    return moment.timestamp()
+
+
+def read_csv(
+    stream: IO[str], sensor_roles: dict[str, str]
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`sensor,ts,value` rows (an optional header line) → {role: (ts_s, values, quality)} sorted by time."""
+    columns: dict[str, tuple[list[float], list[float]]] = {}
+    unknown: set[str] = set()
+    rows = 0
+    for line, record in enumerate(csv.reader(stream), start=1):
+        if not record or all(not cell.strip() for cell in record):
+            continue
+        if line == 1 and [cell.strip().lower() for cell in record] == ["sensor", "ts", "value"]:
+            continue
+        if len(record) != 3:
+            raise EdgeError(f"line {line}: expected 3 columns sensor,ts,value, got {len(record)}")
+        sensor, ts_text, value_text = (cell.strip() for cell in record)
+        role = sensor_roles.get(sensor)
+        if role is None:
+            unknown.add(sensor)
+            continue
+        ts = parse_ts(ts_text, line)
+        try:
+            value = float(value_text)
+        except ValueError:
+            raise EdgeError(f"line {line}: value {value_text!r} is not a number") from None
+        rows += 1
+        if not math.isfinite(value):
+            continue  # a missing sample: the feature code treats it as a gap
+        times, values = columns.setdefault(role, ([], []))
+        times.append(ts)
+        values.append(value)
+    if unknown:
+        listed = ", ".join(sorted(unknown)[:5]) + (" …" if len(unknown) > 5 else "")
+        known = ", ".join(sorted(sensor_roles)[:10])
+        raise EdgeError(f"unknown sensor(s) in the input: {listed} (the bundle knows: {known})")
+    if not rows:
+        raise EdgeError("the input has no readings")
+    series = {}
+    for role, (times, values) in columns.items():
+        ts_array = np.asarray(times, dtype=np.float64)
+        order = np.argsort(ts_array, kind="stable")
+        series[role] = (
+            ts_array[order],
+            np.asarray(values, dtype=np.float64)[order],
+            np.zeros(len(order), dtype=np.uint16),
+        )
+    return series
+
+
+# --- scoring ----------------------------------------------------------------------------------------------
+
+
+def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, Any]]:
+    """Windows over the series, scored in one batch, with the alert state after each window."""
+    from plant.features import build_windows
+
+    spec = bundle.spec
+    windows = build_windows(
+        series,
+        list(spec["roles"]),
+        window_s=float(spec["window_s"]),
+        step_s=float(spec["step_s"]),
+        min_coverage=float(spec.get("min_coverage", 0.5)),
+    )
+    if list(windows.names) != list(spec["feature_names"]):
+        raise BundleError(
+            "this runner's feature code builds different features than the bundle's model expects"
+        )
+    X = np.asarray(windows.X, dtype=np.float32)
+    if len(X) == 0:
+        raise EdgeError(f"the input spans less than one {spec['window_s']} s window")
+    if session is None:
+        try:
+            session = make_session(bundle.model)
+        except Exception as exc:  # onnxruntime's load errors have no common base class
+            raise BundleError(f"onnxruntime cannot load model.onnx: {str(exc).strip()[:200]}") from None
+    usable = np.isfinite(X).all(axis=1)
+    scores: list[float | None] = [None] * len(X)
+    if usable.any():
+        batch = X[usable]
+        names = [output.name for output in session.get_outputs()]
+        try:
+            outputs = session.run(None, {session.get_inputs()[0].name: batch})
+        except Exception as exc:
+            raise BundleError(f"the model cannot score these windows: {str(exc).strip()[:200]}") from None
+        try:
+            values = select_score(
+                dict(zip(names, outputs, strict=True)), spec.get("output_spec") or {}, len(batch)
+            )
+        except OutputSpecError as exc:
+            raise BundleError(str(exc)) from None
+        for index, value in zip(np.flatnonzero(usable), values, strict=True):
+            scores[index] = float(value) if math.isfinite(value) else None
+    alerts = hysteresis(
+        scores,
+        float(spec["open_threshold"]),
+        float(spec["clear_threshold"]),
+        higher=higher_is_worse(spec.get("output_spec") or {}),
+    )
+    coverage = np.asarray(windows.coverage, dtype=np.float64)
+    coverage = coverage.min(axis=1) if coverage.ndim == 2 else coverage
+    return [
+        {
+            "window_end": datetime.fromtimestamp(float(end), tz=timezone.utc).isoformat(),
+            "score": score,
+            "alert": alert,
+            "coverage": round(float(cov), 4),
+        }
+        for end, score, alert, cov in zip(windows.ends, scores, alerts, coverage, strict=True)
+    ]
+
+
+def main(argv: list[str] | None = None, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m models_registry.edge", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("bundle", help="bundle .zip written by manage.py export_bundle")
+    parser.add_argument("csv", nargs="?", default="-", help="sensor,ts,value CSV file, or - for stdin")
+    args = parser.parse_args(argv)
+    stdout = stdout or sys.stdout
+    try:
+        bundle = load_bundle(args.bundle)
+        if args.csv == "-":
+            series = read_csv(stdin or sys.stdin, bundle.sensor_roles)
+        else:
+            try:
+                with open(args.csv, newline="", encoding="utf-8") as handle:
+                    series = read_csv(handle, bundle.sensor_roles)
+            except OSError as exc:
+                raise EdgeError(f"cannot read {args.csv!r}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise EdgeError(f"{args.csv!r} is not UTF-8 text") from None
+        rows = score_series(bundle, series)
+    except EdgeError as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    out = io.StringIO()
+    for row in rows:
+        out.write(json.dumps(row) + "\n")
+    stdout.write(out.getvalue())
+    stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

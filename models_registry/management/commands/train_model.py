@@ -1,0 +1,48 @@
+"""manage.py train_model --asset-type SLUG --kind anomaly|failure_classifier [--start --end --name]"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from models_registry.management.commands._common import check_kind, get_asset_type, parse_moment
+from models_registry.services import TrainingError, train_and_register
+
+
+class Command(BaseCommand):
+    help = "Train a model on the readings and labels of an asset type and register it as a candidate."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--asset-type", required=True, help="Asset type slug.")
+        parser.add_argument("--kind", required=True, help="anomaly or failure_classifier.")
+        parser.add_argument("--start", help="ISO date/time of the first reading to use (default: all).")
+        parser.add_argument("--end", help="ISO date/time of the last reading to use (default: all).")
+        parser.add_argument("--name", help="Model name (default <asset type>-<kind>).")
+        parser.add_argument("--enqueue", action="store_true", help="Run as a Celery task instead of here.")
+
+    def handle(self, *args, **options) -> None:
+        asset_type = get_asset_type(options["asset_type"])
+        kind = check_kind(options["kind"])
+        start = parse_moment(options["start"], "--start")
+        end = parse_moment(options["end"], "--end")
+        if options["enqueue"]:
+            from models_registry.tasks import train_model_task
+
+            kwargs = {
+                "start": start.isoformat() if start else None,
+                "end": end.isoformat() if end else None,
+                "name": options["name"],
+            }
+            transaction.on_commit(lambda: train_model_task.delay(asset_type.pk, kind, **kwargs))
+            self.stdout.write(f"queued training of {asset_type.slug} / {kind}")
+            return
+        try:
+            version = train_and_register(asset_type, kind, start=start, end=end, name=options["name"])
+        except TrainingError as exc:
+            raise CommandError(str(exc)) from None
+        metrics = ", ".join(
+            f"{key}={value:.3f}" for key, value in version.metrics.items() if isinstance(value, (int, float))
+        )
+        self.stdout.write(
+            self.style.SUCCESS(f"registered {version} (candidate) for {asset_type.slug} / {kind}; {metrics}")
+        )

@@ -1,0 +1,404 @@
+"""Registry services: register, validate-then-promote, shadow, roll back, retire, and train-and-register.
+
+Every status move is a conditional update plus a ModelStatusChange row, inside one transaction; the
+partial unique index on (asset_type, kind) WHERE status = 'champion' is the final guard against two
+champions, so the old champion is always demoted before the new one is promoted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from models_registry.choices import ModelKind, ModelStatus
+from models_registry.models import ModelStatusChange, ModelVersion
+from models_registry.validation import ModelRejected, ValidationReport, validate_version
+from plant.models import AssetType
+
+if TYPE_CHECKING:
+    from models_registry.training import TrainedModel
+
+logger = logging.getLogger(__name__)
+
+MIN_TRAINING_WINDOWS = 50  # ~8 minutes of one asset at the default 10 s step: less is no baseline
+__all__ = [
+    "ModelRejected",
+    "RegistryError",
+    "TrainingError",
+    "promote",
+    "register_artifact",
+    "register_trained",
+    "retire",
+    "rollback",
+    "shadow",
+    "train_and_register",
+]
+
+
+class RegistryError(Exception):
+    """A status move that is not allowed in the current state (already champion, nothing to roll back...)."""
+
+
+class TrainingError(Exception):
+    """Training cannot run on the available data; the message names what is missing."""
+
+
+User = AbstractBaseUser
+
+
+# --- registering ------------------------------------------------------------------------------------------
+
+
+def register_artifact(
+    *,
+    name: str,
+    kind: str,
+    asset_type: AssetType,
+    onnx_bytes: bytes,
+    feature_spec: list[str],
+    output_spec: dict[str, Any],
+    open_threshold: float,
+    clear_threshold: float,
+    background: list[list[float]] | np.ndarray,
+    provenance: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    actor: User | None = None,
+    reason: str = "registered",
+) -> ModelVersion:
+    """Store an ONNX artifact as the next version of `name`, status candidate, with its sha256."""
+    background_rows = np.asarray(background, dtype=np.float64).tolist() if len(background) else []
+    sha256 = hashlib.sha256(onnx_bytes).hexdigest()
+    for attempt in range(3):
+        next_version = (ModelVersion.objects.filter(name=name).aggregate(top=Max("version"))["top"] or 0) + 1
+        version = ModelVersion(
+            name=name,
+            version=next_version,
+            kind=kind,
+            asset_type=asset_type,
+            sha256=sha256,
+            feature_spec=list(feature_spec),
+            output_spec=dict(output_spec or {}),
+            open_threshold=float(open_threshold),
+            clear_threshold=float(clear_threshold),
+            background=background_rows,
+            provenance=provenance or {},
+            metrics=metrics or {},
+            created_by=actor if actor is not None and actor.is_authenticated else None,
+        )
+        version.onnx_file.save("model.onnx", ContentFile(onnx_bytes), save=False)
+        try:
+            with transaction.atomic():
+                version.save()
+                ModelStatusChange.objects.create(
+                    version=version,
+                    from_status="",
+                    to_status=ModelStatus.CANDIDATE,
+                    actor=version.created_by,
+                    reason=reason,
+                )
+        except IntegrityError:
+            # Another registration took this version number between our read and our insert.
+            version.onnx_file.delete(save=False)
+            if attempt == 2:
+                raise
+            continue
+        return version
+    raise AssertionError("unreachable")
+
+
+def register_trained(
+    trained: TrainedModel,
+    *,
+    name: str,
+    asset_type: AssetType,
+    provenance: dict[str, Any],
+    actor: User | None = None,
+) -> ModelVersion:
+    """Register the output of models_registry.training as a candidate version."""
+    provenance = {
+        **provenance,
+        "params": getattr(trained, "params", None) or {},
+        "library_versions": getattr(trained, "library_versions", None) or {},
+    }
+    return register_artifact(
+        name=name,
+        kind=trained.kind,
+        asset_type=asset_type,
+        onnx_bytes=trained.onnx_bytes,
+        feature_spec=list(trained.feature_names),
+        output_spec=trained.output_spec,
+        open_threshold=trained.open_threshold,
+        clear_threshold=trained.clear_threshold,
+        background=np.asarray(trained.background)[:100],
+        provenance=provenance,
+        metrics=_jsonable(trained.metrics),
+        actor=actor,
+        reason="trained",
+    )
+
+
+# --- status moves -----------------------------------------------------------------------------------------
+
+
+def _move(version: ModelVersion, to_status: str, *, actor: User | None, reason: str) -> None:
+    """Compare-and-set the status and write the history row; the caller holds the transaction."""
+    from_status = version.status
+    changed = ModelVersion.objects.filter(pk=version.pk, status=from_status).update(status=to_status)
+    if changed != 1:
+        raise RegistryError(f"{version} changed status concurrently; reload and try again")
+    version.status = to_status
+    ModelStatusChange.objects.create(
+        version=version,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        reason=reason[:300],
+    )
+
+
+def _locked(version: ModelVersion) -> ModelVersion:
+    return ModelVersion.objects.select_for_update().get(pk=version.pk)
+
+
+def promote(
+    version: ModelVersion, *, actor: User | None = None, reason: str = "", shadow: bool = False
+) -> ValidationReport:
+    """Validate `version`, then make it the champion of its (asset type, kind) — or a shadow.
+
+    Raises ModelRejected (naming the failed check) before anything changes, so the current champion
+    keeps running; RegistryError when the move makes no sense (already champion, champion → shadow).
+    The old champion, if any, is retired in the same transaction, before the new one is promoted.
+    """
+    report = validate_version(version)
+    target = ModelStatus.SHADOW if shadow else ModelStatus.CHAMPION
+    try:
+        with transaction.atomic():
+            current = _locked(version)
+            if current.status == target:
+                raise RegistryError(f"{current} is already {current.get_status_display().lower()}")
+            if shadow and current.status == ModelStatus.CHAMPION:
+                raise RegistryError(
+                    f"{current} is the champion; promote or roll back to another version first"
+                )
+            if not shadow:
+                champions = ModelVersion.objects.select_for_update().filter(
+                    asset_type_id=current.asset_type_id, kind=current.kind, status=ModelStatus.CHAMPION
+                )
+                for old in champions:
+                    _move(
+                        old,
+                        ModelStatus.RETIRED,
+                        actor=actor,
+                        reason=f"replaced by {current}: {reason}".strip(),
+                    )
+            _move(current, target, actor=actor, reason=reason)
+    except IntegrityError:
+        # Two promotions raced past each other's locks; the partial unique index refused the second one.
+        raise RegistryError(
+            f"another version of {version.asset_type} / {version.kind} became champion concurrently; "
+            "try again"
+        ) from None
+    version.status = target
+    logger.info("model %s → %s by %s (%s)", version, target, actor, reason)
+    return report
+
+
+def shadow(version: ModelVersion, *, actor: User | None = None, reason: str = "") -> ValidationReport:
+    """Validate and run `version` in shadow: it scores alongside the champion but raises no alerts."""
+    return promote(version, actor=actor, reason=reason, shadow=True)
+
+
+def current_champion(asset_type: AssetType, kind: str) -> ModelVersion | None:
+    return ModelVersion.objects.filter(asset_type=asset_type, kind=kind, status=ModelStatus.CHAMPION).first()
+
+
+def previous_champion(
+    asset_type: AssetType, kind: str, *, exclude: ModelVersion | None
+) -> ModelVersion | None:
+    """The version that most recently became champion, other than `exclude` (the current one)."""
+    entries = ModelStatusChange.objects.filter(
+        to_status=ModelStatus.CHAMPION, version__asset_type=asset_type, version__kind=kind
+    ).select_related("version")
+    if exclude is not None:
+        entries = entries.exclude(version=exclude)
+    entry = entries.order_by("-at", "-id").first()
+    return entry.version if entry else None
+
+
+def rollback(
+    asset_type: AssetType, kind: str, *, actor: User | None = None, reason: str = ""
+) -> ModelVersion:
+    """Retire the current champion and bring back the previous one (validated first), in one transaction."""
+    champion = current_champion(asset_type, kind)
+    label = f"{asset_type.slug} / {kind}"
+    if champion is None:
+        raise RegistryError(f"{label} has no champion to roll back")
+    previous = previous_champion(asset_type, kind, exclude=champion)
+    if previous is None:
+        raise RegistryError(
+            f"{label} has no previous champion to roll back to (only {champion} was ever champion)"
+        )
+    validate_version(previous)  # a damaged previous artifact must not replace a working champion
+    with transaction.atomic():
+        locked_champions = list(
+            ModelVersion.objects.select_for_update().filter(
+                asset_type=asset_type, kind=kind, status=ModelStatus.CHAMPION
+            )
+        )
+        if [item.pk for item in locked_champions] != [champion.pk]:
+            raise RegistryError(f"the champion of {label} changed concurrently; reload and try again")
+        target = _locked(previous)
+        _move(locked_champions[0], ModelStatus.RETIRED, actor=actor, reason=f"rolled back: {reason}".strip())
+        _move(target, ModelStatus.CHAMPION, actor=actor, reason=f"rollback from {champion}: {reason}".strip())
+    logger.info("model %s rolled back to %s by %s (%s)", champion, target, actor, reason)
+    return target
+
+
+def retire(version: ModelVersion, *, actor: User | None = None, reason: str = "") -> None:
+    """Take a version out of use (retiring the champion leaves its asset type without one)."""
+    with transaction.atomic():
+        current = _locked(version)
+        if current.status == ModelStatus.RETIRED:
+            raise RegistryError(f"{current} is already retired")
+        _move(current, ModelStatus.RETIRED, actor=actor, reason=reason)
+    version.status = ModelStatus.RETIRED
+
+
+# --- training ---------------------------------------------------------------------------------------------
+
+
+def train_and_register(
+    asset_type: AssetType,
+    kind: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    name: str | None = None,
+    actor: User | None = None,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> ModelVersion:
+    """Train a model of `kind` on the readings and labels of all active assets of `asset_type` and
+    register it as a candidate. The one entry point of `manage.py train_model` and `train_model_task`.
+
+    anomaly: learns from windows not overlapping a fault label (works with no labels at all); fault
+    windows, if any, plus a fifth of the normal ones, form its validation split.
+    failure_classifier: fault-labelled windows are positives, all others negatives (unlabelled time is
+    taken as normal operation, which is what the plant believes of it until someone says otherwise).
+    """
+    from models_registry import training
+    from models_registry.dataset import FAULT, TrainingDataError, load_training_windows
+
+    if kind not in ModelKind.values:
+        raise TrainingError(f"unknown model kind {kind!r}; choose one of {', '.join(ModelKind.values)}")
+    if kind == ModelKind.RUL:
+        raise TrainingError("training remaining-useful-life models is not supported yet")
+    if start and end and start >= end:
+        raise TrainingError("the training range is empty: start must be before end")
+    try:
+        data = load_training_windows(asset_type, start=start, end=end)
+    except TrainingDataError as exc:
+        raise TrainingError(str(exc)) from None
+
+    complete = np.isfinite(data.X).all(axis=1)
+    # Time order across assets, so the trainer's "last part" hold-out is the most recent data of all assets.
+    order = np.argsort(data.ends[complete], kind="stable")
+    X, labels = data.X[complete][order], data.labels[complete][order]
+    if len(X) < MIN_TRAINING_WINDOWS:
+        raise TrainingError(
+            f"only {len(X)} complete feature windows for {asset_type.slug!r} "
+            f"(need at least {MIN_TRAINING_WINDOWS}); load more readings or widen the range"
+        )
+    rng = np.random.default_rng(seed)
+    split: dict[str, int] = {}
+    if kind == ModelKind.ANOMALY:
+        normal_idx = np.flatnonzero(labels != FAULT)
+        fault_idx = np.flatnonzero(labels == FAULT)
+        if len(normal_idx) < MIN_TRAINING_WINDOWS:
+            raise TrainingError(
+                f"only {len(normal_idx)} windows without a fault label (need {MIN_TRAINING_WINDOWS}) "
+                "to learn normal behaviour"
+            )
+        X_val = y_val = None
+        train_idx = normal_idx
+        if len(fault_idx):
+            shuffled = rng.permutation(normal_idx)
+            held = shuffled[: max(1, len(shuffled) // 5)]
+            train_idx = np.sort(shuffled[len(held) :])
+            X_val = np.concatenate([X[held], X[fault_idx]])
+            y_val = np.concatenate(
+                [np.zeros(len(held), dtype=np.int64), np.ones(len(fault_idx), dtype=np.int64)]
+            )
+        split = {"train": len(train_idx), "validation": 0 if X_val is None else len(X_val)}
+        try:
+            trained = training.train_anomaly(
+                X[train_idx], data.feature_names, params=params, X_val=X_val, y_val=y_val
+            )
+        except training.TrainingError as exc:
+            raise TrainingError(str(exc)) from None
+    else:
+        y = (labels == FAULT).astype(np.int64)
+        positives = int(y.sum())
+        if positives == 0:
+            raise TrainingError(
+                f"no fault labels on assets of type {asset_type.slug!r} in the range; "
+                "a failure classifier needs labelled faults (train an anomaly model instead)"
+            )
+        split = {"train": len(y)}
+        try:
+            trained = training.train_failure_classifier(X, y, data.feature_names, params=params)
+        except training.TrainingError as exc:
+            raise TrainingError(str(exc)) from None
+
+    provenance = {
+        "data_range": {"start": data.start.isoformat(), "end": data.end.isoformat()},
+        "asset_type": asset_type.slug,
+        "assets": data.assets,
+        "roles": data.roles,
+        "window_s": asset_type.window_s,
+        "step_s": asset_type.step_s,
+        "windows": {"total": len(data.X), "complete": int(complete.sum()), **split},
+        "label_counts": {"windows": _counts(labels), "label_rows": data.label_rows},
+        "seed": seed,
+    }
+    return register_trained(
+        trained,
+        name=name or f"{asset_type.slug}-{kind}",
+        asset_type=asset_type,
+        provenance=provenance,
+        actor=actor,
+    )
+
+
+def _counts(labels: np.ndarray) -> dict[str, int]:
+    from models_registry.dataset import FAULT, NORMAL, UNLABELLED
+
+    return {
+        "fault": int(np.count_nonzero(labels == FAULT)),
+        "normal": int(np.count_nonzero(labels == NORMAL)),
+        "unlabelled": int(np.count_nonzero(labels == UNLABELLED)),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """Metrics may hold NumPy scalars/arrays; JSONField needs plain Python (NaN becomes None)."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        number = float(value)
+        return number if np.isfinite(number) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

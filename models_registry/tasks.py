@@ -1,0 +1,49 @@
+"""Celery tasks of the registry: training runs in the background on the default queue."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from celery import shared_task
+from django.contrib.auth import get_user_model
+
+from models_registry.services import TrainingError, train_and_register
+from plant.models import AssetType
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(queue="default", acks_late=True, time_limit=3600, soft_time_limit=3300, ignore_result=True)
+def train_model_task(
+    asset_type_id: int,
+    kind: str,
+    start: str | None = None,
+    end: str | None = None,
+    name: str | None = None,
+    actor_id: int | None = None,
+) -> int | None:
+    """Train and register a candidate; returns its id, or None when the asset type is gone or data is short.
+
+    Re-running it after a lost worker registers another candidate, never a champion: nothing is promoted
+    without a person, so at-least-once delivery is harmless.
+    """
+    asset_type = AssetType.objects.filter(pk=asset_type_id).first()
+    if asset_type is None:
+        logger.info("train_model_task: asset type %s no longer exists", asset_type_id)
+        return None
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    try:
+        version = train_and_register(
+            asset_type,
+            kind,
+            start=datetime.fromisoformat(start) if start else None,
+            end=datetime.fromisoformat(end) if end else None,
+            name=name,
+            actor=actor,
+        )
+    except TrainingError as exc:
+        logger.warning("train_model_task: %s / %s not trained: %s", asset_type.slug, kind, exc)
+        return None
+    logger.info("train_model_task: registered %s (candidate)", version)
+    return version.pk

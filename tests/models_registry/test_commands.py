@@ -1,0 +1,252 @@
+"""Registry commands: promote_model, rollback_model and train_model (end to end on readings made here)."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from models_registry.choices import ModelStatus
+from models_registry.models import ModelVersion
+from models_registry.services import TrainingError, promote, train_and_register
+from models_registry.tasks import train_model_task
+from models_registry.validation import validate_version
+from plant.models import Label
+from tests.conftest import T0, make_asset, make_pump_type
+from tests.models_registry.conftest import corrupt, make_readings, make_version
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def pump(db):
+    return make_pump_type()
+
+
+def test_promote_model_makes_the_version_champion_and_reports_the_checks(pump):
+    make_version(pump)
+    output = run("promote_model", "pump-anomaly", "1", "--reason", "first model")
+    assert "pump-anomaly v1 is now champion for pump / anomaly" in output
+    assert "checksum, load, signature, reference_batch, latency" in output
+    version = ModelVersion.objects.get(name="pump-anomaly", version=1)
+    assert version.status == ModelStatus.CHAMPION
+    assert version.history.first().reason == "first model"
+
+
+def test_promote_model_with_shadow_runs_it_in_shadow(pump):
+    make_version(pump)
+    assert "is now shadow" in run("promote_model", "pump-anomaly", "v1", "--shadow")
+    assert ModelVersion.objects.get().status == ModelStatus.SHADOW
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ghost", "1"), "no model named 'ghost'"),
+        (("pump-anomaly", "7"), "'pump-anomaly' has no version 7 (versions: 1, 2)"),
+        (("pump-anomaly", "latest"), "version 'latest' is not a number"),
+    ],
+)
+def test_promote_model_names_an_unknown_model_or_version(pump, args, message):
+    make_version(pump)
+    make_version(pump)
+    with pytest.raises(CommandError) as error:
+        call_command("promote_model", *args)
+    assert message in str(error.value)
+
+
+def test_promote_model_refuses_a_corrupted_artifact_naming_the_check_and_keeps_the_champion(pump):
+    champion, candidate = make_version(pump), make_version(pump)
+    promote(champion)
+    corrupt(candidate)
+    with pytest.raises(
+        CommandError, match=r"pump-anomaly v2 refused: checksum check failed: the stored file's sha256"
+    ):
+        call_command("promote_model", "pump-anomaly", "2")
+    assert ModelVersion.objects.get(pk=champion.pk).status == ModelStatus.CHAMPION
+    assert ModelVersion.objects.get(pk=candidate.pk).status == ModelStatus.CANDIDATE
+
+
+def test_rollback_model_brings_back_the_previous_champion(pump):
+    first, second = make_version(pump), make_version(pump)
+    promote(first)
+    promote(second)
+    output = run("rollback_model", "pump", "anomaly", "--reason", "false alarms")
+    assert "pump-anomaly v2 retired, pump-anomaly v1 is champion" in output
+    assert ModelVersion.objects.get(pk=first.pk).status == ModelStatus.CHAMPION
+    assert "false alarms" in ModelVersion.objects.get(pk=second.pk).history.first().reason
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("boiler", "anomaly"), "no asset type 'boiler' (known: pump)"),
+        (("pump", "vibes"), "unknown kind 'vibes'"),
+        (("pump", "anomaly"), "pump / anomaly has no previous champion"),
+        (("pump", "failure_classifier"), "pump / failure_classifier has no champion to roll back"),
+    ],
+)
+def test_rollback_model_explains_why_it_cannot(pump, args, message):
+    promote(make_version(pump))
+    with pytest.raises(CommandError) as error:
+        call_command("rollback_model", *args)
+    assert message in str(error.value)
+
+
+# --- training end to end -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fleet(site, pump):
+    """Three pumps with an hour of correlated 1 Hz readings; the third has a fault in its last 12 minutes."""
+    assets = [make_asset(site, tag=f"p-10{i}", asset_type=pump) for i in range(3)]
+    for i, asset in enumerate(assets):
+        make_readings(asset, T0, 3600, seed=i, fault_from=2880 if i == 2 else None)
+    return assets
+
+
+def label_fault(asset, start_s: int, end_s: int) -> Label:
+    return Label.objects.create(
+        asset=asset, start=T0 + timedelta(seconds=start_s), end=T0 + timedelta(seconds=end_s), kind="fault"
+    )
+
+
+def test_train_model_anomaly_registers_a_candidate_that_validates_without_any_labels(fleet):
+    output = run("train_model", "--asset-type", "pump", "--kind", "anomaly")
+    version = ModelVersion.objects.get()
+    assert f"registered {version} (candidate) for pump / anomaly" in output
+    assert (version.name, version.kind, version.status) == ("pump-anomaly", "anomaly", ModelStatus.CANDIDATE)
+    assert version.feature_spec[:2] == ["current__mean", "current__std"] and len(version.feature_spec) == 24
+    assert version.provenance["label_counts"]["windows"] == {"fault": 0, "normal": 0, "unlabelled": 3 * 354}
+    assert version.provenance["data_range"] == {
+        "start": T0.isoformat(),
+        "end": (T0 + timedelta(seconds=3599)).isoformat(),
+    }
+    assert version.provenance["assets"] == ["p-100", "p-101", "p-102"]
+    assert "onnxruntime" in version.provenance["library_versions"]
+    assert 0 < len(version.background) <= 100
+    assert validate_version(version).passed[-1] == "latency"
+
+
+def test_train_model_anomaly_learns_from_windows_away_from_fault_labels_and_scores_the_fault(fleet):
+    label_fault(fleet[2], 2880, 3600)
+    version = train_and_register(fleet[0].asset_type, "anomaly", name="pump-av")
+    windows = version.provenance["label_counts"]["windows"]
+    assert windows["fault"] == 71 and windows["normal"] == 0
+    assert version.provenance["windows"]["validation"] > windows["fault"]
+    # the model was told the faulty windows only for validation; they must score far above normal ones
+    import onnxruntime as ort
+
+    from models_registry.dataset import FAULT, load_training_windows
+
+    data = load_training_windows(fleet[0].asset_type)
+    session = ort.InferenceSession(version.read_onnx_bytes(), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    from models_registry.edge import select_score
+
+    scores = select_score(
+        dict(zip(names, session.run(None, {session.get_inputs()[0].name: data.X}), strict=True)),
+        version.output_spec,
+        len(data.X),
+    )
+    fault_scores, normal_scores = scores[data.labels == FAULT], scores[data.labels != FAULT]
+    assert np.median(fault_scores) > np.quantile(normal_scores, 0.99)
+    assert (
+        np.mean(fault_scores[12:] >= version.open_threshold) > 0.9
+    )  # after the window fills with fault data
+
+
+def test_train_model_failure_classifier_trains_on_fault_labels(fleet):
+    label_fault(fleet[2], 2880, 3600)
+    output = run("train_model", "--asset-type", "pump", "--kind", "failure_classifier", "--name", "pump-clf")
+    version = ModelVersion.objects.get(name="pump-clf")
+    assert "registered pump-clf v1 (candidate)" in output
+    assert version.kind == "failure_classifier"
+    assert version.provenance["label_counts"]["label_rows"] == {"fault": 1, "normal": 0}
+    promote(version)
+    assert ModelVersion.objects.get(pk=version.pk).status == ModelStatus.CHAMPION
+
+
+def test_train_model_restricted_to_a_range_uses_only_that_range(fleet):
+    run(
+        "train_model",
+        "--asset-type",
+        "pump",
+        "--kind",
+        "anomaly",
+        "--start",
+        "2026-01-05T08:00:00+00:00",
+        "--end",
+        "2026-01-05T08:30:00+00:00",
+    )
+    version = ModelVersion.objects.get()
+    assert version.provenance["data_range"]["end"] == "2026-01-05T08:30:00+00:00"
+    assert sum(version.provenance["label_counts"]["windows"].values()) < 600
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--asset-type", "boiler", "--kind", "anomaly"), "no asset type 'boiler'"),
+        (("--asset-type", "pump", "--kind", "vibes"), "unknown kind 'vibes'"),
+        (("--asset-type", "pump", "--kind", "rul"), "not supported yet"),
+        (
+            ("--asset-type", "pump", "--kind", "failure_classifier"),
+            "no fault labels on assets of type 'pump'",
+        ),
+        (
+            ("--asset-type", "pump", "--kind", "anomaly", "--start", "2027-01-01"),
+            "no readings for assets of type 'pump'",
+        ),
+        (
+            ("--asset-type", "pump", "--kind", "anomaly", "--start", "soon"),
+            "--start 'soon' is not an ISO date",
+        ),
+        (
+            (
+                "--asset-type",
+                "pump",
+                "--kind",
+                "anomaly",
+                "--start",
+                "2026-01-05T08:00:00+00:00",
+                "--end",
+                "2026-01-05T08:02:00+00:00",
+            ),
+            "complete feature windows",
+        ),
+    ],
+    ids=["unknown-type", "unknown-kind", "rul", "no-fault-labels", "no-data", "bad-date", "too-few-windows"],
+)
+def test_train_model_explains_why_it_cannot_train(fleet, args, message):
+    with pytest.raises(CommandError) as error:
+        call_command("train_model", *args)
+    assert message in str(error.value)
+    assert not ModelVersion.objects.exists()
+
+
+def test_train_model_on_an_asset_type_without_assets_says_so(pump):
+    with pytest.raises(CommandError, match="has no active assets"):
+        call_command("train_model", "--asset-type", "pump", "--kind", "anomaly")
+
+
+def test_the_training_task_trains_by_id_and_returns_none_when_the_type_is_gone(fleet, engineer):
+    version_id = train_model_task.apply(
+        args=[fleet[0].asset_type_id, "anomaly"], kwargs={"actor_id": engineer.pk}
+    ).get()
+    version = ModelVersion.objects.get(pk=version_id)
+    assert version.created_by == engineer and version.status == ModelStatus.CANDIDATE
+    assert train_model_task.apply(args=[999_999, "anomaly"]).get() is None
+    assert train_model_task.apply(args=[fleet[0].asset_type_id, "failure_classifier"]).get() is None
+
+
+def test_train_and_register_refuses_an_empty_range(fleet):
+    with pytest.raises(TrainingError, match="start must be before end"):
+        train_and_register(fleet[0].asset_type, "anomaly", start=T0, end=T0)
