@@ -92,6 +92,21 @@ def test_resending_the_same_batch_stores_nothing_twice(client, asset, gateway_to
     assert Reading.objects.count() == 10
 
 
+def test_a_batch_overlapping_stored_readings_stores_only_the_new_ones(client, asset, gateway_token):
+    first = {"readings": [reading(ts=EPOCH0 + i, value=float(i)) for i in range(0, 10, 2)]}
+    assert post_json(client, gateway_token, first).json()["accepted"] == 5
+    # Every second row is already stored: the new ones must still land, and stored values stay as they were.
+    overlapping = {"readings": [reading(ts=EPOCH0 + i, value=100.0 + i) for i in range(10)]}
+    assert post_json(client, gateway_token, overlapping).json() == {
+        "accepted": 5,
+        "duplicates": 5,
+        "rejected": [],
+    }
+    values = dict(Reading.objects.values_list("ts", "value"))
+    assert len(values) == 10
+    assert sorted(values.values()) == [0.0, 2.0, 4.0, 6.0, 8.0, 101.0, 103.0, 105.0, 107.0, 109.0]
+
+
 def test_duplicates_inside_one_batch_are_stored_once_and_counted(client, asset, gateway_token):
     rows = [reading(value=1.0), reading(value=2.0), reading(ts=EPOCH0 + 1), reading(value=3.0)]
     assert post_json(client, gateway_token, {"readings": rows}).json() == {
