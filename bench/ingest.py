@@ -38,25 +38,11 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import psutil  # noqa: E402
 
+from plant.pgcopy import pg_copy_buffer  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
 BATCH = 10_000
 # PostgreSQL binary COPY: header, rows of (field count, then length + big-endian value per field), trailer.
-PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-PG_COPY_TRAILER = b"\xff\xff"
-PG_EPOCH_OFFSET_US = 946_684_800_000_000  # binary timestamptz counts microseconds from 2000-01-01
-PG_ROW = np.dtype(
-    [
-        ("nfields", ">i2"),
-        ("len_sensor", ">i4"),
-        ("sensor", ">i8"),
-        ("len_ts", ">i4"),
-        ("ts", ">i8"),
-        ("len_value", ">i4"),
-        ("value", ">f8"),
-        ("len_quality", ">i4"),
-        ("quality", ">i2"),
-    ]
-)
 ROLES = ("vibration", "current", "pressure", "temperature")
 
 
@@ -154,16 +140,14 @@ class Batches:
     def copy_binary(self, i: int) -> bytes:
         """The rows of batch i as one PostgreSQL binary COPY stream (the fastest way to load them)."""
         rows = self.rows(i)
-        data = np.zeros(len(rows), dtype=PG_ROW)
-        data["nfields"] = 4
-        data["len_sensor"], data["len_ts"], data["len_value"], data["len_quality"] = 8, 8, 8, 2
-        data["sensor"] = [row[0] for row in rows]
-        data["ts"] = [round(row[2] * 1e6) - PG_EPOCH_OFFSET_US for row in rows]
-        data["value"] = [row[3] for row in rows]
-        return PG_COPY_HEADER + data.tobytes() + PG_COPY_TRAILER
+        return pg_copy_buffer(
+            np.array([row[0] for row in rows], dtype=np.int64),
+            np.array([round(row[2] * 1e6) for row in rows], dtype=np.int64),
+            np.array([row[3] for row in rows], dtype=np.float64),
+            np.zeros(len(rows), dtype=np.int16),
+        )
 
 
-# --- the web server ------------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

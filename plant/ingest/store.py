@@ -17,27 +17,11 @@ import psycopg
 from django.db import connection, transaction
 
 from plant.models import Reading
+from plant.pgcopy import pg_copy_buffer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _ONE_US = timedelta(microseconds=1)
-# PostgreSQL's binary timestamptz counts microseconds from 2000-01-01.
-_PG_EPOCH_OFFSET_US = 946_684_800_000_000
-_PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
-_PG_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
-_PG_ROW = np.dtype(
-    [
-        ("nfields", ">i2"),
-        ("len_sensor", ">i4"),
-        ("sensor", ">i8"),
-        ("len_ts", ">i4"),
-        ("ts", ">i8"),
-        ("len_value", ">i4"),
-        ("value", ">f8"),
-        ("len_quality", ">i4"),
-        ("quality", ">i2"),
-    ]
-)
 STAGE_TABLE = "vigil_reading_stage"
 
 
@@ -118,23 +102,6 @@ def write_readings(sensor_ids: np.ndarray, ts_us: np.ndarray, values: np.ndarray
     if is_postgres():
         return _write_postgres(sensor_ids, ts_us, values, quality)
     return _write_sqlite(sensor_ids, ts_us, values, quality)
-
-
-def pg_copy_buffer(
-    sensor_ids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, quality: np.ndarray
-) -> bytes:
-    """The whole batch as one PostgreSQL binary COPY stream, built in a handful of NumPy operations."""
-    rows = np.empty(len(sensor_ids), dtype=_PG_ROW)
-    rows["nfields"] = 4
-    rows["len_sensor"] = 8
-    rows["sensor"] = sensor_ids
-    rows["len_ts"] = 8
-    rows["ts"] = ts_us - _PG_EPOCH_OFFSET_US
-    rows["len_value"] = 8
-    rows["value"] = values
-    rows["len_quality"] = 2
-    rows["quality"] = quality
-    return _PG_COPY_HEADER + rows.tobytes() + _PG_COPY_TRAILER
 
 
 def _write_postgres(
