@@ -5,9 +5,11 @@ flagged by prepending the stored history just before it (its *context*) and comp
 
 - OUT_OF_RANGE: the value lies outside the sensor's [valid_min, valid_max] (either bound may be absent).
 - SPIKE: |x_i - median(prev K)| > spike_mads x scale, with scale = max(1.4826 x MAD(prev K), floor) and
-  floor = SPIKE_FLOOR_FRACTION x max(|median(prev K)|, valid_max - valid_min). The floor is what keeps a
-  perfectly flat signal (MAD = 0) from flagging the first bit of noise: with the defaults a deviation
-  must exceed 8 x 0.1 % of the signal level (or of the valid range, when both bounds are known). The
+  floor = max(SPIKE_FLOOR_FRACTION x max(|median(prev K)|, valid_max - valid_min), resolution), where
+  resolution is the smallest non-zero step between consecutive values of the series. The floor is what
+  keeps a perfectly flat signal (MAD = 0) from flagging the first bit of noise, and a quantised one from
+  flagging every change of level: with the defaults a deviation must exceed 8 x 0.1 % of the signal level
+  (or of the valid range, when both bounds are known) and 8 quantisation steps. The
   check starts once SPIKE_MIN_HISTORY previous values exist. A genuine step change flags its first few
   samples until the rolling median has moved, which is what a robust spike rule should do.
 - STUCK: the value equals the previous one exactly for at least `stuck_samples` consecutive samples;
@@ -90,7 +92,8 @@ def compute_flags(
     run_start = np.maximum.accumulate(np.where(same, 0, index))
     flags[(index - run_start + 1) >= stuck_samples] |= int(QualityFlag.STUCK)
 
-    flags[_spikes(values, pos, target, lo, hi, spike_mads, window)] |= int(QualityFlag.SPIKE)
+    resolution = _resolution(values, new_group)
+    flags[_spikes(values, pos, target, lo, hi, resolution, spike_mads, window)] |= int(QualityFlag.SPIKE)
     flags[~target] = 0
     return flags
 
@@ -101,6 +104,7 @@ def _spikes(
     target: np.ndarray,
     lo: np.ndarray,
     hi: np.ndarray,
+    resolution: np.ndarray,
     spike_mads: float,
     window: int,
 ) -> np.ndarray:
@@ -131,10 +135,27 @@ def _spikes(
         med[part] = m
         mad[part] = np.nanmedian(np.abs(w - m[:, None]), axis=1)
     span = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
-    floor = SPIKE_FLOOR_FRACTION * np.maximum(np.abs(med[rows]), span[rows])
+    floor = np.maximum(SPIKE_FLOOR_FRACTION * np.maximum(np.abs(med[rows]), span[rows]), resolution[rows])
     scale = np.maximum(np.maximum(MAD_TO_SIGMA * mad[rows], floor), _TINY)
     spike[rows] = np.abs(values[rows] - med[rows]) > spike_mads * scale
     return spike
+
+
+def _resolution(values: np.ndarray, new_group: np.ndarray) -> np.ndarray:
+    """Per row, the smallest non-zero step between consecutive values of its group (0 if none).
+
+    A coarsely quantised sensor (a transmitter with few levels) has MAD 0 most of the time, so without
+    this floor every change of one level would count as a spike.
+    """
+    n = len(values)
+    group_id = np.cumsum(new_group) - 1
+    step = np.abs(np.diff(values))
+    step[(step == 0) | new_group[1:] | ~np.isfinite(step)] = np.inf
+    smallest = np.full(group_id[-1] + 1, np.inf)
+    if n > 1:
+        np.minimum.at(smallest, group_id[1:], step)
+    per_row = smallest[group_id]
+    return np.where(np.isfinite(per_row), per_row, 0.0)
 
 
 def _row_median(rows: np.ndarray) -> np.ndarray:

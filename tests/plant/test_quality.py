@@ -60,6 +60,16 @@ def test_a_flat_signal_does_not_flag_tiny_noise_as_a_spike_thanks_to_the_floor()
     assert indices_with(flags_of(ts, values), QualityFlag.SPIKE) == [150]
 
 
+def test_a_coarsely_quantised_signal_changing_level_is_not_a_spike_but_a_big_jump_is():
+    # A transmitter with 0.5-unit steps that sits on one level and moves a level or two at a time.
+    rng = np.random.default_rng(3)
+    ts = np.arange(600, dtype=np.float64)
+    values = 20.0 + 0.5 * np.cumsum(rng.choice([0, 0, 0, 0, 0, 0, 1, -1], size=600))
+    values[400] += 10.0  # 20 quantisation steps: a real glitch
+    spikes = indices_with(flags_of(ts, values, valid_min=None, valid_max=None), QualityFlag.SPIKE)
+    assert spikes == [400]
+
+
 def test_a_repeated_value_is_flagged_stuck_from_the_nth_sample_of_the_run():
     ts, values = noisy_sine(400)
     values[100:130] = 42.0  # a 30-sample run: samples 20..30 of it are stuck
