@@ -35,9 +35,11 @@ test: $(STAMP_DEV)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-## bench: ingest throughput through the API vs raw COPY (needs DATABASE_URL pointing at PostgreSQL)
+## bench: ingest throughput through the API vs raw COPY (needs DATABASE_URL pointing at PostgreSQL),
+## explanation speed vs shap.KernelExplainer and edge-runner latency (bench/explain.py, no database)
 bench: $(STAMP_DEV)
 	$(PY) bench/ingest.py
+	$(PY) bench/explain.py
 
 lint: $(STAMP_DEV)
 	$(PY) -m ruff check --line-length 110 .

@@ -1,0 +1,17 @@
+"""Loaders of the public datasets in ``settings.VIGIL_DATA_DIR`` (see each dataset's DATASET_CARD.md).
+
+A loader creates the asset type, assets and sensors of its dataset, imports the readings through
+``plant.ingest.ingest_readings`` (the API's own code path) and the dataset's labels as ``plant.Label`` rows
+with source ``dataset``. Loading is idempotent. Dataset files are read in place and never copied into the
+repository: several are under licences (SKAB: GPL-3.0) that the product does not take on.
+"""
+
+from __future__ import annotations
+
+
+class DatasetMissing(FileNotFoundError):
+    """The dataset's files are not where VIGIL_DATA_DIR says; the message names the path looked at."""
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file does not have the shape its card describes; the message names the file and line."""
