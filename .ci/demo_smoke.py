@@ -1,8 +1,9 @@
 """Demo smoke test: `make demo` on the embedded defaults, readings flow, a technician sees an asset chart,
-and Ctrl-C leaves no process behind.
+a simulated fault opens an alert, and Ctrl-C leaves no process behind.
 
 Run by .ci/run with DATABASE_URL and REDIS_URL unset and VIGIL_VAR_DIR pointing at a fresh directory.
-Environment: DEMO_PORT (default 8000), DEMO_LOG (where the demo's output is copied), DEMO_TIMEOUT (s).
+Environment: DEMO_PORT (default 8000), DEMO_LOG (where the demo's output is copied), DEMO_TIMEOUT (s),
+DEMO_ALERT_TIMEOUT (s to wait for the first alert, default 480).
 """
 
 from __future__ import annotations
@@ -154,6 +155,41 @@ def wait_for_readings(demo: Demo, timeout: float = 180.0) -> tuple[int, int]:
     raise SmokeFailure(f"readings did not keep arriving within {timeout:.0f} s (first count {first})")
 
 
+ALERT_TIMEOUT = float(os.environ.get("DEMO_ALERT_TIMEOUT", "480"))
+
+
+def alert_lines() -> list[str]:
+    """One line per visible alert: asset, category, state (read through manage.py shell, like readings)."""
+    code = (
+        "from alerts.models import Alert\n"
+        "for a in Alert.objects.filter(is_shadow=False).select_related('asset').order_by('pk'):\n"
+        "    print('ALERT', a.asset.tag, a.category, a.state, round(a.peak_score, 3))"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise SmokeFailure(f"could not list alerts: {result.stderr.strip()[-500:]}")
+    return [line[6:] for line in result.stdout.splitlines() if line.startswith("ALERT ")]
+
+
+def wait_for_alert(demo: Demo, timeout: float = ALERT_TIMEOUT) -> list[str]:
+    """The simulator's first injected fault (bearing wear on p-101 after 60 s) opens an alert."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        demo.record_processes()
+        if demo.process.poll() is not None:
+            raise SmokeFailure("the demo stopped while waiting for an alert")
+        if lines := alert_lines():
+            return lines
+        time.sleep(5)
+    raise SmokeFailure(f"no alert opened within {timeout:.0f} s of simulated faults")
+
+
 def check_asset_page(username: str, password: str) -> str:
     with httpx.Client(base_url=BASE, follow_redirects=True, timeout=30) as client:
         login = client.get("/accounts/login/")
@@ -200,6 +236,8 @@ def main() -> int:
         print(f"demo smoke: readings arriving ({first} then {later})")
         asset = check_asset_page(username, password)
         print(f"demo smoke: {asset} renders with its chart")
+        alerts = wait_for_alert(demo)
+        print("demo smoke: alerts opened by simulated faults:\n    " + "\n    ".join(alerts))
         demo.record_processes()
         names = sorted({" ".join(_cmdline(proc))[:60] for proc in demo.seen.values()})
         print(f"demo smoke: {len(demo.seen)} processes under make demo:\n    " + "\n    ".join(names))

@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from models_registry.choices import ModelKind, ModelStatus
-from models_registry.models import ModelStatusChange, ModelVersion
+from models_registry.models import ModelIncident, ModelStatusChange, ModelVersion
 from models_registry.services import ModelRejected, RegistryError, promote, rollback
 
 KEY_METRICS = ("pr_auc", "precision", "recall", "f1", "false_alarm_rate", "false_alarms_per_day")
@@ -144,12 +144,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "download_link",
     ]
     list_display_links = ["name", "version"]
-    list_filter = ["status", "kind", "asset_type"]
+    list_filter = ["status", "kind", "asset_type", ("quarantined_at", admin.EmptyFieldListFilter)]
     list_select_related = ["asset_type"]
     search_fields = ["name", "sha256"]
     date_hierarchy = "created_at"
     inlines = [ModelStatusChangeInline]
-    actions = ["promote_selected", "shadow_selected", "rollback_selected"]
+    actions = ["promote_selected", "shadow_selected", "rollback_selected", "clear_quarantine_selected"]
     readonly_on_change = [
         "name",
         "version",
@@ -166,6 +166,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "pretty_provenance",
         "latency_ms",
         "validated_at",
+        "quarantined_at",
         "created_by",
         "created_at",
     ]
@@ -180,6 +181,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: ModelVersion) -> str:
         choice = ModelStatus(obj.status)
+        if obj.quarantined_at is not None:
+            return format_html("{} {}", badge(choice.label, choice.colour), badge("Quarantined", "#b91c1c"))
         return badge(choice.label, choice.colour)
 
     @admin.display(description="Key metrics")
@@ -321,6 +324,18 @@ class ModelVersionAdmin(admin.ModelAdmin):
                     request, f"{asset_type} / {kind}: {restored} is champion again.", messages.SUCCESS
                 )
 
+    @admin.action(description="Re-validate and clear quarantine", permissions=["change"])
+    def clear_quarantine_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from models_registry.scoring import clear_quarantine
+
+        for version in queryset.filter(quarantined_at__isnull=False):
+            try:
+                clear_quarantine(version, actor=request.user)
+            except ModelRejected as exc:
+                self.message_user(request, f"{version} is still quarantined — {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{version} passed validation and scores again.", messages.SUCCESS)
+
     # --- download -----------------------------------------------------------------------------------------
 
     def get_urls(self):
@@ -344,3 +359,24 @@ class ModelVersionAdmin(admin.ModelAdmin):
         except (OSError, ValueError):
             raise Http404("The ONNX file of this version is missing from storage.") from None
         return FileResponse(handle, as_attachment=True, filename=f"{version.name}-v{version.version}.onnx")
+
+
+@admin.register(ModelIncident)
+class ModelIncidentAdmin(admin.ModelAdmin):
+    """Run-time failures that quarantined a version; cleared through the model version's action."""
+
+    list_display = ["version", "kind", "at", "short_message", "resolved_at", "resolved_by"]
+    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter), "version__asset_type"]
+    list_select_related = ["version", "resolved_by"]
+    search_fields = ["version__name", "message"]
+    readonly_fields = ["version", "kind", "at", "message", "resolved_at", "resolved_by"]
+
+    @admin.display(description="Message")
+    def short_message(self, obj: ModelIncident) -> str:
+        return obj.message[:120]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

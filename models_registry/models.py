@@ -62,6 +62,11 @@ class ModelVersion(models.Model):
     )
     status = models.CharField(max_length=10, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE)
     validated_at = models.DateTimeField(null=True, blank=True)
+    quarantined_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set when the version failed at run time; scorers skip it until an engineer clears it.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -118,3 +123,29 @@ class ModelStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class IncidentKind(models.TextChoices):
+    LOAD = "load", "Artifact cannot be loaded"
+    INPUTS = "inputs", "Inputs do not match"
+    OUTPUTS = "outputs", "Non-finite or malformed outputs"
+    RUNTIME = "runtime", "Failed while running"
+
+
+class ModelIncident(models.Model):
+    """A run-time failure of a model version that quarantined it: what failed, when, and who cleared it."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="incidents")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=10, choices=IncidentKind.choices)
+    message = models.TextField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.version}: {self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M}"

@@ -1,4 +1,5 @@
-"""Celery tasks of the registry: training runs in the background on the default queue."""
+"""Celery tasks of the registry: training on the default queue; scoring and the due-mark sweep on the
+scoring queue (routed by settings.CELERY_TASK_ROUTES)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from datetime import datetime
 
 from celery import shared_task
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from models_registry.services import TrainingError, train_and_register
@@ -47,3 +49,63 @@ def train_model_task(
         return None
     logger.info("train_model_task: registered %s (candidate)", version)
     return version.pk
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    time_limit=300,
+    soft_time_limit=270,
+    autoretry_for=(Exception,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=6,
+)
+def score_asset_task(asset_id: int) -> None:
+    """Score the asset's new windows for every version in use (models_registry.scoring.score_assets).
+
+    Idempotent, so a redelivery after a SIGKILL (acks_late + reject_on_worker_lost) stores and applies
+    nothing twice. An asset that received data while it was scored is enqueued again.
+    """
+    from models_registry.scoring import score_assets
+    from plant.scheduling import enqueue_scoring, note_enqueued
+
+    report = score_assets([asset_id])
+    if report.still_due:
+        note_enqueued(report.still_due[: enqueue_scoring(report.still_due)])
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    time_limit=600,
+    soft_time_limit=570,
+    autoretry_for=(Exception,),
+    retry_backoff=2,
+    max_retries=3,
+)
+def score_assets_task(asset_ids: list[int]) -> None:
+    """score_asset_task for a chunk of assets in one run: one readings query, one onnxruntime batch per
+    version. Used for fleet-wide catch-up (the scoring benchmark), where per-asset overhead dominates."""
+    from models_registry.scoring import score_assets
+
+    score_assets(asset_ids)
+
+
+@shared_task(ignore_result=True, time_limit=120, soft_time_limit=110)
+def sweep_due_assets_task() -> int:
+    """Enqueue scoring for assets due for a while without a recent task (lost while Redis was down, or
+    a worker died with it). Beat runs it every 30 s with `expires`, so a backlog of sweeps never piles up."""
+    from plant.scheduling import due_asset_ids, enqueue_scoring, note_enqueued, reset_broker_backoff
+
+    ids = due_asset_ids(settings.VIGIL_SCORING_SWEEP_AGE_S, settings.VIGIL_SCORING_SWEEP_LIMIT)
+    if not ids:
+        return 0
+    reset_broker_backoff()
+    sent = enqueue_scoring(ids)
+    note_enqueued(ids[:sent])
+    if sent:
+        logger.info("sweep_due_assets_task: enqueued scoring for %d missed asset(s)", sent)
+    return sent

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,3 +198,63 @@ def _save_passwords(path: Path, passwords: dict[str, str]) -> None:
         json.dump({"passwords": passwords}, handle, indent=2, sort_keys=True)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+DEMO_MODEL_REASON = "demo bootstrap"
+# Overlapping 60 s windows are strongly correlated, so the default 99.5 % hold-out quantile lets a few
+# unusual-but-normal duty points through three windows in a row; the demo's faults score one to three
+# orders of magnitude higher, so the bootstrap model takes (nearly) the hold-out maximum over a larger hold-out.
+DEMO_TRAINING_PARAMS = {
+    "open_quantile": 0.9999,
+    "clear_quantile": 0.99,
+    "holdout_fraction": 0.5,
+}
+
+
+def bootstrap_demo_champion(
+    hours: float = 2.0, *, now: float | None = None, log: Callable[[str], None] = print
+) -> object | None:
+    """Give the demo pumps an anomaly champion so that simulated faults open alerts.
+
+    When the pump type has no anomaly champion: ingest `hours` of fault-free simulated history for the demo
+    site's assets in-process (ingest_readings, no HTTP; the simulator's own backfill later overlaps it with
+    identical samples, stored once), train an anomaly model on it and promote it. Returns the new champion,
+    or None when there already is one (idempotent). The assets are left due: the worker's sweep scores
+    the history once it runs.
+    """
+    from models_registry.choices import ModelKind
+    from models_registry.services import current_champion, promote, train_and_register
+    from plant.ingest import ParsedBatch, ingest_readings
+    from plant.scheduling import marks_only
+    from plant.simulator import FaultSchedule, PlantSimulator
+    from plant.simulator_client import sim_assets
+
+    pump = AssetType.objects.filter(slug=PUMP_TYPE[0]).first()
+    if pump is None:
+        raise ValueError("the demo plant is not seeded; run seed_demo first")
+    if current_champion(pump, ModelKind.ANOMALY) is not None:
+        return None
+    site = get_site(DEMO_SITE[0])
+    assets, _skipped = sim_assets(site)
+    if not assets:
+        raise ValueError(f"site {site.slug!r} has no assets with simulated sensors")
+    end = float(int(time.time() if now is None else now))
+    start = end - hours * 3600.0
+    simulator = PlantSimulator(assets, seed=0, faults=FaultSchedule(), origin=end)
+    started = time.monotonic()
+    chunk_s = 900.0
+    with marks_only():
+        t = start
+        while t < end:
+            keys, ts, values = simulator.step(t, min(t + chunk_s, end))
+            ingest_readings(None, ParsedBatch.from_arrays(keys.tolist(), ts, values), now_s=end)
+            t += chunk_s
+    log(
+        f"backfilled {hours:g} h of fault-free history for {len(assets)} assets in {time.monotonic() - started:.1f} s"
+    )
+    version = train_and_register(pump, ModelKind.ANOMALY, seed=0, params=DEMO_TRAINING_PARAMS)
+    promote(version, reason=DEMO_MODEL_REASON)
+    log(
+        f"trained and promoted {version} (open {version.open_threshold:.3g}, clear {version.clear_threshold:.3g})"
+    )
+    return version

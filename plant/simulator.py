@@ -209,7 +209,7 @@ class FaultSchedule:
         plan = [
             ("bearing_wear", None, 60, 900, 1.0),
             ("cavitation", None, 150, 300, 1.0),
-            ("stuck_sensor", "pressure", 240, 240, 1.0),
+            ("stuck_sensor", "pressure", 240, 600, 1.0),
             ("spikes", "vibration", 330, 240, 1.0),
             ("calibration_drift", "temperature", 420, 600, 1.0),
         ]

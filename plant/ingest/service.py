@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 
 from plant.ingest.parse import ParsedBatch
 from plant.ingest.store import load_context, write_readings
 from plant.models import Sensor, Site
 from plant.quality import compute_flags
+from plant.scheduling import mark_due_and_enqueue
 
 _KEY_CHUNK = 5000  # keeps the IN (...) list under SQLite's variable limit
 
@@ -42,6 +44,7 @@ class _Sensors:
 
     ids: np.ndarray
     site_ids: np.ndarray
+    asset_ids: np.ndarray
     valid_min: np.ndarray
     valid_max: np.ndarray
     period: np.ndarray
@@ -54,13 +57,14 @@ def _resolve_sensors(keys: list[str]) -> _Sensors:
     for start in range(0, len(unique), _KEY_CHUNK):
         rows.extend(
             Sensor.objects.filter(key__in=unique[start : start + _KEY_CHUNK]).values_list(
-                "key", "id", "asset__site_id", "valid_min", "valid_max", "sample_period_s"
+                "key", "id", "asset__site_id", "valid_min", "valid_max", "sample_period_s", "asset_id"
             )
         )
     nan = float("nan")
     return _Sensors(
         ids=np.array([row[1] for row in rows], dtype=np.int64),
         site_ids=np.array([row[2] for row in rows], dtype=np.int64),
+        asset_ids=np.array([row[6] for row in rows], dtype=np.int64),
         valid_min=np.array([nan if row[3] is None else row[3] for row in rows], dtype=np.float64),
         valid_max=np.array([nan if row[4] is None else row[4] for row in rows], dtype=np.float64),
         period=np.array([row[5] for row in rows], dtype=np.float64),
@@ -123,7 +127,11 @@ def ingest_readings(
     timings["quality"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    inserted = write_readings(sensors.ids[number], ts_us, values, quality)
+    # The due marks commit with the readings (a crash in between cannot leave readings nobody scores).
+    with transaction.atomic():
+        inserted = write_readings(sensors.ids[number], ts_us, values, quality)
+        if inserted:
+            mark_due_and_enqueue(np.unique(sensors.asset_ids[number]).tolist())
     timings["store"] = time.perf_counter() - started
     return IngestResult(
         accepted=inserted,

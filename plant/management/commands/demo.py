@@ -23,6 +23,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from config.embedded_redis import host_port, redis_answers, server_command
+from models_registry.services import ModelRejected, TrainingError
+from plant.seed import bootstrap_demo_champion
 from plant.supervisor import ChildDied, StopRequested, Supervisor
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
@@ -60,11 +62,15 @@ def worker_command(var_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def simulator_command(url: str, token: str, backfill: int, speed: float | None) -> list[str]:
+def simulator_command(
+    url: str, token: str, backfill: int, speed: float | None, faults: str | None = None
+) -> list[str]:
     argv = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "simulate", "--url", url]
     argv += ["--token", token, "--backfill", str(backfill)]
     if speed is not None:
         argv += ["--speed", str(speed)]
+    if faults:
+        argv += ["--faults", faults]
     return argv
 
 
@@ -98,6 +104,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--speed", type=float, help="Simulator speed-up factor (default: its own).")
         parser.add_argument("--no-simulator", action="store_true", help="Run everything but the simulator.")
+        parser.add_argument(
+            "--no-model",
+            action="store_true",
+            help="Do not train the demo anomaly champion (without one no alerts open).",
+        )
+        parser.add_argument(
+            "--faults", help="Simulator fault schedule (default: its own; see `manage.py simulate --help`)."
+        )
         parser.add_argument("--stop-timeout", type=float, default=10.0, help="Seconds before SIGKILL.")
         parser.add_argument("--ready-timeout", type=float, default=60.0, help="Seconds to wait for startup.")
 
@@ -116,7 +130,7 @@ class Command(BaseCommand):
 
         token, logins = options["token"], []
         if not token:
-            token, logins = self._seed(supervisor)
+            token, logins = self._seed(supervisor, train=not options["no_model"])
         url = f"http://{host}:{port}"
         failure: str | None = None
         try:
@@ -136,12 +150,17 @@ class Command(BaseCommand):
             raise CommandError(f"{failure}; stopped the other processes (see the lines above)")
         supervisor.say("Vigil demo stopped; every process it started has exited.")
 
-    def _seed(self, supervisor: Supervisor) -> tuple[str, list]:
+    def _seed(self, supervisor: Supervisor, train: bool = True) -> tuple[str, list]:
         buffer = io.StringIO()
         try:
             call_command("seed_demo", stdout=buffer)
+            if train:
+                # Without a champion the simulator's faults would open no alert.
+                bootstrap_demo_champion(log=lambda line: supervisor.say(line, name="seed"))
         except CommandError as exc:
             raise CommandError(f"seed_demo failed: {exc}") from None
+        except (ValueError, TrainingError, ModelRejected) as exc:
+            raise CommandError(f"could not bootstrap the demo model: {exc}") from None
         finally:
             # The children open their own connections; an idle one here would only hold SQLite's lock.
             connections.close_all()
@@ -175,7 +194,9 @@ class Command(BaseCommand):
             lambda: web_answers(url + "/accounts/login/"), timeout, f"the web server at {url}"
         )
         if not options["no_simulator"]:
-            command = simulator_command(url, token, int(options["backfill"]), options["speed"])
+            command = simulator_command(
+                url, token, int(options["backfill"]), options["speed"], options.get("faults")
+            )
             supervisor.start("simulator", command, env=env, cwd=cwd)
 
     def _print_banner(self, supervisor: Supervisor, url: str, logins: list[Login]) -> None:

@@ -1,0 +1,86 @@
+"""Engineers' console for alerts: read-mostly lists with coloured badges; state changes go through events."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
+
+
+def badge(label: str, colour: str) -> str:
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 8px;border-radius:9px;font-size:11px">{}</span>',
+        colour,
+        label,
+    )
+
+
+class AlertEventInline(admin.TabularInline):
+    model = AlertEvent
+    extra = 0
+    can_delete = False
+    fields = ["at", "from_state", "to_state", "actor", "reason"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "asset",
+        "kind",
+        "state_badge",
+        "category_badge",
+        "severity_badge",
+        "opened_at",
+        "window_count",
+        "is_shadow",
+    ]
+    list_filter = ["state", "category", "severity", "kind", "is_shadow", "asset__site"]
+    search_fields = ["asset__name", "asset__tag"]
+    date_hierarchy = "opened_at"
+    list_select_related = ["asset"]
+    inlines = [AlertEventInline]
+    readonly_fields = [field.name for field in Alert._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # alerts come from scoring only
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: Alert) -> str:
+        return badge(obj.get_state_display(), obj.state_choice.colour)
+
+    @admin.display(description="category", ordering="category")
+    def category_badge(self, obj: Alert) -> str:
+        return badge(obj.get_category_display(), obj.category_choice.colour)
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, obj: Alert) -> str:
+        return badge(obj.get_severity_display(), obj.severity_choice.colour)
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(admin.ModelAdmin):
+    list_display = ["asset", "start", "end", "reason", "created_by"]
+    list_filter = ["asset__site"]
+    readonly_fields = ["created_by"]
+
+    def save_model(self, request, obj: MaintenanceWindow, form, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Score)
+class ScoreAdmin(admin.ModelAdmin):
+    list_display = ["asset", "model_version", "window_end", "score"]
+    list_filter = ["model_version"]
+    list_select_related = ["asset", "model_version"]
+    readonly_fields = ["asset", "model_version", "window_end", "score", "flagged"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,419 @@
+"""The scorer: every complete feature window of an asset since its last stored score, for the champion and
+every shadow version of its asset type, stored once and handed to the alert state machine once.
+
+One run (`score_assets`) for a list of assets:
+
+1. claim: read each asset's due-mark `seq` (plant.ScoringDue);
+2. read the ORM once: versions in use (not quarantined), sensors, each sensor's latest reading, each
+   (asset, version)'s last stored window end, then ONE range query of readings covering every version's
+   needs;
+3. NumPy: plant.features.build_windows per asset, then one onnxruntime batch per version over the windows
+   of all assets (models_registry.cache keeps sessions per version id and sha256);
+4. store, one transaction per version: lock the assets, re-read the last stored ends under the lock, bulk
+   insert the Score rows after them and call alerts.services.apply_scores with exactly those windows, so a
+   re-run (acks_late redelivery after SIGKILL, a duplicate task) stores nothing twice and applies nothing
+   twice;
+5. release: clear the mark only where `seq` is unchanged; assets that got data meanwhile are re-enqueued.
+
+Windows: a window ending at e is complete once every reporting sensor of the asset has a reading at or
+after e (sensors silent for more than two windows do not hold the others back; their windows are dropped
+for coverage by build_windows, never imputed). A reading that arrives after its window was scored is not
+re-scored. Look-back: a first run (no stored score for the pair) and a pair whose last score is older than
+that start at most `VIGIL_SCORING_LOOKBACK_S` (6 h) before the asset's latest complete time.
+
+Failures of a version at run time (unreadable or altered artifact, features it names that the asset type
+does not produce, wrong input width, non-finite scores) quarantine that version with a ModelIncident; the
+other versions keep scoring. Quarantined versions are skipped until an engineer clears them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from models_registry import cache
+from models_registry.choices import ModelStatus
+from models_registry.models import IncidentKind, ModelIncident, ModelVersion
+from models_registry.runtime import ModelRuntimeError
+from plant.features import Windows, build_windows
+from plant.models import Asset, AssetType, Reading, ScoringDue, Sensor
+
+logger = logging.getLogger(__name__)
+
+_LOCK_NAMESPACE = 0x56_49_47  # "VIG": the first key of pg_advisory_xact_lock(int, int)
+_UNION_CHUNK = 200  # (asset, version) pairs per last-score query; SQLite allows 500 compound terms
+
+
+@dataclass
+class ScoringReport:
+    """What one run did: new scores per version id, versions quarantined, assets left due (re-enqueued)."""
+
+    assets: int = 0
+    windows: int = 0
+    stored: dict[int, int] = field(default_factory=dict)
+    quarantined: list[int] = field(default_factory=list)
+    still_due: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _AssetData:
+    asset: Asset
+    sensors: dict[int, str]  # sensor id -> role (one sensor per role)
+    keys: dict[str, str]  # role -> sensor key
+    periods: dict[str, float]
+    end_s: float | None = None
+    start_s: float | None = None
+    windows: Windows | None = None
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=dt_timezone.utc)
+
+
+# --- quarantine ---------------------------------------------------------------------------------------------
+
+
+def quarantine(version: ModelVersion, kind: str, message: str) -> bool:
+    """Take a failing version out of scoring and record why; False if it was already quarantined."""
+    with transaction.atomic():
+        changed = ModelVersion.objects.filter(pk=version.pk, quarantined_at__isnull=True).update(
+            quarantined_at=timezone.now()
+        )
+        if changed:
+            ModelIncident.objects.create(version=version, kind=kind, message=message[:2000])
+    if changed:
+        logger.error("model %s quarantined (%s): %s", version, kind, message)
+    return bool(changed)
+
+
+def clear_quarantine(version: ModelVersion, *, actor=None) -> None:
+    """Re-validate the artifact (raises validation.ModelRejected naming the failed check), then put the
+    version back into scoring and mark its open incidents resolved by `actor`."""
+    from models_registry.validation import validate_version
+
+    validate_version(version)
+    now = timezone.now()
+    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(quarantined_at=None)
+        ModelIncident.objects.filter(version=version, resolved_at__isnull=True).update(
+            resolved_at=now, resolved_by=user
+        )
+    version.quarantined_at = None
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+
+def score_assets(asset_ids: Sequence[int]) -> ScoringReport:
+    """Score every complete new window of the assets for every version in use; idempotent (see module)."""
+    report = ScoringReport()
+    ids = sorted({int(asset_id) for asset_id in asset_ids})
+    claims = dict(ScoringDue.objects.filter(asset_id__in=ids).values_list("asset_id", "seq"))
+    assets = list(Asset.objects.filter(pk__in=ids, is_active=True).select_related("asset_type"))
+    by_type: dict[int, list[Asset]] = defaultdict(list)
+    for asset in assets:
+        by_type[asset.asset_type_id].append(asset)
+    for group in by_type.values():
+        _score_type(group[0].asset_type, group, report)
+    report.assets = len(assets)
+    report.still_due = _release(claims)
+    return report
+
+
+def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringReport) -> None:
+    versions = list(
+        ModelVersion.objects.filter(
+            asset_type=asset_type,
+            status__in=[ModelStatus.CHAMPION, ModelStatus.SHADOW],
+            quarantined_at__isnull=True,
+        ).order_by("status", "pk")  # champion sorts before shadow
+    )
+    if not versions:
+        return
+    started = time.perf_counter()
+    roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
+    data = _load_assets(assets)
+    cursors = _last_ends([a.pk for a in assets], [v.pk for v in versions])
+    window_s, step_s = float(asset_type.window_s), float(asset_type.step_s)
+    lookback = float(settings.VIGIL_SCORING_LOOKBACK_S)
+    for item in data.values():
+        if item.end_s is None:
+            continue
+        floor = item.end_s - lookback
+        needed = [cursors.get((item.asset.pk, v.pk)) for v in versions]
+        first_new = min(floor if end is None else max(end, floor) for end in needed)
+        # build_windows' first end is then the first multiple of step_s after first_new.
+        item.start_s = first_new - window_s + 1e-6
+    series = _read_series([item for item in data.values() if item.start_s is not None])
+    report.timings["read"] = report.timings.get("read", 0.0) + time.perf_counter() - started
+
+    started = time.perf_counter()
+    for item in data.values():
+        if item.start_s is None or item.end_s is None or item.end_s <= item.start_s:
+            continue
+        item.windows = build_windows(
+            series.get(item.asset.pk, {}),
+            roles,
+            window_s=window_s,
+            step_s=step_s,
+            start_s=item.start_s,
+            end_s=item.end_s,
+            sample_period_s=item.periods,
+        )
+    report.timings["features"] = report.timings.get("features", 0.0) + time.perf_counter() - started
+
+    for version in versions:
+        _score_version(version, data, cursors, report)
+
+
+def _score_version(
+    version: ModelVersion,
+    data: dict[int, _AssetData],
+    cursors: dict[tuple[int, int], float],
+    report: ScoringReport,
+) -> None:
+    started = time.perf_counter()
+    parts: list[tuple[_AssetData, np.ndarray]] = []  # (asset, row indexes into its windows)
+    columns: np.ndarray | None = None
+    for item in data.values():
+        windows = item.windows
+        if windows is None or len(windows) == 0:
+            continue
+        if columns is None:
+            position = {name: i for i, name in enumerate(windows.names)}
+            missing = [name for name in version.feature_spec if name not in position]
+            if missing:
+                _fail(
+                    version,
+                    IncidentKind.INPUTS,
+                    f"its feature spec names unknown features {missing[:5]}",
+                    report,
+                )
+                return
+            columns = np.array([position[name] for name in version.feature_spec], dtype=np.intp)
+        last = cursors.get((item.asset.pk, version.pk), -np.inf)
+        rows = np.flatnonzero((windows.ends > last + 1e-6) & np.isfinite(windows.X[:, columns]).all(axis=1))
+        if len(rows):
+            parts.append((item, rows))
+    if not parts:
+        return
+    X = np.concatenate([item.windows.X[rows][:, columns] for item, rows in parts])
+    try:
+        model = cache.loaded(version)
+    except Exception as exc:  # unreadable file, altered bytes, a graph onnxruntime refuses
+        _fail(version, IncidentKind.LOAD, str(exc), report)
+        return
+    try:
+        scores = model.score(X)
+    except ModelRuntimeError as exc:
+        _fail(version, IncidentKind.INPUTS, str(exc), report)
+        return
+    except Exception as exc:  # anything else onnxruntime throws is the artifact's fault, not the asset's
+        _fail(version, IncidentKind.RUNTIME, f"{type(exc).__name__}: {exc}", report)
+        return
+    if scores.shape != (len(X),) or not np.isfinite(scores).all():
+        bad = int((~np.isfinite(scores)).sum()) if scores.shape == (len(X),) else len(X)
+        _fail(version, IncidentKind.OUTPUTS, f"{bad} of {len(X)} scores are not finite numbers", report)
+        return
+    report.timings["score"] = report.timings.get("score", 0.0) + time.perf_counter() - started
+    report.windows += len(X)
+
+    delay = float(settings.VIGIL_SCORING_TEST_DELAY_S)
+    if delay:
+        time.sleep(delay / 2)
+    started = time.perf_counter()
+    offset = 0
+    batches = []
+    for item, rows in parts:
+        batches.append((item, rows, X[offset : offset + len(rows)], scores[offset : offset + len(rows)]))
+        offset += len(rows)
+    stored = _store(version, batches, delay / 2)
+    report.stored[version.pk] = report.stored.get(version.pk, 0) + stored
+    report.timings["store"] = report.timings.get("store", 0.0) + time.perf_counter() - started
+
+
+def _fail(version: ModelVersion, kind: str, message: str, report: ScoringReport) -> None:
+    if quarantine(version, kind, message):
+        report.quarantined.append(version.pk)
+
+
+def _store(version: ModelVersion, batches: list, delay: float) -> int:
+    """One transaction: lock, keep windows after the last stored end, insert their scores, apply them."""
+    from alerts.models import Score
+    from alerts.broadcast import broadcast_alerts
+    from alerts.services import ScoredWindow, apply_scores
+
+    asset_ids = sorted(item.asset.pk for item, *_ in batches)
+    total = 0
+    with transaction.atomic():
+        _lock_assets(asset_ids)
+        cursors = _last_ends(asset_ids, [version.pk])
+        rows: list[Score] = []
+        pending: list[tuple[_AssetData, list]] = []
+        for item, index, X, scores in batches:
+            windows = item.windows
+            ends = windows.ends[index]
+            new = ends > cursors.get((item.asset.pk, version.pk), -np.inf) + 1e-6
+            scored = []
+            for k in np.flatnonzero(new).tolist():
+                end = _utc(float(ends[k]))
+                flagged = {
+                    role: int(bits)
+                    for role, bits in zip(windows.roles, windows.flagged[index[k]].tolist())
+                    if bits
+                }
+                rows.append(
+                    Score(
+                        asset=item.asset,
+                        model_version=version,
+                        window_end=end,
+                        score=float(scores[k]),
+                        flagged=flagged,
+                    )
+                )
+                scored.append(ScoredWindow(end=end, score=float(scores[k]), x=X[k], flagged=flagged))
+            if scored:
+                pending.append((item, scored))
+        Score.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+        if delay:
+            time.sleep(delay)  # the reliability check kills workers here, inside the transaction
+        changed: list[int] = []
+        for item, scored in pending:
+            changed += apply_scores(item.asset, version, scored, sensors=item.keys)
+            total += len(scored)
+        broadcast_alerts(changed)  # sent after commit
+    return total
+
+
+def _lock_assets(asset_ids: list[int]) -> None:
+    """Serialise scorers of the same assets for the transaction. SQLite's IMMEDIATE transactions already
+    serialise every writer; PostgreSQL takes transaction-scoped advisory locks in id order (no deadlock),
+    which leave ingestion's due-mark updates unblocked."""
+    if connection.vendor != "postgresql" or not asset_ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, a) FROM unnest(%s::int[]) AS a",
+            [_LOCK_NAMESPACE, asset_ids],
+        )
+
+
+# --- reading the database ------------------------------------------------------------------------------------
+
+
+def _load_assets(assets: list[Asset]) -> dict[int, _AssetData]:
+    data = {asset.pk: _AssetData(asset, {}, {}, {}) for asset in assets}
+    latest = Reading.objects.filter(sensor_id=OuterRef("pk")).order_by("-ts").values("ts")[:1]
+    rows = (
+        Sensor.objects.filter(asset__in=assets)
+        .order_by("pk")
+        .annotate(last=Subquery(latest))
+        .values_list("pk", "asset_id", "role__key", "key", "sample_period_s", "last")
+    )
+    lasts: dict[int, list[float]] = defaultdict(list)
+    for sensor_id, asset_id, role, key, period, last in rows:
+        item = data[asset_id]
+        if role in item.keys:
+            continue  # one sensor per role, as in training; a spare sensor does not double a feature
+        item.sensors[sensor_id] = role
+        item.keys[role] = key
+        item.periods[role] = float(period)
+        if last is not None:
+            lasts[asset_id].append(last.timestamp())
+    for asset_id, values in lasts.items():
+        item = data[asset_id]
+        window_s = float(item.asset.asset_type.window_s)
+        newest = max(values)
+        reporting = [value for value in values if value >= newest - 2 * window_s]
+        item.end_s = min(reporting)
+    return data
+
+
+def _last_ends(asset_ids: list[int], version_ids: list[int]) -> dict[tuple[int, int], float]:
+    """(asset id, version id) -> epoch seconds of the last stored window end, one index probe per pair."""
+    from alerts.models import Score
+
+    meta = Score._meta
+    qn = connection.ops.quote_name
+    table = qn(meta.db_table)
+    c_asset = qn(meta.get_field("asset").column)
+    c_version = qn(meta.get_field("model_version").column)
+    c_end = qn(meta.get_field("window_end").column)
+    pairs = [(a, v) for a in asset_ids for v in version_ids]
+    found: dict[tuple[int, int], float] = {}
+    for start in range(0, len(pairs), _UNION_CHUNK):
+        chunk = pairs[start : start + _UNION_CHUNK]
+        parts = [
+            f"SELECT * FROM (SELECT {c_asset}, {c_version}, {c_end} FROM {table}"
+            f" WHERE {c_asset} = %s AND {c_version} = %s ORDER BY {c_end} DESC LIMIT 1) AS p{i}"
+            for i in range(len(chunk))
+        ]
+        params = [value for pair in chunk for value in pair]
+        with connection.cursor() as cursor:
+            cursor.execute(" UNION ALL ".join(parts), params)
+            for asset_id, version_id, end in cursor.fetchall():
+                found[(asset_id, version_id)] = _as_datetime(end).timestamp()
+    return found
+
+
+def _as_datetime(value) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=dt_timezone.utc)
+
+
+def _read_series(items: list[_AssetData]) -> dict[int, dict[str, tuple]]:
+    """{asset id: {role: (ts_s, values, quality)}} from one range query over every sensor of the items."""
+    if not items:
+        return {}
+    sensor_role: dict[int, tuple[int, str]] = {}
+    for item in items:
+        for sensor_id, role in item.sensors.items():
+            sensor_role[sensor_id] = (item.asset.pk, role)
+    begin = _utc(min(item.start_s for item in items))
+    end = _utc(max(item.end_s for item in items))
+    rows = (
+        Reading.objects.filter(sensor_id__in=list(sensor_role), ts__gt=begin, ts__lte=end)
+        .order_by("sensor_id", "ts")
+        .values_list("sensor_id", "ts", "value", "quality")
+    )
+    rows = list(rows)
+    out: dict[int, dict[str, tuple]] = defaultdict(dict)
+    if not rows:
+        return out
+    sid = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    ts = np.fromiter((row[1].timestamp() for row in rows), dtype=np.float64, count=len(rows))
+    values = np.fromiter((row[2] for row in rows), dtype=np.float64, count=len(rows))
+    quality = np.fromiter((row[3] for row in rows), dtype=np.uint16, count=len(rows))
+    bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        asset_id, role = sensor_role[int(sid[lo])]
+        out[asset_id][role] = (ts[lo:hi], values[lo:hi], quality[lo:hi])
+    return out
+
+
+def _release(claims: dict[int, int]) -> list[int]:
+    """Clear each claimed mark whose seq did not move; return the assets still due (to re-enqueue)."""
+    if not claims:
+        return []
+    by_seq: dict[int, list[int]] = defaultdict(list)
+    for asset_id, seq in claims.items():
+        by_seq[seq].append(asset_id)
+    for seq, asset_ids in by_seq.items():
+        ScoringDue.objects.filter(asset_id__in=asset_ids, seq=seq).update(due=False, scored_seq=seq)
+    return list(
+        ScoringDue.objects.filter(asset_id__in=list(claims), due=True).values_list("asset_id", flat=True)
+    )

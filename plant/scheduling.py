@@ -1,0 +1,129 @@
+"""Due marks: which assets have readings that no scorer has looked at yet.
+
+Ingestion calls `mark_due(asset_ids)` inside the transaction that stored the readings: the marks commit
+or roll back with the readings, so "stored but never scored" cannot happen. After the commit, scoring
+tasks are enqueued for the assets that need one. Celery is only a wake-up call: when Redis is down the
+enqueue fails, is logged, and the marks stay in the database for `sweep_due_assets_task` to pick up.
+
+Enqueue throttling (no task per batch per asset): an asset gets a task when it becomes due, or when it is
+already due but its last task was sent more than `VIGIL_SCORING_REENQUEUE_S` ago (that task may have been
+lost). A gateway posting every second therefore costs one task per asset per scoring run, not one per
+batch: a scorer that finds the mark moved while it worked enqueues the follow-up itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from plant.models import ScoringDue
+
+logger = logging.getLogger(__name__)
+
+_local = threading.local()
+# After a failed publish, skip enqueue attempts for a while: ingestion must stay fast while Redis is down.
+_broker_down_until = 0.0
+
+
+def mark_due(asset_ids: Iterable[int]) -> list[int]:
+    """Mark the assets due (call inside the ingest transaction); returns the ids that need a task.
+
+    Three bulk statements whatever the number of assets: insert the missing rows, read which assets
+    need a task, and one UPDATE that bumps every seq (compare-and-set for the scorers).
+    """
+    ids = sorted({int(asset_id) for asset_id in asset_ids})
+    if not ids:
+        return []
+    now = timezone.now()
+    ScoringDue.objects.bulk_create([ScoringDue(asset_id=asset_id) for asset_id in ids], ignore_conflicts=True)
+    cutoff = now - timedelta(seconds=settings.VIGIL_SCORING_REENQUEUE_S)
+    wake = list(
+        ScoringDue.objects.filter(asset_id__in=ids)
+        .filter(Q(due=False) | Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff))
+        .values_list("asset_id", flat=True)
+    )
+    ScoringDue.objects.filter(asset_id__in=ids).update(
+        seq=F("seq") + 1,
+        due=True,
+        marked_at=Case(When(due=True, then=F("marked_at")), default=Value(now)),
+        enqueued_at=Case(When(asset_id__in=wake, then=Value(now)), default=F("enqueued_at"))
+        if wake
+        else F("enqueued_at"),
+    )
+    return wake
+
+
+def mark_due_and_enqueue(asset_ids: Iterable[int]) -> None:
+    """mark_due, then enqueue the woken assets' scoring tasks once the transaction commits."""
+    wake = mark_due(asset_ids)
+    if wake and not getattr(_local, "quiet", False):
+        transaction.on_commit(lambda: enqueue_scoring(wake))
+
+
+@contextmanager
+def marks_only() -> Iterator[None]:
+    """Mark assets due but send no task (bulk loads before the broker runs; the sweep sends them later)."""
+    previous = getattr(_local, "quiet", False)
+    _local.quiet = True
+    try:
+        yield
+    finally:
+        _local.quiet = previous
+
+
+def enqueue_scoring(asset_ids: Iterable[int]) -> int:
+    """Send one score_asset_task per asset; returns how many were sent. Never raises: a broker outage
+    is logged and left to the sweep, since the marks are already committed."""
+    global _broker_down_until
+    ids = list(asset_ids)
+    if not ids or settings.VIGIL_SCORING_ENQUEUE is False:
+        return 0
+    if time.monotonic() < _broker_down_until:
+        return 0
+    from models_registry.tasks import score_asset_task
+
+    sent = 0
+    try:
+        for asset_id in ids:
+            score_asset_task.delay(asset_id)
+            sent += 1
+    except Exception as exc:  # kombu/redis raise many types; none of them may fail an ingest
+        _broker_down_until = time.monotonic() + settings.VIGIL_SCORING_BROKER_BACKOFF_S
+        logger.warning(
+            "could not enqueue scoring for %d asset(s) (%s: %s); the due marks stay for the sweep",
+            len(ids) - sent,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+    return sent
+
+
+def reset_broker_backoff() -> None:
+    """Forget a recorded broker outage (tests, and the sweep once it has published successfully)."""
+    global _broker_down_until
+    _broker_down_until = 0.0
+
+
+def due_asset_ids(older_than_s: float, limit: int) -> list[int]:
+    """Assets due for longer than `older_than_s` whose last task (if any) is that old too: the missed ones."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    return list(
+        ScoringDue.objects.filter(due=True, marked_at__lt=cutoff)
+        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff))
+        .order_by("marked_at")
+        .values_list("asset_id", flat=True)[:limit]
+    )
+
+
+def note_enqueued(asset_ids: list[int]) -> None:
+    if asset_ids:
+        ScoringDue.objects.filter(asset_id__in=asset_ids).update(enqueued_at=timezone.now())

@@ -1,0 +1,99 @@
+"""Scoring test helpers: a hand-made champion whose score is the vibration mean, and ingestion of readings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from models_registry import cache
+from models_registry.models import ModelVersion
+from models_registry.services import promote, register_artifact
+from plant.features import feature_names
+from plant.ingest import ParsedBatch, ingest_readings
+from plant.models import Asset
+from plant.scheduling import reset_broker_backoff
+from tests.conftest import T0
+from tests.models_registry.conftest import linear_onnx
+
+ROLES = ["current", "pressure", "temperature", "vibration"]  # the test pump type's roles, by key
+NAMES = feature_names(ROLES)
+START_S = T0.timestamp()
+OPEN, CLEAR = 10.0, 5.0
+
+
+@pytest.fixture(autouse=True)
+def scoring_isolation(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.VIGIL_ALERT_OPEN_WINDOWS = 3
+    settings.VIGIL_ALERT_CLEAR_WINDOWS = 3
+    cache.clear()
+    reset_broker_backoff()
+    yield
+    cache.clear()
+    reset_broker_backoff()
+
+
+def vibration_model(
+    asset_type, *, shadow: bool = False, name: str = "pump-vib", weight: float = 1.0
+) -> ModelVersion:
+    """A validated champion (or shadow) whose score is `weight` × the window's mean vibration."""
+    weights = np.zeros(len(NAMES), dtype=np.float32)
+    weights[NAMES.index("vibration__mean")] = weight
+    rng = np.random.default_rng(3)
+    version = register_artifact(
+        name=name,
+        kind="anomaly",
+        asset_type=asset_type,
+        onnx_bytes=linear_onnx(len(NAMES), weights=weights),
+        feature_spec=NAMES,
+        output_spec={"name": "score", "index": 0, "direction": "higher_is_anomalous"},
+        open_threshold=OPEN,
+        clear_threshold=CLEAR,
+        background=np.abs(rng.normal(2.0, 0.5, size=(20, len(NAMES)))),
+    )
+    promote(version, reason="test", shadow=shadow)
+    version.refresh_from_db()
+    return version
+
+
+def ingest(
+    asset: Asset,
+    start_s: float,
+    seconds: int,
+    *,
+    vibration: Callable[[np.ndarray], np.ndarray] | None = None,
+    seed: int = 0,
+    site=None,
+):
+    """1 Hz readings of every sensor of the asset for [start_s, start_s + seconds), through ingest_readings."""
+    rng = np.random.default_rng(seed + int(start_s) % 100_000)
+    t = start_s + np.arange(seconds, dtype=np.float64)
+    keys, ts, values = [], [], []
+    for sensor in asset.sensors.select_related("role"):
+        role = sensor.role.key
+        if role == "vibration" and vibration is not None:
+            series = vibration(t) + rng.normal(0, 0.05, seconds)
+        else:
+            series = {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 2.0}[
+                role
+            ] + rng.normal(0, 0.05, seconds)
+        keys += [sensor.key] * seconds
+        ts.append(t)
+        values.append(series)
+    batch = ParsedBatch.from_arrays(keys, np.concatenate(ts), np.concatenate(values))
+    return ingest_readings(site, batch, now_s=start_s + seconds)
+
+
+def fault(start_s: float, end_s: float, level: float = 20.0, ramp_s: float = 60.0) -> Callable:
+    """Vibration that ramps from 2 to `level` from start_s and back down from end_s (a wearing machine,
+    not a step, which the quality rules would rightly call a spike)."""
+
+    def vibration(t: np.ndarray) -> np.ndarray:
+        up = np.clip((t - start_s) / ramp_s, 0.0, 1.0)
+        down = np.clip((t - end_s) / ramp_s, 0.0, 1.0)
+        return 2.0 + (level - 2.0) * (up - down)
+
+    return vibration
