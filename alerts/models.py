@@ -1,1 +1,320 @@
-"""Alerts, their events and operator feedback (built by the scoring and dashboard issues)."""
+"""Alerts, their events, maintenance windows and the per-window scores they are decided from."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from alerts.choices import (
+    ACTIVE_STATES,
+    CLOSED_STATES,
+    AlertCategory,
+    AlertState,
+    ExplanationStatus,
+    FalseAlarmReason,
+    FeedbackKind,
+    MaintenanceAction,
+    Severity,
+    Verdict,
+)
+from models_registry.choices import ModelKind
+from models_registry.models import ModelVersion
+from plant.models import Asset, Label
+
+# Which moves an alert may make; the terminal states have none (a recurrence is a new alert).
+TRANSITIONS: dict[str, set[str]] = {
+    AlertState.OPEN: {
+        AlertState.ACKNOWLEDGED,
+        AlertState.SNOOZED,
+        AlertState.RESOLVED,
+        AlertState.AUTO_CLOSED,
+    },
+    AlertState.ACKNOWLEDGED: {AlertState.SNOOZED, AlertState.RESOLVED, AlertState.AUTO_CLOSED},
+    AlertState.SNOOZED: {
+        AlertState.OPEN,
+        AlertState.ACKNOWLEDGED,
+        AlertState.RESOLVED,
+        AlertState.AUTO_CLOSED,
+    },
+    AlertState.SUPPRESSED: {AlertState.OPEN, AlertState.RESOLVED, AlertState.AUTO_CLOSED},
+    AlertState.RESOLVED: set(),
+    AlertState.AUTO_CLOSED: set(),
+}
+
+
+class AlertStateError(Exception):
+    """A state change that is not allowed now (wrong state, or the alert changed concurrently)."""
+
+
+class Score(models.Model):
+    """The score of one model version for one window of one asset. Written in bulk by the scorer.
+
+    ``flagged`` maps a sensor role to the OR of the quality bits of its readings in the window, so the
+    data-quality gate can be re-evaluated later without re-reading the readings.
+    """
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="scores")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scores")
+    window_end = models.DateTimeField()
+    score = models.FloatField()
+    flagged = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        # The unique index (asset, model_version, window_end) also serves the "last K scores up to t" reads,
+        # scanned backwards; a second, descending index would only slow down the bulk inserts.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset", "model_version", "window_end"], name="unique_score_asset_version_window"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset_id}/{self.model_version_id}@{self.window_end.isoformat()}={self.score:.4g}"
+
+
+class Alert(models.Model):
+    """A condition worth an operator's attention on one asset, decided from consecutive window scores.
+
+    Active alerts (open, acknowledged, snoozed, suppressed) are unique per (asset, kind) among visible alerts
+    and per (asset, model version) among shadow ones; more anomalous windows update the active alert.
+    Every state change goes through ``transition`` (compare-and-set plus an AlertEvent row).
+    """
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="alerts")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="alerts")
+    kind = models.CharField(max_length=20, choices=ModelKind.choices)
+    is_shadow = models.BooleanField(
+        default=False, help_text="Would-be alert of a shadow version: recorded for comparison, never shown."
+    )
+    state = models.CharField(max_length=12, choices=AlertState.choices, default=AlertState.OPEN)
+    category = models.CharField(
+        max_length=16, choices=AlertCategory.choices, default=AlertCategory.MACHINE_FAULT
+    )
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.LOW)
+    opened_at = models.DateTimeField(help_text="End of the window that opened the alert.")
+    first_window_start = models.DateTimeField(help_text="Start of the first of the opening windows.")
+    last_seen_at = models.DateTimeField(help_text="End of the latest anomalous window.")
+    peak_score = models.FloatField()
+    peak_window_end = models.DateTimeField()
+    window_count = models.PositiveIntegerField(default=0, help_text="Anomalous windows attributed to it.")
+    explanation = models.JSONField(null=True, blank=True, help_text="SHAP explanation of the opening window.")
+    peak_explanation = models.JSONField(null=True, blank=True, help_text="SHAP explanation of the peak.")
+    explanation_status = models.CharField(
+        max_length=8, choices=ExplanationStatus.choices, default=ExplanationStatus.PENDING
+    )
+    dominant_role = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Sensor role contributing most to the explanation (similar alerts).",
+    )
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    snooze_reason = models.CharField(max_length=300, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset", "kind"],
+                condition=Q(state__in=ACTIVE_STATES, is_shadow=False),
+                name="one_active_alert_per_asset_kind",
+            ),
+            models.UniqueConstraint(
+                fields=["asset", "model_version"],
+                condition=Q(state__in=ACTIVE_STATES, is_shadow=True),
+                name="one_active_shadow_alert_per_asset_version",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["asset", "kind", "state"]),
+            models.Index(fields=["state", "-opened_at"]),
+            # "The last time this asset had a similar alert": latest closed alert per (asset, kind, role).
+            models.Index(fields=["asset", "kind", "dominant_role", "closed_at"], name="alert_similar_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.asset} {self.get_category_display()} ({self.state})"
+
+    @property
+    def state_choice(self) -> AlertState:
+        return AlertState(self.state)
+
+    @property
+    def category_choice(self) -> AlertCategory:
+        return AlertCategory(self.category)
+
+    @property
+    def severity_choice(self) -> Severity:
+        return Severity(self.severity)
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def transition(
+        self, to_state: str, *, actor: Any = None, reason: str = "", at: datetime | None = None, **fields: Any
+    ) -> AlertEvent:
+        """Move to ``to_state`` with a compare-and-set on the current state and record the event.
+
+        Extra ``fields`` are written in the same UPDATE. Raises AlertStateError when the move is not
+        allowed or another process changed the state first (the caller holds the transaction).
+        """
+        from_state = self.state
+        if to_state not in TRANSITIONS[from_state]:
+            raise AlertStateError(
+                f"alert #{self.pk} is {AlertState(from_state).label.lower()}; it cannot become "
+                f"{AlertState(to_state).label.lower()}"
+            )
+        now = at or timezone.now()
+        if to_state in CLOSED_STATES:
+            fields.setdefault("closed_at", now)
+        changed = Alert.objects.filter(pk=self.pk, state=from_state).update(
+            state=to_state, updated_at=now, **fields
+        )
+        if changed != 1:
+            raise AlertStateError(f"alert #{self.pk} changed concurrently; reload and try again")
+        self.state = to_state
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return AlertEvent.objects.create(
+            alert=self,
+            at=now,
+            actor=actor if actor is not None and getattr(actor, "is_authenticated", False) else None,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason[:300],
+        )
+
+    def acknowledge(self, user: Any, reason: str = "") -> AlertEvent:
+        return self.transition(AlertState.ACKNOWLEDGED, actor=user, reason=reason or "acknowledged")
+
+    def snooze(self, user: Any, until: datetime, reason: str) -> AlertEvent:
+        """Hide the alert until ``until``; it keeps updating silently and reopens if still anomalous then."""
+        if until <= timezone.now():
+            raise AlertStateError("the snooze must end in the future")
+        reason = (reason or "").strip()
+        if not reason:
+            raise AlertStateError("say why the alert is snoozed")
+        return self.transition(
+            AlertState.SNOOZED,
+            actor=user,
+            reason=f"snoozed until {until:%Y-%m-%d %H:%M}: {reason}",
+            snoozed_until=until,
+            snooze_reason=reason[:300],
+        )
+
+    def resolve(self, user: Any, reason: str = "") -> AlertEvent:
+        return self.transition(AlertState.RESOLVED, actor=user, reason=reason or "resolved")
+
+
+class AlertEvent(models.Model):
+    """One state change of an alert (or a change of its category): who (null = the system), when, why.
+
+    Never updated or deleted; metrics (time to acknowledge, ignored alerts) are computed from these rows.
+    """
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    from_state = models.CharField(max_length=12, choices=AlertState.choices, blank=True)
+    to_state = models.CharField(max_length=12, choices=AlertState.choices)
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        who = self.actor or "system"
+        return f"#{self.alert_id}: {self.from_state or '∅'} → {self.to_state} by {who}"
+
+
+class MaintenanceWindow(models.Model):
+    """Planned work on an asset: alerts opened inside it are recorded as suppressed, not shown as open."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="maintenance_windows")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["asset", "-start"]
+        indexes = [models.Index(fields=["asset", "start"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="maintenance_end_after_start")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset} maintenance {self.start:%Y-%m-%d %H:%M}–{self.end:%Y-%m-%d %H:%M}"
+
+    def covers(self, moment: datetime) -> bool:
+        return self.start <= moment <= self.end
+
+
+class Feedback(models.Model):
+    """What a person said about an alert: acknowledge, snooze or a verdict; or a failure no alert caught.
+
+    Never edited: a corrected verdict is a new row that ``supersedes`` the previous one, so the history
+    stays. A verdict's relabelled window is ``label`` (one Label per alert, updated by corrections); a
+    missed failure has no alert, only its asset and label. Written by alerts.services.feedback only.
+    """
+
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="feedback")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=FeedbackKind.choices)
+    verdict = models.CharField(max_length=16, choices=Verdict.choices, null=True, blank=True)
+    action = models.CharField(
+        max_length=20, choices=MaintenanceAction.choices, blank=True, help_text="Confirmed faults only."
+    )
+    reason = models.CharField(
+        max_length=24, choices=FalseAlarmReason.choices, blank=True, help_text="False alarms only."
+    )
+    note = models.TextField(blank=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    event = models.OneToOneField(
+        AlertEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+    label = models.ForeignKey(
+        Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="superseded_by"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["alert", "kind"]), models.Index(fields=["asset", "verdict"])]
+
+    def __str__(self) -> str:
+        what = self.get_verdict_display() if self.verdict else self.get_kind_display()
+        return f"{what} on {'#' + str(self.alert_id) if self.alert_id else self.asset} by {self.user or '?'}"
+
+    @property
+    def verdict_choice(self) -> Verdict | None:
+        return Verdict(self.verdict) if self.verdict else None
+
+    @property
+    def summary(self) -> str:
+        """One line for people: "Confirmed fault — Repaired", "False alarm — Sensor glitch"."""
+        if not self.verdict:
+            return self.get_kind_display()
+        detail = (
+            self.get_action_display() if self.action else self.get_reason_display() if self.reason else ""
+        )
+        return f"{self.get_verdict_display()} — {detail}" if detail else self.get_verdict_display()

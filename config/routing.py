@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from alerts.routing import websocket_urlpatterns as alerts_websockets
+
+websocket_urlpatterns: list = [*alerts_websockets]

@@ -99,7 +99,9 @@ REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6390/0", schemes=("redis", "
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "vigil:ch"},
+        # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s channels-redis blocks in
+        # BZPOPMIN: every idle consumer then crashed and its WebSocket dropped every ~6 s. Read longer.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": "vigil:ch"},
     }
 }
 
@@ -112,7 +114,27 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict = {}
+# A publish while Redis is down must fail in about a second, not hang an ingest request: the due marks
+# in the database are the source of truth and the sweep re-sends what could not be published.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 1.0)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1.0, "socket_timeout": 5.0, "max_retries": 1}
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_TASK_ROUTES = {
+    "models_registry.tasks.score_asset_task": {"queue": "scoring"},
+    "models_registry.tasks.score_assets_task": {"queue": "scoring"},
+    "models_registry.tasks.sweep_due_assets_task": {"queue": "scoring"},
+}
+CELERY_BEAT_SCHEDULE: dict = {
+    "sweep-due-assets": {
+        "task": "models_registry.tasks.sweep_due_assets_task",
+        "schedule": env_float("VIGIL_SCORING_SWEEP_EVERY_S", 30.0),
+        # A sweep that waited longer than its period is superseded by the next one.
+        "options": {
+            "expires": max(1.0, env_float("VIGIL_SCORING_SWEEP_EVERY_S", 30.0) - 5.0),
+            "queue": "scoring",
+        },
+    },
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -159,3 +181,27 @@ VIGIL_QUALITY_GAP_FACTOR = env_float("VIGIL_QUALITY_GAP_FACTOR", 3.0)
 VIGIL_CHART_MAX_POINTS = env_int("VIGIL_CHART_MAX_POINTS", 2000, minimum=10)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = VIGIL_INGEST_MAX_BODY_BYTES
+
+# --- alerts (alert lifecycle, explanations, broadcast) --------------------------------------------------
+# An alert opens after this many consecutive windows above the open threshold and auto-closes after this
+# many consecutive windows below the clear threshold.
+VIGIL_ALERT_OPEN_WINDOWS = env_int("VIGIL_ALERT_OPEN_WINDOWS", 3, minimum=1)
+VIGIL_ALERT_CLEAR_WINDOWS = env_int("VIGIL_ALERT_CLEAR_WINDOWS", 6, minimum=1)
+# Live-update messages per site per second (per process); ids over the limit are sent in the next message.
+VIGIL_BROADCAST_MAX_PER_SECOND = env_int("VIGIL_BROADCAST_MAX_PER_SECOND", 20, minimum=1)
+# Merged into (not replacing) any routes defined above, so each app can route its own tasks.
+CELERY_TASK_ROUTES = {
+    **globals().get("CELERY_TASK_ROUTES", {}),
+    "alerts.tasks.complete_explanation_task": {"queue": "explain"},
+}
+# --- end alerts ----------------------------------------------------------------------------------------
+
+# Scoring: how far back a first run looks, when a due asset counts as missed, and enqueue throttling.
+VIGIL_SCORING_LOOKBACK_S = env_float("VIGIL_SCORING_LOOKBACK_S", 6 * 3600.0)
+VIGIL_SCORING_SWEEP_AGE_S = env_float("VIGIL_SCORING_SWEEP_AGE_S", 5.0)
+VIGIL_SCORING_SWEEP_LIMIT = env_int("VIGIL_SCORING_SWEEP_LIMIT", 5000, minimum=1)
+VIGIL_SCORING_REENQUEUE_S = env_float("VIGIL_SCORING_REENQUEUE_S", 30.0)
+VIGIL_SCORING_BROKER_BACKOFF_S = env_float("VIGIL_SCORING_BROKER_BACKOFF_S", 5.0)
+VIGIL_SCORING_ENQUEUE = env_bool("VIGIL_SCORING_ENQUEUE", True)
+# Only the reliability check sets this: seconds each scoring run sleeps, so a worker can be killed mid-run.
+VIGIL_SCORING_TEST_DELAY_S = env_float("VIGIL_SCORING_TEST_DELAY_S", 0.0)

@@ -17,5 +17,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("plant.api_urls")),
     path("api/docs/", plant_api.api_docs, name="api-docs"),
+    path("alerts/", include("alerts.urls")),
     path("", include("plant.urls")),
 ]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
+
+from alerts.forms import MissedFailureForm
+from alerts.services import FeedbackError, record_missed_failure
 
 from plant.charts import asset_figure
 from plant.choices import Criticality, HealthStatus
@@ -101,7 +105,12 @@ def _chart_range(request: HttpRequest, asset: Asset) -> tuple[ChartRangeForm, Ti
 @require_GET
 @login_required
 def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    asset = _get_asset_for_user(request, pk)
+    return _render_asset(request, _get_asset_for_user(request, pk))
+
+
+def _render_asset(
+    request: HttpRequest, asset: Asset, *, missed_form: MissedFailureForm | None = None, status: int = 200
+) -> HttpResponse:
     sensors = _sensors(asset)
     form, span = _chart_range(request, asset)
     context = {
@@ -123,8 +132,36 @@ def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         sensor_rows=[(sensor, health[sensor.pk]) for sensor in sensors],
         status=asset_health(health.values()),
         now=timezone.now(),
+        missed_form=missed_form or MissedFailureForm(),
     )
-    return render(request, "plant/asset.html", context)
+    return render(request, "plant/asset.html", context, status=status)
+
+
+@require_POST
+@login_required
+def asset_missed_failure(request: HttpRequest, pk: int) -> HttpResponse:
+    """Report a failure that had no alert: a fault Label and a missed-failure Feedback (recall uses it)."""
+    asset = _get_asset_for_user(request, pk)
+    with timezone.override(_site_zone(asset.site)):  # the form's times are the site's wall-clock times
+        form = MissedFailureForm(request.POST)
+        valid = form.is_valid()
+    if valid:
+        try:
+            record_missed_failure(asset, request.user, **form.cleaned_data)
+        except FeedbackError as exc:
+            form.add_error(None, str(exc))
+            valid = False
+    if request.htmx:
+        context = {
+            "asset": asset,
+            "missed_form": form if not valid else MissedFailureForm(),
+            "reported": valid,
+        }
+        return render(request, "plant/asset.html#missed-failure", context, status=200 if valid else 400)
+    if not valid:
+        return _render_asset(request, asset, missed_form=form, status=400)
+    messages.success(request, "Thank you: the failure was recorded and will be used to check the model.")
+    return redirect(asset)
 
 
 @require_GET

@@ -1,0 +1,159 @@
+"""Plotly figures of the alert detail page, as dicts serialised into the page with ``json_script``.
+
+* ``sensor_figure``: the contributing sensors over the alert with context before and after (the alert's
+  span again on each side, at least CONTEXT_MIN), built by plant.charts.asset_figure (so the same series
+  reading, downsampling and flag markers as the asset page) plus a shaded anomalous span and the peak.
+* ``shap_figure``: horizontal bars, one per feature in sensor terms, φ in score units; the title carries
+  the base value and the score, which the bars add up to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from alerts.models import Alert
+from alerts.services.board import WhyLine, fmt
+from plant.charts import asset_figure
+from plant.forms import TimeRange
+from plant.models import Sensor
+
+CONTEXT_MIN = timedelta(minutes=15)
+MAX_SENSORS = 5
+MAX_BARS = 12
+SPAN_COLOUR = "rgba(220, 38, 38, 0.14)"
+RAISE_COLOUR = "#dc2626"
+LOWER_COLOUR = "#2563eb"
+
+
+def alert_span(alert: Alert) -> tuple[datetime, datetime]:
+    """The anomalous span: from the start of the first opening window to the last anomalous window."""
+    return alert.first_window_start, max(alert.last_seen_at, alert.first_window_start)
+
+
+def chart_range(alert: Alert, now: datetime | None = None) -> TimeRange:
+    start, end = alert_span(alert)
+    pad = max(end - start, CONTEXT_MIN)
+    now = now or timezone.now()
+    stop = min(end + pad, max(now, end + timedelta(minutes=1)))
+    return TimeRange(start - pad, stop, "custom")
+
+
+def chart_sensors(sensors: Sequence[Sensor], lines: Sequence[WhyLine]) -> list[Sensor]:
+    """The sensors of the contributing roles, largest contribution first; every sensor (at most
+    MAX_SENSORS) while the explanation is pending."""
+    by_role: dict[str, list[Sensor]] = {}
+    for sensor in sensors:
+        by_role.setdefault(sensor.role.key, []).append(sensor)
+    roles = list(dict.fromkeys(line.role for line in lines))
+    if not roles:
+        return list(sensors)[:MAX_SENSORS]
+    picked = [sensor for role in roles for sensor in by_role.get(role, [])]
+    return picked[:MAX_SENSORS]
+
+
+def sensor_figure(alert: Alert, sensors: Sequence[Sensor], tz_name: str) -> dict[str, Any]:
+    """The sensors around the alert, the anomalous span shaded and the peak window marked."""
+    span = chart_range(alert)
+    figure = asset_figure(sensors, span, tz_name)
+    tz = _zone(tz_name)
+    start, end = alert_span(alert)
+    layout = figure["layout"]
+    layout["shapes"] = [
+        {
+            "type": "rect",
+            "xref": "x",
+            "yref": "paper",
+            "x0": _local(start, tz),
+            "x1": _local(end, tz),
+            "y0": 0,
+            "y1": 1,
+            "fillcolor": SPAN_COLOUR,
+            "line": {"width": 0},
+            "layer": "below",
+        },
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": _local(alert.peak_window_end, tz),
+            "x1": _local(alert.peak_window_end, tz),
+            "y0": 0,
+            "y1": 1,
+            "line": {"color": RAISE_COLOUR, "width": 1, "dash": "dot"},
+        },
+    ]
+    layout["annotations"] = [
+        {
+            "xref": "x",
+            "yref": "paper",
+            "x": _local(start, tz),
+            "y": 1,
+            "yanchor": "bottom",
+            "xanchor": "left",
+            "text": "anomalous",
+            "showarrow": False,
+            "font": {"size": 11, "color": RAISE_COLOUR},
+        }
+    ]
+    layout["margin"] = {**layout.get("margin", {}), "t": 28}
+    return figure
+
+
+def shap_figure(
+    explanation: Mapping[str, Any] | None, lines: Sequence[WhyLine], *, max_bars: int = MAX_BARS
+) -> dict[str, Any]:
+    """Bars of φ per feature (largest |φ| on top); the rest are summed into one "other features" bar."""
+    if not explanation:
+        return {"data": [], "layout": {"title": {"text": "Explanation pending"}}}
+    shown = list(lines[:max_bars])
+    rest = sum(line.phi for line in lines[max_bars:])
+    labels = [f"{line.sensor} {line.stat}" for line in shown]
+    values = [round(line.phi, 6) for line in shown]
+    details = [f"{line.value_text} ({line.usual_text or 'no normal range'})" for line in shown]
+    if len(lines) > max_bars:
+        labels.append(f"{len(lines) - max_bars} other features")
+        values.append(round(rest, 6))
+        details.append("summed")
+    base, output = float(explanation.get("base_value", 0.0)), float(explanation.get("output", 0.0))
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "x": values,
+                "y": labels,
+                "marker": {"color": [RAISE_COLOUR if v >= 0 else LOWER_COLOUR for v in values]},
+                "customdata": details,
+                "hovertemplate": "%{y} = %{customdata}<br>%{x:+.3g} to the score<extra></extra>",
+            }
+        ],
+        "layout": {
+            "title": {
+                "text": f"Score {fmt(output)} = usual {fmt(base)} + contributions",
+                "font": {"size": 14},
+            },
+            "height": max(240, 28 * len(values) + 110),
+            "margin": {"l": 10, "r": 16, "t": 48, "b": 40},
+            "xaxis": {"title": {"text": "Contribution to the score"}, "zeroline": True},
+            "yaxis": {"autorange": "reversed", "automargin": True},
+            "showlegend": False,
+        },
+    }
+
+
+def _zone(name: str):
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _local(moment: datetime, tz) -> str:
+    # Plotly date axes ignore UTC offsets; plant.charts sends naive local wall-clock times, so must we.
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]

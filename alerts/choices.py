@@ -1,0 +1,120 @@
+"""Choices of the alerts domain; each carries a label and a colour used by badges, filters and charts."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class AlertState(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    SNOOZED = "snoozed", "Snoozed"
+    SUPPRESSED = "suppressed", "Suppressed (maintenance)"
+    RESOLVED = "resolved", "Resolved"
+    AUTO_CLOSED = "auto_closed", "Auto-closed"
+
+    @property
+    def colour(self) -> str:
+        return {
+            "open": "#dc2626",
+            "acknowledged": "#d97706",
+            "snoozed": "#6b7280",
+            "suppressed": "#2563eb",
+            "resolved": "#16a34a",
+            "auto_closed": "#9ca3af",
+        }[self.value]
+
+    @property
+    def is_active(self) -> bool:
+        return self.value in ACTIVE_STATES
+
+
+# The states in which an alert still "holds" its (asset, kind): the partial unique constraints use these.
+ACTIVE_STATES = ("open", "acknowledged", "snoozed", "suppressed")
+CLOSED_STATES = ("resolved", "auto_closed")
+
+
+class AlertCategory(models.TextChoices):
+    MACHINE_FAULT = "machine_fault", "Machine fault"
+    SENSOR_FAULT = "sensor_fault", "Check the sensor"
+
+    @property
+    def colour(self) -> str:
+        return {"machine_fault": "#dc2626", "sensor_fault": "#7c3aed"}[self.value]
+
+
+class Severity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+    @property
+    def colour(self) -> str:
+        return {"low": "#6b7280", "medium": "#d97706", "high": "#dc2626", "critical": "#7f1d1d"}[self.value]
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class ExplanationStatus(models.TextChoices):
+    READY = "ready", "Ready"
+    PENDING = "pending", "Explanation pending"
+    FAILED = "failed", "Explanation failed"
+
+    @property
+    def colour(self) -> str:
+        return {"ready": "#16a34a", "pending": "#d97706", "failed": "#dc2626"}[self.value]
+
+
+class FeedbackKind(models.TextChoices):
+    """What a technician did with an alert (or without one, for a missed failure)."""
+
+    ACKNOWLEDGE = "acknowledge", "Acknowledged"
+    SNOOZE = "snooze", "Snoozed"
+    VERDICT = "verdict", "Verdict"
+    MISSED_FAILURE = "missed_failure", "Missed failure reported"
+
+
+class Verdict(models.TextChoices):
+    CONFIRMED_FAULT = "confirmed_fault", "Confirmed fault"
+    FALSE_ALARM = "false_alarm", "False alarm"
+    NOT_ACTIONABLE = "not_actionable", "Not actionable"
+    MISSED_FAILURE = "missed_failure", "Missed failure"
+
+    @property
+    def colour(self) -> str:
+        return {
+            "confirmed_fault": "#dc2626",
+            "false_alarm": "#16a34a",
+            "not_actionable": "#6b7280",
+            "missed_failure": "#7f1d1d",
+        }[self.value]
+
+
+class MaintenanceAction(models.TextChoices):
+    """What was done about a confirmed fault."""
+
+    REPAIRED = "repaired", "Repaired"
+    SCHEDULED = "scheduled", "Repair scheduled"
+    INSPECTED_NO_ACTION = "inspected_no_action", "Inspected, no action"
+
+    @property
+    def colour(self) -> str:
+        return {"repaired": "#16a34a", "scheduled": "#d97706", "inspected_no_action": "#6b7280"}[self.value]
+
+
+class FalseAlarmReason(models.TextChoices):
+    SENSOR_GLITCH = "sensor_glitch", "Sensor glitch"
+    NORMAL_OPERATING_CHANGE = "normal_operating_change", "Normal operating change"
+    MAINTENANCE_ACTIVITY = "maintenance_activity", "Maintenance activity"
+    UNKNOWN = "unknown", "Unknown"
+
+    @property
+    def colour(self) -> str:
+        return "#16a34a"
+
+
+# Snooze lengths offered on the board ("snooze:1h").
+SNOOZE_HOURS = {"1h": 1, "8h": 8}

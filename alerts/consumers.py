@@ -1,0 +1,94 @@
+"""The live board: one WebSocket per open board page, fed by alerts.broadcast's ``alerts.changed`` ids.
+
+The consumer joins the group of each of its user's sites only, re-reads the changed alerts through the
+same site-scoped query as the pages (so an id of another site renders nothing even if it arrived) and
+sends htmx out-of-band fragments rendered from the board template's ``alert-card`` partial:
+
+* a card already on the page: ``<article id="alert-N" hx-swap-oob="true">`` replaces it in place;
+* a new card: wrapped in ``<div hx-swap-oob="afterbegin:#alert-list">`` (htmx inserts the wrapper's
+  content, i.e. the article, at the top of the list);
+* an alert that left the board (closed, suppressed): ``<article id="alert-N" hx-swap-oob="delete">``.
+
+"On the page" is tracked per connection from the board as it was at connect time plus what was sent since;
+the page re-fetches the whole list on every (re)connect, so a missed message never leaves a stale board.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
+
+from alerts.broadcast import site_group
+from alerts.services import alerts_for_user, board_alerts, site_ids_for_user
+from alerts.services.board import BOARD_STATES
+
+CLOSE_UNAUTHENTICATED = 4401
+MAX_IDS_PER_MESSAGE = 100
+
+
+def render_card(alert: Any, *, oob: str = "") -> str:
+    return render_to_string(
+        "alerts/board.html#alert-card", {"alert": alert, "next": "board", "oob": oob}
+    ).strip()
+
+
+def render_changes(user: Any, ids: list[int], known: set[int]) -> tuple[str, set[int]]:
+    """The fragments for the changed ids this user may see, and the new set of ids on the page."""
+    mine = set(alerts_for_user(user).filter(pk__in=ids).values_list("pk", flat=True))
+    if not mine:
+        return "", known
+    cards = board_alerts(user, ids=mine)
+    parts = []
+    for alert in cards:
+        if alert.pk in known:
+            parts.append(render_card(alert, oob="true"))
+        else:
+            parts.append(f'<div hx-swap-oob="afterbegin:#alert-list">{render_card(alert)}</div>')
+    shown = {alert.pk for alert in cards}
+    gone = mine - shown
+    parts.extend(f'<article id="alert-{pk}" hx-swap-oob="delete"></article>' for pk in sorted(gone))
+    return "\n".join(parts), (known | shown) - gone
+
+
+def _connect_state(user: Any) -> tuple[list[int], set[int]]:
+    site_ids = site_ids_for_user(user)
+    on_board = set(alerts_for_user(user).filter(state__in=BOARD_STATES).values_list("pk", flat=True))
+    return site_ids, on_board
+
+
+class AlertBoardConsumer(AsyncWebsocketConsumer):
+    """Pushes rendered alert cards to one board; anonymous sockets are closed with 4401."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user = user
+        site_ids, self.known = await database_sync_to_async(_connect_state)(user)
+        self.site_groups = [site_group(pk) for pk in site_ids]
+        for group in self.site_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "site_groups", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The board sends nothing; anything received is ignored."""
+
+    async def alerts_changed(self, event: dict[str, Any]) -> None:
+        try:
+            ids = list(dict.fromkeys(int(pk) for pk in event.get("ids", [])))
+        except (TypeError, ValueError):
+            return
+        # A storm's coalesced message is rendered in chunks so no single frame gets huge.
+        for start in range(0, len(ids), MAX_IDS_PER_MESSAGE):
+            chunk = ids[start : start + MAX_IDS_PER_MESSAGE]
+            html, self.known = await database_sync_to_async(render_changes)(self.user, chunk, self.known)
+            if html:
+                await self.send(text_data=html)

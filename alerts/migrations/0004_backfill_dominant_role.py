@@ -1,0 +1,52 @@
+"""Fill Alert.dominant_role from stored explanations and give engineers the Feedback permissions."""
+
+from django.contrib.auth.management import create_permissions
+from django.db import migrations
+
+# The same rule as alerts.services.lifecycle.dominant_roles (kept here so the migration never changes).
+SHARE, MAX_ROLES = 0.6, 3
+
+
+def top_role(explanation):
+    totals = {}
+    for feature in (explanation or {}).get("features", []):
+        role = feature["name"].rsplit("__", 1)[0]
+        totals[role] = totals.get(role, 0.0) + abs(float(feature["phi"]))
+    if not totals or sum(totals.values()) <= 0:
+        return ""
+    return max(totals.items(), key=lambda item: item[1])[0]
+
+
+def backfill(apps, schema_editor):
+    Alert = apps.get_model("alerts", "Alert")
+    changed = []
+    for alert in Alert.objects.exclude(explanation=None).only("pk", "explanation").iterator(chunk_size=500):
+        role = top_role(alert.explanation)
+        if role:
+            alert.dominant_role = role
+            changed.append(alert)
+        if len(changed) >= 500:
+            Alert.objects.bulk_update(changed, ["dominant_role"])
+            changed = []
+    Alert.objects.bulk_update(changed, ["dominant_role"])
+
+
+def grant(apps, schema_editor):
+    app_config = apps.get_app_config("alerts")
+    app_config.models_module = True
+    create_permissions(app_config, apps=apps, verbosity=0)
+    app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    engineer = Group.objects.filter(name="engineer").first()
+    if engineer is not None:
+        engineer.permissions.add(*Permission.objects.filter(content_type__app_label="alerts"))
+
+
+class Migration(migrations.Migration):
+    dependencies = [("alerts", "0003_feedback")]
+
+    operations = [
+        migrations.RunPython(backfill, migrations.RunPython.noop),
+        migrations.RunPython(grant, migrations.RunPython.noop),
+    ]

@@ -1,0 +1,75 @@
+"""Alert services: the lifecycle the scorer drives (``lifecycle``), the technicians' feedback (``feedback``)
+and the board's read side (``board``). The public names are re-exported here, so callers import from
+``alerts.services``."""
+
+from __future__ import annotations
+
+from alerts.services.board import (
+    BOARD_STATES,
+    alerts_for_user,
+    board_alerts,
+    is_engineer,
+    normal_ranges,
+    site_ids_for_user,
+    why_lines,
+)
+from alerts.services.feedback import (
+    FeedbackError,
+    FeedbackForbidden,
+    can_give_verdict,
+    current_verdict,
+    parse_action,
+    record_feedback,
+    record_missed_failure,
+)
+from alerts.services.lifecycle import (
+    CRITICALITY_SHIFT,
+    DOMINANT_MAX_ROLES,
+    DOMINANT_SHARE,
+    GATE_FLAGS,
+    PEAK_REEXPLAIN_CHANGE,
+    ExplanationUnavailable,
+    ScoredWindow,
+    apply_scores,
+    categorize,
+    complete_explanation,
+    dominant_roles,
+    explain_window,
+    mark_explanation_failed,
+    severity_for,
+    top_role,
+    window_features,
+)
+
+__all__ = [
+    "BOARD_STATES",
+    "FeedbackError",
+    "FeedbackForbidden",
+    "alerts_for_user",
+    "board_alerts",
+    "can_give_verdict",
+    "current_verdict",
+    "is_engineer",
+    "normal_ranges",
+    "parse_action",
+    "record_feedback",
+    "record_missed_failure",
+    "site_ids_for_user",
+    "why_lines",
+    "CRITICALITY_SHIFT",
+    "DOMINANT_MAX_ROLES",
+    "DOMINANT_SHARE",
+    "GATE_FLAGS",
+    "PEAK_REEXPLAIN_CHANGE",
+    "ExplanationUnavailable",
+    "ScoredWindow",
+    "apply_scores",
+    "categorize",
+    "complete_explanation",
+    "dominant_roles",
+    "explain_window",
+    "mark_explanation_failed",
+    "severity_for",
+    "top_role",
+    "window_features",
+]

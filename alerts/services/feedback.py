@@ -1,0 +1,291 @@
+"""Technicians' feedback: acknowledge, snooze, verdicts (and their corrections) and missed failures.
+
+Every action is one transaction that writes an AlertEvent (through ``Alert.transition`` when the state
+changes), a Feedback row and, for verdicts, the alert window's ``plant.Label`` — the ground truth the next
+training run reads:
+
+* confirmed fault  → Label fault, ``fault_type`` "<kind>:<dominant role>" (or "sensor:<role>" when the
+  alert said "check the sensor"), the action taken in the note;
+* false alarm      → Label normal with the reason;
+* not actionable   → Label fault with the note "not actionable".
+
+A verdict resolves an active alert. On a closed alert it corrects the current verdict: allowed to the
+technician who gave it and to engineers (PermissionError otherwise); the new Feedback ``supersedes`` the
+old one and the same Label row is rewritten, so the label stays one per alert while the history stays in
+Feedback and AlertEvent. After commit the board of every member of the site is told (``broadcast_alerts``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from alerts.broadcast import broadcast_alerts
+from alerts.choices import (
+    ACTIVE_STATES,
+    SNOOZE_HOURS,
+    AlertCategory,
+    FalseAlarmReason,
+    FeedbackKind,
+    MaintenanceAction,
+    Verdict,
+)
+from alerts.models import Alert, AlertEvent, AlertStateError, Feedback
+from alerts.services.board import is_engineer
+from plant.choices import LabelKind, LabelSource
+from plant.models import Asset, Label
+
+MAX_NOTE = 2000
+MAX_MISSED_SPAN = timedelta(days=90)
+
+
+class FeedbackError(ValueError):
+    """The action is unknown or not allowed in the alert's state; the message says why (HTTP 400)."""
+
+
+class FeedbackForbidden(PermissionError):
+    """The user may see the alert but not change its verdict (HTTP 403)."""
+
+
+@dataclass(frozen=True)
+class ParsedAction:
+    """A board button's value ("confirm:repaired", "snooze:8h", ...) taken apart."""
+
+    kind: FeedbackKind
+    verdict: Verdict | None = None
+    action: str = ""
+    reason: str = ""
+    snooze_hours: int | None = None
+
+
+def parse_action(value: str) -> ParsedAction:
+    """Read a button value; raises FeedbackError naming the valid values for anything else."""
+    value = (value or "").strip()
+    head, _, tail = value.partition(":")
+    if value == "acknowledge":
+        return ParsedAction(FeedbackKind.ACKNOWLEDGE)
+    if value == "not_actionable":
+        return ParsedAction(FeedbackKind.VERDICT, Verdict.NOT_ACTIONABLE)
+    if head == "confirm" and tail in MaintenanceAction.values:
+        return ParsedAction(FeedbackKind.VERDICT, Verdict.CONFIRMED_FAULT, action=tail)
+    if head == "false_alarm" and tail in FalseAlarmReason.values:
+        return ParsedAction(FeedbackKind.VERDICT, Verdict.FALSE_ALARM, reason=tail)
+    if head == "snooze" and tail in SNOOZE_HOURS:
+        return ParsedAction(FeedbackKind.SNOOZE, snooze_hours=SNOOZE_HOURS[tail])
+    raise FeedbackError(
+        f"unknown action {value[:40]!r}; use one of: {', '.join(valid_actions())}"
+        if value
+        else "no action given; use one of: " + ", ".join(valid_actions())
+    )
+
+
+def valid_actions() -> list[str]:
+    return [
+        "acknowledge",
+        *(f"confirm:{a}" for a in MaintenanceAction.values),
+        *(f"false_alarm:{r}" for r in FalseAlarmReason.values),
+        "not_actionable",
+        *(f"snooze:{h}" for h in SNOOZE_HOURS),
+    ]
+
+
+def current_verdict(alert: Alert) -> Feedback | None:
+    """The verdict in force: the latest verdict Feedback that no later one supersedes."""
+    return (
+        Feedback.objects.filter(alert=alert, kind=FeedbackKind.VERDICT, superseded_by__isnull=True)
+        .select_related("user", "label")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def can_give_verdict(alert: Alert, user: Any, current: Feedback | None) -> bool:
+    """Active alerts: anyone who sees them. Closed: the author of the verdict in force or an engineer."""
+    if alert.state in ACTIVE_STATES or current is None:
+        return True
+    return current.user_id == user.pk or is_engineer(user)
+
+
+def record_feedback(
+    alert: Alert, user: Any, action: str, note: str = "", *, now: datetime | None = None
+) -> Feedback:
+    """Apply one board action to the alert for the user (who must already be allowed to see it).
+
+    Raises FeedbackError for an unknown action or one the alert's state does not allow, and
+    FeedbackForbidden when someone else's verdict would be corrected by a non-engineer.
+    """
+    parsed = parse_action(action)
+    note = (note or "").strip()[:MAX_NOTE]
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Locked and re-read: two technicians tapping at once get one verdict and one clear error.
+        alert = Alert.objects.select_for_update().select_related("asset").get(pk=alert.pk)
+        if alert.is_shadow:
+            raise FeedbackError("shadow alerts take no feedback")
+        try:
+            if parsed.kind == FeedbackKind.ACKNOWLEDGE:
+                feedback = _acknowledge(alert, user, note, now)
+            elif parsed.kind == FeedbackKind.SNOOZE:
+                feedback = _snooze(alert, user, note, now, parsed.snooze_hours or 1)
+            else:
+                feedback = _verdict(alert, user, parsed, note, now)
+        except AlertStateError as exc:
+            raise FeedbackError(str(exc)) from exc
+        broadcast_alerts([alert.pk])
+    return feedback
+
+
+def _acknowledge(alert: Alert, user: Any, note: str, now: datetime) -> Feedback:
+    event = alert.transition("acknowledged", actor=user, reason=note[:300] or "acknowledged", at=now)
+    return Feedback.objects.create(
+        alert=alert,
+        asset=alert.asset,
+        user=user,
+        kind=FeedbackKind.ACKNOWLEDGE,
+        note=note,
+        event=event,
+        created_at=now,
+    )
+
+
+def _snooze(alert: Alert, user: Any, note: str, now: datetime, hours: int) -> Feedback:
+    if alert.state not in ("open", "acknowledged"):
+        raise FeedbackError(f"alert #{alert.pk} is {alert.get_state_display().lower()}; it cannot be snoozed")
+    until = now + timedelta(hours=hours)
+    event = alert.transition(
+        "snoozed",
+        actor=user,
+        reason=f"snoozed until {until:%Y-%m-%d %H:%M}: {note or f'for {hours} h from the board'}",
+        at=now,
+        snoozed_until=until,
+        snooze_reason=(note or f"snoozed for {hours} h")[:300],
+    )
+    return Feedback.objects.create(
+        alert=alert,
+        asset=alert.asset,
+        user=user,
+        kind=FeedbackKind.SNOOZE,
+        note=note,
+        snoozed_until=until,
+        event=event,
+        created_at=now,
+    )
+
+
+def _verdict(alert: Alert, user: Any, parsed: ParsedAction, note: str, now: datetime) -> Feedback:
+    current = current_verdict(alert)
+    if not can_give_verdict(alert, user, current):
+        raise FeedbackForbidden(
+            f"the verdict on alert #{alert.pk} was given by {current.user or 'someone else'}; only they or "
+            "an engineer can correct it"
+        )
+    draft = Feedback(verdict=parsed.verdict, action=parsed.action, reason=parsed.reason)
+    if alert.state in ACTIVE_STATES:
+        event = alert.transition("resolved", actor=user, reason=_event_reason(draft.summary, note), at=now)
+    else:
+        # Closed already: a correction (or a late verdict on an auto-closed alert) changes no state.
+        what = f"verdict corrected: {current.summary} → {draft.summary}" if current else draft.summary
+        event = AlertEvent.objects.create(
+            alert=alert,
+            at=now,
+            actor=user,
+            from_state=alert.state,
+            to_state=alert.state,
+            reason=_event_reason(what, note),
+        )
+    label = _relabel(alert, user, parsed, note, current.label if current else None)
+    return Feedback.objects.create(
+        alert=alert,
+        asset=alert.asset,
+        user=user,
+        kind=FeedbackKind.VERDICT,
+        verdict=parsed.verdict,
+        action=parsed.action,
+        reason=parsed.reason,
+        note=note,
+        event=event,
+        label=label,
+        supersedes=current,
+        created_at=now,
+    )
+
+
+def _event_reason(what: str, note: str) -> str:
+    return f"{what}: {note}"[:300] if note else what[:300]
+
+
+def fault_type_of(alert: Alert) -> str:
+    """What the label calls the fault: the alert's kind and the sensor role that drove it."""
+    role = alert.dominant_role or "unknown"
+    prefix = "sensor" if alert.category == AlertCategory.SENSOR_FAULT else alert.kind
+    return f"{prefix}:{role}"[:60]
+
+
+def _relabel(alert: Alert, user: Any, parsed: ParsedAction, note: str, label: Label | None) -> Label:
+    """Write the alert window's label for this verdict, reusing the label of the verdict it corrects."""
+    if parsed.verdict == Verdict.FALSE_ALARM:
+        kind, fault_type, reason, text = LabelKind.NORMAL, "", parsed.reason, note
+    elif parsed.verdict == Verdict.NOT_ACTIONABLE:
+        kind, fault_type, reason = LabelKind.FAULT, fault_type_of(alert), ""
+        text = f"not actionable: {note}" if note else "not actionable"
+    else:
+        kind, fault_type, reason = LabelKind.FAULT, fault_type_of(alert), ""
+        action = MaintenanceAction(parsed.action).label.lower()
+        text = f"{action}: {note}" if note else action
+    fields = {
+        "asset": alert.asset,
+        "start": alert.first_window_start,
+        "end": max(alert.last_seen_at, alert.first_window_start),
+        "kind": kind,
+        "fault_type": fault_type,
+        "reason": reason,
+        "source": LabelSource.FEEDBACK,
+        "author": user,
+        "note": f"alert #{alert.pk}: {text}",
+    }
+    if label is None:
+        return Label.objects.create(**fields)
+    for name, value in fields.items():
+        setattr(label, name, value)
+    label.save()
+    return label
+
+
+def record_missed_failure(
+    asset: Asset, user: Any, *, start: datetime, end: datetime, fault_type: str, note: str = ""
+) -> Feedback:
+    """A failure no alert caught: a fault Label on the range and a ``missed_failure`` Feedback with no
+    alert, which recall counts. Raises FeedbackError for an empty, inverted, future or too long range."""
+    fault_type = (fault_type or "").strip()[:60]
+    note = (note or "").strip()[:MAX_NOTE]
+    if end <= start:
+        raise FeedbackError("the end of the failure must be after its start")
+    if end - start > MAX_MISSED_SPAN:
+        raise FeedbackError(f"a failure can span at most {MAX_MISSED_SPAN.days} days")
+    if start > timezone.now():
+        raise FeedbackError("the failure cannot start in the future")
+    if not fault_type:
+        raise FeedbackError("say what failed (fault type)")
+    with transaction.atomic():
+        label = Label.objects.create(
+            asset=asset,
+            start=start,
+            end=end,
+            kind=LabelKind.FAULT,
+            fault_type=fault_type,
+            source=LabelSource.FEEDBACK,
+            author=user,
+            note=f"missed failure: {note}" if note else "missed failure",
+        )
+        return Feedback.objects.create(
+            asset=asset,
+            user=user,
+            kind=FeedbackKind.MISSED_FAILURE,
+            verdict=Verdict.MISSED_FAILURE,
+            note=note,
+            label=label,
+        )

@@ -1,0 +1,520 @@
+"""Alert decisions: the state machine the scorer runs over each new window, and explanation completion.
+
+``apply_scores(asset, version, windows)`` is called by the scorer inside the transaction that stored those
+windows' Score rows. Rules (M = VIGIL_ALERT_OPEN_WINDOWS, N = VIGIL_ALERT_CLEAR_WINDOWS):
+
+* Consecutive counts are read from the stored Score rows of (asset, version), never from counters: an
+  alert opens at a window when it and the M - 1 stored windows before it all score above the open
+  threshold (and none of them was already attributed to an earlier alert of the same key); an active
+  alert auto-closes when the last N stored windows all score below the clear threshold. In between
+  (clear ≤ score ≤ open) it stays as it is: hysteresis.
+* One active visible alert per (asset, kind), one active shadow alert per (asset, shadow version): more
+  anomalous windows update its peak, last seen and count. Champion versions raise visible alerts, shadow
+  versions would-be alerts (``is_shadow``); candidates and retired versions nothing.
+* An alert whose opening window ends inside a maintenance window is created ``suppressed``; it becomes
+  open if the condition is still there on an anomalous window after the maintenance. A snoozed alert
+  keeps updating silently and returns to open once the snooze has expired while the score is still at or
+  above the clear threshold.
+* Severity (see ``severity_for``): how far the peak is past the open threshold, in units of the
+  hysteresis band (open - clear), shifted by the asset's criticality.
+* Data-quality gate (see ``categorize``): sensor_fault when a sensor role that dominates the explanation
+  (top roles by |φ| covering 60 % of the total, at most 3) is flagged out of range, spike, stuck or gap in
+  the window; without an explanation yet, any such flag decides provisionally.
+* The opening window is explained before the alert row exists (so before any broadcast); when that fails
+  the alert opens with explanation "pending" and ``complete_explanation_task`` finishes it after commit.
+  The peak window is explained again when the peak moves by more than 10 %.
+
+Scores are compared with the thresholds in the version's direction (``output_spec["direction"]``):
+"higher" means bigger is worse; for "lower" every comparison is mirrored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from alerts.choices import ACTIVE_STATES, AlertCategory, AlertState, ExplanationStatus, Severity
+from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
+from models_registry.choices import ModelStatus
+from models_registry.edge import higher_is_worse
+from models_registry.models import ModelVersion
+from plant.choices import QualityFlag
+from plant.features import role_of
+from plant.models import Asset
+
+logger = logging.getLogger(__name__)
+
+GATE_FLAGS = QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE | QualityFlag.STUCK | QualityFlag.GAP
+DOMINANT_SHARE = 0.6
+DOMINANT_MAX_ROLES = 3
+PEAK_REEXPLAIN_CHANGE = 0.10
+CRITICALITY_SHIFT = {"low": -1, "medium": 0, "high": 1}
+
+
+@dataclass(frozen=True)
+class ScoredWindow:
+    """One newly scored window of one (asset, version), as the scorer hands it over."""
+
+    end: datetime  # window end (aware)
+    score: float
+    x: np.ndarray | None  # the window's float32 feature vector (for explanations), None if unavailable
+    flagged: dict[str, int]  # role -> OR of Reading.quality bits in the window
+
+
+class ExplanationUnavailable(Exception):
+    """The features of an alert's window cannot be rebuilt from the readings; the message says why."""
+
+
+# --- pure rules -------------------------------------------------------------------------------------------
+
+
+def severity_for(
+    peak: float, open_threshold: float, clear_threshold: float, criticality: str, *, higher: bool = True
+) -> Severity:
+    """Severity from how far the peak is past the open threshold, shifted by the asset's criticality.
+
+    excess = (peak - open) / (open - clear), in the score's bad direction (a zero-width band counts as 10 %
+    of |open|, at least 0.1). Base level: excess < 2 → low, < 8 → medium, else high. Criticality low
+    lowers it one level, high raises it one, clamped to low..critical — so only a high-criticality asset
+    far past its threshold is critical, and a low-criticality asset is at most medium.
+    """
+    sign = 1.0 if higher else -1.0
+    band = sign * (open_threshold - clear_threshold)
+    if band <= 0:
+        band = max(abs(open_threshold), 1.0) * 0.1
+    excess = sign * (peak - open_threshold) / band
+    level = 0 if excess < 2 else 1 if excess < 8 else 2
+    level += CRITICALITY_SHIFT.get(criticality, 0)
+    return list(Severity)[min(max(level, 0), len(Severity) - 1)]
+
+
+def dominant_roles(explanation: Mapping[str, Any]) -> list[str]:
+    """Sensor roles that dominate an explanation: the fewest roles, by summed |φ|, covering 60 % of the
+    total |φ|, at most three."""
+    totals: dict[str, float] = {}
+    for feature in explanation.get("features", []):
+        role = role_of(feature["name"])
+        totals[role] = totals.get(role, 0.0) + abs(float(feature["phi"]))
+    total = sum(totals.values())
+    if total <= 0:
+        return []
+    picked: list[str] = []
+    covered = 0.0
+    for role, value in sorted(totals.items(), key=lambda item: item[1], reverse=True):
+        if covered >= DOMINANT_SHARE * total or len(picked) == DOMINANT_MAX_ROLES:
+            break
+        picked.append(role)
+        covered += value
+    return picked
+
+
+def top_role(explanation: Mapping[str, Any] | None) -> str:
+    """The role that contributes most to an explanation ("" without one): what "a similar alert" means."""
+    roles = dominant_roles(explanation) if explanation else []
+    return roles[0] if roles else ""
+
+
+def categorize(explanation: Mapping[str, Any] | None, flagged: Mapping[str, int]) -> AlertCategory:
+    """sensor_fault when a dominant role is flagged (any flagged role while the explanation is pending)."""
+    bad = {role for role, bits in (flagged or {}).items() if int(bits) & GATE_FLAGS}
+    if not bad:
+        return AlertCategory.MACHINE_FAULT
+    suspects = bad if explanation is None else bad & set(dominant_roles(explanation))
+    return AlertCategory.SENSOR_FAULT if suspects else AlertCategory.MACHINE_FAULT
+
+
+# --- explanations -----------------------------------------------------------------------------------------
+
+
+def explain_window(
+    version: ModelVersion, x: np.ndarray, *, end: datetime, score: float, sensors: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The SHAP explanation of one window by the version's exact artifact, with the window it is about.
+
+    Raises whatever loading or explaining raises (ModelRuntimeError, ExplanationError, ...).
+    """
+    from models_registry.cache import loaded
+    from models_registry.explain import explain
+
+    model = loaded(version)
+    result = explain(
+        model.onnx_bytes, x, model.background, model.feature_names, model.output_spec, sensors=sensors
+    )
+    return {**result, "window_end": end.isoformat(), "score": float(score)}
+
+
+def _try_explain(
+    version: ModelVersion, window: ScoredWindow, sensors: Mapping[str, str] | None
+) -> dict[str, Any] | None:
+    if window.x is None:
+        return None
+    try:
+        return explain_window(version, window.x, end=window.end, score=window.score, sensors=sensors)
+    except Exception:  # any failure of the model or the explainer must not stop scoring
+        logger.warning("explaining %s at %s failed", version, window.end.isoformat(), exc_info=True)
+        return None
+
+
+def window_features(alert: Alert) -> tuple[np.ndarray, dict[str, int]]:
+    """Rebuild the feature vector and quality flags of the alert's opening window from the readings."""
+    from models_registry.dataset import load_series
+    from plant.features import build_windows
+
+    version, asset = alert.model_version, alert.asset
+    names = list(version.feature_spec)
+    roles = list(dict.fromkeys(role_of(name) for name in names))
+    sensor_roles: dict[int, str] = {}
+    for sensor_id, role in (
+        asset.sensors.filter(role__key__in=roles).order_by("pk").values_list("pk", "role__key")
+    ):
+        if role not in sensor_roles.values():
+            sensor_roles[sensor_id] = role
+    window_s, step_s = float(asset.asset_type.window_s), float(asset.asset_type.step_s)
+    end = alert.opened_at
+    start = end - timedelta(seconds=window_s + step_s)
+    windows = build_windows(
+        load_series(sensor_roles, start, end),
+        roles,
+        window_s=window_s,
+        step_s=step_s,
+        start_s=start.timestamp(),
+        end_s=end.timestamp(),
+    )
+    match = np.flatnonzero(np.abs(np.asarray(windows.ends) - end.timestamp()) < 1e-6)
+    if not len(match):
+        raise ExplanationUnavailable(f"no complete window of {asset} ends at {end.isoformat()}")
+    columns = {name: i for i, name in enumerate(windows.names)}
+    missing = [name for name in names if name not in columns]
+    if missing:
+        raise ExplanationUnavailable(f"{version} needs features the readings do not give: {missing[:3]}")
+    row = int(match[0])
+    x = windows.X[row, [columns[name] for name in names]].astype(np.float32)
+    flagged = {
+        role: int(bits) for role, bits in zip(windows.roles, windows.flagged[row], strict=True) if bits
+    }
+    return x, flagged
+
+
+def complete_explanation(alert_id: int) -> str | None:
+    """Explain a pending alert's opening window from its readings, attach it and re-run the quality gate.
+
+    Returns the new explanation status, or None when there is nothing to do (alert gone or not pending).
+    Raises when the window cannot be rebuilt or explained, so the calling task retries.
+    """
+    alert = Alert.objects.select_related("asset__asset_type", "model_version").filter(pk=alert_id).first()
+    if alert is None or alert.explanation_status != ExplanationStatus.PENDING:
+        return None
+    x, rebuilt_flags = window_features(alert)
+    sensors = dict(alert.asset.sensors.values_list("role__key", "key"))
+    score_row = Score.objects.filter(
+        asset=alert.asset, model_version=alert.model_version, window_end=alert.opened_at
+    ).first()
+    score = score_row.score if score_row else float("nan")
+    flagged = score_row.flagged if score_row else rebuilt_flags
+    explanation = explain_window(alert.model_version, x, end=alert.opened_at, score=score, sensors=sensors)
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
+        if alert is None or alert.explanation_status != ExplanationStatus.PENDING:
+            return None
+        category = categorize(explanation, flagged)
+        Alert.objects.filter(pk=alert.pk).update(
+            explanation=explanation,
+            explanation_status=ExplanationStatus.READY,
+            dominant_role=top_role(explanation),
+            category=category,
+            updated_at=timezone.now(),
+        )
+        if category != alert.category:
+            AlertEvent.objects.create(
+                alert=alert,
+                from_state=alert.state,
+                to_state=alert.state,
+                reason=(
+                    f"category {alert.get_category_display()} → {category.label} once the explanation "
+                    "showed which sensors drove the score"
+                ),
+            )
+        if not alert.is_shadow:
+            from alerts.broadcast import broadcast_alerts
+
+            broadcast_alerts([alert.pk])
+    return ExplanationStatus.READY
+
+
+def mark_explanation_failed(alert_id: int, error: str) -> bool:
+    """Give up on a pending explanation (after the last retry); True if the alert was pending."""
+    changed = Alert.objects.filter(pk=alert_id, explanation_status=ExplanationStatus.PENDING).update(
+        explanation_status=ExplanationStatus.FAILED, updated_at=timezone.now()
+    )
+    if changed:
+        logger.error("alert #%s: explanation failed for good: %s", alert_id, error)
+    return bool(changed)
+
+
+def _enqueue_explanation(alert_id: int) -> None:
+    def send() -> None:
+        from alerts.tasks import complete_explanation_task
+
+        try:
+            complete_explanation_task.delay(alert_id)
+        except Exception:  # the broker is down: the alert stays "pending", scoring goes on
+            logger.exception("could not enqueue the explanation of alert #%s", alert_id)
+
+    transaction.on_commit(send, robust=True)
+
+
+# --- the state machine ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    asset: Asset
+    version: ModelVersion
+    is_shadow: bool
+    sign: float
+    sensors: Mapping[str, str] | None
+    maintenance: list[MaintenanceWindow]
+    now: datetime
+
+    def above_open(self, score: float) -> bool:
+        return self.sign * score > self.sign * self.version.open_threshold
+
+    def below_clear(self, score: float) -> bool:
+        return self.sign * score < self.sign * self.version.clear_threshold
+
+    def worse(self, a: float, b: float) -> bool:
+        return self.sign * a > self.sign * b
+
+    def in_maintenance(self, moment: datetime) -> MaintenanceWindow | None:
+        return next((mw for mw in self.maintenance if mw.covers(moment)), None)
+
+
+def apply_scores(
+    asset: Asset,
+    version: ModelVersion,
+    windows: Sequence[ScoredWindow],
+    *,
+    sensors: dict[str, str] | None = None,
+) -> list[int]:
+    """Run the alert state machine over newly stored windows (ascending `end`) of one (asset, version).
+
+    Called by the scorer INSIDE the same transaction that stored those windows' Score rows, so it runs
+    once per window. Returns ids of alerts opened/changed/closed; the caller passes them to
+    ``alerts.broadcast.broadcast_alerts`` (which skips shadow alerts). ``sensors`` maps role -> sensor key
+    for the explanation's display.
+    """
+    if not windows or version.status not in (ModelStatus.CHAMPION, ModelStatus.SHADOW):
+        return []
+    windows = sorted(windows, key=lambda w: w.end)
+    m, n = settings.VIGIL_ALERT_OPEN_WINDOWS, settings.VIGIL_ALERT_CLEAR_WINDOWS
+    ctx = _Context(
+        asset=asset,
+        version=version,
+        is_shadow=version.status == ModelStatus.SHADOW,
+        sign=1.0 if higher_is_worse(version.output_spec or {}) else -1.0,
+        sensors=sensors,
+        maintenance=[],
+        now=timezone.now(),
+    )
+    changed: list[int] = []
+    with transaction.atomic():
+        alert = _active_alert(ctx)
+        if alert is None and not any(ctx.above_open(w.score) for w in windows):
+            return []  # the common case, a healthy asset: one query
+        ctx.maintenance = list(
+            MaintenanceWindow.objects.filter(asset=asset, start__lte=windows[-1].end, end__gte=windows[0].end)
+        )
+        history = _history(asset, version, windows, max(m, n))
+        position = {end: i for i, (end, _) in enumerate(history)}
+        boundary = None if alert else _last_closed_seen(ctx)
+        progress = _progress(alert)
+        peak_windows: dict[int, ScoredWindow] = {}
+        for window in windows:
+            i = position[window.end]
+            if alert is None:
+                opening = history[max(0, i - m + 1) : i + 1]
+                if (
+                    len(opening) == m
+                    and all(ctx.above_open(score) for _, score in opening)
+                    and (boundary is None or opening[0][0] > boundary)
+                ):
+                    alert = _open(ctx, window, opening)
+                    progress = _progress(alert)
+                    changed.append(alert.pk)
+                continue
+
+            visible = alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED)
+            if ctx.above_open(window.score):
+                alert.window_count += 1
+                alert.last_seen_at = max(alert.last_seen_at, window.end)
+                if ctx.worse(window.score, alert.peak_score):
+                    alert.peak_score, alert.peak_window_end = window.score, window.end
+                    alert.severity = severity_for(
+                        window.score,
+                        version.open_threshold,
+                        version.clear_threshold,
+                        asset.criticality,
+                        higher=ctx.sign > 0,
+                    )
+                    if window.x is not None:
+                        peak_windows[alert.pk] = window
+                if visible:
+                    changed.append(alert.pk)
+
+            closing = history[max(0, i - n + 1) : i + 1]
+            if (
+                len(closing) == n
+                and closing[0][0] > alert.opened_at
+                and all(ctx.below_clear(score) for _, score in closing)
+            ):
+                _save_progress(alert, progress)
+                alert.transition(
+                    AlertState.AUTO_CLOSED, reason=f"condition cleared for {n} windows", at=ctx.now
+                )
+                changed.append(alert.pk)
+                boundary, alert = alert.last_seen_at, None
+                continue
+
+            if (
+                alert.state == AlertState.SNOOZED
+                and alert.snoozed_until is not None
+                and alert.snoozed_until <= ctx.now
+                and not ctx.below_clear(window.score)
+            ):
+                alert.transition(AlertState.OPEN, reason="snooze expired; the condition persists", at=ctx.now)
+                changed.append(alert.pk)
+            elif (
+                alert.state == AlertState.SUPPRESSED
+                and ctx.above_open(window.score)
+                and ctx.in_maintenance(window.end) is None
+            ):
+                alert.transition(
+                    AlertState.OPEN, reason="maintenance window over; the condition persists", at=ctx.now
+                )
+                changed.append(alert.pk)
+        if alert is not None:
+            _save_progress(alert, progress)
+            if alert.pk in peak_windows:
+                _explain_peak(ctx, alert, peak_windows[alert.pk])
+    return list(dict.fromkeys(changed))
+
+
+def _history(
+    asset: Asset, version: ModelVersion, windows: Sequence[ScoredWindow], depth: int
+) -> list[tuple[datetime, float]]:
+    """(end, score) ascending: the `depth - 1` stored windows before the first new one, then every stored
+    window up to the last new one, with the new windows' own scores (in case one was not stored)."""
+    rows = Score.objects.filter(asset=asset, model_version=version)
+    before = list(
+        rows.filter(window_end__lt=windows[0].end)
+        .order_by("-window_end")
+        .values_list("window_end", "score")[: max(depth - 1, 0)]
+    )
+    span = dict(
+        rows.filter(window_end__gte=windows[0].end, window_end__lte=windows[-1].end).values_list(
+            "window_end", "score"
+        )
+    )
+    span.update({w.end: float(w.score) for w in windows})
+    return sorted(before) + sorted(span.items())
+
+
+def _active_alert(ctx: _Context) -> Alert | None:
+    alerts = Alert.objects.select_for_update().filter(asset=ctx.asset, state__in=ACTIVE_STATES)
+    if ctx.is_shadow:
+        alerts = alerts.filter(is_shadow=True, model_version=ctx.version)
+    else:
+        alerts = alerts.filter(is_shadow=False, kind=ctx.version.kind)
+    return alerts.first()
+
+
+def _last_closed_seen(ctx: _Context) -> datetime | None:
+    """Last window attributed to the previous alert of this key: those windows cannot open another."""
+    alerts = Alert.objects.filter(asset=ctx.asset).exclude(state__in=ACTIVE_STATES)
+    if ctx.is_shadow:
+        alerts = alerts.filter(is_shadow=True, model_version=ctx.version)
+    else:
+        alerts = alerts.filter(is_shadow=False, kind=ctx.version.kind)
+    return alerts.order_by("-last_seen_at").values_list("last_seen_at", flat=True).first()
+
+
+def _open(ctx: _Context, window: ScoredWindow, opening: list[tuple[datetime, float]]) -> Alert:
+    version, asset = ctx.version, ctx.asset
+    peak_end, peak = opening[0]
+    for end, score in opening[1:]:
+        if ctx.worse(score, peak):
+            peak_end, peak = end, score
+    explanation = _try_explain(version, window, ctx.sensors)
+    maintenance = ctx.in_maintenance(window.end)
+    state = AlertState.SUPPRESSED if maintenance else AlertState.OPEN
+    alert = Alert(
+        asset=asset,
+        model_version=version,
+        kind=version.kind,
+        is_shadow=ctx.is_shadow,
+        state=state,
+        category=categorize(explanation, window.flagged),
+        severity=severity_for(
+            peak, version.open_threshold, version.clear_threshold, asset.criticality, higher=ctx.sign > 0
+        ),
+        opened_at=window.end,
+        first_window_start=opening[0][0] - timedelta(seconds=asset.asset_type.window_s),
+        last_seen_at=window.end,
+        peak_score=peak,
+        peak_window_end=peak_end,
+        window_count=len(opening),
+        explanation=explanation,
+        explanation_status=ExplanationStatus.READY if explanation else ExplanationStatus.PENDING,
+        dominant_role=top_role(explanation),
+    )
+    try:
+        with transaction.atomic():
+            alert.save()
+    except IntegrityError:
+        # Another worker opened the alert of this key first; treat this window as an update of that one.
+        existing = _active_alert(ctx)
+        if existing is None:
+            raise
+        return existing
+    reason = f"score above the open threshold for {len(opening)} consecutive windows"
+    if maintenance:
+        reason += f"; inside maintenance ({maintenance.reason or 'planned work'})"
+    AlertEvent.objects.create(alert=alert, at=ctx.now, from_state="", to_state=state, reason=reason[:300])
+    if explanation is None:
+        _enqueue_explanation(alert.pk)
+    return alert
+
+
+_PROGRESS_FIELDS = ["peak_score", "peak_window_end", "last_seen_at", "window_count", "severity"]
+
+
+def _progress(alert: Alert | None) -> tuple | None:
+    return None if alert is None else tuple(getattr(alert, name) for name in _PROGRESS_FIELDS)
+
+
+def _save_progress(alert: Alert, before: tuple | None) -> None:
+    if _progress(alert) != before:
+        alert.save(update_fields=[*_PROGRESS_FIELDS, "updated_at"])
+
+
+def _explain_peak(ctx: _Context, alert: Alert, window: ScoredWindow) -> None:
+    """Explain the new peak window when it moved by more than 10 % from the last explained score."""
+    if alert.explanation_status != ExplanationStatus.READY:
+        return
+    reference = (alert.peak_explanation or alert.explanation or {}).get("score")
+    if reference is not None and abs(window.score - reference) <= PEAK_REEXPLAIN_CHANGE * max(
+        abs(reference), 1e-12
+    ):
+        return
+    explanation = _try_explain(ctx.version, window, ctx.sensors)
+    if explanation is not None:
+        alert.peak_explanation = explanation
+        alert.save(update_fields=["peak_explanation", "updated_at"])

@@ -1,0 +1,178 @@
+"""Technicians' pages: the live alert board, an alert's detail with its charts, and the feedback buttons."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from alerts.charts import chart_sensors, sensor_figure, shap_figure
+from alerts.choices import CLOSED_STATES
+from alerts.models import Alert
+from alerts.services import (
+    FeedbackError,
+    FeedbackForbidden,
+    alerts_for_user,
+    board_alerts,
+    can_give_verdict,
+    current_verdict,
+    is_engineer,
+    normal_ranges,
+    record_feedback,
+)
+from alerts.services.board import decorate, feature_lines, role_meta, why_lines
+from plant.models import Asset
+
+WS_PATH = "/ws/alerts/"
+
+
+def _get_alert_for_user(request: HttpRequest, pk: int, *, detail: bool = False) -> Alert:
+    """The alert if it belongs to one of the user's sites (shadow alerts never do); 404 otherwise."""
+    alerts: QuerySet[Alert] = alerts_for_user(request.user).select_related("asset__site", "asset__asset_type")
+    if detail:
+        alerts = alerts.select_related("model_version")
+    alert = alerts.filter(pk=pk).first()
+    if alert is None:
+        raise Http404("No such alert.")
+    return alert
+
+
+def _asset_filter(request: HttpRequest) -> Asset | None:
+    raw = request.GET.get("asset")
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"asset must be an asset id, not {raw[:20]!r}")
+    assets = Asset.objects.select_related("site")
+    if not request.user.is_superuser:
+        assets = assets.filter(site__members=request.user)
+    asset = assets.filter(pk=int(raw)).first()
+    if asset is None:
+        raise Http404("No such asset.")
+    return asset
+
+
+@require_GET
+@login_required
+def board(request: HttpRequest) -> HttpResponse:
+    """Open, acknowledged and snoozed alerts of the user's sites; an htmx request gets only the list."""
+    try:
+        asset = _asset_filter(request)
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc))
+    context = {
+        "alerts": board_alerts(request.user, asset_id=asset.pk if asset else None),
+        "asset_filter": asset,
+        "ws_path": WS_PATH,
+        "next": "board",
+    }
+    if request.htmx:
+        return render(request, "alerts/board.html#alert-list", context)
+    return render(request, "alerts/board.html", context)
+
+
+@require_GET
+@login_required
+def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    alert = _get_alert_for_user(request, pk, detail=True)
+    asset = alert.asset
+    version = alert.model_version
+    ranges = normal_ranges(version)
+    roles = role_meta([asset.asset_type_id]).get(asset.asset_type_id, {})
+    explanation = alert.explanation
+    lines = feature_lines(explanation, ranges, roles)
+    why = why_lines(explanation, ranges, roles)
+    sensors = list(asset.sensors.select_related("role").order_by("role__key", "key"))
+    current = current_verdict(alert)
+    alert.similar_id = (
+        Alert.objects.filter(
+            asset=asset,
+            kind=alert.kind,
+            dominant_role=alert.dominant_role,
+            is_shadow=False,
+            state__in=CLOSED_STATES,
+            closed_at__lt=alert.opened_at,
+        )
+        .order_by("-closed_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    decorate([alert])
+    context = {
+        "alert": alert,
+        "asset": asset,
+        "site": asset.site,
+        "version": version,
+        "why": why,
+        "lines": lines,
+        "sensor_figure": sensor_figure(alert, chart_sensors(sensors, why), asset.site.timezone),
+        "shap_figure": shap_figure(explanation, lines),
+        "events": list(alert.events.select_related("actor")),
+        "feedback_rows": list(alert.feedback.select_related("user").order_by("created_at", "pk")),
+        "current": current,
+        "can_verdict": can_give_verdict(alert, request.user, current),
+        "is_engineer": is_engineer(request.user),
+        "next": "detail",
+    }
+    return render(request, "alerts/detail.html", context)
+
+
+@require_POST
+@login_required
+def feedback(request: HttpRequest, pk: int) -> HttpResponse:
+    """One board button: ``action`` (e.g. "confirm:repaired") and an optional ``note``.
+
+    htmx: on the board the card is swapped (or removed once the alert is closed), on the detail page the
+    page refreshes; errors come back as the feedback form with the message (400, or 403). Without
+    JavaScript: a redirect back, or an error page with the message.
+    """
+    alert = _get_alert_for_user(request, pk)
+    next_page = "detail" if request.POST.get("next") == "detail" else "board"
+    try:
+        record_feedback(alert, request.user, request.POST.get("action", ""), request.POST.get("note", ""))
+    except FeedbackForbidden as exc:
+        return _feedback_error(request, alert, str(exc), next_page, status=403)
+    except FeedbackError as exc:
+        return _feedback_error(request, alert, str(exc), next_page, status=400)
+    if request.htmx:
+        if next_page == "detail":
+            response = HttpResponse("")
+            response["HX-Refresh"] = "true"
+            return response
+        cards = board_alerts(request.user, ids=[alert.pk])
+        body = (
+            render_to_string("alerts/board.html#alert-card", {"alert": cards[0], "next": "board"}, request)
+            if cards
+            else ""
+        )
+        response = HttpResponse(body)
+        response["HX-Retarget"] = f"#alert-{alert.pk}"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    messages.success(request, f"Alert #{alert.pk} on {alert.asset.name}: saved.")
+    if next_page == "detail":
+        return redirect("alerts:detail", pk=alert.pk)
+    return redirect("alerts:board")
+
+
+def _feedback_error(
+    request: HttpRequest, alert: Alert, error: str, next_page: str, *, status: int
+) -> HttpResponse:
+    alert.refresh_from_db()
+    current = current_verdict(alert)
+    context = {
+        "alert": alert,
+        "error": error,
+        "next": next_page,
+        "can_verdict": can_give_verdict(alert, request.user, current),
+        "back_url": (
+            reverse("alerts:detail", args=[alert.pk]) if next_page == "detail" else reverse("alerts:board")
+        ),
+    }
+    template = "alerts/_feedback.html" if request.htmx else "alerts/feedback_error.html"
+    return render(request, template, context, status=status)

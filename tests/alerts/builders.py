@@ -1,0 +1,44 @@
+"""Builders for the dashboard tests: explained alerts made without running the scorer."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from alerts.models import Alert, AlertEvent
+from alerts.services import explain_window, top_role
+from tests.alerts.conftest import OPEN, fault_x
+
+
+def explanation_for(version, trained, role: str = "vibration") -> dict:
+    """A real (additive) explanation of a window whose `role` features are far off normal."""
+    now = timezone.now()
+    return explain_window(version, fault_x(trained, role), end=now, score=OPEN + 5, sensors=None)
+
+
+def make_alert(
+    asset, version, *, explanation=None, state="open", severity="low", age_min=30, **fields
+) -> Alert:
+    """One visible alert opened `age_min` minutes ago, with an opening event."""
+    opened = timezone.now() - timedelta(minutes=age_min)
+    alert = Alert.objects.create(
+        asset=asset,
+        model_version=version,
+        kind=version.kind,
+        state=state,
+        severity=severity,
+        opened_at=opened,
+        first_window_start=opened - timedelta(minutes=1),
+        last_seen_at=opened + timedelta(minutes=2),
+        peak_score=OPEN + 5,
+        peak_window_end=opened + timedelta(minutes=1),
+        window_count=3,
+        explanation=explanation,
+        explanation_status="ready" if explanation else "pending",
+        dominant_role=top_role(explanation),
+        closed_at=opened + timedelta(minutes=10) if state in ("resolved", "auto_closed") else None,
+        **fields,
+    )
+    AlertEvent.objects.create(alert=alert, at=opened, from_state="", to_state=state, reason="test")
+    return alert

@@ -1,0 +1,243 @@
+"""The board and the alert detail page: what a technician sees, in which order, at what query cost."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from alerts.models import Alert
+from alerts.services import record_feedback
+from tests.alerts.builders import explanation_for, make_alert
+from tests.conftest import PASSWORD, make_asset, make_readings
+
+
+@pytest.fixture
+def tech_client(client, technician):
+    client.login(username=technician.username, password=PASSWORD)
+    return client
+
+
+def card_ids(html: str) -> list[int]:
+    return [int(pk) for pk in re.findall(r'<article id="alert-(\d+)" class="alert-card"', html)]
+
+
+def test_the_board_lists_open_acknowledged_and_snoozed_alerts_critical_first_then_oldest(
+    tech_client, asset, site, champion, trained
+):
+    explanation = explanation_for(champion, trained)
+    other = [make_asset(site, tag=f"p-{i}") for i in range(5)]
+    old_low = make_alert(asset, champion, explanation=explanation, severity="low", age_min=300)
+    new_critical = make_alert(other[0], champion, explanation=explanation, severity="critical", age_min=5)
+    old_critical = make_alert(other[1], champion, explanation=explanation, severity="critical", age_min=50)
+    acked = make_alert(other[2], champion, explanation=explanation, severity="medium", state="acknowledged")
+    snoozed = make_alert(other[3], champion, explanation=explanation, severity="high", state="snoozed")
+    make_alert(other[4], champion, explanation=explanation, state="suppressed")
+    make_alert(other[4], champion, explanation=explanation, state="resolved")
+    make_alert(other[4], champion, explanation=explanation, is_shadow=True)
+
+    response = tech_client.get(reverse("alerts:board"))
+
+    assert response.status_code == 200
+    assert card_ids(response.content.decode()) == [
+        old_critical.pk,
+        new_critical.pk,
+        snoozed.pk,
+        acked.pk,
+        old_low.pk,
+    ]
+
+
+def test_a_card_says_what_where_how_long_and_why_in_plain_words(tech_client, asset, champion, trained):
+    alert = make_alert(asset, champion, explanation=explanation_for(champion, trained), severity="high")
+
+    html = tech_client.get(reverse("alerts:board")).content.decode()
+
+    card = html[html.index(f'id="alert-{alert.pk}"') :]
+    card = card[: card.index("</article>")]
+    assert 'data-state="open"' in card and 'data-category="machine_fault"' in card
+    assert 'data-severity="high"' in card and "Machine fault" in card and asset.name in card
+    assert "open for" in card
+    why = re.findall(r"<li><strong>(.*?)</strong>(.*?)</li>", card, re.S)
+    assert len(why) == 3
+    assert why[0][0].startswith("Vibration")  # the role the fault was put on leads, in the role's label
+    assert "mm/s" in why[0][1] and "usually" in why[0][1] and "↑" in why[0][1]
+    assert "No similar alert on this asset before." in card
+    for action in (
+        "acknowledge",
+        "confirm:repaired",
+        "false_alarm:sensor_glitch",
+        "not_actionable",
+        "snooze:8h",
+    ):
+        assert f'data-action="{action}"' in card
+    assert '<textarea class="fb-note" name="note"' in card
+
+
+def test_a_card_tells_what_was_done_the_last_time_a_similar_alert_was_closed(
+    tech_client, asset, champion, trained, technician
+):
+    explanation = explanation_for(champion, trained, "vibration")
+    earlier = make_alert(asset, champion, explanation=explanation, age_min=600)
+    record_feedback(earlier, technician, "confirm:repaired", "replaced the bearing")
+    other_role = make_alert(asset, champion, explanation=explanation_for(champion, trained, "current"))
+    record_feedback(other_role, technician, "false_alarm:sensor_glitch")
+    current = make_alert(asset, champion, explanation=explanation)
+
+    html = tech_client.get(reverse("alerts:board")).content.decode()
+
+    card = html[html.index(f'id="alert-{current.pk}"') :]
+    history = card[
+        card.index('class="alert-history"') : card.index("</p>", card.index('class="alert-history"'))
+    ]
+    assert "Confirmed fault — Repaired" in history and "replaced the bearing" in history
+    assert reverse("alerts:detail", args=[earlier.pk]) in history
+    assert "Sensor glitch" not in history  # a different dominant sensor is not "similar"
+
+
+def _board_queries(client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("alerts:board"))
+    assert response.status_code == 200
+    return len(queries)
+
+
+def test_the_board_costs_the_same_number_of_queries_for_one_alert_and_twenty(
+    tech_client, site, asset, champion, trained, technician
+):
+    explanation = explanation_for(champion, trained)
+    done = make_alert(asset, champion, explanation=explanation, age_min=900)
+    record_feedback(done, technician, "confirm:scheduled")
+    make_alert(asset, champion, explanation=explanation)
+    one = _board_queries(tech_client)
+    for i in range(19):
+        other = make_asset(site, tag=f"q-{i}")
+        closed = make_alert(other, champion, explanation=explanation, age_min=900)
+        record_feedback(closed, technician, "false_alarm:unknown")
+        make_alert(other, champion, explanation=explanation, severity=["low", "high"][i % 2])
+    twenty = _board_queries(tech_client)
+    assert len(card_ids(tech_client.get(reverse("alerts:board")).content.decode())) == 20
+    # session, user, alerts (+ similar-alert subquery), versions, roles, similar alerts, verdicts, nav sites
+    assert one == twenty == 8
+
+
+def test_an_htmx_request_for_the_board_list_gets_only_the_list(tech_client, asset, champion, trained):
+    alert = make_alert(asset, champion, explanation=explanation_for(champion, trained))
+
+    response = tech_client.get(reverse("alerts:board_list"), headers={"HX-Request": "true"})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<div id="alert-list"') and "<html" not in html
+    assert card_ids(html) == [alert.pk]
+
+
+def test_the_full_board_page_connects_the_websocket_and_works_without_javascript(
+    tech_client, asset, champion
+):
+    make_alert(asset, champion)
+    html = tech_client.get(reverse("alerts:board")).content.decode()
+    assert '<section id="alert-board"' in html and 'hx-ext="ws" ws-connect="/ws/alerts/"' in html
+    assert 'data-resync-url="/alerts/board/"' in html
+    assert 'method="post" action="/alerts/' in html  # plain forms: the buttons work before htmx loads
+    assert "Working out which sensors drove this" in html  # pending explanation, said so
+
+
+def test_the_board_can_be_narrowed_to_one_asset_and_rejects_a_bad_asset_id(
+    tech_client, site, asset, champion
+):
+    mine = make_alert(asset, champion)
+    make_alert(make_asset(site, tag="p-9"), champion)
+    html = tech_client.get(reverse("alerts:board") + f"?asset={asset.pk}").content.decode()
+    assert card_ids(html) == [mine.pk]
+    response = tech_client.get(reverse("alerts:board") + "?asset=abc")
+    assert response.status_code == 400 and b"asset must be an asset id" in response.content
+
+
+def figure(html: str, element_id: str) -> dict:
+    match = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html, re.S)
+    assert match, f"no {element_id} in the page"
+    return json.loads(match.group(1))
+
+
+def test_the_detail_page_renders_the_sensor_and_shap_charts_and_the_feature_table(
+    tech_client, asset, champion, trained
+):
+    alert = make_alert(asset, champion, explanation=explanation_for(champion, trained), severity="high")
+    vibration = asset.sensors.get(role__key="vibration")
+    start = alert.first_window_start - (alert.last_seen_at - alert.first_window_start) * 2
+    make_readings(vibration, start, [2.0] * 600 + [9.0] * 120, period_s=1.0, quality=[0] * 700 + [2] * 20)
+
+    response = tech_client.get(reverse("alerts:detail", args=[alert.pk]))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    sensors = figure(html, "sensor-figure")
+    assert sensors["data"][0]["name"] == vibration.key and len(sensors["data"][0]["x"]) > 0
+    assert any(trace["mode"] == "markers" for trace in sensors["data"])  # flagged readings marked
+    span = sensors["layout"]["shapes"][0]
+    assert span["type"] == "rect" and span["x0"] < span["x1"]
+    assert sensors["layout"]["xaxis"]["range"][0] < span["x0"]  # context before the alert
+    shap = figure(html, "shap-figure")
+    assert shap["data"][0]["type"] == "bar" and shap["data"][0]["orientation"] == "h"
+    assert shap["data"][0]["y"][0].startswith("Vibration") and "mm/s" in shap["data"][0]["customdata"][0]
+    assert "Score" in shap["layout"]["title"]["text"] and "usual" in shap["layout"]["title"]["text"]
+    table = html[html.index('id="feature-table"') : html.index("</table>", html.index('id="feature-table"'))]
+    assert table.count("<tr") == 1 + len(champion.feature_spec)
+    assert "above normal" in table
+    assert 'id="alert-events"' in html and 'id="alert-model"' in html
+    assert 'id="sensor-chart"' in html and 'id="shap-chart"' in html
+    assert 'data-action="confirm:repaired"' in html
+
+
+def test_the_detail_page_of_a_pending_explanation_says_so_and_still_charts_the_sensors(
+    tech_client, asset, champion
+):
+    alert = make_alert(asset, champion)
+
+    html = tech_client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+
+    assert "The explanation is still being computed" in html
+    assert len(figure(html, "sensor-figure")["data"]) == asset.sensors.count()
+    assert figure(html, "shap-figure")["layout"]["title"]["text"] == "Explanation pending"
+
+
+def test_engineers_get_a_link_to_the_model_version_and_technicians_do_not(
+    client, tech_client, engineer, asset, champion
+):
+    alert = make_alert(asset, champion)
+    link = reverse("admin:models_registry_modelversion_change", args=[champion.pk])
+    assert link not in tech_client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+    client.logout()
+    client.login(username=engineer.username, password=PASSWORD)
+    assert link in client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+
+
+def test_a_resolved_alert_shows_its_verdict_and_history_on_the_detail_page(
+    tech_client, technician, asset, champion
+):
+    alert = make_alert(asset, champion)
+    record_feedback(alert, technician, "acknowledge")
+    record_feedback(
+        Alert.objects.get(pk=alert.pk), technician, "false_alarm:maintenance_activity", "oil change"
+    )
+
+    html = tech_client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+
+    events = html[html.index('id="alert-events"') : html.index("</ol>", html.index('id="alert-events"'))]
+    assert events.count("<li>") == 3 and "tess" in events and "oil change" in events
+    assert "Verdict: False alarm — Maintenance activity" in html
+    assert 'data-action="acknowledge"' not in html  # closed: only the verdict can be corrected
+
+
+def test_alerts_opened_by_the_scorer_remember_their_dominant_sensor_for_similar_alert_lookups(
+    asset, champion, trained
+):
+    from tests.alerts.conftest import OPEN, fault_x, score, windows
+
+    (alert_id,) = score(asset, champion, windows(0, [OPEN + 1] * 3, x=fault_x(trained, "pressure")))
+    assert Alert.objects.get(pk=alert_id).dominant_role == "pressure"
