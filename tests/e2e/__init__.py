@@ -1,0 +1,1 @@
+"""Browser tests: Playwright driving the system Chromium against a live Vigil (see conftest.py)."""

@@ -1,0 +1,158 @@
+"""Browser-test fixtures: one live Vigil (tests/e2e/world.py) and the system Chromium, driven by Playwright.
+
+Playwright's sync API marks its own event loop as the running loop of the thread that calls it, which
+would make every later Django ORM call (SynchronousOnlyOperation) and every pytest-asyncio test in the same
+thread fail. So all browser work runs on one dedicated thread: tests hand a function to `browser.run(...)`
+and get its result (or its exception) back. These tests fail, never skip, when Chromium is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.e2e.world import ROOT, World, start_world
+
+CHROMIUM = os.environ.get("VIGIL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+T = TypeVar("T")
+
+
+class BrowserThread:
+    """The Playwright driver and one Chromium, owned by a single worker thread."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright")
+        self._playwright: Any = None
+        self.browser: Any = None
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call fn(browser, *args, **kwargs) on the browser thread and return its result (or raise)."""
+        return self._executor.submit(lambda: fn(self.browser, *args, **kwargs)).result()
+
+    def start(self) -> None:
+        def launch() -> None:
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+            self.browser = self._playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+        self._executor.submit(launch).result()
+
+    def stop(self) -> None:
+        def close() -> None:
+            if self.browser is not None:
+                self.browser.close()
+            if self._playwright is not None:
+                self._playwright.stop()
+
+        try:
+            self._executor.submit(close).result(timeout=60)
+        finally:
+            self._executor.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A running Vigil with its own database, Redis, web server and worker (see tests/e2e/world.py)."""
+    live = start_world(tmp_path_factory.mktemp("e2e-world"))
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[BrowserThread]:
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install Debian's `chromium` package (CI does, in .ci/run) "
+            "or point VIGIL_CHROMIUM at a Chromium binary",
+            pytrace=False,
+        )
+    thread = BrowserThread()
+    try:
+        thread.start()
+    except Exception as exc:
+        thread.stop()
+        pytest.fail(f"could not launch {CHROMIUM}: {exc}", pytrace=False)
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture(scope="session")
+def screenshots_dir() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+# --- helpers the scenarios use (they run on the browser thread) ------------------------------------------
+
+
+@contextmanager
+def logged_in(browser: Any, world: World, username: str, viewport: dict | None = None) -> Iterator[Any]:
+    """A fresh browser context logged in as `username` through the login form; yields its page."""
+    context = browser.new_context(viewport=viewport or DESKTOP, base_url=world.base_url)
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        page.goto("/accounts/login/")
+        page.fill("#id_username", username)
+        page.fill("#id_password", world.passwords[username])
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        if "/accounts/login/" in page.url:
+            raise AssertionError(f"logging in as {username} failed (still on {page.url})")
+        yield page
+    finally:
+        context.close()
+
+
+def open_board(page: Any) -> None:
+    """Go to the alert board and wait until its WebSocket is open (so live updates can arrive)."""
+    page.goto("/alerts/")
+    page.locator("#alert-board").wait_for()
+    page.locator("body[data-ws-state=open]").wait_for(timeout=15_000)
+
+
+def card_of(page: Any, asset_name: str) -> Any:
+    return page.locator("#alert-list article.alert-card", has_text=asset_name)
+
+
+def alert_id_of(card: Any) -> int:
+    return int(card.get_attribute("id").removeprefix("alert-"))
+
+
+@pytest.fixture(scope="session")
+def explained_alert(browser: BrowserThread, world: World) -> int:
+    """The id of an open alert on p-105, raised through the API and shown on tech1's board."""
+
+    def raise_alert(b: Any) -> int:
+        with logged_in(b, world, "tech1") as page:
+            open_board(page)
+            world.post_readings(world.fault_readings("p-105"))
+            card = card_of(page, world.assets["p-105"].name)
+            card.wait_for(state="visible", timeout=20_000)
+            return alert_id_of(card)
+
+    return browser.run(raise_alert)

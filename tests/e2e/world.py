@@ -1,0 +1,356 @@
+"""A live Vigil for the browser tests and the dashboard benchmark: its own database, Redis, web server
+(daphne, WebSockets) and Celery worker, started through `manage.py demo --no-simulator`.
+
+pytest-django's test database lives inside the pytest process and cannot be shared with subprocesses, so
+this module builds a separate world: a fresh SQLite file in a temp dir (or, when DATABASE_URL names
+PostgreSQL, a `<db>_e2e` database that it drops and re-creates), migrates it, seeds the demo plant with a
+champion anomaly model trained on fault-free history, scores that history once, then starts the demo's
+processes. Faults are injected through the real gateway API (`POST /api/v1/readings`), so an alert takes
+the product's whole path: ingestion → due mark → Celery → scorer → alert → broadcast → WebSocket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+# A Redis DB number of its own when the suite runs against a shared Redis (CI): the worker and the channel
+# layer of this world must not take tasks or messages meant for anyone else.
+SHARED_REDIS_DB = 14
+# The seeded history ends this long before "now", so every asset has a timeline of its own to inject
+# readings into (the API accepts readings up to VIGIL_INGEST_MAX_FUTURE_S = 300 s ahead of the clock).
+HISTORY_ENDS_AGO_S = 600.0
+READY_RE = re.compile(r"Vigil demo running at (http://\S+)/")
+
+SEED_SCRIPT = """
+import json, time
+from pathlib import Path
+from django.db.models import Max
+from models_registry.scoring import score_assets
+from plant.models import Asset, Reading
+from plant.seed import bootstrap_demo_champion, seed_demo
+
+seed = seed_demo(assets={assets}, credentials_path=Path({credentials!r}))
+bootstrap_demo_champion(hours={hours}, now=time.time() - {ends_ago}, log=lambda line: None)
+assets = list(Asset.objects.select_related("site").order_by("pk"))
+score_assets([a.pk for a in assets])  # the history once, here, so that the worker starts idle
+last = dict(
+    Reading.objects.values("sensor__asset__tag").annotate(m=Max("ts")).values_list("sensor__asset__tag", "m")
+)
+print("WORLD=" + json.dumps({{
+    "token": seed.gateway_token,
+    "users": {{u: p for u, p, _ in seed.users}},
+    "assets": {{a.tag: {{"id": a.pk, "name": a.name, "site": a.site.slug,
+                         "last_ts": last[a.tag].timestamp() if a.tag in last else None}} for a in assets}},
+}}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@dataclass
+class AssetInfo:
+    """A seeded asset and the end of its readings' timeline (where the next injection continues)."""
+
+    tag: str
+    id: int
+    name: str
+    site: str
+    last_ts: float | None
+    fault_origin: float | None = None  # start of the fault being injected, so that a later batch continues it
+
+
+@dataclass
+class World:
+    """A running Vigil: its URL, gateway token, users' passwords and assets; see `start_world`."""
+
+    base_url: str
+    token: str
+    passwords: dict[str, str]
+    assets: dict[str, AssetInfo]
+    env: dict[str, str]
+    workdir: Path
+    process: subprocess.Popen | None = None
+    output: list[str] = field(default_factory=list)
+    redis: object | None = None  # config.embedded_redis.EmbeddedRedis when this world started its own
+    _seen: dict[int, psutil.Process] = field(default_factory=dict)
+    _inject_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- readings through the gateway API ---------------------------------------------------------------
+    def post_readings(self, readings: list[dict]) -> dict:
+        with httpx.Client(base_url=self.base_url, timeout=30.0) as client:
+            response = client.post(
+                "/api/v1/readings",
+                content=json.dumps({"readings": readings}),
+                headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            )
+        if response.status_code != 200:
+            raise AssertionError(f"POST /api/v1/readings gave {response.status_code}: {response.text[:300]}")
+        body = response.json()
+        if body.get("rejected"):
+            raise AssertionError(f"readings rejected: {body['rejected'][:3]}")
+        return body
+
+    def fault_readings(self, tag: str, seconds: float = 180.0, severity: float = 1.0) -> list[dict]:
+        """Readings that continue `tag`'s timeline for `seconds`: 30 s normal, then simulated bearing wear
+        ramping up over 5 minutes (a later call continues the same fault). A gradual ramp keeps the quality
+        flags quiet (no spikes), so the alert is a machine fault, and 3 windows past the open threshold
+        arrive within one batch, so one scoring run opens it."""
+        return self._simulated(tag, seconds, fault=("bearing_wear", severity))
+
+    def normal_readings(self, tag: str, seconds: float = 90.0) -> list[dict]:
+        """Fault-free readings that continue `tag`'s timeline (enough of them close its alert)."""
+        return self._simulated(tag, seconds, fault=None)
+
+    def _simulated(self, tag: str, seconds: float, fault: tuple[str, float] | None) -> list[dict]:
+        from plant.simulator import Fault, FaultSchedule, PlantSimulator, SimAsset
+
+        with self._inject_lock:
+            asset = self.assets[tag]
+            last = float(asset.last_ts or time.time() - HISTORY_ENDS_AGO_S)
+            start, end = last + 1.0, last + 1.0 + seconds
+            if end > time.time() + 290.0:
+                raise AssertionError(
+                    f"{tag}'s timeline is used up (it would reach {end - time.time():.0f} s ahead)"
+                )
+            asset.last_ts = end - 1.0
+            if fault is None:
+                asset.fault_origin = None
+            elif asset.fault_origin is None:
+                asset.fault_origin = start + 30.0
+            origin = asset.fault_origin or start
+        sensors = {
+            role: f"{asset.site}.{tag}.{role}"
+            for role in ("vibration", "temperature", "current", "pressure", "flow")
+        }
+        faults = (
+            FaultSchedule([Fault(fault[0], tag, None, 0.0, 300.0, fault[1])]) if fault else FaultSchedule()
+        )
+        simulator = PlantSimulator([SimAsset(tag, sensors)], seed=0, faults=faults, origin=origin)
+        simulator.step(start - 900.0, start)  # carries the temperature lag into the posted part
+        keys, ts, values = simulator.step(start, end)
+        return [
+            {"sensor": k, "ts": round(float(t), 3), "value": round(float(v), 5)}
+            for k, t, v in zip(keys.tolist(), ts.tolist(), values.tolist(), strict=True)
+            if np.isfinite(v)
+        ]
+
+    # --- the database, through manage.py (the pytest process has its own test database) ---------------
+    def manage(self, *args: str, timeout: float = 120.0) -> str:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)[:80]} failed:\n{result.stderr[-2000:]}")
+        return result.stdout
+
+    def shell(self, code: str) -> str:
+        return self.manage("shell", "-c", code)
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+    def log_tail(self, lines: int = 80) -> str:
+        return "".join(self.output[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ctrl-C to the demo (it stops its children), then make sure nothing it started is left."""
+        if self.process is not None:
+            self._record_processes()
+            if self.process.poll() is None:
+                try:
+                    os.killpg(self.process.pid, signal.SIGINT)
+                    self.process.wait(timeout)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    pass
+            for proc in [
+                *self._seen.values(),
+                psutil.Process(self.process.pid) if self.process.poll() is None else None,
+            ]:
+                if proc is not None and _alive(proc):
+                    proc.kill()
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait(10)
+        if self.redis is not None:
+            self.redis.stop()
+
+    def _record_processes(self) -> None:
+        if self.process is None:
+            return
+        try:
+            for proc in psutil.Process(self.process.pid).children(recursive=True):
+                self._seen.setdefault(proc.pid, proc)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _prepare_postgres(url: str, suffix: str, keep: bool = False) -> str:
+    """Drop and re-create `<db><suffix>` next to the database of `url` (never touching that one)."""
+    import psycopg
+
+    name = (urlsplit(url).path.lstrip("/") or "postgres") + suffix
+    admin = _with_db(url, "postgres").replace("postgresql://", "postgres://", 1)
+    with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists and keep:
+            return _with_db(url, name)
+        if exists:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
+            conn.execute(f'DROP DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _with_db(url, name)
+
+
+def _prepare_redis(env: dict[str, str], workdir: Path) -> object | None:
+    """Point the world at a Redis of its own: a private DB of REDIS_URL's server (flushed), or an embedded
+    redis-server on a free port when REDIS_URL is unset."""
+    from config.embedded_redis import start_embedded_redis
+
+    if env.get("REDIS_URL"):
+        import redis
+
+        parts = urlsplit(env["REDIS_URL"])
+        url = urlunsplit(parts._replace(path=f"/{SHARED_REDIS_DB}"))
+        client = redis.Redis.from_url(url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+        env["REDIS_URL"] = url
+        return None
+    handle = start_embedded_redis(f"redis://127.0.0.1:{free_port()}/0", workdir / "redis")
+    env["REDIS_URL"] = handle.url
+    return handle
+
+
+def start_world(
+    workdir: Path | None = None,
+    *,
+    database_url: str | None = None,
+    db_suffix: str = "_e2e",
+    assets: int = 6,
+    history_hours: float = 1.0,
+    extra_env: dict[str, str] | None = None,
+    ready_timeout: float = 120.0,
+) -> World:
+    """Build and start a world (see the module docstring); the caller must call `stop()`."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="vigil-e2e-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
+    # Ingestion must wake the worker (a caller may have turned that off for its own in-process work).
+    env.update({"VIGIL_VAR_DIR": str(workdir / "var"), "PYTHONUNBUFFERED": "1", "VIGIL_SCORING_ENQUEUE": "1"})
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    env.update(extra_env or {})
+    url = database_url or os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        env["DATABASE_URL"] = _prepare_postgres(url, db_suffix)
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{workdir / 'e2e.sqlite3'}"
+    redis_handle = _prepare_redis(env, workdir)
+    world = World(
+        base_url="", token="", passwords={}, assets={}, env=env, workdir=workdir, redis=redis_handle
+    )
+    try:
+        world.manage("migrate", "--noinput", "-v", "0", timeout=300)
+        # The web server runs with DEBUG off, so static files (htmx, plotly, board.js) come from STATIC_ROOT
+        # through WhiteNoise, as in `make demo`.
+        world.manage("collectstatic", "--noinput", "-v", "0", timeout=300)
+        script = SEED_SCRIPT.format(
+            assets=assets,
+            credentials=str(workdir / "credentials.json"),
+            hours=history_hours,
+            ends_ago=HISTORY_ENDS_AGO_S,
+        )
+        out = world.shell(script)
+        line = next((x for x in out.splitlines() if x.startswith("WORLD=")), None)
+        if line is None:
+            raise AssertionError(f"the seed script printed no WORLD= line:\n{out[-2000:]}")
+        seeded = json.loads(line[len("WORLD=") :])
+        world.token, world.passwords = seeded["token"], seeded["users"]
+        world.assets = {tag: AssetInfo(tag=tag, **info) for tag, info in seeded["assets"].items()}
+        _start_demo(world, ready_timeout)
+    except BaseException:
+        world.stop()
+        raise
+    return world
+
+
+def _start_demo(world: World, timeout: float) -> None:
+    port = free_port()
+    log = (world.workdir / "demo.log").open("w")
+    world.process = subprocess.Popen(
+        [
+            sys.executable, str(ROOT / "manage.py"), "demo", "--no-simulator", "--port", str(port),
+            "--token", world.token, "--ready-timeout", str(timeout), "--stop-timeout", "10",
+        ],
+        cwd=ROOT,
+        env=world.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+    def copy() -> None:
+        assert world.process is not None and world.process.stdout is not None
+        for text in world.process.stdout:
+            world.output.append(text)
+            log.write(text)
+            log.flush()
+        log.close()
+
+    threading.Thread(target=copy, name="e2e-demo-output", daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        world._record_processes()
+        if match := READY_RE.search("".join(world.output)):
+            world.base_url = match.group(1)
+            return
+        if world.process.poll() is not None:
+            time.sleep(0.2)  # let the reader copy the last lines
+            raise AssertionError(
+                f"manage.py demo exited with {world.process.returncode}:\n{world.log_tail()}"
+            )
+        time.sleep(0.2)
+    raise AssertionError(f"manage.py demo was not ready within {timeout:.0f} s:\n{world.log_tail()}")
