@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -39,7 +38,6 @@ import sys
 import tempfile
 import time
 import warnings
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +216,7 @@ def bench_explanations(model: training.TrainedModel, alerts: np.ndarray, n: int,
 
 
 def write_bundle(model: training.TrainedModel, path: Path, tag: str) -> None:
-    """The layout of models_registry.bundle.build_bundle, without a database row behind it."""
+    """A bundle like models_registry.bundle.build_bundle writes, without a database row behind it."""
     roles = sorted(ROLES)
     spec = {
         "format": 1,
@@ -233,13 +231,7 @@ def write_bundle(model: training.TrainedModel, path: Path, tag: str) -> None:
         "output_spec": model.output_spec,
         "sensors": {f"bench.{tag}.{role}": role for role in roles},
     }
-    files = {"model.onnx": model.onnx_bytes, "spec.json": json.dumps(spec, indent=2).encode()}
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-        archive.writestr(
-            "checksums.json", json.dumps({k: hashlib.sha256(v).hexdigest() for k, v in files.items()})
-        )
+    path.write_bytes(edge.pack_bundle(model.onnx_bytes, spec))
 
 
 def bench_edge(model: training.TrainedModel, period: dict, workdir: Path) -> dict:
@@ -257,7 +249,7 @@ def bench_edge(model: training.TrainedModel, period: dict, workdir: Path) -> dic
     bundle = edge.load_bundle(str(bundle_path))
     with csv_path.open() as handle:
         parsed = edge.read_csv(handle, bundle.sensor_roles)
-    session = edge.make_session(bundle.model)
+    session = runtime.load_session(bundle.model)
     reference = edge.score_series(bundle, parsed, session)
     ends = [dt.datetime.fromisoformat(row["window_end"]).timestamp() for row in reference]
 

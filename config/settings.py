@@ -120,6 +120,7 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT",
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1.0, "socket_timeout": 5.0, "max_retries": 1}
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_ROUTES = {
+    "models_registry.tasks.train_model_task": {"queue": "default"},
     "models_registry.tasks.score_asset_task": {"queue": "scoring"},
     "models_registry.tasks.score_assets_task": {"queue": "scoring"},
     "models_registry.tasks.sweep_due_assets_task": {"queue": "scoring"},

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import zipfile
 from typing import Any
 
+from models_registry.edge import pack_bundle
 from models_registry.models import ModelVersion
 from models_registry.validation import ModelRejected, check_checksum
 from plant.models import Asset
@@ -58,12 +55,4 @@ def build_bundle(version: ModelVersion, asset: Asset | None = None) -> bytes:
         model = check_checksum(version)
     except ModelRejected as exc:
         raise BundleExportError(str(exc)) from None
-    spec = json.dumps(bundle_spec(version, asset), indent=2, sort_keys=True).encode()
-    files = {"model.onnx": model, "spec.json": spec}
-    checksums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-        archive.writestr("checksums.json", json.dumps(checksums, indent=2, sort_keys=True))
-    return buffer.getvalue()
+    return pack_bundle(model, bundle_spec(version, asset))

@@ -5,10 +5,12 @@
 Prints one JSON line per feature window: {"window_end": ISO time, "score": float or null, "alert": bool,
 "coverage": float}. A window whose features are not all finite (too little data) gets score null and
 keeps the alert state it had. Exit status: 0 ok, 2 input does not fit the bundle, 3 bundle missing or
-tampered with. Imports only the standard library, numpy, onnxruntime and plant.features.
+tampered with. Imports only the standard library, numpy, onnxruntime, models_registry.runtime (the
+scorer's own session and output reading, so server and edge read a model's score the same way) and
+plant.features.
 
-The score/threshold helpers here are also used by the Django side (validation), so that server and
-edge read a model's output the same way.
+``pack_bundle`` writes the bundle format that ``load_bundle`` reads; the export command and the benchmark
+both use it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from models_registry import runtime
+
 BUNDLE_FILES = ("model.onnx", "spec.json")
 SPEC_KEYS = ("feature_names", "roles", "window_s", "step_s", "open_threshold", "clear_threshold")
 
@@ -42,67 +46,7 @@ class BundleError(EdgeError):
     exit_code = 3
 
 
-class OutputSpecError(ValueError):
-    """The model's outputs cannot be read the way its output spec says."""
-
-
-# --- reading a model's score ------------------------------------------------------------------------------
-
-
-def make_session(model: bytes | str):
-    """A single-threaded CPU session: one window at a time is the edge's and the scorer's workload."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def higher_is_worse(output_spec: dict[str, Any]) -> bool:
-    direction = str((output_spec or {}).get("direction", "higher")).lower()
-    return not direction.startswith("lower")
-
-
-def select_score(outputs: dict[str, Any], output_spec: dict[str, Any], n_rows: int) -> np.ndarray:
-    """The score column (float64, one per row) out of a session's outputs, as the output spec says.
-
-    Spec keys: `name` (or `output`) picks the output, default the first floating-point one; `index` (or
-    `column`) picks a column of a 2-D output, default the only column or, for two columns (class
-    probabilities), column 1.
-    """
-    spec = output_spec or {}
-    name = spec.get("name") or spec.get("output")
-    if name is None:
-        floats = [key for key, value in outputs.items() if np.asarray(value).dtype.kind == "f"]
-        if not floats:
-            raise OutputSpecError(f"no floating-point output among {sorted(outputs)} to use as the score")
-        name = floats[0]
-    if name not in outputs:
-        raise OutputSpecError(f"the output spec names {name!r} but the model's outputs are {sorted(outputs)}")
-    raw = outputs[name]
-    if isinstance(raw, list) and raw and isinstance(raw[0], dict):
-        raise OutputSpecError(f"output {name!r} is a ZipMap (list of dicts); export the model without ZipMap")
-    values = np.asarray(raw)
-    if values.dtype.kind not in "fiu":
-        raise OutputSpecError(f"output {name!r} is not numeric ({values.dtype})")
-    if values.ndim == 2:
-        column = spec.get("index", spec.get("column"))
-        if column is None:
-            if values.shape[1] not in (1, 2):
-                raise OutputSpecError(
-                    f"output {name!r} has {values.shape[1]} columns; the output spec must give an index"
-                )
-            column = values.shape[1] - 1
-        if not 0 <= int(column) < values.shape[1]:
-            raise OutputSpecError(f"output {name!r} has no column {column}")
-        values = values[:, int(column)]
-    elif values.ndim != 1:
-        raise OutputSpecError(f"output {name!r} has shape {values.shape}; expected one score per row")
-    if values.shape[0] != n_rows:
-        raise OutputSpecError(f"output {name!r} gave {values.shape[0]} scores for {n_rows} rows")
-    return values.astype(np.float64)
+# --- alert state ------------------------------------------------------------------------------------------
 
 
 def hysteresis(
@@ -143,6 +87,21 @@ class Bundle:
         mapping = {role: role for role in self.spec["roles"]}
         mapping.update(self.spec.get("sensors") or {})
         return mapping
+
+
+def pack_bundle(onnx_bytes: bytes, spec: dict[str, Any]) -> bytes:
+    """The bundle as zip bytes: model.onnx, spec.json and checksums.json (sha256 of the other two)."""
+    files = {
+        "model.onnx": bytes(onnx_bytes),
+        "spec.json": json.dumps(spec, indent=2, sort_keys=True).encode(),
+    }
+    checksums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr("checksums.json", json.dumps(checksums, indent=2, sort_keys=True))
+    return buffer.getvalue()
 
 
 def load_bundle(path: str) -> Bundle:
@@ -274,33 +233,23 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
     X = np.asarray(windows.X, dtype=np.float32)
     if len(X) == 0:
         raise EdgeError(f"the input spans less than one {spec['window_s']} s window")
-    if session is None:
-        try:
-            session = make_session(bundle.model)
-        except Exception as exc:  # onnxruntime's load errors have no common base class
-            raise BundleError(f"onnxruntime cannot load model.onnx: {str(exc).strip()[:200]}") from None
-    usable = np.isfinite(X).all(axis=1)
-    scores: list[float | None] = [None] * len(X)
-    if usable.any():
-        batch = X[usable]
-        names = [output.name for output in session.get_outputs()]
-        try:
-            outputs = session.run(None, {session.get_inputs()[0].name: batch})
-        except Exception as exc:
-            raise BundleError(f"the model cannot score these windows: {str(exc).strip()[:200]}") from None
-        try:
-            values = select_score(
-                dict(zip(names, outputs, strict=True)), spec.get("output_spec") or {}, len(batch)
-            )
-        except OutputSpecError as exc:
-            raise BundleError(str(exc)) from None
-        for index, value in zip(np.flatnonzero(usable), values, strict=True):
-            scores[index] = float(value) if math.isfinite(value) else None
+    output_spec = spec.get("output_spec") or {}
+    try:
+        if session is None:
+            session = runtime.load_session(bundle.model)
+        usable = np.isfinite(X).all(axis=1)
+        scores: list[float | None] = [None] * len(X)
+        if usable.any():
+            values = runtime.run_batch(session, X[usable], output_spec)
+            for index, value in zip(np.flatnonzero(usable), values, strict=True):
+                scores[index] = float(value) if math.isfinite(value) else None
+    except runtime.ModelRuntimeError as exc:
+        raise BundleError(f"model.onnx: {exc}") from None
     alerts = hysteresis(
         scores,
         float(spec["open_threshold"]),
         float(spec["clear_threshold"]),
-        higher=higher_is_worse(spec.get("output_spec") or {}),
+        higher=runtime.higher_is_worse(output_spec),
     )
     coverage = np.asarray(windows.coverage, dtype=np.float64)
     coverage = coverage.min(axis=1) if coverage.ndim == 2 else coverage

@@ -48,7 +48,7 @@ class ModelVersion(models.Model):
         blank=True,
         help_text='Which output is the score and its direction, e.g. {"name": "score"}.',
     )
-    open_threshold = models.FloatField(help_text="Score at or above which an alert opens.")
+    open_threshold = models.FloatField(help_text="Score above which an alert opens.")
     clear_threshold = models.FloatField(help_text="Score below which an open alert counts as cleared.")
     background = models.JSONField(
         default=list, blank=True, help_text="Reference rows (≤100) for validation and SHAP explanations."

@@ -9,6 +9,7 @@ Imports only numpy and onnxruntime (no Django, no onnx) so the edge runner can u
   feature spec.
 * ``run_batch(session, X, output_spec)`` — scores a float32 batch and returns the score column as float64.
 * ``select_output(value, output_spec)`` — the named-output / column look-up used by ``run_batch``.
+* ``higher_is_worse(output_spec)`` — the score direction thresholds are compared in.
 
 ``output_spec`` is ``{"name": <graph output>, "index": <column or None>, "direction": "higher_is_anomalous"}``;
 ``index`` None means the output has exactly one column (or is one-dimensional). The returned score is the
@@ -141,6 +142,12 @@ def select_output(value: Any, output_spec: Mapping[str, Any], *, n_rows: int | N
     if n_rows is not None and len(column) != n_rows:
         raise ModelRuntimeError(f"The model returned {len(column)} scores for {n_rows} rows.")
     return column.astype(np.float64)
+
+
+def higher_is_worse(output_spec: Mapping[str, Any] | None) -> bool:
+    """True unless output_spec["direction"] says lower scores are the anomalous ones ("lower…")."""
+    direction = str((output_spec or {}).get("direction", "higher")).lower()
+    return not direction.startswith("lower")
 
 
 def _output_name(output_spec: Mapping[str, Any]) -> str:

@@ -16,7 +16,7 @@ from plant.models import AssetType
 logger = logging.getLogger(__name__)
 
 
-@shared_task(queue="default", acks_late=True, time_limit=3600, soft_time_limit=3300, ignore_result=True)
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3300, ignore_result=True)
 def train_model_task(
     asset_type_id: int,
     kind: str,

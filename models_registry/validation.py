@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.utils import timezone
 
-from models_registry.edge import OutputSpecError, make_session, select_score
+from models_registry import runtime
 from models_registry.models import ModelVersion
 
 LATENCY_RUNS = 50
@@ -47,16 +47,16 @@ def validate_version(version: ModelVersion, *, save: bool = True) -> ValidationR
     report.passed.append("checksum")
 
     try:
-        session = make_session(data)
-    except Exception as exc:  # onnxruntime raises several unrelated exception types for bad graphs
-        raise ModelRejected("load", f"onnxruntime cannot load the model: {_first_line(exc)}") from None
+        session = runtime.load_session(data)
+    except runtime.ModelRuntimeError as exc:
+        raise ModelRejected("load", _first_line(exc)) from None
     report.passed.append("load")
 
     report.input_name = _check_signature(version, session)
     report.output_names = [output.name for output in session.get_outputs()]
     report.passed.append("signature")
 
-    _check_reference_batch(version, session, report.input_name)
+    _check_reference_batch(version, session)
     report.passed.append("reference_batch")
 
     report.latency_ms = _measure_latency(version, session, report.input_name)
@@ -114,8 +114,13 @@ def _check_signature(version: ModelVersion, session) -> str:
     if width == 0:
         raise ModelRejected("signature", "the feature spec is empty")
     output_names = {output.name for output in session.get_outputs()}
-    wanted = (version.output_spec or {}).get("name") or (version.output_spec or {}).get("output")
-    if wanted and wanted not in output_names:
+    wanted = (version.output_spec or {}).get("name")
+    if not isinstance(wanted, str) or not wanted:
+        # The scorer reads exactly the named output (models_registry.runtime); it never guesses one.
+        raise ModelRejected(
+            "signature", f"the output spec does not name the score output (one of {sorted(output_names)})"
+        )
+    if wanted not in output_names:
         raise ModelRejected(
             "signature",
             f"the output spec names {wanted!r} but the model's outputs are {sorted(output_names)}",
@@ -138,19 +143,12 @@ def _reference_batch(version: ModelVersion) -> np.ndarray:
     return batch
 
 
-def _check_reference_batch(version: ModelVersion, session, input_name: str) -> None:
+def _check_reference_batch(version: ModelVersion, session) -> None:
     batch = _reference_batch(version)
     try:
-        outputs = session.run(None, {input_name: batch})
-    except Exception as exc:
-        raise ModelRejected(
-            "reference_batch", f"running the reference batch failed: {_first_line(exc)}"
-        ) from None
-    names = [output.name for output in session.get_outputs()]
-    try:
-        scores = select_score(dict(zip(names, outputs, strict=True)), version.output_spec or {}, len(batch))
-    except OutputSpecError as exc:
-        raise ModelRejected("reference_batch", str(exc)) from None
+        scores = runtime.run_batch(session, batch, version.output_spec or {})
+    except runtime.ModelRuntimeError as exc:
+        raise ModelRejected("reference_batch", _first_line(exc)) from None
     bad = int(np.count_nonzero(~np.isfinite(scores)))
     if bad:
         raise ModelRejected(

@@ -1,6 +1,15 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class PlantConfig(AppConfig):
     name = "plant"
     verbose_name = "Plant"
+
+    def ready(self) -> None:
+        from plant.roles import sync_after_migrate
+
+        # After every migrate, so permissions of models added later reach the role groups too.
+        post_migrate.connect(sync_after_migrate, sender=self, dispatch_uid="plant.sync_role_permissions")

@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
                         help_text='Which output is the score and its direction, e.g. {"name": "score"}.',
                     ),
                 ),
-                ("open_threshold", models.FloatField(help_text="Score at or above which an alert opens.")),
+                ("open_threshold", models.FloatField(help_text="Score above which an alert opens.")),
                 (
                     "clear_threshold",
                     models.FloatField(help_text="Score below which an open alert counts as cleared."),

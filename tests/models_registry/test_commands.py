@@ -142,20 +142,12 @@ def test_train_model_anomaly_learns_from_windows_away_from_fault_labels_and_scor
     assert windows["fault"] == 71 and windows["normal"] == 0
     assert version.provenance["windows"]["validation"] > windows["fault"]
     # the model was told the faulty windows only for validation; they must score far above normal ones
-    import onnxruntime as ort
-
+    from models_registry import runtime
     from models_registry.dataset import FAULT, load_training_windows
 
     data = load_training_windows(fleet[0].asset_type)
-    session = ort.InferenceSession(version.read_onnx_bytes(), providers=["CPUExecutionProvider"])
-    names = [output.name for output in session.get_outputs()]
-    from models_registry.edge import select_score
-
-    scores = select_score(
-        dict(zip(names, session.run(None, {session.get_inputs()[0].name: data.X}), strict=True)),
-        version.output_spec,
-        len(data.X),
-    )
+    session = runtime.load_session(version.read_onnx_bytes())
+    scores = runtime.run_batch(session, data.X, version.output_spec)
     fault_scores, normal_scores = scores[data.labels == FAULT], scores[data.labels != FAULT]
     assert np.median(fault_scores) > np.quantile(normal_scores, 0.99)
     assert (
@@ -250,3 +242,12 @@ def test_the_training_task_trains_by_id_and_returns_none_when_the_type_is_gone(f
 def test_train_and_register_refuses_an_empty_range(fleet):
     with pytest.raises(TrainingError, match="start must be before end"):
         train_and_register(fleet[0].asset_type, "anomaly", start=T0, end=T0)
+
+
+def test_training_is_routed_to_the_default_queue_by_the_settings():
+    from config.celery import app
+
+    assert getattr(train_model_task, "queue", None) is None  # the route lives in settings, not the task
+    assert app.conf.task_routes[train_model_task.name] == {"queue": "default"}
+    route = app.amqp.router.route({}, train_model_task.name, args=(1, "anomaly"), kwargs={})
+    assert route["queue"].name == "default"

@@ -8,8 +8,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("alerts", "0002_engineer_permissions"),
-        ("models_registry", "0003_quarantine"),
+        ("alerts", "0001_initial"),
+        ("models_registry", "0002_quarantine"),
         ("plant", "0004_scoring_due"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -1,6 +1,5 @@
-"""Fill Alert.dominant_role from stored explanations and give engineers the Feedback permissions."""
+"""Fill Alert.dominant_role from stored explanations."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 # The same rule as alerts.services.lifecycle.dominant_roles (kept here so the migration never changes).
@@ -31,22 +30,9 @@ def backfill(apps, schema_editor):
     Alert.objects.bulk_update(changed, ["dominant_role"])
 
 
-def grant(apps, schema_editor):
-    app_config = apps.get_app_config("alerts")
-    app_config.models_module = True
-    create_permissions(app_config, apps=apps, verbosity=0)
-    app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    engineer = Group.objects.filter(name="engineer").first()
-    if engineer is not None:
-        engineer.permissions.add(*Permission.objects.filter(content_type__app_label="alerts"))
-
-
 class Migration(migrations.Migration):
-    dependencies = [("alerts", "0003_feedback")]
+    dependencies = [("alerts", "0002_feedback")]
 
     operations = [
         migrations.RunPython(backfill, migrations.RunPython.noop),
-        migrations.RunPython(grant, migrations.RunPython.noop),
     ]

@@ -5,24 +5,10 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-def grant(apps, schema_editor):
-    # Engineers see and resolve incidents in the admin, like every other registry model.
-    from django.contrib.auth.management import create_permissions
-
-    app_config = apps.get_app_config("models_registry")
-    app_config.models_module = True
-    create_permissions(app_config, apps=apps, verbosity=0)
-    app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    engineer, _ = Group.objects.get_or_create(name="engineer")
-    engineer.permissions.add(*Permission.objects.filter(content_type__app_label="models_registry"))
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('models_registry', '0002_engineer_permissions'),
+        ('models_registry', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -47,5 +33,4 @@ class Migration(migrations.Migration):
                 'ordering': ['-at', '-id'],
             },
         ),
-        migrations.RunPython(grant, migrations.RunPython.noop),
     ]
