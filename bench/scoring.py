@@ -299,7 +299,7 @@ def fleet(n: int, chunk: int) -> dict:
     stop_sampling.set()
     sampler.join()
     stop(worker)
-    stored = Score.objects.count()
+    stored = Score.objects.filter(model_version__in=[champion, shadow]).count()  # not (a)'s scores
     expected = stored // 2
 
     # The same work without the product: features in this process, then a plain onnxruntime loop.
@@ -321,6 +321,9 @@ def fleet(n: int, chunk: int) -> dict:
             )
             rows.append(w.X)
         matrix.append(np.concatenate(rows))
+    rows_total = sum(len(X) for X in matrix)
+    if rows_total != expected:  # the ratio only means something over the matrix the workers scored
+        raise SystemExit(f"bench: plain loop matrix has {rows_total} rows, the workers scored {expected}")
     sessions = [cache.loaded(champion), cache.loaded(shadow)]
     began = time.perf_counter()
     for X in matrix:

@@ -28,6 +28,7 @@ other versions keep scoring. Quarantined versions are skipped until an engineer 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -44,6 +45,7 @@ from django.utils import timezone
 
 from models_registry import cache
 from models_registry.choices import ModelStatus
+from models_registry.dataset import read_readings
 from models_registry.models import IncidentKind, ModelIncident, ModelVersion
 from models_registry.runtime import ModelRuntimeError
 from plant.features import Windows, build_windows
@@ -252,16 +254,16 @@ def _fail(version: ModelVersion, kind: str, message: str, report: ScoringReport)
 
 def _store(version: ModelVersion, batches: list, delay: float) -> int:
     """One transaction: lock, keep windows after the last stored end, insert their scores, apply them."""
-    from alerts.models import Score
     from alerts.broadcast import broadcast_alerts
     from alerts.services import ScoredWindow, apply_scores
+    from alerts.services.lifecycle import assets_with_active_alert
 
     asset_ids = sorted(item.asset.pk for item, *_ in batches)
     total = 0
     with transaction.atomic():
         _lock_assets(asset_ids)
         cursors = _last_ends(asset_ids, [version.pk])
-        rows: list[Score] = []
+        rows: list[tuple[int, datetime, float, dict[str, int]]] = []
         pending: list[tuple[_AssetData, list]] = []
         for item, index, X, scores in batches:
             windows = item.windows
@@ -275,27 +277,55 @@ def _store(version: ModelVersion, batches: list, delay: float) -> int:
                     for role, bits in zip(windows.roles, windows.flagged[index[k]].tolist())
                     if bits
                 }
-                rows.append(
-                    Score(
-                        asset=item.asset,
-                        model_version=version,
-                        window_end=end,
-                        score=float(scores[k]),
-                        flagged=flagged,
-                    )
-                )
+                rows.append((item.asset.pk, end, float(scores[k]), flagged))
                 scored.append(ScoredWindow(end=end, score=float(scores[k]), x=X[k], flagged=flagged))
             if scored:
                 pending.append((item, scored))
-        Score.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+        _insert_scores(version, rows)
         if delay:
             time.sleep(delay)  # the reliability check kills workers here, inside the transaction
         changed: list[int] = []
+        # One query tells which assets hold an active alert; the others need none unless a window is above
+        # the open threshold (see apply_scores).
+        active = (
+            assets_with_active_alert(version, [item.asset.pk for item, _ in pending]) if pending else set()
+        )
         for item, scored in pending:
-            changed += apply_scores(item.asset, version, scored, sensors=item.keys)
+            changed += apply_scores(item.asset, version, scored, sensors=item.keys, with_active=active)
             total += len(scored)
         broadcast_alerts(changed)  # sent after commit
     return total
+
+
+def _insert_scores(version: ModelVersion, rows: list[tuple[int, datetime, float, dict[str, int]]]) -> None:
+    """Insert (asset id, window end, score, flagged) rows of one version, skipping existing windows. On
+    PostgreSQL one INSERT ... SELECT FROM unnest of column arrays: no model instance per row."""
+    from alerts.models import Score
+
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        Score.objects.bulk_create(
+            [
+                Score(asset_id=a, model_version=version, window_end=e, score=v, flagged=f)
+                for a, e, v, f in rows
+            ],
+            batch_size=2000,
+            ignore_conflicts=True,
+        )
+        return
+    meta = Score._meta
+    qn = connection.ops.quote_name
+    names = ("asset", "model_version", "window_end", "score", "flagged")
+    columns = ", ".join(qn(meta.get_field(name).column) for name in names)
+    asset_ids, ends, values, flagged = zip(*rows)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(meta.db_table)} ({columns})"
+            " SELECT a, %s, e, v, f::jsonb FROM unnest(%s::int[], %s::timestamptz[], %s::float8[], %s::text[])"
+            " AS r(a, e, v, f) ON CONFLICT DO NOTHING",
+            [version.pk, list(asset_ids), list(ends), list(values), [json.dumps(f) for f in flagged]],
+        )
 
 
 def _lock_assets(asset_ids: list[int]) -> None:
@@ -354,6 +384,18 @@ def _last_ends(asset_ids: list[int], version_ids: list[int]) -> dict[tuple[int, 
     c_end = qn(meta.get_field("window_end").column)
     pairs = [(a, v) for a in asset_ids for v in version_ids]
     found: dict[tuple[int, int], float] = {}
+    if connection.vendor == "postgresql" and pairs:
+        # One statement: a correlated LIMIT 1 probe of the unique index per pair.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT p.a, p.v, (SELECT {c_end} FROM {table} WHERE {c_asset} = p.a AND {c_version} = p.v"
+                f" ORDER BY {c_end} DESC LIMIT 1) FROM unnest(%s::int[], %s::int[]) AS p(a, v)",
+                [[a for a, _ in pairs], [v for _, v in pairs]],
+            )
+            for asset_id, version_id, end in cursor.fetchall():
+                if end is not None:
+                    found[(asset_id, version_id)] = _as_datetime(end).timestamp()
+        return found
     for start in range(0, len(pairs), _UNION_CHUNK):
         chunk = pairs[start : start + _UNION_CHUNK]
         parts = [
@@ -385,19 +427,10 @@ def _read_series(items: list[_AssetData]) -> dict[int, dict[str, tuple]]:
             sensor_role[sensor_id] = (item.asset.pk, role)
     begin = _utc(min(item.start_s for item in items))
     end = _utc(max(item.end_s for item in items))
-    rows = (
-        Reading.objects.filter(sensor_id__in=list(sensor_role), ts__gt=begin, ts__lte=end)
-        .order_by("sensor_id", "ts")
-        .values_list("sensor_id", "ts", "value", "quality")
-    )
-    rows = list(rows)
+    sid, ts, values, quality = read_readings(list(sensor_role), begin, end, include_start=False)
     out: dict[int, dict[str, tuple]] = defaultdict(dict)
-    if not rows:
+    if not len(sid):
         return out
-    sid = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-    ts = np.fromiter((row[1].timestamp() for row in rows), dtype=np.float64, count=len(rows))
-    values = np.fromiter((row[2] for row in rows), dtype=np.float64, count=len(rows))
-    quality = np.fromiter((row[3] for row in rows), dtype=np.uint16, count=len(rows))
     bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         asset_id, role = sensor_role[int(sid[lo])]

@@ -31,7 +31,7 @@ Scores are compared with the thresholds in the version's direction (``output_spe
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,7 +44,7 @@ from django.utils import timezone
 from alerts.choices import ACTIVE_STATES, AlertCategory, AlertState, ExplanationStatus, Severity
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
 from models_registry.choices import ModelStatus
-from models_registry.edge import higher_is_worse
+from models_registry.runtime import higher_is_worse
 from models_registry.models import ModelVersion
 from plant.choices import QualityFlag
 from plant.features import role_of
@@ -303,23 +303,33 @@ def apply_scores(
     windows: Sequence[ScoredWindow],
     *,
     sensors: dict[str, str] | None = None,
+    with_active: Collection[int] | None = None,
 ) -> list[int]:
     """Run the alert state machine over newly stored windows (ascending `end`) of one (asset, version).
 
     Called by the scorer INSIDE the same transaction that stored those windows' Score rows, so it runs
     once per window. Returns ids of alerts opened/changed/closed; the caller passes them to
     ``alerts.broadcast.broadcast_alerts`` (which skips shadow alerts). ``sensors`` maps role -> sensor key
-    for the explanation's display.
+    for the explanation's display. ``with_active``: the ids, from ``assets_with_active_alert`` in the same
+    transaction, of the assets that have an active alert of the version's key; a healthy asset outside it
+    (no window above the open threshold) then costs no query at all.
     """
     if not windows or version.status not in (ModelStatus.CHAMPION, ModelStatus.SHADOW):
         return []
+    sign = 1.0 if higher_is_worse(version.output_spec or {}) else -1.0
+    if (
+        with_active is not None
+        and asset.pk not in with_active
+        and not any(sign * w.score > sign * version.open_threshold for w in windows)
+    ):
+        return []  # the common case, decided for the whole chunk by one query
     windows = sorted(windows, key=lambda w: w.end)
     m, n = settings.VIGIL_ALERT_OPEN_WINDOWS, settings.VIGIL_ALERT_CLEAR_WINDOWS
     ctx = _Context(
         asset=asset,
         version=version,
         is_shadow=version.status == ModelStatus.SHADOW,
-        sign=1.0 if higher_is_worse(version.output_spec or {}) else -1.0,
+        sign=sign,
         sensors=sensors,
         maintenance=[],
         now=timezone.now(),
@@ -405,6 +415,18 @@ def apply_scores(
             if alert.pk in peak_windows:
                 _explain_peak(ctx, alert, peak_windows[alert.pk])
     return list(dict.fromkeys(changed))
+
+
+def assets_with_active_alert(version: ModelVersion, asset_ids: Collection[int]) -> set[int]:
+    """Ids of the assets holding an active alert of the version's key (visible alerts of its kind for a
+    champion, its own would-be alerts for a shadow), locked FOR UPDATE like ``apply_scores`` locks them:
+    one query for a whole chunk, passed to ``apply_scores(..., with_active=...)``."""
+    alerts = Alert.objects.select_for_update().filter(asset_id__in=list(asset_ids), state__in=ACTIVE_STATES)
+    if version.status == ModelStatus.SHADOW:
+        alerts = alerts.filter(is_shadow=True, model_version=version)
+    else:
+        alerts = alerts.filter(is_shadow=False, kind=version.kind)
+    return set(alerts.values_list("asset_id", flat=True))
 
 
 def _history(
