@@ -203,6 +203,9 @@ VIGIL_SCORING_SWEEP_AGE_S = env_float("VIGIL_SCORING_SWEEP_AGE_S", 5.0)
 VIGIL_SCORING_SWEEP_LIMIT = env_int("VIGIL_SCORING_SWEEP_LIMIT", 5000, minimum=1)
 VIGIL_SCORING_REENQUEUE_S = env_float("VIGIL_SCORING_REENQUEUE_S", 30.0)
 VIGIL_SCORING_BROKER_BACKOFF_S = env_float("VIGIL_SCORING_BROKER_BACKOFF_S", 5.0)
+# Publish scoring tasks from a background thread of the web process, so a broker outage never stalls
+# an ingest request (tests of the enqueue logic turn it off to observe the publish synchronously).
+VIGIL_SCORING_ENQUEUE_IN_BACKGROUND = env_bool("VIGIL_SCORING_ENQUEUE_IN_BACKGROUND", True)
 VIGIL_SCORING_ENQUEUE = env_bool("VIGIL_SCORING_ENQUEUE", True)
 # Only the reliability check sets this: seconds each scoring run sleeps, so a worker can be killed mid-run.
 VIGIL_SCORING_TEST_DELAY_S = env_float("VIGIL_SCORING_TEST_DELAY_S", 0.0)

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 _local = threading.local()
 # After a failed publish, skip enqueue attempts for a while: ingestion must stay fast while Redis is down.
 _broker_down_until = 0.0
+_publisher: ThreadPoolExecutor | None = None
+_publisher_lock = threading.Lock()
 
 
 def mark_due(asset_ids: Iterable[int]) -> list[int]:
@@ -66,7 +69,26 @@ def mark_due_and_enqueue(asset_ids: Iterable[int]) -> None:
     """mark_due, then enqueue the woken assets' scoring tasks once the transaction commits."""
     wake = mark_due(asset_ids)
     if wake and not getattr(_local, "quiet", False):
-        transaction.on_commit(lambda: enqueue_scoring(wake))
+        transaction.on_commit(lambda: _enqueue_soon(wake))
+
+
+def _enqueue_soon(asset_ids: list[int]) -> None:
+    # With Redis down a publish blocks for its connect timeout and one retry (~2 s): off the request
+    # thread, a gateway's POST never waits for the broker. One thread keeps publishes in order.
+    if not settings.VIGIL_SCORING_ENQUEUE_IN_BACKGROUND:
+        enqueue_scoring(asset_ids)
+        return
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None:
+            _publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-enqueue")
+    _publisher.submit(enqueue_scoring, asset_ids)
+
+
+def wait_for_enqueues(timeout: float = 10.0) -> None:
+    """Block until every background publish submitted so far has run (tests, orderly shutdown)."""
+    if _publisher is not None:
+        _publisher.submit(lambda: None).result(timeout=timeout)
 
 
 @contextmanager

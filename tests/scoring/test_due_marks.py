@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from threading import current_thread
 from unittest import mock
 
 import pytest
@@ -11,11 +12,17 @@ from django.utils import timezone
 from models_registry.scoring import score_assets
 from models_registry.tasks import score_asset_task, sweep_due_assets_task
 from plant.models import ScoringDue
-from plant.scheduling import mark_due
+from plant.scheduling import mark_due, wait_for_enqueues
 from tests.conftest import make_asset
 from tests.scoring.conftest import START_S, ingest
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def publish_inline(settings):
+    # These tests observe the publish right after commit; the background path has its own test below.
+    settings.VIGIL_SCORING_ENQUEUE_IN_BACKGROUND = False
 
 
 def test_ingest_marks_each_asset_that_received_readings_due_and_bumps_its_seq(site, asset):
@@ -47,6 +54,19 @@ def test_an_asset_gets_one_task_when_it_becomes_due_not_one_per_batch(
         with django_capture_on_commit_callbacks(execute=True):
             ingest(asset, START_S + 30, 30)
     assert delay.call_args_list == [mock.call(asset.pk)]
+
+
+def test_by_default_the_publish_runs_off_the_request_thread(
+    asset, settings, django_capture_on_commit_callbacks
+):
+    settings.VIGIL_SCORING_ENQUEUE_IN_BACKGROUND = True
+    threads = []
+    with mock.patch.object(score_asset_task, "delay", side_effect=lambda _: threads.append(current_thread())):
+        with django_capture_on_commit_callbacks(execute=True):
+            ingest(asset, START_S, 30)
+        wait_for_enqueues()
+    assert len(threads) == 1
+    assert threads[0] is not current_thread() and threads[0].name.startswith("vigil-enqueue")
 
 
 def test_an_asset_due_for_long_without_a_recent_task_is_woken_again(asset):

@@ -12,6 +12,7 @@ from django.utils import timezone
 from alerts.models import Score
 from config.celery import app
 from models_registry.tasks import sweep_due_assets_task
+from plant.scheduling import wait_for_enqueues
 from plant.models import Reading, ScoringDue
 from tests.scoring.conftest import vibration_model
 
@@ -60,6 +61,7 @@ def test_ingestion_answers_200_and_keeps_the_marks_while_redis_is_down_then_the_
             headers=headers,
         )
     elapsed = time.monotonic() - started
+    wait_for_enqueues()  # the failed publishes run on the background thread while Redis is still down
 
     assert first.status_code == 200 and second.status_code == 200
     assert first.json()["accepted"] == second.json()["accepted"] == 300 * 4
