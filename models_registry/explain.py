@@ -40,19 +40,12 @@ from onnx import helper, numpy_helper
 
 from models_registry import runtime
 from models_registry.onnx_graphs import read_quadratic_graph
+from plant.features import STAT_LABELS
 
 ADDITIVITY_TOLERANCE = 1e-4
 MAX_EXACT_FEATURES = 12
 PERMUTATIONS = 16  # antithetic pairs x 2; each costs (d + 1) x background rows of scoring
 
-_STAT_LABELS = {
-    "mean": "mean",
-    "std": "variability",
-    "min": "minimum",
-    "max": "maximum",
-    "slope": "trend",
-    "diff_rms": "roughness",
-}
 _cache: OrderedDict[tuple[str, ...], Any] = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -150,7 +143,7 @@ def describe(
         sensor = f.get("sensor") or f["name"]
         role, _, stat = f["name"].rpartition("__")
         label = (labels or {}).get(sensor) or (role or f["name"]).replace("_", " ").capitalize()
-        stat_label = _STAT_LABELS.get(stat, stat.replace("_", " "))
+        stat_label = STAT_LABELS.get(stat, stat.replace("_", " "))
         unit = (units or {}).get(sensor, "")
         value = _fmt(f["value"]) + (f" {unit}" if unit else "")
         usual = normal_ranges.get(f["name"])

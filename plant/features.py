@@ -42,6 +42,15 @@ from typing import TypeVar
 import numpy as np
 
 STATS: tuple[str, ...] = ("mean", "std", "min", "max", "slope", "diff_rms")
+# How each stat reads in a sentence ("Vibration variability 0.4 mm/s"), for explanations and the board.
+STAT_LABELS: dict[str, str] = {
+    "mean": "mean",
+    "std": "variability",
+    "min": "minimum",
+    "max": "maximum",
+    "slope": "trend",
+    "diff_rms": "roughness",
+}
 SEPARATOR = "__"
 
 # Mirrors plant.choices.QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE (plant.choices imports Django, so the
@@ -244,23 +253,33 @@ def _role_stats(
         pairs = _prefix(sq_diff[a : b - 1])
         pairs = np.append(pairs, pairs[-1])  # so empty windows at the chunk end index in range
         lw, h = lo[c0:c1] - a, hi[c0:c1] - a
-        cnt = (h - lw).astype(np.float64)
-        s_v, s_vv, s_t, s_tt, s_tv = (s[h] - s[lw] for s in sums)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = s_v / cnt
-            var = np.maximum(s_vv / cnt - mean * mean, 0.0)
-            sxx = s_tt - s_t * s_t / cnt
-            sxy = s_tv - s_t * s_v / cnt
-            slope = np.where(sxx > 1e-12 * np.maximum(s_tt, 1.0), sxy / sxx, 0.0)
-            n_pairs = np.maximum(h - lw - 1, 0)
-            s_dd = pairs[np.maximum(h - 1, lw)] - pairs[lw]
-            diff_rms = np.where(n_pairs > 0, np.sqrt(np.maximum(s_dd, 0.0) / np.maximum(n_pairs, 1)), 0.0)
+        mean, var, slope, diff_rms = _window_moments(
+            [x[h] - x[lw] for x in sums], pairs[np.maximum(h - 1, lw)] - pairs[lw], lw, h
+        )
         block[c0:c1, 0] = mean + values[a:b].mean()
         block[c0:c1, 1] = np.sqrt(var)
         block[c0:c1, 4] = slope
         block[c0:c1, 5] = diff_rms
     block[count == 0] = np.nan
     return count, block
+
+
+def _window_moments(
+    window_sums: list[np.ndarray], s_dd: np.ndarray, lw: np.ndarray, h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, variance, slope and diff RMS of windows [lw, h) from their sums of v, v², t, t², t·v and of the
+    squared successive differences. Shared by the one-asset and the many-asset paths so they stay identical."""
+    s_v, s_vv, s_t, s_tt, s_tv = window_sums
+    cnt = (h - lw).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s_v / cnt
+        var = np.maximum(s_vv / cnt - mean * mean, 0.0)
+        sxx = s_tt - s_t * s_t / cnt
+        sxy = s_tv - s_t * s_v / cnt
+        slope = np.where(sxx > 1e-12 * np.maximum(s_tt, 1.0), sxy / sxx, 0.0)
+        n_pairs = np.maximum(h - lw - 1, 0)
+        diff_rms = np.where(n_pairs > 0, np.sqrt(np.maximum(s_dd, 0.0) / np.maximum(n_pairs, 1)), 0.0)
+    return mean, var, slope, diff_rms
 
 
 def _prefix(x: np.ndarray) -> np.ndarray:
@@ -489,17 +508,9 @@ def _many_stats(
         pairs = np.concatenate([pairs, pairs[:, -1:]], axis=1)
         base = ca[of_window[windows]]
         lw, h = lo[windows] - base, hi[windows] - base
-        cnt = (h - lw).astype(np.float64)
-        s_v, s_vv, s_t, s_tt, s_tv = (s[row, h] - s[row, lw] for s in sums)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = s_v / cnt
-            var = np.maximum(s_vv / cnt - mean * mean, 0.0)
-            sxx = s_tt - s_t * s_t / cnt
-            sxy = s_tv - s_t * s_v / cnt
-            slope = np.where(sxx > 1e-12 * np.maximum(s_tt, 1.0), sxy / sxx, 0.0)
-            n_pairs = np.maximum(h - lw - 1, 0)
-            s_dd = pairs[row, np.maximum(h - 1, lw)] - pairs[row, lw]
-            diff_rms = np.where(n_pairs > 0, np.sqrt(np.maximum(s_dd, 0.0) / np.maximum(n_pairs, 1)), 0.0)
+        mean, var, slope, diff_rms = _window_moments(
+            [x[row, h] - x[row, lw] for x in sums], pairs[row, np.maximum(h - 1, lw)] - pairs[row, lw], lw, h
+        )
         block[windows, 0] = mean + centre[row]
         block[windows, 1] = np.sqrt(var)
         block[windows, 4] = slope

@@ -21,19 +21,11 @@ from alerts.choices import CLOSED_STATES, AlertState, FeedbackKind, Severity
 from alerts.models import Alert, Feedback
 from models_registry.explain import typical_ranges
 from models_registry.models import ModelVersion
-from plant.features import role_of
+from plant.features import STAT_LABELS, role_of
 from plant.models import SensorRole, Site
 
 BOARD_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED)
 WHY_LINES = 3
-STAT_LABELS = {
-    "mean": "mean",
-    "std": "variability",
-    "min": "minimum",
-    "max": "maximum",
-    "slope": "trend",
-    "diff_rms": "roughness",
-}
 
 _ranges_lock = threading.Lock()
 _ranges: OrderedDict[tuple[int, str], dict[str, tuple[float, float]]] = OrderedDict()
