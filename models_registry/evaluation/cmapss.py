@@ -1,0 +1,13 @@
+"""Evaluate Vigil on cmapss (placeholder: being built)."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+
+
+def add_arguments(parser) -> None:
+    pass
+
+
+def run(options, progress):
+    raise CommandError("evaluate cmapss is not built yet")

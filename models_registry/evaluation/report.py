@@ -1,0 +1,79 @@
+"""One result format for every evaluation: a JSON document and a markdown table, written side by side."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+
+@dataclass
+class Evaluation:
+    """What an evaluation found.
+
+    ``rows`` are the table's lines (one dict per line, same keys in every row, Vigil's rows and the published
+    reference rows together, told apart by a ``source`` key); ``summary`` holds the headline numbers and
+    whether each target is met; ``notes`` are sentences printed under the table (protocol, caveats).
+    """
+
+    dataset: str
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def default_dir() -> Path:
+    return Path(settings.BASE_DIR) / "docs" / "evaluation"
+
+
+def markdown(evaluation: Evaluation) -> str:
+    """The rows as a GitHub markdown table (floats to 3 decimals), then the notes as a list."""
+    if not evaluation.rows:
+        return "_no rows_\n"
+    columns = list(evaluation.rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in evaluation.rows:
+        lines.append("| " + " | ".join(_cell(row.get(column)) for column in columns) + " |")
+    lines.append("")
+    lines += [f"- {note}" for note in evaluation.notes]
+    return "\n".join(lines) + "\n"
+
+
+def write(evaluation: Evaluation, out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write ``<dataset>.json`` and ``<dataset>.md`` (dated) into ``out_dir``; returns both paths."""
+    out_dir = out_dir or default_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    today = date.today().isoformat()
+    document = {
+        "dataset": evaluation.dataset,
+        "date": today,
+        "summary": evaluation.summary,
+        "rows": evaluation.rows,
+        "notes": evaluation.notes,
+        "details": evaluation.details,
+    }
+    json_path = out_dir / f"{evaluation.dataset}.json"
+    md_path = out_dir / f"{evaluation.dataset}.md"
+    json_path.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n")
+    md_path.write_text(f"### {evaluation.dataset} ({today})\n\n" + markdown(evaluation))
+    return json_path, md_path
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    # NumPy scalars and arrays reach the report from the metric code; JSON wants plain numbers and lists.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in an evaluation report")
