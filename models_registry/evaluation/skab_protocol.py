@@ -1,0 +1,254 @@
+"""The SKAB evaluation protocol on Vigil's production pieces (pure functions, no ORM).
+
+Per run (one SKAB file = one asset):
+
+1. Readings get the ingest path's quality flags (``plant.quality.flag_series`` with the sensor's valid range
+   and the settings' spike / stuck / gap rules), then ``plant.features.build_windows`` turns them into the
+   product's feature windows (``window_s``/``step_s``; readings flagged out of range or spike are left out
+   exactly as in live scoring).
+2. Per-asset baseline: the first ``calibration_points`` points of the run are its calibration period (SKAB's
+   protocol trains on the first 400 points of each file, the normal part before the fault). The baseline is
+   the mean feature vector of the windows lying wholly inside it; the model sees ``x - baseline``. Each SKAB
+   run sits at its own operating point (the anomaly-free file runs at ~125 l/min, the valve runs at ~32), so
+   one model over raw features either flags every run or misses the ~1 l/min drop a closed valve causes.
+3. One PCA T²+Q model (``models_registry.training.train_anomaly``, ONNX) over the baselined calibration windows
+   of every run: the hold-out that sets the thresholds is the last quarter of every run's calibration period.
+4. Scores come from that ONNX file through ``models_registry.runtime`` (onnxruntime), alerts from
+   ``alerts.services.episodes.alert_episodes`` (the lifecycle's open-after-M / clear-after-N rules) with the
+   model's open and clear thresholds; a point is predicted anomalous while an alert is active at it
+   (``pointwise.points_from_windows``).
+5. Every alert's opening window is explained with ``models_registry.explain.explain`` (the code the product
+   stores explanations with) and its top role (``lifecycle.top_role``) is compared with ``FAULT_ROLES``.
+
+The baseline is an evaluation-protocol choice today: live scoring feeds raw windows. Using it live means
+storing the baseline vector per asset and subtracting it before ``runtime.run_batch`` in the scorer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from alerts.services.episodes import Episode, active_mask, alert_episodes
+from models_registry import runtime
+from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows
+from models_registry.training import TrainedModel, train_anomaly
+from plant.datasets import DatasetFormatError
+from plant.datasets.skab import ROLES, SkabFile, read_run
+from plant.features import Windows, build_windows, feature_names, role_of
+from plant.quality import flag_series
+
+CALIBRATION_POINTS = 400  # SKAB's notebooks fit every method on df[:400] of each file
+WINDOW_S, STEP_S = 30.0, 5.0
+HOLDOUT_FRACTION = 0.25
+THERMAL_ROLES = ("temperature", "thermocouple")
+LEVEL_STATS = ("mean", "min", "max")
+
+# What a fault should show up in, from the card's sensor list: a valve closed at the pump inlet or outlet
+# throttles the loop, so the flow rate falls and the pressure after the pump moves.
+FAULT_ROLES: dict[str, tuple[str, ...]] = {
+    "valve_closed_inlet": ("flow", "pressure"),
+    "valve_closed_outlet": ("flow", "pressure"),
+}
+
+
+def feature_set(name: str) -> list[str]:
+    """The model's input columns. The thermal roles' levels follow the rig's slow warm-up, which a 400-point
+    calibration cannot cover; "no_thermal_levels" keeps their dynamics only, "no_thermal" drops them."""
+    names = feature_names([role.key for role in ROLES])
+    if name == "all":
+        return names
+    if name == "no_thermal_levels":
+        return [n for n in names if not (role_of(n) in THERMAL_ROLES and n.rsplit("__", 1)[1] in LEVEL_STATS)]
+    if name == "no_thermal":
+        return [n for n in names if role_of(n) not in THERMAL_ROLES]
+    raise ValueError(f"unknown feature set {name!r}")
+
+
+FEATURE_SETS = ("all", "no_thermal_levels", "no_thermal")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One hyper-parameter choice: the feature set, PCA variance and the alert rules' M and N."""
+
+    features: str = "all"
+    variance: float = 0.95
+    open_windows: int = 3
+    clear_windows: int = 6
+
+    @property
+    def label(self) -> str:
+        return f"{self.features}, variance {self.variance:g}, M={self.open_windows}, N={self.clear_windows}"
+
+
+@dataclass
+class PreparedRun:
+    """One run's windows, baselined features and labels; ``test`` marks the points after calibration."""
+
+    file: SkabFile
+    ts: np.ndarray
+    anomaly: np.ndarray
+    windows: Windows
+    calibration: np.ndarray  # bool per window: wholly inside the calibration period
+    Z: np.ndarray  # float32 [n, 48]: features minus the run's baseline
+    test: np.ndarray  # bool per point
+
+
+@dataclass
+class RunResult:
+    """What the alert rules did on one run under one model."""
+
+    run: PreparedRun
+    scores: np.ndarray
+    episodes: list[Episode]
+    predicted: np.ndarray  # bool per point
+    counts: Counts  # on the test part
+    counts_all: Counts  # on every point
+
+
+@dataclass
+class Detector:
+    """A trained model and the columns of ``PreparedRun.Z`` it reads."""
+
+    config: Config
+    model: TrainedModel
+    columns: np.ndarray
+    session: Any = field(repr=False, default=None)
+
+
+def prepare(
+    file: SkabFile,
+    *,
+    window_s: float = WINDOW_S,
+    step_s: float = STEP_S,
+    calibration_points: int = CALIBRATION_POINTS,
+) -> PreparedRun:
+    run = read_run(file.path)
+    if run.anomaly is None:
+        raise DatasetFormatError(f"{file.path}: no anomaly column; only labelled runs can be evaluated")
+    if len(run) <= calibration_points:
+        raise DatasetFormatError(
+            f"{file.path}: {len(run)} rows, not more than the {calibration_points}-point calibration period"
+        )
+    series = {}
+    for role in ROLES:
+        values = run.values[role.key]
+        quality = flag_series(
+            run.ts,
+            values,
+            0,
+            valid_min=role.valid_min,
+            valid_max=role.valid_max,
+            sample_period_s=1.0,
+            spike_mads=settings.VIGIL_QUALITY_SPIKE_MADS,
+            stuck_samples=settings.VIGIL_QUALITY_STUCK_SAMPLES,
+            gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
+        )
+        series[role.key] = (run.ts, values, quality)
+    windows = build_windows(
+        series, [role.key for role in ROLES], window_s=window_s, step_s=step_s, sample_period_s=1.0
+    )
+    calibration = windows.ends <= run.ts[calibration_points - 1]
+    if calibration.sum() < 8:
+        raise DatasetFormatError(
+            f"{file.path}: only {int(calibration.sum())} feature windows fit in the calibration period"
+        )
+    baseline = windows.X[calibration].astype(np.float64).mean(axis=0)
+    return PreparedRun(
+        file=file,
+        ts=run.ts,
+        anomaly=run.anomaly.astype(bool),
+        windows=windows,
+        calibration=calibration,
+        Z=(windows.X - baseline).astype(np.float32),
+        test=np.arange(len(run)) >= calibration_points,
+    )
+
+
+def train(runs: Sequence[PreparedRun], config: Config) -> Detector:
+    """One PCA T²+Q model over every run's baselined calibration windows (no labels are read)."""
+    names = feature_names([role.key for role in ROLES])
+    wanted = feature_set(config.features)
+    columns = np.array([names.index(n) for n in wanted], dtype=np.intp)
+    fits, holds = [], []
+    for run in runs:
+        Z = run.Z[run.calibration][:, columns]
+        cut = len(Z) - max(1, int(round(len(Z) * HOLDOUT_FRACTION)))
+        fits.append(Z[:cut])
+        holds.append(Z[cut:])
+    X = np.vstack(fits + holds)
+    # train_anomaly holds out the last rows: make them the last quarter of every run's calibration period.
+    fraction = sum(len(h) for h in holds) / len(X)
+    model = train_anomaly(
+        X, wanted, params={"variance": config.variance, "holdout_fraction": fraction, "seed": 0}
+    )
+    return Detector(config, model, columns, runtime.load_session(model.onnx_bytes))
+
+
+def detect(detector: Detector, run: PreparedRun) -> RunResult:
+    """Score the run through onnxruntime and apply the alert rules; point predictions and counts."""
+    model, config = detector.model, detector.config
+    scores = runtime.run_batch(detector.session, run.Z[:, detector.columns], model.output_spec)
+    episodes = alert_episodes(
+        scores,
+        model.open_threshold,
+        model.clear_threshold,
+        config.open_windows,
+        config.clear_windows,
+        higher=runtime.higher_is_worse(model.output_spec),
+    )
+    active = active_mask(len(scores), episodes)
+    predicted = points_from_windows(run.ts, run.windows.ends, active)
+    return RunResult(
+        run=run,
+        scores=scores,
+        episodes=episodes,
+        predicted=predicted,
+        counts=confusion(run.anomaly[run.test], predicted[run.test]),
+        counts_all=confusion(run.anomaly, predicted),
+    )
+
+
+def explain_alerts(detector: Detector, result: RunResult) -> list[dict[str, Any]]:
+    """The explanation of every alert's opening window, as the product would store it, and whether its top
+    role matches the fault's physics (``None`` when the alert opened outside the labelled fault)."""
+    from alerts.services.lifecycle import top_role
+    from models_registry.explain import explain
+
+    model, run = detector.model, result.run
+    expected = FAULT_ROLES.get(run.file.fault_type, ())
+    out = []
+    for episode in result.episodes:
+        end = float(run.windows.ends[episode.opened])
+        at = min(int(np.searchsorted(run.ts, end, side="right")) - 1, len(run.ts) - 1)
+        during_fault = bool(run.anomaly[max(at, 0)])
+        explanation = explain(
+            model.onnx_bytes,
+            run.Z[episode.opened, detector.columns],
+            model.background,
+            model.feature_names,
+            model.output_spec,
+            strict=False,
+        )
+        role = top_role(explanation)
+        top = max(explanation["features"], key=lambda f: abs(f["phi"]))
+        out.append(
+            {
+                "run": run.file.ref,
+                "opened_at_point": at,
+                "during_fault": during_fault,
+                "score": explanation["output"],
+                "additivity_error": explanation["additivity_error"],
+                "additivity_ok": explanation["additivity_ok"],
+                "top_role": role,
+                "top_feature": top["name"],
+                "expected_roles": list(expected),
+                "physics_match": (role in expected) if during_fault and expected else None,
+            }
+        )
+    return out
