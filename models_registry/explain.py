@@ -7,7 +7,8 @@ dispatches on its graph:
   NONE, SUM or AVERAGE). Its node attributes become shap's custom tree format and
   ``shap.TreeExplainer(..., data=background, feature_perturbation="interventional")`` explains it. Split
   modes map onto shap's ``x <= t`` test: BRANCH_LEQ as is, BRANCH_LT with the next float32 below t, GT/GTE
-  the same with the children swapped; the missing-value child follows ``nodes_missing_value_tracks_true``.
+  the same with the children swapped; the missing-value child follows ``nodes_missing_value_tracks_true``. The ensemble may read
+  the input through an exact float32 -> float64 Cast (RUL models sum their trees in float64).
 * ``exact_shapley_quadratic`` — the hand-built PCA T²+Q graph (``onnx_graphs``), whose score is
   ``f(z) = zᵀAz``. For one background row b, the interventional Shapley value of feature i is exactly
   ``A_ii (z_i² - b_i²) + Σ_{j≠i} A_ij (z_i - b_i)(z_j + b_j) = (z_i - b_i) · (A (z + b))_i`` (A symmetric;
@@ -194,7 +195,9 @@ def _tree_model(model: onnx.ModelProto, output_name: str, index: int | None) -> 
         return None
     source = node.input[0]
     while (prev := _producer(graph, source)) is not None and prev.op_type in ("Identity", "Cast"):
-        if prev.op_type == "Cast" and helper.get_attribute_value(prev.attribute[0]) != onnx.TensorProto.FLOAT:
+        # float32 -> float64 is exact (training.sum_trees_in_double), so the splits see the same values.
+        to = helper.get_attribute_value(prev.attribute[0]) if prev.op_type == "Cast" else None
+        if prev.op_type == "Cast" and to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
             return None
         source = prev.input[0]
     if len(graph.input) != 1 or source != graph.input[0].name:

@@ -28,6 +28,14 @@ Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "di
     it, so the float32 ONNX trees take exactly LightGBM's decisions on float32 features. The clear
     threshold is ``open - hysteresis`` (1.0 log-odds by default).
 
+``train_rul`` — LightGBM regressor of the remaining useful life (in the caller's unit, e.g. cycles or
+    hours), target capped at ``params["rul_cap"]`` (piecewise-linear RUL: an engine far from failure looks
+    healthy, so "125 or more" is all a window can tell). Exported like the classifier (floored thresholds,
+    one TreeEnsembleRegressor, output "score" = predicted RUL). Lower is worse: ``output_spec["direction"]``
+    is ``"lower_is_worse"`` (``runtime.higher_is_worse`` is False, so the lifecycle mirrors every comparison):
+    an alert opens when the predicted RUL falls below ``open_rul`` (30) and clears above ``clear_rul`` (40).
+    Given X_val/y_val it reports RMSE, MAE and the PHM08 score on them (uncapped truth capped the same way).
+
 Both check onnxruntime's output against the NumPy / native reference: |ort - ref| <= 1e-5 * max(1, |ref|)
 (onnxruntime sums trees in float32, ~1e-6 relative); a mismatch raises TrainingError.
 """
@@ -66,6 +74,22 @@ CLASSIFIER_DEFAULTS: dict[str, Any] = {
     "is_unbalance": True,
     "validation_fraction": 0.25,
     "hysteresis": 1.0,
+    "background_size": BACKGROUND_SIZE,
+    "seed": 0,
+}
+RUL_DIRECTION = "lower_is_worse"
+RUL_DEFAULTS: dict[str, Any] = {
+    "n_estimators": 300,
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_child_samples": 20,
+    "subsample": 0.8,
+    "colsample_bytree": 0.5,
+    "reg_lambda": 1.0,
+    "rul_cap": 125.0,
+    "open_rul": 30.0,
+    "clear_rul": 40.0,
+    "num_threads": 1,
     "background_size": BACKGROUND_SIZE,
     "seed": 0,
 }
@@ -213,6 +237,99 @@ def train_failure_classifier(
     )
 
 
+def train_rul(
+    X: np.ndarray,
+    rul: np.ndarray,
+    feature_names: list[str],
+    *,
+    params: Mapping[str, Any] | None = None,
+    X_val: np.ndarray | None = None,
+    rul_val: np.ndarray | None = None,
+) -> TrainedModel:
+    """LightGBM regressor of the capped remaining useful life, exported to ONNX; see the module docstring."""
+    import lightgbm as lgb
+
+    p = _params(RUL_DEFAULTS, params)
+    X = _matrix(X, feature_names, "X")
+    y = _rul_target(rul, len(X), "rul", p["rul_cap"])
+    if len(X) < 20:
+        raise TrainingError(f"The RUL model needs at least 20 windows with a known RUL, got {len(X)}.")
+    if not 0.0 <= p["open_rul"] <= p["clear_rul"]:
+        raise TrainingError(
+            "RUL thresholds must satisfy 0 <= open_rul <= clear_rul (alerts open below open_rul)."
+        )
+    model = lgb.LGBMRegressor(
+        n_estimators=p["n_estimators"],
+        learning_rate=p["learning_rate"],
+        num_leaves=p["num_leaves"],
+        min_child_samples=p["min_child_samples"],
+        subsample=p["subsample"],
+        subsample_freq=1 if p["subsample"] < 1.0 else 0,
+        colsample_bytree=p["colsample_bytree"],
+        reg_lambda=p["reg_lambda"],
+        random_state=p["seed"],
+        n_jobs=int(p["num_threads"]),
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+    )
+    model.fit(X, y)
+    onnx_bytes = sum_trees_in_double(lightgbm_to_onnx(model.booster_, len(feature_names)))
+    session = runtime.load_session(onnx_bytes)
+    spec = {**_spec(), "direction": RUL_DIRECTION}
+    check_rows = X[:: max(1, len(X) // 2000)]
+    if X_val is not None:
+        Xv = _matrix(X_val, feature_names, "X_val")
+        check_rows = np.vstack([check_rows, Xv[:: max(1, len(Xv) // 2000)]])
+    # Leaf values are float32 in the file; relative to the cap, the largest partial sum, they are ~1e-7 off.
+    _check_close(
+        runtime.run_batch(session, check_rows, spec),
+        model.predict(check_rows),
+        "LightGBM",
+        scale=float(p["rul_cap"]),
+    )
+
+    metrics: dict[str, Any] = {
+        "n_train": len(X),
+        "n_trees": int(model.booster_.num_trees()),
+        "rul_cap": float(p["rul_cap"]),
+        "train": rul_metrics(runtime.run_batch(session, X, spec), y),
+    }
+    if X_val is not None:
+        yv = _rul_target(rul_val, len(Xv), "rul_val", p["rul_cap"])
+        metrics["validation"] = rul_metrics(runtime.run_batch(session, Xv, spec), yv)
+    return TrainedModel(
+        onnx_bytes=onnx_bytes,
+        kind="rul",
+        feature_names=list(feature_names),
+        output_spec=spec,
+        open_threshold=float(p["open_rul"]),
+        clear_threshold=float(p["clear_rul"]),
+        background=_background(X, p["background_size"], p["seed"]),
+        metrics=metrics,
+        params={**p, "method": "lightgbm_regressor", "score_space": "rul"},
+        library_versions=library_versions(),
+    )
+
+
+def phm08_score(predicted: np.ndarray, true: np.ndarray) -> float:
+    """PHM08 challenge score: Σ exp(-d/13) - 1 for early (d < 0), exp(d/10) - 1 for late, d = predicted - true."""
+    d = np.asarray(predicted, dtype=np.float64) - np.asarray(true, dtype=np.float64)
+    return float(np.sum(np.where(d < 0, np.expm1(-d / 13.0), np.expm1(d / 10.0))))
+
+
+def rul_metrics(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and PHM08 score of RUL predictions (the caller caps the truth if it wants to)."""
+    predicted = np.asarray(predicted, dtype=np.float64)
+    error = predicted - np.asarray(true, dtype=np.float64)
+    return {
+        "n": int(len(error)),
+        "rmse": float(np.sqrt(np.mean(error**2))) if len(error) else float("nan"),
+        "mae": float(np.mean(np.abs(error))) if len(error) else float("nan"),
+        "phm08_score": phm08_score(predicted, true),
+    }
+
+
 def lightgbm_to_onnx(booster: Any, n_features: int) -> bytes:
     """Convert a binary LightGBM booster to a TreeEnsembleRegressor on its raw margin, output "score"."""
     import lightgbm as lgb
@@ -236,6 +353,25 @@ def lightgbm_to_onnx(booster: Any, n_features: int) -> bytes:
     onx.graph.output[0].name = SCORE_NAME
     onx.producer_name = "vigil (onnxmltools)"
     return onx.SerializeToString()
+
+
+def sum_trees_in_double(onnx_bytes: bytes) -> bytes:
+    """Feed the TreeEnsembleRegressor a float64 copy of the float32 input, so onnxruntime sums the trees in
+    float64: a RUL starts from a ~100-cycle first tree, and float32 partial sums of that size drift by ~1e-4,
+    as much as the explanation contract allows. The cast is exact, so every split decision is unchanged."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(onnx_bytes)
+    graph = model.graph
+    source = graph.input[0].name
+    trees = [n for n in graph.node if n.op_type == "TreeEnsembleRegressor" and n.input[0] == source]
+    if len(trees) != 1:
+        raise TrainingError("The converted model does not have the single tree ensemble expected.")
+    trees[0].input[0] = f"{source}_f64"
+    graph.node.insert(0, helper.make_node("Cast", [source], [f"{source}_f64"], to=TensorProto.DOUBLE))
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
 
 
 def library_versions() -> dict[str, str]:
@@ -330,8 +466,8 @@ def _detection_metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> d
     return out
 
 
-def _check_close(ort_scores: np.ndarray, reference: np.ndarray, what: str) -> None:
-    error = np.abs(ort_scores - reference) / np.maximum(1.0, np.abs(reference))
+def _check_close(ort_scores: np.ndarray, reference: np.ndarray, what: str, *, scale: float = 1.0) -> None:
+    error = np.abs(ort_scores - reference) / np.maximum(scale, np.abs(reference))
     if not np.all(np.isfinite(ort_scores)) or error.max(initial=0.0) > ONNX_TOLERANCE:
         raise TrainingError(
             f"onnxruntime's output differs from the {what} by up to {error.max():.3g} (relative; allowed "
@@ -362,6 +498,17 @@ def _labels(y: Any, n: int, what: str) -> np.ndarray:
     if not np.all(np.isin(y, [0, 1])):
         raise TrainingError(f"{what} must hold 0 (normal) / 1 (fault) labels.")
     return y.astype(int)
+
+
+def _rul_target(rul: Any, n: int, what: str, cap: float) -> np.ndarray:
+    y = np.asarray(rul, dtype=np.float64).ravel()
+    if len(y) != n:
+        raise TrainingError(f"{what} has {len(y)} values for {n} windows.")
+    if not np.all(np.isfinite(y)) or np.any(y < 0):
+        raise TrainingError(f"{what} must hold finite, non-negative remaining-life values.")
+    if not cap > 0:
+        raise TrainingError(f"rul_cap must be positive, got {cap!r}.")
+    return np.minimum(y, float(cap))
 
 
 def _params(defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,0 +1,96 @@
+"""manage.py evaluate cmapss: the metrics on hand-made numbers, the alert statistics, and a small FD001 run
+from VIGIL_DATA_DIR (fails, never skips, when the data is missing)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from models_registry.evaluation import cmapss
+
+# A deliberately small model (60 trees): the full run (300 trees) reaches ~13.4 on FD001; this floor only
+# catches a broken pipeline (a constant predictor scores ~40, shuffled features ~30).
+FD001_SMALL_MODEL_RMSE_FLOOR = 17.0
+
+
+def test_phm08_score_penalises_late_predictions_more_than_early_ones():
+    # d = -13, 0, +10 -> (e - 1) + 0 + (e - 1)
+    assert cmapss.phm08_score(np.array([7.0, 50.0, 40.0]), np.array([20.0, 50.0, 30.0])) == pytest.approx(
+        2 * (math.e - 1)
+    )
+    # d = -10 costs exp(10/13) - 1 = 1.15811, d = +10 costs e - 1 = 1.718...
+    assert cmapss.phm08_score(np.array([10.0]), np.array([20.0])) == pytest.approx(1.1581055, abs=1e-6)
+    assert cmapss.phm08_score(np.array([30.0]), np.array([20.0])) == pytest.approx(1.7182818, abs=1e-6)
+
+
+def test_rmse_on_hand_made_numbers():
+    assert cmapss.rmse(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0])) == pytest.approx(
+        math.sqrt(4 / 3)
+    )
+    assert cmapss.rmse(np.array([10.0, 20.0]), np.array([13.0, 16.0])) == pytest.approx(math.sqrt(12.5))
+
+
+def test_alert_statistics_count_lead_time_and_alerts_opened_far_from_failure(settings):
+    settings.VIGIL_ALERT_OPEN_WINDOWS, settings.VIGIL_ALERT_CLEAR_WINDOWS = 2, 2
+    true = np.arange(99, -1, -1, dtype=np.float64)  # a run-to-failure engine, 100 cycles
+    early = np.where(true < 25, 10.0, 100.0)  # alert opens at the 2nd window below 30: true RUL 23
+    spurious = early.copy()
+    spurious[[20, 21]] = 5.0  # an alert at true RUL 78-79 that clears again: a false alert
+    stats = cmapss.alert_stats(
+        {1: (early, true), 2: (spurious, true), 3: (np.full(100, 90.0), true)}, run_to_failure=True
+    )
+    assert stats["engines"] == 3 and stats["alerts"] == 3
+    assert stats["false_alerts"] == 1 and stats["false_alerts_per_engine"] == pytest.approx(1 / 3)
+    assert stats["alerted_engines"] == 2 and stats["missed_engines"] == 1
+    # Engine 1 alerts 23 cycles before failure; engine 2's first alert opened at true RUL 78.
+    assert stats["lead_median"] == pytest.approx((23 + 78) / 2)
+    assert stats["lead_p10"] == pytest.approx(23 + 0.1 * (78 - 23))
+
+
+def test_it_rejects_unknown_subsets_and_bad_window_lengths():
+    with pytest.raises(CommandError, match="FD009"):
+        cmapss.parse_subsets("FD001,FD009")
+    with pytest.raises(CommandError, match="whole numbers"):
+        cmapss.parse_windows("30,abc")
+    with pytest.raises(CommandError, match="between 5 and 100"):
+        cmapss.parse_windows("2")
+    assert cmapss.parse_subsets("fd001, FD003") == ["FD001", "FD003"]
+
+
+def test_the_command_names_a_missing_data_directory(settings, tmp_path):
+    settings.VIGIL_DATA_DIR = tmp_path
+    with pytest.raises(CommandError, match=str(tmp_path / "cmapss")):
+        call_command("evaluate", "--out", str(tmp_path), "cmapss", "--subsets", "FD001")
+
+
+def test_a_small_model_on_fd001_meets_the_rmse_floor_through_onnxruntime(tmp_path):
+    base = Path(settings.VIGIL_DATA_DIR)
+    if not (base / "cmapss" / "train_FD001.txt").is_file():
+        pytest.fail(
+            f"C-MAPSS files not found under {base / 'cmapss'}; CI sets VIGIL_DATA_DIR=../shared/data."
+        )
+    call_command(
+        "evaluate", "--out", str(tmp_path), "cmapss", "--subsets", "FD001", "--windows", "40", "--trees", "60"
+    )
+    document = json.loads((tmp_path / "cmapss.json").read_text())
+    fd001 = document["details"]["subsets"]["FD001"]
+    assert fd001["n_test_engines"] == 100 and len(fd001["predictions"]) == 100
+    assert fd001["window_cycles"] == 40
+    assert fd001["rmse"] <= FD001_SMALL_MODEL_RMSE_FLOOR
+    assert fd001["phm08_score"] > 0
+    assert fd001["model"]["output_spec"]["direction"] == "lower_is_worse"
+    held = fd001["alerts_held_out"]
+    assert held["engines"] == 20 and held["alerted_engines"] >= 15
+    assert 0 < held["lead_median"] <= 60
+    vigil = [row for row in document["rows"] if row["source"] == "vigil"]
+    published = [row for row in document["rows"] if row["source"] == "published"]
+    assert len(vigil) == 1 and vigil[0]["rmse"] == pytest.approx(fd001["rmse"])
+    assert any(row["method"].startswith("Deep LSTM") and row["rmse"] == 16.14 for row in published)
+    assert "| FD001 |" in (tmp_path / "cmapss.md").read_text()

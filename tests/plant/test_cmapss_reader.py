@@ -1,0 +1,115 @@
+"""plant.datasets.cmapss: the pure C-MAPSS reader, on the real files (fail, never skip, when they are missing)
+and on small hand-made trees for the error paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+
+from plant.datasets import DatasetFormatError, DatasetMissing
+from plant.datasets.cmapss import COLUMNS, SUBSETS, read_subset
+
+
+@pytest.fixture(scope="module")
+def real_base() -> Path:
+    base = Path(settings.VIGIL_DATA_DIR)
+    if not (base / "cmapss" / "train_FD001.txt").is_file():
+        pytest.fail(
+            f"C-MAPSS files not found under {base / 'cmapss'}; CI sets VIGIL_DATA_DIR=../shared/data."
+        )
+    return base
+
+
+def _row(unit: int, cycle: int, first: float = 0.5) -> str:
+    return " ".join([str(unit), str(cycle), str(first), *(["1.0"] * 23)]) + "  \n"
+
+
+def _tree(tmp_path: Path, train: str, test: str, rul: str) -> Path:
+    folder = tmp_path / "cmapss"
+    folder.mkdir()
+    (folder / "train_FD001.txt").write_text(train)
+    (folder / "test_FD001.txt").write_text(test)
+    (folder / "RUL_FD001.txt").write_text(rul)
+    return tmp_path
+
+
+def test_it_reads_fd001_with_the_card_counts_and_the_first_row_values(real_base):
+    subset = read_subset("FD001", base=real_base)
+    assert subset.name == "FD001"
+    assert subset.columns == list(COLUMNS) and len(COLUMNS) == 24
+    assert len(subset.train) == 100 and len(subset.test) == 100
+    assert sum(len(rows) for rows in subset.train.values()) == 20_631
+    assert sum(len(rows) for rows in subset.test.values()) == 13_096
+    first = subset.train[1][0]
+    assert first.shape == (24,)
+    assert first[0] == pytest.approx(-0.0007) and first[3] == pytest.approx(518.67)
+    assert first[-1] == pytest.approx(23.4190)
+    assert subset.test_rul[1] == 112 and subset.test_rul[2] == 98
+    assert min(subset.test_rul.values()) == 7 and max(subset.test_rul.values()) == 145
+    assert subset.train_rul(1)[-1] == 0 and subset.train_rul(1)[0] == len(subset.train[1]) - 1
+
+
+def test_it_reads_fd002_with_259_test_units(real_base):
+    subset = read_subset("fd002", base=real_base)
+    assert len(subset.train) == 260 and len(subset.test) == 259
+    assert set(subset.test_rul) == set(subset.test)
+    assert min(len(rows) for rows in subset.train.values()) == 128
+    assert SUBSETS == ("FD001", "FD002", "FD003")
+
+
+def test_the_test_rul_series_counts_down_to_the_true_rul_after_the_last_cycle(tmp_path):
+    base = _tree(tmp_path, _row(1, 1) + _row(1, 2), _row(1, 1) + _row(1, 2) + _row(1, 3), "10\n")
+    subset = read_subset("FD001", base=base)
+    assert subset.test_rul_series(1).tolist() == [12.0, 11.0, 10.0]
+    assert subset.train_rul(1).tolist() == [1.0, 0.0]
+
+
+def test_it_names_the_missing_directory(tmp_path):
+    with pytest.raises(DatasetMissing, match=str(tmp_path / "cmapss")):
+        read_subset("FD001", base=tmp_path)
+
+
+def test_it_rejects_an_unknown_subset(tmp_path):
+    with pytest.raises(DatasetMissing, match="FD009"):
+        read_subset("FD009", base=tmp_path)
+
+
+def test_it_names_the_file_and_line_of_a_row_with_too_few_columns(tmp_path):
+    base = _tree(tmp_path, _row(1, 1) + "1 2 3\n", _row(1, 1), "5\n")
+    with pytest.raises(DatasetFormatError, match=r"train_FD001\.txt, line 2: 3 columns"):
+        read_subset("FD001", base=base)
+
+
+def test_it_names_the_file_and_line_of_a_non_numeric_value(tmp_path):
+    base = _tree(tmp_path, _row(1, 1), _row(1, 1) + _row(1, 2).replace("0.5", "abc"), "5\n")
+    with pytest.raises(DatasetFormatError, match=r"test_FD001\.txt, line 2"):
+        read_subset("FD001", base=base)
+
+
+def test_it_rejects_cycles_out_of_order(tmp_path):
+    base = _tree(tmp_path, _row(1, 1) + _row(1, 3), _row(1, 1), "5\n")
+    with pytest.raises(DatasetFormatError, match="line 2: unit 1 cycle 3 where cycle 2"):
+        read_subset("FD001", base=base)
+
+
+def test_it_rejects_a_rul_file_that_does_not_match_the_test_units(tmp_path):
+    base = _tree(tmp_path, _row(1, 1), _row(1, 1) + _row(2, 1), "5\n")
+    with pytest.raises(DatasetFormatError, match="1 RUL values for the 2 units"):
+        read_subset("FD001", base=base)
+
+
+def test_it_rejects_a_non_integer_rul(tmp_path):
+    base = _tree(tmp_path, _row(1, 1), _row(1, 1), "5.5\n")
+    with pytest.raises(DatasetFormatError, match=r"RUL_FD001\.txt, line 1"):
+        read_subset("FD001", base=base)
+
+
+def test_units_come_back_as_float_arrays_in_cycle_order(tmp_path):
+    base = _tree(tmp_path, _row(2, 1, 0.1) + _row(1, 1, 0.2) + _row(2, 2, 0.3), _row(1, 1), "5\n")
+    subset = read_subset("FD001", base=base)
+    assert list(subset.train) == [1, 2]
+    assert subset.train[2][:, 0].tolist() == [0.1, 0.3]
+    assert subset.train[2].dtype == np.float64
