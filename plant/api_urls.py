@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from alerts import api as alerts_api
 from plant import api
 
 app_name = "api"
@@ -11,4 +12,6 @@ app_name = "api"
 urlpatterns = [
     path("readings", api.post_readings, name="readings"),
     path("openapi.json", api.openapi_json, name="openapi"),
+    path("metrics", alerts_api.metrics, name="metrics"),
+    path("metrics.csv", alerts_api.metrics_csv_view, name="metrics_csv"),
 ]

@@ -38,7 +38,11 @@ def is_engineer(user: Any) -> bool:
         return False
     if user.is_superuser:
         return True
-    return any(group.name == "engineer" for group in user.groups.all())
+    # Asked by the nav bar and again by the view on the same request: one groups query, kept on the user.
+    cached = getattr(user, "_vigil_is_engineer", None)
+    if cached is None:
+        cached = user._vigil_is_engineer = any(group.name == "engineer" for group in user.groups.all())
+    return cached
 
 
 def site_ids_for_user(user: Any) -> list[int]:
@@ -235,13 +239,18 @@ def feature_lines(
         label, unit = roles.get(role, (role.replace("_", " ").capitalize(), ""))
         low, high = ranges.get(name, (None, None))
         phi = float(feature.get("phi") or 0.0)
+        # A baselined model's input is the change from the asset's operating point: show the sensor's own
+        # value, and the usual range (of the model's input) around that operating point.
+        base = float(feature.get("baseline") or 0.0)
+        if low is not None and high is not None:
+            low, high = low + base, high + base
         lines.append(
             WhyLine(
                 role=role,
                 feature=name,
                 sensor=label,
                 stat=STAT_LABELS.get(stat, stat.replace("_", " ")),
-                value=float(feature["value"]),
+                value=float(feature.get("raw", feature["value"])),
                 unit=unit,
                 low=low,
                 high=high,

@@ -1,0 +1,73 @@
+"""The metrics API: GET /api/v1/metrics (JSON, or CSV with ?format=csv) and /api/v1/metrics.csv.
+
+Session-authenticated engineers and supervisors (the health page's users); anyone else gets 403. Every
+error is ``{"error": "...", "param": "..."}`` with a 4xx status. The rows are alerts.metrics.metric_rows,
+the same the health page shows.
+"""
+
+from __future__ import annotations
+
+import orjson
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from alerts.health_views import can_see_health
+from alerts.metrics import MetricsParamError, follow_through_window, metric_rows, parse_query
+from alerts.metrics.export import metrics_csv
+from alerts.services import site_ids_for_user
+
+FORMATS = ("json", "csv")
+
+
+def _json(payload: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
+    return HttpResponse(
+        orjson.dumps(payload), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error(message: str, status: int, param: str | None = None, headers: dict | None = None) -> HttpResponse:
+    body = {"error": message}
+    if param:
+        body["param"] = param
+    return _json(body, status=status, headers=headers)
+
+
+def metrics(request: HttpRequest, fmt: str | None = None) -> HttpResponse:
+    """Metric rows per (period, key) for ?group_by=site|asset|asset_type|model_version&period=month|week
+    (&start=YYYY-MM-DD&end=YYYY-MM-DD&site=<slug>)."""
+    if request.method not in ("GET", "HEAD"):
+        return _error(f"method {request.method} not allowed: use GET", 405, headers={"Allow": "GET"})
+    if not request.user.is_authenticated:
+        return _error("log in as an engineer or supervisor to read the metrics (session authentication)", 403)
+    if not can_see_health(request.user):
+        return _error("the metrics are for engineers and supervisors", 403)
+    fmt = fmt or (request.GET.get("format") or "json").strip()
+    if fmt not in FORMATS:
+        return _error(f"format: {fmt[:20]!r} is not one of {', '.join(FORMATS)}", 400, "format")
+    site_ids = site_ids_for_user(request.user)
+    try:
+        query = parse_query(request.GET, site_ids)
+    except MetricsParamError as exc:
+        return _error(str(exc), 400, exc.param)
+    rows = metric_rows(site_ids, query, now=timezone.now())
+    if fmt == "csv":
+        response = HttpResponse(metrics_csv(rows), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="vigil-metrics-{query.group_by}-{query.period}.csv"'
+        )
+        return response
+    return _json(
+        {
+            "group_by": query.group_by,
+            "period": query.period,
+            "start": query.start.isoformat() if query.start else None,
+            "end": query.end.isoformat() if query.end else None,
+            "site": query.site.slug if query.site else None,
+            "follow_through_hours": follow_through_window().total_seconds() / 3600,
+            "rows": [row.as_dict() for row in rows],
+        }
+    )
+
+
+def metrics_csv_view(request: HttpRequest) -> HttpResponse:
+    return metrics(request, fmt="csv")

@@ -1,0 +1,292 @@
+"""Engineers' alert health page: trust and quality metrics by period, their trend, the trust-erosion
+warning, the alerts behind every number, and the per-alert CSV export.
+
+Engineers and supervisors (staff) only; technicians get 403. Everything is scoped to the user's sites and
+computed by alerts.metrics, the same functions the JSON/CSV API uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from alerts.choices import FalseAlarmReason, MaintenanceAction, Verdict
+from alerts.metrics import (
+    DRILL_METRICS,
+    GROUP_BYS,
+    PERIODS,
+    MetricsParamError,
+    MetricsQuery,
+    MetricsRow,
+    drill_alerts,
+    drill_missed,
+    follow_through_window,
+    health_report,
+    parse_query,
+    period_bounds,
+    period_kind,
+)
+from alerts.metrics.charts import trend_figure
+from alerts.metrics.export import aiter_chunks, export_alerts
+from alerts.metrics.trust import FLOOR
+from alerts.services import is_engineer, site_ids_for_user
+from plant.models import Site
+
+DRILL_LIMIT = 500
+GROUP_LABELS = {
+    "site": "Site",
+    "asset": "Asset",
+    "asset_type": "Asset type",
+    "model_version": "Model version",
+}
+METRIC_TITLES = {
+    "alerts": "Alerts shown",
+    "verdicts": "Alerts with a verdict",
+    "confirmed": "Confirmed faults",
+    "false_alarms": "False alarms",
+    "not_actionable": "Not actionable",
+    "precision": "Confirmed faults and false alarms (precision)",
+    "actionable": "Confirmed faults repaired or scheduled",
+    "followed": "Verdict within the follow-through window",
+    "due": "Alerts counted in follow-through",
+    "not_followed": "No verdict within the follow-through window",
+    "acknowledged": "Acknowledged (time to acknowledge)",
+    "ignored": "Ignored (auto-closed untouched)",
+    "dismissed": "Dismissed (false alarm or not actionable)",
+    "dismissed_or_ignored": "Dismissed or ignored",
+    "missed": "Missed failures (reported, no alert)",
+}
+
+
+def can_see_health(user: Any) -> bool:
+    """Engineers and supervisors (staff users) see the health page, its API and the export."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return bool(user.is_staff or is_engineer(user) or user.has_perm("alerts.view_alert"))
+
+
+def _require_health(request: HttpRequest) -> list[int]:
+    if not can_see_health(request.user):
+        raise PermissionDenied("The alert health page is for engineers and supervisors.")
+    return site_ids_for_user(request.user)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number of the table and the drill-down that lists what it counts."""
+
+    text: str
+    url: str = ""
+    name: str = ""
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d}" if minutes else f"{hours} h"
+    return f"{hours / 24:.1f} d"
+
+
+def verdict_text(verdict: str | None, action: str | None, reason: str | None) -> str:
+    """ "Confirmed fault — Repaired", "False alarm — Sensor glitch", or "—" without a verdict."""
+    if not verdict:
+        return "—"
+    detail = MaintenanceAction(action).label if action else FalseAlarmReason(reason).label if reason else ""
+    return f"{Verdict(verdict).label} — {detail}" if detail else Verdict(verdict).label
+
+
+def drill_url(query: MetricsQuery, row: MetricsRow, metric: str, *, total: bool) -> str:
+    # A row without a key that is not a period total: missed failures with no model deployed.
+    key = "all" if total else "none" if row.key is None else str(row.key)
+    params = query.as_params(period=row.period, key=key, metric=metric)
+    return f"{reverse('alerts:health_alerts')}?{urlencode(params)}"
+
+
+def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> list[Cell]:
+    """The table's numbers for one row, left to right, each linked to the alerts behind it."""
+
+    def link(text: str, metric: str, name: str) -> Cell:
+        return Cell(text, drill_url(query, row, metric, total=total), name)
+
+    return [
+        link(str(row.alerts), "alerts", "alerts"),
+        link(str(row.verdicts), "verdicts", "verdicts"),
+        link(str(row.confirmed), "confirmed", "confirmed"),
+        link(str(row.false_alarms), "false_alarms", "false_alarms"),
+        link(str(row.not_actionable), "not_actionable", "not_actionable"),
+        link(str(row.missed), "missed", "missed"),
+        link(percent(row.precision), "precision", "precision"),
+        link(percent(row.recall), "confirmed", "recall"),
+        link(percent(row.follow_through), "due", "follow_through"),
+        link(percent(row.actionability), "verdicts", "actionability"),
+        link(duration(row.tta_median_s), "acknowledged", "tta_median"),
+        link(duration(row.tta_p90_s), "acknowledged", "tta_p90"),
+        link(str(row.ignored), "ignored", "ignored"),
+    ]
+
+
+def _filters_context(request: HttpRequest, site_ids: list[int]) -> dict[str, Any]:
+    return {
+        "group_bys": [(value, GROUP_LABELS[value]) for value in GROUP_BYS],
+        "period_choices": PERIODS,
+        "sites": Site.objects.filter(pk__in=site_ids).order_by("name"),
+        "values": request.GET,
+        "follow_through_hours": int(follow_through_window().total_seconds() // 3600),
+    }
+
+
+@require_GET
+@login_required
+def health(request: HttpRequest) -> HttpResponse:
+    """The metrics table by period (totals first), the trend chart and the trust-erosion warnings."""
+    site_ids = _require_health(request)
+    context = _filters_context(request, site_ids)
+    try:
+        query = parse_query(request.GET, site_ids)
+    except MetricsParamError as exc:
+        return render(request, "alerts/health.html", {**context, "error": exc}, status=400)
+    report = health_report(site_ids, query, now=timezone.now())
+    rows_by_period: dict[str, list[MetricsRow]] = {}
+    for row in report.rows:
+        rows_by_period.setdefault(row.period, []).append(row)
+    periods = [
+        {
+            "total": total,
+            "total_cells": cells(query, total, total=True),
+            "rows": [(row, cells(query, row)) for row in rows_by_period.get(total.period, [])],
+        }
+        for total in reversed(report.totals)
+    ]
+    flagged = [warning.period for warning in report.warnings]
+    context.update(
+        {
+            "query": query,
+            "report": report,
+            "periods": periods,
+            "group_label": GROUP_LABELS[query.group_by],
+            "figure": trend_figure(report.totals, flagged),
+            "floor": percent(FLOOR),
+            "warnings": [
+                {
+                    "warning": warning,
+                    "follow_through": percent(warning.follow_through),
+                    "assets": [
+                        (d, _driver_url(query, warning.period, "asset", d.key)) for d in warning.assets
+                    ],
+                    "models": [
+                        (d, _driver_url(query, warning.period, "model_version", d.key))
+                        for d in warning.models
+                    ],
+                }
+                for warning in reversed(report.warnings)
+            ],
+            "csv_url": f"{reverse('api:metrics_csv')}?{urlencode(query.as_params())}",
+            "export_url": f"{reverse('alerts:export')}?{urlencode(query.as_params())}",
+        }
+    )
+    return render(request, "alerts/health.html", context)
+
+
+def _driver_url(query: MetricsQuery, period: str, group: str, key: int) -> str:
+    params = query.with_group(group).as_params(period=period, key=str(key), metric="dismissed_or_ignored")
+    return f"{reverse('alerts:health_alerts')}?{urlencode(params)}"
+
+
+def _drill_params(
+    params: Mapping[str, str], site_ids: list[int]
+) -> tuple[MetricsQuery, str, int | None, str]:
+    """Read a drill-down's period label, key and metric next to the filters of the page it came from."""
+    label = (params.get("period") or "").strip()
+    if not label:
+        raise MetricsParamError("period", "say which period, e.g. 2026-09 or 2026-W37")
+    period_bounds(label)
+    filters = {name: params.get(name, "") for name in ("group_by", "start", "end", "site")}
+    query = parse_query({**filters, "period": period_kind(label)}, site_ids)
+    raw_key = (params.get("key") or "all").strip()
+    if raw_key not in ("all", "none") and not (raw_key.isdigit() and len(raw_key) <= 18):
+        raise MetricsParamError("key", f"{raw_key[:20]!r} is not an id (or 'all', or 'none')")
+    metric = (params.get("metric") or "alerts").strip()
+    if metric not in DRILL_METRICS:
+        raise MetricsParamError("metric", f"{metric[:30]!r} is not one of {', '.join(DRILL_METRICS)}")
+    key: int | str | None = None if raw_key == "all" else "none" if raw_key == "none" else int(raw_key)
+    return query, label, key, metric
+
+
+@require_GET
+@login_required
+def health_alerts(request: HttpRequest) -> HttpResponse:
+    """The alerts (or missed failures) behind one number of the health page."""
+    site_ids = _require_health(request)
+    try:
+        query, label, key, metric = _drill_params(request.GET, site_ids)
+    except MetricsParamError as exc:
+        return render(request, "alerts/health_alerts.html", {"error": exc}, status=400)
+    context: dict[str, Any] = {
+        "query": query,
+        "period": label,
+        "key": key,
+        "metric": metric,
+        "title": METRIC_TITLES[metric],
+        "group_label": GROUP_LABELS[query.group_by],
+        "limit": DRILL_LIMIT,
+        "back_url": f"{reverse('alerts:health')}?{urlencode(query.as_params())}",
+        "window": follow_through_window(),
+    }
+    if metric == "missed":
+        missed = drill_missed(site_ids, query, period=label, key=key).select_related("asset__site", "user")
+        context["missed"] = list(missed.order_by("failure_at", "pk")[:DRILL_LIMIT])
+        context["total"] = len(context["missed"])
+    else:
+        alerts = drill_alerts(site_ids, query, period=label, key=key, metric=metric, now=timezone.now())
+        rows = list(
+            alerts.select_related("asset__site", "model_version")
+            .defer("explanation", "peak_explanation")
+            .order_by("opened_at", "pk")[: DRILL_LIMIT + 1]
+        )
+        window = follow_through_window()
+        for alert in rows:
+            alert.followed = alert.response_delay is not None and alert.response_delay <= window
+            alert.verdict_text = verdict_text(alert.verdict, alert.verdict_action, alert.verdict_reason)
+        context["alerts"] = rows[:DRILL_LIMIT]
+        context["truncated"] = len(rows) > DRILL_LIMIT
+    return render(request, "alerts/health_alerts.html", context)
+
+
+@require_GET
+@login_required
+def export_csv(request: HttpRequest) -> HttpResponse:
+    """Every visible alert of the user's sites (date range and site as on the health page), one CSV row
+    each, streamed chunk by chunk."""
+    site_ids = _require_health(request)
+    try:
+        query = parse_query(request.GET, site_ids)
+    except MetricsParamError as exc:
+        return HttpResponse(f"{exc}\n", status=400, content_type="text/plain; charset=utf-8")
+    chunks = export_alerts(site_ids, query)
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response = StreamingHttpResponse(
+        aiter_chunks(chunks) if isinstance(request, ASGIRequest) else chunks,
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="vigil-alerts-{stamp}.csv"'
+    return response

@@ -1,0 +1,120 @@
+"""Operator-trust metrics of the alerts: how often alerts are right, acted on and answered.
+
+Definitions (per period and per site, asset, asset type or model version; ARCHITECTURE "Metric
+definitions"), all from rows (Alert, AlertEvent, Feedback), never from counters:
+
+* precision = confirmed faults / (confirmed faults + false alarms); not-actionable verdicts are neither.
+* recall = confirmed faults / (confirmed faults + reported missed failures).
+* follow-through = alerts with a verdict within ``VIGIL_FOLLOW_THROUGH_HOURS`` (24 h) of being shown /
+  alerts shown. An alert still inside its window without a verdict is not yet late, so it is left out of
+  that denominator until the window ends (``due``); for any closed period this is every alert.
+* actionability = confirmed faults with an action (repaired or repair scheduled) / alerts with a verdict.
+* time to acknowledge (median, nearest-rank p90, seconds) = first human event − shown, over the alerts
+  that had one; a human event is any event by a person (acknowledge, snooze, verdict), an event with an
+  actor or a Feedback row. Snoozing is an answer too: the operator saw the alert and decided.
+* ignored = auto-closed with no human event at all (a late verdict on an auto-closed alert un-ignores it).
+* false alarms by reason, from the verdict in force.
+
+Decisions:
+
+* Which alerts count: visible ones (``is_shadow`` excluded), and only once operators could see them. An
+  alert opened inside a maintenance window (``suppressed``) is left out unless it later became open, and
+  then its clock (follow-through, time to acknowledge) starts at that move to open, not at the opening.
+  Suppressed alerts never shown are left out even if someone gave them a verdict: the maintenance window
+  said "expect noise", and counting them would charge planned work to the model and the operators.
+  The alert export lists them, with ``suppressed`` true.
+* Period of an alert: the period in which it was opened (``opened_at``), in settings.TIME_ZONE, so a late
+  verdict or a correction changes the numbers of the alert's opening period, never of a later one.
+* A corrected verdict counts as the latest one (the verdict Feedback no other supersedes); follow-through
+  uses the first verdict given, since a later correction does not undo the answer.
+* Period of a missed failure: the start of the failure it reports (its label), not when it was reported.
+  Its model version is the one most recently made champion for the asset's type before that moment (the
+  detector that should have caught it); none deployed → key null, "no model deployed".
+* Rates are None (not 0) when their denominator is 0; groups with nothing to count have no row.
+* Percentiles are the only numbers computed in Python, from one duration per acknowledged alert; every
+  count is a COUNT(...) FILTER (WHERE ...) of one GROUP BY, the verdict in force a correlated subquery.
+
+``health_report`` is what the page shows; the JSON/CSV API returns its ``rows``; both call
+``metric_rows``, so they agree. Trust-erosion warnings: see ``alerts.metrics.trust``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from alerts.metrics.params import (
+    GROUP_BYS,
+    PERIODS,
+    MetricsParamError,
+    MetricsQuery,
+    parse_query,
+    period_bounds,
+    period_kind,
+    period_label,
+    previous_period,
+)
+from alerts.metrics.queries import (
+    DRILL_METRICS,
+    annotated_alerts,
+    counted_alerts,
+    drill_alerts,
+    drill_missed,
+    follow_through_window,
+    missed_failures,
+)
+from alerts.metrics.rows import API_FIELDS, DriverCount, MetricsRow, driver_counts, metric_rows
+from alerts.metrics.trust import TrustWarning, trust_warnings
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Everything the health page shows: rows by the query's grouping, one total per period, warnings."""
+
+    query: MetricsQuery
+    rows: list[MetricsRow]
+    totals: list[MetricsRow]
+    warnings: list[TrustWarning]
+
+
+def health_report(site_ids: Collection[int], query: MetricsQuery, *, now: datetime) -> HealthReport:
+    """The rows, the per-period totals and the trust-erosion warnings of the query over the sites."""
+    totals = metric_rows(site_ids, query, now=now, group_by=None)
+    warnings = trust_warnings(
+        totals,
+        driver_counts(site_ids, query, "asset", now=now),
+        driver_counts(site_ids, query, "model_version", now=now),
+    )
+    return HealthReport(
+        query=query, rows=metric_rows(site_ids, query, now=now), totals=totals, warnings=warnings
+    )
+
+
+__all__ = [
+    "API_FIELDS",
+    "DRILL_METRICS",
+    "GROUP_BYS",
+    "PERIODS",
+    "DriverCount",
+    "HealthReport",
+    "MetricsParamError",
+    "MetricsQuery",
+    "MetricsRow",
+    "TrustWarning",
+    "annotated_alerts",
+    "counted_alerts",
+    "drill_alerts",
+    "drill_missed",
+    "driver_counts",
+    "follow_through_window",
+    "health_report",
+    "metric_rows",
+    "missed_failures",
+    "parse_query",
+    "period_bounds",
+    "period_kind",
+    "period_label",
+    "previous_period",
+    "trust_warnings",
+]

@@ -1,0 +1,146 @@
+"""The parameters of a metrics question (grouping, period, date range, site) and their validation.
+
+The page, the JSON/CSV API and the alert export all read their query string through ``parse_query``, so a
+bad value gets the same message everywhere, naming the parameter (``MetricsParamError.param``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+
+from django.utils import timezone
+
+from plant.models import Site
+
+GROUP_BYS = ("site", "asset", "asset_type", "model_version")
+PERIODS = ("month", "week")
+MAX_RANGE_DAYS = 3 * 366
+_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+_WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+class MetricsParamError(ValueError):
+    """A query-string value that cannot be used; ``param`` names it, the message says what is accepted."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+
+
+@dataclass(frozen=True)
+class MetricsQuery:
+    """What to compute: rows per (period, key of ``group_by``), alerts opened in [start, end], one site or
+    all the user's sites."""
+
+    group_by: str = "site"
+    period: str = "month"
+    start: date | None = None
+    end: date | None = None
+    site: Site | None = None
+
+    def since(self) -> datetime | None:
+        return _aware(self.start) if self.start else None
+
+    def until(self) -> datetime | None:
+        """Exclusive upper bound: midnight after ``end`` (the end date is included)."""
+        return _aware(self.end + timedelta(days=1)) if self.end else None
+
+    def as_params(self, **changes: str) -> dict[str, str]:
+        """The query string that asks this again (for links), with ``changes`` applied."""
+        params = {"group_by": self.group_by, "period": self.period}
+        if self.start:
+            params["start"] = self.start.isoformat()
+        if self.end:
+            params["end"] = self.end.isoformat()
+        if self.site:
+            params["site"] = self.site.slug
+        params.update(changes)
+        return params
+
+    def with_group(self, group_by: str) -> MetricsQuery:
+        return replace(self, group_by=group_by)
+
+
+def _aware(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
+
+
+def _choice(params: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = (params.get(name) or choices[0]).strip()
+    if value not in choices:
+        raise MetricsParamError(name, f"{value[:40]!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _date(params: Mapping[str, str], name: str) -> date | None:
+    raw = (params.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise MetricsParamError(name, f"{raw[:40]!r} is not a date; use YYYY-MM-DD") from None
+
+
+def parse_query(params: Mapping[str, str], site_ids: Collection[int]) -> MetricsQuery:
+    """Read group_by, period, start, end and site (a slug among ``site_ids``); MetricsParamError if bad."""
+    group_by = _choice(params, "group_by", GROUP_BYS)
+    period = _choice(params, "period", PERIODS)
+    start, end = _date(params, "start"), _date(params, "end")
+    if start and end and end < start:
+        raise MetricsParamError("end", f"{end} is before start {start}")
+    if start and end and (end - start).days > MAX_RANGE_DAYS:
+        raise MetricsParamError("end", f"the range can span at most {MAX_RANGE_DAYS} days")
+    site = None
+    slug = (params.get("site") or "").strip()
+    if slug:
+        site = Site.objects.filter(slug=slug, pk__in=list(site_ids)).first()
+        if site is None:
+            raise MetricsParamError("site", f"no site {slug[:40]!r} among your sites")
+    return MetricsQuery(group_by=group_by, period=period, start=start, end=end, site=site)
+
+
+def period_label(moment: datetime, period: str) -> str:
+    """'2026-09' for a month, '2026-W37' (ISO week) for a week; ``moment`` is the period's truncated start."""
+    local = timezone.localtime(moment) if timezone.is_aware(moment) else moment
+    if period == "month":
+        return f"{local.year:04d}-{local.month:02d}"
+    year, week, _ = local.date().isocalendar()
+    return f"{year:04d}-W{week:02d}"
+
+
+def period_kind(label: str) -> str:
+    """'month' or 'week' from the form of a period label; MetricsParamError("period") otherwise."""
+    if _MONTH_RE.match(label):
+        return "month"
+    if _WEEK_RE.match(label):
+        return "week"
+    raise MetricsParamError(
+        "period", f"{label[:20]!r} is not a period; use a month (2026-09) or a week (2026-W37)"
+    )
+
+
+def period_bounds(label: str) -> tuple[datetime, datetime]:
+    """[start, end) of a period label ('2026-09' or '2026-W37') in the current time zone."""
+    kind = period_kind(label)
+    if kind == "month" and (match := _MONTH_RE.match(label)) and 1 <= int(match[2]) <= 12:
+        year, month = int(match[1]), int(match[2])
+        return _aware(date(year, month, 1)), _aware(date(year + month // 12, month % 12 + 1, 1))
+    if kind == "week" and (match := _WEEK_RE.match(label)):
+        try:
+            monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
+        except ValueError:
+            pass
+        else:
+            return _aware(monday), _aware(monday + timedelta(days=7))
+    raise MetricsParamError("period", f"{label[:20]!r} is not a valid {kind}")
+
+
+def previous_period(label: str) -> str:
+    """The calendar period just before ``label`` (of the same kind)."""
+    start, _ = period_bounds(label)
+    return period_label(start - timedelta(days=1), period_kind(label))

@@ -1,0 +1,217 @@
+"""The alert health page and its drill-down: who may see them, what they show, and that every number
+links to exactly the alerts it counts."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+from alerts.metrics import MetricsQuery, metric_rows
+from tests.alerts.test_metrics_golden import NOW, build_golden_history
+
+HEALTH = "/alerts/health/"
+DRILL = "/alerts/health/alerts/"
+
+
+@pytest.fixture
+def golden(db):
+    return build_golden_history()
+
+
+@pytest.fixture
+def engineer_client(client, golden):
+    client.force_login(golden.engineer)
+    return client
+
+
+def test_the_url_names_resolve_to_the_documented_paths():
+    assert reverse("alerts:health") == HEALTH
+    assert reverse("alerts:health_alerts") == DRILL
+    assert reverse("alerts:export") == "/alerts/export.csv"
+
+
+def test_an_engineer_sees_the_table_the_trend_and_the_august_warning(engineer_client, golden):
+    response = engineer_client.get(HEALTH)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'id="health-table"' in page and 'id="health-figure"' in page
+    assert "vendor/plotly.min.js" in page
+    assert [w.period for w in response.context["report"].warnings] == ["2026-08"]
+    warning = re.search(r'<section class="trust-warning[^>]*>(.*?)</section>', page, re.S).group(1)
+    assert "2026-08" in warning and "P-101" in warning and "pump-anomaly v2" in warning
+    assert warning.index("P-101") < warning.index("P-102"), "the asset with the most dismissals first"
+    assert 'id="trust-warning-2026-07"' not in page
+    # Periods newest first, each total row followed by its sites.
+    assert re.findall(r'<tr class="period-total[^"]*" data-period="([\d-]+)"', page) == [
+        "2026-08", "2026-07", "2026-06"
+    ]  # fmt: skip
+
+
+def test_a_supervisor_who_is_staff_may_see_the_page(client, golden):
+    boss = User.objects.create_user("sue", password="x", is_staff=True)
+    golden.north.members.add(boss)
+    client.force_login(boss)
+    response = client.get(HEALTH)
+    assert response.status_code == 200
+    assert {row.label for row in response.context["report"].rows} == {"North"}, "only her sites"
+
+
+def test_technicians_get_403_and_anonymous_users_the_login_page(client, golden):
+    client.force_login(golden.tess)
+    assert client.get(HEALTH).status_code == 403
+    assert client.get(DRILL, {"period": "2026-07"}).status_code == 403
+    assert client.get("/alerts/export.csv").status_code == 403
+    client.logout()
+    response = client.get(HEALTH)
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_the_nav_link_is_shown_to_engineers_only(client, golden):
+    client.force_login(golden.engineer)
+    assert f'href="{HEALTH}"' in client.get("/alerts/").content.decode()
+    client.force_login(golden.tess)
+    assert f'href="{HEALTH}"' not in client.get("/alerts/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"group_by": "planet"}, "group_by"),
+        ({"period": "year"}, "period"),
+        ({"start": "yesterday"}, "start"),
+        ({"start": "2026-08-01", "end": "2026-07-01"}, "end"),
+        ({"site": "atlantis"}, "site"),
+    ],
+)
+def test_bad_filters_give_a_400_page_naming_the_parameter(engineer_client, params, param):
+    response = engineer_client.get(HEALTH, params)
+    assert response.status_code == 400
+    assert f"{param}:" in response.content.decode()
+
+
+def test_a_site_of_someone_else_is_an_unknown_site(engineer_client, golden):
+    response = engineer_client.get(HEALTH, {"site": "east"})
+    assert response.status_code == 400 and "no site" in response.content.decode()
+
+
+def test_the_drill_down_lists_the_false_alarms_of_july_on_the_north_site(engineer_client, golden):
+    response = engineer_client.get(
+        DRILL, {"period": "2026-07", "group_by": "site", "key": golden.north.pk, "metric": "false_alarms"}
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    expected = [golden.alerts[name].pk for name in ("K1", "K4", "K6")]
+    assert [a.pk for a in response.context["alerts"]] == expected
+    for pk in expected:
+        assert f'href="/alerts/{pk}/"' in page
+
+
+def test_the_drill_down_of_missed_failures_lists_the_reports_by_failure_time(engineer_client, golden):
+    response = engineer_client.get(DRILL, {"period": "2026-06", "key": "all", "metric": "missed"})
+    assert response.status_code == 200
+    assert [(m.asset.tag, m.failure_at.day) for m in response.context["missed"]] == [
+        ("p-102", 18),
+        ("p-101", 29),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({}, "period"),
+        ({"period": "July"}, "period"),
+        ({"period": "2026-13"}, "period"),
+        ({"period": "2026-W60"}, "period"),
+        ({"period": "2026-07", "key": "north"}, "key"),
+        ({"period": "2026-07", "key": "9" * 30}, "key"),
+        ({"period": "2026-07", "metric": "happiness"}, "metric"),
+        ({"period": "2026-07", "group_by": "planet"}, "group_by"),
+    ],
+)
+def test_bad_drill_down_parameters_give_a_400_naming_them(engineer_client, params, param):
+    response = engineer_client.get(DRILL, params)
+    assert response.status_code == 400
+    assert f"{param}:" in response.content.decode()
+
+
+def drill_count(client, url: str) -> int:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    if "missed" in response.context and response.context["missed"] is not None:
+        return len(response.context["missed"])
+    return len(response.context["alerts"])
+
+
+@pytest.mark.parametrize("group_by", ["site", "asset", "model_version"])
+def test_every_count_on_the_page_links_to_exactly_that_many_alerts(engineer_client, golden, group_by):
+    response = engineer_client.get(HEALTH, {"group_by": group_by})
+    checked = 0
+    for item in response.context["periods"]:
+        for row, cells in [(item["total"], item["total_cells"]), *item["rows"]]:
+            for cell in cells:
+                name = cell.name
+                if name in (
+                    "alerts",
+                    "verdicts",
+                    "confirmed",
+                    "false_alarms",
+                    "not_actionable",
+                    "missed",
+                    "ignored",
+                ):
+                    assert drill_count(engineer_client, cell.url) == getattr(row, name), (
+                        row.period,
+                        row.label,
+                        name,
+                    )
+                    checked += 1
+                if name == "follow_through":
+                    query = parse_qs(urlsplit(cell.url).query)
+                    assert query["metric"] == ["due"]
+                    followed = cell.url.replace("metric=due", "metric=followed")
+                    assert drill_count(engineer_client, followed) == row.followed
+    assert checked >= 7 * 6
+
+
+def test_the_page_shows_the_same_rows_as_metric_rows(engineer_client, golden):
+    response = engineer_client.get(HEALTH, {"group_by": "asset", "period": "week"})
+    expected = metric_rows([golden.north.pk, golden.south.pk], MetricsQuery("asset", "week"), now=NOW)
+    assert [row.as_dict() for row in response.context["report"].rows] == [row.as_dict() for row in expected]
+
+
+def test_the_pages_cost_a_fixed_number_of_queries(engineer_client, golden, django_assert_num_queries):
+    # Session, user, sites, the alerts, the nav role and sites: whatever the number of alerts.
+    with django_assert_num_queries(6):
+        engineer_client.get(DRILL, {"period": "2026-07", "key": "all", "metric": "alerts"})
+    # Per grouping (totals, asset and model drivers, the rows): counts, reasons, delays, missed, labels.
+    with django_assert_num_queries(19):
+        engineer_client.get(HEALTH)
+
+
+def test_a_missed_failure_with_no_model_deployed_links_to_its_own_list(engineer_client, golden):
+    from alerts.services import record_missed_failure
+    from tests.alerts.test_metrics_golden import at
+
+    # April: no pump version was champion yet, so the failure counts against no model.
+    record_missed_failure(golden.p101, golden.tess, start=at(4, 10), end=at(4, 11), fault_type="seal")
+    response = engineer_client.get(HEALTH, {"group_by": "model_version"})
+    (april,) = [item for item in response.context["periods"] if item["total"].period == "2026-04"]
+    ((row, cells),) = april["rows"]
+    assert (row.key, row.label, row.missed, row.recall) == (None, "no model deployed", 1, 0.0)
+    missed_url = next(cell.url for cell in cells if cell.name == "missed")
+    assert "key=none" in missed_url
+    assert drill_count(engineer_client, missed_url) == 1
+
+
+def test_an_engineer_without_alerts_gets_an_empty_page_not_an_error(client, db):
+    from tests.conftest import make_site, make_user
+
+    client.force_login(make_user("new", "engineer", make_site("west")))
+    response = client.get(HEALTH)
+    assert response.status_code == 200
+    assert 'id="health-empty"' in response.content.decode() and not response.context["warnings"]
+    assert client.get("/api/v1/metrics").json()["rows"] == []
