@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html
 
-from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
+from alerts.models import Alert, AlertEvent, MaintenanceWindow, NoiseAction, Score, ThresholdOverride
 
 
 def badge(label: str, colour: str) -> str:
@@ -84,3 +84,44 @@ class ScoreAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(ThresholdOverride)
+class ThresholdOverrideAdmin(admin.ModelAdmin):
+    """Read-only: overrides are applied and undone from the noise page, which records a NoiseAction."""
+
+    list_display = [
+        "asset",
+        "model_version",
+        "open_threshold",
+        "clear_threshold",
+        "active",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["active", "asset__site"]
+    list_select_related = ["asset", "model_version", "created_by"]
+    readonly_fields = [field.name for field in ThresholdOverride._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(NoiseAction)
+class NoiseActionAdmin(admin.ModelAdmin):
+    """The audit trail of noise suggestions applied and undone."""
+
+    list_display = ["at", "kind_badge", "asset", "model_version", "dominant_role", "user", "note"]
+    list_filter = ["kind", "asset__site"]
+    list_select_related = ["asset", "model_version", "user"]
+    readonly_fields = [field.name for field in NoiseAction._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="action", ordering="kind")
+    def kind_badge(self, obj: NoiseAction) -> str:
+        return badge(obj.get_kind_display(), obj.kind_choice.colour)

@@ -118,3 +118,21 @@ class FalseAlarmReason(models.TextChoices):
 
 # Snooze lengths offered on the board ("snooze:1h").
 SNOOZE_HOURS = {"1h": 1, "8h": 8}
+
+
+class NoiseActionKind(models.TextChoices):
+    """What an engineer did about a noisy (asset, model version, dominant sensor)."""
+
+    RAISE_THRESHOLD = "raise_threshold", "Raised the asset's threshold"
+    UNDO_THRESHOLD = "undo_threshold", "Restored the model's threshold"
+    MARK_CALIBRATION = "mark_calibration", "Marked the sensor for calibration"
+    CALIBRATED = "calibrated", "Sensor calibrated (flag cleared)"
+
+    @property
+    def colour(self) -> str:
+        return {
+            "raise_threshold": "#d97706",
+            "undo_threshold": "#6b7280",
+            "mark_calibration": "#7c3aed",
+            "calibrated": "#16a34a",
+        }[self.value]

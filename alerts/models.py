@@ -19,6 +19,7 @@ from alerts.choices import (
     FalseAlarmReason,
     FeedbackKind,
     MaintenanceAction,
+    NoiseActionKind,
     Severity,
     Verdict,
 )
@@ -318,3 +319,76 @@ class Feedback(models.Model):
             self.get_action_display() if self.action else self.get_reason_display() if self.reason else ""
         )
         return f"{self.get_verdict_display()} — {detail}" if detail else self.get_verdict_display()
+
+
+class ThresholdOverride(models.Model):
+    """Thresholds that replace a model version's for one asset's scoring, set from a noise suggestion.
+
+    At most one active override per (asset, version); undoing one deactivates it (the row stays, with who
+    and when). Overrides only ever raise the thresholds in the score's bad direction
+    (``alerts.services.noise`` checks it), so the scorer's no-query fast path for a healthy asset, which
+    compares against the version's open threshold, stays exact.
+    """
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="threshold_overrides")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="threshold_overrides"
+    )
+    open_threshold = models.FloatField()
+    clear_threshold = models.FloatField()
+    reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    active = models.BooleanField(default=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    deactivated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset", "model_version"],
+                condition=Q(active=True),
+                name="one_active_threshold_override",
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "active" if self.active else "undone"
+        return f"{self.asset} / {self.model_version}: open {self.open_threshold:.4g} ({state})"
+
+
+class NoiseAction(models.Model):
+    """One engineer action on a noise suggestion (raise a threshold, mark a sensor for calibration) or its
+    undoing: who, when, what, and the evidence and projections shown when it was applied. Never edited."""
+
+    kind = models.CharField(max_length=20, choices=NoiseActionKind.choices)
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="noise_actions")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="noise_actions"
+    )
+    dominant_role = models.CharField(max_length=40, blank=True)
+    override = models.ForeignKey(
+        ThresholdOverride, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    evidence = models.JSONField(default=list, blank=True, help_text="Ids of the dismissed alerts.")
+    projection = models.JSONField(default=dict, blank=True, help_text="What the page projected.")
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.asset} by {self.user or 'system'}"
+
+    @property
+    def kind_choice(self) -> NoiseActionKind:
+        return NoiseActionKind(self.kind)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from alerts import views
+from alerts import health_views, noise_views, views
 
 app_name = "alerts"
 
@@ -11,4 +11,11 @@ urlpatterns = [
     path("board/", views.board, name="board_list"),
     path("<int:pk>/", views.alert_detail, name="detail"),
     path("<int:pk>/feedback/", views.feedback, name="feedback"),
+    path("health/", health_views.health, name="health"),
+    path("health/alerts/", health_views.health_alerts, name="health_alerts"),
+    path("export.csv", health_views.export_csv, name="export"),
+    path("noise/", noise_views.noise, name="noise"),
+    path("noise/<str:key>/apply/", noise_views.noise_apply, name="noise_apply"),
+    path("noise/overrides/<int:pk>/undo/", noise_views.noise_undo_threshold, name="noise_undo_threshold"),
+    path("noise/sensors/<int:pk>/calibrated/", noise_views.noise_calibrated, name="noise_calibrated"),
 ]

@@ -73,6 +73,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "alerts.context_processors.nav",
             ],
         },
     }
@@ -188,6 +189,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = VIGIL_INGEST_MAX_BODY_BYTES
 # many consecutive windows below the clear threshold.
 VIGIL_ALERT_OPEN_WINDOWS = env_int("VIGIL_ALERT_OPEN_WINDOWS", 3, minimum=1)
 VIGIL_ALERT_CLEAR_WINDOWS = env_int("VIGIL_ALERT_CLEAR_WINDOWS", 6, minimum=1)
+# Follow-through counts an alert as followed when it got a verdict within this many hours of being shown.
+VIGIL_FOLLOW_THROUGH_HOURS = env_int("VIGIL_FOLLOW_THROUGH_HOURS", 24, minimum=1)
 # Live-update messages per site per second (per process); ids over the limit are sent in the next message.
 VIGIL_BROADCAST_MAX_PER_SECOND = env_int("VIGIL_BROADCAST_MAX_PER_SECOND", 20, minimum=1)
 # Merged into (not replacing) any routes defined above, so each app can route its own tasks.
@@ -195,6 +198,10 @@ CELERY_TASK_ROUTES = {
     **globals().get("CELERY_TASK_ROUTES", {}),
     "alerts.tasks.complete_explanation_task": {"queue": "explain"},
 }
+# Noise control: an (asset, model version, dominant sensor) whose alerts were dismissed as false alarms this
+# many times within this many days gets suggestions (raise the threshold, calibrate, retrain).
+VIGIL_NOISE_DISMISSALS = env_int("VIGIL_NOISE_DISMISSALS", 3, minimum=1)
+VIGIL_NOISE_PERIOD_DAYS = env_int("VIGIL_NOISE_PERIOD_DAYS", 30, minimum=1)
 # --- end alerts ----------------------------------------------------------------------------------------
 
 # Scoring: how far back a first run looks, when a due asset counts as missed, and enqueue throttling.
@@ -209,3 +216,6 @@ VIGIL_SCORING_ENQUEUE_IN_BACKGROUND = env_bool("VIGIL_SCORING_ENQUEUE_IN_BACKGRO
 VIGIL_SCORING_ENQUEUE = env_bool("VIGIL_SCORING_ENQUEUE", True)
 # Only the reliability check sets this: seconds each scoring run sleeps, so a worker can be killed mid-run.
 VIGIL_SCORING_TEST_DELAY_S = env_float("VIGIL_SCORING_TEST_DELAY_S", 0.0)
+# Per-asset baselines (models_registry.baseline): an asset without one is calibrated from its first this
+# many complete windows before a baselined model scores it (60 windows = 10 min at the default 10 s step).
+VIGIL_BASELINE_WINDOWS = env_int("VIGIL_BASELINE_WINDOWS", 60, minimum=5)

@@ -111,6 +111,11 @@ class Sensor(models.Model):
     valid_min = models.FloatField(null=True, blank=True, help_text="Lowest physically valid value.")
     valid_max = models.FloatField(null=True, blank=True, help_text="Highest physically valid value.")
     sample_period_s = models.FloatField(default=1.0, help_text="Expected seconds between readings.")
+    needs_calibration = models.BooleanField(
+        default=False,
+        help_text="Marked for calibration: alerts driven by this sensor are held as sensor issues "
+        "(set and cleared from the noise suggestions; who and when is an alerts.NoiseAction row).",
+    )
 
     class Meta:
         ordering = ["asset", "role__key"]

@@ -52,9 +52,12 @@ def alert_episodes(
     ``higher`` False mirrors every comparison (a model whose low scores are bad, e.g. remaining life).
     """
     sign = 1.0 if higher else -1.0
-    values = sign * np.asarray(scores, dtype=np.float64)
-    above = values > sign * open_threshold
-    below = values < sign * clear_threshold
+    signed = sign * np.asarray(scores, dtype=np.float64)
+    # Plain lists: this loop runs over a month of windows for the noise projections, and indexing NumPy
+    # arrays one element at a time is several times slower.
+    values: list[float] = signed.tolist()
+    above: list[bool] = (signed > sign * open_threshold).tolist()
+    below: list[bool] = (signed < sign * clear_threshold).tolist()
     m, n = max(1, int(open_windows)), max(1, int(clear_windows))
     episodes: list[Episode] = []
     run_above = run_below = 0
@@ -65,7 +68,10 @@ def alert_episodes(
         run_below = run_below + 1 if below[i] else 0
         if current is None:
             if run_above >= m and i - m + 1 > boundary:
-                current = {"first": i - m + 1, "opened": i, "last_seen": i, "peak": i}
+                # Like lifecycle._open: the peak is the earliest worst of the M opening windows.
+                first = i - m + 1
+                peak = max(range(first, i + 1), key=lambda k: (values[k], -k))
+                current = {"first": first, "opened": i, "last_seen": i, "peak": peak}
             continue
         if above[i]:
             current["last_seen"] = i

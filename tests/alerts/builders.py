@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent
 from alerts.services import explain_window, top_role
+from models_registry.models import ModelVersion
 from tests.alerts.conftest import OPEN, fault_x
 
 
@@ -42,3 +43,21 @@ def make_alert(
     )
     AlertEvent.objects.create(alert=alert, at=opened, from_state="", to_state=state, reason="test")
     return alert
+
+
+def bare_champion(asset_type, *, open_threshold=10.0, clear_threshold=5.0, direction="higher", name="pump"):
+    """A champion version row without an artifact: apply_scores needs only its thresholds and status (the
+    windows carry no feature vector, so nothing is ever explained)."""
+    return ModelVersion.objects.create(
+        name=name,
+        version=1,
+        kind="anomaly",
+        asset_type=asset_type,
+        onnx_file=f"models/{name}.onnx",
+        sha256="0" * 64,
+        feature_spec=["vibration__mean"],
+        output_spec={"name": "score", "direction": direction},
+        open_threshold=open_threshold,
+        clear_threshold=clear_threshold,
+        status="champion",
+    )

@@ -1,0 +1,139 @@
+"""Engineers' noise page: what technicians keep dismissing, the suggested fixes with their projections, and
+the one-click (POST) actions that apply or undo them. Technicians get 403; other sites' groups are 404."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from alerts.models import ThresholdOverride
+from alerts.services import is_engineer, site_ids_for_user
+from alerts.services.noise import (
+    NoiseError,
+    NoiseKey,
+    NoiseNotFound,
+    Suggestion,
+    apply_threshold,
+    build_suggestion,
+    clear_calibration,
+    mark_calibration,
+    suggestions,
+    undo_threshold,
+)
+from plant.models import Sensor
+
+APPLY_CHOICES = ("threshold", "calibration")
+
+
+def engineer_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """403 with a plain message for anyone but an engineer (after login_required)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not is_engineer(request.user):
+            return HttpResponseForbidden("Only engineers can see and apply noise suggestions.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _sites(request: HttpRequest) -> list[int] | None:
+    return None if request.user.is_superuser else site_ids_for_user(request.user)
+
+
+def _get_suggestion_for_user(request: HttpRequest, key: str) -> Suggestion:
+    parsed = NoiseKey.parse(key)
+    if parsed is None:
+        raise Http404("No such noise suggestion.")
+    try:
+        return build_suggestion(parsed, _sites(request))
+    except NoiseNotFound as exc:
+        raise Http404(str(exc)) from exc
+
+
+@require_GET
+@login_required
+@engineer_only
+def noise(request: HttpRequest) -> HttpResponse:
+    """Every noise group of the engineer's sites with its evidence, projections and actions, plus the
+    thresholds overrides and calibration flags in force (which can be undone)."""
+    sites = _sites(request)
+    overrides = ThresholdOverride.objects.filter(active=True).select_related(
+        "asset", "model_version", "created_by"
+    )
+    calibrating = Sensor.objects.filter(needs_calibration=True).select_related("asset", "role")
+    if sites is not None:
+        overrides = overrides.filter(asset__site_id__in=sites)
+        calibrating = calibrating.filter(asset__site_id__in=sites)
+    context = {
+        "suggestions": suggestions(sites),
+        "overrides": list(overrides),
+        "calibrating": list(calibrating),
+        "settings_dismissals": settings.VIGIL_NOISE_DISMISSALS,
+        "settings_days": settings.VIGIL_NOISE_PERIOD_DAYS,
+    }
+    return render(request, "alerts/noise.html", context)
+
+
+@require_POST
+@login_required
+@engineer_only
+def noise_apply(request: HttpRequest, key: str) -> HttpResponse:
+    """Apply one suggestion: ``what`` is "threshold" or "calibration". Idempotent."""
+    what = request.POST.get("what", "")
+    if what not in APPLY_CHOICES:
+        return HttpResponseBadRequest(f"what must be one of {', '.join(APPLY_CHOICES)}, not {what[:30]!r}")
+    suggestion = _get_suggestion_for_user(request, key)
+    try:
+        if what == "threshold":
+            override, created = apply_threshold(suggestion, request.user)
+            text = (
+                f"{suggestion.asset.name}: open threshold {override.open_threshold:.4g}, clear "
+                f"{override.clear_threshold:.4g} for {suggestion.version}."
+                if created
+                else f"{suggestion.asset.name} already has a threshold override for {suggestion.version}."
+            )
+        else:
+            changed = mark_calibration(suggestion, request.user)
+            text = (
+                f"{suggestion.asset.name}: {suggestion.role_label} sensor marked for calibration."
+                if changed
+                else f"{suggestion.asset.name}: {suggestion.role_label} sensor was already marked."
+            )
+    except NoiseError as exc:
+        return HttpResponseBadRequest(str(exc))
+    messages.success(request, text)
+    return redirect("alerts:noise")
+
+
+@require_POST
+@login_required
+@engineer_only
+def noise_undo_threshold(request: HttpRequest, pk: int) -> HttpResponse:
+    """Restore the model's thresholds for the override's asset. Idempotent."""
+    try:
+        override = undo_threshold(pk, request.user, _sites(request))
+    except NoiseNotFound as exc:
+        raise Http404(str(exc)) from exc
+    messages.success(request, f"{override.asset.name}: {override.model_version}'s thresholds apply again.")
+    return redirect("alerts:noise")
+
+
+@require_POST
+@login_required
+@engineer_only
+def noise_calibrated(request: HttpRequest, pk: int) -> HttpResponse:
+    """The sensor was calibrated: clear its flag. Idempotent."""
+    try:
+        sensor = clear_calibration(pk, request.user, _sites(request))
+    except NoiseNotFound as exc:
+        raise Http404(str(exc)) from exc
+    messages.success(request, f"{sensor.key}: calibration flag cleared.")
+    return redirect("alerts:noise")

@@ -1,0 +1,140 @@
+"""The noise page and its one-click actions: engineers only, site-scoped, POST only, idempotent."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from alerts.models import Alert, NoiseAction, ThresholdOverride
+from plant.models import Sensor
+from tests.alerts.builders import bare_champion
+from tests.alerts.test_noise import base, scenario  # noqa: F401  (base is a fixture)
+from tests.conftest import make_user
+
+
+@pytest.fixture
+def noisy(asset, technician, base):  # noqa: F811
+    version = bare_champion(asset.asset_type)
+    scenario(asset, version, technician, base)
+    return f"{asset.pk}-{version.pk}-vibration"
+
+
+def apply_url(key: str) -> str:
+    return reverse("alerts:noise_apply", args=[key])
+
+
+def test_engineers_see_the_evidence_projections_and_actions(client, engineer, noisy):
+    client.force_login(engineer)
+
+    page = client.get(reverse("alerts:noise")).content.decode()
+
+    assert f'id="noise-{noisy}"' in page
+    first = Alert.objects.order_by("opened_at").first()
+    assert page.count("Sensor glitch") == 3 and f"Alert #{first.pk}</a>" in page
+    assert "<strong>13.0000</strong>" in page and "<strong>6.5000</strong>" in page
+    assert "1.00" in page  # recall before and after: the one confirmed fault is still caught
+    assert 'name="what" value="threshold"' in page and 'href="/models/' in page
+
+
+def test_the_board_header_shows_engineers_the_number_of_suggestions(client, engineer, technician, noisy):
+    client.force_login(engineer)
+    assert "1 noise suggestion<" in client.get(reverse("alerts:board")).content.decode()
+
+    client.force_login(technician)
+    assert "noise suggestion" not in client.get(reverse("alerts:board")).content.decode()
+
+
+def test_technicians_get_403_on_the_page_and_the_actions(client, technician, noisy):
+    client.force_login(technician)
+
+    assert client.get(reverse("alerts:noise")).status_code == 403
+    assert client.post(apply_url(noisy), {"what": "threshold"}).status_code == 403
+    assert not ThresholdOverride.objects.exists()
+
+
+def test_anonymous_users_are_sent_to_log_in(client, noisy):
+    assert client.get(reverse("alerts:noise")).status_code == 302
+    assert client.post(apply_url(noisy), {"what": "threshold"}).status_code == 302
+
+
+def test_an_engineer_of_another_site_gets_404(client, other_site, noisy):
+    client.force_login(make_user("olga", "engineer", other_site))
+
+    assert client.post(apply_url(noisy), {"what": "threshold"}).status_code == 404
+    assert f"noise-{noisy}" not in client.get(reverse("alerts:noise")).content.decode()
+
+
+@pytest.mark.parametrize("key", ["nope", "1000000000-1-vibration", "1-1000000000-vibration", "1-1-"])
+def test_an_unknown_suggestion_is_404(client, engineer, noisy, key):
+    client.force_login(engineer)
+
+    assert client.post(apply_url(key), {"what": "threshold"}).status_code == 404
+
+
+def test_a_group_below_k_dismissals_is_404(client, engineer, noisy):
+    client.force_login(engineer)
+
+    assert (
+        client.post(apply_url(noisy.replace("vibration", "current")), {"what": "threshold"}).status_code
+        == 404
+    )
+
+
+def test_get_on_apply_is_405_and_an_unknown_action_is_400(client, engineer, noisy):
+    client.force_login(engineer)
+
+    assert client.get(apply_url(noisy)).status_code == 405
+    response = client.post(apply_url(noisy), {"what": "delete"})
+    assert response.status_code == 400 and b"threshold, calibration" in response.content
+
+
+def test_applying_twice_records_one_override_and_undo_restores(client, engineer, noisy):
+    client.force_login(engineer)
+
+    first = client.post(apply_url(noisy), {"what": "threshold"})
+    second = client.post(apply_url(noisy), {"what": "threshold"})
+
+    assert first.status_code == second.status_code == 302
+    override = ThresholdOverride.objects.get()
+    assert override.active and override.created_by == engineer and override.open_threshold == 13.0
+    action = NoiseAction.objects.get()
+    assert action.user == engineer and len(action.evidence) == 3 and action.projection["feasible"] is True
+    assert "Undo" in client.get(reverse("alerts:noise")).content.decode()
+
+    assert client.post(reverse("alerts:noise_undo_threshold", args=[override.pk])).status_code == 302
+    assert client.post(reverse("alerts:noise_undo_threshold", args=[override.pk])).status_code == 302
+    override.refresh_from_db()
+    assert not override.active and override.deactivated_by == engineer
+    assert NoiseAction.objects.filter(kind="undo_threshold").count() == 1
+
+
+def test_marking_for_calibration_shows_on_the_asset_page_and_the_alert_card(client, engineer, asset, noisy):
+    alert = Alert.objects.order_by("opened_at").last()
+    Alert.objects.filter(pk=alert.pk).update(state="open", closed_at=None, category="machine_fault")
+    client.force_login(engineer)
+
+    assert client.post(apply_url(noisy), {"what": "calibration"}).status_code == 302
+    client.post(apply_url(noisy), {"what": "calibration"})
+
+    assert NoiseAction.objects.filter(kind="mark_calibration").count() == 1
+    assert "Marked for calibration" in client.get(asset.get_absolute_url()).content.decode()
+    board = client.get(reverse("alerts:board")).content.decode()
+    assert "sensor is marked for calibration" in board and 'data-category="sensor_fault"' in board
+
+    sensor = Sensor.objects.get(asset=asset, role__key="vibration")
+    client.post(reverse("alerts:noise_calibrated", args=[sensor.pk]))
+    sensor.refresh_from_db()
+    assert not sensor.needs_calibration
+    assert NoiseAction.objects.filter(kind="calibrated").count() == 1
+
+
+def test_undo_and_calibrated_are_404_outside_the_engineers_sites(client, other_site, asset, noisy):
+    override = ThresholdOverride.objects.create(
+        asset=asset, model_version=Alert.objects.first().model_version, open_threshold=13, clear_threshold=6.5
+    )
+    client.force_login(make_user("olga", "engineer", other_site))
+
+    assert client.post(reverse("alerts:noise_undo_threshold", args=[override.pk])).status_code == 404
+    sensor = asset.sensors.first()
+    assert client.post(reverse("alerts:noise_calibrated", args=[sensor.pk])).status_code == 404
+    assert client.get(reverse("alerts:noise_undo_threshold", args=[override.pk])).status_code == 405
