@@ -18,5 +18,6 @@ urlpatterns = [
     path("api/v1/", include("plant.api_urls")),
     path("api/docs/", plant_api.api_docs, name="api-docs"),
     path("alerts/", include("alerts.urls")),
+    path("models/", include("models_registry.urls")),
     path("", include("plant.urls")),
 ]

@@ -380,3 +380,119 @@ class ModelIncidentAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+from models_registry.models import RetrainRun  # noqa: E402  (appended with the retrain feature)
+
+
+@admin.register(RetrainRun)
+class RetrainRunAdmin(admin.ModelAdmin):
+    """Retraining runs, read-only: they are written by models_registry.retrain and shown at /models/."""
+
+    list_display = ("id", "asset_type", "kind", "status", "stage", "percent", "requested_by", "created_at")
+    list_filter = ("status", "kind", "asset_type")
+    readonly_fields = [field.name for field in RetrainRun._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+from models_registry import baseline as baselines  # noqa: E402  (appended with per-asset baselines)
+from models_registry.models import AssetBaseline, BaselineSource  # noqa: E402
+
+
+class AssetBaselineForm(forms.ModelForm):
+    """Calibrate a new baseline: the asset and a period of normal running; the vector is computed."""
+
+    model_name = forms.CharField(
+        required=False,
+        label="Only the features of model",
+        help_text="Optional model name; by default every feature of the asset type (serves every model).",
+    )
+
+    class Meta:
+        model = AssetBaseline
+        fields = ["asset", "start", "end"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        asset, start, end = data.get("asset"), data.get("start"), data.get("end")
+        if asset is None or start is None or end is None:
+            return data
+        names = None
+        if data.get("model_name"):
+            version = ModelVersion.objects.filter(name=data["model_name"]).order_by("-version").first()
+            if version is None or version.asset_type_id != asset.asset_type_id:
+                raise forms.ValidationError(f"No model {data['model_name']!r} for {asset.asset_type}.")
+            names = list(version.feature_spec)
+        try:
+            names, vector, count = baselines.measure(asset, names, start, end)
+        except baselines.BaselineError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        self.instance.feature_names = names
+        self.instance.vector = [float(value) for value in vector]
+        self.instance.window_count = count
+        return data
+
+
+@admin.register(AssetBaseline)
+class AssetBaselineAdmin(admin.ModelAdmin):
+    """Per-asset baselines: add = calibrate from a period; rows are history, never edited."""
+
+    list_display = [
+        "asset",
+        "source",
+        "is_current",
+        "start",
+        "end",
+        "window_count",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["is_current", "source", "asset__asset_type"]
+    list_select_related = ["asset", "created_by"]
+    search_fields = ["asset__tag", "asset__name"]
+    actions = ["recalibrate_selected"]
+
+    def get_form(self, request: HttpRequest, obj: AssetBaseline | None = None, **kwargs):
+        if obj is None:
+            kwargs["form"] = AssetBaselineForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: AssetBaseline | None = None):
+        if obj is None:
+            return ["asset", "start", "end", "model_name"]
+        return [field.name for field in AssetBaseline._meta.fields if field.name != "id"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AssetBaseline | None = None):
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: AssetBaseline, form: Any, change: bool) -> None:
+        if change:
+            return  # history is not editable
+        from django.db import transaction
+
+        obj.source = BaselineSource.MANUAL
+        obj.created_by = request.user
+        with transaction.atomic():
+            baselines.retire_current(obj.asset, list(obj.feature_names))
+            obj.save()
+
+    @admin.action(
+        description="Recalibrate over the same period (from the readings now stored)", permissions=["change"]
+    )
+    def recalibrate_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for row in queryset.select_related("asset__asset_type"):
+            try:
+                new = baselines.calibrate(
+                    row.asset, list(row.feature_names), row.start, row.end, actor=request.user
+                )
+            except baselines.BaselineError as exc:
+                self.message_user(request, f"{row.asset}: {exc}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{row.asset}: recalibrated from {new.window_count} windows.", messages.SUCCESS
+                )

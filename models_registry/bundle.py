@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from models_registry.baseline import BaselineError, expects_baseline, version_vector
 from models_registry.edge import pack_bundle
 from models_registry.models import ModelVersion
 from models_registry.validation import ModelRejected, check_checksum
@@ -46,6 +47,17 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
             )
         spec["asset"] = {"id": asset.pk, "tag": asset.tag, "site": asset.site.slug}
         spec["sensors"] = dict(asset.sensors.order_by("key").values_list("key", "role__key"))
+    if expects_baseline(version.output_spec):
+        # The runner subtracts the asset's operating point as the scorer does; without it every window
+        # of a pump away from the fleet's mean would alert.
+        if asset is None:
+            raise BundleExportError(
+                f"{version} scores against a per-asset baseline: give the asset to export for"
+            )
+        try:
+            spec["baseline"] = [float(value) for value in version_vector(version, asset)]
+        except BaselineError as exc:
+            raise BundleExportError(f"{exc}; run manage.py calibrate_baseline first") from None
     return spec
 
 

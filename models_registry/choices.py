@@ -26,3 +26,20 @@ class ModelStatus(models.TextChoices):
         return {"candidate": "#6b7280", "shadow": "#2563eb", "champion": "#16a34a", "retired": "#9ca3af"}[
             self.value
         ]
+
+
+class RetrainStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+    @property
+    def colour(self) -> str:
+        return {"queued": "#6b7280", "running": "#2563eb", "succeeded": "#16a34a", "failed": "#dc2626"}[
+            self.value
+        ]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.value in ("succeeded", "failed")

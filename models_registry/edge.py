@@ -7,7 +7,8 @@ Prints one JSON line per feature window: {"window_end": ISO time, "score": float
 keeps the alert state it had. Exit status: 0 ok, 2 input does not fit the bundle, 3 bundle missing or
 tampered with. Imports only the standard library, numpy, onnxruntime, models_registry.runtime (the
 scorer's own session and output reading, so server and edge read a model's score the same way) and
-plant.features.
+plant.features. A model trained on per-asset baselined windows ships the asset's baseline in spec.json
+and the runner subtracts it before scoring, as the server's scorer does.
 
 ``pack_bundle`` writes the bundle format that ``load_bundle`` reads; the export command and the benchmark
 both use it.
@@ -234,6 +235,12 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
     if len(X) == 0:
         raise EdgeError(f"the input spans less than one {spec['window_s']} s window")
     output_spec = spec.get("output_spec") or {}
+    if output_spec.get("baseline") == "per_asset":
+        vector = spec.get("baseline")
+        if not isinstance(vector, list) or len(vector) != X.shape[1]:
+            raise BundleError("the model scores against a per-asset baseline, but spec.json has none for it")
+        # The arithmetic of models_registry.baseline.apply (which needs Django): float64, then float32.
+        X = (X - np.asarray(vector, dtype=np.float64)).astype(np.float32)
     try:
         if session is None:
             session = runtime.load_session(bundle.model)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from models_registry.choices import ModelKind, ModelStatus
+from models_registry.choices import ModelKind, ModelStatus, RetrainStatus
 from plant.models import AssetType
 
 
@@ -149,3 +149,108 @@ class ModelIncident(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version}: {self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class RetrainRun(models.Model):
+    """One retraining from operator feedback: what was asked, how far it got, and what it produced.
+
+    Written by models_registry.retrain only: the task claims a queued run with a compare-and-set, moves
+    ``stage``/``percent`` forward as it works (the page polls them) and ends it succeeded, with the candidate
+    and its training report, or failed, with the reason in ``error``.
+    """
+
+    asset_type = models.ForeignKey(AssetType, on_delete=models.CASCADE, related_name="retrain_runs")
+    kind = models.CharField(max_length=20, choices=ModelKind.choices)
+    since = models.DateTimeField(null=True, blank=True, help_text="Use readings and labels from here on.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=RetrainStatus.choices, default=RetrainStatus.QUEUED)
+    stage = models.CharField(max_length=80, default="Waiting for a worker")
+    percent = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="retrain_runs"
+    )
+    report = models.JSONField(default=dict, blank=True, help_text="Training report of the candidate.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(percent__lte=100), name="retrain_percent_at_most_100")
+        ]
+
+    def __str__(self) -> str:
+        return f"retrain #{self.pk} {self.asset_type.slug} / {self.kind} ({self.status})"
+
+    @property
+    def status_choice(self) -> RetrainStatus:
+        return RetrainStatus(self.status)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status_choice.is_finished
+
+
+class BaselineSource(models.TextChoices):
+    AUTO = "auto", "Automatic (the asset's first windows)"
+    MANUAL = "manual", "Calibrated by an engineer"
+
+
+def features_key(feature_names: list[str]) -> str:
+    """A short, stable key of an ordered feature list, so "one current baseline per feature set" can be a
+    database constraint (a JSON list cannot be in a unique index on every backend)."""
+    return hashlib.sha256("\n".join(feature_names).encode()).hexdigest()[:32]
+
+
+class AssetBaseline(models.Model):
+    """An asset's operating point: the mean feature vector of its windows over a calibration period.
+
+    Models whose ``output_spec["baseline"]`` is ``"per_asset"`` see ``x - vector`` instead of ``x``
+    (models_registry.baseline), so one model serves pumps that run at different flows and pressures. Rows
+    are never edited: recalibrating retires the current row (``is_current`` False) and adds a new one, so
+    every score can be traced to the operating point it was measured against.
+    """
+
+    asset = models.ForeignKey("plant.Asset", on_delete=models.CASCADE, related_name="baselines")
+    feature_names = models.JSONField(help_text="Ordered feature names the vector covers.")
+    features_key = models.CharField(max_length=32, editable=False)
+    vector = models.JSONField(help_text="Mean of each feature over the calibration windows.")
+    start = models.DateTimeField(help_text="Start of the calibration period.")
+    end = models.DateTimeField(help_text="End of the calibration period.")
+    window_count = models.PositiveIntegerField()
+    source = models.CharField(max_length=10, choices=BaselineSource.choices)
+    is_current = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["asset", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset", "features_key"],
+                condition=Q(is_current=True),
+                name="one_current_baseline_per_asset_features",
+            ),
+            models.CheckConstraint(condition=Q(start__lte=models.F("end")), name="baseline_period_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset} baseline ({self.window_count} windows, {self.source})"
+
+    def save(self, *args, **kwargs) -> None:
+        self.features_key = features_key(list(self.feature_names))
+        super().save(*args, **kwargs)
+
+    def covers(self, names: list[str]) -> bool:
+        return set(names) <= set(self.feature_names)
+
+    def vector_for(self, names: list[str]) -> list[float]:
+        """The baseline values of `names`, in that order (KeyError if the baseline does not cover one)."""
+        position = {name: i for i, name in enumerate(self.feature_names)}
+        return [float(self.vector[position[name]]) for name in names]

@@ -22,6 +22,10 @@ for coverage by build_windows, never imputed). A reading that arrives after its 
 re-scored. Look-back: a first run (no stored score for the pair) and a pair whose last score is older than
 that start at most `VIGIL_SCORING_LOOKBACK_S` (6 h) before the asset's latest complete time.
 
+Baselined versions (``output_spec["baseline"] == "per_asset"``) score ``x - the asset's baseline``
+(models_registry.baseline); an asset without one is auto-calibrated from its first VIGIL_BASELINE_WINDOWS
+windows and gets no scores from such a version until then.
+
 Failures of a version at run time (unreadable or altered artifact, features it names that the asset type
 does not produce, wrong input width, non-finite scores) quarantine that version with a ModelIncident; the
 other versions keep scoring. Quarantined versions are skipped until an engineer clears them.
@@ -44,7 +48,7 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from models_registry import cache
+from models_registry import baseline, cache
 from models_registry.choices import ModelStatus
 from models_registry.dataset import read_readings
 from models_registry.models import IncidentKind, ModelIncident, ModelVersion
@@ -217,9 +221,22 @@ def _score_version(
         rows = np.flatnonzero((windows.ends > last + 1e-6) & np.isfinite(windows.X[:, columns]).all(axis=1))
         if len(rows):
             parts.append((item, rows))
+    vectors: dict[int, np.ndarray] | None = None
+    if parts and baseline.expects_baseline(version.output_spec):
+        # A baselined model scores an asset only against its operating point; an asset still calibrating
+        # gets no scores (and so no alerts) from this version yet.
+        vectors = _baselines(version, [item for item, _ in parts])
+        parts = [(item, rows) for item, rows in parts if item.asset.pk in vectors]
     if not parts:
         return
-    X = np.concatenate([item.windows.X[rows][:, columns] for item, rows in parts])
+    X = np.concatenate(
+        [
+            item.windows.X[rows][:, columns]
+            if vectors is None
+            else baseline.apply(item.windows.X[rows][:, columns], vectors[item.asset.pk])
+            for item, rows in parts
+        ]
+    )
     try:
         model = cache.loaded(version)
     except Exception as exc:  # unreadable file, altered bytes, a graph onnxruntime refuses
@@ -247,11 +264,27 @@ def _score_version(
     offset = 0
     batches = []
     for item, rows in parts:
-        batches.append((item, rows, X[offset : offset + len(rows)], scores[offset : offset + len(rows)]))
+        vector = None if vectors is None else vectors[item.asset.pk]
+        batches.append(
+            (item, rows, X[offset : offset + len(rows)], scores[offset : offset + len(rows)], vector)
+        )
         offset += len(rows)
     stored = _store(version, batches, delay / 2)
     report.stored[version.pk] = report.stored.get(version.pk, 0) + stored
     report.timings["store"] = report.timings.get("store", 0.0) + time.perf_counter() - started
+
+
+def _baselines(version: ModelVersion, items: list[_AssetData]) -> dict[int, np.ndarray]:
+    """asset id -> the version's baseline vector for it; assets without one are auto-calibrated when they
+    have enough windows (models_registry.baseline.auto_calibrate) and left out otherwise."""
+    names = list(version.feature_spec)
+    vectors = baseline.current_vectors([item.asset.pk for item in items], names)
+    for item in items:
+        if item.asset.pk not in vectors:
+            made = baseline.auto_calibrate(item.asset, names, item.end_s)
+            if made is not None:
+                vectors[item.asset.pk] = np.asarray(made.vector_for(names), dtype=np.float64)
+    return vectors
 
 
 def _fail(version: ModelVersion, kind: str, message: str, report: ScoringReport) -> None:
@@ -264,6 +297,7 @@ def _store(version: ModelVersion, batches: list, delay: float) -> int:
     from alerts.broadcast import broadcast_alerts
     from alerts.services import ScoredWindow, apply_scores
     from alerts.services.lifecycle import assets_with_active_alert
+    from alerts.services.overrides import threshold_overrides
 
     asset_ids = sorted(item.asset.pk for item, *_ in batches)
     total = 0
@@ -272,7 +306,7 @@ def _store(version: ModelVersion, batches: list, delay: float) -> int:
         cursors = _last_ends(asset_ids, [version.pk])
         rows: list[tuple[int, datetime, float, dict[str, int]]] = []
         pending: list[tuple[_AssetData, list]] = []
-        for item, index, X, scores in batches:
+        for item, index, X, scores, vector in batches:
             windows = item.windows
             ends = windows.ends[index]
             new = ends > cursors.get((item.asset.pk, version.pk), -np.inf) + 1e-6
@@ -285,7 +319,9 @@ def _store(version: ModelVersion, batches: list, delay: float) -> int:
                     if bits
                 }
                 rows.append((item.asset.pk, end, float(scores[k]), flagged))
-                scored.append(ScoredWindow(end=end, score=float(scores[k]), x=X[k], flagged=flagged))
+                scored.append(
+                    ScoredWindow(end=end, score=float(scores[k]), x=X[k], flagged=flagged, baseline=vector)
+                )
             if scored:
                 pending.append((item, scored))
         _insert_scores(version, rows)
@@ -297,8 +333,12 @@ def _store(version: ModelVersion, batches: list, delay: float) -> int:
         active = (
             assets_with_active_alert(version, [item.asset.pk for item, _ in pending]) if pending else set()
         )
+        # The chunk's per-asset threshold overrides (alerts.ThresholdOverride), also in one query.
+        overrides = threshold_overrides(version, [item.asset.pk for item, _ in pending]) if pending else {}
         for item, scored in pending:
-            changed += apply_scores(item.asset, version, scored, sensors=item.keys, with_active=active)
+            changed += apply_scores(
+                item.asset, version, scored, sensors=item.keys, with_active=active, thresholds=overrides
+            )
             total += len(scored)
         broadcast_alerts(changed)  # sent after commit
     return total

@@ -18,6 +18,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from models_registry.baseline import PER_ASSET
 from models_registry.choices import ModelKind, ModelStatus
 from models_registry.models import ModelStatusChange, ModelVersion
 from models_registry.validation import ModelRejected, ValidationReport, validate_version
@@ -285,6 +286,7 @@ def train_and_register(
     actor: User | None = None,
     params: dict[str, Any] | None = None,
     seed: int = 0,
+    baseline: str | None = None,
 ) -> ModelVersion:
     """Train a model of `kind` on the readings and labels of all active assets of `asset_type` and
     register it as a candidate. The one entry point of `manage.py train_model` and `train_model_task`.
@@ -293,6 +295,11 @@ def train_and_register(
     windows, if any, plus a fifth of the normal ones, form its validation split.
     failure_classifier: fault-labelled windows are positives, all others negatives (unlabelled time is
     taken as normal operation, which is what the plant believes of it until someone says otherwise).
+
+    baseline="per_asset": every asset's windows are fed minus its baseline (models_registry.baseline: its
+    current one, else calibrated now from its first VIGIL_BASELINE_WINDOWS windows, as the scorer would),
+    and the version's output_spec says so, so the scorer and explanations subtract the same vector. Assets
+    with too little data for a baseline are left out of training and named in the provenance.
     """
     from models_registry import training
     from models_registry.dataset import FAULT, TrainingDataError, load_training_windows
@@ -303,10 +310,13 @@ def train_and_register(
         raise TrainingError("training remaining-useful-life models is not supported yet")
     if start and end and start >= end:
         raise TrainingError("the training range is empty: start must be before end")
+    if baseline not in (None, "", PER_ASSET):
+        raise TrainingError(f"unknown baseline mode {baseline!r}; the only one is {PER_ASSET!r}")
     try:
         data = load_training_windows(asset_type, start=start, end=end)
     except TrainingDataError as exc:
         raise TrainingError(str(exc)) from None
+    baseline_info = _baseline_training_windows(data) if baseline else None
 
     complete = np.isfinite(data.X).all(axis=1)
     # Time order across assets, so the trainer's "last part" hold-out is the most recent data of all assets.
@@ -369,6 +379,9 @@ def train_and_register(
         "label_counts": {"windows": _counts(labels), "label_rows": data.label_rows},
         "seed": seed,
     }
+    if baseline_info is not None:
+        provenance["baseline"] = baseline_info
+        trained.output_spec = {**trained.output_spec, "baseline": PER_ASSET}
     return register_trained(
         trained,
         name=name or f"{asset_type.slug}-{kind}",
@@ -376,6 +389,48 @@ def train_and_register(
         provenance=provenance,
         actor=actor,
     )
+
+
+def _baseline_training_windows(data) -> dict[str, Any]:
+    """Subtract each asset's baseline from its training windows in place (dropping assets without one)."""
+    from django.conf import settings
+
+    from models_registry import baseline as baselines
+    from plant.models import Asset
+
+    names = list(data.feature_names)
+    asset_ids = [int(pk) for pk in np.unique(data.asset_ids)]
+    rows = baselines.current_baselines(asset_ids, names)
+    assets = {
+        asset.pk: asset for asset in Asset.objects.filter(pk__in=asset_ids).select_related("asset_type")
+    }
+    used: dict[str, Any] = {}
+    skipped: list[str] = []
+    keep = np.ones(len(data.X), dtype=bool)
+    for asset_id in asset_ids:
+        row = rows.get(asset_id) or baselines.auto_calibrate(assets[asset_id], names)
+        mine = data.asset_ids == asset_id
+        if row is None:
+            keep &= ~mine
+            skipped.append(assets[asset_id].tag)
+            continue
+        data.X[mine] = baselines.apply(data.X[mine], row.vector_for(names))
+        used[assets[asset_id].tag] = {
+            "baseline_id": row.pk,
+            "source": row.source,
+            "start": row.start.isoformat(),
+            "end": row.end.isoformat(),
+            "windows": row.window_count,
+        }
+    if not used:
+        raise TrainingError(
+            "no asset has a baseline or enough windows to calibrate one "
+            f"({settings.VIGIL_BASELINE_WINDOWS} complete windows each); calibrate one with "
+            "manage.py calibrate_baseline"
+        )
+    for name in ("X", "labels", "ends", "asset_ids"):
+        setattr(data, name, getattr(data, name)[keep])
+    return {"mode": PER_ASSET, "assets": used, "skipped_without_baseline": skipped}
 
 
 def _counts(labels: np.ndarray) -> dict[str, int]:

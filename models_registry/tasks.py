@@ -109,3 +109,19 @@ def sweep_due_assets_task() -> int:
     if sent:
         logger.info("sweep_due_assets_task: enqueued scoring for %d missed asset(s)", sent)
     return sent
+
+
+@shared_task(acks_late=True, ignore_result=True, time_limit=3600, soft_time_limit=3300)
+def retrain_model_task(run_id: int) -> int | None:
+    """Run a queued RetrainRun (models_registry.retrain.execute_run); returns the candidate's id, if any.
+
+    Idempotent: the run is claimed with a compare-and-set, so a redelivery of a run that is done or being
+    worked on does nothing (a run left "running" by a lost worker becomes claimable after a while).
+    """
+    from models_registry.retrain import execute_run
+
+    run = execute_run(run_id)
+    if run is None:
+        logger.info("retrain_model_task: run %s is not claimable (done, running or gone)", run_id)
+        return None
+    return run.result_id

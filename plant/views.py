@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from alerts.forms import MissedFailureForm
 from alerts.services import FeedbackError, record_missed_failure
+from models_registry.baseline import calibration_status
 
 from plant.charts import asset_figure
 from plant.choices import Criticality, HealthStatus
@@ -133,6 +134,7 @@ def _render_asset(
         status=asset_health(health.values()),
         now=timezone.now(),
         missed_form=missed_form or MissedFailureForm(),
+        baselines=calibration_status(asset),
     )
     return render(request, "plant/asset.html", context, status=status)
 

@@ -19,7 +19,10 @@ windows' Score rows. Rules (M = VIGIL_ALERT_OPEN_WINDOWS, N = VIGIL_ALERT_CLEAR_
   hysteresis band (open - clear), shifted by the asset's criticality.
 * Data-quality gate (see ``categorize``): sensor_fault when a sensor role that dominates the explanation
   (top roles by |φ| covering 60 % of the total, at most 3) is flagged out of range, spike, stuck or gap in
-  the window; without an explanation yet, any such flag decides provisionally.
+  the window; without an explanation yet, any such flag decides provisionally. An alert whose top role's
+  sensor is marked for calibration (``plant.Sensor.needs_calibration``) is a sensor fault too.
+* An asset's active ``alerts.ThresholdOverride`` for the version replaces the version's thresholds
+  (see ``alerts.services.noise``); overrides only raise them.
 * The opening window is explained before the alert row exists (so before any broadcast); when that fails
   the alert opens with explanation "pending" and ``complete_explanation_task`` finishes it after commit.
   The peak window is explained again when the peak moves by more than 10 %.
@@ -43,6 +46,8 @@ from django.utils import timezone
 
 from alerts.choices import ACTIVE_STATES, AlertCategory, AlertState, ExplanationStatus, Severity
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
+from alerts.services.overrides import calibration_category, effective_thresholds
+from models_registry.baseline import apply as apply_baseline
 from models_registry.choices import ModelStatus
 from models_registry.runtime import higher_is_worse
 from models_registry.models import ModelVersion
@@ -67,6 +72,8 @@ class ScoredWindow:
     score: float
     x: np.ndarray | None  # the window's float32 feature vector (for explanations), None if unavailable
     flagged: dict[str, int]  # role -> OR of Reading.quality bits in the window
+    # The asset's baseline subtracted from x for a baselined version (models_registry.baseline), else None.
+    baseline: np.ndarray | None = None
 
 
 class ExplanationUnavailable(Exception):
@@ -135,10 +142,19 @@ def categorize(explanation: Mapping[str, Any] | None, flagged: Mapping[str, int]
 
 
 def explain_window(
-    version: ModelVersion, x: np.ndarray, *, end: datetime, score: float, sensors: Mapping[str, str] | None
+    version: ModelVersion,
+    x: np.ndarray,
+    *,
+    end: datetime,
+    score: float,
+    sensors: Mapping[str, str] | None,
+    baseline: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The SHAP explanation of one window by the version's exact artifact, with the window it is about.
 
+    ``x`` is the model's input. For a baselined version that is the features minus ``baseline``: the SHAP
+    values (and their additivity) are of that input, and each feature also carries ``raw`` (value +
+    baseline, what the sensor showed) and ``baseline`` for the pages.
     Raises whatever loading or explaining raises (ModelRuntimeError, ExplanationError, ...).
     """
     from models_registry.cache import loaded
@@ -148,6 +164,10 @@ def explain_window(
     result = explain(
         model.onnx_bytes, x, model.background, model.feature_names, model.output_spec, sensors=sensors
     )
+    if baseline is not None:
+        for feature, base in zip(result["features"], np.asarray(baseline, dtype=np.float64), strict=True):
+            feature["baseline"] = float(base)
+            feature["raw"] = float(np.float64(feature["value"]) + base)
     return {**result, "window_end": end.isoformat(), "score": float(score)}
 
 
@@ -157,14 +177,27 @@ def _try_explain(
     if window.x is None:
         return None
     try:
-        return explain_window(version, window.x, end=window.end, score=window.score, sensors=sensors)
+        return explain_window(
+            version, window.x, end=window.end, score=window.score, sensors=sensors, baseline=window.baseline
+        )
     except Exception:  # any failure of the model or the explainer must not stop scoring
         logger.warning("explaining %s at %s failed", version, window.end.isoformat(), exc_info=True)
         return None
 
 
+def _input_baseline(alert: Alert) -> np.ndarray | None:
+    """The asset's current baseline for a baselined version (None for others), or ExplanationUnavailable."""
+    from models_registry.baseline import BaselineError, version_vector
+
+    try:
+        return version_vector(alert.model_version, alert.asset)
+    except BaselineError as exc:
+        raise ExplanationUnavailable(str(exc)) from None
+
+
 def window_features(alert: Alert) -> tuple[np.ndarray, dict[str, int]]:
-    """Rebuild the feature vector and quality flags of the alert's opening window from the readings."""
+    """Rebuild the model input (baselined for a baselined version) and quality flags of the alert's
+    opening window from the readings."""
     from models_registry.dataset import load_series
     from plant.features import build_windows
 
@@ -197,6 +230,9 @@ def window_features(alert: Alert) -> tuple[np.ndarray, dict[str, int]]:
         raise ExplanationUnavailable(f"{version} needs features the readings do not give: {missing[:3]}")
     row = int(match[0])
     x = windows.X[row, [columns[name] for name in names]].astype(np.float32)
+    vector = _input_baseline(alert)
+    if vector is not None:
+        x = apply_baseline(x, vector)
     flagged = {
         role: int(bits) for role, bits in zip(windows.roles, windows.flagged[row], strict=True) if bits
     }
@@ -219,12 +255,21 @@ def complete_explanation(alert_id: int) -> str | None:
     ).first()
     score = score_row.score if score_row else float("nan")
     flagged = score_row.flagged if score_row else rebuilt_flags
-    explanation = explain_window(alert.model_version, x, end=alert.opened_at, score=score, sensors=sensors)
+    explanation = explain_window(
+        alert.model_version,
+        x,
+        end=alert.opened_at,
+        score=score,
+        sensors=sensors,
+        baseline=_input_baseline(alert),
+    )
     with transaction.atomic():
         alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
         if alert is None or alert.explanation_status != ExplanationStatus.PENDING:
             return None
-        category = categorize(explanation, flagged)
+        category = calibration_category(
+            alert.asset_id, top_role(explanation), categorize(explanation, flagged)
+        )
         Alert.objects.filter(pk=alert.pk).update(
             explanation=explanation,
             explanation_status=ExplanationStatus.READY,
@@ -283,12 +328,15 @@ class _Context:
     sensors: Mapping[str, str] | None
     maintenance: list[MaintenanceWindow]
     now: datetime
+    # The version's thresholds, or the asset's alerts.ThresholdOverride (which only ever raises them).
+    open_threshold: float
+    clear_threshold: float
 
     def above_open(self, score: float) -> bool:
-        return self.sign * score > self.sign * self.version.open_threshold
+        return self.sign * score > self.sign * self.open_threshold
 
     def below_clear(self, score: float) -> bool:
-        return self.sign * score < self.sign * self.version.clear_threshold
+        return self.sign * score < self.sign * self.clear_threshold
 
     def worse(self, a: float, b: float) -> bool:
         return self.sign * a > self.sign * b
@@ -304,6 +352,7 @@ def apply_scores(
     *,
     sensors: dict[str, str] | None = None,
     with_active: Collection[int] | None = None,
+    thresholds: Mapping[int, tuple[float, float]] | None = None,
 ) -> list[int]:
     """Run the alert state machine over newly stored windows (ascending `end`) of one (asset, version).
 
@@ -312,7 +361,9 @@ def apply_scores(
     ``alerts.broadcast.broadcast_alerts`` (which skips shadow alerts). ``sensors`` maps role -> sensor key
     for the explanation's display. ``with_active``: the ids, from ``assets_with_active_alert`` in the same
     transaction, of the assets that have an active alert of the version's key; a healthy asset outside it
-    (no window above the open threshold) then costs no query at all.
+    (no window above the open threshold) then costs no query at all. ``thresholds``: asset id -> (open,
+    clear) of the chunk's active threshold overrides (``alerts.services.overrides.threshold_overrides``);
+    without it the asset's override is looked up once the asset turns out to need the state machine.
     """
     if not windows or version.status not in (ModelStatus.CHAMPION, ModelStatus.SHADOW):
         return []
@@ -333,12 +384,18 @@ def apply_scores(
         sensors=sensors,
         maintenance=[],
         now=timezone.now(),
+        open_threshold=version.open_threshold,
+        clear_threshold=version.clear_threshold,
     )
     changed: list[int] = []
     with transaction.atomic():
         alert = _active_alert(ctx)
         if alert is None and not any(ctx.above_open(w.score) for w in windows):
             return []  # the common case, a healthy asset: one query
+        # Overrides only raise the thresholds, so the version's were a safe test for the early returns.
+        ctx.open_threshold, ctx.clear_threshold = effective_thresholds(version, asset.pk, thresholds)
+        if alert is None and not any(ctx.above_open(w.score) for w in windows):
+            return []
         ctx.maintenance = list(
             MaintenanceWindow.objects.filter(asset=asset, start__lte=windows[-1].end, end__gte=windows[0].end)
         )
@@ -369,8 +426,8 @@ def apply_scores(
                     alert.peak_score, alert.peak_window_end = window.score, window.end
                     alert.severity = severity_for(
                         window.score,
-                        version.open_threshold,
-                        version.clear_threshold,
+                        ctx.open_threshold,
+                        ctx.clear_threshold,
                         asset.criticality,
                         higher=ctx.sign > 0,
                     )
@@ -483,9 +540,11 @@ def _open(ctx: _Context, window: ScoredWindow, opening: list[tuple[datetime, flo
         kind=version.kind,
         is_shadow=ctx.is_shadow,
         state=state,
-        category=categorize(explanation, window.flagged),
+        category=calibration_category(
+            asset.pk, top_role(explanation), categorize(explanation, window.flagged)
+        ),
         severity=severity_for(
-            peak, version.open_threshold, version.clear_threshold, asset.criticality, higher=ctx.sign > 0
+            peak, ctx.open_threshold, ctx.clear_threshold, asset.criticality, higher=ctx.sign > 0
         ),
         opened_at=window.end,
         first_window_start=opening[0][0] - timedelta(seconds=asset.asset_type.window_s),

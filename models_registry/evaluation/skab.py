@@ -230,8 +230,8 @@ def _notes(window: float, step: float, calibration: int, summary: dict[str, Any]
         "a point counts as predicted anomalous while an alert is active at it.",
         f"Per-asset baseline: the first {calibration} points of each run (SKAB's protocol trains on df[:400]) "
         "give the run's mean feature vector, subtracted before scoring; the model is trained on every run's "
-        "baselined calibration windows. The baseline is an evaluation-protocol choice: live scoring does not "
-        "subtract one yet.",
+        "baselined calibration windows. The baseline is the product's (models_registry.baseline): live "
+        "scoring, training, explanations and edge bundles of a per-asset-baselined model subtract the same one.",
         "Metrics as SKAB's chp_score(metric='binary'): confusion counts pooled over runs, F1 = TP/(TP+(FP+FN)/2), "
         "FAR = FP/(FP+TN), MAR = FN/(FN+TP), on the points after the calibration period (the leaderboard "
         "evaluates the test part). Published rows cover all 34 SKAB runs; these rows cover the valve runs here.",

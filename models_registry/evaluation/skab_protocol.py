@@ -6,11 +6,14 @@ Per run (one SKAB file = one asset):
    and the settings' spike / stuck / gap rules), then ``plant.features.build_windows`` turns them into the
    product's feature windows (``window_s``/``step_s``; readings flagged out of range or spike are left out
    exactly as in live scoring).
-2. Per-asset baseline: the first ``calibration_points`` points of the run are its calibration period (SKAB's
-   protocol trains on the first 400 points of each file, the normal part before the fault). The baseline is
-   the mean feature vector of the windows lying wholly inside it; the model sees ``x - baseline``. Each SKAB
-   run sits at its own operating point (the anomaly-free file runs at ~125 l/min, the valve runs at ~32), so
-   one model over raw features either flags every run or misses the ~1 l/min drop a closed valve causes.
+2. Per-asset baseline, the product's (``models_registry.baseline``, what live scoring, training,
+   explanations and edge bundles of a ``"baseline": "per_asset"`` model use): the first
+   ``calibration_points`` points of the run are its calibration period (SKAB's protocol trains on the first
+   400 points of each file, the normal part before the fault). The baseline is the mean feature vector of
+   the windows lying wholly inside it (``period_mask`` + ``mean_vector``); the model sees
+   ``apply(x, baseline)`` = x - baseline. Each SKAB run sits at its own operating point (the anomaly-free
+   file runs at ~125 l/min, the valve runs at ~32), so one model over raw features either flags every run
+   or misses the ~1 l/min drop a closed valve causes.
 3. One PCA T²+Q model (``models_registry.training.train_anomaly``, ONNX) over the baselined calibration windows
    of every run: the hold-out that sets the thresholds is the last quarter of every run's calibration period.
 4. Scores come from that ONNX file through ``models_registry.runtime`` (onnxruntime), alerts from
@@ -20,8 +23,8 @@ Per run (one SKAB file = one asset):
 5. Every alert's opening window is explained with ``models_registry.explain.explain`` (the code the product
    stores explanations with) and its top role (``lifecycle.top_role``) is compared with ``FAULT_ROLES``.
 
-The baseline is an evaluation-protocol choice today: live scoring feeds raw windows. Using it live means
-storing the baseline vector per asset and subtracting it before ``runtime.run_batch`` in the scorer.
+In the product the calibration period is an engineer's choice (``manage.py calibrate_baseline``) or, by
+default, an asset's first ``VIGIL_BASELINE_WINDOWS`` windows; here it is SKAB's 400 points.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 from django.conf import settings
 
 from alerts.services.episodes import Episode, active_mask, alert_episodes
+from models_registry import baseline as asset_baseline
 from models_registry import runtime
 from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows
 from models_registry.training import TrainedModel, train_anomaly
@@ -153,19 +157,21 @@ def prepare(
     windows = build_windows(
         series, [role.key for role in ROLES], window_s=window_s, step_s=step_s, sample_period_s=1.0
     )
-    calibration = windows.ends <= run.ts[calibration_points - 1]
+    calibration = asset_baseline.period_mask(
+        windows.ends, window_s, run.ts[0], run.ts[calibration_points - 1]
+    )
     if calibration.sum() < 8:
         raise DatasetFormatError(
             f"{file.path}: only {int(calibration.sum())} feature windows fit in the calibration period"
         )
-    baseline = windows.X[calibration].astype(np.float64).mean(axis=0)
+    baseline, _ = asset_baseline.mean_vector(windows.X[calibration])
     return PreparedRun(
         file=file,
         ts=run.ts,
         anomaly=run.anomaly.astype(bool),
         windows=windows,
         calibration=calibration,
-        Z=(windows.X - baseline).astype(np.float32),
+        Z=asset_baseline.apply(windows.X, baseline),
         test=np.arange(len(run)) >= calibration_points,
     )
 

@@ -100,12 +100,12 @@ def test_site_overview_query_count_does_not_grow_with_assets(
 ):
     make_asset(site, tag="p-1")
     client.force_login(technician)
-    # session, user, site, assets, sensors+roles, health buckets, latest readings, nav sites
-    with django_assert_num_queries(8):
+    # session, user, site, assets, sensors+roles, health buckets, latest readings, nav role, nav sites
+    with django_assert_num_queries(9):
         client.get(site.get_absolute_url())
     for i in range(2, 8):
         make_asset(site, tag=f"p-{i}")
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         response = client.get(site.get_absolute_url())
     assert len(response.context["rows"]) == 7
 
@@ -117,8 +117,9 @@ def test_asset_page_shows_sensor_health_and_embeds_the_chart(
     quality = [QualityFlag.SPIKE if i == 100 else 0 for i in range(600)]
     make_readings(sensor, timezone.now() - timedelta(minutes=10), np.full(600, 3.5), quality=quality)
     client.force_login(technician)
-    # session, user, asset, sensors, chart raw rows, health buckets, latest readings, nav sites
-    with django_assert_num_queries(8):
+    # session, user, asset, sensors, chart raw rows, health buckets, latest readings, models in use (for
+    # the baseline status), nav role, nav sites
+    with django_assert_num_queries(10):
         response = client.get(reverse("plant:asset", args=[asset.pk]) + "?range=1h")
     html = response.content.decode()
     assert response.status_code == 200

@@ -19,12 +19,20 @@ class Command(BaseCommand):
         parser.add_argument("--end", help="ISO date/time of the last reading to use (default: all).")
         parser.add_argument("--name", help="Model name (default <asset type>-<kind>).")
         parser.add_argument("--enqueue", action="store_true", help="Run as a Celery task instead of here.")
+        parser.add_argument(
+            "--per-asset-baseline",
+            action="store_true",
+            help="Feed each asset's windows minus its baseline (models_registry.baseline).",
+        )
 
     def handle(self, *args, **options) -> None:
         asset_type = get_asset_type(options["asset_type"])
         kind = check_kind(options["kind"])
         start = parse_moment(options["start"], "--start")
         end = parse_moment(options["end"], "--end")
+        baseline = "per_asset" if options["per_asset_baseline"] else None
+        if options["enqueue"] and baseline:
+            raise CommandError("--per-asset-baseline runs here only; drop --enqueue")
         if options["enqueue"]:
             from models_registry.tasks import train_model_task
 
@@ -37,7 +45,9 @@ class Command(BaseCommand):
             self.stdout.write(f"queued training of {asset_type.slug} / {kind}")
             return
         try:
-            version = train_and_register(asset_type, kind, start=start, end=end, name=options["name"])
+            version = train_and_register(
+                asset_type, kind, start=start, end=end, name=options["name"], baseline=baseline
+            )
         except TrainingError as exc:
             raise CommandError(str(exc)) from None
         metrics = ", ".join(

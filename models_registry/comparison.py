@@ -1,0 +1,406 @@
+"""Champion vs challenger over one period, judged by the same operator labels.
+
+Two ways to get each version's alerts:
+
+* ``backtest`` (default, like-for-like): the stored readings of the period are turned into windows by
+  plant.features.build_windows_many (the scorer's feature path), scored by the version's ONNX artifact
+  through models_registry.cache (the scorer's runtime), and alerts.services.episodes.alert_episodes applies
+  the lifecycle's open / hysteresis / auto-close rules with the version's thresholds. Both versions go
+  through exactly this, so neither side is favoured by history the other did not have. Per-asset threshold
+  overrides, maintenance suppression and the data-quality gate are not modelled (they decide how an alert is
+  shown, not whether the model fires).
+* ``recorded``: the alerts the versions really raised in the period — the champion's visible alerts and the
+  challenger's shadow alerts (empty for a version that never ran in shadow).
+
+An alert (episode) is matched to the operator labels of its asset by time overlap: a confirmed fault or a
+reported missed failure makes it a true alert, a false-alarm label a false alarm, a not-actionable label
+neither; no overlapping label means no verdict is known. Precision and recall follow docs/architecture.md:
+precision = true / (true + false alarms); recall = labelled faults (confirmed + missed) overlapped by at
+least one alert / all labelled faults.
+
+Follow-through estimate (``FOLLOW_THROUGH_MODEL``): each alert is assumed to get a verdict within 24 h as
+often as the champion's real alerts of the period with the same verdict did (confirmed faults, false
+alarms, not actionable), and an alert without a known verdict as often as all real alerts did. This models
+the mix of alerts only, not a change of trust; the page shows the observed rates it uses.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from models_registry.models import ModelVersion
+from models_registry.retrain import LabelEvent, feedback_events
+from plant.models import Asset
+
+FOLLOW_THROUGH_WINDOW = timedelta(hours=24)
+MAX_PERIOD = timedelta(days=31)
+BACKTEST, RECORDED = "backtest", "recorded"
+FOLLOW_THROUGH_MODEL = (
+    "Each alert is assumed to receive a verdict within 24 h as often as the champion's real alerts in this "
+    "period with the same verdict did; alerts with no known verdict as often as all real alerts did. This "
+    "reflects the mix of alerts, not any change in how much technicians trust them."
+)
+TRUE_SOURCES = ("confirmed_fault", "missed_failure", "manual_fault")
+VERDICT_LABELS = {
+    "confirmed_fault": "Confirmed fault",
+    "missed_failure": "Reported missed failure",
+    "manual_fault": "Fault (labelled by hand)",
+    "false_alarm": "False alarm",
+    "manual_normal": "Normal (labelled by hand)",
+    "not_actionable": "Not actionable",
+    "": "No verdict",
+}
+
+
+class ComparisonError(ValueError):
+    """The comparison cannot be made as asked (empty or too long period); the message says why."""
+
+
+@dataclass
+class Episode:
+    """One alert of one version on one asset, as times, with the operator verdict matched to it."""
+
+    asset: Asset
+    start: datetime  # start of its first window
+    last_seen: datetime
+    opened: datetime
+    closed: datetime | None
+    peak: float
+    verdict: str = ""  # a LabelEvent source, or "" when no label overlaps
+    reason: str = ""
+    alert_id: int | None = None
+
+    @property
+    def verdict_label(self) -> str:
+        text = VERDICT_LABELS.get(self.verdict, self.verdict)
+        return f"{text} — {self.reason.replace('_', ' ')}" if self.reason else text
+
+    def overlaps(self, other: Episode) -> bool:
+        return (
+            self.asset.pk == other.asset.pk
+            and self.start <= other.last_seen
+            and other.start <= self.last_seen
+        )
+
+
+@dataclass
+class Side:
+    """One version's alerts over the period and the figures computed from them."""
+
+    version: ModelVersion
+    source: str
+    episodes: list[Episode] = field(default_factory=list)
+    true_alerts: int = 0
+    false_alarms: int = 0
+    not_actionable: int = 0
+    unknown: int = 0
+    faults_caught: int = 0
+    faults_total: int = 0
+    precision: float | None = None
+    recall: float | None = None
+    per_asset_week: float = 0.0
+    follow_through: float | None = None
+    error: str = ""
+
+
+@dataclass
+class Comparison:
+    challenger: Side
+    champion: Side | None
+    start: datetime
+    end: datetime
+    mode: str
+    assets: list[Asset]
+    labels: dict[str, int]
+    added: list[Episode]
+    removed: list[Episode]
+    observed: dict[str, Any]
+    follow_through_model: str = FOLLOW_THROUGH_MODEL
+
+    @property
+    def labels_total(self) -> int:
+        return sum(self.labels.values())
+
+
+def default_period(version: ModelVersion) -> tuple[datetime, datetime]:
+    """The last 30 days of the asset type's readings (all of them when there are fewer)."""
+    from django.db.models import Max, Min
+
+    from plant.models import Reading
+
+    sensors = list(version.asset_type.assets.filter(is_active=True).values_list("sensors__pk", flat=True))
+    bounds = Reading.objects.filter(sensor_id__in=[s for s in sensors if s]).aggregate(
+        first=Min("ts"), last=Max("ts")
+    )
+    if bounds["last"] is None:
+        from django.utils import timezone
+
+        now = timezone.now()
+        return now - timedelta(days=30), now
+    return max(bounds["first"], bounds["last"] - timedelta(days=30)), bounds["last"]
+
+
+def compare(
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
+    start: datetime,
+    end: datetime,
+    mode: str = BACKTEST,
+) -> Comparison:
+    """Both versions' alerts over [start, end] matched to the same operator labels (see module docstring)."""
+    if end <= start:
+        raise ComparisonError("the period is empty: its end must be after its start")
+    if end - start > MAX_PERIOD:
+        raise ComparisonError(f"the period can be at most {MAX_PERIOD.days} days")
+    if mode not in (BACKTEST, RECORDED):
+        raise ComparisonError(f"unknown mode {mode!r}; use {BACKTEST} or {RECORDED}")
+    assets = list(challenger.asset_type.assets.filter(is_active=True).select_related("site").order_by("pk"))
+    events = [event for event in feedback_events([a.pk for a in assets], start=start, end=end)]
+    faults = [event for event in events if event.source in TRUE_SOURCES]
+    observed = observed_follow_through(champion, assets, start, end) if champion else {}
+    weeks = max((end - start) / timedelta(days=7), 1e-9)
+
+    def side(version: ModelVersion, shadow: bool) -> Side:
+        result = Side(version=version, source=mode)
+        try:
+            if mode == BACKTEST:
+                result.episodes = backtest(version, assets, start, end)
+            else:
+                result.episodes = recorded(version, assets, start, end, shadow=shadow)
+        except Exception as exc:  # an unreadable artifact must not take the page down
+            result.error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        _judge(result, events, faults, observed, len(assets), weeks)
+        return result
+
+    challenger_side = side(challenger, shadow=True)
+    champion_side = side(champion, shadow=False) if champion is not None else None
+    added, removed = [], []
+    if champion_side is not None:
+        added = [
+            e for e in challenger_side.episodes if not any(e.overlaps(o) for o in champion_side.episodes)
+        ]
+        removed = [
+            e for e in champion_side.episodes if not any(e.overlaps(o) for o in challenger_side.episodes)
+        ]
+    counts: dict[str, int] = defaultdict(int)
+    for event in events:
+        counts[event.source] += 1
+    return Comparison(
+        challenger=challenger_side,
+        champion=champion_side,
+        start=start,
+        end=end,
+        mode=mode,
+        assets=assets,
+        labels=dict(counts),
+        added=added,
+        removed=removed,
+        observed=observed,
+    )
+
+
+def _judge(
+    side: Side,
+    events: list[LabelEvent],
+    faults: list[LabelEvent],
+    observed: dict[str, Any],
+    n_assets: int,
+    weeks: float,
+) -> None:
+    by_asset: dict[int, list[LabelEvent]] = defaultdict(list)
+    for event in events:
+        by_asset[event.asset_id].append(event)
+    for episode in side.episodes:
+        start_s, end_s = episode.start.timestamp(), episode.last_seen.timestamp()
+        hits = [e for e in by_asset[episode.asset.pk] if e.start_s <= end_s and start_s <= e.end_s]
+        for wanted in (TRUE_SOURCES, ("false_alarm", "manual_normal"), ("not_actionable",)):
+            match = next((e for e in hits if e.source in wanted), None)
+            if match is not None:
+                episode.verdict, episode.reason = match.source, match.reason
+                break
+    side.true_alerts = sum(e.verdict in TRUE_SOURCES for e in side.episodes)
+    side.false_alarms = sum(e.verdict in ("false_alarm", "manual_normal") for e in side.episodes)
+    side.not_actionable = sum(e.verdict == "not_actionable" for e in side.episodes)
+    side.unknown = sum(e.verdict == "" for e in side.episodes)
+    judged = side.true_alerts + side.false_alarms
+    side.precision = side.true_alerts / judged if judged else None
+    side.faults_total = len(faults)
+    side.faults_caught = sum(
+        any(
+            e.asset.pk == f.asset_id
+            and e.start.timestamp() <= f.end_s
+            and f.start_s <= e.last_seen.timestamp()
+            for e in side.episodes
+        )
+        for f in faults
+    )
+    side.recall = side.faults_caught / side.faults_total if side.faults_total else None
+    side.per_asset_week = len(side.episodes) / max(n_assets, 1) / weeks
+    rates = observed.get("rates") or {}
+    if side.episodes and rates:
+        overall = observed.get("overall")
+        expected = 0.0
+        for episode in side.episodes:
+            key = "true" if episode.verdict in TRUE_SOURCES else episode.verdict or "unknown"
+            key = "false_alarm" if key == "manual_normal" else key
+            rate = rates.get(key, overall)
+            expected += overall if rate is None else rate
+        side.follow_through = expected / len(side.episodes) if overall is not None else None
+
+
+def observed_follow_through(
+    champion: ModelVersion, assets: list[Asset], start: datetime, end: datetime
+) -> dict[str, Any]:
+    """Follow-through of the champion's real alerts opened in the period, overall and per verdict."""
+    from alerts.models import Alert, Feedback
+
+    alerts = list(
+        Alert.objects.filter(
+            model_version=champion,
+            is_shadow=False,
+            asset__in=assets,
+            opened_at__gte=start,
+            opened_at__lte=end,
+        ).values_list("pk", "opened_at")
+    )
+    verdicts: dict[int, tuple[str, datetime]] = {}
+    for alert_id, verdict, created in (
+        Feedback.objects.filter(alert_id__in=[pk for pk, _ in alerts], verdict__isnull=False)
+        .order_by("created_at", "pk")
+        .values_list("alert_id", "verdict", "created_at")
+    ):
+        verdicts.setdefault(alert_id, (verdict, created))  # the first verdict decides follow-through
+    groups: dict[str, list[bool]] = defaultdict(list)
+    followed_all = []
+    for alert_id, opened in alerts:
+        verdict, created = verdicts.get(alert_id, ("", None))
+        followed = created is not None and created - opened <= FOLLOW_THROUGH_WINDOW
+        followed_all.append(followed)
+        key = {
+            "confirmed_fault": "true",
+            "false_alarm": "false_alarm",
+            "not_actionable": "not_actionable",
+        }.get(verdict, "unknown")
+        groups[key].append(followed)
+    return {
+        "alerts": len(alerts),
+        "overall": float(np.mean(followed_all)) if followed_all else None,
+        "rates": {key: float(np.mean(values)) for key, values in groups.items() if key != "unknown"},
+        "counts": {key: len(values) for key, values in groups.items()},
+    }
+
+
+def recorded(
+    version: ModelVersion, assets: list[Asset], start: datetime, end: datetime, *, shadow: bool
+) -> list[Episode]:
+    """The alerts the version really raised (shadow ones for a shadow version) that opened in the period."""
+    from alerts.models import Alert
+
+    by_pk = {asset.pk: asset for asset in assets}
+    alerts = Alert.objects.filter(
+        model_version=version, asset__in=assets, opened_at__gte=start, opened_at__lte=end
+    ).order_by("opened_at", "pk")
+    if version.status != "champion":
+        alerts = alerts.filter(is_shadow=shadow)
+    return [
+        Episode(
+            asset=by_pk[alert.asset_id],
+            start=alert.first_window_start,
+            last_seen=alert.last_seen_at,
+            opened=alert.opened_at,
+            closed=alert.closed_at,
+            peak=alert.peak_score,
+            alert_id=alert.pk,
+        )
+        for alert in alerts
+    ]
+
+
+def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: datetime) -> list[Episode]:
+    """The alerts the version would have raised from the stored readings of [start, end] (see module)."""
+    from alerts.services.episodes import alert_episodes
+    from models_registry import cache
+    from models_registry.dataset import read_readings
+    from models_registry.runtime import higher_is_worse
+    from plant.features import build_windows_many
+    from plant.models import Sensor
+
+    asset_type = version.asset_type
+    roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
+    window_s, step_s = float(asset_type.window_s), float(asset_type.step_s)
+    sensors: dict[int, tuple[int, str]] = {}
+    periods: dict[int, dict[str, float]] = defaultdict(dict)
+    taken: set[tuple[int, str]] = set()
+    for pk, asset_id, role, period in (
+        Sensor.objects.filter(asset__in=assets)
+        .order_by("pk")
+        .values_list("pk", "asset_id", "role__key", "sample_period_s")
+    ):
+        if (asset_id, role) not in taken:  # one sensor per role, as the scorer reads them
+            taken.add((asset_id, role))
+            sensors[pk] = (asset_id, role)
+            periods[asset_id][role] = period
+    begin = start - timedelta(seconds=window_s)
+    sid, ts, values, quality = read_readings(list(sensors), begin, end)
+    series: dict[int, dict[str, tuple]] = defaultdict(dict)
+    if len(sid):
+        bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            asset_id, role = sensors[int(sid[lo])]
+            series[asset_id][role] = (ts[lo:hi], values[lo:hi], quality[lo:hi])
+    todo = [asset for asset in assets if series.get(asset.pk)]
+    if not todo:
+        return []
+    built = build_windows_many(
+        {asset.pk: series[asset.pk] for asset in todo},
+        roles,
+        window_s=window_s,
+        step_s=step_s,
+        start_s={asset.pk: begin.timestamp() + 1e-6 for asset in todo},
+        end_s={asset.pk: end.timestamp() for asset in todo},
+        sample_period_s={asset.pk: periods[asset.pk] for asset in todo},
+    )
+    model = cache.loaded(version)
+    higher = higher_is_worse(version.output_spec)
+    open_n, clear_n = int(settings.VIGIL_ALERT_OPEN_WINDOWS), int(settings.VIGIL_ALERT_CLEAR_WINDOWS)
+    episodes: list[Episode] = []
+    for asset in todo:
+        windows = built[asset.pk]
+        if len(windows) == 0:
+            continue
+        position = {name: i for i, name in enumerate(windows.names)}
+        missing = [name for name in version.feature_spec if name not in position]
+        if missing:
+            raise ComparisonError(f"{version} needs features the asset type does not produce: {missing[:3]}")
+        X = windows.X[:, [position[name] for name in version.feature_spec]]
+        keep = np.isfinite(X).all(axis=1)  # the scorer stores scores of complete windows only
+        ends, X = windows.ends[keep], X[keep]
+        if not len(ends):
+            continue
+        scores = model.score(X)
+        for item in alert_episodes(
+            scores, version.open_threshold, version.clear_threshold, open_n, clear_n, higher=higher
+        ):
+            episodes.append(
+                Episode(
+                    asset=asset,
+                    start=_utc(ends[item.first] - window_s),
+                    last_seen=_utc(ends[item.last_seen]),
+                    opened=_utc(ends[item.opened]),
+                    closed=None if item.closed is None else _utc(ends[item.closed]),
+                    peak=float(scores[item.peak]),
+                )
+            )
+    episodes.sort(key=lambda e: (e.opened, e.asset.pk))
+    return episodes
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(float(seconds), tz=dt_timezone.utc)

@@ -1,0 +1,57 @@
+"""Forms of the registry pages: start a retrain, pick a comparison period, move a version with a reason."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import forms
+
+from models_registry.comparison import BACKTEST, RECORDED
+from models_registry.retrain import RETRAINABLE_KINDS
+from plant.models import AssetType
+
+LOCAL = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+
+class RetrainForm(forms.Form):
+    """Which asset type and kind to retrain from feedback, and optionally from when on."""
+
+    asset_type = forms.ModelChoiceField(
+        queryset=AssetType.objects.order_by("name"),
+        to_field_name="slug",
+        empty_label=None,
+        error_messages={"invalid_choice": "Unknown asset type; pick one from the list."},
+    )
+    kind = forms.ChoiceField(choices=[(kind.value, kind.label) for kind in RETRAINABLE_KINDS])
+    since = forms.DateTimeField(
+        required=False, widget=LOCAL, help_text="Leave empty to use all readings and feedback."
+    )
+
+
+class PeriodForm(forms.Form):
+    """The comparison period (naive times are the server's time zone) and where the alerts come from."""
+
+    start = forms.DateTimeField(required=False, widget=LOCAL)
+    end = forms.DateTimeField(required=False, widget=LOCAL)
+    mode = forms.ChoiceField(
+        required=False,
+        choices=[
+            (BACKTEST, "Backtest both versions on the stored readings"),
+            (RECORDED, "Recorded alerts (champion: real, challenger: shadow)"),
+        ],
+    )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        start: datetime | None = data.get("start")
+        end: datetime | None = data.get("end")
+        if start and end and end <= start:
+            raise forms.ValidationError("The end of the period must be after its start.")
+        data["mode"] = data.get("mode") or BACKTEST
+        return data
+
+
+class ReasonForm(forms.Form):
+    """Every status move says why; the reason is kept in the version's history."""
+
+    reason = forms.CharField(max_length=300, strip=True, error_messages={"required": "Say why (required)."})

@@ -1,0 +1,67 @@
+"""manage.py calibrate_baseline --asset TAG|SITE/TAG|ID --start ISO --end ISO [--model NAME]"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from models_registry.baseline import BaselineError, calibrate
+from models_registry.management.commands._common import parse_moment
+from models_registry.models import ModelVersion
+from plant.models import Asset
+
+
+class Command(BaseCommand):
+    help = (
+        "Calibrate an asset's per-asset baseline (its operating point) from the feature windows of a period "
+        "of normal running; baselined models score the asset against it from their next run."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--asset", required=True, help="Asset tag, site-slug/tag, or id.")
+        parser.add_argument("--start", required=True, help="ISO date/time: start of the normal period.")
+        parser.add_argument("--end", required=True, help="ISO date/time: end of the normal period.")
+        parser.add_argument(
+            "--model",
+            help="Calibrate only the features of this model's newest version (default: every feature of "
+            "the asset type, which serves every model of it).",
+        )
+
+    def handle(self, *args, asset: str, start: str, end: str, model: str | None, **options) -> None:
+        found = _get_asset(asset)
+        begin, finish = parse_moment(start, "--start"), parse_moment(end, "--end")
+        names = None
+        if model:
+            version = ModelVersion.objects.filter(name=model).order_by("-version").first()
+            if version is None:
+                raise CommandError(f"no model named {model!r}")
+            if version.asset_type_id != found.asset_type_id:
+                raise CommandError(
+                    f"{version} is for {version.asset_type}, but {found.tag} is a {found.asset_type}"
+                )
+            names = list(version.feature_spec)
+        try:
+            row = calibrate(found, names, begin, finish)
+        except BaselineError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"calibrated {found.tag}: {len(row.feature_names)} features from {row.window_count} windows "
+                f"between {row.start.isoformat()} and {row.end.isoformat()} (baseline #{row.pk})"
+            )
+        )
+
+
+def _get_asset(value: str) -> Asset:
+    assets = Asset.objects.select_related("site", "asset_type")
+    if "/" in value:
+        site, _, tag = value.partition("/")
+        matches = list(assets.filter(site__slug=site, tag=tag)[:1])
+    else:
+        matches = list(assets.filter(tag=value)[:2])
+        if not matches and value.isdigit():
+            matches = list(assets.filter(pk=int(value)))
+    if not matches:
+        raise CommandError(f"no asset with tag or id {value!r}")
+    if len(matches) > 1:
+        raise CommandError(f"tag {value!r} exists on several sites; give SITE/TAG or the asset's id")
+    return matches[0]

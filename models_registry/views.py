@@ -1,0 +1,199 @@
+"""Engineers' registry pages: model versions, retraining from feedback with live progress, and the
+champion-vs-challenger comparison with shadow / promote / roll back. Technicians get 403."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from alerts.services import is_engineer
+from models_registry.choices import ModelStatus
+from models_registry.comparison import ComparisonError, compare, default_period
+from models_registry.forms import PeriodForm, ReasonForm, RetrainForm
+from models_registry.models import ModelStatusChange, ModelVersion, RetrainRun
+from models_registry.retrain import STAGES, RetrainError, start_retrain
+from models_registry.services import (
+    ModelRejected,
+    RegistryError,
+    current_champion,
+    previous_champion,
+    promote,
+    rollback,
+    shadow,
+)
+
+RECENT_RUNS = 10
+
+
+def engineer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Logged-in engineers only: anonymous users go to the login page, everyone else gets 403."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not is_engineer(request.user):
+            raise PermissionDenied("The model registry is for engineers.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _index_context(form: RetrainForm) -> dict:
+    versions = list(
+        ModelVersion.objects.select_related("asset_type").order_by("asset_type__name", "kind", "-pk")
+    )
+    runs = list(RetrainRun.objects.select_related("asset_type", "requested_by", "result")[:RECENT_RUNS])
+    return {"versions": versions, "runs": runs, "form": form}
+
+
+@require_GET
+@engineer_required
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "models_registry/index.html", _index_context(RetrainForm()))
+
+
+@require_POST
+@engineer_required
+def retrain_start(request: HttpRequest) -> HttpResponse:
+    """Start a retrain run from the form; a bad form comes back with its errors (400)."""
+    form = RetrainForm(request.POST)
+    if form.is_valid():
+        try:
+            run = start_retrain(
+                form.cleaned_data["asset_type"],
+                form.cleaned_data["kind"],
+                actor=request.user,
+                since=form.cleaned_data["since"],
+            )
+        except RetrainError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("models_registry:run", pk=run.pk)
+    return render(request, "models_registry/index.html", _index_context(form), status=400)
+
+
+@require_GET
+@engineer_required
+def retrain_run(request: HttpRequest, pk: int) -> HttpResponse:
+    """A run's page; an htmx request (the 1 s poll) gets only the progress partial."""
+    run = get_object_or_404(RetrainRun.objects.select_related("asset_type", "requested_by", "result"), pk=pk)
+    reached = [percent <= run.percent for _key, _label, percent in STAGES]
+    context = {
+        "run": run,
+        "stages": [
+            {
+                "label": label,
+                "done": run.status == "succeeded" or (done and label != run.stage),
+                "current": label == run.stage,
+            }
+            for (_key, label, _percent), done in zip(STAGES, reached)
+        ],
+    }
+    if request.htmx:
+        return render(request, "models_registry/run.html#progress", context)
+    return render(request, "models_registry/run.html", context)
+
+
+@require_GET
+@engineer_required
+def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
+    """A version against the champion (or, for the champion itself, against the previous one)."""
+    version = get_object_or_404(ModelVersion.objects.select_related("asset_type", "created_by"), pk=pk)
+    champion = current_champion(version.asset_type, version.kind)
+    if champion is not None and champion.pk == version.pk:
+        champion = previous_champion(version.asset_type, version.kind, exclude=version)
+        other_label = "Previous champion"
+    else:
+        other_label = "Champion"
+    form = PeriodForm(request.GET or None)
+    comparison, error, status = None, "", 200
+    if form.is_bound and not form.is_valid():
+        error, status = "; ".join(e for errors in form.errors.values() for e in errors), 400
+    else:
+        default_start, default_end = default_period(version)
+        data = form.cleaned_data if form.is_bound else {}
+        start, end = data.get("start") or default_start, data.get("end") or default_end
+        if not form.is_bound:
+            form = PeriodForm(
+                initial={
+                    "start": timezone.localtime(start).strftime("%Y-%m-%dT%H:%M"),
+                    "end": timezone.localtime(end).strftime("%Y-%m-%dT%H:%M"),
+                    "mode": "backtest",
+                }
+            )
+        try:
+            comparison = compare(version, champion, start, end, data.get("mode") or "backtest")
+        except ComparisonError as exc:
+            error, status = str(exc), 400
+    history = list(
+        ModelStatusChange.objects.filter(version__in=[v for v in (version, champion) if v is not None])
+        .select_related("version", "actor")
+        .order_by("-at", "-id")
+    )
+    provenance = version.provenance or {}
+    context = {
+        "version": version,
+        "champion": champion,
+        "other_label": other_label,
+        "comparison": comparison,
+        "form": form,
+        "error": error,
+        "history": history,
+        "report": provenance.get("retrain_report"),
+        "reason_form": ReasonForm(),
+        "can_shadow": version.status == ModelStatus.CANDIDATE,
+        "can_promote": version.status in (ModelStatus.CANDIDATE, ModelStatus.SHADOW),
+        "can_rollback": version.status == ModelStatus.CHAMPION and champion is not None,
+    }
+    return render(request, "models_registry/compare.html", context, status=status)
+
+
+def _move(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    version = get_object_or_404(ModelVersion.objects.select_related("asset_type"), pk=pk)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Not done: {form.errors['reason'][0]}")
+        return redirect("models_registry:compare", pk=version.pk)
+    reason = form.cleaned_data["reason"]
+    try:
+        if action == "shadow":
+            shadow(version, actor=request.user, reason=reason)
+            messages.success(request, f"{version} now runs in shadow.")
+        elif action == "promote":
+            promote(version, actor=request.user, reason=reason)
+            messages.success(request, f"{version} is now the champion.")
+        else:
+            if current_champion(version.asset_type, version.kind) != version:
+                raise RegistryError(f"{version} is not the champion; only the champion can be rolled back")
+            restored = rollback(version.asset_type, version.kind, actor=request.user, reason=reason)
+            messages.success(request, f"Rolled back: {restored} is the champion again.")
+            return redirect("models_registry:compare", pk=restored.pk)
+    except (ModelRejected, RegistryError) as exc:
+        messages.error(request, f"Not done: {exc}")
+    return redirect("models_registry:compare", pk=version.pk)
+
+
+@require_POST
+@engineer_required
+def version_shadow(request: HttpRequest, pk: int) -> HttpResponse:
+    return _move(request, pk, "shadow")
+
+
+@require_POST
+@engineer_required
+def version_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    return _move(request, pk, "promote")
+
+
+@require_POST
+@engineer_required
+def version_rollback(request: HttpRequest, pk: int) -> HttpResponse:
+    return _move(request, pk, "rollback")

@@ -1,0 +1,194 @@
+"""Retrain runs: the command, the task's progress records, error paths and who may start them."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from models_registry import retrain
+from models_registry.models import ModelVersion, RetrainRun
+from models_registry.retrain import STAGES, execute_run, feedback_events, start_retrain
+from models_registry.tasks import retrain_model_task
+from tests.conftest import make_pump_type
+from tests.models_registry.retrain_history import at, build_history
+
+
+@pytest.fixture
+def history(site, technician):
+    return build_history(site, technician)
+
+
+def test_the_command_retrains_and_prints_every_stage(history):
+    out = StringIO()
+    call_command("retrain", "--asset-type", history.asset_type.slug, "--kind", "anomaly", stdout=out)
+    text = out.getvalue()
+    for _key, label, _percent in STAGES:
+        assert label in text
+    run = RetrainRun.objects.get()
+    assert run.status == "succeeded" and run.percent == 100 and run.result is not None
+    assert f"registered {run.result} (candidate)" in text and "confirmed_fault" in text
+
+
+def test_the_command_names_an_unknown_asset_type(db):
+    with pytest.raises(CommandError, match="no asset type 'turbine'"):
+        call_command("retrain", "--asset-type", "turbine", "--kind", "anomaly")
+
+
+def test_the_command_refuses_a_kind_that_cannot_be_retrained(db):
+    make_pump_type()
+    with pytest.raises(CommandError, match="cannot retrain kind 'rul'"):
+        call_command("retrain", "--asset-type", "pump", "--kind", "rul")
+    assert not RetrainRun.objects.exists()
+
+
+def test_the_command_fails_the_run_when_there_is_no_feedback(asset):
+    with pytest.raises(CommandError, match="no operator feedback"):
+        call_command("retrain", "--asset-type", "pump", "--kind", "anomaly")
+    run = RetrainRun.objects.get()
+    assert run.status == "failed" and "no operator feedback" in run.error and run.finished_at is not None
+
+
+def test_the_command_rejects_a_since_that_is_not_a_date(db):
+    make_pump_type()
+    with pytest.raises(CommandError, match="--since 'yesterday'"):
+        call_command("retrain", "--asset-type", "pump", "--kind", "anomaly", "--since", "yesterday")
+
+
+def test_a_since_after_all_feedback_fails_the_run_with_the_reason(history):
+    run = RetrainRun.objects.create(asset_type=history.asset_type, kind="anomaly", since=at(200 * 60))
+    finished = execute_run(run.pk)
+    assert finished.status == "failed" and "no operator feedback" in finished.error
+
+
+def test_the_task_records_each_stage_in_order_and_ends_at_100_percent(history, monkeypatch):
+    seen: list[tuple[str, str, int]] = []
+    original = retrain.retrain_from_feedback
+
+    def spy(*args, progress, **kwargs):
+        def recording(stage: str) -> None:
+            progress(stage)
+            row = RetrainRun.objects.values_list("status", "stage", "percent").get()
+            seen.append(row)
+
+        return original(*args, progress=recording, **kwargs)
+
+    monkeypatch.setattr(retrain, "retrain_from_feedback", spy)
+    run = RetrainRun.objects.create(asset_type=history.asset_type, kind="anomaly")
+    result_id = retrain_model_task.apply(args=[run.pk]).get()
+    assert [stage for _status, stage, _ in seen] == [label for _key, label, _ in STAGES]
+    assert all(status == "running" for status, _, _ in seen)
+    percents = [percent for *_, percent in seen]
+    assert percents == sorted(percents) and percents[0] > 0 and percents[-1] < 100
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.percent == 100 and run.result_id == result_id
+    assert run.started_at <= run.finished_at
+
+
+def test_a_redelivered_task_does_nothing_the_second_time(history):
+    run = RetrainRun.objects.create(asset_type=history.asset_type, kind="anomaly")
+    assert retrain_model_task.apply(args=[run.pk]).get() is not None
+    assert retrain_model_task.apply(args=[run.pk]).get() is None
+    assert ModelVersion.objects.filter(status="candidate").count() == 1
+
+
+def test_an_unexpected_error_fails_the_run_instead_of_leaving_it_running(history, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(retrain, "retrain_from_feedback", broken)
+    run = RetrainRun.objects.create(asset_type=history.asset_type, kind="anomaly")
+    finished = execute_run(run.pk)
+    assert (
+        finished.status == "failed"
+        and finished.error == "internal error: ZeroDivisionError: division by zero"
+    )
+
+
+def test_an_unreachable_task_queue_fails_the_run_with_a_clear_reason(
+    asset, monkeypatch, django_capture_on_commit_callbacks
+):
+    def refuse(*args, **kwargs):
+        raise ConnectionRefusedError("redis down")
+
+    monkeypatch.setattr(retrain_model_task, "delay", refuse)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = start_retrain(asset.asset_type, "anomaly")
+    run.refresh_from_db()
+    assert run.status == "failed" and "task queue is unreachable" in run.error
+
+
+def test_verdicts_are_classed_and_missed_failures_are_positives(history, technician):
+    from alerts.services import record_missed_failure
+
+    asset = history.assets["p-102"]
+    record_missed_failure(asset, technician, start=at(150 * 60), end=at(155 * 60), fault_type="seal leak")
+    events = feedback_events([a.pk for a in history.assets.values()])
+    sources = {event.source for event in events}
+    assert {"confirmed_fault", "false_alarm", "missed_failure"} <= sources
+    assert all(event.positive for event in events if event.source in ("confirmed_fault", "missed_failure"))
+    assert all(
+        not event.positive and event.reason == "normal_operating_change"
+        for event in events
+        if event.source == "false_alarm"
+    )
+    run = RetrainRun.objects.create(asset_type=history.asset_type, kind="anomaly")
+    finished = execute_run(run.pk)
+    assert finished.report["labels"]["by_source"]["missed_failure"] == 1
+
+
+# --- the pages --------------------------------------------------------------------------------------------
+
+
+def test_engineers_see_the_models_page_with_the_retrain_form(client, engineer, asset):
+    client.force_login(engineer)
+    response = client.get("/models/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="retrain-form"' in html and 'href="/models/"' in html  # and the nav link
+
+
+@pytest.mark.parametrize("who", ["technician", "outsider"])
+def test_technicians_get_403_on_every_registry_page(client, who, request, asset):
+    client.force_login(request.getfixturevalue(who))
+    run = RetrainRun.objects.create(asset_type=asset.asset_type, kind="anomaly")
+    assert client.get("/models/").status_code == 403
+    assert client.post("/models/retrain/", {"asset_type": "pump", "kind": "anomaly"}).status_code == 403
+    assert client.get(f"/models/retrain/{run.pk}/").status_code == 403
+    assert not RetrainRun.objects.exclude(pk=run.pk).exists()
+    assert 'href="/models/"' not in client.get("/alerts/").content.decode()
+
+
+def test_anonymous_users_are_sent_to_the_login_page(client, db):
+    response = client.get("/models/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"asset_type": "turbine", "kind": "anomaly"}, "Unknown asset type"),
+        ({"asset_type": "pump", "kind": "rul"}, "Select a valid choice"),
+        ({"asset_type": "pump", "kind": "anomaly", "since": "2999-01-01T00:00"}, "in the future"),
+    ],
+)
+def test_a_bad_retrain_request_comes_back_with_the_problem(client, engineer, asset, data, message):
+    client.force_login(engineer)
+    response = client.post("/models/retrain/", data)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not RetrainRun.objects.exists()
+
+
+def test_an_unknown_run_is_404(client, engineer):
+    client.force_login(engineer)
+    assert client.get("/models/retrain/999/").status_code == 404
+
+
+def test_a_failed_run_shows_its_reason_on_the_page(client, engineer, asset):
+    run = RetrainRun.objects.create(asset_type=asset.asset_type, kind="anomaly")
+    execute_run(run.pk)
+    client.force_login(engineer)
+    html = client.get(f"/models/retrain/{run.pk}/").content.decode()
+    assert 'id="retrain-error"' in html and "no operator feedback" in html
