@@ -434,7 +434,13 @@ def retrain_from_feedback(
     """Train a candidate of `kind` for `asset_type` from operator feedback and normal data (see module)."""
     from models_registry import runtime, training
     from models_registry.dataset import TrainingDataError, load_training_windows
-    from models_registry.services import current_champion, register_trained
+    from models_registry.baseline import PER_ASSET, expects_baseline
+    from models_registry.services import (
+        TrainingError,
+        baseline_training_windows,
+        current_champion,
+        register_trained,
+    )
 
     step = progress or (lambda stage: None)
     check_kind(kind)
@@ -450,9 +456,15 @@ def retrain_from_feedback(
             "from (confirm or dismiss alerts first, or train from normal data with train_model)"
         )
     step("windows")
+    champion = current_champion(asset_type, kind)
+    # A champion fed per-asset baselined windows is replaced by one trained the same way: the windows
+    # its false alarms were raised on only mean the same thing to both models after the same subtraction.
+    baseline_info = None
     try:
         data = load_training_windows(asset_type, start=since)
-    except TrainingDataError as exc:
+        if champion is not None and expects_baseline(champion.output_spec):
+            baseline_info = baseline_training_windows(data)
+    except (TrainingDataError, TrainingError) as exc:
         raise RetrainError(str(exc)) from None
     complete = np.isfinite(data.X).all(axis=1)
     order = np.lexsort((data.ends[complete], data.asset_ids[complete]))  # per asset, in time order
@@ -476,7 +488,6 @@ def retrain_from_feedback(
     held = holdout_mask(classes, event_of, events, ends, seed=seed)
     train = ~held & (classes != GUARD)
     m = int(settings.VIGIL_ALERT_OPEN_WINDOWS)
-    champion = current_champion(asset_type, kind)
 
     step("fit")
     if kind == ModelKind.ANOMALY:
@@ -546,6 +557,9 @@ def retrain_from_feedback(
         "retrain_report": report,
         "seed": seed,
     }
+    if baseline_info is not None:
+        provenance["baseline"] = baseline_info
+        trained.output_spec = {**trained.output_spec, "baseline": PER_ASSET}
     version = register_trained(trained, name=name, asset_type=asset_type, provenance=provenance, actor=actor)
     report["candidate"] = {"id": version.pk, "name": str(version)}
     return version, report

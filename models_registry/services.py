@@ -316,7 +316,7 @@ def train_and_register(
         data = load_training_windows(asset_type, start=start, end=end)
     except TrainingDataError as exc:
         raise TrainingError(str(exc)) from None
-    baseline_info = _baseline_training_windows(data) if baseline else None
+    baseline_info = baseline_training_windows(data) if baseline else None
 
     complete = np.isfinite(data.X).all(axis=1)
     # Time order across assets, so the trainer's "last part" hold-out is the most recent data of all assets.
@@ -391,7 +391,7 @@ def train_and_register(
     )
 
 
-def _baseline_training_windows(data) -> dict[str, Any]:
+def baseline_training_windows(data) -> dict[str, Any]:
     """Subtract each asset's baseline from its training windows in place (dropping assets without one)."""
     from django.conf import settings
 

@@ -133,14 +133,19 @@ def _overlaps(alert: Alert, tag: str, start_s: float, end_s: float) -> bool:
     )
 
 
-def build_history(site: Site, technician, *, slug: str = "sim-pump") -> History:
+def build_history(site: Site, technician, *, slug: str = "sim-pump", baseline: str | None = None) -> History:
     """Readings, a champion, its real alerts over the operating period and the technicians' verdicts."""
     from models_registry.scoring import score_assets
 
     asset_type, assets = make_plant(site, slug)
     ingest(site, 0.0, TRAIN_END_S)
     champion = train_and_register(
-        asset_type, ModelKind.ANOMALY, end=at(TRAIN_END_S), params=CHAMPION_PARAMS, name=f"{slug}-anomaly"
+        asset_type,
+        ModelKind.ANOMALY,
+        end=at(TRAIN_END_S),
+        params=CHAMPION_PARAMS,
+        name=f"{slug}-anomaly",
+        baseline=baseline,
     )
     promote(champion, reason="first champion")
     champion.refresh_from_db()

@@ -95,3 +95,15 @@ def test_a_failure_classifier_retrains_on_the_feedback_labels_directly(history):
     assert finished.result.kind == "failure_classifier"
     assert finished.report["labels"]["positives"] >= 3
     assert ModelVersion.objects.filter(kind="failure_classifier").count() == 1
+
+
+def test_a_champion_on_per_asset_baselines_is_retrained_on_the_same_baselines(site, technician):
+    history = build_history(site, technician, slug="base-pump", baseline="per_asset")
+    assert history.verdicts, "the baselined champion raised alerts that technicians judged"
+    run = RetrainRun.objects.create(asset_type=history.asset_type, kind="anomaly")
+    finished = execute_run(run.pk)
+    assert finished.status == "succeeded", finished.error
+    candidate = finished.result
+    assert candidate.output_spec["baseline"] == "per_asset"
+    assert candidate.provenance["baseline"]["mode"] == "per_asset"
+    assert len(candidate.provenance["baseline"]["assets"]) == len(history.assets)
