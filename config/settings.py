@@ -136,6 +136,12 @@ CELERY_BEAT_SCHEDULE: dict = {
             "queue": "scoring",
         },
     },
+    # Explanations whose completion task was lost (broker down at enqueue time) are queued again.
+    "sweep-pending-explanations": {
+        "task": "alerts.tasks.sweep_pending_explanations_task",
+        "schedule": 60.0,
+        "options": {"expires": 55.0, "queue": "explain"},
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -216,6 +222,8 @@ VIGIL_SCORING_ENQUEUE_IN_BACKGROUND = env_bool("VIGIL_SCORING_ENQUEUE_IN_BACKGRO
 VIGIL_SCORING_ENQUEUE = env_bool("VIGIL_SCORING_ENQUEUE", True)
 # Only the reliability check sets this: seconds each scoring run sleeps, so a worker can be killed mid-run.
 VIGIL_SCORING_TEST_DELAY_S = env_float("VIGIL_SCORING_TEST_DELAY_S", 0.0)
+# An explanation still "pending" this long after its alert opened is queued again by the beat sweep.
+VIGIL_EXPLANATION_SWEEP_AFTER_S = env_float("VIGIL_EXPLANATION_SWEEP_AFTER_S", 300.0)
 # Per-asset baselines (models_registry.baseline): an asset without one is calibrated from its first this
 # many complete windows before a baselined model scores it (60 windows = 10 min at the default 10 s step).
 VIGIL_BASELINE_WINDOWS = env_int("VIGIL_BASELINE_WINDOWS", 60, minimum=5)

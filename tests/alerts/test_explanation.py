@@ -6,13 +6,14 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from alerts import broadcast
 from alerts.broadcast import broadcast_alerts
 from alerts.choices import AlertCategory, AlertState, ExplanationStatus
 from alerts.models import Alert, Score
 from alerts.services import ExplanationUnavailable, dominant_roles
-from alerts.tasks import complete_explanation_task
+from alerts.tasks import complete_explanation_task, sweep_pending_explanations_task
 from models_registry import cache
 from models_registry.runtime import ModelRuntimeError
 from plant.choices import QualityFlag
@@ -187,3 +188,20 @@ def test_the_task_is_routed_to_the_explain_queue():
 
     route = app.amqp.router.route({}, complete_explanation_task.name, args=(1,), kwargs={})
     assert route["queue"].name == "explain"
+
+
+def test_the_sweep_requeues_only_explanations_pending_longer_than_the_setting(
+    asset, champion, trained, failing_explainer, enqueued, settings
+):
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=fault_x(trained)))
+    stale = Alert.objects.get()
+    assert stale.explanation_status == ExplanationStatus.PENDING
+    settings.VIGIL_EXPLANATION_SWEEP_AFTER_S = 300.0
+    assert sweep_pending_explanations_task() == 0 and enqueued == []  # just opened: its own task may run
+
+    Alert.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(minutes=6))
+    assert sweep_pending_explanations_task() == 1
+    assert enqueued == [stale.pk]
+
+    Alert.objects.filter(pk=stale.pk).update(explanation_status=ExplanationStatus.READY)
+    assert sweep_pending_explanations_task() == 0 and enqueued == [stale.pk]  # done: left alone
