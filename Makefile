@@ -24,11 +24,12 @@ $(STAMP_DEV): requirements.txt requirements-dev.txt | $(PY)
 
 venv: $(STAMP_RUNTIME)
 
-## demo: migrate, seed the demo plant and run web + worker + Redis + simulator (Ctrl-C stops all)
+## demo: migrate, seed the demo plant and run web + worker + Redis + simulator (Ctrl-C stops all);
+## DATA=skab also replays a real SKAB pump fault from VIGIL_DATA_DIR (see README, "Real datasets")
 demo: $(STAMP_RUNTIME)
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py collectstatic --noinput -v 0
-	exec $(PY) manage.py demo --port $(PORT)
+	exec $(PY) manage.py demo --port $(PORT)$(if $(DATA), --data $(DATA))
 
 ## test: the whole pytest suite (SQLite + in-process fakes unless DATABASE_URL / REDIS_URL are set)
 test: $(STAMP_DEV)

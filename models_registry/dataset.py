@@ -7,6 +7,8 @@ runner use.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -129,15 +131,23 @@ def window_labels(ends: np.ndarray, window_s: float, labels: list[tuple[float, f
 
 
 def load_training_windows(
-    asset_type: AssetType, *, start: datetime | None = None, end: datetime | None = None
+    asset_type: AssetType,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    asset_ids: Collection[int] | None = None,
 ) -> TrainingData:
-    """Windows and labels for every active asset of the type over [start, end] (default: all readings)."""
+    """Windows and labels for every active asset of the type over [start, end] (default: all readings);
+    ``asset_ids`` narrows it to those assets (e.g. to hold a run out of training)."""
     from plant.features import build_windows, feature_names
 
     roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
     if not roles:
         raise TrainingDataError(f"asset type {asset_type.slug!r} has no sensor roles")
-    assets = list(Asset.objects.filter(asset_type=asset_type, is_active=True).order_by("pk"))
+    chosen = Asset.objects.filter(asset_type=asset_type, is_active=True)
+    if asset_ids is not None:
+        chosen = chosen.filter(pk__in=list(asset_ids))
+    assets = list(chosen.order_by("pk"))
     if not assets:
         raise TrainingDataError(f"asset type {asset_type.slug!r} has no active assets")
     sensors_by_asset: dict[int, dict[int, str]] = {}

@@ -7,6 +7,8 @@ champions, so the old champion is always demoted before the new one is promoted.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import hashlib
 import logging
 from datetime import datetime
@@ -287,6 +289,7 @@ def train_and_register(
     params: dict[str, Any] | None = None,
     seed: int = 0,
     baseline: str | None = None,
+    asset_ids: Collection[int] | None = None,
 ) -> ModelVersion:
     """Train a model of `kind` on the readings and labels of all active assets of `asset_type` and
     register it as a candidate. The one entry point of `manage.py train_model` and `train_model_task`.
@@ -295,6 +298,8 @@ def train_and_register(
     windows, if any, plus a fifth of the normal ones, form its validation split.
     failure_classifier: fault-labelled windows are positives, all others negatives (unlabelled time is
     taken as normal operation, which is what the plant believes of it until someone says otherwise).
+
+    asset_ids: only these assets of the type (default every active one), e.g. to hold a run out.
 
     baseline="per_asset": every asset's windows are fed minus its baseline (models_registry.baseline: its
     current one, else calibrated now from its first VIGIL_BASELINE_WINDOWS windows, as the scorer would),
@@ -313,7 +318,7 @@ def train_and_register(
     if baseline not in (None, "", PER_ASSET):
         raise TrainingError(f"unknown baseline mode {baseline!r}; the only one is {PER_ASSET!r}")
     try:
-        data = load_training_windows(asset_type, start=start, end=end)
+        data = load_training_windows(asset_type, start=start, end=end, asset_ids=asset_ids)
     except TrainingDataError as exc:
         raise TrainingError(str(exc)) from None
     baseline_info = baseline_training_windows(data) if baseline else None

@@ -32,11 +32,12 @@ class IngestError(Exception):
 
 
 def sim_assets(site: Site, limit: int | None = None) -> tuple[list[SimAsset], list[str]]:
-    """The site's active assets as SimAssets (by tag), and the tags skipped for having no simulated role."""
+    """The site's active assets as SimAssets (by tag), and the tags skipped for having no simulated role or
+    a role the simulator does not produce (such as a dataset replay's SKAB pump, fed by `manage.py replay`)."""
     assets, skipped = [], []
     for asset in site.assets.filter(is_active=True).order_by("tag").prefetch_related("sensors__role"):
         sensors = {s.role.key: s.key for s in asset.sensors.all() if s.role.key in ROLES}
-        if sensors:
+        if sensors and all(s.role.key in ROLES for s in asset.sensors.all()):
             assets.append(SimAsset(asset.tag, sensors))
         else:
             skipped.append(asset.tag)

@@ -39,6 +39,7 @@ class Child:
     argv: list[str]
     process: subprocess.Popen
     stop_last: bool = False
+    may_exit: bool = False  # a job that ends (e.g. a dataset replay): exit code 0 is not a failure
     reader: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -105,8 +106,12 @@ class Supervisor:
         env: dict[str, str] | None = None,
         cwd: str | os.PathLike | None = None,
         stop_last: bool = False,
+        may_exit: bool = False,
     ) -> Child:
-        """Start `argv` as a child named `name`; its stdout and stderr are printed with the name as prefix."""
+        """Start `argv` as a child named `name`; its stdout and stderr are printed with the name as prefix.
+
+        A `may_exit` child may finish with exit code 0 without stopping the others (any other code still does).
+        """
         if self.stopping:
             raise StopRequested
         process = subprocess.Popen(
@@ -118,7 +123,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        child = Child(name, list(argv), process, stop_last=stop_last)
+        child = Child(name, list(argv), process, stop_last=stop_last, may_exit=may_exit)
         child.reader = threading.Thread(
             target=self._copy_output, args=(child,), name=f"out-{name}", daemon=True
         )
@@ -129,8 +134,15 @@ class Supervisor:
         return child
 
     def dead_child(self) -> Child | None:
-        """The first child that has exited, if any."""
-        return next((child for child in self.children if child.returncode is not None), None)
+        """The first child that has exited, if any (a `may_exit` child that finished cleanly does not count)."""
+        return next(
+            (
+                child
+                for child in self.children
+                if child.returncode is not None and not (child.may_exit and child.returncode == 0)
+            ),
+            None,
+        )
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
         """Poll `ready` until it is true; a stop request or a dead child interrupts the wait."""

@@ -15,3 +15,7 @@ class DatasetMissing(FileNotFoundError):
 
 class DatasetFormatError(ValueError):
     """A dataset file does not have the shape its card describes; the message names the file and line."""
+
+
+class UnknownSubset(DatasetMissing):
+    """A subset / file selector the dataset does not have; the message lists the valid ones."""

@@ -14,55 +14,69 @@ Layout and semantics follow ``DATASET_CARD.md`` there:
   ``max_rows``). ``changepoint`` marks the same transitions and is not stored separately.
 
 Timestamps in the files carry no zone; they are read as UTC. File selectors: ``"anomaly-free"``, a subset
-(``"valve1"``) or one file (``"valve1/3"``); ``load_skab`` is what ``manage.py load_dataset skab`` calls.
+(``"valve1"``) or one file (``"valve1/3"``); ``load_skab`` is what ``manage.py load_dataset skab`` calls. The
+database side (asset type, sensors, chunked ingest, label sync) is ``plant.datasets.common``.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
 
-from plant.choices import LabelKind, LabelSource
-from plant.datasets import DatasetFormatError, DatasetMissing
-from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Asset, AssetType, Label, Sensor, SensorRole, Site
+from plant.choices import LabelKind
+from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.datasets.common import (
+    AssetTypeSpec,
+    LabelSpec,
+    LoadResult,
+    Progress,
+    RoleSpec,
+    Unit,
+    check_limit,
+    ensure_site,
+    segments,
+    store_unit,
+    store_units,
+)
+from plant.datasets.common import ensure_asset as _ensure_asset
+from plant.datasets.common import ensure_asset_type as _ensure_asset_type
+from plant.models import Asset, AssetType, Site
 
-ASSET_TYPE = ("skab-testbed", "SKAB testbed pump")
+__all__ = ["DatasetMissing", "LoadResult", "load_skab", "list_files", "read_run", "read_units"]
+
 SITE = ("skab", "SKAB testbed (Skoltech)")
 ANOMALY_FREE = "anomaly-free"
 SUBSETS = (ANOMALY_FREE, "valve1", "valve2", "other")
-WINDOW_S, STEP_S = 60, 10
+WINDOW_S, STEP_S = 30, 5  # as the SKAB evaluation (models_registry.evaluation.skab_protocol)
 
-
-@dataclass(frozen=True)
-class SkabRole:
-    column: str
-    key: str
-    label: str
-    unit: str
-    valid_min: float  # physical limits of the testbed with margin, not the observed range
-    valid_max: float
-
-
-ROLES: tuple[SkabRole, ...] = (
-    SkabRole("Accelerometer1RMS", "accel1", "Vibration RMS, accelerometer 1", "g", 0.0, 5.0),
-    SkabRole("Accelerometer2RMS", "accel2", "Vibration RMS, accelerometer 2", "g", 0.0, 5.0),
-    SkabRole("Current", "current", "Motor current", "A", 0.0, 20.0),
+# Units from the card; ranges are physical limits of the testbed with margin, not the observed range.
+ROLES: tuple[RoleSpec, ...] = (
+    RoleSpec("accel1", "Vibration RMS, accelerometer 1", "g", 0.0, 5.0, "Accelerometer1RMS"),
+    RoleSpec("accel2", "Vibration RMS, accelerometer 2", "g", 0.0, 5.0, "Accelerometer2RMS"),
+    RoleSpec("current", "Motor current", "A", 0.0, 20.0, "Current"),
     # Gauge pressure after the pump; the transmitter reads slightly below zero at rest.
-    SkabRole("Pressure", "pressure", "Pressure after the pump", "bar", -2.0, 10.0),
-    SkabRole("Temperature", "temperature", "Motor body temperature", "°C", 0.0, 150.0),
-    SkabRole("Thermocouple", "thermocouple", "Fluid temperature in the loop", "°C", 0.0, 100.0),
-    SkabRole("Voltage", "voltage", "Motor voltage", "V", 0.0, 400.0),
-    SkabRole("Volume Flow RateRMS", "flow", "Volume flow rate", "l/min", 0.0, 500.0),
+    RoleSpec("pressure", "Pressure after the pump", "bar", -2.0, 10.0, "Pressure"),
+    RoleSpec("temperature", "Motor body temperature", "°C", 0.0, 150.0, "Temperature"),
+    RoleSpec("thermocouple", "Fluid temperature in the loop", "°C", 0.0, 100.0, "Thermocouple"),
+    RoleSpec("voltage", "Motor voltage", "V", 0.0, 400.0, "Voltage"),
+    RoleSpec("flow", "Volume flow rate", "l/min", 0.0, 500.0, "Volume Flow RateRMS"),
 )
+TESTBED = AssetTypeSpec(
+    slug="skab-testbed",
+    name="SKAB testbed pump",
+    description="Water-circulation testbed pump of the Skoltech Anomaly Benchmark (SKAB), 1 Hz.",
+    roles=ROLES,
+    window_s=WINDOW_S,
+    step_s=STEP_S,
+)
+ASSET_TYPE = (TESTBED.slug, TESTBED.name)
 
 # Fault type of each file's anomaly, from the card ("other" differs per experiment number).
 SUBSET_FAULTS = {"valve1": "valve_closed_inlet", "valve2": "valve_closed_outlet"}
@@ -73,7 +87,6 @@ OTHER_FAULTS = (
     ((12, 13), "cavitation"),
     ((14, 14), "hot_water_supply"),
 )
-_CHUNK_ROWS = 5000  # 40,000 readings per ingest batch
 
 
 @dataclass(frozen=True)
@@ -114,21 +127,6 @@ class SkabRun:
         return len(self.ts)
 
 
-@dataclass
-class LoadResult:
-    """What loading one file did."""
-
-    ref: str
-    asset: Asset
-    rows: int
-    accepted: int
-    duplicates: int
-    rejected: int
-    labels_created: int
-    labels_deleted: int
-    label_counts: dict[str, int] = field(default_factory=dict)
-
-
 def data_dir(base: Path | str | None = None) -> Path:
     """``<VIGIL_DATA_DIR>/skab/data``; raises DatasetMissing naming the path when it is not there."""
     root = Path(base) if base is not None else Path(settings.VIGIL_DATA_DIR)
@@ -142,7 +140,10 @@ def data_dir(base: Path | str | None = None) -> Path:
 
 
 def list_files(selectors: Iterable[str] | None = None, *, base: Path | str | None = None) -> list[SkabFile]:
-    """The files named by ``selectors`` (all files when None), anomaly-free first, then by subset and number."""
+    """The files named by ``selectors`` (all files when None), anomaly-free first, then by subset and number.
+
+    An unknown selector raises UnknownSubset listing the subsets and files there are.
+    """
     root = data_dir(base)
     found: list[SkabFile] = []
     for subset in SUBSETS:
@@ -162,13 +163,25 @@ def list_files(selectors: Iterable[str] | None = None, *, base: Path | str | Non
         selector = selector.strip().strip("/")
         matches = [f for f in found if selector in (f.ref, f.subset, f.tag)]
         if not matches:
-            available = ", ".join(sorted({f.subset for f in found})) or "none"
-            raise DatasetMissing(
-                f"no SKAB file matches {selector!r} under {root} (subsets there: {available}; "
-                "use e.g. 'anomaly-free', 'valve1' or 'valve1/3')"
+            raise UnknownSubset(
+                f"no SKAB file matches {selector!r} under {root}; valid subsets: {valid_subsets(found)}"
             )
         chosen.extend(f for f in matches if f not in chosen)
     return chosen
+
+
+def valid_subsets(files: Sequence[SkabFile]) -> str:
+    """E.g. "anomaly-free, valve1 (valve1/0..15), valve2 (valve2/0..3)"."""
+    parts = []
+    for subset in SUBSETS:
+        numbers = [f.number for f in files if f.subset == subset]
+        if not numbers:
+            continue
+        if numbers == [None]:
+            parts.append(subset)
+        else:
+            parts.append(f"{subset} ({subset}/{min(numbers)}..{max(numbers)})")
+    return ", ".join(parts) or "none"
 
 
 def read_run(path: Path, *, max_rows: int | None = None) -> SkabRun:
@@ -219,85 +232,59 @@ def label_segments(ts: np.ndarray, anomaly: np.ndarray | None) -> list[tuple[flo
         return []
     if anomaly is None:
         return [(float(ts[0]), float(ts[-1]), 0)]
-    starts = np.flatnonzero(np.r_[True, anomaly[1:] != anomaly[:-1]])
-    ends = np.r_[starts[1:], len(anomaly)] - 1
-    return [(float(ts[s]), float(ts[e]), int(anomaly[s])) for s, e in zip(starts, ends, strict=True)]
+    return segments(ts, anomaly)
+
+
+def run_labels(file: SkabFile, run: SkabRun) -> list[LabelSpec]:
+    """A fault label per run of anomaly = 1 (fault type from the subset), a normal label per run of 0."""
+    labels = []
+    for start, end, value in label_segments(run.ts, run.anomaly):
+        note = f"SKAB {file.ref}: anomaly={value}" if run.anomaly is not None else "SKAB anomaly-free run"
+        kind = LabelKind.FAULT if value else LabelKind.NORMAL
+        labels.append(LabelSpec(start, end, kind, file.fault_type if value else "", note=note))
+    return labels
+
+
+def to_unit(file: SkabFile, run: SkabRun) -> Unit:
+    where = "anomaly-free run" if file.number is None else f"{file.subset} experiment {file.number}"
+    return Unit(
+        ref=file.ref,
+        tag=file.tag,
+        name=f"SKAB {where}",
+        location=f"SKAB {file.ref}",
+        asset_type=TESTBED,
+        ts=run.ts,
+        values=run.values,
+        labels=run_labels(file, run),
+        sample_period_s=1.0,
+    )
+
+
+def read_units(
+    selectors: Sequence[str] | None = None, *, limit_rows: int | None = None, base: Path | str | None = None
+) -> list[Unit]:
+    """The selected files as units (pure: no database); ``limit_rows`` keeps the first rows of each file."""
+    check_limit(limit_rows)
+    return [
+        to_unit(file, read_run(file.path, max_rows=limit_rows)) for file in list_files(selectors, base=base)
+    ]
 
 
 def ensure_asset_type() -> AssetType:
     """The ``skab-testbed`` asset type with its 8 roles (created once; an edited window is kept)."""
-    asset_type, _ = AssetType.objects.get_or_create(
-        slug=ASSET_TYPE[0],
-        defaults={
-            "name": ASSET_TYPE[1],
-            "description": "Water-circulation testbed pump of the Skoltech Anomaly Benchmark (SKAB), 1 Hz.",
-            "window_s": WINDOW_S,
-            "step_s": STEP_S,
-        },
-    )
-    for role in ROLES:
-        SensorRole.objects.update_or_create(
-            asset_type=asset_type, key=role.key, defaults={"label": role.label, "unit": role.unit}
-        )
-    return asset_type
+    return _ensure_asset_type(TESTBED)
 
 
 def ensure_asset(file: SkabFile, *, site: Site | None = None, asset_type: AssetType | None = None) -> Asset:
     """The asset of one file with a sensor per role (idempotent)."""
-    site = site or Site.objects.get_or_create(slug=SITE[0], defaults={"name": SITE[1]})[0]
-    asset_type = asset_type or ensure_asset_type()
-    where = "anomaly-free run" if file.number is None else f"{file.subset} experiment {file.number}"
-    asset, _ = Asset.objects.get_or_create(
-        site=site,
-        tag=file.tag,
-        defaults={"asset_type": asset_type, "name": f"SKAB {where}", "location": f"SKAB {file.ref}"},
-    )
-    roles = {role.key: role for role in asset_type.roles.all()}
-    for role in ROLES:
-        Sensor.objects.update_or_create(
-            key=f"{site.slug}.{file.tag}.{role.key}",
-            defaults={
-                "asset": asset,
-                "role": roles[role.key],
-                "unit": role.unit,
-                "valid_min": role.valid_min,
-                "valid_max": role.valid_max,
-                "sample_period_s": 1.0,
-            },
-        )
-    return asset
+    site = site or ensure_site(*SITE)
+    empty = SkabRun(ts=np.zeros(0), values={role.key: np.zeros(0) for role in ROLES}, anomaly=None)
+    return _ensure_asset(site, asset_type or ensure_asset_type(), to_unit(file, empty))[0]
 
 
 def load_file(file: SkabFile, *, max_rows: int | None = None, site: Site | None = None) -> LoadResult:
     """Create the file's asset and sensors, ingest its readings and (re)write its dataset labels."""
-    run = read_run(file.path, max_rows=max_rows)
-    asset = ensure_asset(file, site=site)
-    keys = {role.key: f"{asset.site.slug}.{file.tag}.{role.key}" for role in ROLES}
-    accepted = duplicates = rejected = 0
-    for start in range(0, len(run), _CHUNK_ROWS):
-        part = slice(start, start + _CHUNK_ROWS)
-        n = len(run.ts[part])
-        batch = ParsedBatch.from_arrays(
-            [keys[role.key] for role in ROLES for _ in range(n)],
-            np.tile(run.ts[part], len(ROLES)),
-            np.concatenate([run.values[role.key][part] for role in ROLES]),
-        )
-        result = ingest_readings(None, batch)
-        accepted += result.accepted
-        duplicates += result.duplicates
-        rejected += len(result.rejected)
-    created, deleted, counts = _write_labels(asset, file, run)
-    return LoadResult(
-        ref=file.ref,
-        asset=asset,
-        rows=len(run),
-        accepted=accepted,
-        duplicates=duplicates,
-        rejected=rejected,
-        labels_created=created,
-        labels_deleted=deleted,
-        label_counts=counts,
-    )
+    return store_unit(site or ensure_site(*SITE), to_unit(file, read_run(file.path, max_rows=max_rows)))
 
 
 def load_skab(
@@ -305,48 +292,11 @@ def load_skab(
     *,
     max_rows: int | None = None,
     base: Path | str | None = None,
-    progress: Callable[[LoadResult], None] | None = None,
+    progress: Callable[[LoadResult], None] | Progress | None = None,
 ) -> list[LoadResult]:
-    """Load the selected SKAB files (all when None); ``progress`` is called after each file."""
-    files = list_files(selectors, base=base)
-    if max_rows is not None and max_rows < 1:
-        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
-    site = Site.objects.get_or_create(slug=SITE[0], defaults={"name": SITE[1]})[0]
-    ensure_asset_type()
-    results = []
-    for file in files:
-        result = load_file(file, max_rows=max_rows, site=site)
-        results.append(result)
-        if progress is not None:
-            progress(result)
-    return results
-
-
-def _write_labels(asset: Asset, file: SkabFile, run: SkabRun) -> tuple[int, int, dict[str, int]]:
-    def when(epoch: float) -> datetime:
-        return datetime.fromtimestamp(epoch, tz=dt_timezone.utc)
-
-    wanted = {}
-    for start, end, value in label_segments(run.ts, run.anomaly):
-        kind = LabelKind.FAULT if value else LabelKind.NORMAL
-        fault_type = file.fault_type if value else ""
-        wanted[(when(start), when(end), str(kind), fault_type)] = Label(
-            asset=asset,
-            start=when(start),
-            end=when(end),
-            kind=kind,
-            fault_type=fault_type,
-            source=LabelSource.DATASET,
-            note=f"SKAB {file.ref}: anomaly={value}" if run.anomaly is not None else "SKAB anomaly-free run",
-        )
-    with transaction.atomic():
-        existing = {
-            (label.start, label.end, label.kind, label.fault_type): label.pk
-            for label in Label.objects.filter(asset=asset, source=LabelSource.DATASET)
-        }
-        stale = [pk for key, pk in existing.items() if key not in wanted]
-        Label.objects.filter(pk__in=stale).delete()
-        Label.objects.bulk_create([label for key, label in wanted.items() if key not in existing])
-    counts = {"fault": sum(1 for key in wanted if key[2] == LabelKind.FAULT)}
-    counts["normal"] = len(wanted) - counts["fault"]
-    return len([key for key in wanted if key not in existing]), len(stale), counts
+    """Load the selected SKAB files (all when None). ``progress`` is a bar advanced per ingest chunk, or a
+    callable called after each file."""
+    units = read_units(selectors, limit_rows=max_rows, base=base)
+    if isinstance(progress, Progress):
+        return store_units(SITE, units, progress=progress)
+    return store_units(SITE, units, on_result=progress)

@@ -3,6 +3,11 @@
 Seeds the demo site (unless --token is given), starts every process as a supervised child with its
 output prefixed by its name, prints the URL and the logins, and on Ctrl-C or SIGTERM stops every process
 it started. If one of them dies, the others are stopped too and the command fails naming it.
+
+With ``--data skab`` (``make demo DATA=skab``) it also loads the SKAB normal data from VIGIL_DATA_DIR, makes
+sure the SKAB testbed has an anomaly champion that never saw the replayed run (plant.datasets.skab_demo) and
+replays a recorded valve run through the API alongside the simulator (``manage.py replay``), so a real
+pump fault opens an explained alert on the dashboard.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from plant.supervisor import ChildDied, StopRequested, Supervisor
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
 USER_RE = re.compile(r"^USER=(\S+) PASSWORD=(\S+) ROLE=(\S+)", re.MULTILINE)
 WORKER_QUEUES = "default,ingest,scoring,explain"
+DATASETS = ("skab",)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,11 @@ def simulator_command(
     return argv
 
 
+def replay_command(url: str, token: str, run: str, speed: float) -> list[str]:
+    argv = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "replay", run, "--url", url]
+    return argv + ["--token", token, "--speed", str(speed)]
+
+
 def port_in_use(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -112,6 +123,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--faults", help="Simulator fault schedule (default: its own; see `manage.py simulate --help`)."
         )
+        parser.add_argument(
+            "--data",
+            choices=DATASETS,
+            help="also replay a real dataset run (skab: a SKAB valve fault) from VIGIL_DATA_DIR",
+        )
+        parser.add_argument(
+            "--replay",
+            default=None,
+            help="the SKAB run --data replays (default valve1/12; its model never sees it)",
+        )
+        parser.add_argument(
+            "--replay-speed", type=float, default=10.0, help="replay speed-up factor (default 10)"
+        )
         parser.add_argument("--stop-timeout", type=float, default=10.0, help="Seconds before SIGKILL.")
         parser.add_argument("--ready-timeout", type=float, default=60.0, help="Seconds to wait for startup.")
 
@@ -127,10 +151,14 @@ class Command(BaseCommand):
         supervisor.install_signal_handlers()
         if port_in_use(host, port):
             raise CommandError(f"something already listens on {host}:{port}; stop it or pass --port")
+        if options.get("data"):
+            options["replay"] = self._check_data(options)
 
         token, logins = options["token"], []
         if not token:
             token, logins = self._seed(supervisor, train=not options["no_model"])
+        if options.get("data") and not options["no_model"]:
+            self._skab_champion(supervisor, options["replay"])
         url = f"http://{host}:{port}"
         failure: str | None = None
         try:
@@ -170,6 +198,51 @@ class Command(BaseCommand):
             raise CommandError("seed_demo printed no GATEWAY_TOKEN=<token> line; pass --token instead")
         return token, logins
 
+    def _check_data(self, options: dict) -> str:
+        """Fail before starting anything when the dataset is missing; returns the run to replay."""
+        from plant.datasets import DatasetMissing, UnknownSubset
+        from plant.datasets import skab as skab_data
+        from plant.datasets.skab_demo import DEFAULT_RUN
+
+        speed = float(options["replay_speed"])
+        if not speed > 0:
+            raise CommandError(f"--replay-speed must be positive (got {speed})")
+        run = (options.get("replay") or DEFAULT_RUN).strip().strip("/")
+        run = run.removeprefix("skab/")
+        try:
+            (file,) = skab_data.list_files([run])
+        except UnknownSubset as exc:
+            raise CommandError(f"--replay: {exc}") from None
+        except DatasetMissing as exc:
+            raise CommandError(
+                f"--data skab: {exc}. VIGIL_DATA_DIR is {settings.VIGIL_DATA_DIR}; point it at the shared data "
+                "folder (e.g. VIGIL_DATA_DIR=../shared/data make demo DATA=skab) or run plain `make demo`"
+            ) from None
+        except ValueError:
+            raise CommandError(
+                f"--replay {run!r} names several SKAB runs; name one, e.g. valve1/12"
+            ) from None
+        if file.number is None:
+            raise CommandError(
+                "--replay must be a valve run with a fault (e.g. valve1/12), not the anomaly-free run"
+            )
+        return file.ref
+
+    def _skab_champion(self, supervisor: Supervisor, run: str) -> None:
+        from plant.datasets import DatasetFormatError, DatasetMissing
+        from plant.datasets.skab_demo import ensure_champion
+
+        try:
+            version = ensure_champion(run, log=lambda line: supervisor.say(line, name="skab"))
+        except (DatasetMissing, DatasetFormatError) as exc:
+            raise CommandError(f"--data skab: {exc}") from None
+        except (ValueError, TrainingError, ModelRejected) as exc:
+            raise CommandError(f"could not bootstrap the SKAB model: {exc}") from None
+        finally:
+            connections.close_all()
+        if version is None:
+            supervisor.say("the SKAB testbed already has an anomaly champion; keeping it", name="skab")
+
     def _start_all(
         self, supervisor: Supervisor, host: str, port: int, url: str, token: str, options: dict
     ) -> None:
@@ -198,6 +271,10 @@ class Command(BaseCommand):
                 url, token, int(options["backfill"]), options["speed"], options.get("faults")
             )
             supervisor.start("simulator", command, env=env, cwd=cwd)
+        if options.get("data"):
+            command = replay_command(url, token, f"skab/{options['replay']}", float(options["replay_speed"]))
+            # The replay ends after one run; the demo keeps going (its alert stays on the dashboard).
+            supervisor.start("replay", command, env=env, cwd=cwd, may_exit=True)
 
     def _print_banner(self, supervisor: Supervisor, url: str, logins: list[Login]) -> None:
         first = next((login for login in logins if login.role == "technician"), logins[0] if logins else None)

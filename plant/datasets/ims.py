@@ -1,0 +1,200 @@
+"""IMS bearing run-to-failure (NASA PCoE / Rexnord), as per-snapshot features: one asset per bearing.
+
+Reads ``settings.VIGIL_DATA_DIR / "ims_bearing_features"`` in place (see DATASET_CARD.md there): one CSV per
+test, a row per 1-s vibration snapshot (every 10 min; the first 43 files of test 1 every 5 min) with the
+mean absolute acceleration (g) of each channel, stamped by the snapshot's file name (read as UTC).
+
+* Test 1 (``test1``): 4 bearings with 2 channels each (x → role ``vibration``, y → ``vibration_y``).
+* Test 2 (``test2``): 4 bearings with 1 channel each (``vibration``).
+* Test 3 is kept back for acceptance evaluation; it loads too when its file is present.
+
+Assets ``test1-bearing3`` etc. on site ``ims``. The trailing rows where the rig had stopped (every channel
+≈ 0.001 g; the card says to trim them) are dropped. Labels (the card): the end of each test is a failure
+of the bearings the IMS readme names — a fault Label on that bearing's last snapshot with the failure mode;
+for test 2 bearing 1 the card also gives an onset (6-sigma rule on a 1-h rolling mean, 2004-02-16 04:12),
+so its fault Label runs from there to the end.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from plant.choices import LabelKind
+from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.datasets.common import AssetTypeSpec, LabelSpec, RoleSpec, Unit, check_limit
+
+SITE = ("ims", "IMS bearing test rig (Univ. Cincinnati)")
+FOLDER = "ims_bearing_features"
+SNAPSHOT_S = 600.0
+STOPPED_G = 0.01  # every channel below this: the rig is stopped (the card: last rows ≈ 0.001 g)
+
+
+@dataclass(frozen=True)
+class ImsTest:
+    """One run-to-failure test: its file, channels per bearing, and the failures the IMS readme reports."""
+
+    name: str
+    file: str
+    channels_per_bearing: int
+    failures: dict[int, str]  # bearing → fault type
+    onsets: dict[int, tuple[str, str]]  # bearing → (onset UTC "YYYY-MM-DD HH:MM", how it was picked)
+
+
+TESTS = {
+    "test1": ImsTest(
+        "test1",
+        "1st_test_mean_abs_per_snapshot.csv",
+        2,
+        {3: "inner_race_defect", 4: "roller_element_defect"},
+        {},
+    ),
+    "test2": ImsTest(
+        "test2",
+        "2nd_test_mean_abs_per_snapshot.csv",
+        1,
+        {1: "outer_race_failure"},
+        {1: ("2004-02-16 04:12", "6-sigma rule on a 1-h rolling mean, baseline the first 200 snapshots")},
+    ),
+    "test3": ImsTest("test3", "3rd_test_mean_abs_per_snapshot.csv", 1, {3: "outer_race_failure"}, {}),
+}
+SUBSETS = tuple(TESTS)
+
+# Mean |acceleration| of a healthy bearing is ~0.05-0.1 g and reaches ~0.5 g at failure; 5 g is far
+# beyond anything this rig's accelerometers read over a snapshot.
+ROLES = (
+    RoleSpec("vibration", "Mean |acceleration|, x (or only) channel", "g", 0.0, 5.0),
+    RoleSpec("vibration_y", "Mean |acceleration|, y channel", "g", 0.0, 5.0),
+)
+BEARING = AssetTypeSpec(
+    slug="ims-bearing",
+    name="IMS test-rig bearing",
+    description="Rexnord ZA-2115 bearing on the IMS run-to-failure rig; mean |acceleration| per 10-min snapshot.",
+    roles=ROLES,
+    window_s=int(6 * SNAPSHOT_S),  # an hour of snapshots
+    step_s=int(SNAPSHOT_S),
+)
+
+
+def data_dir(base: Path | str | None = None) -> Path:
+    root = Path(base) if base is not None else Path(settings.VIGIL_DATA_DIR)
+    path = root / FOLDER
+    if not path.is_dir():
+        raise DatasetMissing(
+            f"IMS bearing data not found at {path}: set VIGIL_DATA_DIR to the folder holding {FOLDER}/ "
+            f"(see ../shared/data/{FOLDER}/DATASET_CARD.md)"
+        )
+    return path
+
+
+def available(base: Path | str | None = None) -> list[ImsTest]:
+    root = data_dir(base)
+    return [test for test in TESTS.values() if (root / test.file).is_file()]
+
+
+def read_test(path: Path, *, limit_rows: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(epoch seconds, channel names, rows × channels) of one test file, stopped-rig tail removed."""
+    stamps: list[float] = []
+    rows: list[list[float]] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        if len(header) < 3 or header[1].strip() != "Datetime":
+            raise DatasetFormatError(f"{path}, line 1: expected ',Datetime,<channels...>', got {header!r}")
+        channels = [name.strip() for name in header[2:]]
+        for record in reader:
+            if not record:
+                continue
+            try:
+                moment = datetime.strptime(record[1].strip(), "%Y.%m.%d.%H.%M.%S")
+                values = [float(cell) for cell in record[2:]]
+            except (ValueError, IndexError) as exc:
+                raise DatasetFormatError(f"{path}, line {reader.line_num}: {exc}") from None
+            if len(values) != len(channels):
+                raise DatasetFormatError(
+                    f"{path}, line {reader.line_num}: {len(values)} values for {len(channels)} channels"
+                )
+            stamps.append(moment.replace(tzinfo=dt_timezone.utc).timestamp())
+            rows.append(values)
+    ts = np.asarray(stamps, dtype=np.float64)
+    matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(channels))
+    running = np.flatnonzero(matrix.max(axis=1) >= STOPPED_G) if len(matrix) else np.zeros(0, np.int64)
+    keep = int(running[-1]) + 1 if len(running) else 0
+    ts, matrix = ts[:keep], matrix[:keep]
+    if limit_rows is not None:
+        ts, matrix = ts[:limit_rows], matrix[:limit_rows]
+    return ts, channels, matrix
+
+
+def _selected(selectors: Sequence[str] | None, base: Path | str | None) -> list[tuple[ImsTest, int | None]]:
+    """(test, bearing or None for all) per selector: ``test2`` or ``test2/1``."""
+    present = available(base)
+    if not selectors:
+        return [(test, None) for test in present]
+    names = {test.name: test for test in present}
+    valid = ", ".join(f"{name} ({name}/1..4)" for name in names) or "none"
+    chosen = []
+    for selector in selectors:
+        name, _, bearing = selector.strip().strip("/").lower().partition("/")
+        if name not in names or (bearing and bearing not in {"1", "2", "3", "4"}):
+            raise UnknownSubset(f"unknown IMS subset {selector!r}; valid subsets: {valid}")
+        chosen.append((names[name], int(bearing) if bearing else None))
+    return chosen
+
+
+def read_units(
+    selectors: Sequence[str] | None = None, *, limit_rows: int | None = None, base: Path | str | None = None
+) -> list[Unit]:
+    """One unit per bearing of the selected tests (pure: no database)."""
+    check_limit(limit_rows)
+    root = data_dir(base)
+    units: list[Unit] = []
+    for test, only in _selected(selectors, base):
+        path = root / test.file
+        ts, channels, matrix = read_test(path, limit_rows=limit_rows)
+        # Full-length end of test: the failure time does not move with --limit-rows.
+        end_ts = read_test(path)[0][-1] if limit_rows is not None else ts[-1]
+        bearings = len(channels) // test.channels_per_bearing
+        for bearing in range(1, bearings + 1):
+            if only is not None and bearing != only:
+                continue
+            first = (bearing - 1) * test.channels_per_bearing
+            values = {"vibration": matrix[:, first]}
+            if test.channels_per_bearing == 2:
+                values["vibration_y"] = matrix[:, first + 1]
+            units.append(
+                Unit(
+                    ref=f"{test.name}/{bearing}",
+                    tag=f"{test.name}-bearing{bearing}",
+                    name=f"IMS {test.name} bearing {bearing}",
+                    location=f"IMS rig, {test.name}, position {bearing} ({', '.join(channels[first : first + test.channels_per_bearing])})",
+                    asset_type=BEARING,
+                    ts=ts,
+                    values=values,
+                    labels=_labels(test, bearing, float(end_ts)),
+                    sample_period_s=SNAPSHOT_S,
+                )
+            )
+    return units
+
+
+def _labels(test: ImsTest, bearing: int, end_ts: float) -> list[LabelSpec]:
+    if bearing not in test.failures:
+        return []
+    fault = test.failures[bearing]
+    start, note = (
+        end_ts,
+        f"IMS {test.name}: {fault.replace('_', ' ')} of bearing {bearing} at the end of the test",
+    )
+    if bearing in test.onsets:
+        onset, how = test.onsets[bearing]
+        start = datetime.strptime(onset, "%Y-%m-%d %H:%M").replace(tzinfo=dt_timezone.utc).timestamp()
+        note += f"; onset {onset} UTC from the dataset card ({how})"
+    return [LabelSpec(start, end_ts, LabelKind.FAULT, fault, reason="end-of-test failure", note=note)]
