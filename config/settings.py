@@ -222,6 +222,9 @@ VIGIL_SCORING_ENQUEUE_IN_BACKGROUND = env_bool("VIGIL_SCORING_ENQUEUE_IN_BACKGRO
 VIGIL_SCORING_ENQUEUE = env_bool("VIGIL_SCORING_ENQUEUE", True)
 # Only the reliability check sets this: seconds each scoring run sleeps, so a worker can be killed mid-run.
 VIGIL_SCORING_TEST_DELAY_S = env_float("VIGIL_SCORING_TEST_DELAY_S", 0.0)
+# Only the browser tests set this: seconds each retrain stage lasts at least, so the page's 1 s poll can be
+# seen moving through the stages (a small run finishes faster than one poll otherwise).
+VIGIL_RETRAIN_TEST_DELAY_S = env_float("VIGIL_RETRAIN_TEST_DELAY_S", 0.0)
 # An explanation still "pending" this long after its alert opened is queued again by the beat sweep.
 VIGIL_EXPLANATION_SWEEP_AFTER_S = env_float("VIGIL_EXPLANATION_SWEEP_AFTER_S", 300.0)
 # Per-asset baselines (models_registry.baseline): an asset without one is calibrated from its first this

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -169,6 +170,8 @@ def execute_run(run_id: int, *, echo: Callable[[str, int], None] | None = None) 
         )
         if echo is not None:
             echo(label, percent)
+        if settings.VIGIL_RETRAIN_TEST_DELAY_S:
+            time.sleep(settings.VIGIL_RETRAIN_TEST_DELAY_S)
 
     try:
         version, report = retrain_from_feedback(

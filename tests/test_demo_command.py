@@ -104,7 +104,8 @@ def start_supervise_script(*args: str) -> subprocess.Popen:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_supervisor_stops_every_child_and_grandchild_on_a_stop_signal(signum):
     process = start_supervise_script()
-    pids = pids_in(read_until(process, "READY", "grandchild"))
+    # "stubborn | up" is printed once it ignores SIGTERM: a signal sent before that would just kill it.
+    pids = pids_in(read_until(process, "READY", "grandchild", "stubborn  | up"))
     assert {"sleeper", "stubborn", "forker", "grandchild"} <= set(pids)
 
     process.send_signal(signum)

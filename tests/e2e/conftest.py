@@ -75,7 +75,8 @@ class BrowserThread:
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A running Vigil with its own database, Redis, web server and worker (see tests/e2e/world.py)."""
-    live = start_world(tmp_path_factory.mktemp("e2e-world"))
+    # Retrain stages last at least 1 s (one poll) in this world, so the progress page's poll sees them move.
+    live = start_world(tmp_path_factory.mktemp("e2e-world"), extra_env={"VIGIL_RETRAIN_TEST_DELAY_S": "1.0"})
     try:
         yield live
     finally:

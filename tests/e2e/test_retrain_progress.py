@@ -61,6 +61,8 @@ def test_an_engineer_watches_a_retrain_run_to_100_percent_and_opens_the_candidat
             percents = [percent for percent, _ in seen]
             assert percents == sorted(percents), seen  # the bar only moves forward
             assert percents[0] < 100, seen  # the page showed the run before it finished, then updated live
+            between = {stage for percent, stage in seen if 0 < percent < 100}
+            assert len(between) >= 3, seen  # and it showed the stages in between as they happened
             assert page.locator("#retrain-stages li[data-state=done]").count() == 7
             with page.expect_navigation():
                 page.click("#retrain-result a")
