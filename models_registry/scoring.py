@@ -22,6 +22,10 @@ for coverage by build_windows, never imputed). A reading that arrives after its 
 re-scored. Look-back: a first run (no stored score for the pair) and a pair whose last score is older than
 that start at most `VIGIL_SCORING_LOOKBACK_S` (6 h) before the asset's latest complete time.
 
+Versions with a regime step (``output_spec["regimes"]``, models_registry.regimes) score windows of their
+readings standardised per operating regime, by the same ``regimes.apply`` the C-MAPSS evaluation uses; a
+step that cannot be parsed or names roles the asset type lacks quarantines the version (INPUTS).
+
 Baselined versions (``output_spec["baseline"] == "per_asset"``) score ``x - the asset's baseline``
 (models_registry.baseline); an asset without one is auto-calibrated from its first VIGIL_BASELINE_WINDOWS
 windows and gets no scores from such a version until then.
@@ -48,7 +52,7 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from models_registry import baseline, cache
+from models_registry import baseline, cache, regimes
 from models_registry.choices import ModelStatus
 from models_registry.dataset import read_readings
 from models_registry.models import IncidentKind, ModelIncident, ModelVersion
@@ -83,6 +87,7 @@ class _AssetData:
     end_s: float | None = None
     start_s: float | None = None
     windows: Windows | None = None
+    prepared: dict[int, Windows] = field(default_factory=dict)  # version id -> windows of its regime step
 
 
 def _utc(seconds: float) -> datetime:
@@ -186,10 +191,63 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
     )
     for item in todo:
         item.windows = built[item.asset.pk]
+    failed = _prepare_regimes(versions, roles, todo, series, window_s, step_s, report)
     report.timings["features"] = report.timings.get("features", 0.0) + time.perf_counter() - started
 
     for version in versions:
-        _score_version(version, data, cursors, report)
+        if version.pk not in failed:
+            _score_version(version, data, cursors, report)
+
+
+def _prepare_regimes(
+    versions: list[ModelVersion],
+    roles: list[str],
+    todo: list[_AssetData],
+    series: dict[int, dict[str, tuple]],
+    window_s: float,
+    step_s: float,
+    report: ScoringReport,
+) -> set[int]:
+    """Windows of the regime-standardised readings (models_registry.regimes) for every version that carries
+    a regime step, built once per distinct step; returns the versions quarantined for an unusable one.
+    Timestamps and quality are unchanged by the step, so these windows have the raw windows' ends and flags."""
+    failed: set[int] = set()
+    groups: dict[str, tuple[regimes.RegimeSpec, list[int]]] = {}
+    for version in versions:
+        key = regimes.fingerprint(version.output_spec)
+        if key is None:
+            continue
+        try:
+            spec = regimes.from_output_spec(version.output_spec)
+        except regimes.RegimeSpecError as exc:
+            _fail(version, IncidentKind.INPUTS, f"its regime step is unusable: {exc}", report)
+            failed.add(version.pk)
+            continue
+        unknown = [role for role in (*spec.keys, *spec.roles) if role not in roles]
+        if unknown:
+            _fail(version, IncidentKind.INPUTS, f"its regime step names unknown roles {unknown[:5]}", report)
+            failed.add(version.pk)
+            continue
+        groups.setdefault(key, (spec, []))[1].append(version.pk)
+    for spec, version_ids in groups.values():
+        built = build_windows_many(
+            {item.asset.pk: regimes.apply(spec, series.get(item.asset.pk, {})) for item in todo},
+            roles,
+            window_s=window_s,
+            step_s=step_s,
+            start_s={item.asset.pk: item.start_s for item in todo},
+            end_s={item.asset.pk: item.end_s for item in todo},
+            sample_period_s={item.asset.pk: item.periods for item in todo},
+        )
+        for item in todo:
+            for version_id in version_ids:
+                item.prepared[version_id] = built[item.asset.pk]
+    return failed
+
+
+def _windows_for(item: _AssetData, version: ModelVersion) -> Windows | None:
+    """The windows this version scores: of its regime-standardised readings if it has a step, else raw."""
+    return item.prepared.get(version.pk, item.windows)
 
 
 def _score_version(
@@ -202,7 +260,7 @@ def _score_version(
     parts: list[tuple[_AssetData, np.ndarray]] = []  # (asset, row indexes into its windows)
     columns: np.ndarray | None = None
     for item in data.values():
-        windows = item.windows
+        windows = _windows_for(item, version)
         if windows is None or len(windows) == 0:
             continue
         if columns is None:
@@ -231,9 +289,9 @@ def _score_version(
         return
     X = np.concatenate(
         [
-            item.windows.X[rows][:, columns]
+            _windows_for(item, version).X[rows][:, columns]
             if vectors is None
-            else baseline.apply(item.windows.X[rows][:, columns], vectors[item.asset.pk])
+            else baseline.apply(_windows_for(item, version).X[rows][:, columns], vectors[item.asset.pk])
             for item, rows in parts
         ]
     )
@@ -307,7 +365,7 @@ def _store(version: ModelVersion, batches: list, delay: float) -> int:
         rows: list[tuple[int, datetime, float, dict[str, int]]] = []
         pending: list[tuple[_AssetData, list]] = []
         for item, index, X, scores, vector in batches:
-            windows = item.windows
+            windows = _windows_for(item, version)
             ends = windows.ends[index]
             new = ends > cursors.get((item.asset.pk, version.pk), -np.inf) + 1e-6
             scored = []

@@ -17,6 +17,14 @@ Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "di
     (``onnx_graphs.build_quadratic_graph``; float32 input, float64 arithmetic, output "score" [N, 1]).
     Windows are used in the order given (time order): the last ``holdout_fraction`` is held out; the open
     threshold is its ``open_quantile`` (99.5 %) score, the clear threshold its ``clear_quantile`` (97 %).
+    ``params["open_rule"] = "tail"`` (opt-in, for short baselines) instead extrapolates the hold-out's tail:
+    overlapping windows make a few hundred hold-out scores worth a few dozen independent ones, so their
+    99.5 % quantile is little more than their maximum. A quadratic form of roughly Gaussian features has an
+    exponential tail, so the excesses over the hold-out's ``tail_quantile`` (90 %) score u are fitted by an
+    exponential (maximum likelihood: scale = their mean) and the open threshold is the score exceeded by a
+    share ``open_exceedance`` (1e-4) of windows, ``u + scale · ln((1 - tail_quantile) / open_exceedance)``,
+    and never below the hold-out's maximum (data declared normal never alarms). The clear threshold is
+    unchanged.
     Metrics: false-alarm rate on the held-out normal windows and, given X_val (and y_val), on the normal
     validation windows, with precision / recall / F1 / PR-AUC when y_val has faults.
 
@@ -35,6 +43,9 @@ Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "di
     is ``"lower_is_worse"`` (``runtime.higher_is_worse`` is False, so the lifecycle mirrors every comparison):
     an alert opens when the predicted RUL falls below ``open_rul`` (30) and clears above ``clear_rul`` (40).
     Given X_val/y_val it reports RMSE, MAE and the PHM08 score on them (uncapped truth capped the same way).
+    ``params["n_seeds"]`` = k > 1 fits k boosters with seeds seed..seed+k-1 and averages them by merging
+    their trees, leaf values × 1/k, into one booster (``merge_boosters``): still ONE TreeEnsembleRegressor,
+    checked against the mean of the k native boosters, and TreeSHAP on its nodes stays exact.
 
 Both check onnxruntime's output against the NumPy / native reference: |ort - ref| <= 1e-5 * max(1, |ref|)
 (onnxruntime sums trees in float32, ~1e-6 relative); a mismatch raises TrainingError.
@@ -62,9 +73,13 @@ ANOMALY_DEFAULTS: dict[str, Any] = {
     "holdout_fraction": 0.25,
     "open_quantile": 0.995,
     "clear_quantile": 0.97,
+    "open_rule": "quantile",  # or "tail": see the module docstring
+    "tail_quantile": 0.9,
+    "open_exceedance": 1e-4,
     "background_size": BACKGROUND_SIZE,
     "seed": 0,
 }
+OPEN_RULES = ("quantile", "tail")
 CLASSIFIER_DEFAULTS: dict[str, Any] = {
     "n_estimators": 200,
     "learning_rate": 0.05,
@@ -89,6 +104,7 @@ RUL_DEFAULTS: dict[str, Any] = {
     "rul_cap": 125.0,
     "open_rul": 30.0,
     "clear_rul": 40.0,
+    "n_seeds": 1,
     "num_threads": 1,
     "background_size": BACKGROUND_SIZE,
     "seed": 0,
@@ -133,6 +149,10 @@ def train_anomaly(
         raise TrainingError("variance must be in (0, 1] and holdout_fraction in (0, 1).")
     if not 0.0 < p["clear_quantile"] <= p["open_quantile"] < 1.0:
         raise TrainingError("Quantiles must satisfy 0 < clear_quantile <= open_quantile < 1.")
+    if p["open_rule"] not in OPEN_RULES:
+        raise TrainingError(f"open_rule must be one of {', '.join(OPEN_RULES)}, got {p['open_rule']!r}.")
+    if not 0.0 < p["open_exceedance"] < 1.0 - p["tail_quantile"] < 1.0:
+        raise TrainingError("The tail rule needs 0 < open_exceedance < 1 - tail_quantile < 1.")
     n_hold = max(5, int(round(n * p["holdout_fraction"])))
     fit, hold = X[: n - n_hold], X[n - n_hold :]
     if len(fit) < 10:
@@ -147,7 +167,10 @@ def train_anomaly(
     _check_close(runtime.run_batch(session, check_rows, _spec()), form.score(check_rows), "NumPy reference")
 
     hold_scores = form.score(hold)
-    open_t = float(np.quantile(hold_scores, p["open_quantile"]))
+    if p["open_rule"] == "tail":
+        open_t = tail_threshold(hold_scores, p["tail_quantile"], p["open_exceedance"])
+    else:
+        open_t = float(np.quantile(hold_scores, p["open_quantile"]))
     clear_t = float(np.quantile(hold_scores, p["clear_quantile"]))
     metrics: dict[str, Any] = {
         **info,
@@ -173,6 +196,17 @@ def train_anomaly(
         params={**p, "method": "pca_t2_q"},
         library_versions=library_versions(),
     )
+
+
+def tail_threshold(scores: np.ndarray, tail_quantile: float, exceedance: float) -> float:
+    """The score a share ``exceedance`` of windows exceeds, from an exponential fit of the excesses over the
+    ``tail_quantile`` score, and at least the largest score given (see the module docstring)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    u = float(np.quantile(scores, tail_quantile))
+    excess = scores[scores > u] - u
+    scale = float(excess.mean()) if len(excess) else 0.0
+    extrapolated = u + scale * float(np.log((1.0 - tail_quantile) / exceedance))
+    return max(extrapolated, float(scores.max()))
 
 
 def train_failure_classifier(
@@ -258,23 +292,29 @@ def train_rul(
         raise TrainingError(
             "RUL thresholds must satisfy 0 <= open_rul <= clear_rul (alerts open below open_rul)."
         )
-    model = lgb.LGBMRegressor(
-        n_estimators=p["n_estimators"],
-        learning_rate=p["learning_rate"],
-        num_leaves=p["num_leaves"],
-        min_child_samples=p["min_child_samples"],
-        subsample=p["subsample"],
-        subsample_freq=1 if p["subsample"] < 1.0 else 0,
-        colsample_bytree=p["colsample_bytree"],
-        reg_lambda=p["reg_lambda"],
-        random_state=p["seed"],
-        n_jobs=int(p["num_threads"]),
-        deterministic=True,
-        force_row_wise=True,
-        verbose=-1,
-    )
-    model.fit(X, y)
-    onnx_bytes = sum_trees_in_double(lightgbm_to_onnx(model.booster_, len(feature_names)))
+    n_seeds = int(p["n_seeds"])
+    if not 1 <= n_seeds <= 20:
+        raise TrainingError(f"n_seeds must be between 1 and 20, got {p['n_seeds']!r}.")
+    models = []
+    for offset in range(n_seeds):
+        model = lgb.LGBMRegressor(
+            n_estimators=p["n_estimators"],
+            learning_rate=p["learning_rate"],
+            num_leaves=p["num_leaves"],
+            min_child_samples=p["min_child_samples"],
+            subsample=p["subsample"],
+            subsample_freq=1 if p["subsample"] < 1.0 else 0,
+            colsample_bytree=p["colsample_bytree"],
+            reg_lambda=p["reg_lambda"],
+            random_state=p["seed"] + offset,
+            n_jobs=int(p["num_threads"]),
+            deterministic=True,
+            force_row_wise=True,
+            verbose=-1,
+        )
+        models.append(model.fit(X, y))
+    booster = models[0].booster_ if n_seeds == 1 else merge_boosters([m.booster_ for m in models])
+    onnx_bytes = sum_trees_in_double(lightgbm_to_onnx(booster, len(feature_names)))
     session = runtime.load_session(onnx_bytes)
     spec = {**_spec(), "direction": RUL_DIRECTION}
     check_rows = X[:: max(1, len(X) // 2000)]
@@ -282,16 +322,18 @@ def train_rul(
         Xv = _matrix(X_val, feature_names, "X_val")
         check_rows = np.vstack([check_rows, Xv[:: max(1, len(Xv) // 2000)]])
     # Leaf values are float32 in the file; relative to the cap, the largest partial sum, they are ~1e-7 off.
+    # The reference is the mean of the separately fitted boosters, so the merge itself is checked too.
     _check_close(
         runtime.run_batch(session, check_rows, spec),
-        model.predict(check_rows),
+        np.mean([m.predict(check_rows) for m in models], axis=0),
         "LightGBM",
         scale=float(p["rul_cap"]),
     )
 
     metrics: dict[str, Any] = {
         "n_train": len(X),
-        "n_trees": int(model.booster_.num_trees()),
+        "n_trees": int(booster.num_trees()),
+        "n_seeds": n_seeds,
         "rul_cap": float(p["rul_cap"]),
         "train": rul_metrics(runtime.run_batch(session, X, spec), y),
     }
@@ -353,6 +395,34 @@ def lightgbm_to_onnx(booster: Any, n_features: int) -> bytes:
     onx.graph.output[0].name = SCORE_NAME
     onx.producer_name = "vigil (onnxmltools)"
     return onx.SerializeToString()
+
+
+def merge_boosters(boosters: list[Any]) -> Any:
+    """One LightGBM booster whose prediction is the mean of the given regression boosters: their trees one
+    after the other, every leaf value times 1/k. It converts to ONE TreeEnsembleRegressor, so the product
+    runs one model and TreeSHAP on its nodes stays exact (the explanation of a mean is the mean of the
+    explanations). Leaf values are written with repr(), which round-trips a float64 exactly."""
+    import lightgbm as lgb
+
+    weight = 1.0 / len(boosters)
+    texts = [booster.model_to_string() for booster in boosters]
+    head, _, rest = texts[0].partition("\nTree=")
+    tail = rest[rest.index("end of trees") :]
+    trees = []
+    for text in texts:
+        body = text[text.index("\nTree=") + 1 : text.index("end of trees")]
+        trees += [block for block in re.split(r"(?m)^(?=Tree=\d+$)", body) if block.strip()]
+
+    def scaled(match: re.Match) -> str:
+        values = [repr(float(v) * weight) for v in match.group(1).split()]
+        return "leaf_value=" + " ".join(values)
+
+    blocks = [
+        re.sub(r"(?m)^leaf_value=(.*)$", scaled, re.sub(r"^Tree=\d+", f"Tree={i}", block))
+        for i, block in enumerate(trees)
+    ]
+    head = re.sub(r"(?m)^tree_sizes=.*\n", "", head)
+    return lgb.Booster(model_str=head + "\n" + "".join(blocks) + tail)
 
 
 def sum_trees_in_double(onnx_bytes: bytes) -> bytes:

@@ -9,13 +9,13 @@ Protocol (also printed under the evaluation table):
   first cycle is a gap and the product's coverage rule decides: a window is scored once it holds at least
   ``MIN_COVERAGE`` of its expected readings (20 of 40 cycles). Train windows follow the same rule, so the
   model has seen such partial first windows; every test engine of FD001–FD003 has at least 21 cycles.
-* Operating conditions: each cycle's regime is a deterministic rule on the three settings (altitude rounded
-  to 1, Mach × 100 rounded, throttle angle rounded: FD002's six conditions, one regime in FD001/FD003).
-  Each sensor is standardised with its regime's mean and standard deviation over the TRAIN cycles only
-  (``RegimeNormaliser``), before windowing: the ONNX model cannot do it because a 30-cycle window mixes
-  regimes. It is a per-reading pre-processing step (a "virtual sensor" per role); its table
-  (``RegimeNormaliser.to_dict``) is written into the evaluation report so the same numbers can be applied
-  on the product path, which does not apply it yet.
+* Operating conditions: the product's regime step (``models_registry.regimes``), the same function the live
+  scorer applies for a version that carries it. The three settings are readings of the key roles
+  ``setting_1..3`` at the cycle's timestamp; regime = (rint(altitude), rint(100 × Mach), rint(throttle)):
+  FD002's six conditions, one regime in FD001/FD003. Each sensor is standardised with its regime's mean and
+  standard deviation over the TRAIN cycles only (``fit_regimes``), before windowing: the ONNX model cannot
+  do it because a 30-cycle window mixes regimes. The fitted table travels with the model as
+  ``output_spec["regimes"]``, so a version registered from it is scored on live readings the same way.
 * Sensors: the 14 that vary in FD001 (s1, s5, s6, s10, s16, s18, s19 are constant there and carry no wear
   signal), the same list for every subset.
 """
@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from models_registry import regimes
+from models_registry.regimes import RegimeSpec
 from plant.datasets.cmapss import COLUMNS, SETTINGS
 from plant.features import Windows, build_windows_many, feature_names
 
@@ -35,69 +36,14 @@ CYCLE_S = 3600.0
 WINDOW_CYCLES = 30
 MIN_COVERAGE = 0.5
 SENSORS_USED = ("s2", "s3", "s4", "s7", "s8", "s9", "s11", "s12", "s13", "s14", "s15", "s17", "s20", "s21")
-MIN_REGIME_ROWS = 30  # fewer train cycles than this in a regime: use the overall statistics instead
+REGIME_SCALES = (1.0, 100.0, 1.0)  # altitude (kft), Mach, throttle resolver angle: rounded after scaling
 
 
-def regime_keys(rows: np.ndarray) -> np.ndarray:
-    """Regime id per cycle from the three settings (int64 code; equal settings give equal codes)."""
-    settings = rows[:, [COLUMNS.index(name) for name in SETTINGS]]
-    altitude = np.rint(settings[:, 0]).astype(np.int64)
-    mach = np.rint(settings[:, 1] * 100).astype(np.int64)
-    throttle = np.rint(settings[:, 2]).astype(np.int64)
-    return (altitude + 1000) * 10_000_000 + (mach + 1000) * 10_000 + throttle
-
-
-@dataclass
-class RegimeNormaliser:
-    """Per-regime mean and standard deviation of each used sensor, fitted on train cycles only."""
-
-    sensors: tuple[str, ...]
-    regimes: dict[int, tuple[np.ndarray, np.ndarray]]
-    overall: tuple[np.ndarray, np.ndarray]
-
-    @classmethod
-    def fit(
-        cls, units: Mapping[int, np.ndarray], sensors: tuple[str, ...] = SENSORS_USED
-    ) -> RegimeNormaliser:
-        rows = np.vstack(list(units.values()))
-        values = rows[:, [COLUMNS.index(name) for name in sensors]]
-        keys = regime_keys(rows)
-        overall = _moments(values)
-        regimes = {}
-        for key in np.unique(keys):
-            chosen = keys == key
-            if chosen.sum() >= MIN_REGIME_ROWS:
-                regimes[int(key)] = _moments(values[chosen])
-        return cls(sensors=tuple(sensors), regimes=regimes, overall=overall)
-
-    def transform(self, rows: np.ndarray) -> np.ndarray:
-        """[n, len(sensors)] standardised sensor values of these cycles (unknown regime: overall moments)."""
-        values = rows[:, [COLUMNS.index(name) for name in self.sensors]]
-        keys = regime_keys(rows)
-        mean = np.tile(self.overall[0], (len(rows), 1))
-        std = np.tile(self.overall[1], (len(rows), 1))
-        for key, (mu, sigma) in self.regimes.items():
-            chosen = keys == key
-            mean[chosen], std[chosen] = mu, sigma
-        return (values - mean) / std
-
-    def to_dict(self) -> dict[str, Any]:
-        """The table as plain JSON, to store with the model version's parameters."""
-        return {
-            "rule": "regime = (rint(setting_1), rint(100 * setting_2), rint(setting_3)); z = (x - mean) / std",
-            "sensors": list(self.sensors),
-            "regimes": {
-                str(k): {"mean": m.tolist(), "std": s.tolist()} for k, (m, s) in self.regimes.items()
-            },
-            "overall": {"mean": self.overall[0].tolist(), "std": self.overall[1].tolist()},
-        }
-
-
-def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = values.mean(axis=0)
-    std = values.std(axis=0)
-    # A constant sensor in a regime keeps its offset removed but is not blown up.
-    return mean, np.where(std > 1e-9, std, 1.0)
+def fit_regimes(units: Mapping[int, np.ndarray], sensors: tuple[str, ...] = SENSORS_USED) -> RegimeSpec:
+    """Per-regime mean and standard deviation of each used sensor, from these (train) cycles only."""
+    rows = np.vstack(list(units.values()))
+    columns = {name: rows[:, COLUMNS.index(name)] for name in (*SETTINGS, *sensors)}
+    return RegimeSpec.fit(columns, keys=SETTINGS, scales=REGIME_SCALES, roles=sensors)
 
 
 @dataclass
@@ -111,19 +57,20 @@ class UnitWindows:
 
 def unit_windows(
     units: Mapping[int, np.ndarray],
-    normaliser: RegimeNormaliser,
+    spec: RegimeSpec,
     *,
     window_cycles: int = WINDOW_CYCLES,
 ) -> tuple[list[str], dict[int, UnitWindows]]:
-    """Feature names and, per unit, the windows of its normalised sensors (one per cycle, see module doc)."""
-    roles = list(normaliser.sensors)
+    """Feature names and, per unit, the windows of its regime-normalised sensors (one per cycle, see the
+    module doc): readings per role, ``regimes.apply``, then the product's windows of the standardised roles."""
+    roles = list(spec.roles)
     series = {}
     starts = {}
     for unit, rows in units.items():
-        z = normaliser.transform(rows)
         ts = np.arange(1, len(rows) + 1, dtype=np.float64) * CYCLE_S
         quality = np.zeros(len(rows), dtype=np.uint16)
-        series[unit] = {role: (ts, z[:, j], quality) for j, role in enumerate(roles)}
+        raw = {name: (ts, rows[:, COLUMNS.index(name)], quality) for name in (*spec.keys, *roles)}
+        series[unit] = regimes.apply(spec, raw)
         starts[unit] = (1 - window_cycles) * CYCLE_S
     built: dict[int, Windows] = build_windows_many(
         series,

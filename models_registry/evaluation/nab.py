@@ -9,10 +9,12 @@ Per series (one sensor, role ``value``):
 2. ``models_registry.training.train_anomaly`` (PCA T² + Q, ONNX) on the windows that end inside NAB's
    probationary period — the first min(15 %, 750) rows, which NAB never scores; nothing after it is seen.
 3. Every later window scored by the ONNX artifact through ``models_registry.runtime`` (onnxruntime).
-4. ``alerts.services.episodes.alert_episodes`` with the model's own open / clear thresholds (its 99.5 % /
-   97 % hold-out quantiles; the production rule, the same for every file) and the production hysteresis
-   (VIGIL_ALERT_OPEN_WINDOWS, VIGIL_ALERT_CLEAR_WINDOWS). Each alert OPENING is one detection, placed at the
-   last NAB row inside the window that opened it.
+4. ``alerts.services.episodes.alert_episodes`` with the model's own open / clear thresholds and the
+   production hysteresis (VIGIL_ALERT_OPEN_WINDOWS, VIGIL_ALERT_CLEAR_WINDOWS), under two production rules,
+   each the same for every file: train_anomaly's opt-in ``open_rule="tail"`` (open threshold extrapolated
+   from the hold-out's exponential tail to 1 window in 10,000, meant for short baselines such as NAB's
+   probation) and its default (99.5 % / 97 % hold-out quantiles). Each alert OPENING is one detection,
+   placed at the last NAB row inside the window that opened it.
 5. ``nab_scoring`` scores the detections per file and profile; the corpus is normalised against the null
    detector (no detections) and the perfect one, as NAB does.
 
@@ -43,6 +45,7 @@ from plant.features import build_windows
 ROLE = "value"
 WINDOW_SAMPLES = 12
 SENSITIVITY_SAMPLES = (6, 12, 24, 48)
+RULES = ("quantile", "tail")  # models_registry.training.OPEN_RULES, without importing training at start-up
 FACTOR_GRID = tuple(float(f) for f in np.round(np.geomspace(0.5, 32.0, 25), 4))
 
 # results/final_results.json key -> the scoreboard's name for it (README of NAB v1.1).
@@ -91,7 +94,12 @@ class SeriesRun:
     rows: np.ndarray  # NAB row of each of those windows (its last row)
     open_threshold: float
     clear_threshold: float
+    tail_open_threshold: float  # the same model's open threshold under open_rule="tail"
     model_metrics: dict[str, Any]
+
+    def thresholds(self, rule: str) -> tuple[float, float]:
+        """(open, clear) under one of training.OPEN_RULES; the clear threshold does not depend on it."""
+        return (self.tail_open_threshold if rule == "tail" else self.open_threshold), self.clear_threshold
 
 
 def run(options: dict[str, Any], progress) -> Evaluation:
@@ -119,12 +127,16 @@ def run(options: dict[str, Any], progress) -> Evaluation:
 
     m, n = settings.VIGIL_ALERT_OPEN_WINDOWS, settings.VIGIL_ALERT_CLEAR_WINDOWS
     # Not a choice made from it: how much the fixed window length matters, reported beside the result.
-    sensitivity = {}
+    sensitivity: dict[str, dict[int, dict[str, float]]] = {rule: {} for rule in RULES}
     for samples in SENSITIVITY_SAMPLES:
         progress(f"sensitivity: {samples}-sample windows")
         other = runs if samples == WINDOW_SAMPLES else [score_series(x, samples) for x in all_series]
-        sensitivity[samples] = {p: _corpus(other, prof, 1.0, m, n)["score"] for p, prof in profiles.items()}
+        for rule in RULES:
+            sensitivity[rule][samples] = {
+                p: _corpus(other, prof, 1.0, m, n, rule)["score"] for p, prof in profiles.items()
+            }
     fixed = {p: _corpus(runs, profile, 1.0, m, n) for p, profile in profiles.items()}
+    tail = {p: _corpus(runs, profile, 1.0, m, n, "tail") for p, profile in profiles.items()}
     tuned: dict[str, dict[str, Any]] = {}
     for p, profile in profiles.items():
         best = max(FACTOR_GRID, key=lambda f: (_corpus(runs, profile, f, m, n)["raw"], -abs(np.log(f))))
@@ -134,7 +146,13 @@ def run(options: dict[str, Any], progress) -> Evaluation:
     corpus = f"{category}, {len(runs)} file{'s' * (len(runs) != 1)} / {n_windows} windows"
     rows = [
         {
-            "detector": "Vigil PCA T²+Q, production thresholds",
+            "detector": "Vigil PCA T²+Q, production thresholds, tail rule (open_rule=tail)",
+            **{p: tail[p]["score"] for p in profiles},
+            "corpus": corpus,
+            "source": "vigil",
+        },
+        {
+            "detector": "Vigil PCA T²+Q, production thresholds, default rule (99.5 % hold-out quantile)",
             **{p: fixed[p]["score"] for p in profiles},
             "corpus": corpus,
             "source": "vigil",
@@ -154,12 +172,14 @@ def run(options: dict[str, Any], progress) -> Evaluation:
     details = {
         "files": {r.series.name: _file_details(r, profiles, m, n) for r in runs},
         "corpus": {
-            p: {k: v for k, v in fixed[p].items() if k != "files"} | {"tuned": _strip(tuned[p])}
-            for p in profiles
+            p: _strip(fixed[p]) | {"tail_rule": _strip(tail[p]), "tuned": _strip(tuned[p])} for p in profiles
         },
         "normalisation_check": check,
         "factor_grid": list(FACTOR_GRID),
-        "window_length_sensitivity": {f"{k} samples": v for k, v in sensitivity.items()},
+        "window_length_sensitivity": {
+            rule: {f"{k} samples": v for k, v in by_samples.items()}
+            for rule, by_samples in sensitivity.items()
+        },
     }
     summary = {
         "category": category,
@@ -170,6 +190,9 @@ def run(options: dict[str, Any], progress) -> Evaluation:
         "detections": fixed[standard]["detections"],
         "false_positives": fixed[standard]["false_positives"],
         **{f"vigil_{p}": fixed[p]["score"] for p in profiles},
+        "tail_windows_hit": tail[standard]["windows_hit"],
+        "tail_false_positives": tail[standard]["false_positives"],
+        **{f"vigil_tail_{p}": tail[p]["score"] for p in profiles},
         **{f"vigil_tuned_{p}": tuned[p]["score"] for p in profiles},
         **{f"tuned_factor_{p}": tuned[p]["factor"] for p in profiles},
         "null_raw": fixed[standard]["null"],
@@ -185,19 +208,37 @@ def run(options: dict[str, Any], progress) -> Evaluation:
         "trained by train_anomaly on the windows inside NAB's probation only, scored with onnxruntime; alerts "
         f"by alert_episodes with open after {m} windows above the open threshold and close after {n} below "
         "the clear threshold; each alert opening = one detection at the window's last row.",
-        "Threshold rule (first row): the model's own thresholds, i.e. the 99.5 % (open) and 97 % (clear) "
-        "quantiles of its scores on the last 25 % of the probationary windows — the same rule for every file, "
-        "nothing tuned. Second row: NAB's protocol, one factor per profile scaling both thresholds, chosen "
-        "from a fixed grid (0.5–32, geometric) to maximise this corpus's raw score, hence in-sample "
-        f"(factors: {factors}).",
-        "With production thresholds Vigil hits "
-        f"{fixed[standard]['windows_hit']} of {fixed[standard]['windows']} windows but raises "
-        f"{fixed[standard]['false_positives']} false alarms (per file: "
+        'Threshold rules. First row: train_anomaly\'s opt-in tail rule (params open_rule="tail"), meant '
+        "for short baselines: overlapping windows make the few hundred hold-out scores (last 25 % of the "
+        "probationary windows) worth a few dozen independent ones, so their 99.5 % quantile is little more "
+        "than their maximum; the score is a quadratic form of roughly Gaussian features, whose tail is "
+        "exponential, so the excesses over the hold-out's 90 % score are fitted by an exponential and the "
+        "open threshold is the score exceeded by 1 window in 10,000 (about one window a month at NAB's "
+        "5-minute sampling), never below the hold-out maximum; the clear threshold stays the 97 % quantile. "
+        "Second row: the product default, the 99.5 % (open) and 97 % (clear) hold-out quantiles. Both rules "
+        "are the same for every file, nothing tuned. Third row: NAB's protocol, one factor per profile "
+        "scaling the default rule's thresholds, chosen from a fixed grid (0.5–32, geometric) to maximise this "
+        f"corpus's raw score, hence in-sample (factors: {factors}).",
+        "How the tail rule was chosen: this copy of NAB holds only realKnownCause (data/ has no other "
+        "category), so no held-out category was available to compare variants on. One variant was fixed by "
+        "the reasoning above (tail start 90 %, exceedance 1e-4, floor at the hold-out maximum) before it was "
+        "scored on any file, and applied once; no other tail start, exceedance, margin, window length or "
+        "re-alert spacing was scored. Its realKnownCause score is therefore not in-sample tuned, but it rests "
+        "on 7 files only: the other NAB categories are the check.",
+        f"False alarms (standard profile): the tail rule hits {tail[standard]['windows_hit']} of "
+        f"{tail[standard]['windows']} windows with {tail[standard]['false_positives']} false alarms (per file: "
+        + ", ".join(f"{name.split('/')[-1]} {len(f.fp_rows)}" for name, f in tail[standard]["files"].items())
+        + f"); the default rule hits {fixed[standard]['windows_hit']} with "
+        f"{fixed[standard]['false_positives']} (per file: "
         + ", ".join(f"{name.split('/')[-1]} {len(f.fp_rows)}" for name, f in fixed[standard]["files"].items())
-        + "): a model fitted on a few days of probation meets level and regime changes NAB does not label.",
-        f"Window length: {WINDOW_SAMPLES} samples was fixed before scoring and is kept; for transparency the "
-        "standard score with production thresholds at other lengths is "
-        + ", ".join(f"{k} samples {v[standard]:.1f}" for k, v in sensitivity.items())
+        + "). What remains is mostly a model fitted on a few days of probation meeting level and regime "
+        "changes (weekly cycles, re-configurations) that NAB does not label.",
+        f"Window length: {WINDOW_SAMPLES} samples (one hour at 5-minute sampling, as the product's NAB asset "
+        "type) was fixed before scoring and is kept; for transparency the standard score at other lengths is, "
+        "tail rule: "
+        + ", ".join(f"{k} samples {v[standard]:.1f}" for k, v in sensitivity["tail"].items())
+        + "; default rule: "
+        + ", ".join(f"{k} samples {v[standard]:.1f}" for k, v in sensitivity["quantile"].items())
         + " (details.window_length_sensitivity). Picking the best of these here would be tuning to this corpus.",
         f"Published rows come from NAB's results/final_results.json and cover the whole NAB corpus ({FULL_CORPUS}"
         f"); Vigil's rows cover {corpus} only, so they are indicative, not a like-for-like ranking. Per-file "
@@ -237,6 +278,8 @@ def score_series(series: NabSeries, window_samples: int = WINDOW_SAMPLES) -> Ser
     train = rows < probation
     try:
         model = train_anomaly(windows.X[train], windows.names)
+        # Same fit (the PCA does not depend on the open rule), so only the open threshold differs.
+        tail = train_anomaly(windows.X[train], windows.names, params={"open_rule": "tail"})
     except TrainingError as exc:
         raise DatasetFormatError(f"{series.name}: cannot train on its probationary period ({exc})") from None
     session = runtime.reference_session(model.onnx_bytes)
@@ -251,27 +294,29 @@ def score_series(series: NabSeries, window_samples: int = WINDOW_SAMPLES) -> Ser
         rows=rows[live],
         open_threshold=model.open_threshold,
         clear_threshold=model.clear_threshold,
+        tail_open_threshold=tail.open_threshold,
         model_metrics=model.metrics,
     )
 
 
-def detections(run: SeriesRun, factor: float, open_windows: int, clear_windows: int) -> np.ndarray:
-    """Boolean per NAB row: an alert opened there (thresholds scaled by ``factor``)."""
-    episodes = alert_episodes(
-        run.scores, factor * run.open_threshold, factor * run.clear_threshold, open_windows, clear_windows
-    )
+def detections(
+    run: SeriesRun, factor: float, open_windows: int, clear_windows: int, rule: str = "quantile"
+) -> np.ndarray:
+    """Boolean per NAB row: an alert opened there (``rule``'s thresholds scaled by ``factor``)."""
+    open_t, clear_t = run.thresholds(rule)
+    episodes = alert_episodes(run.scores, factor * open_t, factor * clear_t, open_windows, clear_windows)
     detected = np.zeros(len(run.series), dtype=bool)
     detected[[run.rows[e.opened] for e in episodes]] = True
     return detected
 
 
 def _corpus(
-    runs: list[SeriesRun], profile: nab_scoring.Profile, factor: float, m: int, n: int
+    runs: list[SeriesRun], profile: nab_scoring.Profile, factor: float, m: int, n: int, rule: str = "quantile"
 ) -> dict[str, Any]:
     files = {}
     for r in runs:
         files[r.series.name] = nab_scoring.score_file(
-            r.series.ts, detections(r, factor, m, n), r.series.windows, profile
+            r.series.ts, detections(r, factor, m, n, rule), r.series.windows, profile
         )
     raw = sum(f.raw for f in files.values())
     null = sum(f.null for f in files.values())
@@ -318,6 +363,8 @@ def _file_details(r: SeriesRun, profiles: dict[str, nab_scoring.Profile], m: int
         )
     rows = np.flatnonzero(detected)
     scorable = rows[rows >= probation]
+    standard = next(iter(profiles.values()))
+    tail = nab_scoring.score_file(r.series.ts, detections(r, 1.0, m, n, "tail"), r.series.windows, standard)
     return {
         "rows": len(r.series),
         "sample_period_s": r.sample_period_s,
@@ -335,6 +382,11 @@ def _file_details(r: SeriesRun, profiles: dict[str, nab_scoring.Profile], m: int
         "windows": windows,
         "null_standard": first.null,
         **{f"raw_{p}": s.raw for p, s in scored.items()},
+        "tail_open_threshold": r.tail_open_threshold,
+        "tail_detections": len(tail.fp_rows) + tail.tp_detections,
+        "tail_false_positives": len(tail.fp_rows),
+        "tail_windows_hit": tail.windows_hit,
+        "tail_raw_standard": tail.raw,
     }
 
 

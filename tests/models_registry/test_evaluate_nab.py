@@ -163,12 +163,17 @@ def test_evaluate_nab_on_one_series_scores_well_above_the_null_detector(nab_dir,
     assert summary["windows_hit"] >= 2
     vigil = [row for row in document["rows"] if row["source"] == "vigil"]
     published = {row["detector"]: row for row in document["rows"] if row["source"] == "published"}
-    assert len(vigil) == 2
+    assert len(vigil) == 3
+    assert "tail rule" in vigil[0]["detector"] and "default rule" in vigil[1]["detector"]
+    assert summary["vigil_tail_standard"] > 30.0
     assert published["ARTime"]["standard"] == pytest.approx(74.85377223215792)
     details = document["details"]["files"][f"realKnownCause/{EC2}"]
     assert details["probation_rows"] == 604
     assert details["detections"] == len(details["detection_times"]) > 0
     assert len(details["windows"]) == 3
+    # The tail rule only raises the open threshold, so it cannot raise more alarms than the default rule.
+    assert details["tail_open_threshold"] >= details["open_threshold"]
+    assert details["tail_false_positives"] <= details["false_positives"]
     assert "Vigil PCA" in capsys.readouterr().out
     assert (tmp_path / "nab.md").read_text().startswith("### nab")
 

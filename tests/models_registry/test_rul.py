@@ -97,6 +97,31 @@ def test_tree_shap_of_the_regressor_adds_up_to_the_onnxruntime_output(data, trai
     assert top["name"].startswith("wear__") and top["phi"] < 0  # wear lowers the remaining life
 
 
+def test_a_seed_ensemble_is_one_tree_ensemble_that_predicts_the_mean_of_its_boosters(data):
+    X, rul = data
+    params = {"n_estimators": 40, "num_leaves": 7, "n_seeds": 3}
+    merged = training.train_rul(X[:1200], rul[:1200], NAMES, params=params)
+    singles = [
+        training.train_rul(X[:1200], rul[:1200], NAMES, params={**params, "n_seeds": 1, "seed": seed})
+        for seed in range(3)
+    ]
+
+    graph = onnx.load_from_string(merged.onnx_bytes).graph
+    assert [n.op_type for n in graph.node].count("TreeEnsembleRegressor") == 1
+    assert merged.metrics["n_trees"] == 120 and merged.metrics["n_seeds"] == 3
+    rows = X[1200:]
+    mean = np.mean(
+        [runtime.run_batch(runtime.load_session(m.onnx_bytes), rows, m.output_spec) for m in singles], 0
+    )
+    ort = runtime.run_batch(runtime.load_session(merged.onnx_bytes), rows, merged.output_spec)
+    assert np.max(np.abs(ort - mean)) < 1e-4
+    for row in rows[::75]:
+        result = explain.explain(merged.onnx_bytes, row, merged.background, NAMES, merged.output_spec)
+        assert result["method"] == "tree_shap_onnx" and result["additivity_error"] <= 1e-4
+    with pytest.raises(training.TrainingError, match="n_seeds"):
+        training.train_rul(X, rul, NAMES, params={"n_seeds": 0})
+
+
 def test_a_falling_rul_opens_an_alert_below_30_and_clears_it_above_40():
     # 3 windows to open, 2 to clear: the third window below 30 opens, the second above 40 closes.
     scores = [90, 50, 29, 28, 27, 25, 35, 41, 39, 45, 46, 20]

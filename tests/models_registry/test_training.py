@@ -12,6 +12,7 @@ from models_registry.onnx_graphs import read_quadratic_graph
 from models_registry.training import (
     TrainingError,
     lightgbm_to_onnx,
+    tail_threshold,
     train_anomaly,
     train_failure_classifier,
 )
@@ -164,3 +165,41 @@ def test_a_constant_feature_does_not_break_the_anomaly_model():
     X[:, 3] = 7.0
     model = train_anomaly(X, NAMES)
     assert np.all(np.isfinite(scores(model, X)))
+
+
+def test_the_tail_threshold_extrapolates_an_exponential_tail_to_the_requested_exceedance():
+    scores_ = np.random.default_rng(40).exponential(size=50_000)  # its maximum is near ln(50,000) = 10.8
+    # P(score > t) = exp(-t) for a unit exponential, so 1 in 100,000 is exceeded at ln(100,000) = 11.5.
+    assert tail_threshold(scores_, 0.9, 1e-5) == pytest.approx(np.log(1e5), rel=0.03)
+    assert tail_threshold(scores_, 0.9, 1e-5) > scores_.max()  # the extrapolation, not the floor
+
+
+def test_the_tail_threshold_is_never_below_the_largest_score_it_was_given():
+    scores_ = np.concatenate([np.linspace(0.0, 1.0, 99), [50.0]])
+    assert tail_threshold(scores_, 0.9, 0.05) == 50.0
+
+
+def test_the_tail_rule_raises_only_the_open_threshold_and_keeps_fresh_false_alarms_rare():
+    train = normal_windows(2000, seed=41)
+    default = train_anomaly(train, NAMES)
+    tail = train_anomaly(train, NAMES, params={"open_rule": "tail"})
+    held_out = scores(tail, train[-500:])
+    assert tail.open_threshold >= held_out.max() and tail.open_threshold > default.open_threshold
+    assert tail.clear_threshold == default.clear_threshold
+    assert tail.params["open_rule"] == "tail" and default.params["open_rule"] == "quantile"
+    fresh = scores(tail, normal_windows(20_000, seed=42))
+    assert np.mean(fresh > tail.open_threshold) <= 1e-3
+    assert scores(tail, np.array([[12.0, 4.0, 1.0, 3.0]]))[0] > tail.open_threshold  # still sees the fault
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"open_rule": "max"}, "open_rule must be one of quantile, tail"),
+        ({"open_rule": "tail", "open_exceedance": 0.2}, "open_exceedance < 1 - tail_quantile"),
+        ({"open_rule": "tail", "tail_quantile": 1.0}, "open_exceedance < 1 - tail_quantile"),
+    ],
+)
+def test_anomaly_training_rejects_a_bad_open_rule(params, message):
+    with pytest.raises(TrainingError, match=message):
+        train_anomaly(normal_windows(200, seed=43), NAMES, params=params)
