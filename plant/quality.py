@@ -12,6 +12,18 @@ flagged by prepending the stored history just before it (its *context*) and comp
   (or of the valid range, when both bounds are known) and 8 quantisation steps. The
   check starts once SPIKE_MIN_HISTORY previous values exist. A genuine step change flags its first few
   samples until the rolling median has moved, which is what a robust spike rule should do.
+  A SPIKE is a sensor glitch, so the outlier must also be *isolated*: an otherwise normal signal with one
+  reading far off. Process noise (cavitation, turbulence, a rough duty change) is a sustained rise in
+  spread in which many readings deviate, and flagging it would send a technician to a healthy transmitter
+  (the alert gate files flagged dominant sensors as "check the sensor"). So an outlier is not flagged when
+  its previous K values were already restless: more than SPIKE_UNREST_SHARE (10 %) of them lay beyond
+  SPIKE_UNREST_SIGMAS (3) robust sigmas of the same median and scale. Values the outlier dwarfs by
+  SPIKE_DOMINANCE (4x) or more are not counted, so a huge glitch in noisy-but-sane data is still flagged,
+  and so is a series of glitches up to one in ten readings (three in a 30-value window). Limits: being
+  causal, the rule cannot tell the very first reading of a sudden process change from a glitch, so that
+  one reading may still flag (its successors, unlike a glitch's, keep deviating and are not flagged); and
+  a denser storm of similar-sized glitches reads as unrest. Cost: the test only runs on the rare outliers,
+  so it adds next to nothing to a batch.
 - STUCK: the value equals the previous one exactly for at least `stuck_samples` consecutive samples;
   every sample of the run from the N-th one on is flagged (a run that began in the context counts).
 - GAP: more than gap_factor x sample_period_s seconds passed since the previous reading; the reading
@@ -33,6 +45,12 @@ from plant.choices import QualityFlag
 MAD_TO_SIGMA = 1.4826
 SPIKE_FLOOR_FRACTION = 1e-3
 SPIKE_MIN_HISTORY = 5
+# Isolation test of a SPIKE candidate (see the module docstring): the previous window is restless when more
+# than SPIKE_UNREST_SHARE of it lay beyond SPIKE_UNREST_SIGMAS robust sigmas, not counting the values the
+# candidate dwarfs by SPIKE_DOMINANCE or more.
+SPIKE_UNREST_SIGMAS = 3.0
+SPIKE_UNREST_SHARE = 0.1
+SPIKE_DOMINANCE = 4.0
 _TINY = 1e-12
 
 
@@ -137,8 +155,35 @@ def _spikes(
     span = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
     floor = np.maximum(SPIKE_FLOOR_FRACTION * np.maximum(np.abs(med[rows]), span[rows]), resolution[rows])
     scale = np.maximum(np.maximum(MAD_TO_SIGMA * mad[rows], floor), _TINY)
-    spike[rows] = np.abs(values[rows] - med[rows]) > spike_mads * scale
+    outlier = np.abs(values[rows] - med[rows]) > spike_mads * scale
+    # Outliers are rare, so the isolation test runs on a handful of rows: it costs next to nothing.
+    candidates = rows[outlier]
+    if len(candidates):
+        restless = _restless(values, pos, candidates, med[candidates], scale[outlier], window)
+        outlier[np.flatnonzero(outlier)[restless]] = False
+    spike[rows] = outlier
     return spike
+
+
+def _restless(
+    values: np.ndarray,
+    pos: np.ndarray,
+    rows: np.ndarray,
+    med: np.ndarray,
+    scale: np.ndarray,
+    window: int,
+) -> np.ndarray:
+    """Per candidate row, whether its previous `window` values (same group) were already restless: more
+    than SPIKE_UNREST_SHARE of them lie beyond SPIKE_UNREST_SIGMAS x `scale` from `med` and beyond
+    1 / SPIKE_DOMINANCE of the candidate's own deviation."""
+    offset = np.arange(-window, 0)
+    w = values[np.maximum(rows[:, None] + offset, 0)]
+    w[offset[None, :] < -pos[rows][:, None]] = np.nan  # before the group's first value: not its history
+    deviation = np.abs(values[rows] - med)
+    limit = np.maximum(SPIKE_UNREST_SIGMAS * scale, deviation / SPIKE_DOMINANCE)[:, None]
+    loud = np.count_nonzero(np.abs(w - med[:, None]) > limit, axis=1)
+    available = np.minimum(pos[rows], window)
+    return loud > np.floor(SPIKE_UNREST_SHARE * available + 1e-9)
 
 
 def _resolution(values: np.ndarray, new_group: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from plant.choices import QualityFlag
 from plant.quality import compute_flags, flag_series
@@ -49,6 +50,35 @@ def test_isolated_glitches_are_flagged_as_spikes_and_their_neighbours_are_not():
     ts, values = noisy_sine()
     glitches = [100, 555, 1234, 1900]
     values[glitches] += [35.0, -40.0, 40.0, -35.0]  # a sensor glitch of 3.5-4x the amplitude
+    assert indices_with(flags_of(ts, values), QualityFlag.SPIKE) == glitches
+
+
+@pytest.mark.parametrize("seed", range(11, 17))
+def test_cavitation_like_process_noise_is_not_a_spike_but_isolated_glitches_still_are(seed):
+    # Vibration of a pump that starts to cavitate at sample 300: over 30 s the level rises and the noise
+    # grows several-fold, so many readings are far beyond 8 of the calm sigmas. That is the process. Being
+    # causal, the rule may still flag the very first reading of the onset, never the ones after it.
+    rng = np.random.default_rng(seed)
+    ts = np.arange(600, dtype=np.float64)
+    onset = np.clip((ts - 300) / 30, 0, 1)
+    values = 2.0 * (1 + 0.05 * rng.normal(size=600)) + 2.0 * onset * (
+        0.8 + 0.6 * np.abs(rng.normal(size=600))
+    )
+    values[[150, 500]] += [2.0, 12.0]  # glitches: in the calm signal, and one dwarfing the cavitation noise
+    spikes = indices_with(flags_of(ts, values, valid_min=0.0, valid_max=50.0), QualityFlag.SPIKE)
+    in_onset = [i for i in spikes if 300 <= i < 500]
+    assert (np.abs(values[300:500] - 2.0) > 8 * 0.1).sum() > 150, "the stretch must really deviate"
+    assert [i for i in spikes if not 300 <= i < 500] == [150, 500]
+    assert len(in_onset) <= 1
+
+
+def test_glitches_a_few_readings_apart_are_each_flagged():
+    # The simulator's spike fault at full rate: one glitch per ten readings, three in any window.
+    rng = np.random.default_rng(5)
+    ts = np.arange(600, dtype=np.float64)
+    values = 50 + rng.normal(0, 0.5, 600)
+    glitches = list(range(100, 500, 10))
+    values[glitches] += 30.0
     assert indices_with(flags_of(ts, values), QualityFlag.SPIKE) == glitches
 
 

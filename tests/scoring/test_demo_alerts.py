@@ -31,8 +31,7 @@ def test_simulated_faults_open_one_alert_each_with_the_right_category_and_close_
     assert bootstrap_demo_champion(hours=1.0, now=now, log=lambda line: None) is None  # idempotent
 
     assets, _ = sim_assets(get_site("demo-plant"))
-    # The demo's own schedule, for the two faults the issue names (cavitation's pressure noise is a
-    # different story: the quality rules flag much of it as spikes).
+    # The demo's own schedule, for the two faults the issue names (cavitation: tests/scoring/test_cavitation.py).
     demo = FaultSchedule.default([asset.tag for asset in assets])
     schedule = FaultSchedule([f for f in demo.faults if f.kind in ("bearing_wear", "stuck_sensor")])
     assert {(f.asset_tag, f.kind) for f in schedule.faults} == {
