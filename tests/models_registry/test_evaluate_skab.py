@@ -1,8 +1,8 @@
 """``manage.py evaluate skab``: SKAB's point-wise metrics, the window-to-point mapping and a regression floor.
 
 The regression tests read the real SKAB files under VIGIL_DATA_DIR and fail (never skip) when they are
-missing. Measured when the floors were set: 0.774 on the six-run subset, 0.857 on all 20 valve runs
-(leave-one-run-out settings, F1 on the points after calibration).
+missing. Measured: 0.774 on the six-run subset, 0.833 on all 20 valve runs (leave-one-run-out settings,
+F1 on the points after calibration); the full-run floor is the issue's target, 0.80.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from models_registry.evaluation.skab_protocol import FAULT_ROLES, feature_set
 
 SUBSET = ["valve1/0", "valve1/1", "valve1/2", "valve1/3", "valve2/0", "valve2/1"]
 SUBSET_F1_FLOOR = 0.70
-FULL_F1_FLOOR = 0.82
+FULL_F1_FLOOR = 0.80
 
 
 def _evaluate(tmp_path: Path, *files: str) -> tuple[str, dict]:
