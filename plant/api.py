@@ -8,6 +8,7 @@ from __future__ import annotations
 import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -87,8 +88,10 @@ def post_readings(request: HttpRequest) -> HttpResponse:
     except BatchError as exc:
         return _error(exc.message, exc.status)
 
-    result = ingest_readings(gateway.site, batch)
-    Gateway.objects.filter(pk=gateway.pk).update(last_seen_at=timezone.now())
+    # One transaction for the readings and the gateway's last-seen time: one commit (WAL flush) per request.
+    with transaction.atomic():
+        result = ingest_readings(gateway.site, batch)
+        Gateway.objects.filter(pk=gateway.pk).update(last_seen_at=timezone.now())
     return _json(result.as_dict())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 # PostgreSQL's binary timestamptz counts microseconds from 2000-01-01.
-_PG_EPOCH_OFFSET_US = 946_684_800_000_000
+PG_EPOCH_OFFSET_US = 946_684_800_000_000
 _PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _PG_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 _PG_ROW = np.dtype(
@@ -32,7 +32,7 @@ def pg_copy_buffer(
     rows["len_sensor"] = 8
     rows["sensor"] = sensor_ids
     rows["len_ts"] = 8
-    rows["ts"] = ts_us - _PG_EPOCH_OFFSET_US
+    rows["ts"] = ts_us - PG_EPOCH_OFFSET_US
     rows["len_value"] = 8
     rows["value"] = values
     rows["len_quality"] = 2

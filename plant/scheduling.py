@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from plant.models import ScoringDue
@@ -35,34 +35,54 @@ _local = threading.local()
 _broker_down_until = 0.0
 _publisher: ThreadPoolExecutor | None = None
 _publisher_lock = threading.Lock()
+_MARK_CHUNK = 1000
 
 
 def mark_due(asset_ids: Iterable[int]) -> list[int]:
     """Mark the assets due (call inside the ingest transaction); returns the ids that need a task.
 
-    Three bulk statements whatever the number of assets: insert the missing rows, read which assets
-    need a task, and one UPDATE that bumps every seq (compare-and-set for the scorers).
+    One `INSERT ... ON CONFLICT DO UPDATE ... RETURNING` whatever the number of assets (PostgreSQL and
+    SQLite alike): a missing row is created due and woken; an existing one gets its seq bumped
+    (compare-and-set for the scorers), keeps the time it first became due, and is woken when it was not
+    due or its last task is older than VIGIL_SCORING_REENQUEUE_S. Each row is read and written under its
+    lock, so two concurrent batches cannot both wake the same asset.
     """
     ids = sorted({int(asset_id) for asset_id in asset_ids})
     if not ids:
         return []
-    now = timezone.now()
-    ScoringDue.objects.bulk_create([ScoringDue(asset_id=asset_id) for asset_id in ids], ignore_conflicts=True)
-    cutoff = now - timedelta(seconds=settings.VIGIL_SCORING_REENQUEUE_S)
-    wake = list(
-        ScoringDue.objects.filter(asset_id__in=ids)
-        .filter(Q(due=False) | Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff))
-        .values_list("asset_id", flat=True)
+    adapt = connection.ops.adapt_datetimefield_value
+    moment = timezone.now()
+    now, cutoff = adapt(moment), adapt(moment - timedelta(seconds=settings.VIGIL_SCORING_REENQUEUE_S))
+    wake: list[int] = []
+    with connection.cursor() as cursor:
+        # Chunks keep SQLite under its bound-variable limit; ascending ids keep the row-lock order fixed.
+        for start in range(0, len(ids), _MARK_CHUNK):
+            chunk = ids[start : start + _MARK_CHUNK]
+            params = [value for asset_id in chunk for value in (asset_id, now, now)]
+            cursor.execute(_mark_due_sql(len(chunk)), [*params, cutoff, now])
+            # A woken row is the only one whose enqueued_at is this call's `now` (new rows are woken too).
+            wake.extend(asset_id for asset_id, woken in cursor.fetchall() if woken)
+    return sorted(wake)
+
+
+def _mark_due_sql(n: int) -> str:
+    meta = ScoringDue._meta
+    qn = connection.ops.quote_name
+    table = qn(meta.db_table)
+    asset, seq, due, marked_at, enqueued_at, scored_seq = (
+        qn(meta.get_field(name).column)
+        for name in ("asset", "seq", "due", "marked_at", "enqueued_at", "scored_seq")
     )
-    ScoringDue.objects.filter(asset_id__in=ids).update(
-        seq=F("seq") + 1,
-        due=True,
-        marked_at=Case(When(due=True, then=F("marked_at")), default=Value(now)),
-        enqueued_at=Case(When(asset_id__in=wake, then=Value(now)), default=F("enqueued_at"))
-        if wake
-        else F("enqueued_at"),
+    rows = ", ".join(["(%s, 1, TRUE, %s, %s, 0)"] * n)
+    return (
+        f"INSERT INTO {table} AS t ({asset}, {seq}, {due}, {marked_at}, {enqueued_at}, {scored_seq})"
+        f" VALUES {rows} ON CONFLICT ({asset}) DO UPDATE SET"
+        f" {seq} = t.{seq} + 1, {due} = TRUE,"
+        f" {marked_at} = CASE WHEN t.{due} THEN t.{marked_at} ELSE EXCLUDED.{marked_at} END,"
+        f" {enqueued_at} = CASE WHEN NOT t.{due} OR t.{enqueued_at} IS NULL OR t.{enqueued_at} < %s"
+        f" THEN EXCLUDED.{enqueued_at} ELSE t.{enqueued_at} END"
+        f" RETURNING {asset}, {enqueued_at} = %s"
     )
-    return wake
 
 
 def mark_due_and_enqueue(asset_ids: Iterable[int]) -> None:

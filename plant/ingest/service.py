@@ -55,13 +55,12 @@ class _Sensors:
 
 def _resolve_sensors(keys: list[str]) -> _Sensors:
     unique = list(set(keys))
+    # order_by(): the default ordering would join the role and site tables for nothing.
+    sensors = Sensor.objects.order_by()
+    columns = ("key", "id", "asset__site_id", "valid_min", "valid_max", "sample_period_s", "asset_id")
     rows: list[tuple] = []
     for start in range(0, len(unique), _KEY_CHUNK):
-        rows.extend(
-            Sensor.objects.filter(key__in=unique[start : start + _KEY_CHUNK]).values_list(
-                "key", "id", "asset__site_id", "valid_min", "valid_max", "sample_period_s", "asset_id"
-            )
-        )
+        rows.extend(sensors.filter(key__in=unique[start : start + _KEY_CHUNK]).values_list(*columns))
     nan = float("nan")
     return _Sensors(
         ids=np.array([row[1] for row in rows], dtype=np.int64),

@@ -17,12 +17,14 @@ import psycopg
 from django.db import connection, transaction
 
 from plant.models import Reading
-from plant.pgcopy import pg_copy_buffer
+from plant.pgcopy import PG_EPOCH_OFFSET_US, pg_copy_buffer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _ONE_US = timedelta(microseconds=1)
 STAGE_TABLE = "vigil_reading_stage"
+# One context row as packed by load_context on PostgreSQL: sensor id, timestamptz (µs from 2000), value.
+_CONTEXT_ROW = np.dtype([("sensor", ">i8"), ("ts", ">i8"), ("value", ">f8")])
 
 
 def _table() -> tuple[str, str, str, str, str]:
@@ -59,8 +61,10 @@ def load_context(
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
     table, c_sensor, c_ts, c_value, _ = _table()
     if is_postgres():
+        # The rows come back as one bytea of fixed-width binary fields (int8send & co.) that NumPy reads in
+        # one step: about half the cost of fetching a few thousand rows as Python tuples.
         sql = f"""
-            SELECT b.sid, (EXTRACT(EPOCH FROM r.ts) * 1000000)::bigint, r.value
+            SELECT string_agg(int8send(b.sid) || timestamptz_send(r.ts) || float8send(r.value), ''::bytea)
             FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS b(sid, t0, t1)
             CROSS JOIN LATERAL (
                 (SELECT {c_ts} AS ts, {c_value} AS value FROM {table}
@@ -77,15 +81,20 @@ def load_context(
         params = [sensor_ids.tolist(), first_us.tolist(), last_us.tolist(), before, span_limit]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            rows = cursor.fetchall()
-    else:
-        rows = []
-        for sid, first, last in zip(sensor_ids.tolist(), first_us.tolist(), last_us.tolist()):
-            start, end = EPOCH + first * _ONE_US, EPOCH + last * _ONE_US
-            readings = Reading.objects.filter(sensor_id=sid)
-            earlier = readings.filter(ts__lt=start).order_by("-ts").values_list("ts", "value")[:before]
-            inside = readings.filter(ts__gte=start, ts__lte=end).order_by("ts").values_list("ts", "value")
-            rows.extend((sid, datetime_to_us(ts), value) for ts, value in (*earlier, *inside[:span_limit]))
+            (packed,) = cursor.fetchone()
+        rows = np.frombuffer(packed or b"", dtype=_CONTEXT_ROW)
+        return (
+            rows["sensor"].astype(np.int64),
+            rows["ts"].astype(np.int64) + PG_EPOCH_OFFSET_US,
+            rows["value"].astype(np.float64),
+        )
+    rows = []
+    for sid, first, last in zip(sensor_ids.tolist(), first_us.tolist(), last_us.tolist()):
+        start, end = EPOCH + first * _ONE_US, EPOCH + last * _ONE_US
+        readings = Reading.objects.filter(sensor_id=sid)
+        earlier = readings.filter(ts__lt=start).order_by("-ts").values_list("ts", "value")[:before]
+        inside = readings.filter(ts__gte=start, ts__lte=end).order_by("ts").values_list("ts", "value")
+        rows.extend((sid, datetime_to_us(ts), value) for ts, value in (*earlier, *inside[:span_limit]))
     if not rows:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
     sid_col, ts_col, value_col = zip(*rows)
@@ -108,7 +117,8 @@ def _write_postgres(
     sensor_ids: np.ndarray, ts_us: np.ndarray, values: np.ndarray, quality: np.ndarray
 ) -> int:
     buffer = pg_copy_buffer(sensor_ids, ts_us, values, quality)
-    with transaction.atomic():
+    # No savepoint of its own (a round trip each way): the caller's transaction, if any, is the unit.
+    with transaction.atomic(savepoint=False):
         # Gateways almost always send new readings, and COPY straight into the table costs about half of
         # staging + INSERT ... ON CONFLICT. The batch has no in-batch duplicates (the caller removed them),
         # so only an already stored (sensor, ts) can make the COPY fail: then its savepoint is rolled back
