@@ -3,7 +3,9 @@ a simulated fault opens an alert, and Ctrl-C leaves no process behind.
 
 Run by .ci/run with DATABASE_URL and REDIS_URL unset and VIGIL_VAR_DIR pointing at a fresh directory.
 Environment: DEMO_PORT (default 8000), DEMO_LOG (where the demo's output is copied), DEMO_TIMEOUT (s),
-DEMO_ALERT_TIMEOUT (s to wait for the first alert, default 480).
+DEMO_ALERT_TIMEOUT (s to wait for the first alert, default 480). DEMO_DATA=skab runs `make demo DATA=skab`
+and then also waits for the replayed SKAB run's real valve fault to open an alert whose explanation is
+ready (the issue's "live replay opens an explained alert on the dashboard").
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ PORT = int(os.environ.get("DEMO_PORT", "8000"))
 BASE = f"http://127.0.0.1:{PORT}"
 STARTUP_TIMEOUT = float(os.environ.get("DEMO_TIMEOUT", "300"))
 STOP_TIMEOUT = 20.0
+DATA = os.environ.get("DEMO_DATA", "")
 USER_RE = re.compile(r"USER=(\S+) PASSWORD=(\S+) ROLE=(\S+)")
 
 
@@ -39,7 +42,7 @@ class Demo:
         self.lines: list[str] = []
         self.log = open(os.environ.get("DEMO_LOG", "/dev/null"), "w")  # noqa: SIM115 - closed in finish()
         self.process = subprocess.Popen(
-            ["make", "demo", f"PORT={PORT}"],
+            ["make", "demo", f"PORT={PORT}", *([f"DATA={DATA}"] if DATA else [])],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -163,7 +166,8 @@ def alert_lines() -> list[str]:
     code = (
         "from alerts.models import Alert\n"
         "for a in Alert.objects.filter(is_shadow=False).select_related('asset').order_by('pk'):\n"
-        "    print('ALERT', a.asset.tag, a.category, a.state, round(a.peak_score, 3))"
+        "    print('ALERT', a.asset.tag, a.category, a.state, round(a.peak_score, 3), a.explanation_status,"
+        " a.dominant_role or '-')"
     )
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],
@@ -188,6 +192,20 @@ def wait_for_alert(demo: Demo, timeout: float = ALERT_TIMEOUT) -> list[str]:
             return lines
         time.sleep(5)
     raise SmokeFailure(f"no alert opened within {timeout:.0f} s of simulated faults")
+
+
+def wait_for_replay_alert(demo: Demo, timeout: float = ALERT_TIMEOUT) -> str:
+    """The replayed SKAB run's valve fault opens an alert on its replay-... asset, explanation ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if demo.process.poll() is not None:
+            raise SmokeFailure("the demo stopped while waiting for the replay's alert")
+        for line in alert_lines():
+            tag, _category, _state, _peak, explanation, _role = line.split()
+            if tag.startswith("replay-skab") and explanation == "ready":
+                return line
+        time.sleep(5)
+    raise SmokeFailure(f"the SKAB replay opened no explained alert within {timeout:.0f} s")
 
 
 def check_asset_page(username: str, password: str) -> str:
@@ -238,6 +256,9 @@ def main() -> int:
         print(f"demo smoke: {asset} renders with its chart")
         alerts = wait_for_alert(demo)
         print("demo smoke: alerts opened by simulated faults:\n    " + "\n    ".join(alerts))
+        if DATA:
+            replay = wait_for_replay_alert(demo)
+            print(f"demo smoke: the {DATA} replay opened an explained alert: {replay}")
         demo.record_processes()
         names = sorted({" ".join(_cmdline(proc))[:60] for proc in demo.seen.values()})
         print(f"demo smoke: {len(demo.seen)} processes under make demo:\n    " + "\n    ".join(names))

@@ -39,6 +39,7 @@ class Child:
     argv: list[str]
     process: subprocess.Popen
     stop_last: bool = False
+    stop_first: bool = False  # a client of the others (simulator, replay): stopped before the servers
     may_exit: bool = False  # a job that ends (e.g. a dataset replay): exit code 0 is not a failure
     reader: threading.Thread | None = field(default=None, repr=False)
 
@@ -106,6 +107,7 @@ class Supervisor:
         env: dict[str, str] | None = None,
         cwd: str | os.PathLike | None = None,
         stop_last: bool = False,
+        stop_first: bool = False,
         may_exit: bool = False,
     ) -> Child:
         """Start `argv` as a child named `name`; its stdout and stderr are printed with the name as prefix.
@@ -123,7 +125,9 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        child = Child(name, list(argv), process, stop_last=stop_last, may_exit=may_exit)
+        child = Child(
+            name, list(argv), process, stop_last=stop_last, stop_first=stop_first, may_exit=may_exit
+        )
         child.reader = threading.Thread(
             target=self._copy_output, args=(child,), name=f"out-{name}", daemon=True
         )
@@ -166,10 +170,13 @@ class Supervisor:
         return None
 
     def stop_all(self) -> None:
-        """Stop every child: SIGTERM, wait, then SIGKILL; children marked stop_last go in a second round."""
-        first = [child for child in self.children if not child.stop_last]
+        """Stop every child: SIGTERM, wait, then SIGKILL, in three rounds — stop_first children (clients,
+        so no request of theirs is cut off inside a server that is shutting down), then the rest, then
+        stop_last ones (what the others depend on, e.g. Redis)."""
+        first = [child for child in self.children if child.stop_first]
+        middle = [child for child in self.children if not child.stop_first and not child.stop_last]
         last = [child for child in self.children if child.stop_last]
-        for group in (first, last):
+        for group in (first, middle, last):
             self._stop_group(group)
         for child in self.children:
             if child.reader is not None:

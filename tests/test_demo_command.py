@@ -38,6 +38,7 @@ SUPERVISE = textwrap.dedent(
         "print('grandchild', p.pid, flush=True); time.sleep(600)"
     )
     sup.start("forker", [py, "-c", forker], stop_last=True)
+    sup.start("client", [py, "-c", "import time; time.sleep(600)"], stop_first=True)
     if len(sys.argv) > 1:
         sup.start("crasher", [py, "-c", "import sys, time; time.sleep(1); sys.exit(3)"])
     print("READY", flush=True)
@@ -115,6 +116,8 @@ def test_supervisor_stops_every_child_and_grandchild_on_a_stop_signal(signum):
     assert "STOPPED" in out
     assert "Traceback" not in out
     assert "stubborn did not stop within 2 s; killing it" in out
+    # Clients first (their requests are not cut off inside a stopping server), then servers, then the rest.
+    assert out.index("stopping client") < out.index("stopping sleeper") < out.index("stopping forker")
     assert wait_all_gone(list(pids.values())) == []
 
 

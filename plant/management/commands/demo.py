@@ -270,11 +270,11 @@ class Command(BaseCommand):
             command = simulator_command(
                 url, token, int(options["backfill"]), options["speed"], options.get("faults")
             )
-            supervisor.start("simulator", command, env=env, cwd=cwd)
+            supervisor.start("simulator", command, env=env, cwd=cwd, stop_first=True)
         if options.get("data"):
             command = replay_command(url, token, f"skab/{options['replay']}", float(options["replay_speed"]))
             # The replay ends after one run; the demo keeps going (its alert stays on the dashboard).
-            supervisor.start("replay", command, env=env, cwd=cwd, may_exit=True)
+            supervisor.start("replay", command, env=env, cwd=cwd, stop_first=True, may_exit=True)
 
     def _print_banner(self, supervisor: Supervisor, url: str, logins: list[Login]) -> None:
         first = next((login for login in logins if login.role == "technician"), logins[0] if logins else None)
