@@ -64,7 +64,15 @@ from alerts.metrics.queries import (
     follow_through_window,
     missed_failures,
 )
-from alerts.metrics.rows import API_FIELDS, DriverCount, MetricsRow, driver_counts, metric_rows
+from alerts.metrics.rows import (
+    API_FIELDS,
+    DriverCount,
+    MetricsRow,
+    driver_counts,
+    drivers_by,
+    metric_rows,
+    period_totals,
+)
 from alerts.metrics.trust import TrustWarning, trust_warnings
 
 
@@ -80,15 +88,13 @@ class HealthReport:
 
 def health_report(site_ids: Collection[int], query: MetricsQuery, *, now: datetime) -> HealthReport:
     """The rows, the per-period totals and the trust-erosion warnings of the query over the sites."""
-    totals = metric_rows(site_ids, query, now=now, group_by=None)
-    warnings = trust_warnings(
-        totals,
-        driver_counts(site_ids, query, "asset", now=now),
-        driver_counts(site_ids, query, "model_version", now=now),
-    )
-    return HealthReport(
-        query=query, rows=metric_rows(site_ids, query, now=now), totals=totals, warnings=warnings
-    )
+    # The totals are summed from the rows and both driver groupings come from one query: the page costs
+    # four queries over the annotated alerts instead of eight (bench/metrics.py).
+    rows = metric_rows(site_ids, query, now=now)
+    totals = period_totals(rows)
+    drivers = drivers_by(site_ids, query, ("asset", "model_version"), now=now)
+    warnings = trust_warnings(totals, drivers["asset"], drivers["model_version"])
+    return HealthReport(query=query, rows=rows, totals=totals, warnings=warnings)
 
 
 __all__ = [
@@ -107,6 +113,7 @@ __all__ = [
     "drill_alerts",
     "drill_missed",
     "driver_counts",
+    "drivers_by",
     "follow_through_window",
     "health_report",
     "metric_rows",
@@ -115,6 +122,7 @@ __all__ = [
     "period_bounds",
     "period_kind",
     "period_label",
+    "period_totals",
     "previous_period",
     "trust_warnings",
 ]

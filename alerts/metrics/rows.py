@@ -174,13 +174,35 @@ def metric_rows(
     labels = key_labels(group, {key for _, key in rows})
     for (_, key), target in rows.items():
         target.label = labels.get(key, NO_MODEL if group == "model_version" else ALL)
-    for target in rows.values():
+    return _finished(rows.values())
+
+
+def _finished(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
+    """Reasons in their display order (the choices, then any other in name order); rows by period, label."""
+    for target in rows:
         target.false_alarms_by_reason = {
             reason: target.false_alarms_by_reason[reason]
             for reason in [*FalseAlarmReason.values, *sorted(target.false_alarms_by_reason)]
             if reason in target.false_alarms_by_reason
         }
-    return sorted(rows.values(), key=lambda r: (r.period, r.label, r.key or 0))
+    return sorted(rows, key=lambda r: (r.period, r.label, r.key or 0))
+
+
+def period_totals(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
+    """One row per period (key None, label "All") summed from the rows of any grouping: the same numbers
+    as ``metric_rows(..., group_by=None)`` without counting the alerts again, because every alert and
+    every missed failure has exactly one key (null included) in each grouping."""
+    totals: dict[str, MetricsRow] = {}
+    for row in rows:
+        total = totals.setdefault(row.period, MetricsRow(period=row.period, key=None, label=ALL))
+        total.alerts += row.alerts
+        total.missed += row.missed
+        for name in COUNTED:
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+        total.tta_s.extend(row.tta_s)
+        for reason, n in row.false_alarms_by_reason.items():
+            total.false_alarms_by_reason[reason] = total.false_alarms_by_reason.get(reason, 0) + n
+    return _finished(totals.values())
 
 
 def _delays(alerts: QuerySet, by_alert: dict[str, Any]) -> Iterator[tuple[datetime, int | None, timedelta]]:
@@ -230,25 +252,44 @@ def driver_counts(
     site_ids: Collection[int], query: MetricsQuery, group: str, *, now: datetime
 ) -> list[DriverCount]:
     """Per (period, asset or model version): how many alerts were dismissed or ignored."""
+    return drivers_by(site_ids, query, (group,), now=now)[group]
+
+
+def drivers_by(
+    site_ids: Collection[int], query: MetricsQuery, groups: tuple[str, ...], *, now: datetime
+) -> dict[str, list[DriverCount]]:
+    """``driver_counts`` for several groupings from one pass over the alerts: counted per (period, every
+    key at once), then summed per grouping here (each alert has one key of each)."""
     filters = metric_filters(now)
     counts = (
         counted_alerts(site_ids, query)
         .filter(filters["dismissed_or_ignored"])
-        .values(p=trunc(query.period, "opened_at"), k=F(ALERT_KEYS[group]))
+        .values(
+            p=trunc(query.period, "opened_at"), **{f"k_{group}": F(ALERT_KEYS[group]) for group in groups}
+        )
         .annotate(
-            dismissed=Count("pk", filter=filters["dismissed"]), ignored=Count("pk", filter=filters["ignored"])
+            _dismissed=Count("pk", filter=filters["dismissed"]),
+            _ignored=Count("pk", filter=filters["ignored"]),
         )
         .order_by()
     )
-    rows = list(counts)
-    labels = key_labels(group, {values["k"] for values in rows})
-    return [
-        DriverCount(
-            period=period_label(values["p"], query.period),
-            key=values["k"],
-            label=labels.get(values["k"], str(values["k"])),
-            dismissed=values["dismissed"],
-            ignored=values["ignored"],
-        )
-        for values in rows
-    ]
+    summed: dict[str, dict[tuple[datetime, int], list[int]]] = {group: {} for group in groups}
+    for values in counts:
+        for group in groups:
+            pair = summed[group].setdefault((values["p"], values[f"k_{group}"]), [0, 0])
+            pair[0] += values["_dismissed"]
+            pair[1] += values["_ignored"]
+    result = {}
+    for group in groups:
+        labels = key_labels(group, {key for _, key in summed[group]})
+        result[group] = [
+            DriverCount(
+                period=period_label(moment, query.period),
+                key=key,
+                label=labels.get(key, str(key)),
+                dismissed=dismissed,
+                ignored=ignored,
+            )
+            for (moment, key), (dismissed, ignored) in summed[group].items()
+        ]
+    return result

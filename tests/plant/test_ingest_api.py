@@ -331,3 +331,95 @@ def test_the_docs_page_explains_auth_formats_and_limits(client):
     assert "Authorization: Bearer" in page
     assert "Content-Type: text/csv" in page and "Content-Type: application/json" in page
     assert "100000 readings per request" in page
+
+
+# --- the metrics API in the same document ------------------------------------------------------------------
+
+
+def _openapi(client) -> dict:
+    return json.loads(client.get("/api/v1/openapi.json").content)
+
+
+def _matches(document: dict, schema_name: str, instance: object) -> list[str]:
+    """The errors of ``instance`` against a component schema (OpenAPI 3.1 schemas are JSON Schema 2020-12)."""
+    from jsonschema import Draft202012Validator
+
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": document["components"]}
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return [error.message for error in validator.iter_errors(instance)]
+
+
+def test_the_whole_document_validates_as_openapi_3_1(client):
+    from openapi_spec_validator import validate
+
+    validate(_openapi(client))
+
+
+def test_the_metrics_paths_are_documented_with_their_parameters_errors_and_session_auth(client):
+    document = _openapi(client)
+    for path, names in (
+        ("/api/v1/metrics", {"group_by", "period", "start", "end", "site", "format"}),
+        ("/api/v1/metrics.csv", {"group_by", "period", "start", "end", "site"}),
+    ):
+        operation = document["paths"][path]["get"]
+        assert {p["name"] for p in operation["parameters"]} == names
+        assert {"200", "400", "403"} <= set(operation["responses"])
+        assert operation["security"] == [{"sessionCookie": []}]
+        assert "text/csv" in operation["responses"]["200"]["content"]
+    params = {p["name"]: p for p in document["paths"]["/api/v1/metrics"]["get"]["parameters"]}
+    assert params["group_by"]["schema"]["enum"] == ["site", "asset", "asset_type", "model_version"]
+    assert params["period"]["schema"]["enum"] == ["month", "week"]
+    cookie = document["components"]["securitySchemes"]["sessionCookie"]
+    assert (cookie["type"], cookie["in"], cookie["name"]) == ("apiKey", "cookie", "sessionid")
+
+
+def test_the_documented_row_names_exactly_the_columns_the_code_returns(client):
+    from alerts.metrics import API_FIELDS
+
+    row = _openapi(client)["components"]["schemas"]["MetricsRow"]
+    assert list(row["properties"]) == [*API_FIELDS, "false_alarms_by_reason"]
+    assert set(row["required"]) == set(row["properties"]) and row["additionalProperties"] is False
+
+
+def test_real_metrics_answers_match_the_documented_schemas(client, db):
+    from tests.alerts.test_metrics_golden import build_golden_history
+
+    golden = build_golden_history()
+    document = _openapi(client)
+    row_fields = set(document["components"]["schemas"]["MetricsRow"]["properties"])
+    client.force_login(golden.engineer)
+    for params in (
+        {},
+        {"group_by": "model_version", "period": "week"},
+        {"group_by": "asset", "site": "north"},
+    ):
+        body = client.get("/api/v1/metrics", params).json()
+        assert body["rows"], params
+        assert _matches(document, "MetricsAnswer", body) == []
+        assert all(set(row) <= row_fields for row in body["rows"])
+    # A missed failure before any pump model was deployed: a row with a null key (and null rates).
+    from alerts.services import record_missed_failure
+    from tests.alerts.test_metrics_golden import at
+
+    record_missed_failure(golden.p101, golden.tess, start=at(4, 10), end=at(4, 11), fault_type="seal")
+    rows = client.get("/api/v1/metrics", {"group_by": "model_version", "start": "2026-04-01"}).json()["rows"]
+    (april,) = [row for row in rows if row["period"] == "2026-04"]
+    assert april["key"] is None and april["precision"] is None
+    assert _matches(document, "MetricsRow", april) == []
+    header = client.get("/api/v1/metrics.csv").content.decode().splitlines()[0]
+    csv_example = document["paths"]["/api/v1/metrics.csv"]["get"]["responses"]["200"]["content"]["text/csv"]
+    assert header == csv_example["example"].strip()
+    bad = client.get("/api/v1/metrics", {"period": "year"})
+    assert bad.status_code == 400 and _matches(document, "Error", bad.json()) == []
+    assert bad.json()["param"] == "period"
+
+
+def test_a_forbidden_metrics_answer_matches_the_documented_403(client, db):
+    from tests.conftest import make_site, make_user
+
+    document = _openapi(client)
+    assert _matches(document, "Error", client.get("/api/v1/metrics").json()) == []
+    client.force_login(make_user("tina", "technician", make_site("west")))
+    response = client.get("/api/v1/metrics")
+    assert response.status_code == 403 and _matches(document, "Error", response.json()) == []
+    assert "403" in document["paths"]["/api/v1/metrics"]["get"]["responses"]
