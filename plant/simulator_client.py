@@ -7,6 +7,8 @@ a real one.
 
 from __future__ import annotations
 
+import threading
+import signal
 import math
 import time
 from collections.abc import Callable
@@ -257,3 +259,15 @@ class SimulationRun:
             self.log(f"fault {state}: {what} (for {fault.duration_s:g} s, severity {fault.severity:g})")
         if t0 < occ.end <= t1:
             self.log(f"fault ended: {what}")
+
+
+def stop_on_sigterm():
+    """Treat SIGTERM (how the demo's supervisor and process managers stop a client) like Ctrl-C, so the
+    command ends with its summary. Returns the previous handler (None off the main thread: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)

@@ -6,7 +6,6 @@ import logging
 import math
 import os
 import signal
-import threading
 import time
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -110,7 +109,7 @@ class Command(BaseCommand):
                     f" (real +{(label.start - unit.ts[0]) / speed:.0f} s)"
                 )
         stopped = "finished"
-        previous = self._stop_on_sigterm()
+        previous = simulator_client.stop_on_sigterm()
         try:
             with client:
                 run.run()
@@ -129,14 +128,3 @@ class Command(BaseCommand):
             f" {totals.requests} requests (accepted {totals.accepted}, duplicates {totals.duplicates},"
             f" rejected {totals.rejected}); {labels} dataset labels recorded on {asset.tag}"
         )
-
-    @staticmethod
-    def _stop_on_sigterm():
-        """SIGTERM (how the demo's supervisor stops us) ends the replay like Ctrl-C, with a summary."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def interrupt(signum, frame):
-            raise KeyboardInterrupt
-
-        return signal.signal(signal.SIGTERM, interrupt)

@@ -6,7 +6,6 @@ import logging
 import math
 import os
 import signal
-import threading
 import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -111,7 +110,7 @@ class Command(BaseCommand):
         run = SimulationRun(simulator, sender, labels, log=self.stdout.write)
         tags = ", ".join(a.tag for a in assets)
         stopped = "finished"
-        previous_sigterm = self._stop_on_sigterm()
+        previous_sigterm = simulator_client.stop_on_sigterm()
         try:
             with client:
                 if backfill_min > 0:
@@ -140,17 +139,6 @@ class Command(BaseCommand):
             f" for {len(assets)} assets of {site.slug} (accepted {totals.accepted},"
             f" duplicates {totals.duplicates}, rejected {totals.rejected}); simulated {self._span(run):.0f} s"
         )
-
-    @staticmethod
-    def _stop_on_sigterm():
-        """Treat SIGTERM (how process managers stop us) like Ctrl-C, so it also ends with a summary."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def interrupt(signum, frame):
-            raise KeyboardInterrupt
-
-        return signal.signal(signal.SIGTERM, interrupt)
 
     def _finish(self, run: SimulationRun) -> None:
         try:
