@@ -97,39 +97,14 @@ def apply(X: np.ndarray, vector: np.ndarray | list[float]) -> np.ndarray:
 # --- the asset's windows --------------------------------------------------------------------------------------
 
 
-def _sensors(asset, roles: Collection[str]) -> tuple[dict[int, str], dict[str, float]]:
-    """One sensor per role (the lowest id, as the scorer and training pick) and each role's sample period."""
-    sensor_roles: dict[int, str] = {}
-    periods: dict[str, float] = {}
-    for sensor_id, role, period in (
-        asset.sensors.filter(role__key__in=list(roles))
-        .order_by("pk")
-        .values_list("pk", "role__key", "sample_period_s")
-    ):
-        if role not in periods:
-            sensor_roles[sensor_id] = role
-            periods[role] = float(period)
-    return sensor_roles, periods
-
-
 def asset_windows(asset, names: list[str], start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
     """(ends, X[:, names]) of the asset's production feature windows lying wholly inside [start, end]."""
-    from models_registry.dataset import load_series
-    from plant.features import build_windows
+    from models_registry.dataset import asset_windows_between
 
     asset_type = asset.asset_type
     roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
-    sensor_roles, periods = _sensors(asset, roles)
-    window_s, step_s = float(asset_type.window_s), float(asset_type.step_s)
-    windows = build_windows(
-        load_series(sensor_roles, start, end),
-        roles,
-        window_s=window_s,
-        step_s=step_s,
-        start_s=start.timestamp(),
-        end_s=end.timestamp(),
-        sample_period_s=periods,
-    )
+    window_s = float(asset_type.window_s)
+    windows = asset_windows_between(asset, roles, start, end)
     position = {name: i for i, name in enumerate(windows.names)}
     unknown = [name for name in names if name not in position]
     if unknown:
@@ -216,13 +191,14 @@ def calibrate(
 def auto_calibrate(asset, names: list[str], until_s: float | None = None) -> AssetBaseline | None:
     """Calibrate from the asset's first VIGIL_BASELINE_WINDOWS complete windows, or None while it has too few
     (see the module docstring). Safe to race: the loser of the unique constraint reads the winner's row."""
+    from models_registry.dataset import role_sensors
     from plant.features import role_of
     from plant.models import Reading
 
     n = int(settings.VIGIL_BASELINE_WINDOWS)
     asset_type = asset.asset_type
     window_s, step_s = float(asset_type.window_s), float(asset_type.step_s)
-    sensor_roles, _ = _sensors(asset, {role_of(name) for name in names})
+    sensor_roles, _ = role_sensors(asset, {role_of(name) for name in names})
     firsts = (
         Reading.objects.filter(sensor_id__in=list(sensor_roles))
         .values("sensor_id")

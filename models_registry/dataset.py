@@ -117,6 +117,38 @@ def load_series(sensor_roles: dict[int, str], start: datetime, end: datetime) ->
     return series
 
 
+def role_sensors(asset: Asset, roles: Collection[str]) -> tuple[dict[int, str], dict[str, float]]:
+    """One sensor per role (the lowest id, as the scorer and training pick) and each role's sample period."""
+    sensor_roles: dict[int, str] = {}
+    periods: dict[str, float] = {}
+    for sensor_id, role, period in (
+        asset.sensors.filter(role__key__in=list(roles))
+        .order_by("pk")
+        .values_list("pk", "role__key", "sample_period_s")
+    ):
+        if role not in periods:
+            sensor_roles[sensor_id] = role
+            periods[role] = float(period)
+    return sensor_roles, periods
+
+
+def asset_windows_between(asset: Asset, roles: list[str], start: datetime, end: datetime):
+    """The asset's production feature windows over [start, end], built as the scorer builds them (its
+    sensors by ``role_sensors``, each role's declared sample period for the gap rules)."""
+    from plant.features import build_windows
+
+    sensor_roles, periods = role_sensors(asset, roles)
+    return build_windows(
+        load_series(sensor_roles, start, end),
+        roles,
+        window_s=float(asset.asset_type.window_s),
+        step_s=float(asset.asset_type.step_s),
+        start_s=start.timestamp(),
+        end_s=end.timestamp(),
+        sample_period_s=periods,
+    )
+
+
 def window_labels(ends: np.ndarray, window_s: float, labels: list[tuple[float, float, str]]) -> np.ndarray:
     """FAULT where a window (end − window_s, end] overlaps a fault label, else NORMAL where it overlaps a
     normal one, else UNLABELLED. A fault wins over a normal label on the same window."""

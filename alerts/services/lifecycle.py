@@ -198,29 +198,14 @@ def _input_baseline(alert: Alert) -> np.ndarray | None:
 def window_features(alert: Alert) -> tuple[np.ndarray, dict[str, int]]:
     """Rebuild the model input (baselined for a baselined version) and quality flags of the alert's
     opening window from the readings."""
-    from models_registry.dataset import load_series
-    from plant.features import build_windows
+    from models_registry.dataset import asset_windows_between
 
     version, asset = alert.model_version, alert.asset
     names = list(version.feature_spec)
     roles = list(dict.fromkeys(role_of(name) for name in names))
-    sensor_roles: dict[int, str] = {}
-    for sensor_id, role in (
-        asset.sensors.filter(role__key__in=roles).order_by("pk").values_list("pk", "role__key")
-    ):
-        if role not in sensor_roles.values():
-            sensor_roles[sensor_id] = role
-    window_s, step_s = float(asset.asset_type.window_s), float(asset.asset_type.step_s)
     end = alert.opened_at
-    start = end - timedelta(seconds=window_s + step_s)
-    windows = build_windows(
-        load_series(sensor_roles, start, end),
-        roles,
-        window_s=window_s,
-        step_s=step_s,
-        start_s=start.timestamp(),
-        end_s=end.timestamp(),
-    )
+    start = end - timedelta(seconds=float(asset.asset_type.window_s) + float(asset.asset_type.step_s))
+    windows = asset_windows_between(asset, roles, start, end)
     match = np.flatnonzero(np.abs(np.asarray(windows.ends) - end.timestamp()) < 1e-6)
     if not len(match):
         raise ExplanationUnavailable(f"no complete window of {asset} ends at {end.isoformat()}")
