@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -44,6 +45,9 @@ from alerts.services import is_engineer, site_ids_for_user
 from plant.models import Site
 
 DRILL_LIMIT = 500
+# Keys shown per period: a fine grouping (asset × week) has 10,000 rows a year, a slow page nobody scrolls.
+# The page shows the keys with the most alerts; the period's link to the metrics CSV has every row.
+TABLE_KEYS = 5
 GROUP_LABELS = {
     "site": "Site",
     "asset": "Asset",
@@ -124,9 +128,11 @@ def drill_url(query: MetricsQuery, row: MetricsRow, metric: str, *, total: bool)
 
 def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> list[Cell]:
     """The table's numbers for one row, left to right, each linked to the alerts behind it."""
+    # drill_url's query string ends with the metric: the rest is built once per row, not once per cell.
+    prefix = drill_url(query, row, "", total=total)
 
     def link(text: str, metric: str, name: str) -> Cell:
-        return Cell(text, drill_url(query, row, metric, total=total), name)
+        return Cell(text, f"{prefix}{metric}", name)
 
     return [
         link(str(row.alerts), "alerts", "alerts"),
@@ -169,14 +175,20 @@ def health(request: HttpRequest) -> HttpResponse:
     rows_by_period: dict[str, list[MetricsRow]] = {}
     for row in report.rows:
         rows_by_period.setdefault(row.period, []).append(row)
-    periods = [
-        {
-            "total": total,
-            "total_cells": cells(query, total, total=True),
-            "rows": [(row, cells(query, row)) for row in rows_by_period.get(total.period, [])],
-        }
-        for total in reversed(report.totals)
-    ]
+    periods = []
+    for total in reversed(report.totals):
+        rows = rows_by_period.get(total.period, [])
+        if len(rows) > TABLE_KEYS:
+            rows = sorted(rows, key=lambda r: (-r.alerts, -r.missed, r.label, r.key or 0))[:TABLE_KEYS]
+        periods.append(
+            {
+                "total": total,
+                "total_cells": cells(query, total, total=True),
+                "rows": [(row, cells(query, row)) for row in rows],
+                "hidden": len(rows_by_period.get(total.period, [])) - len(rows),
+                "csv_url": _period_csv_url(query, total.period),
+            }
+        )
     flagged = [warning.period for warning in report.warnings]
     context.update(
         {
@@ -186,6 +198,8 @@ def health(request: HttpRequest) -> HttpResponse:
             "group_label": GROUP_LABELS[query.group_by],
             "figure": trend_figure(report.totals, flagged),
             "floor": percent(FLOOR),
+            "table_keys": TABLE_KEYS,
+            "table_cut": any(item["hidden"] for item in periods),
             "warnings": [
                 {
                     "warning": warning,
@@ -205,6 +219,16 @@ def health(request: HttpRequest) -> HttpResponse:
         }
     )
     return render(request, "alerts/health.html", context)
+
+
+def _period_csv_url(query: MetricsQuery, period: str) -> str:
+    """The metrics CSV of one period (within the query's own dates): every row the table leaves out."""
+    start, end = period_bounds(period)
+    first, last = start.date(), (end - timedelta(days=1)).date()
+    params = query.as_params(
+        start=max(first, query.start or first).isoformat(), end=min(last, query.end or last).isoformat()
+    )
+    return f"{reverse('api:metrics_csv')}?{urlencode(params)}"
 
 
 def _driver_url(query: MetricsQuery, period: str, group: str, key: int) -> str:

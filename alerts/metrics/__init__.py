@@ -32,7 +32,10 @@ Decisions:
   detector that should have caught it); none deployed → key null, "no model deployed".
 * Rates are None (not 0) when their denominator is 0; groups with nothing to count have no row.
 * Percentiles are the only numbers computed in Python, from one duration per acknowledged alert; every
-  count is a COUNT(...) FILTER (WHERE ...) of one GROUP BY, the verdict in force a correlated subquery.
+  count is a conditional COUNT of one GROUP BY. The per-alert facts (the verdict in force, the first
+  verdict, the first human event, when it was shown) are correlated subqueries in ``annotated_alerts``
+  (drill-downs, export) and, for the counts over every alert, grouped once per alert in one raw SQL
+  statement (``alerts.metrics.facts``) with the same definitions.
 
 ``health_report`` is what the page shows; the JSON/CSV API returns its ``rows``; both call
 ``metric_rows``, so they agree. Trust-erosion warnings: see ``alerts.metrics.trust``.
@@ -72,6 +75,7 @@ from alerts.metrics.rows import (
     drivers_by,
     metric_rows,
     period_totals,
+    rows_and_drivers,
 )
 from alerts.metrics.trust import TrustWarning, trust_warnings
 
@@ -88,11 +92,10 @@ class HealthReport:
 
 def health_report(site_ids: Collection[int], query: MetricsQuery, *, now: datetime) -> HealthReport:
     """The rows, the per-period totals and the trust-erosion warnings of the query over the sites."""
-    # The totals are summed from the rows and both driver groupings come from one query: the page costs
-    # four queries over the annotated alerts instead of eight (bench/metrics.py).
-    rows = metric_rows(site_ids, query, now=now)
+    # The totals are summed from the rows; the rows, their delays and both driver groupings come from one
+    # statement over the per-alert facts (alerts.metrics.facts, bench/metrics.py).
+    rows, drivers = rows_and_drivers(site_ids, query, now=now, drivers=("asset", "model_version"))
     totals = period_totals(rows)
-    drivers = drivers_by(site_ids, query, ("asset", "model_version"), now=now)
     warnings = trust_warnings(totals, drivers["asset"], drivers["model_version"])
     return HealthReport(query=query, rows=rows, totals=totals, warnings=warnings)
 

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F
 
-from alerts.choices import FalseAlarmReason
+from alerts.choices import FalseAlarmReason, Verdict
+from alerts.metrics.facts import conditions, counts_sql, facts_sql, fetch
+from alerts.metrics.facts import moment as to_moment
 from alerts.metrics.params import MetricsQuery, period_label
-from alerts.metrics.queries import (
-    ALERT_KEYS,
-    MISSED_KEYS,
-    counted_alerts,
-    metric_filters,
-    missed_failures,
-    trunc,
-)
+from alerts.metrics.queries import MISSED_KEYS, missed_failures, trunc
 from models_registry.models import ModelVersion
 from plant.models import Asset, AssetType, Site
 
@@ -133,39 +128,85 @@ def metric_rows(
 
     ``group_by`` defaults to the query's grouping; None gives one total row per period (key None).
     """
+    return rows_and_drivers(site_ids, query, now=now, group_by=group_by)[0]
+
+
+def rows_and_drivers(
+    site_ids: Collection[int],
+    query: MetricsQuery,
+    *,
+    now: datetime,
+    group_by: str | None = "query",
+    drivers: tuple[str, ...] = (),
+) -> tuple[list[MetricsRow], dict[str, list[DriverCount]]]:
+    """``metric_rows`` and ``drivers_by(..., drivers)`` (at most two groupings) from one statement over the
+    alerts: the per-alert facts are the costly part, so they are found once for the counts, the delays
+    and the drivers (three parts of a UNION ALL over the same ``facts``)."""
     group = query.group_by if group_by == "query" else group_by
-    filters = metric_filters(now)
-    alerts = counted_alerts(site_ids, query)
-    by_alert = {"p": trunc(query.period, "opened_at")}
-    if group:
-        by_alert["k"] = F(ALERT_KEYS[group])
+    if len(drivers) > 2:
+        raise ValueError("at most two driver groupings")
     rows: dict[tuple[str, int | None], MetricsRow] = {}
+    # Found again by the period start as the database returned it: one label per period, not per delay.
+    by_moment: dict[tuple[Any, int | None], MetricsRow] = {}
 
-    def row(moment: datetime, key: int | None) -> MetricsRow:
-        label = period_label(moment, query.period)
-        if (label, key) not in rows:
-            rows[(label, key)] = MetricsRow(period=label, key=key)
-        return rows[(label, key)]
+    def row(moment: Any, key: int | None) -> MetricsRow:
+        found = by_moment.get((moment, key))
+        if found is None:
+            label = period_label(to_moment(moment), query.period)
+            found = rows.get((label, key)) or rows.setdefault((label, key), MetricsRow(period=label, key=key))
+            by_moment[(moment, key)] = found
+        return found
 
-    counts = alerts.values(**by_alert).annotate(
-        n=Count("pk"), **{name: Count("pk", filter=filters[name]) for name in COUNTED}
-    )
-    for values in counts.order_by():
-        target = row(values["p"], values.get("k"))
-        target.alerts = values["n"]
-        for name in COUNTED:
-            setattr(target, name, values[name])
-    reasons = (
-        alerts.filter(filters["false_alarms"])
-        .values(**by_alert, reason=F("verdict_reason"))
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    for values in reasons:
-        row(values["p"], values.get("k")).false_alarms_by_reason[values["reason"] or "unknown"] = values["n"]
+    facts, params = facts_sql(site_ids, query, tuple(dict.fromkeys([*([group] if group else []), *drivers])))
+    # PostgreSQL types a UNION column from its first parts: a bare NULL there would be text, not an id.
+    no_key = "CAST(NULL AS BIGINT)"
+    key = f"k_{group}" if group else no_key
+    by = f"p, k_{group}" if group else "p"
+    blanks = ", ".join(["NULL"] * len(COUNTED))
+    counted, counted_params = counts_sql(COUNTED, now)
+    # Every part has the same 15 columns: part, period, key, second key, reason, then 9 counts and a delay.
+    # False alarms are split by reason in the counts' GROUP BY (other alerts: one group, reason null).
     # Percentiles are not portable SQL: the delays come back one number per acknowledged alert.
-    for moment, key, delay in _delays(alerts.filter(filters["acknowledged"]), by_alert):
-        row(moment, key).tta_s.append(max(0.0, delay.total_seconds()))
+    parts = [
+        f"SELECT 'c', p, {key}, {no_key},"
+        f" CASE WHEN verdict = %s THEN COALESCE(verdict_reason, '') END AS fa_reason,"
+        f" {counted}, NULL FROM facts GROUP BY {by}, fa_reason",
+        f"SELECT 't', p, {key}, {no_key}, NULL, NULL, {blanks}, tta_us"
+        f" FROM facts WHERE first_human_at IS NOT NULL",
+    ]
+    part_params = [Verdict.FALSE_ALARM, *counted_params]
+    if drivers:
+        keys = [f"k_{name}" for name in drivers]
+        driver_counts_sql, driver_params = counts_sql(("dismissed", "ignored"), now)
+        condition, condition_params = conditions(now)["dismissed_or_ignored"]
+        parts.append(
+            f"SELECT 'd', p, {keys[0]}, {keys[1] if len(keys) > 1 else no_key}, NULL, {driver_counts_sql},"
+            f" {', '.join(['NULL'] * (len(COUNTED) - 2))}, NULL FROM facts WHERE {condition}"
+            f" GROUP BY p, {', '.join(keys)}"
+        )
+        part_params += [*driver_params, *condition_params]
+    summed: dict[str, dict[tuple[datetime, int], list[int]]] = {name: {} for name in drivers}
+    delays: dict[tuple[Any, int | None], list[int]] = {}
+    for values in fetch(f"{facts} {' UNION ALL '.join(parts)}", [*params, *part_params]):
+        if values[0] == "t":  # most of the rows: kept lean
+            delays.setdefault((values[1], values[2]), []).append(values[-1])
+            continue
+        part, moment, key_value, second_key, reason, n, *counts = values
+        if part == "d":
+            for name, driver_key in zip(drivers, (key_value, second_key)):
+                pair = summed[name].setdefault((to_moment(moment), driver_key), [0, 0])
+                pair[0] += counts[0]
+                pair[1] += counts[1]
+        else:
+            target = row(moment, key_value)
+            target.alerts += n
+            for name, count in zip(COUNTED, counts):
+                setattr(target, name, getattr(target, name) + count)
+            if reason is not None:
+                reasons = target.false_alarms_by_reason
+                reasons[reason or "unknown"] = reasons.get(reason or "unknown", 0) + n
+    for (moment, key_value), micros in delays.items():
+        row(moment, key_value).tta_s.extend([max(0.0, us / 1_000_000) for us in micros])
     by_missed = {"p": trunc(query.period, "failure_at")}
     if group:
         by_missed["k"] = F(MISSED_KEYS[group])
@@ -174,15 +215,16 @@ def metric_rows(
     labels = key_labels(group, {key for _, key in rows})
     for (_, key), target in rows.items():
         target.label = labels.get(key, NO_MODEL if group == "model_version" else ALL)
-    return _finished(rows.values())
+    return _finished(rows.values()), _driver_rows(summed, query)
 
 
 def _finished(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
     """Reasons in their display order (the choices, then any other in name order); rows by period, label."""
+    choices = FalseAlarmReason.values  # built anew on each access: once, not once per row
     for target in rows:
         target.false_alarms_by_reason = {
             reason: target.false_alarms_by_reason[reason]
-            for reason in [*FalseAlarmReason.values, *sorted(target.false_alarms_by_reason)]
+            for reason in [*choices, *sorted(target.false_alarms_by_reason)]
             if reason in target.false_alarms_by_reason
         }
     return sorted(rows, key=lambda r: (r.period, r.label, r.key or 0))
@@ -203,14 +245,6 @@ def period_totals(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
         for reason, n in row.false_alarms_by_reason.items():
             total.false_alarms_by_reason[reason] = total.false_alarms_by_reason.get(reason, 0) + n
     return _finished(totals.values())
-
-
-def _delays(alerts: QuerySet, by_alert: dict[str, Any]) -> Iterator[tuple[datetime, int | None, timedelta]]:
-    """(period start, key or None, time to acknowledge) per acknowledged alert."""
-    grouped = alerts.annotate(**{f"_{name}": value for name, value in by_alert.items()})
-    names = [f"_{name}" for name in by_alert]
-    for values in grouped.values_list(*names, "tta").order_by():
-        yield (values[0], None, values[1]) if len(names) == 1 else values
 
 
 def key_labels(group: str | None, keys: Iterable[int | None]) -> dict[int | None, str]:
@@ -260,28 +294,30 @@ def drivers_by(
 ) -> dict[str, list[DriverCount]]:
     """``driver_counts`` for several groupings from one pass over the alerts: counted per (period, every
     key at once), then summed per grouping here (each alert has one key of each)."""
-    filters = metric_filters(now)
-    counts = (
-        counted_alerts(site_ids, query)
-        .filter(filters["dismissed_or_ignored"])
-        .values(
-            p=trunc(query.period, "opened_at"), **{f"k_{group}": F(ALERT_KEYS[group]) for group in groups}
-        )
-        .annotate(
-            _dismissed=Count("pk", filter=filters["dismissed"]),
-            _ignored=Count("pk", filter=filters["ignored"]),
-        )
-        .order_by()
+    facts, params = facts_sql(site_ids, query, groups)
+    counted, counted_params = counts_sql(("dismissed", "ignored"), now)
+    condition, condition_params = conditions(now)["dismissed_or_ignored"]
+    keys = ", ".join(f"k_{group}" for group in groups)
+    counts = fetch(
+        f"{facts} SELECT p, {keys}, {counted} FROM facts WHERE {condition} GROUP BY p, {keys}",
+        [*params, *counted_params, *condition_params],
     )
     summed: dict[str, dict[tuple[datetime, int], list[int]]] = {group: {} for group in groups}
-    for values in counts:
-        for group in groups:
-            pair = summed[group].setdefault((values["p"], values[f"k_{group}"]), [0, 0])
-            pair[0] += values["_dismissed"]
-            pair[1] += values["_ignored"]
+    for moment, *values in counts:
+        key_values, (_, dismissed, ignored) = values[: len(groups)], values[len(groups) :]
+        for group, key in zip(groups, key_values):
+            pair = summed[group].setdefault((to_moment(moment), key), [0, 0])
+            pair[0] += dismissed
+            pair[1] += ignored
+    return _driver_rows(summed, query)
+
+
+def _driver_rows(
+    summed: dict[str, dict[tuple[datetime, int], list[int]]], query: MetricsQuery
+) -> dict[str, list[DriverCount]]:
     result = {}
-    for group in groups:
-        labels = key_labels(group, {key for _, key in summed[group]})
+    for group, counts in summed.items():
+        labels = key_labels(group, {key for _, key in counts})
         result[group] = [
             DriverCount(
                 period=period_label(moment, query.period),
@@ -290,6 +326,6 @@ def drivers_by(
                 dismissed=dismissed,
                 ignored=ignored,
             )
-            for (moment, key), (dismissed, ignored) in summed[group].items()
+            for (moment, key), (dismissed, ignored) in counts.items()
         ]
     return result

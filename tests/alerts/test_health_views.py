@@ -187,8 +187,8 @@ def test_the_pages_cost_a_fixed_number_of_queries(engineer_client, golden, djang
     # Session, user, sites, the alerts, the nav role and sites: whatever the number of alerts.
     with django_assert_num_queries(6):
         engineer_client.get(DRILL, {"period": "2026-07", "key": "all", "metric": "alerts"})
-    # The rows (counts, reasons, delays, missed, labels), then both driver groupings (one count, labels).
-    with django_assert_num_queries(14):
+    # The rows, their delays and both driver groupings (one statement), missed, then the labels (3).
+    with django_assert_num_queries(11):
         engineer_client.get(HEALTH)
 
 
@@ -215,3 +215,31 @@ def test_an_engineer_without_alerts_gets_an_empty_page_not_an_error(client, db):
     assert response.status_code == 200
     assert 'id="health-empty"' in response.content.decode() and not response.context["warnings"]
     assert client.get("/api/v1/metrics").json()["rows"] == []
+
+
+def test_a_period_with_more_keys_than_the_table_holds_shows_the_busiest_and_links_all_to_csv(
+    engineer_client, golden, monkeypatch
+):
+    from alerts import health_views
+
+    monkeypatch.setattr(health_views, "TABLE_KEYS", 1)
+    response = engineer_client.get(HEALTH, {"group_by": "asset", "period": "month", "end": "2026-07-20"})
+    page = response.content.decode()
+    (july,) = [item for item in response.context["periods"] if item["total"].period == "2026-07"]
+    everyone = [row for row in response.context["report"].rows if row.period == "2026-07"]
+    assert len(everyone) > 1 and len(july["rows"]) == 1
+    assert july["rows"][0][0].alerts == max(row.alerts for row in everyone), "the busiest key is kept"
+    assert july["hidden"] == len(everyone) - 1 and 'id="health-table-cut"' in page
+    # The drill-down links of the row shown still work; the period's CSV has every row, within the dates.
+    (row, cells) = july["rows"][0]
+    assert drill_count(engineer_client, cells[0].url) == row.alerts
+    assert f'href="{july["csv_url"]}"'.replace("&", "&amp;") in page
+    assert parse_qs(urlsplit(july["csv_url"]).query)["start"] == ["2026-07-01"]
+    assert parse_qs(urlsplit(july["csv_url"]).query)["end"] == ["2026-07-20"]
+    lines = engineer_client.get(july["csv_url"]).content.decode().strip().splitlines()
+    assert len(lines) - 1 == len(everyone)
+
+
+def test_a_period_that_fits_the_table_has_no_cut_notice(engineer_client, golden):
+    page = engineer_client.get(HEALTH).content.decode()
+    assert 'class="more-rows"' not in page and 'id="health-table-cut"' not in page
