@@ -52,6 +52,13 @@ def test_an_engineer_watches_a_retrain_run_to_100_percent_and_opens_the_candidat
                 ).count():
                     break
                 time.sleep(0.05)
+            # The poll may have swapped in the finished state between the reads above and the status check.
+            final = (
+                int(page.locator("#retrain-percent").inner_text().rstrip(" %")),
+                page.locator("#retrain-stage").inner_text(),
+            )
+            if seen[-1] != final:
+                seen.append(final)
             status = page.locator("#retrain-progress").get_attribute("data-status")
             assert status == "succeeded", (
                 f"run ended {status}: {page.locator('#retrain-progress').inner_text()}"
