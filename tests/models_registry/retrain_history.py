@@ -26,13 +26,12 @@ from models_registry.choices import ModelKind
 from models_registry.models import ModelVersion
 from models_registry.services import promote, train_and_register
 from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Asset, AssetType, Sensor, SensorRole, Site
-from plant.seed import PUMP_ROLES
+from plant.models import Asset, AssetType, Site
+from tests.models_registry.plant_builders import make_simulated_plant, sim_assets
 from plant.simulator import Fault, FaultSchedule, PlantSimulator, SimAsset
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=dt_timezone.utc)
 ORIGIN = T0.timestamp()
-TAGS = ("p-101", "p-102", "p-103")
 MIN = 60.0
 TRAIN_END_S = 60 * MIN
 HISTORY_END_S = 160 * MIN
@@ -90,35 +89,9 @@ def at(seconds: float) -> datetime:
     return datetime.fromtimestamp(ORIGIN + seconds, tz=dt_timezone.utc)
 
 
-def make_plant(site: Site, slug: str = "sim-pump") -> tuple[AssetType, dict[str, Asset]]:
-    asset_type = AssetType.objects.create(slug=slug, name="Simulated pump", window_s=60, step_s=10)
-    roles = {
-        key: SensorRole.objects.create(asset_type=asset_type, key=key, label=label, unit=unit)
-        for key, label, unit, _low, _high in PUMP_ROLES
-    }
-    assets = {}
-    for tag in TAGS:
-        asset = Asset.objects.create(site=site, asset_type=asset_type, name=tag.upper(), tag=tag)
-        Sensor.objects.bulk_create(
-            Sensor(
-                asset=asset,
-                key=f"{site.slug}.{tag}.{key}",
-                role=roles[key],
-                unit=unit,
-                valid_min=low,
-                valid_max=high,
-                sample_period_s=1.0,
-            )
-            for key, _label, unit, low, high in PUMP_ROLES
-        )
-        assets[tag] = asset
-    return asset_type, assets
-
-
 def ingest(site: Site, start_s: float, end_s: float, chunk_s: float = 1800.0) -> None:
-    sim_assets = [SimAsset(tag, {key: f"{site.slug}.{tag}.{key}" for key, *_ in PUMP_ROLES}) for tag in TAGS]
     simulator = LowDutySimulator(
-        sim_assets, seed=5, faults=FaultSchedule(GENUINE_FAULTS), origin=ORIGIN, low_duty=BENIGN
+        sim_assets(site), seed=5, faults=FaultSchedule(GENUINE_FAULTS), origin=ORIGIN, low_duty=BENIGN
     )
     simulator.step(ORIGIN + start_s - 900.0, ORIGIN + start_s)  # settle the temperature lag
     for t0 in np.arange(start_s, end_s, chunk_s):
@@ -137,7 +110,7 @@ def build_history(site: Site, technician, *, slug: str = "sim-pump", baseline: s
     """Readings, a champion, its real alerts over the operating period and the technicians' verdicts."""
     from models_registry.scoring import score_assets
 
-    asset_type, assets = make_plant(site, slug)
+    asset_type, assets = make_simulated_plant(site, slug)
     ingest(site, 0.0, TRAIN_END_S)
     champion = train_and_register(
         asset_type,

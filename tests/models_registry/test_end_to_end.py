@@ -30,15 +30,14 @@ from models_registry.services import (
 from plant.datasets import skab
 from plant.features import EXCLUDED_QUALITY, build_windows
 from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Asset, AssetType, Label, Reading, Sensor, SensorRole
-from plant.seed import PUMP_ROLES
-from plant.simulator import Fault, FaultSchedule, PlantSimulator, SimAsset
+from plant.models import Asset, AssetType, Label, Reading
+from plant.simulator import Fault, FaultSchedule, PlantSimulator
 from plant.simulator_labels import record_fault_label
 from tests.models_registry.conftest import corrupt
+from tests.models_registry.plant_builders import TAGS, make_simulated_plant, sim_assets
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=dt_timezone.utc)
 ORIGIN = T0.timestamp()
-TAGS = ("p-101", "p-102", "p-103")
 HOUR = 3600.0
 # Fault period: 15 quiet minutes after the 2 h of training data, then bearing wear on p-101 and
 # cavitation on p-102 for 15 minutes (p-103 stays healthy throughout).
@@ -49,35 +48,8 @@ FAULT_S = 15 * 60
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
-def make_simulated_plant(site) -> tuple[AssetType, dict[str, Asset]]:
-    """The centrifugal-pump type with the simulator's five roles, and three pumps with one sensor each."""
-    asset_type = AssetType.objects.create(slug="sim-pump", name="Simulated pump", window_s=60, step_s=10)
-    roles = {
-        key: SensorRole.objects.create(asset_type=asset_type, key=key, label=label, unit=unit)
-        for key, label, unit, _low, _high in PUMP_ROLES
-    }
-    assets = {}
-    for tag in TAGS:
-        asset = Asset.objects.create(site=site, asset_type=asset_type, name=tag.upper(), tag=tag)
-        Sensor.objects.bulk_create(
-            Sensor(
-                asset=asset,
-                key=f"{site.slug}.{tag}.{key}",
-                role=roles[key],
-                unit=unit,
-                valid_min=low,
-                valid_max=high,
-                sample_period_s=1.0,
-            )
-            for key, _label, unit, low, high in PUMP_ROLES
-        )
-        assets[tag] = asset
-    return asset_type, assets
-
-
 def simulator(site, faults: list[Fault]) -> PlantSimulator:
-    sim_assets = [SimAsset(tag, {key: f"{site.slug}.{tag}.{key}" for key, *_ in PUMP_ROLES}) for tag in TAGS]
-    return PlantSimulator(sim_assets, seed=11, faults=FaultSchedule(faults), origin=ORIGIN)
+    return PlantSimulator(sim_assets(site), seed=11, faults=FaultSchedule(faults), origin=ORIGIN)
 
 
 def ingest_simulated(sim: PlantSimulator, start_s: float, end_s: float, chunk_s: float = 1800.0) -> int:
