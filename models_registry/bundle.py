@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from typing import Any
 
 from models_registry.baseline import BaselineError, expects_baseline, version_vector
@@ -37,6 +38,10 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
         "step_s": asset_type.step_s,
         "open_threshold": version.open_threshold,
         "clear_threshold": version.clear_threshold,
+        # The lifecycle's alert rules: windows above the open threshold that open an alert, below the
+        # clear threshold that close it (alerts.episodes, run by the edge runner as by the server).
+        "open_windows": int(settings.VIGIL_ALERT_OPEN_WINDOWS),
+        "clear_windows": int(settings.VIGIL_ALERT_CLEAR_WINDOWS),
         "output_spec": version.output_spec or {},
         "sensors": {},
     }
@@ -47,6 +52,12 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
             )
         spec["asset"] = {"id": asset.pk, "tag": asset.tag, "site": asset.site.slug}
         spec["sensors"] = dict(asset.sensors.order_by("key").values_list("key", "role__key"))
+        # An engineer's threshold override for this asset (noise control) applies at the edge too.
+        from alerts.services.overrides import threshold_overrides
+
+        override = threshold_overrides(version, [asset.pk]).get(asset.pk)
+        if override is not None:
+            spec["open_threshold"], spec["clear_threshold"] = (float(value) for value in override)
     if expects_baseline(version.output_spec):
         # The runner subtracts the asset's operating point as the scorer does; without it every window
         # of a pump away from the fleet's mean would alert.

@@ -4,7 +4,7 @@ Two ways to get each version's alerts:
 
 * ``backtest`` (default, like-for-like): the stored readings of the period are turned into windows by
   plant.features.build_windows_many (the scorer's feature path), scored by the version's ONNX artifact
-  through models_registry.cache (the scorer's runtime), and alerts.services.episodes.alert_episodes applies
+  through models_registry.cache (the scorer's runtime), and alerts.episodes.alert_episodes applies
   the lifecycle's open / hysteresis / auto-close rules with the version's thresholds. Both versions go
   through exactly this, so neither side is favoured by history the other did not have. Per-asset threshold
   overrides, maintenance suppression and the data-quality gate are not modelled (they decide how an alert is
@@ -325,7 +325,7 @@ def recorded(
 
 def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: datetime) -> list[Episode]:
     """The alerts the version would have raised from the stored readings of [start, end] (see module)."""
-    from alerts.services.episodes import alert_episodes
+    from alerts.episodes import alert_episodes
     from models_registry import cache
     from models_registry.dataset import read_readings
     from models_registry.runtime import higher_is_worse

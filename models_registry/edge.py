@@ -24,7 +24,6 @@ import json
 import math
 import sys
 import zipfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -50,25 +49,28 @@ class BundleError(EdgeError):
 # --- alert state ------------------------------------------------------------------------------------------
 
 
-def hysteresis(
-    scores: Iterable[float | None], open_threshold: float, clear_threshold: float, *, higher: bool = True
+def alert_states(
+    scores: list[float | None],
+    open_threshold: float,
+    clear_threshold: float,
+    *,
+    higher: bool = True,
+    open_windows: int = 1,
+    clear_windows: int = 1,
 ) -> list[bool]:
-    """Alert state per window: opens when the score exceeds the open threshold, stays open until it falls
-    below the clear one (the convention of models_registry.training; mirrored for lower-is-worse scores).
+    """Alert state per window by the server's own rules (``alerts.episodes``: open after ``open_windows``
+    windows above the open threshold, close after ``clear_windows`` below the clear one; mirrored for
+    lower-is-worse scores). A missing score (None) breaks both runs: no data neither opens nor clears."""
+    from alerts.episodes import alert_episodes
 
-    A missing score (None) keeps the current state: no data is not evidence that a fault cleared.
-    """
-    sign = 1.0 if higher else -1.0
-    open_at, clear_at = sign * open_threshold, sign * clear_threshold
-    state, states = False, []
-    for score in scores:
-        if score is not None:
-            value = sign * score
-            if not state and value > open_at:
-                state = True
-            elif state and value < clear_at:
-                state = False
-        states.append(state)
+    values = np.array([np.nan if score is None else score for score in scores], dtype=np.float64)
+    states = [False] * len(values)
+    for episode in alert_episodes(
+        values, open_threshold, clear_threshold, open_windows, clear_windows, higher=higher
+    ):
+        # The state after each window: the window that closes the alert reports it closed.
+        for index in range(episode.opened, len(values) if episode.closed is None else episode.closed):
+            states[index] = True
     return states
 
 
@@ -219,7 +221,22 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
     """Windows over the series, scored in one batch, with the alert state after each window."""
     from plant.features import build_windows
 
+    from models_registry import regimes
+
     spec = bundle.spec
+    try:
+        # A version that standardises its readings per operating regime carries the table; the scorer
+        # applies it before the windows, and so does the runner.
+        regime_step = regimes.from_output_spec(spec.get("output_spec"))
+    except regimes.RegimeSpecError as exc:
+        raise BundleError(f"spec.json: {exc}") from None
+    if regime_step is not None:
+        missing = [role for role in (*regime_step.keys, *regime_step.roles) if role not in spec["roles"]]
+        if missing:
+            raise BundleError(
+                f"spec.json: the regime step names roles the bundle has no sensors for: {missing}"
+            )
+        series = regimes.apply(regime_step, series)
     windows = build_windows(
         series,
         list(spec["roles"]),
@@ -252,11 +269,14 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
                 scores[index] = float(value) if math.isfinite(value) else None
     except runtime.ModelRuntimeError as exc:
         raise BundleError(f"model.onnx: {exc}") from None
-    alerts = hysteresis(
+    alerts = alert_states(
         scores,
         float(spec["open_threshold"]),
         float(spec["clear_threshold"]),
         higher=runtime.higher_is_worse(output_spec),
+        # Bundles from before the rules were shipped open and close on a single window.
+        open_windows=int(spec.get("open_windows", 1)),
+        clear_windows=int(spec.get("clear_windows", 1)),
     )
     coverage = np.asarray(windows.coverage, dtype=np.float64)
     coverage = coverage.min(axis=1) if coverage.ndim == 2 else coverage

@@ -31,7 +31,7 @@ Protocol (``manage.py evaluate cmapss [--subsets FD001,FD002,FD003]``), per subs
 5. Test, once: the window ending at the LAST cycle of every test engine against ``RUL_FDxxx.txt`` (uncapped
    truth): RMSE and the PHM08 score S = Σ exp(-d/13) - 1 (d < 0) + Σ exp(d/10) - 1 (d >= 0),
    d = predicted - true.
-6. Alerts: each engine's prediction series goes through ``alerts.services.episodes.alert_episodes`` with the
+6. Alerts: each engine's prediction series goes through ``alerts.episodes.alert_episodes`` with the
    model's thresholds (open below 30 cycles, clear above 40), lower-is-worse, and the lifecycle's
    VIGIL_ALERT_OPEN_WINDOWS / VIGIL_ALERT_CLEAR_WINDOWS. Lead time (cycles from the first alert's opening to
    the failure) is measured on the train engines, which run to failure, each scored by the fold model that
@@ -47,7 +47,7 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from alerts.services.episodes import alert_episodes
+from alerts.episodes import alert_episodes
 from models_registry import runtime, training
 from models_registry.evaluation.cmapss_features import MIN_COVERAGE, UnitWindows, fit_regimes, unit_windows
 from models_registry.regimes import SPEC_KEY

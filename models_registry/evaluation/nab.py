@@ -9,7 +9,7 @@ Per series (one sensor, role ``value``):
 2. ``models_registry.training.train_anomaly`` (PCA T² + Q, ONNX) on the windows that end inside NAB's
    probationary period — the first min(15 %, 750) rows, which NAB never scores; nothing after it is seen.
 3. Every later window scored by the ONNX artifact through ``models_registry.runtime`` (onnxruntime).
-4. ``alerts.services.episodes.alert_episodes`` with the model's own open / clear thresholds and the
+4. ``alerts.episodes.alert_episodes`` with the model's own open / clear thresholds and the
    production hysteresis (VIGIL_ALERT_OPEN_WINDOWS, VIGIL_ALERT_CLEAR_WINDOWS), under two production rules,
    each the same for every file: train_anomaly's opt-in ``open_rule="tail"`` (open threshold extrapolated
    from the hold-out's exponential tail to 1 window in 10,000, meant for short baselines such as NAB's
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from alerts.services.episodes import alert_episodes
+from alerts.episodes import alert_episodes
 from models_registry.evaluation import nab_scoring
 from models_registry.evaluation.report import Evaluation
 from plant.datasets import DatasetFormatError, DatasetMissing

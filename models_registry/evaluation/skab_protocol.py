@@ -17,7 +17,7 @@ Per run (one SKAB file = one asset):
 3. One PCA T²+Q model (``models_registry.training.train_anomaly``, ONNX) over the baselined calibration windows
    of every run: the hold-out that sets the thresholds is the last quarter of every run's calibration period.
 4. Scores come from that ONNX file through ``models_registry.runtime`` (onnxruntime), alerts from
-   ``alerts.services.episodes.alert_episodes`` (the lifecycle's open-after-M / clear-after-N rules) with the
+   ``alerts.episodes.alert_episodes`` (the lifecycle's open-after-M / clear-after-N rules) with the
    model's open and clear thresholds; a point is predicted anomalous while an alert is active at it
    (``pointwise.points_from_windows``).
 5. Every alert's opening window is explained with ``models_registry.explain.explain`` (the code the product
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from alerts.services.episodes import Episode, active_mask, alert_episodes
+from alerts.episodes import Episode, active_mask, alert_episodes
 from models_registry import baseline as asset_baseline
 from models_registry import runtime
 from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows

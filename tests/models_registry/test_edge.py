@@ -269,8 +269,36 @@ def test_role_keys_work_as_sensor_names_in_a_bundle_made_without_an_asset(versio
 
 def test_hysteresis_opens_above_the_open_threshold_and_holds_until_below_the_clear_one():
     scores = [0.1, 0.35, 0.25, None, 0.21, 0.19, 0.3, 0.31]
-    assert edge.hysteresis(scores, 0.3, 0.2) == [False, True, True, True, True, False, False, True]
-    assert edge.hysteresis([5, 1.5, 1, 2, 3], 1.5, 2.5, higher=False) == [False, False, True, True, False]
+    assert edge.alert_states(scores, 0.3, 0.2) == [False, True, True, True, True, False, False, True]
+    assert edge.alert_states([5, 1.5, 1, 2, 3], 1.5, 2.5, higher=False) == [False, False, True, True, False]
+
+
+def test_the_runner_opens_and_closes_alerts_after_as_many_windows_as_the_server():
+    # Open after 3 windows above 0.3, close after 2 below 0.2: the lifecycle's rules (alerts.episodes).
+    scores = [0.4, 0.4, 0.1, 0.4, 0.4, 0.4, 0.25, 0.1, 0.35, 0.1, 0.1]
+    states = edge.alert_states(scores, 0.3, 0.2, open_windows=3, clear_windows=2)
+    # Opens at the third window of the second run above 0.3; 0.25 holds it (hysteresis band); the 0.35
+    # breaks the first run below 0.2; the second window of the next run closes it.
+    assert states == [False, False, False, False, False, True, True, True, True, True, False]
+
+
+def test_a_bundle_ships_the_alert_rules_and_the_assets_threshold_override(version, scored_asset, settings):
+    from alerts.models import ThresholdOverride
+    from models_registry.bundle import bundle_spec
+
+    settings.VIGIL_ALERT_OPEN_WINDOWS, settings.VIGIL_ALERT_CLEAR_WINDOWS = 4, 7
+    spec = bundle_spec(version, scored_asset)
+    assert (spec["open_windows"], spec["clear_windows"]) == (4, 7)
+    assert spec["open_threshold"] == version.open_threshold
+    ThresholdOverride.objects.create(
+        asset=scored_asset,
+        model_version=version,
+        open_threshold=version.open_threshold * 2,
+        clear_threshold=version.clear_threshold * 2,
+    )
+    spec = bundle_spec(version, scored_asset)
+    assert spec["open_threshold"] == pytest.approx(version.open_threshold * 2)
+    assert spec["clear_threshold"] == pytest.approx(version.clear_threshold * 2)
 
 
 def test_export_refuses_a_damaged_artifact_and_an_asset_of_another_type(version, site, tmp_path):

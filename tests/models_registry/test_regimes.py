@@ -192,3 +192,49 @@ def test_a_regime_step_naming_a_role_the_asset_type_lacks_quarantines_only_that_
     assert incident.kind == IncidentKind.INPUTS and "throttle" in incident.message
     assert Score.objects.filter(model_version=raw).count() > 40
     assert not Score.objects.filter(model_version=broken).exists()
+
+
+# --- the edge runner ----------------------------------------------------------------------------------------
+
+
+def test_the_edge_runner_applies_the_bundles_regime_table_like_the_scorer():
+    from models_registry import edge
+
+    roles = sorted({name.split("__")[0] for name in NAMES})
+    weights = np.zeros(len(NAMES), dtype=np.float32)
+    weights[NAMES.index("vibration__mean")] = 1.0
+    rng = np.random.default_rng(2)
+    ts = T0.timestamp() + np.arange(SECONDS, dtype=np.float64)
+    after = np.arange(SECONDS) >= SWITCH_S
+    level = {
+        "current": 20.0 + 20.0 * after,
+        "vibration": 2.0 + 10.0 * after + rng.normal(0, 0.05, SECONDS),
+        "pressure": np.full(SECONDS, 6.0),
+        "temperature": np.full(SECONDS, 50.0),
+    }
+    readings = {role: series(ts, level[role]) for role in roles}
+    spec = {
+        "feature_names": list(NAMES),
+        "roles": roles,
+        "window_s": 60,
+        "step_s": 10,
+        "open_threshold": OPEN,
+        "clear_threshold": CLEAR,
+        "open_windows": 3,
+        "clear_windows": 3,
+    }
+    model = linear_onnx(len(NAMES), weights=weights)
+    raw = edge.score_series(edge.Bundle(model=model, spec={**spec, "output_spec": SPEC}), readings)
+    regimed = edge.score_series(
+        edge.Bundle(
+            model=model, spec={**spec, "output_spec": {**SPEC, "regimes": two_regime_spec().to_dict()}}
+        ),
+        readings,
+    )
+    assert any(row["alert"] for row in raw)  # the second operating point looks like a fault on raw readings
+    assert not any(row["alert"] for row in regimed)
+    assert max(abs(row["score"]) for row in regimed if row["score"] is not None) < 1.0
+
+    broken = {**SPEC, "regimes": {**two_regime_spec().to_dict(), "keys": ["altitude"]}}
+    with pytest.raises(edge.BundleError, match="altitude"):
+        edge.score_series(edge.Bundle(model=model, spec={**spec, "output_spec": broken}), readings)

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from alerts.services.episodes import alert_episodes
+from alerts.episodes import alert_episodes
 from models_registry import edge, explain, runtime, training
 from models_registry.choices import ModelKind
 from models_registry.services import register_trained
@@ -127,7 +127,7 @@ def test_a_falling_rul_opens_an_alert_below_30_and_clears_it_above_40():
     scores = [90, 50, 29, 28, 27, 25, 35, 41, 39, 45, 46, 20]
     episodes = alert_episodes(scores, 30.0, 40.0, 3, 2, higher=False)
     assert [(e.first, e.opened, e.peak, e.closed) for e in episodes] == [(2, 4, 5, 10)]
-    assert edge.hysteresis([50, 29, 35, 41, 50], 30.0, 40.0, higher=False) == [
+    assert edge.alert_states([50, 29, 35, 41, 50], 30.0, 40.0, higher=False) == [
         False,
         True,
         True,

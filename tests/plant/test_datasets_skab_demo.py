@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-from alerts.services.episodes import alert_episodes
+from alerts.episodes import alert_episodes
 from models_registry import runtime
 from models_registry.dataset import load_series
 from models_registry.services import current_champion
