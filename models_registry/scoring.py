@@ -180,14 +180,8 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
     ]
     # One vectorised pass for the whole chunk, bit-identical to build_windows per asset (which the edge
     # runner and training use), so a window scores the same wherever it is computed.
-    built = build_windows_many(
-        {item.asset.pk: series.get(item.asset.pk, {}) for item in todo},
-        roles,
-        window_s=window_s,
-        step_s=step_s,
-        start_s={item.asset.pk: item.start_s for item in todo},
-        end_s={item.asset.pk: item.end_s for item in todo},
-        sample_period_s={item.asset.pk: item.periods for item in todo},
+    built = _chunk_windows(
+        todo, {item.asset.pk: series.get(item.asset.pk, {}) for item in todo}, roles, window_s, step_s
     )
     for item in todo:
         item.windows = built[item.asset.pk]
@@ -197,6 +191,20 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
     for version in versions:
         if version.pk not in failed:
             _score_version(version, data, cursors, report)
+
+
+def _chunk_windows(todo, series_by_asset: dict, roles: list[str], window_s: float, step_s: float) -> dict:
+    """The chunk's windows per asset from ``series_by_asset`` (raw or regime-standardised readings), each
+    asset over its own read range and sample periods."""
+    return build_windows_many(
+        series_by_asset,
+        roles,
+        window_s=window_s,
+        step_s=step_s,
+        start_s={item.asset.pk: item.start_s for item in todo},
+        end_s={item.asset.pk: item.end_s for item in todo},
+        sample_period_s={item.asset.pk: item.periods for item in todo},
+    )
 
 
 def _prepare_regimes(
@@ -230,15 +238,8 @@ def _prepare_regimes(
             continue
         groups.setdefault(key, (spec, []))[1].append(version.pk)
     for spec, version_ids in groups.values():
-        built = build_windows_many(
-            {item.asset.pk: regimes.apply(spec, series.get(item.asset.pk, {})) for item in todo},
-            roles,
-            window_s=window_s,
-            step_s=step_s,
-            start_s={item.asset.pk: item.start_s for item in todo},
-            end_s={item.asset.pk: item.end_s for item in todo},
-            sample_period_s={item.asset.pk: item.periods for item in todo},
-        )
+        standardised = {item.asset.pk: regimes.apply(spec, series.get(item.asset.pk, {})) for item in todo}
+        built = _chunk_windows(todo, standardised, roles, window_s, step_s)
         for item in todo:
             for version_id in version_ids:
                 item.prepared[version_id] = built[item.asset.pk]
