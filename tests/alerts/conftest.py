@@ -118,3 +118,20 @@ def score(asset, version, batch: list[ScoredWindow], *, sensors=None) -> list[in
             ignore_conflicts=True,
         )
         return apply_scores(asset, version, batch, sensors=sensors)
+
+
+# --- the golden history of the operator-trust metrics (tests/alerts/test_metrics_golden.py) ----------------
+
+
+@pytest.fixture
+def golden(db):
+    """The scripted three-month history whose metrics the golden test writes out by hand."""
+    from tests.alerts.test_metrics_golden import build_golden_history
+
+    return build_golden_history()
+
+
+@pytest.fixture
+def engineer_client(client, golden):
+    client.force_login(golden.engineer)
+    return client

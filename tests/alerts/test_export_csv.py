@@ -6,24 +6,11 @@ import asyncio
 import csv
 import io
 
-import pytest
 
 from alerts.metrics import export
 from alerts.metrics.export import EXPORT_COLUMNS, aiter_chunks
-from tests.alerts.test_metrics_golden import build_golden_history
 
 URL = "/alerts/export.csv"
-
-
-@pytest.fixture
-def golden(db):
-    return build_golden_history()
-
-
-@pytest.fixture
-def engineer_client(client, golden):
-    client.force_login(golden.engineer)
-    return client
 
 
 def read(response) -> tuple[list[str], dict[int, dict[str, str]]]:

@@ -11,21 +11,10 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from alerts.metrics import MetricsQuery, metric_rows
-from tests.alerts.test_metrics_golden import NOW, build_golden_history
+from tests.alerts.test_metrics_golden import NOW
 
 HEALTH = "/alerts/health/"
 DRILL = "/alerts/health/alerts/"
-
-
-@pytest.fixture
-def golden(db):
-    return build_golden_history()
-
-
-@pytest.fixture
-def engineer_client(client, golden):
-    client.force_login(golden.engineer)
-    return client
 
 
 def test_the_url_names_resolve_to_the_documented_paths():

@@ -10,20 +10,9 @@ import pytest
 
 from alerts.metrics import API_FIELDS, MetricsQuery, metric_rows
 from alerts.metrics.export import REASON_COLUMNS
-from tests.alerts.test_metrics_golden import NOW, build_golden_history
+from tests.alerts.test_metrics_golden import NOW
 
 API = "/api/v1/metrics"
-
-
-@pytest.fixture
-def golden(db):
-    return build_golden_history()
-
-
-@pytest.fixture
-def engineer_client(client, golden):
-    client.force_login(golden.engineer)
-    return client
 
 
 def test_the_json_rows_are_the_metric_rows_of_the_query(engineer_client, golden):

@@ -251,11 +251,6 @@ def assert_rows(rows, expected: dict, label_of) -> None:
                 assert have == pytest.approx(float(want)), f"{where} {name}: {have!r} != {want!r}"
 
 
-@pytest.fixture
-def golden(db) -> Golden:
-    return build_golden_history()
-
-
 def site_ids(golden: Golden) -> list[int]:
     return [golden.north.pk, golden.south.pk]
 
