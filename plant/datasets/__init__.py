@@ -8,6 +8,9 @@ repository: several are under licences (SKAB: GPL-3.0) that the product does not
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class DatasetMissing(FileNotFoundError):
     """The dataset's files are not where VIGIL_DATA_DIR says; the message names the path looked at."""
@@ -19,3 +22,20 @@ class DatasetFormatError(ValueError):
 
 class UnknownSubset(DatasetMissing):
     """A subset / file selector the dataset does not have; the message lists the valid ones."""
+
+
+@contextmanager
+def dataset_errors() -> Iterator[None]:
+    """For the commands that read datasets: a missing, unknown or malformed dataset becomes a CommandError
+    naming the problem (and where VIGIL_DATA_DIR points when files are missing), never a traceback."""
+    from django.conf import settings
+    from django.core.management.base import CommandError
+
+    try:
+        yield
+    except UnknownSubset as exc:
+        raise CommandError(str(exc)) from None
+    except DatasetMissing as exc:
+        raise CommandError(f"{exc} (VIGIL_DATA_DIR is {settings.VIGIL_DATA_DIR})") from None
+    except (DatasetFormatError, ValueError) as exc:
+        raise CommandError(str(exc)) from None

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from models_registry.evaluation import EVALUATIONS, evaluation_module
 from models_registry.evaluation.report import markdown, write
-from plant.datasets import DatasetFormatError, DatasetMissing
+from plant.datasets import dataset_errors
 
 
 class Command(BaseCommand):
@@ -19,7 +19,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--out", help="Folder for <dataset>.json and <dataset>.md (default docs/evaluation).")
+        parser.add_argument(
+            "--out", help="Folder for <dataset>.json and <dataset>.md (default docs/evaluation)."
+        )
         sub = parser.add_subparsers(dest="dataset", required=True, parser_class=type(parser))
         for name in EVALUATIONS:
             module = evaluation_module(name)
@@ -29,10 +31,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         name = options["dataset"]
         module = evaluation_module(name)
-        try:
+        with dataset_errors():
             evaluation = module.run(options, self._progress)
-        except (DatasetMissing, DatasetFormatError) as exc:
-            raise CommandError(str(exc)) from None
         json_path, md_path = write(evaluation, Path(options["out"]) if options["out"] else None)
         self.stdout.write(markdown(evaluation))
         self.stdout.write(f"wrote {json_path} and {md_path}")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
-from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.datasets import dataset_errors
 from plant.datasets.registry import DATASETS, load_dataset
 
 
@@ -34,14 +33,8 @@ class Command(BaseCommand):
         subsets = [
             part for value in options["subset"] or [] for part in str(value).split(",") if part.strip()
         ]
-        try:
+        with dataset_errors():
             results = load_dataset(name, subsets, limit_rows=options["limit_rows"], stream=self.stderr)
-        except UnknownSubset as exc:
-            raise CommandError(str(exc)) from None
-        except DatasetMissing as exc:
-            raise CommandError(f"{exc} (VIGIL_DATA_DIR is {settings.VIGIL_DATA_DIR})") from None
-        except (DatasetFormatError, ValueError) as exc:
-            raise CommandError(str(exc)) from None
         if entry.time_note:
             self.stdout.write(f"time axis: {entry.time_note}")
         for result in results:

@@ -10,11 +10,10 @@ import time
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from plant import simulator_client
-from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.datasets import dataset_errors
 from plant.datasets.common import ensure_site
 from plant.datasets.registry import site_of
 from plant.datasets.replay import (
@@ -59,14 +58,8 @@ class Command(BaseCommand):
         for name, value in (("--speed", speed), ("--batch-seconds", batch_s)):
             if not (math.isfinite(value) and value > 0):
                 raise CommandError(f"{name} must be positive (got {value})")
-        try:
+        with dataset_errors():
             dataset, unit = read_run(str(options["run"]), limit_rows=options["limit_rows"])
-        except UnknownSubset as exc:
-            raise CommandError(str(exc)) from None
-        except DatasetMissing as exc:
-            raise CommandError(f"{exc} (VIGIL_DATA_DIR is {settings.VIGIL_DATA_DIR})") from None
-        except (DatasetFormatError, ValueError) as exc:
-            raise CommandError(str(exc)) from None
         if len(unit.ts) == 0:
             raise CommandError(f"{options['run']} has no rows to replay")
 
