@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from csp.constants import NONE, SELF
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_float, env_header, env_header_value, env_int, env_list, env_str, env_url
@@ -204,11 +204,19 @@ SECURE_REFERRER_POLICY = "same-origin"
 
 # Pages load only Vigil's own files (htmx, its WebSocket extension and Plotly are vendored in static/, no
 # inline script). 'self' covers the board's ws:/wss: WebSocket to the same host (CSP level 3).
+PLOTLY_EMPTY_STYLE = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"  # sha256 of ""
+PLOTLY_MAP_STYLE = (
+    "'sha256-2GF9hCGTDj/GGFNlQA54jDdMGl2fvoeZmZjAvBSiAtM='"  # plotly.js 4.1.2's .maplibregl-* CSS
+)
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF],
-        "style-src": [SELF],
+        # Plotly adds its rules to an empty <style> through CSSOM (which CSP does not govern) and inserts a
+        # fixed map-trace stylesheet at load: those two hashes, nothing else inline. Style attributes (the
+        # badge colours, Plotly's and htmx's element styles) are allowed; they cannot run script.
+        "style-src": [SELF, PLOTLY_EMPTY_STYLE, PLOTLY_MAP_STYLE],
+        "style-src-attr": [UNSAFE_INLINE],
         "img-src": [SELF, "data:"],
         "connect-src": [SELF],
         "font-src": [SELF],
