@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from axes.models import AccessAttempt
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -193,4 +195,7 @@ async def test_the_lockout_page_is_served_by_the_async_handler_too(async_client,
             "/accounts/login/", {"username": "tess", "password": "wrong-password"}, REMOTE_ADDR="10.0.0.1"
         )
 
+    # The view's ORM calls ran in asgiref's worker thread: close its connection so the test database
+    # can be dropped (CONN_MAX_AGE would keep it open).
+    await sync_to_async(connections.close_all)()
     assert response.status_code == 429 and LOCKED in response.content.decode()
