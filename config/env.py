@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -60,5 +61,36 @@ def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
     value = os.environ.get(name, default)
     scheme = value.split("://", 1)[0] if "://" in value else ""
     if scheme not in schemes:
-        raise ImproperlyConfigured(f"{name}={value!r} must be a URL starting with one of: {', '.join(schemes)}://")
+        raise ImproperlyConfigured(
+            f"{name}={value!r} must be a URL starting with one of: {', '.join(schemes)}://"
+        )
     return value
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+def _meta_key(name: str, raw: str, header: str) -> str:
+    header = header.strip()
+    if not _HEADER_NAME.fullmatch(header):
+        raise ImproperlyConfigured(f"{name}={raw!r} does not name an HTTP header (letters, digits and '-')")
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def env_header(name: str) -> str | None:
+    """An HTTP header name (`X-Forwarded-For`) as its request.META key (`HTTP_X_FORWARDED_FOR`); None if unset."""
+    raw = os.environ.get(name, "").strip()
+    return _meta_key(name, raw, raw) if raw else None
+
+
+def env_header_value(name: str) -> tuple[str, str] | None:
+    """A `Header: value` pair (`X-Forwarded-Proto: https`) as (request.META key, value); None if unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, colon, value = raw.partition(":")
+    if not colon or not value.strip():
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} must be 'Header-Name: value', e.g. 'X-Forwarded-Proto: https'"
+        )
+    return _meta_key(name, raw, header), value.strip()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_list, env_str, env_url
+from config.env import env_bool, env_float, env_header, env_header_value, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VIGIL_VAR_DIR", str(BASE_DIR / "var")))
@@ -156,6 +158,94 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "plant:home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- security (login throttling, HTTPS and cookies, CSP, Permissions-Policy) ---------------------------
+INSTALLED_APPS += ["axes", "csp"]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware"
+)
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("csp.middleware.CSPMiddleware") + 1,
+    "django_permissions_policy.PermissionsPolicyMiddleware",
+)
+# Last, as axes asks: it turns a login refused for lockout into the lockout page.
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+# axes' backend refuses a locked-out username or address before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+
+# Failed logins are counted per username and, separately, per client address (the login page and the
+# admin's alike); either reaching the limit locks it out for the cool-off, counted from the failure that
+# locked it (attempts while locked do not extend it). A successful login clears its username's count.
+# Unlock sooner: the console's "Access attempts" (superusers), or `manage.py axes_reset_username NAME`,
+# `axes_reset_ip ADDRESS`, `axes_reset`.
+AXES_FAILURE_LIMIT = env_int("VIGIL_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("VIGIL_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_HANDLER = "config.security.UsernameResetHandler"
+AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+# Behind a reverse proxy every client has the proxy's address: name the header the proxy sets
+# (X-Forwarded-For, X-Real-IP) so addresses are counted apart. Only then: a client could forge it otherwise.
+VIGIL_CLIENT_IP_HEADER = env_header("VIGIL_CLIENT_IP_HEADER")
+
+# HTTPS: off by default so `make demo` works on plain http://127.0.0.1; a deployment behind TLS sets them
+# (README "Production settings"). SECURE_PROXY_SSL_HEADER is "Header: value", e.g. "X-Forwarded-Proto: https".
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = env_header_value("SECURE_PROXY_SSL_HEADER")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Pages load only Vigil's own files (htmx, its WebSocket extension and Plotly are vendored in static/, no
+# inline script). 'self' covers the board's ws:/wss: WebSocket to the same host (CSP level 3).
+PLOTLY_EMPTY_STYLE = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"  # sha256 of ""
+PLOTLY_MAP_STYLE = (
+    "'sha256-2GF9hCGTDj/GGFNlQA54jDdMGl2fvoeZmZjAvBSiAtM='"  # plotly.js 4.1.2's .maplibregl-* CSS
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        # Plotly adds its rules to an empty <style> through CSSOM (which CSP does not govern) and inserts a
+        # fixed map-trace stylesheet at load: those two hashes, nothing else inline. Style attributes (the
+        # badge colours, Plotly's and htmx's element styles) are allowed; they cannot run script.
+        "style-src": [SELF, PLOTLY_EMPTY_STYLE, PLOTLY_MAP_STYLE],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# Vigil uses none of these browser features; an injected script or frame cannot ask for them either.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "publickey-credentials-get",
+        "usb",
+        "browsing-topics",
+    )
+}
+# --- end security --------------------------------------------------------------------------------------
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

@@ -5,12 +5,37 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
+from django.contrib.auth import authenticate
 from django.contrib.auth.models import Group, User
+from django.http import HttpRequest
+from django.test import Client, RequestFactory
 
 from plant.models import Asset, AssetType, Gateway, Sensor, SensorRole, Site
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=dt_timezone.utc)
 PASSWORD = "correct-horse-battery"
+
+
+def login_request(ip: str = "127.0.0.1") -> HttpRequest:
+    """A login POST from `ip`: axes' backend counts failures per request and refuses authenticate() without one."""
+    return RequestFactory().post("/accounts/login/", REMOTE_ADDR=ip)
+
+
+class LoginClient(Client):
+    """Django's test client whose login() authenticates with a request, as the login page does."""
+
+    def login(self, **credentials) -> bool:
+        user = authenticate(login_request(), **credentials)
+        if user is None:
+            return False
+        self._login(user)
+        return True
+
+
+@pytest.fixture
+def client() -> Client:
+    """pytest-django's `client`, but `client.login(...)` goes through login throttling like a real login."""
+    return LoginClient()
 
 
 def make_site(slug: str = "north", name: str | None = None) -> Site:
@@ -20,7 +45,9 @@ def make_site(slug: str = "north", name: str | None = None) -> Site:
 def make_pump_type(slug: str = "pump") -> AssetType:
     asset_type, _ = AssetType.objects.get_or_create(slug=slug, defaults={"name": slug.title()})
     for key, unit in (("vibration", "mm/s"), ("current", "A"), ("pressure", "bar"), ("temperature", "°C")):
-        SensorRole.objects.get_or_create(asset_type=asset_type, key=key, defaults={"label": key.title(), "unit": unit})
+        SensorRole.objects.get_or_create(
+            asset_type=asset_type, key=key, defaults={"label": key.title(), "unit": unit}
+        )
     return asset_type
 
 

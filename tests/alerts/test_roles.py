@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from alerts.models import Feedback
 from tests.alerts.builders import make_alert
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, LoginClient
 
 
 def login(client, user):
@@ -84,9 +84,7 @@ def test_feedback_and_missed_failures_only_accept_post(client, technician, alert
 
 
 def test_feedback_without_the_csrf_token_is_refused(technician, alert):
-    from django.test import Client
-
-    client = Client(enforce_csrf_checks=True)
+    client = LoginClient(enforce_csrf_checks=True)
     login(client, technician)
     response = client.post(reverse("alerts:feedback", args=[alert.pk]), {"action": "acknowledge"})
     assert response.status_code == 403 and not Feedback.objects.exists()

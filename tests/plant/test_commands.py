@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 
 from plant import simulator_client
 from plant.models import Asset, Gateway, Label, Sensor, SensorRole, Site, SiteMembership
-from tests.conftest import make_asset, make_site
+from tests.conftest import login_request, make_asset, make_site
 
 LINE = re.compile(
     r"^(GATEWAY_TOKEN=(?P<token>\S+)|USER=(?P<user>\S+) PASSWORD=(?P<password>\S+) ROLE=(?P<role>\S+))$"
@@ -100,7 +100,7 @@ def test_seed_demo_prints_users_whose_passwords_log_in_with_their_roles_and_site
         "outsider": "technician",
     }
     for username, (password, role) in users.items():
-        user = authenticate(username=username, password=password)
+        user = authenticate(login_request(), username=username, password=password)
         assert user is not None, username
         assert user.groups.filter(name=role).exists()
     engineer = User.objects.get(username="engineer")
@@ -126,7 +126,7 @@ def test_seed_demo_twice_creates_nothing_new_rotates_the_token_and_keeps_the_pas
     assert gateway is not None and gateway.pk == gateway_pk
     assert second_users == first_users
     for username, (password, _role) in second_users.items():
-        assert authenticate(username=username, password=password) is not None
+        assert authenticate(login_request(), username=username, password=password) is not None
     credentials = isolated_var_dir / "demo_credentials.json"
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
     assert json.loads(credentials.read_text())["passwords"]["tech1"] == first_users["tech1"][0]
@@ -142,7 +142,7 @@ def test_seed_demo_resets_a_password_that_no_longer_matches_the_stored_one():
     _token, again = seed()
 
     assert again["tech1"] == users["tech1"]
-    assert authenticate(username="tech1", password=users["tech1"][0]) is not None
+    assert authenticate(login_request(), username="tech1", password=users["tech1"][0]) is not None
 
 
 @pytest.mark.django_db
