@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import IO
 
 from django.conf import settings
@@ -260,6 +261,25 @@ class GapReason(models.TextChoices):
     BACKLOG_LIMIT = "backlog_limit", "Backlog older than the scoring limit"
 
 
+class ScoringGapQuerySet(models.QuerySet):
+    def overlapping(
+        self,
+        *,
+        site_ids: list[int] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> ScoringGapQuerySet:
+        """Gaps of assets at these sites (None: any) that overlap [since, until), newest first."""
+        gaps = self.select_related("asset__site", "model_version")
+        if site_ids is not None:
+            gaps = gaps.filter(asset__site_id__in=site_ids)
+        if since is not None:
+            gaps = gaps.filter(end__gt=since)
+        if until is not None:
+            gaps = gaps.filter(start__lt=until)
+        return gaps.order_by("-end", "-id")
+
+
 class ScoringGap(models.Model):
     """A span of an asset's windows that a model version did not score, recorded instead of skipped
     silently: windows ending in (start, end] have no Score row of this version (models_registry.scoring).
@@ -271,6 +291,8 @@ class ScoringGap(models.Model):
     end = models.DateTimeField(help_text="Last window end left unscored (inclusive).")
     reason = models.CharField(max_length=20, choices=GapReason.choices)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = ScoringGapQuerySet.as_manager()
 
     class Meta:
         ordering = ["-end", "-id"]

@@ -4,11 +4,15 @@ bounded chunks, each window exactly once; past VIGIL_SCORING_MAX_BACKLOG_S the s
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from unittest import mock
 
 import numpy as np
 import pytest
 from django.db.models import Count
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.timezone import localtime
 
 from alerts.models import Alert, AlertEvent, Score
 from models_registry import scoring
@@ -16,7 +20,7 @@ from models_registry.models import GapReason, ScoringGap
 from models_registry.scoring import score_assets
 from models_registry.tasks import score_asset_task, score_assets_task
 from plant.models import ScoringDue
-from tests.conftest import make_asset
+from tests.conftest import make_asset, make_user
 from tests.scoring.conftest import START_S, fault, ingest, vibration_model
 
 pytestmark = pytest.mark.django_db
@@ -196,3 +200,55 @@ def test_the_fleet_task_sends_the_rest_of_a_backlog_on_in_another_chunk_task(sit
     score_assets_task.apply(args=[[assets[1].pk]])
     assert ends_of(assets[1], champion)[-1] == START_S + 2390
     assert ends_of(assets[2], champion)[-1] == START_S + 890
+
+
+@pytest.fixture
+def gap(asset):
+    champion = vibration_model(asset.asset_type)
+    end = timezone.now() - timedelta(days=1)
+    return ScoringGap.objects.create(
+        asset=asset,
+        model_version=champion,
+        start=end - timedelta(hours=30),
+        end=end,
+        reason=GapReason.BACKLOG_LIMIT,
+    )
+
+
+def test_the_asset_page_lists_its_recent_scoring_gaps(client, technician, asset, gap):
+    client.force_login(technician)
+
+    page = client.get(asset.get_absolute_url()).content.decode()
+
+    assert 'id="scoring-gaps"' in page and f'data-gap="{gap.pk}"' in page
+    assert localtime(gap.start).strftime("%Y-%m-%d %H:%M") in page
+
+
+def test_the_chart_json_lists_the_gaps_of_its_range(client, technician, asset, gap):
+    client.force_login(technician)
+
+    inside = client.get(asset.get_absolute_url() + "chart.json", {"range": "7d"}).json()
+    before = client.get(asset.get_absolute_url() + "chart.json", {"range": "6h"}).json()
+
+    assert inside["scoring_gaps"] == [
+        {
+            "model_version": str(gap.model_version),
+            "start": gap.start.isoformat(),
+            "end": gap.end.isoformat(),
+            "reason": "backlog_limit",
+            "reason_label": GapReason.BACKLOG_LIMIT.label,
+            "created_at": gap.created_at.isoformat(),
+        }
+    ]
+    assert before["scoring_gaps"] == []
+
+
+def test_the_health_page_counts_the_gaps_of_the_users_sites_only(client, engineer, other_site, gap):
+    client.force_login(engineer)
+    page = client.get(reverse("alerts:health")).content.decode()
+    assert "1 span not scored" in page and f'data-gap="{gap.pk}"' in page
+
+    other_engineer = make_user("olga", "engineer", other_site)
+    client.force_login(other_engineer)
+    page = client.get(reverse("alerts:health")).content.decode()
+    assert 'id="scoring-gaps"' not in page
