@@ -42,9 +42,11 @@ from alerts.metrics.charts import trend_figure
 from alerts.metrics.export import aiter_chunks, export_alerts
 from alerts.metrics.trust import FLOOR
 from alerts.services import is_engineer, site_ids_for_user
+from models_registry.models import ScoringGap
 from plant.models import Site
 
 DRILL_LIMIT = 500
+SCORING_GAPS_SHOWN = 20
 # Keys shown per period: a fine grouping (asset × week) has 10,000 rows a year, a slow page nobody scrolls.
 # The page shows the keys with the most alerts; the period's link to the metrics CSV has every row.
 TABLE_KEYS = 5
@@ -190,8 +192,13 @@ def health(request: HttpRequest) -> HttpResponse:
             }
         )
     flagged = [warning.period for warning in report.warnings]
+    gaps = ScoringGap.objects.overlapping(
+        site_ids=[query.site.pk] if query.site else site_ids, since=query.since(), until=query.until()
+    )
     context.update(
         {
+            "scoring_gap_count": (gap_count := gaps.count()),
+            "scoring_gaps": list(gaps[:SCORING_GAPS_SHOWN]) if gap_count else [],
             "query": query,
             "report": report,
             "periods": periods,

@@ -306,8 +306,12 @@ VIGIL_NOISE_DISMISSALS = env_int("VIGIL_NOISE_DISMISSALS", 3, minimum=1)
 VIGIL_NOISE_PERIOD_DAYS = env_int("VIGIL_NOISE_PERIOD_DAYS", 30, minimum=1)
 # --- end alerts ----------------------------------------------------------------------------------------
 
-# Scoring: how far back a first run looks, when a due asset counts as missed, and enqueue throttling.
+# Scoring: how far back a first run looks (also the most readings one run reads per asset: a longer
+# backlog is scored in chunks of this span, the asset staying due until caught up), the oldest backlog
+# scored at all (older windows are recorded as a ScoringGap), when a due asset counts as missed, and
+# enqueue throttling.
 VIGIL_SCORING_LOOKBACK_S = env_float("VIGIL_SCORING_LOOKBACK_S", 6 * 3600.0)
+VIGIL_SCORING_MAX_BACKLOG_S = env_float("VIGIL_SCORING_MAX_BACKLOG_S", 7 * 86400.0)
 VIGIL_SCORING_SWEEP_AGE_S = env_float("VIGIL_SCORING_SWEEP_AGE_S", 5.0)
 VIGIL_SCORING_SWEEP_LIMIT = env_int("VIGIL_SCORING_SWEEP_LIMIT", 5000, minimum=1)
 VIGIL_SCORING_REENQUEUE_S = env_float("VIGIL_SCORING_REENQUEUE_S", 30.0)

@@ -11,15 +11,21 @@ from collections.abc import Collection
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import numpy as np
 from django.db import connection
 from django.db.models import Max, Min
 
+from plant import features
 from plant.choices import LabelKind
 from plant.models import Asset, AssetType, Label, Reading, Sensor
 
 FAULT, NORMAL, UNLABELLED = 1, 0, -1
+# Readings further apart than this (or than a window) start a new stretch: training windows are built per
+# stretch, so a stray reading years before the rest (a ts=0 from a gateway without a clock) costs no empty
+# windows in between and moves no window; the window count is that of the data, not of the calendar span.
+STRETCH_GAP_S = 86400.0
 
 
 class TrainingDataError(Exception):
@@ -162,6 +168,44 @@ def window_labels(ends: np.ndarray, window_s: float, labels: list[tuple[float, f
     return result
 
 
+def _stretch_windows(
+    asset: Asset, series: dict[str, tuple], roles: list[str], start_s: float, end_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ends float64, X float32) of the windows in [start_s, end_s] that lie wholly within a stretch of the
+    asset's readings (from its first reading to its last; stretches split at gaps over STRETCH_GAP_S), one
+    build_windows call per stretch, each role's sample period inferred from all its readings as one call
+    would. Raises TrainingDataError, naming the span and the limit, when the readings would make more
+    than plant.features.MAX_WINDOWS windows, before building any."""
+    window_s, step_s = float(asset.asset_type.window_s), float(asset.asset_type.step_s)
+    periods = {role: features._period(role, ts, None) for role, (ts, _, _) in series.items()}
+    stamps = np.unique(np.concatenate([ts for ts, _, _ in series.values()]))
+    breaks = np.flatnonzero(np.diff(stamps) > max(STRETCH_GAP_S, window_s))
+    stretches = [
+        (max(start_s, stamps[lo]), min(end_s, stamps[hi]))
+        for lo, hi in zip(np.r_[0, breaks + 1].tolist(), np.r_[breaks, len(stamps) - 1].tolist())
+    ]
+    count = sum(max(0, int((hi - lo - window_s) // step_s) + 1) for lo, hi in stretches)
+    if count > features.MAX_WINDOWS:
+        first, last = (datetime.fromtimestamp(stamps[i], tz=dt_timezone.utc) for i in (0, -1))
+        raise TrainingDataError(
+            f"the readings of {asset.tag} from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC make "
+            f"about {count:,} feature windows, more than the {features.MAX_WINDOWS:,} a training run may "
+            "build; choose a later start (or an earlier end)"
+        )
+    ends, X = [], []
+    for lo, hi in stretches:
+        part = {
+            role: tuple(column[(ts > lo) & (ts <= hi)] for column in (ts, values, quality))
+            for role, (ts, values, quality) in series.items()
+        }
+        windows = features.build_windows(
+            part, roles, window_s=window_s, step_s=step_s, start_s=lo, end_s=hi, sample_period_s=periods
+        )
+        ends.append(np.asarray(windows.ends, dtype=np.float64))
+        X.append(np.asarray(windows.X, dtype=np.float32))
+    return np.concatenate(ends), np.concatenate(X)
+
+
 def load_training_windows(
     asset_type: AssetType,
     *,
@@ -169,9 +213,10 @@ def load_training_windows(
     end: datetime | None = None,
     asset_ids: Collection[int] | None = None,
 ) -> TrainingData:
-    """Windows and labels for every active asset of the type over [start, end] (default: all readings);
-    ``asset_ids`` narrows it to those assets (e.g. to hold a run out of training)."""
-    from plant.features import build_windows, feature_names
+    """Windows and labels for every active asset of the type over [start, end] (default: all readings), built
+    where the readings are (``_stretch_windows``); ``asset_ids`` narrows it to those assets (e.g. to hold a
+    run out of training)."""
+    from plant.features import feature_names
 
     roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
     if not roles:
@@ -213,21 +258,13 @@ def load_training_windows(
         series = load_series(sensors_by_asset.get(asset.pk, {}), start, end)
         if not series:
             continue
-        windows = build_windows(
-            series,
-            roles,
-            window_s=float(asset_type.window_s),
-            step_s=float(asset_type.step_s),
-            start_s=start.timestamp(),
-            end_s=end.timestamp(),
-        )
-        if len(windows.ends) == 0:
+        ends, X = _stretch_windows(asset, series, roles, start.timestamp(), end.timestamp())
+        if len(ends) == 0:
             continue
-        ends = np.asarray(windows.ends, dtype=np.float64)
         asset_labels = [(s.timestamp(), e.timestamp(), k) for a, s, e, k in label_rows if a == asset.pk]
         parts.append(
             (
-                np.asarray(windows.X, dtype=np.float32),
+                X,
                 ends,
                 window_labels(ends, asset_type.window_s, asset_labels),
                 asset.pk,

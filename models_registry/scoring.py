@@ -19,8 +19,16 @@ One run (`score_assets`) for a list of assets:
 Windows: a window ending at e is complete once every reporting sensor of the asset has a reading at or
 after e (sensors silent for more than two windows do not hold the others back; their windows are dropped
 for coverage by build_windows, never imputed). A reading that arrives after its window was scored is not
-re-scored. Look-back: a first run (no stored score for the pair) and a pair whose last score is older than
-that start at most `VIGIL_SCORING_LOOKBACK_S` (6 h) before the asset's latest complete time.
+re-scored. Look-back: a first run (no stored score for the pair) starts at most `VIGIL_SCORING_LOOKBACK_S`
+(6 h) before the asset's latest complete time.
+
+Backlog (a pair whose last score is older than that, e.g. after a broker outage with fast data): every
+window is scored, oldest first, in chunks: one run reads at most `VIGIL_SCORING_LOOKBACK_S` of readings per
+asset, writes how far it got (ScoringProgress, so a chunk without a scorable window is not read again) and
+leaves the asset due; the task re-enqueues itself until the asset is caught up. The alert state machine
+sees the same windows in the same order as in one pass, so chunks raise the same alerts. Windows older
+than `VIGIL_SCORING_MAX_BACKLOG_S` (7 days) before the latest complete time are not scored: the span is
+recorded as a ScoringGap (asset page, alert health page, the asset's chart JSON) and logged.
 
 Versions with a regime step (``output_spec["regimes"]``, models_registry.regimes) score windows of their
 readings standardised per operating regime, by the same ``regimes.apply`` the C-MAPSS evaluation uses; a
@@ -55,10 +63,18 @@ from django.utils import timezone
 from models_registry import baseline, cache, regimes
 from models_registry.choices import ModelStatus
 from models_registry.dataset import read_readings
-from models_registry.models import IncidentKind, ModelIncident, ModelVersion
+from models_registry.models import (
+    GapReason,
+    IncidentKind,
+    ModelIncident,
+    ModelVersion,
+    ScoringGap,
+    ScoringProgress,
+)
 from models_registry.runtime import ModelRuntimeError
 from plant.features import Windows, build_windows_many
 from plant.models import Asset, AssetType, Reading, ScoringDue, Sensor
+from plant.scheduling import mark_due
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +84,16 @@ _UNION_CHUNK = 200  # (asset, version) pairs per last-score query; SQLite allows
 
 @dataclass
 class ScoringReport:
-    """What one run did: new scores per version id, versions quarantined, assets left due (re-enqueued)."""
+    """What one run did: new scores per version id, versions quarantined, assets left due (re-enqueued;
+    among them the backlogged ones, scored up to a chunk's end only), gaps recorded."""
 
     assets: int = 0
     windows: int = 0
     stored: dict[int, int] = field(default_factory=dict)
     quarantined: list[int] = field(default_factory=list)
     still_due: list[int] = field(default_factory=list)
+    backlogged: list[int] = field(default_factory=list)
+    gaps: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -88,6 +107,7 @@ class _AssetData:
     start_s: float | None = None
     windows: Windows | None = None
     prepared: dict[int, Windows] = field(default_factory=dict)  # version id -> windows of its regime step
+    capped: bool = False  # end_s cut to one chunk of a longer backlog
 
 
 def _utc(seconds: float) -> datetime:
@@ -141,7 +161,7 @@ def score_assets(asset_ids: Sequence[int]) -> ScoringReport:
     for group in by_type.values():
         _score_type(group[0].asset_type, group, report)
     report.assets = len(assets)
-    report.still_due = _release(claims)
+    report.still_due = _release(claims, report.backlogged)
     return report
 
 
@@ -158,17 +178,34 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
     started = time.perf_counter()
     roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
     data = _load_assets(assets)
-    cursors = _last_ends([a.pk for a in assets], [v.pk for v in versions])
+    cursors = _cursors([a.pk for a in assets], [v.pk for v in versions])
     window_s, step_s = float(asset_type.window_s), float(asset_type.step_s)
-    lookback = float(settings.VIGIL_SCORING_LOOKBACK_S)
+    # A chunk always reaches past at least one window end, so a backlog cannot stall on a tiny look-back.
+    lookback = max(float(settings.VIGIL_SCORING_LOOKBACK_S), window_s + step_s)
+    limit = float(settings.VIGIL_SCORING_MAX_BACKLOG_S)
+    gaps: list[tuple[_AssetData, ModelVersion, float, float]] = []
     for item in data.values():
         if item.end_s is None:
             continue
-        floor = item.end_s - lookback
-        needed = [cursors.get((item.asset.pk, v.pk)) for v in versions]
-        first_new = min(floor if end is None else max(end, floor) for end in needed)
+        oldest = item.end_s - max(limit, lookback)
+        starts = []
+        for version in versions:
+            end = cursors.get((item.asset.pk, version.pk))
+            if end is None:
+                starts.append(item.end_s - lookback)
+                continue
+            if end < oldest:
+                gaps.append((item, version, end, oldest))
+                end = cursors[(item.asset.pk, version.pk)] = oldest
+            starts.append(end)
+        first_new = min(starts)
+        if item.end_s - first_new > lookback:
+            # A backlog: this run scores its oldest chunk only; the asset stays due for the rest.
+            item.end_s, item.capped = first_new + lookback, True
         # build_windows' first end is then the first multiple of step_s after first_new.
         item.start_s = first_new - window_s + 1e-6
+    if gaps:
+        report.gaps += _record_gaps(gaps)
     series = _read_series([item for item in data.values() if item.start_s is not None])
     report.timings["read"] = report.timings.get("read", 0.0) + time.perf_counter() - started
 
@@ -191,6 +228,13 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
     for version in versions:
         if version.pk not in failed:
             _score_version(version, data, cursors, report)
+    capped = [item for item in data.values() if item.capped]
+    if capped:
+        failed |= set(report.quarantined)
+        _save_progress(
+            [(item.asset.pk, v.pk, item.end_s) for item in capped for v in versions if v.pk not in failed]
+        )
+        report.backlogged += [item.asset.pk for item in capped]
 
 
 def _chunk_windows(todo, series_by_asset: dict, roles: list[str], window_s: float, step_s: float) -> dict:
@@ -544,15 +588,74 @@ def _read_series(items: list[_AssetData]) -> dict[int, dict[str, tuple]]:
     return out
 
 
-def _release(claims: dict[int, int]) -> list[int]:
-    """Clear each claimed mark whose seq did not move; return the assets still due (to re-enqueue)."""
-    if not claims:
-        return []
+def _release(claims: dict[int, int], backlogged: list[int]) -> list[int]:
+    """Clear each claimed mark whose seq did not move, except on backlogged assets (they stay due, so the
+    sweep finds them if the follow-up task is lost); return the assets still due (to re-enqueue)."""
+    if backlogged:
+        mark_due(backlogged)
     by_seq: dict[int, list[int]] = defaultdict(list)
     for asset_id, seq in claims.items():
-        by_seq[seq].append(asset_id)
+        if asset_id not in backlogged:
+            by_seq[seq].append(asset_id)
     for seq, asset_ids in by_seq.items():
         ScoringDue.objects.filter(asset_id__in=asset_ids, seq=seq).update(due=False, scored_seq=seq)
+    if not claims and not backlogged:
+        return []
     return list(
-        ScoringDue.objects.filter(asset_id__in=list(claims), due=True).values_list("asset_id", flat=True)
+        ScoringDue.objects.filter(asset_id__in=sorted({*claims, *backlogged}), due=True)
+        .order_by("asset_id")
+        .values_list("asset_id", flat=True)
     )
+
+
+def _cursors(asset_ids: list[int], version_ids: list[int]) -> dict[tuple[int, int], float]:
+    """(asset id, version id) -> epoch seconds up to which windows were scored or, in a backlog catch-up,
+    looked at (ScoringProgress); pairs with neither are absent (a first run)."""
+    cursors = _last_ends(asset_ids, version_ids)
+    progress = ScoringProgress.objects.filter(asset_id__in=asset_ids, model_version_id__in=version_ids)
+    for asset_id, version_id, through in progress.values_list("asset_id", "model_version_id", "through"):
+        key = (asset_id, version_id)
+        cursors[key] = max(cursors.get(key, -np.inf), through.timestamp())
+    return cursors
+
+
+def _save_progress(rows: list[tuple[int, int, float]]) -> None:
+    """Record (asset id, version id, epoch s): that version has looked at every window of the asset up to
+    then (a capped chunk's end, or the end of a recorded gap)."""
+    ScoringProgress.objects.bulk_create(
+        [ScoringProgress(asset_id=a, model_version_id=v, through=_utc(through)) for a, v, through in rows],
+        update_conflicts=True,
+        unique_fields=["asset", "model_version"],
+        update_fields=["through"],
+    )
+
+
+def _record_gaps(gaps: list[tuple[_AssetData, ModelVersion, float, float]]) -> int:
+    """Record the spans older than VIGIL_SCORING_MAX_BACKLOG_S as not scored, and move each pair's progress
+    past them in the same transaction (so a run that dies next does not record or score them again)."""
+    with transaction.atomic():
+        created = ScoringGap.objects.bulk_create(
+            [
+                ScoringGap(
+                    asset_id=item.asset.pk,
+                    model_version=version,
+                    start=_utc(start),
+                    end=_utc(end),
+                    reason=GapReason.BACKLOG_LIMIT,
+                )
+                for item, version, start, end in gaps
+            ],
+            ignore_conflicts=True,
+        )
+        _save_progress([(item.asset.pk, version.pk, end) for item, version, _, end in gaps])
+    for item, version, start, end in gaps:
+        logger.warning(
+            "asset %s / model %s: %.1f h of backlog older than VIGIL_SCORING_MAX_BACKLOG_S not scored "
+            "(%s – %s), recorded as a scoring gap",
+            item.asset.tag,
+            version,
+            (end - start) / 3600.0,
+            _utc(start).isoformat(),
+            _utc(end).isoformat(),
+        )
+    return len(created)

@@ -66,12 +66,15 @@ def score_asset_task(asset_id: int) -> None:
     """Score the asset's new windows for every version in use (models_registry.scoring.score_assets).
 
     Idempotent, so a redelivery after a SIGKILL (acks_late + reject_on_worker_lost) stores and applies
-    nothing twice. An asset that received data while it was scored is enqueued again.
+    nothing twice. An asset that received data while it was scored, or whose backlog was longer than one
+    run's chunk, is enqueued again.
     """
     from models_registry.scoring import score_assets
     from plant.scheduling import enqueue_scoring, note_enqueued
 
     report = score_assets([asset_id])
+    if report.backlogged:
+        logger.info("score_asset_task: asset %s has a backlog; scored one chunk, enqueued the rest", asset_id)
     if report.still_due:
         note_enqueued(report.still_due[: enqueue_scoring(report.still_due)])
 
@@ -88,10 +91,20 @@ def score_asset_task(asset_id: int) -> None:
 )
 def score_assets_task(asset_ids: list[int]) -> None:
     """score_asset_task for a chunk of assets in one run: one readings query, one onnxruntime batch per
-    version. Used for fleet-wide catch-up (the scoring benchmark), where per-asset overhead dominates."""
+    version. Used for fleet-wide catch-up (the scoring benchmark), where per-asset overhead dominates.
+    Assets with a backlog longer than one run's chunk are sent on in another such task (their due marks
+    stay set, so the sweep covers a lost one)."""
     from models_registry.scoring import score_assets
+    from plant.scheduling import note_enqueued
 
-    score_assets(asset_ids)
+    report = score_assets(asset_ids)
+    if report.backlogged and settings.VIGIL_SCORING_ENQUEUE is not False:
+        try:
+            score_assets_task.delay(report.backlogged)
+        except Exception as exc:  # kombu/redis raise many types; the marks wait for the sweep
+            logger.warning("score_assets_task: could not enqueue the backlog's next chunk: %s", exc)
+        else:
+            note_enqueued(report.backlogged)
 
 
 @shared_task(ignore_result=True, time_limit=120, soft_time_limit=110)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib import messages
@@ -15,12 +16,17 @@ from django.views.decorators.http import require_GET, require_POST
 from alerts.forms import MissedFailureForm
 from alerts.services import FeedbackError, record_missed_failure
 from models_registry.baseline import calibration_status
+from models_registry.models import ScoringGap
 
 from plant.charts import asset_figure
 from plant.choices import Criticality, HealthStatus
 from plant.forms import ChartRangeForm, TimeRange
 from plant.health import asset_health, sensor_health, worst
 from plant.models import Asset, Sensor, Site
+
+
+SCORING_GAPS_SHOWN = 20
+SCORING_GAPS_RECENT = timedelta(days=30)
 
 
 def _sites_for_user(request: HttpRequest) -> QuerySet[Site]:
@@ -135,6 +141,9 @@ def _render_asset(
         now=timezone.now(),
         missed_form=missed_form or MissedFailureForm(),
         baselines=calibration_status(asset),
+        scoring_gaps=list(
+            asset.scoring_gaps.overlapping(since=timezone.now() - SCORING_GAPS_RECENT)[:SCORING_GAPS_SHOWN]
+        ),
     )
     return render(request, "plant/asset.html", context, status=status)
 
@@ -173,7 +182,22 @@ def asset_chart(request: HttpRequest, pk: int) -> JsonResponse:
     form, span = _chart_range(request, asset)
     if form.is_bound and not form.is_valid():
         return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
-    return JsonResponse(asset_figure(_sensors(asset), span, asset.site.timezone))
+    figure = asset_figure(_sensors(asset), span, asset.site.timezone)
+    # Windows of the range that a model did not score (models_registry.ScoringGap), so a flat score line
+    # is never mistaken for a healthy one.
+    gaps = asset.scoring_gaps.overlapping(since=span.start, until=span.end)[:SCORING_GAPS_SHOWN]
+    return JsonResponse({**figure, "scoring_gaps": [_gap_json(gap) for gap in gaps]})
+
+
+def _gap_json(gap: ScoringGap) -> dict:
+    return {
+        "model_version": str(gap.model_version),
+        "start": gap.start.isoformat(),
+        "end": gap.end.isoformat(),
+        "reason": gap.reason,
+        "reason_label": gap.get_reason_display(),
+        "created_at": gap.created_at.isoformat(),
+    }
 
 
 def _site_zone(site: Site) -> ZoneInfo:

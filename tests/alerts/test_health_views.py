@@ -176,8 +176,9 @@ def test_the_pages_cost_a_fixed_number_of_queries(engineer_client, golden, djang
     # Session, user, sites, the alerts, the nav role and sites: whatever the number of alerts.
     with django_assert_num_queries(6):
         engineer_client.get(DRILL, {"period": "2026-07", "key": "all", "metric": "alerts"})
-    # The rows, their delays and both driver groupings (one statement), missed, then the labels (3).
-    with django_assert_num_queries(11):
+    # The rows, their delays and both driver groupings (one statement), missed, then the labels (3), and
+    # the count of scoring gaps.
+    with django_assert_num_queries(12):
         engineer_client.get(HEALTH)
 
 
