@@ -164,28 +164,21 @@ def test_an_engineer_of_one_site_sees_no_moves_and_is_refused_them(client, engin
 def test_the_comparison_counts_only_the_users_sites_alerts(client, engineer, versions, asset, south_asset):
     from datetime import timedelta
 
-    from alerts.models import Alert
+    from django.utils import timezone
+
+    from tests.alerts.builders import make_alert
 
     champion, challenger = versions
-
-    def alert(on, hours):
-        opened = T0 + timedelta(hours=hours)
-        return Alert(
-            asset=on,
-            model_version=champion,
-            kind="anomaly",
-            opened_at=opened,
-            first_window_start=opened - timedelta(minutes=1),
-            last_seen_at=opened + timedelta(minutes=2),
-            peak_score=5.0,
-            peak_window_end=opened,
-            state="resolved",  # one open alert per asset and kind
-            closed_at=opened + timedelta(minutes=10),
-        )
-
-    Alert.objects.bulk_create([alert(asset, 1), alert(south_asset, 2), alert(south_asset, 3)])
+    make_alert(asset, champion, state="resolved")
+    make_alert(south_asset, champion, state="resolved", age_min=60)
+    make_alert(south_asset, champion, state="resolved", age_min=120)
     client.force_login(engineer)
-    query = {"start": "2026-01-05T00:00", "end": "2026-01-06T00:00", "mode": "recorded"}
+    now = timezone.localtime()
+    query = {
+        "start": (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+        "end": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        "mode": "recorded",
+    }
     html = client.get(f"/models/{challenger.pk}/compare/", query).content.decode()
     assert 'id="champion-alerts">1<' in html
     south_asset.site.members.add(engineer)
