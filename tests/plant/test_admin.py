@@ -169,3 +169,20 @@ def test_an_engineer_cannot_rotate_another_sites_gateway_token(console, other_si
     )
     assert not TOKEN.findall(response.content.decode())
     assert Gateway.authenticate(old).pk == gateway.pk
+
+
+def test_a_raw_id_field_refuses_another_sites_asset(console, other_asset):
+    response = console.post(
+        reverse("admin:plant_label_add"),
+        {
+            "asset": other_asset.pk,
+            "start_0": "2026-01-05",
+            "start_1": "08:00:00",
+            "end_0": "2026-01-05",
+            "end_1": "09:00:00",
+            "kind": "fault",
+            "source": "manual",
+        },
+    )
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+    assert not Label.objects.filter(asset=other_asset).exists()
