@@ -1,4 +1,6 @@
-"""Engineers' console for alerts: read-mostly lists with coloured badges; state changes go through events."""
+"""Engineers' console for alerts: read-mostly lists with coloured badges; state changes go through events.
+
+Every admin is scoped to the user's sites through its asset (plant.admin_scoping)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, NoiseAction, Score, ThresholdOverride
+from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
 
 
 def badge(label: str, colour: str) -> str:
@@ -16,7 +19,7 @@ def badge(label: str, colour: str) -> str:
     )
 
 
-class AlertEventInline(admin.TabularInline):
+class AlertEventInline(ScopedTabularInline):
     model = AlertEvent
     extra = 0
     can_delete = False
@@ -28,7 +31,8 @@ class AlertEventInline(admin.TabularInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(SiteScopedAdmin):
+    site_path = "asset__site"
     list_display = [
         "id",
         "asset",
@@ -64,7 +68,8 @@ class AlertAdmin(admin.ModelAdmin):
 
 
 @admin.register(MaintenanceWindow)
-class MaintenanceWindowAdmin(admin.ModelAdmin):
+class MaintenanceWindowAdmin(SiteScopedAdmin):
+    site_path = "asset__site"
     list_display = ["asset", "start", "end", "reason", "created_by"]
     list_filter = ["asset__site"]
     readonly_fields = ["created_by"]
@@ -76,7 +81,8 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
 
 
 @admin.register(Score)
-class ScoreAdmin(admin.ModelAdmin):
+class ScoreAdmin(SiteScopedAdmin):
+    site_path = "asset__site"
     list_display = ["asset", "model_version", "window_end", "score"]
     list_filter = ["model_version"]
     list_select_related = ["asset", "model_version"]
@@ -87,8 +93,10 @@ class ScoreAdmin(admin.ModelAdmin):
 
 
 @admin.register(ThresholdOverride)
-class ThresholdOverrideAdmin(admin.ModelAdmin):
+class ThresholdOverrideAdmin(SiteScopedAdmin):
     """Read-only: overrides are applied and undone from the noise page, which records a NoiseAction."""
+
+    site_path = "asset__site"
 
     list_display = [
         "asset",
@@ -108,8 +116,10 @@ class ThresholdOverrideAdmin(admin.ModelAdmin):
 
 
 @admin.register(NoiseAction)
-class NoiseActionAdmin(admin.ModelAdmin):
+class NoiseActionAdmin(SiteScopedAdmin):
     """The audit trail of noise suggestions applied and undone."""
+
+    site_path = "asset__site"
 
     list_display = ["at", "kind_badge", "asset", "model_version", "dominant_role", "user", "note"]
     list_filter = ["kind", "asset__site"]

@@ -1,4 +1,8 @@
-"""The engineers' console for models: list with metrics, upload, promote / shadow / roll back, download."""
+"""The engineers' console for models: list with metrics, upload, promote / shadow / roll back, download.
+
+Versions, incidents and retraining runs belong to an asset type, not a site: every engineer sees them, but
+only an engineer of every site with assets of the type may change what those sites run (the services check
+it). Per-asset baselines are scoped to the user's sites (plant.admin_scoping)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from django.utils.html import format_html
 
 from models_registry.choices import ModelKind, ModelStatus
 from models_registry.models import ModelIncident, ModelStatusChange, ModelVersion
-from models_registry.services import ModelRejected, RegistryError, promote, rollback
+from models_registry.services import ModelRejected, RegistryError, may_move_versions, promote, rollback
+from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
 
 KEY_METRICS = ("pr_auc", "precision", "recall", "f1", "false_alarm_rate", "false_alarms_per_day")
 MAX_BACKGROUND_ROWS = 100
@@ -115,7 +120,7 @@ class ModelVersionUploadForm(forms.ModelForm):
         return data
 
 
-class ModelStatusChangeInline(admin.TabularInline):
+class ModelStatusChangeInline(ScopedTabularInline):
     model = ModelStatusChange
     fields = ["at", "from_status", "to_status", "actor", "reason"]
     readonly_fields = fields
@@ -131,7 +136,8 @@ class ModelStatusChangeInline(admin.TabularInline):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(SiteScopedAdmin):
+    site_path = None
     list_display = [
         "name",
         "version",
@@ -279,6 +285,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         for version in versions:
             try:
                 report = promote(version, actor=request.user, reason=f"admin: {verb}", shadow=shadow)
+            except PermissionDenied as exc:
+                self.message_user(request, f"{version}: not done — {exc}", messages.ERROR)
             except ModelRejected as exc:
                 self.message_user(request, f"{version} refused — {exc}", messages.ERROR)
             except RegistryError as exc:
@@ -311,6 +319,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
             asset_type = AssetType.objects.get(pk=asset_type_id)
             try:
                 restored = rollback(asset_type, kind, actor=request.user, reason="admin: roll back")
+            except PermissionDenied as exc:
+                self.message_user(request, f"{asset_type} / {kind}: not done — {exc}", messages.ERROR)
             except ModelRejected as exc:
                 self.message_user(
                     request,
@@ -329,6 +339,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
         from models_registry.scoring import clear_quarantine
 
         for version in queryset.filter(quarantined_at__isnull=False):
+            if not may_move_versions(request.user, version.asset_type_id):
+                # Clearing a quarantine makes the version score again on every site of its type.
+                self.message_user(
+                    request,
+                    f"{version}: not done — you are not a member of every site it runs on.",
+                    messages.ERROR,
+                )
+                continue
             try:
                 clear_quarantine(version, actor=request.user)
             except ModelRejected as exc:
@@ -362,8 +380,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelIncident)
-class ModelIncidentAdmin(admin.ModelAdmin):
+class ModelIncidentAdmin(SiteScopedAdmin):
     """Run-time failures that quarantined a version; cleared through the model version's action."""
+
+    site_path = None
 
     list_display = ["version", "kind", "at", "short_message", "resolved_at", "resolved_by"]
     list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter), "version__asset_type"]
@@ -386,8 +406,10 @@ from models_registry.models import RetrainRun  # noqa: E402  (appended with the 
 
 
 @admin.register(RetrainRun)
-class RetrainRunAdmin(admin.ModelAdmin):
+class RetrainRunAdmin(SiteScopedAdmin):
     """Retraining runs, read-only: they are written by models_registry.retrain and shown at /models/."""
+
+    site_path = None
 
     list_display = ("id", "asset_type", "kind", "status", "stage", "percent", "requested_by", "created_at")
     list_filter = ("status", "kind", "asset_type")
@@ -436,8 +458,10 @@ class AssetBaselineForm(forms.ModelForm):
 
 
 @admin.register(AssetBaseline)
-class AssetBaselineAdmin(admin.ModelAdmin):
+class AssetBaselineAdmin(SiteScopedAdmin):
     """Per-asset baselines: add = calibrate from a period; rows are history, never edited."""
+
+    site_path = "asset__site"
 
     list_display = [
         "asset",

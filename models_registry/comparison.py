@@ -27,6 +27,7 @@ the mix of alerts only, not a change of trust; the page shows the observed rates
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db.models import QuerySet
 
 from models_registry.models import ModelVersion
 from models_registry.retrain import LabelEvent, feedback_events
@@ -129,13 +131,21 @@ class Comparison:
         return sum(self.labels.values())
 
 
-def default_period(version: ModelVersion) -> tuple[datetime, datetime]:
+def compared_assets(version: ModelVersion, site_ids: Collection[int] | None = None) -> QuerySet[Asset]:
+    """The active assets of the version's type, on the sites `site_ids` only when given (a user's sites)."""
+    assets = version.asset_type.assets.filter(is_active=True)
+    return assets if site_ids is None else assets.filter(site_id__in=list(site_ids))
+
+
+def default_period(
+    version: ModelVersion, *, site_ids: Collection[int] | None = None
+) -> tuple[datetime, datetime]:
     """The last 30 days of the asset type's readings (all of them when there are fewer)."""
     from django.db.models import Max, Min
 
     from plant.models import Reading
 
-    sensors = list(version.asset_type.assets.filter(is_active=True).values_list("sensors__pk", flat=True))
+    sensors = list(compared_assets(version, site_ids).values_list("sensors__pk", flat=True))
     bounds = Reading.objects.filter(sensor_id__in=[s for s in sensors if s]).aggregate(
         first=Min("ts"), last=Max("ts")
     )
@@ -153,15 +163,18 @@ def compare(
     start: datetime,
     end: datetime,
     mode: str = BACKTEST,
+    *,
+    site_ids: Collection[int] | None = None,
 ) -> Comparison:
-    """Both versions' alerts over [start, end] matched to the same operator labels (see module docstring)."""
+    """Both versions' alerts over [start, end] matched to the same operator labels (see module docstring),
+    on the assets of the sites `site_ids` (every site when None): a user compares on their sites only."""
     if end <= start:
         raise ComparisonError("the period is empty: its end must be after its start")
     if end - start > MAX_PERIOD:
         raise ComparisonError(f"the period can be at most {MAX_PERIOD.days} days")
     if mode not in (BACKTEST, RECORDED):
         raise ComparisonError(f"unknown mode {mode!r}; use {BACKTEST} or {RECORDED}")
-    assets = list(challenger.asset_type.assets.filter(is_active=True).select_related("site").order_by("pk"))
+    assets = list(compared_assets(challenger, site_ids).select_related("site").order_by("pk"))
     events = [event for event in feedback_events([a.pk for a in assets], start=start, end=end)]
     faults = [event for event in events if event.source in TRUE_SOURCES]
     observed = observed_follow_through(champion, assets, start, end) if champion else {}

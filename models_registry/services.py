@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -24,7 +25,7 @@ from models_registry.baseline import PER_ASSET
 from models_registry.choices import ModelKind, ModelStatus
 from models_registry.models import ModelStatusChange, ModelVersion
 from models_registry.validation import ModelRejected, ValidationReport, validate_version
-from plant.models import AssetType
+from plant.models import AssetType, Site
 
 if TYPE_CHECKING:
     from models_registry.training import TrainedModel
@@ -36,6 +37,8 @@ __all__ = [
     "ModelRejected",
     "RegistryError",
     "TrainingError",
+    "check_may_move_versions",
+    "may_move_versions",
     "promote",
     "register_artifact",
     "register_trained",
@@ -151,6 +154,31 @@ def register_trained(
 # --- status moves -----------------------------------------------------------------------------------------
 
 
+def may_move_versions(user: Any, asset_type: AssetType | int) -> bool:
+    """Whether `user` may change which versions of `asset_type` run (promote, shadow, roll back, retire).
+
+    A move changes what every site with assets of that type runs, so besides the registry's change
+    permission (engineers) the user must be a member of every such site; superusers always may.
+    """
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_superuser:
+        return True
+    if not user.has_perm("models_registry.change_modelversion"):
+        return False
+    return not Site.objects.filter(assets__asset_type=asset_type).exclude(members=user).exists()
+
+
+def check_may_move_versions(actor: User | None, asset_type: AssetType | int) -> None:
+    """Raise PermissionDenied unless `actor` may move versions of `asset_type`; no actor means an operator
+    (management commands, seeding), who is trusted."""
+    if actor is not None and not may_move_versions(actor, asset_type):
+        raise PermissionDenied(
+            "changing the running version of an asset type needs an engineer who is a member of every "
+            "site with assets of that type"
+        )
+
+
 def _move(version: ModelVersion, to_status: str, *, actor: User | None, reason: str) -> None:
     """Compare-and-set the status and write the history row; the caller holds the transaction."""
     from_status = version.status
@@ -177,9 +205,11 @@ def promote(
     """Validate `version`, then make it the champion of its (asset type, kind) — or a shadow.
 
     Raises ModelRejected (naming the failed check) before anything changes, so the current champion
-    keeps running; RegistryError when the move makes no sense (already champion, champion → shadow).
+    keeps running; RegistryError when the move makes no sense (already champion, champion → shadow);
+    PermissionDenied when `actor` may not move versions of the type (see may_move_versions).
     The old champion, if any, is retired in the same transaction, before the new one is promoted.
     """
+    check_may_move_versions(actor, version.asset_type_id)
     report = validate_version(version)
     target = ModelStatus.SHADOW if shadow else ModelStatus.CHAMPION
     try:
@@ -240,6 +270,7 @@ def rollback(
     asset_type: AssetType, kind: str, *, actor: User | None = None, reason: str = ""
 ) -> ModelVersion:
     """Retire the current champion and bring back the previous one (validated first), in one transaction."""
+    check_may_move_versions(actor, asset_type)
     champion = current_champion(asset_type, kind)
     label = f"{asset_type.slug} / {kind}"
     if champion is None:
@@ -267,6 +298,7 @@ def rollback(
 
 def retire(version: ModelVersion, *, actor: User | None = None, reason: str = "") -> None:
     """Take a version out of use (retiring the champion leaves its asset type without one)."""
+    check_may_move_versions(actor, version.asset_type_id)
     with transaction.atomic():
         current = _locked(version)
         if current.status == ModelStatus.RETIRED:

@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from alerts.services import is_engineer
+from alerts.services import is_engineer, site_ids_for_user
 from models_registry.choices import ModelStatus
 from models_registry.comparison import ComparisonError, compare, default_period
 from models_registry.forms import PeriodForm, ReasonForm, RetrainForm
@@ -23,7 +23,9 @@ from models_registry.retrain import STAGES, RetrainError, start_retrain
 from models_registry.services import (
     ModelRejected,
     RegistryError,
+    check_may_move_versions,
     current_champion,
+    may_move_versions,
     previous_champion,
     promote,
     rollback,
@@ -105,7 +107,8 @@ def retrain_run(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @engineer_required
 def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
-    """A version against the champion (or, for the champion itself, against the previous one)."""
+    """A version against the champion (or, for the champion itself, against the previous one), counted on
+    the assets of the user's sites only."""
     version = get_object_or_404(ModelVersion.objects.select_related("asset_type", "created_by"), pk=pk)
     champion = current_champion(version.asset_type, version.kind)
     if champion is not None and champion.pk == version.pk:
@@ -114,11 +117,12 @@ def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         other_label = "Champion"
     form = PeriodForm(request.GET or None)
+    site_ids = site_ids_for_user(request.user)
     comparison, error, status = None, "", 200
     if form.is_bound and not form.is_valid():
         error, status = "; ".join(e for errors in form.errors.values() for e in errors), 400
     else:
-        default_start, default_end = default_period(version)
+        default_start, default_end = default_period(version, site_ids=site_ids)
         data = form.cleaned_data if form.is_bound else {}
         start, end = data.get("start") or default_start, data.get("end") or default_end
         if not form.is_bound:
@@ -130,7 +134,9 @@ def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
                 }
             )
         try:
-            comparison = compare(version, champion, start, end, data.get("mode") or "backtest")
+            comparison = compare(
+                version, champion, start, end, data.get("mode") or "backtest", site_ids=site_ids
+            )
         except ComparisonError as exc:
             error, status = str(exc), 400
     history = list(
@@ -139,6 +145,7 @@ def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
         .order_by("-at", "-id")
     )
     provenance = version.provenance or {}
+    may_move = may_move_versions(request.user, version.asset_type_id)
     context = {
         "version": version,
         "champion": champion,
@@ -149,15 +156,17 @@ def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
         "history": history,
         "report": provenance.get("retrain_report"),
         "reason_form": ReasonForm(),
-        "can_shadow": version.status == ModelStatus.CANDIDATE,
-        "can_promote": version.status in (ModelStatus.CANDIDATE, ModelStatus.SHADOW),
-        "can_rollback": version.status == ModelStatus.CHAMPION and champion is not None,
+        "may_move": may_move,
+        "can_shadow": may_move and version.status == ModelStatus.CANDIDATE,
+        "can_promote": may_move and version.status in (ModelStatus.CANDIDATE, ModelStatus.SHADOW),
+        "can_rollback": may_move and version.status == ModelStatus.CHAMPION and champion is not None,
     }
     return render(request, "models_registry/compare.html", context, status=status)
 
 
 def _move(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     version = get_object_or_404(ModelVersion.objects.select_related("asset_type"), pk=pk)
+    check_may_move_versions(request.user, version.asset_type_id)  # 403 before anything is read or said
     form = ReasonForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Not done: {form.errors['reason'][0]}")

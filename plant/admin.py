@@ -13,54 +13,30 @@ from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import F, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.functional import cached_property
 
+from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
 from plant.choices import QualityFlag
 from plant.models import Asset, AssetType, Gateway, Label, Reading, Sensor, SensorRole, Site, SiteMembership
 
 
-class SiteScopedAdmin(admin.ModelAdmin):
-    """Limits rows and foreign-key choices to the user's sites; `site_path` leads from the model to Site."""
-
-    site_path = "site"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        qs = super().get_queryset(request)
-        if request.user.is_superuser:
-            return qs
-        # (site, user) is unique in SiteMembership, so this join never duplicates rows.
-        return qs.filter(**{f"{self.site_path}__members": request.user})
-
-    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):  # type: ignore[no-untyped-def]
-        if not request.user.is_superuser:
-            user = request.user
-            scoped = {
-                Site: lambda: Site.objects.filter(members=user),
-                Asset: lambda: Asset.objects.filter(site__members=user),
-                Sensor: lambda: Sensor.objects.filter(asset__site__members=user),
-            }
-            if db_field.related_model in scoped:
-                kwargs["queryset"] = scoped[db_field.related_model]()
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
-class SiteMembershipInline(admin.TabularInline):
+class SiteMembershipInline(ScopedTabularInline):
     model = SiteMembership
     extra = 1
 
 
 @admin.register(Site)
 class SiteAdmin(SiteScopedAdmin):
+    site_path = ""
     list_display = ["name", "slug", "timezone", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [SiteMembershipInline]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        qs = admin.ModelAdmin.get_queryset(self, request)
-        return qs if request.user.is_superuser else qs.filter(members=request.user)
 
     def save_model(self, request: HttpRequest, obj: Site, form, change: bool) -> None:  # type: ignore[no-untyped-def]
         super().save_model(request, obj, form, change)
@@ -68,20 +44,21 @@ class SiteAdmin(SiteScopedAdmin):
             obj.members.add(request.user)  # otherwise the engineer who created it could not see it
 
 
-class SensorRoleInline(admin.TabularInline):
+class SensorRoleInline(ScopedTabularInline):
     model = SensorRole
     extra = 1
 
 
 @admin.register(AssetType)
-class AssetTypeAdmin(admin.ModelAdmin):
+class AssetTypeAdmin(SiteScopedAdmin):
+    site_path = None  # asset types are shared by every site
     list_display = ["name", "slug", "window_s", "step_s"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [SensorRoleInline]
 
 
-class SensorInline(admin.TabularInline):
+class SensorInline(ScopedTabularInline):
     model = Sensor
     extra = 0
     fields = ["key", "role", "unit", "valid_min", "valid_max", "sample_period_s"]
@@ -124,7 +101,8 @@ class RevokedFilter(admin.SimpleListFilter):
 
 @admin.register(Gateway)
 class GatewayAdmin(SiteScopedAdmin):
-    """Tokens are shown once, in a success message, when a gateway is added or given a new token."""
+    """Tokens are shown once, on the page that answers the add or "issue new token" request, and nowhere
+    else: not in a message (the messages cookie is signed, not encrypted), the session or the log."""
 
     list_display = ["name", "site", "token_hint", "created_at", "last_seen_at", "active"]
     list_filter = ["site", RevokedFilter]
@@ -149,8 +127,16 @@ class GatewayAdmin(SiteScopedAdmin):
         # A random placeholder satisfies the unique hash column until rotate() mints the real token.
         obj.token_hash = secrets.token_hex(32)
         super().save_model(request, obj, form, change)
-        token = obj.rotate()
-        self._show_token(request, obj, token)
+        # Kept on this request object only, for response_add to show.
+        request._issued_gateway_token = obj.rotate()  # type: ignore[attr-defined]
+
+    def response_add(
+        self, request: HttpRequest, obj: Gateway, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        token = getattr(request, "_issued_gateway_token", None)
+        if token is None:
+            return super().response_add(request, obj, post_url_continue)
+        return self._token_page(request, [(obj, token)], "Gateway added")
 
     @admin.action(description="Revoke selected gateways", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Gateway]) -> None:
@@ -158,15 +144,23 @@ class GatewayAdmin(SiteScopedAdmin):
         self.message_user(request, f"Revoked {count} gateway{'s' if count != 1 else ''}.", messages.SUCCESS)
 
     @admin.action(description="Issue new token", permissions=["change"])
-    def issue_new_token(self, request: HttpRequest, queryset: QuerySet[Gateway]) -> None:
-        for gateway in queryset:
-            self._show_token(request, gateway, gateway.rotate())
+    def issue_new_token(self, request: HttpRequest, queryset: QuerySet[Gateway]) -> HttpResponse:
+        issued = [(gateway, gateway.rotate()) for gateway in queryset.select_related("site")]
+        return self._token_page(request, issued, "New gateway tokens")
 
-    def _show_token(self, request: HttpRequest, gateway: Gateway, token: str) -> None:
-        messages.success(
-            request,
-            f"Token of gateway “{gateway.name}” ({gateway.site}): {token} — copy it now, it will not be shown again.",
-        )
+    def _token_page(
+        self, request: HttpRequest, issued: list[tuple[Gateway, str]], title: str
+    ) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.opts,
+            "issued": issued,
+            "changelist_url": reverse("admin:plant_gateway_changelist"),
+        }
+        response = TemplateResponse(request, "admin/plant/gateway/tokens.html", context)
+        add_never_cache_headers(response)  # a token must not stay in a browser or proxy cache
+        return response
 
 
 @admin.register(Label)
@@ -230,11 +224,6 @@ class ReadingAdmin(SiteScopedAdmin):
     @admin.display(description="quality")
     def flags(self, obj: Reading) -> str:
         return ", ".join(QualityFlag.names_of(obj.quality)) or "clean"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # Readings have one site each, so the join cannot duplicate rows: no DISTINCT over millions of rows.
-        qs = admin.ModelAdmin.get_queryset(self, request)
-        return qs if request.user.is_superuser else qs.filter(sensor__asset__site__members=request.user)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

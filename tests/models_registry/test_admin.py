@@ -206,3 +206,68 @@ def test_the_shadow_and_rollback_actions(console, pump):
     assert [status_of(v) for v in (first, second, third)] == ["champion", "retired", "shadow"]
     page = act(console, "rollback_selected", first)
     assert "pump-anomaly v2 is champion again" in page
+
+
+# --- moves need membership of every site with assets of the type --------------------------------------
+
+
+@pytest.fixture
+def two_site_pump(pump, site, other_site):
+    """Pumps run on both sites, so a version move changes what both run."""
+    from tests.conftest import make_asset
+
+    make_asset(site, tag="p-101", asset_type=pump)
+    make_asset(other_site, tag="p-201", asset_type=pump)
+    return pump
+
+
+@pytest.fixture
+def engineer_of_both(site, other_site):
+    from tests.conftest import make_user
+
+    return make_user("bea", "engineer", site, other_site)
+
+
+def test_the_service_refuses_a_move_by_an_engineer_of_one_site_only(
+    two_site_pump, engineer, engineer_of_both
+):
+    from django.core.exceptions import PermissionDenied
+
+    from models_registry.services import may_move_versions, retire, rollback
+
+    first, second = make_version(two_site_pump), make_version(two_site_pump)
+    assert not may_move_versions(engineer, two_site_pump) and may_move_versions(
+        engineer_of_both, two_site_pump
+    )
+    with pytest.raises(PermissionDenied):
+        promote(first, actor=engineer)
+    with pytest.raises(PermissionDenied):
+        promote(first, actor=engineer, shadow=True)
+    assert status_of(first) == "candidate"
+    promote(first, actor=engineer_of_both)
+    promote(second)  # an operator (management command): no actor, no membership check
+    with pytest.raises(PermissionDenied):
+        rollback(two_site_pump, "anomaly", actor=engineer)
+    with pytest.raises(PermissionDenied):
+        retire(second, actor=engineer)
+    assert (status_of(first), status_of(second)) == ("retired", "champion")
+
+
+def test_the_promote_and_rollback_actions_say_not_done_to_an_engineer_of_one_site(
+    console, two_site_pump, engineer_of_both, client
+):
+    old, new = make_version(two_site_pump), make_version(two_site_pump)
+    promote(old)
+    page = act(console, "promote_selected", new)
+    assert "pump-anomaly v2: not done" in page and "member of every site" in page
+    assert (status_of(old), status_of(new)) == ("champion", "candidate")
+    promote(new)
+    assert "not done" in act(console, "rollback_selected", new)
+    assert status_of(new) == "champion"
+    console.force_login(engineer_of_both)
+    assert "pump / anomaly: pump-anomaly v1 is champion again." in act(console, "rollback_selected", new)
+
+
+def test_the_baseline_form_offers_only_the_users_assets(console, two_site_pump):
+    form = console.get(reverse("admin:models_registry_assetbaseline_add")).context["adminform"].form
+    assert [asset.tag for asset in form.fields["asset"].queryset] == ["p-101"]

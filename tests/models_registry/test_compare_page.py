@@ -134,3 +134,53 @@ def test_an_unknown_version_is_404_and_get_on_a_move_is_405(client, engineer, ve
     client.force_login(engineer)
     assert client.get("/models/9999/compare/").status_code == 404
     assert client.get(f"/models/{versions[1].pk}/promote/").status_code == 405
+
+
+# --- site scoping ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def south_asset(asset, other_site):
+    from tests.conftest import make_asset
+
+    return make_asset(other_site, tag="p-201", asset_type=asset.asset_type)
+
+
+def test_an_engineer_of_one_site_sees_no_moves_and_is_refused_them(client, engineer, versions, south_asset):
+    _champion, challenger = versions
+    client.force_login(engineer)
+    html = client.get(f"/models/{challenger.pk}/compare/").content.decode()
+    assert 'id="moves-not-allowed"' in html and 'id="promote-form"' not in html
+    for action in ("shadow", "promote", "rollback"):
+        assert client.post(f"/models/{challenger.pk}/{action}/", {"reason": "x"}).status_code == 403
+    challenger.refresh_from_db()
+    assert challenger.status == "candidate"
+    south_asset.site.members.add(engineer)
+    client.post(f"/models/{challenger.pk}/promote/", {"reason": "member of both now"})
+    challenger.refresh_from_db()
+    assert challenger.status == "champion"
+
+
+def test_the_comparison_counts_only_the_users_sites_alerts(client, engineer, versions, asset, south_asset):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.alerts.builders import make_alert
+
+    champion, challenger = versions
+    make_alert(asset, champion, state="resolved")
+    make_alert(south_asset, champion, state="resolved", age_min=60)
+    make_alert(south_asset, champion, state="resolved", age_min=120)
+    client.force_login(engineer)
+    now = timezone.localtime()
+    query = {
+        "start": (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+        "end": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        "mode": "recorded",
+    }
+    html = client.get(f"/models/{challenger.pk}/compare/", query).content.decode()
+    assert 'id="champion-alerts">1<' in html
+    south_asset.site.members.add(engineer)
+    html = client.get(f"/models/{challenger.pk}/compare/", query).content.decode()
+    assert 'id="champion-alerts">3<' in html

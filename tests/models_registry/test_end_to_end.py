@@ -324,6 +324,7 @@ def test_an_anomaly_model_trained_on_the_skab_anomaly_free_run_is_promoted_and_e
     version = train_and_register(asset_type, "anomaly", start=normal.start, end=normal.end, actor=engineer)
     assert version.provenance["assets"] == ["anomaly-free"]
     assert version.n_features == 8 * 6
+    free.site.members.add(engineer)  # promoting needs membership of every site with SKAB test-bed assets
     promote(version, actor=engineer, reason="SKAB baseline")
     assert current_champion(asset_type, "anomaly") == version and version.latency_ms > 0
 

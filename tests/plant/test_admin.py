@@ -130,3 +130,59 @@ def test_an_engineer_who_creates_a_site_becomes_its_member(console, engineer):
         },
     )
     assert Site.objects.get(slug="east").members.filter(pk=engineer.pk).exists()
+
+
+def token_shown_once(console, response) -> str:
+    """The one token on the answer page, checked to be nowhere the browser keeps it: not in a cookie (the
+    messages cookie is signed, not encrypted), the session, a queued message or the next page."""
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    (token,) = TOKEN.findall(response.content.decode())
+    kept = [morsel.value for morsel in response.cookies.values()]
+    kept += [morsel.value for morsel in console.cookies.values()]
+    kept.append(repr(dict(console.session.items())))
+    assert token not in " ".join(kept)
+    assert not list(response.context["messages"])
+    assert token not in console.get(reverse("admin:plant_gateway_changelist")).content.decode()
+    return token
+
+
+def test_an_issued_token_is_on_the_answer_page_only_never_in_cookies_messages_or_session(console, site):
+    response = console.post(reverse("admin:plant_gateway_add"), {"site": site.pk, "name": "edge-7"})
+    token = token_shown_once(console, response)
+    assert Gateway.authenticate(token).name == "edge-7"
+
+
+def test_a_rotated_token_is_on_the_answer_page_only(console, site):
+    gateway, _old = Gateway.issue(site, "edge-8")
+    response = console.post(
+        reverse("admin:plant_gateway_changelist"),
+        {"action": "issue_new_token", "_selected_action": [gateway.pk]},
+    )
+    assert Gateway.authenticate(token_shown_once(console, response)).pk == gateway.pk
+
+
+def test_an_engineer_cannot_rotate_another_sites_gateway_token(console, other_site):
+    gateway, old = Gateway.issue(other_site, "edge-south")
+    response = console.post(
+        reverse("admin:plant_gateway_changelist"),
+        {"action": "issue_new_token", "_selected_action": [gateway.pk]},
+    )
+    assert not TOKEN.findall(response.content.decode())
+    assert Gateway.authenticate(old).pk == gateway.pk
+
+
+def test_a_raw_id_field_refuses_another_sites_asset(console, other_asset):
+    response = console.post(
+        reverse("admin:plant_label_add"),
+        {
+            "asset": other_asset.pk,
+            "start_0": "2026-01-05",
+            "start_1": "08:00:00",
+            "end_0": "2026-01-05",
+            "end_1": "09:00:00",
+            "kind": "fault",
+            "source": "manual",
+        },
+    )
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+    assert not Label.objects.filter(asset=other_asset).exists()

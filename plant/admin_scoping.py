@@ -1,0 +1,98 @@
+"""Site scoping of the engineering console, for the admins of every app (plant is the lowest app).
+
+A ModelAdmin says how its model reaches a Site with ``site_path`` (``"asset__site"``; ``""`` for Site itself;
+``None`` for models that belong to no site, such as asset types and model versions). From that one lookup a
+non-superuser gets only the rows of the sites they are a member of — in the change list, its filters and
+actions, the change / delete / history pages (object permissions) — and only those sites' objects as the
+choices of every foreign key or many-to-many field that points at another scoped model (drop-downs, raw-id
+fields and autocomplete alike, because the choices come from the related model's own admin).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import NotRelationField, get_fields_from_path
+from django.core.exceptions import FieldDoesNotExist
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+
+
+def scope_to_sites(queryset: QuerySet, user: Any, site_path: str | None) -> QuerySet:
+    """The rows of `queryset` on the sites `user` is a member of (all rows for a superuser or no path)."""
+    if site_path is None or user.is_superuser:
+        return queryset
+    # (site, user) is unique in SiteMembership and each path ends at one site: the join never duplicates.
+    lookup = f"{site_path}__members" if site_path else "members"
+    return queryset.filter(**{lookup: user})
+
+
+class ScopedChoicesMixin:
+    """Foreign-key / many-to-many choices limited to what the related model's admin shows the user."""
+
+    def _scoped_admin_for(self, model: type[Model]) -> SiteScopedAdmin | None:
+        related = self.admin_site._registry.get(model)  # type: ignore[attr-defined]
+        if isinstance(related, SiteScopedAdmin) and related.site_path is not None:
+            return related
+        return None
+
+    def get_field_queryset(self, db: str | None, db_field: Any, request: HttpRequest) -> QuerySet | None:
+        queryset = super().get_field_queryset(db, db_field, request)  # type: ignore[misc]
+        related_admin = self._scoped_admin_for(db_field.remote_field.model)
+        if related_admin is None or request.user.is_superuser:
+            return queryset
+        if queryset is None:
+            queryset = db_field.remote_field.model._default_manager.using(db).all()
+        return related_admin.scope(queryset, request)
+
+
+class SiteScopedAdmin(ScopedChoicesMixin, admin.ModelAdmin):
+    """A ModelAdmin whose rows, filters, choices and object permissions follow the user's sites."""
+
+    site_path: str | None = "site"
+
+    def scope(self, queryset: QuerySet, request: HttpRequest) -> QuerySet:
+        return scope_to_sites(queryset, request.user, self.site_path)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return self.scope(super().get_queryset(request), request)
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        # A plain related filter lists every site's objects; RelatedOnlyFieldListFilter lists only the
+        # values present in the (scoped) change list.
+        return [self._visible_choices_only(item) for item in super().get_list_filter(request)]
+
+    def _visible_choices_only(self, item: Any) -> Any:
+        if not isinstance(item, str):
+            return item
+        try:
+            field = get_fields_from_path(self.model, item)[-1]
+        except (FieldDoesNotExist, NotRelationField):
+            return item
+        if field.is_relation and self._scoped_admin_for(field.related_model) is not None:
+            return (item, admin.RelatedOnlyFieldListFilter)
+        return item
+
+    def in_scope(self, request: HttpRequest, obj: Model | None) -> bool:
+        """Whether `obj` is on one of the user's sites (asked once per object and request)."""
+        if obj is None or obj.pk is None or self.site_path is None or request.user.is_superuser:
+            return True
+        cache = request.__dict__.setdefault("_vigil_in_scope", {})
+        key = (obj._meta.label, obj.pk)
+        if key not in cache:
+            cache[key] = self.scope(self.model._default_manager.filter(pk=obj.pk), request).exists()
+        return cache[key]
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return super().has_view_permission(request, obj) and self.in_scope(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return super().has_change_permission(request, obj) and self.in_scope(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and self.in_scope(request, obj)
+
+
+class ScopedTabularInline(ScopedChoicesMixin, admin.TabularInline):
+    """An inline whose foreign-key choices follow the user's sites (its rows belong to a visible parent)."""
