@@ -17,6 +17,15 @@
   document.addEventListener("htmx:wsClose", function () {
     document.body.setAttribute("data-ws-state", "closed");
   });
+  // A feedback answer retargets its alert's card; the live socket may have removed that card first
+  // (the alert closed). Then there is nothing left to update, and htmx would throw "Invalid re-target".
+  document.addEventListener("htmx:beforeOnLoad", function (event) {
+    var xhr = event.detail.xhr;
+    var target = xhr && xhr.getResponseHeader("HX-Retarget");
+    if (target && target.charAt(0) === "#" && !document.getElementById(target.slice(1))) {
+      event.preventDefault();
+    }
+  });
   document.addEventListener("htmx:beforeSwap", function (event) {
     var status = event.detail.xhr && event.detail.xhr.status;
     if (status === 400 || status === 403) {

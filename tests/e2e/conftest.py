@@ -110,27 +110,32 @@ def screenshots_dir() -> Path:
 # --- helpers the scenarios use (they run on the browser thread) ------------------------------------------
 
 
-def watch_for_csp_violations(context: Any) -> list[str]:
-    """Collect the Content-Security-Policy violations Chromium reports on the console of every page of `context`."""
-    violations: list[str] = []
+def watch_for_browser_errors(context: Any) -> list[str]:
+    """Collect the CSP violations Chromium reports and the uncaught script errors of every page of `context`."""
+    errors: list[str] = []
 
     def on_console(message: Any) -> None:
         if message.type == "error" and "Content Security Policy" in message.text:
-            violations.append(f"{message.location.get('url', '?')}: {message.text}")
+            errors.append(f"{message.location.get('url', '?')}: {message.text}")
+
+    def on_page(page: Any) -> None:
+        page.on("pageerror", lambda error: errors.append(f"{page.url}: uncaught {error}"))
 
     context.on("console", on_console)
-    return violations
+    context.on("page", on_page)
+    return errors
 
 
 @contextmanager
 def logged_in(browser: Any, world: World, username: str, viewport: dict | None = None) -> Iterator[Any]:
     """A fresh browser context logged in as `username` through the login form; yields its page.
 
-    A scenario that ends normally fails if any of its pages violated the Content-Security-Policy.
+    A scenario that ends normally fails if any of its pages violated the Content-Security-Policy or threw an
+    uncaught script error.
     """
     context = browser.new_context(viewport=viewport or DESKTOP, base_url=world.base_url)
     context.set_default_timeout(15_000)
-    violations = watch_for_csp_violations(context)
+    errors = watch_for_browser_errors(context)
     try:
         page = context.new_page()
         page.goto("/accounts/login/")
@@ -142,7 +147,7 @@ def logged_in(browser: Any, world: World, username: str, viewport: dict | None =
             raise AssertionError(f"logging in as {username} failed (still on {page.url})")
         yield page
         page.wait_for_timeout(200)  # console messages of the last page arrive asynchronously
-        assert not violations, "Content-Security-Policy violations in the browser:\n" + "\n".join(violations)
+        assert not errors, "CSP violations or script errors in the browser:\n" + "\n".join(errors)
     finally:
         context.close()
 
