@@ -34,7 +34,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "plant.apps.VigilAdminConfig",  # django.contrib.admin with the site-scoped console site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

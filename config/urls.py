@@ -8,9 +8,6 @@ from django.urls import include, path
 
 from plant import api as plant_api
 
-admin.site.site_header = "Vigil — engineering console"
-admin.site.site_title = "Vigil console"
-
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -13,10 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.contenttypes import views as contenttype_views
+from django.contrib.contenttypes.models import ContentType
 from django.contrib.admin.utils import NotRelationField, get_fields_from_path
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import path
 
 
 def scope_to_sites(queryset: QuerySet, user: Any, site_path: str | None) -> QuerySet:
@@ -96,3 +99,41 @@ class SiteScopedAdmin(ScopedChoicesMixin, admin.ModelAdmin):
 
 class ScopedTabularInline(ScopedChoicesMixin, admin.TabularInline):
     """An inline whose foreign-key choices follow the user's sites (its rows belong to a visible parent)."""
+
+
+class ScopedAdminSite(admin.AdminSite):
+    """The engineering console, whose "view on site" redirect answers only for objects the user may see.
+
+    Django's /admin/r/<content type>/<id>/ redirects any staff user to any object's page, which names
+    another site's objects (a site's slug, an asset's URL); here it asks the model's admin first.
+    """
+
+    site_header = "Vigil — engineering console"
+    site_title = "Vigil console"
+
+    def get_urls(self) -> list:
+        urls = super().get_urls()
+        scoped = path(
+            "r/<int:content_type_id>/<path:object_id>/",
+            self.admin_view(self.view_on_site),
+            name="view_on_site",
+        )
+        return [scoped if getattr(url, "name", None) == "view_on_site" else url for url in urls]
+
+    def view_on_site(self, request: HttpRequest, content_type_id: int, object_id: str) -> HttpResponse:
+        try:
+            model = ContentType.objects.get_for_id(content_type_id).model_class()
+        except ContentType.DoesNotExist:
+            raise Http404("no such content type") from None
+        model_admin = self._registry.get(model)
+        if model_admin is None:
+            if not request.user.is_superuser:
+                raise Http404("no such object")
+        else:
+            try:
+                visible = model_admin.get_queryset(request).filter(pk=object_id).exists()
+            except (ValueError, ValidationError):
+                visible = False
+            if not visible or not model_admin.has_view_or_change_permission(request):
+                raise Http404("no such object")
+        return contenttype_views.shortcut(request, content_type_id, object_id)

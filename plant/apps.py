@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
 
 class PlantConfig(AppConfig):
+    default = True
     name = "plant"
     verbose_name = "Plant"
 
@@ -13,3 +15,10 @@ class PlantConfig(AppConfig):
 
         # After every migrate, so permissions of models added later reach the role groups too.
         post_migrate.connect(sync_after_migrate, sender=self, dispatch_uid="plant.sync_role_permissions")
+
+
+class VigilAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with the site-scoped console site (plant.admin_scoping.ScopedAdminSite)."""
+
+    default = False
+    default_site = "plant.admin_scoping.ScopedAdminSite"

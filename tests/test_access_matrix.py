@@ -202,12 +202,14 @@ URLS: dict[str, Url] = {
     "admin:autocomplete": Url(
         admin_site_view, query="?app_label=alerts&model_name=maintenancewindow&field_name=asset"
     ),
+    # "view on site" redirects only to objects the user's admin shows (plant.admin_scoping.ScopedAdminSite)
     "admin:view_on_site": Url(
-        admin_site_view,
+        lambda role, site: LOGIN if role not in STAFF else OK if sees(role, site) else HIDDEN,
         kwargs=lambda w, s: {
-            "content_type_id": ContentType.objects.get_for_model(w.sites[A]).pk,
-            "object_id": w.sites[A].pk,
+            "content_type_id": ContentType.objects.get_for_model(w.sites[s]).pk,
+            "object_id": w.sites[s].pk,
         },
+        sites=PER_SITE,
     ),
     "admin/(?P<url>.*)$": Url(admin_not_found, path=lambda w, s: "/admin/nowhere/"),
     # custom admin views
