@@ -151,7 +151,7 @@ def test_a_mixed_batch_stores_its_valid_rows_and_names_each_bad_one(
     errors = rejected_errors(response)
     assert response.json()["accepted"] == 2
     assert errors[1] == "unknown sensor: 'north.p-999.flow'"
-    assert errors[2] == "sensor of another site: 'south.p-201.vibration'"
+    assert errors[2] == "unknown sensor: 'south.p-201.vibration'"
     assert errors[3] == "value is not finite: nan"
     assert errors[4] == "value is not finite: inf"
     assert errors[5].startswith("value is not a number: '12.5'")
@@ -171,9 +171,20 @@ def test_a_gateway_cannot_write_another_sites_sensors(client, asset, other_asset
     assert response.json() == {
         "accepted": 0,
         "duplicates": 0,
-        "rejected": [{"index": 0, "error": "sensor of another site: 'south.p-201.current'"}],
+        "rejected": [{"index": 0, "error": "unknown sensor: 'south.p-201.current'"}],
     }
     assert not Reading.objects.exists()
+
+
+def test_another_sites_sensor_is_answered_exactly_as_a_key_that_does_not_exist(
+    client, asset, other_asset, gateway_token
+):
+    # Same shape of key, one exists on the other site, one nowhere: the answers must not tell them apart.
+    answers = [
+        post_json(client, gateway_token, {"readings": [reading(sensor=key)]}).json()["rejected"][0]["error"]
+        for key in ("south.p-201.current", "south.p-209.current")
+    ]
+    assert [answer.replace("p-201", "p-209") for answer in answers[:1]] == answers[1:]
 
 
 def test_a_timestamp_within_the_allowed_clock_skew_is_accepted(client, asset, gateway_token):

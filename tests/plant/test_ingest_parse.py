@@ -102,9 +102,13 @@ def test_a_csv_with_only_a_header_is_an_empty_batch():
     assert len(parse_csv(b"sensor,ts,value\n", 10)) == 0
 
 
-def test_a_csv_body_that_is_not_utf8_is_a_batch_error():
-    with pytest.raises(BatchError, match="not UTF-8"):
-        parse_csv(b"sensor,ts,value\n\xff\xfe,1,2\n", 10)
+def test_invalid_utf8_in_a_csv_row_rejects_that_row_only():
+    batch = parse_csv(
+        b"sensor,ts,value\n\xff\xfe,1767600000,2\na,1767600000,\xed\xa0\x80\nb,1767600000,3\n", 10
+    )
+    assert batch.keys == ["b"]
+    assert batch.errors[0] == (0, "sensor key is not valid UTF-8: '\\udcff\\udcfe'")
+    assert batch.errors[1][0] == 1 and batch.errors[1][1].startswith("value is not a number")
 
 
 def test_trusted_arrays_build_a_batch_and_still_reject_non_finite_values():
