@@ -331,7 +331,9 @@ def test_the_openapi_document_is_valid_json_describing_the_endpoint(client):
     assert document["openapi"].startswith("3.1")
     operation = document["paths"]["/api/v1/readings"]["post"]
     assert set(operation["requestBody"]["content"]) == {"application/json", "text/csv"}
-    assert {"200", "400", "401", "405", "413", "415"} <= set(operation["responses"])
+    assert {"200", "400", "401", "405", "413", "415", "503"} <= set(operation["responses"])
+    assert "Retry-After" in operation["responses"]["503"]["headers"]
+    assert "more than 3650 days in the past" in operation["description"]
     assert document["components"]["securitySchemes"]["gatewayToken"]["scheme"] == "bearer"
 
 
@@ -342,6 +344,7 @@ def test_the_docs_page_explains_auth_formats_and_limits(client):
     assert "Authorization: Bearer" in page
     assert "Content-Type: text/csv" in page and "Content-Type: application/json" in page
     assert "100000 readings per request" in page
+    assert "3650 days behind it" in page and "Retry-After" in page
 
 
 # --- the metrics API in the same document ------------------------------------------------------------------
@@ -434,3 +437,19 @@ def test_a_forbidden_metrics_answer_matches_the_documented_403(client, db):
     response = client.get("/api/v1/metrics")
     assert response.status_code == 403 and _matches(document, "Error", response.json()) == []
     assert "403" in document["paths"]["/api/v1/metrics"]["get"]["responses"]
+
+
+def test_a_503_answer_matches_the_documented_error(client, asset, gateway_token, monkeypatch):
+    from django.test import Client
+
+    document = _openapi(client)
+    monkeypatch.setattr("plant.ingest.service.write_readings", _raise_operational_error)
+    response = post_json(Client(raise_request_exception=False), gateway_token, {"readings": [reading()]})
+    assert response.status_code == 503 and _matches(document, "Error", response.json()) == []
+    assert "503" in document["paths"]["/api/v1/metrics"]["get"]["responses"]
+
+
+def _raise_operational_error(*args, **kwargs):
+    from django.db import OperationalError
+
+    raise OperationalError("the database system is shutting down")
