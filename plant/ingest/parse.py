@@ -293,19 +293,19 @@ def parse_json(body: bytes, max_readings: int) -> ParsedBatch:
     return _columns_to_batch(sensors, stamps, values, csv_mode=False)
 
 
-def _csv_records(text: str) -> list[list[str] | str]:
-    """The CSV records of `text`; a record the csv module refuses (a field over its size limit) is the
-    error message in its place, and reading goes on with the next line."""
+def _csv_records(text: str) -> list[list[str] | csv.Error]:
+    """The CSV records of `text`; a record the csv module refuses (a field over its size limit) is its
+    error in its place, and reading goes on with the next line."""
     # newline="": quoted fields may hold line breaks and a bare CR ends a line, as the csv module expects.
     reader = csv.reader(io.StringIO(text, newline=""))
-    records: list[list[str] | str] = []
+    records: list[list[str] | csv.Error] = []
     while True:
         try:
             records.append(next(reader))
         except StopIteration:
             return records
         except csv.Error as exc:
-            records.append(f"row is not valid CSV: {exc}")
+            records.append(exc)
 
 
 def parse_csv(body: bytes, max_readings: int) -> ParsedBatch:
@@ -316,18 +316,20 @@ def parse_csv(body: bytes, max_readings: int) -> ParsedBatch:
     text = body.decode("utf-8-sig", "surrogateescape")
     _check_count(text.count("\n") - 1, max_readings)  # cheap upper bound before parsing
     records = _csv_records(text)
-    if not records or isinstance(records[0], str):
-        raise BatchError(f"body is not valid CSV: {records[0] if records else 'no header'}")
+    if not records:
+        raise BatchError(f"CSV body has no header line: send '{CSV_HEADER}' first")
+    if isinstance(records[0], csv.Error):
+        raise BatchError(f"CSV header must be '{CSV_HEADER}', got a line that is not valid CSV: {records[0]}")
     header = [name.strip().lower() for name in records[0]]
     if header != list(FIELDS):
         raise BatchError(f"CSV header must be '{CSV_HEADER}', got {','.join(records[0])[:80]!r}")
     records = [record for record in records[1:] if record]  # blank lines are not rows
     _check_count(len(records), max_readings)
     width_errors: dict[int, str] = {}
-    if any(isinstance(record, str) or len(record) != 3 for record in records):
+    if any(isinstance(record, csv.Error) or len(record) != 3 for record in records):
         for i, record in enumerate(records):
-            if isinstance(record, str):
-                width_errors[i] = record
+            if isinstance(record, csv.Error):
+                width_errors[i] = f"row is not valid CSV: {record}"
                 records[i] = ["", "0", "0"]
             elif len(record) != 3:
                 width_errors[i] = f"expected 3 fields (sensor,ts,value), got {len(record)}"

@@ -145,3 +145,15 @@ def test_an_impossible_date_in_a_bulk_batch_is_named_by_the_row_path():
     ]
     batch = parse_json(as_json(rows), 10)
     assert batch.errors == [(1, "unparseable timestamp: '2026-02-29T08:00:00Z'")]
+
+
+def test_a_csv_header_line_the_csv_module_refuses_is_a_batch_error_naming_the_header():
+    with pytest.raises(
+        BatchError, match="CSV header must be 'sensor,ts,value', got a line that is not valid"
+    ):
+        parse_csv(("s" * 200_000 + ",ts,value\na,1767600000,1\n").encode(), 10)
+
+
+def test_a_csv_body_of_only_a_byte_order_mark_is_a_batch_error():
+    with pytest.raises(BatchError, match="no header line"):
+        parse_csv(b"\xef\xbb\xbf", 10)
