@@ -57,7 +57,7 @@ OTHER_KEYS = [f"south.p-201.{role}" for role in ("vibration", "current")]
 @dataclass(frozen=True)
 class Field:
     """A generated field: `json` is its JSON text (None: the field is left out), `csv` its CSV cell; `ok`
-    says whether a valid row may carry it and `key`/`us`/`number` is what a valid one means."""
+    says whether a valid row may carry it, `meaning` what it stands for (sensor key, epoch µs, number)."""
 
     json: str | None
     csv: str
