@@ -59,6 +59,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so its process_exception runs first: a database outage answers 503 + Retry-After, not a 500.
+    "config.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -270,10 +272,12 @@ LOGGING = {
 _default_data_dir = BASE_DIR.parent / "shared" / "data"
 VIGIL_DATA_DIR = Path(env_str("VIGIL_DATA_DIR", str(_default_data_dir)))
 
-# Ingestion limits: readings per request and accepted clock skew of gateways.
+# Ingestion limits: readings per request, accepted clock skew of gateways and the oldest accepted reading
+# (days before now; a gateway stamping 1970 is broken, and dataset loaders pass their own bound).
 VIGIL_INGEST_MAX_READINGS = env_int("VIGIL_INGEST_MAX_READINGS", 100_000, minimum=1)
 VIGIL_INGEST_MAX_BODY_BYTES = env_int("VIGIL_INGEST_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
 VIGIL_INGEST_MAX_FUTURE_S = env_float("VIGIL_INGEST_MAX_FUTURE_S", 300.0)
+VIGIL_INGEST_MAX_AGE_DAYS = env_int("VIGIL_INGEST_MAX_AGE_DAYS", 3650, minimum=1)
 
 # Data-quality rules (per reading flags; see plant/quality.py for how each is computed).
 VIGIL_QUALITY_CONTEXT = env_int("VIGIL_QUALITY_CONTEXT", 30, minimum=3)

@@ -1,6 +1,7 @@
 """The gateway HTTP API: POST /api/v1/readings, its OpenAPI document and its human docs page.
 
-Every answer is JSON; every error is `{"error": "..."}` with a 4xx status, never a traceback.
+Every answer is JSON; every error is `{"error": "..."}` with a 4xx status, never a traceback (a 503 with
+Retry-After while the database is unavailable: config.middleware.DatabaseUnavailableMiddleware).
 """
 
 from __future__ import annotations
@@ -109,5 +110,6 @@ def api_docs(request: HttpRequest) -> HttpResponse:
         "max_body_bytes": settings.VIGIL_INGEST_MAX_BODY_BYTES,
         "max_body_mib": settings.VIGIL_INGEST_MAX_BODY_BYTES / (1024 * 1024),
         "max_future_s": settings.VIGIL_INGEST_MAX_FUTURE_S,
+        "max_age_days": settings.VIGIL_INGEST_MAX_AGE_DAYS,
     }
     return render(request, "plant/api_docs.html", context)

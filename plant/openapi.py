@@ -29,6 +29,17 @@ def _error_response(description: str, example: str, param: str | None = None) ->
     }
 
 
+# config.middleware.DatabaseUnavailableMiddleware answers every API path so while the database is down.
+_UNAVAILABLE = {
+    **_error_response(
+        "The database is temporarily unavailable (e.g. restarting); nothing was stored. Retry after the "
+        "number of seconds in Retry-After.",
+        "the database is temporarily unavailable: retry in 5 s",
+    ),
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+}
+
+
 _RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 _COUNT = {"type": "integer", "minimum": 0}
 # The columns of a metrics row, in API_FIELDS order (a test checks both lists name the same fields).
@@ -127,6 +138,7 @@ _METRICS_ERRORS = {
         "Not logged in, or not an engineer or supervisor.", "the metrics are for engineers and supervisors"
     ),
     "405": _error_response("Only GET (and HEAD) is allowed.", "method POST not allowed: use GET"),
+    "503": _UNAVAILABLE,
 }
 _CSV = {
     "text/csv": {
@@ -247,6 +259,7 @@ def build_openapi(server_url: str = "/") -> dict:
     max_readings = settings.VIGIL_INGEST_MAX_READINGS
     max_bytes = settings.VIGIL_INGEST_MAX_BODY_BYTES
     max_future = settings.VIGIL_INGEST_MAX_FUTURE_S
+    max_age_days = settings.VIGIL_INGEST_MAX_AGE_DAYS
     return {
         "openapi": "3.1.0",
         "info": {
@@ -271,7 +284,8 @@ def build_openapi(server_url: str = "/") -> dict:
                         f"At most {max_readings} readings and {max_bytes} bytes per request. "
                         "`ts` is ISO 8601 "
                         "with a UTC offset (`Z` or `+02:00`) or epoch seconds; a timestamp more than "
-                        f"{max_future:g} s in the future is rejected. Each stored reading gets data-quality "
+                        f"{max_future:g} s in the future or more than {max_age_days} days in the past "
+                        "(VIGIL_INGEST_MAX_AGE_DAYS) is rejected. Each stored reading gets data-quality "
                         "flags (out of range, spike, stuck, gap)."
                     ),
                     "requestBody": {
@@ -339,9 +353,11 @@ def build_openapi(server_url: str = "/") -> dict:
                             f" the limit is {max_readings}",
                         ),
                         "415": _error_response(
-                            "Content type other than application/json or text/csv.",
+                            "Content type other than application/json or text/csv (multipart and form "
+                            "bodies included).",
                             "unsupported content type 'text/plain': send application/json or text/csv",
                         ),
+                        "503": _UNAVAILABLE,
                     },
                 }
             },
@@ -409,10 +425,16 @@ def build_openapi(server_url: str = "/") -> dict:
                         "error": {
                             "type": "string",
                             "description": (
-                                "unknown sensor, sensor of another site, value not a number or not finite, "
-                                "timestamp unparseable / without offset / out of range / in the future, "
-                                "missing field."
+                                "unknown sensor (also for a sensor of another site: the answer does not "
+                                "tell whether a key exists elsewhere), sensor key with a NUL character or "
+                                "invalid UTF-8, value not a number or not finite, timestamp unparseable / "
+                                "without offset / out of range / in the future / older than the age limit, "
+                                "CSV row without 3 fields or not valid CSV, missing field."
                             ),
+                            "examples": [
+                                "unknown sensor: 'north.p-999.flow'",
+                                f"timestamp is more than {max_age_days} days in the past",
+                            ],
                         },
                     },
                 },

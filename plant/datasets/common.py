@@ -9,6 +9,7 @@ duplicates, and labels are synchronised by (start, end, kind, fault type, reason
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +27,9 @@ from plant.models import Asset, AssetType, Label, Sensor, SensorRole, Site
 from plant.scheduling import marks_only
 
 CHUNK_READINGS = 40_000  # readings per ingest call: large enough to amortise, small enough for SQLite
+# Datasets are recorded history on their own time axis (C-MAPSS from 2000-01-01, SKAB and AI4I from 2020):
+# the gateways' age limit (VIGIL_INGEST_MAX_AGE_DAYS) does not apply to them; the storage range still does.
+HISTORY_MAX_AGE_S = math.inf
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,7 @@ def ingest_columns(
                 np.tile(ts[part], len(roles)),
                 np.concatenate([values[role][part] for role in roles]),
             )
-            result = ingest_readings(None, batch)
+            result = ingest_readings(None, batch, max_age_s=HISTORY_MAX_AGE_S)
             accepted += result.accepted
             duplicates += result.duplicates
             rejected += len(result.rejected)

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,9 @@ CSV_HEADER = ",".join(FIELDS)
 MIN_EPOCH_S = 0.0
 MAX_EPOCH_S = 253402300799.0
 _fromisoformat = datetime.fromisoformat
+# Invalid UTF-8 bytes decode to lone surrogates (U+DC80..U+DCFF), so that only the rows holding them are
+# rejected; a "\ud800" escape in JSON gives the same kind of character. PostgreSQL can store neither.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class BatchError(Exception):
@@ -143,7 +147,9 @@ def _ts_column(raw: list, csv_mode: bool) -> tuple[np.ndarray, list[tuple[int, s
         elif isinstance(item, bool):
             result = "timestamp must be an ISO 8601 string or epoch seconds, not a boolean"
         elif isinstance(item, (int, float)):
-            result = float(item) if math.isfinite(item) else "timestamp is not finite"
+            result = _finite(item)
+            if result is None:
+                result = "timestamp is not finite"
         elif isinstance(item, str):
             try:
                 result = float(item) if csv_mode else _iso_to_epoch(item)
@@ -161,6 +167,24 @@ def _ts_column(raw: list, csv_mode: bool) -> tuple[np.ndarray, list[tuple[int, s
 # --- values -------------------------------------------------------------------------------------------
 
 
+def _finite(number: int | float) -> float | None:
+    """The number as a finite float, or None (NaN, infinite, or an integer beyond the float range)."""
+    try:
+        result = float(number)
+    except OverflowError:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _describe(item: object) -> str:
+    """A short JSON rendering of a rejected value for an error message, whatever its size or depth."""
+    try:
+        text = orjson.dumps(item).decode()
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes, or a string with a lone surrogate
+        return "an array" if isinstance(item, list) else "an object" if isinstance(item, dict) else "a string"
+    return text[:40]
+
+
 def _value_column(raw: list, csv_mode: bool) -> tuple[np.ndarray, list[tuple[int, str]]]:
     kinds = set(map(type, raw))
     if kinds <= ({str} if csv_mode else {int, float}):
@@ -174,7 +198,7 @@ def _value_column(raw: list, csv_mode: bool) -> tuple[np.ndarray, list[tuple[int
         if item is None or (csv_mode and item == ""):
             errors.append((i, "missing field 'value'"))
         elif isinstance(item, bool) or not isinstance(item, (int, float, str)):
-            errors.append((i, f"value is not a number: {json.dumps(item)[:40]}"))
+            errors.append((i, f"value is not a number: {_describe(item)}"))
         elif isinstance(item, str) and not csv_mode:
             errors.append((i, f"value is not a number: {item[:40]!r} (send a JSON number)"))
         else:
@@ -185,15 +209,28 @@ def _value_column(raw: list, csv_mode: bool) -> tuple[np.ndarray, list[tuple[int
     return out, errors
 
 
+def _key_problem(key: str) -> str | None:
+    """Why a sensor key can name no sensor of any database (NUL, invalid UTF-8), or None."""
+    if "\x00" in key:
+        return f"sensor key contains a NUL character: {key[:100]!r}"
+    if not key.isascii() and _SURROGATE.search(key):
+        return f"sensor key is not valid UTF-8: {key[:100]!r}"
+    return None
+
+
 def _sensor_column(raw: list) -> tuple[list[str], list[tuple[int, str]]]:
     if set(map(type, raw)) == {str} and "" not in raw:
-        return raw, []
+        # A batch names few distinct sensors: check each distinct key once.
+        if not any(map(_key_problem, set(raw))):
+            return raw, []
     errors: list[tuple[int, str]] = []
     for i, item in enumerate(raw):
         if item is None or item == "":
             errors.append((i, "missing field 'sensor'"))
         elif not isinstance(item, str):
             errors.append((i, "sensor must be a string (the sensor key)"))
+        elif problem := _key_problem(item):
+            errors.append((i, problem))
     return [item if isinstance(item, str) else "" for item in raw], errors
 
 
@@ -223,11 +260,15 @@ def parse_json(body: bytes, max_readings: int) -> ParsedBatch:
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
-        # The stdlib parser also takes NaN/Infinity literals, which become per-row errors instead of a 400.
+        # The stdlib parser also takes NaN/Infinity literals, integers beyond the float range (read as
+        # floats: infinite, a row error), lone surrogates and, decoded with surrogateescape, invalid UTF-8
+        # inside strings: each of those rejects its row only, not the batch.
         try:
-            document = json.loads(body)
-        except (ValueError, RecursionError) as exc:
+            document = json.loads(body.decode("utf-8-sig", "surrogateescape"), parse_int=float)
+        except ValueError as exc:
             raise BatchError(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BatchError("body is not valid JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise BatchError("JSON body must be an object with a 'readings' list")
     if "readings" not in document:
@@ -252,28 +293,45 @@ def parse_json(body: bytes, max_readings: int) -> ParsedBatch:
     return _columns_to_batch(sensors, stamps, values, csv_mode=False)
 
 
+def _csv_records(text: str) -> list[list[str] | csv.Error]:
+    """The CSV records of `text`; a record the csv module refuses (a field over its size limit) is its
+    error in its place, and reading goes on with the next line."""
+    # newline="": quoted fields may hold line breaks and a bare CR ends a line, as the csv module expects.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records: list[list[str] | csv.Error] = []
+    while True:
+        try:
+            records.append(next(reader))
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            records.append(exc)
+
+
 def parse_csv(body: bytes, max_readings: int) -> ParsedBatch:
     """Parse CSV with the header `sensor,ts,value`; raise BatchError for a body of another shape."""
     if not body.strip():
         raise BatchError(f"empty body: send CSV with the header '{CSV_HEADER}'")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BatchError("CSV body is not UTF-8") from None
+    # Invalid UTF-8 becomes lone surrogates, which reject only the rows that hold them.
+    text = body.decode("utf-8-sig", "surrogateescape")
     _check_count(text.count("\n") - 1, max_readings)  # cheap upper bound before parsing
-    try:
-        records = list(csv.reader(io.StringIO(text)))
-    except csv.Error as exc:
-        raise BatchError(f"body is not valid CSV: {exc}") from None
+    records = _csv_records(text)
+    if not records:
+        raise BatchError(f"CSV body has no header line: send '{CSV_HEADER}' first")
+    if isinstance(records[0], csv.Error):
+        raise BatchError(f"CSV header must be '{CSV_HEADER}', got a line that is not valid CSV: {records[0]}")
     header = [name.strip().lower() for name in records[0]]
     if header != list(FIELDS):
         raise BatchError(f"CSV header must be '{CSV_HEADER}', got {','.join(records[0])[:80]!r}")
     records = [record for record in records[1:] if record]  # blank lines are not rows
     _check_count(len(records), max_readings)
     width_errors: dict[int, str] = {}
-    if any(len(record) != 3 for record in records):
+    if any(isinstance(record, csv.Error) or len(record) != 3 for record in records):
         for i, record in enumerate(records):
-            if len(record) != 3:
+            if isinstance(record, csv.Error):
+                width_errors[i] = f"row is not valid CSV: {record}"
+                records[i] = ["", "0", "0"]
+            elif len(record) != 3:
                 width_errors[i] = f"expected 3 fields (sensor,ts,value), got {len(record)}"
                 records[i] = ["", "0", "0"]
     sensors = [record[0].strip() for record in records]

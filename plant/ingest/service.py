@@ -54,7 +54,9 @@ class _Sensors:
 
 
 def _resolve_sensors(keys: list[str]) -> _Sensors:
-    unique = list(set(keys))
+    # A key longer than the column names no sensor: it is not sent to the database at all.
+    max_length = Sensor._meta.get_field("key").max_length
+    unique = [key for key in set(keys) if len(key) <= max_length]
     # order_by(): the default ordering would join the role and site tables for nothing.
     sensors = Sensor.objects.order_by()
     columns = ("key", "id", "asset__site_id", "valid_min", "valid_max", "sample_period_s", "asset_id")
@@ -74,13 +76,20 @@ def _resolve_sensors(keys: list[str]) -> _Sensors:
 
 
 def ingest_readings(
-    site: Site | None, batch: ParsedBatch, *, now_s: float | None = None, max_future_s: float | None = None
+    site: Site | None,
+    batch: ParsedBatch,
+    *,
+    now_s: float | None = None,
+    max_future_s: float | None = None,
+    max_age_s: float | None = None,
 ) -> IngestResult:
     """Store the valid rows of `batch` with their quality flags and report what happened to every row.
 
     With a site, only sensors of that site may be written (a gateway's scope); `site=None` is for trusted
-    callers such as dataset loaders. Rows naming an unknown sensor, another site's sensor or a time more
-    than `max_future_s` ahead of now are rejected; a (sensor, ts) already stored, or repeated within the
+    callers such as dataset loaders. Rows naming an unknown sensor or another site's sensor (answered
+    alike, so that a gateway cannot learn which keys exist elsewhere), a time more than `max_future_s`
+    ahead of now or more than `max_age_s` before it (default VIGIL_INGEST_MAX_AGE_DAYS; loaders of
+    recorded history pass their own) are rejected; a (sensor, ts) already stored, or repeated within the
     batch, counts as a duplicate and is stored once. Runs one sensor query, one context query (per
     sensor on SQLite) and one bulk write.
     """
@@ -91,6 +100,7 @@ def ingest_readings(
         return IngestResult(rejected=rejected)
     now_s = time.time() if now_s is None else now_s
     max_future_s = settings.VIGIL_INGEST_MAX_FUTURE_S if max_future_s is None else max_future_s
+    max_age_s = settings.VIGIL_INGEST_MAX_AGE_DAYS * 86400.0 if max_age_s is None else max_age_s
 
     sensors = _resolve_sensors(batch.keys)
     number_of = sensors.number_of
@@ -103,16 +113,17 @@ def ingest_readings(
     if site is not None:
         in_scope[known] = sensors.site_ids[number[known]] == site.pk
     not_future = batch.ts_us <= int((now_s + max_future_s) * 1e6)
-    ok = in_scope & not_future
+    # A float bound: an unlimited age (inf) compares as such instead of overflowing an int.
+    not_too_old = batch.ts_us >= (now_s - max_age_s) * 1e6
+    ok = in_scope & not_future & not_too_old
     if not ok.all():
         for i in np.flatnonzero(~ok).tolist():
-            key = batch.keys[i]
-            if not known[i]:
-                error = f"unknown sensor: {key[:100]!r}"
-            elif not in_scope[i]:
-                error = f"sensor of another site: {key[:100]!r}"
-            else:
+            if not in_scope[i]:
+                error = f"unknown sensor: {batch.keys[i][:100]!r}"
+            elif not not_future[i]:
                 error = f"timestamp is more than {max_future_s:g} s in the future"
+            else:
+                error = f"timestamp is more than {max_age_s / 86400:g} days in the past"
             rejected.append((int(batch.index[i]), error))
         rejected.sort()
     number, ts_us, values = number[ok], batch.ts_us[ok], batch.values[ok]

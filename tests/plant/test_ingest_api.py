@@ -151,7 +151,7 @@ def test_a_mixed_batch_stores_its_valid_rows_and_names_each_bad_one(
     errors = rejected_errors(response)
     assert response.json()["accepted"] == 2
     assert errors[1] == "unknown sensor: 'north.p-999.flow'"
-    assert errors[2] == "sensor of another site: 'south.p-201.vibration'"
+    assert errors[2] == "unknown sensor: 'south.p-201.vibration'"
     assert errors[3] == "value is not finite: nan"
     assert errors[4] == "value is not finite: inf"
     assert errors[5].startswith("value is not a number: '12.5'")
@@ -171,9 +171,20 @@ def test_a_gateway_cannot_write_another_sites_sensors(client, asset, other_asset
     assert response.json() == {
         "accepted": 0,
         "duplicates": 0,
-        "rejected": [{"index": 0, "error": "sensor of another site: 'south.p-201.current'"}],
+        "rejected": [{"index": 0, "error": "unknown sensor: 'south.p-201.current'"}],
     }
     assert not Reading.objects.exists()
+
+
+def test_another_sites_sensor_is_answered_exactly_as_a_key_that_does_not_exist(
+    client, asset, other_asset, gateway_token
+):
+    # Same shape of key, one exists on the other site, one nowhere: the answers must not tell them apart.
+    answers = [
+        post_json(client, gateway_token, {"readings": [reading(sensor=key)]}).json()["rejected"][0]["error"]
+        for key in ("south.p-201.current", "south.p-209.current")
+    ]
+    assert [answer.replace("p-201", "p-209") for answer in answers[:1]] == answers[1:]
 
 
 def test_a_timestamp_within_the_allowed_clock_skew_is_accepted(client, asset, gateway_token):
@@ -320,7 +331,9 @@ def test_the_openapi_document_is_valid_json_describing_the_endpoint(client):
     assert document["openapi"].startswith("3.1")
     operation = document["paths"]["/api/v1/readings"]["post"]
     assert set(operation["requestBody"]["content"]) == {"application/json", "text/csv"}
-    assert {"200", "400", "401", "405", "413", "415"} <= set(operation["responses"])
+    assert {"200", "400", "401", "405", "413", "415", "503"} <= set(operation["responses"])
+    assert "Retry-After" in operation["responses"]["503"]["headers"]
+    assert "more than 3650 days in the past" in operation["description"]
     assert document["components"]["securitySchemes"]["gatewayToken"]["scheme"] == "bearer"
 
 
@@ -331,6 +344,7 @@ def test_the_docs_page_explains_auth_formats_and_limits(client):
     assert "Authorization: Bearer" in page
     assert "Content-Type: text/csv" in page and "Content-Type: application/json" in page
     assert "100000 readings per request" in page
+    assert "3650 days behind it" in page and "Retry-After" in page
 
 
 # --- the metrics API in the same document ------------------------------------------------------------------
@@ -423,3 +437,19 @@ def test_a_forbidden_metrics_answer_matches_the_documented_403(client, db):
     response = client.get("/api/v1/metrics")
     assert response.status_code == 403 and _matches(document, "Error", response.json()) == []
     assert "403" in document["paths"]["/api/v1/metrics"]["get"]["responses"]
+
+
+def test_a_503_answer_matches_the_documented_error(client, asset, gateway_token, monkeypatch):
+    from django.test import Client
+
+    document = _openapi(client)
+    monkeypatch.setattr("plant.ingest.service.write_readings", _raise_operational_error)
+    response = post_json(Client(raise_request_exception=False), gateway_token, {"readings": [reading()]})
+    assert response.status_code == 503 and _matches(document, "Error", response.json()) == []
+    assert "503" in document["paths"]["/api/v1/metrics"]["get"]["responses"]
+
+
+def _raise_operational_error(*args, **kwargs):
+    from django.db import OperationalError
+
+    raise OperationalError("the database system is shutting down")

@@ -102,9 +102,13 @@ def test_a_csv_with_only_a_header_is_an_empty_batch():
     assert len(parse_csv(b"sensor,ts,value\n", 10)) == 0
 
 
-def test_a_csv_body_that_is_not_utf8_is_a_batch_error():
-    with pytest.raises(BatchError, match="not UTF-8"):
-        parse_csv(b"sensor,ts,value\n\xff\xfe,1,2\n", 10)
+def test_invalid_utf8_in_a_csv_row_rejects_that_row_only():
+    batch = parse_csv(
+        b"sensor,ts,value\n\xff\xfe,1767600000,2\na,1767600000,\xed\xa0\x80\nb,1767600000,3\n", 10
+    )
+    assert batch.keys == ["b"]
+    assert batch.errors[0] == (0, "sensor key is not valid UTF-8: '\\udcff\\udcfe'")
+    assert batch.errors[1][0] == 1 and batch.errors[1][1].startswith("value is not a number")
 
 
 def test_trusted_arrays_build_a_batch_and_still_reject_non_finite_values():
@@ -141,3 +145,15 @@ def test_an_impossible_date_in_a_bulk_batch_is_named_by_the_row_path():
     ]
     batch = parse_json(as_json(rows), 10)
     assert batch.errors == [(1, "unparseable timestamp: '2026-02-29T08:00:00Z'")]
+
+
+def test_a_csv_header_line_the_csv_module_refuses_is_a_batch_error_naming_the_header():
+    with pytest.raises(
+        BatchError, match="CSV header must be 'sensor,ts,value', got a line that is not valid"
+    ):
+        parse_csv(("s" * 200_000 + ",ts,value\na,1767600000,1\n").encode(), 10)
+
+
+def test_a_csv_body_of_only_a_byte_order_mark_is_a_batch_error():
+    with pytest.raises(BatchError, match="no header line"):
+        parse_csv(b"\xef\xbb\xbf", 10)
