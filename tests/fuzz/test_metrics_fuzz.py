@@ -10,7 +10,6 @@ digits and repeated keys. The seed is fixed so CI sends the same SEED-determined
 
 from __future__ import annotations
 
-import json
 import string
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from plant.choices import QualityFlag
 from plant.forms import RANGE_PRESETS
 from tests.alerts.test_metrics_golden import build_golden_history
 from tests.conftest import make_readings
+from tests.plant.test_views import strict_json
 
 SEED = 20261104
 EXAMPLES = 300  # each example is sent to every endpoint by both roles: 300 x 6 x 2 = 3,600 requests
@@ -158,15 +158,6 @@ def history(db, settings):
     quality = [int(QualityFlag.OUT_OF_RANGE) if abs(v) > 100 else 0 for v in values]
     make_readings(sensor, timezone.now() - timedelta(hours=1), values, period_s=3.0, quality=quality)
     return golden
-
-
-def strict_json(content: bytes) -> object:
-    """JSON as a browser's JSON.parse reads it: NaN and Infinity are not JSON."""
-
-    def refuse(constant: str) -> None:
-        raise AssertionError(f"{constant} in the chart JSON")
-
-    return json.loads(content, parse_constant=refuse)
 
 
 def test_generated_query_strings_never_get_a_5xx_nor_an_endless_answer(history):
