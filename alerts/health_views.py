@@ -34,6 +34,7 @@ from alerts.metrics import (
     drill_missed,
     follow_through_window,
     health_report,
+    parse_period,
     parse_query,
     period_bounds,
     period_kind,
@@ -244,7 +245,7 @@ def _drill_params(
     label = text(params, "period")
     if not label:
         raise MetricsParamError("period", "say which period, e.g. 2026-09 or 2026-W37")
-    period_bounds(label)
+    parse_period(label)
     filters = {name: params.get(name, "") for name in ("group_by", "start", "end", "site")}
     query = parse_query({**filters, "period": period_kind(label)}, site_ids)
     raw_key = text(params, "key") or "all"

@@ -122,22 +122,29 @@ def period_kind(label: str) -> str:
 
 
 def period_bounds(label: str) -> tuple[datetime, datetime]:
-    """[start, end) of a period label ('2026-09' or '2026-W37') in the current time zone; its year between
-    plant.params' bounds, so the period's end is a date too."""
+    """[start, end) of a period label ('2026-09' or '2026-W37') in the current time zone; MetricsParamError
+    for a month or week that does not exist or whose end is past Python's last date."""
     kind = period_kind(label)
-    match = (_MONTH_RE if kind == "month" else _WEEK_RE).fullmatch(label)
-    check_year("period", int(match[1]))
-    if kind == "month" and 1 <= int(match[2]) <= 12:
-        year, month = int(match[1]), int(match[2])
-        return _aware(date(year, month, 1)), _aware(date(year + month // 12, month % 12 + 1, 1))
-    if kind == "week":
-        try:
-            monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
-        except ValueError:
-            pass
-        else:
+    year, number = (
+        int(part) for part in (_MONTH_RE if kind == "month" else _WEEK_RE).fullmatch(label).groups()
+    )
+    try:
+        if kind == "month" and 1 <= number <= 12:
+            return _aware(date(year, number, 1)), _aware(date(year + number // 12, number % 12 + 1, 1))
+        if kind == "week":
+            monday = date.fromisocalendar(year, number, 1)
             return _aware(monday), _aware(monday + timedelta(days=7))
+    except (ValueError, OverflowError):  # year 0, or a period that ends after 9999-12-31
+        pass
     raise MetricsParamError("period", f"{shown(label, 20)} is not a valid {kind}")
+
+
+def parse_period(label: str) -> tuple[datetime, datetime]:
+    """A period label typed by a user (a drill-down link): its bounds, the year within plant.params' years.
+    Labels the metrics compute themselves go to period_bounds, whatever their year."""
+    period_kind(label)
+    check_year("period", int(label[:4]))
+    return period_bounds(label)
 
 
 def previous_period(label: str) -> str:

@@ -246,3 +246,16 @@ def test_a_period_with_more_keys_than_the_table_holds_shows_the_busiest_and_link
 def test_a_period_that_fits_the_table_has_no_cut_notice(engineer_client, golden):
     page = engineer_client.get(HEALTH).content.decode()
     assert 'class="more-rows"' not in page and 'id="health-table-cut"' not in page
+
+
+def test_a_period_label_the_metrics_compute_may_be_of_any_year_but_a_typed_one_is_bounded():
+    from alerts.metrics import MetricsParamError, parse_period, period_bounds
+
+    # An alert opened at the epoch is in December 1969 west of UTC: its own label must still work.
+    assert period_bounds("1969-12")[0].year == 1969
+    for label in ("1969-12", "9999-W52", "0000-01"):
+        with pytest.raises(MetricsParamError):
+            parse_period(label)
+    for label in ("9999-12", "9999-W52", "0000-01"):  # would end past 9999-12-31, or begin before year 1
+        with pytest.raises(MetricsParamError):
+            period_bounds(label)
