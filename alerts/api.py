@@ -15,6 +15,7 @@ from alerts.health_views import can_see_health
 from alerts.metrics import MetricsParamError, follow_through_window, metric_rows, parse_query
 from alerts.metrics.export import metrics_csv
 from alerts.services import site_ids_for_user
+from plant.params import shown, text
 
 FORMATS = ("json", "csv")
 
@@ -41,11 +42,11 @@ def metrics(request: HttpRequest, fmt: str | None = None) -> HttpResponse:
         return _error("log in as an engineer or supervisor to read the metrics (session authentication)", 403)
     if not can_see_health(request.user):
         return _error("the metrics are for engineers and supervisors", 403)
-    fmt = fmt or (request.GET.get("format") or "json").strip()
-    if fmt not in FORMATS:
-        return _error(f"format: {fmt[:20]!r} is not one of {', '.join(FORMATS)}", 400, "format")
     site_ids = site_ids_for_user(request.user)
     try:
+        fmt = fmt or text(request.GET, "format") or "json"
+        if fmt not in FORMATS:
+            raise MetricsParamError("format", f"{shown(fmt, 20)} is not one of {', '.join(FORMATS)}")
         query = parse_query(request.GET, site_ids)
     except MetricsParamError as exc:
         return _error(str(exc), 400, exc.param)

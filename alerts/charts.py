@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from alerts.models import Alert
 from alerts.services.board import WhyLine, fmt
-from plant.charts import asset_figure
+from plant.charts import asset_figure, drawable
 from plant.forms import TimeRange
 from plant.models import Sensor
 
@@ -112,12 +112,13 @@ def shap_figure(
     shown = list(lines[:max_bars])
     rest = sum(line.phi for line in lines[max_bars:])
     labels = [f"{line.sensor} {line.stat}" for line in shown]
-    values = [round(line.phi, 6) for line in shown]
+    phis = [line.phi for line in shown]
     details = [f"{line.value_text} ({line.usual_text or 'no normal range'})" for line in shown]
     if len(lines) > max_bars:
         labels.append(f"{len(lines) - max_bars} other features")
-        values.append(round(rest, 6))
+        phis.append(rest)
         details.append("summed")
+    values, _ = drawable(phis)  # never NaN in the page's JSON, never a bar too long for Plotly
     base, output = float(explanation.get("base_value", 0.0)), float(explanation.get("output", 0.0))
     return {
         "data": [
@@ -126,7 +127,7 @@ def shap_figure(
                 "orientation": "h",
                 "x": values,
                 "y": labels,
-                "marker": {"color": [RAISE_COLOUR if v >= 0 else LOWER_COLOUR for v in values]},
+                "marker": {"color": [RAISE_COLOUR if (v or 0.0) >= 0 else LOWER_COLOUR for v in values]},
                 "customdata": details,
                 "hovertemplate": "%{y} = %{customdata}<br>%{x:+.3g} to the score<extra></extra>",
             }

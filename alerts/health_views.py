@@ -34,6 +34,7 @@ from alerts.metrics import (
     drill_missed,
     follow_through_window,
     health_report,
+    parse_period,
     parse_query,
     period_bounds,
     period_kind,
@@ -44,6 +45,7 @@ from alerts.metrics.trust import FLOOR
 from alerts.services import is_engineer, site_ids_for_user
 from models_registry.models import ScoringGap
 from plant.models import Site
+from plant.params import ParamError, parse_id, shown, text
 
 DRILL_LIMIT = 500
 SCORING_GAPS_SHOWN = 20
@@ -247,19 +249,25 @@ def _drill_params(
     params: Mapping[str, str], site_ids: list[int]
 ) -> tuple[MetricsQuery, str, int | None, str]:
     """Read a drill-down's period label, key and metric next to the filters of the page it came from."""
-    label = (params.get("period") or "").strip()
+    label = text(params, "period")
     if not label:
         raise MetricsParamError("period", "say which period, e.g. 2026-09 or 2026-W37")
-    period_bounds(label)
+    parse_period(label)
     filters = {name: params.get(name, "") for name in ("group_by", "start", "end", "site")}
     query = parse_query({**filters, "period": period_kind(label)}, site_ids)
-    raw_key = (params.get("key") or "all").strip()
-    if raw_key not in ("all", "none") and not (raw_key.isdigit() and len(raw_key) <= 18):
-        raise MetricsParamError("key", f"{raw_key[:20]!r} is not an id (or 'all', or 'none')")
-    metric = (params.get("metric") or "alerts").strip()
+    raw_key = text(params, "key") or "all"
+    if raw_key in ("all", "none"):
+        key: int | str | None = None if raw_key == "all" else "none"
+    else:
+        try:
+            key = parse_id("key", raw_key)
+        except ParamError:
+            raise MetricsParamError(
+                "key", f"{shown(raw_key, 20)} is not an id (or 'all', or 'none')"
+            ) from None
+    metric = text(params, "metric") or "alerts"
     if metric not in DRILL_METRICS:
-        raise MetricsParamError("metric", f"{metric[:30]!r} is not one of {', '.join(DRILL_METRICS)}")
-    key: int | str | None = None if raw_key == "all" else "none" if raw_key == "none" else int(raw_key)
+        raise MetricsParamError("metric", f"{shown(metric, 30)} is not one of {', '.join(DRILL_METRICS)}")
     return query, label, key, metric
 
 

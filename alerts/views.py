@@ -27,6 +27,7 @@ from alerts.services import (
 )
 from alerts.services.board import decorate, feature_lines, role_meta, why_lines
 from plant.models import Asset
+from plant.params import ParamError, parse_id, shown, text
 
 WS_PATH = "/ws/alerts/"
 
@@ -43,15 +44,17 @@ def _get_alert_for_user(request: HttpRequest, pk: int, *, detail: bool = False) 
 
 
 def _asset_filter(request: HttpRequest) -> Asset | None:
-    raw = request.GET.get("asset")
+    raw = text(request.GET, "asset")
     if not raw:
         return None
-    if not raw.isdigit():
-        raise ValueError(f"asset must be an asset id, not {raw[:20]!r}")
+    try:
+        pk = parse_id("asset", raw)
+    except ParamError:
+        raise ValueError(f"asset must be an asset id, not {shown(raw, 20)}") from None
     assets = Asset.objects.select_related("site")
     if not request.user.is_superuser:
         assets = assets.filter(site__members=request.user)
-    asset = assets.filter(pk=int(raw)).first()
+    asset = assets.filter(pk=pk).first()
     if asset is None:
         raise Http404("No such asset.")
     return asset
@@ -63,7 +66,7 @@ def board(request: HttpRequest) -> HttpResponse:
     """Open, acknowledged and snoozed alerts of the user's sites; an htmx request gets only the list."""
     try:
         asset = _asset_filter(request)
-    except ValueError as exc:
+    except ValueError as exc:  # a ParamError too
         return HttpResponseBadRequest(str(exc))
     context = {
         "alerts": board_alerts(request.user, asset_id=asset.pk if asset else None),

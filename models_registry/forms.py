@@ -8,6 +8,7 @@ from django import forms
 
 from models_registry.comparison import BACKTEST, RECORDED
 from models_registry.retrain import RETRAINABLE_KINDS
+from plant.forms import BoundedDateTimeField
 from plant.models import AssetType
 
 LOCAL = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
@@ -31,8 +32,8 @@ class RetrainForm(forms.Form):
 class PeriodForm(forms.Form):
     """The comparison period (naive times are the server's time zone) and where the alerts come from."""
 
-    start = forms.DateTimeField(required=False, widget=LOCAL)
-    end = forms.DateTimeField(required=False, widget=LOCAL)
+    start = BoundedDateTimeField(required=False, widget=LOCAL)
+    end = BoundedDateTimeField(required=False, widget=LOCAL)
     mode = forms.ChoiceField(
         required=False,
         choices=[

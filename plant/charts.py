@@ -23,6 +23,9 @@ from plant.series import BucketSeries, RawSeries, load_buckets, load_raw
 # Above this many expected readings per trace the database buckets the data instead of sending rows.
 RAW_FACTOR = 4
 LINE_COLOUR = "#1f4e79"
+# Plotly treats a magnitude above Number.MAX_VALUE * 1e-4 (~1.8e304) as "not a number" and breaks the line
+# there (a NaN path). Stored values beyond DRAW_LIMIT are drawn at it, their hover text shows them exactly.
+DRAW_LIMIT = 1e300
 
 
 def max_points() -> int:
@@ -83,10 +86,9 @@ def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC
                 "mode": "lines",
                 "name": sensor.key,
                 "x": [_iso(v, tz) for v in x],
-                "y": _floats(y),
+                **_y(y, "", f" {sensor.unit}<extra>{sensor.key}</extra>"),
                 "yaxis": axis,
                 "line": {"color": LINE_COLOUR, "width": 1},
-                "hovertemplate": f"%{{y:.3g}} {sensor.unit}<extra>{sensor.key}</extra>",
             }
         )
         for flag, (mx, my) in markers.items():
@@ -96,7 +98,7 @@ def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC
                     "mode": "markers",
                     "name": f"{sensor.key}: {flag.label}",
                     "x": [_iso(v, tz) for v in mx],
-                    "y": _floats(my),
+                    **_y(my, f"{flag.label}: ", f" {sensor.unit}<extra>{sensor.key}</extra>"),
                     "yaxis": axis,
                     "marker": {
                         "color": flag.colour,
@@ -104,7 +106,6 @@ def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC
                         "symbol": "circle-open",
                         "line": {"width": 2},
                     },
-                    "hovertemplate": f"{flag.label}: %{{y:.3g}} {sensor.unit}<extra>{sensor.key}</extra>",
                 }
             )
     # All rows share the one x axis at the bottom, so zooming one zooms all.
@@ -160,5 +161,26 @@ def _iso(epoch_s: float, tz: ZoneInfo | dt_timezone) -> str:
     return datetime.fromtimestamp(float(epoch_s), tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+def drawable(values: np.ndarray | Sequence[float]) -> tuple[list[float | None], list[float | None] | None]:
+    """(drawn, stored): the values as Plotly can draw them (a gap for NaN or infinity, magnitudes above
+    DRAW_LIMIT at DRAW_LIMIT) and, when that moved any value, the values themselves for the hover text."""
+    values = np.asarray(values, dtype=float)
+    stored = _floats(values)
+    with np.errstate(invalid="ignore"):
+        moved = np.isfinite(values) & (np.abs(values) > DRAW_LIMIT)
+    if not moved.any():
+        return stored, None
+    return _floats(np.where(moved, np.copysign(DRAW_LIMIT, values), values)), stored
+
+
+def _y(values: np.ndarray, before: str, after: str) -> dict:
+    """A trace's y and hovertemplate (``before`` value ``after``), with the stored values as customdata
+    when some are drawn at DRAW_LIMIT."""
+    drawn, stored = drawable(values)
+    if stored is None:
+        return {"y": drawn, "hovertemplate": f"{before}%{{y:.3g}}{after}"}
+    return {"y": drawn, "customdata": stored, "hovertemplate": f"{before}%{{customdata:.3g}}{after}"}
+
+
 def _floats(values: np.ndarray) -> list[float | None]:
-    return [None if np.isnan(v) else round(float(v), 6) for v in values]
+    return [round(float(v), 6) if np.isfinite(v) else None for v in values]

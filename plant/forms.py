@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils import timezone
+
+from plant.params import ParamError, check_date, check_text
 
 RANGE_PRESETS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),
@@ -30,6 +33,27 @@ class TimeRange:
         return (self.end - self.start).total_seconds()
 
 
+class BoundedDateTimeField(forms.DateTimeField):
+    """A date and time by plant.params' rules (printable, between 1970 and a few years ahead), so a hostile
+    value is a form error, never a database or overflow error."""
+
+    def to_python(self, value: object) -> datetime | None:
+        if isinstance(value, str):
+            try:
+                value = check_text(self.label or "time", value)
+            except ParamError as exc:
+                raise ValidationError(exc.message, code="invalid") from None
+        return super().to_python(value)
+
+    def validate(self, value: datetime | None) -> None:
+        super().validate(value)
+        if value is not None:
+            try:
+                check_date(self.label or "time", value)
+            except ParamError as exc:
+                raise ValidationError(exc.message, code="out_of_range") from None
+
+
 class ChartRangeForm(forms.Form):
     """The asset chart's time range: a preset length ending now, or explicit ISO start/end.
 
@@ -37,8 +61,8 @@ class ChartRangeForm(forms.Form):
     """
 
     range = forms.ChoiceField(choices=[(key, key) for key in RANGE_PRESETS], required=False, label="Last")
-    start = forms.DateTimeField(required=False, label="From", help_text="ISO 8601, e.g. 2026-01-05T08:00")
-    end = forms.DateTimeField(required=False, label="To")
+    start = BoundedDateTimeField(required=False, label="From", help_text="ISO 8601, e.g. 2026-01-05T08:00")
+    end = BoundedDateTimeField(required=False, label="To")
 
     def clean(self) -> dict:
         data = super().clean()

@@ -10,6 +10,7 @@ from alerts.metrics import GROUP_BYS, PERIODS
 from alerts.metrics.export import REASON_COLUMNS
 from alerts.metrics.params import MAX_RANGE_DAYS
 from alerts.metrics.rows import API_FIELDS
+from plant.params import EARLIEST, YEARS_AHEAD
 
 _ERROR = {
     "type": "object",
@@ -107,7 +108,10 @@ _QUERY_PARAMETERS = [
         "name": "start",
         "in": "query",
         "required": False,
-        "description": "First day of alerts to count (YYYY-MM-DD, included); none: from the first alert.",
+        "description": (
+            "First day of alerts to count (YYYY-MM-DD, included); none: from the first alert. Dates run from "
+            f"{EARLIEST} to the end of the year {YEARS_AHEAD} years from now."
+        ),
         "schema": {"type": "string", "format": "date"},
     },
     {
@@ -116,7 +120,7 @@ _QUERY_PARAMETERS = [
         "required": False,
         "description": (
             f"Last day of alerts to count (YYYY-MM-DD, included), not before start; at most {MAX_RANGE_DAYS} "
-            "days after it."
+            "days after it. The same bounds as start."
         ),
         "schema": {"type": "string", "format": "date"},
     },

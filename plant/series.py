@@ -12,10 +12,15 @@ from datetime import datetime
 
 import numpy as np
 from django.db import NotSupportedError
-from django.db.models import Avg, Count, F, FloatField, Func, Max, Min, Q, Sum
+from django.db.models import Avg, Count, F, FloatField, Func, Max, Min, Q, Sum, Value
+from django.db.models.functions import Greatest, Least
 
 from plant.choices import QualityFlag
 from plant.models import Reading
+
+# The bucket mean only places flag markers (plant.charts); PostgreSQL's AVG(float8) also sums squares and
+# raises "value out of range: overflow" past ~1e154, so it averages values clamped to this magnitude.
+MEAN_CLAMP = 1e100
 
 
 class TimeBucket(Func):
@@ -114,7 +119,7 @@ def load_buckets(
             n=Count("pk"),
             lo=Min("value"),
             hi=Max("value"),
-            mean=Avg("value"),
+            mean=Avg(Greatest(Least("value", Value(MEAN_CLAMP)), Value(-MEAN_CLAMP))),
             n_flagged=Count("pk", filter=Q(quality__gt=0)),
             flagged_lo=Min("value", filter=Q(quality__gt=0)),
             flagged_hi=Max("value", filter=Q(quality__gt=0)),

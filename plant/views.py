@@ -120,6 +120,8 @@ def _render_asset(
 ) -> HttpResponse:
     sensors = _sensors(asset)
     form, span = _chart_range(request, asset)
+    if form.is_bound and not form.is_valid():
+        status = 400  # the page still draws the default range, under the form's errors
     context = {
         "asset": asset,
         "site": asset.site,
@@ -132,7 +134,7 @@ def _render_asset(
         "chart_url": asset.get_absolute_url() + "chart.json",
     }
     if request.htmx:
-        return render(request, "plant/asset.html#chart-panel", context)
+        return render(request, "plant/asset.html#chart-panel", context, status=status)
     health = sensor_health(sensors)
     context.update(
         criticality=Criticality(asset.criticality),

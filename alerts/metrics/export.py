@@ -2,6 +2,13 @@
 
 The alert export pages through the alerts by primary key (keyset, ``EXPORT_CHUNK`` rows a query), so a
 large export holds one chunk in memory, on any database and under WSGI or ASGI alike.
+
+CSV injection (OWASP): every text cell that starts with ``= + - @``, a tab or a carriage return is written
+with a leading ``'`` so a spreadsheet shows it as text instead of running it as a formula; names, tags and
+labels are typed by users. Cells the app writes from numbers, booleans and times stay as they are, so a
+negative count or a time stays a number for the spreadsheet (they are never a formula: ``-3`` or
+``2026-09-01T00:00:00+00:00`` cannot call anything). Every CSV Vigil writes for people goes through
+``cell``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from alerts.metrics.params import MetricsQuery
 from alerts.metrics.queries import annotated_alerts, in_range
 from alerts.metrics.rows import API_FIELDS, MetricsRow
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_CHUNK = 2000
 EXPORT_COLUMNS = (
     "id",
@@ -39,7 +47,8 @@ REASON_COLUMNS = tuple(f"false_alarms_{reason}" for reason in FalseAlarmReason.v
 
 
 def cell(value: Any) -> str:
-    """CSV text of a value: empty for None, ISO 8601 (UTC) for times, repr-exact floats."""
+    """CSV text of a value: empty for None, ISO 8601 (UTC) for times, repr-exact numbers, and text that a
+    spreadsheet would read as a formula prefixed with ``'``."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -48,7 +57,10 @@ def cell(value: Any) -> str:
         return value.astimezone(timezone.utc).isoformat()
     if isinstance(value, float):
         return repr(value)
-    return str(value)
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def _lines(rows: Iterable[Sequence[Any]]) -> str:

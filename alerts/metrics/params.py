@@ -1,7 +1,8 @@
 """The parameters of a metrics question (grouping, period, date range, site) and their validation.
 
 The page, the JSON/CSV API and the alert export all read their query string through ``parse_query``, so a
-bad value gets the same message everywhere, naming the parameter (``MetricsParamError.param``).
+bad value gets the same message everywhere, naming the parameter (``MetricsParamError.param``). The
+rules for any query-string value (printable, bounded dates and years) are plant.params'.
 """
 
 from __future__ import annotations
@@ -14,21 +15,16 @@ from datetime import date, datetime, time, timedelta
 from django.utils import timezone
 
 from plant.models import Site
+from plant.params import ParamError, check_date, check_year, shown, text
 
 GROUP_BYS = ("site", "asset", "asset_type", "model_version")
 PERIODS = ("month", "week")
 MAX_RANGE_DAYS = 3 * 366
-_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-_WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
+_MONTH_RE = re.compile(r"([0-9]{4})-([0-9]{2})")
+_WEEK_RE = re.compile(r"([0-9]{4})-W([0-9]{2})")
 
-
-class MetricsParamError(ValueError):
-    """A query-string value that cannot be used; ``param`` names it, the message says what is accepted."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"{param}: {message}")
-        self.param = param
-        self.message = message
+# The metrics' name for plant.params.ParamError: one error type for every query-string value.
+MetricsParamError = ParamError
 
 
 @dataclass(frozen=True)
@@ -70,20 +66,21 @@ def _aware(day: date) -> datetime:
 
 
 def _choice(params: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    value = (params.get(name) or choices[0]).strip()
+    value = text(params, name) or choices[0]
     if value not in choices:
-        raise MetricsParamError(name, f"{value[:40]!r} is not one of {', '.join(choices)}")
+        raise MetricsParamError(name, f"{shown(value)} is not one of {', '.join(choices)}")
     return value
 
 
 def _date(params: Mapping[str, str], name: str) -> date | None:
-    raw = (params.get(name) or "").strip()
+    raw = text(params, name)
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
-        raise MetricsParamError(name, f"{raw[:40]!r} is not a date; use YYYY-MM-DD") from None
+        raise MetricsParamError(name, f"{shown(raw)} is not a date; use YYYY-MM-DD") from None
+    return check_date(name, day)
 
 
 def parse_query(params: Mapping[str, str], site_ids: Collection[int]) -> MetricsQuery:
@@ -96,11 +93,11 @@ def parse_query(params: Mapping[str, str], site_ids: Collection[int]) -> Metrics
     if start and end and (end - start).days > MAX_RANGE_DAYS:
         raise MetricsParamError("end", f"the range can span at most {MAX_RANGE_DAYS} days")
     site = None
-    slug = (params.get("site") or "").strip()
+    slug = text(params, "site")
     if slug:
         site = Site.objects.filter(slug=slug, pk__in=list(site_ids)).first()
         if site is None:
-            raise MetricsParamError("site", f"no site {slug[:40]!r} among your sites")
+            raise MetricsParamError("site", f"no site {shown(slug)} among your sites")
     return MetricsQuery(group_by=group_by, period=period, start=start, end=end, site=site)
 
 
@@ -115,29 +112,39 @@ def period_label(moment: datetime, period: str) -> str:
 
 def period_kind(label: str) -> str:
     """'month' or 'week' from the form of a period label; MetricsParamError("period") otherwise."""
-    if _MONTH_RE.match(label):
+    if _MONTH_RE.fullmatch(label):
         return "month"
-    if _WEEK_RE.match(label):
+    if _WEEK_RE.fullmatch(label):
         return "week"
     raise MetricsParamError(
-        "period", f"{label[:20]!r} is not a period; use a month (2026-09) or a week (2026-W37)"
+        "period", f"{shown(label, 20)} is not a period; use a month (2026-09) or a week (2026-W37)"
     )
 
 
 def period_bounds(label: str) -> tuple[datetime, datetime]:
-    """[start, end) of a period label ('2026-09' or '2026-W37') in the current time zone."""
+    """[start, end) of a period label ('2026-09' or '2026-W37') in the current time zone; MetricsParamError
+    for a month or week that does not exist or whose end is past Python's last date."""
     kind = period_kind(label)
-    if kind == "month" and (match := _MONTH_RE.match(label)) and 1 <= int(match[2]) <= 12:
-        year, month = int(match[1]), int(match[2])
-        return _aware(date(year, month, 1)), _aware(date(year + month // 12, month % 12 + 1, 1))
-    if kind == "week" and (match := _WEEK_RE.match(label)):
-        try:
-            monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
-        except ValueError:
-            pass
-        else:
+    year, number = (
+        int(part) for part in (_MONTH_RE if kind == "month" else _WEEK_RE).fullmatch(label).groups()
+    )
+    try:
+        if kind == "month" and 1 <= number <= 12:
+            return _aware(date(year, number, 1)), _aware(date(year + number // 12, number % 12 + 1, 1))
+        if kind == "week":
+            monday = date.fromisocalendar(year, number, 1)
             return _aware(monday), _aware(monday + timedelta(days=7))
-    raise MetricsParamError("period", f"{label[:20]!r} is not a valid {kind}")
+    except (ValueError, OverflowError):  # year 0, or a period that ends after 9999-12-31
+        pass
+    raise MetricsParamError("period", f"{shown(label, 20)} is not a valid {kind}")
+
+
+def parse_period(label: str) -> tuple[datetime, datetime]:
+    """A period label typed by a user (a drill-down link): its bounds, the year within plant.params' years.
+    Labels the metrics compute themselves go to period_bounds, whatever their year."""
+    period_kind(label)
+    check_year("period", int(label[:4]))
+    return period_bounds(label)
 
 
 def previous_period(label: str) -> str:

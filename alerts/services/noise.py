@@ -41,6 +41,7 @@ from alerts.episodes import alert_episodes
 from models_registry.models import ModelVersion
 from models_registry.runtime import higher_is_worse
 from plant.models import Asset, Sensor
+from plant.params import ParamError, check_text, parse_id
 
 Span = tuple[float, float]  # (start, end) in epoch seconds
 
@@ -214,9 +215,11 @@ class NoiseKey:
     def parse(cls, raw: str) -> NoiseKey | None:
         asset, _, rest = (raw or "").partition("-")
         version, _, role = rest.partition("-")
-        if not (asset.isdigit() and version.isdigit() and role):
+        try:  # plant.params' rules: ASCII ids that fit a bigint, a role without control characters
+            key = cls(parse_id("key", asset), parse_id("key", version), check_text("key", role))
+        except ParamError:
             return None
-        return cls(int(asset), int(version), role)
+        return key if key.role else None
 
 
 def _period() -> timedelta:

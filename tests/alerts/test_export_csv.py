@@ -6,9 +6,12 @@ import asyncio
 import csv
 import io
 
+import pytest
 
 from alerts.metrics import export
 from alerts.metrics.export import EXPORT_COLUMNS, aiter_chunks
+from models_registry.models import ModelVersion
+from plant.models import Asset
 
 URL = "/alerts/export.csv"
 
@@ -91,3 +94,68 @@ def test_bad_filters_get_a_400_naming_them_and_technicians_a_403(client, golden)
     assert response.status_code == 400 and b"start:" in response.content
     client.force_login(golden.tess)
     assert client.get(URL).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"end": "9999-12-31"}, "end"),
+        ({"start": "0001-01-01"}, "start"),
+        ({"site": "\x00"}, "site"),
+        ({"start": "2026-01-01", "end": "9999-12-31"}, "end"),
+    ],
+)
+def test_an_out_of_range_date_or_a_nul_is_a_400_not_an_endless_stream(engineer_client, params, param):
+    response = engineer_client.get(URL, params)
+    assert response.status_code == 400 and not response.streaming
+    assert response.content.startswith(f"{param}:".encode())
+
+
+FORMULAS = {
+    "tag": '=HYPERLINK("http://evil.example/","x")',
+    "name": "@SUM(1+1)",
+    "model": "+cmd|' /C calc'!A0",
+}
+
+
+@pytest.fixture
+def formula_names(golden):
+    """Names a user could type that a spreadsheet would run as formulas (OWASP CSV injection)."""
+    Asset.objects.filter(pk=golden.p101.pk).update(tag=FORMULAS["tag"], name=FORMULAS["name"])
+    ModelVersion.objects.filter(pk=golden.pump_v2.pk).update(name=FORMULAS["model"])
+    return golden
+
+
+def test_text_cells_that_start_like_a_formula_are_written_as_text(engineer_client, formula_names):
+    _, rows = read(engineer_client.get(URL))
+    l4 = rows[formula_names.alerts["L4"].pk]
+    assert l4["asset"] == "'" + FORMULAS["tag"]
+    assert l4["model_version"] == "'" + FORMULAS["model"] + " v2"
+    assert l4["id"] == str(formula_names.alerts["L4"].pk), "numbers stay numbers"
+
+
+def test_the_metrics_csv_escapes_labels_and_keeps_numbers_numeric(engineer_client, formula_names):
+    response = engineer_client.get("/api/v1/metrics.csv", {"group_by": "asset"})
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    p101 = [row for row in rows if row["key"] == str(formula_names.p101.pk)]
+    assert p101 and all(row["label"] == f"'{FORMULAS['name']} · North" for row in p101)
+    assert all(row["alerts"].isdigit() for row in p101)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@A1", "'@A1"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("pump", "pump"),
+        (-3, "-3"),
+        (-2.5, "-2.5"),
+        (None, ""),
+    ],
+)
+def test_the_cell_helper_escapes_text_only(value, text):
+    assert export.cell(value) == text

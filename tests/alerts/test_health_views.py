@@ -74,6 +74,9 @@ def test_the_nav_link_is_shown_to_engineers_only(client, golden):
         ({"start": "yesterday"}, "start"),
         ({"start": "2026-08-01", "end": "2026-07-01"}, "end"),
         ({"site": "atlantis"}, "site"),
+        ({"end": "9999-12-31"}, "end"),
+        ({"start": "0001-01-01"}, "start"),
+        ({"site": "\x00"}, "site"),
     ],
 )
 def test_bad_filters_give_a_400_page_naming_the_parameter(engineer_client, params, param):
@@ -119,6 +122,17 @@ def test_the_drill_down_of_missed_failures_lists_the_reports_by_failure_time(eng
         ({"period": "2026-07", "key": "9" * 30}, "key"),
         ({"period": "2026-07", "metric": "happiness"}, "metric"),
         ({"period": "2026-07", "group_by": "planet"}, "group_by"),
+        # Out of range (issue 11): each was a 500 (ValueError or OverflowError past year 9999).
+        ({"period": "9999-12"}, "period"),
+        ({"period": "0000-01"}, "period"),
+        ({"period": "9999-W52"}, "period"),
+        ({"period": "1969-12"}, "period"),
+        ({"period": "2026-07\x00"}, "period"),
+        ({"period": "2026-07", "end": "9999-12-31"}, "end"),
+        ({"period": "2026-07", "site": "\x00"}, "site"),
+        ({"period": "2026-07", "key": "\u00b2"}, "key"),  # a digit to str.isdigit, not to int()
+        ({"period": "2026-07", "key": "\u0661\u0662"}, "key"),  # Arabic-Indic digits are not an id
+        ({"period": "2026-07", "metric": "alerts\x00"}, "metric"),
     ],
 )
 def test_bad_drill_down_parameters_give_a_400_naming_them(engineer_client, params, param):
@@ -233,3 +247,16 @@ def test_a_period_with_more_keys_than_the_table_holds_shows_the_busiest_and_link
 def test_a_period_that_fits_the_table_has_no_cut_notice(engineer_client, golden):
     page = engineer_client.get(HEALTH).content.decode()
     assert 'class="more-rows"' not in page and 'id="health-table-cut"' not in page
+
+
+def test_a_period_label_the_metrics_compute_may_be_of_any_year_but_a_typed_one_is_bounded():
+    from alerts.metrics import MetricsParamError, parse_period, period_bounds
+
+    # An alert opened at the epoch is in December 1969 west of UTC: its own label must still work.
+    assert period_bounds("1969-12")[0].year == 1969
+    for label in ("1969-12", "9999-W52", "0000-01"):
+        with pytest.raises(MetricsParamError):
+            parse_period(label)
+    for label in ("9999-12", "9999-W52", "0000-01"):  # would end past 9999-12-31, or begin before year 1
+        with pytest.raises(MetricsParamError):
+            period_bounds(label)

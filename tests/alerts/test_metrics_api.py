@@ -64,6 +64,36 @@ def test_invalid_parameters_get_a_400_json_naming_them(engineer_client, params, 
     assert body["param"] == param and param in body["error"]
 
 
+HOSTILE = [
+    ({"end": "9999-12-31"}, "end"),
+    ({"start": "0001-01-01"}, "start"),
+    ({"start": "1969-12-31"}, "start"),
+    ({"start": "2026-01-01", "end": "9999-12-31"}, "end"),
+    ({"site": "\x00"}, "site"),
+    ({"site": "north\x00"}, "site"),
+    ({"group_by": "site\x1b"}, "group_by"),
+    ({"start": "2026-01-01\x00"}, "start"),
+]
+
+
+@pytest.mark.parametrize(("params", "param"), HOSTILE)
+@pytest.mark.parametrize("url", [API, f"{API}.csv"])
+def test_out_of_range_dates_and_control_characters_get_a_400_json(engineer_client, url, params, param):
+    response = engineer_client.get(url, params)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["param"] == param
+
+
+def test_a_date_a_few_years_ahead_is_accepted_and_one_further_is_named(engineer_client, golden):
+    from plant.params import latest_date
+
+    last = latest_date()
+    assert engineer_client.get(API, {"end": last.isoformat()}).status_code == 200
+    body = engineer_client.get(API, {"end": last.replace(year=last.year + 1).isoformat()}).json()
+    assert body["param"] == "end" and f"from 1970-01-01 to {last}" in body["error"]
+
+
 def test_technicians_and_anonymous_callers_get_a_403_json(client, golden):
     response = client.get(API)
     assert response.status_code == 403 and "log in" in response.json()["error"]

@@ -64,7 +64,19 @@ def test_an_engineer_of_another_site_gets_404(client, other_site, noisy):
     assert f"noise-{noisy}" not in client.get(reverse("alerts:noise")).content.decode()
 
 
-@pytest.mark.parametrize("key", ["nope", "1000000000-1-vibration", "1-1000000000-vibration", "1-1-"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "nope",
+        "1000000000-1-vibration",
+        "1-1000000000-vibration",
+        "1-1-",
+        # Issue 11: a superscript two is a digit to str.isdigit but not to int(); NUL reached PostgreSQL.
+        "\u00b2-1-vibration",
+        f"{'9' * 30}-1-vibration",
+        "1-1-vibration\x00",
+    ],
+)
 def test_an_unknown_suggestion_is_404(client, engineer, noisy, key):
     client.force_login(engineer)
 

@@ -99,6 +99,10 @@ def test_a_rejected_promotion_is_a_message_not_a_500(client, engineer, versions)
         ({"start": "2026-01-02T00:00", "end": "2026-01-01T00:00"}, "must be after its start"),
         ({"start": "2026-01-01T00:00", "end": "2026-03-01T00:00"}, "at most 31 days"),
         ({"start": "not a date"}, "Enter a valid date/time"),
+        ({"start": "0001-01-01T00:00", "end": "0001-01-02T00:00"}, "is out of range"),
+        ({"start": "9999-12-30T00:00", "end": "9999-12-31T23:59"}, "is out of range"),
+        ({"start": "2026-01-01T00:00\x00"}, "contains a control character"),
+        ({"mode": "backtest\x00"}, "Select a valid choice"),
     ],
 )
 def test_a_bad_period_is_a_400_naming_the_problem(client, engineer, versions, query, message):

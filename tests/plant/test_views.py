@@ -142,7 +142,7 @@ def test_asset_page_shows_sensor_health_and_embeds_the_chart(
 def test_a_bad_range_shows_a_form_error_and_the_default_range(client, technician, asset, query):
     client.force_login(technician)
     response = client.get(reverse("plant:asset", args=[asset.pk]) + "?" + query)
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert response.context["form"].errors
     assert b'class="field-error"' in response.content or b'class="form-errors"' in response.content
     span = response.context["span"]
@@ -204,3 +204,73 @@ def test_an_outsider_sees_only_their_own_site_listed(client, site, other_site):
     client.force_login(user)
     response = client.get(other_site.get_absolute_url())
     assert b"North" not in response.content
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "start=9999-12-31T23:59",
+        "end=9999-12-31T23:59",
+        "start=0001-01-01T00:00",
+        "start=1969-12-31T23:00&end=1970-01-02T00:00",
+        "start=2026-01-05T08:00%00",
+        "end=%00",
+    ],
+)
+def test_an_out_of_range_or_hostile_time_is_a_400_on_the_page_and_the_chart(client, technician, asset, query):
+    client.force_login(technician)
+    page = client.get(reverse("plant:asset", args=[asset.pk]) + "?" + query)
+    assert page.status_code == 400 and page.context["form"].errors
+    chart = client.get(reverse("plant:asset_chart", args=[asset.pk]) + "?" + query)
+    assert chart.status_code == 400 and chart.json()["errors"]
+
+
+def test_a_huge_asset_id_in_the_path_is_a_404(client, technician):
+    client.force_login(technician)
+    for name in ("plant:asset", "plant:asset_chart"):
+        assert client.get(reverse(name, args=[10**30])).status_code == 404
+
+
+def strict_json(content: bytes) -> dict:
+    """JSON as a browser's JSON.parse reads it: NaN and Infinity are not JSON."""
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in the chart JSON")
+
+    return json.loads(content, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(("preset", "seconds"), [("1h", 1_800), ("6h", 21_000)])  # raw rows, SQL buckets
+def test_the_chart_draws_every_finite_value_even_the_largest_doubles(
+    client, technician, asset, preset, seconds
+):
+    # Issue 11, defect 7: 1e308 and -1e308 (accepted, flagged) stopped the line (Plotly drops magnitudes
+    # above ~1.8e304 as not-a-number) and, bucketed on PostgreSQL, AVG overflowed into a 500.
+    from plant.charts import DRAW_LIMIT
+
+    sensor = asset.sensors.get(role__key="vibration")
+    end = timezone.now().replace(microsecond=0)
+    values = np.full(seconds, 3.0)
+    values[seconds // 2], values[seconds // 2 + 100], values[seconds // 3] = 1e308, -1e308, 1e308
+    quality = np.where(np.abs(values) > 100, int(QualityFlag.OUT_OF_RANGE), 0)
+    make_readings(sensor, end - timedelta(seconds=seconds + 60), values, quality=quality.tolist())
+    client.force_login(technician)
+    response = client.get(reverse("plant:asset_chart", args=[asset.pk]) + f"?range={preset}")
+    assert response.status_code == 200
+    traces = [t for t in strict_json(response.content)["data"] if t["name"].startswith(sensor.key)]
+    for trace in traces:
+        assert None not in trace["y"], "every stored value has a point"
+        assert all(abs(y) <= DRAW_LIMIT < 1.7e304 for y in trace["y"]), "Plotly can place every point"
+    line = traces[0]
+    assert (max(line["y"]), min(line["y"])) == (DRAW_LIMIT, -DRAW_LIMIT)
+    assert (max(line["customdata"]), min(line["customdata"])) == (1e308, -1e308), "the hover shows them"
+    assert "customdata" in line["hovertemplate"] and 3.0 in line["y"]
+    markers = next(t for t in traces if t["mode"] == "markers")
+    assert {1e308, -1e308} <= set(markers["customdata"])
+
+
+def test_drawable_keeps_ordinary_values_and_drops_only_what_is_not_a_number():
+    from plant.charts import DRAW_LIMIT, drawable
+
+    assert drawable(np.array([1.5, np.nan, -2.0])) == ([1.5, None, -2.0], None)
+    assert drawable(np.array([np.inf, 1e301])) == ([None, DRAW_LIMIT], [None, 1e301])
