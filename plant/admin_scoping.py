@@ -17,9 +17,11 @@ from django.contrib.contenttypes import views as contenttype_views
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.admin.utils import NotRelationField, get_fields_from_path
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.db.models import Model, QuerySet
+from django.db import models
+from django.db.models import DateField, Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import path
+from django.utils.dateparse import parse_date, parse_datetime
 
 
 def scope_to_sites(queryset: QuerySet, user: Any, site_path: str | None) -> QuerySet:
@@ -60,6 +62,30 @@ class SiteScopedAdmin(ScopedChoicesMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return self.scope(super().get_queryset(request), request)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """Prefill from the query string, as Django does, keeping only dates and times it can show.
+
+        Django hands a date-time field's query value to the split date/time widget as a string, which
+        fails (a 500) for any ``?start=`` on an add page; here it is parsed first and dropped if unusable.
+        """
+        initial = super().get_changeform_initial_data(request)
+        for name, value in list(initial.items()):
+            try:
+                field = self.model._meta.get_field(name)
+            except FieldDoesNotExist:
+                continue
+            if isinstance(field, DateField) and isinstance(value, str):  # DateTimeField is a DateField
+                parse = parse_datetime if isinstance(field, models.DateTimeField) else parse_date
+                try:
+                    parsed = parse(value)
+                except ValueError:  # well formed but impossible, e.g. month 13
+                    parsed = None
+                if parsed is None:
+                    del initial[name]
+                else:
+                    initial[name] = parsed
+        return initial
 
     def get_list_filter(self, request: HttpRequest) -> Any:
         # A plain related filter lists every site's objects; RelatedOnlyFieldListFilter lists only the

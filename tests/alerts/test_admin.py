@@ -104,3 +104,24 @@ def test_autocomplete_lookups_list_only_the_users_assets(client, world):
     )
     assert response.status_code == 200
     assert [row["id"] for row in response.json()["results"]] == [str(world.obj("plant.asset", A).pk)]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "admin:alerts_maintenancewindow_add",
+        "admin:plant_label_add",
+        "admin:models_registry_assetbaseline_add",
+    ],
+)
+@pytest.mark.parametrize(
+    "query", ["start=2026-01-05T08:00:00%2B00:00", "start=yesterday", "end=2026-13-40", "end=%00"]
+)
+def test_an_add_page_prefilled_from_the_query_string_never_fails(client, world, url, query):
+    login(client, world, "engineer")
+    response = client.get(f"{reverse(url)}?{query}")
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    name = query.split("=")[0]
+    if name in form.fields and query.endswith("%2B00:00"):
+        assert form.initial[name].isoformat() == "2026-01-05T08:00:00+00:00"
