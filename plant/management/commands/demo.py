@@ -12,7 +12,9 @@ pump fault opens an explained alert on the dashboard.
 
 from __future__ import annotations
 
+import copy
 import io
+import json
 import logging
 import os
 import re
@@ -26,6 +28,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
+from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 
 from config.embedded_redis import host_port, redis_answers, server_command
 from models_registry.services import ModelRejected, TrainingError
@@ -51,11 +54,29 @@ def parse_seed_output(text: str) -> tuple[str | None, list[Login]]:
     return (token.group(1) if token else None), [Login(*match) for match in USER_RE.findall(text)]
 
 
+def web_log_config(access_log: Path) -> dict:
+    """uvicorn's own logging config with its access log sent to a file instead of the terminal."""
+    config = copy.deepcopy(UVICORN_LOGGING)
+    config["formatters"]["access"]["use_colors"] = False
+    config["handlers"]["access"] = {
+        "class": "logging.FileHandler",
+        "filename": str(access_log),
+        "formatter": "access",
+    }
+    return config
+
+
 def web_command(host: str, port: int, access_log: Path) -> list[str]:
     # One access-log line per simulator POST would drown the rest of the output, so it goes to a file.
     access_log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--access-log", str(access_log)]
-    return argv + ["config.asgi:application"]
+    log_config = access_log.with_name("web-logging.json")
+    log_config.write_text(json.dumps(web_log_config(access_log), indent=1))
+    # uvicorn hands the app a request once its headers are in and streams the body (config.asgi guards
+    # the ingest body); Channels has no lifespan handler; a stop waits at most 5 s for open requests.
+    return [
+        sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
+        "--lifespan", "off", "--timeout-graceful-shutdown", "5", "--log-config", str(log_config),
+    ]  # fmt: skip
 
 
 def worker_command(var_dir: Path) -> list[str]:
