@@ -192,7 +192,12 @@ class ChannelLayerOutage:
         try:
             await self.app(scope, receive, tracking_send)
         except CHANNEL_LAYER_DOWN as exc:
-            logger.warning("WebSocket %s: channel layer unavailable (%r); refused", scope.get("path"), exc)
+            logger.warning(
+                "WebSocket %s refused: channel layer unavailable (%s: %s)",
+                scope.get("path"),
+                type(exc).__name__,
+                exc,
+            )
             if not state["ended"]:
                 await self._refuse(scope, send, accepted=state["accepted"])
 

@@ -67,20 +67,7 @@ class LiveServer:
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def start(self, timeout: float = 60.0) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "config.asgi:application",
-        ]
-        self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        argv = None
+        argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
         argv += ["--port", str(self.port), "--lifespan", "off"]
         self.process = subprocess.Popen(
             argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
