@@ -39,6 +39,7 @@ import orjson  # noqa: E402
 import psutil  # noqa: E402
 
 from plant.pgcopy import pg_copy_buffer  # noqa: E402
+from plant.supervisor import web_server_command  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
 BATCH = 10_000
@@ -161,8 +162,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile()
-        argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
-        argv += ["--port", str(self.port), "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
+        argv = web_server_command("127.0.0.1", self.port, "--no-access-log", "--log-level", "warning")
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.peak_rss = 0
         self._sampling = threading.Event()

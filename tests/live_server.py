@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from plant.supervisor import web_server_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,7 +32,7 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """`python -m uvicorn config.asgi:application` on a free port, as `manage.py demo` starts it."""
+    """The web process (plant.supervisor.web_server_command) on a free port, as `manage.py demo` starts it."""
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
@@ -67,8 +69,7 @@ class LiveServer:
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def start(self, timeout: float = 60.0) -> None:
-        argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
-        argv += ["--port", str(self.port), "--lifespan", "off"]
+        argv = web_server_command("127.0.0.1", self.port)
         self.process = subprocess.Popen(
             argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )

@@ -33,7 +33,7 @@ from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 from config.embedded_redis import host_port, redis_answers, server_command
 from models_registry.services import ModelRejected, TrainingError
 from plant.seed import bootstrap_demo_champion
-from plant.supervisor import ChildDied, StopRequested, Supervisor
+from plant.supervisor import ChildDied, StopRequested, Supervisor, web_server_command
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
 USER_RE = re.compile(r"^USER=(\S+) PASSWORD=(\S+) ROLE=(\S+)", re.MULTILINE)
@@ -71,12 +71,8 @@ def web_command(host: str, port: int, access_log: Path) -> list[str]:
     access_log.parent.mkdir(parents=True, exist_ok=True)
     log_config = access_log.with_name("web-logging.json")
     log_config.write_text(json.dumps(web_log_config(access_log), indent=1))
-    # uvicorn hands the app a request once its headers are in and streams the body (config.asgi guards
-    # the ingest body); Channels has no lifespan handler; a stop waits at most 5 s for open requests.
-    return [
-        sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
-        "--lifespan", "off", "--timeout-graceful-shutdown", "5", "--log-config", str(log_config),
-    ]  # fmt: skip
+    # A stop waits at most 5 s for open requests (the supervisor kills after --stop-timeout anyway).
+    return web_server_command(host, port, "--timeout-graceful-shutdown", "5", "--log-config", str(log_config))
 
 
 def worker_command(var_dir: Path) -> list[str]:
