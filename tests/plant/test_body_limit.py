@@ -15,6 +15,10 @@ from collections.abc import Iterator
 
 import h11
 import pytest
+from channels.testing import HttpCommunicator
+from django.db import OperationalError
+
+import config.asgi
 
 from tests.live_server import LiveServer
 
@@ -193,3 +197,21 @@ def test_a_valid_post_within_the_limit_is_still_stored(server, chunked):
     status, answer = valid_post(live, token, chunked=chunked)
 
     assert status == 200 and answer["accepted"] == 1, answer
+
+
+async def test_a_database_error_while_authenticating_leaves_the_answer_to_the_view(monkeypatch):
+    """The guard never turns a database outage into its own 500: the view meets the error and answers it."""
+
+    def database_down(scope: dict) -> object:
+        raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
+
+    monkeypatch.setattr(config.asgi, "_gateway_or_refusal", database_down)
+    communicator = HttpCommunicator(
+        config.asgi.application, "POST", "/api/v1/readings", body=b"{}", headers=[(b"host", b"testserver")]
+    )
+
+    response = await communicator.get_response(timeout=10)
+
+    # No Authorization header: the view answers without the database.
+    assert response["status"] == 401
+    assert json.loads(response["body"])["error"].startswith("missing Authorization header")
