@@ -4,7 +4,7 @@
 
 Needs DATABASE_URL pointing at PostgreSQL; the script drops and re-creates a `<name>_bench` database on
 that server (it never touches the database named in the URL). It then
-  1. starts a real daphne server on a free port against that database and posts batches of 10,000 fresh
+  1. starts a real uvicorn server on a free port against that database and posts batches of 10,000 fresh
      readings over one keep-alive httpx connection for at least --seconds seconds;
   2. truncates plant_reading and COPYs exactly the same rows into it, batch by batch, one commit each;
   3. repeats step 1 against a fresh SQLite database;
@@ -39,6 +39,7 @@ import orjson  # noqa: E402
 import psutil  # noqa: E402
 
 from plant.pgcopy import pg_copy_buffer  # noqa: E402
+from plant.supervisor import web_server_command  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
 BATCH = 10_000
@@ -155,22 +156,13 @@ def free_port() -> int:
 
 
 class Server:
-    """daphne serving config.asgi:application on a free port, with an RSS sampler."""
+    """uvicorn serving config.asgi:application on a free port (as `manage.py demo` does), with an RSS sampler."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile()
-        argv = [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "config.asgi:application",
-        ]
+        argv = web_server_command("127.0.0.1", self.port, "--no-access-log", "--log-level", "warning")
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.peak_rss = 0
         self._sampling = threading.Event()

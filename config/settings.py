@@ -33,7 +33,6 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "daphne",
     "plant.apps.VigilAdminConfig",  # django.contrib.admin with the site-scoped console site
     "django.contrib.auth",
     "django.contrib.contenttypes",

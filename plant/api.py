@@ -34,7 +34,7 @@ def _error(message: str, status: int, headers: dict | None = None) -> HttpRespon
     return _json({"error": message}, status=status, headers=headers)
 
 
-def _authenticate(request: HttpRequest) -> Gateway | HttpResponse:
+def authenticate(request: HttpRequest) -> Gateway | HttpResponse:
     """The gateway of the request's bearer token, or the 401 answer that explains what is wrong."""
     challenge = {"WWW-Authenticate": 'Bearer realm="vigil"'}
     header = request.headers.get("Authorization", "")
@@ -57,7 +57,7 @@ def post_readings(request: HttpRequest) -> HttpResponse:
     """Authenticate the gateway, check the size, parse the body, ingest it and report per-row results."""
     if request.method != "POST":
         return _error(f"method {request.method} not allowed: use POST", 405, {"Allow": "POST"})
-    gateway = _authenticate(request)
+    gateway = authenticate(request)
     if isinstance(gateway, HttpResponse):
         return gateway
 

@@ -19,6 +19,17 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 
+def web_server_command(host: str, port: int, *options: str) -> list[str]:
+    """The command line of Vigil's web process: uvicorn serving config.asgi (demo, bench, live-server tests).
+
+    uvicorn calls the app once a request's headers are in and streams the body, so config.asgi can refuse a
+    gateway POST before reading it. Channels has no lifespan handler. Proxy headers are ignored, as daphne
+    did: behind a proxy, the deployment adds `--proxy-headers --forwarded-allow-ips ...` itself.
+    """
+    argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port)]
+    return argv + ["--lifespan", "off", "--no-proxy-headers", *options]
+
+
 class ChildDied(Exception):
     """A supervised child exited while it was meant to be running."""
 

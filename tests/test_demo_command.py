@@ -204,3 +204,6 @@ def test_manage_py_demo_starts_web_and_worker_and_stops_them_all_on_ctrl_c(tmp_p
     assert "Traceback" not in out.split("stopping", 1)[-1]
     assert "Vigil demo stopped" in out
     assert wait_all_gone(tree + list(pids.values())) == []
+    # The web server's access log goes to its file (the readiness polls), not to the terminal.
+    access = (tmp_path / "var" / "log" / "web-access.log").read_text()
+    assert '"GET /accounts/login/ HTTP/1.1" 200' in access and "GET /accounts/login/" not in out

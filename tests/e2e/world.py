@@ -1,5 +1,5 @@
 """A live Vigil for the browser tests and the dashboard benchmark: its own database, Redis, web server
-(daphne, WebSockets) and Celery worker, started through `manage.py demo --no-simulator`.
+(uvicorn, WebSockets) and Celery worker, started through `manage.py demo --no-simulator`.
 
 pytest-django's test database lives inside the pytest process and cannot be shared with subprocesses, so
 this module builds a separate world: a fresh SQLite file in a temp dir (or, when DATABASE_URL names

@@ -12,7 +12,9 @@ pump fault opens an explained alert on the dashboard.
 
 from __future__ import annotations
 
+import copy
 import io
+import json
 import logging
 import os
 import re
@@ -26,11 +28,12 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
+from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 
 from config.embedded_redis import host_port, redis_answers, server_command
 from models_registry.services import ModelRejected, TrainingError
 from plant.seed import bootstrap_demo_champion
-from plant.supervisor import ChildDied, StopRequested, Supervisor
+from plant.supervisor import ChildDied, StopRequested, Supervisor, web_server_command
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
 USER_RE = re.compile(r"^USER=(\S+) PASSWORD=(\S+) ROLE=(\S+)", re.MULTILINE)
@@ -51,11 +54,25 @@ def parse_seed_output(text: str) -> tuple[str | None, list[Login]]:
     return (token.group(1) if token else None), [Login(*match) for match in USER_RE.findall(text)]
 
 
+def web_log_config(access_log: Path) -> dict:
+    """uvicorn's own logging config with its access log sent to a file instead of the terminal."""
+    config = copy.deepcopy(UVICORN_LOGGING)
+    config["formatters"]["access"]["use_colors"] = False
+    config["handlers"]["access"] = {
+        "class": "logging.FileHandler",
+        "filename": str(access_log),
+        "formatter": "access",
+    }
+    return config
+
+
 def web_command(host: str, port: int, access_log: Path) -> list[str]:
     # One access-log line per simulator POST would drown the rest of the output, so it goes to a file.
     access_log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--access-log", str(access_log)]
-    return argv + ["config.asgi:application"]
+    log_config = access_log.with_name("web-logging.json")
+    log_config.write_text(json.dumps(web_log_config(access_log), indent=1))
+    # A stop waits at most 5 s for open requests (the supervisor kills after --stop-timeout anyway).
+    return web_server_command(host, port, "--timeout-graceful-shutdown", "5", "--log-config", str(log_config))
 
 
 def worker_command(var_dir: Path) -> list[str]:
