@@ -174,7 +174,9 @@ class Gateway(models.Model):
     def issue(cls, site: Site, name: str) -> tuple[Gateway, str]:
         """Create a gateway and return it with its clear token, which is not stored anywhere."""
         token = "vgl_" + secrets.token_urlsafe(32)
-        gateway = cls.objects.create(site=site, name=name, token_hash=hash_token(token), token_hint=token[:10])
+        gateway = cls.objects.create(
+            site=site, name=name, token_hash=hash_token(token), token_hint=token[:10]
+        )
         return gateway, token
 
     def rotate(self) -> str:
@@ -189,7 +191,11 @@ class Gateway(models.Model):
 
     @classmethod
     def authenticate(cls, token: str) -> Gateway | None:
-        return cls.objects.filter(token_hash=hash_token(token), revoked_at__isnull=True).select_related("site").first()
+        return (
+            cls.objects.filter(token_hash=hash_token(token), revoked_at__isnull=True)
+            .select_related("site")
+            .first()
+        )
 
 
 class Label(models.Model):
@@ -200,7 +206,9 @@ class Label(models.Model):
     end = models.DateTimeField()
     kind = models.CharField(max_length=10, choices=LabelKind.choices)
     fault_type = models.CharField(max_length=60, blank=True, help_text="e.g. bearing_wear, cavitation.")
-    reason = models.CharField(max_length=60, blank=True, help_text="Why a range is normal (false-alarm reason).")
+    reason = models.CharField(
+        max_length=60, blank=True, help_text="Why a range is normal (false-alarm reason)."
+    )
     source = models.CharField(max_length=12, choices=LabelSource.choices, default=LabelSource.MANUAL)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     note = models.TextField(blank=True)
@@ -209,7 +217,11 @@ class Label(models.Model):
     class Meta:
         ordering = ["asset", "start"]
         indexes = [models.Index(fields=["asset", "start"])]
-        constraints = [models.CheckConstraint(condition=models.Q(end__gte=models.F("start")), name="label_end_after_start")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(end__gte=models.F("start")), name="label_end_after_start"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.asset} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"
@@ -222,7 +234,9 @@ class ScoringDue(models.Model):
     One row per asset, written in bulk by plant.scheduling; never one row per reading or per batch.
     """
 
-    asset = models.OneToOneField(Asset, on_delete=models.CASCADE, primary_key=True, related_name="scoring_due")
+    asset = models.OneToOneField(
+        Asset, on_delete=models.CASCADE, primary_key=True, related_name="scoring_due"
+    )
     seq = models.BigIntegerField(default=0, help_text="Bumped by every ingest that stored readings.")
     due = models.BooleanField(default=False)
     marked_at = models.DateTimeField(null=True, blank=True, help_text="When the asset last became due.")

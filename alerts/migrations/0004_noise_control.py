@@ -7,55 +7,151 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('alerts', '0003_backfill_dominant_role'),
-        ('models_registry', '0002_quarantine'),
-        ('plant', '0005_sensor_needs_calibration'),
+        ("alerts", "0003_backfill_dominant_role"),
+        ("models_registry", "0002_quarantine"),
+        ("plant", "0005_sensor_needs_calibration"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ThresholdOverride',
+            name="ThresholdOverride",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('open_threshold', models.FloatField()),
-                ('clear_threshold', models.FloatField()),
-                ('reason', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('active', models.BooleanField(default=True)),
-                ('deactivated_at', models.DateTimeField(blank=True, null=True)),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='threshold_overrides', to='plant.asset')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('deactivated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='threshold_overrides', to='models_registry.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("open_threshold", models.FloatField()),
+                ("clear_threshold", models.FloatField()),
+                ("reason", models.CharField(blank=True, max_length=300)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("active", models.BooleanField(default=True)),
+                ("deactivated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="threshold_overrides",
+                        to="plant.asset",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "deactivated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="threshold_overrides",
+                        to="models_registry.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='NoiseAction',
+            name="NoiseAction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('raise_threshold', "Raised the asset's threshold"), ('undo_threshold', "Restored the model's threshold"), ('mark_calibration', 'Marked the sensor for calibration'), ('calibrated', 'Sensor calibrated (flag cleared)')], max_length=20)),
-                ('dominant_role', models.CharField(blank=True, max_length=40)),
-                ('at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('evidence', models.JSONField(blank=True, default=list, help_text='Ids of the dismissed alerts.')),
-                ('projection', models.JSONField(blank=True, default=dict, help_text='What the page projected.')),
-                ('note', models.CharField(blank=True, max_length=300)),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='noise_actions', to='plant.asset')),
-                ('model_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='noise_actions', to='models_registry.modelversion')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('override', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='actions', to='alerts.thresholdoverride')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("raise_threshold", "Raised the asset's threshold"),
+                            ("undo_threshold", "Restored the model's threshold"),
+                            ("mark_calibration", "Marked the sensor for calibration"),
+                            ("calibrated", "Sensor calibrated (flag cleared)"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("dominant_role", models.CharField(blank=True, max_length=40)),
+                ("at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "evidence",
+                    models.JSONField(blank=True, default=list, help_text="Ids of the dismissed alerts."),
+                ),
+                (
+                    "projection",
+                    models.JSONField(blank=True, default=dict, help_text="What the page projected."),
+                ),
+                ("note", models.CharField(blank=True, max_length=300)),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="noise_actions",
+                        to="plant.asset",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="noise_actions",
+                        to="models_registry.modelversion",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "override",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="actions",
+                        to="alerts.thresholdoverride",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-at', '-id'],
+                "ordering": ["-at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='thresholdoverride',
-            constraint=models.UniqueConstraint(condition=models.Q(('active', True)), fields=('asset', 'model_version'), name='one_active_threshold_override'),
+            model_name="thresholdoverride",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("active", True)),
+                fields=("asset", "model_version"),
+                name="one_active_threshold_override",
+            ),
         ),
     ]

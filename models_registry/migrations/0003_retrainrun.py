@@ -6,35 +6,98 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('models_registry', '0002_quarantine'),
-        ('plant', '0005_sensor_needs_calibration'),
+        ("models_registry", "0002_quarantine"),
+        ("plant", "0005_sensor_needs_calibration"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RetrainRun',
+            name="RetrainRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('anomaly', 'Anomaly detector'), ('failure_classifier', 'Failure classifier'), ('rul', 'Remaining useful life')], max_length=20)),
-                ('since', models.DateTimeField(blank=True, help_text='Use readings and labels from here on.', null=True)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=10)),
-                ('stage', models.CharField(default='Waiting for a worker', max_length=80)),
-                ('percent', models.PositiveSmallIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('report', models.JSONField(blank=True, default=dict, help_text='Training report of the candidate.')),
-                ('error', models.TextField(blank=True)),
-                ('asset_type', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='retrain_runs', to='plant.assettype')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('result', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='retrain_runs', to='models_registry.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("anomaly", "Anomaly detector"),
+                            ("failure_classifier", "Failure classifier"),
+                            ("rul", "Remaining useful life"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "since",
+                    models.DateTimeField(
+                        blank=True, help_text="Use readings and labels from here on.", null=True
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("stage", models.CharField(default="Waiting for a worker", max_length=80)),
+                ("percent", models.PositiveSmallIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "report",
+                    models.JSONField(blank=True, default=dict, help_text="Training report of the candidate."),
+                ),
+                ("error", models.TextField(blank=True)),
+                (
+                    "asset_type",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="retrain_runs",
+                        to="plant.assettype",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "result",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="retrain_runs",
+                        to="models_registry.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('percent__lte', 100)), name='retrain_percent_at_most_100')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("percent__lte", 100)), name="retrain_percent_at_most_100"
+                    )
+                ],
             },
         ),
     ]

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,152 +14,333 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='AssetType',
+            name="AssetType",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=80)),
-                ('slug', models.SlugField(max_length=60, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('window_s', models.PositiveIntegerField(default=60, help_text='Feature window length in seconds.')),
-                ('step_s', models.PositiveIntegerField(default=10, help_text='Seconds between consecutive windows.')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=80)),
+                ("slug", models.SlugField(max_length=60, unique=True)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "window_s",
+                    models.PositiveIntegerField(default=60, help_text="Feature window length in seconds."),
+                ),
+                (
+                    "step_s",
+                    models.PositiveIntegerField(default=10, help_text="Seconds between consecutive windows."),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Site',
+            name="Site",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('slug', models.SlugField(max_length=60, unique=True)),
-                ('timezone', models.CharField(default='UTC', max_length=60)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("slug", models.SlugField(max_length=60, unique=True)),
+                ("timezone", models.CharField(default="UTC", max_length=60)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Asset',
+            name="Asset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('tag', models.SlugField(help_text='Plant tag, unique within the site.', max_length=60)),
-                ('criticality', models.CharField(choices=[('low', 'Low'), ('medium', 'Medium'), ('high', 'High')], default='medium', max_length=10)),
-                ('location', models.CharField(blank=True, max_length=200)),
-                ('is_active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('asset_type', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='assets', to='plant.assettype')),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='assets', to='plant.site')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("tag", models.SlugField(help_text="Plant tag, unique within the site.", max_length=60)),
+                (
+                    "criticality",
+                    models.CharField(
+                        choices=[("low", "Low"), ("medium", "Medium"), ("high", "High")],
+                        default="medium",
+                        max_length=10,
+                    ),
+                ),
+                ("location", models.CharField(blank=True, max_length=200)),
+                ("is_active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "asset_type",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="assets",
+                        to="plant.assettype",
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="assets", to="plant.site"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['site', 'name'],
+                "ordering": ["site", "name"],
             },
         ),
         migrations.CreateModel(
-            name='SensorRole',
+            name="SensorRole",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.SlugField(max_length=40)),
-                ('label', models.CharField(max_length=80)),
-                ('unit', models.CharField(blank=True, max_length=20)),
-                ('asset_type', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='roles', to='plant.assettype')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.SlugField(max_length=40)),
+                ("label", models.CharField(max_length=80)),
+                ("unit", models.CharField(blank=True, max_length=20)),
+                (
+                    "asset_type",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="roles",
+                        to="plant.assettype",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['asset_type', 'key'],
+                "ordering": ["asset_type", "key"],
             },
         ),
         migrations.CreateModel(
-            name='Sensor',
+            name="Sensor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(help_text='The key gateways send readings for.', max_length=100, unique=True)),
-                ('unit', models.CharField(blank=True, max_length=20)),
-                ('valid_min', models.FloatField(blank=True, help_text='Lowest physically valid value.', null=True)),
-                ('valid_max', models.FloatField(blank=True, help_text='Highest physically valid value.', null=True)),
-                ('sample_period_s', models.FloatField(default=1.0, help_text='Expected seconds between readings.')),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sensors', to='plant.asset')),
-                ('role', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='sensors', to='plant.sensorrole')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(
+                        help_text="The key gateways send readings for.", max_length=100, unique=True
+                    ),
+                ),
+                ("unit", models.CharField(blank=True, max_length=20)),
+                (
+                    "valid_min",
+                    models.FloatField(blank=True, help_text="Lowest physically valid value.", null=True),
+                ),
+                (
+                    "valid_max",
+                    models.FloatField(blank=True, help_text="Highest physically valid value.", null=True),
+                ),
+                (
+                    "sample_period_s",
+                    models.FloatField(default=1.0, help_text="Expected seconds between readings."),
+                ),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="sensors", to="plant.asset"
+                    ),
+                ),
+                (
+                    "role",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="sensors",
+                        to="plant.sensorrole",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['asset', 'role__key'],
+                "ordering": ["asset", "role__key"],
             },
         ),
         migrations.CreateModel(
-            name='Gateway',
+            name="Gateway",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('token_hint', models.CharField(editable=False, help_text='First characters of the token.', max_length=12)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_seen_at', models.DateTimeField(blank=True, null=True)),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='gateways', to='plant.site')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                (
+                    "token_hint",
+                    models.CharField(
+                        editable=False, help_text="First characters of the token.", max_length=12
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_seen_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "site",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="gateways", to="plant.site"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['site', 'name'],
+                "ordering": ["site", "name"],
             },
         ),
         migrations.CreateModel(
-            name='SiteMembership',
+            name="SiteMembership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='plant.site')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "site",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="plant.site",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='site',
-            name='members',
-            field=models.ManyToManyField(related_name='sites', through='plant.SiteMembership', to=settings.AUTH_USER_MODEL),
+            model_name="site",
+            name="members",
+            field=models.ManyToManyField(
+                related_name="sites", through="plant.SiteMembership", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.CreateModel(
-            name='Label',
+            name="Label",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField()),
-                ('kind', models.CharField(choices=[('fault', 'Fault'), ('normal', 'Normal')], max_length=10)),
-                ('fault_type', models.CharField(blank=True, help_text='e.g. bearing_wear, cavitation.', max_length=60)),
-                ('reason', models.CharField(blank=True, help_text='Why a range is normal (false-alarm reason).', max_length=60)),
-                ('source', models.CharField(choices=[('manual', 'Entered by hand'), ('feedback', 'Operator feedback'), ('dataset', 'Dataset'), ('simulator', 'Simulator ground truth')], default='manual', max_length=12)),
-                ('note', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='labels', to='plant.asset')),
-                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField()),
+                ("kind", models.CharField(choices=[("fault", "Fault"), ("normal", "Normal")], max_length=10)),
+                (
+                    "fault_type",
+                    models.CharField(blank=True, help_text="e.g. bearing_wear, cavitation.", max_length=60),
+                ),
+                (
+                    "reason",
+                    models.CharField(
+                        blank=True, help_text="Why a range is normal (false-alarm reason).", max_length=60
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("manual", "Entered by hand"),
+                            ("feedback", "Operator feedback"),
+                            ("dataset", "Dataset"),
+                            ("simulator", "Simulator ground truth"),
+                        ],
+                        default="manual",
+                        max_length=12,
+                    ),
+                ),
+                ("note", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="labels", to="plant.asset"
+                    ),
+                ),
+                (
+                    "author",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['asset', 'start'],
-                'indexes': [models.Index(fields=['asset', 'start'], name='plant_label_asset_i_ac984f_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('end__gte', models.F('start'))), name='label_end_after_start')],
+                "ordering": ["asset", "start"],
+                "indexes": [models.Index(fields=["asset", "start"], name="plant_label_asset_i_ac984f_idx")],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("end__gte", models.F("start"))), name="label_end_after_start"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Reading',
+            name="Reading",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ts', models.DateTimeField()),
-                ('value', models.FloatField()),
-                ('quality', models.PositiveSmallIntegerField(default=0, help_text='Bits of plant.choices.QualityFlag.')),
-                ('sensor', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='readings', to='plant.sensor')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ts", models.DateTimeField()),
+                ("value", models.FloatField()),
+                (
+                    "quality",
+                    models.PositiveSmallIntegerField(
+                        default=0, help_text="Bits of plant.choices.QualityFlag."
+                    ),
+                ),
+                (
+                    "sensor",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="readings",
+                        to="plant.sensor",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('sensor', 'ts'), name='unique_reading_sensor_ts')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("sensor", "ts"), name="unique_reading_sensor_ts")
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='sensorrole',
-            constraint=models.UniqueConstraint(fields=('asset_type', 'key'), name='unique_role_per_type'),
+            model_name="sensorrole",
+            constraint=models.UniqueConstraint(fields=("asset_type", "key"), name="unique_role_per_type"),
         ),
         migrations.AddConstraint(
-            model_name='asset',
-            constraint=models.UniqueConstraint(fields=('site', 'tag'), name='unique_asset_tag_per_site'),
+            model_name="asset",
+            constraint=models.UniqueConstraint(fields=("site", "tag"), name="unique_asset_tag_per_site"),
         ),
         migrations.AddConstraint(
-            model_name='sitemembership',
-            constraint=models.UniqueConstraint(fields=('site', 'user'), name='unique_site_member'),
+            model_name="sitemembership",
+            constraint=models.UniqueConstraint(fields=("site", "user"), name="unique_site_member"),
         ),
     ]

@@ -5,15 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('plant', '0002_groups'),
+        ("plant", "0002_groups"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='reading',
-            name='sensor',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='readings', to='plant.sensor'),
+            model_name="reading",
+            name="sensor",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="readings",
+                to="plant.sensor",
+            ),
         ),
     ]

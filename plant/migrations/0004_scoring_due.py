@@ -5,24 +5,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('plant', '0003_reading_without_db_fk'),
+        ("plant", "0003_reading_without_db_fk"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ScoringDue',
+            name="ScoringDue",
             fields=[
-                ('asset', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='scoring_due', serialize=False, to='plant.asset')),
-                ('seq', models.BigIntegerField(default=0, help_text='Bumped by every ingest that stored readings.')),
-                ('due', models.BooleanField(default=False)),
-                ('marked_at', models.DateTimeField(blank=True, help_text='When the asset last became due.', null=True)),
-                ('enqueued_at', models.DateTimeField(blank=True, help_text='When a scoring task was last sent.', null=True)),
-                ('scored_seq', models.BigIntegerField(default=0, help_text='The seq the last completed scoring claimed.')),
+                (
+                    "asset",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="scoring_due",
+                        serialize=False,
+                        to="plant.asset",
+                    ),
+                ),
+                (
+                    "seq",
+                    models.BigIntegerField(
+                        default=0, help_text="Bumped by every ingest that stored readings."
+                    ),
+                ),
+                ("due", models.BooleanField(default=False)),
+                (
+                    "marked_at",
+                    models.DateTimeField(blank=True, help_text="When the asset last became due.", null=True),
+                ),
+                (
+                    "enqueued_at",
+                    models.DateTimeField(
+                        blank=True, help_text="When a scoring task was last sent.", null=True
+                    ),
+                ),
+                (
+                    "scored_seq",
+                    models.BigIntegerField(
+                        default=0, help_text="The seq the last completed scoring claimed."
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['due', 'marked_at'], name='scoring_due_sweep')],
+                "indexes": [models.Index(fields=["due", "marked_at"], name="scoring_due_sweep")],
             },
         ),
     ]

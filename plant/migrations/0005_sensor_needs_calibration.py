@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('plant', '0004_scoring_due'),
+        ("plant", "0004_scoring_due"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='sensor',
-            name='needs_calibration',
-            field=models.BooleanField(default=False, help_text='Marked for calibration: alerts driven by this sensor are held as sensor issues (set and cleared from the noise suggestions; who and when is an alerts.NoiseAction row).'),
+            model_name="sensor",
+            name="needs_calibration",
+            field=models.BooleanField(
+                default=False,
+                help_text="Marked for calibration: alerts driven by this sensor are held as sensor issues (set and cleared from the noise suggestions; who and when is an alerts.NoiseAction row).",
+            ),
         ),
     ]
