@@ -11,10 +11,9 @@ import orjson
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from alerts.health_views import can_see_health
 from alerts.metrics import MetricsParamError, follow_through_window, metric_rows, parse_query
 from alerts.metrics.export import metrics_csv
-from alerts.services import site_ids_for_user
+from plant.access import can_see_health, site_ids_for_user
 from plant.params import shown, text
 
 FORMATS = ("json", "csv")

@@ -22,8 +22,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from alerts.broadcast import site_group
-from alerts.services import alerts_for_user, board_alerts, site_ids_for_user
+from alerts.services import alerts_for_user, board_alerts
 from alerts.services.board import BOARD_STATES
+from plant.access import site_ids_for_user
 
 CLOSE_UNAUTHENTICATED = 4401
 MAX_IDS_PER_MESSAGE = 100

@@ -1,17 +1,22 @@
-"""Template context every page needs: which role-specific links the nav bar shows."""
+"""Template context every page needs: which sites and role-specific links the nav bar shows."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest
 
-from alerts.services import is_engineer
+from plant.access import is_engineer, sites_for_user
 
 
-def nav(request: HttpRequest) -> dict[str, Callable[[], bool]]:
-    """``nav_engineer``: the registry and alert-health links. A callable, so only templates that show it
-    (not the admin's) pay its groups query, and it is shared with the views' own role checks
+def nav(request: HttpRequest) -> dict[str, Callable[[], Any]]:
+    """``nav_sites``: the sites the user sees (every site for a superuser, as on the pages);
+    ``nav_engineer``: the registry and alert-health links. Callables, so only templates that show them
+    (not the admin's) pay their queries, and ``nav_engineer`` is shared with the views' own role checks
     (``is_engineer`` keeps its answer on the user)."""
     user = getattr(request, "user", None)
-    return {"nav_engineer": lambda: bool(user is not None and is_engineer(user))}
+    return {
+        "nav_sites": lambda: list(sites_for_user(user)) if user is not None else [],
+        "nav_engineer": lambda: bool(user is not None and is_engineer(user)),
+    }

@@ -13,8 +13,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -42,8 +40,8 @@ from alerts.metrics import (
 from alerts.metrics.charts import trend_figure
 from alerts.metrics.export import aiter_chunks, export_alerts
 from alerts.metrics.trust import FLOOR
-from alerts.services import is_engineer, site_ids_for_user
 from models_registry.models import ScoringGap
+from plant.access import can_see_health, role_required, site_ids_for_user
 from plant.models import Site
 from plant.params import ParamError, parse_id, shown, text
 
@@ -77,17 +75,8 @@ METRIC_TITLES = {
 }
 
 
-def can_see_health(user: Any) -> bool:
-    """Engineers and supervisors (staff users) see the health page, its API and the export."""
-    if not getattr(user, "is_authenticated", False):
-        return False
-    return bool(user.is_staff or is_engineer(user) or user.has_perm("alerts.view_alert"))
-
-
-def _require_health(request: HttpRequest) -> list[int]:
-    if not can_see_health(request.user):
-        raise PermissionDenied("The alert health page is for engineers and supervisors.")
-    return site_ids_for_user(request.user)
+# Engineers and supervisors only: technicians get 403, anonymous users the login page.
+health_required = role_required(can_see_health, "The alert health page is for engineers and supervisors.")
 
 
 @dataclass(frozen=True)
@@ -166,10 +155,10 @@ def _filters_context(request: HttpRequest, site_ids: list[int]) -> dict[str, Any
 
 
 @require_GET
-@login_required
+@health_required
 def health(request: HttpRequest) -> HttpResponse:
     """The metrics table by period (totals first), the trend chart and the trust-erosion warnings."""
-    site_ids = _require_health(request)
+    site_ids = site_ids_for_user(request.user)
     context = _filters_context(request, site_ids)
     try:
         query = parse_query(request.GET, site_ids)
@@ -272,10 +261,10 @@ def _drill_params(
 
 
 @require_GET
-@login_required
+@health_required
 def health_alerts(request: HttpRequest) -> HttpResponse:
     """The alerts (or missed failures) behind one number of the health page."""
-    site_ids = _require_health(request)
+    site_ids = site_ids_for_user(request.user)
     try:
         query, label, key, metric = _drill_params(request.GET, site_ids)
     except MetricsParamError as exc:
@@ -312,11 +301,11 @@ def health_alerts(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@health_required
 def export_csv(request: HttpRequest) -> HttpResponse:
     """Every visible alert of the user's sites (date range and site as on the health page), one CSV row
     each, streamed chunk by chunk."""
-    site_ids = _require_health(request)
+    site_ids = site_ids_for_user(request.user)
     try:
         query = parse_query(request.GET, site_ids)
     except MetricsParamError as exc:

@@ -3,18 +3,13 @@ the one-click (POST) actions that apply or undo them. Technicians get 403; other
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from alerts.models import ThresholdOverride
-from alerts.services import is_engineer, site_ids_for_user
 from alerts.services.noise import (
     NoiseError,
     NoiseKey,
@@ -27,25 +22,10 @@ from alerts.services.noise import (
     suggestions,
     undo_threshold,
 )
+from plant.access import engineer_required, scope_to_sites, site_ids_for_user
 from plant.models import Sensor
 
 APPLY_CHOICES = ("threshold", "calibration")
-
-
-def engineer_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """403 with a plain message for anyone but an engineer (after login_required)."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not is_engineer(request.user):
-            return HttpResponseForbidden("Only engineers can see and apply noise suggestions.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def _sites(request: HttpRequest) -> list[int] | None:
-    return None if request.user.is_superuser else site_ids_for_user(request.user)
 
 
 def _get_suggestion_for_user(request: HttpRequest, key: str) -> Suggestion:
@@ -53,29 +33,22 @@ def _get_suggestion_for_user(request: HttpRequest, key: str) -> Suggestion:
     if parsed is None:
         raise Http404("No such noise suggestion.")
     try:
-        return build_suggestion(parsed, _sites(request))
+        return build_suggestion(parsed, site_ids_for_user(request.user))
     except NoiseNotFound as exc:
         raise Http404(str(exc)) from exc
 
 
 @require_GET
-@login_required
-@engineer_only
+@engineer_required
 def noise(request: HttpRequest) -> HttpResponse:
     """Every noise group of the engineer's sites with its evidence, projections and actions, plus the
     thresholds overrides and calibration flags in force (which can be undone)."""
-    sites = _sites(request)
-    overrides = ThresholdOverride.objects.filter(active=True).select_related(
-        "asset", "model_version", "created_by"
-    )
-    calibrating = Sensor.objects.filter(needs_calibration=True).select_related("asset", "role")
-    if sites is not None:
-        overrides = overrides.filter(asset__site_id__in=sites)
-        calibrating = calibrating.filter(asset__site_id__in=sites)
+    overrides = scope_to_sites(ThresholdOverride.objects.filter(active=True), request.user, "asset__site")
+    calibrating = scope_to_sites(Sensor.objects.filter(needs_calibration=True), request.user, "asset__site")
     context = {
-        "suggestions": suggestions(sites),
-        "overrides": list(overrides),
-        "calibrating": list(calibrating),
+        "suggestions": suggestions(site_ids_for_user(request.user)),
+        "overrides": list(overrides.select_related("asset", "model_version", "created_by")),
+        "calibrating": list(calibrating.select_related("asset", "role")),
         "settings_dismissals": settings.VIGIL_NOISE_DISMISSALS,
         "settings_days": settings.VIGIL_NOISE_PERIOD_DAYS,
     }
@@ -83,8 +56,7 @@ def noise(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
-@engineer_only
+@engineer_required
 def noise_apply(request: HttpRequest, key: str) -> HttpResponse:
     """Apply one suggestion: ``what`` is "threshold" or "calibration". Idempotent."""
     what = request.POST.get("what", "")
@@ -114,12 +86,11 @@ def noise_apply(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
-@engineer_only
+@engineer_required
 def noise_undo_threshold(request: HttpRequest, pk: int) -> HttpResponse:
     """Restore the model's thresholds for the override's asset. Idempotent."""
     try:
-        override = undo_threshold(pk, request.user, _sites(request))
+        override = undo_threshold(pk, request.user, site_ids_for_user(request.user))
     except NoiseNotFound as exc:
         raise Http404(str(exc)) from exc
     messages.success(request, f"{override.asset.name}: {override.model_version}'s thresholds apply again.")
@@ -127,12 +98,11 @@ def noise_undo_threshold(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
-@engineer_only
+@engineer_required
 def noise_calibrated(request: HttpRequest, pk: int) -> HttpResponse:
     """The sensor was calibrated: clear its flag. Idempotent."""
     try:
-        sensor = clear_calibration(pk, request.user, _sites(request))
+        sensor = clear_calibration(pk, request.user, site_ids_for_user(request.user))
     except NoiseNotFound as exc:
         raise Http404(str(exc)) from exc
     messages.success(request, f"{sensor.key}: calibration flag cleared.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -21,11 +21,11 @@ from alerts.services import (
     board_alerts,
     can_give_verdict,
     current_verdict,
-    is_engineer,
     normal_ranges,
     record_feedback,
 )
 from alerts.services.board import decorate, feature_lines, role_meta, why_lines
+from plant.access import get_asset_for_user, get_or_404, is_engineer
 from plant.models import Asset
 from plant.params import ParamError, parse_id, shown, text
 
@@ -37,10 +37,7 @@ def _get_alert_for_user(request: HttpRequest, pk: int, *, detail: bool = False) 
     alerts: QuerySet[Alert] = alerts_for_user(request.user).select_related("asset__site", "asset__asset_type")
     if detail:
         alerts = alerts.select_related("model_version")
-    alert = alerts.filter(pk=pk).first()
-    if alert is None:
-        raise Http404("No such alert.")
-    return alert
+    return get_or_404(alerts, "alert", pk=pk)
 
 
 def _asset_filter(request: HttpRequest) -> Asset | None:
@@ -51,13 +48,7 @@ def _asset_filter(request: HttpRequest) -> Asset | None:
         pk = parse_id("asset", raw)
     except ParamError:
         raise ValueError(f"asset must be an asset id, not {shown(raw, 20)}") from None
-    assets = Asset.objects.select_related("site")
-    if not request.user.is_superuser:
-        assets = assets.filter(site__members=request.user)
-    asset = assets.filter(pk=pk).first()
-    if asset is None:
-        raise Http404("No such asset.")
-    return asset
+    return get_asset_for_user(request, pk)
 
 
 @require_GET

@@ -475,7 +475,7 @@ def _export_child(mode: str) -> None:
 
     from alerts.metrics import MetricsQuery
     from alerts.metrics.export import export_alerts
-    from alerts.services import site_ids_for_user
+    from plant.access import site_ids_for_user
 
     engineer = User.objects.get(username="engineer-0")
     client = Client()
@@ -608,7 +608,7 @@ def main() -> None:
     from django.utils import timezone
 
     from alerts.models import Alert, AlertEvent, Feedback
-    from alerts.services import site_ids_for_user
+    from plant.access import site_ids_for_user
     from models_registry.models import ModelVersion
     from plant.models import Asset, Site
 

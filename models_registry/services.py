@@ -25,6 +25,7 @@ from models_registry.baseline import PER_ASSET
 from models_registry.choices import ModelKind, ModelStatus
 from models_registry.models import ModelStatusChange, ModelVersion
 from models_registry.validation import ModelRejected, ValidationReport, validate_version
+from plant.access import sees_all_sites_of
 from plant.models import AssetType, Site
 
 if TYPE_CHECKING:
@@ -162,11 +163,9 @@ def may_move_versions(user: Any, asset_type: AssetType | int) -> bool:
     """
     if user is None or not getattr(user, "is_authenticated", False):
         return False
-    if user.is_superuser:
-        return True
-    if not user.has_perm("models_registry.change_modelversion"):
+    if not user.has_perm("models_registry.change_modelversion"):  # always true for a superuser
         return False
-    return not Site.objects.filter(assets__asset_type=asset_type).exclude(members=user).exists()
+    return sees_all_sites_of(user, Site.objects.filter(assets__asset_type=asset_type))
 
 
 def check_may_move_versions(actor: User | None, asset_type: AssetType | int) -> None:

@@ -3,18 +3,12 @@ champion-vs-challenger comparison with shadow / promote / roll back. Technicians
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from alerts.services import is_engineer, site_ids_for_user
 from models_registry.choices import ModelStatus
 from models_registry.comparison import ComparisonError, compare, default_period
 from models_registry.forms import PeriodForm, ReasonForm, RetrainForm
@@ -31,21 +25,9 @@ from models_registry.services import (
     rollback,
     shadow,
 )
+from plant.access import engineer_required, site_ids_for_user
 
 RECENT_RUNS = 10
-
-
-def engineer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Logged-in engineers only: anonymous users go to the login page, everyone else gets 403."""
-
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not is_engineer(request.user):
-            raise PermissionDenied("The model registry is for engineers.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _index_context(form: RetrainForm) -> dict:

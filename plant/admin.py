@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.functional import cached_property
 
+from plant.access import sees_every_site
 from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
 from plant.choices import QualityFlag
 from plant.models import Asset, AssetType, Gateway, Label, Reading, Sensor, SensorRole, Site, SiteMembership
@@ -40,7 +41,7 @@ class SiteAdmin(SiteScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Site, form, change: bool) -> None:  # type: ignore[no-untyped-def]
         super().save_model(request, obj, form, change)
-        if not change and not request.user.is_superuser:
+        if not change and not sees_every_site(request.user):
             obj.members.add(request.user)  # otherwise the engineer who created it could not see it
 
 

@@ -1,11 +1,12 @@
 """Site scoping of the engineering console, for the admins of every app (plant is the lowest app).
 
 A ModelAdmin says how its model reaches a Site with ``site_path`` (``"asset__site"``; ``""`` for Site itself;
-``None`` for models that belong to no site, such as asset types and model versions). From that one lookup a
-non-superuser gets only the rows of the sites they are a member of — in the change list, its filters and
-actions, the change / delete / history pages (object permissions) — and only those sites' objects as the
-choices of every foreign key or many-to-many field that points at another scoped model (drop-downs, raw-id
-fields and autocomplete alike, because the choices come from the related model's own admin).
+``None`` for models that belong to no site, such as asset types and model versions). From that one lookup
+and the pages' site rule (plant.access.scope_to_sites) a non-superuser gets only the rows of the sites they
+are a member of — in the change list, its filters and actions, the change / delete / history pages (object
+permissions) — and only those sites' objects as the choices of every foreign key or many-to-many field that
+points at another scoped model (drop-downs, raw-id fields and autocomplete alike, because the choices come
+from the related model's own admin).
 """
 
 from __future__ import annotations
@@ -23,14 +24,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import path
 from django.utils.dateparse import parse_date, parse_datetime
 
-
-def scope_to_sites(queryset: QuerySet, user: Any, site_path: str | None) -> QuerySet:
-    """The rows of `queryset` on the sites `user` is a member of (all rows for a superuser or no path)."""
-    if site_path is None or user.is_superuser:
-        return queryset
-    # (site, user) is unique in SiteMembership and each path ends at one site: the join never duplicates.
-    lookup = f"{site_path}__members" if site_path else "members"
-    return queryset.filter(**{lookup: user})
+from plant.access import scope_to_sites, sees_every_site
 
 
 class ScopedChoicesMixin:
@@ -45,7 +39,7 @@ class ScopedChoicesMixin:
     def get_field_queryset(self, db: str | None, db_field: Any, request: HttpRequest) -> QuerySet | None:
         queryset = super().get_field_queryset(db, db_field, request)  # type: ignore[misc]
         related_admin = self._scoped_admin_for(db_field.remote_field.model)
-        if related_admin is None or request.user.is_superuser:
+        if related_admin is None or sees_every_site(request.user):
             return queryset
         if queryset is None:
             queryset = db_field.remote_field.model._default_manager.using(db).all()
@@ -105,7 +99,7 @@ class SiteScopedAdmin(ScopedChoicesMixin, admin.ModelAdmin):
 
     def in_scope(self, request: HttpRequest, obj: Model | None) -> bool:
         """Whether `obj` is on one of the user's sites (asked once per object and request)."""
-        if obj is None or obj.pk is None or self.site_path is None or request.user.is_superuser:
+        if obj is None or obj.pk is None or self.site_path is None or sees_every_site(request.user):
             return True
         cache = request.__dict__.setdefault("_vigil_in_scope", {})
         key = (obj._meta.label, obj.pk)
@@ -153,7 +147,7 @@ class ScopedAdminSite(admin.AdminSite):
             raise Http404("no such content type") from None
         model_admin = self._registry.get(model)
         if model_admin is None:
-            if not request.user.is_superuser:
+            if not sees_every_site(request.user):  # a model with no admin has no site scoping
                 raise Http404("no such object")
         else:
             try:

@@ -20,7 +20,9 @@ from django.contrib.auth.management import create_permissions
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 
-ENGINEER, TECHNICIAN = "engineer", "technician"
+from plant.choices import Role
+
+ENGINEER, TECHNICIAN = Role.ENGINEER.value, Role.TECHNICIAN.value
 ENGINEER_APPS = ("plant", "alerts", "models_registry")
 TECHNICIAN_PERMISSIONS = Q(content_type__app_label="plant") & (
     Q(codename__startswith="view_") | Q(codename="add_label")

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.db.models import Prefetch
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -18,6 +18,7 @@ from alerts.services import FeedbackError, record_missed_failure
 from models_registry.baseline import calibration_status
 from models_registry.models import ScoringGap
 
+from plant.access import get_asset_for_user, get_site_for_user, sites_for_user
 from plant.charts import asset_figure
 from plant.choices import Criticality, HealthStatus
 from plant.forms import ChartRangeForm, TimeRange
@@ -29,29 +30,6 @@ SCORING_GAPS_SHOWN = 20
 SCORING_GAPS_RECENT = timedelta(days=30)
 
 
-def _sites_for_user(request: HttpRequest) -> QuerySet[Site]:
-    if request.user.is_superuser:
-        return Site.objects.all()
-    return Site.objects.filter(members=request.user)
-
-
-def _get_site_for_user(request: HttpRequest, slug: str) -> Site:
-    site = _sites_for_user(request).filter(slug=slug).first()
-    if site is None:
-        raise Http404("No such site.")
-    return site
-
-
-def _get_asset_for_user(request: HttpRequest, pk: int) -> Asset:
-    assets = Asset.objects.select_related("site", "asset_type")
-    if not request.user.is_superuser:
-        assets = assets.filter(site__members=request.user)
-    asset = assets.filter(pk=pk).first()
-    if asset is None:
-        raise Http404("No such asset.")
-    return asset
-
-
 def _sensors(asset: Asset) -> list[Sensor]:
     return list(asset.sensors.select_related("role").order_by("role__key", "key"))
 
@@ -59,7 +37,7 @@ def _sensors(asset: Asset) -> list[Sensor]:
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    sites = list(_sites_for_user(request))
+    sites = list(sites_for_user(request.user))
     if len(sites) == 1:
         return redirect(sites[0])
     return render(request, "plant/home.html", {"sites": sites})
@@ -68,7 +46,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    site = _get_site_for_user(request, slug)
+    site = get_site_for_user(request, slug)
     assets = list(
         site.assets.filter(is_active=True)
         .select_related("asset_type")
@@ -112,7 +90,7 @@ def _chart_range(request: HttpRequest, asset: Asset) -> tuple[ChartRangeForm, Ti
 @require_GET
 @login_required
 def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return _render_asset(request, _get_asset_for_user(request, pk))
+    return _render_asset(request, get_asset_for_user(request, pk))
 
 
 def _render_asset(
@@ -154,7 +132,7 @@ def _render_asset(
 @login_required
 def asset_missed_failure(request: HttpRequest, pk: int) -> HttpResponse:
     """Report a failure that had no alert: a fault Label and a missed-failure Feedback (recall uses it)."""
-    asset = _get_asset_for_user(request, pk)
+    asset = get_asset_for_user(request, pk)
     with timezone.override(_site_zone(asset.site)):  # the form's times are the site's wall-clock times
         form = MissedFailureForm(request.POST)
         valid = form.is_valid()
@@ -180,7 +158,7 @@ def asset_missed_failure(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @login_required
 def asset_chart(request: HttpRequest, pk: int) -> JsonResponse:
-    asset = _get_asset_for_user(request, pk)
+    asset = get_asset_for_user(request, pk)
     form, span = _chart_range(request, asset)
     if form.is_bound and not form.is_valid():
         return JsonResponse({"errors": form.errors.get_json_data()}, status=400)

@@ -8,9 +8,7 @@ from alerts.services.board import (
     BOARD_STATES,
     alerts_for_user,
     board_alerts,
-    is_engineer,
     normal_ranges,
-    site_ids_for_user,
     why_lines,
 )
 from alerts.services.feedback import (
@@ -49,12 +47,10 @@ __all__ = [
     "board_alerts",
     "can_give_verdict",
     "current_verdict",
-    "is_engineer",
     "normal_ranges",
     "parse_action",
     "record_feedback",
     "record_missed_failure",
-    "site_ids_for_user",
     "why_lines",
     "CRITICALITY_SHIFT",
     "DOMINANT_MAX_ROLES",

@@ -1,5 +1,5 @@
-"""The read side of the technicians' pages: which alerts a user may see, the board's cards and the words
-that explain them.
+"""The read side of the technicians' pages: the alerts of the user's sites (plant.access's site rule), the
+board's cards and the words that explain them.
 
 Cost of one board, whatever the number of cards: the alerts (with their asset and, per card, the id of
 the last closed similar alert as a correlated subquery on the (asset, kind, dominant_role, closed_at)
@@ -22,7 +22,8 @@ from alerts.models import Alert, Feedback
 from models_registry.explain import typical_ranges
 from models_registry.models import ModelVersion
 from plant.features import STAT_LABELS, role_of
-from plant.models import SensorRole, Site
+from plant.access import scope_to_sites
+from plant.models import SensorRole
 
 BOARD_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED)
 WHY_LINES = 3
@@ -32,33 +33,9 @@ _ranges: OrderedDict[tuple[int, str], dict[str, tuple[float, float]]] = OrderedD
 _RANGES_CACHE = 64
 
 
-def is_engineer(user: Any) -> bool:
-    """Engineers (and superusers) may correct anyone's verdict and open the registry and the console."""
-    if not getattr(user, "is_authenticated", False):
-        return False
-    if user.is_superuser:
-        return True
-    # Asked by the nav bar and again by the view on the same request: one groups query, kept on the user.
-    cached = getattr(user, "_vigil_is_engineer", None)
-    if cached is None:
-        cached = user._vigil_is_engineer = any(group.name == "engineer" for group in user.groups.all())
-    return cached
-
-
-def site_ids_for_user(user: Any) -> list[int]:
-    """The sites whose alerts the user sees: their memberships (every site for a superuser)."""
-    if not getattr(user, "is_authenticated", False):
-        return []
-    sites = Site.objects.all() if user.is_superuser else Site.objects.filter(members=user)
-    return list(sites.values_list("pk", flat=True))
-
-
 def alerts_for_user(user: Any) -> QuerySet[Alert]:
     """Every visible (non-shadow) alert of the user's sites, in any state."""
-    alerts = Alert.objects.filter(is_shadow=False)
-    if not user.is_superuser:
-        alerts = alerts.filter(asset__site__members=user)
-    return alerts
+    return scope_to_sites(Alert.objects.filter(is_shadow=False), user, "asset__site")
 
 
 def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int | None = None) -> list[Alert]:

@@ -35,7 +35,7 @@ from alerts.choices import (
     Verdict,
 )
 from alerts.models import Alert, AlertEvent, AlertStateError, Feedback
-from alerts.services.board import is_engineer
+from plant.access import is_engineer
 from plant.choices import LabelKind, LabelSource
 from plant.models import Asset, Label
 
