@@ -32,6 +32,12 @@ class LoginClient(Client):
         return True
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings) -> None:
+    """Every test hashes with MD5: the real hasher costs ~0.3 s per user and the role fixtures make many."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def client() -> Client:
     """pytest-django's `client`, but `client.login(...)` goes through login throttling like a real login."""
