@@ -2,8 +2,8 @@
 
 (a) Worker kill: a real Celery worker (prefork, concurrency 1, beat embedded) scores four assets while
     readings with one injected fault per asset stream in; it is SIGKILLed (whole process group) several
-    times at random points of its runs (each run sleeps VIGIL_SCORING_TEST_DELAY_S, half of it inside the
-    store transaction) and restarted. Once every due mark is clear: Score rows are exactly the expected
+    times at random points of its runs (.ci/slow_scoring_worker.py makes each run sleep, half of it inside
+    the store transaction) and restarted. Once every due mark is clear: Score rows are exactly the expected
     windows (no gap, no duplicate) and there is exactly one alert per injected fault.
 (b) Redis down: our own redis-server is stopped; readings POSTed through the HTTP API (Django test client)
     get 200 and are stored with their due marks; Redis comes back, the worker's beat sweep finds the
@@ -92,11 +92,11 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 
 def start_worker(delay_s: float) -> subprocess.Popen:
-    env = {**os.environ, "VIGIL_SCORING_TEST_DELAY_S": str(delay_s), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log_file = open(WORK / "worker.log", "a")  # noqa: SIM115 - lives as long as the worker
     return subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "scoring,default,explain",
+            sys.executable, str(ROOT / ".ci" / "slow_scoring_worker.py"), str(delay_s), "-Q", "scoring,default,explain",
             "--pool", "prefork", "--concurrency", "1", "-B", "-s", str(WORK / "beat-schedule"),
             "--without-gossip", "--without-mingle", "-l", "warning", "-n", f"reliability-{time.time_ns()}@%h",
         ],

@@ -76,7 +76,11 @@ class BrowserThread:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A running Vigil with its own database, Redis, web server and worker (see tests/e2e/world.py)."""
     # Retrain stages last at least 1 s (one poll) in this world, so the progress page's poll sees them move.
-    live = start_world(tmp_path_factory.mktemp("e2e-world"), extra_env={"VIGIL_RETRAIN_TEST_DELAY_S": "1.0"})
+    live = start_world(
+        tmp_path_factory.mktemp("e2e-world"),
+        extra_env={"E2E_RETRAIN_STAGE_S": "1.0"},
+        demo_script=Path(__file__).with_name("slow_retrain.py"),
+    )
     try:
         yield live
     finally:

@@ -272,8 +272,11 @@ def start_world(
     history_hours: float = 1.0,
     extra_env: dict[str, str] | None = None,
     ready_timeout: float = 120.0,
+    demo_script: Path = ROOT / "manage.py",
 ) -> World:
-    """Build and start a world (see the module docstring); the caller must call `stop()`."""
+    """Build and start a world (see the module docstring); the caller must call `stop()`.
+
+    `demo_script` runs `demo` (manage.py, or a test wrapper such as tests/e2e/slow_retrain.py)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="vigil-e2e-"))
     workdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
@@ -308,19 +311,19 @@ def start_world(
         seeded = json.loads(line[len("WORLD=") :])
         world.token, world.passwords = seeded["token"], seeded["users"]
         world.assets = {tag: AssetInfo(tag=tag, **info) for tag, info in seeded["assets"].items()}
-        _start_demo(world, ready_timeout)
+        _start_demo(world, ready_timeout, demo_script)
     except BaseException:
         world.stop()
         raise
     return world
 
 
-def _start_demo(world: World, timeout: float) -> None:
+def _start_demo(world: World, timeout: float, demo_script: Path) -> None:
     port = free_port()
     log = (world.workdir / "demo.log").open("w")
     world.process = subprocess.Popen(
         [
-            sys.executable, str(ROOT / "manage.py"), "demo", "--no-simulator", "--port", str(port),
+            sys.executable, str(demo_script), "demo", "--no-simulator", "--port", str(port),
             "--token", world.token, "--ready-timeout", str(timeout), "--stop-timeout", "10",
         ],
         cwd=ROOT,
