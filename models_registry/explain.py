@@ -31,12 +31,12 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import onnx
+from cachetools import LRUCache, cached
 from onnx import helper, numpy_helper
 
 from models_registry import runtime
@@ -45,9 +45,6 @@ from models_registry.onnx_graphs import read_quadratic_graph
 ADDITIVITY_TOLERANCE = 1e-4
 MAX_EXACT_FEATURES = 12
 PERMUTATIONS = 16  # antithetic pairs x 2; each costs (d + 1) x background rows of scoring
-
-_cache: OrderedDict[tuple[str, ...], Any] = OrderedDict()
-_cache_lock = threading.Lock()
 
 
 class ExplanationError(ValueError):
@@ -240,6 +237,16 @@ def _floats(attrs: Mapping[str, Any], name: str) -> np.ndarray:
     return numpy_helper.to_array(tensor).astype(np.float64) if tensor is not None else np.zeros(0)
 
 
+def _plan_key(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> tuple[str, ...]:
+    return (
+        runtime.sha256(onnx_bytes),
+        hashlib.sha256(bg.tobytes()).hexdigest(),
+        str(output_spec.get("name")),
+        str(output_spec.get("index")),
+    )
+
+
+@cached(LRUCache(maxsize=16), key=_plan_key, lock=threading.Lock())
 def _plan(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> tuple[str, Any]:
     """How to explain this artifact: ("quadratic", form), ("tree", TreeExplainer) or ("generic", None).
 
@@ -247,16 +254,6 @@ def _plan(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> 
     cached per (artifact sha256, output, background).
     """
     index = output_spec.get("index")
-    key = (
-        runtime.sha256(onnx_bytes),
-        hashlib.sha256(bg.tobytes()).hexdigest(),
-        str(output_spec.get("name")),
-        str(index),
-    )
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
     try:
         model = onnx.load_from_string(bytes(onnx_bytes))
     except Exception as exc:  # protobuf raises DecodeError and friends
@@ -276,10 +273,6 @@ def _plan(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> 
             "tree",
             shap.TreeExplainer(trees, data=data, feature_perturbation="interventional", model_output="raw"),
         )
-    with _cache_lock:
-        _cache[key] = plan
-        while len(_cache) > 16:
-            _cache.popitem(last=False)
     return plan
 
 
