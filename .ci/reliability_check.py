@@ -111,8 +111,8 @@ def setup_plant():
     from models_registry.services import promote, register_artifact
     from plant.features import feature_names
     from plant.models import Gateway
-    from tests.conftest import make_asset, make_pump_type, make_site
-    from tests.models_registry.conftest import linear_onnx
+    from models_registry.onnx_graphs import build_linear_graph
+    from plant.builders import make_asset, make_pump_type, make_site
 
     site = make_site("reliability")
     pump = make_pump_type("reliability-pump")
@@ -124,7 +124,7 @@ def setup_plant():
         name="reliability-vib",
         kind="anomaly",
         asset_type=pump,
-        onnx_bytes=linear_onnx(len(names), weights=weights),
+        onnx_bytes=build_linear_graph(len(names), weights=weights),
         feature_spec=names,
         output_spec={"name": "score", "index": 0, "direction": "higher_is_anomalous"},
         open_threshold=10.0,

@@ -133,7 +133,7 @@ def stop(process: subprocess.Popen) -> None:
 def vibration_version(pump, name: str, weight: float, shadow: bool = False):
     from models_registry.services import promote, register_artifact
     from plant.features import feature_names
-    from tests.models_registry.conftest import linear_onnx
+    from models_registry.onnx_graphs import build_linear_graph
 
     names = feature_names(sorted(BASE))
     weights = np.zeros(len(names), dtype=np.float32)
@@ -142,7 +142,7 @@ def vibration_version(pump, name: str, weight: float, shadow: bool = False):
         name=name,
         kind="anomaly",
         asset_type=pump,
-        onnx_bytes=linear_onnx(len(names), weights=weights),
+        onnx_bytes=build_linear_graph(len(names), weights=weights),
         feature_spec=names,
         output_spec={"name": "score", "index": 0, "direction": "higher_is_anomalous"},
         open_threshold=10.0 * weight,

@@ -8,7 +8,6 @@ and get its result (or its exception) back. These tests fail, never skip, when C
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,19 +17,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, card_of, open_board  # noqa: F401 - used by the tests
 from tests.e2e.world import ROOT, World, start_world
 
-CHROMIUM = os.environ.get("VIGIL_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-sync",
-]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -154,17 +143,6 @@ def logged_in(browser: Any, world: World, username: str, viewport: dict | None =
         assert not errors, "CSP violations or script errors in the browser:\n" + "\n".join(errors)
     finally:
         context.close()
-
-
-def open_board(page: Any) -> None:
-    """Go to the alert board and wait until its WebSocket is open (so live updates can arrive)."""
-    page.goto("/alerts/")
-    page.locator("#alert-board").wait_for()
-    page.locator("body[data-ws-state=open]").wait_for(timeout=15_000)
-
-
-def card_of(page: Any, asset_name: str) -> Any:
-    return page.locator("#alert-list article.alert-card", has_text=asset_name)
 
 
 def alert_id_of(card: Any) -> int:

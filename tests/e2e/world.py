@@ -68,7 +68,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _with_db(url: str, name: str) -> str:
+def with_db(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + name))
 
@@ -220,16 +220,16 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-def _prepare_postgres(url: str, suffix: str, keep: bool = False) -> str:
+def prepare_postgres(url: str, suffix: str, keep: bool = False) -> str:
     """Drop and re-create `<db><suffix>` next to the database of `url` (never touching that one)."""
     import psycopg
 
     name = (urlsplit(url).path.lstrip("/") or "postgres") + suffix
-    admin = _with_db(url, "postgres").replace("postgresql://", "postgres://", 1)
+    admin = with_db(url, "postgres").replace("postgresql://", "postgres://", 1)
     with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if exists and keep:
-            return _with_db(url, name)
+            return with_db(url, name)
         if exists:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -238,7 +238,7 @@ def _prepare_postgres(url: str, suffix: str, keep: bool = False) -> str:
             )
             conn.execute(f'DROP DATABASE "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    return _with_db(url, name)
+    return with_db(url, name)
 
 
 def _prepare_redis(env: dict[str, str], workdir: Path) -> object | None:
@@ -286,7 +286,7 @@ def start_world(
     env.update(extra_env or {})
     url = database_url or os.environ.get("DATABASE_URL", "")
     if url.startswith(("postgres://", "postgresql://")):
-        env["DATABASE_URL"] = _prepare_postgres(url, db_suffix)
+        env["DATABASE_URL"] = prepare_postgres(url, db_suffix)
     else:
         env["DATABASE_URL"] = f"sqlite:///{workdir / 'e2e.sqlite3'}"
     redis_handle = _prepare_redis(env, workdir)
