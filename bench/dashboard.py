@@ -119,7 +119,7 @@ def _loaded(url: str) -> bool:
     """True when `<db>_dashbench` exists with its full row counts (a half-finished load is rebuilt)."""
     import psycopg
 
-    from tests.e2e.world import with_db
+    from config.scratch_db import with_db
 
     name = (urlsplit(url).path.lstrip("/") or "postgres") + "_dashbench"
     try:
@@ -470,7 +470,7 @@ def main() -> None:
     if args.requests < 1 or args.faults < 1:
         sys.exit("--requests and --faults must be at least 1")
 
-    from tests.e2e.world import prepare_postgres
+    from config.scratch_db import prepare_postgres
 
     url = _pg_url()
     loaded = not args.reload and _loaded(url)

@@ -97,7 +97,7 @@ def _loaded(url: str) -> bool:
     """True when `<db>_bench_metrics` holds the full history (a half-finished load is rebuilt)."""
     import psycopg
 
-    from tests.e2e.world import with_db
+    from config.scratch_db import with_db
 
     name = (urlsplit(url).path.lstrip("/") or "postgres") + DB_SUFFIX
     try:
@@ -596,7 +596,7 @@ def main() -> None:
     if args.repeats < 2:
         sys.exit("--repeats must be at least 2")
 
-    from tests.e2e.world import prepare_postgres
+    from config.scratch_db import prepare_postgres
 
     url = _pg_url()
     loaded = not args.reload and _loaded(url)

@@ -29,6 +29,8 @@ import httpx
 import numpy as np
 import psutil
 
+from config.scratch_db import prepare_postgres
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 # A Redis DB number of its own when the suite runs against a shared Redis (CI): the worker and the channel
 # layer of this world must not take tasks or messages meant for anyone else.
@@ -66,11 +68,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def with_db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 @dataclass
@@ -218,27 +215,6 @@ def _alive(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def prepare_postgres(url: str, suffix: str, keep: bool = False) -> str:
-    """Drop and re-create `<db><suffix>` next to the database of `url` (never touching that one)."""
-    import psycopg
-
-    name = (urlsplit(url).path.lstrip("/") or "postgres") + suffix
-    admin = with_db(url, "postgres").replace("postgresql://", "postgres://", 1)
-    with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and keep:
-            return with_db(url, name)
-        if exists:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                [name],
-            )
-            conn.execute(f'DROP DATABASE "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return with_db(url, name)
 
 
 def _prepare_redis(env: dict[str, str], workdir: Path) -> object | None:
