@@ -2,8 +2,8 @@
 
 (a) Worker kill: a real Celery worker (prefork, concurrency 1, beat embedded) scores four assets while
     readings with one injected fault per asset stream in; it is SIGKILLed (whole process group) several
-    times at random points of its runs (each run sleeps VIGIL_SCORING_TEST_DELAY_S, half of it inside the
-    store transaction) and restarted. Once every due mark is clear: Score rows are exactly the expected
+    times at random points of its runs (.ci/slow_scoring_worker.py makes each run sleep, half of it inside
+    the store transaction) and restarted. Once every due mark is clear: Score rows are exactly the expected
     windows (no gap, no duplicate) and there is exactly one alert per injected fault.
 (b) Redis down: our own redis-server is stopped; readings POSTed through the HTTP API (Django test client)
     get 200 and are stored with their due marks; Redis comes back, the worker's beat sweep finds the
@@ -92,11 +92,11 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 
 def start_worker(delay_s: float) -> subprocess.Popen:
-    env = {**os.environ, "VIGIL_SCORING_TEST_DELAY_S": str(delay_s), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log_file = open(WORK / "worker.log", "a")  # noqa: SIM115 - lives as long as the worker
     return subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "scoring,default,explain",
+            sys.executable, str(ROOT / ".ci" / "slow_scoring_worker.py"), str(delay_s), "-Q", "scoring,default,explain",
             "--pool", "prefork", "--concurrency", "1", "-B", "-s", str(WORK / "beat-schedule"),
             "--without-gossip", "--without-mingle", "-l", "warning", "-n", f"reliability-{time.time_ns()}@%h",
         ],
@@ -111,8 +111,8 @@ def setup_plant():
     from models_registry.services import promote, register_artifact
     from plant.features import feature_names
     from plant.models import Gateway
-    from tests.conftest import make_asset, make_pump_type, make_site
-    from tests.models_registry.conftest import linear_onnx
+    from models_registry.onnx_graphs import build_linear_graph
+    from plant.builders import make_asset, make_pump_type, make_site
 
     site = make_site("reliability")
     pump = make_pump_type("reliability-pump")
@@ -124,7 +124,7 @@ def setup_plant():
         name="reliability-vib",
         kind="anomaly",
         asset_type=pump,
-        onnx_bytes=linear_onnx(len(names), weights=weights),
+        onnx_bytes=build_linear_graph(len(names), weights=weights),
         feature_spec=names,
         output_spec={"name": "score", "index": 0, "direction": "higher_is_anomalous"},
         open_threshold=10.0,

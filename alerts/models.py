@@ -193,27 +193,6 @@ class Alert(models.Model):
             reason=reason[:300],
         )
 
-    def acknowledge(self, user: Any, reason: str = "") -> AlertEvent:
-        return self.transition(AlertState.ACKNOWLEDGED, actor=user, reason=reason or "acknowledged")
-
-    def snooze(self, user: Any, until: datetime, reason: str) -> AlertEvent:
-        """Hide the alert until ``until``; it keeps updating silently and reopens if still anomalous then."""
-        if until <= timezone.now():
-            raise AlertStateError("the snooze must end in the future")
-        reason = (reason or "").strip()
-        if not reason:
-            raise AlertStateError("say why the alert is snoozed")
-        return self.transition(
-            AlertState.SNOOZED,
-            actor=user,
-            reason=f"snoozed until {until:%Y-%m-%d %H:%M}: {reason}",
-            snoozed_until=until,
-            snooze_reason=reason[:300],
-        )
-
-    def resolve(self, user: Any, reason: str = "") -> AlertEvent:
-        return self.transition(AlertState.RESOLVED, actor=user, reason=reason or "resolved")
-
 
 class AlertEvent(models.Model):
     """One state change of an alert (or a change of its category): who (null = the system), when, why.

@@ -119,11 +119,11 @@ def _loaded(url: str) -> bool:
     """True when `<db>_dashbench` exists with its full row counts (a half-finished load is rebuilt)."""
     import psycopg
 
-    from tests.e2e.world import _with_db
+    from config.scratch_db import with_db
 
     name = (urlsplit(url).path.lstrip("/") or "postgres") + "_dashbench"
     try:
-        with psycopg.connect(_with_db(url, name).replace("postgres://", "postgresql://", 1)) as conn:
+        with psycopg.connect(with_db(url, name).replace("postgres://", "postgresql://", 1)) as conn:
             readings = conn.execute("SELECT count(*) FROM plant_reading").fetchone()[0]
             alerts = conn.execute("SELECT count(*) FROM alerts_alert").fetchone()[0]
     except psycopg.Error:
@@ -389,7 +389,7 @@ def measure_pages(requests: int, warmup: int) -> list[dict]:
 def measure_live(database_url: str, faults: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, card_of, open_board
+    from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, card_of, open_board
     from tests.e2e.world import start_world
 
     world = start_world(
@@ -470,11 +470,11 @@ def main() -> None:
     if args.requests < 1 or args.faults < 1:
         sys.exit("--requests and --faults must be at least 1")
 
-    from tests.e2e.world import _prepare_postgres
+    from config.scratch_db import prepare_postgres
 
     url = _pg_url()
     loaded = not args.reload and _loaded(url)
-    big = _prepare_postgres(url, "_dashbench", keep=loaded)
+    big = prepare_postgres(url, "_dashbench", keep=loaded)
     var_dir = Path(tempfile.mkdtemp(prefix="vigil-dashbench-"))
     _setup_django(big, var_dir)
     from django.db import connection

@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -276,19 +276,6 @@ def copy_batches(database_url: str, fixture: dict, n_batches: int) -> Run:
 
 
 # --- databases -----------------------------------------------------------------------------------------
-def recreate_pg_database(database_url: str) -> str:
-    """Drop and create `<name>_bench` on the server of database_url; return its URL."""
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = (parts.path.lstrip("/") or "vigil") + "_bench"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path="/" + name))
-
-
 def machine() -> dict:
     cpu = "unknown"
     try:
@@ -340,7 +327,9 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     base_env = {**os.environ, "DEBUG": "0", "LOG_LEVEL": "WARNING", "VIGIL_VAR_DIR": str(workdir)}
-    pg_url = recreate_pg_database(database_url)
+    from config.scratch_db import prepare_postgres
+
+    pg_url = prepare_postgres(database_url, "_bench")
     pg_env = {**base_env, "DATABASE_URL": pg_url}
     print(f"bench: PostgreSQL database {urlsplit(pg_url).path[1:]}, {args.assets * len(ROLES)} sensors")
     fixture = prepare_database(pg_env, args.assets)

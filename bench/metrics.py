@@ -97,11 +97,11 @@ def _loaded(url: str) -> bool:
     """True when `<db>_bench_metrics` holds the full history (a half-finished load is rebuilt)."""
     import psycopg
 
-    from tests.e2e.world import _with_db
+    from config.scratch_db import with_db
 
     name = (urlsplit(url).path.lstrip("/") or "postgres") + DB_SUFFIX
     try:
-        with psycopg.connect(_with_db(url, name).replace("postgres://", "postgresql://", 1)) as conn:
+        with psycopg.connect(with_db(url, name).replace("postgres://", "postgresql://", 1)) as conn:
             alerts = conn.execute("SELECT count(*) FROM alerts_alert WHERE NOT is_shadow").fetchone()[0]
             missed = conn.execute("SELECT count(*) FROM alerts_feedback WHERE alert_id IS NULL").fetchone()[0]
     except psycopg.Error:
@@ -149,7 +149,7 @@ def load(now: dt.datetime, log) -> None:
     from alerts.models import Alert, AlertEvent, Feedback
     from models_registry.models import ModelStatusChange, ModelVersion
     from plant.models import Asset, Label, Site
-    from tests.conftest import make_pump_type
+    from plant.builders import make_pump_type
 
     started = time.monotonic()
     call_command("migrate", "--noinput", verbosity=0)
@@ -596,11 +596,11 @@ def main() -> None:
     if args.repeats < 2:
         sys.exit("--repeats must be at least 2")
 
-    from tests.e2e.world import _prepare_postgres
+    from config.scratch_db import prepare_postgres
 
     url = _pg_url()
     loaded = not args.reload and _loaded(url)
-    bench_url = _prepare_postgres(url, DB_SUFFIX, keep=loaded)
+    bench_url = prepare_postgres(url, DB_SUFFIX, keep=loaded)
     _setup_django(bench_url, Path(tempfile.mkdtemp(prefix="vigil-bench-metrics-")))
     from django.contrib.auth.models import User
     from django.db import connection

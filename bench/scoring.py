@@ -37,7 +37,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,18 +51,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bench_database(url: str) -> str:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/") + "_scoring_bench"
-    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path="/" + name))
-
-
 def configure() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faults", type=int, default=200)
@@ -73,7 +60,9 @@ def configure() -> argparse.Namespace:
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         parser.error("set DATABASE_URL to a PostgreSQL server (the bench creates its own database there)")
-    os.environ["DATABASE_URL"] = bench_database(url)
+    from config.scratch_db import prepare_postgres
+
+    os.environ["DATABASE_URL"] = prepare_postgres(url, "_scoring_bench")
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
     os.environ["MEDIA_ROOT"] = str(WORK / "media")
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
@@ -133,7 +122,7 @@ def stop(process: subprocess.Popen) -> None:
 def vibration_version(pump, name: str, weight: float, shadow: bool = False):
     from models_registry.services import promote, register_artifact
     from plant.features import feature_names
-    from tests.models_registry.conftest import linear_onnx
+    from models_registry.onnx_graphs import build_linear_graph
 
     names = feature_names(sorted(BASE))
     weights = np.zeros(len(names), dtype=np.float32)
@@ -142,7 +131,7 @@ def vibration_version(pump, name: str, weight: float, shadow: bool = False):
         name=name,
         kind="anomaly",
         asset_type=pump,
-        onnx_bytes=linear_onnx(len(names), weights=weights),
+        onnx_bytes=build_linear_graph(len(names), weights=weights),
         feature_spec=names,
         output_spec={"name": "score", "index": 0, "direction": "higher_is_anomalous"},
         open_threshold=10.0 * weight,

@@ -134,6 +134,7 @@ CELERY_TASK_ROUTES = {
     "models_registry.tasks.score_asset_task": {"queue": "scoring"},
     "models_registry.tasks.score_assets_task": {"queue": "scoring"},
     "models_registry.tasks.sweep_due_assets_task": {"queue": "scoring"},
+    "alerts.tasks.complete_explanation_task": {"queue": "explain"},
 }
 CELERY_BEAT_SCHEDULE: dict = {
     "sweep-due-assets": {
@@ -298,11 +299,6 @@ VIGIL_ALERT_CLEAR_WINDOWS = env_int("VIGIL_ALERT_CLEAR_WINDOWS", 6, minimum=1)
 VIGIL_FOLLOW_THROUGH_HOURS = env_int("VIGIL_FOLLOW_THROUGH_HOURS", 24, minimum=1)
 # Live-update messages per site per second (per process); ids over the limit are sent in the next message.
 VIGIL_BROADCAST_MAX_PER_SECOND = env_int("VIGIL_BROADCAST_MAX_PER_SECOND", 20, minimum=1)
-# Merged into (not replacing) any routes defined above, so each app can route its own tasks.
-CELERY_TASK_ROUTES = {
-    **globals().get("CELERY_TASK_ROUTES", {}),
-    "alerts.tasks.complete_explanation_task": {"queue": "explain"},
-}
 # Noise control: an (asset, model version, dominant sensor) whose alerts were dismissed as false alarms this
 # many times within this many days gets suggestions (raise the threshold, calibrate, retrain).
 VIGIL_NOISE_DISMISSALS = env_int("VIGIL_NOISE_DISMISSALS", 3, minimum=1)
@@ -323,11 +319,6 @@ VIGIL_SCORING_BROKER_BACKOFF_S = env_float("VIGIL_SCORING_BROKER_BACKOFF_S", 5.0
 # an ingest request (tests of the enqueue logic turn it off to observe the publish synchronously).
 VIGIL_SCORING_ENQUEUE_IN_BACKGROUND = env_bool("VIGIL_SCORING_ENQUEUE_IN_BACKGROUND", True)
 VIGIL_SCORING_ENQUEUE = env_bool("VIGIL_SCORING_ENQUEUE", True)
-# Only the reliability check sets this: seconds each scoring run sleeps, so a worker can be killed mid-run.
-VIGIL_SCORING_TEST_DELAY_S = env_float("VIGIL_SCORING_TEST_DELAY_S", 0.0)
-# Only the browser tests set this: seconds each retrain stage lasts at least, so the page's 1 s poll can be
-# seen moving through the stages (a small run finishes faster than one poll otherwise).
-VIGIL_RETRAIN_TEST_DELAY_S = env_float("VIGIL_RETRAIN_TEST_DELAY_S", 0.0)
 # An explanation still "pending" this long after its alert opened is queued again by the beat sweep.
 VIGIL_EXPLANATION_SWEEP_AFTER_S = env_float("VIGIL_EXPLANATION_SWEEP_AFTER_S", 300.0)
 # Per-asset baselines (models_registry.baseline): an asset without one is calibrated from its first this

@@ -7,18 +7,14 @@ dominate. The key includes the checksum so a re-uploaded artifact can never be s
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
+from cachetools import LRUCache, cached
 
 from models_registry import runtime
 from models_registry.models import ModelVersion
-
-_MAX_ENTRIES = 32
-_entries: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
-_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -37,21 +33,16 @@ class LoadedModel:
         return runtime.run_batch(self.session, np.asarray(X, dtype=np.float32), self.output_spec)
 
 
+@cached(LRUCache(maxsize=32), key=lambda version: (version.pk, version.sha256), lock=threading.Lock())
 def loaded(version: ModelVersion) -> LoadedModel:
     """The cached LoadedModel of a version; raises runtime.ModelRuntimeError if the artifact is unusable."""
-    key = (version.pk, version.sha256)
-    with _lock:
-        entry = _entries.get(key)
-        if entry is not None:
-            _entries.move_to_end(key)
-            return entry
     try:
         data = version.read_onnx_bytes()
     except (OSError, ValueError) as exc:
         raise runtime.ModelRuntimeError(f"cannot read the artifact of {version}: {exc}") from exc
     if runtime.sha256(data) != version.sha256:
         raise runtime.ModelRuntimeError(f"the artifact of {version} no longer matches its sha256")
-    entry = LoadedModel(
+    return LoadedModel(
         version_id=version.pk,
         sha256=version.sha256,
         onnx_bytes=data,
@@ -60,13 +51,7 @@ def loaded(version: ModelVersion) -> LoadedModel:
         output_spec=dict(version.output_spec or {}),
         background=np.asarray(version.background or [], dtype=np.float32).reshape(-1, version.n_features),
     )
-    with _lock:
-        _entries[key] = entry
-        while len(_entries) > _MAX_ENTRIES:
-            _entries.popitem(last=False)
-    return entry
 
 
 def clear() -> None:
-    with _lock:
-        _entries.clear()
+    loaded.cache_clear()

@@ -31,24 +31,20 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import onnx
+from cachetools import LRUCache, cached
 from onnx import helper, numpy_helper
 
 from models_registry import runtime
 from models_registry.onnx_graphs import read_quadratic_graph
-from plant.features import STAT_LABELS
 
 ADDITIVITY_TOLERANCE = 1e-4
 MAX_EXACT_FEATURES = 12
 PERMUTATIONS = 16  # antithetic pairs x 2; each costs (d + 1) x background rows of scoring
-
-_cache: OrderedDict[tuple[str, ...], Any] = OrderedDict()
-_cache_lock = threading.Lock()
 
 
 class ExplanationError(ValueError):
@@ -121,42 +117,6 @@ def explain(
             "explanation is not faithful to the model and was not returned."
         )
     return result
-
-
-def describe(
-    explanation: Mapping[str, Any],
-    normal_ranges: Mapping[str, float | tuple[float, float]],
-    *,
-    top: int = 3,
-    labels: Mapping[str, str] | None = None,
-    units: Mapping[str, str] | None = None,
-) -> list[str]:
-    """Plain-language lines for the largest contributors, e.g.
-    "Vibration mean (2.3 g, usually 0.9) raised the score by 0.41".
-
-    ``normal_ranges`` maps feature name -> usual value or (low, high) range (see ``typical_ranges``);
-    ``labels`` and ``units`` map a feature's sensor (role or sensor key) to a display label and unit.
-    """
-    features = [f for f in explanation.get("features", []) if f.get("phi")]
-    features.sort(key=lambda f: abs(f["phi"]), reverse=True)
-    lines = []
-    for f in features[:top]:
-        sensor = f.get("sensor") or f["name"]
-        role, _, stat = f["name"].rpartition("__")
-        label = (labels or {}).get(sensor) or (role or f["name"]).replace("_", " ").capitalize()
-        stat_label = STAT_LABELS.get(stat, stat.replace("_", " "))
-        unit = (units or {}).get(sensor, "")
-        value = _fmt(f["value"]) + (f" {unit}" if unit else "")
-        usual = normal_ranges.get(f["name"])
-        if isinstance(usual, tuple | list) and len(usual) == 2:
-            context = f", usually {_fmt(usual[0])} to {_fmt(usual[1])}"
-        elif usual is not None:
-            context = f", usually {_fmt(float(usual))}"
-        else:
-            context = ""
-        verb = "raised" if f["phi"] > 0 else "lowered"
-        lines.append(f"{label} {stat_label} ({value}{context}) {verb} the score by {_fmt(abs(f['phi']), 2)}")
-    return lines
 
 
 def typical_ranges(background: np.ndarray, feature_names: list[str]) -> dict[str, tuple[float, float]]:
@@ -277,6 +237,16 @@ def _floats(attrs: Mapping[str, Any], name: str) -> np.ndarray:
     return numpy_helper.to_array(tensor).astype(np.float64) if tensor is not None else np.zeros(0)
 
 
+def _plan_key(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> tuple[str, ...]:
+    return (
+        runtime.sha256(onnx_bytes),
+        hashlib.sha256(bg.tobytes()).hexdigest(),
+        str(output_spec.get("name")),
+        str(output_spec.get("index")),
+    )
+
+
+@cached(LRUCache(maxsize=16), key=_plan_key, lock=threading.Lock())
 def _plan(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> tuple[str, Any]:
     """How to explain this artifact: ("quadratic", form), ("tree", TreeExplainer) or ("generic", None).
 
@@ -284,16 +254,6 @@ def _plan(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> 
     cached per (artifact sha256, output, background).
     """
     index = output_spec.get("index")
-    key = (
-        runtime.sha256(onnx_bytes),
-        hashlib.sha256(bg.tobytes()).hexdigest(),
-        str(output_spec.get("name")),
-        str(index),
-    )
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
     try:
         model = onnx.load_from_string(bytes(onnx_bytes))
     except Exception as exc:  # protobuf raises DecodeError and friends
@@ -313,10 +273,6 @@ def _plan(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> 
             "tree",
             shap.TreeExplainer(trees, data=data, feature_perturbation="interventional", model_output="raw"),
         )
-    with _cache_lock:
-        _cache[key] = plan
-        while len(_cache) > 16:
-            _cache.popitem(last=False)
     return plan
 
 
@@ -372,7 +328,3 @@ def _score(session: Any, batch: np.ndarray, output_spec: Mapping[str, Any]) -> n
 def _sensor(feature: str, sensors: Mapping[str, str] | None) -> str:
     role = feature.rsplit("__", 1)[0]
     return (sensors or {}).get(role, role)
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    return f"{value:.{digits}g}"

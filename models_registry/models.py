@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import IO
 
 from django.conf import settings
 from django.db import models
@@ -17,17 +16,6 @@ from plant.models import AssetType
 def onnx_upload_to(instance: ModelVersion, filename: str) -> str:
     # The checksum prefix keeps an artifact's path unique even if a version row is ever re-created.
     return f"models/{instance.name}/v{instance.version}-{(instance.sha256 or 'pending')[:12]}.onnx"
-
-
-def sha256_of(stream: IO[bytes]) -> str:
-    """SHA-256 of a file-like object, read in chunks and rewound to where it was."""
-    digest = hashlib.sha256()
-    position = stream.tell() if hasattr(stream, "tell") else 0
-    for chunk in iter(lambda: stream.read(1 << 20), b""):
-        digest.update(chunk)
-    if hasattr(stream, "seek"):
-        stream.seek(position)
-    return digest.hexdigest()
 
 
 class ModelVersion(models.Model):

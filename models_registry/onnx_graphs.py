@@ -110,3 +110,44 @@ def read_quadratic_graph(model: onnx.ModelProto, output_name: str) -> QuadraticF
     if mu.shape != (d,) or inv_sigma.shape != (d,) or A.shape != (d, d):
         return None
     return QuadraticForm(mu=mu, inv_sigma=inv_sigma, A=A)
+
+
+def build_linear_graph(
+    width: int,
+    *,
+    weights: np.ndarray | None = None,
+    declared_width: int | str | None = None,
+    input_type: int = TensorProto.FLOAT,
+    output_name: str = "score",
+    extra_input: bool = False,
+) -> bytes:
+    """score = X @ w as a [batch, 1] output: the smallest model a registry can validate.
+
+    The keyword options build the wrong-contract variants the registry must refuse (a declared width or
+    input type that differs from the feature spec, a second input); the benches and the reliability
+    check use the plain form.
+    """
+    weights = (
+        np.linspace(0.5, 1.5, width).astype(np.float32) if weights is None else weights.astype(np.float32)
+    )
+    declared = width if declared_width is None else declared_width
+    inputs = [helper.make_tensor_value_info("X", input_type, [None, declared])]
+    nodes = []
+    source = "X"
+    if input_type != TensorProto.FLOAT:
+        nodes.append(helper.make_node("Cast", ["X"], ["Xf"], to=TensorProto.FLOAT))
+        source = "Xf"
+    nodes.append(helper.make_node("MatMul", [source, "W"], [output_name]))
+    if extra_input:
+        inputs.append(helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1]))
+    graph = helper.make_graph(
+        nodes,
+        "linear",
+        inputs,
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [None, 1])],
+        initializer=[numpy_helper.from_array(weights.reshape(width, 1), "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

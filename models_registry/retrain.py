@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -82,7 +81,6 @@ STAGES: tuple[tuple[str, str, int], ...] = (
 STAGE_LABELS = {key: label for key, label, _ in STAGES}
 STAGE_PERCENT = {key: percent for key, _, percent in STAGES}
 
-POSITIVE_SOURCES = ("confirmed_fault", "not_actionable", "missed_failure", "manual_fault")
 UNLABELLED, NORMAL, FAULT, GUARD = 0, 1, 2, 3
 
 Progress = Callable[[str], None]
@@ -170,8 +168,6 @@ def execute_run(run_id: int, *, echo: Callable[[str, int], None] | None = None) 
         )
         if echo is not None:
             echo(label, percent)
-        if settings.VIGIL_RETRAIN_TEST_DELAY_S:
-            time.sleep(settings.VIGIL_RETRAIN_TEST_DELAY_S)
 
     try:
         version, report = retrain_from_feedback(

@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-
-_CACHE_SIZE = 16
-_cache: OrderedDict[str, ort.InferenceSession] = OrderedDict()
-_cache_lock = threading.Lock()
+from cachetools import LRUCache, cached
 
 
 class ModelRuntimeError(ValueError):
@@ -63,20 +59,10 @@ def load_session(onnx_bytes: bytes, *, threads: int = 1) -> ort.InferenceSession
         raise ModelRuntimeError(f"onnxruntime cannot load the model: {str(exc).strip()[:300]}") from exc
 
 
+@cached(LRUCache(maxsize=16), key=sha256, lock=threading.Lock())
 def reference_session(onnx_bytes: bytes) -> ort.InferenceSession:
-    """The cached one-thread session for these exact bytes (keyed by sha256, small LRU)."""
-    key = sha256(onnx_bytes)
-    with _cache_lock:
-        session = _cache.get(key)
-        if session is not None:
-            _cache.move_to_end(key)
-            return session
-    session = load_session(onnx_bytes, threads=1)
-    with _cache_lock:
-        _cache[key] = session
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return session
+    """The cached one-thread session for these exact bytes (keyed by sha256, LRU of 16)."""
+    return load_session(onnx_bytes, threads=1)
 
 
 def input_signature(session: ort.InferenceSession) -> InputSignature:

@@ -360,9 +360,6 @@ def _score_version(
     report.timings["score"] = report.timings.get("score", 0.0) + time.perf_counter() - started
     report.windows += len(X)
 
-    delay = float(settings.VIGIL_SCORING_TEST_DELAY_S)
-    if delay:
-        time.sleep(delay / 2)
     started = time.perf_counter()
     offset = 0
     batches = []
@@ -372,7 +369,7 @@ def _score_version(
             (item, rows, X[offset : offset + len(rows)], scores[offset : offset + len(rows)], vector)
         )
         offset += len(rows)
-    stored = _store(version, batches, delay / 2)
+    stored = _store(version, batches)
     report.stored[version.pk] = report.stored.get(version.pk, 0) + stored
     report.timings["store"] = report.timings.get("store", 0.0) + time.perf_counter() - started
 
@@ -395,7 +392,7 @@ def _fail(version: ModelVersion, kind: str, message: str, report: ScoringReport)
         report.quarantined.append(version.pk)
 
 
-def _store(version: ModelVersion, batches: list, delay: float) -> int:
+def _store(version: ModelVersion, batches: list) -> int:
     """One transaction: lock, keep windows after the last stored end, insert their scores, apply them."""
     from alerts.broadcast import broadcast_alerts
     from alerts.services import ScoredWindow, apply_scores
@@ -428,8 +425,6 @@ def _store(version: ModelVersion, batches: list, delay: float) -> int:
             if scored:
                 pending.append((item, scored))
         _insert_scores(version, rows)
-        if delay:
-            time.sleep(delay)  # the reliability check kills workers here, inside the transaction
         changed: list[int] = []
         # One query tells which assets hold an active alert; the others need none unless a window is above
         # the open threshold (see apply_scores).

@@ -62,14 +62,6 @@ class SensorHealth:
     problems: list[str] = field(default_factory=list)
     flagged: int = 0
 
-    @property
-    def completeness(self) -> float:
-        return self.readings / self.expected if self.expected else 1.0
-
-    @property
-    def status_colour(self) -> str:
-        return self.status.colour
-
 
 def sensor_health(
     sensors: Iterable[Sensor],
@@ -105,7 +97,7 @@ def sensor_health(
 
 def asset_health(health: Iterable[SensorHealth]) -> HealthStatus:
     """The worst status among an asset's sensors (OK for an asset without sensors)."""
-    return max((h.status for h in health), key=_SEVERITY.__getitem__, default=HealthStatus.OK)
+    return worst(h.status for h in health)
 
 
 def worst(statuses: Iterable[HealthStatus]) -> HealthStatus:

@@ -10,7 +10,8 @@ from django.contrib.auth.models import Group, User
 from django.http import HttpRequest
 from django.test import Client, RequestFactory
 
-from plant.models import Asset, AssetType, Gateway, Sensor, SensorRole, Site
+from plant.builders import make_asset, make_pump_type, make_site  # noqa: F401 - re-exported for the tests
+from plant.models import Asset, Gateway, Sensor, Site
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=dt_timezone.utc)
 PASSWORD = "correct-horse-battery"
@@ -32,42 +33,16 @@ class LoginClient(Client):
         return True
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings) -> None:
+    """Every test hashes with MD5: the real hasher costs ~0.3 s per user and the role fixtures make many."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def client() -> Client:
     """pytest-django's `client`, but `client.login(...)` goes through login throttling like a real login."""
     return LoginClient()
-
-
-def make_site(slug: str = "north", name: str | None = None) -> Site:
-    return Site.objects.create(slug=slug, name=name or slug.title())
-
-
-def make_pump_type(slug: str = "pump") -> AssetType:
-    asset_type, _ = AssetType.objects.get_or_create(slug=slug, defaults={"name": slug.title()})
-    for key, unit in (("vibration", "mm/s"), ("current", "A"), ("pressure", "bar"), ("temperature", "°C")):
-        SensorRole.objects.get_or_create(
-            asset_type=asset_type, key=key, defaults={"label": key.title(), "unit": unit}
-        )
-    return asset_type
-
-
-def make_asset(site: Site, tag: str = "p-101", asset_type: AssetType | None = None) -> Asset:
-    """An asset with one sensor per role of its type, keyed '<site>.<tag>.<role>'."""
-    asset_type = asset_type or make_pump_type()
-    asset = Asset.objects.create(site=site, asset_type=asset_type, name=tag.upper(), tag=tag)
-    Sensor.objects.bulk_create(
-        Sensor(
-            asset=asset,
-            key=f"{site.slug}.{tag}.{role.key}",
-            role=role,
-            unit=role.unit,
-            valid_min=0.0,
-            valid_max=100.0,
-            sample_period_s=1.0,
-        )
-        for role in asset_type.roles.all()
-    )
-    return asset
 
 
 def make_user(username: str, role: str, *sites: Site) -> User:

@@ -23,7 +23,6 @@ LOCKED = "Too many failed logins"
 
 @pytest.fixture(autouse=True)
 def throttling(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.AXES_FAILURE_LIMIT = LIMIT
     settings.AXES_COOLOFF_TIME = timedelta(minutes=15)
 

@@ -10,11 +10,11 @@ has a similar alert, those alerts with their current verdicts — five queries.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache, cached
 from django.db.models import Case, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value, When
 
 from alerts.choices import CLOSED_STATES, AlertState, FeedbackKind, Severity
@@ -27,10 +27,6 @@ from plant.models import SensorRole
 
 BOARD_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED)
 WHY_LINES = 3
-
-_ranges_lock = threading.Lock()
-_ranges: OrderedDict[tuple[int, str], dict[str, tuple[float, float]]] = OrderedDict()
-_RANGES_CACHE = 64
 
 
 def alerts_for_user(user: Any) -> QuerySet[Alert]:
@@ -122,21 +118,12 @@ def normal_ranges_of(version_ids: Iterable[int]) -> dict[int, dict[str, tuple[fl
     return out
 
 
+@cached(LRUCache(maxsize=64), key=lambda version: (version.pk, version.sha256), lock=threading.Lock())
 def normal_ranges(version: ModelVersion) -> dict[str, tuple[float, float]]:
     """Feature name -> (p10, p90) of the version's background: what "usually" means on the pages."""
-    key = (version.pk, version.sha256)
-    with _ranges_lock:
-        if key in _ranges:
-            _ranges.move_to_end(key)
-            return _ranges[key]
     names = list(version.feature_spec or [])
     background = version.background or []
-    ranges = typical_ranges(background, names) if names and background else {}
-    with _ranges_lock:
-        _ranges[key] = ranges
-        while len(_ranges) > _RANGES_CACHE:
-            _ranges.popitem(last=False)
-    return ranges
+    return typical_ranges(background, names) if names and background else {}
 
 
 def role_meta(asset_type_ids: Iterable[int]) -> dict[int, dict[str, tuple[str, str]]]:

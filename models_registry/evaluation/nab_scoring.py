@@ -212,11 +212,6 @@ def score_file(
     )
 
 
-def detections_at(anomaly_scores: np.ndarray, threshold: float) -> np.ndarray:
-    """NAB's conversion of anomaly scores to detections: every row whose score is >= the threshold."""
-    return np.asarray(anomaly_scores, dtype=np.float64) >= threshold
-
-
 def perfect_score(n_windows: int, profile: Profile) -> float:
     """The perfect detector's raw score: one detection at the first row of every labelled window."""
     return n_windows * profile.tp_weight

@@ -42,7 +42,6 @@ from plant.datasets.common import (
     check_limit,
     ensure_site,
     segments,
-    store_unit,
     store_units,
 )
 from plant.datasets.common import ensure_asset as _ensure_asset
@@ -280,11 +279,6 @@ def ensure_asset(file: SkabFile, *, site: Site | None = None, asset_type: AssetT
     site = site or ensure_site(*SITE)
     empty = SkabRun(ts=np.zeros(0), values={role.key: np.zeros(0) for role in ROLES}, anomaly=None)
     return _ensure_asset(site, asset_type or ensure_asset_type(), to_unit(file, empty))[0]
-
-
-def load_file(file: SkabFile, *, max_rows: int | None = None, site: Site | None = None) -> LoadResult:
-    """Create the file's asset and sensors, ingest its readings and (re)write its dataset labels."""
-    return store_unit(site or ensure_site(*SITE), to_unit(file, read_run(file.path, max_rows=max_rows)))
 
 
 def load_skab(

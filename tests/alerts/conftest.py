@@ -46,7 +46,6 @@ def trained() -> TrainedModel:
 @pytest.fixture(autouse=True)
 def alerts_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     settings.VIGIL_ALERT_OPEN_WINDOWS = 3
     settings.VIGIL_ALERT_CLEAR_WINDOWS = 6

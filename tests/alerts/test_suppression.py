@@ -21,7 +21,12 @@ def x(trained):
 def test_a_snoozed_alert_keeps_updating_silently(asset, champion, technician, x):
     score(asset, champion, windows(0, [OPEN + 1] * 3, x=x))
     alert = Alert.objects.get()
-    alert.snooze(technician, timezone.now() + timedelta(hours=2), "crew on site")
+    alert.transition(
+        AlertState.SNOOZED,
+        actor=technician,
+        snoozed_until=timezone.now() + timedelta(hours=2),
+        snooze_reason="crew on site",
+    )
     ids = score(asset, champion, windows(3, [OPEN + 40, OPEN + 2], x=x))
     alert.refresh_from_db()
     assert ids == []  # nothing to broadcast while snoozed
@@ -33,7 +38,12 @@ def test_a_snoozed_alert_keeps_updating_silently(asset, champion, technician, x)
 def test_an_expired_snooze_returns_to_open_while_the_condition_persists(asset, champion, technician, x):
     score(asset, champion, windows(0, [OPEN + 1] * 3, x=x))
     alert = Alert.objects.get()
-    alert.snooze(technician, timezone.now() + timedelta(minutes=5), "crew on site")
+    alert.transition(
+        AlertState.SNOOZED,
+        actor=technician,
+        snoozed_until=timezone.now() + timedelta(minutes=5),
+        snooze_reason="crew on site",
+    )
     Alert.objects.filter(pk=alert.pk).update(snoozed_until=timezone.now() - timedelta(seconds=1))
     ids = score(asset, champion, windows(3, [(OPEN + CLEAR) / 2], x=x))
     alert.refresh_from_db()
@@ -47,7 +57,12 @@ def test_an_expired_snooze_returns_to_open_while_the_condition_persists(asset, c
 def test_an_expired_snooze_whose_condition_cleared_auto_closes(asset, champion, technician, x):
     score(asset, champion, windows(0, [OPEN + 1] * 3, x=x))
     alert = Alert.objects.get()
-    alert.snooze(technician, timezone.now() + timedelta(minutes=5), "crew on site")
+    alert.transition(
+        AlertState.SNOOZED,
+        actor=technician,
+        snoozed_until=timezone.now() + timedelta(minutes=5),
+        snooze_reason="crew on site",
+    )
     score(asset, champion, windows(3, [CLEAR - 1] * 6, x=x))
     alert.refresh_from_db()
     assert alert.state == AlertState.AUTO_CLOSED

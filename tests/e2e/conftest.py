@@ -8,7 +8,6 @@ and get its result (or its exception) back. These tests fail, never skip, when C
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,19 +17,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, card_of, open_board  # noqa: F401 - used by the tests
 from tests.e2e.world import ROOT, World, start_world
 
-CHROMIUM = os.environ.get("VIGIL_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-sync",
-]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -76,7 +65,11 @@ class BrowserThread:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A running Vigil with its own database, Redis, web server and worker (see tests/e2e/world.py)."""
     # Retrain stages last at least 1 s (one poll) in this world, so the progress page's poll sees them move.
-    live = start_world(tmp_path_factory.mktemp("e2e-world"), extra_env={"VIGIL_RETRAIN_TEST_DELAY_S": "1.0"})
+    live = start_world(
+        tmp_path_factory.mktemp("e2e-world"),
+        extra_env={"E2E_RETRAIN_STAGE_S": "1.0"},
+        demo_script=Path(__file__).with_name("slow_retrain.py"),
+    )
     try:
         yield live
     finally:
@@ -150,17 +143,6 @@ def logged_in(browser: Any, world: World, username: str, viewport: dict | None =
         assert not errors, "CSP violations or script errors in the browser:\n" + "\n".join(errors)
     finally:
         context.close()
-
-
-def open_board(page: Any) -> None:
-    """Go to the alert board and wait until its WebSocket is open (so live updates can arrive)."""
-    page.goto("/alerts/")
-    page.locator("#alert-board").wait_for()
-    page.locator("body[data-ws-state=open]").wait_for(timeout=15_000)
-
-
-def card_of(page: Any, asset_name: str) -> Any:
-    return page.locator("#alert-list article.alert-card", has_text=asset_name)
 
 
 def alert_id_of(card: Any) -> int:

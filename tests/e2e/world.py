@@ -29,6 +29,8 @@ import httpx
 import numpy as np
 import psutil
 
+from config.scratch_db import prepare_postgres
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 # A Redis DB number of its own when the suite runs against a shared Redis (CI): the worker and the channel
 # layer of this world must not take tasks or messages meant for anyone else.
@@ -66,11 +68,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _with_db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 @dataclass
@@ -220,27 +217,6 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-def _prepare_postgres(url: str, suffix: str, keep: bool = False) -> str:
-    """Drop and re-create `<db><suffix>` next to the database of `url` (never touching that one)."""
-    import psycopg
-
-    name = (urlsplit(url).path.lstrip("/") or "postgres") + suffix
-    admin = _with_db(url, "postgres").replace("postgresql://", "postgres://", 1)
-    with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and keep:
-            return _with_db(url, name)
-        if exists:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                [name],
-            )
-            conn.execute(f'DROP DATABASE "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return _with_db(url, name)
-
-
 def _prepare_redis(env: dict[str, str], workdir: Path) -> object | None:
     """Point the world at a Redis of its own: a private DB of REDIS_URL's server (flushed), or an embedded
     redis-server on a free port when REDIS_URL is unset."""
@@ -272,8 +248,11 @@ def start_world(
     history_hours: float = 1.0,
     extra_env: dict[str, str] | None = None,
     ready_timeout: float = 120.0,
+    demo_script: Path = ROOT / "manage.py",
 ) -> World:
-    """Build and start a world (see the module docstring); the caller must call `stop()`."""
+    """Build and start a world (see the module docstring); the caller must call `stop()`.
+
+    `demo_script` runs `demo` (manage.py, or a test wrapper such as tests/e2e/slow_retrain.py)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="vigil-e2e-"))
     workdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
@@ -283,7 +262,7 @@ def start_world(
     env.update(extra_env or {})
     url = database_url or os.environ.get("DATABASE_URL", "")
     if url.startswith(("postgres://", "postgresql://")):
-        env["DATABASE_URL"] = _prepare_postgres(url, db_suffix)
+        env["DATABASE_URL"] = prepare_postgres(url, db_suffix)
     else:
         env["DATABASE_URL"] = f"sqlite:///{workdir / 'e2e.sqlite3'}"
     redis_handle = _prepare_redis(env, workdir)
@@ -308,19 +287,19 @@ def start_world(
         seeded = json.loads(line[len("WORLD=") :])
         world.token, world.passwords = seeded["token"], seeded["users"]
         world.assets = {tag: AssetInfo(tag=tag, **info) for tag, info in seeded["assets"].items()}
-        _start_demo(world, ready_timeout)
+        _start_demo(world, ready_timeout, demo_script)
     except BaseException:
         world.stop()
         raise
     return world
 
 
-def _start_demo(world: World, timeout: float) -> None:
+def _start_demo(world: World, timeout: float, demo_script: Path) -> None:
     port = free_port()
     log = (world.workdir / "demo.log").open("w")
     world.process = subprocess.Popen(
         [
-            sys.executable, str(ROOT / "manage.py"), "demo", "--no-simulator", "--port", str(port),
+            sys.executable, str(demo_script), "demo", "--no-simulator", "--port", str(port),
             "--token", world.token, "--ready-timeout", str(timeout), "--stop-timeout", "10",
         ],
         cwd=ROOT,

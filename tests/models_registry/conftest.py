@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from models_registry.models import ModelVersion
+from models_registry.onnx_graphs import build_linear_graph as linear_onnx
 from models_registry.services import register_artifact
 from plant.models import AssetType
 
@@ -15,45 +15,7 @@ from plant.models import AssetType
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    # The role fixtures create users with passwords; the real hasher costs ~0.3 s per user.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     return settings.MEDIA_ROOT
-
-
-def linear_onnx(
-    width: int,
-    *,
-    weights: np.ndarray | None = None,
-    declared_width: int | str | None = None,
-    input_type: int = TensorProto.FLOAT,
-    output_name: str = "score",
-    extra_input: bool = False,
-) -> bytes:
-    """score = X @ w as a [batch, 1] output: the smallest model a registry can validate."""
-    weights = (
-        np.linspace(0.5, 1.5, width).astype(np.float32) if weights is None else weights.astype(np.float32)
-    )
-    declared = width if declared_width is None else declared_width
-    inputs = [helper.make_tensor_value_info("X", input_type, [None, declared])]
-    nodes = []
-    source = "X"
-    if input_type != TensorProto.FLOAT:
-        nodes.append(helper.make_node("Cast", ["X"], ["Xf"], to=TensorProto.FLOAT))
-        source = "Xf"
-    nodes.append(helper.make_node("MatMul", [source, "W"], [output_name]))
-    if extra_input:
-        inputs.append(helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1]))
-    graph = helper.make_graph(
-        nodes,
-        "linear",
-        inputs,
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [None, 1])],
-        initializer=[numpy_helper.from_array(weights.reshape(width, 1), "W")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
 
 
 def nan_onnx(width: int) -> bytes:

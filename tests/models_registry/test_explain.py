@@ -16,7 +16,7 @@ from sklearn.linear_model import LinearRegression
 
 from models_registry import explain as explain_module
 from models_registry import runtime
-from models_registry.explain import ExplanationError, describe, explain, typical_ranges
+from models_registry.explain import ExplanationError, explain, typical_ranges
 from models_registry.training import lightgbm_to_onnx, train_anomaly, train_failure_classifier
 
 TOLERANCE = 1e-4
@@ -245,23 +245,6 @@ def test_bad_input_raises_a_clear_explanation_error(anomaly_model, onnx_bytes, x
     m = anomaly_model
     with pytest.raises(ExplanationError, match=message):
         explain(onnx_bytes or m.onnx_bytes, x, m.background, m.feature_names, m.output_spec)
-
-
-def test_describe_writes_plain_language_lines_for_the_top_contributors():
-    explanation = {
-        "features": [
-            {"name": "vibration__mean", "sensor": "vibration", "value": 2.3, "phi": 0.41},
-            {"name": "current__std", "sensor": "current", "value": 0.2, "phi": -0.12},
-            {"name": "pressure__mean", "sensor": "pressure", "value": 3.0, "phi": 0.01},
-        ]
-    }
-    lines = describe(
-        explanation, {"vibration__mean": 0.9, "current__std": (0.1, 0.3)}, top=2, units={"vibration": "g"}
-    )
-    assert lines == [
-        "Vibration mean (2.3 g, usually 0.9) raised the score by 0.41",
-        "Current variability (0.2, usually 0.1 to 0.3) lowered the score by 0.12",
-    ]
 
 
 def test_typical_ranges_are_background_percentiles():

@@ -26,9 +26,8 @@ LINE = re.compile(
 
 @pytest.fixture(autouse=True)
 def isolated_var_dir(settings, tmp_path):
-    """Keep demo_credentials.json out of the real var/; a fast hasher, as these tests hash many passwords."""
+    """Keep demo_credentials.json out of the real var/."""
     settings.VAR_DIR = tmp_path
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     return tmp_path
 
 

@@ -26,7 +26,6 @@ OPEN, CLEAR = 10.0, 5.0
 @pytest.fixture(autouse=True)
 def scoring_isolation(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.VIGIL_ALERT_OPEN_WINDOWS = 3
     settings.VIGIL_ALERT_CLEAR_WINDOWS = 3
     cache.clear()
