@@ -33,6 +33,10 @@ consecutive windows ending at it (the highest open threshold at which that windo
 
 Failure-classifier kind: LightGBM (training.train_failure_classifier) on the training split's fault windows
 (positives) and normal windows, labels used directly.
+
+RUL kind: each positive label is a failure; services.fit_rul fits the training split's windows whose
+remaining life is known, in the champion's unit and with its cap and limits; the hold-out figures are
+RMSE, MAE and the PHM08 score against the capped truth.
 """
 
 from __future__ import annotations
@@ -494,11 +498,14 @@ def retrain_from_feedback(
         open_t, clear_t = trained.open_threshold, trained.clear_threshold
         thresholds = {"rule": "best F1 on a stratified validation split", "open": open_t, "clear": clear_t}
     else:
-        # Counted in the champion's unit, so the candidate's thresholds and scores mean the same thing.
-        unit_s = float(((champion.provenance if champion else {}).get("rul") or {}).get("unit_s", RUL_UNIT_S))
+        # In the champion's unit, cap and limits (its training params), so the candidate's scores and
+        # thresholds mean the same thing and the hold-out compares like with like.
+        before = champion.provenance if champion is not None else {}
+        unit_s = float((before.get("rul") or {}).get("unit_s", RUL_UNIT_S))
+        kept = {k: v for k, v in (before.get("params") or {}).items() if k in training.RUL_DEFAULTS}
         trained, fit_info, rul = fit_rul(
             X, ends, groups, events, data.feature_names, data_end_s=data.end.timestamp(),
-            params={"seed": seed}, unit_s=unit_s, what=asset_type.slug, rows=train,
+            params={**kept, "seed": seed}, unit_s=unit_s, what=asset_type.slug, rows=train,
         )  # fmt: skip
         step("thresholds")
         open_t, clear_t = trained.open_threshold, trained.clear_threshold

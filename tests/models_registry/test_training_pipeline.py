@@ -122,7 +122,9 @@ def test_a_rul_champion_retrains_from_labelled_failures_in_its_own_unit(run_to_f
     held = report["holdout"]
     assert held["candidate"]["n"] == held["champion"]["n"] > 0
     assert held["candidate"]["rmse"] < 30.0 and held["champion"]["version"] == str(champion)
-    assert version.open_threshold < version.clear_threshold  # remaining life clears above where it opens
+    # the champion's cap and limits carry over: remaining life opens below 10 minutes and clears above 20
+    assert (version.open_threshold, version.clear_threshold) == (10.0, 20.0)
+    assert version.provenance["params"]["rul_cap"] == 30.0
     assert validate_version(version).passed[-1] == "latency"
 
 
