@@ -43,3 +43,19 @@ class RetrainStatus(models.TextChoices):
     @property
     def is_finished(self) -> bool:
         return self.value in ("succeeded", "failed")
+
+
+class WindowLabel(models.IntegerChoices):
+    """What the labels say of one feature window, the class training and retraining fit and score against.
+
+    Only ever held in NumPy arrays (no model field stores it), so the values are free; -1 keeps "unknown"
+    apart from every real class."""
+
+    UNLABELLED = -1, "Unlabelled"
+    NORMAL = 0, "Normal"
+    FAULT = 1, "Fault"
+    GUARD = 2, "Near a fault (left out)"
+
+    @property
+    def colour(self) -> str:
+        return {-1: "#9ca3af", 0: "#16a34a", 1: "#dc2626", 2: "#f59e0b"}[self.value]

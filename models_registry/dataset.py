@@ -17,11 +17,11 @@ import numpy as np
 from django.db import connection
 from django.db.models import Max, Min
 
+from models_registry.choices import WindowLabel
 from plant import features
 from plant.choices import LabelKind
 from plant.models import Asset, AssetType, Label, Reading, Sensor
 
-FAULT, NORMAL, UNLABELLED = 1, 0, -1
 # Readings further apart than this (or than a window) start a new stretch: training windows are built per
 # stretch, so a stray reading years before the rest (a ts=0 from a gateway without a clock) costs no empty
 # windows in between and moves no window; the window count is that of the data, not of the calendar span.
@@ -32,9 +32,24 @@ class TrainingDataError(Exception):
     """The data cannot train a model (no readings, no windows); the message says what is missing."""
 
 
+@dataclass(frozen=True)
+class LabelEvent:
+    """One label on an asset's time range (positive: a fault), as training and retraining read it."""
+
+    label_id: int
+    asset_id: int
+    start_s: float
+    end_s: float
+    positive: bool
+    source: (
+        str  # confirmed_fault, not_actionable, missed_failure, false_alarm, manual_fault, manual_normal...
+    )
+    reason: str = ""  # why a range is normal (the false-alarm reason)
+
+
 @dataclass
 class TrainingData:
-    """Feature windows of all assets of one type, with a label per window (FAULT / NORMAL / UNLABELLED)."""
+    """Feature windows of all assets of one type, with a WindowLabel per window and the labels behind them."""
 
     X: np.ndarray
     labels: np.ndarray
@@ -46,13 +61,19 @@ class TrainingData:
     end: datetime
     assets: list[str] = field(default_factory=list)
     label_rows: dict[str, int] = field(default_factory=dict)
+    events: list[LabelEvent] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return {
-            "fault": int(np.count_nonzero(self.labels == FAULT)),
-            "normal": int(np.count_nonzero(self.labels == NORMAL)),
-            "unlabelled": int(np.count_nonzero(self.labels == UNLABELLED)),
-        }
+        return label_counts(self.labels)
+
+
+def label_counts(labels: np.ndarray) -> dict[str, int]:
+    """How many windows of each class (fault / normal / unlabelled) `labels` holds."""
+    return {
+        "fault": int(np.count_nonzero(labels == WindowLabel.FAULT)),
+        "normal": int(np.count_nonzero(labels == WindowLabel.NORMAL)),
+        "unlabelled": int(np.count_nonzero(labels == WindowLabel.UNLABELLED)),
+    }
 
 
 def read_readings(
@@ -155,17 +176,34 @@ def asset_windows_between(asset: Asset, roles: list[str], start: datetime, end: 
     )
 
 
-def window_labels(ends: np.ndarray, window_s: float, labels: list[tuple[float, float, str]]) -> np.ndarray:
-    """FAULT where a window (end − window_s, end] overlaps a fault label, else NORMAL where it overlaps a
-    normal one, else UNLABELLED. A fault wins over a normal label on the same window."""
-    result = np.full(len(ends), UNLABELLED, dtype=np.int8)
+def label_windows(
+    ends: np.ndarray,
+    asset_ids: np.ndarray,
+    window_s: float,
+    events: list[LabelEvent],
+    *,
+    guard_windows: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per window (end − window_s, end] of asset `asset_ids[i]`: its WindowLabel and the index of the event
+    that gave it (-1: none). FAULT where it overlaps a positive event of its asset, else NORMAL where it
+    overlaps a normal one, else UNLABELLED — or GUARD when within `guard_windows` windows of a positive,
+    where a fault builds up or fades without anyone having labelled it."""
+    classes = np.full(len(ends), WindowLabel.UNLABELLED, dtype=np.int8)
+    event_of = np.full(len(ends), -1, dtype=np.int64)
     starts = ends - window_s
-    for kind in (LabelKind.NORMAL, LabelKind.FAULT):  # fault last so it overrides
-        for label_start, label_end, label_kind in labels:
-            if label_kind == kind:
-                overlap = (label_start < ends) & (label_end > starts)
-                result[overlap] = FAULT if kind == LabelKind.FAULT else NORMAL
-    return result
+    guard = guard_windows * window_s
+    for positive in (False, True):  # positives last, so they override
+        for index, event in enumerate(events):
+            if event.positive != positive:
+                continue
+            mine = asset_ids == event.asset_id
+            if positive and guard:
+                near = mine & (event.start_s - guard < ends) & (event.end_s + guard > starts)
+                classes[near & (classes == WindowLabel.UNLABELLED)] = WindowLabel.GUARD
+            overlap = mine & (event.start_s < ends) & (event.end_s > starts)
+            classes[overlap] = WindowLabel.FAULT if positive else WindowLabel.NORMAL
+            event_of[overlap] = index
+    return classes, event_of
 
 
 def _stretch_windows(
@@ -248,10 +286,14 @@ def load_training_windows(
     end = end or bounds["last"]
 
     label_rows = list(
-        Label.objects.filter(asset__in=assets, start__lte=end, end__gte=start).values_list(
-            "asset_id", "start", "end", "kind"
-        )
+        Label.objects.filter(asset__in=assets, start__lte=end, end__gte=start)
+        .order_by("start", "pk")
+        .values_list("pk", "asset_id", "start", "end", "kind", "source")
     )
+    events = [
+        LabelEvent(pk, asset_id, lo.timestamp(), hi.timestamp(), kind == LabelKind.FAULT, source)
+        for pk, asset_id, lo, hi, kind, source in label_rows
+    ]
     names = feature_names(roles)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
     for asset in assets:
@@ -261,15 +303,8 @@ def load_training_windows(
         ends, X = _stretch_windows(asset, series, roles, start.timestamp(), end.timestamp())
         if len(ends) == 0:
             continue
-        asset_labels = [(s.timestamp(), e.timestamp(), k) for a, s, e, k in label_rows if a == asset.pk]
-        parts.append(
-            (
-                X,
-                ends,
-                window_labels(ends, asset_type.window_s, asset_labels),
-                asset.pk,
-            )
-        )
+        mine = np.full(len(ends), asset.pk, dtype=np.int64)
+        parts.append((X, ends, label_windows(ends, mine, asset_type.window_s, events)[0], asset.pk))
     if not parts:
         raise TrainingDataError(
             f"the readings of type {asset_type.slug!r} span less than one {asset_type.window_s} s window"
@@ -285,7 +320,8 @@ def load_training_windows(
         end=end,
         assets=[asset.tag for asset in assets if any(part[3] == asset.pk for part in parts)],
         label_rows={
-            "fault": sum(1 for row in label_rows if row[3] == LabelKind.FAULT),
-            "normal": sum(1 for row in label_rows if row[3] == LabelKind.NORMAL),
+            "fault": sum(1 for event in events if event.positive),
+            "normal": sum(1 for event in events if not event.positive),
         },
+        events=events,
     )

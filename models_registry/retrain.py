@@ -33,6 +33,10 @@ consecutive windows ending at it (the highest open threshold at which that windo
 
 Failure-classifier kind: LightGBM (training.train_failure_classifier) on the training split's fault windows
 (positives) and normal windows, labels used directly.
+
+RUL kind: each positive label is a failure; services.fit_rul fits the training split's windows whose
+remaining life is known, in the champion's unit and with its cap and limits; the hold-out figures are
+RMSE, MAE and the PHM08 score against the capped truth.
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,14 +54,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from models_registry.choices import ModelKind, RetrainStatus
+from models_registry.choices import ModelKind, RetrainStatus, WindowLabel
+from models_registry.dataset import LabelEvent, label_windows
 from models_registry.models import ModelVersion, RetrainRun
+from models_registry.training import TrainingError, jsonable
 from plant.choices import LabelKind, LabelSource
 from plant.models import AssetType
 
 logger = logging.getLogger(__name__)
 
-RETRAINABLE_KINDS = (ModelKind.ANOMALY, ModelKind.FAILURE_CLASSIFIER)
+RETRAINABLE_KINDS = (ModelKind.ANOMALY, ModelKind.FAILURE_CLASSIFIER, ModelKind.RUL)
 GUARD_WINDOWS = 5
 FEEDBACK_NORMAL_SHARE = 0.10
 MAX_FEEDBACK_REPEATS = 50
@@ -81,26 +86,13 @@ STAGES: tuple[tuple[str, str, int], ...] = (
 STAGE_LABELS = {key: label for key, label, _ in STAGES}
 STAGE_PERCENT = {key: percent for key, _, percent in STAGES}
 
-UNLABELLED, NORMAL, FAULT, GUARD = 0, 1, 2, 3
 
 Progress = Callable[[str], None]
 
 
-class RetrainError(Exception):
-    """The retraining cannot run (unknown kind, too few labels or windows); the message says what is missing."""
-
-
-@dataclass(frozen=True)
-class LabelEvent:
-    """One operator label on an asset's time range, classed by the verdict in force on it."""
-
-    label_id: int
-    asset_id: int
-    start_s: float
-    end_s: float
-    positive: bool
-    source: str  # confirmed_fault, not_actionable, missed_failure, false_alarm, manual_fault, manual_normal
-    reason: str = ""  # why a range is normal (the false-alarm reason)
+# The one training error: a retraining that cannot run (unknown kind, too few labels or windows) fails for
+# the same reasons, with the same kind of message, as train_model.
+RetrainError = TrainingError
 
 
 # --- runs -------------------------------------------------------------------------------------------------
@@ -214,9 +206,10 @@ def _finish(
 def feedback_events(
     asset_ids: list[int], *, start: datetime | None = None, end: datetime | None = None
 ) -> list[LabelEvent]:
-    """Operator labels (feedback and hand-entered) on the assets overlapping [start, end], in time order."""
-    from alerts.choices import Verdict
-    from alerts.models import Feedback
+    """Operator labels (feedback and hand-entered) on the assets overlapping [start, end], in time order.
+
+    Feedback rewrites an alert's Label on every verdict or correction, so the Label rows alone hold the
+    verdict in force: their kind says positive or not, the note feedback wrote says which verdict."""
     from plant.models import Label
 
     labels = Label.objects.filter(
@@ -226,25 +219,11 @@ def feedback_events(
         labels = labels.filter(end__gte=start)
     if end is not None:
         labels = labels.filter(start__lte=end)
-    rows = list(labels.values_list("pk", "asset_id", "start", "end", "kind", "reason", "source"))
-    # The verdict in force on a label is the feedback row that nothing supersedes.
-    verdicts = dict(
-        Feedback.objects.filter(label_id__in=[row[0] for row in rows], superseded_by__isnull=True)
-        .order_by("created_at", "pk")
-        .values_list("label_id", "verdict")
-    )
     events = []
-    for pk, asset_id, label_start, label_end, kind, reason, source in rows:
-        verdict = verdicts.get(pk)
+    for pk, asset_id, label_start, label_end, kind, reason, source, note in labels.values_list(
+        "pk", "asset_id", "start", "end", "kind", "reason", "source", "note"
+    ):
         positive = kind == LabelKind.FAULT
-        if verdict in (Verdict.CONFIRMED_FAULT, Verdict.NOT_ACTIONABLE, Verdict.MISSED_FAILURE):
-            what = str(verdict)
-        elif verdict == Verdict.FALSE_ALARM:
-            what = "false_alarm"
-        elif source == LabelSource.MANUAL:
-            what = "manual_fault" if positive else "manual_normal"
-        else:  # a feedback label whose feedback row is gone: its kind still says what it was
-            what = "confirmed_fault" if positive else "false_alarm"
         events.append(
             LabelEvent(
                 label_id=pk,
@@ -252,36 +231,25 @@ def feedback_events(
                 start_s=label_start.timestamp(),
                 end_s=label_end.timestamp(),
                 positive=positive,
-                source=what,
+                source=_verdict_of(positive, source, note),
                 reason="" if positive else (reason or "unspecified"),
             )
         )
     return events
 
 
-def label_windows(
-    ends: np.ndarray, asset_ids: np.ndarray, window_s: float, events: list[LabelEvent]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per window: its class (UNLABELLED / NORMAL / FAULT / GUARD) and the index of its event (-1: none).
-
-    A fault label wins over a normal one on the same window; unlabelled windows within GUARD_WINDOWS
-    windows of a fault are GUARD (left out)."""
-    classes = np.full(len(ends), UNLABELLED, dtype=np.int8)
-    event_of = np.full(len(ends), -1, dtype=np.int64)
-    starts = ends - window_s
-    guard = GUARD_WINDOWS * window_s
-    for positive in (False, True):  # positives last, so they override
-        for index, event in enumerate(events):
-            if event.positive != positive:
-                continue
-            mine = asset_ids == event.asset_id
-            if positive:
-                near = mine & (event.start_s - guard < ends) & (event.end_s + guard > starts)
-                classes[near & (classes == UNLABELLED)] = GUARD
-            overlap = mine & (event.start_s < ends) & (event.end_s > starts)
-            classes[overlap] = FAULT if positive else NORMAL
-            event_of[overlap] = index
-    return classes, event_of
+def _verdict_of(positive: bool, source: str, note: str) -> str:
+    """The verdict a label stands for, read from what alerts.services.feedback writes: a missed failure's
+    note starts "missed failure", a verdict's "alert #N: <action or 'not actionable'>"."""
+    if source == LabelSource.MANUAL:
+        return "manual_fault" if positive else "manual_normal"
+    if not positive:
+        return "false_alarm"
+    if note.startswith("missed failure"):
+        return "missed_failure"
+    if note.startswith("alert #") and note.partition(": ")[2].startswith("not actionable"):
+        return "not_actionable"
+    return "confirmed_fault"
 
 
 def holdout_mask(
@@ -297,7 +265,7 @@ def holdout_mask(
             continue
         count = max(1, int(round(len(indexes) * HOLDOUT_EVENT_SHARE)))
         held |= np.isin(event_of, sorted(indexes, key=lambda i: events[i].start_s)[-count:])
-    unlabelled = classes == UNLABELLED
+    unlabelled = classes == WindowLabel.UNLABELLED
     if unlabelled.any():
         step = float(np.min(np.diff(np.unique(ends)))) if len(np.unique(ends)) > 1 else 1.0
         blocks = np.floor(ends / (BLOCK_WINDOWS * step)).astype(np.int64)
@@ -333,7 +301,7 @@ def choose_thresholds(
     m: int,
 ) -> dict[str, Any]:
     """Open and clear thresholds by the rule in the module docstring, with what it found."""
-    normal = (classes == UNLABELLED) | (classes == NORMAL)
+    normal = (classes == WindowLabel.UNLABELLED) | (classes == WindowLabel.NORMAL)
     normal_runs = run_strengths(np.where(normal, scores, -np.inf), groups, m)
     normal_runs = normal_runs[np.isfinite(normal_runs)]
     if not len(normal_runs):
@@ -341,7 +309,9 @@ def choose_thresholds(
     t_normal = float(normal_runs.max())
     floor = float(np.quantile(normal_runs, 0.99))
     runs = run_strengths(scores, groups, m)
-    strengths = {int(e): float(runs[event_of == e].max()) for e in np.unique(event_of[classes == FAULT])}
+    strengths = {
+        int(e): float(runs[event_of == e].max()) for e in np.unique(event_of[classes == WindowLabel.FAULT])
+    }
     learnable = {e: s for e, s in strengths.items() if s > floor}
     not_separable = sorted(e for e in strengths if e not in learnable)
     if not learnable:
@@ -385,12 +355,15 @@ def evaluate(
     """Held-out figures of one model: labelled faults caught (an M-run above open), false-alarm ranges still
     flagged, normal windows above open, and window-level precision / recall."""
     runs = run_strengths(scores, groups, m)
-    fault_ids = np.unique(event_of[classes == FAULT])
-    normal_ids = np.unique(event_of[classes == NORMAL])
+    fault_ids = np.unique(event_of[classes == WindowLabel.FAULT])
+    normal_ids = np.unique(event_of[classes == WindowLabel.NORMAL])
     caught = sum(bool(runs[event_of == e].max() > open_t) for e in fault_ids)
     flagged = sum(bool(runs[event_of == e].max() > open_t) for e in normal_ids)
     above = scores > open_t
-    fault_w, normal_w = classes == FAULT, (classes == UNLABELLED) | (classes == NORMAL)
+    fault_w, normal_w = (
+        classes == WindowLabel.FAULT,
+        (classes == WindowLabel.UNLABELLED) | (classes == WindowLabel.NORMAL),
+    )
     tp, fp = int((above & fault_w).sum()), int((above & normal_w).sum())
     return {
         "fault_events": int(len(fault_ids)),
@@ -432,13 +405,15 @@ def retrain_from_feedback(
 ) -> tuple[ModelVersion, dict[str, Any]]:
     """Train a candidate of `kind` for `asset_type` from operator feedback and normal data (see module)."""
     from models_registry import runtime, training
+    from models_registry.baseline import expects_baseline
     from models_registry.dataset import TrainingDataError, load_training_windows
-    from models_registry.baseline import PER_ASSET, expects_baseline
     from models_registry.services import (
-        TrainingError,
+        RUL_UNIT_S,
         baseline_training_windows,
         current_champion,
+        fit_rul,
         register_trained,
+        training_provenance,
     )
 
     step = progress or (lambda stage: None)
@@ -463,7 +438,7 @@ def retrain_from_feedback(
         data = load_training_windows(asset_type, start=since)
         if champion is not None and expects_baseline(champion.output_spec):
             baseline_info = baseline_training_windows(data)
-    except (TrainingDataError, TrainingError) as exc:
+    except TrainingDataError as exc:
         raise RetrainError(str(exc)) from None
     complete = np.isfinite(data.X).all(axis=1)
     order = np.lexsort((data.ends[complete], data.asset_ids[complete]))  # per asset, in time order
@@ -475,7 +450,7 @@ def retrain_from_feedback(
             "load more readings or choose an earlier “since”"
         )
     window_s = float(asset_type.window_s)
-    classes, event_of = label_windows(ends, groups, window_s, events)
+    classes, event_of = label_windows(ends, groups, window_s, events, guard_windows=GUARD_WINDOWS)
     used = sorted({int(e) for e in event_of[event_of >= 0]})
     if not used:
         raise RetrainError(
@@ -485,7 +460,7 @@ def retrain_from_feedback(
 
     step("split")
     held = holdout_mask(classes, event_of, events, ends, seed=seed)
-    train = ~held & (classes != GUARD)
+    train = ~held & (classes != WindowLabel.GUARD)
     m = int(settings.VIGIL_ALERT_OPEN_WINDOWS)
 
     step("fit")
@@ -507,31 +482,60 @@ def retrain_from_feedback(
             "weakest_fault_run": picked["t_fault"],
             "faults_not_separable": [_event_name(events[e]) for e in picked["not_separable"]],
         }
-    else:
-        y = (classes == FAULT).astype(np.int64)
-        try:
-            trained = training.train_failure_classifier(
-                X[train], y[train], data.feature_names, params={"seed": seed}
-            )
-        except training.TrainingError as exc:
-            raise RetrainError(str(exc)) from None
+    elif kind == ModelKind.FAILURE_CLASSIFIER:
+        y = (classes == WindowLabel.FAULT).astype(np.int64)
+        trained = training.train_failure_classifier(
+            X[train], y[train], data.feature_names, params={"seed": seed}
+        )
         fit_info = {"rows": int(train.sum()), "positives": int(y[train].sum())}
         step("thresholds")
         session = runtime.load_session(trained.onnx_bytes)
         scores = runtime.run_batch(session, X, trained.output_spec)
         open_t, clear_t = trained.open_threshold, trained.clear_threshold
         thresholds = {"rule": "best F1 on a stratified validation split", "open": open_t, "clear": clear_t}
+    else:
+        # In the champion's unit, cap and limits (its training params), so the candidate's scores and
+        # thresholds mean the same thing and the hold-out compares like with like.
+        before = champion.provenance if champion is not None else {}
+        unit_s = float((before.get("rul") or {}).get("unit_s", RUL_UNIT_S))
+        kept = {k: v for k, v in (before.get("params") or {}).items() if k in training.RUL_DEFAULTS}
+        trained, fit_info, rul = fit_rul(
+            X, ends, groups, events, data.feature_names, data_end_s=data.end.timestamp(),
+            params={**kept, "seed": seed}, unit_s=unit_s, what=asset_type.slug, rows=train,
+        )  # fmt: skip
+        step("thresholds")
+        open_t, clear_t = trained.open_threshold, trained.clear_threshold
+        thresholds = {
+            "rule": "fixed remaining-life limits (open_rul, clear_rul)",
+            "open": open_t,
+            "clear": clear_t,
+        }
 
     step("evaluate")
-    hold_idx = np.flatnonzero(held & (classes != GUARD))
-    args = (classes[hold_idx], event_of[hold_idx], groups[hold_idx], events, m)
-    holdout = {"candidate": evaluate(scores[hold_idx], open_t, *args), "champion": None}
+    if kind == ModelKind.RUL:
+        hold_idx = np.flatnonzero(held & (classes != WindowLabel.GUARD) & np.isfinite(rul))
+        session = runtime.load_session(trained.onnx_bytes)
+        truth = np.minimum(rul[hold_idx], trained.params["rul_cap"])
+
+        def judge(scores: np.ndarray, open_t: float) -> dict[str, Any]:
+            return training.rul_metrics(scores, truth)
+
+        scores = np.full(len(X), np.nan)
+        scores[hold_idx] = runtime.run_batch(session, X[hold_idx], trained.output_spec)
+    else:
+        hold_idx = np.flatnonzero(held & (classes != WindowLabel.GUARD))
+        args = (classes[hold_idx], event_of[hold_idx], groups[hold_idx], events, m)
+
+        def judge(scores: np.ndarray, open_t: float) -> dict[str, Any]:
+            return evaluate(scores, open_t, *args)
+
+    holdout = {"candidate": judge(scores[hold_idx], open_t), "champion": None}
     if champion is not None:
         champion_scores = score_with(champion, X[hold_idx], data.feature_names)
         if champion_scores is not None:
             holdout["champion"] = {
                 "version": str(champion),
-                **evaluate(champion_scores, champion.open_threshold, *args),
+                **judge(champion_scores, champion.open_threshold),
             }
     report = _report(
         asset_type, kind, since, data, events, used, classes, held, fit_info, thresholds, holdout, champion
@@ -539,27 +543,25 @@ def retrain_from_feedback(
     trained = dataclasses.replace(
         trained,
         open_threshold=float(open_t),
-        clear_threshold=float(min(clear_t, open_t)),
-        metrics={**_plain(holdout["candidate"]), "source": "held-out split of the retrain run"},
+        # Hysteresis: a higher-is-worse score clears below where it opens, a remaining life above.
+        clear_threshold=float(max(clear_t, open_t) if kind == ModelKind.RUL else min(clear_t, open_t)),
+        metrics={**jsonable(holdout["candidate"]), "source": "held-out split of the retrain run"},
     )
 
     step("register")
     name = champion.name if champion is not None else f"{asset_type.slug}-{kind}"
-    provenance = {
-        "data_range": report["data_range"],
-        "asset_type": asset_type.slug,
-        "assets": data.assets,
-        "roles": data.roles,
-        "window_s": asset_type.window_s,
-        "step_s": asset_type.step_s,
-        "retrain_run": run_id,
-        "retrain_report": report,
-        "seed": seed,
-    }
-    if baseline_info is not None:
-        provenance["baseline"] = baseline_info
-        trained.output_spec = {**trained.output_spec, "baseline": PER_ASSET}
-    version = register_trained(trained, name=name, asset_type=asset_type, provenance=provenance, actor=actor)
+    extra = {"rul": {k: v for k, v in fit_info.items() if k != "rows"}} if kind == ModelKind.RUL else {}
+    provenance = training_provenance(
+        asset_type, data, seed=seed, retrain_run=run_id, retrain_report=report, **extra
+    )
+    version = register_trained(
+        trained,
+        name=name,
+        asset_type=asset_type,
+        provenance=provenance,
+        actor=actor,
+        baseline_info=baseline_info,
+    )
     report["candidate"] = {"id": version.pk, "name": str(version)}
     return version, report
 
@@ -569,8 +571,8 @@ def _fit_anomaly(
 ) -> tuple[Any, dict[str, Any]]:
     from models_registry import training
 
-    base = np.flatnonzero(train & (classes == UNLABELLED))
-    relabelled = np.flatnonzero(train & (classes == NORMAL))
+    base = np.flatnonzero(train & (classes == WindowLabel.UNLABELLED))
+    relabelled = np.flatnonzero(train & (classes == WindowLabel.NORMAL))
     repeats = 1
     if len(relabelled):
         repeats = min(
@@ -584,10 +586,7 @@ def _fit_anomaly(
         )
     # Shuffled: train_anomaly holds out its last rows for its default thresholds, which are replaced here.
     rows = np.random.default_rng(seed).permutation(rows)
-    try:
-        trained = training.train_anomaly(X[rows], names, params={"holdout_fraction": 0.1, "seed": seed})
-    except training.TrainingError as exc:
-        raise RetrainError(str(exc)) from None
+    trained = training.train_anomaly(X[rows], names, params={"holdout_fraction": 0.1, "seed": seed})
     info = {
         "rows": int(len(rows)),
         "unlabelled_windows": int(len(base)),
@@ -618,7 +617,7 @@ def _report(
     champion: ModelVersion | None,
 ) -> dict[str, Any]:
     used_events = [events[i] for i in used]
-    return _plain(
+    return jsonable(
         {
             "asset_type": asset_type.slug,
             "kind": kind,
@@ -635,12 +634,12 @@ def _report(
             },
             "windows": {
                 "total": int(len(classes)),
-                "fault": int((classes == FAULT).sum()),
-                "normal_by_feedback": int((classes == NORMAL).sum()),
-                "unlabelled": int((classes == UNLABELLED).sum()),
-                "guard_excluded": int((classes == GUARD).sum()),
-                "train": int((~held & (classes != GUARD)).sum()),
-                "held_out": int((held & (classes != GUARD)).sum()),
+                "fault": int((classes == WindowLabel.FAULT).sum()),
+                "normal_by_feedback": int((classes == WindowLabel.NORMAL).sum()),
+                "unlabelled": int((classes == WindowLabel.UNLABELLED).sum()),
+                "guard_excluded": int((classes == WindowLabel.GUARD).sum()),
+                "train": int((~held & (classes != WindowLabel.GUARD)).sum()),
+                "held_out": int((held & (classes != WindowLabel.GUARD)).sum()),
             },
             "fit": fit_info,
             "thresholds": thresholds,
@@ -648,17 +647,3 @@ def _report(
             "champion": str(champion) if champion else None,
         }
     )
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready copy: NumPy scalars become Python numbers, non-finite floats None, keys strings."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return value

@@ -22,18 +22,21 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from models_registry.baseline import PER_ASSET
-from models_registry.choices import ModelKind, ModelStatus
+from models_registry.choices import ModelKind, ModelStatus, WindowLabel
 from models_registry.models import ModelStatusChange, ModelVersion
+from models_registry.training import TrainingError, jsonable
 from models_registry.validation import ModelRejected, ValidationReport, validate_version
 from plant.access import sees_all_sites_of
 from plant.models import AssetType, Site
 
 if TYPE_CHECKING:
+    from models_registry.dataset import LabelEvent, TrainingData
     from models_registry.training import TrainedModel
 
 logger = logging.getLogger(__name__)
 
 MIN_TRAINING_WINDOWS = 50  # ~8 minutes of one asset at the default 10 s step: less is no baseline
+RUL_UNIT_S = 3600.0  # RUL models count hours unless told otherwise (open below 30 h, clear above 40 h)
 __all__ = [
     "ModelRejected",
     "RegistryError",
@@ -47,15 +50,12 @@ __all__ = [
     "rollback",
     "shadow",
     "train_and_register",
+    "training_provenance",
 ]
 
 
 class RegistryError(Exception):
     """A status move that is not allowed in the current state (already champion, nothing to roll back...)."""
-
-
-class TrainingError(Exception):
-    """Training cannot run on the available data; the message names what is missing."""
 
 
 User = AbstractBaseUser
@@ -121,6 +121,23 @@ def register_artifact(
     raise AssertionError("unreachable")
 
 
+def training_provenance(
+    asset_type: AssetType, data: TrainingData, *, seed: int, **extra: Any
+) -> dict[str, Any]:
+    """What a training run used — range, assets, roles, window geometry, seed — plus the caller's `extra`
+    (window counts, the retrain report); the one provenance of train_model and retraining alike."""
+    return {
+        "data_range": {"start": data.start.isoformat(), "end": data.end.isoformat()},
+        "asset_type": asset_type.slug,
+        "assets": data.assets,
+        "roles": data.roles,
+        "window_s": asset_type.window_s,
+        "step_s": asset_type.step_s,
+        "seed": seed,
+        **extra,
+    }
+
+
 def register_trained(
     trained: TrainedModel,
     *,
@@ -128,8 +145,14 @@ def register_trained(
     asset_type: AssetType,
     provenance: dict[str, Any],
     actor: User | None = None,
+    baseline_info: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Register the output of models_registry.training as a candidate version."""
+    """Register the output of models_registry.training as a candidate version. With `baseline_info` (from
+    baseline_training_windows) the version is marked as fed per-asset baselined windows, so the scorer and
+    explanations subtract the same vector."""
+    if baseline_info is not None:
+        provenance = {**provenance, "baseline": baseline_info}
+        trained.output_spec = {**trained.output_spec, "baseline": PER_ASSET}
     provenance = {
         **provenance,
         "params": getattr(trained, "params", None) or {},
@@ -146,7 +169,7 @@ def register_trained(
         clear_threshold=trained.clear_threshold,
         background=np.asarray(trained.background)[:100],
         provenance=provenance,
-        metrics=_jsonable(trained.metrics),
+        metrics=jsonable(trained.metrics),
         actor=actor,
         reason="trained",
     )
@@ -321,6 +344,7 @@ def train_and_register(
     seed: int = 0,
     baseline: str | None = None,
     asset_ids: Collection[int] | None = None,
+    rul_unit_s: float = RUL_UNIT_S,
 ) -> ModelVersion:
     """Train a model of `kind` on the readings and labels of all active assets of `asset_type` and
     register it as a candidate. The one entry point of `manage.py train_model` and `train_model_task`.
@@ -329,6 +353,8 @@ def train_and_register(
     windows, if any, plus a fifth of the normal ones, form its validation split.
     failure_classifier: fault-labelled windows are positives, all others negatives (unlabelled time is
     taken as normal operation, which is what the plant believes of it until someone says otherwise).
+    rul: a run-to-failure fleet — each fault label is a failure; a window's target is the time (in units
+    of `rul_unit_s` seconds, hours by default) from its end to its asset's next failure (fit_rul).
 
     asset_ids: only these assets of the type (default every active one), e.g. to hold a run out.
 
@@ -338,12 +364,10 @@ def train_and_register(
     with too little data for a baseline are left out of training and named in the provenance.
     """
     from models_registry import training
-    from models_registry.dataset import FAULT, TrainingDataError, load_training_windows
+    from models_registry.dataset import TrainingDataError, label_counts, load_training_windows
 
     if kind not in ModelKind.values:
         raise TrainingError(f"unknown model kind {kind!r}; choose one of {', '.join(ModelKind.values)}")
-    if kind == ModelKind.RUL:
-        raise TrainingError("training remaining-useful-life models is not supported yet")
     if start and end and start >= end:
         raise TrainingError("the training range is empty: start must be before end")
     if baseline not in (None, "", PER_ASSET):
@@ -365,9 +389,10 @@ def train_and_register(
         )
     rng = np.random.default_rng(seed)
     split: dict[str, int] = {}
+    extra: dict[str, Any] = {}
     if kind == ModelKind.ANOMALY:
-        normal_idx = np.flatnonzero(labels != FAULT)
-        fault_idx = np.flatnonzero(labels == FAULT)
+        normal_idx = np.flatnonzero(labels != WindowLabel.FAULT)
+        fault_idx = np.flatnonzero(labels == WindowLabel.FAULT)
         if len(normal_idx) < MIN_TRAINING_WINDOWS:
             raise TrainingError(
                 f"only {len(normal_idx)} windows without a fault label (need {MIN_TRAINING_WINDOWS}) "
@@ -384,47 +409,85 @@ def train_and_register(
                 [np.zeros(len(held), dtype=np.int64), np.ones(len(fault_idx), dtype=np.int64)]
             )
         split = {"train": len(train_idx), "validation": 0 if X_val is None else len(X_val)}
-        try:
-            trained = training.train_anomaly(
-                X[train_idx], data.feature_names, params=params, X_val=X_val, y_val=y_val
-            )
-        except training.TrainingError as exc:
-            raise TrainingError(str(exc)) from None
-    else:
-        y = (labels == FAULT).astype(np.int64)
-        positives = int(y.sum())
-        if positives == 0:
+        trained = training.train_anomaly(
+            X[train_idx], data.feature_names, params=params, X_val=X_val, y_val=y_val
+        )
+    elif kind == ModelKind.FAILURE_CLASSIFIER:
+        y = (labels == WindowLabel.FAULT).astype(np.int64)
+        if not y.any():
             raise TrainingError(
                 f"no fault labels on assets of type {asset_type.slug!r} in the range; "
                 "a failure classifier needs labelled faults (train an anomaly model instead)"
             )
         split = {"train": len(y)}
-        try:
-            trained = training.train_failure_classifier(X, y, data.feature_names, params=params)
-        except training.TrainingError as exc:
-            raise TrainingError(str(exc)) from None
+        trained = training.train_failure_classifier(X, y, data.feature_names, params=params)
+    else:
+        ends, groups = data.ends[complete][order], data.asset_ids[complete][order]
+        trained, fit, _ = fit_rul(
+            X, ends, groups, data.events, data.feature_names, data_end_s=data.end.timestamp(),
+            params=params, unit_s=rul_unit_s, what=asset_type.slug,
+        )  # fmt: skip
+        split = {"train": fit["rows"]}
+        extra["rul"] = {key: value for key, value in fit.items() if key != "rows"}
 
-    provenance = {
-        "data_range": {"start": data.start.isoformat(), "end": data.end.isoformat()},
-        "asset_type": asset_type.slug,
-        "assets": data.assets,
-        "roles": data.roles,
-        "window_s": asset_type.window_s,
-        "step_s": asset_type.step_s,
-        "windows": {"total": len(data.X), "complete": int(complete.sum()), **split},
-        "label_counts": {"windows": _counts(labels), "label_rows": data.label_rows},
-        "seed": seed,
-    }
-    if baseline_info is not None:
-        provenance["baseline"] = baseline_info
-        trained.output_spec = {**trained.output_spec, "baseline": PER_ASSET}
+    provenance = training_provenance(
+        asset_type,
+        data,
+        seed=seed,
+        windows={"total": len(data.X), "complete": int(complete.sum()), **split},
+        label_counts={"windows": label_counts(labels), "label_rows": data.label_rows},
+        **extra,
+    )
     return register_trained(
         trained,
         name=name or f"{asset_type.slug}-{kind}",
         asset_type=asset_type,
         provenance=provenance,
         actor=actor,
+        baseline_info=baseline_info,
     )
+
+
+def fit_rul(
+    X: np.ndarray,
+    ends: np.ndarray,
+    asset_ids: np.ndarray,
+    events: list[LabelEvent],
+    names: list[str],
+    *,
+    data_end_s: float,
+    params: dict[str, Any] | None,
+    unit_s: float,
+    what: str,
+    rows: np.ndarray | None = None,
+) -> tuple[TrainedModel, dict[str, Any], np.ndarray]:
+    """Fit a RUL model on the windows (of `rows`, default all) whose remaining life the fault labels (the
+    failures) make known: the windows before a failure of their asset, and those far enough before the end
+    of the data to prove the capped life (models_registry.training.rul_targets). Returns the model, what
+    it was fitted on and every window's target (NaN: unknown)."""
+    from models_registry import training
+
+    failures: dict[int, list[tuple[float, float]]] = {}
+    for event in events:
+        if event.positive:
+            failures.setdefault(event.asset_id, []).append((event.start_s, event.end_s))
+    if not failures:
+        raise TrainingError(
+            f"no fault labels on assets of type {what!r} in the range; a remaining-useful-life model needs "
+            "failures to count down to (label each run's failure first)"
+        )
+    cap = float((params or {}).get("rul_cap", training.RUL_DEFAULTS["rul_cap"]))
+    rul = training.rul_targets(ends, asset_ids, failures, data_end_s=data_end_s, unit_s=unit_s, cap=cap)
+    known = np.isfinite(rul)
+    fit = known if rows is None else known & rows
+    trained = training.train_rul(X[fit], rul[fit], names, params=params)
+    info = {
+        "rows": int(fit.sum()),
+        "unit_s": float(unit_s),
+        "failures": sum(len(ranges) for ranges in failures.values()),
+        "censored_windows": int((~known).sum()),
+    }
+    return trained, info, rul
 
 
 def baseline_training_windows(data) -> dict[str, Any]:
@@ -467,29 +530,3 @@ def baseline_training_windows(data) -> dict[str, Any]:
     for name in ("X", "labels", "ends", "asset_ids"):
         setattr(data, name, getattr(data, name)[keep])
     return {"mode": PER_ASSET, "assets": used, "skipped_without_baseline": skipped}
-
-
-def _counts(labels: np.ndarray) -> dict[str, int]:
-    from models_registry.dataset import FAULT, NORMAL, UNLABELLED
-
-    return {
-        "fault": int(np.count_nonzero(labels == FAULT)),
-        "normal": int(np.count_nonzero(labels == NORMAL)),
-        "unlabelled": int(np.count_nonzero(labels == UNLABELLED)),
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    """Metrics may hold NumPy scalars/arrays; JSONField needs plain Python (NaN becomes None)."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        number = float(value)
-        return number if np.isfinite(number) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

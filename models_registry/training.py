@@ -372,6 +372,52 @@ def rul_metrics(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
     }
 
 
+def rul_targets(
+    ends: np.ndarray,
+    asset_ids: np.ndarray,
+    failures: Mapping[int, list[tuple[float, float]]],
+    *,
+    data_end_s: float,
+    unit_s: float,
+    cap: float,
+) -> np.ndarray:
+    """Remaining useful life of each window, in units of `unit_s` seconds: the time from its end to the
+    start of its asset's next failure, 0 while a failure is under way. After an asset's last failure the
+    life is unknown (NaN, right-censored) unless the data runs on for at least `cap` units, which proves
+    the capped target. `failures` maps an asset id to the (start, end) times in seconds of its failures."""
+    ends = np.asarray(ends, dtype=np.float64)
+    out = np.full(len(ends), np.nan)
+    for asset_id in np.unique(asset_ids):
+        mine = np.flatnonzero(asset_ids == asset_id)
+        ranges = sorted(failures.get(int(asset_id), []))
+        starts = np.array([lo for lo, _ in ranges], dtype=np.float64)
+        nxt = np.searchsorted(starts, ends[mine], side="left")  # first failure not begun by the window's end
+        known = nxt < len(starts)
+        out[mine[known]] = (starts[nxt[known]] - ends[mine[known]]) / unit_s
+        censored = mine[~known]
+        out[censored[(data_end_s - ends[censored]) / unit_s >= cap]] = cap
+        for lo, hi in ranges:
+            out[mine[(ends[mine] > lo) & (ends[mine] <= hi)]] = 0.0
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-ready copy of metrics and reports: NumPy scalars and arrays become Python numbers and lists,
+    non-finite floats None, keys strings (JSONField and json.dumps take nothing else)."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return number if np.isfinite(number) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def lightgbm_to_onnx(booster: Any, n_features: int) -> bytes:
     """Convert a binary LightGBM booster to a TreeEnsembleRegressor on its raw margin, output "score"."""
     import lightgbm as lgb

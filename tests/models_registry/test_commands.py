@@ -143,12 +143,16 @@ def test_train_model_anomaly_learns_from_windows_away_from_fault_labels_and_scor
     assert version.provenance["windows"]["validation"] > windows["fault"]
     # the model was told the faulty windows only for validation; they must score far above normal ones
     from models_registry import runtime
-    from models_registry.dataset import FAULT, load_training_windows
+    from models_registry.choices import WindowLabel
+    from models_registry.dataset import load_training_windows
 
     data = load_training_windows(fleet[0].asset_type)
     session = runtime.load_session(version.read_onnx_bytes())
     scores = runtime.run_batch(session, data.X, version.output_spec)
-    fault_scores, normal_scores = scores[data.labels == FAULT], scores[data.labels != FAULT]
+    fault_scores, normal_scores = (
+        scores[data.labels == WindowLabel.FAULT],
+        scores[data.labels != WindowLabel.FAULT],
+    )
     assert np.median(fault_scores) > np.quantile(normal_scores, 0.99)
     assert (
         np.mean(fault_scores[12:] >= version.open_threshold) > 0.9
@@ -188,7 +192,7 @@ def test_train_model_restricted_to_a_range_uses_only_that_range(fleet):
     [
         (("--asset-type", "boiler", "--kind", "anomaly"), "no asset type 'boiler'"),
         (("--asset-type", "pump", "--kind", "vibes"), "unknown kind 'vibes'"),
-        (("--asset-type", "pump", "--kind", "rul"), "not supported yet"),
+        (("--asset-type", "pump", "--kind", "rul"), "a remaining-useful-life model needs failures"),
         (
             ("--asset-type", "pump", "--kind", "failure_classifier"),
             "no fault labels on assets of type 'pump'",

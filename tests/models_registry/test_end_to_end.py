@@ -18,7 +18,7 @@ import pytest
 from models_registry import edge, runtime
 from models_registry.bundle import build_bundle
 from models_registry.choices import ModelStatus
-from models_registry.dataset import load_series, window_labels
+from models_registry.dataset import LabelEvent, label_windows, load_series
 from models_registry.explain import ADDITIVITY_TOLERANCE, explain
 from models_registry.services import (
     ModelRejected,
@@ -240,12 +240,16 @@ def test_a_failure_classifier_learns_from_simulator_fault_labels_and_its_explana
     promote(version, actor=engineer, reason="first classifier")
 
     windows, _ = asset_windows(assets["p-101"], at(0), at(2 * HOUR))
-    labels = window_labels(
+    asset = assets["p-101"]
+    labels, _ = label_windows(
         windows.ends,
+        np.full(len(windows.ends), asset.pk),
         asset_type.window_s,
         [
-            (label.start.timestamp(), label.end.timestamp(), label.kind)
-            for label in assets["p-101"].labels.all()
+            LabelEvent(
+                label.pk, asset.pk, label.start.timestamp(), label.end.timestamp(), label.kind == "fault", ""
+            )
+            for label in asset.labels.all()
         ],
     )
     scores = champion_scores(version, windows.X)

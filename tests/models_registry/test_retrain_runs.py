@@ -38,8 +38,8 @@ def test_the_command_names_an_unknown_asset_type(db):
 
 def test_the_command_refuses_a_kind_that_cannot_be_retrained(db):
     make_pump_type()
-    with pytest.raises(CommandError, match="cannot retrain kind 'rul'"):
-        call_command("retrain", "--asset-type", "pump", "--kind", "rul")
+    with pytest.raises(CommandError, match="cannot retrain kind 'forecast'"):
+        call_command("retrain", "--asset-type", "pump", "--kind", "forecast")
     assert not RetrainRun.objects.exists()
 
 
@@ -138,6 +138,25 @@ def test_verdicts_are_classed_and_missed_failures_are_positives(history, technic
     assert finished.report["labels"]["by_source"]["missed_failure"] == 1
 
 
+def test_the_verdict_of_a_label_is_read_from_the_label_alone(history, technician):
+    """Retraining reads plant.Label only (models_registry does not import alerts): the Feedback rows are
+    not needed to tell a missed failure or a not-actionable verdict from a confirmed fault."""
+    from alerts.models import Feedback
+    from alerts.services import record_missed_failure
+
+    asset = history.assets["p-102"]
+    record_missed_failure(asset, technician, start=at(150 * 60), end=at(155 * 60), fault_type="seal leak")
+    label = history.assets["p-101"].labels.filter(kind="fault").first()
+    label.note = "alert #1: not actionable: known vibration"
+    label.save()
+    ids = [a.pk for a in history.assets.values()]
+    before = [(event.label_id, event.source) for event in feedback_events(ids)]
+    Feedback.objects.all().delete()
+    after = [(event.label_id, event.source) for event in feedback_events(ids)]
+    assert after == before
+    assert {source for _, source in after} >= {"missed_failure", "not_actionable", "confirmed_fault"}
+
+
 # --- the pages --------------------------------------------------------------------------------------------
 
 
@@ -169,7 +188,7 @@ def test_anonymous_users_are_sent_to_the_login_page(client, db):
     ("data", "message"),
     [
         ({"asset_type": "turbine", "kind": "anomaly"}, "Unknown asset type"),
-        ({"asset_type": "pump", "kind": "rul"}, "Select a valid choice"),
+        ({"asset_type": "pump", "kind": "forecast"}, "Select a valid choice"),
         ({"asset_type": "pump", "kind": "anomaly", "since": "2999-01-01T00:00"}, "in the future"),
     ],
 )

@@ -18,7 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--asset-type", required=True, help="Asset type slug.")
-        parser.add_argument("--kind", required=True, help="anomaly or failure_classifier.")
+        parser.add_argument("--kind", required=True, help="anomaly, failure_classifier or rul.")
         parser.add_argument("--since", help="ISO date/time: use readings and feedback from here on.")
         parser.add_argument("--enqueue", action="store_true", help="Run as a Celery task instead of here.")
 

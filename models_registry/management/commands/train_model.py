@@ -1,4 +1,4 @@
-"""manage.py train_model --asset-type SLUG --kind anomaly|failure_classifier [--start --end --name]"""
+"""manage.py train_model --asset-type SLUG --kind anomaly|failure_classifier|rul [--start --end --name]"""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--asset-type", required=True, help="Asset type slug.")
-        parser.add_argument("--kind", required=True, help="anomaly or failure_classifier.")
+        parser.add_argument("--kind", required=True, help="anomaly, failure_classifier or rul.")
         parser.add_argument("--start", help="ISO date/time of the first reading to use (default: all).")
         parser.add_argument("--end", help="ISO date/time of the last reading to use (default: all).")
         parser.add_argument("--name", help="Model name (default <asset type>-<kind>).")
