@@ -59,7 +59,7 @@ from models_registry.dataset import LabelEvent, label_windows
 from models_registry.models import ModelVersion, RetrainRun
 from models_registry.training import TrainingError, jsonable
 from plant.choices import LabelKind, LabelSource
-from plant.models import AssetType
+from plant.models import AssetType, Label
 
 logger = logging.getLogger(__name__)
 
@@ -209,9 +209,7 @@ def feedback_events(
     """Operator labels (feedback and hand-entered) on the assets overlapping [start, end], in time order.
 
     Feedback rewrites an alert's Label on every verdict or correction, so the Label rows alone hold the
-    verdict in force: their kind says positive or not, the note feedback wrote says which verdict."""
-    from plant.models import Label
-
+    verdict in force: their kind says positive or not, their `verdict` which verdict it was."""
     labels = Label.objects.filter(
         asset_id__in=asset_ids, source__in=[LabelSource.FEEDBACK, LabelSource.MANUAL]
     ).order_by("start", "pk")
@@ -220,10 +218,12 @@ def feedback_events(
     if end is not None:
         labels = labels.filter(start__lte=end)
     events = []
-    for pk, asset_id, label_start, label_end, kind, reason, source, note in labels.values_list(
-        "pk", "asset_id", "start", "end", "kind", "reason", "source", "note"
+    for pk, asset_id, label_start, label_end, kind, reason, source, verdict in labels.values_list(
+        "pk", "asset_id", "start", "end", "kind", "reason", "source", "verdict"
     ):
         positive = kind == LabelKind.FAULT
+        if source == LabelSource.MANUAL:
+            verdict = "manual_fault" if positive else "manual_normal"
         events.append(
             LabelEvent(
                 label_id=pk,
@@ -231,25 +231,11 @@ def feedback_events(
                 start_s=label_start.timestamp(),
                 end_s=label_end.timestamp(),
                 positive=positive,
-                source=_verdict_of(positive, source, note),
+                source=verdict or ("confirmed_fault" if positive else "false_alarm"),
                 reason="" if positive else (reason or "unspecified"),
             )
         )
     return events
-
-
-def _verdict_of(positive: bool, source: str, note: str) -> str:
-    """The verdict a label stands for, read from what alerts.services.feedback writes: a missed failure's
-    note starts "missed failure", a verdict's "alert #N: <action or 'not actionable'>"."""
-    if source == LabelSource.MANUAL:
-        return "manual_fault" if positive else "manual_normal"
-    if not positive:
-        return "false_alarm"
-    if note.startswith("missed failure"):
-        return "missed_failure"
-    if note.startswith("alert #") and note.partition(": ")[2].startswith("not actionable"):
-        return "not_actionable"
-    return "confirmed_fault"
 
 
 def holdout_mask(

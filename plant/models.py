@@ -210,6 +210,8 @@ class Label(models.Model):
         max_length=60, blank=True, help_text="Why a range is normal (false-alarm reason)."
     )
     source = models.CharField(max_length=12, choices=LabelSource.choices, default=LabelSource.MANUAL)
+    # The operator verdict a feedback label records (alerts.choices.Verdict's value); blank otherwise.
+    verdict = models.CharField(max_length=20, blank=True, default="")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -244,6 +244,7 @@ def _relabel(alert: Alert, user: Any, parsed: ParsedAction, note: str, label: La
         "fault_type": fault_type,
         "reason": reason,
         "source": LabelSource.FEEDBACK,
+        "verdict": parsed.verdict,
         "author": user,
         "note": f"alert #{alert.pk}: {text}",
     }
@@ -278,6 +279,7 @@ def record_missed_failure(
             kind=LabelKind.FAULT,
             fault_type=fault_type,
             source=LabelSource.FEEDBACK,
+            verdict=Verdict.MISSED_FAILURE,
             author=user,
             note=f"missed failure: {note}" if note else "missed failure",
         )

@@ -11,6 +11,7 @@ from models_registry import retrain
 from models_registry.models import ModelVersion, RetrainRun
 from models_registry.retrain import STAGES, execute_run, feedback_events, start_retrain
 from models_registry.tasks import retrain_model_task
+from plant.models import Label
 from tests.conftest import make_pump_type
 from tests.models_registry.retrain_history import at, build_history
 
@@ -147,7 +148,7 @@ def test_the_verdict_of_a_label_is_read_from_the_label_alone(history, technician
     asset = history.assets["p-102"]
     record_missed_failure(asset, technician, start=at(150 * 60), end=at(155 * 60), fault_type="seal leak")
     label = history.assets["p-101"].labels.filter(kind="fault").first()
-    label.note = "alert #1: not actionable: known vibration"
+    label.verdict = "not_actionable"
     label.save()
     ids = [a.pk for a in history.assets.values()]
     before = [(event.label_id, event.source) for event in feedback_events(ids)]
@@ -211,3 +212,33 @@ def test_a_failed_run_shows_its_reason_on_the_page(client, engineer, asset):
     client.force_login(engineer)
     html = client.get(f"/models/retrain/{run.pk}/").content.decode()
     assert 'id="retrain-error"' in html and "no operator feedback" in html
+
+
+def test_feedback_labels_carry_their_verdict_and_old_rows_get_it_from_their_note(history, technician):
+    """Feedback writes the verdict on the label; labels written before the field existed get it once, by the
+    migration, from the note feedback wrote then."""
+    from importlib import import_module
+
+    from django.apps import apps as django_apps
+
+    from alerts.services import record_missed_failure
+
+    asset = history.assets["p-102"]
+    missed = record_missed_failure(
+        asset, technician, start=at(150 * 60), end=at(155 * 60), fault_type="seal leak"
+    ).label
+    assert missed.verdict == "missed_failure"
+    old = {
+        "missed failure: seal": ("fault", "missed_failure"),
+        "alert #3: not actionable: known": ("fault", "not_actionable"),
+        "alert #4: repaired: not actionable was wrong": ("fault", "confirmed_fault"),
+        "alert #5: ": ("normal", "false_alarm"),
+    }
+    labels = [
+        Label.objects.create(
+            asset=asset, start=at(10), end=at(20), kind=kind, source="feedback", note=note, verdict=""
+        )
+        for note, (kind, _) in old.items()
+    ]
+    import_module("plant.migrations.0006_label_verdict").verdicts_from_notes(django_apps, None)
+    assert [Label.objects.get(pk=label.pk).verdict for label in labels] == [v for _, v in old.values()]
