@@ -21,7 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, QuerySet
+from django.utils import timezone
 
 from alerts.choices import AlertState, FeedbackKind, Verdict
 from alerts.metrics.params import MetricsQuery
@@ -34,6 +35,7 @@ from alerts.metrics.queries import (
     trunc,
 )
 from alerts.models import Alert, AlertEvent, Feedback
+from models_registry.models import ModelVersion
 
 EVENT = AlertEvent._meta.db_table
 FEEDBACK = Feedback._meta.db_table
@@ -58,13 +60,17 @@ def facts_sql(
     alerts = in_range(
         Alert.objects.filter(is_shadow=False, asset__site_id__in=list(site_ids)), query, "opened_at"
     )
-    alerts = alerts.values(
-        "id",
-        "state",
-        "opened_at",
-        p=trunc(query.period, "opened_at"),
-        **{f"k_{group}": F(ALERT_KEYS[group]) for group in groups},
-    ).order_by()
+    return alert_facts_sql(
+        alerts, p=trunc(query.period, "opened_at"), **{f"k_{group}": F(ALERT_KEYS[group]) for group in groups}
+    )
+
+
+def alert_facts_sql(alerts: QuerySet[Alert], **columns: Any) -> tuple[str, list[Any]]:
+    """``WITH ... facts AS (...)`` over any selection of alerts: the per-alert facts of ``facts_sql`` for
+    the alerts of ``alerts`` that were shown to operators, with ``columns`` (ORM expressions) carried
+    along. The one definition of when an alert was shown, its first human event, its first verdict and
+    its verdict in force; every caller that needs them selects its alerts and reads them from here."""
+    alerts = alerts.values("id", "state", "opened_at", **columns).order_by()
     inner, inner_params = alerts.query.sql_with_params()
     sql = f"""
 WITH a AS ({inner}),
@@ -167,3 +173,57 @@ def fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+# The comparison's verdict groups (models_registry.comparison) by the verdict in force.
+FOLLOW_THROUGH_KEYS = {
+    Verdict.CONFIRMED_FAULT: "true",
+    Verdict.FALSE_ALARM: "false_alarm",
+    Verdict.NOT_ACTIONABLE: "not_actionable",
+}
+
+
+def follow_through_by_verdict(alerts: QuerySet[Alert], *, now: datetime) -> dict[str, Any]:
+    """Follow-through of ``alerts`` as the health page counts it (``followed`` / ``due`` over the shown
+    ones, window ``VIGIL_FOLLOW_THROUGH_HOURS``), overall and per verdict in force: ``alerts`` (how many
+    were shown), ``overall`` and ``rates`` (None / left out when nothing is due yet) and ``counts`` (the
+    due alerts behind each rate, ``unknown`` for those without a verdict)."""
+    facts, params = alert_facts_sql(alerts)
+    known = conditions(now)
+    (followed, followed_params), (due, due_params) = known["followed"], known["due"]
+    rows = fetch(
+        f"{facts} SELECT verdict, COUNT(*), COUNT(CASE WHEN {followed} THEN 1 END),"
+        f" COUNT(CASE WHEN {due} THEN 1 END) FROM facts GROUP BY verdict",
+        [*params, *followed_params, *due_params],
+    )
+    shown = sum(row[1] for row in rows)
+    followed_n = sum(row[2] for row in rows)
+    due_n = sum(row[3] for row in rows)
+    counts: dict[str, int] = {}
+    hits: dict[str, int] = {}
+    for verdict, _shown, hit, due_count in rows:
+        key = FOLLOW_THROUGH_KEYS.get(verdict, "unknown")
+        counts[key] = counts.get(key, 0) + due_count
+        hits[key] = hits.get(key, 0) + hit
+    return {
+        "alerts": shown,
+        "overall": followed_n / due_n if due_n else None,
+        "rates": {key: hits[key] / n for key, n in counts.items() if key != "unknown" and n},
+        "counts": counts,
+    }
+
+
+def champion_follow_through(
+    champion: ModelVersion, asset_ids: Collection[int], start: datetime, end: datetime
+) -> dict[str, Any]:
+    """The comparison page's observed follow-through (models_registry.comparison receives this function
+    from AlertsConfig.ready, since the registry may not import alerts): ``follow_through_by_verdict`` of
+    the champion's visible alerts on the assets opened in [start, end]."""
+    alerts = Alert.objects.filter(
+        model_version=champion,
+        is_shadow=False,
+        asset_id__in=list(asset_ids),
+        opened_at__gte=start,
+        opened_at__lte=end,
+    )
+    return follow_through_by_verdict(alerts, now=timezone.now())
