@@ -17,7 +17,9 @@ still use them): tests/alerts/test_metrics_golden.py checks both against the sam
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import connection
@@ -25,7 +27,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from alerts.choices import AlertState, FeedbackKind, Verdict
-from alerts.metrics.params import MetricsQuery
+from alerts.metrics.params import MetricsQuery, period_bounds
 from alerts.metrics.queries import (
     ACTIONABLE_ACTIONS,
     ALERT_KEYS,
@@ -33,6 +35,7 @@ from alerts.metrics.queries import (
     follow_through_window,
     in_range,
     trunc,
+    with_key,
 )
 from alerts.models import Alert, AlertEvent, Feedback
 from models_registry.models import ModelVersion
@@ -65,12 +68,19 @@ def facts_sql(
     )
 
 
-def alert_facts_sql(alerts: QuerySet[Alert], **columns: Any) -> tuple[str, list[Any]]:
-    """``WITH ... facts AS (...)`` over any selection of alerts: the per-alert facts of ``facts_sql`` for
-    the alerts of ``alerts`` that were shown to operators, with ``columns`` (ORM expressions) carried
-    along. The one definition of when an alert was shown, its first human event, its first verdict and
-    its verdict in force; every caller that needs them selects its alerts and reads them from here."""
-    alerts = alerts.values("id", "state", "opened_at", **columns).order_by()
+def alert_facts_sql(
+    alerts: QuerySet[Alert], *, shown_only: bool = True, **columns: Any
+) -> tuple[str, list[Any]]:
+    """``WITH ... facts AS (...)`` over any selection of alerts: the per-alert facts of ``facts_sql`` (and
+    ``verdict_at``, when the verdict in force was given, and ``suppressed``, 1 when it opened inside a
+    maintenance window) for the alerts of ``alerts`` that were shown to operators (every one of them
+    when not ``shown_only``: the export lists those never shown too), with ``columns`` (ORM expressions)
+    carried along. The one definition of when an alert was shown, its first human event, its first
+    verdict and its verdict in force: the counts, the drill-downs, the export and the comparison page
+    select their alerts and read the facts from here."""
+    alerts = alerts.values("id", "state", "opened_at", **columns)
+    if not alerts.query.is_sliced:  # a chunk of the export keeps its order and limit
+        alerts = alerts.order_by()
     inner, inner_params = alerts.query.sql_with_params()
     sql = f"""
 WITH a AS ({inner}),
@@ -81,10 +91,11 @@ ev AS (
         MAX(CASE WHEN e.to_state = %s THEN 1 ELSE 0 END) AS created_suppressed
     FROM {EVENT} e
     LEFT JOIN {FEEDBACK} fe ON fe.event_id = e.id
+    WHERE e.alert_id IN (SELECT id FROM a)
     GROUP BY e.alert_id
 ),
 vd AS (
-    SELECT fb.alert_id, fb.verdict, fb.action, fb.reason,
+    SELECT fb.alert_id, fb.verdict, fb.action, fb.reason, fb.created_at,
         CASE WHEN nx.id IS NULL THEN 1 ELSE 0 END AS in_force,
         MIN(fb.created_at) OVER (PARTITION BY fb.alert_id) AS first_verdict_at,
         ROW_NUMBER() OVER (
@@ -93,13 +104,15 @@ vd AS (
         ) AS rn
     FROM {FEEDBACK} fb
     LEFT JOIN {FEEDBACK} nx ON nx.supersedes_id = fb.id
-    WHERE fb.kind = %s
+    WHERE fb.kind = %s AND fb.alert_id IN (SELECT id FROM a)
 ),
 shown AS (
     SELECT a.*, ev.first_human_at, vd.first_verdict_at,
         CASE WHEN vd.in_force = 1 THEN vd.verdict END AS verdict,
         CASE WHEN vd.in_force = 1 THEN vd.action END AS verdict_action,
         CASE WHEN vd.in_force = 1 THEN vd.reason END AS verdict_reason,
+        CASE WHEN vd.in_force = 1 THEN vd.created_at END AS verdict_at,
+        CASE WHEN a.state = %s OR ev.created_suppressed = 1 THEN 1 ELSE 0 END AS suppressed,
         CASE WHEN a.state = %s OR ev.created_suppressed = 1 THEN ev.first_open_at ELSE a.opened_at END
             AS shown_at
     FROM a
@@ -111,7 +124,7 @@ facts AS (
         {_delay_us("first_verdict_at", "shown_at")} AS response_us,
         {_delay_us("first_human_at", "shown_at")} AS tta_us
     FROM shown
-    WHERE shown_at IS NOT NULL
+    {"WHERE shown_at IS NOT NULL" if shown_only else ""}
 )
 """
     params = [
@@ -120,28 +133,34 @@ facts AS (
         AlertState.SUPPRESSED,
         FeedbackKind.VERDICT,
         AlertState.SUPPRESSED,
+        AlertState.SUPPRESSED,
     ]
     return sql, params
 
 
 def conditions(now: datetime) -> dict[str, tuple[str, list[Any]]]:
-    """``metric_filters`` as SQL conditions over ``facts`` (same names, same populations)."""
+    """The population behind each number of a row (drill-down) and each conditional count, as SQL
+    conditions over ``facts``."""
     window_us = int(follow_through_window().total_seconds() * 1_000_000)
     due_before = connection.ops.adapt_datetimefield_value(now - follow_through_window())
     dismissed = f"verdict IN ({', '.join(['%s'] * len(DISMISSED_VERDICTS))})"
     ignored = "state = %s AND first_human_at IS NULL"
+    due = ("(first_verdict_at IS NOT NULL OR shown_at <= %s)", [due_before])
     return {
+        "alerts": ("1 = 1", []),
         "verdicts": ("verdict IS NOT NULL", []),
         "confirmed": ("verdict = %s", [Verdict.CONFIRMED_FAULT]),
         "false_alarms": ("verdict = %s", [Verdict.FALSE_ALARM]),
         "not_actionable": ("verdict = %s", [Verdict.NOT_ACTIONABLE]),
+        "precision": ("verdict IN (%s, %s)", [Verdict.CONFIRMED_FAULT, Verdict.FALSE_ALARM]),
         "actionable": (
             f"verdict = %s AND verdict_action IN ({', '.join(['%s'] * len(ACTIONABLE_ACTIONS))})",
             [Verdict.CONFIRMED_FAULT, *ACTIONABLE_ACTIONS],
         ),
         "followed": ("response_us <= %s", [window_us]),
         # Still inside its window with no verdict yet: not late, so not counted against follow-through.
-        "due": ("(first_verdict_at IS NOT NULL OR shown_at <= %s)", [due_before]),
+        "due": due,
+        "not_followed": (f"(response_us IS NULL OR response_us > %s) AND {due[0]}", [window_us, *due[1]]),
         "acknowledged": ("first_human_at IS NOT NULL", []),
         "ignored": (ignored, [AlertState.AUTO_CLOSED]),
         "dismissed": (dismissed, list(DISMISSED_VERDICTS)),
@@ -227,3 +246,126 @@ def champion_follow_through(
         opened_at__lte=end,
     )
     return follow_through_by_verdict(alerts, now=timezone.now())
+
+
+@dataclass
+class AlertFacts:
+    """One alert as the drill-downs and the export show it: what it is, and its facts from ``facts``."""
+
+    pk: int
+    state: str
+    opened_at: datetime
+    closed_at: datetime | None
+    site_slug: str
+    site_name: str
+    asset_tag: str
+    asset_name: str
+    model_label: str
+    shown_at: datetime | None
+    first_human_at: datetime | None
+    first_verdict_at: datetime | None
+    verdict: str | None
+    verdict_action: str | None
+    verdict_reason: str | None
+    verdict_at: datetime | None
+    suppressed: bool
+    response_delay: timedelta | None
+    verdict_text: str = ""
+
+    @property
+    def state_label(self) -> str:
+        return AlertState(self.state).label
+
+    @property
+    def followed(self) -> bool:
+        return self.response_delay is not None and self.response_delay <= follow_through_window()
+
+
+DESCRIBED = {
+    "closed": F("closed_at"),
+    "site_slug": F("asset__site__slug"),
+    "site_name": F("asset__site__name"),
+    "asset_tag": F("asset__tag"),
+    "asset_name": F("asset__name"),
+    "model_name": F("model_version__name"),
+    "model_number": F("model_version__version"),
+}
+TIMES = ("opened_at", "closed", "shown_at", "first_human_at", "first_verdict_at", "verdict_at")
+
+
+def _when(value: datetime | str | None) -> datetime | None:
+    """A time read by raw SQL: aware on PostgreSQL, the UTC text Django stores on SQLite."""
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+        return value
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.replace(tzinfo=dt_timezone.utc)
+
+
+def alert_facts(
+    alerts: QuerySet[Alert],
+    *,
+    condition: tuple[str, list[Any]] = ("1 = 1", []),
+    shown_only: bool = True,
+    order_by: str = "id",
+    limit: int | None = None,
+) -> list[AlertFacts]:
+    """The alerts of ``alerts`` that meet ``condition`` (one of ``conditions``), each with its facts, in
+    one statement. ``shown_only`` as in ``alert_facts_sql``."""
+    facts, params = alert_facts_sql(alerts, shown_only=shown_only, **DESCRIBED)
+    names = (
+        "id", "state", "opened_at", *DESCRIBED, "shown_at", "first_human_at", "first_verdict_at", "verdict",
+        "verdict_action", "verdict_reason", "verdict_at", "suppressed", "response_us",
+    )  # fmt: skip
+    sql = f"{facts} SELECT {', '.join(names)} FROM facts WHERE {condition[0]} ORDER BY {order_by}"
+    found = []
+    for values in fetch(
+        sql + (f" LIMIT {int(limit)}" if limit is not None else ""), [*params, *condition[1]]
+    ):
+        row = dict(zip(names, values))
+        for name in TIMES:
+            row[name] = _when(row[name])
+        found.append(
+            AlertFacts(
+                pk=row["id"],
+                state=row["state"],
+                opened_at=row["opened_at"],
+                closed_at=row["closed"],
+                site_slug=row["site_slug"],
+                site_name=row["site_name"],
+                asset_tag=row["asset_tag"],
+                asset_name=row["asset_name"],
+                model_label=f"{row['model_name']} v{row['model_number']}",
+                shown_at=row["shown_at"],
+                first_human_at=row["first_human_at"],
+                first_verdict_at=row["first_verdict_at"],
+                verdict=row["verdict"],
+                verdict_action=row["verdict_action"],
+                verdict_reason=row["verdict_reason"],
+                verdict_at=row["verdict_at"],
+                suppressed=bool(row["suppressed"]),
+                response_delay=None
+                if row["response_us"] is None
+                else timedelta(microseconds=int(row["response_us"])),
+            )
+        )
+    return found
+
+
+def drill_alerts(
+    site_ids: Collection[int],
+    query: MetricsQuery,
+    *,
+    period: str,
+    key: int | str | None,
+    metric: str,
+    now: datetime,
+    limit: int | None = None,
+) -> list[AlertFacts]:
+    """The alerts behind one number: the query's alerts opened in ``period`` (a label), of ``key`` (an id of
+    the query's grouping, None for every key) that match ``metric``, oldest first (at most ``limit``)."""
+    start, end = period_bounds(period)
+    alerts = in_range(
+        Alert.objects.filter(is_shadow=False, asset__site_id__in=list(site_ids)), query, "opened_at"
+    ).filter(opened_at__gte=start, opened_at__lt=end)
+    alerts = with_key(alerts, ALERT_KEYS[query.group_by], key)
+    return alert_facts(alerts, condition=conditions(now)[metric], order_by="opened_at, id", limit=limit)
