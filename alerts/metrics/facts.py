@@ -52,6 +52,15 @@ def _delay_us(later: str, earlier: str) -> str:
     return f"CAST(EXTRACT(EPOCH FROM ({later} - {earlier})) * 1000000 AS BIGINT)"
 
 
+def verdicts_in_force() -> QuerySet[Feedback]:
+    """The verdict Feedback rows in force (no later verdict supersedes them), latest first: ``vd.in_force``
+    of the statement below for one alert or a few, as model rows (the board, the alert page, the noise
+    review and a new verdict read them). tests/alerts/test_metrics_facts.py checks the two agree."""
+    return Feedback.objects.filter(kind=FeedbackKind.VERDICT, superseded_by__isnull=True).order_by(
+        "-created_at", "-pk"
+    )
+
+
 def facts_sql(
     site_ids: Collection[int], query: MetricsQuery, groups: tuple[str, ...]
 ) -> tuple[str, list[Any]]:

@@ -109,3 +109,20 @@ def test_every_counted_alert_has_the_facts_of_the_orm_definitions(db, query):
     }
     assert len(expected) > 10
     assert got == expected
+
+
+def test_the_verdict_in_force_of_one_alert_is_the_one_the_facts_count(db):
+    # current_verdict (alert page, board, a new verdict) reads verdicts_in_force; the counts read the SQL.
+    from alerts.metrics.facts import alert_facts
+    from alerts.services import current_verdict
+
+    golden = build_golden_history()
+    alerts = Alert.objects.filter(asset__site__in=[golden.north, golden.south])
+    rows = alert_facts(alerts, shown_only=False)
+    assert sum(row.verdict is not None for row in rows) > 10
+    for row in rows:
+        verdict = current_verdict(Alert.objects.get(pk=row.pk))
+        expected = (None,) * 4 if verdict is None else (
+            verdict.verdict, verdict.action, verdict.reason, verdict.created_at
+        )  # fmt: skip
+        assert (row.verdict, row.verdict_action, row.verdict_reason, row.verdict_at) == expected, row.pk
