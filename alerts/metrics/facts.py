@@ -1,17 +1,20 @@
-"""The per-alert facts of ``annotated_alerts`` as one raw SQL statement, for the queries that count them all.
+"""The per-alert facts, defined once: when an alert was shown, its first human event, its first verdict
+and its verdict in force, with the delays between them, as one raw SQL statement (``alert_facts_sql``).
 
-``annotated_alerts`` finds each fact with a correlated subquery; an aggregate over 100,000 alerts that
-reads a fact in several conditional counts makes the database run each of those subqueries again for
-every alert and every count (6 s on PostgreSQL, bench/metrics.py). Here the events and the verdicts are
-read once each, grouped by alert (``ev``: first human event, first move to open, created suppressed;
-``vd``: first verdict and the verdict in force, picked with ROW_NUMBER), joined to the alerts and
-grouped by period and key in the same statement (~0.2 s). Plain SQL that runs on SQLite (3.30+) and
-PostgreSQL alike; the alerts' filters and the period truncation come from the ORM, so the range, the
-site scoping and the time zone are the ones ``counted_alerts`` uses, and only the delay between two
-times needs a function of each database.
+The metric rows count them (``facts_sql``, ``conditions``), the drill-downs and the alert export list them
+(``alert_facts``, ``drill_alerts``), and the comparison page's observed follow-through counts them
+(``follow_through_by_verdict``); ``verdicts_in_force`` is the verdict in force as model rows, for the
+pages that show or correct one alert's verdict (checked against the statement in tests).
 
-The definitions are those of ``annotated_alerts`` and ``metric_filters`` (the drill-downs and the export
-still use them): tests/alerts/test_metrics_golden.py checks both against the same hand-written numbers.
+Correlated subqueries per fact made an aggregate over 100,000 alerts run each subquery again for every
+alert and every count (6 s on PostgreSQL, bench/metrics.py). Here the events and the verdicts of the
+selected alerts are read once each, grouped by alert (``ev``: first human event, first move to open,
+created suppressed; ``vd``: first verdict and the verdict in force, picked with ROW_NUMBER), joined to the
+alerts and grouped by period and key in the same statement (~0.2 s). Plain SQL that runs on SQLite (3.30+)
+and PostgreSQL alike; the alerts' filters and the period truncation come from the ORM, so the range, the
+site scoping and the time zone are the ORM's, and only the delay between two times needs a function of
+each database. tests/alerts/test_metrics_golden.py checks the numbers against hand-written ones, and
+tests/alerts/test_metrics_facts.py the facts against the same definitions written as ORM subqueries.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def verdicts_in_force() -> QuerySet[Feedback]:
 def facts_sql(
     site_ids: Collection[int], query: MetricsQuery, groups: tuple[str, ...]
 ) -> tuple[str, list[Any]]:
-    """``WITH ... facts AS (...)``: one row per alert ``counted_alerts`` counts, with ``id``, ``state``,
+    """``WITH ... facts AS (...)``: one row per alert the metrics count (shown, opened in the query's range), with ``id``, ``state``,
     ``p`` (its period's start, naive local time or its text on SQLite: see ``moment``), ``k_<group>`` for
     each of ``groups``, ``verdict``, ``verdict_action``, ``verdict_reason``, ``first_verdict_at``,
     ``first_human_at``, ``shown_at``, ``response_us`` and ``tta_us`` (the delays in microseconds).

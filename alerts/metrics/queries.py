@@ -1,11 +1,6 @@
-"""The querysets every metric is counted from: alerts annotated with what happened to them, and missed
-failures with the period and model version they count against.
-
-Each annotation is one correlated subquery on an indexed foreign key (AlertEvent.alert, Feedback.alert
-+ kind), so the per-alert facts — when it was shown, the first human touch, the first verdict, the verdict
-in force — are found by the database: cheap for the few alerts of a drill-down or an export chunk. The
-counts over every alert read the same facts from ``alerts.metrics.facts`` (one pass, not one subquery
-per alert and per count); ``metric_filters`` and ``facts.conditions`` must stay the same populations.
+"""What the metrics select, apart from the per-alert facts (``alerts.metrics.facts``): the follow-through
+window, the grouping keys, the range filter and the missed failures with the period and model version
+they count against.
 """
 
 from __future__ import annotations
