@@ -302,7 +302,12 @@ DESCRIBED = {
     "model_name": F("model_version__name"),
     "model_number": F("model_version__version"),
 }
-TIMES = ("opened_at", "closed", "shown_at", "first_human_at", "first_verdict_at", "verdict_at")
+FACT_COLUMNS = (
+    "state", "opened_at", "site_slug", "site_name", "asset_tag", "asset_name", "model_name", "model_number",
+    "shown_at", "first_human_at", "first_verdict_at", "verdict", "verdict_action", "verdict_reason",
+    "verdict_at", "suppressed", "response_us",
+)  # fmt: skip
+TIMES = ("opened_at", "closed_at", "shown_at", "first_human_at", "first_verdict_at", "verdict_at")
 
 
 def _when(value: datetime | str | None) -> datetime | None:
@@ -324,42 +329,21 @@ def alert_facts(
     """The alerts of ``alerts`` that meet ``condition`` (one of ``conditions``), each with its facts, in
     one statement. ``shown_only`` as in ``alert_facts_sql``."""
     facts, params = alert_facts_sql(alerts, shown_only=shown_only, **DESCRIBED)
-    names = (
-        "id", "state", "opened_at", *DESCRIBED, "shown_at", "first_human_at", "first_verdict_at", "verdict",
-        "verdict_action", "verdict_reason", "verdict_at", "suppressed", "response_us",
-    )  # fmt: skip
-    sql = f"{facts} SELECT {', '.join(names)} FROM facts WHERE {condition[0]} ORDER BY {order_by}"
+    # Named as AlertFacts' fields, but for the model's name and number and the delay in microseconds.
+    selected = {"id": "pk", "closed": "closed_at", **{name: name for name in FACT_COLUMNS}}
+    columns = ", ".join(f"{column} AS {name}" for column, name in selected.items())
+    sql = f"{facts} SELECT {columns} FROM facts WHERE {condition[0]} ORDER BY {order_by}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
     found = []
-    for values in fetch(
-        sql + (f" LIMIT {int(limit)}" if limit is not None else ""), [*params, *condition[1]]
-    ):
-        row = dict(zip(names, values))
-        for name in TIMES:
-            row[name] = _when(row[name])
-        found.append(
-            AlertFacts(
-                pk=row["id"],
-                state=row["state"],
-                opened_at=row["opened_at"],
-                closed_at=row["closed"],
-                site_slug=row["site_slug"],
-                site_name=row["site_name"],
-                asset_tag=row["asset_tag"],
-                asset_name=row["asset_name"],
-                model_label=f"{row['model_name']} v{row['model_number']}",
-                shown_at=row["shown_at"],
-                first_human_at=row["first_human_at"],
-                first_verdict_at=row["first_verdict_at"],
-                verdict=row["verdict"],
-                verdict_action=row["verdict_action"],
-                verdict_reason=row["verdict_reason"],
-                verdict_at=row["verdict_at"],
-                suppressed=bool(row["suppressed"]),
-                response_delay=None
-                if row["response_us"] is None
-                else timedelta(microseconds=int(row["response_us"])),
-            )
-        )
+    for values in fetch(sql, [*params, *condition[1]]):
+        row = dict(zip(selected.values(), values))
+        row.update({name: _when(row[name]) for name in TIMES})
+        response_us = row.pop("response_us")
+        row["model_label"] = f"{row.pop('model_name')} v{row.pop('model_number')}"
+        row["response_delay"] = None if response_us is None else timedelta(microseconds=int(response_us))
+        row["suppressed"] = bool(row["suppressed"])
+        found.append(AlertFacts(**row))
     return found
 
 
