@@ -81,7 +81,7 @@ def facts_sql(
 
 
 def alert_facts_sql(
-    alerts: QuerySet[Alert], *, shown_only: bool = True, **columns: Any
+    alerts: QuerySet[Alert], *, shown_only: bool = True, few: bool = False, **columns: Any
 ) -> tuple[str, list[Any]]:
     """``WITH ... facts AS (...)`` over any selection of alerts: the per-alert facts of ``facts_sql`` (and
     ``verdict_at``, when the verdict in force was given, and ``suppressed``, 1 when it opened inside a
@@ -89,7 +89,9 @@ def alert_facts_sql(
     when not ``shown_only``: the export lists those never shown too), with ``columns`` (ORM expressions)
     carried along. The one definition of when an alert was shown, its first human event, its first
     verdict and its verdict in force: the counts, the drill-downs, the export and the comparison page
-    select their alerts and read the facts from here."""
+    select their alerts and read the facts from here. ``few``: the selection is a small part of the
+    alerts (a drill-down, an export chunk, one version's period), so only its own events and verdicts are
+    read; over every alert, one pass over both tables is much cheaper (bench/metrics.py)."""
     alerts = alerts.values("id", "state", "opened_at", **columns)
     if not alerts.query.is_sliced:  # a chunk of the export keeps its order and limit
         alerts = alerts.order_by()
@@ -103,7 +105,7 @@ ev AS (
         MAX(CASE WHEN e.to_state = %s THEN 1 ELSE 0 END) AS created_suppressed
     FROM {EVENT} e
     LEFT JOIN {FEEDBACK} fe ON fe.event_id = e.id
-    WHERE e.alert_id IN (SELECT id FROM a)
+    {"WHERE e.alert_id IN (SELECT id FROM a)" if few else ""}
     GROUP BY e.alert_id
 ),
 vd AS (
@@ -116,7 +118,7 @@ vd AS (
         ) AS rn
     FROM {FEEDBACK} fb
     LEFT JOIN {FEEDBACK} nx ON nx.supersedes_id = fb.id
-    WHERE fb.kind = %s AND fb.alert_id IN (SELECT id FROM a)
+    WHERE fb.kind = %s {"AND fb.alert_id IN (SELECT id FROM a)" if few else ""}
 ),
 shown AS (
     SELECT a.*, ev.first_human_at, vd.first_verdict_at,
@@ -219,7 +221,7 @@ def follow_through_by_verdict(alerts: QuerySet[Alert], *, now: datetime) -> dict
     ones, window ``VIGIL_FOLLOW_THROUGH_HOURS``), overall and per verdict in force: ``alerts`` (how many
     were shown), ``overall`` and ``rates`` (None / left out when nothing is due yet) and ``counts`` (the
     due alerts behind each rate, ``unknown`` for those without a verdict)."""
-    facts, params = alert_facts_sql(alerts)
+    facts, params = alert_facts_sql(alerts, few=True)
     known = conditions(now)
     (followed, followed_params), (due, due_params) = known["followed"], known["due"]
     rows = fetch(
@@ -328,7 +330,7 @@ def alert_facts(
 ) -> list[AlertFacts]:
     """The alerts of ``alerts`` that meet ``condition`` (one of ``conditions``), each with its facts, in
     one statement. ``shown_only`` as in ``alert_facts_sql``."""
-    facts, params = alert_facts_sql(alerts, shown_only=shown_only, **DESCRIBED)
+    facts, params = alert_facts_sql(alerts, shown_only=shown_only, few=True, **DESCRIBED)
     # Named as AlertFacts' fields, but for the model's name and number and the delay in microseconds.
     selected = {"id": "pk", "closed": "closed_at", **{name: name for name in FACT_COLUMNS}}
     columns = ", ".join(f"{column} AS {name}" for column, name in selected.items())
