@@ -285,15 +285,10 @@ def health_alerts(request: HttpRequest) -> HttpResponse:
         context["missed"] = list(missed.order_by("failure_at", "pk")[:DRILL_LIMIT])
         context["total"] = len(context["missed"])
     else:
-        alerts = drill_alerts(site_ids, query, period=label, key=key, metric=metric, now=timezone.now())
-        rows = list(
-            alerts.select_related("asset__site", "model_version")
-            .defer("explanation", "peak_explanation")
-            .order_by("opened_at", "pk")[: DRILL_LIMIT + 1]
+        rows = drill_alerts(
+            site_ids, query, period=label, key=key, metric=metric, now=timezone.now(), limit=DRILL_LIMIT + 1
         )
-        window = follow_through_window()
         for alert in rows:
-            alert.followed = alert.response_delay is not None and alert.response_delay <= window
             alert.verdict_text = verdict_text(alert.verdict, alert.verdict_action, alert.verdict_reason)
         context["alerts"] = rows[:DRILL_LIMIT]
         context["truncated"] = len(rows) > DRILL_LIMIT

@@ -18,16 +18,18 @@ neither; no overlapping label means no verdict is known. Precision and recall fo
 precision = true / (true + false alarms); recall = labelled faults (confirmed + missed) overlapped by at
 least one alert / all labelled faults.
 
-Follow-through estimate (``FOLLOW_THROUGH_MODEL``): each alert is assumed to get a verdict within 24 h as
-often as the champion's real alerts of the period with the same verdict did (confirmed faults, false
-alarms, not actionable), and an alert without a known verdict as often as all real alerts did. This models
-the mix of alerts only, not a change of trust; the page shows the observed rates it uses.
+Follow-through estimate (``FOLLOW_THROUGH_MODEL``): each alert is assumed to get a verdict within
+``VIGIL_FOLLOW_THROUGH_HOURS`` as often as the champion's real alerts of the period with the same verdict
+in force did (confirmed faults, false alarms, not actionable), and an alert without a known verdict as
+often as all real alerts did. This models the mix of alerts only, not a change of trust; the page shows the
+observed rates it uses. The observed rates are the health page's follow-through over those alerts; they
+come from the alerts app (``provide_observed_follow_through``), which owns the per-alert facts.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -41,13 +43,12 @@ from models_registry.models import ModelVersion
 from models_registry.retrain import LabelEvent, feedback_events
 from plant.models import Asset
 
-FOLLOW_THROUGH_WINDOW = timedelta(hours=24)
 MAX_PERIOD = timedelta(days=31)
 BACKTEST, RECORDED = "backtest", "recorded"
 FOLLOW_THROUGH_MODEL = (
-    "Each alert is assumed to receive a verdict within 24 h as often as the champion's real alerts in this "
-    "period with the same verdict did; alerts with no known verdict as often as all real alerts did. This "
-    "reflects the mix of alerts, not any change in how much technicians trust them."
+    "Each alert is assumed to receive a verdict within {hours} h as often as the champion's real alerts in "
+    "this period with the same verdict did; alerts with no known verdict as often as all real alerts did. "
+    "This reflects the mix of alerts, not any change in how much technicians trust them."
 )
 TRUE_SOURCES = ("confirmed_fault", "missed_failure", "manual_fault")
 VERDICT_LABELS = {
@@ -124,7 +125,7 @@ class Comparison:
     added: list[Episode]
     removed: list[Episode]
     observed: dict[str, Any]
-    follow_through_model: str = FOLLOW_THROUGH_MODEL
+    follow_through_model: str = ""
 
     @property
     def labels_total(self) -> int:
@@ -216,6 +217,7 @@ def compare(
         added=added,
         removed=removed,
         observed=observed,
+        follow_through_model=FOLLOW_THROUGH_MODEL.format(hours=settings.VIGIL_FOLLOW_THROUGH_HOURS),
     )
 
 
@@ -268,46 +270,28 @@ def _judge(
         side.follow_through = expected / len(side.episodes) if overall is not None else None
 
 
+ObservedFollowThrough = Callable[[ModelVersion, Collection[int], datetime, datetime], dict[str, Any]]
+# Set by the alerts app (AlertsConfig.ready): the follow-through of the champion's real alerts comes from
+# the alerts' per-alert facts, which this lower layer may not import.
+_observed_follow_through: ObservedFollowThrough | None = None
+
+
+def provide_observed_follow_through(source: ObservedFollowThrough | None) -> None:
+    """Install the function ``compare`` asks for the champion's observed follow-through: called with the
+    champion, the compared asset ids and the period, it returns ``alerts`` (how many), ``overall``,
+    ``rates`` (per verdict key: true, false_alarm, not_actionable) and ``counts``."""
+    global _observed_follow_through
+    _observed_follow_through = source
+
+
 def observed_follow_through(
     champion: ModelVersion, assets: list[Asset], start: datetime, end: datetime
 ) -> dict[str, Any]:
-    """Follow-through of the champion's real alerts opened in the period, overall and per verdict."""
-    from alerts.models import Alert, Feedback
-
-    alerts = list(
-        Alert.objects.filter(
-            model_version=champion,
-            is_shadow=False,
-            asset__in=assets,
-            opened_at__gte=start,
-            opened_at__lte=end,
-        ).values_list("pk", "opened_at")
-    )
-    verdicts: dict[int, tuple[str, datetime]] = {}
-    for alert_id, verdict, created in (
-        Feedback.objects.filter(alert_id__in=[pk for pk, _ in alerts], verdict__isnull=False)
-        .order_by("created_at", "pk")
-        .values_list("alert_id", "verdict", "created_at")
-    ):
-        verdicts.setdefault(alert_id, (verdict, created))  # the first verdict decides follow-through
-    groups: dict[str, list[bool]] = defaultdict(list)
-    followed_all = []
-    for alert_id, opened in alerts:
-        verdict, created = verdicts.get(alert_id, ("", None))
-        followed = created is not None and created - opened <= FOLLOW_THROUGH_WINDOW
-        followed_all.append(followed)
-        key = {
-            "confirmed_fault": "true",
-            "false_alarm": "false_alarm",
-            "not_actionable": "not_actionable",
-        }.get(verdict, "unknown")
-        groups[key].append(followed)
-    return {
-        "alerts": len(alerts),
-        "overall": float(np.mean(followed_all)) if followed_all else None,
-        "rates": {key: float(np.mean(values)) for key, values in groups.items() if key != "unknown"},
-        "counts": {key: len(values) for key, values in groups.items()},
-    }
+    """Follow-through of the champion's real alerts opened in the period, overall and per verdict, from
+    the provided source (nothing is observed when none was provided)."""
+    if _observed_follow_through is None:
+        return {}
+    return _observed_follow_through(champion, [asset.pk for asset in assets], start, end)
 
 
 def recorded(

@@ -33,9 +33,9 @@ Decisions:
 * Rates are None (not 0) when their denominator is 0; groups with nothing to count have no row.
 * Percentiles are the only numbers computed in Python, from one duration per acknowledged alert; every
   count is a conditional COUNT of one GROUP BY. The per-alert facts (the verdict in force, the first
-  verdict, the first human event, when it was shown) are correlated subqueries in ``annotated_alerts``
-  (drill-downs, export) and, for the counts over every alert, grouped once per alert in one raw SQL
-  statement (``alerts.metrics.facts``) with the same definitions.
+  verdict, the first human event, when it was shown) are defined once, in ``alerts.metrics.facts``: the
+  counts, the drill-downs, the export and the comparison page's observed follow-through all read them
+  from there.
 
 ``health_report`` is what the page shows; the JSON/CSV API returns its ``rows``; both call
 ``metric_rows``, so they agree. Trust-erosion warnings: see ``alerts.metrics.trust``.
@@ -59,11 +59,9 @@ from alerts.metrics.params import (
     period_label,
     previous_period,
 )
+from alerts.metrics.facts import AlertFacts, alert_facts, drill_alerts, follow_through_by_verdict
 from alerts.metrics.queries import (
     DRILL_METRICS,
-    annotated_alerts,
-    counted_alerts,
-    drill_alerts,
     drill_missed,
     follow_through_window,
     missed_failures,
@@ -112,12 +110,13 @@ __all__ = [
     "MetricsQuery",
     "MetricsRow",
     "TrustWarning",
-    "annotated_alerts",
-    "counted_alerts",
+    "AlertFacts",
+    "alert_facts",
     "drill_alerts",
     "drill_missed",
     "driver_counts",
     "drivers_by",
+    "follow_through_by_verdict",
     "follow_through_window",
     "health_report",
     "metric_rows",

@@ -22,8 +22,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from alerts.choices import AlertState, FalseAlarmReason
+from alerts.models import Alert
 from alerts.metrics.params import MetricsQuery
-from alerts.metrics.queries import annotated_alerts, in_range
+from alerts.metrics.facts import alert_facts
+from alerts.metrics.queries import in_range
 from alerts.metrics.rows import API_FIELDS, MetricsRow
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -87,34 +89,22 @@ def export_alerts(site_ids: Collection[int], query: MetricsQuery) -> Iterator[st
     """The header, then one CSV block per chunk of alerts (every visible alert of the query's range and
     site, suppressed ones included and flagged), oldest id first."""
     yield _lines([EXPORT_COLUMNS])
-    alerts = in_range(annotated_alerts(site_ids), query, "opened_at").order_by("pk")
-    fields = (
-        "pk",
-        "asset__site__slug",
-        "asset__tag",
-        "model_version__name",
-        "model_version__version",
-        "opened_at",
-        "first_human_at",
-        "verdict",
-        "verdict_at",
-        "verdict_reason",
-        "verdict_action",
-        "closed_at",
-        "state",
-        "suppressed",
+    alerts = in_range(
+        Alert.objects.filter(is_shadow=False, asset__site_id__in=list(site_ids)), query, "opened_at"
     )
     last = 0
     while True:
-        chunk = list(alerts.filter(pk__gt=last).values_list(*fields)[:EXPORT_CHUNK])
+        chunk = alert_facts(
+            alerts.filter(pk__gt=last).order_by("pk")[:EXPORT_CHUNK], shown_only=False, order_by="id"
+        )
         if not chunk:
             return
-        last = chunk[-1][0]
+        last = chunk[-1].pk
         yield _lines(
-            (pk, site, asset, f"{model} v{version}", opened, ack, verdict, verdict_at, reason or None,
-             action or None, closed, state == AlertState.AUTO_CLOSED, suppressed)
-            for (pk, site, asset, model, version, opened, ack, verdict, verdict_at, reason, action, closed,
-                 state, suppressed) in chunk
+            (a.pk, a.site_slug, a.asset_tag, a.model_label, a.opened_at, a.first_human_at, a.verdict,
+             a.verdict_at, a.verdict_reason or None, a.verdict_action or None, a.closed_at,
+             a.state == AlertState.AUTO_CLOSED, a.suppressed)
+            for a in chunk
         )  # fmt: skip
 
 

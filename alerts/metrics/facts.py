@@ -1,30 +1,36 @@
-"""The per-alert facts of ``annotated_alerts`` as one raw SQL statement, for the queries that count them all.
+"""The per-alert facts, defined once: when an alert was shown, its first human event, its first verdict
+and its verdict in force, with the delays between them, as one raw SQL statement (``alert_facts_sql``).
 
-``annotated_alerts`` finds each fact with a correlated subquery; an aggregate over 100,000 alerts that
-reads a fact in several conditional counts makes the database run each of those subqueries again for
-every alert and every count (6 s on PostgreSQL, bench/metrics.py). Here the events and the verdicts are
-read once each, grouped by alert (``ev``: first human event, first move to open, created suppressed;
-``vd``: first verdict and the verdict in force, picked with ROW_NUMBER), joined to the alerts and
-grouped by period and key in the same statement (~0.2 s). Plain SQL that runs on SQLite (3.30+) and
-PostgreSQL alike; the alerts' filters and the period truncation come from the ORM, so the range, the
-site scoping and the time zone are the ones ``counted_alerts`` uses, and only the delay between two
-times needs a function of each database.
+The metric rows count them (``facts_sql``, ``conditions``), the drill-downs and the alert export list them
+(``alert_facts``, ``drill_alerts``), and the comparison page's observed follow-through counts them
+(``follow_through_by_verdict``); ``verdicts_in_force`` is the verdict in force as model rows, for the
+pages that show or correct one alert's verdict (checked against the statement in tests).
 
-The definitions are those of ``annotated_alerts`` and ``metric_filters`` (the drill-downs and the export
-still use them): tests/alerts/test_metrics_golden.py checks both against the same hand-written numbers.
+Correlated subqueries per fact made an aggregate over 100,000 alerts run each subquery again for every
+alert and every count (6 s on PostgreSQL, bench/metrics.py). Here the events and the verdicts of the
+selected alerts are read once each, grouped by alert (``ev``: first human event, first move to open,
+created suppressed; ``vd``: first verdict and the verdict in force, picked with ROW_NUMBER), joined to the
+alerts and grouped by period and key in the same statement (~0.2 s). Plain SQL that runs on SQLite (3.30+)
+and PostgreSQL alike; the alerts' filters and the period truncation come from the ORM, so the range, the
+site scoping and the time zone are the ORM's, and only the delay between two times needs a function of
+each database. tests/alerts/test_metrics_golden.py checks the numbers against hand-written ones, and
+tests/alerts/test_metrics_facts.py the facts against the same definitions written as ORM subqueries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, QuerySet
+from django.utils import timezone
 
 from alerts.choices import AlertState, FeedbackKind, Verdict
-from alerts.metrics.params import MetricsQuery
+from alerts.metrics.params import MetricsQuery, period_bounds
 from alerts.metrics.queries import (
     ACTIONABLE_ACTIONS,
     ALERT_KEYS,
@@ -32,8 +38,10 @@ from alerts.metrics.queries import (
     follow_through_window,
     in_range,
     trunc,
+    with_key,
 )
 from alerts.models import Alert, AlertEvent, Feedback
+from models_registry.models import ModelVersion
 
 EVENT = AlertEvent._meta.db_table
 FEEDBACK = Feedback._meta.db_table
@@ -47,10 +55,19 @@ def _delay_us(later: str, earlier: str) -> str:
     return f"CAST(EXTRACT(EPOCH FROM ({later} - {earlier})) * 1000000 AS BIGINT)"
 
 
+def verdicts_in_force() -> QuerySet[Feedback]:
+    """The verdict Feedback rows in force (no later verdict supersedes them), latest first: ``vd.in_force``
+    of the statement below for one alert or a few, as model rows (the board, the alert page, the noise
+    review and a new verdict read them). tests/alerts/test_metrics_facts.py checks the two agree."""
+    return Feedback.objects.filter(kind=FeedbackKind.VERDICT, superseded_by__isnull=True).order_by(
+        "-created_at", "-pk"
+    )
+
+
 def facts_sql(
     site_ids: Collection[int], query: MetricsQuery, groups: tuple[str, ...]
 ) -> tuple[str, list[Any]]:
-    """``WITH ... facts AS (...)``: one row per alert ``counted_alerts`` counts, with ``id``, ``state``,
+    """``WITH ... facts AS (...)``: one row per alert the metrics count (shown, opened in the query's range), with ``id``, ``state``,
     ``p`` (its period's start, naive local time or its text on SQLite: see ``moment``), ``k_<group>`` for
     each of ``groups``, ``verdict``, ``verdict_action``, ``verdict_reason``, ``first_verdict_at``,
     ``first_human_at``, ``shown_at``, ``response_us`` and ``tta_us`` (the delays in microseconds).
@@ -58,13 +75,26 @@ def facts_sql(
     alerts = in_range(
         Alert.objects.filter(is_shadow=False, asset__site_id__in=list(site_ids)), query, "opened_at"
     )
-    alerts = alerts.values(
-        "id",
-        "state",
-        "opened_at",
-        p=trunc(query.period, "opened_at"),
-        **{f"k_{group}": F(ALERT_KEYS[group]) for group in groups},
-    ).order_by()
+    return alert_facts_sql(
+        alerts, p=trunc(query.period, "opened_at"), **{f"k_{group}": F(ALERT_KEYS[group]) for group in groups}
+    )
+
+
+def alert_facts_sql(
+    alerts: QuerySet[Alert], *, shown_only: bool = True, few: bool = False, **columns: Any
+) -> tuple[str, list[Any]]:
+    """``WITH ... facts AS (...)`` over any selection of alerts: the per-alert facts of ``facts_sql`` (and
+    ``verdict_at``, when the verdict in force was given, and ``suppressed``, 1 when it opened inside a
+    maintenance window) for the alerts of ``alerts`` that were shown to operators (every one of them
+    when not ``shown_only``: the export lists those never shown too), with ``columns`` (ORM expressions)
+    carried along. The one definition of when an alert was shown, its first human event, its first
+    verdict and its verdict in force: the counts, the drill-downs, the export and the comparison page
+    select their alerts and read the facts from here. ``few``: the selection is a small part of the
+    alerts (a drill-down, an export chunk, one version's period), so only its own events and verdicts are
+    read; over every alert, one pass over both tables is much cheaper (bench/metrics.py)."""
+    alerts = alerts.values("id", "state", "opened_at", **columns)
+    if not alerts.query.is_sliced:  # a chunk of the export keeps its order and limit
+        alerts = alerts.order_by()
     inner, inner_params = alerts.query.sql_with_params()
     sql = f"""
 WITH a AS ({inner}),
@@ -75,10 +105,11 @@ ev AS (
         MAX(CASE WHEN e.to_state = %s THEN 1 ELSE 0 END) AS created_suppressed
     FROM {EVENT} e
     LEFT JOIN {FEEDBACK} fe ON fe.event_id = e.id
+    {"WHERE e.alert_id IN (SELECT id FROM a)" if few else ""}
     GROUP BY e.alert_id
 ),
 vd AS (
-    SELECT fb.alert_id, fb.verdict, fb.action, fb.reason,
+    SELECT fb.alert_id, fb.verdict, fb.action, fb.reason, fb.created_at,
         CASE WHEN nx.id IS NULL THEN 1 ELSE 0 END AS in_force,
         MIN(fb.created_at) OVER (PARTITION BY fb.alert_id) AS first_verdict_at,
         ROW_NUMBER() OVER (
@@ -87,13 +118,15 @@ vd AS (
         ) AS rn
     FROM {FEEDBACK} fb
     LEFT JOIN {FEEDBACK} nx ON nx.supersedes_id = fb.id
-    WHERE fb.kind = %s
+    WHERE fb.kind = %s {"AND fb.alert_id IN (SELECT id FROM a)" if few else ""}
 ),
 shown AS (
     SELECT a.*, ev.first_human_at, vd.first_verdict_at,
         CASE WHEN vd.in_force = 1 THEN vd.verdict END AS verdict,
         CASE WHEN vd.in_force = 1 THEN vd.action END AS verdict_action,
         CASE WHEN vd.in_force = 1 THEN vd.reason END AS verdict_reason,
+        CASE WHEN vd.in_force = 1 THEN vd.created_at END AS verdict_at,
+        CASE WHEN a.state = %s OR ev.created_suppressed = 1 THEN 1 ELSE 0 END AS suppressed,
         CASE WHEN a.state = %s OR ev.created_suppressed = 1 THEN ev.first_open_at ELSE a.opened_at END
             AS shown_at
     FROM a
@@ -105,7 +138,7 @@ facts AS (
         {_delay_us("first_verdict_at", "shown_at")} AS response_us,
         {_delay_us("first_human_at", "shown_at")} AS tta_us
     FROM shown
-    WHERE shown_at IS NOT NULL
+    {"WHERE shown_at IS NOT NULL" if shown_only else ""}
 )
 """
     params = [
@@ -114,28 +147,34 @@ facts AS (
         AlertState.SUPPRESSED,
         FeedbackKind.VERDICT,
         AlertState.SUPPRESSED,
+        AlertState.SUPPRESSED,
     ]
     return sql, params
 
 
 def conditions(now: datetime) -> dict[str, tuple[str, list[Any]]]:
-    """``metric_filters`` as SQL conditions over ``facts`` (same names, same populations)."""
+    """The population behind each number of a row (drill-down) and each conditional count, as SQL
+    conditions over ``facts``."""
     window_us = int(follow_through_window().total_seconds() * 1_000_000)
     due_before = connection.ops.adapt_datetimefield_value(now - follow_through_window())
     dismissed = f"verdict IN ({', '.join(['%s'] * len(DISMISSED_VERDICTS))})"
     ignored = "state = %s AND first_human_at IS NULL"
+    due = ("(first_verdict_at IS NOT NULL OR shown_at <= %s)", [due_before])
     return {
+        "alerts": ("1 = 1", []),
         "verdicts": ("verdict IS NOT NULL", []),
         "confirmed": ("verdict = %s", [Verdict.CONFIRMED_FAULT]),
         "false_alarms": ("verdict = %s", [Verdict.FALSE_ALARM]),
         "not_actionable": ("verdict = %s", [Verdict.NOT_ACTIONABLE]),
+        "precision": ("verdict IN (%s, %s)", [Verdict.CONFIRMED_FAULT, Verdict.FALSE_ALARM]),
         "actionable": (
             f"verdict = %s AND verdict_action IN ({', '.join(['%s'] * len(ACTIONABLE_ACTIONS))})",
             [Verdict.CONFIRMED_FAULT, *ACTIONABLE_ACTIONS],
         ),
         "followed": ("response_us <= %s", [window_us]),
         # Still inside its window with no verdict yet: not late, so not counted against follow-through.
-        "due": ("(first_verdict_at IS NOT NULL OR shown_at <= %s)", [due_before]),
+        "due": due,
+        "not_followed": (f"(response_us IS NULL OR response_us > %s) AND {due[0]}", [window_us, *due[1]]),
         "acknowledged": ("first_human_at IS NOT NULL", []),
         "ignored": (ignored, [AlertState.AUTO_CLOSED]),
         "dismissed": (dismissed, list(DISMISSED_VERDICTS)),
@@ -167,3 +206,164 @@ def fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+# The comparison's verdict groups (models_registry.comparison) by the verdict in force.
+FOLLOW_THROUGH_KEYS = {
+    Verdict.CONFIRMED_FAULT: "true",
+    Verdict.FALSE_ALARM: "false_alarm",
+    Verdict.NOT_ACTIONABLE: "not_actionable",
+}
+
+
+def follow_through_by_verdict(alerts: QuerySet[Alert], *, now: datetime) -> dict[str, Any]:
+    """Follow-through of ``alerts`` as the health page counts it (``followed`` / ``due`` over the shown
+    ones, window ``VIGIL_FOLLOW_THROUGH_HOURS``), overall and per verdict in force: ``alerts`` (how many
+    were shown), ``overall`` and ``rates`` (None / left out when nothing is due yet) and ``counts`` (the
+    due alerts behind each rate, ``unknown`` for those without a verdict)."""
+    facts, params = alert_facts_sql(alerts, few=True)
+    known = conditions(now)
+    (followed, followed_params), (due, due_params) = known["followed"], known["due"]
+    rows = fetch(
+        f"{facts} SELECT verdict, COUNT(*), COUNT(CASE WHEN {followed} THEN 1 END),"
+        f" COUNT(CASE WHEN {due} THEN 1 END) FROM facts GROUP BY verdict",
+        [*params, *followed_params, *due_params],
+    )
+    shown = sum(row[1] for row in rows)
+    followed_n = sum(row[2] for row in rows)
+    due_n = sum(row[3] for row in rows)
+    counts: dict[str, int] = {}
+    hits: dict[str, int] = {}
+    for verdict, _shown, hit, due_count in rows:
+        key = FOLLOW_THROUGH_KEYS.get(verdict, "unknown")
+        counts[key] = counts.get(key, 0) + due_count
+        hits[key] = hits.get(key, 0) + hit
+    return {
+        "alerts": shown,
+        "overall": followed_n / due_n if due_n else None,
+        "rates": {key: hits[key] / n for key, n in counts.items() if key != "unknown" and n},
+        "counts": counts,
+    }
+
+
+def champion_follow_through(
+    champion: ModelVersion, asset_ids: Collection[int], start: datetime, end: datetime
+) -> dict[str, Any]:
+    """The comparison page's observed follow-through (models_registry.comparison receives this function
+    from AlertsConfig.ready, since the registry may not import alerts): ``follow_through_by_verdict`` of
+    the champion's visible alerts on the assets opened in [start, end]."""
+    alerts = Alert.objects.filter(
+        model_version=champion,
+        is_shadow=False,
+        asset_id__in=list(asset_ids),
+        opened_at__gte=start,
+        opened_at__lte=end,
+    )
+    return follow_through_by_verdict(alerts, now=timezone.now())
+
+
+@dataclass
+class AlertFacts:
+    """One alert as the drill-downs and the export show it: what it is, and its facts from ``facts``."""
+
+    pk: int
+    state: str
+    opened_at: datetime
+    closed_at: datetime | None
+    site_slug: str
+    site_name: str
+    asset_tag: str
+    asset_name: str
+    model_label: str
+    shown_at: datetime | None
+    first_human_at: datetime | None
+    first_verdict_at: datetime | None
+    verdict: str | None
+    verdict_action: str | None
+    verdict_reason: str | None
+    verdict_at: datetime | None
+    suppressed: bool
+    response_delay: timedelta | None
+    verdict_text: str = ""
+
+    @property
+    def state_label(self) -> str:
+        return AlertState(self.state).label
+
+    @property
+    def followed(self) -> bool:
+        return self.response_delay is not None and self.response_delay <= follow_through_window()
+
+
+DESCRIBED = {
+    "closed": F("closed_at"),
+    "site_slug": F("asset__site__slug"),
+    "site_name": F("asset__site__name"),
+    "asset_tag": F("asset__tag"),
+    "asset_name": F("asset__name"),
+    "model_name": F("model_version__name"),
+    "model_number": F("model_version__version"),
+}
+FACT_COLUMNS = (
+    "state", "opened_at", "site_slug", "site_name", "asset_tag", "asset_name", "model_name", "model_number",
+    "shown_at", "first_human_at", "first_verdict_at", "verdict", "verdict_action", "verdict_reason",
+    "verdict_at", "suppressed", "response_us",
+)  # fmt: skip
+TIMES = ("opened_at", "closed_at", "shown_at", "first_human_at", "first_verdict_at", "verdict_at")
+
+
+def _when(value: datetime | str | None) -> datetime | None:
+    """A time read by raw SQL: aware on PostgreSQL, the UTC text Django stores on SQLite."""
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+        return value
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.replace(tzinfo=dt_timezone.utc)
+
+
+def alert_facts(
+    alerts: QuerySet[Alert],
+    *,
+    condition: tuple[str, list[Any]] = ("1 = 1", []),
+    shown_only: bool = True,
+    order_by: str = "id",
+    limit: int | None = None,
+) -> list[AlertFacts]:
+    """The alerts of ``alerts`` that meet ``condition`` (one of ``conditions``), each with its facts, in
+    one statement. ``shown_only`` as in ``alert_facts_sql``."""
+    facts, params = alert_facts_sql(alerts, shown_only=shown_only, few=True, **DESCRIBED)
+    # Named as AlertFacts' fields, but for the model's name and number and the delay in microseconds.
+    selected = {"id": "pk", "closed": "closed_at", **{name: name for name in FACT_COLUMNS}}
+    columns = ", ".join(f"{column} AS {name}" for column, name in selected.items())
+    sql = f"{facts} SELECT {columns} FROM facts WHERE {condition[0]} ORDER BY {order_by}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    found = []
+    for values in fetch(sql, [*params, *condition[1]]):
+        row = dict(zip(selected.values(), values))
+        row.update({name: _when(row[name]) for name in TIMES})
+        response_us = row.pop("response_us")
+        row["model_label"] = f"{row.pop('model_name')} v{row.pop('model_number')}"
+        row["response_delay"] = None if response_us is None else timedelta(microseconds=int(response_us))
+        row["suppressed"] = bool(row["suppressed"])
+        found.append(AlertFacts(**row))
+    return found
+
+
+def drill_alerts(
+    site_ids: Collection[int],
+    query: MetricsQuery,
+    *,
+    period: str,
+    key: int | str | None,
+    metric: str,
+    now: datetime,
+    limit: int | None = None,
+) -> list[AlertFacts]:
+    """The alerts behind one number: the query's alerts opened in ``period`` (a label), of ``key`` (an id of
+    the query's grouping, None for every key) that match ``metric``, oldest first (at most ``limit``)."""
+    start, end = period_bounds(period)
+    alerts = in_range(
+        Alert.objects.filter(is_shadow=False, asset__site_id__in=list(site_ids)), query, "opened_at"
+    ).filter(opened_at__gte=start, opened_at__lt=end)
+    alerts = with_key(alerts, ALERT_KEYS[query.group_by], key)
+    return alert_facts(alerts, condition=conditions(now)[metric], order_by="opened_at, id", limit=limit)

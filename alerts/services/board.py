@@ -17,8 +17,9 @@ from typing import Any
 from cachetools import LRUCache, cached
 from django.db.models import Case, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value, When
 
-from alerts.choices import CLOSED_STATES, AlertState, FeedbackKind, Severity
-from alerts.models import Alert, Feedback
+from alerts.choices import CLOSED_STATES, AlertState, Severity
+from alerts.metrics.facts import verdicts_in_force
+from alerts.models import Alert
 from models_registry.explain import typical_ranges
 from models_registry.models import ModelVersion
 from plant.features import STAT_LABELS, role_of
@@ -86,9 +87,7 @@ def decorate(alerts: Sequence[Alert]) -> None:
             .prefetch_related(
                 Prefetch(
                     "feedback",
-                    queryset=Feedback.objects.filter(kind=FeedbackKind.VERDICT, superseded_by__isnull=True)
-                    .select_related("user")
-                    .order_by("-created_at", "-pk"),
+                    queryset=verdicts_in_force().select_related("user"),
                     to_attr="current_verdicts",
                 )
             )

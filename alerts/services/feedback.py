@@ -34,6 +34,7 @@ from alerts.choices import (
     MaintenanceAction,
     Verdict,
 )
+from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, AlertStateError, Feedback
 from plant.access import is_engineer
 from plant.choices import LabelKind, LabelSource
@@ -95,12 +96,7 @@ def valid_actions() -> list[str]:
 
 def current_verdict(alert: Alert) -> Feedback | None:
     """The verdict in force: the latest verdict Feedback that no later one supersedes."""
-    return (
-        Feedback.objects.filter(alert=alert, kind=FeedbackKind.VERDICT, superseded_by__isnull=True)
-        .select_related("user", "label")
-        .order_by("-created_at", "-pk")
-        .first()
-    )
+    return verdicts_in_force().filter(alert=alert).select_related("user", "label").first()
 
 
 def can_give_verdict(alert: Alert, user: Any, current: Feedback | None) -> bool:

@@ -36,6 +36,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from alerts.choices import ACTIVE_STATES, AlertCategory, FeedbackKind, NoiseActionKind, Verdict
+from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, Feedback, NoiseAction, Score, ThresholdOverride
 from alerts.episodes import alert_episodes
 from models_registry.models import ModelVersion
@@ -228,14 +229,16 @@ def _period() -> timedelta:
 
 def _dismissals(site_ids: Sequence[int] | None, since: datetime):
     """Current false-alarm verdicts on visible alerts with a dominant role, given since ``since``."""
-    rows = Feedback.objects.filter(
-        kind=FeedbackKind.VERDICT,
-        verdict=Verdict.FALSE_ALARM,
-        superseded_by__isnull=True,
-        created_at__gte=since,
-        alert__isnull=False,
-        alert__is_shadow=False,
-    ).exclude(alert__dominant_role="")
+    rows = (
+        verdicts_in_force()
+        .filter(
+            verdict=Verdict.FALSE_ALARM,
+            created_at__gte=since,
+            alert__isnull=False,
+            alert__is_shadow=False,
+        )
+        .exclude(alert__dominant_role="")
+    )
     if site_ids is not None:
         rows = rows.filter(asset__site_id__in=list(site_ids))
     return rows
@@ -334,11 +337,8 @@ def build_suggestion(
         Alert.objects.filter(asset=asset, model_version=version, is_shadow=False, last_seen_at__gte=since)
         | Alert.objects.filter(pk__in=[e.alert.pk for e in evidence])
     )
-    verdicts = dict(
-        Feedback.objects.filter(
-            alert__in=alerts, kind=FeedbackKind.VERDICT, superseded_by__isnull=True
-        ).values_list("alert_id", "verdict")
-    )
+    # Oldest first, so that the latest verdict in force is the one the dict keeps.
+    verdicts = dict(verdicts_in_force().filter(alert__in=alerts).reverse().values_list("alert_id", "verdict"))
     missed = list(
         Feedback.objects.filter(asset=asset, kind=FeedbackKind.MISSED_FAILURE, label__end__gte=since)
         .select_related("label")

@@ -260,3 +260,23 @@ def test_a_period_label_the_metrics_compute_may_be_of_any_year_but_a_typed_one_i
     for label in ("9999-12", "9999-W52", "0000-01"):  # would end past 9999-12-31, or begin before year 1
         with pytest.raises(MetricsParamError):
             period_bounds(label)
+
+
+@pytest.mark.parametrize("group_by", ["site", "model_version"])
+def test_the_alerts_not_followed_through_are_the_due_ones_without_a_verdict_in_time(
+    engineer_client, golden, group_by
+):
+    # Late verdicts and alerts that never got one alike: due − followed, as the follow-through counts.
+    response = engineer_client.get(HEALTH, {"group_by": group_by})
+    checked = 0
+    for item in response.context["periods"]:
+        for row, cells in [(item["total"], item["total_cells"]), *item["rows"]]:
+            for cell in cells:
+                if cell.name == "follow_through":
+                    late = cell.url.replace("metric=due", "metric=not_followed")
+                    assert drill_count(engineer_client, late) == row.due - row.followed, (
+                        row.period,
+                        row.label,
+                    )
+                    checked += 1
+    assert checked >= 6

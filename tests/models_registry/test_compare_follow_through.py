@@ -1,0 +1,55 @@
+"""The comparison page's observed follow-through is the health page's, for the same alerts: one definition
+of the per-alert facts (alerts.metrics.facts), one window (VIGIL_FOLLOW_THROUGH_HOURS)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from alerts.services import record_feedback
+from models_registry.services import promote
+from tests.alerts.builders import make_alert
+from tests.models_registry.conftest import make_version
+
+
+def _health_follow_through(client) -> float:
+    rows = client.get("/alerts/health/").context["report"].rows
+    due = sum(row.due for row in rows)
+    return sum(row.followed for row in rows) / due
+
+
+def _compare_follow_through(client, challenger):
+    now = timezone.localtime()
+    query = {
+        "start": (now - timedelta(days=5)).strftime("%Y-%m-%dT%H:%M"),
+        "end": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        "mode": "recorded",
+    }
+    response = client.get(f"/models/{challenger.pk}/compare/", query)
+    return response.context["comparison"], response.content.decode()
+
+
+# The false alarm got its verdict 30 h after it was shown: late for a 24 h window, in time for 48 h.
+@pytest.mark.parametrize(("hours", "expected", "false_alarm_rate"), [(24, 0.5, 0.0), (48, 1.0, 1.0)])
+def test_the_compare_page_and_the_health_page_report_the_same_follow_through(
+    client, settings, engineer, technician, asset, hours, expected, false_alarm_rate
+):
+    settings.VIGIL_FOLLOW_THROUGH_HOURS = hours
+    champion = make_version(asset.asset_type)
+    promote(champion, reason="first")
+    challenger = make_version(asset.asset_type)
+    quick = make_alert(asset, champion, age_min=4 * 24 * 60)
+    record_feedback(quick, technician, "confirm:repaired", now=quick.opened_at + timedelta(hours=1))
+    slow = make_alert(asset, champion, age_min=3 * 24 * 60)
+    record_feedback(slow, technician, "false_alarm:sensor_glitch", now=slow.opened_at + timedelta(hours=30))
+    make_alert(asset, champion, age_min=60)  # still inside its window: not late yet, on both pages
+    client.force_login(engineer)
+
+    comparison, html = _compare_follow_through(client, challenger)
+    assert _health_follow_through(client) == expected
+    assert comparison.observed["overall"] == expected
+    assert f"overall {expected:.2f}" in html
+    assert comparison.observed["rates"] == {"true": 1.0, "false_alarm": false_alarm_rate}
+    assert f"within {hours} h" in comparison.follow_through_model
