@@ -109,7 +109,7 @@ def start_worker(delay_s: float) -> subprocess.Popen:
 
 def setup_plant():
     from models_registry.services import promote, register_artifact
-    from plant.features import feature_names
+    from detection.features import feature_names
     from plant.models import Gateway
     from tests.conftest import make_asset, make_pump_type, make_site
     from tests.models_registry.conftest import linear_onnx

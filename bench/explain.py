@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from models_registry import edge, explain, runtime, training  # noqa: E402
-from plant.features import build_windows, feature_names  # noqa: E402
+from detection.features import build_windows, feature_names  # noqa: E402
 from plant.simulator import ROLES, Fault, FaultSchedule, PlantSimulator, SimAsset  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "explain.json"

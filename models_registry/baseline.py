@@ -10,7 +10,7 @@ asset's own mean over a calibration period removes the operating point and leave
   explanations and the SKAB evaluation (so they cannot drift apart). ``apply`` returns float32, the model
   input type; the vector is float64.
 * ``calibrate(asset, names, start, end)`` — the mean of the asset's production feature windows
-  (``plant.features.build_windows``, the sensors' sample periods, one sensor per role, as the scorer) lying
+  (``detection.features.build_windows``, the sensors' sample periods, one sensor per role, as the scorer) lying
   wholly inside [start, end], over the windows whose features are all finite; stored as the asset's
   current ``AssetBaseline`` for that feature list (the previous one is kept, no longer current).
 * ``auto_calibrate(asset, names, until_s)`` — what the scorer does for an asset that has no baseline yet:
@@ -37,6 +37,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Min
 
+from detection.features import feature_names as all_feature_names
+from detection.features import role_of
 from models_registry.models import AssetBaseline, BaselineSource, ModelVersion, features_key
 
 PER_ASSET = "per_asset"
@@ -129,8 +131,6 @@ def measure(
 ) -> tuple[list[str], np.ndarray, int]:
     """(feature names, mean vector, window count) of the asset over [start, end], without storing it
     (default features: its type's whole feature set). BaselineError names what is wrong."""
-    from plant.features import feature_names as all_feature_names
-
     if start >= end:
         raise BaselineError("the calibration period is empty: start must be before end")
     roles = list(asset.asset_type.roles.order_by("key").values_list("key", flat=True))
@@ -192,7 +192,6 @@ def auto_calibrate(asset, names: list[str], until_s: float | None = None) -> Ass
     """Calibrate from the asset's first VIGIL_BASELINE_WINDOWS complete windows, or None while it has too few
     (see the module docstring). Safe to race: the loser of the unique constraint reads the winner's row."""
     from models_registry.dataset import role_sensors
-    from plant.features import role_of
     from plant.models import Reading
 
     n = int(settings.VIGIL_BASELINE_WINDOWS)

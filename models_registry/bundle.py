@@ -39,7 +39,7 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
         "open_threshold": version.open_threshold,
         "clear_threshold": version.clear_threshold,
         # The lifecycle's alert rules: windows above the open threshold that open an alert, below the
-        # clear threshold that close it (alerts.episodes, run by the edge runner as by the server).
+        # clear threshold that close it (detection.rules, run by the edge runner as by the server).
         "open_windows": int(settings.VIGIL_ALERT_OPEN_WINDOWS),
         "clear_windows": int(settings.VIGIL_ALERT_CLEAR_WINDOWS),
         "output_spec": version.output_spec or {},

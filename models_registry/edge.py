@@ -7,7 +7,7 @@ Prints one JSON line per feature window: {"window_end": ISO time, "score": float
 keeps the alert state it had. Exit status: 0 ok, 2 input does not fit the bundle, 3 bundle missing or
 tampered with. Imports only the standard library, numpy, onnxruntime, models_registry.runtime (the
 scorer's own session and output reading, so server and edge read a model's score the same way) and
-plant.features. A model trained on per-asset baselined windows ships the asset's baseline in spec.json
+detection.features. A model trained on per-asset baselined windows ships the asset's baseline in spec.json
 and the runner subtracts it before scoring, as the server's scorer does.
 
 ``pack_bundle`` writes the bundle format that ``load_bundle`` reads; the export command and the benchmark
@@ -30,6 +30,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from detection.features import build_windows
+from detection.rules import alert_episodes
 from models_registry import runtime
 
 BUNDLE_FILES = ("model.onnx", "spec.json")
@@ -58,11 +60,9 @@ def alert_states(
     open_windows: int = 1,
     clear_windows: int = 1,
 ) -> list[bool]:
-    """Alert state per window by the server's own rules (``alerts.episodes``: open after ``open_windows``
+    """Alert state per window by the server's own rules (``detection.rules``: open after ``open_windows``
     windows above the open threshold, close after ``clear_windows`` below the clear one; mirrored for
     lower-is-worse scores). A missing score (None) breaks both runs: no data neither opens nor clears."""
-    from alerts.episodes import alert_episodes
-
     values = np.array([np.nan if score is None else score for score in scores], dtype=np.float64)
     states = [False] * len(values)
     for episode in alert_episodes(
@@ -219,8 +219,6 @@ def read_csv(
 
 def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, Any]]:
     """Windows over the series, scored in one batch, with the alert state after each window."""
-    from plant.features import build_windows
-
     from models_registry import regimes
 
     spec = bundle.spec

@@ -41,7 +41,7 @@ from onnx import helper, numpy_helper
 
 from models_registry import runtime
 from models_registry.onnx_graphs import read_quadratic_graph
-from plant.features import STAT_LABELS
+from detection.features import STAT_LABELS
 
 ADDITIVITY_TOLERANCE = 1e-4
 MAX_EXACT_FEATURES = 12

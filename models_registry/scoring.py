@@ -7,7 +7,7 @@ One run (`score_assets`) for a list of assets:
 2. read the ORM once: versions in use (not quarantined), sensors, each sensor's latest reading, each
    (asset, version)'s last stored window end, then ONE range query of readings covering every version's
    needs;
-3. NumPy: plant.features.build_windows_many over all the assets at once (bit-identical to build_windows
+3. NumPy: detection.features.build_windows_many over all the assets at once (bit-identical to build_windows
    per asset), then one onnxruntime batch per version over the windows of all assets
    (models_registry.cache keeps sessions per version id and sha256);
 4. store, one transaction per version: lock the assets, re-read the last stored ends under the lock, bulk
@@ -72,7 +72,7 @@ from models_registry.models import (
     ScoringProgress,
 )
 from models_registry.runtime import ModelRuntimeError
-from plant.features import Windows, build_windows_many
+from detection.features import Windows, build_windows_many
 from plant.models import Asset, AssetType, Reading, ScoringDue, Sensor
 from plant.scheduling import mark_due
 

@@ -21,7 +21,7 @@ from alerts.choices import CLOSED_STATES, AlertState, FeedbackKind, Severity
 from alerts.models import Alert, Feedback
 from models_registry.explain import typical_ranges
 from models_registry.models import ModelVersion
-from plant.features import STAT_LABELS, role_of
+from detection.features import STAT_LABELS, role_of
 from plant.models import SensorRole, Site
 
 BOARD_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED)

@@ -52,7 +52,7 @@ from models_registry.choices import ModelStatus
 from models_registry.runtime import higher_is_worse
 from models_registry.models import ModelVersion
 from plant.choices import QualityFlag
-from plant.features import role_of
+from detection.features import role_of
 from plant.models import Asset
 
 logger = logging.getLogger(__name__)

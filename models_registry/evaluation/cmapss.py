@@ -31,7 +31,7 @@ Protocol (``manage.py evaluate cmapss [--subsets FD001,FD002,FD003]``), per subs
 5. Test, once: the window ending at the LAST cycle of every test engine against ``RUL_FDxxx.txt`` (uncapped
    truth): RMSE and the PHM08 score S = Σ exp(-d/13) - 1 (d < 0) + Σ exp(d/10) - 1 (d >= 0),
    d = predicted - true.
-6. Alerts: each engine's prediction series goes through ``alerts.episodes.alert_episodes`` with the
+6. Alerts: each engine's prediction series goes through ``detection.rules.alert_episodes`` with the
    model's thresholds (open below 30 cycles, clear above 40), lower-is-worse, and the lifecycle's
    VIGIL_ALERT_OPEN_WINDOWS / VIGIL_ALERT_CLEAR_WINDOWS. Lead time (cycles from the first alert's opening to
    the failure) is measured on the train engines, which run to failure, each scored by the fold model that
@@ -47,7 +47,7 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from alerts.episodes import alert_episodes
+from detection.rules import alert_episodes
 from models_registry import runtime, training
 from models_registry.evaluation.cmapss_features import MIN_COVERAGE, UnitWindows, fit_regimes, unit_windows
 from models_registry.regimes import SPEC_KEY
@@ -362,7 +362,7 @@ def build_report(results: dict[str, dict[str, Any]], params: dict[str, Any]) -> 
         "Protocol: RUL capped at 125 cycles for training; test = the window ending at the last cycle of each "
         "test engine vs RUL_FDxxx (uncapped); RMSE and PHM08 score S = Σ exp(-d/13)-1 (d<0) + exp(d/10)-1 "
         "(d>=0), d = predicted - true. Predictions come from onnxruntime (models_registry.runtime).",
-        "Features: plant.features windows (mean, std, min, max, slope, diff RMS) of 14 sensors, 1 cycle = 1 "
+        "Features: detection.features windows (mean, std, min, max, slope, diff RMS) of 14 sensors, 1 cycle = 1 "
         "hour, one window per cycle. A window is scored once it holds half its cycles (the product's 50 % "
         "coverage rule: 20 of 40), so short test engines (FD002: 21 cycles) are scored on a partial window.",
         f"Selection on train engines only: grouped {CV_FOLDS}-fold CV (engines dealt by a seeded permutation, "

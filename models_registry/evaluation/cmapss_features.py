@@ -3,7 +3,7 @@
 Protocol (also printed under the evaluation table):
 
 * Time: one flight cycle is one reading per sensor at ``CYCLE_S`` = 3600 s (cycle c at c × 3600 s); the
-  windows are ``plant.features.build_windows_many`` with ``window_s`` = ``WINDOW_CYCLES`` × 3600 and
+  windows are ``detection.features.build_windows_many`` with ``window_s`` = ``WINDOW_CYCLES`` × 3600 and
   ``step_s`` = 3600, i.e. one window ending at every cycle, the same code that scores live assets.
 * Short histories: the windows start ``WINDOW_CYCLES`` before the first cycle, so the time before an engine's
   first cycle is a gap and the product's coverage rule decides: a window is scored once it holds at least
@@ -30,7 +30,7 @@ import numpy as np
 from models_registry import regimes
 from models_registry.regimes import RegimeSpec
 from plant.datasets.cmapss import COLUMNS, SETTINGS
-from plant.features import Windows, build_windows_many, feature_names
+from detection.features import Windows, build_windows_many, feature_names
 
 CYCLE_S = 3600.0
 WINDOW_CYCLES = 30

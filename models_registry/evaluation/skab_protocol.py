@@ -3,7 +3,7 @@
 Per run (one SKAB file = one asset):
 
 1. Readings get the ingest path's quality flags (``plant.quality.flag_series`` with the sensor's valid range
-   and the settings' spike / stuck / gap rules), then ``plant.features.build_windows`` turns them into the
+   and the settings' spike / stuck / gap rules), then ``detection.features.build_windows`` turns them into the
    product's feature windows (``window_s``/``step_s``; readings flagged out of range or spike are left out
    exactly as in live scoring).
 2. Per-asset baseline, the product's (``models_registry.baseline``, what live scoring, training,
@@ -17,7 +17,7 @@ Per run (one SKAB file = one asset):
 3. One PCA T²+Q model (``models_registry.training.train_anomaly``, ONNX) over the baselined calibration windows
    of every run: the hold-out that sets the thresholds is the last quarter of every run's calibration period.
 4. Scores come from that ONNX file through ``models_registry.runtime`` (onnxruntime), alerts from
-   ``alerts.episodes.alert_episodes`` (the lifecycle's open-after-M / clear-after-N rules) with the
+   ``detection.rules.alert_episodes`` (the lifecycle's open-after-M / clear-after-N rules) with the
    model's open and clear thresholds; a point is predicted anomalous while an alert is active at it
    (``pointwise.points_from_windows``).
 5. Every alert's opening window is explained with ``models_registry.explain.explain`` (the code the product
@@ -36,14 +36,14 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from alerts.episodes import Episode, active_mask, alert_episodes
+from detection.rules import Episode, active_mask, alert_episodes
 from models_registry import baseline as asset_baseline
 from models_registry import runtime
 from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows
 from models_registry.training import TrainedModel, train_anomaly
 from plant.datasets import DatasetFormatError
 from plant.datasets.skab import ROLES, SkabFile, read_run
-from plant.features import Windows, build_windows, feature_names, role_of
+from detection.features import Windows, build_windows, feature_names, role_of
 from plant.quality import flag_series
 
 CALIBRATION_POINTS = 400  # SKAB's notebooks fit every method on df[:400] of each file

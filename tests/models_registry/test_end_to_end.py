@@ -28,7 +28,7 @@ from models_registry.services import (
     train_and_register,
 )
 from plant.datasets import skab
-from plant.features import EXCLUDED_QUALITY, build_windows
+from detection.features import EXCLUDED_QUALITY, build_windows
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset, AssetType, Label, Reading
 from plant.simulator import Fault, FaultSchedule, PlantSimulator

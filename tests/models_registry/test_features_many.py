@@ -1,11 +1,12 @@
-"""build_windows_many: one vectorised pass over many assets, bit-identical to build_windows per asset."""
+"""build_windows_many: many assets in one vectorised pass, bit-identical to each asset alone (build_windows,
+its one-asset case): batching never leaks one asset's readings, ranges or periods into another's windows."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from plant.features import EXCLUDED_QUALITY, build_windows, build_windows_many
+from detection.features import EXCLUDED_QUALITY, build_windows, build_windows_many
 
 T0 = 1_767_600_000.0
 ROLES = ["current", "pressure", "vibration"]

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from alerts.episodes import alert_episodes
+from detection.rules import alert_episodes
 from models_registry import edge, explain, runtime, training
 from models_registry.choices import ModelKind
 from models_registry.services import register_trained

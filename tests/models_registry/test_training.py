@@ -16,7 +16,7 @@ from models_registry.training import (
     train_anomaly,
     train_failure_classifier,
 )
-from plant.features import build_windows, feature_names
+from detection.features import build_windows, feature_names
 
 NAMES = ["flow__mean", "current__mean", "vibration__mean", "pressure__mean"]
 
