@@ -6,9 +6,8 @@ every pump that is not at the fleet's average or misses a drop that is small nex
 pumps; the SKAB evaluation (``models_registry.evaluation.skab_protocol``) shows both. Subtracting each
 asset's own mean over a calibration period removes the operating point and leaves the change.
 
-* ``mean_vector(X)`` / ``apply(X, vector)`` — the pure arithmetic, shared by training, the scorer,
-  explanations and the SKAB evaluation (so they cannot drift apart). ``apply`` returns float32, the model
-  input type; the vector is float64.
+* The pure arithmetic (``mean_vector``, ``apply``, ``expects_baseline``) lives in ``detection.baseline``,
+  shared by training, the scorer, explanations, the edge runner and the SKAB evaluation.
 * ``calibrate(asset, names, start, end)`` — the mean of the asset's production feature windows
   (``detection.features.build_windows``, the sensors' sample periods, one sensor per role, as the scorer) lying
   wholly inside [start, end], over the windows whose features are all finite; stored as the asset's
@@ -26,27 +25,20 @@ Versions without ``"baseline"`` in their output_spec are fed raw windows, exactl
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Min
 
+from detection.baseline import BaselineError, expects_baseline, mean_vector, period_mask
 from detection.features import feature_names as all_feature_names
 from detection.features import role_of
 from models_registry.models import AssetBaseline, BaselineSource, ModelVersion, features_key
-
-PER_ASSET = "per_asset"
-MIN_WINDOWS = 5  # fewer windows are a point, not an operating point
-
-
-class BaselineError(ValueError):
-    """A baseline cannot be calibrated from the given period; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -63,37 +55,6 @@ class BaselineStatus:
     @property
     def windows_needed(self) -> int:
         return int(settings.VIGIL_BASELINE_WINDOWS)
-
-
-# --- pure ---------------------------------------------------------------------------------------------------
-
-
-def expects_baseline(output_spec: Mapping[str, Any] | None) -> bool:
-    """True when a model's output_spec asks for per-asset baselined input."""
-    return (output_spec or {}).get("baseline") == PER_ASSET
-
-
-def period_mask(ends: np.ndarray, window_s: float, start_s: float, end_s: float) -> np.ndarray:
-    """Windows lying wholly inside [start_s, end_s] (a window covers (end - window_s, end])."""
-    ends = np.asarray(ends, dtype=np.float64)
-    return (ends - window_s >= start_s - 1e-6) & (ends <= end_s + 1e-6)
-
-
-def mean_vector(X: np.ndarray) -> tuple[np.ndarray, int]:
-    """(float64 mean of the complete rows of X, how many rows that is); BaselineError below MIN_WINDOWS."""
-    X = np.asarray(X)
-    complete = np.isfinite(X).all(axis=1) if X.ndim == 2 else np.zeros(0, dtype=bool)
-    count = int(complete.sum())
-    if count < MIN_WINDOWS:
-        raise BaselineError(
-            f"only {count} complete feature windows in the calibration period (need at least {MIN_WINDOWS})"
-        )
-    return X[complete].astype(np.float64).mean(axis=0), count
-
-
-def apply(X: np.ndarray, vector: np.ndarray | list[float]) -> np.ndarray:
-    """Baselined model input: X minus the vector, computed in float64 and returned as float32."""
-    return (np.asarray(X) - np.asarray(vector, dtype=np.float64)).astype(np.float32)
 
 
 # --- the asset's windows --------------------------------------------------------------------------------------

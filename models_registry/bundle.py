@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from typing import Any
 
-from models_registry.baseline import BaselineError, expects_baseline, version_vector
+from django.conf import settings
+
+from detection.baseline import BaselineError, expects_baseline
+from models_registry.baseline import version_vector
 from models_registry.edge import pack_bundle
 from models_registry.models import ModelVersion
 from models_registry.validation import ModelRejected, check_checksum

@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
-import onnxruntime as ort
 
-from models_registry import runtime
+from detection import runtime
+from detection.runtime import LoadedModel
 from models_registry.models import ModelVersion
 
 _MAX_ENTRIES = 32
 _entries: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
 _lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """Everything a scorer or explainer needs of one version, ready to run."""
-
-    version_id: int
-    sha256: str
-    onnx_bytes: bytes
-    session: ort.InferenceSession
-    feature_names: list[str]
-    output_spec: dict
-    background: np.ndarray
-
-    def score(self, X: np.ndarray) -> np.ndarray:
-        return runtime.run_batch(self.session, np.asarray(X, dtype=np.float32), self.output_spec)
 
 
 def loaded(version: ModelVersion) -> LoadedModel:

@@ -39,6 +39,7 @@ from django.db.models import QuerySet
 
 from detection.features import build_windows_many
 from detection.rules import alert_episodes
+from detection.runtime import higher_is_worse
 from models_registry.models import ModelVersion
 from models_registry.retrain import LabelEvent, feedback_events
 from plant.models import Asset
@@ -342,7 +343,6 @@ def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: d
     """The alerts the version would have raised from the stored readings of [start, end] (see module)."""
     from models_registry import cache
     from models_registry.dataset import read_readings
-    from models_registry.runtime import higher_is_worse
     from plant.models import Sensor
 
     asset_type = version.asset_type

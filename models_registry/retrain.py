@@ -435,9 +435,10 @@ def retrain_from_feedback(
     seed: int = 0,
 ) -> tuple[ModelVersion, dict[str, Any]]:
     """Train a candidate of `kind` for `asset_type` from operator feedback and normal data (see module)."""
-    from models_registry import runtime, training
+    from detection import runtime
+    from models_registry import training
     from models_registry.dataset import TrainingDataError, load_training_windows
-    from models_registry.baseline import PER_ASSET, expects_baseline
+    from detection.baseline import PER_ASSET, expects_baseline
     from models_registry.services import (
         TrainingError,
         baseline_training_windows,

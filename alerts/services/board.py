@@ -19,9 +19,9 @@ from django.db.models import Case, IntegerField, OuterRef, Prefetch, QuerySet, S
 
 from alerts.choices import CLOSED_STATES, AlertState, FeedbackKind, Severity
 from alerts.models import Alert, Feedback
-from models_registry.explain import typical_ranges
-from models_registry.models import ModelVersion
+from detection.explain import typical_ranges
 from detection.features import STAT_LABELS, role_of
+from models_registry.models import ModelVersion
 from plant.models import SensorRole, Site
 
 BOARD_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED)

@@ -38,8 +38,8 @@ from django.utils import timezone
 from alerts.choices import ACTIVE_STATES, AlertCategory, FeedbackKind, NoiseActionKind, Verdict
 from alerts.models import Alert, AlertEvent, Feedback, NoiseAction, Score, ThresholdOverride
 from detection.rules import alert_episodes
+from detection.runtime import higher_is_worse
 from models_registry.models import ModelVersion
-from models_registry.runtime import higher_is_worse
 from plant.models import Asset, Sensor
 from plant.params import ParamError, check_text, parse_id
 

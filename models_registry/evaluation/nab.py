@@ -8,7 +8,7 @@ Per series (one sensor, role ``value``):
    and kept for scoring, which counts NAB rows in file order.
 2. ``models_registry.training.train_anomaly`` (PCA T² + Q, ONNX) on the windows that end inside NAB's
    probationary period — the first min(15 %, 750) rows, which NAB never scores; nothing after it is seen.
-3. Every later window scored by the ONNX artifact through ``models_registry.runtime`` (onnxruntime).
+3. Every later window scored by the ONNX artifact through ``detection.runtime`` (onnxruntime).
 4. ``detection.rules.alert_episodes`` with the model's own open / clear thresholds and the
    production hysteresis (VIGIL_ALERT_OPEN_WINDOWS, VIGIL_ALERT_CLEAR_WINDOWS), under two production rules,
    each the same for every file: train_anomaly's opt-in ``open_rule="tail"`` (open threshold extrapolated
@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from detection.features import build_windows
 from detection.rules import alert_episodes
 from models_registry.evaluation import nab_scoring
 from models_registry.evaluation.report import Evaluation
 from plant.datasets import DatasetFormatError, DatasetMissing
 from plant.datasets.nab import NabSeries, UnknownSeries, data_dir, list_series, read_series
-from detection.features import build_windows
 
 ROLE = "value"
 WINDOW_SAMPLES = 12
@@ -257,7 +257,7 @@ def run(options: dict[str, Any], progress) -> Evaluation:
 def score_series(series: NabSeries, window_samples: int = WINDOW_SAMPLES) -> SeriesRun:
     """Features, model trained on probation, and ONNX scores of every later window of one series."""
     # Imported here: the command builds every evaluation's parser, and only this path needs onnxruntime.
-    from models_registry import runtime
+    from detection import runtime
     from models_registry.training import TrainingError, train_anomaly
 
     keep = series.increasing()

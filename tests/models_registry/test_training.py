@@ -7,8 +7,8 @@ import numpy as np
 import onnx
 import pytest
 
-from models_registry import runtime
-from models_registry.onnx_graphs import read_quadratic_graph
+from detection import runtime
+from detection.onnx_graphs import read_quadratic_graph
 from models_registry.training import (
     TrainingError,
     lightgbm_to_onnx,
