@@ -59,6 +59,8 @@ EXCLUDED_QUALITY = 1 | 2
 
 MAX_WINDOWS = 5_000_000
 _DEFAULT_PERIOD_S = 1.0
+_FEW_ROWS = 32  # below this many rows _prefix_rows sums row by row (see there)
+_SEARCHSORTED_RUN = 256  # queries per segment from which _bisect_right uses np.searchsorted (see there)
 
 Series = tuple[np.ndarray, np.ndarray, np.ndarray]
 K = TypeVar("K")
@@ -346,14 +348,25 @@ def build_windows_many(
 def _segment_bounds(
     ts: np.ndarray, first: np.ndarray, stop: np.ndarray, ends: np.ndarray, window_s: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per window, ``searchsorted(ts[first:stop], x, side="right") + first`` for x = end - window_s and end:
-    one vectorised binary search over every segment (comparisons only, so exactly searchsorted's answer)."""
-    lows = _bisect_right(ts, first, stop, ends - window_s)
-    return lows, _bisect_right(ts, lows, stop, ends)
+    """Per window, ``searchsorted(ts[first:stop], x, side="right") + first`` for x = end - window_s and end."""
+    return _bisect_right(ts, first, stop, ends - window_s), _bisect_right(ts, first, stop, ends)
 
 
 def _bisect_right(ts: np.ndarray, first: np.ndarray, stop: np.ndarray, x: np.ndarray) -> np.ndarray:
-    left, right = first.astype(np.int64), stop.astype(np.int64)
+    """``searchsorted(ts[first[i]:stop[i]], x[i], side="right") + first[i]`` for every i. Segments with many
+    queries (one asset's long series) use np.searchsorted per segment; many short segments (the scoring
+    sweep) one vectorised binary search over all of them. Both only compare, so the answers are identical."""
+    first, stop = first.astype(np.int64), stop.astype(np.int64)
+    if len(x) == 0:
+        return first
+    run = np.flatnonzero(np.r_[True, (first[1:] != first[:-1]) | (stop[1:] != stop[:-1])])
+    if len(x) >= _SEARCHSORTED_RUN * len(run):
+        out = np.empty(len(x), dtype=np.int64)
+        for i0, i1 in zip(run.tolist(), [*run[1:].tolist(), len(x)]):
+            lo, hi = int(first[i0]), int(stop[i0])
+            out[i0:i1] = np.searchsorted(ts[lo:hi], x[i0:i1], side="right") + lo
+        return out
+    left, right = first, stop
     while True:
         open_ = left < right
         if not open_.any():
@@ -420,7 +433,14 @@ def _many_stats(
 
 
 def _prefix_rows(x: np.ndarray) -> np.ndarray:
+    """Row-wise prefix sums with a leading 0. NumPy accumulates along axis 1 one column at a time across the
+    rows, so a few long rows (one asset, long windows) pay NumPy's loop overhead per element; those rows are
+    summed one by one instead. Both are the same sequential additions, so the result is bit-identical."""
     out = np.empty((x.shape[0], x.shape[1] + 1), dtype=np.float64)
     out[:, 0] = 0.0
-    np.cumsum(x, axis=1, out=out[:, 1:])
+    if x.shape[0] < _FEW_ROWS:
+        for row in range(x.shape[0]):
+            np.cumsum(x[row], out=out[row, 1:])
+    else:
+        np.cumsum(x, axis=1, out=out[:, 1:])
     return out
