@@ -349,13 +349,17 @@ def _segment_bounds(
     ts: np.ndarray, first: np.ndarray, stop: np.ndarray, ends: np.ndarray, window_s: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per window, ``searchsorted(ts[first:stop], x, side="right") + first`` for x = end - window_s and end."""
-    return _bisect_right(ts, first, stop, ends - window_s), _bisect_right(ts, first, stop, ends)
+    lows = _bisect_right(ts, first, stop, ends - window_s)
+    return lows, _bisect_right(ts, first, stop, ends, at_least=lows)
 
 
-def _bisect_right(ts: np.ndarray, first: np.ndarray, stop: np.ndarray, x: np.ndarray) -> np.ndarray:
+def _bisect_right(
+    ts: np.ndarray, first: np.ndarray, stop: np.ndarray, x: np.ndarray, at_least: np.ndarray | None = None
+) -> np.ndarray:
     """``searchsorted(ts[first[i]:stop[i]], x[i], side="right") + first[i]`` for every i. Segments with many
     queries (one asset's long series) use np.searchsorted per segment; many short segments (the scoring
-    sweep) one vectorised binary search over all of them. Both only compare, so the answers are identical."""
+    sweep) one vectorised binary search over all of them, starting at ``at_least`` when the caller knows a
+    lower bound of the answer. Both only compare, so the answers are identical."""
     first, stop = first.astype(np.int64), stop.astype(np.int64)
     if len(x) == 0:
         return first
@@ -366,7 +370,7 @@ def _bisect_right(ts: np.ndarray, first: np.ndarray, stop: np.ndarray, x: np.nda
             lo, hi = int(first[i0]), int(stop[i0])
             out[i0:i1] = np.searchsorted(ts[lo:hi], x[i0:i1], side="right") + lo
         return out
-    left, right = first, stop
+    left, right = (first if at_least is None else at_least.astype(np.int64)), stop
     while True:
         open_ = left < right
         if not open_.any():
