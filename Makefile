@@ -8,7 +8,7 @@ PORT   ?= 8000
 STAMP_RUNTIME := $(VENV)/.installed-runtime
 STAMP_DEV     := $(VENV)/.installed-dev
 
-.PHONY: demo test bench lint format clean venv
+.PHONY: demo test bench lint contracts format clean venv
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Vigil needs Python 3.11+, found " + sys.version.split()[0])'
@@ -45,6 +45,10 @@ bench: $(STAMP_DEV)
 lint: $(STAMP_DEV)
 	$(PY) -m ruff check --line-length 110 .
 	$(PY) -m ruff format --line-length 110 --check .
+
+## contracts: the import-linter contracts in .importlinter (detection imports no Django and no app)
+contracts: $(STAMP_DEV)
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP_DEV)
 	$(PY) -m ruff format --line-length 110 .

@@ -109,9 +109,9 @@ def start_worker(delay_s: float) -> subprocess.Popen:
 
 def setup_plant():
     from models_registry.services import promote, register_artifact
-    from plant.features import feature_names
+    from detection.features import feature_names
     from plant.models import Gateway
-    from models_registry.onnx_graphs import build_linear_graph
+    from detection.onnx_graphs import build_linear_graph
     from plant.builders import make_asset, make_pump_type, make_site
 
     site = make_site("reliability")

@@ -9,7 +9,7 @@ Needs no database (nothing here imports Django). In one run, for two models buil
 2. the anomaly model (PCA T²+Q, ``training.train_anomaly``) on feature windows of 3 simulated pumps
    (2 h of normal operation; 30 features), explained by ``exact_shapley_quadratic``;
 
-it times ``models_registry.explain.explain`` per single-alert explanation (p50/p95 over --explanations
+it times ``detection.explain.explain`` per single-alert explanation (p50/p95 over --explanations
 alert windows, after one warm-up call that builds the cached plan — the cold call is reported too) and
 ``shap.KernelExplainer`` around the same one-thread onnxruntime session with the same background
 (l1_reg off, nsamples "auto") on --kernel-rows of those windows; it reports the time ratio and the
@@ -45,8 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from models_registry import edge, explain, runtime, training  # noqa: E402
-from plant.features import build_windows, feature_names  # noqa: E402
+from detection import explain, runtime  # noqa: E402
+
+from models_registry import edge, training  # noqa: E402
+from detection.features import build_windows, feature_names  # noqa: E402
 from plant.simulator import ROLES, Fault, FaultSchedule, PlantSimulator, SimAsset  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "explain.json"

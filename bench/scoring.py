@@ -121,8 +121,8 @@ def stop(process: subprocess.Popen) -> None:
 
 def vibration_version(pump, name: str, weight: float, shadow: bool = False):
     from models_registry.services import promote, register_artifact
-    from plant.features import feature_names
-    from models_registry.onnx_graphs import build_linear_graph
+    from detection.features import feature_names
+    from detection.onnx_graphs import build_linear_graph
 
     names = feature_names(sorted(BASE))
     weights = np.zeros(len(names), dtype=np.float32)
@@ -245,7 +245,7 @@ def fleet(n: int, chunk: int) -> dict:
     from models_registry import cache
     from models_registry.scoring import _load_assets, _read_series
     from models_registry.tasks import score_assets_task
-    from plant.features import build_windows
+    from detection.features import build_windows
     from plant.ingest import ParsedBatch, ingest_readings
     from plant.scheduling import marks_only
 

@@ -419,6 +419,7 @@ class RetrainRunAdmin(SiteScopedAdmin):
         return False
 
 
+from detection.baseline import BaselineError  # noqa: E402  (appended with per-asset baselines)
 from models_registry import baseline as baselines  # noqa: E402  (appended with per-asset baselines)
 from models_registry.models import AssetBaseline, BaselineSource  # noqa: E402
 
@@ -449,7 +450,7 @@ class AssetBaselineForm(forms.ModelForm):
             names = list(version.feature_spec)
         try:
             names, vector, count = baselines.measure(asset, names, start, end)
-        except baselines.BaselineError as exc:
+        except BaselineError as exc:
             raise forms.ValidationError(str(exc)) from None
         self.instance.feature_names = names
         self.instance.vector = [float(value) for value in vector]
@@ -514,7 +515,7 @@ class AssetBaselineAdmin(SiteScopedAdmin):
                 new = baselines.calibrate(
                     row.asset, list(row.feature_names), row.start, row.end, actor=request.user
                 )
-            except baselines.BaselineError as exc:
+            except BaselineError as exc:
                 self.message_user(request, f"{row.asset}: {exc}", messages.ERROR)
             else:
                 self.message_user(

@@ -6,11 +6,10 @@ every pump that is not at the fleet's average or misses a drop that is small nex
 pumps; the SKAB evaluation (``models_registry.evaluation.skab_protocol``) shows both. Subtracting each
 asset's own mean over a calibration period removes the operating point and leaves the change.
 
-* ``mean_vector(X)`` / ``apply(X, vector)`` — the pure arithmetic, shared by training, the scorer,
-  explanations and the SKAB evaluation (so they cannot drift apart). ``apply`` returns float32, the model
-  input type; the vector is float64.
+* The pure arithmetic (``mean_vector``, ``apply``, ``expects_baseline``) lives in ``detection.baseline``,
+  shared by training, the scorer, explanations, the edge runner and the SKAB evaluation.
 * ``calibrate(asset, names, start, end)`` — the mean of the asset's production feature windows
-  (``plant.features.build_windows``, the sensors' sample periods, one sensor per role, as the scorer) lying
+  (``detection.features.build_windows``, the sensors' sample periods, one sensor per role, as the scorer) lying
   wholly inside [start, end], over the windows whose features are all finite; stored as the asset's
   current ``AssetBaseline`` for that feature list (the previous one is kept, no longer current).
 * ``auto_calibrate(asset, names, until_s)`` — what the scorer does for an asset that has no baseline yet:
@@ -26,25 +25,20 @@ Versions without ``"baseline"`` in their output_spec are fed raw windows, exactl
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Min
 
+from detection.baseline import BaselineError, expects_baseline, mean_vector, period_mask
+from detection.features import feature_names as all_feature_names
+from detection.features import role_of
 from models_registry.models import AssetBaseline, BaselineSource, ModelVersion, features_key
-
-PER_ASSET = "per_asset"
-MIN_WINDOWS = 5  # fewer windows are a point, not an operating point
-
-
-class BaselineError(ValueError):
-    """A baseline cannot be calibrated from the given period; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -61,37 +55,6 @@ class BaselineStatus:
     @property
     def windows_needed(self) -> int:
         return int(settings.VIGIL_BASELINE_WINDOWS)
-
-
-# --- pure ---------------------------------------------------------------------------------------------------
-
-
-def expects_baseline(output_spec: Mapping[str, Any] | None) -> bool:
-    """True when a model's output_spec asks for per-asset baselined input."""
-    return (output_spec or {}).get("baseline") == PER_ASSET
-
-
-def period_mask(ends: np.ndarray, window_s: float, start_s: float, end_s: float) -> np.ndarray:
-    """Windows lying wholly inside [start_s, end_s] (a window covers (end - window_s, end])."""
-    ends = np.asarray(ends, dtype=np.float64)
-    return (ends - window_s >= start_s - 1e-6) & (ends <= end_s + 1e-6)
-
-
-def mean_vector(X: np.ndarray) -> tuple[np.ndarray, int]:
-    """(float64 mean of the complete rows of X, how many rows that is); BaselineError below MIN_WINDOWS."""
-    X = np.asarray(X)
-    complete = np.isfinite(X).all(axis=1) if X.ndim == 2 else np.zeros(0, dtype=bool)
-    count = int(complete.sum())
-    if count < MIN_WINDOWS:
-        raise BaselineError(
-            f"only {count} complete feature windows in the calibration period (need at least {MIN_WINDOWS})"
-        )
-    return X[complete].astype(np.float64).mean(axis=0), count
-
-
-def apply(X: np.ndarray, vector: np.ndarray | list[float]) -> np.ndarray:
-    """Baselined model input: X minus the vector, computed in float64 and returned as float32."""
-    return (np.asarray(X) - np.asarray(vector, dtype=np.float64)).astype(np.float32)
 
 
 # --- the asset's windows --------------------------------------------------------------------------------------
@@ -129,8 +92,6 @@ def measure(
 ) -> tuple[list[str], np.ndarray, int]:
     """(feature names, mean vector, window count) of the asset over [start, end], without storing it
     (default features: its type's whole feature set). BaselineError names what is wrong."""
-    from plant.features import feature_names as all_feature_names
-
     if start >= end:
         raise BaselineError("the calibration period is empty: start must be before end")
     roles = list(asset.asset_type.roles.order_by("key").values_list("key", flat=True))
@@ -192,7 +153,6 @@ def auto_calibrate(asset, names: list[str], until_s: float | None = None) -> Ass
     """Calibrate from the asset's first VIGIL_BASELINE_WINDOWS complete windows, or None while it has too few
     (see the module docstring). Safe to race: the loser of the unique constraint reads the winner's row."""
     from models_registry.dataset import role_sensors
-    from plant.features import role_of
     from plant.models import Reading
 
     n = int(settings.VIGIL_BASELINE_WINDOWS)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from typing import Any
 
-from models_registry.baseline import BaselineError, expects_baseline, version_vector
+from django.conf import settings
+
+from detection.baseline import BaselineError, expects_baseline
+from models_registry.baseline import version_vector
 from models_registry.edge import pack_bundle
 from models_registry.models import ModelVersion
 from models_registry.validation import ModelRejected, check_checksum
@@ -39,7 +41,7 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
         "open_threshold": version.open_threshold,
         "clear_threshold": version.clear_threshold,
         # The lifecycle's alert rules: windows above the open threshold that open an alert, below the
-        # clear threshold that close it (alerts.episodes, run by the edge runner as by the server).
+        # clear threshold that close it (detection.rules, run by the edge runner as by the server).
         "open_windows": int(settings.VIGIL_ALERT_OPEN_WINDOWS),
         "clear_windows": int(settings.VIGIL_ALERT_CLEAR_WINDOWS),
         "output_spec": version.output_spec or {},

@@ -7,30 +7,12 @@ dominate. The key includes the checksum so a re-uploaded artifact can never be s
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-
 import numpy as np
-import onnxruntime as ort
 from cachetools import LRUCache, cached
 
-from models_registry import runtime
+from detection import runtime
+from detection.runtime import LoadedModel
 from models_registry.models import ModelVersion
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """Everything a scorer or explainer needs of one version, ready to run."""
-
-    version_id: int
-    sha256: str
-    onnx_bytes: bytes
-    session: ort.InferenceSession
-    feature_names: list[str]
-    output_spec: dict
-    background: np.ndarray
-
-    def score(self, X: np.ndarray) -> np.ndarray:
-        return runtime.run_batch(self.session, np.asarray(X, dtype=np.float32), self.output_spec)
 
 
 @cached(LRUCache(maxsize=32), key=lambda version: (version.pk, version.sha256), lock=threading.Lock())

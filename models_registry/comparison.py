@@ -3,8 +3,8 @@
 Two ways to get each version's alerts:
 
 * ``backtest`` (default, like-for-like): the stored readings of the period are turned into windows by
-  plant.features.build_windows_many (the scorer's feature path), scored by the version's ONNX artifact
-  through models_registry.cache (the scorer's runtime), and alerts.episodes.alert_episodes applies
+  detection.features.build_windows_many (the scorer's feature path), scored by the version's ONNX artifact
+  through models_registry.cache (the scorer's runtime), and detection.rules.alert_episodes applies
   the lifecycle's open / hysteresis / auto-close rules with the version's thresholds. Both versions go
   through exactly this, so neither side is favoured by history the other did not have. Per-asset threshold
   overrides, maintenance suppression and the data-quality gate are not modelled (they decide how an alert is
@@ -39,6 +39,9 @@ import numpy as np
 from django.conf import settings
 from django.db.models import QuerySet
 
+from detection.features import build_windows_many
+from detection.rules import alert_episodes
+from detection.runtime import higher_is_worse
 from models_registry.models import ModelVersion
 from models_registry.retrain import LabelEvent, feedback_events
 from plant.models import Asset
@@ -322,11 +325,8 @@ def recorded(
 
 def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: datetime) -> list[Episode]:
     """The alerts the version would have raised from the stored readings of [start, end] (see module)."""
-    from alerts.episodes import alert_episodes
     from models_registry import cache
     from models_registry.dataset import read_readings
-    from models_registry.runtime import higher_is_worse
-    from plant.features import build_windows_many
     from plant.models import Sensor
 
     asset_type = version.asset_type

@@ -1,7 +1,7 @@
 """Training data from the database: readings of every active asset of a type → labelled feature windows.
 
 The ORM is read once here (one range query per sensor over the (sensor, ts) index, plus the labels);
-everything after that is NumPy, through plant.features — the same feature code the scorer and the edge
+everything after that is NumPy, through detection.features — the same feature code the scorer and the edge
 runner use.
 """
 
@@ -17,8 +17,8 @@ import numpy as np
 from django.db import connection
 from django.db.models import Max, Min
 
+from detection import features
 from models_registry.choices import WindowLabel
-from plant import features
 from plant.choices import LabelKind
 from plant.models import Asset, AssetType, Label, Reading, Sensor
 
@@ -162,10 +162,9 @@ def role_sensors(asset: Asset, roles: Collection[str]) -> tuple[dict[int, str], 
 def asset_windows_between(asset: Asset, roles: list[str], start: datetime, end: datetime):
     """The asset's production feature windows over [start, end], built as the scorer builds them (its
     sensors by ``role_sensors``, each role's declared sample period for the gap rules)."""
-    from plant.features import build_windows
 
     sensor_roles, periods = role_sensors(asset, roles)
-    return build_windows(
+    return features.build_windows(
         load_series(sensor_roles, start, end),
         roles,
         window_s=float(asset.asset_type.window_s),
@@ -213,7 +212,7 @@ def _stretch_windows(
     asset's readings (from its first reading to its last; stretches split at gaps over STRETCH_GAP_S), one
     build_windows call per stretch, each role's sample period inferred from all its readings as one call
     would. Raises TrainingDataError, naming the span and the limit, when the readings would make more
-    than plant.features.MAX_WINDOWS windows, before building any."""
+    than detection.features.MAX_WINDOWS windows, before building any."""
     window_s, step_s = float(asset.asset_type.window_s), float(asset.asset_type.step_s)
     periods = {role: features._period(role, ts, None) for role, (ts, _, _) in series.items()}
     stamps = np.unique(np.concatenate([ts for ts, _, _ in series.values()]))
@@ -254,7 +253,6 @@ def load_training_windows(
     """Windows and labels for every active asset of the type over [start, end] (default: all readings), built
     where the readings are (``_stretch_windows``); ``asset_ids`` narrows it to those assets (e.g. to hold a
     run out of training)."""
-    from plant.features import feature_names
 
     roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
     if not roles:
@@ -294,7 +292,7 @@ def load_training_windows(
         LabelEvent(pk, asset_id, lo.timestamp(), hi.timestamp(), kind == LabelKind.FAULT, source)
         for pk, asset_id, lo, hi, kind, source in label_rows
     ]
-    names = feature_names(roles)
+    names = features.feature_names(roles)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
     for asset in assets:
         series = load_series(sensors_by_asset.get(asset.pk, {}), start, end)

@@ -5,9 +5,9 @@
 Prints one JSON line per feature window: {"window_end": ISO time, "score": float or null, "alert": bool,
 "coverage": float}. A window whose features are not all finite (too little data) gets score null and
 keeps the alert state it had. Exit status: 0 ok, 2 input does not fit the bundle, 3 bundle missing or
-tampered with. Imports only the standard library, numpy, onnxruntime, models_registry.runtime (the
+tampered with. Imports only the standard library, numpy, onnxruntime, detection.runtime (the
 scorer's own session and output reading, so server and edge read a model's score the same way) and
-plant.features. A model trained on per-asset baselined windows ships the asset's baseline in spec.json
+detection.features. A model trained on per-asset baselined windows ships the asset's baseline in spec.json
 and the runner subtracts it before scoring, as the server's scorer does.
 
 ``pack_bundle`` writes the bundle format that ``load_bundle`` reads; the export command and the benchmark
@@ -30,7 +30,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from models_registry import runtime
+from detection import regimes, runtime
+from detection.baseline import apply as apply_baseline
+from detection.baseline import expects_baseline
+from detection.features import build_windows
+from detection.rules import alert_episodes
 
 BUNDLE_FILES = ("model.onnx", "spec.json")
 SPEC_KEYS = ("feature_names", "roles", "window_s", "step_s", "open_threshold", "clear_threshold")
@@ -58,11 +62,9 @@ def alert_states(
     open_windows: int = 1,
     clear_windows: int = 1,
 ) -> list[bool]:
-    """Alert state per window by the server's own rules (``alerts.episodes``: open after ``open_windows``
+    """Alert state per window by the server's own rules (``detection.rules``: open after ``open_windows``
     windows above the open threshold, close after ``clear_windows`` below the clear one; mirrored for
     lower-is-worse scores). A missing score (None) breaks both runs: no data neither opens nor clears."""
-    from alerts.episodes import alert_episodes
-
     values = np.array([np.nan if score is None else score for score in scores], dtype=np.float64)
     states = [False] * len(values)
     for episode in alert_episodes(
@@ -219,10 +221,6 @@ def read_csv(
 
 def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, Any]]:
     """Windows over the series, scored in one batch, with the alert state after each window."""
-    from plant.features import build_windows
-
-    from models_registry import regimes
-
     spec = bundle.spec
     try:
         # A version that standardises its readings per operating regime carries the table; the scorer
@@ -252,12 +250,11 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
     if len(X) == 0:
         raise EdgeError(f"the input spans less than one {spec['window_s']} s window")
     output_spec = spec.get("output_spec") or {}
-    if output_spec.get("baseline") == "per_asset":
+    if expects_baseline(output_spec):
         vector = spec.get("baseline")
         if not isinstance(vector, list) or len(vector) != X.shape[1]:
             raise BundleError("the model scores against a per-asset baseline, but spec.json has none for it")
-        # The arithmetic of models_registry.baseline.apply (which needs Django): float64, then float32.
-        X = (X - np.asarray(vector, dtype=np.float64)).astype(np.float32)
+        X = apply_baseline(X, vector)
     try:
         if session is None:
             session = runtime.load_session(bundle.model)

@@ -390,8 +390,9 @@ def retrain_from_feedback(
     seed: int = 0,
 ) -> tuple[ModelVersion, dict[str, Any]]:
     """Train a candidate of `kind` for `asset_type` from operator feedback and normal data (see module)."""
-    from models_registry import runtime, training
-    from models_registry.baseline import expects_baseline
+    from detection import runtime
+    from detection.baseline import expects_baseline
+    from models_registry import training
     from models_registry.dataset import TrainingDataError, load_training_windows
     from models_registry.services import (
         RUL_UNIT_S,

@@ -7,7 +7,7 @@ One run (`score_assets`) for a list of assets:
 2. read the ORM once: versions in use (not quarantined), sensors, each sensor's latest reading, each
    (asset, version)'s last stored window end, then ONE range query of readings covering every version's
    needs;
-3. NumPy: plant.features.build_windows_many over all the assets at once (bit-identical to build_windows
+3. NumPy: detection.features.build_windows_many over all the assets at once (bit-identical to build_windows
    per asset), then one onnxruntime batch per version over the windows of all assets
    (models_registry.cache keeps sessions per version id and sha256);
 4. store, one transaction per version: lock the assets, re-read the last stored ends under the lock, bulk
@@ -30,7 +30,7 @@ sees the same windows in the same order as in one pass, so chunks raise the same
 than `VIGIL_SCORING_MAX_BACKLOG_S` (7 days) before the latest complete time are not scored: the span is
 recorded as a ScoringGap (asset page, alert health page, the asset's chart JSON) and logged.
 
-Versions with a regime step (``output_spec["regimes"]``, models_registry.regimes) score windows of their
+Versions with a regime step (``output_spec["regimes"]``, detection.regimes) score windows of their
 readings standardised per operating regime, by the same ``regimes.apply`` the C-MAPSS evaluation uses; a
 step that cannot be parsed or names roles the asset type lacks quarantines the version (INPUTS).
 
@@ -60,7 +60,12 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from models_registry import baseline, cache, regimes
+from detection import regimes
+from detection.baseline import apply as apply_baseline
+from detection.baseline import expects_baseline
+from detection.features import Windows, build_windows_many
+from detection.runtime import ModelRuntimeError
+from models_registry import baseline, cache
 from models_registry.choices import ModelStatus
 from models_registry.dataset import read_readings
 from models_registry.models import (
@@ -71,8 +76,6 @@ from models_registry.models import (
     ScoringGap,
     ScoringProgress,
 )
-from models_registry.runtime import ModelRuntimeError
-from plant.features import Windows, build_windows_many
 from plant.models import Asset, AssetType, Reading, ScoringDue, Sensor
 from plant.scheduling import mark_due
 
@@ -260,7 +263,7 @@ def _prepare_regimes(
     step_s: float,
     report: ScoringReport,
 ) -> set[int]:
-    """Windows of the regime-standardised readings (models_registry.regimes) for every version that carries
+    """Windows of the regime-standardised readings (detection.regimes) for every version that carries
     a regime step, built once per distinct step; returns the versions quarantined for an unusable one.
     Timestamps and quality are unchanged by the step, so these windows have the raw windows' ends and flags."""
     failed: set[int] = set()
@@ -325,7 +328,7 @@ def _score_version(
         if len(rows):
             parts.append((item, rows))
     vectors: dict[int, np.ndarray] | None = None
-    if parts and baseline.expects_baseline(version.output_spec):
+    if parts and expects_baseline(version.output_spec):
         # A baselined model scores an asset only against its operating point; an asset still calibrating
         # gets no scores (and so no alerts) from this version yet.
         vectors = _baselines(version, [item for item, _ in parts])
@@ -336,7 +339,7 @@ def _score_version(
         [
             _windows_for(item, version).X[rows][:, columns]
             if vectors is None
-            else baseline.apply(_windows_for(item, version).X[rows][:, columns], vectors[item.asset.pk])
+            else apply_baseline(_windows_for(item, version).X[rows][:, columns], vectors[item.asset.pk])
             for item, rows in parts
         ]
     )

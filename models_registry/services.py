@@ -21,7 +21,8 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from models_registry.baseline import PER_ASSET
+from detection.baseline import PER_ASSET
+from detection.baseline import apply as apply_baseline
 from models_registry.choices import ModelKind, ModelStatus, WindowLabel
 from models_registry.models import ModelStatusChange, ModelVersion
 from models_registry.training import TrainingError, jsonable
@@ -513,7 +514,7 @@ def baseline_training_windows(data) -> dict[str, Any]:
             keep &= ~mine
             skipped.append(assets[asset_id].tag)
             continue
-        data.X[mine] = baselines.apply(data.X[mine], row.vector_for(names))
+        data.X[mine] = apply_baseline(data.X[mine], row.vector_for(names))
         used[assets[asset_id].tag] = {
             "baseline_id": row.pk,
             "source": row.source,

@@ -61,8 +61,8 @@ from typing import Any
 
 import numpy as np
 
-from models_registry import runtime
-from models_registry.onnx_graphs import SCORE_NAME, QuadraticForm, build_quadratic_graph
+from detection import runtime
+from detection.onnx_graphs import SCORE_NAME, QuadraticForm, build_quadratic_graph
 
 DIRECTION = "higher_is_anomalous"
 ONNX_TOLERANCE = 1e-5

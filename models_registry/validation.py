@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.utils import timezone
 
-from models_registry import runtime
+from detection import runtime
 from models_registry.models import ModelVersion
 
 LATENCY_RUNS = 50
@@ -116,7 +116,7 @@ def _check_signature(version: ModelVersion, session) -> str:
     output_names = {output.name for output in session.get_outputs()}
     wanted = (version.output_spec or {}).get("name")
     if not isinstance(wanted, str) or not wanted:
-        # The scorer reads exactly the named output (models_registry.runtime); it never guesses one.
+        # The scorer reads exactly the named output (detection.runtime); it never guesses one.
         raise ModelRejected(
             "signature", f"the output spec does not name the score output (one of {sorted(output_names)})"
         )

@@ -20,9 +20,9 @@ from django.db.models import Case, IntegerField, OuterRef, Prefetch, QuerySet, S
 from alerts.choices import CLOSED_STATES, AlertState, Severity
 from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert
-from models_registry.explain import typical_ranges
+from detection.explain import typical_ranges
+from detection.features import STAT_LABELS, role_of
 from models_registry.models import ModelVersion
-from plant.features import STAT_LABELS, role_of
 from plant.access import scope_to_sites
 from plant.models import SensorRole
 

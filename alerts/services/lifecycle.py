@@ -47,12 +47,13 @@ from django.utils import timezone
 from alerts.choices import ACTIVE_STATES, AlertCategory, AlertState, ExplanationStatus, Severity
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
 from alerts.services.overrides import calibration_category, effective_thresholds
-from models_registry.baseline import apply as apply_baseline
+from detection.baseline import apply as apply_baseline
+from detection.explain import explain
+from detection.features import role_of
+from detection.runtime import higher_is_worse
 from models_registry.choices import ModelStatus
-from models_registry.runtime import higher_is_worse
 from models_registry.models import ModelVersion
 from plant.choices import QualityFlag
-from plant.features import role_of
 from plant.models import Asset
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,6 @@ def explain_window(
     Raises whatever loading or explaining raises (ModelRuntimeError, ExplanationError, ...).
     """
     from models_registry.cache import loaded
-    from models_registry.explain import explain
 
     model = loaded(version)
     result = explain(
@@ -187,7 +187,8 @@ def _try_explain(
 
 def _input_baseline(alert: Alert) -> np.ndarray | None:
     """The asset's current baseline for a baselined version (None for others), or ExplanationUnavailable."""
-    from models_registry.baseline import BaselineError, version_vector
+    from detection.baseline import BaselineError
+    from models_registry.baseline import version_vector
 
     try:
         return version_vector(alert.model_version, alert.asset)

@@ -38,9 +38,9 @@ from django.utils import timezone
 from alerts.choices import ACTIVE_STATES, AlertCategory, FeedbackKind, NoiseActionKind, Verdict
 from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, Feedback, NoiseAction, Score, ThresholdOverride
-from alerts.episodes import alert_episodes
+from detection.rules import alert_episodes
+from detection.runtime import higher_is_worse
 from models_registry.models import ModelVersion
-from models_registry.runtime import higher_is_worse
 from plant.models import Asset, Sensor
 from plant.params import ParamError, check_text, parse_id
 

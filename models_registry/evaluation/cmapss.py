@@ -4,11 +4,11 @@ Protocol (``manage.py evaluate cmapss [--subsets FD001,FD002,FD003]``), per subs
 
 1. Features: the product's feature windows of the regime-normalised sensors, one window per cycle
    (``cmapss_features`` states the cycle-to-time mapping, the short-history rule and the normalisation,
-   which is ``models_registry.regimes``: the step the live scorer applies to a version that carries it).
+   which is ``detection.regimes``: the step the live scorer applies to a version that carries it).
 2. Target: RUL capped at 125 cycles (piecewise linear). Model: ``training.train_rul`` (LightGBM regressor;
    ``--ensemble`` boosters with consecutive seeds averaged and merged into ONE tree ensemble, exported to
    ONNX and checked against the mean of the LightGBM boosters); every prediction below comes from
-   onnxruntime through ``models_registry.runtime``, never from the native model.
+   onnxruntime through ``detection.runtime``, never from the native model.
 3. Selection, on the TRAIN engines only: 5-fold cross-validation grouped by engine (engines dealt to folds
    by a seeded permutation; the regime table is refitted on each fold's training engines). The window
    length (``--windows``, default 30, 40, 50 cycles) with the lowest RMSE over all out-of-fold windows
@@ -31,7 +31,7 @@ Protocol (``manage.py evaluate cmapss [--subsets FD001,FD002,FD003]``), per subs
 5. Test, once: the window ending at the LAST cycle of every test engine against ``RUL_FDxxx.txt`` (uncapped
    truth): RMSE and the PHM08 score S = Σ exp(-d/13) - 1 (d < 0) + Σ exp(d/10) - 1 (d >= 0),
    d = predicted - true.
-6. Alerts: each engine's prediction series goes through ``alerts.episodes.alert_episodes`` with the
+6. Alerts: each engine's prediction series goes through ``detection.rules.alert_episodes`` with the
    model's thresholds (open below 30 cycles, clear above 40), lower-is-worse, and the lifecycle's
    VIGIL_ALERT_OPEN_WINDOWS / VIGIL_ALERT_CLEAR_WINDOWS. Lead time (cycles from the first alert's opening to
    the failure) is measured on the train engines, which run to failure, each scored by the fold model that
@@ -47,10 +47,11 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from alerts.episodes import alert_episodes
-from models_registry import runtime, training
+from detection import runtime
+from detection.regimes import SPEC_KEY
+from detection.rules import alert_episodes
+from models_registry import training
 from models_registry.evaluation.cmapss_features import MIN_COVERAGE, UnitWindows, fit_regimes, unit_windows
-from models_registry.regimes import SPEC_KEY
 from models_registry.evaluation.report import Evaluation
 from plant.datasets.cmapss import SUBSETS, CmapssSubset, read_subset
 
@@ -361,8 +362,8 @@ def build_report(results: dict[str, dict[str, Any]], params: dict[str, Any]) -> 
     notes = [
         "Protocol: RUL capped at 125 cycles for training; test = the window ending at the last cycle of each "
         "test engine vs RUL_FDxxx (uncapped); RMSE and PHM08 score S = Σ exp(-d/13)-1 (d<0) + exp(d/10)-1 "
-        "(d>=0), d = predicted - true. Predictions come from onnxruntime (models_registry.runtime).",
-        "Features: plant.features windows (mean, std, min, max, slope, diff RMS) of 14 sensors, 1 cycle = 1 "
+        "(d>=0), d = predicted - true. Predictions come from onnxruntime (detection.runtime).",
+        "Features: detection.features windows (mean, std, min, max, slope, diff RMS) of 14 sensors, 1 cycle = 1 "
         "hour, one window per cycle. A window is scored once it holds half its cycles (the product's 50 % "
         "coverage rule: 20 of 40), so short test engines (FD002: 21 cycles) are scored on a partial window.",
         f"Selection on train engines only: grouped {CV_FOLDS}-fold CV (engines dealt by a seeded permutation, "
@@ -372,7 +373,7 @@ def build_report(results: dict[str, dict[str, Any]], params: dict[str, Any]) -> 
         "by the same CV on FD001 train engines (cmapss module docstring). The test set is scored once.",
         "Model: the boosters of consecutive seeds averaged by merging their trees (leaf values x 1/k) into one "
         "TreeEnsembleRegressor, so the product runs one ONNX graph and TreeSHAP on it stays additive.",
-        "Operating regimes: models_registry.regimes standardises each sensor per regime (settings rounded: "
+        "Operating regimes: detection.regimes standardises each sensor per regime (settings rounded: "
         "altitude, Mach x 100, throttle; moments from train cycles only) before the windows; the table is "
         "stored as the model's output_spec['regimes'] (JSON details, 'preprocessing') and the live scorer "
         "applies the same function to such a version's readings.",

@@ -3,13 +3,13 @@
 Protocol (also printed under the evaluation table):
 
 * Time: one flight cycle is one reading per sensor at ``CYCLE_S`` = 3600 s (cycle c at c × 3600 s); the
-  windows are ``plant.features.build_windows_many`` with ``window_s`` = ``WINDOW_CYCLES`` × 3600 and
+  windows are ``detection.features.build_windows_many`` with ``window_s`` = ``WINDOW_CYCLES`` × 3600 and
   ``step_s`` = 3600, i.e. one window ending at every cycle, the same code that scores live assets.
 * Short histories: the windows start ``WINDOW_CYCLES`` before the first cycle, so the time before an engine's
   first cycle is a gap and the product's coverage rule decides: a window is scored once it holds at least
   ``MIN_COVERAGE`` of its expected readings (20 of 40 cycles). Train windows follow the same rule, so the
   model has seen such partial first windows; every test engine of FD001–FD003 has at least 21 cycles.
-* Operating conditions: the product's regime step (``models_registry.regimes``), the same function the live
+* Operating conditions: the product's regime step (``detection.regimes``), the same function the live
   scorer applies for a version that carries it. The three settings are readings of the key roles
   ``setting_1..3`` at the cycle's timestamp; regime = (rint(altitude), rint(100 × Mach), rint(throttle)):
   FD002's six conditions, one regime in FD001/FD003. Each sensor is standardised with its regime's mean and
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models_registry import regimes
-from models_registry.regimes import RegimeSpec
+from detection import regimes
+from detection.features import Windows, build_windows_many, feature_names
+from detection.regimes import RegimeSpec
 from plant.datasets.cmapss import COLUMNS, SETTINGS
-from plant.features import Windows, build_windows_many, feature_names
 
 CYCLE_S = 3600.0
 WINDOW_CYCLES = 30

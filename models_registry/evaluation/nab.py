@@ -2,14 +2,14 @@
 
 Per series (one sensor, role ``value``):
 
-1. Feature windows from ``plant.features.build_windows``: WINDOW_SAMPLES samples long, one sample apart (the
+1. Feature windows from ``detection.features.build_windows``: WINDOW_SAMPLES samples long, one sample apart (the
    sample period is the file's median spacing), the production statistics (mean, std, min, max, slope,
    roughness). Rows whose time does not move forward (two files have a few) are left out of the features,
    and kept for scoring, which counts NAB rows in file order.
 2. ``models_registry.training.train_anomaly`` (PCA T² + Q, ONNX) on the windows that end inside NAB's
    probationary period — the first min(15 %, 750) rows, which NAB never scores; nothing after it is seen.
-3. Every later window scored by the ONNX artifact through ``models_registry.runtime`` (onnxruntime).
-4. ``alerts.episodes.alert_episodes`` with the model's own open / clear thresholds and the
+3. Every later window scored by the ONNX artifact through ``detection.runtime`` (onnxruntime).
+4. ``detection.rules.alert_episodes`` with the model's own open / clear thresholds and the
    production hysteresis (VIGIL_ALERT_OPEN_WINDOWS, VIGIL_ALERT_CLEAR_WINDOWS), under two production rules,
    each the same for every file: train_anomaly's opt-in ``open_rule="tail"`` (open threshold extrapolated
    from the hold-out's exponential tail to 1 window in 10,000, meant for short baselines such as NAB's
@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from alerts.episodes import alert_episodes
+from detection.features import build_windows
+from detection.rules import alert_episodes
 from models_registry.evaluation import nab_scoring
 from models_registry.evaluation.report import Evaluation
 from plant.datasets import DatasetFormatError, DatasetMissing
 from plant.datasets.nab import NabSeries, UnknownSeries, data_dir, list_series, read_series
-from plant.features import build_windows
 
 ROLE = "value"
 WINDOW_SAMPLES = 12
@@ -204,7 +204,7 @@ def run(options: dict[str, Any], progress) -> Evaluation:
         "sigmoid within and after windows, first detection per window, FPs weighted by the distance to the "
         "preceding window, probation = first min(15 %, 750) rows unscored, score = 100·(raw − null)/(perfect − "
         "null) summed over the files evaluated.",
-        f"Detector: {WINDOW_SAMPLES}-sample feature windows one sample apart (plant.features), PCA T²+Q "
+        f"Detector: {WINDOW_SAMPLES}-sample feature windows one sample apart (detection.features), PCA T²+Q "
         "trained by train_anomaly on the windows inside NAB's probation only, scored with onnxruntime; alerts "
         f"by alert_episodes with open after {m} windows above the open threshold and close after {n} below "
         "the clear threshold; each alert opening = one detection at the window's last row.",
@@ -257,7 +257,7 @@ def run(options: dict[str, Any], progress) -> Evaluation:
 def score_series(series: NabSeries, window_samples: int = WINDOW_SAMPLES) -> SeriesRun:
     """Features, model trained on probation, and ONNX scores of every later window of one series."""
     # Imported here: the command builds every evaluation's parser, and only this path needs onnxruntime.
-    from models_registry import runtime
+    from detection import runtime
     from models_registry.training import TrainingError, train_anomaly
 
     keep = series.increasing()

@@ -225,7 +225,7 @@ def _notes(window: float, step: float, calibration: int, summary: dict[str, Any]
     share_text = "n/a" if share is None else f"{100 * share:.0f} %"
     return [
         f"Production path: ingest quality flags, {window:g} s feature windows every {step:g} s "
-        "(plant.features), one PCA T²+Q ONNX model scored by onnxruntime, open/clear thresholds from its "
+        "(detection.features), one PCA T²+Q ONNX model scored by onnxruntime, open/clear thresholds from its "
         f"hold-out and the lifecycle's alert rules (open after M windows above, close after N below); "
         "a point counts as predicted anomalous while an alert is active at it.",
         f"Per-asset baseline: the first {calibration} points of each run (SKAB's protocol trains on df[:400]) "

@@ -3,7 +3,7 @@
 Per run (one SKAB file = one asset):
 
 1. Readings get the ingest path's quality flags (``plant.quality.flag_series`` with the sensor's valid range
-   and the settings' spike / stuck / gap rules), then ``plant.features.build_windows`` turns them into the
+   and the settings' spike / stuck / gap rules), then ``detection.features.build_windows`` turns them into the
    product's feature windows (``window_s``/``step_s``; readings flagged out of range or spike are left out
    exactly as in live scoring).
 2. Per-asset baseline, the product's (``models_registry.baseline``, what live scoring, training,
@@ -16,11 +16,11 @@ Per run (one SKAB file = one asset):
    or misses the ~1 l/min drop a closed valve causes.
 3. One PCA T²+Q model (``models_registry.training.train_anomaly``, ONNX) over the baselined calibration windows
    of every run: the hold-out that sets the thresholds is the last quarter of every run's calibration period.
-4. Scores come from that ONNX file through ``models_registry.runtime`` (onnxruntime), alerts from
-   ``alerts.episodes.alert_episodes`` (the lifecycle's open-after-M / clear-after-N rules) with the
+4. Scores come from that ONNX file through ``detection.runtime`` (onnxruntime), alerts from
+   ``detection.rules.alert_episodes`` (the lifecycle's open-after-M / clear-after-N rules) with the
    model's open and clear thresholds; a point is predicted anomalous while an alert is active at it
    (``pointwise.points_from_windows``).
-5. Every alert's opening window is explained with ``models_registry.explain.explain`` (the code the product
+5. Every alert's opening window is explained with ``detection.explain.explain`` (the code the product
    stores explanations with) and its top role (``lifecycle.top_role``) is compared with ``FAULT_ROLES``.
 
 In the product the calibration period is an engineer's choice (``manage.py calibrate_baseline``) or, by
@@ -36,14 +36,15 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from alerts.episodes import Episode, active_mask, alert_episodes
-from models_registry import baseline as asset_baseline
-from models_registry import runtime
+from detection import baseline as asset_baseline
+from detection import runtime
+from detection.explain import explain
+from detection.features import Windows, build_windows, feature_names, role_of
+from detection.rules import Episode, active_mask, alert_episodes
 from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows
 from models_registry.training import TrainedModel, train_anomaly
 from plant.datasets import DatasetFormatError
 from plant.datasets.skab import ROLES, SkabFile, read_run
-from plant.features import Windows, build_windows, feature_names, role_of
 from plant.quality import flag_series
 
 CALIBRATION_POINTS = 400  # SKAB's notebooks fit every method on df[:400] of each file
@@ -224,7 +225,6 @@ def explain_alerts(detector: Detector, result: RunResult) -> list[dict[str, Any]
     """The explanation of every alert's opening window, as the product would store it, and whether its top
     role matches the fault's physics (``None`` when the alert opened outside the labelled fault)."""
     from alerts.services.lifecycle import top_role
-    from models_registry.explain import explain
 
     model, run = detector.model, result.run
     expected = FAULT_ROLES.get(run.file.fault_type, ())

@@ -14,7 +14,7 @@ from models_registry import cache
 from models_registry.models import ModelVersion
 from models_registry.services import promote, register_trained, shadow
 from models_registry.training import TrainedModel, train_anomaly
-from plant.features import build_windows, feature_names
+from detection.features import build_windows, feature_names
 from tests.conftest import T0
 
 ROLES = ["current", "pressure", "temperature", "vibration"]
@@ -23,7 +23,7 @@ OPEN, CLEAR = 10.0, 5.0
 
 
 def synthetic_series(seconds: int, seed: int = 0) -> dict[str, tuple]:
-    """1 Hz pump signals that move together with a shared load, as plant.features expects them."""
+    """1 Hz pump signals that move together with a shared load, as detection.features expects them."""
     rng = np.random.default_rng(seed)
     t = np.arange(seconds, dtype=np.float64)
     load = 0.5 * np.sin(2 * np.pi * t / 600.0)

@@ -1,4 +1,4 @@
-"""alerts.episodes.alert_episodes agrees with the real lifecycle (apply_scores) on the same scores."""
+"""detection.rules.alert_episodes agrees with the real lifecycle (apply_scores) on the same scores."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.db import transaction
 
 from alerts.models import Alert, Score
 from alerts.services import ScoredWindow, apply_scores
-from alerts.episodes import active_mask, alert_episodes
+from detection.rules import active_mask, alert_episodes
 from alerts.services.lifecycle import assets_with_active_alert
 from alerts.services.overrides import threshold_overrides
 from tests.alerts.builders import bare_champion

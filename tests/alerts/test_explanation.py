@@ -14,8 +14,8 @@ from alerts.choices import AlertCategory, AlertState, ExplanationStatus
 from alerts.models import Alert, Score
 from alerts.services import ExplanationUnavailable, dominant_roles
 from alerts.tasks import complete_explanation_task, sweep_pending_explanations_task
+from detection.runtime import ModelRuntimeError
 from models_registry import cache
-from models_registry.runtime import ModelRuntimeError
 from plant.choices import QualityFlag
 from tests.alerts.conftest import OPEN, fault_x, score, synthetic_series, window_end, windows
 from tests.conftest import make_readings

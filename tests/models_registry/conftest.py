@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from models_registry.models import ModelVersion
-from models_registry.onnx_graphs import build_linear_graph as linear_onnx
+from detection.onnx_graphs import build_linear_graph as linear_onnx
 from models_registry.services import register_artifact
 from plant.models import AssetType
 

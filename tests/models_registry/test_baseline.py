@@ -12,13 +12,14 @@ from django.urls import reverse
 
 from alerts.models import Alert, Score
 from alerts.services.lifecycle import window_features
+from detection.baseline import apply as apply_baseline
+from detection.features import build_windows
 from models_registry import baseline
 from models_registry.bundle import BundleExportError, build_bundle, bundle_spec
 from models_registry.edge import Bundle, score_series
 from models_registry.models import AssetBaseline, BaselineSource
 from models_registry.scoring import score_assets
 from models_registry.services import promote, register_artifact, train_and_register
-from plant.features import build_windows
 from tests.conftest import T0, make_asset, make_readings
 from tests.models_registry.conftest import linear_onnx
 from tests.scoring.conftest import CLEAR, NAMES, OPEN, START_S, fault, ingest
@@ -94,7 +95,7 @@ def test_recalibrating_keeps_the_old_baseline_as_history(asset):
 def test_apply_subtracts_in_double_precision_and_returns_the_model_input_type():
     X = np.array([[1.5, 2.0], [3.0, 4.25]], dtype=np.float32)
 
-    Z = baseline.apply(X, [1.0, 0.25])
+    Z = apply_baseline(X, [1.0, 0.25])
 
     assert Z.dtype == np.float32
     assert Z.tolist() == [[0.5, 1.75], [2.0, 4.0]]

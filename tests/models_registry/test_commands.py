@@ -142,7 +142,7 @@ def test_train_model_anomaly_learns_from_windows_away_from_fault_labels_and_scor
     assert windows["fault"] == 71 and windows["normal"] == 0
     assert version.provenance["windows"]["validation"] > windows["fault"]
     # the model was told the faulty windows only for validation; they must score far above normal ones
-    from models_registry import runtime
+    from detection import runtime
     from models_registry.choices import WindowLabel
     from models_registry.dataset import load_training_windows
 

@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 
 from models_registry import edge
 from models_registry.dataset import load_series
-from plant.features import build_windows, feature_names
+from detection.features import build_windows, feature_names
 from tests.conftest import T0, make_asset, make_pump_type
 from tests.models_registry.conftest import corrupt, linear_onnx, make_readings, make_version
 
@@ -274,7 +274,7 @@ def test_hysteresis_opens_above_the_open_threshold_and_holds_until_below_the_cle
 
 
 def test_the_runner_opens_and_closes_alerts_after_as_many_windows_as_the_server():
-    # Open after 3 windows above 0.3, close after 2 below 0.2: the lifecycle's rules (alerts.episodes).
+    # Open after 3 windows above 0.3, close after 2 below 0.2: the lifecycle's rules (detection.rules).
     scores = [0.4, 0.4, 0.1, 0.4, 0.4, 0.4, 0.25, 0.1, 0.35, 0.1, 0.1]
     states = edge.alert_states(scores, 0.3, 0.2, open_windows=3, clear_windows=2)
     # Opens at the third window of the second run above 0.3; 0.25 holds it (hysteresis band); the 0.35

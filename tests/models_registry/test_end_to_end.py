@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import numpy as np
 import pytest
 
-from models_registry import edge, runtime
+from detection import runtime
+from detection.explain import ADDITIVITY_TOLERANCE, explain
+from detection.features import EXCLUDED_QUALITY, build_windows
+from models_registry import edge
 from models_registry.bundle import build_bundle
 from models_registry.choices import ModelStatus
 from models_registry.dataset import LabelEvent, label_windows, load_series
-from models_registry.explain import ADDITIVITY_TOLERANCE, explain
 from models_registry.services import (
     ModelRejected,
     current_champion,
@@ -28,7 +31,6 @@ from models_registry.services import (
     train_and_register,
 )
 from plant.datasets import skab
-from plant.features import EXCLUDED_QUALITY, build_windows
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset, AssetType, Label, Reading
 from plant.simulator import Fault, FaultSchedule, PlantSimulator

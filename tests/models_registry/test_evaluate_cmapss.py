@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from models_registry import regimes
+from detection import regimes
 from models_registry.evaluation import cmapss
 from plant.datasets.cmapss import CmapssSubset
 

@@ -14,9 +14,9 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.linear_model import LinearRegression
 
-from models_registry import explain as explain_module
-from models_registry import runtime
-from models_registry.explain import ExplanationError, explain, typical_ranges
+from detection import explain as explain_module
+from detection import runtime
+from detection.explain import ExplanationError, explain, typical_ranges
 from models_registry.training import lightgbm_to_onnx, train_anomaly, train_failure_classifier
 
 TOLERANCE = 1e-4

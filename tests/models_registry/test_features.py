@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from plant import features
+from detection import features
+from detection.features import STATS, build_windows, feature_names, role_of
 from plant.choices import QualityFlag
-from plant.features import STATS, build_windows, feature_names, role_of
 
 T0 = 1_767_600_000.0  # an epoch second that is a multiple of 10 (2026-01-05)
 
@@ -181,12 +180,3 @@ def test_invalid_arguments_raise_clear_errors():
         build_windows({"a": (ts, v, q)}, [], window_s=60, step_s=10)
     with pytest.raises(ValueError, match="min_coverage"):
         build_windows({"a": (ts, v, q)}, ["a"], window_s=60, step_s=10, min_coverage=2)
-
-
-def test_features_and_the_runtime_helpers_import_no_django():
-    import subprocess
-    import sys
-
-    code = "import sys, plant.features, models_registry.runtime; assert 'django' not in sys.modules"
-    root = Path(__file__).resolve().parents[2]
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)

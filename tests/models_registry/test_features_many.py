@@ -1,11 +1,13 @@
-"""build_windows_many: one vectorised pass over many assets, bit-identical to build_windows per asset."""
+"""build_windows_many: many assets in one vectorised pass, bit-identical to each asset alone (build_windows,
+its one-asset case): batching never leaks one asset's readings, ranges or periods into another's windows."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from plant.features import EXCLUDED_QUALITY, build_windows, build_windows_many
+from detection import features
+from detection.features import EXCLUDED_QUALITY, build_windows, build_windows_many
 
 T0 = 1_767_600_000.0
 ROLES = ["current", "pressure", "vibration"]
@@ -104,6 +106,22 @@ def test_long_series_spanning_many_cumulative_sum_chunks_stay_bit_identical():
         single = build_windows(item, ["current", "vibration"], window_s=60, step_s=10, sample_period_s=1.0)
         assert len(single) > 1000
         assert_identical(many[key], single)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_searchsorted_and_the_vectorised_segment_search_give_the_same_windows(monkeypatch, seed):
+    # _bisect_right picks np.searchsorted per segment or one binary search over all segments by how many
+    # queries each segment has; force each in turn over the same assets.
+    rng = np.random.default_rng(100 + seed)
+    series = {i: random_series(rng, seconds=int(rng.integers(0, 4000))) for i in range(20)}
+    built = {}
+    for run in (0, 10**12):
+        monkeypatch.setattr(features, "_SEARCHSORTED_RUN", run)
+        monkeypatch.setattr(features, "_FEW_ROWS", 0 if run else 10**6)
+        built[run] = build_windows_many(series, ROLES, window_s=60, step_s=5)
+    assert any(len(windows) for windows in built[0].values())
+    for key in series:
+        assert_identical(built[0][key], built[10**12][key])
 
 
 def test_no_assets_empty_assets_and_too_short_ranges_give_empty_windows():

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from alerts.models import Alert, Score
-from models_registry import regimes
+from detection import regimes
+from detection.regimes import RegimeSpec, RegimeSpecError
 from models_registry.models import IncidentKind, ModelIncident
-from models_registry.regimes import RegimeSpec, RegimeSpecError
 from models_registry.scoring import score_assets
 from models_registry.services import promote, register_artifact
 from tests.conftest import T0, make_readings

@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from models_registry.dataset import load_training_windows
 from models_registry.models import RetrainRun
 from models_registry.retrain import execute_run
-from plant import features
+from detection import features
 from plant.models import Reading
 from tests.models_registry.retrain_history import build_history
 

@@ -8,8 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
-from alerts.episodes import alert_episodes
-from models_registry import edge, explain, runtime, training
+from detection import explain, runtime
+from detection.rules import alert_episodes
+from models_registry import edge, training
 from models_registry.choices import ModelKind
 from models_registry.services import register_trained
 from models_registry.validation import validate_version

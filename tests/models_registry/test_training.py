@@ -7,8 +7,8 @@ import numpy as np
 import onnx
 import pytest
 
-from models_registry import runtime
-from models_registry.onnx_graphs import read_quadratic_graph
+from detection import runtime
+from detection.onnx_graphs import read_quadratic_graph
 from models_registry.training import (
     TrainingError,
     lightgbm_to_onnx,
@@ -16,7 +16,7 @@ from models_registry.training import (
     train_anomaly,
     train_failure_classifier,
 )
-from plant.features import build_windows, feature_names
+from detection.features import build_windows, feature_names
 
 NAMES = ["flow__mean", "current__mean", "vibration__mean", "pressure__mean"]
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-from alerts.episodes import alert_episodes
-from models_registry import runtime
+from detection import runtime
+from detection.features import build_windows
+from detection.rules import alert_episodes
 from models_registry.dataset import load_series
 from models_registry.services import current_champion
 from plant.datasets import skab, skab_demo
 from plant.datasets.common import store_units, utc
-from plant.features import build_windows
 from plant.models import Asset, ScoringDue
 
 

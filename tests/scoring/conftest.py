@@ -10,7 +10,7 @@ import pytest
 from models_registry import cache
 from models_registry.models import ModelVersion
 from models_registry.services import promote, register_artifact
-from plant.features import feature_names
+from detection.features import feature_names
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset
 from plant.scheduling import reset_broker_backoff

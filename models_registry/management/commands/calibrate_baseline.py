@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from models_registry.baseline import BaselineError, calibrate
+from detection.baseline import BaselineError
+from models_registry.baseline import calibrate
 from models_registry.management.commands._common import parse_moment
 from models_registry.models import ModelVersion
 from plant.models import Asset

@@ -20,7 +20,7 @@ of a read range a reading older than the key's first reading in the range falls 
 
 ``apply`` is the ONE implementation: the C-MAPSS evaluation (``evaluation.cmapss_features``) and the live
 scorer (``models_registry.scoring``) both call it on ``{role: (ts, values, quality)}`` before
-``plant.features.build_windows_many``. Versions without ``"regimes"`` in their output_spec are scored on raw
+``detection.features.build_windows_many``. Versions without ``"regimes"`` in their output_spec are scored on raw
 readings exactly as before. Pure NumPy, no ORM.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from plant.features import EXCLUDED_QUALITY, Series
+from detection.features import EXCLUDED_QUALITY, Series
 
 SPEC_KEY = "regimes"
 RULE = (

@@ -28,9 +28,9 @@ Gaps and flagged readings (documented handling)
 
 Cost: sums come from cumulative sums over chunks of windows (each chunk with its own time and value origin
 so that cancellation stays at ~1e-12 relative); min, max and the quality OR use ``np.*.reduceat`` on
-interleaved window bounds. 1e6 readings take well under a second. ``build_windows_many`` does the same
-for many assets in one pass (NumPy's fixed cost per call paid once, not per asset) with bit-identical
-results, for the scoring sweep; training, evaluation and the edge runner use ``build_windows``.
+interleaved window bounds. 1e6 readings take well under a second. There is one implementation,
+``build_windows_many`` (many assets in one pass: NumPy's fixed cost per call paid once, not per asset, for
+the scoring sweep); ``build_windows`` is its one-asset case, used by training, evaluation and the edge runner.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ EXCLUDED_QUALITY = 1 | 2
 
 MAX_WINDOWS = 5_000_000
 _DEFAULT_PERIOD_S = 1.0
+_FEW_ROWS = 32  # below this many rows _prefix_rows sums row by row (see there)
+_SEARCHSORTED_RUN = 256  # queries per segment from which _bisect_right uses np.searchsorted (see there)
 
 Series = tuple[np.ndarray, np.ndarray, np.ndarray]
 K = TypeVar("K")
@@ -108,56 +110,16 @@ def build_windows(
     same length. Unsorted timestamps are sorted. Raises ValueError only for invalid arguments (bad window
     shape, mismatched array lengths), never for missing or sparse data.
     """
-    _check_roles(roles)
-    window_s, step_s = float(window_s), float(step_s)
-    if not (np.isfinite(window_s) and window_s > 0 and np.isfinite(step_s) and step_s > 0):
-        raise ValueError(f"window_s and step_s must be positive numbers, got {window_s!r} and {step_s!r}.")
-    if not 0.0 <= min_coverage <= 1.0:
-        raise ValueError(f"min_coverage must be between 0 and 1, got {min_coverage!r}.")
-    data = {role: _normalise(role, series.get(role)) for role in roles}
-    names = feature_names(roles)
-
-    firsts = [ts[0] for ts, _, _ in data.values() if len(ts)]
-    lasts = [ts[-1] for ts, _, _ in data.values() if len(ts)]
-    start = float(start_s) if start_s is not None else (min(firsts) if firsts else None)
-    end = float(end_s) if end_s is not None else (max(lasts) if lasts else None)
-    if start is None or end is None:
-        return _empty(names, roles)
-    k0 = int(np.ceil((start + window_s) / step_s - 1e-9))
-    k1 = int(np.floor(end / step_s + 1e-9))
-    if k1 < k0:
-        return _empty(names, roles)
-    if k1 - k0 + 1 > MAX_WINDOWS:
-        raise ValueError(
-            f"{k1 - k0 + 1} windows requested (more than {MAX_WINDOWS}); narrow start_s/end_s or widen step_s."
-        )
-    ends = np.arange(k0, k1 + 1, dtype=np.float64) * step_s
-    n = len(ends)
-
-    stats = np.full((n, len(names)), np.nan, dtype=np.float64)
-    coverage = np.zeros((n, len(roles)), dtype=np.float64)
-    flagged = np.zeros((n, len(roles)), dtype=np.uint16)
-    counts = np.zeros((n, len(roles)), dtype=np.int64)
-    for r, role in enumerate(roles):
-        ts, values, quality = data[role]
-        period = _period(role, ts, sample_period_s)
-        flagged[:, r] = _window_or(ts, quality, ends, window_s)
-        usable = ((quality & EXCLUDED_QUALITY) == 0) & np.isfinite(values)
-        count, block = _role_stats(ts[usable], values[usable], ends, window_s, step_s)
-        counts[:, r] = count
-        coverage[:, r] = np.minimum(count / max(window_s / period, 1.0), 1.0)
-        stats[:, r * len(STATS) : (r + 1) * len(STATS)] = block
-
-    keep = np.all(counts > 0, axis=1) & np.all(coverage >= min_coverage, axis=1)
-    return Windows(
-        ends=ends[keep],
-        X=stats[keep].astype(np.float32),
-        names=names,
-        coverage=coverage[keep],
-        flagged=flagged[keep],
-        roles=list(roles),
-        dropped_ends=ends[~keep],
-    )
+    return build_windows_many(
+        {0: series},
+        roles,
+        window_s=window_s,
+        step_s=step_s,
+        start_s={0: start_s},
+        end_s={0: end_s},
+        min_coverage=min_coverage,
+        sample_period_s={0: sample_period_s},
+    )[0]
 
 
 def _check_roles(roles: list[str]) -> None:
@@ -210,65 +172,11 @@ def _interleave(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return idx
 
 
-def _window_or(ts: np.ndarray, quality: np.ndarray, ends: np.ndarray, window_s: float) -> np.ndarray:
-    lo = np.searchsorted(ts, ends - window_s, side="right")
-    hi = np.searchsorted(ts, ends, side="right")
-    out = np.zeros(len(ends), dtype=np.uint16)
-    if len(ts) == 0:
-        return out
-    padded = np.append(quality, np.uint16(0))
-    ored = np.bitwise_or.reduceat(padded, _interleave(lo, hi))[0::2]
-    return np.where(hi > lo, ored, 0).astype(np.uint16)
-
-
-def _role_stats(
-    ts: np.ndarray, values: np.ndarray, ends: np.ndarray, window_s: float, step_s: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Usable-reading count and the STATS block [n, len(STATS)] (NaN where a window has no reading)."""
-    n = len(ends)
-    block = np.full((n, len(STATS)), np.nan)
-    lo = np.searchsorted(ts, ends - window_s, side="right")
-    hi = np.searchsorted(ts, ends, side="right")
-    count = hi - lo
-    if len(ts) == 0:
-        return count, block
-
-    padded = np.append(values, 0.0)
-    idx = _interleave(lo, hi)
-    block[:, 2] = np.minimum.reduceat(padded, idx)[0::2]
-    block[:, 3] = np.maximum.reduceat(padded, idx)[0::2]
-
-    # Sums over cumulative sums, chunk by chunk, each chunk with its own origin (time: its first window's
-    # end; values: their mean) so the differences of large running totals do not eat the precision.
-    chunk = max(64, int(64 * window_s / step_s))
-    sq_diff = np.diff(values) ** 2
-    for c0 in range(0, n, chunk):
-        c1 = min(c0 + chunk, n)
-        a, b = int(lo[c0]), int(hi[c1 - 1])
-        if b <= a:
-            continue
-        t = ts[a:b] - ends[c0]
-        v = values[a:b] - values[a:b].mean()
-        sums = [_prefix(x) for x in (v, v * v, t, t * t, t * v)]
-        pairs = _prefix(sq_diff[a : b - 1])
-        pairs = np.append(pairs, pairs[-1])  # so empty windows at the chunk end index in range
-        lw, h = lo[c0:c1] - a, hi[c0:c1] - a
-        mean, var, slope, diff_rms = _window_moments(
-            [x[h] - x[lw] for x in sums], pairs[np.maximum(h - 1, lw)] - pairs[lw], lw, h
-        )
-        block[c0:c1, 0] = mean + values[a:b].mean()
-        block[c0:c1, 1] = np.sqrt(var)
-        block[c0:c1, 4] = slope
-        block[c0:c1, 5] = diff_rms
-    block[count == 0] = np.nan
-    return count, block
-
-
 def _window_moments(
     window_sums: list[np.ndarray], s_dd: np.ndarray, lw: np.ndarray, h: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean, variance, slope and diff RMS of windows [lw, h) from their sums of v, v², t, t², t·v and of the
-    squared successive differences. Shared by the one-asset and the many-asset paths so they stay identical."""
+    squared successive differences."""
     s_v, s_vv, s_t, s_tt, s_tv = window_sums
     cnt = (h - lw).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -280,13 +188,6 @@ def _window_moments(
         n_pairs = np.maximum(h - lw - 1, 0)
         diff_rms = np.where(n_pairs > 0, np.sqrt(np.maximum(s_dd, 0.0) / np.maximum(n_pairs, 1)), 0.0)
     return mean, var, slope, diff_rms
-
-
-def _prefix(x: np.ndarray) -> np.ndarray:
-    out = np.empty(len(x) + 1, dtype=np.float64)
-    out[0] = 0.0
-    np.cumsum(x, out=out[1:])
-    return out
 
 
 def _empty(names: list[str], roles: list[str]) -> Windows:
@@ -395,7 +296,7 @@ def build_windows_many(
     k_first = np.array([k0 for *_, k0, _ in live], dtype=np.int64)
     n_all = np.array([k1 - k0 + 1 for *_, k0, k1 in live], dtype=np.int64)
     local = k - k_first[owner]
-    # Chunks as in _role_stats: runs of `chunk` windows of one asset, origin at the run's first end.
+    # Chunks: runs of `chunk` windows of one asset, origin at the run's first end (cancellation stays small).
     chunk = max(64, int(64 * window_s / step_s))
     j0 = local // chunk * chunk
     j1 = np.minimum(j0 + chunk, n_all[owner]) - 1
@@ -447,14 +348,29 @@ def build_windows_many(
 def _segment_bounds(
     ts: np.ndarray, first: np.ndarray, stop: np.ndarray, ends: np.ndarray, window_s: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per window, ``searchsorted(ts[first:stop], x, side="right") + first`` for x = end - window_s and end:
-    one vectorised binary search over every segment (comparisons only, so exactly searchsorted's answer)."""
+    """Per window, ``searchsorted(ts[first:stop], x, side="right") + first`` for x = end - window_s and end."""
     lows = _bisect_right(ts, first, stop, ends - window_s)
-    return lows, _bisect_right(ts, lows, stop, ends)
+    return lows, _bisect_right(ts, first, stop, ends, at_least=lows)
 
 
-def _bisect_right(ts: np.ndarray, first: np.ndarray, stop: np.ndarray, x: np.ndarray) -> np.ndarray:
-    left, right = first.astype(np.int64), stop.astype(np.int64)
+def _bisect_right(
+    ts: np.ndarray, first: np.ndarray, stop: np.ndarray, x: np.ndarray, at_least: np.ndarray | None = None
+) -> np.ndarray:
+    """``searchsorted(ts[first[i]:stop[i]], x[i], side="right") + first[i]`` for every i. Segments with many
+    queries (one asset's long series) use np.searchsorted per segment; many short segments (the scoring
+    sweep) one vectorised binary search over all of them, starting at ``at_least`` when the caller knows a
+    lower bound of the answer. Both only compare, so the answers are identical."""
+    first, stop = first.astype(np.int64), stop.astype(np.int64)
+    if len(x) == 0:
+        return first
+    run = np.flatnonzero(np.r_[True, (first[1:] != first[:-1]) | (stop[1:] != stop[:-1])])
+    if len(x) >= _SEARCHSORTED_RUN * len(run):
+        out = np.empty(len(x), dtype=np.int64)
+        for i0, i1 in zip(run.tolist(), [*run[1:].tolist(), len(x)]):
+            lo, hi = int(first[i0]), int(stop[i0])
+            out[i0:i1] = np.searchsorted(ts[lo:hi], x[i0:i1], side="right") + lo
+        return out
+    left, right = (first if at_least is None else at_least.astype(np.int64)), stop
     while True:
         open_ = left < right
         if not open_.any():
@@ -474,7 +390,8 @@ def _many_stats(
     b: np.ndarray,
     origin: np.ndarray,
 ) -> np.ndarray:
-    """_role_stats' STATS block for windows of many assets; per window its chunk's [a, b) and time origin."""
+    """The STATS block [n, len(STATS)] for windows of many assets (NaN where a window has no reading); per
+    window its chunk's [a, b) and time origin."""
     total = len(lo)
     block = np.full((total, len(STATS)), np.nan)
     count = hi - lo
@@ -520,7 +437,14 @@ def _many_stats(
 
 
 def _prefix_rows(x: np.ndarray) -> np.ndarray:
+    """Row-wise prefix sums with a leading 0. NumPy accumulates along axis 1 one column at a time across the
+    rows, so a few long rows (one asset, long windows) pay NumPy's loop overhead per element; those rows are
+    summed one by one instead. Both are the same sequential additions, so the result is bit-identical."""
     out = np.empty((x.shape[0], x.shape[1] + 1), dtype=np.float64)
     out[:, 0] = 0.0
-    np.cumsum(x, axis=1, out=out[:, 1:])
+    if x.shape[0] < _FEW_ROWS:
+        for row in range(x.shape[0]):
+            np.cumsum(x[row], out=out[row, 1:])
+    else:
+        np.cumsum(x, axis=1, out=out[:, 1:])
     return out

@@ -10,6 +10,8 @@ Imports only numpy and onnxruntime (no Django, no onnx) so the edge runner can u
 * ``run_batch(session, X, output_spec)`` — scores a float32 batch and returns the score column as float64.
 * ``select_output(value, output_spec)`` — the named-output / column look-up used by ``run_batch``.
 * ``higher_is_worse(output_spec)`` — the score direction thresholds are compared in.
+* ``LoadedModel`` — one model version ready to run (session, feature names, output spec, background); the
+  server's per-process cache (``models_registry.cache``) builds these from ModelVersion rows.
 
 ``output_spec`` is ``{"name": <graph output>, "index": <column or None>, "direction": "higher_is_anomalous"}``;
 ``index`` None means the output has exactly one column (or is one-dimensional). The returned score is the
@@ -39,6 +41,22 @@ class InputSignature:
     n_features: int | None  # None when the graph leaves the feature dimension symbolic
     element_type: str  # onnxruntime's spelling, e.g. "tensor(float)"
     n_inputs: int
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """Everything a scorer or explainer needs of one version, ready to run."""
+
+    version_id: int
+    sha256: str
+    onnx_bytes: bytes
+    session: ort.InferenceSession
+    feature_names: list[str]
+    output_spec: dict
+    background: np.ndarray
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        return run_batch(self.session, np.asarray(X, dtype=np.float32), self.output_spec)
 
 
 def sha256(onnx_bytes: bytes) -> str:

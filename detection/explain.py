@@ -39,8 +39,8 @@ import onnx
 from cachetools import LRUCache, cached
 from onnx import helper, numpy_helper
 
-from models_registry import runtime
-from models_registry.onnx_graphs import read_quadratic_graph
+from detection import runtime
+from detection.onnx_graphs import read_quadratic_graph
 
 ADDITIVITY_TOLERANCE = 1e-4
 MAX_EXACT_FEATURES = 12

@@ -8,8 +8,8 @@ threshold whose run starts after the previous alert's last anomalous window, and
 consecutive window below the clear threshold after its opening — and
 ``tests/alerts/test_episodes.py`` checks that it agrees with ``apply_scores`` on the same scores.
 Snooze and maintenance change who sees an alert, not whether it exists, so they are not modelled here.
-Outside ``alerts.services`` and free of Django on purpose: the edge runner (``models_registry.edge``) raises
-its alerts with this same function on a gateway without Django.
+Part of the Django-free ``detection`` core on purpose: the edge runner (``models_registry.edge``) raises its
+alerts with this same function on a gateway without Django.
 """
 
 from __future__ import annotations

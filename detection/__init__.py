@@ -1,0 +1,17 @@
+"""Vigil's detection core: the numeric rules every caller shares, with no Django anywhere in it.
+
+Pure NumPy (and onnx / onnxruntime for models), so the live scorer, the backtest, the evaluations, retraining
+and the edge runner on a gateway all run the same code. Modules:
+
+* ``features`` — readings of an asset's sensors turned into named feature windows (one implementation,
+  ``build_windows_many``; ``build_windows`` is its one-asset case).
+* ``rules`` — the alert rules (open after M windows above, close after N below) over a score series.
+* ``regimes`` — per-operating-regime standardisation of readings, applied before the windows.
+* ``baseline`` — per-asset baseline arithmetic (a window's features minus its asset's operating point).
+* ``onnx_graphs`` — the hand-built ONNX graphs (PCA T²+Q) and their parser.
+* ``runtime`` — onnxruntime sessions, batch scoring, output selection, ``LoadedModel``.
+* ``explain`` — SHAP values of the exact ONNX artifact that scored a window.
+
+The import-linter contract in ``.importlinter`` and ``tests/detection/test_no_django.py`` keep Django and the
+apps (plant, alerts, models_registry, config) out of this package.
+"""
