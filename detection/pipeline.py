@@ -113,9 +113,10 @@ class Pipeline:
         *,
         window_s: float,
         step_s: float,
-        start_s: Mapping[Hashable, float],
-        end_s: Mapping[Hashable, float],
-        sample_period_s: Mapping[Hashable, Mapping[str, float]],
+        start_s: Mapping[Hashable, float | None],
+        end_s: Mapping[Hashable, float | None],
+        sample_period_s: Mapping[Hashable, Mapping[str, float] | None],
+        min_coverage: float = 0.5,
     ) -> dict[Hashable, Windows]:
         """Each asset's feature windows over its own (start_s, end_s] of its (standardised) readings."""
         return build_windows_many(
@@ -126,6 +127,7 @@ class Pipeline:
             start_s=start_s,
             end_s=end_s,
             sample_period_s=sample_period_s,
+            min_coverage=min_coverage,
         )
 
     def columns(self, windows: Windows) -> np.ndarray:
@@ -153,17 +155,17 @@ class Pipeline:
         return X if baseline is None else apply_baseline(X, baseline)
 
     @staticmethod
-    def score(model: LoadedModel, X: np.ndarray) -> np.ndarray:
+    def score(model: LoadedModel, X: np.ndarray, *, finite: bool = True) -> np.ndarray:
         """One batch through the model; ModelRuntimeError when the artifact cannot run the way its specs say,
         ModelCrash for any other onnxruntime failure, ScoreOutputError when the scores are not one finite
-        number per row."""
+        number per row (with ``finite=False`` non-finite scores are returned, for the caller to report)."""
         try:
             scores = model.score(X)
         except ModelRuntimeError:
             raise
         except Exception as exc:  # anything else onnxruntime throws is the artifact's fault, not the asset's
             raise ModelCrash(f"{type(exc).__name__}: {exc}") from exc
-        if scores.shape != (len(X),) or not np.isfinite(scores).all():
+        if scores.shape != (len(X),) or (finite and not np.isfinite(scores).all()):
             bad = int((~np.isfinite(scores)).sum()) if scores.shape == (len(X),) else len(X)
             raise ScoreOutputError(f"{bad} of {len(X)} scores are not finite numbers")
         return scores
