@@ -130,9 +130,10 @@ class Pipeline:
             min_coverage=min_coverage,
         )
 
-    def columns(self, windows: Windows) -> np.ndarray:
-        """Indexes of the version's features among the windows' columns; PipelineError naming the missing."""
-        position = {name: i for i, name in enumerate(windows.names)}
+    def columns(self, names: Sequence[str]) -> np.ndarray:
+        """Indexes of the version's features among the feature columns `names` (a Windows' names);
+        PipelineError naming the missing ones."""
+        position = {name: i for i, name in enumerate(names)}
         missing = [name for name in self.feature_names if name not in position]
         if missing:
             raise PipelineError(f"its feature spec names unknown features {missing[:5]}")
@@ -192,7 +193,7 @@ class Pipeline:
             if len(item) == 0:
                 continue
             if columns is None:
-                columns = self.columns(item)
+                columns = self.columns(item.names)
             rows = self.rows(item, columns, (after_s or {}).get(key, -np.inf))
             if len(rows):
                 parts.append((key, rows))

@@ -249,7 +249,7 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
         vector = spec.get("baseline")
         if not isinstance(vector, list) or len(vector) != len(windows.names):
             raise BundleError("the model scores against a per-asset baseline, but spec.json has none for it")
-    columns = pipeline.columns(windows)
+    columns = pipeline.columns(windows.names)
     usable = pipeline.rows(windows, columns)
     scores: list[float | None] = [None] * len(windows)
     try:
