@@ -16,10 +16,9 @@ from alerts.models import Alert
 from models_registry import comparison
 from models_registry.models import AssetBaseline
 from models_registry.scoring import score_assets
-from models_registry.services import promote, register_artifact
-from tests.models_registry.conftest import linear_onnx
+from tests.models_registry import test_regimes as regime_tests
 from tests.models_registry.test_regimes import two_regime_spec
-from tests.scoring.conftest import CLEAR, NAMES, OPEN, START_S, fault, ingest
+from tests.scoring.conftest import START_S, fault, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -35,22 +34,7 @@ def few_windows(settings):
 
 def vibration_version(asset_type, output_spec: dict):
     """The champion: its score is the window's mean vibration (as its pipeline prepares it)."""
-    weights = np.zeros(len(NAMES), dtype=np.float32)
-    weights[NAMES.index("vibration__mean")] = 1.0
-    version = register_artifact(
-        name="vib",
-        kind="anomaly",
-        asset_type=asset_type,
-        onnx_bytes=linear_onnx(len(NAMES), weights=weights),
-        feature_spec=NAMES,
-        output_spec=output_spec,
-        open_threshold=OPEN,
-        clear_threshold=CLEAR,
-        background=np.random.default_rng(5).normal(0.0, 0.5, size=(20, len(NAMES))),
-    )
-    promote(version, reason="test")
-    version.refresh_from_db()
-    return version
+    return regime_tests.vibration_version(asset_type, name="vib", output_spec=output_spec)
 
 
 def plain(asset) -> dict:
