@@ -9,6 +9,8 @@ and the edge runner on a gateway all run the same code. Modules:
 * ``regimes`` — per-operating-regime standardisation of readings, applied before the windows.
 * ``baseline`` — per-asset baseline arithmetic (a window's features minus its asset's operating point).
 * ``onnx_graphs`` — the hand-built ONNX graphs (PCA T²+Q) and their parser.
+* ``pipeline`` — the scoring pipeline of one version: regime step, windows, complete rows, per-asset
+  baseline, one model batch (the live scorer, the backtest, the edge runner and retraining's hold-out).
 * ``runtime`` — onnxruntime sessions, batch scoring, output selection, ``LoadedModel``.
 * ``explain`` — SHAP values of the exact ONNX artifact that scored a window.
 

@@ -2,11 +2,12 @@
 
 Two ways to get each version's alerts:
 
-* ``backtest`` (default, like-for-like): the stored readings of the period are turned into windows by
-  detection.features.build_windows_many (the scorer's feature path), scored by the version's ONNX artifact
-  through models_registry.cache (the scorer's runtime), and detection.rules.alert_episodes applies
-  the lifecycle's open / hysteresis / auto-close rules with the version's thresholds. Both versions go
-  through exactly this, so neither side is favoured by history the other did not have. Per-asset threshold
+* ``backtest`` (default, like-for-like): the stored readings of the period go through the scorer's own
+  pipeline (detection.pipeline: the version's regime standardisation, the feature windows, its complete
+  windows minus each asset's current baseline for a baselined version — an asset still calibrating gets
+  no alerts —, one batch of the version's ONNX artifact through models_registry.cache), and
+  detection.rules.alert_episodes applies the lifecycle's open / hysteresis / auto-close rules with the
+  version's thresholds. Both versions go through exactly this, so neither side is favoured by history the other did not have. Per-asset threshold
   overrides, maintenance suppression and the data-quality gate are not modelled (they decide how an alert is
   shown, not whether the model fires).
 * ``recorded``: the alerts the versions really raised in the period — the champion's visible alerts and the
@@ -39,7 +40,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import QuerySet
 
-from detection.features import build_windows_many
+from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes
 from detection.runtime import higher_is_worse
 from models_registry.models import ModelVersion
@@ -325,12 +326,16 @@ def recorded(
 
 def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: datetime) -> list[Episode]:
     """The alerts the version would have raised from the stored readings of [start, end] (see module)."""
-    from models_registry import cache
+    from models_registry import baseline, cache
     from models_registry.dataset import read_readings
     from plant.models import Sensor
 
     asset_type = version.asset_type
     roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
+    try:
+        pipeline = Pipeline.from_spec(version.feature_spec, version.output_spec, roles)
+    except PipelineError as exc:
+        raise ComparisonError(f"{version} cannot score these assets: {exc}") from None
     window_s, step_s = float(asset_type.window_s), float(asset_type.step_s)
     sensors: dict[int, tuple[int, str]] = {}
     periods: dict[int, dict[str, float]] = defaultdict(dict)
@@ -355,7 +360,7 @@ def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: d
     todo = [asset for asset in assets if series.get(asset.pk)]
     if not todo:
         return []
-    built = build_windows_many(
+    built = pipeline.windows(
         {asset.pk: series[asset.pk] for asset in todo},
         roles,
         window_s=window_s,
@@ -364,24 +369,22 @@ def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: d
         end_s={asset.pk: end.timestamp() for asset in todo},
         sample_period_s={asset.pk: periods[asset.pk] for asset in todo},
     )
-    model = cache.loaded(version)
+    vectors = None
+    if pipeline.baselined:
+        # The assets' current baselines, as the scorer uses; an asset still calibrating gets no alerts.
+        vectors = baseline.current_vectors([asset.pk for asset in todo], list(version.feature_spec))
+    try:
+        scored = pipeline.run(lambda: cache.loaded(version), built, baselines=vectors)
+    except PipelineError as exc:
+        raise ComparisonError(f"{version} cannot score these assets: {exc}") from None
     higher = higher_is_worse(version.output_spec)
     open_n, clear_n = int(settings.VIGIL_ALERT_OPEN_WINDOWS), int(settings.VIGIL_ALERT_CLEAR_WINDOWS)
     episodes: list[Episode] = []
     for asset in todo:
-        windows = built[asset.pk]
-        if len(windows) == 0:
+        part = scored.get(asset.pk)
+        if part is None:
             continue
-        position = {name: i for i, name in enumerate(windows.names)}
-        missing = [name for name in version.feature_spec if name not in position]
-        if missing:
-            raise ComparisonError(f"{version} needs features the asset type does not produce: {missing[:3]}")
-        X = windows.X[:, [position[name] for name in version.feature_spec]]
-        keep = np.isfinite(X).all(axis=1)  # the scorer stores scores of complete windows only
-        ends, X = windows.ends[keep], X[keep]
-        if not len(ends):
-            continue
-        scores = model.score(X)
+        ends, scores = part.ends, part.scores
         for item in alert_episodes(
             scores, version.open_threshold, version.clear_threshold, open_n, clear_n, higher=higher
         ):

@@ -5,9 +5,9 @@
 Prints one JSON line per feature window: {"window_end": ISO time, "score": float or null, "alert": bool,
 "coverage": float}. A window whose features are not all finite (too little data) gets score null and
 keeps the alert state it had. Exit status: 0 ok, 2 input does not fit the bundle, 3 bundle missing or
-tampered with. Imports only the standard library, numpy, onnxruntime, detection.runtime (the
-scorer's own session and output reading, so server and edge read a model's score the same way) and
-detection.features. A model trained on per-asset baselined windows ships the asset's baseline in spec.json
+tampered with. Imports only the standard library, numpy, onnxruntime and the detection package: the
+scorer's own pipeline (detection.pipeline: regime step, windows, baseline, one batch) and runtime, so server
+and edge turn readings into a model's score the same way. A model trained on per-asset baselined windows ships the asset's baseline in spec.json
 and the runner subtracts it before scoring, as the server's scorer does.
 
 ``pack_bundle`` writes the bundle format that ``load_bundle`` reads; the export command and the benchmark
@@ -30,10 +30,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from detection import regimes, runtime
-from detection.baseline import apply as apply_baseline
-from detection.baseline import expects_baseline
-from detection.features import build_windows
+from detection import runtime
+from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes
 
 BUNDLE_FILES = ("model.onnx", "spec.json")
@@ -222,49 +220,56 @@ def read_csv(
 def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, Any]]:
     """Windows over the series, scored in one batch, with the alert state after each window."""
     spec = bundle.spec
+    output_spec = spec.get("output_spec") or {}
+    roles = list(spec["roles"])
     try:
-        # A version that standardises its readings per operating regime carries the table; the scorer
-        # applies it before the windows, and so does the runner.
-        regime_step = regimes.from_output_spec(spec.get("output_spec"))
-    except regimes.RegimeSpecError as exc:
+        # The scorer's pipeline (detection.pipeline): a version that standardises its readings per operating
+        # regime carries the table, applied before the windows; a baselined one subtracts the bundle's vector.
+        pipeline = Pipeline.from_spec(spec["feature_names"], output_spec, roles)
+    except PipelineError as exc:
         raise BundleError(f"spec.json: {exc}") from None
-    if regime_step is not None:
-        missing = [role for role in (*regime_step.keys, *regime_step.roles) if role not in spec["roles"]]
-        if missing:
-            raise BundleError(
-                f"spec.json: the regime step names roles the bundle has no sensors for: {missing}"
-            )
-        series = regimes.apply(regime_step, series)
-    windows = build_windows(
-        series,
-        list(spec["roles"]),
+    windows = pipeline.windows(
+        {0: series},
+        roles,
         window_s=float(spec["window_s"]),
         step_s=float(spec["step_s"]),
+        start_s={0: None},
+        end_s={0: None},
+        sample_period_s={0: None},
         min_coverage=float(spec.get("min_coverage", 0.5)),
-    )
+    )[0]
     if list(windows.names) != list(spec["feature_names"]):
         raise BundleError(
             "this runner's feature code builds different features than the bundle's model expects"
         )
-    X = np.asarray(windows.X, dtype=np.float32)
-    if len(X) == 0:
+    if len(windows) == 0:
         raise EdgeError(f"the input spans less than one {spec['window_s']} s window")
-    output_spec = spec.get("output_spec") or {}
-    if expects_baseline(output_spec):
+    vector = None
+    if pipeline.baselined:
         vector = spec.get("baseline")
-        if not isinstance(vector, list) or len(vector) != X.shape[1]:
+        if not isinstance(vector, list) or len(vector) != len(windows.names):
             raise BundleError("the model scores against a per-asset baseline, but spec.json has none for it")
-        X = apply_baseline(X, vector)
+    columns = pipeline.columns(windows.names)
+    usable = pipeline.rows(windows, columns)
+    scores: list[float | None] = [None] * len(windows)
     try:
         if session is None:
             session = runtime.load_session(bundle.model)
-        usable = np.isfinite(X).all(axis=1)
-        scores: list[float | None] = [None] * len(X)
-        if usable.any():
-            values = runtime.run_batch(session, X[usable], output_spec)
-            for index, value in zip(np.flatnonzero(usable), values, strict=True):
+        if usable.size:
+            model = runtime.LoadedModel(
+                version_id=0,
+                sha256=runtime.sha256(bundle.model),
+                onnx_bytes=bundle.model,
+                session=session,
+                feature_names=list(spec["feature_names"]),
+                output_spec=output_spec,
+                background=np.zeros((0, len(columns)), dtype=np.float32),
+            )
+            # A non-finite score is reported as no score (None), not refused as on the server.
+            values = pipeline.score(model, pipeline.inputs(windows, usable, columns, vector), finite=False)
+            for index, value in zip(usable.tolist(), values, strict=True):
                 scores[index] = float(value) if math.isfinite(value) else None
-    except runtime.ModelRuntimeError as exc:
+    except (runtime.ModelRuntimeError, PipelineError) as exc:
         raise BundleError(f"model.onnx: {exc}") from None
     alerts = alert_states(
         scores,

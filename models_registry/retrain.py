@@ -54,6 +54,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from detection.pipeline import Pipeline, PipelineError
 from models_registry.choices import ModelKind, RetrainStatus, WindowLabel
 from models_registry.dataset import LabelEvent, label_windows
 from models_registry.models import ModelVersion, RetrainRun
@@ -366,14 +367,20 @@ def evaluate(
 
 
 def score_with(version: ModelVersion, X: np.ndarray, names: list[str]) -> np.ndarray | None:
-    """The version's scores of feature rows named `names` (None when it needs features they lack)."""
+    """The version's scores of feature rows named `names` through its scoring pipeline (detection.pipeline:
+    its feature columns, one batch); None when it needs features they lack or standardises its readings per
+    operating regime (these rows are windows of raw readings, so its scores of them would mean nothing).
+    The rows are already baselined when the version is (``baseline_training_windows``)."""
     from models_registry import cache
 
-    position = {name: i for i, name in enumerate(names)}
-    if any(name not in position for name in version.feature_spec):
+    try:
+        pipeline = Pipeline.from_spec(version.feature_spec, version.output_spec)
+        columns = pipeline.columns(names)
+    except PipelineError:
         return None
-    columns = [position[name] for name in version.feature_spec]
-    return cache.loaded(version).score(X[:, columns])
+    if pipeline.regime is not None:
+        return None
+    return pipeline.score(cache.loaded(version), X[:, columns], finite=False)
 
 
 # --- the retraining ---------------------------------------------------------------------------------------

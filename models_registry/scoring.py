@@ -7,8 +7,10 @@ One run (`score_assets`) for a list of assets:
 2. read the ORM once: versions in use (not quarantined), sensors, each sensor's latest reading, each
    (asset, version)'s last stored window end, then ONE range query of readings covering every version's
    needs;
-3. NumPy: detection.features.build_windows_many over all the assets at once (bit-identical to build_windows
-   per asset), then one onnxruntime batch per version over the windows of all assets
+3. NumPy: each version's scoring pipeline (detection.pipeline, the one the backtest, the edge runner and
+   retraining's hold-out use): its windows by detection.features.build_windows_many over all the assets at
+   once (bit-identical to build_windows per asset; built once per distinct regime step), its complete new
+   rows, the per-asset baseline, then one onnxruntime batch per version over the windows of all assets
    (models_registry.cache keeps sessions per version id and sha256);
 4. store, one transaction per version: lock the assets, re-read the last stored ends under the lock, bulk
    insert the Score rows after them and call alerts.services.apply_scores with exactly those windows, so a
@@ -60,10 +62,8 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from detection import regimes
-from detection.baseline import apply as apply_baseline
-from detection.baseline import expects_baseline
-from detection.features import Windows, build_windows_many
+from detection.features import Windows
+from detection.pipeline import ModelCrash, Pipeline, PipelineError, ScoreOutputError
 from detection.runtime import ModelRuntimeError
 from models_registry import baseline, cache
 from models_registry.choices import ModelStatus
@@ -219,18 +219,19 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
         if item.start_s is not None and item.end_s is not None and item.end_s > item.start_s
     ]
     # One vectorised pass for the whole chunk, bit-identical to build_windows per asset (which the edge
-    # runner and training use), so a window scores the same wherever it is computed.
-    built = _chunk_windows(
-        todo, {item.asset.pk: series.get(item.asset.pk, {}) for item in todo}, roles, window_s, step_s
-    )
+    # runner and training use), so a window scores the same wherever it is computed; once per distinct
+    # regime step (detection.pipeline), the raw windows for every version without one.
+    pipelines, failed = _pipelines(versions, roles, report)
+    prepared = _prepare_windows(pipelines, roles, todo, series, window_s, step_s)
     for item in todo:
-        item.windows = built[item.asset.pk]
-    failed = _prepare_regimes(versions, roles, todo, series, window_s, step_s, report)
+        item.windows = prepared[None][item.asset.pk]
+        for version_id, pipeline in pipelines.items():
+            item.prepared[version_id] = prepared[pipeline.windows_key][item.asset.pk]
     report.timings["features"] = report.timings.get("features", 0.0) + time.perf_counter() - started
 
     for version in versions:
         if version.pk not in failed:
-            _score_version(version, data, cursors, report)
+            _score_version(version, pipelines[version.pk], data, cursors, report)
     capped = [item for item in data.values() if item.capped]
     if capped:
         failed |= set(report.quarantined)
@@ -240,57 +241,47 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
         report.backlogged += [item.asset.pk for item in capped]
 
 
-def _chunk_windows(todo, series_by_asset: dict, roles: list[str], window_s: float, step_s: float) -> dict:
-    """The chunk's windows per asset from ``series_by_asset`` (raw or regime-standardised readings), each
-    asset over its own read range and sample periods."""
-    return build_windows_many(
-        series_by_asset,
-        roles,
-        window_s=window_s,
-        step_s=step_s,
-        start_s={item.asset.pk: item.start_s for item in todo},
-        end_s={item.asset.pk: item.end_s for item in todo},
-        sample_period_s={item.asset.pk: item.periods for item in todo},
-    )
+def _pipelines(
+    versions: list[ModelVersion], roles: list[str], report: ScoringReport
+) -> tuple[dict[int, Pipeline], set[int]]:
+    """version id -> its scoring pipeline; a version whose regime step cannot be parsed or names roles the
+    asset type lacks is quarantined (INPUTS) and returned among the failed ids instead."""
+    pipelines: dict[int, Pipeline] = {}
+    failed: set[int] = set()
+    for version in versions:
+        try:
+            pipelines[version.pk] = Pipeline.from_spec(version.feature_spec, version.output_spec, roles)
+        except PipelineError as exc:
+            _fail(version, IncidentKind.INPUTS, str(exc), report)
+            failed.add(version.pk)
+    return pipelines, failed
 
 
-def _prepare_regimes(
-    versions: list[ModelVersion],
+def _prepare_windows(
+    pipelines: dict[int, Pipeline],
     roles: list[str],
     todo: list[_AssetData],
     series: dict[int, dict[str, tuple]],
     window_s: float,
     step_s: float,
-    report: ScoringReport,
-) -> set[int]:
-    """Windows of the regime-standardised readings (detection.regimes) for every version that carries
-    a regime step, built once per distinct step; returns the versions quarantined for an unusable one.
-    Timestamps and quality are unchanged by the step, so these windows have the raw windows' ends and flags."""
-    failed: set[int] = set()
-    groups: dict[str, tuple[regimes.RegimeSpec, list[int]]] = {}
-    for version in versions:
-        key = regimes.fingerprint(version.output_spec)
-        if key is None:
-            continue
-        try:
-            spec = regimes.from_output_spec(version.output_spec)
-        except regimes.RegimeSpecError as exc:
-            _fail(version, IncidentKind.INPUTS, f"its regime step is unusable: {exc}", report)
-            failed.add(version.pk)
-            continue
-        unknown = [role for role in (*spec.keys, *spec.roles) if role not in roles]
-        if unknown:
-            _fail(version, IncidentKind.INPUTS, f"its regime step names unknown roles {unknown[:5]}", report)
-            failed.add(version.pk)
-            continue
-        groups.setdefault(key, (spec, []))[1].append(version.pk)
-    for spec, version_ids in groups.values():
-        standardised = {item.asset.pk: regimes.apply(spec, series.get(item.asset.pk, {})) for item in todo}
-        built = _chunk_windows(todo, standardised, roles, window_s, step_s)
-        for item in todo:
-            for version_id in version_ids:
-                item.prepared[version_id] = built[item.asset.pk]
-    return failed
+) -> dict[str | None, dict]:
+    """windows key (None: raw readings) -> {asset id: Windows} of the chunk, built once per distinct regime
+    step. Timestamps and quality are unchanged by the step, so all have the raw windows' ends and flags."""
+    steps: dict[str | None, Pipeline] = {None: Pipeline.from_spec([], {})}
+    for pipeline in pipelines.values():
+        steps.setdefault(pipeline.windows_key, pipeline)
+    return {
+        key: pipeline.windows(
+            {item.asset.pk: series.get(item.asset.pk, {}) for item in todo},
+            roles,
+            window_s=window_s,
+            step_s=step_s,
+            start_s={item.asset.pk: item.start_s for item in todo},
+            end_s={item.asset.pk: item.end_s for item in todo},
+            sample_period_s={item.asset.pk: item.periods for item in todo},
+        )
+        for key, pipeline in steps.items()
+    }
 
 
 def _windows_for(item: _AssetData, version: ModelVersion) -> Windows | None:
@@ -298,80 +289,58 @@ def _windows_for(item: _AssetData, version: ModelVersion) -> Windows | None:
     return item.prepared.get(version.pk, item.windows)
 
 
+class _LoadFailed(Exception):
+    """The version's artifact could not be loaded (an IncidentKind.LOAD)."""
+
+
 def _score_version(
     version: ModelVersion,
+    pipeline: Pipeline,
     data: dict[int, _AssetData],
     cursors: dict[tuple[int, int], float],
     report: ScoringReport,
 ) -> None:
+    """Score the version's new windows of every asset through its pipeline and store them; a failure of
+    the version quarantines it with the matching incident kind."""
     started = time.perf_counter()
-    parts: list[tuple[_AssetData, np.ndarray]] = []  # (asset, row indexes into its windows)
-    columns: np.ndarray | None = None
-    for item in data.values():
-        windows = _windows_for(item, version)
-        if windows is None or len(windows) == 0:
-            continue
-        if columns is None:
-            position = {name: i for i, name in enumerate(windows.names)}
-            missing = [name for name in version.feature_spec if name not in position]
-            if missing:
-                _fail(
-                    version,
-                    IncidentKind.INPUTS,
-                    f"its feature spec names unknown features {missing[:5]}",
-                    report,
-                )
-                return
-            columns = np.array([position[name] for name in version.feature_spec], dtype=np.intp)
-        last = cursors.get((item.asset.pk, version.pk), -np.inf)
-        rows = np.flatnonzero((windows.ends > last + 1e-6) & np.isfinite(windows.X[:, columns]).all(axis=1))
-        if len(rows):
-            parts.append((item, rows))
-    vectors: dict[int, np.ndarray] | None = None
-    if parts and expects_baseline(version.output_spec):
+    windows = {
+        pk: w for pk, w in ((i.asset.pk, _windows_for(i, version)) for i in data.values()) if w is not None
+    }
+
+    def load():
+        try:
+            return cache.loaded(version)
+        except Exception as exc:  # unreadable file, altered bytes, a graph onnxruntime refuses
+            raise _LoadFailed(str(exc)) from exc
+
+    try:
         # A baselined model scores an asset only against its operating point; an asset still calibrating
         # gets no scores (and so no alerts) from this version yet.
-        vectors = _baselines(version, [item for item, _ in parts])
-        parts = [(item, rows) for item, rows in parts if item.asset.pk in vectors]
-    if not parts:
-        return
-    X = np.concatenate(
-        [
-            _windows_for(item, version).X[rows][:, columns]
-            if vectors is None
-            else apply_baseline(_windows_for(item, version).X[rows][:, columns], vectors[item.asset.pk])
-            for item, rows in parts
-        ]
-    )
-    try:
-        model = cache.loaded(version)
-    except Exception as exc:  # unreadable file, altered bytes, a graph onnxruntime refuses
+        scored = pipeline.run(
+            load,
+            windows,
+            baselines=lambda asset_ids: _baselines(version, [data[pk] for pk in asset_ids]),
+            after_s={pk: cursors.get((pk, version.pk), -np.inf) for pk in windows},
+        )
+    except _LoadFailed as exc:
         _fail(version, IncidentKind.LOAD, str(exc), report)
         return
-    try:
-        scores = model.score(X)
-    except ModelRuntimeError as exc:
+    except ScoreOutputError as exc:
+        _fail(version, IncidentKind.OUTPUTS, str(exc), report)
+        return
+    except ModelCrash as exc:
+        _fail(version, IncidentKind.RUNTIME, str(exc), report)
+        return
+    except (PipelineError, ModelRuntimeError) as exc:  # features it names, the input width
         _fail(version, IncidentKind.INPUTS, str(exc), report)
         return
-    except Exception as exc:  # anything else onnxruntime throws is the artifact's fault, not the asset's
-        _fail(version, IncidentKind.RUNTIME, f"{type(exc).__name__}: {exc}", report)
-        return
-    if scores.shape != (len(X),) or not np.isfinite(scores).all():
-        bad = int((~np.isfinite(scores)).sum()) if scores.shape == (len(X),) else len(X)
-        _fail(version, IncidentKind.OUTPUTS, f"{bad} of {len(X)} scores are not finite numbers", report)
+    if not scored:
         return
     report.timings["score"] = report.timings.get("score", 0.0) + time.perf_counter() - started
-    report.windows += len(X)
+    report.windows += sum(len(part.rows) for part in scored.values())
 
     started = time.perf_counter()
-    offset = 0
-    batches = []
-    for item, rows in parts:
-        vector = None if vectors is None else vectors[item.asset.pk]
-        batches.append(
-            (item, rows, X[offset : offset + len(rows)], scores[offset : offset + len(rows)], vector)
-        )
-        offset += len(rows)
+    batches = [(data[pk], part.rows, part.X, part.scores, part.baseline) for pk, part in scored.items()]
     stored = _store(version, batches)
     report.stored[version.pk] = report.stored.get(version.pk, 0) + stored
     report.timings["store"] = report.timings.get("store", 0.0) + time.perf_counter() - started

@@ -66,8 +66,10 @@ def ingest(
     vibration: Callable[[np.ndarray], np.ndarray] | None = None,
     seed: int = 0,
     site=None,
+    current: Callable[[np.ndarray], np.ndarray] | None = None,
 ):
-    """1 Hz readings of every sensor of the asset for [start_s, start_s + seconds), through ingest_readings."""
+    """1 Hz readings of every sensor of the asset for [start_s, start_s + seconds), through ingest_readings
+    (vibration and current follow the given functions of time, plus noise, when given)."""
     rng = np.random.default_rng(seed + int(start_s) % 100_000)
     t = start_s + np.arange(seconds, dtype=np.float64)
     keys, ts, values = [], [], []
@@ -75,6 +77,8 @@ def ingest(
         role = sensor.role.key
         if role == "vibration" and vibration is not None:
             series = vibration(t) + rng.normal(0, 0.05, seconds)
+        elif role == "current" and current is not None:
+            series = current(t) + rng.normal(0, 0.05, seconds)
         else:
             series = {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 2.0}[
                 role

@@ -1,0 +1,222 @@
+"""The scoring pipeline, once: series → regime standardisation → windows → per-asset baseline → model scores.
+
+A ``Pipeline`` is one model version's path from readings to scores, built from its spec (feature names and
+``output_spec``, which may carry a regime table, ``output_spec["regimes"]``, and ask for a per-asset
+baseline, ``output_spec["baseline"] == "per_asset"``). Its steps, in order:
+
+1. ``windows`` — each asset's ``{role: (ts, values, quality)}`` standardised per operating regime
+   (detection.regimes.apply, only for a version with a regime step), then cut into feature windows by
+   detection.features.build_windows_many (one vectorised pass over every asset);
+2. ``columns`` / ``rows`` — the version's feature columns of those windows and the rows it scores: complete
+   windows (all its features finite) ending after a cursor (the last stored window end, if any);
+3. ``inputs`` — those rows minus the asset's baseline vector for a baselined version (detection.baseline);
+4. ``score`` — one onnxruntime batch (detection.runtime.LoadedModel), every score a finite number.
+
+``run`` composes them for a set of assets. The live scorer (models_registry.scoring) calls the steps itself,
+because it shares the windows of one regime step between versions and reads or calibrates baselines from
+the database between steps 2 and 3; the champion-vs-challenger backtest (models_registry.comparison) calls
+``run``. Both so compute the same scores from the same readings.
+
+Pure NumPy + onnxruntime: no Django (import-linter contract, ``make contracts``). Asset keys are opaque
+(the callers use asset ids).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detection import regimes
+from detection.baseline import apply as apply_baseline
+from detection.baseline import expects_baseline
+from detection.features import Series, Windows, build_windows_many
+from detection.runtime import LoadedModel, ModelRuntimeError
+
+
+class PipelineError(ValueError):
+    """The version's spec cannot be applied to the asset type's data; the message names the problem."""
+
+
+class ScoreOutputError(PipelineError):
+    """The model returned a wrong number of scores or scores that are not finite numbers."""
+
+
+class ModelCrash(PipelineError):
+    """onnxruntime failed in a way ModelRuntimeError does not describe: the artifact's fault, not the data's."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One asset's scored windows: row indexes into its windows, the model input and the scores."""
+
+    windows: Windows
+    rows: np.ndarray
+    X: np.ndarray
+    scores: np.ndarray
+    baseline: np.ndarray | None = None
+
+    @property
+    def ends(self) -> np.ndarray:
+        return self.windows.ends[self.rows]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One version's scoring path (see module): its feature names, output_spec and parsed regime step."""
+
+    feature_names: tuple[str, ...]
+    output_spec: Mapping[str, Any]
+    regime: regimes.RegimeSpec | None
+
+    @classmethod
+    def from_spec(
+        cls,
+        feature_names: Sequence[str],
+        output_spec: Mapping[str, Any] | None,
+        roles: Sequence[str] | None = None,
+    ) -> Pipeline:
+        """The pipeline of a version; PipelineError when its regime step is unusable or (given the asset
+        type's ``roles``) names roles the type lacks."""
+        output_spec = dict(output_spec or {})
+        try:
+            regime = regimes.from_output_spec(output_spec)
+        except regimes.RegimeSpecError as exc:
+            raise PipelineError(f"its regime step is unusable: {exc}") from None
+        if regime is not None and roles is not None:
+            unknown = [role for role in (*regime.keys, *regime.roles) if role not in roles]
+            if unknown:
+                raise PipelineError(f"its regime step names unknown roles {unknown[:5]}")
+        return cls(tuple(feature_names), output_spec, regime)
+
+    @property
+    def baselined(self) -> bool:
+        """True when the model scores each window minus its asset's baseline vector."""
+        return expects_baseline(self.output_spec)
+
+    @property
+    def windows_key(self) -> str | None:
+        """Equal for pipelines that build identical windows from the same readings (None: raw readings)."""
+        return regimes.fingerprint(self.output_spec)
+
+    def standardise(self, series: Mapping[str, Series]) -> Mapping[str, Series]:
+        """The readings the windows are built from: regime-standardised if the version has a step, else
+        the raw ones (timestamps and quality bits never change)."""
+        return series if self.regime is None else regimes.apply(self.regime, series)
+
+    def windows(
+        self,
+        series_by_asset: Mapping[Hashable, Mapping[str, Series]],
+        roles: list[str],
+        *,
+        window_s: float,
+        step_s: float,
+        start_s: Mapping[Hashable, float | None],
+        end_s: Mapping[Hashable, float | None],
+        sample_period_s: Mapping[Hashable, Mapping[str, float] | None],
+        min_coverage: float = 0.5,
+    ) -> dict[Hashable, Windows]:
+        """Each asset's feature windows over its own (start_s, end_s] of its (standardised) readings."""
+        return build_windows_many(
+            {key: self.standardise(series) for key, series in series_by_asset.items()},
+            roles,
+            window_s=window_s,
+            step_s=step_s,
+            start_s=start_s,
+            end_s=end_s,
+            sample_period_s=sample_period_s,
+            min_coverage=min_coverage,
+        )
+
+    def columns(self, names: Sequence[str]) -> np.ndarray:
+        """Indexes of the version's features among the feature columns `names` (a Windows' names);
+        PipelineError naming the missing ones."""
+        position = {name: i for i, name in enumerate(names)}
+        missing = [name for name in self.feature_names if name not in position]
+        if missing:
+            raise PipelineError(f"its feature spec names unknown features {missing[:5]}")
+        return np.array([position[name] for name in self.feature_names], dtype=np.intp)
+
+    @staticmethod
+    def rows(windows: Windows, columns: np.ndarray, after_s: float = -np.inf) -> np.ndarray:
+        """Rows to score: windows ending after `after_s` whose features the version reads are all finite
+        (an incomplete window is never scored)."""
+        return np.flatnonzero(
+            (windows.ends > after_s + 1e-6) & np.isfinite(windows.X[:, columns]).all(axis=1)
+        )
+
+    @staticmethod
+    def inputs(
+        windows: Windows, rows: np.ndarray, columns: np.ndarray, baseline: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The model input of those rows: the version's columns, minus the asset's baseline if given."""
+        X = windows.X[rows][:, columns]
+        return X if baseline is None else apply_baseline(X, baseline)
+
+    @staticmethod
+    def score(model: LoadedModel, X: np.ndarray, *, finite: bool = True) -> np.ndarray:
+        """One batch through the model; ModelRuntimeError when the artifact cannot run the way its specs say,
+        ModelCrash for any other onnxruntime failure, ScoreOutputError when the scores are not one finite
+        number per row (with ``finite=False`` non-finite scores are returned, for the caller to report)."""
+        try:
+            scores = model.score(X)
+        except ModelRuntimeError:
+            raise
+        except Exception as exc:  # anything else onnxruntime throws is the artifact's fault, not the asset's
+            raise ModelCrash(f"{type(exc).__name__}: {exc}") from exc
+        if scores.shape != (len(X),) or (finite and not np.isfinite(scores).all()):
+            bad = int((~np.isfinite(scores)).sum()) if scores.shape == (len(X),) else len(X)
+            raise ScoreOutputError(f"{bad} of {len(X)} scores are not finite numbers")
+        return scores
+
+    def run(
+        self,
+        model: LoadedModel | Callable[[], LoadedModel],
+        windows: Mapping[Hashable, Windows],
+        *,
+        baselines: Mapping[Hashable, np.ndarray]
+        | Callable[[list], Mapping[Hashable, np.ndarray]]
+        | None = None,
+        after_s: Mapping[Hashable, float] | None = None,
+    ) -> dict[Hashable, Scored]:
+        """Steps 2-4 over the assets' windows (from ``windows``), scored in one batch.
+
+        A baselined version scores only the assets ``baselines`` has a vector for (the others are still
+        calibrating); ``baselines`` may be a callable given the keys of the assets with rows to score (the
+        live scorer reads and calibrates them then). ``model`` may be a callable too, called only when there
+        is something to score (a version with no new window is not loaded)."""
+        parts: list[tuple[Hashable, np.ndarray]] = []
+        columns: np.ndarray | None = None
+        for key, item in windows.items():
+            if len(item) == 0:
+                continue
+            if columns is None:
+                columns = self.columns(item.names)
+            rows = self.rows(item, columns, (after_s or {}).get(key, -np.inf))
+            if len(rows):
+                parts.append((key, rows))
+        vectors: Mapping[Hashable, np.ndarray] | None = None
+        if self.baselined:
+            keys = [key for key, _ in parts]
+            vectors = (baselines(keys) if callable(baselines) else baselines) if parts else {}
+            vectors = vectors or {}
+            parts = [(key, rows) for key, rows in parts if key in vectors]
+        if not parts or columns is None:
+            return {}
+        X = np.concatenate(
+            [
+                self.inputs(windows[key], rows, columns, None if vectors is None else vectors[key])
+                for key, rows in parts
+            ]
+        )
+        scores = self.score(model if isinstance(model, LoadedModel) else model(), X)
+        out: dict[Hashable, Scored] = {}
+        offset = 0
+        for key, rows in parts:
+            part = slice(offset, offset + len(rows))
+            vector = None if vectors is None else np.asarray(vectors[key], dtype=np.float64)
+            out[key] = Scored(windows[key], rows, X[part], scores[part], vector)
+            offset += len(rows)
+        return out
