@@ -298,30 +298,27 @@ def observed_follow_through(
     return _observed_follow_through(champion, [asset.pk for asset in assets], start, end)
 
 
+RecordedAlerts = Callable[[ModelVersion, list[Asset], datetime, datetime, bool], list[Episode]]
+# Set by the alerts app (AlertsConfig.ready): the alerts a version really raised are alerts' rows, which
+# this lower layer may not import.
+_recorded_alerts: RecordedAlerts | None = None
+
+
+def provide_recorded_alerts(source: RecordedAlerts | None) -> None:
+    """Install the function ``recorded`` asks: called with the version, the assets, the period and
+    ``shadow``, it returns the Episodes of the alerts the version raised that opened in the period."""
+    global _recorded_alerts
+    _recorded_alerts = source
+
+
 def recorded(
     version: ModelVersion, assets: list[Asset], start: datetime, end: datetime, *, shadow: bool
 ) -> list[Episode]:
-    """The alerts the version really raised (shadow ones for a shadow version) that opened in the period."""
-    from alerts.models import Alert
-
-    by_pk = {asset.pk: asset for asset in assets}
-    alerts = Alert.objects.filter(
-        model_version=version, asset__in=assets, opened_at__gte=start, opened_at__lte=end
-    ).order_by("opened_at", "pk")
-    if version.status != "champion":
-        alerts = alerts.filter(is_shadow=shadow)
-    return [
-        Episode(
-            asset=by_pk[alert.asset_id],
-            start=alert.first_window_start,
-            last_seen=alert.last_seen_at,
-            opened=alert.opened_at,
-            closed=alert.closed_at,
-            peak=alert.peak_score,
-            alert_id=alert.pk,
-        )
-        for alert in alerts
-    ]
+    """The alerts the version really raised (shadow ones for a shadow version) that opened in the period,
+    from the provided source (none recorded when none was provided)."""
+    if _recorded_alerts is None:
+        return []
+    return _recorded_alerts(version, assets, start, end, shadow)
 
 
 def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: datetime) -> list[Episode]:
