@@ -43,9 +43,11 @@ from django.db.models import QuerySet
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes
 from detection.runtime import higher_is_worse
+from models_registry import baseline, cache
+from models_registry.dataset import read_readings
 from models_registry.models import ModelVersion
 from models_registry.retrain import LabelEvent, feedback_events
-from plant.models import Asset
+from plant.models import Asset, Reading, Sensor
 
 MAX_PERIOD = timedelta(days=31)
 BACKTEST, RECORDED = "backtest", "recorded"
@@ -147,8 +149,6 @@ def default_period(
 ) -> tuple[datetime, datetime]:
     """The last 30 days of the asset type's readings (all of them when there are fewer)."""
     from django.db.models import Max, Min
-
-    from plant.models import Reading
 
     sensors = list(compared_assets(version, site_ids).values_list("sensors__pk", flat=True))
     bounds = Reading.objects.filter(sensor_id__in=[s for s in sensors if s]).aggregate(
@@ -323,9 +323,6 @@ def recorded(
 
 def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: datetime) -> list[Episode]:
     """The alerts the version would have raised from the stored readings of [start, end] (see module)."""
-    from models_registry import baseline, cache
-    from models_registry.dataset import read_readings
-    from plant.models import Sensor
 
     asset_type = version.asset_type
     roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
