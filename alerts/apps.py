@@ -8,9 +8,23 @@ class AlertsConfig(AppConfig):
     verbose_name = "Alerts"
 
     def ready(self) -> None:
-        # The registry sits below alerts and may not import it: the comparison page's observed
-        # follow-through is handed to it here, from the one definition of the per-alert facts.
+        # plant and the registry sit below alerts and may not import it: what they need from alerts is
+        # handed to them here — the comparison page's observed follow-through (from the one definition of
+        # the per-alert facts) and recorded alerts, the bundles' threshold overrides, the metrics API's
+        # part of the OpenAPI document and the asset page's missed-failure form.
+        from alerts.comparison_source import recorded_episodes
         from alerts.metrics.facts import champion_follow_through
-        from models_registry.comparison import provide_observed_follow_through
+        from alerts.services.overrides import threshold_overrides
+        from alerts.metrics.openapi import metrics_part
+        from alerts.views import asset_panel
+        from models_registry.bundle import provide_threshold_overrides
+        from models_registry.comparison import provide_observed_follow_through, provide_recorded_alerts
+        from plant.openapi import provide_openapi_part
+        from plant.views import provide_asset_panels
 
         provide_observed_follow_through(champion_follow_through)
+        provide_recorded_alerts(recorded_episodes)
+        provide_threshold_overrides(threshold_overrides)
+        # The metrics API is alerts'; plant builds the API document and may not import alerts.
+        provide_openapi_part(metrics_part)
+        provide_asset_panels(context=asset_panel)

@@ -26,6 +26,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
+from alerts.models import Alert
+
 logger = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "alerts.changed"
@@ -45,7 +47,6 @@ def broadcast_alerts(alert_ids: Iterable[int]) -> None:
 
     Shadow alerts are never broadcast. Outside a transaction the message goes out immediately.
     """
-    from alerts.models import Alert
 
     ids = list(dict.fromkeys(int(pk) for pk in alert_ids))
     if not ids:

@@ -9,10 +9,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from alerts.charts import chart_sensors, sensor_figure, shap_figure
 from alerts.choices import CLOSED_STATES
+from alerts.forms import MissedFailureForm
 from alerts.models import Alert
 from alerts.services import (
     FeedbackError,
@@ -23,11 +25,13 @@ from alerts.services import (
     current_verdict,
     normal_ranges,
     record_feedback,
+    record_missed_failure,
 )
 from alerts.services.board import decorate, feature_lines, role_meta, why_lines
 from plant.access import get_asset_for_user, get_or_404, is_engineer
 from plant.models import Asset
 from plant.params import ParamError, parse_id, shown, text
+from plant.views import render_asset, site_zone
 
 WS_PATH = "/ws/alerts/"
 
@@ -170,3 +174,35 @@ def _feedback_error(
     }
     template = "alerts/_feedback.html" if request.htmx else "alerts/feedback_error.html"
     return render(request, template, context, status=status)
+
+
+def asset_panel(asset: Asset) -> dict:
+    """alerts' part of the asset page (plant.views.render_asset): the missed-failure form."""
+    return {"missed_form": MissedFailureForm()}
+
+
+@require_POST
+@login_required
+def asset_missed_failure(request: HttpRequest, pk: int) -> HttpResponse:
+    """Report a failure that had no alert: a fault Label and a missed-failure Feedback (recall uses it)."""
+    asset = get_asset_for_user(request, pk)
+    with timezone.override(site_zone(asset.site)):  # the form's times are the site's wall-clock times
+        form = MissedFailureForm(request.POST)
+        valid = form.is_valid()
+    if valid:
+        try:
+            record_missed_failure(asset, request.user, **form.cleaned_data)
+        except FeedbackError as exc:
+            form.add_error(None, str(exc))
+            valid = False
+    if request.htmx:
+        context = {
+            "asset": asset,
+            "missed_form": form if not valid else MissedFailureForm(),
+            "reported": valid,
+        }
+        return render(request, "plant/asset.html#missed-failure", context, status=200 if valid else 400)
+    if not valid:
+        return render_asset(request, asset, extra_context={"missed_form": form}, status=400)
+    messages.success(request, "Thank you: the failure was recorded and will be used to check the model.")
+    return redirect(asset)

@@ -166,7 +166,7 @@ def load(var_dir: Path, log) -> None:
     from models_registry.services import current_champion
     from plant.ingest import ParsedBatch, ingest_readings
     from plant.models import Asset, AssetType, Reading, Sensor, Site
-    from plant.seed import PUMP_ROLES, bootstrap_demo_champion, seed_demo
+    from demo.seed import PUMP_ROLES, bootstrap_demo_champion, seed_demo
     from plant.simulator import PlantSimulator, SimAsset
     from tests.e2e.world import AssetInfo, World
 

@@ -39,7 +39,7 @@ import orjson  # noqa: E402
 import psutil  # noqa: E402
 
 from plant.pgcopy import pg_copy_buffer  # noqa: E402
-from plant.supervisor import web_server_command  # noqa: E402
+from demo.supervisor import web_server_command  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
 BATCH = 10_000

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "plant",
     "alerts",
     "models_registry",
+    "demo",  # the demo composition (seed, SKAB demo, supervisor, `demo` command), above every app
 ]
 
 MIDDLEWARE = [

@@ -12,7 +12,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("plant.api_urls")),
+    path("api/v1/", include("config.api_urls")),
     path("api/docs/", plant_api.api_docs, name="api-docs"),
     path("alerts/", include("alerts.urls")),
     path("models/", include("models_registry.urls")),

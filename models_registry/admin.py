@@ -20,8 +20,10 @@ from django.utils.html import format_html
 
 from models_registry.choices import ModelKind, ModelStatus
 from models_registry.models import ModelIncident, ModelStatusChange, ModelVersion
+from models_registry.scoring import clear_quarantine
 from models_registry.services import ModelRejected, RegistryError, may_move_versions, promote, rollback
 from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
+from plant.models import AssetType
 
 KEY_METRICS = ("pr_auc", "precision", "recall", "f1", "false_alarm_rate", "false_alarms_per_day")
 MAX_BACKGROUND_ROWS = 100
@@ -314,8 +316,6 @@ class ModelVersionAdmin(SiteScopedAdmin):
     def rollback_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         pairs = sorted(set(queryset.values_list("asset_type", "kind")))
         for asset_type_id, kind in pairs:
-            from plant.models import AssetType
-
             asset_type = AssetType.objects.get(pk=asset_type_id)
             try:
                 restored = rollback(asset_type, kind, actor=request.user, reason="admin: roll back")
@@ -336,8 +336,6 @@ class ModelVersionAdmin(SiteScopedAdmin):
 
     @admin.action(description="Re-validate and clear quarantine", permissions=["change"])
     def clear_quarantine_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from models_registry.scoring import clear_quarantine
-
         for version in queryset.filter(quarantined_at__isnull=False):
             if not may_move_versions(request.user, version.asset_type_id):
                 # Clearing a quarantine makes the version score again on every site of its type.

@@ -38,7 +38,10 @@ from django.db.models import Min
 from detection.baseline import BaselineError, expects_baseline, mean_vector, period_mask
 from detection.features import feature_names as all_feature_names
 from detection.features import role_of
+from models_registry.choices import ModelStatus
+from models_registry.dataset import asset_windows_between, role_sensors
 from models_registry.models import AssetBaseline, BaselineSource, ModelVersion, features_key
+from plant.models import Reading
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,6 @@ class BaselineStatus:
 
 def asset_windows(asset, names: list[str], start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
     """(ends, X[:, names]) of the asset's production feature windows lying wholly inside [start, end]."""
-    from models_registry.dataset import asset_windows_between
 
     asset_type = asset.asset_type
     roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
@@ -152,8 +154,6 @@ def calibrate(
 def auto_calibrate(asset, names: list[str], until_s: float | None = None) -> AssetBaseline | None:
     """Calibrate from the asset's first VIGIL_BASELINE_WINDOWS complete windows, or None while it has too few
     (see the module docstring). Safe to race: the loser of the unique constraint reads the winner's row."""
-    from models_registry.dataset import role_sensors
-    from plant.models import Reading
 
     n = int(settings.VIGIL_BASELINE_WINDOWS)
     asset_type = asset.asset_type
@@ -237,7 +237,6 @@ def version_vector(version: ModelVersion, asset) -> np.ndarray | None:
 
 def calibration_status(asset) -> list[BaselineStatus]:
     """For the asset page: each baselined version scoring the asset's type and the baseline it uses."""
-    from models_registry.choices import ModelStatus
 
     versions = [
         version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,18 @@ from models_registry.edge import pack_bundle
 from models_registry.models import ModelVersion
 from models_registry.validation import ModelRejected, check_checksum
 from plant.models import Asset
+
+ThresholdOverrides = Callable[[ModelVersion, Collection[int]], dict[int, tuple[float, float]]]
+# Set by the alerts app (AlertsConfig.ready): per-asset threshold overrides (noise control) are alerts'
+# rows, which this lower layer may not import.
+_threshold_overrides: ThresholdOverrides | None = None
+
+
+def provide_threshold_overrides(source: ThresholdOverrides | None) -> None:
+    """Install the function giving {asset id: (open, clear)} overrides of a version for some assets."""
+    global _threshold_overrides
+    _threshold_overrides = source
+
 
 BUNDLE_FORMAT = 1
 
@@ -55,9 +68,7 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
         spec["asset"] = {"id": asset.pk, "tag": asset.tag, "site": asset.site.slug}
         spec["sensors"] = dict(asset.sensors.order_by("key").values_list("key", "role__key"))
         # An engineer's threshold override for this asset (noise control) applies at the edge too.
-        from alerts.services.overrides import threshold_overrides
-
-        override = threshold_overrides(version, [asset.pk]).get(asset.pk)
+        override = _threshold_overrides(version, [asset.pk]).get(asset.pk) if _threshold_overrides else None
         if override is not None:
             spec["open_threshold"], spec["clear_threshold"] = (float(value) for value in override)
     if expects_baseline(version.output_spec):

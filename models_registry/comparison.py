@@ -43,9 +43,11 @@ from django.db.models import QuerySet
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes
 from detection.runtime import higher_is_worse
+from models_registry import baseline, cache
+from models_registry.dataset import read_readings
 from models_registry.models import ModelVersion
 from models_registry.retrain import LabelEvent, feedback_events
-from plant.models import Asset
+from plant.models import Asset, Reading, Sensor
 
 MAX_PERIOD = timedelta(days=31)
 BACKTEST, RECORDED = "backtest", "recorded"
@@ -147,8 +149,6 @@ def default_period(
 ) -> tuple[datetime, datetime]:
     """The last 30 days of the asset type's readings (all of them when there are fewer)."""
     from django.db.models import Max, Min
-
-    from plant.models import Reading
 
     sensors = list(compared_assets(version, site_ids).values_list("sensors__pk", flat=True))
     bounds = Reading.objects.filter(sensor_id__in=[s for s in sensors if s]).aggregate(
@@ -298,37 +298,31 @@ def observed_follow_through(
     return _observed_follow_through(champion, [asset.pk for asset in assets], start, end)
 
 
+RecordedAlerts = Callable[[ModelVersion, list[Asset], datetime, datetime, bool], list[Episode]]
+# Set by the alerts app (AlertsConfig.ready): the alerts a version really raised are alerts' rows, which
+# this lower layer may not import.
+_recorded_alerts: RecordedAlerts | None = None
+
+
+def provide_recorded_alerts(source: RecordedAlerts | None) -> None:
+    """Install the function ``recorded`` asks: called with the version, the assets, the period and
+    ``shadow``, it returns the Episodes of the alerts the version raised that opened in the period."""
+    global _recorded_alerts
+    _recorded_alerts = source
+
+
 def recorded(
     version: ModelVersion, assets: list[Asset], start: datetime, end: datetime, *, shadow: bool
 ) -> list[Episode]:
-    """The alerts the version really raised (shadow ones for a shadow version) that opened in the period."""
-    from alerts.models import Alert
-
-    by_pk = {asset.pk: asset for asset in assets}
-    alerts = Alert.objects.filter(
-        model_version=version, asset__in=assets, opened_at__gte=start, opened_at__lte=end
-    ).order_by("opened_at", "pk")
-    if version.status != "champion":
-        alerts = alerts.filter(is_shadow=shadow)
-    return [
-        Episode(
-            asset=by_pk[alert.asset_id],
-            start=alert.first_window_start,
-            last_seen=alert.last_seen_at,
-            opened=alert.opened_at,
-            closed=alert.closed_at,
-            peak=alert.peak_score,
-            alert_id=alert.pk,
-        )
-        for alert in alerts
-    ]
+    """The alerts the version really raised (shadow ones for a shadow version) that opened in the period,
+    from the provided source (none recorded when none was provided)."""
+    if _recorded_alerts is None:
+        return []
+    return _recorded_alerts(version, assets, start, end, shadow)
 
 
 def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: datetime) -> list[Episode]:
     """The alerts the version would have raised from the stored readings of [start, end] (see module)."""
-    from models_registry import baseline, cache
-    from models_registry.dataset import read_readings
-    from plant.models import Sensor
 
     asset_type = version.asset_type
     roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))

@@ -54,10 +54,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from detection.baseline import expects_baseline
 from detection.pipeline import Pipeline, PipelineError
+from models_registry import cache
 from models_registry.choices import ModelKind, RetrainStatus, WindowLabel
-from models_registry.dataset import LabelEvent, label_windows
+from models_registry.dataset import LabelEvent, TrainingDataError, label_windows, load_training_windows
 from models_registry.models import ModelVersion, RetrainRun
+from models_registry.tasks import retrain_model_task
 from models_registry.training import TrainingError, jsonable
 from plant.choices import LabelKind, LabelSource
 from plant.models import AssetType, Label
@@ -118,7 +121,6 @@ def start_retrain(
 
 def enqueue_run(run_id: int) -> None:
     """Send the run to a worker; an unreachable broker fails the run with a clear reason instead of hanging."""
-    from models_registry.tasks import retrain_model_task
 
     try:
         retrain_model_task.delay(run_id)
@@ -371,7 +373,6 @@ def score_with(version: ModelVersion, X: np.ndarray, names: list[str]) -> np.nda
     its feature columns, one batch); None when it needs features they lack or standardises its readings per
     operating regime (these rows are windows of raw readings, so its scores of them would mean nothing).
     The rows are already baselined when the version is (``baseline_training_windows``)."""
-    from models_registry import cache
 
     try:
         pipeline = Pipeline.from_spec(version.feature_spec, version.output_spec)
@@ -398,9 +399,7 @@ def retrain_from_feedback(
 ) -> tuple[ModelVersion, dict[str, Any]]:
     """Train a candidate of `kind` for `asset_type` from operator feedback and normal data (see module)."""
     from detection import runtime
-    from detection.baseline import expects_baseline
     from models_registry import training
-    from models_registry.dataset import TrainingDataError, load_training_windows
     from models_registry.services import (
         RUL_UNIT_S,
         baseline_training_windows,

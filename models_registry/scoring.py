@@ -76,6 +76,7 @@ from models_registry.models import (
     ScoringGap,
     ScoringProgress,
 )
+from models_registry.validation import validate_version
 from plant.models import Asset, AssetType, Reading, ScoringDue, Sensor
 from plant.scheduling import mark_due
 
@@ -136,7 +137,6 @@ def quarantine(version: ModelVersion, kind: str, message: str) -> bool:
 def clear_quarantine(version: ModelVersion, *, actor=None) -> None:
     """Re-validate the artifact (raises validation.ModelRejected naming the failed check), then put the
     version back into scoring and mark its open incidents resolved by `actor`."""
-    from models_registry.validation import validate_version
 
     validate_version(version)
     now = timezone.now()

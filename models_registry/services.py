@@ -7,10 +7,9 @@ champions, so the old champion is always demoted before the new one is promoted.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 import hashlib
 import logging
+from collections.abc import Collection
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +22,14 @@ from django.db.models import Max
 
 from detection.baseline import PER_ASSET
 from detection.baseline import apply as apply_baseline
+from models_registry import baseline as baselines
 from models_registry.choices import ModelKind, ModelStatus, WindowLabel
+from models_registry.dataset import TrainingDataError, label_counts, load_training_windows
 from models_registry.models import ModelStatusChange, ModelVersion
 from models_registry.training import TrainingError, jsonable
 from models_registry.validation import ModelRejected, ValidationReport, validate_version
 from plant.access import sees_all_sites_of
-from plant.models import AssetType, Site
+from plant.models import Asset, AssetType, Site
 
 if TYPE_CHECKING:
     from models_registry.dataset import LabelEvent, TrainingData
@@ -365,7 +366,6 @@ def train_and_register(
     with too little data for a baseline are left out of training and named in the provenance.
     """
     from models_registry import training
-    from models_registry.dataset import TrainingDataError, label_counts, load_training_windows
 
     if kind not in ModelKind.values:
         raise TrainingError(f"unknown model kind {kind!r}; choose one of {', '.join(ModelKind.values)}")
@@ -494,9 +494,6 @@ def fit_rul(
 def baseline_training_windows(data) -> dict[str, Any]:
     """Subtract each asset's baseline from its training windows in place (dropping assets without one)."""
     from django.conf import settings
-
-    from models_registry import baseline as baselines
-    from plant.models import Asset
 
     names = list(data.feature_names)
     asset_ids = [int(pk) for pk in np.unique(data.asset_ids)]

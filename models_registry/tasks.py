@@ -10,8 +10,10 @@ from celery import shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from models_registry.scoring import score_assets
 from models_registry.services import TrainingError, train_and_register
 from plant.models import AssetType
+from plant.scheduling import due_asset_ids, enqueue_scoring, note_enqueued, reset_broker_backoff
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +71,6 @@ def score_asset_task(asset_id: int) -> None:
     nothing twice. An asset that received data while it was scored, or whose backlog was longer than one
     run's chunk, is enqueued again.
     """
-    from models_registry.scoring import score_assets
-    from plant.scheduling import enqueue_scoring, note_enqueued
 
     report = score_assets([asset_id])
     if report.backlogged:
@@ -94,8 +94,6 @@ def score_assets_task(asset_ids: list[int]) -> None:
     version. Used for fleet-wide catch-up (the scoring benchmark), where per-asset overhead dominates.
     Assets with a backlog longer than one run's chunk are sent on in another such task (their due marks
     stay set, so the sweep covers a lost one)."""
-    from models_registry.scoring import score_assets
-    from plant.scheduling import note_enqueued
 
     report = score_assets(asset_ids)
     if report.backlogged and settings.VIGIL_SCORING_ENQUEUE is not False:
@@ -111,7 +109,6 @@ def score_assets_task(asset_ids: list[int]) -> None:
 def sweep_due_assets_task() -> int:
     """Enqueue scoring for assets due for a while without a recent task (lost while Redis was down, or
     a worker died with it). Beat runs it every 30 s with `expires`, so a backlog of sweeps never piles up."""
-    from plant.scheduling import due_asset_ids, enqueue_scoring, note_enqueued, reset_broker_backoff
 
     ids = due_asset_ids(settings.VIGIL_SCORING_SWEEP_AGE_S, settings.VIGIL_SCORING_SWEEP_LIMIT)
     if not ids:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
@@ -35,6 +35,9 @@ _local = threading.local()
 _broker_down_until = 0.0
 _publisher: ThreadPoolExecutor | None = None
 _publisher_lock = threading.Lock()
+# Sends one scoring task for an asset id. Scoring lives above plant, so the app that owns the task hands
+# the sender in from its AppConfig.ready() (provide_scoring_sender) instead of plant importing it.
+_send_scoring: Callable[[int], object] | None = None
 _MARK_CHUNK = 1000
 
 
@@ -122,21 +125,25 @@ def marks_only() -> Iterator[None]:
         _local.quiet = previous
 
 
+def provide_scoring_sender(send: Callable[[int], object]) -> None:
+    """Register how one asset's scoring task is sent (called once from the scoring app's ready())."""
+    global _send_scoring
+    _send_scoring = send
+
+
 def enqueue_scoring(asset_ids: Iterable[int]) -> int:
     """Send one score_asset_task per asset; returns how many were sent. Never raises: a broker outage
     is logged and left to the sweep, since the marks are already committed."""
     global _broker_down_until
     ids = list(asset_ids)
-    if not ids or settings.VIGIL_SCORING_ENQUEUE is False:
+    if not ids or settings.VIGIL_SCORING_ENQUEUE is False or _send_scoring is None:
         return 0
     if time.monotonic() < _broker_down_until:
         return 0
-    from models_registry.tasks import score_asset_task
-
     sent = 0
     try:
         for asset_id in ids:
-            score_asset_task.delay(asset_id)
+            _send_scoring(asset_id)
             sent += 1
     except Exception as exc:  # kombu/redis raise many types; none of them may fail an ingest
         _broker_down_until = time.monotonic() + settings.VIGIL_SCORING_BROKER_BACKOFF_S

@@ -11,5 +11,4 @@ urlpatterns = [
     path("sites/<slug:slug>/", views.site_detail, name="site"),
     path("assets/<int:pk>/", views.asset_detail, name="asset"),
     path("assets/<int:pk>/chart.json", views.asset_chart, name="asset_chart"),
-    path("assets/<int:pk>/missed-failure/", views.asset_missed_failure, name="asset_missed_failure"),
 ]

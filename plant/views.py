@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
-
-from alerts.forms import MissedFailureForm
-from alerts.services import FeedbackError, record_missed_failure
-from models_registry.baseline import calibration_status
-from models_registry.models import ScoringGap
+from django.views.decorators.http import require_GET
 
 from plant.access import get_asset_for_user, get_site_for_user, sites_for_user
 from plant.charts import asset_figure
@@ -26,8 +20,20 @@ from plant.health import asset_health, sensor_health, worst
 from plant.models import Asset, Sensor, Site
 
 
-SCORING_GAPS_SHOWN = 20
-SCORING_GAPS_RECENT = timedelta(days=30)
+# The asset page shows panels that apps above plant own (the registry's baselines and scoring gaps,
+# alerts' missed-failure form). plant may not import them: each app hands in, from its AppConfig.ready(),
+# a function giving its part of the page's context (asset) and of the chart's JSON (asset, time range).
+_ASSET_CONTEXT: list[Callable[[Asset], dict]] = []
+_CHART_EXTRAS: list[Callable[[Asset, TimeRange], dict]] = []
+
+
+def provide_asset_panels(
+    context: Callable[[Asset], dict] | None = None, chart: Callable[[Asset, TimeRange], dict] | None = None
+) -> None:
+    """Register an app's part of the asset page's context and of its chart JSON (idempotent)."""
+    for registry, part in ((_ASSET_CONTEXT, context), (_CHART_EXTRAS, chart)):
+        if part is not None and part not in registry:
+            registry.append(part)
 
 
 def _sensors(asset: Asset) -> list[Sensor]:
@@ -82,7 +88,7 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _chart_range(request: HttpRequest, asset: Asset) -> tuple[ChartRangeForm, TimeRange]:
     # Naive times typed into the form are the site's local wall-clock times.
-    with timezone.override(_site_zone(asset.site)):
+    with timezone.override(site_zone(asset.site)):
         form = ChartRangeForm(request.GET or None)
         return form, form.time_range()
 
@@ -90,12 +96,14 @@ def _chart_range(request: HttpRequest, asset: Asset) -> tuple[ChartRangeForm, Ti
 @require_GET
 @login_required
 def asset_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return _render_asset(request, get_asset_for_user(request, pk))
+    return render_asset(request, get_asset_for_user(request, pk))
 
 
-def _render_asset(
-    request: HttpRequest, asset: Asset, *, missed_form: MissedFailureForm | None = None, status: int = 200
+def render_asset(
+    request: HttpRequest, asset: Asset, *, extra_context: dict | None = None, status: int = 200
 ) -> HttpResponse:
+    """The asset page (or its chart panel for htmx); `extra_context` overrides the apps' panels (e.g. a
+    form shown again with its errors)."""
     sensors = _sensors(asset)
     form, span = _chart_range(request, asset)
     if form.is_bound and not form.is_valid():
@@ -103,7 +111,7 @@ def _render_asset(
     context = {
         "asset": asset,
         "site": asset.site,
-        "site_zone": _site_zone(asset.site),
+        "site_zone": site_zone(asset.site),
         "form": form,
         # An invalid form is shown with its errors, but its fields show the range actually drawn.
         "range_form": form if form.is_valid() else ChartRangeForm(initial={"range": span.preset}),
@@ -119,40 +127,11 @@ def _render_asset(
         sensor_rows=[(sensor, health[sensor.pk]) for sensor in sensors],
         status=asset_health(health.values()),
         now=timezone.now(),
-        missed_form=missed_form or MissedFailureForm(),
-        baselines=calibration_status(asset),
-        scoring_gaps=list(
-            asset.scoring_gaps.overlapping(since=timezone.now() - SCORING_GAPS_RECENT)[:SCORING_GAPS_SHOWN]
-        ),
     )
+    for part in _ASSET_CONTEXT:
+        context.update(part(asset))
+    context.update(extra_context or {})
     return render(request, "plant/asset.html", context, status=status)
-
-
-@require_POST
-@login_required
-def asset_missed_failure(request: HttpRequest, pk: int) -> HttpResponse:
-    """Report a failure that had no alert: a fault Label and a missed-failure Feedback (recall uses it)."""
-    asset = get_asset_for_user(request, pk)
-    with timezone.override(_site_zone(asset.site)):  # the form's times are the site's wall-clock times
-        form = MissedFailureForm(request.POST)
-        valid = form.is_valid()
-    if valid:
-        try:
-            record_missed_failure(asset, request.user, **form.cleaned_data)
-        except FeedbackError as exc:
-            form.add_error(None, str(exc))
-            valid = False
-    if request.htmx:
-        context = {
-            "asset": asset,
-            "missed_form": form if not valid else MissedFailureForm(),
-            "reported": valid,
-        }
-        return render(request, "plant/asset.html#missed-failure", context, status=200 if valid else 400)
-    if not valid:
-        return _render_asset(request, asset, missed_form=form, status=400)
-    messages.success(request, "Thank you: the failure was recorded and will be used to check the model.")
-    return redirect(asset)
 
 
 @require_GET
@@ -163,24 +142,12 @@ def asset_chart(request: HttpRequest, pk: int) -> JsonResponse:
     if form.is_bound and not form.is_valid():
         return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
     figure = asset_figure(_sensors(asset), span, asset.site.timezone)
-    # Windows of the range that a model did not score (models_registry.ScoringGap), so a flat score line
-    # is never mistaken for a healthy one.
-    gaps = asset.scoring_gaps.overlapping(since=span.start, until=span.end)[:SCORING_GAPS_SHOWN]
-    return JsonResponse({**figure, "scoring_gaps": [_gap_json(gap) for gap in gaps]})
+    for part in _CHART_EXTRAS:
+        figure.update(part(asset, span))
+    return JsonResponse(figure)
 
 
-def _gap_json(gap: ScoringGap) -> dict:
-    return {
-        "model_version": str(gap.model_version),
-        "start": gap.start.isoformat(),
-        "end": gap.end.isoformat(),
-        "reason": gap.reason,
-        "reason_label": gap.get_reason_display(),
-        "created_at": gap.created_at.isoformat(),
-    }
-
-
-def _site_zone(site: Site) -> ZoneInfo:
+def site_zone(site: Site) -> ZoneInfo:
     try:
         return ZoneInfo(site.timezone)
     except (ZoneInfoNotFoundError, ValueError):

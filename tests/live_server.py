@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from plant.supervisor import web_server_command
+from demo.supervisor import web_server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """The web process (plant.supervisor.web_server_command) on a free port, as `manage.py demo` starts it."""
+    """The web process (demo.supervisor.web_server_command) on a free port, as `manage.py demo` starts it."""
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir

@@ -163,7 +163,7 @@ URLS: dict[str, Url] = {
     "plant:site": Url(signed_in, kwargs=lambda w, s: {"slug": w.sites[s].slug}, sites=PER_SITE),
     "plant:asset": Url(signed_in, obj="plant.asset"),
     "plant:asset_chart": Url(signed_in, obj="plant.asset"),
-    "plant:asset_missed_failure": Url(signed_in, "POST", obj="plant.asset", ok=INVALID),
+    "alerts:asset_missed_failure": Url(signed_in, "POST", obj="plant.asset", ok=INVALID),
     # alerts pages
     "alerts:board": Url(signed_in),
     "alerts:board_list": Url(signed_in),

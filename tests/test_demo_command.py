@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from config.embedded_redis import start_embedded_redis
-from plant.management.commands.demo import Login, parse_seed_output, simulator_command, worker_command
+from demo.management.commands.demo import Login, parse_seed_output, simulator_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PID_RE = re.compile(r"started (\S+) \(pid (\d+)\)")
@@ -24,7 +24,7 @@ PID_RE = re.compile(r"started (\S+) \(pid (\d+)\)")
 SUPERVISE = textwrap.dedent(
     """
     import sys
-    from plant.supervisor import Supervisor
+    from demo.supervisor import Supervisor
 
     py = sys.executable
     sup = Supervisor(stop_timeout=2.0)

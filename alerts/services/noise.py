@@ -35,6 +35,7 @@ from django.db.models import Count
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from alerts.broadcast import broadcast_alerts
 from alerts.choices import ACTIVE_STATES, AlertCategory, FeedbackKind, NoiseActionKind, Verdict
 from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, Feedback, NoiseAction, Score, ThresholdOverride
@@ -511,7 +512,6 @@ def undo_threshold(override_id: int, user: Any, site_ids: Sequence[int] | None) 
 def mark_calibration(suggestion: Suggestion, user: Any) -> int:
     """Mark the dominant sensor(s) for calibration and hold the asset's active alerts they drive as sensor
     issues. Returns how many sensors changed (0: already marked, nothing recorded)."""
-    from alerts.broadcast import broadcast_alerts
 
     if not suggestion.calibration.sensors:
         raise NoiseError(f"{suggestion.asset} has no {suggestion.role_label} sensor to calibrate")

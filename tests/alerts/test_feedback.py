@@ -221,7 +221,7 @@ def test_every_change_is_broadcast_to_the_sites_boards_after_commit(
 def test_a_technician_reports_a_missed_failure_from_the_asset_page(client, technician, asset):
     start = (timezone.now() - timedelta(days=2)).replace(microsecond=0, second=0)
     response = login(client, technician).post(
-        reverse("plant:asset_missed_failure", args=[asset.pk]),
+        reverse("alerts:asset_missed_failure", args=[asset.pk]),
         {
             "missed-start": start.strftime("%Y-%m-%dT%H:%M"),
             "missed-end": (start + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M"),
@@ -252,7 +252,7 @@ def test_a_technician_reports_a_missed_failure_from_the_asset_page(client, techn
 
 def test_a_missed_failure_with_a_bad_range_is_a_400_with_the_form_errors(client, technician, asset):
     login(client, technician)
-    url = reverse("plant:asset_missed_failure", args=[asset.pk])
+    url = reverse("alerts:asset_missed_failure", args=[asset.pk])
     data = {
         "missed-start": "2026-01-05T10:00",
         "missed-end": "2026-01-05T09:00",

@@ -41,7 +41,7 @@ def test_an_outsider_gets_404_for_another_sites_alert_detail_and_feedback(client
 
 def test_an_outsider_cannot_report_a_missed_failure_on_another_sites_asset(client, outsider, asset):
     login(client, outsider)
-    url = reverse("plant:asset_missed_failure", args=[asset.pk])
+    url = reverse("alerts:asset_missed_failure", args=[asset.pk])
     data = {"missed-start": "2026-01-05T08:00", "missed-end": "2026-01-05T09:00", "missed-fault_type": "seal"}
     assert client.post(url, data).status_code == 404
     assert not Feedback.objects.exists()
@@ -72,7 +72,7 @@ def test_anonymous_users_are_sent_to_the_login_page(client, alert, asset):
         assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
     response = client.post(reverse("alerts:feedback", args=[alert.pk]), {"action": "acknowledge"})
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
-    response = client.post(reverse("plant:asset_missed_failure", args=[asset.pk]), {})
+    response = client.post(reverse("alerts:asset_missed_failure", args=[asset.pk]), {})
     assert response.status_code == 302
     assert not Feedback.objects.exists()
 
@@ -80,7 +80,7 @@ def test_anonymous_users_are_sent_to_the_login_page(client, alert, asset):
 def test_feedback_and_missed_failures_only_accept_post(client, technician, alert, asset):
     login(client, technician)
     assert client.get(reverse("alerts:feedback", args=[alert.pk])).status_code == 405
-    assert client.get(reverse("plant:asset_missed_failure", args=[asset.pk])).status_code == 405
+    assert client.get(reverse("alerts:asset_missed_failure", args=[asset.pk])).status_code == 405
 
 
 def test_feedback_without_the_csrf_token_is_refused(technician, alert):

@@ -10,7 +10,7 @@ from pathlib import Path
 import detection
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = ("django", "plant", "alerts", "models_registry", "config")
+FORBIDDEN = ("django", "plant", "alerts", "models_registry", "config", "demo")
 
 
 def detection_modules() -> list[str]:
@@ -43,3 +43,5 @@ def test_the_import_contracts_hold():
     result = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "detection imports no Django and no Vigil app KEPT" in result.stdout
+    # plant imports neither the registry nor alerts, and the registry does not import alerts (issue 12).
+    assert "Apps depend one way (alerts > models_registry > plant > detection) KEPT" in result.stdout

@@ -50,7 +50,7 @@ def run_demo(argv: list[str]) -> None:
     from django.core.management import execute_from_command_line
 
     django.setup()
-    from plant.management.commands import demo
+    from demo.management.commands import demo
 
     original = demo.worker_command
 

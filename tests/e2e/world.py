@@ -46,7 +46,7 @@ from pathlib import Path
 from django.db.models import Max
 from models_registry.scoring import score_assets
 from plant.models import Asset, Reading
-from plant.seed import bootstrap_demo_champion, seed_demo
+from demo.seed import bootstrap_demo_champion, seed_demo
 
 seed = seed_demo(assets={assets}, credentials_path=Path({credentials!r}))
 bootstrap_demo_champion(hours={hours}, now=time.time() - {ends_ago}, log=lambda line: None)

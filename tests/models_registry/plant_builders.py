@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from plant.models import Asset, AssetType, Sensor, SensorRole, Site
-from plant.seed import PUMP_ROLES
+from demo.seed import PUMP_ROLES
 from plant.simulator import SimAsset
 
 TAGS = ("p-101", "p-102", "p-103")

@@ -1,4 +1,4 @@
-"""The SKAB demo model (plant.datasets.skab_demo): trained on normal data only, without the replayed run, it
+"""The SKAB demo model (demo.skab): trained on normal data only, without the replayed run, it
 opens an alert at the replayed run's fault — not in the minutes before it — by the lifecycle's own rules."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from detection.features import build_windows
 from detection.rules import alert_episodes
 from models_registry.dataset import load_series
 from models_registry.services import current_champion
-from plant.datasets import skab, skab_demo
+from demo import skab as skab_demo
+from plant.datasets import skab
 from plant.datasets.common import store_units, utc
 from plant.models import Asset, ScoringDue
 

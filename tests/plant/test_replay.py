@@ -18,7 +18,7 @@ from plant.datasets import skab
 from plant.datasets import replay as replay_module
 from plant.datasets.replay import ReplayRun, shift_for
 from plant.models import Asset, Gateway, Label, Reading
-from plant.supervisor import Supervisor
+from demo.supervisor import Supervisor
 from tests.conftest import make_asset
 
 ROWS = 120

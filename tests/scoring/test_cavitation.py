@@ -13,7 +13,8 @@ from models_registry.scoring import score_assets
 from plant.choices import QualityFlag
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset, Reading
-from plant.seed import bootstrap_demo_champion, get_site, seed_demo
+from demo.seed import bootstrap_demo_champion, seed_demo
+from plant.sites import get_site
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import sim_assets
 

@@ -7,6 +7,7 @@ from django.db import transaction
 
 from models_registry.management.commands._common import check_kind, get_asset_type, parse_moment
 from models_registry.services import TrainingError, train_and_register
+from models_registry.tasks import train_model_task
 
 
 class Command(BaseCommand):
@@ -34,8 +35,6 @@ class Command(BaseCommand):
         if options["enqueue"] and baseline:
             raise CommandError("--per-asset-baseline runs here only; drop --enqueue")
         if options["enqueue"]:
-            from models_registry.tasks import train_model_task
-
             kwargs = {
                 "start": start.isoformat() if start else None,
                 "end": end.isoformat() if end else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from plant.models import Gateway
-from plant.seed import UnknownSite, get_site
+from plant.sites import UnknownSite, get_site
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from plant import simulator_client
-from plant.seed import UnknownSite, get_site
+from plant.sites import UnknownSite, get_site
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import IngestError, ReadingsSender, SimulationRun
 from plant.simulator_labels import LabelRecorder

@@ -1,4 +1,5 @@
-"""The demo plant: sites, pumps, sensors, users and the simulator's gateway, created idempotently."""
+"""The demo plant: sites, pumps, sensors, users and the simulator's gateway, created idempotently, and the
+anomaly champion it starts with (bootstrap_demo_champion)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 
+from models_registry.choices import ModelKind
+from models_registry.services import current_champion, promote, train_and_register
 from plant.choices import Criticality, Role
+from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset, AssetType, Gateway, Sensor, SensorRole, Site, SiteMembership
+from plant.scheduling import marks_only
+from plant.simulator import FaultSchedule, PlantSimulator
+from plant.simulator_client import sim_assets
+from plant.sites import get_site
 
 DEMO_SITE = ("demo-plant", "Demo Plant")
 OTHER_SITE = ("east-works", "East Works")
@@ -48,24 +56,6 @@ DEMO_USERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("engineer", Role.ENGINEER, (DEMO_SITE[0], OTHER_SITE[0])),
     ("outsider", Role.TECHNICIAN, (OTHER_SITE[0],)),
 )
-
-
-class UnknownSite(ValueError):
-    """A site slug that does not exist; the message lists the ones that do."""
-
-
-def get_site(slug: str) -> Site:
-    """The site with this slug, or UnknownSite naming it and the known slugs."""
-    site = Site.objects.filter(slug=slug).first()
-    if site is None:
-        known = list(Site.objects.order_by("slug").values_list("slug", flat=True))
-        hint = (
-            f"known sites: {', '.join(known)}"
-            if known
-            else "there are no sites yet; run `manage.py seed_demo`"
-        )
-        raise UnknownSite(f"unknown site {slug!r}; {hint}")
-    return site
 
 
 @dataclass
@@ -222,13 +212,6 @@ def bootstrap_demo_champion(
     or None when there already is one (idempotent). The assets are left due: the worker's sweep scores
     the history once it runs.
     """
-    from models_registry.choices import ModelKind
-    from models_registry.services import current_champion, promote, train_and_register
-    from plant.ingest import ParsedBatch, ingest_readings
-    from plant.scheduling import marks_only
-    from plant.simulator import FaultSchedule, PlantSimulator
-    from plant.simulator_client import sim_assets
-
     pump = AssetType.objects.filter(slug=PUMP_TYPE[0]).first()
     if pump is None:
         raise ValueError("the demo plant is not seeded; run seed_demo first")

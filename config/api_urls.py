@@ -1,4 +1,5 @@
-"""URLs of the gateway API under api/v1/ (config.urls mounts the human docs page at api/docs/)."""
+"""URLs of the API under api/v1/: plant's gateway API and alerts' metrics API (config.urls mounts the human
+docs page at api/docs/). Composed here, at the top, because plant may not import alerts."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from plant.seed import MAX_DEMO_ASSETS, seed_demo
+from demo.seed import MAX_DEMO_ASSETS, seed_demo
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ output prefixed by its name, prints the URL and the logins, and on Ctrl-C or SIG
 it started. If one of them dies, the others are stopped too and the command fails naming it.
 
 With ``--data skab`` (``make demo DATA=skab``) it also loads the SKAB normal data from VIGIL_DATA_DIR, makes
-sure the SKAB testbed has an anomaly champion that never saw the replayed run (plant.datasets.skab_demo) and
+sure the SKAB testbed has an anomaly champion that never saw the replayed run (demo.skab) and
 replays a recorded valve run through the API alongside the simulator (``manage.py replay``), so a real
 pump fault opens an explained alert on the dashboard.
 """
@@ -31,9 +31,12 @@ from django.db import connections
 from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 
 from config.embedded_redis import host_port, redis_answers, server_command
+from demo.seed import bootstrap_demo_champion
+from demo.skab import DEFAULT_RUN, ensure_champion
+from demo.supervisor import ChildDied, StopRequested, Supervisor, web_server_command
 from models_registry.services import ModelRejected, TrainingError
-from plant.seed import bootstrap_demo_champion
-from plant.supervisor import ChildDied, StopRequested, Supervisor, web_server_command
+from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.datasets import skab as skab_data
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
 USER_RE = re.compile(r"^USER=(\S+) PASSWORD=(\S+) ROLE=(\S+)", re.MULTILINE)
@@ -217,9 +220,6 @@ class Command(BaseCommand):
 
     def _check_data(self, options: dict) -> str:
         """Fail before starting anything when the dataset is missing; returns the run to replay."""
-        from plant.datasets import DatasetMissing, UnknownSubset
-        from plant.datasets import skab as skab_data
-        from plant.datasets.skab_demo import DEFAULT_RUN
 
         speed = float(options["replay_speed"])
         if not speed > 0:
@@ -246,9 +246,6 @@ class Command(BaseCommand):
         return file.ref
 
     def _skab_champion(self, supervisor: Supervisor, run: str) -> None:
-        from plant.datasets import DatasetFormatError, DatasetMissing
-        from plant.datasets.skab_demo import ensure_champion
-
         try:
             version = ensure_champion(run, log=lambda line: supervisor.say(line, name="skab"))
         except (DatasetMissing, DatasetFormatError) as exc:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models_registry.choices import ModelKind
+from models_registry.services import current_champion, promote, train_and_register
 from plant.datasets import skab
 from plant.datasets.common import LoadResult, Progress, Unit, store_units
 from plant.models import ScoringDue
@@ -65,9 +67,6 @@ def ensure_champion(
 
     Returns the new champion, or None when the testbed already has one (idempotent).
     """
-    from models_registry.choices import ModelKind
-    from models_registry.services import current_champion, promote, train_and_register
-
     testbed = skab.ensure_asset_type()
     if current_champion(testbed, ModelKind.ANOMALY) is not None:
         return None
