@@ -1,13 +1,17 @@
-"""Alert decisions: the state machine the scorer runs over each new window, and explanation completion.
+"""Alert decisions: the scorer's windows through the rule engine, persisted; and explanation completion.
 
 ``apply_scores(asset, version, windows)`` is called by the scorer inside the transaction that stored those
-windows' Score rows. Rules (M = VIGIL_ALERT_OPEN_WINDOWS, N = VIGIL_ALERT_CLEAR_WINDOWS):
+windows' Score rows. The rules — open after M = VIGIL_ALERT_OPEN_WINDOWS consecutive windows above the open
+threshold, auto-close after N = VIGIL_ALERT_CLEAR_WINDOWS below the clear threshold, hysteresis in between,
+updates of peak / last seen / count, resuming after maintenance or an expired snooze — live only in
+``detection.rules.step``. This module loads the engine's state (the active Alert row, the last window of
+the previous alert, the stored Score rows before the new windows), calls ``step`` and persists the
+transitions it returns (Alert and AlertEvent rows, explanations, the ids to broadcast):
 
-* Consecutive counts are read from the stored Score rows of (asset, version), never from counters: an
-  alert opens at a window when it and the M - 1 stored windows before it all score above the open
-  threshold (and none of them was already attributed to an earlier alert of the same key); an active
-  alert auto-closes when the last N stored windows all score below the clear threshold. In between
-  (clear ≤ score ≤ open) it stays as it is: hysteresis.
+* Consecutive counts are read from the stored Score rows of (asset, version), never from counters: the
+  stored windows before and between the new ones are fed to the engine as context (they count in the
+  runs, but no rule fires on them), and a window already attributed to an earlier alert of the same key
+  cannot open another.
 * One active visible alert per (asset, kind), one active shadow alert per (asset, shadow version): more
   anomalous windows update its peak, last seen and count. Champion versions raise visible alerts, shadow
   versions would-be alerts (``is_shadow``); candidates and retired versions nothing.
