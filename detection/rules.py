@@ -217,6 +217,31 @@ def step(
     return RuleState(tuple(recent), active, boundary), transitions
 
 
+def severity_level(
+    peak: float,
+    open_threshold: float,
+    clear_threshold: float,
+    *,
+    shift: int = 0,
+    higher: bool = True,
+    levels: int = 4,
+) -> int:
+    """Severity level (0 = lowest) from how far the peak is past the open threshold.
+
+    excess = (peak - open) / (open - clear), in the score's bad direction (a zero-width band counts as 10 %
+    of |open|, at least 0.1). Base level: excess < 2 → 0, < 8 → 1, else 2; ``shift`` (the asset's
+    criticality: -1, 0 or +1) moves it, clamped to 0..levels - 1 — so only a high-criticality asset far
+    past its threshold reaches the top level, and a low-criticality asset is at most level 1.
+    """
+    sign = 1.0 if higher else -1.0
+    band = sign * (open_threshold - clear_threshold)
+    if band <= 0:
+        band = max(abs(open_threshold), 1.0) * 0.1
+    excess = sign * (peak - open_threshold) / band
+    level = (0 if excess < 2 else 1 if excess < 8 else 2) + shift
+    return min(max(level, 0), levels - 1)
+
+
 @dataclass(frozen=True)
 class Episode:
     """One alert that the rules would raise, as indices into the score series.

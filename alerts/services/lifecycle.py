@@ -55,6 +55,7 @@ from detection.baseline import apply as apply_baseline
 from detection.explain import explain
 from detection.features import role_of
 from detection import rules
+from detection.rules import severity_level
 from detection.runtime import higher_is_worse
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
@@ -92,21 +93,18 @@ class ExplanationUnavailable(Exception):
 def severity_for(
     peak: float, open_threshold: float, clear_threshold: float, criticality: str, *, higher: bool = True
 ) -> Severity:
-    """Severity from how far the peak is past the open threshold, shifted by the asset's criticality.
-
-    excess = (peak - open) / (open - clear), in the score's bad direction (a zero-width band counts as 10 %
-    of |open|, at least 0.1). Base level: excess < 2 → low, < 8 → medium, else high. Criticality low
-    lowers it one level, high raises it one, clamped to low..critical — so only a high-criticality asset
-    far past its threshold is critical, and a low-criticality asset is at most medium.
-    """
-    sign = 1.0 if higher else -1.0
-    band = sign * (open_threshold - clear_threshold)
-    if band <= 0:
-        band = max(abs(open_threshold), 1.0) * 0.1
-    excess = sign * (peak - open_threshold) / band
-    level = 0 if excess < 2 else 1 if excess < 8 else 2
-    level += CRITICALITY_SHIFT.get(criticality, 0)
-    return list(Severity)[min(max(level, 0), len(Severity) - 1)]
+    """Severity from how far the peak is past the open threshold, shifted by the asset's criticality
+    (the rule is ``detection.rules.severity_level``): low lowers it one level, high raises it one."""
+    levels = list(Severity)
+    level = severity_level(
+        peak,
+        open_threshold,
+        clear_threshold,
+        shift=CRITICALITY_SHIFT.get(criticality, 0),
+        higher=higher,
+        levels=len(levels),
+    )
+    return levels[level]
 
 
 def dominant_roles(explanation: Mapping[str, Any]) -> list[str]:

@@ -117,3 +117,12 @@ def test_a_lower_is_worse_model_mirrors_every_comparison():
     _, plain = step(RuleState(), [Window(i, -s) for i, s in enumerate(scores)], PARAMS)
 
     assert [(type(t), t.key) for t in mirrored] == [(type(t), t.key) for t in plain]
+
+
+def test_severity_level_counts_hysteresis_bands_past_the_open_threshold_and_clamps_the_shift():
+    from detection.rules import severity_level
+
+    assert [severity_level(peak, 10.0, 5.0) for peak in (11.0, 20.0, 60.0)] == [0, 1, 2]
+    assert severity_level(-60.0, -10.0, -5.0, higher=False) == 2
+    assert severity_level(60.0, 10.0, 5.0, shift=1) == 3 and severity_level(11.0, 10.0, 5.0, shift=-1) == 0
+    assert severity_level(60.0, 10.0, 5.0, shift=5, levels=4) == 3
