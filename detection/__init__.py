@@ -5,7 +5,9 @@ and the edge runner on a gateway all run the same code. Modules:
 
 * ``features`` — readings of an asset's sensors turned into named feature windows (one implementation,
   ``build_windows_many``; ``build_windows`` is its one-asset case).
-* ``rules`` — the alert rules (open after M windows above, close after N below) over a score series.
+* ``rules`` — the alert rule engine: ``step`` (state + scored windows → transitions: open after M windows
+  above, close after N below, resume after maintenance / snooze, severity); ``alert_episodes`` folds it
+  over a score series, ``alerts.services.lifecycle`` persists its transitions.
 * ``regimes`` — per-operating-regime standardisation of readings, applied before the windows.
 * ``baseline`` — per-asset baseline arithmetic (a window's features minus its asset's operating point).
 * ``onnx_graphs`` — the hand-built ONNX graphs (PCA T²+Q) and their parser.

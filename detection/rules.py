@@ -1,23 +1,245 @@
-"""The alert rules of ``lifecycle.apply_scores`` as a pure function over a whole score series.
+"""The alert rule engine: one pure step function over scored windows, and its fold over a whole series.
 
-What-if questions ("how many alerts would this asset have had at a higher threshold?", "which alerts would
-the challenger have raised last month?", "what does the production path detect on a SKAB run?") need the
-open / hysteresis / auto-close rules without writing Alert rows. ``alert_episodes`` applies exactly the rules
-documented in ``alerts.services.lifecycle`` — an alert opens at the M-th consecutive window above the open
-threshold whose run starts after the previous alert's last anomalous window, and closes at the N-th
-consecutive window below the clear threshold after its opening — and
-``tests/alerts/test_episodes.py`` checks that it agrees with ``apply_scores`` on the same scores.
-Snooze and maintenance change who sees an alert, not whether it exists, so they are not modelled here.
-Part of the Django-free ``detection`` core on purpose: the edge runner (``models_registry.edge``) raises its
-alerts with this same function on a gateway without Django.
+``step(state, window, params)`` is the only place the alert rules live. The live lifecycle
+(``alerts.services.lifecycle.apply_scores``) loads the state from the active Alert row and the stored Score
+rows, calls ``step`` once per new window and persists the transitions it returns (Alert and AlertEvent
+rows, explanations, broadcasts). ``alert_episodes`` folds ``step`` over a whole score series for what-if
+questions ("how many alerts would this asset have had at a higher threshold?", "which alerts would the
+challenger have raised last month?", "what does the production path detect on a SKAB run?"): the
+backtest, the evaluations and the edge runner (on a gateway without Django) use it.
+
+Rules (M = ``open_windows``, N = ``clear_windows``):
+
+* An alert opens at a window when it and the M - 1 windows before it all score above the open threshold
+  and the first of them comes after the previous alert's last anomalous window (a window attributed to one
+  alert cannot open another). Its peak is the earliest worst of those M windows, its count M. It opens
+  held as ``suppressed`` when the opening window lies inside a maintenance window.
+* Every later window above the open threshold updates the active alert: count + 1, last seen, and the
+  peak when strictly worse.
+* The active alert auto-closes at a window when the last N windows all score below the clear threshold and
+  the first of them comes after the opening window. In between (clear ≤ score ≤ open) nothing changes:
+  hysteresis.
+* A ``suppressed`` alert resumes on a window above the open threshold outside maintenance; an alert whose
+  snooze has expired (``snooze_expired``) resumes on a window not below the clear threshold.
+
+``params.higher`` False mirrors every comparison (a model whose low scores are bad, e.g. remaining life).
+Window keys are anything ordered: indices for a series, window end times for the lifecycle.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, NamedTuple
 
 import numpy as np
+
+
+class Hold(str, Enum):
+    """Why an active alert is held back from the people who would see it, as far as the rules care."""
+
+    NONE = ""
+    SUPPRESSED = "suppressed"  # opened inside maintenance
+    SNOOZE_EXPIRED = "snooze_expired"  # snoozed, and the snooze is over
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """Thresholds, window counts and direction of one (asset, version)."""
+
+    open_threshold: float
+    clear_threshold: float
+    open_windows: int
+    clear_windows: int
+    higher: bool = True
+
+    # Derived once: step runs per window over months of windows in the noise projections.
+    sign: float = field(init=False)
+    depth: int = field(init=False)  # how many recent windows the rules look at
+    _open: float = field(init=False, repr=False)
+    _clear: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        fix = object.__setattr__
+        fix(self, "open_windows", max(1, int(self.open_windows)))
+        fix(self, "clear_windows", max(1, int(self.clear_windows)))
+        fix(self, "sign", 1.0 if self.higher else -1.0)
+        fix(self, "depth", max(self.open_windows, self.clear_windows))
+        fix(self, "_open", self.sign * self.open_threshold)
+        fix(self, "_clear", self.sign * self.clear_threshold)
+
+    def above_open(self, score: float) -> bool:
+        return self.sign * score > self._open
+
+    def below_clear(self, score: float) -> bool:
+        return self.sign * score < self._clear
+
+    def worse(self, a: float, b: float) -> bool:
+        return self.sign * a > self.sign * b
+
+
+class Window(NamedTuple):
+    """One scored window: its key (index or end time), score, and whether it lies inside maintenance.
+
+    ``context`` marks a window that was scored before but is not new (the lifecycle re-reads the stored
+    windows between the new ones): it counts in the runs of consecutive windows, but no rule fires on it.
+    """
+
+    key: Any
+    score: float
+    in_maintenance: bool = False
+    context: bool = False
+
+
+class ActiveAlert(NamedTuple):
+    """The rules' view of the active alert: ``first`` is the first of the M opening windows, ``opened`` the
+    window that opened it, ``last_seen`` the last window above the open threshold, ``peak`` the worst."""
+
+    first: Any
+    opened: Any
+    last_seen: Any
+    peak: Any
+    peak_score: float
+    count: int
+    hold: Hold = Hold.NONE
+
+
+@dataclass(frozen=True)
+class RuleState:
+    """Everything ``step`` needs: the last ``params.depth`` windows (key, score), oldest first, the active
+    alert, and the last anomalous window of the previous alert (``boundary``, None: no previous alert)."""
+
+    recent: tuple[tuple[Any, float], ...] = ()
+    active: ActiveAlert | None = None
+    boundary: Any = None
+
+
+class Opened(NamedTuple):
+    """An alert opened at window ``key`` (held ``suppressed`` when it opened inside maintenance)."""
+
+    alert: ActiveAlert
+    key: Any
+
+
+class Seen(NamedTuple):
+    """Window ``key`` scored above the open threshold: ``alert`` is the updated alert; ``new_peak`` whether
+    the window became its peak."""
+
+    alert: ActiveAlert
+    key: Any
+    new_peak: bool
+
+
+class Cleared(NamedTuple):
+    """The alert auto-closed at window ``key`` after ``clear_windows`` windows below the clear threshold."""
+
+    alert: ActiveAlert
+    key: Any
+
+
+class Resumed(NamedTuple):
+    """A held alert became visible again at window ``key``; ``hold`` says what it was held by."""
+
+    alert: ActiveAlert
+    key: Any
+    hold: Hold
+
+
+Transition = Opened | Seen | Cleared | Resumed
+
+
+def step(
+    state: RuleState, windows: Sequence[Window], params: RuleParams
+) -> tuple[RuleState, list[Transition]]:
+    """Apply the alert rules to the next windows (ascending keys, after every window of ``state.recent``).
+
+    Returns the new state and the transitions, in the order they happened. Pure: no I/O, no clock; every
+    fact from outside (maintenance, an expired snooze) comes in ``windows`` or ``state``.
+    """
+    m, n = params.open_windows, params.clear_windows
+    recent: deque[tuple[Any, float]] = deque(state.recent, maxlen=params.depth)
+    active, boundary = state.active, state.boundary
+    transitions: list[Transition] = []
+    for window in windows:
+        key, score = window.key, window.score
+        recent.append((key, score))
+        if window.context:
+            continue
+        above = params.above_open(score)
+        if active is None:
+            if not above or len(recent) < m:  # the common case: a quiet window, no alert
+                continue
+            opening = list(recent)[-m:]
+            if all(params.above_open(value) for _, value in opening) and (
+                boundary is None or opening[0][0] > boundary
+            ):
+                peak_key, peak = opening[0]
+                for other, value in opening[1:]:  # the earliest worst of the opening windows
+                    if params.worse(value, peak):
+                        peak_key, peak = other, value
+                active = ActiveAlert(
+                    first=opening[0][0],
+                    opened=key,
+                    last_seen=key,
+                    peak=peak_key,
+                    peak_score=peak,
+                    count=m,
+                    hold=Hold.SUPPRESSED if window.in_maintenance else Hold.NONE,
+                )
+                transitions.append(Opened(active, key))
+            continue
+
+        if above:
+            new_peak = params.worse(score, active.peak_score)
+            active = active._replace(
+                count=active.count + 1,
+                last_seen=max(active.last_seen, key),
+                peak=key if new_peak else active.peak,
+                peak_score=score if new_peak else active.peak_score,
+            )
+            transitions.append(Seen(active, key, new_peak))
+
+        below = params.below_clear(score)
+        if below and len(recent) >= n:
+            closing = list(recent)[-n:]
+            if closing[0][0] > active.opened and all(params.below_clear(value) for _, value in closing):
+                transitions.append(Cleared(active, key))
+                boundary, active = active.last_seen, None
+                continue
+
+        if (active.hold == Hold.SNOOZE_EXPIRED and not below) or (
+            active.hold == Hold.SUPPRESSED and above and not window.in_maintenance
+        ):
+            held, active = active.hold, active._replace(hold=Hold.NONE)
+            transitions.append(Resumed(active, key, held))
+    return RuleState(tuple(recent), active, boundary), transitions
+
+
+def severity_level(
+    peak: float,
+    open_threshold: float,
+    clear_threshold: float,
+    *,
+    shift: int = 0,
+    higher: bool = True,
+    levels: int = 4,
+) -> int:
+    """Severity level (0 = lowest) from how far the peak is past the open threshold.
+
+    excess = (peak - open) / (open - clear), in the score's bad direction (a zero-width band counts as 10 %
+    of |open|, at least 0.1). Base level: excess < 2 → 0, < 8 → 1, else 2; ``shift`` (the asset's
+    criticality: -1, 0 or +1) moves it, clamped to 0..levels - 1 — so only a high-criticality asset far
+    past its threshold reaches the top level, and a low-criticality asset is at most level 1.
+    """
+    sign = 1.0 if higher else -1.0
+    band = sign * (open_threshold - clear_threshold)
+    if band <= 0:
+        band = max(abs(open_threshold), 1.0) * 0.1
+    excess = sign * (peak - open_threshold) / band
+    level = (0 if excess < 2 else 1 if excess < 8 else 2) + shift
+    return min(max(level, 0), levels - 1)
 
 
 @dataclass(frozen=True)
@@ -39,6 +261,12 @@ class Episode:
         """Whether the alert is active at window ``index`` (from its opening to its closing, inclusive)."""
         return self.opened <= index and (self.closed is None or index <= self.closed)
 
+    @classmethod
+    def of(cls, alert: ActiveAlert, closed: int | None) -> Episode:
+        return cls(
+            first=alert.first, opened=alert.opened, last_seen=alert.last_seen, closed=closed, peak=alert.peak
+        )
+
 
 def alert_episodes(
     scores: Sequence[float] | np.ndarray,
@@ -49,41 +277,17 @@ def alert_episodes(
     *,
     higher: bool = True,
 ) -> list[Episode]:
-    """Alerts raised over ``scores`` (one per window, in time order) by the lifecycle's rules.
+    """Alerts raised over ``scores`` (one per window, in time order): ``step`` folded over the series.
 
     ``higher`` False mirrors every comparison (a model whose low scores are bad, e.g. remaining life).
     """
-    sign = 1.0 if higher else -1.0
-    signed = sign * np.asarray(scores, dtype=np.float64)
-    # Plain lists: this loop runs over a month of windows for the noise projections, and indexing NumPy
-    # arrays one element at a time is several times slower.
-    values: list[float] = signed.tolist()
-    above: list[bool] = (signed > sign * open_threshold).tolist()
-    below: list[bool] = (signed < sign * clear_threshold).tolist()
-    m, n = max(1, int(open_windows)), max(1, int(clear_windows))
-    episodes: list[Episode] = []
-    run_above = run_below = 0
-    boundary = -1  # last anomalous window of the previous alert: an opening run must start after it
-    current: dict[str, int] | None = None
-    for i in range(len(values)):
-        run_above = run_above + 1 if above[i] else 0
-        run_below = run_below + 1 if below[i] else 0
-        if current is None:
-            if run_above >= m and i - m + 1 > boundary:
-                # Like lifecycle._open: the peak is the earliest worst of the M opening windows.
-                first = i - m + 1
-                peak = max(range(first, i + 1), key=lambda k: (values[k], -k))
-                current = {"first": first, "opened": i, "last_seen": i, "peak": peak}
-            continue
-        if above[i]:
-            current["last_seen"] = i
-            if values[i] > values[current["peak"]]:
-                current["peak"] = i
-        if run_below >= n and i - n + 1 > current["opened"]:
-            episodes.append(Episode(closed=i, **current))
-            boundary, current = current["last_seen"], None
-    if current is not None:
-        episodes.append(Episode(closed=None, **current))
+    params = RuleParams(open_threshold, clear_threshold, open_windows, clear_windows, higher=higher)
+    # A plain list: indexing a NumPy array one element at a time is several times slower.
+    values: list[float] = np.asarray(scores, dtype=np.float64).tolist()
+    state, transitions = step(RuleState(), [Window(i, value) for i, value in enumerate(values)], params)
+    episodes = [Episode.of(t.alert, t.key) for t in transitions if isinstance(t, Cleared)]
+    if state.active is not None:
+        episodes.append(Episode.of(state.active, None))
     return episodes
 
 

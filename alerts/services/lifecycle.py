@@ -1,13 +1,17 @@
-"""Alert decisions: the state machine the scorer runs over each new window, and explanation completion.
+"""Alert decisions: the scorer's windows through the rule engine, persisted; and explanation completion.
 
 ``apply_scores(asset, version, windows)`` is called by the scorer inside the transaction that stored those
-windows' Score rows. Rules (M = VIGIL_ALERT_OPEN_WINDOWS, N = VIGIL_ALERT_CLEAR_WINDOWS):
+windows' Score rows. The rules — open after M = VIGIL_ALERT_OPEN_WINDOWS consecutive windows above the open
+threshold, auto-close after N = VIGIL_ALERT_CLEAR_WINDOWS below the clear threshold, hysteresis in between,
+updates of peak / last seen / count, resuming after maintenance or an expired snooze — live only in
+``detection.rules.step``. This module loads the engine's state (the active Alert row, the last window of
+the previous alert, the stored Score rows before the new windows), calls ``step`` and persists the
+transitions it returns (Alert and AlertEvent rows, explanations, the ids to broadcast):
 
-* Consecutive counts are read from the stored Score rows of (asset, version), never from counters: an
-  alert opens at a window when it and the M - 1 stored windows before it all score above the open
-  threshold (and none of them was already attributed to an earlier alert of the same key); an active
-  alert auto-closes when the last N stored windows all score below the clear threshold. In between
-  (clear ≤ score ≤ open) it stays as it is: hysteresis.
+* Consecutive counts are read from the stored Score rows of (asset, version), never from counters: the
+  stored windows before and between the new ones are fed to the engine as context (they count in the
+  runs, but no rule fires on them), and a window already attributed to an earlier alert of the same key
+  cannot open another.
 * One active visible alert per (asset, kind), one active shadow alert per (asset, shadow version): more
   anomalous windows update its peak, last seen and count. Champion versions raise visible alerts, shadow
   versions would-be alerts (``is_shadow``); candidates and retired versions nothing.
@@ -50,6 +54,8 @@ from alerts.services.overrides import calibration_category, effective_thresholds
 from detection.baseline import apply as apply_baseline
 from detection.explain import explain
 from detection.features import role_of
+from detection import rules
+from detection.rules import severity_level
 from detection.runtime import higher_is_worse
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
@@ -87,21 +93,18 @@ class ExplanationUnavailable(Exception):
 def severity_for(
     peak: float, open_threshold: float, clear_threshold: float, criticality: str, *, higher: bool = True
 ) -> Severity:
-    """Severity from how far the peak is past the open threshold, shifted by the asset's criticality.
-
-    excess = (peak - open) / (open - clear), in the score's bad direction (a zero-width band counts as 10 %
-    of |open|, at least 0.1). Base level: excess < 2 → low, < 8 → medium, else high. Criticality low
-    lowers it one level, high raises it one, clamped to low..critical — so only a high-criticality asset
-    far past its threshold is critical, and a low-criticality asset is at most medium.
-    """
-    sign = 1.0 if higher else -1.0
-    band = sign * (open_threshold - clear_threshold)
-    if band <= 0:
-        band = max(abs(open_threshold), 1.0) * 0.1
-    excess = sign * (peak - open_threshold) / band
-    level = 0 if excess < 2 else 1 if excess < 8 else 2
-    level += CRITICALITY_SHIFT.get(criticality, 0)
-    return list(Severity)[min(max(level, 0), len(Severity) - 1)]
+    """Severity from how far the peak is past the open threshold, shifted by the asset's criticality
+    (the rule is ``detection.rules.severity_level``): low lowers it one level, high raises it one."""
+    levels = list(Severity)
+    level = severity_level(
+        peak,
+        open_threshold,
+        clear_threshold,
+        shift=CRITICALITY_SHIFT.get(criticality, 0),
+        higher=higher,
+        levels=len(levels),
+    )
+    return levels[level]
 
 
 def dominant_roles(explanation: Mapping[str, Any]) -> list[str]:
@@ -302,7 +305,7 @@ def _enqueue_explanation(alert_id: int) -> None:
     transaction.on_commit(send, robust=True)
 
 
-# --- the state machine ------------------------------------------------------------------------------------
+# --- persisting the rule engine's transitions ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -310,25 +313,25 @@ class _Context:
     asset: Asset
     version: ModelVersion
     is_shadow: bool
-    sign: float
     sensors: Mapping[str, str] | None
     maintenance: list[MaintenanceWindow]
     now: datetime
-    # The version's thresholds, or the asset's alerts.ThresholdOverride (which only ever raises them).
-    open_threshold: float
-    clear_threshold: float
-
-    def above_open(self, score: float) -> bool:
-        return self.sign * score > self.sign * self.open_threshold
-
-    def below_clear(self, score: float) -> bool:
-        return self.sign * score < self.sign * self.clear_threshold
-
-    def worse(self, a: float, b: float) -> bool:
-        return self.sign * a > self.sign * b
+    # The version's thresholds, or the asset's alerts.ThresholdOverride (which only ever raises them), and
+    # the window counts: what the rule engine (detection.rules.step) decides with.
+    params: rules.RuleParams
 
     def in_maintenance(self, moment: datetime) -> MaintenanceWindow | None:
         return next((mw for mw in self.maintenance if mw.covers(moment)), None)
+
+
+def _rule_params(version: ModelVersion, open_threshold: float, clear_threshold: float) -> rules.RuleParams:
+    return rules.RuleParams(
+        open_threshold,
+        clear_threshold,
+        settings.VIGIL_ALERT_OPEN_WINDOWS,
+        settings.VIGIL_ALERT_CLEAR_WINDOWS,
+        higher=higher_is_worse(version.output_spec or {}),
+    )
 
 
 def apply_scores(
@@ -340,7 +343,8 @@ def apply_scores(
     with_active: Collection[int] | None = None,
     thresholds: Mapping[int, tuple[float, float]] | None = None,
 ) -> list[int]:
-    """Run the alert state machine over newly stored windows (ascending `end`) of one (asset, version).
+    """Run the alert rule engine over newly stored windows (ascending `end`) of one (asset, version) and
+    persist the transitions it returns.
 
     Called by the scorer INSIDE the same transaction that stored those windows' Score rows, so it runs
     once per window. Returns ids of alerts opened/changed/closed; the caller passes them to
@@ -350,109 +354,112 @@ def apply_scores(
     (no window above the open threshold) then costs no query at all. ``thresholds``: asset id -> (open,
     clear) of the chunk's active threshold overrides (``alerts.services.overrides.threshold_overrides``);
     without it the asset's override is looked up once the asset turns out to need the state machine.
+    The rules themselves (which window opens, updates, closes or resumes an alert) are
+    ``detection.rules.step``'s; this function loads its state and writes down what it decided.
     """
     if not windows or version.status not in (ModelStatus.CHAMPION, ModelStatus.SHADOW):
         return []
-    sign = 1.0 if higher_is_worse(version.output_spec or {}) else -1.0
+    params = _rule_params(version, version.open_threshold, version.clear_threshold)
     if (
         with_active is not None
         and asset.pk not in with_active
-        and not any(sign * w.score > sign * version.open_threshold for w in windows)
+        and not any(params.above_open(w.score) for w in windows)
     ):
         return []  # the common case, decided for the whole chunk by one query
     windows = sorted(windows, key=lambda w: w.end)
-    m, n = settings.VIGIL_ALERT_OPEN_WINDOWS, settings.VIGIL_ALERT_CLEAR_WINDOWS
     ctx = _Context(
         asset=asset,
         version=version,
         is_shadow=version.status == ModelStatus.SHADOW,
-        sign=sign,
         sensors=sensors,
         maintenance=[],
         now=timezone.now(),
-        open_threshold=version.open_threshold,
-        clear_threshold=version.clear_threshold,
+        params=params,
     )
     changed: list[int] = []
     with transaction.atomic():
         alert = _active_alert(ctx)
-        if alert is None and not any(ctx.above_open(w.score) for w in windows):
+        if alert is None and not any(params.above_open(w.score) for w in windows):
             return []  # the common case, a healthy asset: one query
         # Overrides only raise the thresholds, so the version's were a safe test for the early returns.
-        ctx.open_threshold, ctx.clear_threshold = effective_thresholds(version, asset.pk, thresholds)
-        if alert is None and not any(ctx.above_open(w.score) for w in windows):
+        ctx.params = params = _rule_params(version, *effective_thresholds(version, asset.pk, thresholds))
+        if alert is None and not any(params.above_open(w.score) for w in windows):
             return []
         ctx.maintenance = list(
             MaintenanceWindow.objects.filter(asset=asset, start__lte=windows[-1].end, end__gte=windows[0].end)
         )
-        history = _history(asset, version, windows, max(m, n))
-        position = {end: i for i, (end, _) in enumerate(history)}
-        boundary = None if alert else _last_closed_seen(ctx)
+        history = _history(asset, version, windows, params.depth)
+        new = {w.end: w for w in windows}
+        # The stored windows are the truth for the runs of consecutive windows: those before the first new
+        # one are the engine's recent state, those between new ones count without firing rules.
+        split = next(i for i, (end, _) in enumerate(history) if end >= windows[0].end)
+        feed = [
+            rules.Window(
+                end, score, in_maintenance=ctx.in_maintenance(end) is not None, context=end not in new
+            )
+            for end, score in history[split:]
+        ]
+        state = rules.RuleState(
+            recent=tuple(history[:split]),
+            active=_rule_alert(ctx, alert),
+            boundary=None if alert else _last_closed_seen(ctx),
+        )
         progress = _progress(alert)
         peak_windows: dict[int, ScoredWindow] = {}
-        for window in windows:
-            i = position[window.end]
-            if alert is None:
-                opening = history[max(0, i - m + 1) : i + 1]
-                if (
-                    len(opening) == m
-                    and all(ctx.above_open(score) for _, score in opening)
-                    and (boundary is None or opening[0][0] > boundary)
-                ):
-                    alert = _open(ctx, window, opening)
+        position = {item.key: i for i, item in enumerate(feed)}
+        start = 0
+        while start < len(feed):
+            state, transitions = rules.step(state, feed[start:], params)
+            start = len(feed)
+            for transition in transitions:
+                window = new[transition.key]
+                if isinstance(transition, rules.Opened):
+                    alert, created = _open(ctx, window, transition.alert)
                     progress = _progress(alert)
                     changed.append(alert.pk)
-                continue
-
-            visible = alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED)
-            if ctx.above_open(window.score):
-                alert.window_count += 1
-                alert.last_seen_at = max(alert.last_seen_at, window.end)
-                if ctx.worse(window.score, alert.peak_score):
-                    alert.peak_score, alert.peak_window_end = window.score, window.end
-                    alert.severity = severity_for(
-                        window.score,
-                        ctx.open_threshold,
-                        ctx.clear_threshold,
-                        asset.criticality,
-                        higher=ctx.sign > 0,
+                    if not created:
+                        # Another worker opened the alert of this key first: carry on from that alert's
+                        # own state with the windows after this one.
+                        start = position[window.end] + 1
+                        state = rules.RuleState(
+                            recent=tuple(history[max(0, split + start - params.depth) : split + start]),
+                            active=_rule_alert(ctx, alert),
+                        )
+                        break
+                elif isinstance(transition, rules.Seen):
+                    visible = alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED)
+                    alert.window_count = transition.alert.count
+                    alert.last_seen_at = transition.alert.last_seen
+                    if transition.new_peak:
+                        alert.peak_score, alert.peak_window_end = window.score, window.end
+                        alert.severity = severity_for(
+                            window.score,
+                            params.open_threshold,
+                            params.clear_threshold,
+                            asset.criticality,
+                            higher=params.higher,
+                        )
+                        if window.x is not None:
+                            peak_windows[alert.pk] = window
+                    if visible:
+                        changed.append(alert.pk)
+                elif isinstance(transition, rules.Cleared):
+                    _save_progress(alert, progress)
+                    alert.transition(
+                        AlertState.AUTO_CLOSED,
+                        reason=f"condition cleared for {params.clear_windows} windows",
+                        at=ctx.now,
                     )
-                    if window.x is not None:
-                        peak_windows[alert.pk] = window
-                if visible:
                     changed.append(alert.pk)
-
-            closing = history[max(0, i - n + 1) : i + 1]
-            if (
-                len(closing) == n
-                and closing[0][0] > alert.opened_at
-                and all(ctx.below_clear(score) for _, score in closing)
-            ):
-                _save_progress(alert, progress)
-                alert.transition(
-                    AlertState.AUTO_CLOSED, reason=f"condition cleared for {n} windows", at=ctx.now
-                )
-                changed.append(alert.pk)
-                boundary, alert = alert.last_seen_at, None
-                continue
-
-            if (
-                alert.state == AlertState.SNOOZED
-                and alert.snoozed_until is not None
-                and alert.snoozed_until <= ctx.now
-                and not ctx.below_clear(window.score)
-            ):
-                alert.transition(AlertState.OPEN, reason="snooze expired; the condition persists", at=ctx.now)
-                changed.append(alert.pk)
-            elif (
-                alert.state == AlertState.SUPPRESSED
-                and ctx.above_open(window.score)
-                and ctx.in_maintenance(window.end) is None
-            ):
-                alert.transition(
-                    AlertState.OPEN, reason="maintenance window over; the condition persists", at=ctx.now
-                )
-                changed.append(alert.pk)
+                    alert = None
+                elif isinstance(transition, rules.Resumed):
+                    reason = (
+                        "snooze expired; the condition persists"
+                        if transition.hold == rules.Hold.SNOOZE_EXPIRED
+                        else "maintenance window over; the condition persists"
+                    )
+                    alert.transition(AlertState.OPEN, reason=reason, at=ctx.now)
+                    changed.append(alert.pk)
         if alert is not None:
             _save_progress(alert, progress)
             if alert.pk in peak_windows:
@@ -511,15 +518,38 @@ def _last_closed_seen(ctx: _Context) -> datetime | None:
     return alerts.order_by("-last_seen_at").values_list("last_seen_at", flat=True).first()
 
 
-def _open(ctx: _Context, window: ScoredWindow, opening: list[tuple[datetime, float]]) -> Alert:
-    version, asset = ctx.version, ctx.asset
-    peak_end, peak = opening[0]
-    for end, score in opening[1:]:
-        if ctx.worse(score, peak):
-            peak_end, peak = end, score
+def _rule_alert(ctx: _Context, alert: Alert | None) -> rules.ActiveAlert | None:
+    """The rule engine's view of an Alert row (snooze and maintenance holds included)."""
+    if alert is None:
+        return None
+    if alert.state == AlertState.SUPPRESSED:
+        hold = rules.Hold.SUPPRESSED
+    elif (
+        alert.state == AlertState.SNOOZED
+        and alert.snoozed_until is not None
+        and alert.snoozed_until <= ctx.now
+    ):
+        hold = rules.Hold.SNOOZE_EXPIRED
+    else:
+        hold = rules.Hold.NONE
+    return rules.ActiveAlert(
+        first=alert.first_window_start + timedelta(seconds=ctx.asset.asset_type.window_s),
+        opened=alert.opened_at,
+        last_seen=alert.last_seen_at,
+        peak=alert.peak_window_end,
+        peak_score=alert.peak_score,
+        count=alert.window_count,
+        hold=hold,
+    )
+
+
+def _open(ctx: _Context, window: ScoredWindow, opened: rules.ActiveAlert) -> tuple[Alert, bool]:
+    """Create the Alert row (and its first event) the engine opened at ``window``; False when another
+    worker had opened the alert of this key first, which is returned instead."""
+    version, asset, params = ctx.version, ctx.asset, ctx.params
     explanation = _try_explain(version, window, ctx.sensors)
     maintenance = ctx.in_maintenance(window.end)
-    state = AlertState.SUPPRESSED if maintenance else AlertState.OPEN
+    state = AlertState.SUPPRESSED if opened.hold == rules.Hold.SUPPRESSED else AlertState.OPEN
     alert = Alert(
         asset=asset,
         model_version=version,
@@ -530,14 +560,18 @@ def _open(ctx: _Context, window: ScoredWindow, opening: list[tuple[datetime, flo
             asset.pk, top_role(explanation), categorize(explanation, window.flagged)
         ),
         severity=severity_for(
-            peak, ctx.open_threshold, ctx.clear_threshold, asset.criticality, higher=ctx.sign > 0
+            opened.peak_score,
+            params.open_threshold,
+            params.clear_threshold,
+            asset.criticality,
+            higher=params.higher,
         ),
         opened_at=window.end,
-        first_window_start=opening[0][0] - timedelta(seconds=asset.asset_type.window_s),
+        first_window_start=opened.first - timedelta(seconds=asset.asset_type.window_s),
         last_seen_at=window.end,
-        peak_score=peak,
-        peak_window_end=peak_end,
-        window_count=len(opening),
+        peak_score=opened.peak_score,
+        peak_window_end=opened.peak,
+        window_count=opened.count,
         explanation=explanation,
         explanation_status=ExplanationStatus.READY if explanation else ExplanationStatus.PENDING,
         dominant_role=top_role(explanation),
@@ -546,18 +580,17 @@ def _open(ctx: _Context, window: ScoredWindow, opening: list[tuple[datetime, flo
         with transaction.atomic():
             alert.save()
     except IntegrityError:
-        # Another worker opened the alert of this key first; treat this window as an update of that one.
         existing = _active_alert(ctx)
         if existing is None:
             raise
-        return existing
-    reason = f"score above the open threshold for {len(opening)} consecutive windows"
+        return existing, False
+    reason = f"score above the open threshold for {opened.count} consecutive windows"
     if maintenance:
         reason += f"; inside maintenance ({maintenance.reason or 'planned work'})"
     AlertEvent.objects.create(alert=alert, at=ctx.now, from_state="", to_state=state, reason=reason[:300])
     if explanation is None:
         _enqueue_explanation(alert.pk)
-    return alert
+    return alert, True
 
 
 _PROGRESS_FIELDS = ["peak_score", "peak_window_end", "last_seen_at", "window_count", "severity"]

@@ -235,3 +235,41 @@ def test_engineers_see_alerts_and_can_plan_maintenance_in_the_admin(client, asse
     )
     assert response.status_code == 302
     assert MaintenanceWindow.objects.get().created_by == engineer
+
+
+def test_a_window_that_loses_the_race_to_open_updates_the_other_workers_alert(
+    asset, champion, x, monkeypatch
+):
+    from alerts.services import lifecycle
+
+    score(asset, champion, windows(0, [OPEN + 50, OPEN + 1, OPEN + 1, OPEN + 1], x=x))
+    real, calls = lifecycle._active_alert, []
+
+    def late(ctx):  # this worker loaded its state before the other worker's alert was committed
+        calls.append(ctx)
+        return None if len(calls) == 1 else real(ctx)
+
+    monkeypatch.setattr(lifecycle, "_active_alert", late)
+    ids = score(asset, champion, windows(4, [OPEN + 1, OPEN + 2, OPEN + 40, OPEN + 3], x=x))
+
+    alert = Alert.objects.get()
+    assert ids == [alert.pk] and len(calls) == 2
+    # The window that tried to open is lost; the three after it update the other worker's alert, from
+    # that alert's own count and peak.
+    assert alert.window_count == 4 + 3 and alert.last_seen_at == window_end(7)
+    assert alert.peak_score == OPEN + 50 and alert.peak_window_end == window_end(0)
+
+
+def test_the_lifecycle_decides_with_the_detection_rule_engine(asset, champion, x, monkeypatch):
+    from detection import rules
+
+    real, seen = rules.step, []
+
+    def spy(state, feed, params):
+        seen.append([w.key for w in feed])
+        return real(state, feed, params)
+
+    monkeypatch.setattr(rules, "step", spy)
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x))
+
+    assert seen == [[window_end(k) for k in range(3)]] and Alert.objects.count() == 1
