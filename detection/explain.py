@@ -40,6 +40,7 @@ from cachetools import LRUCache, cached
 from onnx import helper, numpy_helper
 
 from detection import runtime
+from detection.features import role_of
 from detection.onnx_graphs import read_quadratic_graph
 
 ADDITIVITY_TOLERANCE = 1e-4
@@ -328,3 +329,36 @@ def _score(session: Any, batch: np.ndarray, output_spec: Mapping[str, Any]) -> n
 def _sensor(feature: str, sensors: Mapping[str, str] | None) -> str:
     role = feature.rsplit("__", 1)[0]
     return (sensors or {}).get(role, role)
+
+
+# --- which sensors an explanation points at -----------------------------------------------------------
+
+# The fewest roles covering this share of the total |φ| dominate an explanation, at most this many.
+DOMINANT_SHARE = 0.6
+DOMINANT_MAX_ROLES = 3
+
+
+def dominant_roles(explanation: Mapping[str, Any]) -> list[str]:
+    """Sensor roles that dominate an explanation: the fewest roles, by summed |φ|, covering 60 % of the
+    total |φ|, at most three."""
+    totals: dict[str, float] = {}
+    for feature in explanation.get("features", []):
+        role = role_of(feature["name"])
+        totals[role] = totals.get(role, 0.0) + abs(float(feature["phi"]))
+    total = sum(totals.values())
+    if total <= 0:
+        return []
+    picked: list[str] = []
+    covered = 0.0
+    for role, value in sorted(totals.items(), key=lambda item: item[1], reverse=True):
+        if covered >= DOMINANT_SHARE * total or len(picked) == DOMINANT_MAX_ROLES:
+            break
+        picked.append(role)
+        covered += value
+    return picked
+
+
+def top_role(explanation: Mapping[str, Any] | None) -> str:
+    """The role that contributes most to an explanation ("" without one): what "a similar alert" means."""
+    roles = dominant_roles(explanation) if explanation else []
+    return roles[0] if roles else ""

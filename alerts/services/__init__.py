@@ -22,8 +22,6 @@ from alerts.services.feedback import (
 )
 from alerts.services.lifecycle import (
     CRITICALITY_SHIFT,
-    DOMINANT_MAX_ROLES,
-    DOMINANT_SHARE,
     GATE_FLAGS,
     PEAK_REEXPLAIN_CHANGE,
     ExplanationUnavailable,
@@ -31,11 +29,9 @@ from alerts.services.lifecycle import (
     apply_scores,
     categorize,
     complete_explanation,
-    dominant_roles,
     explain_window,
     mark_explanation_failed,
     severity_for,
-    top_role,
     window_features,
 )
 
@@ -53,8 +49,6 @@ __all__ = [
     "record_missed_failure",
     "why_lines",
     "CRITICALITY_SHIFT",
-    "DOMINANT_MAX_ROLES",
-    "DOMINANT_SHARE",
     "GATE_FLAGS",
     "PEAK_REEXPLAIN_CHANGE",
     "ExplanationUnavailable",
@@ -62,10 +56,8 @@ __all__ = [
     "apply_scores",
     "categorize",
     "complete_explanation",
-    "dominant_roles",
     "explain_window",
     "mark_explanation_failed",
     "severity_for",
-    "top_role",
     "window_features",
 ]

@@ -52,7 +52,7 @@ from alerts.choices import ACTIVE_STATES, AlertCategory, AlertState, Explanation
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
 from alerts.services.overrides import calibration_category, effective_thresholds
 from detection.baseline import apply as apply_baseline
-from detection.explain import explain
+from detection.explain import dominant_roles, explain, top_role
 from detection.features import role_of
 from detection import rules
 from detection.rules import severity_level
@@ -65,8 +65,6 @@ from plant.models import Asset
 logger = logging.getLogger(__name__)
 
 GATE_FLAGS = QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE | QualityFlag.STUCK | QualityFlag.GAP
-DOMINANT_SHARE = 0.6
-DOMINANT_MAX_ROLES = 3
 PEAK_REEXPLAIN_CHANGE = 0.10
 CRITICALITY_SHIFT = {"low": -1, "medium": 0, "high": 1}
 
@@ -105,32 +103,6 @@ def severity_for(
         levels=len(levels),
     )
     return levels[level]
-
-
-def dominant_roles(explanation: Mapping[str, Any]) -> list[str]:
-    """Sensor roles that dominate an explanation: the fewest roles, by summed |φ|, covering 60 % of the
-    total |φ|, at most three."""
-    totals: dict[str, float] = {}
-    for feature in explanation.get("features", []):
-        role = role_of(feature["name"])
-        totals[role] = totals.get(role, 0.0) + abs(float(feature["phi"]))
-    total = sum(totals.values())
-    if total <= 0:
-        return []
-    picked: list[str] = []
-    covered = 0.0
-    for role, value in sorted(totals.items(), key=lambda item: item[1], reverse=True):
-        if covered >= DOMINANT_SHARE * total or len(picked) == DOMINANT_MAX_ROLES:
-            break
-        picked.append(role)
-        covered += value
-    return picked
-
-
-def top_role(explanation: Mapping[str, Any] | None) -> str:
-    """The role that contributes most to an explanation ("" without one): what "a similar alert" means."""
-    roles = dominant_roles(explanation) if explanation else []
-    return roles[0] if roles else ""
 
 
 def categorize(explanation: Mapping[str, Any] | None, flagged: Mapping[str, int]) -> AlertCategory:

@@ -21,7 +21,7 @@ Per run (one SKAB file = one asset):
    model's open and clear thresholds; a point is predicted anomalous while an alert is active at it
    (``pointwise.points_from_windows``).
 5. Every alert's opening window is explained with ``detection.explain.explain`` (the code the product
-   stores explanations with) and its top role (``lifecycle.top_role``) is compared with ``FAULT_ROLES``.
+   stores explanations with) and its top role (``detection.explain.top_role``) is compared with ``FAULT_ROLES``.
 
 In the product the calibration period is an engineer's choice (``manage.py calibrate_baseline``) or, by
 default, an asset's first ``VIGIL_BASELINE_WINDOWS`` windows; here it is SKAB's 400 points.
@@ -38,7 +38,7 @@ from django.conf import settings
 
 from detection import baseline as asset_baseline
 from detection import runtime
-from detection.explain import explain
+from detection.explain import explain, top_role
 from detection.features import Windows, build_windows, feature_names, role_of
 from detection.rules import Episode, active_mask, alert_episodes
 from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows
@@ -224,8 +224,6 @@ def detect(detector: Detector, run: PreparedRun) -> RunResult:
 def explain_alerts(detector: Detector, result: RunResult) -> list[dict[str, Any]]:
     """The explanation of every alert's opening window, as the product would store it, and whether its top
     role matches the fault's physics (``None`` when the alert opened outside the labelled fault)."""
-    from alerts.services.lifecycle import top_role
-
     model, run = detector.model, result.run
     expected = FAULT_ROLES.get(run.file.fault_type, ())
     out = []

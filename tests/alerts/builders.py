@@ -7,7 +7,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent
-from alerts.services import explain_window, top_role
+from alerts.services import explain_window
+from detection.explain import top_role
 from models_registry.models import ModelVersion
 from tests.alerts.conftest import OPEN, fault_x
 

@@ -12,7 +12,8 @@ from alerts import broadcast
 from alerts.broadcast import broadcast_alerts
 from alerts.choices import AlertCategory, AlertState, ExplanationStatus
 from alerts.models import Alert, Score
-from alerts.services import ExplanationUnavailable, dominant_roles
+from alerts.services import ExplanationUnavailable
+from detection.explain import dominant_roles
 from alerts.tasks import complete_explanation_task, sweep_pending_explanations_task
 from detection.runtime import ModelRuntimeError
 from models_registry import cache

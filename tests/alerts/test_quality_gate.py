@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alerts.choices import AlertCategory, ExplanationStatus
 from alerts.models import Alert
-from alerts.services import categorize, dominant_roles
+from alerts.services import categorize
+from detection.explain import dominant_roles
 from plant.choices import QualityFlag
 from tests.alerts.conftest import OPEN, fault_x, score, windows
 
