@@ -39,7 +39,8 @@ from detection.baseline import BaselineError, expects_baseline, mean_vector, per
 from detection.features import feature_names as all_feature_names
 from detection.features import role_of
 from models_registry.choices import ModelStatus
-from models_registry.dataset import asset_windows_between, role_sensors
+from models_registry.training_data import asset_windows_between
+from plant.series import role_sensors
 from models_registry.models import AssetBaseline, BaselineSource, ModelVersion, features_key
 from plant.models import Reading
 

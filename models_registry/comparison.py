@@ -44,7 +44,7 @@ from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes
 from detection.runtime import higher_is_worse
 from models_registry import baseline, cache
-from models_registry.dataset import read_readings
+from plant.series import read_readings
 from models_registry.models import ModelVersion
 from models_registry.retrain import LabelEvent, feedback_events
 from plant.models import Asset, Reading, Sensor

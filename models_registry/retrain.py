@@ -58,7 +58,7 @@ from detection.baseline import expects_baseline
 from detection.pipeline import Pipeline, PipelineError
 from models_registry import cache
 from models_registry.choices import ModelKind, RetrainStatus, WindowLabel
-from models_registry.dataset import LabelEvent, TrainingDataError, label_windows, load_training_windows
+from models_registry.training_data import LabelEvent, TrainingDataError, label_windows, load_training_windows
 from models_registry.models import ModelVersion, RetrainRun
 from models_registry.tasks import retrain_model_task
 from models_registry.training import TrainingError, jsonable

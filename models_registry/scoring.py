@@ -67,7 +67,7 @@ from detection.pipeline import ModelCrash, Pipeline, PipelineError, ScoreOutputE
 from detection.runtime import ModelRuntimeError
 from models_registry import baseline, cache
 from models_registry.choices import ModelStatus
-from models_registry.dataset import read_readings
+from plant.series import read_readings
 from models_registry.models import (
     GapReason,
     IncidentKind,

@@ -24,7 +24,7 @@ from detection.baseline import PER_ASSET
 from detection.baseline import apply as apply_baseline
 from models_registry import baseline as baselines
 from models_registry.choices import ModelKind, ModelStatus, WindowLabel
-from models_registry.dataset import TrainingDataError, label_counts, load_training_windows
+from models_registry.training_data import TrainingDataError, label_counts, load_training_windows
 from models_registry.models import ModelStatusChange, ModelVersion
 from models_registry.training import TrainingError, jsonable
 from models_registry.validation import ModelRejected, ValidationReport, validate_version
@@ -32,7 +32,7 @@ from plant.access import sees_all_sites_of
 from plant.models import Asset, AssetType, Site
 
 if TYPE_CHECKING:
-    from models_registry.dataset import LabelEvent, TrainingData
+    from models_registry.training_data import LabelEvent, TrainingData
     from models_registry.training import TrainedModel
 
 logger = logging.getLogger(__name__)

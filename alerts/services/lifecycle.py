@@ -174,7 +174,7 @@ def _input_baseline(alert: Alert) -> np.ndarray | None:
 def window_features(alert: Alert) -> tuple[np.ndarray, dict[str, int]]:
     """Rebuild the model input (baselined for a baselined version) and quality flags of the alert's
     opening window from the readings."""
-    from models_registry.dataset import asset_windows_between
+    from models_registry.training_data import asset_windows_between
 
     version, asset = alert.model_version, alert.asset
     names = list(version.feature_spec)

@@ -278,7 +278,7 @@ def test_calibrate_baseline_command_names_the_problem(asset, options, message):
 def test_calibration_windows_are_the_production_windows(asset):
     ingest(asset, START_S, 300)
     row = baseline.calibrate(asset, None, T0, T0 + timedelta(seconds=300))
-    from models_registry.dataset import load_series
+    from plant.series import load_series
 
     sensors = dict(asset.sensors.values_list("pk", "role__key"))
     roles = sorted(set(sensors.values()))

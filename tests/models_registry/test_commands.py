@@ -144,7 +144,7 @@ def test_train_model_anomaly_learns_from_windows_away_from_fault_labels_and_scor
     # the model was told the faulty windows only for validation; they must score far above normal ones
     from detection import runtime
     from models_registry.choices import WindowLabel
-    from models_registry.dataset import load_training_windows
+    from models_registry.training_data import load_training_windows
 
     data = load_training_windows(fleet[0].asset_type)
     session = runtime.load_session(version.read_onnx_bytes())

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from models_registry import edge
-from models_registry.dataset import load_series
+from plant.series import load_series
 from detection.features import build_windows, feature_names
 from tests.conftest import T0, make_asset, make_pump_type
 from tests.models_registry.conftest import corrupt, linear_onnx, make_readings, make_version

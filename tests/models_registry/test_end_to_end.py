@@ -22,7 +22,8 @@ from detection.features import EXCLUDED_QUALITY, build_windows
 from models_registry import edge
 from models_registry.bundle import build_bundle
 from models_registry.choices import ModelStatus
-from models_registry.dataset import LabelEvent, label_windows, load_series
+from models_registry.training_data import LabelEvent, label_windows
+from plant.series import load_series
 from models_registry.services import (
     ModelRejected,
     current_champion,

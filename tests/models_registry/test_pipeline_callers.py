@@ -11,7 +11,7 @@ import pytest
 
 from alerts.models import Score
 from detection.features import build_windows
-from models_registry.dataset import read_readings
+from plant.series import read_readings
 from models_registry.retrain import score_with
 from models_registry.scoring import score_assets
 from tests.models_registry.test_backtest_equivalence import SPEC, vibration_version

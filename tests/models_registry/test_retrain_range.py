@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from models_registry.dataset import load_training_windows
+from models_registry.training_data import load_training_windows
 from models_registry.models import RetrainRun
 from models_registry.retrain import execute_run
 from detection import features

@@ -14,7 +14,7 @@ from django.core.management import call_command
 
 from models_registry import retrain, training
 from models_registry.choices import ModelKind, WindowLabel
-from models_registry.dataset import LabelEvent, label_windows, load_training_windows
+from models_registry.training_data import LabelEvent, label_windows, load_training_windows
 from models_registry.models import ModelVersion
 from models_registry.services import promote, train_and_register
 from models_registry.validation import validate_version

@@ -9,7 +9,7 @@ from django.conf import settings
 from detection import runtime
 from detection.features import build_windows
 from detection.rules import alert_episodes
-from models_registry.dataset import load_series
+from plant.series import load_series
 from models_registry.services import current_champion
 from demo import skab as skab_demo
 from plant.datasets import skab

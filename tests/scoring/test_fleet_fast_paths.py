@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from alerts.models import Alert, Score
 from alerts.services import ScoredWindow, apply_scores
 from alerts.services.lifecycle import assets_with_active_alert
-from models_registry.dataset import read_readings
+from plant.series import read_readings
 from models_registry.scoring import score_assets
 from plant.models import Reading
 from tests.conftest import T0, make_asset

@@ -14,13 +14,13 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 
 import numpy as np
-from django.db import connection
 from django.db.models import Max, Min
 
 from detection import features
 from models_registry.choices import WindowLabel
 from plant.choices import LabelKind
 from plant.models import Asset, AssetType, Label, Reading, Sensor
+from plant.series import load_series, role_sensors
 
 # Readings further apart than this (or than a window) start a new stretch: training windows are built per
 # stretch, so a stray reading years before the rest (a ts=0 from a gateway without a clock) costs no empty
@@ -74,89 +74,6 @@ def label_counts(labels: np.ndarray) -> dict[str, int]:
         "normal": int(np.count_nonzero(labels == WindowLabel.NORMAL)),
         "unlabelled": int(np.count_nonzero(labels == WindowLabel.UNLABELLED)),
     }
-
-
-def read_readings(
-    sensor_ids: list[int], start: datetime, end: datetime, *, include_start: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Readings of many sensors in (or [, with include_start) start, end], as NumPy columns sorted by sensor
-    then time: (sensor id int64, ts epoch seconds float64, value float64, quality uint16).
-
-    One query for all sensors. On PostgreSQL the timestamps leave the database as integer microseconds (no
-    Python datetime per row, which cost most of a fleet sweep's read time) and are divided here, which
-    gives exactly the float ``datetime.timestamp()`` gives.
-    """
-    if not sensor_ids:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.uint16)
-    if connection.vendor != "postgresql":
-        readings = Reading.objects.filter(sensor_id__in=list(sensor_ids), ts__lte=end)
-        readings = readings.filter(ts__gte=start) if include_start else readings.filter(ts__gt=start)
-        rows = list(readings.order_by("sensor_id", "ts").values_list("sensor_id", "ts", "value", "quality"))
-        return (
-            np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
-            np.fromiter((row[1].timestamp() for row in rows), dtype=np.float64, count=len(rows)),
-            np.fromiter((row[2] for row in rows), dtype=np.float64, count=len(rows)),
-            np.fromiter((row[3] for row in rows), dtype=np.uint16, count=len(rows)),
-        )
-    meta = Reading._meta
-    qn = connection.ops.quote_name
-    c_sensor, c_ts, c_value, c_quality = (
-        qn(meta.get_field(name).column) for name in ("sensor", "ts", "value", "quality")
-    )
-    # date_part is float8 (EXTRACT is numeric, ~2x slower); µs fit a float8 exactly, round() undoes its error.
-    # One row of arrays per sensor: psycopg parses arrays in C, a Python tuple per reading costs ~1.5x more.
-    epoch_us = f"round(date_part('epoch', {c_ts}) * 1000000)::int8"
-    sql = (
-        f"SELECT {c_sensor}, array_agg({epoch_us} ORDER BY {c_ts}), array_agg({c_value} ORDER BY {c_ts}),"
-        f" array_agg({c_quality} ORDER BY {c_ts}) FROM {qn(meta.db_table)}"
-        f" WHERE {c_sensor} = ANY(%s) AND {c_ts} {'>=' if include_start else '>'} %s AND {c_ts} <= %s"
-        f" GROUP BY {c_sensor} ORDER BY {c_sensor}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [list(sensor_ids), start, end])
-        rows = cursor.fetchall()
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.uint16)
-    return (
-        np.repeat(np.array([row[0] for row in rows], dtype=np.int64), [len(row[1]) for row in rows]),
-        np.concatenate([np.array(row[1], dtype=np.int64) for row in rows]) / 1e6,
-        np.concatenate([np.array(row[2], dtype=np.float64) for row in rows]),
-        np.concatenate([np.array(row[3], dtype=np.uint16) for row in rows]),
-    )
-
-
-def load_series(sensor_roles: dict[int, str], start: datetime, end: datetime) -> dict[str, tuple]:
-    """{role: (ts_s float64, values float64, quality uint16)} for the given sensors over [start, end]."""
-    series = {}
-    for sensor_id, role in sensor_roles.items():
-        rows = list(
-            Reading.objects.filter(sensor_id=sensor_id, ts__gte=start, ts__lte=end)
-            .order_by("ts")
-            .values_list("ts", "value", "quality")
-        )
-        if not rows:
-            continue
-        series[role] = (
-            np.fromiter((row[0].timestamp() for row in rows), dtype=np.float64, count=len(rows)),
-            np.fromiter((row[1] for row in rows), dtype=np.float64, count=len(rows)),
-            np.fromiter((row[2] for row in rows), dtype=np.uint16, count=len(rows)),
-        )
-    return series
-
-
-def role_sensors(asset: Asset, roles: Collection[str]) -> tuple[dict[int, str], dict[str, float]]:
-    """One sensor per role (the lowest id, as the scorer and training pick) and each role's sample period."""
-    sensor_roles: dict[int, str] = {}
-    periods: dict[str, float] = {}
-    for sensor_id, role, period in (
-        asset.sensors.filter(role__key__in=list(roles))
-        .order_by("pk")
-        .values_list("pk", "role__key", "sample_period_s")
-    ):
-        if role not in periods:
-            sensor_roles[sensor_id] = role
-            periods[role] = float(period)
-    return sensor_roles, periods
 
 
 def asset_windows_between(asset: Asset, roles: list[str], start: datetime, end: datetime):
