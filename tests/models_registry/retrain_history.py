@@ -108,7 +108,7 @@ def _overlaps(alert: Alert, tag: str, start_s: float, end_s: float) -> bool:
 
 def build_history(site: Site, technician, *, slug: str = "sim-pump", baseline: str | None = None) -> History:
     """Readings, a champion, its real alerts over the operating period and the technicians' verdicts."""
-    from models_registry.scoring import score_assets
+    from alerts.scoring import score_assets
 
     asset_type, assets = make_simulated_plant(site, slug)
     ingest(site, 0.0, TRAIN_END_S)

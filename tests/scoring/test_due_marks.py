@@ -9,10 +9,10 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from models_registry.scoring import score_assets
-from models_registry.tasks import score_asset_task, sweep_due_assets_task
-from plant.models import ScoringDue
-from plant.scheduling import mark_due, wait_for_enqueues
+from alerts.scoring import score_assets
+from alerts.tasks import score_asset_task, sweep_due_assets_task
+from alerts.models import ScoringDue
+from alerts.scheduling import mark_due, wait_for_enqueues
 from tests.conftest import make_asset
 from tests.scoring.conftest import START_S, ingest
 
@@ -115,7 +115,7 @@ def test_a_mark_that_moved_while_scoring_stays_due(asset):
     from tests.scoring.conftest import vibration_model
 
     vibration_model(asset.asset_type)
-    with mock.patch("models_registry.scoring._score_type", side_effect=ingest_meanwhile):
+    with mock.patch("alerts.scoring._score_type", side_effect=ingest_meanwhile):
         report = score_assets([asset.pk])
 
     assert report.still_due == [asset.pk]
