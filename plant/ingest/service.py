@@ -142,7 +142,8 @@ def ingest_readings(
     timings["quality"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    # The due marks commit with the readings (a crash in between cannot leave readings nobody scores).
+    # The readings-stored hook (alerts' due marks) runs in this transaction: the marks commit with the
+    # readings (a crash in between cannot leave readings nobody scores).
     with transaction.atomic():
         inserted = write_readings(sensors.ids[number], ts_us, values, quality)
         if inserted:
