@@ -3,8 +3,9 @@
 Ingestion (plant.ingest, below alerts) reports the assets it stored readings for through the hook
 alerts.tasks.readings_stored, registered in AlertsConfig.ready(); it calls `mark_due(asset_ids)` inside
 the transaction that stored the readings: the marks commit or roll back with the readings, so "stored but
-never scored" cannot happen. After the commit, scoring tasks are enqueued for the assets that need one. Celery is only a wake-up call: when Redis is down the
-enqueue fails, is logged, and the marks stay in the database for `sweep_due_assets_task` to pick up.
+never scored" cannot happen. After the commit, scoring tasks are enqueued for the assets that need one.
+Celery is only a wake-up call: when Redis is down the enqueue fails, is logged, and the marks stay in the
+database for `sweep_due_assets_task` to pick up.
 
 Enqueue throttling (no task per batch per asset): an asset gets a task when it becomes due, or when it is
 already due but its last task was sent more than `VIGIL_SCORING_REENQUEUE_S` ago (that task may have been
@@ -113,8 +114,8 @@ def wait_for_enqueues(timeout: float = 10.0) -> None:
 
 
 def enqueue_scoring(asset_ids: Iterable[int], send: Send) -> int:
-    """Send one scoring task per asset with `send`; returns how many were sent. Never raises: a broker outage
-    is logged and left to the sweep, since the marks are already committed."""
+    """Send one scoring task per asset with `send`; returns how many were sent. Never raises: a broker
+    outage is logged and left to the sweep, since the marks are already committed."""
     global _broker_down_until
     ids = list(asset_ids)
     if not ids or settings.VIGIL_SCORING_ENQUEUE is False:
