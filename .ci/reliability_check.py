@@ -161,7 +161,7 @@ def ingest_direct(assets, start: float, t0: float) -> None:
 
 
 def wait_until_scored(timeout: float) -> None:
-    from plant.models import ScoringDue
+    from alerts.models import ScoringDue
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -210,7 +210,7 @@ def check_worker_kill(assets, version, start: float, minutes: int) -> int:
             ingest_direct(assets, start, start + minute * STEP_S)
             time.sleep(random.uniform(0.2, 0.8))
             if minute % 3 == 1:
-                from plant.models import ScoringDue
+                from alerts.models import ScoringDue
 
                 pending = ScoringDue.objects.filter(due=True).count()
                 stop(worker, signal.SIGKILL)
@@ -228,7 +228,8 @@ def check_worker_kill(assets, version, start: float, minutes: int) -> int:
 
 
 def check_redis_down(assets, version, token: str, start: float, redis: subprocess.Popen, minutes: int):
-    from plant.models import Reading, ScoringDue
+    from alerts.models import ScoringDue
+    from plant.models import Reading
 
     stop(redis)
     log("stopped Redis")

@@ -18,7 +18,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
 def slow_down_scoring(delay_s: float) -> None:
-    from models_registry import scoring
+    from alerts import scoring
 
     store, insert_scores = scoring._store, scoring._insert_scores
 

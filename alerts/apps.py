@@ -11,14 +11,18 @@ class AlertsConfig(AppConfig):
         # plant and the registry sit below alerts and may not import it: what they need from alerts is
         # handed to them here — the comparison page's observed follow-through (from the one definition of
         # the per-alert facts) and recorded alerts, the bundles' threshold overrides, the metrics API's
-        # part of the OpenAPI document and the asset page's missed-failure form.
+        # part of the OpenAPI document, the asset page's missed-failure form and scoring gaps, and the ingest
+        # hook that marks assets due and wakes their scoring.
+        from alerts import asset_panels
         from alerts.comparison_source import recorded_episodes
         from alerts.metrics.facts import champion_follow_through
         from alerts.services.overrides import threshold_overrides
         from alerts.metrics.openapi import metrics_part
+        from alerts.tasks import readings_stored
         from alerts.views import asset_panel
         from models_registry.bundle import provide_threshold_overrides
         from models_registry.comparison import provide_observed_follow_through, provide_recorded_alerts
+        from plant.ingest.hooks import provide_readings_stored
         from plant.openapi import provide_openapi_part
         from plant.views import provide_asset_panels
 
@@ -28,3 +32,6 @@ class AlertsConfig(AppConfig):
         # The metrics API is alerts'; plant builds the API document and may not import alerts.
         provide_openapi_part(metrics_part)
         provide_asset_panels(context=asset_panel)
+        provide_asset_panels(context=asset_panels.asset_context, chart=asset_panels.chart_extras)
+        # Readings are plant's, their scoring is alerts': the marks are written in the ingest's transaction.
+        provide_readings_stored(readings_stored)

@@ -136,3 +136,7 @@ class NoiseActionKind(models.TextChoices):
             "mark_calibration": "#7c3aed",
             "calibrated": "#16a34a",
         }[self.value]
+
+
+class GapReason(models.TextChoices):
+    BACKLOG_LIMIT = "backlog_limit", "Backlog older than the scoring limit"

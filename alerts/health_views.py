@@ -40,7 +40,7 @@ from alerts.metrics import (
 from alerts.metrics.charts import trend_figure
 from alerts.metrics.export import aiter_chunks, export_alerts
 from alerts.metrics.trust import FLOOR
-from models_registry.models import ScoringGap
+from alerts.models import ScoringGap
 from plant.access import can_see_health, role_required, site_ids_for_user
 from plant.models import Site
 from plant.params import ParamError, parse_id, shown, text

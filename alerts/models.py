@@ -18,6 +18,7 @@ from alerts.choices import (
     ExplanationStatus,
     FalseAlarmReason,
     FeedbackKind,
+    GapReason,
     MaintenanceAction,
     NoiseActionKind,
     Severity,
@@ -371,3 +372,97 @@ class NoiseAction(models.Model):
     @property
     def kind_choice(self) -> NoiseActionKind:
         return NoiseActionKind(self.kind)
+
+
+class ScoringDue(models.Model):
+    """The scoring mark of an asset: ingestion bumps `seq` and sets `due`; a scorer clears it by
+    compare-and-set on the `seq` it claimed, so data that arrives while it scores keeps the asset due.
+
+    One row per asset, written in bulk by alerts.scheduling; never one row per reading or per batch.
+    """
+
+    asset = models.OneToOneField(
+        Asset, on_delete=models.CASCADE, primary_key=True, related_name="scoring_due"
+    )
+    seq = models.BigIntegerField(default=0, help_text="Bumped by every ingest that stored readings.")
+    due = models.BooleanField(default=False)
+    marked_at = models.DateTimeField(null=True, blank=True, help_text="When the asset last became due.")
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When a scoring task was last sent.")
+    scored_seq = models.BigIntegerField(default=0, help_text="The seq the last completed scoring claimed.")
+
+    class Meta:
+        indexes = [models.Index(fields=["due", "marked_at"], name="scoring_due_sweep")]
+
+    def __str__(self) -> str:
+        return f"{self.asset_id}: seq {self.seq}{' due' if self.due else ''}"
+
+
+class ScoringGapQuerySet(models.QuerySet):
+    def overlapping(
+        self,
+        *,
+        site_ids: list[int] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> ScoringGapQuerySet:
+        """Gaps of assets at these sites (None: any) that overlap [since, until), newest first."""
+        gaps = self.select_related("asset__site", "model_version")
+        if site_ids is not None:
+            gaps = gaps.filter(asset__site_id__in=site_ids)
+        if since is not None:
+            gaps = gaps.filter(end__gt=since)
+        if until is not None:
+            gaps = gaps.filter(start__lt=until)
+        return gaps.order_by("-end", "-id")
+
+
+class ScoringGap(models.Model):
+    """A span of an asset's windows that a model version did not score, recorded instead of skipped
+    silently: windows ending in (start, end] have no Score row of this version (alerts.scoring).
+    Shown on the asset page, the alert health page and the asset's chart JSON."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="scoring_gaps")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scoring_gaps")
+    start = models.DateTimeField(help_text="Last window end scored before the gap (exclusive).")
+    end = models.DateTimeField(help_text="Last window end left unscored (inclusive).")
+    reason = models.CharField(max_length=20, choices=GapReason.choices)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = ScoringGapQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-end", "-id"]
+        constraints = [
+            # Two scorers seeing the same backlog record it once.
+            models.UniqueConstraint(fields=["asset", "model_version", "start"], name="one_gap_per_start"),
+            models.CheckConstraint(condition=Q(start__lt=models.F("end")), name="scoring_gap_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.asset} / {self.model_version}: not scored {self.start:%Y-%m-%d %H:%M} – {self.end:%H:%M}"
+        )
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+class ScoringProgress(models.Model):
+    """How far a backlog catch-up has looked at an asset's windows for a version, beyond its last Score.
+
+    A run that scores a backlog in chunks writes the chunk's end here, so the next run starts after it
+    even when the chunk held no scorable window (a silent sensor, a hole in the data); otherwise the
+    cursor is the last stored Score's window end."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    through = models.DateTimeField(help_text="Every window ending at or before this has been considered.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["asset", "model_version"], name="one_progress_per_pair"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset} / {self.model_version}: through {self.through:%Y-%m-%d %H:%M}"

@@ -162,7 +162,7 @@ def load(var_dir: Path, log) -> None:
 
     from alerts.models import Alert, AlertEvent, Feedback
     from models_registry.choices import ModelKind
-    from models_registry.scoring import score_assets
+    from alerts.scoring import score_assets
     from models_registry.services import current_champion
     from plant.ingest import ParsedBatch, ingest_readings
     from plant.models import Asset, AssetType, Reading, Sensor, Site

@@ -179,7 +179,7 @@ def columns(assets, t0: float, seconds: int, vibration: float = 2.0):
 
 
 def wait_clear(timeout: float) -> None:
-    from plant.models import ScoringDue
+    from alerts.models import ScoringDue
 
     deadline = time.monotonic() + timeout
     while ScoringDue.objects.filter(due=True).exists():
@@ -243,18 +243,18 @@ def latency(n: int) -> dict:
 def fleet(n: int, chunk: int) -> dict:
     from alerts.models import Score
     from models_registry import cache
-    from models_registry.scoring import _load_assets, _read_series
-    from models_registry.tasks import score_assets_task
+    from alerts.scoring import _load_assets, _read_series
+    from alerts.tasks import score_assets_task
     from detection.features import build_windows
     from plant.ingest import ParsedBatch, ingest_readings
-    from plant.scheduling import marks_only
+    from plant.ingest.hooks import bulk_load
 
     _site, pump, assets = make_fleet(n, "fleet")
     champion = vibration_version(pump, "fleet-vib", 1.0)
     shadow = vibration_version(pump, "fleet-vib-2", 2.0, shadow=True)
     now = float(int(time.time()) // 10 * 10)
     started = time.perf_counter()
-    with marks_only():
+    with bulk_load():
         for i in range(0, n, 500):
             keys, ts, values = columns(assets[i : i + 500], now - 70, 70)
             ingest_readings(None, ParsedBatch.from_arrays(keys, ts, values), now_s=now)

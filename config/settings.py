@@ -132,14 +132,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1.0, "socket_timeou
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_ROUTES = {
     "models_registry.tasks.train_model_task": {"queue": "default"},
-    "models_registry.tasks.score_asset_task": {"queue": "scoring"},
-    "models_registry.tasks.score_assets_task": {"queue": "scoring"},
-    "models_registry.tasks.sweep_due_assets_task": {"queue": "scoring"},
+    "alerts.tasks.score_asset_task": {"queue": "scoring"},
+    "alerts.tasks.score_assets_task": {"queue": "scoring"},
+    "alerts.tasks.sweep_due_assets_task": {"queue": "scoring"},
     "alerts.tasks.complete_explanation_task": {"queue": "explain"},
 }
 CELERY_BEAT_SCHEDULE: dict = {
     "sweep-due-assets": {
-        "task": "models_registry.tasks.sweep_due_assets_task",
+        "task": "alerts.tasks.sweep_due_assets_task",
         "schedule": env_float("VIGIL_SCORING_SWEEP_EVERY_S", 30.0),
         # A sweep that waited longer than its period is superseded by the next one.
         "options": {

@@ -20,7 +20,7 @@ from models_registry.services import current_champion, promote, train_and_regist
 from plant.choices import Criticality, Role
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset, AssetType, Gateway, Sensor, SensorRole, Site, SiteMembership
-from plant.scheduling import marks_only
+from plant.ingest.hooks import bulk_load
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import sim_assets
 from plant.sites import get_site
@@ -226,7 +226,7 @@ def bootstrap_demo_champion(
     simulator = PlantSimulator(assets, seed=0, faults=FaultSchedule(), origin=end)
     started = time.monotonic()
     chunk_s = 900.0
-    with marks_only():
+    with bulk_load():
         t = start
         while t < end:
             keys, ts, values = simulator.step(t, min(t + chunk_s, end))

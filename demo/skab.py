@@ -25,7 +25,7 @@ from models_registry.choices import ModelKind
 from models_registry.services import current_champion, promote, train_and_register
 from plant.datasets import skab
 from plant.datasets.common import LoadResult, Progress, Unit, store_units
-from plant.models import ScoringDue
+from alerts.models import ScoringDue
 
 DEFAULT_RUN = "valve1/12"
 # The trainer's defaults (99.5 % hold-out quantile): the valve faults are subtle, a higher quantile (as the

@@ -12,7 +12,7 @@ baseline, ``output_spec["baseline"] == "per_asset"``). Its steps, in order:
 3. ``inputs`` — those rows minus the asset's baseline vector for a baselined version (detection.baseline);
 4. ``score`` — one onnxruntime batch (detection.runtime.LoadedModel), every score a finite number.
 
-``run`` composes them for a set of assets. The live scorer (models_registry.scoring) calls the steps itself,
+``run`` composes them for a set of assets. The live scorer (alerts.scoring) calls the steps itself,
 because it shares the windows of one regime step between versions and reads or calibrates baselines from
 the database between steps 2 and 3; the champion-vs-challenger backtest (models_registry.comparison) calls
 ``run``. Both so compute the same scores from the same readings.

@@ -19,7 +19,7 @@ Key roles should report at the same instants as (or more often than) the roles t
 of a read range a reading older than the key's first reading in the range falls back to the overall moments.
 
 ``apply`` is the ONE implementation: the C-MAPSS evaluation (``evaluation.cmapss_features``) and the live
-scorer (``models_registry.scoring``) both call it on ``{role: (ts, values, quality)}`` before
+scorer (``alerts.scoring``) both call it on ``{role: (ts, values, quality)}`` before
 ``detection.features.build_windows_many``. Versions without ``"regimes"`` in their output_spec are scored on raw
 readings exactly as before. Pure NumPy, no ORM.
 """

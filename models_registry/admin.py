@@ -20,7 +20,7 @@ from django.utils.html import format_html
 
 from models_registry.choices import ModelKind, ModelStatus
 from models_registry.models import ModelIncident, ModelStatusChange, ModelVersion
-from models_registry.scoring import clear_quarantine
+from models_registry.quarantine import clear_quarantine
 from models_registry.services import ModelRejected, RegistryError, may_move_versions, promote, rollback
 from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
 from plant.models import AssetType

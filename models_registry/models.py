@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -243,78 +242,3 @@ class AssetBaseline(models.Model):
         """The baseline values of `names`, in that order (KeyError if the baseline does not cover one)."""
         position = {name: i for i, name in enumerate(self.feature_names)}
         return [float(self.vector[position[name]]) for name in names]
-
-
-class GapReason(models.TextChoices):
-    BACKLOG_LIMIT = "backlog_limit", "Backlog older than the scoring limit"
-
-
-class ScoringGapQuerySet(models.QuerySet):
-    def overlapping(
-        self,
-        *,
-        site_ids: list[int] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> ScoringGapQuerySet:
-        """Gaps of assets at these sites (None: any) that overlap [since, until), newest first."""
-        gaps = self.select_related("asset__site", "model_version")
-        if site_ids is not None:
-            gaps = gaps.filter(asset__site_id__in=site_ids)
-        if since is not None:
-            gaps = gaps.filter(end__gt=since)
-        if until is not None:
-            gaps = gaps.filter(start__lt=until)
-        return gaps.order_by("-end", "-id")
-
-
-class ScoringGap(models.Model):
-    """A span of an asset's windows that a model version did not score, recorded instead of skipped
-    silently: windows ending in (start, end] have no Score row of this version (models_registry.scoring).
-    Shown on the asset page, the alert health page and the asset's chart JSON."""
-
-    asset = models.ForeignKey("plant.Asset", on_delete=models.CASCADE, related_name="scoring_gaps")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scoring_gaps")
-    start = models.DateTimeField(help_text="Last window end scored before the gap (exclusive).")
-    end = models.DateTimeField(help_text="Last window end left unscored (inclusive).")
-    reason = models.CharField(max_length=20, choices=GapReason.choices)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    objects = ScoringGapQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-end", "-id"]
-        constraints = [
-            # Two scorers seeing the same backlog record it once.
-            models.UniqueConstraint(fields=["asset", "model_version", "start"], name="one_gap_per_start"),
-            models.CheckConstraint(condition=Q(start__lt=models.F("end")), name="scoring_gap_ordered"),
-        ]
-
-    def __str__(self) -> str:
-        return (
-            f"{self.asset} / {self.model_version}: not scored {self.start:%Y-%m-%d %H:%M} – {self.end:%H:%M}"
-        )
-
-    @property
-    def duration_s(self) -> float:
-        return (self.end - self.start).total_seconds()
-
-
-class ScoringProgress(models.Model):
-    """How far a backlog catch-up has looked at an asset's windows for a version, beyond its last Score.
-
-    A run that scores a backlog in chunks writes the chunk's end here, so the next run starts after it
-    even when the chunk held no scorable window (a silent sensor, a hole in the data); otherwise the
-    cursor is the last stored Score's window end."""
-
-    asset = models.ForeignKey("plant.Asset", on_delete=models.CASCADE, related_name="+")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
-    through = models.DateTimeField(help_text="Every window ending at or before this has been considered.")
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["asset", "model_version"], name="one_progress_per_pair"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.asset} / {self.model_version}: through {self.through:%Y-%m-%d %H:%M}"

@@ -227,26 +227,3 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.asset} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"
-
-
-class ScoringDue(models.Model):
-    """The scoring mark of an asset: ingestion bumps `seq` and sets `due`; a scorer clears it by
-    compare-and-set on the `seq` it claimed, so data that arrives while it scores keeps the asset due.
-
-    One row per asset, written in bulk by plant.scheduling; never one row per reading or per batch.
-    """
-
-    asset = models.OneToOneField(
-        Asset, on_delete=models.CASCADE, primary_key=True, related_name="scoring_due"
-    )
-    seq = models.BigIntegerField(default=0, help_text="Bumped by every ingest that stored readings.")
-    due = models.BooleanField(default=False)
-    marked_at = models.DateTimeField(null=True, blank=True, help_text="When the asset last became due.")
-    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When a scoring task was last sent.")
-    scored_seq = models.BigIntegerField(default=0, help_text="The seq the last completed scoring claimed.")
-
-    class Meta:
-        indexes = [models.Index(fields=["due", "marked_at"], name="scoring_due_sweep")]
-
-    def __str__(self) -> str:
-        return f"{self.asset_id}: seq {self.seq}{' due' if self.due else ''}"

@@ -20,8 +20,8 @@ from plant.health import asset_health, sensor_health, worst
 from plant.models import Asset, Sensor, Site
 
 
-# The asset page shows panels that apps above plant own (the registry's baselines and scoring gaps,
-# alerts' missed-failure form). plant may not import them: each app hands in, from its AppConfig.ready(),
+# The asset page shows panels that apps above plant own (the registry's baselines, alerts' scoring gaps
+# and missed-failure form). plant may not import them: each app hands in, from its AppConfig.ready(),
 # a function giving its part of the page's context (asset) and of the chart's JSON (asset, time range).
 _ASSET_CONTEXT: list[Callable[[Asset], dict]] = []
 _CHART_EXTRAS: list[Callable[[Asset, TimeRange], dict]] = []

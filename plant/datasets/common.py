@@ -23,8 +23,8 @@ from django.db import transaction
 
 from plant.choices import LabelKind, LabelSource
 from plant.ingest import ParsedBatch, ingest_readings
+from plant.ingest.hooks import bulk_load
 from plant.models import Asset, AssetType, Label, Sensor, SensorRole, Site
-from plant.scheduling import marks_only
 
 CHUNK_READINGS = 40_000  # readings per ingest call: large enough to amortise, small enough for SQLite
 # Datasets are recorded history on their own time axis (C-MAPSS from 2000-01-01, SKAB and AI4I from 2020):
@@ -221,7 +221,7 @@ def ingest_columns(
     roles = list(values)
     rows_per_chunk = max(1, CHUNK_READINGS // max(1, len(roles)))
     accepted = duplicates = rejected = 0
-    with marks_only():
+    with bulk_load():
         for start in range(0, len(ts), rows_per_chunk):
             part = slice(start, start + rows_per_chunk)
             n = len(ts[part])

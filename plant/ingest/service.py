@@ -15,10 +15,10 @@ from django.conf import settings
 from django.db import transaction
 
 from plant.ingest.parse import ParsedBatch
+from plant.ingest.hooks import readings_stored
 from plant.ingest.store import load_context, write_readings
 from plant.models import Sensor, Site
 from plant.quality import compute_flags
-from plant.scheduling import mark_due_and_enqueue
 
 _KEY_CHUNK = 5000  # keeps the IN (...) list under SQLite's variable limit
 
@@ -142,11 +142,12 @@ def ingest_readings(
     timings["quality"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    # The due marks commit with the readings (a crash in between cannot leave readings nobody scores).
+    # The readings-stored hook (alerts' due marks) runs in this transaction: the marks commit with the
+    # readings (a crash in between cannot leave readings nobody scores).
     with transaction.atomic():
         inserted = write_readings(sensors.ids[number], ts_us, values, quality)
         if inserted:
-            mark_due_and_enqueue(np.unique(sensors.asset_ids[number]).tolist())
+            readings_stored(np.unique(sensors.asset_ids[number]).tolist())
     timings["store"] = time.perf_counter() - started
     return IngestResult(
         accepted=inserted,

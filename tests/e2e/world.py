@@ -44,7 +44,7 @@ SEED_SCRIPT = """
 import json, time
 from pathlib import Path
 from django.db.models import Max
-from models_registry.scoring import score_assets
+from alerts.scoring import score_assets
 from plant.models import Asset, Reading
 from demo.seed import bootstrap_demo_champion, seed_demo
 

@@ -21,6 +21,7 @@ import numpy as np
 from django.test import override_settings
 
 from alerts.models import Alert
+from alerts.scoring import score_assets
 from alerts.services import record_feedback
 from models_registry.choices import ModelKind
 from models_registry.models import ModelVersion
@@ -108,8 +109,6 @@ def _overlaps(alert: Alert, tag: str, start_s: float, end_s: float) -> bool:
 
 def build_history(site: Site, technician, *, slug: str = "sim-pump", baseline: str | None = None) -> History:
     """Readings, a champion, its real alerts over the operating period and the technicians' verdicts."""
-    from models_registry.scoring import score_assets
-
     asset_type, assets = make_simulated_plant(site, slug)
     ingest(site, 0.0, TRAIN_END_S)
     champion = train_and_register(

@@ -1,7 +1,7 @@
 """The champion-vs-challenger backtest replays the live scorer: from the same stored readings it finds exactly
 the alerts the scorer raised, for a plain, a per-asset-baselined and a regime-standardised version (issue 12).
 
-Each case ingests a pump's readings through the normal ingest path, lets models_registry.scoring raise its
+Each case ingests a pump's readings through the normal ingest path, lets alerts.scoring raise its
 alerts, then backtests the same version over the same period of stored readings."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from alerts.models import Alert
 from models_registry import comparison
 from models_registry.models import AssetBaseline
-from models_registry.scoring import score_assets
+from alerts.scoring import score_assets
 from tests.models_registry import test_regimes as regime_tests
 from tests.models_registry.test_regimes import two_regime_spec
 from tests.scoring.conftest import START_S, fault, ingest

@@ -18,7 +18,7 @@ from models_registry import baseline
 from models_registry.bundle import BundleExportError, build_bundle, bundle_spec
 from models_registry.edge import Bundle, score_series
 from models_registry.models import AssetBaseline, BaselineSource
-from models_registry.scoring import score_assets
+from alerts.scoring import score_assets
 from models_registry.services import promote, register_artifact, train_and_register
 from tests.conftest import T0, make_asset, make_readings
 from tests.models_registry.conftest import linear_onnx

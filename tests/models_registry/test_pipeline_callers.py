@@ -13,7 +13,7 @@ from alerts.models import Score
 from detection.features import build_windows
 from plant.series import read_readings
 from models_registry.retrain import score_with
-from models_registry.scoring import score_assets
+from alerts.scoring import score_assets
 from tests.models_registry.test_backtest_equivalence import SPEC, vibration_version
 from tests.models_registry.test_regimes import two_regime_spec
 from tests.scoring.conftest import NAMES, ROLES, START_S, fault, ingest

@@ -10,7 +10,7 @@ from alerts.models import Alert, Score
 from detection import regimes
 from detection.regimes import RegimeSpec, RegimeSpecError
 from models_registry.models import IncidentKind, ModelIncident
-from models_registry.scoring import score_assets
+from alerts.scoring import score_assets
 from models_registry.services import promote, register_artifact
 from tests.conftest import T0, make_readings
 from tests.models_registry.conftest import linear_onnx

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
+from alerts.scoring import score_assets
 from models_registry import retrain, training
 from models_registry.choices import ModelKind, WindowLabel
 from models_registry.training_data import LabelEvent, label_windows, load_training_windows
@@ -92,7 +93,6 @@ def test_train_model_trains_a_rul_model_from_the_labelled_failures(run_to_failur
 
 def test_a_rul_model_scores_through_the_live_scorer_and_opens_before_the_failure(run_to_failure):
     from alerts.models import Alert, Score
-    from models_registry.scoring import score_assets
 
     pump = run_to_failure[0].asset_type
     version = train_and_register(pump, "rul", params=RUL_PARAMS, rul_unit_s=MINUTE)

@@ -14,7 +14,8 @@ from models_registry.services import current_champion
 from demo import skab as skab_demo
 from plant.datasets import skab
 from plant.datasets.common import store_units, utc
-from plant.models import Asset, ScoringDue
+from alerts.models import ScoringDue
+from plant.models import Asset
 
 
 def need_skab() -> None:

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from plant import scheduling
-from plant.models import ScoringDue
-from plant.scheduling import mark_due
+from alerts import scheduling
+from alerts.models import ScoringDue
+from alerts.scheduling import mark_due
 from tests.conftest import make_asset
 
 pytestmark = pytest.mark.django_db

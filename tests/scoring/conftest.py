@@ -13,7 +13,7 @@ from models_registry.services import promote, register_artifact
 from detection.features import feature_names
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset
-from plant.scheduling import reset_broker_backoff
+from alerts.scheduling import reset_broker_backoff
 from tests.conftest import T0
 from tests.models_registry.conftest import linear_onnx
 

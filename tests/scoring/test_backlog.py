@@ -15,11 +15,12 @@ from django.utils import timezone
 from django.utils.timezone import localtime
 
 from alerts.models import Alert, AlertEvent, Score
-from models_registry import scoring
-from models_registry.models import GapReason, ScoringGap
-from models_registry.scoring import score_assets
-from models_registry.tasks import score_asset_task, score_assets_task
-from plant.models import ScoringDue
+from alerts import scoring
+from alerts.choices import GapReason
+from alerts.models import ScoringGap
+from alerts.scoring import score_assets
+from alerts.tasks import score_asset_task, score_assets_task
+from alerts.models import ScoringDue
 from tests.conftest import make_asset, make_user
 from tests.scoring.conftest import START_S, fault, ingest, vibration_model
 
@@ -151,7 +152,7 @@ def test_a_backlog_past_the_limit_is_recorded_as_a_gap_and_the_windows_after_it_
     score_assets([asset.pk])
     ingest(asset, START_S + 600, 3 * HOUR)
 
-    with caplog.at_level(logging.WARNING, logger="models_registry.scoring"):
+    with caplog.at_level(logging.WARNING, logger="alerts.scoring"):
         runs = run_worker(asset.pk)
 
     latest = START_S + 600 + 3 * HOUR - 1  # every sensor's last reading

@@ -9,7 +9,7 @@ import pytest
 
 from alerts.choices import AlertCategory
 from alerts.models import Alert
-from models_registry.scoring import score_assets
+from alerts.scoring import score_assets
 from plant.choices import QualityFlag
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset, Reading

@@ -10,7 +10,7 @@ import pytest
 from alerts.models import Alert
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelStatusChange
-from models_registry.scoring import score_assets
+from alerts.scoring import score_assets
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset
 from demo.seed import DEMO_MODEL_REASON, bootstrap_demo_champion, seed_demo

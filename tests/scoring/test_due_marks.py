@@ -7,12 +7,16 @@ from threading import current_thread
 from unittest import mock
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from models_registry.scoring import score_assets
-from models_registry.tasks import score_asset_task, sweep_due_assets_task
-from plant.models import ScoringDue
-from plant.scheduling import mark_due, wait_for_enqueues
+from alerts.models import ScoringDue
+from alerts.scheduling import mark_due, wait_for_enqueues
+from alerts.scoring import score_assets
+from alerts.tasks import score_asset_task, sweep_due_assets_task
+from plant.ingest import hooks
+from plant.ingest.hooks import bulk_load
+from plant.models import Reading
 from tests.conftest import make_asset
 from tests.scoring.conftest import START_S, ingest
 
@@ -115,8 +119,30 @@ def test_a_mark_that_moved_while_scoring_stays_due(asset):
     from tests.scoring.conftest import vibration_model
 
     vibration_model(asset.asset_type)
-    with mock.patch("models_registry.scoring._score_type", side_effect=ingest_meanwhile):
+    with mock.patch("alerts.scoring._score_type", side_effect=ingest_meanwhile):
         report = score_assets([asset.pk])
 
     assert report.still_due == [asset.pk]
     assert ScoringDue.objects.get(asset=asset).due
+
+
+def test_a_bulk_load_marks_assets_due_but_sends_no_task(asset, django_capture_on_commit_callbacks):
+    # plant's bulk_load (dataset loads, the demo seed) tells the hook not to wake anything: the mark is
+    # written with the readings and the sweep sends the task later.
+    with mock.patch.object(score_asset_task, "delay") as delay:
+        with django_capture_on_commit_callbacks(execute=True), bulk_load():
+            ingest(asset, START_S, 30)
+    assert not delay.called
+    assert ScoringDue.objects.get(asset=asset).due
+
+
+def test_without_a_readings_stored_hook_an_ingest_stores_nothing(asset, monkeypatch):
+    # Readings that no scorer would ever be told about must not be acknowledged: the ingest fails and its
+    # transaction (readings included) rolls back.
+    monkeypatch.setattr(hooks, "_hook", None)
+
+    with pytest.raises(ImproperlyConfigured, match="provide_readings_stored"):
+        ingest(asset, START_S, 30)
+
+    assert not Reading.objects.filter(sensor__asset=asset).exists()
+    assert not ScoringDue.objects.exists()

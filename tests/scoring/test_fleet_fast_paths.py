@@ -13,7 +13,7 @@ from alerts.models import Alert, Score
 from alerts.services import ScoredWindow, apply_scores
 from alerts.services.lifecycle import assets_with_active_alert
 from plant.series import read_readings
-from models_registry.scoring import score_assets
+from alerts.scoring import score_assets
 from plant.models import Reading
 from tests.conftest import T0, make_asset
 from tests.scoring.conftest import START_S, fault, ingest, vibration_model

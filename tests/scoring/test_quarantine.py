@@ -8,7 +8,8 @@ from django.urls import reverse
 
 from alerts.models import Score
 from models_registry.models import ModelIncident, ModelVersion
-from models_registry.scoring import clear_quarantine, score_assets
+from alerts.scoring import score_assets
+from models_registry.quarantine import clear_quarantine
 from models_registry.services import ModelRejected, register_artifact
 from tests.models_registry.conftest import corrupt, linear_onnx, nan_onnx
 from tests.scoring.conftest import NAMES, START_S, ingest, vibration_model

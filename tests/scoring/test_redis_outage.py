@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from alerts.models import Score
 from config.celery import app
-from models_registry.tasks import sweep_due_assets_task
-from plant.scheduling import wait_for_enqueues
-from plant.models import Reading, ScoringDue
+from alerts.tasks import sweep_due_assets_task
+from alerts.scheduling import wait_for_enqueues
+from alerts.models import ScoringDue
+from plant.models import Reading
 from tests.scoring.conftest import vibration_model
 
 pytestmark = pytest.mark.django_db

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from alerts.models import Alert, AlertEvent, Score
-from models_registry.scoring import score_assets
-from models_registry.tasks import score_asset_task
-from plant.models import ScoringDue
+from alerts.scoring import score_assets
+from alerts.tasks import score_asset_task
+from alerts.models import ScoringDue
 from tests.conftest import T0
 from tests.scoring.conftest import START_S, fault, ingest, vibration_model
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from alerts.models import Alert, AlertEvent, Score
-from models_registry.scoring import score_assets
-from models_registry.tasks import score_asset_task
-from plant.models import ScoringDue
+from alerts.scoring import score_assets
+from alerts.tasks import score_asset_task
+from alerts.models import ScoringDue
 from tests.scoring.conftest import START_S, fault, ingest, vibration_model
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ def test_a_death_after_the_scores_were_inserted_rolls_them_back_and_the_redelive
     champion = vibration_model(asset.asset_type)
     ingest(asset, START_S, 900, vibration=fault(START_S + 300, START_S + 420))
 
-    with mock.patch("alerts.services.apply_scores", side_effect=WorkerKilled), pytest.raises(WorkerKilled):
+    with mock.patch("alerts.scoring.apply_scores", side_effect=WorkerKilled), pytest.raises(WorkerKilled):
         score_assets([asset.pk])
     assert not Score.objects.exists() and not Alert.objects.exists()
     assert ScoringDue.objects.get(asset=asset).due  # not acknowledged, still due
@@ -43,7 +43,7 @@ def test_a_death_after_commit_but_before_the_ack_makes_the_redelivery_a_no_op(as
     vibration_model(asset.asset_type)
     ingest(asset, START_S, 900, vibration=fault(START_S + 300, START_S + 420))
     with (
-        mock.patch("models_registry.scoring._release", side_effect=WorkerKilled),
+        mock.patch("alerts.scoring._release", side_effect=WorkerKilled),
         pytest.raises(WorkerKilled),
     ):
         score_assets([asset.pk])
@@ -71,7 +71,7 @@ def test_deaths_at_every_stage_of_a_live_stream_leave_exactly_the_expected_windo
     for minute in range(15):
         ingest(asset, START_S + 60 * minute, 60, vibration=fault(START_S + 300, START_S + 420))
         if rng.random() < 0.5:
-            target = ["alerts.services.apply_scores", "models_registry.scoring._release"][minute % 2]
+            target = ["alerts.scoring.apply_scores", "alerts.scoring._release"][minute % 2]
             with mock.patch(target, side_effect=WorkerKilled), pytest.raises(WorkerKilled):
                 score_assets([asset.pk])
         score_asset_task.apply(args=[asset.pk])

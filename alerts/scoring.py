@@ -3,7 +3,7 @@ every shadow version of its asset type, stored once and handed to the alert stat
 
 One run (`score_assets`) for a list of assets:
 
-1. claim: read each asset's due-mark `seq` (plant.ScoringDue);
+1. claim: read each asset's due-mark `seq` (alerts.ScoringDue);
 2. read the ORM once: versions in use (not quarantined), sensors, each sensor's latest reading, each
    (asset, version)'s last stored window end, then ONE range query of readings covering every version's
    needs;
@@ -60,25 +60,23 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
-from django.utils import timezone
 
+from alerts.broadcast import broadcast_alerts
+from alerts.choices import GapReason
+from alerts.models import Score, ScoringDue, ScoringGap, ScoringProgress
+from alerts.scheduling import mark_due
+from alerts.services import ScoredWindow, apply_scores
+from alerts.services.lifecycle import assets_with_active_alert
+from alerts.services.overrides import threshold_overrides
 from detection.features import Windows
 from detection.pipeline import ModelCrash, Pipeline, PipelineError, ScoreOutputError
 from detection.runtime import ModelRuntimeError
 from models_registry import baseline, cache
 from models_registry.choices import ModelStatus
+from models_registry.models import IncidentKind, ModelVersion
+from models_registry.quarantine import quarantine
+from plant.models import Asset, AssetType, Reading, Sensor
 from plant.series import read_readings
-from models_registry.models import (
-    GapReason,
-    IncidentKind,
-    ModelIncident,
-    ModelVersion,
-    ScoringGap,
-    ScoringProgress,
-)
-from models_registry.validation import validate_version
-from plant.models import Asset, AssetType, Reading, ScoringDue, Sensor
-from plant.scheduling import mark_due
 
 logger = logging.getLogger(__name__)
 
@@ -116,37 +114,6 @@ class _AssetData:
 
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=dt_timezone.utc)
-
-
-# --- quarantine ---------------------------------------------------------------------------------------------
-
-
-def quarantine(version: ModelVersion, kind: str, message: str) -> bool:
-    """Take a failing version out of scoring and record why; False if it was already quarantined."""
-    with transaction.atomic():
-        changed = ModelVersion.objects.filter(pk=version.pk, quarantined_at__isnull=True).update(
-            quarantined_at=timezone.now()
-        )
-        if changed:
-            ModelIncident.objects.create(version=version, kind=kind, message=message[:2000])
-    if changed:
-        logger.error("model %s quarantined (%s): %s", version, kind, message)
-    return bool(changed)
-
-
-def clear_quarantine(version: ModelVersion, *, actor=None) -> None:
-    """Re-validate the artifact (raises validation.ModelRejected naming the failed check), then put the
-    version back into scoring and mark its open incidents resolved by `actor`."""
-
-    validate_version(version)
-    now = timezone.now()
-    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
-    with transaction.atomic():
-        ModelVersion.objects.filter(pk=version.pk).update(quarantined_at=None)
-        ModelIncident.objects.filter(version=version, resolved_at__isnull=True).update(
-            resolved_at=now, resolved_by=user
-        )
-    version.quarantined_at = None
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -366,11 +333,6 @@ def _fail(version: ModelVersion, kind: str, message: str, report: ScoringReport)
 
 def _store(version: ModelVersion, batches: list) -> int:
     """One transaction: lock, keep windows after the last stored end, insert their scores, apply them."""
-    from alerts.broadcast import broadcast_alerts
-    from alerts.services import ScoredWindow, apply_scores
-    from alerts.services.lifecycle import assets_with_active_alert
-    from alerts.services.overrides import threshold_overrides
-
     asset_ids = sorted(item.asset.pk for item, *_ in batches)
     total = 0
     with transaction.atomic():
@@ -417,8 +379,6 @@ def _store(version: ModelVersion, batches: list) -> int:
 def _insert_scores(version: ModelVersion, rows: list[tuple[int, datetime, float, dict[str, int]]]) -> None:
     """Insert (asset id, window end, score, flagged) rows of one version, skipping existing windows. On
     PostgreSQL one INSERT ... SELECT FROM unnest of column arrays: no model instance per row."""
-    from alerts.models import Score
-
     if not rows:
         return
     if connection.vendor != "postgresql":
@@ -491,8 +451,6 @@ def _load_assets(assets: list[Asset]) -> dict[int, _AssetData]:
 
 def _last_ends(asset_ids: list[int], version_ids: list[int]) -> dict[tuple[int, int], float]:
     """(asset id, version id) -> epoch seconds of the last stored window end, one index probe per pair."""
-    from alerts.models import Score
-
     meta = Score._meta
     qn = connection.ops.quote_name
     table = qn(meta.db_table)

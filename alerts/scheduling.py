@@ -1,9 +1,11 @@
 """Due marks: which assets have readings that no scorer has looked at yet.
 
-Ingestion calls `mark_due(asset_ids)` inside the transaction that stored the readings: the marks commit
-or roll back with the readings, so "stored but never scored" cannot happen. After the commit, scoring
-tasks are enqueued for the assets that need one. Celery is only a wake-up call: when Redis is down the
-enqueue fails, is logged, and the marks stay in the database for `sweep_due_assets_task` to pick up.
+Ingestion (plant.ingest, below alerts) reports the assets it stored readings for through the hook
+alerts.tasks.readings_stored, registered in AlertsConfig.ready(); it calls `mark_due(asset_ids)` inside
+the transaction that stored the readings: the marks commit or roll back with the readings, so "stored but
+never scored" cannot happen. After the commit, scoring tasks are enqueued for the assets that need one.
+Celery is only a wake-up call: when Redis is down the enqueue fails, is logged, and the marks stay in the
+database for `sweep_due_assets_task` to pick up.
 
 Enqueue throttling (no task per batch per asset): an asset gets a task when it becomes due, or when it is
 already due but its last task was sent more than `VIGIL_SCORING_REENQUEUE_S` ago (that task may have been
@@ -16,9 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -26,18 +27,17 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from plant.models import ScoringDue
+from alerts.models import ScoringDue
 
 logger = logging.getLogger(__name__)
 
-_local = threading.local()
 # After a failed publish, skip enqueue attempts for a while: ingestion must stay fast while Redis is down.
 _broker_down_until = 0.0
 _publisher: ThreadPoolExecutor | None = None
 _publisher_lock = threading.Lock()
-# Sends one scoring task for an asset id. Scoring lives above plant, so the app that owns the task hands
-# the sender in from its AppConfig.ready() (provide_scoring_sender) instead of plant importing it.
-_send_scoring: Callable[[int], object] | None = None
+# Sends one scoring task for an asset id: passed in by alerts.tasks, which defines the task and itself
+# needs enqueue_scoring (so this module cannot import it).
+Send = Callable[[int], object]
 _MARK_CHUNK = 1000
 
 
@@ -88,24 +88,23 @@ def _mark_due_sql(n: int) -> str:
     )
 
 
-def mark_due_and_enqueue(asset_ids: Iterable[int]) -> None:
-    """mark_due, then enqueue the woken assets' scoring tasks once the transaction commits."""
-    wake = mark_due(asset_ids)
-    if wake and not getattr(_local, "quiet", False):
-        transaction.on_commit(lambda: _enqueue_soon(wake))
+def enqueue_after_commit(asset_ids: list[int], send: Send) -> None:
+    """Enqueue the assets' scoring tasks once the current transaction commits (none if it rolls back)."""
+    if asset_ids:
+        transaction.on_commit(lambda: _enqueue_soon(asset_ids, send))
 
 
-def _enqueue_soon(asset_ids: list[int]) -> None:
+def _enqueue_soon(asset_ids: list[int], send: Send) -> None:
     # With Redis down a publish blocks for its connect timeout and one retry (~2 s): off the request
     # thread, a gateway's POST never waits for the broker. One thread keeps publishes in order.
     if not settings.VIGIL_SCORING_ENQUEUE_IN_BACKGROUND:
-        enqueue_scoring(asset_ids)
+        enqueue_scoring(asset_ids, send)
         return
     global _publisher
     with _publisher_lock:
         if _publisher is None:
             _publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-enqueue")
-    _publisher.submit(enqueue_scoring, asset_ids)
+    _publisher.submit(enqueue_scoring, asset_ids, send)
 
 
 def wait_for_enqueues(timeout: float = 10.0) -> None:
@@ -114,36 +113,19 @@ def wait_for_enqueues(timeout: float = 10.0) -> None:
         _publisher.submit(lambda: None).result(timeout=timeout)
 
 
-@contextmanager
-def marks_only() -> Iterator[None]:
-    """Mark assets due but send no task (bulk loads before the broker runs; the sweep sends them later)."""
-    previous = getattr(_local, "quiet", False)
-    _local.quiet = True
-    try:
-        yield
-    finally:
-        _local.quiet = previous
-
-
-def provide_scoring_sender(send: Callable[[int], object]) -> None:
-    """Register how one asset's scoring task is sent (called once from the scoring app's ready())."""
-    global _send_scoring
-    _send_scoring = send
-
-
-def enqueue_scoring(asset_ids: Iterable[int]) -> int:
-    """Send one score_asset_task per asset; returns how many were sent. Never raises: a broker outage
-    is logged and left to the sweep, since the marks are already committed."""
+def enqueue_scoring(asset_ids: Iterable[int], send: Send) -> int:
+    """Send one scoring task per asset with `send`; returns how many were sent. Never raises: a broker
+    outage is logged and left to the sweep, since the marks are already committed."""
     global _broker_down_until
     ids = list(asset_ids)
-    if not ids or settings.VIGIL_SCORING_ENQUEUE is False or _send_scoring is None:
+    if not ids or settings.VIGIL_SCORING_ENQUEUE is False:
         return 0
     if time.monotonic() < _broker_down_until:
         return 0
     sent = 0
     try:
         for asset_id in ids:
-            _send_scoring(asset_id)
+            send(asset_id)
             sent += 1
     except Exception as exc:  # kombu/redis raise many types; none of them may fail an ingest
         _broker_down_until = time.monotonic() + settings.VIGIL_SCORING_BROKER_BACKOFF_S
@@ -174,5 +156,6 @@ def due_asset_ids(older_than_s: float, limit: int) -> list[int]:
 
 
 def note_enqueued(asset_ids: list[int]) -> None:
+    """Record that the assets' scoring tasks were just sent (the throttle and the sweep read it)."""
     if asset_ids:
         ScoringDue.objects.filter(asset_id__in=asset_ids).update(enqueued_at=timezone.now())
