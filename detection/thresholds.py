@@ -21,11 +21,14 @@ Per asset, two things make the version's rule riskier than on a version's pooled
   fleet protocol: the last ``holdout_fraction`` of each asset's calibration period, which the model holds
   out; in the product: windows after the training range).
 * Few windows: an asset's calibration has tens to hundreds of windows, and overlapping windows make them
-  worth fewer. The rule reads the scores above one quantile q (``open_quantile`` for "quantile",
-  ``tail_quantile`` for "tail"); below ``MIN_TAIL_WINDOWS`` windows above q (n·(1 - q) < 10) the estimate is
-  mostly noise, so the version's thresholds are used instead (``AssetThresholds.source == "version"``).
-  With the product's tail rule that is 100 windows (17 min at a 10 s step); with the 99.5 % quantile rule
-  2000. Ten is the usual rule of thumb for the fewest excesses a tail estimate is taken from.
+  worth fewer: windows of ``window_s`` every ``step_s`` share most of their readings, so n of them hold
+  about n / overlap independent ones (overlap = window_s / step_s, 6 for the product's 60 s / 10 s). The
+  rule reads the scores above one quantile q (``open_quantile`` for "quantile", ``tail_quantile`` for
+  "tail"); with fewer than ``MIN_TAIL_WINDOWS`` independent windows above q (n / overlap · (1 - q) < 10)
+  the estimate is mostly noise and, worse, usually too low (a calm stretch has no tail to see), so the
+  version's thresholds are used instead (``AssetThresholds.source == "version"``). With the product's
+  windows and tail rule that is 600 windows (100 min of calibration scores); with the 99.5 % quantile rule
+  12,000. Ten is the usual rule of thumb for the fewest excesses a tail estimate is taken from.
 """
 
 from __future__ import annotations
@@ -74,10 +77,10 @@ class ThresholdRule:
         """The quantile above which the open threshold is estimated."""
         return self.open_quantile if self.open_rule == "quantile" else self.tail_quantile
 
-    @property
-    def min_windows(self) -> int:
-        """Fewest scores an asset's own thresholds are set from (MIN_TAIL_WINDOWS above read_quantile)."""
-        return math.ceil(MIN_TAIL_WINDOWS / (1.0 - self.read_quantile) - 1e-9)
+    def min_windows(self, overlap: float = 1.0) -> int:
+        """Fewest scores an asset's own thresholds are set from: MIN_TAIL_WINDOWS independent windows
+        above read_quantile, when each window overlaps ``overlap`` others (window_s / step_s)."""
+        return math.ceil(MIN_TAIL_WINDOWS * max(overlap, 1.0) / (1.0 - self.read_quantile) - 1e-9)
 
 
 @dataclass(frozen=True)
@@ -124,13 +127,14 @@ def thresholds(scores: np.ndarray, rule: ThresholdRule) -> tuple[float, float]:
 
 
 def asset_thresholds(
-    scores: np.ndarray, rule: ThresholdRule, version: tuple[float, float]
+    scores: np.ndarray, rule: ThresholdRule, version: tuple[float, float], *, overlap: float = 1.0
 ) -> AssetThresholds:
     """One asset's thresholds from scores of its normal windows the model was not fitted on, by the
-    version's rule; the ``version`` (open, clear) pair when there are fewer than ``rule.min_windows``."""
+    version's rule; the ``version`` (open, clear) pair when there are fewer than
+    ``rule.min_windows(overlap)`` (``overlap`` = window_s / step_s of those windows)."""
     scores = np.asarray(scores, dtype=np.float64)
     scores = scores[np.isfinite(scores)]
-    if len(scores) < rule.min_windows:
+    if len(scores) < rule.min_windows(overlap):
         return AssetThresholds(float(version[0]), float(version[1]), len(scores), "version")
     open_t, clear_t = thresholds(scores, rule)
     return AssetThresholds(open_t, clear_t, len(scores), "asset")
