@@ -249,5 +249,6 @@ class Pipeline:
             )
         if self.robust and len(baseline.location) != width:
             raise PipelineError(
-                f"the calibration of asset {key!r} has {len(baseline.location)} features, the version reads {width}"
+                f"the calibration of asset {key!r} has {len(baseline.location)} features, "
+                f"the version reads {width}"
             )

@@ -64,8 +64,14 @@ import numpy as np
 from detection import runtime
 from detection.onnx_graphs import SCORE_NAME, QuadraticForm, build_quadratic_graph
 
-# OPEN_RULES and tail_threshold are imported by callers of this module (they lived here before).
-from detection.thresholds import OPEN_RULES, ThresholdError, ThresholdRule, tail_threshold, thresholds  # noqa: F401
+# OPEN_RULES and tail_threshold are imported from this module by its callers (they lived here before).
+from detection.thresholds import (  # noqa: F401
+    OPEN_RULES,
+    ThresholdError,
+    ThresholdRule,
+    tail_threshold,
+    thresholds,
+)
 
 DIRECTION = "higher_is_anomalous"
 ONNX_TOLERANCE = 1e-5

@@ -1,4 +1,4 @@
-"""``manage.py evaluate simfleet`` on a small fleet (one pump per class, short periods): the report's fields."""
+"""``manage.py evaluate simfleet`` on a small fleet (one pump per class, short periods): its report."""
 
 from __future__ import annotations
 
