@@ -1,5 +1,23 @@
 """Per-asset baselines, the pure part: a model whose ``output_spec["baseline"] == "per_asset"`` sees each
-window's features minus its asset's operating point (a mean feature vector), not the raw features.
+window's features minus its asset's operating point (a mean feature vector), not the raw features; one
+whose ``output_spec["baseline"] == "per_asset_robust"`` sees them standardised by its asset's calibration
+(``Calibration``: per-feature median and robust scale), so one asset's size or noise does not set the
+scale every other asset is judged on.
+
+Robust calibration (``calibrate``):
+
+* Rows: complete windows (every feature finite) that no data-quality flag touched (``flagged``; the caller
+  ORs in labelled-fault windows); fewer than ``MIN_WINDOWS`` left is a BaselineError naming both counts.
+* Location: the per-feature median (one bad stretch in the period moves it by at most one rank).
+* Scale: 1.4826·MAD (σ for Gaussian data, 50 % breakdown). When more than half the values are identical
+  MAD is 0; then 1.2533·mean|x − median| (σ for Gaussian data; the modified z-score's fallback, Iglewicz &
+  Hoaglin), which is non-zero as soon as any value differs.
+* Floor: ``max(REL_FLOOR·|median|, ABS_FLOOR)``. A feature (almost) constant in calibration — a stuck
+  transmitter, a statistic of a quantised signal, a pump idling at one duty — would otherwise get a scale
+  of 0 and make every later change infinite. The relative floor (0.1 % of the feature's level, the same
+  fraction the ingest's spike rule floors its scale at) is far above float32's resolution (1e-7), so
+  rounding never reads as change, and does not depend on units; the absolute one only matters for a
+  feature constant at 0 (slope, std of a constant), where no level exists to be relative to.
 
 Shared by training, the scorer, explanations, the edge runner and the SKAB evaluation, so they cannot drift
 apart; calibrating and storing baselines (Django) is ``models_registry.baseline``. ``apply`` returns float32,
@@ -8,13 +26,20 @@ the model input type; the vector is float64.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 PER_ASSET = "per_asset"
+PER_ASSET_ROBUST = "per_asset_robust"
+MODES = (PER_ASSET, PER_ASSET_ROBUST)
 MIN_WINDOWS = 5  # fewer windows are a point, not an operating point
+MAD_TO_SIGMA = 1.4826
+MEAN_AD_TO_SIGMA = 1.2533  # sqrt(pi / 2)
+REL_FLOOR = 1e-3
+ABS_FLOOR = 1e-6
 
 
 class BaselineError(ValueError):
@@ -22,8 +47,100 @@ class BaselineError(ValueError):
 
 
 def expects_baseline(output_spec: Mapping[str, Any] | None) -> bool:
-    """True when a model's output_spec asks for per-asset baselined input."""
+    """True when a model's output_spec asks for per-asset baselined input (a mean vector)."""
     return (output_spec or {}).get("baseline") == PER_ASSET
+
+
+def baseline_mode(output_spec: Mapping[str, Any] | None) -> str | None:
+    """The per-asset step a model's output_spec asks for: None, PER_ASSET or PER_ASSET_ROBUST;
+    BaselineError for any other value (a spec this code cannot honour must not be scored raw)."""
+    value = (output_spec or {}).get("baseline")
+    if value in (None, ""):
+        return None
+    if value not in MODES:
+        raise BaselineError(f"unknown baseline mode {value!r}; known: {', '.join(MODES)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One asset's robust calibration: per-feature location and scale (float64) and how many windows
+    gave them. ``to_json`` / ``from_json`` give the plain lists the database stores."""
+
+    location: np.ndarray
+    scale: np.ndarray
+    count: int
+
+    def __post_init__(self) -> None:
+        location = np.asarray(self.location, dtype=np.float64)
+        scale = np.asarray(self.scale, dtype=np.float64)
+        if location.ndim != 1 or location.shape != scale.shape:
+            raise BaselineError(
+                f"a calibration needs one location and one scale per feature, got {location.shape} and "
+                f"{scale.shape}"
+            )
+        if not (np.isfinite(location).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise BaselineError("a calibration's locations must be finite and its scales finite and positive")
+        object.__setattr__(self, "location", location)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "count", int(self.count))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"location": self.location.tolist(), "scale": self.scale.tolist(), "count": self.count}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Calibration:
+        """The calibration ``to_json`` wrote; BaselineError when the document is not one."""
+        try:
+            return cls(
+                np.asarray(data["location"], dtype=np.float64),
+                np.asarray(data["scale"], dtype=np.float64),
+                int(data["count"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, BaselineError):
+                raise
+            raise BaselineError(f"not a stored calibration: {exc}") from None
+
+    def subset(self, columns: Sequence[int] | np.ndarray) -> Calibration:
+        """The calibration of some of its features (a version reading fewer columns)."""
+        columns = np.asarray(columns, dtype=np.intp)
+        return Calibration(self.location[columns], self.scale[columns], self.count)
+
+
+def usable_rows(X: np.ndarray, flagged: np.ndarray | None = None) -> np.ndarray:
+    """Rows of X that may calibrate: complete (every feature finite) and not flagged. ``flagged`` is one
+    value per row or per (row, role) (quality bits, or booleans); any non-zero value excludes the row."""
+    X = np.asarray(X)
+    ok = np.isfinite(X).all(axis=1) if X.ndim == 2 else np.zeros(0, dtype=bool)
+    if flagged is not None:
+        flagged = np.asarray(flagged)
+        if flagged.shape[:1] != ok.shape:
+            raise BaselineError(
+                f"{flagged.shape[0] if flagged.ndim else 0} quality rows for {len(ok)} windows"
+            )
+        ok &= ~(flagged.reshape(len(ok), -1) != 0).any(axis=1)
+    return ok
+
+
+def calibrate(X: np.ndarray, flagged: np.ndarray | None = None) -> Calibration:
+    """The robust calibration of an asset from its windows in a normal period (see the module docstring);
+    BaselineError when fewer than MIN_WINDOWS complete, unflagged windows remain."""
+    X = np.asarray(X)
+    ok = usable_rows(X, flagged)
+    count = int(ok.sum())
+    if count < MIN_WINDOWS:
+        raise BaselineError(
+            f"only {count} of {len(ok)} feature windows in the calibration period are complete and "
+            f"unflagged (need at least {MIN_WINDOWS})"
+        )
+    rows = X[ok].astype(np.float64)
+    location = np.median(rows, axis=0)
+    deviation = np.abs(rows - location)
+    scale = MAD_TO_SIGMA * np.median(deviation, axis=0)
+    scale = np.where(scale > 0, scale, MEAN_AD_TO_SIGMA * deviation.mean(axis=0))
+    scale = np.maximum(scale, np.maximum(REL_FLOOR * np.abs(location), ABS_FLOOR))
+    return Calibration(location, scale, count)
 
 
 def period_mask(ends: np.ndarray, window_s: float, start_s: float, end_s: float) -> np.ndarray:
@@ -44,6 +161,9 @@ def mean_vector(X: np.ndarray) -> tuple[np.ndarray, int]:
     return X[complete].astype(np.float64).mean(axis=0), count
 
 
-def apply(X: np.ndarray, vector: np.ndarray | list[float]) -> np.ndarray:
-    """Baselined model input: X minus the vector, computed in float64 and returned as float32."""
-    return (np.asarray(X) - np.asarray(vector, dtype=np.float64)).astype(np.float32)
+def apply(X: np.ndarray, baseline: np.ndarray | list[float] | Calibration) -> np.ndarray:
+    """Baselined model input, computed in float64 and returned as float32: X minus the vector
+    ("per_asset"), or (X - location) / scale for a Calibration ("per_asset_robust")."""
+    if isinstance(baseline, Calibration):
+        return ((np.asarray(X) - baseline.location) / baseline.scale).astype(np.float32)
+    return (np.asarray(X) - np.asarray(baseline, dtype=np.float64)).astype(np.float32)

@@ -2,14 +2,16 @@
 
 A ``Pipeline`` is one model version's path from readings to scores, built from its spec (feature names and
 ``output_spec``, which may carry a regime table, ``output_spec["regimes"]``, and ask for a per-asset
-baseline, ``output_spec["baseline"] == "per_asset"``). Its steps, in order:
+baseline, ``output_spec["baseline"] == "per_asset"`` (a mean vector per asset) or ``"per_asset_robust"``
+(a ``detection.baseline.Calibration`` per asset: median and robust scale)). Its steps, in order:
 
 1. ``windows`` — each asset's ``{role: (ts, values, quality)}`` standardised per operating regime
    (detection.regimes.apply, only for a version with a regime step), then cut into feature windows by
    detection.features.build_windows_many (one vectorised pass over every asset);
 2. ``columns`` / ``rows`` — the version's feature columns of those windows and the rows it scores: complete
    windows (all its features finite) ending after a cursor (the last stored window end, if any);
-3. ``inputs`` — those rows minus the asset's baseline vector for a baselined version (detection.baseline);
+3. ``inputs`` — those rows minus the asset's baseline vector, or standardised by its calibration, for a
+   baselined version (detection.baseline.apply);
 4. ``score`` — one onnxruntime batch (detection.runtime.LoadedModel), every score a finite number.
 
 ``run`` composes them for a set of assets. The live scorer (alerts.scoring) calls the steps itself,
@@ -30,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from detection import regimes
+from detection.baseline import PER_ASSET_ROBUST, BaselineError, Calibration, baseline_mode
 from detection.baseline import apply as apply_baseline
-from detection.baseline import expects_baseline
 from detection.features import Series, Windows, build_windows_many
 from detection.runtime import LoadedModel, ModelRuntimeError
 
@@ -56,7 +58,7 @@ class Scored:
     rows: np.ndarray
     X: np.ndarray
     scores: np.ndarray
-    baseline: np.ndarray | None = None
+    baseline: np.ndarray | Calibration | None = None
 
     @property
     def ends(self) -> np.ndarray:
@@ -82,6 +84,10 @@ class Pipeline:
         type's ``roles``) names roles the type lacks."""
         output_spec = dict(output_spec or {})
         try:
+            baseline_mode(output_spec)
+        except BaselineError as exc:
+            raise PipelineError(f"its baseline step is unusable: {exc}") from None
+        try:
             regime = regimes.from_output_spec(output_spec)
         except regimes.RegimeSpecError as exc:
             raise PipelineError(f"its regime step is unusable: {exc}") from None
@@ -93,8 +99,13 @@ class Pipeline:
 
     @property
     def baselined(self) -> bool:
-        """True when the model scores each window minus its asset's baseline vector."""
-        return expects_baseline(self.output_spec)
+        """True when the model scores each window against its asset's baseline (vector or calibration)."""
+        return baseline_mode(self.output_spec) is not None
+
+    @property
+    def robust(self) -> bool:
+        """True when the asset baselines are Calibrations (median / robust scale), not mean vectors."""
+        return baseline_mode(self.output_spec) == PER_ASSET_ROBUST
 
     @property
     def windows_key(self) -> str | None:
@@ -149,9 +160,13 @@ class Pipeline:
 
     @staticmethod
     def inputs(
-        windows: Windows, rows: np.ndarray, columns: np.ndarray, baseline: np.ndarray | None = None
+        windows: Windows,
+        rows: np.ndarray,
+        columns: np.ndarray,
+        baseline: np.ndarray | Calibration | None = None,
     ) -> np.ndarray:
-        """The model input of those rows: the version's columns, minus the asset's baseline if given."""
+        """The model input of those rows: the version's columns, minus the asset's baseline vector or
+        standardised by its calibration, if given."""
         X = windows.X[rows][:, columns]
         return X if baseline is None else apply_baseline(X, baseline)
 
@@ -176,8 +191,8 @@ class Pipeline:
         model: LoadedModel | Callable[[], LoadedModel],
         windows: Mapping[Hashable, Windows],
         *,
-        baselines: Mapping[Hashable, np.ndarray]
-        | Callable[[list], Mapping[Hashable, np.ndarray]]
+        baselines: Mapping[Hashable, np.ndarray | Calibration]
+        | Callable[[list], Mapping[Hashable, np.ndarray | Calibration]]
         | None = None,
         after_s: Mapping[Hashable, float] | None = None,
     ) -> dict[Hashable, Scored]:
@@ -186,7 +201,8 @@ class Pipeline:
         A baselined version scores only the assets ``baselines`` has a vector for (the others are still
         calibrating); ``baselines`` may be a callable given the keys of the assets with rows to score (the
         live scorer reads and calibrates them then). ``model`` may be a callable too, called only when there
-        is something to score (a version with no new window is not loaded)."""
+        is something to score (a version with no new window is not loaded). A "per_asset_robust" version
+        takes Calibrations, a "per_asset" one vectors; the other kind is a PipelineError."""
         parts: list[tuple[Hashable, np.ndarray]] = []
         columns: np.ndarray | None = None
         for key, item in windows.items():
@@ -197,12 +213,14 @@ class Pipeline:
             rows = self.rows(item, columns, (after_s or {}).get(key, -np.inf))
             if len(rows):
                 parts.append((key, rows))
-        vectors: Mapping[Hashable, np.ndarray] | None = None
+        vectors: Mapping[Hashable, np.ndarray | Calibration] | None = None
         if self.baselined:
             keys = [key for key, _ in parts]
             vectors = (baselines(keys) if callable(baselines) else baselines) if parts else {}
             vectors = vectors or {}
             parts = [(key, rows) for key, rows in parts if key in vectors]
+            for key, _ in parts:
+                self._check_baseline(key, vectors[key], len(columns))
         if not parts or columns is None:
             return {}
         X = np.concatenate(
@@ -216,7 +234,21 @@ class Pipeline:
         offset = 0
         for key, rows in parts:
             part = slice(offset, offset + len(rows))
-            vector = None if vectors is None else np.asarray(vectors[key], dtype=np.float64)
+            vector = None if vectors is None else vectors[key]
+            if vector is not None and not isinstance(vector, Calibration):
+                vector = np.asarray(vector, dtype=np.float64)
             out[key] = Scored(windows[key], rows, X[part], scores[part], vector)
             offset += len(rows)
         return out
+
+    def _check_baseline(self, key: Hashable, baseline: Any, width: int) -> None:
+        if self.robust != isinstance(baseline, Calibration):
+            wanted = "a calibration (median / robust scale)" if self.robust else "a mean vector"
+            raise PipelineError(
+                f"its per-asset step needs {wanted} for asset {key!r}, got {type(baseline).__name__}"
+            )
+        if self.robust and len(baseline.location) != width:
+            raise PipelineError(
+                f"the calibration of asset {key!r} has {len(baseline.location)} features, "
+                f"the version reads {width}"
+            )

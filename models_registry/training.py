@@ -24,7 +24,7 @@ Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "di
     exponential (maximum likelihood: scale = their mean) and the open threshold is the score exceeded by a
     share ``open_exceedance`` (1e-4) of windows, ``u + scale · ln((1 - tail_quantile) / open_exceedance)``,
     and never below the hold-out's maximum (data declared normal never alarms). The clear threshold is
-    unchanged.
+    unchanged. Both rules live in ``detection.thresholds``, which sets per-asset thresholds the same way.
     Metrics: false-alarm rate on the held-out normal windows and, given X_val (and y_val), on the normal
     validation windows, with precision / recall / F1 / PR-AUC when y_val has faults.
 
@@ -64,6 +64,15 @@ import numpy as np
 from detection import runtime
 from detection.onnx_graphs import SCORE_NAME, QuadraticForm, build_quadratic_graph
 
+# OPEN_RULES and tail_threshold are imported from this module by its callers (they lived here before).
+from detection.thresholds import (  # noqa: F401
+    OPEN_RULES,
+    ThresholdError,
+    ThresholdRule,
+    tail_threshold,
+    thresholds,
+)
+
 DIRECTION = "higher_is_anomalous"
 ONNX_TOLERANCE = 1e-5
 BACKGROUND_SIZE = 100
@@ -79,7 +88,6 @@ ANOMALY_DEFAULTS: dict[str, Any] = {
     "background_size": BACKGROUND_SIZE,
     "seed": 0,
 }
-OPEN_RULES = ("quantile", "tail")
 CLASSIFIER_DEFAULTS: dict[str, Any] = {
     "n_estimators": 200,
     "learning_rate": 0.05,
@@ -147,12 +155,10 @@ def train_anomaly(
         raise TrainingError(f"The anomaly model needs at least 20 normal windows, got {n}.")
     if not 0.0 < p["variance"] <= 1.0 or not 0.0 < p["holdout_fraction"] < 1.0:
         raise TrainingError("variance must be in (0, 1] and holdout_fraction in (0, 1).")
-    if not 0.0 < p["clear_quantile"] <= p["open_quantile"] < 1.0:
-        raise TrainingError("Quantiles must satisfy 0 < clear_quantile <= open_quantile < 1.")
-    if p["open_rule"] not in OPEN_RULES:
-        raise TrainingError(f"open_rule must be one of {', '.join(OPEN_RULES)}, got {p['open_rule']!r}.")
-    if not 0.0 < p["open_exceedance"] < 1.0 - p["tail_quantile"] < 1.0:
-        raise TrainingError("The tail rule needs 0 < open_exceedance < 1 - tail_quantile < 1.")
+    try:
+        rule = ThresholdRule.from_params(p)
+    except ThresholdError as exc:
+        raise TrainingError(str(exc)) from None
     n_hold = max(5, int(round(n * p["holdout_fraction"])))
     fit, hold = X[: n - n_hold], X[n - n_hold :]
     if len(fit) < 10:
@@ -167,11 +173,7 @@ def train_anomaly(
     _check_close(runtime.run_batch(session, check_rows, _spec()), form.score(check_rows), "NumPy reference")
 
     hold_scores = form.score(hold)
-    if p["open_rule"] == "tail":
-        open_t = tail_threshold(hold_scores, p["tail_quantile"], p["open_exceedance"])
-    else:
-        open_t = float(np.quantile(hold_scores, p["open_quantile"]))
-    clear_t = float(np.quantile(hold_scores, p["clear_quantile"]))
+    open_t, clear_t = thresholds(hold_scores, rule)
     metrics: dict[str, Any] = {
         **info,
         "n_fit": len(fit),
@@ -190,23 +192,12 @@ def train_anomaly(
         feature_names=list(feature_names),
         output_spec=_spec(),
         open_threshold=open_t,
-        clear_threshold=min(clear_t, open_t),
+        clear_threshold=clear_t,
         background=_background(fit, p["background_size"], p["seed"]),
         metrics=metrics,
         params={**p, "method": "pca_t2_q"},
         library_versions=library_versions(),
     )
-
-
-def tail_threshold(scores: np.ndarray, tail_quantile: float, exceedance: float) -> float:
-    """The score a share ``exceedance`` of windows exceeds, from an exponential fit of the excesses over the
-    ``tail_quantile`` score, and at least the largest score given (see the module docstring)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    u = float(np.quantile(scores, tail_quantile))
-    excess = scores[scores > u] - u
-    scale = float(excess.mean()) if len(excess) else 0.0
-    extrapolated = u + scale * float(np.log((1.0 - tail_quantile) / exceedance))
-    return max(extrapolated, float(scores.max()))
 
 
 def train_failure_classifier(

@@ -68,13 +68,18 @@ class SimAsset:
     """One simulated pump: its tag and the sensor key of each role it has (roles it lacks are not sent).
 
     `size` scales the rated flow and current so that pumps differ; by default it comes from the tag.
+    `noise` multiplies the healthy machine's measurement and process noise on every role (a rough large
+    pump, a worn transmitter); fault signatures are not scaled. 1.0 gives exactly the default signals.
     """
 
     tag: str
     sensors: dict[str, str]
     size: float | None = None
+    noise: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.noise) and self.noise > 0):
+            raise ValueError(f"asset {self.tag}: noise must be a positive number, got {self.noise!r}")
         unknown = set(self.sensors) - set(ROLES)
         if unknown:
             raise ValueError(
@@ -362,6 +367,7 @@ class PlantSimulator:
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         rated = asset.rated
         z = self._noise(asset, idx)
+        k = asset.noise  # x * 1.0 is exact: the default asset's samples are unchanged bit for bit
         load = self._load(asset, ts)
         speed = load
 
@@ -378,17 +384,20 @@ class PlantSimulator:
                 cavitation = np.maximum(cavitation, sev * onset * occ.active(ts))
 
         flow_frac = load * (1.0 - 0.15 * cavitation)
-        flow = rated.flow * flow_frac * (1.0 + 0.015 * z[:, 0])
+        flow = rated.flow * flow_frac * (1.0 + (0.015 * k) * z[:, 0])
         pressure = rated.pressure * (1.2 * speed**2 - 0.2 * flow_frac**2) * (1.0 - 0.25 * cavitation)
         # Turbulence makes the pressure noise grow with the reading, on top of the transmitter's own.
         pressure = (
-            pressure * (1.0 + 0.012 * z[:, 1]) + 0.02 * z[:, 7] + 0.08 * rated.pressure * cavitation * z[:, 5]
+            pressure * (1.0 + (0.012 * k) * z[:, 1])
+            + (0.02 * k) * z[:, 7]
+            + 0.08 * rated.pressure * cavitation * z[:, 5]
         )
         power = flow_frac * np.clip(pressure / rated.pressure, 0.0, None)
-        current = (0.3 + 0.7 * power) * rated.current * (1.0 + 0.04 * wear) + 0.01 * rated.current * z[:, 2]
+        current_noise = (0.01 * k) * rated.current  # the same product as before for k = 1.0
+        current = (0.3 + 0.7 * power) * rated.current * (1.0 + 0.04 * wear) + current_noise * z[:, 2]
         target = rated.ambient + 30.0 * (current / rated.current) ** 2 + 18.0 * wear
-        temperature = self._lagged(asset.tag, idx, target) + 0.1 * z[:, 3]
-        vibration = rated.vibration * speed * (1.0 + 0.05 * z[:, 4])
+        temperature = self._lagged(asset.tag, idx, target) + (0.1 * k) * z[:, 3]
+        vibration = rated.vibration * speed * (1.0 + (0.05 * k) * z[:, 4])
         vibration = vibration + rated.vibration * (2.5 * wear + 0.3 * wear * np.abs(z[:, 6]))
         vibration = vibration + rated.vibration * cavitation * (0.8 + 0.6 * np.abs(z[:, 6]))
 

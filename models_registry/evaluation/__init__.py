@@ -16,6 +16,7 @@ EVALUATIONS = {
     "skab": "models_registry.evaluation.skab",
     "cmapss": "models_registry.evaluation.cmapss",
     "nab": "models_registry.evaluation.nab",
+    "simfleet": "models_registry.evaluation.simfleet",
 }
 
 

@@ -1,0 +1,309 @@
+"""The fleet protocol: many assets of one type, one shared model, per-asset normalisation and thresholds.
+
+Pure NumPy over the production pieces (no ORM), so any dataset that can be cut into runs (one run = one
+asset's readings, a normal calibration period, a test period and its labelled faults) is evaluated the
+same way: the simulator fleet (``simfleet``) now, SKAB's pooled fleet and IMS bearings later.
+
+1. Windows: each run's readings (quality bits set by the caller with the ingest's rules) become feature
+   windows through ``detection.pipeline.Pipeline.windows`` (the scorer's code).
+2. Calibration rows: the windows lying wholly inside the run's calibration period that are complete and
+   carry no quality flag (``detection.baseline.usable_rows``).
+3. Per-asset step, one of ``NORMALISATIONS``: ``"none"`` (raw features), ``"per_asset"`` (minus the mean
+   vector of the calibration rows, today's product) or ``"per_asset_robust"`` (standardised by the
+   ``detection.baseline.calibrate`` calibration: median and robust scale).
+4. One shared model (``models_registry.training.train_anomaly``, the product's trainer) over every run's
+   calibration rows after that step; the model holds out the last ``holdout_fraction`` of EVERY run's
+   calibration rows (they are stacked last), so each asset has windows the model was not fitted on.
+5. Thresholds: the version's (from the pooled hold-out) or, with ``asset_thresholds``, each asset's own from
+   its hold-out scores by the same rule (``detection.thresholds.asset_thresholds``; too few independent
+   windows, counting window_s / step_s overlapping windows as one, fall back to the version's).
+6. Scores through ``Pipeline.run`` (onnxruntime), alerts through ``detection.rules.alert_episodes`` over the
+   test period's scored windows with the product's open/clear window counts.
+7. Counts per run: a labelled fault is alerted when an alert opens (its opening window's end) inside
+   ``[start, end + attribution_s]`` (the delay is from the fault's start to the first such opening); every
+   other alert opening in the test period is a false alarm; the normal time is the test period minus those
+   attribution spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detection import runtime
+from detection.baseline import PER_ASSET, PER_ASSET_ROBUST, calibrate, mean_vector, period_mask, usable_rows
+from detection.features import Series, Windows, feature_names
+from detection.pipeline import Pipeline
+from detection.rules import Episode, alert_episodes
+from detection.thresholds import AssetThresholds, ThresholdRule, asset_thresholds
+from models_registry.training import TrainedModel, train_anomaly
+
+NONE = "none"
+NORMALISATIONS = (NONE, PER_ASSET, PER_ASSET_ROBUST)
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """A labelled fault of one run, in epoch seconds."""
+
+    kind: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class FleetRun:
+    """One asset's readings in a fleet evaluation: ``series`` maps role -> (ts, values, quality)."""
+
+    key: str
+    group: str
+    series: Mapping[str, Series]
+    calibration: tuple[float, float]
+    test: tuple[float, float]
+    events: tuple[Event, ...] = ()
+    sample_period_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The settings of one fleet evaluation (product defaults unless a dataset says otherwise)."""
+
+    window_s: float
+    step_s: float
+    open_windows: int
+    clear_windows: int
+    attribution_s: float
+    holdout_fraction: float = 0.25
+    params: Mapping[str, Any] = field(default_factory=dict)  # train_anomaly's, e.g. {"open_rule": "tail"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the fleet: a per-asset step and whose thresholds alert."""
+
+    normalisation: str
+    asset_thresholds: bool = False
+
+    def __post_init__(self) -> None:
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"unknown normalisation {self.normalisation!r}; known: {', '.join(NORMALISATIONS)}"
+            )
+
+    @property
+    def label(self) -> str:
+        return f"{self.normalisation}, {'per-asset' if self.asset_thresholds else 'version'} thresholds"
+
+
+@dataclass
+class EventOutcome:
+    event: Event
+    alerted: bool
+    delay_s: float | None
+
+
+@dataclass
+class RunOutcome:
+    """What the alert rules did on one run's test period."""
+
+    key: str
+    group: str
+    events: list[EventOutcome]
+    alerts: int
+    false_alarms: int
+    normal_days: float
+    thresholds: AssetThresholds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.key,
+            "group": self.group,
+            "faults": len(self.events),
+            "faults_alerted": sum(e.alerted for e in self.events),
+            "delays_s": [e.delay_s for e in self.events],
+            "fault_kinds": [e.event.kind for e in self.events],
+            "alerts": self.alerts,
+            "false_alarms": self.false_alarms,
+            "normal_days": round(self.normal_days, 4),
+            "thresholds": self.thresholds.to_json(),
+        }
+
+
+@dataclass
+class Prepared:
+    """Every run's windows and calibration rows (shared by all variants)."""
+
+    runs: list[FleetRun]
+    windows: dict[str, Windows]
+    calibration: dict[str, np.ndarray]  # bool per window
+    names: list[str]
+
+
+def prepare(runs: Sequence[FleetRun], roles: list[str], protocol: Protocol) -> Prepared:
+    """Windows (through the scorer's Pipeline) and calibration rows of every run."""
+    keys = [run.key for run in runs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("fleet run keys must be unique")
+    names = feature_names(roles)
+    windows = Pipeline.from_spec(names, {}).windows(
+        {run.key: run.series for run in runs},
+        roles,
+        window_s=protocol.window_s,
+        step_s=protocol.step_s,
+        start_s={run.key: None for run in runs},
+        end_s={run.key: None for run in runs},
+        sample_period_s={run.key: run.sample_period_s for run in runs},
+    )
+    calibration = {}
+    for run in runs:
+        w = windows[run.key]
+        inside = period_mask(w.ends, protocol.window_s, *run.calibration)
+        calibration[run.key] = inside & usable_rows(w.X, w.flagged)
+    return Prepared(list(runs), windows, calibration, names)
+
+
+def baselines(prepared: Prepared, normalisation: str) -> dict[str, Any] | None:
+    """Each run's per-asset step from its calibration rows: None (raw), mean vectors or Calibrations."""
+    if normalisation == NONE:
+        return None
+    out: dict[str, Any] = {}
+    for run in prepared.runs:
+        X = prepared.windows[run.key].X[prepared.calibration[run.key]]
+        out[run.key] = calibrate(X) if normalisation == PER_ASSET_ROBUST else mean_vector(X)[0]
+    return out
+
+
+def evaluate(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[RunOutcome]:
+    """One variant over the fleet: per-asset step, shared model, thresholds, alerts, counts per run."""
+    steps = baselines(prepared, variant.normalisation)
+    spec = {} if steps is None else {"baseline": variant.normalisation}
+    pipeline = Pipeline.from_spec(prepared.names, spec)
+    model, holdout = train_shared(prepared, pipeline, steps, protocol)
+    loaded = runtime.LoadedModel(
+        version_id=0,
+        sha256=runtime.sha256(model.onnx_bytes),
+        onnx_bytes=model.onnx_bytes,
+        session=runtime.load_session(model.onnx_bytes),
+        feature_names=model.feature_names,
+        output_spec={**model.output_spec, **spec},
+        background=model.background,
+    )
+    scored = pipeline.run(loaded, prepared.windows, baselines=steps)
+    rule = ThresholdRule.from_params(model.params)
+    version = (model.open_threshold, model.clear_threshold)
+    higher = runtime.higher_is_worse(model.output_spec)
+    outcomes = []
+    for run in prepared.runs:
+        part = scored[run.key]
+        if variant.asset_thresholds:
+            hold_scores = part.scores[np.isin(part.rows, holdout[run.key])]
+            overlap = protocol.window_s / protocol.step_s
+            thresholds = asset_thresholds(hold_scores, rule, version, overlap=overlap)
+        else:
+            thresholds = AssetThresholds(version[0], version[1], int(len(holdout[run.key])), "version")
+        ends = part.ends
+        test = (ends - protocol.window_s >= run.test[0] - 1e-6) & (ends <= run.test[1] + 1e-6)
+        episodes = alert_episodes(
+            part.scores[test],
+            thresholds.open_threshold,
+            thresholds.clear_threshold,
+            protocol.open_windows,
+            protocol.clear_windows,
+            higher=higher,
+        )
+        outcomes.append(count(run, ends[test], episodes, thresholds, protocol.attribution_s))
+    return outcomes
+
+
+def train_shared(
+    prepared: Prepared, pipeline: Pipeline, steps: Mapping[str, Any] | None, protocol: Protocol
+) -> tuple[TrainedModel, dict[str, np.ndarray]]:
+    """The shared model over every run's calibration rows after the per-asset step; returns it with each
+    run's hold-out window indexes (the last ``holdout_fraction`` of its calibration rows)."""
+    columns = pipeline.columns(prepared.names)
+    fits, holds, holdout = [], [], {}
+    for run in prepared.runs:
+        rows = np.flatnonzero(prepared.calibration[run.key])
+        n_hold = max(1, int(round(len(rows) * protocol.holdout_fraction)))
+        X = Pipeline.inputs(
+            prepared.windows[run.key], rows, columns, None if steps is None else steps[run.key]
+        )
+        fits.append(X[: len(rows) - n_hold])
+        holds.append(X[len(rows) - n_hold :])
+        holdout[run.key] = rows[len(rows) - n_hold :]
+    X = np.vstack(fits + holds)
+    # train_anomaly holds out the last rows: make them the last part of every run's calibration period.
+    fraction = sum(len(h) for h in holds) / len(X)
+    params = {**protocol.params, "holdout_fraction": fraction}
+    return train_anomaly(X, prepared.names, params=params), holdout
+
+
+def count(
+    run: FleetRun,
+    ends: np.ndarray,
+    episodes: Sequence[Episode],
+    thresholds: AssetThresholds,
+    attribution_s: float,
+) -> RunOutcome:
+    """Faults alerted (with delays), false alarms and normal days of one run's test period."""
+    opened = np.array([ends[e.opened] for e in episodes], dtype=np.float64)
+    spans = [(event.start_s, event.end_s + attribution_s) for event in run.events]
+    outcomes = []
+    for event, (lo, hi) in zip(run.events, spans, strict=True):
+        inside = opened[(opened >= lo) & (opened <= hi)]
+        delay = float(inside.min() - event.start_s) if len(inside) else None
+        outcomes.append(EventOutcome(event, bool(len(inside)), delay))
+    attributed = np.zeros(len(opened), dtype=bool)
+    for lo, hi in spans:
+        attributed |= (opened >= lo) & (opened <= hi)
+    return RunOutcome(
+        key=run.key,
+        group=run.group,
+        events=outcomes,
+        alerts=len(episodes),
+        false_alarms=int((~attributed).sum()),
+        normal_days=_normal_seconds(run.test, spans) / DAY_S,
+        thresholds=thresholds,
+    )
+
+
+def summarise(outcomes: Sequence[RunOutcome]) -> dict[str, Any]:
+    """Pooled counts of some runs: faults alerted / scheduled, delays, false alarms per asset-day."""
+    events = [e for o in outcomes for e in o.events]
+    delays = [e.delay_s for e in events if e.delay_s is not None]
+    days = sum(o.normal_days for o in outcomes)
+    false_alarms = sum(o.false_alarms for o in outcomes)
+    return {
+        "runs": len(outcomes),
+        "faults": len(events),
+        "faults_alerted": sum(e.alerted for e in events),
+        "median_delay_s": float(np.median(delays)) if delays else None,
+        "max_delay_s": float(max(delays)) if delays else None,
+        "false_alarms": false_alarms,
+        "normal_days": round(days, 4),
+        "false_alarms_per_day": false_alarms / days if days > 0 else None,
+        "own_thresholds": sum(o.thresholds.source == "asset" for o in outcomes),
+        "by_kind": {
+            kind: [
+                sum(e.alerted for e in events if e.event.kind == kind),
+                sum(e.event.kind == kind for e in events),
+            ]
+            for kind in sorted({e.event.kind for e in events})
+        },
+    }
+
+
+def _normal_seconds(test: tuple[float, float], spans: Sequence[tuple[float, float]]) -> float:
+    """Length of the test period outside the union of the attribution spans."""
+    lo, hi = test
+    covered, cursor = 0.0, lo
+    for a, b in sorted(spans):
+        a, b = max(a, cursor), min(b, hi)
+        if b > a:
+            covered += b - a
+            cursor = b
+    return max(hi - lo - covered, 0.0)
