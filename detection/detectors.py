@@ -16,26 +16,34 @@ trainer sets open/clear thresholds on its hold-out scores by one rule for every 
     (TSB-AD, NeurIPS 2024; "Quo Vadis", ICML 2024).
 
 ``"univariate"`` — a robust z of every feature against the fit windows, ``z_j = (x_j - median_j) / s_j`` with
-    ``s_j = 1.4826 · MAD_j`` (the normal-consistent MAD), scored as ``mean_j z_j² = zᵀ diag(1/d) z``. It needs
+    ``s_j = 1.4826 · MAD_j`` (the normal-consistent MAD), averaged per sensor as ``mean_{j in sensor} z_j²``
+    (a diagonal quadratic form), and the max over sensors, each sensor's score divided by its own open
+    threshold on the calibration windows (so every sensor alerts at the shared false-alarm budget). It needs
     no relation between sensors, so it serves a single-signal asset (a NAB-style series, a one-channel
-    bearing) and sees a change of one sensor's level, spread (std, diff_rms) or trend (slope) even when
-    PCA's subspace absorbs it. Median / MAD because the fit windows of a real asset hold the odd transient
-    that would inflate a mean / std; the normal-consistency constant 1.4826 makes ``z`` read like a z-score.
-    Floors, in order, for a feature whose MAD is (numerically) zero — more than half its windows equal, e.g.
-    a quantised or mostly-idle signal: its standard deviation, and if that is zero too (a constant feature)
-    1, the same rule as PCA's sigma. A diagonal A makes each feature's exact Shapley value its own term,
-    ``(z_j² - E_b[b_j²]) / d``: the explanation is the per-feature robust z itself. A residual against a
+    bearing: one sensor, one plain form) and sees a change of one sensor's level (mean, min, max), spread
+    (std, diff_rms) or trend (slope) even when PCA's subspace absorbs it. Why these choices, none tuned on
+    any evaluation run: median / MAD because the fit windows of a real asset hold the odd transient that
+    would inflate a mean / std, and 1.4826 makes ``z`` read like a z-score; the max over sensors (rather than
+    one sum over all features) because a change of one sensor must not be diluted by how many other sensors
+    the asset has; per-sensor calibration because sensors differ in how heavy their tails are. Floors, in
+    order, for a feature whose MAD is (numerically) zero — more than half its windows equal, e.g. a quantised
+    or mostly idle signal: its standard deviation, and if that is zero too (a constant feature) 1, the same
+    rule as PCA's sigma. Within a sensor A is diagonal, so each feature's exact Shapley value is its own
+    term, ``(z_j² - E_b[b_j²]) / (n_j c)``, and features of other sensors get exactly 0. A residual against a
     rolling or seasonal baseline was left out: the exported model sees one window and keeps no state, and
     the window features already carry the within-window trend and roughness.
 
-``"combined"`` — ``max_k score_k / c_k`` over the PCA and univariate detectors, each divided by its own open
-    threshold ``c_k`` on the calibration (hold-out) windows, computed by the caller's threshold rule at the
-    false-alarm budget every detector shares. So a window alerts when either detector would have alerted
-    on its own budget (a sensor-level change or a relation break); the trainer then sets the combined
-    score's thresholds by the same rule. The division is folded into each branch's A, and the graph is one
-    ``Max`` over the branches (``onnx_graphs.build_max_quadratic_graph``). It is explained by the exact
-    Shapley values of the winning branch in the combined scale, whose base value is the background mean of
-    that branch's calibrated score (``detection.explain``).
+``"combined"`` — ``max(pca / c_pca, univariate / c_univariate)``, each detector divided by its own open
+    threshold on the calibration (hold-out) windows, computed by the caller's threshold rule at the
+    false-alarm budget every detector shares. So a window alerts when either detector would have alerted on
+    its own budget (a sensor-level change or a relation break); the trainer then sets the combined score's
+    thresholds by the same rule. Each division is folded into its branch's A, and the max of maxes is one
+    flat ``Max`` over all branches (``onnx_graphs.build_max_quadratic_graph``; branches "pca",
+    "univariate:<sensor>", ...).
+
+A detector with several branches is explained by the exact Shapley values of the winning branch in the
+detector's (calibrated) scale, whose base value is the background mean of that branch's score
+(``detection.explain``); the winner names the detector and sensor that raised the alert.
 
 Pure NumPy + onnx: no Django (import-linter contract).
 """
@@ -51,8 +59,6 @@ import numpy as np
 from detection.onnx_graphs import QuadraticForm, build_max_quadratic_graph, build_quadratic_graph
 
 DETECTORS = ("pca", "univariate", "combined")
-# What ``combined`` combines, in branch order (the order ties are broken in, first wins).
-COMBINED_BRANCHES = ("pca", "univariate")
 MAD_TO_SIGMA = 1.4826  # 1 / Φ⁻¹(3/4): MAD · this estimates σ for normal data
 METHODS = {"pca": "pca_t2_q", "univariate": "robust_z", "combined": "max_calibrated(pca_t2_q, robust_z)"}
 
@@ -96,24 +102,27 @@ def fit_detector(
     X_fit: np.ndarray,
     *,
     variance: float = 0.95,
+    groups: Sequence[str] | None = None,
     X_cal: np.ndarray | None = None,
     threshold: Threshold | None = None,
 ) -> FittedDetector:
-    """Fit detector ``name`` (one of DETECTORS) on normal windows ``X_fit``. ``"combined"`` also needs
-    calibration windows ``X_cal`` (normal, not in X_fit) and the ``threshold`` rule (scores -> the open
-    threshold at the shared false-alarm budget) to put its detectors on one scale."""
+    """Fit detector ``name`` (one of DETECTORS) on normal windows ``X_fit``. ``groups`` names each feature's
+    sensor (default: one sensor). The univariate detector of several sensors and the combined detector also
+    need calibration windows ``X_cal`` (normal, not in X_fit) and the ``threshold`` rule (scores -> the open
+    threshold at the shared false-alarm budget) to put their parts on one scale."""
     X = np.asarray(X_fit, dtype=np.float64)
     if X.ndim != 2 or len(X) < 2 or X.shape[1] < 1:
         raise DetectorError(f"A detector needs a [n >= 2, d >= 1] matrix of fit windows, got {X.shape}.")
+    groups = [""] * X.shape[1] if groups is None else list(groups)
+    if len(groups) != X.shape[1]:
+        raise DetectorError(f"{len(groups)} sensor names given for {X.shape[1]} features.")
     if name == "pca":
         return fit_pca(X, variance)
     if name == "univariate":
-        return fit_robust_z(X)
+        return fit_robust_z(X, groups, X_cal, threshold)
     if name == "combined":
-        if X_cal is None or threshold is None:
-            raise DetectorError("The combined detector needs calibration windows and a threshold rule.")
-        parts = [fit_detector(branch, X, variance=variance) for branch in COMBINED_BRANCHES]
-        return combine(parts, X_cal, threshold)
+        parts = [fit_pca(X, variance), fit_robust_z(X, groups, X_cal, threshold)]
+        return combine("combined", parts, X_cal, threshold)
     raise DetectorError(f"Unknown detector {name!r}; choose one of {', '.join(DETECTORS)}.")
 
 
@@ -146,10 +155,14 @@ def fit_pca(fit: np.ndarray, variance: float) -> FittedDetector:
     return FittedDetector("pca", (form,), ("pca",), info, f"Vigil anomaly model: PCA T2+Q, k={k}")
 
 
-def fit_robust_z(fit: np.ndarray) -> FittedDetector:
-    """Mean squared robust z of every feature (see the module docstring)."""
+def fit_robust_z(
+    fit: np.ndarray,
+    groups: Sequence[str],
+    X_cal: np.ndarray | None = None,
+    threshold: Threshold | None = None,
+) -> FittedDetector:
+    """Per-sensor mean squared robust z, max over sensors (see the module docstring)."""
     X = fit.astype(np.float32).astype(np.float64)
-    d = X.shape[1]
     median = np.median(X, axis=0)
     scale = MAD_TO_SIGMA * np.median(np.abs(X - median), axis=0)
     tiny = _tiny(median)
@@ -157,42 +170,56 @@ def fit_robust_z(fit: np.ndarray) -> FittedDetector:
     std = X.std(axis=0, ddof=1)
     scale = np.where(by_mad, scale, np.where(std > tiny, std, 1.0))
     info = {
-        "n_features": d,
+        "n_features": X.shape[1],
         "scale_from_mad": int(by_mad.sum()),
         "scale_from_std": int((~by_mad & (std > tiny)).sum()),
         "scale_one": int((~by_mad & (std <= tiny)).sum()),
     }
-    form = QuadraticForm(mu=median, inv_sigma=1.0 / scale, A=np.eye(d) / d)
-    doc = "Vigil anomaly model: mean squared robust z (median/MAD) per feature"
-    return FittedDetector("univariate", (form,), ("univariate",), info, doc)
+    doc = "Vigil anomaly model: robust z (median/MAD), mean square per sensor"
+    sensors = list(dict.fromkeys(groups))
+    parts = []
+    for sensor in sensors:
+        mine = np.array([g == sensor for g in groups])
+        form = QuadraticForm(mu=median, inv_sigma=1.0 / scale, A=np.diag(mine / mine.sum()))
+        parts.append(FittedDetector("univariate", (form,), (_branch("univariate", sensor),), {}, doc))
+    if len(parts) == 1:
+        return FittedDetector("univariate", parts[0].forms, parts[0].branches, info, doc)
+    combined = combine("univariate", parts, X_cal, threshold)
+    return FittedDetector(
+        "univariate", combined.forms, combined.branches, {**info, **combined.info}, doc + ", max"
+    )
 
 
-def combine(parts: Sequence[FittedDetector], X_cal: np.ndarray, threshold: Threshold) -> FittedDetector:
-    """``max_k score_k / c_k`` with c_k = ``threshold``(detector k's scores on ``X_cal``), the division
-    folded into each branch's A."""
+def combine(
+    name: str, parts: Sequence[FittedDetector], X_cal: np.ndarray | None, threshold: Threshold | None
+) -> FittedDetector:
+    """``max_k score_k / c_k`` over ``parts`` with c_k = ``threshold``(part k's scores on ``X_cal``), each
+    division folded into the part's branch forms; one flat list of branches."""
+    if X_cal is None or threshold is None:
+        raise DetectorError(f"The {name} detector needs calibration windows and a threshold rule.")
     X_cal = np.asarray(X_cal, dtype=np.float64)
     if X_cal.ndim != 2 or len(X_cal) < 2:
-        raise DetectorError(f"The combination needs at least 2 calibration windows, got shape {X_cal.shape}.")
+        raise DetectorError(f"The {name} detector needs at least 2 calibration windows, got {X_cal.shape}.")
     forms: list[QuadraticForm] = []
     branches: list[str] = []
     scales: dict[str, float] = {}
+    info: dict[str, Any] = {}
     for part in parts:
-        if len(part.forms) != 1:
-            raise DetectorError(f"Only single detectors are combined, not {part.name!r}.")
+        key = part.branches[0] if len(part.branches) == 1 else part.name
         c = _positive(float(threshold(part.score(X_cal))))
-        form = part.forms[0]
-        forms.append(QuadraticForm(mu=form.mu, inv_sigma=form.inv_sigma, A=form.A / c))
-        branches.append(part.name)
-        scales[part.name] = c
-    info: dict[str, Any] = {
-        "branches": branches,
-        "branch_scales": scales,
-        "n_features": len(forms[0].mu),
-    }
-    for part in parts:
-        info.update({k: v for k, v in part.info.items() if k not in info})
-    doc = "Vigil anomaly model: max of calibrated " + "; ".join(part.doc or part.name for part in parts)
-    return FittedDetector("combined", tuple(forms), tuple(branches), info, doc)
+        forms += [QuadraticForm(mu=f.mu, inv_sigma=f.inv_sigma, A=f.A / c) for f in part.forms]
+        branches += list(part.branches)
+        scales[key] = c
+        scales.update(part.info.get("branch_scales", {}))
+        info.update({k: v for k, v in part.info.items() if k not in ("branches", "branch_scales")})
+    doc = f"Vigil anomaly model: max of calibrated {'; '.join(dict.fromkeys(p.doc or p.name for p in parts))}"
+    return FittedDetector(
+        name, tuple(forms), tuple(branches), {**info, "branches": branches, "branch_scales": scales}, doc
+    )
+
+
+def _branch(detector: str, sensor: str) -> str:
+    return f"{detector}:{sensor}" if sensor else detector
 
 
 def _tiny(location: np.ndarray) -> np.ndarray:

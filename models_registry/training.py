@@ -17,8 +17,9 @@ Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "di
     is divided by its 99th percentile on the fit split so the two count equally:
     ``score = T²/t99 + Q/q99 = zᵀ A z`` with one symmetric A, built by hand as an ONNX graph
     (``onnx_graphs.build_quadratic_graph``; float32 input, float64 arithmetic, output "score" [N, 1]).
-    ``"univariate"`` is the mean squared robust z (median / MAD) of every feature, ``"combined"`` the max of
-    both, each divided by its own open threshold on the hold-out (the rule below); see detection.detectors.
+    ``"univariate"`` is the mean squared robust z (median / MAD) of each sensor's features, max over sensors,
+    ``"combined"`` the max of both; every part is divided by its own open threshold on the hold-out (the
+    rule below) so each alerts at the same budget; see detection.detectors.
     Every detector goes through the same split and threshold rule, and the choice is recorded in
     ``params`` (provenance) and, for a non-default detector, ``output_spec["detector"]``.
     Windows are used in the order given (time order): the last ``holdout_fraction`` is held out; the open
@@ -69,6 +70,7 @@ import numpy as np
 
 from detection import runtime
 from detection.detectors import DETECTORS, METHODS, DetectorError, fit_detector
+from detection.features import role_of
 from detection.onnx_graphs import SCORE_NAME
 
 DIRECTION = "higher_is_anomalous"
@@ -177,7 +179,14 @@ def train_anomaly(
         return float(np.quantile(scores, p["open_quantile"]))
 
     try:
-        detector = fit_detector(p["detector"], fit, variance=p["variance"], X_cal=hold, threshold=open_rule)
+        detector = fit_detector(
+            p["detector"],
+            fit,
+            variance=p["variance"],
+            groups=[role_of(name) for name in feature_names],
+            X_cal=fit,
+            threshold=open_rule,
+        )
     except DetectorError as exc:
         raise TrainingError(str(exc)) from None
     onnx_bytes = detector.to_onnx()
