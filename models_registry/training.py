@@ -18,8 +18,8 @@ Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "di
     ``score = T²/t99 + Q/q99 = zᵀ A z`` with one symmetric A, built by hand as an ONNX graph
     (``onnx_graphs.build_quadratic_graph``; float32 input, float64 arithmetic, output "score" [N, 1]).
     ``"univariate"`` is the mean squared robust z (median / MAD) of each sensor's features, max over sensors,
-    ``"combined"`` the max of both; every part is divided by its own open threshold on the hold-out (the
-    rule below) so each alerts at the same budget; see detection.detectors.
+    ``"combined"`` the max of both; every part is divided by its own open threshold (the rule below) on the
+    fit windows, so each alerts at the same budget; see detection.detectors.
     Every detector goes through the same split and threshold rule, and the choice is recorded in
     ``params`` (provenance) and, for a non-default detector, ``output_spec["detector"]``.
     Windows are used in the order given (time order): the last ``holdout_fraction`` is held out; the open
@@ -184,7 +184,7 @@ def train_anomaly(
             fit,
             variance=p["variance"],
             groups=[role_of(name) for name in feature_names],
-            X_cal=fit,
+            X_cal=fit,  # the parts' scales; the hold-out stays fresh for the thresholds below
             threshold=open_rule,
         )
     except DetectorError as exc:
