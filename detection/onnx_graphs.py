@@ -16,6 +16,8 @@ A combination of detectors (``detection.detectors``) is the max of several quadr
     input -> Cast(double) = x64 -> for each branch k: Sub(mu_k) -> Mul(inv_sigma_k) -> MatMul(A_k) -> Mul
         -> ReduceSum = score_k;  Max(score_0, ..., score_K-1) -> score double [N, 1]
 
+(a branch whose A is diagonal multiplies by its diagonal instead, ``Mul(w_k)``: O(d) numbers, not O(d²)),
+
 built by ``build_max_quadratic_graph`` and read back by ``read_quadratic_forms`` (which also accepts the
 single form, as a one-branch list); the branch names are stored in the model property ``vigil.branches``.
 """
@@ -112,15 +114,20 @@ def build_max_quadratic_graph(
     for k, form in enumerate(forms):
         if form.mu.shape != (d,) or form.inv_sigma.shape != (d,) or form.A.shape != (d, d):
             raise ValueError(f"Branch {k} does not have {d} features.")
+        A = np.asarray(form.A, dtype=np.float64)
+        # A diagonal branch (a per-sensor robust z) multiplies by its diagonal: O(d) in the file, not O(d²).
+        diagonal = not np.any(A - np.diag(np.diag(A)))
         inits += [
             numpy_helper.from_array(np.asarray(form.mu, dtype=np.float64), f"mu_{k}"),
             numpy_helper.from_array(np.asarray(form.inv_sigma, dtype=np.float64), f"inv_sigma_{k}"),
-            numpy_helper.from_array(np.asarray(form.A, dtype=np.float64), f"A_{k}"),
+            numpy_helper.from_array(np.diag(A).copy() if diagonal else A, f"{'w' if diagonal else 'A'}_{k}"),
         ]
         nodes += [
             helper.make_node("Sub", ["x64", f"mu_{k}"], [f"centred_{k}"]),
             helper.make_node("Mul", [f"centred_{k}", f"inv_sigma_{k}"], [f"z_{k}"]),
-            helper.make_node("MatMul", [f"z_{k}", f"A_{k}"], [f"zA_{k}"]),
+            helper.make_node(
+                "Mul" if diagonal else "MatMul", [f"z_{k}", f"{'w' if diagonal else 'A'}_{k}"], [f"zA_{k}"]
+            ),
             helper.make_node("Mul", [f"zA_{k}", f"z_{k}"], [f"terms_{k}"]),
             helper.make_node("ReduceSum", [f"terms_{k}", "axes"], [f"score_{k}"], keepdims=1),
         ]
@@ -187,10 +194,12 @@ def _read_branch(
 ) -> QuadraticForm | None:
     """Sub(mu) -> Mul(inv_sigma) -> MatMul(A) -> Mul -> ReduceSum(axis 1) reading ``source``, with the
     initializers named mu, inv_sigma, A + ``suffix``; None if the nodes are anything else."""
-    if [n.op_type for n in nodes] != _PIPELINE[1:]:
+    ops = [n.op_type for n in nodes]
+    if ops != _PIPELINE[1:] and not (suffix and ops == ["Sub", "Mul", "Mul", "Mul", "ReduceSum"]):
         return None
     sub, mul, matmul, mul2, reduce = nodes
-    mu_k, sigma_k, a_k = f"mu{suffix}", f"inv_sigma{suffix}", f"A{suffix}"
+    diagonal = matmul.op_type == "Mul"  # only in a max graph: a diagonal branch, see the builder
+    mu_k, sigma_k, a_k = f"mu{suffix}", f"inv_sigma{suffix}", f"{'w' if diagonal else 'A'}{suffix}"
     red_attrs = {a.name: helper.get_attribute_value(a) for a in reduce.attribute}
     ok = (
         list(sub.input) == [source, mu_k]
@@ -208,6 +217,8 @@ def _read_branch(
         return None
     mu, inv_sigma, A = (np.asarray(inits[k], dtype=np.float64) for k in (mu_k, sigma_k, a_k))
     d = len(mu)
+    if diagonal and A.shape == (d,):
+        A = np.diag(A)
     if mu.shape != (d,) or inv_sigma.shape != (d,) or A.shape != (d, d):
         return None
     return QuadraticForm(mu=mu, inv_sigma=inv_sigma, A=A)

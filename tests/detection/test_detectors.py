@@ -144,3 +144,15 @@ def test_it_refuses_an_unknown_detector_and_a_combination_without_calibration_da
         fit_detector("combined", X)
     with pytest.raises(DetectorError, match="calibration windows"):
         fit_detector("univariate", X, groups=["a", "a", "b", "b"])
+
+
+def test_a_max_graph_reads_back_exactly_the_forms_it_was_built_from_with_diagonal_branches_as_vectors(data):
+    detector = fit("combined", data)
+    model = onnx.load_from_string(detector.to_onnx())
+    forms, names = read_quadratic_forms(model, SCORE_NAME)
+    assert names == list(detector.branches)
+    for read, built in zip(forms, detector.forms, strict=True):
+        assert np.array_equal(read.mu, built.mu) and np.array_equal(read.inv_sigma, built.inv_sigma)
+        assert np.array_equal(read.A, built.A)
+    # Only PCA's branch needs a full matrix; each sensor's branch stores d numbers, not d².
+    assert [n.op_type for n in model.graph.node].count("MatMul") == 1
