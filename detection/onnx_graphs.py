@@ -75,19 +75,7 @@ def build_quadratic_graph(form: QuadraticForm, *, doc: str = "") -> bytes:
         helper.make_node("Mul", ["zA", "z"], ["terms"]),
         helper.make_node("ReduceSum", ["terms", "axes"], [SCORE_NAME], keepdims=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "vigil_quadratic_score",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, d])],
-        [helper.make_tensor_value_info(SCORE_NAME, TensorProto.DOUBLE, [None, 1])],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vigil")
-    model.ir_version = 8  # readable by every onnxruntime >= 1.10
-    model.doc_string = doc
-    helper.set_model_props(model, {"vigil.graph": QUADRATIC_KIND})
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return _score_model(nodes, inits, "vigil_quadratic_score", d, doc, {"vigil.graph": QUADRATIC_KIND})
 
 
 def read_quadratic_graph(model: onnx.ModelProto, output_name: str) -> QuadraticForm | None:
@@ -132,17 +120,30 @@ def build_max_quadratic_graph(
             helper.make_node("ReduceSum", [f"terms_{k}", "axes"], [f"score_{k}"], keepdims=1),
         ]
     nodes.append(helper.make_node("Max", [f"score_{k}" for k in range(len(forms))], [SCORE_NAME]))
+    props = {"vigil.graph": MAX_QUADRATIC_KIND, BRANCHES_PROP: ",".join(branches)}
+    return _score_model(nodes, inits, "vigil_max_quadratic_score", d, doc, props)
+
+
+def _score_model(
+    nodes: list[onnx.NodeProto],
+    inits: list[onnx.TensorProto],
+    name: str,
+    d: int,
+    doc: str,
+    props: dict[str, str],
+) -> bytes:
+    """The checked, serialised model: float32 input [N, d] -> float64 score [N, 1]."""
     graph = helper.make_graph(
         nodes,
-        "vigil_max_quadratic_score",
+        name,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, d])],
         [helper.make_tensor_value_info(SCORE_NAME, TensorProto.DOUBLE, [None, 1])],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vigil")
-    model.ir_version = 8
+    model.ir_version = 8  # readable by every onnxruntime >= 1.10
     model.doc_string = doc
-    helper.set_model_props(model, {"vigil.graph": MAX_QUADRATIC_KIND, BRANCHES_PROP: ",".join(branches)})
+    helper.set_model_props(model, props)
     onnx.checker.check_model(model)
     return model.SerializeToString()
 

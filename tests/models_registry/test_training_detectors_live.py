@@ -12,25 +12,14 @@ import pytest
 from alerts.models import Alert, Score
 from detection import runtime
 from detection.explain import ADDITIVITY_TOLERANCE
-from models_registry import cache
 from models_registry.scoring import score_assets
 from models_registry.services import promote, train_and_register
-from tests.scoring.conftest import START_S, fault, ingest
+from tests.scoring.conftest import START_S, fault, ingest, scoring_isolation  # noqa: F401 - autouse
 
 pytestmark = pytest.mark.django_db
 
 NORMAL_S = 3600
 FAULT_AT, FAULT_END = START_S + NORMAL_S + 600, START_S + NORMAL_S + 1200
-
-
-@pytest.fixture(autouse=True)
-def isolated(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.VIGIL_ALERT_OPEN_WINDOWS = 3
-    settings.VIGIL_ALERT_CLEAR_WINDOWS = 3
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def _utc(seconds: float) -> datetime:
