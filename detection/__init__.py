@@ -10,7 +10,9 @@ and the edge runner on a gateway all run the same code. Modules:
   over a score series, ``alerts.services.lifecycle`` persists its transitions.
 * ``regimes`` — per-operating-regime standardisation of readings, applied before the windows.
 * ``baseline`` — per-asset baseline arithmetic (a window's features minus its asset's operating point).
-* ``onnx_graphs`` — the hand-built ONNX graphs (PCA T²+Q) and their parser.
+* ``detectors`` — the anomaly detector portfolio behind one interface (PCA T²+Q, per-feature robust z,
+  their calibrated max): fit on normal windows, score, export to ONNX.
+* ``onnx_graphs`` — the hand-built ONNX graphs (quadratic forms and their max) and their parser.
 * ``pipeline`` — the scoring pipeline of one version: regime step, windows, complete rows, per-asset
   baseline, one model batch (the live scorer, the backtest, the edge runner and retraining's hold-out).
 * ``runtime`` — onnxruntime sessions, batch scoring, output selection, ``LoadedModel``.

@@ -14,6 +14,11 @@ dispatches on its graph:
   ``A_ii (z_i² - b_i²) + Σ_{j≠i} A_ij (z_i - b_i)(z_j + b_j) = (z_i - b_i) · (A (z + b))_i`` (A symmetric;
   each cross term A_ij w_i w_j is a two-player game whose Shapley split is the formula's half each), and
   the values over the background are the mean over its rows. mu, sigma and A come from the file itself.
+* ``exact_shapley_quadratic_max`` — a combination of detectors (``detection.detectors``): the Max of several
+  such forms (``onnx_graphs.build_max_quadratic_graph``). The window's score IS the winning branch's score,
+  so it is explained by that branch's exact Shapley values in the combined (calibrated) scale; the base
+  value is the background mean of the winning branch's score (not of the Max), and ``detector`` names the
+  winner, ``detector_scores`` every branch's score of the window.
 * ``exact_shapley`` — any other model with at most 12 features: all 2^d coalitions × background rows are
   scored by onnxruntime in one batch and combined with the Shapley weights.
 * ``permutation_shapley`` — other models with more features: an approximation (``"exact": False``) from
@@ -41,7 +46,7 @@ from onnx import helper, numpy_helper
 
 from detection import runtime
 from detection.features import role_of
-from detection.onnx_graphs import read_quadratic_graph
+from detection.onnx_graphs import read_quadratic_forms
 
 ADDITIVITY_TOLERANCE = 1e-4
 MAX_EXACT_FEATURES = 12
@@ -85,6 +90,17 @@ def explain(
     if kind == "quadratic":
         method = "exact_shapley_quadratic"
         phi, base = _quadratic_shapley(plan, x, bg)
+    elif kind == "quadratic_max":
+        method = "exact_shapley_quadratic_max"
+        forms, branches = plan
+        branch_scores = [float(form.score(x[None, :])[0]) for form in forms]
+        winner = int(np.argmax(branch_scores))  # Max's value; on a tie both branches give the same score
+        phi, base = _quadratic_shapley(forms[winner], x, bg)
+        extra = {
+            "exact": True,
+            "detector": branches[winner],
+            "detector_scores": dict(zip(branches, branch_scores, strict=True)),
+        }
     elif kind == "tree":
         method = "tree_shap_onnx"
         phi = np.asarray(plan.shap_values(x[None, :].astype(np.float64), check_additivity=False)).reshape(-1)
@@ -249,7 +265,8 @@ def _plan_key(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray)
 
 @cached(LRUCache(maxsize=16), key=_plan_key, lock=threading.Lock())
 def _plan(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> tuple[str, Any]:
-    """How to explain this artifact: ("quadratic", form), ("tree", TreeExplainer) or ("generic", None).
+    """How to explain this artifact: ("quadratic", form), ("quadratic_max", (forms, branch names)),
+    ("tree", TreeExplainer) or ("generic", None).
 
     Parsing the graph and building shap's trees costs far more than explaining one window, so the plan is
     cached per (artifact sha256, output, background).
@@ -261,9 +278,11 @@ def _plan(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> 
         raise ExplanationError(f"The ONNX artifact cannot be parsed: {exc}") from exc
     name = output_spec["name"]
     plan: tuple[str, Any] = ("generic", None)
-    form = read_quadratic_graph(model, name) if index in (None, 0) else None
-    if form is not None:
-        plan = ("quadratic", form)
+    quadratic = read_quadratic_forms(model, name) if index in (None, 0) else None
+    if quadratic is not None and len(quadratic[0]) == 1:
+        plan = ("quadratic", quadratic[0][0])
+    elif quadratic is not None:
+        plan = ("quadratic_max", quadratic)
     elif (trees := _tree_model(model, name, index)) is not None:
         import shap
 

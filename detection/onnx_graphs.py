@@ -10,10 +10,21 @@ The input stays float32 (the feature-spec contract of every model); the arithmet
 score of a far-out window (thousands) is still exact to ~1e-12 and explanations meet the 1e-4 additivity
 contract against onnxruntime's own output. ``read_quadratic_graph`` accepts exactly this structure and
 returns the initializers, so ``explain`` reads mu, inv_sigma and A from the very file being explained.
+
+A combination of detectors (``detection.detectors``) is the max of several quadratic forms over one input::
+
+    input -> Cast(double) = x64 -> for each branch k: Sub(mu_k) -> Mul(inv_sigma_k) -> MatMul(A_k) -> Mul
+        -> ReduceSum = score_k;  Max(score_0, ..., score_K-1) -> score double [N, 1]
+
+(a branch whose A is diagonal multiplies by its diagonal instead, ``Mul(w_k)``: O(d) numbers, not O(d²)),
+
+built by ``build_max_quadratic_graph`` and read back by ``read_quadratic_forms`` (which also accepts the
+single form, as a one-branch list); the branch names are stored in the model property ``vigil.branches``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +35,8 @@ INPUT_NAME = "input"
 SCORE_NAME = "score"
 OPSET = 17
 QUADRATIC_KIND = "quadratic_form"
+MAX_QUADRATIC_KIND = "max_of_quadratic_forms"
+BRANCHES_PROP = "vigil.branches"
 _PIPELINE = ["Cast", "Sub", "Mul", "MatMul", "Mul", "ReduceSum"]
 
 
@@ -62,19 +75,7 @@ def build_quadratic_graph(form: QuadraticForm, *, doc: str = "") -> bytes:
         helper.make_node("Mul", ["zA", "z"], ["terms"]),
         helper.make_node("ReduceSum", ["terms", "axes"], [SCORE_NAME], keepdims=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "vigil_quadratic_score",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, d])],
-        [helper.make_tensor_value_info(SCORE_NAME, TensorProto.DOUBLE, [None, 1])],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vigil")
-    model.ir_version = 8  # readable by every onnxruntime >= 1.10
-    model.doc_string = doc
-    helper.set_model_props(model, {"vigil.graph": QUADRATIC_KIND})
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return _score_model(nodes, inits, "vigil_quadratic_score", d, doc, {"vigil.graph": QUADRATIC_KIND})
 
 
 def read_quadratic_graph(model: onnx.ModelProto, output_name: str) -> QuadraticForm | None:
@@ -83,30 +84,142 @@ def read_quadratic_graph(model: onnx.ModelProto, output_name: str) -> QuadraticF
     nodes = list(graph.node)
     if [n.op_type for n in nodes] != _PIPELINE or any(n.domain not in ("", "ai.onnx") for n in nodes):
         return None
-    if len(graph.input) != 1 or nodes[-1].output[0] != output_name:
+    if len(graph.input) != 1 or nodes[-1].output[0] != output_name or not _is_cast(nodes[0], graph):
         return None
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    cast, sub, mul, matmul, mul2, reduce = nodes
-    attrs = {a.name: helper.get_attribute_value(a) for a in cast.attribute}
+    return _read_branch(nodes[1:], nodes[0].output[0], inits, "")
+
+
+def build_max_quadratic_graph(
+    forms: Sequence[QuadraticForm], branches: Sequence[str], *, doc: str = ""
+) -> bytes:
+    """Serialise max_k zₖᵀ Aₖ zₖ over ``forms`` (named by ``branches``) as one graph (see module docstring)."""
+    if len(forms) < 2 or len(branches) != len(forms) or len(set(branches)) != len(branches):
+        raise ValueError("A max graph needs two or more forms, each with its own branch name.")
+    d = len(forms[0].mu)
+    inits = [numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")]
+    nodes = [helper.make_node("Cast", [INPUT_NAME], ["x64"], to=TensorProto.DOUBLE)]
+    for k, form in enumerate(forms):
+        if form.mu.shape != (d,) or form.inv_sigma.shape != (d,) or form.A.shape != (d, d):
+            raise ValueError(f"Branch {k} does not have {d} features.")
+        A = np.asarray(form.A, dtype=np.float64)
+        # A diagonal branch (a per-sensor robust z) multiplies by its diagonal: O(d) in the file, not O(d²).
+        diagonal = not np.any(A - np.diag(np.diag(A)))
+        inits += [
+            numpy_helper.from_array(np.asarray(form.mu, dtype=np.float64), f"mu_{k}"),
+            numpy_helper.from_array(np.asarray(form.inv_sigma, dtype=np.float64), f"inv_sigma_{k}"),
+            numpy_helper.from_array(np.diag(A).copy() if diagonal else A, f"{'w' if diagonal else 'A'}_{k}"),
+        ]
+        nodes += [
+            helper.make_node("Sub", ["x64", f"mu_{k}"], [f"centred_{k}"]),
+            helper.make_node("Mul", [f"centred_{k}", f"inv_sigma_{k}"], [f"z_{k}"]),
+            helper.make_node(
+                "Mul" if diagonal else "MatMul", [f"z_{k}", f"{'w' if diagonal else 'A'}_{k}"], [f"zA_{k}"]
+            ),
+            helper.make_node("Mul", [f"zA_{k}", f"z_{k}"], [f"terms_{k}"]),
+            helper.make_node("ReduceSum", [f"terms_{k}", "axes"], [f"score_{k}"], keepdims=1),
+        ]
+    nodes.append(helper.make_node("Max", [f"score_{k}" for k in range(len(forms))], [SCORE_NAME]))
+    props = {"vigil.graph": MAX_QUADRATIC_KIND, BRANCHES_PROP: ",".join(branches)}
+    return _score_model(nodes, inits, "vigil_max_quadratic_score", d, doc, props)
+
+
+def _score_model(
+    nodes: list[onnx.NodeProto],
+    inits: list[onnx.TensorProto],
+    name: str,
+    d: int,
+    doc: str,
+    props: dict[str, str],
+) -> bytes:
+    """The checked, serialised model: float32 input [N, d] -> float64 score [N, 1]."""
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, d])],
+        [helper.make_tensor_value_info(SCORE_NAME, TensorProto.DOUBLE, [None, 1])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vigil")
+    model.ir_version = 8  # readable by every onnxruntime >= 1.10
+    model.doc_string = doc
+    helper.set_model_props(model, props)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def read_quadratic_forms(
+    model: onnx.ModelProto, output_name: str
+) -> tuple[list[QuadraticForm], list[str]] | None:
+    """The branches of a quadratic-form graph, single (one branch, named "") or max (built above), with
+    their names; None for any other graph."""
+    single = read_quadratic_graph(model, output_name)
+    if single is not None:
+        return [single], [""]
+    graph = model.graph
+    nodes = list(graph.node)
+    n_branches, rest = divmod(len(nodes) - 2, 5)
+    if n_branches < 2 or rest or any(n.domain not in ("", "ai.onnx") for n in nodes):
+        return None
+    if len(graph.input) != 1 or not _is_cast(nodes[0], graph):
+        return None
+    last = nodes[-1]
+    if last.op_type != "Max" or list(last.output) != [output_name] or len(last.input) != n_branches:
+        return None
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    forms = []
+    for k in range(n_branches):
+        block = nodes[1 + 5 * k : 6 + 5 * k]
+        form = _read_branch(block, nodes[0].output[0], inits, f"_{k}")
+        if form is None or block[-1].output[0] != last.input[k]:
+            return None
+        forms.append(form)
+    if len({len(f.mu) for f in forms}) != 1:
+        return None
+    props = {p.key: p.value for p in model.metadata_props}
+    names = props.get(BRANCHES_PROP, "").split(",")
+    return forms, names if len(names) == n_branches else [f"branch_{k}" for k in range(n_branches)]
+
+
+def _is_cast(node: onnx.NodeProto, graph: onnx.GraphProto) -> bool:
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return (
+        node.op_type == "Cast"
+        and list(node.input) == [graph.input[0].name]
+        and attrs.get("to") == TensorProto.DOUBLE
+    )
+
+
+def _read_branch(
+    nodes: Sequence[onnx.NodeProto], source: str, inits: dict[str, np.ndarray], suffix: str
+) -> QuadraticForm | None:
+    """Sub(mu) -> Mul(inv_sigma) -> MatMul(A) -> Mul -> ReduceSum(axis 1) reading ``source``, with the
+    initializers named mu, inv_sigma, A + ``suffix``; None if the nodes are anything else."""
+    ops = [n.op_type for n in nodes]
+    if ops != _PIPELINE[1:] and not (suffix and ops == ["Sub", "Mul", "Mul", "Mul", "ReduceSum"]):
+        return None
+    sub, mul, matmul, mul2, reduce = nodes
+    diagonal = matmul.op_type == "Mul"  # only in a max graph: a diagonal branch, see the builder
+    mu_k, sigma_k, a_k = f"mu{suffix}", f"inv_sigma{suffix}", f"{'w' if diagonal else 'A'}{suffix}"
     red_attrs = {a.name: helper.get_attribute_value(a) for a in reduce.attribute}
     ok = (
-        list(cast.input) == [graph.input[0].name]
-        and attrs.get("to") == TensorProto.DOUBLE
-        and list(sub.input) == [cast.output[0], "mu"]
-        and list(mul.input) == [sub.output[0], "inv_sigma"]
-        and list(matmul.input) == [mul.output[0], "A"]
+        list(sub.input) == [source, mu_k]
+        and list(mul.input) == [sub.output[0], sigma_k]
+        and list(matmul.input) == [mul.output[0], a_k]
         and sorted(mul2.input) == sorted([matmul.output[0], mul.output[0]])
         and reduce.input[0] == mul2.output[0]
         and len(reduce.input) == 2
         and red_attrs.get("keepdims", 1) == 1
         and not red_attrs.get("noop_with_empty_axes", 0)
     )
-    if not ok or not {"mu", "inv_sigma", "A", reduce.input[1]} <= inits.keys():
+    if not ok or not {mu_k, sigma_k, a_k, reduce.input[1]} <= inits.keys():
         return None
     if [int(a) for a in np.ravel(inits[reduce.input[1]])] not in ([1], [-1]):
         return None
-    mu, inv_sigma, A = (np.asarray(inits[k], dtype=np.float64) for k in ("mu", "inv_sigma", "A"))
+    mu, inv_sigma, A = (np.asarray(inits[k], dtype=np.float64) for k in (mu_k, sigma_k, a_k))
     d = len(mu)
+    if diagonal and A.shape == (d,):
+        A = np.diag(A)
     if mu.shape != (d,) or inv_sigma.shape != (d,) or A.shape != (d, d):
         return None
     return QuadraticForm(mu=mu, inv_sigma=inv_sigma, A=A)

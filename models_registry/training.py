@@ -7,7 +7,9 @@ Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "di
 "higher_is_anomalous"}``; a window is flagged when ``score > open_threshold`` and an open alert may clear once
 ``score < clear_threshold`` (hysteresis, ``clear_threshold <= open_threshold``).
 
-``train_anomaly`` — PCA T² + Q (SPE) on standardised features, from normal / unlabelled windows only.
+``train_anomaly`` — a detector of ``detection.detectors`` fitted on normal / unlabelled windows only;
+    ``params["detector"]`` picks it: ``"pca"`` (the default), ``"univariate"`` or ``"combined"``. The
+    default is PCA T² + Q (SPE) on standardised features:
     ``z = (x - mu) / sigma`` with mu, sigma of the fit split (a constant feature gets sigma = 1). The first k
     principal components explain ``params["variance"]`` of the variance (1 <= k <= d - 1). T² (Mahalanobis
     distance inside the PCA subspace) catches unusual operating points; Q (squared residual off the
@@ -15,6 +17,11 @@ Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "di
     is divided by its 99th percentile on the fit split so the two count equally:
     ``score = T²/t99 + Q/q99 = zᵀ A z`` with one symmetric A, built by hand as an ONNX graph
     (``onnx_graphs.build_quadratic_graph``; float32 input, float64 arithmetic, output "score" [N, 1]).
+    ``"univariate"`` is the mean squared robust z (median / MAD) of each sensor's features, max over sensors,
+    ``"combined"`` the max of both; every part is divided by its own open threshold (the rule below) on the
+    fit windows, so each alerts at the same budget; see detection.detectors.
+    Every detector goes through the same split and threshold rule, and the choice is recorded in
+    ``params`` (provenance) and, for a non-default detector, ``output_spec["detector"]``.
     Windows are used in the order given (time order): the last ``holdout_fraction`` is held out; the open
     threshold is its ``open_quantile`` (99.5 %) score, the clear threshold its ``clear_quantile`` (97 %).
     ``params["open_rule"] = "tail"`` (opt-in, for short baselines) instead extrapolates the hold-out's tail:
@@ -62,22 +69,18 @@ from typing import Any
 import numpy as np
 
 from detection import runtime
-from detection.onnx_graphs import SCORE_NAME, QuadraticForm, build_quadratic_graph
+from detection.detectors import DETECTORS, METHODS, DetectorError, fit_detector
+from detection.features import role_of
+from detection.onnx_graphs import SCORE_NAME
 
-# OPEN_RULES and tail_threshold are imported from this module by its callers (they lived here before).
-from detection.thresholds import (  # noqa: F401
-    OPEN_RULES,
-    ThresholdError,
-    ThresholdRule,
-    tail_threshold,
-    thresholds,
-)
+from detection.thresholds import ThresholdError, ThresholdRule, thresholds
 
 DIRECTION = "higher_is_anomalous"
 ONNX_TOLERANCE = 1e-5
 BACKGROUND_SIZE = 100
 
 ANOMALY_DEFAULTS: dict[str, Any] = {
+    "detector": "pca",  # or "univariate" / "combined" (detection.detectors)
     "variance": 0.95,
     "holdout_fraction": 0.25,
     "open_quantile": 0.995,
@@ -147,12 +150,15 @@ def train_anomaly(
     X_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
 ) -> TrainedModel:
-    """Learn normal behaviour (PCA T² + Q) from normal windows in time order; see the module docstring."""
+    """Learn normal behaviour (a detector of detection.detectors, PCA T² + Q by default) from normal windows
+    in time order; see the module docstring."""
     p = _params(ANOMALY_DEFAULTS, params)
     X = _matrix(X_normal, feature_names, "X_normal")
     n, d = X.shape
     if n < 20:
         raise TrainingError(f"The anomaly model needs at least 20 normal windows, got {n}.")
+    if p["detector"] not in DETECTORS:
+        raise TrainingError(f"detector must be one of {', '.join(DETECTORS)}, got {p['detector']!r}.")
     if not 0.0 < p["variance"] <= 1.0 or not 0.0 < p["holdout_fraction"] < 1.0:
         raise TrainingError("variance must be in (0, 1] and holdout_fraction in (0, 1).")
     try:
@@ -166,16 +172,33 @@ def train_anomaly(
             f"Only {len(fit)} windows are left to fit after the hold-out; add more normal data."
         )
 
-    form, info = _fit_quadratic(fit, p["variance"])
-    onnx_bytes = build_quadratic_graph(form, doc=f"Vigil anomaly model: PCA T2+Q, k={info['n_components']}")
+    def open_rule(scores: np.ndarray) -> float:
+        # The branches of a combined detector are scaled by the same rule as the model's thresholds.
+        return thresholds(scores, rule)[0]
+
+    try:
+        detector = fit_detector(
+            p["detector"],
+            fit,
+            variance=p["variance"],
+            groups=[role_of(name) for name in feature_names],
+            X_cal=fit,  # the parts' scales; the hold-out stays fresh for the thresholds below
+            threshold=open_rule,
+        )
+    except DetectorError as exc:
+        raise TrainingError(str(exc)) from None
+    onnx_bytes = detector.to_onnx()
+    spec = (
+        _spec() if p["detector"] == ANOMALY_DEFAULTS["detector"] else {**_spec(), "detector": p["detector"]}
+    )
     session = runtime.load_session(onnx_bytes)
     check_rows = np.vstack([hold, fit[:: max(1, len(fit) // 200)]])
-    _check_close(runtime.run_batch(session, check_rows, _spec()), form.score(check_rows), "NumPy reference")
+    _check_close(runtime.run_batch(session, check_rows, spec), detector.score(check_rows), "NumPy reference")
 
-    hold_scores = form.score(hold)
+    hold_scores = detector.score(hold)
     open_t, clear_t = thresholds(hold_scores, rule)
     metrics: dict[str, Any] = {
-        **info,
+        **detector.info,
         "n_fit": len(fit),
         "n_holdout": len(hold),
         "false_alarm_rate_holdout": float(np.mean(hold_scores > open_t)),
@@ -185,17 +208,17 @@ def train_anomaly(
     if X_val is not None:
         Xv = _matrix(X_val, feature_names, "X_val")
         yv = np.zeros(len(Xv), dtype=int) if y_val is None else _labels(y_val, len(Xv), "y_val")
-        metrics.update(_detection_metrics(form.score(Xv), yv, open_t))
+        metrics.update(_detection_metrics(detector.score(Xv), yv, open_t))
     return TrainedModel(
         onnx_bytes=onnx_bytes,
         kind="anomaly",
         feature_names=list(feature_names),
-        output_spec=_spec(),
+        output_spec=spec,
         open_threshold=open_t,
         clear_threshold=clear_t,
         background=_background(fit, p["background_size"], p["seed"]),
         metrics=metrics,
-        params={**p, "method": "pca_t2_q"},
+        params={**p, "method": METHODS[p["detector"]]},
         library_versions=library_versions(),
     )
 
@@ -501,37 +524,6 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "absent"
     return out
-
-
-def _fit_quadratic(fit: np.ndarray, variance: float) -> tuple[QuadraticForm, dict[str, Any]]:
-    X = fit.astype(np.float32).astype(np.float64)  # exactly what onnxruntime will see
-    d = X.shape[1]
-    mu = X.mean(axis=0)
-    sigma = X.std(axis=0, ddof=1)
-    sigma = np.where(sigma > 1e-9 * np.maximum(1.0, np.abs(mu)), sigma, 1.0)
-    inv_sigma = 1.0 / sigma
-    Z = (X - mu) * inv_sigma
-    eigval, eigvec = np.linalg.eigh(Z.T @ Z / (len(Z) - 1))
-    eigval, eigvec = np.maximum(eigval[::-1], 0.0), eigvec[:, ::-1]
-    total = eigval.sum()
-    ratio = np.cumsum(eigval) / total if total > 0 else np.ones(d)
-    k = int(np.searchsorted(ratio, variance - 1e-12) + 1)
-    k = max(1, min(k, d - 1)) if d > 1 else 1
-    P = eigvec[:, :k]
-    lam = np.maximum(eigval[:k], 1e-9 * max(eigval[0], 1e-12))
-    T = (P / lam) @ P.T
-    Q = np.eye(d) - P @ P.T
-    t99 = _positive(np.quantile(np.einsum("ni,ij,nj->n", Z, T, Z), 0.99))
-    A = T / t99
-    if k < d:
-        A = A + Q / _positive(np.quantile(np.einsum("ni,ij,nj->n", Z, Q, Z), 0.99))
-    A = (A + A.T) / 2
-    info = {"n_components": k, "explained_variance": float(ratio[k - 1]), "n_features": d}
-    return QuadraticForm(mu=mu, inv_sigma=inv_sigma, A=A), info
-
-
-def _positive(value: float) -> float:
-    return float(value) if value > 1e-12 else 1.0
 
 
 def _best_f1_threshold(margin: np.ndarray, y: np.ndarray) -> float:
