@@ -48,6 +48,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from alerts.broadcast import broadcast_alerts
 from alerts.choices import ACTIVE_STATES, AlertCategory, AlertState, ExplanationStatus, Severity
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
 from alerts.services.overrides import calibration_category, effective_thresholds
@@ -250,8 +251,6 @@ def complete_explanation(alert_id: int) -> str | None:
                 ),
             )
         if not alert.is_shadow:
-            from alerts.broadcast import broadcast_alerts
-
             broadcast_alerts([alert.pk])
     return ExplanationStatus.READY
 
@@ -268,6 +267,7 @@ def mark_explanation_failed(alert_id: int, error: str) -> bool:
 
 def _enqueue_explanation(alert_id: int) -> None:
     def send() -> None:
+        # Function-local: alerts.tasks imports this module (a cycle; an injected enqueuer would cut it).
         from alerts.tasks import complete_explanation_task
 
         try:
