@@ -21,7 +21,10 @@ subtracted from; a regime step already standardises each operating regime. ``fro
 ``run`` composes them for a set of assets. The live scorer (models_registry.scoring) calls the steps itself,
 because it shares the windows of one regime step between versions and reads or calibrates baselines from
 the database between steps 2 and 3; the champion-vs-challenger backtest (models_registry.comparison) calls
-``run``. Both so compute the same scores from the same readings.
+``run``. Both so compute the same scores from the same readings. An alert's explanation rebuilt from
+readings (alerts.services.lifecycle.window_features) and baseline calibration use the ``windows`` step and
+``inputs`` (``asset_windows`` is the one-asset case); training's baselines use ``baseline_rows``; the SKAB
+and NAB evaluations use ``asset_windows`` and ``score``.
 
 Pure NumPy + onnxruntime: no Django (import-linter contract, ``make contracts``). Asset keys are opaque
 (the callers use asset ids).
