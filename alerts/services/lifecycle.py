@@ -60,7 +60,7 @@ from detection.pipeline import Pipeline, PipelineError
 from detection.rules import severity_level
 from detection.runtime import higher_is_worse
 from models_registry.baseline import version_vector
-from models_registry.cache import loaded
+from models_registry import cache
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
 from models_registry.training_data import asset_windows_between
@@ -138,7 +138,7 @@ def explain_window(
     baseline, what the sensor showed) and ``baseline`` for the pages.
     Raises whatever loading or explaining raises (ModelRuntimeError, ExplanationError, ...).
     """
-    model = loaded(version)
+    model = cache.loaded(version)
     result = explain(
         model.onnx_bytes, x, model.background, model.feature_names, model.output_spec, sensors=sensors
     )
