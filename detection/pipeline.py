@@ -41,7 +41,7 @@ import numpy as np
 from detection import regimes
 from detection.baseline import apply as apply_baseline
 from detection.baseline import expects_baseline
-from detection.features import Series, Windows, build_windows_many, role_of
+from detection.features import Series, Windows, build_windows, build_windows_many, role_of
 from detection.runtime import LoadedModel, ModelRuntimeError
 
 
@@ -150,27 +150,10 @@ class Pipeline:
             min_coverage=min_coverage,
         )
 
-    def asset_windows(
-        self,
-        series: Mapping[str, Series],
-        roles: list[str],
-        *,
-        window_s: float,
-        step_s: float,
-        start_s: float | None = None,
-        end_s: float | None = None,
-        sample_period_s: float | Mapping[str, float] | None = None,
-    ) -> Windows:
-        """``windows`` of one asset (or one dataset run): its feature windows over (start_s, end_s]."""
-        return self.windows(
-            {0: series},
-            roles,
-            window_s=window_s,
-            step_s=step_s,
-            start_s={0: start_s},
-            end_s={0: end_s},
-            sample_period_s={0: sample_period_s},
-        )[0]
+    def asset_windows(self, series: Mapping[str, Series], roles: list[str], **options: Any) -> Windows:
+        """``windows`` of one asset (or one dataset run); ``options`` are detection.features.build_windows'
+        (window_s, step_s, start_s, end_s, sample_period_s, min_coverage)."""
+        return build_windows(self.standardise(series), roles, **options)
 
     def columns(self, names: Sequence[str]) -> np.ndarray:
         """Indexes of the version's features among the feature columns `names` (a Windows' names);
