@@ -15,7 +15,7 @@ Needs DATABASE_URL pointing at PostgreSQL; the URL's own database is never touch
    only), each page is requested `--warmup` times untimed and `--requests` times timed: the board, that
    alert's detail page, and P-101's asset page over the last 30 days. Reported: p50/p95/max and the query
    count of one request.
-2. Reading → card. A small world (tests/e2e/world.py: `<db>_dashlive`, 20 pumps, real daphne + Celery worker
+2. Reading → card. A small world (bench/world.py: `<db>_dashlive`, 20 pumps, real daphne + Celery worker
    + Redis) and the system Chromium logged in on the board; for each of `--faults` pumps one batch of
    simulated bearing-wear readings is POSTed to the gateway API and the time until its card is visible on
    the open board is measured (p50/p95/max). Its database is small: the path measured (ingest, enqueue,
@@ -168,7 +168,7 @@ def load(var_dir: Path, log) -> None:
     from plant.models import Asset, AssetType, Reading, Sensor, Site
     from demo.seed import PUMP_ROLES, bootstrap_demo_champion, seed_demo
     from plant.simulator import PlantSimulator, SimAsset
-    from tests.e2e.world import AssetInfo, World
+    from bench.world import AssetInfo, World
 
     # No Redis needed here: the one real alert's broadcast fails, harmlessly, and need not print a traceback.
     logging.getLogger("alerts.broadcast").setLevel(logging.CRITICAL)
@@ -389,8 +389,8 @@ def measure_pages(requests: int, warmup: int) -> list[dict]:
 def measure_live(database_url: str, faults: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, card_of, open_board
-    from tests.e2e.world import start_world
+    from bench.browser import CHROMIUM, CHROMIUM_ARGS, card_of, open_board
+    from bench.world import start_world
 
     world = start_world(
         Path(tempfile.mkdtemp(prefix="vigil-dashlive-")),

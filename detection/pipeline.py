@@ -14,10 +14,19 @@ baseline, ``output_spec["baseline"] == "per_asset"`` (a mean vector per asset) o
    baselined version (detection.baseline.apply);
 4. ``score`` — one onnxruntime batch (detection.runtime.LoadedModel), every score a finite number.
 
+A version has a regime step or a per-asset baseline, never both. A baseline (models_registry.baseline) is
+the mean of an asset's windows of raw readings, stored per feature list and shared by every baselined
+version over those features, and calibrated through this pipeline's ``windows`` step like the windows it is
+subtracted from; a regime step already standardises each operating regime. ``from_spec`` refuses the pair
+(the scorer quarantines such a version) instead of subtracting a raw mean from standardised windows.
+
 ``run`` composes them for a set of assets. The live scorer (alerts.scoring) calls the steps itself,
 because it shares the windows of one regime step between versions and reads or calibrates baselines from
 the database between steps 2 and 3; the champion-vs-challenger backtest (models_registry.comparison) calls
-``run``. Both so compute the same scores from the same readings.
+``run``. Both so compute the same scores from the same readings. An alert's explanation rebuilt from
+readings (alerts.services.lifecycle.window_features) and baseline calibration use the ``windows`` step and
+``inputs`` (``asset_windows`` is the one-asset case); training's baselines use ``baseline_rows``; the SKAB
+and NAB evaluations use ``asset_windows`` and ``score``.
 
 Pure NumPy + onnxruntime: no Django (import-linter contract, ``make contracts``). Asset keys are opaque
 (the callers use asset ids).
@@ -34,7 +43,7 @@ import numpy as np
 from detection import regimes
 from detection.baseline import PER_ASSET_ROBUST, BaselineError, Calibration, baseline_mode
 from detection.baseline import apply as apply_baseline
-from detection.features import Series, Windows, build_windows_many
+from detection.features import Series, Windows, build_windows, build_windows_many, role_of
 from detection.runtime import LoadedModel, ModelRuntimeError
 
 
@@ -91,6 +100,11 @@ class Pipeline:
             regime = regimes.from_output_spec(output_spec)
         except regimes.RegimeSpecError as exc:
             raise PipelineError(f"its regime step is unusable: {exc}") from None
+        if regime is not None and baseline_mode(output_spec) is not None:
+            raise PipelineError(
+                "it asks for both a regime step and a per-asset baseline: a baseline is calibrated on an "
+                "asset's raw-reading windows, so it cannot be applied to regime-standardised ones"
+            )
         if regime is not None and roles is not None:
             unknown = [role for role in (*regime.keys, *regime.roles) if role not in roles]
             if unknown:
@@ -112,6 +126,12 @@ class Pipeline:
         """Equal for pipelines that build identical windows from the same readings (None: raw readings)."""
         return regimes.fingerprint(self.output_spec)
 
+    @property
+    def roles(self) -> list[str]:
+        """The roles whose readings the pipeline reads: its features' roles and its regime step's keys."""
+        keys = self.regime.keys if self.regime is not None else ()
+        return list(dict.fromkeys([*(role_of(name) for name in self.feature_names), *keys]))
+
     def standardise(self, series: Mapping[str, Series]) -> Mapping[str, Series]:
         """The readings the windows are built from: regime-standardised if the version has a step, else
         the raw ones (timestamps and quality bits never change)."""
@@ -124,9 +144,9 @@ class Pipeline:
         *,
         window_s: float,
         step_s: float,
-        start_s: Mapping[Hashable, float | None],
-        end_s: Mapping[Hashable, float | None],
-        sample_period_s: Mapping[Hashable, Mapping[str, float] | None],
+        start_s: Mapping[Hashable, float | None] | None = None,
+        end_s: Mapping[Hashable, float | None] | None = None,
+        sample_period_s: float | Mapping[Hashable, float | Mapping[str, float] | None] | None = None,
         min_coverage: float = 0.5,
     ) -> dict[Hashable, Windows]:
         """Each asset's feature windows over its own (start_s, end_s] of its (standardised) readings."""
@@ -140,6 +160,11 @@ class Pipeline:
             sample_period_s=sample_period_s,
             min_coverage=min_coverage,
         )
+
+    def asset_windows(self, series: Mapping[str, Series], roles: list[str], **options: Any) -> Windows:
+        """``windows`` of one asset (or one dataset run); ``options`` are detection.features.build_windows'
+        (window_s, step_s, start_s, end_s, sample_period_s, min_coverage)."""
+        return build_windows(self.standardise(series), roles, **options)
 
     def columns(self, names: Sequence[str]) -> np.ndarray:
         """Indexes of the version's features among the feature columns `names` (a Windows' names);
@@ -169,6 +194,21 @@ class Pipeline:
         standardised by its calibration, if given."""
         X = windows.X[rows][:, columns]
         return X if baseline is None else apply_baseline(X, baseline)
+
+    @staticmethod
+    def baseline_rows(
+        X: np.ndarray, keys: np.ndarray, baselines: Mapping[Hashable, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Step 3 over rows of several assets (row i is of asset ``keys[i]``), as ``run`` applies it: each
+        row minus its asset's vector; returns (X with those rows baselined, mask of the rows kept), the rows
+        of an asset without a vector being dropped from the mask (still calibrating)."""
+        out = np.array(X, copy=True)
+        keep = np.zeros(len(out), dtype=bool)
+        for key, vector in baselines.items():
+            mine = keys == key
+            out[mine] = apply_baseline(out[mine], vector)
+            keep |= mine
+        return out, keep
 
     @staticmethod
     def score(model: LoadedModel, X: np.ndarray, *, finite: bool = True) -> np.ndarray:
@@ -252,3 +292,7 @@ class Pipeline:
                 f"the calibration of asset {key!r} has {len(baseline.location)} features, "
                 f"the version reads {width}"
             )
+
+
+# The windows step of every version without a regime step, and of the evaluations: raw readings.
+RAW_READINGS = Pipeline.from_spec([], {})

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,26 @@ class LoadedModel:
 
     def score(self, X: np.ndarray) -> np.ndarray:
         return run_batch(self.session, np.asarray(X, dtype=np.float32), self.output_spec)
+
+    @classmethod
+    def unregistered(
+        cls,
+        onnx_bytes: bytes,
+        feature_names: Sequence[str],
+        output_spec: Mapping[str, Any],
+        session: ort.InferenceSession | None = None,
+    ) -> LoadedModel:
+        """A model that is no registered version (an evaluation's or an edge bundle's): version id 0, no
+        background; ``session`` defaults to a new one-thread session."""
+        return cls(
+            version_id=0,
+            sha256=sha256(onnx_bytes),
+            onnx_bytes=onnx_bytes,
+            session=session if session is not None else load_session(onnx_bytes),
+            feature_names=list(feature_names),
+            output_spec=dict(output_spec),
+            background=np.zeros((0, len(feature_names)), dtype=np.float32),
+        )
 
 
 def sha256(onnx_bytes: bytes) -> str:

@@ -8,10 +8,14 @@ asset's own mean over a calibration period removes the operating point and leave
 
 * The pure arithmetic (``mean_vector``, ``apply``, ``expects_baseline``) lives in ``detection.baseline``,
   shared by training, the scorer, explanations, the edge runner and the SKAB evaluation.
-* ``calibrate(asset, names, start, end)`` — the mean of the asset's production feature windows
-  (``detection.features.build_windows``, the sensors' sample periods, one sensor per role, as the scorer) lying
-  wholly inside [start, end], over the windows whose features are all finite; stored as the asset's
-  current ``AssetBaseline`` for that feature list (the previous one is kept, no longer current).
+* ``calibrate(asset, names, start, end)`` — the mean of the asset's production feature windows (the
+  scoring pipeline's windows step, ``detection.pipeline``, via ``training_data.asset_windows_between``: the
+  sensors' sample periods, one sensor per role, as the scorer) lying wholly inside [start, end], over the
+  windows whose features are all finite; stored as the asset's current ``AssetBaseline`` for that feature
+  list (the previous one is kept, no longer current).
+* The rule: a baseline is the mean of windows of raw readings, keyed by feature list and shared by every
+  baselined version over those features; the windows it is subtracted from are raw too, because a version
+  cannot have both a baseline and a regime step (``detection.pipeline.Pipeline.from_spec`` refuses it).
 * ``auto_calibrate(asset, names, until_s)`` — what the scorer does for an asset that has no baseline yet:
   the first ``VIGIL_BASELINE_WINDOWS`` complete windows from the moment every sensor the model reads had
   reported. Until the asset has that many, a baselined model stores no scores and raises no alerts for

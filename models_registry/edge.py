@@ -256,14 +256,8 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
         if session is None:
             session = runtime.load_session(bundle.model)
         if usable.size:
-            model = runtime.LoadedModel(
-                version_id=0,
-                sha256=runtime.sha256(bundle.model),
-                onnx_bytes=bundle.model,
-                session=session,
-                feature_names=list(spec["feature_names"]),
-                output_spec=output_spec,
-                background=np.zeros((0, len(columns)), dtype=np.float32),
+            model = runtime.LoadedModel.unregistered(
+                bundle.model, spec["feature_names"], output_spec, session
             )
             # A non-finite score is reported as no score (None), not refused as on the server.
             values = pipeline.score(model, pipeline.inputs(windows, usable, columns, vector), finite=False)

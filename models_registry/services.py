@@ -11,9 +11,10 @@ import hashlib
 import logging
 from collections.abc import Collection
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
@@ -21,19 +22,22 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from detection.baseline import PER_ASSET
-from detection.baseline import apply as apply_baseline
+from detection.pipeline import Pipeline
 from models_registry import baseline as baselines
+from models_registry import training
 from models_registry.choices import ModelKind, ModelStatus, WindowLabel
-from models_registry.training_data import TrainingDataError, label_counts, load_training_windows
 from models_registry.models import ModelStatusChange, ModelVersion
-from models_registry.training import TrainingError, jsonable
+from models_registry.training import TrainedModel, TrainingError, jsonable
+from models_registry.training_data import (
+    LabelEvent,
+    TrainingData,
+    TrainingDataError,
+    label_counts,
+    load_training_windows,
+)
 from models_registry.validation import ModelRejected, ValidationReport, validate_version
 from plant.access import sees_all_sites_of
 from plant.models import Asset, AssetType, Site
-
-if TYPE_CHECKING:
-    from models_registry.training_data import LabelEvent, TrainingData
-    from models_registry.training import TrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -365,8 +369,6 @@ def train_and_register(
     and the version's output_spec says so, so the scorer and explanations subtract the same vector. Assets
     with too little data for a baseline are left out of training and named in the provenance.
     """
-    from models_registry import training
-
     if kind not in ModelKind.values:
         raise TrainingError(f"unknown model kind {kind!r}; choose one of {', '.join(ModelKind.values)}")
     if start and end and start >= end:
@@ -466,8 +468,6 @@ def fit_rul(
     failures) make known: the windows before a failure of their asset, and those far enough before the end
     of the data to prove the capped life (models_registry.training.rul_targets). Returns the model, what
     it was fitted on and every window's target (NaN: unknown)."""
-    from models_registry import training
-
     failures: dict[int, list[tuple[float, float]]] = {}
     for event in events:
         if event.positive:
@@ -491,10 +491,9 @@ def fit_rul(
     return trained, info, rul
 
 
-def baseline_training_windows(data) -> dict[str, Any]:
-    """Subtract each asset's baseline from its training windows in place (dropping assets without one)."""
-    from django.conf import settings
-
+def baseline_training_windows(data: TrainingData) -> dict[str, Any]:
+    """Subtract each asset's baseline from its training windows (the pipeline's baseline step,
+    detection.pipeline), dropping the windows of assets without one."""
     names = list(data.feature_names)
     asset_ids = [int(pk) for pk in np.unique(data.asset_ids)]
     rows = baselines.current_baselines(asset_ids, names)
@@ -503,15 +502,13 @@ def baseline_training_windows(data) -> dict[str, Any]:
     }
     used: dict[str, Any] = {}
     skipped: list[str] = []
-    keep = np.ones(len(data.X), dtype=bool)
+    vectors: dict[int, list[float]] = {}
     for asset_id in asset_ids:
         row = rows.get(asset_id) or baselines.auto_calibrate(assets[asset_id], names)
-        mine = data.asset_ids == asset_id
         if row is None:
-            keep &= ~mine
             skipped.append(assets[asset_id].tag)
             continue
-        data.X[mine] = apply_baseline(data.X[mine], row.vector_for(names))
+        vectors[asset_id] = row.vector_for(names)
         used[assets[asset_id].tag] = {
             "baseline_id": row.pk,
             "source": row.source,
@@ -525,6 +522,7 @@ def baseline_training_windows(data) -> dict[str, Any]:
             f"({settings.VIGIL_BASELINE_WINDOWS} complete windows each); calibrate one with "
             "manage.py calibrate_baseline"
         )
+    data.X, keep = Pipeline.baseline_rows(data.X, data.asset_ids, vectors)
     for name in ("X", "labels", "ends", "asset_ids"):
         setattr(data, name, getattr(data, name)[keep])
     return {"mode": PER_ASSET, "assets": used, "skipped_without_baseline": skipped}

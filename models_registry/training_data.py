@@ -17,6 +17,8 @@ import numpy as np
 from django.db.models import Max, Min
 
 from detection import features
+from detection.features import Windows
+from detection.pipeline import RAW_READINGS, Pipeline
 from models_registry.choices import WindowLabel
 from plant.choices import LabelKind
 from plant.models import Asset, AssetType, Label, Reading, Sensor
@@ -76,12 +78,15 @@ def label_counts(labels: np.ndarray) -> dict[str, int]:
     }
 
 
-def asset_windows_between(asset: Asset, roles: list[str], start: datetime, end: datetime):
-    """The asset's production feature windows over [start, end], built as the scorer builds them (its
-    sensors by ``role_sensors``, each role's declared sample period for the gap rules)."""
+def asset_windows_between(
+    asset: Asset, roles: list[str], start: datetime, end: datetime, pipeline: Pipeline | None = None
+) -> Windows:
+    """The asset's production feature windows over [start, end], built as the scorer builds them: through
+    the version's ``pipeline`` windows step (its regime step, if any; default: raw readings), from its
+    sensors by ``role_sensors``, each role's declared sample period for the gap rules."""
 
     sensor_roles, periods = role_sensors(asset, roles)
-    return features.build_windows(
+    return (pipeline or RAW_READINGS).asset_windows(
         load_series(sensor_roles, start, end),
         roles,
         window_s=float(asset.asset_type.window_s),

@@ -48,17 +48,22 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from alerts.broadcast import broadcast_alerts
 from alerts.choices import ACTIVE_STATES, AlertCategory, AlertState, ExplanationStatus, Severity
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
 from alerts.services.overrides import calibration_category, effective_thresholds
-from detection.baseline import apply as apply_baseline
+from detection import rules
+from detection.baseline import BaselineError
 from detection.explain import dominant_roles, explain, top_role
 from detection.features import role_of
-from detection import rules
+from detection.pipeline import Pipeline, PipelineError
 from detection.rules import severity_level
 from detection.runtime import higher_is_worse
+from models_registry.baseline import version_vector
+from models_registry import cache
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
+from models_registry.training_data import asset_windows_between
 from plant.choices import QualityFlag
 from plant.models import Asset
 
@@ -133,9 +138,7 @@ def explain_window(
     baseline, what the sensor showed) and ``baseline`` for the pages.
     Raises whatever loading or explaining raises (ModelRuntimeError, ExplanationError, ...).
     """
-    from models_registry.cache import loaded
-
-    model = loaded(version)
+    model = cache.loaded(version)
     result = explain(
         model.onnx_bytes, x, model.background, model.feature_names, model.output_spec, sensors=sensors
     )
@@ -162,9 +165,6 @@ def _try_explain(
 
 def _input_baseline(alert: Alert) -> np.ndarray | None:
     """The asset's current baseline for a baselined version (None for others), or ExplanationUnavailable."""
-    from detection.baseline import BaselineError
-    from models_registry.baseline import version_vector
-
     try:
         return version_vector(alert.model_version, alert.asset)
     except BaselineError as exc:
@@ -172,30 +172,32 @@ def _input_baseline(alert: Alert) -> np.ndarray | None:
 
 
 def window_features(alert: Alert) -> tuple[np.ndarray, dict[str, int]]:
-    """Rebuild the model input (baselined for a baselined version) and quality flags of the alert's
-    opening window from the readings."""
-    from models_registry.training_data import asset_windows_between
-
+    """Rebuild the model input and quality flags of the alert's opening window from the readings, through
+    the version's scoring pipeline (detection.pipeline: its regime step, windows, columns and baseline), so
+    the input explained is the one the scorer scored."""
     version, asset = alert.model_version, alert.asset
-    names = list(version.feature_spec)
-    roles = list(dict.fromkeys(role_of(name) for name in names))
+    asset_type = asset.asset_type
+    try:
+        pipeline = Pipeline.from_spec(version.feature_spec, version.output_spec)
+    except PipelineError as exc:
+        raise ExplanationUnavailable(f"{version}: {exc}") from None
     end = alert.opened_at
-    start = end - timedelta(seconds=float(asset.asset_type.window_s) + float(asset.asset_type.step_s))
-    windows = asset_windows_between(asset, roles, start, end)
+    start = end - timedelta(seconds=float(asset_type.window_s) + float(asset_type.step_s))
+    windows = asset_windows_between(asset, pipeline.roles, start, end, pipeline)
     match = np.flatnonzero(np.abs(np.asarray(windows.ends) - end.timestamp()) < 1e-6)
     if not len(match):
         raise ExplanationUnavailable(f"no complete window of {asset} ends at {end.isoformat()}")
-    columns = {name: i for i, name in enumerate(windows.names)}
-    missing = [name for name in names if name not in columns]
-    if missing:
-        raise ExplanationUnavailable(f"{version} needs features the readings do not give: {missing[:3]}")
-    row = int(match[0])
-    x = windows.X[row, [columns[name] for name in names]].astype(np.float32)
-    vector = _input_baseline(alert)
-    if vector is not None:
-        x = apply_baseline(x, vector)
+    try:
+        columns = pipeline.columns(windows.names)
+    except PipelineError as exc:
+        raise ExplanationUnavailable(f"{version} needs features the readings do not give: {exc}") from None
+    row = match[:1]
+    features_roles = {role_of(name) for name in pipeline.feature_names}
+    x = pipeline.inputs(windows, row, columns, _input_baseline(alert))[0].astype(np.float32)
     flagged = {
-        role: int(bits) for role, bits in zip(windows.roles, windows.flagged[row], strict=True) if bits
+        role: int(bits)
+        for role, bits in zip(windows.roles, windows.flagged[int(row[0])], strict=True)
+        if bits and role in features_roles
     }
     return x, flagged
 
@@ -249,8 +251,6 @@ def complete_explanation(alert_id: int) -> str | None:
                 ),
             )
         if not alert.is_shadow:
-            from alerts.broadcast import broadcast_alerts
-
             broadcast_alerts([alert.pk])
     return ExplanationStatus.READY
 
@@ -267,6 +267,7 @@ def mark_explanation_failed(alert_id: int, error: str) -> bool:
 
 def _enqueue_explanation(alert_id: int) -> None:
     def send() -> None:
+        # Function-local: alerts.tasks imports this module (a cycle; an injected enqueuer would cut it).
         from alerts.tasks import complete_explanation_task
 
         try:

@@ -2,13 +2,13 @@
 
 Per series (one sensor, role ``value``):
 
-1. Feature windows from ``detection.features.build_windows``: WINDOW_SAMPLES samples long, one sample apart (the
+1. Feature windows from the scoring pipeline's windows step (``detection.pipeline``, raw readings): WINDOW_SAMPLES samples long, one sample apart (the
    sample period is the file's median spacing), the production statistics (mean, std, min, max, slope,
    roughness). Rows whose time does not move forward (two files have a few) are left out of the features,
    and kept for scoring, which counts NAB rows in file order.
 2. ``models_registry.training.train_anomaly`` (PCA T² + Q, ONNX) on the windows that end inside NAB's
    probationary period — the first min(15 %, 750) rows, which NAB never scores; nothing after it is seen.
-3. Every later window scored by the ONNX artifact through ``detection.runtime`` (onnxruntime).
+3. Every later window scored by the ONNX artifact through the pipeline's scoring step (onnxruntime).
 4. ``detection.rules.alert_episodes`` with the model's own open / clear thresholds and the
    production hysteresis (VIGIL_ALERT_OPEN_WINDOWS, VIGIL_ALERT_CLEAR_WINDOWS), under two production rules,
    each the same for every file: train_anomaly's opt-in ``open_rule="tail"`` (open threshold extrapolated
@@ -35,17 +35,20 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from detection.features import build_windows
+from detection import runtime
+from detection.pipeline import RAW_READINGS, Pipeline
 from detection.rules import alert_episodes
+from detection.thresholds import OPEN_RULES
 from models_registry.evaluation import nab_scoring
 from models_registry.evaluation.report import Evaluation
+from models_registry.training import TrainingError, train_anomaly
 from plant.datasets import DatasetFormatError, DatasetMissing
 from plant.datasets.nab import NabSeries, UnknownSeries, data_dir, list_series, read_series
 
 ROLE = "value"
 WINDOW_SAMPLES = 12
 SENSITIVITY_SAMPLES = (6, 12, 24, 48)
-RULES = ("quantile", "tail")  # models_registry.training.OPEN_RULES, without importing training at start-up
+RULES = OPEN_RULES
 FACTOR_GRID = tuple(float(f) for f in np.round(np.geomspace(0.5, 32.0, 25), 4))
 
 # results/final_results.json key -> the scoreboard's name for it (README of NAB v1.1).
@@ -98,7 +101,7 @@ class SeriesRun:
     model_metrics: dict[str, Any]
 
     def thresholds(self, rule: str) -> tuple[float, float]:
-        """(open, clear) under one of training.OPEN_RULES; the clear threshold does not depend on it."""
+        """(open, clear) under one of detection.thresholds.OPEN_RULES; the clear threshold does not depend on it."""
         return (self.tail_open_threshold if rule == "tail" else self.open_threshold), self.clear_threshold
 
 
@@ -256,16 +259,12 @@ def run(options: dict[str, Any], progress) -> Evaluation:
 
 def score_series(series: NabSeries, window_samples: int = WINDOW_SAMPLES) -> SeriesRun:
     """Features, model trained on probation, and ONNX scores of every later window of one series."""
-    # Imported here: the command builds every evaluation's parser, and only this path needs onnxruntime.
-    from detection import runtime
-    from models_registry.training import TrainingError, train_anomaly
-
     keep = series.increasing()
     ts, values = series.ts[keep], series.values[keep]
     row_index = np.flatnonzero(keep)
     spacing = np.diff(ts)
     period = float(np.median(spacing[spacing > 0])) if len(ts) > 1 else 1.0
-    windows = build_windows(
+    windows = RAW_READINGS.asset_windows(
         {ROLE: (ts, values, np.zeros(len(ts), dtype=np.uint16))},
         [ROLE],
         window_s=window_samples * period,
@@ -282,9 +281,16 @@ def score_series(series: NabSeries, window_samples: int = WINDOW_SAMPLES) -> Ser
         tail = train_anomaly(windows.X[train], windows.names, params={"open_rule": "tail"})
     except TrainingError as exc:
         raise DatasetFormatError(f"{series.name}: cannot train on its probationary period ({exc})") from None
-    session = runtime.reference_session(model.onnx_bytes)
-    live = ~train
-    scores = runtime.run_batch(session, windows.X[live], model.output_spec) if live.any() else np.zeros(0)
+    loaded = runtime.LoadedModel.unregistered(
+        model.onnx_bytes, windows.names, model.output_spec, runtime.reference_session(model.onnx_bytes)
+    )
+    live = np.flatnonzero(~train)
+    columns = np.arange(len(windows.names))
+    scores = (
+        Pipeline.score(loaded, Pipeline.inputs(windows, live, columns), finite=False)
+        if len(live)
+        else np.zeros(0)
+    )
     return SeriesRun(
         series=series,
         sample_period_s=period,

@@ -3,8 +3,8 @@
 Per run (one SKAB file = one asset):
 
 1. Readings get the ingest path's quality flags (``plant.quality.flag_series`` with the sensor's valid range
-   and the settings' spike / stuck / gap rules), then ``detection.features.build_windows`` turns them into the
-   product's feature windows (``window_s``/``step_s``; readings flagged out of range or spike are left out
+   and the settings' spike / stuck / gap rules), then the scoring pipeline's windows step
+   (``detection.pipeline``, raw readings) turns them into the product's feature windows (``window_s``/``step_s``; readings flagged out of range or spike are left out
    exactly as in live scoring).
 2. Per-asset baseline, the product's (``models_registry.baseline``, what live scoring, training,
    explanations and edge bundles of a ``"baseline": "per_asset"`` model use): the first
@@ -16,7 +16,7 @@ Per run (one SKAB file = one asset):
    or misses the ~1 l/min drop a closed valve causes.
 3. One PCA T²+Q model (``models_registry.training.train_anomaly``, ONNX) over the baselined calibration windows
    of every run: the hold-out that sets the thresholds is the last quarter of every run's calibration period.
-4. Scores come from that ONNX file through ``detection.runtime`` (onnxruntime), alerts from
+4. Scores come from that ONNX file through the pipeline's scoring step (``detection.runtime``), alerts from
    ``detection.rules.alert_episodes`` (the lifecycle's open-after-M / clear-after-N rules) with the
    model's open and clear thresholds; a point is predicted anomalous while an alert is active at it
    (``pointwise.points_from_windows``).
@@ -39,7 +39,8 @@ from django.conf import settings
 from detection import baseline as asset_baseline
 from detection import runtime
 from detection.explain import explain, top_role
-from detection.features import Windows, build_windows, feature_names, role_of
+from detection.features import Windows, feature_names, role_of
+from detection.pipeline import RAW_READINGS, Pipeline
 from detection.rules import Episode, active_mask, alert_episodes
 from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows
 from models_registry.training import TrainedModel, train_anomaly
@@ -123,7 +124,7 @@ class Detector:
     config: Config
     model: TrainedModel
     columns: np.ndarray
-    session: Any = field(repr=False, default=None)
+    loaded: runtime.LoadedModel | None = field(repr=False, default=None)
 
 
 def prepare(
@@ -155,7 +156,7 @@ def prepare(
             gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
         )
         series[role.key] = (run.ts, values, quality)
-    windows = build_windows(
+    windows = RAW_READINGS.asset_windows(
         series, [role.key for role in ROLES], window_s=window_s, step_s=step_s, sample_period_s=1.0
     )
     calibration = asset_baseline.period_mask(
@@ -166,13 +167,16 @@ def prepare(
             f"{file.path}: only {int(calibration.sum())} feature windows fit in the calibration period"
         )
     baseline, _ = asset_baseline.mean_vector(windows.X[calibration])
+    # The baselined model input of every feature, by the pipeline's baseline step (the model reads columns).
+    every = Pipeline.from_spec(windows.names, {"baseline": asset_baseline.PER_ASSET})
+    Z = every.inputs(windows, np.arange(len(windows)), every.columns(windows.names), baseline)
     return PreparedRun(
         file=file,
         ts=run.ts,
         anomaly=run.anomaly.astype(bool),
         windows=windows,
         calibration=calibration,
-        Z=asset_baseline.apply(windows.X, baseline),
+        Z=Z,
         test=np.arange(len(run)) >= calibration_points,
     )
 
@@ -194,13 +198,15 @@ def train(runs: Sequence[PreparedRun], config: Config) -> Detector:
     model = train_anomaly(
         X, wanted, params={"variance": config.variance, "holdout_fraction": fraction, "seed": 0}
     )
-    return Detector(config, model, columns, runtime.load_session(model.onnx_bytes))
+    return Detector(
+        config, model, columns, runtime.LoadedModel.unregistered(model.onnx_bytes, wanted, model.output_spec)
+    )
 
 
 def detect(detector: Detector, run: PreparedRun) -> RunResult:
     """Score the run through onnxruntime and apply the alert rules; point predictions and counts."""
     model, config = detector.model, detector.config
-    scores = runtime.run_batch(detector.session, run.Z[:, detector.columns], model.output_spec)
+    scores = Pipeline.score(detector.loaded, run.Z[:, detector.columns], finite=False)
     episodes = alert_episodes(
         scores,
         model.open_threshold,

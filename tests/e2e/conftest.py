@@ -1,4 +1,4 @@
-"""Browser-test fixtures: one live Vigil (tests/e2e/world.py) and the system Chromium, driven by Playwright.
+"""Browser-test fixtures: one live Vigil (bench/world.py) and the system Chromium, driven by Playwright.
 
 Playwright's sync API marks its own event loop as the running loop of the thread that calls it, which
 would make every later Django ORM call (SynchronousOnlyOperation) and every pytest-asyncio test in the same
@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, card_of, open_board  # noqa: F401 - used by the tests
-from tests.e2e.world import ROOT, World, start_world
+from bench.browser import CHROMIUM, CHROMIUM_ARGS, card_of, open_board  # noqa: F401 - used by the tests
+from bench.world import ROOT, World, start_world
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
@@ -63,7 +63,7 @@ class BrowserThread:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """A running Vigil with its own database, Redis, web server and worker (see tests/e2e/world.py)."""
+    """A running Vigil with its own database, Redis, web server and worker (see bench/world.py)."""
     # Retrain stages last at least 1 s (one poll) in this world, so the progress page's poll sees them move.
     live = start_world(
         tmp_path_factory.mktemp("e2e-world"),

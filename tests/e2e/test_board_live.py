@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import alert_id_of, card_of, logged_in, open_board
-from tests.e2e.world import World
+from bench.world import World
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import logged_in
-from tests.e2e.world import World
+from bench.world import World
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import DESKTOP, PHONE, logged_in, open_board
-from tests.e2e.world import World
+from bench.world import World
 
 pytestmark = pytest.mark.e2e
 

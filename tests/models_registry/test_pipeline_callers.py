@@ -9,12 +9,15 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from alerts.models import Score
-from detection.features import build_windows
+from alerts.models import Alert, Score
+from alerts.services.lifecycle import window_features
+from detection.features import build_windows, role_of
+from detection.pipeline import Pipeline, PipelineError
 from plant.series import read_readings
 from models_registry.retrain import score_with
+from models_registry.models import AssetBaseline
 from alerts.scoring import score_assets
-from tests.models_registry.test_backtest_equivalence import SPEC, vibration_version
+from tests.models_registry.test_backtest_equivalence import SPEC, baselined, plain, regime, vibration_version
 from tests.models_registry.test_regimes import two_regime_spec
 from tests.scoring.conftest import NAMES, ROLES, START_S, fault, ingest
 
@@ -64,3 +67,47 @@ def test_score_with_judges_no_regime_champion_on_raw_windows_and_none_missing_fe
 
     assert score_with(regimed, X, list(NAMES)) is None
     assert score_with(regimed, X[:, :3], list(NAMES[:3])) is None
+
+
+# --- explanations rebuild the scored input (alerts.services.lifecycle.window_features) ---------------------
+
+
+@pytest.fixture
+def few_baseline_windows(settings):
+    settings.VIGIL_BASELINE_WINDOWS = 10
+
+
+@pytest.mark.parametrize("case", [plain, baselined, regime], ids=["plain", "baselined", "regime"])
+def test_a_pending_explanation_rebuilds_exactly_the_input_the_live_scorer_scored(
+    asset, case, few_baseline_windows
+):
+    version = vibration_version(asset.asset_type, case(asset))
+    score_assets([asset.pk])
+    alert = Alert.objects.filter(model_version=version).order_by("opened_at").first()
+    assert alert is not None and alert.explanation, "the scorer raised no explained alert"
+    # The opening explanation is of the row the scorer fed the model (ScoredWindow.x).
+    scored = {feature["name"]: feature["value"] for feature in alert.explanation["features"]}
+
+    x, flagged = window_features(alert)
+
+    assert [float(value) for value in x] == [scored[name] for name in version.feature_spec]
+    stored = Score.objects.get(model_version=version, window_end=alert.opened_at).flagged
+    read = {role_of(name) for name in version.feature_spec}
+    assert flagged == {role: bits for role, bits in stored.items() if role in read}
+
+
+def test_a_version_with_a_regime_step_and_a_per_asset_baseline_is_refused_not_scored_against_raw_means(
+    asset, few_baseline_windows
+):
+    # A baseline is a mean of raw-reading windows; subtracting it from regime-standardised windows scored
+    # nonsense (the scorer did so before). The pipeline refuses the pair; the scorer quarantines the version.
+    output_spec = {**regime(asset), "baseline": "per_asset"}
+    with pytest.raises(PipelineError, match="regime step and a per-asset baseline"):
+        Pipeline.from_spec(NAMES, output_spec)
+    version = vibration_version(asset.asset_type, output_spec)
+
+    report = score_assets([asset.pk])
+
+    assert report.quarantined == [version.pk]
+    assert not Score.objects.filter(model_version=version).exists()
+    assert not AssetBaseline.objects.exists()

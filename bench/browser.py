@@ -1,5 +1,5 @@
-"""The system Chromium and the board's page helpers, shared by the browser tests (tests/e2e/) and the
-dashboard bench (bench/dashboard.py)."""
+"""The system Chromium and the board's page helpers, shared by the dashboard bench (bench/dashboard.py) and
+the browser tests (tests/e2e/ import them from here)."""
 
 from __future__ import annotations
 

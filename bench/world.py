@@ -1,4 +1,4 @@
-"""A live Vigil for the browser tests and the dashboard benchmark: its own database, Redis, web server
+"""A live Vigil for the dashboard benchmark and the browser tests (tests/e2e import it from here): its own database, Redis, web server
 (uvicorn, WebSockets) and Celery worker, started through `manage.py demo --no-simulator`.
 
 pytest-django's test database lives inside the pytest process and cannot be shared with subprocesses, so
@@ -31,7 +31,7 @@ import psutil
 
 from config.scratch_db import prepare_postgres
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 # A Redis DB number of its own when the suite runs against a shared Redis (CI): the worker and the channel
 # layer of this world must not take tasks or messages meant for anyone else.
 SHARED_REDIS_DB = 14
