@@ -87,6 +87,11 @@ class RegimeSpec:
             overall=_moments(values),
         )
 
+    def regimes_of(self, key_values: np.ndarray) -> list[tuple[int, ...]]:
+        """The regime of each row of key-role values (n x len(keys)), by the rule of ``RULE``."""
+        codes = _codes(np.asarray(key_values, dtype=np.float64).reshape(-1, len(self.keys)), self.scales)
+        return [tuple(int(c) for c in row) for row in codes]
+
     def _moments_for(self, key_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(key_values)
         mean = np.tile(self.overall[0], (n, 1))

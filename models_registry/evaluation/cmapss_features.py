@@ -3,14 +3,15 @@
 Protocol (also printed under the evaluation table):
 
 * Time: one flight cycle is one reading per sensor at ``CYCLE_S`` = 3600 s (cycle c at c × 3600 s); the
-  windows are ``detection.features.build_windows_many`` with ``window_s`` = ``WINDOW_CYCLES`` × 3600 and
-  ``step_s`` = 3600, i.e. one window ending at every cycle, the same code that scores live assets.
+  windows are those of ``detection.pipeline.Pipeline.windows`` (the regime step, then
+  ``detection.features.build_windows_many``) with ``window_s`` = ``WINDOW_CYCLES`` × 3600 and ``step_s`` =
+  3600, i.e. one window ending at every cycle: the pipeline the live scorer builds from the model's spec.
 * Short histories: the windows start ``WINDOW_CYCLES`` before the first cycle, so the time before an engine's
   first cycle is a gap and the product's coverage rule decides: a window is scored once it holds at least
   ``MIN_COVERAGE`` of its expected readings (20 of 40 cycles). Train windows follow the same rule, so the
   model has seen such partial first windows; every test engine of FD001–FD003 has at least 21 cycles.
-* Operating conditions: the product's regime step (``detection.regimes``), the same function the live
-  scorer applies for a version that carries it. The three settings are readings of the key roles
+* Operating conditions: the product's regime step (``detection.regimes``, applied by the Pipeline of a
+  version whose ``output_spec`` carries the table), as the live scorer applies it. The three settings are readings of the key roles
   ``setting_1..3`` at the cycle's timestamp; regime = (rint(altitude), rint(100 × Mach), rint(throttle)):
   FD002's six conditions, one regime in FD001/FD003. Each sensor is standardised with its regime's mean and
   standard deviation over the TRAIN cycles only (``fit_regimes``), before windowing: the ONNX model cannot
@@ -27,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detection import regimes
-from detection.features import Windows, build_windows_many, feature_names
-from detection.regimes import RegimeSpec
+from detection.features import Windows, feature_names
+from detection.pipeline import Pipeline
+from detection.regimes import SPEC_KEY, RegimeSpec
 from plant.datasets.cmapss import COLUMNS, SETTINGS
 
 CYCLE_S = 3600.0
@@ -62,24 +63,24 @@ def unit_windows(
     window_cycles: int = WINDOW_CYCLES,
 ) -> tuple[list[str], dict[int, UnitWindows]]:
     """Feature names and, per unit, the windows of its regime-normalised sensors (one per cycle, see the
-    module doc): readings per role, ``regimes.apply``, then the product's windows of the standardised roles."""
+    module doc): readings per role, then the windows of the Pipeline a version carrying ``spec`` has."""
     roles = list(spec.roles)
+    names = feature_names(roles)
+    pipeline = Pipeline.from_spec(names, {SPEC_KEY: spec.to_dict()}, roles=[*spec.keys, *roles])
     series = {}
-    starts = {}
     for unit, rows in units.items():
         ts = np.arange(1, len(rows) + 1, dtype=np.float64) * CYCLE_S
         quality = np.zeros(len(rows), dtype=np.uint16)
-        raw = {name: (ts, rows[:, COLUMNS.index(name)], quality) for name in (*spec.keys, *roles)}
-        series[unit] = regimes.apply(spec, raw)
-        starts[unit] = (1 - window_cycles) * CYCLE_S
-    built: dict[int, Windows] = build_windows_many(
+        series[unit] = {name: (ts, rows[:, COLUMNS.index(name)], quality) for name in (*spec.keys, *roles)}
+    built: dict[int, Windows] = pipeline.windows(
         series,
         roles,
         window_s=window_cycles * CYCLE_S,
         step_s=CYCLE_S,
-        start_s=starts,
+        start_s={unit: (1 - window_cycles) * CYCLE_S for unit in units},
+        end_s={unit: len(rows) * CYCLE_S for unit, rows in units.items()},
+        sample_period_s={unit: dict.fromkeys(roles, CYCLE_S) for unit in units},
         min_coverage=MIN_COVERAGE,
-        sample_period_s=CYCLE_S,
     )
     out = {
         unit: UnitWindows(
@@ -87,4 +88,4 @@ def unit_windows(
         )
         for unit, windows in built.items()
     }
-    return feature_names(roles), out
+    return names, out

@@ -5,7 +5,8 @@ space-separated files without a header: ``train_FDxxx.txt`` and ``test_FDxxx.txt
 cycle, 3 operational settings, 21 sensors; one row per flight cycle) and ``RUL_FDxxx.txt`` with the true
 remaining cycles after the last test row of each test unit, one unit per line in unit order.
 
-``read_subset("FD001")`` returns every unit as a cycles × 24 float array (settings then sensors, in the order
+``available_subsets()`` lists the subsets the folder holds (every ``FDnnn`` with all three files; the NASA
+release has FD001–FD004, a copy may hold fewer or more). ``read_subset("FD001")`` returns every unit as a cycles × 24 float array (settings then sensors, in the order
 of ``COLUMNS``) in cycle order. Train units run to failure, so the RUL at row ``i`` of a unit of ``n`` rows is
 ``n - 1 - i``; ``train_rul`` returns that series.
 """
@@ -13,6 +14,7 @@ of ``COLUMNS``) in cycle order. Train units run to failure, so the RUL at row ``
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,9 @@ from django.conf import settings
 
 from plant.datasets import DatasetFormatError, DatasetMissing
 
+# The loader's default selection (plant.datasets.cmapss_loader); evaluations use available_subsets().
 SUBSETS = ("FD001", "FD002", "FD003")
+SUBSET_NAME = re.compile(r"FD\d{3}")
 SETTINGS = ("setting_1", "setting_2", "setting_3")
 SENSORS = tuple(f"s{i}" for i in range(1, 22))
 COLUMNS = (*SETTINGS, *SENSORS)
@@ -91,12 +95,33 @@ def data_dir(base: Path | str | None = None) -> Path:
     return path
 
 
-def read_subset(subset: str, *, base: Path | str | None = None) -> CmapssSubset:
-    """Read one subset (``"FD001"`` …) from the data directory; pure, no database."""
-    name = subset.strip().upper()
-    if name not in SUBSETS:
-        raise DatasetMissing(f"unknown C-MAPSS subset {subset!r}; choose from {', '.join(SUBSETS)}")
+def available_subsets(base: Path | str | None = None) -> tuple[str, ...]:
+    """The subsets the data directory holds, in name order: every ``FDnnn`` whose train, test and RUL files
+    are all there. DatasetMissing when the directory is missing or holds none."""
     root = data_dir(base)
+    names = sorted(
+        match.group(1)
+        for path in root.glob("train_FD*.txt")
+        if (match := re.fullmatch(r"train_(FD\d{3})\.txt", path.name))
+        and (root / f"test_{match.group(1)}.txt").is_file()
+        and (root / f"RUL_{match.group(1)}.txt").is_file()
+    )
+    if not names:
+        raise DatasetMissing(
+            f"{root} holds no C-MAPSS subset (train_FDnnn.txt, test_FDnnn.txt, RUL_FDnnn.txt)"
+        )
+    return tuple(names)
+
+
+def read_subset(subset: str, *, base: Path | str | None = None) -> CmapssSubset:
+    """Read one subset (``"FD001"``, any ``FDnnn`` the folder holds) from the data directory; pure, no database."""
+    name = subset.strip().upper()
+    if not SUBSET_NAME.fullmatch(name):
+        raise DatasetMissing(f"unknown C-MAPSS subset {subset!r}: subsets are named FD001, FD002, ...")
+    try:
+        root = data_dir(base)
+    except DatasetMissing as exc:
+        raise DatasetMissing(f"C-MAPSS subset {name}: {exc}") from None
     train = read_units(_existing(root / f"train_{name}.txt"))
     test_path = _existing(root / f"test_{name}.txt")
     test = read_units(test_path)

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from plant.datasets import DatasetFormatError, DatasetMissing
-from plant.datasets.cmapss import COLUMNS, SUBSETS, read_subset
+from plant.datasets.cmapss import COLUMNS, SUBSETS, available_subsets, read_subset
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +113,34 @@ def test_units_come_back_as_float_arrays_in_cycle_order(tmp_path):
     assert list(subset.train) == [1, 2]
     assert subset.train[2][:, 0].tolist() == [0.1, 0.3]
     assert subset.train[2].dtype == np.float64
+
+
+def test_it_lists_every_subset_the_folder_holds_with_all_three_files(tmp_path):
+    base = _tree(tmp_path, _row(1, 1), _row(1, 1), "5\n")
+    folder = tmp_path / "cmapss"
+    for name in ("train_FD007.txt", "test_FD007.txt"):
+        (folder / name).write_text(_row(1, 1) + _row(1, 2))
+    (folder / "RUL_FD007.txt").write_text("9\n")
+    (folder / "train_FD008.txt").write_text(_row(1, 1))  # no test or RUL file: not a subset
+    (folder / "train_FDX.txt").write_text(_row(1, 1))
+    assert available_subsets(base) == ("FD001", "FD007")
+    subset = read_subset("fd007", base=base)
+    assert subset.name == "FD007" and len(subset.train[1]) == 2 and subset.test_rul == {1: 9}
+    with pytest.raises(DatasetMissing, match=r"test_FD008\.txt"):
+        read_subset("FD008", base=base)
+    with pytest.raises(DatasetMissing, match="named FD001"):
+        read_subset("FD1", base=base)
+
+
+def test_a_folder_without_subsets_is_named_in_the_error(tmp_path):
+    (tmp_path / "cmapss").mkdir()
+    with pytest.raises(DatasetMissing, match=r"holds no C-MAPSS subset"):
+        available_subsets(tmp_path)
+    with pytest.raises(DatasetMissing, match=str(tmp_path / "elsewhere" / "cmapss")):
+        available_subsets(tmp_path / "elsewhere")
+
+
+def test_the_real_folder_lists_the_subsets_the_card_describes_as_staged(real_base):
+    names = available_subsets(real_base)
+    assert {"FD001", "FD002", "FD003"} <= set(names)
+    assert all((real_base / "cmapss" / f"RUL_{name}.txt").is_file() for name in names)
