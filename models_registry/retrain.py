@@ -56,7 +56,16 @@ from django.utils import timezone
 
 from detection.baseline import expects_baseline
 from detection.pipeline import Pipeline, PipelineError
-from models_registry import cache
+from detection import runtime
+from models_registry import cache, training
+from models_registry.services import (
+    RUL_UNIT_S,
+    baseline_training_windows,
+    current_champion,
+    fit_rul,
+    register_trained,
+    training_provenance,
+)
 from models_registry.choices import ModelKind, RetrainStatus, WindowLabel
 from models_registry.training_data import LabelEvent, TrainingDataError, label_windows, load_training_windows
 from models_registry.models import ModelVersion, RetrainRun
@@ -398,17 +407,6 @@ def retrain_from_feedback(
     seed: int = 0,
 ) -> tuple[ModelVersion, dict[str, Any]]:
     """Train a candidate of `kind` for `asset_type` from operator feedback and normal data (see module)."""
-    from detection import runtime
-    from models_registry import training
-    from models_registry.services import (
-        RUL_UNIT_S,
-        baseline_training_windows,
-        current_champion,
-        fit_rul,
-        register_trained,
-        training_provenance,
-    )
-
     step = progress or (lambda stage: None)
     check_kind(kind)
     step("labels")
@@ -458,7 +456,9 @@ def retrain_from_feedback(
 
     step("fit")
     if kind == ModelKind.ANOMALY:
-        trained, fit_info = _fit_anomaly(X, classes, train, data.feature_names, seed)
+        trained, fit_info = _fit_anomaly(
+            X, classes, train, data.feature_names, seed, champion_detector(champion)
+        )
         session = runtime.load_session(trained.onnx_bytes)
         scores = runtime.run_batch(session, X, trained.output_spec)
         step("thresholds")
@@ -559,11 +559,16 @@ def retrain_from_feedback(
     return version, report
 
 
-def _fit_anomaly(
-    X: np.ndarray, classes: np.ndarray, train: np.ndarray, names: list[str], seed: int
-) -> tuple[Any, dict[str, Any]]:
-    from models_registry import training
+def champion_detector(champion: ModelVersion | None) -> str:
+    """The detector (detection.detectors) a retrained anomaly candidate uses: the champion's, so that
+    retraining a univariate or combined champion does not silently return to the default PCA."""
+    params = ((champion.provenance or {}).get("params") or {}) if champion is not None else {}
+    return str(params.get("detector") or training.ANOMALY_DEFAULTS["detector"])
 
+
+def _fit_anomaly(
+    X: np.ndarray, classes: np.ndarray, train: np.ndarray, names: list[str], seed: int, detector: str
+) -> tuple[Any, dict[str, Any]]:
     base = np.flatnonzero(train & (classes == WindowLabel.UNLABELLED))
     relabelled = np.flatnonzero(train & (classes == WindowLabel.NORMAL))
     repeats = 1
@@ -579,7 +584,9 @@ def _fit_anomaly(
         )
     # Shuffled: train_anomaly holds out its last rows for its default thresholds, which are replaced here.
     rows = np.random.default_rng(seed).permutation(rows)
-    trained = training.train_anomaly(X[rows], names, params={"holdout_fraction": 0.1, "seed": seed})
+    trained = training.train_anomaly(
+        X[rows], names, params={"holdout_fraction": 0.1, "seed": seed, "detector": detector}
+    )
     info = {
         "rows": int(len(rows)),
         "unlabelled_windows": int(len(base)),

@@ -107,7 +107,9 @@ def _overlaps(alert: Alert, tag: str, start_s: float, end_s: float) -> bool:
     )
 
 
-def build_history(site: Site, technician, *, slug: str = "sim-pump", baseline: str | None = None) -> History:
+def build_history(
+    site: Site, technician, *, slug: str = "sim-pump", baseline: str | None = None, detector: str = "pca"
+) -> History:
     """Readings, a champion, its real alerts over the operating period and the technicians' verdicts."""
     asset_type, assets = make_simulated_plant(site, slug)
     ingest(site, 0.0, TRAIN_END_S)
@@ -115,7 +117,7 @@ def build_history(site: Site, technician, *, slug: str = "sim-pump", baseline: s
         asset_type,
         ModelKind.ANOMALY,
         end=at(TRAIN_END_S),
-        params=CHAMPION_PARAMS,
+        params={**CHAMPION_PARAMS, "detector": detector},
         name=f"{slug}-anomaly",
         baseline=baseline,
     )

@@ -107,3 +107,14 @@ def test_a_champion_on_per_asset_baselines_is_retrained_on_the_same_baselines(si
     assert candidate.output_spec["baseline"] == "per_asset"
     assert candidate.provenance["baseline"]["mode"] == "per_asset"
     assert len(candidate.provenance["baseline"]["assets"]) == len(history.assets)
+
+
+def test_a_combined_champion_is_retrained_as_a_combined_detector_not_the_default_pca(site, technician):
+    history = build_history(site, technician, slug="combined-pump", detector="combined")
+    assert history.champion.provenance["params"]["detector"] == "combined"
+    run = RetrainRun.objects.create(asset_type=history.asset_type, kind="anomaly")
+    finished = execute_run(run.pk)
+    assert finished.status == "succeeded", finished.error
+    candidate = finished.result
+    assert candidate.provenance["params"]["detector"] == "combined"
+    assert candidate.output_spec.get("detector") == "combined"
