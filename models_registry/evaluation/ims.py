@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -109,7 +110,7 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
         details["tests"][test.name] = {**facts, "detectors": {}}
         summary["tests"][test.name] = {}
         for detector in detectors:
-            wanted = Protocol(**{**protocol.__dict__, "params": {**TRAIN_PARAMS, "detector": detector}})
+            wanted = replace(protocol, params={**TRAIN_PARAMS, "detector": detector})
             alerts = alert_runs(prepared, wanted, VARIANT)
             bearings = [bearing_result(a, facts["end_s"]) for a in alerts]
             rows += [_row(test.name, detector, b) for b in bearings]
@@ -318,6 +319,13 @@ def _reference_row(test: str, bearing: int, lead_h: float, how: str) -> dict[str
     }
 
 
+def _failures(test: reader.ImsTest) -> str:
+    if not test.failures:
+        return "no failure known"
+    kinds = ", ".join(f"bearing {b} {kind.replace('_', ' ')}" for b, kind in test.failures.items())
+    return f"failing: {kinds}"
+
+
 def _drift_note(test: reader.ImsTest, facts: dict[str, Any]) -> str:
     """What the healthy bearings' levels did after calibration (descriptive: why they alert or not)."""
     healthy = {
@@ -348,10 +356,7 @@ def _plain(value: Any) -> bool:
 
 
 def _notes(tests: Sequence[reader.ImsTest], n_cal: int, protocol: Protocol) -> list[str]:
-    held = ", ".join(
-        f"{t.name} ({'failing: ' + ', '.join(f'bearing {b} {k.replace(chr(95), chr(32))}' for b, k in t.failures.items()) if t.failures else 'no failure known'})"
-        for t in tests
-    )
+    held = ", ".join(f"{t.name} ({_failures(t)})" for t in tests)
     return [
         f"Evaluated: every IMS test the data folder holds — {held}. One fleet per test: its four bearings "
         "are the assets, one shared model over the roles every bearing of the test has (test 1: x and y "
