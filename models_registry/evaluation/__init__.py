@@ -17,6 +17,7 @@ EVALUATIONS = {
     "cmapss": "models_registry.evaluation.cmapss",
     "nab": "models_registry.evaluation.nab",
     "simfleet": "models_registry.evaluation.simfleet",
+    "ims": "models_registry.evaluation.ims",
 }
 
 

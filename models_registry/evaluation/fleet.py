@@ -179,6 +179,27 @@ def baselines(prepared: Prepared, normalisation: str) -> dict[str, Any] | None:
 
 def evaluate(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[RunOutcome]:
     """One variant over the fleet: per-asset step, shared model, thresholds, alerts, counts per run."""
+    return [
+        count(a.run, a.ends, a.episodes, a.thresholds, protocol.attribution_s)
+        for a in alert_runs(prepared, protocol, variant)
+    ]
+
+
+@dataclass
+class RunAlerts:
+    """One run's test period as the alert rules saw it: window ends, scores, alerts and thresholds."""
+
+    run: FleetRun
+    ends: np.ndarray
+    scores: np.ndarray
+    episodes: list[Episode]
+    thresholds: AssetThresholds
+    model: TrainedModel
+
+
+def alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[RunAlerts]:
+    """Steps 3-6 of the module docstring for one variant: each run's test-period scores and alerts (the
+    counting of ``evaluate`` is one reading of them; IMS reads lead times and time in alert)."""
     steps = baselines(prepared, variant.normalisation)
     spec = {} if steps is None else {"baseline": variant.normalisation}
     pipeline = Pipeline.from_spec(prepared.names, spec)
@@ -196,7 +217,7 @@ def evaluate(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[R
     rule = ThresholdRule.from_params(model.params)
     version = (model.open_threshold, model.clear_threshold)
     higher = runtime.higher_is_worse(model.output_spec)
-    outcomes = []
+    out = []
     for run in prepared.runs:
         part = scored[run.key]
         if variant.asset_thresholds:
@@ -215,8 +236,8 @@ def evaluate(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[R
             protocol.clear_windows,
             higher=higher,
         )
-        outcomes.append(count(run, ends[test], episodes, thresholds, protocol.attribution_s))
-    return outcomes
+        out.append(RunAlerts(run, ends[test], part.scores[test], episodes, thresholds, model))
+    return out
 
 
 def train_shared(

@@ -6,7 +6,9 @@ mean absolute acceleration (g) of each channel, stamped by the snapshot's file n
 
 * Test 1 (``test1``): 4 bearings with 2 channels each (x → role ``vibration``, y → ``vibration_y``).
 * Test 2 (``test2``): 4 bearings with 1 channel each (``vibration``).
-* Test 3 is kept back for acceptance evaluation; it loads too when its file is present.
+* Test 3 is kept back for acceptance evaluation; it loads too when its file is present, and so does any
+  other ``<n>th_test_mean_abs_per_snapshot.csv`` (``test<n>``: channels split over the 4 bearings, no
+  failure known).
 
 Assets ``test1-bearing3`` etc. on site ``ims``. The trailing rows where the rig had stopped (every channel
 ≈ 0.001 g; the card says to trim them) are dropped. Labels (the card): the end of each test is a failure
@@ -18,6 +20,7 @@ so its fault Label runs from there to the end.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +46,9 @@ class ImsTest:
 
     name: str
     file: str
-    channels_per_bearing: int
+    channels_per_bearing: (
+        int  # 0: not known up front (a test the IMS readme does not describe), see _bearings
+    )
     failures: dict[int, str]  # bearing → fault type
     onsets: dict[int, tuple[str, str]]  # bearing → (onset UTC "YYYY-MM-DD HH:MM", how it was picked)
 
@@ -66,6 +71,9 @@ TESTS = {
     "test3": ImsTest("test3", "3rd_test_mean_abs_per_snapshot.csv", 1, {3: "outer_race_failure"}, {}),
 }
 SUBSETS = tuple(TESTS)
+# The staged file names: "<n>st|nd|rd|th_test_mean_abs_per_snapshot.csv" -> test<n>.
+FILE_PATTERN = re.compile(r"^(\d+)(?:st|nd|rd|th)_test_mean_abs_per_snapshot\.csv$")
+BEARINGS = 4  # the rig holds four bearings on one shaft
 
 # Mean |acceleration| of a healthy bearing is ~0.05-0.1 g and reaches ~0.5 g at failure; 5 g is far
 # beyond anything this rig's accelerometers read over a snapshot.
@@ -95,8 +103,32 @@ def data_dir(base: Path | str | None = None) -> Path:
 
 
 def available(base: Path | str | None = None) -> list[ImsTest]:
+    """Every test whose file the folder holds, in test order: the known tests (``TESTS``) with the IMS
+    readme's failures, and any other ``<n>th_test_...`` file as ``test<n>`` with no failure known."""
     root = data_dir(base)
-    return [test for test in TESTS.values() if (root / test.file).is_file()]
+    found: dict[int, ImsTest] = {}
+    for path in root.iterdir():
+        match = FILE_PATTERN.match(path.name)
+        if not match or not path.is_file():
+            continue
+        number = int(match.group(1))
+        name = f"test{number}"
+        known = TESTS.get(name)
+        found[number] = (
+            known if known is not None and known.file == path.name else ImsTest(name, path.name, 0, {}, {})
+        )
+    return [found[number] for number in sorted(found)]
+
+
+def bearing_channels(test: ImsTest, channels: Sequence[str]) -> int:
+    """Channels per bearing: the readme's, or (unknown test) the file's channels shared by the 4 bearings."""
+    if test.channels_per_bearing:
+        return test.channels_per_bearing
+    if not channels or len(channels) % BEARINGS or len(channels) // BEARINGS > len(ROLES):
+        raise DatasetFormatError(
+            f"{test.file}: {len(channels)} channels cannot be split over the rig's {BEARINGS} bearings"
+        )
+    return len(channels) // BEARINGS
 
 
 def read_test(path: Path, *, limit_rows: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -161,20 +193,19 @@ def read_units(
         ts, channels, matrix = read_test(path, limit_rows=limit_rows)
         # Full-length end of test: the failure time does not move with --limit-rows.
         end_ts = read_test(path)[0][-1] if limit_rows is not None else ts[-1]
-        bearings = len(channels) // test.channels_per_bearing
+        per_bearing = bearing_channels(test, channels)
+        bearings = len(channels) // per_bearing
         for bearing in range(1, bearings + 1):
             if only is not None and bearing != only:
                 continue
-            first = (bearing - 1) * test.channels_per_bearing
-            values = {"vibration": matrix[:, first]}
-            if test.channels_per_bearing == 2:
-                values["vibration_y"] = matrix[:, first + 1]
+            first = (bearing - 1) * per_bearing
+            values = {role.key: matrix[:, first + k] for k, role in enumerate(ROLES[:per_bearing])}
             units.append(
                 Unit(
                     ref=f"{test.name}/{bearing}",
                     tag=f"{test.name}-bearing{bearing}",
                     name=f"IMS {test.name} bearing {bearing}",
-                    location=f"IMS rig, {test.name}, position {bearing} ({', '.join(channels[first : first + test.channels_per_bearing])})",
+                    location=f"IMS rig, {test.name}, position {bearing} ({', '.join(channels[first : first + per_bearing])})",
                     asset_type=BEARING,
                     ts=ts,
                     values=values,
