@@ -9,10 +9,10 @@ import pytest
 
 from detection import runtime
 from detection.onnx_graphs import read_quadratic_graph
+from detection.thresholds import tail_threshold
 from models_registry.training import (
     TrainingError,
     lightgbm_to_onnx,
-    tail_threshold,
     train_anomaly,
     train_failure_classifier,
 )
