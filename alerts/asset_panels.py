@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from alerts.models import ScoringGap
-from detection.features import role_of
+from detection.features import roles_read
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
 from plant.forms import TimeRange
@@ -40,7 +40,7 @@ def missing_roles(asset: Asset) -> list[str]:
         asset_type_id=asset.asset_type_id, status__in=[ModelStatus.CHAMPION, ModelStatus.SHADOW]
     ).order_by("status", "pk")
     for version in versions:
-        missing = {role_of(name) for name in version.feature_spec} - have
+        missing = set(roles_read(version.feature_spec)) - have
         if missing:
             messages.append(
                 f"{no_sensor_for(asset.tag, missing)}, which model {version} reads: "

@@ -74,7 +74,7 @@ from alerts.scheduling import mark_due
 from alerts.services import ScoredWindow, apply_scores
 from alerts.services.lifecycle import assets_with_active_alert
 from alerts.services.overrides import threshold_overrides
-from detection.features import Windows, role_of
+from detection.features import Windows, roles_read
 from detection.pipeline import ModelCrash, Pipeline, PipelineError, ScoreOutputError
 from detection.runtime import ModelRuntimeError
 from models_registry import baseline, cache
@@ -574,7 +574,7 @@ def _missing_roles(
 ) -> dict[tuple[int, int], list[str]]:
     """(asset id, version id) -> the roles the version reads that the asset has no sensor for (pairs with
     none are absent)."""
-    reads = {version.pk: {role_of(name) for name in version.feature_spec} for version in versions}
+    reads = {version.pk: set(roles_read(version.feature_spec)) for version in versions}
     out: dict[tuple[int, int], list[str]] = {}
     for item in items:
         for version in versions:

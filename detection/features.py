@@ -102,6 +102,11 @@ def role_of(feature_name: str) -> str:
     return feature_name.rsplit(SEPARATOR, 1)[0]
 
 
+def roles_read(feature_names: list[str]) -> list[str]:
+    """The roles a model with these features reads, in the order they first appear (a version's role set)."""
+    return list(dict.fromkeys(role_of(name) for name in feature_names))
+
+
 def build_windows(
     series: Mapping[str, Series],
     roles: list[str],
