@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from alerts.models import ScoringGap
@@ -13,7 +14,7 @@ from detection.features import roles_read
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
 from plant.forms import TimeRange
-from plant.models import Asset, no_sensor_for
+from plant.models import Asset, Sensor, SensorRole, no_sensor_for
 
 SCORING_GAPS_SHOWN = 20
 SCORING_GAPS_RECENT = timedelta(days=30)
@@ -29,9 +30,16 @@ def missing_roles(asset: Asset) -> list[str]:
     """What the asset's missing sensors cost, in sentences: required roles of its type it has no sensor
     for (it is left out of training), and per model version in use (champion, shadow) the roles it reads
     that the asset lacks (that version does not score the asset)."""
-    have = set(asset.sensors.values_list("role__key", flat=True))
+    roles = SensorRole.objects.filter(asset_type_id=asset.asset_type_id).annotate(
+        has=Exists(Sensor.objects.filter(asset=asset, role=OuterRef("pk")))
+    )
+    have, required = set(), set()
+    for key, is_required, has in roles.values_list("key", "required", "has"):
+        if has:
+            have.add(key)
+        elif is_required:
+            required.add(key)
     messages = []
-    required = set(asset.asset_type.roles.filter(required=True).values_list("key", flat=True)) - have
     if required:
         messages.append(
             f"{no_sensor_for(asset.tag, required)}, which its type requires: it is left out of training"
