@@ -5,6 +5,8 @@ is named (training, train_model's output, the scorer's ScoringGap, the asset pag
 
 from __future__ import annotations
 
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from io import StringIO
 
 import numpy as np
@@ -13,17 +15,23 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from alerts.choices import GapReason
-from alerts.models import Score, ScoringGap
+from alerts.models import Alert, Score, ScoringGap
 from alerts.scoring import score_assets
 from detection.features import feature_names
-from models_registry.services import TrainingError, promote, train_and_register
+from models_registry import comparison
+from models_registry.services import TrainingError, promote, register_artifact, train_and_register
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset, AssetType, Sensor, SensorRole
+from tests.models_registry.conftest import linear_onnx
 from tests.scoring.conftest import START_S
 
 pytestmark = pytest.mark.django_db
 
 LEVELS = {"vibration": 0.08, "vibration_y": 0.07}
+
+
+def utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=dt_timezone.utc)
 
 
 @pytest.fixture
@@ -59,15 +67,21 @@ def single(site, bearing_type) -> Asset:
     return bearing(site, bearing_type, "b-2", ["vibration"])
 
 
-def ingest(asset: Asset, start_s: float, seconds: int, seed: int = 0) -> None:
-    """1 Hz readings of every sensor the bearing has, through ingestion (as a gateway would send them)."""
+def ingest(
+    asset: Asset, start_s: float, seconds: int, seed: int = 0, fault: tuple[float, float] | None = None
+) -> None:
+    """1 Hz readings of every sensor the bearing has, through ingestion (as a gateway would send them);
+    with `fault` (start, end) every channel ramps up to 1 g over a minute there and back after."""
     rng = np.random.default_rng(seed + asset.pk)
     t = start_s + np.arange(seconds, dtype=np.float64)
     keys, ts, values = [], [], []
     for key, role in asset.sensors.values_list("key", "role__key"):
         keys += [key] * seconds
         ts.append(t)
-        values.append(LEVELS[role] + 0.005 * np.sin(t / 30.0) + rng.normal(0, 0.002, seconds))
+        series = LEVELS[role] + 0.005 * np.sin(t / 30.0) + rng.normal(0, 0.002, seconds)
+        if fault is not None:
+            series += np.clip((t - fault[0]) / 60.0, 0, 1) - np.clip((t - fault[1]) / 60.0, 0, 1)
+        values.append(series)
     ingest_readings(None, ParsedBatch.from_arrays(keys, np.concatenate(ts), np.concatenate(values)))
 
 
@@ -190,3 +204,35 @@ def test_the_page_of_a_bearing_without_a_required_role_says_it_is_left_out_of_tr
     page = client.get(reverse("plant:asset", args=[y_only.pk])).content.decode()
 
     assert "b-3 has no sensor for role vibration, which its type requires: it is left out of training" in page
+
+
+def test_the_backtest_finds_the_alerts_the_live_scorer_raised_on_a_one_channel_bearing(
+    single, bearing_type, settings
+):
+    settings.VIGIL_ALERT_OPEN_WINDOWS = settings.VIGIL_ALERT_CLEAR_WINDOWS = 3
+    names = feature_names(["vibration"])
+    weights = np.zeros(len(names), dtype=np.float32)
+    weights[names.index("vibration__mean")] = 1.0
+    version = register_artifact(
+        name="bearing-vib",
+        kind="anomaly",
+        asset_type=bearing_type,
+        onnx_bytes=linear_onnx(len(names), weights=weights),
+        feature_spec=names,
+        output_spec={"name": "score", "index": 0, "direction": "higher_is_anomalous"},
+        open_threshold=0.5,
+        clear_threshold=0.2,
+        background=np.full((20, len(names)), 0.08),
+    )
+    promote(version, reason="test")
+    ingest(single, START_S, 1500, fault=(START_S + 600, START_S + 1000))
+
+    score_assets([single.pk])
+    alerts = [
+        (alert.asset_id, alert.first_window_start, alert.opened_at, alert.peak_score)
+        for alert in Alert.objects.filter(model_version=version)
+    ]
+    episodes = comparison.backtest(version, [single], utc(START_S), utc(START_S + 1499))
+
+    assert len(alerts) == 1
+    assert [(e.asset.pk, e.start, e.opened, e.peak) for e in episodes] == alerts
