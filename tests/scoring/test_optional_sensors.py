@@ -18,10 +18,11 @@ from alerts.choices import GapReason
 from alerts.models import Alert, Score, ScoringGap
 from alerts.scoring import score_assets
 from detection.features import feature_names
-from models_registry import comparison
+from models_registry import comparison, edge
+from models_registry.bundle import bundle_spec
 from models_registry.services import TrainingError, promote, register_artifact, train_and_register
 from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Asset, AssetType, Sensor, SensorRole
+from plant.models import Asset, AssetType, Reading, Sensor, SensorRole
 from tests.models_registry.conftest import linear_onnx
 from tests.scoring.conftest import START_S
 
@@ -236,3 +237,22 @@ def test_the_backtest_finds_the_alerts_the_live_scorer_raised_on_a_one_channel_b
 
     assert len(alerts) == 1
     assert [(e.asset.pk, e.start, e.opened, e.peak) for e in episodes] == alerts
+
+
+def test_the_edge_runner_scores_a_one_channel_bearing_with_a_model_of_its_role(single, bearing_type):
+    ingest(single, START_S, 900)
+    version = train_and_register(bearing_type, "anomaly")
+    version.onnx_file.open("rb")
+    bundle = edge.Bundle(model=version.onnx_file.read(), spec=bundle_spec(version, single))
+    rows = list(Reading.objects.filter(sensor__asset=single).order_by("ts").values_list("ts", "value"))
+    series = {
+        "vibration": (
+            np.array([ts.timestamp() for ts, _ in rows]),
+            np.array([value for _, value in rows]),
+            np.zeros(len(rows), dtype=np.uint16),
+        )
+    }
+
+    out = edge.score_series(bundle, series)
+
+    assert len(out) > 50 and all(row["score"] is not None for row in out)
