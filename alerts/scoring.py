@@ -160,7 +160,7 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
     lookback = max(float(settings.VIGIL_SCORING_LOOKBACK_S), window_s + step_s)
     limit = float(settings.VIGIL_SCORING_MAX_BACKLOG_S)
     gaps: list[tuple[_AssetData, ModelVersion, float, float]] = []
-    unservable = _missing_roles(versions, data.values())
+    unservable = _missing_roles(versions, roles, data.values())
     if unservable:
         report.gaps += _record_missing_roles(unservable, data, lookback)
     for item in data.values():
@@ -570,11 +570,12 @@ def _save_progress(rows: list[tuple[int, int, float]]) -> None:
 
 
 def _missing_roles(
-    versions: list[ModelVersion], items: Iterable[_AssetData]
+    versions: list[ModelVersion], roles: list[str], items: Iterable[_AssetData]
 ) -> dict[tuple[int, int], list[str]]:
-    """(asset id, version id) -> the roles the version reads that the asset has no sensor for (pairs with
-    none are absent)."""
-    reads = {version.pk: set(roles_read(version.feature_spec)) for version in versions}
+    """(asset id, version id) -> the roles of the type the version reads that the asset has no sensor for
+    (pairs with none are absent). A role the type lacks is the version's defect, not the asset's: the
+    pipeline quarantines the version for it (INPUTS)."""
+    reads = {version.pk: set(roles_read(version.feature_spec)).intersection(roles) for version in versions}
     out: dict[tuple[int, int], list[str]] = {}
     for item in items:
         for version in versions:

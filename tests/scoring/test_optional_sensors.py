@@ -20,6 +20,7 @@ from alerts.scoring import score_assets
 from detection.features import feature_names
 from models_registry import comparison, edge
 from models_registry.bundle import bundle_spec
+from models_registry.models import ModelIncident, ModelVersion
 from models_registry.services import TrainingError, promote, register_artifact, train_and_register
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset, AssetType, Reading, Sensor, SensorRole
@@ -256,3 +257,29 @@ def test_the_edge_runner_scores_a_one_channel_bearing_with_a_model_of_its_role(s
     out = edge.score_series(bundle, series)
 
     assert len(out) > 50 and all(row["score"] is not None for row in out)
+
+
+def test_a_version_reading_a_role_the_type_lacks_is_quarantined_not_blamed_on_the_assets(
+    both, single, bearing_type
+):
+    for asset in (both, single):
+        ingest(asset, START_S, 300)
+    names = feature_names(["vibration_z"])
+    alien = register_artifact(
+        name="bearing-z",
+        kind="anomaly",
+        asset_type=bearing_type,
+        onnx_bytes=linear_onnx(len(names)),
+        feature_spec=names,
+        output_spec={"name": "score"},
+        open_threshold=10.0,
+        clear_threshold=5.0,
+        background=np.zeros((5, len(names))),
+    )
+    ModelVersion.objects.filter(pk=alien.pk).update(status="shadow")
+
+    report = score_assets([both.pk, single.pk])
+
+    assert report.quarantined == [alien.pk]
+    assert ModelIncident.objects.get(version=alien).kind == "inputs"
+    assert not ScoringGap.objects.exists()
