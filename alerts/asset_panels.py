@@ -33,8 +33,9 @@ def missing_roles(asset: Asset) -> list[str]:
     roles = SensorRole.objects.filter(asset_type_id=asset.asset_type_id).annotate(
         has=Exists(Sensor.objects.filter(asset=asset, role=OuterRef("pk")))
     )
-    have, required = set(), set()
+    have, required, keys = set(), set(), set()
     for key, is_required, has in roles.values_list("key", "required", "has"):
+        keys.add(key)
         if has:
             have.add(key)
         elif is_required:
@@ -48,7 +49,8 @@ def missing_roles(asset: Asset) -> list[str]:
         asset_type_id=asset.asset_type_id, status__in=[ModelStatus.CHAMPION, ModelStatus.SHADOW]
     ).order_by("status", "pk")
     for version in versions:
-        missing = set(roles_read(version.feature_spec)) - have
+        # A role the type lacks is the version's defect (the scorer quarantines it), not the asset's.
+        missing = set(roles_read(version.feature_spec)).intersection(keys) - have
         if missing:
             messages.append(
                 f"{no_sensor_for(asset.tag, missing)}, which model {version} reads: "
