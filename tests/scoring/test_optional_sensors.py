@@ -154,6 +154,19 @@ def test_training_fails_naming_the_asset_and_role_when_no_bearing_has_the_chosen
     assert "span less than one" not in str(raised.value)
     with pytest.raises(CommandError, match="has no role vibration_z; its roles are vibration, vibration_y"):
         call_command("train_model", "--asset-type", "ims-like", "--kind", "anomaly", "--roles", "vibration_z")
+    with pytest.raises(CommandError, match="--roles needs at least one role key"):
+        call_command("train_model", "--asset-type", "ims-like", "--kind", "anomaly", "--roles", " , ")
+    with pytest.raises(CommandError, match="--roles runs here only"):
+        call_command(
+            "train_model",
+            "--asset-type",
+            "ims-like",
+            "--kind",
+            "anomaly",
+            "--roles",
+            "vibration",
+            "--enqueue",
+        )
 
 
 def test_a_bearing_without_a_required_role_is_left_out_by_default_and_named(both, single, site, bearing_type):
