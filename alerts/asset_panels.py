@@ -1,24 +1,62 @@
 """alerts' scoring-gaps parts of plant's asset page (plant.views.provide_asset_panels, registered in
-AlertsConfig.ready()): the windows a model did not score (alerts.ScoringGap, recorded by alerts.scoring)."""
+AlertsConfig.ready()): the windows a model did not score (alerts.ScoringGap, recorded by alerts.scoring) and
+the sensor roles the asset lacks that its type requires or a model in use reads."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from alerts.models import ScoringGap
+from detection.features import roles_read
+from models_registry.choices import ModelStatus
+from models_registry.models import ModelVersion
 from plant.forms import TimeRange
-from plant.models import Asset
+from plant.models import Asset, Sensor, SensorRole, no_sensor_for
 
 SCORING_GAPS_SHOWN = 20
 SCORING_GAPS_RECENT = timedelta(days=30)
 
 
 def asset_context(asset: Asset) -> dict:
-    """The recent scoring gaps, for the asset page."""
+    """The recent scoring gaps and the missing sensor roles, for the asset page."""
     recent = ScoringGap.objects.filter(asset=asset).overlapping(since=timezone.now() - SCORING_GAPS_RECENT)
-    return {"scoring_gaps": list(recent[:SCORING_GAPS_SHOWN])}
+    return {"scoring_gaps": list(recent[:SCORING_GAPS_SHOWN]), "missing_roles": missing_roles(asset)}
+
+
+def missing_roles(asset: Asset) -> list[str]:
+    """What the asset's missing sensors cost, in sentences: required roles of its type it has no sensor
+    for (it is left out of training), and per model version in use (champion, shadow) the roles it reads
+    that the asset lacks (that version does not score the asset)."""
+    roles = SensorRole.objects.filter(asset_type_id=asset.asset_type_id).annotate(
+        has=Exists(Sensor.objects.filter(asset=asset, role=OuterRef("pk")))
+    )
+    have, required, keys = set(), set(), set()
+    for key, is_required, has in roles.values_list("key", "required", "has"):
+        keys.add(key)
+        if has:
+            have.add(key)
+        elif is_required:
+            required.add(key)
+    messages = []
+    if required:
+        messages.append(
+            f"{no_sensor_for(asset.tag, required)}, which its type requires: it is left out of training"
+        )
+    versions = ModelVersion.objects.filter(
+        asset_type_id=asset.asset_type_id, status__in=[ModelStatus.CHAMPION, ModelStatus.SHADOW]
+    ).order_by("status", "pk")
+    for version in versions:
+        # A role the type lacks is the version's defect (the scorer quarantines it), not the asset's.
+        missing = set(roles_read(version.feature_spec)).intersection(keys) - have
+        if missing:
+            messages.append(
+                f"{no_sensor_for(asset.tag, missing)}, which model {version} reads: "
+                "it does not score this asset"
+            )
+    return messages
 
 
 def chart_extras(asset: Asset, span: TimeRange) -> dict:

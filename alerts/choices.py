@@ -140,3 +140,4 @@ class NoiseActionKind(models.TextChoices):
 
 class GapReason(models.TextChoices):
     BACKLOG_LIMIT = "backlog_limit", "Backlog older than the scoring limit"
+    MISSING_ROLE = "missing_role", "No sensor for a role the model reads"

@@ -40,6 +40,12 @@ Baselined versions (``output_spec["baseline"] == "per_asset"``) score ``x - the 
 (models_registry.baseline); an asset without one is auto-calibrated from its first VIGIL_BASELINE_WINDOWS
 windows and gets no scores from such a version until then.
 
+Optional sensors: an asset's windows are built over the roles it has (the roles it has no sensor for are
+NaN columns, detection.features ``absent_roles``), so a version reading only roles the asset has scores it.
+A version reading a role the asset lacks cannot score it: the pair is left out of the look-back and
+recorded once as a ScoringGap (reason MISSING_ROLE, logged), and the asset page says which role is missing
+for which model (alerts.asset_panels).
+
 Failures of a version at run time (unreadable or altered artifact, features it names that the asset type
 does not produce, wrong input width, non-finite scores) quarantine that version with a ModelIncident; the
 other versions keep scoring. Quarantined versions are skipped until an engineer clears them.
@@ -51,7 +57,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -68,14 +74,14 @@ from alerts.scheduling import mark_due
 from alerts.services import ScoredWindow, apply_scores
 from alerts.services.lifecycle import assets_with_active_alert
 from alerts.services.overrides import threshold_overrides
-from detection.features import Windows
+from detection.features import Windows, roles_read
 from detection.pipeline import ModelCrash, Pipeline, PipelineError, ScoreOutputError
 from detection.runtime import ModelRuntimeError
 from models_registry import baseline, cache
 from models_registry.choices import ModelStatus
 from models_registry.models import IncidentKind, ModelVersion
 from models_registry.quarantine import quarantine
-from plant.models import Asset, AssetType, Reading, Sensor
+from plant.models import Asset, AssetType, Reading, Sensor, no_sensor_for
 from plant.series import read_readings
 
 logger = logging.getLogger(__name__)
@@ -154,12 +160,17 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
     lookback = max(float(settings.VIGIL_SCORING_LOOKBACK_S), window_s + step_s)
     limit = float(settings.VIGIL_SCORING_MAX_BACKLOG_S)
     gaps: list[tuple[_AssetData, ModelVersion, float, float]] = []
+    unservable = _missing_roles(versions, roles, data.values())
+    if unservable:
+        report.gaps += _record_missing_roles(unservable, data, lookback)
     for item in data.values():
         if item.end_s is None:
             continue
         oldest = item.end_s - max(limit, lookback)
         starts = []
         for version in versions:
+            if (item.asset.pk, version.pk) in unservable:
+                continue  # it cannot score this asset: no look-back for it, every run
             end = cursors.get((item.asset.pk, version.pk))
             if end is None:
                 starts.append(item.end_s - lookback)
@@ -168,6 +179,8 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
                 gaps.append((item, version, end, oldest))
                 end = cursors[(item.asset.pk, version.pk)] = oldest
             starts.append(end)
+        if not starts:
+            continue
         first_new = min(starts)
         if item.end_s - first_new > lookback:
             # A backlog: this run scores its oldest chunk only; the asset stays due for the rest.
@@ -246,6 +259,7 @@ def _prepare_windows(
             start_s={item.asset.pk: item.start_s for item in todo},
             end_s={item.asset.pk: item.end_s for item in todo},
             sample_period_s={item.asset.pk: item.periods for item in todo},
+            absent_roles={item.asset.pk: [role for role in roles if role not in item.keys] for item in todo},
         )
         for key, pipeline in steps.items()
     }
@@ -553,6 +567,65 @@ def _save_progress(rows: list[tuple[int, int, float]]) -> None:
         unique_fields=["asset", "model_version"],
         update_fields=["through"],
     )
+
+
+def _missing_roles(
+    versions: list[ModelVersion], roles: list[str], items: Iterable[_AssetData]
+) -> dict[tuple[int, int], list[str]]:
+    """(asset id, version id) -> the roles of the type the version reads that the asset has no sensor for
+    (pairs with none are absent). A role the type lacks is the version's defect, not the asset's: the
+    pipeline quarantines the version for it (INPUTS)."""
+    reads = {version.pk: set(roles_read(version.feature_spec)).intersection(roles) for version in versions}
+    out: dict[tuple[int, int], list[str]] = {}
+    for item in items:
+        for version in versions:
+            missing = sorted(reads[version.pk].difference(item.keys))
+            if missing:
+                out[(item.asset.pk, version.pk)] = missing
+    return out
+
+
+def _record_missing_roles(
+    unservable: dict[tuple[int, int], list[str]], data: dict[int, _AssetData], lookback: float
+) -> int:
+    """Record once per (asset, version) that the version does not score the asset for want of a sensor:
+    a ScoringGap (reason MISSING_ROLE) over the look-back it would have scored, and a log line. Pairs
+    already recorded, or whose asset has no reading yet, are left for later (one query per run)."""
+    done = set(
+        ScoringGap.objects.filter(
+            reason=GapReason.MISSING_ROLE,
+            asset_id__in={asset_id for asset_id, _ in unservable},
+            model_version_id__in={version_id for _, version_id in unservable},
+        ).values_list("asset_id", "model_version_id")
+    )
+    todo = [
+        (pair, missing)
+        for pair, missing in unservable.items()
+        if pair not in done and data[pair[0]].end_s is not None
+    ]
+    if not todo:
+        return 0
+    versions = {v.pk: v for v in ModelVersion.objects.filter(pk__in={pair[1] for pair, _ in todo})}
+    created = ScoringGap.objects.bulk_create(
+        [
+            ScoringGap(
+                asset_id=asset_id,
+                model_version_id=version_id,
+                start=_utc(data[asset_id].end_s - lookback),
+                end=_utc(data[asset_id].end_s),
+                reason=GapReason.MISSING_ROLE,
+            )
+            for (asset_id, version_id), _ in todo
+        ],
+        ignore_conflicts=True,
+    )
+    for (asset_id, version_id), missing in todo:
+        logger.warning(
+            "%s, which model %s reads: it does not score this asset (recorded as a scoring gap)",
+            no_sensor_for(data[asset_id].asset.tag, missing),
+            versions[version_id],
+        )
+    return len(created)
 
 
 def _record_gaps(gaps: list[tuple[_AssetData, ModelVersion, float, float]]) -> int:

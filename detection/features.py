@@ -23,6 +23,15 @@ Gaps and flagged readings (documented handling)
       report missing data instead of silently scoring less.
     * Empty input, a missing role, a range shorter than one window: a ``Windows`` with ``n = 0`` and the
       right shapes, never an exception.
+
+Roles an asset does not have (optional sensors)
+    ``absent_roles`` names the roles an asset has no sensor for (an optional role of its type). Their
+    columns are NaN, their coverage 0 and flags 0 in every window, their readings (if any are passed) are
+    ignored, and the keep rule above runs over the roles the asset has: a window complete for those is
+    kept. A model reads only windows whose features it uses are all finite, so a version trained on the
+    roles present scores such an asset, and one reading an absent role scores none of its windows (its
+    callers say why). An asset with every role absent has no window. With no absent role the output is
+    bit-identical to what it would be without the argument.
     * The sample period of a role is ``sample_period_s`` when given, else the median positive spacing of its
       timestamps, else 1 s (the default ``Sensor.sample_period_s``).
 
@@ -35,7 +44,7 @@ the scoring sweep); ``build_windows`` is its one-asset case, used by training, e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -93,6 +102,11 @@ def role_of(feature_name: str) -> str:
     return feature_name.rsplit(SEPARATOR, 1)[0]
 
 
+def roles_read(feature_names: list[str]) -> list[str]:
+    """The roles a model with these features reads, in the order they first appear (a version's role set)."""
+    return list(dict.fromkeys(role_of(name) for name in feature_names))
+
+
 def build_windows(
     series: Mapping[str, Series],
     roles: list[str],
@@ -103,12 +117,14 @@ def build_windows(
     end_s: float | None = None,
     min_coverage: float = 0.5,
     sample_period_s: float | Mapping[str, float] | None = None,
+    absent_roles: Collection[str] = (),
 ) -> Windows:
     """Turn per-role readings into feature windows (see the module docstring for every rule).
 
     ``series`` maps role -> (ts seconds float64, values float64, quality uint16); arrays of one role have the
-    same length. Unsorted timestamps are sorted. Raises ValueError only for invalid arguments (bad window
-    shape, mismatched array lengths), never for missing or sparse data.
+    same length. Unsorted timestamps are sorted. ``absent_roles``: roles the asset has no sensor for (see
+    the module docstring). Raises ValueError only for invalid arguments (bad window shape, mismatched array
+    lengths), never for missing or sparse data.
     """
     return build_windows_many(
         {0: series},
@@ -119,6 +135,7 @@ def build_windows(
         end_s={0: end_s},
         min_coverage=min_coverage,
         sample_period_s={0: sample_period_s},
+        absent_roles={0: absent_roles},
     )[0]
 
 
@@ -212,11 +229,13 @@ def build_windows_many(
     end_s: Mapping[K, float | None] | None = None,
     min_coverage: float = 0.5,
     sample_period_s: float | Mapping[K, float | Mapping[str, float] | None] | None = None,
+    absent_roles: Mapping[K, Collection[str]] | None = None,
 ) -> dict[K, Windows]:
     """``build_windows`` for many assets in one vectorised pass, bit-identical to calling it per asset.
 
     ``start_s``/``end_s`` map asset key -> bound (missing or None: from the data, as in build_windows);
-    ``sample_period_s`` is one number for every asset or maps asset key -> what build_windows accepts.
+    ``sample_period_s`` is one number for every asset or maps asset key -> what build_windows accepts;
+    ``absent_roles`` maps asset key -> the roles it has no sensor for (missing: none).
     NumPy's fixed cost per call, paid once per asset and role by build_windows, is paid once per batch here
     (the scoring sweep builds windows for hundreds of assets at a time). To stay bit-identical the sums keep
     build_windows' per-(asset, role, chunk) origins and prefix sums: chunks of equal length are stacked into
@@ -237,9 +256,19 @@ def build_windows_many(
 
     # Per asset (cheap Python): normalised series, window range and sample periods, as build_windows does.
     live: list[tuple[K, list[Series], list[float], int, int]] = []
+    absent_rows: list[list[bool]] = []
     for key in keys:
         series = series_by_asset[key]
-        data = [_normalise(role, series.get(role)) for role in roles]
+        absent = set(absent_roles.get(key, ())) if absent_roles is not None else set()
+        unknown = absent.difference(roles)
+        if unknown:
+            raise ValueError(
+                f"absent_roles of {key!r} names roles not among {list(roles)}: {sorted(unknown)}"
+            )
+        if len(absent) == n_roles:
+            out[key] = _empty(names, roles)
+            continue
+        data = [_normalise(role, None if role in absent else series.get(role)) for role in roles]
         firsts = [ts[0] for ts, _, _ in data if len(ts)]
         lasts = [ts[-1] for ts, _, _ in data if len(ts)]
         given_start = start_s.get(key) if start_s is not None else None
@@ -262,12 +291,14 @@ def build_windows_many(
         given = sample_period_s.get(key) if isinstance(sample_period_s, Mapping) else sample_period_s
         periods = [_period(role, ts, given) for role, (ts, _, _) in zip(roles, data)]
         live.append((key, data, periods, k0, k1))
+        absent_rows.append([role in absent for role in roles])
     if not live:
         return {key: out[key] for key in keys}
 
-    # Only windows where every role has a usable reading can be kept; the scoring look-back asks for hours of
-    # ends around a minute of data, so the others (dropped, all NaN) are never materialised per role. The
-    # candidate k range per asset is widened by two steps: exactness comes from the counts, not from it.
+    # Only windows where every role the asset has holds a usable reading can be kept; the scoring look-back
+    # asks for hours of ends around a minute of data, so the others (dropped, all NaN) are never materialised
+    # per role. The candidate k range per asset is widened by two steps: exactness comes from the counts.
+    absent_mask = np.array(absent_rows, dtype=bool).reshape(len(live), n_roles)
     per_role = []
     k_lo = np.array([k0 for *_, k0, _ in live], dtype=np.int64)
     k_hi = np.array([k1 for *_, k1 in live], dtype=np.int64)
@@ -281,8 +312,10 @@ def build_windows_many(
         has = useg[1:] > useg[:-1]
         first = np.where(has, uts[np.minimum(useg[:-1], len(uts) - 1)] if len(uts) else 0.0, 0.0)
         last = np.where(has, uts[np.maximum(useg[1:] - 1, 0)] if len(uts) else 0.0, 0.0)
+        # An absent role narrows nothing (its windows are NaN by design), a present one without data empties.
+        no_data = np.where(absent_mask[:, r], k_lo, k_hi + 1)
         with np.errstate(invalid="ignore", over="ignore"):
-            k_lo = np.where(has, np.maximum(k_lo, np.floor(first / step_s) - 2), k_hi + 1).astype(np.int64)
+            k_lo = np.where(has, np.maximum(k_lo, np.floor(first / step_s) - 2), no_data).astype(np.int64)
             k_hi = np.minimum(k_hi, np.where(has, np.ceil((last + window_s) / step_s) + 2, k_hi)).astype(
                 np.int64
             )
@@ -325,7 +358,7 @@ def build_windows_many(
         coverage[:, r] = np.minimum(count / np.maximum(window_s / period, 1.0), 1.0)
         stats[:, r * len(STATS) : (r + 1) * len(STATS)] = block
 
-    keep = np.all(counts > 0, axis=1) & np.all(coverage >= min_coverage, axis=1)
+    keep = np.all(((counts > 0) & (coverage >= min_coverage)) | absent_mask[owner], axis=1)
     X = stats.astype(np.float32)
     for i, (key, *_, k0, k1) in enumerate(live):
         rows = slice(int(c_off[i]), int(c_off[i + 1]))

@@ -34,7 +34,7 @@ Pure NumPy + onnxruntime: no Django (import-linter contract, ``make contracts``)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,8 +148,10 @@ class Pipeline:
         end_s: Mapping[Hashable, float | None] | None = None,
         sample_period_s: float | Mapping[Hashable, float | Mapping[str, float] | None] | None = None,
         min_coverage: float = 0.5,
+        absent_roles: Mapping[Hashable, Collection[str]] | None = None,
     ) -> dict[Hashable, Windows]:
-        """Each asset's feature windows over its own (start_s, end_s] of its (standardised) readings."""
+        """Each asset's feature windows over its own (start_s, end_s] of its (standardised) readings;
+        ``absent_roles``: per asset, the roles it has no sensor for (NaN columns, see detection.features)."""
         return build_windows_many(
             {key: self.standardise(series) for key, series in series_by_asset.items()},
             roles,
@@ -159,6 +161,7 @@ class Pipeline:
             end_s=end_s,
             sample_period_s=sample_period_s,
             min_coverage=min_coverage,
+            absent_roles=absent_roles,
         )
 
     def asset_windows(self, series: Mapping[str, Series], roles: list[str], **options: Any) -> Windows:

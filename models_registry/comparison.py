@@ -362,6 +362,8 @@ def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: d
         start_s={asset.pk: begin.timestamp() + 1e-6 for asset in todo},
         end_s={asset.pk: end.timestamp() for asset in todo},
         sample_period_s={asset.pk: periods[asset.pk] for asset in todo},
+        # As the scorer: an asset's windows are over the roles it has (optional sensors, NaN columns).
+        absent_roles={asset.pk: [role for role in roles if (asset.pk, role) not in taken] for asset in todo},
     )
     vectors = None
     if pipeline.baselined:

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from detection import runtime
+from detection import features, runtime
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes
 
@@ -228,9 +228,12 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
         pipeline = Pipeline.from_spec(spec["feature_names"], output_spec, roles)
     except PipelineError as exc:
         raise BundleError(f"spec.json: {exc}") from None
+    # Windows over the roles the model reads (in the type's order, as training built them): a model of an
+    # optional-sensor type may read fewer roles than the type has, and the asset may lack the others.
+    read = set(features.roles_read(spec["feature_names"]))
     windows = pipeline.windows(
         {0: series},
-        roles,
+        [role for role in roles if role in read] or roles,
         window_s=float(spec["window_s"]),
         step_s=float(spec["step_s"]),
         start_s={0: None},

@@ -54,6 +54,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from detection import features
 from detection.baseline import expects_baseline
 from detection.pipeline import Pipeline, PipelineError
 from detection import runtime
@@ -426,7 +427,9 @@ def retrain_from_feedback(
     # its false alarms were raised on only mean the same thing to both models after the same subtraction.
     baseline_info = None
     try:
-        data = load_training_windows(asset_type, start=since)
+        # The candidate reads the champion's roles, so both are judged on the same assets and features.
+        roles = features.roles_read(champion.feature_spec) if champion is not None else None
+        data = load_training_windows(asset_type, start=since, roles=roles)
         if champion is not None and expects_baseline(champion.output_spec):
             baseline_info = baseline_training_windows(data)
     except TrainingDataError as exc:

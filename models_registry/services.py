@@ -137,6 +137,8 @@ def training_provenance(
         "asset_type": asset_type.slug,
         "assets": data.assets,
         "roles": data.roles,
+        # Assets left out for want of a sensor of the role set (tag -> roles), said rather than skipped.
+        **({"excluded_assets": data.excluded} if data.excluded else {}),
         "window_s": asset_type.window_s,
         "step_s": asset_type.step_s,
         "seed": seed,
@@ -351,6 +353,7 @@ def train_and_register(
     baseline: str | None = None,
     asset_ids: Collection[int] | None = None,
     rul_unit_s: float = RUL_UNIT_S,
+    roles: Collection[str] | None = None,
 ) -> ModelVersion:
     """Train a model of `kind` on the readings and labels of all active assets of `asset_type` and
     register it as a candidate. The one entry point of `manage.py train_model` and `train_model_task`.
@@ -364,6 +367,11 @@ def train_and_register(
 
     asset_ids: only these assets of the type (default every active one), e.g. to hold a run out.
 
+    roles: the sensor roles the model reads (its feature_spec holds only their features). Default: the
+    roles every active asset with all its type's required roles has, so the model scores all of them.
+    Assets without a sensor for a role of the set are left out of training and named in the provenance
+    (``excluded_assets``); none left is a TrainingError naming each asset and its missing roles.
+
     baseline="per_asset": every asset's windows are fed minus its baseline (models_registry.baseline: its
     current one, else calibrated now from its first VIGIL_BASELINE_WINDOWS windows, as the scorer would),
     and the version's output_spec says so, so the scorer and explanations subtract the same vector. Assets
@@ -376,7 +384,7 @@ def train_and_register(
     if baseline not in (None, "", PER_ASSET):
         raise TrainingError(f"unknown baseline mode {baseline!r}; the only one is {PER_ASSET!r}")
     try:
-        data = load_training_windows(asset_type, start=start, end=end, asset_ids=asset_ids)
+        data = load_training_windows(asset_type, start=start, end=end, asset_ids=asset_ids, roles=roles)
     except TrainingDataError as exc:
         raise TrainingError(str(exc)) from None
     baseline_info = baseline_training_windows(data) if baseline else None

@@ -21,7 +21,7 @@ from detection.features import Windows
 from detection.pipeline import RAW_READINGS, Pipeline
 from models_registry.choices import WindowLabel
 from plant.choices import LabelKind
-from plant.models import Asset, AssetType, Label, Reading, Sensor
+from plant.models import Asset, AssetType, Label, Reading, Sensor, no_sensor_for
 from plant.series import load_series, role_sensors
 
 # Readings further apart than this (or than a window) start a new stretch: training windows are built per
@@ -64,6 +64,12 @@ class TrainingData:
     assets: list[str] = field(default_factory=list)
     label_rows: dict[str, int] = field(default_factory=dict)
     events: list[LabelEvent] = field(default_factory=list)
+    # Active assets left out because they have no sensor for a role of the set: tag -> missing roles.
+    excluded: dict[str, list[str]] = field(default_factory=dict)
+
+    def excluded_text(self) -> str:
+        """The excluded assets in words ("" when none), for the command's output and the provenance."""
+        return "; ".join(no_sensor_for(tag, missing) for tag, missing in self.excluded.items())
 
     def counts(self) -> dict[str, int]:
         return label_counts(self.labels)
@@ -165,33 +171,93 @@ def _stretch_windows(
     return np.concatenate(ends), np.concatenate(X)
 
 
+def training_role_set(
+    asset_type: AssetType, role_keys: dict[int, set[str]], tags: dict[int, str], roles: Collection[str] | None
+) -> tuple[list[str], dict[int, list[str]]]:
+    """The roles a model is trained on and the assets left out (asset id -> the roles of the set it has no
+    sensor for), given each candidate asset's sensor roles.
+
+    ``roles`` given: that set (in the type's order); every asset lacking one of them is left out. Default:
+    assets without a sensor for a required role are left out, and the set is the roles every remaining
+    asset has, i.e. what one model can score on all of them. TrainingDataError names the problem (an
+    unknown role, no asset left, no role shared)."""
+    type_roles = list(asset_type.roles.order_by("key").values_list("key", "required"))
+    if not type_roles:
+        raise TrainingDataError(f"asset type {asset_type.slug!r} has no sensor roles")
+    keys = [key for key, _ in type_roles]
+    if roles is not None:
+        unknown = sorted(set(roles) - set(keys))
+        if unknown or not roles:
+            raise TrainingDataError(
+                f"asset type {asset_type.slug!r} has no role {', '.join(unknown) or '(none given)'}; "
+                f"its roles are {', '.join(keys)}"
+            )
+        chosen = [key for key in keys if key in set(roles)]
+    else:
+        chosen = [key for key, required in type_roles if required]
+    excluded = {
+        pk: [key for key in chosen if key not in have]
+        for pk, have in role_keys.items()
+        if not have >= set(chosen)
+    }
+    kept = [pk for pk in role_keys if pk not in excluded]
+    if not kept:
+        raise TrainingDataError(
+            f"no active asset of type {asset_type.slug!r} has a sensor for every role of the set "
+            f"{', '.join(chosen)}: "
+            + "; ".join(no_sensor_for(tags[pk], missing) for pk, missing in excluded.items())
+        )
+    if roles is None:
+        chosen = [key for key in keys if all(key in role_keys[pk] for pk in kept)]
+        if not chosen:
+            raise TrainingDataError(
+                f"the active assets of type {asset_type.slug!r} share no sensor role; choose the roles "
+                "(train_model --roles) and the assets that have them are used"
+            )
+    return chosen, excluded
+
+
 def load_training_windows(
     asset_type: AssetType,
     *,
     start: datetime | None = None,
     end: datetime | None = None,
     asset_ids: Collection[int] | None = None,
+    roles: Collection[str] | None = None,
 ) -> TrainingData:
     """Windows and labels for every active asset of the type over [start, end] (default: all readings), built
     where the readings are (``_stretch_windows``); ``asset_ids`` narrows it to those assets (e.g. to hold a
-    run out of training)."""
+    run out of training). The features are those of the role set ``training_role_set`` picks (``roles``, by
+    default the roles every asset with its required ones has); assets without a sensor for one of them
+    are left out and listed in ``TrainingData.excluded``."""
 
-    roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
-    if not roles:
-        raise TrainingDataError(f"asset type {asset_type.slug!r} has no sensor roles")
     chosen = Asset.objects.filter(asset_type=asset_type, is_active=True)
     if asset_ids is not None:
         chosen = chosen.filter(pk__in=list(asset_ids))
     assets = list(chosen.order_by("pk"))
     if not assets:
+        if not asset_type.roles.exists():
+            raise TrainingDataError(f"asset type {asset_type.slug!r} has no sensor roles")
         raise TrainingDataError(f"asset type {asset_type.slug!r} has no active assets")
-    sensors_by_asset: dict[int, dict[int, str]] = {}
+    sensors_by_asset: dict[int, dict[int, str]] = {asset.pk: {} for asset in assets}
     for sensor_id, asset_id, role in (
         Sensor.objects.filter(asset__in=assets).order_by("pk").values_list("pk", "asset_id", "role__key")
     ):
-        roles_taken = sensors_by_asset.setdefault(asset_id, {})
+        roles_taken = sensors_by_asset[asset_id]
         if role not in roles_taken.values():  # one sensor per role; a spare sensor does not double a feature
             roles_taken[sensor_id] = role
+    roles, left_out = training_role_set(
+        asset_type,
+        {pk: set(mapping.values()) for pk, mapping in sensors_by_asset.items()},
+        {asset.pk: asset.tag for asset in assets},
+        roles,
+    )
+    excluded = {asset.tag: left_out[asset.pk] for asset in assets if asset.pk in left_out}
+    assets = [asset for asset in assets if asset.pk not in left_out]
+    sensors_by_asset = {
+        asset.pk: {sid: role for sid, role in sensors_by_asset[asset.pk].items() if role in roles}
+        for asset in assets
+    }
     all_sensors = [sensor_id for mapping in sensors_by_asset.values() for sensor_id in mapping]
     span = Reading.objects.filter(sensor_id__in=all_sensors)
     if start is not None:
@@ -216,9 +282,14 @@ def load_training_windows(
     ]
     names = features.feature_names(roles)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
+    silent: list[str] = []
     for asset in assets:
         series = load_series(sensors_by_asset.get(asset.pk, {}), start, end)
-        if not series:
+        quiet = [role for role in roles if role not in series]
+        if quiet:  # a sensor without a reading in the range: no window of this asset can be complete
+            silent.append(
+                f"{asset.tag} has no readings of role{'s' if len(quiet) > 1 else ''} {', '.join(quiet)}"
+            )
             continue
         ends, X = _stretch_windows(asset, series, roles, start.timestamp(), end.timestamp())
         if len(ends) == 0:
@@ -226,6 +297,11 @@ def load_training_windows(
         mine = np.full(len(ends), asset.pk, dtype=np.int64)
         parts.append((X, ends, label_windows(ends, mine, asset_type.window_s, events)[0], asset.pk))
     if not parts:
+        if silent:
+            raise TrainingDataError(
+                f"no asset of type {asset_type.slug!r} has readings of every role of the set "
+                f"{', '.join(roles)} in the range: {'; '.join(silent)}"
+            )
         raise TrainingDataError(
             f"the readings of type {asset_type.slug!r} span less than one {asset_type.window_s} s window"
         )
@@ -244,4 +320,5 @@ def load_training_windows(
             "normal": sum(1 for event in events if not event.positive),
         },
         events=events,
+        excluded=excluded,
     )

@@ -48,6 +48,7 @@ class SiteAdmin(SiteScopedAdmin):
 class SensorRoleInline(ScopedTabularInline):
     model = SensorRole
     extra = 1
+    fields = ["key", "label", "unit", "required"]
 
 
 @admin.register(AssetType)

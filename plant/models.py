@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 
 from django.conf import settings
 from django.db import models
@@ -63,12 +64,20 @@ class AssetType(models.Model):
 
 
 class SensorRole(models.Model):
-    """A named measurement an asset type has (vibration, current, ...); sensors fill these roles."""
+    """A named measurement an asset type has (vibration, current, ...); sensors fill these roles.
+
+    A required role is one every asset of the type must have: an asset without a sensor for it is left out
+    of training (and its page says so). An optional one (a second vibration axis some bearings lack) is used
+    where present; a model is trained for the role set of the assets it serves."""
 
     asset_type = models.ForeignKey(AssetType, on_delete=models.CASCADE, related_name="roles")
     key = models.SlugField(max_length=40)
     label = models.CharField(max_length=80)
     unit = models.CharField(max_length=20, blank=True)
+    required = models.BooleanField(
+        default=True,
+        help_text="Every asset of the type has a sensor for it (untick for a sensor only some assets have).",
+    )
 
     class Meta:
         ordering = ["asset_type", "key"]
@@ -76,6 +85,13 @@ class SensorRole(models.Model):
 
     def __str__(self) -> str:
         return f"{self.asset_type.slug}.{self.key}"
+
+
+def no_sensor_for(tag: str, roles: Collection[str]) -> str:
+    """The one wording of a missing role, in training, scoring and on the asset page: "P-7 has no sensor
+    for role vibration_y"."""
+    roles = sorted(roles)
+    return f"{tag} has no sensor for role{'s' if len(roles) > 1 else ''} {', '.join(roles)}"
 
 
 class Asset(models.Model):

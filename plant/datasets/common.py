@@ -36,7 +36,8 @@ HISTORY_MAX_AGE_S = math.inf
 class RoleSpec:
     """A sensor role of a dataset's asset type, with the unit and physically plausible range of its sensors.
 
-    ``column`` is the name of the column in the dataset file, when it differs from ``key``.
+    ``column`` is the name of the column in the dataset file, when it differs from ``key``; ``required``
+    False for a role only some units have (plant.SensorRole.required).
     """
 
     key: str
@@ -45,6 +46,7 @@ class RoleSpec:
     valid_min: float | None = None
     valid_max: float | None = None
     column: str = ""
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,9 @@ def ensure_asset_type(spec: AssetTypeSpec) -> AssetType:
     )
     for role in spec.roles:
         SensorRole.objects.update_or_create(
-            asset_type=asset_type, key=role.key, defaults={"label": role.label, "unit": role.unit}
+            asset_type=asset_type,
+            key=role.key,
+            defaults={"label": role.label, "unit": role.unit, "required": role.required},
         )
     return asset_type
 

@@ -79,7 +79,7 @@ BEARINGS = 4  # the rig holds four bearings on one shaft
 # beyond anything this rig's accelerometers read over a snapshot.
 ROLES = (
     RoleSpec("vibration", "Mean |acceleration|, x (or only) channel", "g", 0.0, 5.0),
-    RoleSpec("vibration_y", "Mean |acceleration|, y channel", "g", 0.0, 5.0),
+    RoleSpec("vibration_y", "Mean |acceleration|, y channel", "g", 0.0, 5.0, required=False),
 )
 BEARING = AssetTypeSpec(
     slug="ims-bearing",

@@ -186,3 +186,22 @@ def test_a_raw_id_field_refuses_another_sites_asset(console, other_asset):
     )
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert not Label.objects.filter(asset=other_asset).exists()
+
+
+def test_an_asset_types_sensor_roles_show_whether_each_is_required(console, asset):
+    role = asset.asset_type.roles.get(key="vibration")
+    role.required = False
+    role.save()
+
+    page = console.get(reverse("admin:plant_assettype_change", args=[asset.asset_type_id]))
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    index = list(asset.asset_type.roles.order_by("asset_type", "key")).index(role)
+    assert f'name="roles-{index}-required"' in html
+    boxes = {int(i): tag for tag, i in re.findall(r'(<input[^>]*name="roles-(\d+)-required"[^>]*>)', html)}
+    assert len(boxes) == asset.asset_type.roles.count() + 1  # the roles and one blank form
+    assert [" checked" in tag for i, tag in sorted(boxes.items())][: len(boxes) - 1] == [
+        r.required for r in asset.asset_type.roles.order_by("asset_type", "key")
+    ]
+    assert " checked" not in boxes[index]

@@ -1,4 +1,5 @@
-"""manage.py train_model --asset-type SLUG --kind anomaly|failure_classifier|rul [--start --end --name]"""
+"""manage.py train_model --asset-type SLUG --kind anomaly|failure_classifier|rul [--start --end --name
+--roles a,b]"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django.db import transaction
 from models_registry.management.commands._common import check_kind, get_asset_type, parse_moment
 from models_registry.services import TrainingError, train_and_register
 from models_registry.tasks import train_model_task
+from plant.models import no_sensor_for
 
 
 class Command(BaseCommand):
@@ -19,6 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("--start", help="ISO date/time of the first reading to use (default: all).")
         parser.add_argument("--end", help="ISO date/time of the last reading to use (default: all).")
         parser.add_argument("--name", help="Model name (default <asset type>-<kind>).")
+        parser.add_argument(
+            "--roles",
+            help="Comma-separated sensor roles the model reads (default: the roles every active asset with "
+            "its required roles has); assets without one of them are left out, and named.",
+        )
         parser.add_argument("--enqueue", action="store_true", help="Run as a Celery task instead of here.")
         parser.add_argument(
             "--per-asset-baseline",
@@ -32,8 +39,15 @@ class Command(BaseCommand):
         start = parse_moment(options["start"], "--start")
         end = parse_moment(options["end"], "--end")
         baseline = "per_asset" if options["per_asset_baseline"] else None
+        roles = None
+        if options["roles"] is not None:
+            roles = [role.strip() for role in options["roles"].split(",") if role.strip()]
+            if not roles:
+                raise CommandError("--roles needs at least one role key, e.g. --roles vibration,current")
         if options["enqueue"] and baseline:
             raise CommandError("--per-asset-baseline runs here only; drop --enqueue")
+        if options["enqueue"] and roles:
+            raise CommandError("--roles runs here only; drop --enqueue")
         if options["enqueue"]:
             kwargs = {
                 "start": start.isoformat() if start else None,
@@ -45,7 +59,7 @@ class Command(BaseCommand):
             return
         try:
             version = train_and_register(
-                asset_type, kind, start=start, end=end, name=options["name"], baseline=baseline
+                asset_type, kind, start=start, end=end, name=options["name"], baseline=baseline, roles=roles
             )
         except TrainingError as exc:
             raise CommandError(str(exc)) from None
@@ -55,3 +69,9 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"registered {version} (candidate) for {asset_type.slug} / {kind}; {metrics}")
         )
+        roles_read = ", ".join(version.provenance.get("roles", []))
+        self.stdout.write(f"roles read: {roles_read}")
+        for tag, missing in version.provenance.get("excluded_assets", {}).items():
+            self.stdout.write(
+                self.style.WARNING(f"left out: {no_sensor_for(tag, missing)}, which {version} reads")
+            )
