@@ -79,6 +79,7 @@ class Protocol:
     attribution_s: float
     holdout_fraction: float = 0.25
     params: Mapping[str, Any] = field(default_factory=dict)  # train_anomaly's, e.g. {"open_rule": "tail"}
+    features: tuple[str, ...] | None = None  # the model's input columns (default: every feature of the roles)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,10 @@ class RunOutcome:
     false_alarms: int
     normal_days: float
     thresholds: AssetThresholds
+    # The test period's scored windows (ends, scores) and the alerts over them, for point-wise metrics.
+    ends: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    episodes: list[Episode] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -166,23 +171,29 @@ def prepare(runs: Sequence[FleetRun], roles: list[str], protocol: Protocol) -> P
     return Prepared(list(runs), windows, calibration, names)
 
 
-def baselines(prepared: Prepared, normalisation: str) -> dict[str, Any] | None:
-    """Each run's per-asset step from its calibration rows: None (raw), mean vectors or Calibrations."""
+def baselines(
+    prepared: Prepared, normalisation: str, columns: np.ndarray | None = None
+) -> dict[str, Any] | None:
+    """Each run's per-asset step from its calibration rows (over ``columns``, default all): None (raw),
+    mean vectors or Calibrations."""
     if normalisation == NONE:
         return None
     out: dict[str, Any] = {}
     for run in prepared.runs:
         X = prepared.windows[run.key].X[prepared.calibration[run.key]]
+        X = X if columns is None else X[:, columns]
         out[run.key] = calibrate(X) if normalisation == PER_ASSET_ROBUST else mean_vector(X)[0]
     return out
 
 
 def evaluate(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[RunOutcome]:
     """One variant over the fleet: per-asset step, shared model, thresholds, alerts, counts per run."""
-    return [
-        count(a.run, a.ends, a.episodes, a.thresholds, protocol.attribution_s)
-        for a in alert_runs(prepared, protocol, variant)
-    ]
+    outcomes = []
+    for a in alert_runs(prepared, protocol, variant):
+        outcome = count(a.run, a.ends, a.episodes, a.thresholds, protocol.attribution_s)
+        outcome.ends, outcome.scores, outcome.episodes = a.ends, a.scores, list(a.episodes)
+        outcomes.append(outcome)
+    return outcomes
 
 
 @dataclass
@@ -200,9 +211,10 @@ class RunAlerts:
 def alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[RunAlerts]:
     """Steps 3-6 of the module docstring for one variant: each run's test-period scores and alerts (the
     counting of ``evaluate`` is one reading of them; IMS reads lead times and time in alert)."""
-    steps = baselines(prepared, variant.normalisation)
-    spec = {} if steps is None else {"baseline": variant.normalisation}
-    pipeline = Pipeline.from_spec(prepared.names, spec)
+    names = list(protocol.features) if protocol.features else prepared.names
+    spec = {} if variant.normalisation == NONE else {"baseline": variant.normalisation}
+    pipeline = Pipeline.from_spec(names, spec)
+    steps = baselines(prepared, variant.normalisation, pipeline.columns(prepared.names))
     model, holdout = train_shared(prepared, pipeline, steps, protocol)
     loaded = runtime.LoadedModel(
         version_id=0,
@@ -246,21 +258,42 @@ def train_shared(
     """The shared model over every run's calibration rows after the per-asset step; returns it with each
     run's hold-out window indexes (the last ``holdout_fraction`` of its calibration rows)."""
     columns = pipeline.columns(prepared.names)
-    fits, holds, holdout = [], [], {}
+    blocks, rows_of = [], {}
     for run in prepared.runs:
         rows = np.flatnonzero(prepared.calibration[run.key])
-        n_hold = max(1, int(round(len(rows) * protocol.holdout_fraction)))
-        X = Pipeline.inputs(
-            prepared.windows[run.key], rows, columns, None if steps is None else steps[run.key]
+        rows_of[run.key] = rows
+        blocks.append(
+            Pipeline.inputs(
+                prepared.windows[run.key], rows, columns, None if steps is None else steps[run.key]
+            )
         )
-        fits.append(X[: len(rows) - n_hold])
-        holds.append(X[len(rows) - n_hold :])
-        holdout[run.key] = rows[len(rows) - n_hold :]
+    model, n_holds = train_pooled(blocks, pipeline.feature_names, protocol.params, protocol.holdout_fraction)
+    holdout = {
+        run.key: rows_of[run.key][len(rows_of[run.key]) - n_hold :]
+        for run, n_hold in zip(prepared.runs, n_holds, strict=True)
+    }
+    return model, holdout
+
+
+def train_pooled(
+    blocks: Sequence[np.ndarray],
+    names: list[str],
+    params: Mapping[str, Any],
+    holdout_fraction: float,
+) -> tuple[TrainedModel, list[int]]:
+    """One model (``train_anomaly``) over several assets' calibration windows (``blocks``, time order each):
+    the last ``holdout_fraction`` of EVERY asset's windows is stacked last, so the trainer's hold-out (which
+    sets the version's thresholds) holds windows of every asset; returns the model and each block's
+    hold-out size."""
+    fits, holds, n_holds = [], [], []
+    for X in blocks:
+        n_hold = max(1, int(round(len(X) * holdout_fraction)))
+        fits.append(X[: len(X) - n_hold])
+        holds.append(X[len(X) - n_hold :])
+        n_holds.append(n_hold)
     X = np.vstack(fits + holds)
-    # train_anomaly holds out the last rows: make them the last part of every run's calibration period.
-    fraction = sum(len(h) for h in holds) / len(X)
-    params = {**protocol.params, "holdout_fraction": fraction}
-    return train_anomaly(X, prepared.names, params=params), holdout
+    fraction = sum(n_holds) / len(X)
+    return train_anomaly(X, names, params={**params, "holdout_fraction": fraction}), n_holds
 
 
 def count(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,3 +222,79 @@ def normalised(raw: float, null: float, perfect: float) -> float:
     if perfect == null:
         raise ValueError("perfect and null scores are equal: the corpus has no scorable window")
     return 100.0 * (raw - null) / (perfect - null)
+
+
+@dataclass
+class CorpusScore:
+    """A corpus scored the way NAB's runner pools it: raw and null are sums over every file — a file without
+    windows adds its false positives to raw and nothing to null — and perfect counts every window of every
+    file (NAB: the number of windows in the label file × A_tp)."""
+
+    files: dict[str, FileScore]
+    windows: int  # windows in the label file for these files (scorable or not)
+    raw: float
+    null: float
+    perfect: float
+
+    @property
+    def score(self) -> float | None:
+        """The normalised score; None when the corpus has no window (nothing to normalise against)."""
+        return None if self.perfect == self.null else normalised(self.raw, self.null, self.perfect)
+
+    @property
+    def false_positives(self) -> int:
+        return sum(len(f.fp_rows) for f in self.files.values())
+
+
+def score_corpus(
+    files: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence[tuple[float, float]]]],
+    profile: Profile,
+    *,
+    probation_percent: float = PROBATION_PERCENT,
+) -> CorpusScore:
+    """Score every file (name -> (row times, boolean detections, windows)) and pool them as NAB does."""
+    scored = {
+        name: score_file(ts, detected, windows, profile, probation_percent=probation_percent)
+        for name, (ts, detected, windows) in files.items()
+    }
+    n_windows = sum(len(windows) for _, _, windows in files.values())
+    return CorpusScore(
+        files=scored,
+        windows=n_windows,
+        raw=sum(f.raw for f in scored.values()),
+        null=sum(f.null for f in scored.values()),
+        perfect=perfect_score(n_windows, profile),
+    )
+
+
+def category_of(name: str) -> str:
+    """``"realKnownCause/x.csv"`` -> ``"realKnownCause"``."""
+    return name.split("/", 1)[0]
+
+
+def by_category(
+    corpus: CorpusScore, windows: Mapping[str, int], profile: Profile
+) -> dict[str, dict[str, float | int | None]]:
+    """Each category's own pooled raw / null / perfect / normalised score (None without windows) and false
+    positives; ``windows`` maps file name -> its number of windows in the label file."""
+    out: dict[str, dict[str, float | int | None]] = {}
+    for category in sorted({category_of(name) for name in corpus.files}):
+        mine = {n: f for n, f in corpus.files.items() if category_of(n) == category}
+        part = CorpusScore(
+            files=mine,
+            windows=sum(windows[n] for n in mine),
+            raw=sum(f.raw for f in mine.values()),
+            null=sum(f.null for f in mine.values()),
+            perfect=perfect_score(sum(windows[n] for n in mine), profile),
+        )
+        out[category] = {
+            "files": len(mine),
+            "windows": part.windows,
+            "raw": part.raw,
+            "null": part.null,
+            "perfect": part.perfect,
+            "score": part.score,
+            "false_positives": part.false_positives,
+            "windows_hit": sum(f.windows_hit for f in mine.values()),
+        }
+    return out

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.management.base import CommandError
 
-from models_registry.evaluation.pointwise import Counts, pooled
+import numpy as np
+
+from detection.baseline import PER_ASSET, PER_ASSET_ROBUST
+from detection.rules import active_mask
+from models_registry.evaluation import fleet
+from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows, pooled
 from models_registry.evaluation.report import Evaluation
 from models_registry.evaluation.skab_protocol import (
     CALIBRATION_POINTS,
@@ -25,13 +31,16 @@ from models_registry.evaluation.skab_protocol import (
     WINDOW_S,
     Config,
     RunResult,
+    FleetInput,
     detect,
     explain_alerts,
+    feature_set,
+    fleet_input,
     prepare,
     train,
 )
 from plant.datasets import DatasetMissing
-from plant.datasets.skab import ANOMALY_FREE, list_files
+from plant.datasets.skab import ANOMALY_FREE, list_files, subsets_of
 
 TARGETS = {"f1_min": 0.80, "far_pct_max": 15.0, "mar_pct_max": 25.0}
 # Upstream README "Proposed Leaderboard", outlier detection (test set), as quoted in DATASET_CARD.md.
@@ -54,15 +63,48 @@ GRID: tuple[Config, ...] = tuple(
     for variance in (0.95, 0.99)
     for clear in (6, 3)
 )
-DEFAULT_SELECTORS = ("valve1", "valve2")
+NO_FAULT = "none"
+
+
+@dataclass(frozen=True)
+class FleetSetting:
+    """One way of running SKAB's pooled fleet: detector, per-asset step, whose thresholds, feature set."""
+
+    detector: str
+    normalisation: str
+    asset_thresholds: bool
+    features: str = "all"
+
+    @property
+    def label(self) -> str:
+        whose = "per-asset" if self.asset_thresholds else "version"
+        return f"{self.detector}, {self.normalisation}, {whose} thresholds, {self.features} features"
+
+
+# Fixed before any fleet run was scored: today's product (PCA, mean baseline, version thresholds) and the
+# issue's structure (robust per-asset scale, per-asset thresholds) with each detector. The first is the
+# candidate default, chosen for generality (see _fleet_notes), never by its score here.
+FLEET_SETTINGS = (
+    FleetSetting("combined", PER_ASSET_ROBUST, True),
+    FleetSetting("pca", PER_ASSET_ROBUST, True),
+    FleetSetting("combined", PER_ASSET, False),
+    FleetSetting("pca", PER_ASSET, False),
+)
+# Leave-one-fault-type-out chooses among these (the settings above on each of the feature sets).
+LOFTO_GRID = tuple(
+    FleetSetting(s.detector, s.normalisation, s.asset_thresholds, features)
+    for s in FLEET_SETTINGS
+    for features in FEATURE_SETS
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--files",
         nargs="+",
-        default=list(DEFAULT_SELECTORS),
-        help="SKAB files or subsets to evaluate (default: valve1 valve2), e.g. valve1/3 valve2.",
+        default=None,
+        help="SKAB files or subsets to evaluate (default: every subset the data folder holds), e.g. "
+        "valve1/3 valve2 anomaly-free. Leave-one-run-out uses the labelled runs; the pooled fleet all.",
     )
     parser.add_argument("--data-dir", help="Folder holding skab/data (default: VIGIL_DATA_DIR).")
     parser.add_argument("--window", type=float, default=WINDOW_S, help="Feature window length, s (30).")
@@ -84,9 +126,8 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     window, step, calibration = options["window"], options["step"], options["calibration_points"]
     if not (window > 0 and step > 0 and calibration > 0):
         raise CommandError("--window, --step and --calibration-points must be positive")
-    files = [
-        f for f in list_files(options["files"], base=options.get("data_dir")) if f.subset != ANOMALY_FREE
-    ]
+    chosen_files = list_files(options.get("files"), base=options.get("data_dir"))
+    files = [f for f in chosen_files if f.subset != ANOMALY_FREE]
     if len(files) < 2:
         raise DatasetMissing(
             f"evaluate skab needs at least two labelled runs (leave-one-run-out), got {len(files)}"
@@ -131,25 +172,19 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
             scope,
         ),
     ]
-    rows += [
-        {
-            "detector": name,
-            "source": "published",
-            "f1": f1,
-            "far_pct": far,
-            "mar_pct": mar,
-            "evaluated": "SKAB",
-        }
-        for name, f1, far, mar in PUBLISHED
-    ]
+    fleet_part = pooled_fleet(chosen_files, calibration, window, step, progress)
+    rows += fleet_part["rows"]
+    rows += published_rows()
     summary = _summary(loro_counts, explained)
     summary["runs"] = len(runs)
+    summary["fleet"] = fleet_part["summary"]
+    summary["calibration_warnings"] = fleet_part["warnings"]
     summary["seconds"] = round(time.monotonic() - started, 1)
     return Evaluation(
         dataset="skab",
         rows=rows,
         summary=summary,
-        notes=_notes(window, step, calibration, summary),
+        notes=_notes(window, step, calibration, summary, files) + fleet_part["notes"],
         details={
             "grid": [c.label for c in GRID],
             "chosen_per_run": {r.file.ref: GRID[c].label for r, c in zip(runs, chosen, strict=True)},
@@ -159,6 +194,7 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
                 GRID[c].label: pooled(r.counts for r in res).as_dict() for c, res in enumerate(results)
             },
             "explanations": explained,
+            "fleet": fleet_part["details"],
         },
     )
 
@@ -220,7 +256,9 @@ def _run_detail(result: RunResult) -> dict[str, Any]:
     }
 
 
-def _notes(window: float, step: float, calibration: int, summary: dict[str, Any]) -> list[str]:
+def _notes(
+    window: float, step: float, calibration: int, summary: dict[str, Any], files: Sequence
+) -> list[str]:
     share = summary["physics_match_share"]
     share_text = "n/a" if share is None else f"{100 * share:.0f} %"
     return [
@@ -234,13 +272,256 @@ def _notes(window: float, step: float, calibration: int, summary: dict[str, Any]
         "scoring, training, explanations and edge bundles of a per-asset-baselined model subtract the same one.",
         "Metrics as SKAB's chp_score(metric='binary'): confusion counts pooled over runs, F1 = TP/(TP+(FP+FN)/2), "
         "FAR = FP/(FP+TN), MAR = FN/(FN+TP), on the points after the calibration period (the leaderboard "
-        "evaluates the test part). Published rows cover all 34 SKAB runs; these rows cover the valve runs here.",
+        "evaluates the test part). Published rows cover all 34 SKAB runs; the leave-one-run-out rows cover "
+        f"{_scope(files)} ({', '.join(subsets_of(files))}).",
         "Hyper-parameters: for each run, the grid entry (feature set × PCA variance × N) with the best pooled F1 "
         "on all other runs is applied (leave-one-run-out); no run's labels choose its own settings.",
         f"Explanations: {summary['alerts_additive']} of {summary['alerts']} alerts' opening-window explanations "
         f"pass the additivity check (max error {summary['additivity_max_error']:.2g}); the top role is flow or "
         f"pressure (the valve faults' physics) for {share_text} of the {summary['alerts_during_fault']} alerts "
         "opened during a labelled fault.",
-        "The anomaly-free file is not used: it runs at ~125 l/min against ~32 l/min in the valve runs, so "
-        "its variation drowns the ~1 l/min drop a closed valve causes.",
+        "Leave-one-run-out reads the labelled runs only; the anomaly-free run (another operating point, "
+        "~125 l/min against ~32) enters the pooled fleet below.",
     ]
+
+
+def published_rows() -> list[dict[str, Any]]:
+    return [
+        {
+            "detector": name,
+            "source": "published",
+            "f1": f1,
+            "far_pct": far,
+            "mar_pct": mar,
+            "evaluated": "SKAB",
+        }
+        for name, f1, far, mar in PUBLISHED
+    ]
+
+
+def fleet_protocol(setting: FleetSetting, window: float, step: float) -> fleet.Protocol:
+    """The fleet protocol of one setting: SKAB's windows, the product's M = 3 / N = 6 and PCA variance."""
+    return fleet.Protocol(
+        window_s=window,
+        step_s=step,
+        open_windows=3,
+        clear_windows=6,
+        attribution_s=0.0,
+        holdout_fraction=0.25,
+        params={"detector": setting.detector, "seed": 0},
+        features=tuple(feature_set(setting.features)),
+    )
+
+
+def fleet_counts(inputs: Sequence[FleetInput], outcomes: Sequence[fleet.RunOutcome]) -> list[Counts]:
+    """Point-wise counts of each run's test part (points after calibration) from its fleet alerts."""
+    counts = []
+    for item, outcome in zip(inputs, outcomes, strict=True):
+        active = active_mask(len(outcome.scores), outcome.episodes)
+        predicted = points_from_windows(item.ts, outcome.ends, active)
+        test = np.arange(len(item.ts)) >= item.calibration_points
+        counts.append(confusion(item.anomaly[test], predicted[test]))
+    return counts
+
+
+def fault_type(item: FleetInput) -> str:
+    return item.file.fault_type if item.anomaly.any() else NO_FAULT
+
+
+def run_fleet(
+    inputs: Sequence[FleetInput], setting: FleetSetting, window: float, step: float
+) -> tuple[list[fleet.RunOutcome], list[Counts]]:
+    """Every input as an asset of one asset type: one shared model, per-asset calibration and thresholds."""
+    protocol = fleet_protocol(setting, window, step)
+    roles = list(inputs[0].run.series)
+    prepared = fleet.prepare([i.run for i in inputs], roles, protocol)
+    outcomes = fleet.evaluate(
+        prepared, protocol, fleet.Variant(setting.normalisation, setting.asset_thresholds)
+    )
+    return outcomes, fleet_counts(inputs, outcomes)
+
+
+def pooled_fleet(
+    files: Sequence, calibration: int, window: float, step: float, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """The pooled-fleet rows, the leave-one-fault-type-out rows and the per-fault-type table."""
+    inputs = [fleet_input(f, calibration) for f in files]
+    warnings = [i.warning for i in inputs if i.warning]
+    for warning in warnings:
+        progress(f"WARNING {warning}")
+    scope = f"pooled fleet: {' + '.join(subsets_of(files))}, {len(inputs)} runs"
+    results: dict[FleetSetting, tuple[list[fleet.RunOutcome], list[Counts]]] = {}
+    for setting in LOFTO_GRID:
+        results[setting] = run_fleet(inputs, setting, window, step)
+        if setting in FLEET_SETTINGS:
+            progress(f"fleet {setting.label}: F1 {pooled(results[setting][1]).f1:.3f}")
+    labelled = [j for j, i in enumerate(inputs) if i.anomaly.any()]
+    rows = []
+    for k, s in enumerate(FLEET_SETTINGS):
+        name = f"Pooled fleet, {s.label}" + (" (candidate default)" if k == 0 else "")
+        rows.append(
+            _row(
+                name,
+                "this run",
+                pooled(results[s][1][j] for j in labelled),
+                f"{scope}; SKAB metric over the {len(labelled)} labelled runs",
+            )
+        )
+        rows.append(_row(name, "this run", pooled(results[s][1]), f"{scope}; every run's points"))
+    head = FLEET_SETTINGS[0]
+    outcomes, counts = results[head]
+    types = sorted({fault_type(i) for i in inputs})
+    for kind in types:
+        mine = [c for c, i in zip(counts, inputs, strict=True) if fault_type(i) == kind]
+        rows.append(
+            _row(
+                f"Pooled fleet, {head.label} — fault type {kind}",
+                "this run",
+                pooled(mine),
+                f"{len(mine)} runs",
+            )
+        )
+    faulty = [t for t in types if t != NO_FAULT]
+    lofto: dict[str, Any] = {}
+    if len(faulty) >= 2:
+        held_counts = []
+        for kind in faulty:
+            others = [j for j, i in enumerate(inputs) if fault_type(i) != kind]
+            best = max(
+                LOFTO_GRID, key=lambda s: (pooled(results[s][1][j] for j in others).f1, -LOFTO_GRID.index(s))
+            )
+            mine = [results[best][1][j] for j, i in enumerate(inputs) if fault_type(i) == kind]
+            held_counts += mine
+            lofto[kind] = {"chosen": best.label, **pooled(mine).as_dict()}
+            rows.append(
+                _row(
+                    f"Leave-one-fault-type-out: {kind} held out (settings: {best.label})",
+                    "this run",
+                    pooled(mine),
+                    f"{len(mine)} runs",
+                )
+            )
+        rows.append(
+            _row(
+                "Leave-one-fault-type-out, pooled over the held-out types",
+                "this run",
+                pooled(held_counts),
+                f"{len(held_counts)} runs",
+            )
+        )
+    silent = [o.key for o, i in zip(outcomes, inputs, strict=True) if i.anomaly.any() and not o.episodes]
+    total = pooled(counts[j] for j in labelled)
+    everything = pooled(counts)
+    unlabelled = [
+        {"run": i.file.ref, "alerts": len(o.episodes), "alert_share_pct": 100 * c.far}
+        for i, o, c in zip(inputs, outcomes, counts, strict=True)
+        if not i.anomaly.any()
+    ]
+    summary = {
+        "setting": head.label,
+        "metric_runs": "labelled runs (SKAB's metric reads files with labels)",
+        "all_points": everything.as_dict(),
+        "unlabelled_runs": unlabelled,
+        **total.as_dict(),
+        "f1_met": total.f1 >= TARGETS["f1_min"],
+        "far_met": 100 * total.far <= TARGETS["far_pct_max"],
+        "mar_met": 100 * total.mar <= TARGETS["mar_pct_max"],
+        "faulty_runs_without_alert": silent,
+        "own_thresholds": sum(o.thresholds.source == "asset" for o in outcomes),
+        "leave_one_fault_type_out": lofto,
+    }
+    details = {
+        "settings": {
+            s.label: {
+                **pooled(results[s][1]).as_dict(),
+                "per_run": [
+                    {
+                        "run": i.file.ref,
+                        "fault_type": fault_type(i),
+                        "alerts": len(o.episodes),
+                        "thresholds": o.thresholds.to_json(),
+                        **c.as_dict(),
+                    }
+                    for i, o, c in zip(inputs, *results[s], strict=True)
+                ],
+            }
+            for s in LOFTO_GRID
+        },
+    }
+    summary["labelled_f1_by_setting"] = {
+        s.label: round(pooled(results[s][1][j] for j in labelled).f1, 3) for s in FLEET_SETTINGS
+    }
+    notes = _fleet_notes(summary, inputs, calibration, warnings, faulty)
+    return {"rows": rows, "summary": summary, "details": details, "notes": notes, "warnings": warnings}
+
+
+def _fleet_notes(
+    summary: dict[str, Any],
+    inputs: Sequence[FleetInput],
+    calibration: int,
+    warnings: list[str],
+    faulty: list[str],
+) -> list[str]:
+    notes = [
+        f"Pooled fleet (models_registry.evaluation.fleet): every run of {', '.join(subsets_of([i.file for i in inputs]))} "
+        f"is an asset of one asset type; one shared model over every run's calibration windows (the first "
+        f"{calibration} points, SKAB's protocol, minus quality-flagged windows); per-asset step and thresholds "
+        "per setting; alerts over the points after calibration; point-wise counts pooled over all runs, the "
+        "anomaly-free run's points count as normal. M = 3, N = 6, PCA variance 0.95 and all features are the "
+        "product's defaults, not chosen here.",
+        f"Candidate default ({summary['setting']}): F1 {summary['f1']:.3f}, FAR {summary['far_pct']:.1f} %, "
+        f"MAR {summary['mar_pct']:.1f} % over the labelled runs (F1 {summary['all_points']['f1']:.3f}, FAR "
+        f"{summary['all_points']['far_pct']:.1f} % with every run's points); fault-free runs in alert: "
+        + (
+            ", ".join(
+                f"{u['run']} {u['alert_share_pct']:.0f} % of its test points ({u['alerts']} alerts)"
+                for u in summary["unlabelled_runs"]
+            )
+            or "none"
+        )
+        + "; labelled runs without any alert: "
+        f"{', '.join(summary['faulty_runs_without_alert']) or 'none'}; runs alerting on their own thresholds: "
+        f"{summary['own_thresholds']} of {len(inputs)} (a {calibration}-point calibration leaves too few hold-out "
+        "windows for the per-asset rule, detection.thresholds.MIN_TAIL_WINDOWS, so each run falls back to the "
+        "version's thresholds, which the robust per-asset scale already makes comparable).",
+        "Why the candidate default is the combined detector with robust per-asset scale and per-asset "
+        "thresholds (reasoning, not this table): a plant's assets of one type differ in size and noise, which "
+        "only a per-asset scale absorbs (simulator fleet); the combined detector alerts when either PCA's "
+        "relation check or a single sensor's robust z would, so it covers single-signal assets and sensor-level "
+        "changes that PCA's subspace absorbs. Its score on these runs did not choose it.",
+        "What the runs then showed (evidence, not a selection): F1 over the labelled runs by setting: "
+        + "; ".join(f"{k} {v:.3f}" for k, v in summary["labelled_f1_by_setting"].items())
+        + ". The detector hardly matters; the robust per-asset scale hurts here because a "
+        f"{calibration}-point calibration (~{calibration / 60:.0f} min, a dozen independent 30 s windows) "
+        "cannot see the slow drift of levels (motor and fluid temperature, flow) that every run shows later, "
+        "so the robust z of a level grows with time and the runs that drift most in their hold-out set the "
+        "version's thresholds for all; SKAB's mean-only baseline leaves the scale to the shared model, fitted "
+        "on every run's variation. Decision: the product's default detector stays PCA in this change (the "
+        "rule allows a change only when every evaluation keeps its targets, and the pooled-fleet and NAB "
+        "targets are missed by every setting); recommended for new versions: the combined detector (a superset "
+        "of PCA's alarms; pooled fleet above; leave-one-run-out with detector=combined gave 0.834 against PCA's "
+        "0.833; on NAB and the simulator fleet its effect is mixed, see `evaluate nab --detector combined`) and "
+        "the robust per-asset scale only with a calibration long enough to hold the asset's slow variation "
+        "(hours, not minutes), "
+        "with per-asset thresholds once the hold-out has detection.thresholds' minimum of windows.",
+    ]
+    if faulty and len(faulty) >= 2:
+        notes.append(
+            "Leave-one-fault-type-out: for each fault type, the setting (of "
+            f"{len(LOFTO_GRID)}: the four above × feature sets {', '.join(FEATURE_SETS)}) with the best pooled F1 "
+            "on the runs of the OTHER types (and the fault-free runs) is applied to the held-out type's runs; "
+            "models are trained on calibration windows only, so no label of the held-out type is read."
+        )
+    else:
+        notes.append(
+            f"Leave-one-fault-type-out needs at least two fault types; the selection holds {len(faulty)}."
+        )
+    notes.append(
+        "Calibration-overlap check: "
+        + (
+            "; ".join(warnings)
+            if warnings
+            else f"no run's labelled fault starts inside its first {calibration} points."
+        )
+    )
+    return notes

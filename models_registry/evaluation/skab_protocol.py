@@ -39,13 +39,14 @@ from django.conf import settings
 from detection import baseline as asset_baseline
 from detection import runtime
 from detection.explain import explain, top_role
-from detection.features import Windows, feature_names, role_of
+from detection.features import Series, Windows, feature_names, role_of
 from detection.pipeline import RAW_READINGS, Pipeline
 from detection.rules import Episode, active_mask, alert_episodes
+from models_registry.evaluation.fleet import Event, FleetRun, train_pooled
 from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows
-from models_registry.training import TrainedModel, train_anomaly
+from models_registry.training import TrainedModel
 from plant.datasets import DatasetFormatError
-from plant.datasets.skab import ROLES, SkabFile, read_run
+from plant.datasets.skab import ROLES, SkabFile, SkabRun, label_segments, read_run
 from plant.quality import flag_series
 
 CALIBRATION_POINTS = 400  # SKAB's notebooks fit every method on df[:400] of each file
@@ -86,10 +87,12 @@ class Config:
     variance: float = 0.95
     open_windows: int = 3
     clear_windows: int = 6
+    detector: str = "pca"
 
     @property
     def label(self) -> str:
-        return f"{self.features}, variance {self.variance:g}, M={self.open_windows}, N={self.clear_windows}"
+        text = f"{self.features}, variance {self.variance:g}, M={self.open_windows}, N={self.clear_windows}"
+        return text if self.detector == "pca" else f"{self.detector}, {text}"
 
 
 @dataclass
@@ -127,20 +130,9 @@ class Detector:
     loaded: runtime.LoadedModel | None = field(repr=False, default=None)
 
 
-def prepare(
-    file: SkabFile,
-    *,
-    window_s: float = WINDOW_S,
-    step_s: float = STEP_S,
-    calibration_points: int = CALIBRATION_POINTS,
-) -> PreparedRun:
-    run = read_run(file.path)
-    if run.anomaly is None:
-        raise DatasetFormatError(f"{file.path}: no anomaly column; only labelled runs can be evaluated")
-    if len(run) <= calibration_points:
-        raise DatasetFormatError(
-            f"{file.path}: {len(run)} rows, not more than the {calibration_points}-point calibration period"
-        )
+def flagged_series(run: SkabRun) -> dict[str, Series]:
+    """Each role's (ts, values, quality) with the ingest's quality flags (the sensor's valid range and the
+    settings' spike / stuck / gap rules)."""
     series = {}
     for role in ROLES:
         values = run.values[role.key]
@@ -156,6 +148,79 @@ def prepare(
             gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
         )
         series[role.key] = (run.ts, values, quality)
+    return series
+
+
+def calibration_overlap(file: SkabFile, run: SkabRun, calibration_points: int) -> str | None:
+    """A warning when the run's labelled fault starts inside its calibration period (the first
+    ``calibration_points`` points), else None: its calibration then holds fault windows."""
+    if run.anomaly is None:
+        return None
+    inside = np.flatnonzero(np.asarray(run.anomaly[:calibration_points]).astype(bool))
+    if not len(inside):
+        return None
+    return (
+        f"{file.ref}: the labelled fault starts at point {int(inside[0])}, inside the "
+        f"{calibration_points}-point calibration period; its calibration holds fault windows"
+    )
+
+
+@dataclass
+class FleetInput:
+    """One SKAB file as an asset of the pooled fleet: the fleet protocol's run, its points and labels."""
+
+    file: SkabFile
+    run: FleetRun
+    ts: np.ndarray
+    anomaly: np.ndarray  # bool per point (all False for an unlabelled run)
+    calibration_points: int
+    warning: str | None
+
+
+def fleet_input(file: SkabFile, calibration_points: int = CALIBRATION_POINTS) -> FleetInput:
+    """The file as a fleet asset: calibration = its first ``calibration_points`` points, test = the rest,
+    events = its labelled fault segments (none for the anomaly-free file)."""
+    run = read_run(file.path)
+    if len(run) <= calibration_points:
+        raise DatasetFormatError(
+            f"{file.path}: {len(run)} rows, not more than the {calibration_points}-point calibration period"
+        )
+    anomaly = np.zeros(len(run), dtype=bool) if run.anomaly is None else run.anomaly.astype(bool)
+    events = tuple(
+        Event(file.fault_type, start, end)
+        for start, end, label in label_segments(run.ts, run.anomaly)
+        if label
+    )
+    ts = run.ts
+    fleet = FleetRun(
+        key=file.ref,
+        group=file.subset,
+        series=flagged_series(run),
+        calibration=(float(ts[0]), float(ts[calibration_points - 1])),
+        test=(float(ts[calibration_points]), float(ts[-1])),
+        events=events,
+        sample_period_s=1.0,
+    )
+    return FleetInput(
+        file, fleet, ts, anomaly, calibration_points, calibration_overlap(file, run, calibration_points)
+    )
+
+
+def prepare(
+    file: SkabFile,
+    *,
+    window_s: float = WINDOW_S,
+    step_s: float = STEP_S,
+    calibration_points: int = CALIBRATION_POINTS,
+) -> PreparedRun:
+    run = read_run(file.path)
+    if run.anomaly is None:
+        raise DatasetFormatError(f"{file.path}: no anomaly column; only labelled runs can be evaluated")
+    if len(run) <= calibration_points:
+        raise DatasetFormatError(
+            f"{file.path}: {len(run)} rows, not more than the {calibration_points}-point calibration period"
+        )
+    series = flagged_series(run)
     windows = RAW_READINGS.asset_windows(
         series, [role.key for role in ROLES], window_s=window_s, step_s=step_s, sample_period_s=1.0
     )
@@ -186,17 +251,12 @@ def train(runs: Sequence[PreparedRun], config: Config) -> Detector:
     names = feature_names([role.key for role in ROLES])
     wanted = feature_set(config.features)
     columns = np.array([names.index(n) for n in wanted], dtype=np.intp)
-    fits, holds = [], []
-    for run in runs:
-        Z = run.Z[run.calibration][:, columns]
-        cut = len(Z) - max(1, int(round(len(Z) * HOLDOUT_FRACTION)))
-        fits.append(Z[:cut])
-        holds.append(Z[cut:])
-    X = np.vstack(fits + holds)
-    # train_anomaly holds out the last rows: make them the last quarter of every run's calibration period.
-    fraction = sum(len(h) for h in holds) / len(X)
-    model = train_anomaly(
-        X, wanted, params={"variance": config.variance, "holdout_fraction": fraction, "seed": 0}
+    blocks = [run.Z[run.calibration][:, columns] for run in runs]
+    model, _ = train_pooled(
+        blocks,
+        wanted,
+        {"variance": config.variance, "seed": 0, "detector": config.detector},
+        HOLDOUT_FRACTION,
     )
     return Detector(
         config, model, columns, runtime.LoadedModel.unregistered(model.onnx_bytes, wanted, model.output_spec)

@@ -52,7 +52,7 @@ __all__ = ["DatasetMissing", "LoadResult", "load_skab", "list_files", "read_run"
 
 SITE = ("skab", "SKAB testbed (Skoltech)")
 ANOMALY_FREE = "anomaly-free"
-SUBSETS = (ANOMALY_FREE, "valve1", "valve2", "other")
+SUBSETS = (ANOMALY_FREE, "valve1", "valve2", "other")  # SKAB v0.9's folders (ordering; any folder is read)
 WINDOW_S, STEP_S = 30, 5  # as the SKAB evaluation (models_registry.evaluation.skab_protocol)
 
 # Units from the card; ranges are physical limits of the testbed with margin, not the observed range.
@@ -108,10 +108,13 @@ class SkabFile:
     def fault_type(self) -> str:
         if self.subset in SUBSET_FAULTS:
             return SUBSET_FAULTS[self.subset]
-        for (low, high), fault in OTHER_FAULTS:
-            if self.number is not None and low <= self.number <= high:
-                return fault
-        return "anomaly"
+        if self.subset == "other":
+            for (low, high), fault in OTHER_FAULTS:
+                if self.number is not None and low <= self.number <= high:
+                    return fault
+            return "anomaly"
+        # A folder SKAB v0.9 does not have: its name is the best statement of the fault its runs share.
+        return self.subset
 
 
 @dataclass
@@ -145,16 +148,16 @@ def list_files(selectors: Iterable[str] | None = None, *, base: Path | str | Non
     """
     root = data_dir(base)
     found: list[SkabFile] = []
-    for subset in SUBSETS:
-        folder = root / subset
-        if not folder.is_dir():
-            continue
+    # Every sub-folder with CSV files is a subset (a copy may hold fewer or more than SKAB v0.9's four):
+    # a folder of numbered files is a subset of experiments, the anomaly-free folder one normal run.
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        subset = folder.name
         for path in folder.glob("*.csv"):
             if subset == ANOMALY_FREE:
                 found.append(SkabFile(subset, None, path))
             elif path.stem.isdigit():
                 found.append(SkabFile(subset, int(path.stem), path))
-    found.sort(key=lambda f: (SUBSETS.index(f.subset), -1 if f.number is None else f.number))
+    found.sort(key=lambda f: (_subset_order(f.subset), -1 if f.number is None else f.number))
     if selectors is None:
         return found
     chosen: list[SkabFile] = []
@@ -169,10 +172,20 @@ def list_files(selectors: Iterable[str] | None = None, *, base: Path | str | Non
     return chosen
 
 
+def _subset_order(subset: str) -> tuple[int, str]:
+    # SKAB's own subsets in their usual order, then any other folder by name.
+    return (SUBSETS.index(subset), "") if subset in SUBSETS else (len(SUBSETS), subset)
+
+
+def subsets_of(files: Sequence[SkabFile]) -> list[str]:
+    """The subsets the files come from, in list_files' order."""
+    return sorted({f.subset for f in files}, key=_subset_order)
+
+
 def valid_subsets(files: Sequence[SkabFile]) -> str:
     """E.g. "anomaly-free, valve1 (valve1/0..15), valve2 (valve2/0..3)"."""
     parts = []
-    for subset in SUBSETS:
+    for subset in subsets_of(files):
         numbers = [f.number for f in files if f.subset == subset]
         if not numbers:
             continue

@@ -1,0 +1,129 @@
+"""SKAB's pooled-fleet and leave-one-fault-type-out modes, subset discovery and the calibration-overlap
+warning. Discovery and the warning use small CSV files in a temporary data folder; the fleet modes read the
+real SKAB files under VIGIL_DATA_DIR and fail (never skip) when they are missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+
+from models_registry.evaluation import fleet
+from models_registry.evaluation.skab import LOFTO_GRID, FleetSetting, pooled_fleet, run_fleet
+from models_registry.evaluation.skab_protocol import calibration_overlap, fleet_input
+from plant.datasets.skab import list_files, read_run, valid_subsets
+
+HEADER = (
+    "datetime;Accelerometer1RMS;Accelerometer2RMS;Current;Pressure;Temperature;Thermocouple;Voltage;"
+    "Volume Flow RateRMS"
+)
+
+
+def _write_run(path: Path, n: int, fault_from: int | None, *, labelled: bool = True) -> None:
+    rng = np.random.default_rng(len(str(path)))
+    lines = [HEADER + (";anomaly;changepoint" if labelled else "")]
+    for i in range(n):
+        stamp = f"2020-03-09 10:{14 + i // 60:02d}:{i % 60:02d}"
+        flow = 32.0 - (1.5 if fault_from is not None and i >= fault_from else 0.0) + rng.normal(0, 0.1)
+        values = [0.026, 0.040, 1.33, 0.1, 79.3, 26.0, 233.0, flow]
+        row = ";".join([stamp, *(f"{v + rng.normal(0, 1e-3):.6f}" for v in values)])
+        if labelled:
+            anomalous = fault_from is not None and i >= fault_from
+            row += f";{1.0 if anomalous else 0.0};0.0"
+        lines.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture()
+def data_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "skab" / "data"
+    _write_run(root / "valve1" / "0.csv", 900, 600)
+    _write_run(root / "pump_wear" / "3.csv", 900, 300)  # a folder SKAB v0.9 does not have
+    _write_run(root / "anomaly-free" / "anomaly-free.csv", 900, None, labelled=False)
+    (root / "notes").mkdir()  # a folder without CSV files is no subset
+    return tmp_path
+
+
+def test_every_subset_folder_the_data_folder_holds_is_discovered(data_folder):
+    files = list_files(base=data_folder)
+    assert [f.ref for f in files] == ["anomaly-free", "valve1/0", "pump_wear/3"]
+    assert files[2].fault_type == "pump_wear"
+    assert "pump_wear (pump_wear/3..3)" in valid_subsets(files)
+    assert [f.ref for f in list_files(["pump_wear"], base=data_folder)] == ["pump_wear/3"]
+
+
+def test_a_fault_starting_inside_the_calibration_period_is_warned_about(data_folder):
+    late, early = list_files(["valve1/0", "pump_wear/3"], base=data_folder)
+    assert calibration_overlap(late, read_run(late.path), 400) is None
+    warning = calibration_overlap(early, read_run(early.path), 400)
+    assert warning == (
+        "pump_wear/3: the labelled fault starts at point 300, inside the 400-point calibration period; "
+        "its calibration holds fault windows"
+    )
+    assert fleet_input(early, 400).warning == warning
+    assert fleet_input(late, 400).warning is None
+
+
+def test_the_pooled_fleet_reports_the_warning_and_a_row_per_fault_type(data_folder):
+    messages: list[str] = []
+    part = pooled_fleet(list_files(base=data_folder), 400, 30.0, 5.0, messages.append)
+    assert part["warnings"] and part["warnings"][0].startswith("pump_wear/3:")
+    assert any(m.startswith("WARNING pump_wear/3") for m in messages)
+    assert "pump_wear/3: the labelled fault starts at point 300" in part["notes"][-1]
+    kinds = [
+        r["detector"].rsplit("fault type ", 1)[1] for r in part["rows"] if "— fault type" in r["detector"]
+    ]
+    assert kinds == ["none", "pump_wear", "valve_closed_inlet"]
+    held_out = [r for r in part["rows"] if r["detector"].startswith("Leave-one-fault-type-out:")]
+    assert [r["detector"].split(" held out")[0].rsplit(": ", 1)[1] for r in held_out] == [
+        "pump_wear",
+        "valve_closed_inlet",
+    ]
+
+
+def _real(*refs: str):
+    data = Path(settings.VIGIL_DATA_DIR) / "skab" / "data"
+    assert data.is_dir(), f"SKAB data missing at {data}: set VIGIL_DATA_DIR (this test must not skip)"
+    return [fleet_input(f) for f in list_files(list(refs))]
+
+
+def test_the_pooled_fleet_scores_every_run_as_an_asset_with_its_own_calibration():
+    inputs = _real("valve1/1", "valve2/1", "anomaly-free")
+    setting = FleetSetting("pca", "per_asset_robust", True)
+    outcomes, counts = run_fleet(inputs, setting, 30.0, 5.0)
+    assert [o.key for o in outcomes] == ["valve1/1", "valve2/1", "anomaly-free"]
+    for item, outcome, c in zip(inputs, outcomes, counts, strict=True):
+        # Point-wise counts cover exactly the points after the 400-point calibration.
+        assert c.tp + c.fp + c.fn + c.tn == len(item.ts) - 400
+        assert len(outcome.scores) == len(outcome.ends) > 0
+        assert outcome.ends.min() - 30.0 >= item.ts[400] - 1e-6
+    assert counts[0].tp > 0 and counts[1].tp > 0  # each valve fault is alerted in the pooled fleet
+
+
+def test_leave_one_fault_type_out_chooses_each_types_settings_on_the_other_types_only(monkeypatch):
+    inputs = _real("valve1/1", "valve2/1")
+    seen: list[tuple[str, ...]] = []
+    real_pooled = fleet.evaluate
+
+    def spy(prepared, protocol, variant):
+        seen.append(tuple(run.key for run in prepared.runs))
+        return real_pooled(prepared, protocol, variant)
+
+    monkeypatch.setattr(fleet, "evaluate", spy)
+    monkeypatch.setattr(
+        "models_registry.evaluation.skab.fleet_input", lambda f, c: inputs[[i.file for i in inputs].index(f)]
+    )
+    part = pooled_fleet([i.file for i in inputs], 400, 30.0, 5.0, lambda _: None)
+    assert len(seen) == len(LOFTO_GRID)  # one unlabelled model fit per setting, labels read only to choose
+    lofto = part["summary"]["leave_one_fault_type_out"]
+    assert set(lofto) == {"valve_closed_inlet", "valve_closed_outlet"}
+    details = part["details"]["settings"]
+    for kind, other in (("valve_closed_inlet", "valve2/1"), ("valve_closed_outlet", "valve1/1")):
+        # The chosen setting is the best on the other type's run (ties to the earlier grid entry).
+        f1 = {label: next(r["f1"] for r in d["per_run"] if r["run"] == other) for label, d in details.items()}
+        best = max(f1.values())
+        first_best = next(s.label for s in LOFTO_GRID if f1[s.label] == best)
+        assert lofto[kind]["chosen"] == first_best
