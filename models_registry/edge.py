@@ -31,6 +31,7 @@ from typing import IO, Any
 import numpy as np
 
 from detection import runtime
+from detection.baseline import BaselineError, Calibration
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes
 
@@ -245,7 +246,16 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
     if len(windows) == 0:
         raise EdgeError(f"the input spans less than one {spec['window_s']} s window")
     vector = None
-    if pipeline.baselined:
+    if pipeline.robust:
+        try:
+            vector = Calibration.from_json(spec.get("baseline") or {})
+        except (BaselineError, AttributeError) as exc:
+            raise BundleError(
+                f"the model scores against the asset's robust calibration, but spec.json has none: {exc}"
+            ) from None
+        if len(vector.location) != len(spec["feature_names"]):
+            raise BundleError("spec.json's calibration does not cover the model's features")
+    elif pipeline.baselined:
         vector = spec.get("baseline")
         if not isinstance(vector, list) or len(vector) != len(windows.names):
             raise BundleError("the model scores against a per-asset baseline, but spec.json has none for it")

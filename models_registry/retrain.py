@@ -54,7 +54,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from detection.baseline import expects_baseline
+from detection.baseline import baseline_mode
 from detection.pipeline import Pipeline, PipelineError
 from detection import runtime
 from models_registry import cache, training
@@ -427,8 +427,9 @@ def retrain_from_feedback(
     baseline_info = None
     try:
         data = load_training_windows(asset_type, start=since)
-        if champion is not None and expects_baseline(champion.output_spec):
-            baseline_info = baseline_training_windows(data)
+        mode = baseline_mode(champion.output_spec) if champion is not None else None
+        if mode is not None:  # the champion's mode: a mean vector or a robust calibration per asset
+            baseline_info = baseline_training_windows(data, mode)
     except TrainingDataError as exc:
         raise RetrainError(str(exc)) from None
     complete = np.isfinite(data.X).all(axis=1)
