@@ -95,10 +95,27 @@ class BaselineStatus:
     version: ModelVersion
     baseline: AssetBaseline | None
     thresholds: AssetThreshold | None = None
+    override: tuple[float, float] | None = None  # a noise-control override (alerts' rows), given by the page
 
     @property
     def calibrating(self) -> bool:
         return self.baseline is None
+
+    @property
+    def open_threshold(self) -> float:
+        """The open threshold in force: the override, else the asset's calibrated one, else the version's."""
+        return self._in_force()[0]
+
+    @property
+    def clear_threshold(self) -> float:
+        return self._in_force()[1]
+
+    def _in_force(self) -> tuple[float, float]:
+        if self.override is not None:
+            return self.override
+        if self.thresholds is not None:
+            return self.thresholds.open_threshold, self.thresholds.clear_threshold
+        return self.version.open_threshold, self.version.clear_threshold
 
     @property
     def robust(self) -> bool:
@@ -313,6 +330,9 @@ def auto_calibrate(
     begin = max(firsts)
     span = window_s + step_s * (n - 1)
     stop = begin + timedelta(seconds=2 * span)  # room for windows lost to gaps
+    # and for the windows of faults labelled there, which never calibrate
+    for label in fault_labels_in(asset, begin, stop):
+        stop += min(label.end, stop) - max(label.start, begin) + timedelta(seconds=window_s)
     if until_s is not None:
         if until_s < begin.timestamp() + span:
             return None  # cannot hold n windows yet: no need to read anything

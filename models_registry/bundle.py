@@ -26,6 +26,14 @@ def provide_threshold_overrides(source: ThresholdOverrides | None) -> None:
     _threshold_overrides = source
 
 
+def threshold_overrides_of(
+    version: ModelVersion, asset_ids: Collection[int]
+) -> dict[int, tuple[float, float]]:
+    """{asset id: (open, clear)} of the version's active noise-control overrides (none when no app
+    provided them)."""
+    return _threshold_overrides(version, asset_ids) if _threshold_overrides else {}
+
+
 BUNDLE_FORMAT = 1
 
 
@@ -69,8 +77,8 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
         spec["sensors"] = dict(asset.sensors.order_by("key").values_list("key", "role__key"))
         # The thresholds in force for this asset apply at the edge too: an engineer's override (noise
         # control), else the asset's calibrated thresholds of a robust version, else the version's.
-        overrides = _threshold_overrides(version, [asset.pk]) if _threshold_overrides else {}
-        in_force = thresholds_in_force(version, [asset.pk], overrides).get(asset.pk)
+        in_force = thresholds_in_force(version, [asset.pk], threshold_overrides_of(version, [asset.pk]))
+        in_force = in_force.get(asset.pk)
         if in_force is not None:
             spec["open_threshold"], spec["clear_threshold"] = (float(value) for value in in_force)
     if baseline_mode(version.output_spec) is not None:
