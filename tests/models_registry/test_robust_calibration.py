@@ -4,6 +4,7 @@ bundle, training with per-asset thresholds, and a quiet pump's fault alerting be
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,13 @@ from detection.thresholds import AssetThresholds
 from models_registry import baseline
 from models_registry.bundle import bundle_spec
 from models_registry.edge import Bundle, score_series
-from models_registry.models import AssetBaseline, AssetThreshold, BaselineMode
+from detection.features import feature_names
+from models_registry.models import AssetBaseline, AssetThreshold, BaselineMode, ModelVersion
+from models_registry.services import asset_holdout_order, promote, train_and_register
+from demo.seed import PUMP_ROLES
+from plant.simulator import Fault, FaultSchedule, PlantSimulator
+from tests.models_registry.plant_builders import TAGS, make_simulated_plant, sim_assets
+from tests.models_registry.test_end_to_end import HOUR, ORIGIN, at, ingest_simulated
 from plant.choices import LabelKind
 from plant.models import Label
 from tests.conftest import T0
@@ -29,6 +36,7 @@ from tests.scoring.conftest import CLEAR, NAMES, OPEN, START_S, fault, ingest
 
 pytestmark = pytest.mark.django_db
 
+NAMES_SIM = feature_names(sorted(key for key, *_ in PUMP_ROLES))
 SPEC = {"name": "score", "index": 0, "direction": "higher_is_anomalous"}
 ROBUST = {**SPEC, "baseline": "per_asset_robust"}
 
@@ -243,3 +251,73 @@ def test_a_robust_bundle_carries_the_calibration_and_the_assets_thresholds(asset
     rows = score_series(Bundle(model=version.read_onnx_bytes(), spec=spec), series)
     scores = [r["score"] for r in rows if r["score"] is not None]
     assert scores and max(abs(s) for s in scores) < 4.0
+
+
+# --- training and the fleet --------------------------------------------------------------------------------
+
+
+def test_a_quiet_pumps_fault_alerts_beside_a_noisy_pump_with_a_robust_version(site, settings, tmp_path):
+    """End to end: pumps of one type, one quiet and one six times noisier (plant.simulator's noise), one
+    robust version trained over both through train_and_register, the live scorer: the quiet pump's
+    bearing wear alerts."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    asset_type, assets = make_simulated_plant(site)
+    sims = [replace(sim, size=1.0, noise=noise) for sim, noise in zip(sim_assets(site), (1.0, 6.0, 1.0))]
+    sim = PlantSimulator(
+        sims,
+        seed=3,
+        faults=FaultSchedule([Fault("bearing_wear", "p-101", None, HOUR + 600, 900)]),
+        origin=ORIGIN,
+    )
+    ingest_simulated(sim, 0, HOUR)
+
+    version = train_and_register(asset_type, "anomaly", baseline="per_asset_robust")
+
+    assert version.output_spec["baseline"] == "per_asset_robust"
+    calibrations = AssetBaseline.objects.filter(mode=BaselineMode.ROBUST, is_current=True)
+    assert calibrations.count() == 3
+    quiet, noisy = (
+        calibrations.get(asset=assets[tag]).scale[NAMES_SIM.index("vibration__std")]
+        for tag in ("p-101", "p-102")
+    )
+    assert noisy > 1.5 * quiet  # each pump is judged on its own scale
+    stored = {row.asset.tag: row for row in AssetThreshold.objects.filter(model_version=version)}
+    assert set(stored) == set(TAGS)
+    assert all(row.calibration.is_current and row.window_count > 50 for row in stored.values())
+    promote(version, reason="test")
+
+    ingest_simulated(sim, HOUR, HOUR + 2100)
+    score_assets([asset.pk for asset in assets.values()])
+
+    opened = Alert.objects.filter(model_version=version, asset=assets["p-101"], opened_at__gte=at(HOUR + 600))
+    assert opened.filter(opened_at__lte=at(HOUR + 1500 + 120)).exists()
+
+
+def test_train_model_command_trains_a_robust_version_with_a_chosen_detector(site, settings, tmp_path, capsys):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    asset_type, _ = make_simulated_plant(site)
+    ingest_simulated(PlantSimulator(sim_assets(site), seed=4, origin=ORIGIN), 0, 1800)
+
+    call_command(
+        "train_model", "--asset-type", asset_type.slug, "--kind", "anomaly", "--baseline", "per_asset_robust",
+        "--detector", "univariate",
+    )  # fmt: skip
+
+    version = ModelVersion.objects.get(asset_type=asset_type)
+    assert version.output_spec["baseline"] == "per_asset_robust"
+    assert version.provenance["params"]["detector"] == "univariate"
+    assert AssetThreshold.objects.filter(model_version=version).count() == len(TAGS)
+    with pytest.raises(CommandError, match="--detector applies to anomaly models only"):
+        call_command("train_model", "--asset-type", asset_type.slug, "--kind", "rul", "--detector", "pca")
+    with pytest.raises(CommandError, match="invalid choice"):
+        call_command(
+            "train_model", "--asset-type", asset_type.slug, "--kind", "anomaly", "--baseline", "robust"
+        )
+
+
+def test_asset_holdout_order_holds_out_the_last_part_of_every_asset():
+    groups = np.array([1] * 8 + [2] * 4)
+    rows, params, held = asset_holdout_order(np.arange(12), groups, {"holdout_fraction": 0.25})
+
+    assert held.tolist() == [6, 7, 11] and rows[-3:].tolist() == [6, 7, 11]
+    assert sorted(rows.tolist()) == list(range(12)) and params["holdout_fraction"] == pytest.approx(3 / 12)
