@@ -7,8 +7,10 @@ Prints one JSON line per feature window: {"window_end": ISO time, "score": float
 keeps the alert state it had. Exit status: 0 ok, 2 input does not fit the bundle, 3 bundle missing or
 tampered with. Imports only the standard library, numpy, onnxruntime and the detection package: the
 scorer's own pipeline (detection.pipeline: regime step, windows, baseline, one batch) and runtime, so server
-and edge turn readings into a model's score the same way. A model trained on per-asset baselined windows ships the asset's baseline in spec.json
-and the runner subtracts it before scoring, as the server's scorer does.
+and edge turn readings into a model's score the same way. A model trained on per-asset baselined windows ships
+the asset's baseline in spec.json (a mean vector, or for a robust version the asset's calibration: location,
+scale, count) and the runner applies it before scoring, as the server's scorer does; the open/clear
+thresholds in spec.json are those in force for the asset (override, else its own, else the version's).
 
 ``pack_bundle`` writes the bundle format that ``load_bundle`` reads; the export command and the benchmark
 both use it.

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from alerts.models import Alert, ThresholdOverride
 from alerts.scoring import score_assets
+from alerts.services.lifecycle import explain_window
 from alerts.services.overrides import effective_thresholds
 from detection.baseline import BaselineError, Calibration
 from detection.thresholds import AssetThresholds
@@ -321,3 +322,18 @@ def test_asset_holdout_order_holds_out_the_last_part_of_every_asset():
 
     assert held.tolist() == [6, 7, 11] and rows[-3:].tolist() == [6, 7, 11]
     assert sorted(rows.tolist()) == list(range(12)) and params["holdout_fraction"] == pytest.approx(3 / 12)
+
+
+def test_an_explanation_of_a_robust_version_shows_the_raw_value_and_the_assets_median(asset):
+    version = robust_version(asset)
+    location = np.linspace(1.0, 2.0, len(NAMES))
+    calibration = Calibration(location, np.full(len(NAMES), 0.5), 20)
+    x = np.full(len(NAMES), 3.0, dtype=np.float32)  # three robust units above the median everywhere
+
+    result = explain_window(version, x, end=moment(60), score=3.0, sensors=None, baseline=calibration)
+
+    by_name = {feature["name"]: feature for feature in result["features"]}
+    mean = by_name["vibration__mean"]
+    k = NAMES.index("vibration__mean")
+    assert mean["baseline"] == pytest.approx(location[k])
+    assert mean["raw"] == pytest.approx(3.0 * 0.5 + location[k])
