@@ -45,6 +45,7 @@ the asset's own open/clear thresholds for each robust version (``AssetThreshold`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -70,7 +71,7 @@ from detection.baseline import apply as apply_baseline
 from detection.baseline import calibrate as robust_calibration
 from detection.features import feature_names as all_feature_names
 from detection.features import role_of
-from detection.pipeline import Pipeline, PipelineError
+from detection.pipeline import Pipeline
 from detection.thresholds import AssetThresholds, ThresholdRule, asset_thresholds
 from models_registry import cache
 from models_registry.choices import ModelStatus
@@ -86,6 +87,8 @@ from models_registry.training_data import asset_windows_between
 from plant.choices import LabelKind
 from plant.models import Label, Reading
 from plant.series import role_sensors
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -349,20 +352,23 @@ def auto_calibrate(
     period_end = datetime.fromtimestamp(float(ends[chosen[-1]]), tz=dt_timezone.utc)
     period_start = datetime.fromtimestamp(float(ends[chosen[0]]) - window_s, tz=dt_timezone.utc)
     try:
-        with transaction.atomic():
-            row = store(
-                asset,
-                names,
-                vector,
-                start=period_start,
-                end=period_end,
-                window_count=count,
-                source=BaselineSource.AUTO,
-            )
-            if row.robust:
-                versions = versions_in_use(asset_type.pk, PER_ASSET_ROBUST)
+        row = store(
+            asset,
+            names,
+            vector,
+            start=period_start,
+            end=period_end,
+            window_count=count,
+            source=BaselineSource.AUTO,
+        )
+        if row.robust:
+            versions = versions_in_use(asset_type.pk, PER_ASSET_ROBUST)
+            try:
                 set_asset_thresholds(asset, row, versions, period_start, period_end)
-            return row
+            except BaselineError:
+                # The calibration stands; the versions' own thresholds apply until a recalibration.
+                logger.warning("asset %s: no calibrated thresholds", asset.tag, exc_info=True)
+        return row
     except IntegrityError:
         # Another worker calibrated the asset at the same moment; use its row.
         return AssetBaseline.objects.filter(
@@ -449,10 +455,11 @@ def set_asset_thresholds(
         calibration = Calibration(row.vector_for(names), scale_for(row, names), row.window_count)
         scores = np.zeros(0)
         if usable.any():
-            pipeline = Pipeline.from_spec(names, version.output_spec)
             try:
-                scores = pipeline.score(cache.loaded(version), apply_baseline(X[usable], calibration))
-            except PipelineError as exc:
+                pipeline = Pipeline.from_spec(names, version.output_spec)
+                model = cache.loaded(version)
+                scores = pipeline.score(model, apply_baseline(X[usable], calibration))
+            except Exception as exc:  # a damaged artifact, a spec it cannot honour: named, never a 500
                 raise BaselineError(f"{version} cannot score the period: {exc}") from None
         made.append(
             store_thresholds(asset.pk, version, thresholds_from_scores(version, scores), row, actor=actor)

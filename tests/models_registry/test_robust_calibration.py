@@ -337,3 +337,26 @@ def test_an_explanation_of_a_robust_version_shows_the_raw_value_and_the_assets_m
     k = NAMES.index("vibration__mean")
     assert mean["baseline"] == pytest.approx(location[k])
     assert mean["raw"] == pytest.approx(3.0 * 0.5 + location[k])
+
+
+def test_a_version_that_cannot_score_the_period_is_a_form_error_not_a_500(
+    client, engineer, asset, monkeypatch
+):
+    version = robust_version(asset)
+    ingest(asset, START_S, 600)
+
+    def broken(_version):
+        raise OSError("model file missing")
+
+    monkeypatch.setattr(baseline.cache, "loaded", broken)
+    client.force_login(engineer)
+    local = [moment(s).astimezone(ZoneInfo(asset.site.timezone)).strftime("%Y-%m-%dT%H:%M") for s in (0, 600)]
+
+    response = client.post(
+        reverse("models_registry:asset_recalibrate", args=[asset.pk]),
+        {"calibrate-start": local[0], "calibrate-end": local[1]},
+    )
+
+    assert response.status_code == 400
+    assert f"{version} cannot score the period: model file missing" in response.content.decode()
+    assert not AssetBaseline.objects.exists()  # nothing half-done
