@@ -175,6 +175,12 @@ def test_the_asset_page_shows_the_calibration_and_where_its_thresholds_come_from
     assert 'data-source="asset"' in page and "open 4.5000" in page and "(900 scores)" in page
     assert reverse("models_registry:asset_recalibrate", args=[asset.pk]) in page
 
+    ThresholdOverride.objects.create(
+        asset=asset, model_version=version, open_threshold=30.0, clear_threshold=20.0, created_by=engineer
+    )
+    page = client.get(asset.get_absolute_url()).content.decode()
+    assert 'data-source="override"' in page and "open 30.0000" in page and "noise-control override" in page
+
 
 def test_the_recalibrate_button_recalibrates_and_refuses_a_fault_period(client, engineer, asset):
     robust_version(asset)
