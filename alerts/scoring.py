@@ -37,8 +37,11 @@ readings standardised per operating regime, by the same ``regimes.apply`` the C-
 step that cannot be parsed or names roles the asset type lacks quarantines the version (INPUTS).
 
 Baselined versions (``output_spec["baseline"] == "per_asset"``) score ``x - the asset's baseline``
-(models_registry.baseline); an asset without one is auto-calibrated from its first VIGIL_BASELINE_WINDOWS
-windows and gets no scores from such a version until then.
+(models_registry.baseline); robust ones (``"per_asset_robust"``) ``(x - median) / scale`` of the asset's
+robust calibration, and raise alerts at the asset's own thresholds (threshold precedence: a noise-control
+override, then the asset's calibrated thresholds, then the version's). An asset without a calibration of
+the version's mode is auto-calibrated from its first VIGIL_BASELINE_WINDOWS usable windows and gets no
+scores from such a version until then.
 
 Optional sensors: an asset's windows are built over the roles it has (the roles it has no sensor for are
 NaN columns, detection.features ``absent_roles``), so a version reading only roles the asset has scores it.
@@ -73,7 +76,8 @@ from alerts.models import Score, ScoringDue, ScoringGap, ScoringProgress
 from alerts.scheduling import mark_due
 from alerts.services import ScoredWindow, apply_scores
 from alerts.services.lifecycle import assets_with_active_alert
-from alerts.services.overrides import threshold_overrides
+from alerts.services.overrides import thresholds_in_force
+from detection.baseline import Calibration, baseline_mode
 from detection.features import Windows, roles_read
 from detection.pipeline import ModelCrash, Pipeline, PipelineError, ScoreOutputError
 from detection.runtime import ModelRuntimeError
@@ -327,17 +331,19 @@ def _score_version(
     report.timings["store"] = report.timings.get("store", 0.0) + time.perf_counter() - started
 
 
-def _baselines(version: ModelVersion, items: list[_AssetData]) -> dict[int, np.ndarray]:
-    """asset id -> the version's baseline vector for it; assets without one are auto-calibrated when they
-    have enough windows (models_registry.baseline.auto_calibrate) and left out otherwise."""
+def _baselines(version: ModelVersion, items: list[_AssetData]) -> dict[int, np.ndarray | Calibration]:
+    """asset id -> the version's per-asset step for it (a mean vector or a robust Calibration, by its mode);
+    assets without one are auto-calibrated when they have enough windows
+    (models_registry.baseline.auto_calibrate) and left out otherwise."""
     names = list(version.feature_spec)
-    vectors = baseline.current_vectors([item.asset.pk for item in items], names)
+    mode = baseline_mode(version.output_spec)
+    steps = baseline.current_steps(version, [item.asset.pk for item in items])
     for item in items:
-        if item.asset.pk not in vectors:
-            made = baseline.auto_calibrate(item.asset, names, item.end_s)
+        if item.asset.pk not in steps:
+            made = baseline.auto_calibrate(item.asset, names, item.end_s, mode=mode)
             if made is not None:
-                vectors[item.asset.pk] = np.asarray(made.vector_for(names), dtype=np.float64)
-    return vectors
+                steps[item.asset.pk] = baseline.as_step(made, names)
+    return steps
 
 
 def _fail(version: ModelVersion, kind: str, message: str, report: ScoringReport) -> None:
@@ -379,8 +385,9 @@ def _store(version: ModelVersion, batches: list) -> int:
         active = (
             assets_with_active_alert(version, [item.asset.pk for item, _ in pending]) if pending else set()
         )
-        # The chunk's per-asset threshold overrides (alerts.ThresholdOverride), also in one query.
-        overrides = threshold_overrides(version, [item.asset.pk for item, _ in pending]) if pending else {}
+        # The chunk's per-asset thresholds: overrides (alerts.ThresholdOverride) before a robust version's
+        # calibrated ones (models_registry.AssetThreshold), in two queries at most.
+        overrides = thresholds_in_force(version, [item.asset.pk for item, _ in pending]) if pending else {}
         for item, scored in pending:
             changed += apply_scores(
                 item.asset, version, scored, sensors=item.keys, with_active=active, thresholds=overrides

@@ -119,7 +119,8 @@ def usable_rows(X: np.ndarray, flagged: np.ndarray | None = None) -> np.ndarray:
             raise BaselineError(
                 f"{flagged.shape[0] if flagged.ndim else 0} quality rows for {len(ok)} windows"
             )
-        ok &= ~(flagged.reshape(len(ok), -1) != 0).any(axis=1)
+        if len(ok):  # (0, -1) cannot be reshaped; no rows, nothing to exclude
+            ok &= ~(flagged.reshape(len(ok), -1) != 0).any(axis=1)
     return ok
 
 

@@ -200,7 +200,7 @@ class Pipeline:
 
     @staticmethod
     def baseline_rows(
-        X: np.ndarray, keys: np.ndarray, baselines: Mapping[Hashable, np.ndarray]
+        X: np.ndarray, keys: np.ndarray, baselines: Mapping[Hashable, np.ndarray | Calibration]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Step 3 over rows of several assets (row i is of asset ``keys[i]``), as ``run`` applies it: each
         row minus its asset's vector; returns (X with those rows baselined, mask of the rows kept), the rows

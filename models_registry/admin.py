@@ -447,6 +447,7 @@ class AssetBaselineForm(forms.ModelForm):
                 raise forms.ValidationError(f"No model {data['model_name']!r} for {asset.asset_type}.")
             names = list(version.feature_spec)
         try:
+            baselines.check_no_fault(asset, start, end)
             names, vector, count = baselines.measure(asset, names, start, end)
         except BaselineError as exc:
             raise forms.ValidationError(str(exc)) from None
@@ -464,6 +465,7 @@ class AssetBaselineAdmin(SiteScopedAdmin):
 
     list_display = [
         "asset",
+        "mode",
         "source",
         "is_current",
         "start",
@@ -472,7 +474,7 @@ class AssetBaselineAdmin(SiteScopedAdmin):
         "created_by",
         "created_at",
     ]
-    list_filter = ["is_current", "source", "asset__asset_type"]
+    list_filter = ["is_current", "mode", "source", "asset__asset_type"]
     list_select_related = ["asset", "created_by"]
     search_fields = ["asset__tag", "asset__name"]
     actions = ["recalibrate_selected"]
@@ -511,7 +513,7 @@ class AssetBaselineAdmin(SiteScopedAdmin):
         for row in queryset.select_related("asset__asset_type"):
             try:
                 new = baselines.calibrate(
-                    row.asset, list(row.feature_names), row.start, row.end, actor=request.user
+                    row.asset, list(row.feature_names), row.start, row.end, actor=request.user, mode=row.mode
                 )
             except BaselineError as exc:
                 self.message_user(request, f"{row.asset}: {exc}", messages.ERROR)

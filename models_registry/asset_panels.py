@@ -3,10 +3,19 @@ ModelsRegistryConfig.ready()): the per-asset baselines."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from models_registry.baseline import calibration_status
+from models_registry.bundle import threshold_overrides_of
+from models_registry.forms import RecalibrateForm
 from plant.models import Asset
 
 
 def asset_context(asset: Asset) -> dict:
-    """The asset's baselines, for the asset page."""
-    return {"baselines": calibration_status(asset)}
+    """The asset's calibrations and calibrated thresholds per version in use, and the recalibration form
+    (shown to engineers), for the asset page."""
+    statuses = [
+        replace(item, override=threshold_overrides_of(item.version, [asset.pk]).get(asset.pk))
+        for item in calibration_status(asset)
+    ]
+    return {"baselines": statuses, "calibrate_form": RecalibrateForm()}

@@ -25,10 +25,27 @@ asset's own mean over a calibration period removes the operating point and leave
   serves every model of it).
 
 Versions without ``"baseline"`` in their output_spec are fed raw windows, exactly as before.
+
+Robust calibrations (``mode="per_asset_robust"``, detection.baseline.Calibration: median and robust scale
+per feature) are stored in the same table, one current row per (asset, feature list, mode), and come with
+the asset's own open/clear thresholds for each robust version (``AssetThreshold``):
+
+* The windows a calibration is computed from (either mode): complete, no data-quality flag, and not
+  overlapping a labelled FAULT of the asset (``calibration_windows``). A manual period that overlaps a
+  fault label is refused with the label named (``fault_labels_in``).
+* ``recalibrate(asset, start, end, actor)`` — the button on the asset page and ``manage.py
+  calibrate_baseline``: calibrates every mode the versions in use on the asset's type need (the mean
+  vector when none is robust) and, for each robust version in use, sets the asset's thresholds from the
+  scores of the period's usable windows through the version's pipeline, by the version's threshold rule
+  (detection.thresholds.asset_thresholds; too few independent windows give the version's thresholds).
+* Thresholds in force for an asset (``thresholds_in_force``): the current ``AssetThreshold`` of the version
+  made with the asset's current calibration, else the version's; a noise-control override (alerts) takes
+  precedence over both.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,14 +56,39 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Min
 
-from detection.baseline import BaselineError, expects_baseline, mean_vector, period_mask
+from detection.baseline import (
+    PER_ASSET,
+    MIN_WINDOWS,
+    PER_ASSET_ROBUST,
+    BaselineError,
+    Calibration,
+    baseline_mode,
+    mean_vector,
+    period_mask,
+    usable_rows,
+)
+from detection.baseline import apply as apply_baseline
+from detection.baseline import calibrate as robust_calibration
 from detection.features import feature_names as all_feature_names
 from detection.features import role_of
+from detection.pipeline import Pipeline
+from detection.thresholds import AssetThresholds, ThresholdRule, asset_thresholds
+from models_registry import cache
 from models_registry.choices import ModelStatus
+from models_registry.models import (
+    AssetBaseline,
+    AssetThreshold,
+    BaselineSource,
+    ModelVersion,
+    features_key,
+    scale_for,
+)
 from models_registry.training_data import asset_windows_between
+from plant.choices import LabelKind
+from plant.models import Label, Reading
 from plant.series import role_sensors
-from models_registry.models import AssetBaseline, BaselineSource, ModelVersion, features_key
-from plant.models import Reading
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,10 +97,32 @@ class BaselineStatus:
 
     version: ModelVersion
     baseline: AssetBaseline | None
+    thresholds: AssetThreshold | None = None
+    override: tuple[float, float] | None = None  # a noise-control override (alerts' rows), given by the page
 
     @property
     def calibrating(self) -> bool:
         return self.baseline is None
+
+    @property
+    def open_threshold(self) -> float:
+        """The open threshold in force: the override, else the asset's calibrated one, else the version's."""
+        return self._in_force()[0]
+
+    @property
+    def clear_threshold(self) -> float:
+        return self._in_force()[1]
+
+    def _in_force(self) -> tuple[float, float]:
+        if self.override is not None:
+            return self.override
+        if self.thresholds is not None:
+            return self.thresholds.open_threshold, self.thresholds.clear_threshold
+        return self.version.open_threshold, self.version.clear_threshold
+
+    @property
+    def robust(self) -> bool:
+        return baseline_mode(self.version.output_spec) == PER_ASSET_ROBUST
 
     @property
     def windows_needed(self) -> int:
@@ -68,9 +132,36 @@ class BaselineStatus:
 # --- the asset's windows --------------------------------------------------------------------------------------
 
 
+def fault_labels_in(asset, start: datetime, end: datetime) -> list[Label]:
+    """The asset's FAULT labels overlapping [start, end], oldest first."""
+    return list(
+        Label.objects.filter(asset=asset, kind=LabelKind.FAULT, start__lte=end, end__gte=start).order_by(
+            "start", "pk"
+        )
+    )
+
+
+def calibration_windows(
+    asset, names: list[str], start: datetime, end: datetime
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ends, X[:, names], usable) of the asset's windows lying wholly inside [start, end]; ``usable``
+    marks the windows that may calibrate: complete, unflagged (detection.baseline.usable_rows) and not
+    overlapping a FAULT label of the asset."""
+    ends, X, flagged = _windows(asset, names, start, end)
+    window_s = float(asset.asset_type.window_s)
+    fault = np.zeros(len(ends), dtype=bool)
+    for label in fault_labels_in(asset, start, end):
+        fault |= (ends > label.start.timestamp()) & (ends - window_s < label.end.timestamp())
+    return ends, X, usable_rows(X, flagged) & ~fault
+
+
 def asset_windows(asset, names: list[str], start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
     """(ends, X[:, names]) of the asset's production feature windows lying wholly inside [start, end]."""
+    ends, X, _ = _windows(asset, names, start, end)
+    return ends, X
 
+
+def _windows(asset, names: list[str], start: datetime, end: datetime) -> tuple[np.ndarray, ...]:
     asset_type = asset.asset_type
     roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
     window_s = float(asset_type.window_s)
@@ -81,45 +172,59 @@ def asset_windows(asset, names: list[str], start: datetime, end: datetime) -> tu
         raise BaselineError(f"{asset_type.slug!r} assets do not produce the features {unknown[:5]}")
     inside = period_mask(windows.ends, window_s, start.timestamp(), end.timestamp())
     columns = np.array([position[name] for name in names], dtype=np.intp)
-    return np.asarray(windows.ends)[inside], windows.X[inside][:, columns]
+    flagged = np.asarray(windows.flagged)
+    return np.asarray(windows.ends)[inside], windows.X[inside][:, columns], flagged[inside]
 
 
 # --- storing ------------------------------------------------------------------------------------------------
 
 
-def retire_current(asset, names: list[str]) -> None:
-    """The asset's current baseline for exactly `names` becomes history (call inside the new one's transaction)."""
-    AssetBaseline.objects.filter(asset=asset, features_key=features_key(names), is_current=True).update(
-        is_current=False
-    )
+def retire_current(asset, names: list[str], mode: str = PER_ASSET) -> None:
+    """The asset's current baseline of `mode` for exactly `names` becomes history (call inside the new
+    one's transaction)."""
+    AssetBaseline.objects.filter(
+        asset=asset, features_key=features_key(names), mode=mode, is_current=True
+    ).update(is_current=False)
 
 
-def measure(
-    asset, feature_names: list[str] | None, start: datetime, end: datetime
-) -> tuple[list[str], np.ndarray, int]:
-    """(feature names, mean vector, window count) of the asset over [start, end], without storing it
-    (default features: its type's whole feature set). BaselineError names what is wrong."""
-    if start >= end:
-        raise BaselineError("the calibration period is empty: start must be before end")
+def _names(asset, feature_names: list[str] | None) -> list[str]:
     roles = list(asset.asset_type.roles.order_by("key").values_list("key", flat=True))
     names = list(feature_names or all_feature_names(roles))
     if not names:
         raise BaselineError(f"asset type {asset.asset_type.slug!r} has no sensor roles, so no features")
-    ends, X = asset_windows(asset, names, start, end)
+    return names
+
+
+def measure(
+    asset, feature_names: list[str] | None, start: datetime, end: datetime, mode: str = PER_ASSET
+) -> tuple[list[str], np.ndarray | Calibration, int]:
+    """(feature names, mean vector or Calibration, window count) of the asset over [start, end] from its
+    usable windows (``calibration_windows``), without storing it (default features: its type's whole
+    feature set). BaselineError names what is wrong, with the counts."""
+    if start >= end:
+        raise BaselineError("the calibration period is empty: start must be before end")
+    names = _names(asset, feature_names)
+    ends, X, usable = calibration_windows(asset, names, start, end)
     try:
-        vector, count = mean_vector(X)
-    except BaselineError as exc:
+        if mode == PER_ASSET_ROBUST:
+            result = robust_calibration(X[usable])
+            count = result.count
+        else:
+            result, count = mean_vector(X[usable])
+    except BaselineError:
         raise BaselineError(
-            f"{asset.tag}: {exc} between {start.isoformat()} and {end.isoformat()} "
-            f"({len(ends)} windows of {asset.asset_type.window_s} s lie in it, the others have gaps)"
+            f"{asset.tag}: only {int(usable.sum())} complete feature windows without data-quality flags or "
+            f"fault labels among the {len(ends)} windows of {asset.asset_type.window_s} s between "
+            f"{start.isoformat()} and {end.isoformat()} (need at least {MIN_WINDOWS}; the others have "
+            "gaps, flags or overlap a fault)"
         ) from None
-    return names, vector, count
+    return names, result, count
 
 
 def store(
     asset,
     names: list[str],
-    vector: np.ndarray,
+    vector: np.ndarray | Calibration,
     *,
     start: datetime,
     end: datetime,
@@ -127,13 +232,18 @@ def store(
     source: str,
     actor=None,
 ) -> AssetBaseline:
-    """Make this the asset's current baseline for `names`, keeping the previous one as history."""
+    """Make this the asset's current baseline for `names` (a Calibration: its robust one), keeping the
+    previous one of that mode as history."""
+    robust = isinstance(vector, Calibration)
+    mode = PER_ASSET_ROBUST if robust else PER_ASSET
     with transaction.atomic():
-        retire_current(asset, names)
+        retire_current(asset, names, mode)
         return AssetBaseline.objects.create(
             asset=asset,
             feature_names=list(names),
-            vector=[float(value) for value in vector],
+            mode=mode,
+            vector=[float(value) for value in (vector.location if robust else vector)],
+            scale=[float(value) for value in vector.scale] if robust else [],
             start=start,
             end=end,
             window_count=window_count,
@@ -150,15 +260,62 @@ def calibrate(
     *,
     actor=None,
     source: str = BaselineSource.MANUAL,
+    mode: str = PER_ASSET,
 ) -> AssetBaseline:
-    """Calibrate and store the asset's baseline over [start, end] (see ``measure``)."""
-    names, vector, count = measure(asset, feature_names, start, end)
+    """Calibrate and store the asset's baseline of `mode` over [start, end] (see ``measure``); a period
+    overlapping a FAULT label of the asset is refused (a BaselineError naming the label)."""
+    check_no_fault(asset, start, end)
+    names, vector, count = measure(asset, feature_names, start, end, mode)
     return store(asset, names, vector, start=start, end=end, window_count=count, source=source, actor=actor)
 
 
-def auto_calibrate(asset, names: list[str], until_s: float | None = None) -> AssetBaseline | None:
-    """Calibrate from the asset's first VIGIL_BASELINE_WINDOWS complete windows, or None while it has too few
-    (see the module docstring). Safe to race: the loser of the unique constraint reads the winner's row."""
+def check_no_fault(asset, start: datetime, end: datetime) -> None:
+    """BaselineError naming the first FAULT label of the asset that overlaps [start, end], if any."""
+    labels = fault_labels_in(asset, start, end)
+    if labels:
+        label = labels[0]
+        what = f"fault label #{label.pk}" + (f" ({label.fault_type})" if label.fault_type else "")
+        more = f" and {len(labels) - 1} more" if len(labels) > 1 else ""
+        raise BaselineError(
+            f"{asset.tag}: the period overlaps {what} from {label.start.isoformat()} to "
+            f"{label.end.isoformat()}{more}; choose a period of normal running"
+        )
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """What ``recalibrate`` stored: the new calibration rows and the thresholds set per robust version."""
+
+    baselines: list[AssetBaseline]
+    thresholds: list[AssetThreshold]
+
+
+def recalibrate(
+    asset, start: datetime, end: datetime, *, actor=None, feature_names: list[str] | None = None
+) -> Recalibration:
+    """Recalibrate the asset from a chosen normal period (see the module docstring): every mode the
+    baselined versions in use on its type need (the mean vector when none is robust), and the asset's
+    thresholds for every robust version in use. Nothing is stored when any part fails (BaselineError)."""
+    robust_versions = versions_in_use(asset.asset_type_id, PER_ASSET_ROBUST)
+    modes = [
+        mode for mode in (PER_ASSET, PER_ASSET_ROBUST) if versions_in_use(asset.asset_type_id, mode)
+    ] or [PER_ASSET]
+    with transaction.atomic():
+        rows = [calibrate(asset, feature_names, start, end, actor=actor, mode=mode) for mode in modes]
+        made: list[AssetThreshold] = []
+        for row in rows:
+            if row.robust:
+                made += set_asset_thresholds(asset, row, robust_versions, start, end, actor=actor)
+    return Recalibration(rows, made)
+
+
+def auto_calibrate(
+    asset, names: list[str], until_s: float | None = None, mode: str = PER_ASSET
+) -> AssetBaseline | None:
+    """Calibrate from the asset's first VIGIL_BASELINE_WINDOWS usable windows (complete, unflagged, outside
+    fault labels), or None while it has too few (see the module docstring); a robust calibration also sets
+    the asset's thresholds for the robust versions in use. Safe to race: the loser of the unique constraint
+    reads the winner's row."""
 
     n = int(settings.VIGIL_BASELINE_WINDOWS)
     asset_type = asset.asset_type
@@ -176,19 +333,26 @@ def auto_calibrate(asset, names: list[str], until_s: float | None = None) -> Ass
     begin = max(firsts)
     span = window_s + step_s * (n - 1)
     stop = begin + timedelta(seconds=2 * span)  # room for windows lost to gaps
+    # and for the windows of faults labelled there, which never calibrate
+    for label in fault_labels_in(asset, begin, stop):
+        stop += min(label.end, stop) - max(label.start, begin) + timedelta(seconds=window_s)
     if until_s is not None:
         if until_s < begin.timestamp() + span:
             return None  # cannot hold n windows yet: no need to read anything
         stop = min(stop, datetime.fromtimestamp(until_s, tz=dt_timezone.utc))
-    ends, X = asset_windows(asset, names, begin, stop)
-    complete = np.flatnonzero(np.isfinite(X).all(axis=1))[:n]
-    if len(complete) < n:
+    ends, X, usable = calibration_windows(asset, names, begin, stop)
+    chosen = np.flatnonzero(usable)[:n]
+    if len(chosen) < n:
         return None
-    vector, count = mean_vector(X[complete])
-    period_end = datetime.fromtimestamp(float(ends[complete[-1]]), tz=dt_timezone.utc)
-    period_start = datetime.fromtimestamp(float(ends[complete[0]]) - window_s, tz=dt_timezone.utc)
+    if mode == PER_ASSET_ROBUST:
+        vector = robust_calibration(X[chosen])
+        count = vector.count
+    else:
+        vector, count = mean_vector(X[chosen])
+    period_end = datetime.fromtimestamp(float(ends[chosen[-1]]), tz=dt_timezone.utc)
+    period_start = datetime.fromtimestamp(float(ends[chosen[0]]) - window_s, tz=dt_timezone.utc)
     try:
-        return store(
+        row = store(
             asset,
             names,
             vector,
@@ -197,21 +361,122 @@ def auto_calibrate(asset, names: list[str], until_s: float | None = None) -> Ass
             window_count=count,
             source=BaselineSource.AUTO,
         )
+        if row.robust:
+            versions = versions_in_use(asset_type.pk, PER_ASSET_ROBUST)
+            try:
+                set_asset_thresholds(asset, row, versions, period_start, period_end)
+            except BaselineError:
+                # The calibration stands; the versions' own thresholds apply until a recalibration.
+                logger.warning("asset %s: no calibrated thresholds", asset.tag, exc_info=True)
+        return row
     except IntegrityError:
         # Another worker calibrated the asset at the same moment; use its row.
         return AssetBaseline.objects.filter(
-            asset=asset, features_key=features_key(names), is_current=True
+            asset=asset, features_key=features_key(names), mode=mode, is_current=True
         ).first()
+
+
+# --- per-asset thresholds -----------------------------------------------------------------------------------
+
+
+def versions_in_use(asset_type_id: int, mode: str | None = None) -> list[ModelVersion]:
+    """The champion and shadow versions of the asset type (not quarantined), only those of `mode`."""
+    versions = ModelVersion.objects.filter(
+        asset_type_id=asset_type_id,
+        status__in=[ModelStatus.CHAMPION, ModelStatus.SHADOW],
+        quarantined_at__isnull=True,
+    ).order_by("status", "pk")
+    return [v for v in versions if mode is None or (v.output_spec or {}).get("baseline") == mode]
+
+
+def threshold_rule(version: ModelVersion) -> ThresholdRule:
+    """The rule the version's thresholds were set with (its training params)."""
+    return ThresholdRule.from_params((version.provenance or {}).get("params") or {})
+
+
+def overlap(asset_type) -> float:
+    """How many windows each window overlaps (window_s / step_s): the dependence asset_thresholds counts."""
+    return float(asset_type.window_s) / float(asset_type.step_s)
+
+
+def thresholds_from_scores(version: ModelVersion, scores: np.ndarray) -> AssetThresholds:
+    """One asset's thresholds for a version from scores of its normal windows, by the version's rule."""
+    return asset_thresholds(
+        scores,
+        threshold_rule(version),
+        (version.open_threshold, version.clear_threshold),
+        overlap=overlap(version.asset_type),
+    )
+
+
+def store_thresholds(
+    asset_id: int,
+    version: ModelVersion,
+    found: AssetThresholds,
+    calibration: AssetBaseline | None,
+    *,
+    actor=None,
+) -> AssetThreshold:
+    """Make `found` the asset's current thresholds for the version (the previous row is kept as history)."""
+    with transaction.atomic():
+        AssetThreshold.objects.filter(asset_id=asset_id, model_version=version, is_current=True).update(
+            is_current=False
+        )
+        return AssetThreshold.objects.create(
+            asset_id=asset_id,
+            model_version=version,
+            calibration=calibration,
+            open_threshold=found.open_threshold,
+            clear_threshold=found.clear_threshold,
+            window_count=found.count,
+            source=found.source,
+            created_by=actor if actor is not None and getattr(actor, "is_authenticated", False) else None,
+        )
+
+
+def set_asset_thresholds(
+    asset,
+    row: AssetBaseline,
+    versions: list[ModelVersion],
+    start: datetime,
+    end: datetime,
+    *,
+    actor=None,
+) -> list[AssetThreshold]:
+    """For each robust version: score the asset's usable windows of [start, end] through the version's
+    pipeline with the calibration `row` and store the thresholds they give (see ``thresholds_from_scores``).
+    BaselineError when a version cannot score them."""
+    made = []
+    for version in versions:
+        names = list(version.feature_spec)
+        if not row.covers(names):
+            continue
+        ends, X, usable = calibration_windows(asset, names, start, end)
+        calibration = Calibration(row.vector_for(names), scale_for(row, names), row.window_count)
+        scores = np.zeros(0)
+        if usable.any():
+            try:
+                pipeline = Pipeline.from_spec(names, version.output_spec)
+                model = cache.loaded(version)
+                scores = pipeline.score(model, apply_baseline(X[usable], calibration))
+            except Exception as exc:  # a damaged artifact, a spec it cannot honour: named, never a 500
+                raise BaselineError(f"{version} cannot score the period: {exc}") from None
+        made.append(
+            store_thresholds(asset.pk, version, thresholds_from_scores(version, scores), row, actor=actor)
+        )
+    return made
 
 
 # --- reading ------------------------------------------------------------------------------------------------
 
 
-def current_baselines(asset_ids: Collection[int], names: list[str]) -> dict[int, AssetBaseline]:
-    """asset id -> its newest current baseline covering every name, in one query."""
+def current_baselines(
+    asset_ids: Collection[int], names: list[str], mode: str = PER_ASSET
+) -> dict[int, AssetBaseline]:
+    """asset id -> its newest current baseline of `mode` covering every name, in one query."""
     wanted = set(names)
     out: dict[int, AssetBaseline] = {}
-    rows = AssetBaseline.objects.filter(asset_id__in=list(asset_ids), is_current=True).order_by(
+    rows = AssetBaseline.objects.filter(asset_id__in=list(asset_ids), is_current=True, mode=mode).order_by(
         "asset_id", "-created_at", "-id"
     )
     for row in rows:
@@ -220,39 +485,77 @@ def current_baselines(asset_ids: Collection[int], names: list[str]) -> dict[int,
     return out
 
 
+def as_step(row: AssetBaseline, names: list[str]) -> np.ndarray | Calibration:
+    """The row as the pipeline's per-asset step over `names`: a float64 vector or a Calibration."""
+    if row.robust:
+        return Calibration(row.vector_for(names), scale_for(row, names), row.window_count)
+    return np.asarray(row.vector_for(names), dtype=np.float64)
+
+
 def current_vectors(asset_ids: Collection[int], names: list[str]) -> dict[int, np.ndarray]:
     """asset id -> float64 baseline vector in the order of `names` (assets without one are left out)."""
+    return {asset_id: as_step(row, names) for asset_id, row in current_baselines(asset_ids, names).items()}
+
+
+def current_steps(version: ModelVersion, asset_ids: Collection[int]) -> dict[int, np.ndarray | Calibration]:
+    """asset id -> the version's per-asset step for it (a vector or a Calibration, by its mode); assets
+    without a current calibration of that mode are left out. Empty for a version without the step."""
+    mode = baseline_mode(version.output_spec)
+    if mode is None:
+        return {}
+    names = list(version.feature_spec)
     return {
-        asset_id: np.asarray(row.vector_for(names), dtype=np.float64)
-        for asset_id, row in current_baselines(asset_ids, names).items()
+        asset_id: as_step(row, names) for asset_id, row in current_baselines(asset_ids, names, mode).items()
     }
 
 
-def version_vector(version: ModelVersion, asset) -> np.ndarray | None:
-    """The vector the version's input is baselined with for this asset; None for an unbaselined version.
-    Raises BaselineError when the version is baselined and the asset has no baseline yet."""
-    if not expects_baseline(version.output_spec):
+def version_vector(version: ModelVersion, asset) -> np.ndarray | Calibration | None:
+    """The step the version's input is baselined with for this asset (a vector, or a Calibration for a
+    robust version); None for an unbaselined version. Raises BaselineError when the version is baselined
+    and the asset has no calibration yet."""
+    if baseline_mode(version.output_spec) is None:
         return None
-    names = list(version.feature_spec)
-    vector = current_vectors([asset.pk], names).get(asset.pk)
-    if vector is None:
+    step = current_steps(version, [asset.pk]).get(asset.pk)
+    if step is None:
         raise BaselineError(f"{asset} has no baseline for {version} yet (it is still calibrating)")
-    return vector
+    return step
+
+
+def calibrated_thresholds(version: ModelVersion, asset_ids: Collection[int]) -> dict[int, AssetThreshold]:
+    """asset id -> the version's current AssetThreshold for it, only where it was made with the asset's
+    current calibration (a recalibration the version missed leaves the version's thresholds in force)."""
+    if baseline_mode(version.output_spec) != PER_ASSET_ROBUST:
+        return {}
+    rows = AssetThreshold.objects.filter(
+        model_version=version, asset_id__in=list(asset_ids), is_current=True, calibration__is_current=True
+    )
+    return {row.asset_id: row for row in rows}
+
+
+def thresholds_in_force(
+    version: ModelVersion,
+    asset_ids: Collection[int],
+    overrides: dict[int, tuple[float, float]] | None = None,
+) -> dict[int, tuple[float, float]]:
+    """asset id -> (open, clear) where it differs from the version's: a noise-control override (given by
+    the caller, alerts' rows) before the asset's calibrated thresholds; absent assets use the version's."""
+    out = {
+        asset_id: (row.open_threshold, row.clear_threshold)
+        for asset_id, row in calibrated_thresholds(version, asset_ids).items()
+    }
+    out.update(overrides or {})
+    return out
 
 
 def calibration_status(asset) -> list[BaselineStatus]:
-    """For the asset page: each baselined version scoring the asset's type and the baseline it uses."""
-
-    versions = [
-        version
-        for version in ModelVersion.objects.filter(
-            asset_type_id=asset.asset_type_id,
-            status__in=[ModelStatus.CHAMPION, ModelStatus.SHADOW],
-            quarantined_at__isnull=True,
-        ).order_by("status", "pk")
-        if expects_baseline(version.output_spec)
-    ]
-    return [
-        BaselineStatus(version, current_baselines([asset.pk], list(version.feature_spec)).get(asset.pk))
-        for version in versions
-    ]
+    """For the asset page: each baselined version scoring the asset's type, the calibration it uses and,
+    for a robust version, the asset's calibrated thresholds for it (None: the version's)."""
+    out = []
+    for version in versions_in_use(asset.asset_type_id):
+        mode = baseline_mode(version.output_spec)
+        if mode is None:
+            continue
+        row = current_baselines([asset.pk], list(version.feature_spec), mode).get(asset.pk)
+        thresholds = calibrated_thresholds(version, [asset.pk]).get(asset.pk)
+        out.append(BaselineStatus(version, row, thresholds))
+    return out

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.conf import settings
 
-from detection.baseline import BaselineError, expects_baseline
-from models_registry.baseline import version_vector
+from detection.baseline import BaselineError, Calibration, baseline_mode
+from models_registry.baseline import thresholds_in_force, version_vector
 from models_registry.edge import pack_bundle
 from models_registry.models import ModelVersion
 from models_registry.validation import ModelRejected, check_checksum
@@ -24,6 +24,14 @@ def provide_threshold_overrides(source: ThresholdOverrides | None) -> None:
     """Install the function giving {asset id: (open, clear)} overrides of a version for some assets."""
     global _threshold_overrides
     _threshold_overrides = source
+
+
+def threshold_overrides_of(
+    version: ModelVersion, asset_ids: Collection[int]
+) -> dict[int, tuple[float, float]]:
+    """{asset id: (open, clear)} of the version's active noise-control overrides (none when no app
+    provided them)."""
+    return _threshold_overrides(version, asset_ids) if _threshold_overrides else {}
 
 
 BUNDLE_FORMAT = 1
@@ -67,11 +75,13 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
             )
         spec["asset"] = {"id": asset.pk, "tag": asset.tag, "site": asset.site.slug}
         spec["sensors"] = dict(asset.sensors.order_by("key").values_list("key", "role__key"))
-        # An engineer's threshold override for this asset (noise control) applies at the edge too.
-        override = _threshold_overrides(version, [asset.pk]).get(asset.pk) if _threshold_overrides else None
-        if override is not None:
-            spec["open_threshold"], spec["clear_threshold"] = (float(value) for value in override)
-    if expects_baseline(version.output_spec):
+        # The thresholds in force for this asset apply at the edge too: an engineer's override (noise
+        # control), else the asset's calibrated thresholds of a robust version, else the version's.
+        in_force = thresholds_in_force(version, [asset.pk], threshold_overrides_of(version, [asset.pk]))
+        in_force = in_force.get(asset.pk)
+        if in_force is not None:
+            spec["open_threshold"], spec["clear_threshold"] = (float(value) for value in in_force)
+    if baseline_mode(version.output_spec) is not None:
         # The runner subtracts the asset's operating point as the scorer does; without it every window
         # of a pump away from the fleet's mean would alert.
         if asset is None:
@@ -79,7 +89,11 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
                 f"{version} scores against a per-asset baseline: give the asset to export for"
             )
         try:
-            spec["baseline"] = [float(value) for value in version_vector(version, asset)]
+            step = version_vector(version, asset)
+            # A robust version ships the asset's calibration (location, scale, count), a mean one its vector.
+            spec["baseline"] = (
+                step.to_json() if isinstance(step, Calibration) else [float(value) for value in step]
+            )
         except BaselineError as exc:
             raise BundleExportError(f"{exc}; run manage.py calibrate_baseline first") from None
     return spec

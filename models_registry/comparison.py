@@ -367,8 +367,12 @@ def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: d
     )
     vectors = None
     if pipeline.baselined:
-        # The assets' current baselines, as the scorer uses; an asset still calibrating gets no alerts.
-        vectors = baseline.current_vectors([asset.pk for asset in todo], list(version.feature_spec))
+        # The assets' current calibrations of the version's mode, as the scorer uses; an asset still
+        # calibrating gets no alerts.
+        vectors = baseline.current_steps(version, [asset.pk for asset in todo])
+    # The thresholds the scorer uses for each asset: a robust version's calibrated ones, else the version's
+    # (noise-control overrides are alerts' rows, outside this layer).
+    in_force = baseline.thresholds_in_force(version, [asset.pk for asset in todo])
     try:
         scored = pipeline.run(lambda: cache.loaded(version), built, baselines=vectors)
     except PipelineError as exc:
@@ -381,9 +385,8 @@ def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: d
         if part is None:
             continue
         ends, scores = part.ends, part.scores
-        for item in alert_episodes(
-            scores, version.open_threshold, version.clear_threshold, open_n, clear_n, higher=higher
-        ):
+        open_t, clear_t = in_force.get(asset.pk, (version.open_threshold, version.clear_threshold))
+        for item in alert_episodes(scores, open_t, clear_t, open_n, clear_n, higher=higher):
             episodes.append(
                 Episode(
                     asset=asset,

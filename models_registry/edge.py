@@ -7,8 +7,10 @@ Prints one JSON line per feature window: {"window_end": ISO time, "score": float
 keeps the alert state it had. Exit status: 0 ok, 2 input does not fit the bundle, 3 bundle missing or
 tampered with. Imports only the standard library, numpy, onnxruntime and the detection package: the
 scorer's own pipeline (detection.pipeline: regime step, windows, baseline, one batch) and runtime, so server
-and edge turn readings into a model's score the same way. A model trained on per-asset baselined windows ships the asset's baseline in spec.json
-and the runner subtracts it before scoring, as the server's scorer does.
+and edge turn readings into a model's score the same way. A model trained on per-asset baselined windows ships
+the asset's baseline in spec.json (a mean vector, or for a robust version the asset's calibration: location,
+scale, count) and the runner applies it before scoring, as the server's scorer does; the open/clear
+thresholds in spec.json are those in force for the asset (override, else its own, else the version's).
 
 ``pack_bundle`` writes the bundle format that ``load_bundle`` reads; the export command and the benchmark
 both use it.
@@ -31,6 +33,7 @@ from typing import IO, Any
 import numpy as np
 
 from detection import features, runtime
+from detection.baseline import BaselineError, Calibration
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes
 
@@ -248,7 +251,16 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
     if len(windows) == 0:
         raise EdgeError(f"the input spans less than one {spec['window_s']} s window")
     vector = None
-    if pipeline.baselined:
+    if pipeline.robust:
+        try:
+            vector = Calibration.from_json(spec.get("baseline") or {})
+        except (BaselineError, AttributeError) as exc:
+            raise BundleError(
+                f"the model scores against the asset's robust calibration, but spec.json has none: {exc}"
+            ) from None
+        if len(vector.location) != len(spec["feature_names"]):
+            raise BundleError("spec.json's calibration does not cover the model's features")
+    elif pipeline.baselined:
         vector = spec.get("baseline")
         if not isinstance(vector, list) or len(vector) != len(windows.names):
             raise BundleError("the model scores against a per-asset baseline, but spec.json has none for it")

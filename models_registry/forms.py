@@ -56,3 +56,20 @@ class ReasonForm(forms.Form):
     """Every status move says why; the reason is kept in the version's history."""
 
     reason = forms.CharField(max_length=300, strip=True, error_messages={"required": "Say why (required)."})
+
+
+class RecalibrateForm(forms.Form):
+    """The asset page's "recalibrate from a normal period" form (engineers). Naive times are the site's
+    local wall-clock times (the view activates the site's time zone)."""
+
+    prefix = "calibrate"  # the asset page has other start/end fields
+
+    start = BoundedDateTimeField(label="Normal from", widget=LOCAL)
+    end = BoundedDateTimeField(label="Normal until", widget=LOCAL)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end and end <= start:
+            raise forms.ValidationError("The end of the calibration period must be after its start.")
+        return data

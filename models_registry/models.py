@@ -194,19 +194,35 @@ def features_key(feature_names: list[str]) -> str:
     return hashlib.sha256("\n".join(feature_names).encode()).hexdigest()[:32]
 
 
-class AssetBaseline(models.Model):
-    """An asset's operating point: the mean feature vector of its windows over a calibration period.
+class BaselineMode(models.TextChoices):
+    """The per-asset step a row calibrates (detection.baseline's modes)."""
 
-    Models whose ``output_spec["baseline"]`` is ``"per_asset"`` see ``x - vector`` instead of ``x``
-    (models_registry.baseline), so one model serves pumps that run at different flows and pressures. Rows
-    are never edited: recalibrating retires the current row (``is_current`` False) and adds a new one, so
-    every score can be traced to the operating point it was measured against.
+    MEAN = "per_asset", "Operating point (mean vector)"
+    ROBUST = "per_asset_robust", "Robust calibration (median and robust scale)"
+
+
+class AssetBaseline(models.Model):
+    """An asset's calibration over a period: its operating point (``mode`` "per_asset": the mean feature
+    vector) or its robust calibration (``mode`` "per_asset_robust": per-feature median in ``vector`` and
+    robust scale in ``scale``, detection.baseline.Calibration).
+
+    Models whose ``output_spec["baseline"]`` is ``"per_asset"`` see ``x - vector`` instead of ``x``, those
+    whose is ``"per_asset_robust"`` ``(x - vector) / scale`` (models_registry.baseline), so one model serves
+    pumps that run at different flows, pressures and noise levels. Rows are never edited: recalibrating
+    retires the current row of that mode (``is_current`` False) and adds a new one, so every score can be
+    traced to the calibration it was measured against.
     """
 
     asset = models.ForeignKey("plant.Asset", on_delete=models.CASCADE, related_name="baselines")
     feature_names = models.JSONField(help_text="Ordered feature names the vector covers.")
     features_key = models.CharField(max_length=32, editable=False)
-    vector = models.JSONField(help_text="Mean of each feature over the calibration windows.")
+    mode = models.CharField(max_length=20, choices=BaselineMode.choices, default=BaselineMode.MEAN)
+    vector = models.JSONField(
+        help_text="Mean (per_asset) or median (per_asset_robust) of each feature over the calibration windows."
+    )
+    scale = models.JSONField(
+        default=list, blank=True, help_text="Robust scale of each feature (per_asset_robust only)."
+    )
     start = models.DateTimeField(help_text="Start of the calibration period.")
     end = models.DateTimeField(help_text="End of the calibration period.")
     window_count = models.PositiveIntegerField()
@@ -221,15 +237,19 @@ class AssetBaseline(models.Model):
         ordering = ["asset", "-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["asset", "features_key"],
+                fields=["asset", "features_key", "mode"],
                 condition=Q(is_current=True),
-                name="one_current_baseline_per_asset_features",
+                name="one_current_baseline_per_asset_features_mode",
             ),
             models.CheckConstraint(condition=Q(start__lte=models.F("end")), name="baseline_period_ordered"),
         ]
 
     def __str__(self) -> str:
         return f"{self.asset} baseline ({self.window_count} windows, {self.source})"
+
+    @property
+    def robust(self) -> bool:
+        return self.mode == BaselineMode.ROBUST
 
     def save(self, *args, **kwargs) -> None:
         self.features_key = features_key(list(self.feature_names))
@@ -242,3 +262,52 @@ class AssetBaseline(models.Model):
         """The baseline values of `names`, in that order (KeyError if the baseline does not cover one)."""
         position = {name: i for i, name in enumerate(self.feature_names)}
         return [float(self.vector[position[name]]) for name in names]
+
+
+def scale_for(row: AssetBaseline, names: list[str]) -> list[float]:
+    """The robust scales of `names` of a robust row, in that order (KeyError if it does not cover one)."""
+    position = {name: i for i, name in enumerate(row.feature_names)}
+    return [float(row.scale[position[name]]) for name in names]
+
+
+class ThresholdSource(models.TextChoices):
+    """Where an asset's thresholds for a version come from (detection.thresholds.AssetThresholds.source)."""
+
+    ASSET = "asset", "The asset's own calibration scores"
+    VERSION = "version", "The version's (too few calibration scores)"
+
+
+class AssetThreshold(models.Model):
+    """The open/clear thresholds a "per_asset_robust" version uses for one asset, set by the version's
+    threshold rule from scores of the asset's own normal windows (detection.thresholds.asset_thresholds),
+    or the version's when there were too few. Written at registration (each asset's training hold-out) and
+    at every recalibration (the period's windows); never edited: the newest row is current, the older ones
+    are history. A noise-control override (alerts.ThresholdOverride) still takes precedence."""
+
+    asset = models.ForeignKey("plant.Asset", on_delete=models.CASCADE, related_name="calibrated_thresholds")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="asset_thresholds")
+    calibration = models.ForeignKey(
+        AssetBaseline, null=True, blank=True, on_delete=models.SET_NULL, related_name="thresholds"
+    )
+    open_threshold = models.FloatField()
+    clear_threshold = models.FloatField()
+    window_count = models.PositiveIntegerField(help_text="How many scores the thresholds were set from.")
+    source = models.CharField(max_length=10, choices=ThresholdSource.choices)
+    is_current = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["asset", "model_version", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset", "model_version"],
+                condition=Q(is_current=True),
+                name="one_current_threshold_per_asset_version",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset} / {self.model_version}: open {self.open_threshold:.4g} ({self.source})"

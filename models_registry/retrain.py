@@ -55,7 +55,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from detection import features
-from detection.baseline import expects_baseline
+from detection.baseline import baseline_mode
 from detection.pipeline import Pipeline, PipelineError
 from detection import runtime
 from models_registry import cache, training
@@ -430,8 +430,9 @@ def retrain_from_feedback(
         # The candidate reads the champion's roles, so both are judged on the same assets and features.
         roles = features.roles_read(champion.feature_spec) if champion is not None else None
         data = load_training_windows(asset_type, start=since, roles=roles)
-        if champion is not None and expects_baseline(champion.output_spec):
-            baseline_info = baseline_training_windows(data)
+        mode = baseline_mode(champion.output_spec) if champion is not None else None
+        if mode is not None:  # the champion's mode: a mean vector or a robust calibration per asset
+            baseline_info = baseline_training_windows(data, mode)
     except TrainingDataError as exc:
         raise RetrainError(str(exc)) from None
     complete = np.isfinite(data.X).all(axis=1)

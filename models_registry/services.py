@@ -21,12 +21,13 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from detection.baseline import PER_ASSET
+from detection import runtime
+from detection.baseline import MODES, PER_ASSET, PER_ASSET_ROBUST
 from detection.pipeline import Pipeline
 from models_registry import baseline as baselines
 from models_registry import training
 from models_registry.choices import ModelKind, ModelStatus, WindowLabel
-from models_registry.models import ModelStatusChange, ModelVersion
+from models_registry.models import AssetBaseline, ModelStatusChange, ModelVersion
 from models_registry.training import TrainedModel, TrainingError, jsonable
 from models_registry.training_data import (
     LabelEvent,
@@ -35,6 +36,7 @@ from models_registry.training_data import (
     label_counts,
     load_training_windows,
 )
+from detection.thresholds import ThresholdRule, asset_thresholds
 from models_registry.validation import ModelRejected, ValidationReport, validate_version
 from plant.access import sees_all_sites_of
 from plant.models import Asset, AssetType, Site
@@ -154,33 +156,42 @@ def register_trained(
     provenance: dict[str, Any],
     actor: User | None = None,
     baseline_info: dict[str, Any] | None = None,
+    asset_thresholds: dict[int, Any] | None = None,
 ) -> ModelVersion:
     """Register the output of models_registry.training as a candidate version. With `baseline_info` (from
-    baseline_training_windows) the version is marked as fed per-asset baselined windows, so the scorer and
-    explanations subtract the same vector."""
+    baseline_training_windows) the version is marked as fed per-asset baselined windows of that mode, so
+    the scorer and explanations apply the same step; `asset_thresholds` (asset id -> AssetThresholds from
+    its training hold-out, ``asset_holdout_thresholds``) are stored with the version, each tied to the
+    calibration the asset's windows were standardised with."""
     if baseline_info is not None:
         provenance = {**provenance, "baseline": baseline_info}
-        trained.output_spec = {**trained.output_spec, "baseline": PER_ASSET}
+        trained.output_spec = {**trained.output_spec, "baseline": baseline_info.get("mode", PER_ASSET)}
     provenance = {
         **provenance,
         "params": getattr(trained, "params", None) or {},
         "library_versions": getattr(trained, "library_versions", None) or {},
     }
-    return register_artifact(
-        name=name,
-        kind=trained.kind,
-        asset_type=asset_type,
-        onnx_bytes=trained.onnx_bytes,
-        feature_spec=list(trained.feature_names),
-        output_spec=trained.output_spec,
-        open_threshold=trained.open_threshold,
-        clear_threshold=trained.clear_threshold,
-        background=np.asarray(trained.background)[:100],
-        provenance=provenance,
-        metrics=jsonable(trained.metrics),
-        actor=actor,
-        reason="trained",
-    )
+    with transaction.atomic():
+        version = register_artifact(
+            name=name,
+            kind=trained.kind,
+            asset_type=asset_type,
+            onnx_bytes=trained.onnx_bytes,
+            feature_spec=list(trained.feature_names),
+            output_spec=trained.output_spec,
+            open_threshold=trained.open_threshold,
+            clear_threshold=trained.clear_threshold,
+            background=np.asarray(trained.background)[:100],
+            provenance=provenance,
+            metrics=jsonable(trained.metrics),
+            actor=actor,
+            reason="trained",
+        )
+        calibrations = (baseline_info or {}).get("calibration_ids", {})
+        for asset_id, found in (asset_thresholds or {}).items():
+            row = AssetBaseline.objects.filter(pk=calibrations.get(asset_id)).first()
+            baselines.store_thresholds(asset_id, version, found, row, actor=actor)
+    return version
 
 
 # --- status moves -----------------------------------------------------------------------------------------
@@ -376,23 +387,33 @@ def train_and_register(
     current one, else calibrated now from its first VIGIL_BASELINE_WINDOWS windows, as the scorer would),
     and the version's output_spec says so, so the scorer and explanations subtract the same vector. Assets
     with too little data for a baseline are left out of training and named in the provenance.
+
+    baseline="per_asset_robust": the same with each asset's robust calibration (median / robust scale), and
+    for an anomaly model the last holdout_fraction of EVERY asset's normal windows is the trainer's hold-out,
+    so each asset's own thresholds are set from scores of its windows the model was not fitted on
+    (detection.thresholds.asset_thresholds, the version's rule and budget; too few give the version's)
+    and stored with the version (models_registry.AssetThreshold).
     """
     if kind not in ModelKind.values:
         raise TrainingError(f"unknown model kind {kind!r}; choose one of {', '.join(ModelKind.values)}")
     if start and end and start >= end:
         raise TrainingError("the training range is empty: start must be before end")
-    if baseline not in (None, "", PER_ASSET):
-        raise TrainingError(f"unknown baseline mode {baseline!r}; the only one is {PER_ASSET!r}")
+    if baseline not in (None, "", *MODES):
+        raise TrainingError(f"unknown baseline mode {baseline!r}; choose one of {', '.join(MODES)}")
     try:
         data = load_training_windows(asset_type, start=start, end=end, asset_ids=asset_ids, roles=roles)
     except TrainingDataError as exc:
         raise TrainingError(str(exc)) from None
-    baseline_info = baseline_training_windows(data) if baseline else None
+    baseline_info = baseline_training_windows(data, baseline) if baseline else None
+    robust = baseline == PER_ASSET_ROBUST
 
     complete = np.isfinite(data.X).all(axis=1)
-    # Time order across assets, so the trainer's "last part" hold-out is the most recent data of all assets.
+    # Time order across assets, so the trainer's "last part" hold-out is the most recent data of all assets;
+    # a robust version holds out the last part of each asset instead (asset_holdout_order).
     order = np.argsort(data.ends[complete], kind="stable")
     X, labels = data.X[complete][order], data.labels[complete][order]
+    groups = data.asset_ids[complete][order]
+    asset_found: dict[int, Any] | None = None
     if len(X) < MIN_TRAINING_WINDOWS:
         raise TrainingError(
             f"only {len(X)} complete feature windows for {asset_type.slug!r} "
@@ -420,9 +441,14 @@ def train_and_register(
                 [np.zeros(len(held), dtype=np.int64), np.ones(len(fault_idx), dtype=np.int64)]
             )
         split = {"train": len(train_idx), "validation": 0 if X_val is None else len(X_val)}
+        fit_params = params
+        if robust:
+            train_idx, fit_params, holdout = asset_holdout_order(train_idx, groups, params)
         trained = training.train_anomaly(
-            X[train_idx], data.feature_names, params=params, X_val=X_val, y_val=y_val
+            X[train_idx], data.feature_names, params=fit_params, X_val=X_val, y_val=y_val
         )
+        if robust:
+            asset_found = asset_holdout_thresholds(trained, X[holdout], groups[holdout], asset_type)
     elif kind == ModelKind.FAILURE_CLASSIFIER:
         y = (labels == WindowLabel.FAULT).astype(np.int64)
         if not y.any():
@@ -456,7 +482,41 @@ def train_and_register(
         provenance=provenance,
         actor=actor,
         baseline_info=baseline_info,
+        asset_thresholds=asset_found,
     )
+
+
+def asset_holdout_order(
+    train_idx: np.ndarray, groups: np.ndarray, params: dict[str, Any] | None
+) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
+    """Reorder the training rows (time order) so the last ``holdout_fraction`` of EVERY asset's rows come
+    last, which is what the trainer holds out: returns (rows, params with that fraction, held-out rows)."""
+    fraction = float({**training.ANOMALY_DEFAULTS, **(params or {})}["holdout_fraction"])
+    fits, holds = [], []
+    for asset_id in np.unique(groups[train_idx]):
+        mine = train_idx[groups[train_idx] == asset_id]
+        n_hold = max(1, int(round(len(mine) * fraction)))
+        fits.append(mine[: len(mine) - n_hold])
+        holds.append(mine[len(mine) - n_hold :])
+    held = np.concatenate(holds)
+    rows = np.concatenate([*fits, held])
+    return rows, {**(params or {}), "holdout_fraction": len(held) / len(rows)}, held
+
+
+def asset_holdout_thresholds(
+    trained: TrainedModel, X_hold: np.ndarray, groups: np.ndarray, asset_type: AssetType
+) -> dict[int, Any]:
+    """asset id -> its thresholds from the model's scores of its held-out rows (already standardised by its
+    calibration), by the version's rule (models_registry.baseline.thresholds_from_scores' rule)."""
+    session = runtime.load_session(trained.onnx_bytes)
+    scores = runtime.run_batch(session, X_hold, trained.output_spec)
+    rule = ThresholdRule.from_params(trained.params)
+    version = (trained.open_threshold, trained.clear_threshold)
+    overlap = baselines.overlap(asset_type)
+    return {
+        int(asset_id): asset_thresholds(scores[groups == asset_id], rule, version, overlap=overlap)
+        for asset_id in np.unique(groups)
+    }
 
 
 def fit_rul(
@@ -499,24 +559,27 @@ def fit_rul(
     return trained, info, rul
 
 
-def baseline_training_windows(data: TrainingData) -> dict[str, Any]:
-    """Subtract each asset's baseline from its training windows (the pipeline's baseline step,
-    detection.pipeline), dropping the windows of assets without one."""
+def baseline_training_windows(data: TrainingData, mode: str = PER_ASSET) -> dict[str, Any]:
+    """Apply each asset's baseline of `mode` to its training windows (the pipeline's baseline step,
+    detection.pipeline: minus its mean vector, or standardised by its robust calibration), dropping the
+    windows of assets without one."""
     names = list(data.feature_names)
     asset_ids = [int(pk) for pk in np.unique(data.asset_ids)]
-    rows = baselines.current_baselines(asset_ids, names)
+    rows = baselines.current_baselines(asset_ids, names, mode)
     assets = {
         asset.pk: asset for asset in Asset.objects.filter(pk__in=asset_ids).select_related("asset_type")
     }
     used: dict[str, Any] = {}
     skipped: list[str] = []
-    vectors: dict[int, list[float]] = {}
+    vectors: dict[int, Any] = {}
+    ids: dict[int, int] = {}
     for asset_id in asset_ids:
-        row = rows.get(asset_id) or baselines.auto_calibrate(assets[asset_id], names)
+        row = rows.get(asset_id) or baselines.auto_calibrate(assets[asset_id], names, mode=mode)
         if row is None:
             skipped.append(assets[asset_id].tag)
             continue
-        vectors[asset_id] = row.vector_for(names)
+        vectors[asset_id] = baselines.as_step(row, names)
+        ids[asset_id] = row.pk
         used[assets[asset_id].tag] = {
             "baseline_id": row.pk,
             "source": row.source,
@@ -533,4 +596,4 @@ def baseline_training_windows(data: TrainingData) -> dict[str, Any]:
     data.X, keep = Pipeline.baseline_rows(data.X, data.asset_ids, vectors)
     for name in ("X", "labels", "ends", "asset_ids"):
         setattr(data, name, getattr(data, name)[keep])
-    return {"mode": PER_ASSET, "assets": used, "skipped_without_baseline": skipped}
+    return {"mode": mode, "assets": used, "skipped_without_baseline": skipped, "calibration_ids": ids}

@@ -9,6 +9,7 @@ app_name = "models_registry"
 urlpatterns = [
     path("", views.index, name="index"),
     path("retrain/", views.retrain_start, name="retrain"),
+    path("assets/<int:pk>/recalibrate/", views.asset_recalibrate, name="asset_recalibrate"),
     path("retrain/<int:pk>/", views.retrain_run, name="run"),
     path("<int:pk>/compare/", views.version_compare, name="compare"),
     path("<int:pk>/shadow/", views.version_shadow, name="shadow"),

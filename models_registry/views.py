@@ -11,7 +11,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from models_registry.choices import ModelStatus
 from models_registry.comparison import ComparisonError, compare, default_period
-from models_registry.forms import PeriodForm, ReasonForm, RetrainForm
+from detection.baseline import BaselineError
+from models_registry.baseline import recalibrate
+from models_registry.forms import PeriodForm, ReasonForm, RecalibrateForm, RetrainForm
 from models_registry.models import ModelStatusChange, ModelVersion, RetrainRun
 from models_registry.retrain import STAGES, RetrainError, start_retrain
 from models_registry.services import (
@@ -25,7 +27,8 @@ from models_registry.services import (
     rollback,
     shadow,
 )
-from plant.access import engineer_required, site_ids_for_user
+from plant.access import engineer_required, get_asset_for_user, site_ids_for_user
+from plant.views import render_asset, site_zone
 
 RECENT_RUNS = 10
 
@@ -188,3 +191,37 @@ def version_promote(request: HttpRequest, pk: int) -> HttpResponse:
 @engineer_required
 def version_rollback(request: HttpRequest, pk: int) -> HttpResponse:
     return _move(request, pk, "rollback")
+
+
+@require_POST
+@engineer_required
+def asset_recalibrate(request: HttpRequest, pk: int) -> HttpResponse:
+    """Recalibrate the asset from a period of normal running (models_registry.baseline.recalibrate): its
+    calibration and, for each robust version in use, its thresholds. A refusal (a fault label in the
+    period, too few usable windows) is shown on the asset page with the form (400)."""
+    asset = get_asset_for_user(request, pk)
+    with timezone.override(site_zone(asset.site)):  # the form's times are the site's wall-clock times
+        form = RecalibrateForm(request.POST)
+        valid = form.is_valid()
+    if valid:
+        try:
+            done = recalibrate(
+                asset, form.cleaned_data["start"], form.cleaned_data["end"], actor=request.user
+            )
+        except BaselineError as exc:
+            form.add_error(None, str(exc))
+            valid = False
+    if not valid:
+        return render_asset(request, asset, extra_context={"calibrate_form": form}, status=400)
+    counts = ", ".join(
+        f"{row.get_mode_display().lower()} from {row.window_count} windows" for row in done.baselines
+    )
+    thresholds = "; ".join(
+        f"{item.model_version}: open {item.open_threshold:.4g} ({item.get_source_display().lower()})"
+        for item in done.thresholds
+    )
+    messages.success(
+        request,
+        f"Recalibrated {asset.tag}: {counts}." + (f" Thresholds: {thresholds}." if thresholds else ""),
+    )
+    return redirect(asset)

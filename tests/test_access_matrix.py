@@ -184,6 +184,8 @@ URLS: dict[str, Url] = {
     "models_registry:index": Url(engineer_page),
     "models_registry:retrain": Url(engineer_page, "POST", ok=INVALID),  # posted empty: a form error
     "models_registry:run": Url(engineer_page, obj="models_registry.retrainrun"),
+    # posted empty: a form error (400) for an engineer of the asset's site
+    "models_registry:asset_recalibrate": Url(engineer_page, "POST", obj="plant.asset", ok=INVALID),
     "models_registry:compare": Url(engineer_page, obj="models_registry.modelversion"),
     "models_registry:shadow": Url(version_move, "POST", obj="models_registry.modelversion", data=reason),
     "models_registry:promote": Url(version_move, "POST", obj="models_registry.modelversion", data=reason),

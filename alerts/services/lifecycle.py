@@ -53,7 +53,7 @@ from alerts.choices import ACTIVE_STATES, AlertCategory, AlertState, Explanation
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
 from alerts.services.overrides import calibration_category, effective_thresholds
 from detection import rules
-from detection.baseline import BaselineError
+from detection.baseline import PER_ASSET_ROBUST, BaselineError, Calibration, baseline_mode
 from detection.explain import dominant_roles, explain, top_role
 from detection.features import role_of
 from detection.pipeline import Pipeline, PipelineError
@@ -143,9 +143,13 @@ def explain_window(
         model.onnx_bytes, x, model.background, model.feature_names, model.output_spec, sensors=sensors
     )
     if baseline is not None:
-        for feature, base in zip(result["features"], np.asarray(baseline, dtype=np.float64), strict=True):
+        # A robust calibration is shown by its location (the asset's median), the value "normal" means.
+        robust = isinstance(baseline, Calibration)
+        base_values = baseline.location if robust else np.asarray(baseline, dtype=np.float64)
+        scales = baseline.scale if robust else np.ones(len(base_values))
+        for feature, base, scale in zip(result["features"], base_values, scales, strict=True):
             feature["baseline"] = float(base)
-            feature["raw"] = float(np.float64(feature["value"]) + base)
+            feature["raw"] = float(np.float64(feature["value"]) * scale + base)
     return {**result, "window_end": end.isoformat(), "score": float(score)}
 
 
@@ -333,6 +337,12 @@ def apply_scores(
     if not windows or version.status not in (ModelStatus.CHAMPION, ModelStatus.SHADOW):
         return []
     params = _rule_params(version, version.open_threshold, version.clear_threshold)
+    if thresholds is not None and asset.pk in thresholds:
+        params = _rule_params(version, *thresholds[asset.pk])
+    elif thresholds is None and baseline_mode(version.output_spec) == PER_ASSET_ROBUST:
+        # A robust version's asset thresholds may be below the version's: look them up before the
+        # early returns (overrides alone only ever raise them).
+        params = _rule_params(version, *effective_thresholds(version, asset.pk))
     if (
         with_active is not None
         and asset.pk not in with_active
@@ -354,7 +364,8 @@ def apply_scores(
         alert = _active_alert(ctx)
         if alert is None and not any(params.above_open(w.score) for w in windows):
             return []  # the common case, a healthy asset: one query
-        # Overrides only raise the thresholds, so the version's were a safe test for the early returns.
+        # Overrides only raise the thresholds, and a robust version's asset thresholds were applied above,
+        # so the early returns were safe.
         ctx.params = params = _rule_params(version, *effective_thresholds(version, asset.pk, thresholds))
         if alert is None and not any(params.above_open(w.score) for w in windows):
             return []

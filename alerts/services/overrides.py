@@ -10,6 +10,7 @@ from collections.abc import Collection, Mapping
 
 from alerts.choices import AlertCategory
 from alerts.models import ThresholdOverride
+from models_registry import baseline
 from models_registry.models import ModelVersion
 from plant.models import Sensor
 
@@ -23,12 +24,20 @@ def threshold_overrides(version: ModelVersion, asset_ids: Collection[int]) -> di
     return {asset_id: (open_t, clear_t) for asset_id, open_t, clear_t in rows}
 
 
+def thresholds_in_force(version: ModelVersion, asset_ids: Collection[int]) -> dict[int, tuple[float, float]]:
+    """Asset id -> (open, clear) for the assets whose thresholds are not the version's: an active override
+    (a human decision) before the asset's calibrated thresholds of a robust version
+    (models_registry.baseline.thresholds_in_force); passed to ``apply_scores(..., thresholds=...)``."""
+    return baseline.thresholds_in_force(version, asset_ids, threshold_overrides(version, asset_ids))
+
+
 def effective_thresholds(
     version: ModelVersion, asset_id: int, overrides: Mapping[int, tuple[float, float]] | None = None
 ) -> tuple[float, float]:
-    """(open, clear) the lifecycle uses for the asset: its active override, else the version's."""
+    """(open, clear) the lifecycle uses for the asset: its active override, else its calibrated thresholds
+    (robust versions), else the version's. ``overrides``: ``thresholds_in_force`` of a chunk."""
     if overrides is None:
-        overrides = threshold_overrides(version, [asset_id])
+        overrides = thresholds_in_force(version, [asset_id])
     return overrides.get(asset_id, (version.open_threshold, version.clear_threshold))
 
 

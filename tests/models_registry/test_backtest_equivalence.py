@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from alerts.models import Alert
-from models_registry import comparison
+from detection.thresholds import AssetThresholds
+from models_registry import baseline, comparison
 from models_registry.models import AssetBaseline
 from alerts.scoring import score_assets
 from tests.models_registry import test_regimes as regime_tests
@@ -50,6 +51,13 @@ def baselined(asset) -> dict:
     return {**SPEC, "baseline": "per_asset"}
 
 
+def robust(asset) -> dict:
+    # The same pump, scored standardised by its robust calibration (median / robust scale), auto-calibrated
+    # by the scorer from its first windows.
+    baselined(asset)
+    return {**SPEC, "baseline": "per_asset_robust"}
+
+
 def regime(asset) -> dict:
     # 20 A / 2 mm/s, then 40 A / 12 mm/s (a second operating regime, above the threshold on raw readings),
     # then a fault in the second regime.
@@ -68,7 +76,9 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=dt_timezone.utc)
 
 
-@pytest.mark.parametrize("case", [plain, baselined, regime], ids=["plain", "baselined", "regime"])
+@pytest.mark.parametrize(
+    "case", [plain, baselined, robust, regime], ids=["plain", "baselined", "robust", "regime"]
+)
 def test_the_backtest_finds_exactly_the_alerts_the_live_scorer_raised(asset, case):
     output_spec = case(asset)
     version = vibration_version(asset.asset_type, output_spec)
@@ -101,3 +111,23 @@ def test_a_baselined_version_backtests_no_alerts_on_an_asset_still_calibrating(a
     episodes = comparison.backtest(version, [asset], _utc(START_S), _utc(START_S + SECONDS - 1))
 
     assert episodes == []
+
+
+def test_the_backtest_applies_a_robust_versions_asset_thresholds_as_the_live_scorer_does(asset):
+    version = vibration_version(asset.asset_type, {**SPEC, "baseline": "per_asset_robust"})
+    baselined(asset)
+    row = baseline.recalibrate(asset, _utc(START_S), _utc(START_S + 300)).baselines[0]
+    # Thresholds of the asset's own far above the version's 10: the alert opens later in the fault's ramp.
+    baseline.store_thresholds(asset.pk, version, AssetThresholds(900.0, 400.0, 5000, "asset"), row)
+
+    score_assets([asset.pk])
+    alerts = [
+        (alert.first_window_start, alert.opened_at, alert.peak_score)
+        for alert in Alert.objects.filter(model_version=version).order_by("opened_at")
+    ]
+    episodes = comparison.backtest(version, [asset], _utc(START_S), _utc(START_S + SECONDS - 1))
+
+    assert alerts and [(e.start, e.opened, e.peak) for e in episodes] == alerts
+    # At the version's threshold of 10 the alert would have opened earlier in the ramp.
+    scored = version.scores.filter(asset=asset, score__gt=10.0).order_by("window_end").first()
+    assert scored is not None and scored.window_end < alerts[0][1]

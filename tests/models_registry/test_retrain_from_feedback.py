@@ -97,15 +97,16 @@ def test_a_failure_classifier_retrains_on_the_feedback_labels_directly(history):
     assert ModelVersion.objects.filter(kind="failure_classifier").count() == 1
 
 
-def test_a_champion_on_per_asset_baselines_is_retrained_on_the_same_baselines(site, technician):
-    history = build_history(site, technician, slug="base-pump", baseline="per_asset")
+@pytest.mark.parametrize("mode", ["per_asset", "per_asset_robust"])
+def test_a_champion_on_per_asset_baselines_is_retrained_on_the_same_baselines(site, technician, mode):
+    history = build_history(site, technician, slug="base-pump", baseline=mode)
     assert history.verdicts, "the baselined champion raised alerts that technicians judged"
     run = RetrainRun.objects.create(asset_type=history.asset_type, kind="anomaly")
     finished = execute_run(run.pk)
     assert finished.status == "succeeded", finished.error
     candidate = finished.result
-    assert candidate.output_spec["baseline"] == "per_asset"
-    assert candidate.provenance["baseline"]["mode"] == "per_asset"
+    assert candidate.output_spec["baseline"] == mode
+    assert candidate.provenance["baseline"]["mode"] == mode
     assert len(candidate.provenance["baseline"]["assets"]) == len(history.assets)
 
 

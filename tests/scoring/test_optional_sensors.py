@@ -156,7 +156,7 @@ def test_training_fails_naming_the_asset_and_role_when_no_bearing_has_the_chosen
         call_command("train_model", "--asset-type", "ims-like", "--kind", "anomaly", "--roles", "vibration_z")
     with pytest.raises(CommandError, match="--roles needs at least one role key"):
         call_command("train_model", "--asset-type", "ims-like", "--kind", "anomaly", "--roles", " , ")
-    with pytest.raises(CommandError, match="--roles runs here only"):
+    with pytest.raises(CommandError, match="--roles run here only"):
         call_command(
             "train_model",
             "--asset-type",

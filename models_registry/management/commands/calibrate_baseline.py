@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from detection.baseline import BaselineError
-from models_registry.baseline import calibrate
+from models_registry.baseline import recalibrate
 from models_registry.management.commands._common import parse_moment
 from models_registry.models import ModelVersion
 from plant.models import Asset
@@ -13,8 +13,10 @@ from plant.models import Asset
 
 class Command(BaseCommand):
     help = (
-        "Calibrate an asset's per-asset baseline (its operating point) from the feature windows of a period "
-        "of normal running; baselined models score the asset against it from their next run."
+        "Calibrate an asset's per-asset baseline from the feature windows of a period of normal running: its "
+        "operating point, and its robust calibration and thresholds when robust versions are in use; "
+        "baselined models score the asset against it from their next run. A period overlapping a labelled "
+        "fault is refused."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -41,15 +43,23 @@ class Command(BaseCommand):
                 )
             names = list(version.feature_spec)
         try:
-            row = calibrate(found, names, begin, finish)
+            done = recalibrate(found, begin, finish, feature_names=names)
         except BaselineError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"calibrated {found.tag}: {len(row.feature_names)} features from {row.window_count} windows "
-                f"between {row.start.isoformat()} and {row.end.isoformat()} (baseline #{row.pk})"
+        for row in done.baselines:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"calibrated {found.tag}: {len(row.feature_names)} features from {row.window_count} "
+                    f"windows between {row.start.isoformat()} and {row.end.isoformat()} "
+                    f"(baseline #{row.pk}, {row.mode})"
+                )
             )
-        )
+        for item in done.thresholds:
+            self.stdout.write(
+                f"thresholds of {found.tag} for {item.model_version}: open {item.open_threshold:.6g}, "
+                f"clear {item.clear_threshold:.6g} ({item.get_source_display().lower()}, "
+                f"{item.window_count} scores)"
+            )
 
 
 def _get_asset(value: str) -> Asset:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from detection.baseline import MODES, PER_ASSET
+from detection.detectors import DETECTORS
 from models_registry.management.commands._common import check_kind, get_asset_type, parse_moment
 from models_registry.services import TrainingError, train_and_register
 from models_registry.tasks import train_model_task
@@ -30,7 +32,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--per-asset-baseline",
             action="store_true",
-            help="Feed each asset's windows minus its baseline (models_registry.baseline).",
+            help="Feed each asset's windows minus its baseline (models_registry.baseline); the same as "
+            "--baseline per_asset.",
+        )
+        parser.add_argument(
+            "--baseline",
+            choices=MODES,
+            help="Per-asset step: per_asset (minus its mean vector) or per_asset_robust (standardised by its "
+            "robust calibration, with per-asset thresholds). Default: none.",
+        )
+        parser.add_argument(
+            "--detector",
+            choices=DETECTORS,
+            help="Anomaly detector (detection.detectors; default: the trainer's, PCA).",
         )
 
     def handle(self, *args, **options) -> None:
@@ -38,16 +52,19 @@ class Command(BaseCommand):
         kind = check_kind(options["kind"])
         start = parse_moment(options["start"], "--start")
         end = parse_moment(options["end"], "--end")
-        baseline = "per_asset" if options["per_asset_baseline"] else None
+        baseline = options["baseline"] or (PER_ASSET if options["per_asset_baseline"] else None)
+        if options["per_asset_baseline"] and baseline != PER_ASSET:
+            raise CommandError("--per-asset-baseline is --baseline per_asset; give only one of them")
+        params = {"detector": options["detector"]} if options["detector"] else None
+        if params and kind != "anomaly":
+            raise CommandError("--detector applies to anomaly models only")
         roles = None
         if options["roles"] is not None:
             roles = [role.strip() for role in options["roles"].split(",") if role.strip()]
             if not roles:
                 raise CommandError("--roles needs at least one role key, e.g. --roles vibration,current")
-        if options["enqueue"] and baseline:
-            raise CommandError("--per-asset-baseline runs here only; drop --enqueue")
-        if options["enqueue"] and roles:
-            raise CommandError("--roles runs here only; drop --enqueue")
+        if options["enqueue"] and (baseline or params or roles):
+            raise CommandError("--baseline, --detector and --roles run here only; drop --enqueue")
         if options["enqueue"]:
             kwargs = {
                 "start": start.isoformat() if start else None,
@@ -59,7 +76,14 @@ class Command(BaseCommand):
             return
         try:
             version = train_and_register(
-                asset_type, kind, start=start, end=end, name=options["name"], baseline=baseline, roles=roles
+                asset_type,
+                kind,
+                start=start,
+                end=end,
+                name=options["name"],
+                baseline=baseline,
+                params=params,
+                roles=roles,
             )
         except TrainingError as exc:
             raise CommandError(str(exc)) from None

@@ -1,0 +1,368 @@
+"""Robust per-asset calibration in the product (issue 13, item 1): storage, recalibration (service, command,
+asset-page button), the thresholds in force (override > asset > version) in the live scorer, the edge
+bundle, training with per-asset thresholds, and a quiet pump's fault alerting beside a noisy one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from alerts.models import Alert, ThresholdOverride
+from alerts.scoring import score_assets
+from alerts.services.lifecycle import explain_window
+from alerts.services.overrides import effective_thresholds
+from detection.baseline import BaselineError, Calibration
+from detection.thresholds import AssetThresholds
+from models_registry import baseline
+from models_registry.bundle import bundle_spec
+from models_registry.edge import Bundle, score_series
+from detection.features import feature_names
+from models_registry.models import AssetBaseline, AssetThreshold, BaselineMode, ModelVersion
+from models_registry.services import asset_holdout_order, promote, train_and_register
+from demo.seed import PUMP_ROLES
+from plant.simulator import Fault, FaultSchedule, PlantSimulator
+from tests.models_registry.plant_builders import TAGS, make_simulated_plant, sim_assets
+from tests.models_registry.test_end_to_end import HOUR, ORIGIN, at, ingest_simulated
+from plant.choices import LabelKind
+from plant.models import Label
+from tests.conftest import T0
+from tests.models_registry.test_regimes import vibration_version
+from tests.scoring.conftest import CLEAR, NAMES, OPEN, START_S, fault, ingest
+
+pytestmark = pytest.mark.django_db
+
+NAMES_SIM = feature_names(sorted(key for key, *_ in PUMP_ROLES))
+SPEC = {"name": "score", "index": 0, "direction": "higher_is_anomalous"}
+ROBUST = {**SPEC, "baseline": "per_asset_robust"}
+
+
+@pytest.fixture(autouse=True)
+def few_windows(settings):
+    settings.VIGIL_BASELINE_WINDOWS = 10
+
+
+def robust_version(asset, name: str = "vib-robust"):
+    return vibration_version(asset.asset_type, name=name, output_spec=ROBUST)
+
+
+def moment(seconds: float):
+    return T0 + timedelta(seconds=seconds)
+
+
+# --- calibrating --------------------------------------------------------------------------------------------
+
+
+def test_recalibrating_stores_a_robust_calibration_and_the_assets_thresholds(asset, engineer):
+    version = robust_version(asset)
+    ingest(asset, START_S, 600, vibration=lambda t: np.full_like(t, 12.0))
+    old = baseline.recalibrate(asset, moment(0), moment(300)).baselines[0]
+
+    done = baseline.recalibrate(asset, moment(0), moment(600), actor=engineer)
+
+    [row] = done.baselines
+    assert row.mode == BaselineMode.ROBUST and row.is_current and row.created_by == engineer
+    assert row.vector_for(["vibration__mean"]) == [pytest.approx(12.0, abs=0.02)]
+    assert row.window_count == 55  # windows of 60 s every 10 s wholly inside 600 s
+    old.refresh_from_db()
+    assert not old.is_current  # kept as history
+    [found] = done.thresholds
+    # 55 scores are far fewer than the rule needs for the asset's own: the version's, and said so.
+    assert (found.source, found.window_count) == ("version", 55)
+    assert (found.open_threshold, found.clear_threshold) == (OPEN, CLEAR)
+    assert found.calibration == row and found.model_version == version
+    assert AssetThreshold.objects.filter(asset=asset, model_version=version).count() == 2
+
+
+def test_a_period_overlapping_a_fault_label_is_refused_naming_the_label(asset):
+    robust_version(asset)
+    ingest(asset, START_S, 600)
+    label = Label.objects.create(
+        asset=asset, kind=LabelKind.FAULT, start=moment(200), end=moment(260), fault_type="bearing_wear"
+    )
+
+    with pytest.raises(BaselineError, match=rf"fault label #{label.pk} \(bearing_wear\)"):
+        baseline.recalibrate(asset, moment(0), moment(600))
+    assert not AssetBaseline.objects.exists()
+
+
+def test_too_few_usable_windows_are_refused_with_the_counts(asset):
+    robust_version(asset)
+    ingest(asset, START_S, 80)
+
+    with pytest.raises(BaselineError, match=r"only 3 complete feature windows .* among the 3 windows"):
+        baseline.recalibrate(asset, moment(0), moment(80))
+    with pytest.raises(BaselineError, match=r"only 0 complete feature windows"):
+        baseline.recalibrate(asset, moment(1000), moment(2000))
+
+
+def test_auto_calibration_skips_windows_overlapping_a_fault_label(asset):
+    version = robust_version(asset)
+    # A fault at the very start: auto-calibration must not take it for the asset's normal.
+    ingest(asset, START_S, 900, vibration=fault(START_S, START_S + 200, ramp_s=1.0))
+    Label.objects.create(asset=asset, kind=LabelKind.FAULT, start=moment(0), end=moment(280))
+
+    row = baseline.auto_calibrate(asset, list(version.feature_spec), mode="per_asset_robust")
+
+    assert row is not None and row.robust and row.start >= moment(280)
+    assert row.vector_for(["vibration__mean"]) == [pytest.approx(2.0, abs=0.02)]
+
+
+# --- the thresholds in force ------------------------------------------------------------------------------
+
+
+def test_threshold_precedence_is_override_then_asset_then_version(asset, engineer):
+    version = robust_version(asset)
+    ingest(asset, START_S, 600)
+    row = baseline.recalibrate(asset, moment(0), moment(600)).baselines[0]
+    AssetThreshold.objects.all().delete()
+    assert effective_thresholds(version, asset.pk) == (OPEN, CLEAR)
+
+    baseline.store_thresholds(asset.pk, version, AssetThresholds(4.0, 2.0, 900, "asset"), row)
+    assert effective_thresholds(version, asset.pk) == (4.0, 2.0)
+
+    ThresholdOverride.objects.create(
+        asset=asset, model_version=version, open_threshold=30.0, clear_threshold=20.0, created_by=engineer
+    )
+    assert effective_thresholds(version, asset.pk) == (30.0, 20.0)
+
+
+def test_thresholds_of_an_older_calibration_are_not_in_force(asset):
+    version = robust_version(asset)
+    ingest(asset, START_S, 600)
+    row = baseline.recalibrate(asset, moment(0), moment(300)).baselines[0]
+    baseline.store_thresholds(asset.pk, version, AssetThresholds(4.0, 2.0, 900, "asset"), row)
+    # A new calibration made while the version was not in use leaves it no thresholds of its own.
+    baseline.calibrate(asset, None, moment(0), moment(600), mode="per_asset_robust")
+
+    assert baseline.thresholds_in_force(version, [asset.pk]) == {}
+
+
+def test_the_live_scorer_alerts_at_the_assets_own_thresholds_below_the_versions(asset):
+    version = robust_version(asset)
+    # A small rise (about 6 robust units) that the version's threshold of 10 never sees.
+    ingest(asset, START_S, 600, vibration=lambda t: 2.0 + 0.06 * (t >= START_S + 400))
+    row = baseline.recalibrate(asset, moment(0), moment(300)).baselines[0]
+    scale = row.scale[NAMES.index("vibration__mean")]
+    assert 0.05 / scale > 4.0
+    baseline.store_thresholds(asset.pk, version, AssetThresholds(4.0, 2.0, 900, "asset"), row)
+
+    score_assets([asset.pk])
+
+    alert = Alert.objects.get(model_version=version)
+    assert alert.opened_at > moment(400) and alert.peak_score < OPEN
+
+
+# --- the asset page and the command ------------------------------------------------------------------------
+
+
+def test_the_asset_page_shows_the_calibration_and_where_its_thresholds_come_from(client, engineer, asset):
+    version = robust_version(asset)
+    ingest(asset, START_S, 600)
+    row = baseline.recalibrate(asset, moment(0), moment(600), actor=engineer).baselines[0]
+    baseline.store_thresholds(asset.pk, version, AssetThresholds(4.5, 2.5, 900, "asset"), row)
+    client.force_login(engineer)
+
+    page = client.get(asset.get_absolute_url()).content.decode()
+
+    assert f'id="baseline-{version.pk}"' in page and "robust calibration" in page
+    assert "55 windows, calibrated by an engineer by" in page
+    assert 'data-source="asset"' in page and "open 4.5000" in page and "(900 scores)" in page
+    assert reverse("models_registry:asset_recalibrate", args=[asset.pk]) in page
+
+    ThresholdOverride.objects.create(
+        asset=asset, model_version=version, open_threshold=30.0, clear_threshold=20.0, created_by=engineer
+    )
+    page = client.get(asset.get_absolute_url()).content.decode()
+    assert 'data-source="override"' in page and "open 30.0000" in page and "noise-control override" in page
+
+
+def test_the_recalibrate_button_recalibrates_and_refuses_a_fault_period(client, engineer, asset):
+    robust_version(asset)
+    ingest(asset, START_S, 600)
+    client.force_login(engineer)
+    url = reverse("models_registry:asset_recalibrate", args=[asset.pk])
+    # The site's wall-clock times.
+    local = [moment(s).astimezone(ZoneInfo(asset.site.timezone)).strftime("%Y-%m-%dT%H:%M") for s in (0, 600)]
+    period = {"calibrate-start": local[0], "calibrate-end": local[1]}
+
+    response = client.post(url, period)
+
+    assert response.status_code == 302
+    row = AssetBaseline.objects.get(asset=asset, is_current=True)
+    assert row.robust and row.created_by == engineer and row.source == "manual"
+
+    Label.objects.create(asset=asset, kind=LabelKind.FAULT, start=moment(100), end=moment(160))
+    refused = client.post(url, period)
+    assert refused.status_code == 400
+    assert "overlaps fault label" in refused.content.decode()
+    bad = client.post(url, {"calibrate-start": local[1], "calibrate-end": local[0]})
+    assert bad.status_code == 400 and "must be after its start" in bad.content.decode()
+
+
+def test_a_technician_may_not_recalibrate(client, technician, asset):
+    client.force_login(technician)
+    url = reverse("models_registry:asset_recalibrate", args=[asset.pk])
+    assert client.post(url, {"calibrate-start": "2026-01-05T06:00"}).status_code == 403
+    assert "Recalibrate from a normal period" not in client.get(asset.get_absolute_url()).content.decode()
+
+
+def test_calibrate_baseline_command_sets_robust_calibration_and_thresholds(asset, capsys):
+    version = robust_version(asset)
+    ingest(asset, START_S, 600)
+
+    call_command(
+        "calibrate_baseline", "--asset", asset.tag, "--start", moment(0).isoformat(), "--end",
+        moment(600).isoformat(),
+    )  # fmt: skip
+
+    out = capsys.readouterr().out
+    assert "per_asset_robust" in out and f"for {version}: open 10" in out and "55 scores" in out
+    Label.objects.create(asset=asset, kind=LabelKind.FAULT, start=moment(100), end=moment(160))
+    with pytest.raises(CommandError, match="overlaps fault label"):
+        call_command(
+            "calibrate_baseline", "--asset", asset.tag, "--start", moment(0).isoformat(), "--end",
+            moment(600).isoformat(),
+        )  # fmt: skip
+
+
+# --- the edge bundle ---------------------------------------------------------------------------------------
+
+
+def test_a_robust_bundle_carries_the_calibration_and_the_assets_thresholds(asset, tmp_path):
+    version = robust_version(asset)
+    ingest(asset, START_S, 600, vibration=lambda t: np.full_like(t, 12.0))
+    row = baseline.recalibrate(asset, moment(0), moment(600)).baselines[0]
+    baseline.store_thresholds(asset.pk, version, AssetThresholds(4.0, 2.0, 900, "asset"), row)
+
+    spec = bundle_spec(version, asset)
+
+    assert (spec["open_threshold"], spec["clear_threshold"]) == (4.0, 2.0)
+    calibration = Calibration.from_json(spec["baseline"])
+    assert calibration.location[NAMES.index("vibration__mean")] == pytest.approx(12.0, abs=0.02)
+    # The edge runner standardises as the scorer does: a healthy 12 mm/s pump scores about 0.
+    t = START_S + np.arange(300, dtype=np.float64)
+    series = {
+        role: (
+            t,
+            np.full(300, level) + np.random.default_rng(1).normal(0, 0.05, 300),
+            np.zeros(300, np.uint16),
+        )
+        for role, level in {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 12.0}.items()
+    }
+    rows = score_series(Bundle(model=version.read_onnx_bytes(), spec=spec), series)
+    scores = [r["score"] for r in rows if r["score"] is not None]
+    assert scores and max(abs(s) for s in scores) < 4.0
+
+
+# --- training and the fleet --------------------------------------------------------------------------------
+
+
+def test_a_quiet_pumps_fault_alerts_beside_a_noisy_pump_with_a_robust_version(site, settings, tmp_path):
+    """End to end: pumps of one type, one quiet and one six times noisier (plant.simulator's noise), one
+    robust version trained over both through train_and_register, the live scorer: the quiet pump's
+    bearing wear alerts."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    asset_type, assets = make_simulated_plant(site)
+    sims = [replace(sim, size=1.0, noise=noise) for sim, noise in zip(sim_assets(site), (1.0, 6.0, 1.0))]
+    sim = PlantSimulator(
+        sims,
+        seed=3,
+        faults=FaultSchedule([Fault("bearing_wear", "p-101", None, HOUR + 600, 900)]),
+        origin=ORIGIN,
+    )
+    ingest_simulated(sim, 0, HOUR)
+
+    version = train_and_register(asset_type, "anomaly", baseline="per_asset_robust")
+
+    assert version.output_spec["baseline"] == "per_asset_robust"
+    calibrations = AssetBaseline.objects.filter(mode=BaselineMode.ROBUST, is_current=True)
+    assert calibrations.count() == 3
+    quiet, noisy = (
+        calibrations.get(asset=assets[tag]).scale[NAMES_SIM.index("vibration__std")]
+        for tag in ("p-101", "p-102")
+    )
+    assert noisy > 1.5 * quiet  # each pump is judged on its own scale
+    stored = {row.asset.tag: row for row in AssetThreshold.objects.filter(model_version=version)}
+    assert set(stored) == set(TAGS)
+    assert all(row.calibration.is_current and row.window_count > 50 for row in stored.values())
+    promote(version, reason="test")
+
+    ingest_simulated(sim, HOUR, HOUR + 2100)
+    score_assets([asset.pk for asset in assets.values()])
+
+    opened = Alert.objects.filter(model_version=version, asset=assets["p-101"], opened_at__gte=at(HOUR + 600))
+    assert opened.filter(opened_at__lte=at(HOUR + 1500 + 120)).exists()
+
+
+def test_train_model_command_trains_a_robust_version_with_a_chosen_detector(site, settings, tmp_path, capsys):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    asset_type, _ = make_simulated_plant(site)
+    ingest_simulated(PlantSimulator(sim_assets(site), seed=4, origin=ORIGIN), 0, 1800)
+
+    call_command(
+        "train_model", "--asset-type", asset_type.slug, "--kind", "anomaly", "--baseline", "per_asset_robust",
+        "--detector", "univariate",
+    )  # fmt: skip
+
+    version = ModelVersion.objects.get(asset_type=asset_type)
+    assert version.output_spec["baseline"] == "per_asset_robust"
+    assert version.provenance["params"]["detector"] == "univariate"
+    assert AssetThreshold.objects.filter(model_version=version).count() == len(TAGS)
+    with pytest.raises(CommandError, match="--detector applies to anomaly models only"):
+        call_command("train_model", "--asset-type", asset_type.slug, "--kind", "rul", "--detector", "pca")
+    with pytest.raises(CommandError, match="invalid choice"):
+        call_command(
+            "train_model", "--asset-type", asset_type.slug, "--kind", "anomaly", "--baseline", "robust"
+        )
+
+
+def test_asset_holdout_order_holds_out_the_last_part_of_every_asset():
+    groups = np.array([1] * 8 + [2] * 4)
+    rows, params, held = asset_holdout_order(np.arange(12), groups, {"holdout_fraction": 0.25})
+
+    assert held.tolist() == [6, 7, 11] and rows[-3:].tolist() == [6, 7, 11]
+    assert sorted(rows.tolist()) == list(range(12)) and params["holdout_fraction"] == pytest.approx(3 / 12)
+
+
+def test_an_explanation_of_a_robust_version_shows_the_raw_value_and_the_assets_median(asset):
+    version = robust_version(asset)
+    location = np.linspace(1.0, 2.0, len(NAMES))
+    calibration = Calibration(location, np.full(len(NAMES), 0.5), 20)
+    x = np.full(len(NAMES), 3.0, dtype=np.float32)  # three robust units above the median everywhere
+
+    result = explain_window(version, x, end=moment(60), score=3.0, sensors=None, baseline=calibration)
+
+    by_name = {feature["name"]: feature for feature in result["features"]}
+    mean = by_name["vibration__mean"]
+    k = NAMES.index("vibration__mean")
+    assert mean["baseline"] == pytest.approx(location[k])
+    assert mean["raw"] == pytest.approx(3.0 * 0.5 + location[k])
+
+
+def test_a_version_that_cannot_score_the_period_is_a_form_error_not_a_500(
+    client, engineer, asset, monkeypatch
+):
+    version = robust_version(asset)
+    ingest(asset, START_S, 600)
+
+    def broken(_version):
+        raise OSError("model file missing")
+
+    monkeypatch.setattr(baseline.cache, "loaded", broken)
+    client.force_login(engineer)
+    local = [moment(s).astimezone(ZoneInfo(asset.site.timezone)).strftime("%Y-%m-%dT%H:%M") for s in (0, 600)]
+
+    response = client.post(
+        reverse("models_registry:asset_recalibrate", args=[asset.pk]),
+        {"calibrate-start": local[0], "calibrate-end": local[1]},
+    )
+
+    assert response.status_code == 400
+    assert f"{version} cannot score the period: model file missing" in response.content.decode()
+    assert not AssetBaseline.objects.exists()  # nothing half-done
