@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
@@ -70,7 +71,6 @@ from models_registry.services import (
 from models_registry.choices import ModelKind, RetrainStatus, WindowLabel
 from models_registry.training_data import LabelEvent, TrainingDataError, label_windows, load_training_windows
 from models_registry.models import ModelVersion, RetrainRun
-from models_registry.tasks import retrain_model_task
 from models_registry.training import TrainingError, jsonable
 from plant.choices import LabelKind, LabelSource
 from plant.models import AssetType, Label
@@ -129,11 +129,25 @@ def start_retrain(
     return run
 
 
+# The retrain task lives in models_registry.tasks, which imports this module: ModelsRegistryConfig.ready()
+# hands its sender in, so this module never imports the tasks (no import cycle, not even a hidden one).
+_send_run: Callable[[int], None] | None = None
+
+
+def provide_run_sender(send: Callable[[int], None]) -> None:
+    """Register how a queued run is sent to a worker (once, from an AppConfig)."""
+    global _send_run
+    _send_run = send
+
+
 def enqueue_run(run_id: int) -> None:
     """Send the run to a worker; an unreachable broker fails the run with a clear reason instead of hanging."""
-
+    if _send_run is None:
+        raise ImproperlyConfigured(
+            "no retrain run sender registered (models_registry.retrain.provide_run_sender)"
+        )
     try:
-        retrain_model_task.delay(run_id)
+        _send_run(run_id)
     except Exception as exc:  # kombu raises several unrelated types when Redis is down
         logger.warning("retrain run %s could not be queued: %s", run_id, exc)
         _finish(

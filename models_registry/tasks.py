@@ -9,6 +9,7 @@ from datetime import datetime
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
+from models_registry.retrain import execute_run
 from models_registry.services import TrainingError, train_and_register
 from plant.models import AssetType
 
@@ -57,8 +58,6 @@ def retrain_model_task(run_id: int) -> int | None:
     Idempotent: the run is claimed with a compare-and-set, so a redelivery of a run that is done or being
     worked on does nothing (a run left "running" by a lost worker becomes claimable after a while).
     """
-    from models_registry.retrain import execute_run
-
     run = execute_run(run_id)
     if run is None:
         logger.info("retrain_model_task: run %s is not claimable (done, running or gone)", run_id)

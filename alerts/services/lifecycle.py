@@ -38,13 +38,14 @@ Scores are compared with the thresholds in the version's direction (``output_spe
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -269,13 +270,27 @@ def mark_explanation_failed(alert_id: int, error: str) -> bool:
     return bool(changed)
 
 
-def _enqueue_explanation(alert_id: int) -> None:
-    def send() -> None:
-        # Function-local: alerts.tasks imports this module (a cycle; an injected enqueuer would cut it).
-        from alerts.tasks import complete_explanation_task
+# The explanation task lives in alerts.tasks, which imports this module: AlertsConfig.ready() hands its
+# sender in, so the lifecycle never imports the tasks (no import cycle, not even a hidden one).
+_send_explanation: Callable[[int], None] | None = None
 
+
+def provide_explanation_sender(send: Callable[[int], None]) -> None:
+    """Register how a pending explanation is sent to a worker (once, from an AppConfig)."""
+    global _send_explanation
+    _send_explanation = send
+
+
+def _enqueue_explanation(alert_id: int) -> None:
+    if _send_explanation is None:
+        raise ImproperlyConfigured(
+            "no explanation sender registered (alerts.services.lifecycle.provide_explanation_sender)"
+        )
+    send_task = _send_explanation
+
+    def send() -> None:
         try:
-            complete_explanation_task.delay(alert_id)
+            send_task(alert_id)
         except Exception:  # the broker is down: the alert stays "pending", scoring goes on
             logger.exception("could not enqueue the explanation of alert #%s", alert_id)
 
