@@ -120,26 +120,21 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def vibration_version(pump, name: str, weight: float, shadow: bool = False):
-    from models_registry.services import promote, register_artifact
+    from bench import versions
     from detection.features import feature_names
-    from detection.onnx_graphs import build_linear_graph
 
     names = feature_names(sorted(BASE))
-    weights = np.zeros(len(names), dtype=np.float32)
-    weights[names.index("vibration__mean")] = weight
-    version = register_artifact(
+    return versions.vibration_version(
+        pump,
+        names,
         name=name,
-        kind="anomaly",
-        asset_type=pump,
-        onnx_bytes=build_linear_graph(len(names), weights=weights),
-        feature_spec=names,
-        output_spec={"name": "score", "index": 0, "direction": "higher_is_anomalous"},
+        weight=weight,
         open_threshold=10.0 * weight,
         clear_threshold=5.0 * weight,
         background=np.full((10, len(names)), 2.0),
+        shadow=shadow,
+        reason="bench",
     )
-    promote(version, reason="bench", shadow=shadow)
-    return version
 
 
 def make_fleet(n: int, tag: str):

@@ -9,13 +9,12 @@ import pytest
 
 from models_registry import cache
 from models_registry.models import ModelVersion
-from models_registry.services import promote, register_artifact
 from detection.features import feature_names
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset
 from alerts.scheduling import reset_broker_backoff
 from tests.conftest import T0
-from tests.models_registry.conftest import linear_onnx
+from bench.versions import vibration_version
 
 ROLES = ["current", "pressure", "temperature", "vibration"]  # the test pump type's roles, by key
 NAMES = feature_names(ROLES)
@@ -39,23 +38,17 @@ def vibration_model(
     asset_type, *, shadow: bool = False, name: str = "pump-vib", weight: float = 1.0
 ) -> ModelVersion:
     """A validated champion (or shadow) whose score is `weight` × the window's mean vibration."""
-    weights = np.zeros(len(NAMES), dtype=np.float32)
-    weights[NAMES.index("vibration__mean")] = weight
-    rng = np.random.default_rng(3)
-    version = register_artifact(
+    background = np.abs(np.random.default_rng(3).normal(2.0, 0.5, size=(20, len(NAMES))))
+    return vibration_version(
+        asset_type,
+        NAMES,
         name=name,
-        kind="anomaly",
-        asset_type=asset_type,
-        onnx_bytes=linear_onnx(len(NAMES), weights=weights),
-        feature_spec=NAMES,
-        output_spec={"name": "score", "index": 0, "direction": "higher_is_anomalous"},
+        weight=weight,
         open_threshold=OPEN,
         clear_threshold=CLEAR,
-        background=np.abs(rng.normal(2.0, 0.5, size=(20, len(NAMES)))),
+        background=background,
+        shadow=shadow,
     )
-    promote(version, reason="test", shadow=shadow)
-    version.refresh_from_db()
-    return version
 
 
 def ingest(
