@@ -20,7 +20,6 @@ import io
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import psutil  # noqa: E402
 
+from bench.common import free_port, machine  # noqa: E402
 from plant.pgcopy import pg_copy_buffer  # noqa: E402
 from demo.supervisor import web_server_command  # noqa: E402
 
@@ -147,12 +147,6 @@ class Batches:
             np.array([row[3] for row in rows], dtype=np.float64),
             np.zeros(len(rows), dtype=np.int16),
         )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -276,25 +270,6 @@ def copy_batches(database_url: str, fixture: dict, n_batches: int) -> Run:
 
 
 # --- databases -----------------------------------------------------------------------------------------
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        cpu = platform.processor() or cpu
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 def table(runs: list[Run], ratio: float) -> str:
     out = io.StringIO()
     out.write("| path | readings | seconds | readings/s | peak web RSS (MiB) |\n")
@@ -352,7 +327,7 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine(platform=platform.platform()),
         "batch_size": BATCH,
         "sensors": len(fixture["sensors"]),
         "runs": [{**asdict(run), "readings_per_s": round(run.per_second)} for run in runs],

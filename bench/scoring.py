@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,15 +39,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import free_port  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "scoring.json"
 WORK = Path(tempfile.mkdtemp(prefix="vigil-scoring-bench-"))
 BASE = {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 2.0}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def configure() -> argparse.Namespace:
