@@ -3,6 +3,7 @@ Django set-up of the benches that build a database. Written once here, not per s
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -59,3 +60,11 @@ def setup_django(database_url: str, var_dir: Path, **env: str) -> None:
     import django  # after the environment: settings read it when Django sets up
 
     django.setup()
+
+
+def write_results(path: Path, result: dict[str, Any]) -> None:
+    """Write a bench's result as indented JSON to `path` and say where (relative to the checkout)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    root, where = Path(__file__).resolve().parent.parent, path.resolve()
+    print(f"\nbench: wrote {where.relative_to(root) if where.is_relative_to(root) else where}")

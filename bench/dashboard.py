@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import statistics
 import sys
@@ -41,7 +40,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import machine, pg_url, setup_django  # noqa: E402
+from bench.common import machine, pg_url, setup_django, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "dashboard.json"
 TARGET_PAGE_P95_MS = 150.0
@@ -460,9 +459,7 @@ def main() -> None:
     }
     table = report(result)
     print("\n" + table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({**result, "table": table}, indent=2) + "\n")
-    print(f"\nbench: wrote {RESULTS.relative_to(ROOT)}")
+    write_results(RESULTS, {**result, "table": table})
 
 
 if __name__ == "__main__":

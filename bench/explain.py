@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench.common import machine  # noqa: E402
+from bench.common import machine, write_results  # noqa: E402
 
 from detection import explain, runtime  # noqa: E402
 
@@ -365,10 +365,8 @@ def main() -> int:
             results[k]["max_additivity_error"] <= explain.ADDITIVITY_TOLERANCE for k in ("tree", "anomaly")
         ),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
-    print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    write_results(args.output, results)
     return 0
 
 

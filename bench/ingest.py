@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import psutil  # noqa: E402
 
-from bench.common import free_port, machine  # noqa: E402
+from bench.common import free_port, machine, write_results  # noqa: E402
 from plant.pgcopy import pg_copy_buffer  # noqa: E402
 from demo.supervisor import web_server_command  # noqa: E402
 
@@ -324,7 +324,6 @@ def main() -> int:
     ratio = api_pg.per_second / copy_pg.per_second
     report = table(runs, ratio)
     print("\n" + report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(platform=platform.platform()),
@@ -335,8 +334,7 @@ def main() -> int:
         "targets": {"api_pg_readings_per_s": 100_000, "api_to_copy_ratio": 0.4},
         "met": {"api_pg_readings_per_s": api_pg.per_second >= 100_000, "api_to_copy_ratio": ratio >= 0.4},
     }
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"bench: wrote {RESULTS.relative_to(ROOT)}")
+    write_results(RESULTS, result)
     return 0
 
 

@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import machine, pg_url, setup_django  # noqa: E402
+from bench.common import machine, pg_url, setup_django, write_results  # noqa: E402
 from bench.dashboard import _percentiles  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "metrics.json"
@@ -656,9 +656,7 @@ def main() -> None:
     }
     table = report(result)
     print("\n" + table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({**result, "table": table}, indent=2) + "\n")
-    print(f"\nbench: wrote {RESULTS.relative_to(ROOT)}")
+    write_results(RESULTS, {**result, "table": table})
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import signal
@@ -40,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port  # noqa: E402
+from bench.common import free_port, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scoring.json"
 WORK = Path(tempfile.mkdtemp(prefix="vigil-scoring-bench-"))
@@ -341,8 +340,7 @@ def main() -> int:
         stop(redis)
     machine = f"{os.cpu_count()} vCPU, {psutil.virtual_memory().total / 2**30:.1f} GiB, Python {platform.python_version()}"
     result = {"date": dt.date.today().isoformat(), "machine": machine, "latency": a, "fleet": b}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    write_results(RESULTS, result)
     rss = ", ".join(f"{v:.0f}" for v in b["peak_rss_mib_per_worker"])
     print(
         "\n| benchmark | measure | result | target |\n|---|---|---:|---:|\n"

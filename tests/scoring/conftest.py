@@ -10,7 +10,9 @@ import pytest
 from models_registry import cache
 from models_registry.models import ModelVersion
 from detection.features import feature_names
+from alerts.scoring import score_assets
 from plant.ingest import ParsedBatch, ingest_readings
+from plant.simulator import FaultSchedule, PlantSimulator
 from plant.models import Asset
 from alerts.scheduling import reset_broker_backoff
 from tests.conftest import T0
@@ -93,3 +95,21 @@ def fault(start_s: float, end_s: float, level: float = 20.0, ramp_s: float = 60.
         return 2.0 + (level - 2.0) * (up - down)
 
     return vibration
+
+
+def simulate_demo_plant(
+    assets, schedule: FaultSchedule, now: float, seconds: float, chunk_s: float = 30.0
+) -> None:
+    """The demo's simulator running `schedule` from `now`: a 15-minute lead-in (it carries the temperature
+    lag into the live part, as the demo's simulator does), the backfilled history scored as the worker's
+    first sweep would, then `seconds` of live readings ingested and scored `chunk_s` at a time."""
+    simulator = PlantSimulator(assets, seed=0, faults=schedule, origin=now)
+    simulator.step(now - 900, now)
+    ids = list(Asset.objects.filter(site__slug="demo-plant").values_list("pk", flat=True))
+    score_assets(ids)
+    t = now
+    while t < now + seconds:
+        keys, ts, values = simulator.step(t, t + chunk_s)
+        ingest_readings(None, ParsedBatch.from_arrays(keys.tolist(), ts, values), now_s=t + chunk_s)
+        score_assets(ids)
+        t += chunk_s
