@@ -122,6 +122,7 @@ def load(var_dir: Path, log) -> None:
     from alerts.scoring import score_assets
     from models_registry.services import current_champion
     from plant.ingest import ParsedBatch, ingest_readings
+    from plant.builders import make_role_sensors
     from plant.models import Asset, AssetType, Reading, Sensor, Site
     from demo.seed import PUMP_ROLES, bootstrap_demo_champion, seed_demo
     from plant.simulator import PlantSimulator, SimAsset
@@ -171,18 +172,7 @@ def load(var_dir: Path, log) -> None:
             )
             for i in range(EXTRA_ASSETS)
         )
-        Sensor.objects.bulk_create(
-            Sensor(
-                asset=a,
-                key=f"{site.slug}.{a.tag}.{key}",
-                role=roles[key],
-                unit=unit,
-                valid_min=lo,
-                valid_max=hi,
-            )
-            for a in assets
-            for key, _label, unit, lo, hi in PUMP_ROLES
-        )
+        make_role_sensors(site, assets, roles, PUMP_ROLES)
 
     # Readings: a month of P-101 at 10 s (simulated), then 1 Hz history for every other sensor.
     month_end = history_end - 3600.0
