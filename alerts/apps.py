@@ -21,7 +21,8 @@ class AlertsConfig(AppConfig):
         from alerts.metrics.facts import champion_follow_through
         from alerts.services.overrides import threshold_overrides
         from alerts.metrics.openapi import metrics_part
-        from alerts.tasks import readings_stored
+        from alerts.services.lifecycle import provide_explanation_task
+        from alerts.tasks import complete_explanation_task, readings_stored
         from alerts.views import asset_panel
         from models_registry.bundle import provide_threshold_overrides
         from models_registry.comparison import provide_observed_follow_through, provide_recorded_alerts
@@ -37,3 +38,5 @@ class AlertsConfig(AppConfig):
         provide_asset_panels(context=asset_panels.asset_context, chart=asset_panels.chart_extras)
         # Readings are plant's, their scoring is alerts': the marks are written in the ingest's transaction.
         provide_readings_stored(readings_stored)
+        # The lifecycle queues explanations; the task module imports the lifecycle, so it is handed in.
+        provide_explanation_task(complete_explanation_task)

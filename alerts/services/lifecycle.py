@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -265,13 +266,23 @@ def mark_explanation_failed(alert_id: int, error: str) -> bool:
     return bool(changed)
 
 
+# The task that completes a pending explanation (alerts.tasks.complete_explanation_task): alerts.tasks
+# imports this module, so AlertsConfig.ready() hands the task in rather than this module importing it.
+_explanation_task: Any = None
+
+
+def provide_explanation_task(task: Any) -> None:
+    """Register the Celery task whose ``delay(alert_id)`` queues an explanation (once, from an AppConfig)."""
+    global _explanation_task
+    _explanation_task = task
+
+
 def _enqueue_explanation(alert_id: int) -> None:
     def send() -> None:
-        # Function-local: alerts.tasks imports this module (a cycle; an injected enqueuer would cut it).
-        from alerts.tasks import complete_explanation_task
-
         try:
-            complete_explanation_task.delay(alert_id)
+            if _explanation_task is None:
+                raise ImproperlyConfigured("no explanation task registered (AlertsConfig.ready)")
+            _explanation_task.delay(alert_id)
         except Exception:  # the broker is down: the alert stays "pending", scoring goes on
             logger.exception("could not enqueue the explanation of alert #%s", alert_id)
 
