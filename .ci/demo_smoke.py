@@ -127,8 +127,8 @@ def _cmdline(proc: psutil.Process) -> list[str]:
         return ["?"]
 
 
-def reading_count() -> int:
-    code = "from plant.models import Reading; print(Reading.objects.count())"
+def django_shell(code: str, what: str) -> str:
+    """The output of `code` run by manage.py shell; SmokeFailure("could not <what>") when it fails."""
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],
         cwd=ROOT,
@@ -137,8 +137,13 @@ def reading_count() -> int:
         timeout=60,
     )
     if result.returncode != 0:
-        raise SmokeFailure(f"could not count readings: {result.stderr.strip()[-500:]}")
-    return int(result.stdout.strip().splitlines()[-1])
+        raise SmokeFailure(f"could not {what}: {result.stderr.strip()[-500:]}")
+    return result.stdout
+
+
+def reading_count() -> int:
+    code = "from plant.models import Reading; print(Reading.objects.count())"
+    return int(django_shell(code, "count readings").strip().splitlines()[-1])
 
 
 def wait_for_readings(demo: Demo, timeout: float = 180.0) -> tuple[int, int]:
@@ -169,16 +174,7 @@ def alert_lines() -> list[str]:
         "    print('ALERT', a.asset.tag, a.category, a.state, round(a.peak_score, 3), a.explanation_status,"
         " a.dominant_role or '-')"
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if result.returncode != 0:
-        raise SmokeFailure(f"could not list alerts: {result.stderr.strip()[-500:]}")
-    return [line[6:] for line in result.stdout.splitlines() if line.startswith("ALERT ")]
+    return [line[6:] for line in django_shell(code, "list alerts").splitlines() if line.startswith("ALERT ")]
 
 
 def wait_for_alert(demo: Demo, timeout: float = ALERT_TIMEOUT) -> list[str]:

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+# Models-free, so importable while the app registry loads (the rest below needs models: ready() imports it).
+from plant.openapi import provide_openapi_part
+
 
 class AlertsConfig(AppConfig):
     name = "alerts"
@@ -24,7 +27,6 @@ class AlertsConfig(AppConfig):
         from models_registry.bundle import provide_threshold_overrides
         from models_registry.comparison import provide_observed_follow_through, provide_recorded_alerts
         from plant.ingest.hooks import provide_readings_stored
-        from plant.openapi import provide_openapi_part
         from plant.views import provide_asset_panels
 
         provide_observed_follow_through(champion_follow_through)

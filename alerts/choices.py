@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from plant.choices import colours
+
 
 class AlertState(models.TextChoices):
     OPEN = "open", "Open"
@@ -13,16 +15,16 @@ class AlertState(models.TextChoices):
     RESOLVED = "resolved", "Resolved"
     AUTO_CLOSED = "auto_closed", "Auto-closed"
 
-    @property
-    def colour(self) -> str:
-        return {
+    colour = colours(
+        {
             "open": "#dc2626",
             "acknowledged": "#d97706",
             "snoozed": "#6b7280",
             "suppressed": "#2563eb",
             "resolved": "#16a34a",
             "auto_closed": "#9ca3af",
-        }[self.value]
+        }
+    )
 
     @property
     def is_active(self) -> bool:
@@ -38,9 +40,7 @@ class AlertCategory(models.TextChoices):
     MACHINE_FAULT = "machine_fault", "Machine fault"
     SENSOR_FAULT = "sensor_fault", "Check the sensor"
 
-    @property
-    def colour(self) -> str:
-        return {"machine_fault": "#dc2626", "sensor_fault": "#7c3aed"}[self.value]
+    colour = colours({"machine_fault": "#dc2626", "sensor_fault": "#7c3aed"})
 
 
 class Severity(models.TextChoices):
@@ -49,9 +49,7 @@ class Severity(models.TextChoices):
     HIGH = "high", "High"
     CRITICAL = "critical", "Critical"
 
-    @property
-    def colour(self) -> str:
-        return {"low": "#6b7280", "medium": "#d97706", "high": "#dc2626", "critical": "#7f1d1d"}[self.value]
+    colour = colours({"low": "#6b7280", "medium": "#d97706", "high": "#dc2626", "critical": "#7f1d1d"})
 
     @property
     def rank(self) -> int:
@@ -63,9 +61,7 @@ class ExplanationStatus(models.TextChoices):
     PENDING = "pending", "Explanation pending"
     FAILED = "failed", "Explanation failed"
 
-    @property
-    def colour(self) -> str:
-        return {"ready": "#16a34a", "pending": "#d97706", "failed": "#dc2626"}[self.value]
+    colour = colours({"ready": "#16a34a", "pending": "#d97706", "failed": "#dc2626"})
 
 
 class FeedbackKind(models.TextChoices):
@@ -83,14 +79,14 @@ class Verdict(models.TextChoices):
     NOT_ACTIONABLE = "not_actionable", "Not actionable"
     MISSED_FAILURE = "missed_failure", "Missed failure"
 
-    @property
-    def colour(self) -> str:
-        return {
+    colour = colours(
+        {
             "confirmed_fault": "#dc2626",
             "false_alarm": "#16a34a",
             "not_actionable": "#6b7280",
             "missed_failure": "#7f1d1d",
-        }[self.value]
+        }
+    )
 
 
 class MaintenanceAction(models.TextChoices):
@@ -100,9 +96,7 @@ class MaintenanceAction(models.TextChoices):
     SCHEDULED = "scheduled", "Repair scheduled"
     INSPECTED_NO_ACTION = "inspected_no_action", "Inspected, no action"
 
-    @property
-    def colour(self) -> str:
-        return {"repaired": "#16a34a", "scheduled": "#d97706", "inspected_no_action": "#6b7280"}[self.value]
+    colour = colours({"repaired": "#16a34a", "scheduled": "#d97706", "inspected_no_action": "#6b7280"})
 
 
 class FalseAlarmReason(models.TextChoices):
@@ -128,14 +122,14 @@ class NoiseActionKind(models.TextChoices):
     MARK_CALIBRATION = "mark_calibration", "Marked the sensor for calibration"
     CALIBRATED = "calibrated", "Sensor calibrated (flag cleared)"
 
-    @property
-    def colour(self) -> str:
-        return {
+    colour = colours(
+        {
             "raise_threshold": "#d97706",
             "undo_threshold": "#6b7280",
             "mark_calibration": "#7c3aed",
             "calibrated": "#16a34a",
-        }[self.value]
+        }
+    )
 
 
 class GapReason(models.TextChoices):

@@ -3,6 +3,9 @@ the one-click (POST) actions that apply or undo them. Technicians get 403; other
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -26,6 +29,7 @@ from plant.access import engineer_required, scope_to_sites, site_ids_for_user
 from plant.models import Sensor
 
 APPLY_CHOICES = ("threshold", "calibration")
+T = TypeVar("T")
 
 
 def _get_suggestion_for_user(request: HttpRequest, key: str) -> Suggestion:
@@ -89,21 +93,25 @@ def noise_apply(request: HttpRequest, key: str) -> HttpResponse:
 @engineer_required
 def noise_undo_threshold(request: HttpRequest, pk: int) -> HttpResponse:
     """Restore the model's thresholds for the override's asset. Idempotent."""
-    try:
-        override = undo_threshold(pk, request.user, site_ids_for_user(request.user))
-    except NoiseNotFound as exc:
-        raise Http404(str(exc)) from exc
-    messages.success(request, f"{override.asset.name}: {override.model_version}'s thresholds apply again.")
-    return redirect("alerts:noise")
+    return _undo(
+        request, pk, undo_threshold, lambda o: f"{o.asset.name}: {o.model_version}'s thresholds apply again."
+    )
 
 
 @require_POST
 @engineer_required
 def noise_calibrated(request: HttpRequest, pk: int) -> HttpResponse:
     """The sensor was calibrated: clear its flag. Idempotent."""
+    return _undo(request, pk, clear_calibration, lambda sensor: f"{sensor.key}: calibration flag cleared.")
+
+
+def _undo(
+    request: HttpRequest, pk: int, undo: Callable[[int, Any, list[int]], T], said: Callable[[T], str]
+) -> HttpResponse:
+    """Run an undo service on row `pk` of the engineer's sites (404 outside them) and say what it did."""
     try:
-        sensor = clear_calibration(pk, request.user, site_ids_for_user(request.user))
+        done = undo(pk, request.user, site_ids_for_user(request.user))
     except NoiseNotFound as exc:
         raise Http404(str(exc)) from exc
-    messages.success(request, f"{sensor.key}: calibration flag cleared.")
+    messages.success(request, said(done))
     return redirect("alerts:noise")

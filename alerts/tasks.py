@@ -74,17 +74,18 @@ def sweep_pending_explanations_task() -> int:
     return len(stale)
 
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    time_limit=300,
-    soft_time_limit=270,
-    autoretry_for=(Exception,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=6,
-)
+# Scoring tasks are idempotent: a lost worker's task is delivered again (acks_late + reject_on_worker_lost),
+# and a failed one is retried with exponential backoff.
+SCORING_DELIVERY = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "autoretry_for": (Exception,),
+    "retry_backoff": 2,
+}
+
+
+@shared_task(**SCORING_DELIVERY, time_limit=300, soft_time_limit=270, retry_backoff_max=60, max_retries=6)
 def score_asset_task(asset_id: int) -> None:
     """Score the asset's new windows for every version in use (alerts.scoring.score_assets).
 
@@ -100,16 +101,7 @@ def score_asset_task(asset_id: int) -> None:
         note_enqueued(report.still_due[: enqueue_scoring(report.still_due, send_scoring)])
 
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    time_limit=600,
-    soft_time_limit=570,
-    autoretry_for=(Exception,),
-    retry_backoff=2,
-    max_retries=3,
-)
+@shared_task(**SCORING_DELIVERY, time_limit=600, soft_time_limit=570, max_retries=3)
 def score_assets_task(asset_ids: list[int]) -> None:
     """score_asset_task for a chunk of assets in one run: one readings query, one onnxruntime batch per
     version. Used for fleet-wide catch-up (the scoring benchmark), where per-asset overhead dominates.

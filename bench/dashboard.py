@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,6 +39,8 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import machine, pg_url, setup_django, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "dashboard.json"
 TARGET_PAGE_P95_MS = 150.0
@@ -53,16 +52,6 @@ EXTRA_SITES, EXTRA_ASSETS = 19, 25
 VISIBLE_DEMO, VISIBLE_OTHER = 30, 10
 MONTH_S = 30 * 86400
 COPY_CHUNK = 1_000_000
-
-
-def _pg_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        sys.exit(
-            "bench/dashboard.py needs DATABASE_URL pointing at PostgreSQL,"
-            " e.g. postgres://postgres@127.0.0.1:5432/vigil"
-        )
-    return url
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -80,39 +69,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _machine() -> dict[str, object]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "python": platform.python_version(),
-    }
-
-
 # --- part 1: the big database ----------------------------------------------------------------------------
-
-
-def _setup_django(database_url: str, var_dir: Path) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["VIGIL_VAR_DIR"] = str(var_dir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ["VIGIL_SCORING_ENQUEUE"] = "0"  # the load scores in-process; nothing may wait for a worker
-    import django
-
-    django.setup()
 
 
 def _loaded(url: str) -> bool:
@@ -165,6 +122,7 @@ def load(var_dir: Path, log) -> None:
     from alerts.scoring import score_assets
     from models_registry.services import current_champion
     from plant.ingest import ParsedBatch, ingest_readings
+    from plant.builders import make_role_sensors
     from plant.models import Asset, AssetType, Reading, Sensor, Site
     from demo.seed import PUMP_ROLES, bootstrap_demo_champion, seed_demo
     from plant.simulator import PlantSimulator, SimAsset
@@ -214,18 +172,7 @@ def load(var_dir: Path, log) -> None:
             )
             for i in range(EXTRA_ASSETS)
         )
-        Sensor.objects.bulk_create(
-            Sensor(
-                asset=a,
-                key=f"{site.slug}.{a.tag}.{key}",
-                role=roles[key],
-                unit=unit,
-                valid_min=lo,
-                valid_max=hi,
-            )
-            for a in assets
-            for key, _label, unit, lo, hi in PUMP_ROLES
-        )
+        make_role_sensors(site, assets, roles, PUMP_ROLES)
 
     # Readings: a month of P-101 at 10 s (simulated), then 1 Hz history for every other sensor.
     month_end = history_end - 3600.0
@@ -472,16 +419,16 @@ def main() -> None:
 
     from config.scratch_db import prepare_postgres
 
-    url = _pg_url()
+    url = pg_url("bench/dashboard.py")
     loaded = not args.reload and _loaded(url)
     big = prepare_postgres(url, "_dashbench", keep=loaded)
     var_dir = Path(tempfile.mkdtemp(prefix="vigil-dashbench-"))
-    _setup_django(big, var_dir)
+    setup_django(big, var_dir, VIGIL_SCORING_ENQUEUE="0")  # the load scores in-process
     from django.db import connection
 
     from alerts.models import Alert
 
-    result: dict = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine()}
+    result: dict = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
     if not args.skip_pages:
         if loaded:
             print(f"bench: reusing the loaded database {urlsplit(big).path.lstrip('/')}")
@@ -502,9 +449,7 @@ def main() -> None:
     }
     table = report(result)
     print("\n" + table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({**result, "table": table}, indent=2) + "\n")
-    print(f"\nbench: wrote {RESULTS.relative_to(ROOT)}")
+    write_results(RESULTS, {**result, "table": table})
 
 
 if __name__ == "__main__":

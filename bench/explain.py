@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -44,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from bench.common import machine, write_results  # noqa: E402
 
 from detection import explain, runtime  # noqa: E402
 
@@ -58,31 +58,6 @@ TARGET_EDGE_P99_MS = 1.0
 WINDOW_S, STEP_S = 60, 10
 ORIGIN = 1_767_600_000.0  # 2026-01-05 08:00 UTC, a multiple of the step
 TAGS = ("p-101", "p-102", "p-103")
-
-
-def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory_gib = None
-    try:
-        import psutil
-
-        memory_gib = round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gib": memory_gib,
-        "python": platform.python_version(),
-        "libraries": training.library_versions(),
-    }
 
 
 def percentiles(ms: list[float]) -> dict:
@@ -158,7 +133,7 @@ def bench_explanations(model: training.TrainedModel, alerts: np.ndarray, n: int,
     background = model.background
     names = model.feature_names
     rows = alerts[np.linspace(0, len(alerts) - 1, min(n, len(alerts))).astype(int)]
-    explain._cache.clear()  # the cold call parses the graph and builds the plan
+    explain._plan.cache_clear()  # the cold call parses the graph and builds the plan
     started = time.perf_counter()
     first = explain.explain(model.onnx_bytes, rows[0], background, names, model.output_spec)
     cold_ms = (time.perf_counter() - started) * 1000
@@ -368,7 +343,10 @@ def main() -> int:
     print("training the 300-tree classifier and the anomaly model…", file=sys.stderr)
     tree, tree_alerts = tree_model()
     anomaly, anomaly_alerts, period = anomaly_model()
-    results: dict = {"date": dt.date.today().isoformat(), "machine": machine()}
+    results: dict = {
+        "date": dt.date.today().isoformat(),
+        "machine": machine(libraries=training.library_versions()),
+    }
     print("explaining (ours, then KernelExplainer)…", file=sys.stderr)
     results["tree"] = bench_explanations(tree, tree_alerts, args.explanations, args.kernel_rows)
     results["anomaly"] = bench_explanations(anomaly, anomaly_alerts, args.explanations, args.kernel_rows)
@@ -387,10 +365,8 @@ def main() -> int:
             results[k]["max_additivity_error"] <= explain.ADDITIVITY_TOLERANCE for k in ("tree", "anomaly")
         ),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
-    print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    write_results(args.output, results)
     return 0
 
 

@@ -20,7 +20,6 @@ import io
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import psutil  # noqa: E402
 
+from bench.common import free_port, machine, write_results  # noqa: E402
 from plant.pgcopy import pg_copy_buffer  # noqa: E402
 from demo.supervisor import web_server_command  # noqa: E402
 
@@ -147,12 +147,6 @@ class Batches:
             np.array([row[3] for row in rows], dtype=np.float64),
             np.zeros(len(rows), dtype=np.int16),
         )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -276,25 +270,6 @@ def copy_batches(database_url: str, fixture: dict, n_batches: int) -> Run:
 
 
 # --- databases -----------------------------------------------------------------------------------------
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        cpu = platform.processor() or cpu
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 def table(runs: list[Run], ratio: float) -> str:
     out = io.StringIO()
     out.write("| path | readings | seconds | readings/s | peak web RSS (MiB) |\n")
@@ -349,10 +324,9 @@ def main() -> int:
     ratio = api_pg.per_second / copy_pg.per_second
     report = table(runs, ratio)
     print("\n" + report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine(platform=platform.platform()),
         "batch_size": BATCH,
         "sensors": len(fixture["sensors"]),
         "runs": [{**asdict(run), "readings_per_s": round(run.per_second)} for run in runs],
@@ -360,8 +334,7 @@ def main() -> int:
         "targets": {"api_pg_readings_per_s": 100_000, "api_to_copy_ratio": 0.4},
         "met": {"api_pg_readings_per_s": api_pg.per_second >= 100_000, "api_to_copy_ratio": ratio >= 0.4},
     }
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"bench: wrote {RESULTS.relative_to(ROOT)}")
+    write_results(RESULTS, result)
     return 0
 
 

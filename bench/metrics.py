@@ -55,7 +55,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.dashboard import _machine, _percentiles  # noqa: E402
+from bench.common import machine, pg_url, setup_django, write_results  # noqa: E402
+from bench.dashboard import _percentiles  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "metrics.json"
 DB_SUFFIX = "_bench_metrics"
@@ -72,25 +73,6 @@ TARGET_EXPORT_S = 10.0
 TARGET_EXPORT_RSS_MIB = 64.0
 GROUPS = ("site", "asset", "model_version")
 PERIODS = ("month", "week")
-
-
-def _pg_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        sys.exit(
-            "bench/metrics.py needs DATABASE_URL pointing at PostgreSQL,"
-            " e.g. postgres://postgres@127.0.0.1:5432/vigil"
-        )
-    return url
-
-
-def _setup_django(database_url: str, var_dir: Path) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["VIGIL_VAR_DIR"] = str(var_dir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
 
 
 def _loaded(url: str) -> bool:
@@ -590,7 +572,7 @@ def main() -> None:
     parser.add_argument("--export-child", choices=("stream", "materialise"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.export_child:
-        _setup_django(_pg_url(), Path(tempfile.mkdtemp(prefix="vigil-bench-metrics-")))
+        setup_django(pg_url("bench/metrics.py"), Path(tempfile.mkdtemp(prefix="vigil-bench-metrics-")))
         _export_child(args.export_child)
         return
     if args.repeats < 2:
@@ -598,10 +580,10 @@ def main() -> None:
 
     from config.scratch_db import prepare_postgres
 
-    url = _pg_url()
+    url = pg_url("bench/metrics.py")
     loaded = not args.reload and _loaded(url)
     bench_url = prepare_postgres(url, DB_SUFFIX, keep=loaded)
-    _setup_django(bench_url, Path(tempfile.mkdtemp(prefix="vigil-bench-metrics-")))
+    setup_django(bench_url, Path(tempfile.mkdtemp(prefix="vigil-bench-metrics-")))
     from django.contrib.auth.models import User
     from django.db import connection
     from django.test import Client
@@ -627,7 +609,7 @@ def main() -> None:
     client.force_login(engineer)
     result: dict = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": _machine(),
+        "machine": machine(),
         "load_seconds": load_s,
         "data": {
             "alerts": Alert.objects.filter(is_shadow=False).count(),
@@ -674,9 +656,7 @@ def main() -> None:
     }
     table = report(result)
     print("\n" + table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({**result, "table": table}, indent=2) + "\n")
-    print(f"\nbench: wrote {RESULTS.relative_to(ROOT)}")
+    write_results(RESULTS, {**result, "table": table})
 
 
 if __name__ == "__main__":

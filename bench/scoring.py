@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,15 +38,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import free_port, write_results  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "scoring.json"
 WORK = Path(tempfile.mkdtemp(prefix="vigil-scoring-bench-"))
 BASE = {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 2.0}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def configure() -> argparse.Namespace:
@@ -120,26 +115,21 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def vibration_version(pump, name: str, weight: float, shadow: bool = False):
-    from models_registry.services import promote, register_artifact
+    from bench import versions
     from detection.features import feature_names
-    from detection.onnx_graphs import build_linear_graph
 
     names = feature_names(sorted(BASE))
-    weights = np.zeros(len(names), dtype=np.float32)
-    weights[names.index("vibration__mean")] = weight
-    version = register_artifact(
+    return versions.vibration_version(
+        pump,
+        names,
         name=name,
-        kind="anomaly",
-        asset_type=pump,
-        onnx_bytes=build_linear_graph(len(names), weights=weights),
-        feature_spec=names,
-        output_spec={"name": "score", "index": 0, "direction": "higher_is_anomalous"},
+        weight=weight,
         open_threshold=10.0 * weight,
         clear_threshold=5.0 * weight,
         background=np.full((10, len(names)), 2.0),
+        shadow=shadow,
+        reason="bench",
     )
-    promote(version, reason="bench", shadow=shadow)
-    return version
 
 
 def make_fleet(n: int, tag: str):
@@ -350,8 +340,7 @@ def main() -> int:
         stop(redis)
     machine = f"{os.cpu_count()} vCPU, {psutil.virtual_memory().total / 2**30:.1f} GiB, Python {platform.python_version()}"
     result = {"date": dt.date.today().isoformat(), "machine": machine, "latency": a, "fleet": b}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    write_results(RESULTS, result)
     rss = ", ".join(f"{v:.0f}" for v in b["peak_rss_mib_per_worker"])
     print(
         "\n| benchmark | measure | result | target |\n|---|---|---:|---:|\n"

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import httpx
 import numpy as np
 import psutil
 
+from bench.common import free_port
 from config.scratch_db import prepare_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,12 +62,6 @@ print("WORLD=" + json.dumps({{
                          "last_ts": last[a.tag].timestamp() if a.tag in last else None}} for a in assets}},
 }}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

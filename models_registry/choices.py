@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from django.db import models
 
+from plant.choices import colours
+
 
 class ModelKind(models.TextChoices):
     ANOMALY = "anomaly", "Anomaly detector"
     FAILURE_CLASSIFIER = "failure_classifier", "Failure classifier"
     RUL = "rul", "Remaining useful life"
 
-    @property
-    def colour(self) -> str:
-        return {"anomaly": "#7c3aed", "failure_classifier": "#dc2626", "rul": "#0891b2"}[self.value]
+    colour = colours({"anomaly": "#7c3aed", "failure_classifier": "#dc2626", "rul": "#0891b2"})
 
 
 class ModelStatus(models.TextChoices):
@@ -21,11 +21,9 @@ class ModelStatus(models.TextChoices):
     CHAMPION = "champion", "Champion"
     RETIRED = "retired", "Retired"
 
-    @property
-    def colour(self) -> str:
-        return {"candidate": "#6b7280", "shadow": "#2563eb", "champion": "#16a34a", "retired": "#9ca3af"}[
-            self.value
-        ]
+    colour = colours(
+        {"candidate": "#6b7280", "shadow": "#2563eb", "champion": "#16a34a", "retired": "#9ca3af"}
+    )
 
 
 class RetrainStatus(models.TextChoices):
@@ -34,11 +32,7 @@ class RetrainStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
 
-    @property
-    def colour(self) -> str:
-        return {"queued": "#6b7280", "running": "#2563eb", "succeeded": "#16a34a", "failed": "#dc2626"}[
-            self.value
-        ]
+    colour = colours({"queued": "#6b7280", "running": "#2563eb", "succeeded": "#16a34a", "failed": "#dc2626"})
 
     @property
     def is_finished(self) -> bool:
@@ -56,6 +50,4 @@ class WindowLabel(models.IntegerChoices):
     FAULT = 1, "Fault"
     GUARD = 2, "Near a fault (left out)"
 
-    @property
-    def colour(self) -> str:
-        return {-1: "#9ca3af", 0: "#16a34a", 1: "#dc2626", 2: "#f59e0b"}[self.value]
+    colour = colours({-1: "#9ca3af", 0: "#16a34a", 1: "#dc2626", 2: "#f59e0b"})

@@ -15,8 +15,11 @@ from plant.models import AssetType
 
 logger = logging.getLogger(__name__)
 
+# Training and retraining: acknowledged when done (a lost worker's run is delivered again), an hour at most.
+TRAINING_TASK = {"acks_late": True, "ignore_result": True, "time_limit": 3600, "soft_time_limit": 3300}
 
-@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3300, ignore_result=True)
+
+@shared_task(**TRAINING_TASK)
 def train_model_task(
     asset_type_id: int,
     kind: str,
@@ -51,7 +54,7 @@ def train_model_task(
     return version.pk
 
 
-@shared_task(acks_late=True, ignore_result=True, time_limit=3600, soft_time_limit=3300)
+@shared_task(**TRAINING_TASK)
 def retrain_model_task(run_id: int) -> int | None:
     """Run a queued RetrainRun (models_registry.retrain.execute_run); returns the candidate's id, if any.
 

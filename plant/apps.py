@@ -4,6 +4,8 @@ from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
+from plant.roles import sync_after_migrate
+
 
 class PlantConfig(AppConfig):
     default = True
@@ -11,8 +13,6 @@ class PlantConfig(AppConfig):
     verbose_name = "Plant"
 
     def ready(self) -> None:
-        from plant.roles import sync_after_migrate
-
         # After every migrate, so permissions of models added later reach the role groups too.
         post_migrate.connect(sync_after_migrate, sender=self, dispatch_uid="plant.sync_role_permissions")
 

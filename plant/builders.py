@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from plant.models import Asset, AssetType, Sensor, SensorRole, Site
 
 
@@ -36,3 +39,28 @@ def make_asset(site: Site, tag: str = "p-101", asset_type: AssetType | None = No
         for role in asset_type.roles.all()
     )
     return asset
+
+
+def make_role_sensors(
+    site: Site,
+    assets: Iterable[Asset],
+    roles: Mapping[str, SensorRole],
+    specs: Iterable[tuple[str, str, str, float, float]],
+    **fields: Any,
+) -> list[Sensor]:
+    """One sensor per (key, label, unit, valid min, valid max) spec on each asset, keyed
+    '<site>.<tag>.<key>', in one bulk insert (`fields`: further columns of every sensor)."""
+    specs = list(specs)
+    return Sensor.objects.bulk_create(
+        Sensor(
+            asset=asset,
+            key=f"{site.slug}.{asset.tag}.{key}",
+            role=roles[key],
+            unit=unit,
+            valid_min=low,
+            valid_max=high,
+            **fields,
+        )
+        for asset in assets
+        for key, _label, unit, low, high in specs
+    )

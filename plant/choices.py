@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 from django.db import models
+
+
+def colours(table: Mapping[str, str]) -> property:
+    """The ``colour`` property of a choices class: each member's hex colour, by its value in `table`."""
+    return property(lambda member: table[member.value], doc="The member's colour for badges and charts.")
 
 
 class Criticality(models.TextChoices):
@@ -12,18 +18,14 @@ class Criticality(models.TextChoices):
     MEDIUM = "medium", "Medium"
     HIGH = "high", "High"
 
-    @property
-    def colour(self) -> str:
-        return {"low": "#6b7280", "medium": "#d97706", "high": "#dc2626"}[self.value]
+    colour = colours({"low": "#6b7280", "medium": "#d97706", "high": "#dc2626"})
 
 
 class LabelKind(models.TextChoices):
     FAULT = "fault", "Fault"
     NORMAL = "normal", "Normal"
 
-    @property
-    def colour(self) -> str:
-        return {"fault": "#dc2626", "normal": "#16a34a"}[self.value]
+    colour = colours({"fault": "#dc2626", "normal": "#16a34a"})
 
 
 class LabelSource(models.TextChoices):
@@ -77,6 +79,4 @@ class HealthStatus(models.TextChoices):
     BAD = "bad", "Bad data"
     SILENT = "silent", "No recent data"
 
-    @property
-    def colour(self) -> str:
-        return {"ok": "#16a34a", "warn": "#d97706", "bad": "#dc2626", "silent": "#6b7280"}[self.value]
+    colour = colours({"ok": "#16a34a", "warn": "#d97706", "bad": "#dc2626", "silent": "#6b7280"})

@@ -29,16 +29,35 @@ def test_env_bool_accepts_the_usual_spellings(monkeypatch):
         assert env_bool("DEBUG", not expected) is expected
 
 
-def test_env_bool_rejects_a_bad_value_naming_the_variable(monkeypatch):
-    monkeypatch.setenv("DEBUG", "maybe")
-    with pytest.raises(ImproperlyConfigured, match=r"DEBUG='maybe' is not a boolean"):
-        env_bool("DEBUG", False)
-
-
-def test_env_int_rejects_a_non_integer_limit_naming_the_variable(monkeypatch):
-    monkeypatch.setenv("VIGIL_INGEST_MAX_READINGS", "lots")
-    with pytest.raises(ImproperlyConfigured, match=r"VIGIL_INGEST_MAX_READINGS='lots' is not an integer"):
-        env_int("VIGIL_INGEST_MAX_READINGS", 10)
+@pytest.mark.parametrize(
+    ("name", "value", "read", "message"),
+    [
+        ("DEBUG", "maybe", lambda: env_bool("DEBUG", False), r"DEBUG='maybe' is not a boolean"),
+        (
+            "VIGIL_INGEST_MAX_READINGS",
+            "lots",
+            lambda: env_int("VIGIL_INGEST_MAX_READINGS", 10),
+            r"VIGIL_INGEST_MAX_READINGS='lots' is not an integer",
+        ),
+        (
+            "VIGIL_INGEST_MAX_FUTURE_S",
+            "soon",
+            lambda: env_float("VIGIL_INGEST_MAX_FUTURE_S", 300.0),
+            r"VIGIL_INGEST_MAX_FUTURE_S='soon' is not a number",
+        ),
+        (
+            "DATABASE_URL",
+            "mysql://root@localhost/vigil",
+            lambda: env_url("DATABASE_URL", "sqlite:///x", schemes=("sqlite", "postgres")),
+            r"DATABASE_URL='mysql://root@localhost/vigil' must be a URL",
+        ),
+    ],
+    ids=["bool", "int", "float", "url"],
+)
+def test_a_bad_value_is_rejected_naming_the_variable(monkeypatch, name, value, read, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        read()
 
 
 def test_env_int_enforces_its_minimum(monkeypatch):
@@ -51,20 +70,6 @@ def test_env_int_and_float_use_the_default_when_unset(monkeypatch):
     monkeypatch.delenv("VIGIL_X", raising=False)
     assert env_int("VIGIL_X", 7) == 7
     assert env_float("VIGIL_X", 2.5) == 2.5
-
-
-def test_env_float_rejects_text_naming_the_variable(monkeypatch):
-    monkeypatch.setenv("VIGIL_INGEST_MAX_FUTURE_S", "soon")
-    with pytest.raises(ImproperlyConfigured, match=r"VIGIL_INGEST_MAX_FUTURE_S='soon' is not a number"):
-        env_float("VIGIL_INGEST_MAX_FUTURE_S", 300.0)
-
-
-def test_env_url_rejects_an_unsupported_database_scheme(monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", "mysql://root@localhost/vigil")
-    with pytest.raises(
-        ImproperlyConfigured, match=r"DATABASE_URL='mysql://root@localhost/vigil' must be a URL"
-    ):
-        env_url("DATABASE_URL", "sqlite:///x", schemes=("sqlite", "postgres"))
 
 
 def test_env_list_splits_on_commas_and_drops_blanks(monkeypatch):

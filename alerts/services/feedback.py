@@ -137,14 +137,15 @@ def record_feedback(
 
 def _acknowledge(alert: Alert, user: Any, note: str, now: datetime) -> Feedback:
     event = alert.transition("acknowledged", actor=user, reason=note[:300] or "acknowledged", at=now)
+    return _record(alert, user, FeedbackKind.ACKNOWLEDGE, note, event, now)
+
+
+def _record(
+    alert: Alert, user: Any, kind: str, note: str, event: AlertEvent, now: datetime, **fields: Any
+) -> Feedback:
+    """The Feedback row of one board action on the alert (kind-specific columns in `fields`)."""
     return Feedback.objects.create(
-        alert=alert,
-        asset=alert.asset,
-        user=user,
-        kind=FeedbackKind.ACKNOWLEDGE,
-        note=note,
-        event=event,
-        created_at=now,
+        alert=alert, asset=alert.asset, user=user, kind=kind, note=note, event=event, created_at=now, **fields
     )
 
 
@@ -160,16 +161,7 @@ def _snooze(alert: Alert, user: Any, note: str, now: datetime, hours: int) -> Fe
         snoozed_until=until,
         snooze_reason=(note or f"snoozed for {hours} h")[:300],
     )
-    return Feedback.objects.create(
-        alert=alert,
-        asset=alert.asset,
-        user=user,
-        kind=FeedbackKind.SNOOZE,
-        note=note,
-        snoozed_until=until,
-        event=event,
-        created_at=now,
-    )
+    return _record(alert, user, FeedbackKind.SNOOZE, note, event, now, snoozed_until=until)
 
 
 def _verdict(alert: Alert, user: Any, parsed: ParsedAction, note: str, now: datetime) -> Feedback:
@@ -194,19 +186,18 @@ def _verdict(alert: Alert, user: Any, parsed: ParsedAction, note: str, now: date
             reason=_event_reason(what, note),
         )
     label = _relabel(alert, user, parsed, note, current.label if current else None)
-    return Feedback.objects.create(
-        alert=alert,
-        asset=alert.asset,
-        user=user,
-        kind=FeedbackKind.VERDICT,
+    return _record(
+        alert,
+        user,
+        FeedbackKind.VERDICT,
+        note,
+        event,
+        now,
         verdict=parsed.verdict,
         action=parsed.action,
         reason=parsed.reason,
-        note=note,
-        event=event,
         label=label,
         supersedes=current,
-        created_at=now,
     )
 
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count
+from django.db.models import Count, Model, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -44,6 +44,8 @@ from detection.runtime import higher_is_worse
 from models_registry.models import ModelVersion
 from plant.models import Asset, Sensor
 from plant.params import ParamError, check_text, parse_id
+
+M = TypeVar("M", bound=Model)
 
 Span = tuple[float, float]  # (start, end) in epoch seconds
 
@@ -481,15 +483,25 @@ def apply_threshold(suggestion: Suggestion, user: Any) -> tuple[ThresholdOverrid
     return override, True
 
 
+def _get_in_sites(rows: QuerySet[M], pk: int, site_ids: Sequence[int] | None, missing: str) -> M:
+    """Row `pk` of `rows` (whose asset lies on one of these sites; None: any), or NoiseNotFound(missing)."""
+    if site_ids is not None:
+        rows = rows.filter(asset__site_id__in=list(site_ids))
+    row = rows.filter(pk=pk).first()
+    if row is None:
+        raise NoiseNotFound(missing)
+    return row
+
+
 def undo_threshold(override_id: int, user: Any, site_ids: Sequence[int] | None) -> ThresholdOverride:
     """Deactivate an override (the version's thresholds apply again) and record it; undoing an override
     that is already inactive changes nothing. NoiseNotFound outside the user's sites."""
-    overrides = ThresholdOverride.objects.select_related("asset", "model_version")
-    if site_ids is not None:
-        overrides = overrides.filter(asset__site_id__in=list(site_ids))
-    override = overrides.filter(pk=override_id).first()
-    if override is None:
-        raise NoiseNotFound("No such threshold override.")
+    override = _get_in_sites(
+        ThresholdOverride.objects.select_related("asset", "model_version"),
+        override_id,
+        site_ids,
+        "No such threshold override.",
+    )
     now = timezone.now()
     with transaction.atomic():
         changed = ThresholdOverride.objects.filter(pk=override.pk, active=True).update(
@@ -560,12 +572,9 @@ def hold_for_calibration(asset: Asset, role: str) -> list[int]:
 
 def clear_calibration(sensor_id: int, user: Any, site_ids: Sequence[int] | None) -> Sensor:
     """The sensor was calibrated: clear its flag and record it (nothing happens if it was not marked)."""
-    sensors = Sensor.objects.select_related("asset", "role")
-    if site_ids is not None:
-        sensors = sensors.filter(asset__site_id__in=list(site_ids))
-    sensor = sensors.filter(pk=sensor_id).first()
-    if sensor is None:
-        raise NoiseNotFound("No such sensor.")
+    sensor = _get_in_sites(
+        Sensor.objects.select_related("asset", "role"), sensor_id, site_ids, "No such sensor."
+    )
     with transaction.atomic():
         if Sensor.objects.filter(pk=sensor.pk, needs_calibration=True).update(needs_calibration=False):
             NoiseAction.objects.create(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -20,29 +20,39 @@ def explanation_for(version, trained, role: str = "vibration") -> dict:
 
 
 def make_alert(
-    asset, version, *, explanation=None, state="open", severity="low", age_min=30, **fields
+    asset,
+    version,
+    *,
+    explanation=None,
+    state="open",
+    severity="low",
+    age_min=30,
+    opened: datetime | None = None,
+    reason: str = "test",
+    **fields,
 ) -> Alert:
-    """One visible alert opened `age_min` minutes ago, with an opening event."""
-    opened = timezone.now() - timedelta(minutes=age_min)
-    alert = Alert.objects.create(
-        asset=asset,
-        model_version=version,
-        kind=version.kind,
-        state=state,
-        severity=severity,
-        opened_at=opened,
-        first_window_start=opened - timedelta(minutes=1),
-        last_seen_at=opened + timedelta(minutes=2),
-        peak_score=OPEN + 5,
-        peak_window_end=opened + timedelta(minutes=1),
-        window_count=3,
-        explanation=explanation,
-        explanation_status="ready" if explanation else "pending",
-        dominant_role=top_role(explanation),
-        closed_at=opened + timedelta(minutes=10) if state in ("resolved", "auto_closed") else None,
-        **fields,
-    )
-    AlertEvent.objects.create(alert=alert, at=opened, from_state="", to_state=state, reason="test")
+    """One alert opened at `opened` (default: `age_min` minutes ago), with an opening event; `fields`
+    override the row's other columns."""
+    opened = opened or timezone.now() - timedelta(minutes=age_min)
+    columns = {
+        "asset": asset,
+        "model_version": version,
+        "kind": version.kind,
+        "state": state,
+        "severity": severity,
+        "opened_at": opened,
+        "first_window_start": opened - timedelta(minutes=1),
+        "last_seen_at": opened + timedelta(minutes=2),
+        "peak_score": OPEN + 5,
+        "peak_window_end": opened + timedelta(minutes=1),
+        "window_count": 3,
+        "explanation": explanation,
+        "explanation_status": "ready" if explanation else "pending",
+        "dominant_role": top_role(explanation),
+        "closed_at": opened + timedelta(minutes=10) if state in ("resolved", "auto_closed") else None,
+    }
+    alert = Alert.objects.create(**(columns | fields))
+    AlertEvent.objects.create(alert=alert, at=opened, from_state="", to_state=state, reason=reason)
     return alert
 
 

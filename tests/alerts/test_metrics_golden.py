@@ -42,10 +42,11 @@ import pytest
 
 from alerts.metrics import MetricsQuery, health_report, metric_rows, trust_warnings
 from alerts.metrics.rows import MetricsRow
-from alerts.models import Alert, AlertEvent, MaintenanceWindow
+from alerts.models import Alert, MaintenanceWindow
 from alerts.services import record_feedback, record_missed_failure
 from models_registry.models import ModelStatusChange, ModelVersion
 from plant.models import Asset, AssetType, Site
+from tests.alerts.builders import make_alert
 from tests.conftest import make_asset, make_pump_type, make_site, make_user
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=dt_timezone.utc)
@@ -84,22 +85,18 @@ def open_alert(
     asset: Asset, version: ModelVersion, opened: datetime, *, suppressed=False, shadow=False
 ) -> Alert:
     """An alert as the scorer opens it: the row and its creation event at ``opened``."""
-    state = "suppressed" if suppressed else "open"
-    alert = Alert.objects.create(
-        asset=asset,
-        model_version=version,
-        kind=version.kind,
+    return make_alert(
+        asset,
+        version,
+        opened=opened,
+        state="suppressed" if suppressed else "open",
+        reason="opened",
         is_shadow=shadow,
-        state=state,
-        opened_at=opened,
         first_window_start=opened - timedelta(minutes=3),
         last_seen_at=opened,
         peak_score=12.0,
         peak_window_end=opened,
-        window_count=3,
     )
-    AlertEvent.objects.create(alert=alert, at=opened, from_state="", to_state=state, reason="opened")
-    return alert
 
 
 def auto_close(alert: Alert, moment: datetime) -> None:

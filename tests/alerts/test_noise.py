@@ -103,14 +103,9 @@ def test_a_corrected_or_old_verdict_does_not_count(asset, version, technician, e
     assert noise_keys(None) == []
 
 
-def test_the_threshold_plan_is_the_smallest_one_removing_every_dismissed_alert_and_keeping_the_fault():
-    scores = np.array(series(), dtype=float)
-    ends = np.arange(len(scores), dtype=float) * 10
-    starts = [1, 13, 25]  # first window of each dismissed run; the fault run starts at 37
-    dismissed = [(ends[s + 2], ends[s + 2]) for s in starts]
-    faults = [(ends[39], ends[41])]
-
-    plan = plan_threshold(
+def plan_at_10_and_5(ends, scores, dismissed, faults):
+    """The threshold plan of a version opening at 10 and clearing at 5 (3 windows to open, 6 to clear)."""
+    return plan_threshold(
         ends,
         scores,
         10.0,
@@ -121,6 +116,16 @@ def test_the_threshold_plan_is_the_smallest_one_removing_every_dismissed_alert_a
         dismissed=dismissed,
         faults=faults,
     )
+
+
+def test_the_threshold_plan_is_the_smallest_one_removing_every_dismissed_alert_and_keeping_the_fault():
+    scores = np.array(series(), dtype=float)
+    ends = np.arange(len(scores), dtype=float) * 10
+    starts = [1, 13, 25]  # first window of each dismissed run; the fault run starts at 37
+    dismissed = [(ends[s + 2], ends[s + 2]) for s in starts]
+    faults = [(ends[39], ends[41])]
+
+    plan = plan_at_10_and_5(ends, scores, dismissed, faults)
 
     assert plan.feasible
     assert (plan.after.open_threshold, plan.after.clear_threshold) == (13.0, 6.5)  # 13 = min of 13, 14, 13
@@ -135,17 +140,7 @@ def test_without_a_clean_threshold_the_plan_offers_the_best_trade_off_and_says_s
     dismissed = [(ends[s + 2], ends[s + 2]) for s in (1, 13, 25)]
     faults = [(ends[39], ends[41]), (ends[-1] + 100, ends[-1] + 200)]  # the confirmed fault, a missed one
 
-    plan = plan_threshold(
-        ends,
-        scores,
-        10.0,
-        5.0,
-        open_windows=3,
-        clear_windows=6,
-        higher=True,
-        dismissed=dismissed,
-        faults=faults,
-    )
+    plan = plan_at_10_and_5(ends, scores, dismissed, faults)
 
     # 11 removes one dismissal, 12 two, 13 all three but also the fault at 12.5: 12 keeps the fault.
     assert not plan.feasible and plan.after.open_threshold == 12.0

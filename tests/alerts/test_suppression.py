@@ -18,15 +18,21 @@ def x(trained):
     return fault_x(trained)
 
 
-def test_a_snoozed_alert_keeps_updating_silently(asset, champion, technician, x):
+def snoozed_alert(asset, champion, technician, x, snooze: timedelta) -> Alert:
+    """An alert opened by three windows above the open threshold, then snoozed by the technician."""
     score(asset, champion, windows(0, [OPEN + 1] * 3, x=x))
     alert = Alert.objects.get()
     alert.transition(
         AlertState.SNOOZED,
         actor=technician,
-        snoozed_until=timezone.now() + timedelta(hours=2),
+        snoozed_until=timezone.now() + snooze,
         snooze_reason="crew on site",
     )
+    return alert
+
+
+def test_a_snoozed_alert_keeps_updating_silently(asset, champion, technician, x):
+    alert = snoozed_alert(asset, champion, technician, x, timedelta(hours=2))
     ids = score(asset, champion, windows(3, [OPEN + 40, OPEN + 2], x=x))
     alert.refresh_from_db()
     assert ids == []  # nothing to broadcast while snoozed
@@ -36,14 +42,7 @@ def test_a_snoozed_alert_keeps_updating_silently(asset, champion, technician, x)
 
 
 def test_an_expired_snooze_returns_to_open_while_the_condition_persists(asset, champion, technician, x):
-    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x))
-    alert = Alert.objects.get()
-    alert.transition(
-        AlertState.SNOOZED,
-        actor=technician,
-        snoozed_until=timezone.now() + timedelta(minutes=5),
-        snooze_reason="crew on site",
-    )
+    alert = snoozed_alert(asset, champion, technician, x, timedelta(minutes=5))
     Alert.objects.filter(pk=alert.pk).update(snoozed_until=timezone.now() - timedelta(seconds=1))
     ids = score(asset, champion, windows(3, [(OPEN + CLEAR) / 2], x=x))
     alert.refresh_from_db()
@@ -55,14 +54,7 @@ def test_an_expired_snooze_returns_to_open_while_the_condition_persists(asset, c
 
 
 def test_an_expired_snooze_whose_condition_cleared_auto_closes(asset, champion, technician, x):
-    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x))
-    alert = Alert.objects.get()
-    alert.transition(
-        AlertState.SNOOZED,
-        actor=technician,
-        snoozed_until=timezone.now() + timedelta(minutes=5),
-        snooze_reason="crew on site",
-    )
+    alert = snoozed_alert(asset, champion, technician, x, timedelta(minutes=5))
     score(asset, champion, windows(3, [CLEAR - 1] * 6, x=x))
     alert.refresh_from_db()
     assert alert.state == AlertState.AUTO_CLOSED

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from plant.models import Asset, AssetType, Sensor, SensorRole, Site
+from plant.builders import make_role_sensors
+from plant.models import Asset, AssetType, SensorRole, Site
 from demo.seed import PUMP_ROLES
 from plant.simulator import SimAsset
 
@@ -19,18 +20,7 @@ def make_simulated_plant(site: Site, slug: str = "sim-pump") -> tuple[AssetType,
     assets = {}
     for tag in TAGS:
         asset = Asset.objects.create(site=site, asset_type=asset_type, name=tag.upper(), tag=tag)
-        Sensor.objects.bulk_create(
-            Sensor(
-                asset=asset,
-                key=f"{site.slug}.{tag}.{key}",
-                role=roles[key],
-                unit=unit,
-                valid_min=low,
-                valid_max=high,
-                sample_period_s=1.0,
-            )
-            for key, _label, unit, low, high in PUMP_ROLES
-        )
+        make_role_sensors(site, [asset], roles, PUMP_ROLES, sample_period_s=1.0)
         assets[tag] = asset
     return asset_type, assets
 

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from alerts.models import Alert, Score
 from alerts.services.lifecycle import window_features
+from bench import versions
 from detection.baseline import apply as apply_baseline
 from detection.features import build_windows
 from models_registry import baseline
@@ -19,14 +20,13 @@ from models_registry.bundle import BundleExportError, build_bundle, bundle_spec
 from models_registry.edge import Bundle, score_series
 from models_registry.models import AssetBaseline, BaselineSource
 from alerts.scoring import score_assets
-from models_registry.services import promote, register_artifact, train_and_register
+from models_registry.services import train_and_register
 from tests.conftest import T0, make_asset, make_readings
-from tests.models_registry.conftest import linear_onnx
 from tests.scoring.conftest import CLEAR, NAMES, OPEN, START_S, fault, ingest
 
 pytestmark = pytest.mark.django_db
 
-SPEC = {"name": "score", "index": 0, "direction": "higher_is_anomalous"}
+SPEC = versions.SPEC
 
 
 @pytest.fixture(autouse=True)
@@ -38,24 +38,17 @@ def few_windows(settings):
 
 def vibration_version(asset_type, *, baselined: bool, shadow: bool = False, name: str = "vib") -> object:
     """A promoted version whose score is the window's mean vibration (minus the baseline's, if baselined)."""
-    weights = np.zeros(len(NAMES), dtype=np.float32)
-    weights[NAMES.index("vibration__mean")] = 1.0
-    rng = np.random.default_rng(5)
     centre = 0.0 if baselined else 2.0
-    version = register_artifact(
+    return versions.vibration_version(
+        asset_type,
+        NAMES,
         name=name,
-        kind="anomaly",
-        asset_type=asset_type,
-        onnx_bytes=linear_onnx(len(NAMES), weights=weights),
-        feature_spec=NAMES,
         output_spec={**SPEC, "baseline": "per_asset"} if baselined else SPEC,
         open_threshold=OPEN,
         clear_threshold=CLEAR,
-        background=rng.normal(centre, 0.5, size=(20, len(NAMES))),
+        background=np.random.default_rng(5).normal(centre, 0.5, size=(20, len(NAMES))),
+        shadow=shadow,
     )
-    promote(version, reason="test", shadow=shadow)
-    version.refresh_from_db()
-    return version
 
 
 def steady(level: float):

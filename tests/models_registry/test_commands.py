@@ -170,18 +170,11 @@ def test_train_model_failure_classifier_trains_on_fault_labels(fleet):
     assert ModelVersion.objects.get(pk=version.pk).status == ModelStatus.CHAMPION
 
 
+PUMP_ANOMALY_FROM_8 = ("--asset-type", "pump", "--kind", "anomaly", "--start", "2026-01-05T08:00:00+00:00")
+
+
 def test_train_model_restricted_to_a_range_uses_only_that_range(fleet):
-    run(
-        "train_model",
-        "--asset-type",
-        "pump",
-        "--kind",
-        "anomaly",
-        "--start",
-        "2026-01-05T08:00:00+00:00",
-        "--end",
-        "2026-01-05T08:30:00+00:00",
-    )
+    run("train_model", *PUMP_ANOMALY_FROM_8, "--end", "2026-01-05T08:30:00+00:00")
     version = ModelVersion.objects.get()
     assert version.provenance["data_range"]["end"] == "2026-01-05T08:30:00+00:00"
     assert sum(version.provenance["label_counts"]["windows"].values()) < 600
@@ -205,19 +198,7 @@ def test_train_model_restricted_to_a_range_uses_only_that_range(fleet):
             ("--asset-type", "pump", "--kind", "anomaly", "--start", "soon"),
             "--start 'soon' is not an ISO date",
         ),
-        (
-            (
-                "--asset-type",
-                "pump",
-                "--kind",
-                "anomaly",
-                "--start",
-                "2026-01-05T08:00:00+00:00",
-                "--end",
-                "2026-01-05T08:02:00+00:00",
-            ),
-            "complete feature windows",
-        ),
+        ((*PUMP_ANOMALY_FROM_8, "--end", "2026-01-05T08:02:00+00:00"), "complete feature windows"),
     ],
     ids=["unknown-type", "unknown-kind", "rul", "no-fault-labels", "no-data", "bad-date", "too-few-windows"],
 )

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 
 from alerts.models import Alert, Score
+from bench import versions
 from detection import regimes
 from detection.regimes import RegimeSpec, RegimeSpecError
 from models_registry.models import IncidentKind, ModelIncident
 from alerts.scoring import score_assets
-from models_registry.services import promote, register_artifact
 from tests.conftest import T0, make_readings
 from tests.models_registry.conftest import linear_onnx
 from tests.scoring.conftest import CLEAR, NAMES, OPEN
 
-SPEC = {"name": "score", "index": 0, "direction": "higher_is_anomalous"}
+SPEC = versions.SPEC
 SWITCH_S = 300  # the pump moves from 20 A to 40 A (a second operating regime) here
 SECONDS = 600
 
@@ -112,22 +112,16 @@ def _overall(n: int) -> dict:
 def vibration_version(asset_type, *, name: str, output_spec: dict, shadow: bool = False):
     """A promoted version whose score is the window's mean vibration (of its regime-standardised readings,
     if its output_spec carries a regime step)."""
-    weights = np.zeros(len(NAMES), dtype=np.float32)
-    weights[NAMES.index("vibration__mean")] = 1.0
-    version = register_artifact(
+    return versions.vibration_version(
+        asset_type,
+        NAMES,
         name=name,
-        kind="anomaly",
-        asset_type=asset_type,
-        onnx_bytes=linear_onnx(len(NAMES), weights=weights),
-        feature_spec=NAMES,
         output_spec=output_spec,
         open_threshold=OPEN,
         clear_threshold=CLEAR,
         background=np.random.default_rng(5).normal(0.0, 0.5, size=(20, len(NAMES))),
+        shadow=shadow,
     )
-    promote(version, reason="test", shadow=shadow)
-    version.refresh_from_db()
-    return version
 
 
 def two_regime_readings(asset) -> None:

@@ -92,13 +92,18 @@ def test_adding_a_gateway_shows_its_token_once_and_stores_only_the_hash(console,
     assert tokens[0] not in str(list(Gateway.objects.values()))
 
 
+def gateway_action(console, action: str, gateway: Gateway, *, follow: bool = True):
+    """Run the gateways changelist's `action` on `gateway` (with `follow`, the response after a redirect)."""
+    return console.post(
+        reverse("admin:plant_gateway_changelist"),
+        {"action": action, "_selected_action": [gateway.pk]},
+        follow=follow,
+    )
+
+
 def test_the_revoke_action_revokes_the_selected_gateways(console, site):
     gateway, token = Gateway.issue(site, "edge-2")
-    response = console.post(
-        reverse("admin:plant_gateway_changelist"),
-        {"action": "revoke_selected", "_selected_action": [gateway.pk]},
-        follow=True,
-    )
+    response = gateway_action(console, "revoke_selected", gateway)
     assert b"Revoked 1 gateway." in response.content
     gateway.refresh_from_db()
     assert gateway.revoked_at is not None
@@ -107,11 +112,7 @@ def test_the_revoke_action_revokes_the_selected_gateways(console, site):
 
 def test_issuing_a_new_token_replaces_the_old_one(console, site):
     gateway, old = Gateway.issue(site, "edge-3")
-    response = console.post(
-        reverse("admin:plant_gateway_changelist"),
-        {"action": "issue_new_token", "_selected_action": [gateway.pk]},
-        follow=True,
-    )
+    response = gateway_action(console, "issue_new_token", gateway)
     tokens = TOKEN.findall(response.content.decode())
     assert len(tokens) == 1 and tokens[0] != old
     assert Gateway.authenticate(old) is None
@@ -154,19 +155,13 @@ def test_an_issued_token_is_on_the_answer_page_only_never_in_cookies_messages_or
 
 def test_a_rotated_token_is_on_the_answer_page_only(console, site):
     gateway, _old = Gateway.issue(site, "edge-8")
-    response = console.post(
-        reverse("admin:plant_gateway_changelist"),
-        {"action": "issue_new_token", "_selected_action": [gateway.pk]},
-    )
+    response = gateway_action(console, "issue_new_token", gateway, follow=False)
     assert Gateway.authenticate(token_shown_once(console, response)).pk == gateway.pk
 
 
 def test_an_engineer_cannot_rotate_another_sites_gateway_token(console, other_site):
     gateway, old = Gateway.issue(other_site, "edge-south")
-    response = console.post(
-        reverse("admin:plant_gateway_changelist"),
-        {"action": "issue_new_token", "_selected_action": [gateway.pk]},
-    )
+    response = gateway_action(console, "issue_new_token", gateway, follow=False)
     assert not TOKEN.findall(response.content.decode())
     assert Gateway.authenticate(old).pk == gateway.pk
 

@@ -17,6 +17,7 @@ from django.core.management import CommandError, call_command
 
 from plant import simulator_client
 from plant.models import Asset, Gateway, Label, Sensor, SensorRole, Site, SiteMembership
+from tests.plant.mock_transport import route_simulator_client
 from tests.conftest import login_request, make_asset, make_site
 
 LINE = re.compile(
@@ -214,17 +215,24 @@ class FakeIngestApi:
         return httpx.Response(200, json={"accepted": len(body["readings"]), "duplicates": 0, "rejected": []})
 
 
+# simulate on the north site for one minute of backfill and no live part
+SIMULATE_NORTH_ONE_MINUTE = (
+    "simulate",
+    "--site",
+    "north",
+    "--token",
+    "t",
+    "--backfill",
+    "1",
+    "--duration",
+    "0",
+)
+
+
 @pytest.fixture
 def fake_api(monkeypatch):
     api = FakeIngestApi()
-    real_client = simulator_client.http_client
-
-    def client_with_mock_transport(base_url: str, token: str, timeout_s: float = 30.0) -> httpx.Client:
-        client = real_client(base_url, token, timeout_s)
-        client._transport = httpx.MockTransport(api)
-        return client
-
-    monkeypatch.setattr(simulator_client, "http_client", client_with_mock_transport)
+    route_simulator_client(monkeypatch, api)
     monkeypatch.setattr(simulator_client, "_BACKOFF_START_S", 0.001)
     return api
 
@@ -336,15 +344,7 @@ def test_simulate_retries_an_unreachable_server_with_a_message(fake_api, north_p
     fake_api.fail_first = 2
 
     out, err = run(
-        "simulate",
-        "--site",
-        "north",
-        "--token",
-        "t",
-        "--backfill",
-        "1",
-        "--duration",
-        "0",
+        *SIMULATE_NORTH_ONE_MINUTE,
         "--faults",
         "none",
     )
@@ -363,15 +363,7 @@ def test_simulate_gives_up_on_a_server_that_stays_unreachable(fake_api, north_pu
         CommandError, match=r"gave up after 3 attempts: cannot reach .* Is the server running"
     ):
         run(
-            "simulate",
-            "--site",
-            "north",
-            "--token",
-            "t",
-            "--backfill",
-            "1",
-            "--duration",
-            "0",
+            *SIMULATE_NORTH_ONE_MINUTE,
             "--max-retries",
             "2",
         )

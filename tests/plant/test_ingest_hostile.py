@@ -45,23 +45,34 @@ def assert_only_the_good_row_is_stored(response, error: str) -> None:
 # --- defect 1: hostile rows -------------------------------------------------------------------------------
 
 
-def test_a_nul_character_in_a_json_sensor_key_rejects_that_row_only(client, asset, gateway_token):
-    response = post_raw(
-        client, gateway_token, json_with(f'{{"sensor": "a\\u0000b", "ts": {EPOCH0}, "value": 1}}')
-    )
-    assert_only_the_good_row_is_stored(response, "sensor key contains a NUL character: 'a\\x00b'")
+@pytest.mark.parametrize(
+    ("row", "error"),
+    [
+        (
+            f'{{"sensor": "a\\u0000b", "ts": {EPOCH0}, "value": 1}}',
+            "sensor key contains a NUL character: 'a\\x00b'",
+        ),
+        (f'{{"sensor": "\\ud800", "ts": {EPOCH0}, "value": 1}}', "sensor key is not valid UTF-8: '\\ud800'"),
+        (
+            f'{{"sensor": "{VIB}", "ts": 1{"0" * 400}, "value": 1}}',
+            "timestamp out of range (1970-01-01 to 9999-12-31)",
+        ),
+        (f'{{"sensor": "{VIB}", "ts": {EPOCH0}, "value": 9{"9" * 5000}}}', "value is not finite: inf"),
+    ],
+    ids=[
+        "nul-in-sensor-key",
+        "lone-surrogate-escape-in-sensor-key",
+        "integer-ts-beyond-float",
+        "integer-value-beyond-float",
+    ],
+)
+def test_a_hostile_json_row_is_rejected_alone(client, asset, gateway_token, row, error):
+    assert_only_the_good_row_is_stored(post_raw(client, gateway_token, json_with(row)), error)
 
 
 def test_a_nul_character_in_a_csv_sensor_key_rejects_that_row_only(client, asset, gateway_token):
     response = post_csv(client, gateway_token, f"sensor,ts,value\na\x00b,{EPOCH0},1\n{VIB},{EPOCH0 + 1},2\n")
     assert_only_the_good_row_is_stored(response, "sensor key contains a NUL character: 'a\\x00b'")
-
-
-def test_a_lone_surrogate_escape_in_a_sensor_key_rejects_that_row_only(client, asset, gateway_token):
-    response = post_raw(
-        client, gateway_token, json_with(f'{{"sensor": "\\ud800", "ts": {EPOCH0}, "value": 1}}')
-    )
-    assert_only_the_good_row_is_stored(response, "sensor key is not valid UTF-8: '\\ud800'")
 
 
 def test_raw_surrogate_bytes_in_a_json_sensor_key_reject_that_row_only(client, asset, gateway_token):
@@ -74,20 +85,6 @@ def test_invalid_utf8_in_a_csv_row_rejects_that_row_only(client, asset, gateway_
     body = f"sensor,ts,value\n\xff,{EPOCH0},1\n{VIB},{EPOCH0 + 1},2\n".encode().replace(b"\xc3\xbf", b"\xff")
     response = post_raw(client, gateway_token, body, "text/csv")
     assert_only_the_good_row_is_stored(response, "sensor key is not valid UTF-8: '\\udcff'")
-
-
-def test_an_integer_timestamp_beyond_the_float_range_rejects_that_row_only(client, asset, gateway_token):
-    response = post_raw(
-        client, gateway_token, json_with(f'{{"sensor": "{VIB}", "ts": 1{"0" * 400}, "value": 1}}')
-    )
-    assert_only_the_good_row_is_stored(response, "timestamp out of range (1970-01-01 to 9999-12-31)")
-
-
-def test_an_integer_value_beyond_the_float_range_rejects_that_row_only(client, asset, gateway_token):
-    response = post_raw(
-        client, gateway_token, json_with(f'{{"sensor": "{VIB}", "ts": {EPOCH0}, "value": 9{"9" * 5000}}}')
-    )
-    assert_only_the_good_row_is_stored(response, "value is not finite: inf")
 
 
 def test_a_value_nested_a_thousand_levels_deep_rejects_that_row_only(client, asset, gateway_token):

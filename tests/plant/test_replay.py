@@ -20,6 +20,7 @@ from plant.datasets.replay import ReplayRun, shift_for
 from plant.models import Asset, Gateway, Label, Reading
 from demo.supervisor import Supervisor
 from tests.conftest import make_asset
+from tests.plant.mock_transport import route_simulator_client
 
 ROWS = 120
 
@@ -47,14 +48,7 @@ def api(monkeypatch, db):
         )
         return httpx.Response(response.status_code, content=response.content)
 
-    real_client = simulator_client.http_client
-
-    def client_into_django(base_url: str, token: str, timeout_s: float = 30.0) -> httpx.Client:
-        client = real_client(base_url, token, timeout_s)
-        client._transport = httpx.MockTransport(handler)
-        return client
-
-    monkeypatch.setattr(simulator_client, "http_client", client_into_django)
+    route_simulator_client(monkeypatch, handler)
     return paths
 
 

@@ -9,13 +9,14 @@ import pytest
 
 from models_registry import cache
 from models_registry.models import ModelVersion
-from models_registry.services import promote, register_artifact
 from detection.features import feature_names
+from alerts.scoring import score_assets
 from plant.ingest import ParsedBatch, ingest_readings
+from plant.simulator import FaultSchedule, PlantSimulator
 from plant.models import Asset
 from alerts.scheduling import reset_broker_backoff
 from tests.conftest import T0
-from tests.models_registry.conftest import linear_onnx
+from bench.versions import vibration_version
 
 ROLES = ["current", "pressure", "temperature", "vibration"]  # the test pump type's roles, by key
 NAMES = feature_names(ROLES)
@@ -39,23 +40,17 @@ def vibration_model(
     asset_type, *, shadow: bool = False, name: str = "pump-vib", weight: float = 1.0
 ) -> ModelVersion:
     """A validated champion (or shadow) whose score is `weight` × the window's mean vibration."""
-    weights = np.zeros(len(NAMES), dtype=np.float32)
-    weights[NAMES.index("vibration__mean")] = weight
-    rng = np.random.default_rng(3)
-    version = register_artifact(
+    background = np.abs(np.random.default_rng(3).normal(2.0, 0.5, size=(20, len(NAMES))))
+    return vibration_version(
+        asset_type,
+        NAMES,
         name=name,
-        kind="anomaly",
-        asset_type=asset_type,
-        onnx_bytes=linear_onnx(len(NAMES), weights=weights),
-        feature_spec=NAMES,
-        output_spec={"name": "score", "index": 0, "direction": "higher_is_anomalous"},
+        weight=weight,
         open_threshold=OPEN,
         clear_threshold=CLEAR,
-        background=np.abs(rng.normal(2.0, 0.5, size=(20, len(NAMES)))),
+        background=background,
+        shadow=shadow,
     )
-    promote(version, reason="test", shadow=shadow)
-    version.refresh_from_db()
-    return version
 
 
 def ingest(
@@ -100,3 +95,21 @@ def fault(start_s: float, end_s: float, level: float = 20.0, ramp_s: float = 60.
         return 2.0 + (level - 2.0) * (up - down)
 
     return vibration
+
+
+def simulate_demo_plant(
+    assets, schedule: FaultSchedule, now: float, seconds: float, chunk_s: float = 30.0
+) -> None:
+    """The demo's simulator running `schedule` from `now`: a 15-minute lead-in (it carries the temperature
+    lag into the live part, as the demo's simulator does), the backfilled history scored as the worker's
+    first sweep would, then `seconds` of live readings ingested and scored `chunk_s` at a time."""
+    simulator = PlantSimulator(assets, seed=0, faults=schedule, origin=now)
+    simulator.step(now - 900, now)
+    ids = list(Asset.objects.filter(site__slug="demo-plant").values_list("pk", flat=True))
+    score_assets(ids)
+    t = now
+    while t < now + seconds:
+        keys, ts, values = simulator.step(t, t + chunk_s)
+        ingest_readings(None, ParsedBatch.from_arrays(keys.tolist(), ts, values), now_s=t + chunk_s)
+        score_assets(ids)
+        t += chunk_s

@@ -9,18 +9,15 @@ import pytest
 
 from alerts.choices import AlertCategory
 from alerts.models import Alert
-from alerts.scoring import score_assets
 from plant.choices import QualityFlag
-from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Asset, Reading
+from plant.models import Reading
 from demo.seed import bootstrap_demo_champion, seed_demo
 from plant.sites import get_site
-from plant.simulator import FaultSchedule, PlantSimulator
+from plant.simulator import FaultSchedule
 from plant.simulator_client import sim_assets
+from tests.scoring.conftest import simulate_demo_plant
 
 pytestmark = pytest.mark.django_db
-
-CHUNK_S = 30.0
 
 
 def test_simulated_cavitation_opens_a_machine_fault_alert_that_closes_after_it_ends(tmp_path):
@@ -32,16 +29,7 @@ def test_simulated_cavitation_opens_a_machine_fault_alert_that_closes_after_it_e
     demo = FaultSchedule.default([asset.tag for asset in assets])
     schedule = FaultSchedule([f for f in demo.faults if f.kind == "cavitation"])
     assert [(f.asset_tag, f.start_s, f.duration_s) for f in schedule.faults] == [("p-102", 150.0, 300.0)]
-    simulator = PlantSimulator(assets, seed=0, faults=schedule, origin=now)
-    simulator.step(now - 900, now)  # carries the temperature lag into the live part
-    ids = list(Asset.objects.filter(site__slug="demo-plant").values_list("pk", flat=True))
-    score_assets(ids)
-    t = now
-    while t < now + 1200:
-        keys, ts, values = simulator.step(t, t + CHUNK_S)
-        ingest_readings(None, ParsedBatch.from_arrays(keys.tolist(), ts, values), now_s=t + CHUNK_S)
-        score_assets(ids)
-        t += CHUNK_S
+    simulate_demo_plant(assets, schedule, now, 1200)
 
     alert = Alert.objects.select_related("asset").get(is_shadow=False)
     assert (alert.asset.tag, alert.state) == ("p-102", "auto_closed")

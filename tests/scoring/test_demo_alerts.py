@@ -10,17 +10,13 @@ import pytest
 from alerts.models import Alert
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelStatusChange
-from alerts.scoring import score_assets
-from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Asset
 from demo.seed import DEMO_MODEL_REASON, bootstrap_demo_champion, seed_demo
 from plant.sites import get_site
-from plant.simulator import FaultSchedule, PlantSimulator
+from plant.simulator import FaultSchedule
 from plant.simulator_client import sim_assets
+from tests.scoring.conftest import simulate_demo_plant
 
 pytestmark = pytest.mark.django_db
-
-CHUNK_S = 30.0
 
 
 def test_simulated_faults_open_one_alert_each_with_the_right_category_and_close_after_they_end(tmp_path):
@@ -39,18 +35,7 @@ def test_simulated_faults_open_one_alert_each_with_the_right_category_and_close_
         ("p-101", "bearing_wear"),
         ("p-103", "stuck_sensor"),
     }
-    simulator = PlantSimulator(assets, seed=0, faults=schedule, origin=now)
-    simulator.step(
-        now - 900, now
-    )  # carries the temperature lag into the live part, as the demo's simulator does
-    ids = list(Asset.objects.filter(site__slug="demo-plant").values_list("pk", flat=True))
-    score_assets(ids)  # the backfilled history first, as the worker's first sweep would
-    t = now
-    while t < now + 1800:
-        keys, ts, values = simulator.step(t, t + CHUNK_S)
-        ingest_readings(None, ParsedBatch.from_arrays(keys.tolist(), ts, values), now_s=t + CHUNK_S)
-        score_assets(ids)
-        t += CHUNK_S
+    simulate_demo_plant(assets, schedule, now, 1800)
 
     alerts = {
         (a.asset.tag, a.category, a.state)
