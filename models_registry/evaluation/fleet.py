@@ -9,8 +9,11 @@ same way: the simulator fleet (``simfleet``) now, SKAB's pooled fleet and IMS be
 2. Calibration rows: the windows lying wholly inside the run's calibration period that are complete and
    carry no quality flag (``detection.baseline.usable_rows``).
 3. Per-asset step, one of ``NORMALISATIONS``: ``"none"`` (raw features), ``"per_asset"`` (minus the mean
-   vector of the calibration rows, today's product) or ``"per_asset_robust"`` (standardised by the
-   ``detection.baseline.calibrate`` calibration: median and robust scale).
+   vector of the calibration rows, today's product), ``"per_asset_robust"`` (standardised by the
+   ``detection.baseline.calibrate`` calibration: median and robust scale) or ``"per_asset_adaptive"``
+   (the robust scale, against an EWMA location of the asset's own past that freezes while it is in alert:
+   ``detection.adaptive``; its windows are scored one at a time after the calibration, the alert rules
+   gating what the location learns).
 4. One shared model (``models_registry.training.train_anomaly``, the product's trainer) over every run's
    calibration rows after that step; the model holds out the last ``holdout_fraction`` of EVERY run's
    calibration rows (they are stacked last), so each asset has windows the model was not fitted on.
@@ -33,16 +36,17 @@ from typing import Any
 
 import numpy as np
 
-from detection import runtime
+from detection import adaptive, runtime
+from detection.adaptive import PER_ASSET_ADAPTIVE
 from detection.baseline import PER_ASSET, PER_ASSET_ROBUST, calibrate, mean_vector, period_mask, usable_rows
 from detection.features import Series, Windows, feature_names
 from detection.pipeline import Pipeline
-from detection.rules import Episode, alert_episodes
+from detection.rules import Episode, RuleParams, alert_episodes
 from detection.thresholds import AssetThresholds, ThresholdRule, asset_thresholds
 from models_registry.training import TrainedModel, train_anomaly
 
 NONE = "none"
-NORMALISATIONS = (NONE, PER_ASSET, PER_ASSET_ROBUST)
+NORMALISATIONS = (NONE, PER_ASSET, PER_ASSET_ROBUST, PER_ASSET_ADAPTIVE)
 DAY_S = 86400.0
 
 
@@ -211,35 +215,23 @@ class RunAlerts:
 def alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[RunAlerts]:
     """Steps 3-6 of the module docstring for one variant: each run's test-period scores and alerts (the
     counting of ``evaluate`` is one reading of them; IMS reads lead times and time in alert)."""
+    if variant.normalisation == PER_ASSET_ADAPTIVE:
+        return adaptive_alert_runs(prepared, protocol, variant)
     names = list(protocol.features) if protocol.features else prepared.names
     spec = {} if variant.normalisation == NONE else {"baseline": variant.normalisation}
     pipeline = Pipeline.from_spec(names, spec)
     steps = baselines(prepared, variant.normalisation, pipeline.columns(prepared.names))
     model, holdout = train_shared(prepared, pipeline, steps, protocol)
-    loaded = runtime.LoadedModel(
-        version_id=0,
-        sha256=runtime.sha256(model.onnx_bytes),
-        onnx_bytes=model.onnx_bytes,
-        session=runtime.load_session(model.onnx_bytes),
-        feature_names=model.feature_names,
-        output_spec={**model.output_spec, **spec},
-        background=model.background,
-    )
+    loaded = _loaded(model, spec)
     scored = pipeline.run(loaded, prepared.windows, baselines=steps)
-    rule = ThresholdRule.from_params(model.params)
-    version = (model.open_threshold, model.clear_threshold)
     higher = runtime.higher_is_worse(model.output_spec)
     out = []
     for run in prepared.runs:
         part = scored[run.key]
-        if variant.asset_thresholds:
-            hold_scores = part.scores[np.isin(part.rows, holdout[run.key])]
-            overlap = protocol.window_s / protocol.step_s
-            thresholds = asset_thresholds(hold_scores, rule, version, overlap=overlap)
-        else:
-            thresholds = AssetThresholds(version[0], version[1], int(len(holdout[run.key])), "version")
+        hold_scores = part.scores[np.isin(part.rows, holdout[run.key])]
+        thresholds = _run_thresholds(model, protocol, variant, hold_scores)
         ends = part.ends
-        test = (ends - protocol.window_s >= run.test[0] - 1e-6) & (ends <= run.test[1] + 1e-6)
+        test = _in_test(ends, run, protocol)
         episodes = alert_episodes(
             part.scores[test],
             thresholds.open_threshold,
@@ -250,6 +242,93 @@ def alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant) -> list
         )
         out.append(RunAlerts(run, ends[test], part.scores[test], episodes, thresholds, model))
     return out
+
+
+def adaptive_alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[RunAlerts]:
+    """``alert_runs`` for ``"per_asset_adaptive"`` (detection.adaptive): each run's robust calibration, its
+    calibration windows replayed against the EWMA location (the shared model's training inputs, hold-out
+    last as for the other steps), thresholds from the hold-out scores, then every later complete window
+    scored one at a time with the location frozen while the run is in alert (the gate uses the run's own
+    thresholds and the protocol's M / N, the rules the alerts are counted by)."""
+    names = list(protocol.features) if protocol.features else prepared.names
+    spec = {"baseline": PER_ASSET_ADAPTIVE}
+    pipeline = Pipeline.from_spec(names, {"baseline": PER_ASSET_ROBUST})  # columns only
+    columns = pipeline.columns(prepared.names)
+    calibrations = baselines(prepared, PER_ASSET_ROBUST, columns) or {}
+    blocks, rows_of, states = [], {}, {}
+    for run in prepared.runs:
+        rows = np.flatnonzero(prepared.calibration[run.key])
+        Z, states[run.key] = adaptive.start(
+            prepared.windows[run.key].X[rows][:, columns], calibrations[run.key]
+        )
+        rows_of[run.key] = rows
+        blocks.append(Z)
+    model, n_holds = train_pooled(blocks, pipeline.feature_names, protocol.params, protocol.holdout_fraction)
+    loaded = _loaded(model, spec)
+    higher = runtime.higher_is_worse(model.output_spec)
+    out = []
+    for run, Z, n_hold in zip(prepared.runs, blocks, n_holds, strict=True):
+        hold_scores = Pipeline.score(loaded, Z[len(Z) - n_hold :])
+        thresholds = _run_thresholds(model, protocol, variant, hold_scores)
+        params = RuleParams(
+            thresholds.open_threshold,
+            thresholds.clear_threshold,
+            protocol.open_windows,
+            protocol.clear_windows,
+            higher=higher,
+        )
+        w = prepared.windows[run.key]
+        after = float(w.ends[rows_of[run.key][-1]])
+        rows = Pipeline.rows(w, columns, after)
+        usable = usable_rows(w.X[rows][:, columns], None if w.flagged is None else w.flagged[rows])
+        _, scores, _, _ = adaptive.advance(
+            states[run.key],
+            w.X[rows][:, columns],
+            calibrations[run.key],
+            lambda z: Pipeline.score(loaded, z),
+            params,
+            usable,
+        )
+        ends = w.ends[rows]
+        test = _in_test(ends, run, protocol)
+        episodes = alert_episodes(
+            scores[test],
+            thresholds.open_threshold,
+            thresholds.clear_threshold,
+            protocol.open_windows,
+            protocol.clear_windows,
+            higher=higher,
+        )
+        out.append(RunAlerts(run, ends[test], scores[test], episodes, thresholds, model))
+    return out
+
+
+def _loaded(model: TrainedModel, spec: Mapping[str, Any]) -> runtime.LoadedModel:
+    return runtime.LoadedModel(
+        version_id=0,
+        sha256=runtime.sha256(model.onnx_bytes),
+        onnx_bytes=model.onnx_bytes,
+        session=runtime.load_session(model.onnx_bytes),
+        feature_names=model.feature_names,
+        output_spec={**model.output_spec, **spec},
+        background=model.background,
+    )
+
+
+def _run_thresholds(
+    model: TrainedModel, protocol: Protocol, variant: Variant, hold_scores: np.ndarray
+) -> AssetThresholds:
+    """The run's own thresholds from its hold-out scores (``variant.asset_thresholds``) or the version's."""
+    version = (model.open_threshold, model.clear_threshold)
+    if variant.asset_thresholds:
+        rule = ThresholdRule.from_params(model.params)
+        overlap = protocol.window_s / protocol.step_s
+        return asset_thresholds(hold_scores, rule, version, overlap=overlap)
+    return AssetThresholds(version[0], version[1], int(len(hold_scores)), "version")
+
+
+def _in_test(ends: np.ndarray, run: FleetRun, protocol: Protocol) -> np.ndarray:
+    return (ends - protocol.window_s >= run.test[0] - 1e-6) & (ends <= run.test[1] + 1e-6)
 
 
 def train_shared(

@@ -27,6 +27,7 @@ from django.core.management.base import CommandError
 
 from detection.rules import active_mask
 from models_registry.evaluation.fleet import (
+    NORMALISATIONS,
     Event,
     FleetRun,
     Protocol,
@@ -79,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(DETECTORS),
         help=f"Detectors to run (default all; the targets are judged on {PROPOSED}).",
     )
+    parser.add_argument(
+        "--normalisation",
+        choices=NORMALISATIONS[1:],
+        default=VARIANT.normalisation,
+        help=f"Per-asset step (default {VARIANT.normalisation}; per_asset_adaptive: detection.adaptive).",
+    )
 
 
 def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
@@ -86,6 +93,7 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     started = time.monotonic()
     n_cal = int(options.get("calibration_snapshots") or CALIBRATION_SNAPSHOTS)
     detectors = list(dict.fromkeys(options.get("detectors") or DETECTORS))
+    variant = replace(VARIANT, normalisation=options.get("normalisation") or VARIANT.normalisation)
     if n_cal < 20:
         raise CommandError("--calibration-snapshots must be at least 20")
     tests = _tests(options.get("subset"))
@@ -111,7 +119,7 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
         summary["tests"][test.name] = {}
         for detector in detectors:
             wanted = replace(protocol, params={**TRAIN_PARAMS, "detector": detector})
-            alerts = alert_runs(prepared, wanted, VARIANT)
+            alerts = alert_runs(prepared, wanted, variant)
             bearings = [bearing_result(a, facts["end_s"]) for a in alerts]
             rows += [_row(test.name, detector, b) for b in bearings]
             result = test_summary(bearings)
@@ -148,8 +156,8 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
         "open_windows": protocol.open_windows,
         "clear_windows": protocol.clear_windows,
         "holdout_fraction": protocol.holdout_fraction,
-        "normalisation": VARIANT.normalisation,
-        "asset_thresholds": VARIANT.asset_thresholds,
+        "normalisation": variant.normalisation,
+        "asset_thresholds": variant.asset_thresholds,
         "train_params": TRAIN_PARAMS,
     }
     notes = _notes(tests, n_cal, protocol) + [_drift_note(t, details["tests"][t.name]) for t in tests]

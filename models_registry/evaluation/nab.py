@@ -37,7 +37,11 @@ from django.conf import settings
 
 from detection import runtime
 from detection.pipeline import RAW_READINGS, Pipeline
-from detection.rules import alert_episodes
+from detection import adaptive
+from detection.adaptive import PER_ASSET_ADAPTIVE
+from detection.baseline import BaselineError, calibrate
+from detection.features import Windows
+from detection.rules import RuleParams, alert_episodes
 from detection.thresholds import OPEN_RULES
 from models_registry.evaluation import nab_scoring
 from models_registry.evaluation.report import Evaluation
@@ -54,6 +58,8 @@ from plant.datasets.nab import (
 )
 
 ROLE = "value"
+NONE = "none"
+NORMALISATIONS = (NONE, PER_ASSET_ADAPTIVE)
 WINDOW_SAMPLES = 12
 SENSITIVITY_SAMPLES = (6, 12, 24, 48)
 RULES = OPEN_RULES
@@ -106,6 +112,13 @@ def add_arguments(parser) -> None:
         metavar="FILE",
         help="Only this file of the category (e.g. machine_temperature_system_failure.csv); repeatable.",
     )
+    parser.add_argument(
+        "--normalisation",
+        choices=NORMALISATIONS,
+        default=NONE,
+        help="Per-series step before the model: none (raw features, default) or per_asset_adaptive "
+        "(detection.adaptive: robust scale of the probation windows, EWMA location frozen in alert).",
+    )
 
 
 @dataclass
@@ -122,6 +135,13 @@ class SeriesRun:
     clear_threshold: float
     tail_open_threshold: float  # the same model's open threshold under open_rule="tail"
     model_metrics: dict[str, Any]
+    # per_asset_adaptive: the scores depend on the thresholds gating the location; these are the tail
+    # rule's (``scores`` are then the default rule's). None: the scores do not depend on the rule.
+    tail_scores: np.ndarray | None = None
+
+    def rule_scores(self, rule: str) -> np.ndarray:
+        """The scores the alert rules read under ``rule``."""
+        return self.tail_scores if rule == "tail" and self.tail_scores is not None else self.scores
 
     def thresholds(self, rule: str) -> tuple[float, float]:
         """(open, clear) under one of detection.thresholds.OPEN_RULES; the clear threshold does not depend on it."""
@@ -133,6 +153,9 @@ def run(options: dict[str, Any], progress) -> Evaluation:
     base = data_dir()
     category = options.get("category") or "realKnownCause"
     detector = options.get("detector") or ANOMALY_DEFAULTS["detector"]
+    normalisation = options.get("normalisation") or NONE
+    m, n = settings.VIGIL_ALERT_OPEN_WINDOWS, settings.VIGIL_ALERT_CLEAR_WINDOWS
+    how = {"detector": detector, "normalisation": normalisation, "rules": (m, n)}
     if category == ALL:
         names = [s for c in list_categories() for s in list_series(c)]
     else:
@@ -155,18 +178,13 @@ def run(options: dict[str, Any], progress) -> Evaluation:
     for name in names:
         progress(f"{name}: features, training on probation, ONNX scoring")
         all_series.append(read_series(name))
-        runs.append(score_series(all_series[-1], detector=detector))
+        runs.append(score_series(all_series[-1], **how))
 
-    m, n = settings.VIGIL_ALERT_OPEN_WINDOWS, settings.VIGIL_ALERT_CLEAR_WINDOWS
     # Not a choice made from it: how much the fixed window length matters, reported beside the result.
     sensitivity: dict[str, dict[int, dict[str, float]]] = {rule: {} for rule in RULES}
     for samples in SENSITIVITY_SAMPLES:
         progress(f"sensitivity: {samples}-sample windows")
-        other = (
-            runs
-            if samples == WINDOW_SAMPLES
-            else [score_series(x, samples, detector=detector) for x in all_series]
-        )
+        other = runs if samples == WINDOW_SAMPLES else [score_series(x, samples, **how) for x in all_series]
         for rule in RULES:
             sensitivity[rule][samples] = {
                 p: _corpus(other, prof, 1.0, m, n, rule)["score"] for p, prof in profiles.items()
@@ -181,7 +199,7 @@ def run(options: dict[str, Any], progress) -> Evaluation:
     n_windows = sum(len(r.series.windows) for r in runs)
     corpus = describe_corpus(runs)
     holds = describe_corpus([], folder=True)
-    label = f"Vigil {DETECTOR_NAMES[detector]}"
+    label = f"Vigil {DETECTOR_NAMES[detector]}" + ("" if normalisation == NONE else f", {normalisation}")
     rows = [
         {
             "detector": f"{label}, production thresholds, tail rule (open_rule=tail)",
@@ -222,6 +240,7 @@ def run(options: dict[str, Any], progress) -> Evaluation:
     summary = {
         "category": category,
         "detector": detector,
+        "normalisation": normalisation,
         "folder_holds": holds,
         "by_category_standard": {
             "tail_rule": tail[standard]["by_category"],
@@ -306,24 +325,21 @@ def run(options: dict[str, Any], progress) -> Evaluation:
 
 
 def score_series(
-    series: NabSeries, window_samples: int = WINDOW_SAMPLES, *, detector: str | None = None
+    series: NabSeries,
+    window_samples: int = WINDOW_SAMPLES,
+    *,
+    detector: str | None = None,
+    normalisation: str = NONE,
+    rules: tuple[int, int] = (3, 6),
 ) -> SeriesRun:
-    """Features, model trained on probation, and ONNX scores of every later window of one series."""
-    keep = series.increasing()
-    ts, values = series.ts[keep], series.values[keep]
-    row_index = np.flatnonzero(keep)
-    spacing = np.diff(ts)
-    period = float(np.median(spacing[spacing > 0])) if len(ts) > 1 else 1.0
-    windows = RAW_READINGS.asset_windows(
-        {ROLE: (ts, values, np.zeros(len(ts), dtype=np.uint16))},
-        [ROLE],
-        window_s=window_samples * period,
-        step_s=period,
-        sample_period_s=period,
-    )
-    # The last NAB row inside each window: a detection is emitted once that row has been seen.
-    rows = row_index[np.searchsorted(ts, windows.ends, side="right") - 1]
-    probation = nab_scoring.probation_rows(len(series))
+    """Features, model trained on probation, and ONNX scores of every later window of one series.
+    ``normalisation`` "per_asset_adaptive": the probation windows calibrate the series (robust scale,
+    detection.baseline.calibrate) and are replayed through detection.adaptive to train the model; later
+    windows are scored one at a time, the location frozen by the alert rules (``rules`` = M, N) under
+    each threshold rule's thresholds."""
+    if normalisation == PER_ASSET_ADAPTIVE:
+        return _score_adaptive(series, window_samples, detector, rules)
+    windows, rows, probation, period = _windows(series, window_samples)
     train = rows < probation
     try:
         chosen = {} if detector is None else {"detector": detector}
@@ -356,12 +372,73 @@ def score_series(
     )
 
 
+def _windows(series: NabSeries, window_samples: int) -> tuple[Windows, np.ndarray, int, float]:
+    """The series' feature windows, the NAB row each ends at, its probation rows and sample period."""
+    keep = series.increasing()
+    ts, values = series.ts[keep], series.values[keep]
+    row_index = np.flatnonzero(keep)
+    spacing = np.diff(ts)
+    period = float(np.median(spacing[spacing > 0])) if len(ts) > 1 else 1.0
+    windows = RAW_READINGS.asset_windows(
+        {ROLE: (ts, values, np.zeros(len(ts), dtype=np.uint16))},
+        [ROLE],
+        window_s=window_samples * period,
+        step_s=period,
+        sample_period_s=period,
+    )
+    # The last NAB row inside each window: a detection is emitted once that row has been seen.
+    rows = row_index[np.searchsorted(ts, windows.ends, side="right") - 1]
+    return windows, rows, nab_scoring.probation_rows(len(series)), period
+
+
+def _score_adaptive(
+    series: NabSeries, window_samples: int, detector: str | None, rules: tuple[int, int]
+) -> SeriesRun:
+    """``score_series`` with the "per_asset_adaptive" step (see there)."""
+    windows, rows, probation, period = _windows(series, window_samples)
+    train = rows < probation
+    live = np.flatnonzero(~train)
+    try:
+        calibration = calibrate(windows.X[train])
+        Z, state = adaptive.start(windows.X[train], calibration)
+        chosen = {} if detector is None else {"detector": detector}
+        model = train_anomaly(Z, windows.names, params=chosen)
+        tail = train_anomaly(Z, windows.names, params={**chosen, "open_rule": "tail"})
+    except (TrainingError, BaselineError) as exc:
+        raise DatasetFormatError(f"{series.name}: cannot train on its probationary period ({exc})") from None
+    loaded = runtime.LoadedModel.unregistered(
+        model.onnx_bytes, windows.names, model.output_spec, runtime.reference_session(model.onnx_bytes)
+    )
+    higher = runtime.higher_is_worse(model.output_spec)
+    scores = {}
+    for rule, open_t in (("quantile", model.open_threshold), ("tail", tail.open_threshold)):
+        params = RuleParams(open_t, min(model.clear_threshold, open_t), *rules, higher=higher)
+        _, scores[rule], _, _ = adaptive.advance(
+            state, windows.X[live], calibration, lambda z: Pipeline.score(loaded, z, finite=False), params
+        )
+    return SeriesRun(
+        series=series,
+        sample_period_s=period,
+        probation_rows=probation,
+        n_train_windows=int(train.sum()),
+        scores=scores["quantile"],
+        rows=rows[live],
+        open_threshold=model.open_threshold,
+        clear_threshold=model.clear_threshold,
+        tail_open_threshold=tail.open_threshold,
+        model_metrics=model.metrics,
+        tail_scores=scores["tail"],
+    )
+
+
 def detections(
     run: SeriesRun, factor: float, open_windows: int, clear_windows: int, rule: str = "quantile"
 ) -> np.ndarray:
     """Boolean per NAB row: an alert opened there (``rule``'s thresholds scaled by ``factor``)."""
     open_t, clear_t = run.thresholds(rule)
-    episodes = alert_episodes(run.scores, factor * open_t, factor * clear_t, open_windows, clear_windows)
+    episodes = alert_episodes(
+        run.rule_scores(rule), factor * open_t, factor * clear_t, open_windows, clear_windows
+    )
     detected = np.zeros(len(run.series), dtype=bool)
     detected[[run.rows[e.opened] for e in episodes]] = True
     return detected

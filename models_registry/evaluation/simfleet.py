@@ -26,6 +26,7 @@ from django.core.management.base import CommandError
 
 from models_registry.evaluation.fleet import (
     NONE,
+    NORMALISATIONS,
     Event,
     FleetRun,
     Protocol,
@@ -95,6 +96,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test-hours", type=float, default=TEST_HOURS, help="Test period with scheduled faults (16)."
     )
+    parser.add_argument(
+        "--normalisation",
+        action="append",
+        choices=[n for n in NORMALISATIONS if n not in {v.normalisation for v in VARIANTS}],
+        default=None,
+        help="Also run this per-asset step with per-asset thresholds (repeatable), e.g. per_asset_adaptive.",
+    )
 
 
 def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
@@ -121,7 +129,10 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
         runs = simulate(seed, per_class, calibration_s, test_s)
         prepared = prepare(runs, list(ROLES), protocol)
         progress(f"seed {seed}: simulated and windowed {len(runs)} pumps")
-        for variant in VARIANTS:
+        extra = tuple(
+            Variant(n, asset_thresholds=True) for n in dict.fromkeys(options.get("normalisation") or ())
+        )
+        for variant in VARIANTS + extra:
             outcomes = evaluate(prepared, protocol, variant)
             rows += _rows(seed, variant, outcomes)
             details["per_run"][f"seed {seed}, {variant.label}"] = [o.as_dict() for o in outcomes]

@@ -118,6 +118,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-explanations", action="store_true", help="Skip explaining every alert (faster)."
     )
+    parser.add_argument(
+        "--normalisation",
+        action="append",
+        choices=[n for n in fleet.NORMALISATIONS if n not in (fleet.NONE, PER_ASSET, PER_ASSET_ROBUST)],
+        default=None,
+        help="Also run the pooled fleet with this per-asset step (combined and pca, per-asset thresholds; "
+        "repeatable), as added rows and added leave-one-fault-type-out choices, e.g. per_asset_adaptive.",
+    )
 
 
 def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
@@ -172,7 +180,9 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
             scope,
         ),
     ]
-    fleet_part = pooled_fleet(chosen_files, calibration, window, step, progress)
+    fleet_part = pooled_fleet(
+        chosen_files, calibration, window, step, progress, extra_settings(options.get("normalisation"))
+    )
     rows += fleet_part["rows"]
     rows += published_rows()
     summary = _summary(loro_counts, explained)
@@ -341,23 +351,45 @@ def run_fleet(
     return outcomes, fleet_counts(inputs, outcomes)
 
 
+def extra_settings(normalisations: Sequence[str] | None) -> tuple[FleetSetting, ...]:
+    """The pooled-fleet settings ``--normalisation`` adds: each step with combined and pca, per-asset
+    thresholds, all features (the candidate default's shape with another per-asset step)."""
+    return tuple(
+        FleetSetting(detector, normalisation, True)
+        for normalisation in dict.fromkeys(normalisations or ())
+        for detector in ("combined", "pca")
+    )
+
+
 def pooled_fleet(
-    files: Sequence, calibration: int, window: float, step: float, progress: Callable[[str], None]
+    files: Sequence,
+    calibration: int,
+    window: float,
+    step: float,
+    progress: Callable[[str], None],
+    extra: Sequence[FleetSetting] = (),
 ) -> dict[str, Any]:
-    """The pooled-fleet rows, the leave-one-fault-type-out rows and the per-fault-type table."""
+    """The pooled-fleet rows, the leave-one-fault-type-out rows and the per-fault-type table; ``extra``
+    settings are added as rows and (on each feature set) as leave-one-fault-type-out choices."""
+    settings = FLEET_SETTINGS + tuple(extra)
+    grid = LOFTO_GRID + tuple(
+        FleetSetting(s.detector, s.normalisation, s.asset_thresholds, features)
+        for s in extra
+        for features in FEATURE_SETS
+    )
     inputs = [fleet_input(f, calibration) for f in files]
     warnings = [i.warning for i in inputs if i.warning]
     for warning in warnings:
         progress(f"WARNING {warning}")
     scope = f"pooled fleet: {' + '.join(subsets_of(files))}, {len(inputs)} runs"
     results: dict[FleetSetting, tuple[list[fleet.RunOutcome], list[Counts]]] = {}
-    for setting in LOFTO_GRID:
+    for setting in grid:
         results[setting] = run_fleet(inputs, setting, window, step)
-        if setting in FLEET_SETTINGS:
+        if setting in settings:
             progress(f"fleet {setting.label}: F1 {pooled(results[setting][1]).f1:.3f}")
     labelled = [j for j, i in enumerate(inputs) if i.anomaly.any()]
     rows = []
-    for k, s in enumerate(FLEET_SETTINGS):
+    for k, s in enumerate(settings):
         name = f"Pooled fleet, {s.label}" + (" (candidate default)" if k == 0 else "")
         rows.append(
             _row(
@@ -368,7 +400,7 @@ def pooled_fleet(
             )
         )
         rows.append(_row(name, "this run", pooled(results[s][1]), f"{scope}; every run's points"))
-    head = FLEET_SETTINGS[0]
+    head = settings[0]
     outcomes, counts = results[head]
     types = sorted({fault_type(i) for i in inputs})
     for kind in types:
@@ -387,9 +419,7 @@ def pooled_fleet(
         held_counts = []
         for kind in faulty:
             others = [j for j, i in enumerate(inputs) if fault_type(i) != kind]
-            best = max(
-                LOFTO_GRID, key=lambda s: (pooled(results[s][1][j] for j in others).f1, -LOFTO_GRID.index(s))
-            )
+            best = max(grid, key=lambda s: (pooled(results[s][1][j] for j in others).f1, -grid.index(s)))
             mine = [results[best][1][j] for j, i in enumerate(inputs) if fault_type(i) == kind]
             held_counts += mine
             lofto[kind] = {"chosen": best.label, **pooled(mine).as_dict()}
@@ -445,11 +475,11 @@ def pooled_fleet(
                     for i, o, c in zip(inputs, *results[s], strict=True)
                 ],
             }
-            for s in LOFTO_GRID
+            for s in grid
         },
     }
     summary["labelled_f1_by_setting"] = {
-        s.label: round(pooled(results[s][1][j] for j in labelled).f1, 3) for s in FLEET_SETTINGS
+        s.label: round(pooled(results[s][1][j] for j in labelled).f1, 3) for s in settings
     }
     notes = _fleet_notes(summary, inputs, calibration, warnings, faulty)
     return {"rows": rows, "summary": summary, "details": details, "notes": notes, "warnings": warnings}

@@ -121,3 +121,13 @@ def test_on_the_real_test_2_the_failing_bearing_alerts_more_than_a_day_before_th
     # The card's reference fires ~74 h before the end; the product's first alert is of the same order.
     assert rows["test2-bearing1"]["first_alert_lead_h"] >= 24.0
     assert all(0.0 <= r["share_in_alert"] <= 1.0 for r in rows.values())
+
+
+def test_the_adaptive_location_is_an_added_normalisation_of_the_same_report(synthetic):
+    report = _evaluate(synthetic / "out", "--normalisation", "per_asset_adaptive", "--detectors", "combined")
+    assert report["details"]["protocol"]["normalisation"] == "per_asset_adaptive"
+    rows = [r for r in report["rows"] if r["source"] == "vigil"]
+    assert [r["detector"] for r in rows] == ["combined"] * 4
+    # The synthetic bearing grows exponentially (x8 over 40 h), far faster than the EWMA follows.
+    assert rows[0]["first_alert_lead_h"] >= 24.0
+    assert all(r["share_in_alert"] < 0.05 for r in rows[1:])

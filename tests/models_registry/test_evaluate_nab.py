@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from models_registry.evaluation import nab_scoring
-from models_registry.evaluation.nab import normalisation_check
+from models_registry.evaluation.nab import normalisation_check, score_series
 from models_registry.evaluation.nab_scoring import (
     Profile,
     normalised,
@@ -183,3 +183,18 @@ def test_evaluate_nab_names_an_unknown_series_or_category(nab_dir, tmp_path):
         call_command("evaluate", "--out", str(tmp_path), "nab", "--series", "nope.csv")
     with pytest.raises(CommandError, match=r"unknown NAB category 'nope'.*realKnownCause"):
         call_command("evaluate", "--out", str(tmp_path), "nab", "--category", "nope")
+
+
+def test_evaluate_nab_with_the_adaptive_location_gates_each_rule_on_its_own_thresholds(nab_dir, tmp_path):
+    call_command(
+        "evaluate", "--out", str(tmp_path), "nab", "--series", EC2, "--normalisation", "per_asset_adaptive"
+    )
+    document = json.loads((tmp_path / "nab.json").read_text())
+    assert document["summary"]["normalisation"] == "per_asset_adaptive"
+    vigil = [row for row in document["rows"] if row["source"] == "vigil"]
+    assert all("per_asset_adaptive" in row["detector"] for row in vigil)
+    assert document["summary"]["vigil_tail_standard"] > 0.0  # above the null detector
+    run = score_series(read_series(f"realKnownCause/{EC2}"), normalisation="per_asset_adaptive")
+    # The location each rule's alerts freeze differs, so the two rules score different series.
+    assert run.tail_scores is not None and len(run.tail_scores) == len(run.scores)
+    assert run.rule_scores("tail") is run.tail_scores and run.rule_scores("quantile") is run.scores

@@ -11,7 +11,15 @@ import pytest
 from django.conf import settings
 
 from models_registry.evaluation import fleet
-from models_registry.evaluation.skab import LOFTO_GRID, FleetSetting, pooled_fleet, run_fleet
+from models_registry.evaluation.skab import (
+    FLEET_SETTINGS,
+    LOFTO_GRID,
+    FleetSetting,
+    extra_settings,
+    pooled_fleet,
+    run_fleet,
+)
+from models_registry.evaluation.skab_protocol import FEATURE_SETS
 from models_registry.evaluation.skab_protocol import calibration_overlap, fleet_input
 from plant.datasets.skab import list_files, read_run, valid_subsets
 
@@ -127,3 +135,18 @@ def test_leave_one_fault_type_out_chooses_each_types_settings_on_the_other_types
         best = max(f1.values())
         first_best = next(s.label for s in LOFTO_GRID if f1[s.label] == best)
         assert lofto[kind]["chosen"] == first_best
+
+
+def test_an_added_normalisation_adds_its_rows_and_leave_one_fault_type_out_choices(data_folder):
+    extra = extra_settings(["per_asset_adaptive"])
+    assert [(s.detector, s.normalisation, s.asset_thresholds) for s in extra] == [
+        ("combined", "per_asset_adaptive", True),
+        ("pca", "per_asset_adaptive", True),
+    ]
+    part = pooled_fleet(list_files(base=data_folder), 400, 30.0, 5.0, lambda _: None, extra)
+    added = [
+        r for r in part["rows"] if r["detector"].startswith("Pooled fleet, combined, per_asset_adaptive")
+    ]
+    assert len(added) == 2  # the labelled runs' metric and every run's points
+    assert len(part["details"]["settings"]) == len(LOFTO_GRID) + 2 * len(FEATURE_SETS)
+    assert part["summary"]["setting"] == FLEET_SETTINGS[0].label  # the candidate default is unchanged

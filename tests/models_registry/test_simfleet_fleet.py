@@ -7,13 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detection.rules import Episode
+from detection import adaptive, runtime
+from detection.baseline import calibrate, usable_rows
+from detection.pipeline import Pipeline
+from detection.rules import Episode, RuleParams
 from detection.thresholds import AssetThresholds
 from models_registry.evaluation.fleet import (
     Event,
     FleetRun,
     Protocol,
     Variant,
+    alert_runs,
     count,
     evaluate,
     prepare,
@@ -88,3 +92,29 @@ def test_counting_attributes_openings_to_faults_and_the_rest_to_false_alarms():
     summary = summarise([outcome])
     assert (summary["faults_alerted"], summary["faults"], summary["median_delay_s"]) == (1, 1, 30.0)
     assert summary["by_kind"] == {"x": [1, 1]}
+
+
+def test_the_quiet_assets_fault_alerts_with_the_adaptive_location_too(prepared):
+    outcome = _quiet(prepared, Variant("per_asset_adaptive", asset_thresholds=True))
+    assert outcome.thresholds.source == "asset"
+    assert [e.alerted for e in outcome.events] == [True]
+    assert outcome.events[0].delay_s < 300.0
+
+
+def test_the_adaptive_scores_are_detection_adaptives_replay_of_the_calibration_and_test_windows(prepared):
+    run = next(a for a in alert_runs(prepared, PROTOCOL, Variant("per_asset_adaptive", True)))
+    w = prepared.windows[run.run.key]
+    cal_rows = np.flatnonzero(prepared.calibration[run.run.key])
+    calibration = calibrate(w.X[cal_rows])
+    _, state = adaptive.start(w.X[cal_rows], calibration)
+    model = run.model
+    loaded = runtime.LoadedModel.unregistered(
+        model.onnx_bytes, model.feature_names, model.output_spec, runtime.reference_session(model.onnx_bytes)
+    )
+    rows = Pipeline.rows(w, np.arange(w.X.shape[1]), float(w.ends[cal_rows[-1]]))
+    params = RuleParams(run.thresholds.open_threshold, run.thresholds.clear_threshold, 3, 6)
+    _, scores, _, _ = adaptive.advance(
+        state, w.X[rows], calibration, lambda z: Pipeline.score(loaded, z), params, usable_rows(w.X[rows])
+    )
+    test = w.ends[rows] - PROTOCOL.window_s >= run.run.test[0] - 1e-6
+    np.testing.assert_array_equal(run.scores, scores[test])
