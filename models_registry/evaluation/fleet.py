@@ -10,7 +10,9 @@ same way: the simulator fleet (``simfleet``) now, SKAB's pooled fleet and IMS be
    carry no quality flag (``detection.baseline.usable_rows``).
 3. Per-asset step, one of ``NORMALISATIONS``: ``"none"`` (raw features), ``"per_asset"`` (minus the mean
    vector of the calibration rows, today's product), ``"per_asset_robust"`` (standardised by the
-   ``detection.baseline.calibrate`` calibration: median and robust scale) or ``"per_asset_adaptive"``
+   ``detection.baseline.calibrate`` calibration: median and robust scale), ``"per_asset_pooled"`` (that
+   calibration with its scale shrunk toward the fleet's, ``detection.baseline.pool``; applied like a
+   robust one) or ``"per_asset_adaptive"``
    (the robust scale, against an EWMA location of the asset's own past that freezes while it is in alert:
    ``detection.adaptive``; its windows are scored one at a time after the calibration, the alert rules
    gating what the location learns).
@@ -38,7 +40,18 @@ import numpy as np
 
 from detection import adaptive, runtime
 from detection.adaptive import PER_ASSET_ADAPTIVE
-from detection.baseline import PER_ASSET, PER_ASSET_ROBUST, calibrate, mean_vector, period_mask, usable_rows
+from detection.baseline import (
+    PER_ASSET,
+    PER_ASSET_POOLED,
+    PER_ASSET_ROBUST,
+    POOL_HORIZON_S,
+    POOL_PRIOR_WINDOWS,
+    calibrate,
+    mean_vector,
+    period_mask,
+    pool,
+    usable_rows,
+)
 from detection.features import Series, Windows, feature_names
 from detection.pipeline import Pipeline
 from detection.rules import Episode, RuleParams, alert_episodes
@@ -46,7 +59,7 @@ from detection.thresholds import AssetThresholds, ThresholdRule, asset_threshold
 from models_registry.training import TrainedModel, train_anomaly
 
 NONE = "none"
-NORMALISATIONS = (NONE, PER_ASSET, PER_ASSET_ROBUST, PER_ASSET_ADAPTIVE)
+NORMALISATIONS = (NONE, PER_ASSET, PER_ASSET_ROBUST, PER_ASSET_ADAPTIVE, PER_ASSET_POOLED)
 DAY_S = 86400.0
 
 
@@ -176,18 +189,53 @@ def prepare(runs: Sequence[FleetRun], roles: list[str], protocol: Protocol) -> P
 
 
 def baselines(
-    prepared: Prepared, normalisation: str, columns: np.ndarray | None = None
+    prepared: Prepared,
+    normalisation: str,
+    columns: np.ndarray | None = None,
+    protocol: Protocol | None = None,
 ) -> dict[str, Any] | None:
     """Each run's per-asset step from its calibration rows (over ``columns``, default all): None (raw),
-    mean vectors or Calibrations."""
+    mean vectors or Calibrations (robust, or pooled across the runs: ``protocol`` gives the windows'
+    length and step)."""
     if normalisation == NONE:
         return None
     out: dict[str, Any] = {}
     for run in prepared.runs:
         X = prepared.windows[run.key].X[prepared.calibration[run.key]]
         X = X if columns is None else X[:, columns]
-        out[run.key] = calibrate(X) if normalisation == PER_ASSET_ROBUST else mean_vector(X)[0]
+        robust = normalisation in (PER_ASSET_ROBUST, PER_ASSET_POOLED)
+        out[run.key] = calibrate(X) if robust else mean_vector(X)[0]
+    if normalisation == PER_ASSET_POOLED:
+        if protocol is None:
+            raise ValueError("the pooled step needs the protocol's window length and step")
+        return pool(out, calibration_spans(prepared, protocol.window_s), protocol.window_s, protocol.step_s)
     return out
+
+
+def calibration_spans(prepared: Prepared, window_s: float) -> dict[str, float]:
+    """Each run's calibration time span: its first calibration window's start to its last one's end."""
+    spans = {}
+    for run in prepared.runs:
+        ends = prepared.windows[run.key].ends[prepared.calibration[run.key]]
+        spans[run.key] = float(ends[-1] - ends[0] + window_s) if len(ends) else 0.0
+    return spans
+
+
+def model_spec(normalisation: str) -> dict[str, Any]:
+    """The output_spec keys a variant's model is scored with: a pooled calibration is applied like a
+    robust one, with the pooling's constants recorded beside it."""
+    if normalisation == NONE:
+        return {}
+    if normalisation == PER_ASSET_POOLED:
+        return {
+            "baseline": PER_ASSET_ROBUST,
+            "scale_pooling": {
+                "method": PER_ASSET_POOLED,
+                "prior_windows": POOL_PRIOR_WINDOWS,
+                "horizon_s": POOL_HORIZON_S,
+            },
+        }
+    return {"baseline": normalisation}
 
 
 def evaluate(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[RunOutcome]:
@@ -218,9 +266,9 @@ def alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant) -> list
     if variant.normalisation == PER_ASSET_ADAPTIVE:
         return adaptive_alert_runs(prepared, protocol, variant)
     names = list(protocol.features) if protocol.features else prepared.names
-    spec = {} if variant.normalisation == NONE else {"baseline": variant.normalisation}
+    spec = model_spec(variant.normalisation)
     pipeline = Pipeline.from_spec(names, spec)
-    steps = baselines(prepared, variant.normalisation, pipeline.columns(prepared.names))
+    steps = baselines(prepared, variant.normalisation, pipeline.columns(prepared.names), protocol)
     model, holdout = train_shared(prepared, pipeline, steps, protocol)
     loaded = _loaded(model, spec)
     scored = pipeline.run(loaded, prepared.windows, baselines=steps)

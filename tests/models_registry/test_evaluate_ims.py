@@ -131,3 +131,11 @@ def test_the_adaptive_location_is_an_added_normalisation_of_the_same_report(synt
     # The synthetic bearing grows exponentially (x8 over 40 h), far faster than the EWMA follows.
     assert rows[0]["first_alert_lead_h"] >= 24.0
     assert all(r["share_in_alert"] < 0.05 for r in rows[1:])
+
+
+def test_the_pooled_scale_is_an_added_normalisation_of_the_same_report(synthetic):
+    report = _evaluate(synthetic / "out", "--normalisation", "per_asset_pooled", "--detectors", "combined")
+    assert report["details"]["protocol"]["normalisation"] == "per_asset_pooled"
+    rows = [r for r in report["rows"] if r["source"] == "vigil"]
+    assert [r["detector"] for r in rows] == ["combined"] * 4
+    assert rows[0]["first_alert_lead_h"] >= 24.0  # the synthetic failing bearing still alerts a day ahead

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from detection import adaptive, runtime
-from detection.baseline import calibrate, usable_rows
+from detection.baseline import calibrate, pool, usable_rows
 from detection.pipeline import Pipeline
 from detection.rules import Episode, RuleParams
 from detection.thresholds import AssetThresholds
@@ -18,8 +18,11 @@ from models_registry.evaluation.fleet import (
     Protocol,
     Variant,
     alert_runs,
+    baselines,
+    calibration_spans,
     count,
     evaluate,
+    model_spec,
     prepare,
     summarise,
 )
@@ -118,3 +121,24 @@ def test_the_adaptive_scores_are_detection_adaptives_replay_of_the_calibration_a
     )
     test = w.ends[rows] - PROTOCOL.window_s >= run.run.test[0] - 1e-6
     np.testing.assert_array_equal(run.scores, scores[test])
+
+
+def test_the_pooled_step_is_detection_baselines_pool_of_the_robust_calibrations(prepared):
+    robust = baselines(prepared, "per_asset_robust")
+    pooled = baselines(prepared, "per_asset_pooled", protocol=PROTOCOL)
+    spans = calibration_spans(prepared, PROTOCOL.window_s)
+    assert spans["quiet"] == pytest.approx(CALIBRATION_S, abs=PROTOCOL.step_s)
+    expected = pool(robust, spans, PROTOCOL.window_s, PROTOCOL.step_s)
+    for key in robust:
+        assert np.array_equal(pooled[key].scale, expected[key].scale)
+        assert np.array_equal(pooled[key].location, robust[key].location)
+    assert pooled["quiet"].scale[0] > robust["quiet"].scale[0]  # pulled up toward the noisy asset
+    assert model_spec("per_asset_pooled")["baseline"] == "per_asset_robust"
+    assert model_spec("per_asset_robust") == {"baseline": "per_asset_robust"}
+    with pytest.raises(ValueError, match="protocol"):
+        baselines(prepared, "per_asset_pooled")
+
+
+def test_the_quiet_assets_fault_alerts_with_the_pooled_scale_too(prepared):
+    outcome = _quiet(prepared, Variant("per_asset_pooled", asset_thresholds=True))
+    assert [e.alerted for e in outcome.events] == [True]
