@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
@@ -27,7 +29,9 @@ from alerts.services import (
     record_feedback,
     record_missed_failure,
 )
-from alerts.services.board import decorate, feature_lines, role_meta, why_lines
+from alerts.services.board import alert_level, decorate, feature_lines, role_meta, why_lines
+from alerts.services.overrides import effective_thresholds
+from detection.wording import unusual_text
 from plant.access import get_asset_for_user, get_or_404, is_engineer
 from plant.models import Asset
 from plant.params import ParamError, parse_id, shown, text
@@ -82,9 +86,11 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
     version = alert.model_version
     ranges = normal_ranges(version)
     roles = role_meta([asset.asset_type_id]).get(asset.asset_type_id, {})
-    explanation = alert.explanation
-    lines = feature_lines(explanation, ranges, roles)
-    why = why_lines(explanation, ranges, roles)
+    level = alert_level(alert, version, effective_thresholds(version, asset.pk))
+    which = "peak" if request.GET.get("window") == "peak" and alert.peak_explanation else "opening"
+    explanation = alert.peak_explanation if which == "peak" else alert.explanation
+    lines = feature_lines(explanation, ranges, roles, level)
+    why = why_lines(explanation, ranges, roles, level, top=None)
     sensors = list(asset.sensors.select_related("role").order_by("role__key", "key"))
     current = current_verdict(alert)
     alert.similar_id = (
@@ -100,7 +106,8 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .values_list("pk", flat=True)
         .first()
     )
-    decorate([alert])
+    decorate([alert], level)
+    explained_score = (explanation or {}).get("score")
     context = {
         "alert": alert,
         "asset": asset,
@@ -108,6 +115,11 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "version": version,
         "why": why,
         "lines": lines,
+        "level": level,
+        "which": which,
+        "explained_at": _explained_at(explanation),
+        "explained_unusual": unusual_text(explained_score, level.open_threshold, higher=level.higher),
+        "explanation": explanation,
         "sensor_figure": sensor_figure(alert, chart_sensors(sensors, why), asset.site.timezone),
         "shap_figure": shap_figure(explanation, lines),
         "events": list(alert.events.select_related("actor")),
@@ -118,6 +130,15 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "next": "detail",
     }
     return render(request, "alerts/detail.html", context)
+
+
+def _explained_at(explanation: dict | None) -> datetime | None:
+    """The end of the window an explanation is about (stored as ISO text), None if unknown."""
+    raw = (explanation or {}).get("window_end")
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
 
 
 @require_POST
