@@ -47,6 +47,7 @@ STAT_NAMES = {
     "slope": "trend",
     "diff_rms": "jumpiness",
 }
+STUCK_RATIO = 1000  # a spread this many times under its usual one is told as "hardly varying at all"
 TOGETHER = "unusual only together with the other sensors"
 
 
@@ -142,7 +143,7 @@ class Finding:
         if self.low is None or self.high is None:
             return ""
         if self.stat == "slope":
-            flat = "flat, " if self.low <= 0 <= self.high else ""
+            flat = "flat, " if self.low < 0 < self.high else ""
             return f"{flat}{with_unit(self.low, '', signed=True)} to {with_unit(self.high, rate_unit(self.unit), signed=True)}"
         return f"{fmt(self.low)}–{with_unit(self.high, self.unit)}"
 
@@ -161,8 +162,8 @@ class Finding:
         if self.stat in SPREAD_STATS:
             verb = SPREAD_STATS[self.stat]
             between = " between readings" if self.stat == "diff_rms" else ""
-            if direction == "below" and self.value <= 0:
-                return f"{label} is not {verb} at all{between}"
+            if direction == "below" and (self.value <= 0 or (self.ratio or math.inf) > STUCK_RATIO):
+                return f"{label} is {'not' if self.value <= 0 else 'hardly'} {verb} at all{between}"
             ratio = self.ratio
             if ratio is None:
                 return f"{label} is {verb} {'more' if direction == 'above' else 'less'} than usual{between}"
@@ -182,15 +183,11 @@ class Finding:
             return f"{label}'s trend is within its usual range but {TOGETHER}"
         if direction == "above":  # value > high
             if value > 0:
-                return f"{label} is {moving}{size}" + (
-                    ", faster than usual" if self.low and self.low > 0 else ""
-                )
+                return f"{label} is {moving}{size}" + (", faster than usual" if self.low >= 0 else "")
             return f"{label} is {'falling only' if value < 0 else 'steady'}{size}, slower than usual"
         if direction == "below":  # value < low
             if value < 0:
-                return f"{label} is {moving}{size}" + (
-                    ", faster than usual" if self.high is not None and self.high < 0 else ""
-                )
+                return f"{label} is {moving}{size}" + (", faster than usual" if self.high <= 0 else "")
             return f"{label} is {'rising only' if value > 0 else 'steady'}{size}, slower than usual"
         return f"{label} is {moving}{size}"
 
@@ -338,7 +335,7 @@ def _below(a: float, b: float, c: float) -> tuple[float, float] | None:
     if a < -1e-12 * scale:
         return None
     if abs(a) <= 1e-12 * scale:
-        if b == 0:
+        if abs(b) <= 1e-12 * scale:
             return (-math.inf, math.inf) if c < 0 else None
         root = -c / b
         return (-math.inf, root) if b > 0 else (root, math.inf)
