@@ -19,18 +19,22 @@ from alerts.choices import CLOSED_STATES
 from alerts.forms import MissedFailureForm
 from alerts.models import Alert
 from alerts.services import (
+    ExplanationUnavailable,
     FeedbackError,
     FeedbackForbidden,
     alerts_for_user,
     board_alerts,
     can_give_verdict,
     current_verdict,
+    explain_peak,
     normal_ranges,
     record_feedback,
     record_missed_failure,
 )
 from alerts.services.board import alert_level, decorate, feature_lines, role_meta, why_lines
 from alerts.services.overrides import effective_thresholds
+from detection.explain import ExplanationError
+from detection.runtime import ModelRuntimeError
 from detection.wording import unusual_text
 from plant.access import get_asset_for_user, get_or_404, is_engineer
 from plant.models import Asset
@@ -87,6 +91,12 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
     ranges = normal_ranges(version)
     roles = role_meta([asset.asset_type_id]).get(asset.asset_type_id, {})
     level = alert_level(alert, version, effective_thresholds(version, asset.pk))
+    peak_error = ""
+    if request.GET.get("window") == "peak" and alert.explanation and alert.peak_window_end != alert.opened_at:
+        try:
+            explain_peak(alert)
+        except (ExplanationUnavailable, ExplanationError, ModelRuntimeError) as exc:
+            peak_error = f"The peak window could not be explained: {exc}"
     which = "peak" if request.GET.get("window") == "peak" and alert.peak_explanation else "opening"
     explanation = alert.peak_explanation if which == "peak" else alert.explanation
     lines = feature_lines(explanation, ranges, roles, level)
@@ -117,6 +127,7 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "lines": lines,
         "level": level,
         "which": which,
+        "peak_error": peak_error,
         "explained_at": _explained_at(explanation),
         "explained_unusual": unusual_text(explained_score, level.open_threshold, higher=level.higher),
         "explanation": explanation,
