@@ -28,7 +28,9 @@ Every explanation carries ``output`` (onnxruntime's score of x from a one-thread
 and ``additivity_error = |Σφ + base_value - output|``. An error above ``ADDITIVITY_TOLERANCE`` (1e-4) raises
 ExplanationError (``strict=False`` returns it with ``"additivity_ok": False`` instead). The feature list is in
 the model's input order and ``value`` is the float32 value fed to the model, so anyone can re-run the ONNX
-file on the stored values.
+file on the stored values. Quadratic-form models also store each feature's ``response``: per branch, [a, b, c]
+with the branch's score a·t² + b·t + c when that feature's input is t and the others keep their values
+(``one_feature_responses``), from which ``detection.wording`` derives exact counterfactuals.
 """
 
 from __future__ import annotations
