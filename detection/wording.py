@@ -234,6 +234,11 @@ class SensorReason:
     def sentence(self) -> str:
         return self.lead.sentence
 
+    @property
+    def more(self) -> tuple[Finding, ...]:
+        """The sensor's other pushes that are outside their usual range (those within it say little)."""
+        return tuple(f for f in self.findings[1:] if f.direction in ("above", "below"))
+
 
 def findings(
     explanation: Mapping[str, Any] | None,

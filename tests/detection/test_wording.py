@@ -94,6 +94,8 @@ def test_only_sensors_that_pushed_the_score_are_named_largest_first(case):
             f for f in explanation["features"] if f["name"].startswith(reason.role + "__") and f["phi"] > 0
         ]
         assert len(reason.findings) == len(mine)
+        assert set(reason.more) <= set(reason.findings[1:])
+        assert all(f.direction in ("above", "below") for f in reason.more)
 
 
 @settings(max_examples=400, deadline=None)
