@@ -11,7 +11,7 @@ Rules (the wording tests check them against the stored numbers):
 
 * Only sensors that pushed the score are named: roles whose summed φ is positive, largest first; within a
   sensor only its features with positive φ, largest first. A feature that lowered the score is never a
-  reason.
+  reason. For a model whose low scores are bad (remaining life) the signs are mirrored.
 * "Usual" is the feature's p10–p90 over the model's background (for a baselined model shifted by the
   asset's operating point, so it is in the sensor's own units). The direction word follows the sign of
   value − usual range: above / below / within.
@@ -295,13 +295,15 @@ def reasons(
     higher: bool = True,
     top: int | None = None,
 ) -> list[SensorReason]:
-    """The sensors that pushed the score (summed φ > 0), largest first, each with its features of
-    positive φ (largest first); at most ``top`` sensors."""
+    """The sensors that pushed the score towards the alert (summed φ > 0; < 0 for a model whose low scores
+    are bad), largest push first, each with its features that pushed the same way (largest first); at most
+    ``top`` sensors. ``contribution`` is the push in the bad direction (always > 0)."""
+    sign = 1.0 if higher else -1.0
     by_role: dict[str, list[Finding]] = {}
     totals: dict[str, float] = {}
     for finding in findings(explanation, ranges, roles, open_threshold=open_threshold, higher=higher):
-        totals[finding.role] = totals.get(finding.role, 0.0) + finding.phi
-        if finding.phi > 0:
+        totals[finding.role] = totals.get(finding.role, 0.0) + sign * finding.phi
+        if sign * finding.phi > 0:
             by_role.setdefault(finding.role, []).append(finding)
     picked = sorted((r for r in by_role if totals[r] > 0), key=lambda r: totals[r], reverse=True)
     out = [
@@ -309,7 +311,7 @@ def reasons(
             role=role,
             sensor=by_role[role][0].sensor,
             contribution=totals[role],
-            findings=tuple(sorted(by_role[role], key=lambda f: f.phi, reverse=True)),
+            findings=tuple(sorted(by_role[role], key=lambda f: sign * f.phi, reverse=True)),
         )
         for role in picked
     ]

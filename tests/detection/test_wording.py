@@ -211,6 +211,19 @@ def test_a_spread_sentence_reads_as_the_issue_asks():
     )
 
 
+def test_for_a_model_whose_low_scores_are_bad_the_sensors_that_lowered_the_score_are_named():
+    explanation = {
+        "features": [
+            {"name": "vibration__mean", "value": 9.0, "phi": -30.0},
+            {"name": "temperature__mean", "value": 50.0, "phi": 4.0},
+        ]
+    }
+    ranges = {"vibration__mean": (1.0, 2.0), "temperature__mean": (45.0, 55.0)}
+    told = reasons(explanation, ranges, {}, higher=False)
+    assert [r.role for r in told] == ["vibration"] and told[0].contribution == 30.0
+    assert [r.role for r in reasons(explanation, ranges, {})] == ["temperature"]
+
+
 def test_scores_read_as_multiples_of_the_alert_level_and_windows_as_durations():
     assert unusual_text(14.633, 4.016) == "3.6× the alert level"
     assert unusual_text(48.0, 4.0) == "12× the alert level"
