@@ -16,7 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from alerts.models import Alert
-from alerts.services.board import WhyLine, fmt
+from detection.wording import Finding, SensorReason, fmt
 from plant.charts import asset_figure, drawable
 from plant.forms import TimeRange
 from plant.models import Sensor
@@ -42,7 +42,7 @@ def chart_range(alert: Alert, now: datetime | None = None) -> TimeRange:
     return TimeRange(start - pad, stop, "custom")
 
 
-def chart_sensors(sensors: Sequence[Sensor], lines: Sequence[WhyLine]) -> list[Sensor]:
+def chart_sensors(sensors: Sequence[Sensor], lines: Sequence[Finding | SensorReason]) -> list[Sensor]:
     """The sensors of the contributing roles, largest contribution first; every sensor (at most
     MAX_SENSORS) while the explanation is pending."""
     by_role: dict[str, list[Sensor]] = {}
@@ -104,14 +104,14 @@ def sensor_figure(alert: Alert, sensors: Sequence[Sensor], tz_name: str) -> dict
 
 
 def shap_figure(
-    explanation: Mapping[str, Any] | None, lines: Sequence[WhyLine], *, max_bars: int = MAX_BARS
+    explanation: Mapping[str, Any] | None, lines: Sequence[Finding], *, max_bars: int = MAX_BARS
 ) -> dict[str, Any]:
     """Bars of φ per feature (largest |φ| on top); the rest are summed into one "other features" bar."""
     if not explanation:
         return {"data": [], "layout": {"title": {"text": "Explanation pending"}}}
     shown = list(lines[:max_bars])
     rest = sum(line.phi for line in lines[max_bars:])
-    labels = [f"{line.sensor} {line.stat}" for line in shown]
+    labels = [f"{line.sensor} {line.stat_name}" for line in shown]
     phis = [line.phi for line in shown]
     details = [f"{line.value_text} ({line.usual_text or 'no normal range'})" for line in shown]
     if len(lines) > max_bars:

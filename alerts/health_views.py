@@ -86,6 +86,7 @@ class Cell:
     text: str
     url: str = ""
     name: str = ""
+    label: str = ""  # the column's words, shown beside the number when the table stacks on a phone
 
 
 def percent(value: float | None) -> str:
@@ -119,13 +120,31 @@ def drill_url(query: MetricsQuery, row: MetricsRow, metric: str, *, total: bool)
     return f"{reverse('alerts:health_alerts')}?{urlencode(params)}"
 
 
+# The table's column headers (templates/alerts/health.html), repeated beside each number on a phone.
+COLUMN_LABELS = {
+    "alerts": "Alerts",
+    "verdicts": "Verdicts",
+    "confirmed": "Confirmed",
+    "false_alarms": "False alarms",
+    "not_actionable": "Not actionable",
+    "missed": "Missed",
+    "precision": "Precision",
+    "recall": "Recall",
+    "follow_through": "Follow-through",
+    "actionability": "Actionability",
+    "tta_median": "Time to acknowledge, median",
+    "tta_p90": "Time to acknowledge, p90",
+    "ignored": "Ignored",
+}
+
+
 def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> list[Cell]:
     """The table's numbers for one row, left to right, each linked to the alerts behind it."""
     # drill_url's query string ends with the metric: the rest is built once per row, not once per cell.
     prefix = drill_url(query, row, "", total=total)
 
     def link(text: str, metric: str, name: str) -> Cell:
-        return Cell(text, f"{prefix}{metric}", name)
+        return Cell(text, f"{prefix}{metric}", name, COLUMN_LABELS[name])
 
     return [
         link(str(row.alerts), "alerts", "alerts"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
@@ -17,17 +19,23 @@ from alerts.choices import CLOSED_STATES
 from alerts.forms import MissedFailureForm
 from alerts.models import Alert
 from alerts.services import (
+    ExplanationUnavailable,
     FeedbackError,
     FeedbackForbidden,
     alerts_for_user,
     board_alerts,
     can_give_verdict,
     current_verdict,
+    explain_peak,
     normal_ranges,
     record_feedback,
     record_missed_failure,
 )
-from alerts.services.board import decorate, feature_lines, role_meta, why_lines
+from alerts.services.board import alert_level, decorate, feature_lines, role_meta, why_lines
+from alerts.services.overrides import effective_thresholds
+from detection.explain import ExplanationError
+from detection.runtime import ModelRuntimeError
+from detection.wording import unusual_text
 from plant.access import get_asset_for_user, get_or_404, is_engineer
 from plant.models import Asset
 from plant.params import ParamError, parse_id, shown, text
@@ -82,9 +90,17 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
     version = alert.model_version
     ranges = normal_ranges(version)
     roles = role_meta([asset.asset_type_id]).get(asset.asset_type_id, {})
-    explanation = alert.explanation
-    lines = feature_lines(explanation, ranges, roles)
-    why = why_lines(explanation, ranges, roles)
+    level = alert_level(alert, version, effective_thresholds(version, asset.pk))
+    peak_error = ""
+    if request.GET.get("window") == "peak" and alert.explanation and alert.peak_window_end != alert.opened_at:
+        try:
+            explain_peak(alert)
+        except (ExplanationUnavailable, ExplanationError, ModelRuntimeError) as exc:
+            peak_error = f"The peak window could not be explained: {exc}"
+    which = "peak" if request.GET.get("window") == "peak" and alert.peak_explanation else "opening"
+    explanation = alert.peak_explanation if which == "peak" else alert.explanation
+    lines = feature_lines(explanation, ranges, roles, level)
+    why = why_lines(explanation, ranges, roles, level, top=None)
     sensors = list(asset.sensors.select_related("role").order_by("role__key", "key"))
     current = current_verdict(alert)
     alert.similar_id = (
@@ -100,7 +116,8 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .values_list("pk", flat=True)
         .first()
     )
-    decorate([alert])
+    decorate([alert], level)
+    explained_score = (explanation or {}).get("score")
     context = {
         "alert": alert,
         "asset": asset,
@@ -108,6 +125,12 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "version": version,
         "why": why,
         "lines": lines,
+        "level": level,
+        "which": which,
+        "peak_error": peak_error,
+        "explained_at": _explained_at(explanation),
+        "explained_unusual": unusual_text(explained_score, level.open_threshold, higher=level.higher),
+        "explanation": explanation,
         "sensor_figure": sensor_figure(alert, chart_sensors(sensors, why), asset.site.timezone),
         "shap_figure": shap_figure(explanation, lines),
         "events": list(alert.events.select_related("actor")),
@@ -118,6 +141,15 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "next": "detail",
     }
     return render(request, "alerts/detail.html", context)
+
+
+def _explained_at(explanation: dict | None) -> datetime | None:
+    """The end of the window an explanation is about (stored as ISO text), None if unknown."""
+    raw = (explanation or {}).get("window_end")
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
 
 
 @require_POST

@@ -28,7 +28,9 @@ Every explanation carries ``output`` (onnxruntime's score of x from a one-thread
 and ``additivity_error = |Σφ + base_value - output|``. An error above ``ADDITIVITY_TOLERANCE`` (1e-4) raises
 ExplanationError (``strict=False`` returns it with ``"additivity_ok": False`` instead). The feature list is in
 the model's input order and ``value`` is the float32 value fed to the model, so anyone can re-run the ONNX
-file on the stored values.
+file on the stored values. Quadratic-form models also store each feature's ``response``: per branch, [a, b, c]
+with the branch's score a·t² + b·t + c when that feature's input is t and the others keep their values
+(``one_feature_responses``), from which ``detection.wording`` derives exact counterfactuals.
 """
 
 from __future__ import annotations
@@ -128,6 +130,10 @@ def explain(
             for f, v, p in zip(feature_names, x, phi, strict=True)
         ],
     }
+    if kind in ("quadratic", "quadratic_max"):
+        forms = [plan] if kind == "quadratic" else plan[0]
+        for feature, response in zip(result["features"], one_feature_responses(forms, x), strict=True):
+            feature["response"] = response
     if strict and not result["additivity_ok"]:
         raise ExplanationError(
             f"{method}: |sum(phi) + base - output| = {error:.3g} exceeds {ADDITIVITY_TOLERANCE:g}; the "
@@ -153,6 +159,31 @@ def _quadratic_shapley(form: Any, x: np.ndarray, bg: np.ndarray) -> tuple[np.nda
     phi = ((z - B) * ((z + B) @ A)).mean(axis=0)
     base = float(np.einsum("ni,ij,nj->n", B, A, B).mean())
     return phi, base
+
+
+def one_feature_responses(forms: list[Any], x: np.ndarray) -> list[list[list[float]]]:
+    """Per feature i, per branch: [a, b, c] with branch score = a·t² + b·t + c when feature i's input is t
+    and every other feature keeps its value in ``x``.
+
+    zᵀAz is quadratic in one coordinate, so this is exact; it lets the wording say which value of one
+    feature alone would bring the score back under a threshold (``detection.wording``).
+    """
+    x64 = np.asarray(x, dtype=np.float32).astype(np.float64)
+    out: list[list[list[float]]] = [[] for _ in range(len(x64))]
+    for form in forms:
+        A = (form.A + form.A.T) / 2
+        s, mu = form.inv_sigma, form.mu
+        z = (x64 - mu) * s
+        total = float(z @ A @ z)
+        diag = np.diag(A)
+        cross = A @ z - diag * z  # Σ_{j≠i} A_ij z_j
+        rest = total - diag * z**2 - 2 * cross * z
+        a = diag * s**2
+        b = 2 * cross * s - 2 * diag * s**2 * mu
+        c = diag * s**2 * mu**2 - 2 * cross * s * mu + rest
+        for i in range(len(x64)):
+            out[i].append([float(a[i]), float(b[i]), float(c[i])])
+    return out
 
 
 # -- tree ensembles ------------------------------------------------------------------------------------------

@@ -19,15 +19,15 @@ from django.db.models import Case, IntegerField, OuterRef, Prefetch, QuerySet, S
 
 from alerts.choices import CLOSED_STATES, AlertState, Severity
 from alerts.metrics.facts import verdicts_in_force
-from alerts.models import Alert
+from alerts.models import Alert, ThresholdOverride
 from detection.explain import typical_ranges
-from detection.features import STAT_LABELS, role_of
+from detection.wording import Finding, SensorReason, duration_text, findings, reasons, unusual_text
 from models_registry.models import ModelVersion
 from plant.access import scope_to_sites
 from plant.models import SensorRole
 
 BOARD_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED)
-WHY_LINES = 3
+WHY_LINES = 3  # sensors named on a card
 
 
 def alerts_for_user(user: Any) -> QuerySet[Alert]:
@@ -61,21 +61,61 @@ def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int |
         default=Value(0),
         output_field=IntegerField(),
     )
+    override = ThresholdOverride.objects.filter(
+        asset=OuterRef("asset"), model_version=OuterRef("model_version"), active=True
+    )
     rows = list(
-        alerts.select_related("asset__site")
+        alerts.select_related("asset__site", "asset__asset_type")
         .defer("peak_explanation")
-        .annotate(severity_rank=rank, similar_id=Subquery(similar))
+        .annotate(
+            severity_rank=rank,
+            similar_id=Subquery(similar),
+            override_open=Subquery(override.values("open_threshold")[:1]),
+            override_clear=Subquery(override.values("clear_threshold")[:1]),
+        )
         .order_by("-severity_rank", "opened_at", "pk")
     )
     decorate(rows)
     return rows
 
 
-def decorate(alerts: Sequence[Alert]) -> None:
-    """Attach ``why`` and ``similar`` to board alerts (annotated with ``similar_id``) in three queries."""
+@dataclass(frozen=True)
+class AlertLevel:
+    """The thresholds an alert is judged by (its asset's active override, else its version's), their
+    direction and the asset type's window step: what "3.6× the alert level" and "for 2 min" are made of."""
+
+    open_threshold: float
+    clear_threshold: float
+    higher: bool
+    step_s: float
+
+    @property
+    def wording_args(self) -> dict[str, Any]:
+        return {"open_threshold": self.open_threshold, "higher": self.higher}
+
+
+def alert_level(
+    alert: Alert, version: ModelVersion, thresholds: tuple[float, float] | None = None
+) -> AlertLevel:
+    """The AlertLevel of ``alert``; ``thresholds`` (open, clear) is its override, None for the version's.
+
+    The board reads the override through the ``override_open``/``override_clear`` annotations."""
+    if thresholds is None and getattr(alert, "override_open", None) is not None:
+        thresholds = (alert.override_open, alert.override_clear)
+    open_t, clear_t = thresholds or (version.open_threshold, version.clear_threshold)
+    direction = str((version.output_spec or {}).get("direction", "higher"))
+    return AlertLevel(
+        open_t, clear_t, not direction.startswith("lower"), float(alert.asset.asset_type.step_s)
+    )
+
+
+def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
+    """Attach ``why``, ``level``, ``unusual``, ``unusual_for`` and ``similar`` to board alerts (annotated
+    with ``similar_id`` and the override thresholds) in three queries; ``level`` when the caller has it."""
     if not alerts:
         return
-    ranges = normal_ranges_of({a.model_version_id for a in alerts})
+    versions = versions_of({a.model_version_id for a in alerts})
+    ranges = {pk: normal_ranges(version) for pk, version in versions.items()}
     meta = role_meta({a.asset.asset_type_id for a in alerts})
     similar_ids = {a.similar_id for a in alerts if getattr(a, "similar_id", None)}
     similar: dict[int, Alert] = {}
@@ -93,9 +133,15 @@ def decorate(alerts: Sequence[Alert]) -> None:
             )
         }
     for alert in alerts:
+        alert.level = level or alert_level(alert, versions[alert.model_version_id])
         alert.why = why_lines(
-            alert.explanation, ranges.get(alert.model_version_id, {}), meta.get(alert.asset.asset_type_id, {})
+            alert.explanation,
+            ranges.get(alert.model_version_id, {}),
+            meta.get(alert.asset.asset_type_id, {}),
+            alert.level,
         )
+        alert.unusual = unusual_text(alert.peak_score, alert.level.open_threshold, higher=alert.level.higher)
+        alert.unusual_for = duration_text(alert.window_count * alert.level.step_s)
         alert.role_label = (
             meta.get(alert.asset.asset_type_id, {}).get(alert.dominant_role, (alert.dominant_role, ""))[0]
             if alert.dominant_role
@@ -107,14 +153,18 @@ def decorate(alerts: Sequence[Alert]) -> None:
         alert.similar = found
 
 
-def normal_ranges_of(version_ids: Iterable[int]) -> dict[int, dict[str, tuple[float, float]]]:
-    """Per version: feature name -> (p10, p90) over its background sample, cached per (id, sha256)."""
-    out: dict[int, dict[str, tuple[float, float]]] = {}
-    for version in ModelVersion.objects.filter(pk__in=list(version_ids)).only(
-        "pk", "sha256", "feature_spec", "background"
-    ):
-        out[version.pk] = normal_ranges(version)
-    return out
+def versions_of(version_ids: Iterable[int]) -> dict[int, ModelVersion]:
+    """The versions with what the cards need (normal ranges, thresholds, direction), in one query."""
+    fields = (
+        "pk",
+        "sha256",
+        "feature_spec",
+        "background",
+        "open_threshold",
+        "clear_threshold",
+        "output_spec",
+    )
+    return {v.pk: v for v in ModelVersion.objects.filter(pk__in=list(version_ids)).only(*fields)}
 
 
 @cached(LRUCache(maxsize=64), key=lambda version: (version.pk, version.sha256), lock=threading.Lock())
@@ -135,120 +185,22 @@ def role_meta(asset_type_ids: Iterable[int]) -> dict[int, dict[str, tuple[str, s
     return out
 
 
-@dataclass(frozen=True)
-class WhyLine:
-    """One contributing sensor in plain words: "Vibration RMS mean 4.1 mm/s (usually 1.2–1.9) ↑ +2.3"."""
-
-    role: str
-    feature: str
-    sensor: str
-    stat: str
-    value: float
-    unit: str
-    low: float | None
-    high: float | None
-    phi: float
-    role_phi: float
-
-    @property
-    def direction(self) -> str:
-        if self.low is None or self.high is None:
-            return ""
-        return "above" if self.value > self.high else "below" if self.value < self.low else "within"
-
-    @property
-    def arrow(self) -> str:
-        return {"above": "↑", "below": "↓", "within": "≈"}.get(self.direction, "")
-
-    @property
-    def value_text(self) -> str:
-        unit = f"{self.unit}/s" if self.stat == "trend" and self.unit else self.unit
-        return f"{fmt(self.value)} {unit}".strip()
-
-    @property
-    def usual_text(self) -> str:
-        if self.low is None or self.high is None:
-            return ""
-        return f"usually {fmt(self.low)}–{fmt(self.high)}"
-
-    @property
-    def effect_class(self) -> str:
-        return "why-up" if self.role_phi >= 0 else "why-down"
-
-    @property
-    def range_text(self) -> str:
-        return "" if self.low is None or self.high is None else f"{fmt(self.low)} – {fmt(self.high)}"
-
-    @property
-    def effect_text(self) -> str:
-        return f"{'+' if self.role_phi >= 0 else '−'}{fmt(abs(self.role_phi), 2)}"
-
-    @property
-    def text(self) -> str:
-        usual = f" ({self.usual_text})" if self.usual_text else ""
-        return f"{self.sensor} {self.stat} {self.value_text}{usual} {self.arrow} {self.effect_text}".strip()
-
-
 def feature_lines(
     explanation: Mapping[str, Any] | None,
     ranges: Mapping[str, tuple[float, float]],
     roles: Mapping[str, tuple[str, str]],
-) -> list[WhyLine]:
-    """Every feature of an explanation as a WhyLine, largest |φ| first (role_phi is the feature's own φ)."""
-    lines = []
-    for feature in (explanation or {}).get("features", []):
-        name = feature["name"]
-        role, _, stat = name.rpartition("__")
-        label, unit = roles.get(role, (role.replace("_", " ").capitalize(), ""))
-        low, high = ranges.get(name, (None, None))
-        phi = float(feature.get("phi") or 0.0)
-        # A baselined model's input is the change from the asset's operating point: show the sensor's own
-        # value, and the usual range (of the model's input) around that operating point.
-        base = float(feature.get("baseline") or 0.0)
-        if low is not None and high is not None:
-            low, high = low + base, high + base
-        lines.append(
-            WhyLine(
-                role=role,
-                feature=name,
-                sensor=label,
-                stat=STAT_LABELS.get(stat, stat.replace("_", " ")),
-                value=float(feature.get("raw", feature["value"])),
-                unit=unit,
-                low=low,
-                high=high,
-                phi=phi,
-                role_phi=phi,
-            )
-        )
-    lines.sort(key=lambda line: abs(line.phi), reverse=True)
-    return lines
+    level: AlertLevel | None = None,
+) -> list[Finding]:
+    """Every feature of an explanation against its usual range, largest |φ| first (detection.wording)."""
+    return findings(explanation, ranges, roles, **(level.wording_args if level else {}))
 
 
 def why_lines(
     explanation: Mapping[str, Any] | None,
     ranges: Mapping[str, tuple[float, float]],
     roles: Mapping[str, tuple[str, str]],
-    top: int = WHY_LINES,
-) -> list[WhyLine]:
-    """The top contributing sensors (roles by summed |φ|), each told by its largest feature, with the
-    role's total contribution to the score."""
-    totals: dict[str, float] = {}
-    weight: dict[str, float] = {}
-    best: dict[str, WhyLine] = {}
-    for line in feature_lines(explanation, ranges, roles):
-        role = role_of(line.feature)
-        totals[role] = totals.get(role, 0.0) + line.phi
-        weight[role] = weight.get(role, 0.0) + abs(line.phi)
-        best.setdefault(role, line)  # lines come largest |φ| first
-    picked = [role for role in sorted(weight, key=weight.get, reverse=True) if weight[role] > 0][:top]
-    return [WhyLine(**{**best[role].__dict__, "role_phi": totals[role]}) for role in picked]
-
-
-def fmt(value: float, digits: int = 3) -> str:
-    """Short human number: 4.1, 0.0123, 1.2e+03."""
-    if value != value:  # NaN
-        return "–"
-    if abs(value) >= 10**digits:
-        return f"{value:,.0f}"  # 7,412 rather than 7.41e+03
-    return f"{value:.{digits}g}"
+    level: AlertLevel | None = None,
+    top: int | None = WHY_LINES,
+) -> list[SensorReason]:
+    """The sensors that pushed the score, in plain words (detection.wording.reasons)."""
+    return reasons(explanation, ranges, roles, top=top, **(level.wording_args if level else {}))

@@ -176,17 +176,17 @@ def _input_baseline(alert: Alert) -> np.ndarray | None:
         raise ExplanationUnavailable(str(exc)) from None
 
 
-def window_features(alert: Alert) -> tuple[np.ndarray, dict[str, int]]:
-    """Rebuild the model input and quality flags of the alert's opening window from the readings, through
-    the version's scoring pipeline (detection.pipeline: its regime step, windows, columns and baseline), so
-    the input explained is the one the scorer scored."""
+def window_features(alert: Alert, end: datetime | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """Rebuild the model input and quality flags of the alert's window ending at ``end`` (default: the
+    opening window) from the readings, through the version's scoring pipeline (detection.pipeline: its
+    regime step, windows, columns and baseline), so the input explained is the one the scorer scored."""
     version, asset = alert.model_version, alert.asset
     asset_type = asset.asset_type
     try:
         pipeline = Pipeline.from_spec(version.feature_spec, version.output_spec)
     except PipelineError as exc:
         raise ExplanationUnavailable(f"{version}: {exc}") from None
-    end = alert.opened_at
+    end = end or alert.opened_at
     start = end - timedelta(seconds=float(asset_type.window_s) + float(asset_type.step_s))
     windows = asset_windows_between(asset, pipeline.roles, start, end, pipeline)
     match = np.flatnonzero(np.abs(np.asarray(windows.ends) - end.timestamp()) < 1e-6)
@@ -258,6 +258,35 @@ def complete_explanation(alert_id: int) -> str | None:
         if not alert.is_shadow:
             broadcast_alerts([alert.pk])
     return ExplanationStatus.READY
+
+
+def explain_peak(alert: Alert) -> dict[str, Any]:
+    """The peak window's own explanation: the stored one, else computed from the readings and stored.
+
+    The scorer explains a new peak only when it moved more than 10 % from the last explained score, so a
+    peak close to the opening window has none until someone asks (the detail page's "explain the peak").
+    Raises ExplanationUnavailable (or what explaining raises) when the window cannot be rebuilt.
+    """
+    if alert.peak_explanation:
+        return alert.peak_explanation
+    if alert.peak_window_end is None:
+        raise ExplanationUnavailable(f"alert #{alert.pk} has no peak window")
+    x, _ = window_features(alert, alert.peak_window_end)
+    score_row = Score.objects.filter(
+        asset=alert.asset, model_version=alert.model_version, window_end=alert.peak_window_end
+    ).first()
+    explanation = explain_window(
+        alert.model_version,
+        x,
+        end=alert.peak_window_end,
+        score=score_row.score if score_row else alert.peak_score,
+        sensors=dict(alert.asset.sensors.values_list("role__key", "key")),
+        baseline=_input_baseline(alert),
+    )
+    # A peak explained meanwhile (the scorer moved it) wins: only an empty slot is filled.
+    Alert.objects.filter(pk=alert.pk, peak_explanation__isnull=True).update(peak_explanation=explanation)
+    alert.refresh_from_db(fields=["peak_explanation"])
+    return alert.peak_explanation or explanation
 
 
 def mark_explanation_failed(alert_id: int, error: str) -> bool:

@@ -14,7 +14,7 @@ from django.db import connections
 from alerts.models import Alert
 from alerts.services import record_feedback
 from config.routing import websocket_urlpatterns
-from tests.alerts.builders import make_alert
+from tests.alerts.builders import explanation_for, make_alert
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,6 +66,21 @@ async def test_a_member_receives_a_new_alert_as_a_card_inserted_at_the_top_of_th
     html = await communicator.receive_from(timeout=2)
     assert html.startswith('<div hx-swap-oob="afterbegin:#alert-list"><article id="alert-%d"' % alert.pk)
     assert 'data-severity="high"' in html and 'data-action="confirm:repaired"' in html
+    await communicator.disconnect()
+
+
+async def test_the_live_card_speaks_the_same_words_as_the_board_page(technician, asset, champion, trained):
+    communicator = await connect(technician)
+    explanation = await database_sync_to_async(explanation_for)(champion, trained)
+    alert = await database_sync_to_async(make_alert)(asset, champion, explanation=explanation)
+
+    await changed(asset.site, alert.pk)
+
+    html = await communicator.receive_from(timeout=2)
+    assert '<li class="why-sensor" data-role="vibration">' in html
+    assert "<strong>Vibration is " in html and " mm/s above its usual range</strong>: " in html
+    assert "× the alert level</strong> at its peak · unusual for 30 s" in html
+    assert '<details class="model-details">' in html and "SHAP φ" in html
     await communicator.disconnect()
 
 

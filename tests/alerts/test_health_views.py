@@ -34,6 +34,10 @@ def test_an_engineer_sees_the_table_the_trend_and_the_august_warning(engineer_cl
     assert "2026-08" in warning and "P-101" in warning and "pump-anomaly v2" in warning
     assert warning.index("P-101") < warning.index("P-102"), "the asset with the most dismissals first"
     assert 'id="trust-warning-2026-07"' not in page
+    # Stacked on a phone, each number is labelled in words, not with the metric's key
+    labels = set(re.findall(r'<td data-label="([^"]+)"', page))
+    assert {"False alarms", "Time to acknowledge, median", "Follow-through"} <= labels
+    assert not any("_" in label for label in labels)
     # Periods newest first, each total row followed by its sites.
     assert re.findall(r'<tr class="period-total[^"]*" data-period="([\d-]+)"', page) == [
         "2026-08", "2026-07", "2026-06"

@@ -33,6 +33,12 @@ def test_engineers_see_the_evidence_projections_and_actions(client, engineer, no
     assert page.count("Sensor glitch") == 3 and f"Alert #{first.pk}</a>" in page
     assert "<strong>13.0000</strong>" in page and "<strong>6.5000</strong>" in page
     assert "1.00" in page  # recall before and after: the one confirmed fault is still caught
+    # the projection says what each row counts, so episodes and overlapped alerts do not look contradictory
+    assert (
+        "Alert episodes the rules would open" in page
+        and "Recorded dismissed alerts they would overlap" in page
+    )
+    assert "Current threshold" in page and "Proposed threshold" in page
     assert 'name="what" value="threshold"' in page and 'href="/models/' in page
 
 

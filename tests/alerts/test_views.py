@@ -62,10 +62,17 @@ def test_a_card_says_what_where_how_long_and_why_in_plain_words(tech_client, ass
     assert 'data-state="open"' in card and 'data-category="machine_fault"' in card
     assert 'data-severity="high"' in card and "Machine fault" in card and asset.name in card
     assert "open for" in card
-    why = re.findall(r"<li><strong>(.*?)</strong>(.*?)</li>", card, re.S)
-    assert len(why) == 3
-    assert why[0][0].startswith("Vibration")  # the role the fault was put on leads, in the role's label
-    assert "mm/s" in why[0][1] and "usually" in why[0][1] and "↑" in why[0][1]
+    why = re.findall(r'<li class="why-sensor" data-role="(\w+)">(.*?)</li>', card, re.S)
+    # Only the sensor that pushed the score is named (the fault was put on vibration alone), in words
+    assert [role for role, _ in why] == ["vibration"]
+    sentence = re.sub(r"<[^>]+>", "", why[0][1])
+    assert re.match(
+        r"\s*Vibration is [\d.]+ mm/s above its usual range: [\d.]+ mm/s vs [\d.]+–[\d.]+ mm/s", sentence
+    )
+    assert "× the alert level</strong> at its peak · unusual for 30 s" in card  # 3 windows × 10 s
+    details = card[card.index('<details class="model-details">') :]
+    assert "exact_shapley_quadratic" in details and "SHAP φ +" in details and "opens at 10.000" in details
+    assert "exact_shapley" not in card[: card.index('<details class="model-details">')]
     assert "No similar alert on this asset before." in card
     for action in (
         "acknowledge",

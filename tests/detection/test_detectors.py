@@ -104,6 +104,12 @@ def test_the_combined_explanation_is_the_winning_detectors_and_adds_up_to_onnxru
     form = detector.forms[detector.branches.index(winner)]
     assert result["base_value"] == pytest.approx(form.score(background).mean(), rel=1e-12)
     assert result["detector_scores"][winner] == pytest.approx(scores[i], rel=1e-9)
+    # Each feature's one-feature response (detection.wording's counterfactuals) has a curve per branch that
+    # gives that branch's score at the feature's own value.
+    for feature in result["features"]:
+        v = np.float64(np.float32(feature["value"]))
+        curves = [a * v * v + b * v + c for a, b, c in feature["response"]]
+        assert curves == pytest.approx(list(result["detector_scores"].values()), rel=1e-6, abs=1e-6)
 
 
 def test_a_max_graph_with_a_foreign_node_is_not_read_as_quadratic_forms_and_still_explained(data):

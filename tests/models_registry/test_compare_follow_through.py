@@ -52,4 +52,6 @@ def test_the_compare_page_and_the_health_page_report_the_same_follow_through(
     assert comparison.observed["overall"] == expected
     assert f"overall {expected:.2f}" in html
     assert comparison.observed["rates"] == {"true": 1.0, "false_alarm": false_alarm_rate}
+    # in words, not the rates' keys ("true 1.00, falsealarm 1.00")
+    assert f"confirmed faults 1.00, false alarms {false_alarm_rate:.2f}" in html and "falsealarm" not in html
     assert f"within {hours} h" in comparison.follow_through_model

@@ -29,6 +29,9 @@ def test_the_page_compares_a_candidate_with_the_champion_and_offers_shadow_and_p
     assert response.status_code == 200
     html = response.content.decode()
     assert 'id="shadow-form"' in html and 'id="promote-form"' in html and 'id="rollback-form"' not in html
+    # each reason field says which move it explains
+    assert '<label for="shadow-reason">Why run it in shadow</label>' in html
+    assert '<label for="promote-reason">Why promote it to champion</label>' in html
     assert str(champion) in html and 'id="comparison-table"' in html
     # These hand-made models name features the pump type does not produce: said on the page, not a 500.
     assert "could not be evaluated" in html
@@ -64,6 +67,7 @@ def test_promote_then_roll_back_from_the_page(client, engineer, versions):
     assert (challenger.status, champion.status) == ("champion", "retired")
     page = client.get(f"/models/{challenger.pk}/compare/").content.decode()
     assert 'id="rollback-form"' in page and "Previous champion" in page
+    assert f'<label for="rollback-reason">Why roll back to {champion}</label>' in page
     response = client.post(f"/models/{challenger.pk}/rollback/", {"reason": "missed a fault"}, follow=True)
     champion.refresh_from_db()
     assert champion.status == "champion"

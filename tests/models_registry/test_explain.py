@@ -214,7 +214,14 @@ def test_explanations_are_json_with_the_issue_shape_and_sensor_mapping(anomaly_m
     assert [f["name"] for f in decoded["features"]] == m.feature_names
     assert decoded["features"][0]["sensor"] == "north.p-101.r0"
     assert decoded["features"][1]["sensor"] == "r1"
-    assert set(decoded["features"][0]) == {"name", "sensor", "value", "phi"}
+    # A quadratic model also stores, per feature, the score as a quadratic in that feature alone (one
+    # [a, b, c] per branch): at the feature's own value it is the model's output.
+    assert set(decoded["features"][0]) == {"name", "sensor", "value", "phi", "response"}
+    for feature in decoded["features"]:
+        (a, b, c), *others = feature["response"]
+        assert not others
+        v = feature["value"]
+        assert a * v * v + b * v + c == pytest.approx(decoded["output"], rel=1e-6, abs=1e-9)
     # The stored values re-run through the ONNX file give the stored output.
     values = np.array([[f["value"] for f in decoded["features"]]], dtype=np.float32)
     rerun = runtime.run_batch(runtime.load_session(m.onnx_bytes), values, m.output_spec)[0]

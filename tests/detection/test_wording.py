@@ -1,0 +1,234 @@
+"""detection.wording against the stored numbers: over many generated explanations the words can never
+contradict the SHAP values, the usual ranges or the values (sign, ordering, ratio, direction)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detection.wording import (
+    back_to_normal,
+    duration_text,
+    fmt,
+    reasons,
+    unusual_text,
+)
+
+STATS = ("mean", "std", "min", "max", "slope", "diff_rms")
+UNITS = ("mm/s", "°C", "bar", "")
+NUMBER = r"(\d[\d,]*(?:\.\d+)?(?:e[+-]\d+)?)"
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def close(shown: float, true: float) -> bool:
+    """`shown` is `true` printed with 3 significant digits."""
+    return math.isclose(shown, float(fmt(true).replace(",", "")), rel_tol=1e-9) or math.isclose(
+        shown, true, rel_tol=5e-3, abs_tol=1e-12
+    )
+
+
+@st.composite
+def explanations(draw):
+    n_roles = draw(st.integers(1, 4))
+    features, ranges, roles = [], {}, {}
+    for r in range(n_roles):
+        role = f"r{r}"
+        roles[role] = (f"Sensor {r}", draw(st.sampled_from(UNITS)))
+        stats = draw(st.lists(st.sampled_from(STATS), min_size=1, max_size=6, unique=True))
+        for stat in stats:
+            name = f"{role}__{stat}"
+            spread = stat in ("std", "diff_rms")
+            low = draw(st.floats(0 if spread else -100, 100, allow_nan=False))
+            high = low + draw(st.floats(0.01, 50, allow_nan=False))
+            value = draw(st.floats(0 if spread else -300, 300, allow_nan=False))
+            base = 0.0 if spread else draw(st.sampled_from([0.0, 0.0, 25.0]))
+            phi = draw(st.floats(-5, 5, allow_nan=False))
+            feature = {"name": name, "value": value - base, "phi": phi}
+            if base:
+                feature.update(baseline=base, raw=value)
+            features.append(feature)
+            ranges[name] = (low - base, high - base)  # the model's input range; the page adds the baseline
+    return {"features": features, "method": "exact_shapley_quadratic"}, ranges, roles
+
+
+def usual(feature: dict, ranges: dict) -> tuple[float, float, float]:
+    """(value, low, high) in the sensor's units, computed here independently of the module."""
+    base = feature.get("baseline", 0.0)
+    low, high = ranges[feature["name"]]
+    value = feature.get("raw", feature["value"])
+    return value, low + base, high + base
+
+
+@settings(max_examples=400, deadline=None)
+@given(explanations())
+def test_only_sensors_that_pushed_the_score_are_named_largest_first(case):
+    explanation, ranges, roles = case
+    told = reasons(explanation, ranges, roles)
+    totals: dict[str, float] = {}
+    for f in explanation["features"]:
+        role = f["name"].split("__")[0]
+        totals[role] = totals.get(role, 0.0) + f["phi"]
+    pushed = [
+        r
+        for r in totals
+        if totals[r] > 0
+        and any(f["phi"] > 0 for f in explanation["features"] if f["name"].startswith(r + "__"))
+    ]
+    assert {reason.role for reason in told} == set(pushed)
+    assert [reason.contribution for reason in told] == pytest.approx(
+        sorted((totals[r] for r in pushed), reverse=True)
+    )
+    assert [reason.contribution for reason in told] == sorted((r.contribution for r in told), reverse=True)
+    for reason in told:
+        assert reason.sensor == roles[reason.role][0]
+        phis = [finding.phi for finding in reason.findings]
+        assert all(phi > 0 for phi in phis) and phis == sorted(phis, reverse=True)
+        mine = [
+            f for f in explanation["features"] if f["name"].startswith(reason.role + "__") and f["phi"] > 0
+        ]
+        assert len(reason.findings) == len(mine)
+        assert set(reason.more) <= set(reason.findings[1:])
+        assert all(f.direction in ("above", "below") for f in reason.more)
+
+
+@settings(max_examples=400, deadline=None)
+@given(explanations())
+def test_every_sentence_agrees_with_the_value_and_the_usual_range(case):
+    explanation, ranges, roles = case
+    stored = {f["name"]: f for f in explanation["features"]}
+    for reason in reasons(explanation, ranges, roles):
+        for finding in reason.findings:
+            f = stored[finding.feature]
+            value, low, high = usual(f, ranges)
+            stat = finding.stat
+            text = finding.sentence
+            assert text.startswith(f"Sensor {reason.role[1:]}")
+            if stat == "slope":
+                value, low, high = value * 60, low * 60, high * 60
+                _check_trend(text, value, low, high)
+                continue
+            direction = "above" if value > high else "below" if value < low else "within"
+            if direction == "within":
+                assert "within its usual range" in text and "above" not in text and "below" not in text
+            elif stat in ("std", "diff_rms"):
+                if direction == "below" and (value == 0 or low / value > 1000):
+                    assert re.search(r"is (not|hardly) (varying|jumping) at all", text), text
+                    continue
+                match = re.search(NUMBER + r"× (more|less) than usual", text)
+                assert match, text
+                assert match.group(2) == ("more" if direction == "above" else "less")
+                ratio = value / high if direction == "above" else low / value
+                shown = number(match.group(1))
+                assert abs(shown - ratio) <= (0.5 if ratio >= 10 else 0.05) + 1e-9, (text, ratio)
+            else:
+                match = re.search(NUMBER + r"(?: \S+)? (above|below) its usual range", text)
+                assert match, text
+                assert match.group(2) == direction
+                gap = value - high if direction == "above" else low - value
+                assert gap > 0 and close(number(match.group(1)), gap), (text, gap)
+            # the evidence: the value and the usual range, in that order
+            evidence = text.split(": ", 1)[1]
+            assert evidence.startswith(fmt(value)) and f"vs {fmt(low)}–{fmt(high)}" in evidence
+
+
+def _check_trend(text: str, value: float, low: float, high: float) -> None:
+    if low <= value <= high:
+        assert "within its usual range" in text
+        return
+    match = re.search(r"is (rising|falling|steady)( only)?(?: " + NUMBER + ")?", text)
+    assert match, text
+    word, only = match.group(1), bool(match.group(2))
+    assert word == ("rising" if value > 0 else "falling" if value < 0 else "steady")
+    if value:
+        assert close(number(match.group(3)), abs(value)), (text, value)
+    # "only" / "slower" exactly when the sensor moves the usual way but less than usual
+    usual_way = (value > high and value <= 0) or (value < low and value >= 0)
+    assert ("slower than usual" in text) == usual_way
+    assert only == (usual_way and value != 0)
+    assert "per minute" in text and "/s/s" not in text and "/s per" not in text.replace("mm/s per", "")
+    if low < 0 < high:
+        assert "usually flat" in text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 5), st.floats(-20, 20), st.floats(-20, 50)), min_size=1, max_size=3),
+    st.floats(-10, 10),
+    st.floats(0.5, 20),
+)
+def test_the_counterfactual_value_puts_every_branch_exactly_at_the_alert_level(response, value, threshold):
+    t = back_to_normal(response, value, threshold)
+    if t is None:
+        return
+    scores = [a * t * t + b * t + c for a, b, c in response]
+    tolerance = 1e-6 * max(1.0, *(abs(a * t * t) + abs(b * t) + abs(c) for a, b, c in response))
+    assert max(scores) <= threshold + tolerance
+    assert any(abs(s - threshold) <= tolerance for s in scores)  # the nearest value, on the boundary
+    # and the current value is not already under the level through this feature
+    assert max(a * value * value + b * value + c for a, b, c in response) >= threshold - tolerance
+
+
+def test_the_counterfactual_is_said_only_when_it_exists():
+    # a·t² + c with c above the level: no value of this feature alone is enough
+    assert back_to_normal([[1.0, 0.0, 12.0]], 3.0, 10.0) is None
+    # t² under 10 for |t| < √10: from 5 the nearest is √10
+    assert math.isclose(back_to_normal([[1.0, 0.0, 0.0]], 5.0, 10.0), math.sqrt(10))
+    assert math.isclose(back_to_normal([[1.0, 0.0, 0.0]], -5.0, 10.0), -math.sqrt(10))
+
+
+def test_a_spread_sentence_reads_as_the_issue_asks():
+    explanation = {
+        "features": [
+            {"name": "vibration__std", "value": 0.30, "phi": 3.0, "response": [[100.0, 0.0, 0.0]]},
+            {"name": "vibration__mean", "value": 2.0, "phi": -0.5},
+            {"name": "temperature__slope", "value": 0.8 / 60, "phi": 1.0},
+            {"name": "current__mean", "value": 20.0, "phi": -2.0},
+        ]
+    }
+    ranges = {
+        "vibration__std": (0.06, 0.11),
+        "vibration__mean": (1.8, 2.2),
+        "temperature__slope": (-0.0002, 0.0003),
+        "current__mean": (19, 21),
+    }
+    roles = {"vibration": ("Vibration (RMS)", "mm/s"), "temperature": ("Temperature", "°C")}
+    told = reasons(explanation, ranges, roles, open_threshold=4.0)
+    assert [r.role for r in told] == ["vibration", "temperature"]  # current lowered the score: not named
+    assert told[0].sentence == (
+        "Vibration (RMS) is varying 2.7× more than usual: 0.3 mm/s vs 0.06–0.11 mm/s; "
+        "on its own it would be back under the alert level below 0.2 mm/s"
+    )
+    assert (
+        told[1].sentence
+        == "Temperature is rising 0.8 °C per minute: +0.8 °C per minute (usually flat, -0.012 to +0.018 °C per minute)"
+    )
+
+
+def test_for_a_model_whose_low_scores_are_bad_the_sensors_that_lowered_the_score_are_named():
+    explanation = {
+        "features": [
+            {"name": "vibration__mean", "value": 9.0, "phi": -30.0},
+            {"name": "temperature__mean", "value": 50.0, "phi": 4.0},
+        ]
+    }
+    ranges = {"vibration__mean": (1.0, 2.0), "temperature__mean": (45.0, 55.0)}
+    told = reasons(explanation, ranges, {}, higher=False)
+    assert [r.role for r in told] == ["vibration"] and told[0].contribution == 30.0
+    assert [r.role for r in reasons(explanation, ranges, {})] == ["temperature"]
+
+
+def test_scores_read_as_multiples_of_the_alert_level_and_windows_as_durations():
+    assert unusual_text(14.633, 4.016) == "3.6× the alert level"
+    assert unusual_text(48.0, 4.0) == "12× the alert level"
+    assert unusual_text(3.0, 10.0, higher=False) == "past the alert level"
+    assert unusual_text(None, 4.0) == "unknown"
+    assert duration_text(16 * 10) == "3 min"
+    assert duration_text(30) == "30 s"
+    assert duration_text(3 * 3600 + 300) == "3 h 5 min"
