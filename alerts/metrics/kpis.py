@@ -213,6 +213,12 @@ class SiteKpis:
     bad_actors: list[BadActor]
 
     @property
+    def priority_mix(self) -> dict[str, float | None]:
+        """Shares of the priorities over the query's dates (every alert counted is in one row)."""
+        counts = {name: sum(row.priorities[name] for row in self.rows) for name in PRIORITIES}
+        return {name: (n / self.alerts if self.alerts else None) for name, n in counts.items()}
+
+    @property
     def bad_actor_share(self) -> float | None:
         return sum(b.alerts for b in self.bad_actors) / self.alerts if self.alerts else None
 
