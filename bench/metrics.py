@@ -211,7 +211,7 @@ def load(now: dt.datetime, log) -> None:
     labels = Table(
         Label,
         ("asset_id", "start", "end", "kind", "fault_type", "reason", "source", "author_id", "note",
-         "created_at"),
+         "created_at", "verdict"),
     )  # fmt: skip
     asset_ids = np.array([a.pk for a in assets])
     site_of = {a.pk: a.site_id for a in assets}
@@ -348,7 +348,7 @@ def load(now: dt.datetime, log) -> None:
         user = tech(int(asset))
         label = labels.add(
             int(asset), start, at(start, 6 * HOUR), "fault", "bearing_wear", "", "feedback", user,
-            "missed failure", reported,
+            "missed failure", reported, "",
         )  # fmt: skip
         feedback.add(
             None, int(asset), user, "missed_failure", "missed_failure", "", "", "", None, None, label, None,

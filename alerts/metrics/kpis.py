@@ -55,7 +55,7 @@ from django.conf import settings
 from django.db.models import F, Q
 
 from alerts.choices import Severity
-from alerts.metrics.facts import _when, alert_facts_sql, fetch
+from alerts.metrics.facts import alert_facts_sql, epoch_s, fetch
 from alerts.metrics.params import MetricsQuery
 from alerts.models import Alert
 from plant.choices import Role
@@ -359,8 +359,9 @@ def technicians_by_site(site_ids: Collection[int]) -> dict[int, int]:
 
 def _facts(site_ids: Collection[int], since: datetime | None, until: datetime | None) -> list[tuple]:
     """(site, asset, kind, category, severity, shown, closed, first human event) of every visible alert
-    of the sites that could count: opened before the range's end and not closed before its start (a
-    stale alert shown before the range is stale inside it)."""
+    of the sites that could count, times as UTC epoch seconds (to the millisecond), in the order shown:
+    opened before the range's end and not closed before its start (an alert shown before the range can
+    be stale inside it)."""
     alerts = Alert.objects.filter(is_shadow=False, asset__site_id__in=list(site_ids))
     if until:
         alerts = alerts.filter(opened_at__lt=until)
@@ -375,14 +376,13 @@ def _facts(site_ids: Collection[int], since: datetime | None, until: datetime | 
         c_severity=F("severity"),
         c_closed=F("closed_at"),
     )
-    return [
-        (site, asset, kind, category, severity, _when(shown), _when(closed), _when(human))
-        for site, asset, kind, category, severity, shown, closed, human in fetch(
-            f"{sql} SELECT k_site, k_asset, c_kind, c_category, c_severity, shown_at, c_closed,"
-            " first_human_at FROM facts ORDER BY shown_at, id",
-            params,
-        )
-    ]
+    times = ", ".join(epoch_s(column) for column in ("shown_at", "c_closed", "first_human_at"))
+    rows = fetch(
+        f"{sql} SELECT k_site, k_asset, c_kind, c_category, c_severity, {times} FROM facts"
+        " ORDER BY shown_at, id",
+        params,
+    )
+    return [(*row[:5], *(None if value is None else round(value, 3) for value in row[5:])) for row in rows]
 
 
 def alarm_kpis(site_ids: Collection[int], query: MetricsQuery, *, now: datetime) -> KpiReport:
@@ -422,50 +422,54 @@ def _site_kpis(
     labels: dict[int, str],
 ) -> SiteKpis:
     zone, starts = site_zone(site), site.shift_start_times()
+    since_s, limit_s = (since.timestamp() if since else None), limit.timestamp()
     rows: dict[datetime, KpiRow] = {}
+    last: list[tuple[float, float, KpiRow]] = []
 
-    def row(moment: datetime) -> KpiRow:
-        start, label = bucket_of(moment, kpi_period, zone, starts)
+    def row(moment: float) -> KpiRow:
+        # The alerts come in time order: most fall in the bucket of the one before (no time-zone work).
+        if last and last[0][0] <= moment < last[0][1]:
+            return last[0][2]
+        start, label = bucket_of(datetime.fromtimestamp(moment, dt_timezone.utc), kpi_period, zone, starts)
         found = rows.get(start)
         if found is None:
             end = bucket_end(start, kpi_period, zone, starts)
-            seconds = (min(end, limit) - max(start, since or start)).total_seconds()
+            seconds = max(0.0, (min(end, limit) - max(start, since or start)).total_seconds())
             found = rows[start] = KpiRow(
                 site_id=site.pk,
                 site=site.name,
                 period=label,
                 start=start,
                 end=end,
-                seconds=max(0.0, seconds),
+                seconds=seconds,
                 technicians=technicians,
-                ten_minute_periods=max(0, -(-int(max(0.0, seconds)) // TEN_MINUTES)),
+                ten_minute_periods=-(-int(seconds) // TEN_MINUTES),
             )
+        last[:] = [(found.start.timestamp(), found.end.timestamp(), found)]
         return found
 
-    def counted(moment: datetime) -> bool:
-        return (since is None or moment >= since) and moment < limit
-
-    shown = [fact for fact in facts if counted(fact[5])]
+    shown = [fact for fact in facts if (since_s is None or fact[5] >= since_s) and fact[5] < limit_s]
+    respond_s = respond_window().total_seconds()
     slots: Counter[tuple[datetime, int]] = Counter()
-    conditions: dict[tuple, list[datetime]] = {}
+    conditions: dict[tuple, list[float]] = {}
     for _, asset, kind, category, severity, shown_at, closed, human in shown:
         target = row(shown_at)
         target.alerts += 1
         target.priorities[PRIORITY_OF.get(severity, "low")] += 1
-        slots[(target.start, int(shown_at.timestamp()) // TEN_MINUTES)] += 1
+        slots[(target.start, int(shown_at // TEN_MINUTES))] += 1
         conditions.setdefault((asset, kind, category), []).append(shown_at)
-        if closed is not None and (human is None or human > closed) and closed - shown_at < respond_window():
+        if closed is not None and (human is None or human > closed) and closed - shown_at < respond_s:
             target.fleeting += 1
     for (start, _), n in slots.items():
         rows[start].peak_10min = max(rows[start].peak_10min, n)
         if n > FLOOD_ALERTS:
             rows[start].flood_periods += 1
     # Chattering: every alert of a burst of ``opens`` within the window, once each.
-    opens, window = chatter_opens(), chatter_window()
+    opens, window_s = chatter_opens(), chatter_window().total_seconds()
     for times in conditions.values():
         burst: set[int] = set()
         for i in range(opens - 1, len(times)):
-            if times[i] - times[i - opens + 1] <= window:
+            if times[i] - times[i - opens + 1] <= window_s:
                 burst.update(range(i - opens + 1, i + 1))
         chattering_in: dict[datetime, int] = {}
         for i in sorted(burst):
@@ -476,20 +480,24 @@ def _site_kpis(
             rows[start].chattering_conditions += 1
     # Stale spans, clipped to the range: counted per bucket and per site day.
     stale_days: Counter[date] = Counter()
+    stale_after_s = STALE_AFTER.total_seconds()
     for *_, shown_at, closed, human in facts:
-        stale_from = shown_at + STALE_AFTER
-        ends = [moment for moment in (closed, human, limit) if moment is not None]
-        stale_until = min(ends)
-        stale_from = max(stale_from, since) if since else stale_from
+        stale_from = shown_at + stale_after_s
+        if since_s is not None:
+            stale_from = max(stale_from, since_s)
+        stale_until = min(moment for moment in (closed, human, limit_s) if moment is not None)
         if stale_from >= stale_until:
             continue
-        for day in _days(stale_from, stale_until, zone):
+        utc = dt_timezone.utc
+        for day in _days(
+            datetime.fromtimestamp(stale_from, utc), datetime.fromtimestamp(stale_until, utc), zone
+        ):
             stale_days[day] += 1
         moment = stale_from
         while moment < stale_until:
             target = row(moment)
             target.stale += 1
-            moment = target.end
+            moment = target.end.timestamp()
     for target in rows.values():
         target.stale_max_day = max(
             (stale_days[day] for day in _days(target.start, target.end, zone)), default=0
