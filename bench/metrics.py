@@ -28,6 +28,8 @@ Measured, in-process, as the engineer who sees both sites (`--repeats` timed run
   and, as the baseline of each, the cheapest aggregation over the same rows: a plain
   ``SELECT period, key, count(*) … GROUP BY`` of the same visible alerts (the ratio reads "the metrics cost
   N× a bare group-by count");
+* ``alerts.metrics.kpis.alarm_kpis`` (the alarm-management KPIs) per kpi_period ∈ {day, shift, week}, as a
+  ratio of its p95 to metric_rows site/month's (``--functions-only`` stops here);
 * GET /api/v1/metrics (JSON) and GET /api/v1/metrics.csv through Django's test Client;
 * GET /alerts/health/ (rows, per-period totals, trust warnings, trend chart, page);
 * GET /alerts/export.csv of every visible alert, consumed chunk by chunk: wall time, bytes and the peak RSS
