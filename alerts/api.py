@@ -2,7 +2,8 @@
 
 Session-authenticated engineers and supervisors (the health page's users); anyone else gets 403. Every
 error is ``{"error": "...", "param": "..."}`` with a 4xx status. The rows are alerts.metrics.metric_rows,
-the same the health page shows.
+the same the health page shows; the JSON answer adds ``alarm_kpis`` (alerts.metrics.kpis, per site and
+``kpi_period``), also as the health page shows them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from alerts.metrics import MetricsParamError, follow_through_window, metric_rows, parse_query
 from alerts.metrics.export import metrics_csv
+from alerts.metrics.kpis import alarm_kpis
 from plant.access import can_see_health, site_ids_for_user
 from plant.params import shown, text
 
@@ -34,7 +36,8 @@ def _error(message: str, status: int, param: str | None = None, headers: dict | 
 
 def metrics(request: HttpRequest, fmt: str | None = None) -> HttpResponse:
     """Metric rows per (period, key) for ?group_by=site|asset|asset_type|model_version&period=month|week
-    (&start=YYYY-MM-DD&end=YYYY-MM-DD&site=<slug>)."""
+    (&start=YYYY-MM-DD&end=YYYY-MM-DD&site=<slug>), and in JSON the alarm-management KPIs per site and
+    &kpi_period=day|shift|week."""
     if request.method not in ("GET", "HEAD"):
         return _error(f"method {request.method} not allowed: use GET", 405, headers={"Allow": "GET"})
     if not request.user.is_authenticated:
@@ -49,7 +52,8 @@ def metrics(request: HttpRequest, fmt: str | None = None) -> HttpResponse:
         query = parse_query(request.GET, site_ids)
     except MetricsParamError as exc:
         return _error(str(exc), 400, exc.param)
-    rows = metric_rows(site_ids, query, now=timezone.now())
+    now = timezone.now()
+    rows = metric_rows(site_ids, query, now=now)
     if fmt == "csv":
         response = HttpResponse(metrics_csv(rows), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = (
@@ -65,6 +69,7 @@ def metrics(request: HttpRequest, fmt: str | None = None) -> HttpResponse:
             "site": query.site.slug if query.site else None,
             "follow_through_hours": follow_through_window().total_seconds() / 3600,
             "rows": [row.as_dict() for row in rows],
+            "alarm_kpis": alarm_kpis(site_ids, query, now=now).as_dict(),
         }
     )
 

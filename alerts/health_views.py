@@ -1,5 +1,6 @@
 """Engineers' alert health page: trust and quality metrics by period, their trend, the trust-erosion
-warning, the alerts behind every number, and the per-alert CSV export.
+warning, the alarm-management KPIs per site and shift/day/week with their band warnings, the alerts behind
+every number, and the per-alert CSV export.
 
 Engineers and supervisors (staff) only; technicians get 403. Everything is scoped to the user's sites and
 computed by alerts.metrics, the same functions the JSON/CSV API uses.
@@ -37,8 +38,16 @@ from alerts.metrics import (
     period_bounds,
     period_kind,
 )
-from alerts.metrics.charts import trend_figure
+from alerts.metrics.charts import kpi_figures, trend_figure
 from alerts.metrics.export import aiter_chunks, export_alerts
+from alerts.metrics.params import KPI_PERIODS
+from alerts.metrics.kpis import (
+    alarm_kpis,
+    chatter_opens,
+    chatter_window,
+    mix_text,
+    respond_window,
+)
 from alerts.metrics.trust import FLOOR
 from alerts.models import ScoringGap
 from plant.access import can_see_health, role_required, site_ids_for_user
@@ -50,6 +59,8 @@ SCORING_GAPS_SHOWN = 20
 # Keys shown per period: a fine grouping (asset × week) has 10,000 rows a year, a slow page nobody scrolls.
 # The page shows the keys with the most alerts; the period's link to the metrics CSV has every row.
 TABLE_KEYS = 5
+# KPI buckets shown per site, newest first (a year of shifts is 1,095); the API has every one.
+KPI_ROWS_SHOWN = 21
 GROUP_LABELS = {
     "site": "Site",
     "asset": "Asset",
@@ -167,6 +178,7 @@ def _filters_context(request: HttpRequest, site_ids: list[int]) -> dict[str, Any
     return {
         "group_bys": [(value, GROUP_LABELS[value]) for value in GROUP_BYS],
         "period_choices": PERIODS,
+        "kpi_period_choices": KPI_PERIODS,
         "sites": Site.objects.filter(pk__in=site_ids).order_by("name"),
         "values": request.GET,
         "follow_through_hours": int(follow_through_window().total_seconds() // 3600),
@@ -183,7 +195,9 @@ def health(request: HttpRequest) -> HttpResponse:
         query = parse_query(request.GET, site_ids)
     except MetricsParamError as exc:
         return render(request, "alerts/health.html", {**context, "error": exc}, status=400)
-    report = health_report(site_ids, query, now=timezone.now())
+    now = timezone.now()
+    report = health_report(site_ids, query, now=now)
+    kpis = alarm_kpis(site_ids, query, now=now)
     rows_by_period: dict[str, list[MetricsRow]] = {}
     for row in report.rows:
         rows_by_period.setdefault(row.period, []).append(row)
@@ -231,6 +245,24 @@ def health(request: HttpRequest) -> HttpResponse:
                 }
                 for warning in reversed(report.warnings)
             ],
+            "kpis": kpis,
+            "kpi_sites": [
+                {
+                    "site": site,
+                    "rows": [
+                        (row, mix_text(row.priority_mix)) for row in reversed(site.rows[-KPI_ROWS_SHOWN:])
+                    ],
+                    "hidden": max(0, len(site.rows) - KPI_ROWS_SHOWN),
+                    "mix": mix_text(site.priority_mix),
+                    "share": percent(site.bad_actor_share),
+                    "actors": [(actor, percent(actor.share)) for actor in site.bad_actors],
+                }
+                for site in kpis.sites
+            ],
+            "kpi_figures": kpi_figures(kpis.sites),
+            "chatter_opens": chatter_opens(),
+            "chatter_minutes": int(chatter_window().total_seconds() // 60),
+            "respond_minutes": int(respond_window().total_seconds() // 60),
             "csv_url": f"{reverse('api:metrics_csv')}?{urlencode(query.as_params())}",
             "export_url": f"{reverse('alerts:export')}?{urlencode(query.as_params())}",
         }

@@ -28,6 +28,8 @@ Measured, in-process, as the engineer who sees both sites (`--repeats` timed run
   and, as the baseline of each, the cheapest aggregation over the same rows: a plain
   ``SELECT period, key, count(*) … GROUP BY`` of the same visible alerts (the ratio reads "the metrics cost
   N× a bare group-by count");
+* ``alerts.metrics.kpis.alarm_kpis`` (the alarm-management KPIs) per kpi_period ∈ {day, shift, week}, as a
+  ratio of its p95 to metric_rows site/month's (``--functions-only`` stops here);
 * GET /api/v1/metrics (JSON) and GET /api/v1/metrics.csv through Django's test Client;
 * GET /alerts/health/ (rows, per-period totals, trust warnings, trend chart, page);
 * GET /alerts/export.csv of every visible alert, consumed chunk by chunk: wall time, bytes and the peak RSS
@@ -193,7 +195,7 @@ def load(now: dt.datetime, log) -> None:
     labels = Table(
         Label,
         ("asset_id", "start", "end", "kind", "fault_type", "reason", "source", "author_id", "note",
-         "created_at"),
+         "created_at", "verdict"),
     )  # fmt: skip
     asset_ids = np.array([a.pk for a in assets])
     site_of = {a.pk: a.site_id for a in assets}
@@ -330,7 +332,7 @@ def load(now: dt.datetime, log) -> None:
         user = tech(int(asset))
         label = labels.add(
             int(asset), start, at(start, 6 * HOUR), "fault", "bearing_wear", "", "feedback", user,
-            "missed failure", reported,
+            "missed failure", reported, "",
         )  # fmt: skip
         feedback.add(
             None, int(asset), user, "missed_failure", "missed_failure", "", "", "", None, None, label, None,
@@ -408,6 +410,31 @@ def measure_functions(site_ids: list[int], repeats: int, now: dt.datetime) -> li
                 f" ({len(rows)} rows); bare count p50 {base['p50']:.1f} ms → ×{stats['p50'] / base['p50']:.0f}",
                 flush=True,
             )
+    return results
+
+
+def measure_kpis(site_ids: list[int], repeats: int, now: dt.datetime, functions: list[dict]) -> list[dict]:
+    """``alerts.metrics.kpis.alarm_kpis`` per kpi_period over every alert, against metric_rows site/month
+    (the ratio reads "the KPIs cost N× the existing metrics" at p95)."""
+    from alerts.metrics import MetricsQuery
+    from alerts.metrics.kpis import alarm_kpis
+    from alerts.metrics.params import KPI_PERIODS
+
+    reference = next(f for f in functions if (f["group_by"], f["period"]) == ("site", "month"))["metrics"]
+    results = []
+    for kpi_period in KPI_PERIODS:
+        query = MetricsQuery(kpi_period=kpi_period)
+        stats, report = _timed(lambda q=query: alarm_kpis(site_ids, q, now=now), repeats)
+        buckets = sum(len(site.rows) for site in report.sites)
+        ratio = stats["p95"] / reference["p95"]
+        results.append(
+            {"kpi_period": kpi_period, "buckets": buckets, "kpis": stats, "ratio_p95_vs_metric_rows": ratio}
+        )
+        print(
+            f"bench: alarm_kpis {kpi_period}: p50 {stats['p50']:.0f} ms, p95 {stats['p95']:.0f} ms ({buckets}"
+            f" buckets); metric_rows site/month p95 {reference['p95']:.0f} ms → ×{ratio:.2f}",
+            flush=True,
+        )
     return results
 
 
@@ -568,6 +595,11 @@ def report(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each measure (default 7)")
+    parser.add_argument(
+        "--functions-only",
+        action="store_true",
+        help="time metric_rows and the alarm-management KPIs only (no pages, no export), print, write nothing",
+    )
     parser.add_argument("--reload", action="store_true", help="rebuild the history even if it looks loaded")
     parser.add_argument("--export-child", choices=("stream", "materialise"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -627,6 +659,9 @@ def main() -> None:
         cursor.execute("SHOW server_version")
         result["postgresql"] = cursor.fetchone()[0]
     result["functions"] = measure_functions(site_ids, args.repeats, timezone.now())
+    result["kpis"] = measure_kpis(site_ids, args.repeats, timezone.now(), result["functions"])
+    if args.functions_only:
+        return
     result["pages"] = measure_pages(client, args.repeats)
     # PostgreSQL compiles these plans with JIT (their estimated cost is high): ~1 s per query spent compiling.
     # The same page with JIT off for this session shows what `-c jit=off` in the connection options buys.

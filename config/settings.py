@@ -298,6 +298,12 @@ VIGIL_ALERT_OPEN_WINDOWS = env_int("VIGIL_ALERT_OPEN_WINDOWS", 3, minimum=1)
 VIGIL_ALERT_CLEAR_WINDOWS = env_int("VIGIL_ALERT_CLEAR_WINDOWS", 6, minimum=1)
 # Follow-through counts an alert as followed when it got a verdict within this many hours of being shown.
 VIGIL_FOLLOW_THROUGH_HOURS = env_int("VIGIL_FOLLOW_THROUGH_HOURS", 24, minimum=1)
+# --- Alarm-management KPIs (alerts.metrics.kpis; ISA-18.2 / IEC 62682 / EEMUA 191) ---------------------
+# Chattering: this many openings of one condition (asset, model kind, category) within the minutes below.
+VIGIL_KPI_CHATTER_OPENS = env_int("VIGIL_KPI_CHATTER_OPENS", 3, minimum=2)
+VIGIL_KPI_CHATTER_MINUTES = env_int("VIGIL_KPI_CHATTER_MINUTES", 60, minimum=1)
+# Fleeting: closed within this many minutes of being shown with nobody having answered it ("could respond").
+VIGIL_KPI_RESPOND_MINUTES = env_int("VIGIL_KPI_RESPOND_MINUTES", 5, minimum=1)
 # Live-update messages per site per second (per process); ids over the limit are sent in the next message.
 VIGIL_BROADCAST_MAX_PER_SECOND = env_int("VIGIL_BROADCAST_MAX_PER_SECOND", 20, minimum=1)
 # Noise control: an (asset, model version, dominant sensor) whose alerts were dismissed as false alarms this

@@ -34,7 +34,7 @@ class SiteMembershipInline(ScopedTabularInline):
 @admin.register(Site)
 class SiteAdmin(SiteScopedAdmin):
     site_path = ""
-    list_display = ["name", "slug", "timezone", "created_at"]
+    list_display = ["name", "slug", "timezone", "shift_starts", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [SiteMembershipInline]

@@ -5,13 +5,44 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Collection
+from datetime import time
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
 from plant.choices import Criticality, LabelKind, LabelSource
+
+
+DEFAULT_SHIFT_STARTS = "06:00,14:00,22:00"
+MAX_SHIFTS = 12
+
+
+def parse_shift_starts(value: str) -> list[time]:
+    """The shift start times of ``value`` ("06:00,14:00,22:00": local HH:MM, increasing, 1 to 12 of them);
+    ValidationError naming the bad part otherwise. Each shift runs to the next start (the last to the
+    first start of the next day)."""
+    parts = [part.strip() for part in str(value).split(",")]
+    if not any(parts):
+        raise ValidationError("Give at least one shift start, e.g. 06:00,14:00,22:00.")
+    if len(parts) > MAX_SHIFTS:
+        raise ValidationError(f"At most {MAX_SHIFTS} shifts a day ({len(parts)} given).")
+    starts: list[time] = []
+    for part in parts:
+        hours, sep, minutes = part.partition(":")
+        if not (sep and len(hours) == 2 and len(minutes) == 2 and hours.isdigit() and minutes.isdigit()):
+            raise ValidationError(f"{part[:20]!r} is not a time; write each start as HH:MM, e.g. 06:00.")
+        if int(hours) > 23 or int(minutes) > 59:
+            raise ValidationError(f"{part!r} is not a time of day (00:00 to 23:59).")
+        start = time(int(hours), int(minutes))
+        if starts and start <= starts[-1]:
+            raise ValidationError(
+                f"Shift starts must increase through the day: {part} comes after {starts[-1]:%H:%M}."
+            )
+        starts.append(start)
+    return starts
 
 
 class Site(models.Model):
@@ -20,6 +51,15 @@ class Site(models.Model):
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=60, unique=True)
     timezone = models.CharField(max_length=60, default="UTC")
+    shift_starts = models.CharField(
+        max_length=100,
+        default=DEFAULT_SHIFT_STARTS,
+        validators=[parse_shift_starts],
+        help_text=(
+            "When each shift starts, in the site's time zone: HH:MM, comma-separated, increasing "
+            "(e.g. 06:00,14:00,22:00). The alarm-management KPIs on the alert health page count per shift."
+        ),
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="SiteMembership", related_name="sites")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -31,6 +71,14 @@ class Site(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("plant:site", args=[self.slug])
+
+    def shift_start_times(self) -> list[time]:
+        """The shift starts (``parse_shift_starts``); the default ones if the stored value is unreadable
+        (written past the form), so a page never fails on it."""
+        try:
+            return parse_shift_starts(self.shift_starts)
+        except ValidationError:
+            return parse_shift_starts(DEFAULT_SHIFT_STARTS)
 
 
 class SiteMembership(models.Model):

@@ -55,6 +55,15 @@ def _delay_us(later: str, earlier: str) -> str:
     return f"CAST(EXTRACT(EPOCH FROM ({later} - {earlier})) * 1000000 AS BIGINT)"
 
 
+def epoch_s(column: str) -> str:
+    """SQL of ``column`` (a time) as seconds since 1970 UTC, a float (null if null): reading floats is ~10×
+    cheaper than aware datetimes when a statement returns one row per alert (alerts.metrics.kpis)."""
+    if connection.vendor == "sqlite":
+        # Django stores UTC text on SQLite; julianday() reads it (to ~50 µs; callers round to the ms).
+        return f"((julianday({column}) - 2440587.5) * 86400.0)"
+    return f"CAST(EXTRACT(EPOCH FROM {column}) AS DOUBLE PRECISION)"
+
+
 def verdicts_in_force() -> QuerySet[Feedback]:
     """The verdict Feedback rows in force (no later verdict supersedes them), latest first: ``vd.in_force``
     of the statement below for one alert or a few, as model rows (the board, the alert page, the noise

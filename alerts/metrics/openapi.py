@@ -6,7 +6,8 @@ from __future__ import annotations
 from alerts.choices import FalseAlarmReason
 from alerts.metrics import GROUP_BYS, PERIODS
 from alerts.metrics.export import REASON_COLUMNS
-from alerts.metrics.params import MAX_RANGE_DAYS
+from alerts.metrics.kpis import BANDS, PRIORITIES
+from alerts.metrics.params import KPI_PERIODS, MAX_RANGE_DAYS
 from alerts.metrics.rows import API_FIELDS
 from plant.openapi import UNAVAILABLE, error_response
 from plant.params import EARLIEST, YEARS_AHEAD
@@ -102,6 +103,135 @@ _QUERY_PARAMETERS = [
         "schema": {"type": "string"},
     },
 ]
+_KPI_PERIOD = {
+    "name": "kpi_period",
+    "in": "query",
+    "required": False,
+    "description": (
+        "Buckets of the alarm-management KPIs (alarm_kpis): each site's own days, shifts (Site.shift_starts) "
+        "or ISO weeks, in the site's time zone."
+    ),
+    "schema": {"type": "string", "enum": list(KPI_PERIODS), "default": KPI_PERIODS[0]},
+}
+_NUMBER = {"type": ["number", "null"], "minimum": 0}
+_SHARES = {
+    "type": "object",
+    "required": list(PRIORITIES),
+    "additionalProperties": False,
+    "properties": {name: _RATE for name in PRIORITIES},
+}
+_KPI_ROW = {
+    "site": {"type": "string", "description": "Site name."},
+    "period": {
+        "type": "string",
+        "description": "'2026-09-14' (day), '2026-09-14 06:00' (shift), '2026-W37'.",
+    },
+    "start": {"type": "string", "format": "date-time"},
+    "end": {"type": "string", "format": "date-time"},
+    "technicians": {
+        **_COUNT,
+        "description": "Active users of the technician group with a membership of the site (the denominator).",
+    },
+    "alerts": {**_COUNT, "description": "Alerts shown in the bucket (within the query's dates)."},
+    "per_tech_per_10min": {
+        **_NUMBER,
+        "description": "alerts / technicians / 10-minute periods elapsed; target ~1, at most ~2 (ISA-18.2, EEMUA 191).",
+    },
+    "per_tech_per_day": {
+        **_NUMBER,
+        "description": "alerts / technicians / days elapsed; target ~150, at most ~300 (ISA-18.2, EEMUA 191).",
+    },
+    "ten_minute_periods": {**_COUNT, "description": "10-minute periods elapsed in the bucket."},
+    "flood_periods": {**_COUNT, "description": "Of those, periods with more than 10 alerts shown."},
+    "flood_pct": {**_RATE, "description": "flood_periods / ten_minute_periods; target < 1 %."},
+    "peak_10min": {**_COUNT, "description": "Most alerts shown in one 10-minute period."},
+    "chattering": {
+        **_COUNT,
+        "description": "Alerts of a burst (chatter_opens of one condition within chatter_minutes); target 0.",
+    },
+    "chattering_conditions": {
+        **_COUNT,
+        "description": "Conditions (asset, kind, category) with such a burst.",
+    },
+    "fleeting": {
+        **_COUNT,
+        "description": "Alerts closed within respond_minutes of being shown with nobody answering; target 0.",
+    },
+    "stale": {
+        **_COUNT,
+        "description": "Alerts active 24 h after being shown without an answer, in the bucket.",
+    },
+    "stale_max_day": {
+        **_COUNT,
+        "description": "Most stale alerts on one site day of the bucket; target < 5.",
+    },
+    "priorities": {
+        "type": "object",
+        "required": list(PRIORITIES),
+        "additionalProperties": False,
+        "properties": {name: _COUNT for name in PRIORITIES},
+        "description": "Alerts by priority: low = low, medium = medium, high = high and critical severities.",
+    },
+    "priority_mix": {**_SHARES, "description": "Shares of the same; guide ~80 / 15 / 5 %."},
+}
+_SITE_KPIS = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "site", "name", "timezone", "shift_starts", "technicians", "alerts", "conditions", "bad_actors",
+        "bad_actor_share", "rows",
+    ],
+    "properties": {
+        "site": {"type": "string", "description": "Slug."},
+        "name": {"type": "string"},
+        "timezone": {"type": "string"},
+        "shift_starts": {"type": "array", "items": {"type": "string", "examples": ["06:00"]}},
+        "technicians": _COUNT,
+        "alerts": {**_COUNT, "description": "Alerts shown in the query's dates."},
+        "conditions": {**_COUNT, "description": "Distinct conditions (asset, model kind, category) among them."},
+        "bad_actors": {
+            "type": "array",
+            "description": "The 10 conditions with the most alerts.",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["asset", "label", "kind", "category", "alerts", "share"],
+                "properties": {
+                    "asset": {"type": "integer"},
+                    "label": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "category": {"type": "string"},
+                    "alerts": _COUNT,
+                    "share": _RATE,
+                },
+            },
+        },
+        "bad_actor_share": {**_RATE, "description": "Their share of all alerts; target ~1–5 % at most."},
+        "rows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": list(_KPI_ROW),
+                "properties": _KPI_ROW,
+            },
+        },
+    },
+}  # fmt: skip
+_KPI_WARNING = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["site", "kpi", "periods", "worst_period", "worst", "target", "message"],
+    "properties": {
+        "site": {"type": "string"},
+        "kpi": {"type": "string", "enum": list(BANDS)},
+        "periods": {"type": "array", "items": {"type": "string"}},
+        "worst_period": {"type": "string"},
+        "worst": {"type": "string"},
+        "target": {"type": "string"},
+        "message": {"type": "string"},
+    },
+}
 _METRICS_ERRORS = {
     "400": error_response(
         "A parameter is not one of the accepted values; `param` names it.",
@@ -146,6 +276,7 @@ def metrics_paths() -> dict:
                 "security": [{"sessionCookie": []}],
                 "parameters": [
                     *_QUERY_PARAMETERS,
+                    _KPI_PERIOD,
                     {
                         "name": "format",
                         "in": "query",
@@ -210,7 +341,16 @@ def metrics_schemas() -> dict:
         },
         "MetricsAnswer": {
             "type": "object",
-            "required": ["group_by", "period", "start", "end", "site", "follow_through_hours", "rows"],
+            "required": [
+                "group_by",
+                "period",
+                "start",
+                "end",
+                "site",
+                "follow_through_hours",
+                "rows",
+                "alarm_kpis",
+            ],
             "additionalProperties": False,
             "properties": {
                 "group_by": {"type": "string", "enum": list(GROUP_BYS)},
@@ -223,6 +363,31 @@ def metrics_schemas() -> dict:
                     "description": "The follow-through window (VIGIL_FOLLOW_THROUGH_HOURS).",
                 },
                 "rows": {"type": "array", "items": {"$ref": "#/components/schemas/MetricsRow"}},
+                "alarm_kpis": {"$ref": "#/components/schemas/AlarmKpis"},
+            },
+        },
+        "AlarmKpis": {
+            "type": "object",
+            "description": (
+                "Alarm-management KPIs (ISA-18.2 / IEC 62682 / EEMUA 191) per site and kpi_period, and the "
+                "warnings of the KPIs out of their band. Not in the CSV."
+            ),
+            "additionalProperties": False,
+            "required": [
+                "kpi_period",
+                "chatter_opens",
+                "chatter_minutes",
+                "respond_minutes",
+                "sites",
+                "warnings",
+            ],
+            "properties": {
+                "kpi_period": {"type": "string", "enum": list(KPI_PERIODS)},
+                "chatter_opens": {"type": "integer", "description": "VIGIL_KPI_CHATTER_OPENS."},
+                "chatter_minutes": {"type": "number", "description": "VIGIL_KPI_CHATTER_MINUTES."},
+                "respond_minutes": {"type": "number", "description": "VIGIL_KPI_RESPOND_MINUTES."},
+                "sites": {"type": "array", "items": _SITE_KPIS},
+                "warnings": {"type": "array", "items": _KPI_WARNING},
             },
         },
     }

@@ -19,6 +19,8 @@ from plant.params import ParamError, check_date, check_year, shown, text
 
 GROUP_BYS = ("site", "asset", "asset_type", "model_version")
 PERIODS = ("month", "week")
+# The alarm-management KPIs' periods (alerts.metrics.kpis), in each site's own time zone and shifts.
+KPI_PERIODS = ("day", "shift", "week")
 MAX_RANGE_DAYS = 3 * 366
 _MONTH_RE = re.compile(r"([0-9]{4})-([0-9]{2})")
 _WEEK_RE = re.compile(r"([0-9]{4})-W([0-9]{2})")
@@ -37,6 +39,7 @@ class MetricsQuery:
     start: date | None = None
     end: date | None = None
     site: Site | None = None
+    kpi_period: str = "day"
 
     def since(self) -> datetime | None:
         return _aware(self.start) if self.start else None
@@ -48,6 +51,8 @@ class MetricsQuery:
     def as_params(self, **changes: str) -> dict[str, str]:
         """The query string that asks this again (for links), with ``changes`` applied."""
         params = {"group_by": self.group_by, "period": self.period}
+        if self.kpi_period != KPI_PERIODS[0]:
+            params["kpi_period"] = self.kpi_period
         if self.start:
             params["start"] = self.start.isoformat()
         if self.end:
@@ -84,9 +89,11 @@ def _date(params: Mapping[str, str], name: str) -> date | None:
 
 
 def parse_query(params: Mapping[str, str], site_ids: Collection[int]) -> MetricsQuery:
-    """Read group_by, period, start, end and site (a slug among ``site_ids``); MetricsParamError if bad."""
+    """Read group_by, period, kpi_period, start, end and site (a slug among ``site_ids``); MetricsParamError
+    if bad."""
     group_by = _choice(params, "group_by", GROUP_BYS)
     period = _choice(params, "period", PERIODS)
+    kpi_period = _choice(params, "kpi_period", KPI_PERIODS)
     start, end = _date(params, "start"), _date(params, "end")
     if start and end and end < start:
         raise MetricsParamError("end", f"{end} is before start {start}")
@@ -98,7 +105,9 @@ def parse_query(params: Mapping[str, str], site_ids: Collection[int]) -> Metrics
         site = Site.objects.filter(slug=slug, pk__in=list(site_ids)).first()
         if site is None:
             raise MetricsParamError("site", f"no site {shown(slug)} among your sites")
-    return MetricsQuery(group_by=group_by, period=period, start=start, end=end, site=site)
+    return MetricsQuery(
+        group_by=group_by, period=period, start=start, end=end, site=site, kpi_period=kpi_period
+    )
 
 
 def period_label(moment: datetime, period: str) -> str:

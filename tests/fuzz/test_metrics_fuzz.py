@@ -22,6 +22,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, seed, settings, strategies as st
 
 from alerts.metrics import DRILL_METRICS, GROUP_BYS, PERIODS
+from alerts.metrics.params import KPI_PERIODS
 from plant.choices import QualityFlag
 from plant.forms import RANGE_PRESETS
 from tests.alerts.test_metrics_golden import build_golden_history
@@ -33,7 +34,19 @@ EXAMPLES = 300  # each example is sent to every endpoint by both roles: 300 x 6 
 MIN_REQUESTS = 3_500
 REQUEST_S = 5.0  # a generous bound for one answer on a CI machine; an endless export never meets it
 MAX_EXPORT_BYTES = 1_000_000
-KEYS = ("start", "end", "group_by", "period", "site", "key", "metric", "format", "range", "asset")
+KEYS = (
+    "start",
+    "end",
+    "group_by",
+    "period",
+    "kpi_period",
+    "site",
+    "key",
+    "metric",
+    "format",
+    "range",
+    "asset",
+)
 
 HOSTILE = st.sampled_from(
     [
@@ -122,6 +135,7 @@ def values(key: str, ids: list[int], slugs: list[str]) -> st.SearchStrategy[str]
         "end": DATES,
         "period": st.one_of(PERIOD_LABELS, st.sampled_from(PERIODS)),
         "group_by": st.sampled_from(GROUP_BYS),
+        "kpi_period": st.sampled_from(KPI_PERIODS),
         "site": st.sampled_from([*slugs, "east", "north\x00"]),
         "key": st.one_of(st.sampled_from([*map(str, ids), "all", "none"]), NUMBERS),
         "metric": st.sampled_from(DRILL_METRICS),

@@ -126,6 +126,7 @@ def test_an_engineer_who_creates_a_site_becomes_its_member(console, engineer):
             "name": "East",
             "slug": "east",
             "timezone": "UTC",
+            "shift_starts": "06:00,14:00,22:00",  # the add form's initial value
             "memberships-TOTAL_FORMS": "0",
             "memberships-INITIAL_FORMS": "0",
         },
