@@ -5,15 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('plant', '0008_sensor_role_required'),
+        ("plant", "0008_sensor_role_required"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='site',
-            name='shift_starts',
-            field=models.CharField(default='06:00,14:00,22:00', help_text="When each shift starts, in the site's time zone: HH:MM, comma-separated, increasing (e.g. 06:00,14:00,22:00). The alarm-management KPIs on the alert health page count per shift.", max_length=100, validators=[plant.models.parse_shift_starts]),
+            model_name="site",
+            name="shift_starts",
+            field=models.CharField(
+                default="06:00,14:00,22:00",
+                help_text="When each shift starts, in the site's time zone: HH:MM, comma-separated, increasing (e.g. 06:00,14:00,22:00). The alarm-management KPIs on the alert health page count per shift.",
+                max_length=100,
+                validators=[plant.models.parse_shift_starts],
+            ),
         ),
     ]
