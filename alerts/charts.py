@@ -27,6 +27,8 @@ MAX_BARS = 12
 SPAN_COLOUR = "rgba(220, 38, 38, 0.14)"
 RAISE_COLOUR = "#dc2626"
 LOWER_COLOUR = "#2563eb"
+# Height of the Plotly toolbar (modebar) row: a chart title starts below it.
+TOOLBAR_PX = 34
 
 
 def alert_span(alert: Alert) -> tuple[datetime, datetime]:
@@ -87,6 +89,7 @@ def sensor_figure(alert: Alert, sensors: Sequence[Sensor], tz_name: str) -> dict
         },
     ]
     layout["annotations"] = [
+        *layout.get("annotations", []),  # e.g. a sensor's "no readings in this range"
         {
             "xref": "x",
             "yref": "paper",
@@ -97,7 +100,7 @@ def sensor_figure(alert: Alert, sensors: Sequence[Sensor], tz_name: str) -> dict
             "text": "anomalous",
             "showarrow": False,
             "font": {"size": 11, "color": RAISE_COLOUR},
-        }
+        },
     ]
     layout["margin"] = {**layout.get("margin", {}), "t": 28}
     return figure
@@ -133,12 +136,19 @@ def shap_figure(
             }
         ],
         "layout": {
+            # The title sits under the Plotly toolbar (top right, ~30 px high), never behind it.
             "title": {
                 "text": f"Score {fmt(output)} = usual {fmt(base)} + contributions",
                 "font": {"size": 14},
+                "x": 0,
+                "xanchor": "left",
+                "y": 1,
+                "yref": "container",
+                "yanchor": "top",
+                "pad": {"t": TOOLBAR_PX, "l": 10},
             },
-            "height": max(240, 28 * len(values) + 110),
-            "margin": {"l": 10, "r": 16, "t": 48, "b": 40},
+            "height": max(240, 28 * len(values) + 130),
+            "margin": {"l": 10, "r": 16, "t": TOOLBAR_PX + 32, "b": 40},
             "xaxis": {"title": {"text": "Contribution to the score"}, "zeroline": True},
             "yaxis": {"autorange": "reversed", "automargin": True},
             "showlegend": False,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic.base import RedirectView
 
 from plant import api as plant_api
 
@@ -16,5 +18,7 @@ urlpatterns = [
     path("api/docs/", plant_api.api_docs, name="api-docs"),
     path("alerts/", include("alerts.urls")),
     path("models/", include("models_registry.urls")),
+    # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says; the icon is a static file.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.ico"), permanent=True), name="favicon"),
     path("", include("plant.urls")),
 ]

@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 MIN_TRAINING_WINDOWS = 50  # ~8 minutes of one asset at the default 10 s step: less is no baseline
 RUL_UNIT_S = 3600.0  # RUL models count hours unless told otherwise (open below 30 h, clear above 40 h)
+# How promote and rollback word the retirement they cause (a rollback recognises a replaced champion by it).
+REPLACED_BY = "replaced by"
+ROLLED_BACK = "rolled back"
 __all__ = [
     "ModelRejected",
     "RegistryError",
@@ -56,6 +59,7 @@ __all__ = [
     "register_trained",
     "retire",
     "rollback",
+    "rollback_refusal",
     "shadow",
     "train_and_register",
     "training_provenance",
@@ -271,7 +275,7 @@ def promote(
                         old,
                         ModelStatus.RETIRED,
                         actor=actor,
-                        reason=f"replaced by {current}: {reason}".strip(),
+                        reason=f"{REPLACED_BY} {current}: {reason}".strip(),
                     )
             _move(current, target, actor=actor, reason=reason)
     except IntegrityError:
@@ -307,20 +311,45 @@ def previous_champion(
     return entry.version if entry else None
 
 
+def rollback_refusal(champion: ModelVersion, previous: ModelVersion | None) -> str:
+    """Why the champion cannot be rolled back to `previous` (its previous champion), or "" when it can.
+
+    A rollback undoes the last change of champion, so its target is the version that change retired: a
+    version retired on purpose (`retire`, e.g. a bad model taken out of use) or quarantined after a
+    run-time failure is not brought back by a rollback; an engineer promotes it explicitly if they mean to.
+    """
+    label = f"{champion.asset_type.slug} / {champion.kind}"
+    if previous is None:
+        return f"{label} has no previous champion to roll back to (only {champion} was ever champion)"
+    if previous.quarantined_at is not None:
+        return f"the previous champion {previous} is quarantined after a run-time failure"
+    last = previous.history.order_by("-at", "-id").first()
+    replaced = (
+        previous.status == ModelStatus.RETIRED
+        and last is not None
+        and last.from_status == ModelStatus.CHAMPION
+        and last.reason.startswith((f"{REPLACED_BY} {champion}:", f"{ROLLED_BACK}:"))
+    )
+    if not replaced:
+        return f"the previous champion {previous} was retired on purpose, not replaced by {champion}"
+    return ""
+
+
 def rollback(
     asset_type: AssetType, kind: str, *, actor: User | None = None, reason: str = ""
 ) -> ModelVersion:
-    """Retire the current champion and bring back the previous one (validated first), in one transaction."""
+    """Retire the current champion and bring back the previous one (validated first), in one transaction.
+
+    RegistryError when there is nothing a rollback may bring back (see rollback_refusal)."""
     check_may_move_versions(actor, asset_type)
     champion = current_champion(asset_type, kind)
     label = f"{asset_type.slug} / {kind}"
     if champion is None:
         raise RegistryError(f"{label} has no champion to roll back")
     previous = previous_champion(asset_type, kind, exclude=champion)
-    if previous is None:
-        raise RegistryError(
-            f"{label} has no previous champion to roll back to (only {champion} was ever champion)"
-        )
+    if refusal := rollback_refusal(champion, previous):
+        raise RegistryError(refusal)
+    assert previous is not None
     validate_version(previous)  # a damaged previous artifact must not replace a working champion
     with transaction.atomic():
         locked_champions = list(
@@ -331,7 +360,9 @@ def rollback(
         if [item.pk for item in locked_champions] != [champion.pk]:
             raise RegistryError(f"the champion of {label} changed concurrently; reload and try again")
         target = _locked(previous)
-        _move(locked_champions[0], ModelStatus.RETIRED, actor=actor, reason=f"rolled back: {reason}".strip())
+        _move(
+            locked_champions[0], ModelStatus.RETIRED, actor=actor, reason=f"{ROLLED_BACK}: {reason}".strip()
+        )
         _move(target, ModelStatus.CHAMPION, actor=actor, reason=f"rollback from {champion}: {reason}".strip())
     logger.info("model %s rolled back to %s by %s (%s)", champion, target, actor, reason)
     return target

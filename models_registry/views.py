@@ -25,6 +25,7 @@ from models_registry.services import (
     previous_champion,
     promote,
     rollback,
+    rollback_refusal,
     shadow,
 )
 from plant.access import engineer_required, get_asset_for_user, site_ids_for_user
@@ -131,6 +132,7 @@ def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
     )
     provenance = version.provenance or {}
     may_move = may_move_versions(request.user, version.asset_type_id)
+    refusal = rollback_refusal(version, champion) if version.status == ModelStatus.CHAMPION else ""
     context = {
         "version": version,
         "champion": champion,
@@ -144,7 +146,9 @@ def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
         "may_move": may_move,
         "can_shadow": may_move and version.status == ModelStatus.CANDIDATE,
         "can_promote": may_move and version.status in (ModelStatus.CANDIDATE, ModelStatus.SHADOW),
-        "can_rollback": may_move and version.status == ModelStatus.CHAMPION and champion is not None,
+        # Only to a version a rollback may bring back (a previous champion retired on purpose is not one).
+        "can_rollback": may_move and version.status == ModelStatus.CHAMPION and not refusal,
+        "rollback_refusal": refusal,
     }
     return render(request, "models_registry/compare.html", context, status=status)
 

@@ -26,6 +26,7 @@ LINE_COLOUR = "#1f4e79"
 # Plotly treats a magnitude above Number.MAX_VALUE * 1e-4 (~1.8e304) as "not a number" and breaks the line
 # there (a NaN path). Stored values beyond DRAW_LIMIT are drawn at it, their hover text shows them exactly.
 DRAW_LIMIT = 1e300
+NO_READINGS = "No readings in this range"
 
 
 def max_points() -> int:
@@ -80,6 +81,19 @@ def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC
             x, y, markers = _raw_trace(raw[sensor.pk], budget)
         else:
             x, y, markers = _bucket_trace(buckets[sensor.pk], budget)
+        if not len(x):
+            # Said in the row itself, so empty axes never read as "the chart failed" or "the value is 0".
+            layout.setdefault("annotations", []).append(
+                {
+                    "xref": "paper",
+                    "yref": "paper",
+                    "x": 0.5,
+                    "y": top - height / 2,
+                    "text": NO_READINGS,
+                    "showarrow": False,
+                    "font": {"size": 13, "color": "#4b5563"},
+                }
+            )
         data.append(
             {
                 "type": "scatter",

@@ -152,6 +152,7 @@ URLS: dict[str, Url] = {
     "login": Url(public),
     "logout": Url(to_login, "POST"),  # everyone ends on the login page
     "api-docs": Url(public),
+    "favicon": Url(public),  # a redirect to the static icon
     "api:openapi": Url(public),
     # gateway API
     "api:readings": Url(gateway_api, "POST", data=readings, json=True),

@@ -12,7 +12,13 @@
     if (!figure) return;  // e.g. an explanation not computed yet
     target.setAttribute("data-drawn", "");
     target.style.height = ((figure.layout && figure.layout.height) || 320) + "px";  // responsive mode fills its box
-    Plotly.react(target, figure.data, figure.layout, {responsive: true, displaylogo: false});
+    // Only the buttons a person uses (zoom, pan, reset, save): a short toolbar covers less of a phone's chart.
+    Plotly.react(target, figure.data, figure.layout, {
+      responsive: true,
+      displaylogo: false,
+      modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines",
+                               "hoverClosestCartesian", "hoverCompareCartesian"]
+    });
   }
 
   function drawNew() {

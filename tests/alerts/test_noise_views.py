@@ -156,3 +156,13 @@ def test_undo_and_calibrated_are_404_outside_the_engineers_sites(client, other_s
     sensor = asset.sensors.first()
     assert client.post(reverse("alerts:noise_calibrated", args=[sensor.pk])).status_code == 404
     assert client.get(reverse("alerts:noise_undo_threshold", args=[override.pk])).status_code == 405
+
+
+def test_the_projection_cells_carry_their_column_label_for_the_phone_cards(client, engineer, noisy):
+    client.force_login(engineer)
+    page = client.get(reverse("alerts:noise")).content.decode()
+    table = page[page.index('<table class="table noise-projection">') : page.index("</table>")]
+    cells = table.count("<td")
+    assert cells == 6
+    assert table.count('<td data-label="Current threshold">') == 3
+    assert table.count('<td data-label="Proposed threshold">') == 3

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from models_registry.models import ModelStatusChange
-from models_registry.services import promote
+from models_registry.services import promote, retire
 from tests.conftest import T0
 from tests.models_registry.conftest import make_readings, make_version
 
@@ -73,6 +73,23 @@ def test_promote_then_roll_back_from_the_page(client, engineer, versions):
     assert champion.status == "champion"
     assert response.redirect_chain[-1][0] == f"/models/{champion.pk}/compare/"
     assert "missed a fault" in response.content.decode()
+
+
+def test_no_rollback_is_offered_to_a_previous_champion_retired_on_purpose(client, engineer, versions):
+    champion, challenger = versions
+    retire(champion, actor=engineer, reason="bad model, taken out of use")
+    promote(challenger, actor=engineer, reason="the only one left")
+    client.force_login(engineer)
+    page = client.get(f"/models/{challenger.pk}/compare/").content.decode()
+    assert "Previous champion" in page and str(champion) in page
+    assert 'id="rollback-form"' not in page and "Roll back to" not in page
+    assert 'id="rollback-refusal"' in page and "was retired on purpose" in page
+    # and the move itself is refused the same way, the champion kept
+    response = client.post(f"/models/{challenger.pk}/rollback/", {"reason": "try"}, follow=True)
+    challenger.refresh_from_db()
+    champion.refresh_from_db()
+    assert (challenger.status, champion.status) == ("champion", "retired")
+    assert "was retired on purpose" in response.content.decode()
 
 
 def test_rolling_back_a_version_that_is_not_the_champion_is_refused_with_a_message(

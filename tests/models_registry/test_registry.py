@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from onnx import TensorProto
 
 from models_registry.choices import ModelStatus
@@ -159,6 +160,22 @@ def test_rollback_without_a_champion_or_without_a_previous_one_says_so(pump):
     with pytest.raises(RegistryError, match="no previous champion"):
         rollback(pump, "anomaly")
     assert statuses(only) == ["champion"]
+
+
+def test_rollback_does_not_bring_back_a_version_retired_on_purpose_or_quarantined(pump):
+    first, second = make_version(pump), make_version(pump)
+    promote(first)
+    retire(first, reason="bad model, taken out of use")
+    promote(second)
+    with pytest.raises(RegistryError, match="retired on purpose"):
+        rollback(pump, "anomaly")
+    assert statuses(first, second) == ["retired", "champion"]
+    third = make_version(pump)
+    promote(third)  # second is now replaced by third: a rollback target, unless it is quarantined
+    ModelVersion.objects.filter(pk=second.pk).update(quarantined_at=timezone.now())
+    with pytest.raises(RegistryError, match="quarantined"):
+        rollback(pump, "anomaly")
+    assert statuses(second, third) == ["retired", "champion"]
 
 
 def test_rollback_refuses_a_damaged_previous_artifact_and_keeps_the_champion(pump):

@@ -275,3 +275,20 @@ def test_drawable_keeps_ordinary_values_and_drops_only_what_is_not_a_number():
 
     assert drawable(np.array([1.5, np.nan, -2.0])) == ([1.5, None, -2.0], None)
     assert drawable(np.array([np.inf, 1e301])) == ([None, DRAW_LIMIT], [None, 1e301])
+
+
+@pytest.mark.parametrize("range_", ["1h", "30d"])  # raw rows and database buckets
+def test_a_sensor_without_readings_in_the_range_says_so_in_its_row(client, technician, asset, range_):
+    sensor = asset.sensors.get(role__key="vibration")
+    make_readings(sensor, timezone.now() - timedelta(minutes=10), np.full(300, 3.5))
+    client.force_login(technician)
+    response = client.get(reverse("plant:asset_chart", args=[asset.pk]) + f"?range={range_}")
+    figure = json.loads(response.content)
+    lines = [t for t in figure["data"] if t["mode"] == "lines"]
+    empty_axes = {t["yaxis"] for t in lines if not t["x"]}
+    assert len(lines) == 4 and len(empty_axes) == 3
+    notes = [a for a in figure["layout"].get("annotations", []) if a["text"] == "No readings in this range"]
+    assert len(notes) == 3
+    for axis in empty_axes:  # one note inside each empty row, none in the row that has data
+        low, high = figure["layout"]["yaxis" + axis.removeprefix("y")]["domain"]
+        assert sum(low <= note["y"] <= high for note in notes) == 1
