@@ -76,6 +76,7 @@ from alerts.models import Score, ScoringDue, ScoringGap, ScoringProgress
 from alerts.scheduling import mark_due
 from alerts.services import ScoredWindow, apply_scores
 from alerts.services.lifecycle import assets_with_active_alert
+from alerts.services.sensor_faults import apply_sensor_faults
 from alerts.services.overrides import thresholds_in_force
 from detection.baseline import Calibration, baseline_mode
 from detection.features import Windows, roles_read
@@ -389,6 +390,9 @@ def _store(version: ModelVersion, batches: list) -> int:
         # calibrated ones (models_registry.AssetThreshold), in two queries at most.
         overrides = thresholds_in_force(version, [item.asset.pk for item, _ in pending]) if pending else {}
         for item, scored in pending:
+            if version.status == ModelStatus.CHAMPION:
+                # Sensor faults first: a drift it finds is flagged on the readings before anything reads them.
+                changed += apply_sensor_faults(item.asset, version, [w.end for w in scored], item.sensors)
             changed += apply_scores(
                 item.asset, version, scored, sensors=item.keys, with_active=active, thresholds=overrides
             )

@@ -286,6 +286,19 @@ VIGIL_QUALITY_SPIKE_MADS = env_float("VIGIL_QUALITY_SPIKE_MADS", 8.0)
 VIGIL_QUALITY_STUCK_SAMPLES = env_int("VIGIL_QUALITY_STUCK_SAMPLES", 20, minimum=2)
 VIGIL_QUALITY_GAP_FACTOR = env_float("VIGIL_QUALITY_GAP_FACTOR", 3.0)
 
+# --- sensor faults (alerts.services.sensor_faults; issue 14 item 3) -------------------------------------
+# A sensor-fault alert ("check sensor X") opens when at least VIGIL_SENSOR_FAULT_OPEN_SHARE of a sensor's
+# readings in the last VIGIL_SENSOR_FAULT_SPAN_S seconds are flagged spike, stuck or drift, and closes
+# after VIGIL_ALERT_CLEAR_WINDOWS windows below VIGIL_SENSOR_FAULT_CLEAR_SHARE. Defaults: 2 % of 5 min
+# is 6 readings at 1 Hz: the spike rule (plant/quality.py) can flag the first few readings of a sudden
+# process change (a duty step, a fault's onset) but not 6 spread over minutes, so one glitch or one step
+# never alerts; under 0.5 % (at most one reading in 5 min) the sensor reads clean again.
+VIGIL_SENSOR_FAULT_SPAN_S = env_float("VIGIL_SENSOR_FAULT_SPAN_S", 300.0)
+VIGIL_SENSOR_FAULT_OPEN_SHARE = env_float("VIGIL_SENSOR_FAULT_OPEN_SHARE", 0.02)
+VIGIL_SENSOR_FAULT_CLEAR_SHARE = env_float("VIGIL_SENSOR_FAULT_CLEAR_SHARE", 0.005)
+# How much history the drift rule fits each sensor's relation to the others on (plant/quality.py DRIFT).
+VIGIL_SENSOR_DRIFT_HISTORY_S = env_float("VIGIL_SENSOR_DRIFT_HISTORY_S", 3600.0)
+
 # The asset chart never sends more points than this per trace.
 VIGIL_CHART_MAX_POINTS = env_int("VIGIL_CHART_MAX_POINTS", 2000, minimum=10)
 

@@ -62,7 +62,7 @@ def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int |
         output_field=IntegerField(),
     )
     rows = list(
-        alerts.select_related("asset__site")
+        alerts.select_related("asset__site", "sensor")
         .defer("peak_explanation")
         .annotate(severity_rank=rank, similar_id=Subquery(similar))
         .order_by("-severity_rank", "opened_at", "pk")
