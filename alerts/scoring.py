@@ -389,10 +389,12 @@ def _store(version: ModelVersion, batches: list) -> int:
         # The chunk's per-asset thresholds: overrides (alerts.ThresholdOverride) before a robust version's
         # calibrated ones (models_registry.AssetThreshold), in two queries at most.
         overrides = thresholds_in_force(version, [item.asset.pk for item, _ in pending]) if pending else {}
+        if version.status == ModelStatus.CHAMPION and pending:
+            # Sensor faults (alerts.services.sensor_faults) once per chunk, on the champion's window ends.
+            changed += apply_sensor_faults(
+                version, [(item.asset, [w.end for w in scored], item.sensors) for item, scored in pending]
+            )
         for item, scored in pending:
-            if version.status == ModelStatus.CHAMPION:
-                # Sensor faults first: a drift it finds is flagged on the readings before anything reads them.
-                changed += apply_sensor_faults(item.asset, version, [w.end for w in scored], item.sensors)
             changed += apply_scores(
                 item.asset, version, scored, sensors=item.keys, with_active=active, thresholds=overrides
             )

@@ -64,8 +64,8 @@ def mark_drift(
     (``plant.quality.drift_scores``); updates ``series``' quality arrays in place and returns their ids."""
     history = float(settings.VIGIL_SENSOR_DRIFT_HISTORY_S)
     start = end_s - np.floor(history / DRIFT_BIN_S) * DRIFT_BIN_S
-    medians, flagged = bin_medians([series[s] for s in sensors], start, end_s, DRIFT_BIN_S)
-    z, level = drift_scores(medians, reference_mask=~flagged)
+    medians, flagged, spread = bin_medians([series[s] for s in sensors], start, end_s, DRIFT_BIN_S)
+    z, level = drift_scores(medians, reference_mask=~flagged, spread=spread)
     found = [sensors[i] for i in np.flatnonzero(drifting(z, level))]
     since = end_s - DRIFT_RECENT_BINS * DRIFT_BIN_S
     for sensor_id in found:
@@ -78,52 +78,71 @@ def mark_drift(
 
 
 def apply_sensor_faults(
-    asset: Asset, version: ModelVersion, ends: Sequence[datetime], sensors: Mapping[int, str]
+    version: ModelVersion, chunk: Sequence[tuple[Asset, Sequence[datetime], Mapping[int, str]]]
 ) -> list[int]:
-    """Evaluate every sensor of ``asset`` (``sensors``: id -> role) at the new window ``ends`` (ascending)
-    and persist the sensor-fault alerts the rule engine opens, updates, closes or resumes. Returns the ids
-    of the alerts changed (for ``broadcast_alerts``). Run inside the scorer's transaction."""
-    if not ends or not sensors:
+    """Evaluate every sensor of each asset of ``chunk`` ((asset, new window ends ascending, sensor id ->
+    role)) at its new window ends and persist the sensor-fault alerts the rule engine opens, updates,
+    closes or resumes. Returns the ids of the alerts changed (for ``broadcast_alerts``). Run inside the
+    scorer's transaction; a chunk of healthy assets costs two queries whatever its size (one read of the
+    readings, one of the active sensor-fault alerts)."""
+    chunk = [(asset, ends, sensors) for asset, ends, sensors in chunk if ends and sensors]
+    if not chunk:
         return []
     span = float(settings.VIGIL_SENSOR_FAULT_SPAN_S)
-    step = float(asset.asset_type.step_s)
+    history = float(settings.VIGIL_SENSOR_DRIFT_HISTORY_S)
     params = rules.RuleParams(
         settings.VIGIL_SENSOR_FAULT_OPEN_SHARE,
         settings.VIGIL_SENSOR_FAULT_CLEAR_SHARE,
         1,
         settings.VIGIL_ALERT_CLEAR_WINDOWS,
     )
-    new_s = np.array([end.timestamp() for end in ends])
-    context_s = new_s[0] - step * np.arange(params.depth, 0, -1)
-    first_s = min(new_s[0] - params.depth * step - span, new_s[-1] - settings.VIGIL_SENSOR_DRIFT_HISTORY_S)
-    ids = sorted(sensors)
-    sid, ts, values, quality = read_readings(ids, _utc(first_s), _utc(new_s[-1]), include_start=False)
+    firsts, lasts = [], []
+    for asset, ends, _ in chunk:
+        firsts.append(
+            min(
+                ends[0].timestamp() - params.depth * float(asset.asset_type.step_s) - span,
+                ends[-1].timestamp() - history,
+            )
+        )
+        lasts.append(ends[-1].timestamp())
+    ids = sorted(sensor_id for _, _, sensors in chunk for sensor_id in sensors)
+    sid, ts, values, quality = read_readings(ids, _utc(min(firsts)), _utc(max(lasts)), include_start=False)
     series = {}
     for sensor_id in ids:
         lo, hi = np.searchsorted(sid, [sensor_id, sensor_id + 1])
         series[sensor_id] = (ts[lo:hi], values[lo:hi], quality[lo:hi].astype(np.uint16))
-    mark_drift(ids, series, float(new_s[-1]))
-
+    active = {
+        alert.sensor_id: alert
+        for alert in Alert.objects.select_for_update().filter(
+            sensor_id__in=ids, kind=AlertKind.SENSOR_FAULT, is_shadow=False, state__in=ACTIVE_STATES
+        )
+    }
     now = timezone.now()
-    maintenance = list(MaintenanceWindow.objects.filter(asset=asset, start__lte=ends[-1], end__gte=ends[0]))
-    ctx = _Context(asset, version, False, None, maintenance, now, params)
     changed: list[int] = []
-    for sensor_id in ids:
-        ts_s, _, bits = series[sensor_id]
-        shares = flagged_shares(ts_s, bits, np.r_[context_s, new_s], span)
-        alert = _active(sensor_id)
-        if alert is None and not (shares[params.depth :] > params.open_threshold).any():
-            continue  # the common case: a clean sensor, no alert
-        changed += _run(ctx, sensor_id, sensors[sensor_id], alert, context_s, new_s, shares)
+    for (asset, ends, sensors), first_s in zip(chunk, firsts, strict=True):
+        mine = sorted(sensors)
+        own = {}
+        for sensor_id in mine:  # the asset's own look-back, whatever the chunk's widest
+            t, v, q = series[sensor_id]
+            keep = t > first_s
+            own[sensor_id] = (t[keep], v[keep], q[keep])
+        new_s = np.array([end.timestamp() for end in ends])
+        mark_drift(mine, own, float(new_s[-1]))
+        context_s = new_s[0] - float(asset.asset_type.step_s) * np.arange(params.depth, 0, -1)
+        ctx = None
+        for sensor_id in mine:
+            ts_s, _, bits = own[sensor_id]
+            shares = flagged_shares(ts_s, bits, np.r_[context_s, new_s], span)
+            alert = active.get(sensor_id)
+            if alert is None and not (shares[params.depth :] > params.open_threshold).any():
+                continue  # the common case: a clean sensor, no alert, no query
+            if ctx is None:
+                maintenance = MaintenanceWindow.objects.filter(
+                    asset=asset, start__lte=ends[-1], end__gte=ends[0]
+                )
+                ctx = _Context(asset, version, False, None, list(maintenance), now, params)
+            changed += _run(ctx, sensor_id, sensors[sensor_id], alert, context_s, new_s, shares)
     return changed
-
-
-def _active(sensor_id: int) -> Alert | None:
-    return (
-        Alert.objects.select_for_update()
-        .filter(sensor_id=sensor_id, kind=AlertKind.SENSOR_FAULT, is_shadow=False, state__in=ACTIVE_STATES)
-        .first()
-    )
 
 
 def _run(

@@ -53,7 +53,7 @@ def _ends(start_s: int, count: int, step: int = 10) -> list:
 
 def _apply(asset, version, ends) -> list[int]:
     with transaction.atomic():
-        return apply_sensor_faults(asset, version, ends, _sensors(asset))
+        return apply_sensor_faults(version, [(asset, ends, _sensors(asset))])
 
 
 def _stick(asset, role: str, start_s: int, seconds: int, value: float = 20.0) -> None:
@@ -179,3 +179,9 @@ def test_the_detail_page_charts_the_faulty_sensor_with_its_flags(client, technic
 def test_an_outsider_cannot_see_a_sensor_fault_alert(client, outsider, sensor_alert):
     client.force_login(outsider)
     assert client.get(reverse("alerts:detail", args=[sensor_alert.pk])).status_code == 404
+
+
+def test_a_model_alert_driven_by_a_drifting_sensor_says_check_the_sensor():
+    from alerts.services import categorize
+
+    assert categorize(None, {"temperature": int(QualityFlag.DRIFT)}) == AlertCategory.SENSOR_FAULT

@@ -81,6 +81,7 @@ def test_bin_medians_leave_out_spikes_and_report_drift_flags():
     quality = np.zeros(60, dtype=np.uint16)
     quality[3] = 2  # SPIKE
     quality[40] = 16  # DRIFT
-    med, drift = bin_medians([(ts, values, quality)], 0.0, 60.0, 30.0)
+    med, drift, spread = bin_medians([(ts, values, quality)], 0.0, 60.0, 30.0)
     assert med[:, 0].tolist() == [5.0, 5.0]
     assert drift[:, 0].tolist() == [False, True]
+    assert spread[:, 0].tolist() == [0.0, 0.0]
