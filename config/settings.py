@@ -287,15 +287,18 @@ VIGIL_QUALITY_STUCK_SAMPLES = env_int("VIGIL_QUALITY_STUCK_SAMPLES", 20, minimum
 VIGIL_QUALITY_GAP_FACTOR = env_float("VIGIL_QUALITY_GAP_FACTOR", 3.0)
 
 # --- sensor faults (alerts.services.sensor_faults; issue 14 item 3) -------------------------------------
-# A sensor-fault alert ("check sensor X") opens when at least VIGIL_SENSOR_FAULT_OPEN_SHARE of a sensor's
-# readings in the last VIGIL_SENSOR_FAULT_SPAN_S seconds are flagged spike, stuck or drift, and closes
-# after VIGIL_ALERT_CLEAR_WINDOWS windows below VIGIL_SENSOR_FAULT_CLEAR_SHARE. Defaults: 2 % of 5 min
-# is 6 readings at 1 Hz: the spike rule (plant/quality.py) can flag the first few readings of a sudden
-# process change (a duty step, a fault's onset) but not 6 spread over minutes, so one glitch or one step
-# never alerts; under 0.5 % (at most one reading in 5 min) the sensor reads clean again.
+# A sensor-fault alert ("check sensor X") opens when, over the last VIGIL_SENSOR_FAULT_SPAN_S seconds, at
+# least VIGIL_SENSOR_FAULT_OPEN_SHARE of a sensor's readings are flagged spike (an intermittent fault) or at
+# least VIGIL_SENSOR_FAULT_PERSISTENT_SHARE are flagged stuck or drift (a persistent one); it closes after
+# VIGIL_ALERT_CLEAR_WINDOWS windows below VIGIL_SENSOR_FAULT_CLEAR_RATIO of both. Defaults: 2 % of 5 min is
+# 6 readings at 1 Hz: the spike rule (plant/quality.py) can flag the first few readings of a sudden process
+# change (a duty step, a fault's onset) but not 6 spread over minutes. A persistent fault must hold for a
+# quarter of the span (75 s, two or three drift evaluations in a row), so one stray drift evaluation (30 s
+# of flags) never alerts. A quarter of either share means the sensor reads clean again.
 VIGIL_SENSOR_FAULT_SPAN_S = env_float("VIGIL_SENSOR_FAULT_SPAN_S", 300.0)
 VIGIL_SENSOR_FAULT_OPEN_SHARE = env_float("VIGIL_SENSOR_FAULT_OPEN_SHARE", 0.02)
-VIGIL_SENSOR_FAULT_CLEAR_SHARE = env_float("VIGIL_SENSOR_FAULT_CLEAR_SHARE", 0.005)
+VIGIL_SENSOR_FAULT_PERSISTENT_SHARE = env_float("VIGIL_SENSOR_FAULT_PERSISTENT_SHARE", 0.25)
+VIGIL_SENSOR_FAULT_CLEAR_RATIO = env_float("VIGIL_SENSOR_FAULT_CLEAR_RATIO", 0.25)
 # How much history the drift rule fits each sensor's relation to the others on (plant/quality.py DRIFT).
 VIGIL_SENSOR_DRIFT_HISTORY_S = env_float("VIGIL_SENSOR_DRIFT_HISTORY_S", 3600.0)
 

@@ -22,7 +22,7 @@ transitions it returns (Alert and AlertEvent rows, explanations, the ids to broa
 * Severity (see ``severity_for``): how far the peak is past the open threshold, in units of the
   hysteresis band (open - clear), shifted by the asset's criticality.
 * Data-quality gate (see ``categorize``): sensor_fault when a sensor role that dominates the explanation
-  (top roles by |φ| covering 60 % of the total, at most 3) is flagged out of range, spike, stuck, gap or drift in
+  (top roles by |φ| covering 60 % of the total, at most 3) is flagged out of range, spike, stuck or gap in
   the window; without an explanation yet, any such flag decides provisionally. An alert whose top role's
   sensor is marked for calibration (``plant.Sensor.needs_calibration``) is a sensor fault too.
 * An asset's active ``alerts.ThresholdOverride`` for the version replaces the version's thresholds
@@ -70,9 +70,7 @@ from plant.models import Asset
 
 logger = logging.getLogger(__name__)
 
-GATE_FLAGS = (
-    QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE | QualityFlag.STUCK | QualityFlag.GAP | QualityFlag.DRIFT
-)
+GATE_FLAGS = QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE | QualityFlag.STUCK | QualityFlag.GAP
 PEAK_REEXPLAIN_CHANGE = 0.10
 CRITICALITY_SHIFT = {"low": -1, "medium": 0, "high": 1}
 

@@ -8,12 +8,15 @@ champion's new windows, with those windows' ends: each end is one evaluation of 
    VIGIL_SENSOR_DRIFT_HISTORY_S is checked; the readings of the recent bins of a drifting sensor get
    ``QualityFlag.DRIFT`` (one UPDATE, an OR of the bit, so a re-run changes nothing). It runs here and not
    at ingest because it needs every sensor of the asset on one time grid and an hour of history, which an
-   ingest batch (often one sensor, a few seconds) does not have; ingest's cost is unchanged.
-2. Sustained: at each end e, a sensor's score is the share of its readings in (e - VIGIL_SENSOR_FAULT_SPAN_S,
-   e] flagged spike, stuck or drift. These shares go through the same rule engine as model scores
-   (``detection.rules.step``): open above VIGIL_SENSOR_FAULT_OPEN_SHARE on one window (the span already
-   makes it sustained), close after VIGIL_ALERT_CLEAR_WINDOWS windows below VIGIL_SENSOR_FAULT_CLEAR_SHARE,
-   maintenance and snooze holds as for every alert. The shares of the windows before the new ones are
+   ingest batch (often one sensor, a few seconds) does not have; ingest's cost is unchanged. Each
+   evaluation flags the readings since the previous one.
+2. Sustained (``fault_scores``; defaults and their reasons in config/settings.py): at each end e, the
+   share of the sensor's readings in (e - VIGIL_SENSOR_FAULT_SPAN_S, e] flagged spike, against
+   VIGIL_SENSOR_FAULT_OPEN_SHARE, and flagged stuck or drift, against VIGIL_SENSOR_FAULT_PERSISTENT_SHARE;
+   the larger ratio is the window's score. Scores go through the same rule engine as model scores
+   (``detection.rules.step``): open at 1.0 on one window (the span already makes it sustained), close after
+   VIGIL_ALERT_CLEAR_WINDOWS windows below VIGIL_SENSOR_FAULT_CLEAR_RATIO, maintenance and snooze holds as
+   for every alert. The shares of the windows before the new ones are
    recomputed from the readings (the engine's context), so no counter is stored.
 3. One active sensor-fault alert per sensor (``kind`` sensor_fault, ``sensor`` set, category
    "check the sensor"); verdicts and their labels are ``alerts.services.feedback``'s, like any alert.
@@ -38,36 +41,55 @@ from detection import rules
 from models_registry.models import ModelVersion
 from plant.choices import QualityFlag
 from plant.models import Asset, Reading
-from plant.quality import DRIFT_BIN_S, DRIFT_RECENT_BINS, bin_medians, drift_scores, drifting
+from plant.quality import DRIFT_BIN_S, DRIFT_RECENT_BINS, bin_medians, find_drift
 from plant.series import read_readings
 
-SENSOR_FAULT_FLAGS = int(QualityFlag.SPIKE | QualityFlag.STUCK | QualityFlag.DRIFT)
+INTERMITTENT_FLAGS = int(QualityFlag.SPIKE)
+PERSISTENT_FLAGS = int(QualityFlag.STUCK | QualityFlag.DRIFT)
 
 
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=dt_timezone.utc)
 
 
-def flagged_shares(ts: np.ndarray, quality: np.ndarray, ends: np.ndarray, span_s: float) -> np.ndarray:
-    """Per end e, the share of readings in (e - span_s, e] flagged spike, stuck or drift (0 when none)."""
-    bad = np.cumsum(np.r_[0, (quality.astype(np.int64) & SENSOR_FAULT_FLAGS) != 0])
+def flagged_shares(
+    ts: np.ndarray, quality: np.ndarray, ends: np.ndarray, span_s: float, flags: int
+) -> np.ndarray:
+    """Per end e, the share of readings in (e - span_s, e] with any of ``flags`` (0 when none)."""
+    bad = np.cumsum(np.r_[0, (quality.astype(np.int64) & flags) != 0])
     hi = np.searchsorted(ts, ends, side="right")
     lo = np.searchsorted(ts, ends - span_s, side="right")
     count = hi - lo
     return np.where(count > 0, (bad[hi] - bad[lo]) / np.maximum(count, 1), 0.0)
 
 
+def fault_scores(ts: np.ndarray, quality: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per end, how sustained the sensor's fault is, in units of its opening level: the larger of the
+    spike share / VIGIL_SENSOR_FAULT_OPEN_SHARE and the stuck-or-drift share /
+    VIGIL_SENSOR_FAULT_PERSISTENT_SHARE over the last VIGIL_SENSOR_FAULT_SPAN_S (1.0 opens an alert)."""
+    span = float(settings.VIGIL_SENSOR_FAULT_SPAN_S)
+    spikes = flagged_shares(ts, quality, ends, span, INTERMITTENT_FLAGS)
+    persistent = flagged_shares(ts, quality, ends, span, PERSISTENT_FLAGS)
+    return np.maximum(
+        spikes / settings.VIGIL_SENSOR_FAULT_OPEN_SHARE,
+        persistent / settings.VIGIL_SENSOR_FAULT_PERSISTENT_SHARE,
+    )
+
+
 def mark_drift(
-    sensors: Sequence[int], series: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]], end_s: float
+    sensors: Sequence[int],
+    series: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    end_s: float,
+    since_s: float,
 ) -> list[int]:
-    """Flag DRIFT on the recent readings of the sensors whose relation to the others drifts at ``end_s``
-    (``plant.quality.drift_scores``); updates ``series``' quality arrays in place and returns their ids."""
+    """Flag DRIFT on the readings in (since_s, end_s] of the sensors whose relation to the others drifts at
+    ``end_s`` (``plant.quality.drift_scores``; at most its recent bins back); updates ``series``' quality
+    arrays in place and returns their ids."""
     history = float(settings.VIGIL_SENSOR_DRIFT_HISTORY_S)
     start = end_s - np.floor(history / DRIFT_BIN_S) * DRIFT_BIN_S
     medians, flagged, spread = bin_medians([series[s] for s in sensors], start, end_s, DRIFT_BIN_S)
-    z, level = drift_scores(medians, reference_mask=~flagged, spread=spread)
-    found = [sensors[i] for i in np.flatnonzero(drifting(z, level))]
-    since = end_s - DRIFT_RECENT_BINS * DRIFT_BIN_S
+    found = [sensors[i] for i in np.flatnonzero(find_drift(medians, reference_mask=~flagged, spread=spread))]
+    since = max(since_s, end_s - DRIFT_RECENT_BINS * DRIFT_BIN_S)
     for sensor_id in found:
         Reading.objects.filter(sensor_id=sensor_id, ts__gt=_utc(since), ts__lte=_utc(end_s)).update(
             quality=F("quality").bitor(int(QualityFlag.DRIFT))
@@ -91,10 +113,7 @@ def apply_sensor_faults(
     span = float(settings.VIGIL_SENSOR_FAULT_SPAN_S)
     history = float(settings.VIGIL_SENSOR_DRIFT_HISTORY_S)
     params = rules.RuleParams(
-        settings.VIGIL_SENSOR_FAULT_OPEN_SHARE,
-        settings.VIGIL_SENSOR_FAULT_CLEAR_SHARE,
-        1,
-        settings.VIGIL_ALERT_CLEAR_WINDOWS,
+        1.0, settings.VIGIL_SENSOR_FAULT_CLEAR_RATIO, 1, settings.VIGIL_ALERT_CLEAR_WINDOWS
     )
     firsts, lasts = [], []
     for asset, ends, _ in chunk:
@@ -127,12 +146,15 @@ def apply_sensor_faults(
             keep = t > first_s
             own[sensor_id] = (t[keep], v[keep], q[keep])
         new_s = np.array([end.timestamp() for end in ends])
-        mark_drift(mine, own, float(new_s[-1]))
-        context_s = new_s[0] - float(asset.asset_type.step_s) * np.arange(params.depth, 0, -1)
+        step = float(asset.asset_type.step_s)
+        # Drift is flagged on the readings since the previous evaluation only: each evaluation vouches for
+        # its own stretch, so a persistent share needs consecutive findings.
+        mark_drift(mine, own, float(new_s[-1]), float(new_s[0]) - step)
+        context_s = new_s[0] - step * np.arange(params.depth, 0, -1)
         ctx = None
         for sensor_id in mine:
             ts_s, _, bits = own[sensor_id]
-            shares = flagged_shares(ts_s, bits, np.r_[context_s, new_s], span)
+            shares = fault_scores(ts_s, bits, np.r_[context_s, new_s])
             alert = active.get(sensor_id)
             if alert is None and not (shares[params.depth :] > params.open_threshold).any():
                 continue  # the common case: a clean sensor, no alert, no query
@@ -247,8 +269,6 @@ def _open(ctx: _Context, sensor_id: int, role: str, end: datetime, opened: rules
         at=ctx.now,
         from_state="",
         to_state=state,
-        reason=f"{opened.peak_score:.0%} of the {role} sensor's readings in the last {span:g} s flagged"[
-            :300
-        ],
+        reason=f"the {role} sensor's readings flagged spike, stuck or drift over the last {span:g} s"[:300],
     )
     return alert

@@ -1,10 +1,10 @@
-"""The DRIFT rule (plant.quality.drift_scores / drifting) on synthetic correlated signals."""
+"""The DRIFT rule (plant.quality.find_drift / drift_scores) on synthetic correlated signals."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from plant.quality import DRIFT_RECENT_BINS, bin_medians, drift_scores, drifting
+from plant.quality import DRIFT_RECENT_BINS, bin_medians, drift_scores, find_drift
 
 N_BINS = 120  # one hour of 30 s bins
 
@@ -30,23 +30,20 @@ def _ramp(t: np.ndarray, size: float) -> np.ndarray:
 def test_a_slow_additive_drift_on_one_of_several_correlated_signals_is_flagged():
     bins, t = _plant()
     bins[:, 2] += _ramp(t, 6.0)  # 12 % of the signal's level, 12 noise sigmas at the end
-    z, level = drift_scores(bins)
-    assert drifting(z, level).tolist() == [False, False, True, False]
+    assert find_drift(bins).tolist() == [False, False, True, False]
 
 
 def test_the_same_drift_of_the_operating_point_moving_every_signal_together_is_not_flagged():
     bins, t = _plant()
     gains = np.array([10.0, 4.0, 50.0, 2.0])
     bins += _ramp(t, 0.04)[:, None] * gains  # the load itself drifts: a real process change
-    z, level = drift_scores(bins)
-    assert not drifting(z, level).any()
+    assert not find_drift(bins).any()
 
 
 def test_the_same_additive_drift_on_every_signal_is_not_blamed_on_one_sensor():
     bins, t = _plant()
     bins += _ramp(t, 6.0)[:, None]
-    z, level = drift_scores(bins)
-    assert not drifting(z, level).any()
+    assert not find_drift(bins).any()
 
 
 def test_stationary_noisy_sensors_are_never_flagged():
@@ -54,8 +51,7 @@ def test_stationary_noisy_sensors_are_never_flagged():
     for seed in range(50):
         bins, _ = _plant(seed)
         bins[:, 1] += np.random.default_rng(1000 + seed).normal(scale=0.3, size=N_BINS)  # a noisy one
-        z, level = drift_scores(bins)
-        hits += int(drifting(z, level).any())
+        hits += int(find_drift(bins).any())
     assert hits == 0
 
 
@@ -63,15 +59,15 @@ def test_a_lone_sensor_is_judged_against_its_own_long_run_level():
     rng = np.random.default_rng(3)
     t = np.arange(N_BINS, dtype=np.float64)
     bins = (50.0 + rng.normal(scale=0.1, size=N_BINS))[:, None]
-    assert not drifting(*drift_scores(bins)).any()
+    assert not find_drift(bins).any()
     bins[:, 0] += _ramp(t, 2.0)  # 20 noise sigmas
-    assert drifting(*drift_scores(bins)).tolist() == [True]
+    assert find_drift(bins).tolist() == [True]
 
 
 def test_too_little_history_gives_no_verdict():
     bins, _ = _plant()
     z, level = drift_scores(bins[:20])
-    assert np.isnan(z).all() and not drifting(z, level).any()
+    assert np.isnan(z).all() and np.isnan(level).all() and not find_drift(bins[:20]).any()
 
 
 def test_bin_medians_leave_out_spikes_and_report_drift_flags():
