@@ -292,12 +292,14 @@ VIGIL_QUALITY_GAP_FACTOR = env_float("VIGIL_QUALITY_GAP_FACTOR", 3.0)
 # least VIGIL_SENSOR_FAULT_PERSISTENT_SHARE are flagged stuck or drift (a persistent one); it closes after
 # VIGIL_ALERT_CLEAR_WINDOWS windows below VIGIL_SENSOR_FAULT_CLEAR_RATIO of both. Defaults: 2 % of 5 min is
 # 6 readings at 1 Hz: the spike rule (plant/quality.py) can flag the first few readings of a sudden process
-# change (a duty step, a fault's onset) but not 6 spread over minutes. A persistent fault must hold for a
-# quarter of the span (75 s, two or three drift evaluations in a row), so one stray drift evaluation (30 s
-# of flags) never alerts. A quarter of either share means the sensor reads clean again.
+# change (a duty step, a fault's onset) but not 6 spread over minutes. A persistent fault must hold for
+# half the span (150 s, five drift evaluations in a row): the drift rule's rare false findings on healthy
+# simulated pumps come singly or in excursions of up to ~150 s (at a duty change the temperature lag is
+# not quite linear), and a quarter (75 s) let one through on a healthy demo pump. A quarter of either share
+# means the sensor reads clean again.
 VIGIL_SENSOR_FAULT_SPAN_S = env_float("VIGIL_SENSOR_FAULT_SPAN_S", 300.0)
 VIGIL_SENSOR_FAULT_OPEN_SHARE = env_float("VIGIL_SENSOR_FAULT_OPEN_SHARE", 0.02)
-VIGIL_SENSOR_FAULT_PERSISTENT_SHARE = env_float("VIGIL_SENSOR_FAULT_PERSISTENT_SHARE", 0.25)
+VIGIL_SENSOR_FAULT_PERSISTENT_SHARE = env_float("VIGIL_SENSOR_FAULT_PERSISTENT_SHARE", 0.5)
 VIGIL_SENSOR_FAULT_CLEAR_RATIO = env_float("VIGIL_SENSOR_FAULT_CLEAR_RATIO", 0.25)
 # How much history the drift rule fits each sensor's relation to the others on (plant/quality.py DRIFT).
 VIGIL_SENSOR_DRIFT_HISTORY_S = env_float("VIGIL_SENSOR_DRIFT_HISTORY_S", 3600.0)
