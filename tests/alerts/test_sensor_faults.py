@@ -75,14 +75,14 @@ def test_a_stuck_sensor_opens_one_sensor_fault_alert_that_updates_and_closes_whe
     _healthy(asset, HOUR)
     assert _apply(asset, champion, _ends(HOUR - 300, 6)) == []  # clean: nothing, not even a query storm
     _stick(asset, "pressure", HOUR - 1500, 400)  # stuck for 400 s, 25 min before the end
-    changed = _apply(asset, champion, _ends(HOUR - 1500, 12))
+    changed = _apply(asset, champion, _ends(HOUR - 1500, 18))
     alert = Alert.objects.get()
     assert changed == [alert.pk]
     assert alert.kind == AlertKind.SENSOR_FAULT and alert.category == AlertCategory.SENSOR_FAULT
     assert alert.sensor == _sensor(asset, "pressure") and alert.dominant_role == "pressure"
     assert alert.state == AlertState.OPEN and alert.model_version == champion
     assert "pressure sensor" in alert.events.get().reason and alert.peak_score >= 1.0
-    _apply(asset, champion, _ends(HOUR - 1380, 12))  # still stuck: the same episode, updated
+    _apply(asset, champion, _ends(HOUR - 1320, 6))  # still stuck: the same episode, updated
     assert Alert.objects.count() == 1
     _apply(asset, champion, _ends(HOUR - 1260, 60))  # the last stuck reading leaves the 5 min span
     alert.refresh_from_db()
