@@ -43,6 +43,16 @@ class AlertCategory(models.TextChoices):
     colour = colours({"machine_fault": "#dc2626", "sensor_fault": "#7c3aed"})
 
 
+class AlertKind(models.TextChoices):
+    """What raised an alert: a model of one of the registry's kinds, or the sensor-fault rules
+    (alerts.services.sensor_faults: sustained spikes, stuck or drifting readings of one sensor)."""
+
+    ANOMALY = "anomaly", "Anomaly detector"
+    FAILURE_CLASSIFIER = "failure_classifier", "Failure classifier"
+    RUL = "rul", "Remaining useful life"
+    SENSOR_FAULT = "sensor_fault", "Sensor fault"
+
+
 class Severity(models.TextChoices):
     LOW = "low", "Low"
     MEDIUM = "medium", "Medium"
@@ -95,8 +105,19 @@ class MaintenanceAction(models.TextChoices):
     REPAIRED = "repaired", "Repaired"
     SCHEDULED = "scheduled", "Repair scheduled"
     INSPECTED_NO_ACTION = "inspected_no_action", "Inspected, no action"
+    # What was done about a confirmed sensor fault ("check sensor X").
+    SENSOR_REPLACED = "sensor_replaced", "Sensor replaced"
+    RECALIBRATED = "recalibrated", "Recalibrated"
 
-    colour = colours({"repaired": "#16a34a", "scheduled": "#d97706", "inspected_no_action": "#6b7280"})
+    colour = colours(
+        {
+            "repaired": "#16a34a",
+            "scheduled": "#d97706",
+            "inspected_no_action": "#6b7280",
+            "sensor_replaced": "#16a34a",
+            "recalibrated": "#16a34a",
+        }
+    )
 
 
 class FalseAlarmReason(models.TextChoices):

@@ -14,6 +14,7 @@ from alerts.choices import (
     ACTIVE_STATES,
     CLOSED_STATES,
     AlertCategory,
+    AlertKind,
     AlertState,
     ExplanationStatus,
     FalseAlarmReason,
@@ -24,9 +25,8 @@ from alerts.choices import (
     Severity,
     Verdict,
 )
-from models_registry.choices import ModelKind
 from models_registry.models import ModelVersion
-from plant.models import Asset, Label
+from plant.models import Asset, Label, Sensor
 
 # Which moves an alert may make; the terminal states have none (a recurrence is a new alert).
 TRANSITIONS: dict[str, set[str]] = {
@@ -89,7 +89,15 @@ class Alert(models.Model):
 
     asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="alerts")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="alerts")
-    kind = models.CharField(max_length=20, choices=ModelKind.choices)
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    sensor = models.ForeignKey(
+        Sensor,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="sensor_fault_alerts",
+        help_text="The sensor of a sensor_fault alert (check/recalibrate it); empty for model alerts.",
+    )
     is_shadow = models.BooleanField(
         default=False, help_text="Would-be alert of a shadow version: recorded for comparison, never shown."
     )
@@ -125,8 +133,14 @@ class Alert(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["asset", "kind"],
-                condition=Q(state__in=ACTIVE_STATES, is_shadow=False),
+                condition=Q(state__in=ACTIVE_STATES, is_shadow=False, sensor__isnull=True),
                 name="one_active_alert_per_asset_kind",
+            ),
+            # One sensor-fault episode per sensor (several sensors of one asset may be faulty at once).
+            models.UniqueConstraint(
+                fields=["sensor"],
+                condition=Q(state__in=ACTIVE_STATES, is_shadow=False, sensor__isnull=False),
+                name="one_active_sensor_fault_per_sensor",
             ),
             models.UniqueConstraint(
                 fields=["asset", "model_version"],

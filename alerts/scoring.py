@@ -76,6 +76,7 @@ from alerts.models import Score, ScoringDue, ScoringGap, ScoringProgress
 from alerts.scheduling import mark_due
 from alerts.services import ScoredWindow, apply_scores
 from alerts.services.lifecycle import assets_with_active_alert
+from alerts.services.sensor_faults import apply_sensor_faults
 from alerts.services.overrides import thresholds_in_force
 from detection.baseline import Calibration, baseline_mode
 from detection.features import Windows, roles_read
@@ -388,6 +389,11 @@ def _store(version: ModelVersion, batches: list) -> int:
         # The chunk's per-asset thresholds: overrides (alerts.ThresholdOverride) before a robust version's
         # calibrated ones (models_registry.AssetThreshold), in two queries at most.
         overrides = thresholds_in_force(version, [item.asset.pk for item, _ in pending]) if pending else {}
+        if version.status == ModelStatus.CHAMPION and pending:
+            # Sensor faults (alerts.services.sensor_faults) once per chunk, on the champion's window ends.
+            changed += apply_sensor_faults(
+                version, [(item.asset, [w.end for w in scored], item.sensors) for item, scored in pending]
+            )
         for item, scored in pending:
             changed += apply_scores(
                 item.asset, version, scored, sensors=item.keys, with_active=active, thresholds=overrides

@@ -131,7 +131,14 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "explained_at": _explained_at(explanation),
         "explained_unusual": unusual_text(explained_score, level.open_threshold, higher=level.higher),
         "explanation": explanation,
-        "sensor_figure": sensor_figure(alert, chart_sensors(sensors, why), asset.site.timezone),
+        "sensor_figure": sensor_figure(
+            alert,
+            # A sensor fault's evidence is that sensor's readings and their flags.
+            [s for s in sensors if s.pk == alert.sensor_id]
+            if alert.sensor_id
+            else chart_sensors(sensors, why),
+            asset.site.timezone,
+        ),
         "shap_figure": shap_figure(explanation, lines),
         "events": list(alert.events.select_related("actor")),
         "feedback_rows": list(alert.feedback.select_related("user").order_by("created_at", "pk")),

@@ -286,6 +286,24 @@ VIGIL_QUALITY_SPIKE_MADS = env_float("VIGIL_QUALITY_SPIKE_MADS", 8.0)
 VIGIL_QUALITY_STUCK_SAMPLES = env_int("VIGIL_QUALITY_STUCK_SAMPLES", 20, minimum=2)
 VIGIL_QUALITY_GAP_FACTOR = env_float("VIGIL_QUALITY_GAP_FACTOR", 3.0)
 
+# --- sensor faults (alerts.services.sensor_faults; issue 14 item 3) -------------------------------------
+# A sensor-fault alert ("check sensor X") opens when, over the last VIGIL_SENSOR_FAULT_SPAN_S seconds, at
+# least VIGIL_SENSOR_FAULT_OPEN_SHARE of a sensor's readings are flagged spike (an intermittent fault) or at
+# least VIGIL_SENSOR_FAULT_PERSISTENT_SHARE are flagged stuck or drift (a persistent one); it closes after
+# VIGIL_ALERT_CLEAR_WINDOWS windows below VIGIL_SENSOR_FAULT_CLEAR_RATIO of both. Defaults: 2 % of 5 min is
+# 6 readings at 1 Hz: the spike rule (plant/quality.py) can flag the first few readings of a sudden process
+# change (a duty step, a fault's onset) but not 6 spread over minutes. A persistent fault must hold for
+# half the span (150 s, five drift evaluations in a row): the drift rule's rare false findings on healthy
+# simulated pumps come singly or in excursions of up to ~150 s (at a duty change the temperature lag is
+# not quite linear), and a quarter (75 s) let one through on a healthy demo pump. A quarter of either share
+# means the sensor reads clean again.
+VIGIL_SENSOR_FAULT_SPAN_S = env_float("VIGIL_SENSOR_FAULT_SPAN_S", 300.0)
+VIGIL_SENSOR_FAULT_OPEN_SHARE = env_float("VIGIL_SENSOR_FAULT_OPEN_SHARE", 0.02)
+VIGIL_SENSOR_FAULT_PERSISTENT_SHARE = env_float("VIGIL_SENSOR_FAULT_PERSISTENT_SHARE", 0.5)
+VIGIL_SENSOR_FAULT_CLEAR_RATIO = env_float("VIGIL_SENSOR_FAULT_CLEAR_RATIO", 0.25)
+# How much history the drift rule fits each sensor's relation to the others on (plant/quality.py DRIFT).
+VIGIL_SENSOR_DRIFT_HISTORY_S = env_float("VIGIL_SENSOR_DRIFT_HISTORY_S", 3600.0)
+
 # The asset chart never sends more points than this per trace.
 VIGIL_CHART_MAX_POINTS = env_int("VIGIL_CHART_MAX_POINTS", 2000, minimum=10)
 

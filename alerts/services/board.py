@@ -65,7 +65,7 @@ def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int |
         asset=OuterRef("asset"), model_version=OuterRef("model_version"), active=True
     )
     rows = list(
-        alerts.select_related("asset__site", "asset__asset_type")
+        alerts.select_related("asset__site", "asset__asset_type", "sensor")
         .defer("peak_explanation")
         .annotate(
             severity_rank=rank,

@@ -9,6 +9,10 @@ training run reads:
 * false alarm      → Label normal with the reason;
 * not actionable   → Label fault with the note "not actionable".
 
+A sensor-fault alert (kind sensor_fault, "check sensor X") takes the sensor's verdicts — confirmed with
+"sensor replaced" or "recalibrated", or false alarm — and writes no Label: a faulty sensor says nothing
+about the machine, so its verdict must not teach retraining that the machine was faulty (or normal).
+
 A verdict resolves an active alert. On a closed alert it corrects the current verdict: allowed to the
 technician who gave it and to engineers (PermissionError otherwise); the new Feedback ``supersedes`` the
 old one and the same Label row is rewritten, so the label stays one per alert while the history stays in
@@ -29,6 +33,7 @@ from alerts.choices import (
     ACTIVE_STATES,
     SNOOZE_HOURS,
     AlertCategory,
+    AlertKind,
     FalseAlarmReason,
     FeedbackKind,
     MaintenanceAction,
@@ -185,7 +190,9 @@ def _verdict(alert: Alert, user: Any, parsed: ParsedAction, note: str, now: date
             to_state=alert.state,
             reason=_event_reason(what, note),
         )
-    label = _relabel(alert, user, parsed, note, current.label if current else None)
+    label = None
+    if alert.kind != AlertKind.SENSOR_FAULT:  # a sensor's fault labels no machine state for retraining
+        label = _relabel(alert, user, parsed, note, current.label if current else None)
     return _record(
         alert,
         user,
