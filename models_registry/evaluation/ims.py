@@ -38,6 +38,7 @@ from models_registry.evaluation.fleet import (
 )
 from models_registry.evaluation.report import Evaluation
 from plant.datasets import ims as reader
+from plant.ingest.service import quality_rules
 from plant.quality import flag_series
 
 # The card's published reference takes the first 200 snapshots as every bearing's normal baseline; the same
@@ -205,9 +206,7 @@ def fleet_runs(test: reader.ImsTest, n_cal: int) -> tuple[list[FleetRun], dict[s
                 valid_min=ranges[role][0],
                 valid_max=ranges[role][1],
                 sample_period_s=reader.SNAPSHOT_S,
-                spike_mads=settings.VIGIL_QUALITY_SPIKE_MADS,
-                stuck_samples=settings.VIGIL_QUALITY_STUCK_SAMPLES,
-                gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
+                **quality_rules(),
             )
             series[role] = (unit.ts, unit.values[role], quality)
             flagged[f"{unit.tag}:{role}"] = int((quality != 0).sum())

@@ -37,6 +37,7 @@ from models_registry.evaluation.fleet import (
     summarise,
 )
 from models_registry.evaluation.report import Evaluation
+from plant.ingest.service import quality_rules
 from plant.quality import flag_series
 from plant.simulator import ROLES, Fault, FaultSchedule, PlantSimulator, SimAsset
 
@@ -230,9 +231,7 @@ def simulate(seed: int, per_class: int, calibration_s: float, test_s: float) -> 
                 valid_min=low,
                 valid_max=high,
                 sample_period_s=SAMPLE_PERIOD_S,
-                spike_mads=settings.VIGIL_QUALITY_SPIKE_MADS,
-                stuck_samples=settings.VIGIL_QUALITY_STUCK_SAMPLES,
-                gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
+                **quality_rules(),
             )
             series[role] = (frame.ts, values, quality)
         events = tuple(

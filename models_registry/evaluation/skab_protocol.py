@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 
 from detection import baseline as asset_baseline
 from detection import runtime
@@ -47,6 +46,7 @@ from models_registry.evaluation.pointwise import Counts, confusion, points_from_
 from models_registry.training import TrainedModel
 from plant.datasets import DatasetFormatError
 from plant.datasets.skab import ROLES, SkabFile, SkabRun, label_segments, read_run
+from plant.ingest.service import quality_rules
 from plant.quality import flag_series
 
 CALIBRATION_POINTS = 400  # SKAB's notebooks fit every method on df[:400] of each file
@@ -143,9 +143,7 @@ def flagged_series(run: SkabRun) -> dict[str, Series]:
             valid_min=role.valid_min,
             valid_max=role.valid_max,
             sample_period_s=1.0,
-            spike_mads=settings.VIGIL_QUALITY_SPIKE_MADS,
-            stuck_samples=settings.VIGIL_QUALITY_STUCK_SAMPLES,
-            gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
+            **quality_rules(),
         )
         series[role.key] = (run.ts, values, quality)
     return series

@@ -53,6 +53,16 @@ class _Sensors:
     number_of: dict[str, int]
 
 
+def quality_rules() -> dict[str, float]:
+    """The ingest's spike / stuck / gap rule parameters from the settings, for every caller that flags a series
+    the way ingest does (the evaluations replay datasets through the same rules)."""
+    return {
+        "spike_mads": settings.VIGIL_QUALITY_SPIKE_MADS,
+        "stuck_samples": settings.VIGIL_QUALITY_STUCK_SAMPLES,
+        "gap_factor": settings.VIGIL_QUALITY_GAP_FACTOR,
+    }
+
+
 def _resolve_sensors(keys: list[str]) -> _Sensors:
     # A key longer than the column names no sensor: it is not sent to the database at all.
     max_length = Sensor._meta.get_field("key").max_length
@@ -200,9 +210,7 @@ def _flag(sensors: _Sensors, number: np.ndarray, ts_us: np.ndarray, values: np.n
         valid_min=sensors.valid_min[all_num],
         valid_max=sensors.valid_max[all_num],
         sample_period_s=sensors.period[all_num],
-        spike_mads=settings.VIGIL_QUALITY_SPIKE_MADS,
-        stuck_samples=settings.VIGIL_QUALITY_STUCK_SAMPLES,
-        gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
+        **quality_rules(),
         window=window,
     )
     quality = np.zeros(len(number), dtype=np.uint16)
