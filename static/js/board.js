@@ -26,6 +26,44 @@
       event.preventDefault();
     }
   });
+  // A verdict's confirmation offers "Undo" for data-undo-s seconds, then goes away.
+  function armUndo(root) {
+    (root.querySelectorAll ? root.querySelectorAll(".verdict-done[data-undo-s]") : []).forEach(function (note) {
+      if (note.dataset.armed) return;
+      note.dataset.armed = "1";
+      var seconds = parseFloat(note.getAttribute("data-undo-s")) || 10;
+      setTimeout(function () {
+        var form = note.querySelector(".undo-form");
+        if (form) form.remove();
+      }, seconds * 1000);
+      setTimeout(function () { note.remove(); }, (seconds + 5) * 1000);
+    });
+  }
+  document.addEventListener("htmx:afterSettle", function () { armUndo(document); refreshTimes(); });
+  document.addEventListener("DOMContentLoaded", function () { armUndo(document); refreshTimes(); });
+  // An undone verdict brings the card back: the live socket sends it; without one, re-sync the board.
+  document.addEventListener("verdict-undone", function () {
+    if (document.body.getAttribute("data-ws-state") !== "open") resync();
+  });
+
+  // Relative times ("open for 6 minutes") from their ISO timestamps, kept current every 30 s.
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+  function since(iso, now) {
+    var minutes = Math.max(0, Math.floor((now - Date.parse(iso)) / 60000));
+    if (minutes < 60) return plural(minutes, "minute");
+    var hours = Math.floor(minutes / 60);
+    if (hours < 24) return plural(hours, "hour") + (minutes % 60 ? ", " + plural(minutes % 60, "minute") : "");
+    var days = Math.floor(hours / 24);
+    return plural(days, "day") + (hours % 24 ? ", " + plural(hours % 24, "hour") : "");
+  }
+  function refreshTimes() {
+    var now = Date.now();
+    document.querySelectorAll("time[data-relative][datetime]").forEach(function (el) {
+      el.textContent = since(el.getAttribute("datetime"), now);
+    });
+  }
+  setInterval(refreshTimes, 30000);
+
   document.addEventListener("htmx:beforeSwap", function (event) {
     var status = event.detail.xhr && event.detail.xhr.status;
     if (status === 400 || status === 403) {
