@@ -30,10 +30,12 @@ closes it for the operator but not for the rules. A judged alert stays the engin
 * it ends (``Cleared``) after the same N windows below the clear threshold as any alert, except while it
   is **in work** (a repair scheduled): that latch holds until the repair is recorded (``judge`` again with
   ``in_work`` False) and then the condition clears;
-* it escalates (``Reopened``: the judged episode ends and a new alert opens at that window, count 1) when a
-  window's severity level (``severity_level`` with ``params.severity_shift``) is above the level at the
-  verdict, or its score passes ``params.escalation_factor`` × the peak at the verdict (in the bad
-  direction: × the factor for ``higher``, ÷ it otherwise);
+* in work, it absorbs every window, however bad (the crew is on it; a repair itself disturbs the signals);
+* judged and not in work, it escalates (``Reopened``: the episode ends and a new alert opens, like any
+  alert, on M windows) when M consecutive windows each have a severity level (``severity_level`` with
+  ``params.severity_shift``) above the level at the verdict, or a score past ``params.escalation_factor``
+  × the peak at the verdict (in the bad direction: × the factor for ``higher``, ÷ it otherwise) — M, as for
+  opening, so one stray window does not re-open what a technician judged;
 * once it has ended, the condition coming back opens a new alert by the ordinary M-window rule.
 
 ``params.higher`` False mirrors every comparison (a model whose low scores are bad, e.g. remaining life).
@@ -239,25 +241,21 @@ def step(
             if all(params.above_open(value) for _, value in opening) and (
                 boundary is None or opening[0][0] > boundary
             ):
-                peak_key, peak = opening[0]
-                for other, value in opening[1:]:  # the earliest worst of the opening windows
-                    if params.worse(value, peak):
-                        peak_key, peak = other, value
-                active = ActiveAlert(
-                    first=opening[0][0],
-                    opened=key,
-                    last_seen=key,
-                    peak=peak_key,
-                    peak_score=peak,
-                    count=m,
-                    hold=Hold.SUPPRESSED if window.in_maintenance else Hold.NONE,
-                )
+                active = _opening(opening, key, params)
+                if window.in_maintenance:
+                    active = active._replace(hold=Hold.SUPPRESSED)
                 transitions.append(Opened(active, key))
             continue
 
-        if above and active.judged is not None and params.escalates(score, active.judged):
+        if (
+            above
+            and active.judged is not None
+            and not active.judged.in_work
+            and len(recent) >= m
+            and all(params.escalates(value, active.judged) for _, value in list(recent)[-m:])
+        ):
             previous = active
-            active = ActiveAlert(first=key, opened=key, last_seen=key, peak=key, peak_score=score, count=1)
+            active = _opening(list(recent)[-m:], key, params)
             transitions.append(Reopened(previous, active, key))
             continue
 
@@ -286,6 +284,17 @@ def step(
             held, active = active.hold, active._replace(hold=Hold.NONE)
             transitions.append(Resumed(active, key, held))
     return RuleState(tuple(recent), active, boundary), transitions
+
+
+def _opening(run: list[tuple[Any, float]], key: Any, params: RuleParams) -> ActiveAlert:
+    """The alert the M windows of ``run`` open at ``key``: its peak is the earliest worst of them."""
+    peak_key, peak = run[0]
+    for other, value in run[1:]:
+        if params.worse(value, peak):
+            peak_key, peak = other, value
+    return ActiveAlert(
+        first=run[0][0], opened=key, last_seen=key, peak=peak_key, peak_score=peak, count=len(run)
+    )
 
 
 def severity_level(

@@ -92,13 +92,15 @@ def test_clearing_for_n_windows_and_coming_back_opens_a_new_alert(asset, champio
 def test_an_escalation_reopens_with_the_sentence(asset, champion, x, technician):
     alert = opened(asset, champion, x)  # peak OPEN + 2 = 12: 1.5 × 12 = 18
     record_feedback(alert, technician, "false_alarm:unknown")
-    score(asset, champion, windows(3, [OPEN + 5, 18.5], x=x))
+    score(asset, champion, windows(3, [OPEN + 5, 18.5, 18.2], x=x))
+    assert Alert.objects.count() == 1  # two windows past 1.5 × the peak: not yet
+    score(asset, champion, windows(6, [18.6], x=x))
     alert.refresh_from_db()
     new = Alert.objects.exclude(pk=alert.pk).get()
     verdict_at = timezone.localtime(alert.feedback.get().created_at)
     sentence = f"re-opened: worse than when judged on {verdict_at:%Y-%m-%d %H:%M} by {technician.username}"
     assert new.state == AlertState.OPEN and new.reopen_note == sentence and new.reopened_from == alert
-    assert new.peak_score == 18.5 and new.window_count == 1
+    assert new.peak_score == 18.6 and new.window_count == 3
     assert alert.episode == EpisodeState.OVER
     assert sentence in new.events.get().reason
 
@@ -106,7 +108,7 @@ def test_an_escalation_reopens_with_the_sentence(asset, champion, x, technician)
 def test_the_reopened_card_says_so_on_the_board(client, asset, champion, x, technician):
     alert = opened(asset, champion, x)
     record_feedback(alert, technician, "false_alarm:unknown")
-    score(asset, champion, windows(3, [40.0], x=x))
+    score(asset, champion, windows(3, [40.0] * 3, x=x))
     body = login(client, technician).get(reverse("alerts:board")).content.decode()
     assert "Re-opened: worse than when judged on" in body and f"alert #{alert.pk}" in body
 
