@@ -114,9 +114,9 @@ def current_verdict(alert: Alert) -> Feedback | None:
 
 
 def can_give_verdict(alert: Alert, user: Any, current: Feedback | None) -> bool:
-    """Active alerts and alerts in work (recording the repair): anyone who sees them. Closed: the author
-    of the verdict in force or an engineer."""
-    if alert.state in ACTIVE_STATES or current is None or alert.episode == EpisodeState.IN_WORK:
+    """Active alerts: anyone who sees them. Closed: the author of the verdict in force or an engineer
+    (recording the repair of an alert in work is open to anyone who sees it: see ``_verdict``)."""
+    if alert.state in ACTIVE_STATES or current is None:
         return True
     return current.user_id == user.pk or is_engineer(user)
 
@@ -181,7 +181,12 @@ def _snooze(alert: Alert, user: Any, note: str, now: datetime, hours: int) -> Fe
 
 def _verdict(alert: Alert, user: Any, parsed: ParsedAction, note: str, now: datetime) -> Feedback:
     current = current_verdict(alert)
-    if not can_give_verdict(alert, user, current):
+    repairing = (
+        alert.episode == EpisodeState.IN_WORK
+        and parsed.verdict == Verdict.CONFIRMED_FAULT
+        and parsed.action == MaintenanceAction.REPAIRED
+    )
+    if not repairing and not can_give_verdict(alert, user, current):
         raise FeedbackForbidden(
             f"the verdict on alert #{alert.pk} was given by {current.user or 'someone else'}; only they or "
             "an engineer can correct it"

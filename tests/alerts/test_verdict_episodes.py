@@ -69,12 +69,13 @@ def test_a_scheduled_repair_is_in_work_on_the_board_until_repaired_and_clear(ass
     assert Alert.objects.count() == 2  # over: the condition coming back is a new alert
 
 
-def test_any_technician_may_record_the_repair_of_an_alert_in_work(
+def test_any_technician_may_record_the_repair_of_an_alert_in_work_but_not_change_its_verdict(
     client, asset, champion, x, technician, engineer
 ):
     alert = opened(asset, champion, x)
     record_feedback(alert, engineer, "confirm:scheduled")
-    response = post(login(client, technician), alert, "confirm:repaired", htmx=True)
+    assert post(login(client, technician), alert, "false_alarm:unknown", htmx=True).status_code == 403
+    response = post(client, alert, "confirm:repaired", htmx=True)
     assert response.status_code == 200
     assert Alert.objects.get().episode == EpisodeState.JUDGED
 
