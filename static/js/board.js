@@ -26,6 +26,28 @@
       event.preventDefault();
     }
   });
+  // The live socket must not remove or move a card whose feedback request is still in flight: htmx
+  // resolves that request's answer (the confirmation, the card's own move) from the form, and a form taken
+  // out of the page finds nothing ("Invalid re-target"). The answer carries the same change itself.
+  var inSocketMessage = false;
+  document.addEventListener("htmx:wsBeforeMessage", function () { inSocketMessage = true; });
+  document.addEventListener("htmx:wsAfterMessage", function () { inSocketMessage = false; });
+  function busy(id) {
+    var card = id && document.getElementById(id);
+    return !!(card && card.querySelector(".htmx-request"));
+  }
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    if (!inSocketMessage) return;
+    var ids = [];
+    var target = event.detail.target;
+    if (target && target.id) ids.push(target.id);
+    var fragment = event.detail.fragment;
+    if (fragment && fragment.querySelectorAll) {
+      fragment.querySelectorAll("article.alert-card[id]").forEach(function (card) { ids.push(card.id); });
+    }
+    if (ids.some(busy)) event.detail.shouldSwap = false;
+  });
+
   // A verdict's confirmation offers "Undo" for data-undo-s seconds, then goes away.
   function armUndo(root) {
     (root.querySelectorAll ? root.querySelectorAll(".verdict-done[data-undo-s]") : []).forEach(function (note) {
