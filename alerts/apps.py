@@ -27,7 +27,7 @@ class AlertsConfig(AppConfig):
         from models_registry.bundle import provide_threshold_overrides
         from models_registry.comparison import provide_observed_follow_through, provide_recorded_alerts
         from plant.ingest.hooks import provide_readings_stored
-        from plant.views import provide_asset_panels
+        from plant.views import provide_asset_panels, provide_site_alerts
 
         provide_observed_follow_through(champion_follow_through)
         provide_recorded_alerts(recorded_episodes)
@@ -36,6 +36,8 @@ class AlertsConfig(AppConfig):
         provide_openapi_part(metrics_part)
         provide_asset_panels(context=asset_panel)
         provide_asset_panels(context=asset_panels.asset_context, chart=asset_panels.chart_extras)
+        # The site page shows each asset's active alert next to its data health.
+        provide_site_alerts(asset_panels.site_alerts)
         # Readings are plant's, their scoring is alerts': the marks are written in the ingest's transaction.
         provide_readings_stored(readings_stored)
         # The lifecycle queues explanations; the task module imports the lifecycle, so the sender is handed

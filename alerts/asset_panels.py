@@ -9,7 +9,9 @@ from datetime import timedelta
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from alerts.models import ScoringGap
+from alerts.choices import Severity
+from alerts.models import Alert, ScoringGap
+from alerts.services.board import ON_BOARD
 from detection.features import roles_read
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
@@ -18,6 +20,19 @@ from plant.models import Asset, Sensor, SensorRole, no_sensor_for
 
 SCORING_GAPS_SHOWN = 20
 SCORING_GAPS_RECENT = timedelta(days=30)
+
+
+def site_alerts(assets: list[Asset]) -> dict[int, Alert]:
+    """The site page's column (plant.views.provide_site_alerts): each asset's active alert as the board
+    shows it (open, acknowledged, snoozed or in work; the most severe, then the oldest, when several)."""
+    rank = {severity.value: severity.rank for severity in Severity}
+    alerts = Alert.objects.filter(ON_BOARD, is_shadow=False, asset__in=assets).order_by("opened_at", "pk")
+    chosen: dict[int, Alert] = {}
+    for alert in alerts:
+        best = chosen.get(alert.asset_id)
+        if best is None or rank[alert.severity] > rank[best.severity]:
+            chosen[alert.asset_id] = alert
+    return chosen
 
 
 def asset_context(asset: Asset) -> dict:

@@ -36,6 +36,23 @@ ACTIVE_STATES = ("open", "acknowledged", "snoozed", "suppressed")
 CLOSED_STATES = ("resolved", "auto_closed")
 
 
+class EpisodeState(models.TextChoices):
+    """Where the episode (one condition on one asset) of an alert stands after verdicts, for the rule
+    engine (detection.rules: ``ActiveAlert.judged``). A judged or in-work alert is closed for the operator
+    (resolved) but still absorbs the ongoing condition's windows; in work shows in the board's lane."""
+
+    LIVE = "live", "No verdict yet"
+    JUDGED = "judged", "Judged; the condition persists"
+    IN_WORK = "in_work", "In work"
+    OVER = "over", "Over"
+
+    colour = colours({"live": "#dc2626", "judged": "#6b7280", "in_work": "#d97706", "over": "#9ca3af"})
+
+
+# The episode states in which a closed alert still holds its condition (the engine's active alert).
+ONGOING_EPISODES = ("judged", "in_work")
+
+
 class AlertCategory(models.TextChoices):
     MACHINE_FAULT = "machine_fault", "Machine fault"
     SENSOR_FAULT = "sensor_fault", "Check the sensor"

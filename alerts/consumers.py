@@ -7,7 +7,9 @@ sends htmx out-of-band fragments rendered from the board template's ``alert-card
 * a card already on the page: ``<article id="alert-N" hx-swap-oob="true">`` replaces it in place;
 * a new card: wrapped in ``<div hx-swap-oob="afterbegin:#alert-list">`` (htmx inserts the wrapper's
   content, i.e. the article, at the top of the list);
-* an alert that left the board (closed, suppressed): ``<article id="alert-N" hx-swap-oob="delete">``.
+* an alert that left the board (closed, suppressed): ``<article id="alert-N" hx-swap-oob="delete">``;
+* an alert in work (a repair scheduled) lives in the in-work lane: its card is deleted wherever it is and
+  inserted at the top of ``#in-work-list``, so a card that just went into work changes lane.
 
 "On the page" is tracked per connection from the board as it was at connect time plus what was sent since;
 the page re-fetches the whole list on every (re)connect, so a missed message never leaves a stale board.
@@ -23,7 +25,7 @@ from django.template.loader import render_to_string
 
 from alerts.broadcast import site_group
 from alerts.services import alerts_for_user, board_alerts
-from alerts.services.board import BOARD_STATES
+from alerts.services.board import ON_BOARD
 from plant.access import site_ids_for_user
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -36,6 +38,14 @@ def render_card(alert: Any, *, oob: str = "") -> str:
     ).strip()
 
 
+def moved_to_lane(alert: Any) -> str:
+    """An in-work card: removed wherever it is, inserted at the top of the in-work lane."""
+    return (
+        f'<article id="alert-{alert.pk}" hx-swap-oob="delete"></article>'
+        f'<div hx-swap-oob="afterbegin:#in-work-list">{render_card(alert)}</div>'
+    )
+
+
 def render_changes(user: Any, ids: list[int], known: set[int]) -> tuple[str, set[int]]:
     """The fragments for the changed ids this user may see, and the new set of ids on the page."""
     mine = set(alerts_for_user(user).filter(pk__in=ids).values_list("pk", flat=True))
@@ -44,7 +54,9 @@ def render_changes(user: Any, ids: list[int], known: set[int]) -> tuple[str, set
     cards = board_alerts(user, ids=mine)
     parts = []
     for alert in cards:
-        if alert.pk in known:
+        if alert.in_work:
+            parts.append(moved_to_lane(alert))
+        elif alert.pk in known:
             parts.append(render_card(alert, oob="true"))
         else:
             parts.append(f'<div hx-swap-oob="afterbegin:#alert-list">{render_card(alert)}</div>')
@@ -56,7 +68,7 @@ def render_changes(user: Any, ids: list[int], known: set[int]) -> tuple[str, set
 
 def _connect_state(user: Any) -> tuple[list[int], set[int]]:
     site_ids = site_ids_for_user(user)
-    on_board = set(alerts_for_user(user).filter(state__in=BOARD_STATES).values_list("pk", flat=True))
+    on_board = set(alerts_for_user(user).filter(ON_BOARD).values_list("pk", flat=True))
     return site_ids, on_board
 
 

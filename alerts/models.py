@@ -16,6 +16,7 @@ from alerts.choices import (
     AlertCategory,
     AlertKind,
     AlertState,
+    EpisodeState,
     ExplanationStatus,
     FalseAlarmReason,
     FeedbackKind,
@@ -125,6 +126,16 @@ class Alert(models.Model):
     snoozed_until = models.DateTimeField(null=True, blank=True)
     snooze_reason = models.CharField(max_length=300, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The episode after verdicts (detection.rules.judge): a judged alert keeps absorbing the condition.
+    episode = models.CharField(max_length=8, choices=EpisodeState.choices, default=EpisodeState.LIVE)
+    judged_peak_score = models.FloatField(null=True, blank=True, help_text="Peak score at the verdict.")
+    judged_severity = models.CharField(max_length=10, choices=Severity.choices, blank=True)
+    reopened_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reopened_as"
+    )
+    reopen_note = models.CharField(
+        max_length=200, blank=True, help_text='"re-opened: worse than when judged on <date> by <who>".'
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -173,6 +184,24 @@ class Alert(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    @property
+    def in_work(self) -> bool:
+        return self.episode == EpisodeState.IN_WORK
+
+    @property
+    def episode_choice(self) -> EpisodeState:
+        return EpisodeState(self.episode)
+
+    @property
+    def snooze_end_text(self) -> str:
+        """When the snooze ends, as people read it: the time today, else the date and time."""
+        if self.snoozed_until is None:
+            return ""
+        end = timezone.localtime(self.snoozed_until)
+        if end.date() == timezone.localdate():
+            return f"{end:%H:%M}"
+        return f"{end:%a %d %b %H:%M}"
 
     def transition(
         self, to_state: str, *, actor: Any = None, reason: str = "", at: datetime | None = None, **fields: Any
@@ -223,6 +252,9 @@ class AlertEvent(models.Model):
     from_state = models.CharField(max_length=12, choices=AlertState.choices, blank=True)
     to_state = models.CharField(max_length=12, choices=AlertState.choices)
     reason = models.CharField(max_length=300, blank=True)
+    undoes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Id of the verdict Feedback this event undid (the row is gone)."
+    )
 
     class Meta:
         ordering = ["at", "id"]

@@ -11,6 +11,7 @@ urlpatterns = [
     path("board/", views.board, name="board_list"),
     path("<int:pk>/", views.alert_detail, name="detail"),
     path("<int:pk>/feedback/", views.feedback, name="feedback"),
+    path("<int:pk>/undo/<int:feedback_id>/", views.undo, name="undo"),
     path("assets/<int:pk>/missed-failure/", views.asset_missed_failure, name="asset_missed_failure"),
     path("health/", health_views.health, name="health"),
     path("health/alerts/", health_views.health_alerts, name="health_alerts"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
@@ -30,7 +31,10 @@ from alerts.services import (
     normal_ranges,
     record_feedback,
     record_missed_failure,
+    undo_verdict,
 )
+from alerts.choices import FeedbackKind
+from alerts.consumers import moved_to_lane
 from alerts.services.board import alert_level, decorate, feature_lines, role_meta, why_lines
 from alerts.services.overrides import effective_thresholds
 from detection.explain import ExplanationError
@@ -71,14 +75,16 @@ def board(request: HttpRequest) -> HttpResponse:
         asset = _asset_filter(request)
     except ValueError as exc:  # a ParamError too
         return HttpResponseBadRequest(str(exc))
+    cards = board_alerts(request.user, asset_id=asset.pk if asset else None)
     context = {
-        "alerts": board_alerts(request.user, asset_id=asset.pk if asset else None),
+        "alerts": [alert for alert in cards if not alert.in_work],
+        "in_work": [alert for alert in cards if alert.in_work],
         "asset_filter": asset,
         "ws_path": WS_PATH,
         "next": "board",
     }
-    if request.htmx:
-        return render(request, "alerts/board.html#alert-list", context)
+    if request.htmx:  # the re-sync: both lanes (the in-work lane out of band)
+        return render(request, "alerts/board.html#alert-list", {**context, "lanes_oob": True})
     return render(request, "alerts/board.html", context)
 
 
@@ -171,7 +177,9 @@ def feedback(request: HttpRequest, pk: int) -> HttpResponse:
     alert = _get_alert_for_user(request, pk)
     next_page = "detail" if request.POST.get("next") == "detail" else "board"
     try:
-        record_feedback(alert, request.user, request.POST.get("action", ""), request.POST.get("note", ""))
+        given = record_feedback(
+            alert, request.user, request.POST.get("action", ""), request.POST.get("note", "")
+        )
     except FeedbackForbidden as exc:
         return _feedback_error(request, alert, str(exc), next_page, status=403)
     except FeedbackError as exc:
@@ -182,18 +190,68 @@ def feedback(request: HttpRequest, pk: int) -> HttpResponse:
             response["HX-Refresh"] = "true"
             return response
         cards = board_alerts(request.user, ids=[alert.pk])
-        body = (
-            render_to_string("alerts/board.html#alert-card", {"alert": cards[0], "next": "board"}, request)
-            if cards
-            else ""
+        if given.kind != FeedbackKind.VERDICT:
+            body = (
+                render_to_string(
+                    "alerts/board.html#alert-card", {"alert": cards[0], "next": "board"}, request
+                )
+                if cards
+                else ""
+            )
+            response = HttpResponse(body)
+            response["HX-Retarget"] = f"#alert-{alert.pk}"
+            response["HX-Reswap"] = "outerHTML"
+            return response
+        # A verdict: a confirmation with a 10-second undo at the top of the board; the card moves to the
+        # in-work lane or leaves the board (out of band: the live socket may have done it already).
+        card = (
+            moved_to_lane(cards[0])
+            if cards and cards[0].in_work
+            else f'<article id="alert-{alert.pk}" hx-swap-oob="delete"></article>'
         )
-        response = HttpResponse(body)
-        response["HX-Retarget"] = f"#alert-{alert.pk}"
-        response["HX-Reswap"] = "outerHTML"
+        toast = render_to_string(
+            "alerts/board.html#verdict-done",
+            {"alert": alert, "feedback": given, "undo_seconds": f"{settings.VIGIL_VERDICT_UNDO_S:g}"},
+            request,
+        )
+        response = HttpResponse(toast + card)
+        response["HX-Retarget"] = "#board-messages"
+        response["HX-Reswap"] = "afterbegin"
         return response
     messages.success(request, f"Alert #{alert.pk} on {alert.asset.name}: saved.")
     if next_page == "detail":
         return redirect("alerts:detail", pk=alert.pk)
+    return redirect("alerts:board")
+
+
+@require_POST
+@login_required
+def undo(request: HttpRequest, pk: int, feedback_id: int) -> HttpResponse:
+    """The confirmation's "Undo": take the verdict back within VIGIL_VERDICT_UNDO_S seconds (idempotent).
+
+    htmx: the confirmation is replaced by what happened (400/403 with the message when it cannot be
+    undone) and the board re-syncs; without JavaScript: a redirect to the board with the message.
+    """
+    alert = _get_alert_for_user(request, pk)
+    try:
+        message, status = undo_verdict(alert, request.user, feedback_id), 200
+    except FeedbackForbidden as exc:
+        message, status = str(exc), 403
+    except FeedbackError as exc:
+        message, status = str(exc), 400
+    if request.htmx:
+        body = render_to_string(
+            "alerts/board.html#verdict-undone",
+            {"alert": alert, "message": message, "error": status != 200},
+            request,
+        )
+        response = HttpResponse(body, status=status)
+        if status == 200:
+            response["HX-Trigger"] = "verdict-undone"
+        return response
+    if status != 200:
+        return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+    messages.success(request, message)
     return redirect("alerts:board")
 
 

@@ -314,6 +314,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = VIGIL_INGEST_MAX_BODY_BYTES
 # many consecutive windows below the clear threshold.
 VIGIL_ALERT_OPEN_WINDOWS = env_int("VIGIL_ALERT_OPEN_WINDOWS", 3, minimum=1)
 VIGIL_ALERT_CLEAR_WINDOWS = env_int("VIGIL_ALERT_CLEAR_WINDOWS", 6, minimum=1)
+# Verdicts apply to the episode (detection.rules): a judged condition that goes on raises no new alert
+# unless it clears for VIGIL_ALERT_CLEAR_WINDOWS windows and comes back, or escalates — a severity level
+# up, or a score past this multiple of the peak at the verdict (÷ for lower-is-worse models).
+VIGIL_ALERT_ESCALATION_FACTOR = env_float("VIGIL_ALERT_ESCALATION_FACTOR", 1.5)
+# A verdict can be undone from the board's confirmation for this many seconds.
+VIGIL_VERDICT_UNDO_S = env_float("VIGIL_VERDICT_UNDO_S", 10.0)
 # Follow-through counts an alert as followed when it got a verdict within this many hours of being shown.
 VIGIL_FOLLOW_THROUGH_HOURS = env_int("VIGIL_FOLLOW_THROUGH_HOURS", 24, minimum=1)
 # --- Alarm-management KPIs (alerts.metrics.kpis; ISA-18.2 / IEC 62682 / EEMUA 191) ---------------------

@@ -22,6 +22,22 @@ Rules (M = ``open_windows``, N = ``clear_windows``):
 * A ``suppressed`` alert resumes on a window above the open threshold outside maintenance; an alert whose
   snooze has expired (``snooze_expired``) resumes on a window not below the clear threshold.
 
+Verdicts (``judge``): an alert is an episode of one condition on one asset, and a technician's verdict
+closes it for the operator but not for the rules. A judged alert stays the engine's active alert
+(``ActiveAlert.judged``: in work or not, the peak score and severity level at the verdict):
+
+* further windows above the open threshold attach to it silently (``Seen``: count, last seen, peak);
+* it ends (``Cleared``) after the same N windows below the clear threshold as any alert, except while it
+  is **in work** (a repair scheduled): that latch holds until the repair is recorded (``judge`` again with
+  ``in_work`` False) and then the condition clears;
+* in work, it absorbs every window, however bad (the crew is on it; a repair itself disturbs the signals);
+* judged and not in work, it escalates (``Reopened``: the episode ends and a new alert opens, like any
+  alert, on M windows) when M consecutive windows each have a severity level (``severity_level`` with
+  ``params.severity_shift``) above the level at the verdict, or a score past ``params.escalation_factor``
+  × the peak at the verdict (in the bad direction: × the factor for ``higher``, ÷ it otherwise) — M, as for
+  opening, so one stray window does not re-open what a technician judged;
+* once it has ended, the condition coming back opens a new alert by the ordinary M-window rule.
+
 ``params.higher`` False mirrors every comparison (a model whose low scores are bad, e.g. remaining life).
 Window keys are anything ordered: indices for a series, window end times for the lifecycle.
 """
@@ -47,13 +63,18 @@ class Hold(str, Enum):
 
 @dataclass(frozen=True)
 class RuleParams:
-    """Thresholds, window counts and direction of one (asset, version)."""
+    """Thresholds, window counts and direction of one (asset, version); how a judged episode escalates."""
 
     open_threshold: float
     clear_threshold: float
     open_windows: int
     clear_windows: int
     higher: bool = True
+    # A judged episode re-opens when a window passes this multiple of the peak at the verdict ...
+    escalation_factor: float = 1.5
+    # ... or a higher severity level than at the verdict (the asset's criticality shift, see severity_level).
+    severity_shift: int = 0
+    severity_levels: int = 4
 
     # Derived once: step runs per window over months of windows in the noise projections.
     sign: float = field(init=False)
@@ -79,6 +100,23 @@ class RuleParams:
     def worse(self, a: float, b: float) -> bool:
         return self.sign * a > self.sign * b
 
+    def level(self, score: float) -> int:
+        """The severity level of a score (``severity_level`` with this asset's shift)."""
+        return severity_level(
+            score,
+            self.open_threshold,
+            self.clear_threshold,
+            shift=self.severity_shift,
+            higher=self.higher,
+            levels=self.severity_levels,
+        )
+
+    def escalates(self, score: float, judged: Judgement) -> bool:
+        """Whether a window is worse than the episode was when judged: a higher severity level, or past
+        ``escalation_factor`` × the peak at the verdict (÷ for a lower-is-worse score)."""
+        factor = self.escalation_factor if self.higher else 1.0 / self.escalation_factor
+        return self.level(score) > judged.level or self.worse(score, judged.peak_score * factor)
+
 
 class Window(NamedTuple):
     """One scored window: its key (index or end time), score, and whether it lies inside maintenance.
@@ -93,6 +131,15 @@ class Window(NamedTuple):
     context: bool = False
 
 
+class Judgement(NamedTuple):
+    """A technician's verdict on the active episode, as far as the rules care: whether a repair is in work
+    (latched until recorded), and the peak score and severity level the episode had when judged."""
+
+    in_work: bool
+    peak_score: float
+    level: int
+
+
 class ActiveAlert(NamedTuple):
     """The rules' view of the active alert: ``first`` is the first of the M opening windows, ``opened`` the
     window that opened it, ``last_seen`` the last window above the open threshold, ``peak`` the worst."""
@@ -104,6 +151,17 @@ class ActiveAlert(NamedTuple):
     peak_score: float
     count: int
     hold: Hold = Hold.NONE
+    judged: Judgement | None = None
+
+
+def judge(alert: ActiveAlert, params: RuleParams, *, in_work: bool) -> ActiveAlert:
+    """The episode after a verdict: judged at its current peak (and that peak's severity level); in work
+    when a repair is scheduled. A later verdict on the same episode (e.g. "repaired" after "repair
+    scheduled") judges it again."""
+    return alert._replace(
+        hold=Hold.NONE,
+        judged=Judgement(in_work, alert.peak_score, params.level(alert.peak_score)),
+    )
 
 
 @dataclass(frozen=True)
@@ -147,7 +205,15 @@ class Resumed(NamedTuple):
     hold: Hold
 
 
-Transition = Opened | Seen | Cleared | Resumed
+class Reopened(NamedTuple):
+    """The judged episode ``previous`` escalated at window ``key``: it ends there and ``alert`` opens."""
+
+    previous: ActiveAlert
+    alert: ActiveAlert
+    key: Any
+
+
+Transition = Opened | Seen | Cleared | Resumed | Reopened
 
 
 def step(
@@ -175,20 +241,22 @@ def step(
             if all(params.above_open(value) for _, value in opening) and (
                 boundary is None or opening[0][0] > boundary
             ):
-                peak_key, peak = opening[0]
-                for other, value in opening[1:]:  # the earliest worst of the opening windows
-                    if params.worse(value, peak):
-                        peak_key, peak = other, value
-                active = ActiveAlert(
-                    first=opening[0][0],
-                    opened=key,
-                    last_seen=key,
-                    peak=peak_key,
-                    peak_score=peak,
-                    count=m,
-                    hold=Hold.SUPPRESSED if window.in_maintenance else Hold.NONE,
-                )
+                active = _opening(opening, key, params)
+                if window.in_maintenance:
+                    active = active._replace(hold=Hold.SUPPRESSED)
                 transitions.append(Opened(active, key))
+            continue
+
+        if (
+            above
+            and active.judged is not None
+            and not active.judged.in_work
+            and len(recent) >= m
+            and all(params.escalates(value, active.judged) for _, value in list(recent)[-m:])
+        ):
+            previous = active
+            active = _opening(list(recent)[-m:], key, params)
+            transitions.append(Reopened(previous, active, key))
             continue
 
         if above:
@@ -202,7 +270,8 @@ def step(
             transitions.append(Seen(active, key, new_peak))
 
         below = params.below_clear(score)
-        if below and len(recent) >= n:
+        latched = active.judged is not None and active.judged.in_work
+        if below and not latched and len(recent) >= n:
             closing = list(recent)[-n:]
             if closing[0][0] > active.opened and all(params.below_clear(value) for _, value in closing):
                 transitions.append(Cleared(active, key))
@@ -215,6 +284,17 @@ def step(
             held, active = active.hold, active._replace(hold=Hold.NONE)
             transitions.append(Resumed(active, key, held))
     return RuleState(tuple(recent), active, boundary), transitions
+
+
+def _opening(run: list[tuple[Any, float]], key: Any, params: RuleParams) -> ActiveAlert:
+    """The alert the M windows of ``run`` open at ``key``: its peak is the earliest worst of them."""
+    peak_key, peak = run[0]
+    for other, value in run[1:]:
+        if params.worse(value, peak):
+            peak_key, peak = other, value
+    return ActiveAlert(
+        first=run[0][0], opened=key, last_seen=key, peak=peak_key, peak_score=peak, count=len(run)
+    )
 
 
 def severity_level(
@@ -285,7 +365,12 @@ def alert_episodes(
     # A plain list: indexing a NumPy array one element at a time is several times slower.
     values: list[float] = np.asarray(scores, dtype=np.float64).tolist()
     state, transitions = step(RuleState(), [Window(i, value) for i, value in enumerate(values)], params)
-    episodes = [Episode.of(t.alert, t.key) for t in transitions if isinstance(t, Cleared)]
+    episodes = []
+    for t in transitions:
+        if isinstance(t, Cleared):
+            episodes.append(Episode.of(t.alert, t.key))
+        elif isinstance(t, Reopened):  # only after a verdict: a fold without verdicts never has one
+            episodes.append(Episode.of(t.previous, t.key))
     if state.active is not None:
         episodes.append(Episode.of(state.active, None))
     return episodes

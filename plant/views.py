@@ -36,6 +36,18 @@ def provide_asset_panels(
             registry.append(part)
 
 
+# The site page shows each asset's active alert next to its data health: alerts hands in, from
+# AlertsConfig.ready(), a function giving {asset id: its active alert (an object the template reads:
+# severity_choice, opened_at, in_work, get_absolute_url)} for the page's assets, in one query.
+_SITE_ALERTS: list[Callable[[list[Asset]], dict[int, object]]] = []
+
+
+def provide_site_alerts(alerts: Callable[[list[Asset]], dict[int, object]]) -> None:
+    """Register how the site page finds its assets' active alerts (idempotent)."""
+    if alerts not in _SITE_ALERTS:
+        _SITE_ALERTS.append(alerts)
+
+
 def _sensors(asset: Asset) -> list[Sensor]:
     return list(asset.sensors.select_related("role").order_by("role__key", "key"))
 
@@ -60,6 +72,9 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
     )
     sensors = [sensor for asset in assets for sensor in asset.sensors.all()]
     health = sensor_health(sensors, drift=False)
+    active: dict[int, object] = {}
+    for part in _SITE_ALERTS:
+        active.update(part(assets))
     rows = []
     for asset in assets:
         asset_sensors = [(sensor, health[sensor.pk]) for sensor in asset.sensors.all()]
@@ -69,6 +84,7 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 "criticality": Criticality(asset.criticality),
                 "status": asset_health(h for _, h in asset_sensors),
                 "sensors": asset_sensors,
+                "alert": active.get(asset.pk),
             }
         )
     counts = {status: 0 for status in HealthStatus}
@@ -82,6 +98,7 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "rows": rows,
             "status_counts": [(status, counts[status]) for status in HealthStatus if counts[status]],
             "site_status": worst(row["status"] for row in rows),
+            "alert_count": len(active),
         },
     )
 

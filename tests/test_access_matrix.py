@@ -172,6 +172,14 @@ URLS: dict[str, Url] = {
     "alerts:feedback": Url(
         signed_in, "POST", obj="alerts.alert", data=lambda w, s: {"action": "acknowledge"}
     ),
+    # Undoing a verdict the alert does not have: the alert is looked up first (404 off-site), then a 400.
+    "alerts:undo": Url(
+        signed_in,
+        "POST",
+        kwargs=lambda w, s: {"pk": w.obj("alerts.alert", s).pk, "feedback_id": 999_999},
+        sites=PER_SITE,
+        ok=INVALID,
+    ),
     "alerts:health": Url(engineer_page),
     "alerts:health_alerts": Url(engineer_page, query="?period=2026-01"),
     "alerts:export": Url(engineer_page),

@@ -19,6 +19,7 @@ from alerts.services.feedback import (
     parse_action,
     record_feedback,
     record_missed_failure,
+    undo_verdict,
 )
 from alerts.services.lifecycle import (
     CRITICALITY_SHIFT,
@@ -48,6 +49,7 @@ __all__ = [
     "parse_action",
     "record_feedback",
     "record_missed_failure",
+    "undo_verdict",
     "why_lines",
     "CRITICALITY_SHIFT",
     "GATE_FLAGS",

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachetools import LRUCache, cached
-from django.db.models import Case, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value, When
+from django.db.models import Case, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 
-from alerts.choices import CLOSED_STATES, AlertState, Severity
+from alerts.choices import CLOSED_STATES, AlertState, EpisodeState, Severity
 from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, ThresholdOverride
 from detection.explain import typical_ranges
@@ -27,6 +27,8 @@ from plant.access import scope_to_sites
 from plant.models import SensorRole
 
 BOARD_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED)
+# The board's cards: alerts waiting for people, and (in their own lane) judged alerts in work.
+ON_BOARD = Q(state__in=BOARD_STATES) | Q(state__in=CLOSED_STATES, episode=EpisodeState.IN_WORK)
 WHY_LINES = 3  # sensors named on a card
 
 
@@ -36,10 +38,11 @@ def alerts_for_user(user: Any) -> QuerySet[Alert]:
 
 
 def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int | None = None) -> list[Alert]:
-    """The board's cards: open, acknowledged and snoozed alerts of the user's sites, critical first and
-    then oldest first, each with ``why`` (plain-language lines) and ``similar`` (the last closed similar
-    alert of the asset with its ``verdict``, or None) attached."""
-    alerts = alerts_for_user(user).filter(state__in=BOARD_STATES)
+    """The board's cards: open, acknowledged and snoozed alerts of the user's sites and those in work
+    (``alert.in_work``: the in-work lane), critical first and then oldest first, each with ``why``
+    (plain-language lines) and ``similar`` (the last closed similar alert of the asset with its
+    ``verdict``, or None) attached."""
+    alerts = alerts_for_user(user).filter(ON_BOARD)
     if ids is not None:
         alerts = alerts.filter(pk__in=list(ids))
     if asset_id is not None:

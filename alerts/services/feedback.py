@@ -14,9 +14,20 @@ A sensor-fault alert (kind sensor_fault, "check sensor X") takes the sensor's ve
 about the machine, so its verdict must not teach retraining that the machine was faulty (or normal).
 
 A verdict resolves an active alert. On a closed alert it corrects the current verdict: allowed to the
-technician who gave it and to engineers (PermissionError otherwise); the new Feedback ``supersedes`` the
-old one and the same Label row is rewritten, so the label stays one per alert while the history stays in
-Feedback and AlertEvent. After commit the board of every member of the site is told (``broadcast_alerts``).
+technician who gave it and to engineers (PermissionError otherwise), and to anyone on an alert in work
+(recording the repair); the new Feedback ``supersedes`` the old one and the same Label row is rewritten,
+so the label stays one per alert while the history stays in Feedback and AlertEvent. After commit the
+board of every member of the site is told (``broadcast_alerts``).
+
+Verdicts apply to the episode (``detection.rules``, "Verdicts"): a verdict on an episode still going on
+judges it at its current peak and severity — "repair scheduled" puts it **in work** (the board's in-work
+lane, latched until "repaired" is recorded and the condition clears), any other verdict leaves it
+**judged**; either way the ongoing condition raises no new alert unless it clears and returns or escalates.
+
+``undo_verdict`` takes a verdict back within ``VIGIL_VERDICT_UNDO_S`` seconds (the board's confirmation):
+the alert returns to the state the verdict moved it from, the Label is removed (or restored to the verdict
+it corrected), the Feedback row is deleted so no metric ever counts it, and an AlertEvent with ``undoes``
+records it. Undoing it again is a no-op.
 """
 
 from __future__ import annotations
@@ -25,15 +36,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alerts.broadcast import broadcast_alerts
 from alerts.choices import (
     ACTIVE_STATES,
+    ONGOING_EPISODES,
     SNOOZE_HOURS,
     AlertCategory,
     AlertKind,
+    EpisodeState,
     FalseAlarmReason,
     FeedbackKind,
     MaintenanceAction,
@@ -105,7 +119,8 @@ def current_verdict(alert: Alert) -> Feedback | None:
 
 
 def can_give_verdict(alert: Alert, user: Any, current: Feedback | None) -> bool:
-    """Active alerts: anyone who sees them. Closed: the author of the verdict in force or an engineer."""
+    """Active alerts: anyone who sees them. Closed: the author of the verdict in force or an engineer
+    (recording the repair of an alert in work is open to anyone who sees it: see ``_verdict``)."""
     if alert.state in ACTIVE_STATES or current is None:
         return True
     return current.user_id == user.pk or is_engineer(user)
@@ -171,7 +186,12 @@ def _snooze(alert: Alert, user: Any, note: str, now: datetime, hours: int) -> Fe
 
 def _verdict(alert: Alert, user: Any, parsed: ParsedAction, note: str, now: datetime) -> Feedback:
     current = current_verdict(alert)
-    if not can_give_verdict(alert, user, current):
+    repairing = (
+        alert.episode == EpisodeState.IN_WORK
+        and parsed.verdict == Verdict.CONFIRMED_FAULT
+        and parsed.action == MaintenanceAction.REPAIRED
+    )
+    if not repairing and not can_give_verdict(alert, user, current):
         raise FeedbackForbidden(
             f"the verdict on alert #{alert.pk} was given by {current.user or 'someone else'}; only they or "
             "an engineer can correct it"
@@ -193,6 +213,7 @@ def _verdict(alert: Alert, user: Any, parsed: ParsedAction, note: str, now: date
     label = None
     if alert.kind != AlertKind.SENSOR_FAULT:  # a sensor's fault labels no machine state for retraining
         label = _relabel(alert, user, parsed, note, current.label if current else None)
+    _judge(alert, parsed, was_active=event.from_state in ACTIVE_STATES)
     return _record(
         alert,
         user,
@@ -206,6 +227,96 @@ def _verdict(alert: Alert, user: Any, parsed: ParsedAction, note: str, now: date
         label=label,
         supersedes=current,
     )
+
+
+def episode_after(verdict: str, action: str) -> EpisodeState:
+    """The episode's state after a verdict: in work for a scheduled repair, judged for any other."""
+    if verdict == Verdict.CONFIRMED_FAULT and action == MaintenanceAction.SCHEDULED:
+        return EpisodeState.IN_WORK
+    return EpisodeState.JUDGED
+
+
+def _judge(alert: Alert, parsed: ParsedAction, *, was_active: bool) -> None:
+    """Apply the verdict to the episode (``detection.rules.judge``: judged at the current peak and
+    severity), when the episode is still going on: the alert was active or is a judged episode."""
+    if not was_active and alert.episode not in ONGOING_EPISODES:
+        return  # a correction after the condition cleared (or escalated): the episode is over
+    alert.episode = episode_after(parsed.verdict or "", parsed.action)
+    alert.judged_peak_score, alert.judged_severity = alert.peak_score, alert.severity
+    alert.save(update_fields=["episode", "judged_peak_score", "judged_severity", "updated_at"])
+
+
+def undo_verdict(alert: Alert, user: Any, feedback_id: int, *, now: datetime | None = None) -> str:
+    """Take back the verdict Feedback ``feedback_id`` on ``alert`` given by ``user`` (or an engineer) at
+    most ``VIGIL_VERDICT_UNDO_S`` seconds ago; returns what happened, for the board's message.
+
+    Idempotent: undoing a verdict already undone returns the same message. Raises FeedbackError when the
+    verdict is too old, not a verdict of this alert, or is not the one in force (a later one superseded it).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().select_related("asset").get(pk=alert.pk)
+        if alert.events.filter(undoes=feedback_id).exists():
+            return f"The verdict on alert #{alert.pk} was undone."
+        feedback = (
+            Feedback.objects.filter(pk=feedback_id, alert=alert, kind=FeedbackKind.VERDICT)
+            .select_related("event", "supersedes", "label")
+            .first()
+        )
+        if feedback is None:
+            raise FeedbackError(f"alert #{alert.pk} has no verdict #{feedback_id} to undo")
+        if feedback.user_id != user.pk and not is_engineer(user):
+            raise FeedbackForbidden("only the technician who gave a verdict, or an engineer, can undo it")
+        limit = settings.VIGIL_VERDICT_UNDO_S
+        if (now - feedback.created_at).total_seconds() > limit:
+            raise FeedbackError(
+                f"the verdict “{feedback.summary}” was given more than {limit:g} s ago and can no longer be "
+                "undone; correct it with another verdict instead"
+            )
+        if hasattr(feedback, "superseded_by"):
+            raise FeedbackError(
+                f"the verdict “{feedback.summary}” was already corrected; it cannot be undone"
+            )
+        event, previous = feedback.event, feedback.supersedes
+        restore = event.from_state if event and event.from_state != event.to_state else ""
+        fields: dict[str, Any] = {"updated_at": now}
+        if restore and alert.state == event.to_state:
+            fields.update(state=restore, closed_at=None)
+        if previous is None:
+            fields.update(episode=EpisodeState.LIVE, judged_peak_score=None, judged_severity="")
+        elif alert.episode in ONGOING_EPISODES:
+            fields["episode"] = episode_after(previous.verdict or "", previous.action)
+        try:
+            with transaction.atomic():
+                Alert.objects.filter(pk=alert.pk).update(**fields)
+        except IntegrityError:  # an escalation opened a new alert of the key meanwhile
+            raise FeedbackError(
+                f"alert #{alert.pk} cannot be reopened: a newer alert of {alert.asset} is open"
+            ) from None
+        label = feedback.label
+        summary = feedback.summary
+        feedback.delete()
+        if previous is not None and label is not None:
+            _relabel(
+                alert,
+                previous.user,
+                ParsedAction(FeedbackKind.VERDICT, previous.verdict, previous.action, previous.reason),
+                previous.note,
+                label,
+            )
+        elif label is not None:
+            label.delete()
+        AlertEvent.objects.create(
+            alert=alert,
+            at=now,
+            actor=user,
+            from_state=alert.state,
+            to_state=fields.get("state", alert.state),
+            reason=f"verdict undone: {summary}"[:300],
+            undoes=feedback_id,
+        )
+        broadcast_alerts([alert.pk])
+    return f"The verdict on alert #{alert.pk} was undone."
 
 
 def _event_reason(what: str, note: str) -> str:

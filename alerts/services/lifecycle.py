@@ -47,10 +47,20 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from alerts.broadcast import broadcast_alerts
-from alerts.choices import ACTIVE_STATES, AlertCategory, AlertState, ExplanationStatus, Severity
+from alerts.choices import (
+    ACTIVE_STATES,
+    ONGOING_EPISODES,
+    AlertCategory,
+    AlertState,
+    EpisodeState,
+    ExplanationStatus,
+    Severity,
+)
+from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
 from alerts.services.overrides import calibration_category, effective_thresholds
 from detection import rules
@@ -345,13 +355,18 @@ class _Context:
         return next((mw for mw in self.maintenance if mw.covers(moment)), None)
 
 
-def _rule_params(version: ModelVersion, open_threshold: float, clear_threshold: float) -> rules.RuleParams:
+def _rule_params(
+    version: ModelVersion, open_threshold: float, clear_threshold: float, asset: Asset
+) -> rules.RuleParams:
     return rules.RuleParams(
         open_threshold,
         clear_threshold,
         settings.VIGIL_ALERT_OPEN_WINDOWS,
         settings.VIGIL_ALERT_CLEAR_WINDOWS,
         higher=higher_is_worse(version.output_spec or {}),
+        escalation_factor=settings.VIGIL_ALERT_ESCALATION_FACTOR,
+        severity_shift=CRITICALITY_SHIFT.get(asset.criticality, 0),
+        severity_levels=len(Severity),
     )
 
 
@@ -380,13 +395,13 @@ def apply_scores(
     """
     if not windows or version.status not in (ModelStatus.CHAMPION, ModelStatus.SHADOW):
         return []
-    params = _rule_params(version, version.open_threshold, version.clear_threshold)
+    params = _rule_params(version, version.open_threshold, version.clear_threshold, asset)
     if thresholds is not None and asset.pk in thresholds:
-        params = _rule_params(version, *thresholds[asset.pk])
+        params = _rule_params(version, *thresholds[asset.pk], asset)
     elif thresholds is None and baseline_mode(version.output_spec) == PER_ASSET_ROBUST:
         # A robust version's asset thresholds may be below the version's: look them up before the
         # early returns (overrides alone only ever raise them).
-        params = _rule_params(version, *effective_thresholds(version, asset.pk))
+        params = _rule_params(version, *effective_thresholds(version, asset.pk), asset)
     if (
         with_active is not None
         and asset.pk not in with_active
@@ -410,7 +425,9 @@ def apply_scores(
             return []  # the common case, a healthy asset: one query
         # Overrides only raise the thresholds, and a robust version's asset thresholds were applied above,
         # so the early returns were safe.
-        ctx.params = params = _rule_params(version, *effective_thresholds(version, asset.pk, thresholds))
+        ctx.params = params = _rule_params(
+            version, *effective_thresholds(version, asset.pk, thresholds), asset
+        )
         if alert is None and not any(params.above_open(w.score) for w in windows):
             return []
         ctx.maintenance = list(
@@ -473,13 +490,29 @@ def apply_scores(
                         changed.append(alert.pk)
                 elif isinstance(transition, rules.Cleared):
                     _save_progress(alert, progress)
-                    alert.transition(
-                        AlertState.AUTO_CLOSED,
-                        reason=f"condition cleared for {params.clear_windows} windows",
-                        at=ctx.now,
-                    )
+                    reason = f"condition cleared for {params.clear_windows} windows"
+                    if alert.state in ACTIVE_STATES:
+                        alert.transition(AlertState.AUTO_CLOSED, reason=reason, at=ctx.now)
+                    else:  # a judged episode: closed for the operator already, now over for the rules
+                        _end_episode(alert, f"{reason}; the episode is over", ctx.now)
                     changed.append(alert.pk)
                     alert = None
+                elif isinstance(transition, rules.Reopened):
+                    _save_progress(alert, progress)
+                    note = reopen_sentence(alert)
+                    _end_episode(alert, f"escalated: {note}", ctx.now)
+                    changed.append(alert.pk)
+                    previous = alert
+                    alert, created = _open(ctx, window, transition.alert, reopened_from=previous, note=note)
+                    progress = _progress(alert)
+                    changed.append(alert.pk)
+                    if not created:
+                        start = position[window.end] + 1
+                        state = rules.RuleState(
+                            recent=tuple(history[max(0, split + start - params.depth) : split + start]),
+                            active=_rule_alert(ctx, alert),
+                        )
+                        break
                 elif isinstance(transition, rules.Resumed):
                     reason = (
                         "snooze expired; the condition persists"
@@ -495,11 +528,34 @@ def apply_scores(
     return list(dict.fromkeys(changed))
 
 
+def reopen_sentence(judged: Alert) -> str:
+    """What a re-opened alert says about the judged episode it escalated from."""
+    verdict = verdicts_in_force().filter(alert=judged).select_related("user").first()
+    when = timezone.localtime(verdict.created_at if verdict else judged.closed_at or judged.opened_at)
+    who = (verdict.user.get_username() if verdict and verdict.user else None) or "a technician"
+    return f"re-opened: worse than when judged on {when:%Y-%m-%d %H:%M} by {who}"[:200]
+
+
+def _end_episode(alert: Alert, reason: str, now: datetime) -> None:
+    """A judged episode is over (its condition cleared, or it escalated): recorded as an event."""
+    Alert.objects.filter(pk=alert.pk).update(episode=EpisodeState.OVER, updated_at=now)
+    alert.episode = EpisodeState.OVER
+    AlertEvent.objects.create(
+        alert=alert, at=now, from_state=alert.state, to_state=alert.state, reason=reason[:300]
+    )
+
+
+def _holding(alerts: Any) -> Any:
+    """Alerts that hold their key for the rule engine: active ones and judged episodes still going on."""
+    return alerts.filter(Q(state__in=ACTIVE_STATES) | Q(episode__in=ONGOING_EPISODES))
+
+
 def assets_with_active_alert(version: ModelVersion, asset_ids: Collection[int]) -> set[int]:
     """Ids of the assets holding an active alert of the version's key (visible alerts of its kind for a
-    champion, its own would-be alerts for a shadow), locked FOR UPDATE like ``apply_scores`` locks them:
-    one query for a whole chunk, passed to ``apply_scores(..., with_active=...)``."""
-    alerts = Alert.objects.select_for_update().filter(asset_id__in=list(asset_ids), state__in=ACTIVE_STATES)
+    champion, its own would-be alerts for a shadow) or a judged episode still going on, locked FOR UPDATE
+    like ``apply_scores`` locks them: one query for a whole chunk, passed to ``apply_scores(...,
+    with_active=...)``."""
+    alerts = _holding(Alert.objects.select_for_update().filter(asset_id__in=list(asset_ids)))
     if version.status == ModelStatus.SHADOW:
         alerts = alerts.filter(is_shadow=True, model_version=version)
     else:
@@ -528,7 +584,8 @@ def _history(
 
 
 def _active_alert(ctx: _Context) -> Alert | None:
-    alerts = Alert.objects.select_for_update().filter(asset=ctx.asset, state__in=ACTIVE_STATES)
+    """The engine's active alert of the key: the active Alert row, or a judged episode still going on."""
+    alerts = _holding(Alert.objects.select_for_update().filter(asset=ctx.asset)).order_by("-opened_at")
     if ctx.is_shadow:
         alerts = alerts.filter(is_shadow=True, model_version=ctx.version)
     else:
@@ -568,12 +625,29 @@ def _rule_alert(ctx: _Context, alert: Alert | None) -> rules.ActiveAlert | None:
         peak_score=alert.peak_score,
         count=alert.window_count,
         hold=hold,
+        judged=(
+            rules.Judgement(
+                alert.episode == EpisodeState.IN_WORK,
+                alert.judged_peak_score,
+                Severity(alert.judged_severity or alert.severity).rank,
+            )
+            if alert.episode in ONGOING_EPISODES and alert.judged_peak_score is not None
+            else None
+        ),
     )
 
 
-def _open(ctx: _Context, window: ScoredWindow, opened: rules.ActiveAlert) -> tuple[Alert, bool]:
+def _open(
+    ctx: _Context,
+    window: ScoredWindow,
+    opened: rules.ActiveAlert,
+    *,
+    reopened_from: Alert | None = None,
+    note: str = "",
+) -> tuple[Alert, bool]:
     """Create the Alert row (and its first event) the engine opened at ``window``; False when another
-    worker had opened the alert of this key first, which is returned instead."""
+    worker had opened the alert of this key first, which is returned instead. ``reopened_from`` and
+    ``note``: the judged episode this one escalated from, and the sentence saying so."""
     version, asset, params = ctx.version, ctx.asset, ctx.params
     explanation = _try_explain(version, window, ctx.sensors)
     maintenance = ctx.in_maintenance(window.end)
@@ -603,6 +677,8 @@ def _open(ctx: _Context, window: ScoredWindow, opened: rules.ActiveAlert) -> tup
         explanation=explanation,
         explanation_status=ExplanationStatus.READY if explanation else ExplanationStatus.PENDING,
         dominant_role=top_role(explanation),
+        reopened_from=reopened_from,
+        reopen_note=note,
     )
     try:
         with transaction.atomic():
@@ -613,6 +689,8 @@ def _open(ctx: _Context, window: ScoredWindow, opened: rules.ActiveAlert) -> tup
             raise
         return existing, False
     reason = f"score above the open threshold for {opened.count} consecutive windows"
+    if reopened_from is not None:
+        reason = f"{note} (alert #{reopened_from.pk})"
     if maintenance:
         reason += f"; inside maintenance ({maintenance.reason or 'planned work'})"
     AlertEvent.objects.create(alert=alert, at=ctx.now, from_state="", to_state=state, reason=reason[:300])

@@ -26,6 +26,66 @@
       event.preventDefault();
     }
   });
+  // The live socket must not remove or move a card whose feedback request is still in flight: htmx
+  // resolves that request's answer (the confirmation, the card's own move) from the form, and a form taken
+  // out of the page finds nothing ("Invalid re-target"). The answer carries the same change itself.
+  var inSocketMessage = false;
+  document.addEventListener("htmx:wsBeforeMessage", function () { inSocketMessage = true; });
+  document.addEventListener("htmx:wsAfterMessage", function () { inSocketMessage = false; });
+  function busy(id) {
+    var card = id && document.getElementById(id);
+    return !!(card && card.querySelector(".htmx-request"));
+  }
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    if (!inSocketMessage) return;
+    var ids = [];
+    var target = event.detail.target;
+    if (target && target.id) ids.push(target.id);
+    var fragment = event.detail.fragment;
+    if (fragment && fragment.querySelectorAll) {
+      fragment.querySelectorAll("article.alert-card[id]").forEach(function (card) { ids.push(card.id); });
+    }
+    if (ids.some(busy)) event.detail.shouldSwap = false;
+  });
+
+  // A verdict's confirmation offers "Undo" for data-undo-s seconds, then goes away.
+  function armUndo(root) {
+    (root.querySelectorAll ? root.querySelectorAll(".verdict-done[data-undo-s]") : []).forEach(function (note) {
+      if (note.dataset.armed) return;
+      note.dataset.armed = "1";
+      var seconds = parseFloat(note.getAttribute("data-undo-s")) || 10;
+      setTimeout(function () {
+        var form = note.querySelector(".undo-form");
+        if (form) form.remove();
+      }, seconds * 1000);
+      setTimeout(function () { note.remove(); }, (seconds + 5) * 1000);
+    });
+  }
+  document.addEventListener("htmx:afterSettle", function () { armUndo(document); refreshTimes(); });
+  document.addEventListener("DOMContentLoaded", function () { armUndo(document); refreshTimes(); });
+  // An undone verdict brings the card back: the live socket sends it; without one, re-sync the board.
+  document.addEventListener("verdict-undone", function () {
+    if (document.body.getAttribute("data-ws-state") !== "open") resync();
+  });
+
+  // Relative times ("open for 6 minutes") from their ISO timestamps, kept current every 30 s.
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+  function since(iso, now) {
+    var minutes = Math.max(0, Math.floor((now - Date.parse(iso)) / 60000));
+    if (minutes < 60) return plural(minutes, "minute");
+    var hours = Math.floor(minutes / 60);
+    if (hours < 24) return plural(hours, "hour") + (minutes % 60 ? ", " + plural(minutes % 60, "minute") : "");
+    var days = Math.floor(hours / 24);
+    return plural(days, "day") + (hours % 24 ? ", " + plural(hours % 24, "hour") : "");
+  }
+  function refreshTimes() {
+    var now = Date.now();
+    document.querySelectorAll("time[data-relative][datetime]").forEach(function (el) {
+      el.textContent = since(el.getAttribute("datetime"), now);
+    });
+  }
+  setInterval(refreshTimes, 30000);
+
   document.addEventListener("htmx:beforeSwap", function (event) {
     var status = event.detail.xhr && event.detail.xhr.status;
     if (status === 400 || status === 403) {

@@ -187,7 +187,7 @@ def test_an_action_the_state_does_not_allow_is_a_400_shown_in_the_card(client, t
     assert post(client, alert, "snooze:2h").status_code == 400
 
 
-def test_an_htmx_verdict_on_the_board_removes_the_card_and_an_acknowledge_redraws_it(
+def test_an_htmx_verdict_on_the_board_confirms_with_undo_and_removes_the_card_and_an_acknowledge_redraws_it(
     client, technician, asset, champion, alert
 ):
     login(client, technician)
@@ -197,8 +197,12 @@ def test_an_htmx_verdict_on_the_board_removes_the_card_and_an_acknowledge_redraw
     assert 'data-state="acknowledged"' in response.content.decode()
 
     response = post(client, alert, "confirm:repaired", htmx=True)
-    assert response.status_code == 200 and response["HX-Reswap"] == "outerHTML"
-    assert response.content == b""
+    body = response.content.decode()
+    assert response.status_code == 200 and response["HX-Retarget"] == "#board-messages"
+    assert response["HX-Reswap"] == "afterbegin"
+    verdict = alert.feedback.get(kind="verdict")
+    assert "Confirmed fault — Repaired" in body and f"/alerts/{alert.pk}/undo/{verdict.pk}/" in body
+    assert f'<article id="alert-{alert.pk}" hx-swap-oob="delete"></article>' in body
 
     other = make_alert(asset, champion, explanation=None)
     response = post(client, other, "acknowledge", htmx=True, next_page="detail")
