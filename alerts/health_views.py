@@ -188,7 +188,8 @@ def _filters_context(request: HttpRequest, site_ids: list[int]) -> dict[str, Any
 @require_GET
 @health_required
 def health(request: HttpRequest) -> HttpResponse:
-    """The metrics table by period (totals first), the trend chart and the trust-erosion warnings."""
+    """The metrics table by period (totals first), the trend chart and the trust-erosion warnings; the
+    alarm-management KPIs load after the page (health_kpis), so their pass over the alerts does not hold it."""
     site_ids = site_ids_for_user(request.user)
     context = _filters_context(request, site_ids)
     try:
@@ -197,7 +198,6 @@ def health(request: HttpRequest) -> HttpResponse:
         return render(request, "alerts/health.html", {**context, "error": exc}, status=400)
     now = timezone.now()
     report = health_report(site_ids, query, now=now)
-    kpis = alarm_kpis(site_ids, query, now=now)
     rows_by_period: dict[str, list[MetricsRow]] = {}
     for row in report.rows:
         rows_by_period.setdefault(row.period, []).append(row)
@@ -245,29 +245,49 @@ def health(request: HttpRequest) -> HttpResponse:
                 }
                 for warning in reversed(report.warnings)
             ],
-            "kpis": kpis,
-            "kpi_sites": [
-                {
-                    "site": site,
-                    "rows": [
-                        (row, mix_text(row.priority_mix)) for row in reversed(site.rows[-KPI_ROWS_SHOWN:])
-                    ],
-                    "hidden": max(0, len(site.rows) - KPI_ROWS_SHOWN),
-                    "mix": mix_text(site.priority_mix),
-                    "share": percent(site.bad_actor_share),
-                    "actors": [(actor, percent(actor.share)) for actor in site.bad_actors],
-                }
-                for site in kpis.sites
-            ],
-            "kpi_figures": kpi_figures(kpis.sites),
-            "chatter_opens": chatter_opens(),
-            "chatter_minutes": int(chatter_window().total_seconds() // 60),
-            "respond_minutes": int(respond_window().total_seconds() // 60),
+            "kpi_url": f"{reverse('alerts:health_kpis')}?{urlencode(query.as_params())}",
             "csv_url": f"{reverse('api:metrics_csv')}?{urlencode(query.as_params())}",
             "export_url": f"{reverse('alerts:export')}?{urlencode(query.as_params())}",
         }
     )
     return render(request, "alerts/health.html", context)
+
+
+@require_GET
+@health_required
+def health_kpis(request: HttpRequest) -> HttpResponse:
+    """The health page's alarm-management KPIs (per site and shift/day/week, their charts with the
+    standard's targets and their band warnings): the fragment the page loads with htmx, or a page of its own
+    for the page's no-JavaScript link. Same filters and site scoping as the page."""
+    site_ids = site_ids_for_user(request.user)
+    # htmx swaps in only the fragment; the no-JavaScript link opens the same content as a whole page.
+    template = "alerts/health_kpis.html#kpis" if request.htmx else "alerts/health_kpis.html"
+    try:
+        query = parse_query(request.GET, site_ids)
+    except MetricsParamError as exc:
+        return render(request, template, {"error": exc}, status=400)
+    kpis = alarm_kpis(site_ids, query, now=timezone.now())
+    context = {
+        "query": query,
+        "kpis": kpis,
+        "kpi_sites": [
+            {
+                "site": site,
+                "rows": [(row, mix_text(row.priority_mix)) for row in reversed(site.rows[-KPI_ROWS_SHOWN:])],
+                "hidden": max(0, len(site.rows) - KPI_ROWS_SHOWN),
+                "mix": mix_text(site.priority_mix),
+                "share": percent(site.bad_actor_share),
+                "actors": [(actor, percent(actor.share)) for actor in site.bad_actors],
+            }
+            for site in kpis.sites
+        ],
+        "kpi_figures": kpi_figures(kpis.sites),
+        "chatter_opens": chatter_opens(),
+        "chatter_minutes": int(chatter_window().total_seconds() // 60),
+        "respond_minutes": int(respond_window().total_seconds() // 60),
+        "back_url": f"{reverse('alerts:health')}?{urlencode(query.as_params())}",
+    }
+    return render(request, template, context)
 
 
 def _period_csv_url(query: MetricsQuery, period: str) -> str:

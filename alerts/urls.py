@@ -14,6 +14,7 @@ urlpatterns = [
     path("<int:pk>/undo/<int:feedback_id>/", views.undo, name="undo"),
     path("assets/<int:pk>/missed-failure/", views.asset_missed_failure, name="asset_missed_failure"),
     path("health/", health_views.health, name="health"),
+    path("health/kpis/", health_views.health_kpis, name="health_kpis"),
     path("health/alerts/", health_views.health_alerts, name="health_alerts"),
     path("export.csv", health_views.export_csv, name="export"),
     path("noise/", noise_views.noise, name="noise"),

@@ -30,8 +30,10 @@ Measured, in-process, as the engineer who sees both sites (`--repeats` timed run
   N× a bare group-by count");
 * ``alerts.metrics.kpis.alarm_kpis`` (the alarm-management KPIs) per kpi_period ∈ {day, shift, week}, as a
   ratio of its p95 to metric_rows site/month's (``--functions-only`` stops here);
-* GET /api/v1/metrics (JSON) and GET /api/v1/metrics.csv through Django's test Client;
-* GET /alerts/health/ (rows, per-period totals, trust warnings, trend chart, page);
+* GET /api/v1/metrics (JSON), also with ``include=kpis``, and GET /api/v1/metrics.csv through Django's test
+  Client;
+* GET /alerts/health/ (rows, per-period totals, trust warnings, trend chart, page) and the KPI fragment it
+  loads after itself, GET /alerts/health/kpis/ (htmx);
 * GET /alerts/export.csv of every visible alert, consumed chunk by chunk: wall time, bytes and the peak RSS
   of this process while streaming (sampled every 10 ms) over its RSS just before.
 
@@ -444,7 +446,12 @@ PAGES = [
     ("GET /api/v1/metrics.csv", "/api/v1/metrics.csv?group_by=model_version&period=month"),
     ("GET /alerts/health/", "/alerts/health/"),
     ("GET /alerts/health/", "/alerts/health/?group_by=asset&period=week"),
+    # Neither holds to the page/API target: the KPIs are a second pass over every alert. The page loads the
+    # fragment after itself; the API computes them only when asked.
+    ("KPI fragment GET /alerts/health/kpis/", "/alerts/health/kpis/"),
+    ("KPIs in GET /api/v1/metrics (JSON)", "/api/v1/metrics?group_by=site&period=month&include=kpis"),
 ]
+HTMX = {"HX-Request": "true"}
 
 
 def measure_pages(client, repeats: int, pages: list[tuple[str, str]] = PAGES) -> list[dict]:
@@ -454,7 +461,7 @@ def measure_pages(client, repeats: int, pages: list[tuple[str, str]] = PAGES) ->
     for name, url in pages:
 
         def get(url=url):
-            response = client.get(url)
+            response = client.get(url, headers=HTMX if url.startswith("/alerts/health/kpis/") else None)
             if response.status_code != 200:
                 sys.exit(f"bench: GET {url} gave {response.status_code}: {response.content[:300]!r}")
             return response
@@ -577,6 +584,8 @@ def report(result: dict) -> str:
         )
     for page in [*result["pages"], *result.get("pages_jit_off", [])]:
         target = f"p95 ≤ {TARGET_PAGE_P95_MS:.0f} ms: **{'met' if page['p95'] <= TARGET_PAGE_P95_MS else 'not met'}**"
+        if not page["name"].startswith("GET "):
+            target = "— (loaded after the page / asked for)"
         lines.append(
             f"| {page['name']} `{page['url'].split('?', 1)[-1] if '?' in page['url'] else 'defaults'}`"
             f" ({page['queries']} queries) | — | {page['p50']:.0f} | {page['p95']:.0f} | — | — | {target} |"

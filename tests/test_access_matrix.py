@@ -182,6 +182,7 @@ URLS: dict[str, Url] = {
     ),
     "alerts:health": Url(engineer_page),
     "alerts:health_alerts": Url(engineer_page, query="?period=2026-01"),
+    "alerts:health_kpis": Url(engineer_page),
     "alerts:export": Url(engineer_page),
     "alerts:noise": Url(engineer_page),
     "alerts:noise_apply": Url(

@@ -109,9 +109,19 @@ _KPI_PERIOD = {
     "required": False,
     "description": (
         "Buckets of the alarm-management KPIs (alarm_kpis): each site's own days, shifts (Site.shift_starts) "
-        "or ISO weeks, in the site's time zone."
+        "or ISO weeks, in the site's time zone. Given, the answer carries alarm_kpis (as include=kpis)."
     ),
     "schema": {"type": "string", "enum": list(KPI_PERIODS), "default": KPI_PERIODS[0]},
+}
+_INCLUDE = {
+    "name": "include",
+    "in": "query",
+    "required": False,
+    "description": (
+        "kpis: the answer carries alarm_kpis, the alarm-management KPIs (a second pass over the alerts, "
+        "about as long again as the rows). Without it (and without kpi_period) they are left out."
+    ),
+    "schema": {"type": "string", "enum": ["kpis"]},
 }
 _NUMBER = {"type": ["number", "null"], "minimum": 0}
 _SHARES = {
@@ -277,6 +287,7 @@ def metrics_paths() -> dict:
                 "parameters": [
                     *_QUERY_PARAMETERS,
                     _KPI_PERIOD,
+                    _INCLUDE,
                     {
                         "name": "format",
                         "in": "query",
@@ -349,7 +360,6 @@ def metrics_schemas() -> dict:
                 "site",
                 "follow_through_hours",
                 "rows",
-                "alarm_kpis",
             ],
             "additionalProperties": False,
             "properties": {
@@ -363,7 +373,10 @@ def metrics_schemas() -> dict:
                     "description": "The follow-through window (VIGIL_FOLLOW_THROUGH_HOURS).",
                 },
                 "rows": {"type": "array", "items": {"$ref": "#/components/schemas/MetricsRow"}},
-                "alarm_kpis": {"$ref": "#/components/schemas/AlarmKpis"},
+                "alarm_kpis": {
+                    "$ref": "#/components/schemas/AlarmKpis",
+                    "description": "Only with include=kpis or a kpi_period.",
+                },
             },
         },
         "AlarmKpis": {

@@ -28,10 +28,28 @@ def engineer(history) -> Client:
     return client
 
 
-def test_the_health_page_shows_the_kpis_the_denominator_and_the_band_warnings(engineer):
-    response = engineer.get(f"/alerts/health/?{RANGE}")
+HTMX = {"HX-Request": "true"}
+
+
+def test_the_health_page_loads_the_kpis_after_itself_with_a_link_without_javascript(engineer):
+    response = engineer.get(f"/alerts/health/?{RANGE}&kpi_period=shift")
     assert response.status_code == 200
     page = response.content.decode()
+    url = "/alerts/health/kpis/?group_by=site&amp;period=month&amp;kpi_period=shift&amp;start=2026-09-01&amp;end=2026-09-02&amp;site=north"
+    assert f'id="alarm-kpis" hx-get="{url}" hx-trigger="load" hx-swap="outerHTML"' in page
+    assert f'<a id="kpi-link" href="{url}">' in page
+    assert '<div id="kpi-warnings"></div>' in page  # where the fragment's band warnings go (out of band)
+    # The KPIs themselves are not computed for the page.
+    assert "kpis" not in response.context and 'data-kpi="' not in page and "technicians" not in page
+
+
+def test_the_kpi_fragment_shows_the_kpis_the_denominator_and_the_band_warnings(engineer):
+    response = engineer.get(f"/alerts/health/kpis/?{RANGE}", headers=HTMX)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "<html" not in page and page.index('<div id="kpi-warnings" hx-swap-oob="true">') < page.index(
+        'id="alarm-kpis"'
+    )
     assert 'id="alarm-kpis"' in page
     assert "active users in the technician group with a membership of the site" in page
     assert "North: 2 technicians, 24 alerts, priority mix 79 / 8 / 12 %" in page
@@ -39,6 +57,10 @@ def test_the_health_page_shows_the_kpis_the_denominator_and_the_band_warnings(en
     assert 'data-kpi="flood_pct"' not in page.split('id="alarm-kpis"')[0]  # no flood warning by day
     assert "North: Stale alerts on one day (&gt; 24 h unanswered) 6 in 2 periods, worst 2026-09-02" in page
     assert "Bad actors: the 10 most frequent of 17 conditions, 71% of all alerts" in page
+    # The same view without htmx renders the whole page, whose context the test client records (a partial's
+    # is not): the same numbers behind the same markup.
+    response = engineer.get(f"/alerts/health/kpis/?{RANGE}")
+    assert page in response.content.decode()
     kpis = response.context["kpis"]
     assert [row.period for row in kpis.sites[0].rows] == ["2026-09-01", "2026-09-02"]
     figures = {chart["id"]: chart["figure"] for chart in response.context["kpi_figures"]}
@@ -50,8 +72,8 @@ def test_the_health_page_shows_the_kpis_the_denominator_and_the_band_warnings(en
     assert figures["kpi-priority-mix"]["data"][-1]["y"] == [0.80, 0.15, 0.05]
 
 
-def test_the_health_page_per_shift_warns_of_the_flood(engineer):
-    response = engineer.get(f"/alerts/health/?{RANGE}&kpi_period=shift")
+def test_the_kpi_fragment_per_shift_warns_of_the_flood(engineer):
+    response = engineer.get(f"/alerts/health/kpis/?{RANGE}&kpi_period=shift", headers=HTMX)
     page = response.content.decode()
     assert response.status_code == 200 and 'data-kpi="flood_pct"' in page
     assert "10-minute periods in flood (&gt; 10 alerts) 2.1% in 2026-09-01 06:00" in page
@@ -60,6 +82,11 @@ def test_the_health_page_per_shift_warns_of_the_flood(engineer):
 def test_a_bad_kpi_period_is_a_400_naming_it_on_the_page_and_in_the_api(engineer):
     page = engineer.get("/alerts/health/?kpi_period=month")
     assert page.status_code == 400 and "kpi_period" in page.content.decode()
+    fragment = engineer.get("/alerts/health/kpis/?kpi_period=month&site=north", headers=HTMX)
+    assert fragment.status_code == 400 and "<html" not in fragment.content.decode()
+    assert "kpi_period: &#x27;month&#x27; is not one of day, shift, week" in fragment.content.decode()
+    elsewhere = engineer.get("/alerts/health/kpis/?site=south")
+    assert elsewhere.status_code == 400 and "site" in elsewhere.content.decode()
     api = engineer.get("/api/v1/metrics?kpi_period=fortnight")
     assert api.status_code == 400
     assert api.json() == {
@@ -78,7 +105,7 @@ def test_the_api_answers_the_kpis_as_documented(engineer):
         body = engineer.get(f"/api/v1/metrics?{RANGE}&kpi_period={kpi_period}").json()
         assert [error.message for error in validator.iter_errors(body)] == []
         assert body["alarm_kpis"]["kpi_period"] == kpi_period
-    body = engineer.get(f"/api/v1/metrics?{RANGE}").json()["alarm_kpis"]
+    body = engineer.get(f"/api/v1/metrics?{RANGE}&include=kpis").json()["alarm_kpis"]
     (north,) = body["sites"]
     assert (north["site"], north["technicians"], north["alerts"], north["conditions"]) == ("north", 2, 24, 17)
     first = north["rows"][0]
@@ -98,11 +125,40 @@ def test_the_api_answers_the_kpis_as_documented(engineer):
     assert body["chatter_opens"] == 3 and body["respond_minutes"] == 5
 
 
+def test_the_kpi_page_without_javascript_is_a_whole_page_with_its_charts(engineer):
+    response = engineer.get(f"/alerts/health/kpis/?{RANGE}")
+    page = response.content.decode()
+    assert response.status_code == 200 and "<html" in page and 'id="alarm-kpis"' in page
+    assert "North: 2 technicians, 24 alerts" in page and "vendor/plotly.min.js" in page
+    assert 'href="/alerts/health/?group_by=site&amp;period=month&amp;start=2026-09-01' in page
+
+
+def test_the_api_computes_the_kpis_only_when_asked(engineer, monkeypatch):
+    from jsonschema import Draft202012Validator
+
+    document = json.loads(engineer.get("/api/v1/openapi.json").content)
+    schema = {"$ref": "#/components/schemas/MetricsAnswer", "components": document["components"]}
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    asked = engineer.get(f"/api/v1/metrics?{RANGE}&include=kpis").json()
+    calls = []
+    monkeypatch.setattr("alerts.api.alarm_kpis", lambda *args, **kwargs: calls.append(args))
+    plain = engineer.get(f"/api/v1/metrics?{RANGE}")
+    assert plain.status_code == 200 and calls == []  # not computed, not only left out of the answer
+    body = plain.json()
+    assert "alarm_kpis" not in body and body["rows"] == asked["rows"]
+    assert [error.message for error in validator.iter_errors(body)] == []
+    assert engineer.get(f"/api/v1/metrics.csv?{RANGE}&include=kpis").status_code == 200 and calls == []
+    bad = engineer.get(f"/api/v1/metrics?{RANGE}&include=kpis,trend")
+    assert bad.status_code == 400
+    assert bad.json() == {"error": "include: 'trend' is not one of kpis", "param": "include"}
+
+
 def test_a_technician_gets_no_kpis(history):
     client = Client()
     client.force_login(history["tess"])
     assert client.get("/api/v1/metrics").status_code == 403
     assert client.get("/alerts/health/").status_code == 403
+    assert client.get("/alerts/health/kpis/", headers={"HX-Request": "true"}).status_code == 403
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,19 @@ def test_an_engineer_follows_the_warning_from_the_trend_to_the_alerts_behind_it(
             warning = page.locator("#trust-warning-2026-07")
             warning.wait_for()
             warning_text = warning.inner_text()
+            # The alarm-management KPIs arrive after the page (htmx): their table and a chart with its targets.
+            page.locator("#alarm-kpis table.kpi-table[data-site='health-lab']").wait_for(timeout=15_000)
+            page.locator("#kpi-per-tech-per-10min-chart.js-plotly-plot .main-svg").first.wait_for(
+                timeout=15_000
+            )
+            kpis = {
+                "loader": page.locator("#kpi-loading").count(),
+                "heading": page.locator("#kpi-site-health-lab").inner_text(),
+                "warnings_first": page.evaluate(
+                    "document.getElementById('kpi-warnings').compareDocumentPosition("
+                    "document.getElementById('alarm-kpis')) & Node.DOCUMENT_POSITION_FOLLOWING"
+                ),
+            }
             page.screenshot(path=str(screenshots_dir / "health-desktop.png"), full_page=True)
             assert page.locator("#trust-warning-2026-06").count() == 0
             # Click the "ignored" number of July's total row: the six LAB-1 alerts.
@@ -126,6 +139,7 @@ def test_an_engineer_follows_the_warning_from_the_trend_to_the_alerts_behind_it(
                 "listed": listed,
                 "detail": detail_status,
                 "errors": errors,
+                "kpis": kpis,
             }
 
     result = browser.run(scenario)
@@ -134,3 +148,5 @@ def test_an_engineer_follows_the_warning_from_the_trend_to_the_alerts_behind_it(
     assert result["listed"] == lab_history["ignored"]
     assert result["detail"].endswith(f"/alerts/{lab_history['ignored'][0]}/")
     assert result["errors"] == [], f"JavaScript errors: {result['errors']}"
+    assert result["kpis"]["loader"] == 0 and result["kpis"]["heading"].startswith("Health Lab:")
+    assert result["kpis"]["warnings_first"], "the KPI band warnings sit beside the trust warnings, above"

@@ -372,7 +372,10 @@ def test_the_whole_document_validates_as_openapi_3_1(client):
 def test_the_metrics_paths_are_documented_with_their_parameters_errors_and_session_auth(client):
     document = _openapi(client)
     for path, names in (
-        ("/api/v1/metrics", {"group_by", "period", "start", "end", "site", "kpi_period", "format"}),
+        (
+            "/api/v1/metrics",
+            {"group_by", "period", "start", "end", "site", "kpi_period", "include", "format"},
+        ),
         ("/api/v1/metrics.csv", {"group_by", "period", "start", "end", "site"}),
     ):
         operation = document["paths"][path]["get"]
