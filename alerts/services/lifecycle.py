@@ -462,14 +462,9 @@ def apply_scores(
                     alert, created = _open(ctx, window, transition.alert)
                     progress = _progress(alert)
                     changed.append(alert.pk)
-                    if not created:
-                        # Another worker opened the alert of this key first: carry on from that alert's
-                        # own state with the windows after this one.
+                    if not created:  # another worker opened it first: carry on from that alert's state
                         start = position[window.end] + 1
-                        state = rules.RuleState(
-                            recent=tuple(history[max(0, split + start - params.depth) : split + start]),
-                            active=_rule_alert(ctx, alert),
-                        )
+                        state = _carry_on(ctx, alert, history[: split + start], params.depth)
                         break
                 elif isinstance(transition, rules.Seen):
                     visible = alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED)
@@ -506,12 +501,9 @@ def apply_scores(
                     alert, created = _open(ctx, window, transition.alert, reopened_from=previous, note=note)
                     progress = _progress(alert)
                     changed.append(alert.pk)
-                    if not created:
+                    if not created:  # another worker opened it first: carry on from that alert's state
                         start = position[window.end] + 1
-                        state = rules.RuleState(
-                            recent=tuple(history[max(0, split + start - params.depth) : split + start]),
-                            active=_rule_alert(ctx, alert),
-                        )
+                        state = _carry_on(ctx, alert, history[: split + start], params.depth)
                         break
                 elif isinstance(transition, rules.Resumed):
                     reason = (
@@ -601,6 +593,11 @@ def _last_closed_seen(ctx: _Context) -> datetime | None:
     else:
         alerts = alerts.filter(is_shadow=False, kind=ctx.version.kind)
     return alerts.order_by("-last_seen_at").values_list("last_seen_at", flat=True).first()
+
+
+def _carry_on(ctx: _Context, alert: Alert, seen: Sequence[Any], depth: int) -> rules.RuleState:
+    """The rule state after losing an opening race: the other worker's alert, with the windows seen so far."""
+    return rules.RuleState(recent=tuple(seen[max(0, len(seen) - depth) :]), active=_rule_alert(ctx, alert))
 
 
 def _rule_alert(ctx: _Context, alert: Alert | None) -> rules.ActiveAlert | None:
