@@ -12,7 +12,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from alerts.charts import chart_sensors, sensor_figure, shap_figure
@@ -43,7 +42,7 @@ from detection.wording import unusual_text
 from plant.access import get_asset_for_user, get_or_404, is_engineer
 from plant.models import Asset
 from plant.params import ParamError, parse_id, shown, text
-from plant.views import render_asset, site_zone
+from plant.views import render_asset, site_form
 
 WS_PATH = "/ws/alerts/"
 
@@ -283,9 +282,8 @@ def asset_panel(asset: Asset) -> dict:
 def asset_missed_failure(request: HttpRequest, pk: int) -> HttpResponse:
     """Report a failure that had no alert: a fault Label and a missed-failure Feedback (recall uses it)."""
     asset = get_asset_for_user(request, pk)
-    with timezone.override(site_zone(asset.site)):  # the form's times are the site's wall-clock times
-        form = MissedFailureForm(request.POST)
-        valid = form.is_valid()
+    form = site_form(MissedFailureForm, request.POST, asset.site)
+    valid = form.is_valid()
     if valid:
         try:
             record_missed_failure(asset, request.user, **form.cleaned_data)

@@ -29,7 +29,7 @@ from models_registry.services import (
     shadow,
 )
 from plant.access import engineer_required, get_asset_for_user, site_ids_for_user
-from plant.views import render_asset, site_zone
+from plant.views import render_asset, site_form
 
 RECENT_RUNS = 10
 
@@ -204,9 +204,8 @@ def asset_recalibrate(request: HttpRequest, pk: int) -> HttpResponse:
     calibration and, for each robust version in use, its thresholds. A refusal (a fault label in the
     period, too few usable windows) is shown on the asset page with the form (400)."""
     asset = get_asset_for_user(request, pk)
-    with timezone.override(site_zone(asset.site)):  # the form's times are the site's wall-clock times
-        form = RecalibrateForm(request.POST)
-        valid = form.is_valid()
+    form = site_form(RecalibrateForm, request.POST, asset.site)
+    valid = form.is_valid()
     if valid:
         try:
             done = recalibrate(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django import forms
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -162,6 +164,15 @@ def asset_chart(request: HttpRequest, pk: int) -> JsonResponse:
     for part in _CHART_EXTRAS:
         figure.update(part(asset, span))
     return JsonResponse(figure)
+
+
+def site_form(form_class: type[forms.Form], data: Any, site: Site) -> forms.Form:
+    """A form bound to ``data`` and validated in the site's time zone: naive times typed into it are the
+    site's wall-clock times (the asset page's POST forms: missed failure, recalibration)."""
+    with timezone.override(site_zone(site)):
+        form = form_class(data)
+        form.is_valid()
+    return form
 
 
 def site_zone(site: Site) -> ZoneInfo:
