@@ -1,0 +1,92 @@
+"""What every protocol client produces and reports, whatever the protocol.
+
+A `Sample` is one value of one mapped point with its source time and status; a `PointError` is one
+message or value that could not become a sample, with the reason (counted and shown per connection,
+never raised: the rest of the stream goes on). A client is driven by its caller:
+
+    async def run(points, sink, status) -> None
+
+where ``sink(samples)`` is awaited for each batch and returns only when the batch is safely stored (a
+client acknowledges its protocol's delivery, e.g. MQTT QoS 1, only after that), and ``status`` is a
+`ConnectionStatus` the client updates. ``run`` returns or raises when the connection is lost; the caller
+reconnects with backoff (`backoff_delays`).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+
+class SampleStatus(enum.Enum):
+    """The source's own verdict on a value (OPC UA status codes, Sparkplug stale, Modbus gaps)."""
+
+    GOOD = "good"
+    UNCERTAIN = "uncertain"  # kept as a value, flagged
+    BAD = "bad"  # the source says the value is not valid: stored as a flag, never as a value
+    STALE = "stale"  # the source went away (MQTT NDEATH/DDEATH, a dropped subscription)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value of one mapped point. ``point`` is the mapping's key (the Vigil sensor key it feeds)."""
+
+    point: str
+    ts: float  # UTC epoch seconds: the source's timestamp when the protocol carries one, else receipt time
+    value: float | None  # None when the status is BAD or STALE
+    status: SampleStatus = SampleStatus.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class PointError:
+    """A message or value that could not become a sample, and why (shown on the connection's status)."""
+
+    reason: str
+    point: str | None = None  # the mapped point, when known
+    source: str | None = None  # the topic / node id / register address it came from
+
+
+Sink = Callable[[list[Sample]], Awaitable[None]]
+
+
+@dataclass
+class ConnectionStatus:
+    """Live status of one connection, updated by its client and read by the bridge's status reporter."""
+
+    connected: bool = False
+    last_message_at: float | None = None
+    messages: int = 0
+    samples: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    recent_errors: list[PointError] = field(default_factory=list)
+
+    MAX_RECENT = 20
+
+    def error(self, err: PointError, at: float) -> None:
+        self.errors += 1
+        self.last_error = err.reason if err.source is None else f"{err.source}: {err.reason}"
+        self.last_error_at = at
+        self.recent_errors.append(err)
+        del self.recent_errors[: -self.MAX_RECENT]
+
+
+def backoff_delays(first: float = 1.0, cap: float = 60.0, jitter: float = 0.2) -> Iterator[float]:
+    """Reconnect delays: doubling from ``first`` up to ``cap`` seconds, each ±``jitter`` so that many
+    connections to one server do not reconnect in step. Endless; the caller resets it after a success."""
+    delay = first
+    while True:
+        yield delay * (1.0 + random.uniform(-jitter, jitter))
+        delay = min(cap, delay * 2.0)
+
+
+def finite(value: object) -> float | None:
+    """``value`` as a float when it is a finite number (bools are not numbers here), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
