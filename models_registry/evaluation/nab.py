@@ -138,14 +138,21 @@ class SeriesRun:
     # per_asset_adaptive: the scores depend on the thresholds gating the location; these are the tail
     # rule's (``scores`` are then the default rule's). None: the scores do not depend on the rule.
     tail_scores: np.ndarray | None = None
+    # The same model's open threshold under open_rule="episodes" (and its scores, per_asset_adaptive).
+    episodes_open_threshold: float | None = None
+    episodes_scores: np.ndarray | None = None
 
     def rule_scores(self, rule: str) -> np.ndarray:
         """The scores the alert rules read under ``rule``."""
-        return self.tail_scores if rule == "tail" and self.tail_scores is not None else self.scores
+        own = {"tail": self.tail_scores, "episodes": self.episodes_scores}.get(rule)
+        return self.scores if own is None else own
 
     def thresholds(self, rule: str) -> tuple[float, float]:
         """(open, clear) under one of detection.thresholds.OPEN_RULES; the clear threshold does not depend on it."""
-        return (self.tail_open_threshold if rule == "tail" else self.open_threshold), self.clear_threshold
+        if rule == "episodes" and self.episodes_open_threshold is None:
+            raise DatasetFormatError(f"{self.series.name}: the episodes rule was not computed")
+        open_t = {"tail": self.tail_open_threshold, "episodes": self.episodes_open_threshold}
+        return float(open_t.get(rule, self.open_threshold)), min(self.clear_threshold, float(open_t.get(rule, self.open_threshold)))
 
 
 def run(options: dict[str, Any], progress) -> Evaluation:
@@ -346,6 +353,9 @@ def score_series(
         model = train_anomaly(windows.X[train], windows.names, params=chosen)
         # Same fit (the detector does not depend on the open rule), so only the open threshold differs.
         tail = train_anomaly(windows.X[train], windows.names, params={**chosen, "open_rule": "tail"})
+        episodes = train_anomaly(
+            windows.X[train], windows.names, params={**chosen, **_episodes_params(window_samples, period)}
+        )
     except TrainingError as exc:
         raise DatasetFormatError(f"{series.name}: cannot train on its probationary period ({exc})") from None
     loaded = runtime.LoadedModel.unregistered(
@@ -369,7 +379,13 @@ def score_series(
         clear_threshold=model.clear_threshold,
         tail_open_threshold=tail.open_threshold,
         model_metrics=model.metrics,
+        episodes_open_threshold=episodes.open_threshold,
     )
+
+
+def _episodes_params(window_samples: int, period: float) -> dict[str, Any]:
+    """train_anomaly's params for the "episodes" rule on this series' windows (its budget: the rule's)."""
+    return {"open_rule": "episodes", "window_s": window_samples * period, "step_s": period}
 
 
 def _windows(series: NabSeries, window_samples: int) -> tuple[Windows, np.ndarray, int, float]:
@@ -404,6 +420,7 @@ def _score_adaptive(
         chosen = {} if detector is None else {"detector": detector}
         model = train_anomaly(Z, windows.names, params=chosen)
         tail = train_anomaly(Z, windows.names, params={**chosen, "open_rule": "tail"})
+        episodes = train_anomaly(Z, windows.names, params={**chosen, **_episodes_params(window_samples, period)})
     except (TrainingError, BaselineError) as exc:
         raise DatasetFormatError(f"{series.name}: cannot train on its probationary period ({exc})") from None
     loaded = runtime.LoadedModel.unregistered(
@@ -411,7 +428,12 @@ def _score_adaptive(
     )
     higher = runtime.higher_is_worse(model.output_spec)
     scores = {}
-    for rule, open_t in (("quantile", model.open_threshold), ("tail", tail.open_threshold)):
+    chosen_rules = (
+        ("quantile", model.open_threshold),
+        ("tail", tail.open_threshold),
+        ("episodes", episodes.open_threshold),
+    )
+    for rule, open_t in chosen_rules:
         params = RuleParams(open_t, min(model.clear_threshold, open_t), *rules, higher=higher)
         _, scores[rule], _, _ = adaptive.advance(
             state, windows.X[live], calibration, lambda z: Pipeline.score(loaded, z, finite=False), params
@@ -428,6 +450,8 @@ def _score_adaptive(
         tail_open_threshold=tail.open_threshold,
         model_metrics=model.metrics,
         tail_scores=scores["tail"],
+        episodes_open_threshold=episodes.open_threshold,
+        episodes_scores=scores["episodes"],
     )
 
 

@@ -74,11 +74,13 @@ class FleetSetting:
     normalisation: str
     asset_thresholds: bool
     features: str = "all"
+    open_rule: str = "quantile"  # detection.thresholds.OPEN_RULES
 
     @property
     def label(self) -> str:
         whose = "per-asset" if self.asset_thresholds else "version"
-        return f"{self.detector}, {self.normalisation}, {whose} thresholds, {self.features} features"
+        rule = "" if self.open_rule == "quantile" else f", {self.open_rule} rule"
+        return f"{self.detector}, {self.normalisation}, {whose} thresholds{rule}, {self.features} features"
 
 
 # Fixed before any fleet run was scored: today's product (PCA, mean baseline, version thresholds) and the
@@ -318,9 +320,18 @@ def fleet_protocol(setting: FleetSetting, window: float, step: float) -> fleet.P
         clear_windows=6,
         attribution_s=0.0,
         holdout_fraction=0.25,
-        params={"detector": setting.detector, "seed": 0},
+        params={"detector": setting.detector, "seed": 0, **rule_params(setting.open_rule, window, step)},
         features=tuple(feature_set(setting.features)),
     )
+
+
+def rule_params(open_rule: str, window: float, step: float) -> dict[str, Any]:
+    """train_anomaly's threshold-rule params (the "episodes" rule reads the windows' length and step)."""
+    if open_rule == "quantile":
+        return {}
+    if open_rule == "episodes":
+        return {"open_rule": open_rule, "window_s": window, "step_s": step}
+    return {"open_rule": open_rule}
 
 
 def fleet_counts(inputs: Sequence[FleetInput], outcomes: Sequence[fleet.RunOutcome]) -> list[Counts]:
@@ -373,7 +384,7 @@ def pooled_fleet(
     settings are added as rows and (on each feature set) as leave-one-fault-type-out choices."""
     settings = FLEET_SETTINGS + tuple(extra)
     grid = LOFTO_GRID + tuple(
-        FleetSetting(s.detector, s.normalisation, s.asset_thresholds, features)
+        FleetSetting(s.detector, s.normalisation, s.asset_thresholds, features, s.open_rule)
         for s in extra
         for features in FEATURE_SETS
     )
