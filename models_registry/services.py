@@ -474,7 +474,7 @@ def train_and_register(
         split = {"train": len(train_idx), "validation": 0 if X_val is None else len(X_val)}
         fit_params = window_params(params, asset_type)
         if robust:
-            train_idx, fit_params, holdout = asset_holdout_order(train_idx, groups, params)
+            train_idx, fit_params, holdout = asset_holdout_order(train_idx, groups, fit_params)
         trained = training.train_anomaly(
             X[train_idx], data.feature_names, params=fit_params, X_val=X_val, y_val=y_val
         )

@@ -74,7 +74,9 @@ class Command(BaseCommand):
             if not roles:
                 raise CommandError("--roles needs at least one role key, e.g. --roles vibration,current")
         if options["enqueue"] and (baseline or params or roles):
-            raise CommandError("--baseline, --detector, --open-rule and --roles run here only; drop --enqueue")
+            raise CommandError(
+                "--baseline, --detector, --open-rule and --roles run here only; drop --enqueue"
+            )
         if options["enqueue"]:
             kwargs = {
                 "start": start.isoformat() if start else None,
