@@ -472,9 +472,9 @@ def train_and_register(
                 [np.zeros(len(held), dtype=np.int64), np.ones(len(fault_idx), dtype=np.int64)]
             )
         split = {"train": len(train_idx), "validation": 0 if X_val is None else len(X_val)}
-        fit_params = params
+        fit_params = window_params(params, asset_type)
         if robust:
-            train_idx, fit_params, holdout = asset_holdout_order(train_idx, groups, params)
+            train_idx, fit_params, holdout = asset_holdout_order(train_idx, groups, fit_params)
         trained = training.train_anomaly(
             X[train_idx], data.feature_names, params=fit_params, X_val=X_val, y_val=y_val
         )
@@ -515,6 +515,14 @@ def train_and_register(
         baseline_info=baseline_info,
         asset_thresholds=asset_found,
     )
+
+
+def window_params(params: dict[str, Any] | None, asset_type: AssetType) -> dict[str, Any] | None:
+    """``params`` with the asset type's window length and step added when its threshold rule reads them
+    (open_rule "episodes" states its false-alert budget in days, so it needs the windows' step)."""
+    if not params or params.get("open_rule") != "episodes":
+        return params
+    return {"window_s": float(asset_type.window_s), "step_s": float(asset_type.step_s), **params}
 
 
 def asset_holdout_order(

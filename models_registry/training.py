@@ -31,7 +31,9 @@ Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "di
     exponential (maximum likelihood: scale = their mean) and the open threshold is the score exceeded by a
     share ``open_exceedance`` (1e-4) of windows, ``u + scale · ln((1 - tail_quantile) / open_exceedance)``,
     and never below the hold-out's maximum (data declared normal never alarms). The clear threshold is
-    unchanged. Both rules live in ``detection.thresholds``, which sets per-asset thresholds the same way.
+    unchanged. ``params["open_rule"] = "episodes"`` (opt-in) states the budget in time instead: one false
+    alert per asset per ``alert_budget_days`` (30) days, counting declustered events of the hold-out scores
+    (needs ``window_s`` and ``step_s``; ``train_and_register`` passes the asset type's). Both rules live in ``detection.thresholds``, which sets per-asset thresholds the same way.
     Metrics: false-alarm rate on the held-out normal windows and, given X_val (and y_val), on the normal
     validation windows, with precision / recall / F1 / PR-AUC when y_val has faults.
 
@@ -85,9 +87,12 @@ ANOMALY_DEFAULTS: dict[str, Any] = {
     "holdout_fraction": 0.25,
     "open_quantile": 0.995,
     "clear_quantile": 0.97,
-    "open_rule": "quantile",  # or "tail": see the module docstring
+    "open_rule": "quantile",  # or "tail" / "episodes": see the module docstring
     "tail_quantile": 0.9,
     "open_exceedance": 1e-4,
+    "alert_budget_days": 30.0,  # "episodes": one false alert per asset per this many days
+    "window_s": None,  # "episodes": the windows' length and step, s (the asset type's)
+    "step_s": None,
     "background_size": BACKGROUND_SIZE,
     "seed": 0,
 }

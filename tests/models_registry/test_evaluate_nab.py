@@ -163,9 +163,11 @@ def test_evaluate_nab_on_one_series_scores_well_above_the_null_detector(nab_dir,
     assert summary["windows_hit"] >= 2
     vigil = [row for row in document["rows"] if row["source"] == "vigil"]
     published = {row["detector"]: row for row in document["rows"] if row["source"] == "published"}
-    assert len(vigil) == 3
-    assert "tail rule" in vigil[0]["detector"] and "default rule" in vigil[1]["detector"]
+    assert len(vigil) == 4
+    assert "episodes rule" in vigil[0]["detector"] and "tail rule" in vigil[1]["detector"]
+    assert "default rule" in vigil[2]["detector"]
     assert summary["vigil_tail_standard"] > 30.0
+    assert summary["vigil_episodes_standard"] > 30.0
     assert published["ARTime"]["standard"] == pytest.approx(74.85377223215792)
     details = document["details"]["files"][f"realKnownCause/{EC2}"]
     assert details["probation_rows"] == 604
@@ -174,6 +176,9 @@ def test_evaluate_nab_on_one_series_scores_well_above_the_null_detector(nab_dir,
     # The tail rule only raises the open threshold, so it cannot raise more alarms than the default rule.
     assert details["tail_open_threshold"] >= details["open_threshold"]
     assert details["tail_false_positives"] <= details["false_positives"]
+    # The episodes rule's threshold is never below the hold-out maximum, hence never below the quantile's.
+    assert details["episodes_open_threshold"] >= details["open_threshold"]
+    assert details["episodes_false_positives"] <= details["false_positives"]
     assert "Vigil PCA" in capsys.readouterr().out
     assert (tmp_path / "nab.md").read_text().startswith("### nab")
 
@@ -198,3 +203,4 @@ def test_evaluate_nab_with_the_adaptive_location_gates_each_rule_on_its_own_thre
     # The location each rule's alerts freeze differs, so the two rules score different series.
     assert run.tail_scores is not None and len(run.tail_scores) == len(run.scores)
     assert run.rule_scores("tail") is run.tail_scores and run.rule_scores("quantile") is run.scores
+    assert run.rule_scores("episodes") is run.episodes_scores and len(run.episodes_scores) == len(run.scores)

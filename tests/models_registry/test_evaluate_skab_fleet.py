@@ -150,3 +150,17 @@ def test_an_added_normalisation_adds_its_rows_and_leave_one_fault_type_out_choic
     assert len(added) == 2  # the labelled runs' metric and every run's points
     assert len(part["details"]["settings"]) == len(LOFTO_GRID) + 2 * len(FEATURE_SETS)
     assert part["summary"]["setting"] == FLEET_SETTINGS[0].label  # the candidate default is unchanged
+
+
+def test_an_added_open_rule_adds_the_four_settings_with_that_rule_and_a_note(data_folder):
+    extra = extra_settings(None, ["episodes"])
+    assert [(s.detector, s.normalisation, s.open_rule) for s in extra] == [
+        (s.detector, s.normalisation, "episodes") for s in FLEET_SETTINGS
+    ]
+    part = pooled_fleet(list_files(base=data_folder), 400, 30.0, 5.0, lambda _: None, extra)
+    added = [r for r in part["rows"] if "episodes rule" in r["detector"]]
+    assert len(added) == 2 * len(FLEET_SETTINGS)
+    assert part["summary"]["setting"] == FLEET_SETTINGS[0].label  # the candidate default is unchanged
+    chosen = part["details"]["settings"][extra[0].label]["per_run"]
+    assert all(r["thresholds"]["open_threshold"] >= r["thresholds"]["clear_threshold"] for r in chosen)
+    assert any("Episodes rule rows" in note for note in part["notes"])

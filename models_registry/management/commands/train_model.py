@@ -1,5 +1,5 @@
 """manage.py train_model --asset-type SLUG --kind anomaly|failure_classifier|rul [--start --end --name
---roles a,b]"""
+--roles a,b --detector D --open-rule R]"""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.db import transaction
 
 from detection.baseline import MODES, PER_ASSET
 from detection.detectors import DETECTORS
+from detection.thresholds import OPEN_RULES
 from models_registry.management.commands._common import check_kind, get_asset_type, parse_moment
 from models_registry.services import TrainingError, train_and_register
 from models_registry.tasks import train_model_task
@@ -46,6 +47,13 @@ class Command(BaseCommand):
             choices=DETECTORS,
             help="Anomaly detector (detection.detectors; default: the trainer's, PCA).",
         )
+        parser.add_argument(
+            "--open-rule",
+            choices=OPEN_RULES,
+            help="Anomaly open-threshold rule (detection.thresholds): quantile (default, the hold-out's "
+            "99.5 %% score), tail (exponential tail, 1 window in 10,000) or episodes (one false alert per "
+            "asset per 30 days, from the hold-out's declustered events and the asset type's window step).",
+        )
 
     def handle(self, *args, **options) -> None:
         asset_type = get_asset_type(options["asset_type"])
@@ -55,16 +63,20 @@ class Command(BaseCommand):
         baseline = options["baseline"] or (PER_ASSET if options["per_asset_baseline"] else None)
         if options["per_asset_baseline"] and baseline != PER_ASSET:
             raise CommandError("--per-asset-baseline is --baseline per_asset; give only one of them")
-        params = {"detector": options["detector"]} if options["detector"] else None
-        if params and kind != "anomaly":
-            raise CommandError("--detector applies to anomaly models only")
+        chosen = {"detector": options["detector"], "open_rule": options["open_rule"]}
+        params = {key: value for key, value in chosen.items() if value} or None
+        for flag, key in (("--detector", "detector"), ("--open-rule", "open_rule")):
+            if options[key] and kind != "anomaly":
+                raise CommandError(f"{flag} applies to anomaly models only")
         roles = None
         if options["roles"] is not None:
             roles = [role.strip() for role in options["roles"].split(",") if role.strip()]
             if not roles:
                 raise CommandError("--roles needs at least one role key, e.g. --roles vibration,current")
         if options["enqueue"] and (baseline or params or roles):
-            raise CommandError("--baseline, --detector and --roles run here only; drop --enqueue")
+            raise CommandError(
+                "--baseline, --detector, --open-rule and --roles run here only; drop --enqueue"
+            )
         if options["enqueue"]:
             kwargs = {
                 "start": start.isoformat() if start else None,
