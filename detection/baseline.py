@@ -249,3 +249,86 @@ def apply(X: np.ndarray, baseline: np.ndarray | list[float] | Calibration) -> np
     if isinstance(baseline, Calibration):
         return ((np.asarray(X) - baseline.location) / baseline.scale).astype(np.float32)
     return (np.asarray(X) - np.asarray(baseline, dtype=np.float64)).astype(np.float32)
+
+
+# Peer-relative step (``output_spec["peers"] == PEER_MEDIAN``), on top of a robust calibration: common-mode
+# rejection for assets that share a load, a speed or an environment (bearings on one shaft, pumps on one
+# header). See ``peer_relative``.
+PEER_MEDIAN = "median"
+PEER_MODES = (PEER_MEDIAN,)
+MIN_PEERS = 3  # a median of fewer assets is not a majority's behaviour: 2 peers cannot outvote 1 fault
+
+
+def peer_mode(output_spec: Mapping[str, Any] | None) -> str | None:
+    """The peer step a model's output_spec asks for: None or PEER_MEDIAN; BaselineError for any other value
+    or for a peer step without a robust calibration (the step compares standardised deviations)."""
+    spec = output_spec or {}
+    value = spec.get("peers")
+    if value in (None, ""):
+        return None
+    if value not in PEER_MODES:
+        raise BaselineError(f"unknown peer step {value!r}; known: {', '.join(PEER_MODES)}")
+    if spec.get("baseline") != PER_ASSET_ROBUST:
+        raise BaselineError(f"the peer step needs the {PER_ASSET_ROBUST!r} baseline")
+    return value
+
+
+def peer_level(calibration: Calibration) -> np.ndarray:
+    """The per-feature level a peer-relative change is a share of: ``max(|location|, scale)`` (a feature
+    with no level of its own, e.g. a slope around 0, changes in units of its robust scale instead)."""
+    return np.maximum(np.abs(calibration.location), calibration.scale)
+
+
+def peer_relative(
+    inputs: Mapping[Any, tuple[np.ndarray, np.ndarray]],
+    calibrations: Mapping[Any, Calibration],
+    groups: Mapping[Any, Any] | None = None,
+    min_peers: int = MIN_PEERS,
+) -> dict[Any, tuple[np.ndarray, np.ndarray]]:
+    """Each asset's deviation from what its peers' median change predicts for it, in its own robust scale.
+
+    ``inputs``: asset -> (window ends, raw feature rows); ``calibrations``: asset -> its robust
+    calibration. Per feature, each asset's relative change ``r_i = (x_i - location_i) / level_i``
+    (``peer_level``); the group's change at a window end is the median of ``r_j`` over the assets with a
+    window there; the model input is ``(x_i - location_i - level_i · median_j r_j) / scale_i``. So a change
+    every peer shows at once in proportion to its own level (the rig speeding up, a heavier load on the
+    whole header: amplitudes scale together) cancels; one asset leaving its peers stays, in the same σ
+    units as the plain robust step (with no peer change the two are equal). The asset is one of its
+    peers, so with 2k+1 assets up to k may deviate before the reference moves. Window ends are multiples
+    of the asset type's step, so an end is the same time on every asset. ``groups``: asset -> its peer
+    group (default: all one group); only assets of one group are peers. Rows at an end fewer than
+    ``min_peers`` assets of the group have are dropped (no reference: not scored); returns asset ->
+    (ends kept, model input rows, float32)."""
+    if min_peers < 1:
+        raise BaselineError("min_peers must be at least 1")
+    keys = list(inputs)
+    if not keys:
+        return {}
+    ends = np.concatenate([np.asarray(inputs[k][0], dtype=np.float64) for k in keys])
+    changes = np.concatenate(
+        [
+            (np.asarray(inputs[k][1], dtype=np.float64) - calibrations[k].location)
+            / peer_level(calibrations[k])
+            for k in keys
+        ]
+    )
+    owner = np.concatenate([np.full(len(inputs[k][0]), i) for i, k in enumerate(keys)])
+    group_ids = {g: n for n, g in enumerate(dict.fromkeys((groups or {}).get(k) for k in keys))}
+    group = np.array([group_ids[(groups or {}).get(k)] for k in keys], dtype=np.int64)[owner]
+    # Rows of one group at one end (ends within a millisecond are one end) are peers.
+    grid = np.stack([group, np.round(ends * 1e3).astype(np.int64)], axis=1)
+    order = np.lexsort((grid[:, 1], grid[:, 0]))
+    _, first, counts = np.unique(grid[order], axis=0, return_index=True, return_counts=True)
+    reference = np.full(changes.shape, np.nan)
+    for start, n in zip(first, counts, strict=True):
+        if n >= min_peers:
+            members = order[start : start + n]
+            reference[members] = np.median(changes[members], axis=0)
+    keep = np.isfinite(reference).all(axis=1) if changes.ndim == 2 else np.zeros(0, dtype=bool)
+    out = {}
+    for i, k in enumerate(keys):
+        mine = (owner == i) & keep
+        c = calibrations[k]
+        Z = (changes[mine] - reference[mine]) * peer_level(c) / c.scale
+        out[k] = (ends[mine], Z.astype(np.float32))
+    return out

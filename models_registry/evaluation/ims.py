@@ -87,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=VARIANT.normalisation,
         help=f"Per-asset step (default {VARIANT.normalisation}; per_asset_adaptive: detection.adaptive).",
     )
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=VARIANT.peers,
+        help="Score each bearing relative to the median of the test's bearings at the same time "
+        "(detection.baseline.peer_relative; needs a robust or pooled step).",
+    )
 
 
 def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
@@ -94,7 +101,11 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     started = time.monotonic()
     n_cal = int(options.get("calibration_snapshots") or CALIBRATION_SNAPSHOTS)
     detectors = list(dict.fromkeys(options.get("detectors") or DETECTORS))
-    variant = replace(VARIANT, normalisation=options.get("normalisation") or VARIANT.normalisation)
+    variant = replace(
+        VARIANT,
+        normalisation=options.get("normalisation") or VARIANT.normalisation,
+        peers=bool(options.get("peers", VARIANT.peers)),
+    )
     if n_cal < 20:
         raise CommandError("--calibration-snapshots must be at least 20")
     tests = _tests(options.get("subset"))
