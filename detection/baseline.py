@@ -279,6 +279,24 @@ def peer_level(calibration: Calibration) -> np.ndarray:
     return np.maximum(np.abs(calibration.location), calibration.scale)
 
 
+def peer_reference(changes: np.ndarray) -> np.ndarray:
+    """The group's change per feature from its members' rows ``changes`` [n, d]: the median after setting
+    aside, per feature, the member farthest from the median (n >= 4). In a small group the plain median is
+    pulled by one extreme member — of four it is the mean of the two middle values, so when one asset
+    fails the other three are compared with the upper two of themselves and the lowest reads as a fault;
+    without the farthest member the reference is the median of the rest. With three members the median
+    already ignores one extreme."""
+    changes = np.asarray(changes, dtype=np.float64)
+    n = len(changes)
+    if n < 4:
+        return np.median(changes, axis=0)
+    farthest = np.argmax(np.abs(changes - np.median(changes, axis=0)), axis=0)
+    keep = np.ones(changes.shape, dtype=bool)
+    keep[farthest, np.arange(changes.shape[1])] = False
+    rest = changes.T[keep.T].reshape(changes.shape[1], n - 1).T
+    return np.median(rest, axis=0)
+
+
 def peer_relative(
     inputs: Mapping[Any, tuple[np.ndarray, np.ndarray]],
     calibrations: Mapping[Any, Calibration],
@@ -290,11 +308,11 @@ def peer_relative(
     ``inputs``: asset -> (window ends, raw feature rows); ``calibrations``: asset -> its robust
     calibration. Per feature, each asset's relative change ``r_i = (x_i - location_i) / level_i``
     (``peer_level``); the group's change at a window end is the median of ``r_j`` over the assets with a
-    window there; the model input is ``(x_i - location_i - level_i · median_j r_j) / scale_i``. So a change
+    window there (``peer_reference``: without its farthest member, so one asset cannot pull it); the model input is ``(x_i - location_i - level_i · median_j r_j) / scale_i``. So a change
     every peer shows at once in proportion to its own level (the rig speeding up, a heavier load on the
     whole header: amplitudes scale together) cancels; one asset leaving its peers stays, in the same σ
     units as the plain robust step (with no peer change the two are equal). The asset is one of its
-    peers, so with 2k+1 assets up to k may deviate before the reference moves. Window ends are multiples
+    peers; the reference holds while fewer than half the group (after its farthest member) deviate. Window ends are multiples
     of the asset type's step, so an end is the same time on every asset. ``groups``: asset -> its peer
     group (default: all one group); only assets of one group are peers. Rows at an end fewer than
     ``min_peers`` assets of the group have are dropped (no reference: not scored); returns asset ->
@@ -323,7 +341,7 @@ def peer_relative(
     for start, n in zip(first, counts, strict=True):
         if n >= min_peers:
             members = order[start : start + n]
-            reference[members] = np.median(changes[members], axis=0)
+            reference[members] = peer_reference(changes[members])
     keep = np.isfinite(reference).all(axis=1) if changes.ndim == 2 else np.zeros(0, dtype=bool)
     out = {}
     for i, k in enumerate(keys):
