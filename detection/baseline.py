@@ -256,6 +256,9 @@ def apply(X: np.ndarray, baseline: np.ndarray | list[float] | Calibration) -> np
 # header). See ``peer_relative``.
 PEER_MEDIAN = "median"
 PEER_MODES = (PEER_MEDIAN,)
+# The group's level may fall to this share of its calibration before the ratio stops following it (a
+# stopped group would otherwise divide by ~0).
+MIN_PEER_FACTOR = 0.05
 MIN_PEERS = 3  # a median of fewer assets is not a majority's behaviour: 2 peers cannot outvote 1 fault
 
 
@@ -281,14 +284,15 @@ def peer_level(calibration: Calibration) -> np.ndarray:
 
 def peer_reference(changes: np.ndarray) -> np.ndarray:
     """The group's change per feature from its members' rows ``changes`` [n, d]: the median after setting
-    aside, per feature, the member farthest from the median (n >= 4). In a small group the plain median is
-    pulled by one extreme member — of four it is the mean of the two middle values, so when one asset
-    fails the other three are compared with the upper two of themselves and the lowest reads as a fault;
-    without the farthest member the reference is the median of the rest. With three members the median
-    already ignores one extreme."""
+    aside, per feature, the member farthest from the median (n >= 3). In a small group the plain median is
+    pulled by one extreme member: of four it is the mean of the two middle values and of three the middle
+    one, so when one asset fails the others are compared with the upper part of themselves and the lowest
+    reads as a fault. Without the farthest member the reference is the median of the rest (of three, the
+    mean of the other two). Chosen on synthetic series (tests/detection/test_peer_relative.py, the
+    simulator's pumps in tests/models_registry/test_peer_relative_product.py), not on an evaluated run."""
     changes = np.asarray(changes, dtype=np.float64)
     n = len(changes)
-    if n < 4:
+    if n < 3:
         return np.median(changes, axis=0)
     farthest = np.argmax(np.abs(changes - np.median(changes, axis=0)), axis=0)
     keep = np.ones(changes.shape, dtype=bool)
@@ -307,11 +311,16 @@ def peer_relative(
 
     ``inputs``: asset -> (window ends, raw feature rows); ``calibrations``: asset -> its robust
     calibration. Per feature, each asset's relative change ``r_i = (x_i - location_i) / level_i``
-    (``peer_level``); the group's change at a window end is the median of ``r_j`` over the assets with a
-    window there (``peer_reference``: without its farthest member, so one asset cannot pull it); the model input is ``(x_i - location_i - level_i · median_j r_j) / scale_i``. So a change
-    every peer shows at once in proportion to its own level (the rig speeding up, a heavier load on the
-    whole header: amplitudes scale together) cancels; one asset leaving its peers stays, in the same σ
-    units as the plain robust step (with no peer change the two are equal). The asset is one of its
+    (``peer_level``); the group's change ``R`` at a window end is the median of ``r_j`` over the assets
+    with a window there (``peer_reference``: without its farthest member, so one asset cannot pull it).
+    The model input, in the asset's own robust units: for a feature with a level of its own
+    (``|location| > scale``: an amplitude, a flow, a current) ``((1 + r_i) / (1 + R) - 1) · level_i /
+    scale_i`` — the asset's reading scaled back to the group's operating point, its noise with it; for one
+    without (a slope around 0) ``(r_i - R) · level_i / scale_i``. So a change every peer shows at once in
+    proportion to its own level (the rig speeding up, a heavier load on the whole header: amplitudes and
+    their noise scale together) cancels; one asset leaving its peers stays (with ``R = 0`` the input is
+    the plain robust step's). Not modelled: a shared change that adds the same amount to assets at
+    different levels (a temperature over each one's own ambient) — it reads as a difference. The asset is one of its
     peers; the reference holds while fewer than half the group (after its farthest member) deviate. Window ends are multiples
     of the asset type's step, so an end is the same time on every asset. ``groups``: asset -> its peer
     group (default: all one group); only assets of one group are peers. Rows at an end fewer than
@@ -347,6 +356,10 @@ def peer_relative(
     for i, k in enumerate(keys):
         mine = (owner == i) & keep
         c = calibrations[k]
-        Z = (changes[mine] - reference[mine]) * peer_level(c) / c.scale
-        out[k] = (ends[mine], Z.astype(np.float32))
+        # A feature with a level of its own (|location| > scale) is scaled by the group's change, noise
+        # and all: ((1 + r_i) / (1 + reference) - 1). One without is shifted: r_i - reference.
+        has_level = np.abs(c.location) > c.scale
+        factor = np.where(has_level, np.maximum(1.0 + reference[mine], MIN_PEER_FACTOR), 1.0)
+        Z = (1.0 + changes[mine]) / factor - 1.0 - np.where(has_level, 0.0, reference[mine])
+        out[k] = (ends[mine], (Z * peer_level(c) / c.scale).astype(np.float32))
     return out
