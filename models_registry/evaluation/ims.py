@@ -326,6 +326,11 @@ def fleet_runs(test: reader.ImsTest, n_cal: int) -> tuple[list[FleetRun], dict[s
         "failures": {str(b): kind for b, kind in test.failures.items()},
         "flagged_readings": flagged,
         "level_drift": drift,
+        "peer_drift": {
+            f"{unit.tag}:{role}": peer_drift(unit.values[role], [u.values[role] for u in units], n_cal)
+            for unit in units
+            for role in roles
+        },
     }
     return runs, facts
 
@@ -340,6 +345,24 @@ def level_drift(values: np.ndarray, n_cal: int, parts: int = 10) -> dict[str, An
         "sigma_pct_of_level": round(100.0 * sigma / level, 2) if level else None,
         "level_z_by_tenth": [
             round((float(np.median(c)) - level) / sigma, 1) for c in np.array_split(scored, parts)
+        ],
+    }
+
+
+def peer_drift(
+    values: np.ndarray, peers: Sequence[np.ndarray], n_cal: int, parts: int = 10
+) -> dict[str, Any]:
+    """Descriptive only (it sets nothing): a bearing's level relative to its test's bearings (its ratio to
+    their median snapshot by snapshot, divided by that ratio's calibration median), in per cent per tenth
+    of the scored snapshots, and the calibration's robust σ of that ratio in per cent."""
+    ratio = values / np.median(np.vstack(peers), axis=0)
+    base = float(np.median(ratio[:n_cal]))
+    relative = ratio / base - 1.0
+    sigma = float(1.4826 * np.median(np.abs(relative[:n_cal])))
+    return {
+        "sigma_pct": round(100.0 * sigma, 2),
+        "pct_by_tenth": [
+            round(100.0 * float(np.median(c)), 1) for c in np.array_split(relative[n_cal:], parts)
         ],
     }
 
@@ -440,13 +463,20 @@ def _drift_note(test: reader.ImsTest, facts: dict[str, Any]) -> str:
         return f"{test.name}: no healthy bearing."
     sigmas = [v["sigma_pct_of_level"] for v in healthy.values() if v["sigma_pct_of_level"] is not None]
     early = [z for v in healthy.values() for z in v["level_z_by_tenth"][:5]]
+    relative = {key: facts["peer_drift"][key] for key in healthy}
+    moves = [p for v in relative.values() for p in v["pct_by_tenth"][:5]]
+    peer_sigmas = [v["sigma_pct"] for v in relative.values()]
     return (
         f"{test.name}, healthy bearings after calibration (descriptive, sets nothing): their snapshots' "
         f"robust σ in calibration is {min(sigmas):.1f}–{max(sigmas):.1f} % of their level, and in the first "
         f"half of the scored period their median level lies {min(early):+.1f} to {max(early):+.1f} σ from "
         "the calibration median (details.tests.*.level_drift, per tenth of the scored period). A 1-h "
         "window's mean averages six snapshots, so its own robust scale is tighter still: a drift of a few "
-        "per cent either way over days, which the 33-h calibration never saw, reads as many σ and alerts."
+        "per cent either way over days, which the 33-h calibration never saw, reads as many σ and alerts. "
+        f"Relative to the median of the test's bearings (the peer step's view) the healthy bearings' levels "
+        f"still move {min(moves):+.1f} to {max(moves):+.1f} % in the first half of the scored period against a calibration "
+        f"σ of that ratio of {min(peer_sigmas):.1f}–{max(peer_sigmas):.1f} % (details.tests.*.peer_drift): the "
+        "bearings do not drift together, so removing their common change leaves their own drift."
     )
 
 
@@ -501,6 +531,18 @@ def _notes(
         "the same for the alert still open at the end (— when none is); share_in_alert the share of the "
         "scored windows during which an alert was active. The four bearings share one shaft, so a failing "
         "bearing's vibration also reaches the others near the end: that counts against the healthy share.",
+        "How each parameter was chosen (none on a score of the test it is reported on): calibration = "
+        "the card's 200 snapshots; windows 1 h every 10 min = the IMS asset type's (plant.datasets.ims); "
+        "M = 3 / N = 6 = the product's settings; tail rule = the trainer's rule for short baselines (chosen on "
+        "the simulator fleet); detector combined = the portfolio's default rule (before any run); the five "
+        "candidates = fixed before any run (the steps the product has plus the peer step); the method per "
+        "test = leave one test out (above). Peer step: MIN_PEERS = 3 (a median of two cannot outvote one "
+        "deviant; first principles); the reference sets its farthest member aside (of four, one failing "
+        "bearing would pull the plain median: chosen on synthetic series, tests/detection/"
+        "test_peer_relative.py, and the simulator's pumps); a feature with a level (|median| > its robust "
+        "scale) is scaled by the group's change, one without shifted (a shared speed scales an amplitude "
+        "and its spread: first principles); the ratio stops following a group below 5 % of its calibrated "
+        "level (a guard against dividing by a stopped group; first principles).",
         f"Targets (issue 13): every failing bearing's first alert ≥ {LEAD_TARGET_H:g} h before the end and "
         f"every healthy bearing in alert < {HEALTHY_SHARE_TARGET:.0%} of the scored time, per test, judged on "
         "each test's chosen method. The card's reference (6σ rule on bearing 1 of test 2, baseline its "
