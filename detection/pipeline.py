@@ -11,7 +11,9 @@ baseline, ``output_spec["baseline"] == "per_asset"`` (a mean vector per asset) o
 2. ``columns`` / ``rows`` — the version's feature columns of those windows and the rows it scores: complete
    windows (all its features finite) ending after a cursor (the last stored window end, if any);
 3. ``inputs`` — those rows minus the asset's baseline vector, or standardised by its calibration, for a
-   baselined version (detection.baseline.apply);
+   baselined version (detection.baseline.apply); a peer-relative version (``output_spec["peers"]``) reads
+   each asset against the median change of its peer group at the same window end instead
+   (``peer_inputs`` / ``peer_rows``: detection.baseline.peer_relative; ``run``'s ``groups``);
 4. ``score`` — one onnxruntime batch (detection.runtime.LoadedModel), every score a finite number.
 
 A version has a regime step or a per-asset baseline, never both. A baseline (models_registry.baseline) is

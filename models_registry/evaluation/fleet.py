@@ -15,7 +15,9 @@ same way: the simulator fleet (``simfleet``) now, SKAB's pooled fleet and IMS be
    robust one) or ``"per_asset_adaptive"``
    (the robust scale, against an EWMA location of the asset's own past that freezes while it is in alert:
    ``detection.adaptive``; its windows are scored one at a time after the calibration, the alert rules
-   gating what the location learns).
+   gating what the location learns). ``Variant.peers`` adds the peer step to a robust or pooled one: every
+   run of the fleet is a peer of the others (``detection.baseline.peer_relative``), in training and
+   scoring alike.
 4. One shared model (``models_registry.training.train_anomaly``, the product's trainer) over every run's
    calibration rows after that step; the model holds out the last ``holdout_fraction`` of EVERY run's
    calibration rows (they are stacked last), so each asset has windows the model was not fitted on.
