@@ -44,7 +44,7 @@ the version's mode is auto-calibrated from its first VIGIL_BASELINE_WINDOWS usab
 scores from such a version until then. A peer-relative version (``output_spec["peers"] == "median"``,
 detection.baseline.peer_relative) scores each asset against the median change of the assets of its type
 on its site scored in the same sweep (its peer group); a window end fewer than MIN_PEERS of them reach is
-not scored until they do (it stays after the cursor while the look-back covers it).
+not scored (a later sweep scores it if the peers' windows arrive before the asset's cursor passes it).
 
 Optional sensors: an asset's windows are built over the roles it has (the roles it has no sensor for are
 NaN columns, detection.features ``absent_roles``), so a version reading only roles the asset has scores it.

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from alerts.models import Alert
 from alerts.scoring import score_assets
 from alerts.services.lifecycle import window_features
+from models_registry import baseline
 from models_registry.bundle import BundleExportError, bundle_spec
 from models_registry.models import ModelVersion
 from models_registry.services import TrainingError, promote, shadow, train_and_register
@@ -116,3 +117,27 @@ def test_the_peer_step_needs_a_robust_baseline_in_training_and_in_the_command(si
         "--peers", "median",
     )  # fmt: skip
     assert ModelVersion.objects.get(asset_type=asset_type).output_spec["peers"] == "median"
+
+
+def test_recalibrating_an_asset_sets_its_thresholds_from_its_windows_against_its_peers(site):
+    asset_type, assets = make_simulated_plant(site)
+    pumps = [replace(pump, duty="header-1") for pump in sim_assets(site)]
+    ingest_simulated(PlantSimulator(pumps, seed=6, origin=ORIGIN), 0, HOUR)
+    version = train_and_register(
+        asset_type, "anomaly", baseline="per_asset_robust", peers="median", roles=["vibration"]
+    )
+    promote(version, reason="test")
+
+    done = baseline.recalibrate(assets["p-101"], at(1800), at(HOUR))
+
+    (made,) = [row for row in done.thresholds if row.model_version_id == version.pk]
+    # Scored through the peer step: the peers' windows of the period were found and used.
+    assert made.window_count > 100
+    assert made.open_threshold > 0
+    # With every peer gone the period has no window the version can score: the version's thresholds.
+    for tag in ("p-102", "p-103"):
+        assets[tag].is_active = False
+        assets[tag].save(update_fields=["is_active"])
+    alone = baseline.recalibrate(assets["p-101"], at(1800), at(HOUR))
+    (row,) = [r for r in alone.thresholds if r.model_version_id == version.pk]
+    assert row.window_count == 0 and row.source == "version"
