@@ -53,7 +53,7 @@ DETECTORS = ("combined", "pca", "univariate")
 # the short baselines the rule exists for (the simulator fleet's reason too).
 TRAIN_PARAMS = {"open_rule": "tail"}
 VARIANT = Variant("per_asset_robust", asset_thresholds=True)
-# The candidate methods, fixed before any run: the product's robust step, the same with its scale pooled
+# The candidate methods, fixed before the leave-one-test-out choice first ran: the product's robust step, the same with its scale pooled
 # toward the fleet's (detection.baseline.pool: short calibrations), the adaptive location (detection.adaptive:
 # slow drift), and the robust and pooled steps relative to the test's other bearings (the peer step,
 # detection.baseline.peer_relative: the four bearings share one shaft, load and speed). Per test, the one
@@ -513,7 +513,8 @@ def _notes(
         "are too few for its own tail, so every bearing keeps the version's thresholds from the pooled "
         "hold-out: thresholds.source in the JSON), alerts by detection.rules.alert_episodes with M = "
         f"{protocol.open_windows}, N = {protocol.clear_windows} (the settings' defaults).",
-        f"Methods (the candidates, fixed before any run): {', '.join(method_label(v) for v in candidates)}. "
+        f"Methods (the candidates, fixed before the leave-one-test-out choice first ran): "
+        f"{', '.join(method_label(v) for v in candidates)}. "
         "per_asset_robust is the product's robust step; per_asset_pooled shrinks each bearing's scale toward "
         "the fleet's (short calibrations); per_asset_adaptive follows slow drift with an EWMA location that "
         "freezes in alert; +peers scores each bearing against the median relative change of the test's "
@@ -535,7 +536,8 @@ def _notes(
         "the card's 200 snapshots; windows 1 h every 10 min = the IMS asset type's (plant.datasets.ims); "
         "M = 3 / N = 6 = the product's settings; tail rule = the trainer's rule for short baselines (chosen on "
         "the simulator fleet); detector combined = the portfolio's default rule (before any run); the five "
-        "candidates = fixed before any run (the steps the product has plus the peer step); the method per "
+        "candidates = the three steps the evaluations had plus the peer step built for this issue (its "
+        "IMS rows were seen while it was built; nothing in it was set on them); the method per "
         "test = leave one test out (above). Peer step: MIN_PEERS = 3 (a median of two cannot outvote one "
         "deviant; first principles); the reference sets its farthest member aside (of four, one failing "
         "bearing would pull the plain median: chosen on synthetic series, tests/detection/"
