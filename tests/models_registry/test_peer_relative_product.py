@@ -119,7 +119,9 @@ def test_the_peer_step_needs_a_robust_baseline_in_training_and_in_the_command(si
     assert ModelVersion.objects.get(asset_type=asset_type).output_spec["peers"] == "median"
 
 
-def test_recalibrating_an_asset_sets_its_thresholds_from_its_windows_against_its_peers(site):
+def test_recalibrating_an_asset_sets_its_thresholds_from_its_windows_against_its_peers(
+    site, client, engineer
+):
     asset_type, assets = make_simulated_plant(site)
     pumps = [replace(pump, duty="header-1") for pump in sim_assets(site)]
     ingest_simulated(PlantSimulator(pumps, seed=6, origin=ORIGIN), 0, HOUR)
@@ -131,6 +133,9 @@ def test_recalibrating_an_asset_sets_its_thresholds_from_its_windows_against_its
     done = baseline.recalibrate(assets["p-101"], at(1800), at(HOUR))
 
     (made,) = [row for row in done.thresholds if row.model_version_id == version.pk]
+    client.force_login(engineer)
+    page = client.get(assets["p-101"].get_absolute_url()).content.decode()
+    assert 'class="peer-step"' in page and "median change of its peers" in page
     # Scored through the peer step: the peers' windows of the period were found and used.
     assert made.window_count > 100
     assert made.open_threshold > 0
