@@ -41,7 +41,10 @@ Baselined versions (``output_spec["baseline"] == "per_asset"``) score ``x - the 
 robust calibration, and raise alerts at the asset's own thresholds (threshold precedence: a noise-control
 override, then the asset's calibrated thresholds, then the version's). An asset without a calibration of
 the version's mode is auto-calibrated from its first VIGIL_BASELINE_WINDOWS usable windows and gets no
-scores from such a version until then.
+scores from such a version until then. A peer-relative version (``output_spec["peers"] == "median"``,
+detection.baseline.peer_relative) scores each asset against the median change of the assets of its type
+on its site scored in the same sweep (its peer group); a window end fewer than MIN_PEERS of them reach is
+not scored (a later sweep scores it if the peers' windows arrive before the asset's cursor passes it).
 
 Optional sensors: an asset's windows are built over the roles it has (the roles it has no sensor for are
 NaN columns, detection.features ``absent_roles``), so a version reading only roles the asset has scores it.
@@ -307,6 +310,8 @@ def _score_version(
             windows,
             baselines=lambda asset_ids: _baselines(version, [data[pk] for pk in asset_ids]),
             after_s={pk: cursors.get((pk, version.pk), -np.inf) for pk in windows},
+            # A peer-relative version's peer group: the assets of its type on one site scored together.
+            groups={pk: data[pk].asset.site_id for pk in windows},
         )
     except _LoadFailed as exc:
         _fail(version, IncidentKind.LOAD, str(exc), report)

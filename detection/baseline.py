@@ -249,3 +249,117 @@ def apply(X: np.ndarray, baseline: np.ndarray | list[float] | Calibration) -> np
     if isinstance(baseline, Calibration):
         return ((np.asarray(X) - baseline.location) / baseline.scale).astype(np.float32)
     return (np.asarray(X) - np.asarray(baseline, dtype=np.float64)).astype(np.float32)
+
+
+# Peer-relative step (``output_spec["peers"] == PEER_MEDIAN``), on top of a robust calibration: common-mode
+# rejection for assets that share a load, a speed or an environment (bearings on one shaft, pumps on one
+# header). See ``peer_relative``.
+PEER_MEDIAN = "median"
+PEER_MODES = (PEER_MEDIAN,)
+# The group's level may fall to this share of its calibration before the ratio stops following it (a
+# stopped group would otherwise divide by ~0).
+MIN_PEER_FACTOR = 0.05
+MIN_PEERS = 3  # a median of fewer assets is not a majority's behaviour: 2 peers cannot outvote 1 fault
+
+
+def peer_mode(output_spec: Mapping[str, Any] | None) -> str | None:
+    """The peer step a model's output_spec asks for: None or PEER_MEDIAN; BaselineError for any other value
+    or for a peer step without a robust calibration (the step compares standardised deviations)."""
+    spec = output_spec or {}
+    value = spec.get("peers")
+    if value in (None, ""):
+        return None
+    if value not in PEER_MODES:
+        raise BaselineError(f"unknown peer step {value!r}; known: {', '.join(PEER_MODES)}")
+    if spec.get("baseline") != PER_ASSET_ROBUST:
+        raise BaselineError(f"the peer step needs the {PER_ASSET_ROBUST!r} baseline")
+    return value
+
+
+def peer_level(calibration: Calibration) -> np.ndarray:
+    """The per-feature level a peer-relative change is a share of: ``max(|location|, scale)`` (a feature
+    with no level of its own, e.g. a slope around 0, changes in units of its robust scale instead)."""
+    return np.maximum(np.abs(calibration.location), calibration.scale)
+
+
+def peer_reference(changes: np.ndarray) -> np.ndarray:
+    """The group's change per feature from its members' rows ``changes`` [n, d]: the median after setting
+    aside, per feature, the member farthest from the median (n >= 3). In a small group the plain median is
+    pulled by one extreme member: of four it is the mean of the two middle values and of three the middle
+    one, so when one asset fails the others are compared with the upper part of themselves and the lowest
+    reads as a fault. Without the farthest member the reference is the median of the rest (of three, the
+    mean of the other two). Chosen on synthetic series (tests/detection/test_peer_relative.py, the
+    simulator's pumps in tests/models_registry/test_peer_relative_product.py), not on an evaluated run."""
+    changes = np.asarray(changes, dtype=np.float64)
+    n = len(changes)
+    if n < 3:
+        return np.median(changes, axis=0)
+    farthest = np.argmax(np.abs(changes - np.median(changes, axis=0)), axis=0)
+    keep = np.ones(changes.shape, dtype=bool)
+    keep[farthest, np.arange(changes.shape[1])] = False
+    rest = changes.T[keep.T].reshape(changes.shape[1], n - 1).T
+    return np.median(rest, axis=0)
+
+
+def peer_relative(
+    inputs: Mapping[Any, tuple[np.ndarray, np.ndarray]],
+    calibrations: Mapping[Any, Calibration],
+    groups: Mapping[Any, Any] | None = None,
+    min_peers: int = MIN_PEERS,
+) -> dict[Any, tuple[np.ndarray, np.ndarray]]:
+    """Each asset's deviation from what its peers' median change predicts for it, in its own robust scale.
+
+    ``inputs``: asset -> (window ends, raw feature rows); ``calibrations``: asset -> its robust
+    calibration. Per feature, each asset's relative change ``r_i = (x_i - location_i) / level_i``
+    (``peer_level``); the group's change ``R`` at a window end is the median of ``r_j`` over the assets
+    with a window there (``peer_reference``: without its farthest member, so one asset cannot pull it).
+    The model input, in the asset's own robust units: for a feature with a level of its own
+    (``|location| > scale``: an amplitude, a flow, a current) ``((1 + r_i) / (1 + R) - 1) · level_i /
+    scale_i`` — the asset's reading scaled back to the group's operating point, its noise with it; for one
+    without (a slope around 0) ``(r_i - R) · level_i / scale_i``. So a change every peer shows at once in
+    proportion to its own level (the rig speeding up, a heavier load on the whole header: amplitudes and
+    their noise scale together) cancels; one asset leaving its peers stays (with ``R = 0`` the input is
+    the plain robust step's). Not modelled: a shared change that adds the same amount to assets at
+    different levels (a temperature over each one's own ambient) — it reads as a difference. The asset is one of its
+    peers; the reference holds while fewer than half the group (after its farthest member) deviate. Window ends are multiples
+    of the asset type's step, so an end is the same time on every asset. ``groups``: asset -> its peer
+    group (default: all one group); only assets of one group are peers. Rows at an end fewer than
+    ``min_peers`` assets of the group have are dropped (no reference: not scored); returns asset ->
+    (ends kept, model input rows, float32)."""
+    if min_peers < 1:
+        raise BaselineError("min_peers must be at least 1")
+    keys = list(inputs)
+    if not keys:
+        return {}
+    ends = np.concatenate([np.asarray(inputs[k][0], dtype=np.float64) for k in keys])
+    changes = np.concatenate(
+        [
+            (np.asarray(inputs[k][1], dtype=np.float64) - calibrations[k].location)
+            / peer_level(calibrations[k])
+            for k in keys
+        ]
+    )
+    owner = np.concatenate([np.full(len(inputs[k][0]), i) for i, k in enumerate(keys)])
+    group_ids = {g: n for n, g in enumerate(dict.fromkeys((groups or {}).get(k) for k in keys))}
+    group = np.array([group_ids[(groups or {}).get(k)] for k in keys], dtype=np.int64)[owner]
+    # Rows of one group at one end (ends within a millisecond are one end) are peers.
+    grid = np.stack([group, np.round(ends * 1e3).astype(np.int64)], axis=1)
+    order = np.lexsort((grid[:, 1], grid[:, 0]))
+    _, first, counts = np.unique(grid[order], axis=0, return_index=True, return_counts=True)
+    reference = np.full(changes.shape, np.nan)
+    for start, n in zip(first, counts, strict=True):
+        if n >= min_peers:
+            members = order[start : start + n]
+            reference[members] = peer_reference(changes[members])
+    keep = np.isfinite(reference).all(axis=1) if changes.ndim == 2 else np.zeros(0, dtype=bool)
+    out = {}
+    for i, k in enumerate(keys):
+        mine = (owner == i) & keep
+        c = calibrations[k]
+        # A feature with a level of its own (|location| > scale) is scaled by the group's change, noise
+        # and all: ((1 + r_i) / (1 + reference) - 1). One without is shifted: r_i - reference.
+        has_level = np.abs(c.location) > c.scale
+        factor = np.where(has_level, np.maximum(1.0 + reference[mine], MIN_PEER_FACTOR), 1.0)
+        Z = (1.0 + changes[mine]) / factor - 1.0 - np.where(has_level, 0.0, reference[mine])
+        out[k] = (ends[mine], (Z * peer_level(c) / c.scale).astype(np.float32))
+    return out

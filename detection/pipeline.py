@@ -11,7 +11,9 @@ baseline, ``output_spec["baseline"] == "per_asset"`` (a mean vector per asset) o
 2. ``columns`` / ``rows`` — the version's feature columns of those windows and the rows it scores: complete
    windows (all its features finite) ending after a cursor (the last stored window end, if any);
 3. ``inputs`` — those rows minus the asset's baseline vector, or standardised by its calibration, for a
-   baselined version (detection.baseline.apply);
+   baselined version (detection.baseline.apply); a peer-relative version (``output_spec["peers"]``) reads
+   each asset against the median change of its peer group at the same window end instead
+   (``peer_inputs`` / ``peer_rows``: detection.baseline.peer_relative; ``run``'s ``groups``);
 4. ``score`` — one onnxruntime batch (detection.runtime.LoadedModel), every score a finite number.
 
 A version has a regime step or a per-asset baseline, never both. A baseline (models_registry.baseline) is
@@ -41,7 +43,14 @@ from typing import Any
 import numpy as np
 
 from detection import regimes
-from detection.baseline import PER_ASSET_ROBUST, BaselineError, Calibration, baseline_mode
+from detection.baseline import (
+    PER_ASSET_ROBUST,
+    BaselineError,
+    Calibration,
+    baseline_mode,
+    peer_mode,
+    peer_relative,
+)
 from detection.baseline import apply as apply_baseline
 from detection.features import Series, Windows, build_windows, build_windows_many, role_of
 from detection.runtime import LoadedModel, ModelRuntimeError
@@ -94,6 +103,7 @@ class Pipeline:
         output_spec = dict(output_spec or {})
         try:
             baseline_mode(output_spec)
+            peer_mode(output_spec)
         except BaselineError as exc:
             raise PipelineError(f"its baseline step is unusable: {exc}") from None
         try:
@@ -120,6 +130,34 @@ class Pipeline:
     def robust(self) -> bool:
         """True when the asset baselines are Calibrations (median / robust scale), not mean vectors."""
         return baseline_mode(self.output_spec) == PER_ASSET_ROBUST
+
+    @property
+    def peers(self) -> bool:
+        """True when each window is scored relative to its peer group's (detection.baseline.peer_relative):
+        the assets given to ``run`` together are the group."""
+        return peer_mode(self.output_spec) is not None
+
+    def peer_inputs(
+        self,
+        windows: Mapping[Hashable, Windows],
+        rows: Mapping[Hashable, np.ndarray],
+        columns: np.ndarray,
+        baselines: Mapping[Hashable, np.ndarray | Calibration],
+        groups: Mapping[Hashable, Hashable] | None = None,
+    ) -> dict[Hashable, tuple[np.ndarray, np.ndarray]]:
+        """Step 3 of a peer-relative version over a peer group (detection.baseline.peer_relative): each
+        asset's rows against its calibration and the group's median change at the same window end, in its
+        own robust scale; asset -> (rows kept, model input). ``groups``: asset -> peer group (default one
+        group). Rows at an end with fewer than detection.baseline.MIN_PEERS peers are dropped (not scored)."""
+        if not all(isinstance(baselines[key], Calibration) for key in rows):
+            raise PipelineError("its peer step needs a calibration (median / robust scale) for every asset")
+        raw = {key: (windows[key].ends[r], windows[key].X[r][:, columns]) for key, r in rows.items()}
+        out = {}
+        calibrations = {key: baselines[key] for key in rows}
+        for key, (ends, X) in peer_relative(raw, calibrations, groups).items():  # type: ignore[arg-type]
+            kept = np.isin(windows[key].ends[rows[key]], ends)
+            out[key] = (rows[key][kept], X)
+        return out
 
     @property
     def windows_key(self) -> str | None:
@@ -214,6 +252,28 @@ class Pipeline:
         return out, keep
 
     @staticmethod
+    def peer_rows(
+        X: np.ndarray,
+        keys: np.ndarray,
+        ends: np.ndarray,
+        calibrations: Mapping[Hashable, Calibration],
+        groups: Mapping[Hashable, Hashable] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Step 3 of a peer-relative version over stacked rows of several assets (row i is of asset
+        ``keys[i]``, window end ``ends[i]``), as ``run`` applies it: returns (X with the kept rows as model
+        input, mask of the rows kept); rows of an asset without a calibration, or at an end with too few
+        peers, are dropped from the mask."""
+        out = np.array(X, dtype=np.float32, copy=True)
+        keep = np.zeros(len(out), dtype=bool)
+        inputs = {key: (ends[keys == key], X[keys == key]) for key in calibrations if (keys == key).any()}
+        for key, (kept_ends, Z) in peer_relative(inputs, calibrations, groups).items():
+            mine = np.flatnonzero(keys == key)
+            kept = mine[np.isin(ends[mine], kept_ends)]
+            out[kept] = Z
+            keep[kept] = True
+        return out, keep
+
+    @staticmethod
     def score(model: LoadedModel, X: np.ndarray, *, finite: bool = True) -> np.ndarray:
         """One batch through the model; ModelRuntimeError when the artifact cannot run the way its specs say,
         ModelCrash for any other onnxruntime failure, ScoreOutputError when the scores are not one finite
@@ -238,6 +298,7 @@ class Pipeline:
         | Callable[[list], Mapping[Hashable, np.ndarray | Calibration]]
         | None = None,
         after_s: Mapping[Hashable, float] | None = None,
+        groups: Mapping[Hashable, Hashable] | None = None,
     ) -> dict[Hashable, Scored]:
         """Steps 2-4 over the assets' windows (from ``windows``), scored in one batch.
 
@@ -245,7 +306,9 @@ class Pipeline:
         calibrating); ``baselines`` may be a callable given the keys of the assets with rows to score (the
         live scorer reads and calibrates them then). ``model`` may be a callable too, called only when there
         is something to score (a version with no new window is not loaded). A "per_asset_robust" version
-        takes Calibrations, a "per_asset" one vectors; the other kind is a PipelineError."""
+        takes Calibrations, a "per_asset" one vectors; the other kind is a PipelineError. A peer-relative
+        version scores each asset against the assets given with it (``groups``: asset -> its peer group,
+        default one group); a window without enough peers is not scored (yet)."""
         parts: list[tuple[Hashable, np.ndarray]] = []
         columns: np.ndarray | None = None
         for key, item in windows.items():
@@ -266,12 +329,20 @@ class Pipeline:
                 self._check_baseline(key, vectors[key], len(columns))
         if not parts or columns is None:
             return {}
-        X = np.concatenate(
-            [
-                self.inputs(windows[key], rows, columns, None if vectors is None else vectors[key])
-                for key, rows in parts
-            ]
-        )
+        if self.peers and vectors is not None:
+            # The assets scored together are the peer group; rows without enough peers wait.
+            adjusted = self.peer_inputs(windows, dict(parts), columns, vectors, groups)
+            parts = [(key, adjusted[key][0]) for key, _ in parts if len(adjusted[key][0])]
+            if not parts:
+                return {}
+            X = np.concatenate([adjusted[key][1] for key, _ in parts])
+        else:
+            X = np.concatenate(
+                [
+                    self.inputs(windows[key], rows, columns, None if vectors is None else vectors[key])
+                    for key, rows in parts
+                ]
+            )
         scores = self.score(model if isinstance(model, LoadedModel) else model(), X)
         out: dict[Hashable, Scored] = {}
         offset = 0

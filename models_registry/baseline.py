@@ -64,6 +64,7 @@ from detection.baseline import (
     Calibration,
     baseline_mode,
     mean_vector,
+    peer_relative,
     period_mask,
     usable_rows,
 )
@@ -458,13 +459,51 @@ def set_asset_thresholds(
             try:
                 pipeline = Pipeline.from_spec(names, version.output_spec)
                 model = cache.loaded(version)
-                scores = pipeline.score(model, apply_baseline(X[usable], calibration))
+                if pipeline.peers:
+                    inputs = _peer_calibration_inputs(asset, version, calibration, ends, X, start, end)
+                    kept = usable & ~np.isnan(inputs).any(axis=1)
+                    scores = pipeline.score(model, inputs[kept])
+                else:
+                    scores = pipeline.score(model, apply_baseline(X[usable], calibration))
             except Exception as exc:  # a damaged artifact, a spec it cannot honour: named, never a 500
                 raise BaselineError(f"{version} cannot score the period: {exc}") from None
         made.append(
             store_thresholds(asset.pk, version, thresholds_from_scores(version, scores), row, actor=actor)
         )
     return made
+
+
+def _peer_calibration_inputs(
+    asset,
+    version: ModelVersion,
+    calibration: Calibration,
+    ends: np.ndarray,
+    X: np.ndarray,
+    start: datetime,
+    end: datetime,
+) -> np.ndarray:
+    """A peer-relative version's input of the asset's windows (NaN rows where too few peers have a window):
+    the asset with ``calibration`` against the assets of its type on its site with their current ones."""
+    peers = list(
+        type(asset)
+        .objects.filter(asset_type=asset.asset_type, site=asset.site, is_active=True)
+        .exclude(pk=asset.pk)
+    )
+    names = list(version.feature_spec)
+    calibrations: dict[int, Calibration] = current_steps(version, [peer.pk for peer in peers])  # type: ignore[assignment]
+    inputs = {}
+    for peer in peers:
+        if peer.pk in calibrations:
+            peer_ends, peer_X = asset_windows(peer, names, start, end)
+            complete = np.isfinite(peer_X).all(axis=1)
+            inputs[peer.pk] = (peer_ends[complete], peer_X[complete])
+    rows = np.flatnonzero(np.isfinite(X).all(axis=1))
+    inputs[asset.pk] = (ends[rows], X[rows])
+    calibrations[asset.pk] = calibration
+    out = np.full(X.shape, np.nan, dtype=np.float32)
+    kept_ends, Z = peer_relative(inputs, calibrations)[asset.pk]
+    out[rows[np.isin(ends[rows], kept_ends)]] = Z
+    return out
 
 
 # --- reading ------------------------------------------------------------------------------------------------

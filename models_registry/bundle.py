@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
-from detection.baseline import BaselineError, Calibration, baseline_mode
+from detection.baseline import BaselineError, Calibration, baseline_mode, peer_mode
 from models_registry.baseline import thresholds_in_force, version_vector
 from models_registry.edge import pack_bundle
 from models_registry.models import ModelVersion
@@ -81,6 +81,11 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
         in_force = in_force.get(asset.pk)
         if in_force is not None:
             spec["open_threshold"], spec["clear_threshold"] = (float(value) for value in in_force)
+    if peer_mode(version.output_spec) is not None:
+        # An edge gateway reads one asset: the peers a peer-relative version compares it with are not there.
+        raise BundleExportError(
+            f"{version} scores each asset against its peers on the site; it runs on the server only"
+        )
     if baseline_mode(version.output_spec) is not None:
         # The runner subtracts the asset's operating point as the scorer does; without it every window
         # of a pump away from the fleet's mean would alert.

@@ -374,7 +374,12 @@ def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: d
     # (noise-control overrides are alerts' rows, outside this layer).
     in_force = baseline.thresholds_in_force(version, [asset.pk for asset in todo])
     try:
-        scored = pipeline.run(lambda: cache.loaded(version), built, baselines=vectors)
+        scored = pipeline.run(
+            lambda: cache.loaded(version),
+            built,
+            baselines=vectors,
+            groups={asset.pk: asset.site_id for asset in todo},  # a peer-relative version's peer groups
+        )
     except PipelineError as exc:
         raise ComparisonError(f"{version} cannot score these assets: {exc}") from None
     higher = higher_is_worse(version.output_spec)

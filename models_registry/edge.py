@@ -231,6 +231,10 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
         pipeline = Pipeline.from_spec(spec["feature_names"], output_spec, roles)
     except PipelineError as exc:
         raise BundleError(f"spec.json: {exc}") from None
+    if pipeline.peers:
+        raise BundleError(
+            "the model scores an asset against its peers on the site: it runs on the server only"
+        )
     # Windows over the roles the model reads (in the type's order, as training built them): a model of an
     # optional-sensor type may read fewer roles than the type has, and the asset may lack the others.
     read = set(features.roles_read(spec["feature_names"]))

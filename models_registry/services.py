@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from detection import runtime
-from detection.baseline import MODES, PER_ASSET, PER_ASSET_ROBUST
+from detection.baseline import MIN_PEERS, MODES, PEER_MODES, PER_ASSET, PER_ASSET_ROBUST
 from detection.pipeline import Pipeline
 from models_registry import baseline as baselines
 from models_registry import training
@@ -170,6 +170,8 @@ def register_trained(
     if baseline_info is not None:
         provenance = {**provenance, "baseline": baseline_info}
         trained.output_spec = {**trained.output_spec, "baseline": baseline_info.get("mode", PER_ASSET)}
+        if baseline_info.get("peers"):
+            trained.output_spec["peers"] = baseline_info["peers"]
     provenance = {
         **provenance,
         "params": getattr(trained, "params", None) or {},
@@ -396,6 +398,7 @@ def train_and_register(
     asset_ids: Collection[int] | None = None,
     rul_unit_s: float = RUL_UNIT_S,
     roles: Collection[str] | None = None,
+    peers: str | None = None,
 ) -> ModelVersion:
     """Train a model of `kind` on the readings and labels of all active assets of `asset_type` and
     register it as a candidate. The one entry point of `manage.py train_model` and `train_model_task`.
@@ -424,6 +427,12 @@ def train_and_register(
     so each asset's own thresholds are set from scores of its windows the model was not fitted on
     (detection.thresholds.asset_thresholds, the version's rule and budget; too few give the version's)
     and stored with the version (models_registry.AssetThreshold).
+
+    peers="median" (with baseline="per_asset_robust"): every asset's windows are fed relative to its peer
+    group's median change at the same window end (detection.baseline.peer_relative; the peer group is the
+    assets of the type on its site), and the version's output_spec says so, so the scorer does the same.
+    For assets that share load, speed or surroundings (bearings on one shaft, pumps on one header), whose
+    common changes are then not alerts; windows with fewer than MIN_PEERS peers are not used.
     """
     if kind not in ModelKind.values:
         raise TrainingError(f"unknown model kind {kind!r}; choose one of {', '.join(ModelKind.values)}")
@@ -431,11 +440,17 @@ def train_and_register(
         raise TrainingError("the training range is empty: start must be before end")
     if baseline not in (None, "", *MODES):
         raise TrainingError(f"unknown baseline mode {baseline!r}; choose one of {', '.join(MODES)}")
+    if peers not in (None, "", *PEER_MODES):
+        raise TrainingError(f"unknown peer step {peers!r}; choose one of {', '.join(PEER_MODES)}")
+    if peers and baseline != PER_ASSET_ROBUST:
+        raise TrainingError(
+            f"the peer step compares robust calibrations: it needs baseline {PER_ASSET_ROBUST}"
+        )
     try:
         data = load_training_windows(asset_type, start=start, end=end, asset_ids=asset_ids, roles=roles)
     except TrainingDataError as exc:
         raise TrainingError(str(exc)) from None
-    baseline_info = baseline_training_windows(data, baseline) if baseline else None
+    baseline_info = baseline_training_windows(data, baseline, peers or None) if baseline else None
     robust = baseline == PER_ASSET_ROBUST
 
     complete = np.isfinite(data.X).all(axis=1)
@@ -598,10 +613,13 @@ def fit_rul(
     return trained, info, rul
 
 
-def baseline_training_windows(data: TrainingData, mode: str = PER_ASSET) -> dict[str, Any]:
+def baseline_training_windows(
+    data: TrainingData, mode: str = PER_ASSET, peers: str | None = None
+) -> dict[str, Any]:
     """Apply each asset's baseline of `mode` to its training windows (the pipeline's baseline step,
-    detection.pipeline: minus its mean vector, or standardised by its robust calibration), dropping the
-    windows of assets without one."""
+    detection.pipeline: minus its mean vector, or standardised by its robust calibration; with ``peers``
+    relative to its site's peers, detection.baseline.peer_relative), dropping the windows of assets without
+    one (and, with peers, those at an end with too few peers)."""
     names = list(data.feature_names)
     asset_ids = [int(pk) for pk in np.unique(data.asset_ids)]
     rows = baselines.current_baselines(asset_ids, names, mode)
@@ -632,7 +650,17 @@ def baseline_training_windows(data: TrainingData, mode: str = PER_ASSET) -> dict
             f"({settings.VIGIL_BASELINE_WINDOWS} complete windows each); calibrate one with "
             "manage.py calibrate_baseline"
         )
-    data.X, keep = Pipeline.baseline_rows(data.X, data.asset_ids, vectors)
+    if peers:
+        sites = {pk: assets[pk].site_id for pk in vectors}
+        data.X, keep = Pipeline.peer_rows(data.X, data.asset_ids, data.ends, vectors, sites)
+    else:
+        data.X, keep = Pipeline.baseline_rows(data.X, data.asset_ids, vectors)
     for name in ("X", "labels", "ends", "asset_ids"):
         setattr(data, name, getattr(data, name)[keep])
-    return {"mode": mode, "assets": used, "skipped_without_baseline": skipped, "calibration_ids": ids}
+    if peers and not keep.any():
+        raise TrainingError(
+            f"no training window has {MIN_PEERS} assets of the type on one site at the same time; the peer "
+            "step needs a peer group"
+        )
+    info = {"mode": mode, "assets": used, "skipped_without_baseline": skipped, "calibration_ids": ids}
+    return {**info, "peers": peers} if peers else info

@@ -70,12 +70,15 @@ class SimAsset:
     `size` scales the rated flow and current so that pumps differ; by default it comes from the tag.
     `noise` multiplies the healthy machine's measurement and process noise on every role (a rough large
     pump, a worn transmitter); fault signatures are not scaled. 1.0 gives exactly the default signals.
+    `duty` names the duty schedule the pump follows (default its own tag): pumps given the same one share
+    their load changes, as pumps on one header do.
     """
 
     tag: str
     sensors: dict[str, str]
     size: float | None = None
     noise: float = 1.0
+    duty: str | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.noise) and self.noise > 0):
@@ -352,7 +355,7 @@ class PlantSimulator:
         return noise[idx - blocks[0] * _NOISE_BLOCK]
 
     def _load(self, asset: SimAsset, ts: np.ndarray) -> np.ndarray:
-        h = tag_hash(asset.tag)
+        h = tag_hash(asset.duty or asset.tag)
         segment_s = 150.0 + (h % 4) * 30.0  # duty changes every 2.5–4 minutes
         segment = np.floor(ts / segment_s).astype(np.int64)
         level = 0.55 + 0.45 * _hash_uniform(self.seed, h, segment)

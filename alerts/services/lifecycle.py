@@ -70,7 +70,7 @@ from detection.features import role_of
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import severity_level
 from detection.runtime import higher_is_worse
-from models_registry.baseline import version_vector
+from models_registry.baseline import current_steps, version_vector
 from models_registry import cache
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
@@ -208,13 +208,46 @@ def window_features(alert: Alert, end: datetime | None = None) -> tuple[np.ndarr
         raise ExplanationUnavailable(f"{version} needs features the readings do not give: {exc}") from None
     row = match[:1]
     features_roles = {role_of(name) for name in pipeline.feature_names}
-    x = pipeline.inputs(windows, row, columns, _input_baseline(alert))[0].astype(np.float32)
+    if pipeline.peers:
+        x = _peer_input(alert, pipeline, windows, row, columns, start, end)
+    else:
+        x = pipeline.inputs(windows, row, columns, _input_baseline(alert))[0].astype(np.float32)
     flagged = {
         role: int(bits)
         for role, bits in zip(windows.roles, windows.flagged[int(row[0])], strict=True)
         if bits and role in features_roles
     }
     return x, flagged
+
+
+def _peer_input(
+    alert: Alert,
+    pipeline: Pipeline,
+    windows: Any,
+    row: np.ndarray,
+    columns: np.ndarray,
+    start: datetime,
+    end: datetime,
+) -> np.ndarray:
+    """A peer-relative version's input of the alert's window, as the scorer computed it: against the
+    assets of its type on its site (detection.baseline.peer_relative) with their current calibrations."""
+    asset, version = alert.asset, alert.model_version
+    peers = Asset.objects.filter(asset_type=asset.asset_type, site=asset.site, is_active=True).exclude(
+        pk=asset.pk
+    )
+    steps = current_steps(version, [asset.pk, *peers.values_list("pk", flat=True)])
+    if asset.pk not in steps:
+        raise ExplanationUnavailable(f"{asset} has no baseline for {version} yet (it is still calibrating)")
+    built = {asset.pk: windows}
+    for peer in peers:
+        if peer.pk in steps:
+            built[peer.pk] = asset_windows_between(peer, pipeline.roles, start, end, pipeline)
+    rows = {pk: Pipeline.rows(w, columns) for pk, w in built.items()}
+    rows[asset.pk] = row
+    adjusted = pipeline.peer_inputs(built, rows, columns, steps)
+    if not len(adjusted[asset.pk][0]):
+        raise ExplanationUnavailable(f"too few peers of {asset} have a window ending at {end.isoformat()}")
+    return adjusted[asset.pk][1][0].astype(np.float32)
 
 
 def complete_explanation(alert_id: int) -> str | None:

@@ -15,7 +15,9 @@ same way: the simulator fleet (``simfleet``) now, SKAB's pooled fleet and IMS be
    robust one) or ``"per_asset_adaptive"``
    (the robust scale, against an EWMA location of the asset's own past that freezes while it is in alert:
    ``detection.adaptive``; its windows are scored one at a time after the calibration, the alert rules
-   gating what the location learns).
+   gating what the location learns). ``Variant.peers`` adds the peer step to a robust or pooled one: every
+   run of the fleet is a peer of the others (``detection.baseline.peer_relative``), in training and
+   scoring alike.
 4. One shared model (``models_registry.training.train_anomaly``, the product's trainer) over every run's
    calibration rows after that step; the model holds out the last ``holdout_fraction`` of EVERY run's
    calibration rows (they are stacked last), so each asset has windows the model was not fitted on.
@@ -41,6 +43,7 @@ import numpy as np
 from detection import adaptive, runtime
 from detection.adaptive import PER_ASSET_ADAPTIVE
 from detection.baseline import (
+    PEER_MEDIAN,
     PER_ASSET,
     PER_ASSET_POOLED,
     PER_ASSET_ROBUST,
@@ -105,16 +108,22 @@ class Variant:
 
     normalisation: str
     asset_thresholds: bool = False
+    peers: bool = False  # peer-relative step on top of a robust one (detection.baseline.peer_relative)
 
     def __post_init__(self) -> None:
         if self.normalisation not in NORMALISATIONS:
             raise ValueError(
                 f"unknown normalisation {self.normalisation!r}; known: {', '.join(NORMALISATIONS)}"
             )
+        if self.peers and self.normalisation not in (PER_ASSET_ROBUST, PER_ASSET_POOLED):
+            raise ValueError("the peer-relative step needs a robust (or pooled) per-asset calibration")
 
     @property
     def label(self) -> str:
-        return f"{self.normalisation}, {'per-asset' if self.asset_thresholds else 'version'} thresholds"
+        peers = ", peer-relative" if self.peers else ""
+        return (
+            f"{self.normalisation}{peers}, {'per-asset' if self.asset_thresholds else 'version'} thresholds"
+        )
 
 
 @dataclass
@@ -221,9 +230,11 @@ def calibration_spans(prepared: Prepared, window_s: float) -> dict[str, float]:
     return spans
 
 
-def model_spec(normalisation: str) -> dict[str, Any]:
+def model_spec(normalisation: str, peers: bool = False) -> dict[str, Any]:
     """The output_spec keys a variant's model is scored with: a pooled calibration is applied like a
-    robust one, with the pooling's constants recorded beside it."""
+    robust one, with the pooling's constants recorded beside it; ``peers`` adds the peer-relative step."""
+    if peers:
+        return {**model_spec(normalisation), "peers": PEER_MEDIAN}
     if normalisation == NONE:
         return {}
     if normalisation == PER_ASSET_POOLED:
@@ -266,7 +277,7 @@ def alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant) -> list
     if variant.normalisation == PER_ASSET_ADAPTIVE:
         return adaptive_alert_runs(prepared, protocol, variant)
     names = list(protocol.features) if protocol.features else prepared.names
-    spec = model_spec(variant.normalisation)
+    spec = model_spec(variant.normalisation, variant.peers)
     pipeline = Pipeline.from_spec(names, spec)
     steps = baselines(prepared, variant.normalisation, pipeline.columns(prepared.names), protocol)
     model, holdout = train_shared(prepared, pipeline, steps, protocol)
@@ -385,9 +396,25 @@ def train_shared(
     """The shared model over every run's calibration rows after the per-asset step; returns it with each
     run's hold-out window indexes (the last ``holdout_fraction`` of its calibration rows)."""
     columns = pipeline.columns(prepared.names)
+    peer = None
+    if pipeline.peers and steps is not None:
+        # The group's reference at a calibration window's end comes from every peer's window there, as
+        # when it is scored, not only from the peers' calibration windows.
+        peer = pipeline.peer_inputs(
+            prepared.windows,
+            {run.key: Pipeline.rows(prepared.windows[run.key], columns) for run in prepared.runs},
+            columns,
+            steps,
+        )
     blocks, rows_of = [], {}
     for run in prepared.runs:
         rows = np.flatnonzero(prepared.calibration[run.key])
+        if peer is not None:
+            kept, X = peer[run.key]
+            inside = np.isin(kept, rows)
+            rows_of[run.key] = kept[inside]
+            blocks.append(X[inside])
+            continue
         rows_of[run.key] = rows
         blocks.append(
             Pipeline.inputs(

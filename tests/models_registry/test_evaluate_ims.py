@@ -12,13 +12,16 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from models_registry.evaluation import ims
 from plant.datasets import ims as reader
 
 SNAPSHOTS = 720  # 120 h at 10 min
 DEGRADE_FROM = 480  # bearing 1 degrades over the last 40 h
 
 
-def _write_test(folder: Path, name: str, channels: int, *, degrade: int | None, seed: int = 3) -> None:
+def _write_test(
+    folder: Path, name: str, channels: int, *, degrade: int | None, seed: int = 3, rig_rise: float = 0.0
+) -> None:
     rng = np.random.default_rng(seed)
     start = np.datetime64("2004-02-12T10:00")
     ts = start + np.arange(SNAPSHOTS) * np.timedelta64(10, "m")
@@ -29,6 +32,11 @@ def _write_test(folder: Path, name: str, channels: int, *, degrade: int | None, 
         # +10 % after 10 h of degradation, x8 at the end.
         hours = np.clip((np.arange(SNAPSHOTS) - DEGRADE_FROM) / 6.0, 0.0, None)
         values[:, degrade] *= np.exp(hours * np.log(8.0) / ((SNAPSHOTS - DEGRADE_FROM) / 6.0))
+    if rig_rise:
+        # The whole rig louder by rig_rise (every bearing alike, as with a faster shaft or a warmer
+        # lubricant), ramping up over 12 h from a third in.
+        ramp = np.clip((np.arange(SNAPSHOTS) - SNAPSHOTS // 3) / 72.0, 0.0, 1.0)
+        values *= (1.0 + rig_rise * ramp)[:, None]
     values = np.vstack([values, np.full((2, channels), 0.001)])  # the stopped rig, trimmed by the reader
     stamps = list(ts) + [ts[-1] + np.timedelta64(10, "m"), ts[-1] + np.timedelta64(20, "m")]
     lines = [",Datetime," + ",".join(f"Bearing {i + 1}" for i in range(channels))]
@@ -57,8 +65,14 @@ def test_a_degrading_bearing_alerts_well_before_the_end_and_the_healthy_ones_sta
     report = _evaluate(synthetic / "out")
     assert report["summary"]["evaluated_tests"] == ["test2"]
     assert (synthetic / "out" / "ims.md").read_text().startswith("### ims")
-    rows = [r for r in report["rows"] if r["source"] == "vigil" and r["detector"] == "combined"]
+    rows = [
+        r
+        for r in report["rows"]
+        if r["source"] == "vigil" and r["detector"] == "combined" and r["chosen"] == "yes"
+    ]
     assert [r["bearing"] for r in rows] == [f"test2-bearing{b}" for b in range(1, 5)]
+    # One test only: nothing to choose on, so the first candidate (the product's robust step) is reported.
+    assert {r["method"] for r in rows} == {"per_asset_robust"}
     failing = rows[0]
     assert failing["state"] == "outer_race_failure"
     # Degradation starts 40 h before the end; the product's alert must come at least a day before it.
@@ -67,13 +81,16 @@ def test_a_degrading_bearing_alerts_well_before_the_end_and_the_healthy_ones_sta
     for healthy in rows[1:]:
         assert healthy["state"] == "healthy"
         assert healthy["share_in_alert"] < 0.05
-    result = report["summary"]["tests"]["test2"]["combined"]
+    chosen = report["summary"]["tests"]["test2"]
+    assert chosen["method"] == "per_asset_robust" and chosen["chosen_on"] == []
+    result = chosen["result"]
     assert result["failing_alerted_24h"] == result["failing"] == 1
     assert result["target_met"] is True
     details = report["details"]["tests"]["test2"]
     assert details["roles"] == ["vibration"]
     assert details["snapshots"] == SNAPSHOTS  # the stopped-rig rows were trimmed
-    bearing = details["detectors"]["combined"]["bearings"][1]
+    assert set(details["methods"]) == set(report["details"]["protocol"]["candidates"])
+    bearing = details["methods"]["per_asset_robust"]["combined"]["bearings"][1]
     assert set(bearing) >= {
         "first_alert",
         "first_alert_lead_h",
@@ -125,7 +142,7 @@ def test_on_the_real_test_2_the_failing_bearing_alerts_more_than_a_day_before_th
 
 def test_the_adaptive_location_is_an_added_normalisation_of_the_same_report(synthetic):
     report = _evaluate(synthetic / "out", "--normalisation", "per_asset_adaptive", "--detectors", "combined")
-    assert report["details"]["protocol"]["normalisation"] == "per_asset_adaptive"
+    assert report["details"]["protocol"]["candidates"] == ["per_asset_adaptive"]
     rows = [r for r in report["rows"] if r["source"] == "vigil"]
     assert [r["detector"] for r in rows] == ["combined"] * 4
     # The synthetic bearing grows exponentially (x8 over 40 h), far faster than the EWMA follows.
@@ -135,7 +152,48 @@ def test_the_adaptive_location_is_an_added_normalisation_of_the_same_report(synt
 
 def test_the_pooled_scale_is_an_added_normalisation_of_the_same_report(synthetic):
     report = _evaluate(synthetic / "out", "--normalisation", "per_asset_pooled", "--detectors", "combined")
-    assert report["details"]["protocol"]["normalisation"] == "per_asset_pooled"
+    assert report["details"]["protocol"]["candidates"] == ["per_asset_pooled"]
     rows = [r for r in report["rows"] if r["source"] == "vigil"]
     assert [r["detector"] for r in rows] == ["combined"] * 4
     assert rows[0]["first_alert_lead_h"] >= 24.0  # the synthetic failing bearing still alerts a day ahead
+
+
+def test_with_the_peer_step_a_rise_of_the_whole_rig_is_not_an_alert_but_the_failing_bearing_is(
+    tmp_path, settings
+):
+    folder = tmp_path / "data" / reader.FOLDER
+    folder.mkdir(parents=True)
+    # Every bearing 30 % louder from a third in (far beyond their 2 % noise), bearing 1 also degrading.
+    _write_test(folder, "2nd_test_mean_abs_per_snapshot.csv", 4, degrade=0, rig_rise=0.3)
+    settings.VIGIL_DATA_DIR = str(tmp_path / "data")
+    alone = _evaluate(
+        tmp_path / "alone", "--normalisation", "per_asset_robust", "--no-peers", "--detectors", "combined"
+    )
+    peers = _evaluate(
+        tmp_path / "peers", "--normalisation", "per_asset_robust", "--peers", "--detectors", "combined"
+    )
+    assert peers["details"]["protocol"]["candidates"] == ["per_asset_robust+peers"]
+    alone_rows = [r for r in alone["rows"] if r["source"] == "vigil"]
+    peer_rows = [r for r in peers["rows"] if r["source"] == "vigil"]
+    # Without peers the rig's rise puts every healthy bearing in alert; with them none, and the failing
+    # bearing still alerts more than a day ahead.
+    assert all(r["share_in_alert"] > 0.5 for r in alone_rows[1:])
+    assert all(r["share_in_alert"] < 0.05 for r in peer_rows[1:])
+    assert peer_rows[0]["first_alert_lead_h"] >= 24.0
+
+
+def test_each_test_reports_the_method_chosen_on_the_other_tests():
+    def result(met: bool, alerted: int, share: float) -> dict:
+        return {"combined": {"target_met": met, "failing_alerted_24h": alerted, "healthy_max_share": share}}
+
+    results = {
+        # "b" is best on test1 itself, "a" on test2: each test must get the other's choice.
+        "test1": {"a": result(False, 1, 0.3), "b": result(True, 2, 0.01)},
+        "test2": {"a": result(True, 1, 0.02), "b": result(False, 1, 0.4)},
+    }
+    chosen = ims.select_methods(results, ["a", "b"])
+    assert chosen["test1"]["method"] == "a" and chosen["test1"]["chosen_on"] == ["test2"]
+    assert chosen["test2"]["method"] == "b" and chosen["test2"]["chosen_on"] == ["test1"]
+    # A tie on the other tests goes to the earlier candidate.
+    tied = {"test1": {"a": result(True, 1, 0.0), "b": result(True, 1, 0.0)}, "test2": results["test2"]}
+    assert ims.select_methods(tied, ["a", "b"])["test2"]["method"] == "a"

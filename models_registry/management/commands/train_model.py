@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from detection.baseline import MODES, PER_ASSET
+from detection.baseline import MODES, PEER_MODES, PER_ASSET, PER_ASSET_ROBUST
 from detection.detectors import DETECTORS
 from detection.thresholds import OPEN_RULES
 from models_registry.management.commands._common import check_kind, get_asset_type, parse_moment
@@ -43,6 +43,13 @@ class Command(BaseCommand):
             "robust calibration, with per-asset thresholds). Default: none.",
         )
         parser.add_argument(
+            "--peers",
+            choices=PEER_MODES,
+            help="With --baseline per_asset_robust: score each asset relative to the median change of the "
+            "assets of its type on its site at the same time (common-mode rejection for assets sharing load "
+            "or speed, e.g. bearings on one shaft). Default: none.",
+        )
+        parser.add_argument(
             "--detector",
             choices=DETECTORS,
             help="Anomaly detector (detection.detectors; default: the trainer's, PCA).",
@@ -63,6 +70,8 @@ class Command(BaseCommand):
         baseline = options["baseline"] or (PER_ASSET if options["per_asset_baseline"] else None)
         if options["per_asset_baseline"] and baseline != PER_ASSET:
             raise CommandError("--per-asset-baseline is --baseline per_asset; give only one of them")
+        if options["peers"] and baseline != PER_ASSET_ROBUST:
+            raise CommandError(f"--peers needs --baseline {PER_ASSET_ROBUST}")
         chosen = {"detector": options["detector"], "open_rule": options["open_rule"]}
         params = {key: value for key, value in chosen.items() if value} or None
         for flag, key in (("--detector", "detector"), ("--open-rule", "open_rule")):
@@ -73,9 +82,9 @@ class Command(BaseCommand):
             roles = [role.strip() for role in options["roles"].split(",") if role.strip()]
             if not roles:
                 raise CommandError("--roles needs at least one role key, e.g. --roles vibration,current")
-        if options["enqueue"] and (baseline or params or roles):
+        if options["enqueue"] and (baseline or params or roles or options["peers"]):
             raise CommandError(
-                "--baseline, --detector, --open-rule and --roles run here only; drop --enqueue"
+                "--baseline, --peers, --detector, --open-rule and --roles run here only; drop --enqueue"
             )
         if options["enqueue"]:
             kwargs = {
@@ -96,6 +105,7 @@ class Command(BaseCommand):
                 baseline=baseline,
                 params=params,
                 roles=roles,
+                peers=options["peers"],
             )
         except TrainingError as exc:
             raise CommandError(str(exc)) from None
