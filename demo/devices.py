@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from asyncua import Node, Server, ua
 from pymodbus.client.mixin import ModbusClientMixin
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator.simdevice import SimAction
 
 from plant.simulator import ROLES, PlantSimulator, SimAsset
 
@@ -39,6 +41,13 @@ MODBUS_REGISTERS = 200  # holding and input registers 0..199 exist; reading past
 MODBUS_BITS = 64  # coils and discrete inputs 0..63
 
 log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def modbus_address(role: str) -> int:
@@ -139,10 +148,16 @@ class ModbusDevice:
 
 
 async def start_modbus_device(
-    port: int, tag: str = "P-101", host: str = "127.0.0.1", unit: int = MODBUS_UNIT, **server_options: object
+    port: int,
+    tag: str = "P-101",
+    host: str = "127.0.0.1",
+    unit: int = MODBUS_UNIT,
+    action: SimAction | None = None,
+    **server_options: object,
 ) -> ModbusDevice:
     """Start a Modbus TCP server on ``host:port``: unit ``unit`` with 200 holding and input registers and
-    64 coils and discrete inputs (``server_options`` go to pymodbus, e.g. ``trace_pdu``)."""
+    64 coils and discrete inputs. ``action`` is pymodbus's hook called on every access (a test's slow or
+    failing device); ``server_options`` go to pymodbus's server, e.g. ``trace_pdu``."""
 
     def bits() -> list[SimData]:
         return [SimData(0, count=MODBUS_BITS, values=False, datatype=DataType.BITS)]
@@ -150,7 +165,9 @@ async def start_modbus_device(
     def registers() -> list[SimData]:
         return [SimData(0, count=MODBUS_REGISTERS, values=0, datatype=DataType.REGISTERS)]
 
-    simdevice = SimDevice(unit, simdata=(bits(), bits(), registers(), registers()), use_bit_addressing=True)
+    simdevice = SimDevice(
+        unit, simdata=(bits(), bits(), registers(), registers()), use_bit_addressing=True, action=action
+    )
     server = ModbusTcpServer([simdevice], address=(host, port), **server_options)  # type: ignore[arg-type]
     await server.serve_forever(background=True)
     return ModbusDevice(server, host, port, tag, unit)
