@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,13 +40,6 @@ MODBUS_REGISTERS = 200  # holding and input registers 0..199 exist; reading past
 MODBUS_BITS = 64  # coils and discrete inputs 0..63
 
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def modbus_address(role: str) -> int:

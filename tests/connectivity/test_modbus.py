@@ -15,8 +15,9 @@ from connectivity import modbus
 from connectivity.modbus import ModbusConfig, ModbusPoint, ModbusWriteTarget, parse_point, plan_reads
 from connectivity.points import ConnectionStatus, PointError, SampleStatus
 from connectivity.writeback import AlertState
-from demo.devices import free_port, start_modbus_device
+from demo.devices import start_modbus_device
 from tests.connectivity.ot_support import Collector, until
+from tests.live_server import free_port
 
 FORMATS = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f"}
 

@@ -14,8 +14,9 @@ from connectivity import opcua
 from connectivity.opcua import OpcUaConfig, OpcUaPoint, OpcUaWriteTarget, SampleBatcher, parse_point
 from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus
 from connectivity.writeback import AlertState
-from demo.devices import free_port, start_opcua_device
+from demo.devices import start_opcua_device
 from tests.connectivity.ot_support import Collector, until
+from tests.live_server import free_port
 
 
 @pytest.fixture

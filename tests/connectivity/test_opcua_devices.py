@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from connectivity import modbus, opcua
 from connectivity.modbus import ModbusConfig, parse_point
 from connectivity.points import ConnectionStatus
-from demo.devices import free_port, modbus_address
+from demo.devices import modbus_address
 from plant.simulator import ROLES
 from tests.connectivity.ot_support import Collector, until
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.live_server import ROOT, free_port
 
 
 @pytest.fixture
