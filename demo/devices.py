@@ -145,20 +145,21 @@ async def start_modbus_device(
     host: str = "127.0.0.1",
     unit: int = MODBUS_UNIT,
     action: SimAction | None = None,
+    registers: int = MODBUS_REGISTERS,
     **server_options: object,
 ) -> ModbusDevice:
-    """Start a Modbus TCP server on ``host:port``: unit ``unit`` with 200 holding and input registers and
-    64 coils and discrete inputs. ``action`` is pymodbus's hook called on every access (a test's slow or
+    """Start a Modbus TCP server on ``host:port``: unit ``unit`` with ``registers`` (200) holding and input
+    registers and 64 coils and discrete inputs. ``action`` is pymodbus's hook called on every access (a test's slow or
     failing device); ``server_options`` go to pymodbus's server, e.g. ``trace_pdu``."""
 
     def bits() -> list[SimData]:
         return [SimData(0, count=MODBUS_BITS, values=False, datatype=DataType.BITS)]
 
-    def registers() -> list[SimData]:
-        return [SimData(0, count=MODBUS_REGISTERS, values=0, datatype=DataType.REGISTERS)]
+    def block() -> list[SimData]:
+        return [SimData(0, count=registers, values=0, datatype=DataType.REGISTERS)]
 
     simdevice = SimDevice(
-        unit, simdata=(bits(), bits(), registers(), registers()), use_bit_addressing=True, action=action
+        unit, simdata=(bits(), bits(), block(), block()), use_bit_addressing=True, action=action
     )
     server = ModbusTcpServer([simdevice], address=(host, port), **server_options)  # type: ignore[arg-type]
     await server.serve_forever(background=True)
