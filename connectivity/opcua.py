@@ -27,6 +27,7 @@ from connectivity.writeback import AlertState
 
 DEFAULT_SAMPLING_MS = 1000.0
 MAX_SAMPLING_MS = 3_600_000.0
+MAX_QUEUE = 100  # samples a server keeps per monitored item between two publishes
 SECURITY_POLICIES = (
     "Basic128Rsa15",
     "Basic256",
@@ -232,7 +233,11 @@ async def _client(cfg: OpcUaConfig) -> Client:
 
 
 async def _subscribe(
-    client: Client, sub: Subscription, points: Sequence[OpcUaPoint], status: ConnectionStatus
+    client: Client,
+    sub: Subscription,
+    points: Sequence[OpcUaPoint],
+    status: ConnectionStatus,
+    publishing_ms: float,
 ) -> dict[ua.NodeId, list[OpcUaPoint]]:
     """One monitored item per node at its sampling interval; unknown nodes are reported, the rest run."""
     by_node: dict[ua.NodeId, list[OpcUaPoint]] = {}
@@ -244,7 +249,9 @@ async def _subscribe(
     live: dict[ua.NodeId, list[OpcUaPoint]] = {}
     for interval, node_ids in by_interval.items():
         nodes = [client.get_node(node_id) for node_id in node_ids]
-        results = await sub.subscribe_data_change(nodes, sampling_interval=interval)
+        # The server queues every sample taken between two publishes, not only the last one.
+        queue = min(MAX_QUEUE, max(1, math.ceil(publishing_ms / interval)) + 1)
+        results = await sub.subscribe_data_change(nodes, queuesize=queue, sampling_interval=interval)
         for node_id, result in zip(node_ids, results, strict=True):
             if isinstance(result, ua.StatusCode):
                 for point in by_node[node_id]:
@@ -284,7 +291,7 @@ async def run(cfg: OpcUaConfig, points: Sequence[OpcUaPoint], sink: Sink, status
         status.connected = True
         live: dict[ua.NodeId, list[OpcUaPoint]] = {}
         sub = await client.create_subscription(cfg.publishing_interval_ms, _Handler(batcher, live))
-        live.update(await _subscribe(client, sub, points, status))
+        live.update(await _subscribe(client, sub, points, status, cfg.publishing_interval_ms))
         await _catch_up(client, live, batcher)
         flusher = asyncio.create_task(batcher.run())
         waiter = asyncio.create_task(lost.wait())

@@ -80,6 +80,21 @@ async def test_uncertain_values_are_kept_flagged_and_bad_values_carry_no_value(d
     ]
 
 
+async def test_every_value_between_two_publishes_arrives_in_order(device):
+    sink, status = Collector(), ConnectionStatus()
+    cfg = cfg_for(device, publishing_interval_ms=1000)
+    task = asyncio.create_task(opcua.run(cfg, points_for(device, "flow", interval=50), sink, status))
+    try:
+        await until(lambda: len(sink.samples) >= 1, what="the catch-up sample")
+        start = time.time()
+        for i in range(8):  # within one publishing interval: the server must queue them all
+            await device.set("flow", 100.0 + i, ts=start + i)
+        await until(lambda: sink.samples[-1].value == 107.0, what="the last value")
+    finally:
+        await stop(task)
+    assert [s.value for s in sink.samples[-8:]] == [100.0 + i for i in range(8)]
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 async def test_nan_and_infinite_values_are_point_errors_and_the_stream_goes_on(device, bad):
     sink, status = Collector(), ConnectionStatus()
