@@ -20,11 +20,14 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from asyncua import Node, Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import UserManager
 from pymodbus.client.mixin import ModbusClientMixin
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -81,15 +84,45 @@ class OpcUaDevice:
         await self.server.stop()
 
 
+class _Passwords(UserManager):
+    """Username/password log-in for a secured demo device (asyncua's default lets anyone in)."""
+
+    def __init__(self, users: Mapping[str, str]) -> None:
+        self.users = dict(users)
+
+    def get_user(
+        self,
+        iserver: object,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: object = None,
+    ) -> User | None:
+        if username is not None and self.users.get(username) == password:
+            return User(role=UserRole.User)
+        return None
+
+
 async def start_opcua_device(
-    port: int, tag: str = "P-101", host: str = "127.0.0.1", roles: Sequence[str] = ROLES
+    port: int,
+    tag: str = "P-101",
+    host: str = "127.0.0.1",
+    roles: Sequence[str] = ROLES,
+    certificate: Path | None = None,
+    private_key: Path | None = None,
+    users: Mapping[str, str] | None = None,
 ) -> OpcUaDevice:
-    """Start an OPC UA server on ``host:port`` exposing ``tag``'s sensors and its write-back nodes."""
-    server = Server()
+    """Start an OPC UA server on ``host:port`` exposing ``tag``'s sensors and its write-back nodes.
+    With ``certificate`` and ``private_key`` (DER / PEM files) it accepts only Basic256Sha256
+    SignAndEncrypt; with ``users`` only those usernames and passwords."""
+    server = Server(user_manager=_Passwords(users) if users is not None else None)
     await server.init()
     endpoint = f"opc.tcp://{host}:{port}/vigil/"
     server.set_endpoint(endpoint)
     server.set_server_name(f"Vigil demo device {tag}")
+    if certificate is not None and private_key is not None:
+        server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        await server.load_certificate(str(certificate))
+        await server.load_private_key(str(private_key))
     namespace = await server.register_namespace(OPCUA_NAMESPACE)
     device = OpcUaDevice(server, namespace, tag, endpoint)
     pump = await server.nodes.objects.add_object(ua.NodeId(tag, namespace), tag)

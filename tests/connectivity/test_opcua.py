@@ -9,6 +9,8 @@ import time
 
 import pytest
 from asyncua import ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from connectivity import opcua
 from connectivity.opcua import OpcUaConfig, OpcUaPoint, OpcUaWriteTarget, SampleBatcher, parse_point
@@ -334,3 +336,64 @@ def test_write_targets_are_validated():
         opcua.parse_write_target({"asset_tag": "P-101", "alarm_node": "x"})
     target = opcua.parse_write_target({"asset_tag": "P-101", "alarm_node": "ns=2;s=P-101.alarm"})
     assert target == OpcUaWriteTarget("P-101", alarm_node="ns=2;s=P-101.alarm")
+
+
+@pytest.fixture
+async def secured(tmp_path):
+    """A device that takes only Basic256Sha256 SignAndEncrypt and the user vigil / s3cret, and the
+    client's own certificate and key."""
+    for name, use in (
+        ("server", ExtendedKeyUsageOID.SERVER_AUTH),
+        ("client", ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
+        await setup_self_signed_certificate(
+            tmp_path / f"{name}.pem",
+            tmp_path / f"{name}.der",
+            f"urn:vigil:{name}",
+            "127.0.0.1",
+            [use],
+            {"commonName": f"vigil {name}"},
+        )
+    dev = await start_opcua_device(
+        free_port(),
+        certificate=tmp_path / "server.der",
+        private_key=tmp_path / "server.pem",
+        users={"vigil": "s3cret"},
+    )
+    yield dev, {"certificate": str(tmp_path / "client.der"), "private_key": str(tmp_path / "client.pem")}
+    await dev.stop()
+
+
+async def test_a_secured_server_is_read_with_the_certificate_and_the_credentials(secured):
+    device, client_files = secured
+    cfg = cfg_for(
+        device, username="vigil", password="s3cret", security_policy="Basic256Sha256", **client_files
+    )
+    sink, status = Collector(), ConnectionStatus()
+    task = asyncio.create_task(opcua.run(cfg, points_for(device, "vibration"), sink, status))
+    try:
+        await until(lambda: len(sink.samples) >= 1, what="the catch-up sample")
+        await device.set("vibration", 2.75)
+        await until(lambda: sink.samples[-1].value == 2.75, what="the written value")
+    finally:
+        await stop(task)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "secure", "message"),
+    [
+        ({"username": "vigil", "password": "wrong"}, True, "BadUserAccessDenied"),
+        ({}, True, "BadUserAccessDenied"),
+        ({"username": "vigil", "password": "s3cret"}, False, "No matching endpoints"),
+    ],
+)
+async def test_a_secured_server_refuses_wrong_credentials_or_no_security(
+    secured, credentials, secure, message
+):
+    device, client_files = secured
+    security = {"security_policy": "Basic256Sha256", **client_files} if secure else {}
+    cfg = cfg_for(device, **credentials, **security)
+    with pytest.raises(ua.UaError, match=message):
+        await asyncio.wait_for(
+            opcua.run(cfg, points_for(device, "vibration"), Collector(), ConnectionStatus()), 10
+        )
