@@ -63,6 +63,9 @@ class OpcUaConfig:
     publishing_interval_ms: float = 500.0
     batch_size: int = 1000  # samples handed to the sink at once at most
     batch_seconds: float = 0.5  # a sample waits at most this long for its batch
+    max_pending: int = (
+        100_000  # samples held while the sink is slow; beyond it, new ones are dropped and counted
+    )
     timeout_s: float = 4.0
     watchdog_s: float = 1.0  # how often the client probes the server: the bound on noticing a dead link
 
@@ -87,6 +90,8 @@ class OpcUaConfig:
                 raise ValueError(f"OPC UA: {name} must be a positive number, got {value!r}")
         if self.batch_size < 1:
             raise ValueError(f"OPC UA: batch_size must be at least 1, got {self.batch_size}")
+        if self.max_pending < self.batch_size:
+            raise ValueError(f"OPC UA: max_pending must be at least batch_size ({self.batch_size})")
 
 
 def parse_node_id(text: str) -> ua.NodeId:
@@ -164,10 +169,15 @@ def to_sample(point: OpcUaPoint, value: ua.DataValue, received: float) -> Sample
 class SampleBatcher:
     """Collects samples and hands them to the sink in batches of at most ``size``, none waiting longer
     than ``seconds``. Repeats of the last sample of a point (same time, value and status: the catch-up
-    read and a monitored item's first notification report the same value) are dropped."""
+    read and a monitored item's first notification report the same value) are dropped. While the sink is
+    slow, at most ``max_pending`` samples wait; newer ones are dropped, each counted as an error of its
+    point (the memory stays bounded and the loss is visible on the status, never silent)."""
 
-    def __init__(self, sink: Sink, status: ConnectionStatus, size: int, seconds: float) -> None:
+    def __init__(
+        self, sink: Sink, status: ConnectionStatus, size: int, seconds: float, max_pending: int = 100_000
+    ) -> None:
         self.sink, self.status, self.size, self.seconds = sink, status, size, seconds
+        self.max_pending = max_pending
         self._pending: list[Sample] = []
         self._last: dict[str, Sample] = {}
         self._wake = asyncio.Event()
@@ -179,6 +189,9 @@ class SampleBatcher:
             self.status.error(item, now)
             return
         if self._last.get(item.point) == item:
+            return
+        if len(self._pending) >= self.max_pending:
+            self.status.error(PointError("dropped: the sink is not keeping up", point=item.point), now)
             return
         self._last[item.point] = item
         self._pending.append(item)
@@ -284,7 +297,7 @@ async def run(cfg: OpcUaConfig, points: Sequence[OpcUaPoint], sink: Sink, status
         lost.set()
 
     client.connection_lost_callback = on_lost
-    batcher = SampleBatcher(sink, status, cfg.batch_size, cfg.batch_seconds)
+    batcher = SampleBatcher(sink, status, cfg.batch_size, cfg.batch_seconds, cfg.max_pending)
     await client.connect()
     flusher: asyncio.Task[None] | None = None
     try:

@@ -189,6 +189,30 @@ async def test_batches_are_bounded_in_size_and_time():
     assert status.samples == 2500 and status.messages == 2501
 
 
+async def test_a_slow_sink_bounds_the_buffer_and_counts_what_it_drops():
+    release = asyncio.Event()
+    stored: list[Sample] = []
+
+    async def sink(batch):
+        await release.wait()  # the database is away
+        stored.extend(batch)
+
+    status = ConnectionStatus()
+    batcher = SampleBatcher(sink, status, size=2, seconds=0.01, max_pending=4)
+    flusher = asyncio.create_task(batcher.run())
+    try:
+        for i in range(10):
+            batcher.add(Sample("p", float(i), float(i)), now=0.0)
+            await asyncio.sleep(0)
+        assert status.errors == 6
+        assert status.last_error == "dropped: the sink is not keeping up"
+        release.set()
+        await until(lambda: len(stored) == 4, what="the kept samples stored")
+    finally:
+        flusher.cancel()
+    assert [s.value for s in stored] == [0.0, 1.0, 2.0, 3.0]
+
+
 async def test_a_failing_sink_keeps_the_batch_for_the_next_attempt():
     stored: list[Sample] = []
     fail = {"left": 1}
@@ -322,6 +346,7 @@ def test_a_well_formed_node_mapping_parses():
         ),
         ({"endpoint": "opc.tcp://plc:4840", "batch_size": 0}, "batch_size must be at least 1"),
         ({"endpoint": "opc.tcp://plc:4840", "batch_seconds": math.inf}, "batch_seconds must be a positive"),
+        ({"endpoint": "opc.tcp://plc:4840", "max_pending": 10}, "max_pending must be at least batch_size"),
     ],
 )
 def test_an_invalid_connection_does_not_start_and_says_why(kwargs, message):
