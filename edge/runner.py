@@ -1,6 +1,6 @@
 """Edge runner: score `sensor,ts,value` CSV with an exported bundle, on a gateway without Django.
 
-    python -m models_registry.edge BUNDLE.zip [CSV | -]
+    python -m edge.runner BUNDLE.zip [CSV | -]
 
 Prints one JSON line per feature window: {"window_end": ISO time, "score": float or null, "alert": bool,
 "coverage": float}. A window whose features are not all finite (too little data) gets score null and
@@ -12,21 +12,18 @@ the asset's baseline in spec.json (a mean vector, or for a robust version the as
 scale, count) and the runner applies it before scoring, as the server's scorer does; the open/clear
 thresholds in spec.json are those in force for the asset (override, else its own, else the version's).
 
-``pack_bundle`` writes the bundle format that ``load_bundle`` reads; the export command and the benchmark
-both use it.
+The bundle format itself (``pack_bundle`` / ``load_bundle``) is ``detection.bundle``'s, shared with the
+server's export.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import math
 import sys
-import zipfile
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
 
@@ -34,21 +31,18 @@ import numpy as np
 
 from detection import features, runtime
 from detection.baseline import BaselineError, Calibration
+from detection.bundle import Bundle, BundleError, load_bundle
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes
 
-BUNDLE_FILES = ("model.onnx", "spec.json")
-SPEC_KEYS = ("feature_names", "roles", "window_s", "step_s", "open_threshold", "clear_threshold")
+# Exit status of a bundle problem (missing, tampered with, not fitting its model); input problems exit 2.
+BUNDLE_EXIT_CODE = 3
 
 
 class EdgeError(Exception):
     """A problem the operator can fix; printed as one line, never a traceback."""
 
     exit_code = 2
-
-
-class BundleError(EdgeError):
-    exit_code = 3
 
 
 # --- alert state ------------------------------------------------------------------------------------------
@@ -75,75 +69,6 @@ def alert_states(
         for index in range(episode.opened, len(values) if episode.closed is None else episode.closed):
             states[index] = True
     return states
-
-
-# --- bundle -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Bundle:
-    """A verified bundle: the model bytes and its spec."""
-
-    model: bytes
-    spec: dict[str, Any]
-
-    @property
-    def sensor_roles(self) -> dict[str, str]:
-        """Sensor key → role; role keys themselves are accepted too, for bundles made without an asset."""
-        mapping = {role: role for role in self.spec["roles"]}
-        mapping.update(self.spec.get("sensors") or {})
-        return mapping
-
-
-def pack_bundle(onnx_bytes: bytes, spec: dict[str, Any]) -> bytes:
-    """The bundle as zip bytes: model.onnx, spec.json and checksums.json (sha256 of the other two)."""
-    files = {
-        "model.onnx": bytes(onnx_bytes),
-        "spec.json": json.dumps(spec, indent=2, sort_keys=True).encode(),
-    }
-    checksums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-        archive.writestr("checksums.json", json.dumps(checksums, indent=2, sort_keys=True))
-    return buffer.getvalue()
-
-
-def load_bundle(path: str) -> Bundle:
-    """Open a bundle and verify every file against checksums.json; raise BundleError on any mismatch."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise BundleError(f"bundle {path!r} does not exist") from None
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise BundleError(f"bundle {path!r} is not a readable zip file ({exc})") from None
-    with archive:
-        names = set(archive.namelist())
-        for required in (*BUNDLE_FILES, "checksums.json"):
-            if required not in names:
-                raise BundleError(f"bundle {path!r} has no {required}")
-        try:
-            checksums = json.loads(archive.read("checksums.json"))
-        except ValueError:
-            raise BundleError("checksums.json is not valid JSON") from None
-        contents = {}
-        for name in BUNDLE_FILES:
-            data = archive.read(name)
-            expected = checksums.get(name) if isinstance(checksums, dict) else None
-            if not expected:
-                raise BundleError(f"checksums.json lists no checksum for {name}")
-            if hashlib.sha256(data).hexdigest() != expected:
-                raise BundleError(f"checksum mismatch for {name}: the bundle was modified or damaged")
-            contents[name] = data
-    try:
-        spec = json.loads(contents["spec.json"])
-    except ValueError:
-        raise BundleError("spec.json is not valid JSON") from None
-    missing = [key for key in SPEC_KEYS if key not in spec]
-    if missing:
-        raise BundleError(f"spec.json lacks {', '.join(missing)}")
-    return Bundle(model=contents["model.onnx"], spec=spec)
 
 
 # --- input ------------------------------------------------------------------------------------------------
@@ -303,9 +228,7 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
 
 
 def main(argv: list[str] | None = None, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m models_registry.edge", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m edge.runner", description=__doc__.splitlines()[0])
     parser.add_argument("bundle", help="bundle .zip written by manage.py export_bundle")
     parser.add_argument("csv", nargs="?", default="-", help="sensor,ts,value CSV file, or - for stdin")
     args = parser.parse_args(argv)
@@ -326,6 +249,9 @@ def main(argv: list[str] | None = None, stdin: IO[str] | None = None, stdout: IO
     except EdgeError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BundleError as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return BUNDLE_EXIT_CODE
     out = io.StringIO()
     for row in rows:
         out.write(json.dumps(row) + "\n")
