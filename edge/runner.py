@@ -29,10 +29,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from detection import features, runtime
-from detection.baseline import BaselineError, Calibration
 from detection.bundle import Bundle, BundleError, load_bundle
-from detection.pipeline import Pipeline, PipelineError
+from edge.model import EdgeModel
 from detection.rules import alert_episodes
 
 # Exit status of a bundle problem (missing, tampered with, not fitting its model); input problems exit 2.
@@ -147,75 +145,19 @@ def read_csv(
 
 def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, Any]]:
     """Windows over the series, scored in one batch, with the alert state after each window."""
-    spec = bundle.spec
-    output_spec = spec.get("output_spec") or {}
-    roles = list(spec["roles"])
-    try:
-        # The scorer's pipeline (detection.pipeline): a version that standardises its readings per operating
-        # regime carries the table, applied before the windows; a baselined one subtracts the bundle's vector.
-        pipeline = Pipeline.from_spec(spec["feature_names"], output_spec, roles)
-    except PipelineError as exc:
-        raise BundleError(f"spec.json: {exc}") from None
-    # Windows over the roles the model reads (in the type's order, as training built them): a model of an
-    # optional-sensor type may read fewer roles than the type has, and the asset may lack the others.
-    read = set(features.roles_read(spec["feature_names"]))
-    windows = pipeline.windows(
-        {0: series},
-        [role for role in roles if role in read] or roles,
-        window_s=float(spec["window_s"]),
-        step_s=float(spec["step_s"]),
-        start_s={0: None},
-        end_s={0: None},
-        sample_period_s={0: None},
-        min_coverage=float(spec.get("min_coverage", 0.5)),
-    )[0]
-    if list(windows.names) != list(spec["feature_names"]):
-        raise BundleError(
-            "this runner's feature code builds different features than the bundle's model expects"
-        )
-    if len(windows) == 0:
-        raise EdgeError(f"the input spans less than one {spec['window_s']} s window")
-    vector = None
-    if pipeline.robust:
-        try:
-            vector = Calibration.from_json(spec.get("baseline") or {})
-        except (BaselineError, AttributeError) as exc:
-            raise BundleError(
-                f"the model scores against the asset's robust calibration, but spec.json has none: {exc}"
-            ) from None
-        if len(vector.location) != len(spec["feature_names"]):
-            raise BundleError("spec.json's calibration does not cover the model's features")
-    elif pipeline.baselined:
-        vector = spec.get("baseline")
-        if not isinstance(vector, list) or len(vector) != len(windows.names):
-            raise BundleError("the model scores against a per-asset baseline, but spec.json has none for it")
-    columns = pipeline.columns(windows.names)
-    usable = pipeline.rows(windows, columns)
-    scores: list[float | None] = [None] * len(windows)
-    try:
-        if session is None:
-            session = runtime.load_session(bundle.model)
-        if usable.size:
-            model = runtime.LoadedModel.unregistered(
-                bundle.model, spec["feature_names"], output_spec, session
-            )
-            # A non-finite score is reported as no score (None), not refused as on the server.
-            values = pipeline.score(model, pipeline.inputs(windows, usable, columns, vector), finite=False)
-            for index, value in zip(usable.tolist(), values, strict=True):
-                scores[index] = float(value) if math.isfinite(value) else None
-    except (runtime.ModelRuntimeError, PipelineError) as exc:
-        raise BundleError(f"model.onnx: {exc}") from None
+    model = EdgeModel(bundle, session)
+    scored = model.score(series)
+    if len(scored.ends) == 0:
+        raise EdgeError(f"the input spans less than one {bundle.spec['window_s']} s window")
+    params = model.rule_params
     alerts = alert_states(
-        scores,
-        float(spec["open_threshold"]),
-        float(spec["clear_threshold"]),
-        higher=runtime.higher_is_worse(output_spec),
-        # Bundles from before the rules were shipped open and close on a single window.
-        open_windows=int(spec.get("open_windows", 1)),
-        clear_windows=int(spec.get("clear_windows", 1)),
+        scored.scores,
+        params.open_threshold,
+        params.clear_threshold,
+        higher=params.higher,
+        open_windows=params.open_windows,
+        clear_windows=params.clear_windows,
     )
-    coverage = np.asarray(windows.coverage, dtype=np.float64)
-    coverage = coverage.min(axis=1) if coverage.ndim == 2 else coverage
     return [
         {
             "window_end": datetime.fromtimestamp(float(end), tz=timezone.utc).isoformat(),
@@ -223,7 +165,7 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
             "alert": alert,
             "coverage": round(float(cov), 4),
         }
-        for end, score, alert, cov in zip(windows.ends, scores, alerts, coverage, strict=True)
+        for end, score, alert, cov in zip(scored.ends, scored.scores, alerts, scored.coverage, strict=True)
     ]
 
 
