@@ -15,4 +15,6 @@ urlpatterns = [
     path("openapi.json", api.openapi_json, name="openapi"),
     path("metrics", alerts_api.metrics, name="metrics"),
     path("metrics.csv", alerts_api.metrics_csv_view, name="metrics_csv"),
+    path("edge/heartbeat", api.post_edge_heartbeat, name="edge_heartbeat"),
+    path("edge/events", alerts_api.edge_events, name="edge_events"),
 ]

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
+from plant.edge_agents import EdgeReportError, record_heartbeat
 from plant.ingest import BatchError, ingest_readings, parse_csv, parse_json
 from plant.models import Gateway
 from plant.openapi import build_openapi
@@ -52,9 +53,9 @@ def authenticate(request: HttpRequest) -> Gateway | HttpResponse:
     return gateway
 
 
-@csrf_exempt
-def post_readings(request: HttpRequest) -> HttpResponse:
-    """Authenticate the gateway, check the size, parse the body, ingest it and report per-row results."""
+def gateway_request(request: HttpRequest, empty_hint: str) -> tuple[Gateway, bytes] | HttpResponse:
+    """A gateway's POST: its gateway and body, or the 4xx answer (method, token, size, empty body) that
+    says what is wrong. The readings API and the edge agent's endpoints share it."""
     if request.method != "POST":
         return _error(f"method {request.method} not allowed: use POST", 405, {"Allow": "POST"})
     gateway = authenticate(request)
@@ -74,9 +75,35 @@ def post_readings(request: HttpRequest) -> HttpResponse:
         return _error(f"body too large: the limit is {max_bytes} bytes", 413)
     if len(body) > max_bytes:
         return _error(f"body too large: {len(body)} bytes, the limit is {max_bytes}", 413)
-
     if not body.strip():
-        return _error("empty body: send a JSON object with a 'readings' list, or CSV with a header", 400)
+        return _error(f"empty body: {empty_hint}", 400)
+    return gateway, body
+
+
+def gateway_json(request: HttpRequest, key: str) -> tuple[Gateway, dict] | HttpResponse:
+    """A gateway's JSON POST whose body is an object with a ``key`` list: (gateway, object) or the 4xx."""
+    checked = gateway_request(request, f"send a JSON object with a {key!r} list")
+    if isinstance(checked, HttpResponse):
+        return checked
+    gateway, body = checked
+    if (request.content_type or "").lower() not in JSON_TYPES:
+        return _error(f"unsupported content type {request.content_type!r}: send application/json", 415)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _error(f"body is not valid JSON: {exc}", 400)
+    if not isinstance(payload, dict) or not isinstance(payload.get(key), list):
+        return _error(f"expected a JSON object with a {key!r} list", 400)
+    return gateway, payload
+
+
+@csrf_exempt
+def post_readings(request: HttpRequest) -> HttpResponse:
+    """Authenticate the gateway, check the size, parse the body, ingest it and report per-row results."""
+    checked = gateway_request(request, "send a JSON object with a 'readings' list, or CSV with a header")
+    if isinstance(checked, HttpResponse):
+        return checked
+    gateway, body = checked
     content_type = (request.content_type or "").lower()
     if content_type in JSON_TYPES:
         parse = parse_json
@@ -113,3 +140,16 @@ def api_docs(request: HttpRequest) -> HttpResponse:
         "max_age_days": settings.VIGIL_INGEST_MAX_AGE_DAYS,
     }
     return render(request, "plant/api_docs.html", context)
+
+
+@csrf_exempt
+def post_edge_heartbeat(request: HttpRequest) -> HttpResponse:
+    """An edge agent's heartbeat (plant.edge_agents): queue depth, oldest unsent item, drops, models."""
+    checked = gateway_json(request, "drops")
+    if isinstance(checked, HttpResponse):
+        return checked
+    gateway, payload = checked
+    try:
+        return _json(record_heartbeat(gateway, payload))
+    except EdgeReportError as exc:
+        return _error(str(exc), 400)

@@ -156,6 +156,8 @@ URLS: dict[str, Url] = {
     "api:openapi": Url(public),
     # gateway API
     "api:readings": Url(gateway_api, "POST", data=readings, json=True),
+    "api:edge_events": Url(gateway_api, "POST", data=lambda w, s: {"events": []}, json=True),
+    "api:edge_heartbeat": Url(gateway_api, "POST", data=lambda w, s: {"drops": []}, json=True),
     # metrics API (session)
     "api:metrics": Url(engineer_api),
     "api:metrics_csv": Url(engineer_api),
