@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS drops (
     first_ts REAL NOT NULL,
     last_ts REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS state (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -181,6 +185,19 @@ class LocalQueue:
     def ack_drops(self, ids: Sequence[int]) -> None:
         with self._lock, self._transaction():
             self._db.executemany("DELETE FROM drops WHERE id = ?", [(int(i),) for i in ids])
+
+    # --- the agent's own state (rule state per asset), kept beside the queue ----------------------------------
+    def save_state(self, name: str, body: dict[str, Any]) -> None:
+        with self._lock, self._transaction():
+            self._db.execute(
+                "INSERT INTO state (name, body) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET body = excluded.body",
+                (name, json.dumps(body, allow_nan=False)),
+            )
+
+    def load_state(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM state WHERE name = ?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def stats(self) -> QueueStats:
         with self._lock:

@@ -56,6 +56,7 @@ class MadeBundle:
     path: Path
     zip_bytes: bytes
     spec: dict
+    background: list  # healthy feature rows, for the registry's reference-batch check
 
 
 def make_bundle(tmp: Path, *, open_factor: float = 1.5) -> MadeBundle:
@@ -90,7 +91,7 @@ def make_bundle(tmp: Path, *, open_factor: float = 1.5) -> MadeBundle:
     data = pack_bundle(detector.to_onnx(), spec)
     path = tmp / "bundle.zip"
     path.write_bytes(data)
-    return MadeBundle(path, data, spec)
+    return MadeBundle(path, data, spec, X[:: max(1, len(X) // 50)].tolist())
 
 
 @pytest.fixture(scope="session")
