@@ -10,7 +10,6 @@ rows alone past their 1 s target.
 
 from __future__ import annotations
 
-import orjson
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -20,6 +19,7 @@ from alerts.metrics.export import metrics_csv
 from alerts.metrics.kpis import alarm_kpis
 from alerts.services.edge_events import TooManyEvents, record_edge_events
 from plant.access import can_see_health, site_ids_for_user
+from plant.api import api_json as _json
 from plant.api import gateway_json
 from plant.edge_agents import EdgeReportError
 from plant.params import shown, text
@@ -36,12 +36,6 @@ def wants_kpis(params) -> bool:
         if part not in INCLUDES:
             raise MetricsParamError("include", f"{shown(part, 20)} is not one of {', '.join(INCLUDES)}")
     return "kpis" in parts or bool(text(params, "kpi_period"))
-
-
-def _json(payload: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
-    return HttpResponse(
-        orjson.dumps(payload), status=status, content_type="application/json", headers=headers
-    )
 
 
 def _error(message: str, status: int, param: str | None = None, headers: dict | None = None) -> HttpResponse:

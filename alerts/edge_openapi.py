@@ -81,6 +81,80 @@ def edge_paths() -> dict:
     }
 
 
+def _rollout_paths() -> dict:
+    """The model-update endpoints (models_registry.edge_api)."""
+    posted = {
+        "400": error_response(
+            "A field is missing or wrong; the message names it.",
+            "reports[0].windows must be a non-negative integer",
+        ),
+        "401": _UNAUTHORIZED,
+        "503": UNAVAILABLE,
+    }
+    results = {
+        "description": "One result per item: the assignment id and its stage now.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    return {
+        "/api/v1/edge/assignments": {
+            "get": {
+                "operationId": "getEdgeAssignments",
+                "summary": "What each asset's agent should run",
+                "description": "Per asset of the gateway's site, the newest assignment in shadow, approved or active: the bundle's sha256, the server's Ed25519 signature over `vigil-bundle:<asset>:<sha256>` (hex), the stage and the download URL.",
+                "responses": {
+                    "200": {
+                        "description": "The assignments.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "401": _UNAUTHORIZED,
+                },
+            }
+        },
+        "/api/v1/edge/bundles/{id}": {
+            "get": {
+                "operationId": "getEdgeBundle",
+                "summary": "Download an assigned bundle (zip)",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {
+                    "200": {
+                        "description": "The bundle bytes.",
+                        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "401": _UNAUTHORIZED,
+                    "404": error_response(
+                        "No such assignment for this gateway's site.",
+                        "no assignment 7 for this gateway's site",
+                    ),
+                },
+            }
+        },
+        "/api/v1/edge/shadow-reports": {
+            "post": {
+                "operationId": "postEdgeShadowReports",
+                "summary": "Report shadow trials of assigned models",
+                "description": '`{"reports": [{id, windows, alerts_current, alerts_candidate, score_correlation}]}`; an assignment made with auto-approval is approved when the trial is within the policy\'s bounds (VIGIL_EDGE_SHADOW_*).',
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {"200": results, **posted},
+            }
+        },
+        "/api/v1/edge/outcomes": {
+            "post": {
+                "operationId": "postEdgeOutcomes",
+                "summary": "Report what the agent did with an assignment",
+                "description": '`{"outcomes": [{id, outcome: active|refused|rolled_back, reason}]}`.',
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {"200": results, **posted},
+            }
+        },
+    }
+
+
 def edge_schemas() -> dict:
     epoch = {"type": "number", "description": "Seconds since 1970-01-01T00:00:00Z."}
     return {
@@ -163,4 +237,4 @@ def edge_schemas() -> dict:
 
 def edge_part() -> tuple[dict, dict]:
     """The edge endpoints' (paths, component schemas) for plant.openapi.build_openapi."""
-    return edge_paths(), edge_schemas()
+    return {**edge_paths(), **_rollout_paths()}, edge_schemas()

@@ -87,3 +87,10 @@ def load_bundle(path: str) -> Bundle:
     if missing:
         raise BundleError(f"spec.json lacks {', '.join(missing)}")
     return Bundle(model=contents["model.onnx"], spec=spec)
+
+
+def signed_message(asset: str, sha256: str) -> bytes:
+    """What the server signs for one asset's bundle (models_registry.signing) and the agent verifies
+    (edge.updates): binding the asset stops a bundle meant for another asset, or a replayed older one
+    assigned elsewhere, from being installed under this asset's assignment."""
+    return f"vigil-bundle:{asset}:{sha256}".encode()

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import shutil
 import tempfile
@@ -27,12 +26,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from detection.bundle import Bundle, BundleError, load_bundle
+from detection.bundle import Bundle, BundleError, load_bundle, signed_message
+from detection.rollout import correlation, shadow_verdict
 from edge.model import EdgeModel
 
 BUNDLE_NAME = "bundle.zip"
@@ -40,12 +39,6 @@ BUNDLE_NAME = "bundle.zip"
 
 class UpdateError(Exception):
     """An update refused or failed; the message says why (reported to the server), the old model stays."""
-
-
-def signed_message(asset: str, sha256: str) -> bytes:
-    """What the server signs for one asset's bundle: binding the asset stops a bundle meant for another
-    asset (or a replayed older one) from being installed under this one's assignment."""
-    return f"vigil-bundle:{asset}:{sha256}".encode()
 
 
 def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
@@ -176,16 +169,6 @@ class ModelStore:
         return None if path is None else load_bundle(str(path))
 
 
-def _correlation(a: list[float], b: list[float]) -> float | None:
-    if len(a) < 3:
-        return None
-    x, y = np.asarray(a), np.asarray(b)
-    if x.std() == 0 or y.std() == 0:
-        return None
-    value = float(np.corrcoef(x, y)[0, 1])
-    return value if math.isfinite(value) else None
-
-
 @dataclass
 class ShadowTrial:
     """The candidate's record beside the current model over the same windows (step 3)."""
@@ -217,27 +200,19 @@ class ShadowTrial:
             "windows": len(common),
             "alerts_current": self.alerts_current,
             "alerts_candidate": self.alerts_candidate,
-            "score_correlation": _correlation(
+            "score_correlation": correlation(
                 [self._current[k] for k in common], [self._candidate[k] for k in common]
             ),
         }
 
     def within(self, max_alert_factor: float, min_correlation: float, min_windows: int) -> tuple[bool, str]:
-        """The auto-approval policy: enough windows, no more than ``max_alert_factor`` × the current
-        model's alerts (at least one allowed), scores correlated at least ``min_correlation``."""
-        report = self.report()
-        if report["windows"] < min_windows:
-            return False, f"only {report['windows']} windows compared (need {min_windows})"
-        allowed = max_alert_factor * max(1, report["alerts_current"])
-        if report["alerts_candidate"] > allowed:
-            return False, (
-                f"the candidate would raise {report['alerts_candidate']} alerts where the current model "
-                f"raised {report['alerts_current']} (limit {allowed:g})"
-            )
-        corr = report["score_correlation"]
-        if corr is not None and corr < min_correlation:
-            return False, f"scores correlate {corr:.2f} with the current model's (need {min_correlation:.2f})"
-        return True, "within bounds"
+        """The acceptance rule (detection.rollout.shadow_verdict) on this trial's report."""
+        return shadow_verdict(
+            self.report(),
+            max_alert_factor=max_alert_factor,
+            min_correlation=min_correlation,
+            min_windows=min_windows,
+        )
 
 
 @dataclass

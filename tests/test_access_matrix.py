@@ -158,6 +158,11 @@ URLS: dict[str, Url] = {
     "api:readings": Url(gateway_api, "POST", data=readings, json=True),
     "api:edge_events": Url(gateway_api, "POST", data=lambda w, s: {"events": []}, json=True),
     "api:edge_heartbeat": Url(gateway_api, "POST", data=lambda w, s: {"drops": []}, json=True),
+    "api:edge_assignments": Url(gateway_api),
+    # No assignment in this world: the gateway is told there is none (site scoping: tests/alerts/test_edge_rollout.py).
+    "api:edge_bundle": Url(gateway_api, kwargs=lambda w, s: {"pk": int(MISSING_PK)}, ok=HIDDEN),
+    "api:edge_shadow_reports": Url(gateway_api, "POST", data=lambda w, s: {"reports": []}, json=True),
+    "api:edge_outcomes": Url(gateway_api, "POST", data=lambda w, s: {"outcomes": []}, json=True),
     # metrics API (session)
     "api:metrics": Url(engineer_api),
     "api:metrics_csv": Url(engineer_api),

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from detection.bundle import load_bundle, pack_bundle
+from detection.bundle import load_bundle, pack_bundle, signed_message
 from edge.model import EdgeModel
 from edge.updates import (
     ModelStore,
@@ -23,7 +23,6 @@ from edge.updates import (
     SwitchWatch,
     UpdateError,
     load_public_key,
-    signed_message,
     verify_bundle,
 )
 from tests.edge.conftest import make_bundle
