@@ -12,6 +12,7 @@ or any async callable); a publisher failure is logged and never blocks the decis
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +25,7 @@ from edge.decide import AlertEvent, AssetDecider
 from edge.forward import Forwarder
 from edge.model import EdgeModel
 from edge.queue import LocalQueue
+from edge.updates import ModelStore, ShadowTrial, SwitchWatch
 
 logger = logging.getLogger("edge.agent")
 
@@ -47,9 +49,18 @@ class Agent:
     ) -> None:
         self.config = config
         self.queue = LocalQueue(Path(config.data_dir) / "queue.sqlite3", config.queue_max_bytes)
+        self.store = ModelStore(Path(config.data_dir) / "models")
         self.deciders: dict[str, AssetDecider] = {}
         for asset in config.assets:
-            bundle = load_bundle(str(asset.bundle))
+            # The config's bundle is the first model; installed into the store, so that an update can be
+            # rolled back to it. A model installed by an update (edge.updater) wins over it afterwards.
+            if self.store.current(asset.tag) is None:
+                data = Path(asset.bundle).read_bytes()
+                load_bundle(str(asset.bundle))  # refuse a damaged first bundle before installing it
+                sha = hashlib.sha256(data).hexdigest()
+                self.store.install(asset.tag, sha, data)
+                self.store.switch(asset.tag, sha)
+            bundle = load_bundle(str(self.store.bundle_path(asset.tag)))
             model = EdgeModel(bundle)
             sensors = dict(bundle.spec.get("sensors") or {})
             decider = AssetDecider(asset.tag, model, sensors)
@@ -64,6 +75,8 @@ class Agent:
             agent_version=AGENT_VERSION,
             heartbeat_extra=self._heartbeat_extra,
         )
+        self.shadows: dict[str, tuple[AssetDecider, ShadowTrial]] = {}
+        self.watches: dict[str, SwitchWatch] = {}
         self.decision_latencies: list[float] = []  # seconds from a batch's arrival to its decisions
         self.events: list[AlertEvent] = []
         self._saved_at = 0.0
@@ -79,6 +92,7 @@ class Agent:
                 events += decider.decide()
         self.decision_latencies.append(time.perf_counter() - arrived)
         del self.decision_latencies[:-10_000]
+        self._shadow_step(samples, events)
         if events or time.monotonic() - self._saved_at >= STATE_EVERY_S:
             for event in events:
                 self.queue.put_event(event.key, event.body())
@@ -88,6 +102,58 @@ class Agent:
             if event.kind == "opened":
                 self._recent_opened.append(time.time())
             await self._publish(event)
+
+    # --- model updates (edge.updater drives these) --------------------------------------------------------------
+    def _shadow_step(self, samples: list[Sample], events: list[AlertEvent]) -> None:
+        """Candidates decide on the same readings, after the live decisions (which they never delay)."""
+        for tag, (candidate, trial) in self.shadows.items():
+            if not candidate.add(samples):
+                continue
+            would = candidate.decide()
+            live = self.deciders[tag]
+            trial.record(live.last_scored, candidate.last_scored)
+            trial.count_alerts(
+                current=sum(e.kind == "opened" and e.asset == tag for e in events),
+                candidate=sum(e.kind == "opened" for e in would),
+                in_alert_current=len(live.last_scored) if live.in_alert else 0,
+                in_alert_candidate=len(candidate.last_scored) if candidate.in_alert else 0,
+            )
+        for tag, watch in self.watches.items():
+            live = self.deciders[tag]
+            watch.observe(
+                [end for end, _ in live.last_scored],
+                sum(e.kind == "opened" and e.asset == tag for e in events),
+                len(live.last_scored) if live.in_alert else 0,
+            )
+
+    def start_shadow(self, tag: str, model: EdgeModel, sha256: str) -> ShadowTrial:
+        live = self.deciders[tag]
+        trial = ShadowTrial(tag, sha256)
+        self.shadows[tag] = (AssetDecider(tag, model, live.sensors), trial)
+        return trial
+
+    def switch(
+        self, tag: str, model: EdgeModel, *, expected_per_hour: float, expected_share: float, factor: float
+    ) -> None:
+        """The candidate becomes the live model of ``tag`` (its decisions start from the next window)."""
+        old = self.deciders[tag]
+        new = AssetDecider(tag, model, old.sensors)
+        new.last_end = old.last_end
+        self.deciders[tag] = new
+        self.shadows.pop(tag, None)
+        self.watches[tag] = SwitchWatch(
+            tag, expected_per_hour=expected_per_hour, factor=factor, expected_share=expected_share
+        )
+        self._save_states()
+
+    def restore_model(self, tag: str, model: EdgeModel) -> None:
+        """After a rollback: the previous model decides again (no watch)."""
+        old = self.deciders[tag]
+        new = AssetDecider(tag, model, old.sensors)
+        new.last_end = old.last_end
+        self.deciders[tag] = new
+        self.watches.pop(tag, None)
+        self._save_states()
 
     def _save_states(self) -> None:
         for tag, decider in self.deciders.items():

@@ -94,6 +94,9 @@ class AssetDecider:
         self.sha256 = str((model.spec.get("model") or {}).get("sha256", ""))
         self.state = rules.RuleState()
         self.last_end: float | None = None
+        self.last_scored: list[
+            tuple[float, float]
+        ] = []  # (end, score) of the last decide(), for shadow trials
         self._buffers = {role: _RoleBuffer() for role in model.roles}
         self._latest: dict[str, float] = {}
         # Enough history for the next window and the steps between two decisions.
@@ -128,6 +131,7 @@ class AssetDecider:
     def decide(self) -> list[AlertEvent]:
         """Score the windows completed since the last call and apply the rules; the events they raise."""
         until = self.complete_until()
+        self.last_scored = []
         if until is None or (self.last_end is not None and until <= self.last_end):
             return []
         series = {role: buf.series() for role, buf in self._buffers.items() if buf.ts}
@@ -142,6 +146,7 @@ class AssetDecider:
             for end, score in zip(scored.ends, scored.scores, strict=True)
             if score is not None and (self.last_end is None or end > self.last_end)
         ]
+        self.last_scored = [(w.key, w.score) for w in windows]
         if len(scored.ends):
             self.last_end = max(float(scored.ends[-1]), self.last_end or float("-inf"))
         for buffer in self._buffers.values():

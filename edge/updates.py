@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from detection.bundle import Bundle, BundleError, load_bundle, signed_message
-from detection.rollout import correlation, shadow_verdict
+from detection.rollout import MIN_SHARE, correlation, shadow_verdict
 from edge.model import EdgeModel
 
 BUNDLE_NAME = "bundle.zip"
@@ -179,6 +179,8 @@ class ShadowTrial:
     windows: int = 0
     alerts_current: int = 0
     alerts_candidate: int = 0
+    in_alert_current: int = 0  # windows decided while that model's alert was active
+    in_alert_candidate: int = 0
     _current: dict[float, float] = field(default_factory=dict, repr=False)
     _candidate: dict[float, float] = field(default_factory=dict, repr=False)
 
@@ -186,20 +188,41 @@ class ShadowTrial:
         self._current.update(current)
         self._candidate.update(candidate)
 
-    def count_alerts(self, current: int, candidate: int) -> None:
+    def count_alerts(
+        self, current: int, candidate: int, in_alert_current: int = 0, in_alert_candidate: int = 0
+    ) -> None:
         self.alerts_current += current
         self.alerts_candidate += candidate
+        self.in_alert_current += in_alert_current
+        self.in_alert_candidate += in_alert_candidate
+
+    @property
+    def hours(self) -> float:
+        """The stretch of data the trial covered (window ends), at least a minute."""
+        ends = list(self._candidate)
+        return max((max(ends) - min(ends)) if ends else 0.0, 60.0) / 3600.0
+
+    @property
+    def candidate_per_hour(self) -> float:
+        return self.alerts_candidate / self.hours
+
+    @property
+    def candidate_share(self) -> float:
+        return self.in_alert_candidate / max(1, len(self._candidate))
 
     def report(self) -> dict:
         common = sorted(set(self._current) & set(self._candidate))
         self.windows = len(common)
         return {
+            "hours": round(self.hours, 4),
             "asset": self.asset,
             "sha256": self.sha256,
             "started_at": self.started_at,
             "windows": len(common),
             "alerts_current": self.alerts_current,
             "alerts_candidate": self.alerts_candidate,
+            "alert_share_current": round(self.in_alert_current / max(1, len(self._current)), 4),
+            "alert_share_candidate": round(self.in_alert_candidate / max(1, len(self._candidate)), 4),
             "score_correlation": correlation(
                 [self._current[k] for k in common], [self._candidate[k] for k in common]
             ),
@@ -217,22 +240,45 @@ class ShadowTrial:
 
 @dataclass
 class SwitchWatch:
-    """Step 5: after a switch, roll back when alerts come faster than ``factor`` × the shadow estimate."""
+    """Step 5: after a switch, roll back when alerts come faster than ``factor`` × the shadow estimate.
+    Time is the data's (window ends), so a backlog scored at once is judged by the hours it covers."""
 
     asset: str
     expected_per_hour: float
     factor: float
-    started_at: float = field(default_factory=time.time)
+    expected_share: float = 0.0  # share of time in alert measured in shadow
     opened: int = 0
+    windows: int = 0
+    in_alert: int = 0
+    first_end: float | None = None
+    last_end: float | None = None
 
-    def exceeded(self, now: float | None = None) -> str | None:
+    # The time in alert is judged once the switched model has decided this much data.
+    SHARE_AFTER_S = 600.0
+
+    def observe(self, ends: list[float], opened: int, in_alert: int = 0) -> None:
+        if ends:
+            self.first_end = min(ends) if self.first_end is None else self.first_end
+            self.last_end = max(ends)
+        self.opened += opened
+        self.windows += len(ends)
+        self.in_alert += in_alert
+
+    def exceeded(self) -> str | None:
         """The reason to roll back, or None. The allowance is at least one alert beyond the expectation,
         so a model expected to be silent is not rolled back by a single genuine alert."""
-        hours = max((now or time.time()) - self.started_at, 1.0) / 3600.0
+        span = 0.0 if self.first_end is None else self.last_end - self.first_end
+        hours = max(span, 60.0) / 3600.0
         allowed = self.factor * self.expected_per_hour * hours + 1.0
         if self.opened > allowed:
             return (
                 f"{self.opened} alerts in {hours:.2f} h after the switch, more than {self.factor:g}× the "
                 f"{self.expected_per_hour:.2f}/h measured in shadow"
+            )
+        share = self.in_alert / max(1, self.windows)
+        if span >= self.SHARE_AFTER_S and share > self.factor * max(self.expected_share, MIN_SHARE):
+            return (
+                f"in alert {share:.0%} of the time in {hours:.2f} h after the switch, more than "
+                f"{self.factor:g}× the {self.expected_share:.0%} measured in shadow"
             )
         return None

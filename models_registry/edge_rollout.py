@@ -136,11 +136,26 @@ def record_shadow_reports(gateway: Gateway, reports: list[Any]) -> list[dict[str
         row = _assignment(gateway, report, i)
         clean = {
             key: report.get(key)
-            for key in ("windows", "alerts_current", "alerts_candidate", "score_correlation", "started_at")
+            for key in (
+                "windows",
+                "alerts_current",
+                "alerts_candidate",
+                "alert_share_current",
+                "alert_share_candidate",
+                "score_correlation",
+                "hours",
+                "started_at",
+            )
         }
         for key in ("windows", "alerts_current", "alerts_candidate"):
             if isinstance(clean[key], bool) or not isinstance(clean[key], int) or clean[key] < 0:
                 raise EdgeReportError(f"[{i}].{key} must be a non-negative integer")
+        for key in ("alert_share_current", "alert_share_candidate"):
+            share = clean[key]
+            if share is not None and (
+                isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1
+            ):
+                raise EdgeReportError(f"[{i}].{key} must be a number in [0, 1]")
         corr = clean["score_correlation"]
         if corr is not None and (
             isinstance(corr, bool) or not isinstance(corr, int | float) or not -1 <= corr <= 1

@@ -25,12 +25,12 @@ def sensors(tag: str = TAG) -> dict[str, str]:
     return {role: f"demo.{tag}.{role}" for role in ROLES}
 
 
-def simulator(fault_at: float | None = None, tag: str = TAG) -> PlantSimulator:
+def simulator(fault_at: float | None = None, tag: str = TAG, noise: float = 1.0) -> PlantSimulator:
     """A pump simulator that has run up to TRAIN_S (the training stretch); continue it from there."""
     faults = FaultSchedule(
         [] if fault_at is None else [Fault("bearing_wear", tag, None, fault_at, 3_600.0, severity=1.0)]
     )
-    sim = PlantSimulator([SimAsset(tag, sensors(tag))], seed=7, faults=faults)
+    sim = PlantSimulator([SimAsset(tag, sensors(tag), noise=noise)], seed=7, faults=faults)
     sim.step(0.0, TRAIN_S)  # past the start-up transient (the lagged temperature), as in training
     return sim
 

@@ -146,9 +146,9 @@ def test_a_candidate_raising_ten_times_the_alerts_is_not_approved():
 
 
 def test_a_switched_model_that_floods_is_rolled_back_and_a_quiet_one_is_not():
-    watch = SwitchWatch("p-101", expected_per_hour=0.5, factor=3.0, started_at=0.0)
-    watch.opened = 2
-    assert watch.exceeded(now=3600.0) is None  # 2 <= 3 × 0.5 × 1 h + 1
-    watch.opened = 10
-    reason = watch.exceeded(now=3600.0)
-    assert reason and "10 alerts" in reason
+    watch = SwitchWatch("p-101", expected_per_hour=0.5, factor=3.0)
+    watch.observe([0.0, 3600.0], opened=2)
+    assert watch.exceeded() is None  # 2 <= 3 × 0.5 × 1 h + 1
+    watch.observe([7200.0], opened=10)
+    reason = watch.exceeded()
+    assert reason and "12 alerts in 2.00 h" in reason
