@@ -187,3 +187,10 @@ def test_a_heartbeat_records_the_queue_and_each_drop_once(client, site, gateway_
 def test_a_wrong_heartbeat_field_is_named(client, gateway_token):
     response = post(client, gateway_token, HEARTBEAT, {"drops": [{"count": -1}]})
     assert response.status_code == 400 and "drops[0].count" in response.json()["error"]
+
+
+def test_the_board_and_the_detail_page_say_raised_at_the_edge(client, sent, technician):
+    _, body = sent
+    client.force_login(technician)
+    assert "raised at the edge" in client.get("/alerts/").content.decode()
+    assert "raised at the edge" in client.get(f"/alerts/{body['results'][0]['alert']}/").content.decode()
