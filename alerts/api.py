@@ -10,14 +10,18 @@ rows alone past their 1 s target.
 
 from __future__ import annotations
 
-import orjson
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 
 from alerts.metrics import MetricsParamError, follow_through_window, metric_rows, parse_query
 from alerts.metrics.export import metrics_csv
 from alerts.metrics.kpis import alarm_kpis
+from alerts.services.edge_events import TooManyEvents, record_edge_events
 from plant.access import can_see_health, site_ids_for_user
+from plant.api import api_json as _json
+from plant.api import gateway_json
+from plant.edge_agents import EdgeReportError
 from plant.params import shown, text
 
 FORMATS = ("json", "csv")
@@ -32,12 +36,6 @@ def wants_kpis(params) -> bool:
         if part not in INCLUDES:
             raise MetricsParamError("include", f"{shown(part, 20)} is not one of {', '.join(INCLUDES)}")
     return "kpis" in parts or bool(text(params, "kpi_period"))
-
-
-def _json(payload: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
-    return HttpResponse(
-        orjson.dumps(payload), status=status, content_type="application/json", headers=headers
-    )
 
 
 def _error(message: str, status: int, param: str | None = None, headers: dict | None = None) -> HttpResponse:
@@ -90,3 +88,18 @@ def metrics(request: HttpRequest, fmt: str | None = None) -> HttpResponse:
 
 def metrics_csv_view(request: HttpRequest) -> HttpResponse:
     return metrics(request, fmt="csv")
+
+
+@csrf_exempt
+def edge_events(request: HttpRequest) -> HttpResponse:
+    """POST /api/v1/edge/events: an edge agent's local alert events, each recorded at most once
+    (alerts.services.edge_events); one result per event, a wrong event rejected with its reason."""
+    checked = gateway_json(request, "events")
+    if isinstance(checked, HttpResponse):
+        return checked
+    gateway, payload = checked
+    try:
+        results = record_edge_events(gateway, payload["events"])
+    except EdgeReportError as exc:
+        return _json({"error": str(exc)}, status=413 if isinstance(exc, TooManyEvents) else 400)
+    return _json({"results": results})

@@ -20,6 +20,7 @@ class AlertsConfig(AppConfig):
         from alerts.comparison_source import recorded_episodes
         from alerts.metrics.facts import champion_follow_through
         from alerts.services.overrides import threshold_overrides
+        from alerts.edge_openapi import edge_part
         from alerts.metrics.openapi import metrics_part
         from alerts.services.lifecycle import provide_explanation_sender
         from alerts.tasks import complete_explanation_task, readings_stored
@@ -34,6 +35,7 @@ class AlertsConfig(AppConfig):
         provide_threshold_overrides(threshold_overrides)
         # The metrics API is alerts'; plant builds the API document and may not import alerts.
         provide_openapi_part(metrics_part)
+        provide_openapi_part(edge_part)
         provide_asset_panels(context=asset_panel)
         provide_asset_panels(context=asset_panels.asset_context, chart=asset_panels.chart_extras)
         # The site page shows each asset's active alert next to its data health.

@@ -27,7 +27,7 @@ from alerts.choices import (
     Verdict,
 )
 from models_registry.models import ModelVersion
-from plant.models import Asset, Label, Sensor
+from plant.models import Asset, Gateway, Label, Sensor
 
 # Which moves an alert may make; the terminal states have none (a recurrence is a new alert).
 TRANSITIONS: dict[str, set[str]] = {
@@ -135,6 +135,9 @@ class Alert(models.Model):
     )
     reopen_note = models.CharField(
         max_length=200, blank=True, help_text='"re-opened: worse than when judged on <date> by <who>".'
+    )
+    raised_at_edge = models.BooleanField(
+        default=False, help_text="Opened by an edge agent's local decision (alerts.services.edge_events)."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -512,3 +515,26 @@ class ScoringProgress(models.Model):
 
     def __str__(self) -> str:
         return f"{self.asset} / {self.model_version}: through {self.through:%Y-%m-%d %H:%M}"
+
+
+class EdgeEvent(models.Model):
+    """A local alert event an edge agent sent, once per (gateway, idempotency key): the record that makes a
+    resent event a no-op, and the link to the alert it opened, merged into or closed."""
+
+    gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="edge_events")
+    key = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10)
+    at = models.DateTimeField(help_text="When the agent decided it (end of the deciding window).")
+    alert = models.ForeignKey(
+        Alert, null=True, blank=True, on_delete=models.SET_NULL, related_name="edge_events"
+    )
+    outcome = models.CharField(max_length=20)
+    body = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [models.UniqueConstraint(fields=["gateway", "key"], name="unique_edge_event_key")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key} ({self.outcome})"

@@ -18,8 +18,8 @@ agreement (max |φ_kernel − φ_ours|, relative to max |φ_ours|, and the Pears
 Then the edge runner, for the anomaly model: a bundle (model.onnx, spec.json, checksums.json — the
 layout ``manage.py export_bundle`` writes) and 30 minutes of one pump's readings as ``sensor,ts,value``
 CSV. Per-window latency: each window's readings go one window at a time through
-``models_registry.edge.score_series`` (the runner's own code: feature windows, onnxruntime, hysteresis);
-p50/p99. Peak RSS: ``python -m models_registry.edge BUNDLE CSV`` as a subprocess, its ru_maxrss from
+``edge.runner.score_series`` (the runner's own code: feature windows, onnxruntime, hysteresis);
+p50/p99. Peak RSS: ``python -m edge.runner BUNDLE CSV`` as a subprocess, its ru_maxrss from
 ``os.wait4``; its output must equal the in-process scores.
 
 Prints a markdown table and writes bench/results/explain.json. Targets: p95 ≤ 10 ms per explanation,
@@ -47,7 +47,9 @@ from bench.common import machine, write_results  # noqa: E402
 
 from detection import explain, runtime  # noqa: E402
 
-from models_registry import edge, training  # noqa: E402
+from detection.bundle import load_bundle, pack_bundle  # noqa: E402
+from edge import runner as edge  # noqa: E402
+from models_registry import training  # noqa: E402
 from detection.features import build_windows, feature_names  # noqa: E402
 from plant.simulator import ROLES, Fault, FaultSchedule, PlantSimulator, SimAsset  # noqa: E402
 
@@ -208,7 +210,7 @@ def write_bundle(model: training.TrainedModel, path: Path, tag: str) -> None:
         "output_spec": model.output_spec,
         "sensors": {f"bench.{tag}.{role}": role for role in roles},
     }
-    path.write_bytes(edge.pack_bundle(model.onnx_bytes, spec))
+    path.write_bytes(pack_bundle(model.onnx_bytes, spec))
 
 
 def bench_edge(model: training.TrainedModel, period: dict, workdir: Path) -> dict:
@@ -223,7 +225,7 @@ def bench_edge(model: training.TrainedModel, period: dict, workdir: Path) -> dic
         ]
     csv_path.write_text("\n".join(lines) + "\n")
 
-    bundle = edge.load_bundle(str(bundle_path))
+    bundle = load_bundle(str(bundle_path))
     with csv_path.open() as handle:
         parsed = edge.read_csv(handle, bundle.sensor_roles)
     session = runtime.load_session(bundle.model)
@@ -257,7 +259,7 @@ def bench_edge(model: training.TrainedModel, period: dict, workdir: Path) -> dic
 
     # Peak RSS of the real runner as a separate process. /usr/bin/time -v reports the runner's own high-water
     # mark; os.wait4 on a child forked from this (large) process would also count the pages it inherited.
-    command = [sys.executable, "-m", "models_registry.edge", str(bundle_path), str(csv_path)]
+    command = [sys.executable, "-m", "edge.runner", str(bundle_path), str(csv_path)]
     timer = Path("/usr/bin/time")
     with out_path.open("w") as out:
         started = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path
 
 from alerts import api as alerts_api
+from models_registry import edge_api
 from plant import api
 
 app_name = "api"
@@ -15,4 +16,10 @@ urlpatterns = [
     path("openapi.json", api.openapi_json, name="openapi"),
     path("metrics", alerts_api.metrics, name="metrics"),
     path("metrics.csv", alerts_api.metrics_csv_view, name="metrics_csv"),
+    path("edge/heartbeat", api.post_edge_heartbeat, name="edge_heartbeat"),
+    path("edge/events", alerts_api.edge_events, name="edge_events"),
+    path("edge/assignments", edge_api.assignments, name="edge_assignments"),
+    path("edge/bundles/<int:pk>", edge_api.bundle, name="edge_bundle"),
+    path("edge/shadow-reports", edge_api.shadow_reports, name="edge_shadow_reports"),
+    path("edge/outcomes", edge_api.outcomes, name="edge_outcomes"),
 ]

@@ -355,3 +355,16 @@ VIGIL_EXPLANATION_SWEEP_AFTER_S = env_float("VIGIL_EXPLANATION_SWEEP_AFTER_S", 3
 # Per-asset baselines (models_registry.baseline): an asset without one is calibrated from its first this
 # many complete windows before a baselined model scores it (60 windows = 10 min at the default 10 s step).
 VIGIL_BASELINE_WINDOWS = env_int("VIGIL_BASELINE_WINDOWS", 60, minimum=5)
+
+# --- Edge agents (issue 16): signed model rollouts, shadow policy, silence warning ---------------------------
+VIGIL_EDGE_SIGNING_KEY = env_str("VIGIL_EDGE_SIGNING_KEY", str(VAR_DIR / "edge-signing-key.pem"))
+# An agent whose last heartbeat is older than this is shown as silent on the Edge page.
+VIGIL_EDGE_SILENT_AFTER_S = env_float("VIGIL_EDGE_SILENT_AFTER_S", 300.0)
+# Auto-approval of a shadow trial (when the engineer ticked it): at least this many windows compared, no
+# more than this multiple of the current model's alerts, scores correlated at least this much.
+VIGIL_EDGE_SHADOW_MIN_WINDOWS = env_int("VIGIL_EDGE_SHADOW_MIN_WINDOWS", 360, minimum=1)
+VIGIL_EDGE_SHADOW_MAX_ALERT_FACTOR = env_float("VIGIL_EDGE_SHADOW_MAX_ALERT_FACTOR", 3.0)
+VIGIL_EDGE_SHADOW_MIN_CORRELATION = env_float("VIGIL_EDGE_SHADOW_MIN_CORRELATION", 0.5)
+# After a switch the agent rolls back by itself when alerts come faster than this multiple of the rate
+# measured in shadow.
+VIGIL_EDGE_ROLLBACK_ALERT_FACTOR = env_float("VIGIL_EDGE_ROLLBACK_ALERT_FACTOR", 3.0)

@@ -1,7 +1,7 @@
 """Feature windows: readings of an asset's sensors turned into named feature vectors.
 
 Pure NumPy and free of Django on purpose: the same code serves training, online scoring, offline
-evaluation and the edge runner (``python -m models_registry.edge``), which runs on a gateway that has only
+evaluation and the edge runner (``python -m edge.runner``), which runs on a gateway that has only
 numpy and onnxruntime. Change a statistic here and every model trained before the change is invalid, so the
 feature names (``<role>__<stat>``) are stored with each model version and checked before use.
 

@@ -1,4 +1,4 @@
-"""Edge bundle export: a .zip with model.onnx, spec.json and checksums.json for models_registry.edge."""
+"""Edge bundle export: a .zip with model.onnx, spec.json and checksums.json for the edge (detection.bundle is the format)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.conf import settings
 
 from detection.baseline import BaselineError, Calibration, baseline_mode, peer_mode
 from models_registry.baseline import thresholds_in_force, version_vector
-from models_registry.edge import pack_bundle
+from detection.bundle import pack_bundle
 from models_registry.models import ModelVersion
 from models_registry.validation import ModelRejected, check_checksum
 from plant.models import Asset

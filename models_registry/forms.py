@@ -9,7 +9,8 @@ from django import forms
 from models_registry.comparison import BACKTEST, RECORDED
 from models_registry.retrain import RETRAINABLE_KINDS
 from plant.forms import BoundedDateTimeField
-from plant.models import AssetType
+from models_registry.models import ModelVersion
+from plant.models import Asset, AssetType
 
 LOCAL = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 
@@ -72,4 +73,43 @@ class RecalibrateForm(forms.Form):
         start, end = data.get("start"), data.get("end")
         if start and end and end <= start:
             raise forms.ValidationError("The end of the calibration period must be after its start.")
+        return data
+
+
+class EdgeAssignForm(forms.Form):
+    """Assign a version to some assets' edge agents (one first, then the rest: a staged rollout)."""
+
+    version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(),
+        error_messages={"invalid_choice": "Unknown model version; pick one from the list."},
+    )
+    assets = forms.ModelMultipleChoiceField(
+        queryset=Asset.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Pick at least one asset.", "invalid_choice": "Unknown asset."},
+    )
+    shadow_hours = forms.FloatField(
+        min_value=0.1,
+        max_value=24 * 30,
+        initial=24.0,
+        help_text="Hours in shadow on the agent before a switch.",
+    )
+    auto_approve = forms.BooleanField(
+        required=False, help_text="Switch automatically when the shadow trial is within the policy's bounds."
+    )
+
+    def __init__(self, *args, assets=None, versions=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["assets"].queryset = assets if assets is not None else Asset.objects.none()
+        self.fields["version"].queryset = versions if versions is not None else ModelVersion.objects.none()
+
+    def clean(self) -> dict:
+        data = super().clean()
+        version, assets = data.get("version"), data.get("assets")
+        if version is not None and assets:
+            wrong = [a.tag for a in assets if a.asset_type_id != version.asset_type_id]
+            if wrong:
+                raise forms.ValidationError(
+                    f"{version} is for {version.asset_type}; not for {', '.join(wrong[:5])}"
+                )
         return data

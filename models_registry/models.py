@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 from models_registry.choices import ModelKind, ModelStatus, RetrainStatus
-from plant.models import AssetType
+from plant.models import Asset, AssetType
 
 
 def onnx_upload_to(instance: ModelVersion, filename: str) -> str:
@@ -311,3 +311,53 @@ class AssetThreshold(models.Model):
 
     def __str__(self) -> str:
         return f"{self.asset} / {self.model_version}: open {self.open_threshold:.4g} ({self.source})"
+
+
+class EdgeStage(models.TextChoices):
+    SHADOW = "shadow", "In shadow on the agent"
+    APPROVED = "approved", "Approved: the agent switches"
+    ACTIVE = "active", "Running on the agent"
+    REFUSED = "refused", "Refused by the agent"
+    ROLLED_BACK = "rolled_back", "Rolled back by the agent"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class EdgeAssignment(models.Model):
+    """A model version assigned to one asset's edge agent (a staged rollout is several of these, made asset
+    by asset from the Edge page). The bundle is built once, at assignment, and kept with its sha256 and the
+    server's signature, so the agent verifies exactly the bytes the engineer assigned."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="edge_assignments")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="edge_assignments")
+    stage = models.CharField(max_length=12, choices=EdgeStage.choices, default=EdgeStage.SHADOW)
+    bundle = models.BinaryField()
+    bundle_sha256 = models.CharField(max_length=64)
+    signature = models.BinaryField()
+    shadow_hours = models.FloatField(default=24.0, help_text="How long the agent runs it in shadow at least.")
+    auto_approve = models.BooleanField(
+        default=False, help_text="Approve when the shadow trial is within bounds."
+    )
+    shadow_report = models.JSONField(null=True, blank=True)
+    outcome_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One assignment in flight per asset: a new one cancels the old (models_registry.edge_rollout).
+            models.UniqueConstraint(
+                fields=["asset"],
+                condition=models.Q(stage__in=["shadow", "approved"]),
+                name="one_edge_assignment_in_flight",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} → {self.asset} ({self.stage})"

@@ -3,6 +3,9 @@ champion-vs-challenger comparison with shadow / promote / roll back. Technicians
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,8 +16,10 @@ from models_registry.choices import ModelStatus
 from models_registry.comparison import ComparisonError, compare, default_period
 from detection.baseline import BaselineError
 from models_registry.baseline import recalibrate
-from models_registry.forms import PeriodForm, ReasonForm, RecalibrateForm, RetrainForm
-from models_registry.models import ModelStatusChange, ModelVersion, RetrainRun
+from models_registry.edge_rollout import RolloutError, assign, decide
+from models_registry.forms import EdgeAssignForm, PeriodForm, ReasonForm, RecalibrateForm, RetrainForm
+from models_registry.models import EdgeAssignment, EdgeStage, ModelStatusChange, ModelVersion, RetrainRun
+from models_registry.signing import public_key_pem
 from models_registry.retrain import STAGES, RetrainError, start_retrain
 from models_registry.services import (
     ModelRejected,
@@ -29,6 +34,7 @@ from models_registry.services import (
     shadow,
 )
 from plant.access import engineer_required, get_asset_for_user, site_ids_for_user
+from plant.models import Asset, EdgeAgent
 from plant.views import render_asset, site_form
 
 RECENT_RUNS = 10
@@ -228,3 +234,97 @@ def asset_recalibrate(request: HttpRequest, pk: int) -> HttpResponse:
         f"Recalibrated {asset.tag}: {counts}." + (f" Thresholds: {thresholds}." if thresholds else ""),
     )
     return redirect(asset)
+
+
+# Versions an engineer may send to the edge: the current champion or a candidate/shadow being tried.
+EDGE_ASSIGNABLE = (ModelStatus.CHAMPION, ModelStatus.SHADOW, ModelStatus.CANDIDATE)
+
+
+# --- Edge agents and staged rollouts (issue 16) -----------------------------------------------------------
+
+
+def _edge_context(request: HttpRequest, form: EdgeAssignForm | None = None) -> dict:
+    sites = site_ids_for_user(request.user)
+    assets = (
+        Asset.objects.filter(site_id__in=sites).select_related("site", "asset_type").order_by("site", "tag")
+    )
+    versions = ModelVersion.objects.filter(
+        asset_type__in=assets.values("asset_type"), status__in=EDGE_ASSIGNABLE
+    ).select_related("asset_type")
+    now = timezone.now()
+    silent_after = timedelta(seconds=settings.VIGIL_EDGE_SILENT_AFTER_S)
+    agents = []
+    for agent in EdgeAgent.objects.filter(gateway__site_id__in=sites).select_related("gateway__site"):
+        agents.append(
+            {
+                "agent": agent,
+                "silent": now - agent.last_contact_at > silent_after,
+                "drops": list(agent.gateway.edge_drops.all()[:5]),
+            }
+        )
+    assignments = (
+        EdgeAssignment.objects.filter(asset__site_id__in=sites)
+        .select_related("asset__site", "version", "created_by", "decided_by")
+        .defer("bundle")[:100]
+    )
+    return {
+        "agents": agents,
+        "assignments": assignments,
+        "form": form or EdgeAssignForm(assets=assets, versions=versions),
+        "public_key": public_key_pem(),
+        "silent_after_s": settings.VIGIL_EDGE_SILENT_AFTER_S,
+    }
+
+
+@require_GET
+@engineer_required
+def edge(request: HttpRequest) -> HttpResponse:
+    """The Edge page: agents (last contact, queue, drops, models), rollouts, and the assignment form."""
+    return render(request, "models_registry/edge.html", _edge_context(request))
+
+
+@require_POST
+@engineer_required
+def edge_assign(request: HttpRequest) -> HttpResponse:
+    context = _edge_context(request)
+    blank = context["form"]
+    form = EdgeAssignForm(
+        request.POST, assets=blank.fields["assets"].queryset, versions=blank.fields["version"].queryset
+    )
+    if form.is_valid():
+        try:
+            made = assign(
+                form.cleaned_data["version"],
+                form.cleaned_data["assets"],
+                actor=request.user,
+                shadow_hours=form.cleaned_data["shadow_hours"],
+                auto_approve=form.cleaned_data["auto_approve"],
+            )
+        except RolloutError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{len(made)} assignment(s) made: the agents try them in shadow first.")
+            return redirect("models_registry:edge")
+    return render(request, "models_registry/edge.html", {**context, "form": form}, status=400)
+
+
+@require_POST
+@engineer_required
+def edge_decide(request: HttpRequest, pk: int) -> HttpResponse:
+    """Approve or cancel an assignment in shadow (only one of the engineer's sites)."""
+    assignment = get_object_or_404(
+        EdgeAssignment.objects.defer("bundle"), pk=pk, asset__site_id__in=site_ids_for_user(request.user)
+    )
+    stage = {"approve": EdgeStage.APPROVED, "cancel": EdgeStage.CANCELLED}.get(request.POST.get("action", ""))
+    if stage is None:
+        messages.error(request, "Unknown action: approve or cancel.")
+        return redirect("models_registry:edge")
+    try:
+        decide(
+            assignment, stage, actor=request.user, reason=f"{request.POST.get('action')}d on the Edge page"
+        )
+    except RolloutError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Assignment #{assignment.pk}: {EdgeStage(stage).label}.")
+    return redirect("models_registry:edge")

@@ -291,3 +291,39 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.asset} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"
+
+
+class EdgeAgent(models.Model):
+    """What an edge agent last told the server about itself (heartbeat through its gateway's token)."""
+
+    gateway = models.OneToOneField(Gateway, on_delete=models.CASCADE, related_name="edge_agent")
+    agent_version = models.CharField(max_length=40, blank=True)
+    last_contact_at = models.DateTimeField()
+    models_in_use = models.JSONField(default=dict, help_text="asset tag -> sha256 of the model it runs")
+    queue_readings = models.PositiveBigIntegerField(default=0)
+    queue_events = models.PositiveIntegerField(default=0)
+    oldest_unsent_at = models.DateTimeField(null=True, blank=True)
+    queue_bytes = models.PositiveBigIntegerField(default=0)
+    queue_max_bytes = models.PositiveBigIntegerField(default=0)
+    dropped_total = models.PositiveBigIntegerField(default=0, help_text="Readings the agent dropped, ever.")
+    local_alerts_24h = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["gateway"]
+
+    def __str__(self) -> str:
+        return f"edge agent of {self.gateway}"
+
+
+class EdgeDrop(models.Model):
+    """Readings an edge agent dropped from its full queue: never silent, shown on the Edge page."""
+
+    gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="edge_drops")
+    at = models.DateTimeField()
+    count = models.PositiveBigIntegerField()
+    first_ts = models.DateTimeField()
+    last_ts = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [models.UniqueConstraint(fields=["gateway", "at", "first_ts"], name="unique_edge_drop")]

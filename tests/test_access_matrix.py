@@ -156,6 +156,13 @@ URLS: dict[str, Url] = {
     "api:openapi": Url(public),
     # gateway API
     "api:readings": Url(gateway_api, "POST", data=readings, json=True),
+    "api:edge_events": Url(gateway_api, "POST", data=lambda w, s: {"events": []}, json=True),
+    "api:edge_heartbeat": Url(gateway_api, "POST", data=lambda w, s: {"drops": []}, json=True),
+    "api:edge_assignments": Url(gateway_api),
+    # No assignment in this world: the gateway is told there is none (site scoping: tests/alerts/test_edge_rollout.py).
+    "api:edge_bundle": Url(gateway_api, kwargs=lambda w, s: {"pk": int(MISSING_PK)}, ok=HIDDEN),
+    "api:edge_shadow_reports": Url(gateway_api, "POST", data=lambda w, s: {"reports": []}, json=True),
+    "api:edge_outcomes": Url(gateway_api, "POST", data=lambda w, s: {"outcomes": []}, json=True),
     # metrics API (session)
     "api:metrics": Url(engineer_api),
     "api:metrics_csv": Url(engineer_api),
@@ -192,6 +199,12 @@ URLS: dict[str, Url] = {
     "alerts:noise_calibrated": Url(engineer_page, "POST", obj="plant.sensor"),
     # model registry pages
     "models_registry:index": Url(engineer_page),
+    "models_registry:edge": Url(engineer_page),
+    "models_registry:edge_assign": Url(engineer_page, "POST", ok=INVALID),  # posted empty: a form error
+    # No assignment in this world: an engineer is told there is none (site scoping: tests/alerts/test_edge_page.py).
+    "models_registry:edge_decide": Url(
+        engineer_page, "POST", kwargs=lambda w, s: {"pk": int(MISSING_PK)}, ok=HIDDEN
+    ),
     "models_registry:retrain": Url(engineer_page, "POST", ok=INVALID),  # posted empty: a form error
     "models_registry:run": Url(engineer_page, obj="models_registry.retrainrun"),
     # posted empty: a form error (400) for an engineer of the asset's site

@@ -17,7 +17,8 @@ from detection.baseline import apply as apply_baseline
 from detection.features import build_windows
 from models_registry import baseline
 from models_registry.bundle import BundleExportError, build_bundle, bundle_spec
-from models_registry.edge import Bundle, score_series
+from detection.bundle import Bundle
+from edge.runner import score_series
 from models_registry.models import AssetBaseline, BaselineSource
 from alerts.scoring import score_assets
 from models_registry.services import train_and_register

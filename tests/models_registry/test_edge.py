@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from models_registry import edge
+from edge import runner as edge
 from plant.series import load_series
 from detection.features import build_windows, feature_names
 from tests.conftest import T0, make_asset, make_pump_type
@@ -140,7 +140,7 @@ def test_the_runner_works_as_a_module_without_importing_django(bundle, scored_as
     csv_path = tmp_path / "readings.csv"
     write_csv(scored_asset, csv_path)
     probe = (
-        "import sys, models_registry.edge as e; code = e.main(sys.argv[1:]); "
+        "import sys, edge.runner as e; code = e.main(sys.argv[1:]); "
         "leaked = sorted(m for m in sys.modules if m.split('.')[0] == 'django'); "
         "sys.exit(f'django imported: {leaked}' if leaked else code)"
     )
@@ -203,7 +203,7 @@ def test_a_tampered_or_incomplete_bundle_exits_non_zero_with_a_message(
 def test_a_tampered_model_is_refused_by_the_command_line_runner_without_a_traceback(bundle):
     rewrite(bundle, "model.onnx", flip)
     done = subprocess.run(
-        [sys.executable, "-m", "models_registry.edge", str(bundle)],
+        [sys.executable, "-m", "edge.runner", str(bundle)],
         cwd=settings.BASE_DIR,
         input="",
         capture_output=True,

@@ -19,7 +19,7 @@ import pytest
 from detection import runtime
 from detection.explain import ADDITIVITY_TOLERANCE, explain
 from detection.features import EXCLUDED_QUALITY, build_windows
-from models_registry import edge
+from edge import runner as edge
 from models_registry.bundle import build_bundle
 from models_registry.choices import ModelStatus
 from models_registry.training_data import LabelEvent, label_windows

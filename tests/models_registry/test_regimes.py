@@ -192,7 +192,7 @@ def test_a_regime_step_naming_a_role_the_asset_type_lacks_quarantines_only_that_
 
 
 def test_the_edge_runner_applies_the_bundles_regime_table_like_the_scorer():
-    from models_registry import edge
+    from edge import runner as edge
 
     roles = sorted({name.split("__")[0] for name in NAMES})
     weights = np.zeros(len(NAMES), dtype=np.float32)

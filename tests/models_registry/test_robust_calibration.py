@@ -21,7 +21,8 @@ from detection.baseline import BaselineError, Calibration
 from detection.thresholds import AssetThresholds
 from models_registry import baseline
 from models_registry.bundle import bundle_spec
-from models_registry.edge import Bundle, score_series
+from detection.bundle import Bundle
+from edge.runner import score_series
 from detection.features import feature_names
 from models_registry.models import AssetBaseline, AssetThreshold, BaselineMode, ModelVersion
 from models_registry.services import asset_holdout_order, promote, train_and_register

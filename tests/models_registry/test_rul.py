@@ -10,7 +10,8 @@ import pytest
 
 from detection import explain, runtime
 from detection.rules import alert_episodes
-from models_registry import edge, training
+from edge import runner as edge
+from models_registry import training
 from models_registry.choices import ModelKind
 from models_registry.services import register_trained
 from models_registry.validation import validate_version

@@ -12,7 +12,7 @@ from plant.models import Asset
 
 
 class Command(BaseCommand):
-    help = "Write an edge bundle (.zip with model.onnx, spec.json, checksums.json) for models_registry.edge."
+    help = "Write an edge bundle (.zip with model.onnx, spec.json, checksums.json) for the edge runner (python -m edge.runner)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")

@@ -1,0 +1,188 @@
+"""Alerts decided at the edge: an agent's local "opened" / "cleared" events recorded on the server.
+
+``POST /api/v1/edge/events`` (alerts.api) hands each event here. Exactly once per (gateway, key): the
+``EdgeEvent`` row is the record, so a resent event (the agent resends what it has not seen acknowledged)
+changes nothing and answers ``duplicate``. What an event does goes through the lifecycle's own persistence
+(``alerts.services.lifecycle``: the same alert key, ``_active_alert``, ``_open``), so the board, metrics,
+verdicts and explanations treat an edge alert like any other:
+
+- ``opened``: if the asset already has the alert of this key (the server scored the forwarded readings
+  first, or a judged episode is still going on), the event is merged into it (marked raised at the edge);
+  otherwise the alert opens with the agent's times (first window, deciding window, peak) and is marked
+  raised at the edge. Its explanation is computed from the readings once they are forwarded (the pending
+  explanation task retries until they are there).
+- ``cleared``: the active alert of the key, if it is still live and opened no later than the event,
+  auto-closes ("cleared at the edge"); a judged episode or an alert already closed is left to the rules.
+
+Each event is validated on its own; one wrong event is rejected with the reason and the others are kept.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from alerts.broadcast import broadcast_alerts
+from alerts.choices import ACTIVE_STATES, AlertState, EpisodeState
+from alerts.models import Alert, AlertEvent, AlertStateError, EdgeEvent, MaintenanceWindow
+from alerts.services.lifecycle import ScoredWindow, _active_alert, _Context, _open, _rule_params
+from alerts.services.overrides import effective_thresholds
+from detection import rules
+from models_registry.models import ModelVersion
+from plant.edge_agents import EdgeReportError, edge_time
+from plant.models import Asset, Gateway
+
+KINDS = ("opened", "cleared")
+MAX_EVENTS = 1_000
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class TooManyEvents(EdgeReportError):
+    """More events in one request than MAX_EVENTS (HTTP 413)."""
+
+
+def _text(event: Mapping[str, Any], name: str, limit: int) -> str:
+    value = event.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise EdgeReportError(f"{name} must be a non-empty string of at most {limit} characters")
+    return value
+
+
+def _number(event: Mapping[str, Any], name: str) -> float:
+    value = event.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise EdgeReportError(f"{name} must be a finite number")
+    return float(value)
+
+
+def record_edge_events(gateway: Gateway, events: list[Any]) -> list[dict[str, Any]]:
+    """Record each event; one result per event: {key, outcome, alert?, error?}. Outcomes: opened,
+    merged, closed, noted (nothing to change), duplicate, rejected."""
+    if len(events) > MAX_EVENTS:
+        raise TooManyEvents(f"too many events in one request: {len(events)}, the limit is {MAX_EVENTS}")
+    results = []
+    changed: list[int] = []
+    for i, event in enumerate(events):
+        key = event.get("key") if isinstance(event, Mapping) else None
+        try:
+            if not isinstance(event, Mapping):
+                raise EdgeReportError("each event must be a JSON object")
+            result = _record(gateway, event)
+        except EdgeReportError as exc:
+            results.append(
+                {
+                    "index": i,
+                    "key": key if isinstance(key, str) else None,
+                    "outcome": "rejected",
+                    "error": str(exc),
+                }
+            )
+            continue
+        results.append({"index": i, **result})
+        if result.get("alert") and result["outcome"] in ("opened", "merged", "closed"):
+            changed.append(result["alert"])
+    broadcast_alerts(changed)
+    return results
+
+
+def _record(gateway: Gateway, event: Mapping[str, Any]) -> dict[str, Any]:
+    key = _text(event, "key", 200)
+    kind = event.get("kind")
+    if kind not in KINDS:
+        raise EdgeReportError(f"kind must be one of {', '.join(KINDS)}")
+    tag = _text(event, "asset", 100)
+    asset = Asset.objects.select_related("asset_type", "site").filter(site=gateway.site, tag=tag).first()
+    if asset is None:
+        raise EdgeReportError(f"asset {tag!r} is not an asset of site {gateway.site.slug}")
+    sha = _text(event, "model_sha256", 64)
+    if not SHA256.match(sha):
+        raise EdgeReportError("model_sha256 must be 64 lowercase hex digits")
+    version = ModelVersion.objects.filter(sha256=sha, asset_type=asset.asset_type).first()
+    if version is None:
+        raise EdgeReportError(
+            f"no model version of asset type {asset.asset_type.slug} has sha256 {sha[:12]}…"
+        )
+    now = timezone.now()
+    at = edge_time(event.get("at"), "at", now)
+    first = edge_time(event.get("first"), "first", now)
+    peak_at = edge_time(event.get("peak_at"), "peak_at", now)
+    if not first <= peak_at <= at:
+        raise EdgeReportError("times must satisfy first <= peak_at <= at")
+    peak_score = _number(event, "peak_score")
+
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = EdgeEvent.objects.create(
+                    gateway=gateway, key=key, kind=kind, at=at, outcome="received", body=dict(event)
+                )
+        except IntegrityError:
+            previous = EdgeEvent.objects.get(gateway=gateway, key=key)
+            return {"key": key, "outcome": "duplicate", "alert": previous.alert_id}
+        params = _rule_params(version, *effective_thresholds(version, asset.pk), asset)
+        ctx = _Context(
+            asset=asset,
+            version=version,
+            is_shadow=False,  # an alert the agent raised reached the plant floor: it is never a shadow
+            sensors=dict(asset.sensors.values_list("role__key", "key")),
+            maintenance=list(MaintenanceWindow.objects.filter(asset=asset, start__lte=at, end__gte=at)),
+            now=now,
+            params=params,
+        )
+        alert = _active_alert(ctx)
+        if kind == "opened":
+            outcome, alert = _opened(ctx, gateway, alert, first, at, peak_at, peak_score)
+        else:
+            outcome = _cleared(gateway, alert, at)
+        EdgeEvent.objects.filter(pk=record.pk).update(outcome=outcome, alert=alert)
+    return {"key": key, "outcome": outcome, "alert": None if alert is None else alert.pk}
+
+
+def _opened(ctx: _Context, gateway: Gateway, alert: Alert | None, first, at, peak_at, peak_score: float):
+    if alert is not None:
+        if not alert.raised_at_edge:
+            Alert.objects.filter(pk=alert.pk).update(raised_at_edge=True, updated_at=ctx.now)
+        return "merged", alert
+    opened = rules.ActiveAlert(
+        first=first,
+        opened=at,
+        last_seen=at,
+        peak=peak_at,
+        peak_score=peak_score,
+        count=ctx.params.open_windows,
+        hold=rules.Hold.SUPPRESSED if ctx.in_maintenance(at) else rules.Hold.NONE,
+    )
+    # No feature vector here: the explanation is rebuilt from the readings once they are forwarded.
+    window = ScoredWindow(end=at, score=peak_score, x=None, flagged={})
+    alert, created = _open(ctx, window, opened)
+    Alert.objects.filter(pk=alert.pk).update(raised_at_edge=True)
+    alert.raised_at_edge = True
+    if created:
+        AlertEvent.objects.filter(alert=alert, from_state="").update(
+            reason=(
+                f"decided at the edge by {gateway.name}: score above the open threshold for "
+                f"{ctx.params.open_windows} consecutive windows"
+            )[:300]
+        )
+    return ("opened" if created else "merged"), alert
+
+
+def _cleared(gateway: Gateway, alert: Alert | None, at) -> str:
+    if alert is None or alert.state not in ACTIVE_STATES or alert.episode != EpisodeState.LIVE:
+        return "noted"
+    if alert.opened_at > at:
+        return "noted"  # a later episode than the one the agent cleared
+    try:
+        alert.transition(
+            AlertState.AUTO_CLOSED,
+            reason=f"condition cleared at the edge ({gateway.name})",
+            at=timezone.now(),
+        )
+    except AlertStateError:
+        return "noted"
+    return "closed"

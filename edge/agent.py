@@ -1,0 +1,192 @@
+"""The edge agent: local sources → durable queue → local decisions → local publication, and the forwarder.
+
+``Agent.sink`` is the sink every source client is given (``connectivity.points.Sink``): it stores the
+batch in the local queue first (durable: a source acknowledges its protocol only after the sink returned),
+then feeds each asset's ``AssetDecider`` and decides at once, so a reading's decision takes one scoring of
+the new windows, whether or not the server is reachable. Each decided event is queued for the server (in
+the same moment as the decider's saved state, so a restart neither loses nor repeats it) and handed to the
+local publisher (MQTT retained topic / OPC UA node / Modbus coil through the protocol clients' write-back,
+or any async callable); a publisher failure is logged and never blocks the decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from connectivity.points import Sample
+from detection.bundle import load_bundle
+from edge.config import AgentConfig
+from edge.decide import AlertEvent, AssetDecider
+from edge.forward import Forwarder
+from edge.model import EdgeModel
+from edge.queue import LocalQueue
+from edge.updates import ModelStore, ShadowTrial, SwitchWatch
+
+logger = logging.getLogger("edge.agent")
+
+AGENT_VERSION = "1"
+Publisher = Callable[[AlertEvent], Awaitable[None]]
+Source = Callable[[Callable[[list[Sample]], Awaitable[None]]], Awaitable[None]]
+# The decider's state is saved with every event and at least this often, so a restart resumes close to
+# where the agent stopped (the readings after that are still in the queue's future, not lost).
+STATE_EVERY_S = 30.0
+
+
+class Agent:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        publisher: Publisher | None = None,
+        forwarder: Forwarder | None = None,
+    ) -> None:
+        self.config = config
+        self.queue = LocalQueue(Path(config.data_dir) / "queue.sqlite3", config.queue_max_bytes)
+        self.store = ModelStore(Path(config.data_dir) / "models")
+        self.deciders: dict[str, AssetDecider] = {}
+        for asset in config.assets:
+            # The config's bundle is the first model; installed into the store, so that an update can be
+            # rolled back to it. A model installed by an update (edge.updater) wins over it afterwards.
+            if self.store.current(asset.tag) is None:
+                data = Path(asset.bundle).read_bytes()
+                load_bundle(str(asset.bundle))  # refuse a damaged first bundle before installing it
+                sha = hashlib.sha256(data).hexdigest()
+                self.store.install(asset.tag, sha, data)
+                self.store.switch(asset.tag, sha)
+            bundle = load_bundle(str(self.store.bundle_path(asset.tag)))
+            model = EdgeModel(bundle)
+            sensors = dict(bundle.spec.get("sensors") or {})
+            decider = AssetDecider(asset.tag, model, sensors)
+            decider.restore(self.queue.load_state(f"decider:{asset.tag}"))
+            self.deciders[asset.tag] = decider
+        self.publisher = publisher
+        self.forwarder = forwarder or Forwarder(
+            self.queue,
+            config.server_url,
+            config.token,
+            heartbeat_s=config.heartbeat_s,
+            agent_version=AGENT_VERSION,
+            heartbeat_extra=self._heartbeat_extra,
+        )
+        self.shadows: dict[str, tuple[AssetDecider, ShadowTrial]] = {}
+        self.watches: dict[str, SwitchWatch] = {}
+        self.decision_latencies: list[float] = []  # seconds from a batch's arrival to its decisions
+        self.events: list[AlertEvent] = []
+        self._saved_at = 0.0
+        self._recent_opened: list[float] = []
+
+    # --- the sink of every source ---------------------------------------------------------------------------
+    async def sink(self, samples: list[Sample]) -> None:
+        arrived = time.perf_counter()
+        self.queue.put_readings((s.point, s.ts, s.value, s.status.value) for s in samples)
+        events: list[AlertEvent] = []
+        for decider in self.deciders.values():
+            if decider.add(samples):
+                events += decider.decide()
+        self.decision_latencies.append(time.perf_counter() - arrived)
+        del self.decision_latencies[:-10_000]
+        self._shadow_step(samples, events)
+        if events or time.monotonic() - self._saved_at >= STATE_EVERY_S:
+            for event in events:
+                self.queue.put_event(event.key, event.body())
+            self._save_states()
+        for event in events:
+            self.events.append(event)
+            if event.kind == "opened":
+                self._recent_opened.append(time.time())
+            await self._publish(event)
+
+    # --- model updates (edge.updater drives these) --------------------------------------------------------------
+    def _shadow_step(self, samples: list[Sample], events: list[AlertEvent]) -> None:
+        """Candidates decide on the same readings, after the live decisions (which they never delay)."""
+        for tag, (candidate, trial) in self.shadows.items():
+            if not candidate.add(samples):
+                continue
+            would = candidate.decide()
+            live = self.deciders[tag]
+            trial.record(live.last_scored, candidate.last_scored)
+            trial.count_alerts(
+                current=sum(e.kind == "opened" and e.asset == tag for e in events),
+                candidate=sum(e.kind == "opened" for e in would),
+                in_alert_current=len(live.last_scored) if live.in_alert else 0,
+                in_alert_candidate=len(candidate.last_scored) if candidate.in_alert else 0,
+            )
+        for tag, watch in self.watches.items():
+            live = self.deciders[tag]
+            watch.observe(
+                [end for end, _ in live.last_scored],
+                sum(e.kind == "opened" and e.asset == tag for e in events),
+                len(live.last_scored) if live.in_alert else 0,
+            )
+
+    def start_shadow(self, tag: str, model: EdgeModel, sha256: str) -> ShadowTrial:
+        live = self.deciders[tag]
+        trial = ShadowTrial(tag, sha256)
+        self.shadows[tag] = (AssetDecider(tag, model, live.sensors), trial)
+        return trial
+
+    def switch(
+        self, tag: str, model: EdgeModel, *, expected_per_hour: float, expected_share: float, factor: float
+    ) -> None:
+        """The candidate becomes the live model of ``tag`` (its decisions start from the next window)."""
+        old = self.deciders[tag]
+        new = AssetDecider(tag, model, old.sensors)
+        new.last_end = old.last_end
+        self.deciders[tag] = new
+        self.shadows.pop(tag, None)
+        self.watches[tag] = SwitchWatch(
+            tag, expected_per_hour=expected_per_hour, factor=factor, expected_share=expected_share
+        )
+        self._save_states()
+
+    def restore_model(self, tag: str, model: EdgeModel) -> None:
+        """After a rollback: the previous model decides again (no watch)."""
+        old = self.deciders[tag]
+        new = AssetDecider(tag, model, old.sensors)
+        new.last_end = old.last_end
+        self.deciders[tag] = new
+        self.watches.pop(tag, None)
+        self._save_states()
+
+    def _save_states(self) -> None:
+        for tag, decider in self.deciders.items():
+            self.queue.save_state(f"decider:{tag}", decider.state_json())
+        self._saved_at = time.monotonic()
+
+    async def _publish(self, event: AlertEvent) -> None:
+        if self.publisher is None:
+            return
+        try:
+            await self.publisher(event)
+        except Exception:  # the plant's own display failing must not stop the decisions
+            logger.exception("publishing %s locally failed", event.key)
+
+    def _heartbeat_extra(self) -> dict:
+        day_ago = time.time() - 86_400
+        self._recent_opened = [t for t in self._recent_opened if t >= day_ago]
+        return {
+            "models": {tag: d.sha256 for tag, d in self.deciders.items()},
+            "local_alerts_24h": len(self._recent_opened),
+        }
+
+    # --- running --------------------------------------------------------------------------------------------
+    async def run(self, sources: Sequence[Source], stop: asyncio.Event) -> None:
+        """Run the sources and the forwarder until ``stop`` is set; then save the state and close."""
+        tasks = [asyncio.create_task(source(self.sink)) for source in sources]
+        tasks.append(asyncio.create_task(self.forwarder.run(stop)))
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._save_states()
+            await self.forwarder.close()
+            self.queue.close()

@@ -1,0 +1,215 @@
+"""Local decisions: each asset's readings → windows → scores → the server's alert rules, as readings arrive.
+
+An ``AssetDecider`` keeps the last stretch of each role's readings (one window plus a few steps), and on
+``decide()`` scores every window that has become complete since the last call through the asset's
+``EdgeModel`` (the server's pipeline) and steps the server's rule engine (``detection.rules.step``) over
+them. A window ending at e is complete when every role that is still reporting has readings up to e; a role
+silent for longer than a window stops holding the others back (its windows then lack its data, which the
+pipeline treats as missing, as on the server).
+
+Opened and cleared alerts become ``AlertEvent``s with an idempotency key made of the asset, the model and
+the first window of the episode, so the same episode decided again (after a restart) is the same event on
+the server. The rule state and the last window decided are saved (``state_json``/``from_state``) so a
+restarted agent continues the episode instead of opening it again.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from connectivity.points import Sample, SampleStatus
+from detection import rules
+from edge.model import EdgeModel
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """An alert decided at the edge: ``kind`` "opened" or "cleared", at the end of window ``at``."""
+
+    key: str
+    kind: str
+    asset: str
+    at: float
+    first: float
+    peak_at: float
+    peak_score: float
+    level: int
+    model_sha256: str
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "asset": self.asset,
+            "at": self.at,
+            "first": self.first,
+            "peak_at": self.peak_at,
+            "peak_score": self.peak_score,
+            "level": self.level,
+            "model_sha256": self.model_sha256,
+        }
+
+
+@dataclass
+class _RoleBuffer:
+    ts: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def add(self, ts: float, value: float) -> None:
+        if not self.ts or ts > self.ts[-1]:
+            self.ts.append(ts)
+            self.values.append(value)
+            return
+        i = bisect.bisect_left(self.ts, ts)
+        if i < len(self.ts) and self.ts[i] == ts:
+            self.values[i] = value  # a resent reading: the newest value wins, as on the server
+        else:
+            self.ts.insert(i, ts)
+            self.values.insert(i, value)
+
+    def trim(self, before: float) -> None:
+        cut = bisect.bisect_left(self.ts, before)
+        if cut:
+            del self.ts[:cut]
+            del self.values[:cut]
+
+    def series(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ts = np.asarray(self.ts, dtype=np.float64)
+        return ts, np.asarray(self.values, dtype=np.float64), np.zeros(len(ts), dtype=np.uint16)
+
+
+class AssetDecider:
+    """See the module docstring. ``sensors`` maps the sensor keys of this asset to their roles."""
+
+    def __init__(self, tag: str, model: EdgeModel, sensors: Mapping[str, str]) -> None:
+        self.tag = tag
+        self.model = model
+        self.sensors = dict(sensors)
+        self.params = model.rule_params
+        self.sha256 = str((model.spec.get("model") or {}).get("sha256", ""))
+        self.state = rules.RuleState()
+        self.last_end: float | None = None
+        self.last_scored: list[
+            tuple[float, float]
+        ] = []  # (end, score) of the last decide(), for shadow trials
+        self._buffers = {role: _RoleBuffer() for role in model.roles}
+        self._latest: dict[str, float] = {}
+        # Enough history for the next window and the steps between two decisions.
+        self._horizon = model.window_s + 4 * model.step_s
+
+    # --- input ---------------------------------------------------------------------------------------------
+    def add(self, samples: Iterable[Sample]) -> int:
+        """Buffer the samples of this asset's sensors (others ignored); returns how many were taken. BAD
+        and STALE samples carry no value: the window sees a gap there, as on the server."""
+        taken = 0
+        for sample in samples:
+            role = self.sensors.get(sample.point)
+            buffer = self._buffers.get(role) if role is not None else None
+            if buffer is None:
+                continue
+            taken += 1
+            self._latest[role] = max(self._latest.get(role, sample.ts), sample.ts)
+            if sample.value is None or sample.status in (SampleStatus.BAD, SampleStatus.STALE):
+                continue
+            buffer.add(sample.ts, sample.value)
+        return taken
+
+    def complete_until(self) -> float | None:
+        """The end of the last complete window's data: every still-reporting role has readings up to it."""
+        if not self._latest:
+            return None
+        newest = max(self._latest.values())
+        live = [ts for ts in self._latest.values() if newest - ts <= self.model.window_s]
+        return min(live)
+
+    # --- decisions -----------------------------------------------------------------------------------------
+    def decide(self) -> list[AlertEvent]:
+        """Score the windows completed since the last call and apply the rules; the events they raise."""
+        until = self.complete_until()
+        self.last_scored = []
+        if until is None or (self.last_end is not None and until <= self.last_end):
+            return []
+        series = {role: buf.series() for role, buf in self._buffers.items() if buf.ts}
+        if not series:
+            return []
+        # Windows end on multiples of step_s in [start_s + window_s, end_s]: the first new one ends just after
+        # the last decided (the live scorer's rule, alerts.scoring).
+        start = None if self.last_end is None else self.last_end - self.model.window_s + 1e-6
+        scored = self.model.score(series, start_s=start, end_s=until)
+        windows = [
+            rules.Window(float(end), float(score))
+            for end, score in zip(scored.ends, scored.scores, strict=True)
+            if score is not None and (self.last_end is None or end > self.last_end)
+        ]
+        self.last_scored = [(w.key, w.score) for w in windows]
+        if len(scored.ends):
+            self.last_end = max(float(scored.ends[-1]), self.last_end or float("-inf"))
+        for buffer in self._buffers.values():
+            buffer.trim(until - self._horizon)
+        if not windows:
+            return []
+        self.state, transitions = rules.step(self.state, windows, self.params)
+        return [event for t in transitions if (event := self._event(t)) is not None]
+
+    def _event(self, transition: rules.Transition) -> AlertEvent | None:
+        if isinstance(transition, rules.Opened):
+            kind = "opened"
+        elif isinstance(transition, rules.Cleared):
+            kind = "cleared"
+        else:
+            return None  # peaks and runs above the threshold reach the server with the readings
+        alert = transition.alert
+        first = float(alert.first)
+        return AlertEvent(
+            key=f"{self.tag}/{self.sha256[:16]}/{first:.3f}/{kind}",
+            kind=kind,
+            asset=self.tag,
+            at=float(transition.key),
+            first=first,
+            peak_at=float(alert.peak),
+            peak_score=float(alert.peak_score),
+            level=self.params.level(alert.peak_score),
+            model_sha256=self.sha256,
+        )
+
+    @property
+    def in_alert(self) -> bool:
+        return self.state.active is not None
+
+    # --- persistence ---------------------------------------------------------------------------------------
+    def state_json(self) -> dict[str, Any]:
+        active = self.state.active
+        return {
+            "model_sha256": self.sha256,
+            "last_end": self.last_end,
+            "recent": [list(item) for item in self.state.recent],
+            "boundary": self.state.boundary,
+            "active": None
+            if active is None
+            else [
+                active.first,
+                active.opened,
+                active.last_seen,
+                active.peak,
+                active.peak_score,
+                active.count,
+            ],
+        }
+
+    def restore(self, saved: Mapping[str, Any] | None) -> bool:
+        """Continue from a saved state of the same model (another model starts fresh); True if restored."""
+        if not saved or saved.get("model_sha256") != self.sha256:
+            return False
+        active = saved.get("active")
+        self.state = rules.RuleState(
+            recent=tuple((float(k), float(s)) for k, s in saved.get("recent") or ()),
+            active=None if active is None else rules.ActiveAlert(*active),
+            boundary=saved.get("boundary"),
+        )
+        self.last_end = saved.get("last_end")
+        return True

@@ -1,0 +1,129 @@
+"""A bundle made ready to score: the one path from readings to scores at the edge.
+
+``EdgeModel`` checks a bundle once (its pipeline, its features against this code's, the asset's baseline
+or calibration, the ONNX session) and then scores any stretch of readings through the server's own
+pipeline (``detection.pipeline``: regime step, windows, baseline, one onnxruntime batch). The CSV runner
+(``edge.runner``) scores a whole file with it; the agent scores each new window as readings arrive. The
+alert rules' parameters (thresholds in force for the asset, M/N windows, direction) come with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detection import features, runtime
+from detection.baseline import BaselineError, Calibration
+from detection.bundle import Bundle, BundleError
+from detection.pipeline import Pipeline, PipelineError
+from detection.rules import RuleParams
+
+
+@dataclass(frozen=True)
+class EdgeScores:
+    """Every complete window's end, score (None: not scorable, e.g. too little data) and coverage."""
+
+    ends: np.ndarray
+    scores: list[float | None]
+    coverage: np.ndarray
+
+
+class EdgeModel:
+    """See the module docstring. Raises BundleError naming what does not fit."""
+
+    def __init__(self, bundle: Bundle, session: Any = None) -> None:
+        spec = bundle.spec
+        self.bundle = bundle
+        self.spec = spec
+        self.output_spec = spec.get("output_spec") or {}
+        self.type_roles = list(spec["roles"])
+        try:
+            self.pipeline = Pipeline.from_spec(spec["feature_names"], self.output_spec, self.type_roles)
+        except PipelineError as exc:
+            raise BundleError(f"spec.json: {exc}") from None
+        if self.pipeline.peers:
+            raise BundleError(
+                "the model scores an asset against its peers on the site: it runs on the server only"
+            )
+        # Windows over the roles the model reads (in the type's order, as training built them): a model of
+        # an optional-sensor type may read fewer roles than the type has, and the asset may lack the others.
+        read = set(features.roles_read(spec["feature_names"]))
+        self.roles = [role for role in self.type_roles if role in read] or self.type_roles
+        self.window_s = float(spec["window_s"])
+        self.step_s = float(spec["step_s"])
+        self.min_coverage = float(spec.get("min_coverage", 0.5))
+        self.baseline = self._baseline()
+        try:
+            self.session = session if session is not None else runtime.load_session(bundle.model)
+            self.loaded = runtime.LoadedModel.unregistered(
+                bundle.model, spec["feature_names"], self.output_spec, self.session
+            )
+        except runtime.ModelRuntimeError as exc:
+            raise BundleError(f"model.onnx: {exc}") from None
+        self.rule_params = RuleParams(
+            open_threshold=float(spec["open_threshold"]),
+            clear_threshold=float(spec["clear_threshold"]),
+            # Bundles from before the rules were shipped open and close on a single window.
+            open_windows=int(spec.get("open_windows", 1)),
+            clear_windows=int(spec.get("clear_windows", 1)),
+            higher=runtime.higher_is_worse(self.output_spec),
+        )
+
+    def _baseline(self) -> np.ndarray | Calibration | None:
+        spec = self.spec
+        if self.pipeline.robust:
+            try:
+                calibration = Calibration.from_json(spec.get("baseline") or {})
+            except (BaselineError, AttributeError) as exc:
+                raise BundleError(
+                    f"the model scores against the asset's robust calibration, but spec.json has none: {exc}"
+                ) from None
+            if len(calibration.location) != len(spec["feature_names"]):
+                raise BundleError("spec.json's calibration does not cover the model's features")
+            return calibration
+        if self.pipeline.baselined:
+            vector = spec.get("baseline")
+            if not isinstance(vector, list) or len(vector) != len(spec["feature_names"]):
+                raise BundleError(
+                    "the model scores against a per-asset baseline, but spec.json has none for it"
+                )
+            return np.asarray(vector, dtype=np.float64)
+        return None
+
+    def score(
+        self, series: Mapping[str, tuple], *, start_s: float | None = None, end_s: float | None = None
+    ) -> EdgeScores:
+        """The windows of ``series`` ({role: (ts, values, quality)}) ending in (start_s, end_s], scored."""
+        windows = self.pipeline.windows(
+            {0: series},
+            self.roles,
+            window_s=self.window_s,
+            step_s=self.step_s,
+            start_s={0: start_s},
+            end_s={0: end_s},
+            sample_period_s={0: None},
+            min_coverage=self.min_coverage,
+        )[0]
+        if list(windows.names) != list(self.spec["feature_names"]):
+            raise BundleError(
+                "this runner's feature code builds different features than the bundle's model expects"
+            )
+        columns = self.pipeline.columns(windows.names)
+        usable = self.pipeline.rows(windows, columns)
+        scores: list[float | None] = [None] * len(windows)
+        if usable.size:
+            try:
+                X = self.pipeline.inputs(windows, usable, columns, self.baseline)
+                # A non-finite score is reported as no score (None), not refused as on the server.
+                values = self.pipeline.score(self.loaded, X, finite=False)
+            except (runtime.ModelRuntimeError, PipelineError) as exc:
+                raise BundleError(f"model.onnx: {exc}") from None
+            for index, value in zip(usable.tolist(), values, strict=True):
+                scores[index] = float(value) if math.isfinite(value) else None
+        coverage = np.asarray(windows.coverage, dtype=np.float64)
+        coverage = coverage.min(axis=1) if coverage.ndim == 2 else coverage
+        return EdgeScores(np.asarray(windows.ends, dtype=np.float64), scores, coverage)

@@ -1,0 +1,82 @@
+"""The engineers' Edge page: agents with their queue, drops and a silent warning; rollouts assigned, approved
+and cancelled from it; another site's agents and assets stay out of view."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from models_registry.edge_rollout import assign
+from models_registry.models import EdgeAssignment, EdgeStage
+from plant.models import EdgeAgent, EdgeDrop, Gateway
+from tests.conftest import make_user
+
+PAGE = "/models/edge/"
+
+
+@pytest.fixture(autouse=True)
+def signing_key(settings, tmp_path):
+    settings.VIGIL_EDGE_SIGNING_KEY = str(tmp_path / "edge-key.pem")
+    settings.VIGIL_EDGE_SILENT_AFTER_S = 300
+
+
+def agent_of(site, name, seconds_ago, **fields):
+    gateway, _ = Gateway.issue(site, name)
+    return EdgeAgent.objects.create(
+        gateway=gateway, last_contact_at=timezone.now() - timedelta(seconds=seconds_ago), **fields
+    )
+
+
+def test_agents_show_queue_drops_and_a_silent_warning(client, engineer, site, other_site):
+    quiet = agent_of(site, "gw-quiet", 10, queue_readings=42, dropped_total=1500)
+    EdgeDrop.objects.create(
+        gateway=quiet.gateway,
+        at=timezone.now(),
+        count=1500,
+        first_ts=timezone.now() - timedelta(hours=2),
+        last_ts=timezone.now() - timedelta(hours=1),
+    )
+    agent_of(site, "gw-silent", 3600)
+    agent_of(other_site, "gw-elsewhere", 10)
+    client.force_login(engineer)
+    html = client.get(PAGE).content.decode()
+    assert "gw-quiet" in html and "42 readings" in html and "1500 readings" in html
+    assert html.count("silent for longer than 300 s") == 1
+    assert "gw-elsewhere" not in html
+
+
+def test_assign_approve_and_cancel_from_the_page(client, engineer, champion, asset):
+    client.force_login(engineer)
+    response = client.post(
+        "/models/edge/assign/",
+        {"version": champion.pk, "assets": [asset.pk], "shadow_hours": "2", "auto_approve": ""},
+    )
+    assert response.status_code == 302
+    made = EdgeAssignment.objects.get()
+    assert made.stage == EdgeStage.SHADOW and made.created_by == engineer
+    assert client.get(PAGE).content.decode().count("Approve switch") == 1
+    client.post(f"/models/edge/{made.pk}/decide/", {"action": "approve"})
+    made.refresh_from_db()
+    assert made.stage == EdgeStage.APPROVED and made.decided_by == engineer
+    # A second decision on a decided assignment is refused with a message, not a 500.
+    response = client.post(f"/models/edge/{made.pk}/decide/", {"action": "cancel"}, follow=True)
+    assert "no longer in shadow" in response.content.decode()
+
+
+def test_a_bad_assignment_is_a_form_error(client, engineer, champion, asset):
+    client.force_login(engineer)
+    response = client.post("/models/edge/assign/", {"version": champion.pk, "shadow_hours": "0"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Pick at least one asset." in html and "greater than or equal to 0.1" in html
+
+
+def test_another_sites_assignment_cannot_be_decided(client, champion, asset, other_site):
+    [made] = assign(champion, [asset])
+    outsider = make_user("eng-b", "engineer", other_site)
+    client.force_login(outsider)
+    assert client.post(f"/models/edge/{made.pk}/decide/", {"action": "approve"}).status_code == 404
+    made.refresh_from_db()
+    assert made.stage == EdgeStage.SHADOW

@@ -1,0 +1,100 @@
+"""Local decisions at the edge: the agent decides window by window exactly as the runner (and so the
+server's pipeline and rules) decides over the whole series, opens on a fault, clears after it, and a
+restart continues the episode instead of raising it again."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from connectivity.points import Sample, SampleStatus
+from detection.bundle import load_bundle
+from edge.decide import AssetDecider
+from edge.model import EdgeModel
+from edge.runner import score_series
+from tests.edge.conftest import TAG, TRAIN_S, samples_of, sensors, series_of, simulator
+
+FAULT_AT = TRAIN_S + 600.0
+
+
+def decider(bundle) -> AssetDecider:
+    return AssetDecider(TAG, EdgeModel(load_bundle(str(bundle.path))), {k: r for r, k in sensors().items()})
+
+
+def feed(d: AssetDecider, sim, t0: float, t1: float, chunk: float = 5.0) -> list:
+    events = []
+    t = t0
+    while t < t1:
+        d.add(samples_of(sim, t, min(t + chunk, t1)))
+        events += d.decide()
+        t += chunk
+    return events
+
+
+def test_deciding_as_readings_arrive_gives_the_runners_alerts_over_the_whole_series(bundle):
+    sim = simulator(fault_at=FAULT_AT)
+    t0, t1 = TRAIN_S, FAULT_AT + 1_200.0
+    d = decider(bundle)
+    events = feed(d, sim, t0, t1, chunk=7.0)
+
+    # A second simulator of the same pump: a simulator's steps must be consecutive.
+    rows = score_series(load_bundle(str(bundle.path)), series_of(simulator(fault_at=FAULT_AT), t0, t1))
+    expected, alert = [], False
+    for row in rows:
+        if row["alert"] != alert:
+            alert = row["alert"]
+            expected.append(
+                ("opened" if alert else "cleared", datetime.fromisoformat(row["window_end"]).timestamp())
+            )
+    assert expected and expected[0][0] == "opened"
+    assert [(e.kind, e.at) for e in events] == expected
+    assert FAULT_AT < events[0].at < FAULT_AT + 600
+    assert sum(r["score"] is not None for r in rows) > 100
+
+
+def test_a_quiet_pump_raises_nothing_and_a_fault_raises_one_keyed_event(bundle):
+    d = decider(bundle)
+    assert feed(d, simulator(), TRAIN_S, TRAIN_S + 900.0) == []
+    assert not d.in_alert
+
+
+def test_the_alert_clears_after_the_fault_ends(bundle):
+    faulty, healthy = simulator(fault_at=FAULT_AT), simulator()
+    d = decider(bundle)
+    events = feed(d, faulty, TRAIN_S, FAULT_AT + 900.0)
+    events += feed(d, healthy, FAULT_AT + 900.0, FAULT_AT + 1_800.0)
+    assert [e.kind for e in events] == ["opened", "cleared"]
+    assert events[0].key != events[1].key and events[0].first == events[1].first
+    assert not d.in_alert
+
+
+def test_a_restarted_decider_continues_the_episode(bundle):
+    sim = simulator(fault_at=FAULT_AT)
+    first = decider(bundle)
+    events = feed(first, sim, TRAIN_S, FAULT_AT + 400.0)
+    assert [e.kind for e in events] == ["opened"]
+    saved = first.state_json()
+
+    again = decider(bundle)
+    assert again.restore(saved)
+    # The restarted agent gets its buffer back from the readings after its last decision.
+    more = feed(again, sim, FAULT_AT + 400.0 - 120.0, FAULT_AT + 900.0)
+    assert more == [] and again.in_alert
+
+
+def test_bad_and_foreign_samples_are_gaps_not_values(bundle):
+    d = decider(bundle)
+    key = sensors()["vibration"]
+    taken = d.add(
+        [
+            Sample(key, 10.0, 1.0),
+            Sample(key, 11.0, None, SampleStatus.BAD),
+            Sample(key, 12.0, 99.0, SampleStatus.STALE),
+            Sample("demo.p-999.vibration", 13.0, 5.0),
+        ]
+    )
+    assert taken == 3
+    buffered = d._buffers["vibration"]
+    assert buffered.ts == [10.0] and buffered.values == [1.0]
+    assert np.isfinite(buffered.series()[1]).all()
