@@ -355,3 +355,12 @@ VIGIL_EXPLANATION_SWEEP_AFTER_S = env_float("VIGIL_EXPLANATION_SWEEP_AFTER_S", 3
 # Per-asset baselines (models_registry.baseline): an asset without one is calibrated from its first this
 # many complete windows before a baselined model scores it (60 windows = 10 min at the default 10 s step).
 VIGIL_BASELINE_WINDOWS = env_int("VIGIL_BASELINE_WINDOWS", 60, minimum=5)
+
+# --- Plant connections and the bridge (issue 15) ----------------------------------------------------------
+# Fernet key for connection passwords at rest; empty: derived from SECRET_KEY (plant.connections.secrets).
+VIGIL_CONNECTION_KEY = env_str("VIGIL_CONNECTION_KEY", "")
+# The bridge writes each connection's status this often, and stops a broker sending faster than the
+# database takes readings by not acknowledging (see connectivity.mqtt).
+VIGIL_BRIDGE_STATUS_S = env_float("VIGIL_BRIDGE_STATUS_S", 2.0)
+# Longest wait between two attempts to store a batch while the database is unreachable.
+VIGIL_BRIDGE_RETRY_CAP_S = env_float("VIGIL_BRIDGE_RETRY_CAP_S", 10.0)
