@@ -8,7 +8,7 @@ from collections.abc import Collection
 from datetime import time
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
@@ -362,9 +362,22 @@ class Connection(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    @property
-    def has_password(self) -> bool:
-        return bool(self.password_encrypted or self.password_env)
+    def status_text(self, state: ConnectionState | None = None) -> str:
+        """One line on the bridge's last report, for the console and the site page."""
+        if not self.enabled:
+            return "disabled"
+        if state is None:
+            try:
+                state = self.state
+            except ObjectDoesNotExist:
+                return "not reported by the bridge yet"
+        if state.config_error:
+            return f"not started: {state.config_error}"
+        if state.connected:
+            return f"connected, {state.rate:.1f} readings/s"
+        if not state.running:
+            return "bridge not running"
+        return "disconnected" + (f": {state.last_error}" if state.last_error else "")
 
 
 class PointMapping(models.Model):

@@ -11,7 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -70,7 +70,7 @@ class ConnectionAdmin(SiteScopedAdmin):
 
     @admin.display(description="status")
     def status(self, obj: Connection) -> str:
-        return status_text(obj)
+        return obj.status_text()
 
     @admin.display(description="bridge status")
     def bridge_status(self, obj: Connection) -> str:
@@ -78,7 +78,7 @@ class ConnectionAdmin(SiteScopedAdmin):
         if state is None:
             return "The bridge has not reported on this connection yet."
         lines = [
-            status_text(obj, state),
+            obj.status_text(state),
             f"messages {state.messages}, stored {state.stored}, refused {state.rejected}, errors {state.errors}",
         ]
         if state.last_error:
@@ -175,24 +175,6 @@ class ConnectionAdmin(SiteScopedAdmin):
             "changelist_url": reverse("admin:plant_connection_changelist"),
         }
         return TemplateResponse(request, "admin/plant/connection/import.html", context, status=status)
-
-
-def status_text(connection: Connection, state: ConnectionState | None = None) -> str:
-    """One line on a connection's bridge status, for the console and the site page."""
-    if not connection.enabled:
-        return "disabled"
-    if state is None:
-        try:
-            state = connection.state
-        except ObjectDoesNotExist:
-            return "not reported by the bridge yet"
-    if state is None:
-        return "not reported by the bridge yet"
-    if state.config_error:
-        return f"not started: {state.config_error}"
-    if state.connected:
-        return f"connected, {state.rate:.1f} readings/s"
-    return "disconnected" + (f": {state.last_error}" if state.last_error else "")
 
 
 @admin.register(PointMapping)

@@ -6,76 +6,193 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('plant', '0009_site_shift_starts'),
+        ("plant", "0009_site_shift_starts"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Connection',
+            name="Connection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('protocol', models.CharField(choices=[('mqtt', 'MQTT'), ('opcua', 'OPC UA'), ('modbus', 'Modbus TCP')], default='mqtt', max_length=10)),
-                ('endpoint', models.CharField(help_text='mqtt://host:1883, mqtts://host:8883, opc.tcp://host:4840, modbus://host:502', max_length=300)),
-                ('username', models.CharField(blank=True, max_length=200)),
-                ('password_encrypted', models.TextField(blank=True, editable=False)),
-                ('password_env', models.CharField(blank=True, help_text='Read the password from this environment variable of the bridge instead of storing it.', max_length=100, validators=[django.core.validators.RegexValidator('^[A-Za-z_][A-Za-z0-9_]*$', 'An environment variable name: letters, digits, _.')])),
-                ('tls_ca_file', models.CharField(blank=True, help_text='Path on the bridge host.', max_length=300, verbose_name='TLS CA file')),
-                ('tls_cert_file', models.CharField(blank=True, max_length=300, verbose_name='TLS client certificate')),
-                ('tls_key_file', models.CharField(blank=True, max_length=300, verbose_name='TLS client key')),
-                ('tls_verify', models.BooleanField(default=True, verbose_name="verify the server's certificate")),
-                ('interval_s', models.FloatField(default=1.0, help_text='Poll interval (OPC UA, Modbus); longest wait before received MQTT messages are stored.', validators=[django.core.validators.MinValueValidator(0.05), django.core.validators.MaxValueValidator(3600)], verbose_name='interval (s)')),
-                ('options', models.JSONField(blank=True, default=dict, help_text='Protocol options (JSON object).')),
-                ('enabled', models.BooleanField(default=True)),
-                ('write_back', models.BooleanField(default=False, help_text="Publish each asset's alert state back to this connection (opt-in).")),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='connections', to='plant.site')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "protocol",
+                    models.CharField(
+                        choices=[("mqtt", "MQTT"), ("opcua", "OPC UA"), ("modbus", "Modbus TCP")],
+                        default="mqtt",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "endpoint",
+                    models.CharField(
+                        help_text="mqtt://host:1883, mqtts://host:8883, opc.tcp://host:4840, modbus://host:502",
+                        max_length=300,
+                    ),
+                ),
+                ("username", models.CharField(blank=True, max_length=200)),
+                ("password_encrypted", models.TextField(blank=True, editable=False)),
+                (
+                    "password_env",
+                    models.CharField(
+                        blank=True,
+                        help_text="Read the password from this environment variable of the bridge instead of storing it.",
+                        max_length=100,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z_][A-Za-z0-9_]*$",
+                                "An environment variable name: letters, digits, _.",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "tls_ca_file",
+                    models.CharField(
+                        blank=True,
+                        help_text="Path on the bridge host.",
+                        max_length=300,
+                        verbose_name="TLS CA file",
+                    ),
+                ),
+                (
+                    "tls_cert_file",
+                    models.CharField(blank=True, max_length=300, verbose_name="TLS client certificate"),
+                ),
+                ("tls_key_file", models.CharField(blank=True, max_length=300, verbose_name="TLS client key")),
+                (
+                    "tls_verify",
+                    models.BooleanField(default=True, verbose_name="verify the server's certificate"),
+                ),
+                (
+                    "interval_s",
+                    models.FloatField(
+                        default=1.0,
+                        help_text="Poll interval (OPC UA, Modbus); longest wait before received MQTT messages are stored.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.05),
+                            django.core.validators.MaxValueValidator(3600),
+                        ],
+                        verbose_name="interval (s)",
+                    ),
+                ),
+                (
+                    "options",
+                    models.JSONField(blank=True, default=dict, help_text="Protocol options (JSON object)."),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "write_back",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Publish each asset's alert state back to this connection (opt-in).",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "site",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="connections",
+                        to="plant.site",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['site', 'name'],
+                "ordering": ["site", "name"],
             },
         ),
         migrations.CreateModel(
-            name='ConnectionState',
+            name="ConnectionState",
             fields=[
-                ('connection', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='state', serialize=False, to='plant.connection')),
-                ('running', models.BooleanField(default=False)),
-                ('connected', models.BooleanField(default=False)),
-                ('config_error', models.TextField(blank=True, help_text='Why the bridge does not start this connection.')),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('last_message_at', models.DateTimeField(blank=True, null=True)),
-                ('messages', models.BigIntegerField(default=0)),
-                ('stored', models.BigIntegerField(default=0)),
-                ('rejected', models.BigIntegerField(default=0)),
-                ('errors', models.BigIntegerField(default=0)),
-                ('rate', models.FloatField(default=0.0, help_text='Readings stored per second, lately.')),
-                ('last_error', models.TextField(blank=True)),
-                ('last_error_at', models.DateTimeField(blank=True, null=True)),
-                ('recent_errors', models.JSONField(blank=True, default=list)),
-                ('updated_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "connection",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="state",
+                        serialize=False,
+                        to="plant.connection",
+                    ),
+                ),
+                ("running", models.BooleanField(default=False)),
+                ("connected", models.BooleanField(default=False)),
+                (
+                    "config_error",
+                    models.TextField(blank=True, help_text="Why the bridge does not start this connection."),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("last_message_at", models.DateTimeField(blank=True, null=True)),
+                ("messages", models.BigIntegerField(default=0)),
+                ("stored", models.BigIntegerField(default=0)),
+                ("rejected", models.BigIntegerField(default=0)),
+                ("errors", models.BigIntegerField(default=0)),
+                ("rate", models.FloatField(default=0.0, help_text="Readings stored per second, lately.")),
+                ("last_error", models.TextField(blank=True)),
+                ("last_error_at", models.DateTimeField(blank=True, null=True)),
+                ("recent_errors", models.JSONField(blank=True, default=list)),
+                ("updated_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='PointMapping',
+            name="PointMapping",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('address', models.JSONField(default=dict, help_text="The protocol's address fields (JSON object).")),
-                ('stale_since', models.DateTimeField(blank=True, editable=False, help_text='Set when the source says the value went stale.', null=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mappings', to='plant.connection')),
-                ('sensor', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mappings', to='plant.sensor')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "address",
+                    models.JSONField(default=dict, help_text="The protocol's address fields (JSON object)."),
+                ),
+                (
+                    "stale_since",
+                    models.DateTimeField(
+                        blank=True,
+                        editable=False,
+                        help_text="Set when the source says the value went stale.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="mappings",
+                        to="plant.connection",
+                    ),
+                ),
+                (
+                    "sensor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="mappings",
+                        to="plant.sensor",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['connection', 'sensor__key'],
+                "ordering": ["connection", "sensor__key"],
             },
         ),
         migrations.AddConstraint(
-            model_name='connection',
-            constraint=models.UniqueConstraint(fields=('site', 'name'), name='unique_connection_name_per_site'),
+            model_name="connection",
+            constraint=models.UniqueConstraint(
+                fields=("site", "name"), name="unique_connection_name_per_site"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pointmapping',
-            constraint=models.UniqueConstraint(fields=('connection', 'sensor'), name='unique_mapping_per_sensor'),
+            model_name="pointmapping",
+            constraint=models.UniqueConstraint(
+                fields=("connection", "sensor"), name="unique_mapping_per_sensor"
+            ),
         ),
     ]

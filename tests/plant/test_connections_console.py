@@ -10,7 +10,7 @@ from django.urls import reverse
 from plant.builders import make_asset
 from plant.connections.mappings import export_csv, import_csv
 from plant.connections.secrets import password_of
-from plant.models import Connection, PointMapping, Sensor, Site
+from plant.models import Connection, ConnectionState, PointMapping, Sensor, Site
 from tests.conftest import make_user
 
 SECRET = "s3cret-Broker-Pass"
@@ -121,3 +121,14 @@ def test_the_import_page_shows_refused_rows_and_a_bad_file_is_a_form_error(engin
     assert bad.status_code == 400 and "one of them &#x27;sensor&#x27;" in bad.content.decode()
     export = engineer_client.get(reverse("admin:plant_connection_mappings_export", args=[connection.pk]))
     assert export.status_code == 200 and f"{good},a/b" in export.content.decode()
+
+
+def test_the_site_page_shows_each_connection_with_the_bridge_status(client, site, technician):
+    up = Connection.objects.create(site=site, name="line broker", endpoint="mqtt://b")
+    ConnectionState.objects.create(connection=up, running=True, connected=True, rate=12.5, stored=99)
+    bad = Connection.objects.create(site=site, name="old plc", endpoint="mqtt://c")
+    ConnectionState.objects.create(connection=bad, config_error="no point mappings: import or add some")
+    client.force_login(technician)
+    body = client.get(site.get_absolute_url()).content.decode()
+    assert "line broker" in body and "connected, 12.5 readings/s" in body and "99 / 0 / 0" in body
+    assert "not started: no point mappings: import or add some" in body
