@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
+from django.db import connections as db_connections
 from django.utils import timezone
 
 from connectivity import protocols
@@ -198,23 +199,34 @@ class ConnectionRunner:
         except DatabaseError as exc:
             log.warning("connection %s: status not written: %s", self.connection.pk, exc)
 
+    async def _prepare(self) -> tuple[protocols.ConnectionConfig, dict[str, Any]] | None:
+        """The client's settings, or None after recording why the connection cannot start; waits out a
+        database outage."""
+        delays = backoff_delays(first=0.5, cap=settings.VIGIL_BRIDGE_RETRY_CAP_S)
+        while True:
+            try:
+                return await self._db(prepare, self.connection)
+            except ConfigError as exc:
+                log.error("connection %s (%s) not started: %s", self.connection.pk, self.connection.name, exc)
+                fields = {"running": False, "connected": False, "config_error": str(exc)}
+                await self._db(_save_state, self.connection.pk, fields | {"updated_at": timezone.now()})
+                return None
+            except DatabaseError as exc:
+                log.warning("connection %s: database unavailable at start: %s", self.connection.pk, exc)
+                await asyncio.sleep(next(delays))
+
     async def run(self) -> None:
         try:
-            config, points = await self._db(prepare, self.connection)
-        except ConfigError as exc:
-            log.error("connection %s (%s) not started: %s", self.connection.pk, self.connection.name, exc)
-            await self._db(
-                _save_state,
-                self.connection.pk,
-                {
-                    "running": False,
-                    "connected": False,
-                    "config_error": str(exc),
-                    "updated_at": timezone.now(),
-                },
-            )
-            return
-        await self._db(_save_state, self.connection.pk, {"started_at": timezone.now()})
+            prepared = await self._prepare()
+            if prepared is not None:
+                await self._run(*prepared)
+        finally:
+            # The thread's database connection is closed with it (a test database can then be dropped).
+            await asyncio.shield(self._db(db_connections.close_all))
+            self.executor.shutdown(wait=False)
+
+    async def _run(self, config: protocols.ConnectionConfig, points: dict[str, Any]) -> None:
+        await self._db(_save_state, self.connection.pk, {"started_at": timezone.now(), "config_error": ""})
         self.stale = await self._db(_stale_keys, self.connection)
         client = asyncio.create_task(self.run_client(config, points), name=f"client-{self.connection.pk}")
         try:
@@ -227,7 +239,6 @@ class ConnectionRunner:
             self.status.connected = False
             fields = self.state_fields() | {"running": False, "connected": False}
             await asyncio.shield(self._db(_save_state, self.connection.pk, fields))
-            self.executor.shutdown(wait=False)
 
 
 def _in_thread(function: Any, *args: Any) -> Any:

@@ -11,6 +11,7 @@ import aiomqtt
 import orjson
 import pytest
 from asgiref.sync import sync_to_async
+from django import db
 from django.db import OperationalError
 
 from connectivity.mqtt import sparkplug_payload
@@ -74,6 +75,18 @@ async def running_bridge(connection):
         await task
 
 
+async def fetch(function, *args, **kwargs):
+    """`function` run in a worker thread whose database connection is closed afterwards."""
+
+    def call():
+        try:
+            return function(*args, **kwargs)
+        finally:
+            db.connection.close()
+
+    return await sync_to_async(call, thread_sensitive=False)()
+
+
 def state_of(connection) -> ConnectionState | None:
     return ConnectionState.objects.filter(connection=connection).first()
 
@@ -86,7 +99,7 @@ async def until(condition, timeout: float = 15.0) -> None:
             return False
 
     async with asyncio.timeout(timeout):
-        while not await sync_to_async(check, thread_sensitive=False)():
+        while not await fetch(check):
             await asyncio.sleep(0.05)
 
 
@@ -112,12 +125,12 @@ async def test_a_published_value_becomes_a_reading_with_its_sensor_time_and_qual
         )
         await until(lambda: len(readings(json_sensor)) == 2 and len(readings(sparkplug_sensor)) == 2)
         await until(lambda: state_of(connection).stored == 4 and state_of(connection).errors == 2)
-    assert await sync_to_async(readings)(json_sensor) == [
+    assert await fetch(readings, json_sensor) == [
         (T, 42.5, 0),
         (T + 1, 150.0, int(QualityFlag.OUT_OF_RANGE)),
     ]
-    assert await sync_to_async(readings)(sparkplug_sensor) == [(T + 10, 1.0, 0), (T + 11, 2.0, 0)]
-    state = await sync_to_async(state_of)(connection)
+    assert await fetch(readings, sparkplug_sensor) == [(T + 10, 1.0, 0), (T + 11, 2.0, 0)]
+    state = await fetch(state_of, connection)
     assert state.messages == 6 and not state.running and not state.connected
     reasons = [e["reason"] for e in state.recent_errors]
     assert any("payload is not JSON" in r for r in reasons)
@@ -130,7 +143,7 @@ async def test_readings_the_ingest_refuses_are_errors_on_the_status(mosquitto, p
         # 1900 is long before the ingest's oldest accepted reading.
         await publish(mosquitto, [("plant/p101/json", orjson.dumps({"t": -2208988800, "v": 1.0}))])
         await until(lambda: state_of(connection).rejected == 1)
-    state = await sync_to_async(state_of)(connection)
+    state = await fetch(state_of, connection)
     assert "timestamp out of range" in state.last_error and state.last_error.startswith(json_sensor.key)
 
 
@@ -164,7 +177,7 @@ async def test_a_database_outage_loses_no_message(mosquitto, plant, monkeypatch)
         )
         await until(lambda: len(readings(json_sensor)) == 30)
     assert failures["left"] == 0
-    state = await sync_to_async(state_of)(connection)
+    state = await fetch(state_of, connection)
     assert state.stored == 30 and any("database unavailable" in e["reason"] for e in state.recent_errors)
 
 
@@ -182,18 +195,18 @@ async def test_a_database_outage_loses_no_message(mosquitto, plant, monkeypatch)
 )
 async def test_an_invalid_connection_does_not_start_and_says_why(plant, change, reason):
     connection, _ = plant
-    await sync_to_async(Connection.objects.filter(pk=connection.pk).update)(**change)
-    connection = await sync_to_async(Connection.objects.select_related("site").get)(pk=connection.pk)
+    await fetch(Connection.objects.filter(pk=connection.pk).update, **change)
+    connection = await fetch(Connection.objects.select_related("site").get, pk=connection.pk)
     await bridge.run_bridge([connection], stop=_set_after(1.0))
-    state = await sync_to_async(state_of)(connection)
+    state = await fetch(state_of, connection)
     assert reason in state.config_error and not state.running
 
 
 async def test_a_connection_without_mappings_does_not_start(plant):
     connection, _ = plant
-    await sync_to_async(PointMapping.objects.filter(connection=connection).delete)()
+    await fetch(PointMapping.objects.filter(connection=connection).delete)
     await bridge.run_bridge([connection], stop=_set_after(0.5))
-    state = await sync_to_async(state_of)(connection)
+    state = await fetch(state_of, connection)
     assert state.config_error == "no point mappings: import or add some"
 
 
