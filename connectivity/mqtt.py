@@ -23,7 +23,7 @@ import ssl
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from paho.mqtt.client import topic_matches_sub
 
 from connectivity import sparkplug_b_pb2
 from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus, Sink, finite
-from connectivity.protocols import ConnectionConfig, split_endpoint
+from connectivity.protocols import ConnectionConfig, Confirm, Take, split_endpoint
 
 FORMATS = ("json", "sparkplug")
 SPARKPLUG_NAMESPACE = "spBv1.0"
@@ -140,12 +140,18 @@ def _missing(name: str) -> str:
     raise ValueError(f"{name} is required for a Sparkplug B point")
 
 
-OPTION_DEFAULTS: dict[str, Any] = {"qos": 1, "keepalive_s": 30, "batch_max": 5000}
+OPTION_DEFAULTS: dict[str, Any] = {
+    "qos": 1,
+    "keepalive_s": 30,
+    "batch_max": 5000,
+    "writeback_prefix": "vigil",
+}
 
 
 def parse_options(options: Mapping[str, Any]) -> dict:
     """MQTT options: qos (0 or 1; 1 keeps the no-loss promise), keepalive_s (5-3600), batch_max
-    (samples stored at once, 1-100000). Unknown options are refused, so a typo is not silently ignored."""
+    (samples stored at once, 1-100000), writeback_prefix (topic prefix of written-back alert states).
+    Unknown options are refused, so a typo is not silently ignored."""
     unknown = set(options) - set(OPTION_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown MQTT option(s): {', '.join(sorted(unknown))}")
@@ -154,6 +160,10 @@ def parse_options(options: Mapping[str, Any]) -> dict:
         value = parsed[name]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"option {name} must be a whole number from {low} to {high}")
+    prefix = parsed["writeback_prefix"]
+    if not isinstance(prefix, str) or not prefix.strip("/") or any(c in prefix for c in "+#\x00"):
+        raise ValueError("option writeback_prefix must be a topic without wildcards, e.g. vigil")
+    parsed["writeback_prefix"] = prefix.strip("/")
     return parsed
 
 
@@ -432,6 +442,24 @@ async def _consume(
                 if stored.qos > 0:
                     client._client.ack(stored.mid, stored.qos)  # noqa: SLF001
             batch, unacked = [], []
+
+
+async def write_back(
+    config: ConnectionConfig, take: Take, confirm: Confirm, status: ConnectionStatus
+) -> None:
+    """Publish each asset's alert state as a retained QoS 1 message on ``<writeback_prefix>/<key>/alert``
+    (any MQTT client subscribing later sees the current state) until disconnected. A state is confirmed
+    only after the broker acknowledged it, so an outage delays write-back and never loses it."""
+    prefix = parse_options(config.options)["writeback_prefix"]
+    publisher = replace(config, client_id=f"{config.client_id}-writeback" if config.client_id else "")
+    async with client_for(publisher, persistent=False) as client:
+        while True:
+            states = await take()
+            for state in states:
+                await client.publish(
+                    f"{prefix}/{state.key}/alert", orjson.dumps(state.payload), qos=1, retain=True
+                )
+            await confirm([state.id for state in states])
 
 
 def sparkplug_payload(

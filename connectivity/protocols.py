@@ -6,6 +6,7 @@ Each protocol is a module of this package exposing
     parse_options(options: Mapping[str, object]) -> dict             # ValueError naming the bad option
     parse_endpoint(endpoint: str) -> object                           # ValueError naming the problem
     async def run(config: ConnectionConfig, points: Mapping[str, <point>], sink, status) -> None
+    async def write_back(config, take, confirm, status) -> None      # optional: alert state to the plant
 
 ``points`` maps each Vigil sensor key (what a `Sample` names) to its parsed address. ``parse_point`` and
 ``parse_options`` are what the console's forms and the CSV import of mappings call, so a configuration
@@ -16,7 +17,7 @@ only MQTT never loads the OPC UA stack.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -43,6 +44,21 @@ class ConnectionConfig:
     interval_s: float = 1.0  # poll interval (OPC UA, Modbus); longest wait before a batch is stored (MQTT)
     options: Mapping[str, Any] = field(default_factory=dict)
     client_id: str = ""  # a stable identity (MQTT persistent sessions are keyed by it)
+
+
+@dataclass(frozen=True)
+class OutgoingState:
+    """One asset's alert state to write back: ``key`` names the asset ("<site>/<asset tag>"), ``payload``
+    is the whole state (plant.WriteBack.payload), so writing it twice does no harm."""
+
+    id: int
+    key: str
+    payload: Mapping[str, Any]
+
+
+# take() waits for the next states to write; confirm(ids) records them as written.
+Take = Callable[[], Awaitable[list[OutgoingState]]]
+Confirm = Callable[[list[int]], Awaitable[None]]
 
 
 def module(protocol: str) -> ModuleType:

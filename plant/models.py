@@ -440,3 +440,26 @@ class ConnectionState(models.Model):
 
     def __str__(self) -> str:
         return f"state of {self.connection_id}"
+
+
+class WriteBack(models.Model):
+    """One asset's alert state waiting to be written back to a connection (the outbox the bridge empties).
+
+    Rows are written by the alerts app after an alert's state changes (plant cannot import alerts) and
+    carry the whole state of the asset, so publishing the latest row of an asset is enough and publishing
+    it twice is harmless (MQTT: a retained message per asset)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="write_backs")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["connection", "published_at"], name="writeback_pending")]
+
+    def __str__(self) -> str:
+        return f"write-back of {self.asset_id} to {self.connection_id}"

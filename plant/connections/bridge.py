@@ -24,13 +24,14 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.db import connections as db_connections
+from django.db.models import F
 from django.utils import timezone
 
 from connectivity import protocols
 from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus, backoff_delays
 from plant.connections.secrets import SecretError, password_of
 from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Connection, ConnectionState, PointMapping, Site
+from plant.models import Connection, ConnectionState, PointMapping, Site, WriteBack
 
 log = logging.getLogger(__name__)
 # A client that stayed up this long before it dropped is reconnected after the shortest delay again.
@@ -59,7 +60,7 @@ def prepare(connection: Connection) -> tuple[protocols.ConnectionConfig, dict[st
             points[mapping.sensor.key] = protocols.parse_point(connection.protocol, mapping.address or {})
         except ValueError as exc:
             raise ConfigError(f"mapping of sensor {mapping.sensor.key}: {exc}") from None
-    if not points:
+    if not points and not connection.write_back:
         raise ConfigError("no point mappings: import or add some")
     config = protocols.ConnectionConfig(
         name=connection.name,
@@ -225,10 +226,54 @@ class ConnectionRunner:
             await asyncio.shield(self._db(db_connections.close_all))
             self.executor.shutdown(wait=False)
 
+    async def run_write_back(self, config: protocols.ConnectionConfig) -> None:
+        """Publish the outbox (plant.WriteBack) of this connection until cancelled, reconnecting with
+        backoff; a failed attempt is counted on the rows and they are sent again."""
+        client = protocols.module(self.connection.protocol)
+        in_flight: dict[int, list[int]] = {}  # the state's row id -> every row it stands for
+
+        async def take() -> list[protocols.OutgoingState]:
+            while True:
+                rows = await self._db(_pending_write_backs, self.connection.pk)
+                if rows:
+                    break
+                await asyncio.sleep(settings.VIGIL_WRITEBACK_POLL_S)
+            latest: dict[int, tuple[int, str, dict]] = {}
+            covered: dict[int, list[int]] = {}
+            for pk, asset_id, key, payload in rows:  # oldest first: the last one of an asset wins
+                latest[asset_id] = (pk, key, payload)
+                covered.setdefault(asset_id, []).append(pk)
+            in_flight.clear()
+            for asset_id, (pk, _, _) in latest.items():
+                in_flight[pk] = covered[asset_id]
+            return [protocols.OutgoingState(pk, key, payload) for pk, key, payload in latest.values()]
+
+        async def confirm(ids: list[int]) -> None:
+            done = [pk for state_id in ids for pk in in_flight.pop(state_id, [state_id])]
+            await self._db(_mark_written, done)
+
+        delays = backoff_delays()
+        while True:
+            try:
+                await client.write_back(config, take, confirm, self.status)
+                reason = "write-back: the server closed the connection"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failed write-back never stops reading
+                reason = f"write-back: {type(exc).__name__}: {exc}"[:300]
+            self.status.error(PointError(reason), time.time())
+            failed = [pk for pks in in_flight.values() for pk in pks]
+            if failed:
+                await self._db(_mark_failed, failed, reason)
+            await asyncio.sleep(next(delays))
+
     async def _run(self, config: protocols.ConnectionConfig, points: dict[str, Any]) -> None:
         await self._db(_save_state, self.connection.pk, {"started_at": timezone.now(), "config_error": ""})
         self.stale = await self._db(_stale_keys, self.connection)
         client = asyncio.create_task(self.run_client(config, points), name=f"client-{self.connection.pk}")
+        writer = None
+        if self.connection.write_back and hasattr(protocols.module(self.connection.protocol), "write_back"):
+            writer = asyncio.create_task(self.run_write_back(config), name=f"write-back-{self.connection.pk}")
         try:
             while not client.done():
                 await self.report()
@@ -236,6 +281,8 @@ class ConnectionRunner:
             client.result()
         finally:
             client.cancel()
+            if writer is not None:
+                writer.cancel()
             self.status.connected = False
             fields = self.state_fields() | {"running": False, "connected": False}
             await asyncio.shield(self._db(_save_state, self.connection.pk, fields))
@@ -249,6 +296,27 @@ def _in_thread(function: Any, *args: Any) -> Any:
     except DatabaseError:
         close_old_connections()
         raise
+
+
+WRITE_BACK_BATCH = 500
+
+
+def _pending_write_backs(connection_id: int) -> list[tuple[int, int, str, dict]]:
+    """(row id, asset id, "<site>/<asset tag>", payload) of the connection's unwritten states, oldest first."""
+    rows = (
+        WriteBack.objects.filter(connection_id=connection_id, published_at__isnull=True)
+        .order_by("id")
+        .values_list("pk", "asset_id", "asset__site__slug", "asset__tag", "payload")[:WRITE_BACK_BATCH]
+    )
+    return [(pk, asset_id, f"{site}/{tag}", payload) for pk, asset_id, site, tag, payload in rows]
+
+
+def _mark_written(ids: list[int]) -> None:
+    WriteBack.objects.filter(pk__in=ids, published_at__isnull=True).update(published_at=timezone.now())
+
+
+def _mark_failed(ids: list[int], reason: str) -> None:
+    WriteBack.objects.filter(pk__in=ids).update(attempts=F("attempts") + 1, last_error=reason[:300])
 
 
 def _stale_keys(connection: Connection) -> set[str]:
