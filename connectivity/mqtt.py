@@ -144,19 +144,24 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "qos": 1,
     "keepalive_s": 30,
     "batch_max": 5000,
+    "max_inflight": 20,
     "writeback_prefix": "vigil",
 }
 
 
 def parse_options(options: Mapping[str, Any]) -> dict:
     """MQTT options: qos (0 or 1; 1 keeps the no-loss promise), keepalive_s (5-3600), batch_max
-    (samples stored at once, 1-100000), writeback_prefix (topic prefix of written-back alert states).
+    (samples stored at once, 1-100000), max_inflight (the broker's in-flight window for this client:
+    mosquitto's max_inflight_messages, 20 by default; a batch is stored as soon as that many messages wait
+    for their acknowledgement, since the broker sends no more before), writeback_prefix (topic prefix of
+    written-back alert states).
     Unknown options are refused, so a typo is not silently ignored."""
     unknown = set(options) - set(OPTION_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown MQTT option(s): {', '.join(sorted(unknown))}")
     parsed = {**OPTION_DEFAULTS, **options}
-    for name, low, high in (("qos", 0, 1), ("keepalive_s", 5, 3600), ("batch_max", 1, 100_000)):
+    bounds = (("qos", 0, 1), ("keepalive_s", 5, 3600), ("batch_max", 1, 100_000), ("max_inflight", 1, 65535))
+    for name, low, high in bounds:
         value = parsed[name]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"option {name} must be a whole number from {low} to {high}")
@@ -397,7 +402,9 @@ async def run(
         try:
             for topic in router.subscriptions:
                 await client.subscribe(topic, qos=options["qos"])
-            await _consume(client, router, sink, status, config.interval_s, options["batch_max"])
+            await _consume(
+                client, router, sink, status, config.interval_s, options["batch_max"], options["max_inflight"]
+            )
         finally:
             status.connected = False
 
@@ -409,6 +416,7 @@ async def _consume(
     status: ConnectionStatus,
     interval_s: float,
     batch_max: int,
+    max_inflight: int,
 ) -> None:
     messages = client.messages
     batch: list[Sample] = []

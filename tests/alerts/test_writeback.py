@@ -12,11 +12,19 @@ import pytest
 from asgiref.sync import sync_to_async
 from django import db
 
-from alerts.writeback import record_write_back
+from alerts.writeback import forget_write_back_assets, record_write_back
 from plant.connections import bridge
 from plant.models import Connection, WriteBack
 from tests.alerts.builders import explanation_for, make_alert
 from tests.brokers import mosquitto  # noqa: F401 (fixture)
+
+
+@pytest.fixture(autouse=True)
+def fresh_write_back_assets():
+    """The per-process cache of write-back assets outlives a test's rolled-back rows: start and end empty."""
+    forget_write_back_assets()
+    yield
+    forget_write_back_assets()
 
 
 @pytest.fixture
