@@ -418,38 +418,73 @@ async def _consume(
     batch_max: int,
     max_inflight: int,
 ) -> None:
+    """Read, decode and batch messages; store each batch while the next one is being read (at most one
+    batch in the sink at a time), and acknowledge a batch's messages only once the sink returned for it."""
     messages = client.messages
     batch: list[Sample] = []
     unacked: list[aiomqtt.Message] = []
+    storing: asyncio.Task | None = None  # the previous batch, in the sink
+    storing_messages: list[aiomqtt.Message] = []
+    storing_count = 0
     first_at = 0.0
-    while True:
-        timeout = None if not unacked else max(0.0, first_at + interval_s - time.monotonic())
-        try:
-            message = await asyncio.wait_for(anext(messages), timeout)
-        except TimeoutError:
+    receive: asyncio.Task | None = None
+
+    async def finish_storing() -> None:
+        nonlocal storing, storing_messages
+        if storing is None:
+            return
+        await storing  # raises if the sink failed: nothing of that batch is acknowledged
+        status.samples += storing_count
+        for stored in storing_messages:
+            if stored.qos > 0:
+                client._client.ack(stored.mid, stored.qos)  # noqa: SLF001 (aiomqtt does not expose it)
+        storing, storing_messages = None, []
+
+    try:
+        while True:
+            if receive is None:
+                receive = asyncio.ensure_future(anext(messages))
+            timeout = None if not unacked else max(0.0, first_at + interval_s - time.monotonic())
+            waiting = {receive} if storing is None else {receive, storing}
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if storing is not None and storing.done():
+                await finish_storing()
             message = None
-        if message is not None:
-            received = time.time()
-            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            samples, errors = router.decode(message.topic.value, payload, received)
-            status.messages += 1
-            status.last_message_at = received
-            for error in errors:
-                status.error(error, received)
-            batch.extend(samples)
+            if receive in done:
+                message = receive.result()  # raises MqttError when disconnected
+                receive = None
+                received = time.time()
+                payload = message.payload
+                if not isinstance(payload, bytes):
+                    payload = str(payload).encode()
+                samples, errors = router.decode(message.topic.value, payload, received)
+                status.messages += 1
+                status.last_message_at = received
+                for error in errors:
+                    status.error(error, received)
+                batch.extend(samples)
+                if not unacked:
+                    first_at = time.monotonic()
+                unacked.append(message)
             if not unacked:
-                first_at = time.monotonic()
-            unacked.append(message)
-        if unacked and (
-            message is None or len(batch) >= batch_max or time.monotonic() - first_at >= interval_s
-        ):
-            if batch:
-                await sink(batch)
-                status.samples += len(batch)
-            for stored in unacked:
-                if stored.qos > 0:
-                    client._client.ack(stored.mid, stored.qos)  # noqa: SLF001
-            batch, unacked = [], []
+                continue
+            # Store when the batch is full, its first message has waited interval_s, or the broker's window
+            # is full of unacknowledged messages and nothing else is queued (it sends no more before acks).
+            window_full = len(unacked) + len(storing_messages) >= max_inflight and len(messages) == 0
+            due = time.monotonic() - first_at >= interval_s
+            if len(batch) >= batch_max or window_full or due or (message is None and not done):
+                await finish_storing()
+                storing = asyncio.ensure_future(sink(batch)) if batch else asyncio.ensure_future(_nothing())
+                storing_messages, storing_count = unacked, len(batch)
+                batch, unacked = [], []
+    finally:
+        for task in (receive, storing):
+            if task is not None and not task.done():
+                task.cancel()
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def write_back(
