@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,11 +32,14 @@ from connectivity import protocols
 from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus, backoff_delays
 from plant.connections.secrets import SecretError, password_of
 from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Connection, ConnectionState, PointMapping, Site, WriteBack
+from plant.models import Connection, ConnectionState, PointMapping, Sensor, Site, WriteBack
 
 log = logging.getLogger(__name__)
 # A client that stayed up this long before it dropped is reconnected after the shortest delay again.
 STABLE_S = 60.0
+# A point sending more than this many times its sensor's expected rate is reported on the status.
+RATE_FACTOR = 10.0
+RATE_WINDOW_S = 10.0
 
 
 class ConfigError(Exception):
@@ -130,6 +134,10 @@ class ConnectionRunner:
         # One thread per connection: its own database connection, and batches stored in order.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bridge-{connection.pk}")
         self._rate_mark = (time.monotonic(), 0)
+        # Samples per point since the last status report, against the sensors' expected periods.
+        self.periods: dict[str, float] = {}
+        self._counts: Counter[str] = Counter()
+        self._counts_since = time.monotonic()
 
     async def _db(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, _in_thread, function, *args)
@@ -145,6 +153,7 @@ class ConnectionRunner:
                 self.status.error(PointError(f"database unavailable, retrying: {exc}"[:300]), time.time())
                 await asyncio.sleep(next(delays))
         self.stored += result.accepted
+        self._counts.update(s.point for s in samples)
         self.rejected += len(result.rejected)
         now = time.time()
         for key, reason in result.rejected:
@@ -169,9 +178,29 @@ class ConnectionRunner:
                 delays = backoff_delays()
             await asyncio.sleep(next(delays))
 
+    def check_rates(self) -> None:
+        """Every RATE_WINDOW_S, a point that sent more than RATE_FACTOR times its sensor's expected rate is
+        an error on the status (its readings are still stored: they are valid, only too many)."""
+        seconds = time.monotonic() - self._counts_since
+        if seconds < RATE_WINDOW_S:
+            return
+        at = time.time()
+        for key, count in self._counts.items():
+            period = self.periods.get(key)
+            if period and count > RATE_FACTOR * max(1.0, seconds / period):
+                reason = (
+                    f"{count} readings in {seconds:.1f} s: more than {RATE_FACTOR:g}× the expected "
+                    f"{1 / period:g}/s"
+                )
+                self.status.error(PointError(reason, point=key, source=key), at)
+                log.warning("connection %s, %s: %s", self.connection.pk, key, reason)
+        self._counts.clear()
+        self._counts_since = time.monotonic()
+
     def state_fields(self) -> dict[str, Any]:
         now = time.monotonic()
         then, stored_then = self._rate_mark
+        self.check_rates()
         rate = (self.stored - stored_then) / (now - then) if now > then else 0.0
         self._rate_mark = (now, self.stored)
         status = self.status
@@ -270,6 +299,7 @@ class ConnectionRunner:
     async def _run(self, config: protocols.ConnectionConfig, points: dict[str, Any]) -> None:
         await self._db(_save_state, self.connection.pk, {"started_at": timezone.now(), "config_error": ""})
         self.stale = await self._db(_stale_keys, self.connection)
+        self.periods = await self._db(_sample_periods, list(points))
         client = asyncio.create_task(self.run_client(config, points), name=f"client-{self.connection.pk}")
         writer = None
         if self.connection.write_back and hasattr(protocols.module(self.connection.protocol), "write_back"):
@@ -317,6 +347,10 @@ def _mark_written(ids: list[int]) -> None:
 
 def _mark_failed(ids: list[int], reason: str) -> None:
     WriteBack.objects.filter(pk__in=ids).update(attempts=F("attempts") + 1, last_error=reason[:300])
+
+
+def _sample_periods(keys: list[str]) -> dict[str, float]:
+    return dict(Sensor.objects.filter(key__in=keys).values_list("key", "sample_period_s"))
 
 
 def _stale_keys(connection: Connection) -> set[str]:

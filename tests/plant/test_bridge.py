@@ -214,3 +214,15 @@ def _set_after(seconds: float) -> asyncio.Event:
     event = asyncio.Event()
     asyncio.get_running_loop().call_later(seconds, event.set)
     return event
+
+
+async def test_a_point_sending_ten_times_its_rate_is_reported_and_still_stored(mosquitto, plant, monkeypatch):  # noqa: F811
+    connection, (json_sensor, _) = plant
+    monkeypatch.setattr(bridge, "RATE_WINDOW_S", 1.0)
+    async with running_bridge(connection):
+        # 40 readings within about a second from a sensor expected once a second.
+        await publish(
+            mosquitto, [("plant/p101/json", orjson.dumps({"t": T + i / 40, "v": 1.0})) for i in range(40)]
+        )
+        await until(lambda: "more than 10× the expected 1/s" in (state_of(connection).last_error or ""))
+    assert len(await fetch(readings, json_sensor)) == 40
