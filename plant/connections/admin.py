@@ -83,6 +83,9 @@ class ConnectionAdmin(SiteScopedAdmin):
         ]
         if state.last_error:
             lines.append(f"last error ({state.last_error_at:%Y-%m-%d %H:%M:%S}): {state.last_error}")
+        if obj.write_back:
+            waiting = obj.write_backs.filter(published_at__isnull=True).count()
+            lines.append(f"alert states waiting to be written back: {waiting}")
         return format_html("<br>".join(["{}"] * len(lines)), *lines)
 
     @admin.display(description="point mappings")

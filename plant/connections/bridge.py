@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -341,8 +341,14 @@ def _pending_write_backs(connection_id: int) -> list[tuple[int, int, str, dict]]
     return [(pk, asset_id, f"{site}/{tag}", payload) for pk, asset_id, site, tag, payload in rows]
 
 
+# Written rows are kept this long (the console shows what was sent), then deleted as new ones are written.
+WRITTEN_KEPT = timedelta(days=1)
+
+
 def _mark_written(ids: list[int]) -> None:
-    WriteBack.objects.filter(pk__in=ids, published_at__isnull=True).update(published_at=timezone.now())
+    now = timezone.now()
+    WriteBack.objects.filter(pk__in=ids, published_at__isnull=True).update(published_at=now)
+    WriteBack.objects.filter(published_at__lt=now - WRITTEN_KEPT).delete()
 
 
 def _mark_failed(ids: list[int], reason: str) -> None:

@@ -5,15 +5,18 @@ retained MQTT message that any client subscribing later still sees."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import aiomqtt
 import orjson
 import pytest
 from asgiref.sync import sync_to_async
 from django import db
+from django.utils import timezone
 
 from alerts.writeback import forget_write_back_assets, record_write_back
 from plant.connections import bridge
+from plant.connections.bridge import WRITTEN_KEPT, _mark_written
 from plant.models import Connection, WriteBack
 from tests.alerts.builders import explanation_for, make_alert
 from tests.brokers import mosquitto  # noqa: F401 (fixture)
@@ -115,3 +118,17 @@ def test_a_failing_write_back_never_undoes_the_state_change(
         alert = make_alert(asset, champion)
     alert.refresh_from_db()
     assert alert.state == "open" and not WriteBack.objects.exists()
+
+
+def test_written_states_are_marked_and_old_ones_deleted(asset, write_back_connection):
+    old = WriteBack.objects.create(
+        connection=write_back_connection,
+        asset=asset,
+        payload={},
+        published_at=timezone.now() - WRITTEN_KEPT * 2,
+    )
+    new = WriteBack.objects.create(connection=write_back_connection, asset=asset, payload={})
+    _mark_written([new.pk])
+    assert not WriteBack.objects.filter(pk=old.pk).exists()
+    new.refresh_from_db()
+    assert new.published_at is not None and timezone.now() - new.published_at < timedelta(minutes=1)
