@@ -7,7 +7,9 @@ sessions, as a production broker does.
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
+import ipaddress
 import shutil
 import socket
 import subprocess
@@ -15,6 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 def free_port() -> int:
@@ -79,6 +85,70 @@ class Mosquitto:
 def mosquitto(tmp_path: Path):
     """A running mosquitto on a free loopback port (stopped after the test)."""
     broker = Mosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def make_tls_files(directory: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 signed by it (PEM files in `directory`)."""
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("vigil test CA"))
+        .issuer_name(name("vigil test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = {"ca": directory / "ca.pem", "cert": directory / "server.pem", "key": directory / "server.key"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files["cert"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files["key"].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return files
+
+
+@pytest.fixture
+def mosquitto_tls(tmp_path: Path):
+    """A mosquitto that speaks only TLS, with the CA file that verifies it (``broker.tls["ca"]``)."""
+    broker = Mosquitto(tmp_path)
+    broker.tls = make_tls_files(tmp_path)
+    broker.config.write_text(
+        broker.config.read_text()
+        + f"cafile {broker.tls['ca']}\ncertfile {broker.tls['cert']}\nkeyfile {broker.tls['key']}\n"
+    )
     broker.start()
     yield broker
     broker.stop()

@@ -8,10 +8,12 @@ import contextlib
 
 import aiomqtt
 import orjson
+import pytest
 
 from connectivity import mqtt
 from connectivity.points import ConnectionStatus, Sample
 from connectivity.protocols import ConnectionConfig
+from tests.brokers import make_tls_files, mosquitto_tls  # noqa: F401 (fixture)
 
 POINTS = {"p1.temp": mqtt.parse_point({"topic": "plant/p1", "value_path": "v", "ts_path": "t"})}
 
@@ -106,4 +108,38 @@ async def test_a_lost_broker_ends_run_with_an_error(mosquitto):
             await task
         except aiomqtt.MqttError:
             pass
+    assert not status.connected
+
+
+async def test_a_tls_broker_is_read_with_its_ca_and_refused_without_it(mosquitto_tls, tmp_path):  # noqa: F811
+    endpoint = f"mqtts://127.0.0.1:{mosquitto_tls.port}"
+    good = ConnectionConfig(
+        name="tls",
+        endpoint=endpoint,
+        ca_file=str(mosquitto_tls.tls["ca"]),
+        interval_s=0.05,
+        client_id="vigil-tls",
+    )
+    sink, status = Collecting(), ConnectionStatus()
+    task = asyncio.create_task(mqtt.run(good, POINTS, sink, status))
+    await until(lambda: status.connected)
+    await asyncio.sleep(0.1)
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        mosquitto_tls.port,
+        tls_params=aiomqtt.TLSParameters(ca_certs=str(mosquitto_tls.tls["ca"])),
+    ) as client:
+        await client.publish("plant/p1", orjson.dumps({"t": 1_767_600_000, "v": 7.0}), qos=1)
+    await until(lambda: len(sink.samples) == 1)
+    await stop(task)
+    # Another CA: the server's certificate does not verify, so run() fails instead of reading.
+    other = tmp_path / "other"
+    other.mkdir()
+    wrong = ConnectionConfig(
+        name="tls", endpoint=endpoint, ca_file=str(make_tls_files(other)["ca"]), client_id="x"
+    )
+    status = ConnectionStatus()
+    with pytest.raises(aiomqtt.MqttError, match="CERTIFICATE_VERIFY_FAILED"):
+        async with asyncio.timeout(10):
+            await mqtt.run(wrong, POINTS, Collecting(), status)
     assert not status.connected
