@@ -368,3 +368,8 @@ VIGIL_BRIDGE_RETRY_CAP_S = env_float("VIGIL_BRIDGE_RETRY_CAP_S", 10.0)
 VIGIL_PUBLIC_URL = env_str("VIGIL_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 # How often the bridge looks for alert states to write back (the write-back latency floor).
 VIGIL_WRITEBACK_POLL_S = env_float("VIGIL_WRITEBACK_POLL_S", 0.2)
+# The demo's embedded MQTT broker (amqtt, installed by `make demo` into its own virtualenv: amqtt pins
+# websockets 15, the web server's is newer); `manage.py demo` runs it when this file exists.
+VIGIL_DEMO_MQTT_BROKER = env_str(
+    "VIGIL_DEMO_MQTT_BROKER", str(BASE_DIR / ".venv-mqtt-broker" / "bin" / "amqtt")
+)

@@ -152,3 +152,54 @@ def mosquitto_tls(tmp_path: Path):
     broker.start()
     yield broker
     broker.stop()
+
+
+class Amqtt:
+    """The demo's embedded broker (amqtt, from its own virtualenv: settings.VIGIL_DEMO_MQTT_BROKER) on a
+    free loopback port. Missing, it fails the test (`make test` installs it)."""
+
+    def __init__(self, directory: Path, binary: str) -> None:
+        if not Path(binary).exists():
+            raise RuntimeError(f"amqtt is not installed at {binary} (`make test` / `make demo` install it)")
+        self.binary = binary
+        self.port = free_port()
+        self.config = directory / "amqtt.yaml"
+        self.config.write_text(
+            "---\nlisteners:\n  default:\n    type: tcp\n"
+            f"    bind: 127.0.0.1:{self.port}\n"
+            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+        )
+        self.log = directory / "amqtt.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"amqtt exited: {self.log.read_text()[-2000:]}") from None
+                time.sleep(0.05)
+        raise RuntimeError("amqtt did not start listening")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture
+def amqtt_broker(tmp_path: Path, settings):
+    broker = Amqtt(tmp_path, settings.VIGIL_DEMO_MQTT_BROKER)
+    broker.start()
+    yield broker
+    broker.stop()

@@ -19,7 +19,7 @@ from plant.builders import make_asset, make_site
 from plant.choices import QualityFlag
 from plant.connections import bridge
 from plant.models import Connection, ConnectionState, PointMapping, Reading, Sensor
-from tests.brokers import mosquitto  # noqa: F401 (fixture)
+from tests.brokers import amqtt_broker, mosquitto  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 T = 1_767_600_000  # 2026-01-05T08:00:00Z
@@ -226,3 +226,29 @@ async def test_a_point_sending_ten_times_its_rate_is_reported_and_still_stored(m
         )
         await until(lambda: "more than 10× the expected 1/s" in (state_of(connection).last_error or ""))
     assert len(await fetch(readings, json_sensor)) == 40
+
+
+@pytest.fixture
+def plant_on_amqtt(amqtt_broker, plant):  # noqa: F811
+    connection, sensors = plant
+    Connection.objects.filter(pk=connection.pk).update(endpoint=amqtt_broker.endpoint)
+    return Connection.objects.select_related("site").get(pk=connection.pk), sensors
+
+
+async def test_the_demo_broker_amqtt_carries_json_and_sparkplug_to_readings(amqtt_broker, plant_on_amqtt):  # noqa: F811
+    """The embedded pure-Python broker of `make demo`, live (amqtt keeps no QoS 1 messages for an offline
+    persistent session, unlike mosquitto: the demo's bridge is started before the simulator)."""
+    connection, (json_sensor, sparkplug_sensor) = plant_on_amqtt
+    async with running_bridge(connection):
+        await publish(
+            amqtt_broker,
+            [
+                ("plant/p101/json", orjson.dumps({"t": T, "v": 42.5})),
+                ("plant/p101/json", b"[1, 2"),
+                ("spBv1.0/north/DBIRTH/edge/p101", sparkplug_payload([("m", 7, 1.0)], (T + 10) * 1000)),
+                ("spBv1.0/north/DDATA/edge/p101", sparkplug_payload([(None, 7, 2.0)], (T + 11) * 1000)),
+            ],
+        )
+        await until(lambda: len(readings(json_sensor)) == 1 and len(readings(sparkplug_sensor)) == 2)
+        await until(lambda: state_of(connection).errors == 1)
+    assert await fetch(readings, json_sensor) == [(T, 42.5, 0)]
