@@ -8,6 +8,7 @@ needs for each of them, so the demo seeds exactly what the simulator publishes.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -19,6 +20,7 @@ from plant.simulator_client import SendTotals
 
 JSON_PREFIX = "demo"
 SPARKPLUG_NODE = "edge-1"
+REBIRTH_S = 60.0
 
 
 def mapping_address(site_slug: str, tag: str, role: str, sparkplug: bool) -> dict[str, str]:
@@ -56,6 +58,7 @@ class MqttDevices:
         self.sensors = {key: ts for key, ts in sensors.items() if ts[0] in json_tags | sparkplug_tags}
         self.sparkplug_tags = sparkplug_tags
         self.aliases: dict[str, dict[str, int]] = {}  # tag -> role -> alias, once its DBIRTH is sent
+        self.born_at: dict[str, float] = {}
         self.client = Client(CallbackAPIVersion.VERSION2, client_id=f"vigil-simulator-{site_slug}")
         self.client.connect(host, port)
         self.client.loop_start()
@@ -91,7 +94,11 @@ class MqttDevices:
         topic = f"spBv1.0/{self.site}/{{}}/{SPARKPLUG_NODE}/{tag}"
         out = []
         times = sorted(steps)
+        # A birth certificate again every REBIRTH_S: a host that (re)subscribed since learns the aliases.
+        if time.monotonic() - self.born_at.get(tag, -REBIRTH_S) >= REBIRTH_S:
+            self.aliases.pop(tag, None)
         if tag not in self.aliases:
+            self.born_at[tag] = time.monotonic()
             # The birth certificate names every metric with its alias and carries the first values.
             first = times.pop(0)
             roles = sorted(role for role, _ in steps[first])

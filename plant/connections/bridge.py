@@ -138,6 +138,7 @@ class ConnectionRunner:
         self.periods: dict[str, float] = {}
         self._counts: Counter[str] = Counter()
         self._counts_since = time.monotonic()
+        self._spans: dict[str, tuple[float, float]] = {}  # (first, last) source time per point
 
     async def _db(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, _in_thread, function, *args)
@@ -153,7 +154,13 @@ class ConnectionRunner:
                 self.status.error(PointError(f"database unavailable, retrying: {exc}"[:300]), time.time())
                 await asyncio.sleep(next(delays))
         self.stored += result.accepted
-        self._counts.update(s.point for s in samples)
+        spans = self._spans
+        for sample in samples:
+            self._counts[sample.point] += 1
+            span = spans.get(sample.point)
+            spans[sample.point] = (
+                (sample.ts, sample.ts) if span is None else (min(span[0], sample.ts), max(span[1], sample.ts))
+            )
         self.rejected += len(result.rejected)
         now = time.time()
         for key, reason in result.rejected:
@@ -179,22 +186,25 @@ class ConnectionRunner:
             await asyncio.sleep(next(delays))
 
     def check_rates(self) -> None:
-        """Every RATE_WINDOW_S, a point that sent more than RATE_FACTOR times its sensor's expected rate is
-        an error on the status (its readings are still stored: they are valid, only too many)."""
-        seconds = time.monotonic() - self._counts_since
-        if seconds < RATE_WINDOW_S:
+        """Every RATE_WINDOW_S, a point whose samples are more than RATE_FACTOR times as dense as its
+        sensor's period (by their own timestamps, so a backfill of history at the right rate is fine) is an
+        error on the status; its readings are still stored: they are valid, only too many."""
+        if time.monotonic() - self._counts_since < RATE_WINDOW_S:
             return
         at = time.time()
         for key, count in self._counts.items():
             period = self.periods.get(key)
-            if period and count > RATE_FACTOR * max(1.0, seconds / period):
+            first, last = self._spans[key]
+            expected = (last - first) / period + 1 if period else None
+            if expected and count > RATE_FACTOR * max(expected, RATE_WINDOW_S / period):
                 reason = (
-                    f"{count} readings in {seconds:.1f} s: more than {RATE_FACTOR:g}× the expected "
-                    f"{1 / period:g}/s"
+                    f"{count} readings over {last - first:.1f} s of source time: more than "
+                    f"{RATE_FACTOR:g}× the expected {1 / period:g}/s"
                 )
                 self.status.error(PointError(reason, point=key, source=key), at)
                 log.warning("connection %s, %s: %s", self.connection.pk, key, reason)
         self._counts.clear()
+        self._spans.clear()
         self._counts_since = time.monotonic()
 
     def state_fields(self) -> dict[str, Any]:

@@ -225,7 +225,16 @@ async def test_a_point_sending_ten_times_its_rate_is_reported_and_still_stored(m
             mosquitto, [("plant/p101/json", orjson.dumps({"t": T + i / 40, "v": 1.0})) for i in range(40)]
         )
         await until(lambda: "more than 10× the expected 1/s" in (state_of(connection).last_error or ""))
-    assert len(await fetch(readings, json_sensor)) == 40
+        # History sent fast but at its own 1 s spacing (a backfill) is not too much.
+        await publish(
+            mosquitto, [("plant/p101/json", orjson.dumps({"t": T + 100 + i, "v": 1.0})) for i in range(60)]
+        )
+        await until(lambda: len(readings(json_sensor)) == 100)
+        await asyncio.sleep(2.5)  # two more rate windows
+    state = await fetch(state_of, connection)
+    flagged = [e for e in state.recent_errors if "expected 1/s" in e["reason"]]
+    assert len(flagged) == 1 and flagged[0]["reason"].startswith("40 readings over 1.0 s")
+    assert len(await fetch(readings, json_sensor)) == 100
 
 
 @pytest.fixture

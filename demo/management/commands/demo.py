@@ -43,6 +43,7 @@ from demo.skab import DEFAULT_RUN, ensure_champion
 from demo.supervisor import ChildDied, StopRequested, Supervisor, web_server_command
 from models_registry.services import ModelRejected, TrainingError
 from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.models import ConnectionState
 from plant.datasets import skab as skab_data
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
@@ -124,6 +125,14 @@ def broker_config(path: Path, host: str, port: int) -> Path:
         "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
     )
     return path
+
+
+def bridge_connected(connection_id: int) -> bool:
+    """Whether the bridge reports the connection connected (its ConnectionState)."""
+    try:
+        return ConnectionState.objects.filter(connection_id=connection_id, connected=True).exists()
+    finally:
+        connections.close_all()  # the children hold SQLite's lock, not this process
 
 
 def bridge_command(site: str) -> list[str]:
@@ -297,6 +306,7 @@ class Command(BaseCommand):
         self, supervisor: Supervisor, host: str, port: int, url: str, token: str, options: dict
     ) -> None:
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1"}
+        env.setdefault("VIGIL_PUBLIC_URL", url)  # the links written back to the plant
         cwd = settings.BASE_DIR
         timeout = float(options["ready_timeout"])
         if settings.REDIS_EMBEDDED:
@@ -348,10 +358,16 @@ class Command(BaseCommand):
         )
         mqtt_url = f"mqtt://{host}:{port}"
         try:
-            seed_demo_connection(mqtt_url)
+            connection = seed_demo_connection(mqtt_url)
         finally:
             connections.close_all()
         supervisor.start("bridge", bridge_command(DEMO_SITE[0]), env=env, cwd=settings.BASE_DIR)
+        # The simulator starts once the bridge has subscribed: what it publishes before would be lost.
+        supervisor.wait_until(
+            lambda: bridge_connected(connection.pk),
+            float(options["ready_timeout"]),
+            "the bridge's MQTT connection",
+        )
         return mqtt_url
 
     def _print_banner(self, supervisor: Supervisor, url: str, logins: list[Login]) -> None:
