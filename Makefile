@@ -7,6 +7,9 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 STAMP_RUNTIME := $(VENV)/.installed-runtime
 STAMP_DEV     := $(VENV)/.installed-dev
+# The demo's embedded MQTT broker (amqtt) lives in its own virtualenv: its pins clash with the web server's.
+BROKER_VENV   := .venv-mqtt-broker
+STAMP_BROKER  := $(BROKER_VENV)/.installed
 
 .PHONY: demo test bench lint contracts format clean venv
 
@@ -22,17 +25,23 @@ $(STAMP_DEV): requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@ $(STAMP_RUNTIME)
 
+$(STAMP_BROKER): requirements-broker.txt | $(PY)
+	$(PYTHON) -m venv $(BROKER_VENV)
+	$(BROKER_VENV)/bin/python -m pip install --quiet -r requirements-broker.txt
+	@touch $@
+
 venv: $(STAMP_RUNTIME)
 
-## demo: migrate, seed the demo plant and run web + worker + Redis + simulator (Ctrl-C stops all);
+## demo: migrate, seed the demo plant and run web + worker + Redis + simulator + MQTT broker and bridge
+## (Ctrl-C stops all);
 ## DATA=skab also replays a real SKAB pump fault from VIGIL_DATA_DIR (see README, "Real datasets")
-demo: $(STAMP_RUNTIME)
+demo: $(STAMP_RUNTIME) $(STAMP_BROKER)
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py collectstatic --noinput -v 0
 	exec $(PY) manage.py demo --port $(PORT)$(if $(DATA), --data $(DATA))
 
 ## test: the whole pytest suite (SQLite + in-process fakes unless DATABASE_URL / REDIS_URL are set)
-test: $(STAMP_DEV)
+test: $(STAMP_DEV) $(STAMP_BROKER)
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -55,5 +64,5 @@ format: $(STAMP_DEV)
 
 ## clean: remove the virtualenv, the local database and collected static files
 clean:
-	rm -rf $(VENV) var staticfiles .pytest_cache
+	rm -rf $(VENV) $(BROKER_VENV) var staticfiles .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -24,6 +24,7 @@ class AlertsConfig(AppConfig):
         from alerts.metrics.openapi import metrics_part
         from alerts.services.lifecycle import provide_explanation_sender
         from alerts.tasks import complete_explanation_task, readings_stored
+        from alerts import writeback
         from alerts.views import asset_panel
         from models_registry.bundle import provide_threshold_overrides
         from models_registry.comparison import provide_observed_follow_through, provide_recorded_alerts
@@ -45,3 +46,5 @@ class AlertsConfig(AppConfig):
         # The lifecycle queues explanations; the task module imports the lifecycle, so the sender is handed
         # in (looked up at call time: tests replace the task's delay).
         provide_explanation_sender(lambda alert_id: complete_explanation_task.delay(alert_id))
+        # Each alert state change queues the asset's state for the site's write-back connections.
+        writeback.connect()

@@ -368,3 +368,21 @@ VIGIL_EDGE_SHADOW_MIN_CORRELATION = env_float("VIGIL_EDGE_SHADOW_MIN_CORRELATION
 # After a switch the agent rolls back by itself when alerts come faster than this multiple of the rate
 # measured in shadow.
 VIGIL_EDGE_ROLLBACK_ALERT_FACTOR = env_float("VIGIL_EDGE_ROLLBACK_ALERT_FACTOR", 3.0)
+
+# --- Plant connections and the bridge (issue 15) ----------------------------------------------------------
+# Fernet key for connection passwords at rest; empty: derived from SECRET_KEY (plant.connections.secrets).
+VIGIL_CONNECTION_KEY = env_str("VIGIL_CONNECTION_KEY", "")
+# The bridge writes each connection's status this often, and stops a broker sending faster than the
+# database takes readings by not acknowledging (see connectivity.mqtt).
+VIGIL_BRIDGE_STATUS_S = env_float("VIGIL_BRIDGE_STATUS_S", 2.0)
+# Longest wait between two attempts to store a batch while the database is unreachable.
+VIGIL_BRIDGE_RETRY_CAP_S = env_float("VIGIL_BRIDGE_RETRY_CAP_S", 10.0)
+# The address users open Vigil at, for links written back to the plant (an HMI shows them as text).
+VIGIL_PUBLIC_URL = env_str("VIGIL_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# How often the bridge looks for alert states to write back (the write-back latency floor).
+VIGIL_WRITEBACK_POLL_S = env_float("VIGIL_WRITEBACK_POLL_S", 0.2)
+# The demo's embedded MQTT broker (amqtt, installed by `make demo` into its own virtualenv: amqtt pins
+# websockets 15, the web server's is newer); `manage.py demo` runs it when this file exists.
+VIGIL_DEMO_MQTT_BROKER = env_str(
+    "VIGIL_DEMO_MQTT_BROKER", str(BASE_DIR / ".venv-mqtt-broker" / "bin" / "amqtt")
+)

@@ -19,10 +19,21 @@ from models_registry.choices import ModelKind
 from models_registry.services import current_champion, promote, train_and_register
 from plant.choices import Criticality, Role
 from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Asset, AssetType, Gateway, Sensor, SensorRole, Site, SiteMembership
+from plant.models import (
+    Asset,
+    AssetType,
+    Connection,
+    Gateway,
+    PointMapping,
+    Sensor,
+    SensorRole,
+    Site,
+    SiteMembership,
+)
 from plant.ingest.hooks import bulk_load
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import sim_assets
+from plant.simulator_mqtt import mapping_address
 from plant.sites import get_site
 
 DEMO_SITE = ("demo-plant", "Demo Plant")
@@ -30,6 +41,11 @@ OTHER_SITE = ("east-works", "East Works")
 PUMP_TYPE = ("centrifugal-pump", "Centrifugal pump")
 DEMO_GATEWAY = "demo-simulator"
 MAX_DEMO_ASSETS = 200
+# The pumps the demo's simulator publishes over MQTT (the others post to the HTTP API), and the
+# connection the bridge reads them through; it also writes every pump's alert state back.
+DEMO_MQTT_JSON = ("p-102", "p-103")
+DEMO_MQTT_SPARKPLUG = ("p-104",)
+DEMO_CONNECTION = "Demo broker (MQTT)"
 
 # role key, label, unit, valid_min, valid_max: the keys are the ones plant.simulator generates.
 PUMP_ROLES: tuple[tuple[str, str, str, float, float], ...] = (
@@ -104,6 +120,27 @@ def seed_demo(assets: int = 6, credentials_path: Path | None = None) -> DemoSeed
             token = gateway.rotate()
     _save_passwords(credentials_path, passwords)
     return DemoSeed(gateway_token=token, users=seeded_users)
+
+
+def seed_demo_connection(endpoint: str) -> Connection:
+    """The demo site's MQTT connection to `endpoint` (created or updated), with a point per sensor of the
+    DEMO_MQTT_JSON and DEMO_MQTT_SPARKPLUG pumps, addressed as the simulator publishes them."""
+    site = Site.objects.get(slug=DEMO_SITE[0])
+    with transaction.atomic():
+        connection, _ = Connection.objects.update_or_create(
+            site=site,
+            name=DEMO_CONNECTION,
+            defaults={"protocol": "mqtt", "endpoint": endpoint, "enabled": True, "write_back": True},
+        )
+        tags = {tag: False for tag in DEMO_MQTT_JSON} | {tag: True for tag in DEMO_MQTT_SPARKPLUG}
+        for sensor in Sensor.objects.filter(asset__site=site, asset__tag__in=list(tags)).select_related(
+            "asset", "role"
+        ):
+            address = mapping_address(site.slug, sensor.asset.tag, sensor.role.key, tags[sensor.asset.tag])
+            PointMapping.objects.update_or_create(
+                connection=connection, sensor=sensor, defaults={"address": address}
+            )
+    return connection
 
 
 def _site(slug: str, name: str) -> Site:

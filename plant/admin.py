@@ -23,6 +23,7 @@ from django.utils.functional import cached_property
 from plant.access import sees_every_site
 from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
 from plant.choices import QualityFlag
+from plant.connections import admin as connections_admin  # noqa: F401 (registers Connection, PointMapping)
 from plant.models import Asset, AssetType, Gateway, Label, Reading, Sensor, SensorRole, Site, SiteMembership
 
 

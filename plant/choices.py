@@ -80,3 +80,18 @@ class HealthStatus(models.TextChoices):
     SILENT = "silent", "No recent data"
 
     colour = colours({"ok": "#16a34a", "warn": "#d97706", "bad": "#dc2626", "silent": "#6b7280"})
+
+
+class Protocol(models.TextChoices):
+    """The plant protocols a Connection speaks (connectivity.protocols has a client for each)."""
+
+    MQTT = "mqtt", "MQTT"
+    OPCUA = "opcua", "OPC UA"
+    MODBUS = "modbus", "Modbus TCP"
+
+
+class PayloadFormat(models.TextChoices):
+    """How an MQTT point's value is carried (connectivity.mqtt.FORMATS)."""
+
+    JSON = "json", "JSON"
+    SPARKPLUG = "sparkplug", "Sparkplug B"

@@ -8,12 +8,14 @@ from collections.abc import Collection
 from datetime import time
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from plant.choices import Criticality, LabelKind, LabelSource
+from connectivity import protocols
+from plant.choices import Criticality, LabelKind, LabelSource, Protocol
 
 
 DEFAULT_SHIFT_STARTS = "06:00,14:00,22:00"
@@ -327,3 +329,173 @@ class EdgeDrop(models.Model):
     class Meta:
         ordering = ["-at"]
         constraints = [models.UniqueConstraint(fields=["gateway", "at", "first_ts"], name="unique_edge_drop")]
+
+
+class Connection(models.Model):
+    """A plant data source the bridge (``manage.py bridge``) connects to: an MQTT broker, an OPC UA server
+    or a Modbus TCP device of one site.
+
+    The password is stored encrypted (plant.connections.secrets, a key derived from the environment) or
+    named as an environment variable to read at connect time; it is never shown back. The options are
+    the protocol's own (connectivity.<protocol>.parse_options), validated when saved."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="connections")
+    name = models.CharField(max_length=120)
+    protocol = models.CharField(max_length=10, choices=Protocol.choices, default=Protocol.MQTT)
+    endpoint = models.CharField(
+        max_length=300,
+        help_text="mqtt://host:1883, mqtts://host:8883, opc.tcp://host:4840, modbus://host:502",
+    )
+    username = models.CharField(max_length=200, blank=True)
+    password_encrypted = models.TextField(blank=True, editable=False)
+    password_env = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[
+            RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "An environment variable name: letters, digits, _.")
+        ],
+        help_text="Read the password from this environment variable of the bridge instead of storing it.",
+    )
+    tls_ca_file = models.CharField(
+        "TLS CA file", max_length=300, blank=True, help_text="Path on the bridge host."
+    )
+    tls_cert_file = models.CharField("TLS client certificate", max_length=300, blank=True)
+    tls_key_file = models.CharField("TLS client key", max_length=300, blank=True)
+    tls_verify = models.BooleanField("verify the server's certificate", default=True)
+    interval_s = models.FloatField(
+        "interval (s)",
+        default=1.0,
+        validators=[MinValueValidator(0.05), MaxValueValidator(3600)],
+        help_text="Poll interval (OPC UA, Modbus); longest wait before received MQTT messages are stored.",
+    )
+    options = models.JSONField(default=dict, blank=True, help_text="Protocol options (JSON object).")
+    enabled = models.BooleanField(default=True)
+    write_back = models.BooleanField(
+        default=False, help_text="Publish each asset's alert state back to this connection (opt-in)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["site", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "name"], name="unique_connection_name_per_site")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_protocol_display()})"
+
+    def clean(self) -> None:
+        """The endpoint and options as the protocol's client reads them (connectivity.protocols)."""
+        errors: dict[str, str] = {}
+        try:
+            self.options = protocols.parse_options(self.protocol, self.options or {})
+        except ValueError as exc:
+            errors["options"] = str(exc)
+        try:
+            protocols.parse_endpoint(self.protocol, self.endpoint)
+        except ValueError as exc:
+            errors["endpoint"] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+
+    def status_text(self, state: ConnectionState | None = None) -> str:
+        """One line on the bridge's last report, for the console and the site page."""
+        if not self.enabled:
+            return "disabled"
+        if state is None:
+            try:
+                state = self.state
+            except ObjectDoesNotExist:
+                return "not reported by the bridge yet"
+        if state.config_error:
+            return f"not started: {state.config_error}"
+        if state.connected:
+            return f"connected, {state.rate:.1f} readings/s"
+        if not state.running:
+            return "bridge not running"
+        return "disconnected" + (f": {state.last_error}" if state.last_error else "")
+
+
+class PointMapping(models.Model):
+    """A source address of a connection (an MQTT topic and JSON path or Sparkplug metric, an OPC UA node,
+    a Modbus register) feeding one Vigil sensor. ``address`` holds the protocol's fields, validated by its
+    client's ``parse_point``."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="mappings")
+    sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="mappings")
+    address = models.JSONField(default=dict, help_text="The protocol's address fields (JSON object).")
+    stale_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Set when the source says the value went stale."
+    )
+
+    class Meta:
+        ordering = ["connection", "sensor__key"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "sensor"], name="unique_mapping_per_sensor")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection.name}: {self.sensor.key}"
+
+    def clean(self) -> None:
+        if self.connection_id and self.sensor_id and self.sensor.asset.site_id != self.connection.site_id:
+            raise ValidationError({"sensor": "The sensor must belong to the connection's site."})
+        if self.connection_id:
+            try:
+                protocols.parse_point(self.connection.protocol, address_text(self.address))
+            except ValueError as exc:
+                raise ValidationError({"address": str(exc)}) from None
+
+
+def address_text(address: object) -> dict[str, str]:
+    if not isinstance(address, dict):
+        raise ValueError("address must be a JSON object of field names to text")
+    return {str(k): "" if v is None else str(v) for k, v in address.items()}
+
+
+class ConnectionState(models.Model):
+    """What the bridge last reported about a connection (written by the bridge every few seconds)."""
+
+    connection = models.OneToOneField(
+        Connection, on_delete=models.CASCADE, primary_key=True, related_name="state"
+    )
+    running = models.BooleanField(default=False)
+    connected = models.BooleanField(default=False)
+    config_error = models.TextField(blank=True, help_text="Why the bridge does not start this connection.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    messages = models.BigIntegerField(default=0)
+    stored = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    rate = models.FloatField(default=0.0, help_text="Readings stored per second, lately.")
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    recent_errors = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"state of {self.connection_id}"
+
+
+class WriteBack(models.Model):
+    """One asset's alert state waiting to be written back to a connection (the outbox the bridge empties).
+
+    Rows are written by the alerts app after an alert's state changes (plant cannot import alerts) and
+    carry the whole state of the asset, so publishing the latest row of an asset is enough and publishing
+    it twice is harmless (MQTT: a retained message per asset)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="write_backs")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["connection", "published_at"], name="writeback_pending")]
+
+    def __str__(self) -> str:
+        return f"write-back of {self.asset_id} to {self.connection_id}"

@@ -101,6 +101,7 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "status_counts": [(status, counts[status]) for status in HealthStatus if counts[status]],
             "site_status": worst(row["status"] for row in rows),
             "alert_count": len(active),
+            "connections": list(site.connections.select_related("state").order_by("name")),
         },
     )
 

@@ -31,7 +31,7 @@ from models_registry.models import (
     ModelVersion,
     RetrainRun,
 )
-from plant.models import Gateway, Label, Reading, Site
+from plant.models import Connection, Gateway, Label, PointMapping, Reading, Site
 from tests.conftest import T0, make_asset, make_pump_type, make_site
 
 A, B = "A", "B"
@@ -123,6 +123,12 @@ def build_world() -> World:
         )
         world.add(Reading.objects.filter(sensor=sensor).earliest("ts"), key)
         world.add(Label.objects.create(asset=asset, start=T0, end=T0 + timedelta(hours=1), kind="fault"), key)
+        connection = world.add(
+            Connection.objects.create(site=site, name=f"broker-{key}", endpoint="mqtt://127.0.0.1:1883"), key
+        )
+        world.add(
+            PointMapping.objects.create(connection=connection, sensor=sensor, address={"topic": "a/b"}), key
+        )
         opened = now - timedelta(hours=1)
         alert = world.add(
             Alert.objects.create(

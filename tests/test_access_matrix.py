@@ -242,6 +242,15 @@ URLS: dict[str, Url] = {
         lambda role, site: LOGIN if role not in STAFF else OK if role == "superuser" else FORBIDDEN,
         kwargs=lambda w, s: {"id": w.obj("auth.user").pk},
     ),
+    # a connection's point mappings as CSV (export) and their import form: staff of the connection's site
+    "admin:plant_connection_mappings_export": Url(
+        lambda role, site: LOGIN if role not in STAFF else OK if sees(role, site) else HIDDEN,
+        obj="plant.connection",
+    ),
+    "admin:plant_connection_mappings_import": Url(
+        lambda role, site: LOGIN if role not in STAFF else OK if sees(role, site) else HIDDEN,
+        obj="plant.connection",
+    ),
     "admin:models_registry_modelversion_download": Url(
         lambda role, site: OK if role in STAFF else LOGIN,
         kwargs=lambda w, s: {"object_id": w.obj("models_registry.modelversion").pk},
@@ -274,6 +283,8 @@ ADMIN_MODELS: dict[str, Admin] = {
     "plant.gateway": Admin(scoped=True),
     "plant.label": Admin(scoped=True),
     "plant.reading": Admin(scoped=True, add=False, delete=False),
+    "plant.connection": Admin(scoped=True),
+    "plant.pointmapping": Admin(scoped=True),
     "alerts.alert": Admin(scoped=True, add=False),
     "alerts.maintenancewindow": Admin(scoped=True),
     "alerts.score": Admin(scoped=True, add=False),

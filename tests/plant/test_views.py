@@ -101,12 +101,12 @@ def test_site_overview_query_count_does_not_grow_with_assets(
     make_asset(site, tag="p-1")
     client.force_login(technician)
     # session, user, site, assets, sensors+roles, health buckets, latest readings, active alerts (alerts'
-    # provide_site_alerts), nav role, nav sites
-    with django_assert_num_queries(10):
+    # provide_site_alerts), plant connections with their bridge status, nav role, nav sites
+    with django_assert_num_queries(11):
         client.get(site.get_absolute_url())
     for i in range(2, 8):
         make_asset(site, tag=f"p-{i}")
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(11):
         response = client.get(site.get_absolute_url())
     assert len(response.context["rows"]) == 7
 

@@ -31,11 +31,19 @@ from django.db import connections
 from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 
 from config.embedded_redis import host_port, redis_answers, server_command
-from demo.seed import bootstrap_demo_champion
+from connectivity.mqtt import parse_endpoint
+from demo.seed import (
+    DEMO_MQTT_JSON,
+    DEMO_MQTT_SPARKPLUG,
+    DEMO_SITE,
+    bootstrap_demo_champion,
+    seed_demo_connection,
+)
 from demo.skab import DEFAULT_RUN, ensure_champion
 from demo.supervisor import ChildDied, StopRequested, Supervisor, web_server_command
 from models_registry.services import ModelRejected, TrainingError
 from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.models import ConnectionState
 from plant.datasets import skab as skab_data
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
@@ -89,7 +97,12 @@ def worker_command(var_dir: Path) -> list[str]:
 
 
 def simulator_command(
-    url: str, token: str, backfill: int, speed: float | None, faults: str | None = None
+    url: str,
+    token: str,
+    backfill: int,
+    speed: float | None,
+    faults: str | None = None,
+    mqtt: str | None = None,
 ) -> list[str]:
     argv = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "simulate", "--url", url]
     argv += ["--token", token, "--backfill", str(backfill)]
@@ -97,7 +110,33 @@ def simulator_command(
         argv += ["--speed", str(speed)]
     if faults:
         argv += ["--faults", faults]
+    if mqtt:
+        argv += ["--mqtt", mqtt, "--mqtt-json", ",".join(DEMO_MQTT_JSON)]
+        argv += ["--mqtt-sparkplug", ",".join(DEMO_MQTT_SPARKPLUG)]
     return argv
+
+
+def broker_config(path: Path, host: str, port: int) -> Path:
+    """The embedded amqtt broker's configuration: one TCP listener, anonymous clients (loopback only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "---\nlisteners:\n  default:\n    type: tcp\n"
+        f"    bind: {host}:{port}\n"
+        "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+    )
+    return path
+
+
+def bridge_connected(connection_id: int) -> bool:
+    """Whether the bridge reports the connection connected (its ConnectionState)."""
+    try:
+        return ConnectionState.objects.filter(connection_id=connection_id, connected=True).exists()
+    finally:
+        connections.close_all()  # the children hold SQLite's lock, not this process
+
+
+def bridge_command(site: str) -> list[str]:
+    return [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "bridge", "--site", site]
 
 
 def replay_command(url: str, token: str, run: str, speed: float) -> list[str]:
@@ -155,6 +194,12 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--replay-speed", type=float, default=10.0, help="replay speed-up factor (default 10)"
+        )
+        parser.add_argument(
+            "--mqtt-port", type=int, default=18830, help="Port of the embedded MQTT broker (default 18830)."
+        )
+        parser.add_argument(
+            "--no-mqtt", action="store_true", help="No MQTT broker and bridge: every pump posts to the API."
         )
         parser.add_argument("--stop-timeout", type=float, default=10.0, help="Seconds before SIGKILL.")
         parser.add_argument("--ready-timeout", type=float, default=60.0, help="Seconds to wait for startup.")
@@ -261,6 +306,7 @@ class Command(BaseCommand):
         self, supervisor: Supervisor, host: str, port: int, url: str, token: str, options: dict
     ) -> None:
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1"}
+        env.setdefault("VIGIL_PUBLIC_URL", url)  # the links written back to the plant
         cwd = settings.BASE_DIR
         timeout = float(options["ready_timeout"])
         if settings.REDIS_EMBEDDED:
@@ -280,15 +326,49 @@ class Command(BaseCommand):
         supervisor.wait_until(
             lambda: web_answers(url + "/accounts/login/"), timeout, f"the web server at {url}"
         )
+        self.mqtt_url = None if options.get("no_mqtt") else self._start_mqtt(supervisor, host, env, options)
         if not options["no_simulator"]:
             command = simulator_command(
-                url, token, int(options["backfill"]), options["speed"], options.get("faults")
+                url, token, int(options["backfill"]), options["speed"], options.get("faults"), self.mqtt_url
             )
             supervisor.start("simulator", command, env=env, cwd=cwd, stop_first=True)
         if options.get("data"):
             command = replay_command(url, token, f"skab/{options['replay']}", float(options["replay_speed"]))
             # The replay ends after one run; the demo keeps going (its alert stays on the dashboard).
             supervisor.start("replay", command, env=env, cwd=cwd, stop_first=True, may_exit=True)
+
+    def _start_mqtt(self, supervisor: Supervisor, host: str, env: dict, options: dict) -> str | None:
+        """Start the embedded MQTT broker and the bridge (the demo connection seeded for it); the broker's
+        URL, or None when there is no broker to run (said in the output; the rest of the demo goes on)."""
+        broker = Path(settings.VIGIL_DEMO_MQTT_BROKER)
+        if not broker.exists():
+            supervisor.say(
+                f"no embedded MQTT broker at {broker} (`make demo` installs it): every pump posts to the API"
+            )
+            return None
+        port = int(options.get("mqtt_port") or 18830)
+        if port_in_use(host, port):
+            raise CommandError(f"something already listens on {host}:{port}; stop it or pass --mqtt-port")
+        config = broker_config(Path(settings.VAR_DIR) / "mqtt" / "amqtt.yaml", host, port)
+        supervisor.start(
+            "mqtt-broker", [str(broker), "-c", str(config)], env=env, cwd=settings.BASE_DIR, stop_last=True
+        )
+        supervisor.wait_until(
+            lambda: port_in_use(host, port), float(options["ready_timeout"]), "the MQTT broker"
+        )
+        mqtt_url = f"mqtt://{host}:{port}"
+        try:
+            connection = seed_demo_connection(mqtt_url)
+        finally:
+            connections.close_all()
+        supervisor.start("bridge", bridge_command(DEMO_SITE[0]), env=env, cwd=settings.BASE_DIR)
+        # The simulator starts once the bridge has subscribed: what it publishes before would be lost.
+        supervisor.wait_until(
+            lambda: bridge_connected(connection.pk),
+            float(options["ready_timeout"]),
+            "the bridge's MQTT connection",
+        )
+        return mqtt_url
 
     def _print_banner(self, supervisor: Supervisor, url: str, logins: list[Login]) -> None:
         first = next((login for login in logins if login.role == "technician"), logins[0] if logins else None)
@@ -306,4 +386,14 @@ class Command(BaseCommand):
             f"    HTTP access log: {Path(settings.VAR_DIR) / 'log' / 'web-access.log'}",
             "    Ctrl-C stops everything.",
         ]
+        if getattr(self, "mqtt_url", None):
+            _, host, port = parse_endpoint(self.mqtt_url)
+            watcher = Path(settings.VIGIL_DEMO_MQTT_BROKER).with_name("amqtt_sub")
+            lines[-1:-1] = [
+                f"    MQTT broker {self.mqtt_url}: {', '.join(DEMO_MQTT_JSON)} publish JSON, "
+                f"{', '.join(DEMO_MQTT_SPARKPLUG)} Sparkplug B; the bridge stores them",
+                "    watch alert states written back (retained, one per pump):",
+                f"      mosquitto_sub -h {host} -p {port} -t 'vigil/#' -v",
+                f"      or: {watcher} --url {self.mqtt_url} -t 'vigil/#'",
+            ]
         supervisor.say("\n".join(lines))

@@ -15,6 +15,7 @@ from plant.sites import UnknownSite, get_site
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import IngestError, ReadingsSender, SimulationRun
 from plant.simulator_labels import LabelRecorder
+from plant.simulator_mqtt import MqttDevices, SplitSender
 
 
 class Command(BaseCommand):
@@ -54,6 +55,15 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--no-labels", action="store_true", help="do not record injected faults as labels"
+        )
+        parser.add_argument(
+            "--mqtt", help="MQTT broker (mqtt://host:port) for the --mqtt-json/--mqtt-sparkplug assets"
+        )
+        parser.add_argument(
+            "--mqtt-json", default="", help="comma-separated tags published as JSON over MQTT"
+        )
+        parser.add_argument(
+            "--mqtt-sparkplug", default="", help="comma-separated tags published as Sparkplug B over MQTT"
         )
 
     def handle(self, *args, **options) -> None:
@@ -106,6 +116,9 @@ class Command(BaseCommand):
         logging.getLogger("httpx").setLevel(logging.WARNING)
         client = simulator_client.http_client(options["url"], token.strip())
         sender = ReadingsSender(client, max_retries=options["max_retries"], warn=self.stderr.write)
+        devices = self._mqtt_devices(options, site, assets)
+        if devices is not None:
+            sender = SplitSender(sender, devices)
         labels = None if options["no_labels"] else LabelRecorder(site)
         run = SimulationRun(simulator, sender, labels, log=self.stdout.write)
         tags = ", ".join(a.tag for a in assets)
@@ -132,6 +145,8 @@ class Command(BaseCommand):
         finally:
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
+            if devices is not None:
+                devices.close()
         self._finish(run)
         totals = sender.totals
         self.stdout.write(
@@ -139,6 +154,27 @@ class Command(BaseCommand):
             f" for {len(assets)} assets of {site.slug} (accepted {totals.accepted},"
             f" duplicates {totals.duplicates}, rejected {totals.rejected}); simulated {self._span(run):.0f} s"
         )
+
+    def _mqtt_devices(self, options: dict, site, assets) -> MqttDevices | None:
+        """The MQTT devices asked for (--mqtt with --mqtt-json / --mqtt-sparkplug tags), or None."""
+        json_tags = {t.strip() for t in options["mqtt_json"].split(",") if t.strip()}
+        sparkplug_tags = {t.strip() for t in options["mqtt_sparkplug"].split(",") if t.strip()}
+        if not (json_tags or sparkplug_tags):
+            return None
+        if not options["mqtt"]:
+            raise CommandError("--mqtt-json / --mqtt-sparkplug need --mqtt mqtt://host:port")
+        known = {asset.tag for asset in assets}
+        if unknown := (json_tags | sparkplug_tags) - known:
+            raise CommandError(
+                f"--mqtt-json / --mqtt-sparkplug: no simulated asset {', '.join(sorted(unknown))}"
+            )
+        sensors = {key: (asset.tag, role) for asset in assets for role, key in asset.sensors.items()}
+        try:
+            return MqttDevices(options["mqtt"], site.slug, sensors, json_tags, sparkplug_tags)
+        except ValueError as exc:
+            raise CommandError(f"--mqtt: {exc}") from None
+        except OSError as exc:
+            raise CommandError(f"--mqtt: cannot reach the broker at {options['mqtt']}: {exc}") from None
 
     def _finish(self, run: SimulationRun) -> None:
         try:

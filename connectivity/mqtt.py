@@ -1,0 +1,524 @@
+"""MQTT client: JSON and Sparkplug B payloads from subscribed topics to samples, acknowledged once stored.
+
+Points are matched by topic filter (``+`` and ``#`` wildcards). A JSON point reads its value (and
+optionally its timestamp) at a dotted path of the payload; with ``items_path`` the payload holds a list of
+readings and each item gives one sample. A Sparkplug B point names a group, an edge node, an optional
+device and a metric: birth certificates (NBIRTH/DBIRTH) bind metric aliases to names, data messages
+(NDATA/DDATA) carry values by name or alias, and death certificates (NDEATH/DDEATH) turn every point of
+that node or device into a STALE sample.
+
+Nothing acknowledged is lost: the session is persistent (a fixed client id, clean_session off) and the
+QoS 1 messages are acknowledged by hand, only after the sink has returned for the batch that holds them.
+While the sink waits (the database is down) nothing is acknowledged, so the broker stops sending once its
+in-flight window is full and keeps the rest queued for this session: that is the back-pressure. A message
+that cannot be read is a `PointError` on the status and is acknowledged with its batch (it would never
+read better), never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import ssl
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import aiomqtt
+import orjson
+from google.protobuf.message import DecodeError
+from paho.mqtt.client import topic_matches_sub
+
+from connectivity import sparkplug_b_pb2
+from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus, Sink, finite
+from connectivity.protocols import ConnectionConfig, Confirm, Take, split_endpoint
+
+FORMATS = ("json", "sparkplug")
+SPARKPLUG_NAMESPACE = "spBv1.0"
+TS_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+_MAX_TOPIC = 65535  # bytes, the protocol's limit
+
+
+# --- points and options --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MqttPoint:
+    """Where one point's values are found: a JSON path under a topic filter, or a Sparkplug B metric."""
+
+    format: str = "json"
+    topic: str = ""  # JSON: a topic filter
+    value_path: str = "value"
+    ts_path: str = ""  # empty: the time the message was received
+    ts_unit: str = "s"  # for numeric timestamps; strings are ISO 8601 with an offset
+    items_path: str = ""  # a list of readings in the payload, one sample per item
+    group: str = ""  # Sparkplug B
+    node: str = ""
+    device: str = ""
+    metric: str = ""
+
+    def subscription(self) -> str:
+        if self.format == "sparkplug":
+            # Node messages (NBIRTH/NDATA/NDEATH) and the device's, in one filter per node.
+            return f"{SPARKPLUG_NAMESPACE}/{self.group}/+/{self.node}/#"
+        return self.topic
+
+    def address(self) -> str:
+        """The point's source address in words, for errors and the mappings list."""
+        if self.format == "sparkplug":
+            return "/".join(p for p in (self.group, self.node, self.device) if p) + f":{self.metric}"
+        return f"{self.topic} {self.items_path + '[].' if self.items_path else ''}{self.value_path}"
+
+
+def _path(name: str, text: str, required: bool) -> str:
+    text = (text or "").strip()
+    if not text:
+        if required:
+            raise ValueError(f"{name} is required")
+        return ""
+    if any(not part for part in text.split(".")) or len(text) > 200:
+        raise ValueError(f"{name} {text[:40]!r} is not a dotted path such as data.value or items.0.v")
+    return text
+
+
+def _topic_filter(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("topic is required")
+    if len(text.encode()) > _MAX_TOPIC or "\x00" in text:
+        raise ValueError("topic is too long or holds a NUL character")
+    levels = text.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise ValueError(f"topic {text[:80]!r}: # must be a whole level and the last one")
+        if "+" in level and level != "+":
+            raise ValueError(f"topic {text[:80]!r}: + must be a whole level")
+    return text
+
+
+def _sparkplug_id(name: str, text: str, required: bool) -> str:
+    text = (text or "").strip()
+    if required and not text:
+        raise ValueError(f"{name} is required for a Sparkplug B point")
+    if any(c in text for c in "/+#"):
+        raise ValueError(f"{name} {text[:40]!r} may not hold /, + or #")
+    return text
+
+
+def parse_point(fields: Mapping[str, str]) -> MqttPoint:
+    """One MQTT point from its address fields (a CSV row, the console form); ValueError naming the
+    problem. Fields: format (json | sparkplug); json: topic, value_path, ts_path, ts_unit, items_path;
+    sparkplug: group, node, device, metric."""
+    fmt = (fields.get("format") or "json").strip().lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {fmt[:20]!r})")
+    if fmt == "sparkplug":
+        return MqttPoint(
+            format=fmt,
+            group=_sparkplug_id("group", fields.get("group", ""), True),
+            node=_sparkplug_id("node", fields.get("node", ""), True),
+            device=_sparkplug_id("device", fields.get("device", ""), False),
+            metric=(fields.get("metric") or "").strip() or _missing("metric"),
+        )
+    unit = (fields.get("ts_unit") or "s").strip()
+    if unit not in TS_UNITS:
+        raise ValueError(f"ts_unit must be one of {', '.join(TS_UNITS)} (got {unit[:10]!r})")
+    return MqttPoint(
+        format=fmt,
+        topic=_topic_filter(fields.get("topic", "")),
+        value_path=_path("value_path", fields.get("value_path") or "value", True),
+        ts_path=_path("ts_path", fields.get("ts_path", ""), False),
+        ts_unit=unit,
+        items_path=_path("items_path", fields.get("items_path", ""), False),
+    )
+
+
+def _missing(name: str) -> str:
+    raise ValueError(f"{name} is required for a Sparkplug B point")
+
+
+OPTION_DEFAULTS: dict[str, Any] = {
+    "qos": 1,
+    "keepalive_s": 30,
+    "batch_max": 5000,
+    "max_inflight": 20,
+    "writeback_prefix": "vigil",
+}
+
+
+def parse_options(options: Mapping[str, Any]) -> dict:
+    """MQTT options: qos (0 or 1; 1 keeps the no-loss promise), keepalive_s (5-3600), batch_max
+    (samples stored at once, 1-100000), max_inflight (the broker's in-flight window for this client:
+    mosquitto's max_inflight_messages, 20 by default; a batch is stored as soon as that many messages wait
+    for their acknowledgement, since the broker sends no more before), writeback_prefix (topic prefix of
+    written-back alert states).
+    Unknown options are refused, so a typo is not silently ignored."""
+    unknown = set(options) - set(OPTION_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown MQTT option(s): {', '.join(sorted(unknown))}")
+    parsed = {**OPTION_DEFAULTS, **options}
+    bounds = (("qos", 0, 1), ("keepalive_s", 5, 3600), ("batch_max", 1, 100_000), ("max_inflight", 1, 65535))
+    for name, low, high in bounds:
+        value = parsed[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"option {name} must be a whole number from {low} to {high}")
+    prefix = parsed["writeback_prefix"]
+    if not isinstance(prefix, str) or not prefix.strip("/") or any(c in prefix for c in "+#\x00"):
+        raise ValueError("option writeback_prefix must be a topic without wildcards, e.g. vigil")
+    parsed["writeback_prefix"] = prefix.strip("/")
+    return parsed
+
+
+def parse_endpoint(endpoint: str) -> tuple[bool, str, int]:
+    """(TLS?, host, port) of ``mqtt://host[:1883]`` or ``mqtts://host[:8883]``."""
+    scheme, host, port = split_endpoint(endpoint, {"mqtt": 1883, "mqtts": 8883})
+    return scheme == "mqtts", host, port
+
+
+# --- decoding ------------------------------------------------------------------------------------------
+
+
+def _get(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(data, dict):
+            data = data.get(part, _MISSING)
+        elif isinstance(data, list) and part.lstrip("-").isdigit() and -len(data) <= int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return _MISSING
+        if data is _MISSING:
+            return data
+    return data
+
+
+_MISSING = object()
+
+
+def _timestamp(raw: Any, unit: str) -> float | str:
+    """Epoch seconds, or the reason the value is not a timestamp."""
+    if isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            return f"unparseable timestamp {raw[:40]!r}"
+        if moment.tzinfo is None:
+            return f"timestamp {raw[:40]!r} has no UTC offset"
+        return moment.timestamp()
+    number = finite(raw)
+    if number is None:
+        return f"timestamp is not a number or an ISO 8601 string: {str(raw)[:40]!r}"
+    return number * TS_UNITS[unit]
+
+
+class Router:
+    """Turns one message into samples and errors for the configured points (no I/O, no clock)."""
+
+    def __init__(self, points: Mapping[str, MqttPoint]) -> None:
+        self.json_points: dict[str, list[tuple[str, MqttPoint]]] = defaultdict(list)
+        # (group, node, device, metric) -> sensor keys; device "" for the node's own metrics
+        self.sparkplug_points: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
+        self.sparkplug_by_device: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        for key, point in points.items():
+            if point.format == "sparkplug":
+                self.sparkplug_points[(point.group, point.node, point.device, point.metric)].append(key)
+                self.sparkplug_by_device[(point.group, point.node, point.device)].append(key)
+            else:
+                self.json_points[point.topic].append((key, point))
+        self.exact = {topic for topic in self.json_points if "+" not in topic and "#" not in topic}
+        self.wildcards = [topic for topic in self.json_points if topic not in self.exact]
+        self.subscriptions = sorted({point.subscription() for point in points.values()})
+        # (group, node, device) -> {alias: metric name}, from the last birth certificate
+        self.aliases: dict[tuple[str, str, str], dict[int, str]] = {}
+
+    def decode(self, topic: str, payload: bytes, received: float) -> tuple[list[Sample], list[PointError]]:
+        if topic.startswith(SPARKPLUG_NAMESPACE + "/"):
+            return self._sparkplug(topic, payload, received)
+        filters = [topic] if topic in self.exact else []
+        filters += [f for f in self.wildcards if topic_matches_sub(f, topic)]
+        if not filters:
+            return [], [PointError("no point is mapped to this topic", source=topic)]
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            return [], [PointError(f"payload is not JSON ({exc.msg})", source=topic)]
+        samples: list[Sample] = []
+        errors: list[PointError] = []
+        for topic_filter in filters:
+            for key, point in self.json_points[topic_filter]:
+                items = [data]
+                if point.items_path:
+                    items = _get(data, point.items_path)
+                    if not isinstance(items, list):
+                        errors.append(PointError(f"no list at {point.items_path!r}", key, topic))
+                        continue
+                for item in items:
+                    self._json_item(key, point, item, topic, received, samples, errors)
+        return samples, errors
+
+    @staticmethod
+    def _json_item(
+        key: str,
+        point: MqttPoint,
+        item: Any,
+        topic: str,
+        received: float,
+        samples: list[Sample],
+        errors: list[PointError],
+    ) -> None:
+        raw = _get(item, point.value_path)
+        if raw is _MISSING:
+            errors.append(PointError(f"no value at {point.value_path!r}", key, topic))
+            return
+        value = finite(raw)
+        if value is None:
+            errors.append(PointError(f"value is not a finite number: {str(raw)[:40]!r}", key, topic))
+            return
+        ts: float | str = received
+        if point.ts_path:
+            raw_ts = _get(item, point.ts_path)
+            ts = (
+                f"no timestamp at {point.ts_path!r}"
+                if raw_ts is _MISSING
+                else _timestamp(raw_ts, point.ts_unit)
+            )
+        if isinstance(ts, str):
+            errors.append(PointError(ts, key, topic))
+            return
+        samples.append(Sample(key, ts, value))
+
+    def _sparkplug(
+        self, topic: str, payload: bytes, received: float
+    ) -> tuple[list[Sample], list[PointError]]:
+        parts = topic.split("/")
+        if len(parts) not in (4, 5) or parts[2] not in _SPARKPLUG_TYPES:
+            return [], [PointError("not a Sparkplug B topic", source=topic)]
+        _, group, kind, node = parts[:4]
+        device = parts[4] if len(parts) == 5 else ""
+        if kind == "STATE":
+            return [], []
+        try:
+            message = sparkplug_b_pb2.Payload.FromString(payload)
+        except DecodeError:
+            return [], [PointError("payload is not a Sparkplug B protobuf", source=topic)]
+        sent = message.timestamp / 1000.0 if message.HasField("timestamp") else received
+        if kind.endswith("DEATH"):
+            return self._death(group, node, device if kind == "DDEATH" else None, sent), []
+        where = (group, node, device)
+        if kind.endswith("BIRTH"):
+            # A birth certificate restarts the node's (or device's) alias table.
+            self.aliases[where] = {m.alias: m.name for m in message.metrics if m.HasField("alias") and m.name}
+        aliases = self.aliases.get(where, {})
+        samples: list[Sample] = []
+        errors: list[PointError] = []
+        for metric in message.metrics:
+            name = metric.name or (aliases.get(metric.alias) if metric.HasField("alias") else None)
+            if not name:
+                errors.append(
+                    PointError(f"metric alias {metric.alias} has no birth certificate", source=topic)
+                )
+                continue
+            keys = self.sparkplug_points.get((group, node, device, name))
+            if not keys:
+                continue  # a metric nobody mapped: births carry every metric of the device
+            ts = metric.timestamp / 1000.0 if metric.HasField("timestamp") else sent
+            if metric.is_null:
+                samples.extend(Sample(key, ts, None, SampleStatus.BAD) for key in keys)
+                continue
+            kind_of_value = metric.WhichOneof("value")
+            raw = getattr(metric, kind_of_value) if kind_of_value else None
+            value = float(raw) if isinstance(raw, bool) else finite(raw)
+            if value is None:
+                errors.extend(
+                    PointError(
+                        f"metric {name!r} has no finite number ({kind_of_value or 'no value'})", key, topic
+                    )
+                    for key in keys
+                )
+                continue
+            samples.extend(Sample(key, ts, value) for key in keys)
+        return samples, errors
+
+    def _death(self, group: str, node: str, device: str | None, ts: float) -> list[Sample]:
+        """STALE samples for every point of the node (``device`` None) or of the one device."""
+        keys: list[str] = []
+        for (g, n, d), device_keys in self.sparkplug_by_device.items():
+            if g == group and n == node and (device is None or d == device):
+                keys.extend(device_keys)
+                self.aliases.pop((g, n, d), None)
+        return [Sample(key, ts, None, SampleStatus.STALE) for key in keys]
+
+
+_SPARKPLUG_TYPES = {"NBIRTH", "NDEATH", "NDATA", "NCMD", "DBIRTH", "DDEATH", "DDATA", "DCMD", "STATE"}
+
+
+# --- the client ----------------------------------------------------------------------------------------
+
+
+def _tls(config: ConnectionConfig) -> aiomqtt.TLSParameters:
+    return aiomqtt.TLSParameters(
+        ca_certs=config.ca_file or None,
+        certfile=config.cert_file or None,
+        keyfile=config.key_file or None,
+        cert_reqs=ssl.CERT_REQUIRED if config.verify_tls else ssl.CERT_NONE,
+    )
+
+
+def client_for(config: ConnectionConfig, *, persistent: bool) -> aiomqtt.Client:
+    """An aiomqtt client for the connection (used by `run` and by write-back publishing)."""
+    tls, host, port = parse_endpoint(config.endpoint)
+    options = parse_options(config.options)
+    return aiomqtt.Client(
+        host,
+        port,
+        identifier=config.client_id or None,
+        clean_session=not persistent,
+        username=config.username or None,
+        password=config.password or None,
+        keepalive=options["keepalive_s"],
+        tls_params=_tls(config) if tls else None,
+        tls_insecure=(not config.verify_tls) if tls else None,
+        timeout=10,
+    )
+
+
+async def run(
+    config: ConnectionConfig, points: Mapping[str, MqttPoint], sink: Sink, status: ConnectionStatus
+) -> None:
+    """Subscribe to the points' topics and hand their samples to `sink` in batches until disconnected.
+
+    A batch is stored when it holds ``batch_max`` samples or its first message is ``interval_s`` old;
+    its QoS 1 messages are acknowledged after `sink` returns. Raises aiomqtt.MqttError on disconnect.
+    """
+    options = parse_options(config.options)
+    router = Router(points)
+    client = client_for(config, persistent=True)
+    async with client:
+        # paho sends PUBACK when told to: after the batch holding the message is stored.
+        client._client.manual_ack_set(True)  # noqa: SLF001 (aiomqtt does not expose it)
+        status.connected = True
+        try:
+            for topic in router.subscriptions:
+                await client.subscribe(topic, qos=options["qos"])
+            await _consume(
+                client, router, sink, status, config.interval_s, options["batch_max"], options["max_inflight"]
+            )
+        finally:
+            status.connected = False
+
+
+async def _consume(
+    client: aiomqtt.Client,
+    router: Router,
+    sink: Sink,
+    status: ConnectionStatus,
+    interval_s: float,
+    batch_max: int,
+    max_inflight: int,
+) -> None:
+    """Read, decode and batch messages; store each batch while the next one is being read (at most one
+    batch in the sink at a time), and acknowledge a batch's messages only once the sink returned for it."""
+    messages = client.messages
+    batch: list[Sample] = []
+    unacked: list[aiomqtt.Message] = []
+    storing: asyncio.Task | None = None  # the previous batch, in the sink
+    storing_messages: list[aiomqtt.Message] = []
+    storing_count = 0
+    first_at = 0.0
+    receive: asyncio.Task | None = None
+
+    async def finish_storing() -> None:
+        nonlocal storing, storing_messages
+        if storing is None:
+            return
+        await storing  # raises if the sink failed: nothing of that batch is acknowledged
+        status.samples += storing_count
+        for stored in storing_messages:
+            if stored.qos > 0:
+                client._client.ack(stored.mid, stored.qos)  # noqa: SLF001 (aiomqtt does not expose it)
+        storing, storing_messages = None, []
+
+    try:
+        while True:
+            if receive is None:
+                receive = asyncio.ensure_future(anext(messages))
+            timeout = None if not unacked else max(0.0, first_at + interval_s - time.monotonic())
+            waiting = {receive} if storing is None else {receive, storing}
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if storing is not None and storing.done():
+                await finish_storing()
+            message = None
+            if receive in done:
+                message = receive.result()  # raises MqttError when disconnected
+                receive = None
+                received = time.time()
+                payload = message.payload
+                if not isinstance(payload, bytes):
+                    payload = str(payload).encode()
+                samples, errors = router.decode(message.topic.value, payload, received)
+                status.messages += 1
+                status.last_message_at = received
+                for error in errors:
+                    status.error(error, received)
+                batch.extend(samples)
+                if not unacked:
+                    first_at = time.monotonic()
+                unacked.append(message)
+            if not unacked:
+                continue
+            # Store when the batch is full, its first message has waited interval_s, or the broker's window
+            # is full of unacknowledged messages and nothing else is queued (it sends no more before acks).
+            window_full = len(unacked) + len(storing_messages) >= max_inflight and len(messages) == 0
+            due = time.monotonic() - first_at >= interval_s
+            if len(batch) >= batch_max or window_full or due or (message is None and not done):
+                await finish_storing()
+                storing = asyncio.ensure_future(sink(batch)) if batch else asyncio.ensure_future(_nothing())
+                storing_messages, storing_count = unacked, len(batch)
+                batch, unacked = [], []
+    finally:
+        for task in (receive, storing):
+            if task is not None and not task.done():
+                task.cancel()
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def write_back(
+    config: ConnectionConfig, take: Take, confirm: Confirm, status: ConnectionStatus
+) -> None:
+    """Publish each asset's alert state as a retained QoS 1 message on ``<writeback_prefix>/<key>/alert``
+    (any MQTT client subscribing later sees the current state) until disconnected. A state is confirmed
+    only after the broker acknowledged it, so an outage delays write-back and never loses it."""
+    prefix = parse_options(config.options)["writeback_prefix"]
+    publisher = replace(config, client_id=f"{config.client_id}-writeback" if config.client_id else "")
+    async with client_for(publisher, persistent=False) as client:
+        while True:
+            states = await take()
+            for state in states:
+                await client.publish(
+                    f"{prefix}/{state.key}/alert", orjson.dumps(state.payload), qos=1, retain=True
+                )
+            await confirm([state.id for state in states])
+
+
+def sparkplug_payload(
+    metrics: Iterable[tuple[str | None, int | None, float | None]], ts_ms: int, seq: int = 0
+) -> bytes:
+    """A Sparkplug B payload of (name, alias, value) metrics as doubles (None value: is_null); for the
+    demo's publisher and the tests."""
+    message = sparkplug_b_pb2.Payload(timestamp=ts_ms, seq=seq % 256)
+    for name, alias, value in metrics:
+        metric = message.metrics.add(timestamp=ts_ms, datatype=10)  # 10: Double
+        if name is not None:
+            metric.name = name
+        if alias is not None:
+            metric.alias = alias
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            metric.is_null = True
+        else:
+            metric.double_value = value
+    return message.SerializeToString()

@@ -1,0 +1,400 @@
+"""The bridge: one asyncio task per enabled connection, its samples stored through plant.ingest.
+
+Each connection's client (connectivity.<protocol>.run) hands batches of samples to a sink that stores
+them with `ingest_readings` (the readings API's validation, quality flags and due marks) in one
+transaction per batch, in a thread of its own so the event loop never waits on the database. The sink
+returns only once the batch is stored: while the database is unreachable it retries with backoff and
+the client, not acknowledging, stops taking messages (back-pressure), so nothing acknowledged is lost.
+A disconnected client is restarted with `backoff_delays`. A connection whose configuration cannot be
+used does not start; its status (ConnectionState) says why. Every few seconds each connection's status
+(connected, last message, counts, rate, last errors) is written for the site page and the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.db import connections as db_connections
+from django.db.models import F
+from django.utils import timezone
+
+from connectivity import protocols
+from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus, backoff_delays
+from plant.connections.secrets import SecretError, password_of
+from plant.ingest import ParsedBatch, ingest_readings
+from plant.models import Connection, ConnectionState, PointMapping, Sensor, Site, WriteBack
+
+log = logging.getLogger(__name__)
+# A client that stayed up this long before it dropped is reconnected after the shortest delay again.
+STABLE_S = 60.0
+# A point sending more than this many times its sensor's expected rate is reported on the status.
+RATE_FACTOR = 10.0
+RATE_WINDOW_S = 10.0
+
+
+class ConfigError(Exception):
+    """Why a connection cannot start (shown on its status)."""
+
+
+def prepare(connection: Connection) -> tuple[protocols.ConnectionConfig, dict[str, Any]]:
+    """The client's settings and parsed points of `connection`; ConfigError naming the first problem."""
+    try:
+        protocols.module(connection.protocol)
+        options = protocols.parse_options(connection.protocol, connection.options or {})
+        protocols.parse_endpoint(connection.protocol, connection.endpoint)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        password = password_of(connection)
+    except SecretError as exc:
+        raise ConfigError(f"password: {exc}") from None
+    points: dict[str, Any] = {}
+    for mapping in connection.mappings.select_related("sensor").order_by("sensor__key"):
+        try:
+            points[mapping.sensor.key] = protocols.parse_point(connection.protocol, mapping.address or {})
+        except ValueError as exc:
+            raise ConfigError(f"mapping of sensor {mapping.sensor.key}: {exc}") from None
+    if not points and not connection.write_back:
+        raise ConfigError("no point mappings: import or add some")
+    config = protocols.ConnectionConfig(
+        name=connection.name,
+        endpoint=connection.endpoint,
+        username=connection.username or None,
+        password=password,
+        ca_file=connection.tls_ca_file or None,
+        cert_file=connection.tls_cert_file or None,
+        key_file=connection.tls_key_file or None,
+        verify_tls=connection.tls_verify,
+        interval_s=connection.interval_s,
+        options=options,
+        client_id=f"vigil-{connection.site.slug}-{connection.pk}",
+    )
+    return config, points
+
+
+@dataclass
+class Stored:
+    """What storing one batch did (the ingest's counts, and the points whose stale mark changed)."""
+
+    accepted: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (sensor key, reason)
+
+
+def store_samples(connection: Connection, samples: list[Sample], stale: set[str]) -> Stored:
+    """Store the GOOD / UNCERTAIN samples through ingest; mark the STALE points' mappings stale and clear
+    the mark of points that sent a value again (`stale` is the connection's set of stale keys, updated).
+    BAD samples are refused: the source says the value is not valid, so it is never stored."""
+    result = Stored()
+    values = [s for s in samples if s.status in (SampleStatus.GOOD, SampleStatus.UNCERTAIN)]
+    result.rejected = [
+        (s.point, "the source marks the value bad") for s in samples if s.status == SampleStatus.BAD
+    ]
+    if values:
+        batch = ParsedBatch.from_arrays(
+            [s.point for s in values], [s.ts for s in values], [s.value for s in values]
+        )
+        ingested = ingest_readings(connection.site, batch)
+        result.accepted = ingested.accepted
+        result.rejected += [(values[index].point, reason) for index, reason in ingested.rejected]
+    went_stale = {s.point for s in samples if s.status == SampleStatus.STALE} - stale
+    came_back = {s.point for s in values} & stale
+    mappings = PointMapping.objects.filter(connection=connection)
+    if went_stale:
+        mappings.filter(sensor__key__in=went_stale).update(stale_since=timezone.now())
+        stale |= went_stale
+    if came_back:
+        mappings.filter(sensor__key__in=came_back).update(stale_since=None)
+        stale -= came_back
+    return result
+
+
+def _moment(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
+
+
+class ConnectionRunner:
+    """Runs one connection's client, its sink and its status reports until cancelled."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.status = ConnectionStatus()
+        self.stored = 0
+        self.rejected = 0
+        self.stale: set[str] = set()  # sensor keys whose mapping is marked stale, read when starting
+        # One thread per connection: its own database connection, and batches stored in order.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bridge-{connection.pk}")
+        self._rate_mark = (time.monotonic(), 0)
+        # Samples per point since the last status report, against the sensors' expected periods.
+        self.periods: dict[str, float] = {}
+        self._counts: Counter[str] = Counter()
+        self._counts_since = time.monotonic()
+        self._spans: dict[str, tuple[float, float]] = {}  # (first, last) source time per point
+
+    async def _db(self, function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, _in_thread, function, *args)
+
+    async def sink(self, samples: list[Sample]) -> None:
+        """Store `samples`; return only once they are stored (retrying while the database is away)."""
+        delays = backoff_delays(first=0.5, cap=settings.VIGIL_BRIDGE_RETRY_CAP_S)
+        while True:
+            try:
+                result: Stored = await self._db(store_samples, self.connection, samples, self.stale)
+                break
+            except DatabaseError as exc:
+                self.status.error(PointError(f"database unavailable, retrying: {exc}"[:300]), time.time())
+                await asyncio.sleep(next(delays))
+        self.stored += result.accepted
+        spans = self._spans
+        for sample in samples:
+            self._counts[sample.point] += 1
+            span = spans.get(sample.point)
+            spans[sample.point] = (
+                (sample.ts, sample.ts) if span is None else (min(span[0], sample.ts), max(span[1], sample.ts))
+            )
+        self.rejected += len(result.rejected)
+        now = time.time()
+        for key, reason in result.rejected:
+            self.status.error(PointError(reason, point=key, source=key), now)
+
+    async def run_client(self, config: protocols.ConnectionConfig, points: Mapping[str, Any]) -> None:
+        client = protocols.module(self.connection.protocol)
+        delays = backoff_delays()
+        while True:
+            started = time.monotonic()
+            try:
+                await client.run(config, points, self.sink, self.status)
+                reason = "the server closed the connection"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any client failure is a disconnect, never the bridge's end
+                reason = f"disconnected: {type(exc).__name__}: {exc}"[:300]
+            self.status.connected = False
+            self.status.error(PointError(reason), time.time())
+            log.warning("connection %s (%s): %s", self.connection.pk, self.connection.name, reason)
+            if time.monotonic() - started > STABLE_S:
+                delays = backoff_delays()
+            await asyncio.sleep(next(delays))
+
+    def check_rates(self) -> None:
+        """Every RATE_WINDOW_S, a point whose samples are more than RATE_FACTOR times as dense as its
+        sensor's period (by their own timestamps, so a backfill of history at the right rate is fine) is an
+        error on the status; its readings are still stored: they are valid, only too many."""
+        if time.monotonic() - self._counts_since < RATE_WINDOW_S:
+            return
+        at = time.time()
+        for key, count in self._counts.items():
+            period = self.periods.get(key)
+            first, last = self._spans[key]
+            expected = (last - first) / period + 1 if period else None
+            if expected and count > RATE_FACTOR * max(expected, RATE_WINDOW_S / period):
+                reason = (
+                    f"{count} readings over {last - first:.1f} s of source time: more than "
+                    f"{RATE_FACTOR:g}× the expected {1 / period:g}/s"
+                )
+                self.status.error(PointError(reason, point=key, source=key), at)
+                log.warning("connection %s, %s: %s", self.connection.pk, key, reason)
+        self._counts.clear()
+        self._spans.clear()
+        self._counts_since = time.monotonic()
+
+    def state_fields(self) -> dict[str, Any]:
+        now = time.monotonic()
+        then, stored_then = self._rate_mark
+        self.check_rates()
+        rate = (self.stored - stored_then) / (now - then) if now > then else 0.0
+        self._rate_mark = (now, self.stored)
+        status = self.status
+        return {
+            "running": True,
+            "connected": status.connected,
+            "config_error": "",
+            "last_message_at": _moment(status.last_message_at),
+            "messages": status.messages,
+            "stored": self.stored,
+            "rejected": self.rejected,
+            "errors": status.errors,
+            "rate": round(rate, 2),
+            "last_error": status.last_error or "",
+            "last_error_at": _moment(status.last_error_at),
+            "recent_errors": [
+                {"reason": e.reason, "point": e.point, "source": e.source} for e in status.recent_errors
+            ],
+            "updated_at": timezone.now(),
+        }
+
+    async def report(self) -> None:
+        """Write the status now (the reporter loop, and once more when stopping)."""
+        try:
+            await self._db(_save_state, self.connection.pk, self.state_fields())
+        except DatabaseError as exc:
+            log.warning("connection %s: status not written: %s", self.connection.pk, exc)
+
+    async def _prepare(self) -> tuple[protocols.ConnectionConfig, dict[str, Any]] | None:
+        """The client's settings, or None after recording why the connection cannot start; waits out a
+        database outage."""
+        delays = backoff_delays(first=0.5, cap=settings.VIGIL_BRIDGE_RETRY_CAP_S)
+        while True:
+            try:
+                return await self._db(prepare, self.connection)
+            except ConfigError as exc:
+                log.error("connection %s (%s) not started: %s", self.connection.pk, self.connection.name, exc)
+                fields = {"running": False, "connected": False, "config_error": str(exc)}
+                await self._db(_save_state, self.connection.pk, fields | {"updated_at": timezone.now()})
+                return None
+            except DatabaseError as exc:
+                log.warning("connection %s: database unavailable at start: %s", self.connection.pk, exc)
+                await asyncio.sleep(next(delays))
+
+    async def run(self) -> None:
+        try:
+            prepared = await self._prepare()
+            if prepared is not None:
+                await self._run(*prepared)
+        finally:
+            # The thread's database connection is closed with it (a test database can then be dropped).
+            await asyncio.shield(self._db(db_connections.close_all))
+            self.executor.shutdown(wait=False)
+
+    async def run_write_back(self, config: protocols.ConnectionConfig) -> None:
+        """Publish the outbox (plant.WriteBack) of this connection until cancelled, reconnecting with
+        backoff; a failed attempt is counted on the rows and they are sent again."""
+        client = protocols.module(self.connection.protocol)
+        in_flight: dict[int, list[int]] = {}  # the state's row id -> every row it stands for
+
+        async def take() -> list[protocols.OutgoingState]:
+            while True:
+                rows = await self._db(_pending_write_backs, self.connection.pk)
+                if rows:
+                    break
+                await asyncio.sleep(settings.VIGIL_WRITEBACK_POLL_S)
+            latest: dict[int, tuple[int, str, dict]] = {}
+            covered: dict[int, list[int]] = {}
+            for pk, asset_id, key, payload in rows:  # oldest first: the last one of an asset wins
+                latest[asset_id] = (pk, key, payload)
+                covered.setdefault(asset_id, []).append(pk)
+            in_flight.clear()
+            for asset_id, (pk, _, _) in latest.items():
+                in_flight[pk] = covered[asset_id]
+            return [protocols.OutgoingState(pk, key, payload) for pk, key, payload in latest.values()]
+
+        async def confirm(ids: list[int]) -> None:
+            done = [pk for state_id in ids for pk in in_flight.pop(state_id, [state_id])]
+            await self._db(_mark_written, done)
+
+        delays = backoff_delays()
+        while True:
+            try:
+                await client.write_back(config, take, confirm, self.status)
+                reason = "write-back: the server closed the connection"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failed write-back never stops reading
+                reason = f"write-back: {type(exc).__name__}: {exc}"[:300]
+            self.status.error(PointError(reason), time.time())
+            failed = [pk for pks in in_flight.values() for pk in pks]
+            if failed:
+                await self._db(_mark_failed, failed, reason)
+            await asyncio.sleep(next(delays))
+
+    async def _run(self, config: protocols.ConnectionConfig, points: dict[str, Any]) -> None:
+        await self._db(_save_state, self.connection.pk, {"started_at": timezone.now(), "config_error": ""})
+        self.stale = await self._db(_stale_keys, self.connection)
+        self.periods = await self._db(_sample_periods, list(points))
+        client = asyncio.create_task(self.run_client(config, points), name=f"client-{self.connection.pk}")
+        writer = None
+        if self.connection.write_back and hasattr(protocols.module(self.connection.protocol), "write_back"):
+            writer = asyncio.create_task(self.run_write_back(config), name=f"write-back-{self.connection.pk}")
+        try:
+            while not client.done():
+                await self.report()
+                await asyncio.wait([client], timeout=settings.VIGIL_BRIDGE_STATUS_S)
+            client.result()
+        finally:
+            client.cancel()
+            if writer is not None:
+                writer.cancel()
+            self.status.connected = False
+            fields = self.state_fields() | {"running": False, "connected": False}
+            await asyncio.shield(self._db(_save_state, self.connection.pk, fields))
+
+
+def _in_thread(function: Any, *args: Any) -> Any:
+    # A connection the database dropped is replaced before the next attempt.
+    close_old_connections()
+    try:
+        return function(*args)
+    except DatabaseError:
+        close_old_connections()
+        raise
+
+
+WRITE_BACK_BATCH = 500
+
+
+def _pending_write_backs(connection_id: int) -> list[tuple[int, int, str, dict]]:
+    """(row id, asset id, "<site>/<asset tag>", payload) of the connection's unwritten states, oldest first."""
+    rows = (
+        WriteBack.objects.filter(connection_id=connection_id, published_at__isnull=True)
+        .order_by("id")
+        .values_list("pk", "asset_id", "asset__site__slug", "asset__tag", "payload")[:WRITE_BACK_BATCH]
+    )
+    return [(pk, asset_id, f"{site}/{tag}", payload) for pk, asset_id, site, tag, payload in rows]
+
+
+# Written rows are kept this long (the console shows what was sent), then deleted as new ones are written.
+WRITTEN_KEPT = timedelta(days=1)
+
+
+def _mark_written(ids: list[int]) -> None:
+    now = timezone.now()
+    WriteBack.objects.filter(pk__in=ids, published_at__isnull=True).update(published_at=now)
+    WriteBack.objects.filter(published_at__lt=now - WRITTEN_KEPT).delete()
+
+
+def _mark_failed(ids: list[int], reason: str) -> None:
+    WriteBack.objects.filter(pk__in=ids).update(attempts=F("attempts") + 1, last_error=reason[:300])
+
+
+def _sample_periods(keys: list[str]) -> dict[str, float]:
+    return dict(Sensor.objects.filter(key__in=keys).values_list("key", "sample_period_s"))
+
+
+def _stale_keys(connection: Connection) -> set[str]:
+    return set(connection.mappings.filter(stale_since__isnull=False).values_list("sensor__key", flat=True))
+
+
+def _save_state(connection_id: int, fields: dict[str, Any]) -> None:
+    ConnectionState.objects.update_or_create(connection_id=connection_id, defaults=fields)
+
+
+def connections_to_run(site: Site | None = None) -> list[Connection]:
+    """The enabled connections (of `site`), with what the bridge reads of them."""
+    queryset = Connection.objects.filter(enabled=True).select_related("site")
+    if site is not None:
+        queryset = queryset.filter(site=site)
+    return list(queryset.order_by("pk"))
+
+
+async def run_bridge(connections: list[Connection], stop: asyncio.Event | None = None) -> None:
+    """Run every connection until `stop` is set (or forever); each one's failure stays its own."""
+    stop = stop or asyncio.Event()
+    runners = [ConnectionRunner(connection) for connection in connections]
+    tasks = [
+        asyncio.create_task(runner.run(), name=f"connection-{runner.connection.pk}") for runner in runners
+    ]
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

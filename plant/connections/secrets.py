@@ -1,0 +1,56 @@
+"""Connection passwords at rest: Fernet-encrypted with a key from the environment, never shown back.
+
+The key is VIGIL_CONNECTION_KEY (a Fernet key) when set, else derived from SECRET_KEY, so a database dump
+alone does not reveal a broker's password. Changing the key makes stored passwords unreadable: the bridge
+then says so on the connection's status and the password has to be typed again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+
+from plant.models import Connection
+
+
+class SecretError(Exception):
+    """A stored password cannot be read (the key changed) or its environment variable is not set."""
+
+
+def _fernet() -> Fernet:
+    key = settings.VIGIL_CONNECTION_KEY
+    if not key:
+        digest = hashlib.sha256(b"vigil.connections:" + settings.SECRET_KEY.encode()).digest()
+        key = base64.urlsafe_b64encode(digest).decode()
+    return Fernet(key)
+
+
+def encrypt(password: str) -> str:
+    return _fernet().encrypt(password.encode()).decode()
+
+
+def set_password(connection: Connection, password: str) -> None:
+    """Store `password` encrypted (an empty one clears it); the environment-variable name is left as is."""
+    connection.password_encrypted = encrypt(password) if password else ""
+
+
+def password_of(connection: Connection) -> str | None:
+    """The connection's password in clear (from its environment variable, else decrypted), or None."""
+    if connection.password_env:
+        value = os.environ.get(connection.password_env)
+        if value is None:
+            raise SecretError(f"environment variable {connection.password_env} is not set")
+        return value
+    if not connection.password_encrypted:
+        return None
+    try:
+        return _fernet().decrypt(connection.password_encrypted.encode()).decode()
+    except InvalidToken:
+        raise SecretError(
+            "the stored password cannot be decrypted (SECRET_KEY or VIGIL_CONNECTION_KEY changed): "
+            "enter it again"
+        ) from None

@@ -1,0 +1,40 @@
+"""manage.py bridge [--site SLUG]: read the plant's enabled connections into Vigil until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from plant.connections.bridge import connections_to_run, run_bridge
+from plant.models import Site
+
+
+class Command(BaseCommand):
+    help = "Run the plant connections (MQTT, OPC UA, Modbus TCP) of every site, or of one, until stopped."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--site", help="Only this site's connections (its slug).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        site = None
+        if options["site"]:
+            site = Site.objects.filter(slug=options["site"]).first()
+            if site is None:
+                raise CommandError(f"no site with slug {options['site']!r}")
+        connections = connections_to_run(site)
+        if not connections:
+            raise CommandError("no enabled connection" + (f" on site {site.slug}" if site else ""))
+        for connection in connections:
+            self.stdout.write(f"bridge: {connection.site.slug} / {connection.name} ({connection.endpoint})")
+        asyncio.run(self._run(connections))
+
+    async def _run(self, connections: list) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_bridge(connections, stop)
+        self.stdout.write("bridge: stopped")

@@ -1,0 +1,145 @@
+"""connectivity.mqtt.run against a real mosquitto: samples reach the sink, QoS 1 messages are acknowledged
+only after the sink returned, and a persistent session survives a broker restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiomqtt
+import orjson
+import pytest
+
+from connectivity import mqtt
+from connectivity.points import ConnectionStatus, Sample
+from connectivity.protocols import ConnectionConfig
+from tests.brokers import make_tls_files, mosquitto_tls  # noqa: F401 (fixture)
+
+POINTS = {"p1.temp": mqtt.parse_point({"topic": "plant/p1", "value_path": "v", "ts_path": "t"})}
+
+
+def config(broker, client_id: str = "vigil-test") -> ConnectionConfig:
+    return ConnectionConfig(name="test", endpoint=broker.endpoint, interval_s=0.05, client_id=client_id)
+
+
+async def publish(broker, values, topic: str = "plant/p1") -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        for i in values:
+            payload = orjson.dumps({"t": 1_767_600_000 + i, "v": float(i)}) if i >= 0 else b"garbage"
+            await client.publish(topic, payload, qos=1)
+
+
+async def until(condition, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+class Collecting:
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def __call__(self, samples: list[Sample]) -> None:
+        await self.gate.wait()
+        self.samples.extend(samples)
+
+
+async def running(broker, sink, status, client_id="vigil-test"):
+    task = asyncio.create_task(mqtt.run(config(broker, client_id), POINTS, sink, status))
+    await until(lambda: status.connected)
+    await asyncio.sleep(0.1)  # subscribed
+    return task
+
+
+async def stop(task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+        await task
+
+
+async def test_published_values_reach_the_sink_and_bad_payloads_are_counted(mosquitto):
+    sink, status = Collecting(), ConnectionStatus()
+    task = await running(mosquitto, sink, status)
+    await publish(mosquitto, [0, 1, -1, 2])
+    await until(lambda: len(sink.samples) == 3)
+    await stop(task)
+    assert [s.value for s in sink.samples] == [0.0, 1.0, 2.0]
+    assert sink.samples[1].ts == 1_767_600_001
+    assert status.messages == 4 and status.errors == 1 and "payload is not JSON" in status.last_error
+
+
+async def test_messages_are_acknowledged_only_after_the_sink_returned(mosquitto):
+    sink, status = Collecting(), ConnectionStatus()
+    sink.gate.clear()  # the database is "down": the sink does not return
+    task = await running(mosquitto, sink, status)
+    await publish(mosquitto, range(5))
+    await until(lambda: status.messages == 5)
+    await stop(task)  # the bridge dies holding 5 unacknowledged messages
+    assert sink.samples == []
+
+    sink.gate.set()
+    status = ConnectionStatus()
+    task = await running(mosquitto, sink, status)  # same client id: the persistent session
+    await until(lambda: len(sink.samples) >= 5)
+    await stop(task)
+    assert sorted({s.value for s in sink.samples}) == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+async def test_queued_messages_survive_a_broker_restart(mosquitto):
+    sink, status = Collecting(), ConnectionStatus()
+    task = await running(mosquitto, sink, status)
+    await stop(task)  # the session exists; the bridge is away
+    await publish(mosquitto, range(20))
+    await asyncio.to_thread(mosquitto.restart)
+    task = await running(mosquitto, sink, ConnectionStatus())
+    await until(lambda: len(sink.samples) >= 20)
+    await stop(task)
+    assert sorted({s.value for s in sink.samples}) == [float(i) for i in range(20)]
+
+
+async def test_a_lost_broker_ends_run_with_an_error(mosquitto):
+    sink, status = Collecting(), ConnectionStatus()
+    task = await running(mosquitto, sink, status)
+    await asyncio.to_thread(mosquitto.stop)
+    async with asyncio.timeout(10):
+        try:
+            await task
+        except aiomqtt.MqttError:
+            pass
+    assert not status.connected
+
+
+async def test_a_tls_broker_is_read_with_its_ca_and_refused_without_it(mosquitto_tls, tmp_path):  # noqa: F811
+    endpoint = f"mqtts://127.0.0.1:{mosquitto_tls.port}"
+    good = ConnectionConfig(
+        name="tls",
+        endpoint=endpoint,
+        ca_file=str(mosquitto_tls.tls["ca"]),
+        interval_s=0.05,
+        client_id="vigil-tls",
+    )
+    sink, status = Collecting(), ConnectionStatus()
+    task = asyncio.create_task(mqtt.run(good, POINTS, sink, status))
+    await until(lambda: status.connected)
+    await asyncio.sleep(0.1)
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        mosquitto_tls.port,
+        tls_params=aiomqtt.TLSParameters(ca_certs=str(mosquitto_tls.tls["ca"])),
+    ) as client:
+        await client.publish("plant/p1", orjson.dumps({"t": 1_767_600_000, "v": 7.0}), qos=1)
+    await until(lambda: len(sink.samples) == 1)
+    await stop(task)
+    # Another CA: the server's certificate does not verify, so run() fails instead of reading.
+    other = tmp_path / "other"
+    other.mkdir()
+    wrong = ConnectionConfig(
+        name="tls", endpoint=endpoint, ca_file=str(make_tls_files(other)["ca"]), client_id="x"
+    )
+    status = ConnectionStatus()
+    with pytest.raises(aiomqtt.MqttError, match="CERTIFICATE_VERIFY_FAILED"):
+        async with asyncio.timeout(10):
+            await mqtt.run(wrong, POINTS, Collecting(), status)
+    assert not status.connected

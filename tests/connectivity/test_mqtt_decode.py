@@ -1,0 +1,144 @@
+"""connectivity.mqtt without a broker: point parsing, and payloads turned into samples or counted errors."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import orjson
+import pytest
+
+from connectivity import protocols
+from connectivity.mqtt import MqttPoint, Router, parse_options, parse_point, sparkplug_payload
+from connectivity.points import Sample, SampleStatus
+
+NOW = 1_767_600_000.0
+
+
+def json_point(**fields: str) -> MqttPoint:
+    return parse_point({"topic": "plant/+/telemetry", **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"topic": ""}, "topic is required"),
+        ({"topic": "a/#/b"}, "# must be a whole level and the last one"),
+        ({"topic": "a/b+"}, "+ must be a whole level"),
+        ({"topic": "a", "value_path": "x..y"}, "not a dotted path"),
+        ({"topic": "a", "ts_unit": "days"}, "ts_unit must be one of"),
+        ({"format": "xml", "topic": "a"}, "format must be one of json, sparkplug"),
+        ({"format": "sparkplug", "group": "g", "metric": "m"}, "node is required"),
+        ({"format": "sparkplug", "group": "g/h", "node": "n", "metric": "m"}, "may not hold"),
+        ({"format": "sparkplug", "group": "g", "node": "n"}, "metric is required"),
+    ],
+)
+def test_a_bad_address_is_refused_with_the_reason(fields, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_point(fields)
+
+
+def test_options_are_validated_and_typos_refused():
+    assert parse_options({})["qos"] == 1
+    with pytest.raises(ValueError, match="unknown MQTT option"):
+        parse_options({"qoss": 1})
+    with pytest.raises(ValueError, match="qos must be a whole number from 0 to 1"):
+        parse_options({"qos": 2})
+    with pytest.raises(ValueError, match="unknown protocol 'bacnet'"):
+        protocols.parse_point("bacnet", {})
+    with pytest.raises(ValueError, match="endpoint must start with mqtt:// or mqtts://"):
+        protocols.parse_endpoint("mqtt", "http://broker")
+
+
+def test_json_values_and_timestamps_are_read_at_their_paths():
+    router = Router(
+        {
+            "p1.temp": json_point(value_path="data.temp", ts_path="ts", ts_unit="ms"),
+            "p1.flow": json_point(value_path="data.flow", ts_path="iso"),
+        }
+    )
+    payload = orjson.dumps(
+        {"ts": 1_767_600_001_500, "iso": "2026-01-05T08:00:00+00:00", "data": {"temp": 41.5, "flow": 3}}
+    )
+    samples, errors = router.decode("plant/p1/telemetry", payload, NOW)
+    assert errors == []
+    assert sorted(samples, key=lambda s: s.point) == [
+        Sample("p1.flow", 1_767_600_000.0, 3.0),
+        Sample("p1.temp", 1_767_600_001.5, 41.5),
+    ]
+
+
+def test_many_readings_in_one_message_each_become_a_sample():
+    router = Router({"p1.temp": json_point(items_path="readings", value_path="v", ts_path="t")})
+    payload = orjson.dumps({"readings": [{"t": NOW + i, "v": float(i)} for i in range(100)]})
+    samples, errors = router.decode("plant/p1/telemetry", payload, NOW)
+    assert errors == [] and len(samples) == 100 and samples[-1] == Sample("p1.temp", NOW + 99, 99.0)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "payload is not JSON"),
+        (b'{"temp": 1}', "no value at 'value'"),
+        (b'{"value": "12"}', "value is not a finite number"),
+        (b'{"value": NaN}', "payload is not JSON"),
+        (b'{"value": 1e999}', "payload is not JSON"),
+        (b'{"value": true}', "value is not a finite number"),
+        (b'{"value": 1, "ts": "yesterday"}', "unparseable timestamp"),
+        (b'{"value": 1, "ts": "2026-01-05T08:00:00"}', "has no UTC offset"),
+        (b'{"value": 1}', "no timestamp at 'ts'"),
+    ],
+)
+def test_a_bad_payload_is_an_error_with_its_reason_never_an_exception(payload, reason):
+    router = Router(
+        {
+            "p1.temp": json_point(ts_path="ts")
+            if b'"ts"' in payload or reason.startswith("no timestamp")
+            else json_point()
+        }
+    )
+    samples, errors = router.decode("plant/p1/telemetry", payload, NOW)
+    assert samples == []
+    assert len(errors) == 1 and reason in errors[0].reason and errors[0].source == "plant/p1/telemetry"
+
+
+def test_an_unmapped_topic_is_counted():
+    samples, errors = Router({"p1.temp": json_point()}).decode("elsewhere/x", b'{"value": 1}', NOW)
+    assert samples == [] and errors[0].reason == "no point is mapped to this topic"
+
+
+def sparkplug_point(device: str = "pump2", metric: str = "vibration") -> MqttPoint:
+    return parse_point(
+        {"format": "sparkplug", "group": "plant", "node": "edge1", "device": device, "metric": metric}
+    )
+
+
+def test_sparkplug_births_bind_aliases_that_data_messages_use():
+    router = Router({"p2.vib": sparkplug_point(), "p2.cur": sparkplug_point(metric="current")})
+    assert router.subscriptions == ["spBv1.0/plant/+/edge1/#"]
+    birth = sparkplug_payload(
+        [("vibration", 1, 0.5), ("current", 2, 10.0), ("unmapped", 3, 1.0)], 1_767_600_000_000
+    )
+    samples, errors = router.decode("spBv1.0/plant/DBIRTH/edge1/pump2", birth, NOW)
+    assert errors == [] and {s.point for s in samples} == {"p2.vib", "p2.cur"}
+    data = sparkplug_payload([(None, 1, 0.75), (None, 2, math.nan)], 1_767_600_001_000)
+    samples, errors = router.decode("spBv1.0/plant/DDATA/edge1/pump2", data, NOW)
+    assert samples == [
+        Sample("p2.vib", 1_767_600_001.0, 0.75),
+        Sample("p2.cur", 1_767_600_001.0, None, SampleStatus.BAD),
+    ]
+    unknown = sparkplug_payload([(None, 9, 1.0)], 1_767_600_002_000)
+    _, errors = router.decode("spBv1.0/plant/DDATA/edge1/pump2", unknown, NOW)
+    assert errors[0].reason == "metric alias 9 has no birth certificate"
+
+
+def test_sparkplug_deaths_make_the_points_stale():
+    router = Router({"p2.vib": sparkplug_point(), "p3.vib": sparkplug_point(device="pump3")})
+    death = sparkplug_payload([], 1_767_600_005_000)
+    samples, _ = router.decode("spBv1.0/plant/DDEATH/edge1/pump2", death, NOW)
+    assert samples == [Sample("p2.vib", 1_767_600_005.0, None, SampleStatus.STALE)]
+    samples, _ = router.decode("spBv1.0/plant/NDEATH/edge1", death, NOW)
+    assert {s.point for s in samples} == {"p2.vib", "p3.vib"}
+    assert all(s.status == SampleStatus.STALE for s in samples)
+    _, errors = router.decode("spBv1.0/plant/DDATA/edge1/pump2", b"\xff\xff\xff", NOW)
+    assert errors[0].reason == "payload is not a Sparkplug B protobuf"

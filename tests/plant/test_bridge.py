@@ -1,0 +1,263 @@
+"""manage.py bridge's engine against a real mosquitto: published values become stored readings through
+plant.ingest, bad input is counted on the connection's status, a database outage loses nothing, and a
+connection whose configuration is invalid does not start and says why."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiomqtt
+import orjson
+import pytest
+from asgiref.sync import sync_to_async
+from django import db
+from django.db import OperationalError
+
+from connectivity.mqtt import sparkplug_payload
+from plant.builders import make_asset, make_site
+from plant.choices import QualityFlag
+from plant.connections import bridge
+from plant.models import Connection, ConnectionState, PointMapping, Reading, Sensor
+from tests.brokers import amqtt_broker, mosquitto  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+T = 1_767_600_000  # 2026-01-05T08:00:00Z
+
+
+@pytest.fixture(autouse=True)
+def quiet(settings):
+    settings.VIGIL_SCORING_ENQUEUE = False
+    settings.VIGIL_BRIDGE_STATUS_S = 0.1
+    settings.VIGIL_BRIDGE_RETRY_CAP_S = 0.2
+
+
+@pytest.fixture
+def plant(mosquitto):  # noqa: F811
+    site = make_site("north")
+    asset = make_asset(site)
+    sensors = list(Sensor.objects.filter(asset=asset).order_by("key"))[:2]
+    connection = Connection.objects.create(
+        site=site, name="broker", endpoint=mosquitto.endpoint, interval_s=0.05, options={"qos": 1}
+    )
+    PointMapping.objects.create(
+        connection=connection,
+        sensor=sensors[0],
+        address={"topic": "plant/+/json", "value_path": "v", "ts_path": "t"},
+    )
+    PointMapping.objects.create(
+        connection=connection,
+        sensor=sensors[1],
+        address={"format": "sparkplug", "group": "north", "node": "edge", "device": "p101", "metric": "m"},
+    )
+    return connection, sensors
+
+
+async def publish(broker, messages) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        for topic, payload in messages:
+            await client.publish(topic, payload, qos=1)
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(connection):
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge.run_bridge([connection], stop))
+    await until(
+        lambda: state_of(connection) is not None
+        and (state_of(connection).connected or state_of(connection).config_error)
+    )
+    await asyncio.sleep(0.2)  # subscribed
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def fetch(function, *args, **kwargs):
+    """`function` run in a worker thread whose database connection is closed afterwards."""
+
+    def call():
+        try:
+            return function(*args, **kwargs)
+        finally:
+            db.connection.close()
+
+    return await sync_to_async(call, thread_sensitive=False)()
+
+
+def state_of(connection) -> ConnectionState | None:
+    return ConnectionState.objects.filter(connection=connection).first()
+
+
+async def until(condition, timeout: float = 15.0) -> None:
+    def check() -> bool:
+        try:
+            return bool(condition())
+        except OperationalError:  # SQLite's shared-cache test database locks a table being written
+            return False
+
+    async with asyncio.timeout(timeout):
+        while not await fetch(check):
+            await asyncio.sleep(0.05)
+
+
+def readings(sensor) -> list[tuple[float, float, int]]:
+    return [
+        (r.ts.timestamp(), r.value, r.quality) for r in Reading.objects.filter(sensor=sensor).order_by("ts")
+    ]
+
+
+async def test_a_published_value_becomes_a_reading_with_its_sensor_time_and_quality(mosquitto, plant):  # noqa: F811
+    connection, (json_sensor, sparkplug_sensor) = plant
+    async with running_bridge(connection):
+        await publish(
+            mosquitto,
+            [
+                ("plant/p101/json", orjson.dumps({"t": T, "v": 42.5})),
+                ("plant/p101/json", orjson.dumps({"t": T + 1, "v": 150.0})),  # above valid_max 100
+                ("plant/p101/json", b"{oops"),
+                ("plant/p101/json", orjson.dumps({"t": T + 2, "v": "NaN"})),
+                ("spBv1.0/north/DBIRTH/edge/p101", sparkplug_payload([("m", 7, 1.0)], (T + 10) * 1000)),
+                ("spBv1.0/north/DDATA/edge/p101", sparkplug_payload([(None, 7, 2.0)], (T + 11) * 1000)),
+            ],
+        )
+        await until(lambda: len(readings(json_sensor)) == 2 and len(readings(sparkplug_sensor)) == 2)
+        await until(lambda: state_of(connection).stored == 4 and state_of(connection).errors == 2)
+    assert await fetch(readings, json_sensor) == [
+        (T, 42.5, 0),
+        (T + 1, 150.0, int(QualityFlag.OUT_OF_RANGE)),
+    ]
+    assert await fetch(readings, sparkplug_sensor) == [(T + 10, 1.0, 0), (T + 11, 2.0, 0)]
+    state = await fetch(state_of, connection)
+    assert state.messages == 6 and not state.running and not state.connected
+    reasons = [e["reason"] for e in state.recent_errors]
+    assert any("payload is not JSON" in r for r in reasons)
+    assert any("value is not a finite number" in r for r in reasons)
+
+
+async def test_readings_the_ingest_refuses_are_errors_on_the_status(mosquitto, plant):  # noqa: F811
+    connection, (json_sensor, _) = plant
+    async with running_bridge(connection):
+        # 1900 is long before the ingest's oldest accepted reading.
+        await publish(mosquitto, [("plant/p101/json", orjson.dumps({"t": -2208988800, "v": 1.0}))])
+        await until(lambda: state_of(connection).rejected == 1)
+    state = await fetch(state_of, connection)
+    assert "timestamp out of range" in state.last_error and state.last_error.startswith(json_sensor.key)
+
+
+async def test_a_sparkplug_death_marks_the_point_stale_until_it_sends_again(mosquitto, plant):  # noqa: F811
+    connection, (_, sensor) = plant
+    mapping = lambda: PointMapping.objects.get(connection=connection, sensor=sensor)  # noqa: E731
+    async with running_bridge(connection):
+        await publish(mosquitto, [("spBv1.0/north/DDEATH/edge/p101", sparkplug_payload([], T * 1000))])
+        await until(lambda: mapping().stale_since is not None)
+        await publish(
+            mosquitto, [("spBv1.0/north/DBIRTH/edge/p101", sparkplug_payload([("m", 1, 3.0)], T * 1000))]
+        )
+        await until(lambda: mapping().stale_since is None)
+
+
+async def test_a_database_outage_loses_no_message(mosquitto, plant, monkeypatch):  # noqa: F811
+    connection, (json_sensor, _) = plant
+    store = bridge.store_samples
+    failures = {"left": 3}
+
+    def flaky(*args):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("could not connect to server")
+        return store(*args)
+
+    monkeypatch.setattr(bridge, "store_samples", flaky)
+    async with running_bridge(connection):
+        await publish(
+            mosquitto, [("plant/p101/json", orjson.dumps({"t": T + i, "v": float(i)})) for i in range(30)]
+        )
+        await until(lambda: len(readings(json_sensor)) == 30)
+    assert failures["left"] == 0
+    state = await fetch(state_of, connection)
+    assert state.stored == 30 and any("database unavailable" in e["reason"] for e in state.recent_errors)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"endpoint": "http://broker"}, "endpoint must start with mqtt:// or mqtts://"),
+        ({"options": {"qos": 5}}, "qos must be a whole number from 0 to 1"),
+        (
+            {"password_env": "VIGIL_TEST_UNSET_VARIABLE"},
+            "environment variable VIGIL_TEST_UNSET_VARIABLE is not set",
+        ),
+        ({"protocol": "bacnet"}, "unknown protocol 'bacnet'"),
+    ],
+)
+async def test_an_invalid_connection_does_not_start_and_says_why(plant, change, reason):
+    connection, _ = plant
+    await fetch(Connection.objects.filter(pk=connection.pk).update, **change)
+    connection = await fetch(Connection.objects.select_related("site").get, pk=connection.pk)
+    await bridge.run_bridge([connection], stop=_set_after(1.0))
+    state = await fetch(state_of, connection)
+    assert reason in state.config_error and not state.running
+
+
+async def test_a_connection_without_mappings_does_not_start(plant):
+    connection, _ = plant
+    await fetch(PointMapping.objects.filter(connection=connection).delete)
+    await bridge.run_bridge([connection], stop=_set_after(0.5))
+    state = await fetch(state_of, connection)
+    assert state.config_error == "no point mappings: import or add some"
+
+
+def _set_after(seconds: float) -> asyncio.Event:
+    event = asyncio.Event()
+    asyncio.get_running_loop().call_later(seconds, event.set)
+    return event
+
+
+async def test_a_point_sending_ten_times_its_rate_is_reported_and_still_stored(mosquitto, plant, monkeypatch):  # noqa: F811
+    connection, (json_sensor, _) = plant
+    monkeypatch.setattr(bridge, "RATE_WINDOW_S", 1.0)
+    async with running_bridge(connection):
+        # 40 readings within about a second from a sensor expected once a second.
+        await publish(
+            mosquitto, [("plant/p101/json", orjson.dumps({"t": T + i / 40, "v": 1.0})) for i in range(40)]
+        )
+        await until(lambda: "more than 10× the expected 1/s" in (state_of(connection).last_error or ""))
+        # History sent fast but at its own 1 s spacing (a backfill) is not too much.
+        await publish(
+            mosquitto, [("plant/p101/json", orjson.dumps({"t": T + 100 + i, "v": 1.0})) for i in range(60)]
+        )
+        await until(lambda: len(readings(json_sensor)) == 100)
+        await asyncio.sleep(2.5)  # two more rate windows
+    state = await fetch(state_of, connection)
+    flagged = [e for e in state.recent_errors if "expected 1/s" in e["reason"]]
+    assert len(flagged) == 1 and flagged[0]["reason"].startswith("40 readings over 1.0 s")
+    assert len(await fetch(readings, json_sensor)) == 100
+
+
+@pytest.fixture
+def plant_on_amqtt(amqtt_broker, plant):  # noqa: F811
+    connection, sensors = plant
+    Connection.objects.filter(pk=connection.pk).update(endpoint=amqtt_broker.endpoint)
+    return Connection.objects.select_related("site").get(pk=connection.pk), sensors
+
+
+async def test_the_demo_broker_amqtt_carries_json_and_sparkplug_to_readings(amqtt_broker, plant_on_amqtt):  # noqa: F811
+    """The embedded pure-Python broker of `make demo`, live (amqtt keeps no QoS 1 messages for an offline
+    persistent session, unlike mosquitto: the demo's bridge is started before the simulator)."""
+    connection, (json_sensor, sparkplug_sensor) = plant_on_amqtt
+    async with running_bridge(connection):
+        await publish(
+            amqtt_broker,
+            [
+                ("plant/p101/json", orjson.dumps({"t": T, "v": 42.5})),
+                ("plant/p101/json", b"[1, 2"),
+                ("spBv1.0/north/DBIRTH/edge/p101", sparkplug_payload([("m", 7, 1.0)], (T + 10) * 1000)),
+                ("spBv1.0/north/DDATA/edge/p101", sparkplug_payload([(None, 7, 2.0)], (T + 11) * 1000)),
+            ],
+        )
+        await until(lambda: len(readings(json_sensor)) == 1 and len(readings(sparkplug_sensor)) == 2)
+        await until(lambda: state_of(connection).errors == 1)
+    assert await fetch(readings, json_sensor) == [(T, 42.5, 0)]

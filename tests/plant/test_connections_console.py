@@ -1,0 +1,134 @@
+"""Connections and point mappings in the engineering console: passwords encrypted and never shown back,
+configuration checked by the protocol's client, CSV import with an error per row, export."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from plant.builders import make_asset
+from plant.connections.mappings import export_csv, import_csv
+from plant.connections.secrets import password_of
+from plant.models import Connection, ConnectionState, PointMapping, Sensor, Site
+from tests.conftest import make_user
+
+SECRET = "s3cret-Broker-Pass"
+
+
+@pytest.fixture
+def engineer_client(client, site):
+    client.force_login(make_user("enzo", "engineer", site))
+    return client
+
+
+def form_data(site: Site, **fields) -> dict:
+    return {
+        "site": site.pk,
+        "name": "line 1 broker",
+        "protocol": "mqtt",
+        "endpoint": "mqtt://broker.local:1883",
+        "username": "vigil",
+        "password": "",
+        "password_env": "",
+        "tls_ca_file": "",
+        "tls_cert_file": "",
+        "tls_key_file": "",
+        "tls_verify": "on",
+        "interval_s": "1.0",
+        "options": "{}",
+        "enabled": "on",
+        **fields,
+    }
+
+
+def test_a_password_is_stored_encrypted_and_never_shown_back(engineer_client, site):
+    response = engineer_client.post(reverse("admin:plant_connection_add"), form_data(site, password=SECRET))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    connection = Connection.objects.get()
+    assert SECRET not in connection.password_encrypted and password_of(connection) == SECRET
+    page = engineer_client.get(reverse("admin:plant_connection_change", args=[connection.pk]))
+    assert page.status_code == 200 and SECRET not in page.content.decode()
+    assert "stored (encrypted)" in page.content.decode()
+    # Saved again with the password field empty: the stored password is kept.
+    url = reverse("admin:plant_connection_change", args=[connection.pk])
+    assert engineer_client.post(url, form_data(site, name="renamed")).status_code == 302
+    connection.refresh_from_db()
+    assert connection.name == "renamed" and password_of(connection) == SECRET
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"endpoint": "http://broker"}, "endpoint must start with mqtt:// or mqtts://"),
+        ({"options": '{"qos": 2}'}, "option qos must be a whole number from 0 to 1"),
+        ({"options": '{"qoss": 1}'}, "unknown MQTT option(s): qoss"),
+        ({"password_env": "not a name"}, "An environment variable name"),
+    ],
+)
+def test_a_configuration_the_bridge_would_refuse_is_a_form_error(engineer_client, site, fields, message):
+    response = engineer_client.post(reverse("admin:plant_connection_add"), form_data(site, **fields))
+    assert response.status_code == 200 and message in response.content.decode()
+    assert not Connection.objects.exists()
+
+
+def test_hundreds_of_mappings_import_with_an_error_per_bad_row(site, other_site):
+    asset = make_asset(site)
+    for i in range(300):
+        Sensor.objects.create(asset=asset, key=f"north.tag{i}", role=asset.sensors.first().role)
+    foreign = make_asset(other_site, tag="p-201").sensors.first()
+    connection = Connection.objects.create(site=site, name="b", endpoint="mqtt://b")
+    rows = ["sensor,topic,value_path,format,group,node,metric"]
+    rows += [f"north.tag{i},plant/tag{i},data.v,,,," for i in range(300)]
+    rows += [
+        "north.tag0,plant/again,v,,,,",  # line 302: mapped twice
+        "nowhere,plant/x,v,,,,",  # 303: unknown sensor
+        f"{foreign.key},plant/x,v,,,,",  # 304: another site's sensor, answered alike
+        "north.tag1,plant/#/x,v,,,,",  # 305: bad filter
+        ",plant/x,v,,,,",  # 306: no sensor
+        "north.tag2,,,sparkplug,g,n,",  # 307: sparkplug without metric
+    ]
+    result = import_csv(connection, "\n".join(rows).encode())
+    assert result.created == 300 and result.updated == 0
+    assert [line for line, _ in result.errors] == [302, 303, 304, 305, 306, 307]
+    reasons = dict(result.errors)
+    assert reasons[302] == "sensor 'north.tag0' is mapped again (first on line 2)"
+    assert reasons[303] == "unknown sensor: 'nowhere'" and reasons[304] == f"unknown sensor: {foreign.key!r}"
+    assert "# must be a whole level" in reasons[305] and reasons[306] == "sensor is empty"
+    assert reasons[307] == "metric is required for a Sparkplug B point"
+    # The export reads back as the same mappings.
+    text = export_csv(connection)
+    assert text.splitlines()[0] == "sensor,topic,value_path" and "north.tag7,plant/tag7,data.v" in text
+    again = import_csv(connection, text.encode())
+    assert again.created == 0 and again.updated == 300 and again.errors == []
+    assert PointMapping.objects.filter(connection=connection).count() == 300
+
+
+def test_the_import_page_shows_refused_rows_and_a_bad_file_is_a_form_error(engineer_client, site):
+    asset = make_asset(site)
+    connection = Connection.objects.create(site=site, name="b", endpoint="mqtt://b")
+    url = reverse("admin:plant_connection_mappings_import", args=[connection.pk])
+    good = asset.sensors.first().key
+    upload = SimpleUploadedFile("m.csv", f"sensor,topic\n{good},a/b\nnope,a/c\n".encode())
+    page = engineer_client.post(url, {"file": upload})
+    body = page.content.decode()
+    assert (
+        page.status_code == 200
+        and "1 mapping(s) created" in body
+        and "unknown sensor: &#x27;nope&#x27;" in body
+    )
+    bad = engineer_client.post(url, {"file": SimpleUploadedFile("m.csv", b"topic\na/b\n")})
+    assert bad.status_code == 400 and "one of them &#x27;sensor&#x27;" in bad.content.decode()
+    export = engineer_client.get(reverse("admin:plant_connection_mappings_export", args=[connection.pk]))
+    assert export.status_code == 200 and f"{good},a/b" in export.content.decode()
+
+
+def test_the_site_page_shows_each_connection_with_the_bridge_status(client, site, technician):
+    up = Connection.objects.create(site=site, name="line broker", endpoint="mqtt://b")
+    ConnectionState.objects.create(connection=up, running=True, connected=True, rate=12.5, stored=99)
+    bad = Connection.objects.create(site=site, name="old plc", endpoint="mqtt://c")
+    ConnectionState.objects.create(connection=bad, config_error="no point mappings: import or add some")
+    client.force_login(technician)
+    body = client.get(site.get_absolute_url()).content.decode()
+    assert "line broker" in body and "connected, 12.5 readings/s" in body and "99 / 0 / 0" in body
+    assert "not started: no point mappings: import or add some" in body
