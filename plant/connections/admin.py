@@ -20,7 +20,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from plant.admin_scoping import SiteScopedAdmin
-from plant.connections.mappings import MappingFileError, export_csv, import_csv
+from connectivity.mapping_csv import MappingFileError
+from plant.connections.mappings import export_csv, import_csv
 from plant.connections.secrets import set_password
 from plant.models import Connection, ConnectionState, PointMapping
 

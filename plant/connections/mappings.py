@@ -14,19 +14,13 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from connectivity import protocols
+from connectivity.mapping_csv import read_mapping_csv
 from plant.models import Connection, PointMapping, Sensor, address_text
 
-MAX_ROWS = 20_000
-MAX_BYTES = 4 * 1024 * 1024
 # Columns in this order first; any other address field follows, sorted.
 COLUMN_ORDER = (
     "format", "topic", "value_path", "ts_path", "ts_unit", "items_path", "group", "node", "device", "metric",
 )  # fmt: skip
-
-
-class MappingFileError(Exception):
-    """The file as a whole is unusable (no sensor column, too big, not text)."""
 
 
 @dataclass
@@ -52,41 +46,9 @@ def export_csv(connection: Connection) -> str:
 
 def import_csv(connection: Connection, data: bytes) -> ImportResult:
     """Create or update the mappings of the valid rows of `data`; report the others by line number."""
-    if len(data) > MAX_BYTES:
-        raise MappingFileError(f"the file is larger than {MAX_BYTES // (1024 * 1024)} MB")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise MappingFileError("the file is not UTF-8 text") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [name.strip() for name in (reader.fieldnames or [])]
-    if "sensor" not in header:
-        raise MappingFileError("the first line must name the columns, one of them 'sensor'")
-    reader.fieldnames = header
-    result = ImportResult()
-    rows: dict[str, tuple[int, dict[str, str]]] = {}
-    for number, row in enumerate(reader, start=2):
-        if number - 1 > MAX_ROWS:
-            raise MappingFileError(f"the file has more than {MAX_ROWS} rows")
-        if None in row:
-            result.errors.append((number, "more values than columns"))
-            continue
-        key = (row.pop("sensor") or "").strip()
-        address = {name: (value or "").strip() for name, value in row.items() if (value or "").strip()}
-        if not key:
-            result.errors.append((number, "sensor is empty"))
-            continue
-        try:
-            protocols.parse_point(connection.protocol, address)
-        except ValueError as exc:
-            result.errors.append((number, str(exc)))
-            continue
-        if key in rows:
-            result.errors.append(
-                (number, f"sensor {key[:100]!r} is mapped again (first on line {rows[key][0]})")
-            )
-            continue
-        rows[key] = (number, address)
+    checked = read_mapping_csv(connection.protocol, data)
+    result = ImportResult(errors=list(checked.errors))
+    rows = {key: (number, address) for key, (number, address, _point) in checked.rows.items()}
     sensors = {s.key: s for s in Sensor.objects.filter(asset__site_id=connection.site_id, key__in=list(rows))}
     existing = {m.sensor_id: m for m in connection.mappings.filter(sensor__in=list(sensors.values()))}
     to_create: list[PointMapping] = []

@@ -1,0 +1,72 @@
+"""Point mappings as CSV, read without Django: the server's console import (plant.connections.mappings)
+and the edge agent's ``points`` file (edge.sources) read the same format through this one reader.
+
+One column ``sensor`` (the Vigil sensor key) and one column per address field of the protocol
+(``connectivity.<protocol>.parse_point`` names them). Every row is checked here — address fields, empty
+sensor, a sensor mapped twice — and a refused row is reported with its line number and reason, never
+stopping the others; which sensor keys exist is the caller's question (the server's database, the agent's
+bundles).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectivity import protocols
+
+MAX_ROWS = 20_000
+MAX_BYTES = 4 * 1024 * 1024
+
+
+class MappingFileError(Exception):
+    """The file as a whole is unusable (no sensor column, too big, not text)."""
+
+
+@dataclass
+class MappingRows:
+    """The valid rows (sensor key -> (line number, address fields, parsed point)) and the refused ones."""
+
+    rows: dict[str, tuple[int, dict[str, str], Any]] = field(default_factory=dict)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def read_mapping_csv(protocol: str, data: bytes) -> MappingRows:
+    """Check every row of a mapping file for ``protocol``; MappingFileError if the file is unusable."""
+    if len(data) > MAX_BYTES:
+        raise MappingFileError(f"the file is larger than {MAX_BYTES // (1024 * 1024)} MB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise MappingFileError("the file is not UTF-8 text") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    if "sensor" not in header:
+        raise MappingFileError("the first line must name the columns, one of them 'sensor'")
+    reader.fieldnames = header
+    result = MappingRows()
+    for number, row in enumerate(reader, start=2):
+        if number - 1 > MAX_ROWS:
+            raise MappingFileError(f"the file has more than {MAX_ROWS} rows")
+        if None in row:
+            result.errors.append((number, "more values than columns"))
+            continue
+        key = (row.pop("sensor") or "").strip()
+        address = {name: (value or "").strip() for name, value in row.items() if (value or "").strip()}
+        if not key:
+            result.errors.append((number, "sensor is empty"))
+            continue
+        try:
+            point = protocols.parse_point(protocol, address)
+        except ValueError as exc:
+            result.errors.append((number, str(exc)))
+            continue
+        if key in result.rows:
+            result.errors.append(
+                (number, f"sensor {key[:100]!r} is mapped again (first on line {result.rows[key][0]})")
+            )
+            continue
+        result.rows[key] = (number, address, point)
+    return result
