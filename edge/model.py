@@ -9,9 +9,11 @@ alert rules' parameters (thresholds in force for the asset, M/N windows, directi
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,13 @@ from detection.baseline import BaselineError, Calibration
 from detection.bundle import Bundle, BundleError
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import RuleParams
+
+
+@lru_cache(maxsize=64)
+def _session(sha256: str, onnx_bytes: bytes) -> Any:
+    """One onnxruntime session per distinct model: a gateway's pumps of one type share a model, and a
+    session costs ~7 MiB (bench/edge.py)."""
+    return runtime.load_session(onnx_bytes)
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,11 @@ class EdgeModel:
         self.min_coverage = float(spec.get("min_coverage", 0.5))
         self.baseline = self._baseline()
         try:
-            self.session = session if session is not None else runtime.load_session(bundle.model)
+            self.session = (
+                session
+                if session is not None
+                else _session(hashlib.sha256(bundle.model).hexdigest(), bundle.model)
+            )
             self.loaded = runtime.LoadedModel.unregistered(
                 bundle.model, spec["feature_names"], self.output_spec, self.session
             )

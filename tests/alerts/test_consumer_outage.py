@@ -26,7 +26,7 @@ from websockets.sync.client import connect as ws_connect
 from config.asgi import ChannelLayerOutage, application
 from config.embedded_redis import start_embedded_redis
 from config.routing import websocket_urlpatterns
-from tests.live_server import LiveServer, free_port
+from bench.live_server import LiveServer, free_port
 
 DENIAL = {"websocket.http.response": {}}
 pytestmark = pytest.mark.django_db(transaction=True)

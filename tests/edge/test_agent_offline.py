@@ -19,7 +19,7 @@ from edge.agent import Agent
 from edge.config import AgentConfig, AssetConfig
 from edge.forward import ForwardError
 from tests.edge.conftest import ROLES, TRAIN_S, make_bundle, samples_of, sensors, simulator
-from tests.live_server import LiveServer, free_port
+from bench.live_server import LiveServer, free_port
 
 SETUP = """
 import hashlib, zipfile

@@ -20,7 +20,7 @@ from edge.updater import UpdatePolicy, Updater
 from edge.updates import load_public_key
 from tests.edge.conftest import ROLES, TRAIN_S, make_bundle, samples_of, simulator
 from tests.edge.test_agent_offline import shifted
-from tests.live_server import LiveServer
+from bench.live_server import LiveServer
 
 SETUP = """
 import zipfile

@@ -20,7 +20,7 @@ from django.db import OperationalError
 
 import config.asgi
 
-from tests.live_server import LiveServer
+from bench.live_server import LiveServer
 
 LIMIT = 1024 * 1024  # VIGIL_INGEST_MAX_BODY_BYTES of the server under test
 HUGE = 1024**3  # what the hostile client claims or streams

@@ -1,4 +1,4 @@
-"""A real web server for the tests that need one: uvicorn serving config.asgi over a scratch database.
+"""A real web server for the tests and benches that need one: uvicorn serving config.asgi over a scratch database.
 
 pytest-django's test database lives inside the pytest process, so the server gets a fresh SQLite file of
 its own, migrated and filled by a setup script run with the same settings. Used by the tests of what only a
