@@ -26,6 +26,9 @@ from urllib.parse import urlsplit
 # name -> module; each protocol's helper adds its line.
 PROTOCOLS: dict[str, str] = {
     "mqtt": "connectivity.mqtt",
+    # The OPC UA and Modbus clients keep their own calls; their registry faces translate (module:attribute).
+    "opcua": "connectivity.ot_sources:OPCUA",
+    "modbus": "connectivity.ot_sources:MODBUS",
 }
 
 
@@ -67,7 +70,9 @@ def module(protocol: str) -> ModuleType:
         name = PROTOCOLS[protocol]
     except KeyError:
         raise ValueError(f"unknown protocol {protocol!r} (known: {', '.join(sorted(PROTOCOLS))})") from None
-    return importlib.import_module(name)
+    path, _, attribute = name.partition(":")
+    loaded = importlib.import_module(path)
+    return getattr(loaded, attribute) if attribute else loaded
 
 
 def parse_point(protocol: str, fields: Mapping[str, str]) -> Any:

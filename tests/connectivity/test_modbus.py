@@ -17,7 +17,7 @@ from connectivity.points import ConnectionStatus, PointError, SampleStatus
 from connectivity.writeback import AlertState
 from demo.devices import start_modbus_device
 from tests.connectivity.ot_support import Collector, until
-from tests.live_server import free_port
+from bench.live_server import free_port
 
 FORMATS = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f"}
 

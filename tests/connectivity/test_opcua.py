@@ -18,7 +18,7 @@ from connectivity.points import ConnectionStatus, PointError, Sample, SampleStat
 from connectivity.writeback import AlertState
 from demo.devices import start_opcua_device
 from tests.connectivity.ot_support import Collector, until
-from tests.live_server import free_port
+from bench.live_server import free_port
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from connectivity.points import ConnectionStatus
 from demo.devices import modbus_address
 from plant.simulator import ROLES
 from tests.connectivity.ot_support import Collector, until
-from tests.live_server import ROOT, free_port
+from bench.live_server import ROOT, free_port
 
 
 @pytest.fixture
