@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from connectivity.points import Sample
+from demo.edge_link import Link
 from edge.agent import Agent
 from edge.config import AgentConfig, AssetConfig
 from edge.forward import ForwardError
@@ -49,49 +50,6 @@ print(json.dumps({{"token": Gateway.issue(site, "edge-1")[1], "sha256": version.
 
 FAULT_AFTER_S = 180.0
 CUT_S = 600.0
-
-
-class Link:
-    """A TCP relay from a local port to the server that the test can cut (listener and connections
-    closed: the agent sees connection refused/reset, as when a plant network drops) and restore."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self._server: asyncio.base_events.Server | None = None
-        self._conns: set[asyncio.StreamWriter] = set()
-
-    async def up(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._conns):
-            writer.close()
-        self._conns.clear()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._conns |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +107,14 @@ def test_ten_minutes_cut_off_the_alert_is_local_at_once_and_the_server_gets_ever
         published.append((time.monotonic(), event))
 
     async def scenario() -> tuple[list, Agent]:
-        link = Link(live.port)
+        # The demo's cuttable link (demo.edge_link): cut while its flag file exists.
+        flag = tmp_path / "offline"
+        flag.touch()
+        link = Link(free_port(), "127.0.0.1", live.port, flag)
+        relay = asyncio.create_task(link.serve())
+        await asyncio.sleep(0.2)
         config = AgentConfig(
-            server_url=f"http://127.0.0.1:{link.port}",
+            server_url=f"http://127.0.0.1:{link.listen}",
             token=facts["token"],
             data_dir=tmp_path / "agent",
             queue_max_bytes=64 * 1024 * 1024,
@@ -176,11 +139,12 @@ def test_ten_minutes_cut_off_the_alert_is_local_at_once_and_the_server_gets_ever
             await agent.forwarder.forward_once()
         assert agent.queue.stats().readings == CUT_S * len(ROLES)
         # The link comes back: the queue drains.
-        await link.up()
+        flag.unlink()
         await agent.forwarder.forward_once()
         assert agent.queue.stats().readings == 0 and agent.queue.stats().events == 0
         await agent.forwarder.close()
         agent.queue.close()
+        relay.cancel()
         return opened, agent
 
     opened, agent = asyncio.run(scenario())
