@@ -43,7 +43,7 @@ from demo.skab import DEFAULT_RUN, ensure_champion
 from demo.supervisor import ChildDied, StopRequested, Supervisor, web_server_command
 from models_registry.services import ModelRejected, TrainingError
 from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
-from plant.models import ConnectionState
+from plant.models import ConnectionState, Site
 from plant.datasets import skab as skab_data
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
@@ -326,7 +326,9 @@ class Command(BaseCommand):
         supervisor.wait_until(
             lambda: web_answers(url + "/accounts/login/"), timeout, f"the web server at {url}"
         )
-        self.mqtt_url = None if options.get("no_mqtt") else self._start_mqtt(supervisor, host, env, options)
+        # The broker and bridge carry the simulator's MQTT pumps (and write alert states back).
+        with_mqtt = not (options.get("no_mqtt") or options["no_simulator"])
+        self.mqtt_url = self._start_mqtt(supervisor, host, env, options) if with_mqtt else None
         if not options["no_simulator"]:
             command = simulator_command(
                 url, token, int(options["backfill"]), options["speed"], options.get("faults"), self.mqtt_url
@@ -340,6 +342,10 @@ class Command(BaseCommand):
     def _start_mqtt(self, supervisor: Supervisor, host: str, env: dict, options: dict) -> str | None:
         """Start the embedded MQTT broker and the bridge (the demo connection seeded for it); the broker's
         URL, or None when there is no broker to run (said in the output; the rest of the demo goes on)."""
+        if not Site.objects.filter(slug=DEMO_SITE[0]).exists():
+            connections.close_all()
+            supervisor.say(f"no site {DEMO_SITE[0]} (run seed_demo): every pump posts to the API, no MQTT")
+            return None
         broker = Path(settings.VIGIL_DEMO_MQTT_BROKER)
         if not broker.exists():
             supervisor.say(
