@@ -11,7 +11,7 @@ STAMP_DEV     := $(VENV)/.installed-dev
 BROKER_VENV   := .venv-mqtt-broker
 STAMP_BROKER  := $(BROKER_VENV)/.installed
 
-.PHONY: demo test bench lint contracts format clean venv
+.PHONY: demo test bench lint contracts format clean venv edge-offline edge-online
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Vigil needs Python 3.11+, found " + sys.version.split()[0])'
@@ -39,6 +39,13 @@ demo: $(STAMP_RUNTIME) $(STAMP_BROKER)
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py collectstatic --noinput -v 0
 	exec $(PY) manage.py demo --port $(PORT)$(if $(DATA), --data $(DATA))
+
+## edge-offline / edge-online: cut / restore the demo edge agent's link to the server (`make demo` prints it)
+EDGE_FLAG := $(or $(VIGIL_VAR_DIR),var)/demo/edge-offline
+edge-offline:
+	@mkdir -p $(dir $(EDGE_FLAG)) && touch $(EDGE_FLAG) && echo "edge agent cut off from the server ($(EDGE_FLAG)); it keeps deciding locally"
+edge-online:
+	@rm -f $(EDGE_FLAG) && echo "edge agent back online: it forwards its queue"
 
 ## test: the whole pytest suite (SQLite + in-process fakes unless DATABASE_URL / REDIS_URL are set)
 test: $(STAMP_DEV) $(STAMP_BROKER)

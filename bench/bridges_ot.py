@@ -37,7 +37,7 @@ WARM_UP_S = 3.0
 
 
 async def serve_opcua(port: int, items: int) -> None:
-    from demo.devices import start_opcua_device
+    from plant.simulator_devices import start_opcua_device
 
     device = await start_opcua_device(port, roles=[f"v{i}" for i in range(items)])
     print("ready", flush=True)
@@ -51,7 +51,7 @@ async def serve_opcua(port: int, items: int) -> None:
 
 
 async def serve_modbus(port: int, registers: int) -> None:
-    from demo.devices import start_modbus_device
+    from plant.simulator_devices import start_modbus_device
 
     device = await start_modbus_device(port, registers=registers)
     await device.set_registers(0, [i % 65536 for i in range(registers)])

@@ -266,7 +266,13 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # The protocol libraries log every request and notification at INFO/DEBUG; the bridge and the
+        # simulator report connections and errors in their own words (the connection's status).
+        "asyncua": {"level": "WARNING"},
+        "pymodbus": {"level": "ERROR"},
+    },
 }
 
 # --- Vigil ---------------------------------------------------------------------------------------------

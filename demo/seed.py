@@ -33,6 +33,7 @@ from plant.models import (
 from plant.ingest.hooks import bulk_load
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import sim_assets
+from plant.simulator_devices import MODBUS_ALARM_COIL, MODBUS_SEVERITY_REGISTER, MODBUS_UNIT, modbus_address
 from plant.simulator_mqtt import mapping_address
 from plant.sites import get_site
 
@@ -43,9 +44,18 @@ DEMO_GATEWAY = "demo-simulator"
 MAX_DEMO_ASSETS = 200
 # The pumps the demo's simulator publishes over MQTT (the others post to the HTTP API), and the
 # connection the bridge reads them through; it also writes every pump's alert state back.
-DEMO_MQTT_JSON = ("p-102", "p-103")
+# How the demo's pumps reach Vigil (issue 15/16): p-106 posts to the API, p-102 publishes JSON and p-104
+# Sparkplug B over MQTT, p-103 is an OPC UA server and p-105 a Modbus TCP server (the simulated PLCs the
+# bridge reads), and p-101's Modbus device is read by the demo's edge agent, which forwards it.
+DEMO_MQTT_JSON = ("p-102",)
 DEMO_MQTT_SPARKPLUG = ("p-104",)
+DEMO_OPCUA = ("p-103",)
+DEMO_MODBUS = ("p-105",)
+DEMO_EDGE = ("p-101",)
 DEMO_CONNECTION = "Demo broker (MQTT)"
+DEMO_OPCUA_CONNECTION = "Demo PLC (OPC UA)"
+DEMO_MODBUS_CONNECTION = "Demo PLC (Modbus TCP)"
+DEMO_EDGE_GATEWAY = "demo-edge-agent"
 
 # role key, label, unit, valid_min, valid_max: the keys are the ones plant.simulator generates.
 PUMP_ROLES: tuple[tuple[str, str, str, float, float], ...] = (
@@ -278,3 +288,82 @@ def bootstrap_demo_champion(
         f"trained and promoted {version} (open {version.open_threshold:.3g}, clear {version.clear_threshold:.3g})"
     )
     return version
+
+
+def opcua_address(tag: str, role: str) -> dict[str, str]:
+    """The mapping of one sensor of a simulated OPC UA pump (plant.simulator_devices: ns=2;s=<tag>.<role>)."""
+    return {"node_id": f"ns=2;s={tag}.{role}", "sampling_interval_ms": "1000"}
+
+
+def modbus_mapping(role: str) -> dict[str, str]:
+    """The mapping of one sensor of a simulated Modbus pump (float32 holding registers, unit 1)."""
+    return {
+        "unit_id": str(MODBUS_UNIT),
+        "function": "holding_register",
+        "address": str(modbus_address(role)),
+        "data_type": "float32",
+    }
+
+
+def seed_demo_ot_connections(opcua_endpoint: str, modbus_endpoint: str) -> list[Connection]:
+    """The demo site's OPC UA and Modbus connections to the simulated PLCs (created or updated), a point per
+    sensor of the DEMO_OPCUA / DEMO_MODBUS pumps, and each pump's alarm nodes / coil as write-back targets."""
+    site = Site.objects.get(slug=DEMO_SITE[0])
+    plans = (
+        (
+            DEMO_OPCUA_CONNECTION,
+            "opcua",
+            opcua_endpoint,
+            DEMO_OPCUA,
+            lambda tag, role: opcua_address(tag, role),
+            [
+                {
+                    "asset_tag": tag,
+                    "text_node": f"ns=2;s={tag}.alert_text",
+                    "severity_node": f"ns=2;s={tag}.alert_severity",
+                    "alarm_node": f"ns=2;s={tag}.alarm",
+                }
+                for tag in DEMO_OPCUA
+            ],
+        ),
+        (
+            DEMO_MODBUS_CONNECTION,
+            "modbus",
+            modbus_endpoint,
+            DEMO_MODBUS,
+            lambda tag, role: modbus_mapping(role),
+            [
+                {
+                    "asset_tag": tag,
+                    "unit_id": MODBUS_UNIT,
+                    "alarm_coil": MODBUS_ALARM_COIL,
+                    "severity_register": MODBUS_SEVERITY_REGISTER,
+                }
+                for tag in DEMO_MODBUS
+            ],
+        ),
+    )
+    made = []
+    with transaction.atomic():
+        for name, protocol, endpoint, tags, address, targets in plans:
+            connection, _ = Connection.objects.update_or_create(
+                site=site,
+                name=name,
+                defaults={
+                    "protocol": protocol,
+                    "endpoint": endpoint,
+                    "enabled": True,
+                    "write_back": True,
+                    "options": {"write_targets": targets},
+                },
+            )
+            for sensor in Sensor.objects.filter(asset__site=site, asset__tag__in=list(tags)).select_related(
+                "asset", "role"
+            ):
+                PointMapping.objects.update_or_create(
+                    connection=connection,
+                    sensor=sensor,
+                    defaults={"address": address(sensor.asset.tag, sensor.role.key)},
+                )
+            made.append(connection)
+    return made

@@ -83,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # One line per forwarded batch or protocol request would drown what the agent itself reports.
+    for name, level in (
+        ("httpx", logging.WARNING),
+        ("asyncua", logging.WARNING),
+        ("pymodbus", logging.ERROR),
+    ):
+        logging.getLogger(name).setLevel(level)
     try:
         return asyncio.run(run(args.config, args.check))
     except (ConfigError, BundleError, QueueError, UpdateError) as exc:

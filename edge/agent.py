@@ -55,7 +55,9 @@ class Agent:
             # The config's bundle is the first model; installed into the store, so that an update can be
             # rolled back to it. A model installed by an update (edge.updater) wins over it afterwards.
             if self.store.current(asset.tag) is None:
-                load_bundle(str(asset.bundle))  # a missing or damaged first bundle: BundleError, nothing installed
+                load_bundle(
+                    str(asset.bundle)
+                )  # a missing or damaged first bundle: BundleError, nothing installed
                 data = Path(asset.bundle).read_bytes()
                 sha = hashlib.sha256(data).hexdigest()
                 self.store.install(asset.tag, sha, data)

@@ -120,10 +120,10 @@ class MqttDevices:
 
 
 class SplitSender:
-    """The simulator's sender when some assets are MQTT devices: their readings go to `devices`, the rest
-    through the HTTP sender (whose totals and URL it reports)."""
+    """The simulator's sender when some assets are devices (MQTT, OPC UA, Modbus): the readings a device
+    group handles go to it, the rest through the HTTP sender (whose totals and URL it reports)."""
 
-    def __init__(self, http, devices: MqttDevices) -> None:
+    def __init__(self, http, *devices) -> None:
         self.http = http
         self.devices = devices
         self.max_per_request = http.max_per_request
@@ -138,8 +138,12 @@ class SplitSender:
         return self.http.totals
 
     def send(self, keys: np.ndarray, ts: np.ndarray, values: np.ndarray) -> None:
-        mqtt = np.fromiter((self.devices.handles(k) for k in keys.tolist()), dtype=bool, count=len(keys))
-        if mqtt.any():
-            self.published += self.devices.send(keys[mqtt].tolist(), ts[mqtt].tolist(), values[mqtt].tolist())
-        if (~mqtt).any():
-            self.http.send(keys[~mqtt], ts[~mqtt], values[~mqtt])
+        rest = np.ones(len(keys), dtype=bool)
+        names = keys.tolist()
+        for devices in self.devices:
+            mine = rest & np.fromiter((devices.handles(k) for k in names), dtype=bool, count=len(keys))
+            if mine.any():
+                self.published += devices.send(keys[mine].tolist(), ts[mine].tolist(), values[mine].tolist())
+                rest &= ~mine
+        if rest.any():
+            self.http.send(keys[rest], ts[rest], values[rest])

@@ -15,7 +15,7 @@ from connectivity import modbus
 from connectivity.modbus import ModbusConfig, ModbusPoint, ModbusWriteTarget, parse_point, plan_reads
 from connectivity.points import ConnectionStatus, PointError, SampleStatus
 from connectivity.writeback import AlertState
-from demo.devices import start_modbus_device
+from plant.simulator_devices import start_modbus_device
 from tests.connectivity.ot_support import Collector, until
 from bench.live_server import free_port
 

@@ -16,7 +16,7 @@ from connectivity import opcua
 from connectivity.opcua import OpcUaConfig, OpcUaPoint, OpcUaWriteTarget, SampleBatcher, parse_point
 from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus
 from connectivity.writeback import AlertState
-from demo.devices import start_opcua_device
+from plant.simulator_devices import start_opcua_device
 from tests.connectivity.ot_support import Collector, until
 from bench.live_server import free_port
 

@@ -11,7 +11,7 @@ import pytest
 from connectivity import modbus, opcua
 from connectivity.modbus import ModbusConfig, parse_point
 from connectivity.points import ConnectionStatus
-from demo.devices import modbus_address
+from plant.simulator_devices import modbus_address
 from plant.simulator import ROLES
 from tests.connectivity.ot_support import Collector, until
 from bench.live_server import ROOT, free_port

@@ -16,7 +16,7 @@ from connectivity import modbus, protocols
 from connectivity.mapping_csv import read_mapping_csv
 from connectivity.points import ConnectionStatus
 from connectivity.protocols import ConnectionConfig, OutgoingState
-from demo.devices import MODBUS_ALARM_COIL, MODBUS_SEVERITY_REGISTER, modbus_address
+from plant.simulator_devices import MODBUS_ALARM_COIL, MODBUS_SEVERITY_REGISTER, modbus_address
 from plant.simulator import ROLES
 from tests.connectivity.ot_support import Collector, until
 

@@ -16,7 +16,7 @@ import pytest
 
 from bench.edgekit import ROLES, make_bundle
 from bench.live_server import ROOT, LiveServer, free_port
-from demo.devices import modbus_address
+from plant.simulator_devices import modbus_address
 
 SETUP = """
 from plant.models import Asset, AssetType, Gateway, Sensor, SensorRole, Site

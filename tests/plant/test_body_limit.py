@@ -1,6 +1,6 @@
 """A gateway POST is authenticated and size-checked before its body is read, and never read past the limit.
 
-Against a real uvicorn server (tests/live_server.py): the client streams a huge body generated chunk by
+Against a real uvicorn server (bench/live_server.py): the client streams a huge body generated chunk by
 chunk (never held in memory) and watches for the answer while it sends, the way a server that stops
 reading looks from outside. The server's RSS must stay flat and it must answer long before the body ends.
 """

@@ -35,10 +35,15 @@ from connectivity.mqtt import parse_endpoint
 from demo.seed import (
     DEMO_MQTT_JSON,
     DEMO_MQTT_SPARKPLUG,
+    DEMO_MODBUS,
+    DEMO_OPCUA,
+    DEMO_EDGE,
+    seed_demo_ot_connections,
     DEMO_SITE,
     bootstrap_demo_champion,
     seed_demo_connection,
 )
+from demo.edge_demo import OFFLINE_FLAG, EdgeDemo, prepare_edge_agent
 from demo.skab import DEFAULT_RUN, ensure_champion
 from demo.supervisor import ChildDied, StopRequested, Supervisor, web_server_command
 from models_registry.services import ModelRejected, TrainingError
@@ -103,6 +108,8 @@ def simulator_command(
     speed: float | None,
     faults: str | None = None,
     mqtt: str | None = None,
+    opcua_devices: dict[str, int] | None = None,
+    modbus_devices: dict[str, int] | None = None,
 ) -> list[str]:
     argv = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "simulate", "--url", url]
     argv += ["--token", token, "--backfill", str(backfill)]
@@ -113,6 +120,10 @@ def simulator_command(
     if mqtt:
         argv += ["--mqtt", mqtt, "--mqtt-json", ",".join(DEMO_MQTT_JSON)]
         argv += ["--mqtt-sparkplug", ",".join(DEMO_MQTT_SPARKPLUG)]
+    if opcua_devices:
+        argv += ["--opcua-device", ",".join(f"{tag}:{port}" for tag, port in opcua_devices.items())]
+    if modbus_devices:
+        argv += ["--modbus-device", ",".join(f"{tag}:{port}" for tag, port in modbus_devices.items())]
     return argv
 
 
@@ -201,6 +212,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-mqtt", action="store_true", help="No MQTT broker and bridge: every pump posts to the API."
         )
+        parser.add_argument(
+            "--ot-port",
+            type=int,
+            default=18840,
+            help="First of four ports: the OPC UA PLC, the Modbus PLC, the edge agent's Modbus device and its "
+            "link to the server (default 18840-18843).",
+        )
+        parser.add_argument("--no-edge", action="store_true", help="No edge agent: P-101 posts to the API.")
         parser.add_argument("--stop-timeout", type=float, default=10.0, help="Seconds before SIGKILL.")
         parser.add_argument("--ready-timeout", type=float, default=60.0, help="Seconds to wait for startup.")
 
@@ -328,12 +347,36 @@ class Command(BaseCommand):
         )
         # The broker and bridge carry the simulator's MQTT pumps (and write alert states back).
         with_mqtt = not (options.get("no_mqtt") or options["no_simulator"])
+        base = int(options.get("ot_port") or 18840)
+        self.ot_ports = {"opcua": base, "modbus": base + 1, "edge_modbus": base + 2, "edge_link": base + 3}
+        if with_mqtt:
+            for name, used in self.ot_ports.items():
+                if port_in_use(host, used):
+                    raise CommandError(f"something already listens on {host}:{used} ({name}); pass --ot-port")
         self.mqtt_url = self._start_mqtt(supervisor, host, env, options) if with_mqtt else None
+        # The simulated PLCs (OPC UA, Modbus) are served by the simulator; the bridge reads them.
+        opcua_devices = {tag: self.ot_ports["opcua"] for tag in DEMO_OPCUA} if self.mqtt_url else {}
+        modbus_devices = {tag: self.ot_ports["modbus"] for tag in DEMO_MODBUS} if self.mqtt_url else {}
+        self.edge = None
+        if self.mqtt_url and not options.get("no_edge"):
+            modbus_devices |= {tag: self.ot_ports["edge_modbus"] for tag in DEMO_EDGE}
+            self.edge = self._prepare_edge(supervisor, host, url)
+            if self.edge is None:
+                modbus_devices = {t: p for t, p in modbus_devices.items() if t not in DEMO_EDGE}
         if not options["no_simulator"]:
             command = simulator_command(
-                url, token, int(options["backfill"]), options["speed"], options.get("faults"), self.mqtt_url
+                url,
+                token,
+                int(options["backfill"]),
+                options["speed"],
+                options.get("faults"),
+                self.mqtt_url,
+                opcua_devices,
+                modbus_devices,
             )
             supervisor.start("simulator", command, env=env, cwd=cwd, stop_first=True)
+        if self.edge is not None:
+            self._start_edge(supervisor, host, port, env)
         if options.get("data"):
             command = replay_command(url, token, f"skab/{options['replay']}", float(options["replay_speed"]))
             # The replay ends after one run; the demo keeps going (its alert stays on the dashboard).
@@ -365,6 +408,10 @@ class Command(BaseCommand):
         mqtt_url = f"mqtt://{host}:{port}"
         try:
             connection = seed_demo_connection(mqtt_url)
+            seed_demo_ot_connections(
+                f"opc.tcp://{host}:{self.ot_ports['opcua']}/vigil/",
+                f"modbus://{host}:{self.ot_ports['modbus']}",
+            )
         finally:
             connections.close_all()
         supervisor.start("bridge", bridge_command(DEMO_SITE[0]), env=env, cwd=settings.BASE_DIR)
@@ -375,6 +422,29 @@ class Command(BaseCommand):
             "the bridge's MQTT connection",
         )
         return mqtt_url
+
+    def _prepare_edge(self, supervisor: Supervisor, host: str, url: str) -> EdgeDemo | None:
+        """The edge agent's files and token (demo.edge_demo), or None (said in the output) without one."""
+        workdir = Path(settings.VAR_DIR) / "demo" / "edge"
+        link = f"http://{host}:{self.ot_ports['edge_link']}"
+        try:
+            made = prepare_edge_agent(workdir, link, f"modbus://{host}:{self.ot_ports['edge_modbus']}")
+        finally:
+            connections.close_all()
+        if isinstance(made, str):
+            supervisor.say(f"no edge agent: {made}; {DEMO_EDGE[0]} posts to the API")
+            return None
+        return made
+
+    def _start_edge(self, supervisor: Supervisor, host: str, port: int, env: dict) -> None:
+        flag = Path(settings.VAR_DIR) / "demo" / OFFLINE_FLAG
+        flag.unlink(missing_ok=True)  # every demo starts online
+        link = [sys.executable, "-m", "demo.edge_link", "--listen", str(self.ot_ports["edge_link"])]
+        link += ["--to", f"{host}:{port}", "--flag", str(flag)]
+        supervisor.start("edge-link", link, env=env, cwd=settings.BASE_DIR)
+        agent_env = {**env, "VIGIL_GATEWAY_TOKEN": self.edge.token}
+        agent = [sys.executable, "-m", "edge", "--config", str(self.edge.config)]
+        supervisor.start("edge-agent", agent, env=agent_env, cwd=settings.BASE_DIR, stop_first=True)
 
     def _print_banner(self, supervisor: Supervisor, url: str, logins: list[Login]) -> None:
         first = next((login for login in logins if login.role == "technician"), logins[0] if logins else None)
@@ -401,5 +471,16 @@ class Command(BaseCommand):
                 "    watch alert states written back (retained, one per pump):",
                 f"      mosquitto_sub -h {host} -p {port} -t 'vigil/#' -v",
                 f"      or: {watcher} --url {self.mqtt_url} -t 'vigil/#'",
+                f"    PLCs: {', '.join(DEMO_OPCUA)} over OPC UA (opc.tcp://127.0.0.1:{self.ot_ports['opcua']}/vigil/), "
+                f"{', '.join(DEMO_MODBUS)} over Modbus TCP (127.0.0.1:{self.ot_ports['modbus']}); "
+                "the site page shows the bridge's connections",
+            ]
+        if getattr(self, "edge", None) is not None:
+            flag = Path(settings.VAR_DIR) / "demo" / OFFLINE_FLAG
+            lines[-1:-1] = [
+                f"    Edge agent: {self.edge.tag} is read by `python -m edge --config {self.edge.config}` from its "
+                f"Modbus device and forwarded (Models → Edge agents shows it)",
+                f"      cut its network: make edge-offline   (or: touch {flag})",
+                f"      restore it:      make edge-online    (or: rm {flag}); its alerts arrive with their own times",
             ]
         supervisor.say("\n".join(lines))

@@ -15,6 +15,7 @@ from plant.sites import UnknownSite, get_site
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import IngestError, ReadingsSender, SimulationRun
 from plant.simulator_labels import LabelRecorder
+from plant.simulator_devices import OtDevices
 from plant.simulator_mqtt import MqttDevices, SplitSender
 
 
@@ -64,6 +65,16 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--mqtt-sparkplug", default="", help="comma-separated tags published as Sparkplug B over MQTT"
+        )
+        parser.add_argument(
+            "--opcua-device",
+            default="",
+            help="comma-separated tag:port: serve these pumps live as OPC UA servers on 127.0.0.1:port",
+        )
+        parser.add_argument(
+            "--modbus-device",
+            default="",
+            help="comma-separated tag:port: serve these pumps live as Modbus TCP servers on 127.0.0.1:port",
         )
 
     def handle(self, *args, **options) -> None:
@@ -117,8 +128,10 @@ class Command(BaseCommand):
         client = simulator_client.http_client(options["url"], token.strip())
         sender = ReadingsSender(client, max_retries=options["max_retries"], warn=self.stderr.write)
         devices = self._mqtt_devices(options, site, assets)
-        if devices is not None:
-            sender = SplitSender(sender, devices)
+        ot = self._ot_devices(options, assets)
+        groups = [group for group in (devices, ot) if group is not None]
+        if groups:
+            sender = SplitSender(sender, *groups)
         labels = None if options["no_labels"] else LabelRecorder(site)
         run = SimulationRun(simulator, sender, labels, log=self.stdout.write)
         tags = ", ".join(a.tag for a in assets)
@@ -131,6 +144,8 @@ class Command(BaseCommand):
                         f"backfilling {backfill_min:g} min for {len(assets)} assets ({tags}) of {site.slug}"
                     )
                     run.backfill(live_start - backfill_min * 60.0, live_start)
+                if ot is not None:
+                    ot.live = True  # a device has no history: its backfill went through the API
                 if duration != 0:
                     self.stdout.write(
                         f"streaming {len(assets)} assets ({tags}) to {sender.url} at {speed:g}x, "
@@ -145,8 +160,8 @@ class Command(BaseCommand):
         finally:
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
-            if devices is not None:
-                devices.close()
+            for group in groups:
+                group.close()
         self._finish(run)
         totals = sender.totals
         self.stdout.write(
@@ -175,6 +190,28 @@ class Command(BaseCommand):
             raise CommandError(f"--mqtt: {exc}") from None
         except OSError as exc:
             raise CommandError(f"--mqtt: cannot reach the broker at {options['mqtt']}: {exc}") from None
+
+    def _ot_devices(self, options: dict, assets) -> OtDevices | None:
+        """The OPC UA / Modbus devices asked for (--opcua-device / --modbus-device tag:port), or None."""
+        known = {asset.tag for asset in assets}
+        served: dict[str, dict[str, int]] = {}
+        for flag in ("opcua_device", "modbus_device"):
+            served[flag] = {}
+            for item in (part.strip() for part in options[flag].split(",") if part.strip()):
+                tag, _, port = item.rpartition(":")
+                if tag not in known or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise CommandError(
+                        f"--{flag.replace('_', '-')} {item!r}: expected tag:port with a simulated tag "
+                        f"({', '.join(sorted(known))}) and a port 1-65535"
+                    )
+                served[flag][tag] = int(port)
+        if not (served["opcua_device"] or served["modbus_device"]):
+            return None
+        sensors = {key: (asset.tag, role) for asset in assets for role, key in asset.sensors.items()}
+        try:
+            return OtDevices(sensors, served["opcua_device"], served["modbus_device"])
+        except OSError as exc:
+            raise CommandError(f"--opcua-device / --modbus-device: cannot listen: {exc}") from None
 
     def _finish(self, run: SimulationRun) -> None:
         try:

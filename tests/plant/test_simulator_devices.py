@@ -1,0 +1,68 @@
+"""The simulator's PLCs: pumps served live as an OPC UA server and a Modbus TCP server (OtDevices), read
+back by the protocol clients; their backfill goes through the API (a device has no history)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench.live_server import free_port
+from connectivity import modbus, opcua
+from connectivity.points import ConnectionStatus
+from plant.simulator import ROLES
+from plant.simulator_devices import OtDevices, modbus_address
+from tests.connectivity.ot_support import Collector, until
+
+
+@pytest.fixture
+def devices():
+    ports = {"opcua": free_port(), "modbus": free_port()}
+    sensors = {f"s.{tag}.{role}": (tag, role) for tag in ("p-103", "p-105", "p-106") for role in ROLES}
+    made = OtDevices(sensors, {"p-103": ports["opcua"]}, {"p-105": ports["modbus"]})
+    try:
+        yield made, ports
+    finally:
+        made.close()
+
+
+def test_only_served_pumps_in_the_live_phase_go_to_the_devices(devices):
+    made, _ = devices
+    assert not made.handles("s.p-103.flow")  # backfill: through the API
+    made.live = True
+    assert made.handles("s.p-103.flow") and made.handles("s.p-105.flow")
+    assert not made.handles("s.p-106.flow")  # not served: through the API
+
+
+async def test_the_newest_values_reach_both_servers(devices):
+    made, ports = devices
+    made.live = True
+    keys = ["s.p-103.flow", "s.p-103.flow", "s.p-105.pressure"]
+    assert made.send(keys, [100.0, 101.0, 101.0], [5.0, 7.5, 6.25]) == 2
+
+    sink, status = Collector(), ConnectionStatus()
+    cfg = opcua.OpcUaConfig(f"opc.tcp://127.0.0.1:{ports['opcua']}/vigil/", batch_seconds=0.05)
+    task = asyncio.create_task(
+        opcua.run(cfg, [opcua.OpcUaPoint("flow", "ns=2;s=p-103.flow", 100)], sink, status)
+    )
+    try:
+        await until(lambda: any(s.value == 7.5 for s in sink.samples), timeout=10, what="the newest flow")
+    finally:
+        task.cancel()
+    assert next(s for s in sink.samples if s.value == 7.5).ts == 101.0  # the sample's own time
+
+    point = modbus.parse_point(
+        {
+            "point": "pressure",
+            "function": "holding_register",
+            "address": str(modbus_address("pressure")),
+            "data_type": "float32",
+        }
+    )
+    client = modbus._client(modbus.ModbusConfig("127.0.0.1", ports["modbus"]))
+    assert await client.connect()
+    try:
+        samples = await modbus.poll(client, modbus.plan_reads([point]), ConnectionStatus())
+    finally:
+        client.close()
+    assert [s.value for s in samples] == [6.25]
