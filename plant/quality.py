@@ -312,6 +312,8 @@ DRIFT_DOMINANCE = 2.0
 DRIFT_FLOOR_FRACTION = 1e-3
 DRIFT_MAX_RATE = 0.10
 DRIFT_MAX_SPREAD_RATIO = 2.0
+# The readings must reach back this far for any sensor to have its recent and reference bins.
+DRIFT_MIN_SPAN_S = (DRIFT_RECENT_BINS + DRIFT_MIN_REFERENCE_BINS - 1) * DRIFT_BIN_S
 
 
 def _lagged(x: np.ndarray, alpha: float) -> np.ndarray:
