@@ -56,6 +56,7 @@ from alerts.choices import ACTIVE_STATES, AlertCategory, AlertKind, AlertState, 
 from alerts.models import Alert, AlertEvent, MaintenanceWindow
 from alerts.services.lifecycle import (
     CRITICALITY_SHIFT,
+    HELD_REASON,
     ScoredWindow,
     _Context,
     _holding,
@@ -350,5 +351,16 @@ def _open(
     reason = f"the {role} sensor's readings flagged spike, stuck or drift over the last {span:g} s"
     if reopened_from is not None:
         reason = f"{note} (alert #{reopened_from.pk})"
+    # The model's alerts this sensor explains, held before this alert existed (see the docstring, 4).
+    held = (
+        Alert.objects.filter(asset=ctx.asset, state=AlertState.SUPPRESSED, is_shadow=False)
+        .exclude(kind=AlertKind.SENSOR_FAULT)
+        .filter(events__from_state="", events__reason__startswith=HELD_REASON, events__reason__contains=role)
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    if held:
+        ids = ", ".join(f"#{pk}" for pk in sorted(held))
+        reason += f"; it explains the anomaly model's alert {ids}, held"
     AlertEvent.objects.create(alert=alert, at=ctx.now, from_state="", to_state=state, reason=reason[:300])
     return alert, True
