@@ -6,14 +6,16 @@ One run (`score_assets`) for a list of assets:
 1. claim: read each asset's due-mark `seq` (alerts.ScoringDue);
 2. read the ORM once: versions in use (not quarantined), sensors, each sensor's latest reading, each
    (asset, version)'s last stored window end, then ONE range query of readings covering every version's
-   needs;
+   needs and the champion's sensor-fault step's (``alerts.services.sensor_faults.readings_from``: the
+   context of its rule engine, and an hour for the drift rule when a drift bin completes);
 3. NumPy: each version's scoring pipeline (detection.pipeline, the one the backtest, the edge runner and
    retraining's hold-out use): its windows by detection.features.build_windows_many over all the assets at
    once (bit-identical to build_windows per asset; built once per distinct regime step), its complete new
    rows, the per-asset baseline, then one onnxruntime batch per version over the windows of all assets
    (models_registry.cache keeps sessions per version id and sha256);
 4. store, one transaction per version: lock the assets, re-read the last stored ends under the lock, bulk
-   insert the Score rows after them and call alerts.services.apply_scores with exactly those windows, so a
+   insert the Score rows after them, run the sensor-fault step on the champion's (its findings hold the
+   windows a faulty sensor explains) and call alerts.services.apply_scores with exactly those windows, so a
    re-run (acks_late redelivery after SIGKILL, a duplicate task) stores nothing twice and applies nothing
    twice;
 5. release: clear the mark only where `seq` is unchanged; assets that got data meanwhile are re-enqueued.

@@ -510,8 +510,14 @@ def persist_transitions(
         start = len(feed)
         for transition in transitions:
             window = new[transition.key]
-            if isinstance(transition, rules.Opened):
-                alert, created = opener(window, transition.alert, None, "")
+            if isinstance(transition, (rules.Opened, rules.Reopened)):
+                previous, note = None, ""
+                if isinstance(transition, rules.Reopened):  # the judged episode ends, a new alert opens
+                    _save_progress(alert, progress)
+                    previous, note = alert, reopen_sentence(alert)
+                    _end_episode(alert, f"escalated: {note}", ctx.now)
+                    changed.append(alert.pk)
+                alert, created = opener(window, transition.alert, previous, note)
                 progress = _progress(alert)
                 changed.append(alert.pk)
                 if not created:
@@ -544,18 +550,6 @@ def persist_transitions(
                     _end_episode(alert, f"{reason}; the episode is over", ctx.now)
                 changed.append(alert.pk)
                 alert = None
-            elif isinstance(transition, rules.Reopened):
-                _save_progress(alert, progress)
-                note = reopen_sentence(alert)
-                _end_episode(alert, f"escalated: {note}", ctx.now)
-                changed.append(alert.pk)
-                alert, created = opener(window, transition.alert, alert, note)
-                progress = _progress(alert)
-                changed.append(alert.pk)
-                if not created:
-                    start = position[window.end] + 1
-                    state = _carry_on(ctx, alert, _seen(seen, feed, start), params.depth)
-                    break
             elif isinstance(transition, rules.Resumed):
                 if transition.hold == rules.Hold.SNOOZE_EXPIRED:
                     reason = f"snooze expired; {persists}"

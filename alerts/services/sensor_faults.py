@@ -211,17 +211,19 @@ def apply_sensor_faults(
     chunk = [item for item in chunk if item[1] and item[2]]
     if not chunk:
         return result
-    ids = sorted(sensor_id for _, _, sensors, _ in chunk for sensor_id in sensors)
     holding = _holding(
         Alert.objects.select_for_update().filter(
-            sensor_id__in=ids, kind=AlertKind.SENSOR_FAULT, is_shadow=False
+            asset_id__in=sorted(asset.pk for asset, *_ in chunk), kind=AlertKind.SENSOR_FAULT, is_shadow=False
         )
     )
     active = {alert.sensor_id: alert for alert in holding.order_by("opened_at")}
     now = timezone.now()
+    params_by: dict[str, rules.RuleParams] = {}
     for asset, ends, sensors, series in chunk:
         step = float(asset.asset_type.step_s)
-        params = sensor_params(asset)
+        if asset.criticality not in params_by:
+            params_by[asset.criticality] = sensor_params(asset)
+        params = params_by[asset.criticality]
         own = {sensor_id: series.get(role, _EMPTY) for sensor_id, role in sensors.items()}
         mine = sorted(sensors)
         new_s = np.array([end.timestamp() for end in ends])
@@ -236,7 +238,7 @@ def apply_sensor_faults(
         for sensor_id in mine:
             ts_s, _, bits = own[sensor_id]
             alert = active.get(sensor_id)
-            if alert is None and not np.any(bits & FAULT_FLAGS):
+            if alert is None and not (bits & FAULT_FLAGS).any():
                 continue  # the common case: a clean sensor, no alert, no computation
             scores = fault_scores(ts_s, bits, np.r_[context_s, new_s])
             role = sensors[sensor_id]
