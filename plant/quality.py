@@ -36,8 +36,8 @@ reading is judged against its true neighbours in time. Flags of readings already
 rewritten: a late reading that fills a gap does not clear the GAP flag of the stored reading after it.
 - DRIFT (``find_drift`` / ``drift_scores``) is a property of a sensor over minutes, not of one reading, and it
 needs the asset's other sensors on a common time grid, so it is computed where all of an asset's readings
-are at hand (``alerts.services.sensor_faults``, once per scored window), not per ingest batch; ingest's
-cost is unchanged.
+are at hand (``alerts.services.sensor_faults``, once per DRIFT_BIN_S of scored windows), not per ingest
+batch; ingest's cost is unchanged.
 
 Statistic. The readings of each sensor of one asset are reduced to medians over DRIFT_BIN_S bins. For
 sensor j, a least-squares model predicts its bin medians from the other sensors' bin medians and their
