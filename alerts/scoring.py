@@ -6,14 +6,16 @@ One run (`score_assets`) for a list of assets:
 1. claim: read each asset's due-mark `seq` (alerts.ScoringDue);
 2. read the ORM once: versions in use (not quarantined), sensors, each sensor's latest reading, each
    (asset, version)'s last stored window end, then ONE range query of readings covering every version's
-   needs;
+   needs and the champion's sensor-fault step's (``alerts.services.sensor_faults.readings_from``: the
+   context of its rule engine, and an hour for the drift rule when a drift bin completes);
 3. NumPy: each version's scoring pipeline (detection.pipeline, the one the backtest, the edge runner and
    retraining's hold-out use): its windows by detection.features.build_windows_many over all the assets at
    once (bit-identical to build_windows per asset; built once per distinct regime step), its complete new
    rows, the per-asset baseline, then one onnxruntime batch per version over the windows of all assets
    (models_registry.cache keeps sessions per version id and sha256);
 4. store, one transaction per version: lock the assets, re-read the last stored ends under the lock, bulk
-   insert the Score rows after them and call alerts.services.apply_scores with exactly those windows, so a
+   insert the Score rows after them, run the sensor-fault step on the champion's (its findings hold the
+   windows a faulty sensor explains) and call alerts.services.apply_scores with exactly those windows, so a
    re-run (acks_late redelivery after SIGKILL, a duplicate task) stores nothing twice and applies nothing
    twice;
 5. release: clear the mark only where `seq` is unchanged; assets that got data meanwhile are re-enqueued.
@@ -79,7 +81,7 @@ from alerts.models import Score, ScoringDue, ScoringGap, ScoringProgress
 from alerts.scheduling import mark_due
 from alerts.services import ScoredWindow, apply_scores
 from alerts.services.lifecycle import assets_with_active_alert
-from alerts.services.sensor_faults import apply_sensor_faults
+from alerts.services.sensor_faults import SensorFaults, apply_sensor_faults, held_roles, readings_from
 from alerts.services.overrides import thresholds_in_force
 from detection.baseline import Calibration, baseline_mode
 from detection.features import Windows, roles_read
@@ -124,6 +126,9 @@ class _AssetData:
     windows: Windows | None = None
     prepared: dict[int, Windows] = field(default_factory=dict)  # version id -> windows of its regime step
     capped: bool = False  # end_s cut to one chunk of a longer backlog
+    read_from_s: float | None = None  # readings read after this (the windows' start, or the sensor step's)
+    series: dict[str, tuple] = field(default_factory=dict)  # role -> (ts, values, quality) read
+    faults: SensorFaults | None = None  # what the champion's sensor-fault step found (shadows use it too)
 
 
 def _utc(seconds: float) -> datetime:
@@ -169,6 +174,7 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
     limit = float(settings.VIGIL_SCORING_MAX_BACKLOG_S)
     gaps: list[tuple[_AssetData, ModelVersion, float, float]] = []
     unservable = _missing_roles(versions, roles, data.values())
+    champion = versions[0].status == ModelStatus.CHAMPION
     if unservable:
         report.gaps += _record_missing_roles(unservable, data, lookback)
     for item in data.values():
@@ -194,10 +200,15 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
             # A backlog: this run scores its oldest chunk only; the asset stays due for the rest.
             item.end_s, item.capped = first_new + lookback, True
         # build_windows' first end is then the first multiple of step_s after first_new.
-        item.start_s = first_new - window_s + 1e-6
+        item.start_s = item.read_from_s = first_new - window_s + 1e-6
+        if champion:
+            # The champion's sensor-fault step (alerts.services.sensor_faults) reads the same read.
+            item.read_from_s = min(item.start_s, readings_from(first_new, item.end_s, step_s))
     if gaps:
         report.gaps += _record_gaps(gaps)
     series = _read_series([item for item in data.values() if item.start_s is not None])
+    for item in data.values():
+        item.series = series.get(item.asset.pk, {})
     report.timings["read"] = report.timings.get("read", 0.0) + time.perf_counter() - started
 
     started = time.perf_counter()
@@ -260,7 +271,7 @@ def _prepare_windows(
         steps.setdefault(pipeline.windows_key, pipeline)
     return {
         key: pipeline.windows(
-            {item.asset.pk: series.get(item.asset.pk, {}) for item in todo},
+            {item.asset.pk: _after(series.get(item.asset.pk, {}), item) for item in todo},
             roles,
             window_s=window_s,
             step_s=step_s,
@@ -271,6 +282,17 @@ def _prepare_windows(
         )
         for key, pipeline in steps.items()
     }
+
+
+def _after(series: dict[str, tuple], item: _AssetData) -> dict[str, tuple]:
+    """The readings of the item's windows: those after its start (the read may reach further back)."""
+    if item.read_from_s is None or item.read_from_s >= item.start_s:
+        return series
+    out = {}
+    for role, columns in series.items():
+        lo = int(np.searchsorted(columns[0], item.start_s, side="right"))
+        out[role] = tuple(column[lo:] for column in columns)
+    return out
 
 
 def _windows_for(item: _AssetData, version: ModelVersion) -> Windows | None:
@@ -395,13 +417,33 @@ def _store(version: ModelVersion, batches: list) -> int:
         # calibrated ones (models_registry.AssetThreshold), in two queries at most.
         overrides = thresholds_in_force(version, [item.asset.pk for item, _ in pending]) if pending else {}
         if version.status == ModelStatus.CHAMPION and pending:
-            # Sensor faults (alerts.services.sensor_faults) once per chunk, on the champion's window ends.
-            changed += apply_sensor_faults(
-                version, [(item.asset, [w.end for w in scored], item.sensors) for item, scored in pending]
+            # Sensor faults (alerts.services.sensor_faults) once per chunk, on the champion's window ends
+            # and the readings already read; what they find holds the windows a faulty sensor explains.
+            faults = apply_sensor_faults(
+                version,
+                [
+                    (item.asset, [w.end for w in scored], item.sensors, item.series)
+                    for item, scored in pending
+                ],
             )
+            changed += faults.changed
+            for item, _ in pending:
+                item.faults = faults
         for item, scored in pending:
+            held = {}
+            if item.faults is not None:
+                for w in scored:
+                    roles = held_roles(item.faults, item.asset.pk, w.flagged)
+                    if roles:
+                        held[w.end] = roles
             changed += apply_scores(
-                item.asset, version, scored, sensors=item.keys, with_active=active, thresholds=overrides
+                item.asset,
+                version,
+                scored,
+                sensors=item.keys,
+                with_active=active,
+                thresholds=overrides,
+                held=held,
             )
             total += len(scored)
         broadcast_alerts(changed)  # sent after commit
@@ -532,7 +574,7 @@ def _read_series(items: list[_AssetData]) -> dict[int, dict[str, tuple]]:
     for item in items:
         for sensor_id, role in item.sensors.items():
             sensor_role[sensor_id] = (item.asset.pk, role)
-    begin = _utc(min(item.start_s for item in items))
+    begin = _utc(min(item.start_s if item.read_from_s is None else item.read_from_s for item in items))
     end = _utc(max(item.end_s for item in items))
     sid, ts, values, quality = read_readings(list(sensor_role), begin, end, include_start=False)
     out: dict[int, dict[str, tuple]] = defaultdict(dict)

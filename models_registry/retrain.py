@@ -231,15 +231,23 @@ def _finish(
 
 
 def feedback_events(
-    asset_ids: list[int], *, start: datetime | None = None, end: datetime | None = None
+    asset_ids: list[int],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    excluded: bool = False,
 ) -> list[LabelEvent]:
     """Operator labels (feedback and hand-entered) on the assets overlapping [start, end], in time order.
 
     Feedback rewrites an alert's Label on every verdict or correction, so the Label rows alone hold the
-    verdict in force: their kind says positive or not, their `verdict` which verdict it was."""
+    verdict in force: their kind says positive or not, their `verdict` which verdict it was. ``excluded``:
+    also the faulty sensors' ranges (LabelKind.EXCLUDED, ``LabelEvent.excluded``), which training leaves
+    out; they are no verdict on the machine, so the comparisons never count them."""
     labels = Label.objects.filter(
         asset_id__in=asset_ids, source__in=[LabelSource.FEEDBACK, LabelSource.MANUAL]
     ).order_by("start", "pk")
+    if not excluded:
+        labels = labels.exclude(kind=LabelKind.EXCLUDED)
     if start is not None:
         labels = labels.filter(end__gte=start)
     if end is not None:
@@ -249,6 +257,13 @@ def feedback_events(
         "pk", "asset_id", "start", "end", "kind", "reason", "source", "verdict"
     ):
         positive = kind == LabelKind.FAULT
+        if kind == LabelKind.EXCLUDED:
+            events.append(
+                LabelEvent(
+                    pk, asset_id, label_start.timestamp(), label_end.timestamp(), False, "excluded", "", True
+                )
+            )
+            continue
         if source == LabelSource.MANUAL:
             verdict = "manual_fault" if positive else "manual_normal"
         events.append(
@@ -428,8 +443,8 @@ def retrain_from_feedback(
     asset_ids = list(asset_type.assets.filter(is_active=True).values_list("pk", flat=True))
     if not asset_ids:
         raise RetrainError(f"asset type {asset_type.slug!r} has no active assets")
-    events = feedback_events(asset_ids, start=since)
-    if not events:
+    events = feedback_events(asset_ids, start=since, excluded=True)
+    if not any(not event.excluded for event in events):
         where = f" since {since:%Y-%m-%d %H:%M}" if since else ""
         raise RetrainError(
             f"no operator feedback on assets of type {asset_type.slug!r}{where}: there is nothing to retrain "

@@ -47,6 +47,7 @@ class LabelEvent:
         str  # confirmed_fault, not_actionable, missed_failure, false_alarm, manual_fault, manual_normal...
     )
     reason: str = ""  # why a range is normal (the false-alarm reason)
+    excluded: bool = False  # a faulty sensor's readings (LabelKind.EXCLUDED): its windows are left out
 
 
 @dataclass
@@ -121,7 +122,7 @@ def label_windows(
     guard = guard_windows * window_s
     for positive in (False, True):  # positives last, so they override
         for index, event in enumerate(events):
-            if event.positive != positive:
+            if event.positive != positive or event.excluded:
                 continue
             mine = asset_ids == event.asset_id
             if positive and guard:
@@ -130,6 +131,10 @@ def label_windows(
             overlap = mine & (event.start_s < ends) & (event.end_s > starts)
             classes[overlap] = WindowLabel.FAULT if positive else WindowLabel.NORMAL
             event_of[overlap] = index
+    for event in events:  # last: a window with a faulty sensor's readings says nothing of the machine
+        if event.excluded:
+            overlap = (asset_ids == event.asset_id) & (event.start_s < ends) & (event.end_s > starts)
+            classes[overlap], event_of[overlap] = WindowLabel.GUARD, -1
     return classes, event_of
 
 
@@ -277,7 +282,15 @@ def load_training_windows(
         .values_list("pk", "asset_id", "start", "end", "kind", "source")
     )
     events = [
-        LabelEvent(pk, asset_id, lo.timestamp(), hi.timestamp(), kind == LabelKind.FAULT, source)
+        LabelEvent(
+            pk,
+            asset_id,
+            lo.timestamp(),
+            hi.timestamp(),
+            kind == LabelKind.FAULT,
+            source,
+            excluded=kind == LabelKind.EXCLUDED,
+        )
         for pk, asset_id, lo, hi, kind, source in label_rows
     ]
     names = features.feature_names(roles)
@@ -317,7 +330,7 @@ def load_training_windows(
         assets=[asset.tag for asset in assets if any(part[3] == asset.pk for part in parts)],
         label_rows={
             "fault": sum(1 for event in events if event.positive),
-            "normal": sum(1 for event in events if not event.positive),
+            "normal": sum(1 for event in events if not event.positive and not event.excluded),
         },
         events=events,
         excluded=excluded,

@@ -24,8 +24,11 @@ class Criticality(models.TextChoices):
 class LabelKind(models.TextChoices):
     FAULT = "fault", "Fault"
     NORMAL = "normal", "Normal"
+    # Readings a technician judged a faulty sensor's (a sensor-fault verdict): neither the machine's fault
+    # nor its normal behaviour, so training leaves these windows out.
+    EXCLUDED = "excluded", "Left out (faulty sensor)"
 
-    colour = colours({"fault": "#dc2626", "normal": "#16a34a"})
+    colour = colours({"fault": "#dc2626", "normal": "#16a34a", "excluded": "#9ca3af"})
 
 
 class LabelSource(models.TextChoices):

@@ -36,8 +36,8 @@ reading is judged against its true neighbours in time. Flags of readings already
 rewritten: a late reading that fills a gap does not clear the GAP flag of the stored reading after it.
 - DRIFT (``find_drift`` / ``drift_scores``) is a property of a sensor over minutes, not of one reading, and it
 needs the asset's other sensors on a common time grid, so it is computed where all of an asset's readings
-are at hand (``alerts.services.sensor_faults``, once per scored window), not per ingest batch; ingest's
-cost is unchanged.
+are at hand (``alerts.services.sensor_faults``, once per DRIFT_BIN_S of scored windows), not per ingest
+batch; ingest's cost is unchanged.
 
 Statistic. The readings of each sensor of one asset are reduced to medians over DRIFT_BIN_S bins. For
 sensor j, a least-squares model predicts its bin medians from the other sensors' bin medians and their
@@ -312,6 +312,8 @@ DRIFT_DOMINANCE = 2.0
 DRIFT_FLOOR_FRACTION = 1e-3
 DRIFT_MAX_RATE = 0.10
 DRIFT_MAX_SPREAD_RATIO = 2.0
+# The readings must reach back this far for any sensor to have its recent and reference bins.
+DRIFT_MIN_SPAN_S = (DRIFT_RECENT_BINS + DRIFT_MIN_REFERENCE_BINS - 1) * DRIFT_BIN_S
 
 
 def _lagged(x: np.ndarray, alpha: float) -> np.ndarray:

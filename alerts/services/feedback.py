@@ -9,9 +9,14 @@ training run reads:
 * false alarm      → Label normal with the reason;
 * not actionable   → Label fault with the note "not actionable".
 
-A sensor-fault alert (kind sensor_fault, "check sensor X") takes the sensor's verdicts — confirmed with
-"sensor replaced" or "recalibrated", or false alarm — and writes no Label: a faulty sensor says nothing
-about the machine, so its verdict must not teach retraining that the machine was faulty (or normal).
+A sensor-fault alert (kind sensor_fault, "check sensor X") takes the sensor's verdicts and writes no label
+about the machine (a faulty sensor says nothing about it, faulty or normal):
+
+* confirmed ("sensor replaced", "recalibrated") or not actionable → Label ``excluded`` over the alert's
+  window, ``fault_type`` "sensor:<role>": the readings were the sensor's fault, so training and retraining
+  leave those windows out (models_registry.training_data.label_windows: GUARD);
+* false alarm → no Label: the sensor read true, its windows stay ordinary training data (a correction to
+  false alarm removes the ``excluded`` label, a correction from it writes one).
 
 A verdict resolves an active alert. On a closed alert it corrects the current verdict: allowed to the
 technician who gave it and to engineers (PermissionError otherwise), and to anyone on an alert in work
@@ -210,9 +215,7 @@ def _verdict(alert: Alert, user: Any, parsed: ParsedAction, note: str, now: date
             to_state=alert.state,
             reason=_event_reason(what, note),
         )
-    label = None
-    if alert.kind != AlertKind.SENSOR_FAULT:  # a sensor's fault labels no machine state for retraining
-        label = _relabel(alert, user, parsed, note, current.label if current else None)
+    label = _relabel(alert, user, parsed, note, current.label if current else None)
     _judge(alert, parsed, was_active=event.from_state in ACTIVE_STATES)
     return _record(
         alert,
@@ -296,14 +299,16 @@ def undo_verdict(alert: Alert, user: Any, feedback_id: int, *, now: datetime | N
         label = feedback.label
         summary = feedback.summary
         feedback.delete()
-        if previous is not None and label is not None:
-            _relabel(
+        if previous is not None:
+            restored = _relabel(
                 alert,
                 previous.user,
                 ParsedAction(FeedbackKind.VERDICT, previous.verdict, previous.action, previous.reason),
                 previous.note,
                 label,
             )
+            if restored is not None and previous.label_id != restored.pk:
+                Feedback.objects.filter(pk=previous.pk).update(label=restored)
         elif label is not None:
             label.delete()
         AlertEvent.objects.create(
@@ -330,9 +335,27 @@ def fault_type_of(alert: Alert) -> str:
     return f"{prefix}:{role}"[:60]
 
 
-def _relabel(alert: Alert, user: Any, parsed: ParsedAction, note: str, label: Label | None) -> Label:
-    """Write the alert window's label for this verdict, reusing the label of the verdict it corrects."""
-    if parsed.verdict == Verdict.FALSE_ALARM:
+def _relabel(alert: Alert, user: Any, parsed: ParsedAction, note: str, label: Label | None) -> Label | None:
+    """Write the alert window's label for this verdict, reusing the label of the verdict it corrects; None
+    (and that label removed) for a false alarm on a sensor-fault alert, whose readings were true."""
+    sensor = alert.kind == AlertKind.SENSOR_FAULT
+    if sensor and parsed.verdict == Verdict.FALSE_ALARM:
+        if label is not None:
+            label.delete()
+        return None
+    if sensor:
+        kind, fault_type, reason = LabelKind.EXCLUDED, f"sensor:{alert.dominant_role or 'unknown'}"[:60], ""
+        what = (
+            "not actionable"
+            if parsed.verdict == Verdict.NOT_ACTIONABLE
+            else MaintenanceAction(parsed.action).label.lower()
+        )
+        text = (
+            f"faulty sensor, left out of training ({what}): {note}"
+            if note
+            else f"faulty sensor, left out of training ({what})"
+        )
+    elif parsed.verdict == Verdict.FALSE_ALARM:
         kind, fault_type, reason, text = LabelKind.NORMAL, "", parsed.reason, note
     elif parsed.verdict == Verdict.NOT_ACTIONABLE:
         kind, fault_type, reason = LabelKind.FAULT, fault_type_of(alert), ""

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -383,6 +383,9 @@ class _Context:
     # The version's thresholds, or the asset's alerts.ThresholdOverride (which only ever raises them), and
     # the window counts: what the rule engine (detection.rules.step) decides with.
     params: rules.RuleParams
+    # Window end -> {role: its sensor-fault alert id or None}: the faulty sensors that explain a champion
+    # window (alerts.services.sensor_faults.held_roles); such windows are held like maintenance.
+    held: Mapping[datetime, Mapping[str, int | None]] = field(default_factory=dict)
 
     def in_maintenance(self, moment: datetime) -> MaintenanceWindow | None:
         return next((mw for mw in self.maintenance if mw.covers(moment)), None)
@@ -411,6 +414,7 @@ def apply_scores(
     sensors: dict[str, str] | None = None,
     with_active: Collection[int] | None = None,
     thresholds: Mapping[int, tuple[float, float]] | None = None,
+    held: Mapping[datetime, Mapping[str, int | None]] | None = None,
 ) -> list[int]:
     """Run the alert rule engine over newly stored windows (ascending `end`) of one (asset, version) and
     persist the transitions it returns.
@@ -423,6 +427,9 @@ def apply_scores(
     (no window above the open threshold) then costs no query at all. ``thresholds``: asset id -> (open,
     clear) of the chunk's active threshold overrides (``alerts.services.overrides.threshold_overrides``);
     without it the asset's override is looked up once the asset turns out to need the state machine.
+    ``held``: window end -> the faulty sensors' roles that explain it (``sensor_faults.held_roles``, with
+    their sensor-fault alert ids): the engine holds such a window like one inside maintenance, and an
+    alert driven by one of those sensors (its explanation's dominant roles) opens suppressed.
     The rules themselves (which window opens, updates, closes or resumes an alert) are
     ``detection.rules.step``'s; this function loads its state and writes down what it decided.
     """
@@ -450,8 +457,8 @@ def apply_scores(
         maintenance=[],
         now=timezone.now(),
         params=params,
+        held=held or {},
     )
-    changed: list[int] = []
     with transaction.atomic():
         alert = _active_alert(ctx)
         if alert is None and not any(params.above_open(w.score) for w in windows):
@@ -473,7 +480,10 @@ def apply_scores(
         split = next(i for i, (end, _) in enumerate(history) if end >= windows[0].end)
         feed = [
             rules.Window(
-                end, score, in_maintenance=ctx.in_maintenance(end) is not None, context=end not in new
+                end,
+                score,
+                in_maintenance=ctx.in_maintenance(end) is not None or end in ctx.held,
+                context=end not in new,
             )
             for end, score in history[split:]
         ]
@@ -482,75 +492,114 @@ def apply_scores(
             active=_rule_alert(ctx, alert),
             boundary=None if alert else _last_closed_seen(ctx),
         )
-        progress = _progress(alert)
-        peak_windows: dict[int, ScoredWindow] = {}
-        position = {item.key: i for i, item in enumerate(feed)}
-        start = 0
-        while start < len(feed):
-            state, transitions = rules.step(state, feed[start:], params)
-            start = len(feed)
-            for transition in transitions:
-                window = new[transition.key]
-                if isinstance(transition, rules.Opened):
-                    alert, created = _open(ctx, window, transition.alert)
-                    progress = _progress(alert)
-                    changed.append(alert.pk)
-                    if not created:  # another worker opened it first: carry on from that alert's state
-                        start = position[window.end] + 1
-                        state = _carry_on(ctx, alert, history[: split + start], params.depth)
-                        break
-                elif isinstance(transition, rules.Seen):
-                    visible = alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED)
-                    alert.window_count = transition.alert.count
-                    alert.last_seen_at = transition.alert.last_seen
-                    if transition.new_peak:
-                        alert.peak_score, alert.peak_window_end = window.score, window.end
-                        alert.severity = severity_for(
-                            window.score,
-                            params.open_threshold,
-                            params.clear_threshold,
-                            asset.criticality,
-                            higher=params.higher,
-                        )
-                        if window.x is not None:
-                            peak_windows[alert.pk] = window
-                    if visible:
-                        changed.append(alert.pk)
-                elif isinstance(transition, rules.Cleared):
+        alert, changed, peak_windows = persist_transitions(
+            ctx,
+            alert,
+            state,
+            feed,
+            new,
+            lambda window, opened, previous, note: _open(
+                ctx, window, opened, reopened_from=previous, note=note
+            ),
+        )
+        if alert is not None and alert.pk in peak_windows:
+            _explain_peak(ctx, alert, peak_windows[alert.pk])
+    return list(dict.fromkeys(changed))
+
+
+# What the persisted events say when the engine closes or resumes an alert: "<cleared> for N windows",
+# "snooze expired; <persists>" (the model's and the sensor-fault path's wording differ).
+MODEL_WORDING = ("condition cleared", "the condition persists")
+
+Opener = Callable[[ScoredWindow, rules.ActiveAlert, "Alert | None", str], tuple[Alert, bool]]
+
+
+def persist_transitions(
+    ctx: _Context,
+    alert: Alert | None,
+    state: rules.RuleState,
+    feed: list[rules.Window],
+    new: Mapping[datetime, ScoredWindow],
+    opener: Opener,
+    wording: tuple[str, str] = MODEL_WORDING,
+) -> tuple[Alert | None, list[int], dict[int, ScoredWindow]]:
+    """Run ``detection.rules.step`` over ``feed`` from ``state`` and persist what it decides about the key's
+    alert (``alert``: its Alert row, active or a judged episode still going on): open (through ``opener``,
+    which returns the row and False when another worker had opened the key's alert first, or the row holds
+    it back differently from the engine: the run then carries on from that row), update, auto-close or end
+    the judged episode, re-open an escalated one with ``reopen_sentence``, resume a held one. One loop for
+    every kind of alert (the model's, ``alerts.services.sensor_faults``'). Returns the key's alert after the
+    run, the ids changed and the new peak windows to explain."""
+    params = ctx.params
+    cleared, persists = wording
+    seen = list(state.recent)
+    changed: list[int] = []
+    progress = _progress(alert)
+    peak_windows: dict[int, ScoredWindow] = {}
+    position = {item.key: i for i, item in enumerate(feed)}
+    start = 0
+    while start < len(feed):
+        state, transitions = rules.step(state, feed[start:], params)
+        start = len(feed)
+        for transition in transitions:
+            window = new[transition.key]
+            if isinstance(transition, (rules.Opened, rules.Reopened)):
+                previous, note = None, ""
+                if isinstance(transition, rules.Reopened):  # the judged episode ends, a new alert opens
                     _save_progress(alert, progress)
-                    reason = f"condition cleared for {params.clear_windows} windows"
-                    if alert.state in ACTIVE_STATES:
-                        alert.transition(AlertState.AUTO_CLOSED, reason=reason, at=ctx.now)
-                    else:  # a judged episode: closed for the operator already, now over for the rules
-                        _end_episode(alert, f"{reason}; the episode is over", ctx.now)
-                    changed.append(alert.pk)
-                    alert = None
-                elif isinstance(transition, rules.Reopened):
-                    _save_progress(alert, progress)
-                    note = reopen_sentence(alert)
+                    previous, note = alert, reopen_sentence(alert)
                     _end_episode(alert, f"escalated: {note}", ctx.now)
                     changed.append(alert.pk)
-                    previous = alert
-                    alert, created = _open(ctx, window, transition.alert, reopened_from=previous, note=note)
-                    progress = _progress(alert)
-                    changed.append(alert.pk)
-                    if not created:  # another worker opened it first: carry on from that alert's state
-                        start = position[window.end] + 1
-                        state = _carry_on(ctx, alert, history[: split + start], params.depth)
-                        break
-                elif isinstance(transition, rules.Resumed):
-                    reason = (
-                        "snooze expired; the condition persists"
-                        if transition.hold == rules.Hold.SNOOZE_EXPIRED
-                        else "maintenance window over; the condition persists"
+                alert, created = opener(window, transition.alert, previous, note)
+                progress = _progress(alert)
+                changed.append(alert.pk)
+                if not created:
+                    start = position[window.end] + 1
+                    state = _carry_on(ctx, alert, _seen(seen, feed, start), params.depth)
+                    break
+            elif isinstance(transition, rules.Seen):
+                visible = alert.state in (AlertState.OPEN, AlertState.ACKNOWLEDGED)
+                alert.window_count = transition.alert.count
+                alert.last_seen_at = transition.alert.last_seen
+                if transition.new_peak:
+                    alert.peak_score, alert.peak_window_end = window.score, window.end
+                    alert.severity = severity_for(
+                        window.score,
+                        params.open_threshold,
+                        params.clear_threshold,
+                        ctx.asset.criticality,
+                        higher=params.higher,
                     )
-                    alert.transition(AlertState.OPEN, reason=reason, at=ctx.now)
+                    if window.x is not None:
+                        peak_windows[alert.pk] = window
+                if visible:
                     changed.append(alert.pk)
-        if alert is not None:
-            _save_progress(alert, progress)
-            if alert.pk in peak_windows:
-                _explain_peak(ctx, alert, peak_windows[alert.pk])
-    return list(dict.fromkeys(changed))
+            elif isinstance(transition, rules.Cleared):
+                _save_progress(alert, progress)
+                reason = f"{cleared} for {params.clear_windows} windows"
+                if alert.state in ACTIVE_STATES:
+                    alert.transition(AlertState.AUTO_CLOSED, reason=reason, at=ctx.now)
+                else:  # a judged episode: closed for the operator already, now over for the rules
+                    _end_episode(alert, f"{reason}; the episode is over", ctx.now)
+                changed.append(alert.pk)
+                alert = None
+            elif isinstance(transition, rules.Resumed):
+                if transition.hold == rules.Hold.SNOOZE_EXPIRED:
+                    reason = f"snooze expired; {persists}"
+                elif alert.events.filter(from_state="", reason__startswith=HELD_REASON).exists():
+                    reason = f"the faulty sensor reads clean again; {persists}"
+                else:
+                    reason = f"maintenance window over; {persists}"
+                alert.transition(AlertState.OPEN, reason=reason, at=ctx.now)
+                changed.append(alert.pk)
+    if alert is not None:
+        _save_progress(alert, progress)
+    return alert, changed, peak_windows
+
+
+def _seen(recent: list[tuple[Any, float]], feed: list[rules.Window], start: int) -> list[tuple[Any, float]]:
+    """The (key, score) windows the engine has seen once ``feed[:start]`` went through it."""
+    return recent + [(window.key, window.score) for window in feed[:start]]
 
 
 def reopen_sentence(judged: Alert) -> str:
@@ -681,15 +730,26 @@ def _open(
     version, asset, params = ctx.version, ctx.asset, ctx.params
     explanation = _try_explain(version, window, ctx.sensors)
     maintenance = ctx.in_maintenance(window.end)
-    state = AlertState.SUPPRESSED if opened.hold == rules.Hold.SUPPRESSED else AlertState.OPEN
+    # Held by a faulty sensor only when that sensor drives the score (without an explanation yet, as the
+    # quality gate does, any of them decides); a machine fault seen through clean sensors opens visibly.
+    held = dict(ctx.held.get(window.end, {}))
+    if held and explanation is not None:
+        held = {role: pk for role, pk in held.items() if role in dominant_roles(explanation)}
+    state = AlertState.OPEN
+    if opened.hold == rules.Hold.SUPPRESSED and (maintenance or held):
+        state = AlertState.SUPPRESSED
     alert = Alert(
         asset=asset,
         model_version=version,
         kind=version.kind,
         is_shadow=ctx.is_shadow,
         state=state,
-        category=calibration_category(
-            asset.pk, top_role(explanation), categorize(explanation, window.flagged)
+        category=(
+            AlertCategory.SENSOR_FAULT
+            if state == AlertState.SUPPRESSED and held and not maintenance
+            else calibration_category(
+                asset.pk, top_role(explanation), categorize(explanation, window.flagged)
+            )
         ),
         severity=severity_for(
             opened.peak_score,
@@ -723,10 +783,31 @@ def _open(
         reason = f"{note} (alert #{reopened_from.pk})"
     if maintenance:
         reason += f"; inside maintenance ({maintenance.reason or 'planned work'})"
+    elif state == AlertState.SUPPRESSED:
+        reason = f"{HELD_REASON} ({', '.join(sorted(held))}): {reason}"
+        _note_held(ctx, alert, held)
     AlertEvent.objects.create(alert=alert, at=ctx.now, from_state="", to_state=state, reason=reason[:300])
     if explanation is None:
         _enqueue_explanation(alert.pk)
-    return alert, True
+    # The engine held the window; a row opened visibly instead (or the other way) restarts it from the row.
+    return alert, (state == AlertState.SUPPRESSED) == (opened.hold == rules.Hold.SUPPRESSED)
+
+
+HELD_REASON = "held: the readings of a faulty sensor explain it"
+
+
+def _note_held(ctx: _Context, alert: Alert, held: Mapping[str, int | None]) -> None:
+    """Tell each sensor-fault alert behind a held model alert that it is the one the technician sees."""
+    for pk, state in Alert.objects.filter(pk__in=[pk for pk in held.values() if pk]).values_list(
+        "pk", "state"
+    ):
+        AlertEvent.objects.create(
+            alert_id=pk,
+            at=ctx.now,
+            from_state=state,
+            to_state=state,
+            reason=f"the anomaly model's alert #{alert.pk} on the same windows is held: this sensor explains it",
+        )
 
 
 _PROGRESS_FIELDS = ["peak_score", "peak_window_end", "last_seen_at", "window_count", "severity"]

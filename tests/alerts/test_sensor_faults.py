@@ -3,19 +3,25 @@ per sensor through the rule engine; the sensor verdicts; no machine label; board
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import numpy as np
 import pytest
 from django.db import transaction
 from django.urls import reverse
 
-from alerts.choices import AlertCategory, AlertKind, AlertState
+from alerts.choices import AlertCategory, AlertKind, AlertState, EpisodeState
 from alerts.models import Alert, Feedback
 from alerts.services import parse_action, record_feedback
-from alerts.services.sensor_faults import PERSISTENT_FLAGS, apply_sensor_faults, flagged_shares
-from plant.choices import QualityFlag
+from alerts.services.feedback import undo_verdict
+from alerts.services.sensor_faults import PERSISTENT_FLAGS, apply_sensor_faults, flagged_shares, readings_from
+from models_registry.choices import WindowLabel
+from models_registry.retrain import feedback_events
+from models_registry.training_data import LabelEvent, label_windows
+from plant.choices import LabelKind, QualityFlag
 from plant.models import Label, Reading
+from plant.series import read_readings
 from tests.conftest import T0, make_readings
 
 pytestmark = pytest.mark.django_db
@@ -51,9 +57,25 @@ def _ends(start_s: int, count: int, step: int = 10) -> list:
     return [T0 + timedelta(seconds=start_s + step * (k + 1)) for k in range(count)]
 
 
+def _series(asset, ends) -> dict[str, tuple]:
+    """The asset's readings as the scorer reads them for windows ending at ``ends`` (from the sensor-fault
+    step's ``readings_from`` on)."""
+    sensors = _sensors(asset)
+    step = float(asset.asset_type.step_s)
+    start = readings_from(ends[0].timestamp() - step, ends[-1].timestamp(), step)
+    sid, ts, values, quality = read_readings(
+        sorted(sensors), datetime.fromtimestamp(start, tz=dt_timezone.utc), ends[-1], include_start=False
+    )
+    out = {}
+    for sensor_id, role in sensors.items():
+        lo, hi = np.searchsorted(sid, [sensor_id, sensor_id + 1])
+        out[role] = (ts[lo:hi], values[lo:hi], quality[lo:hi])
+    return out
+
+
 def _apply(asset, version, ends) -> list[int]:
     with transaction.atomic():
-        return apply_sensor_faults(version, [(asset, ends, _sensors(asset))])
+        return apply_sensor_faults(version, [(asset, ends, _sensors(asset), _series(asset, ends))]).changed
 
 
 def _stick(asset, role: str, start_s: int, seconds: int, value: float = 20.0) -> None:
@@ -134,21 +156,110 @@ def sensor_alert(asset, champion) -> Alert:
     return Alert.objects.get()
 
 
-@pytest.mark.parametrize(
-    "action", ["confirm:sensor_replaced", "confirm:recalibrated", "false_alarm:sensor_glitch"]
-)
-def test_sensor_verdicts_resolve_the_alert_and_label_nothing_about_the_machine(
+@pytest.mark.parametrize("action", ["confirm:sensor_replaced", "confirm:recalibrated", "not_actionable"])
+def test_a_confirmed_sensor_fault_labels_its_window_left_out_of_training_not_a_machine_fault(
     sensor_alert, technician, action
 ):
     feedback = record_feedback(sensor_alert, technician, action, "swapped the transmitter")
     sensor_alert.refresh_from_db()
     assert sensor_alert.state == AlertState.RESOLVED
+    label = Label.objects.get()
+    assert feedback.label == label and label.kind == LabelKind.EXCLUDED
+    assert label.fault_type == "sensor:pressure" and label.verdict == feedback.verdict
+    assert (label.start, label.end) == (sensor_alert.first_window_start, sensor_alert.last_seen_at)
+    assert "left out of training" in label.note
+
+
+def test_a_false_alarm_on_a_sensor_fault_writes_no_label_the_readings_were_true(sensor_alert, technician):
+    feedback = record_feedback(sensor_alert, technician, "false_alarm:sensor_glitch")
     assert feedback.label is None and not Label.objects.exists()
-    assert Feedback.objects.get().summary.split(" — ")[-1] in {
-        "Sensor replaced",
-        "Recalibrated",
-        "Sensor glitch",
-    }
+    assert Feedback.objects.get().summary.split(" — ")[-1] == "Sensor glitch"
+
+
+def test_correcting_and_undoing_sensor_verdicts_keeps_one_label_in_step_with_the_verdict_in_force(
+    sensor_alert, technician
+):
+    first = record_feedback(sensor_alert, technician, "confirm:recalibrated")
+    second = record_feedback(sensor_alert, technician, "false_alarm:sensor_glitch")  # a correction
+    assert second.label is None and not Label.objects.exists()
+    undo_verdict(sensor_alert, technician, second.pk)
+    label = Label.objects.get()
+    first.refresh_from_db()
+    assert label.kind == LabelKind.EXCLUDED and first.label == label
+    record_feedback(sensor_alert, technician, "confirm:sensor_replaced")  # corrects, reusing the label
+    assert list(Label.objects.values_list("pk", "kind")) == [(label.pk, LabelKind.EXCLUDED)]
+
+
+def test_training_leaves_the_windows_of_an_excluded_label_out():
+    ends = np.arange(60.0, 610.0, 10.0)
+    assets = np.ones(len(ends), dtype=np.int64)
+    fault = LabelEvent(1, 1, 100.0, 200.0, True, "confirmed_fault")
+    sensor = LabelEvent(2, 1, 150.0, 400.0, False, "excluded", excluded=True)
+    classes, event_of = label_windows(ends, assets, 60.0, [fault, sensor])
+    overlaps_sensor = (ends - 60.0 < 400.0) & (ends > 150.0)
+    assert (classes[overlaps_sensor] == WindowLabel.GUARD).all() and (event_of[overlaps_sensor] == -1).all()
+    assert (classes[(ends > 100.0) & (ends <= 150.0)] == WindowLabel.FAULT).all()
+    assert (classes[ends - 60.0 >= 400.0] == WindowLabel.UNLABELLED).all()
+
+
+def test_retraining_reads_the_excluded_ranges_and_comparisons_do_not(sensor_alert, technician):
+    record_feedback(sensor_alert, technician, "confirm:recalibrated")
+    asset_ids = [sensor_alert.asset_id]
+    assert feedback_events(asset_ids) == []  # no verdict on the machine for the comparisons to count
+    (event,) = feedback_events(asset_ids, excluded=True)
+    assert event.excluded and not event.positive
+
+
+def test_a_judged_sensor_fault_absorbs_its_ongoing_condition_and_reopens_only_after_it_cleared(
+    asset, champion, technician
+):
+    _healthy(asset, 2700)
+    _stick(asset, "pressure", 600, 900)  # stuck 600-1500 s
+    _apply(asset, champion, [T0 + timedelta(seconds=900)])
+    alert = Alert.objects.get()
+    record_feedback(alert, technician, "confirm:recalibrated")
+
+    _apply(asset, champion, _ends(900, 30))  # still stuck up to 1200 s: the judged episode absorbs it
+    alert.refresh_from_db()
+    assert Alert.objects.count() == 1
+    assert alert.state == AlertState.RESOLVED and alert.episode == EpisodeState.JUDGED
+    assert alert.last_seen_at == T0 + timedelta(seconds=1200)
+
+    _apply(asset, champion, _ends(1200, 70))  # clean from 1500 s: the episode ends once clean
+    alert.refresh_from_db()
+    assert Alert.objects.count() == 1 and alert.episode == EpisodeState.OVER
+    assert "clean again" in alert.events.last().reason
+
+    _stick(asset, "pressure", 2000, 700)  # the condition comes back
+    _apply(asset, champion, _ends(1800, 90))
+    assert Alert.objects.count() == 2
+    assert Alert.objects.exclude(pk=alert.pk).get().state == AlertState.OPEN
+
+
+def test_a_judged_sensor_fault_that_gets_worse_reopens_saying_when_and_by_whom(asset, champion, technician):
+    _healthy(asset, 1800)
+    vibration = _sensor(asset, "vibration")
+
+    def glitch(seconds: range) -> None:
+        stamps = [T0 + timedelta(seconds=t) for t in seconds]
+        Reading.objects.filter(sensor=vibration, ts__in=stamps).update(
+            value=99.0, quality=int(QualityFlag.SPIKE)
+        )
+
+    glitch(range(620, 900, 40))  # 7 spikes in 5 min: just past the 2 % share
+    _apply(asset, champion, [T0 + timedelta(seconds=900)])
+    alert = Alert.objects.get()
+    record_feedback(alert, technician, "false_alarm:sensor_glitch")
+    glitch(range(905, 1200, 5))  # then one in five readings: far worse than when judged
+    _apply(asset, champion, _ends(900, 30))
+    alert.refresh_from_db()
+    reopened = Alert.objects.exclude(pk=alert.pk).get()
+    assert alert.episode == EpisodeState.OVER and reopened.reopened_from == alert
+    assert reopened.state == AlertState.OPEN and reopened.kind == AlertKind.SENSOR_FAULT
+    assert (
+        reopened.reopen_note.startswith("re-opened: worse than when judged on")
+        and "tess" in reopened.reopen_note
+    )
 
 
 def test_the_sensor_verdicts_parse():
