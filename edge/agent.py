@@ -1,9 +1,10 @@
 """The edge agent: local sources → durable queue → local decisions → local publication, and the forwarder.
 
-``Agent.sink`` is the sink every source client is given (``connectivity.points.Sink``): it stores the
-batch in the local queue first (durable: a source acknowledges its protocol only after the sink returned),
-then feeds each asset's ``AssetDecider`` and decides at once, so a reading's decision takes one scoring of
-the new windows, whether or not the server is reachable. Each decided event is queued for the server (in
+``Agent.sink`` is the sink every source client is given (``connectivity.points.Sink``): it feeds each
+asset's ``AssetDecider`` and decides at once (a reading's decision takes one scoring of the new windows,
+whether or not the server is reachable), hands the events to the local publisher, then stores the batch and
+the events in the local queue before it returns (durable: a source acknowledges its protocol only after
+the sink returned). Each decided event is queued for the server (in
 the same moment as the decider's saved state, so a restart neither loses nor repeats it) and handed to the
 local publisher (MQTT retained topic / OPC UA node / Modbus coil through the protocol clients' write-back,
 or any async callable); a publisher failure is logged and never blocks the decisions.
@@ -87,23 +88,26 @@ class Agent:
     # --- the sink of every source ---------------------------------------------------------------------------
     async def sink(self, samples: list[Sample]) -> None:
         arrived = time.perf_counter()
-        self.queue.put_readings((s.point, s.ts, s.value, s.status.value) for s in samples)
+        # Decide first: a decision waits for no disk. The batch is stored durably before this returns, so a
+        # source still acknowledges only stored readings; a crash in between has the source resend them and
+        # the same windows decide the same events (same keys) again.
         events: list[AlertEvent] = []
         for decider in self.deciders.values():
             if decider.add(samples):
                 events += decider.decide()
         self.decision_latencies.append(time.perf_counter() - arrived)
         del self.decision_latencies[:-10_000]
-        self._shadow_step(samples, events)
-        if events or time.monotonic() - self._saved_at >= STATE_EVERY_S:
-            for event in events:
-                self.queue.put_event(event.key, event.body())
-            self._save_states()
         for event in events:
             self.events.append(event)
             if event.kind == "opened":
                 self._recent_opened.append(time.time())
             await self._publish(event)
+        self.queue.put_readings((s.point, s.ts, s.value, s.status.value) for s in samples)
+        if events or time.monotonic() - self._saved_at >= STATE_EVERY_S:
+            for event in events:
+                self.queue.put_event(event.key, event.body())
+            self._save_states()
+        self._shadow_step(samples, events)
 
     # --- model updates (edge.updater drives these) --------------------------------------------------------------
     def _shadow_step(self, samples: list[Sample], events: list[AlertEvent]) -> None:
