@@ -18,7 +18,8 @@ from alerts.choices import GapReason
 from alerts.models import Alert, Score, ScoringGap
 from alerts.scoring import score_assets
 from detection.features import feature_names
-from models_registry import comparison, edge
+from edge import runner as edge
+from models_registry import comparison
 from models_registry.bundle import bundle_spec
 from models_registry.models import ModelIncident, ModelVersion
 from models_registry.services import TrainingError, promote, register_artifact, train_and_register
