@@ -6,6 +6,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from kombu import Queue
+
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
@@ -123,6 +125,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Every queue Vigil routes to, declared: a worker started without -Q consumes all of them, so
+# `celery -A config worker` as Celery's docs show scores (issue 17); production splits them with -Q.
+CELERY_TASK_QUEUES = [Queue("default"), Queue("ingest"), Queue("scoring"), Queue("explain")]
+CELERY_IMPORTS = ["config.ops"]  # the operations heartbeat (not an app: autodiscovery does not see it)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # A publish while Redis is down must fail in about a second, not hang an ingest request: the due marks
@@ -146,6 +152,12 @@ CELERY_BEAT_SCHEDULE: dict = {
             "expires": max(1.0, env_float("VIGIL_SCORING_SWEEP_EVERY_S", 30.0) - 5.0),
             "queue": "scoring",
         },
+    },
+    # Each queue's heartbeat (config.ops): /readyz sees which queues a worker serves and that beat runs.
+    "ops-heartbeats": {
+        "task": "config.ops.send_heartbeats_task",
+        "schedule": env_float("VIGIL_OPS_HEARTBEAT_S", 15.0),
+        "options": {"expires": env_float("VIGIL_OPS_HEARTBEAT_S", 15.0), "queue": "default"},
     },
     # Explanations whose completion task was lost (broker down at enqueue time) are queued again.
     "sweep-pending-explanations": {
@@ -392,3 +404,11 @@ VIGIL_WRITEBACK_POLL_S = env_float("VIGIL_WRITEBACK_POLL_S", 0.2)
 VIGIL_DEMO_MQTT_BROKER = env_str(
     "VIGIL_DEMO_MQTT_BROKER", str(BASE_DIR / ".venv-mqtt-broker" / "bin" / "amqtt")
 )
+
+# --- Operations endpoints (issue 17; config.ops) ---------------------------------------------------------
+VIGIL_OPS_HEARTBEAT_S = env_float("VIGIL_OPS_HEARTBEAT_S", 15.0)
+# /readyz is not ready when a queue's last heartbeat ran longer ago than this (no worker, or no beat) ...
+VIGIL_READY_HEARTBEAT_S = env_float("VIGIL_READY_HEARTBEAT_S", 60.0)
+# ... when an asset has waited longer than this to be scored, or an explanation has been pending this long.
+VIGIL_READY_MAX_SCORING_LAG_S = env_float("VIGIL_READY_MAX_SCORING_LAG_S", 300.0)
+VIGIL_READY_MAX_EXPLANATION_S = env_float("VIGIL_READY_MAX_EXPLANATION_S", 900.0)

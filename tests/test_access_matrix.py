@@ -154,6 +154,9 @@ URLS: dict[str, Url] = {
     "api-docs": Url(public),
     "favicon": Url(public),  # a redirect to the static icon
     "api:openapi": Url(public),
+    # Operations endpoints: open to a load balancer; this world has no worker, so never ready.
+    "healthz": Url(public),
+    "readyz": Url(lambda role, site: "HTTP 503"),
     # gateway API
     "api:readings": Url(gateway_api, "POST", data=readings, json=True),
     "api:edge_events": Url(gateway_api, "POST", data=lambda w, s: {"events": []}, json=True),
