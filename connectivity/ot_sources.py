@@ -73,9 +73,48 @@ async def _write_back(
         await confirm([s.id for s in states])
 
 
-class _OpcUa:
+class _Face:
+    """The registry's face of one client module: options checked against its names, the client's own
+    config from the shared ConnectionConfig (``config``), its points bound to their sensor keys."""
+
+    client: ModuleType
+    label: str
+    OPTIONS: tuple[str, ...]
+
+    @classmethod
+    def parse_point(cls, fields: Mapping[str, str]) -> Any:
+        return _point(cls.client, fields)
+
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any]) -> dict:
+        unknown = set(options) - set(cls.OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown {cls.label} option(s): {', '.join(sorted(unknown))}")
+        _targets(cls.client, options)
+        return dict(options)
+
+    @classmethod
+    def config(cls, config: ConnectionConfig) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    async def run(
+        cls, config: ConnectionConfig, points: Mapping[str, Any], sink: Sink, status: ConnectionStatus
+    ) -> None:
+        await cls.client.run(cls.config(config), _bind(points), sink, status)
+
+    @classmethod
+    async def write_back(
+        cls, config: ConnectionConfig, take: Take, confirm: Confirm, status: ConnectionStatus
+    ) -> None:
+        targets = _targets(cls.client, config.options)
+        await _write_back(cls.client, cls.config(config), targets, take, confirm, status)
+
+
+class _OpcUa(_Face):
     """The registry's face of connectivity.opcua."""
 
+    client, label = opcua, "OPC UA"
     OPTIONS = (
         "security_policy",
         "security_mode",
@@ -85,18 +124,6 @@ class _OpcUa:
         "publishing_interval_ms",
         "write_targets",
     )
-
-    @staticmethod
-    def parse_point(fields: Mapping[str, str]) -> opcua.OpcUaPoint:
-        return _point(opcua, fields)
-
-    @classmethod
-    def parse_options(cls, options: Mapping[str, Any]) -> dict:
-        unknown = set(options) - set(cls.OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown OPC UA option(s): {', '.join(sorted(unknown))}")
-        _targets(opcua, options)
-        return dict(options)
 
     @staticmethod
     def parse_endpoint(endpoint: str) -> tuple[str, str, int]:
@@ -110,35 +137,12 @@ class _OpcUa:
             endpoint=config.endpoint, username=config.username, password=config.password, **extra
         )
 
-    @classmethod
-    async def run(
-        cls, config: ConnectionConfig, points: Mapping[str, Any], sink: Sink, status: ConnectionStatus
-    ) -> None:
-        await opcua.run(cls.config(config), _bind(points), sink, status)
 
-    @classmethod
-    async def write_back(
-        cls, config: ConnectionConfig, take: Take, confirm: Confirm, status: ConnectionStatus
-    ) -> None:
-        await _write_back(opcua, cls.config(config), _targets(opcua, config.options), take, confirm, status)
-
-
-class _Modbus:
+class _Modbus(_Face):
     """The registry's face of connectivity.modbus."""
 
+    client, label = modbus, "Modbus"
     OPTIONS = ("timeout_s", "write_targets")
-
-    @staticmethod
-    def parse_point(fields: Mapping[str, str]) -> modbus.ModbusPoint:
-        return _point(modbus, fields)
-
-    @classmethod
-    def parse_options(cls, options: Mapping[str, Any]) -> dict:
-        unknown = set(options) - set(cls.OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown Modbus option(s): {', '.join(sorted(unknown))}")
-        _targets(modbus, options)
-        return dict(options)
 
     @staticmethod
     def parse_endpoint(endpoint: str) -> tuple[str, str, int]:
@@ -151,18 +155,6 @@ class _Modbus:
         return modbus.ModbusConfig(
             host=host, port=port, interval_s=config.interval_s, timeout_s=float(options.get("timeout_s", 1.0))
         )
-
-    @classmethod
-    async def run(
-        cls, config: ConnectionConfig, points: Mapping[str, Any], sink: Sink, status: ConnectionStatus
-    ) -> None:
-        await modbus.run(cls.config(config), _bind(points), sink, status)
-
-    @classmethod
-    async def write_back(
-        cls, config: ConnectionConfig, take: Take, confirm: Confirm, status: ConnectionStatus
-    ) -> None:
-        await _write_back(modbus, cls.config(config), _targets(modbus, config.options), take, confirm, status)
 
 
 OPCUA = _OpcUa

@@ -14,10 +14,11 @@ reconnects with backoff (`backoff_delays`).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -90,3 +91,15 @@ def finite(value: object) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+async def run_until_stopped(stop: asyncio.Event, tasks: Iterable[asyncio.Task]) -> None:
+    """Wait for ``stop``, then cancel ``tasks`` and wait for them to end (the bridge's connections, the edge
+    agent's sources and forwarder): what a SIGTERM means to a long-running protocol process."""
+    running = list(tasks)
+    try:
+        await stop.wait()
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

@@ -18,6 +18,6 @@ and the edge runner on a gateway all run the same code. Modules:
 * ``runtime`` — onnxruntime sessions, batch scoring, output selection, ``LoadedModel``.
 * ``explain`` — SHAP values of the exact ONNX artifact that scored a window.
 
-The import-linter contract in ``.importlinter`` and ``tests/detection/test_no_django.py`` keep Django and the
+The import-linter contract in ``.importlinter`` and ``tests/test_django_free_packages.py`` keep Django and the
 apps (plant, alerts, models_registry, config) out of this package.
 """

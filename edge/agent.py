@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from connectivity.points import Sample
+from connectivity.points import Sample, run_until_stopped
 from detection.bundle import load_bundle
 from edge.config import AgentConfig
 from edge.decide import AlertEvent, AssetDecider
@@ -188,11 +188,8 @@ class Agent:
         tasks = [asyncio.create_task(source(self.sink)) for source in sources]
         tasks.append(asyncio.create_task(self.forwarder.run(stop)))
         try:
-            await stop.wait()
+            await run_until_stopped(stop, tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             self._save_states()
             await self.forwarder.close()
             self.queue.close()

@@ -29,7 +29,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from connectivity import protocols
-from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus, backoff_delays
+from connectivity.points import (
+    ConnectionStatus,
+    PointError,
+    Sample,
+    SampleStatus,
+    backoff_delays,
+    run_until_stopped,
+)
 from plant.connections.secrets import SecretError, password_of
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Connection, ConnectionState, PointMapping, Sensor, Site, WriteBack
@@ -392,9 +399,4 @@ async def run_bridge(connections: list[Connection], stop: asyncio.Event | None =
     tasks = [
         asyncio.create_task(runner.run(), name=f"connection-{runner.connection.pk}") for runner in runners
     ]
-    try:
-        await stop.wait()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await run_until_stopped(stop, tasks)

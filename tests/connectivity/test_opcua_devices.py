@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import sys
 
-import pytest
 
 from connectivity import modbus, opcua
 from connectivity.modbus import ModbusConfig, parse_point
@@ -14,24 +13,7 @@ from connectivity.points import ConnectionStatus
 from plant.simulator_devices import modbus_address
 from plant.simulator import ROLES
 from tests.connectivity.ot_support import Collector, until
-from bench.live_server import ROOT, free_port
-
-
-@pytest.fixture
-def devices():
-    ports = free_port(), free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demo.devices", "--opcua-port", str(ports[0]), "--modbus-port", str(ports[1])],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        yield ports, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+from bench.live_server import ROOT
 
 
 async def test_the_devices_command_serves_the_simulated_pump_over_both_protocols(devices):

@@ -6,12 +6,9 @@ the simulated pump of `python -m demo.devices` (real asyncua and pymodbus server
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import pytest
 
-from bench.live_server import ROOT, free_port
 from connectivity import modbus, protocols
 from connectivity.mapping_csv import read_mapping_csv
 from connectivity.points import ConnectionStatus
@@ -19,24 +16,6 @@ from connectivity.protocols import ConnectionConfig, OutgoingState
 from plant.simulator_devices import MODBUS_ALARM_COIL, MODBUS_SEVERITY_REGISTER, modbus_address
 from plant.simulator import ROLES
 from tests.connectivity.ot_support import Collector, until
-
-
-@pytest.fixture
-def devices():
-    ports = free_port(), free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demo.devices", "--opcua-port", str(ports[0]), "--modbus-port", str(ports[1])],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        proc.stdout.readline()  # printed once both servers listen
-        yield ports
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def opcua_csv() -> bytes:
@@ -54,7 +33,8 @@ def modbus_csv() -> bytes:
 
 
 async def test_opcua_by_registry_names_samples_by_sensor_key(devices):
-    opcua_port, _ = devices
+    (opcua_port, _), proc = devices
+    proc.stdout.readline()  # printed once both servers listen
     checked = read_mapping_csv("opcua", opcua_csv())
     assert [line for line, _ in checked.errors] == [len(ROLES) + 3]  # the malformed node id
     points = {key: point for key, (_line, _fields, point) in checked.rows.items()}
@@ -74,7 +54,8 @@ async def test_opcua_by_registry_names_samples_by_sensor_key(devices):
 
 
 async def test_modbus_by_registry_polls_and_writes_the_alarm_back(devices):
-    _, modbus_port = devices
+    (_, modbus_port), proc = devices
+    proc.stdout.readline()
     checked = read_mapping_csv("modbus", modbus_csv())
     assert len(checked.errors) == 1 and "65535" in checked.errors[0][1]
     points = {key: point for key, (_line, _fields, point) in checked.rows.items()}
