@@ -1,13 +1,11 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from bench.live_server import ROOT, free_port
-
-import sys
-
-import subprocess
-
 from tests.brokers import mosquitto  # noqa: F401 (fixture)
 
 
