@@ -22,7 +22,7 @@ from pathlib import Path
 from connectivity.points import Sample, run_until_stopped
 from detection.bundle import load_bundle
 from edge.config import AgentConfig
-from edge.decide import AlertEvent, AssetDecider
+from edge.decide import AlertEvent, AssetDecider, decide_all
 from edge.forward import Forwarder
 from edge.model import EdgeModel
 from edge.queue import LocalQueue
@@ -91,10 +91,7 @@ class Agent:
         # Decide first: a decision waits for no disk. The batch is stored durably before this returns, so a
         # source still acknowledges only stored readings; a crash in between has the source resend them and
         # the same windows decide the same events (same keys) again.
-        events: list[AlertEvent] = []
-        for decider in self.deciders.values():
-            if decider.add(samples):
-                events += decider.decide()
+        events = decide_all([d for d in self.deciders.values() if d.add(samples)])
         self.decision_latencies.append(time.perf_counter() - arrived)
         del self.decision_latencies[:-10_000]
         for event in events:

@@ -24,7 +24,7 @@ import numpy as np
 
 from connectivity.points import Sample, SampleStatus
 from detection import rules
-from edge.model import EdgeModel
+from edge.model import EdgeModel, EdgeScores, score_many
 
 
 @dataclass(frozen=True)
@@ -130,17 +130,29 @@ class AssetDecider:
     # --- decisions -----------------------------------------------------------------------------------------
     def decide(self) -> list[AlertEvent]:
         """Score the windows completed since the last call and apply the rules; the events they raise."""
+        request = self.pending()
+        if request is None:
+            return []
+        series, start, until = request
+        return self.conclude(self.model.score(series, start_s=start, end_s=until), until)
+
+    def pending(self) -> tuple[dict, float | None, float] | None:
+        """What ``decide`` would score now — (series, start_s, end_s) — or None when no window completed;
+        the agent scores many assets' requests in one batch (edge.model.score_many) and ``conclude``s each."""
         until = self.complete_until()
         self.last_scored = []
         if until is None or (self.last_end is not None and until <= self.last_end):
-            return []
+            return None
         series = {role: buf.series() for role, buf in self._buffers.items() if buf.ts}
         if not series:
-            return []
+            return None
         # Windows end on multiples of step_s in [start_s + window_s, end_s]: the first new one ends just after
         # the last decided (the live scorer's rule, alerts.scoring).
         start = None if self.last_end is None else self.last_end - self.model.window_s + 1e-6
-        scored = self.model.score(series, start_s=start, end_s=until)
+        return series, start, until
+
+    def conclude(self, scored: EdgeScores, until: float) -> list[AlertEvent]:
+        """Apply the rules to the windows ``pending`` asked for; the events they raise."""
         windows = [
             rules.Window(float(end), float(score))
             for end, score in zip(scored.ends, scored.scores, strict=True)
@@ -213,3 +225,19 @@ class AssetDecider:
         )
         self.last_end = saved.get("last_end")
         return True
+
+
+def decide_all(deciders: list[AssetDecider]) -> list[AlertEvent]:
+    """``decide`` for several assets at once: the pending windows of the assets whose models share a group
+    are built and scored in one batch (edge.model.score_many), then each asset's rules run."""
+    groups: dict[tuple, list[tuple[AssetDecider, tuple]]] = {}
+    for decider in deciders:
+        request = decider.pending()
+        if request is not None:
+            groups.setdefault(decider.model.group, []).append((decider, request))
+    events: list[AlertEvent] = []
+    for members in groups.values():
+        scored = score_many([(d.model, *request) for d, request in members])
+        for (decider, (_series, _start, until)), result in zip(members, scored, strict=True):
+            events += decider.conclude(result, until)
+    return events

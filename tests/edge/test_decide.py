@@ -10,7 +10,7 @@ import numpy as np
 
 from connectivity.points import Sample, SampleStatus
 from detection.bundle import load_bundle
-from edge.decide import AssetDecider
+from edge.decide import AssetDecider, decide_all
 from edge.model import EdgeModel
 from edge.runner import score_series
 from tests.edge.conftest import TAG, TRAIN_S, samples_of, sensors, series_of, simulator
@@ -98,3 +98,29 @@ def test_bad_and_foreign_samples_are_gaps_not_values(bundle):
     buffered = d._buffers["vibration"]
     assert buffered.ts == [10.0] and buffered.values == [1.0]
     assert np.isfinite(buffered.series()[1]).all()
+
+
+def test_deciding_many_assets_in_one_batch_equals_deciding_each(bundle):
+    """The agent's batch (edge.decide.decide_all: one windows build and one onnxruntime call for the assets
+    of one model) decides exactly what each asset's own decide() does."""
+    def deciders() -> list[AssetDecider]:
+        model = EdgeModel(load_bundle(str(bundle.path)))
+        return [AssetDecider(f"{TAG}-{i}", model, {k: r for r, k in sensors().items()}) for i in range(3)]
+
+    sims = [simulator(fault_at=FAULT_AT) if i == 1 else simulator() for i in range(3)]
+    sims_again = [simulator(fault_at=FAULT_AT) if i == 1 else simulator() for i in range(3)]
+    together, alone = deciders(), deciders()
+    events_together, events_alone = [], []
+    t = TRAIN_S
+    while t < FAULT_AT + 900:
+        for d, d2, sim, sim2 in zip(together, alone, sims, sims_again, strict=True):
+            d.add(samples_of(sim, t, t + 5))
+            d2.add(samples_of(sim2, t, t + 5))
+        events_together += decide_all(together)
+        for d2 in alone:
+            events_alone += d2.decide()
+        t += 5
+    assert [(e.asset, e.kind, e.at) for e in events_together] == [
+        (e.asset, e.kind, e.at) for e in events_alone
+    ]
+    assert {e.asset for e in events_together} == {f"{TAG}-1"}
