@@ -88,7 +88,7 @@ def test_install_switch_and_rollback(tmp_path: Path, bundle):
 
 
 UPDATER = """
-import hashlib, sys
+import hashlib, shutil, sys
 from pathlib import Path
 from edge.updates import ModelStore
 root, first, second = Path(sys.argv[1]), Path(sys.argv[2]).read_bytes(), Path(sys.argv[3]).read_bytes()
@@ -101,9 +101,8 @@ while True:
     store.switch("p-101", shas[i % 2])
     print(i, flush=True)
     i += 1
-    if i % 7 == 0:  # re-install from scratch now and then, so kills also land inside an install
-        import shutil
-        shutil.rmtree(root / "p-101" / shas[(i + 1) % 2], ignore_errors=True)
+    if i % 7 == 0:  # re-install the next (not current) model from scratch, so kills land inside an install
+        shutil.rmtree(root / "p-101" / shas[i % 2], ignore_errors=True)
 """
 
 
