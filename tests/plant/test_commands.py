@@ -313,7 +313,7 @@ def test_simulate_streams_live_batches_until_the_duration_ends(fake_api, north_p
 def test_simulate_records_an_injected_fault_as_a_simulator_label(fake_api, north_pumps):
     run(
         "simulate", "--site", "north", "--token", "t", "--backfill", "5", "--duration", "0",
-        "--faults", "spikes@p-102.vibration:-3m:90s",
+        "--faults", "spikes@p-102.vibration:-4m:4m",
     )  # fmt: skip
 
     label = Label.objects.get()
@@ -323,7 +323,8 @@ def test_simulate_records_an_injected_fault_as_a_simulator_label(fake_api, north
         "spikes",
         "simulator",
     )
-    assert label.end - label.start == timedelta(seconds=90)
+    # 4 min: 24 of the simulator's 10-s spike buckets, each firing with p = 0.3 (90 s left a 4 % chance of none).
+    assert label.end - label.start == timedelta(minutes=4)
     spiked = [r for r in fake_api.readings if r["sensor"] == "north.p-102.vibration" and r["value"] > 7]
     assert spiked and all(label.start.timestamp() <= r["ts"] < label.end.timestamp() for r in spiked)
 
