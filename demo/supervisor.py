@@ -51,6 +51,8 @@ class Child:
     process: subprocess.Popen
     stop_last: bool = False
     stop_first: bool = False  # a client of the others (simulator, replay): stopped before the servers
+    stop_early: bool = False  # a client of the stop_first ones (the bridge and the edge agent read the
+    # simulator's PLCs): stopped before them, so a reader never sees its device vanish
     may_exit: bool = False  # a job that ends (e.g. a dataset replay): exit code 0 is not a failure
     reader: threading.Thread | None = field(default=None, repr=False)
 
@@ -120,6 +122,7 @@ class Supervisor:
         stop_last: bool = False,
         stop_first: bool = False,
         may_exit: bool = False,
+        stop_early: bool = False,
     ) -> Child:
         """Start `argv` as a child named `name`; its stdout and stderr are printed with the name as prefix.
 
@@ -137,7 +140,13 @@ class Supervisor:
             start_new_session=True,
         )
         child = Child(
-            name, list(argv), process, stop_last=stop_last, stop_first=stop_first, may_exit=may_exit
+            name,
+            list(argv),
+            process,
+            stop_last=stop_last,
+            stop_first=stop_first,
+            may_exit=may_exit,
+            stop_early=stop_early,
         )
         child.reader = threading.Thread(
             target=self._copy_output, args=(child,), name=f"out-{name}", daemon=True
@@ -181,13 +190,17 @@ class Supervisor:
         return None
 
     def stop_all(self) -> None:
-        """Stop every child: SIGTERM, wait, then SIGKILL, in three rounds — stop_first children (clients,
+        """Stop every child: SIGTERM, wait, then SIGKILL, in rounds — stop_early children (readers of the
+        stop_first ones' devices), stop_first children (clients,
         so no request of theirs is cut off inside a server that is shutting down), then the rest, then
         stop_last ones (what the others depend on, e.g. Redis)."""
-        first = [child for child in self.children if child.stop_first]
-        middle = [child for child in self.children if not child.stop_first and not child.stop_last]
-        last = [child for child in self.children if child.stop_last]
-        for group in (first, middle, last):
+        early = [child for child in self.children if child.stop_early]
+        first = [child for child in self.children if child.stop_first and not child.stop_early]
+        middle = [
+            child for child in self.children if not (child.stop_first or child.stop_last or child.stop_early)
+        ]
+        last = [child for child in self.children if child.stop_last and not child.stop_early]
+        for group in (early, first, middle, last):
             self._stop_group(group)
         for child in self.children:
             if child.reader is not None:

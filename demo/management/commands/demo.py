@@ -414,7 +414,10 @@ class Command(BaseCommand):
             )
         finally:
             connections.close_all()
-        supervisor.start("bridge", bridge_command(DEMO_SITE[0]), env=env, cwd=settings.BASE_DIR)
+        # The bridge reads the simulator's PLCs: it stops before the simulator does.
+        supervisor.start(
+            "bridge", bridge_command(DEMO_SITE[0]), env=env, cwd=settings.BASE_DIR, stop_early=True
+        )
         # The simulator starts once the bridge has subscribed: what it publishes before would be lost.
         supervisor.wait_until(
             lambda: bridge_connected(connection.pk),
@@ -444,7 +447,7 @@ class Command(BaseCommand):
         supervisor.start("edge-link", link, env=env, cwd=settings.BASE_DIR)
         agent_env = {**env, "VIGIL_GATEWAY_TOKEN": self.edge.token}
         agent = [sys.executable, "-m", "edge", "--config", str(self.edge.config)]
-        supervisor.start("edge-agent", agent, env=agent_env, cwd=settings.BASE_DIR, stop_first=True)
+        supervisor.start("edge-agent", agent, env=agent_env, cwd=settings.BASE_DIR, stop_early=True)
 
     def _print_banner(self, supervisor: Supervisor, url: str, logins: list[Login]) -> None:
         first = next((login for login in logins if login.role == "technician"), logins[0] if logins else None)
