@@ -253,13 +253,26 @@ def _edge_context(request: HttpRequest, form: EdgeAssignForm | None = None) -> d
     ).select_related("asset_type")
     now = timezone.now()
     silent_after = timedelta(seconds=settings.VIGIL_EDGE_SILENT_AFTER_S)
+    # The alert rate each agent's active models were measured at in their shadow trials (per 24 h), to set
+    # beside the local rate the agent reports: a shift is what a human should look at.
+    expected: dict[str, float] = {}
+    for row in EdgeAssignment.objects.filter(asset__site_id__in=sites, stage=EdgeStage.ACTIVE).values(
+        "asset__tag", "shadow_report"
+    ):
+        report = row["shadow_report"] or {}
+        if report.get("hours"):
+            expected[row["asset__tag"]] = (
+                24.0 * float(report.get("alerts_candidate") or 0) / float(report["hours"])
+            )
     agents = []
     for agent in EdgeAgent.objects.filter(gateway__site_id__in=sites).select_related("gateway__site"):
+        rates = [expected[tag] for tag in agent.models_in_use if tag in expected]
         agents.append(
             {
                 "agent": agent,
                 "silent": now - agent.last_contact_at > silent_after,
                 "drops": list(agent.gateway.edge_drops.all()[:5]),
+                "expected_24h": round(sum(rates), 1) if rates else None,
             }
         )
     assignments = (

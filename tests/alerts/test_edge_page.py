@@ -80,3 +80,14 @@ def test_another_sites_assignment_cannot_be_decided(client, champion, asset, oth
     assert client.post(f"/models/edge/{made.pk}/decide/", {"action": "approve"}).status_code == 404
     made.refresh_from_db()
     assert made.stage == EdgeStage.SHADOW
+
+
+def test_an_agents_local_alert_rate_is_shown_beside_its_shadow_estimate(client, engineer, champion, asset, site):
+    [made] = assign(champion, [asset])
+    EdgeAssignment.objects.filter(pk=made.pk).update(
+        stage=EdgeStage.ACTIVE, shadow_report={"hours": 12.0, "alerts_candidate": 1, "windows": 4000}
+    )
+    agent_of(site, "gw-rates", 5, local_alerts_24h=9, models_in_use={asset.tag: "ab" * 32})
+    client.force_login(engineer)
+    html = client.get(PAGE).content.decode()
+    assert "9 <small" in html and "shadow trial: 2.0 expected" in html
