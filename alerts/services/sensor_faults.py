@@ -4,12 +4,12 @@ Called by the scorer (``alerts.scoring``) for the champion version, in the trans
 champion's new windows, with those windows' ends: each end is one evaluation of every sensor of the asset.
 
 1. Drift (``plant.quality.drift_scores``; the statistic, its window and parameters are documented there):
-   at the last new end, each sensor's relation to the asset's other sensors over the last
-   VIGIL_SENSOR_DRIFT_HISTORY_S is checked; the readings of the recent bins of a drifting sensor get
+   at the new ends (one evaluation per DRIFT_BIN_S of them, ``drift_evaluations``), each sensor's
+   relation to the asset's other sensors over the last VIGIL_SENSOR_DRIFT_HISTORY_S is checked; the readings of the recent bins of a drifting sensor get
    ``QualityFlag.DRIFT`` (one UPDATE, an OR of the bit, so a re-run changes nothing). It runs here and not
    at ingest because it needs every sensor of the asset on one time grid and an hour of history, which an
    ingest batch (often one sensor, a few seconds) does not have; ingest's cost is unchanged. Each
-   evaluation flags the readings since the previous one.
+   evaluation flags the readings since the previous one, at most DRIFT_BIN_S of them.
 2. Sustained (``fault_scores``; defaults and their reasons in config/settings.py): at each end e, the
    share of the sensor's readings in (e - VIGIL_SENSOR_FAULT_SPAN_S, e] flagged spike, against
    VIGIL_SENSOR_FAULT_OPEN_SHARE, and flagged stuck or drift, against VIGIL_SENSOR_FAULT_PERSISTENT_SHARE;
@@ -99,6 +99,32 @@ def mark_drift(
     return found
 
 
+def drift_evaluations(new_s: np.ndarray, step_s: float, span_s: float) -> list[tuple[float, float]]:
+    """(end, since) of the drift evaluations of one run's new window ends (ascending epoch seconds): one
+    per DRIFT_BIN_S of them over the last ``span_s``, each flagging the readings since the previous one
+    and at most max(DRIFT_BIN_S, step_s) of them.
+
+    Each evaluation vouches for its own stretch only, so a persistent share needs consecutive findings. A
+    run with many new windows (the first scoring of an asset's history, a backlog chunk, a gateway's
+    minutes-long batch) evaluated once would let a single finding flag DRIFT_RECENT_BINS bins of readings,
+    which alone passes VIGIL_SENSOR_FAULT_PERSISTENT_SHARE: a healthy pump's one-in-hundreds false finding
+    (plant/quality.py) opened "check sensor X" on about one world start in twenty. Windows older than the
+    run's last ``span_s`` get no evaluation of their own, so a backlog costs at most
+    span_s / DRIFT_BIN_S + 1 evaluations per asset and run; a drift that lasts is found at its end."""
+    last = float(new_s[-1])
+    ends = [last]
+    for end in new_s[-2::-1].tolist():
+        if end <= last - span_s:
+            break
+        if ends[-1] - end >= DRIFT_BIN_S - 1e-6:
+            ends.append(end)
+    evaluations, since = [], float(new_s[0]) - step_s
+    for end in reversed(ends):
+        evaluations.append((end, max(since, end - max(DRIFT_BIN_S, step_s))))
+        since = end
+    return evaluations
+
+
 def apply_sensor_faults(
     version: ModelVersion, chunk: Sequence[tuple[Asset, Sequence[datetime], Mapping[int, str]]]
 ) -> list[int]:
@@ -147,9 +173,8 @@ def apply_sensor_faults(
             own[sensor_id] = (t[keep], v[keep], q[keep])
         new_s = np.array([end.timestamp() for end in ends])
         step = float(asset.asset_type.step_s)
-        # Drift is flagged on the readings since the previous evaluation only: each evaluation vouches for
-        # its own stretch, so a persistent share needs consecutive findings.
-        mark_drift(mine, own, float(new_s[-1]), float(new_s[0]) - step)
+        for end_s, since_s in drift_evaluations(new_s, step, span):
+            mark_drift(mine, own, end_s, since_s)
         context_s = new_s[0] - step * np.arange(params.depth, 0, -1)
         ctx = None
         for sensor_id in mine:
