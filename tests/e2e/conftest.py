@@ -24,9 +24,9 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
-# p-101 … p-110: p-101 … p-106 for the board, verdict and wording tests, p-107 … p-110 for the escalation and
-# the sensor faults (each test injects into assets of its own: an asset's readings have one timeline).
-WORLD_ASSETS = 10
+# p-101 … p-111: p-101 … p-106 for the board, verdict and wording tests, p-107 … p-111 for the escalation,
+# the sensor faults and the re-sync race (each test injects into assets of its own: an asset has one timeline).
+WORLD_ASSETS = 11
 
 T = TypeVar("T")
 
