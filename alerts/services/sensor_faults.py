@@ -99,6 +99,15 @@ def mark_drift(
     return found
 
 
+def sensor_fault_params() -> rules.RuleParams:
+    """The rule engine's parameters for sensor faults: a score is the flagged share in units of its opening
+    level, so an alert opens at 1.0 on one window (the span already makes it sustained) and clears after
+    VIGIL_ALERT_CLEAR_WINDOWS windows below VIGIL_SENSOR_FAULT_CLEAR_RATIO. Pages measure the alert by it."""
+    return rules.RuleParams(
+        1.0, settings.VIGIL_SENSOR_FAULT_CLEAR_RATIO, 1, settings.VIGIL_ALERT_CLEAR_WINDOWS
+    )
+
+
 def drift_evaluations(new_s: np.ndarray, step_s: float, span_s: float) -> list[tuple[float, float]]:
     """(end, since) of the drift evaluations of one run's new window ends (ascending epoch seconds): one
     per DRIFT_BIN_S of them over the last ``span_s``, each flagging the readings since the previous one
@@ -138,9 +147,7 @@ def apply_sensor_faults(
         return []
     span = float(settings.VIGIL_SENSOR_FAULT_SPAN_S)
     history = float(settings.VIGIL_SENSOR_DRIFT_HISTORY_S)
-    params = rules.RuleParams(
-        1.0, settings.VIGIL_SENSOR_FAULT_CLEAR_RATIO, 1, settings.VIGIL_ALERT_CLEAR_WINDOWS
-    )
+    params = sensor_fault_params()
     firsts, lasts = [], []
     for asset, ends, _ in chunk:
         firsts.append(

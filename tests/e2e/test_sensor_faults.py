@@ -88,6 +88,9 @@ def test_a_faulty_sensor_opens_a_check_sensor_card_with_its_evidence_and_the_sen
             # The evidence: the detail page charts the sensor with its flagged readings.
             page.goto(f"/alerts/{alert_id}/")
             assert sentence in page.locator(".alert-sensor-fault").inner_text()
+            # Measured by the sensor rule, with no model explanation to wait for.
+            assert "the alert level" in page.locator("#alert-unusual").inner_text()
+            assert page.locator("#shap-chart").count() == 0 and "still being computed" not in page.content()
             page.locator("#sensor-chart .main-svg .trace").first.wait_for(timeout=15_000)
             figure = json.loads(page.locator("#sensor-figure").text_content())
             names = [trace.get("name", "") for trace in figure["data"]]
