@@ -39,6 +39,18 @@ SHARED_REDIS_DB = 14
 # readings into (the API accepts readings up to VIGIL_INGEST_MAX_FUTURE_S = 300 s ahead of the clock).
 HISTORY_ENDS_AGO_S = 600.0
 READY_RE = re.compile(r"Vigil demo running at (http://\S+)/")
+# Every alert of the world's database, for `World.alerts` (a healthy world starts without any).
+ALERTS_SCRIPT = """
+import json
+from alerts.models import Alert
+print("ALERTS=" + json.dumps([
+    {"id": a.pk, "asset": a.asset.tag, "category": a.category, "kind": a.kind, "state": a.state,
+     "title": str(a), "sensor": a.sensor.key if a.sensor_id else None, "role": a.dominant_role,
+     "opened_at": a.opened_at.isoformat(), "peak_score": a.peak_score,
+     "events": [e.reason for e in a.events.order_by("pk")]}
+    for a in Alert.objects.select_related("asset", "sensor").order_by("pk")
+]))
+"""
 
 SEED_SCRIPT = """
 import json, time
@@ -89,6 +101,9 @@ class World:
     process: subprocess.Popen | None = None
     output: list[str] = field(default_factory=list)
     redis: object | None = None  # config.embedded_redis.EmbeddedRedis when this world started its own
+    # The alerts present once the world was up (see `start_world`): none unless the product raised one on
+    # the healthy seeded history.
+    startup_alerts: list[dict] = field(default_factory=list)
     _seen: dict[int, psutil.Process] = field(default_factory=dict)
     _inject_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -112,13 +127,36 @@ class World:
         ramping up over 5 minutes (a later call continues the same fault). A gradual ramp keeps the quality
         flags quiet (no spikes), so the alert is a machine fault, and 3 windows past the open threshold
         arrive within one batch, so one scoring run opens it."""
-        return self._simulated(tag, seconds, fault=("bearing_wear", severity))
+        return self._simulated(tag, seconds, fault=("bearing_wear", None, 300.0, severity))
+
+    def sensor_fault_readings(
+        self,
+        tag: str,
+        kind: str,
+        role: str,
+        seconds: float = 180.0,
+        *,
+        duration_s: float = 600.0,
+        severity: float = 1.0,
+    ) -> list[dict]:
+        """Readings that continue `tag`'s timeline for `seconds`: 30 s normal, then the simulator's sensor
+        fault `kind` (plant.simulator.SENSOR_FAULTS: stuck_sensor, spikes, calibration_drift) on the `role`
+        sensor for `duration_s` (a later call continues the same fault; the machine itself stays healthy)."""
+        from plant.simulator import SENSOR_FAULTS
+
+        if kind not in SENSOR_FAULTS:
+            raise ValueError(f"{kind!r} is not a sensor fault of the simulator ({', '.join(SENSOR_FAULTS)})")
+        return self._simulated(tag, seconds, fault=(kind, role, duration_s, severity))
 
     def normal_readings(self, tag: str, seconds: float = 90.0) -> list[dict]:
         """Fault-free readings that continue `tag`'s timeline (enough of them close its alert)."""
         return self._simulated(tag, seconds, fault=None)
 
-    def _simulated(self, tag: str, seconds: float, fault: tuple[str, float] | None) -> list[dict]:
+    def _simulated(
+        self, tag: str, seconds: float, fault: tuple[str, str | None, float, float] | None
+    ) -> list[dict]:
+        """`seconds` of `tag`'s readings after its timeline's end; `fault` is (kind, sensor role or None,
+        duration s, severity), starting 30 s into the first call that names one."""
         from plant.simulator import Fault, FaultSchedule, PlantSimulator, SimAsset
 
         with self._inject_lock:
@@ -139,9 +177,7 @@ class World:
             role: f"{asset.site}.{tag}.{role}"
             for role in ("vibration", "temperature", "current", "pressure", "flow")
         }
-        faults = (
-            FaultSchedule([Fault(fault[0], tag, None, 0.0, 300.0, fault[1])]) if fault else FaultSchedule()
-        )
+        faults = FaultSchedule([Fault(fault[0], tag, fault[1], 0.0, fault[2], fault[3])] if fault else [])
         simulator = PlantSimulator([SimAsset(tag, sensors)], seed=0, faults=faults, origin=origin)
         simulator.step(start - 900.0, start)  # carries the temperature lag into the posted part
         keys, ts, values = simulator.step(start, end)
@@ -167,6 +203,15 @@ class World:
 
     def shell(self, code: str) -> str:
         return self.manage("shell", "-c", code)
+
+    def alerts(self) -> list[dict]:
+        """Every alert of the world's database: id, asset, category, kind, state, title, sensor, role,
+        opened_at, peak_score and its events' reasons."""
+        out = self.shell(ALERTS_SCRIPT)
+        line = next((x for x in out.splitlines() if x.startswith("ALERTS=")), None)
+        if line is None:
+            raise AssertionError(f"the alert listing printed no ALERTS= line:\n{out[-2000:]}")
+        return json.loads(line.removeprefix("ALERTS="))
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     def log_tail(self, lines: int = 80) -> str:
@@ -204,6 +249,15 @@ class World:
             pass
 
 
+def describe_alerts(alerts: list[dict]) -> str:
+    """One line per alert of `World.alerts`: what, when, how bad, and why it opened."""
+    return "\n".join(
+        f"  {a['title']} [{a['kind']}{', ' + a['sensor'] if a['sensor'] else ''}] opened {a['opened_at']},"
+        f" peak score {a['peak_score']:.3g}: {'; '.join(a['events'])}"
+        for a in alerts
+    )
+
+
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -220,7 +274,9 @@ def _prepare_redis(env: dict[str, str], workdir: Path) -> object | None:
         import redis
 
         parts = urlsplit(env["REDIS_URL"])
-        url = urlunsplit(parts._replace(path=f"/{SHARED_REDIS_DB}"))
+        # VIGIL_E2E_REDIS_DB: another number, for people who run several worlds against one Redis.
+        db = int(env.get("VIGIL_E2E_REDIS_DB") or SHARED_REDIS_DB)
+        url = urlunsplit(parts._replace(path=f"/{db}"))
         client = redis.Redis.from_url(url)
         try:
             client.flushdb()
@@ -282,6 +338,10 @@ def start_world(
         world.token, world.passwords = seeded["token"], seeded["users"]
         world.assets = {tag: AssetInfo(tag=tag, **info) for tag, info in seeded["assets"].items()}
         _start_demo(world, ready_timeout, demo_script)
+        world.startup_alerts = world.alerts()
+        if world.startup_alerts:
+            # Not fatal here (the tests that need a quiet asset say so), but diagnosable from any failure.
+            print(f"the world started with alerts:\n{describe_alerts(world.startup_alerts)}", file=sys.stderr)
     except BaseException:
         world.stop()
         raise

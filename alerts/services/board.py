@@ -17,9 +17,10 @@ from typing import Any
 from cachetools import LRUCache, cached
 from django.db.models import Case, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 
-from alerts.choices import CLOSED_STATES, AlertState, EpisodeState, Severity
+from alerts.choices import CLOSED_STATES, AlertKind, AlertState, EpisodeState, Severity
 from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, ThresholdOverride
+from alerts.services.sensor_faults import sensor_params
 from detection.explain import typical_ranges
 from detection.wording import Finding, SensorReason, duration_text, findings, reasons, unusual_text
 from models_registry.models import ModelVersion
@@ -103,6 +104,13 @@ def alert_level(
     """The AlertLevel of ``alert``; ``thresholds`` (open, clear) is its override, None for the version's.
 
     The board reads the override through the ``override_open``/``override_clear`` annotations."""
+    if alert.kind == AlertKind.SENSOR_FAULT:
+        # Measured by its own rule (the flagged share in units of its opening level), not by the thresholds
+        # of the model version it is filed under: the page said "0.4× the alert level" of an open alert.
+        rule = sensor_params(alert.asset)
+        return AlertLevel(
+            rule.open_threshold, rule.clear_threshold, True, float(alert.asset.asset_type.step_s)
+        )
     if thresholds is None and getattr(alert, "override_open", None) is not None:
         thresholds = (alert.override_open, alert.override_clear)
     open_t, clear_t = thresholds or (version.open_threshold, version.clear_threshold)

@@ -6,13 +6,16 @@ and the readings the scorer already read for the windows: one read of the readin
 as far as ``readings_from`` says this step needs.
 
 1. Drift (``plant.quality.drift_scores``; the statistic, its window and parameters are documented there):
-   once per drift bin (``plant.quality.DRIFT_BIN_S``): in a run whose window ends reach a multiple of it,
-   each sensor's relation to the asset's other sensors over the last VIGIL_SENSOR_DRIFT_HISTORY_S is
-   checked at the run's last end; the readings of as many bins back as the run completed (at most the
-   recent bins) of a drifting sensor get ``QualityFlag.DRIFT`` (one UPDATE, an OR of the bit, so a re-run changes nothing).
-   An asset whose readings do not reach back the drift rule's minimum (its recent and reference bins)
-   costs nothing. It runs here and not at ingest because it needs every sensor of the asset on one time grid
-   and an hour of history, which an ingest batch (often one sensor, a few seconds) does not have.
+   once per drift bin (``plant.quality.DRIFT_BIN_S``) the window ends complete (``drift_evaluations``):
+   at each multiple of it over the run's last VIGIL_SENSOR_FAULT_SPAN_S, each sensor's relation to the
+   asset's other sensors over the last VIGIL_SENSOR_DRIFT_HISTORY_S is checked and the readings of that one
+   bin of a drifting sensor get ``QualityFlag.DRIFT`` (one UPDATE, an OR of the bit, so a re-run changes
+   nothing). Each evaluation vouches for its own bin only, so a persistent share needs consecutive
+   findings — a run with many new windows (an asset's first scoring, a backlog) evaluated once would let one
+   stray finding flag minutes of readings and open "check sensor X" on a healthy pump (1 in 20 e2e world
+   starts did). An asset whose readings do not reach back the drift rule's minimum (its recent and reference
+   bins) costs nothing. It runs here and not at ingest because it needs every sensor of the asset on one
+   time grid and an hour of history, which an ingest batch (often one sensor, a few seconds) does not have.
 2. Sustained (``fault_scores``; defaults and their reasons in config/settings.py): at each end e, the
    share of the sensor's readings in (e - VIGIL_SENSOR_FAULT_SPAN_S, e] flagged spike, against
    VIGIL_SENSOR_FAULT_OPEN_SHARE, and flagged stuck or drift, against VIGIL_SENSOR_FAULT_PERSISTENT_SHARE;
@@ -129,21 +132,16 @@ class SensorFaults:
     alerted: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
-def drift_bins(previous_end_s: float, last_end_s: float) -> int:
-    """How many drift bins (multiples of ``DRIFT_BIN_S``) window ends moving from ``previous_end_s`` to
-    ``last_end_s`` complete: the drift rule runs when it is at least one."""
-    return int(np.floor(last_end_s / DRIFT_BIN_S + 1e-9) - np.floor(previous_end_s / DRIFT_BIN_S + 1e-9))
-
-
 def readings_from(first_new_s: float, end_s: float, step_s: float) -> float:
     """The earliest reading time (exclusive) this step needs for an asset whose new window ends lie after
     ``first_new_s`` and up to ``end_s``: the span of the rule engine's context windows, and the drift
-    history when a drift bin completes. The scorer reads the readings once, from here on."""
+    history before the earliest drift evaluation (``drift_evaluations``). The scorer reads the readings once, from here on."""
     span = float(settings.VIGIL_SENSOR_FAULT_SPAN_S)
     depth = max(1, int(settings.VIGIL_ALERT_CLEAR_WINDOWS))
     start = first_new_s - (depth + 1) * step_s - span
-    if drift_bins(first_new_s - step_s, end_s):
-        start = min(start, end_s - float(settings.VIGIL_SENSOR_DRIFT_HISTORY_S) - DRIFT_BIN_S)
+    evaluations = drift_evaluations(first_new_s - step_s, end_s, span)
+    if evaluations:  # the earliest evaluation looks back over the drift rule's history
+        start = min(start, evaluations[0][0] - float(settings.VIGIL_SENSOR_DRIFT_HISTORY_S) - DRIFT_BIN_S)
     return start
 
 
@@ -198,6 +196,18 @@ def sensor_params(asset: Asset) -> rules.RuleParams:
     )
 
 
+def drift_evaluations(previous_end_s: float, last_end_s: float, span_s: float) -> list[tuple[float, float]]:
+    """(end, since) of the drift evaluations of a run whose new window ends lie in (previous_end_s,
+    last_end_s]: one at each multiple of DRIFT_BIN_S they complete over the run's last ``span_s``, each
+    flagging the readings of its own bin, (end - DRIFT_BIN_S, end]. The scorer's usual run (one new window)
+    makes one every DRIFT_BIN_S; a backlog at most span_s / DRIFT_BIN_S + 1, and older windows get none of
+    their own (a drift that lasts is found at the run's end)."""
+    first = int(np.floor(previous_end_s / DRIFT_BIN_S + 1e-9)) + 1
+    last = int(np.floor(last_end_s / DRIFT_BIN_S + 1e-9))
+    first = max(first, last - int(span_s // DRIFT_BIN_S))
+    return [(b * DRIFT_BIN_S, (b - 1) * DRIFT_BIN_S) for b in range(first, last + 1)]
+
+
 def apply_sensor_faults(
     version: ModelVersion,
     chunk: Sequence[tuple[Asset, Sequence[datetime], Mapping[int, str], Mapping[str, Series]]],
@@ -218,6 +228,7 @@ def apply_sensor_faults(
     )
     active = {alert.sensor_id: alert for alert in holding.order_by("opened_at")}
     now = timezone.now()
+    span = float(settings.VIGIL_SENSOR_FAULT_SPAN_S)
     params_by: dict[str, rules.RuleParams] = {}
     for asset, ends, sensors, series in chunk:
         step = float(asset.asset_type.step_s)
@@ -227,12 +238,8 @@ def apply_sensor_faults(
         own = {sensor_id: series.get(role, _EMPTY) for sensor_id, role in sensors.items()}
         mine = sorted(sensors)
         new_s = np.array([end.timestamp() for end in ends])
-        crossed = drift_bins(float(new_s[0]) - step, float(new_s[-1]))
-        if crossed:
-            # Once per drift bin the window ends complete, at the last new end; each evaluation vouches for
-            # that many bins' worth of readings up to it, so every reading is vouched for about once and a
-            # persistent share needs consecutive findings.
-            mark_drift(mine, own, float(new_s[-1]), float(new_s[-1]) - crossed * DRIFT_BIN_S)
+        for end_s, since_s in drift_evaluations(float(new_s[0]) - step, float(new_s[-1]), span):
+            mark_drift(mine, own, end_s, since_s)
         context_s = new_s[0] - step * np.arange(params.depth, 0, -1)
         ctx = None
         for sensor_id in mine:

@@ -48,6 +48,29 @@
     if (ids.some(busy)) event.detail.shouldSwap = false;
   });
 
+  // Nor may a re-sync replace the list under a card's feedback request in flight: htmx would resolve the
+  // answer's target from the detached form, find none, and drop the confirmation (the card just vanished).
+  // That re-sync's swap is skipped and it is sent again once no feedback request is in flight.
+  var resyncAgain = false;
+  function feedbackInFlight() {
+    return !!document.querySelector("#alert-board form.feedback.htmx-request");
+  }
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "alert-list" && feedbackInFlight()) {
+      event.detail.shouldSwap = false;
+      resyncAgain = true;
+    }
+  });
+  document.addEventListener("htmx:afterRequest", function () {
+    if (!resyncAgain) return;
+    setTimeout(function () {  // after htmx has cleared the finished request's state
+      if (resyncAgain && !feedbackInFlight()) {
+        resyncAgain = false;
+        resync();
+      }
+    }, 50);
+  });
+
   // A verdict's confirmation offers "Undo" for data-undo-s seconds, then goes away.
   function armUndo(root) {
     (root.querySelectorAll ? root.querySelectorAll(".verdict-done[data-undo-s]") : []).forEach(function (note) {

@@ -24,6 +24,10 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
+# p-101 … p-111: p-101 … p-106 for the board, verdict and wording tests, p-107 … p-111 for the escalation,
+# the sensor faults and the re-sync race (each test injects into assets of its own: an asset has one timeline).
+WORLD_ASSETS = 11
+
 T = TypeVar("T")
 
 
@@ -67,6 +71,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     # Retrain stages last at least 1 s (one poll) in this world, so the progress page's poll sees them move.
     live = start_world(
         tmp_path_factory.mktemp("e2e-world"),
+        assets=WORLD_ASSETS,
         extra_env={"E2E_RETRAIN_STAGE_S": "1.0"},
         demo_script=Path(__file__).with_name("slow_retrain.py"),
     )

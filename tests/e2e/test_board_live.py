@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import alert_id_of, card_of, logged_in, open_board
-from bench.world import World
+from bench.world import World, describe_alerts
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,10 @@ def test_a_fault_injected_through_the_api_appears_on_an_open_board(browser, worl
         with logged_in(b, world, "tech1") as page:
             open_board(page)
             card = card_of(page, asset.name)
-            assert card.count() == 0
+            assert card.count() == 0, (
+                f"{asset.name} already has a card before any fault was injected; alerts at the world's "
+                f"start:\n{describe_alerts(world.startup_alerts) or '  none'}\nnow:\n{describe_alerts(world.alerts())}"
+            )
             _mark_page(page)
             posted = time.monotonic()
             world.post_readings(world.fault_readings("p-101"))
