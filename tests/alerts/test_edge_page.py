@@ -82,7 +82,9 @@ def test_another_sites_assignment_cannot_be_decided(client, champion, asset, oth
     assert made.stage == EdgeStage.SHADOW
 
 
-def test_an_agents_local_alert_rate_is_shown_beside_its_shadow_estimate(client, engineer, champion, asset, site):
+def test_an_agents_local_alert_rate_is_shown_beside_its_shadow_estimate(
+    client, engineer, champion, asset, site
+):
     [made] = assign(champion, [asset])
     EdgeAssignment.objects.filter(pk=made.pk).update(
         stage=EdgeStage.ACTIVE, shadow_report={"hours": 12.0, "alerts_candidate": 1, "windows": 4000}

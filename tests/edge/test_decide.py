@@ -103,6 +103,7 @@ def test_bad_and_foreign_samples_are_gaps_not_values(bundle):
 def test_deciding_many_assets_in_one_batch_equals_deciding_each(bundle):
     """The agent's batch (edge.decide.decide_all: one windows build and one onnxruntime call for the assets
     of one model) decides exactly what each asset's own decide() does."""
+
     def deciders() -> list[AssetDecider]:
         model = EdgeModel(load_bundle(str(bundle.path)))
         return [AssetDecider(f"{TAG}-{i}", model, {k: r for r, k in sensors().items()}) for i in range(3)]
