@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 
 import aiomqtt
 import numpy as np
@@ -25,6 +24,7 @@ from alerts.choices import AlertState
 from alerts.models import Alert
 from alerts.scoring import score_assets
 from alerts.writeback import forget_write_back_assets
+from bench.protocol_latency import NOMINAL, pump_signals, wear
 from bench.versions import vibration_version
 from connectivity.writeback import SEVERITY_CODES
 from detection.features import feature_names
@@ -44,7 +44,6 @@ from tests.plant.test_bridge import fetch
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PREFIX = "plant/vigil"
-NOMINAL = {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 2.0}
 OPEN_THRESHOLD, CLEAR_THRESHOLD = 10.0, 5.0
 
 
@@ -72,6 +71,7 @@ def plant(mosquitto):  # noqa: F811
     site = make_site("north")
     asset = make_asset(site)
     sensors = {s.role.key: s for s in asset.sensors.select_related("role")}
+    assert set(sensors) == set(NOMINAL)
     names = feature_names(sorted(sensors))
     background = np.abs(np.random.default_rng(3).normal(2.0, 0.5, size=(20, len(names))))
     vibration_version(
@@ -139,25 +139,15 @@ def plant(mosquitto):  # noqa: F811
     return asset, ports, bridge.connections_to_run(site)
 
 
-def readings(asset, start: float, seconds: int, vibration: Callable[[np.ndarray], np.ndarray]):
-    """(topic, payload) of 1 Hz readings of every sensor of `asset` from `start`: nominal values with a
-    little noise, the vibration following `vibration` of the time."""
-    rng = np.random.default_rng(int(start) % 1000)
-    t = start + np.arange(seconds, dtype=np.float64)
-    messages = []
-    for role, level in NOMINAL.items():
-        values = (vibration(t) if role == "vibration" else level) + rng.normal(0, 0.05, seconds)
-        messages += [
-            (f"plant/{asset.tag}/{role}", orjson.dumps({"t": float(ts), "v": round(float(v), 4)}))
-            for ts, v in zip(t, values, strict=True)
-        ]
-    return messages
-
-
-def ramp(start: float, end: float, low: float, high: float) -> Callable[[np.ndarray], np.ndarray]:
-    """A wearing bearing: vibration rising from `low` to `high` between `start` and `end` (a gradual rise,
-    so the quality rules see no spike and the alert is a machine fault)."""
-    return lambda t: low + (high - low) * np.clip((t - start) / (end - start), 0.0, 1.0)
+def readings(asset, start: float, seconds: int, vibration=None) -> list[tuple[str, bytes]]:
+    """(topic, payload) of 1 Hz readings of every sensor of `asset` from `start` (bench.protocol_latency's
+    pump signals: nominal with a little noise, the vibration following `vibration` of the time)."""
+    t, values = pump_signals(start, seconds, vibration, seed=int(start) % 1000)
+    return [
+        (f"plant/{asset.tag}/{role}", orjson.dumps({"t": float(ts), "v": round(float(v), 4)}))
+        for role, series in values.items()
+        for ts, v in zip(t, series, strict=True)
+    ]
 
 
 async def until(condition, what: str, timeout: float = 20.0):
@@ -187,11 +177,14 @@ async def device_until(read, expected, what: str, timeout: float = 20.0):
 
 async def next_state(client: aiomqtt.Client, state: str, timeout: float = 20.0) -> aiomqtt.Message:
     """The next write-back message whose state is `state` (earlier states of the asset are skipped)."""
-    async with asyncio.timeout(timeout):
-        async for message in client.messages:
-            if orjson.loads(message.payload)["state"] == state:
-                return message
-    raise AssertionError("unreachable")
+    try:
+        async with asyncio.timeout(timeout):
+            async for message in client.messages:
+                if orjson.loads(message.payload)["state"] == state:
+                    return message
+    except TimeoutError:
+        raise AssertionError(f"no write-back message with state {state!r} within {timeout:.0f} s") from None
+    raise AssertionError("the subscription ended")
 
 
 @contextlib.asynccontextmanager
@@ -239,7 +232,7 @@ async def test_a_fault_published_over_mqtt_opens_an_alert_whose_state_comes_back
             await hmi.subscribe(f"{PREFIX}/{asset.site.slug}/{asset.tag}/alert", qos=1)
             await publish(
                 mosquitto.port,
-                readings(asset, start, total, ramp(fault_at, fault_at + wear_s, 2.0, 25.0)),
+                readings(asset, start, total, wear(fault_at, fault_at + wear_s)),
             )
             await until(stored(4 * total), f"the bridge to store {4 * total} readings")
             assert not task.done()
@@ -267,7 +260,7 @@ async def test_a_fault_published_over_mqtt_opens_an_alert_whose_state_comes_back
 
             # The bearing is replaced: three clean windows close the alert and the plant hears "normal".
             clean_from = start + total
-            await publish(mosquitto.port, readings(asset, clean_from, 180, lambda t: np.full(t.shape, 2.0)))
+            await publish(mosquitto.port, readings(asset, clean_from, 180))
             await until(stored(4 * (total + 180)), "the clean readings stored")
             await fetch(score_assets, [asset.pk])
             closed = await fetch(Alert.objects.get, pk=alert.pk)
