@@ -26,6 +26,7 @@ Prints a markdown table and writes bench/results/protocol_latency.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import random
@@ -260,16 +261,102 @@ def measure_api(world: dict, env: dict[str, str], count: int, now: float) -> lis
     return samples
 
 
+CONNECTION_SCRIPT = """
+from plant.models import Connection, PointMapping, Sensor, Site
+site = Site.objects.get(slug="demo-plant")
+c = Connection.objects.create(site=site, name="bench broker", endpoint={endpoint!r}, interval_s={interval},
+    options={{"max_inflight": {inflight}}})
+PointMapping.objects.bulk_create(PointMapping(connection=c, sensor=s, address={{"topic": "bench/" + s.key,
+    "value_path": "v", "ts_path": "t"}}) for s in Sensor.objects.filter(asset__site=site))
+print("CONNECTION", c.pk)
+"""
+CONNECTED_SCRIPT = (
+    "from plant.models import ConnectionState as S; print('CONNECTED', S.objects.filter(connection={pk},"
+    " connected=True).exists())"
+)
+BOARD_INFLIGHT = 1000  # the broker's in-flight window for the bridge, as bench/bridges.py sets it
+
+
+@contextlib.contextmanager
+def mqtt_transport(world, interval_s: float):
+    """For bench/dashboard.measure_live: the world's demo site read over MQTT (mosquitto, one JSON point
+    per sensor, `manage.py bridge --site demo-plant` in the world's environment); gives the function that
+    publishes a fault's readings, one QoS 1 message per reading, and returns once the broker has them."""
+    workdir = world.workdir / "mqtt"
+    workdir.mkdir(exist_ok=True)
+    broker = Mosquitto(workdir)
+    broker.config.write_text(broker.config.read_text() + f"max_inflight_messages {BOARD_INFLIGHT}\n")
+    broker.start()
+    bridge = publisher = None
+    try:
+        out = world.shell(
+            CONNECTION_SCRIPT.format(endpoint=broker.endpoint, interval=interval_s, inflight=BOARD_INFLIGHT)
+        )
+        pk = int(out.split("CONNECTION")[-1].split()[0])
+        log = workdir / "bridge.log"
+        bridge = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "bridge", "--site", "demo-plant"],
+            cwd=ROOT, env=world.env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while "CONNECTED True" not in world.shell(CONNECTED_SCRIPT.format(pk=pk)):
+            if bridge.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"bench: the world's bridge did not connect:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        time.sleep(0.5)  # subscribed
+        publisher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-board-publisher")
+        publisher.max_inflight_messages_set(BOARD_INFLIGHT)
+        publisher.connect("127.0.0.1", broker.port)
+        publisher.loop_start()
+
+        def send(readings: list[dict]) -> None:
+            infos = [
+                publisher.publish(
+                    f"bench/{r['sensor']}", orjson.dumps({"t": r["ts"], "v": r["value"]}), qos=1
+                )
+                for r in readings
+            ]
+            for info in infos:
+                info.wait_for_publish(30)
+
+        yield send
+    finally:
+        if publisher is not None:
+            publisher.loop_stop()
+            publisher.disconnect()
+        if bridge is not None:
+            bridge.terminate()
+            bridge.wait(20)
+        broker.stop()
+
+
+def measure_board(database_url: str, faults: int, interval_s: float) -> dict:
+    """Published → card visible on the open board (bench/dashboard.py's browser measurement, its readings
+    published over MQTT instead of POSTed), and the POST path in the same run as the baseline."""
+    from bench.dashboard import measure_live
+
+    mqtt = measure_live(database_url, faults, transport=lambda world: mqtt_transport(world, interval_s))
+    api = measure_live(database_url, faults)
+    return {"mqtt": mqtt, "api": api, "bridge_interval_s": interval_s}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--alerts", type=int, default=40, help="alerts opened (one per pump; default 40)")
     parser.add_argument("--readings", type=int, default=100, help="single readings per path (default 100)")
+    parser.add_argument(
+        "--board", type=int, default=0, help="faults for published → card visible (real browser; 0: skip)"
+    )
+    parser.add_argument(
+        "--board-interval", type=float, default=0.2, help="the board run's connection interval_s (s)"
+    )
     args = parser.parse_args()
     if args.alerts < 1 or args.readings < 1:
         sys.exit("--alerts and --readings must be at least 1")
     from config.scratch_db import prepare_postgres
 
-    database = prepare_postgres(pg_url("bench/protocol_latency.py"), "_protolat")
+    base_url = pg_url("bench/protocol_latency.py")
+    database = prepare_postgres(base_url, "_protolat")
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-protolat-"))
     quiet = {"VIGIL_SCORING_ENQUEUE": "0", "LOG_LEVEL": "WARNING", "DEBUG": "0"}
     setup_django(database, workdir, **quiet)
@@ -321,6 +408,11 @@ def main() -> None:
         "api_to_stored_ms": percentiles(api),
         "targets": {"alert_to_writeback_p95_ms": TARGET_WRITEBACK_P95_MS},
     }
+    if args.board:
+        board = measure_board(base_url, args.board, args.board_interval)
+        result["board"] = board
+        for name, field in (("mqtt", "mqtt_to_card_ms"), ("api", "api_to_card_ms")):
+            result[field] = {k: v for k, v in board[name].items() if k in ("n", "p50", "p95", "max", "mean")}
     result["met"] = {
         "alert_to_writeback_p95": result["alert_to_writeback_ms"]["p95"] <= TARGET_WRITEBACK_P95_MS
     }
@@ -328,9 +420,16 @@ def main() -> None:
         ("alert opened (AlertEvent saved) → retained write-back message received", "alert_to_writeback_ms"),
         ("value published over MQTT → reading stored (bridge)", "mqtt_to_stored_ms"),
         ("baseline: value POSTed to the HTTP API → answered, stored", "api_to_stored_ms"),
+        (
+            "fault's readings published over MQTT → alert card visible on the board (browser)",
+            "mqtt_to_card_ms",
+        ),
+        ("baseline: fault's readings POSTed to the API → alert card visible (browser)", "api_to_card_ms"),
     ]
     table = ["| path | n | p50 (ms) | p95 (ms) | max (ms) |", "|---|---:|---:|---:|---:|"]
     for name, field in rows:
+        if field not in result:
+            continue
         r = result[field]
         table.append(f"| {name} | {r['n']} | {r['p50']:.0f} | {r['p95']:.0f} | {r['max']:.0f} |")
     result["table"] = "\n".join(table)
