@@ -373,7 +373,7 @@ def measure_live(database_url: str, faults: int, transport=None) -> dict:
                 send_readings(readings)
                 card.wait_for(state="visible", timeout=30_000)
                 samples.append((time.perf_counter() - started) * 1000)
-                print(f"bench: {tag}: card visible {samples[-1]:.0f} ms after the POST")
+                print(f"bench: {tag}: card visible {samples[-1]:.0f} ms after sending its readings")
                 time.sleep(0.5)  # the next fault finds an idle worker, like an isolated real one
             browser.close()
     finally:
