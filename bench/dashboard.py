@@ -28,6 +28,7 @@ server time; reading → card p95 ≤ 1 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import statistics
@@ -333,7 +334,10 @@ def measure_pages(requests: int, warmup: int) -> list[dict]:
 # --- part 2: reading → card in a real browser ------------------------------------------------------------
 
 
-def measure_live(database_url: str, faults: int) -> dict:
+def measure_live(database_url: str, faults: int, transport=None) -> dict:
+    """Reading → card over `faults` pumps. `transport(world)` is a context manager giving the function that
+    sends a fault's readings (default: one POST to the gateway API; bench/protocol_latency.py publishes
+    them over MQTT to the bridge)."""
     from playwright.sync_api import sync_playwright
 
     from bench.browser import CHROMIUM, CHROMIUM_ARGS, card_of, open_board
@@ -347,7 +351,10 @@ def measure_live(database_url: str, faults: int) -> dict:
     )
     samples: list[float] = []
     try:
-        with sync_playwright() as pw:
+        with (
+            transport(world) if transport else contextlib.nullcontext(world.post_readings) as send_readings,
+            sync_playwright() as pw,
+        ):
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = browser.new_context(base_url=world.base_url, viewport={"width": 1280, "height": 800})
             page = context.new_page()
@@ -363,10 +370,10 @@ def measure_live(database_url: str, faults: int) -> dict:
                 readings = world.fault_readings(tag)
                 card = card_of(page, world.assets[tag].name)
                 started = time.perf_counter()
-                world.post_readings(readings)
+                send_readings(readings)
                 card.wait_for(state="visible", timeout=30_000)
                 samples.append((time.perf_counter() - started) * 1000)
-                print(f"bench: {tag}: card visible {samples[-1]:.0f} ms after the POST")
+                print(f"bench: {tag}: card visible {samples[-1]:.0f} ms after sending its readings")
                 time.sleep(0.5)  # the next fault finds an idle worker, like an isolated real one
             browser.close()
     finally:

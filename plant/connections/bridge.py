@@ -248,11 +248,17 @@ class ConnectionRunner:
 
     async def _prepare(self) -> tuple[protocols.ConnectionConfig, dict[str, Any]] | None:
         """The client's settings, or None after recording why the connection cannot start; waits out a
-        database outage."""
+        database outage (of any of the start's reads and writes: one failing must not end the runner)."""
         delays = backoff_delays(first=0.5, cap=settings.VIGIL_BRIDGE_RETRY_CAP_S)
         while True:
             try:
-                return await self._db(prepare, self.connection)
+                config, points = await self._db(prepare, self.connection)
+                await self._db(
+                    _save_state, self.connection.pk, {"started_at": timezone.now(), "config_error": ""}
+                )
+                self.stale = await self._db(_stale_keys, self.connection)
+                self.periods = await self._db(_sample_periods, list(points))
+                return config, points
             except ConfigError as exc:
                 log.error("connection %s (%s) not started: %s", self.connection.pk, self.connection.name, exc)
                 fields = {"running": False, "connected": False, "config_error": str(exc)}
@@ -310,13 +316,13 @@ class ConnectionRunner:
             self.status.error(PointError(reason), time.time())
             failed = [pk for pks in in_flight.values() for pk in pks]
             if failed:
-                await self._db(_mark_failed, failed, reason)
+                try:
+                    await self._db(_mark_failed, failed, reason)
+                except DatabaseError as exc:  # the rows stay unwritten and are sent again: only a count lost
+                    log.warning("connection %s: write-back failure not recorded: %s", self.connection.pk, exc)
             await asyncio.sleep(next(delays))
 
     async def _run(self, config: protocols.ConnectionConfig, points: dict[str, Any]) -> None:
-        await self._db(_save_state, self.connection.pk, {"started_at": timezone.now(), "config_error": ""})
-        self.stale = await self._db(_stale_keys, self.connection)
-        self.periods = await self._db(_sample_periods, list(points))
         client = asyncio.create_task(self.run_client(config, points), name=f"client-{self.connection.pk}")
         writer = None
         if self.connection.write_back and hasattr(protocols.module(self.connection.protocol), "write_back"):

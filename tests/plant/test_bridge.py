@@ -14,11 +14,12 @@ from asgiref.sync import sync_to_async
 from django import db
 from django.db import OperationalError
 
+from connectivity import mqtt
 from connectivity.mqtt import sparkplug_payload
 from plant.builders import make_asset, make_site
 from plant.choices import QualityFlag
 from plant.connections import bridge
-from plant.models import Connection, ConnectionState, PointMapping, Reading, Sensor
+from plant.models import Connection, ConnectionState, PointMapping, Reading, Sensor, WriteBack
 from tests.brokers import amqtt_broker, mosquitto  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -261,3 +262,59 @@ async def test_the_demo_broker_amqtt_carries_json_and_sparkplug_to_readings(amqt
         await until(lambda: len(readings(json_sensor)) == 1 and len(readings(sparkplug_sensor)) == 2)
         await until(lambda: state_of(connection).errors == 1)
     assert await fetch(readings, json_sensor) == [(T, 42.5, 0)]
+
+
+async def test_a_database_error_while_starting_does_not_end_the_connection(mosquitto, plant, monkeypatch):  # noqa: F811
+    """Regression: the start's reads after `prepare` (stale marks, sample periods, the started-at status)
+    were outside the wait for the database, so one failing ended the connection's runner for good."""
+    connection, (json_sensor, _) = plant
+    stale_keys = bridge._stale_keys
+    failures = {"left": 2}
+
+    def flaky(*args):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("database table is locked")
+        return stale_keys(*args)
+
+    monkeypatch.setattr(bridge, "_stale_keys", flaky)
+    async with running_bridge(connection):
+        await publish(mosquitto, [("plant/p101/json", orjson.dumps({"t": T, "v": 1.0}))])
+        await until(lambda: len(readings(json_sensor)) == 1)
+    assert failures["left"] == 0
+
+
+async def test_write_back_goes_on_when_recording_a_failed_publish_fails_too(mosquitto, plant, monkeypatch):  # noqa: F811
+    """Regression: when a publish failed and recording that failure failed too (the database away at the
+    same moment), the write-back task ended silently and nothing was written back until a restart."""
+    connection, (json_sensor, _) = plant
+
+    def prepare():
+        Connection.objects.filter(pk=connection.pk).update(write_back=True)
+        WriteBack.objects.create(
+            connection=connection, asset=json_sensor.asset, payload={"asset": "p-101", "state": "open"}
+        )
+        return Connection.objects.select_related("site").get(pk=connection.pk)
+
+    connection = await fetch(prepare)
+    failures = {"publish": 1, "record": 1}
+    write_back, mark_failed = mqtt.write_back, bridge._mark_failed
+
+    async def broker_drops_once(config, take, confirm, status):
+        if failures["publish"]:
+            failures["publish"] -= 1
+            await take()
+            raise aiomqtt.MqttError("the broker went away")
+        await write_back(config, take, confirm, status)
+
+    def database_away_once(*args):
+        if failures["record"]:
+            failures["record"] -= 1
+            raise OperationalError("could not connect to server")
+        return mark_failed(*args)
+
+    monkeypatch.setattr(mqtt, "write_back", broker_drops_once)
+    monkeypatch.setattr(bridge, "_mark_failed", database_away_once)
+    async with running_bridge(connection):
+        await until(lambda: not WriteBack.objects.filter(published_at__isnull=True).exists())
+    assert failures == {"publish": 0, "record": 0}
