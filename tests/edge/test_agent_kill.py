@@ -1,0 +1,188 @@
+"""`python -m edge` killed with SIGKILL (no handler runs, nothing is flushed) while it forwards a backlog
+to a real Vigil server through the demo's cuttable link: the agent restarted on the same data directory
+loses nothing and duplicates nothing — the server stores every queued reading once and records the queued
+local alert once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.live_server import ROOT, LiveServer, free_port
+from edge.queue import LocalQueue
+from tests.edge.conftest import ROLES, make_bundle
+from tests.edge.test_agent_offline import SETUP
+from tests.edge.test_main import agent, write_config
+
+BACKLOG_S = 6_000  # seconds of the pump's five sensors queued during the cut: 30 000 readings, 6 batches
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[LiveServer, dict, Path]]:
+    """A live server with the north site's P-101 and its champion model; the agent's exported bundle."""
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    made = make_bundle(workdir)
+    exported = workdir / "p-101.zip"
+    background = workdir / "background.json"
+    background.write_text(json.dumps(made.background))
+    live = LiveServer(workdir)
+    try:
+        facts = live.setup(
+            SETUP.format(roles=ROLES, bundle=str(made.path), out=str(exported), background=str(background))
+        )
+        live.start()
+        yield live, facts, exported
+    finally:
+        live.stop()
+    output = live.output()
+    assert " 500 " not in output and "Internal Server Error" not in output, output[-3000:]
+
+
+@pytest.fixture
+def link(tmp_path: Path, server) -> Iterator[tuple[str, Path]]:
+    """`python -m demo.edge_link` in front of the server, cut (its flag file exists) until a test removes
+    the flag; yields the agent's server URL and the flag."""
+    live = server[0]
+    flag = tmp_path / "offline"
+    flag.touch()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo.edge_link", "--listen", str(port), "--to", f"127.0.0.1:{live.port}"]
+        + ["--flag", str(flag)],
+        cwd=ROOT,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", flag
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def queued(data: Path) -> tuple[int, int]:
+    """(readings, events) in the agent's queue file, read beside the running agent (WAL: a reader never
+    blocks the writer)."""
+    db = sqlite3.connect(f"file:{data / 'queue.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        return (
+            db.execute("SELECT COUNT(*) FROM readings").fetchone()[0],
+            db.execute("SELECT COUNT(*) FROM events").fetchone()[0],
+        )
+    finally:
+        db.close()
+
+
+def wait_for(what: str, check, proc: subprocess.Popen, timeout: float = 40.0, every: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the agent exited while waiting for {what}:\n{proc.stdout.read()[-3000:]}")
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def fill_backlog(data: Path, sha256: str, now: float) -> tuple[float, float, str]:
+    """What the agent queued during the cut (written with the agent's own queue, as the agent writes it):
+    BACKLOG_S seconds of readings ending a minute ago and the local alert they raised. Returns the
+    readings' time span and the event's key."""
+    queue = LocalQueue(data / "queue.sqlite3", 16 * 1024 * 1024)
+    t0 = now - 60.0 - BACKLOG_S
+    rows = [
+        (f"north.p-101.{role}", t0 + i, 10.0 + (i % 97) * 0.01 + k, "good")
+        for i in range(BACKLOG_S)
+        for k, role in enumerate(ROLES)
+    ]
+    assert queue.put_readings(rows) == len(rows)
+    at = now - 600.0
+    key = f"p-101/{sha256[:16]}/{at - 80.0:.3f}/opened"  # as edge.decide names it
+    body = {
+        "key": key,
+        "kind": "opened",
+        "asset": "p-101",
+        "at": at,
+        "first": at - 80.0,
+        "peak_at": at - 10.0,
+        "peak_score": 42.0,
+        "level": 2,
+        "model_sha256": sha256,
+    }
+    assert queue.put_event(key, body)
+    queue.close()
+    return t0, t0 + BACKLOG_S - 1, key
+
+
+COUNTS = """
+from alerts.models import Alert, EdgeEvent
+from plant.models import Reading
+backlog = Reading.objects.filter(ts__gte=datetime.fromtimestamp({t0}, tz=timezone.utc),
+                                 ts__lte=datetime.fromtimestamp({t1}, tz=timezone.utc))
+print(json.dumps({{
+    "backlog": backlog.count(),
+    "backlog_per_sensor": sorted(set(backlog.values_list("sensor__key", flat=True))),
+    "all": Reading.objects.count(),
+    "events": list(EdgeEvent.objects.values_list("key", flat=True)),
+    "edge_alerts": Alert.objects.filter(raised_at_edge=True).count(),
+    "alerts": Alert.objects.count(),
+}}))
+"""
+
+
+def server_counts(live: LiveServer, t0: float, t1: float) -> dict:
+    script = "from datetime import datetime, timezone\n" + COUNTS.format(t0=t0, t1=t1)
+    return live.setup(script)
+
+
+def test_an_agent_killed_while_forwarding_loses_nothing_and_duplicates_nothing(
+    server, link, devices, tmp_path: Path
+):
+    live, facts, bundle = server
+    url, flag = link
+    work = tmp_path / "agent"
+    work.mkdir()
+    config = write_config(work, url, devices, site="north", bundle=bundle)
+    data = work / "data"
+    t0, t1, key = fill_backlog(data, facts["sha256"], time.time())
+    total = BACKLOG_S * len(ROLES)
+
+    # The agent runs while the link is still cut: its Modbus readings join the backlog, nothing leaves.
+    proc = agent(config, token=facts["token"], background=True)
+    wait_for("the agent to queue the device's readings", lambda: queued(data)[0] > total + 20, proc)
+    assert queued(data)[1] == 1
+
+    # The link comes back; the agent is killed twice in the middle of forwarding the backlog (after the
+    # first batch went, then after more than half), restarted each time on the same data directory.
+    flag.unlink()
+    kills = []
+    for left_below in (total, total // 2):
+        at = wait_for(
+            "part of the backlog to leave", lambda: (q := queued(data)[0]) <= left_below and q, proc
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert queued(data)[0] > 0, "the kill came after the backlog was forwarded: nothing was tested"
+        kills.append(at)
+        proc = agent(config, token=facts["token"], background=True)
+
+    # The restarted agent drains the rest, then stops cleanly.
+    wait_for("the queue to drain", lambda: queued(data) == (0, 0), proc, timeout=60, every=0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
+
+    seen = server_counts(live, t0, t1)
+    assert seen["backlog"] == total, (seen, kills)  # every queued reading, once (none lost)
+    assert seen["backlog_per_sensor"] == [f"north.p-101.{role}" for role in ROLES]
+    assert seen["all"] > total  # and the device's own readings after it
+    assert seen["events"] == [key]  # the local alert recorded once…
+    assert seen["edge_alerts"] == 1 and seen["alerts"] == 1  # …opening one alert
