@@ -67,7 +67,14 @@ class Updater:
     async def _step(self, assignment: dict[str, Any]) -> None:
         tag, sha, stage = assignment["asset"], assignment["sha256"], assignment["stage"]
         store = self.agent.store
-        if store.current(tag) == sha or stage == "active":
+        if stage == "active":
+            return
+        if store.current(tag) == sha:
+            if stage == "approved":
+                # Switched on disk, but the agent stopped (a kill, a power cut) before reporting it: the
+                # server would wait for the outcome forever. Report it now; a failed report is retried
+                # at the next poll, as the assignment is still approved.
+                await self._outcome(assignment["id"], "active", "switched (reported after a restart)")
             return
         if not store.installed(tag, sha):
             download = await self.client.get(assignment["bundle_url"])
