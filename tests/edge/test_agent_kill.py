@@ -92,15 +92,15 @@ def wait_for(what: str, check, proc: subprocess.Popen, timeout: float = 40.0, ev
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def fill_backlog(data: Path, sha256: str, now: float) -> tuple[float, float, str]:
+def fill_backlog(data: Path, sha256: str, now: float, seconds: int = BACKLOG_S) -> tuple[float, float, str]:
     """What the agent queued during the cut (written with the agent's own queue, as the agent writes it):
-    BACKLOG_S seconds of readings ending a minute ago and the local alert they raised. Returns the
+    ``seconds`` of readings ending a minute before BACKLOG_S and the local alert they raised. Returns the
     readings' time span and the event's key."""
     queue = LocalQueue(data / "queue.sqlite3", 16 * 1024 * 1024)
     t0 = now - 60.0 - BACKLOG_S
     rows = [
         (f"north.p-101.{role}", t0 + i, 10.0 + (i % 97) * 0.01 + k, "good")
-        for i in range(BACKLOG_S)
+        for i in range(seconds)
         for k, role in enumerate(ROLES)
     ]
     assert queue.put_readings(rows) == len(rows)
@@ -186,3 +186,95 @@ def test_an_agent_killed_while_forwarding_loses_nothing_and_duplicates_nothing(
     assert seen["all"] > total  # and the device's own readings after it
     assert seen["events"] == [key]  # the local alert recorded once…
     assert seen["edge_alerts"] == 1 and seen["alerts"] == 1  # …opening one alert
+
+
+DROPS = """
+from django.contrib.auth import get_user_model
+from django.test import Client
+from plant.models import EdgeAgent, EdgeDrop, Reading
+backlog = Reading.objects.filter(ts__gte=datetime.fromtimestamp({t0}, tz=timezone.utc),
+                                 ts__lte=datetime.fromtimestamp({t1}, tz=timezone.utc))
+user = get_user_model().objects.create_superuser("edge-admin", "a@example.com", "x")
+client = Client()
+client.force_login(user)
+page = client.get("/models/edge/")
+print(json.dumps({{
+    "backlog": backlog.count(),
+    "oldest": backlog.order_by("ts").first().ts.timestamp(),
+    "drops": [[d.count, d.first_ts.timestamp(), d.last_ts.timestamp()] for d in EdgeDrop.objects.all()],
+    "dropped_total": EdgeAgent.objects.get().dropped_total,
+    "page": page.status_code,
+    "page_says": page.content.decode(),
+}}))
+"""
+
+
+def test_a_full_queue_during_a_cut_drops_the_oldest_readings_and_the_server_shows_the_drop(
+    server, link, devices, tmp_path: Path
+):
+    live, facts, bundle = server
+    url, flag = link
+    work = tmp_path / "agent"
+    work.mkdir()
+    # The smallest queue the config allows (1 MiB), the device read five times a second.
+    config = write_config(
+        work,
+        url,
+        devices,
+        site="north",
+        bundle=bundle,
+        **{"queue_max_mb = 16": "queue_max_mb = 1", "interval_s = 0.5": "interval_s = 0.2"},
+    )
+    data = work / "data"
+    limit = 1024 * 1024
+    # The cut has lasted long enough to fill the queue to within one page of its bound (filled through a
+    # larger bound, so that the drop is the agent's own), and the queued local alert must survive it.
+    now = time.time()
+    t0, _, key = fill_backlog(data, facts["sha256"], now, seconds=0)
+    queue = LocalQueue(data / "queue.sqlite3", 2 * limit)
+    second = 0
+    while queue.stats().bytes_used < limit - 4096:
+        queue.put_readings(
+            (f"north.p-101.{role}", t0 + second + i, float(i), "good") for i in range(20) for role in ROLES
+        )
+        second += 20
+    assert queue.stats().dropped_total == 0 and queue.stats().bytes_used <= limit
+    backlog = queue.stats().readings
+    queue.close()
+    t1 = t0 + second - 1
+
+    proc = agent(config, token=facts["token"], background=True)
+    dropped = wait_for("the agent to drop readings", lambda: dropped_so_far(data), proc)
+    flag.unlink()
+    wait_for("the queue to drain and the drops to be reported", lambda: reported(data), proc, every=0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
+    dropped = dropped_so_far(data)
+
+    seen = live.setup("from datetime import datetime, timezone\n" + DROPS.format(t0=t0, t1=t1))
+    # Only the oldest readings went, every one of them counted; the rest arrived once, the alert too.
+    assert seen["backlog"] == backlog - dropped
+    assert sum(d[0] for d in seen["drops"]) == dropped == seen["dropped_total"]
+    assert min(d[1] for d in seen["drops"]) == pytest.approx(t0)
+    assert seen["oldest"] >= max(d[2] for d in seen["drops"])  # a drop may end inside a second
+    assert server_counts(live, t0, t1)["events"] == [key]
+    # The Edge page says so.
+    assert seen["page"] == 200 and f"{dropped} readings" in seen["page_says"]
+
+
+def dropped_so_far(data: Path) -> int:
+    db = sqlite3.connect(f"file:{data / 'queue.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        row = db.execute("SELECT value FROM counters WHERE name = 'dropped_total'").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        db.close()
+
+
+def reported(data: Path) -> bool:
+    db = sqlite3.connect(f"file:{data / 'queue.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        return queued(data) == (0, 0) and db.execute("SELECT COUNT(*) FROM drops").fetchone()[0] == 0
+    finally:
+        db.close()
