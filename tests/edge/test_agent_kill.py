@@ -23,6 +23,7 @@ from tests.edge.test_agent_offline import SETUP
 from tests.edge.test_main import agent, write_config
 
 BACKLOG_S = 6_000  # seconds of the pump's five sensors queued during the cut: 30 000 readings, 6 batches
+EVENTS = 600  # local alert events queued with them: 3 batches
 
 
 @pytest.fixture
@@ -92,10 +93,12 @@ def wait_for(what: str, check, proc: subprocess.Popen, timeout: float = 40.0, ev
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def fill_backlog(data: Path, sha256: str, now: float, seconds: int = BACKLOG_S) -> tuple[float, float, str]:
+def fill_backlog(
+    data: Path, sha256: str, now: float, seconds: int = BACKLOG_S, events: int = 1
+) -> tuple[float, float, list[str]]:
     """What the agent queued during the cut (written with the agent's own queue, as the agent writes it):
-    ``seconds`` of readings ending a minute before BACKLOG_S and the local alert they raised. Returns the
-    readings' time span and the event's key."""
+    ``seconds`` of readings from BACKLOG_S + 60 s ago and ``events`` local alert events ("opened", ten
+    minutes apart, as edge.decide names them). Returns the readings' time span and the events' keys."""
     queue = LocalQueue(data / "queue.sqlite3", 16 * 1024 * 1024)
     t0 = now - 60.0 - BACKLOG_S
     rows = [
@@ -104,22 +107,25 @@ def fill_backlog(data: Path, sha256: str, now: float, seconds: int = BACKLOG_S) 
         for k, role in enumerate(ROLES)
     ]
     assert queue.put_readings(rows) == len(rows)
-    at = now - 600.0
-    key = f"p-101/{sha256[:16]}/{at - 80.0:.3f}/opened"  # as edge.decide names it
-    body = {
-        "key": key,
-        "kind": "opened",
-        "asset": "p-101",
-        "at": at,
-        "first": at - 80.0,
-        "peak_at": at - 10.0,
-        "peak_score": 42.0,
-        "level": 2,
-        "model_sha256": sha256,
-    }
-    assert queue.put_event(key, body)
+    keys = []
+    for j in range(events):
+        at = now - 600.0 * (j + 1)
+        key = f"p-101/{sha256[:16]}/{at - 80.0:.3f}/opened"
+        body = {
+            "key": key,
+            "kind": "opened",
+            "asset": "p-101",
+            "at": at,
+            "first": at - 80.0,
+            "peak_at": at - 10.0,
+            "peak_score": 42.0,
+            "level": 2,
+            "model_sha256": sha256,
+        }
+        assert queue.put_event(key, body)
+        keys.append(key)
     queue.close()
-    return t0, t0 + BACKLOG_S - 1, key
+    return t0, t0 + seconds - 1, keys
 
 
 COUNTS = """
@@ -152,18 +158,24 @@ def test_an_agent_killed_while_forwarding_loses_nothing_and_duplicates_nothing(
     work.mkdir()
     config = write_config(work, url, devices, site="north", bundle=bundle)
     data = work / "data"
-    t0, t1, key = fill_backlog(data, facts["sha256"], time.time())
+    t0, t1, keys = fill_backlog(data, facts["sha256"], time.time(), events=EVENTS)
     total = BACKLOG_S * len(ROLES)
 
     # The agent runs while the link is still cut: its Modbus readings join the backlog, nothing leaves.
     proc = agent(config, token=facts["token"], background=True)
     wait_for("the agent to queue the device's readings", lambda: queued(data)[0] > total + 20, proc)
-    assert queued(data)[1] == 1
+    assert queued(data)[1] == EVENTS
 
-    # The link comes back; the agent is killed twice in the middle of forwarding the backlog (after the
-    # first batch went, then after more than half), restarted each time on the same data directory.
+    # The link comes back; the agent is killed three times in the middle of forwarding the backlog (after
+    # the first batch of alert events went, after the first batch of readings, after more than half of
+    # them), restarted each time on the same data directory.
     flag.unlink()
-    kills = []
+    at = wait_for("part of the events to leave", lambda: (q := queued(data)[1]) < EVENTS and q, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert queued(data)[1] > 0, "the kill came after the events were forwarded: nothing was tested"
+    kills = [at]
+    proc = agent(config, token=facts["token"], background=True)
     for left_below in (total, total // 2):
         at = wait_for(
             "part of the backlog to leave", lambda: (q := queued(data)[0]) <= left_below and q, proc
@@ -184,8 +196,8 @@ def test_an_agent_killed_while_forwarding_loses_nothing_and_duplicates_nothing(
     assert seen["backlog"] == total, (seen, kills)  # every queued reading, once (none lost)
     assert seen["backlog_per_sensor"] == [f"north.p-101.{role}" for role in ROLES]
     assert seen["all"] > total  # and the device's own readings after it
-    assert seen["events"] == [key]  # the local alert recorded once…
-    assert seen["edge_alerts"] == 1 and seen["alerts"] == 1  # …opening one alert
+    assert sorted(seen["events"]) == sorted(keys)  # every local alert event recorded once…
+    assert seen["edge_alerts"] == 1 and seen["alerts"] == 1  # …the first opening the alert, the rest merged
 
 
 DROPS = """
@@ -230,7 +242,7 @@ def test_a_full_queue_during_a_cut_drops_the_oldest_readings_and_the_server_show
     # The cut has lasted long enough to fill the queue to within one page of its bound (filled through a
     # larger bound, so that the drop is the agent's own), and the queued local alert must survive it.
     now = time.time()
-    t0, _, key = fill_backlog(data, facts["sha256"], now, seconds=0)
+    t0, _, keys = fill_backlog(data, facts["sha256"], now, seconds=0)
     queue = LocalQueue(data / "queue.sqlite3", 2 * limit)
     second = 0
     while queue.stats().bytes_used < limit - 4096:
@@ -258,7 +270,7 @@ def test_a_full_queue_during_a_cut_drops_the_oldest_readings_and_the_server_show
     assert sum(d[0] for d in seen["drops"]) == dropped == seen["dropped_total"]
     assert min(d[1] for d in seen["drops"]) == pytest.approx(t0)
     assert seen["oldest"] >= max(d[2] for d in seen["drops"])  # a drop may end inside a second
-    assert server_counts(live, t0, t1)["events"] == [key]
+    assert server_counts(live, t0, t1)["events"] == keys
     # The Edge page says so.
     assert seen["page"] == 200 and f"{dropped} readings" in seen["page_says"]
 
