@@ -103,7 +103,7 @@ while True:
     i += 1
     if i % 7 == 0:  # re-install from scratch now and then, so kills also land inside an install
         import shutil
-        shutil.rmtree(root / "p-101" / shas[(i + 1) % 2], ignore_errors=True)
+        shutil.rmtree(root / "p-101" / shas[i % 2], ignore_errors=True)  # the next one, never the current
 """
 
 
