@@ -44,7 +44,9 @@ class Updater:
         self.public_key = public_key
         self.policy = policy or UpdatePolicy()
         self.trials: dict[str, int] = {}  # asset -> assignment id in shadow
-        self.switched: dict[str, int] = {}  # asset -> assignment id being watched
+        self.switched: dict[str, int] = {  # asset -> assignment id being watched (also after a restart)
+            tag: watch.assignment for tag, watch in agent.watches.items() if watch.assignment is not None
+        }
         self.refused: set[int] = set()
 
     async def poll_once(self) -> None:
@@ -100,6 +102,7 @@ class Updater:
                 expected_per_hour=expected,
                 expected_share=share,
                 factor=self.policy.rollback_factor,
+                assignment=assignment["id"],
             )
             self.trials.pop(tag, None)
             self.switched[tag] = assignment["id"]
