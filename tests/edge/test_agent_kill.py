@@ -1,7 +1,8 @@
 """`python -m edge` killed with SIGKILL (no handler runs, nothing is flushed) while it forwards a backlog
 to a real Vigil server through the demo's cuttable link: the agent restarted on the same data directory
-loses nothing and duplicates nothing — the server stores every queued reading once and records the queued
-local alert once."""
+loses nothing and duplicates nothing — the server stores every queued reading once and records every queued
+local alert event once. And a queue that fills up during the cut: the agent drops the oldest readings, counts
+them, keeps the alert events, and the server shows the drop after reconnection."""
 
 from __future__ import annotations
 
