@@ -79,7 +79,12 @@ class Agent:
             heartbeat_extra=self._heartbeat_extra,
         )
         self.shadows: dict[str, tuple[AssetDecider, ShadowTrial]] = {}
-        self.watches: dict[str, SwitchWatch] = {}
+        # A switched model stays watched across a restart (a kill or a reboot right after a switch must not
+        # leave a flooding model in place for good).
+        saved = self.queue.load_state("watches") or {}
+        self.watches: dict[str, SwitchWatch] = {
+            tag: SwitchWatch.from_state(body) for tag, body in saved.items() if tag in self.deciders
+        }
         self.decision_latencies: list[float] = []  # seconds from a batch's arrival to its decisions
         self.events: list[AlertEvent] = []
         self._saved_at = 0.0
@@ -136,7 +141,14 @@ class Agent:
         return trial
 
     def switch(
-        self, tag: str, model: EdgeModel, *, expected_per_hour: float, expected_share: float, factor: float
+        self,
+        tag: str,
+        model: EdgeModel,
+        *,
+        expected_per_hour: float,
+        expected_share: float,
+        factor: float,
+        assignment: int | None = None,
     ) -> None:
         """The candidate becomes the live model of ``tag`` (its decisions start from the next window)."""
         old = self.deciders[tag]
@@ -145,7 +157,11 @@ class Agent:
         self.deciders[tag] = new
         self.shadows.pop(tag, None)
         self.watches[tag] = SwitchWatch(
-            tag, expected_per_hour=expected_per_hour, factor=factor, expected_share=expected_share
+            tag,
+            expected_per_hour=expected_per_hour,
+            factor=factor,
+            expected_share=expected_share,
+            assignment=assignment,
         )
         self._save_states()
 
@@ -161,6 +177,7 @@ class Agent:
     def _save_states(self) -> None:
         for tag, decider in self.deciders.items():
             self.queue.save_state(f"decider:{tag}", decider.state_json())
+        self.queue.save_state("watches", {tag: watch.state() for tag, watch in self.watches.items()})
         self._saved_at = time.monotonic()
 
     async def _publish(self, event: AlertEvent) -> None:

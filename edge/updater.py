@@ -44,7 +44,9 @@ class Updater:
         self.public_key = public_key
         self.policy = policy or UpdatePolicy()
         self.trials: dict[str, int] = {}  # asset -> assignment id in shadow
-        self.switched: dict[str, int] = {}  # asset -> assignment id being watched
+        self.switched: dict[str, int] = {  # asset -> assignment id being watched (also after a restart)
+            tag: watch.assignment for tag, watch in agent.watches.items() if watch.assignment is not None
+        }
         self.refused: set[int] = set()
 
     async def poll_once(self) -> None:
@@ -67,7 +69,14 @@ class Updater:
     async def _step(self, assignment: dict[str, Any]) -> None:
         tag, sha, stage = assignment["asset"], assignment["sha256"], assignment["stage"]
         store = self.agent.store
-        if store.current(tag) == sha or stage == "active":
+        if stage == "active":
+            return
+        if store.current(tag) == sha:
+            if stage == "approved":
+                # Switched on disk, but the agent stopped (a kill, a power cut) before reporting it: the
+                # server would wait for the outcome forever. Report it now; a failed report is retried
+                # at the next poll, as the assignment is still approved.
+                await self._outcome(assignment["id"], "active", "switched (reported after a restart)")
             return
         if not store.installed(tag, sha):
             download = await self.client.get(assignment["bundle_url"])
@@ -93,6 +102,7 @@ class Updater:
                 expected_per_hour=expected,
                 expected_share=share,
                 factor=self.policy.rollback_factor,
+                assignment=assignment["id"],
             )
             self.trials.pop(tag, None)
             self.switched[tag] = assignment["id"]

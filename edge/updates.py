@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -247,6 +247,7 @@ class SwitchWatch:
     expected_per_hour: float
     factor: float
     expected_share: float = 0.0  # share of time in alert measured in shadow
+    assignment: int | None = None  # the server's assignment that switched (reported if rolled back)
     opened: int = 0
     windows: int = 0
     in_alert: int = 0
@@ -255,6 +256,14 @@ class SwitchWatch:
 
     # The time in alert is judged once the switched model has decided this much data.
     SHARE_AFTER_S = 600.0
+
+    def state(self) -> dict:
+        """What a restarted agent needs to keep watching (saved beside the deciders' state)."""
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict) -> SwitchWatch:
+        return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})
 
     def observe(self, ends: list[float], opened: int, in_alert: int = 0) -> None:
         if ends:

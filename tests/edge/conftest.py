@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from bench.edgekit import (  # noqa: F401  (re-exported for the edge tests)
@@ -18,7 +21,38 @@ from bench.edgekit import (  # noqa: F401  (re-exported for the edge tests)
     simulator,
 )
 
+from bench.live_server import ROOT, free_port
+
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> MadeBundle:
     return make_bundle(tmp_path_factory.mktemp("edge-bundle"))
+
+
+@pytest.fixture
+def devices():
+    """The simulated pump P-101 as a Modbus TCP device (`python -m demo.devices`); yields its port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "demo.devices",
+            "--opcua-port",
+            str(free_port()),
+            "--modbus-port",
+            str(port),
+            "--modbus-tag",
+            "P-101",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        proc.stdout.readline()
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

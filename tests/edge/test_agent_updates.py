@@ -210,3 +210,38 @@ def test_a_flooding_candidate_is_not_approved_and_a_switched_model_that_floods_i
     run_agent(live, facts, bundle, tmp_path / "agent", steps)
     seen = stage_of(live, good["pk"])
     assert seen["stage"] == "rolled_back" and "after the switch" in seen["reason"], seen
+
+
+def test_a_switched_model_stays_watched_after_a_restart_and_is_rolled_back_when_it_floods(
+    server, tmp_path: Path
+):
+    """The agent stops (a kill, a reboot) right after a switch: the restarted agent still watches the new
+    model, rolls it back when it floods and tells the server (the watch used to live only in memory)."""
+    live, facts, bundle = server
+    offset = time.time() - 3_600 - TRAIN_S
+    data_dir = tmp_path / "agent"
+    before = {}
+
+    async def switch(agent: Agent, updater: Updater) -> None:
+        await updater.poll_once()
+        await feed_healthy(agent, simulator(), TRAIN_S, 900, offset)
+        await updater.poll_once()
+        live.setup(
+            "from models_registry.edge_rollout import decide\n"
+            "from models_registry.models import EdgeAssignment\n"
+            f"decide(EdgeAssignment.objects.get(pk={facts['good']}), 'approved')\nprint('{{}}')"
+        )
+        await updater.poll_once()
+        assert agent.store.current("p-101") == facts["good_sha"]
+        before["previous"] = agent.store.previous("p-101")
+
+    async def after_restart(agent: Agent, updater: Updater) -> None:
+        assert "p-101" in agent.watches and updater.switched == {"p-101": facts["good"]}
+        await feed_healthy(agent, simulator(noise=4.0), TRAIN_S + 900, 900, offset)
+        await updater.poll_once()
+        assert agent.store.current("p-101") == before["previous"] != facts["good_sha"]
+
+    run_agent(live, facts, bundle, data_dir, switch)
+    run_agent(live, facts, bundle, data_dir, after_restart)
+    seen = stage_of(live, facts["good"])
+    assert seen["stage"] == "rolled_back" and "after the switch" in seen["reason"], seen

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.edgekit import ROLES, make_bundle
-from bench.live_server import ROOT, LiveServer, free_port
+from bench.live_server import ROOT, LiveServer
 from plant.simulator_devices import modbus_address
 
 SETUP = """
@@ -38,10 +38,20 @@ print(json.dumps({"readings": Reading.objects.filter(sensor__key__startswith="de
 """
 
 
-def write_config(work: Path, server_url: str, modbus_port: int, **overrides) -> Path:
-    made = make_bundle(work)
+def write_config(
+    work: Path,
+    server_url: str,
+    modbus_port: int,
+    *,
+    site: str = "demo",
+    bundle: Path | None = None,
+    **overrides: str,
+) -> Path:
+    """The agent's TOML in ``work``: the Modbus pump's five points as ``{site}.p-101.<role>``, the asset's
+    ``bundle`` (a fresh bench bundle if None) and the data dir ``work/data``; ``overrides`` replace text."""
+    bundle = bundle or make_bundle(work).path
     points = ["sensor,unit_id,function,address,data_type"]
-    points += [f"demo.p-101.{role},1,holding_register,{modbus_address(role)},float32" for role in ROLES]
+    points += [f"{site}.p-101.{role},1,holding_register,{modbus_address(role)},float32" for role in ROLES]
     (work / "points.csv").write_text("\n".join(points) + "\n")
     text = f"""
 [server]
@@ -55,7 +65,7 @@ heartbeat_s = 1
 
 [[assets]]
 tag = "p-101"
-bundle = "{made.path.name}"
+bundle = "{os.path.relpath(bundle, work)}"
 
 [[sources]]
 name = "skid"
@@ -113,34 +123,6 @@ def test_a_bad_points_row_is_named_with_its_line(tmp_path: Path):
         handle.write("demo.p-101.extra,1,holding_register,70000,float32\n")
     result = agent(config, "--check")
     assert result.returncode == 2 and "line 7" in result.stderr and "65535" in result.stderr
-
-
-@pytest.fixture
-def devices():
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "demo.devices",
-            "--opcua-port",
-            str(free_port()),
-            "--modbus-port",
-            str(port),
-            "--modbus-tag",
-            "P-101",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        proc.stdout.readline()
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_the_agent_forwards_a_modbus_devices_readings_and_stops_cleanly(tmp_path: Path, devices):
