@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from connectivity.points import Sample, run_until_stopped
-from detection.bundle import load_bundle
+from detection.bundle import Bundle, BundleError, load_bundle
 from edge.config import AgentConfig
 from edge.decide import AlertEvent, AssetDecider, decide_all
 from edge.forward import Forwarder
@@ -51,6 +51,12 @@ class Agent:
         self.config = config
         self.queue = LocalQueue(Path(config.data_dir) / "queue.sqlite3", config.queue_max_bytes)
         self.store = ModelStore(Path(config.data_dir) / "models")
+        # A switched model stays watched across a restart (a kill or a reboot right after a switch must not
+        # leave a flooding model in place for good).
+        saved_watches = self.queue.load_state("watches") or {}
+        # Models that failed to load at start and were rolled back: (asset, assignment or None, why), for
+        # the updater to report to the server.
+        self.load_failures: list[tuple[str, int | None, str]] = []
         self.deciders: dict[str, AssetDecider] = {}
         for asset in config.assets:
             # The config's bundle is the first model; installed into the store, so that an update can be
@@ -63,8 +69,7 @@ class Agent:
                 sha = hashlib.sha256(data).hexdigest()
                 self.store.install(asset.tag, sha, data)
                 self.store.switch(asset.tag, sha)
-            bundle = load_bundle(str(self.store.bundle_path(asset.tag)))
-            model = EdgeModel(bundle)
+            bundle, model = self._current_model(asset.tag, saved_watches.get(asset.tag))
             sensors = dict(bundle.spec.get("sensors") or {})
             decider = AssetDecider(asset.tag, model, sensors)
             decider.restore(self.queue.load_state(f"decider:{asset.tag}"))
@@ -79,16 +84,34 @@ class Agent:
             heartbeat_extra=self._heartbeat_extra,
         )
         self.shadows: dict[str, tuple[AssetDecider, ShadowTrial]] = {}
-        # A switched model stays watched across a restart (a kill or a reboot right after a switch must not
-        # leave a flooding model in place for good).
-        saved = self.queue.load_state("watches") or {}
+        failed = {tag for tag, _, _ in self.load_failures}
         self.watches: dict[str, SwitchWatch] = {
-            tag: SwitchWatch.from_state(body) for tag, body in saved.items() if tag in self.deciders
+            tag: SwitchWatch.from_state(body)
+            for tag, body in saved_watches.items()
+            if tag in self.deciders and tag not in failed
         }
         self.decision_latencies: list[float] = []  # seconds from a batch's arrival to its decisions
         self.events: list[AlertEvent] = []
         self._saved_at = 0.0
         self._recent_opened: list[float] = []
+
+    def _current_model(self, tag: str, watch_state: dict | None) -> tuple[Bundle, EdgeModel]:
+        """The asset's current model; one that no longer loads (a damaged file, a runtime that refuses it)
+        is rolled back to the previous model by itself, and the failure recorded for the server."""
+        try:
+            bundle = load_bundle(str(self.store.bundle_path(tag)))
+            return bundle, EdgeModel(bundle)
+        except BundleError as exc:
+            current, previous = self.store.current(tag), self.store.previous(tag)
+            if previous is None:
+                raise
+            self.store.rollback(tag)
+            why = f"model {str(current)[:12]}… failed to load ({exc}); rolled back to {previous[:12]}…"
+            logger.error("%s: %s", tag, why)
+            assignment = (watch_state or {}).get("assignment")
+            self.load_failures.append((tag, assignment, why))
+            bundle = load_bundle(str(self.store.bundle_path(tag)))
+            return bundle, EdgeModel(bundle)
 
     # --- the sink of every source ---------------------------------------------------------------------------
     async def sink(self, samples: list[Sample]) -> None:

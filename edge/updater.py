@@ -50,6 +50,13 @@ class Updater:
         self.refused: set[int] = set()
 
     async def poll_once(self) -> None:
+        # Models that failed to load at the agent's start were rolled back by it: say so first.
+        while self.agent.load_failures:
+            tag, assignment, why = self.agent.load_failures[0]
+            if assignment is not None:
+                self.refused.add(assignment)
+                await self._outcome(assignment, "rolled_back", why)
+            self.agent.load_failures.pop(0)
         response = await self.client.get("/api/v1/edge/assignments")
         response.raise_for_status()
         for assignment in response.json().get("assignments", []):

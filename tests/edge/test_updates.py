@@ -4,6 +4,8 @@ rolled back."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import hashlib
 import signal
 import subprocess
@@ -11,12 +13,17 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from detection.bundle import load_bundle, pack_bundle, signed_message
+from edge.agent import Agent
+from edge.config import AgentConfig, AssetConfig
 from edge.model import EdgeModel
+from edge.queue import LocalQueue
+from edge.updater import Updater
 from edge.updates import (
     ModelStore,
     ShadowTrial,
@@ -151,3 +158,53 @@ def test_a_switched_model_that_floods_is_rolled_back_and_a_quiet_one_is_not():
     watch.observe([7200.0], opened=10)
     reason = watch.exceeded()
     assert reason and "12 alerts in 2.00 h" in reason
+
+
+def test_a_current_model_that_no_longer_loads_is_rolled_back_at_start_and_reported(tmp_path: Path, bundle):
+    first = tmp_path / "first.zip"
+    first.write_bytes(bundle.zip_bytes)
+    config = AgentConfig(
+        server_url="http://vigil.invalid",
+        token="t",
+        data_dir=tmp_path / "agent",
+        queue_max_bytes=8 << 20,
+        heartbeat_s=60,
+        assets=(AssetConfig("p-101", first),),
+        raw={},
+    )
+    Agent(config).queue.close()  # installs the first model
+    other = make_bundle(tmp_path, open_factor=2.0).zip_bytes
+    store = ModelStore(tmp_path / "agent" / "models")
+    sha = hashlib.sha256(other).hexdigest()
+    store.install("p-101", sha, other)
+    store.switch("p-101", sha)
+    queue = LocalQueue(tmp_path / "agent" / "queue.sqlite3", 8 << 20)
+    queue.save_state("watches", {"p-101": SwitchWatch("p-101", 0.5, 3.0, assignment=7).state()})
+    queue.close()
+    (tmp_path / "agent" / "models" / "p-101" / sha / "bundle.zip").write_bytes(b"damaged on disk")
+
+    agent = Agent(config)
+    assert store.current("p-101") == hashlib.sha256(bundle.zip_bytes).hexdigest()  # back on the first
+    assert agent.deciders["p-101"].model.spec == load_bundle(str(first)).spec
+    [(tag, assignment, why)] = agent.load_failures
+    assert (tag, assignment) == ("p-101", 7) and "failed to load" in why
+    assert "p-101" not in agent.watches
+
+    posted: list[dict] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/edge/outcomes":
+            posted.append(json.loads(request.content))
+            return httpx.Response(200, json={"results": []})
+        return httpx.Response(200, json={"assignments": []})
+
+    async def poll() -> None:
+        async with httpx.AsyncClient(
+            base_url="http://vigil.invalid", transport=httpx.MockTransport(answer)
+        ) as client:
+            await Updater(agent, client, Ed25519PrivateKey.generate().public_key()).poll_once()
+
+    asyncio.run(poll())
+    assert posted == [{"outcomes": [{"id": 7, "outcome": "rolled_back", "reason": why}]}]
+    assert agent.load_failures == []
+    agent.queue.close()
