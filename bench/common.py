@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,19 @@ def write_results(path: Path, result: dict[str, Any]) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
     root, where = Path(__file__).resolve().parent.parent, path.resolve()
     print(f"\nbench: wrote {where.relative_to(root) if where.is_relative_to(root) else where}")
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """n, p50, p95, max and mean of ``samples`` (nearest rank: every figure is a measured value)."""
+    ordered = sorted(samples)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+    return {
+        "n": len(ordered),
+        "p50": pick(0.5),
+        "p95": pick(0.95),
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+    }

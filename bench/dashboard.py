@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import datetime as dt
 import logging
-import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import machine, pg_url, setup_django, write_results  # noqa: E402
+from bench.common import machine, percentiles, pg_url, setup_django, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "dashboard.json"
 TARGET_PAGE_P95_MS = 150.0
@@ -53,21 +52,6 @@ EXTRA_SITES, EXTRA_ASSETS = 19, 25
 VISIBLE_DEMO, VISIBLE_OTHER = 30, 10
 MONTH_S = 30 * 86400
 COPY_CHUNK = 1_000_000
-
-
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-
-    def pick(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-    return {
-        "n": len(ordered),
-        "p50": pick(0.5),
-        "p95": pick(0.95),
-        "max": ordered[-1],
-        "mean": statistics.fmean(ordered),
-    }
 
 
 # --- part 1: the big database ----------------------------------------------------------------------------
@@ -316,7 +300,7 @@ def measure_pages(requests: int, warmup: int) -> list[dict]:
             response = client.get(url)
             samples.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200
-        stats = _percentiles(samples)
+        stats = percentiles(samples)
         results.append(
             {
                 "page": name,
@@ -378,7 +362,7 @@ def measure_live(database_url: str, faults: int, transport=None) -> dict:
             browser.close()
     finally:
         world.stop()
-    return {"faults": len(samples), "readings_per_post": len(readings), **_percentiles(samples)}
+    return {"faults": len(samples), "readings_per_post": len(readings), **percentiles(samples)}
 
 
 # --- report ------------------------------------------------------------------------------------------------

@@ -59,8 +59,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import machine, pg_url, setup_django, write_results  # noqa: E402
-from bench.dashboard import _percentiles  # noqa: E402
+from bench.common import machine, percentiles, pg_url, setup_django, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "metrics.json"
 DB_SUFFIX = "_bench_metrics"
@@ -362,7 +361,7 @@ def _timed(fn, repeats: int) -> tuple[dict[str, float], object]:
         started = time.perf_counter()
         result = fn()
         samples.append((time.perf_counter() - started) * 1000)
-    return _percentiles(samples), result
+    return percentiles(samples), result
 
 
 def baseline_sql(period: str, group: str, site_ids: list[int]) -> tuple[str, list]:

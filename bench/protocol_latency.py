@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import paho.mqtt.client as paho  # noqa: E402
 
-from bench.common import machine, pg_url, setup_django, write_results  # noqa: E402
+from bench.common import machine, percentiles, pg_url, setup_django, write_results  # noqa: E402
 from tests.brokers import Mosquitto  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "protocol_latency.json"
@@ -55,21 +55,6 @@ PREFIX = "vigil"
 TARGET_WRITEBACK_P95_MS = 500.0
 NOMINAL = {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 2.0}
 NORMAL_S, WEAR_S = 240, 180
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-
-    def pick(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-    return {
-        "n": len(ordered),
-        "p50": pick(0.5),
-        "p95": pick(0.95),
-        "max": ordered[-1],
-        "mean": statistics.fmean(ordered),
-    }
 
 
 def pump_signals(start: float, seconds: int, vibration=None, seed: int = 0) -> tuple[np.ndarray, dict]:
