@@ -133,8 +133,9 @@ def fill_backlog(
 COUNTS = """
 from alerts.models import Alert, EdgeEvent
 from plant.models import Reading
-backlog = Reading.objects.filter(ts__gte=datetime.fromtimestamp({t0}, tz=timezone.utc),
-                                 ts__lte=datetime.fromtimestamp({t1}, tz=timezone.utc))
+# 1 ms of slack: the server keeps microseconds, so the first second's readings may be stored just below t0.
+backlog = Reading.objects.filter(ts__gte=datetime.fromtimestamp({t0} - 1e-3, tz=timezone.utc),
+                                 ts__lte=datetime.fromtimestamp({t1} + 1e-3, tz=timezone.utc))
 print(json.dumps({{
     "backlog": backlog.count(),
     "backlog_per_sensor": sorted(set(backlog.values_list("sensor__key", flat=True))),
@@ -206,8 +207,9 @@ DROPS = """
 from django.contrib.auth import get_user_model
 from django.test import Client
 from plant.models import EdgeAgent, EdgeDrop, Reading
-backlog = Reading.objects.filter(ts__gte=datetime.fromtimestamp({t0}, tz=timezone.utc),
-                                 ts__lte=datetime.fromtimestamp({t1}, tz=timezone.utc))
+# 1 ms of slack: the server keeps microseconds, so the first second's readings may be stored just below t0.
+backlog = Reading.objects.filter(ts__gte=datetime.fromtimestamp({t0} - 1e-3, tz=timezone.utc),
+                                 ts__lte=datetime.fromtimestamp({t1} + 1e-3, tz=timezone.utc))
 user = get_user_model().objects.create_superuser("edge-admin", "a@example.com", "x")
 client = Client()
 client.force_login(user)
