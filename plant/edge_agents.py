@@ -20,9 +20,6 @@ from django.utils import timezone
 
 from plant.models import EdgeAgent, EdgeDrop, Gateway
 
-# An edge agent may hold data from a long outage; older than this is surely a wrong clock.
-MAX_AGE = timedelta(days=366)
-
 
 class EdgeReportError(ValueError):
     """A field of an agent's report that is missing or wrong; the message names it."""
@@ -30,7 +27,7 @@ class EdgeReportError(ValueError):
 
 def edge_time(value: Any, name: str, now: datetime | None = None) -> datetime:
     """An agent's epoch-seconds timestamp as an aware datetime; EdgeReportError unless it is a finite
-    number within a year back and VIGIL_INGEST_MAX_FUTURE_S ahead of the server's clock."""
+    number within VIGIL_INGEST_MAX_AGE_DAYS back and VIGIL_INGEST_MAX_FUTURE_S ahead of the server's clock."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise EdgeReportError(f"{name} must be epoch seconds (a finite number), got {str(value)[:40]!r}")
     now = now or timezone.now()
@@ -40,8 +37,10 @@ def edge_time(value: Any, name: str, now: datetime | None = None) -> datetime:
         raise EdgeReportError(f"{name} {value!r} is not a representable time") from None
     if moment > now + timedelta(seconds=settings.VIGIL_INGEST_MAX_FUTURE_S):
         raise EdgeReportError(f"{name} {moment.isoformat()} is in the future (server time {now.isoformat()})")
-    if moment < now - MAX_AGE:
-        raise EdgeReportError(f"{name} {moment.isoformat()} is more than a year old")
+    # The ingest's own bound (VIGIL_INGEST_MAX_AGE_DAYS): an edge time is accepted exactly when its readings are.
+    days = settings.VIGIL_INGEST_MAX_AGE_DAYS
+    if moment < now - timedelta(days=days):
+        raise EdgeReportError(f"{name} {moment.isoformat()} is more than {days} days old")
     return moment
 
 
