@@ -55,6 +55,7 @@ def asset_state(asset: Asset) -> dict[str, Any]:
         "severity": alert.severity,
         "severity_code": Severity(alert.severity).rank + 1,  # 1 low .. 4 critical; 0 normal
         "category": alert.category,
+        "category_label": what,  # the words of "text", for the clients' own one-line texts (AlertState)
         "alert_id": alert.pk,
         "top_sensor": top.sensor if top else None,
         "top_sensor_text": top.sentence if top else None,

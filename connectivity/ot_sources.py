@@ -57,6 +57,7 @@ def state_of(key: str, payload: Mapping[str, Any]) -> AlertState:
         state=str(payload.get("state") or "normal"),
         severity=payload.get("severity"),
         category=payload.get("category"),
+        category_label=payload.get("category_label"),
         top_sensor=str(payload.get("top_sensor_text") or ""),
         link=str(payload.get("link") or ""),
     )
