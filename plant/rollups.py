@@ -110,7 +110,8 @@ def refresh_rollups(sensor_ids: Sequence[int], start: datetime, end: datetime) -
         return
     marks = ", ".join(["%s"] * len(sensor_ids))
     where = f"{_q('sensor_id')} IN ({marks}) AND {_q('ts')} >= %s AND {_q('ts')} <= %s"
-    _recompute(where, [*sensor_ids, start, end])
+    adapt = connection.ops.adapt_datetimefield_value  # SQLite compares the text it stores
+    _recompute(where, [*sensor_ids, adapt(start), adapt(end)])
 
 
 def rolled_up_through() -> int:

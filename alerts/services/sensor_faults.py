@@ -69,6 +69,7 @@ from alerts.services.lifecycle import (
 )
 from detection import rules
 from models_registry.models import ModelVersion
+from plant import rollups
 from plant.choices import QualityFlag
 from plant.models import Asset, Reading
 from plant.quality import (
@@ -176,6 +177,8 @@ def mark_drift(sensors: Sequence[int], series: dict[int, Series], end_s: float, 
         Reading.objects.filter(sensor_id=sensor_id, ts__gt=_utc(since), ts__lte=_utc(end_s)).update(
             quality=F("quality").bitor(int(QualityFlag.DRIFT))
         )
+        # Changed in place, so the rollups' watermark (new ids) would not see it.
+        rollups.refresh_rollups([sensor_id], _utc(since), _utc(end_s))
         ts, values, quality = series[sensor_id]
         quality = quality.astype(np.uint16)  # a copy: the scorer's arrays stay as read
         quality[(ts > since) & (ts <= end_s)] |= int(QualityFlag.DRIFT)

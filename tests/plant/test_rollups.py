@@ -175,6 +175,17 @@ def test_readings_changed_in_place_are_recomputed(asset):
     assert ReadingRollupHour.objects.get(sensor=sensor).flagged == 50
 
 
+@pytest.mark.django_db
+def test_a_refresh_of_one_instant_finds_the_reading_at_it(asset):
+    sensor = asset.sensors.first()
+    make_readings(sensor, T0, np.arange(120.0))
+    rollups.roll_up_readings()
+    at = T0 + timedelta(seconds=60)
+    Reading.objects.filter(sensor=sensor, ts=at).update(quality=int(QualityFlag.SPIKE))
+    rollups.refresh_rollups([sensor.pk], at, at)
+    assert ReadingRollupMinute.objects.get(sensor=sensor, start=at).flagged == 1
+
+
 @pytest.mark.parametrize(
     ("span", "level"),
     [
