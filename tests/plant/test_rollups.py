@@ -10,6 +10,7 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from plant import rollups
+from plant import charts
 from plant.charts import asset_figure, trace_points
 from plant.choices import QualityFlag
 from plant.forms import TimeRange
@@ -190,19 +191,23 @@ def test_a_refresh_of_one_instant_finds_the_reading_at_it(asset):
     ("span", "level"),
     [
         (timedelta(hours=2), None),
-        (timedelta(hours=12), None),
+        (timedelta(hours=12), None),  # 1-minute buckets would be coarser than the chart's 43 s
         (timedelta(days=1), rollups.MINUTE),
-        (timedelta(days=30), rollups.MINUTE),
-        (timedelta(days=60), rollups.HOUR),
+        (timedelta(days=7), rollups.MINUTE),
+        (timedelta(days=30), rollups.HOUR),  # 43,200 minutes would be more than 10 x 2,000 rows
         (timedelta(days=365), rollups.HOUR),
     ],
 )
 def test_the_chart_reads_the_coarsest_level_that_still_fills_its_budget(span, level):
-    chosen = rollups.level_for(span.total_seconds(), 2000)
+    seconds = span.total_seconds()
+    chosen = rollups.level_for(seconds, 2000)
     assert chosen == level
-    width = span.total_seconds() / 1000
-    coarser = [lv for lv in rollups.LEVELS if lv.seconds > (chosen.seconds if chosen else 0)]
-    assert (chosen is None or chosen.seconds <= width) and all(lv.seconds > width for lv in coarser)
+    if chosen is not None:
+        finer = [lv for lv in rollups.LEVELS if lv.seconds < chosen.seconds]
+        # Finer levels are passed over only when they would read too many rows.
+        assert all(seconds / lv.seconds > rollups.READ_FACTOR * 2000 for lv in finer)
+        coarser = [lv for lv in rollups.LEVELS if lv.seconds > chosen.seconds]
+        assert all(lv.seconds > seconds / 1000 for lv in coarser) or chosen == rollups.LEVELS[-1]
 
 
 @pytest.mark.django_db
@@ -234,3 +239,12 @@ def test_a_chart_from_rollups_draws_what_the_raw_readings_draw(asset, days, djan
     got = rollups.load_level_buckets(level, [sensor.pk], span.start, span.end, width)[sensor.pk]
     assert got.count.sum() == raw.count.sum() == n + 3
     assert got.hi.max() == raw.hi.max() and got.lo.min() == raw.lo.min()
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Asia/Kathmandu", "America/St_Johns"])
+def test_chart_times_vectorised_equal_the_one_by_one_formatting(zone):
+    tz = charts._zone(zone)
+    rng = np.random.default_rng(7)
+    # Two years around DST changes, with sub-millisecond parts and times on whole milliseconds.
+    t = np.sort(np.r_[rng.uniform(1.74e9, 1.80e9, 3000), np.arange(1.7430e9, 1.7431e9, 0.001)[:500]])
+    assert charts.wall_clock(t, tz) == [charts._iso(v, tz) for v in t]
