@@ -16,6 +16,7 @@ from plant.choices import QualityFlag
 from plant.forms import TimeRange
 from plant.models import Reading, ReadingRollupHour, ReadingRollupMinute, RollupWatermark
 from plant.series import load_buckets
+from plant.tasks import roll_up_readings_task
 from tests.conftest import T0, make_readings
 
 
@@ -248,3 +249,13 @@ def test_chart_times_vectorised_equal_the_one_by_one_formatting(zone):
     # Two years around DST changes, with sub-millisecond parts and times on whole milliseconds.
     t = np.sort(np.r_[rng.uniform(1.74e9, 1.80e9, 3000), np.arange(1.7430e9, 1.7431e9, 0.001)[:500]])
     assert charts.wall_clock(t, tz) == [charts._iso(v, tz) for v in t]
+
+
+@pytest.mark.django_db
+def test_the_beat_task_rolls_up_what_was_written(asset, settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["roll-up-readings"]
+    assert entry["task"] == roll_up_readings_task.name and entry["options"]["expires"] > 0
+    make_readings(asset.sensors.first(), T0, np.arange(90.0))
+    result = roll_up_readings_task()
+    assert result["done_id"] == Reading.objects.latest("id").id and result["waiting_for"] == 0
+    assert_rollups_match_raw()
