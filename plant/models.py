@@ -551,10 +551,12 @@ class RollupWatermark(models.Model):
 
     ``done_id``: every reading with a smaller or equal id is in the rollups. ``pending_id`` and
     ``pending_xids``: the highest id seen at the last pass and the PostgreSQL transactions then still
-    writing; readings up to ``pending_id`` are rolled up once all of those have ended."""
+    writing; readings up to ``pending_id`` are rolled up once all of those have ended. ``checked_id``:
+    readings up to it have been rolled up a second time, one run later (see plant.rollups)."""
 
     name = models.CharField(max_length=40, unique=True)
     done_id = models.BigIntegerField(default=0)
+    checked_id = models.BigIntegerField(default=0)
     pending_id = models.BigIntegerField(default=0)
     pending_xids = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
