@@ -141,11 +141,14 @@ def test_a_drifting_sensor_gets_drift_flags_and_a_sensor_fault_alert(asset, cham
     assert alert.sensor.role.key == "temperature" and alert.kind == AlertKind.SENSOR_FAULT
 
 
-def test_drift_flags_set_after_the_roll_up_reach_the_rollups(asset, champion):
+def test_drift_flags_set_after_the_roll_up_reach_the_rollups(
+    asset, champion, django_capture_on_commit_callbacks
+):
     _healthy(asset, HOUR, drift_on="temperature", drift=6.0)
     rollups.roll_up_readings()  # the readings are rolled up before the scorer flags them
     for k in range(24):
-        _apply(asset, champion, _ends(HOUR - 240 + 10 * k, 1))
+        with django_capture_on_commit_callbacks(execute=True):
+            _apply(asset, champion, _ends(HOUR - 240 + 10 * k, 1))
     drifted = Reading.objects.filter(quality=int(QualityFlag.DRIFT))
     flagged = ReadingRollupHour.objects.filter(flag_bits=int(QualityFlag.DRIFT)).aggregate(n=Sum("flagged"))
     assert drifted.count() > 0 and flagged["n"] == drifted.count()
