@@ -114,11 +114,21 @@ class Table:
         from django.db import connection
 
         table = self.model._meta.db_table
+        # NOT NULL fields added to the model after this bench was written get their Django default or "" (the
+        # database has none), so the history loads whatever the model gained since.
+        defaults = [
+            (field.column, field.get_default())
+            for field in self.model._meta.concrete_fields
+            if field.column not in self.columns
+            and not field.null
+            and (field.has_default() or field.empty_strings_allowed)
+        ]
+        extra = tuple(value for _, value in defaults)
         with connection.cursor() as cursor, cursor.connection.cursor() as raw:
-            columns = ", ".join(f'"{name}"' for name in self.columns)
+            columns = ", ".join(f'"{name}"' for name in (*self.columns, *(column for column, _ in defaults)))
             with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for row in self.rows:
-                    copy.write_row(row)
+                    copy.write_row((*row, *extra))
             raw.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
             )

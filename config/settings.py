@@ -167,6 +167,19 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 
+# --- reading rollups (plant.rollups): 1-minute and 1-hour aggregates kept by a beat task -----------------
+# Each run rolls up the readings written since the last one (by reading id, so late readings count too),
+# in passes of at most VIGIL_ROLLUP_PASS_IDS ids; after an outage it catches up pass by pass.
+VIGIL_ROLLUP_EVERY_S = env_float("VIGIL_ROLLUP_EVERY_S", 60.0)
+VIGIL_ROLLUP_PASS_IDS = env_int("VIGIL_ROLLUP_PASS_IDS", 500_000, minimum=1)
+CELERY_TASK_ROUTES["plant.tasks.roll_up_readings_task"] = {"queue": "default"}
+CELERY_BEAT_SCHEDULE["roll-up-readings"] = {
+    "task": "plant.tasks.roll_up_readings_task",
+    "schedule": VIGIL_ROLLUP_EVERY_S,
+    # A run that waited longer than its period is superseded by the next one (which covers the same ids).
+    "options": {"expires": max(1.0, VIGIL_ROLLUP_EVERY_S - 5.0), "queue": "default"},
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]

@@ -499,3 +499,67 @@ class WriteBack(models.Model):
 
     def __str__(self) -> str:
         return f"write-back of {self.asset_id} to {self.connection_id}"
+
+
+class ReadingRollup(models.Model):
+    """Aggregates of one sensor's readings in one time bucket (plant.rollups keeps them).
+
+    The sum and the count are stored instead of the mean so that buckets combine exactly into wider ones;
+    ``total`` sums values clamped to +-plant.rollups.SUM_CLAMP (PostgreSQL raises on a float8 overflow).
+    ``flagged`` counts readings with any quality bit; ``flag_bits`` is the OR of their bits and
+    ``flagged_low``/``flagged_high`` their extremes (NULL without flagged readings): the chart's marks."""
+
+    sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="+", db_index=False)
+    start = models.DateTimeField()
+    count = models.PositiveIntegerField()
+    total = models.FloatField()
+    low = models.FloatField()
+    high = models.FloatField()
+    flagged = models.PositiveIntegerField(default=0)
+    flagged_low = models.FloatField(null=True, blank=True)
+    flagged_high = models.FloatField(null=True, blank=True)
+    flag_bits = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id}@{self.start.isoformat()}: n={self.count}"
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count
+
+
+class ReadingRollupMinute(ReadingRollup):
+    """1-minute rollups (plant.rollups)."""
+
+    class Meta:
+        # The unique index serves the upserts and every time-range read of one sensor.
+        constraints = [models.UniqueConstraint(fields=["sensor", "start"], name="unique_rollup_minute")]
+
+
+class ReadingRollupHour(ReadingRollup):
+    """1-hour rollups (plant.rollups), combined from the minute rollups."""
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["sensor", "start"], name="unique_rollup_hour")]
+
+
+class RollupWatermark(models.Model):
+    """How far plant.rollups has rolled up readings, by reading id (insertion order, not time).
+
+    ``done_id``: every reading with a smaller or equal id is in the rollups. ``pending_id`` and
+    ``pending_xids``: the highest id seen at the last pass and the PostgreSQL transactions then still
+    writing; readings up to ``pending_id`` are rolled up once all of those have ended. ``checked_id``:
+    readings up to it have been rolled up a second time, one run later (see plant.rollups)."""
+
+    name = models.CharField(max_length=40, unique=True)
+    done_id = models.BigIntegerField(default=0)
+    checked_id = models.BigIntegerField(default=0)
+    pending_id = models.BigIntegerField(default=0)
+    pending_xids = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.done_id}"

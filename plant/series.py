@@ -106,10 +106,11 @@ def load_raw(sensor_ids: list[int], start: datetime, end: datetime) -> dict[int,
 
 
 def load_buckets(
-    sensor_ids: list[int], start: datetime, end: datetime, width_s: float
+    sensor_ids: list[int], start: datetime, end: datetime, width_s: float, *, origin: datetime | None = None
 ) -> dict[int, BucketSeries]:
-    """Per-bucket aggregates of the sensors in [start, end), in one GROUP BY query for all of them."""
-    origin = start.timestamp()
+    """Per-bucket aggregates of the sensors in [start, end), in one GROUP BY query for all of them, on a
+    grid of buckets counted from ``origin`` (at or before ``start``; default ``start``)."""
+    origin = (origin or start).timestamp()
     # SUM(quality & bit) / bit counts the readings carrying that bit, on SQLite (no bit_or) and PG alike.
     flag_sums = {f"f{int(flag)}": Sum(F("quality").bitand(int(flag))) for flag in QualityFlag}
     rows = (

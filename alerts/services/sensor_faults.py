@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from datetime import timezone as dt_timezone
 
 import numpy as np
@@ -69,6 +70,7 @@ from alerts.services.lifecycle import (
 )
 from detection import rules
 from models_registry.models import ModelVersion
+from plant import rollups
 from plant.choices import QualityFlag
 from plant.models import Asset, Reading
 from plant.quality import (
@@ -175,6 +177,11 @@ def mark_drift(sensors: Sequence[int], series: dict[int, Series], end_s: float, 
     for sensor_id in found:
         Reading.objects.filter(sensor_id=sensor_id, ts__gt=_utc(since), ts__lte=_utc(end_s)).update(
             quality=F("quality").bitor(int(QualityFlag.DRIFT))
+        )
+        # Changed in place, so the rollups' watermark (new ids) would not see it. After commit, and robust: a
+        # lock conflict with the roll-up task must not fail the scoring.
+        transaction.on_commit(
+            partial(rollups.refresh_rollups, [sensor_id], _utc(since), _utc(end_s)), robust=True
         )
         ts, values, quality = series[sensor_id]
         quality = quality.astype(np.uint16)  # a copy: the scorer's arrays stay as read

@@ -9,6 +9,7 @@ from datetime import timezone as dt_timezone
 import numpy as np
 import pytest
 from django.db import transaction
+from django.db.models import Sum
 from django.urls import reverse
 
 from alerts.choices import AlertCategory, AlertKind, AlertState, EpisodeState
@@ -20,7 +21,8 @@ from models_registry.choices import WindowLabel
 from models_registry.retrain import feedback_events
 from models_registry.training_data import LabelEvent, label_windows
 from plant.choices import LabelKind, QualityFlag
-from plant.models import Label, Reading
+from plant import rollups
+from plant.models import Label, Reading, ReadingRollupHour
 from plant.series import read_readings
 from tests.conftest import T0, make_readings
 
@@ -137,6 +139,19 @@ def test_a_drifting_sensor_gets_drift_flags_and_a_sensor_fault_alert(asset, cham
     assert set(drifted.values_list("sensor__role__key", flat=True)) == {"temperature"}
     alert = Alert.objects.get()
     assert alert.sensor.role.key == "temperature" and alert.kind == AlertKind.SENSOR_FAULT
+
+
+def test_drift_flags_set_after_the_roll_up_reach_the_rollups(
+    asset, champion, django_capture_on_commit_callbacks
+):
+    _healthy(asset, HOUR, drift_on="temperature", drift=6.0)
+    rollups.roll_up_readings()  # the readings are rolled up before the scorer flags them
+    for k in range(24):
+        with django_capture_on_commit_callbacks(execute=True):
+            _apply(asset, champion, _ends(HOUR - 240 + 10 * k, 1))
+    drifted = Reading.objects.filter(quality=int(QualityFlag.DRIFT))
+    flagged = ReadingRollupHour.objects.filter(flag_bits=int(QualityFlag.DRIFT)).aggregate(n=Sum("flagged"))
+    assert drifted.count() > 0 and flagged["n"] == drifted.count()
 
 
 def test_readings_moving_together_get_no_drift_flag(asset, champion):
