@@ -1,0 +1,164 @@
+"""Raw-reading retention: each site's readings older than its retention are removed, alert evidence kept.
+
+A site's retention is `Site.reading_retention_days`, else VIGIL_READING_RETENTION_DAYS, else none (kept
+forever). Labels, alerts and explanations are never touched (only readings are removed), and the readings
+inside every alert's evidence window — the span its detail page charts (alerts.charts.chart_range), handed in
+by the alerts app with `provide_evidence_windows` since plant may not import it — are kept, so an old alert
+still shows what it was raised on.
+
+* PostgreSQL with a partitioned table: a range partition whose end is older than every site's cutoff is
+  dropped whole. When alert evidence lies in it, the evidence rows are first copied into a fresh table that
+  replaces it over the same range (detach, attach, drop — one short transaction), so they stay in
+  `plant_reading` where every chart reads them; the kept partition holds only them.
+* Everything else (a site with a longer retention than another's, the DEFAULT partition, SQLite): batched
+  deletes of the site's expired rows outside the evidence windows, one commit per batch, so ingest never waits
+  on a long transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from plant import storage
+from plant.models import Asset, Reading, Sensor, Site
+
+# windows(before): (asset id, start, end) of every alert evidence window starting before `before`.
+EvidenceWindows = Callable[[datetime], Iterable[tuple[int, datetime, datetime]]]
+
+_provider: EvidenceWindows | None = None
+
+
+def provide_evidence_windows(provider: EvidenceWindows) -> None:
+    """Register where the evidence windows to keep come from (once, from the alerts AppConfig)."""
+    global _provider
+    _provider = provider
+
+
+def evidence_windows(before: datetime) -> dict[int, list[tuple[datetime, datetime]]]:
+    """Each asset's evidence windows starting before `before`, merged where they overlap."""
+    if _provider is None:
+        # Removing readings without knowing which ones are evidence could empty an alert's chart for good.
+        raise ImproperlyConfigured(
+            "no evidence-window provider registered (plant.retention.provide_evidence_windows): "
+            "is the alerts app installed?"
+        )
+    by_asset: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for asset_id, start, end in sorted(_provider(before), key=lambda w: (w[0], w[1])):
+        spans = by_asset[asset_id]
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return dict(by_asset)
+
+
+@dataclass
+class RetentionReport:
+    """What one retention run removed."""
+
+    dropped_partitions: list[str] = field(default_factory=list)
+    kept_evidence_rows: int = 0
+    deleted_rows: int = 0
+
+
+def site_cutoffs(now: datetime) -> dict[int, datetime | None]:
+    """Each site with assets: the time before which its raw readings expire (None: kept forever)."""
+    cutoffs = {}
+    for site in Site.objects.filter(assets__isnull=False).distinct():
+        days = site.effective_reading_retention_days()
+        cutoffs[site.pk] = now - timedelta(days=days) if days is not None else None
+    return cutoffs
+
+
+def apply_retention(now: datetime | None = None, batch: int = 10_000) -> RetentionReport:
+    """Remove every site's expired raw readings, keeping alert evidence (see the module docstring)."""
+    now = now or timezone.now()
+    cutoffs = site_cutoffs(now)
+    report = RetentionReport()
+    expiring = [c for c in cutoffs.values() if c is not None]
+    if not expiring:
+        return report
+    evidence = evidence_windows(max(expiring))
+    if storage.is_partitioned() and None not in cutoffs.values():
+        _drop_partitions(min(expiring), evidence, report)
+    for site_id, cutoff in cutoffs.items():
+        if cutoff is not None:
+            report.deleted_rows += _delete_expired(site_id, cutoff, evidence, batch)
+    return report
+
+
+def _drop_partitions(
+    cutoff: datetime, evidence: dict[int, list[tuple[datetime, datetime]]], report: RetentionReport
+) -> None:
+    table = storage.table_name()
+    qn = connection.ops.quote_name
+    for part in storage.partitions(table):
+        if part.end > cutoff:
+            break
+        inside = [
+            (asset_id, max(start, part.start), end)
+            for asset_id, spans in evidence.items()
+            for start, end in spans
+            if start < part.end and end >= part.start
+        ]
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [storage._LOCK_KEY])
+            if inside:
+                kept = f"{part.name}_kept"
+                cursor.execute(
+                    f"CREATE TABLE {qn(kept)} (LIKE {qn(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                )
+                cursor.execute(
+                    f"INSERT INTO {qn(kept)} SELECT r.* FROM unnest(%s::bigint[], %s::timestamptz[],"
+                    " %s::timestamptz[]) AS w(asset_id, t0, t1)"
+                    f" JOIN {qn(Sensor._meta.db_table)} s"
+                    " ON s.asset_id = w.asset_id"
+                    f" JOIN {qn(part.name)} r ON r.sensor_id = s.id AND r.ts >= w.t0 AND r.ts <= w.t1",
+                    [[w[0] for w in inside], [w[1] for w in inside], [w[2] for w in inside]],
+                )
+                report.kept_evidence_rows += cursor.rowcount
+            # Detach + drop hold the parent's lock for a catalog change only: ingest waits milliseconds.
+            cursor.execute(f"ALTER TABLE {qn(table)} DETACH PARTITION {qn(part.name)}")
+            cursor.execute(f"DROP TABLE {qn(part.name)}")
+            if inside:
+                cursor.execute(f"ALTER TABLE {qn(kept)} RENAME TO {qn(part.name)}")
+                cursor.execute(
+                    f"ALTER TABLE {qn(table)} ATTACH PARTITION {qn(part.name)} FOR VALUES FROM (%s) TO (%s)",
+                    [part.start, part.end],
+                )
+        report.dropped_partitions.append(part.name)
+
+
+def _delete_expired(
+    site_id: int, cutoff: datetime, evidence: dict[int, list[tuple[datetime, datetime]]], batch: int
+) -> int:
+    """Batched deletes of the site's readings older than `cutoff` outside the evidence windows."""
+    expired = Reading.objects.filter(ts__lt=cutoff)
+    site_assets = set(Asset.objects.filter(site_id=site_id).values_list("pk", flat=True))
+    with_evidence = [asset_id for asset_id in evidence if asset_id in site_assets]
+    selections = [expired.filter(sensor__asset__site_id=site_id).exclude(sensor__asset_id__in=with_evidence)]
+    for asset_id in with_evidence:
+        keep = Q()
+        for start, end in evidence[asset_id]:
+            keep |= Q(ts__gte=start, ts__lte=end)
+        selections.append(expired.filter(sensor__asset_id=asset_id).exclude(keep))
+    deleted = 0
+    for selection in selections:
+        while True:
+            ids = list(selection.order_by().values_list("pk", flat=True)[:batch])
+            if not ids:
+                break
+            # ts__lt prunes the partitions a delete by id has to look in.
+            count, _ = Reading.objects.filter(pk__in=ids, ts__lt=cutoff).delete()
+            deleted += count
+            if len(ids) < batch:
+                break
+    return deleted
