@@ -217,7 +217,7 @@ def _swap(cursor, table: str, partitioned: bool, key: str) -> str:
         f"ALTER TABLE {_qn(table)} ADD CONSTRAINT {_qn(table + '_pkey')} PRIMARY KEY ({pk_columns})"
     )
     for name, definition in uniques:
-        if partitioned and key not in definition:
+        if partitioned and not re.search(rf"\b{key}\b", definition):
             raise ValueError(f"unique constraint {name} ({definition}) lacks the partition key {key}")
         cursor.execute(f"ALTER TABLE {_qn(table)} ADD CONSTRAINT {_qn(name)} {definition}")
     return old
