@@ -12,7 +12,8 @@ still shows what it was raised on.
   `plant_reading` where every chart reads them; the kept partition holds only them.
 * Everything else (a site with a longer retention than another's, the DEFAULT partition, SQLite): batched
   deletes of the site's expired rows outside the evidence windows, one commit per batch, so ingest never waits
-  on a long transaction.
+  on a long transaction. On PostgreSQL these stop at the start of the partition holding the cutoff: a
+  partition's rows go together (readings are kept up to one partition length past the retention).
 """
 
 from __future__ import annotations
@@ -87,12 +88,25 @@ def apply_retention(now: datetime | None = None, batch: int = 10_000) -> Retenti
     if not expiring:
         return report
     evidence = evidence_windows(max(expiring))
-    if storage.is_partitioned() and None not in cutoffs.values():
+    partitioned = storage.is_partitioned()
+    if partitioned and None not in cutoffs.values():
         _drop_partitions(min(expiring), evidence, report)
+    parts = storage.partitions() if partitioned else []
     for site_id, cutoff in cutoffs.items():
         if cutoff is not None:
-            report.deleted_rows += _delete_expired(site_id, cutoff, evidence, batch)
+            bound = _whole_partitions_bound(cutoff, parts)
+            report.deleted_rows += _delete_expired(site_id, bound, evidence, batch)
     return report
+
+
+def _whole_partitions_bound(cutoff: datetime, parts: list[storage.Partition]) -> datetime:
+    """On PostgreSQL readings go a whole partition at a time: the rows of the partition holding the
+    cutoff stay until it has expired entirely (at most VIGIL_READING_PARTITION_DAYS more), so that the
+    drop, not millions of row deletes, removes them."""
+    for part in parts:
+        if part.start <= cutoff < part.end:
+            return part.start
+    return cutoff
 
 
 def _drop_partitions(

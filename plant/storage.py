@@ -3,10 +3,13 @@
 * Partitions are VIGIL_READING_PARTITION_DAYS long, aligned on Monday 1970-01-05 UTC, named
   `<table>_pYYYYMMDD` after their first day. `ensure_partitions` (beat task, and the migration) creates those
   covering a time range; it creates only the gaps, so changing the setting never makes partitions overlap.
-* A DEFAULT partition catches any reading outside the range partitions (a gateway's backlog from last
-  year, a clock in the future): ingest never rejects or loses a reading for want of a partition and never
-  runs DDL itself. `ensure_partitions` moves such rows into the range partition it creates for them, under
-  a lock on the DEFAULT partition, so those rows never block the creation of their range partition.
+* Ingest (`ensure_covered`, called by plant.ingest.store before it writes) creates the partition of any
+  reading outside the existing ones — a gateway's backlog from last year, a clock far ahead — and a DEFAULT
+  partition catches whatever another writer (a bulk tool's COPY, a test's bulk_create) puts outside them:
+  no reading is ever rejected or lost for want of a partition. Creating a range partition moves the DEFAULT
+  partition's rows of its range into it, under a lock on the DEFAULT partition, so those rows never block it.
+  Ingest keeps the DEFAULT partition empty, and its time-bounded queries let the planner prune it (a live
+  DEFAULT partition stops PostgreSQL from scanning partitions in ts order; see plant.ingest.store).
 * The primary key is (id, ts) — a partitioned table's unique keys must contain the partition key — so
   Django's `id` stays filled by the identity column and every ORM look-up, update and cascade by id works;
   the unique (sensor_id, ts) constraint already contains `ts` and is kept as is (ON CONFLICT and the COPY
@@ -22,11 +25,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 
 from plant.models import Reading
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ORIGIN = datetime(1970, 1, 5, tzinfo=UTC)  # a Monday: weekly partitions run Monday to Monday
 DEFAULT_SUFFIX = "_default"
 # One advisory lock for every partition change of the readings table (creation, drops), across processes.
@@ -118,10 +123,10 @@ def ensure_partitions(
 
 
 def _ensure_periods(starts: list[datetime], table: str, period: timedelta) -> list[str]:
-    """Create the partitions of the periods beginning at `starts`, each in its own transaction (a short
-    lock, and no lock table overflow however many). Rows of the DEFAULT partition inside a new partition's
-    range move into it in that transaction, the DEFAULT partition locked meanwhile, so no reading is lost
-    and none blocks the creation."""
+    """Create the partitions of the periods beginning at `starts` (each in its own transaction or savepoint:
+    no lock-table overflow however many), serialised across processes by an advisory lock, so concurrent
+    ingests needing the same partition create it once. Rows of the DEFAULT partition inside a new
+    partition's range move into it in that transaction, the DEFAULT partition locked meanwhile."""
     created = []
     for first in starts:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -142,7 +147,7 @@ def _create_partition(cursor, table: str, start: datetime, end: datetime) -> str
     name = f"{table}_p{start:%Y%m%d}" + ("" if start.time() == datetime.min.time() else f"{start:%H%M%S}")
     default = table + DEFAULT_SUFFIX
     # CREATE + ATTACH rather than CREATE ... PARTITION OF: attaching takes only a SHARE UPDATE EXCLUSIVE
-    # lock on the parent, so ingest into the other partitions goes on meanwhile.
+    # lock on the parent, which inserts into the other partitions do not wait for.
     cursor.execute(f"CREATE TABLE {_qn(name)} (LIKE {_qn(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
     if _exists(cursor, default):
         # Inserts routed to DEFAULT wait from here to commit, so none can slip in between move and attach.
@@ -165,13 +170,70 @@ def _exists(cursor, relation: str) -> bool:
 
 def ensure_ahead(now: datetime, table: str | None = None) -> list[str]:
     """The beat task's work: partitions from the current period to VIGIL_READING_PARTITIONS_AHEAD periods
-    ahead, plus one for each period whose readings wait in the DEFAULT partition."""
+    ahead (so live ingest almost never creates one), plus one for each period whose readings another writer
+    left in the DEFAULT partition."""
     table = table or table_name()
     period = partition_period()
     created = ensure_partitions(now, now + period * (1 + settings.VIGIL_READING_PARTITIONS_AHEAD), table)
     with connection.cursor() as cursor:
         waiting = _periods_with_rows(cursor, table + DEFAULT_SUFFIX, period)
     return created + _ensure_periods(waiting, table, period)
+
+
+# Partitions known to this process, as sorted (start, end) epoch-microsecond arrays: a batch whose rows all
+# fall inside them needs no catalog query. Refreshed on a miss; rows of a partition dropped since
+# (retention) land in the DEFAULT partition until the next creation of their range moves them.
+_known: tuple[np.ndarray, np.ndarray] | None = None
+_partitioned: bool | None = None
+
+
+def forget_partitions() -> None:
+    """Drop this process's knowledge of the partitions (and of whether the table is partitioned)."""
+    global _known, _partitioned
+    _known = _partitioned = None
+
+
+def _uncovered(ts_us: np.ndarray, known: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    starts, ends = known
+    index = np.searchsorted(starts, ts_us, side="right") - 1
+    inside = (index >= 0) & (ts_us < ends[np.maximum(index, 0)])
+    return ts_us[~inside]
+
+
+def _load_known(table: str) -> tuple[np.ndarray, np.ndarray]:
+    parts = partitions(table)
+    return (
+        np.array([_us(p.start) for p in parts], np.int64),
+        np.array([_us(p.end) for p in parts], np.int64),
+    )
+
+
+def _us(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def ensure_covered(ts_us: np.ndarray) -> list[str]:
+    """Make sure a partition exists for every timestamp (UTC epoch microseconds) about to be written;
+    create those missing. Returns the partitions created (usually none: one vectorised look-up)."""
+    global _known, _partitioned
+    if _partitioned is None:
+        _partitioned = is_partitioned()
+    if not _partitioned:
+        return []
+    table = table_name()
+    if _known is None or len(_uncovered(ts_us, _known)):
+        _known = _load_known(table)
+    missing = _uncovered(ts_us, _known)
+    if not len(missing):
+        return []
+    period = partition_period()
+    period_us = period // timedelta(microseconds=1)
+    origin_us = _us(ORIGIN)
+    firsts = np.unique((missing - origin_us) // period_us) * period_us + origin_us
+    starts = [_EPOCH + timedelta(microseconds=int(first)) for first in firsts]
+    created = _ensure_periods(starts, table, period)
+    _known = _load_known(table)
+    return created
 
 
 # --- conversion of an existing table (the migration) -------------------------------------------------------

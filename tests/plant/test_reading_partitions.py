@@ -14,7 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from plant import storage
-from plant.ingest.store import datetime_to_us, write_readings
+from plant.ingest.store import datetime_to_us, load_context, write_readings
 from plant.models import Reading
 from plant.tasks import ensure_reading_partitions_task
 from tests.conftest import make_readings
@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 @pytest.fixture(autouse=True)
 def postgres_only() -> None:
     assert connection.vendor == "postgresql", "these tests need PostgreSQL (DATABASE_URL=postgres://...)"
+    # Partitions created by an earlier test were rolled back with it: forget them.
+    storage.forget_partitions()
 
 
 def _write(sensor_id: int, stamps: list[datetime], value: float = 1.0) -> int:
@@ -66,18 +68,13 @@ def test_the_beat_task_creates_the_coming_partitions_once(settings):
     assert ensure_reading_partitions_task() == []  # idempotent
 
 
-def test_a_reading_far_outside_every_partition_is_stored_then_moved_into_its_own_partition(asset):
+def test_ingest_creates_the_partition_of_a_reading_far_outside_every_partition(asset):
     sensor = asset.sensors.first()
     old, future = datetime(2001, 3, 4, 5, 6, tzinfo=UTC), datetime(2080, 1, 1, tzinfo=UTC)
     assert _write(sensor.pk, [old, future]) == 2
-    assert _partition_of(sensor.pk, old) == "plant_reading_default"
-    ensure_reading_partitions_task()
     for moment in (old, future):
         first_day = storage.period_start(moment, storage.partition_period())
         assert _partition_of(sensor.pk, moment) == f"plant_reading_p{first_day:%Y%m%d}"
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM plant_reading_default")
-        assert cursor.fetchone()[0] == 0
     # Only the periods holding readings got a partition, not the eighty years between them.
     assert len([p for p in storage.partitions() if p.start.year < 2020]) == 1
     # Both stay unique: writing them again stores nothing (the ON CONFLICT path).
@@ -85,14 +82,27 @@ def test_a_reading_far_outside_every_partition_is_stored_then_moved_into_its_own
     assert Reading.objects.filter(sensor=sensor).count() == 2
 
 
-def test_a_default_partition_holding_rows_does_not_block_creating_their_range_partition(asset):
+def test_a_row_another_writer_puts_outside_every_partition_waits_in_default_then_moves(asset):
+    """A bulk_create or a tool's COPY (not plant.ingest) is caught by the DEFAULT partition; those rows do
+    not block creating their range partition, which takes them over (the beat task, or ingest)."""
     sensor = asset.sensors.first()
     moment = datetime(2010, 6, 1, tzinfo=UTC)
-    _write(sensor.pk, [moment, moment + timedelta(hours=1)])
-    created = storage.ensure_partitions(moment, moment + timedelta(days=1))
-    assert len(created) == 1
-    assert _partition_of(sensor.pk, moment) == created[0]
-    assert Reading.objects.filter(sensor=sensor).count() == 2
+    make_readings(sensor, moment, range(3), period_s=3600)
+    assert _partition_of(sensor.pk, moment) == "plant_reading_default"
+    created = ensure_reading_partitions_task()
+    first_day = storage.period_start(moment, storage.partition_period())
+    assert f"plant_reading_p{first_day:%Y%m%d}" in created
+    assert _partition_of(sensor.pk, moment) == f"plant_reading_p{first_day:%Y%m%d}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM plant_reading_default")
+        assert cursor.fetchone()[0] == 0
+    assert Reading.objects.filter(sensor=sensor).count() == 3
+    # Ingest into a period whose rows wait in DEFAULT moves them as well.
+    later = datetime(2012, 6, 1, tzinfo=UTC)
+    make_readings(sensor, later, range(2))
+    assert _write(sensor.pk, [later + timedelta(hours=1)]) == 1
+    assert _partition_of(sensor.pk, later).startswith("plant_reading_p2012")
+    assert Reading.objects.filter(sensor=sensor).count() == 6
 
 
 def test_the_copy_fast_path_and_the_unique_sensor_ts_guarantee_are_kept(asset):
@@ -189,3 +199,19 @@ def test_a_unique_constraint_without_the_partition_key_is_refused():
         )
     with pytest.raises(ValueError, match="lacks the partition key"):
         storage.partition_table(SCRATCH, timezone.now())
+
+
+def test_the_ingest_context_finds_earlier_readings_beyond_its_look_back(asset):
+    """load_context searches a day back first (so the planner prunes partitions); a sensor with fewer earlier
+    readings there gets them from an unbounded search, without duplicates."""
+    slow, fast = list(asset.sensors.all()[:2])
+    batch_at = timezone.now().replace(microsecond=0)
+    make_readings(slow, batch_at - timedelta(days=20), range(3), period_s=3600)
+    make_readings(slow, batch_at - timedelta(hours=2), range(2), period_s=60)
+    make_readings(fast, batch_at - timedelta(minutes=10), range(10), period_s=1)
+    first = np.array([datetime_to_us(batch_at)] * 2, np.int64)
+    sid, ts, _ = load_context(np.array([slow.pk, fast.pk]), first, first + 10**6, before=4, span_limit=100)
+    assert sorted(ts[sid == slow.pk]) == [
+        datetime_to_us(batch_at - timedelta(days=20) + timedelta(hours=h)) for h in (1, 2)
+    ] + [datetime_to_us(batch_at - timedelta(hours=2) + timedelta(minutes=m)) for m in (0, 1)]
+    assert len(ts[sid == fast.pk]) == 4

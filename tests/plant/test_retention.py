@@ -23,6 +23,7 @@ from tests.conftest import make_readings
 pytestmark = pytest.mark.django_db
 
 DAYS = 90
+HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -44,6 +45,14 @@ def _oldest(asset):
     return Reading.objects.filter(sensor__asset=asset).order_by("ts").values_list("ts", flat=True).first()
 
 
+def _bound(cutoff):
+    """Where removal stops: the cutoff, or on PostgreSQL the start of the partition holding it (a partition's
+    rows go together)."""
+    if connection.vendor == "postgresql":
+        return storage.period_start(cutoff, storage.partition_period())
+    return cutoff
+
+
 def _evidence(monkeypatch, windows) -> None:
     monkeypatch.setattr(retention, "_provider", lambda before: windows)
 
@@ -58,11 +67,11 @@ def test_expired_readings_are_deleted_in_batches_and_a_site_keeping_longer_keeps
 
     report = retention.apply_retention(now=now, batch=500)
 
-    assert _oldest(a) >= now - timedelta(days=30)
-    assert _oldest(b) >= now - timedelta(days=60)
-    assert _oldest(b) < now - timedelta(days=59)
+    assert _bound(now - timedelta(days=30)) <= _oldest(a) < _bound(now - timedelta(days=30)) + HOUR
+    assert _bound(now - timedelta(days=60)) <= _oldest(b) < _bound(now - timedelta(days=60)) + HOUR
     sensors = a.sensors.count()
-    assert Reading.objects.filter(sensor__asset=a).count() == sensors * 30 * 24
+    kept_hours = (now - _bound(now - timedelta(days=30))) // HOUR
+    assert Reading.objects.filter(sensor__asset=a).count() == sensors * kept_hours
     assert report.deleted_rows > 0
 
 
@@ -77,7 +86,7 @@ def test_the_readings_inside_an_alert_evidence_window_are_kept(monkeypatch, now)
 
     retention.apply_retention(now=now, batch=1000)
 
-    old = Reading.objects.filter(sensor__asset=asset, ts__lt=now - timedelta(days=30))
+    old = Reading.objects.filter(sensor__asset=asset, ts__lt=_bound(now - timedelta(days=30)))
     assert old.count() == asset.sensors.count() * 4  # hourly readings in a 3-hour closed window
     assert not old.exclude(ts__gte=kept_from, ts__lte=kept_to).exists()
 
@@ -94,7 +103,8 @@ def test_sites_without_a_retention_keep_everything_and_the_default_setting_appli
     assert Reading.objects.count() == count
     settings.VIGIL_READING_RETENTION_DAYS = 45
     apply_reading_retention_task()
-    assert _oldest(asset) >= timezone.now() - timedelta(days=45, minutes=5)
+    assert _oldest(asset) >= _bound(timezone.now() - timedelta(days=45, minutes=5))
+    assert _oldest(asset) < now - timedelta(days=45) + storage.partition_period()
 
 
 def test_a_real_alert_keeps_the_readings_its_chart_shows(now):
@@ -111,7 +121,7 @@ def test_a_real_alert_keeps_the_readings_its_chart_shows(now):
 
     retention.apply_retention(now=now)
 
-    old = Reading.objects.filter(sensor__asset=asset, ts__lt=now - timedelta(days=30))
+    old = Reading.objects.filter(sensor__asset=asset, ts__lt=_bound(now - timedelta(days=30)))
     assert old.exists()
     assert not old.exclude(ts__gte=span.start, ts__lte=span.end).exists()
     alert.refresh_from_db()  # the alert and its events are untouched
@@ -165,7 +175,7 @@ def test_partitions_older_than_every_site_retention_are_dropped_keeping_alert_ev
     assert not (droppable - {evidence_partition}) & set(rows)
     assert rows[evidence_partition] == asset.sensors.count() * 4  # the kept partition holds only evidence
     assert evidence_partition in {p.name for p in storage.partitions()}  # and is attached again
-    old = Reading.objects.filter(sensor__asset=asset, ts__lt=cutoff)
+    old = Reading.objects.filter(sensor__asset=asset, ts__lt=_bound(cutoff))
     assert not old.exclude(ts__gte=kept_from, ts__lte=kept_to).exists()
     assert Reading.objects.filter(sensor__asset=asset, ts__gte=now - timedelta(days=29)).count() > 0
 
@@ -187,5 +197,5 @@ def test_a_site_keeping_readings_forever_prevents_drops_and_the_other_site_is_de
 
     assert report.dropped_partitions == []
     assert storage.partitions() == partitions
-    assert _oldest(a) >= now - timedelta(days=30)
+    assert _bound(now - timedelta(days=30)) <= _oldest(a) < _bound(now - timedelta(days=30)) + HOUR
     assert _oldest(b) == now - timedelta(days=DAYS)
