@@ -8,8 +8,9 @@ still shows what it was raised on.
 
 * PostgreSQL with a partitioned table: a range partition whose end is older than every site's cutoff is
   dropped whole. When alert evidence lies in it, the evidence rows are first copied into a fresh table that
-  replaces it over the same range (detach, attach, drop — one short transaction), so they stay in
-  `plant_reading` where every chart reads them; the kept partition holds only them.
+  replaces it over the same range (all partitions in one short transaction), so they stay in
+  `plant_reading` where every chart reads them; the kept partition holds only them and is marked so (a
+  table comment) that later runs leave it alone.
 * Everything else (a site with a longer retention than another's, the DEFAULT partition, SQLite): batched
   deletes of the site's expired rows outside the evidence windows, one commit per batch, so ingest never waits
   on a long transaction. On PostgreSQL these stop at the start of the partition holding the cutoff: a
@@ -109,22 +110,38 @@ def _whole_partitions_bound(cutoff: datetime, parts: list[storage.Partition]) ->
     return cutoff
 
 
+EVIDENCE_ONLY = "vigil: alert evidence only"
+
+
 def _drop_partitions(
     cutoff: datetime, evidence: dict[int, list[tuple[datetime, datetime]]], report: RetentionReport
 ) -> None:
     table = storage.table_name()
     qn = connection.ops.quote_name
-    for part in storage.partitions(table):
-        if part.end > cutoff:
-            break
-        inside = [
-            (asset_id, max(start, part.start), end)
-            for asset_id, spans in evidence.items()
-            for start, end in spans
-            if start < part.end and end >= part.start
-        ]
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [storage._LOCK_KEY])
+    with connection.cursor() as cursor:
+        # Partitions already reduced to their evidence (a comment says so) have nothing left to remove.
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = to_regclass(%s) AND obj_description(c.oid, 'pg_class') = %s",
+            [table, EVIDENCE_ONLY],
+        )
+        done = {row[0] for row in cursor.fetchall()}
+    expired = [p for p in storage.partitions(table) if p.end <= cutoff and p.name not in done]
+    if not expired:
+        return
+    # One transaction, the parent locked first (the order ingest takes its locks in, so no deadlock): the
+    # lock waits once for the ingest transactions in flight, then holds off new ones only while the
+    # evidence is copied and the partitions are swapped — a catalog change each.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [storage._LOCK_KEY])
+        cursor.execute(f"LOCK TABLE {qn(table)} IN ACCESS EXCLUSIVE MODE")
+        for part in expired:
+            inside = [
+                (asset_id, max(start, part.start), end)
+                for asset_id, spans in evidence.items()
+                for start, end in spans
+                if start < part.end and end >= part.start
+            ]
             if inside:
                 kept = f"{part.name}_kept"
                 cursor.execute(
@@ -133,22 +150,21 @@ def _drop_partitions(
                 cursor.execute(
                     f"INSERT INTO {qn(kept)} SELECT r.* FROM unnest(%s::bigint[], %s::timestamptz[],"
                     " %s::timestamptz[]) AS w(asset_id, t0, t1)"
-                    f" JOIN {qn(Sensor._meta.db_table)} s"
-                    " ON s.asset_id = w.asset_id"
+                    f" JOIN {qn(Sensor._meta.db_table)} s ON s.asset_id = w.asset_id"
                     f" JOIN {qn(part.name)} r ON r.sensor_id = s.id AND r.ts >= w.t0 AND r.ts <= w.t1",
                     [[w[0] for w in inside], [w[1] for w in inside], [w[2] for w in inside]],
                 )
                 report.kept_evidence_rows += cursor.rowcount
-            # Detach + drop hold the parent's lock for a catalog change only: ingest waits milliseconds.
             cursor.execute(f"ALTER TABLE {qn(table)} DETACH PARTITION {qn(part.name)}")
             cursor.execute(f"DROP TABLE {qn(part.name)}")
             if inside:
                 cursor.execute(f"ALTER TABLE {qn(kept)} RENAME TO {qn(part.name)}")
+                cursor.execute(f"COMMENT ON TABLE {qn(part.name)} IS %s", [EVIDENCE_ONLY])
                 cursor.execute(
                     f"ALTER TABLE {qn(table)} ATTACH PARTITION {qn(part.name)} FOR VALUES FROM (%s) TO (%s)",
                     [part.start, part.end],
                 )
-        report.dropped_partitions.append(part.name)
+            report.dropped_partitions.append(part.name)
 
 
 def _delete_expired(

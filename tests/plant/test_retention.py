@@ -178,6 +178,10 @@ def test_partitions_older_than_every_site_retention_are_dropped_keeping_alert_ev
     old = Reading.objects.filter(sensor__asset=asset, ts__lt=_bound(cutoff))
     assert not old.exclude(ts__gte=kept_from, ts__lte=kept_to).exists()
     assert Reading.objects.filter(sensor__asset=asset, ts__gte=now - timedelta(days=29)).count() > 0
+    # A later run leaves the evidence-only partition alone.
+    again = retention.apply_retention(now=now + timedelta(hours=1))
+    assert again.dropped_partitions == [] and again.kept_evidence_rows == 0
+    assert _partition_rows()[evidence_partition] == asset.sensors.count() * 4
 
 
 @pytest.mark.postgres
