@@ -19,6 +19,7 @@ still shows what it was raised on.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ class RetentionReport:
     dropped_partitions: list[str] = field(default_factory=list)
     kept_evidence_rows: int = 0
     deleted_rows: int = 0
+    # Of the partition drops' time, how long their lock waited for the ingest transactions in flight.
+    lock_wait_s: float = 0.0
 
 
 def site_cutoffs(now: datetime) -> dict[int, datetime | None]:
@@ -134,7 +137,9 @@ def _drop_partitions(
     # evidence is copied and the partitions are swapped — a catalog change each.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [storage._LOCK_KEY])
+        waiting = time.perf_counter()
         cursor.execute(f"LOCK TABLE {qn(table)} IN ACCESS EXCLUSIVE MODE")
+        report.lock_wait_s = time.perf_counter() - waiting
         for part in expired:
             inside = [
                 (asset_id, max(start, part.start), end)
