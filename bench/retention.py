@@ -127,9 +127,11 @@ def run_retention() -> dict:
     from plant.retention import apply_retention
 
     connection.ensure_connection()
+    connection.force_debug_cursor = True  # record each statement's time (connection.queries)
     started_wall, started = time.time(), time.perf_counter()
     report = apply_retention()
     seconds = time.perf_counter() - started
+    slowest = sorted(connection.queries, key=lambda q: -float(q["time"]))[:5]
     return {
         "seconds": round(seconds, 4),
         "wall_start": started_wall,
@@ -138,6 +140,8 @@ def run_retention() -> dict:
         "dropped_partitions": len(report.dropped_partitions),
         "kept_evidence_rows": report.kept_evidence_rows,
         "deleted_rows": report.deleted_rows,
+        "statements": len(connection.queries),
+        "slowest_statements": [{"s": float(q["time"]), "sql": q["sql"][:120]} for q in slowest],
     }
 
 

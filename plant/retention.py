@@ -156,7 +156,10 @@ def _drop_partitions(
                     f"INSERT INTO {qn(kept)} SELECT r.* FROM unnest(%s::bigint[], %s::timestamptz[],"
                     " %s::timestamptz[]) AS w(asset_id, t0, t1)"
                     f" JOIN {qn(Sensor._meta.db_table)} s ON s.asset_id = w.asset_id"
-                    f" JOIN {qn(part.name)} r ON r.sensor_id = s.id AND r.ts >= w.t0 AND r.ts <= w.t1",
+                    # LATERAL (+ OFFSET 0) keeps ts in the index condition: a plain join read every row
+                    # of each sensor in the partition and filtered them (50× slower).
+                    f" CROSS JOIN LATERAL (SELECT * FROM {qn(part.name)} x WHERE x.sensor_id = s.id"
+                    " AND x.ts >= w.t0 AND x.ts <= w.t1 OFFSET 0) r",
                     [[w[0] for w in inside], [w[1] for w in inside], [w[2] for w in inside]],
                 )
                 report.kept_evidence_rows += cursor.rowcount
