@@ -137,6 +137,7 @@ def run_retention() -> dict:
         "wall_start": started_wall,
         "wall_end": started_wall + seconds,
         "lock_wait_s": round(report.lock_wait_s, 4),
+        "locked_s": round(report.locked_s, 4),
         "dropped_partitions": len(report.dropped_partitions),
         "kept_evidence_rows": report.kept_evidence_rows,
         "deleted_rows": report.deleted_rows,

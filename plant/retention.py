@@ -70,8 +70,9 @@ class RetentionReport:
     dropped_partitions: list[str] = field(default_factory=list)
     kept_evidence_rows: int = 0
     deleted_rows: int = 0
-    # Of the partition drops' time, how long their lock waited for the ingest transactions in flight.
+    # How long the partition swap waited for the ingest transactions in flight, then held ingest off.
     lock_wait_s: float = 0.0
+    locked_s: float = 0.0
 
 
 def site_cutoffs(now: datetime) -> dict[int, datetime | None]:
@@ -130,16 +131,37 @@ def _drop_partitions(
         )
         done = {row[0] for row in cursor.fetchall()}
     expired = [p for p in storage.partitions(table) if p.end <= cutoff and p.name not in done]
-    if not expired:
-        return
+    if expired:
+        _detach_expired(table, expired, evidence, report)
+    # Dropped once detached, each on its own: freeing a partition's files (most of the run's time) then
+    # holds no lock ingest needs. A run killed in between leaves `_expired` tables the next one drops.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition AND relname LIKE %s",
+            [table.replace("_", r"\_") + r"\_p%\_expired"],
+        )
+        leftovers = [row[0] for row in cursor.fetchall()]
+    for name in leftovers:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {qn(name)}")
+
+
+def _detach_expired(
+    table: str,
+    expired: list[storage.Partition],
+    evidence: dict[int, list[tuple[datetime, datetime]]],
+    report: RetentionReport,
+) -> None:
+    qn = connection.ops.quote_name
     # One transaction, the parent locked first (the order ingest takes its locks in, so no deadlock): the
     # lock waits once for the ingest transactions in flight, then holds off new ones only while the
-    # evidence is copied and the partitions are swapped — a catalog change each.
+    # evidence is copied and the partitions are swapped — catalog changes.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [storage._LOCK_KEY])
         waiting = time.perf_counter()
         cursor.execute(f"LOCK TABLE {qn(table)} IN ACCESS EXCLUSIVE MODE")
-        report.lock_wait_s = time.perf_counter() - waiting
+        locked = time.perf_counter()
+        report.lock_wait_s = locked - waiting
         for part in expired:
             inside = [
                 (asset_id, max(start, part.start), end)
@@ -164,7 +186,7 @@ def _drop_partitions(
                 )
                 report.kept_evidence_rows += cursor.rowcount
             cursor.execute(f"ALTER TABLE {qn(table)} DETACH PARTITION {qn(part.name)}")
-            cursor.execute(f"DROP TABLE {qn(part.name)}")
+            cursor.execute(f"ALTER TABLE {qn(part.name)} RENAME TO {qn(part.name + '_expired')}")
             if inside:
                 cursor.execute(f"ALTER TABLE {qn(kept)} RENAME TO {qn(part.name)}")
                 cursor.execute(f"COMMENT ON TABLE {qn(part.name)} IS %s", [EVIDENCE_ONLY])
@@ -173,6 +195,7 @@ def _drop_partitions(
                     [part.start, part.end],
                 )
             report.dropped_partitions.append(part.name)
+    report.locked_s = time.perf_counter() - locked
 
 
 def _delete_expired(

@@ -175,6 +175,9 @@ def test_partitions_older_than_every_site_retention_are_dropped_keeping_alert_ev
     assert not (droppable - {evidence_partition}) & set(rows)
     assert rows[evidence_partition] == asset.sensors.count() * 4  # the kept partition holds only evidence
     assert evidence_partition in {p.name for p in storage.partitions()}  # and is attached again
+    with connection.cursor() as cursor:  # the detached partitions are gone, not left beside the table
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'plant_reading_p%%_expired'")
+        assert cursor.fetchone()[0] == 0
     old = Reading.objects.filter(sensor__asset=asset, ts__lt=_bound(cutoff))
     assert not old.exclude(ts__gte=kept_from, ts__lte=kept_to).exists()
     assert Reading.objects.filter(sensor__asset=asset, ts__gte=now - timedelta(days=29)).count() > 0
