@@ -133,17 +133,18 @@ def _drop_partitions(
     expired = [p for p in storage.partitions(table) if p.end <= cutoff and p.name not in done]
     if expired:
         _detach_expired(table, expired, evidence, report)
-    # Dropped once detached, each on its own: freeing a partition's files (most of the run's time) then
-    # holds no lock ingest needs. A run killed in between leaves `_expired` tables the next one drops.
+    # Dropped once detached: freeing the partitions' files (most of the run's time) then holds no lock
+    # ingest needs. A run killed in between leaves `_expired` tables the next one drops.
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition AND relname LIKE %s",
             [table.replace("_", r"\_") + r"\_p%\_expired"],
         )
         leftovers = [row[0] for row in cursor.fetchall()]
-    for name in leftovers:
+    if leftovers:
+        # One statement: one commit, and one pass over shared buffers for all of them.
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {qn(name)}")
+            cursor.execute(f"DROP TABLE IF EXISTS {', '.join(qn(name) for name in leftovers)}")
 
 
 def _detach_expired(
