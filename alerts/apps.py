@@ -25,10 +25,12 @@ class AlertsConfig(AppConfig):
         from alerts.services.lifecycle import provide_explanation_sender
         from alerts.tasks import complete_explanation_task, readings_stored
         from alerts import writeback
+        from alerts.charts import evidence_windows
         from alerts.views import asset_panel
         from models_registry.bundle import provide_threshold_overrides
         from models_registry.comparison import provide_observed_follow_through, provide_recorded_alerts
         from plant.ingest.hooks import provide_readings_stored
+        from plant.retention import provide_evidence_windows
         from plant.views import provide_asset_panels, provide_site_alerts
 
         provide_observed_follow_through(champion_follow_through)
@@ -43,6 +45,8 @@ class AlertsConfig(AppConfig):
         provide_site_alerts(asset_panels.site_alerts)
         # Readings are plant's, their scoring is alerts': the marks are written in the ingest's transaction.
         provide_readings_stored(readings_stored)
+        # Raw-reading retention (plant) keeps the readings each alert's chart shows.
+        provide_evidence_windows(evidence_windows)
         # The lifecycle queues explanations; the task module imports the lifecycle, so the sender is handed
         # in (looked up at call time: tests replace the task's delay).
         provide_explanation_sender(lambda alert_id: complete_explanation_task.delay(alert_id))

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -42,6 +42,19 @@ def chart_range(alert: Alert, now: datetime | None = None) -> TimeRange:
     now = now or timezone.now()
     stop = min(end + pad, max(now, end + timedelta(minutes=1)))
     return TimeRange(start - pad, stop, "custom")
+
+
+def evidence_windows(before: datetime) -> list[tuple[int, datetime, datetime]]:
+    """(asset id, start, end) of every alert's chart span once complete (chart_range at its widest), for
+    the alerts whose span starts before `before`: raw-reading retention keeps the readings inside them."""
+    rows = Alert.objects.order_by().values_list("asset_id", "first_window_start", "last_seen_at")
+    windows = []
+    for asset_id, first, last in rows.iterator(chunk_size=10_000):
+        alert = Alert(asset_id=asset_id, first_window_start=first, last_seen_at=last)
+        span = chart_range(alert, now=datetime.max.replace(tzinfo=UTC))
+        if span.start < before:
+            windows.append((asset_id, span.start, span.end))
+    return windows
 
 
 def chart_sensors(sensors: Sequence[Sensor], lines: Sequence[Finding | SensorReason]) -> list[Sensor]:

@@ -8,6 +8,11 @@ that server (it never touches the database named in the URL). It then
      readings over one keep-alive httpx connection for at least --seconds seconds;
   2. truncates plant_reading and COPYs exactly the same rows into it, batch by batch, one commit each;
   3. repeats step 1 against a fresh SQLite database;
+  4. compares the readings table's layouts: two more fresh databases, one with plant_reading
+     range-partitioned (90 days of weekly partitions and the DEFAULT one, as in production) and one converted
+     back to a plain table (plant.storage.unpartition_table), each behind its own web server, take the same
+     kind of fresh batches in alternating legs (ABBA order per pair, so drift cancels); the ratio is
+     partitioned / plain readings/s;
 and samples the web process's RSS throughout. It prints a markdown table and writes
 bench/results/ingest.json.
 """
@@ -62,8 +67,11 @@ class Run:
 
 
 # --- fixture (runs in a subprocess with DATABASE_URL set to the bench database) ----------------------------
-def setup_fixture(n_assets: int) -> dict:
-    """Migrate, create a site with n_assets pumps (4 sensors each) and a gateway; return token and sensor ids."""
+def setup_fixture(n_assets: int, layout: str = "") -> dict:
+    """Migrate, create a site with n_assets pumps (4 sensors each) and a gateway; return token and sensor ids.
+
+    layout "plain": plant_reading converted back to an unpartitioned table; "partitioned": the partitions of
+    the last 90 days exist (a production table's shape), not just the current period and those ahead."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
@@ -73,6 +81,14 @@ def setup_fixture(n_assets: int) -> dict:
     from plant.models import Asset, AssetType, Gateway, Sensor, SensorRole, Site
 
     call_command("migrate", verbosity=0)
+    from django.utils import timezone
+
+    from plant import storage
+
+    if layout == "plain":
+        storage.unpartition_table(storage.table_name())
+    elif layout == "partitioned":
+        storage.ensure_partitions(timezone.now() - dt.timedelta(days=90), timezone.now())
     site, _ = Site.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
     pump, _ = AssetType.objects.get_or_create(slug="bench-pump", defaults={"name": "Bench pump"})
     roles = [
@@ -95,9 +111,9 @@ def setup_fixture(n_assets: int) -> dict:
     return {"token": token, "sensors": sensors}
 
 
-def prepare_database(env: dict[str, str], n_assets: int) -> dict:
+def prepare_database(env: dict[str, str], n_assets: int, layout: str = "") -> dict:
     result = subprocess.run(
-        [sys.executable, __file__, "--setup", str(n_assets)],
+        [sys.executable, __file__, "--setup", str(n_assets), "--layout", layout],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -198,6 +214,15 @@ class Server:
             self.process.wait()
 
 
+def send_batch(client: httpx.Client, server: Server, name: str, i: int, body: bytes) -> None:
+    """POST one batch; exit with the server's answer unless every reading of it was accepted."""
+    response = client.post("/api/v1/readings", content=body)
+    answer = response.json() if response.headers.get("content-type") == "application/json" else {}
+    if response.status_code != 200 or answer.get("accepted") != BATCH:
+        detail = str(answer)[:500] if answer else response.text[:500]
+        sys.exit(f"bench: {name} batch {i} got HTTP {response.status_code}: {detail}\n{server.output()}")
+
+
 def post_batches(name: str, env: dict[str, str], fixture: dict, min_seconds: float) -> tuple[Run, int]:
     """POST fresh batches until min_seconds have passed; returns the run and how many batches were sent."""
     batches = Batches(fixture["sensors"])
@@ -208,13 +233,7 @@ def post_batches(name: str, env: dict[str, str], fixture: dict, min_seconds: flo
         with httpx.Client(base_url=server.url, headers=headers, timeout=300) as client:
 
             def send(i: int, body: bytes) -> None:
-                response = client.post("/api/v1/readings", content=body)
-                answer = response.json() if response.headers.get("content-type") == "application/json" else {}
-                if response.status_code != 200 or answer.get("accepted") != BATCH:
-                    detail = str(answer)[:500] if answer else response.text[:500]
-                    sys.exit(
-                        f"bench: {name} batch {i} got HTTP {response.status_code}: {detail}\n{server.output()}"
-                    )
+                send_batch(client, server, name, i, body)
 
             # One untimed warm-up batch (imports, first queries, connection), then size the timed run.
             started = time.perf_counter()
@@ -269,6 +288,54 @@ def copy_batches(database_url: str, fixture: dict, n_batches: int) -> Run:
     return Run("PostgreSQL, raw COPY", n_batches * BATCH, elapsed)
 
 
+def compare_layouts(
+    base_env: dict[str, str], database_url: str, n_assets: int, pairs: int, legs: int
+) -> dict:
+    """Partitioned vs plain plant_reading through the API: `pairs` pairs of legs of `legs` batches each,
+    alternating (A B, then B A), each layout behind its own web server on its own fresh database."""
+    from config.scratch_db import prepare_postgres
+
+    layouts = ("partitioned", "plain")
+    setups = {}
+    for layout in layouts:
+        env = {**base_env, "DATABASE_URL": prepare_postgres(database_url, f"_bench_{layout}")}
+        setups[layout] = (env, prepare_database(env, n_assets, layout))
+    servers = {layout: Server(env) for layout, (env, _) in setups.items()}
+    seconds = dict.fromkeys(layouts, 0.0)
+    sent = dict.fromkeys(layouts, 0)
+    try:
+        clients = {}
+        for layout, server in servers.items():
+            server.wait_ready()
+            token = setups[layout][1]["token"]
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            clients[layout] = httpx.Client(base_url=server.url, headers=headers, timeout=300)
+        batches = {layout: Batches(setups[layout][1]["sensors"]) for layout in layouts}
+        for layout in layouts:  # untimed warm-up
+            send_batch(clients[layout], servers[layout], layout, 0, batches[layout].body(0))
+        for pair in range(pairs):
+            for layout in layouts if pair % 2 == 0 else layouts[::-1]:
+                first = 1 + sent[layout]
+                bodies = [batches[layout].body(i) for i in range(first, first + legs)]
+                started = time.perf_counter()
+                for i, body in enumerate(bodies, start=first):
+                    send_batch(clients[layout], servers[layout], layout, i, body)
+                seconds[layout] += time.perf_counter() - started
+                sent[layout] += legs
+        for client in clients.values():
+            client.close()
+    finally:
+        for server in servers.values():
+            server.stop()
+    rates = {layout: sent[layout] * BATCH / seconds[layout] for layout in layouts}
+    return {
+        "pairs": pairs,
+        "batches_per_leg": legs,
+        "readings_per_s": {layout: round(rate) for layout, rate in rates.items()},
+        "partitioned_to_plain_ratio": round(rates["partitioned"] / rates["plain"], 3),
+    }
+
+
 # --- databases -----------------------------------------------------------------------------------------
 def table(runs: list[Run], ratio: float) -> str:
     out = io.StringIO()
@@ -288,10 +355,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="Minimum timed duration of each API run.")
     parser.add_argument("--assets", type=int, default=25, help="Pumps in the bench site (4 sensors each).")
     parser.add_argument("--setup", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--layout", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--pairs", type=int, default=6, help="Alternating pairs of the layout comparison.")
+    parser.add_argument(
+        "--leg-batches", type=int, default=8, help="Batches per leg of the layout comparison."
+    )
+    parser.add_argument("--only-layouts", action="store_true", help="Run only the layout comparison.")
     parser.add_argument("--no-sqlite", action="store_true", help="Skip the SQLite run.")
     args = parser.parse_args()
     if args.setup is not None:
-        print(json.dumps(setup_fixture(args.setup)))
+        print(json.dumps(setup_fixture(args.setup, args.layout)))
         return 0
     if BATCH % (args.assets * len(ROLES)):
         parser.error(f"--assets × {len(ROLES)} must divide {BATCH}")
@@ -303,6 +376,15 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     base_env = {**os.environ, "DEBUG": "0", "LOG_LEVEL": "WARNING", "VIGIL_VAR_DIR": str(workdir)}
     from config.scratch_db import prepare_postgres
+
+    layouts = compare_layouts(base_env, database_url, args.assets, args.pairs, args.leg_batches)
+    print(
+        "bench: partitioned / plain plant_reading through the API: "
+        f"{layouts['readings_per_s']} readings/s, ratio {layouts['partitioned_to_plain_ratio']:.3f}"
+    )
+    if args.only_layouts:
+        write_results(RESULTS.with_name("ingest_layouts.json"), layouts)
+        return 0
 
     pg_url = prepare_postgres(database_url, "_bench")
     pg_env = {**base_env, "DATABASE_URL": pg_url}
@@ -331,8 +413,17 @@ def main() -> int:
         "sensors": len(fixture["sensors"]),
         "runs": [{**asdict(run), "readings_per_s": round(run.per_second)} for run in runs],
         "api_to_copy_ratio": round(ratio, 3),
-        "targets": {"api_pg_readings_per_s": 100_000, "api_to_copy_ratio": 0.4},
-        "met": {"api_pg_readings_per_s": api_pg.per_second >= 100_000, "api_to_copy_ratio": ratio >= 0.4},
+        "layouts": layouts,
+        "targets": {
+            "api_pg_readings_per_s": 100_000,
+            "api_to_copy_ratio": 0.4,
+            "partitioned_to_plain_ratio": 0.9,
+        },
+        "met": {
+            "api_pg_readings_per_s": api_pg.per_second >= 100_000,
+            "api_to_copy_ratio": ratio >= 0.4,
+            "partitioned_to_plain_ratio": layouts["partitioned_to_plain_ratio"] >= 0.9,
+        },
     }
     write_results(RESULTS, result)
     return 0

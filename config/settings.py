@@ -340,6 +340,31 @@ VIGIL_CHART_MAX_POINTS = env_int("VIGIL_CHART_MAX_POINTS", 2000, minimum=10)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = VIGIL_INGEST_MAX_BODY_BYTES
 
+# --- raw readings storage and retention (plant.storage, plant.retention; issue 17 items 1-2) ----------------
+# PostgreSQL range-partitions plant_reading by ts into partitions of this many days. Weekly by default: 13
+# partitions hold 90 days, so queries whose ts range is open on one side (the ingest's "last readings before
+# this batch") touch few of them, and retention frees space a week at a time. A plant writing ~100 M
+# readings a day wants 1 (a partition's index stays in memory); changing it later only affects new ones.
+VIGIL_READING_PARTITION_DAYS = env_int("VIGIL_READING_PARTITION_DAYS", 7, minimum=1)
+# Periods created ahead of the current one, so a beat outage of that long still writes into range partitions.
+VIGIL_READING_PARTITIONS_AHEAD = env_int("VIGIL_READING_PARTITIONS_AHEAD", 2, minimum=1)
+# Raw readings older than this many days are removed, for a site without its own retention; 0 keeps them.
+VIGIL_READING_RETENTION_DAYS = env_int("VIGIL_READING_RETENTION_DAYS", 0, minimum=0) or None
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "ensure-reading-partitions": {
+            "task": "plant.tasks.ensure_reading_partitions_task",
+            "schedule": 3600.0,
+            "options": {"expires": 3500.0, "queue": "default"},
+        },
+        "apply-reading-retention": {
+            "task": "plant.tasks.apply_reading_retention_task",
+            "schedule": 3600.0,
+            "options": {"expires": 3500.0, "queue": "default"},
+        },
+    }
+)
+
 # --- alerts (alert lifecycle, explanations, broadcast) --------------------------------------------------
 # An alert opens after this many consecutive windows above the open threshold and auto-closes after this
 # many consecutive windows below the clear threshold.

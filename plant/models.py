@@ -62,6 +62,15 @@ class Site(models.Model):
             "(e.g. 06:00,14:00,22:00). The alarm-management KPIs on the alert health page count per shift."
         ),
     )
+    reading_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=(
+            "Days raw readings are kept; older ones are removed (alert evidence is always kept). "
+            "Empty: the installation's default (VIGIL_READING_RETENTION_DAYS), or forever if it has none."
+        ),
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="SiteMembership", related_name="sites")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -81,6 +90,12 @@ class Site(models.Model):
             return parse_shift_starts(self.shift_starts)
         except ValidationError:
             return parse_shift_starts(DEFAULT_SHIFT_STARTS)
+
+    def effective_reading_retention_days(self) -> int | None:
+        """The raw-reading retention in force: the site's own, else the default setting; None is forever."""
+        if self.reading_retention_days is not None:
+            return self.reading_retention_days
+        return settings.VIGIL_READING_RETENTION_DAYS
 
 
 class SiteMembership(models.Model):

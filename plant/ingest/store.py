@@ -16,6 +16,7 @@ import numpy as np
 import psycopg
 from django.db import connection, transaction
 
+from plant import storage
 from plant.models import Reading
 from plant.pgcopy import PG_EPOCH_OFFSET_US, pg_copy_buffer
 
@@ -25,6 +26,9 @@ _ONE_US = timedelta(microseconds=1)
 STAGE_TABLE = "vigil_reading_stage"
 # One context row as packed by load_context on PostgreSQL: sensor id, timestamptz (µs from 2000), value.
 _CONTEXT_ROW = np.dtype([("sensor", ">i8"), ("ts", ">i8"), ("value", ">f8")])
+# How far back load_context first looks for a sensor's earlier readings: a day holds the quality context
+# (VIGIL_QUALITY_CONTEXT readings) of any sensor sampled every ~45 min or faster; the others look again.
+_LOOKBACK = timedelta(days=1)
 
 
 def _table() -> tuple[str, str, str, str, str]:
@@ -59,35 +63,23 @@ def load_context(
     """
     if len(sensor_ids) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    table, c_sensor, c_ts, c_value, _ = _table()
     if is_postgres():
-        # The rows come back as one bytea of fixed-width binary fields (int8send & co.) that NumPy reads in
-        # one step: about half the cost of fetching a few thousand rows as Python tuples.
-        sql = f"""
-            SELECT string_agg(int8send(b.sid) || timestamptz_send(r.ts) || float8send(r.value), ''::bytea)
-            FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS b(sid, t0, t1)
-            CROSS JOIN LATERAL (
-                (SELECT {c_ts} AS ts, {c_value} AS value FROM {table}
-                 WHERE {c_sensor} = b.sid AND {c_ts} < 'epoch'::timestamptz + b.t0 * interval '1 microsecond'
-                 ORDER BY {c_ts} DESC LIMIT %s)
-                UNION ALL
-                (SELECT {c_ts}, {c_value} FROM {table}
-                 WHERE {c_sensor} = b.sid
-                   AND {c_ts} >= 'epoch'::timestamptz + b.t0 * interval '1 microsecond'
-                   AND {c_ts} <= 'epoch'::timestamptz + b.t1 * interval '1 microsecond'
-                 ORDER BY {c_ts} LIMIT %s)
-            ) AS r
-        """
-        params = [sensor_ids.tolist(), first_us.tolist(), last_us.tolist(), before, span_limit]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            (packed,) = cursor.fetchone()
-        rows = np.frombuffer(packed or b"", dtype=_CONTEXT_ROW)
-        return (
-            rows["sensor"].astype(np.int64),
-            rows["ts"].astype(np.int64) + PG_EPOCH_OFFSET_US,
-            rows["value"].astype(np.float64),
-        )
+        sid, ts, value = _load_context_postgres(sensor_ids, first_us, last_us, before, span_limit, _LOOKBACK)
+        # Sensors with fewer than `before` readings in the look-back (new, or sampled slowly) take their
+        # earlier readings from a search without it: the bound changes how many partitions are searched,
+        # never the context.
+        order = np.argsort(sensor_ids, kind="stable")
+        position = order[np.searchsorted(sensor_ids, sid, sorter=order)]
+        earlier = ts < first_us[position]
+        short = np.bincount(position[earlier], minlength=len(sensor_ids)) < before
+        if short.any():
+            keep = ~(earlier & short[position])
+            ids = sensor_ids[short]
+            more = _load_context_postgres(ids, first_us[short], first_us[short], before, 0, None)
+            sid, ts, value = (
+                np.concatenate([col[keep], extra]) for col, extra in zip((sid, ts, value), more)
+            )
+        return sid, ts, value
     rows = []
     for sid, first, last in zip(sensor_ids.tolist(), first_us.tolist(), last_us.tolist()):
         start, end = EPOCH + first * _ONE_US, EPOCH + last * _ONE_US
@@ -99,6 +91,56 @@ def load_context(
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
     sid_col, ts_col, value_col = zip(*rows)
     return np.array(sid_col, np.int64), np.array(ts_col, np.int64), np.array(value_col, np.float64)
+
+
+def _load_context_postgres(
+    sensor_ids: np.ndarray,
+    first_us: np.ndarray,
+    last_us: np.ndarray,
+    before: int,
+    span_limit: int,
+    lookback: timedelta | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """load_context on PostgreSQL, the earlier readings searched back `lookback` from the batch's first
+    timestamp at most (None: no bound). The bounds are constants of the query, so the planner prunes the
+    partitions of plant_reading outside them (a lateral parameter alone would make it plan every one, and a
+    DEFAULT partition would turn the ordered scan into a merge of all of them)."""
+    table, c_sensor, c_ts, c_value, _ = _table()
+    first = EPOCH + int(first_us.min()) * _ONE_US
+    low = first - lookback if lookback is not None else None
+    first_max, high = EPOCH + int(first_us.max()) * _ONE_US, EPOCH + int(last_us.max()) * _ONE_US
+    earlier_bound = f" AND {c_ts} >= %s" if low is not None else ""
+    # The rows come back as one bytea of fixed-width binary fields (int8send & co.) that NumPy reads in
+    # one step: about half the cost of fetching a few thousand rows as Python tuples.
+    sql = f"""
+        SELECT string_agg(int8send(b.sid) || timestamptz_send(r.ts) || float8send(r.value), ''::bytea)
+        FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS b(sid, t0, t1)
+        CROSS JOIN LATERAL (
+            (SELECT {c_ts} AS ts, {c_value} AS value FROM {table}
+             WHERE {c_sensor} = b.sid AND {c_ts} < 'epoch'::timestamptz + b.t0 * interval '1 microsecond'
+               AND {c_ts} < %s{earlier_bound}
+             ORDER BY {c_ts} DESC LIMIT %s)
+            UNION ALL
+            (SELECT {c_ts}, {c_value} FROM {table}
+             WHERE {c_sensor} = b.sid
+               AND {c_ts} >= 'epoch'::timestamptz + b.t0 * interval '1 microsecond'
+               AND {c_ts} <= 'epoch'::timestamptz + b.t1 * interval '1 microsecond'
+               AND {c_ts} >= %s AND {c_ts} <= %s
+             ORDER BY {c_ts} LIMIT %s)
+        ) AS r
+    """
+    params = [sensor_ids.tolist(), first_us.tolist(), last_us.tolist(), first_max]
+    params += [low] if low is not None else []
+    params += [before, first, high, span_limit]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (packed,) = cursor.fetchone()
+    rows = np.frombuffer(packed or b"", dtype=_CONTEXT_ROW)
+    return (
+        rows["sensor"].astype(np.int64),
+        rows["ts"].astype(np.int64) + PG_EPOCH_OFFSET_US,
+        rows["value"].astype(np.float64),
+    )
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -119,6 +161,8 @@ def _write_postgres(
     buffer = pg_copy_buffer(sensor_ids, ts_us, values, quality)
     # No savepoint of its own (a round trip each way): the caller's transaction, if any, is the unit.
     with transaction.atomic(savepoint=False):
+        # A reading outside every partition of plant_reading gets its partition now, never a rejection.
+        storage.ensure_covered(ts_us)
         # Gateways almost always send new readings, and COPY straight into the table costs about half of
         # staging + INSERT ... ON CONFLICT. The batch has no in-batch duplicates (the caller removed them),
         # so only an already stored (sensor, ts) can make the COPY fail: then its savepoint is rolled back
