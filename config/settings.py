@@ -139,6 +139,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every queue Vigil routes to, declared: a worker started without -Q consumes all of them, so
 # `celery -A config worker` as Celery's docs show scores (issue 17); production splits them with -Q.
 CELERY_TASK_QUEUES = [Queue("default"), Queue("ingest"), Queue("scoring"), Queue("explain")]
+# Beat's default scheduler, stamping each tick in Redis so /readyz tells a stopped beat (config.ops).
+CELERY_BEAT_SCHEDULER = "config.ops:HeartbeatScheduler"
 CELERY_IMPORTS = ["config.ops"]  # the operations heartbeat (not an app: autodiscovery does not see it)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
