@@ -17,10 +17,16 @@ the page re-fetches the whole list on every (re)connect, so a missed message nev
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from typing import Any
 
+import redis.asyncio
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.template.loader import render_to_string
 
 from alerts.broadcast import site_group
@@ -30,6 +36,32 @@ from plant.access import site_ids_for_user
 
 CLOSE_UNAUTHENTICATED = 4401
 MAX_IDS_PER_MESSAGE = 100
+# The board's sockets, for the operations metrics (config.metrics): a Redis sorted set of channel names
+# scored by when their consumer last refreshed them. Every web process writes it, so one scrape sees them
+# all; a process that is killed stops refreshing and its sockets drop out of the count after the TTL.
+BOARD_CLIENTS_KEY = "vigil:metrics:board_clients"
+BOARD_CLIENT_REFRESH_S = 30.0
+BOARD_CLIENT_TTL_S = 3 * BOARD_CLIENT_REFRESH_S
+
+logger = logging.getLogger(__name__)
+_presence_clients: dict[int, redis.asyncio.Redis] = {}  # one per event loop (a client is bound to its loop)
+
+
+async def _presence(command: str, channel_name: str) -> None:
+    """Add (refresh) or remove one socket in BOARD_CLIENTS_KEY; a Redis that does not answer is skipped."""
+    loop = id(asyncio.get_running_loop())
+    client = _presence_clients.get(loop)
+    if client is None:
+        client = _presence_clients[loop] = redis.asyncio.from_url(
+            settings.REDIS_URL, socket_connect_timeout=1.0, socket_timeout=1.0
+        )
+    try:
+        if command == "refresh":
+            await client.zadd(BOARD_CLIENTS_KEY, {channel_name: time.time()})
+        else:
+            await client.zrem(BOARD_CLIENTS_KEY, channel_name)
+    except Exception as exc:  # the count is a metric: a board works without it
+        logger.debug("board clients metric not updated: %s", exc)
 
 
 def render_card(alert: Any, *, oob: str = "") -> str:
@@ -86,10 +118,22 @@ class AlertBoardConsumer(AsyncWebsocketConsumer):
         for group in self.site_groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        self.presence = asyncio.create_task(self._keep_present())
+
+    async def _keep_present(self) -> None:
+        while True:
+            await _presence("refresh", self.channel_name)
+            await asyncio.sleep(BOARD_CLIENT_REFRESH_S)
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "site_groups", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+        presence = getattr(self, "presence", None)
+        if presence is not None:
+            presence.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await presence
+            await _presence("remove", self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The board sends nothing; anything received is ignored."""

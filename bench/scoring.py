@@ -40,10 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import free_port, write_results  # noqa: E402
+from bench.fleet import BASE, columns, load_fresh_readings, make_fleet, vibration_version  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scoring.json"
 WORK = Path(tempfile.mkdtemp(prefix="vigil-scoring-bench-"))
-BASE = {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 2.0}
 
 
 def configure() -> argparse.Namespace:
@@ -114,60 +114,6 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def vibration_version(pump, name: str, weight: float, shadow: bool = False):
-    from bench import versions
-    from detection.features import feature_names
-
-    names = feature_names(sorted(BASE))
-    return versions.vibration_version(
-        pump,
-        names,
-        name=name,
-        weight=weight,
-        open_threshold=10.0 * weight,
-        clear_threshold=5.0 * weight,
-        background=np.full((10, len(names)), 2.0),
-        shadow=shadow,
-        reason="bench",
-    )
-
-
-def make_fleet(n: int, tag: str):
-    from plant.models import Asset, AssetType, Sensor, SensorRole, Site
-
-    site = Site.objects.create(slug=tag, name=tag)
-    pump = AssetType.objects.create(slug=f"{tag}-pump", name=f"{tag} pump")
-    roles = [SensorRole.objects.create(asset_type=pump, key=key, label=key) for key in sorted(BASE)]
-    assets = Asset.objects.bulk_create(
-        [Asset(site=site, asset_type=pump, name=f"{tag}-{i}", tag=f"{tag}-{i}") for i in range(n)],
-        batch_size=5000,
-    )
-    Sensor.objects.bulk_create(
-        [
-            Sensor(
-                asset=a, key=f"{tag}.{a.tag}.{r.key}", role=r, valid_min=0, valid_max=100, sample_period_s=1.0
-            )
-            for a in assets
-            for r in roles
-        ],
-        batch_size=5000,
-    )
-    return site, pump, assets
-
-
-def columns(assets, t0: float, seconds: int, vibration: float = 2.0):
-    keys, ts, values = [], [], []
-    rng = np.random.default_rng(int(t0))
-    t = t0 + np.arange(seconds, dtype=np.float64)
-    for asset in assets:
-        for role in sorted(BASE):
-            keys += [f"{asset.site.slug}.{asset.tag}.{role}"] * seconds
-            ts.append(t)
-            level = vibration if role == "vibration" else BASE[role]
-            values.append(level + rng.normal(0, 0.05, seconds))
-    return keys, np.concatenate(ts), np.concatenate(values)
-
-
 def wait_clear(timeout: float) -> None:
     from alerts.models import ScoringDue
 
@@ -236,18 +182,13 @@ def fleet(n: int, chunk: int) -> dict:
     from alerts.scoring import _load_assets, _read_series
     from alerts.tasks import score_assets_task
     from detection.features import build_windows
-    from plant.ingest import ParsedBatch, ingest_readings
-    from plant.ingest.hooks import bulk_load
 
     _site, pump, assets = make_fleet(n, "fleet")
     champion = vibration_version(pump, "fleet-vib", 1.0)
     shadow = vibration_version(pump, "fleet-vib-2", 2.0, shadow=True)
     now = float(int(time.time()) // 10 * 10)
     started = time.perf_counter()
-    with bulk_load():
-        for i in range(0, n, 500):
-            keys, ts, values = columns(assets[i : i + 500], now - 70, 70)
-            ingest_readings(None, ParsedBatch.from_arrays(keys, ts, values), now_s=now)
+    load_fresh_readings(assets, now)
     setup_s = time.perf_counter() - started
     print(f"bench: (b) {n} assets loaded in {setup_s:.1f} s", flush=True)
     expected = None

@@ -1,10 +1,12 @@
 """Operations endpoints for the people who run Vigil (issue 17, item 5), and the heartbeat they read.
 
 - ``GET /healthz``: liveness — the web process answers; no dependency is asked (200 always).
-- ``GET /readyz``: readiness — the database answers, Redis answers, every Celery queue was served by a
-  worker within ``VIGIL_READY_HEARTBEAT_S`` (beat sends ``ops_heartbeat`` to each queue every
-  ``VIGIL_OPS_HEARTBEAT_S``; a worker that consumes the queue records when it ran it, so a stale queue
-  means no worker serves it *or* beat stopped — the answer says which beat run it last saw), the scoring
+- ``GET /readyz``: readiness — the database answers, Redis answers, beat ticked within
+  ``VIGIL_READY_HEARTBEAT_S`` (its scheduler, :class:`HeartbeatScheduler`, stamps Redis at every tick),
+  every Celery queue was served by a worker within the same limit (beat sends ``ops_heartbeat`` to each
+  queue every ``VIGIL_OPS_HEARTBEAT_S``; a worker that consumes the queue records when it ran it, so a
+  stale queue while beat ticks means no worker serves it, and with beat stopped every queue goes stale
+  and the answer names beat), the scoring
   lag (the oldest asset waiting to be scored) and the oldest explanation still pending. 200 when every
   check passes, else 503; JSON either way, each check with ``ok`` and what it measured.
 
@@ -13,8 +15,11 @@ Both are unauthenticated (a load balancer asks them) and reveal no data beyond a
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
+
+from celery.beat import PersistentScheduler
 
 from django.conf import settings
 from django.db import connection
@@ -28,6 +33,28 @@ from config.celery import app
 from plant.api import api_json
 
 HEARTBEAT_KEY = "vigil:ops:heartbeat:{queue}"  # value: "<ran at> <sent by beat at>" (epoch seconds)
+BEAT_KEY = "vigil:ops:beat"  # value: when beat last ticked (epoch seconds)
+
+logger = logging.getLogger(__name__)
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """Celery beat's default scheduler (the schedule file of ``--schedule``) that also stamps BEAT_KEY in
+    Redis at each tick (at most once a second): /readyz tells a stopped beat from a stopped worker.
+    Beat ticks at least every VIGIL_OPS_HEARTBEAT_S, the period of its ``ops-heartbeats`` entry."""
+
+    _stamped = 0.0
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        now = time.time()
+        if now - self._stamped >= 1.0:
+            try:
+                with self.app.pool.acquire(block=True) as conn:
+                    conn.default_channel.client.set(BEAT_KEY, str(now), ex=86_400)
+                self._stamped = now
+            except Exception as exc:  # Redis down: beat's own sends fail and retry the same way
+                logger.warning("beat could not record its tick in Redis: %s", exc)
+        return super().tick(*args, **kwargs)
 
 
 def queues() -> list[str]:
@@ -78,6 +105,25 @@ def _redis_and_queues() -> list[dict[str, Any]]:
         client.ping()
         checks.append({"name": "redis", "ok": True})
         now = time.time()
+        beat = client.get(BEAT_KEY)
+        beat_age = None if beat is None else now - float(beat.decode())
+        beat_ok = beat_age is not None and beat_age <= limit
+        checks.append(
+            {"name": "beat", "ok": beat_ok}
+            | ({"ticked_s_ago": round(beat_age, 1)} if beat_age is not None else {})
+            | (
+                {}
+                if beat_ok
+                else {
+                    "error": (
+                        "beat has never ticked"
+                        if beat_age is None
+                        else f"beat has not ticked for {beat_age:.0f} s (limit {limit:g} s)"
+                    )
+                    + ": start exactly one `celery -A config beat` (no queue gets its heartbeat without it)"
+                }
+            )
+        )
         for queue in queues():
             raw = client.get(HEARTBEAT_KEY.format(queue=queue))
             if raw is None:
@@ -95,7 +141,12 @@ def _redis_and_queues() -> list[dict[str, Any]]:
                         {}
                         if age <= limit
                         else {
-                            "error": f"no worker ran its heartbeat for {age:.0f} s (limit {limit:g} s): a worker for '{queue}' or beat is down"
+                            "error": f"no worker ran its heartbeat for {age:.0f} s (limit {limit:g} s): "
+                            + (
+                                f"no worker serves '{queue}' (start one with -Q {queue})"
+                                if beat_ok
+                                else "beat is down, so no heartbeat was sent"
+                            )
                         }
                     ),
                 }

@@ -12,7 +12,18 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_header, env_header_value, env_int, env_list, env_str, env_url
+from config.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_header,
+    env_header_value,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VIGIL_VAR_DIR", str(BASE_DIR / "var")))
@@ -128,6 +139,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every queue Vigil routes to, declared: a worker started without -Q consumes all of them, so
 # `celery -A config worker` as Celery's docs show scores (issue 17); production splits them with -Q.
 CELERY_TASK_QUEUES = [Queue("default"), Queue("ingest"), Queue("scoring"), Queue("explain")]
+# Beat's default scheduler, stamping each tick in Redis so /readyz tells a stopped beat (config.ops).
+CELERY_BEAT_SCHEDULER = "config.ops:HeartbeatScheduler"
 CELERY_IMPORTS = ["config.ops"]  # the operations heartbeat (not an app: autodiscovery does not see it)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -450,3 +463,18 @@ VIGIL_READY_HEARTBEAT_S = env_float("VIGIL_READY_HEARTBEAT_S", 60.0)
 # ... when an asset has waited longer than this to be scored, or an explanation has been pending this long.
 VIGIL_READY_MAX_SCORING_LAG_S = env_float("VIGIL_READY_MAX_SCORING_LAG_S", 300.0)
 VIGIL_READY_MAX_EXPLANATION_S = env_float("VIGIL_READY_MAX_EXPLANATION_S", 900.0)
+# Prometheus /metrics (config.metrics): off (404) unless a bearer token and/or the networks that may scrape
+# are set; when both are set a scrape needs both.
+VIGIL_METRICS_TOKEN = env_str("VIGIL_METRICS_TOKEN", "")
+VIGIL_METRICS_ALLOWED_NETWORKS = env_networks("VIGIL_METRICS_ALLOWED_NETWORKS")
+# Structured logs: "json" makes every process (web, workers, beat, bridge) log one JSON object per line
+# (python-json-logger) with time, level, logger and message; "text" (default) keeps plain lines.
+VIGIL_LOG_FORMAT = env_choice("VIGIL_LOG_FORMAT", "text", ("text", "json"))
+if VIGIL_LOG_FORMAT == "json":
+    LOGGING["formatters"] = {"json": {"()": "config.logs.json_formatter"}}
+    LOGGING["handlers"]["console"]["formatter"] = "json"
+    # uvicorn configures its own handlers before it loads the app; Django's setup then routes them here.
+    for _name in ("uvicorn", "uvicorn.access"):
+        LOGGING["loggers"][_name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
+# config.apps.OpsConfig connects the metrics' ingest and Celery signals in every process.
+INSTALLED_APPS += ["config.apps.OpsConfig"]

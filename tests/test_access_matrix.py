@@ -157,6 +157,9 @@ URLS: dict[str, Url] = {
     # Operations endpoints: open to a load balancer; this world has no worker, so never ready.
     "healthz": Url(public),
     "readyz": Url(lambda role, site: "HTTP 503"),
+    # Prometheus metrics: off (404) unless VIGIL_METRICS_TOKEN / _ALLOWED_NETWORKS are set; no session
+    # opens them, whatever the role (the token and network checks: tests/test_metrics_endpoint.py).
+    "metrics": Url(lambda role, site: HIDDEN),
     # gateway API
     "api:readings": Url(gateway_api, "POST", data=readings, json=True),
     "api:edge_events": Url(gateway_api, "POST", data=lambda w, s: {"events": []}, json=True),

@@ -1,6 +1,7 @@
 """/healthz and /readyz with real processes: a Celery worker started WITHOUT -Q serves every Vigil queue
-(so `celery -A config worker` scores), beat sends each queue's heartbeat, /readyz is ready while both
-run and names the stale queues once the worker is stopped; a database or Redis outage is a 503 with the
+(so `celery -A config worker` scores: the scoring queue's heartbeat is run by it), beat sends each
+queue's heartbeat, /readyz is ready while both run, names beat once beat is stopped and the stale queues
+once the worker is stopped, within the heartbeat limit; a database or Redis outage is a 503 with the
 reason, never a 500."""
 
 from __future__ import annotations
@@ -82,18 +83,40 @@ def test_readyz_follows_the_worker_and_beat(db, client, settings, redis_url, tmp
         assert {
             "database",
             "redis",
+            "beat",
             "queue:default",
             "queue:ingest",
             "queue:scoring",
             "queue:explain",
         } <= names
 
+        # Beat stopped, the worker running: within the heartbeat limit, beat is named.
+        stopped = time.monotonic()
+        beat.send_signal(signal.SIGTERM)
+        beat.wait(timeout=30)
+        status, body = wait_for(client, lambda s, b: s == 503, timeout=30)
+        assert status == 503 and time.monotonic() - stopped <= 4.0 + 5.0, body
+        checks = {c["name"]: c for c in body["checks"]}
+        assert (
+            not checks["beat"]["ok"]
+            and "start exactly one `celery -A config beat`" in checks["beat"]["error"]
+        )
+
+        beat = start("beat", env, tmp_path)
+        status, body = wait_for(client, lambda s, b: s == 200, timeout=60)
+        assert status == 200, body
+
+        # The worker stopped, beat running: every queue it served is named, beat is fine.
+        stopped = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
         status, body = wait_for(client, lambda s, b: s == 503, timeout=30)
-        assert status == 503
-        stale = [c for c in body["checks"] if c["name"].startswith("queue:") and not c["ok"]]
-        assert stale and "a worker for" in stale[0]["error"]
+        assert status == 503 and time.monotonic() - stopped <= 4.0 + 5.0, body
+        checks = {c["name"]: c for c in body["checks"]}
+        assert checks["beat"]["ok"], checks["beat"]
+        for queue in ("default", "ingest", "scoring", "explain"):
+            check = checks[f"queue:{queue}"]
+            assert not check["ok"] and f"no worker serves '{queue}'" in check["error"], check
     finally:
         for proc in (worker, beat):
             if proc.poll() is None:

@@ -13,11 +13,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from django.core.exceptions import ImproperlyConfigured
+from django.dispatch import Signal
 
 # hook(asset ids, wake): wake is False inside `bulk_load()` (record, but send no task now).
 ReadingsStored = Callable[[list[int], bool], None]
 
 _hook: ReadingsStored | None = None
+# Sent after every ingest_readings call with ``result`` (its IngestResult): the operations metrics count
+# accepted and rejected readings from it (config.metrics); nothing that decides storage listens here.
+batch_ingested = Signal()
 _local = threading.local()
 
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from plant.ingest.parse import ParsedBatch
-from plant.ingest.hooks import readings_stored
+from plant.ingest.hooks import batch_ingested, readings_stored
 from plant.ingest.store import load_context, write_readings
 from plant.models import Sensor, Site
 from plant.quality import compute_flags
@@ -107,7 +107,9 @@ def ingest_readings(
     started = time.perf_counter()
     rejected = list(batch.errors)
     if len(batch) == 0:
-        return IngestResult(rejected=rejected)
+        result = IngestResult(rejected=rejected)
+        batch_ingested.send(sender=ingest_readings, result=result)
+        return result
     now_s = time.time() if now_s is None else now_s
     max_future_s = settings.VIGIL_INGEST_MAX_FUTURE_S if max_future_s is None else max_future_s
     max_age_s = settings.VIGIL_INGEST_MAX_AGE_DAYS * 86400.0 if max_age_s is None else max_age_s
@@ -159,12 +161,14 @@ def ingest_readings(
         if inserted:
             readings_stored(np.unique(sensors.asset_ids[number]).tolist())
     timings["store"] = time.perf_counter() - started
-    return IngestResult(
+    result = IngestResult(
         accepted=inserted,
         duplicates=in_batch_duplicates + (len(number) - inserted),
         rejected=rejected,
         timings=timings,
     )
+    batch_ingested.send(sender=ingest_readings, result=result)
+    return result
 
 
 def _flag(sensors: _Sensors, number: np.ndarray, ts_us: np.ndarray, values: np.ndarray) -> np.ndarray:
