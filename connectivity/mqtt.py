@@ -33,7 +33,16 @@ from google.protobuf.message import DecodeError
 from paho.mqtt.client import topic_matches_sub
 
 from connectivity import sparkplug_b_pb2
-from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus, Sink, finite
+from connectivity.points import (
+    FLUSH_MS,
+    ConnectionStatus,
+    PointError,
+    Sample,
+    SampleStatus,
+    Sink,
+    finite,
+    flush_seconds,
+)
 from connectivity.protocols import ConnectionConfig, Confirm, Take, split_endpoint
 
 FORMATS = ("json", "sparkplug")
@@ -145,6 +154,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "keepalive_s": 30,
     "batch_max": 5000,
     "max_inflight": 20,
+    "flush_ms": FLUSH_MS,
     "writeback_prefix": "vigil",
 }
 
@@ -153,8 +163,9 @@ def parse_options(options: Mapping[str, Any]) -> dict:
     """MQTT options: qos (0 or 1; 1 keeps the no-loss promise), keepalive_s (5-3600), batch_max
     (samples stored at once, 1-100000), max_inflight (the broker's in-flight window for this client:
     mosquitto's max_inflight_messages, 20 by default; a batch is stored as soon as that many messages wait
-    for their acknowledgement, since the broker sends no more before), writeback_prefix (topic prefix of
-    written-back alert states).
+    for their acknowledgement, since the broker sends no more before), flush_ms (the longest a received
+    message waits for its batch to be stored, default FLUSH_MS; the connection's interval_s when shorter),
+    writeback_prefix (topic prefix of written-back alert states).
     Unknown options are refused, so a typo is not silently ignored."""
     unknown = set(options) - set(OPTION_DEFAULTS)
     if unknown:
@@ -165,6 +176,7 @@ def parse_options(options: Mapping[str, Any]) -> dict:
         value = parsed[name]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"option {name} must be a whole number from {low} to {high}")
+    flush_seconds(parsed)
     prefix = parsed["writeback_prefix"]
     if not isinstance(prefix, str) or not prefix.strip("/") or any(c in prefix for c in "+#\x00"):
         raise ValueError("option writeback_prefix must be a topic without wildcards, e.g. vigil")
@@ -389,8 +401,9 @@ async def run(
 ) -> None:
     """Subscribe to the points' topics and hand their samples to `sink` in batches until disconnected.
 
-    A batch is stored when it holds ``batch_max`` samples or its first message is ``interval_s`` old;
-    its QoS 1 messages are acknowledged after `sink` returns. Raises aiomqtt.MqttError on disconnect.
+    A batch is stored when it holds ``batch_max`` samples or its first message is ``flush_ms`` old (or
+    ``interval_s``, when shorter); its QoS 1 messages are acknowledged after `sink` returns. Raises
+    aiomqtt.MqttError on disconnect.
     """
     options = parse_options(config.options)
     router = Router(points)
@@ -403,7 +416,13 @@ async def run(
             for topic in router.subscriptions:
                 await client.subscribe(topic, qos=options["qos"])
             await _consume(
-                client, router, sink, status, config.interval_s, options["batch_max"], options["max_inflight"]
+                client,
+                router,
+                sink,
+                status,
+                min(config.interval_s, flush_seconds(options)),
+                options["batch_max"],
+                options["max_inflight"],
             )
         finally:
             status.connected = False
@@ -414,7 +433,7 @@ async def _consume(
     router: Router,
     sink: Sink,
     status: ConnectionStatus,
-    interval_s: float,
+    flush_s: float,
     batch_max: int,
     max_inflight: int,
 ) -> None:
@@ -444,7 +463,7 @@ async def _consume(
         while True:
             if receive is None:
                 receive = asyncio.ensure_future(anext(messages))
-            timeout = None if not unacked else max(0.0, first_at + interval_s - time.monotonic())
+            timeout = None if not unacked else max(0.0, first_at + flush_s - time.monotonic())
             waiting = {receive} if storing is None else {receive, storing}
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if storing is not None and storing.done():
@@ -468,10 +487,10 @@ async def _consume(
                 unacked.append(message)
             if not unacked:
                 continue
-            # Store when the batch is full, its first message has waited interval_s, or the broker's window
+            # Store when the batch is full, its first message has waited flush_s, or the broker's window
             # is full of unacknowledged messages and nothing else is queued (it sends no more before acks).
             window_full = len(unacked) + len(storing_messages) >= max_inflight and len(messages) == 0
-            due = time.monotonic() - first_at >= interval_s
+            due = time.monotonic() - first_at >= flush_s
             if len(batch) >= batch_max or window_full or due or (message is None and not done):
                 await finish_storing()
                 storing = asyncio.ensure_future(sink(batch)) if batch else asyncio.ensure_future(_nothing())

@@ -37,6 +37,7 @@ from connectivity.points import (
     backoff_delays,
     run_until_stopped,
 )
+from plant.choices import QualityFlag
 from plant.connections.secrets import SecretError, password_of
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Connection, ConnectionState, PointMapping, Sensor, Site, WriteBack
@@ -97,24 +98,43 @@ class Stored:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (sensor key, reason)
 
 
+# The quality bit a source status stores a value with (STALE carries no value).
+SOURCE_FLAGS = {
+    SampleStatus.GOOD: 0,
+    SampleStatus.UNCERTAIN: int(QualityFlag.SOURCE_UNCERTAIN),
+    SampleStatus.BAD: int(QualityFlag.SOURCE_BAD),
+}
+
+
 def store_samples(connection: Connection, samples: list[Sample], stale: set[str]) -> Stored:
-    """Store the GOOD / UNCERTAIN samples through ingest; mark the STALE points' mappings stale and clear
-    the mark of points that sent a value again (`stale` is the connection's set of stale keys, updated).
-    BAD samples are refused: the source says the value is not valid, so it is never stored."""
+    """Store the samples that carry a value through ingest, the source's verdict as a quality flag (an
+    UNCERTAIN one flagged SOURCE_UNCERTAIN, a BAD one SOURCE_BAD: shown on the charts, never scored).
+    A BAD sample without a value (OPC UA servers null the value of a Bad status) has nothing to store and
+    no value is invented: it is counted, and like a STALE one it marks its point's mapping stale until
+    the point sends a good or uncertain value again (`stale` is the connection's set of stale keys,
+    updated)."""
     result = Stored()
-    values = [s for s in samples if s.status in (SampleStatus.GOOD, SampleStatus.UNCERTAIN)]
+    values = [s for s in samples if s.value is not None and s.status in SOURCE_FLAGS]
     result.rejected = [
-        (s.point, "the source marks the value bad") for s in samples if s.status == SampleStatus.BAD
+        (s.point, "the source's status is Bad and it sent no value: the point is marked stale")
+        for s in samples
+        if s.status == SampleStatus.BAD and s.value is None
     ]
     if values:
+        flags = [SOURCE_FLAGS[s.status] for s in values]
         batch = ParsedBatch.from_arrays(
-            [s.point for s in values], [s.ts for s in values], [s.value for s in values]
+            [s.point for s in values],
+            [s.ts for s in values],
+            [s.value for s in values],
+            source_flags=flags if any(flags) else None,
         )
         ingested = ingest_readings(connection.site, batch)
         result.accepted = ingested.accepted
         result.rejected += [(values[index].point, reason) for index, reason in ingested.rejected]
-    went_stale = {s.point for s in samples if s.status == SampleStatus.STALE} - stale
-    came_back = {s.point for s in values} & stale
+    # In arrival order: the point's last word decides whether it ends the batch stale.
+    last: dict[str, Sample] = {s.point: s for s in samples}
+    went_stale = {k for k, s in last.items() if s.value is None and s.status != SampleStatus.GOOD} - stale
+    came_back = {k for k, s in last.items() if s.value is not None and s.status != SampleStatus.BAD} & stale
     mappings = PointMapping.objects.filter(connection=connection)
     if went_stale:
         mappings.filter(sensor__key__in=went_stale).update(stale_since=timezone.now())
@@ -171,6 +191,12 @@ class ConnectionRunner:
         self.rejected += len(result.rejected)
         now = time.time()
         for key, reason in result.rejected:
+            self.status.error(PointError(reason, point=key, source=key), now)
+        # Values the source itself doubts are stored flagged; the status says so, once per point and batch.
+        for key, status in dict.fromkeys(
+            (s.point, s.status) for s in samples if s.value is not None and SOURCE_FLAGS.get(s.status)
+        ):
+            reason = f"stored flagged: the source marks the value {status.value}"
             self.status.error(PointError(reason, point=key, source=key), now)
 
     async def run_client(self, config: protocols.ConnectionConfig, points: Mapping[str, Any]) -> None:
