@@ -18,6 +18,7 @@ read better), never a crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import ssl
 import time
@@ -49,6 +50,9 @@ FORMATS = ("json", "sparkplug")
 SPARKPLUG_NAMESPACE = "spBv1.0"
 TS_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 _MAX_TOPIC = 65535  # bytes, the protocol's limit
+DRAIN_S = 5.0  # how long a stopping client may take to store and acknowledge what it received
+REBIRTH_EVERY_S = 5.0  # a node that keeps sending unknown aliases is asked to be born again this often
+REBIRTH_METRIC = "Node Control/Rebirth"
 
 
 # --- points and options --------------------------------------------------------------------------------
@@ -244,6 +248,10 @@ class Router:
         self.subscriptions = sorted({point.subscription() for point in points.values()})
         # (group, node, device) -> {alias: metric name}, from the last birth certificate
         self.aliases: dict[tuple[str, str, str], dict[int, str]] = {}
+        # Nodes to send a rebirth command to (taken by the client), and when each was last asked.
+        self.rebirths: list[tuple[str, str]] = []
+        self._asked: dict[tuple[str, str], float] = {}
+        self.unknown_aliases = 0  # metrics received by an alias no birth certificate named
 
     def decode(self, topic: str, payload: bytes, received: float) -> tuple[list[Sample], list[PointError]]:
         if topic.startswith(SPARKPLUG_NAMESPACE + "/"):
@@ -309,7 +317,7 @@ class Router:
             return [], [PointError("not a Sparkplug B topic", source=topic)]
         _, group, kind, node = parts[:4]
         device = parts[4] if len(parts) == 5 else ""
-        if kind == "STATE":
+        if kind in ("STATE", "NCMD", "DCMD"):  # host state and commands to the node (ours too): no data
             return [], []
         try:
             message = sparkplug_b_pb2.Payload.FromString(payload)
@@ -322,14 +330,27 @@ class Router:
         if kind.endswith("BIRTH"):
             # A birth certificate restarts the node's (or device's) alias table.
             self.aliases[where] = {m.alias: m.name for m in message.metrics if m.HasField("alias") and m.name}
+            if kind == "NBIRTH":
+                self._asked.pop((group, node), None)
         aliases = self.aliases.get(where, {})
         samples: list[Sample] = []
         errors: list[PointError] = []
         for metric in message.metrics:
             name = metric.name or (aliases.get(metric.alias) if metric.HasField("alias") else None)
             if not name:
+                # The birth was missed (published before the bridge subscribed, or lost): the value cannot
+                # be named, so it is counted, and the node is asked to be born again (Sparkplug B's
+                # "Node Control/Rebirth" command), at most every REBIRTH_EVERY_S.
+                self.unknown_aliases += 1
+                asked = self._asked.get((group, node))
+                if asked is None or received - asked >= REBIRTH_EVERY_S:
+                    self._asked[(group, node)] = received
+                    self.rebirths.append((group, node))
                 errors.append(
-                    PointError(f"metric alias {metric.alias} has no birth certificate", source=topic)
+                    PointError(
+                        f"metric alias {metric.alias} has no birth certificate (rebirth requested)",
+                        source=topic,
+                    )
                 )
                 continue
             keys = self.sparkplug_points.get((group, node, device, name))
@@ -459,6 +480,16 @@ async def _consume(
                 client._client.ack(stored.mid, stored.qos)  # noqa: SLF001 (aiomqtt does not expose it)
         storing, storing_messages = None, []
 
+    async def drain() -> None:
+        await finish_storing()
+        if unacked:
+            if batch:
+                await sink(batch)
+            status.samples += len(batch)
+            for message in unacked:
+                if message.qos > 0:
+                    client._client.ack(message.mid, message.qos)  # noqa: SLF001
+
     try:
         while True:
             if receive is None:
@@ -477,6 +508,11 @@ async def _consume(
                 if not isinstance(payload, bytes):
                     payload = str(payload).encode()
                 samples, errors = router.decode(message.topic.value, payload, received)
+                while router.rebirths:
+                    group, node = router.rebirths.pop()
+                    await client.publish(
+                        f"{SPARKPLUG_NAMESPACE}/{group}/NCMD/{node}", rebirth_payload(received), qos=0
+                    )
                 status.messages += 1
                 status.last_message_at = received
                 for error in errors:
@@ -496,6 +532,14 @@ async def _consume(
                 storing = asyncio.ensure_future(sink(batch)) if batch else asyncio.ensure_future(_nothing())
                 storing_messages, storing_count = unacked, len(batch)
                 batch, unacked = [], []
+    except asyncio.CancelledError:
+        # Stopping (a changed mapping restarts the connection, or the bridge ends): store and acknowledge
+        # what was received, within DRAIN_S; whatever stays unacknowledged the broker sends again.
+        if receive is not None:
+            receive.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(drain(), DRAIN_S)
+        raise
     finally:
         for task in (receive, storing):
             if task is not None and not task.done():
@@ -522,6 +566,15 @@ async def write_back(
                     f"{prefix}/{state.key}/alert", orjson.dumps(state.payload), qos=1, retain=True
                 )
             await confirm([state.id for state in states])
+
+
+def rebirth_payload(at: float) -> bytes:
+    """An NCMD payload asking an edge node to publish its birth certificates again (Sparkplug B 3.0:
+    the Boolean metric "Node Control/Rebirth" set to true)."""
+    ts_ms = int(at * 1000)
+    message = sparkplug_b_pb2.Payload(timestamp=ts_ms)
+    message.metrics.add(name=REBIRTH_METRIC, timestamp=ts_ms, datatype=11, boolean_value=True)  # 11: Boolean
+    return message.SerializeToString()
 
 
 def sparkplug_payload(

@@ -37,6 +37,7 @@ from connectivity.writeback import AlertState
 DEFAULT_SAMPLING_MS = 1000.0
 MAX_SAMPLING_MS = 3_600_000.0
 MAX_QUEUE = 100  # samples a server keeps per monitored item between two publishes
+DRAIN_S = 5.0  # how long a stopping client may take to store what it received
 SECURITY_POLICIES = (
     "Basic128Rsa15",
     "Basic256",
@@ -325,6 +326,16 @@ async def run(cfg: OpcUaConfig, points: Sequence[OpcUaPoint], sink: Sink, status
             flusher.result()  # the sink failed: raise its error
         await batcher.flush()  # hand over what arrived before the loss
         raise ConnectionError(f"OPC UA connection to {cfg.endpoint} lost")
+    except asyncio.CancelledError:
+        # Stopping (a changed mapping restarts the connection, or the bridge ends): the server has already
+        # handed these samples over, so they are stored before the client goes (within DRAIN_S).
+        if flusher is not None and not flusher.done():
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(batcher.flush(), DRAIN_S)
+        raise
     finally:
         status.connected = False
         if flusher is not None and not flusher.done():

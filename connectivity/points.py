@@ -111,8 +111,8 @@ def finite(value: object) -> float | None:
 
 
 async def run_until_stopped(stop: asyncio.Event, tasks: Iterable[asyncio.Task]) -> None:
-    """Wait for ``stop``, then cancel ``tasks`` and wait for them to end (the bridge's connections, the edge
-    agent's sources and forwarder): what a SIGTERM means to a long-running protocol process."""
+    """Wait for ``stop``, then cancel ``tasks`` and wait for them to end (the edge agent's sources and
+    forwarder): what a SIGTERM means to a long-running protocol process."""
     running = list(tasks)
     try:
         await stop.wait()

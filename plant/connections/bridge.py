@@ -13,10 +13,13 @@ used does not start; its status (ConnectionState) says why. Every few seconds ea
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,7 +38,6 @@ from connectivity.points import (
     Sample,
     SampleStatus,
     backoff_delays,
-    run_until_stopped,
 )
 from plant.choices import QualityFlag
 from plant.connections.secrets import SecretError, password_of
@@ -359,9 +361,11 @@ class ConnectionRunner:
                 await asyncio.wait([client], timeout=settings.VIGIL_BRIDGE_STATUS_S)
             client.result()
         finally:
+            # The client stores and acknowledges what it holds before it ends (a restart loses nothing).
             client.cancel()
             if writer is not None:
                 writer.cancel()
+            await asyncio.gather(client, *([writer] if writer else []), return_exceptions=True)
             self.status.connected = False
             fields = self.state_fields() | {"running": False, "connected": False}
             await asyncio.shield(self._db(_save_state, self.connection.pk, fields))
@@ -416,19 +420,110 @@ def _save_state(connection_id: int, fields: dict[str, Any]) -> None:
     ConnectionState.objects.update_or_create(connection_id=connection_id, defaults=fields)
 
 
-def connections_to_run(site: Site | None = None) -> list[Connection]:
-    """The enabled connections (of `site`), with what the bridge reads of them."""
+def connections_to_run(site: Site | None = None, ids: list[int] | None = None) -> list[Connection]:
+    """The enabled connections (of `site`, or among `ids`), with what the bridge reads of them."""
     queryset = Connection.objects.filter(enabled=True).select_related("site")
     if site is not None:
         queryset = queryset.filter(site=site)
+    if ids is not None:
+        queryset = queryset.filter(pk__in=ids)
     return list(queryset.order_by("pk"))
 
 
-async def run_bridge(connections: list[Connection], stop: asyncio.Event | None = None) -> None:
-    """Run every connection until `stop` is set (or forever); each one's failure stays its own."""
+Scope = Callable[[], list[Connection]]
+
+
+def config_fingerprints(connections: list[Connection]) -> dict[int, str]:
+    """A digest of everything the bridge reads of each connection (its own fields and its point mappings,
+    not the stale marks it writes itself): it changes exactly when the connection must be restarted."""
+    ids = [c.pk for c in connections]
+    parts: dict[int, list[Any]] = {pk: [] for pk in ids}
+    fields = [f.attname for f in Connection._meta.concrete_fields]
+    for row in Connection.objects.filter(pk__in=ids).values_list(*fields):
+        parts[row[0]].append(row)
+    mappings = (
+        PointMapping.objects.filter(connection_id__in=ids)
+        .order_by("connection_id", "pk")
+        .values_list("connection_id", "pk", "sensor_id", "sensor__key", "address")
+    )
+    for row in mappings:
+        parts[row[0]].append(row)
+    return {
+        pk: hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+        for pk, rows in parts.items()
+    }
+
+
+def _current(scope: Scope) -> dict[int, tuple[Connection, str]]:
+    connections = scope()
+    fingerprints = config_fingerprints(connections)
+    return {c.pk: (c, fingerprints[c.pk]) for c in connections}
+
+
+async def _end(task: asyncio.Task) -> None:
+    """Stop one connection's runner: its client stores and acknowledges what it holds, then it ends."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def run_bridge(
+    connections: list[Connection], stop: asyncio.Event | None = None, scope: Scope | None = None
+) -> None:
+    """Run every connection until `stop` is set (or forever); each one's failure stays its own.
+
+    Every VIGIL_BRIDGE_RELOAD_S the configurations are compared with what runs (`scope()` gives the
+    connections to run now; by default the given ones while they stay enabled): a connection whose fields
+    or point mappings changed is restarted alone, after its client stored and acknowledged what it had
+    received; an added or re-enabled one starts and a disabled or deleted one stops. No restart of
+    `manage.py bridge` is needed for a mapping change.
+    """
     stop = stop or asyncio.Event()
-    runners = [ConnectionRunner(connection) for connection in connections]
-    tasks = [
-        asyncio.create_task(runner.run(), name=f"connection-{runner.connection.pk}") for runner in runners
-    ]
-    await run_until_stopped(stop, tasks)
+    ids = [c.pk for c in connections]
+    scope = scope or (lambda: connections_to_run(ids=ids))
+    loop = asyncio.get_running_loop()
+    watcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-watch")
+
+    async def db(function: Any, *args: Any) -> Any:
+        return await loop.run_in_executor(watcher, _in_thread, function, *args)
+
+    running: dict[int, tuple[asyncio.Task, str | None]] = {}
+
+    def start(connection: Connection, fingerprint: str | None) -> None:
+        task = asyncio.create_task(ConnectionRunner(connection).run(), name=f"connection-{connection.pk}")
+        running[connection.pk] = (task, fingerprint)
+
+    try:
+        fingerprints = await db(config_fingerprints, connections)
+    except DatabaseError:
+        fingerprints = {}  # taken at the first check that reaches the database
+    for connection in connections:
+        start(connection, fingerprints.get(connection.pk))
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.VIGIL_BRIDGE_RELOAD_S)
+            if stop.is_set():
+                break
+            try:
+                current = await db(_current, scope)
+            except DatabaseError as exc:
+                log.warning("bridge: configuration not checked: %s", exc)
+                continue
+            for pk in running.keys() - current.keys():
+                log.info("connection %s: disabled or deleted, stopping", pk)
+                await _end(running.pop(pk)[0])
+            for pk, (connection, fingerprint) in current.items():
+                task, known = running.get(pk, (None, None))
+                if task is not None and known is None:
+                    running[pk] = (task, fingerprint)
+                    continue
+                if task is not None and known == fingerprint:
+                    continue
+                if task is not None:
+                    log.info("connection %s (%s): configuration changed, restarting", pk, connection.name)
+                    await _end(task)
+                start(connection, fingerprint)
+    finally:
+        await asyncio.gather(*(_end(task) for task, _ in running.values()))
+        await asyncio.shield(db(db_connections.close_all))
+        watcher.shutdown(wait=False)
