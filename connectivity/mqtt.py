@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiomqtt
 import orjson
@@ -197,8 +197,9 @@ def parse_endpoint(endpoint: str) -> tuple[bool, str, int]:
 # --- decoding ------------------------------------------------------------------------------------------
 
 
-def _get(data: Any, path: str) -> Any:
-    for part in path.split("."):
+def _get(data: Any, path: str | tuple[str, ...]) -> Any:
+    """The value at a dotted path (or its parts, split once by the Router) of a JSON document."""
+    for part in path.split(".") if isinstance(path, str) else path:
         if isinstance(data, dict):
             data = data.get(part, _MISSING)
         elif isinstance(data, list) and part.lstrip("-").isdigit() and -len(data) <= int(part) < len(data):
@@ -233,16 +234,22 @@ class Router:
     """Turns one message into samples and errors for the configured points (no I/O, no clock)."""
 
     def __init__(self, points: Mapping[str, MqttPoint]) -> None:
-        self.json_points: dict[str, list[tuple[str, MqttPoint]]] = defaultdict(list)
         # (group, node, device, metric) -> sensor keys; device "" for the node's own metrics
         self.sparkplug_points: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
         self.sparkplug_by_device: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        # topic filter -> (sensor key, point, its paths split once): the per-reading path is the hot one
+        self.json_points: dict[str, list[tuple[str, MqttPoint, _Paths]]] = defaultdict(list)
         for key, point in points.items():
             if point.format == "sparkplug":
                 self.sparkplug_points[(point.group, point.node, point.device, point.metric)].append(key)
                 self.sparkplug_by_device[(point.group, point.node, point.device)].append(key)
             else:
-                self.json_points[point.topic].append((key, point))
+                paths = _Paths(
+                    tuple(point.value_path.split(".")),
+                    tuple(point.ts_path.split(".")) if point.ts_path else (),
+                    TS_UNITS[point.ts_unit],
+                )
+                self.json_points[point.topic].append((key, point, paths))
         self.exact = {topic for topic in self.json_points if "+" not in topic and "#" not in topic}
         self.wildcards = [topic for topic in self.json_points if topic not in self.exact]
         self.subscriptions = sorted({point.subscription() for point in points.values()})
@@ -267,14 +274,29 @@ class Router:
         samples: list[Sample] = []
         errors: list[PointError] = []
         for topic_filter in filters:
-            for key, point in self.json_points[topic_filter]:
+            for key, point, paths in self.json_points[topic_filter]:
                 items = [data]
                 if point.items_path:
                     items = _get(data, point.items_path)
                     if not isinstance(items, list):
                         errors.append(PointError(f"no list at {point.items_path!r}", key, topic))
                         continue
+                value_parts, ts_parts, unit = paths
+                append = samples.append
                 for item in items:
+                    # The common case inline (a dict item, a finite float value and timestamp at one-level
+                    # paths); anything else takes _json_item, which also says what is wrong.
+                    if type(item) is dict and len(value_parts) == 1 and len(ts_parts) < 2:
+                        value = item.get(value_parts[0])
+                        ts = item.get(ts_parts[0]) if ts_parts else received
+                        if (
+                            type(value) is float
+                            and value - value == 0.0
+                            and type(ts) is float
+                            and ts - ts == 0.0
+                        ):
+                            append(Sample(key, ts * unit if ts_parts else ts, value))
+                            continue
                     self._json_item(key, point, item, topic, received, samples, errors)
         return samples, errors
 
@@ -382,6 +404,12 @@ class Router:
                 keys.extend(device_keys)
                 self.aliases.pop((g, n, d), None)
         return [Sample(key, ts, None, SampleStatus.STALE) for key in keys]
+
+
+class _Paths(NamedTuple):
+    value: tuple[str, ...]
+    ts: tuple[str, ...]  # empty: the time of receipt
+    unit: float  # seconds per unit of a numeric timestamp
 
 
 _SPARKPLUG_TYPES = {"NBIRTH", "NDEATH", "NDATA", "NCMD", "DBIRTH", "DDEATH", "DDATA", "DCMD", "STATE"}

@@ -20,7 +20,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class SampleStatus(enum.Enum):
@@ -32,9 +32,10 @@ class SampleStatus(enum.Enum):
     STALE = "stale"  # the source went away (MQTT NDEATH/DDEATH, a dropped subscription)
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One value of one mapped point. ``point`` is the mapping's key (the Vigil sensor key it feeds)."""
+class Sample(NamedTuple):
+    """One value of one mapped point. ``point`` is the mapping's key (the Vigil sensor key it feeds).
+    Immutable; a NamedTuple rather than a frozen dataclass because the bridge makes one per reading
+    (tens of thousands a second) and a tuple is built ~3x faster."""
 
     point: str
     ts: float  # UTC epoch seconds: the source's timestamp when the protocol carries one, else receipt time

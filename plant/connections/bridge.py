@@ -98,6 +98,7 @@ class Stored:
 
     accepted: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (sensor key, reason)
+    flagged: list[tuple[str, str]] = field(default_factory=list)  # (sensor key, source status) stored flagged
 
 
 # The quality bit a source status stores a value with (STALE carries no value).
@@ -116,27 +117,39 @@ def store_samples(connection: Connection, samples: list[Sample], stale: set[str]
     the point sends a good or uncertain value again (`stale` is the connection's set of stale keys,
     updated)."""
     result = Stored()
-    values = [s for s in samples if s.value is not None and s.status in SOURCE_FLAGS]
+    values: list[Sample] = []
+    flagged: list[Sample] = []
+    gaps: list[Sample] = []  # STALE, and BAD without a value
+    good = SampleStatus.GOOD
+    for sample in samples:  # one pass: this runs for every reading the bridge stores
+        if sample.value is None:
+            gaps.append(sample)
+        else:
+            values.append(sample)
+            if sample.status is not good:
+                flagged.append(sample)
     result.rejected = [
         (s.point, "the source's status is Bad and it sent no value: the point is marked stale")
-        for s in samples
-        if s.status == SampleStatus.BAD and s.value is None
+        for s in gaps
+        if s.status == SampleStatus.BAD
     ]
     if values:
-        flags = [SOURCE_FLAGS[s.status] for s in values]
-        batch = ParsedBatch.from_arrays(
-            [s.point for s in values],
-            [s.ts for s in values],
-            [s.value for s in values],
-            source_flags=flags if any(flags) else None,
-        )
+        points, times, numbers, _ = zip(*values, strict=True)
+        flags = [SOURCE_FLAGS[s.status] for s in values] if flagged else None
+        batch = ParsedBatch.from_arrays(points, times, numbers, source_flags=flags)
         ingested = ingest_readings(connection.site, batch)
         result.accepted = ingested.accepted
         result.rejected += [(values[index].point, reason) for index, reason in ingested.rejected]
-    # In arrival order: the point's last word decides whether it ends the batch stale.
-    last: dict[str, Sample] = {s.point: s for s in samples}
-    went_stale = {k for k, s in last.items() if s.value is None and s.status != SampleStatus.GOOD} - stale
-    came_back = {k for k, s in last.items() if s.value is not None and s.status != SampleStatus.BAD} & stale
+        result.flagged = list(dict.fromkeys((s.point, s.status.value) for s in flagged))
+    went_stale: set[str] = set()
+    came_back: set[str] = set()
+    if gaps or stale:
+        # In arrival order: the point's last word decides whether it ends the batch stale.
+        watched = stale | {s.point for s in gaps}
+        last = {s.point: s for s in samples if s.point in watched}
+        went_stale = {k for k, s in last.items() if s.value is None} - stale
+        came_back = {k for k, s in last.items() if s.value is not None and s.status != SampleStatus.BAD}
+        came_back &= stale
     mappings = PointMapping.objects.filter(connection=connection)
     if went_stale:
         mappings.filter(sensor__key__in=went_stale).update(stale_since=timezone.now())
@@ -167,7 +180,7 @@ class ConnectionRunner:
         self.periods: dict[str, float] = {}
         self._counts: Counter[str] = Counter()
         self._counts_since = time.monotonic()
-        self._spans: dict[str, tuple[float, float]] = {}  # (first, last) source time per point
+        self._spans: dict[str, list[float]] = {}  # [first, last] source time per point
 
     async def _db(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, _in_thread, function, *args)
@@ -183,22 +196,24 @@ class ConnectionRunner:
                 self.status.error(PointError(f"database unavailable, retrying: {exc}"[:300]), time.time())
                 await asyncio.sleep(next(delays))
         self.stored += result.accepted
-        spans = self._spans
-        for sample in samples:
-            self._counts[sample.point] += 1
-            span = spans.get(sample.point)
-            spans[sample.point] = (
-                (sample.ts, sample.ts) if span is None else (min(span[0], sample.ts), max(span[1], sample.ts))
-            )
+        counts, spans = self._counts, self._spans
+        for sample in samples:  # per reading: kept to plain dict and list operations
+            point, ts = sample[0], sample[1]
+            counts[point] += 1
+            span = spans.get(point)
+            if span is None:
+                spans[point] = [ts, ts]
+            elif ts < span[0]:
+                span[0] = ts
+            elif ts > span[1]:
+                span[1] = ts
         self.rejected += len(result.rejected)
         now = time.time()
         for key, reason in result.rejected:
             self.status.error(PointError(reason, point=key, source=key), now)
         # Values the source itself doubts are stored flagged; the status says so, once per point and batch.
-        for key, status in dict.fromkeys(
-            (s.point, s.status) for s in samples if s.value is not None and SOURCE_FLAGS.get(s.status)
-        ):
-            reason = f"stored flagged: the source marks the value {status.value}"
+        for key, status in result.flagged:
+            reason = f"stored flagged: the source marks the value {status}"
             self.status.error(PointError(reason, point=key, source=key), now)
 
     async def run_client(self, config: protocols.ConnectionConfig, points: Mapping[str, Any]) -> None:
