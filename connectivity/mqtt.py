@@ -489,6 +489,7 @@ async def _consume(
     """Read, decode and batch messages; store each batch while the next one is being read (at most one
     batch in the sink at a time), and acknowledge a batch's messages only once the sink returned for it."""
     messages = client.messages
+    queue: asyncio.Queue[aiomqtt.Message] = client._queue  # noqa: SLF001 (what `messages` reads)
     batch: list[Sample] = []
     unacked: list[aiomqtt.Message] = []
     storing: asyncio.Task | None = None  # the previous batch, in the sink
@@ -507,6 +508,22 @@ async def _consume(
             if stored.qos > 0:
                 client._client.ack(stored.mid, stored.qos)  # noqa: SLF001 (aiomqtt does not expose it)
         storing, storing_messages = None, []
+
+    def take(message: aiomqtt.Message) -> None:
+        nonlocal first_at
+        received = time.time()
+        payload = message.payload
+        if not isinstance(payload, bytes):
+            payload = str(payload).encode()
+        samples, errors = router.decode(message.topic.value, payload, received)
+        status.messages += 1
+        status.last_message_at = received
+        for error in errors:
+            status.error(error, received)
+        batch.extend(samples)
+        if not unacked:
+            first_at = time.monotonic()
+        unacked.append(message)
 
     async def drain() -> None:
         await finish_storing()
@@ -531,24 +548,17 @@ async def _consume(
             if receive in done:
                 message = receive.result()  # raises MqttError when disconnected
                 receive = None
-                received = time.time()
-                payload = message.payload
-                if not isinstance(payload, bytes):
-                    payload = str(payload).encode()
-                samples, errors = router.decode(message.topic.value, payload, received)
+                take(message)
+                # What is already queued is taken at once (aiomqtt hands out one message per task and wait:
+                # a burst of small messages would otherwise cost the event loop more than the decoding).
+                while len(messages) and len(batch) < batch_max:
+                    message = queue.get_nowait()
+                    take(message)
                 while router.rebirths:
                     group, node = router.rebirths.pop()
                     await client.publish(
-                        f"{SPARKPLUG_NAMESPACE}/{group}/NCMD/{node}", rebirth_payload(received), qos=0
+                        f"{SPARKPLUG_NAMESPACE}/{group}/NCMD/{node}", rebirth_payload(time.time()), qos=0
                     )
-                status.messages += 1
-                status.last_message_at = received
-                for error in errors:
-                    status.error(error, received)
-                batch.extend(samples)
-                if not unacked:
-                    first_at = time.monotonic()
-                unacked.append(message)
             if not unacked:
                 continue
             # Store when the batch is full, its first message has waited flush_s, or the broker's window
