@@ -249,7 +249,7 @@ def measure_api(world: dict, env: dict[str, str], count: int, now: float) -> lis
 CONNECTION_SCRIPT = """
 from plant.models import Connection, PointMapping, Sensor, Site
 site = Site.objects.get(slug="demo-plant")
-c = Connection.objects.create(site=site, name="bench broker", endpoint={endpoint!r}, interval_s={interval},
+c = Connection.objects.create(site=site, name="bench broker", endpoint={endpoint!r}, **{fields!r},
     options={{"max_inflight": {inflight}}})
 PointMapping.objects.bulk_create(PointMapping(connection=c, sensor=s, address={{"topic": "bench/" + s.key,
     "value_path": "v", "ts_path": "t"}}) for s in Sensor.objects.filter(asset__site=site))
@@ -263,10 +263,11 @@ BOARD_INFLIGHT = 1000  # the broker's in-flight window for the bridge, as bench/
 
 
 @contextlib.contextmanager
-def mqtt_transport(world, interval_s: float):
+def mqtt_transport(world, interval_s: float | None):
     """For bench/dashboard.measure_live: the world's demo site read over MQTT (mosquitto, one JSON point
-    per sensor, `manage.py bridge --site demo-plant` in the world's environment); gives the function that
-    publishes a fault's readings, one QoS 1 message per reading, and returns once the broker has them."""
+    per sensor, `manage.py bridge --site demo-plant` in the world's environment; `interval_s` None: the
+    connection's default, so the MQTT option flush_ms bounds the wait); gives the function that publishes a
+    fault's readings, one QoS 1 message per reading, and returns once the broker has them."""
     workdir = world.workdir / "mqtt"
     workdir.mkdir(exist_ok=True)
     broker = Mosquitto(workdir)
@@ -275,7 +276,11 @@ def mqtt_transport(world, interval_s: float):
     bridge = publisher = None
     try:
         out = world.shell(
-            CONNECTION_SCRIPT.format(endpoint=broker.endpoint, interval=interval_s, inflight=BOARD_INFLIGHT)
+            CONNECTION_SCRIPT.format(
+                endpoint=broker.endpoint,
+                fields={} if interval_s is None else {"interval_s": interval_s},
+                inflight=BOARD_INFLIGHT,
+            )
         )
         pk = int(out.split("CONNECTION")[-1].split()[0])
         log = workdir / "bridge.log"
@@ -315,7 +320,7 @@ def mqtt_transport(world, interval_s: float):
         broker.stop()
 
 
-def measure_board(database_url: str, faults: int, interval_s: float) -> dict:
+def measure_board(database_url: str, faults: int, interval_s: float | None) -> dict:
     """Published → card visible on the open board (bench/dashboard.py's browser measurement, its readings
     published over MQTT instead of POSTed), and the POST path in the same run as the baseline."""
     from bench.dashboard import measure_live
@@ -333,7 +338,11 @@ def main() -> None:
         "--board", type=int, default=0, help="faults for published → card visible (real browser; 0: skip)"
     )
     parser.add_argument(
-        "--board-interval", type=float, default=0.2, help="the board run's connection interval_s (s)"
+        "--board-interval",
+        type=float,
+        default=None,
+        help="the board run's connection interval_s (s; default: the connection's default, 1 s, so the "
+        "MQTT option flush_ms bounds a message's wait)",
     )
     args = parser.parse_args()
     if args.alerts < 1 or args.readings < 1:

@@ -446,6 +446,9 @@ VIGIL_CONNECTION_KEY = env_str("VIGIL_CONNECTION_KEY", "")
 VIGIL_BRIDGE_STATUS_S = env_float("VIGIL_BRIDGE_STATUS_S", 2.0)
 # Longest wait between two attempts to store a batch while the database is unreachable.
 VIGIL_BRIDGE_RETRY_CAP_S = env_float("VIGIL_BRIDGE_RETRY_CAP_S", 10.0)
+# How often the bridge compares the connections and point mappings with what runs (a change restarts only
+# that connection's task; no restart of `manage.py bridge`).
+VIGIL_BRIDGE_RELOAD_S = env_float("VIGIL_BRIDGE_RELOAD_S", 5.0)
 # The address users open Vigil at, for links written back to the plant (an HMI shows them as text).
 VIGIL_PUBLIC_URL = env_str("VIGIL_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 # How often the bridge looks for alert states to write back (the write-back latency floor).

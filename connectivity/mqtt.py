@@ -18,6 +18,7 @@ read better), never a crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import ssl
 import time
@@ -25,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiomqtt
 import orjson
@@ -33,13 +34,25 @@ from google.protobuf.message import DecodeError
 from paho.mqtt.client import topic_matches_sub
 
 from connectivity import sparkplug_b_pb2
-from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus, Sink, finite
+from connectivity.points import (
+    FLUSH_MS,
+    ConnectionStatus,
+    PointError,
+    Sample,
+    SampleStatus,
+    Sink,
+    finite,
+    flush_seconds,
+)
 from connectivity.protocols import ConnectionConfig, Confirm, Take, split_endpoint
 
 FORMATS = ("json", "sparkplug")
 SPARKPLUG_NAMESPACE = "spBv1.0"
 TS_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 _MAX_TOPIC = 65535  # bytes, the protocol's limit
+DRAIN_S = 5.0  # how long a stopping client may take to store and acknowledge what it received
+REBIRTH_EVERY_S = 5.0  # a node that keeps sending unknown aliases is asked to be born again this often
+REBIRTH_METRIC = "Node Control/Rebirth"
 
 
 # --- points and options --------------------------------------------------------------------------------
@@ -145,6 +158,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "keepalive_s": 30,
     "batch_max": 5000,
     "max_inflight": 20,
+    "flush_ms": FLUSH_MS,
     "writeback_prefix": "vigil",
 }
 
@@ -153,8 +167,9 @@ def parse_options(options: Mapping[str, Any]) -> dict:
     """MQTT options: qos (0 or 1; 1 keeps the no-loss promise), keepalive_s (5-3600), batch_max
     (samples stored at once, 1-100000), max_inflight (the broker's in-flight window for this client:
     mosquitto's max_inflight_messages, 20 by default; a batch is stored as soon as that many messages wait
-    for their acknowledgement, since the broker sends no more before), writeback_prefix (topic prefix of
-    written-back alert states).
+    for their acknowledgement, since the broker sends no more before), flush_ms (the longest a received
+    message waits for its batch to be stored, default FLUSH_MS; the connection's interval_s when shorter),
+    writeback_prefix (topic prefix of written-back alert states).
     Unknown options are refused, so a typo is not silently ignored."""
     unknown = set(options) - set(OPTION_DEFAULTS)
     if unknown:
@@ -165,6 +180,7 @@ def parse_options(options: Mapping[str, Any]) -> dict:
         value = parsed[name]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"option {name} must be a whole number from {low} to {high}")
+    flush_seconds(parsed)
     prefix = parsed["writeback_prefix"]
     if not isinstance(prefix, str) or not prefix.strip("/") or any(c in prefix for c in "+#\x00"):
         raise ValueError("option writeback_prefix must be a topic without wildcards, e.g. vigil")
@@ -181,8 +197,9 @@ def parse_endpoint(endpoint: str) -> tuple[bool, str, int]:
 # --- decoding ------------------------------------------------------------------------------------------
 
 
-def _get(data: Any, path: str) -> Any:
-    for part in path.split("."):
+def _get(data: Any, path: str | tuple[str, ...]) -> Any:
+    """The value at a dotted path (or its parts, split once by the Router) of a JSON document."""
+    for part in path.split(".") if isinstance(path, str) else path:
         if isinstance(data, dict):
             data = data.get(part, _MISSING)
         elif isinstance(data, list) and part.lstrip("-").isdigit() and -len(data) <= int(part) < len(data):
@@ -217,21 +234,31 @@ class Router:
     """Turns one message into samples and errors for the configured points (no I/O, no clock)."""
 
     def __init__(self, points: Mapping[str, MqttPoint]) -> None:
-        self.json_points: dict[str, list[tuple[str, MqttPoint]]] = defaultdict(list)
         # (group, node, device, metric) -> sensor keys; device "" for the node's own metrics
         self.sparkplug_points: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
         self.sparkplug_by_device: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        # topic filter -> (sensor key, point, its paths split once): the per-reading path is the hot one
+        self.json_points: dict[str, list[tuple[str, MqttPoint, _Paths]]] = defaultdict(list)
         for key, point in points.items():
             if point.format == "sparkplug":
                 self.sparkplug_points[(point.group, point.node, point.device, point.metric)].append(key)
                 self.sparkplug_by_device[(point.group, point.node, point.device)].append(key)
             else:
-                self.json_points[point.topic].append((key, point))
+                paths = _Paths(
+                    tuple(point.value_path.split(".")),
+                    tuple(point.ts_path.split(".")) if point.ts_path else (),
+                    TS_UNITS[point.ts_unit],
+                )
+                self.json_points[point.topic].append((key, point, paths))
         self.exact = {topic for topic in self.json_points if "+" not in topic and "#" not in topic}
         self.wildcards = [topic for topic in self.json_points if topic not in self.exact]
         self.subscriptions = sorted({point.subscription() for point in points.values()})
         # (group, node, device) -> {alias: metric name}, from the last birth certificate
         self.aliases: dict[tuple[str, str, str], dict[int, str]] = {}
+        # Nodes to send a rebirth command to (taken by the client), and when each was last asked.
+        self.rebirths: list[tuple[str, str]] = []
+        self._asked: dict[tuple[str, str], float] = {}
+        self.unknown_aliases = 0  # metrics received by an alias no birth certificate named
 
     def decode(self, topic: str, payload: bytes, received: float) -> tuple[list[Sample], list[PointError]]:
         if topic.startswith(SPARKPLUG_NAMESPACE + "/"):
@@ -247,14 +274,29 @@ class Router:
         samples: list[Sample] = []
         errors: list[PointError] = []
         for topic_filter in filters:
-            for key, point in self.json_points[topic_filter]:
+            for key, point, paths in self.json_points[topic_filter]:
                 items = [data]
                 if point.items_path:
                     items = _get(data, point.items_path)
                     if not isinstance(items, list):
                         errors.append(PointError(f"no list at {point.items_path!r}", key, topic))
                         continue
+                value_parts, ts_parts, unit = paths
+                append = samples.append
                 for item in items:
+                    # The common case inline (a dict item, a finite float value and timestamp at one-level
+                    # paths); anything else takes _json_item, which also says what is wrong.
+                    if type(item) is dict and len(value_parts) == 1 and len(ts_parts) < 2:
+                        value = item.get(value_parts[0])
+                        ts = item.get(ts_parts[0]) if ts_parts else received
+                        if (
+                            type(value) is float
+                            and value - value == 0.0
+                            and type(ts) is float
+                            and ts - ts == 0.0
+                        ):
+                            append(Sample(key, ts * unit if ts_parts else ts, value))
+                            continue
                     self._json_item(key, point, item, topic, received, samples, errors)
         return samples, errors
 
@@ -297,7 +339,7 @@ class Router:
             return [], [PointError("not a Sparkplug B topic", source=topic)]
         _, group, kind, node = parts[:4]
         device = parts[4] if len(parts) == 5 else ""
-        if kind == "STATE":
+        if kind in ("STATE", "NCMD", "DCMD"):  # host state and commands to the node (ours too): no data
             return [], []
         try:
             message = sparkplug_b_pb2.Payload.FromString(payload)
@@ -310,14 +352,27 @@ class Router:
         if kind.endswith("BIRTH"):
             # A birth certificate restarts the node's (or device's) alias table.
             self.aliases[where] = {m.alias: m.name for m in message.metrics if m.HasField("alias") and m.name}
+            if kind == "NBIRTH":
+                self._asked.pop((group, node), None)
         aliases = self.aliases.get(where, {})
         samples: list[Sample] = []
         errors: list[PointError] = []
         for metric in message.metrics:
             name = metric.name or (aliases.get(metric.alias) if metric.HasField("alias") else None)
             if not name:
+                # The birth was missed (published before the bridge subscribed, or lost): the value cannot
+                # be named, so it is counted, and the node is asked to be born again (Sparkplug B's
+                # "Node Control/Rebirth" command), at most every REBIRTH_EVERY_S.
+                self.unknown_aliases += 1
+                asked = self._asked.get((group, node))
+                if asked is None or received - asked >= REBIRTH_EVERY_S:
+                    self._asked[(group, node)] = received
+                    self.rebirths.append((group, node))
                 errors.append(
-                    PointError(f"metric alias {metric.alias} has no birth certificate", source=topic)
+                    PointError(
+                        f"metric alias {metric.alias} has no birth certificate (rebirth requested)",
+                        source=topic,
+                    )
                 )
                 continue
             keys = self.sparkplug_points.get((group, node, device, name))
@@ -349,6 +404,12 @@ class Router:
                 keys.extend(device_keys)
                 self.aliases.pop((g, n, d), None)
         return [Sample(key, ts, None, SampleStatus.STALE) for key in keys]
+
+
+class _Paths(NamedTuple):
+    value: tuple[str, ...]
+    ts: tuple[str, ...]  # empty: the time of receipt
+    unit: float  # seconds per unit of a numeric timestamp
 
 
 _SPARKPLUG_TYPES = {"NBIRTH", "NDEATH", "NDATA", "NCMD", "DBIRTH", "DDEATH", "DDATA", "DCMD", "STATE"}
@@ -389,8 +450,9 @@ async def run(
 ) -> None:
     """Subscribe to the points' topics and hand their samples to `sink` in batches until disconnected.
 
-    A batch is stored when it holds ``batch_max`` samples or its first message is ``interval_s`` old;
-    its QoS 1 messages are acknowledged after `sink` returns. Raises aiomqtt.MqttError on disconnect.
+    A batch is stored when it holds ``batch_max`` samples or its first message is ``flush_ms`` old (or
+    ``interval_s``, when shorter); its QoS 1 messages are acknowledged after `sink` returns. Raises
+    aiomqtt.MqttError on disconnect.
     """
     options = parse_options(config.options)
     router = Router(points)
@@ -403,7 +465,13 @@ async def run(
             for topic in router.subscriptions:
                 await client.subscribe(topic, qos=options["qos"])
             await _consume(
-                client, router, sink, status, config.interval_s, options["batch_max"], options["max_inflight"]
+                client,
+                router,
+                sink,
+                status,
+                min(config.interval_s, flush_seconds(options)),
+                options["batch_max"],
+                options["max_inflight"],
             )
         finally:
             status.connected = False
@@ -414,13 +482,14 @@ async def _consume(
     router: Router,
     sink: Sink,
     status: ConnectionStatus,
-    interval_s: float,
+    flush_s: float,
     batch_max: int,
     max_inflight: int,
 ) -> None:
     """Read, decode and batch messages; store each batch while the next one is being read (at most one
     batch in the sink at a time), and acknowledge a batch's messages only once the sink returned for it."""
     messages = client.messages
+    queue: asyncio.Queue[aiomqtt.Message] = client._queue  # noqa: SLF001 (what `messages` reads)
     batch: list[Sample] = []
     unacked: list[aiomqtt.Message] = []
     storing: asyncio.Task | None = None  # the previous batch, in the sink
@@ -440,11 +509,37 @@ async def _consume(
                 client._client.ack(stored.mid, stored.qos)  # noqa: SLF001 (aiomqtt does not expose it)
         storing, storing_messages = None, []
 
+    def take(message: aiomqtt.Message) -> None:
+        nonlocal first_at
+        received = time.time()
+        payload = message.payload
+        if not isinstance(payload, bytes):
+            payload = str(payload).encode()
+        samples, errors = router.decode(message.topic.value, payload, received)
+        status.messages += 1
+        status.last_message_at = received
+        for error in errors:
+            status.error(error, received)
+        batch.extend(samples)
+        if not unacked:
+            first_at = time.monotonic()
+        unacked.append(message)
+
+    async def drain() -> None:
+        await finish_storing()
+        if unacked:
+            if batch:
+                await sink(batch)
+            status.samples += len(batch)
+            for message in unacked:
+                if message.qos > 0:
+                    client._client.ack(message.mid, message.qos)  # noqa: SLF001
+
     try:
         while True:
             if receive is None:
                 receive = asyncio.ensure_future(anext(messages))
-            timeout = None if not unacked else max(0.0, first_at + interval_s - time.monotonic())
+            timeout = None if not unacked else max(0.0, first_at + flush_s - time.monotonic())
             waiting = {receive} if storing is None else {receive, storing}
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if storing is not None and storing.done():
@@ -453,30 +548,36 @@ async def _consume(
             if receive in done:
                 message = receive.result()  # raises MqttError when disconnected
                 receive = None
-                received = time.time()
-                payload = message.payload
-                if not isinstance(payload, bytes):
-                    payload = str(payload).encode()
-                samples, errors = router.decode(message.topic.value, payload, received)
-                status.messages += 1
-                status.last_message_at = received
-                for error in errors:
-                    status.error(error, received)
-                batch.extend(samples)
-                if not unacked:
-                    first_at = time.monotonic()
-                unacked.append(message)
+                take(message)
+                # What is already queued is taken at once (aiomqtt hands out one message per task and wait:
+                # a burst of small messages would otherwise cost the event loop more than the decoding).
+                while len(messages) and len(batch) < batch_max:
+                    message = queue.get_nowait()
+                    take(message)
+                while router.rebirths:
+                    group, node = router.rebirths.pop()
+                    await client.publish(
+                        f"{SPARKPLUG_NAMESPACE}/{group}/NCMD/{node}", rebirth_payload(time.time()), qos=0
+                    )
             if not unacked:
                 continue
-            # Store when the batch is full, its first message has waited interval_s, or the broker's window
+            # Store when the batch is full, its first message has waited flush_s, or the broker's window
             # is full of unacknowledged messages and nothing else is queued (it sends no more before acks).
             window_full = len(unacked) + len(storing_messages) >= max_inflight and len(messages) == 0
-            due = time.monotonic() - first_at >= interval_s
+            due = time.monotonic() - first_at >= flush_s
             if len(batch) >= batch_max or window_full or due or (message is None and not done):
                 await finish_storing()
                 storing = asyncio.ensure_future(sink(batch)) if batch else asyncio.ensure_future(_nothing())
                 storing_messages, storing_count = unacked, len(batch)
                 batch, unacked = [], []
+    except asyncio.CancelledError:
+        # Stopping (a changed mapping restarts the connection, or the bridge ends): store and acknowledge
+        # what was received, within DRAIN_S; whatever stays unacknowledged the broker sends again.
+        if receive is not None:
+            receive.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(drain(), DRAIN_S)
+        raise
     finally:
         for task in (receive, storing):
             if task is not None and not task.done():
@@ -503,6 +604,15 @@ async def write_back(
                     f"{prefix}/{state.key}/alert", orjson.dumps(state.payload), qos=1, retain=True
                 )
             await confirm([state.id for state in states])
+
+
+def rebirth_payload(at: float) -> bytes:
+    """An NCMD payload asking an edge node to publish its birth certificates again (Sparkplug B 3.0:
+    the Boolean metric "Node Control/Rebirth" set to true)."""
+    ts_ms = int(at * 1000)
+    message = sparkplug_b_pb2.Payload(timestamp=ts_ms)
+    message.metrics.add(name=REBIRTH_METRIC, timestamp=ts_ms, datatype=11, boolean_value=True)  # 11: Boolean
+    return message.SerializeToString()
 
 
 def sparkplug_payload(

@@ -2,7 +2,8 @@
 
 The server's own timestamps and status codes are kept: a sample's time is the value's SourceTimestamp
 (else its ServerTimestamp, else the time it was received), Good values are GOOD, Uncertain values are
-kept but flagged UNCERTAIN, and Bad values become a BAD sample without a value. After every (re)connect
+kept but flagged UNCERTAIN, and Bad values become a BAD sample carrying the value the server sent with
+the status, if any (the bridge stores it flagged, so it is shown but never scored). After every (re)connect
 the current value of every node is read once (a catch-up read), so a reconnect leaves no silent gap: the
 outage shows as a gap ending at a fresh value. A lost connection makes `run` raise `ConnectionError`;
 the caller reconnects with backoff (`connectivity.points.backoff_delays`).
@@ -22,12 +23,21 @@ from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeNotif, Subscription
 from asyncua.ua.uaerrors import UaStringParsingError
 
-from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus, Sink, finite
+from connectivity.points import (
+    FLUSH_MS,
+    ConnectionStatus,
+    PointError,
+    Sample,
+    SampleStatus,
+    Sink,
+    finite,
+)
 from connectivity.writeback import AlertState
 
 DEFAULT_SAMPLING_MS = 1000.0
 MAX_SAMPLING_MS = 3_600_000.0
 MAX_QUEUE = 100  # samples a server keeps per monitored item between two publishes
+DRAIN_S = 5.0  # how long a stopping client may take to store what it received
 SECURITY_POLICIES = (
     "Basic128Rsa15",
     "Basic256",
@@ -62,7 +72,7 @@ class OpcUaConfig:
     server_certificate: str | None = None
     publishing_interval_ms: float = 500.0
     batch_size: int = 1000  # samples handed to the sink at once at most
-    batch_seconds: float = 0.5  # a sample waits at most this long for its batch
+    batch_seconds: float = FLUSH_MS / 1000.0  # a sample waits at most this long for its batch
     max_pending: int = (
         100_000  # samples held while the sink is slow; beyond it, new ones are dropped and counted
     )
@@ -152,14 +162,16 @@ def to_sample(point: OpcUaPoint, value: ua.DataValue, received: float) -> Sample
     """One DataValue as a Sample (server time and status kept), or a PointError for a non-number."""
     ts = _epoch(value.SourceTimestamp) or _epoch(value.ServerTimestamp) or received
     code = value.StatusCode if value.StatusCode is not None else ua.StatusCode(ua.StatusCodes.Good)
-    if code.is_bad():
-        return Sample(point.point, ts, None, SampleStatus.BAD)
     variant = value.Value
     raw = variant.Value if variant is not None else None
     if variant is not None and variant.VariantType == ua.VariantType.Boolean and isinstance(raw, bool):
         number: float | None = float(raw)  # a typed digital value (running, tripped) is 0/1
     else:
         number = finite(raw)
+    if code.is_bad():
+        # The value the server sent with its Bad status (often its last raw value), or None: kept as the
+        # server's, flagged, never replaced by an invented one.
+        return Sample(point.point, ts, number, SampleStatus.BAD)
     if number is None:
         return PointError(f"not a finite number: {raw!r}", point=point.point, source=point.node_id)
     status = SampleStatus.UNCERTAIN if code.is_uncertain() else SampleStatus.GOOD
@@ -314,6 +326,16 @@ async def run(cfg: OpcUaConfig, points: Sequence[OpcUaPoint], sink: Sink, status
             flusher.result()  # the sink failed: raise its error
         await batcher.flush()  # hand over what arrived before the loss
         raise ConnectionError(f"OPC UA connection to {cfg.endpoint} lost")
+    except asyncio.CancelledError:
+        # Stopping (a changed mapping restarts the connection, or the bridge ends): the server has already
+        # handed these samples over, so they are stored before the client goes (within DRAIN_S).
+        if flusher is not None and not flusher.done():
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(batcher.flush(), DRAIN_S)
+        raise
     finally:
         status.connected = False
         if flusher is not None and not flusher.done():

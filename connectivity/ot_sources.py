@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from connectivity import modbus, opcua
-from connectivity.points import ConnectionStatus, Sink
+from connectivity.points import ConnectionStatus, Sink, flush_seconds
 from connectivity.protocols import Confirm, ConnectionConfig, Take, split_endpoint
 from connectivity.writeback import AlertState
 
@@ -91,6 +91,8 @@ class _Face:
         unknown = set(options) - set(cls.OPTIONS)
         if unknown:
             raise ValueError(f"unknown {cls.label} option(s): {', '.join(sorted(unknown))}")
+        if "flush_ms" in cls.OPTIONS:
+            flush_seconds(options)
         _targets(cls.client, options)
         return dict(options)
 
@@ -123,6 +125,7 @@ class _OpcUa(_Face):
         "private_key",
         "server_certificate",
         "publishing_interval_ms",
+        "flush_ms",
         "write_targets",
     )
 
@@ -133,9 +136,13 @@ class _OpcUa(_Face):
     @classmethod
     def config(cls, config: ConnectionConfig) -> opcua.OpcUaConfig:
         options = cls.parse_options(config.options)
-        extra = {k: v for k, v in options.items() if k != "write_targets"}
+        extra = {k: v for k, v in options.items() if k not in ("write_targets", "flush_ms")}
         return opcua.OpcUaConfig(
-            endpoint=config.endpoint, username=config.username, password=config.password, **extra
+            endpoint=config.endpoint,
+            username=config.username,
+            password=config.password,
+            batch_seconds=flush_seconds(options),
+            **extra,
         )
 
 

@@ -18,8 +18,9 @@ import asyncio
 import enum
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 
 class SampleStatus(enum.Enum):
@@ -27,17 +28,18 @@ class SampleStatus(enum.Enum):
 
     GOOD = "good"
     UNCERTAIN = "uncertain"  # kept as a value, flagged
-    BAD = "bad"  # the source says the value is not valid: stored as a flag, never as a value
+    BAD = "bad"  # the source says the value is not valid: stored flagged (never scored) when it sent one
     STALE = "stale"  # the source went away (MQTT NDEATH/DDEATH, a dropped subscription)
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One value of one mapped point. ``point`` is the mapping's key (the Vigil sensor key it feeds)."""
+class Sample(NamedTuple):
+    """One value of one mapped point. ``point`` is the mapping's key (the Vigil sensor key it feeds).
+    Immutable; a NamedTuple rather than a frozen dataclass because the bridge makes one per reading
+    (tens of thousands a second) and a tuple is built ~3x faster."""
 
     point: str
     ts: float  # UTC epoch seconds: the source's timestamp when the protocol carries one, else receipt time
-    value: float | None  # None when the status is BAD or STALE
+    value: float | None  # None when STALE, or BAD without a value
     status: SampleStatus = SampleStatus.GOOD
 
 
@@ -51,6 +53,22 @@ class PointError:
 
 
 Sink = Callable[[list[Sample]], Awaitable[None]]
+
+# A subscription source (MQTT, OPC UA) stores what it received when its batch is full or when its first
+# sample has waited this long (the connection option ``flush_ms``): a lone value is stored within ~0.15 s
+# while a burst still makes few, large batches.
+FLUSH_MS = 150.0
+MAX_FLUSH_MS = 60_000.0
+
+
+def flush_seconds(options: Mapping[str, Any]) -> float:
+    """The ``flush_ms`` option (default FLUSH_MS) in seconds; ValueError when it is not a number in
+    (0, MAX_FLUSH_MS]."""
+    raw = options.get("flush_ms", FLUSH_MS)
+    value = None if isinstance(raw, bool) else finite(raw)
+    if value is None or not 0 < value <= MAX_FLUSH_MS:
+        raise ValueError(f"option flush_ms must be a number of milliseconds in (0, {MAX_FLUSH_MS:.0f}]")
+    return value / 1000.0
 
 
 @dataclass
@@ -94,8 +112,8 @@ def finite(value: object) -> float | None:
 
 
 async def run_until_stopped(stop: asyncio.Event, tasks: Iterable[asyncio.Task]) -> None:
-    """Wait for ``stop``, then cancel ``tasks`` and wait for them to end (the bridge's connections, the edge
-    agent's sources and forwarder): what a SIGTERM means to a long-running protocol process."""
+    """Wait for ``stop``, then cancel ``tasks`` and wait for them to end (the edge agent's sources and
+    forwarder): what a SIGTERM means to a long-running protocol process."""
     running = list(tasks)
     try:
         await stop.wait()

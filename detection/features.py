@@ -15,8 +15,8 @@ Statistics per role (``STATS``)
     square of successive differences: roughness/noise that mean and std miss when a signal also trends).
 
 Gaps and flagged readings (documented handling)
-    * Readings whose quality has OUT_OF_RANGE or SPIKE set (``EXCLUDED_QUALITY``), and non-finite values, are
-      left out of every statistic; their bits still show in ``Windows.flagged``.
+    * Readings whose quality has OUT_OF_RANGE, SPIKE or SOURCE_BAD set (``EXCLUDED_QUALITY``), and
+      non-finite values, are left out of every statistic; their bits still show in ``Windows.flagged``.
     * ``coverage`` is the share of the expected samples (``window_s / sample period``) that were usable,
       clipped to 1. A window whose coverage for ANY role is below ``min_coverage`` (or that has no usable
       reading at all) is dropped, never imputed; its end is listed in ``Windows.dropped_ends`` so callers can
@@ -62,9 +62,9 @@ STAT_LABELS: dict[str, str] = {
 }
 SEPARATOR = "__"
 
-# Mirrors plant.choices.QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE (plant.choices imports Django, so the
-# value is repeated here; a test keeps the two in step).
-EXCLUDED_QUALITY = 1 | 2
+# Mirrors plant.choices.QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE | QualityFlag.SOURCE_BAD (plant.choices
+# imports Django, so the value is repeated here; a test keeps the two in step).
+EXCLUDED_QUALITY = 1 | 2 | 64
 
 MAX_WINDOWS = 5_000_000
 _DEFAULT_PERIOD_S = 1.0

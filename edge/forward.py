@@ -165,7 +165,8 @@ class Forwarder:
         rows = [
             {"sensor": r.sensor, "ts": r.ts, "value": r.value}
             for r in readings
-            if r.value is not None  # a value the source marked bad is a gap on the server too
+            # A value the source marked bad (it may still carry one) is a gap on the server too.
+            if r.value is not None and r.status != "bad"
         ]
         if rows:
             try:

@@ -53,6 +53,10 @@ class QualityFlag(enum.IntFlag):
     STUCK = 4
     GAP = 8  # the reading that ends a gap of missing sample periods
     DRIFT = 16
+    # The source's own verdict (OPC UA status code): the value is kept and shown, but flagged. A BAD value is
+    # also left out of feature windows, like an out-of-range one (detection.features.EXCLUDED_QUALITY).
+    SOURCE_UNCERTAIN = 32
+    SOURCE_BAD = 64
 
     @property
     def label(self) -> str:
@@ -73,6 +77,8 @@ _FLAG_META = {
     QualityFlag.STUCK: ("stuck", "#7c3aed"),
     QualityFlag.GAP: ("after gap", "#2563eb"),
     QualityFlag.DRIFT: ("drift", "#0891b2"),
+    QualityFlag.SOURCE_UNCERTAIN: ("source uncertain", "#ca8a04"),
+    QualityFlag.SOURCE_BAD: ("source bad", "#991b1b"),
 }
 
 

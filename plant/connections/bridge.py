@@ -13,10 +13,13 @@ used does not start; its status (ConnectionState) says why. Every few seconds ea
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,8 +38,8 @@ from connectivity.points import (
     Sample,
     SampleStatus,
     backoff_delays,
-    run_until_stopped,
 )
+from plant.choices import QualityFlag
 from plant.connections.secrets import SecretError, password_of
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Connection, ConnectionState, PointMapping, Sensor, Site, WriteBack
@@ -95,26 +98,58 @@ class Stored:
 
     accepted: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (sensor key, reason)
+    flagged: list[tuple[str, str]] = field(default_factory=list)  # (sensor key, source status) stored flagged
+
+
+# The quality bit a source status stores a value with (STALE carries no value).
+SOURCE_FLAGS = {
+    SampleStatus.GOOD: 0,
+    SampleStatus.UNCERTAIN: int(QualityFlag.SOURCE_UNCERTAIN),
+    SampleStatus.BAD: int(QualityFlag.SOURCE_BAD),
+}
 
 
 def store_samples(connection: Connection, samples: list[Sample], stale: set[str]) -> Stored:
-    """Store the GOOD / UNCERTAIN samples through ingest; mark the STALE points' mappings stale and clear
-    the mark of points that sent a value again (`stale` is the connection's set of stale keys, updated).
-    BAD samples are refused: the source says the value is not valid, so it is never stored."""
+    """Store the samples that carry a value through ingest, the source's verdict as a quality flag (an
+    UNCERTAIN one flagged SOURCE_UNCERTAIN, a BAD one SOURCE_BAD: shown on the charts, never scored).
+    A BAD sample without a value (OPC UA servers null the value of a Bad status) has nothing to store and
+    no value is invented: it is counted, and like a STALE one it marks its point's mapping stale until
+    the point sends a good or uncertain value again (`stale` is the connection's set of stale keys,
+    updated)."""
     result = Stored()
-    values = [s for s in samples if s.status in (SampleStatus.GOOD, SampleStatus.UNCERTAIN)]
+    values: list[Sample] = []
+    flagged: list[Sample] = []
+    gaps: list[Sample] = []  # STALE, and BAD without a value
+    good = SampleStatus.GOOD
+    for sample in samples:  # one pass: this runs for every reading the bridge stores
+        if sample.value is None:
+            gaps.append(sample)
+        else:
+            values.append(sample)
+            if sample.status is not good:
+                flagged.append(sample)
     result.rejected = [
-        (s.point, "the source marks the value bad") for s in samples if s.status == SampleStatus.BAD
+        (s.point, "the source's status is Bad and it sent no value: the point is marked stale")
+        for s in gaps
+        if s.status == SampleStatus.BAD
     ]
     if values:
-        batch = ParsedBatch.from_arrays(
-            [s.point for s in values], [s.ts for s in values], [s.value for s in values]
-        )
+        points, times, numbers, _ = zip(*values, strict=True)
+        flags = [SOURCE_FLAGS[s.status] for s in values] if flagged else None
+        batch = ParsedBatch.from_arrays(points, times, numbers, source_flags=flags)
         ingested = ingest_readings(connection.site, batch)
         result.accepted = ingested.accepted
         result.rejected += [(values[index].point, reason) for index, reason in ingested.rejected]
-    went_stale = {s.point for s in samples if s.status == SampleStatus.STALE} - stale
-    came_back = {s.point for s in values} & stale
+        result.flagged = list(dict.fromkeys((s.point, s.status.value) for s in flagged))
+    went_stale: set[str] = set()
+    came_back: set[str] = set()
+    if gaps or stale:
+        # In arrival order: the point's last word decides whether it ends the batch stale.
+        watched = stale | {s.point for s in gaps}
+        last = {s.point: s for s in samples if s.point in watched}
+        went_stale = {k for k, s in last.items() if s.value is None} - stale
+        came_back = {k for k, s in last.items() if s.value is not None and s.status != SampleStatus.BAD}
+        came_back &= stale
     mappings = PointMapping.objects.filter(connection=connection)
     if went_stale:
         mappings.filter(sensor__key__in=went_stale).update(stale_since=timezone.now())
@@ -145,7 +180,7 @@ class ConnectionRunner:
         self.periods: dict[str, float] = {}
         self._counts: Counter[str] = Counter()
         self._counts_since = time.monotonic()
-        self._spans: dict[str, tuple[float, float]] = {}  # (first, last) source time per point
+        self._spans: dict[str, list[float]] = {}  # [first, last] source time per point
 
     async def _db(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, _in_thread, function, *args)
@@ -161,16 +196,24 @@ class ConnectionRunner:
                 self.status.error(PointError(f"database unavailable, retrying: {exc}"[:300]), time.time())
                 await asyncio.sleep(next(delays))
         self.stored += result.accepted
-        spans = self._spans
-        for sample in samples:
-            self._counts[sample.point] += 1
-            span = spans.get(sample.point)
-            spans[sample.point] = (
-                (sample.ts, sample.ts) if span is None else (min(span[0], sample.ts), max(span[1], sample.ts))
-            )
+        counts, spans = self._counts, self._spans
+        for sample in samples:  # per reading: kept to plain dict and list operations
+            point, ts = sample[0], sample[1]
+            counts[point] += 1
+            span = spans.get(point)
+            if span is None:
+                spans[point] = [ts, ts]
+            elif ts < span[0]:
+                span[0] = ts
+            elif ts > span[1]:
+                span[1] = ts
         self.rejected += len(result.rejected)
         now = time.time()
         for key, reason in result.rejected:
+            self.status.error(PointError(reason, point=key, source=key), now)
+        # Values the source itself doubts are stored flagged; the status says so, once per point and batch.
+        for key, status in result.flagged:
+            reason = f"stored flagged: the source marks the value {status}"
             self.status.error(PointError(reason, point=key, source=key), now)
 
     async def run_client(self, config: protocols.ConnectionConfig, points: Mapping[str, Any]) -> None:
@@ -333,9 +376,11 @@ class ConnectionRunner:
                 await asyncio.wait([client], timeout=settings.VIGIL_BRIDGE_STATUS_S)
             client.result()
         finally:
+            # The client stores and acknowledges what it holds before it ends (a restart loses nothing).
             client.cancel()
             if writer is not None:
                 writer.cancel()
+            await asyncio.gather(client, *([writer] if writer else []), return_exceptions=True)
             self.status.connected = False
             fields = self.state_fields() | {"running": False, "connected": False}
             await asyncio.shield(self._db(_save_state, self.connection.pk, fields))
@@ -390,19 +435,110 @@ def _save_state(connection_id: int, fields: dict[str, Any]) -> None:
     ConnectionState.objects.update_or_create(connection_id=connection_id, defaults=fields)
 
 
-def connections_to_run(site: Site | None = None) -> list[Connection]:
-    """The enabled connections (of `site`), with what the bridge reads of them."""
+def connections_to_run(site: Site | None = None, ids: list[int] | None = None) -> list[Connection]:
+    """The enabled connections (of `site`, or among `ids`), with what the bridge reads of them."""
     queryset = Connection.objects.filter(enabled=True).select_related("site")
     if site is not None:
         queryset = queryset.filter(site=site)
+    if ids is not None:
+        queryset = queryset.filter(pk__in=ids)
     return list(queryset.order_by("pk"))
 
 
-async def run_bridge(connections: list[Connection], stop: asyncio.Event | None = None) -> None:
-    """Run every connection until `stop` is set (or forever); each one's failure stays its own."""
+Scope = Callable[[], list[Connection]]
+
+
+def config_fingerprints(connections: list[Connection]) -> dict[int, str]:
+    """A digest of everything the bridge reads of each connection (its own fields and its point mappings,
+    not the stale marks it writes itself): it changes exactly when the connection must be restarted."""
+    ids = [c.pk for c in connections]
+    parts: dict[int, list[Any]] = {pk: [] for pk in ids}
+    fields = [f.attname for f in Connection._meta.concrete_fields]
+    for row in Connection.objects.filter(pk__in=ids).values_list(*fields):
+        parts[row[0]].append(row)
+    mappings = (
+        PointMapping.objects.filter(connection_id__in=ids)
+        .order_by("connection_id", "pk")
+        .values_list("connection_id", "pk", "sensor_id", "sensor__key", "address")
+    )
+    for row in mappings:
+        parts[row[0]].append(row)
+    return {
+        pk: hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+        for pk, rows in parts.items()
+    }
+
+
+def _current(scope: Scope) -> dict[int, tuple[Connection, str]]:
+    connections = scope()
+    fingerprints = config_fingerprints(connections)
+    return {c.pk: (c, fingerprints[c.pk]) for c in connections}
+
+
+async def _end(task: asyncio.Task) -> None:
+    """Stop one connection's runner: its client stores and acknowledges what it holds, then it ends."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def run_bridge(
+    connections: list[Connection], stop: asyncio.Event | None = None, scope: Scope | None = None
+) -> None:
+    """Run every connection until `stop` is set (or forever); each one's failure stays its own.
+
+    Every VIGIL_BRIDGE_RELOAD_S the configurations are compared with what runs (`scope()` gives the
+    connections to run now; by default the given ones while they stay enabled): a connection whose fields
+    or point mappings changed is restarted alone, after its client stored and acknowledged what it had
+    received; an added or re-enabled one starts and a disabled or deleted one stops. No restart of
+    `manage.py bridge` is needed for a mapping change.
+    """
     stop = stop or asyncio.Event()
-    runners = [ConnectionRunner(connection) for connection in connections]
-    tasks = [
-        asyncio.create_task(runner.run(), name=f"connection-{runner.connection.pk}") for runner in runners
-    ]
-    await run_until_stopped(stop, tasks)
+    ids = [c.pk for c in connections]
+    scope = scope or (lambda: connections_to_run(ids=ids))
+    loop = asyncio.get_running_loop()
+    watcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-watch")
+
+    async def db(function: Any, *args: Any) -> Any:
+        return await loop.run_in_executor(watcher, _in_thread, function, *args)
+
+    running: dict[int, tuple[asyncio.Task, str | None]] = {}
+
+    def start(connection: Connection, fingerprint: str | None) -> None:
+        task = asyncio.create_task(ConnectionRunner(connection).run(), name=f"connection-{connection.pk}")
+        running[connection.pk] = (task, fingerprint)
+
+    try:
+        fingerprints = await db(config_fingerprints, connections)
+    except DatabaseError:
+        fingerprints = {}  # taken at the first check that reaches the database
+    for connection in connections:
+        start(connection, fingerprints.get(connection.pk))
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.VIGIL_BRIDGE_RELOAD_S)
+            if stop.is_set():
+                break
+            try:
+                current = await db(_current, scope)
+            except DatabaseError as exc:
+                log.warning("bridge: configuration not checked: %s", exc)
+                continue
+            for pk in running.keys() - current.keys():
+                log.info("connection %s: disabled or deleted, stopping", pk)
+                await _end(running.pop(pk)[0])
+            for pk, (connection, fingerprint) in current.items():
+                task, known = running.get(pk, (None, None))
+                if task is not None and known is None:
+                    running[pk] = (task, fingerprint)
+                    continue
+                if task is not None and known == fingerprint:
+                    continue
+                if task is not None:
+                    log.info("connection %s (%s): configuration changed, restarting", pk, connection.name)
+                    await _end(task)
+                start(connection, fingerprint)
+    finally:
+        await asyncio.gather(*(_end(task) for task, _ in running.values()))
+        await asyncio.shield(db(db_connections.close_all))
+        watcher.shutdown(wait=False)

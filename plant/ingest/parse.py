@@ -54,15 +54,23 @@ class ParsedBatch:
     index: np.ndarray
     errors: list[tuple[int, str]] = field(default_factory=list)
     total: int = 0
+    # Quality bits the source itself gave each usable row (plant.choices.QualityFlag, e.g. an OPC UA
+    # Uncertain status), ORed into the bits ingestion computes; None: no source bits.
+    source_flags: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
 
     @classmethod
     def from_arrays(
-        cls, keys: Sequence[str], ts: np.ndarray | Sequence[float], values: np.ndarray
+        cls,
+        keys: Sequence[str],
+        ts: np.ndarray | Sequence[float],
+        values: np.ndarray,
+        source_flags: np.ndarray | Sequence[int] | None = None,
     ) -> ParsedBatch:
-        """Build a batch from trusted columns (dataset loaders, the simulator): `ts` is datetime64 or epoch s.
+        """Build a batch from trusted columns (dataset loaders, the simulator, the bridge): `ts` is datetime64
+        or epoch s; `source_flags` the quality bits the source gave each row (the bridge's OPC UA statuses).
 
         Non-finite values and timestamps outside 1970..9999 are still turned into row errors.
         """
@@ -71,7 +79,10 @@ class ParsedBatch:
             ts_s = ts_arr.astype("datetime64[us]").astype(np.int64) / 1e6
         else:
             ts_s = ts_arr.astype(np.float64)
-        return _assemble(list(keys), ts_s, np.asarray(values, dtype=np.float64), [])
+        batch = _assemble(list(keys), ts_s, np.asarray(values, dtype=np.float64), [])
+        if source_flags is not None:
+            batch.source_flags = np.asarray(source_flags, dtype=np.uint16)[batch.index]
+        return batch
 
 
 def _assemble(

@@ -151,6 +151,8 @@ def ingest_readings(
 
     started = time.perf_counter()
     quality = _flag(sensors, number, ts_us, values)
+    if batch.source_flags is not None:
+        quality |= batch.source_flags[ok][order][first]
     timings["quality"] = time.perf_counter() - started
 
     started = time.perf_counter()

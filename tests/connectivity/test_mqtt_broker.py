@@ -10,7 +10,8 @@ import aiomqtt
 import orjson
 import pytest
 
-from connectivity import mqtt
+from connectivity import mqtt, sparkplug_b_pb2
+from connectivity.mqtt import sparkplug_payload
 from connectivity.points import ConnectionStatus, Sample
 from connectivity.protocols import ConnectionConfig
 from tests.brokers import make_tls_files, mosquitto_tls  # noqa: F401 (fixture)
@@ -143,3 +144,83 @@ async def test_a_tls_broker_is_read_with_its_ca_and_refused_without_it(mosquitto
         async with asyncio.timeout(10):
             await mqtt.run(wrong, POINTS, Collecting(), status)
     assert not status.connected
+
+
+async def test_a_lone_message_is_stored_after_flush_ms_not_after_the_connection_interval(mosquitto):
+    sink, status = Collecting(), ConnectionStatus()
+    slow = ConnectionConfig(name="test", endpoint=mosquitto.endpoint, interval_s=30.0, client_id="vigil-lone")
+    task = asyncio.create_task(mqtt.run(slow, POINTS, sink, status))
+    await until(lambda: status.connected)
+    await asyncio.sleep(0.1)  # subscribed
+    started = asyncio.get_running_loop().time()
+    await publish(mosquitto, [7])
+    await until(lambda: len(sink.samples) == 1, timeout=5)
+    waited = asyncio.get_running_loop().time() - started
+    await stop(task)
+    assert waited < 1.0  # the default flush_ms (150 ms), not interval_s (30 s)
+
+
+async def test_stopping_stores_and_acknowledges_what_was_received(mosquitto):
+    sink, status = Collecting(), ConnectionStatus()
+    held = ConnectionConfig(
+        name="test", endpoint=mosquitto.endpoint, options={"flush_ms": 60_000}, client_id="vigil-drain"
+    )
+    task = asyncio.create_task(mqtt.run(held, POINTS, sink, status))
+    await until(lambda: status.connected)
+    await asyncio.sleep(0.1)  # subscribed
+    await publish(mosquitto, range(3))
+    await until(lambda: status.messages == 3)
+    assert sink.samples == []  # still batching (a minute)
+    await stop(task)  # a restart for a changed mapping, or the bridge ending
+    assert [s.value for s in sink.samples] == [0.0, 1.0, 2.0]
+
+    # Acknowledged: the persistent session has nothing to send again.
+    again = Collecting()
+    task = asyncio.create_task(mqtt.run(held, POINTS, again, ConnectionStatus()))
+    await asyncio.sleep(1.0)
+    await stop(task)
+    assert again.samples == []
+
+
+@pytest.mark.parametrize("flush_ms", [0, -5, "fast", True, 60_001])
+def test_a_bad_flush_ms_is_refused_naming_it(flush_ms):
+    with pytest.raises(ValueError, match="flush_ms"):
+        mqtt.parse_options({"flush_ms": flush_ms})
+
+
+async def test_data_without_a_birth_asks_the_node_for_a_rebirth_and_resumes_after_it(mosquitto):
+    sink, status = Collecting(), ConnectionStatus()
+    point = mqtt.parse_point(
+        {"format": "sparkplug", "group": "plant", "node": "edge1", "device": "pump2", "metric": "vibration"}
+    )
+    cfg = ConnectionConfig(name="test", endpoint=mosquitto.endpoint, interval_s=0.05, client_id="vigil-spb")
+    task = asyncio.create_task(mqtt.run(cfg, {"p2.vib": point}, sink, status))
+    commands: list[aiomqtt.Message] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as node:  # the edge node
+        await node.subscribe("spBv1.0/plant/NCMD/edge1")
+        await until(lambda: status.connected)
+        await asyncio.sleep(0.1)  # subscribed
+
+        async def listen() -> None:
+            async for message in node.messages:
+                commands.append(message)
+
+        listener = asyncio.create_task(listen())
+        # The bridge started after the node's birth: its data names metrics by an alias nobody bound.
+        await node.publish("spBv1.0/plant/DDATA/edge1/pump2", sparkplug_payload([(None, 1, 0.5)], 1), qos=1)
+        await until(lambda: commands)
+        request = sparkplug_b_pb2.Payload.FromString(commands[0].payload)
+        assert [(m.name, m.boolean_value) for m in request.metrics] == [("Node Control/Rebirth", True)]
+        assert sink.samples == [] and "no birth certificate" in status.last_error
+        # The node is born again, and its data is read from then on.
+        await node.publish("spBv1.0/plant/NBIRTH/edge1", sparkplug_payload([], 2_000), qos=1)
+        await node.publish(
+            "spBv1.0/plant/DBIRTH/edge1/pump2", sparkplug_payload([("vibration", 1, 0.6)], 2_000), qos=1
+        )
+        await node.publish(
+            "spBv1.0/plant/DDATA/edge1/pump2", sparkplug_payload([(None, 1, 0.7)], 3_000), qos=1
+        )
+        await until(lambda: [s.value for s in sink.samples] == [0.6, 0.7])
+        listener.cancel()
+    await stop(task)
+    assert status.errors == 1 and len(commands) == 1

@@ -8,7 +8,7 @@ import re
 import orjson
 import pytest
 
-from connectivity import protocols
+from connectivity import mqtt, protocols
 from connectivity.mqtt import MqttPoint, Router, parse_options, parse_point, sparkplug_payload
 from connectivity.points import Sample, SampleStatus
 
@@ -129,7 +129,27 @@ def test_sparkplug_births_bind_aliases_that_data_messages_use():
     ]
     unknown = sparkplug_payload([(None, 9, 1.0)], 1_767_600_002_000)
     _, errors = router.decode("spBv1.0/plant/DDATA/edge1/pump2", unknown, NOW)
-    assert errors[0].reason == "metric alias 9 has no birth certificate"
+    assert errors[0].reason == "metric alias 9 has no birth certificate (rebirth requested)"
+
+
+def test_an_alias_without_birth_asks_its_node_for_a_rebirth_at_most_every_few_seconds():
+    router = Router({"p2.vib": sparkplug_point()})
+    unknown = sparkplug_payload([(None, 1, 1.0), (None, 2, 2.0)], 1_767_600_002_000)
+    router.decode("spBv1.0/plant/DDATA/edge1/pump2", unknown, NOW)
+    router.decode("spBv1.0/plant/NDATA/edge1", unknown, NOW + 1)
+    assert router.rebirths == [("plant", "edge1")] and router.unknown_aliases == 4
+    router.rebirths.clear()
+    router.decode("spBv1.0/plant/DDATA/edge1/pump2", unknown, NOW + mqtt.REBIRTH_EVERY_S)
+    assert router.rebirths == [("plant", "edge1")]  # still no birth: asked again
+    router.rebirths.clear()
+    router.decode("spBv1.0/plant/NBIRTH/edge1", sparkplug_payload([], 1_767_600_003_000), NOW + 6)
+    router.decode("spBv1.0/plant/DBIRTH/edge1/pump2", sparkplug_payload([("vibration", 1, 0.5)], 1), NOW + 6)
+    samples, errors = router.decode("spBv1.0/plant/DDATA/edge1/pump2", unknown, NOW + 7)
+    assert (
+        [s.value for s in samples] == [1.0] and len(errors) == 1 and router.rebirths == [("plant", "edge1")]
+    )
+    # The command topics (the bridge's own NCMD among them) carry no data.
+    assert router.decode("spBv1.0/plant/NCMD/edge1", mqtt.rebirth_payload(NOW), NOW) == ([], [])
 
 
 def test_sparkplug_deaths_make_the_points_stale():

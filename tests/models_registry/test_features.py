@@ -33,7 +33,7 @@ def test_feature_names_are_role_major_with_every_stat():
 
 
 def test_the_excluded_quality_bits_match_plant_choices():
-    assert features.EXCLUDED_QUALITY == QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE
+    assert features.EXCLUDED_QUALITY == QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE | QualityFlag.SOURCE_BAD
 
 
 def test_it_computes_exact_statistics_of_a_known_series():

@@ -29,12 +29,13 @@ class Command(BaseCommand):
             raise CommandError("no enabled connection" + (f" on site {site.slug}" if site else ""))
         for connection in connections:
             self.stdout.write(f"bridge: {connection.site.slug} / {connection.name} ({connection.endpoint})")
-        asyncio.run(self._run(connections))
+        asyncio.run(self._run(connections, site))
 
-    async def _run(self, connections: list) -> None:
+    async def _run(self, connections: list, site: Site | None) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_bridge(connections, stop)
+        # Connections added, changed or disabled later (of the site) are picked up without a restart.
+        await run_bridge(connections, stop, scope=lambda: connections_to_run(site))
         self.stdout.write("bridge: stopped")

@@ -1,0 +1,116 @@
+"""The bridge against a real asyncua server on loopback: the source's status codes become quality flags of
+the stored readings (never values of their own), shown on the asset chart and the connection's status."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from asyncua import ua
+
+from bench.live_server import free_port
+from connectivity.points import Sample, SampleStatus
+from detection.features import EXCLUDED_QUALITY
+from plant.builders import make_asset, make_site
+from plant.charts import asset_figure
+from plant.choices import QualityFlag
+from plant.models import Connection, PointMapping, Sensor
+from plant.forms import TimeRange
+from plant.connections import bridge
+from plant.simulator_devices import start_opcua_device
+from tests.plant.test_bridge import T, fetch, quiet, readings, running_bridge, state_of, until  # noqa: F401
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SOURCE = int(QualityFlag.SOURCE_UNCERTAIN | QualityFlag.SOURCE_BAD)
+
+
+@pytest.fixture
+async def device():
+    dev = await start_opcua_device(free_port())
+    yield dev
+    await dev.stop()
+
+
+def opcua_plant(device) -> tuple[Connection, Sensor]:
+    site = make_site("north")
+    sensor = Sensor.objects.get(asset=make_asset(site), role__key="pressure")
+    connection = Connection.objects.create(
+        site=site,
+        name="plc",
+        protocol="opcua",
+        endpoint=device.endpoint,
+        interval_s=0.1,
+        options={"publishing_interval_ms": 50, "flush_ms": 50},
+    )
+    PointMapping.objects.create(
+        connection=connection,
+        sensor=sensor,
+        address={"node_id": device.node_id("pressure"), "sampling_interval_ms": "50"},
+    )
+    return connection, sensor
+
+
+async def test_an_uncertain_status_is_a_flag_and_a_bad_one_a_counted_gap_with_the_point_marked_stale(device):
+    connection, sensor = await fetch(opcua_plant, device)
+    mapping = lambda: PointMapping.objects.get(connection=connection, sensor=sensor)  # noqa: E731
+    async with running_bridge(connection):
+        await until(lambda: readings(sensor))  # the catch-up read
+        now = float(int(time.time())) + 1
+        # One change per sampling interval (50 ms), as a device's values come.
+        await device.set("pressure", 5.5, ts=now)
+        await asyncio.sleep(0.2)
+        await device.set("pressure", 6.5, ts=now + 1, code=ua.StatusCodes.UncertainLastUsableValue)
+        await asyncio.sleep(0.2)
+        # The server drops the value of a Bad status (OPC UA Part 4, 7.7.1): nothing to store, and no
+        # value is invented for it.
+        await device.set("pressure", 7.5, ts=now + 2, code=ua.StatusCodes.BadSensorFailure)
+        await until(lambda: mapping().stale_since is not None)
+        await device.variables["pressure"].write_value(
+            ua.DataValue(
+                ua.Variant(),
+                StatusCode=ua.StatusCode(ua.StatusCodes.BadNoCommunication),
+                SourceTimestamp=datetime.fromtimestamp(now + 3, UTC),
+            )
+        )
+        await asyncio.sleep(0.2)
+        await device.set("pressure", 8.5, ts=now + 4)
+        await until(lambda: len([r for r in readings(sensor) if r[0] >= now]) == 3)
+        await until(lambda: state_of(connection).rejected == 2 and mapping().stale_since is None)
+    stored = [(ts, value, quality & SOURCE) for ts, value, quality in await fetch(readings, sensor)]
+    assert [r for r in stored if r[0] >= now] == [
+        (now, 5.5, 0),
+        (now + 1, 6.5, int(QualityFlag.SOURCE_UNCERTAIN)),
+        (now + 4, 8.5, 0),
+    ]
+    state = await fetch(state_of, connection)
+    reasons = [e["reason"] for e in state.recent_errors]
+    assert "stored flagged: the source marks the value uncertain" in reasons
+    assert reasons.count("the source's status is Bad and it sent no value: the point is marked stale") == 2
+
+    moment = datetime.fromtimestamp(now, UTC)
+    span = TimeRange(moment - timedelta(minutes=1), moment + timedelta(minutes=1), "1h")
+    figure = await fetch(asset_figure, [sensor], span)
+    assert f"{sensor.key}: source uncertain" in {trace["name"] for trace in figure["data"]}
+
+
+def test_a_bad_value_a_source_still_sends_is_stored_flagged_and_left_out_of_features():
+    site = make_site("north")
+    sensor = Sensor.objects.get(asset=make_asset(site), role__key="pressure")
+    connection = Connection.objects.create(
+        site=site, name="plc", protocol="opcua", endpoint="opc.tcp://x:4840"
+    )
+    samples = [
+        Sample(sensor.key, T, 5.0),
+        Sample(sensor.key, T + 1, 6.0, SampleStatus.UNCERTAIN),
+        Sample(sensor.key, T + 2, 99.0, SampleStatus.BAD),  # a server that keeps the raw value
+    ]
+    stored = bridge.store_samples(connection, samples, set())
+    assert stored.accepted == 3 and stored.rejected == []
+    assert [(ts, value, quality & SOURCE) for ts, value, quality in readings(sensor)] == [
+        (T, 5.0, 0),
+        (T + 1, 6.0, int(QualityFlag.SOURCE_UNCERTAIN)),
+        (T + 2, 99.0, int(QualityFlag.SOURCE_BAD)),
+    ]
+    assert EXCLUDED_QUALITY & QualityFlag.SOURCE_BAD and not EXCLUDED_QUALITY & QualityFlag.SOURCE_UNCERTAIN
