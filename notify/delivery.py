@@ -42,7 +42,10 @@ def deliver_to_inbox(
 
 def deliver(url: str, title: str, body: str) -> tuple[bool, str]:
     """Send one message to one Apprise URL; (True, "") or (False, the reason Apprise gave)."""
-    client = apprise.Apprise()
+    # One URL per call, delivered in this thread: Apprise's own service timeout would hand the call to a
+    # thread pool (and the inbox plugin's write to another database connection). A hung channel is bounded
+    # by the plugins' socket timeouts and the send task's time limit instead.
+    client = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False, service_timeout=0))
     if not client.add(url):
         return False, "Apprise does not understand this URL (check its scheme and parameters)"
     with apprise.LogCapture(level=apprise.logging.WARNING) as captured:

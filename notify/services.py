@@ -45,7 +45,7 @@ from alerts.services import record_feedback
 from alerts.writeback import alert_words
 from notify.choices import TOLD, DeliveryStatus, MessageKind
 from notify.models import AckToken, Channel, Escalation, Notification, QuietHours, Rule, Shift
-from plant.models import Asset, Site
+from plant.models import Site
 
 log = logging.getLogger(__name__)
 
@@ -76,26 +76,26 @@ def queue_send(notification_ids: Iterable[int]) -> None:
 
 # --- the dispatch point ------------------------------------------------------------------------------------
 
-# The assets of sites with an enabled rule, looked up at most every RULE_ASSETS_TTL_S per process (and at
-# once when a rule is saved here): scoring pays no query per event for sites that notify nobody.
-RULE_ASSETS_TTL_S = 10.0
-_assets_cache: TTLCache = TTLCache(maxsize=1, ttl=RULE_ASSETS_TTL_S)
-_assets_lock = threading.Lock()
+# The sites with an enabled rule, looked up at most every RULE_SITES_TTL_S per process (and at once when a
+# rule is saved here): scoring, which holds the alert's asset, pays no query per event for them.
+RULE_SITES_TTL_S = 10.0
+_sites_cache: TTLCache = TTLCache(maxsize=1, ttl=RULE_SITES_TTL_S)
+_sites_lock = threading.Lock()
 
 
-def notified_assets() -> frozenset[int]:
-    with _assets_lock:
-        assets = _assets_cache.get("assets")
-        if assets is None:
-            assets = _assets_cache["assets"] = frozenset(
-                Asset.objects.filter(site__notify_rules__enabled=True).values_list("pk", flat=True).distinct()
+def notified_sites() -> frozenset[int]:
+    with _sites_lock:
+        sites = _sites_cache.get("sites")
+        if sites is None:
+            sites = _sites_cache["sites"] = frozenset(
+                Rule.objects.filter(enabled=True).values_list("site_id", flat=True).distinct()
             )
-        return assets
+        return sites
 
 
-def forget_notified_assets(**kwargs: Any) -> None:
-    with _assets_lock:
-        _assets_cache.clear()
+def forget_notified_sites(**kwargs: Any) -> None:
+    with _sites_lock:
+        _sites_cache.clear()
 
 
 def on_alert_event(sender: type, instance: AlertEvent, created: bool, **kwargs: Any) -> None:
@@ -103,7 +103,9 @@ def on_alert_event(sender: type, instance: AlertEvent, created: bool, **kwargs: 
     never rolls back or slows the change)."""
     if not created or kwargs.get("raw") or instance.from_state == instance.to_state:
         return
-    if instance.alert.asset_id not in notified_assets() or instance.alert.is_shadow:
+    if instance.alert.is_shadow or not notified_sites():
+        return
+    if instance.alert.asset.site_id not in notified_sites():
         return
     event_id = instance.pk
 
@@ -116,7 +118,7 @@ def on_alert_event(sender: type, instance: AlertEvent, created: bool, **kwargs: 
 def connect() -> None:
     post_save.connect(on_alert_event, sender=AlertEvent, dispatch_uid="notify.services")
     for signal in (post_save, post_delete):
-        signal.connect(forget_notified_assets, sender=Rule, dispatch_uid=f"notify.rules.{signal}")
+        signal.connect(forget_notified_sites, sender=Rule, dispatch_uid=f"notify.rules.{signal}")
 
 
 # --- planning ------------------------------------------------------------------------------------------------

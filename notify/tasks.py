@@ -8,12 +8,8 @@ from celery import shared_task
 from notify.delivery import lost_sends, send_notification
 from notify.services import escalate_due, provide_sender, release_held, send_digests
 
-QUEUE = "notify"
-
-
-@shared_task(
-    queue=QUEUE, acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90, max_retries=0
-)
+# Queues are routed in settings (CELERY_TASK_ROUTES: "notify"), as every Vigil task's.
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90, max_retries=0)
 def send_notification_task(notification_id: int) -> None:
     """Send one message; a failed try queues the next one after its backoff (the sweep catches a lost one)."""
     pause = send_notification(notification_id)
@@ -21,7 +17,7 @@ def send_notification_task(notification_id: int) -> None:
         send_notification_task.apply_async((notification_id,), countdown=pause)
 
 
-@shared_task(queue=QUEUE, acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=180)
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=180)
 def sweep_notifications_task() -> dict[str, int]:
     """Beat's job: escalate, release held messages, send digests, re-queue lost sends (idempotent: each
     step claims its rows by compare-and-set)."""
