@@ -40,14 +40,19 @@ def deliver_to_inbox(
     return True
 
 
+class UnusableURL(ValueError):
+    """Apprise cannot use the URL at all: trying again will not help."""
+
+
 def deliver(url: str, title: str, body: str) -> tuple[bool, str]:
-    """Send one message to one Apprise URL; (True, "") or (False, the reason Apprise gave)."""
+    """Send one message to one Apprise URL; (True, "") or (False, the reason Apprise gave). UnusableURL
+    when Apprise does not understand the URL."""
     # One URL per call, delivered in this thread: Apprise's own service timeout would hand the call to a
     # thread pool (and the inbox plugin's write to another database connection). A hung channel is bounded
     # by the plugins' socket timeouts and the send task's time limit instead.
     client = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False, service_timeout=0))
     if not client.add(url):
-        return False, "Apprise does not understand this URL (check its scheme and parameters)"
+        raise UnusableURL("Apprise does not understand this URL (check its scheme and parameters)")
     with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
         try:
             ok = bool(client.notify(title=title, body=body))
@@ -86,8 +91,10 @@ def send_notification(notification_id: int) -> float | None:
             else (False, "the channel is disabled")
         )
         permanent = not channel.enabled
-    except SecretError as exc:
+    except (SecretError, UnusableURL) as exc:
         ok, error, permanent = False, str(exc), True
+    except Exception as exc:  # whatever a channel does, it fails its own message, retried like any failure
+        ok, error, permanent = False, f"{type(exc).__name__}: {exc}"[:MAX_ERROR], False
     DeliveryAttempt.objects.create(notification=notification, at=now, ok=ok, error=error)
     if ok:
         Notification.objects.filter(pk=notification.pk).update(
