@@ -8,6 +8,7 @@ from celery import shared_task
 from notify.delivery import lost_sends, send_notification
 from notify.services import escalate_due, provide_sender, release_held, send_digests
 
+
 # Queues are routed in settings (CELERY_TASK_ROUTES: "notify"), as every Vigil task's.
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90, max_retries=0)
 def send_notification_task(notification_id: int) -> None:

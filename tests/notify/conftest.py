@@ -77,7 +77,12 @@ def ladder(site, inbox, supervisor) -> list[Rule]:
     everything else to the technicians only."""
     return [
         Rule.objects.create(
-            site=site, name="high", min_severity="high", tier=1, channel=inbox, escalate_after=timedelta(minutes=15)
+            site=site,
+            name="high",
+            min_severity="high",
+            tier=1,
+            channel=inbox,
+            escalate_after=timedelta(minutes=15),
         ),
         Rule.objects.create(site=site, name="all", min_severity="low", tier=1, channel=inbox),
         Rule.objects.create(site=site, name="supervisor", min_severity="high", tier=2, channel=supervisor),

@@ -80,7 +80,9 @@ def test_an_acknowledged_alert_keeps_the_link_unused_and_says_why(client, asset,
     assert AckToken.objects.get().used_at is None
 
 
-def test_someone_from_another_site_gets_a_404_and_anonymous_users_log_in_first(client, asset, version, outsider):
+def test_someone_from_another_site_gets_a_404_and_anonymous_users_log_in_first(
+    client, asset, version, outsider
+):
     alert = make_alert(asset, version)
     path = link_path(alert)
     response = client.get(path)

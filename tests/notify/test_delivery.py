@@ -27,7 +27,9 @@ class Inbox:
         self.messages: list = []
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append((envelope.mail_from, envelope.rcpt_tos, message_from_bytes(envelope.content, policy=email_policy)))
+        self.messages.append(
+            (envelope.mail_from, envelope.rcpt_tos, message_from_bytes(envelope.content, policy=email_policy))
+        )
         return "250 Message accepted"
 
 
@@ -121,7 +123,9 @@ def test_a_plugin_exception_fails_only_its_message(asset, monkeypatch):
     assert delivery.deliver("vigil://north", "t", "b") == (False, "OSError: socket closed")
 
 
-def test_scoring_never_waits_for_a_slow_channel(asset, version, queued, monkeypatch, django_capture_on_commit_callbacks):
+def test_scoring_never_waits_for_a_slow_channel(
+    asset, version, queued, monkeypatch, django_capture_on_commit_callbacks
+):
     channel = make_channel(asset.site, "slow", "vigil://slow")
     Rule.objects.create(site=asset.site, name="all", channel=channel)
     monkeypatch.setattr(delivery, "deliver", lambda *a: time.sleep(5) or (True, ""))

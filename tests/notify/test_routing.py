@@ -145,7 +145,9 @@ def test_a_rule_without_channel_sends_to_whoever_is_on_call(
 ):
     night_shift = make_channel(asset.site, "night shift", f"vigil://{asset.site.slug}-night")
     Shift.objects.create(site=asset.site, tier=1, days="01234", start=time(6), end=time(18), channel=inbox)
-    Shift.objects.create(site=asset.site, tier=1, days="01234", start=time(18), end=time(6), channel=night_shift)
+    Shift.objects.create(
+        site=asset.site, tier=1, days="01234", start=time(18), end=time(6), channel=night_shift
+    )
     Rule.objects.create(site=asset.site, name="on call", tier=1)
     # Tuesday 03:00: the night shift that started on Monday evening.
     with time_machine.travel(datetime(2026, 3, 3, 3, 0, tzinfo=dt_timezone.utc), tick=False):
@@ -161,7 +163,9 @@ def test_rules_filter_by_severity_category_and_asset(asset, other_asset, version
     from tests.conftest import make_asset
 
     neighbour = make_asset(asset.site, tag="p-102", asset_type=asset.asset_type)
-    Rule.objects.create(site=asset.site, name="p-101 sensors", tier=1, channel=inbox, asset=asset, category="sensor_fault")
+    Rule.objects.create(
+        site=asset.site, name="p-101 sensors", tier=1, channel=inbox, asset=asset, category="sensor_fault"
+    )
     told = make_alert(asset, version, category="sensor_fault")
     other_category = make_alert(asset, version, kind="rul")
     other_asset_alert = make_alert(neighbour, version, category="sensor_fault")
