@@ -32,7 +32,7 @@ class ChannelForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text=(
             "e.g. mailtos://user:password@example.com?to=oncall@example.com, slack://…, ntfy://…, "
-            "json://host/path, or vigil://&lt;site slug&gt; for the inbox page. Stored encrypted and never "
+            "json://host/path, or vigil://&lt;site slug&gt;/&lt;box&gt; for the inbox page. Stored encrypted and never "
             "shown again; leave empty to keep the current one."
         ),
     )

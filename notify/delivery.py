@@ -6,7 +6,7 @@ failed attempt is recorded with Apprise's reason and tried again after a growing
 (VIGIL_NOTIFY_BACKOFF_S × 2^n, VIGIL_NOTIFY_RETRIES times); a message is claimed by compare-and-set, so a
 task that runs twice sends once.
 
-The built-in inbox is an Apprise plugin of its own: ``vigil://<site slug>`` stores the message as an
+The built-in inbox is an Apprise plugin of its own: ``vigil://<site slug>/<box>`` stores the message as an
 InboxMessage, listed on /notify/inbox/ (the demo's channel).
 """
 
@@ -35,8 +35,11 @@ MAX_ERROR = 500
 def deliver_to_inbox(
     body: str, title: str, notify_type: str, meta: dict, *args: object, **kwargs: object
 ) -> bool:
-    """vigil://<site slug>: the message lands in that site's inbox page."""
-    InboxMessage.objects.create(inbox=(meta.get("host") or "")[:60], title=title[:200], body=body)
+    """vigil://<site slug>/<box>: the message lands in that site's inbox page, in the named box."""
+    box = (meta.get("fullpath") or meta.get("path") or "").strip("/")
+    InboxMessage.objects.create(
+        inbox=(meta.get("host") or "")[:60], box=box[:60], title=title[:200], body=body
+    )
     return True
 
 

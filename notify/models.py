@@ -36,7 +36,7 @@ def _in_window(start: time, end: time, moment: time) -> bool:
 
 class Channel(models.Model):
     """Where a site's messages go: one Apprise URL (mailto://, slack://, ntfy://, json://, ... or
-    vigil://<site slug> for the built-in inbox page). The URL holds credentials, so it is stored
+    vigil://<site slug>/<box> for the built-in inbox page). The URL holds credentials, so it is stored
     encrypted (plant.connections.secrets, as the connections' passwords) or read from an environment
     variable, and never shown back."""
 
@@ -274,10 +274,12 @@ class AckToken(models.Model):
 
 
 class InboxMessage(models.Model):
-    """A message delivered to the built-in inbox (Apprise URL vigil://<site slug>): what a phone would
-    have shown, listed on /notify/inbox/ for the demo and for trying rules out without a mail server."""
+    """A message delivered to the built-in inbox (Apprise URL vigil://<site slug>/<box>): what a phone
+    would have shown, listed on /notify/inbox/ for the demo and for trying rules out without a mail
+    server."""
 
     inbox = models.SlugField(max_length=60, db_index=True, help_text="The site slug of the URL.")
+    box = models.CharField(max_length=60, blank=True, help_text="Whose box: the URL's path.")
     title = models.CharField(max_length=200)
     body = models.TextField()
     at = models.DateTimeField(default=timezone.now)
@@ -286,4 +288,4 @@ class InboxMessage(models.Model):
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.inbox}: {self.title}"
+        return f"{self.inbox}/{self.box}: {self.title}"

@@ -397,12 +397,16 @@ class AckLinkError(ValueError):
     """The acknowledge link is malformed, forged, expired or already used; the message says which."""
 
 
-def ack_link(alert: Alert, notification: Notification | None = None) -> str:
-    """A new one-click acknowledge link for `alert`: signed, expiring, good for one use (stored nonce)."""
+def ack_token(alert: Alert, notification: Notification | None = None) -> str:
+    """A new acknowledge token for `alert`: signed and time-stamped, naming a stored single-use nonce."""
     nonce = secrets.token_urlsafe(16)
     AckToken.objects.create(nonce=nonce, alert=alert, notification=notification)
-    token = signing.TimestampSigner(salt=ACK_SALT).sign(f"{alert.pk}.{nonce}")
-    return settings.VIGIL_PUBLIC_URL + reverse("notify:ack", args=[token])
+    return signing.TimestampSigner(salt=ACK_SALT).sign(f"{alert.pk}.{nonce}")
+
+
+def ack_link(alert: Alert, notification: Notification | None = None) -> str:
+    """A new one-click acknowledge link for `alert` (expiring, good for one use)."""
+    return settings.VIGIL_PUBLIC_URL + reverse("notify:ack", args=[ack_token(alert, notification)])
 
 
 def ack_line(alert: Alert, notification: Notification | None = None) -> str:

@@ -42,7 +42,7 @@ def ack(request: HttpRequest, token: str) -> HttpResponse:
 @require_GET
 @engineer_required
 def inbox(request: HttpRequest) -> HttpResponse:
-    """The messages delivered to the inboxes (vigil://<site slug>) of the user's sites, newest first."""
+    """The messages delivered to the inboxes (vigil://<site slug>/<box>) of the user's sites, newest first."""
     slugs = list(sites_for_user(request.user).values_list("slug", flat=True))
     shown = list(InboxMessage.objects.filter(inbox__in=slugs)[:INBOX_SHOWN])
     return render(request, "notify/inbox.html", {"inbox": shown, "limit": INBOX_SHOWN})

@@ -63,12 +63,12 @@ def version(asset):
 
 @pytest.fixture
 def inbox(site) -> Channel:
-    return make_channel(site, "technicians", f"vigil://{site.slug}")
+    return make_channel(site, "technicians", f"vigil://{site.slug}/technicians")
 
 
 @pytest.fixture
 def supervisor(site) -> Channel:
-    return make_channel(site, "supervisor", f"vigil://{site.slug}-supervisor")
+    return make_channel(site, "supervisor", f"vigil://{site.slug}/supervisor")
 
 
 @pytest.fixture

@@ -109,3 +109,13 @@ def test_the_health_page_shows_time_to_acknowledge_per_channel_and_escalations(
     assert "<td>technicians</td><td>1</td><td>0</td><td>1</td><td>22 min</td>" in section
     assert "<td>supervisor</td><td>1</td><td>0</td><td>1</td><td>7 min</td>" in section
     assert "2026-03: 1 escalation" in section
+
+
+def test_the_inbox_page_lists_the_messages_of_the_engineers_sites_only(client, site, engineer, technician):
+    InboxMessage.objects.create(inbox=site.slug, box="technicians", title="Pump alert, high", body="b")
+    InboxMessage.objects.create(inbox="south", box="technicians", title="Elsewhere", body="b")
+    client.force_login(engineer)
+    page = client.get("/notify/inbox/").content.decode()
+    assert "Pump alert, high" in page and "Elsewhere" not in page
+    client.force_login(technician)
+    assert client.get("/notify/inbox/").status_code == 403

@@ -32,7 +32,7 @@ def test_an_episode_gets_one_message_however_many_windows_it_lasts(
     run_queued(queued)
     [received] = InboxMessage.objects.all()
     alert = Alert.objects.get()
-    assert received.inbox == asset.site.slug
+    assert (received.inbox, received.box) == (asset.site.slug, "technicians")
     assert received.title == f"{asset.name} Anomaly detector alert, low"
     assert f"https://vigil.example.com/alerts/{alert.pk}/" in received.body
     assert "https://vigil.example.com/notify/ack/" in received.body
