@@ -34,29 +34,33 @@ class ChannelRow:
     mean_s: float | None = None
 
 
-def channel_rows(site_ids: list[int], query: MetricsQuery) -> list[ChannelRow]:
-    """Per channel: alert messages sent in the dates, how many were answered by a person after they went
-    out (acknowledged, snoozed or given a verdict: the first event with a person as actor), and the
-    median and mean time from the message to that answer."""
+def alert_messages(site_ids: list[int], query: MetricsQuery) -> list[Notification]:
+    """The opened and escalated messages of the page's sites and dates (one statement)."""
     window = Q(channel__site_id__in=site_ids if query.site is None else [query.site.pk])
     if query.since():
         window &= Q(created_at__gte=query.since())
     if query.until():
         window &= Q(created_at__lt=query.until())
-    messages = list(
+    return list(
         Notification.objects.filter(window, kind__in=[MessageKind.OPENED, MessageKind.ESCALATED])
         .select_related("channel__site")
         .order_by("channel_id", "pk")
     )
+
+
+def channel_rows(messages: list[Notification]) -> list[ChannelRow]:
+    """Per channel: alert messages sent, how many were answered by a person after they went out
+    (acknowledged, snoozed or given a verdict: the first event with a person as actor), and the median
+    and mean time from the message to that answer."""
     answers: dict[int, list[Any]] = {}
-    for alert_id, at in (
-        AlertEvent.objects.filter(
-            alert_id__in={m.alert_id for m in messages}, actor__isnull=False, to_state__in=ANSWERED
-        )
-        .order_by("at")
-        .values_list("alert_id", "at")
-    ):
-        answers.setdefault(alert_id, []).append(at)
+    sent_alerts = {m.alert_id for m in messages if m.sent_at is not None}
+    if sent_alerts:
+        for alert_id, at in (
+            AlertEvent.objects.filter(alert_id__in=sent_alerts, actor__isnull=False, to_state__in=ANSWERED)
+            .order_by("at")
+            .values_list("alert_id", "at")
+        ):
+            answers.setdefault(alert_id, []).append(at)
     rows: dict[int, ChannelRow] = {}
     waits: dict[int, list[float]] = {}
     for message in messages:
@@ -76,30 +80,26 @@ def channel_rows(site_ids: list[int], query: MetricsQuery) -> list[ChannelRow]:
     return sorted(rows.values(), key=lambda r: (r.channel.site.name, r.channel.name))
 
 
-def escalations_by_period(site_ids: list[int], query: MetricsQuery) -> list[tuple[str, int]]:
-    """Escalations (alert × tier reached, however many channels were told) per period of the query."""
-    window = Q(channel__site_id__in=site_ids if query.site is None else [query.site.pk])
-    if query.since():
-        window &= Q(created_at__gte=query.since())
-    if query.until():
-        window &= Q(created_at__lt=query.until())
+def escalations_by_period(messages: list[Notification], period: str) -> list[tuple[str, int]]:
+    """Escalations (alert × tier reached, however many channels were told) per period, newest first."""
     seen: dict[tuple[int, int], Any] = {}
-    for alert_id, tier, at in Notification.objects.filter(window, kind=MessageKind.ESCALATED).values_list(
-        "alert_id", "tier", "created_at"
-    ):
-        seen[(alert_id, tier)] = min(at, seen.get((alert_id, tier), at))
-    counts = Counter(period_label(at, query.period) for at in seen.values())
+    for message in messages:
+        if message.kind == MessageKind.ESCALATED:
+            key = (message.alert_id, message.tier)
+            seen[key] = min(message.created_at, seen.get(key, message.created_at))
+    counts = Counter(period_label(at, period) for at in seen.values())
     return sorted(counts.items(), reverse=True)
 
 
 def health_section(request: HttpRequest, site_ids: list[int], query: MetricsQuery) -> SafeString:
     """The notifications section of the alert health page (handed to alerts in NotifyConfig.ready)."""
-    rows = channel_rows(site_ids, query)
+    messages = alert_messages(site_ids, query)
+    rows = channel_rows(messages)
     return render_to_string(
         "notify/_health.html",
         {
             "rows": [(row, duration(row.median_s), duration(row.mean_s)) for row in rows],
-            "escalations": escalations_by_period(site_ids, query),
+            "escalations": escalations_by_period(messages, query.period),
             "query_period": query.period,
         },
         request,
