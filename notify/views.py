@@ -6,13 +6,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from alerts.models import Alert
 from alerts.services import FeedbackError, alerts_for_user
 from alerts.writeback import alert_words
-from notify.models import InboxMessage
+from notify.models import InboxMessage, Notification
 from notify.services import AckLinkError, acknowledge_by_link, read_ack
-from plant.access import engineer_required, get_or_404, sites_for_user
+from plant.access import engineer_required, get_or_404, is_engineer, sites_for_user
 
 INBOX_SHOWN = 200
 
@@ -46,3 +49,19 @@ def inbox(request: HttpRequest) -> HttpResponse:
     slugs = list(sites_for_user(request.user).values_list("slug", flat=True))
     shown = list(InboxMessage.objects.filter(inbox__in=slugs)[:INBOX_SHOWN])
     return render(request, "notify/inbox.html", {"inbox": shown, "limit": INBOX_SHOWN})
+
+
+def alert_section(request: HttpRequest, alert: Alert) -> str:
+    """The alert page's delivery log (engineers: the reasons name mail servers and hosts), with a link to
+    the console's log of the alert; nothing for others or when no message was written."""
+    if not is_engineer(request.user):
+        return ""
+    messages_of = list(
+        Notification.objects.filter(alert=alert).select_related("channel").order_by("created_at", "pk")
+    )
+    if not messages_of:
+        return ""
+    log_url = reverse("admin:notify_notification_changelist") + f"?q={alert.pk}"
+    return render_to_string(
+        "notify/_alert_log.html", {"notifications": messages_of, "log_url": log_url, "site": alert.asset.site}
+    )

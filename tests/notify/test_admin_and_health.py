@@ -119,3 +119,20 @@ def test_the_inbox_page_lists_the_messages_of_the_engineers_sites_only(client, s
     assert "Pump alert, high" in page and "Elsewhere" not in page
     client.force_login(technician)
     assert client.get("/notify/inbox/").status_code == 403
+
+
+def test_the_alert_page_shows_engineers_its_delivery_log(
+    client, asset, version, inbox, engineer, technician, queued, django_capture_on_commit_callbacks
+):
+    from notify.models import Rule
+
+    Rule.objects.create(site=asset.site, name="all", channel=inbox)
+    raise_alert(asset, version, django_capture_on_commit_callbacks)
+    run_queued(queued)
+    alert = Alert.objects.get()
+    client.force_login(engineer)
+    page = client.get(f"/alerts/{alert.pk}/").content.decode()
+    assert 'id="notify-log"' in page and "Alert opened (tier 1) → <strong>technicians</strong>:" in page
+    assert "sent at" in page
+    client.force_login(technician)
+    assert 'id="notify-log"' not in client.get(f"/alerts/{alert.pk}/").content.decode()
