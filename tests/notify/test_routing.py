@@ -9,6 +9,7 @@ from datetime import timezone as dt_timezone
 import time_machine
 from django.utils import timezone
 
+from alerts.choices import AlertState
 from alerts.models import Alert, AlertEvent
 from alerts.services import record_feedback
 from notify.choices import DeliveryStatus, MessageKind
@@ -27,6 +28,10 @@ def test_an_episode_gets_one_message_however_many_windows_it_lasts(
     raise_alert(asset, version, django_capture_on_commit_callbacks)
     for first in (3, 6, 9):  # more anomalous windows update the same alert
         raise_alert(asset, version, django_capture_on_commit_callbacks, first=first)
+    alert = Alert.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):  # a snooze that ends is the same episode
+        alert.transition(AlertState.SNOOZED, reason="snooze:1h")
+        alert.transition(AlertState.OPEN, reason="snooze ended")
     [message] = notifications()
     assert (message.channel, message.kind, message.tier) == (inbox, MessageKind.OPENED, 1)
     run_queued(queued)
