@@ -214,7 +214,9 @@ def inbox_lines() -> list[str]:
         "for m in InboxMessage.objects.order_by('pk'):\n"
         "    print('INBOX', m.box, m.title)"
     )
-    return [line[6:] for line in django_shell(code, "list the inbox").splitlines() if line.startswith("INBOX ")]
+    return [
+        line[6:] for line in django_shell(code, "list the inbox").splitlines() if line.startswith("INBOX ")
+    ]
 
 
 def wait_for_inbox(demo: Demo, timeout: float = INBOX_TIMEOUT) -> list[str]:
