@@ -204,6 +204,33 @@ def wait_for_replay_alert(demo: Demo, timeout: float = ALERT_TIMEOUT) -> str:
     raise SmokeFailure(f"the SKAB replay opened no explained alert within {timeout:.0f} s")
 
 
+INBOX_TIMEOUT = float(os.environ.get("DEMO_INBOX_TIMEOUT", "120"))
+
+
+def inbox_lines() -> list[str]:
+    """One line per message in the demo site's notification inbox: box and title."""
+    code = (
+        "from notify.models import InboxMessage\n"
+        "for m in InboxMessage.objects.order_by('pk'):\n"
+        "    print('INBOX', m.box, m.title)"
+    )
+    return [
+        line[6:] for line in django_shell(code, "list the inbox").splitlines() if line.startswith("INBOX ")
+    ]
+
+
+def wait_for_inbox(demo: Demo, timeout: float = INBOX_TIMEOUT) -> list[str]:
+    """The alert's message reaches the technicians' box of /notify/inbox/ through the worker's notify queue."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if demo.process.poll() is not None:
+            raise SmokeFailure("the demo stopped while waiting for the alert's notification")
+        if lines := [line for line in inbox_lines() if line.startswith("technicians ")]:
+            return lines
+        time.sleep(5)
+    raise SmokeFailure(f"no notification reached the inbox within {timeout:.0f} s of the alert")
+
+
 def check_asset_page(username: str, password: str) -> str:
     with httpx.Client(base_url=BASE, follow_redirects=True, timeout=30) as client:
         login = client.get("/accounts/login/")
@@ -252,6 +279,8 @@ def main() -> int:
         print(f"demo smoke: {asset} renders with its chart")
         alerts = wait_for_alert(demo)
         print("demo smoke: alerts opened by simulated faults:\n    " + "\n    ".join(alerts))
+        messages = wait_for_inbox(demo)
+        print("demo smoke: notifications in /notify/inbox/:\n    " + "\n    ".join(messages))
         if DATA:
             replay = wait_for_replay_alert(demo)
             print(f"demo smoke: the {DATA} replay opened an explained alert: {replay}")

@@ -8,7 +8,7 @@ computed by alerts.metrics, the same functions the JSON/CSV API uses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -98,6 +98,18 @@ class Cell:
     url: str = ""
     name: str = ""
     label: str = ""  # the column's words, shown beside the number when the table stacks on a phone
+
+
+# Sections that apps above alerts add to the page (notify: messages and escalations), each rendering its
+# own HTML from the page's request, sites and query; handed in from their AppConfig.ready().
+HealthSection = Callable[[HttpRequest, list[int], MetricsQuery], str]
+_SECTIONS: list[HealthSection] = []
+
+
+def provide_health_section(section: HealthSection) -> None:
+    """Register a section of the health page (idempotent)."""
+    if section not in _SECTIONS:
+        _SECTIONS.append(section)
 
 
 def percent(value: float | None) -> str:
@@ -248,6 +260,7 @@ def health(request: HttpRequest) -> HttpResponse:
             "kpi_url": f"{reverse('alerts:health_kpis')}?{urlencode(query.as_params())}",
             "csv_url": f"{reverse('api:metrics_csv')}?{urlencode(query.as_params())}",
             "export_url": f"{reverse('alerts:export')}?{urlencode(query.as_params())}",
+            "sections": [section(request, site_ids, query) for section in _SECTIONS],
         }
     )
     return render(request, "alerts/health.html", context)

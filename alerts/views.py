@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.conf import settings
@@ -87,6 +88,18 @@ def board(request: HttpRequest) -> HttpResponse:
     return render(request, "alerts/board.html", context)
 
 
+# Sections that apps above alerts add to the alert page (notify: the alert's delivery log), each rendering
+# its own HTML for the request and the alert; handed in from their AppConfig.ready().
+AlertSection = Callable[[HttpRequest, Alert], str]
+_ALERT_SECTIONS: list[AlertSection] = []
+
+
+def provide_alert_section(section: AlertSection) -> None:
+    """Register a section of the alert page (idempotent)."""
+    if section not in _ALERT_SECTIONS:
+        _ALERT_SECTIONS.append(section)
+
+
 @require_GET
 @login_required
 def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
@@ -151,6 +164,7 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_verdict": can_give_verdict(alert, request.user, current),
         "is_engineer": is_engineer(request.user),
         "next": "detail",
+        "sections": [section(request, alert) for section in _ALERT_SECTIONS],
     }
     return render(request, "alerts/detail.html", context)
 

@@ -47,11 +47,17 @@ def asset_state(asset: Asset) -> dict[str, Any]:
             "text": f"{asset.name}: no active alert",
         }
     alert = max(active, key=lambda a: (Severity(a.severity).rank, a.opened_at))
+    return base | {"state": alert.state, **alert_words(alert)}
+
+
+def alert_words(alert: Alert) -> dict[str, Any]:
+    """One alert in the plain words the board uses (the alert is decorated with ``why`` on the way): what
+    it is, its severity, the sentence of its top sensor and the link to its page. The write-back, the
+    clients' one-line texts and the notifications (notify) all say it this way."""
     decorate([alert])
     top = alert.why[0] if alert.why else None
     what = alert.role_label or alert.get_kind_display()
-    return base | {
-        "state": alert.state,
+    return {
         "severity": alert.severity,
         "severity_code": Severity(alert.severity).rank + 1,  # 1 low .. 4 critical; 0 normal
         "category": alert.category,
@@ -59,7 +65,7 @@ def asset_state(asset: Asset) -> dict[str, Any]:
         "alert_id": alert.pk,
         "top_sensor": top.sensor if top else None,
         "top_sensor_text": top.sentence if top else None,
-        "text": f"{asset.name} {what} alert, {alert.get_severity_display().lower()}",
+        "text": f"{alert.asset.name} {what} alert, {alert.get_severity_display().lower()}",
         "link": settings.VIGIL_PUBLIC_URL + reverse("alerts:detail", args=[alert.pk]),
     }
 

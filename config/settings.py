@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "plant",
     "alerts",
     "models_registry",
+    "notify",  # notifications: channels, routing, escalation (above alerts)
     "demo",  # the demo composition (seed, SKAB demo, supervisor, `demo` command), above every app
 ]
 
@@ -138,7 +139,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every queue Vigil routes to, declared: a worker started without -Q consumes all of them, so
 # `celery -A config worker` as Celery's docs show scores (issue 17); production splits them with -Q.
-CELERY_TASK_QUEUES = [Queue("default"), Queue("ingest"), Queue("scoring"), Queue("explain")]
+CELERY_TASK_QUEUES = [Queue("default"), Queue("ingest"), Queue("scoring"), Queue("explain"), Queue("notify")]
 # Beat's default scheduler, stamping each tick in Redis so /readyz tells a stopped beat (config.ops).
 CELERY_BEAT_SCHEDULER = "config.ops:HeartbeatScheduler"
 CELERY_IMPORTS = ["config.ops"]  # the operations heartbeat (not an app: autodiscovery does not see it)
@@ -155,6 +156,8 @@ CELERY_TASK_ROUTES = {
     "alerts.tasks.score_assets_task": {"queue": "scoring"},
     "alerts.tasks.sweep_due_assets_task": {"queue": "scoring"},
     "alerts.tasks.complete_explanation_task": {"queue": "explain"},
+    "notify.tasks.send_notification_task": {"queue": "notify"},
+    "notify.tasks.sweep_notifications_task": {"queue": "notify"},
 }
 CELERY_BEAT_SCHEDULE: dict = {
     "sweep-due-assets": {
@@ -177,6 +180,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "alerts.tasks.sweep_pending_explanations_task",
         "schedule": 60.0,
         "options": {"expires": 55.0, "queue": "explain"},
+    },
+    # Notifications: escalations due, quiet hours over, flood digests, sends whose task was lost.
+    "sweep-notifications": {
+        "task": "notify.tasks.sweep_notifications_task",
+        "schedule": env_float("VIGIL_NOTIFY_SWEEP_S", 30.0),
+        "options": {"expires": max(1.0, env_float("VIGIL_NOTIFY_SWEEP_S", 30.0) - 1.0), "queue": "notify"},
     },
 }
 
@@ -481,3 +490,12 @@ if VIGIL_LOG_FORMAT == "json":
         LOGGING["loggers"][_name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
 # config.apps.OpsConfig connects the metrics' ingest and Celery signals in every process.
 INSTALLED_APPS += ["config.apps.OpsConfig"]
+
+# --- Notifications (issue 18; notify) --------------------------------------------------------------------
+# A failed message is tried again after VIGIL_NOTIFY_BACKOFF_S, then twice as long each time, this often.
+VIGIL_NOTIFY_RETRIES = env_int("VIGIL_NOTIFY_RETRIES", 4, minimum=0)
+VIGIL_NOTIFY_BACKOFF_S = env_float("VIGIL_NOTIFY_BACKOFF_S", 30.0)
+# A message still waiting this long after it was due lost its send task: the sweep queues it again.
+VIGIL_NOTIFY_LOST_S = env_float("VIGIL_NOTIFY_LOST_S", 300.0)
+# How long a signed acknowledge link works (it works once in any case).
+VIGIL_NOTIFY_ACK_MAX_AGE_S = env_float("VIGIL_NOTIFY_ACK_MAX_AGE_S", 24 * 3600.0)

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import time
+from datetime import timedelta
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from django.contrib.auth.models import Group, User
 from django.db import transaction
 
 from models_registry.choices import ModelKind
+from notify.models import Channel, Rule
+from plant.connections.secrets import encrypt
 from models_registry.services import current_champion, promote, train_and_register
 from plant.choices import Criticality, Role
 from plant.ingest import ParsedBatch, ingest_readings
@@ -42,6 +45,8 @@ OTHER_SITE = ("east-works", "East Works")
 PUMP_TYPE = ("centrifugal-pump", "Centrifugal pump")
 DEMO_GATEWAY = "demo-simulator"
 MAX_DEMO_ASSETS = 200
+# The demo's escalation delay: short, so an alert left alone reaches the supervisor's box within minutes.
+DEMO_ESCALATE_AFTER = timedelta(minutes=2)
 # The pumps the demo's simulator publishes over MQTT (the others post to the HTTP API), and the
 # connection the bridge reads them through; it also writes every pump's alert state back.
 # How the demo's pumps reach Vigil (issue 15/16): p-106 posts to the API, p-102 publishes JSON and p-104
@@ -123,6 +128,7 @@ def seed_demo(assets: int = 6, credentials_path: Path | None = None) -> DemoSeed
                 username, role, [sites[s] for s in site_slugs], passwords.get(username)
             )
             seeded_users.append((username, passwords[username], str(role)))
+        seed_demo_notifications(demo)
         gateway = Gateway.objects.filter(site=demo, name=DEMO_GATEWAY).order_by("pk").first()
         if gateway is None:
             gateway, token = Gateway.issue(demo, DEMO_GATEWAY)
@@ -130,6 +136,28 @@ def seed_demo(assets: int = 6, credentials_path: Path | None = None) -> DemoSeed
             token = gateway.rotate()
     _save_passwords(credentials_path, passwords)
     return DemoSeed(gateway_token=token, users=seeded_users)
+
+
+def seed_demo_notifications(site: Site) -> None:
+    """The demo site's notifications: every alert to the technicians' box of the inbox page
+    (vigil://<slug>/technicians), and an alert nobody acknowledges within DEMO_ESCALATE_AFTER to the
+    supervisor's box, so an escalation shows within minutes. Left as they are once they exist."""
+    boxes = {}
+    for name, box in (("Technicians (inbox page)", "technicians"), ("Supervisor (inbox page)", "supervisor")):
+        boxes[box], created = Channel.objects.get_or_create(site=site, name=name)
+        if created or not (boxes[box].url_encrypted or boxes[box].url_env):
+            boxes[box].url_encrypted = encrypt(f"vigil://{site.slug}/{box}")
+            boxes[box].save(update_fields=["url_encrypted"])
+    Rule.objects.get_or_create(
+        site=site,
+        name="Every alert to the technicians",
+        defaults={"tier": 1, "channel": boxes["technicians"], "escalate_after": DEMO_ESCALATE_AFTER},
+    )
+    Rule.objects.get_or_create(
+        site=site,
+        name="Unacknowledged to the supervisor",
+        defaults={"tier": 2, "channel": boxes["supervisor"]},
+    )
 
 
 def seed_demo_connection(endpoint: str) -> Connection:

@@ -31,6 +31,8 @@ from models_registry.models import (
     ModelVersion,
     RetrainRun,
 )
+from notify.models import Channel, Notification, QuietHours, Rule, Shift
+from plant.connections.secrets import encrypt
 from plant.models import Connection, Gateway, Label, PointMapping, Reading, Site
 from tests.conftest import T0, make_asset, make_pump_type, make_site
 
@@ -174,6 +176,21 @@ def build_world() -> World:
                 end=T0 + timedelta(hours=1),
                 window_count=10,
                 source="manual",
+            ),
+            key,
+        )
+        channel = world.add(
+            Channel.objects.create(
+                site=site, name=f"inbox-{key}", url_encrypted=encrypt(f"vigil://{site.slug}")
+            ),
+            key,
+        )
+        world.add(Rule.objects.create(site=site, name="everything", channel=channel), key)
+        world.add(Shift.objects.create(site=site, start="06:00", end="18:00", channel=channel), key)
+        world.add(QuietHours.objects.create(site=site, start="22:00", end="06:00"), key)
+        world.add(
+            Notification.objects.create(
+                alert=alert, channel=channel, kind="opened", tier=1, title="t", body="b"
             ),
             key,
         )

@@ -33,6 +33,7 @@ from django.db import transaction
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from notify.services import ack_token
 from plant.admin_scoping import ScopedChoicesMixin, SiteScopedAdmin
 from tests.access_world import A, B, ROLES, World, build_world
 from tests.conftest import T0
@@ -219,6 +220,11 @@ URLS: dict[str, Url] = {
     "models_registry:shadow": Url(version_move, "POST", obj="models_registry.modelversion", data=reason),
     "models_registry:promote": Url(version_move, "POST", obj="models_registry.modelversion", data=reason),
     "models_registry:rollback": Url(version_move, "POST", obj="models_registry.modelversion", data=reason),
+    # notifications: the signed acknowledge link's confirm page (a fresh token per request), the inbox page
+    "notify:ack": Url(
+        signed_in, kwargs=lambda w, s: {"token": ack_token(w.obj("alerts.alert", s))}, sites=PER_SITE
+    ),
+    "notify:inbox": Url(engineer_page),
     # the admin site's own views
     "admin:index": Url(admin_site_view),
     "admin:login": Url(public),  # staff are sent on to the index
@@ -300,6 +306,11 @@ ADMIN_MODELS: dict[str, Admin] = {
     "models_registry.modelincident": Admin(scoped=False, add=False, delete=False),
     "models_registry.retrainrun": Admin(scoped=False, add=False),
     "models_registry.assetbaseline": Admin(scoped=True, delete=False),
+    "notify.channel": Admin(scoped=True),
+    "notify.rule": Admin(scoped=True),
+    "notify.shift": Admin(scoped=True),
+    "notify.quiethours": Admin(scoped=True),
+    "notify.notification": Admin(scoped=True, add=False),
     # django-axes (login throttling): lockouts are a superuser's business; rows are written by axes only
     "axes.accessattempt": Admin(scoped=False, add=False, who="superuser"),
     "axes.accesslog": Admin(scoped=False, add=False, who="superuser"),

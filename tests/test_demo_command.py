@@ -154,7 +154,7 @@ def test_seed_output_gives_the_gateway_token_and_the_logins():
 def test_the_worker_and_simulator_commands_follow_the_process_contract(tmp_path):
     worker = worker_command(tmp_path)
     assert worker[1:6] == ["-m", "celery", "-A", "config", "worker"]
-    assert worker[worker.index("-Q") + 1] == "default,ingest,scoring,explain"
+    assert worker[worker.index("-Q") + 1] == "default,ingest,scoring,explain,notify"
     simulator = simulator_command("http://127.0.0.1:8000", "tok", 60, None)
     assert simulator[2:] == [
         "simulate",

@@ -88,6 +88,7 @@ def test_readyz_follows_the_worker_and_beat(db, client, settings, redis_url, tmp
             "queue:ingest",
             "queue:scoring",
             "queue:explain",
+            "queue:notify",
         } <= names
 
         # Beat stopped, the worker running: within the heartbeat limit, beat is named.

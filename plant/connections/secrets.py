@@ -40,17 +40,23 @@ def set_password(connection: Connection, password: str) -> None:
 
 def password_of(connection: Connection) -> str | None:
     """The connection's password in clear (from its environment variable, else decrypted), or None."""
-    if connection.password_env:
-        value = os.environ.get(connection.password_env)
+    return read_secret(connection.password_env, connection.password_encrypted, "password")
+
+
+def read_secret(env_name: str, encrypted: str, what: str = "secret") -> str | None:
+    """A secret stored the connections' way: read from the environment variable `env_name` when named,
+    else decrypted from `encrypted`; None when neither is set. SecretError says why it cannot be read."""
+    if env_name:
+        value = os.environ.get(env_name)
         if value is None:
-            raise SecretError(f"environment variable {connection.password_env} is not set")
+            raise SecretError(f"environment variable {env_name} is not set")
         return value
-    if not connection.password_encrypted:
+    if not encrypted:
         return None
     try:
-        return _fernet().decrypt(connection.password_encrypted.encode()).decode()
+        return _fernet().decrypt(encrypted.encode()).decode()
     except InvalidToken:
         raise SecretError(
-            "the stored password cannot be decrypted (SECRET_KEY or VIGIL_CONNECTION_KEY changed): "
+            f"the stored {what} cannot be decrypted (SECRET_KEY or VIGIL_CONNECTION_KEY changed): "
             "enter it again"
         ) from None

@@ -39,6 +39,7 @@ from demo.seed import (
     DEMO_OPCUA,
     DEMO_EDGE,
     seed_demo_ot_connections,
+    DEMO_ESCALATE_AFTER,
     DEMO_SITE,
     bootstrap_demo_champion,
     seed_demo_connection,
@@ -53,7 +54,7 @@ from plant.datasets import skab as skab_data
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
 USER_RE = re.compile(r"^USER=(\S+) PASSWORD=(\S+) ROLE=(\S+)", re.MULTILINE)
-WORKER_QUEUES = "default,ingest,scoring,explain"
+WORKER_QUEUES = "default,ingest,scoring,explain,notify"
 DATASETS = ("skab",)
 
 
@@ -462,6 +463,8 @@ class Command(BaseCommand):
         ]
         lines += [
             f"    API docs: {url}/api/docs/   admin console: {url}/admin/",
+            f"    notifications (as an engineer): {url}/notify/inbox/ — an alert left unacknowledged for "
+            f"{DEMO_ESCALATE_AFTER.total_seconds() / 60:g} minutes escalates to the supervisor's box",
             f"    HTTP access log: {Path(settings.VAR_DIR) / 'log' / 'web-access.log'}",
             "    Ctrl-C stops everything.",
         ]

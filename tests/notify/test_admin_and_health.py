@@ -1,0 +1,138 @@
+"""The console side (a channel's URL stored encrypted and never shown, "send test", "send again", site
+scoping) and the health page's notification metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+import time_machine
+
+from alerts.models import Alert
+from alerts.services import record_feedback
+from notify.choices import DeliveryStatus, MessageKind
+from notify.models import Channel, InboxMessage, Notification
+from notify.services import escalate_due
+from tests.notify.conftest import make_channel, raise_alert, run_queued
+from tests.notify.test_routing import HIGH
+
+SECRET_URL = "mailtos://user:s3cret-password@example.com?to=oncall@example.com"
+
+
+def test_a_channel_url_is_stored_encrypted_and_never_shown_back(client, site, engineer):
+    client.force_login(engineer)
+    response = client.post(
+        "/admin/notify/channel/add/", {"site": site.pk, "name": "mail", "url": SECRET_URL, "enabled": "on"}
+    )
+    assert response.status_code == 302, response.content
+    channel = Channel.objects.get()
+    assert "s3cret" not in channel.url_encrypted and channel.apprise_url() == SECRET_URL
+    page = client.get(f"/admin/notify/channel/{channel.pk}/change/")
+    assert page.status_code == 200 and b"s3cret" not in page.content and b"stored (encrypted)" in page.content
+    # Saved again without a URL, the stored one is kept.
+    client.post(
+        f"/admin/notify/channel/{channel.pk}/change/", {"site": site.pk, "name": "mail", "enabled": "on"}
+    )
+    channel.refresh_from_db()
+    assert channel.apprise_url() == SECRET_URL
+
+
+def test_a_channel_needs_a_url(client, site, engineer):
+    client.force_login(engineer)
+    response = client.post("/admin/notify/channel/add/", {"site": site.pk, "name": "mail", "enabled": "on"})
+    assert response.status_code == 200 and b"Give the channel an Apprise URL" in response.content
+    assert not Channel.objects.exists()
+
+
+def test_send_test_reports_the_outcome_and_logs_it(client, site, engineer, inbox):
+    broken = make_channel(site, "typo", "nosuchservice://x")
+    client.force_login(engineer)
+    response = client.post(
+        "/admin/notify/channel/",
+        {"action": "send_test_message", "_selected_action": [inbox.pk, broken.pk]},
+        follow=True,
+    )
+    text = response.content.decode()
+    assert "Technicians: test message sent." in text
+    assert "Typo: test message failed: Apprise does not understand this URL" in text
+    assert InboxMessage.objects.get().title == "Vigil test message for technicians"
+    assert set(Notification.objects.values_list("kind", "status")) == {
+        (MessageKind.TEST, DeliveryStatus.SENT),
+        (MessageKind.TEST, DeliveryStatus.FAILED),
+    }
+
+
+def test_an_engineer_sees_and_tests_only_the_channels_of_their_sites(
+    client, site, other_site, engineer, inbox, queued
+):
+    theirs = make_channel(other_site, "south mail", "vigil://south")
+    client.force_login(engineer)
+    listing = client.get("/admin/notify/channel/").content.decode()
+    assert "technicians" in listing and "south mail" not in listing
+    assert client.get(f"/admin/notify/channel/{theirs.pk}/change/").status_code == 302  # "does not exist"
+    client.post("/admin/notify/channel/", {"action": "send_test_message", "_selected_action": [theirs.pk]})
+    assert not Notification.objects.filter(channel=theirs).exists()
+
+
+def test_send_again_requeues_failed_messages(client, site, engineer, inbox, queued):
+    failed = Notification.objects.create(
+        channel=inbox, kind=MessageKind.TEST, title="t", body="b", status="failed"
+    )
+    client.force_login(engineer)
+    with_commit = client.post(
+        "/admin/notify/notification/", {"action": "send_again", "_selected_action": [failed.pk]}, follow=True
+    )
+    assert b"1 message(s) queued again." in with_commit.content
+    failed.refresh_from_db()
+    assert failed.status == DeliveryStatus.RETRYING
+
+
+def test_the_health_page_shows_time_to_acknowledge_per_channel_and_escalations(
+    client, asset, version, ladder, engineer, technician, queued, django_capture_on_commit_callbacks
+):
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=dt_timezone.utc)
+    with time_machine.travel(start, tick=False):
+        raise_alert(asset, version, django_capture_on_commit_callbacks, peak=HIGH)
+        run_queued(queued)
+    with time_machine.travel(start + timedelta(minutes=15), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            escalate_due()
+        run_queued(queued)
+    with time_machine.travel(start + timedelta(minutes=22), tick=False):
+        record_feedback(Alert.objects.get(), technician, "acknowledge")
+    client.force_login(engineer)
+    page = client.get("/alerts/health/", {"start": "2026-03-01", "end": "2026-03-31", "period": "month"})
+    assert page.status_code == 200
+    text = page.content.decode()
+    section = text[text.index('id="notifications"') :]
+    # technicians told at 08:00, supervisor at 08:15, acknowledged at 08:22: 22 and 7 minutes.
+    assert "<td>technicians</td><td>1</td><td>0</td><td>1</td><td>22 min</td>" in section
+    assert "<td>supervisor</td><td>1</td><td>0</td><td>1</td><td>7 min</td>" in section
+    assert "2026-03: 1 escalation" in section
+
+
+def test_the_inbox_page_lists_the_messages_of_the_engineers_sites_only(client, site, engineer, technician):
+    InboxMessage.objects.create(inbox=site.slug, box="technicians", title="Pump alert, high", body="b")
+    InboxMessage.objects.create(inbox="south", box="technicians", title="Elsewhere", body="b")
+    client.force_login(engineer)
+    page = client.get("/notify/inbox/").content.decode()
+    assert "Pump alert, high" in page and "Elsewhere" not in page
+    client.force_login(technician)
+    assert client.get("/notify/inbox/").status_code == 403
+
+
+def test_the_alert_page_shows_engineers_its_delivery_log(
+    client, asset, version, inbox, engineer, technician, queued, django_capture_on_commit_callbacks
+):
+    from notify.models import Rule
+
+    Rule.objects.create(site=asset.site, name="all", channel=inbox)
+    raise_alert(asset, version, django_capture_on_commit_callbacks)
+    run_queued(queued)
+    alert = Alert.objects.get()
+    client.force_login(engineer)
+    page = client.get(f"/alerts/{alert.pk}/").content.decode()
+    assert 'id="notify-log"' in page and "Alert opened (tier 1) → <strong>technicians</strong>:" in page
+    assert "sent at" in page
+    client.force_login(technician)
+    assert 'id="notify-log"' not in client.get(f"/alerts/{alert.pk}/").content.decode()
