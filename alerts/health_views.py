@@ -8,7 +8,7 @@ computed by alerts.metrics, the same functions the JSON/CSV API uses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -55,6 +55,18 @@ from plant.models import Site
 from plant.params import ParamError, parse_id, shown, text
 
 DRILL_LIMIT = 500
+# Sections of the health page that apps above alerts hand in from their AppConfig.ready() (handoff: work
+# orders created/closed and their outcomes): each gets the user's site ids and the page's query and
+# returns the section's context with its "template", or None.
+_HEALTH_PANELS: list[Callable[[list[int], MetricsQuery], dict | None]] = []
+
+
+def provide_health_panel(panel: Callable[[list[int], MetricsQuery], dict | None]) -> None:
+    """Register a section of the health page (idempotent)."""
+    if panel not in _HEALTH_PANELS:
+        _HEALTH_PANELS.append(panel)
+
+
 SCORING_GAPS_SHOWN = 20
 # Keys shown per period: a fine grouping (asset × week) has 10,000 rows a year, a slow page nobody scrolls.
 # The page shows the keys with the most alerts; the period's link to the metrics CSV has every row.
@@ -248,6 +260,7 @@ def health(request: HttpRequest) -> HttpResponse:
             "kpi_url": f"{reverse('alerts:health_kpis')}?{urlencode(query.as_params())}",
             "csv_url": f"{reverse('api:metrics_csv')}?{urlencode(query.as_params())}",
             "export_url": f"{reverse('alerts:export')}?{urlencode(query.as_params())}",
+            "panels": [panel for make in _HEALTH_PANELS if (panel := make(site_ids, query)) is not None],
         }
     )
     return render(request, "alerts/health.html", context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.conf import settings
@@ -45,6 +46,17 @@ from plant.params import ParamError, parse_id, shown, text
 from plant.views import render_asset, site_form
 
 WS_PATH = "/ws/alerts/"
+
+# Panels of the alert page that apps above alerts hand in from their AppConfig.ready() (handoff: the
+# alert's work orders and the "Create work order" button): each returns the panel's context with its
+# "template", or None to show nothing.
+_ALERT_PANELS: list[Callable[[Alert, HttpRequest], dict | None]] = []
+
+
+def provide_alert_panel(panel: Callable[[Alert, HttpRequest], dict | None]) -> None:
+    """Register a panel of the alert page (idempotent)."""
+    if panel not in _ALERT_PANELS:
+        _ALERT_PANELS.append(panel)
 
 
 def _get_alert_for_user(request: HttpRequest, pk: int, *, detail: bool = False) -> Alert:
@@ -151,6 +163,7 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_verdict": can_give_verdict(alert, request.user, current),
         "is_engineer": is_engineer(request.user),
         "next": "detail",
+        "panels": [panel for make in _ALERT_PANELS if (panel := make(alert, request)) is not None],
     }
     return render(request, "alerts/detail.html", context)
 

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "plant",
     "alerts",
     "models_registry",
+    "handoff",  # signed webhooks and work orders to the CMMS (issue 18), above alerts
     "demo",  # the demo composition (seed, SKAB demo, supervisor, `demo` command), above every app
 ]
 
@@ -127,7 +128,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every queue Vigil routes to, declared: a worker started without -Q consumes all of them, so
 # `celery -A config worker` as Celery's docs show scores (issue 17); production splits them with -Q.
-CELERY_TASK_QUEUES = [Queue("default"), Queue("ingest"), Queue("scoring"), Queue("explain")]
+CELERY_TASK_QUEUES = [
+    Queue("default"),
+    Queue("ingest"),
+    Queue("scoring"),
+    Queue("explain"),
+    Queue("outbound"),  # webhooks and work orders (handoff): a slow receiver never holds scoring
+]
 CELERY_IMPORTS = ["config.ops"]  # the operations heartbeat (not an app: autodiscovery does not see it)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -142,6 +149,9 @@ CELERY_TASK_ROUTES = {
     "alerts.tasks.score_assets_task": {"queue": "scoring"},
     "alerts.tasks.sweep_due_assets_task": {"queue": "scoring"},
     "alerts.tasks.complete_explanation_task": {"queue": "explain"},
+    "handoff.tasks.deliver_webhook_task": {"queue": "outbound"},
+    "handoff.tasks.send_work_order_task": {"queue": "outbound"},
+    "handoff.tasks.poll_work_orders_task": {"queue": "outbound"},
 }
 CELERY_BEAT_SCHEDULE: dict = {
     "sweep-due-assets": {
@@ -164,6 +174,15 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "alerts.tasks.sweep_pending_explanations_task",
         "schedule": 60.0,
         "options": {"expires": 55.0, "queue": "explain"},
+    },
+    # Work orders of polled CMMSs (Odoo): their outcome is read back (handoff.work_orders.poll_outcomes).
+    "poll-work-orders": {
+        "task": "handoff.tasks.poll_work_orders_task",
+        "schedule": env_float("VIGIL_CMMS_POLL_EVERY_S", 300.0),
+        "options": {
+            "expires": max(1.0, env_float("VIGIL_CMMS_POLL_EVERY_S", 300.0) - 5.0),
+            "queue": "outbound",
+        },
     },
 }
 
@@ -412,3 +431,16 @@ VIGIL_READY_HEARTBEAT_S = env_float("VIGIL_READY_HEARTBEAT_S", 60.0)
 # ... when an asset has waited longer than this to be scored, or an explanation has been pending this long.
 VIGIL_READY_MAX_SCORING_LAG_S = env_float("VIGIL_READY_MAX_SCORING_LAG_S", 300.0)
 VIGIL_READY_MAX_EXPLANATION_S = env_float("VIGIL_READY_MAX_EXPLANATION_S", 900.0)
+
+# --- Hand-off: signed webhooks and work orders to the CMMS (issue 18, handoff/) ---------------------------
+# Webhook deliveries: per-request timeout, attempts before giving up, and the exponential backoff between
+# attempts (VIGIL_WEBHOOK_BACKOFF_S doubling per failed attempt, at most VIGIL_WEBHOOK_BACKOFF_MAX_S).
+VIGIL_WEBHOOK_TIMEOUT_S = env_float("VIGIL_WEBHOOK_TIMEOUT_S", 10.0)
+VIGIL_WEBHOOK_MAX_ATTEMPTS = env_int("VIGIL_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+VIGIL_WEBHOOK_BACKOFF_S = env_float("VIGIL_WEBHOOK_BACKOFF_S", 10.0)
+VIGIL_WEBHOOK_BACKOFF_MAX_S = env_float("VIGIL_WEBHOOK_BACKOFF_MAX_S", 3600.0)
+# Work orders sent to a CMMS: timeout and attempts (same backoff as the webhooks).
+VIGIL_CMMS_TIMEOUT_S = env_float("VIGIL_CMMS_TIMEOUT_S", 15.0)
+VIGIL_CMMS_MAX_ATTEMPTS = env_int("VIGIL_CMMS_MAX_ATTEMPTS", 6, minimum=1)
+# Odoo: names of done stages that mean "no fault found" (any other done stage means "done").
+VIGIL_ODOO_NO_FAULT_STAGES = env_list("VIGIL_ODOO_NO_FAULT_STAGES", ["No Fault Found"])

@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/docs/", plant_api.api_docs, name="api-docs"),
     path("alerts/", include("alerts.urls")),
     path("models/", include("models_registry.urls")),
+    path("handoff/", include("handoff.urls")),
     # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says; the icon is a static file.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.ico"), permanent=True), name="favicon"),
     path("", include("plant.urls")),

@@ -33,6 +33,17 @@ def encrypt(password: str) -> str:
     return _fernet().encrypt(password.encode()).decode()
 
 
+def decrypt(stored: str) -> str:
+    """A value stored by ``encrypt`` in clear; SecretError when the key changed since."""
+    try:
+        return _fernet().decrypt(stored.encode()).decode()
+    except InvalidToken:
+        raise SecretError(
+            "the stored password cannot be decrypted (SECRET_KEY or VIGIL_CONNECTION_KEY changed): "
+            "enter it again"
+        ) from None
+
+
 def set_password(connection: Connection, password: str) -> None:
     """Store `password` encrypted (an empty one clears it); the environment-variable name is left as is."""
     connection.password_encrypted = encrypt(password) if password else ""
@@ -47,10 +58,4 @@ def password_of(connection: Connection) -> str | None:
         return value
     if not connection.password_encrypted:
         return None
-    try:
-        return _fernet().decrypt(connection.password_encrypted.encode()).decode()
-    except InvalidToken:
-        raise SecretError(
-            "the stored password cannot be decrypted (SECRET_KEY or VIGIL_CONNECTION_KEY changed): "
-            "enter it again"
-        ) from None
+    return decrypt(connection.password_encrypted)

@@ -1,0 +1,50 @@
+"""Celery tasks of hand-off, on the ``outbound`` queue (settings.CELERY_TASK_ROUTES): a slow or failing
+receiver holds only this queue's worker, never scoring. Each task takes an id, re-reads the row and does
+nothing when there is nothing left to do, so a task run twice sends nothing twice (the receiver gets the
+same Idempotency-Key in any case)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from handoff.webhooks import deliver, retry_delay
+from handoff.work_orders import poll_outcomes, send_work_order
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True, acks_late=True, ignore_result=True, max_retries=None, soft_time_limit=60, time_limit=90
+)
+def deliver_webhook_task(self, delivery_id: int) -> bool | None:
+    """Send one webhook delivery; after a failure, try again after an exponential backoff
+    (``retry_delay``: VIGIL_WEBHOOK_BACKOFF_S doubling, capped) until VIGIL_WEBHOOK_MAX_ATTEMPTS."""
+    ok = deliver(delivery_id)
+    if ok is False:
+        attempts = self.request.retries + 1
+        if attempts < settings.VIGIL_WEBHOOK_MAX_ATTEMPTS:
+            logger.info("webhook delivery %s failed (attempt %s); retrying", delivery_id, attempts)
+            raise self.retry(countdown=retry_delay(attempts))
+    return ok
+
+
+@shared_task(
+    bind=True, acks_late=True, ignore_result=True, max_retries=None, soft_time_limit=60, time_limit=90
+)
+def send_work_order_task(self, order_id: int) -> bool | None:
+    """Send one work order to its CMMS, retrying with the webhooks' backoff until VIGIL_CMMS_MAX_ATTEMPTS."""
+    ok = send_work_order(order_id)
+    if ok is False:
+        attempts = self.request.retries + 1
+        if attempts < settings.VIGIL_CMMS_MAX_ATTEMPTS:
+            raise self.retry(countdown=retry_delay(attempts))
+    return ok
+
+
+@shared_task(ignore_result=True, soft_time_limit=240, time_limit=300)
+def poll_work_orders_task() -> int:
+    """Beat: read the outcome of the sent work orders of polled CMMSs (Odoo)."""
+    return poll_outcomes()
