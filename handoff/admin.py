@@ -35,6 +35,9 @@ def _secret_field(label: str, help_text: str = _SECRET_HELP) -> forms.CharField:
 
 
 class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(
+        max_length=500, assume_scheme="https", help_text="HTTPS URL that receives the events."
+    )
     secret = _secret_field(
         "signing secret",
         "The HMAC-SHA256 key the receiver verifies with (at least 16 characters). " + _SECRET_HELP,
@@ -97,6 +100,11 @@ class WebhookDeliveryAdmin(SiteScopedAdmin):
 
 
 class CmmsConnectionForm(forms.ModelForm):
+    url = forms.URLField(
+        max_length=500,
+        assume_scheme="https",
+        help_text="Generic: the URL work orders are POSTed to. Odoo: the server's base URL (…/jsonrpc is added).",
+    )
     credential = _secret_field(
         "credential",
         "Generic: the bearer token Vigil sends. Odoo: the user's password or API key. " + _SECRET_HELP,
