@@ -166,6 +166,14 @@ URLS: dict[str, Url] = {
     "api:edge_bundle": Url(gateway_api, kwargs=lambda w, s: {"pk": int(MISSING_PK)}, ok=HIDDEN),
     "api:edge_shadow_reports": Url(gateway_api, "POST", data=lambda w, s: {"reports": []}, json=True),
     "api:edge_outcomes": Url(gateway_api, "POST", data=lambda w, s: {"outcomes": []}, json=True),
+    # A CMMS's work-order outcome: its site's CMMS token only (none in this world; tests/handoff checks it)
+    "api:work_order_outcome": Url(
+        lambda role, site: UNAUTHORIZED,
+        "POST",
+        obj="handoff.workorder",
+        data=lambda w, s: {"outcome": "done"},
+        json=True,
+    ),
     # metrics API (session)
     "api:metrics": Url(engineer_api),
     "api:metrics_csv": Url(engineer_api),
@@ -190,6 +198,8 @@ URLS: dict[str, Url] = {
         sites=PER_SITE,
         ok=INVALID,
     ),
+    # The alert already has a work order open: a member is sent back to the alert page with the message.
+    "handoff:create_work_order": Url(signed_in, "POST", obj="alerts.alert"),
     "alerts:health": Url(engineer_page),
     "alerts:health_alerts": Url(engineer_page, query="?period=2026-01"),
     "alerts:health_kpis": Url(engineer_page),
@@ -293,6 +303,10 @@ ADMIN_MODELS: dict[str, Admin] = {
     "alerts.score": Admin(scoped=True, add=False),
     "alerts.thresholdoverride": Admin(scoped=True, add=False),
     "alerts.noiseaction": Admin(scoped=True, add=False),
+    "handoff.webhookendpoint": Admin(scoped=True),
+    "handoff.webhookdelivery": Admin(scoped=True, add=False),
+    "handoff.cmmsconnection": Admin(scoped=True),
+    "handoff.workorder": Admin(scoped=True, add=False),
     "models_registry.modelversion": Admin(scoped=False, delete=False),
     "models_registry.modelincident": Admin(scoped=False, add=False, delete=False),
     "models_registry.retrainrun": Admin(scoped=False, add=False),
