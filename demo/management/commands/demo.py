@@ -53,7 +53,7 @@ from plant.datasets import skab as skab_data
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
 USER_RE = re.compile(r"^USER=(\S+) PASSWORD=(\S+) ROLE=(\S+)", re.MULTILINE)
-WORKER_QUEUES = "default,ingest,scoring,explain"
+WORKER_QUEUES = "default,ingest,scoring,explain,outbound"
 DATASETS = ("skab",)
 
 
