@@ -194,9 +194,10 @@ def test_the_pages_cost_a_fixed_number_of_queries(engineer_client, golden, djang
     # Session, user, sites, the alerts, the nav role and sites: whatever the number of alerts.
     with django_assert_num_queries(6):
         engineer_client.get(DRILL, {"period": "2026-07", "key": "all", "metric": "alerts"})
-    # The rows, their delays and both driver groupings (one statement), missed, then the labels (3), and
-    # the count of scoring gaps; not the alarm-management KPIs, which load after the page.
-    with django_assert_num_queries(12):
+    # The rows, their delays and both driver groupings (one statement), missed, then the labels (3), the
+    # count of scoring gaps and the work orders (handoff, one statement); not the alarm-management KPIs,
+    # which load after the page.
+    with django_assert_num_queries(13):
         engineer_client.get(HEALTH)
     # The fragment: session, user, sites (no nav), then the KPIs: the sites, the alerts' facts (one
     # statement), the technicians and the asset names (4).
