@@ -11,28 +11,24 @@ from django.views.decorators.csrf import csrf_exempt
 from handoff.cmms import Outcome
 from handoff.models import CmmsConnection, WorkOrder
 from handoff.work_orders import WorkOrderConflict, WorkOrderError, apply_outcome, parse_outcome
-from plant.api import api_error, api_json
+from plant.api import api_error, api_json, bearer_token
 from plant.models import hash_token
 
 MAX_BODY_BYTES = 64 * 1024
-CHALLENGE = {"WWW-Authenticate": 'Bearer realm="vigil-cmms"'}
+REALM = "vigil-cmms"
 
 
 def _connection(request: HttpRequest) -> CmmsConnection | HttpResponse:
-    header = request.headers.get("Authorization", "")
-    if not header:
-        return api_error(
-            "missing Authorization header: send 'Authorization: Bearer <site CMMS token>'", 401, CHALLENGE
-        )
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return api_error(
-            "malformed Authorization header: expected 'Bearer <site CMMS token>'", 401, CHALLENGE
-        )
+    token = bearer_token(request, "site CMMS token", realm=REALM)
+    if isinstance(token, HttpResponse):
+        return token
     connection = CmmsConnection.objects.filter(inbound_token_hash=hash_token(token)).first()
     if connection is None:
-        return api_error("invalid CMMS token: no site's CMMS connection has it", 401, CHALLENGE)
+        return api_error(
+            "invalid CMMS token: no site's CMMS connection has it",
+            401,
+            {"WWW-Authenticate": f'Bearer realm="{REALM}"'},
+        )
     return connection
 
 
