@@ -152,6 +152,7 @@ CELERY_TASK_ROUTES = {
     "handoff.tasks.deliver_webhook_task": {"queue": "outbound"},
     "handoff.tasks.send_work_order_task": {"queue": "outbound"},
     "handoff.tasks.poll_work_orders_task": {"queue": "outbound"},
+    "handoff.tasks.sweep_outbound_task": {"queue": "outbound"},
 }
 CELERY_BEAT_SCHEDULE: dict = {
     "sweep-due-assets": {
@@ -174,6 +175,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "alerts.tasks.sweep_pending_explanations_task",
         "schedule": 60.0,
         "options": {"expires": 55.0, "queue": "explain"},
+    },
+    # Webhook deliveries and work orders whose task was lost (broker down at commit time) are queued again.
+    "sweep-outbound": {
+        "task": "handoff.tasks.sweep_outbound_task",
+        "schedule": 120.0,
+        "options": {"expires": 115.0, "queue": "outbound"},
     },
     # Work orders of polled CMMSs (Odoo): their outcome is read back (handoff.work_orders.poll_outcomes).
     "poll-work-orders": {

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 
+from datetime import timedelta
+
 from celery import shared_task
 from django.conf import settings
 
-from handoff.webhooks import deliver, retry_delay
-from handoff.work_orders import poll_outcomes, send_work_order
+from handoff.webhooks import deliver, retry_delay, stale_deliveries
+from handoff.work_orders import poll_outcomes, send_work_order, stale_work_orders
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +50,19 @@ def send_work_order_task(self, order_id: int) -> bool | None:
 def poll_work_orders_task() -> int:
     """Beat: read the outcome of the sent work orders of polled CMMSs (Odoo)."""
     return poll_outcomes()
+
+
+# A delivery or work order not attempted this long after it was written lost its task.
+STALE_AFTER = timedelta(minutes=5)
+
+
+@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
+def sweep_outbound_task() -> int:
+    """Beat: queue again the deliveries and work orders whose task was lost (broker down at commit time);
+    the receiver sees the same Idempotency-Key, so a duplicate is harmless."""
+    deliveries, orders = stale_deliveries(STALE_AFTER), stale_work_orders(STALE_AFTER)
+    for pk in deliveries:
+        deliver_webhook_task.delay(pk)
+    for pk in orders:
+        send_work_order_task.delay(pk)
+    return len(deliveries) + len(orders)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -186,3 +186,16 @@ def redeliver(delivery_ids: list[int]) -> list[int]:
     ids = list(WebhookDelivery.objects.filter(pk__in=delivery_ids).values_list("pk", flat=True))
     WebhookDelivery.objects.filter(pk__in=ids).update(status=DeliveryStatus.PENDING)
     return ids
+
+
+def stale_deliveries(older_than: timedelta) -> list[int]:
+    """Deliveries never attempted although queued more than ``older_than`` ago: their task was lost (the
+    broker was down when the change committed). The sweep queues them again."""
+    return list(
+        WebhookDelivery.objects.filter(
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            created_at__lt=timezone.now() - older_than,
+            endpoint__enabled=True,
+        ).values_list("pk", flat=True)[:500]
+    )

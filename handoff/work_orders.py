@@ -11,6 +11,7 @@ alert's verdict through the one feedback writer (alerts.services.feedback.record
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -221,3 +222,12 @@ def poll_outcomes() -> int:
                 continue
             closed += 1
     return closed
+
+
+def stale_work_orders(older_than: timedelta) -> list[int]:
+    """Work orders never attempted although created more than ``older_than`` ago (their task was lost)."""
+    return list(
+        WorkOrder.objects.filter(
+            status=WorkOrderStatus.PENDING, attempts=0, created_at__lt=timezone.now() - older_than
+        ).values_list("pk", flat=True)[:500]
+    )

@@ -5,12 +5,16 @@ retried with exponential backoff on the outbound queue — never inside scoring.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
+from alerts.models import AlertEvent
 from alerts.services import record_feedback
 from handoff import tasks
+from handoff.dispatch import dispatch_event
 from handoff.models import WebhookDelivery, WebhookEndpoint
 from handoff.signing import SIGNATURE_HEADER, SignatureError, signature_header, verify
 from handoff.webhooks import retry_delay, set_secret
@@ -242,3 +246,16 @@ def test_other_sites_and_disabled_endpoints_get_nothing(
     with django_capture_on_commit_callbacks(execute=True):
         make_alert(asset, champion)
     assert not queued["deliver"] and not WebhookDelivery.objects.exists()
+
+
+def test_a_delivery_whose_task_was_lost_is_queued_again_by_the_sweep(
+    asset, champion, queued, django_capture_on_commit_callbacks
+):
+    endpoint_for(asset.site, "https://hooks.example/")
+    make_alert(asset, champion)  # no on-commit run: as if the broker was down when it committed
+    dispatch_event(AlertEvent.objects.get().pk)
+    queued["deliver"].clear()  # the task is lost
+    assert tasks.sweep_outbound_task() == 0  # too recent: its task may still be on its way
+    WebhookDelivery.objects.update(created_at=timezone.now() - tasks.STALE_AFTER - timedelta(seconds=1))
+    assert tasks.sweep_outbound_task() == 1
+    assert queued["deliver"] == [WebhookDelivery.objects.get().pk]
