@@ -6,42 +6,52 @@ same Idempotency-Key in any case)."""
 from __future__ import annotations
 
 import logging
-
 from datetime import timedelta
 
 from celery import shared_task
-from django.conf import settings
 
+from handoff.choices import DeliveryStatus, WorkOrderStatus
+from handoff.models import WebhookDelivery, WorkOrder
 from handoff.webhooks import deliver, retry_delay, stale_deliveries
 from handoff.work_orders import poll_outcomes, send_work_order, stale_work_orders
 
 logger = logging.getLogger(__name__)
 
-
-@shared_task(
+RETRYING = dict(
     bind=True, acks_late=True, ignore_result=True, max_retries=None, soft_time_limit=60, time_limit=90
 )
+
+
+@shared_task(**RETRYING)
 def deliver_webhook_task(self, delivery_id: int) -> bool | None:
-    """Send one webhook delivery; after a failure, try again after an exponential backoff
-    (``retry_delay``: VIGIL_WEBHOOK_BACKOFF_S doubling, capped) until VIGIL_WEBHOOK_MAX_ATTEMPTS."""
+    """Send one webhook delivery; after a failure that left it "retrying", try again after an exponential
+    backoff (``retry_delay`` of its attempts: VIGIL_WEBHOOK_BACKOFF_S doubling, capped). The row decides,
+    not the task's own retry count, so a redelivery gets the full VIGIL_WEBHOOK_MAX_ATTEMPTS again."""
     ok = deliver(delivery_id)
     if ok is False:
-        attempts = self.request.retries + 1
-        if attempts < settings.VIGIL_WEBHOOK_MAX_ATTEMPTS:
+        attempts = (
+            WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.RETRYING)
+            .values_list("attempts", flat=True)
+            .first()
+        )
+        if attempts is not None:
             logger.info("webhook delivery %s failed (attempt %s); retrying", delivery_id, attempts)
             raise self.retry(countdown=retry_delay(attempts))
     return ok
 
 
-@shared_task(
-    bind=True, acks_late=True, ignore_result=True, max_retries=None, soft_time_limit=60, time_limit=90
-)
+@shared_task(**RETRYING)
 def send_work_order_task(self, order_id: int) -> bool | None:
-    """Send one work order to its CMMS, retrying with the webhooks' backoff until VIGIL_CMMS_MAX_ATTEMPTS."""
+    """Send one work order to its CMMS; while it stays pending after a failure (fewer than
+    VIGIL_CMMS_MAX_ATTEMPTS attempts), try again with the webhooks' backoff."""
     ok = send_work_order(order_id)
     if ok is False:
-        attempts = self.request.retries + 1
-        if attempts < settings.VIGIL_CMMS_MAX_ATTEMPTS:
+        attempts = (
+            WorkOrder.objects.filter(pk=order_id, status=WorkOrderStatus.PENDING)
+            .values_list("attempts", flat=True)
+            .first()
+        )
+        if attempts is not None:
             raise self.retry(countdown=retry_delay(attempts))
     return ok
 

@@ -182,9 +182,10 @@ def deliver(delivery_id: int, *, now: float | None = None) -> bool | None:
 
 def redeliver(delivery_ids: list[int]) -> list[int]:
     """Queue deliveries again by hand (the console's action), whatever their state: the same event id
-    and body, a fresh signature; the attempts count on. Returns the ids to send."""
+    and body, a fresh signature, and a fresh budget of attempts (the count starts again). Returns the ids
+    to send."""
     ids = list(WebhookDelivery.objects.filter(pk__in=delivery_ids).values_list("pk", flat=True))
-    WebhookDelivery.objects.filter(pk__in=ids).update(status=DeliveryStatus.PENDING)
+    WebhookDelivery.objects.filter(pk__in=ids).update(status=DeliveryStatus.PENDING, attempts=0)
     return ids
 
 

@@ -139,7 +139,11 @@ def send_work_order(order_pk: int) -> bool | None:
     try:
         external = adapter_for(order.connection).create(work_order_request(order))
     except CmmsError as exc:
-        status = WorkOrderStatus.FAILED if attempts >= settings.VIGIL_CMMS_MAX_ATTEMPTS else order.status
+        status = (
+            WorkOrderStatus.FAILED
+            if attempts >= settings.VIGIL_CMMS_MAX_ATTEMPTS
+            else WorkOrderStatus.PENDING
+        )
         WorkOrder.objects.filter(pk=order.pk).update(
             attempts=attempts, last_error=str(exc)[:500], status=status
         )

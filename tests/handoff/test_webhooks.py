@@ -164,7 +164,7 @@ def test_a_manual_redelivery_sends_the_same_event_again(
     first, second = receiver.received
     assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"] and first.body == second.body
     delivery.refresh_from_db()
-    assert delivery.status == "delivered" and delivery.attempts == 2
+    assert delivery.status == "delivered" and delivery.attempts == 1  # counted again from the redelivery
 
 
 def test_an_outsider_cannot_redeliver_another_sites_events(
@@ -259,3 +259,26 @@ def test_a_delivery_whose_task_was_lost_is_queued_again_by_the_sweep(
     WebhookDelivery.objects.update(created_at=timezone.now() - tasks.STALE_AFTER - timedelta(seconds=1))
     assert tasks.sweep_outbound_task() == 1
     assert queued["deliver"] == [WebhookDelivery.objects.get().pk]
+
+
+def test_a_redelivered_failed_event_gets_the_full_attempts_again(
+    asset, champion, serve, queued, engineer, client, settings, django_capture_on_commit_callbacks
+):
+    settings.VIGIL_WEBHOOK_MAX_ATTEMPTS = 2
+    answers = iter([(500, {}), (500, {}), (500, {}), (200, {})])
+    receiver = serve(lambda got: next(answers))
+    endpoint_for(asset.site, receiver.url)
+    with django_capture_on_commit_callbacks(execute=True):
+        make_alert(asset, champion)
+    run(queued["deliver"])
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == "failed" and delivery.attempts == 2
+    client.force_login(engineer)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            "/admin/handoff/webhookdelivery/",
+            {"action": "redeliver_selected", "_selected_action": [delivery.pk]},
+        )
+    run(queued["deliver"][1:])  # fails once more, then is retried and delivered
+    delivery.refresh_from_db()
+    assert len(receiver.received) == 4 and delivery.status == "delivered" and delivery.attempts == 2
