@@ -200,6 +200,16 @@ URLS: dict[str, Url] = {
     ),
     # The alert already has a work order open: a member is sent back to the alert page with the message.
     "handoff:create_work_order": Url(signed_in, "POST", obj="alerts.alert"),
+    # The demo's stand-in CMMS (demo.cmms_inbox): members of the demo site only (none in this world); the
+    # orders endpoint takes the demo CMMS's credential only.
+    "demo:cmms_inbox": Url(lambda role, site: LOGIN if role in ANONYMOUS else HIDDEN),
+    "demo:cmms_report": Url(
+        lambda role, site: LOGIN if role in ANONYMOUS else HIDDEN,
+        "POST",
+        kwargs=lambda w, s: {"number": 1},
+        data=lambda w, s: {"outcome": "done"},
+    ),
+    "demo:cmms_orders": Url(lambda role, site: UNAUTHORIZED, "POST", data=lambda w, s: {}, json=True),
     "alerts:health": Url(engineer_page),
     "alerts:health_alerts": Url(engineer_page, query="?period=2026-01"),
     "alerts:health_kpis": Url(engineer_page),

@@ -32,6 +32,7 @@ from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 
 from config.embedded_redis import host_port, redis_answers, server_command
 from connectivity.mqtt import parse_endpoint
+from demo.cmms_inbox import seed_demo_cmms
 from demo.seed import (
     DEMO_MQTT_JSON,
     DEMO_MQTT_SPARKPLUG,
@@ -345,6 +346,12 @@ class Command(BaseCommand):
         supervisor.wait_until(
             lambda: web_answers(url + "/accounts/login/"), timeout, f"the web server at {url}"
         )
+        # The demo site's work orders go to the demo's stand-in CMMS (demo.cmms_inbox).
+        try:
+            if seed_demo_cmms(env["VIGIL_PUBLIC_URL"]) is not None:
+                supervisor.say(f"work orders of the demo site go to the demo CMMS inbox: {url}/demo/cmms/")
+        finally:
+            connections.close_all()
         # The broker and bridge carry the simulator's MQTT pumps (and write alert states back).
         with_mqtt = not (options.get("no_mqtt") or options["no_simulator"])
         base = int(options.get("ot_port") or 18840)
