@@ -245,6 +245,12 @@ class Command(BaseCommand):
         if options.get("data") and not options["no_model"]:
             self._skab_champion(supervisor, options["replay"])
         url = f"http://{host}:{port}"
+        if not options["token"]:  # seeded here: the demo site's work orders go to the demo's stand-in CMMS
+            try:
+                if seed_demo_cmms(os.environ.get("VIGIL_PUBLIC_URL", url)) is not None:
+                    supervisor.say(f"the demo site's work orders go to the demo CMMS inbox: {url}/demo/cmms/")
+            finally:
+                connections.close_all()
         failure: str | None = None
         try:
             self._start_all(supervisor, host, port, url, token, options)
@@ -346,12 +352,6 @@ class Command(BaseCommand):
         supervisor.wait_until(
             lambda: web_answers(url + "/accounts/login/"), timeout, f"the web server at {url}"
         )
-        # The demo site's work orders go to the demo's stand-in CMMS (demo.cmms_inbox).
-        try:
-            if seed_demo_cmms(env["VIGIL_PUBLIC_URL"]) is not None:
-                supervisor.say(f"work orders of the demo site go to the demo CMMS inbox: {url}/demo/cmms/")
-        finally:
-            connections.close_all()
         # The broker and bridge carry the simulator's MQTT pumps (and write alert states back).
         with_mqtt = not (options.get("no_mqtt") or options["no_simulator"])
         base = int(options.get("ot_port") or 18840)
