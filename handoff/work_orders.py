@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from alerts.choices import Severity, Verdict
 from alerts.models import Alert
-from alerts.services.feedback import current_verdict, record_feedback
+from alerts.services.feedback import FeedbackError, current_verdict, record_feedback
 from handoff.choices import OPEN_WORK_ORDER, WorkOrderOutcome, WorkOrderStatus, WorkOrderTrigger
 from handoff.cmms import CmmsError, Outcome, WorkOrderRequest, adapter_for
 from handoff.models import CmmsConnection, WorkOrder
@@ -181,12 +181,17 @@ def apply_outcome(order: WorkOrder, outcome: Outcome, *, source: str) -> WorkOrd
         previous = current_verdict(order.alert)
         feedback = None
         what = f"Work order #{order.pk}" + (f" (CMMS {order.external_id})" if order.external_id else "")
-        if outcome.outcome == WorkOrderOutcome.DONE:
-            note = f"{what} done" + (f": {findings}" if findings else "")
-            feedback = record_feedback(order.alert, None, "confirm:repaired", note, authorised=True)
-        elif outcome.outcome == WorkOrderOutcome.NO_FAULT_FOUND:
-            note = f"{what}: no fault found" + (f": {findings}" if findings else "")
-            feedback = record_feedback(order.alert, None, "false_alarm:unknown", note, authorised=True)
+        verdicts = {
+            WorkOrderOutcome.DONE: ("confirm:repaired", f"{what} done"),
+            WorkOrderOutcome.NO_FAULT_FOUND: ("false_alarm:unknown", f"{what}: no fault found"),
+        }
+        if outcome.outcome in verdicts:
+            action, note = verdicts[outcome.outcome]
+            note += f": {findings}" if findings else ""
+            try:
+                feedback = record_feedback(order.alert, None, action, note, authorised=True)
+            except FeedbackError as exc:  # e.g. the alert changed concurrently: the CMMS may send it again
+                raise WorkOrderConflict(f"work order #{order.pk}: {exc}") from None
         corrected = ""
         if feedback is not None and previous is not None and previous.verdict != feedback.verdict:
             corrected = previous.summary[:120]

@@ -404,3 +404,14 @@ def test_the_openapi_document_describes_the_outcome_endpoint_and_the_webhook_eve
         "Idempotency-Key",
         "Vigil-Event-Type",
     }
+
+
+def test_an_outcome_the_alert_cannot_take_is_a_409_not_a_500(asset, champion, technician, client, queued):
+    _, token = cmms_for(asset.site, "https://cmms.example/orders")
+    alert = make_alert(asset, champion)
+    order = create_work_order(alert, user=technician)
+    Alert.objects.filter(pk=alert.pk).update(is_shadow=True)  # shadow alerts take no feedback
+    response = post_outcome(client, order.pk, token, {"outcome": "done"})
+    assert response.status_code == 409 and "shadow alerts take no feedback" in response.json()["error"]
+    order.refresh_from_db()
+    assert order.status == "pending"
