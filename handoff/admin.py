@@ -81,7 +81,7 @@ class WebhookDeliveryAdmin(SiteScopedAdmin):
     ]  # fmt: skip
     list_filter = ["status", "event_type", "endpoint__site"]
     list_select_related = ["endpoint__site"]
-    search_fields = ["event_id", "last_error"]
+    search_fields = ["=event_id", "=alert__id", "last_error"]
     readonly_fields = [
         "endpoint", "event_id", "event_type", "alert", "payload", "status", "attempts", "last_status_code",
         "last_error", "last_attempt_at", "delivered_at", "created_at",
