@@ -55,6 +55,8 @@ from plant.models import Site
 from plant.params import ParamError, parse_id, shown, text
 
 DRILL_LIMIT = 500
+
+
 SCORING_GAPS_SHOWN = 20
 # Keys shown per period: a fine grouping (asset × week) has 10,000 rows a year, a slow page nobody scrolls.
 # The page shows the keys with the most alerts; the period's link to the metrics CSV has every row.
@@ -100,7 +102,7 @@ class Cell:
     label: str = ""  # the column's words, shown beside the number when the table stacks on a phone
 
 
-# Sections that apps above alerts add to the page (notify: messages and escalations), each rendering its
+# Sections that apps above alerts add to the page (notify: messages and escalations; handoff: work orders), each rendering its
 # own HTML from the page's request, sites and query; handed in from their AppConfig.ready().
 HealthSection = Callable[[HttpRequest, list[int], MetricsQuery], str]
 _SECTIONS: list[HealthSection] = []

@@ -88,16 +88,17 @@ def board(request: HttpRequest) -> HttpResponse:
     return render(request, "alerts/board.html", context)
 
 
-# Sections that apps above alerts add to the alert page (notify: the alert's delivery log), each rendering
-# its own HTML for the request and the alert; handed in from their AppConfig.ready().
+# Sections that apps above alerts add to the alert page, each rendering its own HTML for the request and the
+# alert ("" for nothing), handed in from their AppConfig.ready(): "after_verdict" (handoff: the alert's work
+# orders and the "Create work order" button) or at the "end" (notify: the alert's delivery log).
 AlertSection = Callable[[HttpRequest, Alert], str]
-_ALERT_SECTIONS: list[AlertSection] = []
+_ALERT_SECTIONS: dict[str, list[AlertSection]] = {"after_verdict": [], "end": []}
 
 
-def provide_alert_section(section: AlertSection) -> None:
-    """Register a section of the alert page (idempotent)."""
-    if section not in _ALERT_SECTIONS:
-        _ALERT_SECTIONS.append(section)
+def provide_alert_section(section: AlertSection, place: str = "end") -> None:
+    """Register a section of the alert page at ``place`` (idempotent)."""
+    if section not in _ALERT_SECTIONS[place]:
+        _ALERT_SECTIONS[place].append(section)
 
 
 @require_GET
@@ -164,7 +165,8 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_verdict": can_give_verdict(alert, request.user, current),
         "is_engineer": is_engineer(request.user),
         "next": "detail",
-        "sections": [section(request, alert) for section in _ALERT_SECTIONS],
+        "sections_after_verdict": [section(request, alert) for section in _ALERT_SECTIONS["after_verdict"]],
+        "sections": [section(request, alert) for section in _ALERT_SECTIONS["end"]],
     }
     return render(request, "alerts/detail.html", context)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path
 
 from alerts import api as alerts_api
+from handoff import api as handoff_api
 from models_registry import edge_api
 from plant import api
 
@@ -22,4 +23,5 @@ urlpatterns = [
     path("edge/bundles/<int:pk>", edge_api.bundle, name="edge_bundle"),
     path("edge/shadow-reports", edge_api.shadow_reports, name="edge_shadow_reports"),
     path("edge/outcomes", edge_api.outcomes, name="edge_outcomes"),
+    path("work-orders/<int:pk>/outcome", handoff_api.work_order_outcome, name="work_order_outcome"),
 ]

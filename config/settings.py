@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "alerts",
     "models_registry",
     "notify",  # notifications: channels, routing, escalation (above alerts)
+    "handoff",  # signed webhooks and work orders to the CMMS (issue 18), above alerts
     "demo",  # the demo composition (seed, SKAB demo, supervisor, `demo` command), above every app
 ]
 
@@ -139,7 +140,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every queue Vigil routes to, declared: a worker started without -Q consumes all of them, so
 # `celery -A config worker` as Celery's docs show scores (issue 17); production splits them with -Q.
-CELERY_TASK_QUEUES = [Queue("default"), Queue("ingest"), Queue("scoring"), Queue("explain"), Queue("notify")]
+CELERY_TASK_QUEUES = [
+    Queue("default"),
+    Queue("ingest"),
+    Queue("scoring"),
+    Queue("explain"),
+    Queue("notify"),  # notifications (notify): a slow mail server never holds scoring
+    Queue("outbound"),  # webhooks and work orders (handoff): a slow receiver never holds scoring
+]
 # Beat's default scheduler, stamping each tick in Redis so /readyz tells a stopped beat (config.ops).
 CELERY_BEAT_SCHEDULER = "config.ops:HeartbeatScheduler"
 CELERY_IMPORTS = ["config.ops"]  # the operations heartbeat (not an app: autodiscovery does not see it)
@@ -158,6 +166,10 @@ CELERY_TASK_ROUTES = {
     "alerts.tasks.complete_explanation_task": {"queue": "explain"},
     "notify.tasks.send_notification_task": {"queue": "notify"},
     "notify.tasks.sweep_notifications_task": {"queue": "notify"},
+    "handoff.tasks.deliver_webhook_task": {"queue": "outbound"},
+    "handoff.tasks.send_work_order_task": {"queue": "outbound"},
+    "handoff.tasks.poll_work_orders_task": {"queue": "outbound"},
+    "handoff.tasks.sweep_outbound_task": {"queue": "outbound"},
 }
 CELERY_BEAT_SCHEDULE: dict = {
     "sweep-due-assets": {
@@ -186,6 +198,21 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "notify.tasks.sweep_notifications_task",
         "schedule": env_float("VIGIL_NOTIFY_SWEEP_S", 30.0),
         "options": {"expires": max(1.0, env_float("VIGIL_NOTIFY_SWEEP_S", 30.0) - 1.0), "queue": "notify"},
+    },
+    # Webhook deliveries and work orders whose task was lost (broker down at commit time) are queued again.
+    "sweep-outbound": {
+        "task": "handoff.tasks.sweep_outbound_task",
+        "schedule": 120.0,
+        "options": {"expires": 115.0, "queue": "outbound"},
+    },
+    # Work orders of polled CMMSs (Odoo): their outcome is read back (handoff.work_orders.poll_outcomes).
+    "poll-work-orders": {
+        "task": "handoff.tasks.poll_work_orders_task",
+        "schedule": env_float("VIGIL_CMMS_POLL_EVERY_S", 300.0),
+        "options": {
+            "expires": max(1.0, env_float("VIGIL_CMMS_POLL_EVERY_S", 300.0) - 5.0),
+            "queue": "outbound",
+        },
     },
 }
 
@@ -499,3 +526,16 @@ VIGIL_NOTIFY_BACKOFF_S = env_float("VIGIL_NOTIFY_BACKOFF_S", 30.0)
 VIGIL_NOTIFY_LOST_S = env_float("VIGIL_NOTIFY_LOST_S", 300.0)
 # How long a signed acknowledge link works (it works once in any case).
 VIGIL_NOTIFY_ACK_MAX_AGE_S = env_float("VIGIL_NOTIFY_ACK_MAX_AGE_S", 24 * 3600.0)
+
+# --- Hand-off: signed webhooks and work orders to the CMMS (issue 18, handoff/) ---------------------------
+# Webhook deliveries: per-request timeout, attempts before giving up, and the exponential backoff between
+# attempts (VIGIL_WEBHOOK_BACKOFF_S doubling per failed attempt, at most VIGIL_WEBHOOK_BACKOFF_MAX_S).
+VIGIL_WEBHOOK_TIMEOUT_S = env_float("VIGIL_WEBHOOK_TIMEOUT_S", 10.0)
+VIGIL_WEBHOOK_MAX_ATTEMPTS = env_int("VIGIL_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+VIGIL_WEBHOOK_BACKOFF_S = env_float("VIGIL_WEBHOOK_BACKOFF_S", 10.0)
+VIGIL_WEBHOOK_BACKOFF_MAX_S = env_float("VIGIL_WEBHOOK_BACKOFF_MAX_S", 3600.0)
+# Work orders sent to a CMMS: timeout and attempts (same backoff as the webhooks).
+VIGIL_CMMS_TIMEOUT_S = env_float("VIGIL_CMMS_TIMEOUT_S", 15.0)
+VIGIL_CMMS_MAX_ATTEMPTS = env_int("VIGIL_CMMS_MAX_ATTEMPTS", 6, minimum=1)
+# Odoo: names of done stages that mean "no fault found" (any other done stage means "done").
+VIGIL_ODOO_NO_FAULT_STAGES = env_list("VIGIL_ODOO_NO_FAULT_STAGES", ["No Fault Found"])

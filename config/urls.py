@@ -23,6 +23,8 @@ urlpatterns = [
     path("alerts/", include("alerts.urls")),
     path("models/", include("models_registry.urls")),
     path("notify/", include("notify.urls")),
+    path("handoff/", include("handoff.urls")),
+    path("demo/", include("demo.urls")),  # the demo's stand-in CMMS (demo.cmms_inbox)
     # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says; the icon is a static file.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.ico"), permanent=True), name="favicon"),
     path("", include("plant.urls")),

@@ -35,21 +35,32 @@ def api_error(message: str, status: int, headers: dict | None = None) -> HttpRes
     return api_json({"error": message}, status=status, headers=headers)
 
 
-def authenticate(request: HttpRequest) -> Gateway | HttpResponse:
-    """The gateway of the request's bearer token, or the 401 answer that explains what is wrong."""
-    challenge = {"WWW-Authenticate": 'Bearer realm="vigil"'}
+def bearer_token(request: HttpRequest, what: str, realm: str = "vigil") -> str | HttpResponse:
+    """The request's bearer token, or the 401 answer saying the header is missing or malformed (``what``
+    names the token in it: "gateway token")."""
+    challenge = {"WWW-Authenticate": f'Bearer realm="{realm}"'}
     header = request.headers.get("Authorization", "")
     if not header:
         return api_error(
-            "missing Authorization header: send 'Authorization: Bearer <gateway token>'", 401, challenge
+            f"missing Authorization header: send 'Authorization: Bearer <{what}>'", 401, challenge
         )
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        return api_error("malformed Authorization header: expected 'Bearer <gateway token>'", 401, challenge)
+        return api_error(f"malformed Authorization header: expected 'Bearer <{what}>'", 401, challenge)
+    return token
+
+
+def authenticate(request: HttpRequest) -> Gateway | HttpResponse:
+    """The gateway of the request's bearer token, or the 401 answer that explains what is wrong."""
+    token = bearer_token(request, "gateway token")
+    if isinstance(token, HttpResponse):
+        return token
     gateway = Gateway.authenticate(token)
     if gateway is None:
-        return api_error("invalid or revoked gateway token", 401, challenge)
+        return api_error(
+            "invalid or revoked gateway token", 401, {"WWW-Authenticate": 'Bearer realm="vigil"'}
+        )
     return gateway
 
 

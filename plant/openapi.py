@@ -38,11 +38,13 @@ UNAVAILABLE = {
 
 
 # Parts of the document that other apps own (the metrics API is alerts'): each returns (paths, component
-# schemas). Registered from their AppConfig.ready() with provide_openapi_part, since plant is the lowest app.
-_PARTS: list[Callable[[], tuple[dict, dict]]] = []
+# schemas), or (paths, schemas, extras) whose extras may hold "webhooks" (OpenAPI 3.1: requests Vigil
+# sends) and "securitySchemes". Registered from their AppConfig.ready() with provide_openapi_part, since
+# plant is the lowest app.
+_PARTS: list[Callable[[], tuple[dict, ...]]] = []
 
 
-def provide_openapi_part(part: Callable[[], tuple[dict, dict]]) -> None:
+def provide_openapi_part(part: Callable[[], tuple[dict, ...]]) -> None:
     """Add an app's paths and schemas to the document (idempotent per callable)."""
     if part not in _PARTS:
         _PARTS.append(part)
@@ -55,8 +57,11 @@ def build_openapi(server_url: str = "/") -> dict:
     max_future = settings.VIGIL_INGEST_MAX_FUTURE_S
     max_age_days = settings.VIGIL_INGEST_MAX_AGE_DAYS
     parts = [part() for part in _PARTS]
-    extra_paths = {path: item for paths, _schemas in parts for path, item in paths.items()}
-    extra_schemas = {name: schema for _paths, schemas in parts for name, schema in schemas.items()}
+    extra_paths = {path: item for paths, _schemas, *_ in parts for path, item in paths.items()}
+    extra_schemas = {name: schema for _paths, schemas, *_ in parts for name, schema in schemas.items()}
+    extras = [part[2] for part in parts if len(part) > 2]
+    webhooks = {name: item for extra in extras for name, item in extra.get("webhooks", {}).items()}
+    schemes = {name: item for extra in extras for name, item in extra.get("securitySchemes", {}).items()}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -160,6 +165,7 @@ def build_openapi(server_url: str = "/") -> dict:
             },
             **extra_paths,
         },
+        **({"webhooks": webhooks} if webhooks else {}),
         "components": {
             "securitySchemes": {
                 "gatewayToken": {
@@ -173,6 +179,7 @@ def build_openapi(server_url: str = "/") -> dict:
                     "name": settings.SESSION_COOKIE_NAME,
                     "description": "The session of a web login (/accounts/login/) as an engineer or supervisor.",
                 },
+                **schemes,
             },
             "schemas": {
                 "Reading": {

@@ -6,7 +6,7 @@ is granted without a per-app data migration. The set is exact: a permission adde
 hand is removed at the next migrate (give extra rights through another group). Groups that do not exist
 (deleted, or a flushed test database) are left alone.
 
-* engineer: every permission of plant, alerts, models_registry and notify.
+* engineer: every permission of plant, alerts, models_registry, notify and handoff.
 * technician: view on plant's models, and add on plant's labels.
 """
 
@@ -23,7 +23,7 @@ from django.db.models import Q
 from plant.choices import Role
 
 ENGINEER, TECHNICIAN = Role.ENGINEER.value, Role.TECHNICIAN.value
-ENGINEER_APPS = ("plant", "alerts", "models_registry", "notify")
+ENGINEER_APPS = ("plant", "alerts", "models_registry", "notify", "handoff")
 TECHNICIAN_PERMISSIONS = Q(content_type__app_label="plant") & (
     Q(codename__startswith="view_") | Q(codename="add_label")
 )

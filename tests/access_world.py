@@ -7,6 +7,7 @@ both sites may move its model versions. Rows are written with bulk_create where 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -24,6 +25,7 @@ from alerts.models import (
     Score,
     ThresholdOverride,
 )
+from handoff.models import CmmsConnection, WebhookDelivery, WebhookEndpoint, WorkOrder
 from models_registry.models import (
     AssetBaseline,
     ModelIncident,
@@ -194,4 +196,19 @@ def build_world() -> World:
             ),
             key,
         )
+        endpoint = world.add(
+            WebhookEndpoint.objects.create(site=site, name=f"hook-{key}", url="https://hooks.example/"), key
+        )
+        world.add(
+            WebhookDelivery.objects.create(
+                endpoint=endpoint,
+                event_id=uuid.uuid4(),
+                event_type="alert.state_changed",
+                alert=alert,
+                payload={},
+            ),
+            key,
+        )
+        cmms = world.add(CmmsConnection.objects.create(site=site, url="https://cmms.example/"), key)
+        world.add(WorkOrder.objects.create(alert=alert, connection=cmms, trigger="manual"), key)
     return world

@@ -170,6 +170,14 @@ URLS: dict[str, Url] = {
     "api:edge_bundle": Url(gateway_api, kwargs=lambda w, s: {"pk": int(MISSING_PK)}, ok=HIDDEN),
     "api:edge_shadow_reports": Url(gateway_api, "POST", data=lambda w, s: {"reports": []}, json=True),
     "api:edge_outcomes": Url(gateway_api, "POST", data=lambda w, s: {"outcomes": []}, json=True),
+    # A CMMS's work-order outcome: its site's CMMS token only (none in this world; tests/handoff checks it)
+    "api:work_order_outcome": Url(
+        lambda role, site: UNAUTHORIZED,
+        "POST",
+        obj="handoff.workorder",
+        data=lambda w, s: {"outcome": "done"},
+        json=True,
+    ),
     # metrics API (session)
     "api:metrics": Url(engineer_api),
     "api:metrics_csv": Url(engineer_api),
@@ -194,6 +202,18 @@ URLS: dict[str, Url] = {
         sites=PER_SITE,
         ok=INVALID,
     ),
+    # The alert already has a work order open: a member is sent back to the alert page with the message.
+    "handoff:create_work_order": Url(signed_in, "POST", obj="alerts.alert"),
+    # The demo's stand-in CMMS (demo.cmms_inbox): members of the demo site only (none in this world); the
+    # orders endpoint takes the demo CMMS's credential only.
+    "demo:cmms_inbox": Url(lambda role, site: LOGIN if role in ANONYMOUS else HIDDEN),
+    "demo:cmms_report": Url(
+        lambda role, site: LOGIN if role in ANONYMOUS else HIDDEN,
+        "POST",
+        kwargs=lambda w, s: {"number": 1},
+        data=lambda w, s: {"outcome": "done"},
+    ),
+    "demo:cmms_orders": Url(lambda role, site: UNAUTHORIZED, "POST", data=lambda w, s: {}, json=True),
     "alerts:health": Url(engineer_page),
     "alerts:health_alerts": Url(engineer_page, query="?period=2026-01"),
     "alerts:health_kpis": Url(engineer_page),
@@ -302,6 +322,10 @@ ADMIN_MODELS: dict[str, Admin] = {
     "alerts.score": Admin(scoped=True, add=False),
     "alerts.thresholdoverride": Admin(scoped=True, add=False),
     "alerts.noiseaction": Admin(scoped=True, add=False),
+    "handoff.webhookendpoint": Admin(scoped=True),
+    "handoff.webhookdelivery": Admin(scoped=True, add=False),
+    "handoff.cmmsconnection": Admin(scoped=True),
+    "handoff.workorder": Admin(scoped=True, add=False),
     "models_registry.modelversion": Admin(scoped=False, delete=False),
     "models_registry.modelincident": Admin(scoped=False, add=False, delete=False),
     "models_registry.retrainrun": Admin(scoped=False, add=False),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 import os
 import re
 import signal
@@ -154,7 +156,9 @@ def test_seed_output_gives_the_gateway_token_and_the_logins():
 def test_the_worker_and_simulator_commands_follow_the_process_contract(tmp_path):
     worker = worker_command(tmp_path)
     assert worker[1:6] == ["-m", "celery", "-A", "config", "worker"]
-    assert worker[worker.index("-Q") + 1] == "default,ingest,scoring,explain,notify"
+    # The demo's one worker consumes every queue Vigil declares (outbound: webhooks and work orders).
+    queues = worker[worker.index("-Q") + 1].split(",")
+    assert sorted(queues) == sorted(queue.name for queue in settings.CELERY_TASK_QUEUES)
     simulator = simulator_command("http://127.0.0.1:8000", "tok", 60, None)
     assert simulator[2:] == [
         "simulate",

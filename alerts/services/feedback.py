@@ -132,12 +132,20 @@ def can_give_verdict(alert: Alert, user: Any, current: Feedback | None) -> bool:
 
 
 def record_feedback(
-    alert: Alert, user: Any, action: str, note: str = "", *, now: datetime | None = None
+    alert: Alert,
+    user: Any,
+    action: str,
+    note: str = "",
+    *,
+    now: datetime | None = None,
+    authorised: bool = False,
 ) -> Feedback:
     """Apply one board action to the alert for the user (who must already be allowed to see it).
 
     Raises FeedbackError for an unknown action or one the alert's state does not allow, and
-    FeedbackForbidden when someone else's verdict would be corrected by a non-engineer.
+    FeedbackForbidden when someone else's verdict would be corrected by a non-engineer. ``authorised``:
+    the caller vouches for the verdict without a user (``user`` None: a work order's outcome from the
+    site's CMMS, handoff.work_orders), so it may correct anyone's verdict.
     """
     parsed = parse_action(action)
     note = (note or "").strip()[:MAX_NOTE]
@@ -153,7 +161,7 @@ def record_feedback(
             elif parsed.kind == FeedbackKind.SNOOZE:
                 feedback = _snooze(alert, user, note, now, parsed.snooze_hours or 1)
             else:
-                feedback = _verdict(alert, user, parsed, note, now)
+                feedback = _verdict(alert, user, parsed, note, now, authorised=authorised)
         except AlertStateError as exc:
             raise FeedbackError(str(exc)) from exc
         broadcast_alerts([alert.pk])
@@ -189,14 +197,16 @@ def _snooze(alert: Alert, user: Any, note: str, now: datetime, hours: int) -> Fe
     return _record(alert, user, FeedbackKind.SNOOZE, note, event, now, snoozed_until=until)
 
 
-def _verdict(alert: Alert, user: Any, parsed: ParsedAction, note: str, now: datetime) -> Feedback:
+def _verdict(
+    alert: Alert, user: Any, parsed: ParsedAction, note: str, now: datetime, *, authorised: bool = False
+) -> Feedback:
     current = current_verdict(alert)
     repairing = (
         alert.episode == EpisodeState.IN_WORK
         and parsed.verdict == Verdict.CONFIRMED_FAULT
         and parsed.action == MaintenanceAction.REPAIRED
     )
-    if not repairing and not can_give_verdict(alert, user, current):
+    if not (repairing or authorised) and not can_give_verdict(alert, user, current):
         raise FeedbackForbidden(
             f"the verdict on alert #{alert.pk} was given by {current.user or 'someone else'}; only they or "
             "an engineer can correct it"

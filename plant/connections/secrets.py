@@ -33,6 +33,17 @@ def encrypt(password: str) -> str:
     return _fernet().encrypt(password.encode()).decode()
 
 
+def decrypt(stored: str, what: str = "password") -> str:
+    """A value stored by ``encrypt`` in clear; SecretError (naming ``what``) when the key changed since."""
+    try:
+        return _fernet().decrypt(stored.encode()).decode()
+    except InvalidToken:
+        raise SecretError(
+            f"the stored {what} cannot be decrypted (SECRET_KEY or VIGIL_CONNECTION_KEY changed): "
+            "enter it again"
+        ) from None
+
+
 def set_password(connection: Connection, password: str) -> None:
     """Store `password` encrypted (an empty one clears it); the environment-variable name is left as is."""
     connection.password_encrypted = encrypt(password) if password else ""
@@ -53,10 +64,4 @@ def read_secret(env_name: str, encrypted: str, what: str = "secret") -> str | No
         return value
     if not encrypted:
         return None
-    try:
-        return _fernet().decrypt(encrypted.encode()).decode()
-    except InvalidToken:
-        raise SecretError(
-            f"the stored {what} cannot be decrypted (SECRET_KEY or VIGIL_CONNECTION_KEY changed): "
-            "enter it again"
-        ) from None
+    return decrypt(encrypted, what)

@@ -195,7 +195,7 @@ def test_the_pages_cost_a_fixed_number_of_queries(engineer_client, golden, djang
     with django_assert_num_queries(6):
         engineer_client.get(DRILL, {"period": "2026-07", "key": "all", "metric": "alerts"})
     # The rows, their delays and both driver groupings (one statement), missed, then the labels (3), and
-    # the count of scoring gaps, the notification messages (notify's section; no message, no events);
+    # the count of scoring gaps, the notification messages (notify's section; no message, no events) and the work orders (handoff, one statement);
     # not the alarm-management KPIs, which load after the page.
     with django_assert_num_queries(13):
         engineer_client.get(HEALTH)

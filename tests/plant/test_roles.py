@@ -16,11 +16,11 @@ def perms(group_name: str) -> set[str]:
     }
 
 
-def test_after_migrate_engineers_hold_every_permission_of_the_three_domain_apps():
+def test_after_migrate_engineers_hold_every_permission_of_the_domain_apps():
     expected = {
         f"{p.content_type.app_label}.{p.codename}"
         for p in Permission.objects.filter(
-            content_type__app_label__in=["plant", "alerts", "models_registry"]
+            content_type__app_label__in=["plant", "alerts", "models_registry", "handoff"]
         ).select_related("content_type")
     }
     granted = perms("engineer")
@@ -32,6 +32,7 @@ def test_after_migrate_engineers_hold_every_permission_of_the_three_domain_apps(
         "alerts.change_alert",
         "models_registry.change_modelincident",
         "models_registry.delete_modelversion",
+        "handoff.change_webhookendpoint",
     } <= granted
     assert not any(name.startswith("auth.") for name in granted)
 

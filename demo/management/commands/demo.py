@@ -32,6 +32,7 @@ from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 
 from config.embedded_redis import host_port, redis_answers, server_command
 from connectivity.mqtt import parse_endpoint
+from demo.cmms_inbox import seed_demo_cmms
 from demo.seed import (
     DEMO_MQTT_JSON,
     DEMO_MQTT_SPARKPLUG,
@@ -54,7 +55,7 @@ from plant.datasets import skab as skab_data
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
 USER_RE = re.compile(r"^USER=(\S+) PASSWORD=(\S+) ROLE=(\S+)", re.MULTILINE)
-WORKER_QUEUES = "default,ingest,scoring,explain,notify"
+WORKER_QUEUES = "default,ingest,scoring,explain,notify,outbound"
 DATASETS = ("skab",)
 
 
@@ -245,6 +246,12 @@ class Command(BaseCommand):
         if options.get("data") and not options["no_model"]:
             self._skab_champion(supervisor, options["replay"])
         url = f"http://{host}:{port}"
+        if not options["token"]:  # seeded here: the demo site's work orders go to the demo's stand-in CMMS
+            try:
+                if seed_demo_cmms(os.environ.get("VIGIL_PUBLIC_URL", url)) is not None:
+                    supervisor.say(f"the demo site's work orders go to the demo CMMS inbox: {url}/demo/cmms/")
+            finally:
+                connections.close_all()
         failure: str | None = None
         try:
             self._start_all(supervisor, host, port, url, token, options)

@@ -1,0 +1,417 @@
+"""Work orders: sent to the site's CMMS (generic JSON adapter and Odoo's maintenance.request over
+JSON-RPC, each against a local server implementing the documented subset), their outcome coming back by
+webhook or polling and becoming the alert's verdict and label — correcting a confirmed fault when nothing
+was found — shown on the alert and counted as acted on."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from django.utils import timezone
+
+from alerts.metrics.facts import alert_facts, conditions
+from alerts.models import Alert, Feedback
+from alerts.services import current_verdict, record_feedback
+from handoff import tasks
+from handoff.models import CmmsConnection, WorkOrder
+from handoff.work_orders import create_work_order, poll_outcomes
+from plant.connections.secrets import encrypt
+from tests.alerts.builders import make_alert
+from tests.handoff.conftest import FakeOdoo
+
+CREDENTIAL = "cmms-bearer-0123456789"
+
+
+def cmms_for(
+    site, url: str, *, kind: str = "generic", auto: bool = False, credential: str = CREDENTIAL, **fields
+) -> tuple[CmmsConnection, str]:
+    connection = CmmsConnection(site=site, kind=kind, url=url, auto_create=auto, **fields)
+    connection.credential_encrypted = encrypt(credential)
+    token = connection.rotate_inbound_token()
+    connection.save()
+    return connection, token
+
+
+def generic_cmms(serve):
+    counter = iter(range(100, 200))
+    return serve(lambda got: (201, {"id": f"WO-{next(counter)}"}))
+
+
+def send(queued) -> None:
+    for pk in queued["send"]:
+        tasks.send_work_order_task.apply(args=[pk])
+    queued["send"].clear()
+
+
+def post_outcome(client, order_pk: int, token: str, body) -> object:
+    data = body if isinstance(body, (bytes, str)) else orjson.dumps(body)
+    return client.post(
+        f"/api/v1/work-orders/{order_pk}/outcome",
+        data=data,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+
+def test_a_confirmed_fault_sends_a_work_order_to_the_generic_cmms_automatically(
+    asset, champion, technician, serve, queued, django_capture_on_commit_callbacks
+):
+    cmms = generic_cmms(serve)
+    cmms_for(asset.site, cmms.url + "/orders", auto=True)
+    alert = make_alert(asset, champion, severity="high")
+    with django_capture_on_commit_callbacks(execute=True):
+        record_feedback(alert, technician, "confirm:scheduled", "bearing noise")
+    with django_capture_on_commit_callbacks(execute=True):
+        send(queued)
+    (got,) = cmms.received
+    assert got.path == "/orders" and got.headers["Authorization"] == f"Bearer {CREDENTIAL}"
+    order = WorkOrder.objects.get()
+    assert got.headers["Idempotency-Key"] == str(order.uid)
+    body = got.json()["work_order"]
+    assert body["id"] == order.pk and body["priority"] == 2 and body["asset"]["tag"] == asset.tag
+    assert body["alert"]["id"] == alert.pk and "bearing noise" in body["description"]
+    assert body["outcome_url"].endswith(f"/api/v1/work-orders/{order.pk}/outcome")
+    assert order.status == "sent" and order.external_id == "WO-100" and order.trigger == "automatic"
+
+
+def test_no_automatic_work_order_without_the_sites_consent_or_for_a_false_alarm(
+    asset, champion, technician, serve, queued, django_capture_on_commit_callbacks
+):
+    cmms = generic_cmms(serve)
+    connection, _ = cmms_for(asset.site, cmms.url, auto=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        record_feedback(make_alert(asset, champion), technician, "confirm:repaired")
+    connection.auto_create = True
+    connection.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        record_feedback(make_alert(asset, champion, age_min=90), technician, "false_alarm:sensor_glitch")
+    assert not WorkOrder.objects.exists() and not queued["send"]
+
+
+def test_no_fault_found_after_a_confirmed_fault_corrects_the_verdict_and_the_label(
+    asset, champion, technician, serve, queued, client, django_capture_on_commit_callbacks
+):
+    cmms = generic_cmms(serve)
+    _, token = cmms_for(asset.site, cmms.url, auto=True)
+    alert = make_alert(asset, champion)
+    with django_capture_on_commit_callbacks(execute=True):
+        confirmed = record_feedback(alert, technician, "confirm:scheduled")
+    send(queued)
+    order = WorkOrder.objects.get()
+    response = post_outcome(
+        client, order.pk, token, {"outcome": "no_fault_found", "findings": "bearing fine"}
+    )
+    assert response.status_code == 200, response.content
+    assert response.json() | {} == {
+        "id": order.pk,
+        "alert": alert.pk,
+        "status": "closed",
+        "outcome": "no_fault_found",
+        "external_id": "WO-100",
+        "corrected": "Confirmed fault — Repair scheduled",
+        "verdict": "false_alarm",
+    }
+    verdict = current_verdict(alert)
+    assert verdict.verdict == "false_alarm" and verdict.supersedes_id == confirmed.pk and verdict.user is None
+    assert "no fault found" in verdict.note and "bearing fine" in verdict.note
+    assert (
+        verdict.label.kind == "normal" and verdict.label.pk == confirmed.label_id
+    )  # the one label, relabelled
+    event = verdict.event
+    assert event.reason.startswith("verdict corrected: Confirmed fault — Repair scheduled → False alarm")
+    # The same outcome again is accepted and changes nothing; another one is a conflict.
+    assert post_outcome(client, order.pk, token, {"outcome": "no_fault_found"}).status_code == 200
+    assert Feedback.objects.filter(alert=alert, kind="verdict").count() == 2
+    conflict = post_outcome(client, order.pk, token, {"outcome": "done"})
+    assert conflict.status_code == 409 and "already closed" in conflict.json()["error"]
+
+
+def test_a_work_order_done_counts_as_acted_on(
+    asset, champion, technician, serve, queued, client, django_capture_on_commit_callbacks
+):
+    cmms = generic_cmms(serve)
+    _, token = cmms_for(asset.site, cmms.url)
+    alert = make_alert(asset, champion)
+    alerts = Alert.objects.filter(pk=alert.pk)
+    actionable = conditions(timezone.now())["actionable"]
+    with django_capture_on_commit_callbacks(execute=True):
+        order = create_work_order(alert, user=technician)
+    send(queued)
+    assert alert_facts(alerts, condition=actionable) == []
+    assert (
+        post_outcome(client, order.pk, token, {"outcome": "done", "findings": "bearing replaced"}).status_code
+        == 200
+    )
+    (facts,) = alert_facts(alerts, condition=actionable)
+    assert facts.verdict == "confirmed_fault" and facts.verdict_action == "repaired"
+    alert.refresh_from_db()
+    assert alert.state == "resolved"
+    label = current_verdict(alert).label
+    assert label.kind == "fault" and "bearing replaced" in label.note
+
+
+def test_a_cancelled_work_order_leaves_the_verdict_alone(
+    asset, champion, technician, serve, queued, client, django_capture_on_commit_callbacks
+):
+    cmms = generic_cmms(serve)
+    _, token = cmms_for(asset.site, cmms.url)
+    alert = make_alert(asset, champion)
+    with django_capture_on_commit_callbacks(execute=True):
+        confirmed = record_feedback(alert, technician, "confirm:scheduled")
+        order = create_work_order(alert, user=technician)
+    response = post_outcome(client, order.pk, token, {"outcome": "cancelled", "findings": None})
+    assert response.status_code == 200 and response.json()["verdict"] is None
+    assert current_verdict(alert).pk == confirmed.pk
+
+
+@pytest.mark.parametrize(
+    ("headers", "path", "body", "status", "message"),
+    [
+        ({}, None, {"outcome": "done"}, 401, "missing Authorization header"),
+        ({"HTTP_AUTHORIZATION": "Token abc"}, None, {"outcome": "done"}, 401, "malformed Authorization"),
+        ({"HTTP_AUTHORIZATION": "Bearer vwo_wrong"}, None, {"outcome": "done"}, 401, "invalid CMMS token"),
+        ("other", None, {"outcome": "done"}, 404, "no work order #"),
+        ("own", "/api/v1/work-orders/999999/outcome", {"outcome": "done"}, 404, "no work order #999999"),
+        ("own", None, {"outcome": "fixed"}, 400, "unknown outcome 'fixed'; use one of: done, no_fault_found"),
+        ("own", None, {}, 400, "unknown outcome 'None'"),
+        ("own", None, b"{not json", 400, "body is not valid JSON"),
+        ("own", None, b"[1, 2]", 400, "body must be a JSON object"),
+        ("own", None, {"outcome": "done", "findings": 5}, 400, "findings must be a string"),
+        ("own", None, b"x" * (64 * 1024 + 1), 413, "body too large"),
+    ],
+)
+def test_bad_outcome_requests_get_a_4xx_naming_the_problem(
+    asset, other_asset, champion, technician, client, queued, headers, path, body, status, message
+):
+    _, own = cmms_for(asset.site, "https://cmms.example/orders")
+    _, other = cmms_for(other_asset.site, "https://cmms.example/orders")
+    order = create_work_order(make_alert(asset, champion), user=technician)
+    if headers == "own":
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {own}"}
+    elif headers == "other":
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {other}"}
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    response = client.post(
+        path or f"/api/v1/work-orders/{order.pk}/outcome",
+        data=data,
+        content_type="application/json",
+        **headers,
+    )
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"].startswith(message)
+    order.refresh_from_db()
+    assert order.status == "pending" and not order.outcome
+
+
+def test_the_outcome_endpoint_takes_only_post(client):
+    response = client.get("/api/v1/work-orders/1/outcome")
+    assert response.status_code == 405 and response.json()["error"].startswith("method GET not allowed")
+
+
+def test_a_cmms_that_refuses_is_retried_then_marked_failed_with_its_answer(
+    asset, champion, technician, serve, queued, settings, django_capture_on_commit_callbacks
+):
+    settings.VIGIL_CMMS_MAX_ATTEMPTS = 2
+    cmms = serve(lambda got: (422, {"error": "unknown asset"}))
+    cmms_for(asset.site, cmms.url)
+    with django_capture_on_commit_callbacks(execute=True):
+        order = create_work_order(make_alert(asset, champion), user=technician)
+    send(queued)
+    order.refresh_from_db()
+    assert len(cmms.received) == 2
+    assert order.status == "failed" and order.attempts == 2 and "HTTP 422" in order.last_error
+    assert "unknown asset" in order.last_error
+
+
+def test_a_generic_answer_without_an_id_is_an_error(asset, champion, technician, serve, queued, settings):
+    settings.VIGIL_CMMS_MAX_ATTEMPTS = 1
+    cmms = serve(lambda got: (200, {"ok": True}))
+    cmms_for(asset.site, cmms.url)
+    order = create_work_order(make_alert(asset, champion), user=technician)
+    tasks.send_work_order_task.apply(args=[order.pk])
+    order.refresh_from_db()
+    assert order.status == "failed" and 'no "id"' in order.last_error
+
+
+# --- Odoo maintenance.request over JSON-RPC ----------------------------------------------------------------
+
+
+def odoo_connection(site, odoo, serve, **fields):
+    server = serve(odoo.answer)
+    return cmms_for(
+        site,
+        server.url,
+        kind="odoo",
+        odoo_database=odoo.db,
+        odoo_login=odoo.login,
+        credential=odoo.password,
+        **fields,
+    )
+
+
+def test_odoo_gets_a_corrective_maintenance_request_on_the_assets_equipment(
+    asset, champion, technician, serve, queued
+):
+    odoo = FakeOdoo()
+    odoo.equipment[3]["name"] = asset.tag
+    odoo_connection(asset.site, odoo, serve)
+    alert = make_alert(asset, champion, severity="critical")
+    order = create_work_order(alert, user=technician)
+    tasks.send_work_order_task.apply(args=[order.pk])
+    order.refresh_from_db()
+    assert order.status == "sent" and order.external_id == "1"
+    request = odoo.requests[1]
+    assert request["maintenance_type"] == "corrective" and request["equipment_id"] == 3
+    assert request["priority"] == "3" and f"alert #{alert.pk}" in request["name"]
+    assert f"/alerts/{alert.pk}/" in request["description"]
+    assert [call[:2] for call in odoo.calls] == [
+        ("common", "login"),
+        ("object", "execute_kw"),
+        ("object", "execute_kw"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stage", "archive", "outcome", "verdict"),
+    [
+        (3, False, "done", "confirmed_fault"),
+        (4, False, "no_fault_found", "false_alarm"),
+        (1, True, "cancelled", "confirmed_fault"),
+    ],
+)
+def test_odoo_outcomes_are_polled_from_the_requests_stage(
+    asset,
+    champion,
+    technician,
+    serve,
+    queued,
+    stage,
+    archive,
+    outcome,
+    verdict,
+    django_capture_on_commit_callbacks,
+):
+    odoo = FakeOdoo()
+    odoo_connection(asset.site, odoo, serve)
+    alert = make_alert(asset, champion)
+    with django_capture_on_commit_callbacks(execute=True):
+        record_feedback(alert, technician, "confirm:scheduled")
+        order = create_work_order(alert, user=technician)
+    send(queued)
+    assert poll_outcomes() == 0  # still "New Request"
+    odoo.set_stage(1, stage)
+    odoo.requests[1]["archive"] = archive
+    assert poll_outcomes() == 1
+    order.refresh_from_db()
+    assert order.status == "closed" and order.outcome == outcome and order.outcome_source == "poll"
+    assert current_verdict(alert).verdict == verdict
+    assert poll_outcomes() == 0  # closed orders are not read again
+
+
+def test_odoo_refusing_the_login_is_recorded_on_the_work_order(
+    asset, champion, technician, serve, queued, settings
+):
+    settings.VIGIL_CMMS_MAX_ATTEMPTS = 1
+    odoo = FakeOdoo()
+    connection, _ = odoo_connection(asset.site, odoo, serve)
+    connection.credential_encrypted = encrypt("wrong")
+    connection.save()
+    order = create_work_order(make_alert(asset, champion), user=technician)
+    tasks.send_work_order_task.apply(args=[order.pk])
+    order.refresh_from_db()
+    assert order.status == "failed" and "refused the login" in order.last_error
+
+
+# --- the alert page, "what was done last time" and the health page ------------------------------------------
+
+
+def test_a_technician_creates_a_work_order_from_the_alert_page(
+    asset, champion, technician, outsider, client, queued, django_capture_on_commit_callbacks
+):
+    cmms_for(asset.site, "https://cmms.example/orders")
+    alert = make_alert(asset, champion)
+    client.force_login(outsider)
+    assert client.post(f"/handoff/alerts/{alert.pk}/work-order/").status_code == 404
+    client.force_login(technician)
+    page = client.get(f"/alerts/{alert.pk}/").content.decode()
+    assert 'id="create-work-order"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/handoff/alerts/{alert.pk}/work-order/")
+    assert response.status_code == 302
+    order = WorkOrder.objects.get()
+    assert order.requested_by == technician and order.trigger == "manual" and queued["send"] == [order.pk]
+    page = client.get(f"/alerts/{alert.pk}/").content.decode()
+    assert f'id="work-order-{order.pk}"' in page and 'id="create-work-order"' not in page
+    again = client.post(f"/handoff/alerts/{alert.pk}/work-order/", follow=True)
+    assert "already has work order" in again.content.decode() and WorkOrder.objects.count() == 1
+
+
+def test_without_a_cmms_the_alert_page_offers_no_work_order(asset, champion, technician, client):
+    alert = make_alert(asset, champion)
+    client.force_login(technician)
+    assert 'id="work-orders"' not in client.get(f"/alerts/{alert.pk}/").content.decode()
+    response = client.post(f"/handoff/alerts/{alert.pk}/work-order/", follow=True)
+    assert "has no CMMS connection" in response.content.decode() and not WorkOrder.objects.exists()
+
+
+def test_the_outcome_shows_on_the_alert_and_on_what_was_done_last_time(
+    asset, champion, technician, client, queued
+):
+    _, token = cmms_for(asset.site, "https://cmms.example/orders")
+    earlier = make_alert(asset, champion, age_min=600, dominant_role="vibration")
+    order = create_work_order(earlier, user=technician)
+    post_outcome(
+        client, order.pk, token, {"outcome": "done", "findings": "outer race worn, bearing replaced"}
+    )
+    later = make_alert(asset, champion, opened=timezone.now(), dominant_role="vibration")
+    client.force_login(technician)
+    page = client.get(f"/alerts/{earlier.pk}/").content.decode()
+    assert 'data-outcome="done"' in page and "outer race worn" in page
+    page = client.get(f"/alerts/{later.pk}/").content.decode()
+    assert "Last similar alert" in page and "outer race worn, bearing replaced" in page
+
+
+def test_the_health_page_counts_work_orders_and_their_labels(
+    asset, champion, technician, engineer, client, queued
+):
+    _, token = cmms_for(asset.site, "https://cmms.example/orders")
+    for outcome in ("done", "no_fault_found", None):
+        order = create_work_order(make_alert(asset, champion), user=technician)
+        if outcome:
+            post_outcome(client, order.pk, token, {"outcome": outcome})
+    client.force_login(engineer)
+    page = client.get("/alerts/health/").content.decode()
+    assert 'id="wo-created">3<' in page and 'id="wo-closed">2<' in page
+    assert (
+        'id="wo-done">1<' in page and 'id="wo-no_fault_found">1<' in page and 'id="wo-cancelled">0<' in page
+    )
+    assert 'id="wo-labels">2<' in page
+
+
+def test_the_openapi_document_describes_the_outcome_endpoint_and_the_webhook_event(client):
+    from openapi_spec_validator import validate
+
+    document = orjson.loads(client.get("/api/v1/openapi.json").content)
+    validate(document)
+    operation = document["paths"]["/api/v1/work-orders/{id}/outcome"]["post"]
+    assert {"200", "400", "401", "404", "409", "413"} <= set(operation["responses"])
+    assert document["components"]["securitySchemes"]["cmmsToken"]["scheme"] == "bearer"
+    event = document["webhooks"]["alertEvent"]["post"]
+    assert event["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/WebhookEvent")
+    assert {p["name"] for p in event["parameters"]} == {
+        "Vigil-Signature",
+        "Idempotency-Key",
+        "Vigil-Event-Type",
+    }
+
+
+def test_an_outcome_the_alert_cannot_take_is_a_409_not_a_500(asset, champion, technician, client, queued):
+    _, token = cmms_for(asset.site, "https://cmms.example/orders")
+    alert = make_alert(asset, champion)
+    order = create_work_order(alert, user=technician)
+    Alert.objects.filter(pk=alert.pk).update(is_shadow=True)  # shadow alerts take no feedback
+    response = post_outcome(client, order.pk, token, {"outcome": "done"})
+    assert response.status_code == 409 and "shadow alerts take no feedback" in response.json()["error"]
+    order.refresh_from_db()
+    assert order.status == "pending"
