@@ -60,7 +60,7 @@ def test_the_import_contracts_hold():
     assert result.returncode == 0, result.stdout + result.stderr
     for contract in (
         "detection imports no Django and no Vigil app",
-        "Apps depend one way (notify > alerts > models_registry > plant > detection)",
+        "Layers: notify, handoff > alerts > models_registry > plant > detection",
         "connectivity imports no Django and no Vigil app",
         "edge imports no Django and no Vigil app",
     ):

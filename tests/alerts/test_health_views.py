@@ -197,7 +197,7 @@ def test_the_pages_cost_a_fixed_number_of_queries(engineer_client, golden, djang
     # The rows, their delays and both driver groupings (one statement), missed, then the labels (3), and
     # the count of scoring gaps, the notification messages (notify's section; no message, no events) and the work orders (handoff, one statement);
     # not the alarm-management KPIs, which load after the page.
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         engineer_client.get(HEALTH)
     # The fragment: session, user, sites (no nav), then the KPIs: the sites, the alerts' facts (one
     # statement), the technicians and the asset names (4).

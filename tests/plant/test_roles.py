@@ -20,7 +20,7 @@ def test_after_migrate_engineers_hold_every_permission_of_the_domain_apps():
     expected = {
         f"{p.content_type.app_label}.{p.codename}"
         for p in Permission.objects.filter(
-            content_type__app_label__in=["plant", "alerts", "models_registry", "handoff"]
+            content_type__app_label__in=["plant", "alerts", "models_registry", "notify", "handoff"]
         ).select_related("content_type")
     }
     granted = perms("engineer")
@@ -33,6 +33,7 @@ def test_after_migrate_engineers_hold_every_permission_of_the_domain_apps():
         "models_registry.change_modelincident",
         "models_registry.delete_modelversion",
         "handoff.change_webhookendpoint",
+        "notify.change_channel",
     } <= granted
     assert not any(name.startswith("auth.") for name in granted)
 
