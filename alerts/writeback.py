@@ -10,18 +10,16 @@ a retained MQTT message per asset); the row holds the whole state, so publishing
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Iterable
 from typing import Any
 
-from cachetools import TTLCache
 from django.conf import settings
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
 from django.urls import reverse
 from django.utils import timezone
 
 from alerts.choices import ACTIVE_STATES, Severity
-from alerts.models import Alert, AlertEvent
+from alerts.event_hooks import InterestedAssets, on_alert_events
+from alerts.models import Alert
 from alerts.services.board import decorate
 from plant.models import Asset, Connection, WriteBack
 
@@ -87,46 +85,20 @@ def record_write_back(asset_id: int) -> int:
     return len(connections)
 
 
-# The assets whose site has a write-back connection, looked up at most every WRITE_BACK_ASSETS_TTL_S per
-# process (and again at once when a connection is saved here): scoring pays no query per event for it.
-WRITE_BACK_ASSETS_TTL_S = 10.0
-_assets_cache: TTLCache = TTLCache(maxsize=1, ttl=WRITE_BACK_ASSETS_TTL_S)
-_assets_lock = threading.Lock()
+def _write_back_asset_ids() -> Iterable[int]:
+    return (
+        Asset.objects.filter(site__connections__write_back=True, site__connections__enabled=True)
+        .values_list("pk", flat=True)
+        .distinct()
+    )
 
 
-def write_back_assets() -> frozenset[int]:
-    """Ids of the assets on sites with an enabled write-back connection (cached briefly)."""
-    with _assets_lock:
-        assets = _assets_cache.get("assets")
-        if assets is None:
-            assets = _assets_cache["assets"] = frozenset(
-                Asset.objects.filter(site__connections__write_back=True, site__connections__enabled=True)
-                .values_list("pk", flat=True)
-                .distinct()
-            )
-        return assets
-
-
-def forget_write_back_assets(**kwargs: Any) -> None:
-    with _assets_lock:
-        _assets_cache.clear()
-
-
-def on_alert_event(sender: type, instance: AlertEvent, created: bool, **kwargs: Any) -> None:
-    """post_save of AlertEvent: every state change is one (alerts.models), whoever made it."""
-    if created and not kwargs.get("raw"):
-        # The event is made with its alert in hand (cached on it): no query inside the caller's transaction.
-        asset_id = instance.alert.asset_id
-        if asset_id not in write_back_assets():
-            return
-
-        def write_back_asset_state() -> None:  # a named function: robust on_commit logs its name
-            record_write_back(asset_id)
-
-        transaction.on_commit(write_back_asset_state, robust=True)
+# The assets on sites with an enabled write-back connection (alerts.event_hooks: cached per process).
+write_back_assets = InterestedAssets("alerts.writeback", _write_back_asset_ids, [Connection])
 
 
 def connect() -> None:
-    post_save.connect(on_alert_event, sender=AlertEvent, dispatch_uid="alerts.writeback")
-    for signal in (post_save, post_delete):
-        signal.connect(forget_write_back_assets, sender=Connection, dispatch_uid=f"alerts.writeback.{signal}")
+    """Every alert state change of such an asset records its write-back after commit (alerts.event_hooks)."""
+    on_alert_events(
+        "alerts.writeback", write_back_assets, lambda event_pk, asset_id: record_write_back(asset_id)
+    )

@@ -1,8 +1,8 @@
 """Who is told what, when: routing an alert's state changes to channels, escalation, quiet hours, the
 flood digest and the signed acknowledge links.
 
-The one dispatch point is ``on_alert_event``, connected to AlertEvent's post_save — the path the
-write-back takes (alerts.writeback): every state change of an alert is an AlertEvent, whoever made it.
+The one dispatch point is ``connect``'s receiver of AlertEvent rows (alerts.event_hooks, the path the
+write-back and handoff take): every state change of an alert is an AlertEvent, whoever made it.
 After the change commits, ``plan_event`` writes the messages as ``Notification`` rows (an outbox: no
 network here, so scoring never waits for a channel) and queues one send task per message on the
 ``notify`` queue (notify.delivery). Rules:
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,23 +28,22 @@ from datetime import timezone as dt_timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cachetools import TTLCache
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.db.models.signals import post_delete, post_save
 from django.urls import reverse
 from django.utils import timezone
 
 from alerts.choices import CLOSED_STATES, AlertState, Severity
+from alerts.event_hooks import InterestedAssets, on_alert_events
 from alerts.metrics.kpis import FLOOD_ALERTS, TEN_MINUTES
 from alerts.models import Alert, AlertEvent, Feedback
 from alerts.services import record_feedback
 from alerts.writeback import alert_words
 from notify.choices import TOLD, DeliveryStatus, MessageKind
 from notify.models import AckToken, Channel, Escalation, Notification, QuietHours, Rule, Shift
-from plant.models import Site
+from plant.models import Asset, Site
 
 log = logging.getLogger(__name__)
 
@@ -76,49 +74,28 @@ def queue_send(notification_ids: Iterable[int]) -> None:
 
 # --- the dispatch point ------------------------------------------------------------------------------------
 
-# The sites with an enabled rule, looked up at most every RULE_SITES_TTL_S per process (and at once when a
-# rule is saved here): scoring, which holds the alert's asset, pays no query per event for them.
-RULE_SITES_TTL_S = 10.0
-_sites_cache: TTLCache = TTLCache(maxsize=1, ttl=RULE_SITES_TTL_S)
-_sites_lock = threading.Lock()
+
+def _notified_asset_ids() -> Iterable[int]:
+    sites = Rule.objects.filter(enabled=True).values_list("site_id", flat=True)
+    return Asset.objects.filter(site_id__in=sites).values_list("pk", flat=True)
 
 
-def notified_sites() -> frozenset[int]:
-    with _sites_lock:
-        sites = _sites_cache.get("sites")
-        if sites is None:
-            sites = _sites_cache["sites"] = frozenset(
-                Rule.objects.filter(enabled=True).values_list("site_id", flat=True).distinct()
-            )
-        return sites
-
-
-def forget_notified_sites(**kwargs: Any) -> None:
-    with _sites_lock:
-        _sites_cache.clear()
-
-
-def on_alert_event(sender: type, instance: AlertEvent, created: bool, **kwargs: Any) -> None:
-    """post_save of AlertEvent: plan the messages once the change has committed (a failure is logged and
-    never rolls back or slows the change)."""
-    if not created or kwargs.get("raw") or instance.from_state == instance.to_state:
-        return
-    if instance.alert.is_shadow or not notified_sites():
-        return
-    if instance.alert.asset.site_id not in notified_sites():
-        return
-    event_id = instance.pk
-
-    def plan_notifications() -> None:
-        plan_event(event_id)
-
-    transaction.on_commit(plan_notifications, robust=True)
+# The assets of sites with an enabled rule (alerts.event_hooks: cached per process, at once after a rule is
+# saved here): scoring, which holds the alert's asset, pays no query per event for them.
+notified_assets = InterestedAssets("notify.services", _notified_asset_ids, [Rule])
 
 
 def connect() -> None:
-    post_save.connect(on_alert_event, sender=AlertEvent, dispatch_uid="notify.services")
-    for signal in (post_save, post_delete):
-        signal.connect(forget_notified_sites, sender=Rule, dispatch_uid=f"notify.rules.{signal}")
+    """Plan the messages of every state change (not of a verdict leaving the state as it was) of a live
+    alert on a site with rules, once the change has committed (alerts.event_hooks: a failure is logged and
+    never rolls back or slows the change)."""
+    on_alert_events(
+        "notify.services",
+        notified_assets,
+        lambda event_pk, asset_id: plan_event(event_pk),
+        shadow=False,
+        same_state=False,
+    )
 
 
 # --- planning ------------------------------------------------------------------------------------------------

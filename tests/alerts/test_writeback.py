@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django import db
 from django.utils import timezone
 
-from alerts.writeback import forget_write_back_assets, record_write_back
+from alerts.writeback import record_write_back, write_back_assets
 from plant.connections import bridge
 from plant.connections.bridge import WRITTEN_KEPT, _mark_written
 from plant.models import Connection, WriteBack
@@ -25,9 +25,9 @@ from tests.brokers import mosquitto  # noqa: F401 (fixture)
 @pytest.fixture(autouse=True)
 def fresh_write_back_assets():
     """The per-process cache of write-back assets outlives a test's rolled-back rows: start and end empty."""
-    forget_write_back_assets()
+    write_back_assets.forget()
     yield
-    forget_write_back_assets()
+    write_back_assets.forget()
 
 
 @pytest.fixture

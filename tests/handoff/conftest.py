@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from handoff.dispatch import forget_handoff_assets
+from handoff.dispatch import handoff_assets
 from tests.alerts.conftest import alerts_settings, champion, trained  # noqa: F401 (fixtures)
 
 
@@ -164,9 +164,9 @@ class FakeOdoo:
 @pytest.fixture(autouse=True)
 def fresh_handoff_assets():
     """The per-process cache of hand-off assets outlives a test's rolled-back rows: start and end empty."""
-    forget_handoff_assets()
+    handoff_assets.forget()
     yield
-    forget_handoff_assets()
+    handoff_assets.forget()
 
 
 @pytest.fixture

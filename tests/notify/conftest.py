@@ -12,7 +12,7 @@ from alerts import broadcast
 from notify import tasks
 from notify.delivery import send_notification
 from notify.models import Channel, Notification, Rule
-from notify.services import forget_notified_sites
+from notify.services import notified_assets
 from plant.connections.secrets import encrypt
 from tests.alerts.builders import bare_champion
 from tests.alerts.conftest import OPEN, score, windows
@@ -28,9 +28,9 @@ def notify_settings(settings):
     settings.VIGIL_PUBLIC_URL = "https://vigil.example.com"
     cache.clear()
     broadcast.reset()
-    forget_notified_sites()
+    notified_assets.forget()
     yield settings
-    forget_notified_sites()
+    notified_assets.forget()
     broadcast.reset()
 
 

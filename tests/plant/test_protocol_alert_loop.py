@@ -23,7 +23,7 @@ from django.db import OperationalError
 from alerts.choices import AlertState
 from alerts.models import Alert
 from alerts.scoring import score_assets
-from alerts.writeback import forget_write_back_assets
+from alerts.writeback import write_back_assets
 from bench.protocol_latency import NOMINAL, pump_signals, wear
 from bench.versions import vibration_version
 from connectivity.writeback import SEVERITY_CODES
@@ -58,9 +58,9 @@ def loop_settings(settings, tmp_path):
     settings.VIGIL_ALERT_CLEAR_WINDOWS = 3
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     cache.clear()
-    forget_write_back_assets()  # the per-process cache outlives a test's rows
+    write_back_assets.forget()  # the per-process cache outlives a test's rows
     yield
-    forget_write_back_assets()
+    write_back_assets.forget()
     cache.clear()
 
 
