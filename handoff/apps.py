@@ -12,6 +12,7 @@ class HandoffConfig(AppConfig):
 
     def ready(self) -> None:
         from alerts.health_views import provide_health_section
+        from alerts.services.board import provide_card_actions
         from alerts.views import provide_alert_section
         from handoff import dispatch, panels
         from handoff.openapi import handoff_part
@@ -26,3 +27,4 @@ class HandoffConfig(AppConfig):
         provide_openapi_part(handoff_part)
         provide_alert_section(panels.alert_section, place="after_verdict")
         provide_health_section(panels.health_section)
+        provide_card_actions(panels.card_actions)

@@ -3,16 +3,20 @@ panel with its "Create work order" button, and the health page's work-order metr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 from alerts.metrics.params import MetricsQuery
 from alerts.models import Alert
+from alerts.services.board import CardAction
 from handoff.choices import WorkOrderOutcome, WorkOrderStatus
-from handoff.models import CmmsConnection
+from handoff.choices import OPEN_WORK_ORDER
+from handoff.models import CmmsConnection, WorkOrder
 
 
 def alert_panel(alert: Alert, request: HttpRequest) -> dict[str, Any] | None:
@@ -26,6 +30,33 @@ def alert_panel(alert: Alert, request: HttpRequest) -> dict[str, Any] | None:
         "template": "handoff/_alert_panel.html",
         "orders": orders,
         "can_create": has_cmms and not alert.is_shadow and not any(o.is_open for o in orders),
+    }
+
+
+def card_actions(alerts: Sequence[Alert]) -> dict[int, list[CardAction]]:
+    """The board's "Create work order" button (alerts.services.board.provide_card_actions) on the live cards
+    of sites with an enabled CMMS whose alert has no open work order — the alert page's rule
+    (``alert_panel``'s ``can_create``), in two queries for the whole board."""
+    live = [a for a in alerts if not a.is_shadow]
+    sites = set(
+        CmmsConnection.objects.filter(site_id__in={a.asset.site_id for a in live}, enabled=True).values_list(
+            "site_id", flat=True
+        )
+    )
+    candidates = [a for a in live if a.asset.site_id in sites]
+    if not candidates:
+        return {}
+    busy = set(
+        WorkOrder.objects.filter(alert__in=candidates, status__in=OPEN_WORK_ORDER).values_list(
+            "alert_id", flat=True
+        )
+    )
+    return {
+        a.pk: [
+            CardAction("Create work order", reverse("handoff:create_work_order", args=[a.pk]), "work-order")
+        ]
+        for a in candidates
+        if a.pk not in busy
     }
 
 

@@ -10,7 +10,7 @@ has a similar alert, those alerts with their current verdicts — five queries.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +80,42 @@ def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int |
         .order_by("-severity_rank", "opened_at", "pk")
     )
     decorate(rows)
+    add_card_actions(rows)
     return rows
+
+
+@dataclass(frozen=True)
+class CardAction:
+    """A button an app above alerts adds to a board card: a plain POST to ``url`` (the view answers with a
+    redirect and a message); ``name`` is its data-action."""
+
+    label: str
+    url: str
+    name: str
+
+
+# Card actions handed in by the apps above alerts from their AppConfig.ready() (handoff: "Create work
+# order"): each maps the cards to {alert pk: [CardAction]} with at most a query or two for all of them.
+CardActions = Callable[[Sequence[Alert]], dict[int, list[CardAction]]]
+_CARD_ACTIONS: list[CardActions] = []
+
+
+def provide_card_actions(actions: CardActions) -> None:
+    """Register a provider of board-card actions (idempotent)."""
+    if actions not in _CARD_ACTIONS:
+        _CARD_ACTIONS.append(actions)
+
+
+def add_card_actions(alerts: Sequence[Alert]) -> None:
+    """Attach ``card_actions`` (the registered providers' buttons, in registration order) to board cards."""
+    for alert in alerts:
+        alert.card_actions = []
+    if not alerts:
+        return
+    by_pk = {alert.pk: alert for alert in alerts}
+    for provider in _CARD_ACTIONS:
+        for pk, actions in provider(alerts).items():
+            by_pk[pk].card_actions.extend(actions)
 
 
 @dataclass(frozen=True)

@@ -347,6 +347,22 @@ def test_a_technician_creates_a_work_order_from_the_alert_page(
     assert "already has work order" in again.content.decode() and WorkOrder.objects.count() == 1
 
 
+def test_the_board_card_offers_a_work_order_while_the_alert_has_none_open(
+    asset, champion, technician, client, queued, django_capture_on_commit_callbacks
+):
+    alert = make_alert(asset, champion)
+    button = 'data-action="work-order"'
+    client.force_login(technician)
+    assert button not in client.get("/alerts/").content.decode()  # no CMMS on the site
+    cmms_for(asset.site, "https://cmms.example/orders")
+    card = client.get("/alerts/").content.decode()
+    assert button in card and f'action="/handoff/alerts/{alert.pk}/work-order/"' in card
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/handoff/alerts/{alert.pk}/work-order/")
+    assert response.status_code == 302 and WorkOrder.objects.count() == 1
+    assert button not in client.get("/alerts/").content.decode()  # one open work order per alert
+
+
 def test_without_a_cmms_the_alert_page_offers_no_work_order(asset, champion, technician, client):
     alert = make_alert(asset, champion)
     client.force_login(technician)
