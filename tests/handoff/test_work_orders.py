@@ -361,6 +361,9 @@ def test_the_board_card_offers_a_work_order_while_the_alert_has_none_open(
         response = client.post(f"/handoff/alerts/{alert.pk}/work-order/")
     assert response.status_code == 302 and WorkOrder.objects.count() == 1
     assert button not in client.get("/alerts/").content.decode()  # one open work order per alert
+    # A card pushed live posts with htmx: the browser is sent to the alert page, which says why not again.
+    again = client.post(f"/handoff/alerts/{alert.pk}/work-order/", headers={"HX-Request": "true"})
+    assert again.status_code == 200 and again["HX-Redirect"] == f"/alerts/{alert.pk}/"
 
 
 def test_without_a_cmms_the_alert_page_offers_no_work_order(asset, champion, technician, client):
