@@ -126,14 +126,15 @@ class AlertBoardConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(BOARD_CLIENT_REFRESH_S)
 
     async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "site_groups", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        # The presence task first: a channel layer that is down makes group_discard raise.
         presence = getattr(self, "presence", None)
         if presence is not None:
             presence.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await presence
             await _presence("remove", self.channel_name)
+        for group in getattr(self, "site_groups", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The board sends nothing; anything received is ignored."""
