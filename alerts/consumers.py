@@ -44,22 +44,20 @@ BOARD_CLIENT_REFRESH_S = 30.0
 BOARD_CLIENT_TTL_S = 3 * BOARD_CLIENT_REFRESH_S
 
 logger = logging.getLogger(__name__)
-_presence_clients: dict[int, redis.asyncio.Redis] = {}  # one per event loop (a client is bound to its loop)
 
 
 async def _presence(command: str, channel_name: str) -> None:
-    """Add (refresh) or remove one socket in BOARD_CLIENTS_KEY; a Redis that does not answer is skipped."""
-    loop = id(asyncio.get_running_loop())
-    client = _presence_clients.get(loop)
-    if client is None:
-        client = _presence_clients[loop] = redis.asyncio.from_url(
-            settings.REDIS_URL, socket_connect_timeout=1.0, socket_timeout=1.0
-        )
+    """Add (refresh) or remove one socket in BOARD_CLIENTS_KEY; a Redis that does not answer is skipped.
+    A client per call (one command every BOARD_CLIENT_REFRESH_S per socket): a client kept between calls is
+    bound to the event loop and the URL it was made with, and one of a gone loop or Redis never answers."""
     try:
-        if command == "refresh":
-            await client.zadd(BOARD_CLIENTS_KEY, {channel_name: time.time()})
-        else:
-            await client.zrem(BOARD_CLIENTS_KEY, channel_name)
+        async with redis.asyncio.from_url(
+            settings.REDIS_URL, socket_connect_timeout=1.0, socket_timeout=1.0
+        ) as client:
+            if command == "refresh":
+                await client.zadd(BOARD_CLIENTS_KEY, {channel_name: time.time()})
+            else:
+                await client.zrem(BOARD_CLIENTS_KEY, channel_name)
     except Exception as exc:  # the count is a metric: a board works without it
         logger.debug("board clients metric not updated: %s", exc)
 
@@ -121,8 +119,14 @@ class AlertBoardConsumer(AsyncWebsocketConsumer):
         self.presence = asyncio.create_task(self._keep_present())
 
     async def _keep_present(self) -> None:
+        task = asyncio.current_task()
         while True:
             await _presence("refresh", self.channel_name)
+            if task is not None and task.cancelling():
+                # Cancelled while the Redis client was connecting: it turned the cancellation into a
+                # connection error (logged and skipped by _presence), so end here, or the task would sleep on
+                # and hang whoever waits for it (the event loop's close).
+                raise asyncio.CancelledError
             await asyncio.sleep(BOARD_CLIENT_REFRESH_S)
 
     async def disconnect(self, code: int) -> None:
