@@ -94,8 +94,9 @@ def roll_up_readings(pass_ids: int | None = None, max_passes: int = 1000) -> Rol
                 waiting = _still_running(wm.pending_xids)
                 if waiting:
                     break
-                hi = min(wm.pending_id, wm.done_id + pass_ids)
-                _pass(wm.done_id, hi)
+                lo = _skip_empty(wm.done_id, wm.pending_id)
+                hi = min(wm.pending_id, lo + pass_ids)
+                _pass(lo, hi)
                 wm.done_id = hi
                 passes += 1
             else:
@@ -122,10 +123,19 @@ def _recheck(through: int, pass_ids: int) -> None:
             wm = RollupWatermark.objects.select_for_update().get(pk=wm.pk)
             if wm.checked_id >= through:
                 break
-            hi = min(through, wm.checked_id + pass_ids)
-            _pass(wm.checked_id, hi)
+            lo = _skip_empty(wm.checked_id, through)
+            hi = min(through, lo + pass_ids)
+            _pass(lo, hi)
             wm.checked_id = hi
             wm.save(update_fields=["checked_id"])
+
+
+def _skip_empty(lo: int, hi: int) -> int:
+    """Where a pass over ids (lo, hi] should start: just before the first reading id above ``lo`` (``hi``
+    when there is none), so that gaps in the ids (deleted readings, retention, other tables' use of a
+    shared sequence) cost one index look-up instead of empty passes."""
+    first = Reading.objects.filter(id__gt=lo, id__lte=hi).order_by("id").values_list("id", flat=True).first()
+    return hi if first is None else first - 1
 
 
 def _pass(lo: int, hi: int) -> None:
