@@ -566,15 +566,14 @@ class MetricsPeriod(models.Model):
 
 
 class MetricsCell(models.Model):
-    """The counts of one closed period's visible, shown alerts of one asset and model version (and one
-    false-alarm reason of the verdict in force: null for alerts without a false-alarm verdict, "" for one
-    without a reason), with the time to acknowledge of each acknowledged one: every grouping's row is a
-    sum of cells (the site and asset type are read from the asset, so moving an asset is seen at once)."""
+    """The counts of one closed period's visible, shown alerts of one asset and model version, its false
+    alarms by reason of the verdict in force and the time to acknowledge of each acknowledged one: every
+    grouping's row is a sum of cells (the site and asset type are read from the asset, so moving an asset
+    is seen at once)."""
 
     period = models.ForeignKey(MetricsPeriod, on_delete=models.CASCADE, related_name="cells")
     asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
-    fa_reason = models.CharField(max_length=40, null=True, blank=True)
     alerts = models.PositiveIntegerField(default=0)
     verdicts = models.PositiveIntegerField(default=0)
     confirmed = models.PositiveIntegerField(default=0)
@@ -584,5 +583,7 @@ class MetricsCell(models.Model):
     followed = models.PositiveIntegerField(default=0)
     due = models.PositiveIntegerField(default=0)
     ignored = models.PositiveIntegerField(default=0)
-    # Comma-separated, so the database joins a grouping's delays in its GROUP BY (string_agg/group_concat).
+    # Comma-separated, so the database joins a grouping's in its GROUP BY (string_agg/group_concat); the
+    # reasons are FalseAlarmReason values ("unknown" for none), which hold no comma or colon.
+    false_alarm_reasons = models.TextField(blank=True, help_text="reason:count,... of its false alarms.")
     tta_us = models.TextField(blank=True, help_text="Time to acknowledge of each acknowledged alert, µs.")

@@ -119,24 +119,26 @@ def refresh(kind: str, labels: Collection[str], now: datetime) -> list[str]:
         f" FROM facts WHERE first_human_at IS NOT NULL"
     )
     sql_params = [*params, Verdict.FALSE_ALARM, *counted_params, *due_params, Verdict.FALSE_ALARM]
-    cells: dict[tuple[str, int, int, str | None], MetricsCell] = {}
+    cells: dict[tuple[str, int, int], MetricsCell] = {}
     not_due: dict[str, int] = {}
-    delays: dict[tuple[str, int, int, str | None], list[str]] = {}
+    delays: dict[tuple[str, int, int], list[str]] = {}
+    reasons: dict[tuple[str, int, int], dict[str, int]] = {}
     labels_of: dict[Any, str] = {}
     for part, moment, asset, version, fa_reason, n, *values in fetch(sql, sql_params):
         label = labels_of.get(moment) or labels_of.setdefault(moment, period_label(to_moment(moment), kind))
-        cell_key = (label, asset, version, fa_reason)
+        cell_key = (label, asset, version)
         cell = cells.get(cell_key)
         if cell is None:
-            cell = cells[cell_key] = MetricsCell(
-                asset_id=asset, model_version_id=version, fa_reason=fa_reason
-            )
+            cell = cells[cell_key] = MetricsCell(asset_id=asset, model_version_id=version)
         if part == "t":
             delays.setdefault(cell_key, []).append(str(int(values[-1])))
             continue
         cell.alerts += n
         for name, count in zip(COUNTED, values):
             setattr(cell, name, getattr(cell, name) + count)
+        if fa_reason is not None:
+            by_reason = reasons.setdefault(cell_key, {})
+            by_reason[fa_reason or "unknown"] = by_reason.get(fa_reason or "unknown", 0) + n
         not_due[label] = not_due.get(label, 0) + values[len(COUNTED)]
     stored = []
     with transaction.atomic():
@@ -156,6 +158,9 @@ def refresh(kind: str, labels: Collection[str], now: datetime) -> list[str]:
             if cell_key[0] in kept:
                 cell.period = periods[cell_key[0]]
                 cell.tta_us = ",".join(delays.get(cell_key, ()))
+                cell.false_alarm_reasons = ",".join(
+                    f"{reason}:{count}" for reason, count in reasons.get(cell_key, {}).items()
+                )
                 rows.append(cell)
         MetricsCell.objects.bulk_create(rows, batch_size=2000)
     return stored
@@ -187,10 +192,10 @@ def _fresh(period: MetricsPeriod, now: datetime, key: str) -> bool:
 @dataclass
 class ClosedPart:
     """The stored periods a query reads (``ranges``, to leave out of the live count) and their cells
-    summed by the database, one statement of four kinds of rows (part, period label, key, reason, alerts,
-    *COUNTED, delays): ``c`` the counts of a (period, key) with its delays (comma-separated µs), ``r`` the
-    alerts of one false-alarm reason of a (period, key), and per driver grouping ``d0``/``d1`` the
-    dismissed (in the ``verdicts`` column) and ignored (``confirmed``) alerts of a (period, key)."""
+    summed by the database, one statement of rows (part, period label, key, reasons, alerts, *COUNTED,
+    delays): ``c`` the counts of a (period, key) with its false alarms by reason (``reason:count`` joined
+    by commas, a reason repeated once per cell) and its delays (comma-separated µs), and per driver grouping ``d0``/``d1`` the dismissed (in the ``verdicts``
+    column) and ignored (``confirmed``) alerts of a (period, key)."""
 
     ranges: list[tuple[datetime, datetime]] = field(default_factory=list)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -198,10 +203,10 @@ class ClosedPart:
 
 # The cells' columns each grouping reads (the site and asset type through the asset, as they are today).
 CELL_KEYS = {
-    "site": "a.site_id",
-    "asset": "c.asset_id",
-    "asset_type": "a.asset_type_id",
-    "model_version": "c.model_version_id",
+    "site": "site_id",
+    "asset": "asset_id",
+    "asset_type": "asset_type_id",
+    "model_version": "model_version_id",
 }
 
 
@@ -230,36 +235,35 @@ def closed_part(
     if not usable:
         return ClosedPart()
     sites = list(query.site and [query.site.pk] or site_ids)
-    where = (
-        f"FROM {MetricsCell._meta.db_table} c"
+    # The cells of the query read once (a CTE), then summed per key by each part.
+    selected = (
+        f"WITH sel AS (SELECT mp.label, a.site_id, c.asset_id, a.asset_type_id, c.model_version_id,"
+        f" c.false_alarm_reasons, {', '.join(f'c.{name}' for name in CELL_COUNTS)}, c.tta_us"
+        f" FROM {MetricsCell._meta.db_table} c"
         f" JOIN {MetricsPeriod._meta.db_table} mp ON mp.id = c.period_id"
         f" JOIN {Asset._meta.db_table} a ON a.id = c.asset_id"
         f" WHERE mp.kind = %s AND mp.dirty = %s AND mp.label IN ({', '.join(['%s'] * len(usable))})"
-        f" AND a.site_id IN ({', '.join(['%s'] * len(sites))})"
+        f" AND a.site_id IN ({', '.join(['%s'] * len(sites))}))"
     )
-    where_params = [query.period, False, *usable, *sites]
+    params = [query.period, False, *usable, *sites]
     concat = "group_concat" if connection.vendor == "sqlite" else "string_agg"
     # PostgreSQL types a UNION column from its first part: the key must not be a bare NULL there.
     group_key = CELL_KEYS[group] if group else "CAST(NULL AS BIGINT)"
-    sums = ", ".join(f"SUM(c.{name})" for name in CELL_COUNTS)
+    sums = ", ".join(f"SUM({name})" for name in CELL_COUNTS)
     blanks = ", ".join(["NULL"] * (len(COUNTED) - 2))
     parts = [
-        f"SELECT 'c', mp.label, {group_key}, NULL, {sums}, {concat}(NULLIF(c.tta_us, ''), ',')"
-        f" {where} GROUP BY mp.label, {group_key}",
-        f"SELECT 'r', mp.label, {group_key}, c.fa_reason, SUM(c.alerts), NULL, NULL, {blanks}, NULL"
-        f" {where} AND c.fa_reason IS NOT NULL GROUP BY mp.label, {group_key}, c.fa_reason",
+        f"SELECT 'c', label, {group_key}, {concat}(NULLIF(false_alarm_reasons, ''), ','), {sums},"
+        f" {concat}(NULLIF(tta_us, ''), ',') FROM sel GROUP BY label, {group_key}"
     ]
-    params = [*where_params, *where_params]
-    dismissed = "SUM(c.false_alarms + c.not_actionable)"
+    dismissed = "SUM(false_alarms + not_actionable)"
     for index, name in enumerate(drivers):
         parts.append(
-            f"SELECT 'd{index}', mp.label, {CELL_KEYS[name]}, NULL, NULL, {dismissed}, SUM(c.ignored),"
-            f" {blanks}, NULL {where} GROUP BY mp.label, {CELL_KEYS[name]}"
+            f"SELECT 'd{index}', label, {CELL_KEYS[name]}, NULL, NULL, {dismissed}, SUM(ignored),"
+            f" {blanks}, NULL FROM sel GROUP BY label, {CELL_KEYS[name]}"
             # The live statement counts only dismissed or ignored alerts: no pair of zeros.
-            f" HAVING {dismissed} > 0 OR SUM(c.ignored) > 0"
+            f" HAVING {dismissed} > 0 OR SUM(ignored) > 0"
         )
-        params += where_params
-    return ClosedPart(ranges=spans(usable), rows=fetch(" UNION ALL ".join(parts), params))
+    return ClosedPart(ranges=spans(usable), rows=fetch(f"{selected} {' UNION ALL '.join(parts)}", params))
 
 
 # --- invalidation ------------------------------------------------------------------------------------------

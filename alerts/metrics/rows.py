@@ -232,11 +232,13 @@ def _add_closed(
             target.alerts += n
             for name, count in zip(COUNTED, counts):
                 setattr(target, name, getattr(target, name) + count)
+            if reason:
+                by_reason = target.false_alarms_by_reason
+                for item in reason.split(","):
+                    name, count = item.rsplit(":", 1)
+                    by_reason[name] = by_reason.get(name, 0) + int(count)
             if micros:
                 target.tta_s.extend([max(0.0, int(us) / 1_000_000) for us in micros.split(",")])
-        elif part == "r":
-            reasons = labelled(label, key).false_alarms_by_reason
-            reasons[reason or "unknown"] = reasons.get(reason or "unknown", 0) + n
         else:
             pair = summed[drivers[int(part[1:])]].setdefault((label, key), [0, 0])
             pair[0] += counts[0]
