@@ -14,7 +14,7 @@ from alerts.metrics import MetricsQuery, health_report
 from alerts.metrics.closed import ClosedPart, refresh_closed_periods
 from alerts.metrics.params import GROUP_BYS, PERIODS, period_label
 from alerts.metrics.rows import rows_and_drivers
-from alerts.models import Alert, MetricsCell, MetricsPeriod
+from alerts.models import Alert, Feedback, MetricsCell, MetricsPeriod
 from alerts.services import record_feedback
 from tests.alerts.test_metrics_golden import NOW, at, auto_close, open_alert, site_ids
 from tests.conftest import make_asset
@@ -80,6 +80,9 @@ def add_random_history(golden, seed: int) -> list[Alert]:
             alert.refresh_from_db()
             if alert.state in ACTIVE_STATES:
                 auto_close(alert, alert.last_seen_at + timedelta(hours=12))
+    # A false alarm recorded without a reason (older rows): counted as "unknown".
+    no_reason = Feedback.objects.filter(alert__in=alerts, verdict="false_alarm").first()
+    Feedback.objects.filter(pk=no_reason.pk).update(reason="")
     return alerts
 
 
