@@ -37,8 +37,11 @@ Measured, in-process, as the engineer who sees both sites (`--repeats` timed run
 * GET /alerts/export.csv of every visible alert, consumed chunk by chunk: wall time, bytes and the peak RSS
   of this process while streaming (sampled every 10 ms) over its RSS just before.
 
-Prints a markdown table and writes bench/results/metrics.json. Targets a plant would expect: the health page
-and the API p95 ≤ 1 s at 100,000 alerts; the export of 100,000 alerts ≤ 10 s with its memory flat (peak RSS
+The closed months and weeks are stored first, as the beat task does (alerts.metrics.closed, timed);
+``--live`` stores none, so every number is counted from the alerts (the measure before they were stored).
+
+Prints a markdown table and writes bench/results/metrics.json. Targets: the health page and the API p95
+≤ 300 ms at 100,000 alerts for every grouping × period (issue 17); the export of 100,000 alerts ≤ 10 s with its memory flat (peak RSS
 growth ≤ 64 MiB, whatever the number of alerts).
 """
 
@@ -71,7 +74,7 @@ SITES, ASSETS_PER_SITE = 2, 100
 TECHS_PER_SITE = 10
 HOUR = 3600.0
 DAY = 24 * HOUR
-TARGET_PAGE_P95_MS = 1000.0
+TARGET_PAGE_P95_MS = 300.0  # issue 17: every grouping × period of the API and the health page
 TARGET_EXPORT_S = 10.0
 TARGET_EXPORT_RSS_MIB = 64.0
 GROUPS = ("site", "asset", "model_version")
@@ -450,11 +453,20 @@ def measure_kpis(site_ids: list[int], repeats: int, now: dt.datetime, functions:
 
 
 PAGES = [
-    ("GET /api/v1/metrics (JSON)", "/api/v1/metrics?group_by=site&period=month"),
-    ("GET /api/v1/metrics (JSON)", "/api/v1/metrics?group_by=asset&period=week"),
+    # Every grouping × period of the API and of the health page (the issue's target), and the CSV.
+    *(
+        ("GET /api/v1/metrics (JSON)", f"/api/v1/metrics?group_by={group}&period={period}")
+        for group in GROUPS
+        for period in PERIODS
+    ),
     ("GET /api/v1/metrics.csv", "/api/v1/metrics.csv?group_by=model_version&period=month"),
     ("GET /alerts/health/", "/alerts/health/"),
-    ("GET /alerts/health/", "/alerts/health/?group_by=asset&period=week"),
+    *(
+        ("GET /alerts/health/", f"/alerts/health/?group_by={group}&period={period}")
+        for group in GROUPS
+        for period in PERIODS
+        if (group, period) != ("site", "month")  # the defaults, above
+    ),
     # Neither holds to the page/API target: the KPIs are a second pass over every alert. The page loads the
     # fragment after itself; the API computes them only when asked.
     ("KPI fragment GET /alerts/health/kpis/", "/alerts/health/kpis/"),

@@ -221,3 +221,15 @@ def test_a_change_to_an_alert_of_an_open_period_costs_no_query(golden, django_as
         "2026-07",
         "2026-W28",
     }
+
+
+def test_the_beat_task_stores_every_closed_period_once(golden, settings):
+    from alerts.tasks import refresh_closed_metrics_task
+
+    entry = settings.CELERY_BEAT_SCHEDULE["refresh-closed-metrics"]
+    assert entry["task"] == "alerts.tasks.refresh_closed_metrics_task"
+    assert entry["options"]["queue"] == "default"
+    first = refresh_closed_metrics_task.apply().get()
+    assert first["month"] >= 4 and first["week"] >= 15
+    # Nothing changed since: the next run counts nothing again.
+    assert refresh_closed_metrics_task.apply().get() == {"month": 0, "week": 0}
