@@ -37,6 +37,10 @@ Decisions:
   counts, the drill-downs, the export and the comparison page's observed follow-through all read them
   from there.
 
+* Closed periods are counted once and stored (``alerts.metrics.closed``: per asset and model version, by a
+  beat task, marked dirty by any later change to one of their alerts, its events or feedback); the rows
+  add those sums to the live count of the open periods, so every number is the live one.
+
 ``health_report`` is what the page shows; the JSON/CSV API returns its ``rows``; both call
 ``metric_rows``, so they agree. Trust-erosion warnings: see ``alerts.metrics.trust``.
 """
