@@ -80,7 +80,7 @@ from alerts.metrics.rows import (
     period_totals,
     rows_and_drivers,
 )
-from alerts.metrics.trust import TrustWarning, trust_warnings
+from alerts.metrics.trust import TOP, TrustWarning, trust_warnings
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,9 @@ def health_report(site_ids: Collection[int], query: MetricsQuery, *, now: dateti
     """The rows, the per-period totals and the trust-erosion warnings of the query over the sites."""
     # The totals are summed from the rows; the rows, their delays and both driver groupings come from one
     # statement over the per-alert facts (alerts.metrics.facts, bench/metrics.py).
-    rows, drivers = rows_and_drivers(site_ids, query, now=now, drivers=("asset", "model_version"))
+    rows, drivers = rows_and_drivers(
+        site_ids, query, now=now, drivers=("asset", "model_version"), drivers_top=TOP
+    )
     totals = period_totals(rows)
     warnings = trust_warnings(totals, drivers["asset"], drivers["model_version"])
     return HealthReport(query=query, rows=rows, totals=totals, warnings=warnings)

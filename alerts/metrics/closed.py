@@ -217,9 +217,11 @@ def closed_part(
     now: datetime,
     group: str | None,
     drivers: tuple[str, ...] = (),
+    top: int | None = None,
 ) -> ClosedPart:
     """The closed periods of the query's kind wholly inside its range, with their cells on the sites
-    summed per key of ``group`` (None: one key, null) and of each of ``drivers``; dirty ones are counted
+    summed per key of ``group`` (None: one key, null) and of each of ``drivers`` (with ``top``: only the
+    keys that can be among the first ``top`` of a period, all the trust warning names); dirty ones are counted
     again first. Periods never stored (the beat task has not run since they closed) are left to the live
     count."""
     limit = horizon(now)
@@ -257,11 +259,16 @@ def closed_part(
     ]
     dismissed = "SUM(false_alarms + not_actionable)"
     for index, name in enumerate(drivers):
+        # The live statement counts only dismissed or ignored alerts: no pair of zeros. With ``top``, only
+        # the keys ranked in the first ``top`` of their period by that count (ties kept: RANK).
+        ranked = (
+            f"SELECT label, {CELL_KEYS[name]} AS k, {dismissed} AS d, SUM(ignored) AS i,"
+            f" RANK() OVER (PARTITION BY label ORDER BY {dismissed} + SUM(ignored) DESC) AS rk"
+            f" FROM sel GROUP BY label, {CELL_KEYS[name]} HAVING {dismissed} > 0 OR SUM(ignored) > 0"
+        )
         parts.append(
-            f"SELECT 'd{index}', label, {CELL_KEYS[name]}, NULL, NULL, {dismissed}, SUM(ignored),"
-            f" {blanks}, NULL FROM sel GROUP BY label, {CELL_KEYS[name]}"
-            # The live statement counts only dismissed or ignored alerts: no pair of zeros.
-            f" HAVING {dismissed} > 0 OR SUM(ignored) > 0"
+            f"SELECT 'd{index}', label, k, NULL, NULL, d, i, {blanks}, NULL FROM ({ranked}) r{index}"
+            + (f" WHERE rk <= {int(top)}" if top else "")
         )
     return ClosedPart(ranges=spans(usable), rows=fetch(f"{selected} {' UNION ALL '.join(parts)}", params))
 

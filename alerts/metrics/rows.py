@@ -128,11 +128,14 @@ def rows_and_drivers(
     now: datetime,
     group_by: str | None = "query",
     drivers: tuple[str, ...] = (),
+    drivers_top: int | None = None,
 ) -> tuple[list[MetricsRow], dict[str, list[DriverCount]]]:
     """``metric_rows`` and ``drivers_by(..., drivers)`` (at most two groupings) from one statement over the
     alerts: the per-alert facts are the costly part, so they are found once for the counts, the delays
     and the drivers (three parts of a UNION ALL over the same ``facts``). The closed periods stored by
-    alerts.metrics.closed are read from their cells and left out of that statement."""
+    alerts.metrics.closed are read from their cells and left out of that statement. ``drivers_top``: the
+    drivers of a stored period may be cut to the keys ranked in its first ``drivers_top`` (ties kept),
+    all that the trust warning reads."""
     group = query.group_by if group_by == "query" else group_by
     if len(drivers) > 2:
         raise ValueError("at most two driver groupings")
@@ -149,7 +152,7 @@ def rows_and_drivers(
             found = by_moment[(moment, key)] = labelled(period_label(to_moment(moment), query.period), key)
         return found
 
-    closed = closed_part(site_ids, query, now=now, group=group, drivers=drivers)
+    closed = closed_part(site_ids, query, now=now, group=group, drivers=drivers, top=drivers_top)
     facts, params = facts_sql(
         site_ids,
         query,

@@ -118,9 +118,21 @@ def live(monkeypatch):
     return counted_live
 
 
+def warnings(golden, query: MetricsQuery):
+    return [
+        (w.period, w.follow_through, w.reasons, w.assets, w.models)
+        for w in health_report(site_ids(golden), query, now=NOW).warnings
+    ]
+
+
 def assert_same_as_live(golden, live) -> None:
     for query in QUERIES:
         assert snapshot(golden, query) == live(golden, query), query
+        # The page's warnings read the drivers cut to each stored period's first few (ties kept).
+        with pytest.MonkeyPatch.context() as patch:
+            counted = warnings(golden, query)
+            patch.setattr("alerts.metrics.rows.closed_part", lambda *args, **kw: ClosedPart())
+            assert counted == warnings(golden, query), query
     assert snapshot(golden, QUERIES[0], group_by=None) == live(golden, QUERIES[0], group_by=None)
     assert snapshot(golden, QUERIES[1], site=golden.north) == live(golden, QUERIES[1], site=golden.north)
 
@@ -131,6 +143,7 @@ def test_stored_periods_give_the_live_numbers_for_every_grouping_and_period(gold
     counted = refresh_closed_periods(NOW)
     assert counted["month"] >= 5 and counted["week"] >= 20
     assert MetricsCell.objects.exists()
+    assert any(warnings(golden, query) for query in QUERIES), "the history flags some period"
     assert_same_as_live(golden, live)
 
     # A late verdict on an alert of a stored period marks its month and week dirty ...
