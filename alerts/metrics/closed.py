@@ -236,7 +236,9 @@ def closed_part(
     usable += refresh(query.period, stale, now)
     if not usable:
         return ClosedPart()
-    sites = list(query.site and [query.site.pk] or site_ids)
+    sites = [pk for pk in site_ids if not query.site or pk == query.site.pk]
+    if not sites:  # nobody's alerts: nothing to sum (and no empty IN () for the database)
+        return ClosedPart(ranges=spans(usable))
     # The cells of the query read once (a CTE), then summed per key by each part.
     selected = (
         f"WITH sel AS (SELECT mp.label, a.site_id, c.asset_id, a.asset_type_id, c.model_version_id,"

@@ -246,3 +246,17 @@ def test_the_beat_task_stores_every_closed_period_once(golden, settings):
     assert first["month"] >= 4 and first["week"] >= 15
     # Nothing changed since: the next run counts nothing again.
     assert refresh_closed_metrics_task.apply().get() == {"month": 0, "week": 0}
+
+
+def test_stored_periods_are_scoped_to_the_users_sites(golden, client):
+    from tests.conftest import make_site, make_user
+
+    refresh_closed_periods()
+    client.force_login(make_user("new", "engineer", make_site("west")))
+    assert client.get("/alerts/health/").status_code == 200
+    assert client.get("/api/v1/metrics?group_by=asset&period=week").json()["rows"] == []
+    # A site filter outside the user's sites sums nothing (the live count is scoped the same way).
+    assert rows_and_drivers([golden.north.pk], MetricsQuery(site=golden.south), now=NOW) == (
+        [],
+        {},
+    )
