@@ -18,6 +18,7 @@ class AlertsConfig(AppConfig):
         # hook that marks assets due and wakes their scoring.
         from alerts import asset_panels
         from alerts.comparison_source import recorded_episodes
+        from alerts.metrics.closed import connect_invalidation
         from alerts.metrics.facts import champion_follow_through
         from alerts.services.overrides import threshold_overrides
         from alerts.edge_openapi import edge_part
@@ -34,6 +35,7 @@ class AlertsConfig(AppConfig):
         from plant.views import provide_asset_panels, provide_site_alerts
 
         provide_observed_follow_through(champion_follow_through)
+        connect_invalidation()
         provide_recorded_alerts(recorded_episodes)
         provide_threshold_overrides(threshold_overrides)
         # The metrics API is alerts'; plant builds the API document and may not import alerts.

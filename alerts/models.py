@@ -167,6 +167,8 @@ class Alert(models.Model):
             models.Index(fields=["state", "-opened_at"]),
             # "The last time this asset had a similar alert": latest closed alert per (asset, kind, role).
             models.Index(fields=["asset", "kind", "dominant_role", "closed_at"], name="alert_similar_idx"),
+            # The metrics' open periods: the alerts opened since the last closed one (alerts.metrics.closed).
+            models.Index(fields=["opened_at"], name="alert_opened_idx"),
         ]
 
     def __str__(self) -> str:
@@ -538,3 +540,50 @@ class EdgeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key} ({self.outcome})"
+
+
+class MetricsPeriod(models.Model):
+    """A closed metrics period (a month or an ISO week, ``VIGIL_FOLLOW_THROUGH_HOURS`` past its end) whose
+    per-(asset, model version, false-alarm reason) sums are stored in MetricsCell (alerts.metrics.closed).
+
+    ``dirty``: a late verdict, event or alert change touched one of its alerts since; ``generation`` counts
+    those, so a recomputation that read the facts before one does not mark the period clean over it.
+    ``computed_for``: the moment its facts were counted at (read only for a later one); ``settings_key``:
+    the time zone and follow-through window they were counted with (any other → recomputed)."""
+
+    kind = models.CharField(max_length=5)
+    label = models.CharField(max_length=8)
+    computed_for = models.DateTimeField(null=True, blank=True)
+    settings_key = models.CharField(max_length=100, blank=True)
+    dirty = models.BooleanField(default=True)
+    generation = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "label"], name="one_metrics_period")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.label}{' (dirty)' if self.dirty else ''}"
+
+
+class MetricsCell(models.Model):
+    """The counts of one closed period's visible, shown alerts of one asset and model version, its false
+    alarms by reason of the verdict in force and the time to acknowledge of each acknowledged one: every
+    grouping's row is a sum of cells (the site and asset type are read from the asset, so moving an asset
+    is seen at once)."""
+
+    period = models.ForeignKey(MetricsPeriod, on_delete=models.CASCADE, related_name="cells")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    alerts = models.PositiveIntegerField(default=0)
+    verdicts = models.PositiveIntegerField(default=0)
+    confirmed = models.PositiveIntegerField(default=0)
+    false_alarms = models.PositiveIntegerField(default=0)
+    not_actionable = models.PositiveIntegerField(default=0)
+    actionable = models.PositiveIntegerField(default=0)
+    followed = models.PositiveIntegerField(default=0)
+    due = models.PositiveIntegerField(default=0)
+    ignored = models.PositiveIntegerField(default=0)
+    # Comma-separated, so the database joins a grouping's in its GROUP BY (string_agg/group_concat); the
+    # reasons are FalseAlarmReason values ("unknown" for none), which hold no comma or colon.
+    false_alarm_reasons = models.TextField(blank=True, help_text="reason:count,... of its false alarms.")
+    tta_us = models.TextField(blank=True, help_text="Time to acknowledge of each acknowledged alert, µs.")

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from alerts.choices import ExplanationStatus
+from alerts.metrics.closed import refresh_closed_periods
 from alerts.models import Alert
 from alerts.scheduling import (
     due_asset_ids,
@@ -116,6 +117,14 @@ def score_assets_task(asset_ids: list[int]) -> None:
             logger.warning("score_assets_task: could not enqueue the backlog's next chunk: %s", exc)
         else:
             note_enqueued(report.backlogged)
+
+
+@shared_task(ignore_result=True, time_limit=600, soft_time_limit=570)
+def refresh_closed_metrics_task() -> dict[str, int]:
+    """Store the metrics of every closed period not stored yet or marked dirty by a late verdict (beat,
+    ``VIGIL_METRICS_REFRESH_S``), so the health page and the metrics API read them instead of counting
+    every alert again (alerts.metrics.closed); how many months and weeks were counted."""
+    return refresh_closed_periods()
 
 
 @shared_task(ignore_result=True, time_limit=120, soft_time_limit=110)

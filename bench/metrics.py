@@ -37,8 +37,11 @@ Measured, in-process, as the engineer who sees both sites (`--repeats` timed run
 * GET /alerts/export.csv of every visible alert, consumed chunk by chunk: wall time, bytes and the peak RSS
   of this process while streaming (sampled every 10 ms) over its RSS just before.
 
-Prints a markdown table and writes bench/results/metrics.json. Targets a plant would expect: the health page
-and the API p95 ≤ 1 s at 100,000 alerts; the export of 100,000 alerts ≤ 10 s with its memory flat (peak RSS
+The closed months and weeks are stored first, as the beat task does (alerts.metrics.closed, timed);
+``--live`` stores none, so every number is counted from the alerts (the measure before they were stored).
+
+Prints a markdown table and writes bench/results/metrics.json. Targets: the health page and the API p95
+≤ 300 ms at 100,000 alerts for every grouping × period (issue 17); the export of 100,000 alerts ≤ 10 s with its memory flat (peak RSS
 growth ≤ 64 MiB, whatever the number of alerts).
 """
 
@@ -71,7 +74,7 @@ SITES, ASSETS_PER_SITE = 2, 100
 TECHS_PER_SITE = 10
 HOUR = 3600.0
 DAY = 24 * HOUR
-TARGET_PAGE_P95_MS = 1000.0
+TARGET_PAGE_P95_MS = 300.0  # issue 17: every grouping × period of the API and the health page
 TARGET_EXPORT_S = 10.0
 TARGET_EXPORT_RSS_MIB = 64.0
 GROUPS = ("site", "asset", "model_version")
@@ -450,11 +453,20 @@ def measure_kpis(site_ids: list[int], repeats: int, now: dt.datetime, functions:
 
 
 PAGES = [
-    ("GET /api/v1/metrics (JSON)", "/api/v1/metrics?group_by=site&period=month"),
-    ("GET /api/v1/metrics (JSON)", "/api/v1/metrics?group_by=asset&period=week"),
+    # Every grouping × period of the API and of the health page (the issue's target), and the CSV.
+    *(
+        ("GET /api/v1/metrics (JSON)", f"/api/v1/metrics?group_by={group}&period={period}")
+        for group in GROUPS
+        for period in PERIODS
+    ),
     ("GET /api/v1/metrics.csv", "/api/v1/metrics.csv?group_by=model_version&period=month"),
     ("GET /alerts/health/", "/alerts/health/"),
-    ("GET /alerts/health/", "/alerts/health/?group_by=asset&period=week"),
+    *(
+        ("GET /alerts/health/", f"/alerts/health/?group_by={group}&period={period}")
+        for group in GROUPS
+        for period in PERIODS
+        if (group, period) != ("site", "month")  # the defaults, above
+    ),
     # Neither holds to the page/API target: the KPIs are a second pass over every alert. The page loads the
     # fragment after itself; the API computes them only when asked.
     ("KPI fragment GET /alerts/health/kpis/", "/alerts/health/kpis/"),
@@ -506,7 +518,7 @@ def _export_child(mode: str) -> None:
     client = Client()
     client.force_login(engineer)
     # Imports, URL resolver, session: paid before the clock starts, they are not the export's cost.
-    b"".join(client.get("/alerts/export.csv?start=2099-01-01").streaming_content)
+    b"".join(client.get("/alerts/export.csv?start=2031-12-31").streaming_content)
     process = psutil.Process()
     before = process.memory_info().rss
     peak = before
@@ -610,6 +622,23 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def store_closed_periods(*, live: bool, log) -> dict:
+    """What the beat task does (alerts.metrics.closed): store the closed months and weeks, timed; with
+    ``live``, none is stored and every number is counted from the alerts (the measure before it existed)."""
+    from alerts.metrics.closed import refresh_closed_periods
+    from alerts.models import MetricsPeriod
+
+    MetricsPeriod.objects.all().delete()
+    if live:
+        log("no closed period stored (--live): every number counted from the alerts")
+        return {"stored": False}
+    started = time.monotonic()
+    counted = refresh_closed_periods()
+    seconds = time.monotonic() - started
+    log(f"stored {counted['month']} months and {counted['week']} weeks in {seconds:.1f} s (the beat task)")
+    return {"stored": True, "seconds": seconds, **counted}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each measure (default 7)")
@@ -619,6 +648,11 @@ def main() -> None:
         help="time metric_rows and the alarm-management KPIs only (no pages, no export), print, write nothing",
     )
     parser.add_argument("--reload", action="store_true", help="rebuild the history even if it looks loaded")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="store no closed metrics period (alerts.metrics.closed): count every number from the alerts",
+    )
     parser.add_argument("--export-child", choices=("stream", "materialise"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.export_child:
@@ -647,7 +681,10 @@ def main() -> None:
     log = lambda line: print(f"bench: {line}", flush=True)  # noqa: E731
     now = timezone.now().replace(microsecond=0)
     if loaded:
+        from django.core.management import call_command
+
         log(f"reusing the history in {urlsplit(bench_url).path.lstrip('/')}")
+        call_command("migrate", "--noinput", verbosity=0)  # a history loaded before the latest migrations
         load_s = None
     else:
         started = time.monotonic()
@@ -676,6 +713,7 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         result["postgresql"] = cursor.fetchone()[0]
+    result["closed_periods"] = store_closed_periods(live=args.live, log=log)
     result["functions"] = measure_functions(site_ids, args.repeats, timezone.now())
     result["kpis"] = measure_kpis(site_ids, args.repeats, timezone.now(), result["functions"])
     if args.functions_only:

@@ -439,6 +439,18 @@ VIGIL_BROADCAST_MAX_PER_SECOND = env_int("VIGIL_BROADCAST_MAX_PER_SECOND", 20, m
 # many times within this many days gets suggestions (raise the threshold, calibrate, retrain).
 VIGIL_NOISE_DISMISSALS = env_int("VIGIL_NOISE_DISMISSALS", 3, minimum=1)
 VIGIL_NOISE_PERIOD_DAYS = env_int("VIGIL_NOISE_PERIOD_DAYS", 30, minimum=1)
+
+# --- closed metrics periods (alerts.metrics.closed; issue 17 item 3) ---------------------------------------
+# Every this many seconds, the months and weeks that ended more than VIGIL_FOLLOW_THROUGH_HOURS ago and are
+# not stored yet, or were touched by a late verdict, are counted and stored; the health page and the
+# metrics API read them instead of counting every alert again (a dirty one is also counted on read).
+VIGIL_METRICS_REFRESH_S = env_float("VIGIL_METRICS_REFRESH_S", 600.0)
+CELERY_TASK_ROUTES["alerts.tasks.refresh_closed_metrics_task"] = {"queue": "default"}
+CELERY_BEAT_SCHEDULE["refresh-closed-metrics"] = {
+    "task": "alerts.tasks.refresh_closed_metrics_task",
+    "schedule": VIGIL_METRICS_REFRESH_S,
+    "options": {"expires": max(1.0, VIGIL_METRICS_REFRESH_S - 5.0), "queue": "default"},
+}
 # --- end alerts ----------------------------------------------------------------------------------------
 
 # Scoring: how far back a first run looks (also the most readings one run reads per asset: a longer

@@ -37,6 +37,10 @@ Decisions:
   counts, the drill-downs, the export and the comparison page's observed follow-through all read them
   from there.
 
+* Closed periods are counted once and stored (``alerts.metrics.closed``: per asset and model version, by a
+  beat task, marked dirty by any later change to one of their alerts, its events or feedback); the rows
+  add those sums to the live count of the open periods, so every number is the live one.
+
 ``health_report`` is what the page shows; the JSON/CSV API returns its ``rows``; both call
 ``metric_rows``, so they agree. Trust-erosion warnings: see ``alerts.metrics.trust``.
 """
@@ -76,7 +80,7 @@ from alerts.metrics.rows import (
     period_totals,
     rows_and_drivers,
 )
-from alerts.metrics.trust import TrustWarning, trust_warnings
+from alerts.metrics.trust import TOP, TrustWarning, trust_warnings
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,9 @@ def health_report(site_ids: Collection[int], query: MetricsQuery, *, now: dateti
     """The rows, the per-period totals and the trust-erosion warnings of the query over the sites."""
     # The totals are summed from the rows; the rows, their delays and both driver groupings come from one
     # statement over the per-alert facts (alerts.metrics.facts, bench/metrics.py).
-    rows, drivers = rows_and_drivers(site_ids, query, now=now, drivers=("asset", "model_version"))
+    rows, drivers = rows_and_drivers(
+        site_ids, query, now=now, drivers=("asset", "model_version"), drivers_top=TOP
+    )
     totals = period_totals(rows)
     warnings = trust_warnings(totals, drivers["asset"], drivers["model_version"])
     return HealthReport(query=query, rows=rows, totals=totals, warnings=warnings)

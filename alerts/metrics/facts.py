@@ -43,6 +43,18 @@ from alerts.metrics.queries import (
 from alerts.models import Alert, AlertEvent, Feedback
 from models_registry.models import ModelVersion
 
+# Conditional counts of a metrics row, each a COUNT(CASE WHEN <condition> ...) of the same GROUP BY (the
+# live rows, alerts.metrics.rows, and the stored cells of closed periods, alerts.metrics.closed).
+COUNTED = (
+    "verdicts",
+    "confirmed",
+    "false_alarms",
+    "not_actionable",
+    "actionable",
+    "followed",
+    "due",
+    "ignored",
+)
 EVENT = AlertEvent._meta.db_table
 FEEDBACK = Feedback._meta.db_table
 
@@ -74,18 +86,29 @@ def verdicts_in_force() -> QuerySet[Feedback]:
 
 
 def facts_sql(
-    site_ids: Collection[int], query: MetricsQuery, groups: tuple[str, ...]
+    site_ids: Collection[int],
+    query: MetricsQuery,
+    groups: tuple[str, ...],
+    *,
+    leave_out: list[tuple[datetime, datetime]] | None = None,
 ) -> tuple[str, list[Any]]:
     """``WITH ... facts AS (...)``: one row per alert the metrics count (shown, opened in the query's range), with ``id``, ``state``,
     ``p`` (its period's start, naive local time or its text on SQLite: see ``moment``), ``k_<group>`` for
     each of ``groups``, ``verdict``, ``verdict_action``, ``verdict_reason``, ``first_verdict_at``,
     ``first_human_at``, ``shown_at``, ``response_us`` and ``tta_us`` (the delays in microseconds).
-    Append a ``SELECT ... FROM facts`` to it."""
+    Append a ``SELECT ... FROM facts`` to it. ``leave_out``: [start, end) ranges of opening times whose
+    alerts are counted elsewhere (the stored closed periods, alerts.metrics.closed); the rest are then the
+    few of the open periods, so only their own events and verdicts are read."""
     alerts = in_range(
         Alert.objects.filter(is_shadow=False, asset__site_id__in=list(site_ids)), query, "opened_at"
     )
+    for start, end in leave_out or ():
+        alerts = alerts.exclude(opened_at__gte=start, opened_at__lt=end)
     return alert_facts_sql(
-        alerts, p=trunc(query.period, "opened_at"), **{f"k_{group}": F(ALERT_KEYS[group]) for group in groups}
+        alerts,
+        few=bool(leave_out),
+        p=trunc(query.period, "opened_at"),
+        **{f"k_{group}": F(ALERT_KEYS[group]) for group in groups},
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,24 +13,14 @@ from typing import Any
 from django.db.models import Count, F
 
 from alerts.choices import FalseAlarmReason, Verdict
-from alerts.metrics.facts import conditions, counts_sql, facts_sql, fetch
+from alerts.metrics.closed import closed_part
+from alerts.metrics.facts import COUNTED, conditions, counts_sql, facts_sql, fetch
 from alerts.metrics.facts import moment as to_moment
 from alerts.metrics.params import MetricsQuery, period_label
 from alerts.metrics.queries import MISSED_KEYS, missed_failures, trunc
 from models_registry.models import ModelVersion
 from plant.models import Asset, AssetType, Site
 
-# Conditional counts of a row, each a COUNT(...) FILTER (WHERE ...) of the same GROUP BY.
-COUNTED = (
-    "verdicts",
-    "confirmed",
-    "false_alarms",
-    "not_actionable",
-    "actionable",
-    "followed",
-    "due",
-    "ignored",
-)
 # The columns of the API's rows (JSON keys and CSV header, in this order).
 API_FIELDS = (
     "period",
@@ -138,10 +128,14 @@ def rows_and_drivers(
     now: datetime,
     group_by: str | None = "query",
     drivers: tuple[str, ...] = (),
+    drivers_top: int | None = None,
 ) -> tuple[list[MetricsRow], dict[str, list[DriverCount]]]:
     """``metric_rows`` and ``drivers_by(..., drivers)`` (at most two groupings) from one statement over the
     alerts: the per-alert facts are the costly part, so they are found once for the counts, the delays
-    and the drivers (three parts of a UNION ALL over the same ``facts``)."""
+    and the drivers (three parts of a UNION ALL over the same ``facts``). The closed periods stored by
+    alerts.metrics.closed are read from their cells and left out of that statement. ``drivers_top``: the
+    drivers of a stored period may be cut to the keys ranked in its first ``drivers_top`` (ties kept),
+    all that the trust warning reads."""
     group = query.group_by if group_by == "query" else group_by
     if len(drivers) > 2:
         raise ValueError("at most two driver groupings")
@@ -149,15 +143,22 @@ def rows_and_drivers(
     # Found again by the period start as the database returned it: one label per period, not per delay.
     by_moment: dict[tuple[Any, int | None], MetricsRow] = {}
 
+    def labelled(label: str, key: int | None) -> MetricsRow:
+        return rows.get((label, key)) or rows.setdefault((label, key), MetricsRow(period=label, key=key))
+
     def row(moment: Any, key: int | None) -> MetricsRow:
         found = by_moment.get((moment, key))
         if found is None:
-            label = period_label(to_moment(moment), query.period)
-            found = rows.get((label, key)) or rows.setdefault((label, key), MetricsRow(period=label, key=key))
-            by_moment[(moment, key)] = found
+            found = by_moment[(moment, key)] = labelled(period_label(to_moment(moment), query.period), key)
         return found
 
-    facts, params = facts_sql(site_ids, query, tuple(dict.fromkeys([*([group] if group else []), *drivers])))
+    closed = closed_part(site_ids, query, now=now, group=group, drivers=drivers, top=drivers_top)
+    facts, params = facts_sql(
+        site_ids,
+        query,
+        tuple(dict.fromkeys([*([group] if group else []), *drivers])),
+        leave_out=closed.ranges,
+    )
     # PostgreSQL types a UNION column from its first parts: a bare NULL there would be text, not an id.
     no_key = "CAST(NULL AS BIGINT)"
     key = f"k_{group}" if group else no_key
@@ -185,7 +186,7 @@ def rows_and_drivers(
             f" GROUP BY p, {', '.join(keys)}"
         )
         part_params += [*driver_params, *condition_params]
-    summed: dict[str, dict[tuple[datetime, int], list[int]]] = {name: {} for name in drivers}
+    summed: dict[str, dict[tuple[str, int], list[int]]] = {name: {} for name in drivers}
     delays: dict[tuple[Any, int | None], list[int]] = {}
     for values in fetch(f"{facts} {' UNION ALL '.join(parts)}", [*params, *part_params]):
         if values[0] == "t":  # most of the rows: kept lean
@@ -193,8 +194,9 @@ def rows_and_drivers(
             continue
         part, moment, key_value, second_key, reason, n, *counts = values
         if part == "d":
+            label = period_label(to_moment(moment), query.period)
             for name, driver_key in zip(drivers, (key_value, second_key)):
-                pair = summed[name].setdefault((to_moment(moment), driver_key), [0, 0])
+                pair = summed[name].setdefault((label, driver_key), [0, 0])
                 pair[0] += counts[0]
                 pair[1] += counts[1]
         else:
@@ -207,6 +209,7 @@ def rows_and_drivers(
                 reasons[reason or "unknown"] = reasons.get(reason or "unknown", 0) + n
     for (moment, key_value), micros in delays.items():
         row(moment, key_value).tta_s.extend([max(0.0, us / 1_000_000) for us in micros])
+    _add_closed(closed.rows, drivers, labelled, summed)
     by_missed = {"p": trunc(query.period, "failure_at")}
     if group:
         by_missed["k"] = F(MISSED_KEYS[group])
@@ -218,6 +221,33 @@ def rows_and_drivers(
     return _finished(rows.values()), _driver_rows(summed, query)
 
 
+def _add_closed(
+    rows: list[tuple[Any, ...]],
+    drivers: tuple[str, ...],
+    labelled: Callable[[str, int | None], MetricsRow],
+    summed: dict[str, dict[tuple[str, int], list[int]]],
+) -> None:
+    """Add the closed periods' sums (alerts.metrics.closed.closed_part) to the rows of their (period,
+    key) and to the driver counts, as the live statement's parts add its alerts."""
+    for part, label, key, reason, n, *counts, micros in rows:
+        if part == "c":
+            target = labelled(label, key)
+            target.alerts += n
+            for name, count in zip(COUNTED, counts):
+                setattr(target, name, getattr(target, name) + count)
+            if reason:
+                by_reason = target.false_alarms_by_reason
+                for item in reason.split(","):
+                    name, count = item.rsplit(":", 1)
+                    by_reason[name] = by_reason.get(name, 0) + int(count)
+            if micros:
+                target.tta_s.extend([max(0.0, int(us) / 1_000_000) for us in micros.split(",")])
+        else:
+            pair = summed[drivers[int(part[1:])]].setdefault((label, key), [0, 0])
+            pair[0] += counts[0]
+            pair[1] += counts[1]
+
+
 def _finished(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
     """Reasons in their display order (the choices, then any other in name order); rows by period, label."""
     choices = FalseAlarmReason.values  # built anew on each access: once, not once per row
@@ -227,6 +257,8 @@ def _finished(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
             for reason in [*choices, *sorted(target.false_alarms_by_reason)]
             if reason in target.false_alarms_by_reason
         }
+        # The same numbers in the same order whether counted live or read from closed periods' cells.
+        target.tta_s.sort()
     return sorted(rows, key=lambda r: (r.period, r.label, r.key or 0))
 
 
@@ -302,30 +334,31 @@ def drivers_by(
         f"{facts} SELECT p, {keys}, {counted} FROM facts WHERE {condition} GROUP BY p, {keys}",
         [*params, *counted_params, *condition_params],
     )
-    summed: dict[str, dict[tuple[datetime, int], list[int]]] = {group: {} for group in groups}
+    summed: dict[str, dict[tuple[str, int], list[int]]] = {group: {} for group in groups}
     for moment, *values in counts:
         key_values, (_, dismissed, ignored) = values[: len(groups)], values[len(groups) :]
+        label = period_label(to_moment(moment), query.period)
         for group, key in zip(groups, key_values):
-            pair = summed[group].setdefault((to_moment(moment), key), [0, 0])
+            pair = summed[group].setdefault((label, key), [0, 0])
             pair[0] += dismissed
             pair[1] += ignored
     return _driver_rows(summed, query)
 
 
 def _driver_rows(
-    summed: dict[str, dict[tuple[datetime, int], list[int]]], query: MetricsQuery
+    summed: dict[str, dict[tuple[str, int], list[int]]], query: MetricsQuery
 ) -> dict[str, list[DriverCount]]:
     result = {}
     for group, counts in summed.items():
         labels = key_labels(group, {key for _, key in counts})
         result[group] = [
             DriverCount(
-                period=period_label(moment, query.period),
+                period=label,
                 key=key,
                 label=labels.get(key, str(key)),
                 dismissed=dismissed,
                 ignored=ignored,
             )
-            for (moment, key), (dismissed, ignored) in counts.items()
+            for (label, key), (dismissed, ignored) in counts.items()
         ]
     return result

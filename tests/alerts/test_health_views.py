@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from alerts.metrics import MetricsQuery, metric_rows
+from alerts.metrics.closed import refresh_closed_periods
 from tests.alerts.test_metrics_golden import NOW
 
 HEALTH = "/alerts/health/"
@@ -194,10 +195,16 @@ def test_the_pages_cost_a_fixed_number_of_queries(engineer_client, golden, djang
     # Session, user, sites, the alerts, the nav role and sites: whatever the number of alerts.
     with django_assert_num_queries(6):
         engineer_client.get(DRILL, {"period": "2026-07", "key": "all", "metric": "alerts"})
-    # The rows, their delays and both driver groupings (one statement), missed, then the labels (3), and
-    # the count of scoring gaps, the notification messages (notify's section; no message, no events) and the work orders (handoff, one statement);
-    # not the alarm-management KPIs, which load after the page.
-    with django_assert_num_queries(14):
+    # The stored closed periods (alerts.metrics.closed: none yet), the rows, their delays and both driver
+    # groupings (one statement), missed, then the labels (3), and the count of scoring gaps, the
+    # notification messages (notify's section; no message, no events) and the work orders (handoff, one
+    # statement); not the alarm-management KPIs, which load after the page.
+    with django_assert_num_queries(15):
+        engineer_client.get(HEALTH)
+    # Once the beat task stored the closed months: one more, their cells summed per key (one statement);
+    # the live statement then counts only the alerts of open periods.
+    refresh_closed_periods()
+    with django_assert_num_queries(16):
         engineer_client.get(HEALTH)
     # The fragment: session, user, sites (no nav), then the KPIs: the sites, the alerts' facts (one
     # statement), the technicians and the asset names (4).
