@@ -11,14 +11,13 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.urls import reverse
-from django.utils.cache import add_never_cache_headers
+from django.utils.safestring import mark_safe
 
 from handoff.models import CmmsConnection, WebhookDelivery, WebhookEndpoint, WorkOrder
 from handoff.tasks import deliver_webhook_task
 from handoff.webhooks import redeliver, set_secret
 from plant.admin_scoping import SiteScopedAdmin
+from plant.admin_tokens import issued_tokens_page
 from plant.connections.secrets import encrypt
 
 _SECRET_HELP = "Stored encrypted and never shown again; leave empty to keep the current one."
@@ -166,16 +165,21 @@ class CmmsConnectionAdmin(SiteScopedAdmin):
     def _token_page(
         self, request: HttpRequest, issued: list[tuple[CmmsConnection, str]], title: str
     ) -> HttpResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "opts": self.opts,
-            "issued": issued,
-            "changelist_url": reverse("admin:handoff_cmmsconnection_changelist"),
-        }
-        response = TemplateResponse(request, "admin/handoff/cmms_tokens.html", context)
-        add_never_cache_headers(response)  # a token must not stay in a browser or proxy cache
-        return response
+        return issued_tokens_page(
+            self,
+            request,
+            issued,
+            title=title,
+            intro=mark_safe(  # a constant text with markup, no user input
+                "Copy each token now and configure it in the CMMS: it sends it as <code>Authorization: Bearer"
+                " &lt;token&gt;</code> with each work-order outcome (<code>POST"
+                " /api/v1/work-orders/&lt;id&gt;/outcome</code>). It is shown on this page only (only its hash"
+                " is kept)."
+            ),
+            columns=[("Site", lambda connection: connection.site), ("CMMS", lambda c: c.get_kind_display())],
+            empty="No connection was selected.",
+            back="Back to the CMMS connections",
+        )
 
 
 @admin.register(WorkOrder)

@@ -14,14 +14,12 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import add_never_cache_headers
 from django.utils.functional import cached_property
 
 from plant.access import sees_every_site
 from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
+from plant.admin_tokens import issued_tokens_page
 from plant.choices import QualityFlag
 from plant.connections import admin as connections_admin  # noqa: F401 (registers Connection, PointMapping)
 from plant.models import Asset, AssetType, Gateway, Label, Reading, Sensor, SensorRole, Site, SiteMembership
@@ -154,16 +152,19 @@ class GatewayAdmin(SiteScopedAdmin):
     def _token_page(
         self, request: HttpRequest, issued: list[tuple[Gateway, str]], title: str
     ) -> HttpResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "opts": self.opts,
-            "issued": issued,
-            "changelist_url": reverse("admin:plant_gateway_changelist"),
-        }
-        response = TemplateResponse(request, "admin/plant/gateway/tokens.html", context)
-        add_never_cache_headers(response)  # a token must not stay in a browser or proxy cache
-        return response
+        return issued_tokens_page(
+            self,
+            request,
+            issued,
+            title=title,
+            intro=(
+                "Copy each token now and configure it on its gateway: it is shown on this page only and cannot"
+                " be shown again (only its hash is kept)."
+            ),
+            columns=[("Gateway", lambda gateway: gateway.name), ("Site", lambda gateway: gateway.site)],
+            empty="No gateway was selected.",
+            back="Back to the gateways",
+        )
 
 
 @admin.register(Label)
