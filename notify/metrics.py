@@ -18,7 +18,7 @@ from alerts.health_views import duration
 from alerts.metrics import MetricsQuery
 from alerts.metrics.params import period_label
 from alerts.models import AlertEvent
-from notify.choices import DeliveryStatus, MessageKind
+from notify.choices import ALERT_MESSAGES, DeliveryStatus, MessageKind
 from notify.models import Channel, Notification
 
 ANSWERED = ("acknowledged", "snoozed", "resolved")
@@ -35,14 +35,14 @@ class ChannelRow:
 
 
 def alert_messages(site_ids: list[int], query: MetricsQuery) -> list[Notification]:
-    """The opened and escalated messages of the page's sites and dates (one statement)."""
+    """The alert messages (opened, escalated, got worse) of the page's sites and dates (one statement)."""
     window = Q(channel__site_id__in=site_ids if query.site is None else [query.site.pk])
     if query.since():
         window &= Q(created_at__gte=query.since())
     if query.until():
         window &= Q(created_at__lt=query.until())
     return list(
-        Notification.objects.filter(window, kind__in=[MessageKind.OPENED, MessageKind.ESCALATED])
+        Notification.objects.filter(window, kind__in=ALERT_MESSAGES)
         .select_related("channel__site")
         .order_by("channel_id", "pk")
     )

@@ -243,12 +243,14 @@ class DeliveryAttempt(models.Model):
 
 
 class Escalation(models.Model):
-    """Where an open alert stands on its site's escalation ladder: the last tier told and when the next
-    one is due (None: not due, e.g. acknowledged, or no further tier). Claimed by compare-and-set."""
+    """Where an open alert stands on its site's escalation ladder: the last tier told, when the next
+    one is due (None: not due, e.g. acknowledged, or no further tier) and the alert's severity when its
+    channels were last chosen (a rise routes it again). Claimed by compare-and-set."""
 
     alert = models.OneToOneField(Alert, on_delete=models.CASCADE, primary_key=True, related_name="escalation")
     tier = models.PositiveSmallIntegerField(default=1)
     next_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, blank=True)
 
     def __str__(self) -> str:
         return f"#{self.alert_id} tier {self.tier}"

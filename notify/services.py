@@ -11,7 +11,12 @@ network here, so scoring never waits for a channel) and queues one send task per
   a re-opened snooze or a category change sends nothing (one message per episode, never one per window);
 * still open ``escalate_after`` later → the next tier's channels (``escalate_due``, beat);
 * closed → one message to each channel that was told of it;
-* acknowledged, snoozed or closed → no further escalation;
+* acknowledged, snoozed or closed → no further escalation; a snooze that runs out with the alert still
+  open starts the escalation clock of its tier again (somebody must answer it now);
+* a live alert whose severity rose since its channels were chosen → one "got worse" message to each
+  channel its rules now reach on the tiers told so far and that was not told yet (a rule for high alerts
+  only), and, while nobody answered it, the escalation clock the worse alert's rules set
+  (``reroute_worse``, beat);
 * during a flood (the alarm-load KPI's: more than ``FLOOD_ALERTS`` alerts shown at the site in the
   10-minute period) the messages wait for that period's digest, one per channel (``send_digests``);
 * in quiet hours, messages about alerts of the held severities wait for the end (``release_held``).
@@ -31,7 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -41,7 +46,7 @@ from alerts.metrics.kpis import FLOOD_ALERTS, TEN_MINUTES
 from alerts.models import Alert, AlertEvent, Feedback
 from alerts.services import record_feedback
 from alerts.writeback import alert_words
-from notify.choices import TOLD, DeliveryStatus, MessageKind
+from notify.choices import ALERT_MESSAGES, TOLD, DeliveryStatus, MessageKind
 from notify.models import AckToken, Channel, Escalation, Notification, QuietHours, Rule, Shift
 from plant.models import Asset, Site
 
@@ -120,6 +125,13 @@ def plan_event(event_id: int, *, now: datetime | None = None) -> list[int]:
     alert, now = event.alert, now or timezone.now()
     if event.to_state == AlertState.OPEN and event.from_state in SHOWN_FROM:
         return notify_tier(alert, 1, MessageKind.OPENED, now)
+    if event.to_state == AlertState.OPEN and event.from_state == AlertState.SNOOZED:
+        escalation = Escalation.objects.filter(alert=alert).first()
+        if escalation is not None:  # the snooze is over and the alert still open: chase it again
+            Escalation.objects.filter(pk=escalation.pk).update(
+                next_at=next_escalation(alert, escalation.tier, route(alert, escalation.tier, now), now)
+            )
+        return []
     if event.to_state != AlertState.OPEN:
         # Acknowledged, snoozed, suppressed or closed: nobody needs to be chased about it any more.
         Escalation.objects.filter(alert=alert).update(next_at=None)
@@ -209,16 +221,25 @@ def notify_tier(alert: Alert, tier: int, kind: MessageKind, now: datetime) -> li
     """Tell the alert's tier-`tier` channels (opened: tier 1; escalated: the next tier) and set when the
     tier after it is due. Returns the ids of the messages written (none twice: unique per tier)."""
     found = route(alert, tier, now)
-    has_next = Rule.objects.filter(site=alert.asset.site_id, tier=tier + 1, enabled=True).exists()
-    next_at = now + found.escalate_after if found.escalate_after and has_next else None
-    Escalation.objects.update_or_create(alert=alert, defaults={"tier": tier, "next_at": next_at})
+    next_at = next_escalation(alert, tier, found, now)
+    Escalation.objects.update_or_create(
+        alert=alert, defaults={"tier": tier, "next_at": next_at, "severity": alert.severity}
+    )
     return _write(alert, found.channels, kind, tier, now)
+
+
+def next_escalation(alert: Alert, tier: int, found: Route, now: datetime) -> datetime | None:
+    """When the tier after `tier` is due: the route's shortest delay, if the site has a next tier."""
+    if not found.escalate_after:
+        return None
+    has_next = Rule.objects.filter(site=alert.asset.site_id, tier=tier + 1, enabled=True).exists()
+    return now + found.escalate_after if has_next else None
 
 
 def notify_closed(alert: Alert, now: datetime) -> list[int]:
     """One close message to every channel that was told about the alert; messages still held for quiet
     hours are dropped instead (nobody needs to hear of an alert that is already over)."""
-    told = Notification.objects.filter(alert=alert, kind__in=[MessageKind.OPENED, MessageKind.ESCALATED])
+    told = Notification.objects.filter(alert=alert, kind__in=ALERT_MESSAGES)
     told.filter(status=DeliveryStatus.HELD).update(
         status=DeliveryStatus.SKIPPED, last_error="the alert closed during quiet hours"
     )
@@ -274,6 +295,9 @@ def compose(alert: Alert, kind: MessageKind, tier: int = 0) -> tuple[str, str]:
     if kind == MessageKind.ESCALATED:
         lines.append(f"Not acknowledged yet: escalated to tier {tier}.")
         title = f"Escalated: {words['text']}"
+    elif kind == MessageKind.WORSE:
+        lines.append(f"It got worse since it opened: now {alert.get_severity_display().lower()} severity.")
+        title = f"Worse: {words['text']}"
     elif kind == MessageKind.CLOSED:
         lines = [f"{words['text'][:1].upper() + words['text'][1:]} is {alert.get_state_display().lower()}."]
         title = f"Closed: {words['text']}"
@@ -301,6 +325,42 @@ def escalate_due(now: datetime | None = None) -> list[int]:
             continue
         with transaction.atomic():
             written += notify_tier(escalation.alert, escalation.tier + 1, MessageKind.ESCALATED, now)
+    return written
+
+
+def reroute_worse(now: datetime | None = None) -> list[int]:
+    """Route again every live alert whose severity rose since its channels were chosen (claimed by
+    compare-and-set on the severity routed): a "got worse" message to each channel its rules reach now on
+    the tiers told so far and that has not been told of it, and, for an open alert whose escalation clock
+    stopped for want of a delay, the clock its rules now set. The messages written."""
+    now = now or timezone.now()
+    written: list[int] = []
+    live = Escalation.objects.filter(alert__state__in=[AlertState.OPEN, AlertState.ACKNOWLEDGED]).exclude(
+        severity=F("alert__severity")
+    )
+    for escalation in live.select_related("alert__asset__site", "alert__asset__asset_type"):
+        alert = escalation.alert
+        claimed = Escalation.objects.filter(pk=escalation.pk, severity=escalation.severity).update(
+            severity=alert.severity
+        )
+        rose = Severity(alert.severity).rank > Severity(escalation.severity or alert.severity).rank
+        if claimed != 1 or not rose:
+            continue  # another sweep has it, or it got better: the channels told stay told
+        told = set(
+            Notification.objects.filter(alert=alert, kind__in=ALERT_MESSAGES)
+            .exclude(status__in=[DeliveryStatus.FAILED, DeliveryStatus.SKIPPED])
+            .values_list("channel_id", flat=True)
+        )
+        with transaction.atomic():
+            for tier in range(1, escalation.tier + 1):
+                found = route(alert, tier, now)
+                new = [channel for channel in found.channels if channel.pk not in told]
+                written += _write(alert, new, MessageKind.WORSE, tier, now)
+                told.update(channel.pk for channel in new)
+                if tier == escalation.tier and alert.state == AlertState.OPEN and escalation.next_at is None:
+                    Escalation.objects.filter(pk=escalation.pk, next_at=None).update(
+                        next_at=next_escalation(alert, tier, found, now)
+                    )
     return written
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from notify.delivery import lost_sends, send_notification
-from notify.services import escalate_due, provide_sender, release_held, send_digests
+from notify.services import escalate_due, provide_sender, release_held, reroute_worse, send_digests
 
 
 # Queues are routed in settings (CELERY_TASK_ROUTES: "notify"), as every Vigil task's.
@@ -20,8 +20,9 @@ def send_notification_task(notification_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=180)
 def sweep_notifications_task() -> dict[str, int]:
-    """Beat's job: escalate, release held messages, send digests, re-queue lost sends (idempotent: each
-    step claims its rows by compare-and-set)."""
+    """Beat's job: route again alerts that got worse, escalate, release held messages, send digests,
+    re-queue lost sends (idempotent: each step claims its rows by compare-and-set)."""
+    worse = reroute_worse()
     escalated = escalate_due()
     released = release_held()
     digests = send_digests()
@@ -29,6 +30,7 @@ def sweep_notifications_task() -> dict[str, int]:
     for pk in lost:
         send_notification_task.delay(pk)
     return {
+        "worse": len(worse),
         "escalated": len(escalated),
         "released": len(released),
         "digests": len(digests),

@@ -14,7 +14,7 @@ from alerts.models import Alert, AlertEvent
 from alerts.services import record_feedback
 from notify.choices import DeliveryStatus, MessageKind
 from notify.models import InboxMessage, QuietHours, Rule, Shift
-from notify.services import escalate_due, plan_event, release_held, send_digests
+from notify.services import escalate_due, plan_event, release_held, reroute_worse, send_digests
 from tests.alerts.builders import make_alert
 from tests.alerts.conftest import CLEAR, OPEN, score, windows
 from tests.notify.conftest import make_channel, notifications, raise_alert, run_queued
@@ -186,3 +186,63 @@ def test_shadow_alerts_and_other_sites_are_never_notified(
         make_alert(asset, version, is_shadow=True)
         make_alert(other_asset, version)
     assert notifications() == []
+
+
+def test_a_low_alert_that_gets_high_is_chased_like_a_high_one(
+    asset, version, ladder, inbox, supervisor, queued, django_capture_on_commit_callbacks
+):
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=dt_timezone.utc)
+    with time_machine.travel(start, tick=False):
+        raise_alert(asset, version, django_capture_on_commit_callbacks)
+        assert Alert.objects.get().severity == "low"
+    with time_machine.travel(start + timedelta(minutes=5), tick=False):
+        raise_alert(asset, version, django_capture_on_commit_callbacks, first=3, peak=HIGH)
+        assert Alert.objects.get().severity == "high"
+        assert reroute_worse() == []  # the technicians were told already: no second message
+        assert reroute_worse() == []
+    with time_machine.travel(start + timedelta(minutes=19, seconds=59), tick=False):
+        assert escalate_due() == []
+    with time_machine.travel(start + timedelta(minutes=20), tick=False):
+        [escalated] = notifications(pk__in=escalate_due())
+    assert (escalated.channel, escalated.kind, escalated.tier) == (supervisor, MessageKind.ESCALATED, 2)
+
+
+def test_a_channel_for_worse_alerts_hears_of_an_alert_once_it_gets_worse(
+    site, asset, version, inbox, supervisor, queued, django_capture_on_commit_callbacks
+):
+    Rule.objects.create(site=site, name="all", min_severity="low", tier=1, channel=inbox)
+    Rule.objects.create(site=site, name="high", min_severity="high", tier=1, channel=supervisor)
+    raise_alert(asset, version, django_capture_on_commit_callbacks)
+    assert [(n.channel, n.kind) for n in notifications()] == [(inbox, MessageKind.OPENED)]
+    assert reroute_worse() == []  # nothing changed
+    raise_alert(asset, version, django_capture_on_commit_callbacks, first=3, peak=HIGH)
+    [worse] = notifications(pk__in=reroute_worse())
+    assert (worse.channel, worse.kind, worse.tier) == (supervisor, MessageKind.WORSE, 1)
+    assert worse.title.startswith("Worse: ") and "now high severity" in worse.body
+    assert "/notify/ack/" in worse.body
+    assert reroute_worse() == []  # claimed: told once
+    with django_capture_on_commit_callbacks(execute=True):
+        score(asset, version, windows(6, [CLEAR - 1] * 6))
+    closed = notifications(kind=MessageKind.CLOSED)
+    assert {n.channel for n in closed} == {inbox, supervisor}  # both were told, both hear it is over
+
+
+def test_a_snooze_that_runs_out_starts_the_escalation_clock_again(
+    asset, version, ladder, supervisor, technician, queued, django_capture_on_commit_callbacks
+):
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=dt_timezone.utc)
+    with time_machine.travel(start, tick=False):
+        raise_alert(asset, version, django_capture_on_commit_callbacks, peak=HIGH)
+    with time_machine.travel(start + timedelta(minutes=5), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            Alert.objects.get().transition(AlertState.SNOOZED, reason="snooze:1h")
+    with time_machine.travel(start + timedelta(minutes=65), tick=False):
+        assert escalate_due() == []  # snoozed: nobody is chased
+        with django_capture_on_commit_callbacks(execute=True):
+            Alert.objects.get().transition(AlertState.OPEN, reason="snooze expired; still anomalous")
+    with time_machine.travel(start + timedelta(minutes=79, seconds=59), tick=False):
+        assert escalate_due() == []
+    with time_machine.travel(start + timedelta(minutes=80), tick=False):
+        [escalated] = notifications(pk__in=escalate_due())
+    assert (escalated.channel, escalated.kind, escalated.tier) == (supervisor, MessageKind.ESCALATED, 2)
+    assert [n.kind for n in notifications()] == [MessageKind.OPENED, MessageKind.ESCALATED]
