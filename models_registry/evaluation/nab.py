@@ -45,8 +45,8 @@ from detection.rules import RuleParams, alert_episodes
 from detection.thresholds import OPEN_RULES
 from models_registry.evaluation import nab_scoring
 from models_registry.evaluation.report import Evaluation
-from detection.detectors import DETECTORS, METHODS
-from models_registry.training import ANOMALY_DEFAULTS, TrainingError, train_anomaly
+from detection.detectors import DETECTORS, METHODS, default_detector
+from models_registry.training import TrainingError, train_anomaly
 from plant.datasets import DatasetFormatError, DatasetMissing
 from plant.datasets.nab import (
     NabSeries,
@@ -103,7 +103,8 @@ def add_arguments(parser) -> None:
         "--detector",
         choices=DETECTORS,
         default=None,
-        help="Anomaly detector (detection.detectors; default: the product's, ANOMALY_DEFAULTS).",
+        help="Anomaly detector (detection.detectors; default: the product's for a one-sensor asset, "
+        "detection.detectors.default_detector: univariate).",
     )
     parser.add_argument(
         "--series",
@@ -159,7 +160,8 @@ def run(options: dict[str, Any], progress) -> Evaluation:
     """Evaluate the category's series (or the named ones) and return the report."""
     base = data_dir()
     category = options.get("category") or "realKnownCause"
-    detector = options.get("detector") or ANOMALY_DEFAULTS["detector"]
+    # The product's rule: a one-sensor asset type gets the single-signal detector (default_detector).
+    detector = options.get("detector") or default_detector([ROLE])
     normalisation = options.get("normalisation") or NONE
     m, n = settings.VIGIL_ALERT_OPEN_WINDOWS, settings.VIGIL_ALERT_CLEAR_WINDOWS
     how = {"detector": detector, "normalisation": normalisation, "rules": (m, n)}
