@@ -204,9 +204,7 @@ def train_anomaly(
     except DetectorError as exc:
         raise TrainingError(str(exc)) from None
     onnx_bytes = detector.to_onnx()
-    spec = (
-        _spec() if p["detector"] == MULTI_SIGNAL_DETECTOR else {**_spec(), "detector": p["detector"]}
-    )
+    spec = _spec() if p["detector"] == MULTI_SIGNAL_DETECTOR else {**_spec(), "detector": p["detector"]}
     session = runtime.load_session(onnx_bytes)
     check_rows = np.vstack([hold, fit[:: max(1, len(fit) // 200)]])
     _check_close(runtime.run_batch(session, check_rows, spec), detector.score(check_rows), "NumPy reference")
