@@ -52,7 +52,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--detector",
             choices=DETECTORS,
-            help="Anomaly detector (detection.detectors; default: the trainer's, PCA).",
+            help="Anomaly detector (detection.detectors; default by the asset type's channel count: "
+            "univariate for one sensor, PCA for several).",
         )
         parser.add_argument(
             "--open-rule",
