@@ -41,17 +41,6 @@ trainer sets open/clear thresholds on its hold-out scores by one rule for every 
     flat ``Max`` over all branches (``onnx_graphs.build_max_quadratic_graph``; branches "pca",
     "univariate:<sensor>", ...).
 
-Default by channel count (``default_detector``, a product rule): an asset type whose windows read ONE
-sensor gets ``"univariate"``, any other ``"pca"``. Why: with one signal there is no relation between sensors
-for PCA's Q to see, and its six window statistics are not a multivariate operating point; the issue's design
-names the per-sensor detector for single-signal assets (NAB-style series, one-channel bearings). The rule was
-checked on synthetic series only, never on an evaluated run (one-sensor ``temp`` series of
-tests/detection/synthetic.py at the product's 60 s / 10 s windows, 6 seeds x {clean, level shift, variance,
-drift}, 4 h of training, NAB's standard weights hit +1 / miss -1 / false alert -0.11; quantile rule: pca
-13 hits / 25 false alerts, univariate 18 / 53, combined 17 / 41, score 5.3 / 12.2 / 11.5; episodes rule:
-12 / 0, 13 / 0, 13 / 0). Several sensors keep the default PCA (SKAB's multivariate results are unchanged);
-an explicit ``params["detector"]`` always wins.
-
 Calibration windows: ``train_anomaly`` passes its fit windows, so that its hold-out stays a fresh sample for
 the final open/clear thresholds. Setting the scales on the hold-out too would fit the final threshold to the
 very scores the scales were fitted to; on synthetic data with a slowly wandering sensor and a 2 h hold-out
@@ -79,8 +68,6 @@ import numpy as np
 from detection.onnx_graphs import QuadraticForm, build_max_quadratic_graph, build_quadratic_graph
 
 DETECTORS = ("pca", "univariate", "combined")
-MULTI_SIGNAL_DETECTOR = "pca"  # the default of an asset type reading several sensors
-SINGLE_SIGNAL_DETECTOR = "univariate"  # ... and of one reading a single sensor (default_detector)
 MAD_TO_SIGMA = 1.4826  # 1 / Φ⁻¹(3/4): MAD · this estimates σ for normal data
 METHODS = {"pca": "pca_t2_q", "univariate": "robust_z", "combined": "max_calibrated(pca_t2_q, robust_z)"}
 
@@ -117,14 +104,6 @@ class FittedDetector:
         if len(self.forms) == 1:
             return build_quadratic_graph(self.forms[0], doc=doc)
         return build_max_quadratic_graph(self.forms, self.branches, doc=doc)
-
-
-def default_detector(groups: Sequence[str]) -> str:
-    """The default detector of windows whose features belong to the sensors ``groups`` (one name per
-    feature): the univariate detector for a single sensor, PCA for several (see the module docstring)."""
-    if not groups:
-        raise DetectorError("A detector needs at least one feature.")
-    return SINGLE_SIGNAL_DETECTOR if len(set(groups)) == 1 else MULTI_SIGNAL_DETECTOR
 
 
 def fit_detector(

@@ -57,7 +57,6 @@ from django.utils import timezone
 
 from detection import features
 from detection.baseline import baseline_mode
-from detection.detectors import MULTI_SIGNAL_DETECTOR
 from detection.pipeline import Pipeline, PipelineError
 from detection import runtime
 from models_registry import cache, training
@@ -593,18 +592,15 @@ def retrain_from_feedback(
     return version, report
 
 
-def champion_detector(champion: ModelVersion | None) -> str | None:
+def champion_detector(champion: ModelVersion | None) -> str:
     """The detector (detection.detectors) a retrained anomaly candidate uses: the champion's, so that
-    retraining does not silently switch detector; a champion trained before versions recorded one used PCA.
-    None without a champion: the trainer's default (by the asset's channel count)."""
-    if champion is None:
-        return None
-    params = (champion.provenance or {}).get("params") or {}
-    return str(params.get("detector") or MULTI_SIGNAL_DETECTOR)
+    retraining a univariate or combined champion does not silently return to the default PCA."""
+    params = ((champion.provenance or {}).get("params") or {}) if champion is not None else {}
+    return str(params.get("detector") or training.ANOMALY_DEFAULTS["detector"])
 
 
 def _fit_anomaly(
-    X: np.ndarray, classes: np.ndarray, train: np.ndarray, names: list[str], seed: int, detector: str | None
+    X: np.ndarray, classes: np.ndarray, train: np.ndarray, names: list[str], seed: int, detector: str
 ) -> tuple[Any, dict[str, Any]]:
     base = np.flatnonzero(train & (classes == WindowLabel.UNLABELLED))
     relabelled = np.flatnonzero(train & (classes == WindowLabel.NORMAL))

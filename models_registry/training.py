@@ -8,9 +8,8 @@ Score convention (both kinds): ``output_spec = {"name": "score", "index": 0, "di
 ``score < clear_threshold`` (hysteresis, ``clear_threshold <= open_threshold``).
 
 ``train_anomaly`` — a detector of ``detection.detectors`` fitted on normal / unlabelled windows only;
-    ``params["detector"]`` picks it: ``"pca"``, ``"univariate"`` or ``"combined"``; left out (None), the
-    asset's channel count does (``detection.detectors.default_detector``): ``"univariate"`` when the
-    windows read one sensor, ``"pca"`` otherwise. PCA is T² + Q (SPE) on standardised features:
+    ``params["detector"]`` picks it: ``"pca"`` (the default), ``"univariate"`` or ``"combined"``. The
+    default is PCA T² + Q (SPE) on standardised features:
     ``z = (x - mu) / sigma`` with mu, sigma of the fit split (a constant feature gets sigma = 1). The first k
     principal components explain ``params["variance"]`` of the variance (1 <= k <= d - 1). T² (Mahalanobis
     distance inside the PCA subspace) catches unusual operating points; Q (squared residual off the
@@ -72,14 +71,7 @@ from typing import Any
 import numpy as np
 
 from detection import runtime
-from detection.detectors import (
-    DETECTORS,
-    METHODS,
-    MULTI_SIGNAL_DETECTOR,
-    DetectorError,
-    default_detector,
-    fit_detector,
-)
+from detection.detectors import DETECTORS, METHODS, DetectorError, fit_detector
 from detection.features import role_of
 from detection.onnx_graphs import SCORE_NAME
 
@@ -90,7 +82,7 @@ ONNX_TOLERANCE = 1e-5
 BACKGROUND_SIZE = 100
 
 ANOMALY_DEFAULTS: dict[str, Any] = {
-    "detector": None,  # None: by channel count (detection.detectors.default_detector); or a DETECTORS name
+    "detector": "pca",  # or "univariate" / "combined" (detection.detectors)
     "variance": 0.95,
     "holdout_fraction": 0.25,
     "open_quantile": 0.995,
@@ -170,9 +162,6 @@ def train_anomaly(
     n, d = X.shape
     if n < 20:
         raise TrainingError(f"The anomaly model needs at least 20 normal windows, got {n}.")
-    groups = [role_of(name) for name in feature_names]
-    if p["detector"] is None:
-        p["detector"] = default_detector(groups)
     if p["detector"] not in DETECTORS:
         raise TrainingError(f"detector must be one of {', '.join(DETECTORS)}, got {p['detector']!r}.")
     if not 0.0 < p["variance"] <= 1.0 or not 0.0 < p["holdout_fraction"] < 1.0:
@@ -197,14 +186,16 @@ def train_anomaly(
             p["detector"],
             fit,
             variance=p["variance"],
-            groups=groups,
+            groups=[role_of(name) for name in feature_names],
             X_cal=fit,  # the parts' scales; the hold-out stays fresh for the thresholds below
             threshold=open_rule,
         )
     except DetectorError as exc:
         raise TrainingError(str(exc)) from None
     onnx_bytes = detector.to_onnx()
-    spec = _spec() if p["detector"] == MULTI_SIGNAL_DETECTOR else {**_spec(), "detector": p["detector"]}
+    spec = (
+        _spec() if p["detector"] == ANOMALY_DEFAULTS["detector"] else {**_spec(), "detector": p["detector"]}
+    )
     session = runtime.load_session(onnx_bytes)
     check_rows = np.vstack([hold, fit[:: max(1, len(fit) // 200)]])
     _check_close(runtime.run_batch(session, check_rows, spec), detector.score(check_rows), "NumPy reference")

@@ -6,9 +6,8 @@ Per series (one sensor, role ``value``):
    sample period is the file's median spacing), the production statistics (mean, std, min, max, slope,
    roughness). Rows whose time does not move forward (two files have a few) are left out of the features,
    and kept for scoring, which counts NAB rows in file order.
-2. ``models_registry.training.train_anomaly`` (ONNX) on the windows that end inside NAB's probationary
-   period, with the detector the product gives a one-sensor asset (``detection.detectors.default_detector``:
-   the univariate robust z; ``--detector`` names another) — the first min(15 %, 750) rows, which NAB never scores; nothing after it is seen.
+2. ``models_registry.training.train_anomaly`` (PCA T² + Q, ONNX) on the windows that end inside NAB's
+   probationary period — the first min(15 %, 750) rows, which NAB never scores; nothing after it is seen.
 3. Every later window scored by the ONNX artifact through the pipeline's scoring step (onnxruntime).
 4. ``detection.rules.alert_episodes`` with the model's own open / clear thresholds and the
    production hysteresis (VIGIL_ALERT_OPEN_WINDOWS, VIGIL_ALERT_CLEAR_WINDOWS), under two production rules,
@@ -46,8 +45,8 @@ from detection.rules import RuleParams, alert_episodes
 from detection.thresholds import OPEN_RULES
 from models_registry.evaluation import nab_scoring
 from models_registry.evaluation.report import Evaluation
-from detection.detectors import DETECTORS, METHODS, MULTI_SIGNAL_DETECTOR, default_detector
-from models_registry.training import TrainingError, train_anomaly
+from detection.detectors import DETECTORS, METHODS
+from models_registry.training import ANOMALY_DEFAULTS, TrainingError, train_anomaly
 from plant.datasets import DatasetFormatError, DatasetMissing
 from plant.datasets.nab import (
     NabSeries,
@@ -104,8 +103,7 @@ def add_arguments(parser) -> None:
         "--detector",
         choices=DETECTORS,
         default=None,
-        help="Anomaly detector (detection.detectors; default: the product's for a one-sensor asset, "
-        "detection.detectors.default_detector: univariate).",
+        help="Anomaly detector (detection.detectors; default: the product's, ANOMALY_DEFAULTS).",
     )
     parser.add_argument(
         "--series",
@@ -161,8 +159,7 @@ def run(options: dict[str, Any], progress) -> Evaluation:
     """Evaluate the category's series (or the named ones) and return the report."""
     base = data_dir()
     category = options.get("category") or "realKnownCause"
-    # The product's rule: a one-sensor asset type gets the single-signal detector (default_detector).
-    detector = options.get("detector") or default_detector([ROLE])
+    detector = options.get("detector") or ANOMALY_DEFAULTS["detector"]
     normalisation = options.get("normalisation") or NONE
     m, n = settings.VIGIL_ALERT_OPEN_WINDOWS, settings.VIGIL_ALERT_CLEAR_WINDOWS
     how = {"detector": detector, "normalisation": normalisation, "rules": (m, n)}
@@ -238,22 +235,6 @@ def run(options: dict[str, Any], progress) -> Evaluation:
             "source": "vigil",
         },
     ]
-    # The product's rule changed a one-sensor asset's detector from PCA: the old default beside it, not chosen.
-    previous: dict[str, dict[str, Any]] | None = None
-    if not options.get("detector") and detector != MULTI_SIGNAL_DETECTOR:
-        progress(f"comparison: {MULTI_SIGNAL_DETECTOR}, the default before the channel-count rule")
-        old = [score_series(x, **{**how, "detector": MULTI_SIGNAL_DETECTOR}) for x in all_series]
-        previous = {p: _corpus(old, profile, 1.0, m, n, "episodes") for p, profile in profiles.items()}
-        rows.append(
-            {
-                "detector": f"Vigil {DETECTOR_NAMES[MULTI_SIGNAL_DETECTOR]}"
-                + ("" if normalisation == NONE else f", {normalisation}")
-                + ", episodes rule — the default for every asset before the channel-count rule (comparison)",
-                **{p: previous[p]["score"] for p in profiles},
-                "corpus": corpus,
-                "source": "vigil",
-            }
-        )
     published, check = _published(base, profiles)
     rows += published
 
@@ -275,7 +256,6 @@ def run(options: dict[str, Any], progress) -> Evaluation:
     }
     summary = {
         "category": category,
-        **({f"previous_default_episodes_{p}": previous[p]["score"] for p in profiles} if previous else {}),
         "detector": detector,
         "normalisation": normalisation,
         "folder_holds": holds,
@@ -323,24 +303,6 @@ def run(options: dict[str, Any], progress) -> Evaluation:
         "are the same for every file, nothing tuned. Fourth row: NAB's protocol, one factor per profile "
         "scaling the default rule's thresholds, chosen from a fixed grid (0.5–32, geometric) to maximise this "
         f"corpus's raw score, hence in-sample (factors: {factors}).",
-        f"Detector choice: {detector}"
-        + (
-            " — the product's default for a one-sensor asset type (detection.detectors.default_detector: one "
-            "sensor -> univariate, several -> PCA), a product rule chosen on synthetic single-signal series "
-            "only (one-sensor series of tests/detection/synthetic.py, 6 seeds x clean / level shift / "
-            "variance / drift; univariate 18 of 18 changes hit, PCA 13), never on NAB. Before the rule, "
-            "every asset got PCA T²+Q: its episodes-rule row is added for comparison (standard "
-            + (
-                f"{previous[standard]['score']:.1f}, {previous[standard]['windows_hit']} windows hit, "
-                f"{previous[standard]['false_positives']} false alarms"
-                if previous
-                else "n/a"
-            )
-            + "); that score was known from the earlier report when the rule was fixed, and the rule was kept "
-            "although it scores lower here."
-            if not options.get("detector")
-            else " (named with --detector, not the product's rule for a one-sensor asset)."
-        ),
         f"Target (issue 13): realKnownCause standard >= 50 (Random Cut Forest's 51.7 on the whole corpus) with "
         f"the model's own thresholds: {_target_text(episodes, tail, fixed, standard)}.",
         f"What was evaluated: {corpus}. The data folder holds {holds}. With --category all every file "

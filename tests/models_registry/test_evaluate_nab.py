@@ -163,10 +163,7 @@ def test_evaluate_nab_on_one_series_scores_well_above_the_null_detector(nab_dir,
     assert summary["windows_hit"] >= 2
     vigil = [row for row in document["rows"] if row["source"] == "vigil"]
     published = {row["detector"]: row for row in document["rows"] if row["source"] == "published"}
-    assert len(vigil) == 5
-    # The previous default (PCA for every asset) is reported beside the product's rule, labelled as such.
-    assert "PCA" in vigil[4]["detector"] and "comparison" in vigil[4]["detector"]
-    assert summary["previous_default_episodes_standard"] == vigil[4]["standard"]
+    assert len(vigil) == 4
     assert "episodes rule" in vigil[0]["detector"] and "tail rule" in vigil[1]["detector"]
     assert "default rule" in vigil[2]["detector"]
     assert summary["vigil_tail_standard"] > 30.0
@@ -182,9 +179,7 @@ def test_evaluate_nab_on_one_series_scores_well_above_the_null_detector(nab_dir,
     # The episodes rule's threshold is never below the hold-out maximum, hence never below the quantile's.
     assert details["episodes_open_threshold"] >= details["open_threshold"]
     assert details["episodes_false_positives"] <= details["false_positives"]
-    # A NAB series is a one-sensor asset: the product's rule gives it the univariate detector.
-    assert summary["detector"] == "univariate"
-    assert "Vigil robust z (univariate)" in capsys.readouterr().out
+    assert "Vigil PCA" in capsys.readouterr().out
     assert (tmp_path / "nab.md").read_text().startswith("### nab")
 
 

@@ -52,8 +52,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--detector",
             choices=DETECTORS,
-            help="Anomaly detector (detection.detectors; default by the asset type's channel count: "
-            "univariate for one sensor, PCA for several).",
+            help="Anomaly detector (detection.detectors; default: the trainer's, PCA).",
         )
         parser.add_argument(
             "--open-rule",
