@@ -65,8 +65,9 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
@@ -81,7 +82,7 @@ from alerts.choices import GapReason
 from alerts.models import Score, ScoringDue, ScoringGap, ScoringProgress
 from alerts.scheduling import mark_due
 from alerts.services import ScoredWindow, apply_scores
-from alerts.services.lifecycle import assets_with_active_alert
+from alerts.services.lifecycle import assets_with_active_alert, rules_needed
 from alerts.services.sensor_faults import SensorFaults, apply_sensor_faults, held_roles, readings_from
 from alerts.services.overrides import thresholds_in_force
 from detection.baseline import Calibration, baseline_mode
@@ -133,7 +134,10 @@ class _AssetData:
     faults: SensorFaults | None = None  # what the champion's sensor-fault step found (shadows use it too)
 
 
+@lru_cache(maxsize=4096)
 def _utc(seconds: float) -> datetime:
+    # Cached: the assets of a sweep share their window ends (multiples of the step), and a datetime is
+    # immutable; building one per stored window cost more than anything else in storing it.
     return datetime.fromtimestamp(seconds, tz=dt_timezone.utc)
 
 
@@ -388,50 +392,51 @@ def _store(version: ModelVersion, batches: list) -> int:
     with transaction.atomic():
         _lock_assets(asset_ids)
         cursors = _last_ends(asset_ids, [version.pk])
-        rows: list[tuple[int, float, float, dict[str, int]]] = []
-        pending: list[tuple[_AssetData, list]] = []
+        pending: list[_NewWindows] = []
         for item, index, X, scores, vector in batches:
             windows = _windows_for(item, version)
             ends = windows.ends[index]
             new = np.flatnonzero(ends > cursors.get((item.asset.pk, version.pk), -np.inf) + 1e-6)
-            if not len(new):
-                continue
-            bits = windows.flagged[index[new]]
-            any_bits = bits.any(axis=1).tolist()
-            scored = []
-            for k, end_s, score, row_bits, some in zip(
-                new.tolist(), ends[new].tolist(), scores[new].tolist(), bits.tolist(), any_bits
-            ):
-                flagged = {role: b for role, b in zip(windows.roles, row_bits) if b} if some else {}
-                rows.append((item.asset.pk, end_s, score, flagged))
-                scored.append(
-                    ScoredWindow(end=_utc(end_s), score=score, x=X[k], flagged=flagged, baseline=vector)
-                )
-            pending.append((item, scored))
-        _insert_scores(version, rows)
+            if len(new):
+                bits = windows.flagged[index[new]]
+                pending.append(_NewWindows(item, windows.roles, new, ends[new], scores[new], bits, X, vector))
+        _insert_scores(version, *_score_columns(pending))
         changed: list[int] = []
         # One query tells which assets hold an active alert; the others need none unless a window is above
         # the open threshold (see apply_scores).
-        active = (
-            assets_with_active_alert(version, [item.asset.pk for item, _ in pending]) if pending else set()
-        )
+        asset_ids = [part.item.asset.pk for part in pending]
+        active = assets_with_active_alert(version, asset_ids) if pending else set()
         # The chunk's per-asset thresholds: overrides (alerts.ThresholdOverride) before a robust version's
         # calibrated ones (models_registry.AssetThreshold), in two queries at most.
-        overrides = thresholds_in_force(version, [item.asset.pk for item, _ in pending]) if pending else {}
+        overrides = thresholds_in_force(version, asset_ids) if pending else {}
         if version.status == ModelStatus.CHAMPION and pending:
             # Sensor faults (alerts.services.sensor_faults) once per chunk, on the champion's window ends
             # and the readings already read; what they find holds the windows a faulty sensor explains.
             faults = apply_sensor_faults(
                 version,
                 [
-                    (item.asset, [w.end for w in scored], item.sensors, item.series)
-                    for item, scored in pending
+                    (
+                        part.item.asset,
+                        [_utc(end) for end in part.ends.tolist()],
+                        part.item.sensors,
+                        part.item.series,
+                    )
+                    for part in pending
                 ],
             )
             changed += faults.changed
-            for item, _ in pending:
-                item.faults = faults
-        for item, scored in pending:
+            for part in pending:
+                part.item.faults = faults
+        for part in pending:
+            item = part.item
+            total += len(part.ends)
+            # A healthy asset (no active alert, nothing above the open threshold) needs no rule engine: its
+            # windows are not even made into objects.
+            if not rules_needed(
+                version, item.asset, part.scores.tolist(), with_active=active, thresholds=overrides
+            ):
+                continue
+            scored = part.scored()
             held = {}
             if item.faults is not None:
                 for w in scored:
@@ -447,21 +452,84 @@ def _store(version: ModelVersion, batches: list) -> int:
                 thresholds=overrides,
                 held=held,
             )
-            total += len(scored)
         broadcast_alerts(changed)  # sent after commit
     return total
 
 
-def _insert_scores(version: ModelVersion, rows: list[tuple[int, float, float, dict[str, int]]]) -> None:
-    """Insert (asset id, window end in epoch seconds, score, flagged) rows of one version, skipping existing
-    windows. On PostgreSQL one binary COPY built by NumPy: no model instance and no SQL literal per row."""
-    if not rows:
+@dataclass
+class _NewWindows:
+    """One asset's windows of a version to store: positions among its scored rows, ends, scores, flags."""
+
+    item: _AssetData
+    roles: list[str]
+    rows: np.ndarray  # positions in the version's scored rows (and in X) of the new windows
+    ends: np.ndarray  # epoch seconds
+    scores: np.ndarray
+    bits: np.ndarray  # [window, role] OR of the readings' quality bits
+    X: np.ndarray
+    baseline: np.ndarray | Calibration | None
+
+    def flagged(self) -> list[dict[str, int]]:
+        """Per window, role -> its quality bits, for the roles with any."""
+        some = self.bits.any(axis=1).tolist()
+        return [_flags(self.roles, row) if any_ else {} for row, any_ in zip(self.bits.tolist(), some)]
+
+    def scored(self) -> list[ScoredWindow]:
+        """The windows as the alert lifecycle takes them (alerts.services.apply_scores)."""
+        return [
+            ScoredWindow(end=_utc(end), score=score, x=self.X[k], flagged=flagged, baseline=self.baseline)
+            for k, end, score, flagged in zip(
+                self.rows.tolist(), self.ends.tolist(), self.scores.tolist(), self.flagged()
+            )
+        ]
+
+
+def _flags(roles: list[str], bits: list[int]) -> dict[str, int]:
+    """Score.flagged of a window: role -> the OR of its readings' quality bits, for the roles with any."""
+    return {role: b for role, b in zip(roles, bits) if b}
+
+
+def _score_columns(
+    pending: list[_NewWindows],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, dict[str, int]]]:
+    """(asset ids, window ends in epoch seconds, scores, {row: flagged} of the rows with any flag) of the
+    new windows, in columns for _insert_scores (no Python object per window but the flagged ones)."""
+    if not pending:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), {}
+    asset_ids = np.repeat([part.item.asset.pk for part in pending], [len(part.ends) for part in pending])
+    flagged: dict[int, dict[str, int]] = {}
+    offset = 0
+    for part in pending:
+        for k in np.flatnonzero(part.bits.any(axis=1)).tolist():
+            flagged[offset + k] = _flags(part.roles, part.bits[k].tolist())
+        offset += len(part.ends)
+    return (
+        asset_ids.astype(np.int64),
+        np.concatenate([part.ends for part in pending]),
+        np.concatenate([part.scores for part in pending]),
+        flagged,
+    )
+
+
+def _insert_scores(
+    version: ModelVersion,
+    asset_ids: np.ndarray,
+    ends_s: np.ndarray,
+    scores: np.ndarray,
+    flagged: Mapping[int, dict[str, int]],
+) -> None:
+    """Insert Score rows of one version, given as columns (asset ids, window ends in epoch seconds, scores)
+    and the flagged value of the rows that have one (row -> {role: bits}; the others: {}), skipping
+    existing windows. On PostgreSQL one binary COPY built by NumPy: no object and no SQL literal per row."""
+    if not len(asset_ids):
         return
     if connection.vendor != "postgresql":
         Score.objects.bulk_create(
             [
-                Score(asset_id=a, model_version=version, window_end=_utc(e), score=v, flagged=f)
-                for a, e, v, f in rows
+                Score(
+                    asset_id=a, model_version=version, window_end=_utc(e), score=v, flagged=flagged.get(i, {})
+                )
+                for i, (a, e, v) in enumerate(zip(asset_ids.tolist(), ends_s.tolist(), scores.tolist()))
             ],
             batch_size=2000,
             ignore_conflicts=True,
@@ -480,11 +548,10 @@ def _insert_scores(version: ModelVersion, rows: list[tuple[int, float, float, di
             connection.cursor() as cursor,
             cursor.copy(f"COPY {qn(meta.db_table)} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
         ):
-            copy.write(_score_copy_buffer(version.pk, rows))
+            copy.write(_score_copy_buffer(version.pk, asset_ids, ends_s, scores, flagged))
         return
     except psycopg.errors.UniqueViolation:
         pass
-    asset_ids, ends, values, flagged = zip(*rows)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {qn(meta.db_table)} ({columns})"
@@ -492,10 +559,10 @@ def _insert_scores(version: ModelVersion, rows: list[tuple[int, float, float, di
             " AS r(a, e, v, f) ON CONFLICT DO NOTHING",
             [
                 version.pk,
-                list(asset_ids),
-                [_utc(e) for e in ends],
-                list(values),
-                [json.dumps(f) for f in flagged],
+                asset_ids.tolist(),
+                [_utc(e) for e in ends_s.tolist()],
+                scores.tolist(),
+                [json.dumps(flagged.get(i, {})) for i in range(len(asset_ids))],
             ],
         )
 
@@ -516,24 +583,30 @@ _SCORE_ROW = [
 ]
 
 
-def _score_copy_buffer(version_id: int, rows: list[tuple[int, float, float, dict[str, int]]]) -> bytes:
+def _score_copy_buffer(
+    version_id: int,
+    asset_ids: np.ndarray,
+    ends_s: np.ndarray,
+    scores: np.ndarray,
+    flagged: Mapping[int, dict[str, int]],
+) -> bytes:
     """The rows as one binary COPY stream of _SCORE_COLUMNS. Rows are fixed-width but for their flagged
     JSON, so they are built per distinct flagged value (almost always {}): one NumPy record array each."""
-    by_payload: dict[bytes, list[int]] = defaultdict(list)
-    for i, (*_, flagged) in enumerate(rows):
-        by_payload[b"\x01" + json.dumps(flagged, sort_keys=True).encode() if flagged else b"\x01{}"].append(i)
-    asset_ids, ends_s, scores, _ = zip(*rows)
-    asset_ids, ends_s, scores = (
-        np.asarray(asset_ids),
-        np.asarray(ends_s, dtype=np.float64),
-        np.asarray(scores),
-    )
+    payloads = np.zeros(len(asset_ids), dtype=np.int64)  # 0: {}
+    distinct: dict[bytes, int] = {b"\x01{}": 0}
+    for i, value in flagged.items():
+        if value:
+            payload = b"\x01" + json.dumps(value, sort_keys=True).encode()
+            payloads[i] = distinct.setdefault(payload, len(distinct))
     # Microseconds as datetime.fromtimestamp rounds them (half to even of the fraction), so a window end
     # is stored exactly as the ORM would store _utc(end).
-    whole, frac = np.divmod(ends_s, 1.0)
+    whole, frac = np.divmod(np.asarray(ends_s, dtype=np.float64), 1.0)
     ends_us = whole.astype(np.int64) * 1_000_000 + np.round(frac * 1e6).astype(np.int64)
     blocks = []
-    for payload, at in by_payload.items():
+    for payload, code in distinct.items():
+        at = np.flatnonzero(payloads == code)
+        if not len(at):
+            continue
         block = np.empty(len(at), dtype=np.dtype([*_SCORE_ROW, ("flagged", f"S{len(payload)}")]))
         block["nfields"] = len(_SCORE_COLUMNS)
         block["len_asset"] = block["len_version"] = block["len_end"] = block["len_score"] = 8
