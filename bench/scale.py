@@ -60,6 +60,11 @@ def configure() -> argparse.Namespace:
     parser.add_argument("--posters", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the bench database of an earlier run if it holds a fleet of this size (skips the setup)",
+    )
     args = parser.parse_args()
     args.workers = [int(n) for n in args.workers.split(",")]
     args.web = [int(n) for n in args.web.split(",")]
@@ -349,10 +354,24 @@ def ingest(web: int, posters: int, seconds: float, offset: int, redis_pid: int, 
     }
 
 
+def reused_fleet(n: int):
+    """(assets, [champion, shadow]) of an earlier run's fleet of `n` assets in this database, or (None, None)."""
+    from models_registry.models import ModelVersion
+    from plant.models import Asset
+
+    fleet = list(Asset.objects.filter(site__slug="scale").select_related("site").order_by("pk"))
+    versions = list(ModelVersion.objects.filter(name__in=["scale-vib", "scale-vib-2"]).order_by("pk"))
+    if len(fleet) != n or len(versions) != 2:
+        return None, None
+    return fleet, versions
+
+
 def ingest_site() -> None:
     from bench.fleet import BASE
     from plant.models import Asset, AssetType, Sensor, SensorRole, Site
 
+    if Site.objects.filter(slug="ingest").exists():  # a reused database (--reuse)
+        return
     site = Site.objects.create(slug="ingest", name="ingest")
     pump = AssetType.objects.create(slug="ingest-pump", name="ingest pump")
     roles = [SensorRole.objects.create(asset_type=pump, key=key, label=key) for key in sorted(BASE)]
@@ -373,7 +392,7 @@ def main() -> int:
     args = configure()
     from config.scratch_db import prepare_postgres
 
-    url = prepare_postgres(pg_url("bench/scale.py"), "_scale_bench")
+    url = prepare_postgres(pg_url("bench/scale.py"), "_scale_bench", keep=args.reuse)
     database = url.rsplit("/", 1)[1].split("?")[0]
     redis_port = free_port()
     setup_django(
@@ -394,14 +413,22 @@ def main() -> int:
     result: dict = {"date": dt.date.today().isoformat(), "machine": machine(), "args": vars(args)}
     try:
         began = time.perf_counter()
-        _site, pump, fleet = make_fleet(args.fleet, "scale")
-        versions = [
-            vibration_version(pump, "scale-vib", 1.0),
-            vibration_version(pump, "scale-vib-2", 2.0, shadow=True),
-        ]
-        load_fresh_readings(fleet, float(int(time.time()) // 10 * 10))
-        result["setup_s"] = round(time.perf_counter() - began, 1)
-        print(f"bench: {args.fleet:,} assets with 70 s of readings each in {result['setup_s']} s", flush=True)
+        fleet, versions = reused_fleet(args.fleet) if args.reuse else (None, None)
+        if fleet is None:
+            _site, pump, fleet = make_fleet(args.fleet, "scale")
+            versions = [
+                vibration_version(pump, "scale-vib", 1.0),
+                vibration_version(pump, "scale-vib-2", 2.0, shadow=True),
+            ]
+            load_fresh_readings(fleet, float(int(time.time()) // 10 * 10))
+            result["setup_s"] = round(time.perf_counter() - began, 1)
+            print(
+                f"bench: {args.fleet:,} assets with 70 s of readings each in {result['setup_s']} s",
+                flush=True,
+            )
+        else:
+            result["setup_s"] = None
+            print(f"bench: reused the {args.fleet:,} assets of an earlier run", flush=True)
         result["sweeps"] = []
         for workers in args.workers:
             run = sweep(fleet, versions, workers, args.chunk, redis_pid, database)
