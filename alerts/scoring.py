@@ -212,7 +212,7 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
             item.read_from_s = min(item.start_s, readings_from(first_new, item.end_s, step_s))
     if gaps:
         report.gaps += _record_gaps(gaps)
-    series = _read_series([item for item in data.values() if item.start_s is not None])
+    series, windowed = _read_series([item for item in data.values() if item.start_s is not None])
     for item in data.values():
         item.series = series.get(item.asset.pk, {})
     report.timings["read"] = report.timings.get("read", 0.0) + time.perf_counter() - started
@@ -227,7 +227,7 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
     # runner and training use), so a window scores the same wherever it is computed; once per distinct
     # regime step (detection.pipeline), the raw windows for every version without one.
     pipelines, failed = _pipelines(versions, roles, report)
-    prepared = _prepare_windows(pipelines, roles, todo, series, window_s, step_s)
+    prepared = _prepare_windows(pipelines, roles, todo, windowed, window_s, step_s)
     for item in todo:
         item.windows = prepared[None][item.asset.pk]
         for version_id, pipeline in pipelines.items():
@@ -270,14 +270,14 @@ def _prepare_windows(
     window_s: float,
     step_s: float,
 ) -> dict[str | None, dict]:
-    """windows key (None: raw readings) -> {asset id: Windows} of the chunk, built once per distinct regime
-    step. Timestamps and quality are unchanged by the step, so all have the raw windows' ends and flags."""
+    """windows key (None: raw readings) -> {asset id: Windows} of the chunk from ``series``, the readings
+    of the windows (_read_series' second part), built once per distinct regime step. Timestamps and quality are unchanged by the step, so all have the raw windows' ends and flags."""
     steps: dict[str | None, Pipeline] = {None: Pipeline.from_spec([], {})}
     for pipeline in pipelines.values():
         steps.setdefault(pipeline.windows_key, pipeline)
     return {
         key: pipeline.windows(
-            {item.asset.pk: _after(series.get(item.asset.pk, {}), item) for item in todo},
+            {item.asset.pk: series.get(item.asset.pk, {}) for item in todo},
             roles,
             window_s=window_s,
             step_s=step_s,
@@ -288,17 +288,6 @@ def _prepare_windows(
         )
         for key, pipeline in steps.items()
     }
-
-
-def _after(series: dict[str, tuple], item: _AssetData) -> dict[str, tuple]:
-    """The readings of the item's windows: those after its start (the read may reach further back)."""
-    if item.read_from_s is None or item.read_from_s >= item.start_s:
-        return series
-    out = {}
-    for role, columns in series.items():
-        lo = int(np.searchsorted(columns[0], item.start_s, side="right"))
-        out[role] = tuple(column[lo:] for column in columns)
-    return out
 
 
 def _windows_for(item: _AssetData, version: ModelVersion) -> Windows | None:
@@ -707,25 +696,36 @@ def _as_datetime(value) -> datetime:
     return datetime.fromisoformat(str(value)).replace(tzinfo=dt_timezone.utc)
 
 
-def _read_series(items: list[_AssetData]) -> dict[int, dict[str, tuple]]:
-    """{asset id: {role: (ts_s, values, quality)}} from one range query over every sensor of the items."""
+def _read_series(items: list[_AssetData]) -> tuple[dict[int, dict[str, tuple]], dict[int, dict[str, tuple]]]:
+    """({asset id: {role: (ts_s, values, quality)}} from one range query over every sensor of the items,
+    the same cut to the readings of each item's windows: those after its start_s, where the read reached
+    further back for the sensor-fault step)."""
     if not items:
-        return {}
+        return {}, {}
     sensor_role: dict[int, tuple[int, str]] = {}
+    cut: dict[int, float] = {}
     for item in items:
         for sensor_id, role in item.sensors.items():
             sensor_role[sensor_id] = (item.asset.pk, role)
+        further = item.read_from_s is not None and item.read_from_s < item.start_s
+        cut[item.asset.pk] = item.start_s if further else -np.inf
     begin = _utc(min(item.start_s if item.read_from_s is None else item.read_from_s for item in items))
     end = _utc(max(item.end_s for item in items))
     sid, ts, values, quality = read_readings(list(sensor_role), begin, end, include_start=False)
     out: dict[int, dict[str, tuple]] = defaultdict(dict)
+    windowed: dict[int, dict[str, tuple]] = defaultdict(dict)
     if not len(sid):
-        return out
+        return out, windowed
     bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        asset_id, role = sensor_role[int(sid[lo])]
-        out[asset_id][role] = (ts[lo:hi], values[lo:hi], quality[lo:hi])
-    return out
+    starts, stops = bounds[:-1], bounds[1:]
+    owners = [sensor_role[sensor_id] for sensor_id in sid[starts].tolist()]
+    # Per sensor, how many of its readings are at or before its asset's cut (they come first: time order).
+    limit = np.repeat([cut[asset_id] for asset_id, _ in owners], stops - starts)
+    before = np.add.reduceat((ts <= limit).astype(np.int64), starts)
+    for (asset_id, role), lo, hi, skip in zip(owners, starts.tolist(), stops.tolist(), before.tolist()):
+        out[asset_id][role] = columns = (ts[lo:hi], values[lo:hi], quality[lo:hi])
+        windowed[asset_id][role] = columns if not skip else tuple(c[skip:] for c in columns)
+    return out, windowed
 
 
 def _release(claims: dict[int, int], backlogged: list[int]) -> list[int]:
