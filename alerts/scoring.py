@@ -148,8 +148,8 @@ def score_assets(asset_ids: Sequence[int]) -> ScoringReport:
     """Score every complete new window of the assets for every version in use; idempotent (see module)."""
     report = ScoringReport()
     ids = sorted({int(asset_id) for asset_id in asset_ids})
-    claims = dict(ScoringDue.objects.filter(asset_id__in=ids).values_list("asset_id", "seq"))
-    assets = list(Asset.objects.filter(pk__in=ids, is_active=True).select_related("asset_type"))
+    claims = dict(ScoringDue.objects.filter(asset_id__any=ids).values_list("asset_id", "seq"))
+    assets = list(Asset.objects.filter(pk__any=ids, is_active=True).select_related("asset_type"))
     by_type: dict[int, list[Asset]] = defaultdict(list)
     for asset in assets:
         by_type[asset.asset_type_id].append(asset)
@@ -629,7 +629,7 @@ def _load_assets(assets: list[Asset]) -> dict[int, _AssetData]:
     data = {asset.pk: _AssetData(asset, {}, {}, {}) for asset in assets}
     latest = Reading.objects.filter(sensor_id=OuterRef("pk")).order_by("-ts").values("ts")[:1]
     rows = (
-        Sensor.objects.filter(asset__in=assets)
+        Sensor.objects.filter(asset_id__any=[asset.pk for asset in assets])
         .order_by("pk")
         .annotate(last=Subquery(latest))
         .values_list("pk", "asset_id", "role__key", "key", "sample_period_s", "last")
@@ -738,11 +738,11 @@ def _release(claims: dict[int, int], backlogged: list[int]) -> list[int]:
         if asset_id not in backlogged:
             by_seq[seq].append(asset_id)
     for seq, asset_ids in by_seq.items():
-        ScoringDue.objects.filter(asset_id__in=asset_ids, seq=seq).update(due=False, scored_seq=seq)
+        ScoringDue.objects.filter(asset_id__any=asset_ids, seq=seq).update(due=False, scored_seq=seq)
     if not claims and not backlogged:
         return []
     return list(
-        ScoringDue.objects.filter(asset_id__in=sorted({*claims, *backlogged}), due=True)
+        ScoringDue.objects.filter(asset_id__any={*claims, *backlogged}, due=True)
         .order_by("asset_id")
         .values_list("asset_id", flat=True)
     )
@@ -752,7 +752,7 @@ def _cursors(asset_ids: list[int], version_ids: list[int]) -> dict[tuple[int, in
     """(asset id, version id) -> epoch seconds up to which windows were scored or, in a backlog catch-up,
     looked at (ScoringProgress); pairs with neither are absent (a first run)."""
     cursors = _last_ends(asset_ids, version_ids)
-    progress = ScoringProgress.objects.filter(asset_id__in=asset_ids, model_version_id__in=version_ids)
+    progress = ScoringProgress.objects.filter(asset_id__any=asset_ids, model_version_id__any=version_ids)
     for asset_id, version_id, through in progress.values_list("asset_id", "model_version_id", "through"):
         key = (asset_id, version_id)
         cursors[key] = max(cursors.get(key, -np.inf), through.timestamp())

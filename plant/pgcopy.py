@@ -76,14 +76,13 @@ def pg_copy_series(
         at += _SERIES_HEAD + _SERIES_TAIL + _SERIES_PER_READING * n
     if at != stop:
         raise ValueError("a truncated COPY row")
-    raw = np.frombuffer(data, dtype=np.uint8)
     start, n = np.array(starts, dtype=np.int64), np.array(counts, dtype=np.int64)
-    header = _gather(raw, start, _SERIES_ROW)
+    header = _at(data, start, _SERIES_ROW)
     # The value array's header follows the last timestamp, the quality array's the last value.
     value_at = start + _SERIES_HEAD + 12 * n
     quality_at = value_at + _ARRAY_HEAD + 12 * n
-    values_head = _gather(raw, value_at, _ARRAY_HEAD_ROW)
-    quality_head = _gather(raw, quality_at, _ARRAY_HEAD_ROW)
+    values_head = _at(data, value_at, _ARRAY_HEAD_ROW)
+    quality_head = _at(data, quality_at, _ARRAY_HEAD_ROW)
     expected = (
         (header["nfields"] == 4)
         & (header["len_sensor"] == 8)
@@ -109,9 +108,9 @@ def pg_copy_series(
     ts_at = (start + _SERIES_HEAD)[owner] + 12 * within
     value_at = (value_at + _ARRAY_HEAD)[owner] + 12 * within
     quality_at = (quality_at + _ARRAY_HEAD)[owner] + 6 * within
-    element = _gather(raw, ts_at, _ELEMENT8_I)
-    values = _gather(raw, value_at, _ELEMENT8_F)
-    quality = _gather(raw, quality_at, _ELEMENT2)
+    element = _at(data, ts_at, _ELEMENT8_I)
+    values = _at(data, value_at, _ELEMENT8_F)
+    quality = _at(data, quality_at, _ELEMENT2)
     if not ((element["len"] == 8).all() and (values["len"] == 8).all() and (quality["len"] == 2).all()):
         raise ValueError("a COPY array holds a NULL or a value of another width")
     return (
@@ -122,11 +121,13 @@ def pg_copy_series(
     )
 
 
-def _gather(raw: np.ndarray, at: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The records of `dtype` starting at byte offsets `at` of `raw`."""
+def _at(data: bytes, at: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The records of `dtype` starting at byte offsets `at` of `data` (each inside it): one fancy index
+    into a view with a record starting at every byte, so no index matrix per byte is built."""
     if not len(at):
         return np.zeros(0, dtype=dtype)
-    return raw[at[:, None] + np.arange(dtype.itemsize)].view(dtype)[:, 0]
+    every_byte = np.ndarray((len(data) - dtype.itemsize + 1,), dtype=dtype, buffer=data, strides=(1,))
+    return every_byte[at]
 
 
 _INT4 = struct.Struct(">i")

@@ -655,7 +655,7 @@ def assets_with_active_alert(version: ModelVersion, asset_ids: Collection[int]) 
     champion, its own would-be alerts for a shadow) or a judged episode still going on, locked FOR UPDATE
     like ``apply_scores`` locks them: one query for a whole chunk, passed to ``apply_scores(...,
     with_active=...)``."""
-    alerts = _holding(Alert.objects.select_for_update().filter(asset_id__in=list(asset_ids)))
+    alerts = _holding(Alert.objects.select_for_update().filter(asset_id__any=asset_ids))
     if version.status == ModelStatus.SHADOW:
         alerts = alerts.filter(is_shadow=True, model_version=version)
     else:
