@@ -356,15 +356,21 @@ def ingest(web: int, posters: int, seconds: float, offset: int, redis_pid: int, 
 
 
 def reused_fleet(n: int):
-    """(assets, [champion, shadow]) of an earlier run's fleet of `n` assets in this database, or (None, None)."""
+    """(assets, [champion, shadow]) of an earlier run's fleet of `n` assets in this database, or (None, None).
+    The versions are registered anew: the earlier run's artifacts went with its temporary media folder."""
+    from bench.fleet import vibration_version
     from models_registry.models import ModelVersion
     from plant.models import Asset
 
-    fleet = list(Asset.objects.filter(site__slug="scale").select_related("site").order_by("pk"))
-    versions = list(ModelVersion.objects.filter(name__in=["scale-vib", "scale-vib-2"]).order_by("pk"))
-    if len(fleet) != n or len(versions) != 2:
+    fleet = list(Asset.objects.filter(site__slug="scale").select_related("site", "asset_type").order_by("pk"))
+    if len(fleet) != n:
         return None, None
-    return fleet, versions
+    pump = fleet[0].asset_type
+    ModelVersion.objects.filter(asset_type=pump).delete()
+    return fleet, [
+        vibration_version(pump, "scale-vib", 1.0),
+        vibration_version(pump, "scale-vib-2", 2.0, shadow=True),
+    ]
 
 
 def ingest_site() -> None:
