@@ -62,6 +62,15 @@ def configure() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument(
+        "--in-process",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only sweep the fleet ROUNDS times in this process (no Celery, no Redis work) and print the CPU "
+        "seconds of this process and of its PostgreSQL backend per 100k assets; run it from two checkouts "
+        "in turn (with --reuse) for a before/after ratio under the same load",
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="keep the bench database of an earlier run if it holds a fleet of this size (skips the setup)",
@@ -262,6 +271,44 @@ def sweep(fleet, versions, workers: int, chunk: int, redis_pid: int, database: s
     }
 
 
+def in_process_sweep(fleet, versions, chunk: int) -> dict:
+    """The sweep of `sweep` run by score_assets in this process: CPU seconds of this process and of its
+    PostgreSQL backend, per 100k assets (the profile's view, without Celery's share)."""
+    from django.db import connection
+    from django.db.models import F
+    from django.utils import timezone
+
+    from alerts.models import Score, ScoringDue
+    from alerts.scoring import score_assets
+
+    ids = [a.pk for a in fleet]
+    Score.objects.filter(model_version__in=versions).delete()
+    ScoringDue.objects.filter(asset_id__in=ids).update(due=True, seq=F("seq") + 1, marked_at=timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = psutil.Process(cursor.fetchone()[0])
+
+    def cpu(proc: psutil.Process) -> float:
+        times = proc.cpu_times()
+        return times.user + times.system
+
+    me, began_pg, began = psutil.Process(), cpu(backend), time.perf_counter()
+    began_me = cpu(me)
+    stored = 0
+    for i in range(0, len(ids), chunk):
+        stored += sum(score_assets(ids[i : i + chunk]).stored.values())
+    scale = 100_000 / len(ids)
+    return {
+        "assets": len(ids),
+        "scores_stored": stored,
+        "wall_s": round(time.perf_counter() - began, 2),
+        "cpu_s_per_100k": {
+            "worker": round((cpu(me) - began_me) * scale, 1),
+            "postgres": round((cpu(backend) - began_pg) * scale, 1),
+        },
+    }
+
+
 # --- (b) ingest --------------------------------------------------------------------------------------------
 
 
@@ -363,8 +410,10 @@ def reused_fleet(n: int):
     from plant.models import Asset
 
     fleet = list(Asset.objects.filter(site__slug="scale").select_related("site", "asset_type").order_by("pk"))
-    if len(fleet) != n:
+    if not fleet:
         return None, None
+    if len(fleet) != n:
+        raise SystemExit(f"bench: the reused database holds {len(fleet):,} assets, not {n:,} (drop --reuse)")
     pump = fleet[0].asset_type
     ModelVersion.objects.filter(asset_type=pump).delete()
     return fleet, [
@@ -436,6 +485,10 @@ def main() -> int:
         else:
             result["setup_s"] = None
             print(f"bench: reused the {args.fleet:,} assets of an earlier run", flush=True)
+        if args.in_process:
+            for _ in range(args.in_process):
+                print(f"bench: in-process sweep {in_process_sweep(fleet, versions, args.chunk)}", flush=True)
+            return 0
         result["sweeps"] = []
         for workers in args.workers:
             run = sweep(fleet, versions, workers, args.chunk, redis_pid, database)
