@@ -65,12 +65,14 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
 import numpy as np
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
@@ -80,7 +82,7 @@ from alerts.choices import GapReason
 from alerts.models import Score, ScoringDue, ScoringGap, ScoringProgress
 from alerts.scheduling import mark_due
 from alerts.services import ScoredWindow, apply_scores
-from alerts.services.lifecycle import assets_with_active_alert
+from alerts.services.lifecycle import assets_with_active_alert, rules_needed
 from alerts.services.sensor_faults import SensorFaults, apply_sensor_faults, held_roles, readings_from
 from alerts.services.overrides import thresholds_in_force
 from detection.baseline import Calibration, baseline_mode
@@ -92,6 +94,7 @@ from models_registry.choices import ModelStatus
 from models_registry.models import IncidentKind, ModelVersion
 from models_registry.quarantine import quarantine
 from plant.models import Asset, AssetType, Reading, Sensor, no_sensor_for
+from plant.pgcopy import PG_EPOCH_OFFSET_US, pg_copy_stream
 from plant.series import read_readings
 
 logger = logging.getLogger(__name__)
@@ -131,7 +134,10 @@ class _AssetData:
     faults: SensorFaults | None = None  # what the champion's sensor-fault step found (shadows use it too)
 
 
+@lru_cache(maxsize=4096)
 def _utc(seconds: float) -> datetime:
+    # Cached: the assets of a sweep share their window ends (multiples of the step), and a datetime is
+    # immutable; building one per stored window cost more than anything else in storing it.
     return datetime.fromtimestamp(seconds, tz=dt_timezone.utc)
 
 
@@ -142,8 +148,8 @@ def score_assets(asset_ids: Sequence[int]) -> ScoringReport:
     """Score every complete new window of the assets for every version in use; idempotent (see module)."""
     report = ScoringReport()
     ids = sorted({int(asset_id) for asset_id in asset_ids})
-    claims = dict(ScoringDue.objects.filter(asset_id__in=ids).values_list("asset_id", "seq"))
-    assets = list(Asset.objects.filter(pk__in=ids, is_active=True).select_related("asset_type"))
+    claims = dict(ScoringDue.objects.filter(asset_id__any=ids).values_list("asset_id", "seq"))
+    assets = list(Asset.objects.filter(pk__any=ids, is_active=True).select_related("asset_type"))
     by_type: dict[int, list[Asset]] = defaultdict(list)
     for asset in assets:
         by_type[asset.asset_type_id].append(asset)
@@ -206,7 +212,7 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
             item.read_from_s = min(item.start_s, readings_from(first_new, item.end_s, step_s))
     if gaps:
         report.gaps += _record_gaps(gaps)
-    series = _read_series([item for item in data.values() if item.start_s is not None])
+    series, windowed = _read_series([item for item in data.values() if item.start_s is not None])
     for item in data.values():
         item.series = series.get(item.asset.pk, {})
     report.timings["read"] = report.timings.get("read", 0.0) + time.perf_counter() - started
@@ -221,7 +227,7 @@ def _score_type(asset_type: AssetType, assets: list[Asset], report: ScoringRepor
     # runner and training use), so a window scores the same wherever it is computed; once per distinct
     # regime step (detection.pipeline), the raw windows for every version without one.
     pipelines, failed = _pipelines(versions, roles, report)
-    prepared = _prepare_windows(pipelines, roles, todo, series, window_s, step_s)
+    prepared = _prepare_windows(pipelines, roles, todo, windowed, window_s, step_s)
     for item in todo:
         item.windows = prepared[None][item.asset.pk]
         for version_id, pipeline in pipelines.items():
@@ -264,14 +270,14 @@ def _prepare_windows(
     window_s: float,
     step_s: float,
 ) -> dict[str | None, dict]:
-    """windows key (None: raw readings) -> {asset id: Windows} of the chunk, built once per distinct regime
-    step. Timestamps and quality are unchanged by the step, so all have the raw windows' ends and flags."""
+    """windows key (None: raw readings) -> {asset id: Windows} of the chunk from ``series``, the readings
+    of the windows (_read_series' second part), built once per distinct regime step. Timestamps and quality are unchanged by the step, so all have the raw windows' ends and flags."""
     steps: dict[str | None, Pipeline] = {None: Pipeline.from_spec([], {})}
     for pipeline in pipelines.values():
         steps.setdefault(pipeline.windows_key, pipeline)
     return {
         key: pipeline.windows(
-            {item.asset.pk: _after(series.get(item.asset.pk, {}), item) for item in todo},
+            {item.asset.pk: series.get(item.asset.pk, {}) for item in todo},
             roles,
             window_s=window_s,
             step_s=step_s,
@@ -282,17 +288,6 @@ def _prepare_windows(
         )
         for key, pipeline in steps.items()
     }
-
-
-def _after(series: dict[str, tuple], item: _AssetData) -> dict[str, tuple]:
-    """The readings of the item's windows: those after its start (the read may reach further back)."""
-    if item.read_from_s is None or item.read_from_s >= item.start_s:
-        return series
-    out = {}
-    for role, columns in series.items():
-        lo = int(np.searchsorted(columns[0], item.start_s, side="right"))
-        out[role] = tuple(column[lo:] for column in columns)
-    return out
 
 
 def _windows_for(item: _AssetData, version: ModelVersion) -> Windows | None:
@@ -386,50 +381,51 @@ def _store(version: ModelVersion, batches: list) -> int:
     with transaction.atomic():
         _lock_assets(asset_ids)
         cursors = _last_ends(asset_ids, [version.pk])
-        rows: list[tuple[int, datetime, float, dict[str, int]]] = []
-        pending: list[tuple[_AssetData, list]] = []
+        pending: list[_NewWindows] = []
         for item, index, X, scores, vector in batches:
             windows = _windows_for(item, version)
             ends = windows.ends[index]
-            new = ends > cursors.get((item.asset.pk, version.pk), -np.inf) + 1e-6
-            scored = []
-            for k in np.flatnonzero(new).tolist():
-                end = _utc(float(ends[k]))
-                flagged = {
-                    role: int(bits)
-                    for role, bits in zip(windows.roles, windows.flagged[index[k]].tolist())
-                    if bits
-                }
-                rows.append((item.asset.pk, end, float(scores[k]), flagged))
-                scored.append(
-                    ScoredWindow(end=end, score=float(scores[k]), x=X[k], flagged=flagged, baseline=vector)
-                )
-            if scored:
-                pending.append((item, scored))
-        _insert_scores(version, rows)
+            new = np.flatnonzero(ends > cursors.get((item.asset.pk, version.pk), -np.inf) + 1e-6)
+            if len(new):
+                bits = windows.flagged[index[new]]
+                pending.append(_NewWindows(item, windows.roles, new, ends[new], scores[new], bits, X, vector))
+        _insert_scores(version, *_score_columns(pending))
         changed: list[int] = []
         # One query tells which assets hold an active alert; the others need none unless a window is above
         # the open threshold (see apply_scores).
-        active = (
-            assets_with_active_alert(version, [item.asset.pk for item, _ in pending]) if pending else set()
-        )
+        asset_ids = [part.item.asset.pk for part in pending]
+        active = assets_with_active_alert(version, asset_ids) if pending else set()
         # The chunk's per-asset thresholds: overrides (alerts.ThresholdOverride) before a robust version's
         # calibrated ones (models_registry.AssetThreshold), in two queries at most.
-        overrides = thresholds_in_force(version, [item.asset.pk for item, _ in pending]) if pending else {}
+        overrides = thresholds_in_force(version, asset_ids) if pending else {}
         if version.status == ModelStatus.CHAMPION and pending:
             # Sensor faults (alerts.services.sensor_faults) once per chunk, on the champion's window ends
             # and the readings already read; what they find holds the windows a faulty sensor explains.
             faults = apply_sensor_faults(
                 version,
                 [
-                    (item.asset, [w.end for w in scored], item.sensors, item.series)
-                    for item, scored in pending
+                    (
+                        part.item.asset,
+                        [_utc(end) for end in part.ends.tolist()],
+                        part.item.sensors,
+                        part.item.series,
+                    )
+                    for part in pending
                 ],
             )
             changed += faults.changed
-            for item, _ in pending:
-                item.faults = faults
-        for item, scored in pending:
+            for part in pending:
+                part.item.faults = faults
+        for part in pending:
+            item = part.item
+            total += len(part.ends)
+            # A healthy asset (no active alert, nothing above the open threshold) needs no rule engine: its
+            # windows are not even made into objects.
+            if not rules_needed(
+                version, item.asset, part.scores.tolist(), with_active=active, thresholds=overrides
+            ):
+                continue
+            scored = part.scored()
             held = {}
             if item.faults is not None:
                 for w in scored:
@@ -445,21 +441,84 @@ def _store(version: ModelVersion, batches: list) -> int:
                 thresholds=overrides,
                 held=held,
             )
-            total += len(scored)
         broadcast_alerts(changed)  # sent after commit
     return total
 
 
-def _insert_scores(version: ModelVersion, rows: list[tuple[int, datetime, float, dict[str, int]]]) -> None:
-    """Insert (asset id, window end, score, flagged) rows of one version, skipping existing windows. On
-    PostgreSQL one INSERT ... SELECT FROM unnest of column arrays: no model instance per row."""
-    if not rows:
+@dataclass
+class _NewWindows:
+    """One asset's windows of a version to store: positions among its scored rows, ends, scores, flags."""
+
+    item: _AssetData
+    roles: list[str]
+    rows: np.ndarray  # positions in the version's scored rows (and in X) of the new windows
+    ends: np.ndarray  # epoch seconds
+    scores: np.ndarray
+    bits: np.ndarray  # [window, role] OR of the readings' quality bits
+    X: np.ndarray
+    baseline: np.ndarray | Calibration | None
+
+    def flagged(self) -> list[dict[str, int]]:
+        """Per window, role -> its quality bits, for the roles with any."""
+        some = self.bits.any(axis=1).tolist()
+        return [_flags(self.roles, row) if any_ else {} for row, any_ in zip(self.bits.tolist(), some)]
+
+    def scored(self) -> list[ScoredWindow]:
+        """The windows as the alert lifecycle takes them (alerts.services.apply_scores)."""
+        return [
+            ScoredWindow(end=_utc(end), score=score, x=self.X[k], flagged=flagged, baseline=self.baseline)
+            for k, end, score, flagged in zip(
+                self.rows.tolist(), self.ends.tolist(), self.scores.tolist(), self.flagged()
+            )
+        ]
+
+
+def _flags(roles: list[str], bits: list[int]) -> dict[str, int]:
+    """Score.flagged of a window: role -> the OR of its readings' quality bits, for the roles with any."""
+    return {role: b for role, b in zip(roles, bits) if b}
+
+
+def _score_columns(
+    pending: list[_NewWindows],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, dict[str, int]]]:
+    """(asset ids, window ends in epoch seconds, scores, {row: flagged} of the rows with any flag) of the
+    new windows, in columns for _insert_scores (no Python object per window but the flagged ones)."""
+    if not pending:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), {}
+    asset_ids = np.repeat([part.item.asset.pk for part in pending], [len(part.ends) for part in pending])
+    flagged: dict[int, dict[str, int]] = {}
+    offset = 0
+    for part in pending:
+        for k in np.flatnonzero(part.bits.any(axis=1)).tolist():
+            flagged[offset + k] = _flags(part.roles, part.bits[k].tolist())
+        offset += len(part.ends)
+    return (
+        asset_ids.astype(np.int64),
+        np.concatenate([part.ends for part in pending]),
+        np.concatenate([part.scores for part in pending]),
+        flagged,
+    )
+
+
+def _insert_scores(
+    version: ModelVersion,
+    asset_ids: np.ndarray,
+    ends_s: np.ndarray,
+    scores: np.ndarray,
+    flagged: Mapping[int, dict[str, int]],
+) -> None:
+    """Insert Score rows of one version, given as columns (asset ids, window ends in epoch seconds, scores)
+    and the flagged value of the rows that have one (row -> {role: bits}; the others: {}), skipping
+    existing windows. On PostgreSQL one binary COPY built by NumPy: no object and no SQL literal per row."""
+    if not len(asset_ids):
         return
     if connection.vendor != "postgresql":
         Score.objects.bulk_create(
             [
-                Score(asset_id=a, model_version=version, window_end=e, score=v, flagged=f)
-                for a, e, v, f in rows
+                Score(
+                    asset_id=a, model_version=version, window_end=_utc(e), score=v, flagged=flagged.get(i, {})
+                )
+                for i, (a, e, v) in enumerate(zip(asset_ids.tolist(), ends_s.tolist(), scores.tolist()))
             ],
             batch_size=2000,
             ignore_conflicts=True,
@@ -467,16 +526,87 @@ def _insert_scores(version: ModelVersion, rows: list[tuple[int, datetime, float,
         return
     meta = Score._meta
     qn = connection.ops.quote_name
-    names = ("asset", "model_version", "window_end", "score", "flagged")
-    columns = ", ".join(qn(meta.get_field(name).column) for name in names)
-    asset_ids, ends, values, flagged = zip(*rows)
+    columns = ", ".join(qn(meta.get_field(name).column) for name in _SCORE_COLUMNS)
+    # The caller holds the assets' locks and keeps only windows after the last stored end, so no row can
+    # exist already and COPY (about a third of INSERT ... ON CONFLICT's cost) goes straight into the
+    # table. Should one exist all the same, its savepoint is rolled back and the rows take the INSERT,
+    # which skips the stored ones.
+    try:
+        with (
+            transaction.atomic(),
+            connection.cursor() as cursor,
+            cursor.copy(f"COPY {qn(meta.db_table)} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.write(_score_copy_buffer(version.pk, asset_ids, ends_s, scores, flagged))
+        return
+    except psycopg.errors.UniqueViolation:
+        pass
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {qn(meta.db_table)} ({columns})"
             " SELECT a, %s, e, v, f::jsonb FROM unnest(%s::int[], %s::timestamptz[], %s::float8[], %s::text[])"
             " AS r(a, e, v, f) ON CONFLICT DO NOTHING",
-            [version.pk, list(asset_ids), list(ends), list(values), [json.dumps(f) for f in flagged]],
+            [
+                version.pk,
+                asset_ids.tolist(),
+                [_utc(e) for e in ends_s.tolist()],
+                scores.tolist(),
+                [json.dumps(flagged.get(i, {})) for i in range(len(asset_ids))],
+            ],
         )
+
+
+_SCORE_COLUMNS = ("asset", "model_version", "window_end", "score", "flagged")
+# A Score row of a binary COPY stream up to its jsonb column's payload (version byte 1, then JSON text).
+_SCORE_ROW = [
+    ("nfields", ">i2"),
+    ("len_asset", ">i4"),
+    ("asset", ">i8"),
+    ("len_version", ">i4"),
+    ("version", ">i8"),
+    ("len_end", ">i4"),
+    ("end", ">i8"),
+    ("len_score", ">i4"),
+    ("score", ">f8"),
+    ("len_flagged", ">i4"),
+]
+
+
+def _score_copy_buffer(
+    version_id: int,
+    asset_ids: np.ndarray,
+    ends_s: np.ndarray,
+    scores: np.ndarray,
+    flagged: Mapping[int, dict[str, int]],
+) -> bytes:
+    """The rows as one binary COPY stream of _SCORE_COLUMNS. Rows are fixed-width but for their flagged
+    JSON, so they are built per distinct flagged value (almost always {}): one NumPy record array each."""
+    payloads = np.zeros(len(asset_ids), dtype=np.int64)  # 0: {}
+    distinct: dict[bytes, int] = {b"\x01{}": 0}
+    for i, value in flagged.items():
+        if value:
+            payload = b"\x01" + json.dumps(value, sort_keys=True).encode()
+            payloads[i] = distinct.setdefault(payload, len(distinct))
+    # Microseconds as datetime.fromtimestamp rounds them (half to even of the fraction), so a window end
+    # is stored exactly as the ORM would store _utc(end).
+    whole, frac = np.divmod(np.asarray(ends_s, dtype=np.float64), 1.0)
+    ends_us = whole.astype(np.int64) * 1_000_000 + np.round(frac * 1e6).astype(np.int64)
+    blocks = []
+    for payload, code in distinct.items():
+        at = np.flatnonzero(payloads == code)
+        if not len(at):
+            continue
+        block = np.empty(len(at), dtype=np.dtype([*_SCORE_ROW, ("flagged", f"S{len(payload)}")]))
+        block["nfields"] = len(_SCORE_COLUMNS)
+        block["len_asset"] = block["len_version"] = block["len_end"] = block["len_score"] = 8
+        block["asset"] = asset_ids[at]
+        block["version"] = version_id
+        block["end"] = ends_us[at] - PG_EPOCH_OFFSET_US
+        block["score"] = scores[at]
+        block["len_flagged"] = len(payload)
+        block["flagged"] = payload
+        blocks.append(block.tobytes())
+    return pg_copy_stream(blocks)
 
 
 def _lock_assets(asset_ids: list[int]) -> None:
@@ -499,7 +629,7 @@ def _load_assets(assets: list[Asset]) -> dict[int, _AssetData]:
     data = {asset.pk: _AssetData(asset, {}, {}, {}) for asset in assets}
     latest = Reading.objects.filter(sensor_id=OuterRef("pk")).order_by("-ts").values("ts")[:1]
     rows = (
-        Sensor.objects.filter(asset__in=assets)
+        Sensor.objects.filter(asset_id__any=[asset.pk for asset in assets])
         .order_by("pk")
         .annotate(last=Subquery(latest))
         .values_list("pk", "asset_id", "role__key", "key", "sample_period_s", "last")
@@ -566,25 +696,36 @@ def _as_datetime(value) -> datetime:
     return datetime.fromisoformat(str(value)).replace(tzinfo=dt_timezone.utc)
 
 
-def _read_series(items: list[_AssetData]) -> dict[int, dict[str, tuple]]:
-    """{asset id: {role: (ts_s, values, quality)}} from one range query over every sensor of the items."""
+def _read_series(items: list[_AssetData]) -> tuple[dict[int, dict[str, tuple]], dict[int, dict[str, tuple]]]:
+    """({asset id: {role: (ts_s, values, quality)}} from one range query over every sensor of the items,
+    the same cut to the readings of each item's windows: those after its start_s, where the read reached
+    further back for the sensor-fault step)."""
     if not items:
-        return {}
+        return {}, {}
     sensor_role: dict[int, tuple[int, str]] = {}
+    cut: dict[int, float] = {}
     for item in items:
         for sensor_id, role in item.sensors.items():
             sensor_role[sensor_id] = (item.asset.pk, role)
+        further = item.read_from_s is not None and item.read_from_s < item.start_s
+        cut[item.asset.pk] = item.start_s if further else -np.inf
     begin = _utc(min(item.start_s if item.read_from_s is None else item.read_from_s for item in items))
     end = _utc(max(item.end_s for item in items))
     sid, ts, values, quality = read_readings(list(sensor_role), begin, end, include_start=False)
     out: dict[int, dict[str, tuple]] = defaultdict(dict)
+    windowed: dict[int, dict[str, tuple]] = defaultdict(dict)
     if not len(sid):
-        return out
+        return out, windowed
     bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        asset_id, role = sensor_role[int(sid[lo])]
-        out[asset_id][role] = (ts[lo:hi], values[lo:hi], quality[lo:hi])
-    return out
+    starts, stops = bounds[:-1], bounds[1:]
+    owners = [sensor_role[sensor_id] for sensor_id in sid[starts].tolist()]
+    # Per sensor, how many of its readings are at or before its asset's cut (they come first: time order).
+    limit = np.repeat([cut[asset_id] for asset_id, _ in owners], stops - starts)
+    before = np.add.reduceat((ts <= limit).astype(np.int64), starts)
+    for (asset_id, role), lo, hi, skip in zip(owners, starts.tolist(), stops.tolist(), before.tolist()):
+        out[asset_id][role] = columns = (ts[lo:hi], values[lo:hi], quality[lo:hi])
+        windowed[asset_id][role] = columns if not skip else tuple(c[skip:] for c in columns)
+    return out, windowed
 
 
 def _release(claims: dict[int, int], backlogged: list[int]) -> list[int]:
@@ -597,11 +738,11 @@ def _release(claims: dict[int, int], backlogged: list[int]) -> list[int]:
         if asset_id not in backlogged:
             by_seq[seq].append(asset_id)
     for seq, asset_ids in by_seq.items():
-        ScoringDue.objects.filter(asset_id__in=asset_ids, seq=seq).update(due=False, scored_seq=seq)
+        ScoringDue.objects.filter(asset_id__any=asset_ids, seq=seq).update(due=False, scored_seq=seq)
     if not claims and not backlogged:
         return []
     return list(
-        ScoringDue.objects.filter(asset_id__in=sorted({*claims, *backlogged}), due=True)
+        ScoringDue.objects.filter(asset_id__any={*claims, *backlogged}, due=True)
         .order_by("asset_id")
         .values_list("asset_id", flat=True)
     )
@@ -611,7 +752,7 @@ def _cursors(asset_ids: list[int], version_ids: list[int]) -> dict[tuple[int, in
     """(asset id, version id) -> epoch seconds up to which windows were scored or, in a backlog catch-up,
     looked at (ScoringProgress); pairs with neither are absent (a first run)."""
     cursors = _last_ends(asset_ids, version_ids)
-    progress = ScoringProgress.objects.filter(asset_id__in=asset_ids, model_version_id__in=version_ids)
+    progress = ScoringProgress.objects.filter(asset_id__any=asset_ids, model_version_id__any=version_ids)
     for asset_id, version_id, through in progress.values_list("asset_id", "model_version_id", "through"):
         key = (asset_id, version_id)
         cursors[key] = max(cursors.get(key, -np.inf), through.timestamp())

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import multiprocessing
 import os
 import re
@@ -60,6 +61,20 @@ def configure() -> argparse.Namespace:
     parser.add_argument("--posters", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only sweep the fleet ROUNDS times in this process (no Celery, no Redis work) and print the CPU "
+        "seconds of this process and of its PostgreSQL backend per 100k assets; run it from two checkouts "
+        "in turn (with --reuse) for a before/after ratio under the same load",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the bench database of an earlier run if it holds a fleet of this size (skips the setup)",
+    )
     args = parser.parse_args()
     args.workers = [int(n) for n in args.workers.split(",")]
     args.web = [int(n) for n in args.web.split(",")]
@@ -256,6 +271,44 @@ def sweep(fleet, versions, workers: int, chunk: int, redis_pid: int, database: s
     }
 
 
+def in_process_sweep(fleet, versions, chunk: int) -> dict:
+    """The sweep of `sweep` run by score_assets in this process: CPU seconds of this process and of its
+    PostgreSQL backend, per 100k assets (the profile's view, without Celery's share)."""
+    from django.db import connection
+    from django.db.models import F
+    from django.utils import timezone
+
+    from alerts.models import Score, ScoringDue
+    from alerts.scoring import score_assets
+
+    ids = [a.pk for a in fleet]
+    Score.objects.filter(model_version__in=versions).delete()
+    ScoringDue.objects.filter(asset_id__in=ids).update(due=True, seq=F("seq") + 1, marked_at=timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = psutil.Process(cursor.fetchone()[0])
+
+    def cpu(proc: psutil.Process) -> float:
+        times = proc.cpu_times()
+        return times.user + times.system
+
+    me, began_pg, began = psutil.Process(), cpu(backend), time.perf_counter()
+    began_me = cpu(me)
+    stored = 0
+    for i in range(0, len(ids), chunk):
+        stored += sum(score_assets(ids[i : i + chunk]).stored.values())
+    scale = 100_000 / len(ids)
+    return {
+        "assets": len(ids),
+        "scores_stored": stored,
+        "wall_s": round(time.perf_counter() - began, 2),
+        "cpu_s_per_100k": {
+            "worker": round((cpu(me) - began_me) * scale, 1),
+            "postgres": round((cpu(backend) - began_pg) * scale, 1),
+        },
+    }
+
+
 # --- (b) ingest --------------------------------------------------------------------------------------------
 
 
@@ -349,10 +402,32 @@ def ingest(web: int, posters: int, seconds: float, offset: int, redis_pid: int, 
     }
 
 
+def reused_fleet(n: int):
+    """(assets, [champion, shadow]) of an earlier run's fleet of `n` assets in this database, or (None, None).
+    The versions are registered anew: the earlier run's artifacts went with its temporary media folder."""
+    from bench.fleet import vibration_version
+    from models_registry.models import ModelVersion
+    from plant.models import Asset
+
+    fleet = list(Asset.objects.filter(site__slug="scale").select_related("site", "asset_type").order_by("pk"))
+    if not fleet:
+        return None, None
+    if len(fleet) != n:
+        raise SystemExit(f"bench: the reused database holds {len(fleet):,} assets, not {n:,} (drop --reuse)")
+    pump = fleet[0].asset_type
+    ModelVersion.objects.filter(asset_type=pump).delete()
+    return fleet, [
+        vibration_version(pump, "scale-vib", 1.0),
+        vibration_version(pump, "scale-vib-2", 2.0, shadow=True),
+    ]
+
+
 def ingest_site() -> None:
     from bench.fleet import BASE
     from plant.models import Asset, AssetType, Sensor, SensorRole, Site
 
+    if Site.objects.filter(slug="ingest").exists():  # a reused database (--reuse)
+        return
     site = Site.objects.create(slug="ingest", name="ingest")
     pump = AssetType.objects.create(slug="ingest-pump", name="ingest pump")
     roles = [SensorRole.objects.create(asset_type=pump, key=key, label=key) for key in sorted(BASE)]
@@ -373,7 +448,7 @@ def main() -> int:
     args = configure()
     from config.scratch_db import prepare_postgres
 
-    url = prepare_postgres(pg_url("bench/scale.py"), "_scale_bench")
+    url = prepare_postgres(pg_url("bench/scale.py"), "_scale_bench", keep=args.reuse)
     database = url.rsplit("/", 1)[1].split("?")[0]
     redis_port = free_port()
     setup_django(
@@ -394,14 +469,26 @@ def main() -> int:
     result: dict = {"date": dt.date.today().isoformat(), "machine": machine(), "args": vars(args)}
     try:
         began = time.perf_counter()
-        _site, pump, fleet = make_fleet(args.fleet, "scale")
-        versions = [
-            vibration_version(pump, "scale-vib", 1.0),
-            vibration_version(pump, "scale-vib-2", 2.0, shadow=True),
-        ]
-        load_fresh_readings(fleet, float(int(time.time()) // 10 * 10))
-        result["setup_s"] = round(time.perf_counter() - began, 1)
-        print(f"bench: {args.fleet:,} assets with 70 s of readings each in {result['setup_s']} s", flush=True)
+        fleet, versions = reused_fleet(args.fleet) if args.reuse else (None, None)
+        if fleet is None:
+            _site, pump, fleet = make_fleet(args.fleet, "scale")
+            versions = [
+                vibration_version(pump, "scale-vib", 1.0),
+                vibration_version(pump, "scale-vib-2", 2.0, shadow=True),
+            ]
+            load_fresh_readings(fleet, float(int(time.time()) // 10 * 10))
+            result["setup_s"] = round(time.perf_counter() - began, 1)
+            print(
+                f"bench: {args.fleet:,} assets with 70 s of readings each in {result['setup_s']} s",
+                flush=True,
+            )
+        else:
+            result["setup_s"] = None
+            print(f"bench: reused the {args.fleet:,} assets of an earlier run", flush=True)
+        if args.in_process:
+            for _ in range(args.in_process):
+                print(f"bench: in-process sweep {in_process_sweep(fleet, versions, args.chunk)}", flush=True)
+            return 0
         result["sweeps"] = []
         for workers in args.workers:
             run = sweep(fleet, versions, workers, args.chunk, redis_pid, database)
@@ -416,6 +503,12 @@ def main() -> int:
                 result["ingest"].append(run)
     finally:
         redis.stop()
+    if args.skip_ingest and RESULTS.exists():
+        # The ingest figures of the last run that measured them stay, with their date.
+        earlier = json.loads(RESULTS.read_text())
+        if earlier.get("ingest"):
+            result["ingest"] = earlier["ingest"]
+            result["ingest_date"] = earlier.get("ingest_date", earlier.get("date"))
     write_results(RESULTS, result)
     print(table(result))
     return 0

@@ -228,7 +228,7 @@ def fleet(n: int, chunk: int) -> dict:
         data = _load_assets(assets[i : i + chunk])
         for item in data.values():
             item.start_s = item.end_s - 3600.0  # a first run: every window of the 70 s, as the workers scored
-        series = _read_series(list(data.values()))
+        series, _ = _read_series(list(data.values()))
         rows = []
         for item in data.values():
             w = build_windows(

@@ -566,7 +566,7 @@ def calibrated_thresholds(version: ModelVersion, asset_ids: Collection[int]) -> 
     if baseline_mode(version.output_spec) != PER_ASSET_ROBUST:
         return {}
     rows = AssetThreshold.objects.filter(
-        model_version=version, asset_id__in=list(asset_ids), is_current=True, calibration__is_current=True
+        model_version=version, asset_id__any=asset_ids, is_current=True, calibration__is_current=True
     )
     return {row.asset_id: row for row in rows}
 

@@ -4,6 +4,7 @@ from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
+from plant import lookups  # noqa: F401  (registers field__any on every field: plant.lookups)
 from plant.roles import sync_after_migrate
 
 

@@ -38,7 +38,7 @@ Scores are compared with the thresholds in the version's direction (``output_spe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -391,6 +391,42 @@ class _Context:
         return next((mw for mw in self.maintenance if mw.covers(moment)), None)
 
 
+def rules_needed(
+    version: ModelVersion,
+    asset: Asset,
+    scores: Sequence[float],
+    *,
+    with_active: Collection[int],
+    thresholds: Mapping[int, tuple[float, float]] | None = None,
+) -> bool:
+    """False when ``apply_scores(asset, version, windows, with_active=..., thresholds=...)`` of windows with
+    these scores returns at once, without a query (its common case: an asset of the chunk without an active
+    alert whose windows all stay at or below the open threshold). The scorer asks first, so a healthy
+    asset costs it no ScoredWindow object and no call."""
+    if not len(scores) or version.status not in (ModelStatus.CHAMPION, ModelStatus.SHADOW):
+        return False
+    return not _quiet(_first_params(version, asset, thresholds), asset, scores, with_active)
+
+
+def _first_params(
+    version: ModelVersion, asset: Asset, thresholds: Mapping[int, tuple[float, float]] | None
+) -> rules.RuleParams:
+    """The rule parameters apply_scores' early returns decide with (the chunk's override if any)."""
+    if thresholds is not None and asset.pk in thresholds:
+        return _rule_params(version, *thresholds[asset.pk], asset)
+    if thresholds is None and baseline_mode(version.output_spec) == PER_ASSET_ROBUST:
+        # A robust version's asset thresholds may be below the version's: look them up before the
+        # early returns (overrides alone only ever raise them).
+        return _rule_params(version, *effective_thresholds(version, asset.pk), asset)
+    return _rule_params(version, version.open_threshold, version.clear_threshold, asset)
+
+
+def _quiet(
+    params: rules.RuleParams, asset: Asset, scores: Iterable[float], with_active: Collection[int]
+) -> bool:
+    return asset.pk not in with_active and not any(params.above_open(score) for score in scores)
+
+
 def _rule_params(
     version: ModelVersion, open_threshold: float, clear_threshold: float, asset: Asset
 ) -> rules.RuleParams:
@@ -435,18 +471,8 @@ def apply_scores(
     """
     if not windows or version.status not in (ModelStatus.CHAMPION, ModelStatus.SHADOW):
         return []
-    params = _rule_params(version, version.open_threshold, version.clear_threshold, asset)
-    if thresholds is not None and asset.pk in thresholds:
-        params = _rule_params(version, *thresholds[asset.pk], asset)
-    elif thresholds is None and baseline_mode(version.output_spec) == PER_ASSET_ROBUST:
-        # A robust version's asset thresholds may be below the version's: look them up before the
-        # early returns (overrides alone only ever raise them).
-        params = _rule_params(version, *effective_thresholds(version, asset.pk), asset)
-    if (
-        with_active is not None
-        and asset.pk not in with_active
-        and not any(params.above_open(w.score) for w in windows)
-    ):
+    params = _first_params(version, asset, thresholds)
+    if with_active is not None and _quiet(params, asset, [w.score for w in windows], with_active):
         return []  # the common case, decided for the whole chunk by one query
     windows = sorted(windows, key=lambda w: w.end)
     ctx = _Context(
@@ -629,7 +655,7 @@ def assets_with_active_alert(version: ModelVersion, asset_ids: Collection[int]) 
     champion, its own would-be alerts for a shadow) or a judged episode still going on, locked FOR UPDATE
     like ``apply_scores`` locks them: one query for a whole chunk, passed to ``apply_scores(...,
     with_active=...)``."""
-    alerts = _holding(Alert.objects.select_for_update().filter(asset_id__in=list(asset_ids)))
+    alerts = _holding(Alert.objects.select_for_update().filter(asset_id__any=asset_ids))
     if version.status == ModelStatus.SHADOW:
         alerts = alerts.filter(is_shadow=True, model_version=version)
     else:

@@ -19,7 +19,7 @@ def threshold_overrides(version: ModelVersion, asset_ids: Collection[int]) -> di
     """Asset id -> (open, clear) of the active overrides of ``version`` among ``asset_ids``: one query for a
     whole scoring chunk, passed to ``apply_scores(..., thresholds=...)``."""
     rows = ThresholdOverride.objects.filter(
-        model_version=version, asset_id__in=list(asset_ids), active=True
+        model_version=version, asset_id__any=asset_ids, active=True
     ).values_list("asset_id", "open_threshold", "clear_threshold")
     return {asset_id: (open_t, clear_t) for asset_id, open_t, clear_t in rows}
 

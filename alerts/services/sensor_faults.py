@@ -230,7 +230,7 @@ def apply_sensor_faults(
         return result
     holding = _holding(
         Alert.objects.select_for_update().filter(
-            asset_id__in=sorted(asset.pk for asset, *_ in chunk), kind=AlertKind.SENSOR_FAULT, is_shadow=False
+            asset_id__any=[asset.pk for asset, *_ in chunk], kind=AlertKind.SENSOR_FAULT, is_shadow=False
         )
     )
     active = {alert.sensor_id: alert for alert in holding.order_by("opened_at")}
