@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import Count, F
 
 from alerts.choices import FalseAlarmReason, Verdict
-from alerts.metrics.closed import closed_part
+from alerts.metrics.closed import ClosedPart, closed_part
 from alerts.metrics.facts import COUNTED, conditions, counts_sql, facts_sql, fetch
 from alerts.metrics.facts import moment as to_moment
 from alerts.metrics.params import MetricsQuery, period_label
@@ -57,7 +57,7 @@ def p90(values: list[float]) -> float | None:
     return ordered[math.ceil(0.9 * len(ordered)) - 1]
 
 
-@dataclass
+@dataclass(slots=True)
 class MetricsRow:
     """The numbers of one (period, key): counts from the database, rates derived from them."""
 
@@ -209,7 +209,7 @@ def rows_and_drivers(
                 reasons[reason or "unknown"] = reasons.get(reason or "unknown", 0) + n
     for (moment, key_value), micros in delays.items():
         row(moment, key_value).tta_s.extend([max(0.0, us / 1_000_000) for us in micros])
-    _add_closed(closed.rows, drivers, labelled, summed)
+    _add_closed(closed, drivers, rows, summed)
     by_missed = {"p": trunc(query.period, "failure_at")}
     if group:
         by_missed["k"] = F(MISSED_KEYS[group])
@@ -222,30 +222,37 @@ def rows_and_drivers(
 
 
 def _add_closed(
-    rows: list[tuple[Any, ...]],
+    closed: ClosedPart,
     drivers: tuple[str, ...],
-    labelled: Callable[[str, int | None], MetricsRow],
+    rows: dict[tuple[str, int | None], MetricsRow],
     summed: dict[str, dict[tuple[str, int], list[int]]],
 ) -> None:
     """Add the closed periods' sums (alerts.metrics.closed.closed_part) to the rows of their (period,
-    key) and to the driver counts, as the live statement's parts add its alerts."""
-    for part, label, key, reason, n, *counts, micros in rows:
-        if part == "c":
-            target = labelled(label, key)
-            target.alerts += n
-            for name, count in zip(COUNTED, counts):
-                setattr(target, name, getattr(target, name) + count)
-            if reason:
-                by_reason = target.false_alarms_by_reason
-                for item in reason.split(","):
-                    name, count = item.rsplit(":", 1)
-                    by_reason[name] = by_reason.get(name, 0) + int(count)
-            if micros:
-                target.tta_s.extend([max(0.0, int(us) / 1_000_000) for us in micros.split(",")])
-        else:
-            pair = summed[drivers[int(part[1:])]].setdefault((label, key), [0, 0])
-            pair[0] += counts[0]
-            pair[1] += counts[1]
+    key) and to the driver counts, as the live statement's parts add its alerts. A closed period has no
+    live alert (the live count leaves its range out), so its rows are new and built in one call."""
+    for sums in closed.rows:
+        target = rows.get((sums.label, sums.key))
+        if target is None:
+            rows[(sums.label, sums.key)] = MetricsRow(
+                period=sums.label,
+                key=sums.key,
+                alerts=sums.alerts,
+                **dict(zip(COUNTED, sums.counts)),
+                tta_s=list(sums.delays),
+                false_alarms_by_reason=dict(sums.reasons),
+            )
+            continue
+        target.alerts += sums.alerts
+        for name, count in zip(COUNTED, sums.counts):
+            setattr(target, name, getattr(target, name) + count)
+        for name, count in sums.reasons:
+            target.false_alarms_by_reason[name] = target.false_alarms_by_reason.get(name, 0) + count
+        target.tta_s.extend(sums.delays)
+    for name, counts in zip(drivers, closed.drivers):
+        for pair_key, (dismissed, ignored) in counts.items():
+            pair = summed[name].setdefault(pair_key, [0, 0])
+            pair[0] += dismissed
+            pair[1] += ignored
 
 
 def _finished(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
