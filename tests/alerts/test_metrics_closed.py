@@ -8,6 +8,9 @@ import random
 from datetime import date, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 
 from alerts.choices import ACTIVE_STATES
 from alerts.metrics import MetricsQuery, health_report
@@ -262,3 +265,35 @@ def test_stored_periods_are_scoped_to_the_users_sites(golden, client):
         [],
         {},
     )
+
+
+def test_the_parsed_sums_are_reused_until_a_period_or_an_asset_changes(golden, live):
+    add_random_history(golden, 3)
+    refresh_closed_periods(NOW)
+    query = MetricsQuery(group_by="site", period="month")
+    first = snapshot(golden, query)
+    assert first == live(golden, query)
+    # Asked again by this process: the stored sums it parsed are reused, no cell is read.
+    with CaptureQueriesContext(connection) as queries:
+        assert snapshot(golden, query) == first
+    assert not any(MetricsCell._meta.db_table in q["sql"] for q in queries.captured_queries)
+
+    # Another process counts July again (its cells replaced, computed_for set in one transaction).
+    def totals() -> dict[str, int]:
+        return {row.period: row.alerts for row in health_report(site_ids(golden), query, now=NOW).totals}
+
+    before = totals()
+    july = MetricsPeriod.objects.get(kind="month", label="2026-07")
+    MetricsCell.objects.filter(period=july).update(alerts=F("alerts") + 100)
+    MetricsPeriod.objects.filter(pk=july.pk).update(computed_for=july.computed_for - timedelta(seconds=1))
+    cells = MetricsCell.objects.filter(period=july).count()
+    assert totals() == {**before, "2026-07": before["2026-07"] + 100 * cells}
+
+    # An asset moved to the other site counts there at once (no alert changed: no period is marked).
+    MetricsPeriod.objects.all().delete()  # the hand-made July gone: every period counted again
+    refresh_closed_periods(NOW)
+    assert snapshot(golden, query) == live(golden, query)
+    moved = golden.p101
+    moved.site = golden.south
+    moved.save()
+    assert snapshot(golden, query) == live(golden, query)

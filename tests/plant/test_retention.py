@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection
 from django.urls import reverse
@@ -15,7 +16,7 @@ from django.utils import timezone
 from alerts.charts import chart_range, evidence_windows
 from plant import retention, storage
 from plant.builders import make_asset, make_site
-from plant.models import Reading
+from plant.models import Reading, ReadingRollupMinute, RollupWatermark
 from plant.tasks import apply_reading_retention_task
 from tests.alerts.builders import bare_champion, make_alert
 from tests.conftest import make_readings
@@ -206,3 +207,71 @@ def test_a_site_keeping_readings_forever_prevents_drops_and_the_other_site_is_de
     assert storage.partitions() == partitions
     assert _bound(now - timedelta(days=30)) <= _oldest(a) < _bound(now - timedelta(days=30)) + HOUR
     assert _oldest(b) == now - timedelta(days=DAYS)
+
+
+def _minute_buckets(asset, before) -> set:
+    return set(
+        ReadingRollupMinute.objects.filter(sensor__asset=asset, start__lt=before).values_list(
+            "sensor_id", "start"
+        )
+    )
+
+
+def test_the_readings_retention_removes_are_rolled_up_first_and_only_those(monkeypatch, now):
+    site = make_site("north")
+    site.reading_retention_days = 30
+    site.save()
+    asset = make_asset(site)
+    _fill(asset, now)
+    _evidence(monkeypatch, [])
+    bound = _bound(now - timedelta(days=30))
+    # Hourly readings: one minute bucket each, none rolled up yet (the beat task never ran).
+    expired = {
+        (sensor_id, ts.replace(second=0))
+        for sensor_id, ts in Reading.objects.filter(ts__lt=bound).values_list("sensor_id", "ts")
+    }
+    assert expired and not ReadingRollupMinute.objects.exists()
+
+    retention.apply_retention(now=now)
+
+    assert not Reading.objects.filter(sensor__asset=asset, ts__lt=bound).exists()
+    assert _minute_buckets(asset, bound) == expired  # every removed reading is in the rollups
+    assert not ReadingRollupMinute.objects.filter(start__gte=bound).exists()  # no whole-table catch-up
+    assert RollupWatermark.objects.filter(done_id__gt=0).count() == 0  # the beat task's watermark untouched
+
+
+@pytest.mark.postgres
+def test_a_partition_drop_rolls_up_its_readings_while_another_transaction_is_writing(monkeypatch, now):
+    # A busy plant always has an ingest transaction in flight: the whole-table catch-up retention ran before
+    # stopped at it, and the partitions went without their rollups.
+    assert connection.vendor == "postgresql", "this test needs PostgreSQL"
+    site = make_site("north")
+    site.reading_retention_days = 30
+    site.save()
+    asset = make_asset(site)
+    _fill(asset, now)
+    _evidence(monkeypatch, [])
+    cutoff = now - timedelta(days=30)
+    dropped_before = max(p.end for p in storage.partitions() if p.end <= cutoff)
+    expired = {
+        (sensor_id, ts.replace(second=0))
+        for sensor_id, ts in Reading.objects.filter(ts__lt=dropped_before).values_list("sensor_id", "ts")
+    }
+    settings = connection.settings_dict
+    other = psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        host=settings["HOST"],
+        port=settings["PORT"] or None,
+        password=settings["PASSWORD"] or None,
+    )
+    try:
+        other.execute("SELECT txid_current()")  # a transaction id, as a writer's
+        report = retention.apply_retention(now=now)
+    finally:
+        other.rollback()
+        other.close()
+
+    assert report.dropped_partitions
+    assert not Reading.objects.filter(ts__lt=dropped_before).exists()
+    assert _minute_buckets(asset, dropped_before) == expired
