@@ -35,7 +35,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from alerts.choices import Verdict
-from alerts.metrics.facts import COUNTED, alert_facts_sql, conditions, counts_sql, fetch
+from alerts.metrics.facts import COUNTED, alert_facts_sql, conditions, counts_sql, fetch, in_display_order
 from alerts.metrics.facts import moment as to_moment
 from alerts.metrics.params import PERIODS, MetricsQuery, period_bounds, period_label
 from alerts.metrics.queries import follow_through_window, trunc
@@ -204,7 +204,8 @@ def _fresh(period: MetricsPeriod, now: datetime, key: str) -> bool:
 @dataclass(frozen=True)
 class ClosedRow:
     """The sums of one (period, key) of the stored periods: alerts, the COUNTED counts in their order, the
-    false alarms by reason and the delays to acknowledge in seconds, sorted."""
+    false alarms by reason in their display order and the delays to acknowledge in seconds, sorted (a
+    finished row's order: alerts.metrics.rows)."""
 
     label: str
     key: int | None
@@ -372,7 +373,8 @@ def _read_closed(
                 name, count = item.rsplit(":", 1)
                 by_reason[name] = by_reason.get(name, 0) + int(count)
         delays = sorted([max(0.0, int(us) / 1_000_000) for us in micros.split(",")]) if micros else []
-        part.rows.append(ClosedRow(label, key, n, tuple(counts), tuple(by_reason.items()), tuple(delays)))
+        reasons = tuple(in_display_order(by_reason).items())
+        part.rows.append(ClosedRow(label, key, n, tuple(counts), reasons, tuple(delays)))
     return part
 
 

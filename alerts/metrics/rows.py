@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import gc
 import math
+import operator
 import statistics
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, F
 
-from alerts.choices import FalseAlarmReason, Verdict
+from alerts.choices import Verdict
 from alerts.metrics.closed import ClosedPart, closed_part
-from alerts.metrics.facts import COUNTED, conditions, counts_sql, facts_sql, fetch
+from alerts.metrics.facts import COUNTED, conditions, counts_sql, facts_sql, fetch, in_display_order
 from alerts.metrics.facts import moment as to_moment
 from alerts.metrics.params import MetricsQuery, period_label
 from alerts.metrics.queries import MISSED_KEYS, missed_failures, trunc
@@ -111,6 +112,11 @@ class MetricsRow:
         row = {name: getattr(self, name) for name in API_FIELDS}
         row["false_alarms_by_reason"] = dict(self.false_alarms_by_reason)
         return row
+
+
+# Closed rows are built positionally (alerts.metrics.rows._add_closed): the counts follow COUNTED's order.
+if tuple(f.name for f in fields(MetricsRow))[4:13] != (*COUNTED, "missed"):
+    raise ImportError("MetricsRow's count fields no longer follow alerts.metrics.facts.COUNTED")
 
 
 def metric_rows(
@@ -239,7 +245,7 @@ def _rows_and_drivers(
                 reasons[reason or "unknown"] = reasons.get(reason or "unknown", 0) + n
     for (moment, key_value), micros in delays.items():
         row(moment, key_value).tta_s.extend([max(0.0, us / 1_000_000) for us in micros])
-    _add_closed(closed, drivers, rows, summed)
+    finished = _add_closed(closed, drivers, rows, summed)
     by_missed = {"p": trunc(query.period, "failure_at")}
     if group:
         by_missed["k"] = F(MISSED_KEYS[group])
@@ -248,7 +254,7 @@ def _rows_and_drivers(
     labels = key_labels(group, {key for _, key in rows})
     for (_, key), target in rows.items():
         target.label = labels.get(key, NO_MODEL if group == "model_version" else ALL)
-    return _finished(rows.values()), _driver_rows(summed, query)
+    return _finished(rows.values(), finished), _driver_rows(summed, query)
 
 
 def _add_closed(
@@ -256,21 +262,20 @@ def _add_closed(
     drivers: tuple[str, ...],
     rows: dict[tuple[str, int | None], MetricsRow],
     summed: dict[str, dict[tuple[str, int], list[int]]],
-) -> None:
+) -> set[tuple[str, int | None]]:
     """Add the closed periods' sums (alerts.metrics.closed.closed_part) to the rows of their (period,
-    key) and to the driver counts, as the live statement's parts add its alerts. A closed period has no
-    live alert (the live count leaves its range out), so its rows are new and built in one call."""
+    key) and to the driver counts, as the live statement's parts add its alerts; return the keys of the
+    rows made of them alone, finished already (a closed period has no live alert: the live count leaves
+    its range out, so its rows are new, built by one positional call each)."""
+    finished = set()
     for sums in closed.rows:
-        target = rows.get((sums.label, sums.key))
+        row_key = (sums.label, sums.key)
+        target = rows.get(row_key)
         if target is None:
-            rows[(sums.label, sums.key)] = MetricsRow(
-                period=sums.label,
-                key=sums.key,
-                alerts=sums.alerts,
-                **dict(zip(COUNTED, sums.counts)),
-                tta_s=list(sums.delays),
-                false_alarms_by_reason=dict(sums.reasons),
+            rows[row_key] = MetricsRow(
+                sums.label, sums.key, "", sums.alerts, *sums.counts, 0, list(sums.delays), dict(sums.reasons)
             )
+            finished.add(row_key)
             continue
         target.alerts += sums.alerts
         for name, count in zip(COUNTED, sums.counts):
@@ -283,37 +288,53 @@ def _add_closed(
             pair = summed[name].setdefault(pair_key, [0, 0])
             pair[0] += dismissed
             pair[1] += ignored
+    return finished
 
 
-def _finished(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
-    """Reasons in their display order (the choices, then any other in name order); rows by period, label."""
-    choices = FalseAlarmReason.values  # built anew on each access: once, not once per row
+def _finished(
+    rows: Iterable[MetricsRow], done: Collection[tuple[str, int | None]] = frozenset()
+) -> list[MetricsRow]:
+    """Reasons in their display order, delays sorted (but in the rows of ``done``, finished already);
+    rows by period, label."""
     for target in rows:
-        target.false_alarms_by_reason = {
-            reason: target.false_alarms_by_reason[reason]
-            for reason in [*choices, *sorted(target.false_alarms_by_reason)]
-            if reason in target.false_alarms_by_reason
-        }
+        if (target.period, target.key) in done:
+            continue
+        target.false_alarms_by_reason = in_display_order(target.false_alarms_by_reason)
         # The same numbers in the same order whether counted live or read from closed periods' cells.
         target.tta_s.sort()
     return sorted(rows, key=lambda r: (r.period, r.label, r.key or 0))
+
+
+# A row's counts as one tuple (read in C): alerts, COUNTED in order, missed.
+_COUNTS = operator.attrgetter("alerts", *COUNTED, "missed")
 
 
 def period_totals(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
     """One row per period (key None, label "All") summed from the rows of any grouping: the same numbers
     as ``metric_rows(..., group_by=None)`` without counting the alerts again, because every alert and
     every missed failure has exactly one key (null included) in each grouping."""
-    totals: dict[str, MetricsRow] = {}
-    for row in rows:
-        total = totals.setdefault(row.period, MetricsRow(period=row.period, key=None, label=ALL))
-        total.alerts += row.alerts
-        total.missed += row.missed
-        for name in COUNTED:
-            setattr(total, name, getattr(total, name) + getattr(row, name))
-        total.tta_s.extend(row.tta_s)
-        for reason, n in row.false_alarms_by_reason.items():
-            total.false_alarms_by_reason[reason] = total.false_alarms_by_reason.get(reason, 0) + n
-    return _finished(totals.values())
+    sums: dict[str, list[int]] = {}
+    delays: dict[str, list[float]] = {}
+    reasons: dict[str, dict[str, int]] = {}
+    with gc_paused():
+        for row in rows:
+            period = row.period
+            counts = _COUNTS(row)
+            summed = sums.get(period)
+            if summed is None:
+                sums[period], delays[period], reasons[period] = list(counts), list(row.tta_s), {}
+            else:
+                sums[period] = [a + b for a, b in zip(summed, counts)]
+                delays[period].extend(row.tta_s)
+            if row.false_alarms_by_reason:
+                by_reason = reasons[period]
+                for reason, n in row.false_alarms_by_reason.items():
+                    by_reason[reason] = by_reason.get(reason, 0) + n
+        totals = [
+            MetricsRow(period, None, ALL, *summed, delays[period], reasons[period])
+            for period, summed in sums.items()
+        ]
+        return _finished(totals)
 
 
 def key_labels(group: str | None, keys: Iterable[int | None]) -> dict[int | None, str]:
