@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -50,6 +50,7 @@ from alerts.metrics.kpis import (
     mix_text,
     respond_window,
 )
+from alerts.metrics.rows import gc_paused
 from alerts.metrics.trust import FLOOR
 from alerts.models import ScoringGap
 from plant.access import can_see_health, role_required, site_ids_for_user
@@ -233,7 +234,13 @@ def health(request: HttpRequest) -> HttpResponse:
         query = parse_query(request.GET, site_ids)
     except MetricsParamError as exc:
         return render(request, "alerts/health.html", {**context, "error": exc}, status=400)
-    now = timezone.now()
+    with gc_paused():  # a year of weeks is thousands of rows and cells: alerts.metrics.rows.gc_paused
+        return _health_page(request, site_ids, query, context, timezone.now())
+
+
+def _health_page(
+    request: HttpRequest, site_ids: list[int], query: MetricsQuery, context: dict[str, Any], now: datetime
+) -> HttpResponse:
     report = health_report(site_ids, query, now=now)
     rows_by_period: dict[str, list[MetricsRow]] = {}
     for row in report.rows:
