@@ -313,26 +313,23 @@ def period_totals(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
     """One row per period (key None, label "All") summed from the rows of any grouping: the same numbers
     as ``metric_rows(..., group_by=None)`` without counting the alerts again, because every alert and
     every missed failure has exactly one key (null included) in each grouping."""
-    sums: dict[str, list[int]] = {}
+    counts: dict[str, list[tuple[int, ...]]] = {}
     delays: dict[str, list[float]] = {}
     reasons: dict[str, dict[str, int]] = {}
     with gc_paused():
         for row in rows:
             period = row.period
-            counts = _COUNTS(row)
-            summed = sums.get(period)
-            if summed is None:
-                sums[period], delays[period], reasons[period] = list(counts), list(row.tta_s), {}
-            else:
-                sums[period] = [a + b for a, b in zip(summed, counts)]
-                delays[period].extend(row.tta_s)
+            if period not in counts:
+                counts[period], delays[period], reasons[period] = [], [], {}
+            counts[period].append(_COUNTS(row))
+            delays[period].extend(row.tta_s)
             if row.false_alarms_by_reason:
                 by_reason = reasons[period]
                 for reason, n in row.false_alarms_by_reason.items():
                     by_reason[reason] = by_reason.get(reason, 0) + n
         totals = [
-            MetricsRow(period, None, ALL, *summed, delays[period], reasons[period])
-            for period, summed in sums.items()
+            MetricsRow(period, None, ALL, *map(sum, zip(*summed)), delays[period], reasons[period])
+            for period, summed in counts.items()
         ]
         return _finished(totals)
 
