@@ -42,6 +42,16 @@ def _fill(asset, now) -> None:
         make_readings(sensor, start, range(DAYS * 24), period_s=3600)
 
 
+def _filled_asset_kept_30_days(now):
+    """An asset of a site keeping raw readings 30 days, with DAYS days of hourly readings."""
+    site = make_site("north")
+    site.reading_retention_days = 30
+    site.save()
+    asset = make_asset(site)
+    _fill(asset, now)
+    return asset
+
+
 def _oldest(asset):
     return Reading.objects.filter(sensor__asset=asset).order_by("ts").values_list("ts", flat=True).first()
 
@@ -77,11 +87,7 @@ def test_expired_readings_are_deleted_in_batches_and_a_site_keeping_longer_keeps
 
 
 def test_the_readings_inside_an_alert_evidence_window_are_kept(monkeypatch, now):
-    site = make_site("north")
-    site.reading_retention_days = 30
-    site.save()
-    asset = make_asset(site)
-    _fill(asset, now)
+    asset = _filled_asset_kept_30_days(now)
     kept_from, kept_to = now - timedelta(days=80, hours=3), now - timedelta(days=80)
     _evidence(monkeypatch, [(asset.pk, kept_from, kept_to)])
 
@@ -110,11 +116,7 @@ def test_sites_without_a_retention_keep_everything_and_the_default_setting_appli
 
 def test_a_real_alert_keeps_the_readings_its_chart_shows(now):
     """The alerts app's provider: each alert's chart span at its widest (alerts.charts.chart_range)."""
-    site = make_site("north")
-    site.reading_retention_days = 30
-    site.save()
-    asset = make_asset(site)
-    _fill(asset, now)
+    asset = _filled_asset_kept_30_days(now)
     version = bare_champion(asset.asset_type)
     alert = make_alert(asset, version, opened=now - timedelta(days=70), state="resolved")
     span = chart_range(alert)
@@ -156,11 +158,7 @@ def _partition_rows() -> dict[str, int]:
 @pytest.mark.postgres
 def test_partitions_older_than_every_site_retention_are_dropped_keeping_alert_evidence(monkeypatch, now):
     assert connection.vendor == "postgresql", "this test needs PostgreSQL"
-    site = make_site("north")
-    site.reading_retention_days = 30
-    site.save()
-    asset = make_asset(site)
-    _fill(asset, now)
+    asset = _filled_asset_kept_30_days(now)
     kept_from, kept_to = now - timedelta(days=80, hours=3), now - timedelta(days=80)
     _evidence(monkeypatch, [(asset.pk, kept_from, kept_to)])
     cutoff = now - timedelta(days=30)
@@ -218,11 +216,7 @@ def _minute_buckets(asset, before) -> set:
 
 
 def test_the_readings_retention_removes_are_rolled_up_first_and_only_those(monkeypatch, now):
-    site = make_site("north")
-    site.reading_retention_days = 30
-    site.save()
-    asset = make_asset(site)
-    _fill(asset, now)
+    asset = _filled_asset_kept_30_days(now)
     _evidence(monkeypatch, [])
     bound = _bound(now - timedelta(days=30))
     # Hourly readings: one minute bucket each, none rolled up yet (the beat task never ran).
@@ -245,11 +239,7 @@ def test_a_partition_drop_rolls_up_its_readings_while_another_transaction_is_wri
     # A busy plant always has an ingest transaction in flight: the whole-table catch-up retention ran before
     # stopped at it, and the partitions went without their rollups.
     assert connection.vendor == "postgresql", "this test needs PostgreSQL"
-    site = make_site("north")
-    site.reading_retention_days = 30
-    site.save()
-    asset = make_asset(site)
-    _fill(asset, now)
+    asset = _filled_asset_kept_30_days(now)
     _evidence(monkeypatch, [])
     cutoff = now - timedelta(days=30)
     dropped_before = max(p.end for p in storage.partitions() if p.end <= cutoff)
