@@ -22,6 +22,7 @@ Missed failures are not stored: they are few and counted live for every period.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ CELL_COUNTS = ("alerts", *COUNTED)
 # recent few (an asset x week part of a year is ~10,000 rows with their delays, a few MiB).
 CACHE_SIZE = 16
 _cache: OrderedDict[tuple[Any, ...], ClosedPart] = OrderedDict()
+_cache_lock = threading.Lock()  # web requests run on several threads (VIGIL_HTTP_THREADS)
 # Bumped by every ``refresh`` of this process: a key read before it is never reused after it, even when a
 # rolled-back transaction left the periods' rows as they were (pk, generation and computed_for repeat).
 _refreshes = itertools.count()
@@ -273,15 +275,17 @@ def closed_part(
     cache_key = None
     if not stale:  # just counted: their new marks are not in ``read`` (the next request caches them)
         cache_key = _cache_key(read, sites, group, drivers, top)
-        cached = _cache.get(cache_key)
-        if cached is not None:
-            _cache.move_to_end(cache_key)
-            return cached
+        with _cache_lock:
+            cached = _cache.get(cache_key)
+            if cached is not None:
+                _cache.move_to_end(cache_key)
+                return cached
     part = _read_closed(usable, sites, query.period, group, drivers, top)
     if cache_key is not None:
-        _cache[cache_key] = part
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
+        with _cache_lock:
+            _cache[cache_key] = part
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
     return part
 
 
@@ -314,7 +318,8 @@ def _cache_key(
 
 def clear_cache() -> None:
     """Forget the closed parts this process has read."""
-    _cache.clear()
+    with _cache_lock:
+        _cache.clear()
 
 
 def _read_closed(
