@@ -24,8 +24,10 @@ After an outage the task simply finds many ids past the watermark and works thro
 ``VIGIL_ROLLUP_PASS_IDS`` ids; every reading written meanwhile is in one of them, so there is no gap.
 
 Raw retention (plant.retention) must not drop readings before they are rolled up: ``rolled_up_through()``
-says up to which reading id the rollups are complete, and the retention task should run
-``roll_up_readings()`` first. Rollups are never deleted with raw data: a recomputed bucket whose raw
+says up to which reading id the rollups are complete, and the retention task runs ``roll_up_before(bound)``
+first: the buckets of the readings it may remove (older than ``bound``) that the watermark's rechecked
+part does not cover yet are recomputed, whatever the state of the beat task (an outage, a backlog
+ingested late into old partitions), without rolling up the whole table's new readings. Rollups are never deleted with raw data: a recomputed bucket whose raw
 readings are gone produces no row and the stored one is kept.
 
 The same recomputation serves in-place changes of readings (the DRIFT bit set after the fact):
@@ -145,6 +147,32 @@ def _pass(lo: int, hi: int) -> None:
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL jit = off")
     _recompute(f"{_q('id')} > %s AND {_q('id')} <= %s", [lo, hi])
+
+
+def roll_up_before(bound: datetime, pass_ids: int | None = None) -> int:
+    """Recompute the buckets of every reading older than ``bound`` with an id above the watermark's
+    ``checked_id`` (up to which every reading is rolled up for good), in passes of ``pass_ids`` ids; return
+    the passes. When the rollups are current this is one index look-up. The watermark is not moved: its
+    own task rolls these readings up again, which changes nothing (a bucket is recomputed, never added to).
+    Called under a lock that stops every writer, nothing a running transaction writes can be missed."""
+    pass_ids = pass_ids or settings.VIGIL_ROLLUP_PASS_IDS
+    since, passes = _watermark().checked_id, 0
+    older = Reading.objects.filter(ts__lt=bound).order_by("id").values_list("id", flat=True)
+    adapt = connection.ops.adapt_datetimefield_value  # SQLite compares the text it stores
+    while True:
+        # Ordered by id with the partitions past ``bound`` pruned: one index look-up per pass.
+        first = older.filter(id__gt=since).first()
+        if first is None:
+            return passes
+        since = first - 1 + pass_ids
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL jit = off")
+            _recompute(
+                f"{_q('id')} > %s AND {_q('id')} <= %s AND {_q('ts')} < %s", [first - 1, since, adapt(bound)]
+            )
+        passes += 1
 
 
 def refresh_rollups(sensor_ids: Sequence[int], start: datetime, end: datetime) -> None:

@@ -21,6 +21,9 @@ Missed failures are not stored: they are few and counted live for every period.
 
 from __future__ import annotations
 
+import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +36,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from alerts.choices import Verdict
-from alerts.metrics.facts import COUNTED, alert_facts_sql, conditions, counts_sql, fetch
+from alerts.metrics.facts import COUNTED, alert_facts_sql, conditions, counts_sql, fetch, in_display_order
 from alerts.metrics.facts import moment as to_moment
 from alerts.metrics.params import PERIODS, MetricsQuery, period_bounds, period_label
 from alerts.metrics.queries import follow_through_window, trunc
@@ -45,6 +48,15 @@ from plant.models import Asset
 FEW_PERIODS = 4
 # The counts of a stored cell, summed per key by ``closed_part``.
 CELL_COUNTS = ("alerts", *COUNTED)
+# Closed parts read and parsed by this process, by what they were read from (``_cache_key``): the most
+# recent few (an asset x week part of a year is ~10,000 rows with their delays, a few MiB).
+CACHE_SIZE = 16
+_cache: OrderedDict[tuple[Any, ...], ClosedPart] = OrderedDict()
+_cache_lock = threading.Lock()  # web requests run on several threads (VIGIL_HTTP_THREADS)
+# Bumped by every ``refresh`` of this process: a key read before it is never reused after it, even when a
+# rolled-back transaction left the periods' rows as they were (pk, generation and computed_for repeat).
+_refreshes = itertools.count()
+_refreshed = 0
 
 
 def settings_key() -> str:
@@ -94,6 +106,8 @@ def refresh(kind: str, labels: Collection[str], now: datetime) -> list[str]:
     labels stored (a period with an alert not yet due, or touched while it was counted, is not)."""
     if not labels:
         return []
+    global _refreshed
+    _refreshed = next(_refreshes) + 1
     MetricsPeriod.objects.bulk_create(
         [MetricsPeriod(kind=kind, label=label) for label in labels], ignore_conflicts=True
     )
@@ -189,16 +203,30 @@ def _fresh(period: MetricsPeriod, now: datetime, key: str) -> bool:
     return not period.dirty and period.settings_key == key and period.computed_for <= now
 
 
+@dataclass(frozen=True)
+class ClosedRow:
+    """The sums of one (period, key) of the stored periods: alerts, the COUNTED counts in their order, the
+    false alarms by reason in their display order and the delays to acknowledge in seconds, sorted (a
+    finished row's order: alerts.metrics.rows)."""
+
+    label: str
+    key: int | None
+    alerts: int
+    counts: tuple[int, ...]
+    reasons: tuple[tuple[str, int], ...]
+    delays: tuple[float, ...]
+
+
 @dataclass
 class ClosedPart:
-    """The stored periods a query reads (``ranges``, to leave out of the live count) and their cells
-    summed by the database, one statement of rows (part, period label, key, reasons, alerts, *COUNTED,
-    delays): ``c`` the counts of a (period, key) with its false alarms by reason (``reason:count`` joined
-    by commas, a reason repeated once per cell) and its delays (comma-separated µs), and per driver grouping ``d0``/``d1`` the dismissed (in the ``verdicts``
-    column) and ignored (``confirmed``) alerts of a (period, key)."""
+    """The stored periods a query reads (``ranges``, to leave out of the live count), the sums of their
+    cells per (period, key) (``rows``) and per driver grouping the dismissed and ignored alerts of a
+    (period, key) (``drivers``: one dict per grouping, (label, key) → (dismissed, ignored)). Immutable once
+    built: a cached part is shared by every request of this process that asks the same."""
 
     ranges: list[tuple[datetime, datetime]] = field(default_factory=list)
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[ClosedRow] = field(default_factory=list)
+    drivers: list[dict[tuple[str, int], tuple[int, int]]] = field(default_factory=list)
 
 
 # The cells' columns each grouping reads (the site and asset type through the asset, as they are today).
@@ -228,17 +256,82 @@ def closed_part(
     since, until = query.since(), query.until()
     usable, stale = [], []
     key = settings_key()
-    for period in MetricsPeriod.objects.filter(kind=query.period):
+    read: list[tuple[Any, ...]] = []
+    for period in MetricsPeriod.objects.filter(kind=query.period).order_by("label"):
         start, end = period_bounds(period.label)
         if end > limit or (since and start < since) or (until and end > until):
             continue
-        (usable if _fresh(period, now, key) else stale).append(period.label)
+        if _fresh(period, now, key):
+            usable.append(period.label)
+            read.append((period.pk, period.label, period.generation, period.computed_for))
+        else:
+            stale.append(period.label)
     usable += refresh(query.period, stale, now)
     if not usable:
         return ClosedPart()
     sites = [pk for pk in site_ids if not query.site or pk == query.site.pk]
     if not sites:  # nobody's alerts: nothing to sum (and no empty IN () for the database)
-        return ClosedPart(ranges=spans(usable))
+        return ClosedPart(ranges=spans(usable), drivers=[{} for _ in drivers])
+    cache_key = None
+    if not stale:  # just counted: their new marks are not in ``read`` (the next request caches them)
+        cache_key = _cache_key(read, sites, group, drivers, top)
+        with _cache_lock:
+            cached = _cache.get(cache_key)
+            if cached is not None:
+                _cache.move_to_end(cache_key)
+                return cached
+    part = _read_closed(usable, sites, query.period, group, drivers, top)
+    if cache_key is not None:
+        with _cache_lock:
+            _cache[cache_key] = part
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return part
+
+
+def _cache_key(
+    read: list[tuple[Any, ...]],
+    sites: list[int],
+    group: str | None,
+    drivers: tuple[str, ...],
+    top: int | None,
+) -> tuple[Any, ...]:
+    """What a closed part is read from: the periods as stored (a late verdict bumps ``generation``, a
+    recount sets ``computed_for``; each count replaces the period's cells in the transaction that sets
+    them), the sites, which site and type each of their assets is in today (the cells are summed through
+    the asset), the grouping, the settings, the database and this process's refreshes."""
+    assets = tuple(
+        Asset.objects.filter(site_id__in=sites).order_by("pk").values_list("pk", "site_id", "asset_type_id")
+    )
+    return (
+        connection.settings_dict["NAME"],
+        _refreshed,
+        settings_key(),
+        tuple(read),
+        tuple(sites),
+        assets,
+        group,
+        drivers,
+        top,
+    )
+
+
+def clear_cache() -> None:
+    """Forget the closed parts this process has read."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _read_closed(
+    usable: list[str],
+    sites: list[int],
+    kind: str,
+    group: str | None,
+    drivers: tuple[str, ...],
+    top: int | None,
+) -> ClosedPart:
+    """Sum the cells of the periods ``usable`` on ``sites`` in the database (one statement) and parse the
+    sums once: the false alarms by reason and the delays come back as text (portable SQL)."""
     # The cells of the query read once (a CTE), then summed per key by each part.
     selected = (
         f"WITH sel AS (SELECT mp.label, a.site_id, c.asset_id, a.asset_type_id, c.model_version_id,"
@@ -249,7 +342,7 @@ def closed_part(
         f" WHERE mp.kind = %s AND mp.dirty = %s AND mp.label IN ({', '.join(['%s'] * len(usable))})"
         f" AND a.site_id IN ({', '.join(['%s'] * len(sites))}))"
     )
-    params = [query.period, False, *usable, *sites]
+    params = [kind, False, *usable, *sites]
     concat = "group_concat" if connection.vendor == "sqlite" else "string_agg"
     # PostgreSQL types a UNION column from its first part: the key must not be a bare NULL there.
     group_key = CELL_KEYS[group] if group else "CAST(NULL AS BIGINT)"
@@ -272,7 +365,22 @@ def closed_part(
             f"SELECT 'd{index}', label, k, NULL, NULL, d, i, {blanks}, NULL FROM ({ranked}) r{index}"
             + (f" WHERE rk <= {int(top)}" if top else "")
         )
-    return ClosedPart(ranges=spans(usable), rows=fetch(f"{selected} {' UNION ALL '.join(parts)}", params))
+    part = ClosedPart(ranges=spans(usable), drivers=[{} for _ in drivers])
+    for kind_of_row, label, key, reason, n, *counts, micros in fetch(
+        f"{selected} {' UNION ALL '.join(parts)}", params
+    ):
+        if kind_of_row != "c":
+            part.drivers[int(kind_of_row[1:])][(label, key)] = (counts[0], counts[1])
+            continue
+        by_reason: dict[str, int] = {}
+        if reason:  # "reason:count" of each cell, a reason repeated once per cell
+            for item in reason.split(","):
+                name, count = item.rsplit(":", 1)
+                by_reason[name] = by_reason.get(name, 0) + int(count)
+        delays = sorted([max(0.0, int(us) / 1_000_000) for us in micros.split(",")]) if micros else []
+        reasons = tuple(in_display_order(by_reason).items())
+        part.rows.append(ClosedRow(label, key, n, tuple(counts), reasons, tuple(delays)))
+    return part
 
 
 # --- invalidation ------------------------------------------------------------------------------------------

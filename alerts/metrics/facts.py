@@ -29,7 +29,7 @@ from django.db import connection
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from alerts.choices import AlertState, FeedbackKind, Verdict
+from alerts.choices import AlertState, FalseAlarmReason, FeedbackKind, Verdict
 from alerts.metrics.params import MetricsQuery, period_bounds
 from alerts.metrics.queries import (
     ACTIONABLE_ACTIONS,
@@ -226,6 +226,12 @@ def counts_sql(names: tuple[str, ...], now: datetime) -> tuple[str, list[Any]]:
         parts.append(f"COUNT(CASE WHEN {condition} THEN 1 END)")
         params.extend(condition_params)
     return ", ".join(parts), params
+
+
+def in_display_order(by_reason: dict[str, int]) -> dict[str, int]:
+    """False alarms by reason in their display order: the choices', then any other reason by name."""
+    choices = FalseAlarmReason.values  # built anew on each access: once per call
+    return {reason: by_reason[reason] for reason in [*choices, *sorted(by_reason)] if reason in by_reason}
 
 
 def moment(value: datetime | str) -> datetime:

@@ -3,18 +3,20 @@ them. The page, the JSON/CSV API and the trust-erosion warning all read ``metric
 
 from __future__ import annotations
 
+import gc
 import math
-import statistics
-from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+import operator
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, F
 
-from alerts.choices import FalseAlarmReason, Verdict
-from alerts.metrics.closed import closed_part
-from alerts.metrics.facts import COUNTED, conditions, counts_sql, facts_sql, fetch
+from alerts.choices import Verdict
+from alerts.metrics.closed import ClosedPart, closed_part
+from alerts.metrics.facts import COUNTED, conditions, counts_sql, facts_sql, fetch, in_display_order
 from alerts.metrics.facts import moment as to_moment
 from alerts.metrics.params import MetricsQuery, period_label
 from alerts.metrics.queries import MISSED_KEYS, missed_failures, trunc
@@ -49,6 +51,16 @@ def ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def median(values: list[float]) -> float | None:
+    """statistics.median (the mean of the middle two of an even count) without its checks: one per row of
+    a year of asset x week rows."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return float(ordered[middle]) if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def p90(values: list[float]) -> float | None:
     """Nearest-rank 90th percentile: the smallest value at or above 90 % of the values (an observed one)."""
     if not values:
@@ -57,7 +69,7 @@ def p90(values: list[float]) -> float | None:
     return ordered[math.ceil(0.9 * len(ordered)) - 1]
 
 
-@dataclass
+@dataclass(slots=True)
 class MetricsRow:
     """The numbers of one (period, key): counts from the database, rates derived from them."""
 
@@ -95,7 +107,7 @@ class MetricsRow:
 
     @property
     def tta_median_s(self) -> float | None:
-        return float(statistics.median(self.tta_s)) if self.tta_s else None
+        return median(self.tta_s)
 
     @property
     def tta_p90_s(self) -> float | None:
@@ -106,9 +118,16 @@ class MetricsRow:
         return self.false_alarms + self.not_actionable
 
     def as_dict(self) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in API_FIELDS}
+        row = dict(zip(API_FIELDS, _API_VALUES(self)))
         row["false_alarms_by_reason"] = dict(self.false_alarms_by_reason)
         return row
+
+
+# A row's API values as one tuple (read in C).
+_API_VALUES = operator.attrgetter(*API_FIELDS)
+# Closed rows are built positionally (alerts.metrics.rows._add_closed): the counts follow COUNTED's order.
+if tuple(f.name for f in fields(MetricsRow))[4:13] != (*COUNTED, "missed"):
+    raise ImportError("MetricsRow's count fields no longer follow alerts.metrics.facts.COUNTED")
 
 
 def metric_rows(
@@ -136,6 +155,34 @@ def rows_and_drivers(
     alerts.metrics.closed are read from their cells and left out of that statement. ``drivers_top``: the
     drivers of a stored period may be cut to the keys ranked in its first ``drivers_top`` (ties kept),
     all that the trust warning reads."""
+    with gc_paused():
+        return _rows_and_drivers(site_ids, query, now, group_by, drivers, drivers_top)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a burst of rows is built: a year of asset x week rows is tens of
+    thousands of lists and dicts, and each few hundred of them set off a collection that, every so often,
+    walks every object of the process (~0.1-0.3 s, bench/metrics.py). The rows hold no cycles; whatever
+    the burst leaves is collected as usual once it ends."""
+    if not gc.isenabled():  # paused by a caller already
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _rows_and_drivers(
+    site_ids: Collection[int],
+    query: MetricsQuery,
+    now: datetime,
+    group_by: str | None,
+    drivers: tuple[str, ...],
+    drivers_top: int | None,
+) -> tuple[list[MetricsRow], dict[str, list[DriverCount]]]:
     group = query.group_by if group_by == "query" else group_by
     if len(drivers) > 2:
         raise ValueError("at most two driver groupings")
@@ -209,7 +256,7 @@ def rows_and_drivers(
                 reasons[reason or "unknown"] = reasons.get(reason or "unknown", 0) + n
     for (moment, key_value), micros in delays.items():
         row(moment, key_value).tta_s.extend([max(0.0, us / 1_000_000) for us in micros])
-    _add_closed(closed.rows, drivers, labelled, summed)
+    finished = _add_closed(closed, drivers, rows, summed)
     by_missed = {"p": trunc(query.period, "failure_at")}
     if group:
         by_missed["k"] = F(MISSED_KEYS[group])
@@ -218,65 +265,84 @@ def rows_and_drivers(
     labels = key_labels(group, {key for _, key in rows})
     for (_, key), target in rows.items():
         target.label = labels.get(key, NO_MODEL if group == "model_version" else ALL)
-    return _finished(rows.values()), _driver_rows(summed, query)
+    return _finished(rows.values(), finished), _driver_rows(summed, query)
 
 
 def _add_closed(
-    rows: list[tuple[Any, ...]],
+    closed: ClosedPart,
     drivers: tuple[str, ...],
-    labelled: Callable[[str, int | None], MetricsRow],
+    rows: dict[tuple[str, int | None], MetricsRow],
     summed: dict[str, dict[tuple[str, int], list[int]]],
-) -> None:
+) -> set[tuple[str, int | None]]:
     """Add the closed periods' sums (alerts.metrics.closed.closed_part) to the rows of their (period,
-    key) and to the driver counts, as the live statement's parts add its alerts."""
-    for part, label, key, reason, n, *counts, micros in rows:
-        if part == "c":
-            target = labelled(label, key)
-            target.alerts += n
-            for name, count in zip(COUNTED, counts):
-                setattr(target, name, getattr(target, name) + count)
-            if reason:
-                by_reason = target.false_alarms_by_reason
-                for item in reason.split(","):
-                    name, count = item.rsplit(":", 1)
-                    by_reason[name] = by_reason.get(name, 0) + int(count)
-            if micros:
-                target.tta_s.extend([max(0.0, int(us) / 1_000_000) for us in micros.split(",")])
-        else:
-            pair = summed[drivers[int(part[1:])]].setdefault((label, key), [0, 0])
-            pair[0] += counts[0]
-            pair[1] += counts[1]
+    key) and to the driver counts, as the live statement's parts add its alerts; return the keys of the
+    rows made of them alone, finished already (a closed period has no live alert: the live count leaves
+    its range out, so its rows are new, built by one positional call each)."""
+    finished = set()
+    for sums in closed.rows:
+        row_key = (sums.label, sums.key)
+        target = rows.get(row_key)
+        if target is None:
+            rows[row_key] = MetricsRow(
+                sums.label, sums.key, "", sums.alerts, *sums.counts, 0, list(sums.delays), dict(sums.reasons)
+            )
+            finished.add(row_key)
+            continue
+        target.alerts += sums.alerts
+        for name, count in zip(COUNTED, sums.counts):
+            setattr(target, name, getattr(target, name) + count)
+        for name, count in sums.reasons:
+            target.false_alarms_by_reason[name] = target.false_alarms_by_reason.get(name, 0) + count
+        target.tta_s.extend(sums.delays)
+    for name, counts in zip(drivers, closed.drivers):
+        for pair_key, (dismissed, ignored) in counts.items():
+            pair = summed[name].setdefault(pair_key, [0, 0])
+            pair[0] += dismissed
+            pair[1] += ignored
+    return finished
 
 
-def _finished(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
-    """Reasons in their display order (the choices, then any other in name order); rows by period, label."""
-    choices = FalseAlarmReason.values  # built anew on each access: once, not once per row
+def _finished(
+    rows: Iterable[MetricsRow], done: Collection[tuple[str, int | None]] = frozenset()
+) -> list[MetricsRow]:
+    """Reasons in their display order, delays sorted (but in the rows of ``done``, finished already);
+    rows by period, label."""
     for target in rows:
-        target.false_alarms_by_reason = {
-            reason: target.false_alarms_by_reason[reason]
-            for reason in [*choices, *sorted(target.false_alarms_by_reason)]
-            if reason in target.false_alarms_by_reason
-        }
+        if (target.period, target.key) in done:
+            continue
+        target.false_alarms_by_reason = in_display_order(target.false_alarms_by_reason)
         # The same numbers in the same order whether counted live or read from closed periods' cells.
         target.tta_s.sort()
     return sorted(rows, key=lambda r: (r.period, r.label, r.key or 0))
+
+
+# A row's counts as one tuple (read in C): alerts, COUNTED in order, missed.
+_COUNTS = operator.attrgetter("alerts", *COUNTED, "missed")
 
 
 def period_totals(rows: Iterable[MetricsRow]) -> list[MetricsRow]:
     """One row per period (key None, label "All") summed from the rows of any grouping: the same numbers
     as ``metric_rows(..., group_by=None)`` without counting the alerts again, because every alert and
     every missed failure has exactly one key (null included) in each grouping."""
-    totals: dict[str, MetricsRow] = {}
-    for row in rows:
-        total = totals.setdefault(row.period, MetricsRow(period=row.period, key=None, label=ALL))
-        total.alerts += row.alerts
-        total.missed += row.missed
-        for name in COUNTED:
-            setattr(total, name, getattr(total, name) + getattr(row, name))
-        total.tta_s.extend(row.tta_s)
-        for reason, n in row.false_alarms_by_reason.items():
-            total.false_alarms_by_reason[reason] = total.false_alarms_by_reason.get(reason, 0) + n
-    return _finished(totals.values())
+    counts: dict[str, list[tuple[int, ...]]] = {}
+    delays: dict[str, list[float]] = {}
+    reasons: dict[str, dict[str, int]] = {}
+    with gc_paused():
+        for row in rows:
+            period = row.period
+            if period not in counts:
+                counts[period], delays[period], reasons[period] = [], [], {}
+            counts[period].append(_COUNTS(row))
+            delays[period].extend(row.tta_s)
+            if row.false_alarms_by_reason:
+                by_reason = reasons[period]
+                for reason, n in row.false_alarms_by_reason.items():
+                    by_reason[reason] = by_reason.get(reason, 0) + n
+        totals = [
+            MetricsRow(period, None, ALL, *map(sum, zip(*summed)), delays[period], reasons[period])
+            for period, summed in counts.items()
+        ]
+        return _finished(totals)
 
 
 def key_labels(group: str | None, keys: Iterable[int | None]) -> dict[int | None, str]:

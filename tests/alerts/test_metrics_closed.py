@@ -8,10 +8,13 @@ import random
 from datetime import date, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 
 from alerts.choices import ACTIVE_STATES
 from alerts.metrics import MetricsQuery, health_report
-from alerts.metrics.closed import ClosedPart, refresh_closed_periods
+from alerts.metrics.closed import ClosedPart, clear_cache, refresh_closed_periods
 from alerts.metrics.params import GROUP_BYS, PERIODS, period_label
 from alerts.metrics.rows import rows_and_drivers
 from alerts.models import Alert, Feedback, MetricsCell, MetricsPeriod
@@ -175,6 +178,8 @@ def test_the_health_page_numbers_come_from_the_stored_cells(golden):
     july = MetricsPeriod.objects.get(kind="month", label="2026-07")
     cell = MetricsCell.objects.filter(period=july).first()
     MetricsCell.objects.filter(pk=cell.pk).update(alerts=cell.alerts + 100)
+    # Only a count (refresh) writes cells: this process's parsed copy of them is forgotten by hand too.
+    clear_cache()
     after = {
         row.period: row.alerts for row in health_report(site_ids(golden), MetricsQuery(), now=NOW).totals
     }
@@ -260,3 +265,35 @@ def test_stored_periods_are_scoped_to_the_users_sites(golden, client):
         [],
         {},
     )
+
+
+def test_the_parsed_sums_are_reused_until_a_period_or_an_asset_changes(golden, live):
+    add_random_history(golden, 3)
+    refresh_closed_periods(NOW)
+    query = MetricsQuery(group_by="site", period="month")
+    first = snapshot(golden, query)
+    assert first == live(golden, query)
+    # Asked again by this process: the stored sums it parsed are reused, no cell is read.
+    with CaptureQueriesContext(connection) as queries:
+        assert snapshot(golden, query) == first
+    assert not any(MetricsCell._meta.db_table in q["sql"] for q in queries.captured_queries)
+
+    # Another process counts July again (its cells replaced, computed_for set in one transaction).
+    def totals() -> dict[str, int]:
+        return {row.period: row.alerts for row in health_report(site_ids(golden), query, now=NOW).totals}
+
+    before = totals()
+    july = MetricsPeriod.objects.get(kind="month", label="2026-07")
+    MetricsCell.objects.filter(period=july).update(alerts=F("alerts") + 100)
+    MetricsPeriod.objects.filter(pk=july.pk).update(computed_for=july.computed_for - timedelta(seconds=1))
+    cells = MetricsCell.objects.filter(period=july).count()
+    assert totals() == {**before, "2026-07": before["2026-07"] + 100 * cells}
+
+    # An asset moved to the other site counts there at once (no alert changed: no period is marked).
+    MetricsPeriod.objects.all().delete()  # the hand-made July gone: every period counted again
+    refresh_closed_periods(NOW)
+    assert snapshot(golden, query) == live(golden, query)
+    moved = golden.p101
+    moved.site = golden.south
+    moved.save()
+    assert snapshot(golden, query) == live(golden, query)

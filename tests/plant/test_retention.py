@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection
 from django.urls import reverse
@@ -15,7 +16,7 @@ from django.utils import timezone
 from alerts.charts import chart_range, evidence_windows
 from plant import retention, storage
 from plant.builders import make_asset, make_site
-from plant.models import Reading
+from plant.models import Reading, ReadingRollupMinute, RollupWatermark
 from plant.tasks import apply_reading_retention_task
 from tests.alerts.builders import bare_champion, make_alert
 from tests.conftest import make_readings
@@ -39,6 +40,16 @@ def _fill(asset, now) -> None:
         storage.ensure_partitions(start, now)
     for sensor in asset.sensors.all():
         make_readings(sensor, start, range(DAYS * 24), period_s=3600)
+
+
+def _filled_asset_kept_30_days(now):
+    """An asset of a site keeping raw readings 30 days, with DAYS days of hourly readings."""
+    site = make_site("north")
+    site.reading_retention_days = 30
+    site.save()
+    asset = make_asset(site)
+    _fill(asset, now)
+    return asset
 
 
 def _oldest(asset):
@@ -76,11 +87,7 @@ def test_expired_readings_are_deleted_in_batches_and_a_site_keeping_longer_keeps
 
 
 def test_the_readings_inside_an_alert_evidence_window_are_kept(monkeypatch, now):
-    site = make_site("north")
-    site.reading_retention_days = 30
-    site.save()
-    asset = make_asset(site)
-    _fill(asset, now)
+    asset = _filled_asset_kept_30_days(now)
     kept_from, kept_to = now - timedelta(days=80, hours=3), now - timedelta(days=80)
     _evidence(monkeypatch, [(asset.pk, kept_from, kept_to)])
 
@@ -109,11 +116,7 @@ def test_sites_without_a_retention_keep_everything_and_the_default_setting_appli
 
 def test_a_real_alert_keeps_the_readings_its_chart_shows(now):
     """The alerts app's provider: each alert's chart span at its widest (alerts.charts.chart_range)."""
-    site = make_site("north")
-    site.reading_retention_days = 30
-    site.save()
-    asset = make_asset(site)
-    _fill(asset, now)
+    asset = _filled_asset_kept_30_days(now)
     version = bare_champion(asset.asset_type)
     alert = make_alert(asset, version, opened=now - timedelta(days=70), state="resolved")
     span = chart_range(alert)
@@ -155,11 +158,7 @@ def _partition_rows() -> dict[str, int]:
 @pytest.mark.postgres
 def test_partitions_older_than_every_site_retention_are_dropped_keeping_alert_evidence(monkeypatch, now):
     assert connection.vendor == "postgresql", "this test needs PostgreSQL"
-    site = make_site("north")
-    site.reading_retention_days = 30
-    site.save()
-    asset = make_asset(site)
-    _fill(asset, now)
+    asset = _filled_asset_kept_30_days(now)
     kept_from, kept_to = now - timedelta(days=80, hours=3), now - timedelta(days=80)
     _evidence(monkeypatch, [(asset.pk, kept_from, kept_to)])
     cutoff = now - timedelta(days=30)
@@ -206,3 +205,63 @@ def test_a_site_keeping_readings_forever_prevents_drops_and_the_other_site_is_de
     assert storage.partitions() == partitions
     assert _bound(now - timedelta(days=30)) <= _oldest(a) < _bound(now - timedelta(days=30)) + HOUR
     assert _oldest(b) == now - timedelta(days=DAYS)
+
+
+def _minute_buckets(asset, before) -> set:
+    return set(
+        ReadingRollupMinute.objects.filter(sensor__asset=asset, start__lt=before).values_list(
+            "sensor_id", "start"
+        )
+    )
+
+
+def test_the_readings_retention_removes_are_rolled_up_first_and_only_those(monkeypatch, now):
+    asset = _filled_asset_kept_30_days(now)
+    _evidence(monkeypatch, [])
+    bound = _bound(now - timedelta(days=30))
+    # Hourly readings: one minute bucket each, none rolled up yet (the beat task never ran).
+    expired = {
+        (sensor_id, ts.replace(second=0))
+        for sensor_id, ts in Reading.objects.filter(ts__lt=bound).values_list("sensor_id", "ts")
+    }
+    assert expired and not ReadingRollupMinute.objects.exists()
+
+    retention.apply_retention(now=now)
+
+    assert not Reading.objects.filter(sensor__asset=asset, ts__lt=bound).exists()
+    assert _minute_buckets(asset, bound) == expired  # every removed reading is in the rollups
+    assert not ReadingRollupMinute.objects.filter(start__gte=bound).exists()  # no whole-table catch-up
+    assert RollupWatermark.objects.filter(done_id__gt=0).count() == 0  # the beat task's watermark untouched
+
+
+@pytest.mark.postgres
+def test_a_partition_drop_rolls_up_its_readings_while_another_transaction_is_writing(monkeypatch, now):
+    # A busy plant always has an ingest transaction in flight: the whole-table catch-up retention ran before
+    # stopped at it, and the partitions went without their rollups.
+    assert connection.vendor == "postgresql", "this test needs PostgreSQL"
+    asset = _filled_asset_kept_30_days(now)
+    _evidence(monkeypatch, [])
+    cutoff = now - timedelta(days=30)
+    dropped_before = max(p.end for p in storage.partitions() if p.end <= cutoff)
+    expired = {
+        (sensor_id, ts.replace(second=0))
+        for sensor_id, ts in Reading.objects.filter(ts__lt=dropped_before).values_list("sensor_id", "ts")
+    }
+    settings = connection.settings_dict
+    other = psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        host=settings["HOST"],
+        port=settings["PORT"] or None,
+        password=settings["PASSWORD"] or None,
+    )
+    try:
+        other.execute("SELECT txid_current()")  # a transaction id, as a writer's
+        report = retention.apply_retention(now=now)
+    finally:
+        other.rollback()
+        other.close()
+
+    assert report.dropped_partitions
+    assert not Reading.objects.filter(ts__lt=dropped_before).exists()
+    assert _minute_buckets(asset, dropped_before) == expired
