@@ -59,10 +59,23 @@ class Score(models.Model):
 
     ``flagged`` maps a sensor role to the OR of the quality bits of its readings in the window, so the
     data-quality gate can be re-evaluated later without re-reading the readings.
+
+    Both foreign keys have no database constraint (``db_constraint=False``): this is the fleet sweep's
+    high-volume time-series table (800,000 rows per sweep of 100k assets x 2 versions), and PostgreSQL
+    checked each deferred foreign key row by row at commit, about 9 of its 25 CPU-s per sweep
+    (docs/scaling.md). Integrity is kept by the ORM instead: ``on_delete=CASCADE`` is Django's collector,
+    so deleting an asset or a model version still deletes its scores (nothing deletes assets or versions
+    with raw SQL), and the scorer only writes rows for assets and versions it has just read under its locks. The ``asset`` column has no index of its own: the
+    unique (asset, model_version, window_end) index leads with it.
     """
 
-    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="scores")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scores")
+    asset = models.ForeignKey(
+        Asset, on_delete=models.CASCADE, related_name="scores", db_constraint=False, db_index=False
+    )
+    # Kept indexed: the cascade of a version's deletion and the per-version counts look it up alone.
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="scores", db_constraint=False
+    )
     window_end = models.DateTimeField()
     score = models.FloatField()
     flagged = models.JSONField(default=dict, blank=True)

@@ -170,6 +170,58 @@ def _normalise(role: str, item: Series | None) -> Series:
     return ts, values, quality
 
 
+def _normalise_many(
+    role: str, items: list[Series | None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``_normalise`` of every item, end to end: (ts, values, quality, segment offsets). Items already in
+    normal form (1-D float64 / float64 / uint16 of one length, finite sorted ts: the scoring sweep's reads)
+    are checked together, without NumPy's fixed cost per item; the others go through ``_normalise``. Either
+    way the arrays hold the same numbers in the same order as ``_normalise`` gives."""
+    parts: list[Series] = []
+    for item in items:
+        if item is None:
+            parts.append(_normalise(role, None))
+            continue
+        ts, values, quality = item
+        if (
+            type(ts) is np.ndarray
+            and type(values) is np.ndarray
+            and type(quality) is np.ndarray
+            and ts.dtype == np.float64
+            and values.dtype == np.float64
+            and quality.dtype == np.uint16
+            and ts.ndim == values.ndim == quality.ndim == 1
+            and len(ts) == len(values) == len(quality)
+        ):
+            parts.append((ts, values, quality))
+        else:
+            parts.append(_normalise(role, item))
+    if not parts:
+        return (*_normalise(role, None), np.zeros(1, dtype=np.int64))
+    lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))
+    seg = np.r_[0, np.cumsum(lengths)]
+    ts, values, quality = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    # A non-finite or out-of-order ts anywhere: those items through _normalise (drops, stable sort).
+    inner = np.ones(len(ts), dtype=bool)
+    inner[seg[1:-1][lengths[1:] > 0]] = False  # a segment's first reading has no predecessor in it
+    with np.errstate(invalid="ignore"):
+        bad_at = ~np.isfinite(ts) | np.r_[False, inner[1:] & (ts[1:] < ts[:-1])]
+    if bad_at.any():
+        owner = np.repeat(np.arange(len(parts)), lengths)
+        for i in np.unique(owner[bad_at]).tolist():
+            parts[i] = _normalise(role, parts[i])
+        return _normalise_many(role, parts)
+    return ts, values, quality, seg
+
+
+def _segments(
+    ts: np.ndarray, values: np.ndarray, quality: np.ndarray, seg: np.ndarray, picked: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The segments ``picked`` (ascending) of end-to-end columns, end to end."""
+    keep = np.repeat(np.isin(np.arange(len(seg) - 1), picked), np.diff(seg))
+    return ts[keep], values[keep], quality[keep], np.r_[0, np.cumsum(np.diff(seg)[picked])]
+
+
 def _period(role: str, ts: np.ndarray, given: float | Mapping[str, float] | None) -> float:
     if isinstance(given, Mapping):
         given = given.get(role)
@@ -254,11 +306,9 @@ def build_windows_many(
     keys = list(series_by_asset)
     out: dict[K, Windows] = {}
 
-    # Per asset (cheap Python): normalised series, window range and sample periods, as build_windows does.
-    live: list[tuple[K, list[Series], list[float], int, int]] = []
-    absent_rows: list[list[bool]] = []
+    # Per asset: the roles it has (absent roles are empty series, as in build_windows).
+    cand: list[tuple[K, set[str]]] = []
     for key in keys:
-        series = series_by_asset[key]
         absent = set(absent_roles.get(key, ())) if absent_roles is not None else set()
         unknown = absent.difference(roles)
         if unknown:
@@ -268,13 +318,32 @@ def build_windows_many(
         if len(absent) == n_roles:
             out[key] = _empty(names, roles)
             continue
-        data = [_normalise(role, None if role in absent else series.get(role)) for role in roles]
-        firsts = [ts[0] for ts, _, _ in data if len(ts)]
-        lasts = [ts[-1] for ts, _, _ in data if len(ts)]
+        cand.append((key, absent))
+    # Per role, every candidate's normalised series end to end (segment i: seg[i]:seg[i + 1]).
+    columns = [
+        _normalise_many(
+            role, [None if role in absent else series_by_asset[key].get(role) for key, absent in cand]
+        )
+        for role in roles
+    ]
+    firsts, lasts = [], []
+    for ts, _, _, seg in columns:
+        has = seg[1:] > seg[:-1]
+        at_first, at_last = np.minimum(seg[:-1], len(ts) - 1), np.maximum(seg[1:] - 1, 0)
+        firsts.append(np.where(has, ts[at_first] if len(ts) else 0.0, np.nan).tolist())
+        lasts.append(np.where(has, ts[at_last] if len(ts) else 0.0, np.nan).tolist())
+
+    # Per asset (cheap Python): window range and sample periods, as build_windows does.
+    live: list[tuple[K, int, list[float], int, int]] = []
+    absent_rows: list[list[bool]] = []
+    bounds = [c[3].tolist() for c in columns]
+    for i, (key, absent) in enumerate(cand):
+        data_firsts = [f[i] for f in firsts if f[i] == f[i]]  # NaN: the role has no reading
+        data_lasts = [last[i] for last in lasts if last[i] == last[i]]
         given_start = start_s.get(key) if start_s is not None else None
         given_end = end_s.get(key) if end_s is not None else None
-        start = float(given_start) if given_start is not None else (min(firsts) if firsts else None)
-        end = float(given_end) if given_end is not None else (max(lasts) if lasts else None)
+        start = float(given_start) if given_start is not None else (min(data_firsts) if data_firsts else None)
+        end = float(given_end) if given_end is not None else (max(data_lasts) if data_lasts else None)
         if start is None or end is None:
             out[key] = _empty(names, roles)
             continue
@@ -289,11 +358,17 @@ def build_windows_many(
                 "or widen step_s."
             )
         given = sample_period_s.get(key) if isinstance(sample_period_s, Mapping) else sample_period_s
-        periods = [_period(role, ts, given) for role, (ts, _, _) in zip(roles, data)]
-        live.append((key, data, periods, k0, k1))
+        periods = [
+            _period(role, c[0][b[i] : b[i + 1]], given)
+            for role, c, b in zip(roles, columns, bounds, strict=True)
+        ]
+        live.append((key, i, periods, k0, k1))
         absent_rows.append([role in absent for role in roles])
     if not live:
         return {key: out[key] for key in keys}
+    if len(live) < len(cand):  # keep the live assets' segments only (same values, same order)
+        picked = np.array([i for _, i, *_ in live], dtype=np.int64)
+        columns = [_segments(ts, values, quality, seg, picked) for ts, values, quality, seg in columns]
 
     # Only windows where every role the asset has holds a usable reading can be kept; the scoring look-back
     # asks for hours of ends around a minute of data, so the others (dropped, all NaN) are never materialised
@@ -303,9 +378,7 @@ def build_windows_many(
     k_lo = np.array([k0 for *_, k0, _ in live], dtype=np.int64)
     k_hi = np.array([k1 for *_, k1 in live], dtype=np.int64)
     for r in range(n_roles):
-        parts = [data[r] for _, data, *_ in live]
-        ts, values, quality = (np.concatenate([p[i] for p in parts]) for i in range(3))
-        seg = np.r_[0, np.cumsum([len(p[0]) for p in parts])]
+        ts, values, quality, seg = columns[r]
         usable = ((quality & EXCLUDED_QUALITY) == 0) & np.isfinite(values)
         useg = np.r_[0, np.cumsum(usable)][seg]
         uts, uvalues = ts[usable], values[usable]

@@ -124,6 +124,41 @@ def test_the_searchsorted_and_the_vectorised_segment_search_give_the_same_window
         assert_identical(built[0][key], built[10**12][key])
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_series_in_any_accepted_form_give_the_windows_of_their_normal_form(seed):
+    # Sorted float64 / float64 / uint16 arrays (the sweep's reads) are checked together; lists, other dtypes,
+    # 2-D arrays, a non-finite or an out-of-order timestamp go through _normalise. Mixed in one batch, every
+    # asset must get the windows its series give once normalised one by one.
+    rng = np.random.default_rng(200 + seed)
+    series = {i: random_series(rng, seconds=int(rng.integers(0, 1500))) for i in range(30)}
+    forms = [
+        lambda ts, v, q: (ts.tolist(), v, q),
+        lambda ts, v, q: (ts, v.astype(np.float32), q.astype(np.int64)),
+        lambda ts, v, q: (ts.reshape(1, -1), v.reshape(-1, 1), q),
+        lambda ts, v, q: (np.where(np.arange(len(ts)) == len(ts) // 2, np.nan, ts), v, q),
+        lambda ts, v, q: (ts[::-1], v[::-1], q[::-1]),
+        lambda ts, v, q: (ts, v, q),
+    ]
+    mixed = {
+        key: {role: forms[int(rng.integers(len(forms)))](*item) for role, item in roles.items()}
+        for key, roles in series.items()
+    }
+    normal = {
+        key: {role: features._normalise(role, item) for role, item in roles.items()}
+        for key, roles in mixed.items()
+    }
+    absent = {key: [role for role in ROLES if rng.random() < 0.2] for key in series}
+
+    built = [
+        build_windows_many(each, ROLES, window_s=60, step_s=10, absent_roles=absent)
+        for each in (mixed, normal)
+    ]
+
+    assert any(len(windows) for windows in built[0].values())
+    for key in series:
+        assert_identical(built[0][key], built[1][key])
+
+
 def test_no_assets_empty_assets_and_too_short_ranges_give_empty_windows():
     assert build_windows_many({}, ROLES, window_s=60, step_s=10) == {}
     ts = T0 + np.arange(30.0)
