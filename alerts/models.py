@@ -65,8 +65,9 @@ class Score(models.Model):
     checked each deferred foreign key row by row at commit, about 9 of its 25 CPU-s per sweep
     (docs/scaling.md). Integrity is kept by the ORM instead: ``on_delete=CASCADE`` is Django's collector,
     so deleting an asset or a model version still deletes its scores (nothing deletes assets or versions
-    with raw SQL), and the scorer only writes rows for assets and versions it has just read under its locks. The ``asset`` column has no index of its own: the
-    unique (asset, model_version, window_end) index leads with it.
+    with raw SQL), and the scorer only writes rows for assets and versions it has just read under its
+    locks. The ``asset`` column has no index of its own: the unique (asset, model_version, window_end)
+    index leads with it.
     """
 
     asset = models.ForeignKey(
