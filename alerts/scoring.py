@@ -544,7 +544,7 @@ def _insert_scores(
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {qn(meta.db_table)} ({columns})"
-            " SELECT a, %s, e, v, f::jsonb FROM unnest(%s::int[], %s::timestamptz[], %s::float8[], %s::text[])"
+            " SELECT a, %s, e, v, f::jsonb FROM unnest(%s::int8[], %s::timestamptz[], %s::float8[], %s::text[])"
             " AS r(a, e, v, f) ON CONFLICT DO NOTHING",
             [
                 version.pk,
