@@ -140,13 +140,17 @@ def _skip_empty(lo: int, hi: int) -> int:
     return hi if first is None else first - 1
 
 
-def _pass(lo: int, hi: int) -> None:
-    """Recompute the buckets of the readings with ids in (lo, hi]."""
+def _pass(lo: int, hi: int, before: datetime | None = None) -> None:
+    """Recompute the buckets of the readings with ids in (lo, hi] (and, given ``before``, older than it)."""
     if connection.vendor == "postgresql":
         # The planner's guess of a bucket's rows is far too high; compiling for it costs more than the pass.
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL jit = off")
-    _recompute(f"{_q('id')} > %s AND {_q('id')} <= %s", [lo, hi])
+    where, params = f"{_q('id')} > %s AND {_q('id')} <= %s", [lo, hi]
+    if before is not None:
+        where += f" AND {_q('ts')} < %s"
+        params.append(connection.ops.adapt_datetimefield_value(before))  # SQLite compares its stored text
+    _recompute(where, params)
 
 
 def roll_up_before(bound: datetime, pass_ids: int | None = None) -> int:
@@ -154,11 +158,12 @@ def roll_up_before(bound: datetime, pass_ids: int | None = None) -> int:
     ``checked_id`` (up to which every reading is rolled up for good), in passes of ``pass_ids`` ids; return
     the passes. When the rollups are current this is one index look-up. The watermark is not moved: its
     own task rolls these readings up again, which changes nothing (a bucket is recomputed, never added to).
-    Called under a lock that stops every writer, nothing a running transaction writes can be missed."""
+    The partition swap calls it under a lock that stops every writer, so nothing a running transaction
+    writes is missed; the batched deletes call it just before deleting, without one (a reading older than
+    ``bound`` committed in between — late data older than the retention — is deleted unrolled)."""
     pass_ids = pass_ids or settings.VIGIL_ROLLUP_PASS_IDS
     since, passes = _watermark().checked_id, 0
     older = Reading.objects.filter(ts__lt=bound).order_by("id").values_list("id", flat=True)
-    adapt = connection.ops.adapt_datetimefield_value  # SQLite compares the text it stores
     while True:
         # Ordered by id with the partitions past ``bound`` pruned: one index look-up per pass.
         first = older.filter(id__gt=since).first()
@@ -166,12 +171,7 @@ def roll_up_before(bound: datetime, pass_ids: int | None = None) -> int:
             return passes
         since = first - 1 + pass_ids
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL jit = off")
-            _recompute(
-                f"{_q('id')} > %s AND {_q('id')} <= %s AND {_q('ts')} < %s", [first - 1, since, adapt(bound)]
-            )
+            _pass(first - 1, since, before=bound)
         passes += 1
 
 
