@@ -16,9 +16,16 @@ Rules (M = ``open_windows``, N = ``clear_windows``):
   held as ``suppressed`` when the opening window lies inside a maintenance window.
 * Every later window above the open threshold updates the active alert: count + 1, last seen, and the
   peak when strictly worse.
-* The active alert auto-closes at a window when the last N windows all score below the clear threshold and
+* The active alert auto-closes at a window when the last N' windows all score below the clear threshold and
   the first of them comes after the opening window. In between (clear ≤ score ≤ open) nothing changes:
-  hysteresis.
+  hysteresis. N' = max(N, ``window_overlap``), the clear hysteresis stated in readings: windows of
+  ``window_s`` every ``step_s`` share readings with the ``ceil(window_s / step_s) - 1`` windows after them
+  (``overlap``), so a condition counts as ended only once a window of wholly fresh readings is below the
+  clear threshold too — a window still holding readings of the last anomalous one is not independent
+  evidence that it ended, and an alert cleared on such windows re-opens on the next excursion (a
+  chattering alarm, the kind that teaches operators to ignore alerts). With the product's windows (60 s
+  every 10 s, N = 6) the two are equal and nothing changes; an asset type with long windows over a short
+  step clears after a window length.
 * A ``suppressed`` alert resumes on a window above the open threshold outside maintenance; an alert whose
   snooze has expired (``snooze_expired``) resumes on a window not below the clear threshold.
 
@@ -44,6 +51,7 @@ Window keys are anything ordered: indices for a series, window end times for the
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,10 +83,14 @@ class RuleParams:
     # ... or a higher severity level than at the verdict (the asset's criticality shift, see severity_level).
     severity_shift: int = 0
     severity_levels: int = 4
+    # Windows that share readings with one window, counting it (``overlap(window_s, step_s)``); the alert
+    # clears only after max(clear_windows, window_overlap) windows below the clear threshold.
+    window_overlap: int = 1
 
     # Derived once: step runs per window over months of windows in the noise projections.
     sign: float = field(init=False)
     depth: int = field(init=False)  # how many recent windows the rules look at
+    clear_run: int = field(init=False)  # windows below the clear threshold that close an alert
     _open: float = field(init=False, repr=False)
     _clear: float = field(init=False, repr=False)
 
@@ -87,7 +99,9 @@ class RuleParams:
         fix(self, "open_windows", max(1, int(self.open_windows)))
         fix(self, "clear_windows", max(1, int(self.clear_windows)))
         fix(self, "sign", 1.0 if self.higher else -1.0)
-        fix(self, "depth", max(self.open_windows, self.clear_windows))
+        fix(self, "window_overlap", max(1, int(self.window_overlap)))
+        fix(self, "clear_run", max(self.clear_windows, self.window_overlap))
+        fix(self, "depth", max(self.open_windows, self.clear_run))
         fix(self, "_open", self.sign * self.open_threshold)
         fix(self, "_clear", self.sign * self.clear_threshold)
 
@@ -191,7 +205,7 @@ class Seen(NamedTuple):
 
 
 class Cleared(NamedTuple):
-    """The alert auto-closed at window ``key`` after ``clear_windows`` windows below the clear threshold."""
+    """The alert auto-closed at window ``key`` after ``clear_run`` windows below the clear threshold."""
 
     alert: ActiveAlert
     key: Any
@@ -224,7 +238,7 @@ def step(
     Returns the new state and the transitions, in the order they happened. Pure: no I/O, no clock; every
     fact from outside (maintenance, an expired snooze) comes in ``windows`` or ``state``.
     """
-    m, n = params.open_windows, params.clear_windows
+    m, n = params.open_windows, params.clear_run
     recent: deque[tuple[Any, float]] = deque(state.recent, maxlen=params.depth)
     active, boundary = state.active, state.boundary
     transitions: list[Transition] = []
@@ -284,6 +298,16 @@ def step(
             held, active = active.hold, active._replace(hold=Hold.NONE)
             transitions.append(Resumed(active, key, held))
     return RuleState(tuple(recent), active, boundary), transitions
+
+
+def overlap(window_s: float, step_s: float) -> int:
+    """How many consecutive windows of ``window_s`` every ``step_s`` share readings with the first of them,
+    counting it: ceil(window_s / step_s) (1 for windows that do not overlap). ``RuleParams.window_overlap``.
+    """
+    if not (window_s > 0 and step_s > 0):
+        raise ValueError(f"window_s and step_s must be positive, got {window_s!r} and {step_s!r}")
+    # A tolerance for ratios like 60 / 10 computed in floating point (6.000000000000001 is 6 windows).
+    return max(1, math.ceil(window_s / step_s - 1e-9))
 
 
 def _opening(run: list[tuple[Any, float]], key: Any, params: RuleParams) -> ActiveAlert:
@@ -356,12 +380,22 @@ def alert_episodes(
     clear_windows: int,
     *,
     higher: bool = True,
+    window_overlap: int = 1,
 ) -> list[Episode]:
     """Alerts raised over ``scores`` (one per window, in time order): ``step`` folded over the series.
 
-    ``higher`` False mirrors every comparison (a model whose low scores are bad, e.g. remaining life).
+    ``higher`` False mirrors every comparison (a model whose low scores are bad, e.g. remaining life);
+    ``window_overlap`` is ``overlap(window_s, step_s)`` of the windows scored (the clear hysteresis in
+    readings, see the module docstring).
     """
-    params = RuleParams(open_threshold, clear_threshold, open_windows, clear_windows, higher=higher)
+    params = RuleParams(
+        open_threshold,
+        clear_threshold,
+        open_windows,
+        clear_windows,
+        higher=higher,
+        window_overlap=window_overlap,
+    )
     # A plain list: indexing a NumPy array one element at a time is several times slower.
     values: list[float] = np.asarray(scores, dtype=np.float64).tolist()
     state, transitions = step(RuleState(), [Window(i, value) for i, value in enumerate(values)], params)

@@ -61,6 +61,8 @@ from typing import Any
 
 import numpy as np
 
+from detection.rules import overlap
+
 OPEN_RULES = ("quantile", "tail", "episodes")
 MIN_TAIL_WINDOWS = 10
 SECONDS_PER_DAY = 86_400.0
@@ -168,7 +170,7 @@ def episode_threshold(
     if len(above) == 0:
         return top
     # Windows fewer than window_s / step_s apart share readings: their exceedances are one event.
-    run = max(1, math.ceil(window_s / step_s - 1e-9))
+    run = overlap(window_s, step_s)
     starts = np.r_[0, np.flatnonzero(np.diff(above) >= run) + 1]
     peaks = np.maximum.reduceat(scores[above], starts)
     scale = float((peaks - u).mean())

@@ -22,7 +22,7 @@ from detection import features, runtime
 from detection.baseline import BaselineError, Calibration
 from detection.bundle import Bundle, BundleError
 from detection.pipeline import Pipeline, PipelineError
-from detection.rules import RuleParams
+from detection.rules import RuleParams, overlap
 
 
 @lru_cache(maxsize=64)
@@ -64,6 +64,10 @@ class EdgeModel:
         self.roles = [role for role in self.type_roles if role in read] or self.type_roles
         self.window_s = float(spec["window_s"])
         self.step_s = float(spec["step_s"])
+        if not (self.window_s > 0 and self.step_s > 0):
+            raise BundleError(
+                f"spec.json: window_s and step_s must be positive, got {self.window_s:g} and {self.step_s:g}"
+            )
         self.min_coverage = float(spec.get("min_coverage", 0.5))
         self.baseline = self._baseline()
         try:
@@ -84,6 +88,7 @@ class EdgeModel:
             open_windows=int(spec.get("open_windows", 1)),
             clear_windows=int(spec.get("clear_windows", 1)),
             higher=runtime.higher_is_worse(self.output_spec),
+            window_overlap=overlap(self.window_s, self.step_s),
         )
 
     def _baseline(self) -> np.ndarray | Calibration | None:

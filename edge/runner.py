@@ -54,14 +54,21 @@ def alert_states(
     higher: bool = True,
     open_windows: int = 1,
     clear_windows: int = 1,
+    window_overlap: int = 1,
 ) -> list[bool]:
     """Alert state per window by the server's own rules (``detection.rules``: open after ``open_windows``
     windows above the open threshold, close after ``clear_windows`` below the clear one; mirrored for
-    lower-is-worse scores). A missing score (None) breaks both runs: no data neither opens nor clears."""
+    lower-is-worse scores; ``window_overlap``: the clear hysteresis in readings, ``RuleParams``). A missing score (None) breaks both runs: no data neither opens nor clears."""
     values = np.array([np.nan if score is None else score for score in scores], dtype=np.float64)
     states = [False] * len(values)
     for episode in alert_episodes(
-        values, open_threshold, clear_threshold, open_windows, clear_windows, higher=higher
+        values,
+        open_threshold,
+        clear_threshold,
+        open_windows,
+        clear_windows,
+        higher=higher,
+        window_overlap=window_overlap,
     ):
         # The state after each window: the window that closes the alert reports it closed.
         for index in range(episode.opened, len(values) if episode.closed is None else episode.closed):
@@ -157,6 +164,7 @@ def score_series(bundle: Bundle, series: dict, session=None) -> list[dict[str, A
         higher=params.higher,
         open_windows=params.open_windows,
         clear_windows=params.clear_windows,
+        window_overlap=params.window_overlap,
     )
     return [
         {

@@ -41,7 +41,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from detection.pipeline import Pipeline, PipelineError
-from detection.rules import alert_episodes
+from detection.rules import alert_episodes, overlap
 from detection.runtime import higher_is_worse
 from models_registry import baseline, cache
 from plant.series import read_readings
@@ -391,7 +391,9 @@ def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: d
             continue
         ends, scores = part.ends, part.scores
         open_t, clear_t = in_force.get(asset.pk, (version.open_threshold, version.clear_threshold))
-        for item in alert_episodes(scores, open_t, clear_t, open_n, clear_n, higher=higher):
+        for item in alert_episodes(
+            scores, open_t, clear_t, open_n, clear_n, higher=higher, window_overlap=overlap(window_s, step_s)
+        ):
             episodes.append(
                 Episode(
                     asset=asset,

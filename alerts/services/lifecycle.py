@@ -439,6 +439,8 @@ def _rule_params(
         escalation_factor=settings.VIGIL_ALERT_ESCALATION_FACTOR,
         severity_shift=CRITICALITY_SHIFT.get(asset.criticality, 0),
         severity_levels=len(Severity),
+        # The windows scored are the asset type's (the version's); the scorer loads it with the asset.
+        window_overlap=rules.overlap(asset.asset_type.window_s, asset.asset_type.step_s),
     )
 
 
@@ -602,7 +604,7 @@ def persist_transitions(
                     changed.append(alert.pk)
             elif isinstance(transition, rules.Cleared):
                 _save_progress(alert, progress)
-                reason = f"{cleared} for {params.clear_windows} windows"
+                reason = f"{cleared} for {params.clear_run} windows"
                 if alert.state in ACTIVE_STATES:
                     alert.transition(AlertState.AUTO_CLOSED, reason=reason, at=ctx.now)
                 else:  # a judged episode: closed for the operator already, now over for the rules

@@ -39,7 +39,7 @@ from alerts.broadcast import broadcast_alerts
 from alerts.choices import ACTIVE_STATES, AlertCategory, FeedbackKind, NoiseActionKind, Verdict
 from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, Feedback, NoiseAction, Score, ThresholdOverride
-from detection.rules import alert_episodes
+from detection.rules import alert_episodes, overlap
 from detection.runtime import higher_is_worse
 from models_registry.models import ModelVersion
 from plant.models import Asset, Sensor
@@ -92,11 +92,18 @@ def outcome(
     higher: bool,
     dismissed: Sequence[Span],
     faults: Sequence[Span],
+    window_overlap: int = 1,
 ) -> Outcome:
     """Replay ``scores`` (window ends ``ends``, epoch seconds) at the given thresholds and match the
     projected alerts against the dismissed alerts and the known faults by time overlap."""
     episodes = alert_episodes(
-        scores, open_threshold, clear_threshold, open_windows, clear_windows, higher=higher
+        scores,
+        open_threshold,
+        clear_threshold,
+        open_windows,
+        clear_windows,
+        higher=higher,
+        window_overlap=window_overlap,
     )
     spans = [(float(ends[e.opened]), float(ends[e.last_seen])) for e in episodes]
     return Outcome(
@@ -148,6 +155,7 @@ def plan_threshold(
     higher: bool,
     dismissed: Sequence[Span],
     faults: Sequence[Span],
+    window_overlap: int = 1,
 ) -> ThresholdPlan | None:
     """The smallest raised open threshold that would have removed the dismissed alerts and kept the caught
     faults, or the best trade-off when none does. None when the stored scores do not cover the dismissed
@@ -163,6 +171,7 @@ def plan_threshold(
         higher=higher,
         dismissed=dismissed,
         faults=faults,
+        window_overlap=window_overlap,
     )
     before = outcome(ends, scores, version_open, version_clear, **common)
     m = max(1, int(open_windows))
@@ -374,6 +383,7 @@ def build_suggestion(
         higher=higher_is_worse(version.output_spec or {}),
         dismissed=dismissed_spans,
         faults=fault_spans,
+        window_overlap=overlap(version.asset_type.window_s, version.asset_type.step_s),
     )
     sensors = list(asset.sensors.filter(role__key=key.role).select_related("role"))
     driven = [a for a in alerts if a.dominant_role == key.role and a.category == AlertCategory.MACHINE_FAULT]

@@ -292,8 +292,9 @@ def evaluate_subset(
         **scores,
         "by_regime": by_regime,
         "predictions": {str(u): round(float(p), 3) for u, p in zip(test_units, predicted, strict=True)},
-        "alerts_held_out": alert_stats(out_of_fold, run_to_failure=True),
-        "alerts_test": alert_stats(tested, run_to_failure=False),
+        # One window per cycle, `window` cycles long: each shares readings with the window - 1 after it.
+        "alerts_held_out": alert_stats(out_of_fold, run_to_failure=True, window_overlap=window),
+        "alerts_test": alert_stats(tested, run_to_failure=False, window_overlap=window),
         "model": {
             "onnx_sha256": runtime.sha256(model.onnx_bytes),
             "n_trees": model.metrics["n_trees"],
@@ -364,6 +365,7 @@ def alert_stats(
     open_rul: float = OPEN_RUL,
     clear_rul: float = CLEAR_RUL,
     false_above: float = FALSE_ALERT_RUL,
+    window_overlap: int = 1,
 ) -> dict[str, Any]:
     """Alerts the lifecycle rules raise on each engine's (predicted RUL, true RUL) series.
 
@@ -375,7 +377,9 @@ def alert_stats(
     leads: list[float] = []
     false_alerts = alerts = 0
     for predicted, true in series.values():
-        episodes = alert_episodes(predicted, open_rul, clear_rul, m, n, higher=False)
+        episodes = alert_episodes(
+            predicted, open_rul, clear_rul, m, n, higher=False, window_overlap=window_overlap
+        )
         alerts += len(episodes)
         false_alerts += sum(1 for e in episodes if true[e.opened] > false_above)
         if run_to_failure and episodes:

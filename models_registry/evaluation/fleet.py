@@ -57,7 +57,7 @@ from detection.baseline import (
 )
 from detection.features import Series, Windows, feature_names
 from detection.pipeline import Pipeline
-from detection.rules import Episode, RuleParams, alert_episodes
+from detection.rules import Episode, RuleParams, alert_episodes, overlap
 from detection.thresholds import AssetThresholds, ThresholdRule, asset_thresholds
 from models_registry.training import TrainedModel, train_anomaly
 
@@ -100,6 +100,11 @@ class Protocol:
     holdout_fraction: float = 0.25
     params: Mapping[str, Any] = field(default_factory=dict)  # train_anomaly's, e.g. {"open_rule": "tail"}
     features: tuple[str, ...] | None = None  # the model's input columns (default: every feature of the roles)
+
+    @property
+    def window_overlap(self) -> int:
+        """The clear hysteresis in readings (``detection.rules.RuleParams.window_overlap``)."""
+        return overlap(self.window_s, self.step_s)
 
 
 @dataclass(frozen=True)
@@ -298,6 +303,7 @@ def alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant) -> list
             protocol.open_windows,
             protocol.clear_windows,
             higher=higher,
+            window_overlap=protocol.window_overlap,
         )
         out.append(RunAlerts(run, ends[test], part.scores[test], episodes, thresholds, model))
     return out
@@ -335,6 +341,7 @@ def adaptive_alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant
             protocol.open_windows,
             protocol.clear_windows,
             higher=higher,
+            window_overlap=protocol.window_overlap,
         )
         w = prepared.windows[run.key]
         after = float(w.ends[rows_of[run.key][-1]])
@@ -357,6 +364,7 @@ def adaptive_alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant
             protocol.open_windows,
             protocol.clear_windows,
             higher=higher,
+            window_overlap=protocol.window_overlap,
         )
         out.append(RunAlerts(run, ends[test], scores[test], episodes, thresholds, model))
     return out

@@ -141,6 +141,9 @@ class SeriesRun:
     # The same model's open threshold under open_rule="episodes" (and its scores, per_asset_adaptive).
     episodes_open_threshold: float | None = None
     episodes_scores: np.ndarray | None = None
+    # Windows of window_samples rows every row share readings with the window_samples - 1 after them: the
+    # clear hysteresis in readings (detection.rules.RuleParams.window_overlap), as the lifecycle applies it.
+    window_overlap: int = 1
 
     def rule_scores(self, rule: str) -> np.ndarray:
         """The scores the alert rules read under ``rule``."""
@@ -413,6 +416,7 @@ def score_series(
         tail_open_threshold=tail.open_threshold,
         model_metrics=model.metrics,
         episodes_open_threshold=episodes.open_threshold,
+        window_overlap=window_samples,
     )
 
 
@@ -469,7 +473,9 @@ def _score_adaptive(
         ("episodes", episodes.open_threshold),
     )
     for rule, open_t in chosen_rules:
-        params = RuleParams(open_t, min(model.clear_threshold, open_t), *rules, higher=higher)
+        params = RuleParams(
+            open_t, min(model.clear_threshold, open_t), *rules, higher=higher, window_overlap=window_samples
+        )
         _, scores[rule], _, _ = adaptive.advance(
             state, windows.X[live], calibration, lambda z: Pipeline.score(loaded, z, finite=False), params
         )
@@ -487,6 +493,7 @@ def _score_adaptive(
         tail_scores=scores["tail"],
         episodes_open_threshold=episodes.open_threshold,
         episodes_scores=scores["episodes"],
+        window_overlap=window_samples,
     )
 
 
@@ -496,7 +503,12 @@ def detections(
     """Boolean per NAB row: an alert opened there (``rule``'s thresholds scaled by ``factor``)."""
     open_t, clear_t = run.thresholds(rule)
     episodes = alert_episodes(
-        run.rule_scores(rule), factor * open_t, factor * clear_t, open_windows, clear_windows
+        run.rule_scores(rule),
+        factor * open_t,
+        factor * clear_t,
+        open_windows,
+        clear_windows,
+        window_overlap=run.window_overlap,
     )
     detected = np.zeros(len(run.series), dtype=bool)
     detected[[run.rows[e.opened] for e in episodes]] = True

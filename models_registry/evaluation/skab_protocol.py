@@ -40,7 +40,7 @@ from detection import runtime
 from detection.explain import explain, top_role
 from detection.features import Series, Windows, feature_names, role_of
 from detection.pipeline import RAW_READINGS, Pipeline
-from detection.rules import Episode, active_mask, alert_episodes
+from detection.rules import Episode, active_mask, alert_episodes, overlap
 from models_registry.evaluation.fleet import Event, FleetRun, train_pooled
 from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows
 from models_registry.training import TrainedModel
@@ -106,6 +106,7 @@ class PreparedRun:
     calibration: np.ndarray  # bool per window: wholly inside the calibration period
     Z: np.ndarray  # float32 [n, 48]: features minus the run's baseline
     test: np.ndarray  # bool per point
+    window_overlap: int = 1  # detection.rules.overlap(window_s, step_s): the clear hysteresis in readings
 
 
 @dataclass
@@ -241,6 +242,7 @@ def prepare(
         calibration=calibration,
         Z=Z,
         test=np.arange(len(run)) >= calibration_points,
+        window_overlap=overlap(window_s, step_s),
     )
 
 
@@ -272,6 +274,7 @@ def detect(detector: Detector, run: PreparedRun) -> RunResult:
         config.open_windows,
         config.clear_windows,
         higher=runtime.higher_is_worse(model.output_spec),
+        window_overlap=run.window_overlap,
     )
     active = active_mask(len(scores), episodes)
     predicted = points_from_windows(run.ts, run.windows.ends, active)

@@ -273,3 +273,24 @@ def test_the_lifecycle_decides_with_the_detection_rule_engine(asset, champion, x
     score(asset, champion, windows(0, [OPEN + 1] * 3, x=x))
 
     assert seen == [[window_end(k) for k in range(3)]] and Alert.objects.count() == 1
+
+
+def test_a_long_window_clears_only_after_a_window_of_fresh_readings(asset, champion, x):
+    """Windows of 12 steps share readings with the 11 after them: N = 6 windows below the clear threshold
+    still hold the anomalous readings, so the alert stays open until 12 are (detection.rules.overlap)."""
+    from plant.models import AssetType
+
+    step = float(asset.asset_type.step_s)
+    AssetType.objects.filter(pk=asset.asset_type_id).update(window_s=12 * step)
+    champion.asset_type.refresh_from_db()
+    asset.asset_type.refresh_from_db()
+
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x))
+    score(asset, champion, windows(3, [CLEAR - 1] * 6, x=x))
+    assert Alert.objects.get().state == AlertState.OPEN
+    score(asset, champion, windows(9, [CLEAR - 1] * 5, x=x))
+    assert Alert.objects.get().state == AlertState.OPEN  # 11 below
+    score(asset, champion, windows(14, [CLEAR - 1], x=x))
+    alert = Alert.objects.get()
+    assert alert.state == AlertState.AUTO_CLOSED
+    assert alert.events.last().reason == "condition cleared for 12 windows"

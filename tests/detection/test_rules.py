@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from detection.rules import (
     ActiveAlert,
@@ -15,6 +16,7 @@ from detection.rules import (
     Seen,
     Window,
     alert_episodes,
+    overlap,
     step,
 )
 
@@ -126,3 +128,60 @@ def test_severity_level_counts_hysteresis_bands_past_the_open_threshold_and_clam
     assert severity_level(-60.0, -10.0, -5.0, higher=False) == 2
     assert severity_level(60.0, 10.0, 5.0, shift=1) == 3 and severity_level(11.0, 10.0, 5.0, shift=-1) == 0
     assert severity_level(60.0, 10.0, 5.0, shift=5, levels=4) == 3
+
+
+# --- the clear hysteresis in readings (RuleParams.window_overlap) ------------------------------------------
+
+
+def test_overlap_counts_the_windows_that_share_readings_with_one_window():
+    assert overlap(60.0, 10.0) == 6  # the product's windows
+    assert overlap(30.0, 5.0) == 6
+    assert overlap(3600.0, 600.0) == 6
+    assert overlap(120.0, 10.0) == 12
+    assert overlap(25.0, 10.0) == 3  # a window of 2.5 steps touches the next two
+    assert overlap(10.0, 10.0) == 1  # back to back: nothing shared
+    assert overlap(5.0, 10.0) == 1
+    assert overlap(0.3, 0.1) == 3  # 2.9999999999999996 in floating point is still 3 windows
+    with pytest.raises(ValueError, match="positive"):
+        overlap(0.0, 10.0)
+
+
+def test_an_alert_clears_only_after_a_window_of_fresh_readings_when_windows_are_long():
+    scores = [12, 12, 12] + [1] * 20
+    short = alert_episodes(scores, 10.0, 5.0, 3, 3)
+    long = alert_episodes(scores, 10.0, 5.0, 3, 3, window_overlap=8)
+
+    assert [e.closed for e in short] == [5]  # 3 windows below
+    assert [e.closed for e in long] == [10]  # 8 windows below: the last anomalous one's readings are gone
+
+
+def test_the_overlap_changes_nothing_when_n_already_covers_a_window():
+    scores = walk(7, 400)
+    assert alert_episodes(scores, 10.0, 5.0, 3, 6) == alert_episodes(scores, 10.0, 5.0, 3, 6, window_overlap=6)
+    assert alert_episodes(scores, 10.0, 5.0, 3, 6) == alert_episodes(scores, 10.0, 5.0, 3, 6, window_overlap=4)
+
+
+def test_excursions_closer_than_a_window_length_are_one_alert_not_a_chattering_one():
+    # A spike entering 3 windows every 9: N = 3 windows below clear come between the spikes.
+    scores = ([12, 12, 12] + [1] * 6) * 5
+    chattering = alert_episodes(scores, 10.0, 5.0, 3, 3)
+    held = alert_episodes(scores, 10.0, 5.0, 3, 3, window_overlap=12)
+
+    assert len(chattering) == 5
+    assert len(held) == 1 and held[0].opened == 2 and held[0].last_seen == 38
+    # Once the spikes stop, it clears after a window length of quiet windows.
+    assert held[0].closed is None
+    tail = alert_episodes(scores + [1] * 12, 10.0, 5.0, 3, 3, window_overlap=12)
+    assert [e.closed for e in tail] == [38 + 12]
+
+
+def test_stepping_window_by_window_keeps_enough_history_for_the_overlap():
+    params = RuleParams(10.0, 5.0, 3, 2, window_overlap=7)
+    assert params.depth == 7 and params.clear_run == 7 and params.clear_windows == 2
+    windows = [Window(i, s) for i, s in enumerate(walk(11, 300))]
+    whole = step(RuleState(), windows, params)
+    state, transitions = RuleState(), []
+    for window in windows:
+        state, more = step(state, [window], params)
+        transitions += more
+    assert (state, transitions) == whole
