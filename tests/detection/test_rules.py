@@ -157,8 +157,12 @@ def test_an_alert_clears_only_after_a_window_of_fresh_readings_when_windows_are_
 
 def test_the_overlap_changes_nothing_when_n_already_covers_a_window():
     scores = walk(7, 400)
-    assert alert_episodes(scores, 10.0, 5.0, 3, 6) == alert_episodes(scores, 10.0, 5.0, 3, 6, window_overlap=6)
-    assert alert_episodes(scores, 10.0, 5.0, 3, 6) == alert_episodes(scores, 10.0, 5.0, 3, 6, window_overlap=4)
+    assert alert_episodes(scores, 10.0, 5.0, 3, 6) == alert_episodes(
+        scores, 10.0, 5.0, 3, 6, window_overlap=6
+    )
+    assert alert_episodes(scores, 10.0, 5.0, 3, 6) == alert_episodes(
+        scores, 10.0, 5.0, 3, 6, window_overlap=4
+    )
 
 
 def test_excursions_closer_than_a_window_length_are_one_alert_not_a_chattering_one():
