@@ -58,7 +58,8 @@ def alert_states(
 ) -> list[bool]:
     """Alert state per window by the server's own rules (``detection.rules``: open after ``open_windows``
     windows above the open threshold, close after ``clear_windows`` below the clear one; mirrored for
-    lower-is-worse scores; ``window_overlap``: the clear hysteresis in readings, ``RuleParams``). A missing score (None) breaks both runs: no data neither opens nor clears."""
+    lower-is-worse scores; ``window_overlap``: the clear hysteresis in readings, ``RuleParams``). A missing
+    score (None) breaks both runs: no data neither opens nor clears."""
     values = np.array([np.nan if score is None else score for score in scores], dtype=np.float64)
     states = [False] * len(values)
     for episode in alert_episodes(
