@@ -673,7 +673,8 @@ def _fleet_notes(
             "days, fixed from first principles before any SKAB run was scored with it (the same rule and "
             "budget as NAB's first row). SKAB's runs are calibrated on 400 points (~7 minutes, a quarter of it "
             "the hold-out), so a month's budget is an extrapolation by ln(events per month) ≈ 9-10 tail "
-            "scales: the thresholds rise above most of the valve faults' scores and F1 falls (rows above). "
+            "scales: on the valve runs (docs/evaluation/skab.md) the thresholds rose above most of the "
+            "faults' scores and F1 fell; the rows above give this evaluation's. "
             "The rule therefore stays opt-in for assets with long calibrations; the default stays the 99.5 % "
             "quantile."
         )

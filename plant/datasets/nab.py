@@ -72,8 +72,11 @@ def data_dir(base: Path | str | None = None) -> Path:
 
 
 def list_categories(*, base: Path | str | None = None) -> list[str]:
-    """The category folders present under ``nab/data`` (e.g. ``realKnownCause``), sorted."""
-    return sorted(p.name for p in (data_dir(base) / "data").iterdir() if p.is_dir())
+    """The category folders present under ``nab/data`` (e.g. ``realKnownCause``), sorted; hidden folders
+    (``.ipynb_checkpoints``, ``.git``) are no category."""
+    return sorted(
+        p.name for p in (data_dir(base) / "data").iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
 
 
 def list_series(category: str = "realKnownCause", *, base: Path | str | None = None) -> list[str]:
