@@ -132,7 +132,7 @@ def read_series(name: str, *, base: Path | str | None = None) -> NabSeries:
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     ts: list[float] = []
     values: list[float] = []
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is not part of the header
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["timestamp", "value"]:

@@ -246,7 +246,8 @@ def valid_subsets(files: Sequence[SkabFile]) -> str:
 def read_run(path: Path, *, max_rows: int | None = None) -> SkabRun:
     """Parse one ``;``-separated SKAB file (pure; no database). ``max_rows`` keeps the first rows only."""
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the header
+        handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise DatasetMissing(f"cannot read {path}: {exc.strerror}") from None
     with handle:

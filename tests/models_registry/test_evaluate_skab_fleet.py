@@ -277,3 +277,11 @@ def test_too_few_usable_runs_is_a_command_error_naming_each_left_out_run(data_fo
     _write_run(root / "other" / "2.csv", 300, 200)
     with pytest.raises(CommandError, match=r"got 1; other/2 left out: .*300 rows"):
         _evaluate_folder(data_folder, tmp_path / "out", "--files", "valve1/0", "other/2")
+
+
+def test_a_byte_order_mark_before_the_header_is_read_as_no_part_of_it(tmp_path):
+    path = tmp_path / "skab" / "data" / "other" / "1.csv"
+    _write_run(path, 10, 5)
+    path.write_text("\ufeff" + path.read_text(), encoding="utf-8")
+    run = read_run(path)
+    assert len(run) == 10 and run.anomaly is not None and run.anomaly.sum() == 5

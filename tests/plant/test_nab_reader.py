@@ -145,3 +145,8 @@ def test_hidden_folders_under_data_are_no_category(tmp_path):
     (base / "nab" / "data" / ".ipynb_checkpoints").mkdir()
     assert list_categories(base=base) == ["cat"]
     assert [s for c in list_categories(base=base) for s in list_series(c, base=base)] == ["cat/s.csv"]
+
+
+def test_a_byte_order_mark_before_the_header_is_read_as_no_part_of_it(tmp_path):
+    base = _tree(tmp_path, "\ufeff" + GOOD)
+    assert len(read_series("cat/s.csv", base=base)) == 3
