@@ -41,8 +41,7 @@ from models_registry.evaluation.fleet import (
     alert_runs,
     prepare,
 )
-from models_registry.evaluation.report import Evaluation
-from plant.datasets import DatasetFormatError
+from models_registry.evaluation.report import Evaluation, NotEvaluable, load_parts
 from plant.datasets import ims as reader
 from plant.ingest.service import quality_rules
 from plant.quality import flag_series
@@ -78,10 +77,6 @@ HEALTHY_SHARE_TARGET = 0.05
 CARD_LEADS = {("test2", 1): (74.0, "6σ rule on a 1-h rolling mean (card)")}
 # The state of a bearing of a test the IMS readme does not describe: neither failing nor known healthy.
 UNKNOWN = "failure unknown"
-
-
-class NotEvaluable(ValueError):
-    """A test the evaluation cannot run (e.g. fewer snapshots than the calibration); the message says why."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,19 +128,15 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     # Every test is read before any is evaluated, so a file that cannot be used is known up front. A test
     # asked for by --subset that cannot be evaluated stops the command; one found in the folder is set
     # aside with its reason, in the report, and the others are evaluated.
-    loaded, skipped = [], {}
-    for test in _tests(options.get("subset"), present):
-        try:
-            loaded.append((test, *fleet_runs(test, n_cal)))
-        except (DatasetFormatError, NotEvaluable) as exc:
-            if options.get("subset"):
-                raise CommandError(f"{test.name}: {exc}") from None
-            skipped[test.name] = str(exc)
-            progress(f"{test.name}: not evaluated: {exc}")
-    if not loaded:
-        raise CommandError(
-            "no IMS test could be evaluated: " + "; ".join(f"{n}: {why}" for n, why in skipped.items())
-        )
+    chosen = {test.name: test for test in _tests(options.get("subset"), present)}
+    parts, skipped = load_parts(
+        list(chosen),
+        lambda name: fleet_runs(chosen[name], n_cal),
+        asked=bool(options.get("subset")),
+        what="IMS test",
+        progress=progress,
+    )
+    loaded = [(chosen[name], runs, facts) for name, (runs, facts) in parts]
     tests = [test for test, _, _ in loaded]
     # The choice and the targets read the PROPOSED detector; without it (--detectors pca ...) the first
     # detector asked for, and the report says which.

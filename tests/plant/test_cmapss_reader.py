@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from plant.datasets import DatasetFormatError, DatasetMissing
-from plant.datasets.cmapss import COLUMNS, SUBSETS, available_subsets, read_subset
+from plant.datasets.cmapss import COLUMNS, SUBSETS, available_subsets, incomplete_subsets, read_subset
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +144,23 @@ def test_the_real_folder_lists_the_subsets_the_card_describes_as_staged(real_bas
     names = available_subsets(real_base)
     assert {"FD001", "FD002", "FD003"} <= set(names)
     assert all((real_base / "cmapss" / f"RUL_{name}.txt").is_file() for name in names)
+
+
+def test_a_subset_with_some_of_its_files_is_listed_with_the_files_it_lacks(tmp_path):
+    folder = tmp_path / "cmapss"
+    folder.mkdir()
+    (folder / "train_FD004.txt").write_text(_row(1, 1))
+    (folder / "test_FD004.txt").write_text(_row(1, 1))
+    (folder / "RUL_FD005.txt").write_text("5\n")
+    assert incomplete_subsets(tmp_path) == {
+        "FD004": ["RUL_FD004.txt"],
+        "FD005": ["train_FD005.txt", "test_FD005.txt"],
+    }
+    # With no complete subset, the error says what each partial one lacks, not only "no subset".
+    with pytest.raises(
+        DatasetMissing, match=r"no C-MAPSS subset .*: FD004 lacks RUL_FD004\.txt; FD005 lacks"
+    ):
+        available_subsets(tmp_path)
+    (folder / "RUL_FD004.txt").write_text("5\n")
+    assert available_subsets(tmp_path) == ("FD004",)
+    assert incomplete_subsets(tmp_path) == {"FD005": ["train_FD005.txt", "test_FD005.txt"]}
