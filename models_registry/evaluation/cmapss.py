@@ -60,7 +60,7 @@ from detection.regimes import MIN_REGIME_ROWS, SPEC_KEY
 from detection.rules import alert_episodes
 from models_registry import training
 from models_registry.evaluation.cmapss_features import MIN_COVERAGE, UnitWindows, fit_regimes, unit_windows
-from models_registry.evaluation.report import Evaluation, NotEvaluable, load_parts
+from models_registry.evaluation.report import Evaluation, NotEvaluable, given, load_parts
 from plant.datasets import DatasetMissing
 from plant.datasets.cmapss import (
     SETTINGS,
@@ -156,19 +156,21 @@ def run(options: dict[str, Any], progress) -> Evaluation:
     except DatasetMissing as exc:
         raise CommandError(str(exc)) from None
     incomplete = incomplete_subsets()
-    text = options.get("subsets") or "all"
+    text = str(given(options, "subsets", "all"))
     subsets = parse_subsets(text, available, incomplete)
-    windows = parse_windows(options.get("windows") or ",".join(map(str, WINDOW_CHOICES)))
-    trees = int(options.get("trees") or MODEL_PARAMS["n_estimators"])
+    windows = parse_windows(str(given(options, "windows", ",".join(map(str, WINDOW_CHOICES)))))
+    trees = int(given(options, "trees", MODEL_PARAMS["n_estimators"]))
     if trees < 1:
         raise CommandError("--trees must be at least 1")
-    ensemble = int(options.get("ensemble") or ENSEMBLE)
+    ensemble = int(given(options, "ensemble", ENSEMBLE))
+    if int(given(options, "seed", 0)) < 0:
+        raise CommandError(f"--seed must be a whole number >= 0, got {given(options, 'seed', 0)}")
     if not 1 <= ensemble <= 20:
         raise CommandError(f"--ensemble must be between 1 and 20 boosters, got {ensemble}")
     params = {
         **MODEL_PARAMS,
         "n_estimators": trees,
-        "seed": int(options.get("seed") or 0),
+        "seed": int(given(options, "seed", 0)),
         "n_seeds": ensemble,
     }
 

@@ -41,7 +41,7 @@ from models_registry.evaluation.fleet import (
     alert_runs,
     prepare,
 )
-from models_registry.evaluation.report import Evaluation, NotEvaluable, load_parts
+from models_registry.evaluation.report import Evaluation, NotEvaluable, given, load_parts
 from plant.datasets import ims as reader
 from plant.ingest.service import quality_rules
 from plant.quality import flag_series
@@ -119,7 +119,7 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     """Evaluate every selected test with each candidate method (or the one given) and, per test, the
     method chosen on the other tests; see the module docstring."""
     started = time.monotonic()
-    n_cal = int(options.get("calibration_snapshots") or CALIBRATION_SNAPSHOTS)
+    n_cal = int(given(options, "calibration_snapshots", CALIBRATION_SNAPSHOTS))
     detectors = list(dict.fromkeys(options.get("detectors") or DETECTORS))
     if n_cal < 20:
         raise CommandError("--calibration-snapshots must be at least 20")

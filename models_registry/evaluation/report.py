@@ -17,6 +17,13 @@ from plant.datasets import DatasetFormatError
 T = TypeVar("T")
 
 
+def given(options: dict[str, Any], name: str, default: Any) -> Any:
+    """The option's value, or ``default`` when it was not given (None). Never ``or default``: an explicit
+    0 or empty value must reach the option's check and be refused there, not turn into the default."""
+    value = options.get(name)
+    return default if value is None else value
+
+
 class NotEvaluable(CommandError):
     """A part of a dataset (an IMS test, a C-MAPSS subset) the evaluation cannot run: too short for the
     protocol, a layout it cannot have. The message says why; ``load_parts`` decides what happens next."""

@@ -320,3 +320,25 @@ def test_a_subset_that_cannot_be_used_is_set_aside_and_named_and_a_named_one_sto
         _run(tmp_path / "out", "--subsets", "FD005", *QUICK)
     with pytest.raises(CommandError, match=r"FD006 lacks RUL_FD006\.txt"):
         _run(tmp_path / "out", "--subsets", "FD004,FD006", *QUICK)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--trees", "0"), "--trees must be at least 1"),
+        (("--ensemble", "0"), "--ensemble must be between 1 and 20"),
+        (("--seed", "-1"), "--seed must be a whole number >= 0"),
+        (("--windows", ""), "--windows must list lengths"),
+    ],
+)
+def test_an_explicit_zero_or_empty_option_is_refused_not_replaced_by_the_default(
+    settings, tmp_path, option, message
+):
+    folder = tmp_path / "data" / "cmapss"
+    folder.mkdir(parents=True)
+    _write_regime_subset(folder, "FD004", train=6, test=4)
+    settings.VIGIL_DATA_DIR = tmp_path / "data"
+    defaults = dict(zip(QUICK[::2], QUICK[1::2], strict=True))
+    args = [a for k, v in {**defaults, option[0]: option[1]}.items() for a in (k, v)]
+    with pytest.raises(CommandError, match=message):
+        _run(tmp_path / "out", *args)

@@ -353,3 +353,8 @@ def test_without_the_combined_detector_the_method_is_chosen_on_the_detector_aske
     assert "pca detector" in summary["tests"]["test2"]["how"]
     assert {r["detector"] for r in report["rows"] if r["source"] == "vigil"} == {"pca"}
     assert any("did not include combined" in n for n in report["notes"])
+
+
+def test_an_explicit_zero_calibration_is_refused_not_replaced_by_the_default(synthetic):
+    with pytest.raises(CommandError, match="--calibration-snapshots must be at least 20"):
+        _evaluate(synthetic / "out", "--calibration-snapshots", "0")
