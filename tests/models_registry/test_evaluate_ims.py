@@ -358,3 +358,19 @@ def test_without_the_combined_detector_the_method_is_chosen_on_the_detector_aske
 def test_an_explicit_zero_calibration_is_refused_not_replaced_by_the_default(synthetic):
     with pytest.raises(CommandError, match="--calibration-snapshots must be at least 20"):
         _evaluate(synthetic / "out", "--calibration-snapshots", "0")
+
+
+def test_rows_out_of_time_order_are_read_in_time_order_so_the_end_of_the_test_is_the_latest(tmp_path):
+    folder = tmp_path / reader.FOLDER
+    folder.mkdir()
+    _write_test(folder, "3rd_test_mean_abs_per_snapshot.csv", 4, degrade=2)
+    path = folder / "3rd_test_mean_abs_per_snapshot.csv"
+    ordered = reader.read_test(path)
+    lines = path.read_text().splitlines()
+    # A block of snapshots from the middle moved behind the last running one (before the stopped tail).
+    body, tail = lines[1:-2], lines[-2:]
+    path.write_text("\n".join([lines[0], *body[:300], *body[400:], *body[300:400], *tail]) + "\n")
+    ts, _, matrix = reader.read_test(path)
+    assert np.array_equal(ts, ordered[0]) and np.array_equal(matrix, ordered[2])
+    units = reader.read_units(["test3"], base=tmp_path)
+    assert units[2].labels[0].start == ordered[0][-1]  # bearing 3's failure at the real end of the test
