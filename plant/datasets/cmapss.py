@@ -23,7 +23,8 @@ from django.conf import settings
 
 from plant.datasets import DatasetFormatError, DatasetMissing
 
-# The loader's default selection (plant.datasets.cmapss_loader); evaluations use available_subsets().
+# The subsets staged with the product's data folder; the loader and the evaluations take whatever subsets
+# the folder holds (available_subsets()).
 SUBSETS = ("FD001", "FD002", "FD003")
 SUBSET_NAME = re.compile(r"FD\d{3}")
 SETTINGS = ("setting_1", "setting_2", "setting_3")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 
-from plant.datasets import DatasetFormatError, DatasetMissing
+from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset, cmapss_loader
 from plant.datasets.cmapss import COLUMNS, SUBSETS, available_subsets, incomplete_subsets, read_subset
 
 
@@ -164,3 +164,22 @@ def test_a_subset_with_some_of_its_files_is_listed_with_the_files_it_lacks(tmp_p
     (folder / "RUL_FD004.txt").write_text("5\n")
     assert available_subsets(tmp_path) == ("FD004",)
     assert incomplete_subsets(tmp_path) == {"FD005": ["train_FD005.txt", "test_FD005.txt"]}
+
+
+def test_the_loader_takes_any_subset_the_folder_holds_fd004_with_its_two_fault_modes(tmp_path):
+    folder = tmp_path / "cmapss"
+    folder.mkdir()
+    (folder / "train_FD004.txt").write_text("".join(_row(1, c) for c in range(1, 41)))
+    (folder / "test_FD004.txt").write_text(_row(1, 1) + _row(1, 2) + _row(2, 1))
+    (folder / "RUL_FD004.txt").write_text("50\n7\n")
+    units = cmapss_loader.read_units(["FD004/train/1"], base=tmp_path)
+    assert [u.tag for u in units] == ["fd004-train-1"]
+    assert units[0].labels[0].fault_type == "hpc_or_fan_degradation"  # the card: FD004 HPC or fan
+    # Without a selection: every subset the folder holds (here FD004 only), train and test.
+    assert [u.tag for u in cmapss_loader.read_units(base=tmp_path)] == [
+        "fd004-train-1",
+        "fd004-test-1",
+        "fd004-test-2",
+    ]
+    with pytest.raises(UnknownSubset, match=r"valid subsets: FD004 \(or e\.g\. FD004/train"):
+        cmapss_loader.read_units(["FD001"], base=tmp_path)
