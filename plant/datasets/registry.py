@@ -40,7 +40,11 @@ DATASETS = {
         "mill (the only one)",
         "AI4I rows are stamped one a minute: UDI n at 2020-01-01 00:00 UTC + (n - 1) min",
     ),
-    "ims": DatasetEntry("ims", "plant.datasets.ims", "test1, test2, or one bearing like test2/1"),
+    "ims": DatasetEntry(
+        "ims",
+        "plant.datasets.ims",
+        "any test the folder holds (test1, test2, ...), or one bearing like test2/1",
+    ),
 }
 
 
