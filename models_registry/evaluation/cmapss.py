@@ -56,13 +56,19 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from detection import runtime
-from detection.regimes import SPEC_KEY
+from detection.regimes import MIN_REGIME_ROWS, SPEC_KEY
 from detection.rules import alert_episodes
 from models_registry import training
 from models_registry.evaluation.cmapss_features import MIN_COVERAGE, UnitWindows, fit_regimes, unit_windows
-from models_registry.evaluation.report import Evaluation
+from models_registry.evaluation.report import Evaluation, NotEvaluable, given, load_parts
 from plant.datasets import DatasetMissing
-from plant.datasets.cmapss import SETTINGS, CmapssSubset, available_subsets, read_subset
+from plant.datasets.cmapss import (
+    SETTINGS,
+    CmapssSubset,
+    available_subsets,
+    incomplete_subsets,
+    read_subset,
+)
 
 RUL_CAP = 125.0
 OPEN_RUL, CLEAR_RUL = 30.0, 40.0
@@ -149,30 +155,48 @@ def run(options: dict[str, Any], progress) -> Evaluation:
         available = available_subsets()
     except DatasetMissing as exc:
         raise CommandError(str(exc)) from None
-    subsets = parse_subsets(options.get("subsets") or "all", available)
-    windows = parse_windows(options.get("windows") or ",".join(map(str, WINDOW_CHOICES)))
-    trees = int(options.get("trees") or MODEL_PARAMS["n_estimators"])
+    incomplete = incomplete_subsets()
+    text = str(given(options, "subsets", "all"))
+    subsets = parse_subsets(text, available, incomplete)
+    windows = parse_windows(str(given(options, "windows", ",".join(map(str, WINDOW_CHOICES)))))
+    trees = int(given(options, "trees", MODEL_PARAMS["n_estimators"]))
     if trees < 1:
         raise CommandError("--trees must be at least 1")
-    ensemble = int(options.get("ensemble") or ENSEMBLE)
+    ensemble = int(given(options, "ensemble", ENSEMBLE))
+    if int(given(options, "seed", 0)) < 0:
+        raise CommandError(f"--seed must be a whole number >= 0, got {given(options, 'seed', 0)}")
     if not 1 <= ensemble <= 20:
         raise CommandError(f"--ensemble must be between 1 and 20 boosters, got {ensemble}")
     params = {
         **MODEL_PARAMS,
         "n_estimators": trees,
-        "seed": int(options.get("seed") or 0),
+        "seed": int(given(options, "seed", 0)),
         "n_seeds": ensemble,
     }
-    results = {}
-    for name in subsets:
+
+    def load(name: str) -> CmapssSubset:
         progress(f"{name}: reading {settings.VIGIL_DATA_DIR}/cmapss")
-        results[name] = evaluate_subset(read_subset(name), windows=windows, params=params, progress=progress)
-    return build_report(results, params, available=available)
+        subset = read_subset(name)
+        feasible_windows(subset, windows)
+        return subset
+
+    # Every subset is read (and checked) before any is trained: see load_parts.
+    loaded, skipped = load_parts(
+        subsets, load, asked=text.strip().lower() != "all", what="C-MAPSS subset", progress=progress
+    )
+    results = {
+        name: evaluate_subset(subset, windows=windows, params=params, progress=progress)
+        for name, subset in loaded
+    }
+    return build_report(results, params, available=available, skipped=skipped, incomplete=incomplete)
 
 
-def parse_subsets(text: str, available: tuple[str, ...] | None = None) -> list[str]:
+def parse_subsets(
+    text: str, available: tuple[str, ...] | None = None, incomplete: dict[str, list[str]] | None = None
+) -> list[str]:
     """The subsets to evaluate: ``all`` = every subset the data folder holds, else the named ones, each of
-    which must be there (``available`` defaults to ``available_subsets()``)."""
+    which must be there (``available`` defaults to ``available_subsets()``; a named subset in
+    ``incomplete`` is refused naming its missing files)."""
     if available is None:
         try:
             available = available_subsets()
@@ -182,6 +206,11 @@ def parse_subsets(text: str, available: tuple[str, ...] | None = None) -> list[s
         return list(available)
     names = [part.strip().upper() for part in text.split(",") if part.strip()]
     unknown = [name for name in names if name not in available]
+    partial = [
+        f"{name} lacks {', '.join(incomplete[name])}" for name in unknown if name in (incomplete or {})
+    ]
+    if partial:
+        raise CommandError(f"subset(s) not complete in the data folder: {'; '.join(partial)}")
     if not names or unknown:
         raise CommandError(
             f"unknown subset(s) {', '.join(unknown) or text!r}; the data folder holds {', '.join(available)}"
@@ -217,12 +246,7 @@ def evaluate_subset(
     """Window choice by grouped CV on train engines, final fit, test scores and alert statistics of a subset."""
     units = sorted(subset.train)
     shortest = min(len(rows) for rows in subset.test.values())
-    feasible = [w for w in windows if int(np.ceil(MIN_COVERAGE * w)) <= shortest]
-    if not feasible:
-        raise CommandError(
-            f"{subset.name}: its shortest test engine has {shortest} cycles; every --windows length needs at "
-            f"least {MIN_COVERAGE:.0%} of its cycles to score it, choose lengths up to {int(shortest / MIN_COVERAGE)}"
-        )
+    feasible = feasible_windows(subset, windows)
     folds = engine_folds(units, CV_FOLDS, params.get("seed", 0))
     fold_params = {**params, "n_seeds": 1}
     choices = []
@@ -287,6 +311,8 @@ def evaluate_subset(
         "validation_rmse": cv_rmse,
         "n_train_engines": len(units),
         "n_test_engines": len(test_units),
+        "shortest_test_engine_cycles": shortest,
+        "regimes_found": len(spec.table),
         "n_train_windows": len(X),
         "n_features": len(names),
         **scores,
@@ -305,6 +331,23 @@ def evaluate_subset(
         },
         "preprocessing": spec.to_dict(),
     }
+
+
+def feasible_windows(subset: CmapssSubset, windows: list[int]) -> list[int]:
+    """The ``windows`` lengths that can score every test engine's last cycle (the coverage rule needs
+    ``MIN_COVERAGE`` of a window) and a subset the grouped CV can split; NotEvaluable says why not."""
+    shortest = min(len(rows) for rows in subset.test.values())
+    feasible = [w for w in windows if int(np.ceil(MIN_COVERAGE * w)) <= shortest]
+    if not feasible:
+        raise NotEvaluable(
+            f"{subset.name}: its shortest test engine has {shortest} cycles; every --windows length needs at "
+            f"least {MIN_COVERAGE:.0%} of its cycles to score it, choose lengths up to {int(shortest / MIN_COVERAGE)}"
+        )
+    if len(subset.train) < 2:
+        raise NotEvaluable(
+            f"{subset.name}: {len(subset.train)} train engine; the grouped cross-validation needs at least 2"
+        )
+    return feasible
 
 
 def last_cycle_scores(predicted: np.ndarray, true: np.ndarray, cap: float) -> dict[str, Any]:
@@ -402,10 +445,17 @@ def alert_stats(
 
 
 def build_report(
-    results: dict[str, dict[str, Any]], params: dict[str, Any], *, available: tuple[str, ...] | None = None
+    results: dict[str, dict[str, Any]],
+    params: dict[str, Any],
+    *,
+    available: tuple[str, ...] | None = None,
+    skipped: dict[str, str] | None = None,
+    incomplete: dict[str, list[str]] | None = None,
 ) -> Evaluation:
     """The table (Vigil's rows, then the published ones for the evaluated subsets), summary and notes; the
-    notes name the subsets evaluated and, if given, the ones the data folder holds."""
+    notes name the subsets evaluated and, if given, the ones the data folder holds, the ones set aside
+    (``skipped``: why) and the ones it holds only some files of (``incomplete``: the missing files)."""
+    skipped, incomplete = skipped or {}, incomplete or {}
     cap = float(params["rul_cap"])
     rows: list[dict[str, Any]] = []
     for name, r in results.items():
@@ -465,15 +515,36 @@ def build_report(
     summary["evaluated_subsets"] = list(results)
     if available is not None:
         summary["available_subsets"] = list(available)
+    summary["skipped_subsets"] = skipped
+    summary["incomplete_subsets"] = incomplete
     summary["truth_cap"] = cap
     if "FD001" in results:
         summary["fd001_rmse_target"] = FD001_RMSE_TARGET
         summary["fd001_rmse_target_met"] = results["FD001"]["rmse"] <= FD001_RMSE_TARGET
-    held_back = [name for name in (available or ()) if name not in results]
+    held_back = [name for name in (available or ()) if name not in results and name not in skipped]
+    shortest = ", ".join(f"{name} {r['shortest_test_engine_cycles']}" for name, r in results.items())
+    regimes = ", ".join(f"{name} {r['regimes_found']}" for name, r in results.items())
+    settings_note = ""
+    if params.get("n_seeds") != ENSEMBLE or params.get("n_estimators") != MODEL_PARAMS["n_estimators"]:
+        settings_note = (
+            f" This run: {params.get('n_seeds')} booster(s) of {params.get('n_estimators')} trees "
+            "(--ensemble / --trees), not the fixed settings."
+        )
     notes = [
         f"Evaluated: {', '.join(results)}"
         + (f" (the data folder also holds {', '.join(held_back)}, not asked for)" if held_back else "")
         + (f"; the data folder holds {', '.join(available)}." if available is not None else "."),
+    ]
+    if skipped or incomplete:
+        notes.append(
+            "Not evaluated: "
+            + "; ".join(
+                [f"{name}: {why}" for name, why in skipped.items()]
+                + [f"{name}: lacks {', '.join(missing)}" for name, missing in incomplete.items()]
+            )
+            + "."
+        )
+    notes += [
         f"Protocol: RUL capped at {cap:g} cycles for training; test = the window ending at the last cycle of "
         f"each test engine vs RUL_FDxxx. rmse / phm08_score: truth capped at {cap:g} (the literature's protocol,"
         " Heimes 2008 onwards, against which the published rows are quoted); rmse_given / phm08_given: truth as "
@@ -484,19 +555,20 @@ def build_report(
         "Features: detection.pipeline.Pipeline windows of the model's spec (regime standardisation, then "
         "detection.features: mean, std, min, max, slope, diff RMS) of 14 sensors, 1 cycle = 1 hour, one window "
         "per cycle. A window is scored once it holds half its cycles (the product's 50 % coverage rule), so "
-        "short test engines (FD002: 21 cycles) are scored on a partial window.",
+        f"short test engines are scored on a partial window (shortest test engine, cycles: {shortest}).",
         f"Selection on train engines only: grouped {CV_FOLDS}-fold CV (engines dealt by a seeded permutation, "
         "regime table refitted per fold) picks the window length from --windows by the RMSE over all "
         "out-of-fold windows (capped truth; 'validation_rmse'); a length is offered only if the shortest test "
-        "engine holds half a window (lengths, never RUL). LightGBM settings and the 5-seed ensemble were fixed "
-        "by the same CV on FD001 train engines (cmapss module docstring); the cap is the literature's 125, not "
-        "tuned. The test set is scored once.",
+        "engine holds half a window (lengths, never RUL). LightGBM settings and the "
+        f"{ENSEMBLE}-seed ensemble were fixed by the same CV on FD001 train engines (cmapss module docstring); "
+        f"the cap is the literature's 125, not tuned. The test set is scored once.{settings_note}",
         "Model: the boosters of consecutive seeds averaged by merging their trees (leaf values x 1/k) into one "
         "TreeEnsembleRegressor, so the product runs one ONNX graph and TreeSHAP on it stays additive.",
         "Operating regimes: detection.regimes standardises each sensor per regime (settings rounded: "
         "altitude, Mach x 100, throttle; moments from train cycles only) before the windows; the table is "
         "stored as the model's output_spec['regimes'] (JSON details, 'preprocessing') and the live scorer "
-        "applies the same function to such a version's readings.",
+        "applies the same function to such a version's readings. Regimes found in each subset's train "
+        f"cycles (own moments from {MIN_REGIME_ROWS} cycles on): {regimes}.",
         f"Alerts: alert_episodes, lower-is-worse, open below {OPEN_RUL:g} cycles / clear above {CLEAR_RUL:g}, "
         f"{settings.VIGIL_ALERT_OPEN_WINDOWS} windows to open / {settings.VIGIL_ALERT_CLEAR_WINDOWS} to close. "
         "lead_* = cycles from the first alert to failure on the train engines (run to failure), each scored "
@@ -523,7 +595,8 @@ def build_report(
     notes.append(
         "Published rows: DATASET_CARD.md (LLerDagu/RUL-FFVE Benchmark.md, Table 4) and STAR (Fan et al., "
         "Sensors 2024, RMSE as quoted in issue 13); papers differ in window length and some in the cap, most "
-        f"cap the test truth at 125. FD001 target: RMSE <= {FD001_RMSE_TARGET:g} (capped truth)."
+        "cap the test truth at 125."
+        + (f" FD001 target: RMSE <= {FD001_RMSE_TARGET:g} (capped truth)." if "FD001" in results else "")
     )
     params_used = {k: v for k, v in params.items() if k != "background_size"}
     return Evaluation(

@@ -8,6 +8,11 @@ rules). Each bearing's calibration is the start of its test, the rest is scored,
 bearing the first alert, its lead time before the test's last snapshot (the failure), whether an alert is
 in force at the end and since when, and the share of the scored time spent in alert.
 
+A test the IMS readme does not describe is evaluated with its failure unknown: its bearings are neither
+failing nor healthy, it is not judged against the targets and no method is chosen on it. A test file found
+in the folder that cannot be used (malformed, too short, a layout the rig cannot have) is set aside with its
+reason in the report and the others are evaluated; one asked for by ``--subset`` stops the command instead.
+
 Every setting below was fixed before the first run and none was changed after seeing a result; the notes
 of the report say how each was chosen.
 """
@@ -36,7 +41,7 @@ from models_registry.evaluation.fleet import (
     alert_runs,
     prepare,
 )
-from models_registry.evaluation.report import Evaluation
+from models_registry.evaluation.report import Evaluation, NotEvaluable, given, load_parts
 from plant.datasets import ims as reader
 from plant.ingest.service import quality_rules
 from plant.quality import flag_series
@@ -70,6 +75,8 @@ HEALTHY_SHARE_TARGET = 0.05
 # The card's reference onsets (6-sigma rule on a 1-h rolling mean of the bearing, baseline the first 200
 # snapshots), shown beside ours.
 CARD_LEADS = {("test2", 1): (74.0, "6σ rule on a 1-h rolling mean (card)")}
+# The state of a bearing of a test the IMS readme does not describe: neither failing nor known healthy.
+UNKNOWN = "failure unknown"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,12 +119,28 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     """Evaluate every selected test with each candidate method (or the one given) and, per test, the
     method chosen on the other tests; see the module docstring."""
     started = time.monotonic()
-    n_cal = int(options.get("calibration_snapshots") or CALIBRATION_SNAPSHOTS)
+    n_cal = int(given(options, "calibration_snapshots", CALIBRATION_SNAPSHOTS))
     detectors = list(dict.fromkeys(options.get("detectors") or DETECTORS))
     if n_cal < 20:
         raise CommandError("--calibration-snapshots must be at least 20")
     candidates = _candidates(options.get("normalisation"), options.get("peers"))
-    tests = _tests(options.get("subset"))
+    present = reader.available()
+    # Every test is read before any is evaluated, so a file that cannot be used is known up front. A test
+    # asked for by --subset that cannot be evaluated stops the command; one found in the folder is set
+    # aside with its reason, in the report, and the others are evaluated.
+    chosen = {test.name: test for test in _tests(options.get("subset"), present)}
+    parts, skipped = load_parts(
+        list(chosen),
+        lambda name: fleet_runs(chosen[name], n_cal),
+        asked=bool(options.get("subset")),
+        what="IMS test",
+        progress=progress,
+    )
+    loaded = [(chosen[name], runs, facts) for name, (runs, facts) in parts]
+    tests = [test for test, _, _ in loaded]
+    # The choice and the targets read the PROPOSED detector; without it (--detectors pca ...) the first
+    # detector asked for, and the report says which.
+    judge = PROPOSED if PROPOSED in detectors else detectors[0]
     protocol = Protocol(
         window_s=float(reader.BEARING.window_s),
         step_s=float(reader.BEARING.step_s),
@@ -129,8 +152,7 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     details: dict[str, Any] = {"tests": {}}
     results: dict[str, dict[str, dict[str, Any]]] = {}  # test -> method label -> detector -> result
     bearings_of: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for test in tests:
-        runs, facts = fleet_runs(test, n_cal)
+    for test, runs, facts in loaded:
         roles = facts["roles"]
         prepared = prepare(runs, roles, protocol)
         progress(
@@ -146,7 +168,7 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
                 wanted = replace(protocol, params={**TRAIN_PARAMS, "detector": detector})
                 alerts = alert_runs(prepared, wanted, variant)
                 bearings = [bearing_result(a, facts["end_s"]) for a in alerts]
-                result = test_summary(bearings)
+                result = test_summary(bearings, failure_known=bool(test.failures))
                 results[test.name][method][detector] = result
                 bearings_of[(test.name, method, detector)] = bearings
                 details["tests"][test.name]["methods"][method][detector] = {
@@ -155,12 +177,8 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
                     "model": {k: v for k, v in alerts[0].model.metrics.items() if _plain(v)},
                     "version_thresholds": [alerts[0].model.open_threshold, alerts[0].model.clear_threshold],
                 }
-                progress(
-                    f"{test.name}, {method}, {detector}: failing alerted ≥ {LEAD_TARGET_H:g} h before the "
-                    f"end {result['failing_alerted_24h']}/{result['failing']}, healthy max share in alert "
-                    f"{result['healthy_max_share']}"
-                )
-    selected = select_methods(results, [method_label(v) for v in candidates])
+                progress(f"{test.name}, {method}, {detector}: {_outcome(result)}")
+    selected = select_methods(results, [method_label(v) for v in candidates], detector=judge)
     rows: list[dict[str, Any]] = []
     summary: dict[str, Any] = {"tests": {}}
     for test in tests:
@@ -168,11 +186,11 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
         for variant in candidates:
             method = method_label(variant)
             for detector in detectors:
-                # Every method's PROPOSED rows; the other detectors' rows for the chosen method only.
-                if detector != PROPOSED and method != chosen["method"]:
+                # Every method's rows of the judged detector; the others' rows for the chosen method only.
+                if detector != judge and method != chosen["method"]:
                     continue
                 rows += [
-                    _row(test.name, method, method == chosen["method"], detector, b)
+                    _row(test, method, method == chosen["method"], detector, b)
                     for b in bearings_of[(test.name, method, detector)]
                 ]
         for (name, bearing), (lead_h, how) in CARD_LEADS.items():
@@ -180,10 +198,14 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
                 rows.append(_reference_row(name, bearing, lead_h, how))
         judged = results[test.name][chosen["method"]].get(PROPOSED)
         summary["tests"][test.name] = {**chosen, "result": judged}
-    judged = [summary["tests"][t.name]["result"] for t in tests]
+    # A test without a known failure cannot meet or miss the target: it is reported, not judged.
+    judged = [summary["tests"][t.name]["result"] for t in tests if t.failures]
     summary.update(
         {
             "evaluated_tests": [t.name for t in tests],
+            "available_tests": [t.name for t in present],
+            "skipped_tests": skipped,
+            "not_judged_tests": [t.name for t in tests if not t.failures],
             "target": f"every failing bearing alerted ≥ {LEAD_TARGET_H:g} h before the end, healthy bearings "
             f"in alert < {HEALTHY_SHARE_TARGET:.0%} of the time",
             "target_detector": PROPOSED if PROPOSED in detectors else None,
@@ -202,8 +224,8 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
         "asset_thresholds": VARIANT.asset_thresholds,
         "train_params": TRAIN_PARAMS,
     }
-    notes = _notes(tests, n_cal, protocol, candidates, selected)
-    notes += [_drift_note(t, details["tests"][t.name]) for t in tests]
+    notes = _notes(tests, n_cal, protocol, candidates, selected, details["tests"], present, skipped, judge)
+    notes += [_drift_note(t, details["tests"][t.name], n_cal) for t in tests]
     return Evaluation(dataset="ims", rows=rows, summary=summary, notes=notes, details=details)
 
 
@@ -235,36 +257,43 @@ def _rank(results: Sequence[dict[str, Any]]) -> tuple[int, int, float]:
 
 
 def select_methods(
-    results: Mapping[str, Mapping[str, Mapping[str, dict[str, Any]]]], methods: Sequence[str]
+    results: Mapping[str, Mapping[str, Mapping[str, dict[str, Any]]]],
+    methods: Sequence[str],
+    *,
+    detector: str = PROPOSED,
 ) -> dict[str, dict[str, Any]]:
-    """Per test, the method chosen WITHOUT it: the best ``_rank`` over every other test (ties: the earlier
-    in ``methods``); with no other test (or one method) the first method, and ``chosen_on`` says so."""
+    """Per test, the method chosen WITHOUT it: the best ``_rank`` of ``detector``'s results over every
+    other test with a known failure (ties: the earlier in ``methods``); with no such test (or one method)
+    the first method, and ``chosen_on`` says so. A test without a known failure (``target_met`` None)
+    cannot rank a method: its bearings are neither failing nor known healthy."""
     out = {}
+    judged = [t for t in results if results[t][methods[0]][detector]["target_met"] is not None]
+    on = "" if detector == PROPOSED else f", {detector} detector"
     for test in results:
-        others = [t for t in results if t != test]
+        others = [t for t in judged if t != test]
         if not others or len(methods) == 1:
-            out[test] = {"method": methods[0], "chosen_on": [], "how": "fixed (no other test to choose on)"}
+            why = "one method" if len(methods) == 1 else "no other test with a known failure to choose on"
+            out[test] = {"method": methods[0], "chosen_on": [], "how": f"fixed ({why})"}
             continue
         best = max(
             methods,
-            key=lambda m: (_rank([results[t][m][PROPOSED] for t in others]), -methods.index(m)),
+            key=lambda m: (_rank([results[t][m][detector] for t in others]), -methods.index(m)),
         )
         out[test] = {
             "method": best,
             "chosen_on": others,
-            "how": f"best on {', '.join(others)} (targets met, failing alerted, healthy share)",
+            "how": f"best on {', '.join(others)} (targets met, failing alerted, healthy share{on})",
         }
     return out
 
 
-def _tests(selectors: Sequence[str] | None) -> list[reader.ImsTest]:
-    present = reader.available()
+def _tests(selectors: Sequence[str] | None, present: Sequence[reader.ImsTest]) -> list[reader.ImsTest]:
     if not present:
         raise CommandError(
             f"no IMS test file in {reader.data_dir()} (expected e.g. 1st_test_mean_abs_per_snapshot.csv)"
         )
     if not selectors:
-        return present
+        return list(present)
     names = {t.name: t for t in present}
     unknown = [s for s in selectors if s.strip().lower() not in names]
     if unknown:
@@ -280,7 +309,10 @@ def fleet_runs(test: reader.ImsTest, n_cal: int) -> tuple[list[FleetRun], dict[s
     units = reader.read_units([test.name])
     ts = units[0].ts
     if len(ts) < n_cal + 2 * reader.BEARING.window_s / reader.SNAPSHOT_S:
-        raise CommandError(f"{test.name} has {len(ts)} snapshots: too few for {n_cal} calibration snapshots")
+        raise NotEvaluable(
+            f"{test.name} has {len(ts)} running snapshots: too few for {n_cal} calibration snapshots and "
+            "a scored period"
+        )
     end_s = float(ts[-1])
     cal_end = float(ts[n_cal - 1])
     # The model reads the roles every bearing of the test has (test 2: its one channel).
@@ -338,14 +370,13 @@ def fleet_runs(test: reader.ImsTest, n_cal: int) -> tuple[list[FleetRun], dict[s
 def level_drift(values: np.ndarray, n_cal: int, parts: int = 10) -> dict[str, Any]:
     """Descriptive only (it sets nothing): the calibration's robust scale as a share of its level, and the
     median level of each tenth of the scored snapshots in calibration robust sigmas (1.4826·MAD)."""
-    calibration, scored = values[:n_cal], values[n_cal:]
-    level = float(np.median(calibration))
-    sigma = float(1.4826 * np.median(np.abs(calibration - level))) or float("nan")
+    calibration, scored = _finite(values[:n_cal]), values[n_cal:]
+    level = float(np.median(calibration)) if len(calibration) else float("nan")
+    sigma = float(1.4826 * np.median(np.abs(calibration - level))) if len(calibration) else 0.0
+    sigma = sigma or float("nan")
     return {
-        "sigma_pct_of_level": round(100.0 * sigma / level, 2) if level else None,
-        "level_z_by_tenth": [
-            round((float(np.median(c)) - level) / sigma, 1) for c in np.array_split(scored, parts)
-        ],
+        "sigma_pct_of_level": _round(100.0 * sigma / level, 2) if level else None,
+        "level_z_by_tenth": [_round((_median(c) - level) / sigma, 1) for c in np.array_split(scored, parts)],
     }
 
 
@@ -355,16 +386,30 @@ def peer_drift(
     """Descriptive only (it sets nothing): a bearing's level relative to its test's bearings (its ratio to
     their median snapshot by snapshot, divided by that ratio's calibration median), in per cent per tenth
     of the scored snapshots, and the calibration's robust σ of that ratio in per cent."""
-    ratio = values / np.median(np.vstack(peers), axis=0)
-    base = float(np.median(ratio[:n_cal]))
+    with np.errstate(all="ignore"):
+        ratio = values / np.nanmedian(np.vstack(peers), axis=0)
+    base = _median(ratio[:n_cal])
     relative = ratio / base - 1.0
-    sigma = float(1.4826 * np.median(np.abs(relative[:n_cal])))
+    sigma = 1.4826 * _median(np.abs(relative[:n_cal]))
     return {
-        "sigma_pct": round(100.0 * sigma, 2),
-        "pct_by_tenth": [
-            round(100.0 * float(np.median(c)), 1) for c in np.array_split(relative[n_cal:], parts)
-        ],
+        "sigma_pct": _round(100.0 * sigma, 2),
+        "pct_by_tenth": [_round(100.0 * _median(c), 1) for c in np.array_split(relative[n_cal:], parts)],
     }
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def _median(values: np.ndarray) -> float:
+    """The median of the finite values (a missing reading is left out, as the windows leave it out)."""
+    finite = _finite(np.asarray(values, dtype=np.float64))
+    return float(np.median(finite)) if len(finite) else float("nan")
+
+
+def _round(value: float, digits: int) -> float | None:
+    """Rounded, or None where nothing finite was there to describe (the JSON has no NaN)."""
+    return round(value, digits) if np.isfinite(value) else None
 
 
 def bearing_result(alerts: RunAlerts, end_s: float) -> dict[str, Any]:
@@ -391,8 +436,24 @@ def bearing_result(alerts: RunAlerts, end_s: float) -> dict[str, Any]:
     }
 
 
-def test_summary(bearings: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per test: failing bearings alerted ≥ LEAD_TARGET_H before the end, healthy ones' share in alert."""
+def test_summary(bearings: Sequence[dict[str, Any]], *, failure_known: bool = True) -> dict[str, Any]:
+    """Per test: failing bearings alerted ≥ LEAD_TARGET_H before the end, healthy ones' share in alert.
+    A test whose failure is not known (a file the readme does not describe) has neither failing nor
+    healthy bearings: its bearings' alerts and shares are counted, and ``target_met`` is None (not judged)."""
+    if not failure_known:
+        shares = [b["share_in_alert"] or 0.0 for b in bearings]
+        return {
+            "failure_known": False,
+            "failing": 0,
+            "failing_alerted_24h": 0,
+            "failing_min_lead_h": None,
+            "healthy": 0,
+            "healthy_max_share": None,
+            "healthy_mean_share": None,
+            "bearings_alerted": sum(1 for b in bearings if b["alerts"]),
+            "max_share": round(max(shares), 4) if shares else None,
+            "target_met": None,
+        }
     failing = [b for b in bearings if b["failing"]]
     healthy = [b for b in bearings if not b["failing"]]
     alerted = [b for b in failing if (b["first_alert_lead_h"] or 0.0) >= LEAD_TARGET_H]
@@ -404,22 +465,34 @@ def test_summary(bearings: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "healthy": len(healthy),
         "healthy_max_share": round(max(shares), 4) if shares else None,
         "healthy_mean_share": round(float(np.mean(shares)), 4) if shares else None,
-        # A test without a known failure (a file the readme does not describe) meets nothing.
         "target_met": bool(failing)
         and len(alerted) == len(failing)
         and all(s < HEALTHY_SHARE_TARGET for s in shares),
     }
 
 
-def _row(test: str, method: str, chosen: bool, detector: str, b: dict[str, Any]) -> dict[str, Any]:
+def _outcome(result: dict[str, Any]) -> str:
+    """One line of progress for a test's result."""
+    if result["target_met"] is None:
+        return (
+            f"{UNKNOWN}, bearings alerted {result['bearings_alerted']}, max share in alert "
+            f"{result['max_share']}"
+        )
+    return (
+        f"failing alerted ≥ {LEAD_TARGET_H:g} h before the end {result['failing_alerted_24h']}/"
+        f"{result['failing']}, healthy max share in alert {result['healthy_max_share']}"
+    )
+
+
+def _row(test: reader.ImsTest, method: str, chosen: bool, detector: str, b: dict[str, Any]) -> dict[str, Any]:
     return {
         "source": "vigil",
-        "test": test,
+        "test": test.name,
         "method": method,
         "chosen": "yes" if chosen else "—",
         "detector": detector,
         "bearing": b["bearing"],
-        "state": b["fault"] or "healthy",
+        "state": b["fault"] or ("healthy" if test.failures else UNKNOWN),
         "alerts": b["alerts"],
         "first_alert_utc": b["first_alert"],
         "first_alert_lead_h": b["first_alert_lead_h"],
@@ -447,32 +520,37 @@ def _reference_row(test: str, bearing: int, lead_h: float, how: str) -> dict[str
 
 def _failures(test: reader.ImsTest) -> str:
     if not test.failures:
-        return "no failure known"
+        return f"{UNKNOWN}: the IMS readme does not describe this test, so it is reported, not judged"
     kinds = ", ".join(f"bearing {b} {kind.replace('_', ' ')}" for b, kind in test.failures.items())
     return f"failing: {kinds}"
 
 
-def _drift_note(test: reader.ImsTest, facts: dict[str, Any]) -> str:
+def _drift_note(test: reader.ImsTest, facts: dict[str, Any], n_cal: int) -> str:
     """What the healthy bearings' levels did after calibration (descriptive: why they alert or not)."""
     healthy = {
         key: value
         for key, value in facts["level_drift"].items()
         if int(key.split(":")[0].rsplit("bearing", 1)[1]) not in test.failures
     }
+    if not test.failures:
+        return f"{test.name}: {UNKNOWN}, so no bearing is known healthy (level drift in the JSON details)."
     if not healthy:
         return f"{test.name}: no healthy bearing."
     sigmas = [v["sigma_pct_of_level"] for v in healthy.values() if v["sigma_pct_of_level"] is not None]
-    early = [z for v in healthy.values() for z in v["level_z_by_tenth"][:5]]
+    early = [z for v in healthy.values() for z in v["level_z_by_tenth"][:5] if z is not None]
     relative = {key: facts["peer_drift"][key] for key in healthy}
-    moves = [p for v in relative.values() for p in v["pct_by_tenth"][:5]]
-    peer_sigmas = [v["sigma_pct"] for v in relative.values()]
+    moves = [p for v in relative.values() for p in v["pct_by_tenth"][:5] if p is not None]
+    peer_sigmas = [v["sigma_pct"] for v in relative.values() if v["sigma_pct"] is not None]
+    if not (sigmas and early and moves and peer_sigmas):
+        return f"{test.name}: too few finite readings to describe the healthy bearings' drift."
     return (
         f"{test.name}, healthy bearings after calibration (descriptive, sets nothing): their snapshots' "
         f"robust σ in calibration is {min(sigmas):.1f}–{max(sigmas):.1f} % of their level, and in the first "
         f"half of the scored period their median level lies {min(early):+.1f} to {max(early):+.1f} σ from "
         "the calibration median (details.tests.*.level_drift, per tenth of the scored period). A 1-h "
         "window's mean averages six snapshots, so its own robust scale is tighter still: a drift of a few "
-        "per cent either way over days, which the 33-h calibration never saw, reads as many σ and alerts. "
+        f"per cent either way over days, which the {n_cal * reader.SNAPSHOT_S / 3600:.0f}-h calibration never "
+        "saw, reads as many σ and alerts. "
         f"Relative to the median of the test's bearings (the peer step's view) the healthy bearings' levels "
         f"still move {min(moves):+.1f} to {max(moves):+.1f} % in the first half of the scored period against a calibration "
         f"σ of that ratio of {min(peer_sigmas):.1f}–{max(peer_sigmas):.1f} % (details.tests.*.peer_drift): the "
@@ -494,22 +572,51 @@ def _notes(
     protocol: Protocol,
     candidates: Sequence[Variant],
     selected: Mapping[str, Mapping[str, Any]],
+    facts: Mapping[str, Mapping[str, Any]],
+    present: Sequence[reader.ImsTest],
+    skipped: Mapping[str, str],
+    judge: str,
 ) -> list[str]:
     held = ", ".join(f"{t.name} ({_failures(t)})" for t in tests)
     chosen = "; ".join(f"{test}: {pick['method']} ({pick['how']})" for test, pick in selected.items())
-    return [
-        f"Evaluated: every IMS test the data folder holds — {held}. One fleet per test: its four bearings "
-        "are the assets, one shared model over the roles every bearing of the test has (test 1: x and y "
-        "channels; test 2: its one channel). Tests are not pooled: each is a separate rig run with its own "
-        "bearings and channel layout, as a site's fleet of one asset type would be.",
-        f"Calibration (fixed before any run): the first {n_cal} snapshots of each test (≈33 h at 10 min), the "
-        "baseline the card's published reference uses, for every bearing — not picked from where any "
-        "failure starts. Each bearing's windows in it give its robust calibration (median, 1.4826·MAD, "
+    names = [t.name for t in tests]
+    which = (
+        "every IMS test the data folder holds"
+        if names == [t.name for t in present]
+        else f"{len(names)} of the IMS tests the data folder holds ({', '.join(t.name for t in present)})"
+    )
+    layout = "; ".join(
+        f"{t.name}: {facts[t.name]['snapshots']} snapshots {facts[t.name]['start']} – {facts[t.name]['end']} "
+        f"UTC, roles {', '.join(facts[t.name]['roles'])}"
+        for t in tests
+    )
+    hours = f"{n_cal * reader.SNAPSHOT_S / 3600:.0f} h at {reader.SNAPSHOT_S / 60:g} min"
+    baseline = (
+        "the baseline the card's published reference uses"
+        if n_cal == CALIBRATION_SNAPSHOTS
+        else f"set by --calibration-snapshots (the card's reference uses {CALIBRATION_SNAPSHOTS})"
+    )
+    notes = [
+        f"Evaluated: {which} — {held}. One fleet per test: its four bearings are the assets, one shared "
+        f"model over the roles every bearing of the test has ({layout}). Tests are not pooled: each is a "
+        "separate rig run with its own bearings and channel layout, as a site's fleet of one asset type "
+        "would be.",
+    ]
+    if skipped:
+        notes.append(
+            "Not evaluated (found in the data folder, but cannot be used): "
+            + "; ".join(f"{name}: {why}" for name, why in skipped.items())
+            + "."
+        )
+    return notes + [
+        f"Calibration (fixed before any run): the first {n_cal} snapshots of each test (≈{hours}), "
+        f"{baseline}, for every bearing — not picked from where any failure starts. Each bearing's windows in it give its robust calibration (median, 1.4826·MAD, "
         "floors; detection.baseline) and train the shared model; its last quarter is held out.",
         f"Production path: the ingest's quality flags (plant.quality.flag_series, the roles' valid ranges, "
         f"the settings' spike/stuck/gap rules), the asset type's windows ({protocol.window_s / 3600:g} h "
         f"every {protocol.step_s / 60:g} min) through detection.pipeline, train_anomaly (tail rule), "
-        "onnxruntime scores, per-asset thresholds by detection.thresholds (a bearing's 50 hold-out windows "
+        f"onnxruntime scores, per-asset thresholds by detection.thresholds (a bearing's "
+        f"{round(n_cal * protocol.holdout_fraction)} hold-out windows "
         "are too few for its own tail, so every bearing keeps the version's thresholds from the pooled "
         "hold-out: thresholds.source in the JSON), alerts by detection.rules.alert_episodes with M = "
         f"{protocol.open_windows}, N = {protocol.clear_windows} (the settings' defaults).",
@@ -523,17 +630,26 @@ def _notes(
         f"Choice (leave one test out): the method reported for a test (chosen = yes) is the one that did "
         "best on the OTHER tests — most tests meeting the target, then most failing bearings alerted ≥ 24 h "
         f"ahead, then the lowest mean of the healthy bearings' largest share in alert — never on the test "
-        f"itself; the other methods' rows are context. {chosen}.",
+        "itself, nor on a test without a known failure (its bearings are neither failing nor known "
+        f"healthy); the other methods' rows are context. {chosen}.",
         f"Detector: {PROPOSED} (max of calibrated PCA T²+Q and per-sensor robust z), chosen before any run as "
         "the portfolio's rule for a fault that may show on one sensor or as a broken relation; the targets "
-        "are judged on it. PCA and univariate rows (chosen method only) are context, not a choice.",
+        "are judged on it. PCA and univariate rows (chosen method only) are context, not a choice."
+        + (
+            ""
+            if judge == PROPOSED
+            else f" This run did not include {PROPOSED} (--detectors): the method was chosen on {judge} "
+            "and no target is judged."
+        ),
         "Reading: first_alert_lead_h is the end of the test (its last running snapshot, the failure) minus "
         "the window end that opened the bearing's first alert in the scored period; in_alert_at_end_since_h "
-        "the same for the alert still open at the end (— when none is); share_in_alert the share of the "
+        "the same for the alert still open at the end (— when none is); for a test whose failure is "
+        f"unknown (state '{UNKNOWN}') the end of the test is only the end of its data. share_in_alert the "
+        "share of the "
         "scored windows during which an alert was active. The four bearings share one shaft, so a failing "
         "bearing's vibration also reaches the others near the end: that counts against the healthy share.",
         "How each parameter was chosen (none on a score of the test it is reported on): calibration = "
-        "the card's 200 snapshots; windows 1 h every 10 min = the IMS asset type's (plant.datasets.ims); "
+        f"{'the card' if n_cal == CALIBRATION_SNAPSHOTS else '--calibration-snapshots'}'s {n_cal} snapshots; windows 1 h every 10 min = the IMS asset type's (plant.datasets.ims); "
         "M = 3 / N = 6 = the product's settings; tail rule = the trainer's rule for short baselines (chosen on "
         "the simulator fleet); detector combined = the portfolio's default rule (before any run); the five "
         "candidates = the three steps the evaluations had plus the peer step built for this issue (its "

@@ -18,6 +18,11 @@ Per series (one sensor, role ``value``):
 5. ``nab_scoring`` scores the detections per file and profile; the corpus is normalised against the null
    detector (no detections) and the perfect one, as NAB does.
 
+A file that cannot be evaluated (malformed, or too short to train on its probation) is left out with a
+warning naming it and the reason, listed in the report; the other files are scored. A corpus without any
+labelled window (e.g. ``--category artificialNoAnomaly``) has no normalised score (NAB's divides by zero):
+its rows show raw scores and false positives only.
+
 A second row follows NAB's own protocol, which tunes one threshold per profile over the whole corpus: the
 factor scaling both model thresholds is chosen from a fixed grid to maximise the corpus raw score of each
 profile. It is in-sample by construction (as NAB's published numbers are) and labelled so.
@@ -181,20 +186,41 @@ def run(options: dict[str, Any], progress) -> Evaluation:
                 raise UnknownSeries(f"unknown NAB series {item!r} in {category}; known: {', '.join(names)}")
             chosen.append(name)
         names = list(dict.fromkeys(chosen))
+    if not names:
+        raise DatasetMissing(f"no NAB series (*.csv) in {base / 'data'} for category {category!r}")
     profiles = nab_scoring.load_profiles(_require(base / "config" / "profiles.json"))
 
     runs: list[SeriesRun] = []
     all_series = []
+    left_out: dict[str, str] = {}  # file -> why it could not be evaluated
     for name in names:
         progress(f"{name}: features, training on probation, ONNX scoring")
-        all_series.append(read_series(name))
-        runs.append(score_series(all_series[-1], **how))
+        try:
+            series = read_series(name)
+            scored = score_series(series, **how)
+        except DatasetFormatError as exc:
+            left_out[name] = str(exc)
+            progress(f"WARNING {name} left out: {exc}")
+            continue
+        all_series.append(series)
+        runs.append(scored)
+    if not runs:
+        raise DatasetFormatError("no NAB file could be evaluated: " + "; ".join(left_out.values()))
 
     # Not a choice made from it: how much the fixed window length matters, reported beside the result.
-    sensitivity: dict[str, dict[int, dict[str, float]]] = {rule: {} for rule in RULES}
+    sensitivity: dict[str, dict[int, dict[str, float | None]]] = {rule: {} for rule in RULES}
+    sensitivity_gaps: dict[int, str] = {}  # window length -> why it was not scored
     for samples in SENSITIVITY_SAMPLES:
         progress(f"sensitivity: {samples}-sample windows")
-        other = runs if samples == WINDOW_SAMPLES else [score_series(x, samples, **how) for x in all_series]
+        try:
+            other = (
+                runs if samples == WINDOW_SAMPLES else [score_series(x, samples, **how) for x in all_series]
+            )
+        except DatasetFormatError as exc:
+            sensitivity_gaps[samples] = str(exc)
+            for rule in RULES:
+                sensitivity[rule][samples] = {p: None for p in profiles}
+            continue
         for rule in RULES:
             sensitivity[rule][samples] = {
                 p: _corpus(other, prof, 1.0, m, n, rule)["score"] for p, prof in profiles.items()
@@ -256,6 +282,7 @@ def run(options: dict[str, Any], progress) -> Evaluation:
             rule: {f"{k} samples": v for k, v in by_samples.items()}
             for rule, by_samples in sensitivity.items()
         },
+        "window_length_not_scored": {f"{k} samples": v for k, v in sensitivity_gaps.items()},
     }
     summary = {
         "category": category,
@@ -285,6 +312,7 @@ def run(options: dict[str, Any], progress) -> Evaluation:
         "null_raw": fixed[standard]["null"],
         "perfect_raw": fixed[standard]["perfect"],
         "normalisation_check_agrees": f"{check['agree']}/{check['compared']}",
+        "left_out": left_out,
     }
     notes = [
         "Scoring: NAB v1.1 rules re-implemented in NumPy (models_registry/evaluation/nab_scoring.py): scaled "
@@ -329,7 +357,7 @@ def run(options: dict[str, Any], progress) -> Evaluation:
         "and checked only on synthetic series (tests/detection/test_thresholds_episodes.py); nothing was "
         "changed after. Its standard score "
         + ", ".join(
-            f"{name} {result[standard]['score']:.1f}"
+            f"{name} {_score_text(result[standard]['score'])}"
             for name, result in (("episodes", episodes), ("tail", tail), ("default", fixed))
         )
         + f"; it hits {episodes[standard]['windows_hit']} windows with "
@@ -338,20 +366,20 @@ def run(options: dict[str, Any], progress) -> Evaluation:
         "(see docs/evaluation/skab.md), so the product default is unchanged.",
         f"False alarms (standard profile): the tail rule hits {tail[standard]['windows_hit']} of "
         f"{tail[standard]['windows']} windows with {tail[standard]['false_positives']} false alarms (per file: "
-        + ", ".join(f"{name.split('/')[-1]} {len(f.fp_rows)}" for name, f in tail[standard]["files"].items())
+        + ", ".join(f"{_short(name, runs)} {len(f.fp_rows)}" for name, f in tail[standard]["files"].items())
         + f"); the default rule hits {fixed[standard]['windows_hit']} with "
         f"{fixed[standard]['false_positives']} (per file: "
-        + ", ".join(f"{name.split('/')[-1]} {len(f.fp_rows)}" for name, f in fixed[standard]["files"].items())
+        + ", ".join(f"{_short(name, runs)} {len(f.fp_rows)}" for name, f in fixed[standard]["files"].items())
         + "). What remains is mostly a model fitted on a few days of probation meeting level and regime "
         "changes (weekly cycles, re-configurations) that NAB does not label.",
         f"Window length: {WINDOW_SAMPLES} samples (one hour at 5-minute sampling, as the product's NAB asset "
         "type) was fixed before scoring and is kept; for transparency the standard score at other lengths is, "
         "episodes rule: "
-        + ", ".join(f"{k} samples {v[standard]:.1f}" for k, v in sensitivity["episodes"].items())
+        + ", ".join(f"{k} samples {_score_text(v[standard])}" for k, v in sensitivity["episodes"].items())
         + "; tail rule: "
-        + ", ".join(f"{k} samples {v[standard]:.1f}" for k, v in sensitivity["tail"].items())
+        + ", ".join(f"{k} samples {_score_text(v[standard])}" for k, v in sensitivity["tail"].items())
         + "; default rule: "
-        + ", ".join(f"{k} samples {v[standard]:.1f}" for k, v in sensitivity["quantile"].items())
+        + ", ".join(f"{k} samples {_score_text(v[standard])}" for k, v in sensitivity["quantile"].items())
         + " (details.window_length_sensitivity). Picking the best of these here would be tuning to this corpus.",
         f"Published rows come from NAB's results/final_results.json and cover the whole NAB corpus ({FULL_CORPUS}"
         f"); Vigil's rows cover {corpus} only, so they are indicative, not a like-for-like ranking. Per-file "
@@ -364,7 +392,35 @@ def run(options: dict[str, Any], progress) -> Evaluation:
         f"{details['files'].get('realKnownCause/machine_temperature_system_failure.csv', {}).get('null_standard', 'n/a')}"
         " (dataset card: -4.0).",
     ]
+    if fixed[standard]["score"] is None:
+        notes.insert(
+            0,
+            "No labelled window in the files evaluated: NAB's normalised score (raw - null) / (perfect - "
+            "null) is undefined (perfect = null = 0), so the score columns are empty; the raw scores "
+            "(details.corpus) are the false positives' cost alone, "
+            f"{fixed[standard]['false_positives']} false positives under the default rule.",
+        )
+    if sensitivity_gaps:
+        notes.append(
+            "Window lengths not scored: "
+            + "; ".join(f"{k} samples ({why})" for k, why in sensitivity_gaps.items())
+        )
+    if left_out:
+        notes.append(
+            f"Files left out, the other {len(runs)} scored: "
+            + "; ".join(f"{name} ({why})" for name, why in left_out.items())
+        )
     return Evaluation(dataset="nab", rows=rows, summary=summary, notes=notes, details=details)
+
+
+def _short(name: str, runs: list[SeriesRun]) -> str:
+    """A file's name without its category when every run is of one category (else the full name)."""
+    one = len({nab_scoring.category_of(r.series.name) for r in runs}) == 1
+    return name.split("/", 1)[-1] if one else name
+
+
+def _score_text(score: float | None) -> str:
+    return "n/a" if score is None else f"{score:.1f}"
 
 
 def score_series(
@@ -393,7 +449,7 @@ def score_series(
             windows.X[train], windows.names, params={**chosen, **_episodes_params(window_samples, period)}
         )
     except TrainingError as exc:
-        raise DatasetFormatError(f"{series.name}: cannot train on its probationary period ({exc})") from None
+        raise DatasetFormatError(_untrainable(series, probation, window_samples, exc)) from None
     loaded = runtime.LoadedModel.unregistered(
         model.onnx_bytes, windows.names, model.output_spec, runtime.reference_session(model.onnx_bytes)
     )
@@ -417,6 +473,13 @@ def score_series(
         model_metrics=model.metrics,
         episodes_open_threshold=episodes.open_threshold,
         window_overlap=window_samples,
+    )
+
+
+def _untrainable(series: NabSeries, probation: int, window_samples: int, exc: Exception) -> str:
+    return (
+        f"{series.name}: cannot train on its probationary period ({probation} of {len(series)} rows, "
+        f"{window_samples}-sample windows: {exc})"
     )
 
 
@@ -461,7 +524,7 @@ def _score_adaptive(
             Z, windows.names, params={**chosen, **_episodes_params(window_samples, period)}
         )
     except (TrainingError, BaselineError) as exc:
-        raise DatasetFormatError(f"{series.name}: cannot train on its probationary period ({exc})") from None
+        raise DatasetFormatError(_untrainable(series, probation, window_samples, exc)) from None
     loaded = runtime.LoadedModel.unregistered(
         model.onnx_bytes, windows.names, model.output_spec, runtime.reference_session(model.onnx_bytes)
     )
@@ -523,10 +586,6 @@ def _corpus(
         profile,
     )
     files = pooled.files
-    if pooled.score is None:
-        raise DatasetFormatError(
-            "the NAB files evaluated have no labelled window; nothing to normalise against"
-        )
     return {
         "score": pooled.score,
         "raw": pooled.raw,
@@ -683,13 +742,13 @@ def describe_corpus(runs: list[SeriesRun], *, folder: bool = False) -> str:
         for category in list_categories():
             names = list_series(category)
             counts[category] = [len(names), -1]
-        return ", ".join(f"{c} ({n} files)" for c, (n, _) in counts.items()) or "no category"
+        return ", ".join(f"{c} ({n} file{'s' * (n != 1)})" for c, (n, _) in counts.items()) or "no category"
     for r in runs:
         entry = counts.setdefault(nab_scoring.category_of(r.series.name), [0, 0])
         entry[0] += 1
         entry[1] += len(r.series.windows)
     parts = [
-        f"{c}, {n} file{'s' * (n != 1)} / {w} windows" + (" (no anomalies)" if w == 0 else "")
+        f"{c}, {n} file{'s' * (n != 1)} / {w} window{'s' * (w != 1)}" + (" (no anomalies)" if w == 0 else "")
         for c, (n, w) in counts.items()
     ]
     total_files = sum(n for n, _ in counts.values())

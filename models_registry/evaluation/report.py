@@ -3,12 +3,59 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.management.base import CommandError
+
+from plant.datasets import DatasetFormatError
+
+T = TypeVar("T")
+
+
+def given(options: dict[str, Any], name: str, default: Any) -> Any:
+    """The option's value, or ``default`` when it was not given (None). Never ``or default``: an explicit
+    0 or empty value must reach the option's check and be refused there, not turn into the default."""
+    value = options.get(name)
+    return default if value is None else value
+
+
+class NotEvaluable(CommandError):
+    """A part of a dataset (an IMS test, a C-MAPSS subset) the evaluation cannot run: too short for the
+    protocol, a layout it cannot have. The message says why; ``load_parts`` decides what happens next."""
+
+
+def load_parts(
+    names: Sequence[str],
+    load: Callable[[str], T],
+    *,
+    asked: bool,
+    what: str,
+    progress: Callable[[str], None],
+) -> tuple[list[tuple[str, T]], dict[str, str]]:
+    """Read every part before any is evaluated, so a file that cannot be used is known before hours of
+    training. A part the folder holds that is malformed (DatasetFormatError) or NotEvaluable is set aside
+    with its reason (the report lists it) and the others are evaluated; when the parts were ``asked`` for
+    by name, the first such part stops the command with its reason. None left: a CommandError naming each."""
+    loaded: list[tuple[str, T]] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        try:
+            loaded.append((name, load(name)))
+        except (DatasetFormatError, NotEvaluable) as exc:
+            if asked:
+                raise CommandError(f"{name}: {exc}") from None
+            skipped[name] = str(exc)
+            progress(f"{name}: not evaluated: {exc}")
+    if not loaded:
+        raise CommandError(
+            f"no {what} could be evaluated: " + "; ".join(f"{n}: {why}" for n, why in skipped.items())
+        )
+    return loaded, skipped
 
 
 @dataclass

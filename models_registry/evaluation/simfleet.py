@@ -17,6 +17,7 @@ notes of the report say how each was chosen.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +37,7 @@ from models_registry.evaluation.fleet import (
     prepare,
     summarise,
 )
-from models_registry.evaluation.report import Evaluation
+from models_registry.evaluation.report import Evaluation, given
 from plant.ingest.service import quality_rules
 from plant.quality import flag_series
 from plant.simulator import ROLES, Fault, FaultSchedule, PlantSimulator, SimAsset
@@ -110,11 +111,13 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     """Simulate the fleet for each seed and evaluate every variant on it; see the module docstring."""
     started = time.monotonic()
     seeds = list(dict.fromkeys(options.get("seeds") or SEEDS))
-    per_class = int(options.get("pumps_per_class") or PUMPS_PER_CLASS)
-    calibration_s = 3600.0 * float(options.get("calibration_hours") or CALIBRATION_HOURS)
-    test_s = 3600.0 * float(options.get("test_hours") or TEST_HOURS)
-    if per_class < 1 or calibration_s <= 0 or test_s < 3600.0:
+    per_class = int(given(options, "pumps_per_class", PUMPS_PER_CLASS))
+    calibration_s = 3600.0 * float(given(options, "calibration_hours", CALIBRATION_HOURS))
+    test_s = 3600.0 * float(given(options, "test_hours", TEST_HOURS))
+    if not (per_class >= 1 and 0 < calibration_s < math.inf and 3600.0 <= test_s < math.inf):
         raise CommandError("--pumps-per-class must be >= 1, --calibration-hours > 0 and --test-hours >= 1")
+    if any(seed < 0 for seed in seeds):
+        raise CommandError(f"--seeds must be whole numbers >= 0, got {' '.join(map(str, seeds))}")
     protocol = Protocol(
         window_s=WINDOW_S,
         step_s=STEP_S,

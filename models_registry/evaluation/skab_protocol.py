@@ -29,7 +29,7 @@ default, an asset's first ``VIGIL_BASELINE_WINDOWS`` windows; here it is SKAB's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ from plant.quality import flag_series
 CALIBRATION_POINTS = 400  # SKAB's notebooks fit every method on df[:400] of each file
 WINDOW_S, STEP_S = 30.0, 5.0
 HOLDOUT_FRACTION = 0.25
+MIN_CALIBRATION_WINDOWS = 8  # fewer calibration windows give no baseline worth the name
 THERMAL_ROLES = ("temperature", "thermocouple")
 LEVEL_STATS = ("mean", "min", "max")
 
@@ -164,6 +165,33 @@ def calibration_overlap(file: SkabFile, run: SkabRun, calibration_points: int) -
     )
 
 
+def too_few_calibration_windows(
+    file: SkabFile, values: Mapping[str, np.ndarray], windows: int, calibration_points: int
+) -> str:
+    """The message for a run whose calibration period holds too few complete feature windows, naming the
+    roles without a usable reading there (a window needs every role: missing or out-of-range readings are
+    left out, as in live scoring)."""
+    head = slice(0, calibration_points)
+    empty = [
+        role.key
+        for role in ROLES
+        if not np.any(
+            np.isfinite(values[role.key][head])
+            & (values[role.key][head] >= role.valid_min)
+            & (values[role.key][head] <= role.valid_max)
+        )
+    ]
+    why = (
+        f"; no reading inside the sensor's valid range there for {', '.join(empty)}"
+        if empty
+        else "; its readings are too sparse or too often flagged by the ingest's quality rules"
+    )
+    return (
+        f"{file.path}: only {windows} complete feature windows fit in the {calibration_points}-point "
+        f"calibration period (at least {MIN_CALIBRATION_WINDOWS} needed){why}"
+    )
+
+
 @dataclass
 class FleetInput:
     """One SKAB file as an asset of the pooled fleet: the fleet protocol's run, its points and labels."""
@@ -226,9 +254,9 @@ def prepare(
     calibration = asset_baseline.period_mask(
         windows.ends, window_s, run.ts[0], run.ts[calibration_points - 1]
     )
-    if calibration.sum() < 8:
+    if calibration.sum() < MIN_CALIBRATION_WINDOWS:
         raise DatasetFormatError(
-            f"{file.path}: only {int(calibration.sum())} feature windows fit in the calibration period"
+            too_few_calibration_windows(file, run.values, int(calibration.sum()), calibration_points)
         )
     baseline, _ = asset_baseline.mean_vector(windows.X[calibration])
     # The baselined model input of every feature, by the pipeline's baseline step (the model reads columns).

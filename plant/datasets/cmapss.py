@@ -23,7 +23,8 @@ from django.conf import settings
 
 from plant.datasets import DatasetFormatError, DatasetMissing
 
-# The loader's default selection (plant.datasets.cmapss_loader); evaluations use available_subsets().
+# The subsets staged with the product's data folder; the loader and the evaluations take whatever subsets
+# the folder holds (available_subsets()).
 SUBSETS = ("FD001", "FD002", "FD003")
 SUBSET_NAME = re.compile(r"FD\d{3}")
 SETTINGS = ("setting_1", "setting_2", "setting_3")
@@ -95,22 +96,41 @@ def data_dir(base: Path | str | None = None) -> Path:
     return path
 
 
+FILE_KINDS = ("train", "test", "RUL")
+
+
+def subset_files(base: Path | str | None = None) -> dict[str, list[str]]:
+    """Every ``FDnnn`` any of whose files the data directory holds, in name order, with the files of its
+    three (train, test, RUL) that are missing: an empty list for a complete subset."""
+    root = data_dir(base)
+    kinds: dict[str, set[str]] = {}
+    for path in root.glob("*_FD*.txt"):
+        match = re.fullmatch(r"(train|test|RUL)_(FD\d{3})\.txt", path.name)
+        if match and path.is_file():
+            kinds.setdefault(match.group(2), set()).add(match.group(1))
+    return {
+        name: [f"{kind}_{name}.txt" for kind in FILE_KINDS if kind not in kinds[name]]
+        for name in sorted(kinds)
+    }
+
+
+def incomplete_subsets(base: Path | str | None = None) -> dict[str, list[str]]:
+    """The subsets of which the data directory holds some files but not all three: name → missing files."""
+    return {name: missing for name, missing in subset_files(base).items() if missing}
+
+
 def available_subsets(base: Path | str | None = None) -> tuple[str, ...]:
     """The subsets the data directory holds, in name order: every ``FDnnn`` whose train, test and RUL files
-    are all there. DatasetMissing when the directory is missing or holds none."""
-    root = data_dir(base)
-    names = sorted(
-        match.group(1)
-        for path in root.glob("train_FD*.txt")
-        if (match := re.fullmatch(r"train_(FD\d{3})\.txt", path.name))
-        and (root / f"test_{match.group(1)}.txt").is_file()
-        and (root / f"RUL_{match.group(1)}.txt").is_file()
-    )
+    are all there. DatasetMissing when the directory is missing or holds none (naming any incomplete one)."""
+    files = subset_files(base)
+    names = tuple(name for name, missing in files.items() if not missing)
     if not names:
+        partial = "; ".join(f"{name} lacks {', '.join(missing)}" for name, missing in files.items())
         raise DatasetMissing(
-            f"{root} holds no C-MAPSS subset (train_FDnnn.txt, test_FDnnn.txt, RUL_FDnnn.txt)"
+            f"{data_dir(base)} holds no C-MAPSS subset (train_FDnnn.txt, test_FDnnn.txt, RUL_FDnnn.txt)"
+            + (f": {partial}" if partial else "")
         )
-    return tuple(names)
+    return names
 
 
 def read_subset(subset: str, *, base: Path | str | None = None) -> CmapssSubset:

@@ -30,8 +30,14 @@ CYCLE_S = 3600.0
 TIME_MAPPING = "1 cycle = 1 hour; cycle 1 at 2000-01-01 00:00 UTC"
 RUL_WINDOW = 30
 SPLITS = ("train", "test")
-# Fault modes per the card: FD001/FD002 HPC degradation, FD003 HPC or fan degradation.
-FAULTS = {"FD001": "hpc_degradation", "FD002": "hpc_degradation", "FD003": "hpc_or_fan_degradation"}
+# Fault modes per the card: FD001/FD002 HPC degradation, FD003/FD004 HPC or fan degradation; a subset
+# beyond the NASA release gets the generic "degradation".
+FAULTS = {
+    "FD001": "hpc_degradation",
+    "FD002": "hpc_degradation",
+    "FD003": "hpc_or_fan_degradation",
+    "FD004": "hpc_or_fan_degradation",
+}
 
 # Units per Saxena et al. (2008), Table 2; ranges: the union over FD001-FD004 with a wide margin.
 _SENSORS = (
@@ -81,22 +87,23 @@ def cycle_time(cycle: float | np.ndarray) -> float | np.ndarray:
     return EPOCH + (np.asarray(cycle, dtype=np.float64) - 1) * CYCLE_S
 
 
-def valid_subsets() -> str:
-    return ", ".join(cmapss.SUBSETS) + " (or e.g. FD001/train, FD001/test, FD001/train/17)"
+def valid_subsets(available: Sequence[str] = cmapss.SUBSETS) -> str:
+    first = available[0] if available else "FD001"
+    return ", ".join(available) + f" (or e.g. {first}/train, {first}/test, {first}/train/17)"
 
 
-def _parse(selector: str) -> tuple[str, str | None, int | None]:
+def _parse(selector: str, available: Sequence[str]) -> tuple[str, str | None, int | None]:
     parts = selector.strip().strip("/").split("/")
     subset = parts[0].upper()
     split = parts[1].lower() if len(parts) > 1 else None
     unit = parts[2] if len(parts) > 2 else None
     if (
-        subset not in cmapss.SUBSETS
+        subset not in available
         or len(parts) > 3
         or (split is not None and split not in SPLITS)
         or (unit is not None and not unit.isdigit())
     ):
-        raise UnknownSubset(f"unknown C-MAPSS subset {selector!r}; valid subsets: {valid_subsets()}")
+        raise UnknownSubset(f"unknown C-MAPSS subset {selector!r}; valid subsets: {valid_subsets(available)}")
     return subset, split, int(unit) if unit is not None else None
 
 
@@ -108,7 +115,9 @@ def read_units(
     Labels come from each engine's full life, so they do not move with ``limit_rows``.
     """
     check_limit(limit_rows)
-    wanted = [_parse(s) for s in (selectors or cmapss.SUBSETS)]
+    # Any subset the folder holds (FD004, or more than the NASA release), all of them by default.
+    available = cmapss.available_subsets(base)
+    wanted = [_parse(s, available) for s in (selectors or available)]
     units: list[Unit] = []
     cache: dict[str, cmapss.CmapssSubset] = {}
     for subset, split, only in wanted:

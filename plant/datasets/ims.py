@@ -68,6 +68,9 @@ TESTS = {
         {1: "outer_race_failure"},
         {1: ("2004-02-16 04:12", "6-sigma rule on a 1-h rolling mean, baseline the first 200 snapshots")},
     ),
+    # The IMS readme: "outer race failure occurred in bearing 3". Its stated recording period ends on
+    # 2004-04-04, before the last snapshot files' names (2004-04-18, the card's span); the file names are
+    # the stamps read here, so the end of the test is the last running snapshot's.
     "test3": ImsTest("test3", "3rd_test_mean_abs_per_snapshot.csv", 1, {3: "outer_race_failure"}, {}),
 }
 SUBSETS = tuple(TESTS)
@@ -123,6 +126,12 @@ def available(base: Path | str | None = None) -> list[ImsTest]:
 def bearing_channels(test: ImsTest, channels: Sequence[str]) -> int:
     """Channels per bearing: the readme's, or (unknown test) the file's channels shared by the 4 bearings."""
     if test.channels_per_bearing:
+        # A known test whose file has another layout would silently lose (or mix up) bearings.
+        if len(channels) != test.channels_per_bearing * BEARINGS:
+            raise DatasetFormatError(
+                f"{test.file}: {len(channels)} channels, but {test.name} has {test.channels_per_bearing} "
+                f"per bearing on the rig's {BEARINGS} bearings ({test.channels_per_bearing * BEARINGS})"
+            )
         return test.channels_per_bearing
     if not channels or len(channels) % BEARINGS or len(channels) // BEARINGS > len(ROLES):
         raise DatasetFormatError(
@@ -132,7 +141,10 @@ def bearing_channels(test: ImsTest, channels: Sequence[str]) -> int:
 
 
 def read_test(path: Path, *, limit_rows: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(epoch seconds, channel names, rows × channels) of one test file, stopped-rig tail removed."""
+    """(epoch seconds, channel names, rows × channels) of one test file in time order, stopped-rig tail
+    removed. A cell
+    reading ``nan`` is a missing value (the windows leave it out); a cell that is not a number, a row of the
+    wrong width or a file without a running snapshot is a DatasetFormatError naming the file (and line)."""
     stamps: list[float] = []
     rows: list[list[float]] = []
     with path.open(newline="", encoding="utf-8") as handle:
@@ -157,8 +169,20 @@ def read_test(path: Path, *, limit_rows: int | None = None) -> tuple[np.ndarray,
             rows.append(values)
     ts = np.asarray(stamps, dtype=np.float64)
     matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(channels))
-    running = np.flatnonzero(matrix.max(axis=1) >= STOPPED_G) if len(matrix) else np.zeros(0, np.int64)
-    keep = int(running[-1]) + 1 if len(running) else 0
+    if len(ts) > 1 and (np.diff(ts) < 0).any():
+        # Rows out of time order (a file assembled from the snapshot files in another order): the stamps
+        # are the snapshot file names, so their order is the test's; the end of the test is the latest.
+        order = np.argsort(ts, kind="stable")
+        ts, matrix = ts[order], matrix[order]
+    # A row runs when any channel reads above the stopped level; a missing (NaN) value neither runs nor
+    # stops it, so one channel's gap in the last row does not move the end of the test.
+    running = np.flatnonzero((matrix >= STOPPED_G).any(axis=1)) if len(matrix) else np.zeros(0, np.int64)
+    if not len(running):
+        raise DatasetFormatError(
+            f"{path}: no snapshot with the rig running ({len(matrix)} rows, none with a channel at or above "
+            f"{STOPPED_G:g} g)"
+        )
+    keep = int(running[-1]) + 1
     ts, matrix = ts[:keep], matrix[:keep]
     if limit_rows is not None:
         ts, matrix = ts[:limit_rows], matrix[:limit_rows]

@@ -72,8 +72,11 @@ def data_dir(base: Path | str | None = None) -> Path:
 
 
 def list_categories(*, base: Path | str | None = None) -> list[str]:
-    """The category folders present under ``nab/data`` (e.g. ``realKnownCause``), sorted."""
-    return sorted(p.name for p in (data_dir(base) / "data").iterdir() if p.is_dir())
+    """The category folders present under ``nab/data`` (e.g. ``realKnownCause``), sorted; hidden folders
+    (``.ipynb_checkpoints``, ``.git``) are no category."""
+    return sorted(
+        p.name for p in (data_dir(base) / "data").iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
 
 
 def list_series(category: str = "realKnownCause", *, base: Path | str | None = None) -> list[str]:
@@ -129,7 +132,7 @@ def read_series(name: str, *, base: Path | str | None = None) -> NabSeries:
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     ts: list[float] = []
     values: list[float] = []
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is not part of the header
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["timestamp", "value"]:

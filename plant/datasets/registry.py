@@ -28,7 +28,7 @@ DATASETS = {
     "cmapss": DatasetEntry(
         "cmapss",
         "plant.datasets.cmapss_loader",
-        "FD001, FD002, FD003, FD001/train, FD001/test, or one engine like FD001/train/17",
+        "any FDnnn the folder holds (FD001 ...), FD001/train, FD001/test, or one engine like FD001/train/17",
         "C-MAPSS cycles are stamped 1 cycle = 1 hour, cycle 1 at 2000-01-01 00:00 UTC",
     ),
     "nab": DatasetEntry(
@@ -40,7 +40,11 @@ DATASETS = {
         "mill (the only one)",
         "AI4I rows are stamped one a minute: UDI n at 2020-01-01 00:00 UTC + (n - 1) min",
     ),
-    "ims": DatasetEntry("ims", "plant.datasets.ims", "test1, test2, or one bearing like test2/1"),
+    "ims": DatasetEntry(
+        "ims",
+        "plant.datasets.ims",
+        "any test the folder holds (test1, test2, ...), or one bearing like test2/1",
+    ),
 }
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from pathlib import Path
@@ -79,6 +79,7 @@ ASSET_TYPE = (TESTBED.slug, TESTBED.name)
 
 # Fault type of each file's anomaly, from the card ("other" differs per experiment number).
 SUBSET_FAULTS = {"valve1": "valve_closed_inlet", "valve2": "valve_closed_outlet"}
+OTHER = "other"
 OTHER_FAULTS = (
     ((1, 4), "fluid_leak_or_addition"),
     ((5, 9), "rotor_imbalance"),
@@ -86,6 +87,44 @@ OTHER_FAULTS = (
     ((12, 13), "cavitation"),
     ((14, 14), "hot_water_supply"),
 )
+# Copies of SKAB number the "other" experiments in two ways: v0.9's data/README (and the card) 1..14;
+# older upstream commits and copies made from them 9..23, where the data/README of that time names 13-17
+# rotor imbalance, 18-19 water level, 20-21 cavitation and 22 hot water (the card's 5..14, 8 numbers up).
+# Its 9-12 and 23 are not described there, so they keep the folder's name: a run is never given another
+# experiment's fault. A folder's numbering is read from the numbers it holds (``other_numbering``).
+UPSTREAM_OTHER_FAULTS = (
+    ((13, 17), "rotor_imbalance"),
+    ((18, 19), "water_level_increase"),
+    ((20, 21), "cavitation"),
+    ((22, 22), "hot_water_supply"),
+)
+CARD, UPSTREAM = "1..14", "9..23"
+_UPSTREAM_FIRST = 9
+
+
+def other_numbering(numbers: Iterable[int]) -> str | None:
+    """Which numbering a folder of "other" experiments uses: CARD when it holds a number below 9 and none
+    above 14, UPSTREAM when it holds none below 9 and one above 14, else None (ambiguous: e.g. only 9..14,
+    which the two numberings use for different experiments)."""
+    numbers = set(numbers)
+    if not numbers:
+        return None
+    low, high = min(numbers), max(numbers)
+    if low < _UPSTREAM_FIRST and high <= 14:
+        return CARD
+    if low >= _UPSTREAM_FIRST and high > 14:
+        return UPSTREAM
+    return None
+
+
+def other_fault(number: int | None, numbering: str | None) -> str:
+    """The fault type of experiment ``number`` of the "other" folder under ``numbering`` (OTHER when the
+    numbering is unknown or does not describe that number)."""
+    table = {CARD: OTHER_FAULTS, UPSTREAM: UPSTREAM_OTHER_FAULTS}.get(numbering or "", ())
+    for (low, high), fault in table:
+        if number is not None and low <= number <= high:
+            return fault
+    return OTHER
 
 
 @dataclass(frozen=True)
@@ -95,24 +134,31 @@ class SkabFile:
     subset: str
     number: int | None
     path: Path
+    # The "other" folder's numbering (``other_numbering`` of the numbers the folder holds; list_files sets it).
+    numbering: str | None = field(default=None, compare=False)
 
     @property
     def ref(self) -> str:
-        return self.subset if self.number is None else f"{self.subset}/{self.number}"
+        return self.subset if self._name is None else f"{self.subset}/{self._name}"
 
     @property
     def tag(self) -> str:
-        return self.subset if self.number is None else f"{self.subset}-{self.number}"
+        return self.subset if self._name is None else f"{self.subset}-{self._name}"
+
+    @property
+    def _name(self) -> str | None:
+        # A normal-run file is named by its folder ("anomaly-free"); another file there (a copy holding
+        # more than one normal run) by its stem, so every file keeps a distinct asset.
+        if self.number is None:
+            return None if self.path.stem == self.subset else self.path.stem
+        return str(self.number)
 
     @property
     def fault_type(self) -> str:
         if self.subset in SUBSET_FAULTS:
             return SUBSET_FAULTS[self.subset]
-        if self.subset == "other":
-            for (low, high), fault in OTHER_FAULTS:
-                if self.number is not None and low <= self.number <= high:
-                    return fault
-            return "anomaly"
+        if self.subset == OTHER:
+            return other_fault(self.number, self.numbering)
         # A folder SKAB v0.9 does not have: its name is the best statement of the fault its runs share.
         return self.subset
 
@@ -157,7 +203,9 @@ def list_files(selectors: Iterable[str] | None = None, *, base: Path | str | Non
                 found.append(SkabFile(subset, None, path))
             elif path.stem.isdigit():
                 found.append(SkabFile(subset, int(path.stem), path))
-    found.sort(key=lambda f: (_subset_order(f.subset), -1 if f.number is None else f.number))
+    numbering = other_numbering(f.number for f in found if f.subset == OTHER and f.number is not None)
+    found = [replace(f, numbering=numbering) if f.subset == OTHER else f for f in found]
+    found.sort(key=lambda f: (_subset_order(f.subset), -1 if f.number is None else f.number, f.path.name))
     if selectors is None:
         return found
     chosen: list[SkabFile] = []
@@ -186,11 +234,10 @@ def valid_subsets(files: Sequence[SkabFile]) -> str:
     """E.g. "anomaly-free, valve1 (valve1/0..15), valve2 (valve2/0..3)"."""
     parts = []
     for subset in subsets_of(files):
-        numbers = [f.number for f in files if f.subset == subset]
+        mine = [f for f in files if f.subset == subset]
+        numbers = [f.number for f in mine if f.number is not None]
         if not numbers:
-            continue
-        if numbers == [None]:
-            parts.append(subset)
+            parts.append(", ".join(f.ref for f in mine))
         else:
             parts.append(f"{subset} ({subset}/{min(numbers)}..{max(numbers)})")
     return ", ".join(parts) or "none"
@@ -199,7 +246,8 @@ def valid_subsets(files: Sequence[SkabFile]) -> str:
 def read_run(path: Path, *, max_rows: int | None = None) -> SkabRun:
     """Parse one ``;``-separated SKAB file (pure; no database). ``max_rows`` keeps the first rows only."""
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the header
+        handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise DatasetMissing(f"cannot read {path}: {exc.strerror}") from None
     with handle:
@@ -258,7 +306,9 @@ def run_labels(file: SkabFile, run: SkabRun) -> list[LabelSpec]:
 
 
 def to_unit(file: SkabFile, run: SkabRun) -> Unit:
-    where = "anomaly-free run" if file.number is None else f"{file.subset} experiment {file.number}"
+    where = f"normal run {file.ref}" if file.number is None else f"{file.subset} experiment {file.number}"
+    if file.ref == ANOMALY_FREE:
+        where = "anomaly-free run"
     return Unit(
         ref=file.ref,
         tag=file.tag,

@@ -221,3 +221,124 @@ def test_the_command_evaluates_whatever_subsets_the_data_folder_holds(settings, 
     assert fd007["rmse"] <= fd007["rmse_given"] and fd007["phm08_score"] <= fd007["phm08_given"]
     assert list(fd007["by_regime"]) == ["0,0,100"] and fd007["by_regime"]["0,0,100"]["engines"] == 20
     assert summary["FD007"]["rmse_given"] == pytest.approx(fd007["rmse_given"])
+
+
+# --- held-out data folders: other subsets, other regimes, files that cannot be used -------------------------
+
+# Six operating conditions (altitude kft, Mach, throttle), none of them FD002's: the regimes come from the data.
+REGIMES = ((5, 0.1, 100), (15, 0.3, 100), (22, 0.55, 80), (30, 0.7, 60), (38, 0.8, 100), (41, 0.9, 90))
+QUICK = ("--windows", "30", "--trees", "30", "--ensemble", "1")
+
+
+def _engine(rng: np.random.Generator, life: int) -> np.ndarray:
+    """One engine run to failure: a random condition per cycle that moves every sensor far more than the
+    wear does (the reason for the regime step), and a wear term growing towards the failure."""
+    settings_ = np.array(REGIMES, dtype=np.float64)[rng.integers(len(REGIMES), size=life)]
+    level = 500.0 + 3.0 * settings_[:, :1] + 100.0 * settings_[:, 1:2] + settings_[:, 2:3]
+    wear = np.exp(4.0 * (np.arange(1, life + 1) / life - 1.0))[:, None]
+    return np.column_stack([settings_, level + rng.normal(0.0, 1.0, (life, 21)) + 5.0 * wear])
+
+
+def _lines(units: dict[int, np.ndarray]) -> str:
+    return "".join(
+        f"{unit} {cycle} " + " ".join(f"{v:.4f}" for v in row) + "  \n"
+        for unit, rows in units.items()
+        for cycle, row in enumerate(rows, start=1)
+    )
+
+
+def _write_regime_subset(folder: Path, name: str, *, train: int = 10, test: int = 6, seed: int = 4) -> None:
+    rng = np.random.default_rng(seed)
+    (folder / f"train_{name}.txt").write_text(
+        _lines({u: _engine(rng, int(rng.integers(120, 180))) for u in range(1, train + 1)})
+    )
+    lives = [int(rng.integers(120, 180)) for _ in range(test)]
+    cuts = [int(rng.integers(30, life - 5)) for life in lives]
+    (folder / f"test_{name}.txt").write_text(
+        _lines(
+            {u: _engine(rng, life)[:cut] for u, (life, cut) in enumerate(zip(lives, cuts, strict=True), 1)}
+        )
+    )
+    (folder / f"RUL_{name}.txt").write_text(
+        "".join(f"{life - cut}\n" for life, cut in zip(lives, cuts, strict=True))
+    )
+
+
+def _run(out: Path, *args: str) -> dict:
+    call_command("evaluate", "--out", str(out), "cmapss", *args)
+    return json.loads((out / "cmapss.json").read_text())
+
+
+def test_a_six_regime_subset_gets_its_own_regimes_and_errors_per_regime(settings, tmp_path):
+    folder = tmp_path / "data" / "cmapss"
+    folder.mkdir(parents=True)
+    _write_regime_subset(folder, "FD004")
+    settings.VIGIL_DATA_DIR = tmp_path / "data"
+    document = _run(tmp_path / "out", *QUICK)
+    fd004 = document["details"]["subsets"]["FD004"]
+    codes = {f"{a},{round(m * 100)},{t}" for a, m, t in REGIMES}
+    assert fd004["regimes_found"] == 6
+    assert {",".join(map(str, e["regime"])) for e in fd004["preprocessing"]["table"]} == codes
+    assert set(fd004["by_regime"]) <= codes
+    assert sum(e["engines"] for e in fd004["by_regime"].values()) == fd004["n_test_engines"] == 6
+    notes = " ".join(document["notes"])
+    assert "Regimes found in each subset's train cycles (own moments from 30 cycles on): FD004 6." in notes
+    assert f"shortest test engine, cycles: FD004 {fd004['shortest_test_engine_cycles']})" in notes
+    assert "Per operating regime, FD004" in notes
+    # The report describes this run, not the visible subsets' figures or the fixed settings.
+    assert "FD002: 21 cycles" not in notes and "This run: 1 booster(s) of 30 trees" in notes
+    assert "FD001 target" not in notes
+    # Published FD004 figures of the card sit beside it.
+    assert any(r["subset"] == "FD004" and r["source"] == "published" for r in document["rows"])
+
+
+def test_a_subset_that_cannot_be_used_is_set_aside_and_named_and_a_named_one_stops_the_command(
+    settings, tmp_path
+):
+    folder = tmp_path / "data" / "cmapss"
+    folder.mkdir(parents=True)
+    _write_regime_subset(folder, "FD004")
+    _write_regime_subset(folder, "FD005", seed=5)
+    lines = (folder / "train_FD005.txt").read_text().splitlines(keepends=True)
+    lines[100] = lines[100].replace(" ", " x ", 1)
+    (folder / "train_FD005.txt").write_text("".join(lines))
+    _write_regime_subset(folder, "FD006", seed=6)
+    (folder / "RUL_FD006.txt").unlink()
+    settings.VIGIL_DATA_DIR = tmp_path / "data"
+    document = _run(tmp_path / "out", *QUICK)
+    summary = document["summary"]
+    assert summary["evaluated_subsets"] == ["FD004"]
+    assert summary["available_subsets"] == ["FD004", "FD005"]
+    assert "train_FD005.txt, line 101: 27 columns, expected 26" in summary["skipped_subsets"]["FD005"]
+    assert summary["incomplete_subsets"] == {"FD006": ["RUL_FD006.txt"]}
+    assert document["notes"][0] == "Evaluated: FD004; the data folder holds FD004, FD005."
+    assert (
+        document["notes"][1].startswith("Not evaluated: FD005: ")
+        and "FD006: lacks RUL_FD006.txt" in (document["notes"][1])
+    )
+    with pytest.raises(CommandError, match=r"FD005: .*train_FD005\.txt, line 101: 27 columns"):
+        _run(tmp_path / "out", "--subsets", "FD005", *QUICK)
+    with pytest.raises(CommandError, match=r"FD006 lacks RUL_FD006\.txt"):
+        _run(tmp_path / "out", "--subsets", "FD004,FD006", *QUICK)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--trees", "0"), "--trees must be at least 1"),
+        (("--ensemble", "0"), "--ensemble must be between 1 and 20"),
+        (("--seed", "-1"), "--seed must be a whole number >= 0"),
+        (("--windows", ""), "--windows must list lengths"),
+    ],
+)
+def test_an_explicit_zero_or_empty_option_is_refused_not_replaced_by_the_default(
+    settings, tmp_path, option, message
+):
+    folder = tmp_path / "data" / "cmapss"
+    folder.mkdir(parents=True)
+    _write_regime_subset(folder, "FD004", train=6, test=4)
+    settings.VIGIL_DATA_DIR = tmp_path / "data"
+    defaults = dict(zip(QUICK[::2], QUICK[1::2], strict=True))
+    args = [a for k, v in {**defaults, option[0]: option[1]}.items() for a in (k, v)]
+    with pytest.raises(CommandError, match=message):
+        _run(tmp_path / "out", *args)

@@ -20,22 +20,30 @@ DEGRADE_FROM = 480  # bearing 1 degrades over the last 40 h
 
 
 def _write_test(
-    folder: Path, name: str, channels: int, *, degrade: int | None, seed: int = 3, rig_rise: float = 0.0
+    folder: Path,
+    name: str,
+    channels: int,
+    *,
+    degrade: int | None,
+    seed: int = 3,
+    rig_rise: float = 0.0,
+    snapshots: int = SNAPSHOTS,
 ) -> None:
     rng = np.random.default_rng(seed)
     start = np.datetime64("2004-02-12T10:00")
-    ts = start + np.arange(SNAPSHOTS) * np.timedelta64(10, "m")
+    ts = start + np.arange(snapshots) * np.timedelta64(10, "m")
     levels = 0.05 + 0.01 * np.arange(channels)
-    values = levels * (1.0 + 0.02 * rng.standard_normal((SNAPSHOTS, channels)))
+    values = levels * (1.0 + 0.02 * rng.standard_normal((snapshots, channels)))
     if degrade is not None:
         # Exponential growth of the failing bearing's vibration, the shape of a run-to-failure test:
-        # +10 % after 10 h of degradation, x8 at the end.
-        hours = np.clip((np.arange(SNAPSHOTS) - DEGRADE_FROM) / 6.0, 0.0, None)
-        values[:, degrade] *= np.exp(hours * np.log(8.0) / ((SNAPSHOTS - DEGRADE_FROM) / 6.0))
+        # +10 % after 10 h of degradation, x8 at the end (the last third of the test degrades).
+        degrade_from = snapshots * DEGRADE_FROM // SNAPSHOTS
+        hours = np.clip((np.arange(snapshots) - degrade_from) / 6.0, 0.0, None)
+        values[:, degrade] *= np.exp(hours * np.log(8.0) / ((snapshots - degrade_from) / 6.0))
     if rig_rise:
         # The whole rig louder by rig_rise (every bearing alike, as with a faster shaft or a warmer
         # lubricant), ramping up over 12 h from a third in.
-        ramp = np.clip((np.arange(SNAPSHOTS) - SNAPSHOTS // 3) / 72.0, 0.0, 1.0)
+        ramp = np.clip((np.arange(snapshots) - snapshots // 3) / 72.0, 0.0, 1.0)
         values *= (1.0 + rig_rise * ramp)[:, None]
     values = np.vstack([values, np.full((2, channels), 0.001)])  # the stopped rig, trimmed by the reader
     stamps = list(ts) + [ts[-1] + np.timedelta64(10, "m"), ts[-1] + np.timedelta64(20, "m")]
@@ -197,3 +205,172 @@ def test_each_test_reports_the_method_chosen_on_the_other_tests():
     # A tie on the other tests goes to the earlier candidate.
     tied = {"test1": {"a": result(True, 1, 0.0), "b": result(True, 1, 0.0)}, "test2": results["test2"]}
     assert ims.select_methods(tied, ["a", "b"])["test2"]["method"] == "a"
+
+
+# --- held-out data folders: whatever tests the folder holds, known or not, usable or not -----------------
+
+
+def _held_out(tmp_path: Path, settings) -> Path:
+    folder = tmp_path / "data" / reader.FOLDER
+    folder.mkdir(parents=True)
+    settings.VIGIL_DATA_DIR = str(tmp_path / "data")
+    return folder
+
+
+def _vigil_rows(report: dict, test: str) -> list[dict]:
+    return [
+        r
+        for r in report["rows"]
+        if r["source"] == "vigil"
+        and r["test"] == test
+        and r["chosen"] == "yes"
+        and r["detector"] == "combined"
+    ]
+
+
+def test_test_3_gets_the_readmes_failure_and_an_unknown_test_is_reported_but_never_judged(tmp_path, settings):
+    folder = _held_out(tmp_path, settings)
+    _write_test(folder, "2nd_test_mean_abs_per_snapshot.csv", 4, degrade=0)
+    # The IMS readme: test 3 ends with an outer race failure of bearing 3.
+    _write_test(folder, "3rd_test_mean_abs_per_snapshot.csv", 4, degrade=2, seed=5)
+    # A test the readme does not describe, eight channels (test 1's layout), one bearing degrading.
+    _write_test(folder, "4th_test_mean_abs_per_snapshot.csv", 8, degrade=4, seed=6)
+    report = _evaluate(tmp_path / "out", "--detectors", "combined")
+    summary = report["summary"]
+    assert summary["evaluated_tests"] == summary["available_tests"] == ["test2", "test3", "test4"]
+    assert summary["skipped_tests"] == {}
+    assert summary["not_judged_tests"] == ["test4"]
+    test3 = {r["bearing"]: r["state"] for r in _vigil_rows(report, "test3")}
+    assert test3 == {
+        "test3-bearing1": "healthy",
+        "test3-bearing2": "healthy",
+        "test3-bearing3": "outer_race_failure",
+        "test3-bearing4": "healthy",
+    }
+    # Test 4's bearings are neither failing nor known healthy: no target is judged on them ...
+    assert {r["state"] for r in _vigil_rows(report, "test4")} == {ims.UNKNOWN}
+    result4 = summary["tests"]["test4"]["result"]
+    assert result4["target_met"] is None and result4["healthy"] == 0 and result4["failing"] == 0
+    assert summary["target_met"] is all(
+        summary["tests"][t]["result"]["target_met"] for t in ("test2", "test3")
+    )
+    # ... and no method is chosen on them for the other tests.
+    assert summary["tests"]["test2"]["chosen_on"] == ["test3"]
+    assert summary["tests"]["test3"]["chosen_on"] == ["test2"]
+    assert summary["tests"]["test4"]["chosen_on"] == ["test2", "test3"]
+    # The report text names what was evaluated: the tests, their failures (or none known), their layout.
+    evaluated = report["notes"][0]
+    assert evaluated.startswith("Evaluated: every IMS test the data folder holds")
+    assert "test3 (failing: bearing 3 outer race failure)" in evaluated
+    assert f"test4 ({ims.UNKNOWN}" in evaluated
+    assert "test4: 720 snapshots" in evaluated and "roles vibration, vibration_y" in evaluated
+    assert "test 1: x and y" not in " ".join(report["notes"])
+
+
+def test_a_subset_run_says_which_tests_of_the_folder_it_evaluated(tmp_path, settings):
+    folder = _held_out(tmp_path, settings)
+    _write_test(folder, "2nd_test_mean_abs_per_snapshot.csv", 4, degrade=0)
+    _write_test(folder, "3rd_test_mean_abs_per_snapshot.csv", 4, degrade=2, seed=5)
+    report = _evaluate(tmp_path / "out", "--subset", "test3", "--detectors", "combined")
+    assert report["summary"]["evaluated_tests"] == ["test3"]
+    assert report["notes"][0].startswith("Evaluated: 1 of the IMS tests the data folder holds (test2, test3)")
+
+
+def test_a_file_that_cannot_be_used_is_set_aside_with_its_reason_and_the_others_are_evaluated(
+    tmp_path, settings
+):
+    folder = _held_out(tmp_path, settings)
+    _write_test(folder, "2nd_test_mean_abs_per_snapshot.csv", 4, degrade=0)
+    _write_test(folder, "3rd_test_mean_abs_per_snapshot.csv", 4, degrade=2)
+    bad = folder / "3rd_test_mean_abs_per_snapshot.csv"
+    lines = bad.read_text().splitlines()
+    lines[301] = "300,2004.02.14.xx.00.00,0.1,0.1,0.1,0.1"
+    bad.write_text("\n".join(lines) + "\n")
+    # Shorter than the 200 calibration snapshots; and a file whose rig never ran (header only).
+    _write_test(folder, "4th_test_mean_abs_per_snapshot.csv", 4, degrade=None, snapshots=150)
+    (folder / "5th_test_mean_abs_per_snapshot.csv").write_text(",Datetime,Bearing 1,Bearing 2\n")
+    report = _evaluate(tmp_path / "out", "--detectors", "combined")
+    summary = report["summary"]
+    assert summary["evaluated_tests"] == ["test2"]
+    assert summary["available_tests"] == ["test2", "test3", "test4", "test5"]
+    skipped = summary["skipped_tests"]
+    assert set(skipped) == {"test3", "test4", "test5"}
+    assert "3rd_test_mean_abs_per_snapshot.csv, line 302" in skipped["test3"]
+    assert "150 running snapshots: too few for 200 calibration snapshots" in skipped["test4"]
+    assert "no snapshot with the rig running" in skipped["test5"]
+    assert any(n.startswith("Not evaluated") and "line 302" in n for n in report["notes"])
+    # Asked for by name, the same file stops the command with the reason, never a traceback.
+    with pytest.raises(CommandError, match=r"test3: .*3rd_test_mean_abs_per_snapshot\.csv, line 302"):
+        _evaluate(tmp_path / "out", "--subset", "test3")
+    (folder / "2nd_test_mean_abs_per_snapshot.csv").unlink()
+    with pytest.raises(CommandError, match="no IMS test could be evaluated: test3: .*test4: .*test5: "):
+        _evaluate(tmp_path / "out")
+
+
+def test_the_reader_refuses_a_file_without_a_running_snapshot_and_a_known_test_of_another_layout(tmp_path):
+    folder = tmp_path / reader.FOLDER
+    folder.mkdir()
+    stopped = folder / "3rd_test_mean_abs_per_snapshot.csv"
+    stopped.write_text(",Datetime,B1,B2,B3,B4\n0,2004.03.04.09.27.46,0.001,0.001,0.001,0.001\n")
+    with pytest.raises(reader.DatasetFormatError, match="no snapshot with the rig running"):
+        reader.read_units(["test3"], base=tmp_path)
+    # Test 3 has one channel per bearing: a file with eight would otherwise read as eight bearings' worth
+    # of channels silently dropped to four.
+    _write_test(folder, "3rd_test_mean_abs_per_snapshot.csv", 8, degrade=None)
+    with pytest.raises(reader.DatasetFormatError, match="8 channels, but test3 has 1 per bearing"):
+        reader.read_units(["test3"], base=tmp_path)
+
+
+def test_a_missing_value_is_left_out_and_the_report_holds_no_nan(tmp_path, settings):
+    folder = _held_out(tmp_path, settings)
+    _write_test(folder, "2nd_test_mean_abs_per_snapshot.csv", 4, degrade=0)
+    path = folder / "2nd_test_mean_abs_per_snapshot.csv"
+    lines = path.read_text().splitlines()
+    # A missing value inside the calibration of a healthy bearing, one in the last running snapshot.
+    for at, column in ((51, 3), (SNAPSHOTS, 4)):
+        cells = lines[at].split(",")
+        cells[column] = "nan"
+        lines[at] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    report = _evaluate(tmp_path / "out", "--detectors", "combined", "--normalisation", "per_asset_robust")
+    # The last snapshot still ran (three bearings read): the end of the test does not move.
+    assert report["details"]["tests"]["test2"]["snapshots"] == SNAPSHOTS
+    text = (tmp_path / "out" / "ims.json").read_text()
+    assert "NaN" not in text
+    assert "nan" not in " ".join(report["notes"])
+    drift = report["details"]["tests"]["test2"]["level_drift"]["test2-bearing2:vibration"]
+    assert drift["sigma_pct_of_level"] is not None
+
+
+def test_without_the_combined_detector_the_method_is_chosen_on_the_detector_asked_for(tmp_path, settings):
+    folder = _held_out(tmp_path, settings)
+    _write_test(folder, "2nd_test_mean_abs_per_snapshot.csv", 4, degrade=0)
+    _write_test(folder, "3rd_test_mean_abs_per_snapshot.csv", 4, degrade=2, seed=5)
+    report = _evaluate(tmp_path / "out", "--detectors", "pca")
+    summary = report["summary"]
+    assert summary["target_detector"] is None and summary["target_met"] is False
+    assert summary["tests"]["test2"]["chosen_on"] == ["test3"]
+    assert "pca detector" in summary["tests"]["test2"]["how"]
+    assert {r["detector"] for r in report["rows"] if r["source"] == "vigil"} == {"pca"}
+    assert any("did not include combined" in n for n in report["notes"])
+
+
+def test_an_explicit_zero_calibration_is_refused_not_replaced_by_the_default(synthetic):
+    with pytest.raises(CommandError, match="--calibration-snapshots must be at least 20"):
+        _evaluate(synthetic / "out", "--calibration-snapshots", "0")
+
+
+def test_rows_out_of_time_order_are_read_in_time_order_so_the_end_of_the_test_is_the_latest(tmp_path):
+    folder = tmp_path / reader.FOLDER
+    folder.mkdir()
+    _write_test(folder, "3rd_test_mean_abs_per_snapshot.csv", 4, degrade=2)
+    path = folder / "3rd_test_mean_abs_per_snapshot.csv"
+    ordered = reader.read_test(path)
+    lines = path.read_text().splitlines()
+    # A block of snapshots from the middle moved behind the last running one (before the stopped tail).
+    body, tail = lines[1:-2], lines[-2:]
+    path.write_text("\n".join([lines[0], *body[:300], *body[400:], *body[300:400], *tail]) + "\n")
+    ts, _, matrix = reader.read_test(path)
+    assert np.array_equal(ts, ordered[0]) and np.array_equal(matrix, ordered[2])
+    units = reader.read_units(["test3"], base=tmp_path)
+    assert units[2].labels[0].start == ordered[0][-1]  # bearing 3's failure at the real end of the test

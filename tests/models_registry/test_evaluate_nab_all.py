@@ -91,7 +91,7 @@ def test_category_all_scores_every_category_pooled_and_says_what_the_folder_hold
     report = json.loads((tmp_path / "out" / "nab.json").read_text())
     summary = report["summary"]
     assert summary["category"] == "all" and summary["files"] == 2 and summary["windows"] == 1
-    assert summary["folder_holds"] == "catA (1 files), catB (1 files)"
+    assert summary["folder_holds"] == "catA (1 file), catB (1 file)"
     by_category = summary["by_category_standard"]["default_rule"]
     assert set(by_category) == {"catA", "catB"}
     assert by_category["catB"]["windows"] == 0 and by_category["catB"]["score"] is None
@@ -101,7 +101,7 @@ def test_category_all_scores_every_category_pooled_and_says_what_the_folder_hold
     assert corpus["perfect"] == 1.0
     text = " ".join(report["notes"])
     assert (
-        "2 categories, 2 files / 1 windows: catA, 1 file / 1 windows; catB, 1 file / 0 windows (no anomalies)"
+        "2 categories, 2 files / 1 windows: catA, 1 file / 1 window; catB, 1 file / 0 windows (no anomalies)"
         in text
     )
     assert "only realKnownCause" not in text
@@ -110,3 +110,54 @@ def test_category_all_scores_every_category_pooled_and_says_what_the_folder_hold
 def test_category_all_needs_category_qualified_series_names(mini_nab, tmp_path):
     with pytest.raises(CommandError, match="<category>/<file>"):
         call_command("evaluate", "--out", str(tmp_path), "nab", "--category", "all", "--series", "a.csv")
+
+
+def _add_labels(root: Path, windows: dict[str, list]) -> None:
+    """Add series to both label files (no anomaly points: the windows' files are added without windows)."""
+    for name in ("combined_windows.json", "combined_labels.json"):
+        path = root / "labels" / name
+        path.write_text(json.dumps({**json.loads(path.read_text()), **windows}))
+
+
+def test_files_that_cannot_be_evaluated_are_left_out_by_name_and_the_rest_is_scored(
+    mini_nab, tmp_path, capsys
+):
+    # 20 rows: a 3-row probation holds no 12-sample window to train on
+    _series(mini_nab / "data" / "catC" / "short.csv", 20, spike_at=None)
+    _series(mini_nab / "data" / "catD" / "gap.csv", 2000, spike_at=None)
+    gap = mini_nab / "data" / "catD" / "gap.csv"
+    lines = gap.read_text().splitlines()
+    lines[1000] = lines[1000].split(",")[0] + ","  # a missing value
+    gap.write_text("\n".join(lines) + "\n")
+    _add_labels(mini_nab, {"catC/short.csv": [], "catD/gap.csv": []})
+
+    call_command("evaluate", "--out", str(tmp_path / "out"), "nab", "--category", "all", stdout=StringIO())
+
+    report = json.loads((tmp_path / "out" / "nab.json").read_text())
+    left = report["summary"]["left_out"]
+    assert sorted(left) == ["catC/short.csv", "catD/gap.csv"]
+    assert "cannot train on its probationary period (3 of 20 rows" in left["catC/short.csv"]
+    assert "gap.csv line 1001: value '' is not a number" in left["catD/gap.csv"]
+    assert report["summary"]["files"] == 2  # catA and catB are scored
+    assert "WARNING catD/gap.csv left out" in capsys.readouterr().err
+    assert any(n.startswith("Files left out, the other 2 scored: catC/short.csv (") for n in report["notes"])
+
+
+def test_a_category_without_windows_reports_its_false_positives_and_no_normalised_score(mini_nab, tmp_path):
+    call_command("evaluate", "--out", str(tmp_path / "out"), "nab", "--category", "catB", stdout=StringIO())
+
+    report = json.loads((tmp_path / "out" / "nab.json").read_text())
+    vigil = [r for r in report["rows"] if r["source"] == "vigil"]
+    assert vigil and all(r["standard"] is None for r in vigil)
+    assert all(r["corpus"] == "catB, 1 file / 0 windows (no anomalies)" for r in vigil)
+    corpus = report["details"]["corpus"]["standard"]
+    assert corpus["null"] == corpus["perfect"] == 0.0
+    # NAB's cost of a false positive with no window before it: -A_fp each.
+    assert corpus["raw"] == pytest.approx(-0.11 * corpus["false_positives"])
+    assert report["notes"][0].startswith("No labelled window in the files evaluated")
+
+
+def test_a_category_folder_without_series_is_a_command_error_naming_it(mini_nab, tmp_path):
+    (mini_nab / "data" / "catE").mkdir()
+    with pytest.raises(CommandError, match=r"no NAB series \(\*\.csv\) in .* for category 'catE'"):
+        call_command("evaluate", "--out", str(tmp_path), "nab", "--category", "catE", stdout=StringIO())

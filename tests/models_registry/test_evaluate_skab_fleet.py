@@ -4,11 +4,14 @@ real SKAB files under VIGIL_DATA_DIR and fail (never skip) when they are missing
 
 from __future__ import annotations
 
+import json
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 
 from models_registry.evaluation import fleet
 from models_registry.evaluation.skab import (
@@ -164,3 +167,121 @@ def test_an_added_open_rule_adds_the_four_settings_with_that_rule_and_a_note(dat
     chosen = part["details"]["settings"][extra[0].label]["per_run"]
     assert all(r["thresholds"]["open_threshold"] >= r["thresholds"]["clear_threshold"] for r in chosen)
     assert any("Episodes rule rows" in note for note in part["notes"])
+
+
+# Held-out copies: numbering of "other", several normal runs, runs that cannot be evaluated.
+
+
+def _touch(root: Path, *refs: str) -> None:
+    for ref in refs:
+        path = root / "skab" / "data" / f"{ref}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(HEADER + ";anomaly;changepoint\n")
+
+
+@pytest.mark.parametrize(
+    ("numbers", "expected"),
+    [
+        # v0.9 / the card: 1..14
+        (
+            range(1, 15),
+            {1: "fluid_leak_or_addition", 5: "rotor_imbalance", 13: "cavitation", 14: "hot_water_supply"},
+        ),
+        # older upstream / Kaggle copies: 9..23, the same experiments 8 numbers up where described
+        (
+            range(9, 24),
+            {
+                9: "other",
+                13: "rotor_imbalance",
+                18: "water_level_increase",
+                22: "hot_water_supply",
+                23: "other",
+            },
+        ),
+        # only numbers both numberings use: no experiment's fault is guessed
+        ((10, 11, 12), {10: "other", 12: "other"}),
+    ],
+)
+def test_the_other_folders_numbering_is_read_from_the_numbers_it_holds(tmp_path, numbers, expected):
+    _touch(tmp_path, *(f"other/{n}" for n in numbers))
+    faults = {f.number: f.fault_type for f in list_files(base=tmp_path)}
+    assert {n: faults[n] for n in expected} == expected
+    # Selecting one file keeps the folder's numbering.
+    (one,) = list_files([f"other/{max(expected)}"], base=tmp_path)
+    assert one.fault_type == expected[max(expected)]
+
+
+def test_every_normal_run_file_is_its_own_asset(tmp_path):
+    root = tmp_path / "skab" / "data"
+    _write_run(root / "anomaly-free" / "anomaly-free.csv", 10, None, labelled=False)
+    _write_run(root / "anomaly-free" / "second.csv", 10, None, labelled=False)
+    files = list_files(base=tmp_path)
+    assert [(f.ref, f.tag) for f in files] == [
+        ("anomaly-free", "anomaly-free"),
+        ("anomaly-free/second", "anomaly-free-second"),
+    ]
+    assert valid_subsets(files) == "anomaly-free, anomaly-free/second"
+
+
+def _evaluate_folder(root: Path, out: Path, *args: str) -> tuple[str, dict]:
+    stdout, stderr = StringIO(), StringIO()
+    call_command(
+        "evaluate", "--out", str(out), "skab", "--data-dir", str(root), *args, stdout=stdout, stderr=stderr
+    )
+    return stdout.getvalue(), json.loads((out / "skab.json").read_text())
+
+
+def test_runs_that_cannot_be_evaluated_are_left_out_by_name_and_the_rest_is_evaluated(
+    data_folder, tmp_path, capsys
+):
+    root = data_folder / "skab" / "data"
+    _write_run(root / "other" / "1.csv", 900, 600)
+    _write_run(root / "other" / "2.csv", 300, 200)  # shorter than the calibration
+    _write_run(root / "other" / "4.csv", 900, 600)
+    # other/4: the motor temperature never reads (NaN), so no calibration window is complete
+    lines = (root / "other" / "4.csv").read_text().splitlines()
+    cells = [line.split(";") for line in lines]
+    for row in cells[1:]:
+        row[5] = "nan"
+    (root / "other" / "4.csv").write_text("\n".join(";".join(row) for row in cells) + "\n")
+    _write_run(root / "other" / "5.csv", 900, 600)
+    (root / "other" / "5.csv").write_text(
+        (root / "other" / "5.csv").read_text().replace(";0.0;0.0\n", ";;0.0\n", 1)  # an empty label cell
+    )
+
+    table, report = _evaluate_folder(data_folder, tmp_path / "out", "--no-explanations")
+    progress = capsys.readouterr().err  # the command's progress goes to sys.stderr
+
+    left = report["summary"]["left_out"]
+    assert sorted(left["leave_one_run_out"]) == ["other/2", "other/4", "other/5"]
+    assert sorted(left["pooled_fleet"]) == ["other/2", "other/4", "other/5"]
+    assert "300 rows, not more than the 400-point calibration period" in left["pooled_fleet"]["other/2"]
+    assert (
+        "no reading inside the sensor's valid range there for temperature" in left["pooled_fleet"]["other/4"]
+    )
+    assert "line 2" in left["pooled_fleet"]["other/5"]
+    assert "WARNING the pooled fleet leaves out other/4" in progress
+    assert "Runs left out, the rest evaluated:" in table
+    # Everything else is evaluated: valve1/0, pump_wear/3 and other/1 in leave-one-run-out, plus the
+    # anomaly-free run in the pooled fleet.
+    assert report["summary"]["runs"] == 3
+    fleet_runs = next(iter(report["details"]["fleet"]["settings"].values()))["per_run"]
+    assert [r["run"] for r in fleet_runs] == ["anomaly-free", "valve1/0", "other/1", "pump_wear/3"]
+    assert "other + pump_wear + valve1" not in table  # subsets named in the data's order
+    assert "valve1 + other + pump_wear, 3 runs" in table
+    assert "anomaly-free enters only the pooled fleet below" in table
+
+
+def test_too_few_usable_runs_is_a_command_error_naming_each_left_out_run(data_folder, tmp_path):
+    root = data_folder / "skab" / "data"
+    _write_run(root / "other" / "2.csv", 300, 200)
+    with pytest.raises(CommandError, match=r"got 1; other/2 left out: .*300 rows"):
+        _evaluate_folder(data_folder, tmp_path / "out", "--files", "valve1/0", "other/2")
+
+
+def test_a_byte_order_mark_before_the_header_is_read_as_no_part_of_it(tmp_path):
+    path = tmp_path / "skab" / "data" / "other" / "1.csv"
+    _write_run(path, 10, 5)
+    path.write_text("\ufeff" + path.read_text(), encoding="utf-8")
+    run = read_run(path)
+    assert len(run) == 10 and run.anomaly is not None and run.anomaly.sum() == 5

@@ -51,3 +51,18 @@ def test_every_pump_gets_both_faults_inside_the_test_period_and_the_classes_alte
 def test_a_test_period_under_an_hour_is_refused_with_a_message(tmp_path):
     with pytest.raises(CommandError, match="--test-hours >= 1"):
         call_command("evaluate", "--out", str(tmp_path), "simfleet", "--test-hours", "0.5", stdout=StringIO())
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--pumps-per-class", "0"),
+        ("--calibration-hours", "0"),
+        ("--test-hours", "0"),
+        ("--calibration-hours", "nan"),
+        ("--seeds", "-1"),
+    ],
+)
+def test_an_explicit_zero_or_impossible_value_is_refused_not_replaced_by_the_default(tmp_path, option):
+    with pytest.raises(CommandError, match=option[0]):
+        call_command("evaluate", "--out", str(tmp_path), "simfleet", *option, stdout=StringIO())

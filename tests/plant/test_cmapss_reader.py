@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from django.conf import settings
 
-from plant.datasets import DatasetFormatError, DatasetMissing
-from plant.datasets.cmapss import COLUMNS, SUBSETS, available_subsets, read_subset
+from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset, cmapss_loader
+from plant.datasets.cmapss import COLUMNS, SUBSETS, available_subsets, incomplete_subsets, read_subset
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +144,42 @@ def test_the_real_folder_lists_the_subsets_the_card_describes_as_staged(real_bas
     names = available_subsets(real_base)
     assert {"FD001", "FD002", "FD003"} <= set(names)
     assert all((real_base / "cmapss" / f"RUL_{name}.txt").is_file() for name in names)
+
+
+def test_a_subset_with_some_of_its_files_is_listed_with_the_files_it_lacks(tmp_path):
+    folder = tmp_path / "cmapss"
+    folder.mkdir()
+    (folder / "train_FD004.txt").write_text(_row(1, 1))
+    (folder / "test_FD004.txt").write_text(_row(1, 1))
+    (folder / "RUL_FD005.txt").write_text("5\n")
+    assert incomplete_subsets(tmp_path) == {
+        "FD004": ["RUL_FD004.txt"],
+        "FD005": ["train_FD005.txt", "test_FD005.txt"],
+    }
+    # With no complete subset, the error says what each partial one lacks, not only "no subset".
+    with pytest.raises(
+        DatasetMissing, match=r"no C-MAPSS subset .*: FD004 lacks RUL_FD004\.txt; FD005 lacks"
+    ):
+        available_subsets(tmp_path)
+    (folder / "RUL_FD004.txt").write_text("5\n")
+    assert available_subsets(tmp_path) == ("FD004",)
+    assert incomplete_subsets(tmp_path) == {"FD005": ["train_FD005.txt", "test_FD005.txt"]}
+
+
+def test_the_loader_takes_any_subset_the_folder_holds_fd004_with_its_two_fault_modes(tmp_path):
+    folder = tmp_path / "cmapss"
+    folder.mkdir()
+    (folder / "train_FD004.txt").write_text("".join(_row(1, c) for c in range(1, 41)))
+    (folder / "test_FD004.txt").write_text(_row(1, 1) + _row(1, 2) + _row(2, 1))
+    (folder / "RUL_FD004.txt").write_text("50\n7\n")
+    units = cmapss_loader.read_units(["FD004/train/1"], base=tmp_path)
+    assert [u.tag for u in units] == ["fd004-train-1"]
+    assert units[0].labels[0].fault_type == "hpc_or_fan_degradation"  # the card: FD004 HPC or fan
+    # Without a selection: every subset the folder holds (here FD004 only), train and test.
+    assert [u.tag for u in cmapss_loader.read_units(base=tmp_path)] == [
+        "fd004-train-1",
+        "fd004-test-1",
+        "fd004-test-2",
+    ]
+    with pytest.raises(UnknownSubset, match=r"valid subsets: FD004 \(or e\.g\. FD004/train"):
+        cmapss_loader.read_units(["FD001"], base=tmp_path)

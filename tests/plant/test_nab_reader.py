@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from plant.datasets import DatasetFormatError, DatasetMissing
-from plant.datasets.nab import UnknownSeries, list_series, read_series
+from plant.datasets.nab import UnknownSeries, list_categories, list_series, read_series
 
 MACHINE = "realKnownCause/machine_temperature_system_failure.csv"
 
@@ -138,3 +138,15 @@ def test_missing_label_files_name_the_path(tmp_path):
     (base / "nab" / "labels" / "combined_windows.json").unlink()
     with pytest.raises(DatasetMissing, match="combined_windows.json"):
         read_series("cat/s.csv", base=base)
+
+
+def test_hidden_folders_under_data_are_no_category(tmp_path):
+    base = _tree(tmp_path, GOOD)
+    (base / "nab" / "data" / ".ipynb_checkpoints").mkdir()
+    assert list_categories(base=base) == ["cat"]
+    assert [s for c in list_categories(base=base) for s in list_series(c, base=base)] == ["cat/s.csv"]
+
+
+def test_a_byte_order_mark_before_the_header_is_read_as_no_part_of_it(tmp_path):
+    base = _tree(tmp_path, "\ufeff" + GOOD)
+    assert len(read_series("cat/s.csv", base=base)) == 3
