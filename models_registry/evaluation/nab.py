@@ -49,7 +49,7 @@ from detection.features import Windows
 from detection.rules import RuleParams, alert_episodes
 from detection.thresholds import OPEN_RULES
 from models_registry.evaluation import nab_scoring
-from models_registry.evaluation.report import Evaluation
+from models_registry.evaluation.report import Evaluation, load_parts
 from detection.detectors import DETECTORS, METHODS
 from models_registry.training import ANOMALY_DEFAULTS, TrainingError, train_anomaly
 from plant.datasets import DatasetFormatError, DatasetMissing
@@ -190,22 +190,15 @@ def run(options: dict[str, Any], progress) -> Evaluation:
         raise DatasetMissing(f"no NAB series (*.csv) in {base / 'data'} for category {category!r}")
     profiles = nab_scoring.load_profiles(_require(base / "config" / "profiles.json"))
 
-    runs: list[SeriesRun] = []
-    all_series = []
-    left_out: dict[str, str] = {}  # file -> why it could not be evaluated
-    for name in names:
+    def scored(name: str) -> tuple[NabSeries, SeriesRun]:
         progress(f"{name}: features, training on probation, ONNX scoring")
-        try:
-            series = read_series(name)
-            scored = score_series(series, **how)
-        except DatasetFormatError as exc:
-            left_out[name] = str(exc)
-            progress(f"WARNING {name} left out: {exc}")
-            continue
-        all_series.append(series)
-        runs.append(scored)
-    if not runs:
-        raise DatasetFormatError("no NAB file could be evaluated: " + "; ".join(left_out.values()))
+        series = read_series(name)
+        return series, score_series(series, **how)
+
+    # A file that cannot be evaluated is left out by name (left_out: file -> why), the others are scored.
+    loaded, left_out = load_parts(names, scored, asked=False, what="NAB file", progress=progress)
+    all_series = [series for _, (series, _) in loaded]
+    runs = [run for _, (_, run) in loaded]
 
     # Not a choice made from it: how much the fixed window length matters, reported beside the result.
     sensitivity: dict[str, dict[int, dict[str, float | None]]] = {rule: {} for rule in RULES}

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from plant.datasets import DatasetFormatError
+from plant.datasets import DatasetFormatError, DatasetMissing
 
 T = TypeVar("T")
 
@@ -38,19 +38,21 @@ def load_parts(
     progress: Callable[[str], None],
 ) -> tuple[list[tuple[str, T]], dict[str, str]]:
     """Read every part before any is evaluated, so a file that cannot be used is known before hours of
-    training. A part the folder holds that is malformed (DatasetFormatError) or NotEvaluable is set aside
-    with its reason (the report lists it) and the others are evaluated; when the parts were ``asked`` for
-    by name, the first such part stops the command with its reason. None left: a CommandError naming each."""
+    training. A part the folder holds that is malformed or unreadable (DatasetFormatError, DatasetMissing)
+    or NotEvaluable is set aside with its reason (a "WARNING <name> left out" progress line; the report
+    lists it) and the others are evaluated; when the parts were ``asked`` for by name, the first such part
+    stops the command with its reason. None left: a CommandError naming each. Every evaluation's one rule
+    for parts it cannot use (IMS tests, C-MAPSS subsets, SKAB runs, NAB files)."""
     loaded: list[tuple[str, T]] = []
     skipped: dict[str, str] = {}
     for name in names:
         try:
             loaded.append((name, load(name)))
-        except (DatasetFormatError, NotEvaluable) as exc:
+        except (DatasetFormatError, DatasetMissing, NotEvaluable) as exc:
             if asked:
                 raise CommandError(f"{name}: {exc}") from None
             skipped[name] = str(exc)
-            progress(f"{name}: not evaluated: {exc}")
+            progress(f"WARNING {name} left out: {exc}")
     if not loaded:
         raise CommandError(
             f"no {what} could be evaluated: " + "; ".join(f"{n}: {why}" for n, why in skipped.items())

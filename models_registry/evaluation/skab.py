@@ -26,7 +26,7 @@ from detection.rules import active_mask
 from detection.thresholds import OPEN_RULES
 from models_registry.evaluation import fleet
 from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows, pooled
-from models_registry.evaluation.report import Evaluation
+from models_registry.evaluation.report import Evaluation, load_parts
 from models_registry.evaluation.skab_protocol import (
     CALIBRATION_POINTS,
     FAULT_ROLES,
@@ -45,7 +45,7 @@ from models_registry.evaluation.skab_protocol import (
     too_few_calibration_windows,
     train,
 )
-from plant.datasets import DatasetFormatError, DatasetMissing
+from plant.datasets import DatasetMissing
 from plant.datasets.skab import ANOMALY_FREE, list_files, subsets_of
 
 TARGETS = {"f1_min": 0.80, "far_pct_max": 15.0, "mar_pct_max": 25.0}
@@ -151,14 +151,16 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     if not (window > 0 and step > 0 and calibration > 0):
         raise CommandError("--window, --step and --calibration-points must be positive")
     chosen_files = list_files(options.get("files"), base=options.get("data_dir"))
-    left_out: dict[str, str] = {}  # run -> why leave-one-run-out does not read it
-    runs = []
-    for file in (f for f in chosen_files if f.subset != ANOMALY_FREE):
-        try:
-            runs.append(prepare(file, window_s=window, step_s=step, calibration_points=calibration))
-        except (DatasetFormatError, DatasetMissing) as exc:
-            left_out[file.ref] = str(exc)
-            progress(f"WARNING leave-one-run-out leaves out {file.ref}: {exc}")
+    labelled = {f.ref: f for f in chosen_files if f.subset != ANOMALY_FREE}
+    # left_out: run -> why leave-one-run-out does not read it.
+    loaded, left_out = load_parts(
+        list(labelled),
+        lambda ref: prepare(labelled[ref], window_s=window, step_s=step, calibration_points=calibration),
+        asked=False,
+        what="labelled SKAB run",
+        progress=progress,
+    )
+    runs = [run for _, run in loaded]
     if len(runs) < 2:
         raise DatasetMissing(
             f"evaluate skab needs at least two labelled runs (leave-one-run-out), got {len(runs)}"
@@ -448,14 +450,16 @@ def pooled_fleet(
         for s in extra
         for features in FEATURE_SETS
     )
-    left_out: dict[str, str] = {}
-    inputs = []
-    for file in files:
-        try:
-            inputs.append(fleet_input(file, calibration))
-        except (DatasetFormatError, DatasetMissing) as exc:
-            left_out[file.ref] = str(exc)
-    inputs = _calibrated(inputs, window, step, left_out)
+    by_ref = {f.ref: f for f in files}
+    # The fleet's own progress line below names every run it leaves out, for either reason.
+    loaded, left_out = load_parts(
+        list(by_ref),
+        lambda ref: fleet_input(by_ref[ref], calibration),
+        asked=False,
+        what="SKAB run for the pooled fleet",
+        progress=lambda _: None,
+    )
+    inputs = _calibrated([item for _, item in loaded], window, step, left_out)
     for ref, why in left_out.items():
         progress(f"WARNING the pooled fleet leaves out {ref}: {why}")
     if not inputs:
