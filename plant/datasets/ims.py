@@ -142,9 +142,9 @@ def bearing_channels(test: ImsTest, channels: Sequence[str]) -> int:
 
 def read_test(path: Path, *, limit_rows: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
     """(epoch seconds, channel names, rows × channels) of one test file in time order, stopped-rig tail
-    removed. A cell
-    reading ``nan`` is a missing value (the windows leave it out); a cell that is not a number, a row of the
-    wrong width or a file without a running snapshot is a DatasetFormatError naming the file (and line)."""
+    removed. A cell reading ``nan`` is a missing value (the windows leave it out); a cell that is not a
+    number, a row of the wrong width or a file without a running snapshot is a DatasetFormatError naming
+    the file (and line)."""
     stamps: list[float] = []
     rows: list[list[float]] = []
     with path.open(newline="", encoding="utf-8") as handle:
