@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Mapping, Sequence
@@ -44,6 +45,17 @@ MODBUS_BITS = 64  # coils and discrete inputs 0..63
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class DeviceStartError(RuntimeError):
+    """A simulated device could not start listening; the message names it and why."""
+
+
+def _check_port(host: str, port: int) -> None:
+    """OSError when ``host:port`` cannot be listened on (in use, not allowed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
 
 
 def modbus_address(role: str) -> int:
@@ -111,10 +123,14 @@ async def start_opcua_device(
     certificate: Path | None = None,
     private_key: Path | None = None,
     users: Mapping[str, str] | None = None,
+    initial: Mapping[str, float] | None = None,
+    initial_ts: float | None = None,
 ) -> OpcUaDevice:
     """Start an OPC UA server on ``host:port`` exposing ``tag``'s sensors and its write-back nodes.
     With ``certificate`` and ``private_key`` (DER / PEM files) it accepts only Basic256Sha256
-    SignAndEncrypt; with ``users`` only those usernames and passwords."""
+    SignAndEncrypt; with ``users`` only those usernames and passwords. ``initial`` (role -> value, source
+    time ``initial_ts``) is written before the server listens, so no client reads the placeholder 0 a
+    variable is created with (a running PLC has a value from its first scan)."""
     server = Server(user_manager=_Passwords(users) if users is not None else None)
     await server.init()
     endpoint = f"opc.tcp://{host}:{port}/vigil/"
@@ -131,14 +147,16 @@ async def start_opcua_device(
         device.variables[role] = await pump.add_variable(
             ua.NodeId(f"{tag}.{role}", namespace), role, 0.0, ua.VariantType.Double
         )
-    for name, initial, kind in (
+    for name, start, kind in (
         ("alert_text", f"{tag} normal", ua.VariantType.String),
         ("alert_severity", 0, ua.VariantType.Int32),
         ("alarm", False, ua.VariantType.Boolean),
     ):
-        variable = await pump.add_variable(ua.NodeId(f"{tag}.{name}", namespace), name, initial, kind)
+        variable = await pump.add_variable(ua.NodeId(f"{tag}.{name}", namespace), name, start, kind)
         await variable.set_writable()
         device.variables[name] = variable
+    for role, value in (initial or {}).items():
+        await device.set(role, value, ts=initial_ts)
     await server.start()
     return device
 
@@ -180,11 +198,14 @@ async def start_modbus_device(
     unit: int = MODBUS_UNIT,
     action: SimAction | None = None,
     registers: int = MODBUS_REGISTERS,
+    initial: Mapping[str, float] | None = None,
     **server_options: object,
 ) -> ModbusDevice:
     """Start a Modbus TCP server on ``host:port``: unit ``unit`` with ``registers`` (200) holding and input
     registers and 64 coils and discrete inputs. ``action`` is pymodbus's hook called on every access (a test's slow or
-    failing device); ``server_options`` go to pymodbus's server, e.g. ``trace_pdu``."""
+    failing device); ``server_options`` go to pymodbus's server, e.g. ``trace_pdu``. ``initial`` (role ->
+    value) is written to the roles' registers before the server listens, so no client reads the zeros the
+    registers start with."""
 
     def bits() -> list[SimData]:
         return [SimData(0, count=MODBUS_BITS, values=False, datatype=DataType.BITS)]
@@ -196,8 +217,11 @@ async def start_modbus_device(
         unit, simdata=(bits(), bits(), block(), block()), use_bit_addressing=True, action=action
     )
     server = ModbusTcpServer([simdevice], address=(host, port), **server_options)  # type: ignore[arg-type]
+    device = ModbusDevice(server, host, port, tag, unit)
+    for role, value in (initial or {}).items():
+        await device.set_float(role, value)
     await server.serve_forever(background=True)
-    return ModbusDevice(server, host, port, tag, unit)
+    return device
 
 
 async def feed(
@@ -228,7 +252,14 @@ class OtDevices:
     each served sensor's newest value (OPC UA with its sample time as the source timestamp). A device has
     no history, so the backfill of these pumps still goes through the API (``live`` is set when the live
     stream starts). ``opcua`` / ``modbus`` map a pump's tag to the port its server listens on; ``sensors``
-    maps each sensor key to its (tag, role)."""
+    maps each sensor key to its (tag, role).
+
+    A device starts listening with the first live values it is sent, written before it accepts a client, as
+    a PLC is reachable only once it runs its program: a device listening from the start would serve its
+    registers' start-up zeros to a bridge polling during the backfill, stored as readings (flagged as
+    spikes, the pump's data health degraded). Until then a client is refused, which the bridge reports and
+    retries. The ports are checked when the devices are made, so one already in use stops the simulator
+    before it sends anything."""
 
     def __init__(
         self,
@@ -237,22 +268,18 @@ class OtDevices:
         modbus: Mapping[str, int],
         host: str = "127.0.0.1",
     ) -> None:
+        for port in (*opcua.values(), *modbus.values()):
+            _check_port(host, port)
         served = set(opcua) | set(modbus)
         self.sensors = {key: tr for key, tr in sensors.items() if tr[0] in served}
+        self.ports = {"opcua": dict(opcua), "modbus": dict(modbus)}
+        self.host = host
         self.live = False
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="sim-ot-devices", daemon=True)
         self.thread.start()
         self.opcua: dict[str, OpcUaDevice] = {}
         self.modbus: dict[str, ModbusDevice] = {}
-        try:
-            for tag, port in opcua.items():
-                self.opcua[tag] = self._call(start_opcua_device(port, tag, host))
-            for tag, port in modbus.items():
-                self.modbus[tag] = self._call(start_modbus_device(port, tag, host))
-        except Exception:
-            self.close()
-            raise
 
     def _call(self, coroutine: Awaitable[T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
@@ -267,6 +294,7 @@ class OtDevices:
                 newest[key] = (t, v)
 
         async def write() -> None:
+            await self._start(newest)
             for key, (t, v) in newest.items():
                 tag, role = self.sensors[key]
                 if tag in self.opcua:
@@ -276,6 +304,26 @@ class OtDevices:
 
         self._call(write())
         return len(newest)
+
+    async def _start(self, newest: Mapping[str, tuple[float, float]]) -> None:
+        """Start every device not running yet that has values in ``newest``, serving them from the start."""
+        first: dict[str, dict[str, float]] = {}
+        stamps: dict[str, float] = {}
+        for key, (t, v) in newest.items():
+            tag, role = self.sensors[key]
+            first.setdefault(tag, {})[role] = v
+            stamps[tag] = max(t, stamps.get(tag, t))
+        try:
+            for tag, port in self.ports["opcua"].items():
+                if tag in first and tag not in self.opcua:
+                    self.opcua[tag] = await start_opcua_device(
+                        port, tag, self.host, initial=first[tag], initial_ts=stamps[tag]
+                    )
+            for tag, port in self.ports["modbus"].items():
+                if tag in first and tag not in self.modbus:
+                    self.modbus[tag] = await start_modbus_device(port, tag, self.host, initial=first[tag])
+        except OSError as exc:
+            raise DeviceStartError(f"a simulated PLC cannot listen on {self.host}: {exc}") from None
 
     def close(self) -> None:
         async def stop() -> None:

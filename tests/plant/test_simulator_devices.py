@@ -4,6 +4,7 @@ back by the protocol clients; their backfill goes through the API (a device has 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -66,3 +67,42 @@ async def test_the_newest_values_reach_both_servers(devices):
     finally:
         client.close()
     assert [s.value for s in samples] == [6.25]
+
+
+async def test_a_device_listens_only_once_it_has_its_first_live_values(devices):
+    # A PLC is reachable once it runs: before the live stream's first values the ports refuse, so a bridge
+    # polling during the backfill never reads (and stores) the registers' start-up zeros.
+    made, ports = devices
+    client = modbus._client(modbus.ModbusConfig("127.0.0.1", ports["modbus"]))
+    assert not await client.connect()
+    client.close()
+
+    made.live = True
+    keys = [f"s.p-105.{role}" for role in ROLES] + ["s.p-103.flow"]
+    values = [3.25 + k for k in range(len(ROLES))] + [12.5]
+    await asyncio.to_thread(made.send, keys, [50.0] * len(keys), values)
+
+    point = modbus.parse_point(
+        {
+            "point": "pressure",
+            "function": "holding_register",
+            "address": str(modbus_address("pressure")),
+            "data_type": "float32",
+        }
+    )
+    client = modbus._client(modbus.ModbusConfig("127.0.0.1", ports["modbus"]))
+    assert await client.connect()
+    try:
+        samples = await modbus.poll(client, modbus.plan_reads([point]), ConnectionStatus())
+    finally:
+        client.close()
+    assert [s.value for s in samples] == [3.25 + ROLES.index("pressure")]
+
+
+def test_a_port_in_use_stops_the_devices_before_anything_is_sent():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError):
+            OtDevices({"s.p-105.flow": ("p-105", "flow")}, {}, {"p-105": port})

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from plant.choices import QualityFlag
+from plant.models import Connection, ConnectionState
 from tests.conftest import make_asset, make_readings, make_site, make_user
 
 pytestmark = pytest.mark.django_db
@@ -293,3 +294,22 @@ def test_a_sensor_without_readings_in_the_range_says_so_in_its_row(client, techn
     for axis in empty_axes:  # one note inside each empty row, none in the row that has data
         low, high = figure["layout"]["yaxis" + axis.removeprefix("y")]["domain"]
         assert sum(low <= note["y"] <= high for note in notes) == 1
+
+
+def test_site_page_shows_a_connected_connections_last_error_as_past_with_its_time(client, technician, site):
+    # "connected" beside a bare error text read as if the connection were failing now.
+    connection = Connection.objects.create(site=site, name="PLC", endpoint="modbus://127.0.0.1:5020")
+    ConnectionState.objects.create(
+        connection=connection,
+        running=True,
+        connected=True,
+        rate=5.0,
+        last_error="ConnectionError: Modbus: cannot connect to 127.0.0.1:5020",
+        last_error_at=timezone.now() - timedelta(minutes=5),
+    )
+    client.force_login(technician)
+    html = client.get(site.get_absolute_url()).content.decode()
+    row = html[html.index(">PLC<") :]
+    row = row[: row.index("</tr>")]
+    assert "connected, 5.0 readings/s" in row
+    assert "last error <time" in row and "5\xa0minutes</time> ago: ConnectionError: Modbus" in row

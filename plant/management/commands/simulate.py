@@ -15,7 +15,7 @@ from plant.sites import UnknownSite, get_site
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import IngestError, ReadingsSender, SimulationRun
 from plant.simulator_labels import LabelRecorder
-from plant.simulator_devices import OtDevices
+from plant.simulator_devices import DeviceStartError, OtDevices
 from plant.simulator_mqtt import MqttDevices, SplitSender
 
 
@@ -157,6 +157,9 @@ class Command(BaseCommand):
         except IngestError as exc:
             self._finish(run)
             raise CommandError(str(exc)) from None
+        except DeviceStartError as exc:
+            self._finish(run)
+            raise CommandError(f"--opcua-device / --modbus-device: {exc}") from None
         finally:
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
