@@ -287,7 +287,7 @@ def promote(
             "try again"
         ) from None
     version.status = target
-    logger.info("model %s → %s by %s (%s)", version, target, actor, reason)
+    logger.info("model %s → %s by %s (%s)", version, target, actor or "the system", reason)
     return report
 
 
@@ -366,7 +366,7 @@ def rollback(
             locked_champions[0], ModelStatus.RETIRED, actor=actor, reason=f"{ROLLED_BACK}: {reason}".strip()
         )
         _move(target, ModelStatus.CHAMPION, actor=actor, reason=f"rollback from {champion}: {reason}".strip())
-    logger.info("model %s rolled back to %s by %s (%s)", champion, target, actor, reason)
+    logger.info("model %s rolled back to %s by %s (%s)", champion, target, actor or "the system", reason)
     return target
 
 

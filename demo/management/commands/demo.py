@@ -241,19 +241,23 @@ class Command(BaseCommand):
             options["replay"] = self._check_data(options)
 
         token, logins = options["token"], []
-        if not token:
-            token, logins = self._seed(supervisor, train=not options["no_model"])
-        if options.get("data") and not options["no_model"]:
-            self._skab_champion(supervisor, options["replay"])
         url = f"http://{host}:{port}"
-        if not options["token"]:  # seeded here: the demo site's work orders go to the demo's stand-in CMMS
-            try:
-                if seed_demo_cmms(os.environ.get("VIGIL_PUBLIC_URL", url)) is not None:
-                    supervisor.say(f"the demo site's work orders go to the demo CMMS inbox: {url}/demo/cmms/")
-            finally:
-                connections.close_all()
         failure: str | None = None
         try:
+            # Redis first: seeding ingests the backfill, whose counters go to Redis.
+            self._start_redis(supervisor, float(options["ready_timeout"]))
+            if not token:
+                token, logins = self._seed(supervisor, train=not options["no_model"])
+            if options.get("data") and not options["no_model"]:
+                self._skab_champion(supervisor, options["replay"])
+            if not options["token"]:  # seeded here: the demo site's work orders go to the demo's CMMS
+                try:
+                    if seed_demo_cmms(os.environ.get("VIGIL_PUBLIC_URL", url)) is not None:
+                        supervisor.say(
+                            f"the demo site's work orders go to the demo CMMS inbox: {url}/demo/cmms/"
+                        )
+                finally:
+                    connections.close_all()
             self._start_all(supervisor, host, port, url, token, options)
             self._print_banner(supervisor, url, logins)
             if (dead := supervisor.run_until_stopped()) is not None:
@@ -329,6 +333,18 @@ class Command(BaseCommand):
         if version is None:
             supervisor.say("the SKAB testbed already has an anomaly champion; keeping it", name="skab")
 
+    def _start_redis(self, supervisor: Supervisor, timeout: float) -> None:
+        """Start the embedded Redis (unless one already answers on REDIS_URL or Redis is not embedded)."""
+        if not settings.REDIS_EMBEDDED:
+            return
+        redis_host, redis_port = host_port(settings.REDIS_URL)
+        if redis_answers(redis_host, redis_port):
+            supervisor.say(f"reusing the Redis that already answers on {redis_host}:{redis_port}")
+            return
+        command = server_command(redis_port, Path(settings.VAR_DIR) / "redis", redis_host)
+        supervisor.start("redis", command, env=dict(os.environ), cwd=settings.BASE_DIR, stop_last=True)
+        supervisor.wait_until(lambda: redis_answers(redis_host, redis_port), timeout, "embedded Redis")
+
     def _start_all(
         self, supervisor: Supervisor, host: str, port: int, url: str, token: str, options: dict
     ) -> None:
@@ -336,17 +352,6 @@ class Command(BaseCommand):
         env.setdefault("VIGIL_PUBLIC_URL", url)  # the links written back to the plant
         cwd = settings.BASE_DIR
         timeout = float(options["ready_timeout"])
-        if settings.REDIS_EMBEDDED:
-            redis_host, redis_port = host_port(settings.REDIS_URL)
-            if redis_answers(redis_host, redis_port):
-                supervisor.say(f"reusing the Redis that already answers on {redis_host}:{redis_port}")
-            else:
-                workdir = Path(settings.VAR_DIR) / "redis"
-                command = server_command(redis_port, workdir, redis_host)
-                supervisor.start("redis", command, env=env, cwd=cwd, stop_last=True)
-                supervisor.wait_until(
-                    lambda: redis_answers(redis_host, redis_port), timeout, "embedded Redis"
-                )
         access_log = Path(settings.VAR_DIR) / "log" / "web-access.log"
         supervisor.start("web", web_command(host, port, access_log), env=env, cwd=cwd)
         supervisor.start("worker", worker_command(Path(settings.VAR_DIR)), env=env, cwd=cwd)
