@@ -16,6 +16,25 @@ from plant.simulator_devices import OtDevices, modbus_address
 from tests.connectivity.ot_support import Collector, until
 
 
+async def modbus_pressure(port: int) -> list[float]:
+    """The pressure a Modbus client polls from the device on ``port``."""
+    point = modbus.parse_point(
+        {
+            "point": "pressure",
+            "function": "holding_register",
+            "address": str(modbus_address("pressure")),
+            "data_type": "float32",
+        }
+    )
+    client = modbus._client(modbus.ModbusConfig("127.0.0.1", port))
+    assert await client.connect()
+    try:
+        samples = await modbus.poll(client, modbus.plan_reads([point]), ConnectionStatus())
+    finally:
+        client.close()
+    return [s.value for s in samples]
+
+
 @pytest.fixture
 def devices():
     ports = {"opcua": free_port(), "modbus": free_port()}
@@ -52,21 +71,7 @@ async def test_the_newest_values_reach_both_servers(devices):
         task.cancel()
     assert next(s for s in sink.samples if s.value == 7.5).ts == 101.0  # the sample's own time
 
-    point = modbus.parse_point(
-        {
-            "point": "pressure",
-            "function": "holding_register",
-            "address": str(modbus_address("pressure")),
-            "data_type": "float32",
-        }
-    )
-    client = modbus._client(modbus.ModbusConfig("127.0.0.1", ports["modbus"]))
-    assert await client.connect()
-    try:
-        samples = await modbus.poll(client, modbus.plan_reads([point]), ConnectionStatus())
-    finally:
-        client.close()
-    assert [s.value for s in samples] == [6.25]
+    assert await modbus_pressure(ports["modbus"]) == [6.25]
 
 
 async def test_a_device_listens_only_once_it_has_its_first_live_values(devices):
@@ -82,21 +87,7 @@ async def test_a_device_listens_only_once_it_has_its_first_live_values(devices):
     values = [3.25 + k for k in range(len(ROLES))] + [12.5]
     await asyncio.to_thread(made.send, keys, [50.0] * len(keys), values)
 
-    point = modbus.parse_point(
-        {
-            "point": "pressure",
-            "function": "holding_register",
-            "address": str(modbus_address("pressure")),
-            "data_type": "float32",
-        }
-    )
-    client = modbus._client(modbus.ModbusConfig("127.0.0.1", ports["modbus"]))
-    assert await client.connect()
-    try:
-        samples = await modbus.poll(client, modbus.plan_reads([point]), ConnectionStatus())
-    finally:
-        client.close()
-    assert [s.value for s in samples] == [3.25 + ROLES.index("pressure")]
+    assert await modbus_pressure(ports["modbus"]) == [3.25 + ROLES.index("pressure")]
 
 
 def test_a_port_in_use_stops_the_devices_before_anything_is_sent():
