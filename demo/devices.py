@@ -26,8 +26,12 @@ async def serve(
     simulator = PlantSimulator(
         [SimAsset(tag, {role: f"{tag}.{role}" for role in ROLES}) for tag in tags], seed=0, origin=time.time()
     )
-    opcua = await start_opcua_device(opcua_port, opcua_tag)
-    modbus = await start_modbus_device(modbus_port, modbus_tag)
+    # Each device serves the current sample from its first client on, never its start-up zeros.
+    now = float(int(time.time()))
+    frame = simulator.signals(now, now + 1.0)
+    first = {tag: {role: float(series[0]) for role, series in frame.values[tag].items()} for tag in tags}
+    opcua = await start_opcua_device(opcua_port, opcua_tag, initial=first[opcua_tag], initial_ts=now)
+    modbus = await start_modbus_device(modbus_port, modbus_tag, initial=first[modbus_tag])
     print(f"OPC UA {opcua_tag} at {opcua.endpoint} (node ids {opcua.node_id('<role>')})", flush=True)
     print(f"Modbus TCP {modbus_tag} at 127.0.0.1:{modbus_port} unit {MODBUS_UNIT}", flush=True)
     try:

@@ -12,7 +12,7 @@ from bench.live_server import free_port
 from connectivity import modbus, opcua
 from connectivity.points import ConnectionStatus
 from plant.simulator import ROLES
-from plant.simulator_devices import OtDevices, modbus_address
+from plant.simulator_devices import OtDevices, modbus_address, start_opcua_device
 from tests.connectivity.ot_support import Collector, until
 
 
@@ -97,3 +97,21 @@ def test_a_port_in_use_stops_the_devices_before_anything_is_sent():
         port = taken.getsockname()[1]
         with pytest.raises(OSError):
             OtDevices({"s.p-105.flow": ("p-105", "flow")}, {}, {"p-105": port})
+
+
+async def test_an_opcua_device_serves_its_initial_values_with_their_sample_time():
+    port = free_port()
+    device = await start_opcua_device(port, "p-103", initial={"flow": 12.5, "pressure": 3.0}, initial_ts=50.0)
+    try:
+        sink, status = Collector(), ConnectionStatus()
+        cfg = opcua.OpcUaConfig(f"opc.tcp://127.0.0.1:{port}/vigil/", batch_seconds=0.05)
+        task = asyncio.create_task(
+            opcua.run(cfg, [opcua.OpcUaPoint("flow", "ns=2;s=p-103.flow", 100)], sink, status)
+        )
+        try:
+            await until(lambda: sink.samples, timeout=10, what="the first flow sample")
+        finally:
+            task.cancel()
+    finally:
+        await device.stop()
+    assert (sink.samples[0].value, sink.samples[0].ts) == (12.5, 50.0)
