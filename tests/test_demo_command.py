@@ -18,7 +18,14 @@ import psutil
 import pytest
 
 from config.embedded_redis import start_embedded_redis
-from demo.management.commands.demo import Login, parse_seed_output, simulator_command, worker_command
+from demo.management.commands.demo import (
+    Login,
+    broker_answers,
+    parse_seed_output,
+    simulator_command,
+    worker_command,
+)
+from tests.brokers import amqtt_broker  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 PID_RE = re.compile(r"started (\S+) \(pid (\d+)\)")
@@ -211,3 +218,12 @@ def test_manage_py_demo_starts_web_and_worker_and_stops_them_all_on_ctrl_c(tmp_p
     # The web server's access log goes to its file (the readiness polls), not to the terminal.
     access = (tmp_path / "var" / "log" / "web-access.log").read_text()
     assert '"GET /accounts/login/ HTTP/1.1" 200' in access and "GET /accounts/login/" not in out
+
+
+def test_the_broker_is_ready_only_when_it_answers_mqtt(amqtt_broker):  # noqa: F811
+    # The demo waits for an MQTT handshake, not an open port: a bare TCP probe made the broker log an ERROR.
+    assert broker_answers("127.0.0.1", amqtt_broker.port)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        assert not broker_answers("127.0.0.1", silent.getsockname()[1])  # accepts, never answers CONNECT

@@ -12,6 +12,7 @@ pump fault opens an explained alert on the dashboard.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
 import json
@@ -23,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiomqtt
 import httpx
 from django.conf import settings
 from django.core.management import call_command
@@ -31,7 +33,8 @@ from django.db import connections
 from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 
 from config.embedded_redis import host_port, redis_answers, server_command
-from connectivity.mqtt import parse_endpoint
+from connectivity.mqtt import client_for, parse_endpoint
+from connectivity.protocols import ConnectionConfig
 from demo.cmms_inbox import seed_demo_cmms
 from demo.seed import (
     DEMO_MQTT_JSON,
@@ -163,6 +166,23 @@ def port_in_use(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def broker_answers(host: str, port: int) -> bool:
+    """True once the MQTT broker on ``host:port`` completes a handshake (CONNECT / CONNACK); a bare TCP probe
+    would make the broker log an ERROR for a client that sent nothing."""
+
+    async def handshake() -> None:
+        async with client_for(
+            ConnectionConfig("demo broker probe", f"mqtt://{host}:{port}"), persistent=False
+        ):
+            pass
+
+    try:
+        asyncio.run(asyncio.wait_for(handshake(), timeout=2.0))
+    except (aiomqtt.MqttError, OSError, TimeoutError):
+        return False
+    return True
 
 
 def web_answers(url: str) -> bool:
@@ -416,7 +436,7 @@ class Command(BaseCommand):
             "mqtt-broker", [str(broker), "-c", str(config)], env=env, cwd=settings.BASE_DIR, stop_last=True
         )
         supervisor.wait_until(
-            lambda: port_in_use(host, port), float(options["ready_timeout"]), "the MQTT broker"
+            lambda: broker_answers(host, port), float(options["ready_timeout"]), "the MQTT broker"
         )
         mqtt_url = f"mqtt://{host}:{port}"
         try:
