@@ -264,15 +264,33 @@ def _edge_context(request: HttpRequest, form: EdgeAssignForm | None = None) -> d
             expected[row["asset__tag"]] = (
                 24.0 * float(report.get("alerts_candidate") or 0) / float(report["hours"])
             )
+    agent_rows = list(EdgeAgent.objects.filter(gateway__site_id__in=sites).select_related("gateway__site"))
+    # An agent reports the sha256 of the ONNX file each asset runs; the engineer knows versions by name, so
+    # each is named by the version whose artifact it is (the one for the asset's type when several share
+    # an artifact), with the hash kept beside it. A hash no version has (a bundle built elsewhere) stays a
+    # hash, marked as not from this server.
+    reported = {sha for agent in agent_rows for sha in agent.models_in_use.values()}
+    type_of = dict(Asset.objects.filter(site_id__in=sites).values_list("tag", "asset_type_id"))
+    by_sha: dict[str, list[ModelVersion]] = {}
+    for version in ModelVersion.objects.filter(sha256__in=reported).order_by("-created_at"):
+        by_sha.setdefault(version.sha256, []).append(version)
     agents = []
-    for agent in EdgeAgent.objects.filter(gateway__site_id__in=sites).select_related("gateway__site"):
+    for agent in agent_rows:
         rates = [expected[tag] for tag in agent.models_in_use if tag in expected]
+        models_named = []
+        for tag, sha in sorted(agent.models_in_use.items()):
+            candidates = by_sha.get(sha, [])
+            same_type = [v for v in candidates if v.asset_type_id == type_of.get(tag)]
+            models_named.append(
+                {"tag": tag, "sha256": sha, "version": (same_type or candidates or [None])[0]}
+            )
         agents.append(
             {
                 "agent": agent,
                 "silent": now - agent.last_contact_at > silent_after,
                 "drops": list(agent.gateway.edge_drops.all()[:5]),
                 "expected_24h": round(sum(rates), 1) if rates else None,
+                "models": models_named,
             }
         )
     assignments = (

@@ -93,3 +93,13 @@ def test_an_agents_local_alert_rate_is_shown_beside_its_shadow_estimate(
     client.force_login(engineer)
     html = client.get(PAGE).content.decode()
     assert "9 <small" in html and "shadow trial: 2.0 expected" in html
+
+
+def test_an_agents_models_are_named_by_version(client, engineer, champion, asset, site):
+    """The agent reports the sha256 of each asset's ONNX file; the page names the version it is (linked),
+    and a hash no version on this server has stays a hash, said to be foreign."""
+    agent_of(site, "gw-models", 5, models_in_use={asset.tag: champion.sha256, "p-999": "cd" * 32})
+    client.force_login(engineer)
+    html = client.get(PAGE).content.decode()
+    assert f'href="/models/{champion.pk}/compare/">{champion}</a>' in html
+    assert f'<code>{"cd" * 6}</code> <small class="muted">(not a version on this server)</small>' in html
