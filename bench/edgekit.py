@@ -21,6 +21,16 @@ WINDOW_S, STEP_S = 60.0, 10.0
 TRAIN_S = 14_400.0
 
 
+# Each role's words as an exported bundle carries them (models_registry.bundle: the asset type's labels).
+ROLE_WORDS = {
+    "current": ["Motor current", "A"],
+    "flow": ["Flow", "m³/h"],
+    "pressure": ["Discharge pressure", "bar"],
+    "temperature": ["Bearing temperature", "°C"],
+    "vibration": ["Vibration RMS", "mm/s"],
+}
+
+
 def sensors(tag: str = TAG) -> dict[str, str]:
     return {role: f"demo.{tag}.{role}" for role in ROLES}
 
@@ -87,6 +97,8 @@ def make_bundle(tmp: Path, *, open_factor: float = 1.5) -> MadeBundle:
         "output_spec": {"name": "score", "index": 0, "direction": "higher_is_anomalous"},
         "asset": {"id": 1, "tag": TAG, "site": "demo"},
         "sensors": {key: role for role, key in sensors().items()},
+        "background": X[:: max(1, len(X) // 100)].tolist(),
+        "role_words": ROLE_WORDS,
     }
     data = pack_bundle(detector.to_onnx(), spec)
     path = tmp / "bundle.zip"

@@ -47,6 +47,7 @@ from cachetools import LRUCache, cached
 from onnx import helper, numpy_helper
 
 from detection import runtime
+from detection.baseline import Calibration
 from detection.features import role_of
 from detection.onnx_graphs import read_quadratic_forms
 
@@ -139,6 +140,25 @@ def explain(
             f"{method}: |sum(phi) + base - output| = {error:.3g} exceeds {ADDITIVITY_TOLERANCE:g}; the "
             "explanation is not faithful to the model and was not returned."
         )
+    return result
+
+
+def with_baseline(result: dict[str, Any], baseline: np.ndarray | Calibration | None) -> dict[str, Any]:
+    """Give each feature of an explanation of a baselined model's input what the sensor showed.
+
+    The input of a baselined model is the change from the asset's operating point, so the SHAP values (and
+    their additivity) are of that input; each feature also gets ``baseline`` (a robust calibration's
+    location, the asset's median: the value "normal" means) and ``raw`` (value x scale + baseline). The
+    pages, the write-back and the edge agent's local words read these. ``result`` is changed and returned.
+    """
+    if baseline is None:
+        return result
+    robust = isinstance(baseline, Calibration)
+    base_values = baseline.location if robust else np.asarray(baseline, dtype=np.float64)
+    scales = baseline.scale if robust else np.ones(len(base_values))
+    for feature, base, scale in zip(result["features"], base_values, scales, strict=True):
+        feature["baseline"] = float(base)
+        feature["raw"] = float(np.float64(feature["value"]) * scale + base)
     return result
 
 

@@ -122,6 +122,7 @@ class Agent:
         events = decide_all([d for d in self.deciders.values() if d.add(samples)])
         self.decision_latencies.append(time.perf_counter() - arrived)
         del self.decision_latencies[:-10_000]
+        events = [self.deciders[event.asset].explained(event) for event in events]
         for event in events:
             self.events.append(event)
             if event.kind == "opened":

@@ -16,8 +16,9 @@ restarted agent continues the episode instead of opening it again.
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,10 @@ import numpy as np
 from connectivity.points import Sample, SampleStatus
 from detection import rules
 from edge.model import EdgeModel, EdgeScores, score_many
+
+logger = logging.getLogger(__name__)
+
+OPENING_INPUTS_KEPT = 16
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,10 @@ class AlertEvent:
     peak_score: float
     level: int
     model_sha256: str
+    # Filled in by ``AssetDecider.explained`` for the local HMI (the server explains from the readings):
+    # the sensor that pushed the opening window's score most and the board's sentence about it.
+    sensor: str = ""
+    reason: str = ""
 
     def body(self) -> dict[str, Any]:
         return {
@@ -98,6 +107,7 @@ class AssetDecider:
             tuple[float, float]
         ] = []  # (end, score) of the last decide(), for shadow trials
         self._buffers = {role: _RoleBuffer() for role in model.roles}
+        self._opening_inputs: dict[str, np.ndarray] = {}  # event key -> input of its opening window
         self._latest: dict[str, float] = {}
         # Enough history for the next window and the steps between two decisions.
         self._horizon = model.window_s + 4 * model.step_s
@@ -166,7 +176,33 @@ class AssetDecider:
         if not windows:
             return []
         self.state, transitions = rules.step(self.state, windows, self.params)
-        return [event for t in transitions if (event := self._event(t)) is not None]
+        events = [event for t in transitions if (event := self._event(t)) is not None]
+        if any(event.kind == "opened" for event in events):
+            by_end = {float(scored.ends[i]): x for i, x in scored.inputs.items()}
+            for event in events:
+                if event.kind == "opened" and event.at in by_end:
+                    self._opening_inputs[event.key] = by_end[event.at]
+            # Deciders whose events nobody explains (a shadow trial's) keep only the last few.
+            for key in list(self._opening_inputs)[:-OPENING_INPUTS_KEPT]:
+                del self._opening_inputs[key]
+        return events
+
+    def explained(self, event: AlertEvent) -> AlertEvent:
+        """``event`` with the sensor that opened it and the sentence about it, from the SHAP values of the
+        opening window's input (``EdgeModel.reason``); the event as it is when that cannot be said (a
+        clear, a bundle without a background sample, a model the gateway cannot explain). Called after the
+        decisions, so explaining never delays one; a failure is logged, never raised."""
+        x = self._opening_inputs.pop(event.key, None)
+        if x is None:
+            return event
+        try:
+            found = self.model.reason(x)
+        except Exception:  # the words are a courtesy to the HMI: the alert itself must go out regardless
+            logger.warning("%s: explaining the alert %s locally failed", self.tag, event.key, exc_info=True)
+            return event
+        if found is None:
+            return event
+        return replace(event, sensor=found.sensor, reason=found.sentence)
 
     def _event(self, transition: rules.Transition) -> AlertEvent | None:
         if isinstance(transition, rules.Opened):

@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from detection import features, runtime
+from detection import features, runtime, wording
 from detection.baseline import BaselineError, Calibration
 from detection.bundle import Bundle, BundleError
+from detection.explain import explain, typical_ranges, with_baseline
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import RuleParams, overlap
 
@@ -34,11 +35,13 @@ def _session(sha256: str, onnx_bytes: bytes) -> Any:
 
 @dataclass(frozen=True)
 class EdgeScores:
-    """Every complete window's end, score (None: not scorable, e.g. too little data) and coverage."""
+    """Every complete window's end, score (None: not scorable, e.g. too little data) and coverage;
+    ``inputs`` holds the model input of each scored window (its index -> row), what an explanation needs."""
 
     ends: np.ndarray
     scores: list[float | None]
     coverage: np.ndarray
+    inputs: Mapping[int, np.ndarray] = field(default_factory=dict)
 
 
 class EdgeModel:
@@ -113,6 +116,36 @@ class EdgeModel:
         return None
 
     @property
+    def explainable(self) -> bool:
+        """Bundles exported with the version's background sample can explain their alerts locally."""
+        return bool(self.spec.get("background"))
+
+    def reason(self, x: np.ndarray) -> wording.SensorReason | None:
+        """The sensor that pushed window input ``x`` towards the alert most, in the board's words (the same
+        SHAP values of the same ONNX file as the server, the same ``detection.wording``): what the agent
+        tells the HMI while the server is out of reach. None when the bundle carries no background sample
+        or no sensor pushed the score up. Raises what explaining raises (ExplanationError, ImportError for
+        a tree model on a gateway without shap)."""
+        if not self.explainable:
+            return None
+        background = np.asarray(self.spec["background"], dtype=np.float64)
+        names = list(self.spec["feature_names"])
+        result = explain(self.bundle.model, x, background, names, self.output_spec)
+        with_baseline(result, self.baseline)
+        roles = {
+            role: (str(label), str(unit)) for role, (label, unit) in self.spec.get("role_words", {}).items()
+        }
+        found = wording.reasons(
+            result,
+            typical_ranges(background, names),
+            roles,
+            open_threshold=self.rule_params.open_threshold,
+            higher=self.rule_params.higher,
+            top=1,
+        )
+        return found[0] if found else None
+
+    @property
     def group(self) -> tuple:
         """Equal for models that score windows the same way (same artifact, features, windows and steps):
         their assets' windows are built and scored in one call (``score_many``); baselines stay per asset."""
@@ -164,21 +197,24 @@ def score_many(
         if usable[i].size:
             parts.append(lead.pipeline.inputs(built, usable[i], columns, model.baseline))
     values = np.empty(0)
+    rows = np.concatenate(parts) if parts else np.empty((0, 0))
     if parts:
         try:
             # A non-finite score is reported as no score (None), not refused as on the server.
-            values = lead.pipeline.score(lead.loaded, np.concatenate(parts), finite=False)
+            values = lead.pipeline.score(lead.loaded, rows, finite=False)
         except (runtime.ModelRuntimeError, PipelineError) as exc:
             raise BundleError(f"model.onnx: {exc}") from None
     out, offset = [], 0
     for i in range(len(requests)):
         built = windows[i]
         scores: list[float | None] = [None] * len(built)
+        inputs: dict[int, np.ndarray] = {}
         for index in usable[i].tolist():
             value = float(values[offset])
+            inputs[index] = rows[offset]
             offset += 1
             scores[index] = value if math.isfinite(value) else None
         coverage = np.asarray(built.coverage, dtype=np.float64)
         coverage = coverage.min(axis=1) if coverage.ndim == 2 else coverage
-        out.append(EdgeScores(np.asarray(built.ends, dtype=np.float64), scores, coverage))
+        out.append(EdgeScores(np.asarray(built.ends, dtype=np.float64), scores, coverage, inputs))
     return out

@@ -152,6 +152,15 @@ class LocalPublisher:
             "at": event.at,
             "source": "edge",
         }
+        if state == "open" and event.reason:
+            # The words the server's write-back uses (connectivity.ot_sources.state_of reads them): the
+            # sensor that opened the alert and the board's sentence about it, said at the edge.
+            payload |= {
+                "category_label": event.sensor,
+                "top_sensor": event.sensor,
+                "top_sensor_text": event.reason,
+                "text": f"{event.asset} {event.sensor} alert, {payload['severity']}",
+            }
         self._pending.put_nowait(OutgoingState(self._next, f"{self.site}/{event.asset}", payload))
 
     async def run(self) -> None:

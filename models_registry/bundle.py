@@ -44,7 +44,8 @@ class BundleExportError(Exception):
 def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, Any]:
     """Everything the edge runner needs besides the model bytes."""
     asset_type = version.asset_type
-    roles = list(asset_type.roles.order_by("key").values_list("key", flat=True))
+    role_rows = list(asset_type.roles.order_by("key").values_list("key", "label", "unit"))
+    roles = [key for key, _label, _unit in role_rows]
     spec: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "model": {
@@ -67,6 +68,11 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
         "clear_windows": int(settings.VIGIL_ALERT_CLEAR_WINDOWS),
         "output_spec": version.output_spec or {},
         "sensors": {},
+        # What the agent needs to tell the HMI why an alert opened while the server is out of reach: the
+        # version's background sample (the SHAP reference and the usual ranges, as on the server) and each
+        # role's words (detection.wording).
+        "background": [list(map(float, row)) for row in (version.background or [])],
+        "role_words": {key: [label, unit] for key, label, unit in role_rows},
     }
     if asset is not None:
         if asset.asset_type_id != version.asset_type_id:

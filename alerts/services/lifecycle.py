@@ -64,8 +64,8 @@ from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
 from alerts.services.overrides import calibration_category, effective_thresholds
 from detection import rules
-from detection.baseline import PER_ASSET_ROBUST, BaselineError, Calibration, baseline_mode
-from detection.explain import dominant_roles, explain, top_role
+from detection.baseline import PER_ASSET_ROBUST, BaselineError, baseline_mode
+from detection.explain import dominant_roles, explain, top_role, with_baseline
 from detection.features import role_of
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import severity_level
@@ -153,14 +153,7 @@ def explain_window(
     result = explain(
         model.onnx_bytes, x, model.background, model.feature_names, model.output_spec, sensors=sensors
     )
-    if baseline is not None:
-        # A robust calibration is shown by its location (the asset's median), the value "normal" means.
-        robust = isinstance(baseline, Calibration)
-        base_values = baseline.location if robust else np.asarray(baseline, dtype=np.float64)
-        scales = baseline.scale if robust else np.ones(len(base_values))
-        for feature, base, scale in zip(result["features"], base_values, scales, strict=True):
-            feature["baseline"] = float(base)
-            feature["raw"] = float(np.float64(feature["value"]) * scale + base)
+    with_baseline(result, baseline)
     return {**result, "window_end": end.isoformat(), "score": float(score)}
 
 

@@ -149,6 +149,8 @@ def test_ten_minutes_cut_off_the_alert_is_local_at_once_and_the_server_gets_ever
 
     opened, agent = asyncio.run(scenario())
     event = opened[0][1]
+    # Offline, the local alert still says why it opened (the exported bundle's background and words).
+    assert event.sensor and event.reason, "the local alert said nothing of why it opened"
     assert TRAIN_S + FAULT_AFTER_S < event.at - (time.time() - CUT_S - 30.0 - TRAIN_S) + 60  # after the fault
     seen = server_facts(live)
     assert seen["readings"] == CUT_S * len(ROLES)  # every reading, once

@@ -4,15 +4,19 @@ restart continues the episode instead of raising it again."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import numpy as np
 
 from connectivity.points import Sample, SampleStatus
-from detection.bundle import load_bundle
+from detection import wording
+from detection.bundle import load_bundle, pack_bundle
+from detection.explain import explain, typical_ranges
 from edge.decide import AssetDecider, decide_all
 from edge.model import EdgeModel
 from edge.runner import score_series
+from edge.sources import LocalPublisher
 from tests.edge.conftest import TAG, TRAIN_S, samples_of, sensors, series_of, simulator
 
 FAULT_AT = TRAIN_S + 600.0
@@ -125,3 +129,48 @@ def test_deciding_many_assets_in_one_batch_equals_deciding_each(bundle):
         (e.asset, e.kind, e.at) for e in events_alone
     ]
     assert {e.asset for e in events_together} == {f"{TAG}-1"}
+
+
+def test_an_opened_alert_is_explained_in_the_boards_words_for_the_hmi(bundle):
+    """The agent says why an alert opened without the server: the sensor that pushed the opening window's
+    score most (exact SHAP of the bundle's ONNX file against its background) in detection.wording's
+    sentence; the local write-back payload carries it as the server's does (top_sensor_text)."""
+    d = decider(bundle)
+    events = feed(d, simulator(fault_at=FAULT_AT), TRAIN_S, FAULT_AT + 900.0)
+    opened = next(e for e in events if e.kind == "opened")
+    assert opened.reason == "" and d._opening_inputs  # decided without the words: they never delay it
+    told = d.explained(opened)
+    assert told.key == opened.key and told.body() == opened.body()  # the server gets the same event
+    # Bearing wear shows on the vibration first (plant.simulator); the sentence names it with its unit.
+    assert told.sensor == "Vibration RMS" and "mm/s" in told.reason
+    # The same words as explaining that window's input directly with the server's functions.
+    model = d.model
+    scored = model.score(series_of(simulator(fault_at=FAULT_AT), TRAIN_S, FAULT_AT + 900.0))
+    x = scored.inputs[int(np.flatnonzero(scored.ends == opened.at)[0])]
+    background = np.asarray(bundle.spec["background"])
+    result = explain(model.bundle.model, x, background, model.spec["feature_names"], model.output_spec)
+    roles = {k: tuple(v) for k, v in bundle.spec["role_words"].items()}
+    top = wording.reasons(
+        result,
+        typical_ranges(background, model.spec["feature_names"]),
+        roles,
+        open_threshold=model.rule_params.open_threshold,
+        top=1,
+    )[0]
+    assert (told.sensor, told.reason) == (top.sensor, top.sentence)
+    assert d.explained(opened) is opened  # explained once; the input is not kept
+
+    publisher = LocalPublisher({"publish": {"protocol": "mqtt", "endpoint": "mqtt://127.0.0.1:1883"}}, "demo")
+    asyncio.run(publisher.publish(told))
+    payload = publisher._pending.get_nowait().payload
+    assert payload["top_sensor_text"] == told.reason and payload["category_label"] == "Vibration RMS"
+    assert payload["text"].startswith("p-101 Vibration RMS alert, ")
+
+
+def test_a_bundle_without_a_background_opens_alerts_without_words(bundle, tmp_path):
+    spec = {k: v for k, v in bundle.spec.items() if k not in ("background", "role_words")}
+    path = tmp_path / "plain.zip"
+    path.write_bytes(pack_bundle(load_bundle(str(bundle.path)).model, spec))
+    d = AssetDecider(TAG, EdgeModel(load_bundle(str(path))), {k: r for r, k in sensors().items()})
+    opened = next(e for e in feed(d, simulator(fault_at=FAULT_AT), TRAIN_S, FAULT_AT + 900.0))
+    assert d.explained(opened) == opened and opened.reason == ""

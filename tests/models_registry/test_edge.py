@@ -108,6 +108,43 @@ def test_the_bundle_holds_the_model_its_spec_and_checksums(bundle, version, scor
     assert spec["output_spec"] == {"name": "score", "direction": "higher"}
     assert spec["sensors"] == {f"north.p-101.{role}": role for role in ROLES}
     assert spec["model"]["sha256"] == version.sha256 == checksums["model.onnx"]
+    # What the agent explains its local alerts with: the version's background and the roles' words.
+    assert np.allclose(spec["background"], version.background)
+    roles = scored_asset.asset_type.roles.values_list("key", "label", "unit")
+    assert spec["role_words"] == {key: [label, unit] for key, label, unit in roles}
+
+
+def test_an_exported_bundle_explains_a_faulty_window_at_the_edge(scored_asset, tmp_path):
+    """A model weighing only vibration roughness, its background the asset's healthy windows: the edge
+    names the vibration role in its type's words for a faulty window."""
+    from detection.bundle import load_bundle
+    from edge.model import EdgeModel
+    from models_registry.bundle import build_bundle
+
+    series = load_series(dict(scored_asset.sensors.values_list("pk", "role__key")), T0, T0.replace(hour=23))
+    windows = build_windows(series, ROLES, window_s=60, step_s=10)
+    names = feature_names(ROLES)
+    weights = np.zeros(len(names), dtype=np.float32)
+    weights[names.index("vibration__diff_rms")] = 1.0
+    healthy = make_version(
+        scored_asset.asset_type,
+        name="edge-words",
+        onnx_bytes=linear_onnx(len(names), weights=weights),
+        feature_spec=names,
+        background=windows.X[:20],
+        open_threshold=0.3,
+        clear_threshold=0.2,
+    )
+    path = tmp_path / "words.zip"
+    path.write_bytes(build_bundle(healthy, scored_asset))
+    model = EdgeModel(load_bundle(str(path)))
+    scored = model.score(series)
+    last = max(scored.inputs)
+    assert scored.scores[last] > 0.3  # the last window is in the fault
+    reason = model.reason(scored.inputs[last])
+    vibration = scored_asset.asset_type.roles.get(key="vibration")
+    assert reason is not None and reason.role == "vibration" and reason.sensor == vibration.label
+    assert vibration.unit in reason.sentence
 
 
 def test_the_edge_runner_scores_exactly_what_onnxruntime_scores_on_the_same_windows(
