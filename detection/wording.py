@@ -375,3 +375,10 @@ def duration_text(seconds: float) -> str:
     if hours < 48:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     return f"{round(hours / 24)} days"
+
+
+def calibration_trend_text(label: str, unit: str, first: float, last: float) -> str:
+    """A sensor whose level moved steadily through a calibration period (detection.baseline.level_trends),
+    told to the engineer who owns the calibration: "Flow rose steadily through it (31.5 → 31.9 m³/h)"."""
+    went = "rose" if last > first else "fell"
+    return f"{label} {went} steadily through it ({fmt(first)} → {with_unit(last, unit)})"

@@ -46,7 +46,8 @@ the asset's own open/clear thresholds for each robust version (``AssetThreshold`
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -62,7 +63,9 @@ from detection.baseline import (
     PER_ASSET_ROBUST,
     BaselineError,
     Calibration,
+    LevelTrend,
     baseline_mode,
+    level_trends,
     mean_vector,
     peer_relative,
     period_mask,
@@ -71,6 +74,7 @@ from detection.baseline import (
 from detection.baseline import apply as apply_baseline
 from detection.baseline import calibrate as robust_calibration
 from detection.features import feature_names as all_feature_names
+from detection.wording import calibration_trend_text
 from detection.features import role_of
 from detection.pipeline import Pipeline
 from detection.thresholds import AssetThresholds, ThresholdRule, asset_thresholds
@@ -100,6 +104,7 @@ class BaselineStatus:
     baseline: AssetBaseline | None
     thresholds: AssetThreshold | None = None
     override: tuple[float, float] | None = None  # a noise-control override (alerts' rows), given by the page
+    unsettled: tuple[str, ...] = ()  # the calibration's level trends in words, given by the page
 
     @property
     def calibrating(self) -> bool:
@@ -202,6 +207,13 @@ def measure(
     """(feature names, mean vector or Calibration, window count) of the asset over [start, end] from its
     usable windows (``calibration_windows``), without storing it (default features: its type's whole
     feature set). BaselineError names what is wrong, with the counts."""
+    names, result, count, _trends = _measure(asset, feature_names, start, end, mode)
+    return names, result, count
+
+
+def _measure(
+    asset, feature_names: list[str] | None, start: datetime, end: datetime, mode: str
+) -> tuple[list[str], np.ndarray | Calibration, int, list[LevelTrend]]:
     if start >= end:
         raise BaselineError("the calibration period is empty: start must be before end")
     names = _names(asset, feature_names)
@@ -219,7 +231,12 @@ def measure(
             f"{start.isoformat()} and {end.isoformat()} (need at least {MIN_WINDOWS}; the others have "
             "gaps, flags or overlap a fault)"
         ) from None
-    return names, result, count
+    return names, result, count, _trends(asset, names, ends[usable], X[usable])
+
+
+def _trends(asset, names: list[str], ends: np.ndarray, X: np.ndarray) -> list[LevelTrend]:
+    """The sensors whose level moved steadily through the calibration windows (a warning on the page)."""
+    return level_trends(ends, X, names, float(asset.asset_type.window_s))
 
 
 def store(
@@ -232,6 +249,7 @@ def store(
     window_count: int,
     source: str,
     actor=None,
+    trends: Sequence[LevelTrend] = (),
 ) -> AssetBaseline:
     """Make this the asset's current baseline for `names` (a Calibration: its robust one), keeping the
     previous one of that mode as history."""
@@ -248,6 +266,7 @@ def store(
             start=start,
             end=end,
             window_count=window_count,
+            trends=[trend.to_json() for trend in trends],
             source=source,
             created_by=actor if actor is not None and getattr(actor, "is_authenticated", False) else None,
         )
@@ -266,8 +285,18 @@ def calibrate(
     """Calibrate and store the asset's baseline of `mode` over [start, end] (see ``measure``); a period
     overlapping a FAULT label of the asset is refused (a BaselineError naming the label)."""
     check_no_fault(asset, start, end)
-    names, vector, count = measure(asset, feature_names, start, end, mode)
-    return store(asset, names, vector, start=start, end=end, window_count=count, source=source, actor=actor)
+    names, vector, count, trends = _measure(asset, feature_names, start, end, mode)
+    return store(
+        asset,
+        names,
+        vector,
+        start=start,
+        end=end,
+        window_count=count,
+        source=source,
+        actor=actor,
+        trends=trends,
+    )
 
 
 def check_no_fault(asset, start: datetime, end: datetime) -> None:
@@ -361,6 +390,7 @@ def auto_calibrate(
             end=period_end,
             window_count=count,
             source=BaselineSource.AUTO,
+            trends=_trends(asset, names, ends[chosen], X[chosen]),
         )
         if row.robust:
             versions = versions_in_use(asset_type.pk, PER_ASSET_ROBUST)
@@ -584,6 +614,19 @@ def thresholds_in_force(
     }
     out.update(overrides or {})
     return out
+
+
+def unsettled_words(asset, trends: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """A calibration's stored level trends (``AssetBaseline.trends``) in the roles' words, one per sensor:
+    the asset page, the recalibration message and ``calibrate_baseline`` say them."""
+    if not trends:
+        return ()
+    roles = {
+        key: (label, unit) for key, label, unit in asset.asset_type.roles.values_list("key", "label", "unit")
+    }
+    return tuple(
+        calibration_trend_text(*roles.get(t["role"], (t["role"], "")), t["first"], t["last"]) for t in trends
+    )
 
 
 def calibration_status(asset) -> list[BaselineStatus]:

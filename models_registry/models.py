@@ -226,6 +226,12 @@ class AssetBaseline(models.Model):
     start = models.DateTimeField(help_text="Start of the calibration period.")
     end = models.DateTimeField(help_text="End of the calibration period.")
     window_count = models.PositiveIntegerField()
+    trends = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Sensors whose level moved steadily through the period (detection.baseline.level_trends): "
+        "a start-up or warm-up the calibration calls normal.",
+    )
     source = models.CharField(max_length=10, choices=BaselineSource.choices)
     is_current = models.BooleanField(default=True)
     created_by = models.ForeignKey(

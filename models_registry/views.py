@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from models_registry.choices import ModelStatus
 from models_registry.comparison import ComparisonError, compare, default_period
 from detection.baseline import BaselineError
-from models_registry.baseline import recalibrate
+from models_registry.baseline import recalibrate, unsettled_words
 from models_registry.edge_rollout import RolloutError, assign, decide
 from models_registry.forms import EdgeAssignForm, PeriodForm, ReasonForm, RecalibrateForm, RetrainForm
 from models_registry.models import EdgeAssignment, EdgeStage, ModelStatusChange, ModelVersion, RetrainRun
@@ -233,6 +233,13 @@ def asset_recalibrate(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         f"Recalibrated {asset.tag}: {counts}." + (f" Thresholds: {thresholds}." if thresholds else ""),
     )
+    unsettled = {words for row in done.baselines for words in unsettled_words(asset, row.trends)}
+    if unsettled:
+        messages.warning(
+            request,
+            f"The period is not settled: {'; '.join(sorted(unsettled))}. Expect alerts that are not faults "
+            "once the asset settles; choose a period of steady running.",
+        )
     return redirect(asset)
 
 

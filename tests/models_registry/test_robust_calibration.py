@@ -367,3 +367,54 @@ def test_a_version_that_cannot_score_the_period_is_a_form_error_not_a_500(
     assert response.status_code == 400
     assert f"{version} cannot score the period: model file missing" in response.content.decode()
     assert not AssetBaseline.objects.exists()  # nothing half-done
+
+
+# --- a calibration over a warm-up -----------------------------------------------------------------------------
+
+
+def warm_up(t: np.ndarray) -> np.ndarray:
+    """Vibration climbing steadily from 2 to 3 over the first 600 s (a start-up the period would hold)."""
+    return 2.0 + (t - START_S) / 600.0
+
+
+def test_a_calibration_over_a_warm_up_is_said_not_settled(client, engineer, asset):
+    robust_version(asset)
+    ingest(asset, START_S, 600, vibration=warm_up)
+    client.force_login(engineer)
+    url = reverse("models_registry:asset_recalibrate", args=[asset.pk])
+    local = [moment(s).astimezone(ZoneInfo(asset.site.timezone)).strftime("%Y-%m-%dT%H:%M") for s in (0, 600)]
+
+    response = client.post(url, {"calibrate-start": local[0], "calibrate-end": local[1]}, follow=True)
+
+    row = AssetBaseline.objects.get(asset=asset, is_current=True)
+    [trend] = row.trends  # only the vibration moved; the other sensors are steady
+    assert trend["role"] == "vibration" and 2.0 < trend["first"] < 2.4 < 2.6 < trend["last"] < 3.0
+    label = asset.asset_type.roles.get(key="vibration").label
+    page = response.content.decode()
+    assert "The period is not settled: " + label + " rose steadily through it (" in page  # the message
+    assert 'class="calibration-unsettled"' in page and "recalibrate from a settled period" in page
+
+    # A steady period: no warning, in the row, the message or on the page.
+    ingest(asset, START_S + 600, 600)
+    local = [
+        moment(s).astimezone(ZoneInfo(asset.site.timezone)).strftime("%Y-%m-%dT%H:%M") for s in (600, 1200)
+    ]
+    page = client.post(url, {"calibrate-start": local[0], "calibrate-end": local[1]}, follow=True)
+    assert AssetBaseline.objects.get(asset=asset, is_current=True).trends == []
+    assert "not settled" not in page.content.decode() and "calibration-unsettled" not in page.content.decode()
+
+
+def test_calibrate_baseline_warns_of_a_warm_up_and_auto_calibration_records_it(asset, capsys, settings):
+    version = robust_version(asset)
+    ingest(asset, START_S, 600, vibration=warm_up)
+
+    call_command(
+        "calibrate_baseline", "--asset", asset.tag, "--start", moment(0).isoformat(), "--end",
+        moment(600).isoformat(),
+    )  # fmt: skip
+    assert "not a settled period: " in capsys.readouterr().out
+
+    AssetBaseline.objects.all().delete()
+    settings.VIGIL_BASELINE_WINDOWS = 55  # the whole warm-up (10 windows span too little to tell a trend)
+    row = baseline.auto_calibrate(asset, list(version.feature_spec), mode="per_asset_robust")
+    assert row is not None and [t["role"] for t in row.trends] == ["vibration"]

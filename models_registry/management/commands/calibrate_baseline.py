@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from detection.baseline import BaselineError
-from models_registry.baseline import recalibrate
+from models_registry.baseline import recalibrate, unsettled_words
 from models_registry.management.commands._common import parse_moment
 from models_registry.models import ModelVersion
 from plant.models import Asset
@@ -54,6 +54,8 @@ class Command(BaseCommand):
                     f"(baseline #{row.pk}, {row.mode})"
                 )
             )
+            for words in unsettled_words(found, row.trends):
+                self.stdout.write(self.style.WARNING(f"not a settled period: {words}"))
         for item in done.thresholds:
             self.stdout.write(
                 f"thresholds of {found.tag} for {item.model_version}: open {item.open_threshold:.6g}, "
