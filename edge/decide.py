@@ -181,7 +181,7 @@ class AssetDecider:
             by_end = {float(scored.ends[i]): x for i, x in scored.inputs.items()}
             for event in events:
                 if event.kind == "opened" and event.at in by_end:
-                    self._opening_inputs[event.key] = by_end[event.at]
+                    self._opening_inputs[event.key] = by_end[event.at].copy()  # not the batch
             # Deciders whose events nobody explains (a shadow trial's) keep only the last few.
             for key in list(self._opening_inputs)[:-OPENING_INPUTS_KEPT]:
                 del self._opening_inputs[key]
