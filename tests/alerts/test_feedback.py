@@ -162,6 +162,61 @@ def test_another_technician_cannot_correct_someone_elses_verdict(client, technic
     assert Feedback.objects.filter(alert=alert).count() == 1 and Label.objects.get().kind == "fault"
 
 
+def test_a_verdict_refused_because_a_colleague_closed_the_alert_is_said_at_the_top_of_the_board(
+    client, technician, site, alert
+):
+    # Two technicians tap at once: the card of the one who loses leaves the board (the live socket removes
+    # it), so the refusal must not be shown inside that card, where nobody would ever read it.
+    colleague = make_user("carl", "technician", site)
+    post(login(client, technician), alert, "confirm:repaired")
+
+    response = post(login(client, colleague), alert, "false_alarm:sensor_glitch", htmx=True)
+
+    body = response.content.decode()
+    assert response.status_code == 403
+    assert response["HX-Retarget"] == "#board-messages" and response["HX-Reswap"] == "afterbegin"
+    assert f"Not saved for {alert.asset.name} (#{alert.pk})" in body and 'role="alert"' in body
+    assert "tess already gave the verdict “Confirmed fault — Repaired”" in body
+    assert f'<article id="alert-{alert.pk}" hx-swap-oob="delete"></article>' in body
+    assert Feedback.objects.filter(alert=alert).count() == 1
+
+
+def test_a_tap_after_the_session_expired_sends_the_whole_page_to_the_login_and_back_to_the_board(
+    client, technician, alert
+):
+    # The board stays open for hours; its session may expire under it. htmx must not swap the login page
+    # into the card: the whole page goes to the login, which leads back to the board.
+    login(client, technician)
+    client.logout()  # what an expired session looks like to the server
+
+    response = client.post(
+        reverse("alerts:feedback", args=[alert.pk]),
+        {"action": "acknowledge", "next": "board"},
+        headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/alerts/?asset=7"},
+    )
+
+    assert response.status_code == 200 and response.content == b""
+    assert response["HX-Redirect"] == "/accounts/login/?next=/alerts/%3Fasset%3D7"
+    assert not Feedback.objects.exists()
+
+
+def test_a_form_posted_after_the_session_expired_logs_in_back_to_its_page_not_to_the_post_url(
+    client, technician, alert
+):
+    detail = reverse("alerts:detail", args=[alert.pk])
+    url = reverse("alerts:feedback", args=[alert.pk])
+
+    response = client.post(url, {"action": "acknowledge"}, headers={"Referer": f"http://testserver{detail}"})
+    assert response.status_code == 302 and response["Location"] == f"/accounts/login/?next={detail}"
+
+    # Another site's page is never a place to come back to; a GET keeps its own URL; a logout its redirect.
+    response = client.post(url, {"action": "acknowledge"}, headers={"Referer": "https://evil.example/x"})
+    assert response["Location"] == "/accounts/login/?next=/"
+    assert client.get(detail)["Location"] == f"/accounts/login/?next={detail}"
+    login(client, technician)
+    assert client.post(reverse("logout"))["Location"] == "/accounts/login/"
+
+
 def test_an_unknown_action_is_a_400_that_names_the_valid_ones_and_writes_nothing(client, technician, alert):
     response = post(login(client, technician), alert, "explode")
     assert response.status_code == 400
