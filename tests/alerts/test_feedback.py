@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
@@ -67,6 +68,22 @@ def test_snooze_hides_the_alert_for_the_chosen_time(client, technician, alert, l
     assert before + timedelta(hours=hours) <= alert.snoozed_until <= timezone.now() + timedelta(hours=hours)
     assert Feedback.objects.get(alert=alert).snoozed_until == alert.snoozed_until
     assert alert.events.latest("at", "id").to_state == "snoozed"
+
+
+def test_the_alert_page_of_a_snoozed_alert_says_until_when_in_the_sites_time(client, technician, alert):
+    site = alert.asset.site
+    site.timezone = "Europe/Berlin"
+    site.save(update_fields=["timezone"])
+    login(client, technician)
+    post(client, alert, "snooze:8h", next_page="detail")
+    alert.refresh_from_db()
+
+    html = client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+
+    until = alert.snoozed_until.astimezone(ZoneInfo("Europe/Berlin"))  # the time the site's people read
+    assert "<dt>Snoozed until</dt>" in html and f'datetime="{until.isoformat()}"' in html
+    assert f"{until:%H:%M}</time>" in html
+    assert "(snoozed for 8 h)" in html
 
 
 def test_confirming_a_fault_resolves_the_alert_and_labels_the_window_as_that_fault(client, technician, alert):

@@ -150,7 +150,7 @@ def test_the_full_board_page_connects_the_websocket_and_works_without_javascript
 ):
     make_alert(asset, champion)
     html = tech_client.get(reverse("alerts:board")).content.decode()
-    assert '<section id="alert-board"' in html and 'hx-ext="ws" ws-connect="/ws/alerts/"' in html
+    assert '<section id="alert-board"' in html and 'hx-ext="ws, board-cards" ws-connect="/ws/alerts/"' in html
     assert 'data-resync-url="/alerts/board/"' in html
     assert 'method="post" action="/alerts/' in html  # plain forms: the buttons work before htmx loads
     assert "Working out which sensors drove this" in html  # pending explanation, said so
