@@ -197,6 +197,10 @@ class Finding:
         if not self.usual_text:
             return self.value_text
         if self.stat == "slope":
+            # The headline of a rise or fall outside its usual range already says how fast: only the
+            # usual range is left to tell ("is rising 0.8 °C per minute: usually flat, ...").
+            if self.value and self.direction in ("above", "below"):
+                return self.usual_text
             return f"{self.value_text} ({self.usual_text})"
         return f"{self.value_text} vs {self.range_text}"
 

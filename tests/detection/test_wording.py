@@ -207,7 +207,7 @@ def test_a_spread_sentence_reads_as_the_issue_asks():
     )
     assert (
         told[1].sentence
-        == "Temperature is rising 0.8 °C per minute: +0.8 °C per minute (usually flat, -0.012 to +0.018 °C per minute)"
+        == "Temperature is rising 0.8 °C per minute: usually flat, -0.012 to +0.018 °C per minute"
     )
 
 
