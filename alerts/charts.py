@@ -106,10 +106,12 @@ def sensor_figure(alert: Alert, sensors: Sequence[Sensor], tz_name: str) -> dict
         {
             "xref": "x",
             "yref": "paper",
-            "x": _local(start, tz),
+            # Right-aligned to the span's end: an alert still going on ends at the chart's right edge, and a
+            # label starting at the span would run off it on a phone (the chart has context on the left).
+            "x": _local(end, tz),
             "y": 1,
             "yanchor": "bottom",
-            "xanchor": "left",
+            "xanchor": "right",
             "text": "anomalous",
             "showarrow": False,
             "font": {"size": 11, "color": RAISE_COLOUR},
@@ -162,7 +164,9 @@ def shap_figure(
             },
             "height": max(240, 28 * len(values) + 130),
             "margin": {"l": 10, "r": 16, "t": TOOLBAR_PX + 32, "b": 40},
-            "xaxis": {"title": {"text": "Contribution to the score"}, "zeroline": True},
+            # No axis title: the note above the chart says what the bars are, and on a phone the feature
+            # names leave the plot too narrow for one (it ran off the chart's right edge).
+            "xaxis": {"zeroline": True},
             "yaxis": {"autorange": "reversed", "automargin": True},
             "showlegend": False,
         },
