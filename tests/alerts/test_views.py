@@ -203,6 +203,22 @@ def test_the_detail_page_renders_the_sensor_and_shap_charts_and_the_feature_tabl
     assert 'data-action="confirm:repaired"' in html
 
 
+def test_the_alert_page_charts_keep_their_labels_on_a_phone_wide_chart(tech_client, asset, champion, trained):
+    # An alert still going on: its span ends at the chart's right edge (a minute of room). A label starting
+    # at the span ran off that edge on a phone; so did the explanation chart's x-axis title, which the
+    # feature names squeeze into a plot of ~100 px there.
+    alert = make_alert(asset, champion, explanation=explanation_for(champion, trained), age_min=2)
+
+    html = tech_client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+
+    sensors = figure(html, "sensor-figure")["layout"]
+    (label,) = [a for a in sensors["annotations"] if a["text"] == "anomalous"]
+    span = sensors["shapes"][0]
+    assert (label["x"], label["xanchor"]) == (span["x1"], "right")  # it runs left, over the span
+    assert "title" not in figure(html, "shap-figure")["layout"]["xaxis"]
+    assert "Each bar is how much one feature made the window more unusual" in html  # what the axis said
+
+
 def test_the_detail_page_of_a_pending_explanation_says_so_and_still_charts_the_sensors(
     tech_client, asset, champion
 ):

@@ -136,34 +136,6 @@ def test_the_explanation_chart_title_is_clear_of_the_plotly_toolbar(
     assert apart, f"the toolbar {toolbar} covers the title {title} at {size} size"
 
 
-# The texts of a chart (titles, axis titles, annotations) that reach past its drawing: the SVG cuts them off.
-CHART_TEXT_OUTSIDE_JS = """(selector) => {
-  const svg = document.querySelector(selector + " .main-svg").getBoundingClientRect();
-  return [...document.querySelectorAll(selector + " .main-svg text, " + selector + " .infolayer text")]
-    .filter((t) => t.textContent.trim())
-    .map((t) => [t.textContent, t.getBoundingClientRect()])
-    .filter(([, r]) => r.left < svg.left - 1 || r.right > svg.right + 1)
-    .map(([text, r]) => `${text} (${Math.round(r.left)}–${Math.round(r.right)} of ${Math.round(svg.left)}–${Math.round(svg.right)})`);
-}"""
-
-
-def test_no_chart_text_of_the_alert_page_is_cut_off_at_the_edge_of_a_phone(
-    browser, world: World, explained_alert: int
-):
-    def scenario(b: Any) -> dict[str, list[str]]:
-        with logged_in(b, world, "tech1", viewport=PHONE) as page:
-            page.goto(f"/alerts/{explained_alert}/")
-            outside = {}
-            for chart in ("#shap-chart", "#sensor-chart"):
-                page.locator(f"{chart} .main-svg").first.wait_for()
-                page.wait_for_timeout(300)  # Plotly lays out after load
-                outside[chart] = page.evaluate(CHART_TEXT_OUTSIDE_JS, chart)
-            return outside
-
-    outside = browser.run(scenario)
-    assert outside == {"#shap-chart": [], "#sensor-chart": []}, outside
-
-
 def test_the_browser_gets_the_favicon(browser, world: World):
     def scenario(b: Any) -> tuple[int, str]:
         with logged_in(b, world, "tech1") as page:
