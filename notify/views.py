@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db.models import F
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -36,8 +37,13 @@ def ack(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "GET" and AlertState.ACKNOWLEDGED not in TRANSITIONS[alert.state]:
         # Answered or closed since the message went out: say so and by whom, rather than offer a button
         # that can only fail (the link stays unused).
-        last = alert.events.select_related("actor").order_by("-at", "-pk").first()
-        return render(request, "notify/ack.html", {"alert": alert, "answered": last})
+        last = (
+            alert.events.exclude(from_state=F("to_state"))
+            .select_related("actor")
+            .order_by("-at", "-pk")
+            .first()
+        )
+        return render(request, "notify/ack.html", {"alert": alert, "nothing_to_do": True, "answered": last})
     if request.method == "POST":
         try:
             acknowledge_by_link(token, request.user)

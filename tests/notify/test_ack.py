@@ -10,7 +10,7 @@ import time_machine
 from django.utils import timezone
 
 from alerts.choices import AlertState, FeedbackKind
-from alerts.models import Alert, Feedback
+from alerts.models import Alert, AlertEvent, Feedback
 from notify.models import AckToken
 from notify.services import ack_link
 from tests.alerts.builders import make_alert
@@ -101,6 +101,10 @@ def test_a_link_to_an_alert_answered_meanwhile_says_by_whom_and_offers_no_button
     path = link_path(alert)
     colleague = make_user("carl", "technician", site)
     record_feedback(alert, colleague, "confirm:repaired")
+    # Later events that change no state (the episode ending) do not hide who answered it.
+    AlertEvent.objects.create(
+        alert=alert, from_state="resolved", to_state="resolved", reason="the episode is over"
+    )
     client.force_login(technician)
 
     page = client.get(path)
