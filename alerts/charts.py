@@ -16,7 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from alerts.models import Alert
-from detection.wording import Finding, SensorReason, fmt
+from detection.wording import Finding, SensorReason
 from plant.charts import asset_figure, drawable
 from plant.forms import TimeRange
 from plant.models import Sensor
@@ -137,7 +137,6 @@ def shap_figure(
         phis.append(rest)
         details.append("summed")
     values, _ = drawable(phis)  # never NaN in the page's JSON, never a bar too long for Plotly
-    base, output = float(explanation.get("base_value", 0.0)), float(explanation.get("output", 0.0))
     return {
         "data": [
             {
@@ -153,7 +152,8 @@ def shap_figure(
         "layout": {
             # The title sits under the Plotly toolbar (top right, ~30 px high), never behind it.
             "title": {
-                "text": f"Score {fmt(output)} = usual {fmt(base)} + contributions",
+                # In words: the score and its base value are in the (engineers') model details.
+                "text": "What made this window unusual",
                 "font": {"size": 14},
                 "x": 0,
                 "xanchor": "left",
