@@ -16,7 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from alerts.models import Alert
-from detection.wording import Finding, SensorReason, fmt
+from detection.wording import Finding, SensorReason
 from plant.charts import asset_figure, drawable
 from plant.forms import TimeRange
 from plant.models import Sensor
@@ -106,10 +106,12 @@ def sensor_figure(alert: Alert, sensors: Sequence[Sensor], tz_name: str) -> dict
         {
             "xref": "x",
             "yref": "paper",
-            "x": _local(start, tz),
+            # Right-aligned to the span's end: an alert still going on ends at the chart's right edge, and a
+            # label starting at the span would run off it on a phone (the chart has context on the left).
+            "x": _local(end, tz),
             "y": 1,
             "yanchor": "bottom",
-            "xanchor": "left",
+            "xanchor": "right",
             "text": "anomalous",
             "showarrow": False,
             "font": {"size": 11, "color": RAISE_COLOUR},
@@ -135,7 +137,6 @@ def shap_figure(
         phis.append(rest)
         details.append("summed")
     values, _ = drawable(phis)  # never NaN in the page's JSON, never a bar too long for Plotly
-    base, output = float(explanation.get("base_value", 0.0)), float(explanation.get("output", 0.0))
     return {
         "data": [
             {
@@ -151,7 +152,8 @@ def shap_figure(
         "layout": {
             # The title sits under the Plotly toolbar (top right, ~30 px high), never behind it.
             "title": {
-                "text": f"Score {fmt(output)} = usual {fmt(base)} + contributions",
+                # In words: the score and its base value are in the (engineers') model details.
+                "text": "What made this window unusual",
                 "font": {"size": 14},
                 "x": 0,
                 "xanchor": "left",
@@ -162,7 +164,9 @@ def shap_figure(
             },
             "height": max(240, 28 * len(values) + 130),
             "margin": {"l": 10, "r": 16, "t": TOOLBAR_PX + 32, "b": 40},
-            "xaxis": {"title": {"text": "Contribution to the score"}, "zeroline": True},
+            # No axis title: the note above the chart says what the bars are, and on a phone the feature
+            # names leave the plot too narrow for one (it ran off the chart's right edge).
+            "xaxis": {"zeroline": True},
             "yaxis": {"autorange": "reversed", "automargin": True},
             "showlegend": False,
         },

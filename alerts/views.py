@@ -274,6 +274,20 @@ def _feedback_error(
     request: HttpRequest, alert: Alert, error: str, next_page: str, *, status: int
 ) -> HttpResponse:
     alert.refresh_from_db()
+    if request.htmx and next_page == "board" and not board_alerts(request.user, ids=[alert.pk]):
+        # The alert left the board meanwhile (a colleague's verdict closed it): the live socket removes its
+        # card, and an error shown in the card would go with it. Say it at the top of the board instead.
+        body = render_to_string(
+            "alerts/board.html#verdict-undone",
+            {"message": f"Not saved for {alert.asset.name} (#{alert.pk}): {error}.", "error": True},
+            request,
+        )
+        response = HttpResponse(
+            body + f'<article id="alert-{alert.pk}" hx-swap-oob="delete"></article>', status=status
+        )
+        response["HX-Retarget"] = "#board-messages"
+        response["HX-Reswap"] = "afterbegin"
+        return response
     current = current_verdict(alert)
     context = {
         "alert": alert,

@@ -1,11 +1,20 @@
-"""Site-wide middleware: a database outage answers 503 with Retry-After instead of a 500 page."""
+"""Site-wide middleware: a database outage answers 503 with Retry-After instead of a 500 page, and a login
+redirect sends the browser back to the page the person was on, not to the URL of a button they pressed."""
 
 from __future__ import annotations
 
 import logging
 
+from urllib.parse import parse_qs, urlsplit
+
+from django.conf import settings
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import resolve_url
+from django.utils.http import url_has_allowed_host_and_scheme
+from django_htmx.http import HttpResponseClientRedirect
 
 logger = logging.getLogger(__name__)
 
@@ -50,3 +59,35 @@ class DatabaseUnavailableMiddleware:
             message = f"the database is temporarily unavailable: retry in {RETRY_AFTER_S} s"
             return JsonResponse({"error": message}, status=503, headers=headers)
         return HttpResponse(_PAGE, status=503, headers=headers)
+
+
+def _page_path(request: HttpRequest, url: str) -> str:
+    """The path and query of `url` if it is a page of this site, else the page a login leads to."""
+    if url and url_has_allowed_host_and_scheme(url, {request.get_host()}, request.is_secure()):
+        parts = urlsplit(url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+    return resolve_url(settings.LOGIN_REDIRECT_URL)
+
+
+class LoginRedirectMiddleware:
+    """A session that expired while a page was open: `login_required` redirects the request to the login
+    page with ``next`` = the request's own URL. For a button (a POST, or an htmx request) that URL is the
+    wrong place to come back to: a POST-only view answers GET with 405, and htmx would follow the redirect
+    and swap the login page into the card. So the login redirect names the page the person was on
+    (htmx's HX-Current-URL, or the form's Referer) and, for htmx, makes the whole page go there."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        htmx = request.headers.get("HX-Request") == "true"
+        if not (htmx or request.method == "POST") or response.status_code not in (301, 302):
+            return response
+        login, target = resolve_url(settings.LOGIN_URL), urlsplit(response.get("Location", ""))
+        # login_required's redirect carries ?next=; a logout's redirect to the login page does not.
+        if target.path != login or REDIRECT_FIELD_NAME not in parse_qs(target.query):
+            return response
+        page = request.headers.get("HX-Current-URL", "") if htmx else request.headers.get("Referer", "")
+        redirect = redirect_to_login(_page_path(request, page), login)
+        return HttpResponseClientRedirect(redirect["Location"]) if htmx else redirect

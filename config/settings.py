@@ -74,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Technicians' pages: a session that expired under an open page logs in back to that page.
+    "config.middleware.LoginRedirectMiddleware",
     # Last, so its process_exception runs first: a database outage answers 503 + Retry-After, not a 500.
     "config.middleware.DatabaseUnavailableMiddleware",
 ]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 SPREAD_STATS = {"std": "varying", "diff_rms": "jumping"}
@@ -97,6 +97,7 @@ class Finding:
     high: float | None
     phi: float
     back_to_normal: float | None = None  # the counterfactual value (same units as value), if one exists
+    share: float | None = None  # φ / Σ|φ| over the explanation's features (findings sets it)
 
     @property
     def stat_name(self) -> str:
@@ -152,6 +153,15 @@ class Finding:
         return f"{'+' if self.phi >= 0 else '−'}{fmt(abs(self.phi), 2)}"
 
     @property
+    def share_text(self) -> str:
+        """The feature's push as a share of all the features' pushes, for people ("+39 %", "−2 %", "+<1 %");
+        φ itself (``effect_text``) is for engineers, in the model details."""
+        if self.share is None:
+            return self.effect_text
+        percent = abs(self.share) * 100
+        return f"{'+' if self.phi >= 0 else '−'}{'<1' if percent < 0.5 else f'{percent:.0f}'} %"
+
+    @property
     def headline(self) -> str:
         """What the feature does, in words: "Vibration is varying 5× more than usual"."""
         label, direction, unit = self.sensor, self.direction, self.unit
@@ -197,6 +207,10 @@ class Finding:
         if not self.usual_text:
             return self.value_text
         if self.stat == "slope":
+            # The headline of a rise or fall outside its usual range already says how fast: only the
+            # usual range is left to tell ("is rising 0.8 °C per minute: usually flat, ...").
+            if self.value and self.direction in ("above", "below"):
+                return self.usual_text
             return f"{self.value_text} ({self.usual_text})"
         return f"{self.value_text} vs {self.range_text}"
 
@@ -283,7 +297,8 @@ def findings(
             )
         )
     out.sort(key=lambda f: abs(f.phi), reverse=True)
-    return out
+    total = sum(abs(f.phi) for f in out)
+    return [replace(f, share=f.phi / total) for f in out] if total > 0 else out
 
 
 def reasons(

@@ -22,6 +22,7 @@ from django.utils import timezone
 from alerts.choices import Severity, Verdict
 from alerts.models import Alert
 from alerts.services.feedback import FeedbackError, current_verdict, record_feedback
+from alerts.writeback import alert_words
 from handoff.choices import OPEN_WORK_ORDER, WorkOrderOutcome, WorkOrderStatus, WorkOrderTrigger
 from handoff.cmms import CmmsError, Outcome, WorkOrderRequest, adapter_for
 from handoff.models import CmmsConnection, WorkOrder
@@ -104,8 +105,12 @@ def work_order_request(order: WorkOrder) -> WorkOrderRequest:
     lines = [
         f"Vigil alert #{alert.pk} on {asset.name} ({asset.tag}), {alert.get_severity_display().lower()}."
     ]
-    if alert.dominant_role:
-        lines.append(f"Driven by: {alert.dominant_role}.")
+    # The board's words for its top sensor, not the role's key: the work order is read by the technician.
+    words = alert_words(alert)
+    if words["top_sensor_text"]:
+        lines.append(f"Why: {words['top_sensor_text']}.")
+    elif alert.dominant_role:
+        lines.append(f"Driven by: {words['category_label']}.")
     if verdict is not None:
         lines.append(f"Verdict: {verdict.summary}" + (f" — {verdict.note}" if verdict.note else "") + ".")
     link = settings.VIGIL_PUBLIC_URL + reverse("alerts:detail", args=[alert.pk])

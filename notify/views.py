@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db.models import F
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -10,7 +11,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from alerts.models import Alert
+from alerts.choices import AlertState
+from alerts.models import TRANSITIONS, Alert
 from alerts.services import FeedbackError, alerts_for_user
 from alerts.writeback import alert_words
 from notify.models import InboxMessage, Notification
@@ -32,6 +34,16 @@ def ack(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "notify/ack.html", {"error": str(exc)}, status=400)
     alerts = alerts_for_user(request.user).select_related("asset__site", "asset__asset_type")
     alert = get_or_404(alerts, "alert", pk=token_row.alert_id)
+    if request.method == "GET" and AlertState.ACKNOWLEDGED not in TRANSITIONS[alert.state]:
+        # Answered or closed since the message went out: say so and by whom, rather than offer a button
+        # that can only fail (the link stays unused).
+        last = (
+            alert.events.exclude(from_state=F("to_state"))
+            .select_related("actor")
+            .order_by("-at", "-pk")
+            .first()
+        )
+        return render(request, "notify/ack.html", {"alert": alert, "nothing_to_do": True, "answered": last})
     if request.method == "POST":
         try:
             acknowledge_by_link(token, request.user)

@@ -323,6 +323,7 @@ class AlertFacts:
     suppressed: bool
     response_delay: timedelta | None
     verdict_text: str = ""
+    due: bool = True  # counted in follow-through: a verdict given, or its window over (conditions' "due")
 
     @property
     def state_label(self) -> str:
@@ -331,6 +332,14 @@ class AlertFacts:
     @property
     def followed(self) -> bool:
         return self.response_delay is not None and self.response_delay <= follow_through_window()
+
+    @property
+    def follow_through_text(self) -> str:
+        """yes / no, or "not yet due" for an alert still inside its window without a verdict: the rate
+        leaves those out, so a "no" beside a 100 % would contradict it."""
+        if self.followed:
+            return "yes"
+        return "no" if self.due else "not yet due"
 
 
 DESCRIBED = {
@@ -365,19 +374,25 @@ def alert_facts(
     shown_only: bool = True,
     order_by: str = "id",
     limit: int | None = None,
+    now: datetime | None = None,
 ) -> list[AlertFacts]:
     """The alerts of ``alerts`` that meet ``condition`` (one of ``conditions``), each with its facts, in
-    one statement. ``shown_only`` as in ``alert_facts_sql``."""
+    one statement. ``shown_only`` as in ``alert_facts_sql``; ``due`` is judged at ``now`` (default: now)."""
     facts, params = alert_facts_sql(alerts, shown_only=shown_only, few=True, **DESCRIBED)
     # Named as AlertFacts' fields, but for the model's name and number and the delay in microseconds.
     selected = {"id": "pk", "closed": "closed_at", **{name: name for name in FACT_COLUMNS}}
     columns = ", ".join(f"{column} AS {name}" for column, name in selected.items())
-    sql = f"{facts} SELECT {columns} FROM facts WHERE {condition[0]} ORDER BY {order_by}"
+    due, due_params = conditions(now or timezone.now())["due"]
+    sql = (
+        f"{facts} SELECT {columns}, CASE WHEN {due} THEN 1 ELSE 0 END AS due FROM facts "
+        f"WHERE {condition[0]} ORDER BY {order_by}"
+    )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     found = []
-    for values in fetch(sql, [*params, *condition[1]]):
-        row = dict(zip(selected.values(), values))
+    for values in fetch(sql, [*params, *due_params, *condition[1]]):
+        row = dict(zip([*selected.values(), "due"], values))
+        row["due"] = bool(row["due"])
         row.update({name: _when(row[name]) for name in TIMES})
         response_us = row.pop("response_us")
         row["model_label"] = f"{row.pop('model_name')} v{row.pop('model_number')}"
@@ -404,4 +419,6 @@ def drill_alerts(
         Alert.objects.filter(is_shadow=False, asset__site_id__in=list(site_ids)), query, "opened_at"
     ).filter(opened_at__gte=start, opened_at__lt=end)
     alerts = with_key(alerts, ALERT_KEYS[query.group_by], key)
-    return alert_facts(alerts, condition=conditions(now)[metric], order_by="opened_at, id", limit=limit)
+    return alert_facts(
+        alerts, condition=conditions(now)[metric], order_by="opened_at, id", limit=limit, now=now
+    )

@@ -54,7 +54,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.db.models import F, Q
 
-from alerts.choices import Severity
+from alerts.choices import AlertCategory, AlertKind, Severity
 from alerts.metrics.facts import alert_facts_sql, epoch_s, fetch
 from alerts.metrics.params import MetricsQuery
 from alerts.models import Alert
@@ -189,6 +189,15 @@ class BadActor:
     category: str
     alerts: int
     share: float
+
+    @property
+    def kind_label(self) -> str:
+        """What raised them, as the pages say it ("Anomaly detector"); the API keeps the code."""
+        return AlertKind(self.kind).label if self.kind in AlertKind.values else self.kind
+
+    @property
+    def category_label(self) -> str:
+        return AlertCategory(self.category).label if self.category in AlertCategory.values else self.category
 
     def as_dict(self) -> dict[str, Any]:
         return {

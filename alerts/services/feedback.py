@@ -208,8 +208,8 @@ def _verdict(
     )
     if not (repairing or authorised) and not can_give_verdict(alert, user, current):
         raise FeedbackForbidden(
-            f"the verdict on alert #{alert.pk} was given by {current.user or 'someone else'}; only they or "
-            "an engineer can correct it"
+            f"{current.user or 'someone else'} already gave the verdict “{current.summary}” on alert "
+            f"#{alert.pk}; only they or an engineer can correct it"
         )
     draft = Feedback(verdict=parsed.verdict, action=parsed.action, reason=parsed.reason)
     if alert.state in ACTIVE_STATES:

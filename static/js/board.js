@@ -116,4 +116,42 @@
       event.detail.isError = false;
     }
   });
+
+  // A button whose request got no answer (no network, the server restarting) or a server error (5xx):
+  // htmx swaps nothing then, so the technician would believe it was saved. Say it in the button's form.
+  function notSaved(event, text) {
+    var elt = event.detail.elt;
+    var form = elt && elt.closest ? elt.closest("form") : null;
+    if (!form || !form.isConnected) return;
+    var note = form.querySelector(".feedback-error[data-client]");
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "feedback-error";
+      note.setAttribute("role", "alert");
+      note.setAttribute("data-client", "");
+      form.insertBefore(note, form.firstChild);
+    }
+    note.textContent = text;
+  }
+  document.addEventListener("htmx:sendError", function (event) {
+    notSaved(event, "Not saved: Vigil could not be reached. Check the connection and tap again.");
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    if (status >= 500) notSaved(event, "Not saved: the server could not do it (error " + status + "). Tap again in a moment.");
+  });
+
+  // The answer to a verdict and the live socket both remove a closed alert's card; whichever comes second
+  // would find no card and htmx logs an "oobErrorNoTarget" error. Such deletes are dropped beforehand
+  // (the board's hx-ext="board-cards" applies this to the socket's messages and the buttons' answers).
+  var CARD_DELETE = /<article id="(alert-\d+)" hx-swap-oob="delete"><\/article>/g;
+  if (window.htmx) {
+    htmx.defineExtension("board-cards", {
+      transformResponse: function (text) {
+        return text.replace(CARD_DELETE, function (whole, id) {
+          return document.getElementById(id) ? whole : "";
+        });
+      }
+    });
+  }
 })();

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
@@ -67,6 +68,22 @@ def test_snooze_hides_the_alert_for_the_chosen_time(client, technician, alert, l
     assert before + timedelta(hours=hours) <= alert.snoozed_until <= timezone.now() + timedelta(hours=hours)
     assert Feedback.objects.get(alert=alert).snoozed_until == alert.snoozed_until
     assert alert.events.latest("at", "id").to_state == "snoozed"
+
+
+def test_the_alert_page_of_a_snoozed_alert_says_until_when_in_the_sites_time(client, technician, alert):
+    site = alert.asset.site
+    site.timezone = "Europe/Berlin"
+    site.save(update_fields=["timezone"])
+    login(client, technician)
+    post(client, alert, "snooze:8h", next_page="detail")
+    alert.refresh_from_db()
+
+    html = client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+
+    until = alert.snoozed_until.astimezone(ZoneInfo("Europe/Berlin"))  # the time the site's people read
+    assert "<dt>Snoozed until</dt>" in html and f'datetime="{until.isoformat()}"' in html
+    assert f"{until:%H:%M}</time>" in html
+    assert "(snoozed for 8 h)" in html
 
 
 def test_confirming_a_fault_resolves_the_alert_and_labels_the_window_as_that_fault(client, technician, alert):
@@ -160,6 +177,61 @@ def test_another_technician_cannot_correct_someone_elses_verdict(client, technic
     assert response.status_code == 403
     assert "only they or an engineer can correct it" in response.content.decode()
     assert Feedback.objects.filter(alert=alert).count() == 1 and Label.objects.get().kind == "fault"
+
+
+def test_a_verdict_refused_because_a_colleague_closed_the_alert_is_said_at_the_top_of_the_board(
+    client, technician, site, alert
+):
+    # Two technicians tap at once: the card of the one who loses leaves the board (the live socket removes
+    # it), so the refusal must not be shown inside that card, where nobody would ever read it.
+    colleague = make_user("carl", "technician", site)
+    post(login(client, technician), alert, "confirm:repaired")
+
+    response = post(login(client, colleague), alert, "false_alarm:sensor_glitch", htmx=True)
+
+    body = response.content.decode()
+    assert response.status_code == 403
+    assert response["HX-Retarget"] == "#board-messages" and response["HX-Reswap"] == "afterbegin"
+    assert f"Not saved for {alert.asset.name} (#{alert.pk})" in body and 'role="alert"' in body
+    assert "tess already gave the verdict “Confirmed fault — Repaired”" in body
+    assert f'<article id="alert-{alert.pk}" hx-swap-oob="delete"></article>' in body
+    assert Feedback.objects.filter(alert=alert).count() == 1
+
+
+def test_a_tap_after_the_session_expired_sends_the_whole_page_to_the_login_and_back_to_the_board(
+    client, technician, alert
+):
+    # The board stays open for hours; its session may expire under it. htmx must not swap the login page
+    # into the card: the whole page goes to the login, which leads back to the board.
+    login(client, technician)
+    client.logout()  # what an expired session looks like to the server
+
+    response = client.post(
+        reverse("alerts:feedback", args=[alert.pk]),
+        {"action": "acknowledge", "next": "board"},
+        headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/alerts/?asset=7"},
+    )
+
+    assert response.status_code == 200 and response.content == b""
+    assert response["HX-Redirect"] == "/accounts/login/?next=/alerts/%3Fasset%3D7"
+    assert not Feedback.objects.exists()
+
+
+def test_a_form_posted_after_the_session_expired_logs_in_back_to_its_page_not_to_the_post_url(
+    client, technician, alert
+):
+    detail = reverse("alerts:detail", args=[alert.pk])
+    url = reverse("alerts:feedback", args=[alert.pk])
+
+    response = client.post(url, {"action": "acknowledge"}, headers={"Referer": f"http://testserver{detail}"})
+    assert response.status_code == 302 and response["Location"] == f"/accounts/login/?next={detail}"
+
+    # Another site's page is never a place to come back to; a GET keeps its own URL; a logout its redirect.
+    response = client.post(url, {"action": "acknowledge"}, headers={"Referer": "https://evil.example/x"})
+    assert response["Location"] == "/accounts/login/?next=/"
+    assert client.get(detail)["Location"] == f"/accounts/login/?next={detail}"
+    login(client, technician)
+    assert client.post(reverse("logout"))["Location"] == "/accounts/login/"
 
 
 def test_an_unknown_action_is_a_400_that_names_the_valid_ones_and_writes_nothing(client, technician, alert):

@@ -12,6 +12,8 @@ from django.urls import reverse
 
 from alerts.metrics import MetricsQuery, metric_rows
 from alerts.metrics.closed import refresh_closed_periods
+from alerts.services import record_feedback
+from tests.alerts.builders import make_alert
 from tests.alerts.test_metrics_golden import NOW
 
 HEALTH = "/alerts/health/"
@@ -300,3 +302,26 @@ def test_the_alerts_not_followed_through_are_the_due_ones_without_a_verdict_in_t
                     )
                     checked += 1
     assert checked >= 6
+
+
+def test_the_drill_down_says_not_yet_due_where_the_follow_through_rate_leaves_an_alert_out(
+    client, engineer, technician, asset, champion
+):
+    # Opened 30 min ago without a verdict: inside its 24 h window, so not counted against follow-through.
+    # The drill-down said "no" beside a 100 % rate; it must say it is not yet due.
+    late = make_alert(asset, champion, age_min=26 * 60, state="auto_closed")  # never answered
+    judged = make_alert(asset, champion, age_min=60)
+    record_feedback(judged, technician, "confirm:repaired")
+    fresh = make_alert(asset, champion, age_min=30)
+    client.force_login(engineer)
+
+    said = {}
+    for period in {f"{a.opened_at:%Y-%m}" for a in (fresh, late, judged)}:
+        query = {"group_by": "site", "period": period, "key": "all", "metric": "alerts"}
+        html = client.get(DRILL, query).content.decode()
+        for pk, text in re.findall(
+            r'<tr data-alert="(\d+)">.*?<td data-label="Followed through">([^<]*)</td>', html, re.S
+        ):
+            said[int(pk)] = text
+
+    assert said == {fresh.pk: "not yet due", late.pk: "no", judged.pk: "yes"}

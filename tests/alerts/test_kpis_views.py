@@ -72,6 +72,17 @@ def test_the_kpi_fragment_shows_the_kpis_the_denominator_and_the_band_warnings(e
     assert figures["kpi-priority-mix"]["data"][-1]["y"] == [0.80, 0.15, 0.05]
 
 
+def test_the_bad_actors_say_what_raised_them_and_their_category_in_words_not_codes(engineer):
+    page = engineer.get(f"/alerts/health/kpis/?{RANGE}", headers=HTMX).content.decode()
+    actors = page[page.index('class="table bad-actors"') :].split("</table>")[0]
+    assert '<th scope="col">Raised by</th>' in actors
+    assert (
+        'data-label="Raised by">Anomaly detector<' in actors
+        and 'data-label="Category">Machine fault<' in actors
+    )
+    assert ">anomaly<" not in actors and "machine_fault" not in actors and "sensor_fault" not in actors
+
+
 def test_the_kpi_fragment_per_shift_warns_of_the_flood(engineer):
     response = engineer.get(f"/alerts/health/kpis/?{RANGE}&kpi_period=shift", headers=HTMX)
     page = response.content.decode()

@@ -150,7 +150,7 @@ def test_the_full_board_page_connects_the_websocket_and_works_without_javascript
 ):
     make_alert(asset, champion)
     html = tech_client.get(reverse("alerts:board")).content.decode()
-    assert '<section id="alert-board"' in html and 'hx-ext="ws" ws-connect="/ws/alerts/"' in html
+    assert '<section id="alert-board"' in html and 'hx-ext="ws, board-cards" ws-connect="/ws/alerts/"' in html
     assert 'data-resync-url="/alerts/board/"' in html
     assert 'method="post" action="/alerts/' in html  # plain forms: the buttons work before htmx loads
     assert "Working out which sensors drove this" in html  # pending explanation, said so
@@ -194,13 +194,50 @@ def test_the_detail_page_renders_the_sensor_and_shap_charts_and_the_feature_tabl
     shap = figure(html, "shap-figure")
     assert shap["data"][0]["type"] == "bar" and shap["data"][0]["orientation"] == "h"
     assert shap["data"][0]["y"][0].startswith("Vibration") and "mm/s" in shap["data"][0]["customdata"][0]
-    assert "Score" in shap["layout"]["title"]["text"] and "usual" in shap["layout"]["title"]["text"]
+    assert shap["layout"]["title"]["text"] == "What made this window unusual"
     table = html[html.index('id="feature-table"') : html.index("</table>", html.index('id="feature-table"'))]
     assert table.count("<tr") == 1 + len(champion.feature_spec)
     assert "above normal" in table
     assert 'id="alert-events"' in html and 'id="alert-model"' in html
     assert 'id="sensor-chart"' in html and 'id="shap-chart"' in html
     assert 'data-action="confirm:repaired"' in html
+
+
+def test_the_alert_page_charts_keep_their_labels_on_a_phone_wide_chart(tech_client, asset, champion, trained):
+    # An alert still going on: its span ends at the chart's right edge (a minute of room). A label starting
+    # at the span ran off that edge on a phone; so did the explanation chart's x-axis title, which the
+    # feature names squeeze into a plot of ~100 px there.
+    alert = make_alert(asset, champion, explanation=explanation_for(champion, trained), age_min=2)
+
+    html = tech_client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+
+    sensors = figure(html, "sensor-figure")["layout"]
+    (label,) = [a for a in sensors["annotations"] if a["text"] == "anomalous"]
+    span = sensors["shapes"][0]
+    assert (label["x"], label["xanchor"]) == (span["x1"], "right")  # it runs left, over the span
+    assert "title" not in figure(html, "shap-figure")["layout"]["xaxis"]
+    assert "Each bar is how much one feature made the window more unusual" in html  # what the axis said
+
+
+def test_the_feature_table_gives_each_features_share_of_the_push_not_raw_model_numbers(
+    tech_client, asset, champion, trained
+):
+    explanation = explanation_for(champion, trained)
+    alert = make_alert(asset, champion, explanation=explanation)
+
+    html = tech_client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+
+    start = html.index('id="feature-table"')
+    table = html[start : html.index("</table>", start)]
+    assert "p10" not in table and '<th scope="col">Usual range</th>' in table
+    shares = re.findall(r'<td data-label="Share of the push">([+−])(&lt;1|\d+) %</td>', table)
+    assert len(shares) == len(explanation["features"])
+    # Each push as a share of all of them: together they make (about) 100 %, the largest first.
+    assert 97 <= sum(int(n) for _, n in shares if n.isdigit()) <= 103
+    phis = sorted((abs(f["phi"]) for f in explanation["features"]), reverse=True)
+    assert int(shares[0][1]) == round(100 * phis[0] / sum(phis))
+    shap_title = figure(html, "shap-figure")["layout"]["title"]["text"]
+    assert "Score" not in shap_title and "contributions" not in shap_title
 
 
 def test_the_detail_page_of_a_pending_explanation_says_so_and_still_charts_the_sensors(

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from detection.wording import (
     back_to_normal,
     duration_text,
+    findings,
     fmt,
     reasons,
     unusual_text,
@@ -207,7 +208,7 @@ def test_a_spread_sentence_reads_as_the_issue_asks():
     )
     assert (
         told[1].sentence
-        == "Temperature is rising 0.8 °C per minute: +0.8 °C per minute (usually flat, -0.012 to +0.018 °C per minute)"
+        == "Temperature is rising 0.8 °C per minute: usually flat, -0.012 to +0.018 °C per minute"
     )
 
 
@@ -232,3 +233,16 @@ def test_scores_read_as_multiples_of_the_alert_level_and_windows_as_durations():
     assert duration_text(16 * 10) == "3 min"
     assert duration_text(30) == "30 s"
     assert duration_text(3 * 3600 + 300) == "3 h 5 min"
+
+
+def test_each_feature_is_told_as_its_share_of_all_the_pushes():
+    explanation = {
+        "features": [
+            {"name": "vibration__std", "value": 0.3, "phi": 3.0},
+            {"name": "current__mean", "value": 20.0, "phi": -1.0},
+            {"name": "temperature__mean", "value": 50.0, "phi": 0.004},
+        ]
+    }
+    told = findings(explanation, {}, {})
+    assert [f.share_text for f in told] == ["+75 %", "−25 %", "+<1 %"]
+    assert told[0].effect_text == "+3"  # φ itself stays for the model details

@@ -108,12 +108,19 @@ def screenshots_dir() -> Path:
 # --- helpers the scenarios use (they run on the browser thread) ------------------------------------------
 
 
+# htmx's own error logs of a swap that went wrong (an out-of-band fragment or a target not in the page).
+HTMX_SWAP_ERRORS = ("htmx:oobErrorNoTarget", "htmx:targetError", "htmx:swapError")
+
+
 def watch_for_browser_errors(context: Any) -> list[str]:
-    """Collect the CSP violations Chromium reports and the uncaught script errors of every page of `context`."""
+    """Collect the CSP violations Chromium reports, htmx's swap errors and the uncaught script errors of every
+    page of `context`."""
     errors: list[str] = []
 
     def on_console(message: Any) -> None:
-        if message.type == "error" and "Content Security Policy" in message.text:
+        if message.type == "error" and (
+            "Content Security Policy" in message.text or message.text.startswith(HTMX_SWAP_ERRORS)
+        ):
             errors.append(f"{message.location.get('url', '?')}: {message.text}")
 
     def on_page(page: Any) -> None:
@@ -128,8 +135,8 @@ def watch_for_browser_errors(context: Any) -> list[str]:
 def logged_in(browser: Any, world: World, username: str, viewport: dict | None = None) -> Iterator[Any]:
     """A fresh browser context logged in as `username` through the login form; yields its page.
 
-    A scenario that ends normally fails if any of its pages violated the Content-Security-Policy or threw an
-    uncaught script error.
+    A scenario that ends normally fails if any of its pages violated the Content-Security-Policy, logged an
+    htmx swap error or threw an uncaught script error.
     """
     context = browser.new_context(viewport=viewport or DESKTOP, base_url=world.base_url)
     context.set_default_timeout(15_000)

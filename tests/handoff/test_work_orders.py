@@ -14,9 +14,10 @@ from alerts.models import Alert, Feedback
 from alerts.services import current_verdict, record_feedback
 from handoff import tasks
 from handoff.models import CmmsConnection, WorkOrder
-from handoff.work_orders import create_work_order, poll_outcomes
+from handoff.work_orders import create_work_order, poll_outcomes, work_order_request
 from plant.connections.secrets import encrypt
-from tests.alerts.builders import make_alert
+from alerts.writeback import alert_words
+from tests.alerts.builders import explanation_for, make_alert
 from tests.handoff.conftest import FakeOdoo
 
 CREDENTIAL = "cmms-bearer-0123456789"
@@ -72,6 +73,21 @@ def test_a_confirmed_fault_sends_a_work_order_to_the_generic_cmms_automatically(
     assert body["alert"]["id"] == alert.pk and "bearing noise" in body["description"]
     assert body["outcome_url"].endswith(f"/api/v1/work-orders/{order.pk}/outcome")
     assert order.status == "sent" and order.external_id == "WO-100" and order.trigger == "automatic"
+
+
+def test_the_work_order_says_why_in_the_boards_words_not_the_sensor_roles_key(asset, champion, trained):
+    alert = make_alert(
+        asset,
+        champion,
+        dominant_role="vibration",
+        explanation=explanation_for(champion, trained, "vibration"),
+    )
+    cmms_for(asset.site, "http://127.0.0.1:9/orders")
+    description = work_order_request(create_work_order(alert)).description
+
+    sentence = alert_words(alert)["top_sensor_text"]
+    assert sentence and sentence.startswith("Vibration") and f"Why: {sentence}." in description
+    assert "Driven by: vibration." not in description
 
 
 def test_no_automatic_work_order_without_the_sites_consent_or_for_a_false_alarm(

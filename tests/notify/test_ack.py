@@ -10,11 +10,12 @@ import time_machine
 from django.utils import timezone
 
 from alerts.choices import AlertState, FeedbackKind
-from alerts.models import Alert, Feedback
+from alerts.models import Alert, AlertEvent, Feedback
 from notify.models import AckToken
 from notify.services import ack_link
 from tests.alerts.builders import make_alert
-from tests.conftest import PASSWORD
+from alerts.services import record_feedback
+from tests.conftest import PASSWORD, make_user
 
 
 def link_path(alert) -> str:
@@ -90,3 +91,33 @@ def test_someone_from_another_site_gets_a_404_and_anonymous_users_log_in_first(
     client.login(username=outsider.username, password=PASSWORD)
     assert client.post(path).status_code == 404
     assert Alert.objects.get().state == AlertState.OPEN and AckToken.objects.get().used_at is None
+
+
+def test_a_link_to_an_alert_answered_meanwhile_says_by_whom_and_offers_no_button(
+    client, site, asset, version, technician
+):
+    # The message went out; a colleague resolved the alert before the paged technician opened the link.
+    alert = make_alert(asset, version)
+    path = link_path(alert)
+    colleague = make_user("carl", "technician", site)
+    record_feedback(alert, colleague, "confirm:repaired")
+    # Later events that change no state (the episode ending) do not hide who answered it.
+    AlertEvent.objects.create(
+        alert=alert, from_state="resolved", to_state="resolved", reason="the episode is over"
+    )
+    client.force_login(technician)
+
+    page = client.get(path)
+
+    html = page.content.decode()
+    assert page.status_code == 200 and "Nothing to acknowledge" in html
+    assert f"Alert #{alert.pk} on {asset.name} is already resolved" in html
+    assert "resolved by carl" in html and "Confirmed fault — Repaired" in html
+    assert 'method="post"' not in html.split('id="ack"')[1] and "Acknowledge alert #" not in html
+    assert AckToken.objects.get().used_at is None
+
+
+def test_the_confirm_page_button_wears_the_sites_button_style(client, asset, version, technician):
+    client.force_login(technician)
+    html = client.get(link_path(make_alert(asset, version))).content.decode()
+    assert '<button type="submit" class="button">Acknowledge</button>' in html
