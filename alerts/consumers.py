@@ -21,12 +21,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 
 import redis.asyncio
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.template.loader import render_to_string
 
 from alerts.broadcast import site_group
@@ -35,6 +38,9 @@ from alerts.services.board import ON_BOARD
 from plant.access import site_ids_for_user
 
 CLOSE_UNAUTHENTICATED = 4401
+SESSION_RECHECK_S = (
+    5.0  # a signed-in socket's session is looked up at most this often (bounds a storm's cost)
+)
 MAX_IDS_PER_MESSAGE = 100
 # The board's sockets, for the operations metrics (config.metrics): a Redis sorted set of channel names
 # scored by when their consumer last refreshed them. Every web process writes it, so one scrape sees them
@@ -96,6 +102,21 @@ def render_changes(user: Any, ids: list[int], known: set[int]) -> tuple[str, set
     return "\n".join(parts), (known | shown) - gone
 
 
+def _still_signed_in(scope: dict[str, Any]) -> bool:
+    """Whether the socket's session still signs in its user: the session is stored and unexpired, and
+    Django's own check of it (``auth.get_user``: the user exists, is allowed in, and the password hash the
+    session was made with still holds) gives the same user."""
+    user = scope.get("user")
+    key = getattr(scope.get("session"), "session_key", None)
+    if user is None or not key:
+        return False
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
+    if not store.exists(key):
+        return False
+    current = get_user(SimpleNamespace(session=store))
+    return current.is_authenticated and current.pk == user.pk
+
+
 def _connect_state(user: Any) -> tuple[list[int], set[int]]:
     site_ids = site_ids_for_user(user)
     on_board = set(alerts_for_user(user).filter(ON_BOARD).values_list("pk", flat=True))
@@ -121,6 +142,8 @@ class AlertBoardConsumer(AsyncWebsocketConsumer):
     async def _keep_present(self) -> None:
         task = asyncio.current_task()
         while True:
+            if await self._signed_out():
+                return
             await _presence("refresh", self.channel_name)
             if task is not None and task.cancelling():
                 # Cancelled while the Redis client was connecting: it turned the cancellation into a
@@ -143,7 +166,22 @@ class AlertBoardConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The board sends nothing; anything received is ignored."""
 
+    async def _signed_out(self) -> bool:
+        """True (and the socket closed with 4401) once the session the socket was opened with is over:
+        logged out, expired, the password changed, the user deactivated. Checked before every update and on
+        every presence refresh, at most once per SESSION_RECHECK_S while it holds."""
+        now = time.monotonic()
+        if now - getattr(self, "_session_checked", -SESSION_RECHECK_S) < SESSION_RECHECK_S:
+            return False
+        if await database_sync_to_async(_still_signed_in)(self.scope):
+            self._session_checked = now
+            return False
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+        return True
+
     async def alerts_changed(self, event: dict[str, Any]) -> None:
+        if await self._signed_out():
+            return
         try:
             ids = list(dict.fromkeys(int(pk) for pk in event.get("ids", [])))
         except (TypeError, ValueError):

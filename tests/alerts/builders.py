@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from importlib import import_module
 
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.test import Client
 from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent
@@ -72,3 +76,11 @@ def bare_champion(asset_type, *, open_threshold=10.0, clear_threshold=5.0, direc
         clear_threshold=clear_threshold,
         status="champion",
     )
+
+
+def signed_in(user) -> SessionBase:
+    """A real session of ``user``, as the login view leaves it (what a socket's AuthMiddlewareStack reads;
+    the board's consumer checks it before every update)."""
+    client = Client()
+    client.force_login(user)
+    return import_module(settings.SESSION_ENGINE).SessionStore(session_key=client.session.session_key)

@@ -9,12 +9,13 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import connections
 
 from alerts.models import Alert
 from alerts.services import record_feedback
 from config.routing import websocket_urlpatterns
-from tests.alerts.builders import explanation_for, make_alert
+from tests.alerts.builders import explanation_for, make_alert, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,9 +37,10 @@ async def close_thread_connections():
     await sync_to_async(connections.close_all)()
 
 
-async def connect(user) -> WebsocketCommunicator:
+async def connect(user, session: SessionBase | None = None) -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/alerts/")
     communicator.scope["user"] = user
+    communicator.scope["session"] = session or await sync_to_async(signed_in)(user)
     connected, code = await communicator.connect()
     assert connected, code
     return communicator
@@ -150,3 +152,42 @@ async def test_the_full_asgi_application_refuses_a_foreign_origin(technician):
     )
     connected, _ = await communicator.connect()
     assert not connected
+
+
+async def test_a_socket_is_closed_once_its_session_is_over(technician, asset, champion, monkeypatch):
+    """Logged out in another tab, or the password changed: the open board stops receiving the site's alerts
+    (closed with 4401) instead of streaming them to whoever has the screen."""
+    import alerts.consumers as consumers
+
+    monkeypatch.setattr(consumers, "SESSION_RECHECK_S", 0.0)  # every update checks (production: every 5 s)
+    session = await sync_to_async(signed_in)(technician)
+    communicator = await connect(technician, session)
+    alert = await database_sync_to_async(make_alert)(asset, champion)
+    await changed(asset.site, alert.pk)
+    assert "alert-%d" % alert.pk in await communicator.receive_from(timeout=2)
+
+    await sync_to_async(session.delete)()  # what logout does
+    await changed(asset.site, alert.pk)
+    closed = await communicator.receive_output(timeout=2)
+    assert closed == {"type": "websocket.close", "code": 4401}
+
+    def new_password() -> None:
+        technician.set_password("another-long-passphrase-42")
+        technician.save()
+
+    again = await connect(technician)
+    await sync_to_async(new_password)()  # every session made with the old password ends
+    await changed(asset.site, alert.pk)
+    assert await again.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_quiet_board_is_closed_at_its_next_presence_refresh_after_logout(technician, monkeypatch):
+    import alerts.consumers as consumers
+
+    monkeypatch.setattr(consumers, "BOARD_CLIENT_REFRESH_S", 0.05)
+    monkeypatch.setattr(consumers, "SESSION_RECHECK_S", 0.0)
+    session = await sync_to_async(signed_in)(technician)
+    communicator = await connect(technician, session)
+    assert await communicator.receive_nothing(timeout=0.2)  # still signed in: nothing happens
+    await sync_to_async(session.delete)()
+    assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}

@@ -27,6 +27,7 @@ from config.asgi import ChannelLayerOutage, application
 from config.embedded_redis import start_embedded_redis
 from config.routing import websocket_urlpatterns
 from bench.live_server import LiveServer, free_port
+from tests.alerts.builders import signed_in
 
 DENIAL = {"websocket.http.response": {}}
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,13 +52,14 @@ def refused(*args, **kwargs):
     raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
 
 
-def board(user, extensions: dict | None = None) -> ApplicationCommunicator:
+async def board(user, extensions: dict | None = None) -> ApplicationCommunicator:
     scope = {
         "type": "websocket",
         "path": "/ws/alerts/",
         "headers": [],
         "subprotocols": [],
         "user": user,
+        "session": await sync_to_async(signed_in)(user),
         "extensions": extensions or {},
     }
     return ApplicationCommunicator(ChannelLayerOutage(URLRouter(websocket_urlpatterns)), scope)
@@ -67,7 +69,7 @@ async def test_the_handshake_answers_503_with_retry_after_while_the_channel_laye
     member, monkeypatch, caplog
 ):
     monkeypatch.setattr(get_channel_layer(), "group_add", refused)
-    communicator = board(member, DENIAL)
+    communicator = await board(member, DENIAL)
 
     await communicator.send_input({"type": "websocket.connect"})
     start = await communicator.receive_output(timeout=2)
@@ -84,7 +86,7 @@ async def test_without_the_denial_extension_the_socket_is_closed_with_1013_try_a
     member, monkeypatch
 ):
     monkeypatch.setattr(get_channel_layer(), "group_add", refused)
-    communicator = board(member)
+    communicator = await board(member)
 
     await communicator.send_input({"type": "websocket.connect"})
 
@@ -107,7 +109,7 @@ async def test_an_open_board_whose_channel_layer_goes_away_is_closed_with_1013(m
         return waiting.result()
 
     monkeypatch.setattr(layer, "receive", receive_until_gone)
-    communicator = board(member, DENIAL)
+    communicator = await board(member, DENIAL)
     await communicator.send_input({"type": "websocket.connect"})
     assert await communicator.receive_output(timeout=2) == {"type": "websocket.accept", "subprotocol": None}
 
