@@ -201,3 +201,25 @@ def test_an_asset_types_sensor_roles_show_whether_each_is_required(console, asse
         r.required for r in asset.asset_type.roles.order_by("asset_type", "key")
     ]
     assert " checked" not in boxes[index]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "key=%00",  # a field lookup Django hands to the database unchecked (PostgreSQL: a 500)
+        "key=a%00b",
+        "asset__tag=p%01x",
+        "%00=1",
+    ],
+)
+def test_a_control_character_in_a_console_query_is_a_400_naming_the_parameter(console, query):
+    response = console.get(reverse("admin:plant_sensor_changelist") + "?" + query)
+    assert response.status_code == 400
+    assert "control character" in response.content.decode()
+
+
+def test_a_console_query_with_ordinary_lookups_still_filters(console, asset):
+    sensor = asset.sensors.order_by("key").first()
+    response = console.get(reverse("admin:plant_sensor_changelist"), {"key": sensor.key})
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
