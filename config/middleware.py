@@ -1,4 +1,5 @@
-"""Site-wide middleware: a database outage answers 503 with Retry-After instead of a 500 page."""
+"""Site-wide middleware: a database outage answers 503 with Retry-After instead of a 500 page, and a 405 says
+which methods the URL takes."""
 
 from __future__ import annotations
 
@@ -50,3 +51,23 @@ class DatabaseUnavailableMiddleware:
             message = f"the database is temporarily unavailable: retry in {RETRY_AFTER_S} s"
             return JsonResponse({"error": message}, status=503, headers=headers)
         return HttpResponse(_PAGE, status=503, headers=headers)
+
+
+class MethodNotAllowedMiddleware:
+    """Give an empty 405 (Django's ``require_GET``/``require_POST`` and class-based views answer one with
+    only an Allow header) a body that names the method and the allowed ones, in the words the API's own
+    405s use: JSON ``{"error": ...}`` under /api/, plain text elsewhere."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code != 405 or response.streaming or response.content:
+            return response
+        allowed = ", ".join(m.strip() for m in response.get("Allow", "").split(",") if m.strip())
+        message = f"method {request.method} not allowed: use {allowed or 'another method'}"
+        headers = {"Allow": response["Allow"]} if response.has_header("Allow") else {}
+        if request.path_info.startswith("/api/"):
+            return JsonResponse({"error": message}, status=405, headers=headers)
+        return HttpResponse(message, status=405, headers=headers, content_type="text/plain; charset=utf-8")

@@ -74,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # An empty 405 gets a body naming the allowed methods (JSON under /api/).
+    "config.middleware.MethodNotAllowedMiddleware",
     # Last, so its process_exception runs first: a database outage answers 503 + Retry-After, not a 500.
     "config.middleware.DatabaseUnavailableMiddleware",
 ]
