@@ -172,6 +172,22 @@ def test_an_unknown_action_is_a_400_that_names_the_valid_ones_and_writes_nothing
     assert not Feedback.objects.exists() and alert.events.count() == 1
 
 
+@pytest.mark.parametrize("note", ["on my\x00way", "\x1b[31m"])
+def test_a_note_with_a_control_character_is_a_400_naming_the_note_and_writes_nothing(
+    client, technician, alert, note
+):
+    # PostgreSQL stores no NUL in text: the note reached the AlertEvent and Feedback rows as a 500.
+    response = post(login(client, technician), alert, "acknowledge", note)
+    page = response.content.decode().lower()
+    assert response.status_code == 400 and "note: " in page and "contains a control character" in page
+    assert Alert.objects.get(pk=alert.pk).state == "open" and not Feedback.objects.exists()
+
+
+def test_a_note_keeps_its_line_breaks_and_tabs(client, technician, alert):
+    post(login(client, technician), alert, "acknowledge", "line one\r\n\tline two")
+    assert Feedback.objects.get(alert=alert).note == "line one\r\n\tline two"
+
+
 def test_an_action_the_state_does_not_allow_is_a_400_shown_in_the_card(client, technician, alert):
     login(client, technician)
     post(client, alert, "acknowledge")
