@@ -270,6 +270,29 @@ def test_a_technician_reports_a_missed_failure_from_the_asset_page(client, techn
     assert "Report a failure that had no alert" in page and "the failure was recorded" in page
 
 
+@pytest.mark.parametrize(
+    ("zone", "start", "end"),
+    [
+        ("Asia/Tokyo", "0001-01-01T00:00", "0001-01-01T05:00"),  # before 0001-01-01 in UTC: a 500
+        ("America/Los_Angeles", "0001-01-01T00:00", "2026-01-01T00:00"),  # was recorded as a label
+    ],
+)
+def test_a_missed_failure_outside_the_years_vigil_holds_is_a_form_error(
+    client, technician, asset, zone, start, end
+):
+    asset.site.timezone = zone
+    asset.site.save(update_fields=["timezone"])
+    login(client, technician)
+    url = reverse("alerts:asset_missed_failure", args=[asset.pk])
+    data = {"missed-start": start, "missed-end": end, "missed-fault_type": "seal leak"}
+    response = client.post(url, data)
+    assert (
+        response.status_code == 400
+        and "is out of range: use a date from 1970-01-01" in response.content.decode()
+    )
+    assert not Feedback.objects.exists() and not Label.objects.exists()
+
+
 def test_a_missed_failure_with_a_bad_range_is_a_400_with_the_form_errors(client, technician, asset):
     login(client, technician)
     url = reverse("alerts:asset_missed_failure", args=[asset.pk])
