@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from plant.choices import QualityFlag
@@ -223,3 +224,20 @@ def test_a_console_query_with_ordinary_lookups_still_filters(console, asset):
     response = console.get(reverse("admin:plant_sensor_changelist"), {"key": sensor.key})
     assert response.status_code == 200
     assert response.context["cl"].result_count == 1
+
+
+@pytest.mark.parametrize(
+    "url, query",
+    [
+        # Django hands these to the database unchecked; PostgreSQL or psycopg refused them there (a 500).
+        ("admin:notify_rule_changelist", "escalate_after=abc"),
+        ("admin:notify_rule_changelist", "escalate_after=" + "9" * 30),
+        ("admin:axes_accessattempt_changelist", "ip_address=abc"),
+        ("admin:plant_sensor_changelist", "key__exact=a%00b"),
+    ],
+)
+def test_a_lookup_value_its_field_cannot_read_is_a_400_naming_the_parameter(client, url, query):
+    client.force_login(User.objects.create_superuser("root"))
+    response = client.get(reverse(url) + "?" + query)
+    body = response.content.decode()
+    assert response.status_code == 400 and body.startswith(f"Bad query string: {query.split('=')[0]}: ")
