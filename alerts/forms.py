@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from plant.forms import BoundedDateTimeField
 
 LOCAL = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 
@@ -16,8 +17,9 @@ class MissedFailureForm(forms.Form):
 
     prefix = "missed"  # the asset page's chart range form has start/end fields too
 
-    start = forms.DateTimeField(label="Started", widget=LOCAL)
-    end = forms.DateTimeField(label="Ended", widget=LOCAL)
+    # Between 1970 and a few years ahead (plant.params): the year 1 in a zone east of UTC overflowed.
+    start = BoundedDateTimeField(label="Started", widget=LOCAL)
+    end = BoundedDateTimeField(label="Ended", widget=LOCAL)
     fault_type = forms.CharField(label="What failed", max_length=60, help_text="e.g. bearing wear")
     note = forms.CharField(
         label="Note", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})

@@ -1,5 +1,6 @@
-"""Site-wide middleware: a database outage answers 503 with Retry-After instead of a 500 page, and a login
-redirect sends the browser back to the page the person was on, not to the URL of a button they pressed."""
+"""Site-wide middleware: a database outage answers 503 with Retry-After instead of a 500 page, a login
+redirect sends the browser back to the page the person was on, not to the URL of a button they pressed, and
+a 405 says which methods the URL takes."""
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ class LoginRedirectMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
+
         htmx = request.headers.get("HX-Request") == "true"
         if not (htmx or request.method == "POST") or response.status_code not in (301, 302):
             return response
@@ -91,3 +93,24 @@ class LoginRedirectMiddleware:
         page = request.headers.get("HX-Current-URL", "") if htmx else request.headers.get("Referer", "")
         redirect = redirect_to_login(_page_path(request, page), login)
         return HttpResponseClientRedirect(redirect["Location"]) if htmx else redirect
+
+
+class MethodNotAllowedMiddleware:
+    """Give an empty 405 (Django's ``require_GET``/``require_POST`` and class-based views answer one with
+    only an Allow header) a body that names the method and the allowed ones, in the words the API's own
+    405s use: JSON ``{"error": ...}`` under /api/, plain text elsewhere."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+
+        if response.status_code != 405 or response.streaming or response.content:
+            return response
+        allowed = ", ".join(m.strip() for m in response.get("Allow", "").split(",") if m.strip())
+        message = f"method {request.method} not allowed: use {allowed or 'another method'}"
+        headers = {"Allow": response["Allow"]} if response.has_header("Allow") else {}
+        if request.path_info.startswith("/api/"):
+            return JsonResponse({"error": message}, status=405, headers=headers)
+        return HttpResponse(message, status=405, headers=headers, content_type="text/plain; charset=utf-8")

@@ -76,6 +76,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # Technicians' pages: a session that expired under an open page logs in back to that page.
     "config.middleware.LoginRedirectMiddleware",
+    # An empty 405 gets a body naming the allowed methods (JSON under /api/).
+    "config.middleware.MethodNotAllowedMiddleware",
     # Last, so its process_exception runs first: a database outage answers 503 + Retry-After, not a 500.
     "config.middleware.DatabaseUnavailableMiddleware",
 ]

@@ -11,11 +11,11 @@ bundles).
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
 from connectivity import protocols
+from connectivity.csv_text import csv_records
 
 MAX_ROWS = 20_000
 MAX_BYTES = 4 * 1024 * 1024
@@ -41,19 +41,30 @@ def read_mapping_csv(protocol: str, data: bytes) -> MappingRows:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise MappingFileError("the file is not UTF-8 text") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [name.strip() for name in (reader.fieldnames or [])]
+    records = csv_records(text)
+    first = records[0] if records else []
+    if isinstance(first, csv.Error):
+        raise MappingFileError(f"the first line is not valid CSV: {first}")
+    header = [name.strip() for name in first]
     if "sensor" not in header:
         raise MappingFileError("the first line must name the columns, one of them 'sensor'")
-    reader.fieldnames = header
     result = MappingRows()
-    for number, row in enumerate(reader, start=2):
+    # Blank lines are no rows (as csv.DictReader had it): numbers count the rows read.
+    rows = [record for record in records[1:] if record != []]
+    for number, record in enumerate(rows, start=2):
         if number - 1 > MAX_ROWS:
             raise MappingFileError(f"the file has more than {MAX_ROWS} rows")
-        if None in row:
+        if isinstance(record, csv.Error):
+            result.errors.append((number, f"not valid CSV: {record}"))
+            continue
+        if len(record) > len(header):
             result.errors.append((number, "more values than columns"))
             continue
-        key = (row.pop("sensor") or "").strip()
+        if any("\x00" in value for value in record):  # no database stores it in a key or an address
+            result.errors.append((number, "contains a NUL character"))
+            continue
+        row = dict(zip(header, record))
+        key = (row.pop("sensor", None) or "").strip()
         address = {name: (value or "").strip() for name, value in row.items() if (value or "").strip()}
         if not key:
             result.errors.append((number, "sensor is empty"))

@@ -26,6 +26,7 @@ from alerts.writeback import alert_words
 from handoff.choices import OPEN_WORK_ORDER, WorkOrderOutcome, WorkOrderStatus, WorkOrderTrigger
 from handoff.cmms import CmmsError, Outcome, WorkOrderRequest, adapter_for
 from handoff.models import CmmsConnection, WorkOrder
+from plant.params import ParamError, check_text
 
 MAX_FINDINGS = 2000
 
@@ -174,7 +175,15 @@ def parse_outcome(value: Any) -> WorkOrderOutcome:
 def apply_outcome(order: WorkOrder, outcome: Outcome, *, source: str) -> WorkOrder:
     """Close the work order with the CMMS's outcome and write it to the alert's feedback (module
     docstring). Idempotent: the same outcome again changes nothing; another one is a WorkOrderConflict."""
-    findings = (outcome.findings or "").strip()[:MAX_FINDINGS]
+    try:
+        findings = check_text(
+            "findings",
+            (outcome.findings or "").strip()[:MAX_FINDINGS],
+            max_length=MAX_FINDINGS,
+            multiline=True,
+        )
+    except ParamError as exc:  # a NUL: PostgreSQL stores none
+        raise WorkOrderError(str(exc)) from None
     with transaction.atomic():
         order = WorkOrder.objects.select_for_update().select_related("alert__asset").get(pk=order.pk)
         if order.status == WorkOrderStatus.CLOSED:

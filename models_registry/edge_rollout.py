@@ -24,7 +24,7 @@ from detection.rollout import shadow_verdict
 from models_registry.bundle import BundleExportError, build_bundle
 from models_registry.models import EdgeAssignment, EdgeStage, ModelVersion
 from models_registry.signing import sign_bundle
-from plant.edge_agents import EdgeReportError
+from plant.edge_agents import EdgeReportError, check_storable
 from plant.models import Asset, Gateway
 
 IN_FLIGHT = (EdgeStage.SHADOW, EdgeStage.APPROVED)
@@ -133,6 +133,7 @@ def record_shadow_reports(gateway: Gateway, reports: list[Any]) -> list[dict[str
     for i, report in enumerate(reports):
         if not isinstance(report, Mapping):
             raise EdgeReportError(f"[{i}] must be an object")
+        check_storable(report, f"[{i}]")
         row = _assignment(gateway, report, i)
         clean = {
             key: report.get(key)
@@ -188,8 +189,10 @@ def record_outcomes(gateway: Gateway, outcomes: list[Any]) -> list[dict[str, Any
     for i, item in enumerate(outcomes):
         if not isinstance(item, Mapping):
             raise EdgeReportError(f"[{i}] must be an object")
+        check_storable(item, f"[{i}]")
         row = _assignment(gateway, item, i)
-        stage = OUTCOMES.get(item.get("outcome"))
+        outcome = item.get("outcome")
+        stage = OUTCOMES.get(outcome) if isinstance(outcome, str) else None
         if stage is None:
             raise EdgeReportError(f"[{i}].outcome must be one of {', '.join(OUTCOMES)}")
         reason = item.get("reason") or ""

@@ -8,7 +8,7 @@ from django import forms
 
 from models_registry.comparison import BACKTEST, RECORDED
 from models_registry.retrain import RETRAINABLE_KINDS
-from plant.forms import BoundedDateTimeField
+from plant.forms import BoundedDateTimeField, BoundedModelMultipleChoiceField
 from models_registry.models import ModelVersion
 from plant.models import Asset, AssetType
 
@@ -83,7 +83,7 @@ class EdgeAssignForm(forms.Form):
         queryset=ModelVersion.objects.none(),
         error_messages={"invalid_choice": "Unknown model version; pick one from the list."},
     )
-    assets = forms.ModelMultipleChoiceField(
+    assets = BoundedModelMultipleChoiceField(
         queryset=Asset.objects.none(),
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Pick at least one asset.", "invalid_choice": "Unknown asset."},

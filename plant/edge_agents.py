@@ -44,6 +44,26 @@ def edge_time(value: Any, name: str, now: datetime | None = None) -> datetime:
     return moment
 
 
+def check_storable(value: Any, name: str) -> Any:
+    """``value`` (a parsed JSON value) unchanged; EdgeReportError naming the field when a string in it, a key
+    or a value at any depth, holds a NUL character: PostgreSQL stores none in text nor in jsonb (a 500).
+    Every edge report is checked before any of it is written; a walk, not recursion, for deep nesting."""
+    stack: list[tuple[str, Any]] = [(name, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise EdgeReportError(f"{where} contains a NUL character")
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                if isinstance(key, str) and "\x00" in key:
+                    raise EdgeReportError(f"{where} has a key with a NUL character: {key[:40]!r}")
+                stack.append((f"{where}.{key}", child))
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", child) for i, child in enumerate(item))
+    return value
+
+
 def _count(payload: Mapping[str, Any], name: str) -> int:
     value = payload.get(name, 0)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -54,6 +74,7 @@ def _count(payload: Mapping[str, Any], name: str) -> int:
 def record_heartbeat(gateway: Gateway, payload: Mapping[str, Any]) -> dict[str, Any]:
     """Store an agent's heartbeat; returns what was recorded. EdgeReportError names a wrong field (nothing
     is stored then: a heartbeat is small and the agent sends the next one soon)."""
+    check_storable(payload, "heartbeat")
     now = timezone.now()
     queue = payload.get("queue") or {}
     if not isinstance(queue, Mapping):

@@ -9,7 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from plant.params import ParamError, check_date, check_text
+from plant.params import ParamError, check_date, check_text, parse_id
 
 RANGE_PRESETS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),
@@ -31,6 +31,21 @@ class TimeRange:
     @property
     def seconds(self) -> float:
         return (self.end - self.start).total_seconds()
+
+
+class BoundedModelMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Several rows by id, each id by plant.params' rule (ASCII digits that fit a bigint) before any query:
+    Django hands a 30-digit id to the database, which SQLite refuses with an OverflowError (a 500)."""
+
+    def _check_values(self, value: object) -> object:
+        for pk in value:  # the field has made `value` a list or tuple of strings before this is called
+            try:
+                parse_id(self.label or "id", str(pk))
+            except ParamError:
+                raise ValidationError(
+                    self.error_messages["invalid_choice"], code="invalid_choice", params={"value": pk}
+                ) from None
+        return super()._check_values(value)
 
 
 class BoundedDateTimeField(forms.DateTimeField):

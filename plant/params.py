@@ -21,6 +21,8 @@ MAX_TEXT = 200
 MAX_ID_DIGITS = 18  # below 2**63: every id fits PostgreSQL's bigint
 # C0 and C1 control characters, DEL and lone surrogates: never part of a slug, a date or a choice.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# A note or findings may span lines: the same set without tab, line feed, vertical tab, form feed and CR.
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -38,10 +40,11 @@ def shown(raw: str, limit: int = 40) -> str:
     return repr(raw[:limit])
 
 
-def check_text(param: str, raw: str, *, max_length: int = MAX_TEXT) -> str:
-    """``raw`` without surrounding blanks; ParamError for a control character or more than max_length."""
+def check_text(param: str, raw: str, *, max_length: int = MAX_TEXT, multiline: bool = False) -> str:
+    """``raw`` without surrounding blanks; ParamError for a control character or more than max_length.
+    ``multiline``: free text (a note), where tabs and line breaks are allowed."""
     value = raw.strip()
-    if _CONTROL.search(value):
+    if (_CONTROL_MULTILINE if multiline else _CONTROL).search(value):
         raise ParamError(param, f"{shown(value)} contains a control character")
     if len(value) > max_length:
         raise ParamError(param, f"is longer than {max_length} characters")

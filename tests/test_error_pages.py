@@ -60,3 +60,28 @@ def test_the_favicon_is_linked_and_its_conventional_address_redirects_to_the_sta
     assert response.status_code == 301 and response["Location"] == static("favicon.ico")
     data = (settings.BASE_DIR / "static" / "favicon.ico").read_bytes()
     assert data[:4] == b"\x00\x00\x01\x00" and len(data) < 2_000  # an ICO header, and small
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "url", "allowed"),
+    [
+        ("get", "/alerts/1/feedback/", "POST"),  # require_POST
+        ("post", "/healthz", "GET"),  # require_GET
+        ("get", "/accounts/logout/", "POST, OPTIONS"),  # a class-based view
+    ],
+)
+def test_a_wrong_method_on_a_page_is_a_405_that_names_the_allowed_methods(
+    client, technician, method, url, allowed
+):
+    client.force_login(technician)
+    response = getattr(client, method)(url)
+    assert response.status_code == 405 and response["Allow"] == allowed
+    assert response.content.decode() == f"method {method.upper()} not allowed: use {allowed}"
+
+
+@pytest.mark.django_db
+def test_a_wrong_method_on_an_api_url_is_a_json_405(client):
+    response = client.post(reverse("api:openapi"))
+    assert response.status_code == 405 and response["Allow"] == "GET"
+    assert response.json() == {"error": "method POST not allowed: use GET"}

@@ -34,7 +34,7 @@ from alerts.services.lifecycle import ScoredWindow, _active_alert, _Context, _op
 from alerts.services.overrides import effective_thresholds
 from detection import rules
 from models_registry.models import ModelVersion
-from plant.edge_agents import EdgeReportError, edge_time
+from plant.edge_agents import EdgeReportError, check_storable, edge_time
 from plant.models import Asset, Gateway
 
 KINDS = ("opened", "cleared")
@@ -91,6 +91,7 @@ def record_edge_events(gateway: Gateway, events: list[Any]) -> list[dict[str, An
 
 
 def _record(gateway: Gateway, event: Mapping[str, Any]) -> dict[str, Any]:
+    check_storable(event, "event")  # its key, asset tag and whole body are stored
     key = _text(event, "key", 200)
     kind = event.get("kind")
     if kind not in KINDS:

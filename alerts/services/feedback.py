@@ -63,6 +63,7 @@ from alerts.models import Alert, AlertEvent, AlertStateError, Feedback
 from plant.access import is_engineer
 from plant.choices import LabelKind, LabelSource
 from plant.models import Asset, Label
+from plant.params import ParamError, check_text
 
 MAX_NOTE = 2000
 MAX_MISSED_SPAN = timedelta(days=90)
@@ -131,6 +132,14 @@ def can_give_verdict(alert: Alert, user: Any, current: Feedback | None) -> bool:
     return current.user_id == user.pk or is_engineer(user)
 
 
+def _checked_note(note: str | None) -> str:
+    """The note cut to MAX_NOTE; FeedbackError for a control character (PostgreSQL stores no NUL)."""
+    try:
+        return check_text("note", (note or "").strip()[:MAX_NOTE], max_length=MAX_NOTE, multiline=True)
+    except ParamError as exc:
+        raise FeedbackError(str(exc)) from None
+
+
 def record_feedback(
     alert: Alert,
     user: Any,
@@ -148,7 +157,7 @@ def record_feedback(
     site's CMMS, handoff.work_orders), so it may correct anyone's verdict.
     """
     parsed = parse_action(action)
-    note = (note or "").strip()[:MAX_NOTE]
+    note = _checked_note(note)
     now = now or timezone.now()
     with transaction.atomic():
         # Locked and re-read: two technicians tapping at once get one verdict and one clear error.

@@ -8,7 +8,6 @@ row-by-row path, which names the problem of each row. Either way the result is t
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import re
@@ -19,6 +18,8 @@ from operator import itemgetter
 
 import numpy as np
 import orjson
+
+from connectivity.csv_text import csv_records
 
 FIELDS = ("sensor", "ts", "value")
 CSV_HEADER = ",".join(FIELDS)
@@ -304,21 +305,6 @@ def parse_json(body: bytes, max_readings: int) -> ParsedBatch:
     return _columns_to_batch(sensors, stamps, values, csv_mode=False)
 
 
-def _csv_records(text: str) -> list[list[str] | csv.Error]:
-    """The CSV records of `text`; a record the csv module refuses (a field over its size limit) is its
-    error in its place, and reading goes on with the next line."""
-    # newline="": quoted fields may hold line breaks and a bare CR ends a line, as the csv module expects.
-    reader = csv.reader(io.StringIO(text, newline=""))
-    records: list[list[str] | csv.Error] = []
-    while True:
-        try:
-            records.append(next(reader))
-        except StopIteration:
-            return records
-        except csv.Error as exc:
-            records.append(exc)
-
-
 def parse_csv(body: bytes, max_readings: int) -> ParsedBatch:
     """Parse CSV with the header `sensor,ts,value`; raise BatchError for a body of another shape."""
     if not body.strip():
@@ -326,7 +312,7 @@ def parse_csv(body: bytes, max_readings: int) -> ParsedBatch:
     # Invalid UTF-8 becomes lone surrogates, which reject only the rows that hold them.
     text = body.decode("utf-8-sig", "surrogateescape")
     _check_count(text.count("\n") - 1, max_readings)  # cheap upper bound before parsing
-    records = _csv_records(text)
+    records = csv_records(text)
     if not records:
         raise BatchError(f"CSV body has no header line: send '{CSV_HEADER}' first")
     if isinstance(records[0], csv.Error):

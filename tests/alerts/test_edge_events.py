@@ -114,6 +114,11 @@ def test_a_cleared_event_closes_the_live_edge_alert(client, sent, champion, asse
         ({"peak_score": float("nan")}, None),  # NaN is not JSON: the body is refused as a whole
         ({"first": 4_000_000_000}, "in the future"),
         ({"key": ""}, "key must be a non-empty string"),
+        # PostgreSQL stores no NUL in text nor jsonb: each was a 500 there (and stored on SQLite)
+        ({"key": "a\x00b"}, "event.key contains a NUL character"),
+        ({"asset": "p-101\x00"}, "event.asset contains a NUL character"),
+        ({"note": {"why": "\x00"}}, "event.note.why contains a NUL character"),
+        ({"extra\x00": 1}, "event has a key with a NUL character"),
     ],
 )
 def test_a_wrong_event_is_rejected_with_its_reason_and_the_others_kept(
@@ -187,6 +192,20 @@ def test_a_heartbeat_records_the_queue_and_each_drop_once(client, site, gateway_
 def test_a_wrong_heartbeat_field_is_named(client, gateway_token):
     response = post(client, gateway_token, HEARTBEAT, {"drops": [{"count": -1}]})
     assert response.status_code == 400 and "drops[0].count" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"agent_version": "1.0\x00"}, "heartbeat.agent_version contains a NUL character"),
+        ({"models": {"p-101\x00": "ab" * 32}}, "heartbeat.models has a key with a NUL character"),
+        ({"models": {"p-101": "\x00"}}, "heartbeat.models.p-101 contains a NUL character"),
+    ],
+)
+def test_a_nul_character_in_a_heartbeat_is_a_400_naming_the_field(client, gateway_token, change, error):
+    response = post(client, gateway_token, HEARTBEAT, {"drops": [], **change})
+    assert response.status_code == 400 and error in response.json()["error"]
+    assert not EdgeAgent.objects.exists()
 
 
 def test_the_board_and_the_detail_page_say_raised_at_the_edge(client, sent, technician):

@@ -73,6 +73,16 @@ def test_a_bad_assignment_is_a_form_error(client, engineer, champion, asset):
     assert "Pick at least one asset." in html and "greater than or equal to 0.1" in html
 
 
+@pytest.mark.parametrize("asset_id", ["1" + "0" * 30, str(2**63)])
+def test_an_asset_id_no_database_holds_is_a_form_error(client, engineer, champion, asset, asset_id):
+    # A 30-digit id reached SQLite, which refused it with an OverflowError (a 500).
+    client.force_login(engineer)
+    data = {"version": champion.pk, "assets": [asset.pk, asset_id], "shadow_hours": "24"}
+    response = client.post("/models/edge/assign/", data)
+    assert response.status_code == 400 and "Unknown asset." in response.content.decode()
+    assert not EdgeAssignment.objects.exists()
+
+
 def test_another_sites_assignment_cannot_be_decided(client, champion, asset, other_site):
     [made] = assign(champion, [asset])
     outsider = make_user("eng-b", "engineer", other_site)

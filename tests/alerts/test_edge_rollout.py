@@ -143,3 +143,27 @@ def test_outcomes_switch_and_roll_back(client, champion, asset, gateway_token):
 def test_wrong_reports_are_400_naming_the_field(client, gateway_token, url, payload, error):
     response = post(client, gateway_token, url, payload)
     assert response.status_code == 400 and error in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "url, item, error",
+    [
+        ("/api/v1/edge/shadow-reports", {"started_at": "\x00"}, "reports[0].started_at contains a NUL"),
+        (
+            "/api/v1/edge/outcomes",
+            {"outcome": "refused", "reason": "a\x00b"},
+            "outcomes[0].reason contains a NUL",
+        ),
+        ("/api/v1/edge/outcomes", {"outcome": ["active"]}, "outcomes[0].outcome must be one of"),
+        ("/api/v1/edge/outcomes", {"outcome": {"active": 1}}, "outcomes[0].outcome must be one of"),
+    ],
+)
+def test_a_report_postgresql_cannot_store_or_an_outcome_that_is_no_text_is_a_400(
+    client, champion, asset, gateway_token, url, item, error
+):
+    [row] = assign(champion, [asset])
+    key = url.rsplit("/", 1)[1].replace("shadow-", "")
+    response = post(client, gateway_token, url, {key: [{"id": row.pk, **item}]})
+    assert response.status_code == 400 and error in response.json()["error"]
+    row.refresh_from_db()
+    assert row.stage == EdgeStage.SHADOW and row.shadow_report is None and not row.outcome_reason

@@ -244,6 +244,22 @@ def test_an_unknown_action_is_a_400_that_names_the_valid_ones_and_writes_nothing
     assert not Feedback.objects.exists() and alert.events.count() == 1
 
 
+@pytest.mark.parametrize("note", ["on my\x00way", "\x1b[31m"])
+def test_a_note_with_a_control_character_is_a_400_naming_the_note_and_writes_nothing(
+    client, technician, alert, note
+):
+    # PostgreSQL stores no NUL in text: the note reached the AlertEvent and Feedback rows as a 500.
+    response = post(login(client, technician), alert, "acknowledge", note)
+    page = response.content.decode().lower()
+    assert response.status_code == 400 and "note: " in page and "contains a control character" in page
+    assert Alert.objects.get(pk=alert.pk).state == "open" and not Feedback.objects.exists()
+
+
+def test_a_note_keeps_its_line_breaks_and_tabs(client, technician, alert):
+    post(login(client, technician), alert, "acknowledge", "line one\r\n\tline two")
+    assert Feedback.objects.get(alert=alert).note == "line one\r\n\tline two"
+
+
 def test_an_action_the_state_does_not_allow_is_a_400_shown_in_the_card(client, technician, alert):
     login(client, technician)
     post(client, alert, "acknowledge")
@@ -324,6 +340,29 @@ def test_a_technician_reports_a_missed_failure_from_the_asset_page(client, techn
     assert label.start == start and label.end == start + timedelta(hours=3)
     page = client.get(asset.get_absolute_url()).content.decode()
     assert "Report a failure that had no alert" in page and "the failure was recorded" in page
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "end"),
+    [
+        ("Asia/Tokyo", "0001-01-01T00:00", "0001-01-01T05:00"),  # before 0001-01-01 in UTC: a 500
+        ("America/Los_Angeles", "0001-01-01T00:00", "2026-01-01T00:00"),  # was recorded as a label
+    ],
+)
+def test_a_missed_failure_outside_the_years_vigil_holds_is_a_form_error(
+    client, technician, asset, zone, start, end
+):
+    asset.site.timezone = zone
+    asset.site.save(update_fields=["timezone"])
+    login(client, technician)
+    url = reverse("alerts:asset_missed_failure", args=[asset.pk])
+    data = {"missed-start": start, "missed-end": end, "missed-fault_type": "seal leak"}
+    response = client.post(url, data)
+    assert (
+        response.status_code == 400
+        and "is out of range: use a date from 1970-01-01" in response.content.decode()
+    )
+    assert not Feedback.objects.exists() and not Label.objects.exists()
 
 
 def test_a_missed_failure_with_a_bad_range_is_a_400_with_the_form_errors(client, technician, asset):

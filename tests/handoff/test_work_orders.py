@@ -194,6 +194,8 @@ def test_a_cancelled_work_order_leaves_the_verdict_alone(
         ("own", None, b"[1, 2]", 400, "body must be a JSON object"),
         ("own", None, {"outcome": "done", "findings": 5}, 400, "findings must be a string"),
         ("own", None, b"x" * (64 * 1024 + 1), 413, "body too large"),
+        # PostgreSQL stores no NUL in text: the findings reached the Feedback row as a 500
+        ("own", None, {"outcome": "done", "findings": "bearing\x00"}, 400, "findings: "),
     ],
 )
 def test_bad_outcome_requests_get_a_4xx_naming_the_problem(

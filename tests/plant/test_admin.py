@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from plant.choices import QualityFlag
@@ -201,3 +202,42 @@ def test_an_asset_types_sensor_roles_show_whether_each_is_required(console, asse
         r.required for r in asset.asset_type.roles.order_by("asset_type", "key")
     ]
     assert " checked" not in boxes[index]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "key=%00",  # a field lookup Django hands to the database unchecked (PostgreSQL: a 500)
+        "key=a%00b",
+        "asset__tag=p%01x",
+        "%00=1",
+    ],
+)
+def test_a_control_character_in_a_console_query_is_a_400_naming_the_parameter(console, query):
+    response = console.get(reverse("admin:plant_sensor_changelist") + "?" + query)
+    assert response.status_code == 400
+    assert "control character" in response.content.decode()
+
+
+def test_a_console_query_with_ordinary_lookups_still_filters(console, asset):
+    sensor = asset.sensors.order_by("key").first()
+    response = console.get(reverse("admin:plant_sensor_changelist"), {"key": sensor.key})
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
+
+
+@pytest.mark.parametrize(
+    "url, query",
+    [
+        # Django hands these to the database unchecked; PostgreSQL or psycopg refused them there (a 500).
+        ("admin:notify_rule_changelist", "escalate_after=abc"),
+        ("admin:notify_rule_changelist", "escalate_after=" + "9" * 30),
+        ("admin:axes_accessattempt_changelist", "ip_address=abc"),
+        ("admin:plant_sensor_changelist", "key__exact=a%00b"),
+    ],
+)
+def test_a_lookup_value_its_field_cannot_read_is_a_400_naming_the_parameter(client, url, query):
+    client.force_login(User.objects.create_superuser("root"))
+    response = client.get(reverse(url) + "?" + query)
+    body = response.content.decode()
+    assert response.status_code == 400 and body.startswith(f"Bad query string: {query.split('=')[0]}: ")

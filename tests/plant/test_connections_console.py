@@ -123,6 +123,37 @@ def test_the_import_page_shows_refused_rows_and_a_bad_file_is_a_form_error(engin
     assert export.status_code == 200 and f"{good},a/b" in export.content.decode()
 
 
+def test_a_line_the_csv_module_or_the_database_refuses_is_that_lines_error_only(engineer_client, site):
+    # A field over the csv module's 128 KiB limit was a csv.Error 500; a NUL reached PostgreSQL's text
+    # and jsonb (a 500 there) as the sensor key of a query and an address field.
+    asset = make_asset(site)
+    connection = Connection.objects.create(site=site, name="b", endpoint="mqtt://b")
+    url = reverse("admin:plant_connection_mappings_import", args=[connection.pk])
+    good = asset.sensors.first().key
+    lines = [
+        "sensor,topic",
+        '"' + "x" * 200_000 + '",a/b',  # line 2
+        "north\x00.p-101.vibration,a/b",  # line 3
+        f"{good},a/b",  # line 4: kept
+    ]
+    page = engineer_client.post(url, {"file": SimpleUploadedFile("m.csv", "\n".join(lines).encode())})
+    body = page.content.decode()
+    assert page.status_code == 200 and "1 mapping(s) created" in body
+    result = import_csv(connection, "\n".join(lines).encode())
+    assert [line for line, _ in result.errors] == [2, 3]
+    assert "not valid CSV: field larger than field limit" in result.errors[0][1]
+    assert result.errors[1][1] == "contains a NUL character"
+    assert PointMapping.objects.get(connection=connection).sensor.key == good
+
+
+def test_a_first_line_the_csv_module_refuses_is_a_form_error(engineer_client, site):
+    connection = Connection.objects.create(site=site, name="b", endpoint="mqtt://b")
+    url = reverse("admin:plant_connection_mappings_import", args=[connection.pk])
+    upload = SimpleUploadedFile("m.csv", b"sensor," + b"t" * 200_000 + b"\n")
+    page = engineer_client.post(url, {"file": upload})
+    assert page.status_code == 400 and "the first line is not valid CSV" in page.content.decode()
+
+
 def test_the_site_page_shows_each_connection_with_the_bridge_status(client, site, technician):
     up = Connection.objects.create(site=site, name="line broker", endpoint="mqtt://b")
     ConnectionState.objects.create(connection=up, running=True, connected=True, rate=12.5, stored=99)
