@@ -138,11 +138,15 @@ def explain_window(
     x: np.ndarray,
     *,
     end: datetime,
-    score: float,
+    score: float | None,
     sensors: Mapping[str, str] | None,
     baseline: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The SHAP explanation of one window by the version's exact artifact, with the window it is about.
+
+    ``score`` is the stored score of the window; None (its Score row is not there) takes the explanation's
+    own ``output``, the artifact's score of this very input (a NaN would make the JSON invalid: SQLite's
+    check and PostgreSQL's jsonb refuse it).
 
     ``x`` is the model's input. For a baselined version that is the features minus ``baseline``: the SHAP
     values (and their additivity) are of that input, and each feature also carries ``raw`` (value +
@@ -154,7 +158,11 @@ def explain_window(
         model.onnx_bytes, x, model.background, model.feature_names, model.output_spec, sensors=sensors
     )
     with_baseline(result, baseline)
-    return {**result, "window_end": end.isoformat(), "score": float(score)}
+    return {
+        **result,
+        "window_end": end.isoformat(),
+        "score": float(result["output"] if score is None else score),
+    }
 
 
 def _try_explain(
@@ -257,7 +265,8 @@ def complete_explanation(alert_id: int) -> str | None:
     score_row = Score.objects.filter(
         asset=alert.asset, model_version=alert.model_version, window_end=alert.opened_at
     ).first()
-    score = score_row.score if score_row else float("nan")
+    # The scorer's transaction may not be visible yet (the task can run first): then the artifact's own score.
+    score = score_row.score if score_row else None
     flagged = score_row.flagged if score_row else rebuilt_flags
     explanation = explain_window(
         alert.model_version,

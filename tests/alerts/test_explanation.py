@@ -147,6 +147,24 @@ def test_the_task_completes_a_pending_explanation_from_the_readings(
     assert alert.events.count() == 2
 
 
+def test_the_task_completes_before_the_scorers_rows_are_visible_with_the_artifacts_own_score(
+    asset, champion, failing_explainer, enqueued
+):
+    """The task can run before the scorer's Score row of the opening window is visible (seen in the demo on
+    SQLite): the explanation's score is then the artifact's score of that input, never NaN, which made the
+    JSON invalid (SQLite's JSON_VALID check, PostgreSQL's jsonb: an IntegrityError, a retry)."""
+    score(asset, champion, windows(10, [OPEN + 1] * 3, x=None))
+    alert = Alert.objects.get()
+    store_window_readings(asset, alert.opened_at, vibration_offset=40.0)
+    failing_explainer.undo()
+    Score.objects.filter(window_end=alert.opened_at).delete()
+
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.READY
+    alert.refresh_from_db()
+    assert alert.explanation["score"] == alert.explanation["output"]
+    assert np.isfinite(alert.explanation["score"])
+
+
 def test_the_task_retries_while_the_window_cannot_be_rebuilt(asset, champion, failing_explainer, enqueued):
     score(asset, champion, windows(10, [OPEN + 1] * 3, x=None))
     alert = Alert.objects.get()
