@@ -255,6 +255,9 @@ class Agent:
     # --- running --------------------------------------------------------------------------------------------
     async def run(self, sources: Sequence[Source], stop: asyncio.Event) -> None:
         """Run the sources and the forwarder until ``stop`` is set; then save the state and close."""
+        # The plant hears each asset's state again: the last publication before a stop may have been lost.
+        for decider in self.deciders.values():
+            await self._publish(decider.state_event())
         tasks = [asyncio.create_task(source(self.sink)) for source in sources]
         tasks.append(asyncio.create_task(self.forwarder.run(stop)))
         try:
