@@ -12,8 +12,7 @@ from pathlib import Path
 
 from connectivity.points import Sample
 from edge.agent import MAX_FUTURE_S, Agent
-from edge.config import AgentConfig, AssetConfig
-from tests.edge.conftest import TRAIN_S, samples_of, simulator
+from tests.edge.conftest import TRAIN_S, samples_of, simulator, unreachable_server_config
 
 RUN_S = 1500
 FAULT_AFTER_S = 300  # the simulated bearing wear opens an alert ~250 s after it starts (seen: 550 s)
@@ -22,15 +21,7 @@ JUMP = range(200, 205)  # seconds of the run whose readings are dated an hour ah
 
 def run_agent(bundle, data_dir: Path, offset: float, jump_s: float) -> tuple[list, int, int]:
     async def scenario() -> tuple[list, int, int]:
-        config = AgentConfig(
-            server_url="http://vigil.invalid",
-            token="t",
-            data_dir=data_dir,
-            queue_max_bytes=64 << 20,
-            heartbeat_s=60,
-            assets=(AssetConfig("p-101", bundle.path),),
-            raw={},
-        )
+        config = unreachable_server_config(bundle.path, data_dir)
         events: list = []
 
         async def publisher(event) -> None:

@@ -8,31 +8,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from pathlib import Path
 
 import aiomqtt
 import orjson
 
 from connectivity.points import Sample
 from edge.agent import Agent
-from edge.config import AgentConfig, AssetConfig
 from edge.sources import LocalPublisher
 from tests.brokers import mosquitto  # noqa: F401 (fixture)
-from tests.edge.conftest import TRAIN_S, samples_of, simulator
+from tests.edge.conftest import TRAIN_S, samples_of, simulator, unreachable_server_config
 
 TOPIC = "vigil/edge/north/p-101/alert"
-
-
-def config(bundle, data_dir: Path) -> AgentConfig:
-    return AgentConfig(
-        server_url="http://vigil.invalid",
-        token="t",
-        data_dir=data_dir,
-        queue_max_bytes=64 << 20,
-        heartbeat_s=60,
-        assets=(AssetConfig("p-101", bundle.path),),
-        raw={},
-    )
 
 
 def publisher_of(broker) -> LocalPublisher:
@@ -57,7 +43,7 @@ def test_a_restarted_agent_publishes_the_alert_state_the_plant_never_received(bu
 
     async def first_life() -> list:
         publisher = publisher_of(mosquitto)
-        agent = Agent(config(bundle, data), publisher=publisher.publish)
+        agent = Agent(unreachable_server_config(bundle.path, data), publisher=publisher.publish)
         publishing = asyncio.create_task(publisher.run())
         sim = simulator(fault_at=TRAIN_S + 300)
         offset = time.time() - 700 - TRAIN_S
@@ -78,7 +64,7 @@ def test_a_restarted_agent_publishes_the_alert_state_the_plant_never_received(bu
 
     async def second_life() -> dict | None:
         publisher = publisher_of(mosquitto)
-        agent = Agent(config(bundle, data), publisher=publisher.publish)
+        agent = Agent(unreachable_server_config(bundle.path, data), publisher=publisher.publish)
         assert agent.deciders["p-101"].in_alert  # the saved rule state: the episode goes on
         publishing = asyncio.create_task(publisher.run())
         stop = asyncio.Event()

@@ -32,7 +32,7 @@ from edge.updates import (
     load_public_key,
     verify_bundle,
 )
-from tests.edge.conftest import make_bundle
+from tests.edge.conftest import make_bundle, unreachable_server_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -219,16 +219,7 @@ def test_a_bundle_download_the_server_cannot_answer_now_is_tried_again_not_refus
     # told the server "refused", which ended the rollout until an engineer assigned it again.
     first = tmp_path / "first.zip"
     first.write_bytes(bundle.zip_bytes)
-    config = AgentConfig(
-        server_url="http://vigil.invalid",
-        token="t",
-        data_dir=tmp_path / "agent",
-        queue_max_bytes=8 << 20,
-        heartbeat_s=60,
-        assets=(AssetConfig("p-101", first),),
-        raw={},
-    )
-    agent = Agent(config)
+    agent = Agent(unreachable_server_config(first, tmp_path / "agent", 8 << 20))
     candidate = make_bundle(tmp_path, open_factor=2.0).zip_bytes
     sha, signature = signed(signer, candidate)
     assignment = {
