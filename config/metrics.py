@@ -258,8 +258,10 @@ class VigilCollector(Collector):
         states = ConnectionState.objects.select_related("connection__site").order_by("connection_id")
         for state in states:
             key = [state.connection.site.slug, state.connection.name, state.connection.protocol]
-            families["running"].add_metric(key, int(state.running))
-            families["connected"].add_metric(key, int(state.connected))
+            # A bridge that stopped reporting (killed) is neither running nor connected, whatever it last said.
+            current = state.is_current(now)
+            families["running"].add_metric(key, int(state.running and current))
+            families["connected"].add_metric(key, int(state.connected and current))
             families["rate"].add_metric(key, state.rate)
             families["age"].add_metric(
                 key, (now - state.last_message_at).total_seconds() if state.last_message_at else -1.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,12 @@ Source = Callable[[Callable[[list[Sample]], Awaitable[None]]], Awaitable[None]]
 # The decider's state is saved with every event and at least this often, so a restart resumes close to
 # where the agent stopped (the readings after that are still in the queue's future, not lost).
 STATE_EVERY_S = 30.0
+# A reading dated further ahead of this gateway's clock than this (the server's VIGIL_INGEST_MAX_FUTURE_S
+# default) is a source whose clock jumped: it stays out of the local decisions, whose "latest time" it would
+# otherwise become — every later reading would look old and no window would be decided until real time
+# caught up with the jump. It is still queued: the server's ingest judges it (and counts a refusal).
+MAX_FUTURE_S = 300.0
+FUTURE_LOG_EVERY_S = 60.0
 
 
 class Agent:
@@ -94,6 +101,8 @@ class Agent:
         self.events: list[AlertEvent] = []
         self._saved_at = 0.0
         self._recent_opened: list[float] = []
+        self.ahead_of_clock = 0  # readings left out of the decisions: dated too far ahead (_not_ahead)
+        self._ahead_logged_at = -math.inf
 
     def _current_model(self, tag: str, watch_state: dict | None) -> tuple[Bundle, EdgeModel]:
         """The asset's current model; one that no longer loads (a damaged file, a runtime that refuses it)
@@ -119,7 +128,8 @@ class Agent:
         # Decide first: a decision waits for no disk. The batch is stored durably before this returns, so a
         # source still acknowledges only stored readings; a crash in between has the source resend them and
         # the same windows decide the same events (same keys) again.
-        events = decide_all([d for d in self.deciders.values() if d.add(samples)])
+        decided = self._not_ahead(samples)
+        events = decide_all([d for d in self.deciders.values() if d.add(decided)])
         self.decision_latencies.append(time.perf_counter() - arrived)
         del self.decision_latencies[:-10_000]
         events = [self.deciders[event.asset].explained(event) for event in events]
@@ -133,7 +143,29 @@ class Agent:
             for event in events:
                 self.queue.put_event(event.key, event.body())
             self._save_states()
-        self._shadow_step(samples, events)
+        self._shadow_step(decided, events)
+
+    def _not_ahead(self, samples: list[Sample]) -> list[Sample]:
+        """The samples dated at most MAX_FUTURE_S ahead of this gateway's clock; the others are counted
+        and said in the log (at most every FUTURE_LOG_EVERY_S)."""
+        limit = time.time() + MAX_FUTURE_S
+        if not samples or max(s.ts for s in samples) <= limit:
+            return samples
+        ahead = [s for s in samples if s.ts > limit]
+        self.ahead_of_clock += len(ahead)
+        if time.monotonic() - self._ahead_logged_at >= FUTURE_LOG_EVERY_S:
+            self._ahead_logged_at = time.monotonic()
+            logger.warning(
+                "%d reading(s) dated ahead of this gateway's clock by more than %.0f s (e.g. %s at %.0f s "
+                "ahead; %d so far): left out of the local decisions (a source's clock jumped?), still "
+                "forwarded",
+                len(ahead),
+                MAX_FUTURE_S,
+                ahead[0].point,
+                ahead[0].ts - limit + MAX_FUTURE_S,
+                self.ahead_of_clock,
+            )
+        return [s for s in samples if s.ts <= limit]
 
     # --- model updates (edge.updater drives these) --------------------------------------------------------------
     def _shadow_step(self, samples: list[Sample], events: list[AlertEvent]) -> None:
@@ -223,6 +255,9 @@ class Agent:
     # --- running --------------------------------------------------------------------------------------------
     async def run(self, sources: Sequence[Source], stop: asyncio.Event) -> None:
         """Run the sources and the forwarder until ``stop`` is set; then save the state and close."""
+        # The plant hears each asset's state again: the last publication before a stop may have been lost.
+        for decider in self.deciders.values():
+            await self._publish(decider.state_event())
         tasks = [asyncio.create_task(source(self.sink)) for source in sources]
         tasks.append(asyncio.create_task(self.forwarder.run(stop)))
         try:

@@ -211,18 +211,32 @@ class AssetDecider:
             kind = "cleared"
         else:
             return None  # peaks and runs above the threshold reach the server with the readings
-        alert = transition.alert
+        return self._alert_event(kind, transition.alert, float(transition.key))
+
+    def _alert_event(self, kind: str, alert: rules.ActiveAlert, at: float) -> AlertEvent:
         first = float(alert.first)
         return AlertEvent(
             key=f"{self.tag}/{self.sha256[:16]}/{first:.3f}/{kind}",
             kind=kind,
             asset=self.tag,
-            at=float(transition.key),
+            at=at,
             first=first,
             peak_at=float(alert.peak),
             peak_score=float(alert.peak_score),
             level=self.params.level(alert.peak_score),
             model_sha256=self.sha256,
+        )
+
+    def state_event(self) -> AlertEvent:
+        """The asset's state now, as the event that brought it about: the active alert's opening, or a
+        clear. The agent publishes it locally when it starts, since what it published before it stopped
+        (a kill, a power cut while the plant's broker was away) may never have reached the plant."""
+        active = self.state.active
+        if active is not None:
+            return self._alert_event("opened", active, float(active.opened))
+        at = float(self.last_end or 0.0)
+        return AlertEvent(
+            f"{self.tag}/{self.sha256[:16]}/state", "cleared", self.tag, at, at, at, 0.0, 0, self.sha256
         )
 
     @property

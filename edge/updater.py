@@ -2,7 +2,9 @@
 download → verify → install → shadow → (approved) atomic switch → watch → (if needed) rollback.
 
 Every step that fails leaves the current model running and is reported to the server with its reason
-(``/api/v1/edge/outcomes``: refused, rolled_back); a switch is reported as active. The shadow trial's
+(``/api/v1/edge/outcomes``: refused, rolled_back); a switch is reported as active. A server that cannot
+answer now (unreachable, a 5xx such as its 503 while the database is away, 429) is no reason to refuse:
+the step is tried again at the next poll. The shadow trial's
 record is sent on every poll (``/api/v1/edge/shadow-reports``) so the rollout page stays current.
 """
 
@@ -22,6 +24,9 @@ from edge.model import EdgeModel
 from edge.updates import UpdateError, verify_bundle
 
 logger = logging.getLogger("edge.updater")
+
+# Answers to a bundle download that say "not now" (besides every 5xx): the update waits for the next poll.
+RETRY_LATER = frozenset({408, 425, 429})
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,10 @@ class Updater:
             return
         if not store.installed(tag, sha):
             download = await self.client.get(assignment["bundle_url"])
+            if download.status_code in RETRY_LATER or download.status_code >= 500:
+                # The server (or a proxy before it) cannot answer now: an outage, not a bad bundle. Raised as
+                # an httpx error, so the poll is tried again later and nothing is reported refused.
+                download.raise_for_status()
             if download.status_code != 200:
                 raise UpdateError(f"the bundle download answered HTTP {download.status_code}")
             model = verify_bundle(

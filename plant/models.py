@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Collection
-from datetime import time
+from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
@@ -13,6 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.timesince import timesince
 
 from connectivity import protocols
 from plant.choices import Criticality, LabelKind, LabelSource, Protocol
@@ -424,6 +425,8 @@ class Connection(models.Model):
                 return "not reported by the bridge yet"
         if state.config_error:
             return f"not started: {state.config_error}"
+        if state.running and not state.is_current():
+            return "bridge not reporting (stopped or crashed?): last report " + _ago(state.updated_at)
         if state.connected:
             return f"connected, {state.rate:.1f} readings/s"
         if not state.running:
@@ -468,6 +471,17 @@ def address_text(address: object) -> dict[str, str]:
     return {str(k): "" if v is None else str(v) for k, v in address.items()}
 
 
+def bridge_silent_after() -> timedelta:
+    """How old the bridge's last report of a connection may be before it no longer counts: ten status
+    periods (VIGIL_BRIDGE_STATUS_S), at least 30 s (a report waits for its connection's database thread,
+    which may be storing a large batch)."""
+    return timedelta(seconds=max(30.0, 10 * settings.VIGIL_BRIDGE_STATUS_S))
+
+
+def _ago(moment: datetime | None) -> str:
+    return "never" if moment is None else f"{timesince(moment)} ago"
+
+
 class ConnectionState(models.Model):
     """What the bridge last reported about a connection (written by the bridge every few seconds)."""
 
@@ -491,6 +505,14 @@ class ConnectionState(models.Model):
 
     def __str__(self) -> str:
         return f"state of {self.connection_id}"
+
+    def is_current(self, now: datetime | None = None) -> bool:
+        """Whether the bridge reported recently enough for this row to be believed. A bridge killed by
+        SIGKILL, the OOM killer or a power cut writes no last report: its last "running, connected" would
+        stand for good. A row never reported (no ``updated_at``) is taken as it is."""
+        if self.updated_at is None:
+            return True
+        return (now or timezone.now()) - self.updated_at <= bridge_silent_after()
 
 
 class WriteBack(models.Model):

@@ -239,6 +239,20 @@ def test_each_bridge_connection_has_its_status(db, redis, scrape, site):
     assert samples[("vigil_bridge_last_message_age_seconds", labels)] == -1
 
 
+def test_a_bridge_that_stopped_reporting_is_neither_running_nor_connected(db, redis, scrape, site, settings):
+    # A SIGKILLed bridge's last report stays "running, connected"; only its age tells. The gauges said 1.
+    settings.VIGIL_BRIDGE_STATUS_S = 2.0
+    connection = Connection.objects.create(site=site, name="skid", protocol="mqtt", endpoint="mqtt://h")
+    ConnectionState.objects.create(
+        connection=connection, running=True, connected=True, updated_at=timezone.now() - timedelta(minutes=2)
+    )
+    labels = (("connection", "skid"), ("protocol", "mqtt"), ("site", site.slug))
+    samples = scrape()
+    assert samples[("vigil_bridge_running", labels)] == 0
+    assert samples[("vigil_bridge_connected", labels)] == 0
+    assert samples[("vigil_bridge_report_age_seconds", labels)] >= 120
+
+
 def test_with_redis_down_the_database_figures_are_still_served(db, client, settings, monkeypatch, asset):
     settings.VIGIL_METRICS_TOKEN = TOKEN
     monkeypatch.setattr(app.conf, "broker_url", f"redis://127.0.0.1:{free_port()}/0")

@@ -28,3 +28,16 @@ def test_the_systemd_workers_serve_the_procfile_queues():
         queues = re.search(r"-Q (\S+)", commands[f"worker-{unit}"])[1]
         env = (ROOT / "deploy" / "systemd" / f"worker-{unit}.env").read_text()
         assert f"QUEUES={queues}" in env
+
+
+def test_the_readme_gives_the_broker_settings_the_bridge_relies_on():
+    # With mosquitto's defaults (1000 queued messages per session, no persistence) a bridge down for a minute
+    # lost QoS 1 messages the broker had acknowledged; the tests ran with other settings than the docs gave.
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"- \*\*MQTT broker\*\*.*?```\n(.*?)```", readme, re.S)
+    assert block, "README's 'Run in production' gives no MQTT broker settings"
+    lines = [line.strip() for line in block[1].splitlines() if line.strip()]
+    assert "persistence true" in lines and "max_queued_messages 100000" in lines
+    tested = (ROOT / "tests" / "brokers.py").read_text()
+    for line in lines:
+        assert line in tested, f"tests/brokers.py does not run with {line!r}"

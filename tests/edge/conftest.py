@@ -22,6 +22,7 @@ from bench.edgekit import (  # noqa: F401  (re-exported for the edge tests)
 )
 
 from bench.live_server import ROOT, free_port
+from edge.config import AgentConfig, AssetConfig
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +57,16 @@ def devices():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def unreachable_server_config(bundle_path, data_dir, queue_max_bytes: int = 64 << 20):
+    """An agent config for P-101 with ``bundle_path``, whose server is never reached (http://vigil.invalid)."""
+    return AgentConfig(
+        server_url="http://vigil.invalid",
+        token="t",
+        data_dir=data_dir,
+        queue_max_bytes=queue_max_bytes,
+        heartbeat_s=60,
+        assets=(AssetConfig("p-101", bundle_path),),
+        raw={},
+    )

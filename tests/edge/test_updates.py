@@ -32,7 +32,7 @@ from edge.updates import (
     load_public_key,
     verify_bundle,
 )
-from tests.edge.conftest import make_bundle
+from tests.edge.conftest import make_bundle, unreachable_server_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -207,4 +207,61 @@ def test_a_current_model_that_no_longer_loads_is_rolled_back_at_start_and_report
     asyncio.run(poll())
     assert posted == [{"outcomes": [{"id": 7, "outcome": "rolled_back", "reason": why}]}]
     assert agent.load_failures == []
+    agent.queue.close()
+
+
+@pytest.mark.parametrize("unavailable", [503, 502, 429])
+def test_a_bundle_download_the_server_cannot_answer_now_is_tried_again_not_refused(
+    tmp_path: Path, bundle, signer, public_pem, unavailable: int
+):
+    # The server answers 503 + Retry-After while it has lost its database (config.middleware), a proxy 502
+    # while the web process restarts: the update arrived during an outage. The agent refused it for good and
+    # told the server "refused", which ended the rollout until an engineer assigned it again.
+    first = tmp_path / "first.zip"
+    first.write_bytes(bundle.zip_bytes)
+    agent = Agent(unreachable_server_config(first, tmp_path / "agent", 8 << 20))
+    candidate = make_bundle(tmp_path, open_factor=2.0).zip_bytes
+    sha, signature = signed(signer, candidate)
+    assignment = {
+        "id": 11,
+        "asset": "p-101",
+        "sha256": sha,
+        "signature": signature.hex(),
+        "stage": "shadow",
+        "bundle_url": "/api/v1/edge/bundles/11",
+    }
+    outcomes: list[dict] = []
+    downloads = {"answered": 0}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/edge/outcomes":
+            outcomes.append(json.loads(request.content))
+            return httpx.Response(200, json={"results": []})
+        if request.url.path == assignment["bundle_url"]:
+            downloads["answered"] += 1
+            if downloads["answered"] == 1:
+                return httpx.Response(unavailable, json={"error": "database unavailable"})
+            return httpx.Response(200, content=candidate)
+        if request.url.path == "/api/v1/edge/shadow-reports":
+            return httpx.Response(200, json={"results": []})
+        return httpx.Response(200, json={"assignments": [assignment]})
+
+    async def poll_twice() -> list[str]:
+        async with httpx.AsyncClient(
+            base_url="http://vigil.invalid", transport=httpx.MockTransport(answer)
+        ) as client:
+            updater = Updater(agent, client, load_public_key(public_pem))
+            failures = []
+            for _ in range(2):
+                try:
+                    await updater.poll_once()
+                except httpx.HTTPError as exc:  # what Updater.run logs and retries at the next poll
+                    failures.append(str(exc))
+            return failures
+
+    failures = asyncio.run(poll_twice())
+    assert outcomes == [], "a passing outage was reported as a refused update"
+    assert len(failures) == 1 and str(unavailable) in failures[0]
+    assert downloads["answered"] == 2 and "p-101" in agent.shadows  # the next poll took it into shadow
+    assert agent.shadows["p-101"][1].sha256 == sha
     agent.queue.close()

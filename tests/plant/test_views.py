@@ -313,3 +313,32 @@ def test_site_page_shows_a_connected_connections_last_error_as_past_with_its_tim
     row = row[: row.index("</tr>")]
     assert "connected, 5.0 readings/s" in row
     assert "last error <time" in row and "5\xa0minutes</time> ago: ConnectionError: Modbus" in row
+
+
+def test_site_page_says_a_bridge_that_stopped_reporting_is_not_connected(client, technician, site, settings):
+    # What a SIGKILLed `manage.py bridge` leaves behind (seen in a real run): its last report said running and
+    # connected, and nothing ever corrects it. The page said "connected, 19.8 readings/s" while it was dead.
+    settings.VIGIL_BRIDGE_STATUS_S = 2.0
+    killed = Connection.objects.create(site=site, name="killed", endpoint="mqtt://b")
+    ConnectionState.objects.create(
+        connection=killed,
+        running=True,
+        connected=True,
+        rate=19.8,
+        updated_at=timezone.now() - timedelta(minutes=2),
+    )
+    alive = Connection.objects.create(site=site, name="alive", endpoint="mqtt://c")
+    ConnectionState.objects.create(
+        connection=alive,
+        running=True,
+        connected=True,
+        rate=5.0,
+        updated_at=timezone.now() - timedelta(seconds=3),
+    )
+    client.force_login(technician)
+    html = client.get(site.get_absolute_url()).content.decode()
+    rows = {name: html[html.index(f">{name}<") :] for name in ("killed", "alive")}
+    rows = {name: row[: row.index("</tr>")] for name, row in rows.items()}
+    assert "bridge not reporting (stopped or crashed?): last report 2\xa0minutes ago" in rows["killed"]
+    assert "connected" not in rows["killed"].split("bridge not reporting")[0]
+    assert "connected, 5.0 readings/s" in rows["alive"]
