@@ -76,10 +76,12 @@ class _RoleBuffer:
             return
         i = bisect.bisect_left(self.ts, ts)
         if i < len(self.ts) and self.ts[i] == ts:
-            self.values[i] = value  # a resent reading: the newest value wins, as on the server
-        else:
-            self.ts.insert(i, ts)
-            self.values.insert(i, value)
+            # A resent reading: the first value stays, as on the server (plant.ingest.service keeps the
+            # first of a repeated (sensor, ts) and writes nothing over a stored one), so the agent decides
+            # on the readings the server will hold.
+            return
+        self.ts.insert(i, ts)
+        self.values.insert(i, value)
 
     def trim(self, before: float) -> None:
         cut = bisect.bisect_left(self.ts, before)

@@ -104,6 +104,19 @@ def test_bad_and_foreign_samples_are_gaps_not_values(bundle):
     assert np.isfinite(buffered.series()[1]).all()
 
 
+def test_a_resent_reading_keeps_the_first_value_as_the_server_stores(bundle):
+    """The server keeps the first of a repeated (sensor, ts) (plant.ingest.service); a source that resends a
+    reading with another value (a redelivered MQTT message after a reconnect) must not make the agent
+    decide on a value the server never holds."""
+    d = decider(bundle)
+    key = sensors()["vibration"]
+    d.add([Sample(key, 10.0, 1.0), Sample(key, 11.0, 2.0), Sample(key, 12.0, 3.0)])
+    d.add([Sample(key, 11.0, 20.0), Sample(key, 12.0, 30.0), Sample(key, 10.5, 1.5)])
+    buffered = d._buffers["vibration"]
+    assert buffered.ts == [10.0, 10.5, 11.0, 12.0]
+    assert buffered.values == [1.0, 1.5, 2.0, 3.0]
+
+
 def test_deciding_many_assets_in_one_batch_equals_deciding_each(bundle):
     """The agent's batch (edge.decide.decide_all: one windows build and one onnxruntime call for the assets
     of one model) decides exactly what each asset's own decide() does."""
