@@ -162,11 +162,15 @@ class Forwarder:
         return len(events)
 
     async def _send_readings(self, readings: list) -> int:
+        # The source's verdict travels with the value (uncertain, or bad with a value): the server stores
+        # it flagged as the bridge does (plant.ingest.parse.SOURCE_FLAGS: shown, never scored). A reading
+        # without a value (a stale point) has nothing to send.
         rows = [
             {"sensor": r.sensor, "ts": r.ts, "value": r.value}
+            if r.status == "good"
+            else {"sensor": r.sensor, "ts": r.ts, "value": r.value, "status": r.status}
             for r in readings
-            # A value the source marked bad (it may still carry one) is a gap on the server too.
-            if r.value is not None and r.status != "bad"
+            if r.value is not None and r.status != "stale"
         ]
         if rows:
             try:

@@ -205,6 +205,17 @@ def build_openapi(server_url: str = "/") -> dict:
                             "type": "number",
                             "description": "A finite number (not NaN, not infinite, not a boolean).",
                         },
+                        "status": {
+                            "type": "string",
+                            "enum": ["good", "uncertain", "bad"],
+                            "default": "good",
+                            "description": (
+                                "Optional: what the source said of the value (an OPC UA status, as an edge "
+                                "agent forwards it). 'uncertain' and 'bad' are stored with the quality flag "
+                                "'source uncertain' / 'source bad': shown on the charts, never scored. JSON "
+                                "only."
+                            ),
+                        },
                     },
                 },
                 "ReadingBatch": {

@@ -39,9 +39,8 @@ from connectivity.points import (
     SampleStatus,
     backoff_delays,
 )
-from plant.choices import QualityFlag
 from plant.connections.secrets import SecretError, password_of
-from plant.ingest import ParsedBatch, ingest_readings
+from plant.ingest import SOURCE_FLAGS, ParsedBatch, ingest_readings
 from plant.models import Connection, ConnectionState, PointMapping, Sensor, Site, WriteBack
 
 log = logging.getLogger(__name__)
@@ -99,14 +98,6 @@ class Stored:
     accepted: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (sensor key, reason)
     flagged: list[tuple[str, str]] = field(default_factory=list)  # (sensor key, source status) stored flagged
-
-
-# The quality bit a source status stores a value with (STALE carries no value).
-SOURCE_FLAGS = {
-    SampleStatus.GOOD: 0,
-    SampleStatus.UNCERTAIN: int(QualityFlag.SOURCE_UNCERTAIN),
-    SampleStatus.BAD: int(QualityFlag.SOURCE_BAD),
-}
 
 
 def store_samples(connection: Connection, samples: list[Sample], stale: set[str]) -> Stored:

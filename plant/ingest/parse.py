@@ -20,8 +20,19 @@ import numpy as np
 import orjson
 
 from connectivity.csv_text import csv_records
+from connectivity.points import SampleStatus
+from plant.choices import QualityFlag
 
 FIELDS = ("sensor", "ts", "value")
+# The quality bit a source's status stores a value with (STALE carries no value): the bridge's samples and
+# the optional `status` of a JSON reading (an edge agent forwarding what its OPC UA server said).
+SOURCE_FLAGS = {
+    SampleStatus.GOOD: 0,
+    SampleStatus.UNCERTAIN: int(QualityFlag.SOURCE_UNCERTAIN),
+    SampleStatus.BAD: int(QualityFlag.SOURCE_BAD),
+}
+_STATUS_FLAGS = {status.value: flag for status, flag in SOURCE_FLAGS.items()}
+_STATUS_WORDS = ", ".join(repr(word) for word in _STATUS_FLAGS)
 CSV_HEADER = ",".join(FIELDS)
 # Epoch seconds accepted for `ts`: 1970-01-01 up to the year 9999 (what every backend can store).
 MIN_EPOCH_S = 0.0
@@ -246,15 +257,36 @@ def _sensor_column(raw: list) -> tuple[list[str], list[tuple[int, str]]]:
     return [item if isinstance(item, str) else "" for item in raw], errors
 
 
-def _columns_to_batch(sensors: list, stamps: list, values: list, csv_mode: bool) -> ParsedBatch:
+def _status_column(raw: list) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The source flags of an optional `status` per row: absent or null is good."""
+    flags = np.zeros(len(raw), dtype=np.uint16)
+    errors: list[tuple[int, str]] = []
+    for i, status in enumerate(raw):
+        if status is None:
+            continue
+        flag = _STATUS_FLAGS.get(status) if isinstance(status, str) else None
+        if flag is None:
+            errors.append((i, f"status must be one of {_STATUS_WORDS}, got {_describe(status)}"))
+        else:
+            flags[i] = flag
+    return flags, errors
+
+
+def _columns_to_batch(
+    sensors: list, stamps: list, values: list, csv_mode: bool, statuses: list | None = None
+) -> ParsedBatch:
     keys, errors = _sensor_column(sensors)
     ts_s, ts_errors = _ts_column(stamps, csv_mode)
     vals, val_errors = _value_column(values, csv_mode)
+    flags, status_errors = (None, []) if statuses is None else _status_column(statuses)
     # One message per row: the first problem found, in field order.
     first: dict[int, str] = {}
-    for i, message in (*errors, *ts_errors, *val_errors):
+    for i, message in (*errors, *ts_errors, *val_errors, *status_errors):
         first.setdefault(i, message)
-    return _assemble(keys, ts_s, vals, sorted(first.items()))
+    batch = _assemble(keys, ts_s, vals, sorted(first.items()))
+    if flags is not None and flags.any():
+        batch.source_flags = flags[batch.index]
+    return batch
 
 
 # --- bodies -------------------------------------------------------------------------------------------
@@ -266,7 +298,11 @@ def _check_count(n: int, max_readings: int) -> None:
 
 
 def parse_json(body: bytes, max_readings: int) -> ParsedBatch:
-    """Parse `{"readings": [{"sensor", "ts", "value"}, ...]}`; raise BatchError for another shape."""
+    """Parse `{"readings": [{"sensor", "ts", "value"}, ...]}`; raise BatchError for another shape.
+
+    A reading may carry the source's own `status` ("good", "uncertain" or "bad", as an OPC UA server
+    says; absent: good): stored as the SOURCE_UNCERTAIN / SOURCE_BAD quality flag, as the bridge stores
+    its samples, so an edge agent's forwarded readings keep what the plant said of them."""
     if not body.strip():
         raise BatchError("empty body: send a JSON object with a 'readings' list")
     try:
@@ -302,7 +338,9 @@ def parse_json(body: bytes, max_readings: int) -> ParsedBatch:
             sensors.append(row.get("sensor"))
             stamps.append(row.get("ts"))
             values.append(row.get("value"))
-    return _columns_to_batch(sensors, stamps, values, csv_mode=False)
+    # Only rows that name a status pay for it (a dict look-up per row when none does).
+    statuses = [row.get("status") for row in rows] if any("status" in row for row in rows) else None
+    return _columns_to_batch(sensors, stamps, values, csv_mode=False, statuses=statuses)
 
 
 def parse_csv(body: bytes, max_readings: int) -> ParsedBatch:

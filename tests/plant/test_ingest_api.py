@@ -456,3 +456,36 @@ def _raise_operational_error(*args, **kwargs):
     from django.db import OperationalError
 
     raise OperationalError("the database system is shutting down")
+
+
+def test_a_readings_status_from_the_source_is_stored_as_its_quality_flag(client, asset, gateway_token):
+    """An edge agent forwards what its OPC UA server said of each value: "uncertain" and "bad" are stored
+    flagged as the bridge stores its own samples (shown on the charts, never scored); "good" or no status
+    is a plain reading."""
+    rows = [
+        reading(ts=EPOCH0, value=1.0),
+        {**reading(ts=EPOCH0 + 1, value=1.1), "status": "uncertain"},
+        {**reading(ts=EPOCH0 + 2, value=9.9), "status": "bad"},
+        {**reading(ts=EPOCH0 + 3, value=1.2), "status": "good"},
+    ]
+    response = post_json(client, gateway_token, {"readings": rows})
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 4
+    flags = dict(Reading.objects.filter(sensor__key=VIB).values_list("value", "quality"))
+    assert flags[1.1] & QualityFlag.SOURCE_UNCERTAIN and not flags[1.1] & QualityFlag.SOURCE_BAD
+    assert flags[9.9] & QualityFlag.SOURCE_BAD
+    assert not flags[1.0] & (QualityFlag.SOURCE_UNCERTAIN | QualityFlag.SOURCE_BAD)
+    assert not flags[1.2] & (QualityFlag.SOURCE_UNCERTAIN | QualityFlag.SOURCE_BAD)
+
+
+@pytest.mark.parametrize("status", ["stale", "GOOD", 1, True, ["bad"], {"x": 1}])
+def test_an_unknown_status_rejects_its_row_naming_the_field_and_keeps_the_others(
+    client, asset, gateway_token, status
+):
+    rows = [reading(ts=EPOCH0, value=1.0), {**reading(ts=EPOCH0 + 1, value=2.0), "status": status}]
+    response = post_json(client, gateway_token, {"readings": rows})
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 1
+    error = rejected_errors(response)[1]
+    assert error.startswith("status must be one of 'good', 'uncertain', 'bad'"), error
+    assert list(Reading.objects.filter(sensor__key=VIB).values_list("value", flat=True)) == [1.0]
