@@ -47,6 +47,7 @@ from models_registry import baseline, cache
 from plant.series import read_readings
 from models_registry.models import ModelVersion
 from models_registry.retrain import LabelEvent, feedback_events
+from models_registry.training_data import reason_words, source_words
 from plant.models import Asset, Reading, Sensor
 
 MAX_PERIOD = timedelta(days=31)
@@ -57,15 +58,6 @@ FOLLOW_THROUGH_MODEL = (
     "This reflects the mix of alerts, not any change in how much technicians trust them."
 )
 TRUE_SOURCES = ("confirmed_fault", "missed_failure", "manual_fault")
-VERDICT_LABELS = {
-    "confirmed_fault": "Confirmed fault",
-    "missed_failure": "Reported missed failure",
-    "manual_fault": "Fault (labelled by hand)",
-    "false_alarm": "False alarm",
-    "manual_normal": "Normal (labelled by hand)",
-    "not_actionable": "Not actionable",
-    "": "No verdict",
-}
 
 
 class ComparisonError(ValueError):
@@ -88,8 +80,8 @@ class Episode:
 
     @property
     def verdict_label(self) -> str:
-        text = VERDICT_LABELS.get(self.verdict, self.verdict)
-        return f"{text} — {self.reason.replace('_', ' ')}" if self.reason else text
+        text = source_words(self.verdict)
+        return f"{text} — {reason_words(self.reason)}" if self.reason else text
 
     def overlaps(self, other: Episode) -> bool:
         return (

@@ -20,7 +20,7 @@ from models_registry.edge_rollout import RolloutError, assign, decide
 from models_registry.forms import EdgeAssignForm, PeriodForm, ReasonForm, RecalibrateForm, RetrainForm
 from models_registry.models import EdgeAssignment, EdgeStage, ModelStatusChange, ModelVersion, RetrainRun
 from models_registry.signing import public_key_pem
-from models_registry.retrain import STAGES, RetrainError, start_retrain
+from models_registry.retrain import STAGES, RetrainError, report_words, start_retrain
 from models_registry.services import (
     ModelRejected,
     RegistryError,
@@ -82,6 +82,7 @@ def retrain_run(request: HttpRequest, pk: int) -> HttpResponse:
     reached = [percent <= run.percent for _key, _label, percent in STAGES]
     context = {
         "run": run,
+        "report": report_words(run.report),
         "stages": [
             {
                 "label": label,
@@ -147,7 +148,7 @@ def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
         "form": form,
         "error": error,
         "history": history,
-        "report": provenance.get("retrain_report"),
+        "report": report_words(provenance.get("retrain_report")),
         "reason_form": ReasonForm(),
         "may_move": may_move,
         "can_shadow": may_move and version.status == ModelStatus.CANDIDATE,

@@ -4,6 +4,7 @@ raises fewer false alarms than the champion at equal or better recall, and the c
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import pytest
 
@@ -119,3 +120,19 @@ def test_a_combined_champion_is_retrained_as_a_combined_detector_not_the_default
     candidate = finished.result
     assert candidate.provenance["params"]["detector"] == "combined"
     assert candidate.output_spec.get("detector") == "combined"
+
+
+def test_the_training_report_says_its_labels_and_period_in_words_not_keys(client, engineer, history):
+    run = RetrainRun.objects.create(asset_type=history.asset_type, kind="anomaly", requested_by=engineer)
+    execute_run(run.pk)
+    run.refresh_from_db()
+    client.force_login(engineer)
+    for url in (f"/models/retrain/{run.pk}/", f"/models/{run.result_id}/compare/"):
+        html = client.get(url).content.decode()
+        report = html[html.index('id="training-report"') :].split("</dl>")[0]
+        assert "<li>Confirmed fault: " in report and "<li>False alarm: " in report
+        assert "<li>Normal operating change: " in report
+        assert "confirmed_fault" not in report and "normal_operating_change" not in report
+        start, end = (datetime.fromisoformat(run.report["data_range"][edge]) for edge in ("start", "end"))
+        assert f"<dd>{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M}</dd>" in report
+        assert "+00:00" not in report
