@@ -221,7 +221,9 @@ def _finish(
     now = timezone.now()
     if failed:
         RetrainRun.objects.filter(pk=run_id).exclude(status=RetrainStatus.SUCCEEDED).update(
-            status=RetrainStatus.FAILED, stage="Failed", error=failed, finished_at=now
+            status=RetrainStatus.FAILED,
+            error=failed,
+            finished_at=now,  # the stage says where it stopped
         )
         return
     RetrainRun.objects.filter(pk=run_id).update(

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from models_registry.choices import ModelStatus
+from models_registry.choices import ModelStatus, RetrainStatus
 from models_registry.comparison import ComparisonError, compare, default_period
 from detection.baseline import BaselineError
 from models_registry.baseline import recalibrate, unsettled_words
@@ -80,14 +80,21 @@ def retrain_run(request: HttpRequest, pk: int) -> HttpResponse:
     """A run's page; an htmx request (the 1 s poll) gets only the progress partial."""
     run = get_object_or_404(RetrainRun.objects.select_related("asset_type", "requested_by", "result"), pk=pk)
     reached = [percent <= run.percent for _key, _label, percent in STAGES]
+    failed = run.status == RetrainStatus.FAILED
+    stopped_at = run.stage if failed and run.stage in {label for _key, label, _ in STAGES} else ""
     context = {
         "run": run,
         "report": report_words(run.report),
+        # A failed run names the stage it stopped in (its badge already says "Failed").
+        "stage_text": (f"while {stopped_at[0].lower()}{stopped_at[1:]}" if stopped_at else "")
+        if failed
+        else run.stage,
         "stages": [
             {
                 "label": label,
                 "done": run.status == "succeeded" or (done and label != run.stage),
-                "current": label == run.stage,
+                "current": label == run.stage and not failed,
+                "failed": label == stopped_at,
             }
             for (_key, label, _percent), done in zip(STAGES, reached)
         ],

@@ -87,6 +87,8 @@ def test_the_run_page_shows_the_finished_run_with_a_link_to_the_candidate(client
     assert f"/models/{run.result_id}/compare/" in html
     partial = client.get(f"/models/retrain/{run.pk}/", headers={"HX-Request": "true"}).content.decode()
     assert partial.lstrip().startswith('<section id="retrain-progress"') and "<html" not in partial
+    # The poll that sees the run end brings its training report too: the engineer watching needs no reload.
+    assert 'id="training-report"' in partial and "Labels used" in partial
 
 
 def test_a_failure_classifier_retrains_on_the_feedback_labels_directly(history):
