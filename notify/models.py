@@ -7,7 +7,7 @@ The app sits above alerts (it reads alerts and their events, alerts never import
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -117,6 +117,14 @@ class Rule(models.Model):
             related = getattr(self, name)
             if related is not None and self.site_id and related.site_id != self.site_id:
                 raise ValidationError({name: f"The {name} belongs to another site."})
+        # A negative delay escalated at the next sweep and zero never: neither is what was typed for.
+        if self.escalate_after is not None and self.escalate_after <= timedelta(0):
+            raise ValidationError(
+                {
+                    "escalate_after": "Escalate after must be longer than zero (e.g. 00:15:00); leave it "
+                    "empty for a tier that does not escalate."
+                }
+            )
 
     def matches(self, alert: Alert) -> bool:
         return (

@@ -136,3 +136,17 @@ def test_the_alert_page_shows_engineers_its_delivery_log(
     assert "sent at" in page
     client.force_login(technician)
     assert 'id="notify-log"' not in client.get(f"/alerts/{alert.pk}/").content.decode()
+
+
+def test_a_rule_refuses_an_escalation_delay_that_is_zero_or_negative(client, site, engineer, inbox):
+    from notify.models import Rule
+
+    client.force_login(engineer)
+    form = {"site": site.pk, "name": "page", "min_severity": "high", "tier": 1, "channel": inbox.pk}
+    for typed in ("-00:05:00", "00:00:00"):
+        response = client.post("/admin/notify/rule/add/", {**form, "escalate_after": typed, "enabled": "on"})
+        assert response.status_code == 200
+        assert b"Escalate after must be longer than zero" in response.content
+    assert not Rule.objects.exists()
+    response = client.post("/admin/notify/rule/add/", {**form, "escalate_after": "00:15:00", "enabled": "on"})
+    assert response.status_code == 302 and Rule.objects.get().escalate_after == timedelta(minutes=15)
