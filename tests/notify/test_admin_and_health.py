@@ -11,7 +11,7 @@ import time_machine
 from alerts.models import Alert
 from alerts.services import record_feedback
 from notify.choices import DeliveryStatus, MessageKind
-from notify.models import Channel, InboxMessage, Notification
+from notify.models import Channel, InboxMessage, Notification, Rule
 from notify.services import escalate_due
 from tests.notify.conftest import make_channel, raise_alert, run_queued
 from tests.notify.test_routing import HIGH
@@ -150,3 +150,21 @@ def test_a_rule_refuses_an_escalation_delay_that_is_zero_or_negative(client, sit
     assert not Rule.objects.exists()
     response = client.post("/admin/notify/rule/add/", {**form, "escalate_after": "00:15:00", "enabled": "on"})
     assert response.status_code == 302 and Rule.objects.get().escalate_after == timedelta(minutes=15)
+
+
+def test_a_rule_whose_escalation_reaches_no_next_tier_is_saved_with_a_warning(client, site, engineer, inbox):
+    client.force_login(engineer)
+    form = {"site": site.pk, "min_severity": "high", "channel": inbox.pk, "enabled": "on"}
+    first = {**form, "name": "page the technicians", "tier": 1, "escalate_after": "00:15:00"}
+    page = client.post("/admin/notify/rule/add/", first, follow=True).content.decode()
+    assert f"{site} has no enabled tier-2 rule, so nobody is told when an alert of" in page
+    assert "is still open after 15 min: add one" in page
+    page = client.post(
+        "/admin/notify/rule/add/", {**form, "name": "supervisor", "tier": 2}, follow=True
+    ).content.decode()
+    assert "has no enabled tier-3 rule" not in page  # it does not escalate itself
+    rule = Rule.objects.get(tier=1)
+    page = client.post(
+        f"/admin/notify/rule/{rule.pk}/change/", {**first, "tier": 1}, follow=True
+    ).content.decode()
+    assert "has no enabled tier-2 rule" not in page
