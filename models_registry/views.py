@@ -35,7 +35,7 @@ from models_registry.services import (
 )
 from plant.access import engineer_required, get_asset_for_user, site_ids_for_user
 from plant.models import Asset, EdgeAgent
-from plant.views import render_asset, site_form
+from plant.views import render_asset, site_form, site_zone
 
 RECENT_RUNS = 10
 
@@ -222,9 +222,10 @@ def asset_recalibrate(request: HttpRequest, pk: int) -> HttpResponse:
     valid = form.is_valid()
     if valid:
         try:
-            done = recalibrate(
-                asset, form.cleaned_data["start"], form.cleaned_data["end"], actor=request.user
-            )
+            with timezone.override(site_zone(asset.site)):  # its messages name times as the form took them
+                done = recalibrate(
+                    asset, form.cleaned_data["start"], form.cleaned_data["end"], actor=request.user
+                )
         except BaselineError as exc:
             form.add_error(None, str(exc))
             valid = False
