@@ -117,12 +117,16 @@ class RuleAdmin(SiteScopedAdmin):
         "category",
         "asset",
         "channel",
-        "escalate_after",
+        "escalation",
         "enabled",
     ]
     list_filter = ["site", "tier", "min_severity", "enabled"]
     list_select_related = ["site", "asset", "channel"]
     search_fields = ["name"]
+
+    @admin.display(description="Escalate after", ordering="escalate_after")
+    def escalation(self, obj: Rule) -> str:
+        return duration_text(obj.escalate_after.total_seconds()) if obj.escalate_after else "—"
 
     def save_model(self, request: HttpRequest, obj: Rule, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

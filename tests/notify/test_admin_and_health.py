@@ -168,3 +168,12 @@ def test_a_rule_whose_escalation_reaches_no_next_tier_is_saved_with_a_warning(cl
         f"/admin/notify/rule/{rule.pk}/change/", {**first, "tier": 1}, follow=True
     ).content.decode()
     assert "has no enabled tier-2 rule" not in page
+
+
+def test_the_rule_list_says_the_escalation_delay_in_words(client, site, engineer, inbox):
+    Rule.objects.create(site=site, name="page", tier=1, channel=inbox, escalate_after=timedelta(minutes=2))
+    Rule.objects.create(site=site, name="boss", tier=2, channel=inbox)
+    client.force_login(engineer)
+    page = client.get("/admin/notify/rule/").content.decode()
+    assert '<td class="field-escalation">2 min</td>' in page and "0:02:00" not in page
+    assert '<td class="field-escalation">—</td>' in page
