@@ -16,7 +16,7 @@ from models_registry.choices import ModelStatus, RetrainStatus
 from models_registry.comparison import ComparisonError, compare, default_period
 from detection.baseline import BaselineError
 from models_registry.baseline import recalibrate, unsettled_words
-from models_registry.edge_rollout import RolloutError, assign, decide
+from models_registry.edge_rollout import RolloutError, assign, decide, unserved
 from models_registry.forms import EdgeAssignForm, PeriodForm, ReasonForm, RecalibrateForm, RetrainForm
 from models_registry.models import EdgeAssignment, EdgeStage, ModelStatusChange, ModelVersion, RetrainRun
 from models_registry.signing import public_key_pem
@@ -351,6 +351,15 @@ def edge_assign(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"{len(made)} assignment(s) made: the agents try them in shadow first.")
+            idle = unserved(form.cleaned_data["assets"])
+            if idle:
+                messages.warning(
+                    request,
+                    f"No edge agent runs {', '.join(asset.tag for asset in idle)}: "
+                    f"{'its assignment waits' if len(idle) == 1 else 'their assignments wait'} until an agent "
+                    "of the site runs the asset (an agent's heartbeat lists the assets it runs, under Models "
+                    "in the Agents table). Cancel it if that is not coming.",
+                )
             return redirect("models_registry:edge")
     return render(request, "models_registry/edge.html", {**context, "form": form}, status=400)
 
