@@ -187,7 +187,7 @@ class QuietHours(models.Model):
         verbose_name_plural = "quiet hours"
 
     def __str__(self) -> str:
-        return f"{self.site}: {self.start:%H:%M}–{self.end:%H:%M} (up to {self.max_severity})"
+        return f"{self.site}: {self.start:%H:%M}–{self.end:%H:%M} (up to {self.get_max_severity_display().lower()})"
 
     def covers(self, local: datetime) -> bool:
         return _in_window(self.start, self.end, local.time())
