@@ -141,9 +141,13 @@ class RuleAdmin(SiteScopedAdmin):
 
 @admin.register(Shift)
 class ShiftAdmin(SiteScopedAdmin):
-    list_display = ["site", "tier", "days", "start", "end", "channel"]
+    list_display = ["site", "tier", "week_days", "start", "end", "channel"]
     list_filter = ["site", "tier"]
     list_select_related = ["site", "channel"]
+
+    @admin.display(description="Days", ordering="days")
+    def week_days(self, obj: Shift) -> str:
+        return obj.days_text
 
 
 @admin.register(QuietHours)

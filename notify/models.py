@@ -7,6 +7,7 @@ The app sits above alerts (it reads alerts and their events, alerts never import
 
 from __future__ import annotations
 
+import calendar
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
@@ -154,7 +155,14 @@ class Shift(models.Model):
         ordering = ["site", "tier", "start"]
 
     def __str__(self) -> str:
-        return f"tier {self.tier} {self.days} {self.start:%H:%M}–{self.end:%H:%M} → {self.channel.name}"
+        return f"tier {self.tier} {self.days_text} {self.start:%H:%M}–{self.end:%H:%M} → {self.channel.name}"
+
+    @property
+    def days_text(self) -> str:
+        """The week days in words: "every day", "Mon, Tue, Wed" (``days`` holds their digits, 0 = Monday)."""
+        if set(self.days) == set("0123456"):
+            return "every day"
+        return ", ".join(calendar.day_abbr[int(day)] for day in sorted(set(self.days)) if day in "0123456")
 
     def clean(self) -> None:
         if self.channel_id and self.site_id and self.channel.site_id != self.site_id:

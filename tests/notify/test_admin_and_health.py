@@ -177,3 +177,16 @@ def test_the_rule_list_says_the_escalation_delay_in_words(client, site, engineer
     page = client.get("/admin/notify/rule/").content.decode()
     assert '<td class="field-escalation">2 min</td>' in page and "0:02:00" not in page
     assert '<td class="field-escalation">—</td>' in page
+
+
+def test_the_shift_list_names_the_week_days(client, site, engineer, inbox):
+    from datetime import time
+
+    from notify.models import Shift
+
+    Shift.objects.create(site=site, tier=1, days="01234", start=time(6), end=time(14), channel=inbox)
+    Shift.objects.create(site=site, tier=2, days="0123456", start=time(22), end=time(6), channel=inbox)
+    client.force_login(engineer)
+    page = client.get("/admin/notify/shift/").content.decode()
+    assert '<td class="field-week_days">Mon, Tue, Wed, Thu, Fri</td>' in page
+    assert '<td class="field-week_days">every day</td>' in page and ">01234<" not in page
