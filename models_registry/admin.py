@@ -24,7 +24,7 @@ from models_registry.models import ModelIncident, ModelStatusChange, ModelVersio
 from models_registry.quarantine import clear_quarantine
 from models_registry.services import ModelRejected, current_champion, may_move_versions
 from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
-from plant.models import AssetType
+from plant.models import AssetType, check_period_order
 
 KEY_METRICS = ("pr_auc", "precision", "recall", "f1", "false_alarm_rate", "false_alarms_per_day")
 MAX_BACKGROUND_ROWS = 100
@@ -438,6 +438,11 @@ class AssetBaselineForm(forms.ModelForm):
         data = super().clean()
         asset, start, end = data.get("asset"), data.get("start"), data.get("end")
         if asset is None or start is None or end is None:
+            return data
+        try:
+            check_period_order(start, end)
+        except forms.ValidationError as exc:
+            self.add_error(None, exc)
             return data
         names = None
         if data.get("model_name"):
