@@ -43,6 +43,7 @@ from django.db.models import QuerySet
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes, overlap
 from detection.runtime import higher_is_worse
+from detection.wording import unusual_text
 from models_registry import baseline, cache
 from plant.series import read_readings
 from models_registry.models import ModelVersion
@@ -77,6 +78,16 @@ class Episode:
     verdict: str = ""  # a LabelEvent source, or "" when no label overlaps
     reason: str = ""
     alert_id: int | None = None
+    open_threshold: float | None = None  # what it was judged by: its peak is told against it
+    higher: bool = True
+
+    @property
+    def peak_text(self) -> str:
+        """Its peak as the board tells it ("5.3× the alert level"): the two versions score on their own
+        scales, so raw peaks side by side compare nothing."""
+        if self.open_threshold is None:
+            return f"{self.peak:.3g}"
+        return unusual_text(self.peak, self.open_threshold, higher=self.higher)
 
     @property
     def verdict_label(self) -> str:
@@ -394,6 +405,8 @@ def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: d
                     opened=_utc(ends[item.opened]),
                     closed=None if item.closed is None else _utc(ends[item.closed]),
                     peak=float(scores[item.peak]),
+                    open_threshold=float(open_t),
+                    higher=higher,
                 )
             )
     episodes.sort(key=lambda e: (e.opened, e.asset.pk))

@@ -75,6 +75,10 @@ def test_a_retrain_from_feedback_has_fewer_false_alarms_than_the_champion_at_equ
     assert float(cell(html, "challenger-precision")) > float(cell(html, "champion-precision"))
     assert "Backtest, like for like" in html and "Follow-through assumption" in html
     assert "False alarm — normal operating change" in html  # a removed alert, with its verdict
+    # Each side's peak against its own alert level: the two versions score on different scales.
+    removed = html[html.index('id="removed-alerts"') :].split("</ul>")[0]
+    assert re.search(r", peak [\d.]+× the alert level: False alarm", removed), removed
+    assert not re.search(r", peak [\d.]+:", removed)
 
 
 def test_the_run_page_shows_the_finished_run_with_a_link_to_the_candidate(client, engineer, history):
