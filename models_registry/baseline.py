@@ -325,6 +325,7 @@ class Recalibration:
 
     baselines: list[AssetBaseline]
     thresholds: list[AssetThreshold]
+    in_use: bool = True  # False: no version in use on the type scores against a per-asset calibration
 
 
 def recalibrate(
@@ -334,16 +335,15 @@ def recalibrate(
     baselined versions in use on its type need (the mean vector when none is robust), and the asset's
     thresholds for every robust version in use. Nothing is stored when any part fails (BaselineError)."""
     robust_versions = versions_in_use(asset.asset_type_id, PER_ASSET_ROBUST)
-    modes = [
-        mode for mode in (PER_ASSET, PER_ASSET_ROBUST) if versions_in_use(asset.asset_type_id, mode)
-    ] or [PER_ASSET]
+    needed = [mode for mode in (PER_ASSET, PER_ASSET_ROBUST) if versions_in_use(asset.asset_type_id, mode)]
+    modes = needed or [PER_ASSET]
     with transaction.atomic():
         rows = [calibrate(asset, feature_names, start, end, actor=actor, mode=mode) for mode in modes]
         made: list[AssetThreshold] = []
         for row in rows:
             if row.robust:
                 made += set_asset_thresholds(asset, row, robust_versions, start, end, actor=actor)
-    return Recalibration(rows, made)
+    return Recalibration(rows, made, in_use=bool(needed))
 
 
 def auto_calibrate(

@@ -242,6 +242,13 @@ def asset_recalibrate(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         f"Recalibrated {asset.tag}: {counts}." + (f" Thresholds: {thresholds}." if thresholds else ""),
     )
+    if not done.in_use:
+        messages.warning(
+            request,
+            f"No model in use on {asset.asset_type.name} scores against a per-asset calibration, so "
+            f"{asset.tag}'s scores and alerts do not change: the calibration is kept for a version trained "
+            "with per-asset baselines (train_model --per-asset-baseline).",
+        )
     unsettled = {words for row in done.baselines for words in unsettled_words(asset, row.trends)}
     if unsettled:
         messages.warning(

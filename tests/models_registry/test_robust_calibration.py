@@ -232,6 +232,24 @@ def test_a_refused_recalibration_names_its_times_in_the_sites_time_not_iso(clien
     assert "(need at least" in errors and "+00:00" not in errors and "+01:00" not in errors
 
 
+def test_recalibrating_an_asset_no_model_in_use_calibrates_against_says_nothing_changes(
+    client, engineer, asset
+):
+    vibration_version(asset.asset_type, name="plain", output_spec=SPEC)  # champion, no per-asset baseline
+    ingest(asset, START_S, 600)
+    client.force_login(engineer)
+    url = reverse("models_registry:asset_recalibrate", args=[asset.pk])
+    local = [moment(s).astimezone(ZoneInfo(asset.site.timezone)).strftime("%Y-%m-%dT%H:%M") for s in (0, 600)]
+    page = client.post(url, {"calibrate-start": local[0], "calibrate-end": local[1]}, follow=True)
+    html = page.content.decode()
+    assert f"Recalibrated {asset.tag}: operating point" in html
+    assert f"No model in use on {asset.asset_type.name} scores against a per-asset calibration" in html
+    # With a version that does, the engineer is not told so.
+    robust_version(asset)  # promoted in its place
+    html = client.post(url, {"calibrate-start": local[0], "calibrate-end": local[1]}, follow=True).content
+    assert b"No model in use on" not in html
+
+
 def test_a_technician_may_not_recalibrate(client, technician, asset):
     client.force_login(technician)
     url = reverse("models_registry:asset_recalibrate", args=[asset.pk])
