@@ -27,7 +27,7 @@ from alerts.choices import (
     Verdict,
 )
 from models_registry.models import ModelVersion
-from plant.models import Asset, Gateway, Label, Sensor
+from plant.models import Asset, Gateway, Label, Sensor, check_period_order
 
 # Which moves an alert may make; the terminal states have none (a recurrence is a new alert).
 TRANSITIONS: dict[str, set[str]] = {
@@ -304,6 +304,9 @@ class MaintenanceWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.asset} maintenance {self.start:%Y-%m-%d %H:%M}–{self.end:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        check_period_order(self.start, self.end)
 
     def covers(self, moment: datetime) -> bool:
         return self.start <= moment <= self.end

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
@@ -112,6 +113,8 @@ def inbox(request: HttpRequest) -> HttpResponse:
     _demo_member(request)
     with _inbox() as data:
         received = list(reversed(data["orders"]))
+    for entry in received:
+        entry["received"] = datetime.fromisoformat(entry["received_at"])  # stored as ISO text
     return render(request, "demo/cmms_inbox.html", {"orders": received, "outcomes": WorkOrderOutcome.choices})
 
 

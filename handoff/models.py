@@ -69,7 +69,7 @@ class WebhookDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.event_type} {self.event_id} → {self.endpoint} ({self.status})"
+        return f"{self.event_type} {self.event_id} → {self.endpoint}: {self.get_status_display()}"
 
 
 class CmmsConnection(models.Model):
@@ -152,7 +152,7 @@ class WorkOrder(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Work order #{self.pk} for alert #{self.alert_id} ({self.status})"
+        return f"Work order #{self.pk} for alert #{self.alert_id}: {self.get_status_display()}"
 
     @property
     def status_choice(self) -> WorkOrderStatus:

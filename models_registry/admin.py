@@ -15,15 +15,16 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Max, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from models_registry.choices import ModelKind, ModelStatus
 from models_registry.models import ModelIncident, ModelStatusChange, ModelVersion
 from models_registry.quarantine import clear_quarantine
-from models_registry.services import ModelRejected, RegistryError, may_move_versions, promote, rollback
+from models_registry.services import ModelRejected, current_champion, may_move_versions
 from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
-from plant.models import AssetType
+from plant.models import AssetType, check_period_order
 
 KEY_METRICS = ("pr_auc", "precision", "recall", "f1", "false_alarm_rate", "false_alarms_per_day")
 MAX_BACKGROUND_ROWS = 100
@@ -278,61 +279,59 @@ class ModelVersionAdmin(SiteScopedAdmin):
 
     # --- actions ------------------------------------------------------------------------------------------
 
-    def _promote(self, request: HttpRequest, queryset: QuerySet, *, shadow: bool) -> None:
-        verb = "shadow" if shadow else "champion"
-        versions = list(queryset.select_related("asset_type"))
-        if not shadow and len(versions) != 1:
-            self.message_user(request, "Select exactly one version to promote.", messages.WARNING)
-            return
-        for version in versions:
-            try:
-                report = promote(version, actor=request.user, reason=f"admin: {verb}", shadow=shadow)
-            except PermissionDenied as exc:
-                self.message_user(request, f"{version}: not done — {exc}", messages.ERROR)
-            except ModelRejected as exc:
-                self.message_user(request, f"{version} refused — {exc}", messages.ERROR)
-            except RegistryError as exc:
-                self.message_user(request, f"{version}: {exc}", messages.WARNING)
-            else:
-                self.message_user(
-                    request,
-                    f"{version} is now {verb} for {version.asset_type} / {version.kind} "
-                    f"(latency {report.latency_ms:.3f} ms).",
-                    messages.SUCCESS,
-                )
+    # Promote, shadow and roll back change what every site of the type runs: the actions send the engineer
+    # to the version's comparison page, which shows it against the champion and asks why before it moves
+    # (models_registry.views._move), instead of moving at "Go" with no confirmation and no reason.
 
-    @admin.action(description="Validate and promote to champion", permissions=["change"])
-    def promote_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._promote(request, queryset, shadow=False)
+    def _to_compare_page(self, request: HttpRequest, version: ModelVersion, what: str) -> HttpResponse:
+        self.message_user(
+            request,
+            f"{what}, check the comparison on this page and give a reason under Status to confirm. "
+            "Nothing has changed yet.",
+            messages.INFO,
+        )
+        return redirect(reverse("models_registry:compare", args=[version.pk]) + "#version-actions")
 
-    @admin.action(description="Validate and run in shadow", permissions=["change"])
-    def shadow_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._promote(request, queryset, shadow=True)
+    def _one_version(self, request: HttpRequest, queryset: QuerySet, verb: str) -> ModelVersion | None:
+        versions = list(queryset.select_related("asset_type")[:2])
+        if len(versions) != 1:
+            self.message_user(request, f"Select exactly one version to {verb}.", messages.WARNING)
+            return None
+        return versions[0]
 
     @admin.action(
-        description="Roll back the champion of the selected versions' asset type and kind",
+        description="Promote to champion (compare, then confirm with a reason)", permissions=["change"]
+    )
+    def promote_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        version = self._one_version(request, queryset, "promote")
+        return version and self._to_compare_page(request, version, f"To promote {version} to champion")
+
+    @admin.action(description="Run in shadow (compare, then confirm with a reason)", permissions=["change"])
+    def shadow_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        version = self._one_version(request, queryset, "run in shadow")
+        return version and self._to_compare_page(request, version, f"To run {version} in shadow")
+
+    @admin.action(
+        description="Roll back the champion of the selected version's asset type and kind (compare, then "
+        "confirm with a reason)",
         permissions=["change"],
     )
-    def rollback_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def rollback_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         pairs = sorted(set(queryset.values_list("asset_type", "kind")))
-        for asset_type_id, kind in pairs:
-            asset_type = AssetType.objects.get(pk=asset_type_id)
-            try:
-                restored = rollback(asset_type, kind, actor=request.user, reason="admin: roll back")
-            except PermissionDenied as exc:
-                self.message_user(request, f"{asset_type} / {kind}: not done — {exc}", messages.ERROR)
-            except ModelRejected as exc:
-                self.message_user(
-                    request,
-                    f"{asset_type} / {kind}: previous champion refused, nothing changed — {exc}",
-                    messages.ERROR,
-                )
-            except RegistryError as exc:
-                self.message_user(request, str(exc), messages.WARNING)
-            else:
-                self.message_user(
-                    request, f"{asset_type} / {kind}: {restored} is champion again.", messages.SUCCESS
-                )
+        if len(pairs) != 1:
+            self.message_user(
+                request, "Select versions of one asset type and kind to roll back.", messages.WARNING
+            )
+            return None
+        asset_type = AssetType.objects.get(pk=pairs[0][0])
+        kind = ModelKind(pairs[0][1])
+        champion = current_champion(asset_type, kind)
+        if champion is None:
+            self.message_user(
+                request, f"{asset_type} / {kind.label}: no champion to roll back.", messages.WARNING
+            )
+            return None
+        return self._to_compare_page(request, champion, f"To roll back {champion}")
 
     @admin.action(description="Re-validate and clear quarantine", permissions=["change"])
     def clear_quarantine_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -439,6 +438,11 @@ class AssetBaselineForm(forms.ModelForm):
         data = super().clean()
         asset, start, end = data.get("asset"), data.get("start"), data.get("end")
         if asset is None or start is None or end is None:
+            return data
+        try:
+            check_period_order(start, end)
+        except forms.ValidationError as exc:
+            self.add_error(None, exc)
             return data
         names = None
         if data.get("model_name"):

@@ -56,6 +56,7 @@ import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Min
+from django.utils import timezone
 
 from detection.baseline import (
     PER_ASSET,
@@ -228,7 +229,7 @@ def _measure(
         raise BaselineError(
             f"{asset.tag}: only {int(usable.sum())} complete feature windows without data-quality flags or "
             f"fault labels among the {len(ends)} windows of {asset.asset_type.window_s} s between "
-            f"{start.isoformat()} and {end.isoformat()} (need at least {MIN_WINDOWS}; the others have "
+            f"{local_text(start)} and {local_text(end)} (need at least {MIN_WINDOWS}; the others have "
             "gaps, flags or overlap a fault)"
         ) from None
     return names, result, count, _trends(asset, names, ends[usable], X[usable])
@@ -299,6 +300,12 @@ def calibrate(
     )
 
 
+def local_text(moment: datetime) -> str:
+    """A time in a message as the recalibration form takes it: the current (the site's) time zone, to the
+    minute ("2026-12-05 21:59"), not an ISO string with microseconds."""
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+
+
 def check_no_fault(asset, start: datetime, end: datetime) -> None:
     """BaselineError naming the first FAULT label of the asset that overlaps [start, end], if any."""
     labels = fault_labels_in(asset, start, end)
@@ -307,8 +314,8 @@ def check_no_fault(asset, start: datetime, end: datetime) -> None:
         what = f"fault label #{label.pk}" + (f" ({label.fault_type})" if label.fault_type else "")
         more = f" and {len(labels) - 1} more" if len(labels) > 1 else ""
         raise BaselineError(
-            f"{asset.tag}: the period overlaps {what} from {label.start.isoformat()} to "
-            f"{label.end.isoformat()}{more}; choose a period of normal running"
+            f"{asset.tag}: the period overlaps {what} from {local_text(label.start)} to "
+            f"{local_text(label.end)}{more}; choose a period of normal running"
         )
 
 
@@ -318,6 +325,7 @@ class Recalibration:
 
     baselines: list[AssetBaseline]
     thresholds: list[AssetThreshold]
+    in_use: bool = True  # False: no version in use on the type scores against a per-asset calibration
 
 
 def recalibrate(
@@ -327,16 +335,15 @@ def recalibrate(
     baselined versions in use on its type need (the mean vector when none is robust), and the asset's
     thresholds for every robust version in use. Nothing is stored when any part fails (BaselineError)."""
     robust_versions = versions_in_use(asset.asset_type_id, PER_ASSET_ROBUST)
-    modes = [
-        mode for mode in (PER_ASSET, PER_ASSET_ROBUST) if versions_in_use(asset.asset_type_id, mode)
-    ] or [PER_ASSET]
+    needed = [mode for mode in (PER_ASSET, PER_ASSET_ROBUST) if versions_in_use(asset.asset_type_id, mode)]
+    modes = needed or [PER_ASSET]
     with transaction.atomic():
         rows = [calibrate(asset, feature_names, start, end, actor=actor, mode=mode) for mode in modes]
         made: list[AssetThreshold] = []
         for row in rows:
             if row.robust:
                 made += set_asset_thresholds(asset, row, robust_versions, start, end, actor=actor)
-    return Recalibration(rows, made)
+    return Recalibration(rows, made, in_use=bool(needed))
 
 
 def auto_calibrate(

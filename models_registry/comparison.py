@@ -43,10 +43,12 @@ from django.db.models import QuerySet
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import alert_episodes, overlap
 from detection.runtime import higher_is_worse
+from detection.wording import unusual_text
 from models_registry import baseline, cache
 from plant.series import read_readings
 from models_registry.models import ModelVersion
 from models_registry.retrain import LabelEvent, feedback_events
+from models_registry.training_data import reason_words, source_words
 from plant.models import Asset, Reading, Sensor
 
 MAX_PERIOD = timedelta(days=31)
@@ -57,15 +59,6 @@ FOLLOW_THROUGH_MODEL = (
     "This reflects the mix of alerts, not any change in how much technicians trust them."
 )
 TRUE_SOURCES = ("confirmed_fault", "missed_failure", "manual_fault")
-VERDICT_LABELS = {
-    "confirmed_fault": "Confirmed fault",
-    "missed_failure": "Reported missed failure",
-    "manual_fault": "Fault (labelled by hand)",
-    "false_alarm": "False alarm",
-    "manual_normal": "Normal (labelled by hand)",
-    "not_actionable": "Not actionable",
-    "": "No verdict",
-}
 
 
 class ComparisonError(ValueError):
@@ -85,11 +78,21 @@ class Episode:
     verdict: str = ""  # a LabelEvent source, or "" when no label overlaps
     reason: str = ""
     alert_id: int | None = None
+    open_threshold: float | None = None  # what it was judged by: its peak is told against it
+    higher: bool = True
+
+    @property
+    def peak_text(self) -> str:
+        """Its peak as the board tells it ("5.3× the alert level"): the two versions score on their own
+        scales, so raw peaks side by side compare nothing."""
+        if self.open_threshold is None:
+            return f"{self.peak:.3g}"
+        return unusual_text(self.peak, self.open_threshold, higher=self.higher)
 
     @property
     def verdict_label(self) -> str:
-        text = VERDICT_LABELS.get(self.verdict, self.verdict)
-        return f"{text} — {self.reason.replace('_', ' ')}" if self.reason else text
+        text = source_words(self.verdict)
+        return f"{text} — {reason_words(self.reason)}" if self.reason else text
 
     def overlaps(self, other: Episode) -> bool:
         return (
@@ -402,6 +405,8 @@ def backtest(version: ModelVersion, assets: list[Asset], start: datetime, end: d
                     opened=_utc(ends[item.opened]),
                     closed=None if item.closed is None else _utc(ends[item.closed]),
                     peak=float(scores[item.peak]),
+                    open_threshold=float(open_t),
+                    higher=higher,
                 )
             )
     episodes.sort(key=lambda e: (e.opened, e.asset.pk))

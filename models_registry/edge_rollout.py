@@ -25,7 +25,7 @@ from models_registry.bundle import BundleExportError, build_bundle
 from models_registry.models import EdgeAssignment, EdgeStage, ModelVersion
 from models_registry.signing import sign_bundle
 from plant.edge_agents import EdgeReportError, check_storable
-from plant.models import Asset, Gateway
+from plant.models import Asset, EdgeAgent, Gateway
 
 IN_FLIGHT = (EdgeStage.SHADOW, EdgeStage.APPROVED)
 OUTCOMES = {"active": EdgeStage.ACTIVE, "refused": EdgeStage.REFUSED, "rolled_back": EdgeStage.ROLLED_BACK}
@@ -73,6 +73,20 @@ def assign(
                 )
             )
     return made
+
+
+def unserved(assets: Iterable[Asset]) -> list[Asset]:
+    """The assets no edge agent of their site runs (the tags its heartbeats list in ``models_in_use``): an
+    agent takes up only the assignments of its own assets, so theirs would wait in shadow unseen."""
+    assets = list(assets)
+    served = {
+        (site_id, tag)
+        for site_id, models in EdgeAgent.objects.filter(
+            gateway__site_id__in={asset.site_id for asset in assets}
+        ).values_list("gateway__site_id", "models_in_use")
+        for tag in (models or {})
+    }
+    return [asset for asset in assets if (asset.site_id, asset.tag) not in served]
 
 
 def decide(assignment: EdgeAssignment, stage: str, *, actor: Any = None, reason: str = "") -> None:

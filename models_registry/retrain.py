@@ -69,7 +69,14 @@ from models_registry.services import (
     training_provenance,
 )
 from models_registry.choices import ModelKind, RetrainStatus, WindowLabel
-from models_registry.training_data import LabelEvent, TrainingDataError, label_windows, load_training_windows
+from models_registry.training_data import (
+    LabelEvent,
+    TrainingDataError,
+    label_windows,
+    load_training_windows,
+    reason_words,
+    source_words,
+)
 from models_registry.models import ModelVersion, RetrainRun
 from models_registry.training import TrainingError, jsonable
 from plant.choices import LabelKind, LabelSource
@@ -214,7 +221,9 @@ def _finish(
     now = timezone.now()
     if failed:
         RetrainRun.objects.filter(pk=run_id).exclude(status=RetrainStatus.SUCCEEDED).update(
-            status=RetrainStatus.FAILED, stage="Failed", error=failed, finished_at=now
+            status=RetrainStatus.FAILED,
+            error=failed,
+            finished_at=now,  # the stage says where it stopped
         )
         return
     RetrainRun.objects.filter(pk=run_id).update(
@@ -633,6 +642,28 @@ def _fit_anomaly(
 def _event_name(event: LabelEvent) -> str:
     start = datetime.fromtimestamp(event.start_s, tz=timezone.get_current_timezone())
     return f"label #{event.label_id} ({event.source}, asset {event.asset_id}, {start:%Y-%m-%d %H:%M})"
+
+
+def report_words(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored training report (``_report``) as the pages show it: its data range as times and its label
+    sources and false-alarm reasons in words, not keys (the stored report keeps the keys)."""
+    if not report:
+        return report
+    labels = report.get("labels") or {}
+    data_range = {
+        edge: datetime.fromisoformat(value)
+        for edge, value in (report.get("data_range") or {}).items()
+        if isinstance(value, str)
+    }
+    return {
+        **report,
+        "data_range": data_range,
+        "sources": [(source_words(key), n) for key, n in (labels.get("by_source") or {}).items()],
+        "reasons": [
+            (reason_words(key) or "no reason given", n)
+            for key, n in (labels.get("false_alarm_reasons") or {}).items()
+        ],
+    }
 
 
 def _report(

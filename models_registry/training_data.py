@@ -34,6 +34,28 @@ class TrainingDataError(Exception):
     """The data cannot train a model (no readings, no windows); the message says what is missing."""
 
 
+# A LabelEvent's ``source`` in words: the comparison's verdicts and the training report's label counts.
+VERDICT_LABELS = {
+    "confirmed_fault": "Confirmed fault",
+    "missed_failure": "Reported missed failure",
+    "manual_fault": "Fault (labelled by hand)",
+    "false_alarm": "False alarm",
+    "manual_normal": "Normal (labelled by hand)",
+    "not_actionable": "Not actionable",
+    "excluded": "Faulty sensor's readings (left out)",
+    "": "No verdict",
+}
+
+
+def source_words(source: str) -> str:
+    return VERDICT_LABELS.get(source, source.replace("_", " "))
+
+
+def reason_words(reason: str) -> str:
+    """A false alarm's reason key in words ("normal_operating_change" → "normal operating change")."""
+    return reason.replace("_", " ")
+
+
 @dataclass(frozen=True)
 class LabelEvent:
     """One label on an asset's time range (positive: a fault), as training and retraining read it."""

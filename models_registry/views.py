@@ -12,15 +12,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from models_registry.choices import ModelStatus
+from models_registry.choices import ModelStatus, RetrainStatus
 from models_registry.comparison import ComparisonError, compare, default_period
 from detection.baseline import BaselineError
 from models_registry.baseline import recalibrate, unsettled_words
-from models_registry.edge_rollout import RolloutError, assign, decide
+from models_registry.edge_rollout import RolloutError, assign, decide, unserved
 from models_registry.forms import EdgeAssignForm, PeriodForm, ReasonForm, RecalibrateForm, RetrainForm
 from models_registry.models import EdgeAssignment, EdgeStage, ModelStatusChange, ModelVersion, RetrainRun
 from models_registry.signing import public_key_pem
-from models_registry.retrain import STAGES, RetrainError, start_retrain
+from models_registry.retrain import STAGES, RetrainError, report_words, start_retrain
 from models_registry.services import (
     ModelRejected,
     RegistryError,
@@ -35,7 +35,7 @@ from models_registry.services import (
 )
 from plant.access import engineer_required, get_asset_for_user, site_ids_for_user
 from plant.models import Asset, EdgeAgent
-from plant.views import render_asset, site_form
+from plant.views import render_asset, site_form, site_zone
 
 RECENT_RUNS = 10
 
@@ -80,13 +80,21 @@ def retrain_run(request: HttpRequest, pk: int) -> HttpResponse:
     """A run's page; an htmx request (the 1 s poll) gets only the progress partial."""
     run = get_object_or_404(RetrainRun.objects.select_related("asset_type", "requested_by", "result"), pk=pk)
     reached = [percent <= run.percent for _key, _label, percent in STAGES]
+    failed = run.status == RetrainStatus.FAILED
+    stopped_at = run.stage if failed and run.stage in {label for _key, label, _ in STAGES} else ""
     context = {
         "run": run,
+        "report": report_words(run.report),
+        # A failed run names the stage it stopped in (its badge already says "Failed").
+        "stage_text": (f"while {stopped_at[0].lower()}{stopped_at[1:]}" if stopped_at else "")
+        if failed
+        else run.stage,
         "stages": [
             {
                 "label": label,
                 "done": run.status == "succeeded" or (done and label != run.stage),
-                "current": label == run.stage,
+                "current": label == run.stage and not failed,
+                "failed": label == stopped_at,
             }
             for (_key, label, _percent), done in zip(STAGES, reached)
         ],
@@ -147,7 +155,7 @@ def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
         "form": form,
         "error": error,
         "history": history,
-        "report": provenance.get("retrain_report"),
+        "report": report_words(provenance.get("retrain_report")),
         "reason_form": ReasonForm(),
         "may_move": may_move,
         "can_shadow": may_move and version.status == ModelStatus.CANDIDATE,
@@ -214,9 +222,10 @@ def asset_recalibrate(request: HttpRequest, pk: int) -> HttpResponse:
     valid = form.is_valid()
     if valid:
         try:
-            done = recalibrate(
-                asset, form.cleaned_data["start"], form.cleaned_data["end"], actor=request.user
-            )
+            with timezone.override(site_zone(asset.site)):  # its messages name times as the form took them
+                done = recalibrate(
+                    asset, form.cleaned_data["start"], form.cleaned_data["end"], actor=request.user
+                )
         except BaselineError as exc:
             form.add_error(None, str(exc))
             valid = False
@@ -233,6 +242,13 @@ def asset_recalibrate(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         f"Recalibrated {asset.tag}: {counts}." + (f" Thresholds: {thresholds}." if thresholds else ""),
     )
+    if not done.in_use:
+        messages.warning(
+            request,
+            f"No model in use on {asset.asset_type.name} scores against a per-asset calibration, so "
+            f"{asset.tag}'s scores and alerts do not change: the calibration is kept for a version trained "
+            "with per-asset baselines (train_model --per-asset-baseline).",
+        )
     unsettled = {words for row in done.baselines for words in unsettled_words(asset, row.trends)}
     if unsettled:
         messages.warning(
@@ -342,6 +358,15 @@ def edge_assign(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"{len(made)} assignment(s) made: the agents try them in shadow first.")
+            idle = unserved(form.cleaned_data["assets"])
+            if idle:
+                messages.warning(
+                    request,
+                    f"No edge agent runs {', '.join(asset.tag for asset in idle)}: "
+                    f"{'its assignment waits' if len(idle) == 1 else 'their assignments wait'} until an agent "
+                    "of the site runs the asset (an agent's heartbeat lists the assets it runs, under Models "
+                    "in the Agents table). Cancel it if that is not coming.",
+                )
             return redirect("models_registry:edge")
     return render(request, "models_registry/edge.html", {**context, "form": form}, status=400)
 

@@ -16,10 +16,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from detection.wording import duration_text
 from notify.choices import DeliveryStatus
 from notify.delivery import redeliver, send_test
 from notify.models import Channel, DeliveryAttempt, Notification, QuietHours, Rule, Shift
-from notify.services import queue_send
+from notify.services import has_next_tier, queue_send
 from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
 from plant.connections.secrets import encrypt
 
@@ -116,19 +117,37 @@ class RuleAdmin(SiteScopedAdmin):
         "category",
         "asset",
         "channel",
-        "escalate_after",
+        "escalation",
         "enabled",
     ]
     list_filter = ["site", "tier", "min_severity", "enabled"]
     list_select_related = ["site", "asset", "channel"]
     search_fields = ["name"]
 
+    @admin.display(description="Escalate after", ordering="escalate_after")
+    def escalation(self, obj: Rule) -> str:
+        return duration_text(obj.escalate_after.total_seconds()) if obj.escalate_after else "—"
+
+    def save_model(self, request: HttpRequest, obj: Rule, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.enabled and obj.escalate_after and not has_next_tier(obj.site_id, obj.tier):
+            self.message_user(
+                request,
+                f"{obj.site} has no enabled tier-{obj.tier + 1} rule, so nobody is told when an alert of "
+                f"“{obj.name}” is still open after {duration_text(obj.escalate_after.total_seconds())}: add one (e.g. to the supervisor).",
+                messages.WARNING,
+            )
+
 
 @admin.register(Shift)
 class ShiftAdmin(SiteScopedAdmin):
-    list_display = ["site", "tier", "days", "start", "end", "channel"]
+    list_display = ["site", "tier", "week_days", "start", "end", "channel"]
     list_filter = ["site", "tier"]
     list_select_related = ["site", "channel"]
+
+    @admin.display(description="Days", ordering="days")
+    def week_days(self, obj: Shift) -> str:
+        return obj.days_text
 
 
 @admin.register(QuietHours)

@@ -7,7 +7,8 @@ The app sits above alerts (it reads alerts and their events, alerts never import
 
 from __future__ import annotations
 
-from datetime import datetime, time
+import calendar
+from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -117,6 +118,14 @@ class Rule(models.Model):
             related = getattr(self, name)
             if related is not None and self.site_id and related.site_id != self.site_id:
                 raise ValidationError({name: f"The {name} belongs to another site."})
+        # A negative delay escalated at the next sweep and zero never: neither is what was typed for.
+        if self.escalate_after is not None and self.escalate_after <= timedelta(0):
+            raise ValidationError(
+                {
+                    "escalate_after": "Escalate after must be longer than zero (e.g. 00:15:00); leave it "
+                    "empty for a tier that does not escalate."
+                }
+            )
 
     def matches(self, alert: Alert) -> bool:
         return (
@@ -146,7 +155,14 @@ class Shift(models.Model):
         ordering = ["site", "tier", "start"]
 
     def __str__(self) -> str:
-        return f"tier {self.tier} {self.days} {self.start:%H:%M}–{self.end:%H:%M} → {self.channel.name}"
+        return f"tier {self.tier} {self.days_text} {self.start:%H:%M}–{self.end:%H:%M} → {self.channel.name}"
+
+    @property
+    def days_text(self) -> str:
+        """The week days in words: "every day", "Mon, Tue, Wed" (``days`` holds their digits, 0 = Monday)."""
+        if set(self.days) == set("0123456"):
+            return "every day"
+        return ", ".join(calendar.day_abbr[int(day)] for day in sorted(set(self.days)) if day in "0123456")
 
     def clean(self) -> None:
         if self.channel_id and self.site_id and self.channel.site_id != self.site_id:
@@ -179,7 +195,7 @@ class QuietHours(models.Model):
         verbose_name_plural = "quiet hours"
 
     def __str__(self) -> str:
-        return f"{self.site}: {self.start:%H:%M}–{self.end:%H:%M} (up to {self.max_severity})"
+        return f"{self.site}: {self.start:%H:%M}–{self.end:%H:%M} (up to {self.get_max_severity_display().lower()})"
 
     def covers(self, local: datetime) -> bool:
         return _in_window(self.start, self.end, local.time())

@@ -232,8 +232,12 @@ def next_escalation(alert: Alert, tier: int, found: Route, now: datetime) -> dat
     """When the tier after `tier` is due: the route's shortest delay, if the site has a next tier."""
     if not found.escalate_after:
         return None
-    has_next = Rule.objects.filter(site=alert.asset.site_id, tier=tier + 1, enabled=True).exists()
-    return now + found.escalate_after if has_next else None
+    return now + found.escalate_after if has_next_tier(alert.asset.site_id, tier) else None
+
+
+def has_next_tier(site_id: int, tier: int) -> bool:
+    """Whether the site has an enabled rule of the tier after `tier`: without one, nobody is escalated to."""
+    return Rule.objects.filter(site=site_id, tier=tier + 1, enabled=True).exists()
 
 
 def notify_closed(alert: Alert, now: datetime) -> list[int]:

@@ -153,6 +153,19 @@ class SensorRole(models.Model):
         return f"{self.asset_type.slug}.{self.key}"
 
 
+def check_period_order(start: datetime | None, end: datetime | None, *, equal_ok: bool = False) -> None:
+    """A form error on ``end`` when a period (a label, a maintenance window, a calibration) ends before it
+    starts: the database's check constraint would otherwise be the message ("Constraint … is violated")."""
+    if start is not None and end is not None and (end < start or (end == start and not equal_ok)):
+        raise ValidationError(
+            {
+                "end": "The end must not be before the start."
+                if equal_ok
+                else "The end must be after the start."
+            }
+        )
+
+
 def no_sensor_for(tag: str, roles: Collection[str]) -> str:
     """The one wording of a missing role, in training, scoring and on the asset page: "P-7 has no sensor
     for role vibration_y"."""
@@ -309,6 +322,9 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.asset} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"
+
+    def clean(self) -> None:
+        check_period_order(self.start, self.end, equal_ok=True)
 
 
 class EdgeAgent(models.Model):

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -124,10 +125,17 @@ def alert_facts_sql(
     select their alerts and read the facts from here. ``few``: the selection is a small part of the
     alerts (a drill-down, an export chunk, one version's period), so only its own events and verdicts are
     read; over every alert, one pass over both tables is much cheaper (bench/metrics.py)."""
-    alerts = alerts.values("id", "state", "opened_at", **columns)
-    if not alerts.query.is_sliced:  # a chunk of the export keeps its order and limit
-        alerts = alerts.order_by()
-    inner, inner_params = alerts.query.sql_with_params()
+
+    def selection(queryset: QuerySet[Alert]) -> tuple[str, tuple[Any, ...]]:
+        selected = queryset.values("id", "state", "opened_at", **columns)
+        if not selected.query.is_sliced:  # a chunk of the export keeps its order and limit
+            selected = selected.order_by()
+        return selected.query.sql_with_params()
+
+    try:
+        inner, inner_params = selection(alerts)
+    except EmptyResultSet:  # an empty __in (a type with no asset on the user's sites): no SQL for it
+        inner, inner_params = selection(Alert.objects.filter(pk__isnull=True))
     sql = f"""
 WITH a AS ({inner}),
 ev AS (

@@ -113,3 +113,19 @@ def test_an_agents_models_are_named_by_version(client, engineer, champion, asset
     html = client.get(PAGE).content.decode()
     assert f'href="/models/{champion.pk}/compare/">{champion}</a>' in html
     assert f'<code>{"cd" * 6}</code> <small class="muted">(not a version on this server)</small>' in html
+
+
+def test_assigning_an_asset_no_agent_runs_warns_that_it_will_wait(client, engineer, champion, asset, site):
+    from tests.conftest import make_asset
+
+    other = make_asset(site, tag="p-777", asset_type=asset.asset_type)
+    agent_of(site, "gw-edge", 10, models_in_use={asset.tag: champion.sha256})
+    client.force_login(engineer)
+    data = {"version": champion.pk, "shadow_hours": "2", "auto_approve": ""}
+    page = client.post("/models/edge/assign/", {**data, "assets": [asset.pk]}, follow=True).content.decode()
+    assert "1 assignment(s) made" in page and "No edge agent runs" not in page
+    page = client.post(
+        "/models/edge/assign/", {**data, "assets": [asset.pk, other.pk]}, follow=True
+    ).content.decode()
+    assert "2 assignment(s) made" in page
+    assert "No edge agent runs p-777: its assignment waits until an agent of the site runs the asset" in page

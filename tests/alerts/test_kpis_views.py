@@ -213,3 +213,8 @@ def test_the_admin_edits_the_shift_starts_and_shows_a_form_error(db):
     assert "Shift starts must increase through the day: 07:00 comes after 19:00." in response.content.decode()
     site.refresh_from_db()
     assert site.shift_starts == "07:00,19:00"
+
+
+def test_the_kpi_page_without_javascript_shows_no_template_comment(engineer):
+    page = engineer.get(f"/alerts/health/kpis/?{RANGE}").content.decode()
+    assert "{#" not in page and "#}" not in page and "htmx loads the" not in page

@@ -3,10 +3,13 @@ its buttons close them in Vigil as an outcome would."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import httpx
 import orjson
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from alerts.services import current_verdict, record_feedback
 from demo.cmms_inbox import inbox_path, seed_demo_cmms
@@ -55,8 +58,12 @@ def test_a_confirmed_fault_lands_in_the_demo_inbox_and_its_outcome_corrects_the_
     client.force_login(technician)
     page = client.get("/demo/cmms/").content.decode()
     assert 'id="demo-order-1"' in page and f"alert #{alert.pk}" in page
+    received = orjson.loads(inbox_path().read_bytes())["orders"][0]["received_at"]
+    assert f"Received {timezone.localtime(datetime.fromisoformat(received)):%Y-%m-%d %H:%M:%S} ·" in page
     response = client.post("/demo/cmms/1/outcome", {"outcome": "no_fault_found", "findings": "all fine"})
     assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+    assert page.count("DEMO-1: reported “No fault found” to Vigil") == 1  # the page's message, once
     assert current_verdict(alert).verdict == "false_alarm"
     order.refresh_from_db()
     assert order.outcome == "no_fault_found" and order.corrected == "Confirmed fault — Repair scheduled"

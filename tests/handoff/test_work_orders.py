@@ -361,6 +361,7 @@ def test_a_technician_creates_a_work_order_from_the_alert_page(
     assert order.requested_by == technician and order.trigger == "manual" and queued["send"] == [order.pk]
     page = client.get(f"/alerts/{alert.pk}/").content.decode()
     assert f'id="work-order-{order.pk}"' in page and 'id="create-work-order"' not in page
+    assert f"Created by {technician.get_username()}, " in page and "Created by a person by" not in page
     again = client.post(f"/handoff/alerts/{alert.pk}/work-order/", follow=True)
     assert "already has work order" in again.content.decode() and WorkOrder.objects.count() == 1
 

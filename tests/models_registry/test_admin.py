@@ -15,7 +15,7 @@ from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
 from models_registry.services import promote
 from tests.conftest import PASSWORD, make_pump_type
-from tests.models_registry.conftest import corrupt, linear_onnx, make_version
+from tests.models_registry.conftest import linear_onnx, make_version
 
 CHANGELIST = "admin:models_registry_modelversion_changelist"
 
@@ -171,21 +171,29 @@ def act(console, action: str, *versions: ModelVersion) -> str:
     return response.content.decode().lower()
 
 
-def test_the_promote_action_validates_and_switches_the_champion(console, pump):
+def act_response(console, action: str, *versions: ModelVersion):
+    return console.post(
+        reverse(CHANGELIST), {"action": action, "_selected_action": [version.pk for version in versions]}
+    )
+
+
+@pytest.mark.parametrize("action", ["promote_selected", "shadow_selected"])
+def test_promote_and_shadow_in_the_console_ask_for_confirmation_on_the_compare_page_first(
+    console, pump, action
+):
     old, new = make_version(pump), make_version(pump)
     promote(old)
-    page = act(console, "promote_selected", new)
-    assert "pump-anomaly v2 is now champion for pump / anomaly" in page
+    response = act_response(console, action, new)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("models_registry:compare", args=[new.pk]) + "#version-actions"
+    assert (status_of(old), status_of(new)) == ("champion", "candidate")  # nothing moved at "Go"
+    page = console.get(response["Location"]).content.decode()
+    assert "give a reason under Status to confirm. Nothing has changed yet." in page
+    assert 'id="promote-form"' in page and 'name="reason"' in page and "required" in page
+    # The page's form moves it, with the engineer's reason recorded.
+    console.post(reverse("models_registry:promote", args=[new.pk]), {"reason": "fewer false alarms"})
     assert (status_of(old), status_of(new)) == ("retired", "champion")
-
-
-def test_the_promote_action_shows_the_failed_check_and_keeps_the_champion(console, pump):
-    old, new = make_version(pump), make_version(pump)
-    promote(old)
-    corrupt(new)
-    page = act(console, "promote_selected", new)
-    assert "pump-anomaly v2 refused — checksum check failed" in page
-    assert (status_of(old), status_of(new)) == ("champion", "candidate")
+    assert new.history.filter(to_status="champion").get().reason == "fewer false alarms"
 
 
 def test_the_promote_action_wants_exactly_one_version(console, pump):
@@ -195,17 +203,18 @@ def test_the_promote_action_wants_exactly_one_version(console, pump):
     assert (status_of(first), status_of(second)) == ("candidate", "candidate")
 
 
-def test_the_shadow_and_rollback_actions(console, pump):
-    first, second, third = make_version(pump), make_version(pump), make_version(pump)
+def test_the_rollback_action_asks_for_confirmation_on_the_champions_compare_page(console, pump):
+    first, second = make_version(pump), make_version(pump)
+    page = act(console, "rollback_selected", first)
+    assert "pump / anomaly detector: no champion to roll back." in page
     promote(first)
     promote(second)
-    page = act(console, "shadow_selected", third)
-    assert "pump-anomaly v3 is now shadow" in page
-    page = act(console, "rollback_selected", second)
-    assert "pump / anomaly: pump-anomaly v1 is champion again." in page
-    assert [status_of(v) for v in (first, second, third)] == ["champion", "retired", "shadow"]
-    page = act(console, "rollback_selected", first)
-    assert "pump-anomaly v2 is champion again" in page
+    response = act_response(console, "rollback_selected", first)
+    assert response["Location"] == reverse("models_registry:compare", args=[second.pk]) + "#version-actions"
+    assert [status_of(v) for v in (first, second)] == ["retired", "champion"]
+    page = console.get(response["Location"]).content.decode()
+    assert "To roll back pump-anomaly v2, check the comparison" in page
+    assert "Roll back to pump-anomaly v1" in page
 
 
 # --- moves need membership of every site with assets of the type --------------------------------------
@@ -253,19 +262,15 @@ def test_the_service_refuses_a_move_by_an_engineer_of_one_site_only(
     assert (status_of(first), status_of(second)) == ("retired", "champion")
 
 
-def test_the_promote_and_rollback_actions_say_not_done_to_an_engineer_of_one_site(
-    console, two_site_pump, engineer_of_both, client
+def test_an_engineer_of_one_site_is_told_on_the_compare_page_that_they_cannot_move_versions(
+    console, two_site_pump
 ):
     old, new = make_version(two_site_pump), make_version(two_site_pump)
     promote(old)
     page = act(console, "promote_selected", new)
-    assert "pump-anomaly v2: not done" in page and "member of every site" in page
+    assert 'id="moves-not-allowed"' in page and "member of every site" in page
+    assert 'id="promote-form"' not in page
     assert (status_of(old), status_of(new)) == ("champion", "candidate")
-    promote(new)
-    assert "not done" in act(console, "rollback_selected", new)
-    assert status_of(new) == "champion"
-    console.force_login(engineer_of_both)
-    assert "pump / anomaly: pump-anomaly v1 is champion again." in act(console, "rollback_selected", new)
 
 
 def test_the_baseline_form_offers_only_the_users_assets(console, two_site_pump):

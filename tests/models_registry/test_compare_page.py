@@ -209,3 +209,19 @@ def test_the_comparison_counts_only_the_users_sites_alerts(client, engineer, ver
     south_asset.site.members.add(engineer)
     html = client.get(f"/models/{challenger.pk}/compare/", query).content.decode()
     assert 'id="champion-alerts">3<' in html
+
+
+def test_the_page_of_a_type_with_no_asset_on_the_users_sites_compares_nothing_instead_of_a_500(
+    client, engineer, db
+):
+    from tests.conftest import make_pump_type
+
+    bare = make_pump_type()  # uploaded before any asset of the type was added
+    champion = make_version(bare)
+    promote(champion, reason="first")
+    challenger = make_version(bare)
+    client.force_login(engineer)
+    for version in (challenger, champion):
+        response = client.get(f"/models/{version.pk}/compare/")
+        assert response.status_code == 200
+        assert "on 0 asset(s)" in response.content.decode()

@@ -4,6 +4,7 @@ raises fewer false alarms than the champion at equal or better recall, and the c
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import pytest
 
@@ -74,6 +75,10 @@ def test_a_retrain_from_feedback_has_fewer_false_alarms_than_the_champion_at_equ
     assert float(cell(html, "challenger-precision")) > float(cell(html, "champion-precision"))
     assert "Backtest, like for like" in html and "Follow-through assumption" in html
     assert "False alarm — normal operating change" in html  # a removed alert, with its verdict
+    # Each side's peak against its own alert level: the two versions score on different scales.
+    removed = html[html.index('id="removed-alerts"') :].split("</ul>")[0]
+    assert re.search(r", peak [\d.]+× the alert level: False alarm", removed), removed
+    assert not re.search(r", peak [\d.]+:", removed)
 
 
 def test_the_run_page_shows_the_finished_run_with_a_link_to_the_candidate(client, engineer, history):
@@ -86,6 +91,8 @@ def test_the_run_page_shows_the_finished_run_with_a_link_to_the_candidate(client
     assert f"/models/{run.result_id}/compare/" in html
     partial = client.get(f"/models/retrain/{run.pk}/", headers={"HX-Request": "true"}).content.decode()
     assert partial.lstrip().startswith('<section id="retrain-progress"') and "<html" not in partial
+    # The poll that sees the run end brings its training report too: the engineer watching needs no reload.
+    assert 'id="training-report"' in partial and "Labels used" in partial
 
 
 def test_a_failure_classifier_retrains_on_the_feedback_labels_directly(history):
@@ -119,3 +126,19 @@ def test_a_combined_champion_is_retrained_as_a_combined_detector_not_the_default
     candidate = finished.result
     assert candidate.provenance["params"]["detector"] == "combined"
     assert candidate.output_spec.get("detector") == "combined"
+
+
+def test_the_training_report_says_its_labels_and_period_in_words_not_keys(client, engineer, history):
+    run = RetrainRun.objects.create(asset_type=history.asset_type, kind="anomaly", requested_by=engineer)
+    execute_run(run.pk)
+    run.refresh_from_db()
+    client.force_login(engineer)
+    for url in (f"/models/retrain/{run.pk}/", f"/models/{run.result_id}/compare/"):
+        html = client.get(url).content.decode()
+        report = html[html.index('id="training-report"') :].split("</dl>")[0]
+        assert "<li>Confirmed fault: " in report and "<li>False alarm: " in report
+        assert "<li>Normal operating change: " in report
+        assert "confirmed_fault" not in report and "normal_operating_change" not in report
+        start, end = (datetime.fromisoformat(run.report["data_range"][edge]) for edge in ("start", "end"))
+        assert f"<dd>{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M}</dd>" in report
+        assert "+00:00" not in report

@@ -242,3 +242,16 @@ def test_feedback_labels_carry_their_verdict_and_old_rows_get_it_from_their_note
     ]
     import_module("plant.migrations.0006_label_verdict").verdicts_from_notes(django_apps, None)
     assert [Label.objects.get(pk=label.pk).verdict for label in labels] == [v for _, v in old.values()]
+
+
+def test_a_failed_run_page_names_the_stage_it_stopped_in_once(client, engineer, asset):
+    with pytest.raises(CommandError):
+        call_command("retrain", "--asset-type", "pump", "--kind", "anomaly")
+    run = RetrainRun.objects.get()
+    client.force_login(engineer)
+    html = client.get(f"/models/retrain/{run.pk}/").content.decode()
+    first = STAGES[0][1]
+    assert '<span id="retrain-stage">while collecting feedback labels</span>' in html
+    assert f'<li data-state="failed">\n        ✗ {first}</li>' in html  # not ticked as done
+    assert html.count("✓") == 0 and 'Failed</span>\n    <span id="retrain-stage">Failed' not in html
+    assert "Failed: no operator feedback" in html

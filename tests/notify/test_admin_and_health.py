@@ -11,7 +11,7 @@ import time_machine
 from alerts.models import Alert
 from alerts.services import record_feedback
 from notify.choices import DeliveryStatus, MessageKind
-from notify.models import Channel, InboxMessage, Notification
+from notify.models import Channel, InboxMessage, Notification, Rule
 from notify.services import escalate_due
 from tests.notify.conftest import make_channel, raise_alert, run_queued
 from tests.notify.test_routing import HIGH
@@ -136,3 +136,57 @@ def test_the_alert_page_shows_engineers_its_delivery_log(
     assert "sent at" in page
     client.force_login(technician)
     assert 'id="notify-log"' not in client.get(f"/alerts/{alert.pk}/").content.decode()
+
+
+def test_a_rule_refuses_an_escalation_delay_that_is_zero_or_negative(client, site, engineer, inbox):
+    from notify.models import Rule
+
+    client.force_login(engineer)
+    form = {"site": site.pk, "name": "page", "min_severity": "high", "tier": 1, "channel": inbox.pk}
+    for typed in ("-00:05:00", "00:00:00"):
+        response = client.post("/admin/notify/rule/add/", {**form, "escalate_after": typed, "enabled": "on"})
+        assert response.status_code == 200
+        assert b"Escalate after must be longer than zero" in response.content
+    assert not Rule.objects.exists()
+    response = client.post("/admin/notify/rule/add/", {**form, "escalate_after": "00:15:00", "enabled": "on"})
+    assert response.status_code == 302 and Rule.objects.get().escalate_after == timedelta(minutes=15)
+
+
+def test_a_rule_whose_escalation_reaches_no_next_tier_is_saved_with_a_warning(client, site, engineer, inbox):
+    client.force_login(engineer)
+    form = {"site": site.pk, "min_severity": "high", "channel": inbox.pk, "enabled": "on"}
+    first = {**form, "name": "page the technicians", "tier": 1, "escalate_after": "00:15:00"}
+    page = client.post("/admin/notify/rule/add/", first, follow=True).content.decode()
+    assert f"{site} has no enabled tier-2 rule, so nobody is told when an alert of" in page
+    assert "is still open after 15 min: add one" in page
+    page = client.post(
+        "/admin/notify/rule/add/", {**form, "name": "supervisor", "tier": 2}, follow=True
+    ).content.decode()
+    assert "has no enabled tier-3 rule" not in page  # it does not escalate itself
+    rule = Rule.objects.get(tier=1)
+    page = client.post(
+        f"/admin/notify/rule/{rule.pk}/change/", {**first, "tier": 1}, follow=True
+    ).content.decode()
+    assert "has no enabled tier-2 rule" not in page
+
+
+def test_the_rule_list_says_the_escalation_delay_in_words(client, site, engineer, inbox):
+    Rule.objects.create(site=site, name="page", tier=1, channel=inbox, escalate_after=timedelta(minutes=2))
+    Rule.objects.create(site=site, name="boss", tier=2, channel=inbox)
+    client.force_login(engineer)
+    page = client.get("/admin/notify/rule/").content.decode()
+    assert '<td class="field-escalation">2 min</td>' in page and "0:02:00" not in page
+    assert '<td class="field-escalation">—</td>' in page
+
+
+def test_the_shift_list_names_the_week_days(client, site, engineer, inbox):
+    from datetime import time
+
+    from notify.models import Shift
+
+    Shift.objects.create(site=site, tier=1, days="01234", start=time(6), end=time(14), channel=inbox)
+    Shift.objects.create(site=site, tier=2, days="0123456", start=time(22), end=time(6), channel=inbox)
+    client.force_login(engineer)
+    page = client.get("/admin/notify/shift/").content.decode()
+    assert '<td class="field-week_days">Mon, Tue, Wed, Thu, Fri</td>' in page
+    assert '<td class="field-week_days">every day</td>' in page and ">01234<" not in page
