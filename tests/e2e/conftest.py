@@ -26,9 +26,10 @@ PHONE = {"width": 390, "height": 844}
 SMALL_PHONE = {"width": 360, "height": 740}
 TABLET = {"width": 820, "height": 1180}
 
-# p-101 … p-111: p-101 … p-106 for the board, verdict and wording tests, p-107 … p-111 for the escalation,
-# the sensor faults and the re-sync race (each test injects into assets of its own: an asset has one timeline).
-WORLD_ASSETS = 11
+# p-101 … p-112: p-101 … p-106 for the board, verdict and wording tests, p-107 … p-111 for the escalation,
+# the sensor faults and the re-sync race, p-112 for the phone board (each test injects into assets of its
+# own: an asset has one timeline).
+WORLD_ASSETS = 12
 
 T = TypeVar("T")
 

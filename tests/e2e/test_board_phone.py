@@ -1,0 +1,54 @@
+"""The live board on a phone with a touch screen (360 x 740): what a technician types and taps there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.world import World
+from tests.e2e.conftest import SMALL_PHONE, alert_id_of, card_of, logged_in, open_board
+
+pytestmark = pytest.mark.e2e
+
+TAG = "p-112"  # no other browser test injects into it
+APPEAR_TIMEOUT_MS = 20_000
+
+
+def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_is_saved_with_the_verdict(
+    browser, world: World
+):
+    # Every scoring window of an ongoing alert replaces its card: the note box was emptied mid-sentence, the
+    # keyboard closed, and the verdict tapped next was saved without the note.
+    def scenario(b: Any) -> dict:
+        asset = world.assets[TAG]
+        with logged_in(b, world, "tech1", viewport=SMALL_PHONE, touch=True) as page:
+            open_board(page)
+            world.post_readings(world.fault_readings(TAG))
+            card = card_of(page, asset.name)
+            card.wait_for(state="visible", timeout=APPEAR_TIMEOUT_MS)
+            alert_id = alert_id_of(card)
+            note = page.locator(f"#note-{alert_id}")
+            note.tap()
+            note.press_sequentially("Coupling guard ", delay=10)
+            page.locator(f"#alert-{alert_id}").evaluate("(card) => { card.dataset.typedIn = '1'; }")
+
+            world.post_readings(world.fault_readings(TAG, seconds=60))  # the fault goes on
+            page.locator(f"#alert-{alert_id}:not([data-typed-in])").wait_for(timeout=APPEAR_TIMEOUT_MS)
+            after_update = {
+                "value": note.input_value(),
+                "focused": page.evaluate("document.activeElement && document.activeElement.id"),
+            }
+            page.keyboard.type("loose")
+            page.locator(f"#alert-{alert_id} [data-action='false_alarm:sensor_glitch']").tap()
+            page.locator("#board-messages .verdict-done").wait_for(timeout=5_000)
+            detail = page.request.get(f"/alerts/{alert_id}/").text()
+            return {
+                "alert": alert_id,
+                "after_update": after_update,
+                "saved": "Coupling guard loose" in detail,
+            }
+
+    result = browser.run(scenario)
+    assert result["after_update"] == {"value": "Coupling guard ", "focused": f"note-{result['alert']}"}
+    assert result["saved"], "the verdict was saved without the note"
