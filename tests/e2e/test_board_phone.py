@@ -15,11 +15,12 @@ TAG = "p-112"  # no other browser test injects into it
 APPEAR_TIMEOUT_MS = 20_000
 
 
-def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_is_saved_with_the_verdict(
+def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_the_verdicts_undo_is_on_screen(
     browser, world: World
 ):
     # Every scoring window of an ongoing alert replaces its card: the note box was emptied mid-sentence, the
-    # keyboard closed, and the verdict tapped next was saved without the note.
+    # keyboard closed, and the verdict tapped next was saved without the note. The verdict's confirmation and
+    # its Undo went to the top of the board, a screen above the button tapped.
     def scenario(b: Any) -> dict:
         asset = world.assets[TAG]
         with logged_in(b, world, "tech1", viewport=SMALL_PHONE, touch=True) as page:
@@ -40,15 +41,34 @@ def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_is_saved_w
                 "focused": page.evaluate("document.activeElement && document.activeElement.id"),
             }
             page.keyboard.type("loose")
-            page.locator(f"#alert-{alert_id} [data-action='false_alarm:sensor_glitch']").tap()
-            page.locator("#board-messages .verdict-done").wait_for(timeout=5_000)
+
+            # A board with more cards above and below this one (room the size of several cards), so the
+            # tapped button is far below the messages box at the board's top.
+            page.evaluate(
+                "document.getElementById('alert-list').style.paddingTop = '1200px';"
+                "document.body.style.paddingBottom = '1500px'"
+            )
+            glitch = page.locator(f"#alert-{alert_id} [data-action='false_alarm:sensor_glitch']")
+            glitch.evaluate("(button) => button.scrollIntoView({block: 'end'})")
+            head_at_tap = page.evaluate("document.querySelector('.page-head').getBoundingClientRect().bottom")
+            glitch.tap()
+            done = page.locator("#board-messages .verdict-done")
+            done.wait_for(timeout=5_000)
+            undo = done.get_by_role("button", name="Undo").bounding_box()
             detail = page.request.get(f"/alerts/{alert_id}/").text()
             return {
                 "alert": alert_id,
                 "after_update": after_update,
                 "saved": "Coupling guard loose" in detail,
+                "head_at_tap": head_at_tap,
+                "undo": undo,
             }
 
     result = browser.run(scenario)
     assert result["after_update"] == {"value": "Coupling guard ", "focused": f"note-{result['alert']}"}
     assert result["saved"], "the verdict was saved without the note"
+    undo = result["undo"]
+    assert result["head_at_tap"] < -300, result  # the board's top was well off-screen at the tap
+    assert 0 <= undo["y"] and undo["y"] + undo["height"] <= SMALL_PHONE["height"], (
+        f"the verdict's confirmation and its Undo are off-screen: {result}"
+    )
