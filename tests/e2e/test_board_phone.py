@@ -30,6 +30,12 @@ def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_the_verdic
             card.wait_for(state="visible", timeout=APPEAR_TIMEOUT_MS)
             alert_id = alert_id_of(card)
             note = page.locator(f"#note-{alert_id}")
+            controls = f"#alert-{alert_id} button, #alert-{alert_id} summary, #note-{alert_id}, .logout button"
+            small = [
+                (control.text_content().strip() or control.get_attribute("id"), box["height"])
+                for control in page.locator(controls).all()
+                if (box := control.bounding_box()) and box["height"] < 44
+            ]
             note.tap()
             note.press_sequentially("Coupling guard ", delay=10)
             page.locator(f"#alert-{alert_id}").evaluate("(card) => { card.dataset.typedIn = '1'; }")
@@ -58,6 +64,7 @@ def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_the_verdic
             detail = page.request.get(f"/alerts/{alert_id}/").text()
             return {
                 "alert": alert_id,
+                "small": small,
                 "after_update": after_update,
                 "saved": "Coupling guard loose" in detail,
                 "head_at_tap": head_at_tap,
@@ -65,6 +72,7 @@ def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_the_verdic
             }
 
     result = browser.run(scenario)
+    assert not result["small"], f"controls under 44 px tall on a touch screen: {result['small']}"
     assert result["after_update"] == {"value": "Coupling guard ", "focused": f"note-{result['alert']}"}
     assert result["saved"], "the verdict was saved without the note"
     undo = result["undo"]
