@@ -30,7 +30,9 @@ def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_the_verdic
             card.wait_for(state="visible", timeout=APPEAR_TIMEOUT_MS)
             alert_id = alert_id_of(card)
             note = page.locator(f"#note-{alert_id}")
-            controls = f"#alert-{alert_id} button, #alert-{alert_id} summary, #note-{alert_id}, .logout button"
+            controls = (
+                f"#alert-{alert_id} button, #alert-{alert_id} summary, #note-{alert_id}, .logout button"
+            )
             small = [
                 (control.text_content().strip() or control.get_attribute("id"), box["height"])
                 for control in page.locator(controls).all()
