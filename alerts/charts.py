@@ -77,6 +77,8 @@ def sensor_figure(alert: Alert, sensors: Sequence[Sensor], tz_name: str) -> dict
     tz = _zone(tz_name)
     start, end = alert_span(alert)
     layout = figure["layout"]
+    # The first row's title sits above the plot's top edge at the left; the span's label goes above it.
+    title_px = layout["margin"]["t"]
     layout["shapes"] = [
         {
             "type": "rect",
@@ -111,13 +113,14 @@ def sensor_figure(alert: Alert, sensors: Sequence[Sensor], tz_name: str) -> dict
             "x": _local(end, tz),
             "y": 1,
             "yanchor": "bottom",
+            "yshift": title_px - 8,
             "xanchor": "right",
             "text": "anomalous",
             "showarrow": False,
             "font": {"size": 11, "color": RAISE_COLOUR},
         },
     ]
-    layout["margin"] = {**layout.get("margin", {}), "t": 28}
+    layout["margin"] = {**layout["margin"], "t": title_px + 16}
     return figure
 
 

@@ -80,10 +80,15 @@ _PUMP_NAMES = (
     ("Wash water pump", Criticality.LOW),
 )
 
-# username, role, staff, sites it belongs to
+# A supervisor is no group: plant.access.can_see_health lets staff users see the alert health page, the
+# metrics API and the export of their sites, and the board is every member's. The name is only printed.
+SUPERVISOR = "supervisor"
+# username, role (a plant.choices.Role group, or SUPERVISOR), sites it belongs to; engineers and the
+# supervisor are staff.
 DEMO_USERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("tech1", Role.TECHNICIAN, (DEMO_SITE[0],)),
     ("tech2", Role.TECHNICIAN, (DEMO_SITE[0],)),
+    ("supervisor", SUPERVISOR, (DEMO_SITE[0],)),
     ("engineer", Role.ENGINEER, (DEMO_SITE[0], OTHER_SITE[0])),
     ("outsider", Role.TECHNICIAN, (OTHER_SITE[0],)),
 )
@@ -231,13 +236,14 @@ def _pump(site: Site, asset_type: AssetType, tag: str, index: int) -> Asset:
 
 def _user(username: str, role: str, sites: list[Site], password: str | None) -> str:
     user, created = User.objects.get_or_create(username=username)
-    user.is_staff = role == Role.ENGINEER
+    user.is_staff = role in (Role.ENGINEER, SUPERVISOR)
     user.is_active = True
     if created or not password or not user.check_password(password):
         password = password or secrets.token_urlsafe(12)
         user.set_password(password)
     user.save()
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    if role in Role.values:
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
     for site in sites:
         SiteMembership.objects.get_or_create(site=site, user=user)
     return password

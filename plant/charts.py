@@ -4,10 +4,14 @@ Series are read at the coarsest level that still fills the chart (plant.rollups.
 when the range is small, SQL buckets of raw rows up to about half a day, then the 1-minute and, from
 about six weeks, the 1-hour rollups, bucketed again by the database; plant.downsample thins them so no
 trace carries more than settings.VIGIL_CHART_MAX_POINTS points, however long the range. Flagged readings get marker traces, one per quality flag, in the flag's colour.
+
+Each row is titled by a horizontal line above it (the sensor's role and unit), not a y-axis title: a rotated
+title longer than its row (~150 px) was cut off, and on a phone it also took a column of the plot's width.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from datetime import datetime, timezone as dt_timezone
 from zoneinfo import ZoneInfo
@@ -29,6 +33,10 @@ LINE_COLOUR = "#1f4e79"
 # there (a NaN path). Stored values beyond DRAW_LIMIT are drawn at it, their hover text shows them exactly.
 DRAW_LIMIT = 1e300
 NO_READINGS = "No readings in this range"
+# A row title wraps at this many characters: about 230 px at 12 px, the plot's width at 360 px wide.
+ROW_TITLE_WRAP = 34
+ROW_TITLE_LINE_PX = 15
+ROW_TITLE_FONT = {"size": 12, "color": "#111827"}
 
 
 def max_points() -> int:
@@ -61,11 +69,17 @@ def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC
 
     data: list[dict] = []
     n = len(sensors)
-    gap = 0.04 if n > 1 else 0.0
+    titles = [row_title(sensor) for sensor in sensors]
+    title_px = ROW_TITLE_LINE_PX * max((t.count("<br>") + 1 for t in titles), default=1)
+    margin = {"l": 64, "r": 16, "t": title_px + 10, "b": 48}
+    total_px = max(260, 180 * n + 60 + title_px)
+    plot_px = total_px - margin["t"] - margin["b"]
+    # The gap between rows holds the next row's title.
+    gap = (title_px + 12) / plot_px if n > 1 else 0.0
     height = (1.0 - gap * (n - 1)) / n if n else 1.0
     layout: dict = {
-        "height": max(260, 180 * n + 60),
-        "margin": {"l": 64, "r": 16, "t": 24, "b": 48},
+        "height": total_px,
+        "margin": margin,
         "showlegend": False,
         "hovermode": "x unified",
         "xaxis": {
@@ -74,25 +88,37 @@ def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC
             "title": {"text": f"Time ({tz_name})"},
             "anchor": f"y{n}" if n > 1 else "y",
         },
+        "annotations": [],
     }
-    for row, sensor in enumerate(sensors, start=1):
+    for row, (sensor, title) in enumerate(zip(sensors, titles, strict=True), start=1):
         axis = "y" if row == 1 else f"y{row}"
         top = 1.0 - (row - 1) * (height + gap)
         layout["yaxis" if row == 1 else f"yaxis{row}"] = {
             "domain": [max(0.0, top - height), top],
-            "title": {
-                "text": f"{sensor.role.label if sensor.role_id else sensor.key}"
-                + (f" ({sensor.unit})" if sensor.unit else "")
-            },
             "automargin": True,
         }
+        layout["annotations"].append(
+            {
+                "name": "row-title",
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0,
+                "y": top,
+                "xanchor": "left",
+                "yanchor": "bottom",
+                "align": "left",
+                "text": title,
+                "showarrow": False,
+                "font": ROW_TITLE_FONT,
+            }
+        )
         if sensor.pk in raw:
             x, y, markers = _raw_trace(raw[sensor.pk], budget)
         else:
             x, y, markers = _bucket_trace(buckets[sensor.pk], budget)
         if not len(x):
             # Said in the row itself, so empty axes never read as "the chart failed" or "the value is 0".
-            layout.setdefault("annotations", []).append(
+            layout["annotations"].append(
                 {
                     "xref": "paper",
                     "yref": "paper",
@@ -133,6 +159,15 @@ def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC
             )
     # All rows share the one x axis at the bottom, so zooming one zooms all.
     return {"data": data, "layout": layout}
+
+
+def row_title(sensor: Sensor) -> str:
+    """The sensor's role (its key when it has none) and unit, wrapped to lines of ROW_TITLE_WRAP
+    characters (Plotly does not wrap text)."""
+    text = (sensor.role.label if sensor.role_id else sensor.key) + (
+        f" ({sensor.unit})" if sensor.unit else ""
+    )
+    return "<br>".join(textwrap.wrap(text, ROW_TITLE_WRAP, break_on_hyphens=False)) or text
 
 
 def trace_points(figure: dict) -> list[int]:

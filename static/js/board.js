@@ -71,6 +71,41 @@
     }, 50);
   });
 
+  // A note being typed survives the live socket and a re-sync. Both replace the card's HTML, which an
+  // ongoing alert gets every scoring window (seconds apart): the box was emptied under the technician's
+  // thumbs, the phone's keyboard closed, and the verdict tapped next was saved without the note.
+  var keptNotes = null;
+  function keepNotes() {
+    keptNotes = [];
+    document.querySelectorAll("#alert-board .fb-note[id]").forEach(function (box) {
+      var focused = box === document.activeElement;
+      if (box.value || focused) {
+        keptNotes.push({id: box.id, value: box.value, focused: focused,
+                        start: box.selectionStart, end: box.selectionEnd});
+      }
+    });
+  }
+  function restoreNotes() {
+    (keptNotes || []).forEach(function (kept) {
+      var box = document.getElementById(kept.id);
+      if (!box) return;  // the card left the board
+      if (!box.value) box.value = kept.value;
+      if (kept.focused && document.activeElement !== box) {
+        box.focus({preventScroll: true});
+        box.setSelectionRange(kept.start, kept.end);
+      }
+    });
+    keptNotes = null;
+  }
+  document.addEventListener("htmx:wsBeforeMessage", keepNotes);
+  document.addEventListener("htmx:wsAfterMessage", restoreNotes);
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "alert-list" && event.detail.shouldSwap) keepNotes();
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "alert-list") restoreNotes();
+  });
+
   // A verdict's confirmation offers "Undo" for data-undo-s seconds, then goes away.
   function armUndo(root) {
     (root.querySelectorAll ? root.querySelectorAll(".verdict-done[data-undo-s]") : []).forEach(function (note) {

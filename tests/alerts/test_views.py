@@ -215,6 +215,10 @@ def test_the_alert_page_charts_keep_their_labels_on_a_phone_wide_chart(tech_clie
     (label,) = [a for a in sensors["annotations"] if a["text"] == "anomalous"]
     span = sensors["shapes"][0]
     assert (label["x"], label["xanchor"]) == (span["x1"], "right")  # it runs left, over the span
+    # ... above the first sensor's title, which starts at the chart's left edge on the same line
+    (first_title, *_) = [a for a in sensors["annotations"] if a.get("name") == "row-title"]
+    title_px = 15 * (first_title["text"].count("<br>") + 1)
+    assert label["yshift"] >= title_px and sensors["margin"]["t"] >= label["yshift"] + 14
     assert "title" not in figure(html, "shap-figure")["layout"]["xaxis"]
     assert "Each bar is how much one feature made the window more unusual" in html  # what the axis said
 

@@ -23,10 +23,13 @@ from bench.world import ROOT, World, start_world
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+SMALL_PHONE = {"width": 360, "height": 740}
+TABLET = {"width": 820, "height": 1180}
 
-# p-101 … p-111: p-101 … p-106 for the board, verdict and wording tests, p-107 … p-111 for the escalation,
-# the sensor faults and the re-sync race (each test injects into assets of its own: an asset has one timeline).
-WORLD_ASSETS = 11
+# p-101 … p-112: p-101 … p-106 for the board, verdict and wording tests, p-107 … p-111 for the escalation,
+# the sensor faults and the re-sync race, p-112 for the phone board (each test injects into assets of its
+# own: an asset has one timeline).
+WORLD_ASSETS = 12
 
 T = TypeVar("T")
 
@@ -132,13 +135,18 @@ def watch_for_browser_errors(context: Any) -> list[str]:
 
 
 @contextmanager
-def logged_in(browser: Any, world: World, username: str, viewport: dict | None = None) -> Iterator[Any]:
-    """A fresh browser context logged in as `username` through the login form; yields its page.
+def logged_in(
+    browser: Any, world: World, username: str, viewport: dict | None = None, touch: bool = False
+) -> Iterator[Any]:
+    """A fresh browser context logged in as `username` through the login form; yields its page. With
+    `touch`, the browser is a mobile one with a touch screen (a coarse pointer, touch events).
 
     A scenario that ends normally fails if any of its pages violated the Content-Security-Policy, logged an
     htmx swap error or threw an uncaught script error.
     """
-    context = browser.new_context(viewport=viewport or DESKTOP, base_url=world.base_url)
+    context = browser.new_context(
+        viewport=viewport or DESKTOP, base_url=world.base_url, has_touch=touch, is_mobile=touch
+    )
     context.set_default_timeout(15_000)
     errors = watch_for_browser_errors(context)
     try:

@@ -1,6 +1,7 @@
 """Every page a technician or engineer uses, at 390 px wide (a phone): nothing scrolls sideways, tables are
 stacked cards whose cells carry their column's label, the explanation chart's title is clear of the Plotly
-toolbar, and the error pages and the favicon work. A phone screenshot of each page is kept under
+toolbar (desktop), a touch screen's sensor charts have large zoom buttons instead of the toolbar and scroll
+with the page, and the error pages and the favicon work. A phone screenshot of each page is kept under
 test-artifacts/screenshots/ (layout-<page>-phone.png)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench.world import World
-from tests.e2e.conftest import DESKTOP, PHONE, logged_in, open_board
+from tests.e2e.conftest import DESKTOP, PHONE, SMALL_PHONE, TABLET, logged_in, open_board
 
 pytestmark = pytest.mark.e2e
 
@@ -111,12 +112,12 @@ def test_no_page_scrolls_sideways_on_a_phone_and_tables_become_labelled_cards(
         assert by_name[name]["tables"]["cells"] > 0, f"{name} shows no table"
 
 
-@pytest.mark.parametrize(("size", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
 def test_the_explanation_chart_title_is_clear_of_the_plotly_toolbar(
-    browser, world: World, explained_alert: int, size: str, viewport: dict
+    browser, world: World, explained_alert: int
 ):
+    # (A phone has no toolbar: see test_on_a_touch_screen_...)
     def scenario(b: Any) -> dict:
-        with logged_in(b, world, "tech1", viewport=viewport) as page:
+        with logged_in(b, world, "tech1", viewport=DESKTOP) as page:
             page.goto(f"/alerts/{explained_alert}/")
             chart = page.locator("#shap-chart")
             chart.locator(".main-svg").first.wait_for()
@@ -127,6 +128,7 @@ def test_the_explanation_chart_title_is_clear_of_the_plotly_toolbar(
 
     boxes = browser.run(scenario)
     title, toolbar = boxes["title"], boxes["toolbar"]
+    size = "desktop"
     assert title and toolbar, boxes
     apart = (
         title["y"] >= toolbar["y"] + toolbar["height"]
@@ -134,6 +136,116 @@ def test_the_explanation_chart_title_is_clear_of_the_plotly_toolbar(
         or title["y"] + title["height"] <= toolbar["y"]
     )
     assert apart, f"the toolbar {toolbar} covers the title {title} at {size} size"
+
+
+# Every text of a chart's row titles and axes: its box and the chart's.
+CHART_TEXT_JS = """(chart) => {
+  const box = chart.getBoundingClientRect();
+  const texts = [...chart.querySelectorAll(".annotation-text, .ytitle, .xtitle")].map((el) => {
+    const r = el.getBoundingClientRect();
+    return {text: el.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom};
+  });
+  return {box: {left: box.left, right: box.right, top: box.top, bottom: box.bottom}, texts};
+}"""
+
+
+# A one-finger swipe upwards starting at (x, y), as a phone's touch screen sends it.
+def swipe_up(page: Any, x: float, y: float, distance: float = 250) -> None:
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for step in range(1, 11):
+        point = {"x": x, "y": y - distance * step / 10}
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+        page.wait_for_timeout(16)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    page.wait_for_timeout(500)
+
+
+@pytest.mark.parametrize(("size", "viewport"), [("phone", SMALL_PHONE), ("tablet", TABLET)])
+def test_on_a_touch_screen_the_sensor_charts_scroll_with_the_page_and_zoom_with_large_buttons(
+    browser, world: World, explained_alert: int, screenshots_dir: Path, size: str, viewport: dict
+):
+    # Plotly's toolbar icons are ~20 px (too small to tap), and a drag on a chart zoomed it instead of
+    # scrolling the page: a tall sensor chart caught every swipe. Every row title stays inside the chart.
+    p101 = world.assets["p-101"]
+
+    def scenario(b: Any) -> dict:
+        with logged_in(b, world, "tech1", viewport=viewport, touch=True) as page:
+            results = {}
+            for name, url, chart_id in (
+                ("asset", f"/assets/{p101.id}/", "#chart"),
+                ("detail", f"/alerts/{explained_alert}/", "#sensor-chart"),
+            ):
+                page.goto(url)
+                chart = page.locator(chart_id)
+                chart.locator(".main-svg").first.wait_for()
+                chart.scroll_into_view_if_needed()
+                page.wait_for_timeout(300)
+                chart.screenshot(path=str(screenshots_dir / f"touch-{name}-chart-{size}.png"))
+                buttons = page.locator(".chart-controls button")
+                result = {
+                    "modebars": page.locator(".modebar").count(),
+                    "button_heights": [button.bounding_box()["height"] for button in buttons.all()],
+                    "text": chart.evaluate(CHART_TEXT_JS),
+                    "range0": chart.evaluate("(el) => el._fullLayout.xaxis.range.slice()"),
+                }
+                page.locator(".chart-controls").get_by_role("button", name="Zoom in").tap()
+                page.wait_for_timeout(300)
+                result["zoomed"] = chart.evaluate("(el) => el._fullLayout.xaxis.range.slice()")
+                page.locator(".chart-controls").get_by_role("button", name="Reset").tap()
+                page.wait_for_timeout(300)
+                result["reset"] = chart.evaluate("(el) => el._fullLayout.xaxis.range.slice()")
+                # the chart's top 100 px below the top of the screen; the swipe starts on the chart
+                page.evaluate(f"window.scrollBy(0, {chart.bounding_box()['y'] - 100})")
+                before = page.evaluate("window.scrollY")
+                room = page.evaluate("document.scrollingElement.scrollHeight - window.innerHeight") - before
+                box = chart.bounding_box()
+                swipe_up(
+                    page,
+                    box["x"] + box["width"] / 2,
+                    min(box["y"] + box["height"] / 2, viewport["height"] - 60),
+                )
+                result["scrolled"] = page.evaluate("window.scrollY") - before
+                result["room"] = room
+                results[name] = result
+            return results
+
+    results = browser.run(scenario)
+    for name, r in results.items():
+        assert r["modebars"] == 0, f"{name}: Plotly's toolbar is shown on a {size}"
+        assert len(r["button_heights"]) == 3 and min(r["button_heights"]) >= 44, (name, r["button_heights"])
+        assert r["zoomed"] != r["range0"] and r["reset"] == r["range0"], (name, r)
+        # a 250 px swipe moves the page by at least 150 px, or to its end
+        assert r["room"] >= 50 and r["scrolled"] >= min(150, r["room"]), (
+            f"{name}: a swipe over the chart scrolled the page by {r['scrolled']} px of {r['room']} px"
+        )
+        box, texts = r["text"]["box"], r["text"]["texts"]
+        assert any("(" in t["text"] for t in texts), f"{name}: no row titles with units: {texts}"
+        outside = [
+            t["text"]
+            for t in texts
+            if t["left"] < box["left"] or t["right"] > box["right"] or t["top"] < box["top"]
+        ]
+        assert not outside, f"{name}: chart texts cut off at the chart's edge on a {size}: {outside}"
+
+
+def test_on_a_desktop_the_sensor_chart_keeps_plotlys_toolbar_and_drag_to_zoom(browser, world: World):
+    p101 = world.assets["p-101"]
+
+    def scenario(b: Any) -> dict:
+        with logged_in(b, world, "tech1", viewport=DESKTOP) as page:
+            page.goto(f"/assets/{p101.id}/")
+            chart = page.locator("#chart")
+            chart.locator(".main-svg").first.wait_for()
+            chart.hover()
+            chart.locator(".modebar").first.wait_for(state="visible")
+            return {
+                "controls": page.locator(".chart-controls").count(),
+                "dragmode": chart.evaluate("(el) => el._fullLayout.dragmode"),
+            }
+
+    result = browser.run(scenario)
+    assert result == {"controls": 0, "dragmode": "zoom"}
 
 
 def test_the_browser_gets_the_favicon(browser, world: World):

@@ -12,10 +12,12 @@ from io import StringIO
 import httpx
 import pytest
 from django.contrib.auth import authenticate
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from plant import simulator_client
+from plant.access import can_see_health, is_engineer
 from plant.models import Asset, Gateway, Label, Sensor, SensorRole, Site, SiteMembership
 from tests.plant.mock_transport import route_simulator_client
 from tests.conftest import login_request, make_asset, make_site
@@ -96,19 +98,42 @@ def test_seed_demo_prints_users_whose_passwords_log_in_with_their_roles_and_site
     assert {name: role for name, (_pw, role) in users.items()} == {
         "tech1": "technician",
         "tech2": "technician",
+        "supervisor": "supervisor",
         "engineer": "engineer",
         "outsider": "technician",
     }
     for username, (password, role) in users.items():
         user = authenticate(login_request(), username=username, password=password)
         assert user is not None, username
-        assert user.groups.filter(name=role).exists()
+        if role != "supervisor":
+            assert user.groups.filter(name=role).exists()
     engineer = User.objects.get(username="engineer")
     assert engineer.is_staff
     assert set(engineer.sites.values_list("slug", flat=True)) == {"demo-plant", "east-works"}
     assert list(User.objects.get(username="outsider").sites.values_list("slug", flat=True)) == ["east-works"]
     assert list(User.objects.get(username="tech1").sites.values_list("slug", flat=True)) == ["demo-plant"]
     assert not User.objects.get(username="tech1").is_staff
+
+
+@pytest.mark.django_db
+def test_seed_demo_prints_a_supervisor_who_sees_the_demo_sites_health_page_but_is_no_engineer(client):
+    # The demo escalates unacknowledged alerts to a "Supervisor" box but had no supervisor to log in as.
+    # A supervisor is what plant.access already calls one (a staff user of their sites), not a new group.
+    _token, users = seed()
+    password, role = users["supervisor"]
+    assert role == "supervisor"
+    assert not Group.objects.filter(name="supervisor").exists()
+
+    assert client.login(username="supervisor", password=password)
+    boss = User.objects.get(username="supervisor")
+    assert boss.is_staff and not boss.groups.exists()
+    assert list(boss.sites.values_list("slug", flat=True)) == ["demo-plant"]
+    assert can_see_health(boss) and not is_engineer(boss)
+    assert client.get(reverse("alerts:board")).status_code == 200
+    health = client.get(reverse("alerts:health"))
+    assert health.status_code == 200
+    assert {row.label for row in health.context["report"].rows} <= {"Demo Plant"}
+    assert client.get(reverse("alerts:noise")).status_code == 403  # an engineer's page
 
 
 @pytest.mark.django_db

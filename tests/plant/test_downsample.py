@@ -124,4 +124,33 @@ def test_chart_of_a_long_dense_range_stays_within_budget_and_shows_flags(asset, 
     assert all(m["y"] == [99.0] for m in markers)
     # 08:00 UTC is 09:00 in Berlin in January; Plotly gets local wall-clock times.
     assert figure["layout"]["xaxis"]["range"][0].startswith("2026-01-05 09:00:00")
-    assert figure["layout"]["yaxis"]["title"]["text"] == "Pressure (bar)"
+    assert [a["text"] for a in figure["layout"]["annotations"] if a.get("name") == "row-title"] == [
+        "Pressure (bar)"
+    ]
+
+
+@pytest.mark.django_db
+def test_each_row_is_titled_by_a_horizontal_line_in_the_gap_above_it_wrapped_to_a_phones_width(asset):
+    # A rotated y-axis title longer than its ~150 px row was cut off, worst at a phone's width.
+    sensors = list(asset.sensors.select_related("role").order_by("role__key"))
+    sensors[0].role.label = "Vibration RMS, accelerometer 1 of the drive end bearing"
+    span = TimeRange(T0, T0 + timedelta(hours=1), "1h")
+
+    layout = asset_figure(sensors, span, "UTC")["layout"]
+
+    titles = [a for a in layout["annotations"] if a.get("name") == "row-title"]
+    assert len(titles) == len(sensors) >= 2
+    axes = [layout["yaxis" if row == 1 else f"yaxis{row}"] for row in range(1, len(sensors) + 1)]
+    assert not any("title" in axis for axis in axes)
+    lines = titles[0]["text"].split("<br>")
+    assert " ".join(lines) == f"{sensors[0].role.label} ({sensors[0].unit})"
+    assert len(lines) == 2 and all(len(line) <= 34 for line in lines)
+    assert titles[1]["text"] == f"{sensors[1].role.label} ({sensors[1].unit})"
+    plot_px = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    title_px = 2 * 15  # two lines of 15 px
+    assert layout["margin"]["t"] >= title_px  # the first title fits above the plot
+    for title, axis in zip(titles, axes, strict=True):
+        assert (title["y"], title["yanchor"], title["xanchor"]) == (axis["domain"][1], "bottom", "left")
+    for above, axis in zip(axes, axes[1:], strict=False):
+        # the gap between two rows holds the lower row's title
+        assert (above["domain"][0] - axis["domain"][1]) * plot_px >= title_px
