@@ -17,7 +17,7 @@ from alerts.services import FeedbackError, alerts_for_user
 from alerts.writeback import alert_words
 from notify.models import InboxMessage, Notification
 from notify.services import AckLinkError, acknowledge_by_link, read_ack
-from plant.access import engineer_required, get_or_404, is_engineer, sites_for_user
+from plant.access import get_or_404, is_engineer, sites_for_user
 
 INBOX_SHOWN = 200
 
@@ -55,11 +55,15 @@ def ack(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_GET
-@engineer_required
+@login_required
 def inbox(request: HttpRequest) -> HttpResponse:
-    """The messages delivered to the inboxes (vigil://<site slug>/<box>) of the user's sites, newest first."""
-    slugs = list(sites_for_user(request.user).values_list("slug", flat=True))
-    shown = list(InboxMessage.objects.filter(inbox__in=slugs)[:INBOX_SHOWN])
+    """The messages delivered to the inboxes (vigil://<site slug>/<box>) of the user's sites, newest first:
+    for everyone they are addressed to (the technicians' and the supervisor's boxes), as the board of the
+    same sites is; each names its site."""
+    names = dict(sites_for_user(request.user).values_list("slug", "name"))
+    shown = list(InboxMessage.objects.filter(inbox__in=list(names))[:INBOX_SHOWN])
+    for message in shown:
+        message.site_name = names[message.inbox]
     return render(request, "notify/inbox.html", {"inbox": shown, "limit": INBOX_SHOWN})
 
 

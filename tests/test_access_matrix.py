@@ -240,11 +240,12 @@ URLS: dict[str, Url] = {
     "models_registry:shadow": Url(version_move, "POST", obj="models_registry.modelversion", data=reason),
     "models_registry:promote": Url(version_move, "POST", obj="models_registry.modelversion", data=reason),
     "models_registry:rollback": Url(version_move, "POST", obj="models_registry.modelversion", data=reason),
-    # notifications: the signed acknowledge link's confirm page (a fresh token per request), the inbox page
+    # notifications: the signed acknowledge link's confirm page (a fresh token per request)
     "notify:ack": Url(
         signed_in, kwargs=lambda w, s: {"token": ack_token(w.obj("alerts.alert", s))}, sites=PER_SITE
     ),
-    "notify:inbox": Url(engineer_page),
+    # the inbox page lists the messages of the user's own sites (tests/notify/test_admin_and_health.py)
+    "notify:inbox": Url(signed_in),
     # the admin site's own views
     "admin:index": Url(admin_site_view),
     "admin:login": Url(public),  # staff are sent on to the index
