@@ -107,7 +107,7 @@ def _runner(protocol: str, config: ConnectionConfig, points: Mapping[str, Any]) 
     client = protocols.module(protocol)
 
     async def run(sink: Callable[[list], Awaitable[None]]) -> None:
-        delays = backoff_delays(first=1.0, cap=60.0)
+        delays = backoff_delays()
         while True:
             status = ConnectionStatus()
             try:
@@ -117,7 +117,7 @@ def _runner(protocol: str, config: ConnectionConfig, points: Mapping[str, Any]) 
             except Exception as exc:  # a lost or refused connection: reconnect, never give up
                 logger.warning("source %s: %s: %s", config.name, type(exc).__name__, exc)
             else:
-                delays = backoff_delays(first=1.0, cap=60.0)
+                delays = backoff_delays()
             await asyncio.sleep(next(delays))
 
     return run

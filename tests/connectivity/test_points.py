@@ -18,6 +18,15 @@ def test_backoff_doubles_to_its_cap_with_bounded_jitter():
         assert nominal * 0.8 <= delay <= nominal * 1.2
 
 
+def test_a_device_that_is_back_is_tried_again_within_about_ten_seconds_however_long_it_was_down():
+    """The bridge's and the edge agent's default reconnection delays: a device read again at the next try
+    loses what it sent in between, so the wait between tries stays short after hours of outage."""
+    delays = backoff_delays()
+    waited = [next(delays) for _ in range(200)]
+    assert max(waited) <= 10.0 * 1.2
+    assert sum(waited[:4]) < 20.0  # the first tries come quickly: about 1 + 2 + 4 + 8 s
+
+
 def test_only_finite_numbers_are_values():
     assert finite(3) == 3.0 and finite(-2.5) == -2.5
     for bad in (math.nan, math.inf, -math.inf, True, "3", None, [1]):
