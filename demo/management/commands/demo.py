@@ -28,7 +28,7 @@ import aiomqtt
 import httpx
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 
@@ -53,6 +53,7 @@ from demo.skab import DEFAULT_RUN, ensure_champion
 from demo.supervisor import ChildDied, StopRequested, Supervisor, web_server_command
 from models_registry.services import ModelRejected, TrainingError
 from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.management.base import VigilCommand
 from plant.models import ConnectionState, Site
 from plant.datasets import skab as skab_data
 
@@ -193,7 +194,7 @@ def web_answers(url: str) -> bool:
     return True
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Run the demo: embedded Redis, web server, Celery worker and the plant simulator. Ctrl-C stops all."
     )

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from detection.baseline import BaselineError
 from models_registry.baseline import recalibrate, unsettled_words
 from models_registry.management.commands._common import parse_moment
 from models_registry.models import ModelVersion
+from plant.management.base import VigilCommand
 from plant.models import Asset
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Calibrate an asset's per-asset baseline from the feature windows of a period of normal running: its "
         "operating point, and its robust calibration and thresholds when robust versions are in use; "

@@ -5,14 +5,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from models_registry.evaluation import EVALUATIONS, evaluation_module
 from models_registry.evaluation.report import markdown, write
 from plant.datasets import dataset_errors
+from plant.management.base import VigilCommand
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Score a public dataset through the production path (feature windows, ONNX model, thresholds, "
         "hysteresis) and print the result beside the published numbers; writes JSON + markdown."

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from models_registry.bundle import BundleExportError, build_bundle
 from models_registry.management.commands._common import get_version
+from plant.management.base import VigilCommand
 from plant.models import Asset
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = "Write an edge bundle (.zip with model.onnx, spec.json, checksums.json) for the edge runner (python -m edge.runner)."
 
     def add_arguments(self, parser: CommandParser) -> None:

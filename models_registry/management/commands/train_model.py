@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from detection.baseline import MODES, PEER_MODES, PER_ASSET, PER_ASSET_ROBUST
@@ -12,10 +12,11 @@ from detection.thresholds import OPEN_RULES
 from models_registry.management.commands._common import check_kind, get_asset_type, parse_moment
 from models_registry.services import TrainingError, train_and_register
 from models_registry.tasks import train_model_task
+from plant.management.base import VigilCommand
 from plant.models import no_sensor_for
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = "Train a model on the readings and labels of an asset type and register it as a candidate."
 
     def add_arguments(self, parser: CommandParser) -> None:

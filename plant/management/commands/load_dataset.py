@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from plant.datasets import dataset_errors
 from plant.datasets.registry import DATASETS, load_dataset
+from plant.management.base import VigilCommand
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Load a public dataset (skab, cmapss, nab, ai4i, ims) from VIGIL_DATA_DIR: asset type, assets and "
         "sensors, readings through the ingestion path and the dataset's labels. Re-running adds nothing."

@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from plant import simulator_client
 from plant.datasets import dataset_errors
@@ -24,13 +24,14 @@ from plant.datasets.replay import (
     record_labels,
     shift_for,
 )
+from plant.management.base import VigilCommand
 from plant.models import Gateway
 from plant.simulator_client import IngestError, ReadingsSender
 
 REPLAY_GATEWAY = "dataset-replay"
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Replay a recorded run (e.g. skab/valve1/3) through POST /api/v1/readings at --speed x real time, "
         "timestamps shifted so the run ends now, into a live asset on the gateway's site (created if needed)."

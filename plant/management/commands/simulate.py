@@ -8,9 +8,10 @@ import os
 import signal
 import time
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from plant import simulator_client
+from plant.management.base import VigilCommand
 from plant.sites import UnknownSite, get_site
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import IngestError, ReadingsSender, SimulationRun
@@ -19,7 +20,7 @@ from plant.simulator_devices import DeviceStartError, OtDevices
 from plant.simulator_mqtt import MqttDevices, SplitSender
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Stream realistic multi-sensor pump data for a site to POST /api/v1/readings, with a schedule of "
         "injected faults (recorded as simulator labels). Ctrl-C stops it with a summary."
