@@ -305,3 +305,10 @@ def test_export_bundle_takes_the_asset_as_site_and_tag_like_calibrate_baseline(
     path = tmp_path / "bundle.zip"
     run("export_bundle", "pump-anomaly", "1", "--asset", f"{site.slug}/p-1", "--output", str(path))
     assert path.stat().st_size > 0
+
+
+def test_calibrate_baseline_refuses_a_period_with_more_windows_than_it_may_build(site, pump):
+    asset = make_asset(site, tag="p-1", asset_type=pump)
+    with pytest.raises(CommandError, match=r"holds about [\d,]+ windows of .* more than the 5,000,000"):
+        call_command("calibrate_baseline", "--asset", "p-1", "--start", "1971-01-01", "--end", "2026-01-01")
+    assert not asset.baselines.exists()
