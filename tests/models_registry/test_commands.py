@@ -312,3 +312,23 @@ def test_calibrate_baseline_refuses_a_period_with_more_windows_than_it_may_build
     with pytest.raises(CommandError, match=r"holds about [\d,]+ windows of .* more than the 5,000,000"):
         call_command("calibrate_baseline", "--asset", "p-1", "--start", "1971-01-01", "--end", "2026-01-01")
     assert not asset.baselines.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("n" * 81, "Ensure this value has at most 80 characters (it has 81)"),  # was SuspiciousFileOperation
+        ("../../escape", "Enter a valid “slug”"),  # the name is the artifact's folder
+        ("   ", "Enter a valid “slug”"),
+        ("pump\tmodel", "Enter a valid “slug”"),
+    ],
+)
+@pytest.mark.parametrize("enqueue", [False, True])
+def test_train_model_refuses_a_name_that_is_not_a_model_name(fleet, name, message, enqueue):
+    with pytest.raises(CommandError) as error:
+        call_command(
+            "train_model", "--asset-type", "pump", "--kind", "anomaly", "--name", name,
+            *(["--enqueue"] if enqueue else []),
+        )  # fmt: skip
+    assert f"model name {name!r}: {message}" in str(error.value)
+    assert not ModelVersion.objects.exists()
