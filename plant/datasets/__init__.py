@@ -8,8 +8,9 @@ repository: several are under licences (SKAB: GPL-3.0) that the product does not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 class DatasetMissing(FileNotFoundError):
@@ -22,6 +23,19 @@ class DatasetFormatError(ValueError):
 
 class UnknownSubset(DatasetMissing):
     """A subset / file selector the dataset does not have; the message lists the valid ones."""
+
+
+def text_lines(handle: Iterable[str], path: Path) -> Iterator[str]:
+    """The lines of a dataset file opened as text; bytes its encoding cannot decode (a binary file, Latin-1,
+    UTF-16) are a DatasetFormatError naming the file, not a bare UnicodeDecodeError. (No line number: the
+    text layer decodes ahead in blocks, so the line being read is not the line holding the byte.)"""
+    try:
+        yield from handle
+    except UnicodeDecodeError as exc:
+        raise DatasetFormatError(
+            f"{path}: not {exc.encoding.upper().replace('-SIG', '')} text (byte 0x{exc.object[exc.start]:02x} "
+            "cannot be decoded)"
+        ) from None
 
 
 @contextmanager

@@ -24,7 +24,7 @@ import numpy as np
 from django.conf import settings
 
 from plant.choices import LabelKind
-from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset, text_lines
 from plant.datasets.common import AssetTypeSpec, LabelSpec, RoleSpec, Unit, check_limit
 
 SITE = ("ai4i", "AI4I 2020 milling line (synthetic)")
@@ -81,7 +81,7 @@ def read_table(
     failures: list[tuple[int, list[str], bool]] = []
     # utf-8-sig: the file starts with a byte-order mark.
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+        reader = csv.DictReader(text_lines(handle, path))
         needed = ["UDI", "Machine failure", *MODES, *(role.column for role in ROLES)]
         missing = [name for name in needed if name not in (reader.fieldnames or [])]
         if missing:

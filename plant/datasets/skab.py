@@ -31,7 +31,7 @@ import numpy as np
 from django.conf import settings
 
 from plant.choices import LabelKind
-from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset, text_lines
 from plant.datasets.common import (
     AssetTypeSpec,
     LabelSpec,
@@ -251,7 +251,7 @@ def read_run(path: Path, *, max_rows: int | None = None) -> SkabRun:
     except OSError as exc:
         raise DatasetMissing(f"cannot read {path}: {exc.strerror}") from None
     with handle:
-        reader = csv.reader(handle, delimiter=";")
+        reader = csv.reader(text_lines(handle, path), delimiter=";")
         header = [cell.strip() for cell in next(reader, [])]
         wanted = ["datetime", *(role.column for role in ROLES)]
         missing = [name for name in wanted if name not in header]
