@@ -89,6 +89,11 @@ def read_table(
         for row in reader:
             if limit_rows is not None and len(udi) >= limit_rows:
                 break
+            if None in row.values():  # DictReader's filler for the cells a short row lacks
+                width = sum(value is not None for value in row.values())
+                raise DatasetFormatError(
+                    f"{path}, line {reader.line_num}: {width} columns, expected {len(reader.fieldnames)}"
+                )
             try:
                 number = int(row["UDI"])
                 for role in ROLES:
@@ -101,6 +106,8 @@ def read_table(
             udi.append(number)
             if modes or failed:
                 failures.append((number, modes, failed))
+    if not udi:
+        raise DatasetFormatError(f"{path}: no rows after the header")
     values = {key: np.asarray(column, dtype=np.float64) for key, column in columns.items()}
     return np.asarray(udi, dtype=np.int64), values, failures
 

@@ -192,6 +192,10 @@ def read_test(path: Path, *, limit_rows: int | None = None) -> tuple[np.ndarray,
 def _selected(selectors: Sequence[str] | None, base: Path | str | None) -> list[tuple[ImsTest, int | None]]:
     """(test, bearing or None for all) per selector: ``test2`` or ``test2/1``."""
     present = available(base)
+    if not present:
+        raise DatasetMissing(
+            f"{data_dir(base)} holds no IMS test file (<n>th_test_mean_abs_per_snapshot.csv)"
+        )
     if not selectors:
         return [(test, None) for test in present]
     names = {test.name: test for test in present}

@@ -23,7 +23,6 @@ AI4I_HEADER = (
 )
 AI4I_ROW = "{udi},M14860,M,298.1,308.6,1551,42.8,0,0,0,0,0,0,0\n"
 IMS_HEADER = ",Datetime," + ",".join(f"Bearing {b}-{x}" for b in range(1, 5) for x in "AB") + "\n"
-IMS_ROW = "{i},2003.10.22.12.{m:02d}.24," + ",".join(["0.1"] * 8) + "\n"
 
 
 def skab(*rows: str) -> tuple[str, bytes]:
@@ -54,8 +53,16 @@ GOOD_SKAB = [SKAB_ROW.format(s=s, anomaly="0.0") for s in range(3)]
         ("ai4i", (ai4i(AI4I_ROW.format(udi=1))[0], bytes(range(256)) * 4), "ai4i2020.csv: not UTF-8 text"),
         ("ims", (ims()[0], IMS_HEADER.encode("utf-16")), "snapshot.csv: not UTF-8 text (byte 0xff"),
         ("nab", nab(b"timestamp,value\n2014-07-01 00:00:00,1\xff\n"), "nyc_taxi.csv: not UTF-8 text"),
+        # An anomaly of 1e400 is infinite: an OverflowError converting the labels.
+        ("skab", skab(*GOOD_SKAB, SKAB_ROW.format(s=4, anomaly="1e400")), "values other than 0 and 1"),
+        # A short row left None in DictReader's row: an AttributeError.
+        ("ai4i", ai4i(AI4I_ROW.format(udi=1), "2,L47181,L,298.2\n"), "ai4i2020.csv, line 3: 4 columns, expected 14"),
+        # A file of only a header loaded "0 readings" and deleted the run's labels from an earlier load.
+        ("skab", skab(), "1.csv: no rows after the header"),
+        ("ai4i", ai4i(), "ai4i2020.csv: no rows after the header"),
     ],
-    ids=["skab-latin1", "ai4i-binary", "ims-utf16", "nab-latin1"],
+    ids=["skab-latin1", "ai4i-binary", "ims-utf16", "nab-latin1", "skab-inf-label", "ai4i-short-row",
+         "skab-header-only", "ai4i-header-only"],
 )  # fmt: skip
 def test_a_malformed_dataset_file_is_a_command_error_naming_it_and_nothing_is_stored(
     settings, tmp_path, dataset, file, message
@@ -70,3 +77,31 @@ def test_a_malformed_dataset_file_is_a_command_error_naming_it_and_nothing_is_st
     assert message in str(error.value)
     assert str(Path(relative).name) in str(error.value)
     assert not Reading.objects.exists() and not Label.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_ims_folder_without_a_test_file_is_missing_data_not_an_empty_load(settings, tmp_path):
+    # A directory where the test file should be: "loaded ims: 0 assets", exit 0.
+    (tmp_path / "ims_bearing_features" / "1st_test_mean_abs_per_snapshot.csv").mkdir(parents=True)
+    settings.VIGIL_DATA_DIR = tmp_path
+    with pytest.raises(
+        CommandError, match=r"ims_bearing_features holds no IMS test file .*VIGIL_DATA_DIR is"
+    ):
+        call_command("load_dataset", "ims", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_a_header_only_file_keeps_the_labels_of_an_earlier_load(settings, tmp_path):
+    relative, content = skab(*GOOD_SKAB, *(SKAB_ROW.format(s=s, anomaly="1.0") for s in range(3, 6)))
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    settings.VIGIL_DATA_DIR = tmp_path
+    call_command("load_dataset", "skab", stdout=io.StringIO(), stderr=io.StringIO())
+    labels = set(Label.objects.values_list("pk", flat=True))
+    assert labels and Reading.objects.count() == 6 * 8
+
+    path.write_bytes(skab()[1])
+    with pytest.raises(CommandError, match="no rows after the header"):
+        call_command("load_dataset", "skab", stdout=io.StringIO(), stderr=io.StringIO())
+    assert set(Label.objects.values_list("pk", flat=True)) == labels
