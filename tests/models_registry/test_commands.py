@@ -332,3 +332,20 @@ def test_train_model_refuses_a_name_that_is_not_a_model_name(fleet, name, messag
         )  # fmt: skip
     assert f"model name {name!r}: {message}" in str(error.value)
     assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.parametrize("where", ["file", "below-a-file"])
+def test_evaluate_refuses_an_out_folder_it_cannot_write_before_it_evaluates(tmp_path, monkeypatch, where):
+    from models_registry.evaluation import evaluation_module
+
+    def must_not_run(options, progress):
+        raise AssertionError("the evaluation ran although its report could not be written")
+
+    # It evaluated for minutes, then died with FileExistsError / NotADirectoryError and lost the result.
+    monkeypatch.setattr(evaluation_module("simfleet"), "run", must_not_run)
+    blocker = tmp_path / "report"
+    blocker.write_text("not a folder")
+    out = blocker if where == "file" else blocker / "inside"
+    expected = f"{blocker} is a file, not a folder" if where == "file" else f"cannot create the folder {out}"
+    with pytest.raises(CommandError, match=f"--out: {expected}"):
+        call_command("evaluate", "--out", str(out), "simfleet", stdout=io.StringIO())
