@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -32,3 +33,11 @@ class VigilCommand(BaseCommand):
                     except ParamError as exc:
                         raise CommandError(str(exc)) from None
         return super().execute(*args, **options)
+
+
+def check_numbers(*checks: tuple[str, float | None, bool]) -> None:
+    """(option, value, positive) each: a given value must be finite and > 0 (positive) or >= 0; a
+    CommandError names the first that is not. None is an option left out."""
+    for name, value, positive in checks:
+        if value is not None and not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+            raise CommandError(f"{name} must be {'positive' if positive else '>= 0'} (got {value})")

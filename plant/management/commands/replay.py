@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import time
@@ -24,7 +23,7 @@ from plant.datasets.replay import (
     record_labels,
     shift_for,
 )
-from plant.management.base import VigilCommand
+from plant.management.base import VigilCommand, check_numbers
 from plant.models import Gateway
 from plant.simulator_client import IngestError, ReadingsSender
 
@@ -56,9 +55,11 @@ class Command(VigilCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         speed, batch_s = float(options["speed"]), float(options["batch_seconds"])
-        for name, value in (("--speed", speed), ("--batch-seconds", batch_s)):
-            if not (math.isfinite(value) and value > 0):
-                raise CommandError(f"{name} must be positive (got {value})")
+        check_numbers(
+            ("--speed", speed, True),
+            ("--batch-seconds", batch_s, True),
+            ("--max-retries", options["max_retries"], False),
+        )
         with dataset_errors():
             dataset, unit = read_run(str(options["run"]), limit_rows=options["limit_rows"])
         if len(unit.ts) == 0:

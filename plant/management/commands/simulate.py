@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import time
@@ -11,7 +10,7 @@ import time
 from django.core.management.base import CommandError, CommandParser
 
 from plant import simulator_client
-from plant.management.base import VigilCommand
+from plant.management.base import VigilCommand, check_numbers
 from plant.sites import UnknownSite, get_site
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import IngestError, ReadingsSender, SimulationRun
@@ -87,16 +86,14 @@ class Command(VigilCommand):
             )
         speed, batch_s, backfill_min = options["speed"], options["batch_seconds"], options["backfill"]
         duration, limit = options["duration"], options["assets"]
-        for name, value, positive in (
+        check_numbers(
             ("--speed", speed, True),
             ("--batch-seconds", batch_s, True),
             ("--backfill", backfill_min, False),
             ("--duration", duration, False),
             ("--assets", limit, True),
             ("--max-retries", options["max_retries"], False),
-        ):
-            if value is not None and not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
-                raise CommandError(f"{name} must be {'positive' if positive else '>= 0'} (got {value})")
+        )
 
         try:
             site = get_site(options["site"])
