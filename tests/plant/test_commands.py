@@ -418,6 +418,17 @@ def test_simulate_without_a_token_says_how_to_get_one(fake_api, north_pumps, mon
         (["--speed", "0"], "--speed must be positive"),
         (["--backfill", "-1"], "--backfill must be >= 0"),
         (["--faults", "melting@p-101:0:60"], "--faults: unknown fault kind 'melting'"),
+        # Each of these was a traceback: OverflowError, numpy's "Maximum allowed size exceeded", InvalidURL.
+        (
+            ["--backfill", "1e308"],
+            "--backfill must be at most 5256000 minutes: the API refuses readings older",
+        ),
+        (["--speed", "1e308", "--duration", "1"], "--speed 1e+308 simulates more than 3650 days per"),
+        (["--url", "http://[::1"], "--url: 'http://[::1' is not a URL: Invalid port"),
+        (
+            ["--url", "127.0.0.1:8000"],
+            "--url: '127.0.0.1:8000' is not an http:// or https:// URL of a server",
+        ),
     ],
 )
 def test_simulate_refuses_bad_options_with_a_message(fake_api, north_pumps, args, message):

@@ -60,6 +60,10 @@ class Command(VigilCommand):
             ("--batch-seconds", batch_s, True),
             ("--max-retries", options["max_retries"], False),
         )
+        try:
+            simulator_client.check_url(str(options["url"]))
+        except ValueError as exc:
+            raise CommandError(f"--url: {exc}") from None
         with dataset_errors():
             dataset, unit = read_run(str(options["run"]), limit_rows=options["limit_rows"])
         if len(unit.ts) == 0:

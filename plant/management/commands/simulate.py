@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from plant import simulator_client
@@ -94,6 +95,22 @@ class Command(VigilCommand):
             ("--assets", limit, True),
             ("--max-retries", options["max_retries"], False),
         )
+        # Past the API's age limit every reading is refused; far past it the arithmetic overflows.
+        max_span_s = settings.VIGIL_INGEST_MAX_AGE_DAYS * 86400.0
+        if backfill_min * 60.0 > max_span_s:
+            raise CommandError(
+                f"--backfill must be at most {max_span_s / 60:.0f} minutes: the API refuses readings older "
+                f"than {settings.VIGIL_INGEST_MAX_AGE_DAYS} days (VIGIL_INGEST_MAX_AGE_DAYS)"
+            )
+        if speed * max(batch_s, duration or 0.0) > max_span_s:
+            raise CommandError(
+                f"--speed {speed:g} simulates more than {settings.VIGIL_INGEST_MAX_AGE_DAYS} days per "
+                "--batch-seconds (or --duration); the API refuses readings that old"
+            )
+        try:
+            simulator_client.check_url(options["url"])
+        except ValueError as exc:
+            raise CommandError(f"--url: {exc}") from None
 
         try:
             site = get_site(options["site"])
