@@ -39,9 +39,10 @@ def text_lines(handle: Iterable[str], path: Path) -> Iterator[str]:
 
 
 @contextmanager
-def dataset_errors() -> Iterator[None]:
+def dataset_errors(data_dir: str | None = None) -> Iterator[None]:
     """For the commands that read datasets: a missing, unknown or malformed dataset becomes a CommandError
-    naming the problem (and where VIGIL_DATA_DIR points when files are missing), never a traceback."""
+    naming the problem (and where VIGIL_DATA_DIR, or the ``data_dir`` a command was given instead, points
+    when files are missing), never a traceback."""
     from django.conf import settings
     from django.core.management.base import CommandError
 
@@ -50,6 +51,7 @@ def dataset_errors() -> Iterator[None]:
     except UnknownSubset as exc:
         raise CommandError(str(exc)) from None
     except DatasetMissing as exc:
-        raise CommandError(f"{exc} (VIGIL_DATA_DIR is {settings.VIGIL_DATA_DIR})") from None
+        where = f"--data-dir is {data_dir}" if data_dir else f"VIGIL_DATA_DIR is {settings.VIGIL_DATA_DIR}"
+        raise CommandError(f"{exc} ({where})") from None
     except (DatasetFormatError, ValueError) as exc:
         raise CommandError(str(exc)) from None

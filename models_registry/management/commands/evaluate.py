@@ -34,7 +34,7 @@ class Command(VigilCommand):
         name = options["dataset"]
         module = evaluation_module(name)
         out = writable_folder(Path(options["out"]) if options["out"] else default_dir())
-        with dataset_errors():
+        with dataset_errors(options.get("data_dir")):
             evaluation = module.run(options, self._progress)
         # The table first: a folder that stops being writable during a long run loses only the files.
         self.stdout.write(markdown(evaluation))
