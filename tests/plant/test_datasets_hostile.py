@@ -105,3 +105,17 @@ def test_a_header_only_file_keeps_the_labels_of_an_earlier_load(settings, tmp_pa
     with pytest.raises(CommandError, match="no rows after the header"):
         call_command("load_dataset", "skab", stdout=io.StringIO(), stderr=io.StringIO())
     assert set(Label.objects.values_list("pk", flat=True)) == labels
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("subsets", [[",,,"], ["", " "]])
+def test_a_subset_option_that_names_nothing_is_refused_not_taken_as_every_part(settings, tmp_path, subsets):
+    # It loaded the whole dataset (every C-MAPSS engine: minutes of work nobody asked for).
+    relative, content = skab(*GOOD_SKAB)
+    (tmp_path / relative).parent.mkdir(parents=True)
+    (tmp_path / relative).write_bytes(content)
+    settings.VIGIL_DATA_DIR = tmp_path
+    args = [item for subset in subsets for item in ("--subset", subset)]
+    with pytest.raises(CommandError, match=r"--subset .* names no part of skab; valid: anomaly-free, valve1"):
+        call_command("load_dataset", "skab", *args, stdout=io.StringIO(), stderr=io.StringIO())
+    assert not Reading.objects.exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from plant.datasets import dataset_errors
 from plant.datasets.registry import DATASETS, load_dataset
@@ -34,6 +34,12 @@ class Command(VigilCommand):
         subsets = [
             part for value in options["subset"] or [] for part in str(value).split(",") if part.strip()
         ]
+        if options["subset"] is not None and not subsets:
+            # An empty selection would otherwise mean "every part": a whole dataset nobody asked for.
+            raise CommandError(
+                f"--subset {', '.join(map(repr, options['subset']))} names no part of {name}; valid: "
+                f"{entry.subsets}"
+            )
         with dataset_errors():
             results = load_dataset(name, subsets, limit_rows=options["limit_rows"], stream=self.stderr)
         if entry.time_note:
