@@ -36,6 +36,7 @@ from alerts.broadcast import site_group
 from alerts.services import alerts_for_user, board_alerts
 from alerts.services.board import ON_BOARD
 from plant.access import site_ids_for_user
+from plant.params import ParamError, parse_id
 
 CLOSE_UNAUTHENTICATED = 4401
 SESSION_RECHECK_S = (
@@ -100,6 +101,24 @@ def render_changes(user: Any, ids: list[int], known: set[int]) -> tuple[str, set
     gone = mine - shown
     parts.extend(f'<article id="alert-{pk}" hx-swap-oob="delete"></article>' for pk in sorted(gone))
     return "\n".join(parts), (known | shown) - gone
+
+
+def event_ids(event: dict[str, Any]) -> list[int]:
+    """The alert ids of an ``alerts.changed`` event, de-duplicated in order; anything that cannot be an alert's
+    id (not a list, a string, a number past the database's integers, a negative) is left out, so that it
+    never reaches the query."""
+    raw = event.get("ids")
+    if not isinstance(raw, (list, tuple)):
+        return []
+    ids = []
+    for pk in raw:
+        if isinstance(pk, bool) or not isinstance(pk, (int, str)):
+            continue
+        try:
+            ids.append(parse_id("ids", str(pk)))
+        except ParamError:
+            continue
+    return list(dict.fromkeys(ids))
 
 
 def _still_signed_in(scope: dict[str, Any]) -> bool:
@@ -182,10 +201,7 @@ class AlertBoardConsumer(AsyncWebsocketConsumer):
     async def alerts_changed(self, event: dict[str, Any]) -> None:
         if await self._signed_out():
             return
-        try:
-            ids = list(dict.fromkeys(int(pk) for pk in event.get("ids", [])))
-        except (TypeError, ValueError):
-            return
+        ids = event_ids(event)
         # A storm's coalesced message is rendered in chunks so no single frame gets huge.
         for start in range(0, len(ids), MAX_IDS_PER_MESSAGE):
             chunk = ids[start : start + MAX_IDS_PER_MESSAGE]

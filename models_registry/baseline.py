@@ -74,6 +74,7 @@ from detection.baseline import (
 )
 from detection.baseline import apply as apply_baseline
 from detection.baseline import calibrate as robust_calibration
+from detection.features import MAX_WINDOWS
 from detection.features import feature_names as all_feature_names
 from detection.wording import calibration_trend_text
 from detection.features import role_of
@@ -217,6 +218,13 @@ def _measure(
 ) -> tuple[list[str], np.ndarray | Calibration, int, list[LevelTrend]]:
     if start >= end:
         raise BaselineError("the calibration period is empty: start must be before end")
+    windows = (end - start).total_seconds() / float(asset.asset_type.step_s)
+    if windows > MAX_WINDOWS:
+        raise BaselineError(
+            f"the calibration period from {start.isoformat()} to {end.isoformat()} holds about {windows:,.0f} "
+            f"windows of {asset.asset_type.step_s:g} s, more than the {MAX_WINDOWS:,} a calibration may build; "
+            "choose a shorter period of normal running"
+        )
     names = _names(asset, feature_names)
     ends, X, usable = calibration_windows(asset, names, start, end)
     try:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -438,6 +438,8 @@ def train_and_register(
         raise TrainingError(f"unknown model kind {kind!r}; choose one of {', '.join(ModelKind.values)}")
     if start and end and start >= end:
         raise TrainingError("the training range is empty: start must be before end")
+    if name:
+        check_model_name(name)
     if baseline not in (None, "", *MODES):
         raise TrainingError(f"unknown baseline mode {baseline!r}; choose one of {', '.join(MODES)}")
     if peers not in (None, "", *PEER_MODES):
@@ -530,6 +532,16 @@ def train_and_register(
         baseline_info=baseline_info,
         asset_thresholds=asset_found,
     )
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if ModelVersion.name takes it (a slug of at most 80 characters: it is also the artifact's
+    folder); a TrainingError saying why otherwise."""
+    try:
+        ModelVersion._meta.get_field("name").clean(name, None)
+    except ValidationError as exc:
+        raise TrainingError(f"model name {name[:90]!r}: {' '.join(exc.messages)}") from None
+    return name
 
 
 def window_params(params: dict[str, Any] | None, asset_type: AssetType) -> dict[str, Any] | None:

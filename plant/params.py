@@ -24,6 +24,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # A note or findings may span lines: the same set without tab, line feed, vertical tab, form feed and CR.
 _CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _DIGITS = re.compile(r"[0-9]+")
+# What no database column, file name or log line can hold: a NUL, and the lone surrogates that stand for
+# bytes of a command-line argument that were not UTF-8.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 class ParamError(ValueError):
@@ -49,6 +52,15 @@ def check_text(param: str, raw: str, *, max_length: int = MAX_TEXT, multiline: b
     if len(value) > max_length:
         raise ParamError(param, f"is longer than {max_length} characters")
     return value
+
+
+def check_storable(param: str, raw: str) -> str:
+    """``raw`` unchanged; ParamError for a NUL or for bytes that were not UTF-8 (free text, e.g. a command's
+    argument, may hold anything else)."""
+    if found := _UNSTORABLE.search(raw):
+        what = "a NUL character" if found.group() == "\x00" else "bytes that are not UTF-8"
+        raise ParamError(param, f"{shown(raw)} contains {what}")
+    return raw
 
 
 def text(params: Mapping[str, str], name: str, *, max_length: int = MAX_TEXT) -> str:

@@ -48,6 +48,18 @@ def sim_assets(site: Site, limit: int | None = None) -> tuple[list[SimAsset], li
     return assets, skipped
 
 
+def check_url(base_url: str) -> str:
+    """``base_url`` if it is an http(s) URL with a host; ValueError saying what is wrong otherwise (httpx
+    would raise InvalidURL at the first request, after the run has started)."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{base_url[:100]!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"{base_url[:100]!r} is not an http:// or https:// URL of a server")
+    return base_url
+
+
 def http_client(base_url: str, token: str, timeout_s: float = 30.0) -> httpx.Client:
     """The gateway's HTTP client (tests replace this function to plug in a mock transport)."""
     return httpx.Client(

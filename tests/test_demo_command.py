@@ -227,3 +227,30 @@ def test_the_broker_is_ready_only_when_it_answers_mqtt(amqtt_broker):  # noqa: F
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         assert not broker_answers("127.0.0.1", silent.getsockname()[1])  # accepts, never answers CONNECT
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--speed", "0"], "--speed must be positive (got 0.0)"),  # the simulator child died after startup
+        (["--speed", "nan"], "--speed must be positive (got nan)"),
+        (["--ready-timeout", "0"], "--ready-timeout must be positive"),
+        (["--stop-timeout", "-1"], "--stop-timeout must be >= 0"),
+        (["--ot-port", "65534"], "--ot-port 65534: the demo needs 4 TCP port(s) from it, up to 65535"),
+    ],
+)
+def test_demo_refuses_bad_numbers_before_it_starts_anything(monkeypatch, args, message):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from demo.supervisor import Supervisor
+
+    def start(self, name, *rest, **kwargs):
+        raise AssertionError(f"the demo started {name} although an option is bad")
+
+    monkeypatch.setattr(Supervisor, "install_signal_handlers", lambda self: None)
+    monkeypatch.setattr(Supervisor, "start", start)
+    with pytest.raises(CommandError) as error:
+        call_command("demo", "--token", "t", "--port", str(_free_port()), *args, stdout=StringIO())
+    assert message in str(error.value)

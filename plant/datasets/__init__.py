@@ -8,8 +8,9 @@ repository: several are under licences (SKAB: GPL-3.0) that the product does not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 class DatasetMissing(FileNotFoundError):
@@ -24,10 +25,24 @@ class UnknownSubset(DatasetMissing):
     """A subset / file selector the dataset does not have; the message lists the valid ones."""
 
 
+def text_lines(handle: Iterable[str], path: Path) -> Iterator[str]:
+    """The lines of a dataset file opened as text; bytes its encoding cannot decode (a binary file, Latin-1,
+    UTF-16) are a DatasetFormatError naming the file, not a bare UnicodeDecodeError. (No line number: the
+    text layer decodes ahead in blocks, so the line being read is not the line holding the byte.)"""
+    try:
+        yield from handle
+    except UnicodeDecodeError as exc:
+        raise DatasetFormatError(
+            f"{path}: not {exc.encoding.upper().replace('-SIG', '')} text (byte 0x{exc.object[exc.start]:02x} "
+            "cannot be decoded)"
+        ) from None
+
+
 @contextmanager
-def dataset_errors() -> Iterator[None]:
+def dataset_errors(data_dir: str | None = None) -> Iterator[None]:
     """For the commands that read datasets: a missing, unknown or malformed dataset becomes a CommandError
-    naming the problem (and where VIGIL_DATA_DIR points when files are missing), never a traceback."""
+    naming the problem (and where VIGIL_DATA_DIR, or the ``data_dir`` a command was given instead, points
+    when files are missing), never a traceback."""
     from django.conf import settings
     from django.core.management.base import CommandError
 
@@ -36,6 +51,7 @@ def dataset_errors() -> Iterator[None]:
     except UnknownSubset as exc:
         raise CommandError(str(exc)) from None
     except DatasetMissing as exc:
-        raise CommandError(f"{exc} (VIGIL_DATA_DIR is {settings.VIGIL_DATA_DIR})") from None
+        where = f"--data-dir is {data_dir}" if data_dir else f"VIGIL_DATA_DIR is {settings.VIGIL_DATA_DIR}"
+        raise CommandError(f"{exc} ({where})") from None
     except (DatasetFormatError, ValueError) as exc:
         raise CommandError(str(exc)) from None

@@ -24,7 +24,7 @@ import numpy as np
 from django.conf import settings
 
 from plant.choices import LabelKind
-from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset, text_lines
 from plant.datasets.common import AssetTypeSpec, LabelSpec, RoleSpec, Unit, check_limit
 
 SITE = ("ai4i", "AI4I 2020 milling line (synthetic)")
@@ -81,7 +81,7 @@ def read_table(
     failures: list[tuple[int, list[str], bool]] = []
     # utf-8-sig: the file starts with a byte-order mark.
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+        reader = csv.DictReader(text_lines(handle, path))
         needed = ["UDI", "Machine failure", *MODES, *(role.column for role in ROLES)]
         missing = [name for name in needed if name not in (reader.fieldnames or [])]
         if missing:
@@ -89,6 +89,11 @@ def read_table(
         for row in reader:
             if limit_rows is not None and len(udi) >= limit_rows:
                 break
+            if None in row.values():  # DictReader's filler for the cells a short row lacks
+                width = sum(value is not None for value in row.values())
+                raise DatasetFormatError(
+                    f"{path}, line {reader.line_num}: {width} columns, expected {len(reader.fieldnames)}"
+                )
             try:
                 number = int(row["UDI"])
                 for role in ROLES:
@@ -101,6 +106,8 @@ def read_table(
             udi.append(number)
             if modes or failed:
                 failures.append((number, modes, failed))
+    if not udi:
+        raise DatasetFormatError(f"{path}: no rows after the header")
     values = {key: np.asarray(column, dtype=np.float64) for key, column in columns.items()}
     return np.asarray(udi, dtype=np.int64), values, failures
 

@@ -31,7 +31,7 @@ import numpy as np
 from django.conf import settings
 
 from plant.choices import LabelKind
-from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset, text_lines
 from plant.datasets.common import AssetTypeSpec, LabelSpec, RoleSpec, Unit, check_limit
 
 SITE = ("ims", "IMS bearing test rig (Univ. Cincinnati)")
@@ -148,7 +148,7 @@ def read_test(path: Path, *, limit_rows: int | None = None) -> tuple[np.ndarray,
     stamps: list[float] = []
     rows: list[list[float]] = []
     with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(text_lines(handle, path))
         header = next(reader, [])
         if len(header) < 3 or header[1].strip() != "Datetime":
             raise DatasetFormatError(f"{path}, line 1: expected ',Datetime,<channels...>', got {header!r}")
@@ -192,6 +192,10 @@ def read_test(path: Path, *, limit_rows: int | None = None) -> tuple[np.ndarray,
 def _selected(selectors: Sequence[str] | None, base: Path | str | None) -> list[tuple[ImsTest, int | None]]:
     """(test, bearing or None for all) per selector: ``test2`` or ``test2/1``."""
     present = available(base)
+    if not present:
+        raise DatasetMissing(
+            f"{data_dir(base)} holds no IMS test file (<n>th_test_mean_abs_per_snapshot.csv)"
+        )
     if not selectors:
         return [(test, None) for test in present]
     names = {test.name: test for test in present}

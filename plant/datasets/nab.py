@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from plant.datasets import DatasetFormatError, DatasetMissing
+from plant.datasets import DatasetFormatError, DatasetMissing, text_lines
 
 WINDOWS_FILE = "labels/combined_windows.json"
 LABELS_FILE = "labels/combined_labels.json"
@@ -133,7 +133,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     ts: list[float] = []
     values: list[float] = []
     with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is not part of the header
-        reader = csv.reader(handle)
+        reader = csv.reader(text_lines(handle, path))
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["timestamp", "value"]:
             raise DatasetFormatError(f"{path} line 1: expected the header 'timestamp,value', got {header!r}")
@@ -161,9 +161,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DatasetMissing(f"NAB label file not found at {path}")
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DatasetFormatError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise DatasetFormatError(f"{path}: not UTF-8 text") from None
     if not isinstance(document, dict):
         raise DatasetFormatError(f"{path}: expected an object of series name -> list")
     return document

@@ -31,7 +31,7 @@ import numpy as np
 from django.conf import settings
 
 from plant.choices import LabelKind
-from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset, text_lines
 from plant.datasets.common import (
     AssetTypeSpec,
     LabelSpec,
@@ -251,7 +251,7 @@ def read_run(path: Path, *, max_rows: int | None = None) -> SkabRun:
     except OSError as exc:
         raise DatasetMissing(f"cannot read {path}: {exc.strerror}") from None
     with handle:
-        reader = csv.reader(handle, delimiter=";")
+        reader = csv.reader(text_lines(handle, path), delimiter=";")
         header = [cell.strip() for cell in next(reader, [])]
         wanted = ["datetime", *(role.column for role in ROLES)]
         missing = [name for name in wanted if name not in header]
@@ -276,9 +276,12 @@ def read_run(path: Path, *, max_rows: int | None = None) -> SkabRun:
                     labels.append(float(record[position["anomaly"]]))
             except (ValueError, IndexError) as exc:
                 raise DatasetFormatError(f"{path}, line {line}: {exc}") from None
-    anomaly = np.asarray(labels, dtype=np.int8) if has_labels else None
-    if anomaly is not None and not np.all(np.isin(anomaly, (0, 1))):
+    if not stamps:
+        raise DatasetFormatError(f"{path}: no rows after the header")
+    # Checked as floats: 1e400 or nan would not convert to int8.
+    if has_labels and not np.all(np.isin(np.asarray(labels, dtype=np.float64), (0, 1))):
         raise DatasetFormatError(f"{path}: the anomaly column holds values other than 0 and 1")
+    anomaly = np.asarray(labels, dtype=np.int8) if has_labels else None
     return SkabRun(
         ts=np.asarray(stamps, dtype=np.float64),
         values={role.key: np.asarray(column, dtype=np.float64) for role, column in zip(ROLES, columns)},

@@ -191,3 +191,35 @@ async def test_a_quiet_board_is_closed_at_its_next_presence_refresh_after_logout
     assert await communicator.receive_nothing(timeout=0.2)  # still signed in: nothing happens
     await sync_to_async(session.delete)()
     assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_frames_from_the_browser_are_ignored_and_the_board_keeps_streaming(technician, asset, champion):
+    communicator = await connect(technician)
+    hostile = ["not json", "[1, 2]", "null", '{"type": "alerts.changed", "ids": [1]}', "\x00" * 64]
+    for text in [*hostile, "x" * 1_000_000, *["flood"] * 500]:
+        await communicator.send_to(text_data=text)
+    await communicator.send_to(bytes_data=b"\x00\xff" * 1000)
+    assert await communicator.receive_nothing(timeout=0.3)
+
+    alert = await database_sync_to_async(make_alert)(asset, champion)
+    await changed(asset.site, alert.pk)
+    assert f'id="alert-{alert.pk}"' in await communicator.receive_from(timeout=2)
+    await communicator.disconnect()
+
+
+async def test_ids_that_cannot_be_an_alerts_are_left_out_of_an_update(technician, asset, champion):
+    communicator = await connect(technician)
+    alert = await database_sync_to_async(make_alert)(asset, champion)
+    layer = get_channel_layer()
+    group = f"site-{asset.site.pk}"
+    # A string is not a list of ids (it was read digit by digit), nor is a number or a mapping.
+    for ids in (str(alert.pk), alert.pk, {str(alert.pk): 1}, None):
+        await layer.group_send(group, {"type": "alerts.changed", "ids": ids})
+    assert await communicator.receive_nothing(timeout=0.3)
+
+    # Past the database's integers (an OverflowError that ended the socket), negative, not a number.
+    await changed(asset.site, 10**30, 2**63, -1, "x", None, [1], True, alert.pk)
+    assert f'id="alert-{alert.pk}"' in await communicator.receive_from(timeout=2)
+    await changed(asset.site, alert.pk)
+    assert f'id="alert-{alert.pk}"' in await communicator.receive_from(timeout=2)
+    await communicator.disconnect()

@@ -236,3 +236,116 @@ def test_training_is_routed_to_the_default_queue_by_the_settings():
     assert app.conf.task_routes[train_model_task.name] == {"queue": "default"}
     route = app.amqp.router.route({}, train_model_task.name, args=(1, "anomaly"), kwargs={})
     assert route["queue"].name == "default"
+
+
+# --- hostile arguments -----------------------------------------------------------------------------------
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # With its offset the year 1 (or 9999) has no UTC equivalent: an OverflowError in the database layer.
+        (
+            ("retrain", "--since", "0001-01-01T00:00+14:00"),
+            "--since: 0001-01-01T00:00:00+14:00 is out of range",
+        ),
+        (("retrain", "--since", "9999-12-31T23:59:59-12:00"), "--since: 9999-12-31T23:59:59-12:00 is out of"),
+        (
+            ("train_model", "--start", "1969-12-31"),
+            "--start: 1969-12-31T00:00:00 is out of range: use a date from",
+        ),
+        (("train_model", "--end", "9000-01-01"), "--end: 9000-01-01T00:00:00 is out of range"),
+    ],
+)
+def test_registry_commands_refuse_dates_outside_the_years_vigil_holds(pump, args, message):
+    with pytest.raises(CommandError) as error:
+        call_command(*args[:1], "--asset-type", "pump", "--kind", "anomaly", *args[1:])
+    assert message in str(error.value)
+    assert not ModelVersion.objects.exists()
+
+
+def test_calibrate_baseline_refuses_a_date_outside_the_years_vigil_holds(site, pump):
+    asset = make_asset(site, tag="p-1", asset_type=pump)
+    with pytest.raises(CommandError, match=r"--start: 0001-01-01T00:00:00\+14:00 is out of range"):
+        call_command(
+            "calibrate_baseline",
+            "--asset",
+            asset.tag,
+            "--start",
+            "0001-01-01T00:00+14:00",
+            "--end",
+            "2026-01-01",
+        )
+
+
+def test_an_asset_or_version_given_in_digits_of_another_script_is_not_an_id(site, pump):
+    asset = make_asset(site, tag="p-1", asset_type=pump)
+    make_version(pump)
+    # int() reads '٣' as 3: the asset or version with that number was taken instead of refusing the value.
+    with pytest.raises(CommandError, match="no asset with tag or id"):
+        call_command(
+            "calibrate_baseline", "--asset", str(asset.pk).translate(ARABIC_INDIC),
+            "--start", "2026-01-02", "--end", "2026-01-01",
+        )  # fmt: skip
+    with pytest.raises(CommandError, match="version '١' is not a number"):
+        call_command("promote_model", "pump-anomaly", "١")
+    assert ModelVersion.objects.get().status == ModelStatus.CANDIDATE
+
+
+def test_export_bundle_takes_the_asset_as_site_and_tag_like_calibrate_baseline(
+    site, other_site, pump, tmp_path
+):
+    make_asset(site, tag="p-1", asset_type=pump)
+    make_asset(other_site, tag="p-1", asset_type=pump)
+    make_version(pump)
+    with pytest.raises(CommandError, match="exists on several sites; give SITE/TAG or the asset's id"):
+        call_command("export_bundle", "pump-anomaly", "1", "--asset", "p-1")
+    path = tmp_path / "bundle.zip"
+    run("export_bundle", "pump-anomaly", "1", "--asset", f"{site.slug}/p-1", "--output", str(path))
+    assert path.stat().st_size > 0
+
+
+def test_calibrate_baseline_refuses_a_period_with_more_windows_than_it_may_build(site, pump):
+    asset = make_asset(site, tag="p-1", asset_type=pump)
+    with pytest.raises(CommandError, match=r"holds about [\d,]+ windows of .* more than the 5,000,000"):
+        call_command("calibrate_baseline", "--asset", "p-1", "--start", "1971-01-01", "--end", "2026-01-01")
+    assert not asset.baselines.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("n" * 81, "Ensure this value has at most 80 characters (it has 81)"),  # was SuspiciousFileOperation
+        ("../../escape", "Enter a valid “slug”"),  # the name is the artifact's folder
+        ("   ", "Enter a valid “slug”"),
+        ("pump\tmodel", "Enter a valid “slug”"),
+    ],
+)
+@pytest.mark.parametrize("enqueue", [False, True])
+def test_train_model_refuses_a_name_that_is_not_a_model_name(fleet, name, message, enqueue):
+    with pytest.raises(CommandError) as error:
+        call_command(
+            "train_model", "--asset-type", "pump", "--kind", "anomaly", "--name", name,
+            *(["--enqueue"] if enqueue else []),
+        )  # fmt: skip
+    assert f"model name {name!r}: {message}" in str(error.value)
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.parametrize("where", ["file", "below-a-file"])
+def test_evaluate_refuses_an_out_folder_it_cannot_write_before_it_evaluates(tmp_path, monkeypatch, where):
+    from models_registry.evaluation import evaluation_module
+
+    def must_not_run(options, progress):
+        raise AssertionError("the evaluation ran although its report could not be written")
+
+    # It evaluated for minutes, then died with FileExistsError / NotADirectoryError and lost the result.
+    monkeypatch.setattr(evaluation_module("simfleet"), "run", must_not_run)
+    blocker = tmp_path / "report"
+    blocker.write_text("not a folder")
+    out = blocker if where == "file" else blocker / "inside"
+    expected = f"{blocker} is a file, not a folder" if where == "file" else f"cannot create the folder {out}"
+    with pytest.raises(CommandError, match=f"--out: {expected}"):
+        call_command("evaluate", "--out", str(out), "simfleet", stdout=io.StringIO())

@@ -116,6 +116,16 @@ def test_an_unknown_file_is_a_command_error_naming_it(tmp_path):
         call_command("evaluate", "--out", str(tmp_path), "skab", "--files", "valve9", stdout=StringIO())
 
 
+def test_missing_data_under_data_dir_names_that_folder_not_vigil_data_dir(tmp_path):
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(CommandError) as error:
+        call_command(
+            "evaluate", "--out", str(tmp_path), "skab", "--data-dir", str(nowhere), stdout=StringIO()
+        )
+    assert f"SKAB data not found at {nowhere}/skab/data" in str(error.value)
+    assert str(error.value).endswith(f"(--data-dir is {nowhere})")
+
+
 def test_a_single_run_is_refused_because_leave_one_run_out_needs_two(tmp_path):
     with pytest.raises(CommandError, match="at least two labelled runs"):
         call_command("evaluate", "--out", str(tmp_path), "skab", "--files", "valve1/0", stdout=StringIO())

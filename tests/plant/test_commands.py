@@ -214,6 +214,38 @@ def test_create_gateway_refuses_an_empty_name(site):
         run("create_gateway", "north", "   ")
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # Bytes that are not UTF-8 reach Python as lone surrogates (a UnicodeEncodeError in the database).
+        (("north", "edge-\udcff"), r"name: 'edge-\\udcff' contains bytes that are not UTF-8"),
+        (("north\udce9", "edge"), r"site: 'north\\udce9' contains bytes that are not UTF-8"),
+        (("north", "edge\x00box"), r"name: 'edge\\x00box' contains a NUL character"),
+    ],
+)
+def test_create_gateway_refuses_a_nul_or_bytes_that_are_not_utf8_naming_the_argument(site, args, message):
+    with pytest.raises(CommandError, match=message):
+        run("create_gateway", *args)
+    assert Gateway.objects.count() == 0
+
+
+def test_every_command_of_the_project_checks_its_arguments_before_it_runs(settings):
+    from pathlib import Path
+
+    from django.apps import apps
+    from django.core.management import get_commands, load_command_class
+
+    from plant.management.base import VigilCommand
+
+    base = Path(settings.BASE_DIR).resolve()
+    project_apps = {c.name for c in apps.get_app_configs() if base in Path(c.path).resolve().parents}
+    ours = {name: app for name, app in get_commands().items() if app in project_apps}
+    assert {"create_gateway", "load_dataset", "train_model", "evaluate", "demo"} <= set(ours)
+    for name, app in ours.items():
+        assert isinstance(load_command_class(app, name), VigilCommand), name
+
+
 # --- simulate --------------------------------------------------------------------------------------------
 
 
@@ -411,6 +443,17 @@ def test_simulate_without_a_token_says_how_to_get_one(fake_api, north_pumps, mon
         (["--speed", "0"], "--speed must be positive"),
         (["--backfill", "-1"], "--backfill must be >= 0"),
         (["--faults", "melting@p-101:0:60"], "--faults: unknown fault kind 'melting'"),
+        # Each of these was a traceback: OverflowError, numpy's "Maximum allowed size exceeded", InvalidURL.
+        (
+            ["--backfill", "1e308"],
+            "--backfill must be at most 5256000 minutes: the API refuses readings older",
+        ),
+        (["--speed", "1e308", "--duration", "1"], "--speed 1e+308 simulates more than 3650 days per"),
+        (["--url", "http://[::1"], "--url: 'http://[::1' is not a URL: Invalid port"),
+        (
+            ["--url", "127.0.0.1:8000"],
+            "--url: '127.0.0.1:8000' is not an http:// or https:// URL of a server",
+        ),
     ],
 )
 def test_simulate_refuses_bad_options_with_a_message(fake_api, north_pumps, args, message):

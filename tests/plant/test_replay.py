@@ -128,6 +128,9 @@ def test_without_a_token_the_replay_uses_a_gateway_of_the_dataset_site_and_reuse
         (("skab/valve1",), "names 16 runs"),
         (("skab/valve1/1", "--speed", "0"), "--speed must be positive"),
         (("skab/valve1/1", "--token", "vgl_not-a-token"), "token is unknown or revoked"),
+        # Negative retries never posted: an AssertionError traceback once the asset and a gateway existed.
+        (("skab/valve1/1", "--max-retries", "-1"), r"--max-retries must be >= 0 \(got -1\)"),
+        (("skab/valve1/1", "--url", "http://[::1"), r"--url: 'http://\[::1' is not a URL"),
     ],
 )
 def test_bad_replay_input_is_a_command_error(api, args, message):
@@ -135,6 +138,7 @@ def test_bad_replay_input_is_a_command_error(api, args, message):
     with pytest.raises(CommandError, match=message):
         replay(*args)
     assert not Reading.objects.exists()
+    assert not Asset.objects.filter(tag__startswith="replay-").exists()
 
 
 def test_a_replay_with_missing_data_names_the_path_and_vigil_data_dir(api, settings, tmp_path):

@@ -28,7 +28,7 @@ import aiomqtt
 import httpx
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 
@@ -53,6 +53,7 @@ from demo.skab import DEFAULT_RUN, ensure_champion
 from demo.supervisor import ChildDied, StopRequested, Supervisor, web_server_command
 from models_registry.services import ModelRejected, TrainingError
 from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
+from plant.management.base import VigilCommand, check_numbers
 from plant.models import ConnectionState, Site
 from plant.datasets import skab as skab_data
 
@@ -193,7 +194,7 @@ def web_answers(url: str) -> bool:
     return True
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Run the demo: embedded Redis, web server, Celery worker and the plant simulator. Ctrl-C stops all."
     )
@@ -251,6 +252,19 @@ class Command(BaseCommand):
             raise CommandError(f"--port {port} is not a TCP port")
         if options["backfill"] < 0:
             raise CommandError("--backfill must be zero or more minutes")
+        # Checked before anything starts: a bad value would otherwise surface as a child dying later.
+        check_numbers(
+            ("--speed", options["speed"], True),
+            ("--replay-speed", options["replay_speed"], True),
+            ("--stop-timeout", options["stop_timeout"], False),
+            ("--ready-timeout", options["ready_timeout"], True),
+        )
+        for flag, first, count in (
+            ("--mqtt-port", options["mqtt_port"], 1),
+            ("--ot-port", options["ot_port"], 4),
+        ):
+            if not 0 < first <= 65536 - count:
+                raise CommandError(f"{flag} {first}: the demo needs {count} TCP port(s) from it, up to 65535")
         # Readiness polls would otherwise log one "HTTP Request" line each at INFO.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         supervisor = Supervisor(out=self.stdout, stop_timeout=float(options["stop_timeout"]))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from demo.seed import MAX_DEMO_ASSETS, seed_demo
+from plant.management.base import VigilCommand
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Create (idempotently) the demo sites, pumps, sensors, users and the demo-simulator gateway. "
         "Prints GATEWAY_TOKEN=... (a new token each run) and USER=... PASSWORD=... ROLE=... lines."

@@ -9,13 +9,14 @@ from django.utils import timezone
 
 from models_registry.choices import ModelKind
 from models_registry.models import ModelVersion
-from plant.models import AssetType
+from plant.models import Asset, AssetType
+from plant.params import ParamError, check_date, parse_id
 
 
 def get_version(name: str, version: str) -> ModelVersion:
     try:
-        number = int(version.lstrip("vV"))
-    except ValueError:
+        number = parse_id("version", version.strip().lstrip("vV"))
+    except ParamError:
         raise CommandError(f"version {version!r} is not a number") from None
     found = ModelVersion.objects.select_related("asset_type").filter(name=name, version=number).first()
     if found is None:
@@ -26,6 +27,26 @@ def get_version(name: str, version: str) -> ModelVersion:
             f"{name!r} has no version {number} (versions: {', '.join(map(str, sorted(known)))})"
         )
     return found
+
+
+def get_asset(value: str) -> Asset:
+    """An asset by tag, SITE/TAG or id (ASCII digits); a tag on several sites asks for SITE/TAG or the id."""
+    assets = Asset.objects.select_related("site", "asset_type")
+    if "/" in value:
+        site, _, tag = value.partition("/")
+        matches = list(assets.filter(site__slug=site, tag=tag)[:1])
+    else:
+        matches = list(assets.filter(tag=value)[:2])
+        if not matches:
+            try:
+                matches = list(assets.filter(pk=parse_id("asset", value)))
+            except ParamError:
+                pass
+    if not matches:
+        raise CommandError(f"no asset with tag or id {value!r}")
+    if len(matches) > 1:
+        raise CommandError(f"tag {value!r} exists on several sites; give SITE/TAG or the asset's id")
+    return matches[0]
 
 
 def get_asset_type(slug: str) -> AssetType:
@@ -43,11 +64,16 @@ def check_kind(kind: str) -> str:
 
 
 def parse_moment(text: str | None, option: str) -> datetime | None:
-    """ISO date or date-time; a naive value is taken in the server's time zone."""
+    """ISO date or date-time; a naive value is taken in the server's time zone. Dates outside the years Vigil
+    holds readings for (plant.params.check_date) are refused: the year 1 or 9999 with an offset does not
+    convert to UTC."""
     if not text:
         return None
     try:
         moment = datetime.fromisoformat(text)
+        check_date(option, moment)
+    except ParamError as exc:
+        raise CommandError(f"{option}: {exc.message}") from None
     except ValueError:
         raise CommandError(f"{option} {text!r} is not an ISO date or date-time") from None
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from detection.baseline import BaselineError
 from models_registry.baseline import recalibrate, unsettled_words
-from models_registry.management.commands._common import parse_moment
+from models_registry.management.commands._common import get_asset, parse_moment
 from models_registry.models import ModelVersion
-from plant.models import Asset
+from plant.management.base import VigilCommand
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Calibrate an asset's per-asset baseline from the feature windows of a period of normal running: its "
         "operating point, and its robust calibration and thresholds when robust versions are in use; "
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, asset: str, start: str, end: str, model: str | None, **options) -> None:
-        found = _get_asset(asset)
+        found = get_asset(asset)
         begin, finish = parse_moment(start, "--start"), parse_moment(end, "--end")
         names = None
         if model:
@@ -62,19 +62,3 @@ class Command(BaseCommand):
                 f"clear {item.clear_threshold:.6g} ({item.get_source_display().lower()}, "
                 f"{item.window_count} scores)"
             )
-
-
-def _get_asset(value: str) -> Asset:
-    assets = Asset.objects.select_related("site", "asset_type")
-    if "/" in value:
-        site, _, tag = value.partition("/")
-        matches = list(assets.filter(site__slug=site, tag=tag)[:1])
-    else:
-        matches = list(assets.filter(tag=value)[:2])
-        if not matches and value.isdigit():
-            matches = list(assets.filter(pk=int(value)))
-    if not matches:
-        raise CommandError(f"no asset with tag or id {value!r}")
-    if len(matches) > 1:
-        raise CommandError(f"tag {value!r} exists on several sites; give SITE/TAG or the asset's id")
-    return matches[0]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from models_registry.evaluation import EVALUATIONS, evaluation_module
-from models_registry.evaluation.report import markdown, write
+from models_registry.evaluation.report import default_dir, markdown, write
 from plant.datasets import dataset_errors
+from plant.management.base import VigilCommand
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Score a public dataset through the production path (feature windows, ONNX model, thresholds, "
         "hysteresis) and print the result beside the published numbers; writes JSON + markdown."
@@ -31,13 +33,34 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         name = options["dataset"]
         module = evaluation_module(name)
-        with dataset_errors():
+        out = writable_folder(Path(options["out"]) if options["out"] else default_dir())
+        with dataset_errors(options.get("data_dir")):
             evaluation = module.run(options, self._progress)
-        json_path, md_path = write(evaluation, Path(options["out"]) if options["out"] else None)
+        # The table first: a folder that stops being writable during a long run loses only the files.
         self.stdout.write(markdown(evaluation))
+        try:
+            json_path, md_path = write(evaluation, out)
+        except OSError as exc:
+            raise CommandError(
+                f"--out: cannot write into {out}: {exc.strerror}; the table is above"
+            ) from None
         self.stdout.write(f"wrote {json_path} and {md_path}")
 
     def _progress(self, message: str) -> None:
         # Progress goes to stderr so stdout stays the table (pipe-able into a file).
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
+
+
+def writable_folder(path: Path) -> Path:
+    """``path``, created if needed, or a CommandError before any work when it is not a folder this process
+    may write into (an evaluation runs for minutes before it writes)."""
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"--out: {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"--out: cannot create the folder {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CommandError(f"--out: cannot write into {path}")
+    return path

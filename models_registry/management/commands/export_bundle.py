@@ -1,30 +1,32 @@
-"""manage.py export_bundle NAME VERSION [--asset TAG|ID] [--output PATH]"""
+"""manage.py export_bundle NAME VERSION [--asset TAG|SITE/TAG|ID] [--output PATH]"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from models_registry.bundle import BundleExportError, build_bundle
-from models_registry.management.commands._common import get_version
-from plant.models import Asset
+from models_registry.management.commands._common import get_asset, get_version
+from plant.management.base import VigilCommand
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = "Write an edge bundle (.zip with model.onnx, spec.json, checksums.json) for the edge runner (python -m edge.runner)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("version")
-        parser.add_argument("--asset", help="Asset tag (or id) whose sensor keys the bundle maps to roles.")
+        parser.add_argument(
+            "--asset", help="Asset tag, site-slug/tag, or id whose sensor keys the bundle maps to roles."
+        )
         parser.add_argument("--output", help="Where to write the zip (default NAME-vVERSION[-TAG].zip).")
 
     def handle(
         self, *args, name: str, version: str, asset: str | None, output: str | None, **options
     ) -> None:
         target = get_version(name, version)
-        found = _get_asset(asset) if asset else None
+        found = get_asset(asset) if asset else None
         try:
             data = build_bundle(target, found)
         except BundleExportError as exc:
@@ -36,14 +38,3 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot write {path}: {exc.strerror}") from None
         self.stdout.write(self.style.SUCCESS(f"wrote {path} ({len(data)} bytes) for {target}"))
-
-
-def _get_asset(value: str) -> Asset:
-    matches = list(Asset.objects.select_related("site", "asset_type").filter(tag=value)[:2])
-    if not matches and value.isdigit():
-        matches = list(Asset.objects.select_related("site", "asset_type").filter(pk=int(value)))
-    if not matches:
-        raise CommandError(f"no asset with tag or id {value!r}")
-    if len(matches) > 1:
-        raise CommandError(f"tag {value!r} exists on several sites; give the asset's id instead")
-    return matches[0]

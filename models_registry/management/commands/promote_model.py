@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from models_registry.management.commands._common import get_version
 from models_registry.services import ModelRejected, RegistryError, promote
+from plant.management.base import VigilCommand
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = "Validate a model version and make it the champion of its asset type and kind (or a shadow)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from models_registry.management.commands._common import get_asset_type, parse_moment
 from models_registry.models import RetrainRun
 from models_registry.retrain import RetrainError, check_kind, execute_run, start_retrain
+from plant.management.base import VigilCommand
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Retrain a model of an asset type from operator feedback (confirmed faults, false alarms with their "
         "reasons, missed failures) and register it as a candidate."

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from models_registry.management.commands._common import check_kind, get_asset_type
 from models_registry.services import ModelRejected, RegistryError, current_champion, rollback
+from plant.management.base import VigilCommand
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = "Retire the champion of an asset type and kind and bring back the previous champion."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -3,19 +3,20 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from detection.baseline import MODES, PEER_MODES, PER_ASSET, PER_ASSET_ROBUST
 from detection.detectors import DETECTORS
 from detection.thresholds import OPEN_RULES
 from models_registry.management.commands._common import check_kind, get_asset_type, parse_moment
-from models_registry.services import TrainingError, train_and_register
+from models_registry.services import TrainingError, check_model_name, train_and_register
 from models_registry.tasks import train_model_task
+from plant.management.base import VigilCommand
 from plant.models import no_sensor_for
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = "Train a model on the readings and labels of an asset type and register it as a candidate."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -77,6 +78,11 @@ class Command(BaseCommand):
         for flag, key in (("--detector", "detector"), ("--open-rule", "open_rule")):
             if options[key] and kind != "anomaly":
                 raise CommandError(f"{flag} applies to anomaly models only")
+        if options["name"]:
+            try:  # here too, so that --enqueue does not queue a run that cannot register its version
+                check_model_name(options["name"])
+            except TrainingError as exc:
+                raise CommandError(str(exc)) from None
         roles = None
         if options["roles"] is not None:
             roles = [role.strip() for role in options["roles"].split(",") if role.strip()]

@@ -6,13 +6,14 @@ import asyncio
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from plant.connections.bridge import connections_to_run, run_bridge
+from plant.management.base import VigilCommand
 from plant.models import Site
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = "Run the plant connections (MQTT, OPC UA, Modbus TCP) of every site, or of one, until stopped."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from plant.management.base import VigilCommand
 from plant.models import Gateway
 from plant.sites import UnknownSite, get_site
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = "Issue a new gateway for a site and print GATEWAY_TOKEN=<token> (only its hash is stored)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from plant.datasets import dataset_errors
 from plant.datasets.registry import DATASETS, load_dataset
+from plant.management.base import VigilCommand
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Load a public dataset (skab, cmapss, nab, ai4i, ims) from VIGIL_DATA_DIR: asset type, assets and "
         "sensors, readings through the ingestion path and the dataset's labels. Re-running adds nothing."
@@ -33,6 +34,12 @@ class Command(BaseCommand):
         subsets = [
             part for value in options["subset"] or [] for part in str(value).split(",") if part.strip()
         ]
+        if options["subset"] is not None and not subsets:
+            # An empty selection would otherwise mean "every part": a whole dataset nobody asked for.
+            raise CommandError(
+                f"--subset {', '.join(map(repr, options['subset']))} names no part of {name}; valid: "
+                f"{entry.subsets}"
+            )
         with dataset_errors():
             results = load_dataset(name, subsets, limit_rows=options["limit_rows"], stream=self.stderr)
         if entry.time_note:

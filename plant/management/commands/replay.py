@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import time
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from plant import simulator_client
 from plant.datasets import dataset_errors
@@ -24,13 +23,14 @@ from plant.datasets.replay import (
     record_labels,
     shift_for,
 )
+from plant.management.base import VigilCommand, check_numbers
 from plant.models import Gateway
 from plant.simulator_client import IngestError, ReadingsSender
 
 REPLAY_GATEWAY = "dataset-replay"
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Replay a recorded run (e.g. skab/valve1/3) through POST /api/v1/readings at --speed x real time, "
         "timestamps shifted so the run ends now, into a live asset on the gateway's site (created if needed)."
@@ -55,9 +55,15 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         speed, batch_s = float(options["speed"]), float(options["batch_seconds"])
-        for name, value in (("--speed", speed), ("--batch-seconds", batch_s)):
-            if not (math.isfinite(value) and value > 0):
-                raise CommandError(f"{name} must be positive (got {value})")
+        check_numbers(
+            ("--speed", speed, True),
+            ("--batch-seconds", batch_s, True),
+            ("--max-retries", options["max_retries"], False),
+        )
+        try:
+            simulator_client.check_url(str(options["url"]))
+        except ValueError as exc:
+            raise CommandError(f"--url: {exc}") from None
         with dataset_errors():
             dataset, unit = read_run(str(options["run"]), limit_rows=options["limit_rows"])
         if len(unit.ts) == 0:

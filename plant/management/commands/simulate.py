@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import time
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.conf import settings
+from django.core.management.base import CommandError, CommandParser
 
 from plant import simulator_client
+from plant.management.base import VigilCommand, check_numbers
 from plant.sites import UnknownSite, get_site
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import IngestError, ReadingsSender, SimulationRun
@@ -19,7 +20,7 @@ from plant.simulator_devices import DeviceStartError, OtDevices
 from plant.simulator_mqtt import MqttDevices, SplitSender
 
 
-class Command(BaseCommand):
+class Command(VigilCommand):
     help = (
         "Stream realistic multi-sensor pump data for a site to POST /api/v1/readings, with a schedule of "
         "injected faults (recorded as simulator labels). Ctrl-C stops it with a summary."
@@ -86,16 +87,30 @@ class Command(BaseCommand):
             )
         speed, batch_s, backfill_min = options["speed"], options["batch_seconds"], options["backfill"]
         duration, limit = options["duration"], options["assets"]
-        for name, value, positive in (
+        check_numbers(
             ("--speed", speed, True),
             ("--batch-seconds", batch_s, True),
             ("--backfill", backfill_min, False),
             ("--duration", duration, False),
             ("--assets", limit, True),
             ("--max-retries", options["max_retries"], False),
-        ):
-            if value is not None and not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
-                raise CommandError(f"{name} must be {'positive' if positive else '>= 0'} (got {value})")
+        )
+        # Past the API's age limit every reading is refused; far past it the arithmetic overflows.
+        max_span_s = settings.VIGIL_INGEST_MAX_AGE_DAYS * 86400.0
+        if backfill_min * 60.0 > max_span_s:
+            raise CommandError(
+                f"--backfill must be at most {max_span_s / 60:.0f} minutes: the API refuses readings older "
+                f"than {settings.VIGIL_INGEST_MAX_AGE_DAYS} days (VIGIL_INGEST_MAX_AGE_DAYS)"
+            )
+        if speed * max(batch_s, duration or 0.0) > max_span_s:
+            raise CommandError(
+                f"--speed {speed:g} simulates more than {settings.VIGIL_INGEST_MAX_AGE_DAYS} days per "
+                "--batch-seconds (or --duration); the API refuses readings that old"
+            )
+        try:
+            simulator_client.check_url(options["url"])
+        except ValueError as exc:
+            raise CommandError(f"--url: {exc}") from None
 
         try:
             site = get_site(options["site"])
