@@ -180,8 +180,9 @@ def data_dir(base: Path | str | None = None) -> Path:
     root = Path(base) if base is not None else Path(settings.VIGIL_DATA_DIR)
     path = root / "skab" / "data"
     if not path.is_dir():
+        setting = "--data-dir" if base is not None else "VIGIL_DATA_DIR"
         raise DatasetMissing(
-            f"SKAB data not found at {path}: set VIGIL_DATA_DIR to the folder holding skab/data "
+            f"SKAB data not found at {path}: set {setting} to the folder holding skab/data "
             "(see ../shared/data/skab/DATASET_CARD.md)"
         )
     return path

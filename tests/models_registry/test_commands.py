@@ -307,6 +307,18 @@ def test_export_bundle_takes_the_asset_as_site_and_tag_like_calibrate_baseline(
     assert path.stat().st_size > 0
 
 
+def test_export_bundle_refuses_an_empty_output_instead_of_writing_the_default_file(
+    site, pump, tmp_path, monkeypatch
+):
+    make_asset(site, tag="p-1", asset_type=pump)
+    make_version(pump)
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", "  "):
+        with pytest.raises(CommandError, match="--output is empty: name the zip file to write"):
+            call_command("export_bundle", "pump-anomaly", "1", "--asset", "p-1", "--output", empty)
+    assert list(tmp_path.glob("*.zip")) == []
+
+
 def test_calibrate_baseline_refuses_a_period_with_more_windows_than_it_may_build(site, pump):
     asset = make_asset(site, tag="p-1", asset_type=pump)
     with pytest.raises(CommandError, match=r"holds about [\d,]+ windows of .* more than the 5,000,000"):

@@ -124,6 +124,8 @@ def test_missing_data_under_data_dir_names_that_folder_not_vigil_data_dir(tmp_pa
         )
     assert f"SKAB data not found at {nowhere}/skab/data" in str(error.value)
     assert str(error.value).endswith(f"(--data-dir is {nowhere})")
+    assert "set --data-dir to the folder holding skab/data" in str(error.value)
+    assert "set VIGIL_DATA_DIR" not in str(error.value)
 
 
 def test_a_single_run_is_refused_because_leave_one_run_out_needs_two(tmp_path):

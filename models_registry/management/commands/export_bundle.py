@@ -25,6 +25,8 @@ class Command(VigilCommand):
     def handle(
         self, *args, name: str, version: str, asset: str | None, output: str | None, **options
     ) -> None:
+        if output is not None and not output.strip():
+            raise CommandError("--output is empty: name the zip file to write (or leave the option out)")
         target = get_version(name, version)
         found = get_asset(asset) if asset else None
         try:
