@@ -44,6 +44,7 @@ from alerts.metrics.charts import kpi_figures, trend_figure
 from alerts.metrics.export import aiter_chunks, export_alerts
 from alerts.metrics.params import KPI_PERIODS
 from alerts.metrics.kpis import (
+    RATE_MIN_ELAPSED,
     alarm_kpis,
     chatter_opens,
     chatter_window,
@@ -53,6 +54,7 @@ from alerts.metrics.kpis import (
 from alerts.metrics.rows import gc_paused
 from alerts.metrics.trust import FLOOR
 from alerts.models import ScoringGap
+from detection.wording import duration_text
 from plant.access import can_see_health, role_required, site_ids_for_user
 from plant.models import Site
 from plant.params import ParamError, parse_id, shown, text
@@ -329,6 +331,7 @@ def health_kpis(request: HttpRequest) -> HttpResponse:
         "chatter_opens": chatter_opens(),
         "chatter_minutes": int(chatter_window().total_seconds() // 60),
         "respond_minutes": int(respond_window().total_seconds() // 60),
+        "rate_min": duration_text(RATE_MIN_ELAPSED.total_seconds()),
         "back_url": f"{reverse('alerts:health')}?{urlencode(query.as_params())}",
     }
     return render(request, template, context)
