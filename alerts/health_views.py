@@ -105,13 +105,15 @@ class Cell:
     url: str = ""
     name: str = ""
     label: str = ""  # the column's words, shown beside the number when the table stacks on a phone
+    note: str = ""  # under a rate: the alerts its denominator leaves out, and why
 
     def __html__(self) -> str:
         # html.escape is what Django's escaping does (quotes included), without its lazy-string wrapper:
         # the page has thousands of cells.
+        note = f'<span class="muted cell-note">{escape(self.note)}</span>' if self.note else ""
         return (
             f'<td data-label="{escape(self.label)}" data-metric="{escape(self.name)}">'
-            f'<a href="{escape(self.url)}">{escape(self.text)}</a></td>'
+            f'<a href="{escape(self.url)}">{escape(self.text)}</a>{note}</td>'
         )
 
 
@@ -139,6 +141,27 @@ def provide_health_section(section: HealthSection) -> None:
 
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
+
+
+def rate_text(numerator: int, denominator: int, of: str = "") -> str:
+    """A rate with what it divides: '67% (2 of 3)', '100% (2 of 2 due)', '— (none due)'."""
+    if not denominator:
+        return f"— (none{' ' + of if of else ''})"
+    return f"{numerator / denominator:.0%} ({numerator} of {denominator}{' ' + of if of else ''})"
+
+
+def not_due_text(not_due: int) -> str:
+    """Why follow-through leaves alerts out: '4 still inside their 24 h answer window'."""
+    if not not_due:
+        return ""
+    hours = f"{follow_through_window().total_seconds() / 3600:g} h"
+    return f"{not_due} still inside {'its' if not_due == 1 else 'their'} {hours} answer window"
+
+
+def left_out(*parts: tuple[int, str]) -> str:
+    """What a rate's denominator leaves out, the non-zero parts: 'not counted: 4 without a verdict yet'."""
+    said = [f"{n} {why}" for n, why in parts if n]
+    return f"not counted: {', '.join(said)}" if said else ""
 
 
 def duration(seconds: float | None) -> str:
@@ -191,8 +214,10 @@ def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> Cells
     # drill_url's query string ends with the metric: the rest is built once per row, not once per cell.
     prefix = drill_url(query, row, "", total=total)
 
-    def link(text: str, metric: str, name: str) -> Cell:
-        return Cell(text, f"{prefix}{metric}", name, COLUMN_LABELS[name])
+    def link(text: str, metric: str, name: str, note: str = "") -> Cell:
+        return Cell(text, f"{prefix}{metric}", name, COLUMN_LABELS[name], note)
+
+    unjudged = (row.unjudged, "without a verdict yet")
 
     return Cells(
         [
@@ -202,10 +227,20 @@ def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> Cells
             link(str(row.false_alarms), "false_alarms", "false_alarms"),
             link(str(row.not_actionable), "not_actionable", "not_actionable"),
             link(str(row.missed), "missed", "missed"),
-            link(percent(row.precision), "precision", "precision"),
-            link(percent(row.recall), "confirmed", "recall"),
-            link(percent(row.follow_through), "due", "follow_through"),
-            link(percent(row.actionability), "verdicts", "actionability"),
+            link(
+                rate_text(row.confirmed, row.judged),
+                "precision",
+                "precision",
+                left_out(unjudged, (row.not_actionable, "not actionable")),
+            ),
+            link(rate_text(row.confirmed, row.faults), "confirmed", "recall", left_out(unjudged)),
+            link(
+                rate_text(row.followed, row.due, "due"),
+                "due",
+                "follow_through",
+                not_due_text(row.not_due),
+            ),
+            link(rate_text(row.actionable, row.verdicts), "verdicts", "actionability", left_out(unjudged)),
             link(duration(row.tta_median_s), "acknowledged", "tta_median"),
             link(duration(row.tta_p90_s), "acknowledged", "tta_p90"),
             link(str(row.ignored), "ignored", "ignored"),

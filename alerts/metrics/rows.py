@@ -89,13 +89,35 @@ class MetricsRow:
     tta_s: list[float] = field(default_factory=list, repr=False)
     false_alarms_by_reason: dict[str, int] = field(default_factory=dict)
 
+    # Each rate's denominator, named once: the rates divide by them and the page shows them beside the rate
+    # ("100 % (2 of 2 due)"), with what they leave out (``not_due``, ``unjudged``), so the two never disagree.
+    @property
+    def judged(self) -> int:
+        """Precision's denominator: confirmed faults and false alarms (not-actionable verdicts are neither)."""
+        return self.confirmed + self.false_alarms
+
+    @property
+    def faults(self) -> int:
+        """Recall's denominator: confirmed faults and reported missed failures."""
+        return self.confirmed + self.missed
+
+    @property
+    def not_due(self) -> int:
+        """Alerts left out of follow-through: still inside their answer window without a verdict."""
+        return self.alerts - self.due
+
+    @property
+    def unjudged(self) -> int:
+        """Alerts without a verdict yet: in no denominator but follow-through's (once due)."""
+        return self.alerts - self.verdicts
+
     @property
     def precision(self) -> float | None:
-        return ratio(self.confirmed, self.confirmed + self.false_alarms)
+        return ratio(self.confirmed, self.judged)
 
     @property
     def recall(self) -> float | None:
-        return ratio(self.confirmed, self.confirmed + self.missed)
+        return ratio(self.confirmed, self.faults)
 
     @property
     def follow_through(self) -> float | None:
