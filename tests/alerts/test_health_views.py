@@ -36,6 +36,8 @@ def test_an_engineer_sees_the_table_the_trend_and_the_august_warning(engineer_cl
     assert [w.period for w in response.context["report"].warnings] == ["2026-08"]
     warning = re.search(r'<section class="trust-warning[^>]*>(.*?)</section>', page, re.S).group(1)
     assert "2026-08" in warning and "P-101" in warning and "pump-anomaly v2" in warning
+    (flagged,) = response.context["report"].warnings
+    assert f"({flagged.followed} of {flagged.due} due alerts answered within 24 h)</h2>" in warning
     assert warning.index("P-101") < warning.index("P-102"), "the asset with the most dismissals first"
     assert 'id="trust-warning-2026-07"' not in page
     # Stacked on a phone, each number is labelled in words, not with the metric's key
