@@ -51,7 +51,7 @@ from alerts.metrics.kpis import (
     mix_text,
     respond_window,
 )
-from alerts.metrics.rows import gc_paused
+from alerts.metrics.rows import gc_paused, rate_text
 from alerts.metrics.trust import FLOOR
 from alerts.models import ScoringGap
 from detection.wording import duration_text
@@ -143,13 +143,6 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
 
-def rate_text(numerator: int, denominator: int, of: str = "") -> str:
-    """A rate with what it divides: '67% (2 of 3)', '100% (2 of 2 due)', '— (none due)'."""
-    if not denominator:
-        return f"— (none{' ' + of if of else ''})"
-    return f"{numerator / denominator:.0%} ({numerator} of {denominator}{' ' + of if of else ''})"
-
-
 def not_due_text(not_due: int) -> str:
     """Why follow-through leaves alerts out: '4 still inside their 24 h answer window'."""
     if not not_due:
@@ -228,19 +221,19 @@ def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> Cells
             link(str(row.not_actionable), "not_actionable", "not_actionable"),
             link(str(row.missed), "missed", "missed"),
             link(
-                rate_text(row.confirmed, row.judged),
+                rate_text(row, "precision"),
                 "precision",
                 "precision",
                 left_out(unjudged, (row.not_actionable, "not actionable")),
             ),
-            link(rate_text(row.confirmed, row.faults), "confirmed", "recall", left_out(unjudged)),
+            link(rate_text(row, "recall"), "confirmed", "recall", left_out(unjudged)),
             link(
-                rate_text(row.followed, row.due, "due"),
+                rate_text(row, "follow_through"),
                 "due",
                 "follow_through",
                 not_due_text(row.not_due),
             ),
-            link(rate_text(row.actionable, row.verdicts), "verdicts", "actionability", left_out(unjudged)),
+            link(rate_text(row, "actionability"), "verdicts", "actionability", left_out(unjudged)),
             link(duration(row.tta_median_s), "acknowledged", "tta_median"),
             link(duration(row.tta_p90_s), "acknowledged", "tta_p90"),
             link(str(row.ignored), "ignored", "ignored"),

@@ -51,6 +51,25 @@ def ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
+# Each rate's numerator and denominator (MetricsRow attributes), and the word the page puts after the
+# denominator: the page's cells and the trend's hover text say '100% (2 of 2 due)' from these.
+RATE_PARTS = {
+    "precision": ("confirmed", "judged", ""),
+    "recall": ("confirmed", "faults", ""),
+    "follow_through": ("followed", "due", "due"),
+    "actionability": ("actionable", "verdicts", ""),
+}
+
+
+def rate_text(row: MetricsRow, rate: str) -> str:
+    """One of a row's rates with what it divides: '67% (2 of 3)', '100% (2 of 2 due)', '— (none due)'."""
+    numerator_name, denominator_name, word = RATE_PARTS[rate]
+    value, of = getattr(row, rate), f" {word}" if word else ""
+    if value is None:
+        return f"— (none{of})"
+    return f"{value:.0%} ({getattr(row, numerator_name)} of {getattr(row, denominator_name)}{of})"
+
+
 def median(values: list[float]) -> float | None:
     """statistics.median (the mean of the middle two of an even count) without its checks: one per row of
     a year of asset x week rows."""

@@ -354,3 +354,8 @@ def test_every_rate_says_what_it_divides_and_which_alerts_it_does_not_count_yet(
     assert said["precision"] == "50% (1 of 2) | not counted: 4 without a verdict yet"
     assert said["recall"] == "100% (1 of 1) | not counted: 4 without a verdict yet"
     assert said["actionability"] == "50% (1 of 2) | not counted: 4 without a verdict yet"
+    # The trend's hover text says the same (the period total: this asset's alerts are all there are).
+    figure = client.get(HEALTH, {"group_by": "asset"}).context["figure"]
+    hover = {line["name"]: line["customdata"] for line in figure["data"]}
+    assert hover["Follow-through"] == ["100% (2 of 2 due)"]
+    assert hover["Precision"] == ["50% (1 of 2)"]
