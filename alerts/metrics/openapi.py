@@ -59,6 +59,21 @@ _ROW_FIELDS = {
         "description": "Nearest-rank 90th percentile of the same, seconds.",
     },
     "ignored": {**_COUNT, "description": "Alerts auto-closed with no human answer at all."},
+    "actionable": {
+        **_COUNT,
+        "description": "Confirmed faults repaired or scheduled (actionability's numerator).",
+    },
+    "followed": {
+        **_COUNT,
+        "description": "Alerts with a first verdict within the follow-through window (its numerator).",
+    },
+    "due": {
+        **_COUNT,
+        "description": (
+            "Alerts answered or past their follow-through window (its denominator); alerts − due are still "
+            "inside their window without a verdict, not counted yet."
+        ),
+    },
 }
 _QUERY_PARAMETERS = [
     {

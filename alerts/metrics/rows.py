@@ -41,6 +41,11 @@ API_FIELDS = (
     "tta_median_s",
     "tta_p90_s",
     "ignored",
+    # The numerators and denominators the rates above leave implicit (RATE_PARTS): followed / due is the
+    # follow-through, actionable / verdicts the actionability; alerts − due are still inside their window.
+    "actionable",
+    "followed",
+    "due",
 )
 NO_MODEL = "no model deployed"
 ALL = "All"

@@ -359,3 +359,12 @@ def test_every_rate_says_what_it_divides_and_which_alerts_it_does_not_count_yet(
     hover = {line["name"]: line["customdata"] for line in figure["data"]}
     assert hover["Follow-through"] == ["100% (2 of 2 due)"]
     assert hover["Precision"] == ["50% (1 of 2)"]
+    # The API row carries the same denominators.
+    (api_row,) = client.get("/api/v1/metrics", {"group_by": "asset"}).json()["rows"]
+    assert {k: api_row[k] for k in ("alerts", "followed", "due", "actionable", "verdicts")} == {
+        "alerts": 6,
+        "followed": 2,
+        "due": 2,
+        "actionable": 1,
+        "verdicts": 2,
+    }
