@@ -44,15 +44,17 @@ from alerts.metrics.charts import kpi_figures, trend_figure
 from alerts.metrics.export import aiter_chunks, export_alerts
 from alerts.metrics.params import KPI_PERIODS
 from alerts.metrics.kpis import (
+    RATE_MIN_ELAPSED,
     alarm_kpis,
     chatter_opens,
     chatter_window,
     mix_text,
     respond_window,
 )
-from alerts.metrics.rows import gc_paused
+from alerts.metrics.rows import gc_paused, rate_text
 from alerts.metrics.trust import FLOOR
 from alerts.models import ScoringGap
+from detection.wording import duration_text
 from plant.access import can_see_health, role_required, site_ids_for_user
 from plant.models import Site
 from plant.params import ParamError, parse_id, shown, text
@@ -103,13 +105,15 @@ class Cell:
     url: str = ""
     name: str = ""
     label: str = ""  # the column's words, shown beside the number when the table stacks on a phone
+    note: str = ""  # under a rate: the alerts its denominator leaves out, and why
 
     def __html__(self) -> str:
         # html.escape is what Django's escaping does (quotes included), without its lazy-string wrapper:
         # the page has thousands of cells.
+        note = f'<span class="muted cell-note">{escape(self.note)}</span>' if self.note else ""
         return (
             f'<td data-label="{escape(self.label)}" data-metric="{escape(self.name)}">'
-            f'<a href="{escape(self.url)}">{escape(self.text)}</a></td>'
+            f'<a href="{escape(self.url)}">{escape(self.text)}</a>{note}</td>'
         )
 
 
@@ -137,6 +141,20 @@ def provide_health_section(section: HealthSection) -> None:
 
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
+
+
+def not_due_text(not_due: int) -> str:
+    """Why follow-through leaves alerts out: '4 still inside their 24 h answer window'."""
+    if not not_due:
+        return ""
+    hours = f"{follow_through_window().total_seconds() / 3600:g} h"
+    return f"{not_due} still inside {'its' if not_due == 1 else 'their'} {hours} answer window"
+
+
+def left_out(*parts: tuple[int, str]) -> str:
+    """What a rate's denominator leaves out, the non-zero parts: 'not counted: 4 without a verdict yet'."""
+    said = [f"{n} {why}" for n, why in parts if n]
+    return f"not counted: {', '.join(said)}" if said else ""
 
 
 def duration(seconds: float | None) -> str:
@@ -189,8 +207,10 @@ def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> Cells
     # drill_url's query string ends with the metric: the rest is built once per row, not once per cell.
     prefix = drill_url(query, row, "", total=total)
 
-    def link(text: str, metric: str, name: str) -> Cell:
-        return Cell(text, f"{prefix}{metric}", name, COLUMN_LABELS[name])
+    def link(text: str, metric: str, name: str, note: str = "") -> Cell:
+        return Cell(text, f"{prefix}{metric}", name, COLUMN_LABELS[name], note)
+
+    unjudged = (row.unjudged, "without a verdict yet")
 
     return Cells(
         [
@@ -200,10 +220,20 @@ def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> Cells
             link(str(row.false_alarms), "false_alarms", "false_alarms"),
             link(str(row.not_actionable), "not_actionable", "not_actionable"),
             link(str(row.missed), "missed", "missed"),
-            link(percent(row.precision), "precision", "precision"),
-            link(percent(row.recall), "confirmed", "recall"),
-            link(percent(row.follow_through), "due", "follow_through"),
-            link(percent(row.actionability), "verdicts", "actionability"),
+            link(
+                rate_text(row, "precision"),
+                "precision",
+                "precision",
+                left_out(unjudged, (row.not_actionable, "not actionable")),
+            ),
+            link(rate_text(row, "recall"), "confirmed", "recall", left_out(unjudged)),
+            link(
+                rate_text(row, "follow_through"),
+                "due",
+                "follow_through",
+                not_due_text(row.not_due),
+            ),
+            link(rate_text(row, "actionability"), "verdicts", "actionability", left_out(unjudged)),
             link(duration(row.tta_median_s), "acknowledged", "tta_median"),
             link(duration(row.tta_p90_s), "acknowledged", "tta_p90"),
             link(str(row.ignored), "ignored", "ignored"),
@@ -329,6 +359,7 @@ def health_kpis(request: HttpRequest) -> HttpResponse:
         "chatter_opens": chatter_opens(),
         "chatter_minutes": int(chatter_window().total_seconds() // 60),
         "respond_minutes": int(respond_window().total_seconds() // 60),
+        "rate_min": duration_text(RATE_MIN_ELAPSED.total_seconds()),
         "back_url": f"{reverse('alerts:health')}?{urlencode(query.as_params())}",
     }
     return render(request, template, context)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from alerts.metrics.kpis import PRIORITIES, PRIORITY_TARGET
-from alerts.metrics.rows import MetricsRow
+from alerts.metrics.rows import MetricsRow, rate_text
 from alerts.metrics.trust import FLOOR
 
 SERIES = (
@@ -28,8 +28,10 @@ def trend_figure(totals: Sequence[MetricsRow], flagged: Sequence[str] = ()) -> d
             "name": name,
             "x": periods,
             "y": [getattr(row, attr) for row in totals],
+            # The hover says what the rate divides, as the table does: 'Follow-through 100% (2 of 2 due)'.
+            "customdata": [rate_text(row, attr) for row in totals],
             "line": {"color": colour, "dash": dash, "width": 3 if dash == "solid" else 2},
-            "hovertemplate": f"{name} %{{y:.0%}}<extra>%{{x}}</extra>",
+            "hovertemplate": f"{name} %{{customdata}}<extra>%{{x}}</extra>",
             "connectgaps": False,
         }
         for attr, name, colour, dash in SERIES

@@ -14,9 +14,17 @@ Definitions (targets and the band a warning checks, with their sources; docs/arc
 * technicians: users in the technician group with a membership of the site (today's memberships: there
   is no roster history). The per-technician rates are None for a site without one.
 * alerts per technician per 10 minutes = alerts / technicians / (bucket length / 10 min), and per day =
-  alerts / technicians / (bucket length / 24 h); a bucket still running (or cut by the query's end) counts
-  only its elapsed part. ISA-18.2 / EEMUA 191: ~1 per 10 min (~150 a day) "very likely acceptable",
-  ~2 per 10 min (~300 a day) "maximum manageable"; the warning fires above the maximum manageable.
+  alerts / technicians / (bucket length / 24 h). ISA-18.2 / EEMUA 191: ~1 per 10 min (~150 a day) "very
+  likely acceptable", ~2 per 10 min (~300 a day) "maximum manageable"; the warning fires above the maximum
+  manageable. A bucket still running (or cut by the query's dates) is ``partial`` and counts only its
+  elapsed part, and its rates exist only once ``RATE_MIN_ELAPSED`` (1 h) of it has passed (``rated``):
+  both rates are averages the standards judge over a whole shift or day, and over a few minutes they are
+  an artefact of the division, not a load (3 alerts in the first 7 minutes of a shift read as 303 a day,
+  "out of band"; each alert moves an hour's rate by 1/6 per 10 min at most). The standards' own measure of
+  a short span is the flood (more than 10 alerts in one 10-minute period), which is checked on every
+  10-minute period, running or not, so a real burst at the start of a shift still warns. Before the hour
+  the page says "so far: N alerts in M min", with no rate and no band; after it, the rate is over the
+  elapsed part and the page says so.
 * flood: a 10-minute period (aligned on UTC multiples of 10 minutes) in which the site showed more than
   10 alerts; the KPI is flood periods / 10-minute periods of the bucket. Target < 1 %.
 * chattering: ``VIGIL_KPI_CHATTER_OPENS`` (3) or more alerts of one condition shown within
@@ -58,6 +66,7 @@ from alerts.choices import AlertCategory, AlertKind, Severity
 from alerts.metrics.facts import alert_facts_sql, epoch_s, fetch
 from alerts.metrics.params import MetricsQuery
 from alerts.models import Alert
+from detection.wording import duration_text
 from plant.choices import Role
 from plant.models import Asset, Site, SiteMembership
 
@@ -75,6 +84,8 @@ PRIORITY_OF = {
 }
 PRIORITY_TARGET = {"low": 0.80, "medium": 0.15, "high": 0.05}
 PRIORITY_MIN_ALERTS = 20
+# A partial bucket's rates are averages over its elapsed part: not judged over less than this (docstring).
+RATE_MIN_ELAPSED = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,9 @@ class KpiRow:
     end: datetime
     seconds: float
     technicians: int
+    # The whole bucket's length; ``seconds`` is the part inside the query's dates and before now.
+    length: float = 0.0
+    running: bool = False  # not over yet at the time of the query (its elapsed part counts)
     alerts: int = 0
     ten_minute_periods: int = 0
     flood_periods: int = 0
@@ -136,14 +150,47 @@ class KpiRow:
     priorities: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PRIORITIES, 0))
 
     @property
+    def partial(self) -> bool:
+        """Only part of the bucket counts: it is still running, or the query's dates cut it."""
+        return self.seconds < self.length
+
+    @property
+    def rated(self) -> bool:
+        """Enough of the bucket has passed for its per-technician rates (``RATE_MIN_ELAPSED``, or all of a
+        shorter bucket): before that they are None and the page shows what passed so far."""
+        return self.seconds > 0 and self.seconds >= min(RATE_MIN_ELAPSED.total_seconds(), self.length)
+
+    @property
+    def seconds_text(self) -> str:
+        return duration_text(self.seconds)
+
+    @property
+    def so_far(self) -> str:
+        """'3 alerts in 7 min': what a partial bucket's numbers are counted over."""
+        return f"{self.alerts} alert{'' if self.alerts == 1 else 's'} in {self.seconds_text}"
+
+    @property
+    def period_text(self) -> str:
+        """The bucket's label, and for a partial one how much of it counts: '2026-09-14 06:00 (so far: 3
+        alerts in 7 min of 8 h)', or the part inside the query's dates."""
+        return f"{self.period} ({self.partial_text})" if self.partial else self.period
+
+    @property
+    def partial_text(self) -> str:
+        """How much of a partial bucket counts: 'so far: 3 alerts in 7 min of 8 h'."""
+        if self.running:
+            return f"so far: {self.so_far} of {duration_text(self.length)}"
+        return f"{self.seconds_text} of {duration_text(self.length)} in the dates chosen"
+
+    @property
     def per_tech_per_10min(self) -> float | None:
-        if not self.technicians or self.seconds <= 0:
+        if not self.technicians or not self.rated:
             return None
         return self.alerts / self.technicians / (self.seconds / TEN_MINUTES)
 
     @property
     def per_tech_per_day(self) -> float | None:
-        if not self.technicians or self.seconds <= 0:
+        if not self.technicians or not self.rated:
             return None
         return self.alerts / self.technicians / (self.seconds / DAY)
 
@@ -161,6 +208,9 @@ class KpiRow:
             "period": self.period,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
+            "seconds": self.seconds,
+            "partial": self.partial,
+            "rated": self.rated,
             "technicians": self.technicians,
             "alerts": self.alerts,
             "per_tech_per_10min": self.per_tech_per_10min,
@@ -415,6 +465,7 @@ def alarm_kpis(site_ids: Collection[int], query: MetricsQuery, *, now: datetime)
             since,
             limit,
             labels,
+            now,
         )
         for site in sites
     ]
@@ -429,6 +480,7 @@ def _site_kpis(
     since: datetime | None,
     limit: datetime,
     labels: dict[int, str],
+    now: datetime,
 ) -> SiteKpis:
     zone, starts = site_zone(site), site.shift_start_times()
     since_s, limit_s = (since.timestamp() if since else None), limit.timestamp()
@@ -452,6 +504,8 @@ def _site_kpis(
                 end=end,
                 seconds=seconds,
                 technicians=technicians,
+                length=(end - start).total_seconds(),
+                running=start <= now < end,
                 ten_minute_periods=-(-int(seconds) // TEN_MINUTES),
             )
         last[:] = [(found.start.timestamp(), found.end.timestamp(), found)]
@@ -572,8 +626,8 @@ def kpi_warnings(sites: list[SiteKpis]) -> list[KpiWarning]:
                 KpiWarning(
                     site=site.site.name,
                     kpi=kpi,
-                    periods=tuple(row.period for row, _ in out),
-                    worst_period=worst_row.period,
+                    periods=tuple(row.period_text for row, _ in out),
+                    worst_period=worst_row.period_text,
                     worst=shown(worst_row, worst),
                     target=target,
                 )

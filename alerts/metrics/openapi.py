@@ -59,6 +59,21 @@ _ROW_FIELDS = {
         "description": "Nearest-rank 90th percentile of the same, seconds.",
     },
     "ignored": {**_COUNT, "description": "Alerts auto-closed with no human answer at all."},
+    "actionable": {
+        **_COUNT,
+        "description": "Confirmed faults repaired or scheduled (actionability's numerator).",
+    },
+    "followed": {
+        **_COUNT,
+        "description": "Alerts with a first verdict within the follow-through window (its numerator).",
+    },
+    "due": {
+        **_COUNT,
+        "description": (
+            "Alerts answered or past their follow-through window (its denominator); alerts − due are still "
+            "inside their window without a verdict, not counted yet."
+        ),
+    },
 }
 _QUERY_PARAMETERS = [
     {
@@ -138,6 +153,20 @@ _KPI_ROW = {
     },
     "start": {"type": "string", "format": "date-time"},
     "end": {"type": "string", "format": "date-time"},
+    "seconds": {
+        "type": "number",
+        "minimum": 0,
+        "description": "Seconds of the bucket counted: inside the query's dates and before now.",
+    },
+    "partial": {
+        "type": "boolean",
+        "description": "Only part of the bucket counts: it is still running, or the query's dates cut it.",
+    },
+    "rated": {
+        "type": "boolean",
+        "description": "At least an hour of the bucket (or all of it) counts: the per-technician rates are "
+        "null before, as an average over a few minutes is no load.",
+    },
     "technicians": {
         **_COUNT,
         "description": "Active users of the technician group with a membership of the site (the denominator).",
@@ -145,11 +174,11 @@ _KPI_ROW = {
     "alerts": {**_COUNT, "description": "Alerts shown in the bucket (within the query's dates)."},
     "per_tech_per_10min": {
         **_NUMBER,
-        "description": "alerts / technicians / 10-minute periods elapsed; target ~1, at most ~2 (ISA-18.2, EEMUA 191).",
+        "description": "alerts / technicians / 10-minute periods elapsed (null until rated); target ~1, at most ~2 (ISA-18.2, EEMUA 191).",
     },
     "per_tech_per_day": {
         **_NUMBER,
-        "description": "alerts / technicians / days elapsed; target ~150, at most ~300 (ISA-18.2, EEMUA 191).",
+        "description": "alerts / technicians / days elapsed (null until rated); target ~150, at most ~300 (ISA-18.2, EEMUA 191).",
     },
     "ten_minute_periods": {**_COUNT, "description": "10-minute periods elapsed in the bucket."},
     "flood_periods": {**_COUNT, "description": "Of those, periods with more than 10 alerts shown."},

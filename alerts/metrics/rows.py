@@ -41,6 +41,11 @@ API_FIELDS = (
     "tta_median_s",
     "tta_p90_s",
     "ignored",
+    # The numerators and denominators the rates above leave implicit (RATE_PARTS): followed / due is the
+    # follow-through, actionable / verdicts the actionability; alerts − due are still inside their window.
+    "actionable",
+    "followed",
+    "due",
 )
 NO_MODEL = "no model deployed"
 ALL = "All"
@@ -49,6 +54,25 @@ ALL = "All"
 def ratio(numerator: int, denominator: int) -> float | None:
     """A rate, or None (not 0) when nothing was there to count."""
     return numerator / denominator if denominator else None
+
+
+# Each rate's numerator and denominator (MetricsRow attributes), and the word the page puts after the
+# denominator: the page's cells and the trend's hover text say '100% (2 of 2 due)' from these.
+RATE_PARTS = {
+    "precision": ("confirmed", "judged", ""),
+    "recall": ("confirmed", "faults", ""),
+    "follow_through": ("followed", "due", "due"),
+    "actionability": ("actionable", "verdicts", ""),
+}
+
+
+def rate_text(row: MetricsRow, rate: str) -> str:
+    """One of a row's rates with what it divides: '67% (2 of 3)', '100% (2 of 2 due)', '— (none due)'."""
+    numerator_name, denominator_name, word = RATE_PARTS[rate]
+    value, of = getattr(row, rate), f" {word}" if word else ""
+    if value is None:
+        return f"— (none{of})"
+    return f"{value:.0%} ({getattr(row, numerator_name)} of {getattr(row, denominator_name)}{of})"
 
 
 def median(values: list[float]) -> float | None:
@@ -89,13 +113,35 @@ class MetricsRow:
     tta_s: list[float] = field(default_factory=list, repr=False)
     false_alarms_by_reason: dict[str, int] = field(default_factory=dict)
 
+    # Each rate's denominator, named once: the rates divide by them and the page shows them beside the rate
+    # ("100 % (2 of 2 due)"), with what they leave out (``not_due``, ``unjudged``), so the two never disagree.
+    @property
+    def judged(self) -> int:
+        """Precision's denominator: confirmed faults and false alarms (not-actionable verdicts are neither)."""
+        return self.confirmed + self.false_alarms
+
+    @property
+    def faults(self) -> int:
+        """Recall's denominator: confirmed faults and reported missed failures."""
+        return self.confirmed + self.missed
+
+    @property
+    def not_due(self) -> int:
+        """Alerts left out of follow-through: still inside their answer window without a verdict."""
+        return self.alerts - self.due
+
+    @property
+    def unjudged(self) -> int:
+        """Alerts without a verdict yet: in no denominator but follow-through's (once due)."""
+        return self.alerts - self.verdicts
+
     @property
     def precision(self) -> float | None:
-        return ratio(self.confirmed, self.confirmed + self.false_alarms)
+        return ratio(self.confirmed, self.judged)
 
     @property
     def recall(self) -> float | None:
-        return ratio(self.confirmed, self.confirmed + self.missed)
+        return ratio(self.confirmed, self.faults)
 
     @property
     def follow_through(self) -> float | None:

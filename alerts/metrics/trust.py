@@ -5,6 +5,12 @@ stream of alerts they have learnt to dismiss or ignore. A period is flagged when
 by at least ``drop`` from the calendar period just before it, or is below ``floor``; the warning names
 the assets and model versions with the most dismissed (false alarm, not actionable) or ignored
 (auto-closed untouched) alerts opened in that period.
+
+A period is judged on its due alerts (the follow-through denominator: a verdict given, or the answer window
+over), and only with at least ``MIN_DUE`` of them, for the period itself and for the one it is compared
+with. Counting alerts instead let a period of 6 alerts with 1 due warn on "0 %", or a month two days old
+warn on its first answer: a rate over one or two answers is not a trend. A period still running is judged
+on what is due so far, which is a fair measure once enough is due; the warning says how many that is.
 """
 
 from __future__ import annotations
@@ -18,15 +24,16 @@ from alerts.metrics.rows import DriverCount
 
 DROP = 0.15
 FLOOR = 0.60
-# Below this many alerts in a period a rate moves by whole tenths on one answer: too noisy to warn on.
-MIN_ALERTS = 5
+# Below this many due alerts in a period one answer moves the rate by 20 points or more: too noisy to warn on.
+MIN_DUE = 5
 TOP = 3
 _EPS = 1e-9
 
 
 class PeriodRow(Protocol):
     period: str
-    alerts: int
+    followed: int
+    due: int
 
     @property
     def follow_through(self) -> float | None: ...
@@ -38,6 +45,8 @@ class TrustWarning:
 
     period: str
     follow_through: float
+    followed: int
+    due: int
     previous_period: str | None
     previous: float | None
     reasons: tuple[str, ...]
@@ -49,7 +58,8 @@ class TrustWarning:
         names = ", ".join(f"{d.label} ({d.count})" for d in self.assets) or "no single asset"
         models = ", ".join(f"{d.label} ({d.count})" for d in self.models) or "no single model"
         return (
-            f"Follow-through in {self.period} is {self.follow_through:.0%}: {'; '.join(self.reasons)}. "
+            f"Follow-through in {self.period} is {self.follow_through:.0%} ({self.followed} of {self.due} due):"
+            f" {'; '.join(self.reasons)}. "
             f"Dismissed or ignored alerts come mostly from {names}; models: {models}."
         )
 
@@ -61,7 +71,7 @@ def trust_warnings(
     *,
     drop: float = DROP,
     floor: float = FLOOR,
-    min_alerts: int = MIN_ALERTS,
+    min_due: int = MIN_DUE,
     top: int = TOP,
 ) -> list[TrustWarning]:
     """The flagged periods of ``totals`` (one row per period), oldest first."""
@@ -69,13 +79,11 @@ def trust_warnings(
     warnings = []
     for row in sorted(totals, key=lambda r: r.period):
         current = row.follow_through
-        if current is None or row.alerts < min_alerts:
+        if current is None or row.due < min_due:
             continue
         before_label = previous_period(row.period)
         before_row = by_period.get(before_label)
-        before = (
-            before_row.follow_through if before_row is not None and before_row.alerts >= min_alerts else None
-        )
+        before = before_row.follow_through if before_row is not None and before_row.due >= min_due else None
         reasons = []
         if before is not None and before - current >= drop - _EPS:
             reasons.append(f"down {100 * (before - current):.0f} points from {before:.0%} in {before_label}")
@@ -86,6 +94,8 @@ def trust_warnings(
                 TrustWarning(
                     period=row.period,
                     follow_through=current,
+                    followed=row.followed,
+                    due=row.due,
                     previous_period=before_label if before is not None else None,
                     previous=before,
                     reasons=tuple(reasons),

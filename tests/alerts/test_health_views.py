@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
+from django.utils import timezone
 
 from alerts.metrics import MetricsQuery, metric_rows
 from alerts.metrics.closed import refresh_closed_periods
@@ -35,6 +36,8 @@ def test_an_engineer_sees_the_table_the_trend_and_the_august_warning(engineer_cl
     assert [w.period for w in response.context["report"].warnings] == ["2026-08"]
     warning = re.search(r'<section class="trust-warning[^>]*>(.*?)</section>', page, re.S).group(1)
     assert "2026-08" in warning and "P-101" in warning and "pump-anomaly v2" in warning
+    (flagged,) = response.context["report"].warnings
+    assert f"({flagged.followed} of {flagged.due} due alerts answered within 24 h)</h2>" in warning
     assert warning.index("P-101") < warning.index("P-102"), "the asset with the most dismissals first"
     assert 'id="trust-warning-2026-07"' not in page
     # Stacked on a phone, each number is labelled in words, not with the metric's key
@@ -325,3 +328,43 @@ def test_the_drill_down_says_not_yet_due_where_the_follow_through_rate_leaves_an
             said[int(pk)] = text
 
     assert said == {fresh.pk: "not yet due", late.pk: "no", judged.pk: "yes"}
+
+
+def test_every_rate_says_what_it_divides_and_which_alerts_it_does_not_count_yet(
+    client, engineer, technician, asset, champion
+):
+    # The QA case: six alerts of one asset, two answered, four auto-closed untouched within the last hours.
+    # The row read "100%" next to "Ignored 4": the four are still inside their 24 h answer window.
+    for minutes in (90, 80, 70, 60):
+        make_alert(asset, champion, age_min=minutes, state="auto_closed", closed_at=timezone.now())
+    repaired = make_alert(asset, champion, age_min=180, state="acknowledged")
+    record_feedback(repaired, technician, "confirm:repaired")
+    glitch = make_alert(asset, champion, age_min=120, state="acknowledged")
+    record_feedback(glitch, technician, "false_alarm:sensor_glitch")
+    client.force_login(engineer)
+    page = client.get(HEALTH, {"group_by": "asset"}).content.decode()
+    row = page[page.index(f'<tr data-period="{timezone.now():%Y-%m}" data-key="{asset.pk}">') :]
+    row = row.split("</tr>")[0]
+    said = {
+        name: " | ".join(part for part in re.split(r"<[^>]+>", cell) if part.strip())
+        for name, cell in re.findall(r'data-metric="(\w+)">(.*?)</td>', row)
+    }
+    assert (said["alerts"], said["ignored"]) == ("6", "4")
+    assert said["follow_through"] == "100% (2 of 2 due) | 4 still inside their 24 h answer window"
+    assert said["precision"] == "50% (1 of 2) | not counted: 4 without a verdict yet"
+    assert said["recall"] == "100% (1 of 1) | not counted: 4 without a verdict yet"
+    assert said["actionability"] == "50% (1 of 2) | not counted: 4 without a verdict yet"
+    # The trend's hover text says the same (the period total: this asset's alerts are all there are).
+    figure = client.get(HEALTH, {"group_by": "asset"}).context["figure"]
+    hover = {line["name"]: line["customdata"] for line in figure["data"]}
+    assert hover["Follow-through"] == ["100% (2 of 2 due)"]
+    assert hover["Precision"] == ["50% (1 of 2)"]
+    # The API row carries the same denominators.
+    (api_row,) = client.get("/api/v1/metrics", {"group_by": "asset"}).json()["rows"]
+    assert {k: api_row[k] for k in ("alerts", "followed", "due", "actionable", "verdicts")} == {
+        "alerts": 6,
+        "followed": 2,
+        "due": 2,
+        "actionable": 1,
+        "verdicts": 2,
+    }

@@ -46,6 +46,8 @@ from datetime import timezone as dt_timezone
 from fractions import Fraction
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 
 from alerts.metrics.kpis import alarm_kpis, bucket_end, bucket_of
 from alerts.metrics.params import MetricsQuery
@@ -244,3 +246,69 @@ def test_shift_buckets_follow_the_site_time_zone_and_wrap_past_midnight():
     # The night the clocks go back (25 October 2026) the night shift lasts 9 hours.
     start, _ = bucket_of(datetime(2026, 10, 25, 0, 0, tzinfo=dt_timezone.utc), "shift", berlin, starts)
     assert (bucket_end(start, "shift", berlin, starts) - start).total_seconds() == 9 * 3600
+
+
+# --- a shift still running ---------------------------------------------------------------------------------
+
+
+def running_shift(minutes: int, alerts: int) -> tuple:
+    """North (UTC, shifts 06/14/22) with one technician, ``alerts`` alerts one every 20 s from 22:00, and
+    the KPIs by shift ``minutes`` after 22:00."""
+    history = build_kpi_history()
+    north, version = history["north"], ModelVersion.objects.get()
+    Alert.objects.filter(asset__site=north).delete()
+    User.objects.filter(username="tom").delete()  # one technician left: tess
+    start = at(9, 22)
+    for i in range(alerts):
+        opened = start + timedelta(seconds=20 * i)
+        row = Alert.objects.create(
+            asset=make_asset(north, f"r-{i}", version.asset_type),
+            model_version=version,
+            kind="anomaly",
+            state="open",
+            opened_at=opened,
+            first_window_start=opened,
+            last_seen_at=opened,
+            peak_score=12.0,
+            peak_window_end=opened,
+        )
+        AlertEvent.objects.create(alert=row, at=opened, from_state="", to_state="open", reason="opened")
+    now = start + timedelta(minutes=minutes)
+    report = alarm_kpis([north.pk], MetricsQuery(site=north, kpi_period="shift"), now=now)
+    (row,) = [row for row in report.sites[0].rows if row.period == "2026-09-09 22:00"]
+    return report, row
+
+
+def test_three_alerts_in_the_first_minutes_of_a_shift_are_no_rate_and_no_warning(db):
+    report, row = running_shift(7, 3)
+    # The old extrapolation read these as 3 / 1 / (7 min / 24 h) = 617 a day, out of band.
+    assert (row.alerts, row.partial, row.running, row.rated) == (3, True, True, False)
+    assert (row.per_tech_per_10min, row.per_tech_per_day) == (None, None)
+    assert row.partial_text == "so far: 3 alerts in 7 min of 8 h"
+    assert [w.kpi for w in report.warnings if w.kpi.startswith("per_tech")] == []
+
+
+def test_a_running_shift_is_rated_over_its_elapsed_part_after_an_hour_and_says_so(db):
+    report, row = running_shift(60, 13)  # 13 in an hour for one technician: > 2 per 10 minutes
+    assert row.rated and row.per_tech_per_10min == pytest.approx(13 / 6)
+    warning = next(w for w in report.warnings if w.kpi == "per_tech_per_10min")
+    assert warning.worst_period == "2026-09-09 22:00 (so far: 13 alerts in 1 h of 8 h)"
+
+
+def test_a_flood_at_the_start_of_a_shift_still_warns_before_the_hour(db):
+    report, row = running_shift(7, 11)  # 11 in 3 min 40 s: more than 10 in one 10-minute period
+    assert not row.rated and row.flood_periods == 1
+    kpis = [w.kpi for w in report.warnings]
+    assert "flood_pct" in kpis and not [kpi for kpi in kpis if kpi.startswith("per_tech")]
+
+
+def test_the_page_says_what_a_running_shift_counts_and_gives_no_rate_before_the_hour(db, monkeypatch):
+    running_shift(7, 3)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: at(9, 22, 7))
+    client = Client()
+    client.force_login(User.objects.get(username="enzo"))
+    page = client.get("/alerts/health/kpis/?site=north&kpi_period=shift").content.decode()
+    row = page[page.index('<tr data-period="2026-09-09 22:00">') :].split("</tr>")[0]
+    assert "so far: 3 alerts in 7 min of 8 h" in row
+    assert "not rated before 1 h has passed" in row
+    assert 'id="kpi-warning-' not in page

@@ -146,6 +146,22 @@ def test_periods_with_too_few_alerts_neither_warn_nor_serve_as_the_baseline():
     assert trust_warnings(rows, [], []) == []
 
 
+def test_a_period_is_judged_on_its_due_alerts_not_on_all_it_opened():
+    # A month two days old: 6 alerts, 1 of them due (the rest inside their answer window), unanswered.
+    # "0 %" from 1 of 1 is not a trend: no warning, and it is no baseline for the month after.
+    young = MetricsRow(period="2026-04", key=None, alerts=6, due=1, followed=0)
+    assert trust_warnings([young], [], []) == []
+    later = MetricsRow(period="2026-05", key=None, alerts=9, due=9, followed=7)
+    assert (
+        trust_warnings([MetricsRow(period="2026-04", key=None, alerts=9, due=4, followed=4), later], [], [])
+        == []
+    )
+    # Once 5 are due it is judged on them, and the warning says how many that is.
+    (warning,) = trust_warnings([MetricsRow(period="2026-04", key=None, alerts=8, due=5, followed=2)], [], [])
+    assert (warning.followed, warning.due) == (2, 5)
+    assert warning.message.startswith("Follow-through in 2026-04 is 40% (2 of 5 due): below 60%.")
+
+
 def test_the_drivers_are_ranked_by_dismissed_plus_ignored_in_the_flagged_period_only():
     rows = [period("2026-01", 10, 10), period("2026-02", 10, 5)]
     assets = [

@@ -93,13 +93,16 @@ def test_an_engineer_follows_the_warning_from_the_trend_to_the_alerts_behind_it(
             table = page.locator("#health-table")
             table.wait_for()
             july_total = table.locator("tr.period-total[data-period='2026-07']")
-            assert july_total.locator("td[data-metric='follow_through']").inner_text().strip() == "40%"
+            assert (
+                july_total.locator("td[data-metric='follow_through']").inner_text().strip()
+                == "40% (4 of 10 due)"
+            )
             assert july_total.locator("td[data-metric='alerts']").inner_text().strip() == "10"
             assert (
                 table.locator("tr.period-total[data-period='2026-06'] td[data-metric='follow_through']")
                 .inner_text()
                 .strip()
-                == "100%"
+                == "100% (10 of 10 due)"
             )
             # The trend: Plotly drew the four lines (and the warning marker) into the chart.
             page.locator("#health-chart.js-plotly-plot .main-svg").first.wait_for(timeout=15_000)
