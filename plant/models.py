@@ -414,7 +414,9 @@ class Connection(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.get_protocol_display()})"
+        protocol = self.get_protocol_display()
+        # A name that says its protocol already ("Demo broker (MQTT)", the demo's) is not followed by it again.
+        return self.name if protocol.lower() in self.name.lower() else f"{self.name} ({protocol})"
 
     def clean(self) -> None:
         """The endpoint and options as the protocol's client reads them (connectivity.protocols)."""

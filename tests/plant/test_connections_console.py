@@ -163,3 +163,14 @@ def test_the_site_page_shows_each_connection_with_the_bridge_status(client, site
     body = client.get(site.get_absolute_url()).content.decode()
     assert "line broker" in body and "connected, 12.5 readings/s" in body and "99 / 0 / 0" in body
     assert "not started: no point mappings: import or add some" in body
+
+
+def test_a_connection_named_with_its_protocol_is_not_followed_by_it_again(engineer_client, site):
+    # The demo names its connections "Demo broker (MQTT)", "Demo PLC (OPC UA)", "Demo PLC (Modbus TCP)".
+    named = Connection.objects.create(site=site, name="Demo broker (MQTT)", endpoint="mqtt://b")
+    plain = Connection.objects.create(site=site, name="line 2", protocol="opcua", endpoint="opc.tcp://p:4840")
+    assert [str(named), str(plain)] == ["Demo broker (MQTT)", "line 2 (OPC UA)"]
+    sensor = make_asset(site, "p-1").sensors.first()
+    PointMapping.objects.create(connection=named, sensor=sensor, address={"topic": "t", "path": "v"})
+    body = engineer_client.get(reverse("admin:plant_pointmapping_changelist")).content.decode()
+    assert "Demo broker (MQTT)" in body and "(MQTT) (MQTT)" not in body
