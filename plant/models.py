@@ -119,8 +119,12 @@ class AssetType(models.Model):
     name = models.CharField(max_length=80)
     slug = models.SlugField(max_length=60, unique=True)
     description = models.TextField(blank=True)
-    window_s = models.PositiveIntegerField(default=60, help_text="Feature window length in seconds.")
-    step_s = models.PositiveIntegerField(default=10, help_text="Seconds between consecutive windows.")
+    window_s = models.PositiveIntegerField(
+        "window length (s)", default=60, help_text="Feature window length in seconds."
+    )
+    step_s = models.PositiveIntegerField(
+        "step between windows (s)", default=10, help_text="Seconds between consecutive windows."
+    )
 
     class Meta:
         ordering = ["name"]
