@@ -528,6 +528,15 @@ class ConnectionState(models.Model):
     def __str__(self) -> str:
         return f"state of {self.connection_id}"
 
+    def counted_text(self) -> str:
+        """The period its counts (messages, stored, refused, errors) cover, in words: the bridge counts from
+        its last start of the connection (its own start, or a restart after the configuration changed)."""
+        if self.started_at is None:
+            return ""
+        if self.running and self.is_current():
+            return f"since the bridge started it {_ago(self.started_at)}"
+        return f"in its last run: started {_ago(self.started_at)}, last report {_ago(self.updated_at)}"
+
     def is_current(self, now: datetime | None = None) -> bool:
         """Whether the bridge reported recently enough for this row to be believed. A bridge killed by
         SIGKILL, the OOM killer or a power cut writes no last report: its last "running, connected" would
