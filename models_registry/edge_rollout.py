@@ -90,11 +90,11 @@ def unserved(assets: Iterable[Asset]) -> list[Asset]:
 
 
 def decide(assignment: EdgeAssignment, stage: str, *, actor: Any = None, reason: str = "") -> None:
-    """An engineer approves or cancels an assignment in shadow (compare-and-set on the stage)."""
+    """An engineer approves or cancels an assignment in shadow (compare-and-set on the stage), saying why."""
     if stage not in (EdgeStage.APPROVED, EdgeStage.CANCELLED):
         raise RolloutError(f"an engineer can approve or cancel, not {stage!r}")
     moved = EdgeAssignment.objects.filter(pk=assignment.pk, stage=EdgeStage.SHADOW).update(
-        stage=stage, decided_at=timezone.now(), decided_by=actor, outcome_reason=reason[:300]
+        stage=stage, decided_at=timezone.now(), decided_by=actor, decision_reason=reason[:300]
     )
     if not moved:
         raise RolloutError(f"assignment #{assignment.pk} is no longer in shadow")
@@ -190,7 +190,7 @@ def record_shadow_reports(gateway: Gateway, reports: list[Any]) -> list[dict[str
                 if ok and EdgeAssignment.objects.filter(pk=row.pk, stage=EdgeStage.SHADOW).update(
                     stage=EdgeStage.APPROVED,
                     decided_at=timezone.now(),
-                    outcome_reason=f"approved by policy: {why}",
+                    decision_reason=f"approved by policy: {why}",
                 ):
                     stage = EdgeStage.APPROVED
         results.append({"id": row.pk, "stage": stage})

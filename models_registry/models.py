@@ -353,6 +353,9 @@ class EdgeAssignment(models.Model):
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Why the switch was approved or the trial cancelled (the engineer's words, or the policy's); kept apart
+    # from outcome_reason, which the agent's report of the switch overwrites.
+    decision_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

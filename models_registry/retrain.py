@@ -451,13 +451,16 @@ def retrain_from_feedback(
     step("labels")
     asset_ids = list(asset_type.assets.filter(is_active=True).values_list("pk", flat=True))
     if not asset_ids:
-        raise RetrainError(f"asset type {asset_type.slug!r} has no active assets")
+        raise RetrainError(f"there is no active {asset_type.name} asset to retrain on")
     events = feedback_events(asset_ids, start=since, excluded=True)
     if not any(not event.excluded for event in events):
         where = f" since {since:%Y-%m-%d %H:%M}" if since else ""
+        # Said to the engineer on the run page: what to do in the product, not which command to run.
         raise RetrainError(
-            f"no operator feedback on assets of type {asset_type.slug!r}{where}: there is nothing to retrain "
-            "from (confirm or dismiss alerts first, or train from normal data with train_model)"
+            f"no operator feedback on {asset_type.name} assets{where}: there is nothing to retrain from. "
+            "Give verdicts on some of their alerts on the Alerts board (confirmed fault, false alarm, not "
+            "actionable), or label periods of fault or normal running in the Console (Plant › Labels), "
+            "then retrain"
         )
     step("windows")
     champion = current_champion(asset_type, kind)

@@ -303,18 +303,34 @@ def current_champion(asset_type: AssetType, kind: str) -> ModelVersion | None:
 def previous_champion(
     asset_type: AssetType, kind: str, *, exclude: ModelVersion | None
 ) -> ModelVersion | None:
-    """The version that most recently became champion, other than `exclude` (the current one)."""
-    entries = ModelStatusChange.objects.filter(
-        to_status=ModelStatus.CHAMPION, version__asset_type=asset_type, version__kind=kind
-    ).select_related("version")
-    if exclude is not None:
-        entries = entries.exclude(version=exclude)
-    entry = entries.order_by("-at", "-id").first()
-    return entry.version if entry else None
+    """The champion a rollback of `exclude` (the current champion) would bring back, or None.
+
+    The history is replayed as a stack: a version that becomes champion is pushed, a champion rolled back
+    is popped (the version it goes back to is then on top again). So after v1 → v2 and a rollback to v1,
+    the target is the champion v1 replaced, never v2, which was just rolled back away from.
+    """
+    stack: list[ModelVersion] = []
+    for change in (
+        ModelStatusChange.objects.filter(version__asset_type=asset_type, version__kind=kind)
+        .select_related("version")
+        .order_by("at", "id")
+    ):
+        if change.to_status == ModelStatus.CHAMPION and (not stack or stack[-1] != change.version):
+            stack.append(change.version)
+        elif (
+            change.from_status == ModelStatus.CHAMPION
+            and change.reason.startswith(f"{ROLLED_BACK}:")
+            and stack
+            and stack[-1] == change.version
+        ):
+            stack.pop()
+    while stack and stack[-1] == exclude:
+        stack.pop()
+    return stack[-1] if stack else None
 
 
 def rollback_refusal(champion: ModelVersion, previous: ModelVersion | None) -> str:
-    """Why the champion cannot be rolled back to `previous` (its previous champion), or "" when it can.
+    """Why the champion cannot be rolled back to `previous` (previous_champion), or "" when it can.
 
     A rollback undoes the last change of champion, so its target is the version that change retired: a
     version retired on purpose (`retire`, e.g. a bad model taken out of use) or quarantined after a
@@ -322,7 +338,7 @@ def rollback_refusal(champion: ModelVersion, previous: ModelVersion | None) -> s
     """
     label = f"{champion.asset_type.slug} / {champion.kind}"
     if previous is None:
-        return f"{label} has no previous champion to roll back to (only {champion} was ever champion)"
+        return f"{label} has no previous champion to roll back to ({champion} was its first champion)"
     if previous.quarantined_at is not None:
         return f"the previous champion {previous} is quarantined after a run-time failure"
     last = previous.history.order_by("-at", "-id").first()
@@ -330,7 +346,7 @@ def rollback_refusal(champion: ModelVersion, previous: ModelVersion | None) -> s
         previous.status == ModelStatus.RETIRED
         and last is not None
         and last.from_status == ModelStatus.CHAMPION
-        and last.reason.startswith((f"{REPLACED_BY} {champion}:", f"{ROLLED_BACK}:"))
+        and last.reason.startswith(f"{REPLACED_BY} {champion}:")
     )
     if not replaced:
         return f"the previous champion {previous} was retired on purpose, not replaced by {champion}"

@@ -374,7 +374,8 @@ def edge_assign(request: HttpRequest) -> HttpResponse:
 @require_POST
 @engineer_required
 def edge_decide(request: HttpRequest, pk: int) -> HttpResponse:
-    """Approve or cancel an assignment in shadow (only one of the engineer's sites)."""
+    """Approve or cancel an assignment in shadow (only one of the engineer's sites), with a typed reason as
+    the version moves ask for (ReasonForm)."""
     assignment = get_object_or_404(
         EdgeAssignment.objects.defer("bundle"), pk=pk, asset__site_id__in=site_ids_for_user(request.user)
     )
@@ -382,10 +383,12 @@ def edge_decide(request: HttpRequest, pk: int) -> HttpResponse:
     if stage is None:
         messages.error(request, "Unknown action: approve or cancel.")
         return redirect("models_registry:edge")
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Not done: {form.errors['reason'][0]}")
+        return redirect("models_registry:edge")
     try:
-        decide(
-            assignment, stage, actor=request.user, reason=f"{request.POST.get('action')}d on the Edge page"
-        )
+        decide(assignment, stage, actor=request.user, reason=form.cleaned_data["reason"])
     except RolloutError as exc:
         messages.error(request, str(exc))
     else:

@@ -119,8 +119,12 @@ class AssetType(models.Model):
     name = models.CharField(max_length=80)
     slug = models.SlugField(max_length=60, unique=True)
     description = models.TextField(blank=True)
-    window_s = models.PositiveIntegerField(default=60, help_text="Feature window length in seconds.")
-    step_s = models.PositiveIntegerField(default=10, help_text="Seconds between consecutive windows.")
+    window_s = models.PositiveIntegerField(
+        "window length (s)", default=60, help_text="Feature window length in seconds."
+    )
+    step_s = models.PositiveIntegerField(
+        "step between windows (s)", default=10, help_text="Seconds between consecutive windows."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -414,7 +418,9 @@ class Connection(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.get_protocol_display()})"
+        protocol = self.get_protocol_display()
+        # A name that says its protocol already ("Demo broker (MQTT)", the demo's) is not followed by it again.
+        return self.name if protocol.lower() in self.name.lower() else f"{self.name} ({protocol})"
 
     def clean(self) -> None:
         """The endpoint and options as the protocol's client reads them (connectivity.protocols)."""
@@ -521,6 +527,15 @@ class ConnectionState(models.Model):
 
     def __str__(self) -> str:
         return f"state of {self.connection_id}"
+
+    def counted_text(self) -> str:
+        """The period its counts (messages, stored, refused, errors) cover, in words: the bridge counts from
+        its last start of the connection (its own start, or a restart after the configuration changed)."""
+        if self.started_at is None:
+            return ""
+        if self.running and self.is_current():
+            return f"since the bridge started it {_ago(self.started_at)}"
+        return f"in its last run: started {_ago(self.started_at)}, last report {_ago(self.updated_at)}"
 
     def is_current(self, now: datetime | None = None) -> bool:
         """Whether the bridge reported recently enough for this row to be believed. A bridge killed by

@@ -78,10 +78,10 @@ class ConnectionAdmin(SiteScopedAdmin):
         state = ConnectionState.objects.filter(connection=obj).first()
         if state is None:
             return "The bridge has not reported on this connection yet."
-        lines = [
-            obj.status_text(state),
-            f"messages {state.messages}, stored {state.stored}, refused {state.rejected}, errors {state.errors}",
-        ]
+        counts = f"messages {state.messages}, stored {state.stored}, refused {state.rejected}, errors {state.errors}"
+        if counted := state.counted_text():
+            counts += f" ({counted})"
+        lines = [obj.status_text(state), counts]
         if state.last_error:
             lines.append(f"last error ({state.last_error_at:%Y-%m-%d %H:%M:%S}): {state.last_error}")
         if obj.write_back:

@@ -56,13 +56,45 @@ def test_assign_approve_and_cancel_from_the_page(client, engineer, champion, ass
     assert response.status_code == 302
     made = EdgeAssignment.objects.get()
     assert made.stage == EdgeStage.SHADOW and made.created_by == engineer
-    assert client.get(PAGE).content.decode().count("Approve switch") == 1
-    client.post(f"/models/edge/{made.pk}/decide/", {"action": "approve"})
+    html = client.get(PAGE).content.decode()
+    # Each decision asks why first, as the version moves do (one click does nothing).
+    assert html.count("Approve switch") == 1
+    assert f'<label for="approve-{made.pk}-reason">Why switch the agent to it</label>' in html
+    assert f'<label for="cancel-{made.pk}-reason">Why cancel the trial</label>' in html
+    assert html.count('name="reason" maxlength="300" required') == 2
+    response = client.post(
+        f"/models/edge/{made.pk}/decide/", {"action": "approve", "reason": " "}, follow=True
+    )
+    made.refresh_from_db()
+    assert made.stage == EdgeStage.SHADOW and made.decided_by is None
+    assert "Not done: Say why (required)." in response.content.decode()
+    response = client.post(
+        f"/models/edge/{made.pk}/decide/", {"action": "approve", "reason": "shadow looked right"}, follow=True
+    )
     made.refresh_from_db()
     assert made.stage == EdgeStage.APPROVED and made.decided_by == engineer
+    assert made.decision_reason == "shadow looked right"
+    assert "shadow looked right" in response.content.decode()
     # A second decision on a decided assignment is refused with a message, not a 500.
-    response = client.post(f"/models/edge/{made.pk}/decide/", {"action": "cancel"}, follow=True)
+    response = client.post(
+        f"/models/edge/{made.pk}/decide/", {"action": "cancel", "reason": "x"}, follow=True
+    )
     assert "no longer in shadow" in response.content.decode()
+
+
+def test_cancelling_a_trial_records_who_and_why(client, engineer, champion, asset):
+    [made] = assign(champion, [asset])
+    client.force_login(engineer)
+    client.post(f"/models/edge/{made.pk}/decide/", {"action": "cancel"})
+    made.refresh_from_db()
+    assert made.stage == EdgeStage.SHADOW
+    client.post(f"/models/edge/{made.pk}/decide/", {"action": "cancel", "reason": "wrong asset"})
+    made.refresh_from_db()
+    assert (made.stage, made.decided_by, made.decision_reason) == (
+        EdgeStage.CANCELLED,
+        engineer,
+        "wrong asset",
+    )
 
 
 def test_a_bad_assignment_is_a_form_error(client, engineer, champion, asset):
@@ -87,7 +119,8 @@ def test_another_sites_assignment_cannot_be_decided(client, champion, asset, oth
     [made] = assign(champion, [asset])
     outsider = make_user("eng-b", "engineer", other_site)
     client.force_login(outsider)
-    assert client.post(f"/models/edge/{made.pk}/decide/", {"action": "approve"}).status_code == 404
+    response = client.post(f"/models/edge/{made.pk}/decide/", {"action": "approve", "reason": "mine now"})
+    assert response.status_code == 404
     made.refresh_from_db()
     assert made.stage == EdgeStage.SHADOW
 

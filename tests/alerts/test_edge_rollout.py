@@ -77,7 +77,7 @@ def test_the_policy_approves_within_bounds_and_never_a_flood(client, champion, a
     result = post(client, gateway_token, "/api/v1/edge/shadow-reports", {"reports": [report]}).json()
     assert result["results"] == [{"id": made.pk, "stage": "approved"}]
     made.refresh_from_db()
-    assert made.shadow_report["alerts_candidate"] == 2 and "approved by policy" in made.outcome_reason
+    assert made.shadow_report["alerts_candidate"] == 2 and "approved by policy" in made.decision_reason
 
 
 def test_without_auto_approval_the_engineer_decides(client, champion, asset, gateway_token, engineer):
@@ -92,11 +92,17 @@ def test_without_auto_approval_the_engineer_decides(client, champion, asset, gat
     post(client, gateway_token, "/api/v1/edge/shadow-reports", {"reports": [report]})
     made.refresh_from_db()
     assert made.stage == EdgeStage.SHADOW
-    decide(made, EdgeStage.APPROVED, actor=engineer)
+    decide(made, EdgeStage.APPROVED, actor=engineer, reason="a day of shadow matches the server")
     made.refresh_from_db()
     assert made.stage == EdgeStage.APPROVED and made.decided_by == engineer
     with pytest.raises(RolloutError, match="no longer in shadow"):
         decide(made, EdgeStage.CANCELLED, actor=engineer)
+    # The agent's report of the switch brings its own outcome; the engineer's why is kept beside it.
+    outcome = {"id": made.pk, "outcome": "active", "reason": "switched"}
+    post(client, gateway_token, "/api/v1/edge/outcomes", {"outcomes": [outcome]})
+    made.refresh_from_db()
+    assert (made.stage, made.outcome_reason) == (EdgeStage.ACTIVE, "switched")
+    assert (made.decided_by, made.decision_reason) == (engineer, "a day of shadow matches the server")
 
 
 def test_outcomes_switch_and_roll_back(client, champion, asset, gateway_token):

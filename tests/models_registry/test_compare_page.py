@@ -75,6 +75,22 @@ def test_promote_then_roll_back_from_the_page(client, engineer, versions):
     assert "missed a fault" in response.content.decode()
 
 
+def test_after_a_rollback_the_page_offers_no_rollback_to_the_version_rolled_back_from(
+    client, engineer, versions
+):
+    champion, challenger = versions
+    client.force_login(engineer)
+    client.post(f"/models/{challenger.pk}/promote/", {"reason": "fewer false alarms"})
+    response = client.post(f"/models/{challenger.pk}/rollback/", {"reason": "missed a fault"}, follow=True)
+    page = response.content.decode()
+    assert response.redirect_chain[-1][0] == f"/models/{champion.pk}/compare/"
+    assert 'id="rollback-form"' not in page and f"Roll back to {challenger}" not in page
+    assert 'id="rollback-refusal"' in page and f"{champion} was its first champion" in page
+    # The rolled-back version's own page offers only what makes sense for a retired one: nothing.
+    page = client.get(f"/models/{challenger.pk}/compare/").content.decode()
+    assert not any(f'id="{move}-form"' in page for move in ("shadow", "promote", "rollback"))
+
+
 def test_no_rollback_is_offered_to_a_previous_champion_retired_on_purpose(client, engineer, versions):
     champion, challenger = versions
     retire(champion, actor=engineer, reason="bad model, taken out of use")

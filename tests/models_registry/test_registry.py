@@ -143,13 +143,29 @@ def test_rollback_restores_the_previous_champion_and_retires_the_current_one(pum
     assert first.history.first().reason.startswith("rollback from pump-anomaly v2")
 
 
-def test_rollback_twice_goes_back_to_the_version_before(pump):
-    first, second = make_version(pump), make_version(pump)
+def test_rollback_twice_goes_back_two_champions_never_to_the_one_rolled_back_from(pump):
+    first, second, third = make_version(pump), make_version(pump), make_version(pump)
+    promote(first)
+    promote(second)
+    promote(third)
+    assert rollback(pump, "anomaly") == second
+    # The champion second replaced, not third (which the first rollback retired).
+    assert rollback(pump, "anomaly") == first
+    assert statuses(first, second, third) == ["champion", "retired", "retired"]
+    with pytest.raises(RegistryError, match=r"no previous champion .*pump-anomaly v1 was its first champion"):
+        rollback(pump, "anomaly")
+    assert statuses(first, second, third) == ["champion", "retired", "retired"]
+
+
+def test_a_version_rolled_back_from_and_promoted_again_is_a_rollback_target_once_replaced(pump):
+    first, second, third = make_version(pump), make_version(pump), make_version(pump)
     promote(first)
     promote(second)
     rollback(pump, "anomaly")
-    rollback(pump, "anomaly")
-    assert statuses(first, second) == ["retired", "champion"]
+    promote(second, reason="fixed the data it was trained on")
+    promote(third)
+    assert rollback(pump, "anomaly") == second
+    assert rollback(pump, "anomaly") == first
 
 
 def test_rollback_without_a_champion_or_without_a_previous_one_says_so(pump):

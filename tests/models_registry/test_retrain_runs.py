@@ -207,11 +207,16 @@ def test_an_unknown_run_is_404(client, engineer):
 
 
 def test_a_failed_run_shows_its_reason_on_the_page(client, engineer, asset):
+    asset.asset_type.name = "Centrifugal pump"
+    asset.asset_type.save()
     run = RetrainRun.objects.create(asset_type=asset.asset_type, kind="anomaly")
     execute_run(run.pk)
     client.force_login(engineer)
     html = client.get(f"/models/retrain/{run.pk}/").content.decode()
-    assert 'id="retrain-error"' in html and "no operator feedback" in html
+    assert 'id="retrain-error"' in html and "no operator feedback on Centrifugal pump assets" in html
+    # What to do in the product, in its words: no slug, no command.
+    assert "on the Alerts board" in html and "Plant › Labels" in html
+    assert "&#x27;pump&#x27;" not in html and "train_model" not in html
 
 
 def test_feedback_labels_carry_their_verdict_and_old_rows_get_it_from_their_note(history, technician):

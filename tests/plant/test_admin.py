@@ -204,6 +204,15 @@ def test_an_asset_types_sensor_roles_show_whether_each_is_required(console, asse
     assert " checked" not in boxes[index]
 
 
+def test_an_asset_types_window_fields_say_what_they_are_and_their_unit(console, asset):
+    html = console.get(reverse("admin:plant_assettype_change", args=[asset.asset_type_id])).content.decode()
+    assert '<label class="required" for="id_window_s">Window length (s):</label>' in html
+    assert '<label class="required" for="id_step_s">Step between windows (s):</label>' in html
+    listing = console.get(reverse("admin:plant_assettype_changelist")).content.decode()
+    assert "Window length (s)" in listing and "Step between windows (s)" in listing
+    assert "Window s" not in html + listing and "Step s" not in html + listing
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -3,9 +3,12 @@ configuration checked by the protocol's client, CSV import with an error per row
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from plant.builders import make_asset
 from plant.connections.mappings import export_csv, import_csv
@@ -163,3 +166,46 @@ def test_the_site_page_shows_each_connection_with_the_bridge_status(client, site
     body = client.get(site.get_absolute_url()).content.decode()
     assert "line broker" in body and "connected, 12.5 readings/s" in body and "99 / 0 / 0" in body
     assert "not started: no point mappings: import or add some" in body
+
+
+def test_the_connection_counts_say_the_period_they_cover(site, engineer_client):
+    # The bridge counts from its last start of the connection (ConnectionRunner), so the counts say since when.
+    now = timezone.now()
+    up = Connection.objects.create(site=site, name="line broker", endpoint="mqtt://b")
+    ConnectionState.objects.create(
+        connection=up,
+        running=True,
+        connected=True,
+        stored=99,
+        started_at=now - timedelta(hours=2),
+        updated_at=now,
+    )
+    gone = Connection.objects.create(site=site, name="old broker", endpoint="mqtt://c")
+    ConnectionState.objects.create(
+        connection=gone,
+        running=False,
+        stored=7,
+        started_at=now - timedelta(days=1),
+        updated_at=now - timedelta(hours=3),
+    )
+    body = engineer_client.get(site.get_absolute_url()).content.decode()
+    assert (
+        '99 / 0 / 0<br><small class="muted connection-counted">since the bridge started it 2\xa0hours ago'
+        in body
+    )
+    assert (
+        '7 / 0 / 0<br><small class="muted connection-counted">in its last run: started 1\xa0day ago, ' in body
+    )
+    page = engineer_client.get(reverse("admin:plant_connection_change", args=[up.pk])).content.decode()
+    assert "stored 99, refused 0, errors 0 (since the bridge started it 2\xa0hours ago)" in page
+
+
+def test_a_connection_named_with_its_protocol_is_not_followed_by_it_again(engineer_client, site):
+    # The demo names its connections "Demo broker (MQTT)", "Demo PLC (OPC UA)", "Demo PLC (Modbus TCP)".
+    named = Connection.objects.create(site=site, name="Demo broker (MQTT)", endpoint="mqtt://b")
+    plain = Connection.objects.create(site=site, name="line 2", protocol="opcua", endpoint="opc.tcp://p:4840")
+    assert [str(named), str(plain)] == ["Demo broker (MQTT)", "line 2 (OPC UA)"]
+    sensor = make_asset(site, "p-1").sensors.first()
+    PointMapping.objects.create(connection=named, sensor=sensor, address={"topic": "t", "path": "v"})
+    body = engineer_client.get(reverse("admin:plant_pointmapping_changelist")).content.decode()
+    assert "Demo broker (MQTT)" in body and "(MQTT) (MQTT)" not in body
