@@ -1,14 +1,33 @@
 """Sensor health: is each sensor reporting, completely and cleanly, right now?
 
+Two questions, kept apart because they send people to different places:
+
+- Data availability (the link, the gateway, the PLC connection): did the readings arrive? Measured by
+  completeness, the share of the expected readings that arrived. A GAP flag (the reading after missing
+  sample periods) is part of this measure, never a sensor fault: a bridge that connects a few seconds after
+  the PLC, or a network blip, says nothing about the transmitter.
+- Sensor faults (the instrument or its source): out of range, spike, stuck, drift, source uncertain / bad
+  (plant.choices.SENSOR_FAULT_FLAGS). Every sensor sees an isolated flag now and then (one spike an hour on
+  a healthy transmitter); a status that turns amber for each one teaches the technician to ignore it. So
+  flags are weighed as a share of the readings against a stated tolerance, and a fault happening now is
+  caught by the share of the recent readings.
+
 Status rules, checked in this order for the last `window` (one hour by default):
 
 - SILENT: no reading ever, or none for 5 sample periods (but at least SILENT_MIN_AGE, because gateways
   post in batches every few seconds and a 1 Hz sensor would otherwise flicker between silent and ok).
-- BAD: more than 20 % of the window's readings carry a quality flag, or the latest reading is flagged
-  stuck (the sensor is flatlined right now).
-- WARN: any flagged reading in the window, fewer than 90 % of the expected readings arrived, or the
-  sensor drifts (see below).
-- OK otherwise.
+- BAD: more than BAD_FLAGGED_SHARE (20 %) of the window's readings carry a sensor-fault flag, or the
+  latest reading is flagged stuck (the sensor is flatlined right now: reported at once).
+- WARN ("Degraded"), any of:
+  * more than FAULT_TOLERANCE (1 %) of the window's readings carry a sensor-fault flag;
+  * at least VIGIL_SENSOR_FAULT_OPEN_SHARE (2 %) of the last VIGIL_SENSOR_FAULT_SPAN_S (5 min) of readings
+    do: a fault that started minutes ago shows at once, at the level at which a "check sensor" alert opens
+    (alerts.services.sensor_faults; a healthy pump's spikes come singly, well under it);
+  * the latest reading carries a sensor-fault flag (drifting, out of range, bad at the source now);
+  * fewer than WARN_COMPLETENESS (90 %) of the expected readings arrived (availability);
+  * the sensor drifts against yesterday (see below).
+- OK otherwise. Flags within the tolerance are still listed in the problems, marked as such, and the
+  number of gaps is named as an availability note.
 
 Drift is a sensor-level heuristic on top of the per-reading flags: the median of the window's one-minute
 means is compared with the median of the preceding 24 h; a difference of more than DRIFT_MADS robust
@@ -17,8 +36,8 @@ sensor from a real change of the process (a new set-point, a load change): it sa
 "this sensor is broken".
 
 Cost: one GROUP BY query over Reading for all the given sensors (counts per quality bit by conditional
-aggregation; with drift, one row per sensor and minute over 25 h) plus one query for the latest reading
-of each sensor, whatever the number of sensors.
+aggregation; one-minute buckets with drift, over 25 h; otherwise buckets of the recent span) plus one
+query for the latest reading of each sensor, whatever the number of sensors.
 """
 
 from __future__ import annotations
@@ -29,16 +48,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from plant.choices import HealthStatus, QualityFlag
+from plant.choices import SENSOR_FAULT_FLAGS, HealthStatus, QualityFlag
 from plant.models import Reading, Sensor
 from plant.series import BucketSeries, load_buckets
 
 SILENT_PERIODS = 5
 SILENT_MIN_AGE = timedelta(seconds=60)
 BAD_FLAGGED_SHARE = 0.20
+FAULT_TOLERANCE = 0.01
 WARN_COMPLETENESS = 0.90
 DRIFT_BASELINE = timedelta(hours=24)
 DRIFT_MADS = 5.0
@@ -61,6 +82,7 @@ class SensorHealth:
     gap_count: int
     problems: list[str] = field(default_factory=list)
     flagged: int = 0
+    faulty: int = 0  # readings with a sensor-fault flag (every flag but GAP)
 
 
 def sensor_health(
@@ -85,7 +107,9 @@ def sensor_health(
         width_s = window_s / 60  # one-minute buckets for a one-hour window
         baseline_buckets = math.ceil(DRIFT_BASELINE.total_seconds() / width_s)
     else:
-        width_s, baseline_buckets = window_s, 0
+        # Buckets of the recent span (5 min: twelve for an hour), so the recent share can be read.
+        width_s = window_s / max(1, round(window_s / _recent_span_s()))
+        baseline_buckets = 0
     start = now - window - timedelta(seconds=baseline_buckets * width_s)
     buckets = load_buckets(ids, start, now, width_s)
     latest = _latest_readings(ids)
@@ -93,6 +117,10 @@ def sensor_health(
         s.pk: _judge(s, buckets[s.pk], baseline_buckets, latest.get(s.pk), now=now, window_s=window_s)
         for s in sensors
     }
+
+
+def _recent_span_s() -> float:
+    return float(settings.VIGIL_SENSOR_FAULT_SPAN_S)
 
 
 def asset_health(health: Iterable[SensorHealth]) -> HealthStatus:
@@ -130,10 +158,19 @@ def _judge(
     in_window = series.index >= baseline_buckets
     readings = int(series.count[in_window].sum())
     flagged = int(series.flagged[in_window].sum())
+    per_bucket = series.faulty if series.faulty is not None else series.flagged
+    faulty = int(per_bucket[in_window].sum())
     flag_counts = {flag.label: int(series.flag_counts[flag][in_window].sum()) for flag in QualityFlag}
+    gaps = flag_counts[QualityFlag.GAP.label]
     expected = max(1, int(window_s / sensor.sample_period_s)) if sensor.sample_period_s > 0 else 0
     last_ts, last_value, last_quality = latest if latest else (None, None, 0)
     unit = f" {sensor.unit}" if sensor.unit else ""
+    # The recent span: the last buckets covering VIGIL_SENSOR_FAULT_SPAN_S (at least one bucket).
+    total_buckets = baseline_buckets + round(window_s / series.width_s)
+    recent = series.index >= total_buckets - max(1, round(_recent_span_s() / series.width_s))
+    recent_count = int(series.count[recent].sum())
+    recent_faulty = int(per_bucket[recent].sum())
+    recent_share = recent_faulty / recent_count if recent_count else 0.0
 
     problems: list[str] = []
     status = HealthStatus.OK
@@ -145,21 +182,44 @@ def _judge(
         status = HealthStatus.SILENT
         problems.append(f"no reading for {_age(now - last_ts)}")
 
-    share = flagged / readings if readings else 0.0
+    share = faulty / readings if readings else 0.0
+    complete = readings / expected if expected else 1.0
+    fault_now = bool(last_quality & SENSOR_FAULT_FLAGS)
     if status != HealthStatus.SILENT:
         stuck_now = bool(last_quality & QualityFlag.STUCK)
         if stuck_now:
             problems.append(f"stuck at {last_value:g}{unit}")
+        elif fault_now:
+            problems.append(f"latest reading flagged {', '.join(QualityFlag.names_of(last_quality))}")
+        if recent_share >= settings.VIGIL_SENSOR_FAULT_OPEN_SHARE:
+            problems.append(
+                f"{recent_faulty:,} of the last {_age(timedelta(seconds=_recent_span_s()))}'s "
+                f"{recent_count:,} readings flagged ({recent_share:.0%})"
+            )
         if share > BAD_FLAGGED_SHARE or stuck_now:
             status = HealthStatus.BAD
-        elif flagged or (expected and readings / expected < WARN_COMPLETENESS):
+        elif (
+            share > FAULT_TOLERANCE
+            or recent_share >= settings.VIGIL_SENSOR_FAULT_OPEN_SHARE
+            or fault_now
+            or complete < WARN_COMPLETENESS
+        ):
             status = HealthStatus.WARN
-    if flagged:
+    if faulty:
         percent = f"{share:.0%}" if share >= 0.01 else "<1%"
-        kinds = ", ".join(f"{label} {count:,}" for label, count in flag_counts.items() if count)
-        problems.append(f"{flagged:,} of {readings:,} readings flagged ({percent}): {kinds}")
-    if expected and status != HealthStatus.SILENT and readings / expected < WARN_COMPLETENESS:
-        problems.append(f"only {readings / expected:.0%} of expected readings ({readings:,} of {expected:,})")
+        kinds = ", ".join(
+            f"{label} {count:,}"
+            for label, count in flag_counts.items()
+            if count and label != QualityFlag.GAP.label
+        )
+        within = "" if share > FAULT_TOLERANCE else f", within the {FAULT_TOLERANCE:.0%} tolerance"
+        problems.append(f"{faulty:,} of {readings:,} readings flagged ({percent}{within}): {kinds}")
+    if expected and status != HealthStatus.SILENT and complete < WARN_COMPLETENESS:
+        problems.append(f"only {complete:.0%} of expected readings ({readings:,} of {expected:,})")
+    if gaps:
+        problems.append(
+            f"{gaps:,} gap{'s' if gaps != 1 else ''} in the data (missing readings: the link, not the sensor)"
+        )
 
     shift = _drift(series, baseline_buckets, in_window)
     if shift is not None:
@@ -175,9 +235,10 @@ def _judge(
         readings=readings,
         expected=expected,
         flag_counts=flag_counts,
-        gap_count=flag_counts[QualityFlag.GAP.label],
+        gap_count=gaps,
         problems=problems,
         flagged=flagged,
+        faulty=faulty,
     )
 
 
