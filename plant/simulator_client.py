@@ -11,14 +11,16 @@ import threading
 import signal
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
 import orjson
 
-from plant.models import Site
+from django.db.models import Max
+
+from plant.models import Reading, Site
 from plant.simulator import ROLES, FaultOccurrence, PlantSimulator, SimAsset
 from plant.simulator_labels import LabelRecorder
 
@@ -46,6 +48,19 @@ def sim_assets(site: Site, limit: int | None = None) -> tuple[list[SimAsset], li
         if limit is not None and len(assets) >= limit:
             break
     return assets, skipped
+
+
+def last_stored(assets: list[SimAsset]) -> dict[str, float]:
+    """The time (epoch seconds) of the last stored reading of each simulated sensor that has one.
+
+    A restarted simulator backfills only after these: the pumps that reach the server through a bridge
+    or an edge agent are stamped with the receive time (sub-second, off the simulator's sample grid), so
+    the backfill's grid samples of the same seconds would not be de-duplicated on (sensor, ts) and the
+    history of the last run would be stored twice.
+    """
+    keys = [key for asset in assets for key in asset.sensors.values()]
+    rows = Reading.objects.filter(sensor__key__in=keys).values("sensor__key").annotate(last=Max("ts"))
+    return {row["sensor__key"]: row["last"].timestamp() for row in rows}
 
 
 def http_client(base_url: str, token: str, timeout_s: float = 30.0) -> httpx.Client:
@@ -204,14 +219,20 @@ class SimulationRun:
         self.sim_cursor: float | None = None
         self._announced: set[tuple[str, str, float]] = set()
 
-    def backfill(self, start: float, end: float) -> None:
-        """Send [start, end) as fast as the server takes it, in request-sized chunks of simulated time."""
+    def backfill(self, start: float, end: float, after: Mapping[str, float] | None = None) -> None:
+        """Send [start, end) as fast as the server takes it, in request-sized chunks of simulated time;
+        a sensor named in ``after`` (key -> epoch seconds, see ``last_stored``) only from after that time."""
         sensors = sum(len(asset.sensors) for asset in self.simulator.assets) or 1
         chunk_s = max(1.0, self.sender.max_per_request // sensors * self.simulator.dt)
+        if after:
+            start = max(start, min((after.get(k, start) for k in self._keys()), default=start))
         t = start
         while t < end:
-            self._send(t, min(t + chunk_s, end))
+            self._send(t, min(t + chunk_s, end), after)
             t += chunk_s
+
+    def _keys(self) -> list[str]:
+        return [key for asset in self.simulator.assets for key in asset.sensors.values()]
 
     def live(self, start: float, speed: float, batch_seconds: float, duration_s: float | None) -> None:
         """Stream from `start` at `speed` simulated seconds per real second until duration_s (or Ctrl-C)."""
@@ -238,8 +259,11 @@ class SimulationRun:
             occurrences = self.simulator.occurrences(self.sim_start, self.sim_cursor)
             self.labels.record(occurrences, self.sim_cursor, force=True)
 
-    def _send(self, t0: float, t1: float) -> None:
+    def _send(self, t0: float, t1: float, after: Mapping[str, float] | None = None) -> None:
         keys, ts, values = self.simulator.step(t0, t1)
+        if after:
+            keep = ts > np.array([after.get(key, -math.inf) for key in keys.tolist()])
+            keys, ts, values = keys[keep], ts[keep], values[keep]
         self.sender.send(keys, ts, values)
         self.sim_start = t0 if self.sim_start is None else self.sim_start
         self.sim_cursor = t1

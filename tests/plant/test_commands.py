@@ -297,6 +297,44 @@ def test_simulate_backfills_every_sensor_once_per_second_through_the_api(fake_ap
 
 
 @pytest.mark.django_db
+def test_a_restarted_simulate_backfills_only_after_each_sensors_last_stored_reading(fake_api, north_pumps):
+    # The last run's readings of one pump came through a bridge: stamped with the receive time, off the grid.
+    from datetime import UTC, datetime
+
+    from plant.models import Reading
+
+    bridged = list(north_pumps[0].sensors.all())
+    last = time.time() - 30.4
+    Reading.objects.bulk_create(
+        Reading(sensor=sensor, ts=datetime.fromtimestamp(last - k, UTC), value=1.0)
+        for sensor in bridged
+        for k in range(60)
+    )
+    out, _err = run(
+        "simulate",
+        "--site",
+        "north",
+        "--token",
+        "tok-1",
+        "--backfill",
+        "2",
+        "--duration",
+        "0",
+        "--faults",
+        "none",
+    )
+
+    for sensor in bridged:
+        stamps = sorted(r["ts"] for r in fake_api.readings if r["sensor"] == sensor.key)
+        assert stamps[0] > last and stamps[0] - last < 1.0  # the next sample after the last stored one
+        assert 29 <= len(stamps) <= 31
+    others = {s.key for s in north_pumps[1].sensors.all()}
+    for key in others:
+        assert len([r for r in fake_api.readings if r["sensor"] == key]) == 120
+    assert f"{len(bridged)} sensors resume after their last stored reading" in out
+
+
+@pytest.mark.django_db
 def test_simulate_takes_the_token_from_the_environment_and_limits_the_assets(
     fake_api, north_pumps, monkeypatch
 ):
