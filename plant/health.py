@@ -8,9 +8,13 @@ Two questions, kept apart because they send people to different places:
   the PLC, or a network blip, says nothing about the transmitter.
 - Sensor faults (the instrument or its source): out of range, spike, stuck, drift, source uncertain / bad
   (plant.choices.SENSOR_FAULT_FLAGS). Every sensor sees an isolated flag now and then (one spike an hour on
-  a healthy transmitter); a status that turns amber for each one teaches the technician to ignore it. So
-  flags are weighed as a share of the readings against a stated tolerance, and a fault happening now is
-  caught by the share of the recent readings.
+  a healthy transmitter; the drift rule's rare false findings, a bin or a few of 30 s); a status that turns
+  amber for each one teaches the technician to ignore it. So flags are weighed as a share of the readings
+  against a stated tolerance, and a fault happening now by the share of the recent readings, at the levels
+  at which a "check sensor" alert opens (alerts.services.sensor_faults): intermittent flags (spike, out of
+  range, source uncertain / bad) at VIGIL_SENSOR_FAULT_OPEN_SHARE (2 %) of the last
+  VIGIL_SENSOR_FAULT_SPAN_S (5 min), persistent ones (stuck, drift: they come in runs) at
+  VIGIL_SENSOR_FAULT_PERSISTENT_SHARE (50 %) of it.
 
 Status rules, checked in this order for the last `window` (one hour by default):
 
@@ -19,11 +23,11 @@ Status rules, checked in this order for the last `window` (one hour by default):
 - BAD: more than BAD_FLAGGED_SHARE (20 %) of the window's readings carry a sensor-fault flag, or the
   latest reading is flagged stuck (the sensor is flatlined right now: reported at once).
 - WARN ("Degraded"), any of:
-  * more than FAULT_TOLERANCE (1 %) of the window's readings carry a sensor-fault flag;
-  * at least VIGIL_SENSOR_FAULT_OPEN_SHARE (2 %) of the last VIGIL_SENSOR_FAULT_SPAN_S (5 min) of readings
-    do: a fault that started minutes ago shows at once, at the level at which a "check sensor" alert opens
-    (alerts.services.sensor_faults; a healthy pump's spikes come singly, well under it);
-  * the latest reading carries a sensor-fault flag (drifting, out of range, bad at the source now);
+  * more than FAULT_TOLERANCE (1 %) of the window's readings carry an intermittent flag;
+  * the recent readings reach the "check sensor" level above (a fault that started minutes ago shows at
+    once; a healthy pump's spikes come singly, well under it);
+  * the latest reading is flagged drift, out of range or source uncertain / bad (not spike: a spike is
+    one reading by definition);
   * fewer than WARN_COMPLETENESS (90 %) of the expected readings arrived (availability);
   * the sensor drifts against yesterday (see below).
 - OK otherwise. Flags within the tolerance are still listed in the problems, marked as such, and the
@@ -60,6 +64,8 @@ SILENT_PERIODS = 5
 SILENT_MIN_AGE = timedelta(seconds=60)
 BAD_FLAGGED_SHARE = 0.20
 FAULT_TOLERANCE = 0.01
+PERSISTENT = (QualityFlag.STUCK, QualityFlag.DRIFT)
+INTERMITTENT = tuple(f for f in QualityFlag if f & SENSOR_FAULT_FLAGS and f not in PERSISTENT)
 WARN_COMPLETENESS = 0.90
 DRIFT_BASELINE = timedelta(hours=24)
 DRIFT_MADS = 5.0
@@ -169,8 +175,12 @@ def _judge(
     total_buckets = baseline_buckets + round(window_s / series.width_s)
     recent = series.index >= total_buckets - max(1, round(_recent_span_s() / series.width_s))
     recent_count = int(series.count[recent].sum())
+    hour_share = _share(series, INTERMITTENT, in_window, readings)
+    recent_level = max(
+        _share(series, INTERMITTENT, recent, recent_count) / settings.VIGIL_SENSOR_FAULT_OPEN_SHARE,
+        _share(series, PERSISTENT, recent, recent_count) / settings.VIGIL_SENSOR_FAULT_PERSISTENT_SHARE,
+    )
     recent_faulty = int(per_bucket[recent].sum())
-    recent_share = recent_faulty / recent_count if recent_count else 0.0
 
     problems: list[str] = []
     status = HealthStatus.OK
@@ -184,26 +194,22 @@ def _judge(
 
     share = faulty / readings if readings else 0.0
     complete = readings / expected if expected else 1.0
-    fault_now = bool(last_quality & SENSOR_FAULT_FLAGS)
+    fault_now = bool(last_quality & SENSOR_FAULT_FLAGS & ~QualityFlag.SPIKE)
+    faulty_now = hour_share > FAULT_TOLERANCE or recent_level >= 1.0 or fault_now
     if status != HealthStatus.SILENT:
         stuck_now = bool(last_quality & QualityFlag.STUCK)
         if stuck_now:
             problems.append(f"stuck at {last_value:g}{unit}")
         elif fault_now:
             problems.append(f"latest reading flagged {', '.join(QualityFlag.names_of(last_quality))}")
-        if recent_share >= settings.VIGIL_SENSOR_FAULT_OPEN_SHARE:
+        if recent_level >= 1.0:
             problems.append(
                 f"{recent_faulty:,} of the last {_age(timedelta(seconds=_recent_span_s()))}'s "
-                f"{recent_count:,} readings flagged ({recent_share:.0%})"
+                f"{recent_count:,} readings flagged"
             )
         if share > BAD_FLAGGED_SHARE or stuck_now:
             status = HealthStatus.BAD
-        elif (
-            share > FAULT_TOLERANCE
-            or recent_share >= settings.VIGIL_SENSOR_FAULT_OPEN_SHARE
-            or fault_now
-            or complete < WARN_COMPLETENESS
-        ):
+        elif faulty_now or complete < WARN_COMPLETENESS:
             status = HealthStatus.WARN
     if faulty:
         percent = f"{share:.0%}" if share >= 0.01 else "<1%"
@@ -212,7 +218,7 @@ def _judge(
             for label, count in flag_counts.items()
             if count and label != QualityFlag.GAP.label
         )
-        within = "" if share > FAULT_TOLERANCE else f", within the {FAULT_TOLERANCE:.0%} tolerance"
+        within = "" if faulty_now else f", within the {FAULT_TOLERANCE:.0%} tolerance"
         problems.append(f"{faulty:,} of {readings:,} readings flagged ({percent}{within}): {kinds}")
     if expected and status != HealthStatus.SILENT and complete < WARN_COMPLETENESS:
         problems.append(f"only {complete:.0%} of expected readings ({readings:,} of {expected:,})")
@@ -240,6 +246,14 @@ def _judge(
         flagged=flagged,
         faulty=faulty,
     )
+
+
+def _share(series: BucketSeries, flags: tuple[QualityFlag, ...], buckets: np.ndarray, readings: int) -> float:
+    """The share of ``readings`` carrying one of ``flags`` in the chosen buckets (a reading with two of
+    them counts twice; the share is capped at 1)."""
+    if not readings:
+        return 0.0
+    return min(1.0, sum(int(series.flag_counts[flag][buckets].sum()) for flag in flags) / readings)
 
 
 def _drift(series: BucketSeries, baseline_buckets: int, in_window: np.ndarray) -> float | None:

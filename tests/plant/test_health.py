@@ -101,6 +101,15 @@ def test_flags_beyond_the_tolerance_over_the_hour_are_degraded(sensor):
     assert "60 of 3,600 readings flagged (2%): spike 60" in health.problems
 
 
+def test_one_short_run_of_drift_flags_minutes_ago_is_not_degraded(sensor):
+    # The drift rule's rare false finding on a healthy pump: one 30-s bin, below the "check sensor" level.
+    quality = [QualityFlag.DRIFT if 3400 <= i < 3430 else 0 for i in range(3600)]
+    make_readings(sensor, HOUR_AGO, np.full(3600, 4.0) + np.arange(3600) % 7 * 0.01, quality=quality)
+    health = health_of(sensor, drift=False)
+    assert health.status == HealthStatus.OK
+    assert "30 of 3,600 readings flagged (<1%, within the 1% tolerance): drift 30" in health.problems
+
+
 def test_many_gaps_are_judged_by_completeness_not_as_a_sensor_fault(sensor):
     # A flaky link: 400 gaps of 2 s each; 78 % of the readings arrived.
     ts = [t for t in range(3600) if t % 9 not in (3, 4)]
