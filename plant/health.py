@@ -33,6 +33,11 @@ Status rules, checked in this order for the last `window` (one hour by default):
 - OK otherwise. Flags within the tolerance are still listed in the problems, marked as such, and the
   number of gaps is named as an availability note.
 
+Completeness counts the readings in the window. More than the expected count means a second source writes
+the sensor (e.g. a gateway and a bridge with different clocks) or its sample period is set too long: the
+count shown is capped at the expected one (never "5,417 / 3,600"), and past OVERFULL_TOLERANCE the real
+count is reported as a problem (WARN), because the gap and completeness rules rest on that period.
+
 Drift is a sensor-level heuristic on top of the per-reading flags: the median of the window's one-minute
 means is compared with the median of the preceding 24 h; a difference of more than DRIFT_MADS robust
 standard deviations (1.4826 × MAD) of the baseline is reported as "drifting". It cannot tell a drifting
@@ -64,6 +69,9 @@ SILENT_PERIODS = 5
 SILENT_MIN_AGE = timedelta(seconds=60)
 BAD_FLAGGED_SHARE = 0.20
 FAULT_TOLERANCE = 0.01
+OVERFULL_TOLERANCE = (
+    1.02  # a poller's jitter may add a few readings; more is a second writer or a wrong period
+)
 PERSISTENT = (QualityFlag.STUCK, QualityFlag.DRIFT)
 INTERMITTENT = tuple(f for f in QualityFlag if f & SENSOR_FAULT_FLAGS and f not in PERSISTENT)
 WARN_COMPLETENESS = 0.90
@@ -89,6 +97,7 @@ class SensorHealth:
     problems: list[str] = field(default_factory=list)
     flagged: int = 0
     faulty: int = 0  # readings with a sensor-fault flag (every flag but GAP)
+    received: int = 0  # readings in the window (`readings` is this, capped at `expected`)
 
 
 def sensor_health(
@@ -196,6 +205,7 @@ def _judge(
     complete = readings / expected if expected else 1.0
     fault_now = bool(last_quality & SENSOR_FAULT_FLAGS & ~QualityFlag.SPIKE)
     faulty_now = hour_share > FAULT_TOLERANCE or recent_level >= 1.0 or fault_now
+    overfull = bool(expected) and readings > expected * OVERFULL_TOLERANCE
     if status != HealthStatus.SILENT:
         stuck_now = bool(last_quality & QualityFlag.STUCK)
         if stuck_now:
@@ -209,7 +219,7 @@ def _judge(
             )
         if share > BAD_FLAGGED_SHARE or stuck_now:
             status = HealthStatus.BAD
-        elif faulty_now or complete < WARN_COMPLETENESS:
+        elif faulty_now or complete < WARN_COMPLETENESS or overfull:
             status = HealthStatus.WARN
     if faulty:
         percent = f"{share:.0%}" if share >= 0.01 else "<1%"
@@ -227,6 +237,12 @@ def _judge(
             f"{gaps:,} gap{'s' if gaps != 1 else ''} in the data (missing readings: the link, not the sensor)"
         )
 
+    if overfull:
+        problems.append(
+            f"{readings:,} readings where its {sensor.sample_period_s:g} s sample period allows {expected:,}: "
+            "a second source writes this sensor, or its sample period is set too long"
+        )
+
     shift = _drift(series, baseline_buckets, in_window)
     if shift is not None:
         problems.append(f"drifting: {shift:+.1f}{unit} vs yesterday")
@@ -238,13 +254,14 @@ def _judge(
         status=status,
         last_ts=last_ts,
         last_value=last_value,
-        readings=readings,
         expected=expected,
         flag_counts=flag_counts,
         gap_count=gaps,
         problems=problems,
         flagged=flagged,
         faulty=faulty,
+        received=readings,
+        readings=min(readings, expected) if expected else readings,
     )
 
 

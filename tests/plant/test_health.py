@@ -131,6 +131,25 @@ def test_missing_readings_make_a_warning(sensor):
     assert "only 50% of expected readings (1,800 of 3,600)" in health.problems
 
 
+def test_more_readings_than_the_sample_period_allows_never_read_over_100_percent(sensor):
+    # Two writers of one sensor: the grid samples and another source's off-grid stamps.
+    make_readings(sensor, HOUR_AGO, np.full(3600, 4.0))
+    make_readings(sensor, HOUR_AGO + timedelta(seconds=0.4), np.full(1800, 4.0), period_s=2.0)
+    health = health_of(sensor, drift=False)
+    assert (health.readings, health.expected, health.received) == (3600, 3600, 5400)
+    assert health.status == HealthStatus.WARN
+    assert (
+        "5,400 readings where its 1 s sample period allows 3,600: a second source writes this sensor, "
+        "or its sample period is set too long" in health.problems
+    )
+
+
+def test_a_few_extra_readings_from_a_pollers_jitter_are_fine(sensor):
+    make_readings(sensor, HOUR_AGO, np.full(3630, 4.0), period_s=3600 / 3630)
+    health = health_of(sensor, drift=False)
+    assert (health.readings, health.received, health.status) == (3600, 3630, HealthStatus.OK)
+
+
 def test_a_level_shift_against_yesterday_is_reported_as_drift(sensor):
     sensor.sample_period_s = 10.0
     sensor.save()
