@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pytest
 
 from plant.choices import HealthStatus, QualityFlag
 from plant.health import asset_health, sensor_health
-from plant.models import Reading
+from plant.models import Reading, Sensor
 from tests.conftest import T0, make_asset, make_readings
 
 NOW = T0 + timedelta(hours=25)
@@ -191,34 +191,22 @@ def test_asset_health_is_the_worst_sensor_status(asset):
 
 def _simulated(sensor, kind: str | None) -> None:
     """An hour of the simulator's pump with one of its sensor faults (plant.simulator) in the last 4 min,
-    flagged as ingest flags it (plant.quality)."""
-    from django.conf import settings
-
-    from plant.quality import compute_flags
+    stored and flagged by ingest as the demo's readings are."""
+    from plant.ingest import ParsedBatch, ingest_readings
     from plant.simulator import Fault, FaultSchedule, PlantSimulator, SimAsset
 
+    Sensor.objects.filter(pk=sensor.pk).update(valid_min=None, valid_max=None)  # the pump's own scale
     role = sensor.role.key
     origin = HOUR_AGO.timestamp()
     faults = FaultSchedule([Fault(kind, "p-1", role, 3360.0, 600.0)] if kind else [])
     simulator = PlantSimulator([SimAsset("p-1", {role: sensor.key})], faults=faults, origin=origin)
-    _keys, ts, values = simulator.step(origin, NOW.timestamp())
-    quality = compute_flags(
-        np.zeros(len(ts)),
-        ts,
-        values,
-        valid_min=None,
-        valid_max=None,
-        sample_period_s=1.0,
-        spike_mads=settings.VIGIL_QUALITY_SPIKE_MADS,
-        stuck_samples=settings.VIGIL_QUALITY_STUCK_SAMPLES,
-        gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
-    )
+    for t in range(0, 3600, 600):
+        keys, ts, values = simulator.step(origin + t, origin + t + 600)
+        ingest_readings(None, ParsedBatch.from_arrays(keys.tolist(), ts, values), now_s=NOW.timestamp())
     if kind == "calibration_drift":  # set by alerts.services.sensor_faults once per drift bin, not at ingest
-        quality[ts >= origin + 3420] |= int(QualityFlag.DRIFT)
-    Reading.objects.bulk_create(
-        Reading(sensor=sensor, ts=datetime.fromtimestamp(t, UTC), value=float(v), quality=int(q))
-        for t, v, q in zip(ts.tolist(), values.tolist(), quality.tolist(), strict=True)
-    )
+        Reading.objects.filter(sensor=sensor, ts__gte=HOUR_AGO + timedelta(seconds=3420)).update(
+            quality=int(QualityFlag.DRIFT)
+        )
 
 
 @pytest.mark.parametrize(
