@@ -224,15 +224,12 @@ class SimulationRun:
         a sensor named in ``after`` (key -> epoch seconds, see ``last_stored``) only from after that time."""
         sensors = sum(len(asset.sensors) for asset in self.simulator.assets) or 1
         chunk_s = max(1.0, self.sender.max_per_request // sensors * self.simulator.dt)
-        if after:
-            start = max(start, min((after.get(k, start) for k in self._keys()), default=start))
+        # The samples before ``after`` are still computed and dropped: the simulator carries state between
+        # steps (the temperature's lag), so starting later would put a step into the series at the seam.
         t = start
         while t < end:
             self._send(t, min(t + chunk_s, end), after)
             t += chunk_s
-
-    def _keys(self) -> list[str]:
-        return [key for asset in self.simulator.assets for key in asset.sensors.values()]
 
     def live(self, start: float, speed: float, batch_seconds: float, duration_s: float | None) -> None:
         """Stream from `start` at `speed` simulated seconds per real second until duration_s (or Ctrl-C)."""
