@@ -101,6 +101,22 @@ def test_flags_beyond_the_tolerance_over_the_hour_are_degraded(sensor):
     assert "60 of 3,600 readings flagged (2%): spike 60" in health.problems
 
 
+def test_three_spikes_in_the_last_five_minutes_are_degraded_and_single_ones_are_not(sensor):
+    # The demo's spikes fault as ingest flags it: ~1.5 a minute (p-104 vibration: 3 in its first 2 min).
+    spikes = {1000, 2000, 3000, 3400, 3500, 3580}
+    make_readings(
+        sensor,
+        HOUR_AGO,
+        np.full(3600, 4.0),
+        quality=[QualityFlag.SPIKE if i in spikes else 0 for i in range(3600)],
+    )
+    health = health_of(sensor, drift=False)
+    assert health.status == HealthStatus.WARN
+    assert "3 of the last 5 min's 300 readings flagged" in health.problems
+    Reading.objects.filter(sensor=sensor, ts=HOUR_AGO + timedelta(seconds=3500)).update(quality=0)
+    assert health_of(sensor, drift=False).status == HealthStatus.OK
+
+
 def test_one_short_run_of_drift_flags_minutes_ago_is_not_degraded(sensor):
     # The drift rule's rare false finding on a healthy pump: one 30-s bin, below the "check sensor" level.
     quality = [QualityFlag.DRIFT if 3400 <= i < 3430 else 0 for i in range(3600)]
