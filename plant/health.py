@@ -10,14 +10,15 @@ Two questions, kept apart because they send people to different places:
   (plant.choices.SENSOR_FAULT_FLAGS). Every sensor sees an isolated flag now and then (one spike an hour on
   a healthy transmitter; the drift rule's rare false findings, a bin or a few of 30 s); a status that turns
   amber for each one teaches the technician to ignore it. So flags are weighed as a share of the readings
-  against a stated tolerance, and a fault happening now by the share of the recent readings, over the span
-  a "check sensor" alert looks at (VIGIL_SENSOR_FAULT_SPAN_S, 5 min; alerts.services.sensor_faults):
-  persistent flags (stuck, drift: they come in runs) at that alert's level,
-  VIGIL_SENSOR_FAULT_PERSISTENT_SHARE (50 %); intermittent ones (spike, out of range, source uncertain /
-  bad) at RECENT_INTERMITTENT_SHARE (1 %: three readings in five minutes), half the alert's opening share,
-  because "Degraded" only says "look here": the demo's spikes fault gets ~1.5 of its spikes flagged a
-  minute and needs minutes to reach the alert's 2 %, while a healthy pump's spikes come singly, at most ~5
-  an hour (measured on the demo's sensors).
+  against a stated tolerance, and a fault happening now by the recent readings, over the span a "check
+  sensor" alert looks at (VIGIL_SENSOR_FAULT_SPAN_S, 5 min; alerts.services.sensor_faults):
+  intermittent flags (spike, out of range, source uncertain / bad) at RECENT_INTERMITTENT_SHARE (1 %: three
+  readings in five minutes), half the alert's opening share, because "Degraded" only says "look here": the
+  demo's spikes fault gets ~1.5 of its spikes flagged a minute and needs minutes to reach the alert's 2 %,
+  while a healthy pump's spikes come singly, at most ~5 an hour (measured on the demo's sensors).
+  Persistent flags (stuck, drift) at any reading in the span: the drift rule flags one 30-s bin per finding
+  (a real calibration drift's first finding in the demo covered 30 of the span's 300 readings), so a
+  drifting sensor shows at its first finding; a rare false finding shows for 5 minutes, then clears.
 
 Status rules, checked in this order for the last `window` (one hour by default):
 
@@ -188,9 +189,9 @@ def _judge(
     recent = series.index >= total_buckets - max(1, round(_recent_span_s() / series.width_s))
     recent_count = int(series.count[recent].sum())
     hour_share = _share(series, INTERMITTENT, in_window, readings)
-    recent_level = max(
-        _share(series, INTERMITTENT, recent, recent_count) / RECENT_INTERMITTENT_SHARE,
-        _share(series, PERSISTENT, recent, recent_count) / settings.VIGIL_SENSOR_FAULT_PERSISTENT_SHARE,
+    recent_fault = (
+        _share(series, INTERMITTENT, recent, recent_count) >= RECENT_INTERMITTENT_SHARE
+        or _share(series, PERSISTENT, recent, recent_count) > 0
     )
     recent_faulty = int(per_bucket[recent].sum())
 
@@ -207,7 +208,7 @@ def _judge(
     share = faulty / readings if readings else 0.0
     complete = readings / expected if expected else 1.0
     fault_now = bool(last_quality & SENSOR_FAULT_FLAGS & ~QualityFlag.SPIKE)
-    faulty_now = hour_share > FAULT_TOLERANCE or recent_level >= 1.0 or fault_now
+    faulty_now = hour_share > FAULT_TOLERANCE or recent_fault or fault_now
     overfull = bool(expected) and readings > expected * OVERFULL_TOLERANCE
     if status != HealthStatus.SILENT:
         stuck_now = bool(last_quality & QualityFlag.STUCK)
@@ -215,7 +216,7 @@ def _judge(
             problems.append(f"stuck at {last_value:g}{unit}")
         elif fault_now:
             problems.append(f"latest reading flagged {', '.join(QualityFlag.names_of(last_quality))}")
-        if recent_level >= 1.0:
+        if recent_fault:
             problems.append(
                 f"{recent_faulty:,} of the last {_age(timedelta(seconds=_recent_span_s()))}'s "
                 f"{recent_count:,} readings flagged"
@@ -231,7 +232,7 @@ def _judge(
             for label, count in flag_counts.items()
             if count and label != QualityFlag.GAP.label
         )
-        within = "" if faulty_now else f", within the {FAULT_TOLERANCE:.0%} tolerance"
+        within = "" if faulty_now else ", isolated: within the tolerance"
         problems.append(f"{faulty:,} of {readings:,} readings flagged ({percent}{within}): {kinds}")
     if expected and status != HealthStatus.SILENT and complete < WARN_COMPLETENESS:
         problems.append(f"only {complete:.0%} of expected readings ({readings:,} of {expected:,})")
