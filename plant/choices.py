@@ -71,6 +71,13 @@ class QualityFlag(enum.IntFlag):
         return [flag.label for flag in cls if bits & flag]
 
 
+# Data availability vs sensor faults (plant.health): a GAP says readings went missing, which is the link's or
+# the gateway's doing and is measured by completeness; every other flag says something about the value the
+# sensor (or its source) gave.
+AVAILABILITY_FLAGS = int(QualityFlag.GAP)
+SENSOR_FAULT_FLAGS = int(sum(QualityFlag)) & ~AVAILABILITY_FLAGS
+
+
 _FLAG_META = {
     QualityFlag.OUT_OF_RANGE: ("out of range", "#dc2626"),
     QualityFlag.SPIKE: ("spike", "#ea580c"),

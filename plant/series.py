@@ -16,13 +16,15 @@ from django.db import NotSupportedError, connection
 from django.db.models import Avg, Count, F, FloatField, Func, Max, Min, Q, Sum, Value
 from django.db.models.functions import Greatest, Least
 
-from plant.choices import QualityFlag
+from plant.choices import SENSOR_FAULT_FLAGS, QualityFlag
 from plant.models import Asset, Reading
 from plant.pgcopy import pg_copy_series
 
 # The bucket mean only places flag markers (plant.charts); PostgreSQL's AVG(float8) also sums squares and
 # raises "value out of range: overflow" past ~1e154, so it averages values clamped to this magnitude.
 MEAN_CLAMP = 1e100
+# The quality values that carry no sensor-fault bit: flags of data availability only (GAP).
+_AVAILABILITY_ONLY = [q for q in range(1, int(max(QualityFlag)) * 2) if not q & SENSOR_FAULT_FLAGS]
 
 
 class TimeBucket(Func):
@@ -79,6 +81,8 @@ class BucketSeries:
     flagged_lo: np.ndarray
     flagged_hi: np.ndarray
     flag_counts: dict[QualityFlag, np.ndarray]
+    # Readings with a sensor-fault flag (SENSOR_FAULT_FLAGS: any flag but GAP); load_buckets fills it.
+    faulty: np.ndarray | None = None
 
     @property
     def t_start(self) -> np.ndarray:
@@ -124,13 +128,25 @@ def load_buckets(
             hi=Max("value"),
             mean=Avg(Greatest(Least("value", Value(MEAN_CLAMP)), Value(-MEAN_CLAMP))),
             n_flagged=Count("pk", filter=Q(quality__gt=0)),
+            n_faulty=Count("pk", filter=Q(quality__gt=0) & ~Q(quality__in=_AVAILABILITY_ONLY)),
             flagged_lo=Min("value", filter=Q(quality__gt=0)),
             flagged_hi=Max("value", filter=Q(quality__gt=0)),
             **flag_sums,
         )
         .order_by("sensor_id", "bucket")
     )
-    columns = ["bucket", "n", "lo", "hi", "mean", "n_flagged", "flagged_lo", "flagged_hi", *flag_sums]
+    columns = [
+        "bucket",
+        "n",
+        "lo",
+        "hi",
+        "mean",
+        "n_flagged",
+        "n_faulty",
+        "flagged_lo",
+        "flagged_hi",
+        *flag_sums,
+    ]
     grouped: dict[int, list[list[float]]] = {pk: [] for pk in sensor_ids}
     for row in rows:
         grouped[row["sensor_id"]].append([_num(row[c]) for c in columns])
@@ -150,6 +166,7 @@ def load_buckets(
             flagged_lo=col["flagged_lo"],
             flagged_hi=col["flagged_hi"],
             flag_counts={flag: (col[f"f{int(flag)}"] // int(flag)).astype(np.int64) for flag in QualityFlag},
+            faulty=col["n_faulty"].astype(np.int64),
         )
     return out
 

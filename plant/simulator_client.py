@@ -11,14 +11,16 @@ import threading
 import signal
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
 import orjson
 
-from plant.models import Site
+from django.db.models import Max
+
+from plant.models import Reading, Site
 from plant.simulator import ROLES, FaultOccurrence, PlantSimulator, SimAsset
 from plant.simulator_labels import LabelRecorder
 
@@ -58,6 +60,19 @@ def check_url(base_url: str) -> str:
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"{base_url[:100]!r} is not an http:// or https:// URL of a server")
     return base_url
+
+
+def last_stored(assets: list[SimAsset]) -> dict[str, float]:
+    """The time (epoch seconds) of the last stored reading of each simulated sensor that has one.
+
+    A restarted simulator backfills only after these: the pumps that reach the server through a bridge
+    or an edge agent are stamped with the receive time (sub-second, off the simulator's sample grid), so
+    the backfill's grid samples of the same seconds would not be de-duplicated on (sensor, ts) and the
+    history of the last run would be stored twice.
+    """
+    keys = [key for asset in assets for key in asset.sensors.values()]
+    rows = Reading.objects.filter(sensor__key__in=keys).values("sensor__key").annotate(last=Max("ts"))
+    return {row["sensor__key"]: row["last"].timestamp() for row in rows}
 
 
 def http_client(base_url: str, token: str, timeout_s: float = 30.0) -> httpx.Client:
@@ -216,13 +231,16 @@ class SimulationRun:
         self.sim_cursor: float | None = None
         self._announced: set[tuple[str, str, float]] = set()
 
-    def backfill(self, start: float, end: float) -> None:
-        """Send [start, end) as fast as the server takes it, in request-sized chunks of simulated time."""
+    def backfill(self, start: float, end: float, after: Mapping[str, float] | None = None) -> None:
+        """Send [start, end) as fast as the server takes it, in request-sized chunks of simulated time;
+        a sensor named in ``after`` (key -> epoch seconds, see ``last_stored``) only from after that time."""
         sensors = sum(len(asset.sensors) for asset in self.simulator.assets) or 1
         chunk_s = max(1.0, self.sender.max_per_request // sensors * self.simulator.dt)
+        # The samples before ``after`` are still computed and dropped: the simulator carries state between
+        # steps (the temperature's lag), so starting later would put a step into the series at the seam.
         t = start
         while t < end:
-            self._send(t, min(t + chunk_s, end))
+            self._send(t, min(t + chunk_s, end), after)
             t += chunk_s
 
     def live(self, start: float, speed: float, batch_seconds: float, duration_s: float | None) -> None:
@@ -250,8 +268,11 @@ class SimulationRun:
             occurrences = self.simulator.occurrences(self.sim_start, self.sim_cursor)
             self.labels.record(occurrences, self.sim_cursor, force=True)
 
-    def _send(self, t0: float, t1: float) -> None:
+    def _send(self, t0: float, t1: float, after: Mapping[str, float] | None = None) -> None:
         keys, ts, values = self.simulator.step(t0, t1)
+        if after:
+            keep = ts > np.array([after.get(key, -math.inf) for key in keys.tolist()])
+            keys, ts, values = keys[keep], ts[keep], values[keep]
         self.sender.send(keys, ts, values)
         self.sim_start = t0 if self.sim_start is None else self.sim_start
         self.sim_cursor = t1

@@ -329,6 +329,74 @@ def test_simulate_backfills_every_sensor_once_per_second_through_the_api(fake_ap
 
 
 @pytest.mark.django_db
+def test_a_restarted_simulate_backfills_only_after_each_sensors_last_stored_reading(fake_api, north_pumps):
+    # The last run's readings of one pump came through a bridge: stamped with the receive time, off the grid.
+    from datetime import UTC, datetime
+
+    from plant.models import Reading
+
+    # The other pump's readings came through the API, on the grid, and stop a minute earlier.
+    bridged, posted = list(north_pumps[0].sensors.all()), list(north_pumps[1].sensors.all())
+    last = time.time() - 30.4
+    Reading.objects.bulk_create(
+        Reading(sensor=sensor, ts=datetime.fromtimestamp(last - k, UTC), value=1.0)
+        for sensor in bridged
+        for k in range(60)
+    )
+    earlier = float(int(last - 60))
+    Reading.objects.bulk_create(
+        Reading(sensor=sensor, ts=datetime.fromtimestamp(earlier - k, UTC), value=1.0)
+        for sensor in posted
+        for k in range(30)
+    )
+    out, _err = run(
+        "simulate",
+        "--site",
+        "north",
+        "--token",
+        "tok-1",
+        "--backfill",
+        "2",
+        "--duration",
+        "0",
+        "--faults",
+        "none",
+    )
+
+    for sensor in bridged:
+        stamps = sorted(r["ts"] for r in fake_api.readings if r["sensor"] == sensor.key)
+        assert stamps[0] > last and stamps[0] - last < 1.0  # the next sample after the last stored one
+        assert len(stamps) >= 29 and stamps[-1] - stamps[0] == len(stamps) - 1  # then every second to now
+    for sensor in posted:
+        stamps = sorted(r["ts"] for r in fake_api.readings if r["sensor"] == sensor.key)
+        assert stamps[0] == earlier + 1 and stamps[-1] - stamps[0] == len(stamps) - 1
+    assert "8 sensors resume after their last stored reading" in out
+
+    # The resumed series continues the simulator's state (the temperature lag): the same values as a run
+    # that sent the whole backfill, with no step at the seam.
+    resumed = {(r["sensor"], r["ts"]): r["value"] for r in fake_api.readings}
+    Reading.objects.all().delete()
+    fake_api.readings.clear()
+    run(
+        "simulate",
+        "--site",
+        "north",
+        "--token",
+        "tok-1",
+        "--backfill",
+        "2",
+        "--duration",
+        "0",
+        "--faults",
+        "none",
+    )
+    full = {(r["sensor"], r["ts"]): r["value"] for r in fake_api.readings}
+    common = resumed.keys() & full.keys()
+    assert len(common) > 100
+    assert all(resumed[k] == full[k] for k in common)
+
+
+@pytest.mark.django_db
 def test_simulate_takes_the_token_from_the_environment_and_limits_the_assets(
     fake_api, north_pumps, monkeypatch
 ):

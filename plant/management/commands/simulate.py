@@ -155,10 +155,16 @@ class Command(VigilCommand):
         try:
             with client:
                 if backfill_min > 0:
+                    # After a restart only the time since the last stored reading is sent again.
+                    after = simulator_client.last_stored(assets)
+                    resumed = (
+                        f"; {len(after)} sensors resume after their last stored reading" if after else ""
+                    )
                     self.stdout.write(
                         f"backfilling {backfill_min:g} min for {len(assets)} assets ({tags}) of {site.slug}"
+                        + resumed
                     )
-                    run.backfill(live_start - backfill_min * 60.0, live_start)
+                    run.backfill(live_start - backfill_min * 60.0, live_start, after)
                 if ot is not None:
                     ot.live = True  # a device has no history: its backfill went through the API
                 if duration != 0:
