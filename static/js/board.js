@@ -75,7 +75,35 @@
   // ongoing alert gets every scoring window (seconds apart): the box was emptied under the technician's
   // thumbs, the phone's keyboard closed, and the verdict tapped next was saved without the note.
   var keptNotes = null;
+  // A "Not saved" message is the same: a live update redrawing the card must not take it away before
+  // the technician has read it (it stays until the card's next verdict replaces it).
+  var keptErrors = null;
+  function keepErrors() {
+    keptErrors = [];
+    document.querySelectorAll("#alert-board .alert-card .feedback-error[data-client]").forEach(function (note) {
+      var card = note.closest(".alert-card");
+      var form = note.closest("form");
+      if (!card || !card.id || !form) return;
+      keptErrors.push({card: card.id, form: Array.prototype.indexOf.call(card.querySelectorAll("form"), form),
+                       text: note.textContent});
+    });
+  }
+  function restoreErrors() {
+    (keptErrors || []).forEach(function (kept) {
+      var card = document.getElementById(kept.card);
+      var form = card ? card.querySelectorAll("form")[kept.form] : null;
+      if (!form || form.querySelector(".feedback-error")) return;  // gone, or the server's own message
+      var note = document.createElement("p");
+      note.className = "feedback-error";
+      note.setAttribute("role", "alert");
+      note.setAttribute("data-client", "");
+      note.textContent = kept.text;
+      form.insertBefore(note, form.firstChild);
+    });
+    keptErrors = null;
+  }
   function keepNotes() {
+    keepErrors();
     keptNotes = [];
     document.querySelectorAll("#alert-board .fb-note[id]").forEach(function (box) {
       var focused = box === document.activeElement;
@@ -86,6 +114,7 @@
     });
   }
   function restoreNotes() {
+    restoreErrors();
     (keptNotes || []).forEach(function (kept) {
       var box = document.getElementById(kept.id);
       if (!box) return;  // the card left the board

@@ -15,7 +15,7 @@ TAG = "p-112"  # no other browser test injects into it
 APPEAR_TIMEOUT_MS = 20_000
 
 
-def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_the_verdicts_undo_is_on_screen(
+def test_a_note_being_typed_and_a_not_saved_message_survive_the_live_updates_of_its_card_and_undo_is_on_screen(
     browser, world: World
 ):
     # Every scoring window of an ongoing alert replaces its card: the note box was emptied mid-sentence, the
@@ -38,6 +38,11 @@ def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_the_verdic
                 for control in page.locator(controls).all()
                 if (box := control.bounding_box()) and box["height"] < 44
             ]
+            # A tap whose request got no answer says "Not saved" in the card ...
+            page.route("**/feedback/", lambda route: route.abort("connectionrefused"))
+            page.locator(f"#alert-{alert_id} [data-action='acknowledge']").tap()
+            page.locator(f"#alert-{alert_id} .feedback-error").wait_for(timeout=5_000)
+            page.unroute("**/feedback/")
             note.tap()
             note.press_sequentially("Coupling guard ", delay=10)
             page.locator(f"#alert-{alert_id}").evaluate("(card) => { card.dataset.typedIn = '1'; }")
@@ -47,6 +52,8 @@ def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_the_verdic
             after_update = {
                 "value": note.input_value(),
                 "focused": page.evaluate("document.activeElement && document.activeElement.id"),
+                # ... which the live update must not take away before it was read
+                "not saved": page.locator(f"#alert-{alert_id} .feedback-error").all_inner_texts(),
             }
             page.keyboard.type("loose")
 
@@ -75,7 +82,11 @@ def test_a_note_being_typed_survives_the_live_updates_of_its_card_and_the_verdic
 
     result = browser.run(scenario)
     assert not result["small"], f"controls under 44 px tall on a touch screen: {result['small']}"
-    assert result["after_update"] == {"value": "Coupling guard ", "focused": f"note-{result['alert']}"}
+    assert result["after_update"] == {
+        "value": "Coupling guard ",
+        "focused": f"note-{result['alert']}",
+        "not saved": ["Not saved: Vigil could not be reached. Check the connection and tap again."],
+    }
     assert result["saved"], "the verdict was saved without the note"
     undo = result["undo"]
     assert result["head_at_tap"] < -300, result  # the board's top was well off-screen at the tap
