@@ -227,8 +227,9 @@ def record_outcomes(gateway: Gateway, outcomes: list[Any]) -> list[dict[str, Any
                 ).update(
                     stage=EdgeStage.ACTIVE, outcome_reason=f"active again after #{row.pk} was rolled back"
                 )
+            # The agent's report has its own time: the engineer's (or the policy's) decision keeps its own.
             EdgeAssignment.objects.filter(pk=row.pk).update(
-                stage=stage, outcome_reason=reason[:300], decided_at=timezone.now()
+                stage=stage, outcome_reason=reason[:300], outcome_at=timezone.now()
             )
         results.append({"id": row.pk, "stage": stage})
     return results

@@ -356,6 +356,8 @@ class EdgeAssignment(models.Model):
     # Why the switch was approved or the trial cancelled (the engineer's words, or the policy's); kept apart
     # from outcome_reason, which the agent's report of the switch overwrites.
     decision_reason = models.CharField(max_length=300, blank=True)
+    # When the agent reported its outcome (switched, refused, rolled back); decided_at stays the decision's.
+    outcome_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -95,6 +95,8 @@ def test_without_auto_approval_the_engineer_decides(client, champion, asset, gat
     decide(made, EdgeStage.APPROVED, actor=engineer, reason="a day of shadow matches the server")
     made.refresh_from_db()
     assert made.stage == EdgeStage.APPROVED and made.decided_by == engineer
+    decided_at = made.decided_at
+    assert decided_at is not None and made.outcome_at is None
     with pytest.raises(RolloutError, match="no longer in shadow"):
         decide(made, EdgeStage.CANCELLED, actor=engineer)
     # The agent's report of the switch brings its own outcome; the engineer's why is kept beside it.
@@ -103,6 +105,8 @@ def test_without_auto_approval_the_engineer_decides(client, champion, asset, gat
     made.refresh_from_db()
     assert (made.stage, made.outcome_reason) == (EdgeStage.ACTIVE, "switched")
     assert (made.decided_by, made.decision_reason) == (engineer, "a day of shadow matches the server")
+    # ... and so is the time the engineer decided (the agent's report was taken for it)
+    assert made.decided_at == decided_at and made.outcome_at > decided_at
 
 
 def test_outcomes_switch_and_roll_back(client, champion, asset, gateway_token):
