@@ -330,15 +330,24 @@ def test_simulate_backfills_every_sensor_once_per_second_through_the_api(fake_ap
 
 
 @pytest.mark.django_db
-def test_a_restarted_simulate_backfills_only_after_each_sensors_last_stored_reading(fake_api, north_pumps):
+def test_a_restarted_simulate_backfills_only_after_each_sensors_last_stored_reading(
+    fake_api, north_pumps, monkeypatch
+):
     # The last run's readings of one pump came through a bridge: stamped with the receive time, off the grid.
     from datetime import UTC, datetime
+    from types import SimpleNamespace
 
+    from plant.management.commands import simulate as simulate_command
     from plant.models import Reading
+
+    # Both runs below start at the same wall-clock time: the simulator's state depends on its start, so a
+    # second boundary crossed between the runs would change every value (CI failed on that once).
+    now = time.time()
+    monkeypatch.setattr(simulate_command, "time", SimpleNamespace(time=lambda: now))
 
     # The other pump's readings came through the API, on the grid, and stop a minute earlier.
     bridged, posted = list(north_pumps[0].sensors.all()), list(north_pumps[1].sensors.all())
-    last = time.time() - 30.4
+    last = now - 30.4
     Reading.objects.bulk_create(
         Reading(sensor=sensor, ts=datetime.fromtimestamp(last - k, UTC), value=1.0)
         for sensor in bridged
