@@ -54,10 +54,15 @@ ONGOING_EPISODES = ("judged", "in_work")
 
 
 class AlertCategory(models.TextChoices):
+    """Where the technician should look (the data-quality gate, alerts.services.lifecycle.categorize): the
+    machine; the sensor (its values are flagged out of range, spike or stuck); or the data link (readings of
+    a driving sensor went missing: a gateway, bridge, network or PLC connection, not the sensor)."""
+
     MACHINE_FAULT = "machine_fault", "Machine fault"
     SENSOR_FAULT = "sensor_fault", "Check the sensor"
+    DATA_LINK = "data_link", "Check the data link"
 
-    colour = colours({"machine_fault": "#dc2626", "sensor_fault": "#7c3aed"})
+    colour = colours({"machine_fault": "#dc2626", "sensor_fault": "#7c3aed", "data_link": "#2563eb"})
 
 
 class AlertKind(models.TextChoices):
