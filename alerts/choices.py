@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+
 from django.db import models
 
 from plant.choices import colours
@@ -63,6 +66,13 @@ class AlertCategory(models.TextChoices):
     DATA_LINK = "data_link", "Check the data link"
 
     colour = colours({"machine_fault": "#dc2626", "sensor_fault": "#7c3aed", "data_link": "#2563eb"})
+
+
+def category_counts(categories: Iterable[str]) -> list[tuple[AlertCategory, int]]:
+    """(category, count) of each category present, in the choices' order: a machine fault, a sensor to check
+    and a data link to check are different jobs, counted apart on the pages (noise, alarm load)."""
+    counts = Counter(categories)
+    return [(category, counts[category]) for category in AlertCategory if counts[category]]
 
 
 class AlertKind(models.TextChoices):

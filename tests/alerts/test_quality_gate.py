@@ -8,11 +8,14 @@ from django.urls import reverse
 
 from alerts.choices import AlertCategory, ExplanationStatus, Verdict
 from alerts.choices import AlertState as AlertState_
+from alerts.metrics.kpis import alarm_kpis
+from alerts.metrics.params import MetricsQuery
 from alerts.models import Alert
 from alerts.services import categorize, record_feedback
 from alerts.writeback import alert_words
 from connectivity.writeback import AlertState
 from detection.explain import dominant_roles
+from plant.builders import make_asset
 from plant.choices import QualityFlag
 from plant.models import Label
 from tests.alerts.conftest import OPEN, fault_x, score, window_end, windows
@@ -176,3 +179,26 @@ def test_a_verdict_on_a_data_link_alert_writes_no_label(asset, champion, trained
     assert feedback.label is None and not Label.objects.exists()
     record_feedback(alert, technician, "false_alarm:unknown")
     assert not Label.objects.exists()
+
+
+def test_the_alarm_load_counts_data_link_sensor_and_machine_alerts_apart(
+    site, asset, champion, trained, engineer, client
+):
+    linked, stuck = make_asset(site, "p-102"), make_asset(site, "p-103")
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={}))
+    score(linked, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.GAP)}))
+    score(stuck, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.STUCK)}))
+    query = MetricsQuery(site=site, kpi_period="day", start=T0.date(), end=T0.date())
+    (north,) = alarm_kpis([site.pk], query, now=T0 + timedelta(hours=1)).sites
+    assert north.categories == [
+        (AlertCategory.MACHINE_FAULT, 1),
+        (AlertCategory.SENSOR_FAULT, 1),
+        (AlertCategory.DATA_LINK, 1),
+    ]
+    assert sorted(b.category_label for b in north.bad_actors) == [
+        "Check the data link",
+        "Check the sensor",
+        "Machine fault",
+    ]
+    assert north.as_dict()["categories"] == {"machine_fault": 1, "sensor_fault": 1, "data_link": 1}
