@@ -15,6 +15,9 @@ from alerts.services import categorize, record_feedback
 from alerts.writeback import alert_words
 from connectivity.writeback import AlertState
 from detection.explain import dominant_roles
+from notify.choices import MessageKind
+from notify.models import Rule
+from notify.services import compose
 from plant.builders import make_asset
 from plant.choices import QualityFlag
 from plant.models import Label
@@ -124,6 +127,7 @@ def test_a_gap_on_the_driving_sensor_opens_and_holds_a_data_link_alert_in_the_li
     assert 'data-category="data_link"' in card and "Check the data link" in card
     assert f"{GAP_SENTENCE[:1].upper()}{GAP_SENTENCE[1:]}." in card
     assert "Check the sensor" not in card and "data_link" not in card.replace('data-category="data_link"', "")
+    assert "Data link was down:" in card and "Real fault:" not in card and "Link restored" in card
     detail = client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
     assert "Check the data link" in detail and GAP_SENTENCE in detail and "Check the sensor" not in detail
 
@@ -140,6 +144,12 @@ def test_a_gap_on_the_driving_sensor_opens_and_holds_a_data_link_alert_in_the_li
         category_label=words["category_label"],
     )
     assert hmi.text == "p-101 vibration data link alert, low"
+    title, body = compose(alert, MessageKind.OPENED)
+    assert title == "P-101 vibration data link alert, low"
+    assert body.splitlines()[:2] == ["P-101 vibration data link alert, low.", GAP_SENTENCE]
+    # A notification rule for sensor faults is not told; one for the data link is.
+    assert not Rule(site=asset.site, category="sensor_fault").matches(alert)
+    assert Rule(site=asset.site, category="data_link").matches(alert)
 
 
 def test_a_data_link_alert_without_the_gaps_readings_still_names_the_sensor_and_the_link(
