@@ -225,11 +225,14 @@ def data_link_words(
 ) -> DataLinkWords:
     """Which sensors' readings went missing around the alert's opening (the gaps that ended in its windows)
     and for how long, and what to check: the link, not the sensor."""
-    gaps = [
-        m
-        for m in missing
-        if m.asset_id == alert.asset_id and alert.first_window_start < m.end <= alert.opened_at
-    ]
+    gaps = sorted(
+        (
+            m
+            for m in missing
+            if m.asset_id == alert.asset_id and alert.first_window_start < m.end <= alert.opened_at
+        ),
+        key=lambda m: (m.role != alert.dominant_role, m.end, m.sensor_id),  # the driving sensor first
+    )
     labels = list(dict.fromkeys(roles.get(m.role, (m.role, ""))[0].lower() for m in gaps))
     if not labels:
         labels = [(alert.role_label or alert.dominant_role or "driving").lower()]

@@ -12,6 +12,7 @@ from alerts.metrics.kpis import alarm_kpis
 from alerts.metrics.params import MetricsQuery
 from alerts.models import Alert
 from alerts.services import categorize, record_feedback
+from alerts.services.overrides import calibration_category
 from alerts.writeback import alert_words
 from connectivity.writeback import AlertState
 from detection.explain import dominant_roles
@@ -93,11 +94,12 @@ GAP_SENTENCE = (
 )
 
 
-def gap_readings(asset) -> None:
-    """The vibration sensor's readings every 10 s until 07:55, none until 08:00:10 (flagged as ending a gap)."""
-    sensor = asset.sensors.get(role__key="vibration")
-    make_readings(sensor, T0 - timedelta(minutes=10), [30.0] * 31, period_s=10)
-    make_readings(sensor, window_end(1), [30.0], quality=int(QualityFlag.GAP))
+def gap_readings(asset, roles=("vibration",)) -> None:
+    """The sensors' readings every 10 s until 07:55, none until 08:00:10 (flagged as ending a gap)."""
+    for role in roles:
+        sensor = asset.sensors.get(role__key=role)
+        make_readings(sensor, T0 - timedelta(minutes=10), [30.0] * 31, period_s=10)
+        make_readings(sensor, window_end(1), [30.0], quality=int(QualityFlag.GAP))
 
 
 def card_of(client, alert) -> str:
@@ -161,6 +163,31 @@ def test_a_data_link_alert_without_the_gaps_readings_still_names_the_sensor_and_
     assert alert_words(alert)["top_sensor_text"] == (
         "Readings of the vibration sensor went missing in this alert's window: check its data link "
         "(the gateway, bridge, network or PLC connection), not the sensor"
+    )
+
+
+def test_a_link_down_for_several_sensors_names_them_all(asset, champion, trained):
+    gap_readings(asset, roles=("vibration", "current"))
+    x = fault_x(trained, "vibration")
+    gap = int(QualityFlag.GAP)
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": gap, "current": gap}))
+    alert = Alert.objects.get()
+    assert alert.category == AlertCategory.DATA_LINK
+    assert alert_words(alert)["top_sensor_text"] == (
+        "No data from the vibration and current sensors (north.p-101.vibration, north.p-101.current) from "
+        "07:55 to 08:00 (5 min): check their data link (the gateway, bridge, network or PLC connection), "
+        "not the sensors"
+    )
+
+
+def test_a_gap_on_a_sensor_marked_for_calibration_is_still_the_data_link(asset, champion, trained):
+    asset.sensors.filter(role__key="vibration").update(needs_calibration=True)
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.GAP)}))
+    assert Alert.objects.get().category == AlertCategory.DATA_LINK
+    # A machine-fault reading of the same sensor is still held as a sensor issue.
+    assert (
+        calibration_category(asset.pk, "vibration", AlertCategory.MACHINE_FAULT) == AlertCategory.SENSOR_FAULT
     )
 
 
