@@ -244,9 +244,8 @@ def data_link_words(
         f"not the sensor{'s' if many else ''}"
     )
     if not gaps:
-        return DataLinkWords(
-            f"{names} data link", f"Readings of {what} went missing in this alert's window: {check}"
-        )
+        short = "data link" if labels == ["driving"] else f"{names} data link"
+        return DataLinkWords(short, f"Readings of {what} went missing in this alert's window: {check}")
     keys = list(dict.fromkeys(m.sensor_key for m in gaps))
     what += f" ({', '.join(keys)})" if many else f" {keys[0]}"
     zone = site_zone(alert.asset.site)

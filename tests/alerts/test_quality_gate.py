@@ -21,7 +21,7 @@ from notify.models import Rule
 from notify.services import compose
 from plant.builders import make_asset
 from plant.choices import QualityFlag
-from plant.models import Label
+from plant.models import Label, Reading
 from tests.alerts.conftest import OPEN, fault_x, score, window_end, windows
 from tests.conftest import T0, make_readings
 
@@ -164,6 +164,26 @@ def test_a_data_link_alert_without_the_gaps_readings_still_names_the_sensor_and_
         "Readings of the vibration sensor went missing in this alert's window: check its data link "
         "(the gateway, bridge, network or PLC connection), not the sensor"
     )
+
+
+def test_a_pending_data_link_alert_names_the_sensor_whose_readings_stopped(asset, champion):
+    gap_readings(asset, roles=("temperature",))
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=None, flagged={"temperature": int(QualityFlag.GAP)}))
+    alert = Alert.objects.get()
+    assert (alert.explanation_status, alert.category) == (ExplanationStatus.PENDING, AlertCategory.DATA_LINK)
+    words = alert_words(alert)
+    assert (words["category_label"], words["text"]) == (
+        "temperature data link",
+        "P-101 temperature data link alert, low",
+    )
+    assert words["top_sensor_text"].startswith(
+        "No data from the temperature sensor north.p-101.temperature from"
+    )
+    # Without the readings either, it still says what to check, with no made-up sensor name.
+    Reading.objects.all().delete()
+    words = alert_words(Alert.objects.get())
+    assert (words["category_label"], words["text"]) == ("data link", "P-101 data link alert, low")
+    assert words["top_sensor_text"].startswith("Readings of the driving sensor went missing")
 
 
 def test_a_link_down_for_several_sensors_names_them_all(asset, champion, trained):
