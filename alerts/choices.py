@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+
 from django.db import models
 
 from plant.choices import colours
@@ -54,10 +57,22 @@ ONGOING_EPISODES = ("judged", "in_work")
 
 
 class AlertCategory(models.TextChoices):
+    """Where the technician should look (the data-quality gate, alerts.services.lifecycle.categorize): the
+    machine; the sensor (its values are flagged out of range, spike or stuck); or the data link (readings of
+    a driving sensor went missing: a gateway, bridge, network or PLC connection, not the sensor)."""
+
     MACHINE_FAULT = "machine_fault", "Machine fault"
     SENSOR_FAULT = "sensor_fault", "Check the sensor"
+    DATA_LINK = "data_link", "Check the data link"
 
-    colour = colours({"machine_fault": "#dc2626", "sensor_fault": "#7c3aed"})
+    colour = colours({"machine_fault": "#dc2626", "sensor_fault": "#7c3aed", "data_link": "#2563eb"})
+
+
+def category_counts(categories: Iterable[str]) -> list[tuple[AlertCategory, int]]:
+    """(category, count) of each category present, in the choices' order: a machine fault, a sensor to check
+    and a data link to check are different jobs, counted apart on the pages (noise, alarm load)."""
+    counts = Counter(categories)
+    return [(category, counts[category]) for category in AlertCategory if counts[category]]
 
 
 class AlertKind(models.TextChoices):

@@ -50,11 +50,16 @@ def asset_state(asset: Asset) -> dict[str, Any]:
 
 def alert_words(alert: Alert) -> dict[str, Any]:
     """One alert in the plain words the board uses (the alert is decorated with ``why`` on the way): what
-    it is, its severity, the sentence of its top sensor and the link to its page. The write-back, the
+    it is, its severity, the sentence of its top sensor (of its data link, for a data-link alert: which
+    sensors sent nothing, when, and to check the link) and the link to its page. The write-back, the
     clients' one-line texts and the notifications (notify) all say it this way."""
     decorate([alert])
     top = alert.why[0] if alert.why else None
     what = alert.role_label or alert.get_kind_display()
+    sentence = top.sentence if top else None
+    if alert.data_link is not None:
+        # Readings went missing: what to check is the link ("P-101 vibration data link alert"), not the sensor.
+        what, sentence = alert.data_link.what, alert.data_link.sentence
     return {
         "severity": alert.severity,
         "severity_code": Severity(alert.severity).rank + 1,  # 1 low .. 4 critical; 0 normal
@@ -62,7 +67,7 @@ def alert_words(alert: Alert) -> dict[str, Any]:
         "category_label": what,  # the words of "text", for the clients' own one-line texts (AlertState)
         "alert_id": alert.pk,
         "top_sensor": top.sensor if top else None,
-        "top_sensor_text": top.sentence if top else None,
+        "top_sensor_text": sentence,
         "text": f"{alert.asset.name} {what} alert, {alert.get_severity_display().lower()}",
         "link": settings.VIGIL_PUBLIC_URL + reverse("alerts:detail", args=[alert.pk]),
     }

@@ -27,8 +27,9 @@ class AlertState:
     asset_tag: str
     state: str = NORMAL  # an alerts.choices.AlertState value, or "normal" when the asset has no alert
     severity: str | None = None  # an alerts.choices.Severity value ("low" … "critical")
-    category: str | None = None  # e.g. "machine_fault", "sensor_fault"
-    category_label: str | None = None  # the words the board uses, e.g. "vibration"/"Check the sensor"
+    category: str | None = None  # e.g. "machine_fault", "sensor_fault", "data_link"
+    # The words the board uses, e.g. "vibration", or "vibration data link" when readings went missing.
+    category_label: str | None = None
     top_sensor: str = ""  # plain words, e.g. "vibration at 3.1× its normal range"
     link: str = ""  # absolute URL of the alert (or the asset) on the board
 

@@ -4,6 +4,7 @@ each endpoint (``WebhookEvent``)."""
 
 from __future__ import annotations
 
+from alerts.choices import AlertCategory
 from handoff.api import MAX_BODY_BYTES
 from handoff.choices import EventType, WorkOrderOutcome, WorkOrderStatus
 from handoff.signing import DEFAULT_REPLAY_WINDOW_S, SIGNATURE_HEADER
@@ -39,7 +40,7 @@ def _event_schema() -> dict:
                     "asset": {"type": "string", "description": "The asset's tag."},
                     "asset_name": {"type": "string"},
                     "kind": {"type": "string"},
-                    "category": {"type": "string", "enum": ["machine_fault", "sensor_fault"]},
+                    "category": {"type": "string", "enum": AlertCategory.values},
                     "severity": {"type": "string", "enum": ["low", "medium", "high", "critical"]},
                     "state": {"type": "string", "enum": _STATES, "description": "After the change."},
                     "opened_at": {"type": "string", "format": "date-time"},

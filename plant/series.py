@@ -13,10 +13,10 @@ from datetime import datetime
 
 import numpy as np
 from django.db import NotSupportedError, connection
-from django.db.models import Avg, Count, F, FloatField, Func, Max, Min, Q, Sum, Value
+from django.db.models import Avg, Count, F, FloatField, Func, Max, Min, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Greatest, Least
 
-from plant.choices import SENSOR_FAULT_FLAGS, QualityFlag
+from plant.choices import AVAILABILITY_FLAGS, SENSOR_FAULT_FLAGS, QualityFlag
 from plant.models import Asset, Reading
 from plant.pgcopy import pg_copy_series
 
@@ -251,3 +251,35 @@ def role_sensors(asset: Asset, roles: Collection[str]) -> tuple[dict[int, str], 
             sensor_roles[sensor_id] = role
             periods[role] = float(period)
     return sensor_roles, periods
+
+
+@dataclass(frozen=True)
+class MissingSpan:
+    """Readings of one sensor that did not arrive: from its last reading before a GAP-flagged one (``start``,
+    None when no earlier reading is stored) to that reading (``end``)."""
+
+    asset_id: int
+    sensor_id: int
+    sensor_key: str
+    role: str  # the sensor's role key
+    start: datetime | None
+    end: datetime
+
+
+def missing_spans(spans: Collection[tuple[int, datetime, datetime]]) -> list[MissingSpan]:
+    """The gaps (readings flagged GAP, plant.choices.AVAILABILITY_FLAGS) that ended in each (asset, start,
+    end] of ``spans``, oldest first, with the reading before each gap: one query for all the spans."""
+    where = Q()
+    for asset_id, start, end in spans:
+        where |= Q(sensor__asset_id=asset_id, ts__gt=start, ts__lte=end)
+    if not where:
+        return []
+    before = Reading.objects.filter(sensor_id=OuterRef("sensor_id"), ts__lt=OuterRef("ts")).order_by("-ts")
+    rows = (
+        Reading.objects.filter(where)
+        .annotate(gap=F("quality").bitand(AVAILABILITY_FLAGS), since=Subquery(before.values("ts")[:1]))
+        .filter(gap__gt=0)
+        .order_by("ts", "sensor_id")
+        .values_list("sensor__asset_id", "sensor_id", "sensor__key", "sensor__role__key", "since", "ts")
+    )
+    return [MissingSpan(*row) for row in rows]

@@ -4,7 +4,8 @@ warning when one leaves its band.
 What an "alarm" is here: a visible alert once it was shown to operators (``shown_at`` of the per-alert
 facts, ``alerts.metrics.facts``: an alert opened in a maintenance window counts from its move to open, one
 never shown not at all). Its "condition" is (asset, model kind, category): a sensor fault
-(``AlertCategory.SENSOR_FAULT``) is a condition of its own beside the machine fault of the same asset.
+(``AlertCategory.SENSOR_FAULT``) or a data link to check (``DATA_LINK``: readings went missing) is a condition
+of its own beside the machine fault of the same asset, and each site's alerts are also counted per category.
 Buckets are the site's own: its time zone (``Site.timezone``), its days, ISO weeks and shifts
 (``Site.shift_starts``). An alert counts in the bucket in which it was shown, and only when it was shown
 inside the query's dates.
@@ -62,7 +63,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.db.models import F, Q
 
-from alerts.choices import AlertCategory, AlertKind, Severity
+from alerts.choices import AlertCategory, AlertKind, Severity, category_counts
 from alerts.metrics.facts import alert_facts_sql, epoch_s, fetch
 from alerts.metrics.params import MetricsQuery
 from alerts.models import Alert
@@ -270,6 +271,8 @@ class SiteKpis:
     alerts: int
     conditions: int
     bad_actors: list[BadActor]
+    # (category, alerts) over the query's dates: machine faults, sensors and data links to check, apart.
+    categories: list[tuple[AlertCategory, int]] = field(default_factory=list)
 
     @property
     def priority_mix(self) -> dict[str, float | None]:
@@ -290,6 +293,7 @@ class SiteKpis:
             "technicians": self.technicians,
             "alerts": self.alerts,
             "conditions": self.conditions,
+            "categories": {category.value: n for category, n in self.categories},
             "bad_actors": [b.as_dict() for b in self.bad_actors],
             "bad_actor_share": self.bad_actor_share,
             "rows": [row.as_dict() for row in self.rows],
@@ -587,6 +591,7 @@ def _site_kpis(
         alerts=total,
         conditions=len(conditions),
         bad_actors=bad_actors,
+        categories=category_counts(fact[3] for fact in shown),
     )
 
 

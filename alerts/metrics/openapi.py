@@ -3,7 +3,7 @@ part in from its AppConfig.ready(), since plant may not import alerts)."""
 
 from __future__ import annotations
 
-from alerts.choices import FalseAlarmReason
+from alerts.choices import AlertCategory, FalseAlarmReason
 from alerts.metrics import GROUP_BYS, PERIODS
 from alerts.metrics.export import REASON_COLUMNS
 from alerts.metrics.kpis import BANDS, PRIORITIES
@@ -217,8 +217,8 @@ _SITE_KPIS = {
     "type": "object",
     "additionalProperties": False,
     "required": [
-        "site", "name", "timezone", "shift_starts", "technicians", "alerts", "conditions", "bad_actors",
-        "bad_actor_share", "rows",
+        "site", "name", "timezone", "shift_starts", "technicians", "alerts", "conditions", "categories",
+        "bad_actors", "bad_actor_share", "rows",
     ],
     "properties": {
         "site": {"type": "string", "description": "Slug."},
@@ -228,6 +228,13 @@ _SITE_KPIS = {
         "technicians": _COUNT,
         "alerts": {**_COUNT, "description": "Alerts shown in the query's dates."},
         "conditions": {**_COUNT, "description": "Distinct conditions (asset, model kind, category) among them."},
+        "categories": {
+            "type": "object",
+            "description": "Alerts per category present: machine_fault, sensor_fault (check the sensor), "
+            "data_link (check the data link: readings went missing).",
+            "additionalProperties": False,
+            "properties": {category: _COUNT for category in AlertCategory.values},
+        },
         "bad_actors": {
             "type": "array",
             "description": "The 10 conditions with the most alerts.",
@@ -239,7 +246,7 @@ _SITE_KPIS = {
                     "asset": {"type": "integer"},
                     "label": {"type": "string"},
                     "kind": {"type": "string"},
-                    "category": {"type": "string"},
+                    "category": {"type": "string", "enum": AlertCategory.values},
                     "alerts": _COUNT,
                     "share": _RATE,
                 },

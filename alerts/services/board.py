@@ -4,7 +4,8 @@ board's cards and the words that explain them.
 Cost of one board, whatever the number of cards: the alerts (with their asset and, per card, the id of
 the last closed similar alert as a correlated subquery on the (asset, kind, dominant_role, closed_at)
 index), their model versions (for the normal ranges), the sensor roles (labels, units) and, when any card
-has a similar alert, those alerts with their current verdicts — five queries.
+has a similar alert, those alerts with their current verdicts — five queries; a sixth when a card is a
+data-link alert (the gaps that ended in its windows, for "No data from … from 10:02 to 10:09").
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from cachetools import LRUCache, cached
 from django.db.models import Case, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 
-from alerts.choices import CLOSED_STATES, AlertKind, AlertState, EpisodeState, Severity
+from alerts.choices import CLOSED_STATES, AlertCategory, AlertKind, AlertState, EpisodeState, Severity
 from alerts.metrics.facts import verdicts_in_force
+from alerts.metrics.kpis import site_zone
 from alerts.models import Alert, ThresholdOverride
 from alerts.services.sensor_faults import sensor_params
 from detection.explain import typical_ranges
@@ -26,6 +29,7 @@ from detection.wording import Finding, SensorReason, duration_text, findings, re
 from models_registry.models import ModelVersion
 from plant.access import scope_to_sites
 from plant.models import SensorRole
+from plant.series import MissingSpan, missing_spans
 
 BOARD_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED)
 # The board's cards: alerts waiting for people, and (in their own lane) judged alerts in work.
@@ -156,13 +160,16 @@ def alert_level(
 
 
 def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
-    """Attach ``why``, ``level``, ``unusual``, ``unusual_for`` and ``similar`` to board alerts (annotated
-    with ``similar_id`` and the override thresholds) in three queries; ``level`` when the caller has it."""
+    """Attach ``why``, ``level``, ``unusual``, ``unusual_for``, ``similar`` and ``data_link`` to board alerts
+    (annotated with ``similar_id`` and the override thresholds) in three queries, a fourth when a card is a
+    data-link alert; ``level`` when the caller has it."""
     if not alerts:
         return
     versions = versions_of({a.model_version_id for a in alerts})
     ranges = {pk: normal_ranges(version) for pk, version in versions.items()}
     meta = role_meta({a.asset.asset_type_id for a in alerts})
+    links = [a for a in alerts if a.category == AlertCategory.DATA_LINK]
+    missing = missing_spans([(a.asset_id, a.first_window_start, a.opened_at) for a in links]) if links else []
     similar_ids = {a.similar_id for a in alerts if getattr(a, "similar_id", None)}
     similar: dict[int, Alert] = {}
     if similar_ids:
@@ -193,10 +200,73 @@ def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
             if alert.dominant_role
             else ""
         )
+        alert.data_link = (
+            data_link_words(alert, missing, meta.get(alert.asset.asset_type_id, {}))
+            if alert.category == AlertCategory.DATA_LINK
+            else None
+        )
         found = similar.get(getattr(alert, "similar_id", None) or 0)
         if found is not None:
             found.verdict = found.current_verdicts[0] if found.current_verdicts else None
         alert.similar = found
+
+
+@dataclass(frozen=True)
+class DataLinkWords:
+    """A data-link alert in plain words: ``what`` for one-line texts ("vibration data link"), ``sentence``
+    (no full stop, like a top sensor's) for the card, the alert page, the notifications and the HMI."""
+
+    what: str
+    sentence: str
+
+
+def data_link_words(
+    alert: Alert, missing: Iterable[MissingSpan], roles: Mapping[str, tuple[str, str]]
+) -> DataLinkWords:
+    """Which sensors' readings went missing around the alert's opening (the gaps that ended in its windows)
+    and for how long, and what to check: the link, not the sensor."""
+    gaps = sorted(
+        (
+            m
+            for m in missing
+            if m.asset_id == alert.asset_id and alert.first_window_start < m.end <= alert.opened_at
+        ),
+        key=lambda m: (m.role != alert.dominant_role, m.end, m.sensor_id),  # the driving sensor first
+    )
+    labels = list(dict.fromkeys(roles.get(m.role, (m.role, ""))[0].lower() for m in gaps))
+    if not labels:
+        labels = [(alert.role_label or alert.dominant_role or "driving").lower()]
+    names = labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+    many = len(labels) > 1 or len({m.sensor_key for m in gaps}) > 1
+    what = f"the {names} sensor{'s' if many else ''}"
+    check = (
+        f"check {'their' if many else 'its'} data link (the gateway, bridge, network or PLC connection), "
+        f"not the sensor{'s' if many else ''}"
+    )
+    if not gaps:
+        short = "data link" if labels == ["driving"] else f"{names} data link"
+        return DataLinkWords(short, f"Readings of {what} went missing in this alert's window: {check}")
+    keys = list(dict.fromkeys(m.sensor_key for m in gaps))
+    what += f" ({', '.join(keys)})" if many else f" {keys[0]}"
+    zone = site_zone(alert.asset.site)
+    end = max(m.end for m in gaps)
+    starts = [m.start for m in gaps if m.start is not None]
+    if starts:
+        start = min(starts)
+        span = (
+            f"from {_clock(start, zone, end)} to {_clock(end, zone, end)} "
+            f"({duration_text((end - start).total_seconds())})"
+        )
+    else:
+        span = f"until {_clock(end, zone, end)}"
+    return DataLinkWords(f"{names} data link", f"No data from {what} {span}: {check}")
+
+
+def _clock(moment: datetime, zone: Any, reference: datetime) -> str:
+    """'10:02', with the date when it is not the reference's day (both in the site's time zone)."""
+    local = moment.astimezone(zone)
+    same_day = local.date() == reference.astimezone(zone).date()
+    return f"{local:%H:%M}" if same_day else f"{local:%d %b %H:%M}"
 
 
 def versions_of(version_ids: Iterable[int]) -> dict[int, ModelVersion]:

@@ -18,6 +18,10 @@ about the machine (a faulty sensor says nothing about it, faulty or normal):
 * false alarm → no Label: the sensor read true, its windows stay ordinary training data (a correction to
   false alarm removes the ``excluded`` label, a correction from it writes one).
 
+A data-link alert (category data_link, "Check the data link": readings of a driving sensor went missing)
+writes no Label whatever the verdict: a confirmed link fault is neither the machine's fault nor its normal
+behaviour, and there are no readings of the gap to relabel. The verdict still counts in the metrics.
+
 A verdict resolves an active alert. On a closed alert it corrects the current verdict: allowed to the
 technician who gave it and to engineers (PermissionError otherwise), and to anyone on an alert in work
 (recording the repair); the new Feedback ``supersedes`` the old one and the same Label row is rewritten,
@@ -356,9 +360,10 @@ def fault_type_of(alert: Alert) -> str:
 
 def _relabel(alert: Alert, user: Any, parsed: ParsedAction, note: str, label: Label | None) -> Label | None:
     """Write the alert window's label for this verdict, reusing the label of the verdict it corrects; None
-    (and that label removed) for a false alarm on a sensor-fault alert, whose readings were true."""
+    (and that label removed) for a false alarm on a sensor-fault alert, whose readings were true, and for
+    any verdict on a data-link alert, whose readings are missing."""
     sensor = alert.kind == AlertKind.SENSOR_FAULT
-    if sensor and parsed.verdict == Verdict.FALSE_ALARM:
+    if alert.category == AlertCategory.DATA_LINK or (sensor and parsed.verdict == Verdict.FALSE_ALARM):
         if label is not None:
             label.delete()
         return None

@@ -21,10 +21,14 @@ transitions it returns (Alert and AlertEvent rows, explanations, the ids to broa
   above the clear threshold.
 * Severity (see ``severity_for``): how far the peak is past the open threshold, in units of the
   hysteresis band (open - clear), shifted by the asset's criticality.
-* Data-quality gate (see ``categorize``): sensor_fault when a sensor role that dominates the explanation
-  (top roles by |φ| covering 60 % of the total, at most 3) is flagged out of range, spike, stuck or gap in
-  the window; without an explanation yet, any such flag decides provisionally. An alert whose top role's
-  sensor is marked for calibration (``plant.Sensor.needs_calibration``) is a sensor fault too.
+* Data-quality gate (see ``categorize``): the flags in the window of the sensor roles that dominate the
+  explanation (top roles by |φ| covering 60 % of the total, at most 3) decide where the technician looks.
+  Out of range, spike or stuck: sensor_fault ("Check the sensor"). A gap and no such flag: data_link
+  ("Check the data link"): readings went missing, which is the gateway's, bridge's, network's or PLC
+  connection's doing, not the sensor's (plant.choices.AVAILABILITY_FLAGS, the rule sensor health uses).
+  Without an explanation yet, any flagged role decides provisionally. An alert whose top role's sensor is
+  marked for calibration (``plant.Sensor.needs_calibration``) is a sensor fault unless the gate sent it to
+  the data link.
 * An asset's active ``alerts.ThresholdOverride`` for the version replaces the version's thresholds
   (see ``alerts.services.noise``); overrides only raise them.
 * The opening window is explained before the alert row exists (so before any broadcast); when that fails
@@ -37,7 +41,9 @@ Scores are compared with the thresholds in the version's direction (``output_spe
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -75,7 +81,7 @@ from models_registry import cache
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
 from models_registry.training_data import asset_windows_between
-from plant.choices import QualityFlag
+from plant.choices import AVAILABILITY_FLAGS, SENSOR_FAULT_FLAGS, QualityFlag
 from plant.models import Asset
 
 logger = logging.getLogger(__name__)
@@ -122,12 +128,18 @@ def severity_for(
 
 
 def categorize(explanation: Mapping[str, Any] | None, flagged: Mapping[str, int]) -> AlertCategory:
-    """sensor_fault when a dominant role is flagged (any flagged role while the explanation is pending)."""
-    bad = {role for role, bits in (flagged or {}).items() if int(bits) & GATE_FLAGS}
-    if not bad:
-        return AlertCategory.MACHINE_FAULT
-    suspects = bad if explanation is None else bad & set(dominant_roles(explanation))
-    return AlertCategory.SENSOR_FAULT if suspects else AlertCategory.MACHINE_FAULT
+    """The gate on the dominant roles' flags (any flagged role's while the explanation is pending): a value
+    flag makes sensor_fault, a gap alone data_link (plant.choices: availability, not a sensor fault)."""
+    bad = {role: int(bits) & GATE_FLAGS for role, bits in (flagged or {}).items() if int(bits) & GATE_FLAGS}
+    if explanation is not None:
+        dominant = set(dominant_roles(explanation))
+        bad = {role: bits for role, bits in bad.items() if role in dominant}
+    bits = functools.reduce(operator.or_, bad.values(), 0)
+    if bits & SENSOR_FAULT_FLAGS:
+        return AlertCategory.SENSOR_FAULT
+    if bits & AVAILABILITY_FLAGS:
+        return AlertCategory.DATA_LINK
+    return AlertCategory.MACHINE_FAULT
 
 
 # --- explanations -----------------------------------------------------------------------------------------

@@ -36,7 +36,14 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from alerts.broadcast import broadcast_alerts
-from alerts.choices import ACTIVE_STATES, AlertCategory, FeedbackKind, NoiseActionKind, Verdict
+from alerts.choices import (
+    ACTIVE_STATES,
+    AlertCategory,
+    FeedbackKind,
+    NoiseActionKind,
+    Verdict,
+    category_counts,
+)
 from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, Feedback, NoiseAction, Score, ThresholdOverride
 from detection.rules import alert_episodes, overlap
@@ -240,7 +247,8 @@ def _period() -> timedelta:
 
 
 def _dismissals(site_ids: Sequence[int] | None, since: datetime):
-    """Current false-alarm verdicts on visible alerts with a dominant role, given since ``since``."""
+    """Current false-alarm verdicts on visible alerts with a dominant role, given since ``since``; not on
+    data-link alerts: readings that did not arrive say nothing about the threshold or the sensor."""
     rows = (
         verdicts_in_force()
         .filter(
@@ -250,6 +258,7 @@ def _dismissals(site_ids: Sequence[int] | None, since: datetime):
             alert__is_shadow=False,
         )
         .exclude(alert__dominant_role="")
+        .exclude(alert__category=AlertCategory.DATA_LINK)
     )
     if site_ids is not None:
         rows = rows.filter(asset__site_id__in=list(site_ids))
@@ -306,6 +315,8 @@ class Suggestion:
     alerts_in_period: int
     retrain_url: str
     history: list[NoiseAction] = field(default_factory=list)
+    # (category, alerts) of the period's alerts: machine faults, sensors and data links to check, apart.
+    by_category: list[tuple[AlertCategory, int]] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
@@ -407,6 +418,7 @@ def build_suggestion(
         .select_related("created_by")
         .first(),
         alerts_in_period=len(alerts),
+        by_category=category_counts(a.category for a in alerts),
         retrain_url=retrain_url(),
         history=list(
             NoiseAction.objects.filter(asset=asset, dominant_role__in=[key.role, ""])

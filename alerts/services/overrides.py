@@ -49,7 +49,8 @@ def under_calibration(asset_id: int, role: str) -> bool:
 
 
 def calibration_category(asset_id: int, role: str, category: str) -> AlertCategory:
-    """An alert driven by a sensor marked for calibration is a sensor issue, whatever the quality flags say."""
-    if category == AlertCategory.SENSOR_FAULT or not under_calibration(asset_id, role):
+    """A machine-fault alert driven by a sensor marked for calibration is a sensor issue; the gate's own
+    sensor fault or data link stays (readings that did not arrive say nothing about the calibration)."""
+    if category != AlertCategory.MACHINE_FAULT or not under_calibration(asset_id, role):
         return AlertCategory(category)
     return AlertCategory.SENSOR_FAULT

@@ -52,7 +52,10 @@ def test_the_kpi_fragment_shows_the_kpis_the_denominator_and_the_band_warnings(e
     )
     assert 'id="alarm-kpis"' in page
     assert "active users in the technician group with a membership of the site" in page
-    assert "North: 2 technicians, 24 alerts, priority mix 79 / 8 / 12 %" in page
+    assert (
+        'North: 2 technicians, 24 alerts (<span class="kpi-categories">Machine fault: 23, Check the sensor: 1'
+        "</span>), priority mix 79 / 8 / 12 %"
+    ) in page
     assert 'data-kpi="stale_max_day"' in page and 'data-kpi="chattering"' in page
     assert 'data-kpi="flood_pct"' not in page.split('id="alarm-kpis"')[0]  # no flood warning by day
     assert "North: Stale alerts on one day (&gt; 24 h unanswered) 6 in 2 periods, worst 2026-09-02" in page

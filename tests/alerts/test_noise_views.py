@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from alerts.choices import AlertCategory
 from alerts.models import Alert, NoiseAction, ThresholdOverride
+from alerts.services.noise import noise_keys
 from plant.models import Sensor
 from tests.alerts.builders import bare_champion
 from tests.alerts.test_noise import base, scenario  # noqa: F401  (base is a fixture)
@@ -166,3 +168,19 @@ def test_the_projection_cells_carry_their_column_label_for_the_phone_cards(clien
     assert cells == 6
     assert table.count('<td data-label="Current threshold">') == 3
     assert table.count('<td data-label="Proposed threshold">') == 3
+
+
+def test_the_noise_page_counts_data_link_alerts_apart_and_never_as_noise(client, engineer, noisy):
+    alerts = list(Alert.objects.order_by("opened_at"))
+    # The confirmed fault was really a gap on its driving sensor (the gate's "Check the data link").
+    Alert.objects.filter(pk=alerts[3].pk).update(category=AlertCategory.DATA_LINK)
+    client.force_login(engineer)
+    page = client.get(reverse("alerts:noise")).content.decode()
+    assert "4 alerts of this asset and model in the period (" in page
+    assert '<span class="noise-categories">Machine fault: 3, Check the data link: 1</span>' in page
+    assert "data_link" not in page
+
+    # A dismissed data-link alert says nothing about the threshold or the sensor: no longer 3 dismissals.
+    Alert.objects.filter(pk=alerts[0].pk).update(category=AlertCategory.DATA_LINK)
+    assert noise_keys(None) == []
+    assert f'id="noise-{noisy}"' not in client.get(reverse("alerts:noise")).content.decode()

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from alerts.choices import AlertCategory, ExplanationStatus
+from datetime import timedelta
+
+from django.urls import reverse
+
+from alerts.choices import AlertCategory, ExplanationStatus, Verdict
+from alerts.choices import AlertState as AlertState_
+from alerts.metrics.kpis import alarm_kpis
+from alerts.metrics.params import MetricsQuery
 from alerts.models import Alert
-from alerts.services import categorize
+from alerts.services import categorize, record_feedback
+from alerts.services.overrides import calibration_category
+from alerts.writeback import alert_words
+from connectivity.writeback import AlertState
 from detection.explain import dominant_roles
+from notify.choices import MessageKind
+from notify.models import Rule
+from notify.services import compose
+from plant.builders import make_asset
 from plant.choices import QualityFlag
-from tests.alerts.conftest import OPEN, fault_x, score, windows
+from plant.models import Label, Reading
+from tests.alerts.conftest import OPEN, fault_x, score, window_end, windows
+from tests.conftest import T0, make_readings
 
 
 def explanation_of(shares: dict[str, float]) -> dict:
@@ -28,7 +44,21 @@ def test_dominant_roles_are_the_fewest_covering_sixty_percent_at_most_three():
 def test_drift_alone_does_not_make_a_sensor_fault():
     explanation = explanation_of({"vibration": 9, "current": 1})
     assert categorize(explanation, {"vibration": int(QualityFlag.DRIFT)}) == AlertCategory.MACHINE_FAULT
-    assert categorize(explanation, {"vibration": int(QualityFlag.GAP)}) == AlertCategory.SENSOR_FAULT
+    assert categorize(explanation, {"vibration": int(QualityFlag.STUCK)}) == AlertCategory.SENSOR_FAULT
+
+
+def test_a_gap_on_a_driving_sensor_is_the_data_link_and_a_value_flag_still_the_sensor():
+    explanation = explanation_of({"vibration": 5, "current": 4, "pressure": 1})
+    gap, stuck, spike = int(QualityFlag.GAP), int(QualityFlag.STUCK), int(QualityFlag.SPIKE)
+    assert categorize(explanation, {"vibration": gap}) == AlertCategory.DATA_LINK
+    assert categorize(explanation, {"vibration": gap, "current": gap}) == AlertCategory.DATA_LINK
+    # A flagged value on a driving sensor is the sensor's, with or without a gap beside it.
+    assert categorize(explanation, {"vibration": gap | stuck}) == AlertCategory.SENSOR_FAULT
+    assert categorize(explanation, {"vibration": gap, "current": spike}) == AlertCategory.SENSOR_FAULT
+    # A gap on a sensor that does not drive the score decides nothing.
+    assert categorize(explanation, {"pressure": gap}) == AlertCategory.MACHINE_FAULT
+    assert categorize(None, {"pressure": gap}) == AlertCategory.DATA_LINK
+    assert AlertCategory.DATA_LINK.label == "Check the data link"
 
 
 def test_a_stuck_sensor_dominating_the_explanation_makes_a_sensor_fault(asset, champion, trained):
@@ -56,3 +86,176 @@ def test_without_an_explanation_any_flagged_sensor_decides_provisionally(asset, 
     alert = Alert.objects.get()
     assert alert.explanation_status == ExplanationStatus.PENDING
     assert alert.category == AlertCategory.SENSOR_FAULT
+
+
+GAP_SENTENCE = (
+    "No data from the vibration sensor north.p-101.vibration from 07:55 to 08:00 (5 min): check its data "
+    "link (the gateway, bridge, network or PLC connection), not the sensor"
+)
+
+
+def gap_readings(asset, roles=("vibration",)) -> None:
+    """The sensors' readings every 10 s until 07:55, none until 08:00:10 (flagged as ending a gap)."""
+    for role in roles:
+        sensor = asset.sensors.get(role__key=role)
+        make_readings(sensor, T0 - timedelta(minutes=10), [30.0] * 31, period_s=10)
+        make_readings(sensor, window_end(1), [30.0], quality=int(QualityFlag.GAP))
+
+
+def card_of(client, alert) -> str:
+    page = client.get(reverse("alerts:board")).content.decode()
+    start = page.index(f'id="alert-{alert.pk}"')
+    return page[start : page.index("</article>", start)]
+
+
+def test_a_gap_on_the_driving_sensor_opens_and_holds_a_data_link_alert_in_the_links_words(
+    asset, champion, trained, technician, client
+):
+    gap_readings(asset)
+    x = fault_x(trained, "vibration")
+    flagged = {"vibration": int(QualityFlag.GAP)}
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged=flagged))
+    alert = Alert.objects.get()
+    assert dominant_roles(alert.explanation) == ["vibration"]
+    assert alert.category == AlertCategory.DATA_LINK
+    assert alert.get_category_display() == "Check the data link"
+    # Later windows (clean now) attach to the same alert, which stays a data-link alert.
+    score(asset, champion, windows(3, [OPEN + 1] * 2, x=x, flagged={}))
+    alert = Alert.objects.get()
+    assert (alert.window_count, alert.category) == (5, AlertCategory.DATA_LINK)
+
+    client.force_login(technician)
+    card = card_of(client, alert)
+    assert 'data-category="data_link"' in card and "Check the data link" in card
+    assert f"{GAP_SENTENCE[:1].upper()}{GAP_SENTENCE[1:]}." in card
+    assert "Check the sensor" not in card and "data_link" not in card.replace('data-category="data_link"', "")
+    assert "Data link was down:" in card and "Real fault:" not in card and "Link restored" in card
+    detail = client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+    assert "Check the data link" in detail and GAP_SENTENCE in detail and "Check the sensor" not in detail
+
+    # The notifications, work orders and the HMI say it the same way (alerts.writeback.alert_words).
+    words = alert_words(alert)
+    assert (words["category"], words["category_label"]) == ("data_link", "vibration data link")
+    assert words["text"] == "P-101 vibration data link alert, low"
+    assert words["top_sensor_text"] == GAP_SENTENCE
+    hmi = AlertState(
+        asset_tag=asset.tag,
+        state=alert.state,
+        severity=alert.severity,
+        category=words["category"],
+        category_label=words["category_label"],
+    )
+    assert hmi.text == "p-101 vibration data link alert, low"
+    title, body = compose(alert, MessageKind.OPENED)
+    assert title == "P-101 vibration data link alert, low"
+    assert body.splitlines()[:2] == ["P-101 vibration data link alert, low.", GAP_SENTENCE]
+    # A notification rule for sensor faults is not told; one for the data link is.
+    assert not Rule(site=asset.site, category="sensor_fault").matches(alert)
+    assert Rule(site=asset.site, category="data_link").matches(alert)
+
+
+def test_a_data_link_alert_without_the_gaps_readings_still_names_the_sensor_and_the_link(
+    asset, champion, trained
+):
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.GAP)}))
+    alert = Alert.objects.get()
+    assert alert_words(alert)["top_sensor_text"] == (
+        "Readings of the vibration sensor went missing in this alert's window: check its data link "
+        "(the gateway, bridge, network or PLC connection), not the sensor"
+    )
+
+
+def test_a_pending_data_link_alert_names_the_sensor_whose_readings_stopped(asset, champion):
+    gap_readings(asset, roles=("temperature",))
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=None, flagged={"temperature": int(QualityFlag.GAP)}))
+    alert = Alert.objects.get()
+    assert (alert.explanation_status, alert.category) == (ExplanationStatus.PENDING, AlertCategory.DATA_LINK)
+    words = alert_words(alert)
+    assert (words["category_label"], words["text"]) == (
+        "temperature data link",
+        "P-101 temperature data link alert, low",
+    )
+    assert words["top_sensor_text"].startswith(
+        "No data from the temperature sensor north.p-101.temperature from"
+    )
+    # Without the readings either, it still says what to check, with no made-up sensor name.
+    Reading.objects.all().delete()
+    words = alert_words(Alert.objects.get())
+    assert (words["category_label"], words["text"]) == ("data link", "P-101 data link alert, low")
+    assert words["top_sensor_text"].startswith("Readings of the driving sensor went missing")
+
+
+def test_a_link_down_for_several_sensors_names_them_all(asset, champion, trained):
+    gap_readings(asset, roles=("vibration", "current"))
+    x = fault_x(trained, "vibration")
+    gap = int(QualityFlag.GAP)
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": gap, "current": gap}))
+    alert = Alert.objects.get()
+    assert alert.category == AlertCategory.DATA_LINK
+    assert alert_words(alert)["top_sensor_text"] == (
+        "No data from the vibration and current sensors (north.p-101.vibration, north.p-101.current) from "
+        "07:55 to 08:00 (5 min): check their data link (the gateway, bridge, network or PLC connection), "
+        "not the sensors"
+    )
+
+
+def test_a_gap_on_a_sensor_marked_for_calibration_is_still_the_data_link(asset, champion, trained):
+    asset.sensors.filter(role__key="vibration").update(needs_calibration=True)
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.GAP)}))
+    assert Alert.objects.get().category == AlertCategory.DATA_LINK
+    # A machine-fault reading of the same sensor is still held as a sensor issue.
+    assert (
+        calibration_category(asset.pk, "vibration", AlertCategory.MACHINE_FAULT) == AlertCategory.SENSOR_FAULT
+    )
+
+
+def test_a_stuck_driving_sensor_still_says_check_the_sensor_on_the_card(
+    asset, champion, trained, technician, client
+):
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.STUCK)}))
+    alert = Alert.objects.get()
+    assert alert.category == AlertCategory.SENSOR_FAULT
+    client.force_login(technician)
+    card = card_of(client, alert)
+    assert "Check the sensor" in card and "data link" not in card and "No data from" not in card
+    assert alert_words(alert)["category_label"] == "Vibration"
+
+
+def test_a_verdict_on_a_data_link_alert_writes_no_label(asset, champion, trained, technician):
+    gap_readings(asset)
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.GAP)}))
+    alert = Alert.objects.get()
+    feedback = record_feedback(alert, technician, "confirm:repaired", "switch port replaced")
+    alert.refresh_from_db()
+    assert alert.state == AlertState_.RESOLVED and feedback.verdict == Verdict.CONFIRMED_FAULT
+    # A link fault is neither the machine's fault nor its normal running: nothing is relabelled.
+    assert feedback.label is None and not Label.objects.exists()
+    record_feedback(alert, technician, "false_alarm:unknown")
+    assert not Label.objects.exists()
+
+
+def test_the_alarm_load_counts_data_link_sensor_and_machine_alerts_apart(
+    site, asset, champion, trained, engineer, client
+):
+    linked, stuck = make_asset(site, "p-102"), make_asset(site, "p-103")
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={}))
+    score(linked, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.GAP)}))
+    score(stuck, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.STUCK)}))
+    query = MetricsQuery(site=site, kpi_period="day", start=T0.date(), end=T0.date())
+    (north,) = alarm_kpis([site.pk], query, now=T0 + timedelta(hours=1)).sites
+    assert north.categories == [
+        (AlertCategory.MACHINE_FAULT, 1),
+        (AlertCategory.SENSOR_FAULT, 1),
+        (AlertCategory.DATA_LINK, 1),
+    ]
+    assert sorted(b.category_label for b in north.bad_actors) == [
+        "Check the data link",
+        "Check the sensor",
+        "Machine fault",
+    ]
+    assert north.as_dict()["categories"] == {"machine_fault": 1, "sensor_fault": 1, "data_link": 1}
