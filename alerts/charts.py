@@ -27,8 +27,11 @@ MAX_BARS = 12
 SPAN_COLOUR = "rgba(220, 38, 38, 0.14)"
 RAISE_COLOUR = "#dc2626"
 LOWER_COLOUR = "#2563eb"
-# Height of the Plotly toolbar (modebar) row: a chart title starts below it.
+# Height of the Plotly toolbar (modebar) row: a chart title starts below it. The figure names the room
+# this adds to the title's own padding in layout.meta.toolbar_px, so that static/js/charts.js gives it back
+# where it hides the toolbar (touch screens).
 TOOLBAR_PX = 34
+TITLE_PAD_PX = 8
 
 
 def alert_span(alert: Alert) -> tuple[datetime, datetime]:
@@ -153,7 +156,8 @@ def shap_figure(
             }
         ],
         "layout": {
-            # The title sits under the Plotly toolbar (top right, ~30 px high), never behind it.
+            # The title sits under the Plotly toolbar (top right, ~30 px high), never behind it; without the
+            # toolbar (a touch screen) charts.js takes the room for it (meta.toolbar_px) away again.
             "title": {
                 # In words: the score and its base value are in the (engineers') model details.
                 "text": "What made this window unusual",
@@ -166,6 +170,7 @@ def shap_figure(
                 "pad": {"t": TOOLBAR_PX, "l": 10},
             },
             "height": max(240, 28 * len(values) + 130),
+            "meta": {"toolbar_px": TOOLBAR_PX - TITLE_PAD_PX},
             "margin": {"l": 10, "r": 16, "t": TOOLBAR_PX + 32, "b": 40},
             # No axis title: the note above the chart says what the bars are, and on a phone the feature
             # names leave the plot too narrow for one (it ran off the chart's right edge).

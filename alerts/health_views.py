@@ -169,6 +169,16 @@ def duration(seconds: float | None) -> str:
     return f"{hours / 24:.1f} d"
 
 
+def delay_text(
+    seconds: float | None, count: int, statistic: str, none: str = "no acknowledged alerts yet"
+) -> str:
+    """A time to acknowledge with the number of delays it is computed from, as the rates show theirs:
+    '4 min (median of 12)', '2 h 05 (p90 of 12)'; ``none`` (not a bare dash) when there are none."""
+    if not count or seconds is None:
+        return none
+    return f"{duration(seconds)} ({statistic} of {count})"
+
+
 def verdict_text(verdict: str | None, action: str | None, reason: str | None) -> str:
     """ "Confirmed fault — Repaired", "False alarm — Sensor glitch", or "—" without a verdict."""
     if not verdict:
@@ -234,8 +244,8 @@ def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> Cells
                 not_due_text(row.not_due),
             ),
             link(rate_text(row, "actionability"), "verdicts", "actionability", left_out(unjudged)),
-            link(duration(row.tta_median_s), "acknowledged", "tta_median"),
-            link(duration(row.tta_p90_s), "acknowledged", "tta_p90"),
+            link(delay_text(row.tta_median_s, row.acknowledged, "median"), "acknowledged", "tta_median"),
+            link(delay_text(row.tta_p90_s, row.acknowledged, "p90"), "acknowledged", "tta_p90"),
             link(str(row.ignored), "ignored", "ignored"),
         ]
     )

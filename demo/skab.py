@@ -48,7 +48,7 @@ def normal_units(replayed: str, *, base: Path | str | None = None) -> list[Unit]
             run = skab.SkabRun(
                 run.ts[:keep], {k: v[:keep] for k, v in run.values.items()}, run.anomaly[:keep]
             )
-        units.append(skab.to_unit(file, run))
+        units.append(skab.to_unit(file, run, limited=True))  # labels after the prefix: left as stored
     return units
 
 

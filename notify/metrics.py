@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from statistics import median
 from typing import Any
 
 from django.db.models import Q
@@ -14,14 +13,16 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
-from alerts.health_views import duration
+from alerts.health_views import delay_text
 from alerts.metrics import MetricsQuery
 from alerts.metrics.params import period_label
+from alerts.metrics.rows import median
 from alerts.models import AlertEvent
 from notify.choices import ALERT_MESSAGES, DeliveryStatus, MessageKind
 from notify.models import Channel, Notification
 
 ANSWERED = ("acknowledged", "snoozed", "resolved")
+NOT_ANSWERED = "no message answered yet"
 
 
 @dataclass
@@ -98,7 +99,14 @@ def health_section(request: HttpRequest, site_ids: list[int], query: MetricsQuer
     return render_to_string(
         "notify/_health.html",
         {
-            "rows": [(row, duration(row.median_s), duration(row.mean_s)) for row in rows],
+            "rows": [
+                (
+                    row,
+                    delay_text(row.median_s, row.answered, "median", NOT_ANSWERED),
+                    delay_text(row.mean_s, row.answered, "mean", NOT_ANSWERED),
+                )
+                for row in rows
+            ],
             "escalations": escalations_by_period(messages, query.period),
             "query_period": query.period,
         },

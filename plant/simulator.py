@@ -131,6 +131,11 @@ class Fault:
     duration_s: float
     severity: float = 1.0
 
+    @property
+    def spec(self) -> str:
+        """As `--faults` names it: kind@tag[.role]."""
+        return f"{self.kind}@{self.asset_tag}" + (f".{self.sensor_role}" if self.sensor_role else "")
+
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; known: {', '.join(FAULT_KINDS)}")
@@ -191,6 +196,14 @@ class FaultSchedule:
 
     def __len__(self) -> int:
         return len(self.faults)
+
+    def starting_outside(self, earliest_s: float, latest_s: float) -> list[Fault]:
+        """The one-off faults that start before ``earliest_s`` or at / after ``latest_s`` (seconds from the
+        origin): a run that simulates only that span never injects (nor labels) them. A repeating
+        schedule's faults come back each period and are not judged by one span."""
+        if self.period_s is not None:
+            return []
+        return [fault for fault in self.faults if not earliest_s <= fault.start_s < latest_s]
 
     def occurrences(self, origin: float, t0: float, t1: float) -> list[FaultOccurrence]:
         """Occurrences overlapping [t0, t1), in start order."""

@@ -152,6 +152,11 @@ class MetricsRow:
         return ratio(self.actionable, self.verdicts)
 
     @property
+    def acknowledged(self) -> int:
+        """The denominator of the time to acknowledge: alerts a person answered (one delay each)."""
+        return len(self.tta_s)
+
+    @property
     def tta_median_s(self) -> float | None:
         return median(self.tta_s)
 

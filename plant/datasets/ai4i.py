@@ -152,5 +152,7 @@ def read_units(
             values=values,
             labels=labels,
             sample_period_s=INTERVAL_S,
+            # The failures of the rows read only: a full load's later ones are left as they are.
+            labels_until=float(stamp(udi[-1])) if limit_rows is not None else None,
         )
     ]

@@ -94,6 +94,9 @@ class Unit:
     labels: list[LabelSpec] = field(default_factory=list)
     sample_period_s: float = 1.0
     role_ranges: dict[str, tuple[str, float | None, float | None]] = field(default_factory=dict)
+    # A --limit-rows slice of a dataset whose labels come from the rows read (SKAB's anomaly column, AI4I's
+    # failure flags): its labels are known only up to here (epoch s), see sync_labels' ``until``.
+    labels_until: float | None = None
 
     @property
     def readings(self) -> int:
@@ -244,17 +247,27 @@ def ingest_columns(
 
 
 def sync_labels(
-    asset: Asset, specs: Sequence[LabelSpec], *, keep_others: bool = False
+    asset: Asset, specs: Sequence[LabelSpec], *, keep_others: bool = False, until: float | None = None
 ) -> tuple[int, int, dict[str, int]]:
     """Make the asset's dataset labels exactly ``specs``: keep identical ones, delete stale, create new.
 
     Returns (created, deleted, counts per kind). Labels of other sources (feedback, manual) are untouched;
     with ``keep_others`` nothing is deleted (a replay adds the labels of each run it sends).
+
+    ``until`` (epoch s): the specs are a preview's, known only up to then (Unit.labels_until). A stored
+    label that starts later is left alone, and one that runs past it is the label a spec ending there was
+    cut from: kept, not replaced by the shorter one. So loading the first rows again never loses the labels
+    a longer load stored; inside the rows read, labels that no longer match are still replaced.
     """
+    cut = None if until is None else utc(until)
+
+    def seen(start: datetime, end: datetime, kind: str, fault_type: str, reason: str) -> tuple:
+        return (start, end if cut is None else min(end, cut), kind, fault_type, reason)
+
     wanted: dict[tuple, Label] = {}
     for spec in specs:
         start, end = utc(spec.start), utc(max(spec.end, spec.start))
-        key = (start, end, str(spec.kind), spec.fault_type, spec.reason)
+        key = seen(start, end, str(spec.kind), spec.fault_type, spec.reason)
         wanted[key] = Label(
             asset=asset,
             start=start,
@@ -266,13 +279,15 @@ def sync_labels(
             note=spec.note,
         )
     with transaction.atomic():
-        existing = {
-            (label.start, label.end, label.kind, label.fault_type, label.reason): label.pk
+        existing = [
+            (seen(label.start, label.end, label.kind, label.fault_type, label.reason), label.pk)
             for label in Label.objects.filter(asset=asset, source=LabelSource.DATASET)
-        }
-        stale = [] if keep_others else [pk for key, pk in existing.items() if key not in wanted]
+            if cut is None or label.start <= cut
+        ]
+        stale = [] if keep_others else [pk for key, pk in existing if key not in wanted]
         Label.objects.filter(pk__in=stale).delete()
-        new = [label for key, label in wanted.items() if key not in existing]
+        stored = {key for key, _ in existing}
+        new = [label for key, label in wanted.items() if key not in stored]
         Label.objects.bulk_create(new)
     counts = {"fault": sum(1 for key in wanted if key[2] == LabelKind.FAULT)}
     counts["normal"] = len(wanted) - counts["fault"]
@@ -284,7 +299,7 @@ def store_unit(site: Site, unit: Unit, *, advance: Callable[[int], None] | None 
     asset_type = ensure_asset_type(unit.asset_type)
     asset, keys = ensure_asset(site, asset_type, unit)
     accepted, duplicates, rejected = ingest_columns(keys, unit.ts, unit.values, advance=advance)
-    created, deleted, counts = sync_labels(asset, unit.labels)
+    created, deleted, counts = sync_labels(asset, unit.labels, until=unit.labels_until)
     return LoadResult(
         ref=unit.ref,
         asset=asset,

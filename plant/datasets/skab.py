@@ -309,7 +309,8 @@ def run_labels(file: SkabFile, run: SkabRun) -> list[LabelSpec]:
     return labels
 
 
-def to_unit(file: SkabFile, run: SkabRun) -> Unit:
+def to_unit(file: SkabFile, run: SkabRun, *, limited: bool = False) -> Unit:
+    """The file's unit; ``limited``: ``run`` is the file's first rows only, so are its labels."""
     where = f"normal run {file.ref}" if file.number is None else f"{file.subset} experiment {file.number}"
     if file.ref == ANOMALY_FREE:
         where = "anomaly-free run"
@@ -323,6 +324,7 @@ def to_unit(file: SkabFile, run: SkabRun) -> Unit:
         values=run.values,
         labels=run_labels(file, run),
         sample_period_s=1.0,
+        labels_until=float(run.ts[-1]) if limited and len(run.ts) else None,
     )
 
 
@@ -332,7 +334,8 @@ def read_units(
     """The selected files as units (pure: no database); ``limit_rows`` keeps the first rows of each file."""
     check_limit(limit_rows)
     return [
-        to_unit(file, read_run(file.path, max_rows=limit_rows)) for file in list_files(selectors, base=base)
+        to_unit(file, read_run(file.path, max_rows=limit_rows), limited=limit_rows is not None)
+        for file in list_files(selectors, base=base)
     ]
 
 

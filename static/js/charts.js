@@ -6,7 +6,9 @@
    On a phone or a touch screen Plotly's toolbar is hidden (its 20 px icons are too small to tap) and a drag
    on a chart scrolls the page instead of zooming: a tall sensor chart filled the screen and caught every
    swipe. A chart with data-zoom gets large Zoom in / Zoom out / Reset buttons for its time axis instead;
-   tapping a chart still shows the values under the finger. */
+   tapping a chart still shows the values under the finger. A figure that keeps room above its title for the
+   toolbar says how much (layout.meta.toolbar_px, e.g. the alert's explanation): without the toolbar that
+   room is given back, or it would be an empty band at the top of the chart. */
 (function () {
   "use strict";
 
@@ -14,6 +16,15 @@
 
   function axisNames(layout) {
     return Object.keys(layout).filter(function (key) { return /^[xy]axis\d*$/.test(key); });
+  }
+
+  function withoutToolbarRoom(layout) {
+    var room = (layout.meta && layout.meta.toolbar_px) || 0;
+    if (!room) return;
+    if (layout.margin && layout.margin.t) layout.margin.t = Math.max(0, layout.margin.t - room);
+    var pad = layout.title && layout.title.pad;
+    if (pad && pad.t) pad.t = Math.max(0, pad.t - room);
+    if (layout.height) layout.height -= room;
   }
 
   function draw(target) {
@@ -26,6 +37,7 @@
     if (touch) {
       layout.dragmode = false;
       axisNames(layout).forEach(function (name) { layout[name].fixedrange = true; });
+      withoutToolbarRoom(layout);
     }
     target.setAttribute("data-drawn", "");
     target.style.height = (layout.height || 320) + "px";  // responsive mode fills its box

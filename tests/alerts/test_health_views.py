@@ -182,6 +182,8 @@ def test_every_count_on_the_page_links_to_exactly_that_many_alerts(engineer_clie
                         name,
                     )
                     checked += 1
+                if name == "tta_median":  # "4 min (median of N)": N is the alerts its link lists
+                    assert drill_count(engineer_client, cell.url) == row.acknowledged
                 if name == "follow_through":
                     query = parse_qs(urlsplit(cell.url).query)
                     assert query["metric"] == ["due"]
@@ -368,3 +370,41 @@ def test_every_rate_says_what_it_divides_and_which_alerts_it_does_not_count_yet(
         "actionable": 1,
         "verdicts": 2,
     }
+
+
+def cell_texts(page: str, period_row: str) -> dict[str, str]:
+    row = page[page.index(period_row) :].split("</tr>")[0]
+    return {
+        name: " | ".join(part for part in re.split(r"<[^>]+>", cell) if part.strip())
+        for name, cell in re.findall(r'data-metric="(\w+)">(.*?)</td>', row)
+    }
+
+
+def test_time_to_acknowledge_says_how_many_answered_alerts_it_is_computed_from(
+    client, engineer, technician, asset, champion
+):
+    # Every rate shows its denominator; the median and p90 of the delays showed none ("2 h 30" of 1 or 100?).
+    for minutes in (180, 120):  # answered (with a verdict, which closes it) 180 and 120 min after shown
+        record_feedback(make_alert(asset, champion, age_min=minutes), technician, "confirm:repaired")
+    make_alert(asset, champion, age_min=60, state="auto_closed", closed_at=timezone.now())  # never answered
+    client.force_login(engineer)
+    response = client.get(HEALTH, {"group_by": "asset"})
+    said = cell_texts(
+        response.content.decode(), f'<tr data-period="{timezone.now():%Y-%m}" data-key="{asset.pk}">'
+    )
+    assert said["tta_median"] == "2 h 30 (median of 2)"
+    assert said["tta_p90"] == "3 h (p90 of 2)"
+    # The count is the alerts its link lists.
+    (item,) = response.context["periods"]
+    (cell,) = [cell for cell in item["total_cells"] if cell.name == "tta_median"]
+    assert drill_count(client, cell.url) == 2
+
+
+def test_time_to_acknowledge_without_an_answered_alert_says_so_instead_of_a_dash(
+    client, engineer, asset, champion
+):
+    make_alert(asset, champion, age_min=60, state="auto_closed", closed_at=timezone.now())
+    client.force_login(engineer)
+    page = client.get(HEALTH, {"group_by": "asset"}).content.decode()
+    said = cell_texts(page, f'<tr data-period="{timezone.now():%Y-%m}" data-key="{asset.pk}">')
+    assert said["tta_median"] == said["tta_p90"] == "no acknowledged alerts yet"

@@ -1,7 +1,8 @@
 """Every page a technician or engineer uses, at 390 px wide (a phone): nothing scrolls sideways, tables are
 stacked cards whose cells carry their column's label, the explanation chart's title is clear of the Plotly
-toolbar (desktop), a touch screen's sensor charts have large zoom buttons instead of the toolbar and scroll
-with the page, and the error pages and the favicon work. A phone screenshot of each page is kept under
+toolbar (desktop) and keeps no empty band for it where it is hidden (touch), a touch screen's sensor charts
+have large zoom buttons instead of the toolbar and scroll with the page, and the error pages and the
+favicon work. A phone screenshot of each page is kept under
 test-artifacts/screenshots/ (layout-<page>-phone.png)."""
 
 from __future__ import annotations
@@ -118,9 +119,7 @@ def test_the_explanation_chart_title_is_clear_of_the_plotly_toolbar(
     # (A phone has no toolbar: see test_on_a_touch_screen_...)
     def scenario(b: Any) -> dict:
         with logged_in(b, world, "tech1", viewport=DESKTOP) as page:
-            page.goto(f"/alerts/{explained_alert}/")
-            chart = page.locator("#shap-chart")
-            chart.locator(".main-svg").first.wait_for()
+            chart = open_explanation(page, explained_alert)
             chart.hover()  # the toolbar shows on hover
             toolbar = chart.locator(".modebar").first
             toolbar.wait_for(state="visible")
@@ -136,6 +135,48 @@ def test_the_explanation_chart_title_is_clear_of_the_plotly_toolbar(
         or title["y"] + title["height"] <= toolbar["y"]
     )
     assert apart, f"the toolbar {toolbar} covers the title {title} at {size} size"
+
+
+def open_explanation(page: Any, alert_id: int) -> Any:
+    """The alert page with its explanation chart drawn (reloaded until the worker has explained it)."""
+    chart = page.locator("#shap-chart")
+    for _ in range(30):
+        page.goto(f"/alerts/{alert_id}/")
+        chart.locator(".main-svg").first.wait_for()
+        if "What made" in (chart.locator(".gtitle").first.text_content() or ""):
+            return chart
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"alert {alert_id} was not explained in 30 s")
+
+
+@pytest.mark.parametrize(("size", "viewport"), [("phone", SMALL_PHONE), ("tablet", TABLET)])
+def test_on_a_touch_screen_the_explanation_chart_keeps_no_empty_band_for_the_hidden_toolbar(
+    browser, world: World, explained_alert: int, screenshots_dir: Path, size: str, viewport: dict
+):
+    # charts.js hides Plotly's toolbar on touch screens, but the explanation chart kept the room a desktop
+    # gives the toolbar above its title: an empty band at the top of the chart on every phone.
+    def scenario(b: Any) -> dict:
+        with logged_in(b, world, "tech1", viewport=viewport, touch=True) as page:
+            chart = open_explanation(page, explained_alert)
+            chart.scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+            chart.screenshot(path=str(screenshots_dir / f"touch-explanation-chart-{size}.png"))
+            return {
+                "modebars": chart.locator(".modebar").count(),
+                "chart": chart.bounding_box(),
+                "title": chart.locator(".gtitle").bounding_box(),
+                "plot_top": chart.evaluate("(el) => el._fullLayout._size.t"),
+            }
+
+    r = browser.run(scenario)
+    assert r["modebars"] == 0, f"Plotly's toolbar is shown on a {size}"
+    above_title = r["title"]["y"] - r["chart"]["y"]
+    below_title = r["plot_top"] - (r["title"]["y"] + r["title"]["height"] - r["chart"]["y"])
+    # A few px of padding, as under a desktop's toolbar: not a band, nor a title glued to the edge.
+    assert 2 <= above_title <= 12, (
+        f"{above_title:.0f} px above the explanation chart's title on a {size}: {r}"
+    )
+    assert 0 <= below_title <= 24, f"the bars start {below_title:.0f} px below the title on a {size}: {r}"
 
 
 # Every text of a chart's row titles and axes: its box and the chart's.

@@ -541,6 +541,86 @@ def test_simulate_refuses_bad_options_with_a_message(fake_api, north_pumps, args
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # Each was accepted and scheduled a fault that never happened, with nothing said.
+        (
+            ["--backfill", "5", "--faults", "bearing_wear@p-101:72h:10m"],
+            "--faults: bearing_wear@p-101 starts 3 days (259200 s) into the run, but --duration 0 at --speed 1"
+            " simulates no live part, only the --backfill: it would never happen",
+        ),
+        (
+            ["--duration", "60", "--faults", "spikes@p-102.vibration:90s:30s"],
+            "--faults: spikes@p-102.vibration starts 2 min (90 s) into the run, but --duration 60 at --speed 1"
+            " simulates 1 min (60 s): it would never happen",
+        ),
+        (
+            ["--duration", "30", "--speed", "2", "--faults", "cavitation@p-101:1m:1m"],
+            "--faults: cavitation@p-101 starts 1 min (60 s) into the run, but --duration 30 at --speed 2",
+        ),
+        (
+            ["--backfill", "5", "--faults", "bearing_wear@p-101:-10m:5m"],
+            "--faults: bearing_wear@p-101 starts 10 min (600 s) before the live start, but --backfill 5 sends"
+            " 5 min (300 s) of history before it: it would never happen",
+        ),
+        (
+            ["--duration", "60", "--faults", "cavitation@p-101:-30:60"],
+            "--faults: cavitation@p-101 starts 30 s before the live start, but no --backfill of history",
+        ),
+        (
+            ["--duration", "60", "--faults", "cavitation@p-101:10s:1m,cavitation@p-102:99999999999999h:1m"],
+            "--faults: cavitation@p-102 starts 3.6e+17 s into the run",
+        ),
+    ],
+)
+def test_simulate_refuses_a_fault_that_starts_outside_the_run(fake_api, north_pumps, args, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        run("simulate", "--token", "t", "--site", "north", "--duration", "0", *args)
+    assert fake_api.requests == [] and not Label.objects.exists()
+
+
+@pytest.mark.django_db
+def test_simulate_without_a_duration_refuses_a_fault_a_day_or_more_away(fake_api, north_pumps):
+    with pytest.raises(
+        CommandError,
+        match=re.escape(
+            "--faults: bearing_wear@p-101 starts 24 h (86400 s) into the run; without --duration a fault must"
+            " start less than 24 h (86400 s) into it (give --duration for a longer run)"
+        ),
+    ):
+        run("simulate", "--token", "t", "--site", "north", "--faults", "bearing_wear@p-101:24h:10m")
+    assert fake_api.requests == []
+
+
+@pytest.mark.django_db
+def test_simulate_injects_a_fault_at_every_start_form_the_help_names(fake_api, north_pumps):
+    # Seconds bare or with s, minutes, hours, decimals, negative inside the backfill, up to the run's end:
+    # 2 min of history and 0.25 s at 480x = 120 s live.
+    faults = [
+        "spikes@p-101.vibration:-2m:30s",
+        "cavitation@p-102:-90:1m:1.5",
+        "stuck_sensor@p-101.pressure:0.01h:20",
+        "calibration_drift@p-102.temperature:1.5m:10s",
+        "bearing_wear@p-101:119s:30",
+    ]
+    out, _err = run(
+        "simulate", "--site", "north", "--token", "t", "--backfill", "2", "--duration", "0.25",
+        "--speed", "480", "--faults", ",".join(faults),
+    )  # fmt: skip
+
+    assert "5 scheduled faults" in out and "simulate finished" in out
+    labels = {(label.asset.tag, label.fault_type) for label in Label.objects.select_related("asset")}
+    assert labels == {
+        ("p-101", "spikes"),
+        ("p-102", "cavitation"),
+        ("p-101", "stuck_sensor"),
+        ("p-102", "calibration_drift"),
+        ("p-101", "bearing_wear"),
+    }
+
+
+@pytest.mark.django_db
 def test_simulate_refuses_a_site_without_assets(fake_api):
     make_site("empty")
 

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from plant.choices import LabelKind, LabelSource
-from plant.datasets import cmapss_loader, skab
+from plant.datasets import ai4i, cmapss_loader, skab
 from plant.datasets.common import Progress
 from plant.models import Asset, AssetType, Label, Reading
 
@@ -229,3 +229,52 @@ def test_the_skab_reader_keeps_readings_and_labels_aligned_on_a_limited_slice():
     fault = [label for label in unit.labels if label.kind == "fault"]
     assert len(fault) == 1 and fault[0].end == unit.ts[-1]
     assert np.all(np.diff(unit.ts) > 0)
+
+
+@pytest.mark.django_db
+def test_loading_fewer_rows_after_a_full_load_keeps_the_labels_past_the_rows_loaded():
+    # A preview (--limit-rows) of a file loaded in full before: its labels come from the rows it reads, so
+    # it knows nothing of the fault past row 500 and must not delete it, nor cut the normal run short.
+    need("skab")
+    load("skab", "--subset", "valve1/3")
+    asset = Asset.objects.get(site__slug="skab", tag="valve1-3")
+    full = sorted(asset.labels.values_list("pk", "kind", "start", "end"), key=lambda row: row[2])
+    assert [kind for _, kind, _, _ in full][:2] == ["normal", "fault"]
+
+    out, _ = load("skab", "--subset", "valve1/3", "--limit-rows", "500")
+    assert sorted(asset.labels.values_list("pk", "kind", "start", "end"), key=lambda row: row[2]) == full
+    assert "labels +0 -0" in out
+
+    # A slice that ends inside the fault: the stored fault is the one it cut short, kept whole.
+    load("skab", "--subset", "valve1/3", "--limit-rows", "700")
+    assert sorted(asset.labels.values_list("pk", "kind", "start", "end"), key=lambda row: row[2]) == full
+
+
+@pytest.mark.django_db
+def test_a_preview_still_replaces_a_label_that_the_rows_it_read_contradict():
+    need("skab")
+    load("skab", "--subset", "valve1/3", "--limit-rows", "700")
+    asset = Asset.objects.get(site__slug="skab", tag="valve1-3")
+    normal = asset.labels.get(kind="normal")
+    # A stored dataset label the file does not say (e.g. from an older copy of the file) inside the rows read.
+    wrong = Label.objects.create(
+        asset=asset, start=normal.start, end=normal.start + timedelta(seconds=30), kind="fault",
+        fault_type="valve_closed_inlet", source=LabelSource.DATASET,
+    )  # fmt: skip
+
+    out, _ = load("skab", "--subset", "valve1/3", "--limit-rows", "500")
+    assert not Label.objects.filter(pk=wrong.pk).exists() and "labels +0 -1" in out
+    assert asset.labels.filter(kind="fault").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_shorter_ai4i_load_keeps_the_failure_labels_of_the_rows_it_did_not_read():
+    need("ai4i")
+    load("ai4i", "--limit-rows", "2000")
+    mill = Asset.objects.get(site__slug="ai4i", tag="mill")
+    stored = set(mill.labels.values_list("pk", "start"))
+    cut = at(ai4i.stamp(200))
+    assert any(start > cut for _, start in stored) and any(start <= cut for _, start in stored)
+
+    out, _ = load("ai4i", "--limit-rows", "200")
+    assert set(mill.labels.values_list("pk", "start")) == stored and "labels +0 -0" in out

@@ -3,8 +3,11 @@ opens an alert at the replayed run's fault — not in the minutes before it — 
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 
 from detection import runtime
 from detection.features import build_windows
@@ -72,3 +75,17 @@ def test_the_demo_champion_opens_an_alert_at_the_replayed_fault_and_not_before()
     opened = windows.ends[episodes[0].opened]
     assert fault.start <= opened <= fault.start + 180  # within 3 minutes of the valve closing
     assert scores[windows.ends < fault.start].max() < version.open_threshold
+
+
+@pytest.mark.django_db
+def test_loading_the_normal_data_keeps_the_fault_labels_of_a_run_loaded_in_full():
+    # The demo loads the fault-free start of each run: the labels past it (the fault) are not its to drop.
+    need_skab()
+    call_command("load_dataset", "skab", "--subset", "valve1/0", stdout=io.StringIO(), stderr=io.StringIO())
+    asset = Asset.objects.get(site__slug="skab", tag="valve1-0")
+    before = set(asset.labels.values_list("pk", flat=True))
+    assert asset.labels.filter(kind="fault").exists()
+
+    (unit,) = [u for u in skab_demo.normal_units(skab_demo.DEFAULT_RUN) if u.ref == "valve1/0"]
+    store_units(skab.SITE, [unit])
+    assert set(asset.labels.values_list("pk", flat=True)) == before

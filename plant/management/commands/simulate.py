@@ -10,6 +10,7 @@ import time
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
+from detection.wording import duration_text
 from plant import simulator_client
 from plant.management.base import VigilCommand, check_numbers
 from plant.sites import UnknownSite, get_site
@@ -18,6 +19,48 @@ from plant.simulator_client import IngestError, ReadingsSender, SimulationRun
 from plant.simulator_labels import LabelRecorder
 from plant.simulator_devices import DeviceStartError, OtDevices
 from plant.simulator_mqtt import MqttDevices, SplitSender
+
+
+# A run without --duration goes on until stopped; a fault a day or more into it is far more likely a typo
+# (3d for 3m) than a plan, and whoever means it can give the run a --duration that long.
+OPEN_RUN_FAULT_HORIZON_S = 24 * 3600.0
+
+
+def check_fault_starts(
+    schedule: FaultSchedule, backfill_s: float, duration: float | None, speed: float
+) -> None:
+    """A CommandError naming the first --faults fault that starts outside what the run simulates: from the
+    start of the backfill (negative starts) to the end of the live part (--duration x --speed simulated
+    seconds, or OPEN_RUN_FAULT_HORIZON_S without --duration). Such a fault would never happen, and nothing
+    said so."""
+    latest_s = OPEN_RUN_FAULT_HORIZON_S if duration is None else duration * speed
+    for fault in schedule.starting_outside(-backfill_s, latest_s):
+        at = f"{fault.spec} starts {_span(abs(fault.start_s))}"
+        if fault.start_s < 0:
+            history = (
+                f"--backfill {backfill_s / 60:g} sends {_span(backfill_s)}" if backfill_s else "no --backfill"
+            )
+            raise CommandError(
+                f"--faults: {at} before the live start, but {history} of history before it: it would never "
+                "happen (a negative start must fall inside the --backfill)"
+            )
+        if duration is None:
+            raise CommandError(
+                f"--faults: {at} into the run; without --duration a fault must start less than "
+                f"{_span(OPEN_RUN_FAULT_HORIZON_S)} into it (give --duration for a longer run)"
+            )
+        simulated = "no live part, only the --backfill" if latest_s == 0 else _span(latest_s)
+        raise CommandError(
+            f"--faults: {at} into the run, but --duration {duration:g} at --speed {speed:g} simulates "
+            f"{simulated}: it would never happen"
+        )
+
+
+def _span(seconds: float) -> str:
+    """ "40 s", "3 days (259200 s)": rounded words with the exact seconds that the bounds compare."""
+    if seconds >= 1e7:  # duration_text's days are exact digits: a typo of 1e20 s would print 15 of them
+        return f"{seconds:.3g} s"
+    return duration_text(seconds) + (f" ({seconds:g} s)" if seconds >= 60 else "")
 
 
 class Command(VigilCommand):
@@ -50,7 +93,9 @@ class Command(VigilCommand):
             "--faults",
             default="default",
             help="'default' (one fault per asset, staggered over ~7 min, repeating hourly), 'none', or "
-            "comma-separated kind@tag[.role]:start:duration[:severity], e.g. spikes@p-101.vibration:2m:5m",
+            "comma-separated kind@tag[.role]:start:duration[:severity], e.g. spikes@p-101.vibration:2m:5m; "
+            "start and duration in s (default), m or h; start counts from the live start and must fall inside "
+            "the run: negative inside --backfill, below --duration x --speed (24 h without --duration)",
         )
         parser.add_argument(
             "--max-retries", type=int, default=8, help="retries per request when the server is unreachable"
@@ -137,6 +182,7 @@ class Command(VigilCommand):
             simulator = PlantSimulator(assets, seed=options["seed"], faults=schedule, origin=live_start)
         except ValueError as exc:
             raise CommandError(f"--faults: {exc}") from None
+        check_fault_starts(schedule, backfill_min * 60.0, duration, speed)
 
         # httpx logs every request at INFO: one line per second would drown the fault announcements.
         logging.getLogger("httpx").setLevel(logging.WARNING)
