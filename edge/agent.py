@@ -8,6 +8,10 @@ the sink returned). Each decided event is queued for the server (in
 the same moment as the decider's saved state, so a restart neither loses nor repeats it) and handed to the
 local publisher (MQTT retained topic / OPC UA node / Modbus coil through the protocol clients' write-back,
 or any async callable); a publisher failure is logged and never blocks the decisions.
+
+With each batch the readings that go into the decisions are kept beside the queue (its ``recent`` table, one
+window plus a few steps), so a restarted agent (a kill, a power blip, a watchdog) refills its windows and
+decides the next one at once, continuing the saved rule state.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from connectivity.points import Sample, run_until_stopped
+from connectivity.points import Sample, SampleStatus, run_until_stopped
 from detection.bundle import Bundle, BundleError, load_bundle
 from edge.config import AgentConfig
 from edge.decide import AlertEvent, AssetDecider, decide_all
@@ -34,8 +38,10 @@ logger = logging.getLogger("edge.agent")
 AGENT_VERSION = "1"
 Publisher = Callable[[AlertEvent], Awaitable[None]]
 Source = Callable[[Callable[[list[Sample]], Awaitable[None]]], Awaitable[None]]
-# The decider's state is saved with every event and at least this often, so a restart resumes close to
-# where the agent stopped (the readings after that are still in the queue's future, not lost).
+# The decider's state is saved with every event and at least this often — in seconds of time and of windows
+# decided (a backlog is decided faster than real time) — so a restart resumes close to where the agent
+# stopped: the windows after the save are decided again on the kept readings (``recent``), which reach that
+# far back.
 STATE_EVERY_S = 30.0
 # A reading dated further ahead of this gateway's clock than this (the server's VIGIL_INGEST_MAX_FUTURE_S
 # default) is a source whose clock jumped: it stays out of the local decisions, whose "latest time" it would
@@ -81,6 +87,11 @@ class Agent:
             decider = AssetDecider(asset.tag, model, sensors)
             decider.restore(self.queue.load_state(f"decider:{asset.tag}"))
             self.deciders[asset.tag] = decider
+        # The readings kept for a restart: a window and a few steps, and those since the last state save (the
+        # windows after it are decided again on start, on the same readings).
+        self._keep_s = max(d.horizon for d in self.deciders.values()) + STATE_EVERY_S
+        self._restore_windows()
+        self._sensors = {key for decider in self.deciders.values() for key in decider.sensors}
         self.publisher = publisher
         self.forwarder = forwarder or Forwarder(
             self.queue,
@@ -99,7 +110,8 @@ class Agent:
         }
         self.decision_latencies: list[float] = []  # seconds from a batch's arrival to its decisions
         self.events: list[AlertEvent] = []
-        self._saved_at = 0.0
+        self._saved_at = -math.inf
+        self._saved_ends: dict[str, float | None] = {}
         self._recent_opened: list[float] = []
         self.ahead_of_clock = 0  # readings left out of the decisions: dated too far ahead (_not_ahead)
         self._ahead_logged_at = -math.inf
@@ -122,6 +134,26 @@ class Agent:
             bundle = load_bundle(str(self.store.bundle_path(tag)))
             return bundle, EdgeModel(bundle)
 
+    def _restore_windows(self) -> None:
+        """Each asset's windows refilled with the kept readings (the queue's ``recent`` table): the next
+        window after a restart is decided at once, with the restored rule state."""
+        now = time.time()
+        since = now - self._keep_s
+        kept = [
+            Sample(r.sensor, r.ts, r.value, SampleStatus(r.status))
+            for r in self.queue.recent_readings()
+            if r.ts <= now + MAX_FUTURE_S  # not the readings of a clock set back while the agent was stopped
+        ]
+        for tag, decider in self.deciders.items():
+            taken = decider.restore_window(kept, since)
+            if taken:
+                logger.info(
+                    "%s: %d reading(s) of the windows being decided restored (last decided window ends %s)",
+                    tag,
+                    taken,
+                    "none" if decider.last_end is None else f"{decider.last_end:.0f}",
+                )
+
     # --- the sink of every source ---------------------------------------------------------------------------
     async def sink(self, samples: list[Sample]) -> None:
         arrived = time.perf_counter()
@@ -138,12 +170,20 @@ class Agent:
             if event.kind == "opened":
                 self._recent_opened.append(time.time())
             await self._publish(event)
-        self.queue.put_readings((s.point, s.ts, s.value, s.status.value) for s in samples)
-        if events or time.monotonic() - self._saved_at >= STATE_EVERY_S:
+        self._store(samples, decided)
+        if events or self._state_due():
             for event in events:
                 self.queue.put_event(event.key, event.body())
             self._save_states()
         self._shadow_step(decided, events)
+
+    def _store(self, samples: list[Sample], decided: list[Sample]) -> None:
+        """The batch into the queue and, in the same transaction, the readings of the windows being decided."""
+        self.queue.put_readings(
+            ((s.point, s.ts, s.value, s.status.value) for s in samples),
+            recent=[(s.point, s.ts, s.value, s.status.value) for s in decided if s.point in self._sensors],
+            keep_s=self._keep_s,
+        )
 
     def _not_ahead(self, samples: list[Sample]) -> list[Sample]:
         """The samples dated at most MAX_FUTURE_S ahead of this gateway's clock; the others are counted
@@ -235,6 +275,16 @@ class Agent:
             self.queue.save_state(f"decider:{tag}", decider.state_json())
         self.queue.save_state("watches", {tag: watch.state() for tag, watch in self.watches.items()})
         self._saved_at = time.monotonic()
+        self._saved_ends = {tag: decider.last_end for tag, decider in self.deciders.items()}
+
+    def _state_due(self) -> bool:
+        if time.monotonic() - self._saved_at >= STATE_EVERY_S:
+            return True
+        for tag, decider in self.deciders.items():
+            saved = self._saved_ends.get(tag)
+            if decider.last_end is not None and (saved is None or decider.last_end - saved >= STATE_EVERY_S):
+                return True
+        return False
 
     async def _publish(self, event: AlertEvent) -> None:
         if self.publisher is None:

@@ -9,8 +9,9 @@ pipeline treats as missing, as on the server).
 
 Opened and cleared alerts become ``AlertEvent``s with an idempotency key made of the asset, the model and
 the first window of the episode, so the same episode decided again (after a restart) is the same event on
-the server. The rule state and the last window decided are saved (``state_json``/``from_state``) so a
-restarted agent continues the episode instead of opening it again.
+the server. The rule state and the last window decided are saved (``state_json``/``restore``) and the
+agent keeps the readings of the windows being filled beside its queue (``restore_window`` on start), so a
+restarted agent continues the episode instead of opening it again and decides the next window at once.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class AssetDecider:
         self._opening_inputs: dict[str, np.ndarray] = {}  # event key -> input of its opening window
         self._latest: dict[str, float] = {}
         # Enough history for the next window and the steps between two decisions.
-        self._horizon = model.window_s + 4 * model.step_s
+        self.horizon = model.window_s + 4 * model.step_s
 
     # --- input ---------------------------------------------------------------------------------------------
     def add(self, samples: Iterable[Sample]) -> int:
@@ -130,6 +131,14 @@ class AssetDecider:
                 continue
             buffer.add(sample.ts, sample.value)
         return taken
+
+    def restore_window(self, samples: Iterable[Sample], since: float) -> int:
+        """Refill the windows being decided with the kept readings (edge.queue ``recent``) when the agent
+        starts, after ``restore``: readings from before ``since`` (the agent's bound: long ago) or too old
+        for any window after the last one decided stay out. Returns how many were taken."""
+        if self.last_end is not None:
+            since = max(since, self.last_end - self.model.window_s)
+        return self.add(s for s in samples if s.ts > since)
 
     def complete_until(self) -> float | None:
         """The end of the last complete window's data: every still-reporting role has readings up to it."""
@@ -174,7 +183,7 @@ class AssetDecider:
         if len(scored.ends):
             self.last_end = max(float(scored.ends[-1]), self.last_end or float("-inf"))
         for buffer in self._buffers.values():
-            buffer.trim(until - self._horizon)
+            buffer.trim(until - self.horizon)
         if not windows:
             return []
         self.state, transitions = rules.step(self.state, windows, self.params)
