@@ -121,6 +121,8 @@ def newest_reading(data: Path) -> float:
     db = sqlite3.connect(f"file:{data / 'queue.sqlite3'}?mode=ro", uri=True, timeout=10)
     try:
         return db.execute("SELECT MAX(ts) FROM readings").fetchone()[0] or 0.0
+    except sqlite3.OperationalError:  # the agent created the file and not yet its tables
+        return 0.0
     finally:
         db.close()
 
