@@ -11,7 +11,11 @@ or any async callable); a publisher failure is logged and never blocks the decis
 
 With each batch the readings that go into the decisions are kept beside the queue (its ``recent`` table, one
 window plus a few steps), so a restarted agent (a kill, a power blip, a watchdog) refills its windows and
-decides the next one at once, continuing the saved rule state.
+decides the next one at once, continuing the saved rule state. The agent's own timing (state saves, log
+rates, the 24 h alert count) runs on the monotonic clock; the gateway's wall clock is watched against a
+clock nobody sets (``GatewayClock``): a jump is said in the log and handed to the deciders (edge.decide),
+and "ahead of the gateway's clock" is judged against the latest time that clock has shown, so a clock set
+back does not shut correctly dated readings out of the decisions.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from connectivity.points import Sample, SampleStatus, run_until_stopped
@@ -49,6 +54,45 @@ STATE_EVERY_S = 30.0
 # caught up with the jump. It is still queued: the server's ingest judges it (and counts a refusal).
 MAX_FUTURE_S = 300.0
 FUTURE_LOG_EVERY_S = 60.0
+# A change of the gateway's wall clock against the steady clock larger than this between two batches is a
+# jump (an NTP step, an operator setting the time); NTP's slewing stays far below it.
+CLOCK_JUMP_S = 5.0
+
+
+def _steady() -> float:
+    """Seconds of a clock nobody sets: Linux's boot time counts a suspend too (a gateway that slept saw
+    time pass, its wall clock did not jump), elsewhere the monotonic clock."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
+
+
+class GatewayClock:
+    """The gateway's wall clock (``time.time``) as the agent reads it, watched against a steady clock."""
+
+    def __init__(self) -> None:
+        self._offset = time.time() - _steady()
+        self._latest_offset = self._offset
+
+    def now(self) -> float:
+        return time.time()
+
+    def jumped(self) -> float:
+        """The jump of the wall clock since the last call, in seconds (0.0: none beyond CLOCK_JUMP_S)."""
+        offset = time.time() - _steady()
+        previous, self._offset = self._offset, offset
+        self._latest_offset = max(self._latest_offset, offset)
+        if abs(offset - previous) < CLOCK_JUMP_S:
+            return 0.0
+        return round(offset - previous, 3)  # two clock readings apart: no finer than that
+
+    def saw(self, ts: float) -> None:
+        """``ts`` was a time of this gateway's clock (the saved state's, before a restart)."""
+        self._latest_offset = max(self._latest_offset, ts - _steady())
+
+    def latest(self) -> float:
+        """The latest time the wall clock has shown since the agent started, carried on by the steady clock:
+        the clock now, or where it would be had it not been set back."""
+        now, steady = time.time(), _steady()
+        return steady + max(self._latest_offset, now - steady)
 
 
 class Agent:
@@ -62,6 +106,7 @@ class Agent:
         forwarder: Forwarder | None = None,
     ) -> None:
         self.config = config
+        self.clock = GatewayClock()
         self.queue = LocalQueue(Path(config.data_dir) / "queue.sqlite3", config.queue_max_bytes)
         self.store = ModelStore(Path(config.data_dir) / "models")
         # A switched model stays watched across a restart (a kill or a reboot right after a switch must not
@@ -112,7 +157,7 @@ class Agent:
         self.events: list[AlertEvent] = []
         self._saved_at = -math.inf
         self._saved_ends: dict[str, float | None] = {}
-        self._recent_opened: list[float] = []
+        self._recent_opened: list[float] = []  # monotonic times of the alerts opened
         self.ahead_of_clock = 0  # readings left out of the decisions: dated too far ahead (_not_ahead)
         self._ahead_logged_at = -math.inf
 
@@ -137,15 +182,27 @@ class Agent:
     def _restore_windows(self) -> None:
         """Each asset's windows refilled with the kept readings (the queue's ``recent`` table): the next
         window after a restart is decided at once, with the restored rule state."""
-        now = time.time()
+        now = self.clock.now()
+        kept = [Sample(r.sensor, r.ts, r.value, SampleStatus(r.status)) for r in self.queue.recent_readings()]
+        saved = max(
+            [s.ts for s in kept] + [d.last_end for d in self.deciders.values() if d.last_end], default=None
+        )
+        set_back = saved is not None and saved > now + MAX_FUTURE_S
+        if set_back:
+            # The clock is behind what the agent saw before it stopped: set back meanwhile (a flat RTC battery,
+            # a gateway booted before NTP answered). Its readings are judged against the latest time seen.
+            logger.warning(
+                "the gateway's clock (%s) is %.0f s behind the saved state: set back while the agent was "
+                "stopped? Local decisions go on by the readings' own times",
+                datetime.fromtimestamp(now, tz=timezone.utc).isoformat(timespec="seconds"),
+                saved - now,
+            )
+            self.clock.saw(saved)
         since = now - self._keep_s
-        kept = [
-            Sample(r.sensor, r.ts, r.value, SampleStatus(r.status))
-            for r in self.queue.recent_readings()
-            if r.ts <= now + MAX_FUTURE_S  # not the readings of a clock set back while the agent was stopped
-        ]
         for tag, decider in self.deciders.items():
             taken = decider.restore_window(kept, since)
+            if set_back:
+                decider.clock_jumped(now - saved, measured=False)
             if taken:
                 logger.info(
                     "%s: %d reading(s) of the windows being decided restored (last decided window ends %s)",
@@ -157,6 +214,9 @@ class Agent:
     # --- the sink of every source ---------------------------------------------------------------------------
     async def sink(self, samples: list[Sample]) -> None:
         arrived = time.perf_counter()
+        jump = self.clock.jumped()
+        if jump:
+            self._clock_jumped(jump)
         # Decide first: a decision waits for no disk. The batch is stored durably before this returns, so a
         # source still acknowledges only stored readings; a crash in between has the source resend them and
         # the same windows decide the same events (same keys) again.
@@ -168,7 +228,7 @@ class Agent:
         for event in events:
             self.events.append(event)
             if event.kind == "opened":
-                self._recent_opened.append(time.time())
+                self._recent_opened.append(time.monotonic())
             await self._publish(event)
         self._store(samples, decided)
         if events or self._state_due():
@@ -178,17 +238,40 @@ class Agent:
         self._shadow_step(decided, events)
 
     def _store(self, samples: list[Sample], decided: list[Sample]) -> None:
-        """The batch into the queue and, in the same transaction, the readings of the windows being decided."""
+        """The batch into the queue and, in the same transaction, the readings of the windows being decided
+        (rewritten from the decider for an asset whose readings were moved by a clock jump)."""
+        moved = [d for d in self.deciders.values() if d.following_jump]
+        skip = {key for d in moved for key in d.sensors}
         self.queue.put_readings(
             ((s.point, s.ts, s.value, s.status.value) for s in samples),
-            recent=[(s.point, s.ts, s.value, s.status.value) for s in decided if s.point in self._sensors],
+            recent=[
+                (s.point, s.ts, s.value, s.status.value)
+                for s in decided
+                if s.point in self._sensors and s.point not in skip
+            ],
             keep_s=self._keep_s,
         )
+        for decider in moved:
+            self.queue.replace_recent(decider.sensors, decider.window_rows())
+        if moved:  # the saved state on the same time line as the kept readings
+            self._save_states()
+
+    def _clock_jumped(self, delta: float) -> None:
+        logger.warning(
+            "the gateway's clock jumped %s by %.1f s (now %s): local decisions go on by the readings' own "
+            "times",
+            "forward" if delta > 0 else "back",
+            abs(delta),
+            datetime.fromtimestamp(self.clock.now(), tz=timezone.utc).isoformat(timespec="seconds"),
+        )
+        for decider in [*self.deciders.values(), *(candidate for candidate, _ in self.shadows.values())]:
+            decider.clock_jumped(delta)
 
     def _not_ahead(self, samples: list[Sample]) -> list[Sample]:
-        """The samples dated at most MAX_FUTURE_S ahead of this gateway's clock; the others are counted
-        and said in the log (at most every FUTURE_LOG_EVERY_S)."""
-        limit = time.time() + MAX_FUTURE_S
+        """The samples dated at most MAX_FUTURE_S ahead of this gateway's clock (the latest time it has
+        shown: ``GatewayClock.latest``); the others are counted and said in the log (at most every
+        FUTURE_LOG_EVERY_S)."""
+        limit = self.clock.latest() + MAX_FUTURE_S
         if not samples or max(s.ts for s in samples) <= limit:
             return samples
         ahead = [s for s in samples if s.ts > limit]
@@ -295,7 +378,7 @@ class Agent:
             logger.exception("publishing %s locally failed", event.key)
 
     def _heartbeat_extra(self) -> dict:
-        day_ago = time.time() - 86_400
+        day_ago = time.monotonic() - 86_400
         self._recent_opened = [t for t in self._recent_opened if t >= day_ago]
         return {
             "models": {tag: d.sha256 for tag, d in self.deciders.items()},

@@ -176,6 +176,19 @@ class LocalQueue:
             ).fetchall()
         return [Reading(0, *row) for row in rows]
 
+    def replace_recent(
+        self, sensors: Iterable[str], rows: Iterable[tuple[str, float, float | None, str]]
+    ) -> None:
+        """The kept readings of ``sensors`` become ``rows`` (after the decider re-dated its window, a
+        gateway clock jump: edge.decide)."""
+        keys = [(str(sensor),) for sensor in sensors]
+        window = [_row(row) for row in rows]
+        with self._lock, self._transaction():
+            self._db.executemany("DELETE FROM recent WHERE sensor = ?", keys)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO recent (sensor, ts, value, status) VALUES (?, ?, ?, ?)", window
+            )
+
     def put_event(self, key: str, body: dict[str, Any]) -> bool:
         """Store a local alert event under its idempotency key; False if that key is already queued.
         Events are never dropped (a full queue drops readings to make room)."""
