@@ -150,21 +150,26 @@ def test_the_agent_process_killed_with_sigkill_decides_again_within_one_reading(
     config = write_config(tmp_path, "http://127.0.0.1:9", devices)
     data, log = tmp_path / "data", tmp_path / "agent.log"
     proc = start(config, log)
-    started = time.time()
-    full = started + WINDOW_S + STEP_S
-    wait_for("a full window of readings", lambda: newest_reading(data) > full, proc, timeout=120)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    killed_at = newest_reading(data)
+    try:
+        started = time.time()
+        full = started + WINDOW_S + STEP_S
+        wait_for("a full window of readings", lambda: newest_reading(data) > full, proc, timeout=120)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed_at = newest_reading(data)
 
-    proc = start(config, log)
-    first = wait_for(
-        "a reading after the restart", lambda: (t := newest_reading(data)) > killed_at and t, proc
-    )
-    window_end = math.ceil(first / STEP_S) * STEP_S
-    wait_for("a reading past the next window's end", lambda: newest_reading(data) >= window_end, proc)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
+        proc = start(config, log)
+        first = wait_for(
+            "a reading after the restart", lambda: (t := newest_reading(data)) > killed_at and t, proc
+        )
+        window_end = math.ceil(first / STEP_S) * STEP_S
+        wait_for("a reading past the next window's end", lambda: newest_reading(data) >= window_end, proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:  # a failed wait: the agent must not outlive the test
+            proc.kill()
+            proc.wait(timeout=10)
     out = log.read_text()
     assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
     last_end = saved_state(data)["last_end"]
