@@ -8,6 +8,14 @@ the sink returned). Each decided event is queued for the server (in
 the same moment as the decider's saved state, so a restart neither loses nor repeats it) and handed to the
 local publisher (MQTT retained topic / OPC UA node / Modbus coil through the protocol clients' write-back,
 or any async callable); a publisher failure is logged and never blocks the decisions.
+
+With each batch the readings that go into the decisions are kept beside the queue (its ``recent`` table, one
+window plus a few steps), so a restarted agent (a kill, a power blip, a watchdog) refills its windows and
+decides the next one at once, continuing the saved rule state. The agent's own timing (state saves, log
+rates, the 24 h alert count) runs on the monotonic clock; the gateway's wall clock is watched against a
+clock nobody sets (``GatewayClock``): a jump is said in the log and handed to the deciders (edge.decide),
+and "ahead of the gateway's clock" is judged against the latest time that clock has shown, so a clock set
+back does not shut correctly dated readings out of the decisions.
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
-from connectivity.points import Sample, run_until_stopped
+from connectivity.points import Sample, SampleStatus, run_until_stopped
 from detection.bundle import Bundle, BundleError, load_bundle
 from edge.config import AgentConfig
 from edge.decide import AlertEvent, AssetDecider, decide_all
@@ -34,8 +43,10 @@ logger = logging.getLogger("edge.agent")
 AGENT_VERSION = "1"
 Publisher = Callable[[AlertEvent], Awaitable[None]]
 Source = Callable[[Callable[[list[Sample]], Awaitable[None]]], Awaitable[None]]
-# The decider's state is saved with every event and at least this often, so a restart resumes close to
-# where the agent stopped (the readings after that are still in the queue's future, not lost).
+# The decider's state is saved with every event and at least this often — in seconds of time and of windows
+# decided (a backlog is decided faster than real time) — so a restart resumes close to where the agent
+# stopped: the windows after the save are decided again on the kept readings (``recent``), which reach that
+# far back.
 STATE_EVERY_S = 30.0
 # A reading dated further ahead of this gateway's clock than this (the server's VIGIL_INGEST_MAX_FUTURE_S
 # default) is a source whose clock jumped: it stays out of the local decisions, whose "latest time" it would
@@ -43,6 +54,45 @@ STATE_EVERY_S = 30.0
 # caught up with the jump. It is still queued: the server's ingest judges it (and counts a refusal).
 MAX_FUTURE_S = 300.0
 FUTURE_LOG_EVERY_S = 60.0
+# A change of the gateway's wall clock against the steady clock larger than this between two batches is a
+# jump (an NTP step, an operator setting the time); NTP's slewing stays far below it.
+CLOCK_JUMP_S = 5.0
+
+
+def _steady() -> float:
+    """Seconds of a clock nobody sets: Linux's boot time counts a suspend too (a gateway that slept saw
+    time pass, its wall clock did not jump), elsewhere the monotonic clock."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
+
+
+class GatewayClock:
+    """The gateway's wall clock (``time.time``) as the agent reads it, watched against a steady clock."""
+
+    def __init__(self) -> None:
+        self._offset = time.time() - _steady()
+        self._latest_offset = self._offset
+
+    def now(self) -> float:
+        return time.time()
+
+    def jumped(self) -> float:
+        """The jump of the wall clock since the last call, in seconds (0.0: none beyond CLOCK_JUMP_S)."""
+        offset = time.time() - _steady()
+        previous, self._offset = self._offset, offset
+        self._latest_offset = max(self._latest_offset, offset)
+        if abs(offset - previous) < CLOCK_JUMP_S:
+            return 0.0
+        return round(offset - previous, 3)  # two clock readings apart: no finer than that
+
+    def saw(self, ts: float) -> None:
+        """``ts`` was a time of this gateway's clock (the saved state's, before a restart)."""
+        self._latest_offset = max(self._latest_offset, ts - _steady())
+
+    def latest(self) -> float:
+        """The latest time the wall clock has shown since the agent started, carried on by the steady clock:
+        the clock now, or where it would be had it not been set back."""
+        now, steady = time.time(), _steady()
+        return steady + max(self._latest_offset, now - steady)
 
 
 class Agent:
@@ -56,6 +106,7 @@ class Agent:
         forwarder: Forwarder | None = None,
     ) -> None:
         self.config = config
+        self.clock = GatewayClock()
         self.queue = LocalQueue(Path(config.data_dir) / "queue.sqlite3", config.queue_max_bytes)
         self.store = ModelStore(Path(config.data_dir) / "models")
         # A switched model stays watched across a restart (a kill or a reboot right after a switch must not
@@ -81,6 +132,11 @@ class Agent:
             decider = AssetDecider(asset.tag, model, sensors)
             decider.restore(self.queue.load_state(f"decider:{asset.tag}"))
             self.deciders[asset.tag] = decider
+        # The readings kept for a restart: a window and a few steps, and those since the last state save (the
+        # windows after it are decided again on start, on the same readings).
+        self._keep_s = max(d.horizon for d in self.deciders.values()) + STATE_EVERY_S
+        self._restore_windows()
+        self._sensors = {key for decider in self.deciders.values() for key in decider.sensors}
         self.publisher = publisher
         self.forwarder = forwarder or Forwarder(
             self.queue,
@@ -99,8 +155,9 @@ class Agent:
         }
         self.decision_latencies: list[float] = []  # seconds from a batch's arrival to its decisions
         self.events: list[AlertEvent] = []
-        self._saved_at = 0.0
-        self._recent_opened: list[float] = []
+        self._saved_at = -math.inf
+        self._saved_ends: dict[str, float | None] = {}
+        self._recent_opened: list[float] = []  # monotonic times of the alerts opened
         self.ahead_of_clock = 0  # readings left out of the decisions: dated too far ahead (_not_ahead)
         self._ahead_logged_at = -math.inf
 
@@ -122,9 +179,44 @@ class Agent:
             bundle = load_bundle(str(self.store.bundle_path(tag)))
             return bundle, EdgeModel(bundle)
 
+    def _restore_windows(self) -> None:
+        """Each asset's windows refilled with the kept readings (the queue's ``recent`` table): the next
+        window after a restart is decided at once, with the restored rule state."""
+        now = self.clock.now()
+        kept = [Sample(r.sensor, r.ts, r.value, SampleStatus(r.status)) for r in self.queue.recent_readings()]
+        saved = max(
+            [s.ts for s in kept] + [d.last_end for d in self.deciders.values() if d.last_end], default=None
+        )
+        set_back = saved is not None and saved > now + MAX_FUTURE_S
+        if set_back:
+            # The clock is behind what the agent saw before it stopped: set back meanwhile (a flat RTC battery,
+            # a gateway booted before NTP answered). Its readings are judged against the latest time seen.
+            logger.warning(
+                "the gateway's clock (%s) is %.0f s behind the saved state: set back while the agent was "
+                "stopped? Local decisions go on by the readings' own times",
+                datetime.fromtimestamp(now, tz=timezone.utc).isoformat(timespec="seconds"),
+                saved - now,
+            )
+            self.clock.saw(saved)
+        since = now - self._keep_s
+        for tag, decider in self.deciders.items():
+            taken = decider.restore_window(kept, since)
+            if set_back:
+                decider.clock_jumped(now - saved, measured=False)
+            if taken:
+                logger.info(
+                    "%s: %d reading(s) of the windows being decided restored (last decided window ends %s)",
+                    tag,
+                    taken,
+                    "none" if decider.last_end is None else f"{decider.last_end:.0f}",
+                )
+
     # --- the sink of every source ---------------------------------------------------------------------------
     async def sink(self, samples: list[Sample]) -> None:
         arrived = time.perf_counter()
+        jump = self.clock.jumped()
+        if jump:
+            self._clock_jumped(jump)
         # Decide first: a decision waits for no disk. The batch is stored durably before this returns, so a
         # source still acknowledges only stored readings; a crash in between has the source resend them and
         # the same windows decide the same events (same keys) again.
@@ -136,19 +228,50 @@ class Agent:
         for event in events:
             self.events.append(event)
             if event.kind == "opened":
-                self._recent_opened.append(time.time())
+                self._recent_opened.append(time.monotonic())
             await self._publish(event)
-        self.queue.put_readings((s.point, s.ts, s.value, s.status.value) for s in samples)
-        if events or time.monotonic() - self._saved_at >= STATE_EVERY_S:
+        self._store(samples, decided)
+        if events or self._state_due():
             for event in events:
                 self.queue.put_event(event.key, event.body())
             self._save_states()
         self._shadow_step(decided, events)
 
+    def _store(self, samples: list[Sample], decided: list[Sample]) -> None:
+        """The batch into the queue and, in the same transaction, the readings of the windows being decided
+        (rewritten from the decider for an asset whose readings were moved by a clock jump)."""
+        moved = [d for d in self.deciders.values() if d.following_jump]
+        skip = {key for d in moved for key in d.sensors}
+        self.queue.put_readings(
+            ((s.point, s.ts, s.value, s.status.value) for s in samples),
+            recent=[
+                (s.point, s.ts, s.value, s.status.value)
+                for s in decided
+                if s.point in self._sensors and s.point not in skip
+            ],
+            keep_s=self._keep_s,
+        )
+        for decider in moved:
+            self.queue.replace_recent(decider.sensors, decider.window_rows())
+        if moved:  # the saved state on the same time line as the kept readings
+            self._save_states()
+
+    def _clock_jumped(self, delta: float) -> None:
+        logger.warning(
+            "the gateway's clock jumped %s by %.1f s (now %s): local decisions go on by the readings' own "
+            "times",
+            "forward" if delta > 0 else "back",
+            abs(delta),
+            datetime.fromtimestamp(self.clock.now(), tz=timezone.utc).isoformat(timespec="seconds"),
+        )
+        for decider in [*self.deciders.values(), *(candidate for candidate, _ in self.shadows.values())]:
+            decider.clock_jumped(delta)
+
     def _not_ahead(self, samples: list[Sample]) -> list[Sample]:
-        """The samples dated at most MAX_FUTURE_S ahead of this gateway's clock; the others are counted
-        and said in the log (at most every FUTURE_LOG_EVERY_S)."""
-        limit = time.time() + MAX_FUTURE_S
+        """The samples dated at most MAX_FUTURE_S ahead of this gateway's clock (the latest time it has
+        shown: ``GatewayClock.latest``); the others are counted and said in the log (at most every
+        FUTURE_LOG_EVERY_S)."""
+        limit = self.clock.latest() + MAX_FUTURE_S
         if not samples or max(s.ts for s in samples) <= limit:
             return samples
         ahead = [s for s in samples if s.ts > limit]
@@ -235,6 +358,16 @@ class Agent:
             self.queue.save_state(f"decider:{tag}", decider.state_json())
         self.queue.save_state("watches", {tag: watch.state() for tag, watch in self.watches.items()})
         self._saved_at = time.monotonic()
+        self._saved_ends = {tag: decider.last_end for tag, decider in self.deciders.items()}
+
+    def _state_due(self) -> bool:
+        if time.monotonic() - self._saved_at >= STATE_EVERY_S:
+            return True
+        for tag, decider in self.deciders.items():
+            saved = self._saved_ends.get(tag)
+            if decider.last_end is not None and (saved is None or decider.last_end - saved >= STATE_EVERY_S):
+                return True
+        return False
 
     async def _publish(self, event: AlertEvent) -> None:
         if self.publisher is None:
@@ -245,7 +378,7 @@ class Agent:
             logger.exception("publishing %s locally failed", event.key)
 
     def _heartbeat_extra(self) -> dict:
-        day_ago = time.time() - 86_400
+        day_ago = time.monotonic() - 86_400
         self._recent_opened = [t for t in self._recent_opened if t >= day_ago]
         return {
             "models": {tag: d.sha256 for tag, d in self.deciders.items()},

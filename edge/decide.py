@@ -9,14 +9,24 @@ pipeline treats as missing, as on the server).
 
 Opened and cleared alerts become ``AlertEvent``s with an idempotency key made of the asset, the model and
 the first window of the episode, so the same episode decided again (after a restart) is the same event on
-the server. The rule state and the last window decided are saved (``state_json``/``from_state``) so a
-restarted agent continues the episode instead of opening it again.
+the server. The rule state and the last window decided are saved (``state_json``/``restore``) and the
+agent keeps the readings of the windows being filled beside its queue (``restore_window`` on start), so a
+restarted agent continues the episode instead of opening it again and decides the next window at once.
+
+Windows are built on the readings' own timestamps. When the gateway's clock jumps (``clock_jumped``: the
+agent measures the jump against the monotonic clock) and this asset's readings turn out to be dated by it —
+the first reading after the jump is dated nearer the jumped clock than the old one — the decider moves what
+it holds by the jump (its buffered readings, its last window, its rule state) and readings dated before the
+jump that arrive late are moved alike, so the windows go on across the jump without a pause and the rules
+keep their order. Only the decider's own copies move: the queued readings keep the times they came with.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +40,9 @@ from edge.model import EdgeModel, EdgeScores, score_many
 logger = logging.getLogger(__name__)
 
 OPENING_INPUTS_KEPT = 16
+# How long after a gateway clock jump a reading may still be dated by the clock before it (sent before the
+# jump, delivered after it); readings of an asset whose source keeps its own clock are left as they are.
+JUMP_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,9 @@ class _RoleBuffer:
         self.ts.insert(i, ts)
         self.values.insert(i, value)
 
+    def shift(self, delta: float) -> None:
+        self.ts = [ts + delta for ts in self.ts]
+
     def trim(self, before: float) -> None:
         cut = bisect.bisect_left(self.ts, before)
         if cut:
@@ -112,7 +128,8 @@ class AssetDecider:
         self._opening_inputs: dict[str, np.ndarray] = {}  # event key -> input of its opening window
         self._latest: dict[str, float] = {}
         # Enough history for the next window and the steps between two decisions.
-        self._horizon = model.window_s + 4 * model.step_s
+        self.horizon = model.window_s + 4 * model.step_s
+        self._jump: _Jump | None = None
 
     # --- input ---------------------------------------------------------------------------------------------
     def add(self, samples: Iterable[Sample]) -> int:
@@ -125,11 +142,96 @@ class AssetDecider:
             if buffer is None:
                 continue
             taken += 1
-            self._latest[role] = max(self._latest.get(role, sample.ts), sample.ts)
+            ts = sample.ts if self._jump is None else self._placed(sample.ts)
+            self._latest[role] = max(self._latest.get(role, ts), ts)
             if sample.value is None or sample.status in (SampleStatus.BAD, SampleStatus.STALE):
                 continue
-            buffer.add(sample.ts, sample.value)
+            buffer.add(ts, sample.value)
         return taken
+
+    def restore_window(self, samples: Iterable[Sample], since: float) -> int:
+        """Refill the windows being decided with the kept readings (edge.queue ``recent``) when the agent
+        starts, after ``restore``: readings from before ``since`` (the agent's bound: long ago) or too old
+        for any window after the last one decided stay out. Returns how many were taken."""
+        if self.last_end is not None:
+            since = max(since, self.last_end - self.model.window_s)
+        return self.add(s for s in samples if s.ts > since)
+
+    def window_rows(self) -> list[tuple[str, float, float | None, str]]:
+        """The buffered readings as (sensor, ts, value, status) rows, for the agent's ``recent`` store."""
+        key_of = {role: key for key, role in self.sensors.items()}
+        return [
+            (key_of[role], ts, value, SampleStatus.GOOD.value)
+            for role, buffer in self._buffers.items()
+            if role in key_of
+            for ts, value in zip(buffer.ts, buffer.values, strict=True)
+        ]
+
+    # --- the gateway's clock ---------------------------------------------------------------------------------
+    def clock_jumped(self, delta: float, *, measured: bool = True) -> None:
+        """The gateway's clock jumped by ``delta`` seconds (see the module docstring). ``measured`` False:
+        the jump happened while the agent was stopped and ``delta`` is only its bound (the downtime is not
+        known): a decider that follows it moves its last window and rule state, and starts its windows
+        afresh instead of moving readings by a wrong amount."""
+        newest = max(self._latest.values()) if self._latest else self.last_end
+        if newest is not None:
+            # Seen stopped, the grace starts with the first reading (a source may take a while to connect).
+            self._jump = _Jump(delta, newest, time.monotonic() if measured else None, measured)
+
+    @property
+    def following_jump(self) -> bool:
+        """Whether the decider moved its readings after a clock jump and may still move late ones."""
+        return self._jump is not None and self._jump.followed
+
+    def _placed(self, ts: float) -> float:
+        """``ts`` on this decider's time line after a clock jump: moved by the jump if it was dated by the
+        clock before it while the decider follows the clock after it; the first reading dated by the jumped
+        clock makes the decider follow it (``_shift``)."""
+        jump = self._jump
+        assert jump is not None
+        if jump.at is None:
+            jump.at = time.monotonic()
+        elapsed = time.monotonic() - jump.at
+        if elapsed > JUMP_GRACE_S:
+            self._jump = None
+            return ts
+        before = jump.newest + elapsed  # where a reading dated by the clock before the jump would lie
+        dated_after = abs(ts - (before + jump.delta)) < abs(ts - before)
+        if dated_after and not jump.followed:
+            self._shift(jump.delta)
+            jump.followed = True
+        elif jump.followed and not dated_after and jump.measured:
+            return ts + jump.delta
+        return ts
+
+    def _shift(self, delta: float) -> None:
+        logger.warning(
+            "%s: readings dated by the gateway's clock: windows and alert state moved by %+.1f s",
+            self.tag,
+            delta,
+        )
+        if self._jump is not None and not self._jump.measured:
+            for buffer in self._buffers.values():
+                buffer.trim(math.inf)
+            self._latest = {}
+        for buffer in self._buffers.values():
+            buffer.shift(delta)
+        self._latest = {role: ts + delta for role, ts in self._latest.items()}
+        if self.last_end is not None:
+            self.last_end += delta
+        state, active = self.state, self.state.active
+        self.state = rules.RuleState(
+            recent=tuple((key + delta, score) for key, score in state.recent),
+            active=None
+            if active is None
+            else active._replace(
+                first=active.first + delta,
+                opened=active.opened + delta,
+                last_seen=active.last_seen + delta,
+                peak=active.peak + delta,
+            ),
+            boundary=None if state.boundary is None else state.boundary + delta,
+        )
 
     def complete_until(self) -> float | None:
         """The end of the last complete window's data: every still-reporting role has readings up to it."""
@@ -159,8 +261,13 @@ class AssetDecider:
         if not series:
             return None
         # Windows end on multiples of step_s in [start_s + window_s, end_s]: the first new one ends just after
-        # the last decided (the live scorer's rule, alerts.scoring).
-        start = None if self.last_end is None else self.last_end - self.model.window_s + 1e-6
+        # the last decided (the live scorer's rule, alerts.scoring) — or, after a long silence or a clock set
+        # forward, the first that can hold a buffered reading (the empty ones between are never built: years
+        # of them would be more windows than one call may ask for).
+        start = None
+        if self.last_end is not None:
+            oldest = min(float(ts[0]) for ts, _, _ in series.values())
+            start = max(self.last_end, oldest - self.model.step_s) - self.model.window_s + 1e-6
         return series, start, until
 
     def conclude(self, scored: EdgeScores, until: float) -> list[AlertEvent]:
@@ -174,7 +281,7 @@ class AssetDecider:
         if len(scored.ends):
             self.last_end = max(float(scored.ends[-1]), self.last_end or float("-inf"))
         for buffer in self._buffers.values():
-            buffer.trim(until - self._horizon)
+            buffer.trim(until - self.horizon)
         if not windows:
             return []
         self.state, transitions = rules.step(self.state, windows, self.params)
@@ -277,6 +384,19 @@ class AssetDecider:
         )
         self.last_end = saved.get("last_end")
         return True
+
+
+@dataclass
+class _Jump:
+    """A jump of the gateway's clock by ``delta`` s, seen at monotonic time ``at`` (None: at the next
+    reading) when this asset's newest reading was dated ``newest``; ``measured``: see ``clock_jumped``;
+    ``followed``: its readings turned out to be dated by that clock."""
+
+    delta: float
+    newest: float
+    at: float | None
+    measured: bool = True
+    followed: bool = False
 
 
 def decide_all(deciders: list[AssetDecider]) -> list[AlertEvent]:

@@ -10,6 +10,11 @@ bound plus the WAL). When a put would exceed it, the OLDEST raw readings are dro
 transaction, and each drop is recorded (how many, the time range) for the server: never silent. Alert
 events are never dropped; if events alone exceed the bound they are still stored and the overrun is
 reported in ``stats()``. Thread-safe: the scorer and the forwarder share one connection under a lock.
+
+Beside the queue, in the same file, the agent keeps what a restart needs to decide at once: its saved
+state (``save_state``: rule state per asset, switch watches) and the readings of the windows being filled
+(``recent``: written in the transaction that queues them, trimmed to the last ``keep_s`` seconds; a forwarded
+reading leaves the queue but stays there until it is too old for any window).
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ CREATE TABLE IF NOT EXISTS state (
     name TEXT PRIMARY KEY,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS recent (
+    sensor TEXT NOT NULL,
+    ts REAL NOT NULL,
+    value REAL,
+    status TEXT NOT NULL DEFAULT 'good',
+    PRIMARY KEY (sensor, ts)
+);
+CREATE INDEX IF NOT EXISTS recent_ts ON recent (ts);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -125,18 +138,56 @@ class LocalQueue:
             self._db.close()
 
     # --- writing -------------------------------------------------------------------------------------------
-    def put_readings(self, rows: Iterable[tuple[str, float, float | None, str]]) -> int:
+    def put_readings(
+        self,
+        rows: Iterable[tuple[str, float, float | None, str]],
+        *,
+        recent: Iterable[tuple[str, float, float | None, str]] = (),
+        keep_s: float = 0.0,
+    ) -> int:
         """Store (sensor, ts, value, status) rows durably; returns how many were stored. May drop the
-        oldest queued readings (counted) to stay within ``max_bytes``."""
-        batch = [(str(s), float(t), None if v is None else float(v), str(q)) for s, t, v, q in rows]
-        if not batch:
+        oldest queued readings (counted) to stay within ``max_bytes``. ``recent``: the rows that go into
+        the windows being decided, kept in the same transaction (the first value of a (sensor, ts) stays,
+        as in the decider) with those more than ``keep_s`` older than the newest of them removed."""
+        batch = [_row(row) for row in rows]
+        window = [_row(row) for row in recent]
+        if not batch and not window:
             return 0
         with self._lock, self._transaction():
             self._db.executemany(
                 "INSERT INTO readings (sensor, ts, value, status) VALUES (?, ?, ?, ?)", batch
             )
+            if window:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO recent (sensor, ts, value, status) VALUES (?, ?, ?, ?)", window
+                )
+                self._db.execute(
+                    "DELETE FROM recent WHERE ts < ?", (max(row[1] for row in window) - float(keep_s),)
+                )
             self._enforce_bound()
         return len(batch)
+
+    def recent_readings(self) -> list[Reading]:
+        """The kept readings of the windows being filled (``put_readings(recent=...)``), oldest first;
+        ``id`` is 0 (they are not queue entries)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sensor, ts, value, status FROM recent ORDER BY ts, sensor"
+            ).fetchall()
+        return [Reading(0, *row) for row in rows]
+
+    def replace_recent(
+        self, sensors: Iterable[str], rows: Iterable[tuple[str, float, float | None, str]]
+    ) -> None:
+        """The kept readings of ``sensors`` become ``rows`` (after the decider re-dated its window, a
+        gateway clock jump: edge.decide)."""
+        keys = [(str(sensor),) for sensor in sensors]
+        window = [_row(row) for row in rows]
+        with self._lock, self._transaction():
+            self._db.executemany("DELETE FROM recent WHERE sensor = ?", keys)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO recent (sensor, ts, value, status) VALUES (?, ?, ?, ?)", window
+            )
 
     def put_event(self, key: str, body: dict[str, Any]) -> bool:
         """Store a local alert event under its idempotency key; False if that key is already queued.
@@ -259,6 +310,11 @@ class LocalQueue:
                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                 (count,),
             )
+
+
+def _row(row: tuple[str, float, float | None, str]) -> tuple[str, float, float | None, str]:
+    sensor, ts, value, status = row
+    return str(sensor), float(ts), None if value is None else float(value), str(status)
 
 
 class _Transaction:

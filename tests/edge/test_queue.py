@@ -34,6 +34,26 @@ def test_a_batch_stays_until_acknowledged_and_survives_a_reopen(tmp_path: Path):
     assert again.stats().readings == 6
 
 
+def test_the_readings_of_the_window_outlive_their_forwarding_and_only_the_last_seconds_are_kept(
+    tmp_path: Path,
+):
+    """What a restarted agent refills its windows with: kept with the batch, not with the queue (a reading
+    the server acknowledged is still needed by the window being filled), trimmed to ``keep_s``."""
+    queue = LocalQueue(tmp_path / "q.sqlite3", max_bytes=1 << 20)
+    for start in (0.0, 100.0, 200.0):
+        batch = readings(100, start=start)
+        queue.put_readings(batch, recent=batch, keep_s=150.0)
+    queue.put_readings([], recent=[("s1.p-101.vibration", 299.0, 7.0, "good")], keep_s=150.0)  # resent
+    queue.ack_readings(queue.readings_batch(1_000)[-1].id)  # all forwarded
+    queue.close()
+
+    again = LocalQueue(tmp_path / "q.sqlite3", max_bytes=1 << 20)
+    kept = again.recent_readings()
+    assert again.stats().readings == 0
+    assert [r.ts for r in kept] == [float(t) for t in range(149, 300)]
+    assert kept[-1].value == 99.0  # the first value of a resent (sensor, ts) stays, as in the decider
+
+
 def test_an_event_key_is_queued_once_and_values_round_trip(tmp_path: Path):
     queue = LocalQueue(tmp_path / "q.sqlite3", max_bytes=1 << 20)
     assert queue.put_event("p-101:opened:1000", {"kind": "opened", "at": 1000.0}) is True
