@@ -60,8 +60,8 @@ DRAIN_S = 5.0  # how long a stopping client may take to store what it received
 # The server answers a publish request at least this often when nothing changed (a keep-alive): the
 # longest a held value waits before it is emitted, and the pace at which a dead subscription is noticed.
 KEEPALIVE_S = 1.0
-STALE_KEEPALIVES = 3  # keep-alive periods without any publish response: the subscription is dead
-CHAIN_KEEPALIVES = 2  # answers further apart than this many keep-alive periods: a keep-alive was missed
+STALE_KEEPALIVES = 5  # keep-alive periods without any publish response: the subscription is dead
+CHAIN_KEEPALIVES = 3  # answers further apart than this many keep-alive periods: a keep-alive was missed
 LIFETIME_COUNT = 10_000  # publishing intervals without a publish request before the server drops it
 MAX_NOTIFICATIONS = 10_000  # per publish response
 SECURITY_POLICIES = (

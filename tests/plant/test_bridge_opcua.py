@@ -141,13 +141,14 @@ async def test_a_frozen_value_on_a_live_server_is_stored_held_and_flagged_stuck_
         held = [r for r in await fetch(readings, sensor) if r[0] > frozen - 1e-3]  # stored to the µs
         health = (await fetch(sensor_health, [sensor]))[sensor.pk]
 
-        stopped = time.time()
         await device.stop()
+        stopped = time.time()  # the server answers until its stop returns
         await asyncio.sleep(2.0)  # the server is away: nothing may be held for this time
         restarted = await start_opcua_device(port)
         try:
             back = time.time()
             await restarted.set("pressure", 5.25, ts=back)
+            back -= 1e-3  # readings are stored to the microsecond
             await until(lambda: any(r[0] >= back for r in readings(sensor)))
         finally:
             await restarted.stop()
