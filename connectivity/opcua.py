@@ -7,6 +7,25 @@ the status, if any (the bridge stores it flagged, so it is shown but never score
 the current value of every node is read once (a catch-up read), so a reconnect leaves no silent gap: the
 outage shows as a gap ending at a fresh value. A lost connection makes `run` raise `ConnectionError`;
 the caller reconnects with backoff (`connectivity.points.backoff_delays`).
+
+Sample-and-hold. A data-change subscription reports changes only: a value that stays the same (a frozen
+transmitter) sends nothing, and without more the reader would see a silent point, a gap, where the plant
+has a stuck sensor. So, as OPC UA clients do, the last value of each monitored item is held and emitted
+again at the item's sampling interval (same value and status; times on the grid of its last value: source
+time + k x interval), but only for times the server has vouched for. A publish response (data or
+keep-alive, asked for at least every KEEPALIVE_S) received at t says the server had queued no change
+sampled before t - interval: held samples are emitted up to then, and when a change comes, up to the new
+value's time. Answers count only while they come without a missed keep-alive (at most CHAIN_KEEPALIVES
+keep-alive periods apart): when keep-alives stop or the session drops nothing more is held, and the time
+until answers resume (or until the reconnect: holding starts afresh with each connection) is never filled
+in afterwards, so an outage stays a gap and no held value is made up for it. A subscription silent for
+STALE_KEEPALIVES keep-alive periods ends `run` (the caller reconnects). A point whose last word carries no
+value (Bad without a value, not a number) is not held. Held times are in the source's clock, bounded by
+the client's and kept behind it by the lag of the point's last change (how long after its source time a
+change arrived), so a held time is never one a real value can still come with; a point that has not
+changed since the connect has no lag known, so OPC UA's synchronised clocks are assumed for it. The
+bridge stores held samples like any other, so the ingest's stuck rule (plant.quality, STUCK) flags a
+frozen value, and the edge agent gets them too.
 """
 
 from __future__ import annotations
@@ -15,7 +34,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,6 +57,13 @@ DEFAULT_SAMPLING_MS = 1000.0
 MAX_SAMPLING_MS = 3_600_000.0
 MAX_QUEUE = 100  # samples a server keeps per monitored item between two publishes
 DRAIN_S = 5.0  # how long a stopping client may take to store what it received
+# The server answers a publish request at least this often when nothing changed (a keep-alive): the
+# longest a held value waits before it is emitted, and the pace at which a dead subscription is noticed.
+KEEPALIVE_S = 1.0
+STALE_KEEPALIVES = 5  # keep-alive periods without any publish response: the subscription is dead
+CHAIN_KEEPALIVES = 3  # answers further apart than this many keep-alive periods: a keep-alive was missed
+LIFETIME_COUNT = 10_000  # publishing intervals without a publish request before the server drops it
+MAX_NOTIFICATIONS = 10_000  # per publish response
 SECURITY_POLICIES = (
     "Basic128Rsa15",
     "Basic256",
@@ -195,6 +221,7 @@ class SampleBatcher:
         self._wake = asyncio.Event()
 
     def add(self, item: Sample | PointError, now: float) -> None:
+        """One value the server sent (a notification or a read), or the error it became."""
         self.status.messages += 1
         self.status.last_message_at = now
         if isinstance(item, PointError):
@@ -202,6 +229,10 @@ class SampleBatcher:
             return
         if self._last.get(item.point) == item:
             return
+        self.put(item, now)
+
+    def put(self, item: Sample, now: float) -> None:
+        """Queue one sample for the sink (a held one comes here directly: it is no message)."""
         if len(self._pending) >= self.max_pending:
             self.status.error(PointError("dropped: the sink is not keeping up", point=item.point), now)
             return
@@ -226,18 +257,116 @@ class SampleBatcher:
             await self.flush()
 
 
-class _Handler:
-    """asyncua subscription callbacks: each notification becomes a sample (or an error) in the batcher."""
+@dataclass(slots=True)
+class _Held:
+    sample: Sample  # the point's last value from the server
+    interval: float  # seconds: the item's sampling interval
+    next_k: int = 1  # the next held sample is at sample.ts + next_k x interval
+    last_ts: float | None = None  # the last held sample's time
+    lag: float = 0.0  # seconds from the source time of the point's last change to its arrival
 
-    def __init__(self, batcher: SampleBatcher, points: dict[ua.NodeId, list[OpcUaPoint]]) -> None:
+
+class SampleHold:
+    """Sample-and-hold of the monitored items (see the module docstring): `track` each value the server
+    sends, `confirm` each publish response; held samples go to the batcher's `put`."""
+
+    def __init__(self, batcher: SampleBatcher, clock: Callable[[], float] = time.time) -> None:
+        self.batcher = batcher
+        self.clock = clock  # epoch seconds now
+        self._held: dict[str, _Held] = {}
+
+    def track(self, point: OpcUaPoint, item: Sample | PointError, since: float | None = None) -> None:
+        """The server's latest word on ``point``: a value is held from its time on; no value, nothing.
+        With ``since`` (the server has answered without missing a keep-alive since then, this word
+        included), the value held until now is first emitted up to the new one's time (never past the
+        present): the server would have sent any change in between."""
+        before = self._held.get(point.point)
+        if before is not None and since is not None and isinstance(item, Sample):
+            self._emit(before, since, min(item.ts, self.clock()), inclusive=False)
+        if isinstance(item, PointError) or item.value is None:
+            self._held.pop(point.point, None)
+            return
+        held = _Held(item, point.sampling_interval_ms / 1000.0)
+        if before is not None:
+            held.last_ts = before.last_ts  # held times never go back (a value older than one held)
+            # A change arrives this long after its source time (the server's queue, a gateway, the
+            # clocks): held times stay that far behind, where no real value can come any more.
+            held.lag = max(0.0, self.clock() - item.ts) if item.ts > before.sample.ts else before.lag
+        self._held[point.point] = held
+
+    def confirm(self, heard_at: float, since: float) -> int:
+        """The server answered a publish request at ``heard_at`` (epoch seconds), and had answered without
+        missing a keep-alive since ``since``: emit every point's held samples after ``since`` up to
+        ``heard_at`` less its sampling interval (a change sampled before then would have come with this
+        answer or an earlier one), and less the lag of its changes. Returns how many were emitted."""
+        return sum(
+            self._emit(held, since, heard_at - held.interval - held.lag) for held in self._held.values()
+        )
+
+    def _emit(self, held: _Held, since: float, until: float, inclusive: bool = True) -> int:
+        """Put ``held``'s samples after ``since`` (and after the last one held) up to ``until``."""
+        base, interval, k = held.sample.ts, held.interval, held.next_k
+        floor = since if held.last_ts is None else max(since, held.last_ts)
+        k = max(k, math.floor((floor - base) / interval))
+        while base + k * interval <= floor:
+            k += 1
+        emitted = 0
+        # Times counted from the base, so no rounding error adds up.
+        while (ts := base + k * interval) < until or (inclusive and ts == until):
+            self.batcher.put(held.sample._replace(ts=ts), self.clock())
+            held.last_ts = ts
+            emitted += 1
+            k += 1
+        held.next_k = k
+        return emitted
+
+
+class _Subscription(Subscription):
+    """asyncua's subscription, noting what the server vouched for: ``answered_at`` is when it last
+    answered a publish request (data or keep-alive; monotonic seconds), ``since`` when its current run of
+    answers began, each at most CHAIN_KEEPALIVES keep-alive periods after the one before. A status change
+    alone (the server's, or the one asyncua makes up when the connection is lost) vouches for nothing."""
+
+    keepalive_s = KEEPALIVE_S  # the server's, once it has granted one
+    answered_at: float | None = None
+    since: float | None = None
+
+    async def publish_callback(self, publish_result: ua.PublishResult) -> None:
+        data = publish_result.NotificationMessage.NotificationData
+        vouches = not data or not all(isinstance(n, ua.StatusChangeNotification) for n in data)
+        now = time.monotonic()
+        # Schedules the handler's calls (as tasks), so they are queued before the answer is noted.
+        await super().publish_callback(publish_result)
+        if vouches:
+            if self.answered_at is None or now - self.answered_at > CHAIN_KEEPALIVES * self.keepalive_s:
+                self.since = now
+            self.answered_at = now
+
+
+class _Handler:
+    """asyncua subscription callbacks: each notification becomes a sample (or an error) in the batcher,
+    and the value held for its point."""
+
+    def __init__(
+        self, batcher: SampleBatcher, points: dict[ua.NodeId, list[OpcUaPoint]], hold: SampleHold
+    ) -> None:
         self.batcher = batcher
         self.points = points  # by node id: several Vigil points may read one node
+        self.hold = hold
+        self.subscription: _Subscription | None = None
+
+    def take(self, point: OpcUaPoint, value: ua.DataValue, now: float) -> None:
+        item = to_sample(point, value, now)
+        since = self.subscription.since if self.subscription is not None else None
+        # The value held until this one goes first: the point's samples stay in time order.
+        self.hold.track(point, item, None if since is None else since + now - time.monotonic())
+        self.batcher.add(item, now)
 
     def datachange_notification(self, node: Node, val: object, data: DataChangeNotif) -> None:
         now = time.time()
         value = data.monitored_item.Value
         for point in self.points.get(node.nodeid, ()):
-            self.batcher.add(to_sample(point, value, now), now)
+            self.take(point, value, now)
 
     def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
         self.batcher.status.error(PointError(f"subscription status {status.Status.name}"), time.time())
@@ -288,7 +417,7 @@ async def _subscribe(
     return live
 
 
-async def _catch_up(client: Client, live: dict[ua.NodeId, list[OpcUaPoint]], batcher: SampleBatcher) -> None:
+async def _catch_up(client: Client, live: dict[ua.NodeId, list[OpcUaPoint]], handler: _Handler) -> None:
     """Read every subscribed node's current value once, so that (re)connecting leaves no silent gap."""
     if not live:
         return
@@ -296,7 +425,50 @@ async def _catch_up(client: Client, live: dict[ua.NodeId, list[OpcUaPoint]], bat
     now = time.time()
     for group, value in zip(live.values(), values, strict=True):
         for point in group:
-            batcher.add(to_sample(point, value, now), now)
+            handler.take(point, value, now)
+
+
+async def _create_subscription(client: Client, cfg: OpcUaConfig, handler: _Handler) -> _Subscription:
+    """A subscription that answers at least every KEEPALIVE_S when nothing changes (asyncua's own
+    keep-alive is 75 % of the session timeout: minutes of silence that say nothing about the link). Made
+    here rather than by ``client.create_subscription`` so that its answers are noted (`_Subscription`) and
+    so that asyncua's stale-subscription watchdog leaves it alone: a silent one ends `run` instead."""
+    keepalive_count = max(1, math.ceil(KEEPALIVE_S * 1000.0 / cfg.publishing_interval_ms))
+    params = ua.CreateSubscriptionParameters(
+        RequestedPublishingInterval=cfg.publishing_interval_ms,
+        RequestedLifetimeCount=max(LIFETIME_COUNT, 3 * keepalive_count),
+        RequestedMaxKeepAliveCount=keepalive_count,
+        MaxNotificationsPerPublish=MAX_NOTIFICATIONS,
+        PublishingEnabled=True,
+        Priority=0,
+    )
+    sub = _Subscription(client.uaclient.session, params, handler)
+    granted = await sub.init()
+    sub.keepalive_s = granted.RevisedPublishingInterval / 1000.0 * max(1, granted.RevisedMaxKeepAliveCount)
+    return sub
+
+
+async def _hold_values(sub: _Subscription, hold: SampleHold, status: ConnectionStatus, poll_s: float) -> None:
+    """Confirm the held values at each answer of ``sub`` (data or keep-alive); raise ConnectionError when
+    none came for STALE_KEEPALIVES keep-alive periods (the server dropped the subscription or stopped
+    answering: nothing more may be held, and a reconnect makes a new one)."""
+    stale_s = STALE_KEEPALIVES * sub.keepalive_s + poll_s
+    seen: float | None = None
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(poll_s)
+        answered, since = sub.answered_at, sub.since
+        if answered is None or since is None or answered == seen:
+            if time.monotonic() - (seen or started) > stale_s:
+                raise ConnectionError(f"no publish response (data or keep-alive) for {stale_s:.1f} s")
+            continue
+        seen = answered
+        # The answer's notifications were handed to the handler in tasks queued before the answer was
+        # noted: yielding once lets them run, so a change is tracked before its time is confirmed.
+        await asyncio.sleep(0)
+        offset = time.time() - time.monotonic()
+        status.last_message_at = max(status.last_message_at or 0.0, answered + offset)
+        hold.confirm(answered + offset, since + offset)
 
 
 async def run(cfg: OpcUaConfig, points: Sequence[OpcUaPoint], sink: Sink, status: ConnectionStatus) -> None:
@@ -310,21 +482,29 @@ async def run(cfg: OpcUaConfig, points: Sequence[OpcUaPoint], sink: Sink, status
 
     client.connection_lost_callback = on_lost
     batcher = SampleBatcher(sink, status, cfg.batch_size, cfg.batch_seconds, cfg.max_pending)
+    hold = SampleHold(batcher)
     await client.connect()
     flusher: asyncio.Task[None] | None = None
+    holder: asyncio.Task[None] | None = None
     try:
         status.connected = True
         live: dict[ua.NodeId, list[OpcUaPoint]] = {}
-        sub = await client.create_subscription(cfg.publishing_interval_ms, _Handler(batcher, live))
+        handler = _Handler(batcher, live, hold)
+        sub = handler.subscription = await _create_subscription(client, cfg, handler)
         live.update(await _subscribe(client, sub, points, status, cfg.publishing_interval_ms))
-        await _catch_up(client, live, batcher)
+        await _catch_up(client, live, handler)
         flusher = asyncio.create_task(batcher.run())
+        poll_s = min(0.1, cfg.publishing_interval_ms / 2000.0)
+        holder = asyncio.create_task(_hold_values(sub, hold, status, poll_s))
         waiter = asyncio.create_task(lost.wait())
-        done, _ = await asyncio.wait({flusher, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({flusher, holder, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if flusher in done:
             flusher.result()  # the sink failed: raise its error
+        holder.cancel()
         await batcher.flush()  # hand over what arrived before the loss
+        if holder in done:
+            holder.result()  # the subscription went silent: raise why
         raise ConnectionError(f"OPC UA connection to {cfg.endpoint} lost")
     except asyncio.CancelledError:
         # Stopping (a changed mapping restarts the connection, or the bridge ends): the server has already
@@ -338,10 +518,11 @@ async def run(cfg: OpcUaConfig, points: Sequence[OpcUaPoint], sink: Sink, status
         raise
     finally:
         status.connected = False
-        if flusher is not None and not flusher.done():
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+        for task in (holder, flusher):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await _disconnect(client)
 
 

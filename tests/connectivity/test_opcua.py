@@ -10,10 +10,18 @@ import time
 import pytest
 from asyncua import ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.server.internal_subscription import InternalSubscription
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from connectivity import opcua
-from connectivity.opcua import OpcUaConfig, OpcUaPoint, OpcUaWriteTarget, SampleBatcher, parse_point
+from connectivity.opcua import (
+    OpcUaConfig,
+    OpcUaPoint,
+    OpcUaWriteTarget,
+    SampleBatcher,
+    SampleHold,
+    parse_point,
+)
 from connectivity.points import ConnectionStatus, PointError, Sample, SampleStatus
 from connectivity.writeback import AlertState
 from plant.simulator_devices import start_opcua_device
@@ -76,7 +84,9 @@ async def test_uncertain_values_are_kept_flagged_and_bad_values_carry_no_value(d
         await until(lambda: len(sink.samples) >= 3, what="both values")
     finally:
         await stop(task)
-    assert sink.samples[-2:] == [
+    # The values written (the samples held between them left out: the sample-and-hold tests' concern).
+    written = [s for s in sink.samples if min(abs(s.ts - now), abs(s.ts - now - 1)) < 1e-3]
+    assert written[-2:] == [
         Sample("P-101.pressure", pytest.approx(now, abs=1e-3), 5.5, SampleStatus.UNCERTAIN),
         Sample("P-101.pressure", pytest.approx(now + 1, abs=1e-3), None, SampleStatus.BAD),
     ]
@@ -165,6 +175,107 @@ async def test_a_stopped_server_ends_run_and_the_catch_up_read_after_a_restart_l
     assert sink.samples[-1] == Sample(
         "P-101.flow", pytest.approx(written_ts, abs=1e-3), 77.0, SampleStatus.GOOD
     )
+
+
+def _held(sink: Collector, point: str, written: float) -> list[Sample]:
+    """The samples of ``point`` after the one written at ``written`` (OPC UA keeps its time to 100 ns)."""
+    return [s for s in sink.samples if s.point == point and s.ts > written + 1e-3]
+
+
+async def test_a_value_that_does_not_change_is_held_at_its_sampling_interval_with_its_status(device):
+    # A data-change subscription reports changes only: a frozen sensor would send nothing at all.
+    sink, status = Collector(), ConnectionStatus()
+    task = asyncio.create_task(
+        opcua.run(cfg_for(device), points_for(device, "flow", interval=100), sink, status)
+    )
+    try:
+        await until(lambda: len(sink.samples) >= 1, what="the catch-up sample")
+        written = time.time()
+        await device.set("flow", 42.5, ts=written, code=ua.StatusCodes.UncertainLastUsableValue)
+        await until(lambda: len(_held(sink, "P-101.flow", written)) >= 15, timeout=10, what="15 held samples")
+        assert status.connected
+        messages, until_now = status.messages, time.time()
+    finally:
+        await stop(task)
+    held = _held(sink, "P-101.flow", written)
+    assert {(s.value, s.status) for s in held} == {(42.5, SampleStatus.UNCERTAIN)}
+    # On the grid of the value's own time, one per sampling interval, none ahead of the client's clock.
+    assert [s.ts - written for s in held[:15]] == pytest.approx([0.1 * k for k in range(1, 16)], abs=1e-5)
+    assert held[-1].ts <= until_now
+    # Held samples are no messages from the server: those were the catch-up read, the item's first
+    # notification and the change.
+    assert messages == 3
+
+
+async def test_a_stopped_server_ends_the_held_values_so_the_outage_is_a_gap(device):
+    sink, status = Collector(), ConnectionStatus()
+    cfg = cfg_for(device, watchdog_s=0.2)
+    task = asyncio.create_task(opcua.run(cfg, points_for(device, "flow", interval=100), sink, status))
+    await until(lambda: len(sink.samples) >= 1, what="the catch-up sample")
+    written = time.time()
+    await device.set("flow", 7.0, ts=written)
+    await until(lambda: len(_held(sink, "P-101.flow", written)) >= 5, timeout=10, what="held samples")
+    await device.stop()
+    stopped = time.time()  # the server answers until its stop returns
+    with pytest.raises(ConnectionError, match="lost"):
+        await asyncio.wait_for(task, 10)
+    await asyncio.sleep(0.5)
+    assert max(s.ts for s in sink.samples) < stopped  # nothing held for the time the server was away
+
+
+async def test_when_the_keep_alives_stop_on_a_live_session_nothing_more_is_held_and_run_ends(
+    device, monkeypatch
+):
+    sink, status = Collector(), ConnectionStatus()
+    task = asyncio.create_task(
+        opcua.run(cfg_for(device), points_for(device, "flow", interval=100), sink, status)
+    )
+    await until(lambda: len(sink.samples) >= 1, what="the catch-up sample")
+    written = time.time()
+    await device.set("flow", 3.0, ts=written)
+    await until(lambda: len(_held(sink, "P-101.flow", written)) >= 5, timeout=10, what="held samples")
+    silenced = time.time()
+
+    # The server stops answering publish requests (no data, no keep-alive); its session and reads still work.
+    async def silent(self, requestdata=None) -> bool:
+        return False
+
+    monkeypatch.setattr(InternalSubscription, "publish_results", silent)
+    with pytest.raises(ConnectionError, match="no publish response"):
+        await asyncio.wait_for(task, 10)
+    assert max(s.ts for s in sink.samples) < silenced
+    assert await device.read("flow") == 3.0  # the server itself was up all along
+
+
+async def test_held_values_cover_only_the_time_the_server_vouched_for():
+    sink, status = Collector(), ConnectionStatus()
+    clock = [107.4]
+    hold = SampleHold(SampleBatcher(sink, status, size=1000, seconds=1), clock=lambda: clock[0])
+    a, b = OpcUaPoint("a", "ns=2;s=a", 1000), OpcUaPoint("b", "ns=2;s=b", 500)
+    hold.track(a, Sample("a", 100.0, 1.5, SampleStatus.BAD))  # a Bad status with its value: held as sent
+    hold.track(b, Sample("b", 103.2, 4.0))
+    # Answers without a missed keep-alive since 104 (the connection's first), the last at 107: from after
+    # 104 up to 107 less the sampling interval, on the grid of each value's own time.
+    assert hold.confirm(107.0, since=104.0) == 2 + 5
+    assert hold.confirm(107.0, since=104.0) == 0  # the same answer again: nothing new
+    # A change, arriving 0.5 s after its source time: the value held until now is emitted up to the new
+    # one's time (the server vouched for it), and the new one is held 0.5 s further behind the answers.
+    hold.track(b, Sample("b", 106.9, 4.5), since=104.0)
+    # A keep-alive was missed: answers again from 109.5 on. The time in between is not filled in.
+    assert hold.confirm(110.0, since=109.5) == 0
+    assert hold.confirm(111.0, since=109.5) == 1 + 1
+    await hold.batcher.flush()
+    assert [s for s in sink.samples if s.point == "a"] == [
+        Sample("a", ts, 1.5, SampleStatus.BAD) for ts in (105.0, 106.0, 110.0)
+    ]
+    held_b = [(s.ts, s.value) for s in sink.samples if s.point == "b"]
+    assert held_b == pytest.approx(
+        [(ts, 4.0) for ts in (104.2, 104.7, 105.2, 105.7, 106.2, 106.7)] + [(109.9, 4.5)]
+    )
+    hold.track(a, Sample("a", 111.5, None, SampleStatus.BAD))  # no value: nothing to hold
+    hold.track(b, PointError("not a finite number: nan", "b", "ns=2;s=b"))
+    assert hold.confirm(120.0, since=109.5) == 0
+    assert status.messages == 0  # held samples are no messages from the server
 
 
 async def test_a_refused_connection_raises_without_a_hang():

@@ -23,7 +23,8 @@ async def test_the_devices_command_serves_the_simulated_pump_over_both_protocols
 
     sink, status = Collector(), ConnectionStatus()
     cfg = opcua.OpcUaConfig(f"opc.tcp://127.0.0.1:{opcua_port}/vigil/", batch_seconds=0.05)
-    points = [opcua.OpcUaPoint(f"P-101.{role}", f"ns=2;s=P-101.{role}", 100) for role in ROLES]
+    # Sampled at the device's own period (a shorter interval would hold each value between its changes).
+    points = [opcua.OpcUaPoint(f"P-101.{role}", f"ns=2;s=P-101.{role}", 1000) for role in ROLES]
     task = asyncio.create_task(opcua.run(cfg, points, sink, status))
     try:
         # The simulator writes every role once a second, each with its own sample time.

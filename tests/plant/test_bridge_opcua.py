@@ -15,9 +15,10 @@ from connectivity.points import Sample, SampleStatus
 from detection.features import EXCLUDED_QUALITY
 from plant.builders import make_asset, make_site
 from plant.charts import asset_figure
-from plant.choices import QualityFlag
+from plant.choices import HealthStatus, QualityFlag
 from plant.models import Connection, PointMapping, Sensor
 from plant.forms import TimeRange
+from plant.health import sensor_health
 from plant.connections import bridge
 from plant.simulator_devices import start_opcua_device
 from tests.plant.test_bridge import T, fetch, quiet, readings, running_bridge, state_of, until  # noqa: F401
@@ -58,6 +59,8 @@ async def test_an_uncertain_status_is_a_flag_and_a_bad_one_a_counted_gap_with_th
     async with running_bridge(connection):
         await until(lambda: readings(sensor))  # the catch-up read
         now = float(int(time.time())) + 1
+        # The times written (the values held between them, on the 50 ms grid, are not this test's concern).
+        written = {now + i for i in range(5)}
         # One change per sampling interval (50 ms), as a device's values come.
         await device.set("pressure", 5.5, ts=now)
         await asyncio.sleep(0.2)
@@ -76,10 +79,10 @@ async def test_an_uncertain_status_is_a_flag_and_a_bad_one_a_counted_gap_with_th
         )
         await asyncio.sleep(0.2)
         await device.set("pressure", 8.5, ts=now + 4)
-        await until(lambda: len([r for r in readings(sensor) if r[0] >= now]) == 3)
+        await until(lambda: len([r for r in readings(sensor) if r[0] in written]) == 3)
         await until(lambda: state_of(connection).rejected == 2 and mapping().stale_since is None)
     stored = [(ts, value, quality & SOURCE) for ts, value, quality in await fetch(readings, sensor)]
-    assert [r for r in stored if r[0] >= now] == [
+    assert [r for r in stored if r[0] in written] == [
         (now, 5.5, 0),
         (now + 1, 6.5, int(QualityFlag.SOURCE_UNCERTAIN)),
         (now + 4, 8.5, 0),
@@ -114,3 +117,48 @@ def test_a_bad_value_a_source_still_sends_is_stored_flagged_and_left_out_of_feat
         (T + 2, 99.0, int(QualityFlag.SOURCE_BAD)),
     ]
     assert EXCLUDED_QUALITY & QualityFlag.SOURCE_BAD and not EXCLUDED_QUALITY & QualityFlag.SOURCE_UNCERTAIN
+
+
+async def test_a_frozen_value_on_a_live_server_is_stored_held_and_flagged_stuck_and_an_outage_stays_a_gap(
+    device, settings
+):
+    # OPC UA reports changes only: before sample-and-hold a frozen sensor stored nothing, and its health
+    # read "No recent data" (a link problem) instead of a stuck sensor.
+    connection, sensor = await fetch(opcua_plant, device)
+    await fetch(lambda: Sensor.objects.filter(pk=sensor.pk).update(sample_period_s=0.1))
+    await fetch(
+        lambda: PointMapping.objects.filter(sensor=sensor).update(
+            address={"node_id": device.node_id("pressure"), "sampling_interval_ms": "100"}
+        )
+    )
+    stuck_after = settings.VIGIL_QUALITY_STUCK_SAMPLES
+    port = int(device.endpoint.rsplit(":", 1)[1].split("/")[0])
+    async with running_bridge(connection):
+        await until(lambda: readings(sensor))  # the catch-up read
+        frozen = time.time()
+        await device.set("pressure", 5.25, ts=frozen)
+        await until(lambda: len([r for r in readings(sensor) if r[0] > frozen - 1e-3]) >= stuck_after + 5)
+        held = [r for r in await fetch(readings, sensor) if r[0] > frozen - 1e-3]  # stored to the µs
+        health = (await fetch(sensor_health, [sensor]))[sensor.pk]
+
+        await device.stop()
+        stopped = time.time()  # the server answers until its stop returns
+        await asyncio.sleep(2.0)  # the server is away: nothing may be held for this time
+        restarted = await start_opcua_device(port)
+        try:
+            back = time.time()
+            await restarted.set("pressure", 5.25, ts=back)
+            back -= 1e-3  # readings are stored to the microsecond
+            await until(lambda: any(r[0] >= back for r in readings(sensor)))
+        finally:
+            await restarted.stop()
+    assert {value for _, value, _ in held} == {5.25}
+    assert [round(ts - frozen, 3) for ts, _, _ in held[:5]] == [0.0, 0.1, 0.2, 0.3, 0.4]
+    flags = [quality for _, _, quality in held]
+    assert all(q & QualityFlag.STUCK for q in flags[stuck_after - 1 :])  # the existing stuck rule
+    assert not any(q & QualityFlag.GAP for q in flags)
+    assert health.status == HealthStatus.BAD and health.flag_counts[QualityFlag.STUCK.label]
+    after = [r for r in await fetch(readings, sensor) if r[0] > held[-1][0]]
+    assert not [r for r in after if stopped <= r[0] < back]  # the outage is a gap: no held values in it
+    first_back = next(r for r in after if r[0] >= back)
+    assert first_back[2] & QualityFlag.GAP
