@@ -92,6 +92,8 @@ def wait_for(what: str, check, proc: subprocess.Popen, timeout: float = 40.0, ev
         if value:
             return value
         time.sleep(every)
+    proc.kill()  # a failed wait: the agent must not outlive the test (and hold its ports and files)
+    proc.wait(timeout=10)
     raise AssertionError(f"timed out waiting for {what}")
 
 
