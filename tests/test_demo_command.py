@@ -254,3 +254,66 @@ def test_demo_refuses_bad_numbers_before_it_starts_anything(monkeypatch, args, m
     with pytest.raises(CommandError) as error:
         call_command("demo", "--token", "t", "--port", str(_free_port()), *args, stdout=StringIO())
     assert message in str(error.value)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("faults", "message"),
+    [
+        (
+            "spikes@p-999.vibration:1m:2m",
+            "--faults: fault 'spikes@p-999.vibration:1m:2m': no simulated asset",
+        ),
+        ("spikes@p-101.vibration:-2h:5m", "before the live start, but --backfill 60 sends 1 h"),
+        ("stuck_sensor@p-101.vibration:72h:5m", "without --duration a fault must start less than"),
+        ("nonsense", "--faults: cannot read fault 'nonsense'"),
+    ],
+)
+def test_demo_refuses_a_fault_schedule_the_simulator_would_refuse_before_it_starts_the_processes(
+    monkeypatch, faults, message
+):
+    # The simulator used to exit on such a schedule after the web server, worker, broker and bridge had
+    # started, and the demo stopped with its message among the children's lines.
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from demo.management.commands.demo import Command
+    from demo.seed import DEMO_SITE
+    from tests.conftest import make_asset, make_site
+
+    make_asset(make_site(DEMO_SITE[0]), "p-101")
+
+    def start_all(self, *args, **kwargs):
+        raise AssertionError("the demo started its processes although --faults is bad")
+
+    monkeypatch.setattr(Command, "_start_redis", lambda self, supervisor, timeout: None)
+    monkeypatch.setattr(Command, "_start_all", start_all)
+    with pytest.raises(CommandError) as error:
+        call_command(
+            "demo", "--token", "t", "--port", str(_free_port()), "--faults", faults, stdout=StringIO()
+        )
+    assert message in str(error.value)
+
+
+@pytest.mark.django_db
+def test_demo_accepts_a_fault_schedule_inside_its_backfill_and_its_first_day(monkeypatch):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from demo.management.commands.demo import Command
+    from demo.seed import DEMO_SITE
+    from tests.conftest import make_asset, make_site
+
+    make_asset(make_site(DEMO_SITE[0]), "p-101")
+    started = []
+    monkeypatch.setattr(Command, "_start_redis", lambda self, supervisor, timeout: None)
+    monkeypatch.setattr(
+        Command, "_start_all", lambda self, *args, **kwargs: started.append(args[-1]["faults"])
+    )
+    monkeypatch.setattr(Command, "_print_banner", lambda self, *args: None)
+    monkeypatch.setattr("demo.supervisor.Supervisor.run_until_stopped", lambda self: None)
+    faults = "spikes@p-101.vibration:-30m:5m,stuck_sensor@p-101.vibration:2h:5m"
+    call_command("demo", "--token", "t", "--port", str(_free_port()), "--faults", faults, stdout=StringIO())
+    assert started == [faults]

@@ -54,6 +54,10 @@ from demo.supervisor import ChildDied, StopRequested, Supervisor, web_server_com
 from models_registry.services import ModelRejected, TrainingError
 from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
 from plant.management.base import VigilCommand, check_numbers
+from plant.management.commands.simulate import check_fault_starts
+from plant.simulator import FaultSchedule
+from plant.simulator_client import sim_assets
+from plant.sites import UnknownSite, get_site
 from plant.models import ConnectionState, Site
 from plant.datasets import skab as skab_data
 
@@ -292,6 +296,8 @@ class Command(VigilCommand):
                         )
                 finally:
                     connections.close_all()
+            if options.get("faults") and not options["no_simulator"]:
+                self._check_faults(options)
             self._start_all(supervisor, host, port, url, token, options)
             self._print_banner(supervisor, url, logins)
             if (dead := supervisor.run_until_stopped()) is not None:
@@ -327,6 +333,21 @@ class Command(VigilCommand):
         if not token:
             raise CommandError("seed_demo printed no GATEWAY_TOKEN=<token> line; pass --token instead")
         return token, logins
+
+    def _check_faults(self, options: dict) -> None:
+        """Refuse a --faults schedule the simulator would refuse (unknown pump, a start the run never
+        reaches) before the processes start, instead of the demo stopping when the simulator exits."""
+        try:
+            assets, _skipped = sim_assets(get_site(DEMO_SITE[0]))
+            schedule = FaultSchedule.parse(options["faults"], [asset.tag for asset in assets])
+        except (UnknownSite, ValueError) as exc:
+            raise CommandError(f"--faults: {exc}") from None
+        finally:
+            # The children open their own connections; an idle one here would only hold SQLite's lock.
+            connections.close_all()
+        speed = 1.0 if options["speed"] is None else float(options["speed"])
+        # The demo's simulator runs until stopped (no --duration) after its --backfill of history.
+        check_fault_starts(schedule, int(options["backfill"]) * 60.0, None, speed)
 
     def _check_data(self, options: dict) -> str:
         """Fail before starting anything when the dataset is missing; returns the run to replay."""
