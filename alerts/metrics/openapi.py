@@ -74,6 +74,13 @@ _ROW_FIELDS = {
             "inside their window without a verdict, not counted yet."
         ),
     },
+    "acknowledged": {
+        **_COUNT,
+        "description": (
+            "Alerts a person answered (acknowledge, snooze or verdict): the delays tta_median_s and tta_p90_s "
+            "are computed from (null delays when 0)."
+        ),
+    },
 }
 _QUERY_PARAMETERS = [
     {

@@ -149,3 +149,23 @@ def test_the_site_and_date_filters_apply_to_the_api(engineer_client):
     assert [(r["period"], r["label"], r["alerts"], r["missed"]) for r in body["rows"]] == [
         ("2026-07", "South", 2, 1)
     ]
+
+
+def test_the_time_to_acknowledge_comes_with_the_count_of_answered_alerts_it_is_computed_from(
+    client, engineer, technician, asset, champion
+):
+    # The page says "2 h 30 (median of 2)"; the API and the CSV gave the median and p90 with no count.
+    from django.utils import timezone
+
+    from alerts.services import record_feedback
+    from tests.alerts.builders import make_alert
+
+    for minutes in (180, 120):  # answered (a verdict) 180 and 120 min after they were shown
+        record_feedback(make_alert(asset, champion, age_min=minutes), technician, "confirm:repaired")
+    make_alert(asset, champion, age_min=60, state="auto_closed", closed_at=timezone.now())  # never answered
+    client.force_login(engineer)
+    (row,) = client.get(API, {"group_by": "asset"}).json()["rows"]
+    assert (row["alerts"], row["acknowledged"]) == (3, 2)
+    assert (row["tta_median_s"], row["tta_p90_s"]) == pytest.approx((9000, 10800), abs=5)
+    (csv_row,) = parse_csv(client.get(f"{API}.csv", {"group_by": "asset"}).content.decode())
+    assert csv_row["acknowledged"] == "2"
