@@ -238,6 +238,21 @@ def test_a_verdict_on_a_data_link_alert_writes_no_label(asset, champion, trained
     assert not Label.objects.exists()
 
 
+def test_a_data_link_fix_scheduled_waits_in_work_for_link_restored_not_for_a_repair(
+    asset, champion, trained, technician, client
+):
+    gap_readings(asset)
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.GAP)}))
+    alert = Alert.objects.get()
+    record_feedback(alert, technician, "confirm:scheduled")
+    client.force_login(technician)
+    card = card_of(client, alert)
+    assert 'data-lane="in-work"' in card
+    assert "Fix of the data link scheduled; when it is done:" in card and "Link restored" in card
+    assert "Repair scheduled; when it is done" not in card and ">Repaired<" not in card
+
+
 def test_the_alarm_load_counts_data_link_sensor_and_machine_alerts_apart(
     site, asset, champion, trained, engineer, client
 ):
