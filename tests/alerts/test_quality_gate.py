@@ -221,7 +221,13 @@ def test_a_stuck_driving_sensor_still_says_check_the_sensor_on_the_card(
     client.force_login(technician)
     card = card_of(client, alert)
     assert "Check the sensor" in card and "data link" not in card and "No data from" not in card
-    assert alert_words(alert)["category_label"] == "Vibration"
+    # The inbox, the HMI and the work order name the sensor to check, not the machine's vibration.
+    words = alert_words(alert)
+    assert (words["category_label"], words["text"]) == (
+        "Vibration sensor",
+        "P-101 Vibration sensor alert, low",
+    )
+    assert compose(alert, MessageKind.OPENED)[0] == "P-101 Vibration sensor alert, low"
 
 
 def test_a_verdict_on_a_data_link_alert_writes_no_label(asset, champion, trained, technician):
