@@ -17,7 +17,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.choices import ACTIVE_STATES, Severity
+from alerts.choices import ACTIVE_STATES, AlertCategory, Severity
 from alerts.event_hooks import InterestedAssets, on_alert_events
 from alerts.models import Alert
 from alerts.services.board import decorate
@@ -50,13 +50,18 @@ def asset_state(asset: Asset) -> dict[str, Any]:
 
 def alert_words(alert: Alert) -> dict[str, Any]:
     """One alert in the plain words the board uses (the alert is decorated with ``why`` on the way): what
-    it is, its severity, the sentence of its top sensor (of its data link, for a data-link alert: which
-    sensors sent nothing, when, and to check the link) and the link to its page. The write-back, the
-    clients' one-line texts and the notifications (notify) all say it this way."""
+    it is (the sensor, for a "check the sensor" alert), its severity, the sentence of its top sensor (of its
+    data link, for a data-link alert: which sensors sent nothing, when, and to check the link) and the link
+    to its page. The write-back, the clients' one-line texts and the notifications (notify) all say it this
+    way."""
     decorate([alert])
     top = alert.why[0] if alert.why else None
     what = alert.role_label or alert.get_kind_display()
     sentence = top.sentence if top else None
+    if alert.category == AlertCategory.SENSOR_FAULT and alert.role_label:
+        # The sensor's values are flagged: what to check is that sensor ("Discharge pressure sensor alert"),
+        # which a bare "Discharge pressure alert" in an inbox or on an HMI reads as the machine's pressure.
+        what = f"{alert.role_label} sensor"
     if alert.data_link is not None:
         # Readings went missing: what to check is the link ("P-101 vibration data link alert"), not the sensor.
         what, sentence = alert.data_link.what, alert.data_link.sentence

@@ -178,7 +178,10 @@ class Finding:
             if ratio is None:
                 return f"{label} is {verb} {'more' if direction == 'above' else 'less'} than usual{between}"
             more = "more" if direction == "above" else "less"
-            return f"{label} is {verb} {ratio_text(ratio)} {more} than usual{between}"
+            times = ratio_text(ratio)
+            if times == "1×":  # just past the range's edge: "1× less than usual" says nothing
+                return f"{label} is {verb} slightly {more} than usual{between}"
+            return f"{label} is {verb} {times} {more} than usual{between}"
         subject = LEVEL_SUBJECT.get(self.stat, f"{label}'s {self.stat_name} is").format(label=label)
         if not direction:
             return f"{subject} {with_unit(self.value, unit)}"

@@ -24,7 +24,9 @@ flagged by prepending the stored history just before it (its *context*) and comp
   causal, the rule cannot tell the very first reading of a sudden process change from a glitch, so that
   one reading may still flag (its successors, unlike a glitch's, keep deviating and are not flagged); and
   a denser storm of similar-sized glitches reads as unrest. Cost: the test only runs on the rare outliers,
-  so it adds next to nothing to a batch.
+  so it adds next to nothing to a batch. The previous K values are those since the last GAP (or fewer):
+  after a gap the history restarts, so the readings that resume after a link outage are not spikes however
+  far the process moved meanwhile (a glitch among them is flagged once SPIKE_MIN_HISTORY new values exist).
 - STUCK: the value equals the previous one exactly for at least `stuck_samples` consecutive samples;
   every sample of the run from the N-th one on is flagged (a run that began in the context counts).
 - GAP: more than gap_factor x sample_period_s seconds passed since the previous reading; the reading
@@ -151,7 +153,6 @@ def compute_flags(
     index = np.arange(n)
     new_group = np.ones(n, dtype=bool)
     new_group[1:] = group[1:] != group[:-1]
-    pos = index - np.maximum.accumulate(np.where(new_group, index, 0))  # position within its group
 
     flags[(values < lo) | (values > hi)] |= int(QualityFlag.OUT_OF_RANGE)
 
@@ -165,6 +166,9 @@ def compute_flags(
     run_start = np.maximum.accumulate(np.where(same, 0, index))
     flags[(index - run_start + 1) >= stuck_samples] |= int(QualityFlag.STUCK)
 
+    # A spike is judged against the readings since the last gap: across a gap the process may have moved
+    # (a link down while the pump changed duty), and the values before it say nothing about a glitch.
+    pos = index - np.maximum.accumulate(np.where(new_group | gap, index, 0))
     resolution = _resolution(values, new_group)
     flags[_spikes(values, pos, target, lo, hi, resolution, spike_mads, window)] |= int(QualityFlag.SPIKE)
     flags[~target] = 0
@@ -181,7 +185,8 @@ def _spikes(
     spike_mads: float,
     window: int,
 ) -> np.ndarray:
-    """Mask of target rows far from the robust statistics of their previous `window` values."""
+    """Mask of target rows far from the robust statistics of their previous `window` values; ``pos`` is
+    each row's position in its history (since its group's start or its last gap)."""
     n = len(values)
     spike = np.zeros(n, dtype=bool)
     rows = np.flatnonzero(target & (pos >= SPIKE_MIN_HISTORY))

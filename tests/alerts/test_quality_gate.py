@@ -221,7 +221,13 @@ def test_a_stuck_driving_sensor_still_says_check_the_sensor_on_the_card(
     client.force_login(technician)
     card = card_of(client, alert)
     assert "Check the sensor" in card and "data link" not in card and "No data from" not in card
-    assert alert_words(alert)["category_label"] == "Vibration"
+    # The inbox, the HMI and the work order name the sensor to check, not the machine's vibration.
+    words = alert_words(alert)
+    assert (words["category_label"], words["text"]) == (
+        "Vibration sensor",
+        "P-101 Vibration sensor alert, low",
+    )
+    assert compose(alert, MessageKind.OPENED)[0] == "P-101 Vibration sensor alert, low"
 
 
 def test_a_verdict_on_a_data_link_alert_writes_no_label(asset, champion, trained, technician):
@@ -236,6 +242,21 @@ def test_a_verdict_on_a_data_link_alert_writes_no_label(asset, champion, trained
     assert feedback.label is None and not Label.objects.exists()
     record_feedback(alert, technician, "false_alarm:unknown")
     assert not Label.objects.exists()
+
+
+def test_a_data_link_fix_scheduled_waits_in_work_for_link_restored_not_for_a_repair(
+    asset, champion, trained, technician, client
+):
+    gap_readings(asset)
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.GAP)}))
+    alert = Alert.objects.get()
+    record_feedback(alert, technician, "confirm:scheduled")
+    client.force_login(technician)
+    card = card_of(client, alert)
+    assert 'data-lane="in-work"' in card
+    assert "Fix of the data link scheduled; when it is done:" in card and "Link restored" in card
+    assert "Repair scheduled; when it is done" not in card and ">Repaired<" not in card
 
 
 def test_the_alarm_load_counts_data_link_sensor_and_machine_alerts_apart(

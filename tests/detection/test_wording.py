@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detection.wording import (
+    Finding,
     back_to_normal,
     duration_text,
     findings,
@@ -122,10 +123,16 @@ def test_every_sentence_agrees_with_the_value_and_the_usual_range(case):
                 if direction == "below" and (value == 0 or low / value > 1000):
                     assert re.search(r"is (not|hardly) (varying|jumping) at all", text), text
                     continue
+                ratio = value / high if direction == "above" else low / value
+                slight = re.search(r"slightly (more|less) than usual", text)
+                if slight:  # a ratio that would read "1×"
+                    assert ratio < 1.05 and slight.group(1) == ("more" if direction == "above" else "less"), (
+                        text
+                    )
+                    continue
                 match = re.search(NUMBER + r"× (more|less) than usual", text)
                 assert match, text
                 assert match.group(2) == ("more" if direction == "above" else "less")
-                ratio = value / high if direction == "above" else low / value
                 shown = number(match.group(1))
                 assert abs(shown - ratio) <= (0.5 if ratio >= 10 else 0.05) + 1e-9, (text, ratio)
             else:
@@ -246,3 +253,23 @@ def test_each_feature_is_told_as_its_share_of_all_the_pushes():
     told = findings(explanation, {}, {})
     assert [f.share_text for f in told] == ["+75 %", "−25 %", "+<1 %"]
     assert told[0].effect_text == "+3"  # φ itself stays for the model details
+
+
+def test_a_spread_just_past_its_usual_range_is_slightly_more_or_less_not_one_times():
+    # Seen on the demo board: "Bearing temperature is jumping 1× less than usual: 0.121 °C vs 0.121–0.161 °C".
+    def headline(value: float) -> str:
+        return Finding(
+            "temperature__diff_rms",
+            "temperature",
+            "diff_rms",
+            "Bearing temperature",
+            "°C",
+            value,
+            0.1211,
+            0.161,
+            0.05,
+        ).headline
+
+    assert headline(0.1209) == "Bearing temperature is jumping slightly less than usual between readings"
+    assert headline(0.1625) == "Bearing temperature is jumping slightly more than usual between readings"
+    assert headline(0.4) == "Bearing temperature is jumping 2.5× more than usual between readings"

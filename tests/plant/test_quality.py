@@ -155,3 +155,29 @@ def test_groups_are_flagged_independently_and_do_not_leak_into_each_other():
     assert not flags[:200].any()
     assert indices_with(flags, QualityFlag.GAP) == []
     assert indices_with(flags, QualityFlag.STUCK) == list(range(219, 400))
+
+
+def steady_with_outage(n: int = 600, outage_at: int = 300, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A steady 1 s signal whose link is down for five minutes before sample ``outage_at``."""
+    rng = np.random.default_rng(seed)
+    ts = np.arange(n, dtype=np.float64)
+    ts[outage_at:] += 300.0
+    return ts, 40.0 + rng.normal(0, 0.3, n)
+
+
+def test_readings_after_a_data_link_outage_are_not_spikes_when_the_process_moved_meanwhile():
+    # A link (gateway, bridge, PLC connection) is down for five minutes while the pump changes duty: the
+    # readings resume at another level. The history before the gap says nothing about a glitch after it,
+    # so the resumed readings are the reading after a gap, not spikes ("check the sensor" on a healthy one).
+    ts, values = steady_with_outage()
+    values[300:] += 8.0
+    flags = flags_of(ts, values)
+    assert indices_with(flags, QualityFlag.GAP) == [300]
+    assert indices_with(flags, QualityFlag.SPIKE) == []
+
+
+def test_a_glitch_after_a_gap_is_still_a_spike_once_the_new_history_is_there():
+    ts, values = steady_with_outage()
+    values[300:] += 8.0
+    values[[320, 450]] += [30.0, -30.0]
+    assert indices_with(flags_of(ts, values), QualityFlag.SPIKE) == [320, 450]
