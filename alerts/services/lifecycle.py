@@ -23,7 +23,8 @@ transitions it returns (Alert and AlertEvent rows, explanations, the ids to broa
   hysteresis band (open - clear), shifted by the asset's criticality.
 * Data-quality gate (see ``categorize``): the flags in the window of the sensor roles that dominate the
   explanation (top roles by |φ| covering 60 % of the total, at most 3) decide where the technician looks.
-  Out of range, spike or stuck: sensor_fault ("Check the sensor"). A gap and no such flag: data_link
+  Out of range or stuck: sensor_fault ("Check the sensor"); a lone spike decides nothing (see GATE_FLAGS).
+  A gap and no such flag: data_link
   ("Check the data link"): readings went missing, which is the gateway's, bridge's, network's or PLC
   connection's doing, not the sensor's (plant.choices.AVAILABILITY_FLAGS, the rule sensor health uses).
   Without an explanation yet, any flagged role decides provisionally. An alert whose top role's sensor is
@@ -86,7 +87,11 @@ from plant.models import Asset
 
 logger = logging.getLogger(__name__)
 
-GATE_FLAGS = QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE | QualityFlag.STUCK | QualityFlag.GAP
+# SPIKE is not among them: a spike reading is left out of the features (detection.features), so it is not
+# what the score saw; the first reading of a sudden process change can be flagged as one (plant.quality), so
+# a real fault (a pump starting to cavitate) read "Check the sensor"; and a sensor whose spikes persist gets
+# its own sensor-fault alert (alerts.services.sensor_faults), which holds the model's alert.
+GATE_FLAGS = QualityFlag.OUT_OF_RANGE | QualityFlag.STUCK | QualityFlag.GAP
 PEAK_REEXPLAIN_CHANGE = 0.10
 CRITICALITY_SHIFT = {"low": -1, "medium": 0, "high": 1}
 
