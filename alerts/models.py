@@ -222,6 +222,25 @@ class Alert(models.Model):
             return f"{end:%H:%M}"
         return f"{end:%a %d %b %H:%M}"
 
+    def recategorize(
+        self, category: str, why: str, *, at: datetime | None = None, **fields: Any
+    ) -> AlertEvent:
+        """Move to ``category`` (with extra ``fields`` in the same UPDATE) and record it as an event on the
+        timeline: "category Check the data link → Machine fault: <why>". The state does not change."""
+        was = self.get_category_display()
+        now = at or timezone.now()
+        Alert.objects.filter(pk=self.pk).update(category=category, updated_at=now, **fields)
+        self.category = category
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return AlertEvent.objects.create(
+            alert=self,
+            at=now,
+            from_state=self.state,
+            to_state=self.state,
+            reason=f"category {was} → {AlertCategory(category).label}: {why}"[:300],
+        )
+
     def transition(
         self, to_state: str, *, actor: Any = None, reason: str = "", at: datetime | None = None, **fields: Any
     ) -> AlertEvent:
