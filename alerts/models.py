@@ -25,6 +25,7 @@ from alerts.choices import (
     NoiseActionKind,
     Severity,
     Verdict,
+    verdict_summary,
 )
 from models_registry.models import ModelVersion
 from plant.models import Asset, Gateway, Label, Sensor, check_period_order
@@ -379,13 +380,15 @@ class Feedback(models.Model):
 
     @property
     def summary(self) -> str:
-        """One line for people: "Confirmed fault — Repaired", "False alarm — Sensor glitch"."""
+        """One line for people (``alerts.choices.verdict_summary``): "Confirmed fault — Repaired", "Data link
+        was down — Link restored". A confirmed fault reads its alert's category: load the alert with the
+        feedback (select_related, or through ``alert.feedback``)."""
         if not self.verdict:
             return self.get_kind_display()
-        detail = (
-            self.get_action_display() if self.action else self.get_reason_display() if self.reason else ""
+        confirmed = self.verdict == Verdict.CONFIRMED_FAULT and self.alert_id is not None
+        return verdict_summary(
+            self.verdict, self.action, self.reason, self.alert.category if confirmed else None
         )
-        return f"{self.get_verdict_display()} — {detail}" if detail else self.get_verdict_display()
 
 
 class ThresholdOverride(models.Model):

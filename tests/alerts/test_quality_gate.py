@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from alerts.choices import AlertCategory, ExplanationStatus, Verdict
@@ -22,6 +24,7 @@ from notify.services import compose, plan_event
 from plant.builders import make_asset
 from plant.choices import QualityFlag
 from plant.models import Label, Reading
+from tests.alerts.builders import explanation_for, make_alert
 from tests.alerts.conftest import OPEN, fault_x, score, window_end, windows
 from tests.conftest import T0, make_readings
 
@@ -383,3 +386,68 @@ def test_a_machine_fault_stays_a_machine_fault_when_its_link_drops_later(asset, 
     score(asset, champion, windows(3, [OPEN + 1] * 4, x=x, flagged=GAP))
     alert = Alert.objects.get()
     assert alert.category == AlertCategory.MACHINE_FAULT and not category_events(alert)
+
+
+# --- a confirmed data-link alert speaks of the link -------------------------------------------------------
+
+
+def test_a_confirmed_data_link_alert_says_the_link_was_down_not_that_a_repair_is_scheduled(
+    asset, champion, trained, technician, engineer, client
+):
+    gap_readings(asset)
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged=GAP))
+    alert = Alert.objects.get()
+    feedback = record_feedback(alert, technician, "confirm:scheduled")
+    assert feedback.summary == "Data link was down — Fix scheduled"
+    assert alert.events.filter(reason="Data link was down — Fix scheduled").exists()
+    client.force_login(technician)
+    detail = client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+    assert "Data link was down — Fix scheduled" in detail and "Repair scheduled" not in detail
+    # The health page's drill-down of the alerts says it the same way (alerts.choices.verdict_summary).
+    client.force_login(engineer)
+    drill = client.get(
+        reverse("alerts:health_alerts"), {"period": "2026-01", "key": "all", "metric": "alerts"}
+    )
+    assert [a.verdict_text for a in drill.context["alerts"]] == ["Data link was down — Fix scheduled"]
+    corrected = record_feedback(alert, technician, "confirm:repaired")
+    assert corrected.summary == "Data link was down — Link restored"
+    assert alert.events.filter(
+        reason="verdict corrected: Data link was down — Fix scheduled → Data link was down — Link restored"
+    ).exists()
+    # A machine fault keeps the machine's words; a false alarm on a data-link alert is a false alarm.
+    machine = make_alert(asset, champion, explanation=explanation_for(champion, trained, "current"))
+    assert (
+        record_feedback(machine, technician, "confirm:scheduled").summary
+        == "Confirmed fault — Repair scheduled"
+    )
+    link = make_alert(asset, champion, category=AlertCategory.DATA_LINK)
+    assert record_feedback(link, technician, "false_alarm:unknown").summary == "False alarm — Unknown"
+
+
+def board_queries(client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse("alerts:board")).status_code == 200
+    return len(queries)
+
+
+def test_the_board_names_a_similar_data_link_verdict_in_the_links_words_at_no_query_per_card(
+    asset, site, champion, trained, technician, client
+):
+    explanation = explanation_for(champion, trained, "vibration")
+    client.force_login(technician)
+
+    def similar_pair(on):
+        earlier = make_alert(
+            on, champion, explanation=explanation, age_min=900, category=AlertCategory.DATA_LINK
+        )
+        record_feedback(earlier, technician, "confirm:repaired")
+        return make_alert(on, champion, explanation=explanation)
+
+    current = similar_pair(asset)
+    one = board_queries(client)
+    history = card_of(client, current)
+    assert "Data link was down — Link restored" in history and "Confirmed fault" not in history
+    for i in range(5):
+        similar_pair(make_asset(site, tag=f"l-{i}"))
+    assert board_queries(client) == one
