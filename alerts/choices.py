@@ -164,6 +164,26 @@ class FalseAlarmReason(models.TextChoices):
 
 
 # Snooze lengths offered on the board ("snooze:1h").
+# A confirmed data-link alert in the words of its buttons (templates/alerts/_feedback.html): the link was
+# down and what was done about the link, not a machine repaired.
+DATA_LINK_VERDICT = "Data link was down"
+DATA_LINK_ACTIONS = {
+    MaintenanceAction.REPAIRED: "Link restored",
+    MaintenanceAction.SCHEDULED: "Fix scheduled",
+    MaintenanceAction.INSPECTED_NO_ACTION: "Checked, no action",
+}
+
+
+def verdict_summary(verdict: str, action: str | None, reason: str | None, category: str | None) -> str:
+    """One line for people: "Confirmed fault — Repaired", "False alarm — Sensor glitch"; a confirmed
+    data-link alert (``category``) speaks of the link: "Data link was down — Link restored"."""
+    detail = MaintenanceAction(action).label if action else FalseAlarmReason(reason).label if reason else ""
+    label = Verdict(verdict).label
+    if verdict == Verdict.CONFIRMED_FAULT and category == AlertCategory.DATA_LINK:
+        label, detail = DATA_LINK_VERDICT, DATA_LINK_ACTIONS.get(action or "", detail)
+    return f"{label} — {detail}" if detail else label
+
+
 SNOOZE_HOURS = {"1h": 1, "8h": 8}
 
 

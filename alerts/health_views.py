@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET
 
-from alerts.choices import FalseAlarmReason, MaintenanceAction, Verdict
+from alerts.choices import verdict_summary
 from alerts.metrics import (
     DRILL_METRICS,
     GROUP_BYS,
@@ -179,12 +179,9 @@ def delay_text(
     return f"{duration(seconds)} ({statistic} of {count})"
 
 
-def verdict_text(verdict: str | None, action: str | None, reason: str | None) -> str:
-    """ "Confirmed fault — Repaired", "False alarm — Sensor glitch", or "—" without a verdict."""
-    if not verdict:
-        return "—"
-    detail = MaintenanceAction(action).label if action else FalseAlarmReason(reason).label if reason else ""
-    return f"{Verdict(verdict).label} — {detail}" if detail else Verdict(verdict).label
+def verdict_text(verdict: str | None, action: str | None, reason: str | None, category: str) -> str:
+    """The verdict's one line (``alerts.choices.verdict_summary``), or "—" without a verdict."""
+    return verdict_summary(verdict, action, reason, category) if verdict else "—"
 
 
 def drill_url(query: MetricsQuery, row: MetricsRow, metric: str, *, total: bool) -> str:
@@ -445,7 +442,9 @@ def health_alerts(request: HttpRequest) -> HttpResponse:
             site_ids, query, period=label, key=key, metric=metric, now=timezone.now(), limit=DRILL_LIMIT + 1
         )
         for alert in rows:
-            alert.verdict_text = verdict_text(alert.verdict, alert.verdict_action, alert.verdict_reason)
+            alert.verdict_text = verdict_text(
+                alert.verdict, alert.verdict_action, alert.verdict_reason, alert.category
+            )
         context["alerts"] = rows[:DRILL_LIMIT]
         context["truncated"] = len(rows) > DRILL_LIMIT
     return render(request, "alerts/health_alerts.html", context)

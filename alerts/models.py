@@ -25,6 +25,7 @@ from alerts.choices import (
     NoiseActionKind,
     Severity,
     Verdict,
+    verdict_summary,
 )
 from models_registry.models import ModelVersion
 from plant.models import Asset, Gateway, Label, Sensor, check_period_order
@@ -222,6 +223,25 @@ class Alert(models.Model):
             return f"{end:%H:%M}"
         return f"{end:%a %d %b %H:%M}"
 
+    def recategorize(
+        self, category: str, why: str, *, at: datetime | None = None, **fields: Any
+    ) -> AlertEvent:
+        """Move to ``category`` (with extra ``fields`` in the same UPDATE) and record it as an event on the
+        timeline: "category Check the data link → Machine fault: <why>". The state does not change."""
+        was = self.get_category_display()
+        now = at or timezone.now()
+        Alert.objects.filter(pk=self.pk).update(category=category, updated_at=now, **fields)
+        self.category = category
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return AlertEvent.objects.create(
+            alert=self,
+            at=now,
+            from_state=self.state,
+            to_state=self.state,
+            reason=f"category {was} → {AlertCategory(category).label}: {why}"[:300],
+        )
+
     def transition(
         self, to_state: str, *, actor: Any = None, reason: str = "", at: datetime | None = None, **fields: Any
     ) -> AlertEvent:
@@ -360,13 +380,15 @@ class Feedback(models.Model):
 
     @property
     def summary(self) -> str:
-        """One line for people: "Confirmed fault — Repaired", "False alarm — Sensor glitch"."""
+        """One line for people (``alerts.choices.verdict_summary``): "Confirmed fault — Repaired", "Data link
+        was down — Link restored". A confirmed fault reads its alert's category: load the alert with the
+        feedback (select_related, or through ``alert.feedback``)."""
         if not self.verdict:
             return self.get_kind_display()
-        detail = (
-            self.get_action_display() if self.action else self.get_reason_display() if self.reason else ""
+        confirmed = self.verdict == Verdict.CONFIRMED_FAULT and self.alert_id is not None
+        return verdict_summary(
+            self.verdict, self.action, self.reason, self.alert.category if confirmed else None
         )
-        return f"{self.get_verdict_display()} — {detail}" if detail else self.get_verdict_display()
 
 
 class ThresholdOverride(models.Model):

@@ -63,7 +63,7 @@ def event_payload(event: AlertEvent) -> tuple[str, dict[str, Any]]:
     The schema is ``WebhookEvent`` in the OpenAPI document (handoff.openapi)."""
     alert = event.alert
     asset = alert.asset
-    feedback = Feedback.objects.filter(event=event).select_related("user", "supersedes").first()
+    feedback = Feedback.objects.filter(event=event).select_related("alert", "user", "supersedes").first()
     verdict = feedback if feedback is not None and feedback.kind == FeedbackKind.VERDICT else None
     kind = EventType.VERDICT if verdict else EventType.STATE_CHANGED
     body = {

@@ -314,6 +314,7 @@ class AlertFacts:
 
     pk: int
     state: str
+    category: str
     opened_at: datetime
     closed_at: datetime | None
     site_slug: str
@@ -352,6 +353,7 @@ class AlertFacts:
 
 DESCRIBED = {
     "closed": F("closed_at"),
+    "alert_category": F("category"),
     "site_slug": F("asset__site__slug"),
     "site_name": F("asset__site__name"),
     "asset_tag": F("asset__tag"),
@@ -387,8 +389,14 @@ def alert_facts(
     """The alerts of ``alerts`` that meet ``condition`` (one of ``conditions``), each with its facts, in
     one statement. ``shown_only`` as in ``alert_facts_sql``; ``due`` is judged at ``now`` (default: now)."""
     facts, params = alert_facts_sql(alerts, shown_only=shown_only, few=True, **DESCRIBED)
-    # Named as AlertFacts' fields, but for the model's name and number and the delay in microseconds.
-    selected = {"id": "pk", "closed": "closed_at", **{name: name for name in FACT_COLUMNS}}
+    # Named as AlertFacts' fields, but for the model's name and number and the delay in microseconds (and
+    # the category, which a values() annotation cannot be named after a field of the model).
+    selected = {
+        "id": "pk",
+        "closed": "closed_at",
+        "alert_category": "category",
+        **{name: name for name in FACT_COLUMNS},
+    }
     columns = ", ".join(f"{column} AS {name}" for column, name in selected.items())
     due, due_params = conditions(now or timezone.now())["due"]
     sql = (

@@ -176,7 +176,7 @@ def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
         similar = {
             a.pk: a
             for a in Alert.objects.filter(pk__in=similar_ids)
-            .only("pk", "state", "opened_at", "closed_at", "dominant_role", "kind", "asset_id")
+            .only("pk", "state", "opened_at", "closed_at", "dominant_role", "kind", "category", "asset_id")
             .prefetch_related(
                 Prefetch(
                     "feedback",

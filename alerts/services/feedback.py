@@ -125,7 +125,7 @@ def valid_actions() -> list[str]:
 
 def current_verdict(alert: Alert) -> Feedback | None:
     """The verdict in force: the latest verdict Feedback that no later one supersedes."""
-    return verdicts_in_force().filter(alert=alert).select_related("user", "label").first()
+    return verdicts_in_force().filter(alert=alert).select_related("alert", "user", "label").first()
 
 
 def can_give_verdict(alert: Alert, user: Any, current: Feedback | None) -> bool:
@@ -224,7 +224,7 @@ def _verdict(
             f"{current.user or 'someone else'} already gave the verdict “{current.summary}” on alert "
             f"#{alert.pk}; only they or an engineer can correct it"
         )
-    draft = Feedback(verdict=parsed.verdict, action=parsed.action, reason=parsed.reason)
+    draft = Feedback(alert=alert, verdict=parsed.verdict, action=parsed.action, reason=parsed.reason)
     if alert.state in ACTIVE_STATES:
         event = alert.transition("resolved", actor=user, reason=_event_reason(draft.summary, note), at=now)
     else:

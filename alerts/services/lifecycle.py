@@ -29,7 +29,9 @@ transitions it returns (Alert and AlertEvent rows, explanations, the ids to broa
   connection's doing, not the sensor's (plant.choices.AVAILABILITY_FLAGS, the rule sensor health uses).
   Without an explanation yet, any flagged role decides provisionally. An alert whose top role's sensor is
   marked for calibration (``plant.Sensor.needs_calibration``) is a sensor fault unless the gate sent it to
-  the data link.
+  the data link. While the alert is active, a data-link or sensor category follows the evidence: when the
+  last M windows are all anomalous and the gate gives each the same other category (the data flows
+  again, the sensor reads clean), the alert moves to it, with an event (see ``_follow_evidence``).
 * An asset's active ``alerts.ThresholdOverride`` for the version replaces the version's thresholds
   (see ``alerts.services.noise``); overrides only raise them.
 * The opening window is explained before the alert row exists (so before any broadcast); when that fails
@@ -300,23 +302,15 @@ def complete_explanation(alert_id: int) -> str | None:
         category = calibration_category(
             alert.asset_id, top_role(explanation), categorize(explanation, flagged)
         )
-        Alert.objects.filter(pk=alert.pk).update(
-            explanation=explanation,
-            explanation_status=ExplanationStatus.READY,
-            dominant_role=top_role(explanation),
-            category=category,
-            updated_at=timezone.now(),
-        )
+        ready = {
+            "explanation": explanation,
+            "explanation_status": ExplanationStatus.READY,
+            "dominant_role": top_role(explanation),
+        }
         if category != alert.category:
-            AlertEvent.objects.create(
-                alert=alert,
-                from_state=alert.state,
-                to_state=alert.state,
-                reason=(
-                    f"category {alert.get_category_display()} → {category.label} once the explanation "
-                    "showed which sensors drove the score"
-                ),
-            )
+            alert.recategorize(category, "the explanation showed which sensors drove the score", **ready)
+        else:
+            Alert.objects.filter(pk=alert.pk).update(**ready, updated_at=timezone.now())
         if not alert.is_shadow:
             broadcast_alerts([alert.pk])
     return ExplanationStatus.READY
@@ -551,7 +545,62 @@ def apply_scores(
         )
         if alert is not None and alert.pk in peak_windows:
             _explain_peak(ctx, alert, peak_windows[alert.pk])
+        if (
+            alert is not None
+            and alert.state in ACTIVE_STATES
+            and _follow_evidence(ctx, alert, windows[-1].end)
+        ):
+            changed.append(alert.pk)
     return list(dict.fromkeys(changed))
+
+
+# Categories the gate chose from a flag; the evidence of later windows can take an open alert out of them.
+GATE_CATEGORIES = (AlertCategory.DATA_LINK, AlertCategory.SENSOR_FAULT)
+
+
+def _follow_evidence(ctx: _Context, alert: Alert, last: datetime) -> bool:
+    """Move an open data-link or sensor alert to the category its latest windows give; True if it moved.
+
+    The gate decides the category on the opening window (or provisionally, before the explanation), so a
+    short data-link drop in the opening window of a real fault left it "Check the data link" for good. The
+    category moves when the last M = VIGIL_ALERT_OPEN_WINDOWS stored windows up to ``last`` are all above the
+    open threshold, none held, and the gate (on the latest explanation's dominant roles) gives each of them
+    the same other category: the evidence that would open an alert, so clean windows between gaps change
+    nothing. A machine fault is never moved: it was seen on
+    clean readings, and a sensor or link failing during it must not hide the fault (a faulty sensor gets an
+    alert of its own, alerts.services.sensor_faults).
+    """
+    if alert.category not in GATE_CATEGORIES:
+        return False
+    run = ctx.params.open_windows
+    recent = list(
+        Score.objects.filter(
+            asset=ctx.asset,
+            model_version=ctx.version,
+            window_end__gte=alert.opened_at,
+            window_end__lte=last,
+        )
+        .order_by("-window_end")
+        .values_list("window_end", "score", "flagged")[:run]
+    )
+    if len(recent) < run or any(
+        not ctx.params.above_open(score) or end in ctx.held for end, score, _ in recent
+    ):
+        return False
+    explanation = alert.peak_explanation or alert.explanation
+    found = {categorize(explanation, flagged) for _, _, flagged in recent}
+    if len(found) != 1:
+        return False
+    category = calibration_category(ctx.asset.pk, top_role(explanation), found.pop())
+    if category == alert.category:
+        return False
+    pointed = "the data link" if alert.category == AlertCategory.DATA_LINK else "the sensor"
+    alert.recategorize(
+        category,
+        f"the condition persists over the last {run} windows and their readings no longer point at {pointed}",
+        at=ctx.now,
+    )
+    return True
 
 
 # What the persisted events say when the engine closes or resumes an alert: "<cleared> for N windows",

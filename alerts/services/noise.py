@@ -45,7 +45,7 @@ from alerts.choices import (
     category_counts,
 )
 from alerts.metrics.facts import verdicts_in_force
-from alerts.models import Alert, AlertEvent, Feedback, NoiseAction, Score, ThresholdOverride
+from alerts.models import Alert, Feedback, NoiseAction, Score, ThresholdOverride
 from detection.rules import alert_episodes, overlap
 from detection.runtime import higher_is_worse
 from models_registry.models import ModelVersion
@@ -579,16 +579,7 @@ def hold_for_calibration(asset: Asset, role: str) -> list[int]:
         )
     )
     for alert in alerts:
-        Alert.objects.filter(pk=alert.pk).update(
-            category=AlertCategory.SENSOR_FAULT, updated_at=timezone.now()
-        )
-        AlertEvent.objects.create(
-            alert=alert,
-            from_state=alert.state,
-            to_state=alert.state,
-            reason=f"category {alert.get_category_display()} → {AlertCategory.SENSOR_FAULT.label}: the "
-            f"{role} sensor is marked for calibration",
-        )
+        alert.recategorize(AlertCategory.SENSOR_FAULT, f"the {role} sensor is marked for calibration")
     return [a.pk for a in alerts]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from alerts.choices import AlertCategory, ExplanationStatus, Verdict
@@ -18,10 +20,11 @@ from connectivity.writeback import AlertState
 from detection.explain import dominant_roles
 from notify.choices import MessageKind
 from notify.models import Rule
-from notify.services import compose
+from notify.services import compose, plan_event
 from plant.builders import make_asset
 from plant.choices import QualityFlag
 from plant.models import Label, Reading
+from tests.alerts.builders import explanation_for, make_alert
 from tests.alerts.conftest import OPEN, fault_x, score, window_end, windows
 from tests.conftest import T0, make_readings
 
@@ -284,3 +287,167 @@ def test_the_alarm_load_counts_data_link_sensor_and_machine_alerts_apart(
         "Machine fault",
     ]
     assert north.as_dict()["categories"] == {"machine_fault": 1, "sensor_fault": 1, "data_link": 1}
+
+
+# --- the category follows the evidence while the alert is open ---------------------------------------------
+
+
+GAP = {"vibration": int(QualityFlag.GAP)}
+
+
+def category_events(alert) -> list[str]:
+    return list(alert.events.filter(reason__startswith="category ").values_list("reason", flat=True))
+
+
+def test_a_data_link_alert_becomes_a_machine_fault_once_the_data_flows_and_the_condition_persists(
+    asset, champion, trained, technician, client
+):
+    gap_readings(asset)
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged=GAP))
+    alert = Alert.objects.get()
+    assert alert.category == AlertCategory.DATA_LINK
+    # Two clean windows are not yet the evidence that opens an alert (M = 3): no change.
+    score(asset, champion, windows(3, [OPEN + 1] * 2, x=x, flagged={}))
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.DATA_LINK and not category_events(alert)
+    # The third clean anomalous window in a row moves it, on the same alert, with an event on its timeline.
+    changed = score(asset, champion, windows(5, [OPEN + 1], x=x, flagged={}))
+    alert.refresh_from_db()
+    assert Alert.objects.count() == 1 and alert.pk in changed
+    assert alert.category == AlertCategory.MACHINE_FAULT
+    assert category_events(alert) == [
+        "category Check the data link → Machine fault: the condition persists over the last 3 windows and "
+        "their readings no longer point at the data link"
+    ]
+    client.force_login(technician)
+    card = card_of(client, alert)
+    assert (
+        'data-category="machine_fault"' in card
+        and "Real fault:" in card
+        and "Data link was down:" not in card
+    )
+    assert "Check the data link" not in card
+    # The category-change event sends nothing; a later escalation (or reminder) speaks of the machine.
+    assert plan_event(alert.events.get(reason__startswith="category ").pk) == []
+    title, body = compose(alert, MessageKind.ESCALATED, 2)
+    assert title == "Escalated: P-101 Vibration alert, low" and "data link" not in body
+    assert Rule(site=asset.site, category="machine_fault").matches(alert)
+
+
+def test_a_flapping_link_or_a_score_below_the_open_threshold_keeps_the_data_link(asset, champion, trained):
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged=GAP))
+    for k in range(3, 9):  # clean, gap, clean, gap...: never three clean windows in a row
+        score(asset, champion, windows(k, [OPEN + 1], x=x, flagged={} if k % 2 else GAP))
+    alert = Alert.objects.get()
+    assert alert.category == AlertCategory.DATA_LINK
+    # Clean windows between the thresholds keep the alert open but are not evidence of a machine fault.
+    score(asset, champion, windows(9, [(OPEN + 5.0) / 2 + 1] * 3, x=x, flagged={}))
+    alert.refresh_from_db()
+    assert alert.is_active and alert.category == AlertCategory.DATA_LINK and not category_events(alert)
+
+
+def test_a_sensor_fault_becomes_a_machine_fault_once_the_sensor_reads_clean_and_it_persists(
+    asset, champion, trained
+):
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.STUCK)}))
+    assert Alert.objects.get().category == AlertCategory.SENSOR_FAULT
+    score(asset, champion, windows(3, [OPEN + 1] * 3, x=x, flagged={}))
+    alert = Alert.objects.get()
+    assert alert.category == AlertCategory.MACHINE_FAULT
+    assert category_events(alert)[0].endswith("no longer point at the sensor")
+
+
+def test_a_sensor_marked_for_calibration_keeps_its_alert_a_sensor_fault(asset, champion, trained):
+    asset.sensors.filter(role__key="vibration").update(needs_calibration=True)
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={"vibration": int(QualityFlag.STUCK)}))
+    score(asset, champion, windows(3, [OPEN + 1] * 3, x=x, flagged={}))
+    alert = Alert.objects.get()
+    assert alert.category == AlertCategory.SENSOR_FAULT and not category_events(alert)
+
+
+def test_a_provisional_category_follows_the_later_windows(asset, champion):
+    # No explanation yet: any flagged sensor decided "Check the sensor" provisionally.
+    flagged = {"temperature": int(QualityFlag.OUT_OF_RANGE)}
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=None, flagged=flagged))
+    assert Alert.objects.get().category == AlertCategory.SENSOR_FAULT
+    score(asset, champion, windows(3, [OPEN + 1] * 3, x=None, flagged={}))
+    alert = Alert.objects.get()
+    assert alert.explanation_status == ExplanationStatus.PENDING
+    assert alert.category == AlertCategory.MACHINE_FAULT
+
+
+def test_a_machine_fault_stays_a_machine_fault_when_its_link_drops_later(asset, champion, trained):
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged={}))
+    score(asset, champion, windows(3, [OPEN + 1] * 4, x=x, flagged=GAP))
+    alert = Alert.objects.get()
+    assert alert.category == AlertCategory.MACHINE_FAULT and not category_events(alert)
+
+
+# --- a confirmed data-link alert speaks of the link -------------------------------------------------------
+
+
+def test_a_confirmed_data_link_alert_says_the_link_was_down_not_that_a_repair_is_scheduled(
+    asset, champion, trained, technician, engineer, client
+):
+    gap_readings(asset)
+    x = fault_x(trained, "vibration")
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged=GAP))
+    alert = Alert.objects.get()
+    feedback = record_feedback(alert, technician, "confirm:scheduled")
+    assert feedback.summary == "Data link was down — Fix scheduled"
+    assert alert.events.filter(reason="Data link was down — Fix scheduled").exists()
+    client.force_login(technician)
+    detail = client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+    assert "Data link was down — Fix scheduled" in detail and "Repair scheduled" not in detail
+    # The health page's drill-down of the alerts says it the same way (alerts.choices.verdict_summary).
+    client.force_login(engineer)
+    drill = client.get(
+        reverse("alerts:health_alerts"), {"period": "2026-01", "key": "all", "metric": "alerts"}
+    )
+    assert [a.verdict_text for a in drill.context["alerts"]] == ["Data link was down — Fix scheduled"]
+    corrected = record_feedback(alert, technician, "confirm:repaired")
+    assert corrected.summary == "Data link was down — Link restored"
+    assert alert.events.filter(
+        reason="verdict corrected: Data link was down — Fix scheduled → Data link was down — Link restored"
+    ).exists()
+    # A machine fault keeps the machine's words; a false alarm on a data-link alert is a false alarm.
+    machine = make_alert(asset, champion, explanation=explanation_for(champion, trained, "current"))
+    assert (
+        record_feedback(machine, technician, "confirm:scheduled").summary
+        == "Confirmed fault — Repair scheduled"
+    )
+    link = make_alert(asset, champion, category=AlertCategory.DATA_LINK)
+    assert record_feedback(link, technician, "false_alarm:unknown").summary == "False alarm — Unknown"
+
+
+def board_queries(client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse("alerts:board")).status_code == 200
+    return len(queries)
+
+
+def test_the_board_names_a_similar_data_link_verdict_in_the_links_words_at_no_query_per_card(
+    asset, site, champion, trained, technician, client
+):
+    explanation = explanation_for(champion, trained, "vibration")
+    client.force_login(technician)
+
+    def similar_pair(on):
+        earlier = make_alert(
+            on, champion, explanation=explanation, age_min=900, category=AlertCategory.DATA_LINK
+        )
+        record_feedback(earlier, technician, "confirm:repaired")
+        return make_alert(on, champion, explanation=explanation)
+
+    current = similar_pair(asset)
+    one = board_queries(client)
+    history = card_of(client, current)
+    assert "Data link was down — Link restored" in history and "Confirmed fault" not in history
+    for i in range(5):
+        similar_pair(make_asset(site, tag=f"l-{i}"))
+    assert board_queries(client) == one
