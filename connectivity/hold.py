@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from connectivity.points import PointError, Sample
+from connectivity.points import PointError, Sample, number_field
 
 DEFAULT_SAMPLING_MS = 1000.0
 MAX_SAMPLING_MS = 3_600_000.0
@@ -35,15 +35,9 @@ Put = Callable[[Sample, float], None]  # (held sample, now): the client's batche
 def parse_sampling_interval(fields: Mapping[str, str]) -> float:
     """The optional ``sampling_interval_ms`` address field (default DEFAULT_SAMPLING_MS): the interval at
     which a value that did not change is held. ValueError naming the field and the problem."""
-    raw = (fields.get("sampling_interval_ms") or "").strip()
-    if not raw:
-        return DEFAULT_SAMPLING_MS
-    try:
-        interval = float(raw)
-    except ValueError:
-        raise ValueError(f"sampling_interval_ms {raw[:40]!r} is not a number") from None
-    if not (math.isfinite(interval) and 0 < interval <= MAX_SAMPLING_MS):
-        raise ValueError(f"sampling_interval_ms must be in (0, {MAX_SAMPLING_MS:.0f}], got {raw[:40]}")
+    interval = number_field(fields, "sampling_interval_ms", DEFAULT_SAMPLING_MS)
+    if not 0 < interval <= MAX_SAMPLING_MS:
+        raise ValueError(f"sampling_interval_ms must be in (0, {MAX_SAMPLING_MS:.0f}], got {interval:g}")
     return interval
 
 
