@@ -429,7 +429,10 @@ async def test_a_write_back_node_the_server_refuses_is_reported(device):
             "sampling_interval_ms 'fast' is not",
         ),
         ({"point": "p", "node_id": "i=85", "sampling_interval_ms": "0"}, "sampling_interval_ms must be in"),
-        ({"point": "p", "node_id": "i=85", "sampling_interval_ms": "nan"}, "sampling_interval_ms must be in"),
+        (
+            {"point": "p", "node_id": "i=85", "sampling_interval_ms": "nan"},
+            "sampling_interval_ms must be a finite number",
+        ),
         ({"point": "p", "node_id": "i=85", "sampling_interval_ms": "-5"}, "sampling_interval_ms must be in"),
     ],
 )
