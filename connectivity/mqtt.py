@@ -7,6 +7,17 @@ device and a metric: birth certificates (NBIRTH/DBIRTH) bind metric aliases to n
 (NDATA/DDATA) carry values by name or alias, and death certificates (NDEATH/DDEATH) turn every point of
 that node or device into a STALE sample.
 
+Sparkplug B sample-and-hold. An edge node publishes a metric only when it changes (report by exception):
+a frozen metric sends nothing, while its last value stays valid as long as the node is online. So, with
+the OPC UA client's `connectivity.hold.SampleHold`, the last value of each mapped metric is emitted again
+at the point's ``sampling_interval_ms`` (default 1000) while the node is known alive: from the receipt of
+its NBIRTH (a device's: of its DBIRTH, while its node is alive) until its NDEATH (the node's MQTT will,
+which the broker publishes when the node's connection drops), the device's DDEATH, a new birth (held
+afresh from its values) or the end of this connection (`run` raises; a new connection holds a node only
+from its next birth). Held samples are confirmed up to now every HOLD_TICK_S; none is made up for a time
+after a death or without the connection. A node's death is known only once the broker publishes its
+will: at once when its connection closes, after 1.5x its keep-alive when the link silently dies.
+
 Nothing acknowledged is lost: the session is persistent (a fixed client id, clean_session off) and the
 QoS 1 messages are acknowledged by hand, only after the sink has returned for the batch that holds them.
 While the sink waits (the database is down) nothing is acknowledged, so the broker stops sending once its
