@@ -332,6 +332,30 @@ async def test_a_sparkplug_metric_is_not_held_after_ndeath_nor_when_its_node_was
     assert len([s for s in sink.samples if s.point == "p1.node" and s.value == 3.0]) >= 4
 
 
+async def test_a_lost_broker_ends_the_holding_and_nothing_is_held_for_the_outage(mosquitto):
+    sink, status = Collecting(), ConnectionStatus()
+    fields = {
+        "format": "sparkplug",
+        "group": "plant",
+        "node": "edge1",
+        "metric": "flow",
+        "sampling_interval_ms": "100",
+    }
+    cfg = ConnectionConfig(name="test", endpoint=mosquitto.endpoint, interval_s=0.05, client_id="vigil-hold3")
+    task = asyncio.create_task(mqtt.run(cfg, {"p1.flow": mqtt.parse_point(fields)}, sink, status))
+    await until(lambda: status.connected)
+    await asyncio.sleep(0.2)  # subscribed
+    await publish_sparkplug(mosquitto, "NBIRTH/edge1", [("flow", 1, 3.0)], int(time.time() * 1000))
+    await until(lambda: len(sink.samples) >= 5)
+    await asyncio.to_thread(mosquitto.stop)
+    stopped = time.time()
+    with pytest.raises(aiomqtt.MqttError):
+        await asyncio.wait_for(task, 10)
+    held = len(sink.samples)
+    await asyncio.sleep(0.5)
+    assert len(sink.samples) == held and max(s.ts for s in sink.samples) < stopped
+
+
 async def publish_sparkplug(broker, topic: str, metrics, ts_ms: int) -> None:
     async with aiomqtt.Client("127.0.0.1", broker.port) as client:
         await client.publish(f"spBv1.0/plant/{topic}", sparkplug_payload(metrics, ts_ms), qos=1)
