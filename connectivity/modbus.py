@@ -23,7 +23,7 @@ from pymodbus.client.mixin import ModbusClientMixin
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from connectivity.points import ConnectionStatus, PointError, Sample, Sink, finite
+from connectivity.points import ConnectionStatus, PointError, Sample, Sink, finite, number_field
 from connectivity.writeback import AlertState
 
 Function = Literal["holding_register", "input_register", "coil", "discrete_input"]
@@ -117,19 +117,6 @@ def _integer(fields: Mapping[str, str], name: str, low: int, high: int, default:
     return value
 
 
-def _number(fields: Mapping[str, str], name: str, default: float) -> float:
-    raw = (fields.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} {raw!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {raw}")
-    return value
-
-
 def _order(fields: Mapping[str, str], name: str) -> Literal["big", "little"]:
     raw = (fields.get(name) or "big").strip().lower()
     if raw not in ("big", "little"):
@@ -160,7 +147,7 @@ def parse_point(fields: Mapping[str, str]) -> ModbusPoint:
         data_type = (fields.get("data_type") or "uint16").strip().lower()
         if data_type not in DATA_TYPES:
             raise ValueError(f"data_type {data_type!r} is not one of {', '.join(DATA_TYPES)}")
-    scale = _number(fields, "scale", 1.0)
+    scale = number_field(fields, "scale", 1.0)
     if scale == 0:
         raise ValueError("scale must not be 0")
     parsed = ModbusPoint(
@@ -172,7 +159,7 @@ def parse_point(fields: Mapping[str, str]) -> ModbusPoint:
         word_order=_order(fields, "word_order"),
         byte_order=_order(fields, "byte_order"),
         scale=scale,
-        offset=_number(fields, "offset", 0.0),
+        offset=number_field(fields, "offset", 0.0),
     )
     if address + parsed.width - 1 > 0xFFFF:
         raise ValueError(f"a {data_type} at address {address} runs past the last address 65535")

@@ -7,6 +7,17 @@ device and a metric: birth certificates (NBIRTH/DBIRTH) bind metric aliases to n
 (NDATA/DDATA) carry values by name or alias, and death certificates (NDEATH/DDEATH) turn every point of
 that node or device into a STALE sample.
 
+Sparkplug B sample-and-hold. An edge node publishes a metric only when it changes (report by exception):
+a frozen metric sends nothing, while its last value stays valid as long as the node is online. So, with
+the OPC UA client's `connectivity.hold.SampleHold`, the last value of each mapped metric is emitted again
+at the point's ``sampling_interval_ms`` (default 1000) while the node is known alive: from the receipt of
+its NBIRTH (a device's: of its DBIRTH, while its node is alive) until its NDEATH (the node's MQTT will,
+which the broker publishes when the node's connection drops), the device's DDEATH, a new birth (held
+afresh from its values) or the end of this connection (`run` raises; a new connection holds a node only
+from its next birth). Held samples are confirmed up to now every HOLD_TICK_S; none is made up for a time
+after a death or without the connection. A node's death is known only once the broker publishes its
+will: at once when its connection closes, after 1.5x its keep-alive when the link silently dies.
+
 Nothing acknowledged is lost: the session is persistent (a fixed client id, clean_session off) and the
 QoS 1 messages are acknowledged by hand, only after the sink has returned for the batch that holds them.
 While the sink waits (the database is down) nothing is acknowledged, so the broker stops sending once its
@@ -34,6 +45,7 @@ from google.protobuf.message import DecodeError
 from paho.mqtt.client import topic_matches_sub
 
 from connectivity import sparkplug_b_pb2
+from connectivity.hold import DEFAULT_SAMPLING_MS, SampleHold, parse_sampling_interval
 from connectivity.points import (
     FLUSH_MS,
     ConnectionStatus,
@@ -53,6 +65,7 @@ _MAX_TOPIC = 65535  # bytes, the protocol's limit
 DRAIN_S = 5.0  # how long a stopping client may take to store and acknowledge what it received
 REBIRTH_EVERY_S = 5.0  # a node that keeps sending unknown aliases is asked to be born again this often
 REBIRTH_METRIC = "Node Control/Rebirth"
+HOLD_TICK_S = 0.1  # how often the values of live Sparkplug B nodes are held (emitted again)
 
 
 # --- points and options --------------------------------------------------------------------------------
@@ -72,6 +85,7 @@ class MqttPoint:
     node: str = ""
     device: str = ""
     metric: str = ""
+    sampling_interval_ms: float = DEFAULT_SAMPLING_MS  # Sparkplug B: a value that did not change is held so
 
     def subscription(self) -> str:
         if self.format == "sparkplug":
@@ -124,7 +138,8 @@ def _sparkplug_id(name: str, text: str, required: bool) -> str:
 def parse_point(fields: Mapping[str, str]) -> MqttPoint:
     """One MQTT point from its address fields (a CSV row, the console form); ValueError naming the
     problem. Fields: format (json | sparkplug); json: topic, value_path, ts_path, ts_unit, items_path;
-    sparkplug: group, node, device, metric."""
+    sparkplug: group, node, device, metric, sampling_interval_ms (default 1000: the sensor's sample period,
+    at which a metric that did not change is held while its node is alive)."""
     fmt = (fields.get("format") or "json").strip().lower()
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {fmt[:20]!r})")
@@ -135,6 +150,7 @@ def parse_point(fields: Mapping[str, str]) -> MqttPoint:
             node=_sparkplug_id("node", fields.get("node", ""), True),
             device=_sparkplug_id("device", fields.get("device", ""), False),
             metric=(fields.get("metric") or "").strip() or _missing("metric"),
+            sampling_interval_ms=parse_sampling_interval(fields),
         )
     unit = (fields.get("ts_unit") or "s").strip()
     if unit not in TS_UNITS:
@@ -237,12 +253,14 @@ class Router:
         # (group, node, device, metric) -> sensor keys; device "" for the node's own metrics
         self.sparkplug_points: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
         self.sparkplug_by_device: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        self.intervals: dict[str, float] = {}  # sensor key -> seconds between held values (Sparkplug B)
         # topic filter -> (sensor key, point, its paths split once): the per-reading path is the hot one
         self.json_points: dict[str, list[tuple[str, MqttPoint, _Paths]]] = defaultdict(list)
         for key, point in points.items():
             if point.format == "sparkplug":
                 self.sparkplug_points[(point.group, point.node, point.device, point.metric)].append(key)
                 self.sparkplug_by_device[(point.group, point.node, point.device)].append(key)
+                self.intervals[key] = point.sampling_interval_ms / 1000.0
             else:
                 paths = _Paths(
                     tuple(point.value_path.split(".")),
@@ -259,6 +277,12 @@ class Router:
         self.rebirths: list[tuple[str, str]] = []
         self._asked: dict[tuple[str, str], float] = {}
         self.unknown_aliases = 0  # metrics received by an alias no birth certificate named
+        # Sample-and-hold (connectivity.hold) of the metrics of each live node (device ""), or device: since
+        # when it is known alive (the receipt of its birth), and its held values. A death, or a birth again,
+        # ends it; the bridge's connection with this Router ends it too (a reconnect starts a new one).
+        self.alive: dict[tuple[str, str, str], float] = {}
+        self.holds: dict[tuple[str, str, str], SampleHold] = {}
+        self._held: list[Sample] = []
 
     def decode(self, topic: str, payload: bytes, received: float) -> tuple[list[Sample], list[PointError]]:
         if topic.startswith(SPARKPLUG_NAMESPACE + "/"):
@@ -349,6 +373,14 @@ class Router:
         if kind.endswith("DEATH"):
             return self._death(group, node, device if kind == "DDEATH" else None, sent), []
         where = (group, node, device)
+        if kind == "NBIRTH" or (kind == "DBIRTH" and (group, node, "") in self.alive):
+            # Known alive from now on, its metrics held afresh from the values of its birth certificate (an
+            # NBIRTH also ends its devices' holding: their births follow it).
+            self._stop_holding(group, node, None if kind == "NBIRTH" else device)
+            self.alive[where] = received
+            self.holds[where] = SampleHold(self._hold_put)
+        elif kind.endswith("BIRTH"):
+            self._stop_holding(group, node, device)  # a device born while its node is not known alive
         if kind.endswith("BIRTH"):
             # A birth certificate restarts the node's (or device's) alias table.
             self.aliases[where] = {m.alias: m.name for m in message.metrics if m.HasField("alias") and m.name}
@@ -357,6 +389,8 @@ class Router:
         aliases = self.aliases.get(where, {})
         samples: list[Sample] = []
         errors: list[PointError] = []
+        hold, since = self.holds.get(where), self.alive.get(where)
+        birth = kind.endswith("BIRTH")
         for metric in message.metrics:
             name = metric.name or (aliases.get(metric.alias) if metric.HasField("alias") else None)
             if not name:
@@ -379,25 +413,60 @@ class Router:
             if not keys:
                 continue  # a metric nobody mapped: births carry every metric of the device
             ts = metric.timestamp / 1000.0 if metric.HasField("timestamp") else sent
+            items: list[Sample | PointError]
             if metric.is_null:
-                samples.extend(Sample(key, ts, None, SampleStatus.BAD) for key in keys)
-                continue
-            kind_of_value = metric.WhichOneof("value")
-            raw = getattr(metric, kind_of_value) if kind_of_value else None
-            value = float(raw) if isinstance(raw, bool) else finite(raw)
-            if value is None:
-                errors.extend(
-                    PointError(
+                items = [Sample(key, ts, None, SampleStatus.BAD) for key in keys]
+            else:
+                kind_of_value = metric.WhichOneof("value")
+                raw = getattr(metric, kind_of_value) if kind_of_value else None
+                value = float(raw) if isinstance(raw, bool) else finite(raw)
+                items = [
+                    Sample(key, ts, value)
+                    if value is not None
+                    else PointError(
                         f"metric {name!r} has no finite number ({kind_of_value or 'no value'})", key, topic
                     )
                     for key in keys
-                )
-                continue
-            samples.extend(Sample(key, ts, value) for key in keys)
-        return samples, errors
+                ]
+            for item in items:
+                if hold is not None and item.point is not None:
+                    # The value held until this one goes first (in self._held): time order per point.
+                    hold.track(item.point, self.intervals[item.point], item, None if birth else since)
+                if isinstance(item, Sample):
+                    samples.append(item)
+                else:
+                    errors.append(item)
+        return self._take_held() + samples, errors
+
+    def _hold_put(self, sample: Sample, now: float) -> None:
+        self._held.append(sample)
+
+    def _take_held(self) -> list[Sample]:
+        held, self._held = self._held, []
+        return held
+
+    @property
+    def holding(self) -> bool:
+        """Whether any Sparkplug B node or device is known alive (its values are held)."""
+        return bool(self.holds)
+
+    def confirm(self, now: float) -> list[Sample]:
+        """The held values of every live node and device up to ``now`` (epoch seconds), which the broker
+        vouches for while this connection is up and the node sent no death certificate."""
+        for where, hold in self.holds.items():
+            hold.confirm(now, self.alive[where])
+        return self._take_held()
+
+    def _stop_holding(self, group: str, node: str, device: str | None) -> None:
+        """No more values are held for the node and its devices (``device`` None) or for the one device."""
+        for where in [w for w in self.alive if w[:2] == (group, node) and (device is None or w[2] == device)]:
+            del self.alive[where]
+            self.holds.pop(where, None)
 
     def _death(self, group: str, node: str, device: str | None, ts: float) -> list[Sample]:
-        """STALE samples for every point of the node (``device`` None) or of the one device."""
+        """STALE samples for every point of the node (``device`` None) or of the one device, whose values
+        are no longer held (the death certificate says they are not valid from now on)."""
+        self._stop_holding(group, node, device)
         keys: list[str] = []
         for (g, n, d), device_keys in self.sparkplug_by_device.items():
             if g == group and n == node and (device is None or d == device):
@@ -520,14 +589,22 @@ async def _consume(
         status.last_message_at = received
         for error in errors:
             status.error(error, received)
-        batch.extend(samples)
-        if not unacked:
+        if not unacked and not batch:
             first_at = time.monotonic()
+        batch.extend(samples)
         unacked.append(message)
+
+    def hold() -> None:
+        """Add the held values of the live Sparkplug B nodes up to now (they are no messages)."""
+        nonlocal first_at
+        held = router.confirm(time.time())
+        if held and not unacked and not batch:
+            first_at = time.monotonic()
+        batch.extend(held)
 
     async def drain() -> None:
         await finish_storing()
-        if unacked:
+        if unacked or batch:
             if batch:
                 await sink(batch)
             status.samples += len(batch)
@@ -539,7 +616,10 @@ async def _consume(
         while True:
             if receive is None:
                 receive = asyncio.ensure_future(anext(messages))
-            timeout = None if not unacked else max(0.0, first_at + flush_s - time.monotonic())
+            waits = unacked or batch
+            timeout = max(0.0, first_at + flush_s - time.monotonic()) if waits else None
+            if router.holding:  # held values are emitted every HOLD_TICK_S
+                timeout = HOLD_TICK_S if timeout is None else min(timeout, HOLD_TICK_S)
             waiting = {receive} if storing is None else {receive, storing}
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if storing is not None and storing.done():
@@ -559,13 +639,20 @@ async def _consume(
                     await client.publish(
                         f"{SPARKPLUG_NAMESPACE}/{group}/NCMD/{node}", rebirth_payload(time.time()), qos=0
                     )
-            if not unacked:
+            if router.holding:
+                hold()
+            if not unacked and not batch:
                 continue
             # Store when the batch is full, its first message has waited flush_s, or the broker's window
             # is full of unacknowledged messages and nothing else is queued (it sends no more before acks).
             window_full = len(unacked) + len(storing_messages) >= max_inflight and len(messages) == 0
             due = time.monotonic() - first_at >= flush_s
-            if len(batch) >= batch_max or window_full or due or (message is None and not done):
+            if (
+                len(batch) >= batch_max
+                or window_full
+                or due
+                or (message is None and not done and not router.holding)
+            ):
                 await finish_storing()
                 storing = asyncio.ensure_future(sink(batch)) if batch else asyncio.ensure_future(_nothing())
                 storing_messages, storing_count = unacked, len(batch)

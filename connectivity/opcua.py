@@ -11,8 +11,8 @@ the caller reconnects with backoff (`connectivity.points.backoff_delays`).
 Sample-and-hold. A data-change subscription reports changes only: a value that stays the same (a frozen
 transmitter) sends nothing, and without more the reader would see a silent point, a gap, where the plant
 has a stuck sensor. So, as OPC UA clients do, the last value of each monitored item is held and emitted
-again at the item's sampling interval (same value and status; times on the grid of its last value: source
-time + k x interval), but only for times the server has vouched for. A publish response (data or
+again at the item's sampling interval (connectivity.hold.SampleHold, shared with Sparkplug B; same value
+and status; times on the grid of its last value: source time + k x interval), but only for times the server has vouched for. A publish response (data or
 keep-alive, asked for at least every KEEPALIVE_S) received at t says the server had queued no change
 sampled before t - interval: held samples are emitted up to then, and when a change comes, up to the new
 value's time. Answers count only while they come without a missed keep-alive (at most CHAIN_KEEPALIVES
@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,6 +42,7 @@ from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeNotif, Subscription
 from asyncua.ua.uaerrors import UaStringParsingError
 
+from connectivity.hold import DEFAULT_SAMPLING_MS, SampleHold, parse_sampling_interval
 from connectivity.points import (
     FLUSH_MS,
     ConnectionStatus,
@@ -53,8 +54,6 @@ from connectivity.points import (
 )
 from connectivity.writeback import AlertState
 
-DEFAULT_SAMPLING_MS = 1000.0
-MAX_SAMPLING_MS = 3_600_000.0
 MAX_QUEUE = 100  # samples a server keeps per monitored item between two publishes
 DRAIN_S = 5.0  # how long a stopping client may take to store what it received
 # The server answers a publish request at least this often when nothing changed (a keep-alive): the
@@ -162,17 +161,7 @@ def parse_point(fields: Mapping[str, str]) -> OpcUaPoint:
         raise ValueError("point (the Vigil sensor key) is required")
     raw_node = fields.get("node_id") or ""
     parse_node_id(raw_node)
-    raw_interval = (fields.get("sampling_interval_ms") or "").strip()
-    interval = DEFAULT_SAMPLING_MS
-    if raw_interval:
-        try:
-            interval = float(raw_interval)
-        except ValueError:
-            raise ValueError(f"sampling_interval_ms {raw_interval!r} is not a number") from None
-        if not (math.isfinite(interval) and 0 < interval <= MAX_SAMPLING_MS):
-            raise ValueError(
-                f"sampling_interval_ms must be in (0, {MAX_SAMPLING_MS:.0f}], got {raw_interval}"
-            )
+    interval = parse_sampling_interval(fields)
     return OpcUaPoint(point=point, node_id=raw_node.strip(), sampling_interval_ms=interval)
 
 
@@ -257,70 +246,6 @@ class SampleBatcher:
             await self.flush()
 
 
-@dataclass(slots=True)
-class _Held:
-    sample: Sample  # the point's last value from the server
-    interval: float  # seconds: the item's sampling interval
-    next_k: int = 1  # the next held sample is at sample.ts + next_k x interval
-    last_ts: float | None = None  # the last held sample's time
-    lag: float = 0.0  # seconds from the source time of the point's last change to its arrival
-
-
-class SampleHold:
-    """Sample-and-hold of the monitored items (see the module docstring): `track` each value the server
-    sends, `confirm` each publish response; held samples go to the batcher's `put`."""
-
-    def __init__(self, batcher: SampleBatcher, clock: Callable[[], float] = time.time) -> None:
-        self.batcher = batcher
-        self.clock = clock  # epoch seconds now
-        self._held: dict[str, _Held] = {}
-
-    def track(self, point: OpcUaPoint, item: Sample | PointError, since: float | None = None) -> None:
-        """The server's latest word on ``point``: a value is held from its time on; no value, nothing.
-        With ``since`` (the server has answered without missing a keep-alive since then, this word
-        included), the value held until now is first emitted up to the new one's time (never past the
-        present): the server would have sent any change in between."""
-        before = self._held.get(point.point)
-        if before is not None and since is not None and isinstance(item, Sample):
-            self._emit(before, since, min(item.ts, self.clock()), inclusive=False)
-        if isinstance(item, PointError) or item.value is None:
-            self._held.pop(point.point, None)
-            return
-        held = _Held(item, point.sampling_interval_ms / 1000.0)
-        if before is not None:
-            held.last_ts = before.last_ts  # held times never go back (a value older than one held)
-            # A change arrives this long after its source time (the server's queue, a gateway, the
-            # clocks): held times stay that far behind, where no real value can come any more.
-            held.lag = max(0.0, self.clock() - item.ts) if item.ts > before.sample.ts else before.lag
-        self._held[point.point] = held
-
-    def confirm(self, heard_at: float, since: float) -> int:
-        """The server answered a publish request at ``heard_at`` (epoch seconds), and had answered without
-        missing a keep-alive since ``since``: emit every point's held samples after ``since`` up to
-        ``heard_at`` less its sampling interval (a change sampled before then would have come with this
-        answer or an earlier one), and less the lag of its changes. Returns how many were emitted."""
-        return sum(
-            self._emit(held, since, heard_at - held.interval - held.lag) for held in self._held.values()
-        )
-
-    def _emit(self, held: _Held, since: float, until: float, inclusive: bool = True) -> int:
-        """Put ``held``'s samples after ``since`` (and after the last one held) up to ``until``."""
-        base, interval, k = held.sample.ts, held.interval, held.next_k
-        floor = since if held.last_ts is None else max(since, held.last_ts)
-        k = max(k, math.floor((floor - base) / interval))
-        while base + k * interval <= floor:
-            k += 1
-        emitted = 0
-        # Times counted from the base, so no rounding error adds up.
-        while (ts := base + k * interval) < until or (inclusive and ts == until):
-            self.batcher.put(held.sample._replace(ts=ts), self.clock())
-            held.last_ts = ts
-            emitted += 1
-            k += 1
-        held.next_k = k
-        return emitted
-
-
 class _Subscription(Subscription):
     """asyncua's subscription, noting what the server vouched for: ``answered_at`` is when it last
     answered a publish request (data or keep-alive; monotonic seconds), ``since`` when its current run of
@@ -359,7 +284,12 @@ class _Handler:
         item = to_sample(point, value, now)
         since = self.subscription.since if self.subscription is not None else None
         # The value held until this one goes first: the point's samples stay in time order.
-        self.hold.track(point, item, None if since is None else since + now - time.monotonic())
+        self.hold.track(
+            point.point,
+            point.sampling_interval_ms / 1000.0,
+            item,
+            None if since is None else since + now - time.monotonic(),
+        )
         self.batcher.add(item, now)
 
     def datachange_notification(self, node: Node, val: object, data: DataChangeNotif) -> None:
@@ -482,7 +412,7 @@ async def run(cfg: OpcUaConfig, points: Sequence[OpcUaPoint], sink: Sink, status
 
     client.connection_lost_callback = on_lost
     batcher = SampleBatcher(sink, status, cfg.batch_size, cfg.batch_seconds, cfg.max_pending)
-    hold = SampleHold(batcher)
+    hold = SampleHold(batcher.put)
     await client.connect()
     flusher: asyncio.Task[None] | None = None
     holder: asyncio.Task[None] | None = None

@@ -119,6 +119,21 @@ def finite(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def number_field(fields: Mapping[str, str], name: str, default: float) -> float:
+    """The finite number in address field ``name`` of a mapping row (``default`` when empty); ValueError
+    naming the field otherwise."""
+    raw = (fields.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} {raw[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {raw[:40]}")
+    return value
+
+
 async def run_until_stopped(stop: asyncio.Event, tasks: Iterable[asyncio.Task]) -> None:
     """Wait for ``stop``, then cancel ``tasks`` and wait for them to end (the edge agent's sources and
     forwarder): what a SIGTERM means to a long-running protocol process."""

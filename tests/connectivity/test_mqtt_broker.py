@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
+import time
 
 import aiomqtt
 import orjson
@@ -12,7 +15,8 @@ import pytest
 
 from connectivity import mqtt, sparkplug_b_pb2
 from connectivity.mqtt import sparkplug_payload
-from connectivity.points import ConnectionStatus, Sample
+from bench.live_server import ROOT
+from connectivity.points import ConnectionStatus, Sample, SampleStatus
 from connectivity.protocols import ConnectionConfig
 from tests.brokers import make_tls_files, mosquitto_tls  # noqa: F401 (fixture)
 
@@ -224,3 +228,134 @@ async def test_data_without_a_birth_asks_the_node_for_a_rebirth_and_resumes_afte
         listener.cancel()
     await stop(task)
     assert status.errors == 1 and len(commands) == 1
+
+
+# An edge node in its own process, as in a plant: it connects with its NDEATH as its MQTT will, publishes
+# its birth certificate (one metric, "pressure", at the value given, dated by its clock, which it prints)
+# and then nothing: the metric is frozen. Killing the process drops its connection, so the broker publishes the will.
+EDGE_NODE = """
+import sys, time
+import paho.mqtt.client as paho
+from connectivity.mqtt import sparkplug_payload
+port, value = int(sys.argv[1]), float(sys.argv[2])
+client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="edge-node-1")
+client.will_set("spBv1.0/plant/NDEATH/edge1", sparkplug_payload([], int(time.time() * 1000)), qos=1)
+client.connect("127.0.0.1", port, keepalive=60)
+client.loop_start()
+ts_ms = int(time.time() * 1000)
+client.publish("spBv1.0/plant/NBIRTH/edge1", sparkplug_payload([("pressure", 1, value)], ts_ms), qos=1).wait_for_publish()
+print(ts_ms / 1000, flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def start_edge_node(broker, value: float) -> tuple[subprocess.Popen, float]:
+    """The edge node's process, once its birth is published, and the birth's time."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EDGE_NODE, str(broker.port), str(value)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, float(proc.stdout.readline())
+
+
+async def test_a_frozen_sparkplug_metric_is_held_while_its_node_lives_and_not_after_its_death(mosquitto):
+    # Sparkplug B reports by exception: before sample-and-hold a frozen metric sent its birth value and then
+    # nothing, a gap, though the node was alive and the value valid.
+    sink, status = Collecting(), ConnectionStatus()
+    point = mqtt.parse_point(
+        {
+            "format": "sparkplug",
+            "group": "plant",
+            "node": "edge1",
+            "metric": "pressure",
+            "sampling_interval_ms": "100",
+        }
+    )
+    cfg = ConnectionConfig(name="test", endpoint=mosquitto.endpoint, interval_s=0.05, client_id="vigil-hold")
+    task = asyncio.create_task(mqtt.run(cfg, {"p1.pressure": point}, sink, status))
+    await until(lambda: status.connected)
+    await asyncio.sleep(0.2)  # subscribed
+    node, born = start_edge_node(mosquitto, 5.25)
+    try:
+        await until(lambda: len(sink.samples) >= 12)
+        node.kill()  # no clean disconnect: the broker publishes the node's will, its NDEATH
+        node.wait(10)
+        killed = time.time()
+        await until(lambda: any(s.status is SampleStatus.STALE for s in sink.samples))
+        await asyncio.sleep(1.0)  # the node is dead: nothing may be held for this time
+        await stop(task)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait(10)
+    values = [s for s in sink.samples if s.status is SampleStatus.GOOD]
+    assert {s.value for s in values} == {5.25}
+    assert values[0].ts == pytest.approx(born, abs=1e-3)
+    # Held on the grid of the birth's time, from the birth's arrival on (within a period or two of its time).
+    steps = [round((s.ts - born) * 10, 3) for s in values[1:]]
+    assert steps[0] in (1.0, 2.0) and steps == [steps[0] + i for i in range(len(steps))]
+    assert max(s.ts for s in values) < killed  # nothing held past the death
+    death = next(i for i, s in enumerate(sink.samples) if s.status is SampleStatus.STALE)
+    assert sink.samples[death + 1 :] == []
+    assert status.messages == 2  # the birth and the death: held values are no messages
+
+
+async def test_a_sparkplug_metric_is_not_held_after_ndeath_nor_when_its_node_was_never_born(mosquitto):
+    sink, status = Collecting(), ConnectionStatus()
+    fields = {"format": "sparkplug", "group": "plant", "node": "edge1", "sampling_interval_ms": "100"}
+    points = {
+        "p1.node": mqtt.parse_point(fields | {"metric": "flow"}),
+        "p1.device": mqtt.parse_point(fields | {"device": "pump", "metric": "speed"}),
+    }
+    cfg = ConnectionConfig(name="test", endpoint=mosquitto.endpoint, interval_s=0.05, client_id="vigil-hold2")
+    task = asyncio.create_task(mqtt.run(cfg, points, sink, status))
+    await until(lambda: status.connected)
+    await asyncio.sleep(0.2)  # subscribed
+    now_ms = int(time.time() * 1000)
+    # A device born while its node is not known alive (its NBIRTH came before the bridge): not held.
+    await publish_sparkplug(mosquitto, "DBIRTH/edge1/pump", [("speed", 2, 7.0)], now_ms)
+    await asyncio.sleep(0.6)
+    assert [s.value for s in sink.samples] == [7.0]
+    await publish_sparkplug(mosquitto, "NBIRTH/edge1", [("flow", 1, 3.0)], now_ms)
+    await publish_sparkplug(mosquitto, "DBIRTH/edge1/pump", [("speed", 2, 7.0)], now_ms)
+    await until(lambda: len([s for s in sink.samples if s.point == "p1.device"]) >= 5)
+    await publish_sparkplug(mosquitto, "NDEATH/edge1", [], now_ms)
+    await until(lambda: any(s.status is SampleStatus.STALE for s in sink.samples))
+    dead = len(sink.samples)
+    await asyncio.sleep(0.6)
+    await stop(task)
+    assert len(sink.samples) == dead  # the node and its device are dead: nothing more is held
+    assert len([s for s in sink.samples if s.point == "p1.node" and s.value == 3.0]) >= 4
+
+
+async def test_a_lost_broker_ends_the_holding_and_nothing_is_held_for_the_outage(mosquitto):
+    sink, status = Collecting(), ConnectionStatus()
+    fields = {
+        "format": "sparkplug",
+        "group": "plant",
+        "node": "edge1",
+        "metric": "flow",
+        "sampling_interval_ms": "100",
+    }
+    cfg = ConnectionConfig(name="test", endpoint=mosquitto.endpoint, interval_s=0.05, client_id="vigil-hold3")
+    task = asyncio.create_task(mqtt.run(cfg, {"p1.flow": mqtt.parse_point(fields)}, sink, status))
+    await until(lambda: status.connected)
+    await asyncio.sleep(0.2)  # subscribed
+    await publish_sparkplug(mosquitto, "NBIRTH/edge1", [("flow", 1, 3.0)], int(time.time() * 1000))
+    await until(lambda: len(sink.samples) >= 5)
+    await asyncio.to_thread(mosquitto.stop)
+    stopped = time.time()
+    with pytest.raises(aiomqtt.MqttError):
+        await asyncio.wait_for(task, 10)
+    held = len(sink.samples)
+    await asyncio.sleep(0.5)
+    assert len(sink.samples) == held and max(s.ts for s in sink.samples) < stopped
+
+
+async def publish_sparkplug(broker, topic: str, metrics, ts_ms: int) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        await client.publish(f"spBv1.0/plant/{topic}", sparkplug_payload(metrics, ts_ms), qos=1)

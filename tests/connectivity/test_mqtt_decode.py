@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import orjson
 import pytest
@@ -31,6 +32,14 @@ def json_point(**fields: str) -> MqttPoint:
         ({"format": "sparkplug", "group": "g", "metric": "m"}, "node is required"),
         ({"format": "sparkplug", "group": "g/h", "node": "n", "metric": "m"}, "may not hold"),
         ({"format": "sparkplug", "group": "g", "node": "n"}, "metric is required"),
+        (
+            {"format": "sparkplug", "group": "g", "node": "n", "metric": "m", "sampling_interval_ms": "x"},
+            "is not a",
+        ),
+        (
+            {"format": "sparkplug", "group": "g", "node": "n", "metric": "m", "sampling_interval_ms": "0"},
+            "must be in",
+        ),
     ],
 )
 def test_a_bad_address_is_refused_with_the_reason(fields, message):
@@ -162,3 +171,29 @@ def test_sparkplug_deaths_make_the_points_stale():
     assert all(s.status == SampleStatus.STALE for s in samples)
     _, errors = router.decode("spBv1.0/plant/DDATA/edge1/pump2", b"\xff\xff\xff", NOW)
     assert errors[0].reason == "payload is not a Sparkplug B protobuf"
+
+
+def test_a_live_nodes_metric_is_held_until_it_changes_and_a_rebirth_or_death_ends_the_holding():
+    point = parse_point({"format": "sparkplug", "group": "plant", "node": "edge1", "metric": "flow"})
+    router = Router({"p1.flow": point})  # held every 1000 ms, the default
+    t0 = float(int(time.time()) - 30)  # whole seconds: Sparkplug times are in ms
+
+    def decode(kind: str, value: float | None, at: float) -> list[tuple[float, float | None]]:
+        metrics = [] if value is None else [("flow", 1, value)]
+        samples, _ = router.decode(
+            f"spBv1.0/plant/{kind}/edge1", sparkplug_payload(metrics, int(at * 1000)), at
+        )
+        return [(round(s.ts - t0, 3), s.value) for s in samples]
+
+    assert decode("NBIRTH", 1.0, t0) == [(0.0, 1.0)]
+    # Up to the time confirmed less one interval, on the grid of the value's time.
+    assert [(round(s.ts - t0, 3), s.value) for s in router.confirm(t0 + 5.5)] == [
+        (t, 1.0) for t in (1, 2, 3, 4)
+    ]
+    # A change: the value held until it goes first, up to (not at) its time.
+    assert decode("NDATA", 2.0, t0 + 6.0) == [(5.0, 1.0), (6.0, 2.0)]
+    # A rebirth ends the old holding: its values are held afresh from their arrival.
+    assert decode("NBIRTH", 3.0, t0 + 20.0) == [(20.0, 3.0)]
+    assert [(round(s.ts - t0, 3), s.value) for s in router.confirm(t0 + 22.5)] == [(21.0, 3.0)]
+    assert decode("NDEATH", None, t0 + 23.0) == [(23.0, None)]
+    assert router.confirm(t0 + 30) == [] and not router.holding

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import aiomqtt
 import orjson
@@ -17,8 +18,9 @@ from django.db import OperationalError
 from connectivity import mqtt
 from connectivity.mqtt import sparkplug_payload
 from plant.builders import make_asset, make_site
-from plant.choices import QualityFlag
+from plant.choices import HealthStatus, QualityFlag
 from plant.connections import bridge
+from plant.health import sensor_health
 from plant.models import Connection, ConnectionState, PointMapping, Reading, Sensor, WriteBack
 from tests.brokers import amqtt_broker, mosquitto  # noqa: F401 (fixtures)
 
@@ -318,3 +320,57 @@ async def test_write_back_goes_on_when_recording_a_failed_publish_fails_too(mosq
     async with running_bridge(connection):
         await until(lambda: not WriteBack.objects.filter(published_at__isnull=True).exists())
     assert failures == {"publish": 0, "record": 0}
+
+
+async def test_a_frozen_sparkplug_metric_is_stored_held_and_flagged_stuck_and_a_dead_node_is_a_gap(
+    mosquitto,  # noqa: F811
+    plant,
+    settings,
+):
+    # Sparkplug B reports by exception: before sample-and-hold a frozen metric stored its birth value and
+    # then nothing, and the sensor's health read "No recent data" (a link problem) instead of stuck.
+    connection, (_, sensor) = plant
+    address = {
+        "format": "sparkplug",
+        "group": "north",
+        "node": "edge",
+        "metric": "m",
+        "sampling_interval_ms": "100",
+    }
+    await fetch(lambda: Sensor.objects.filter(pk=sensor.pk).update(sample_period_s=0.1))
+    await fetch(lambda: PointMapping.objects.filter(sensor=sensor).update(address=address))
+    stuck_after = settings.VIGIL_QUALITY_STUCK_SAMPLES
+    async with running_bridge(connection):
+        born = time.time()
+        await publish(
+            mosquitto, [("spBv1.0/north/NBIRTH/edge", sparkplug_payload([("m", 1, 5.25)], int(born * 1000)))]
+        )
+        born = int(born * 1000) / 1000 - 1e-3  # the birth's time in ms; readings are stored to the µs
+        await until(lambda: len(readings(sensor)) >= stuck_after + 5)
+        held = await fetch(readings, sensor)
+        health = (await fetch(sensor_health, [sensor]))[sensor.pk]
+
+        await publish(
+            mosquitto, [("spBv1.0/north/NDEATH/edge", sparkplug_payload([], int(time.time() * 1000)))]
+        )
+        dead = time.time()
+        await asyncio.sleep(2.0)  # the node is dead: nothing may be held for this time
+        back = time.time()
+        await publish(
+            mosquitto, [("spBv1.0/north/NBIRTH/edge", sparkplug_payload([("m", 1, 5.25)], int(back * 1000)))]
+        )
+        back = int(back * 1000) / 1000 - 1e-3
+        await until(lambda: any(r[0] >= back for r in readings(sensor)))
+    assert {value for _, value, _ in held} == {5.25} and held[0][0] >= born
+    steps = [round((ts - held[0][0]) * 10, 2) for ts, _, _ in held[1:]]  # held from the birth's arrival on
+    assert steps[0] in (1.0, 2.0) and steps == [steps[0] + i for i in range(len(steps))]
+    flags = [quality for _, _, quality in held]
+    assert all(q & QualityFlag.STUCK for q in flags[stuck_after - 1 :])  # the ingest's existing stuck rule
+    assert not any(q & QualityFlag.GAP for q in flags)
+    assert health.status == HealthStatus.BAD and health.flag_counts[QualityFlag.STUCK.label]
+    after = [r for r in await fetch(readings, sensor) if r[0] > held[-1][0]]
+    # The dead node is a gap: nothing held for it (a reading confirmed as the death arrived may be stored
+    # up to a sampling interval, plus the bridge's delay in taking the message, before it).
+    assert not [r for r in after if dead + 0.3 <= r[0] < back]
+    first_back = next(r for r in after if r[0] >= back)
+    assert first_back[2] & QualityFlag.GAP
