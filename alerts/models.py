@@ -239,7 +239,7 @@ class Alert(models.Model):
             at=now,
             from_state=self.state,
             to_state=self.state,
-            reason=f"category {was} → {AlertCategory(category).label}: {why}"[:300],
+            reason=f"{CATEGORY_CHANGE}{was} → {AlertCategory(category).label}: {why}"[:300],
         )
 
     def transition(
@@ -277,6 +277,10 @@ class Alert(models.Model):
         )
 
 
+# How an event recording a category change (Alert.recategorize) starts its reason; the state does not change.
+CATEGORY_CHANGE = "category "
+
+
 class AlertEvent(models.Model):
     """One state change of an alert (or a change of its category): who (null = the system), when, why.
 
@@ -297,6 +301,13 @@ class AlertEvent(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+
+    @property
+    def category_change(self) -> str:
+        """What a category change says ("Check the data link → Machine fault: <why>"); "" for other events."""
+        if self.from_state != self.to_state or not self.reason.startswith(CATEGORY_CHANGE):
+            return ""
+        return self.reason.removeprefix(CATEGORY_CHANGE)
 
     def __str__(self) -> str:
         who = self.actor or "system"

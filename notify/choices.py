@@ -9,12 +9,14 @@ from plant.choices import colours
 
 class MessageKind(models.TextChoices):
     """One message per episode (opened), one per escalation tier, one to a channel a worse alert now
-    reaches (got worse), one for its close; a digest replaces individual messages during a flood; a test
-    comes from the console's "send test" action."""
+    reaches (got worse) or its new category's rules now reach (category changed), one for its close; a
+    digest replaces individual messages during a flood; a test comes from the console's "send test"
+    action."""
 
     OPENED = "opened", "Alert opened"
     ESCALATED = "escalated", "Escalated (not acknowledged)"
     WORSE = "worse", "Got worse (newly routed)"
+    CATEGORY = "category", "Category changed (newly routed)"
     CLOSED = "closed", "Alert closed"
     DIGEST = "digest", "Flood digest"
     TEST = "test", "Test message"
@@ -24,6 +26,7 @@ class MessageKind(models.TextChoices):
             "opened": "#dc2626",
             "escalated": "#7f1d1d",
             "worse": "#991b1b",
+            "category": "#b45309",
             "closed": "#16a34a",
             "digest": "#d97706",
             "test": "#6b7280",
@@ -58,7 +61,7 @@ class DeliveryStatus(models.TextChoices):
 
 
 # The messages that tell a channel about a live alert (each also carries an acknowledge link).
-ALERT_MESSAGES = ("opened", "escalated", "worse")
+ALERT_MESSAGES = ("opened", "escalated", "worse", "category")
 # Waiting for a send task (a lost one is queued again by the sweep).
 SENDABLE = ("pending", "retrying")
 # The channel was (or is being) told about the alert: it also gets the close message.

@@ -8,7 +8,7 @@ network here, so scoring never waits for a channel) and queues one send task per
 ``notify`` queue (notify.delivery). Rules:
 
 * an alert shown to people (opened visibly, or out of maintenance) → one message per tier-1 channel;
-  a re-opened snooze or a category change sends nothing (one message per episode, never one per window);
+  a re-opened snooze sends nothing (one message per episode, never one per window);
 * still open ``escalate_after`` later → the next tier's channels (``escalate_due``, beat);
 * closed → one message to each channel that was told of it;
 * acknowledged, snoozed or closed → no further escalation; a snooze that runs out with the alert still
@@ -17,6 +17,9 @@ network here, so scoring never waits for a channel) and queues one send task per
   channel its rules now reach on the tiers told so far and that was not told yet (a rule for high alerts
   only), and, while nobody answered it, the escalation clock the worse alert's rules set
   (``reroute_worse``, beat);
+* a live alert whose category changed (the evidence moved it: alerts.services.lifecycle) → one "category
+  changed" message, in the change's own words, to each channel the new category's rules reach on the tiers
+  told so far and that was not told yet (the same routing as a worse alert, at once);
 * during a flood (the alarm-load KPI's: more than ``FLOOD_ALERTS`` alerts shown at the site in the
   10-minute period) the messages wait for that period's digest, one per channel (``send_digests``);
 * in quiet hours, messages about alerts of the held severities wait for the end (``release_held``).
@@ -91,15 +94,14 @@ notified_assets = InterestedAssets("notify.services", _notified_asset_ids, [Rule
 
 
 def connect() -> None:
-    """Plan the messages of every state change (not of a verdict leaving the state as it was) of a live
-    alert on a site with rules, once the change has committed (alerts.event_hooks: a failure is logged and
-    never rolls back or slows the change)."""
+    """Plan the messages of every state change and category change (not of a verdict leaving the state as
+    it was: plan_event sends nothing for it) of a live alert on a site with rules, once the change has
+    committed (alerts.event_hooks: a failure is logged and never rolls back or slows the change)."""
     on_alert_events(
         "notify.services",
         notified_assets,
         lambda event_pk, asset_id: plan_event(event_pk),
         shadow=False,
-        same_state=False,
     )
 
 
@@ -123,6 +125,8 @@ def plan_event(event_id: int, *, now: datetime | None = None) -> list[int]:
     if event is None or event.alert.is_shadow:
         return []
     alert, now = event.alert, now or timezone.now()
+    if event.from_state == event.to_state:
+        return notify_category_change(event, now)
     if event.to_state == AlertState.OPEN and event.from_state in SHOWN_FROM:
         return notify_tier(alert, 1, MessageKind.OPENED, now)
     if event.to_state == AlertState.OPEN and event.from_state == AlertState.SNOOZED:
@@ -253,7 +257,9 @@ def notify_closed(alert: Alert, now: datetime) -> list[int]:
     return _write(alert, channels, MessageKind.CLOSED, 0, now)
 
 
-def _write(alert: Alert, channels: list[Channel], kind: MessageKind, tier: int, now: datetime) -> list[int]:
+def _write(
+    alert: Alert, channels: list[Channel], kind: MessageKind, tier: int, now: datetime, change: str = ""
+) -> list[int]:
     if not channels:
         return []
     status, send_after = DeliveryStatus.PENDING, None
@@ -261,7 +267,7 @@ def _write(alert: Alert, channels: list[Channel], kind: MessageKind, tier: int, 
         status, send_after = DeliveryStatus.DIGEST, flood_period(now)[1]
     elif kind != MessageKind.CLOSED and (held := quiet_until(alert, now)) is not None:
         status, send_after = DeliveryStatus.HELD, held
-    title, body = compose(alert, kind, tier)
+    title, body = compose(alert, kind, tier, change)
     written: list[Notification] = []
     for channel in channels:
         try:
@@ -287,9 +293,10 @@ def _write(alert: Alert, channels: list[Channel], kind: MessageKind, tier: int, 
     return [n.pk for n in written]
 
 
-def compose(alert: Alert, kind: MessageKind, tier: int = 0) -> tuple[str, str]:
+def compose(alert: Alert, kind: MessageKind, tier: int = 0, change: str = "") -> tuple[str, str]:
     """Title and body of a message: the alert in the board's and the write-back's plain words
-    (alerts.writeback.alert_words) and its link."""
+    (alerts.writeback.alert_words) and its link; a category change says what changed and why in the
+    words of its event (Alert.recategorize): "Check the data link → Machine fault: <why>"."""
     words = alert_words(alert)
     lines = [words["text"][:1].upper() + words["text"][1:] + "."]
     if words.get("top_sensor_text"):
@@ -302,6 +309,9 @@ def compose(alert: Alert, kind: MessageKind, tier: int = 0) -> tuple[str, str]:
     elif kind == MessageKind.WORSE:
         lines.append(f"It got worse since it opened: now {alert.get_severity_display().lower()} severity.")
         title = f"Worse: {words['text']}"
+    elif kind == MessageKind.CATEGORY:
+        lines.append(f"Category changed: {change}.")
+        title = f"Now {alert.get_category_display().lower()}: {words['text']}"
     elif kind == MessageKind.CLOSED:
         lines = [f"{words['text'][:1].upper() + words['text'][1:]} is {alert.get_state_display().lower()}."]
         title = f"Closed: {words['text']}"
@@ -334,9 +344,8 @@ def escalate_due(now: datetime | None = None) -> list[int]:
 
 def reroute_worse(now: datetime | None = None) -> list[int]:
     """Route again every live alert whose severity rose since its channels were chosen (claimed by
-    compare-and-set on the severity routed): a "got worse" message to each channel its rules reach now on
-    the tiers told so far and that has not been told of it, and, for an open alert whose escalation clock
-    stopped for want of a delay, the clock its rules now set. The messages written."""
+    compare-and-set on the severity routed): a "got worse" message to each channel not told yet
+    (tell_newly_routed). The messages written."""
     now = now or timezone.now()
     written: list[int] = []
     live = Escalation.objects.filter(alert__state__in=[AlertState.OPEN, AlertState.ACKNOWLEDGED]).exclude(
@@ -350,22 +359,48 @@ def reroute_worse(now: datetime | None = None) -> list[int]:
         rose = Severity(alert.severity).rank > Severity(escalation.severity or alert.severity).rank
         if claimed != 1 or not rose:
             continue  # another sweep has it, or it got better: the channels told stay told
-        told = set(
-            Notification.objects.filter(alert=alert, kind__in=ALERT_MESSAGES)
-            .exclude(status__in=[DeliveryStatus.FAILED, DeliveryStatus.SKIPPED])
-            .values_list("channel_id", flat=True)
-        )
         with transaction.atomic():
-            for tier in range(1, escalation.tier + 1):
-                found = route(alert, tier, now)
-                new = [channel for channel in found.channels if channel.pk not in told]
-                written += _write(alert, new, MessageKind.WORSE, tier, now)
-                told.update(channel.pk for channel in new)
-                if tier == escalation.tier and alert.state == AlertState.OPEN and escalation.next_at is None:
-                    Escalation.objects.filter(pk=escalation.pk, next_at=None).update(
-                        next_at=next_escalation(alert, tier, found, now)
-                    )
+            written += tell_newly_routed(escalation, MessageKind.WORSE, now)
     return written
+
+
+def tell_newly_routed(
+    escalation: Escalation, kind: MessageKind, now: datetime, change: str = ""
+) -> list[int]:
+    """Route the escalation's live alert again on the tiers told so far: a `kind` message (got worse,
+    category changed: `change` says how) to each channel its rules reach now and that has not been told of
+    it, and, for an open alert whose escalation clock stopped for want of a delay, the clock its rules now
+    set. The messages written (none twice: unique per alert, channel, kind and tier)."""
+    alert, written = escalation.alert, []
+    told = set(
+        Notification.objects.filter(alert=alert, kind__in=ALERT_MESSAGES)
+        .exclude(status__in=[DeliveryStatus.FAILED, DeliveryStatus.SKIPPED])
+        .values_list("channel_id", flat=True)
+    )
+    for tier in range(1, escalation.tier + 1):
+        found = route(alert, tier, now)
+        new = [channel for channel in found.channels if channel.pk not in told]
+        written += _write(alert, new, kind, tier, now, change)
+        told.update(channel.pk for channel in new)
+        if tier == escalation.tier and alert.state == AlertState.OPEN and escalation.next_at is None:
+            Escalation.objects.filter(pk=escalation.pk, next_at=None).update(
+                next_at=next_escalation(alert, tier, found, now)
+            )
+    return written
+
+
+def notify_category_change(event: AlertEvent, now: datetime) -> list[int]:
+    """A live alert that changed category (not a verdict leaving the state as it was): the channels its
+    new category's rules reach on the tiers told so far hear of it once (tell_newly_routed)."""
+    change = event.category_change
+    if not change or event.alert.state not in (AlertState.OPEN, AlertState.ACKNOWLEDGED):
+        return []
+    escalation = Escalation.objects.filter(alert=event.alert).first()
+    if escalation is None:  # never shown to anybody (in maintenance): its opening message will route it
+        return []
+    escalation.alert = event.alert
+    with transaction.atomic():
+        return tell_newly_routed(escalation, MessageKind.CATEGORY, now, change)
 
 
 def release_held(now: datetime | None = None) -> list[int]:

@@ -19,7 +19,8 @@ from alerts.writeback import alert_words
 from connectivity.writeback import AlertState
 from detection.explain import dominant_roles
 from notify.choices import MessageKind
-from notify.models import Rule
+from notify import tasks as notify_tasks
+from notify.models import Notification, Rule
 from notify.services import compose, plan_event
 from plant.builders import make_asset
 from plant.choices import QualityFlag
@@ -27,6 +28,7 @@ from plant.models import Label, Reading
 from tests.alerts.builders import explanation_for, make_alert
 from tests.alerts.conftest import OPEN, fault_x, score, window_end, windows
 from tests.conftest import T0, make_readings
+from tests.notify.conftest import make_channel
 
 
 def explanation_of(shares: dict[str, float]) -> dict:
@@ -328,11 +330,45 @@ def test_a_data_link_alert_becomes_a_machine_fault_once_the_data_flows_and_the_c
         and "Data link was down:" not in card
     )
     assert "Check the data link" not in card
-    # The category-change event sends nothing; a later escalation (or reminder) speaks of the machine.
+    # Without notification rules the category change sends nothing; a later escalation speaks of the machine.
     assert plan_event(alert.events.get(reason__startswith="category ").pk) == []
     title, body = compose(alert, MessageKind.ESCALATED, 2)
     assert title == "Escalated: P-101 Vibration alert, low" and "data link" not in body
     assert Rule(site=asset.site, category="machine_fault").matches(alert)
+
+
+def test_a_data_link_alert_that_becomes_a_machine_fault_tells_maintenance_once_and_it_no_more(
+    asset, champion, trained, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(notify_tasks.send_notification_task, "delay", lambda pk: None)  # no broker
+    site = asset.site
+    it = make_channel(site, "IT", f"vigil://{site.slug}/it")
+    maintenance = make_channel(site, "maintenance", f"vigil://{site.slug}/maintenance")
+    Rule.objects.create(site=site, name="links", category="data_link", tier=1, channel=it)
+    Rule.objects.create(site=site, name="faults", category="machine_fault", tier=1, channel=maintenance)
+    gap_readings(asset)
+    x = fault_x(trained, "vibration")
+    with django_capture_on_commit_callbacks(execute=True):
+        score(asset, champion, windows(0, [OPEN + 1] * 3, x=x, flagged=GAP))
+    [opened] = Notification.objects.all()
+    assert (opened.channel, opened.kind, opened.tier) == (it, MessageKind.OPENED, 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        score(asset, champion, windows(3, [OPEN + 1] * 3, x=x, flagged={}))
+    alert = Alert.objects.get()
+    assert alert.category == AlertCategory.MACHINE_FAULT
+    [told] = Notification.objects.exclude(pk=opened.pk)
+    assert (told.channel, told.kind, told.tier) == (maintenance, MessageKind.CATEGORY, 1)
+    assert told.title == f"Now machine fault: {alert_words(alert)['text']}"
+    assert (
+        "Category changed: Check the data link → Machine fault: the condition persists over the last 3 "
+        "windows and their readings no longer point at the data link." in told.body
+    )
+    assert "/notify/ack/" in told.body
+    # IT was told of it already; more scoring (the alert stays a machine fault) tells nobody again.
+    with django_capture_on_commit_callbacks(execute=True):
+        score(asset, champion, windows(6, [OPEN + 1] * 3, x=x, flagged={}))
+    assert Notification.objects.count() == 2
+    assert plan_event(alert.events.get(reason__startswith="category ").pk) == []
 
 
 def test_a_flapping_link_or_a_score_below_the_open_threshold_keeps_the_data_link(asset, champion, trained):
