@@ -33,12 +33,35 @@ Put = Callable[[Sample, float], None]  # (held sample, now): the client's batche
 
 
 def parse_sampling_interval(fields: Mapping[str, str]) -> float:
-    """The optional ``sampling_interval_ms`` address field (default DEFAULT_SAMPLING_MS): the interval at
-    which a value that did not change is held. ValueError naming the field and the problem."""
+    """The optional ``sampling_interval_ms`` address field (default DEFAULT_SAMPLING_MS; the bridge and the
+    mapping export fill in the sensor's sample period, `with_sample_period`): the interval at which a value
+    that did not change is held. ValueError naming the field and the problem."""
     interval = number_field(fields, "sampling_interval_ms", DEFAULT_SAMPLING_MS)
     if not 0 < interval <= MAX_SAMPLING_MS:
         raise ValueError(f"sampling_interval_ms must be in (0, {MAX_SAMPLING_MS:.0f}], got {interval:g}")
     return interval
+
+
+def holds(protocol: str, fields: Mapping[str, str]) -> bool:
+    """Whether a point of ``protocol`` with these address fields is sampled and held (OPC UA, Sparkplug B)."""
+    fmt = (fields.get("format") or "").strip().lower()
+    return protocol == "opcua" or (protocol == "mqtt" and fmt == "sparkplug")
+
+
+def with_sample_period(
+    protocol: str, fields: Mapping[str, str], sample_period_s: float | None
+) -> dict[str, str]:
+    """A mapping row's address fields with ``sampling_interval_ms`` set to its sensor's sample period when
+    the point is held and the row gives none (a value in the row wins): a frozen value is held at the rate
+    its sensor is read at, not at DEFAULT_SAMPLING_MS whatever that is. A period of none or <= 0 leaves
+    the default; one longer than MAX_SAMPLING_MS is held at that. The one rule of the bridge (its points)
+    and of the mapping export (the edge agent's points file, which knows no sensor periods)."""
+    out = dict(fields)
+    given = (out.get("sampling_interval_ms") or "").strip()
+    if given or not holds(protocol, out) or not sample_period_s or sample_period_s <= 0:
+        return out
+    out["sampling_interval_ms"] = f"{min(sample_period_s * 1000.0, MAX_SAMPLING_MS):.10g}"
+    return out
 
 
 @dataclass(slots=True)

@@ -10,7 +10,8 @@ that node or device into a STALE sample.
 Sparkplug B sample-and-hold. An edge node publishes a metric only when it changes (report by exception):
 a frozen metric sends nothing, while its last value stays valid as long as the node is online. So, with
 the OPC UA client's `connectivity.hold.SampleHold`, the last value of each mapped metric is emitted again
-at the point's ``sampling_interval_ms`` (default 1000) while the node is known alive: from the receipt of
+at the point's ``sampling_interval_ms`` (the bridge and the mapping export give a point without one its
+sensor's sample period, ``connectivity.hold.with_sample_period``; else 1000) while the node is known alive: from the receipt of
 its NBIRTH (a device's: of its DBIRTH, while its node is alive) until its NDEATH (the node's MQTT will,
 which the broker publishes when the node's connection drops), the device's DDEATH, a new birth (held
 afresh from its values) or the end of this connection (`run` raises; a new connection holds a node only
@@ -138,8 +139,9 @@ def _sparkplug_id(name: str, text: str, required: bool) -> str:
 def parse_point(fields: Mapping[str, str]) -> MqttPoint:
     """One MQTT point from its address fields (a CSV row, the console form); ValueError naming the
     problem. Fields: format (json | sparkplug); json: topic, value_path, ts_path, ts_unit, items_path;
-    sparkplug: group, node, device, metric, sampling_interval_ms (default 1000: the sensor's sample period,
-    at which a metric that did not change is held while its node is alive)."""
+    sparkplug: group, node, device, metric, sampling_interval_ms (default 1000; the bridge fills in the
+    sensor's sample period: the interval at which a metric that did not change is held while its node is
+    alive)."""
     fmt = (fields.get("format") or "json").strip().lower()
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)} (got {fmt[:20]!r})")

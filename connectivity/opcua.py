@@ -155,7 +155,7 @@ def parse_node_id(text: str) -> ua.NodeId:
 
 def parse_point(fields: Mapping[str, str]) -> OpcUaPoint:
     """An `OpcUaPoint` from a mapping row: ``point`` (the Vigil sensor key), ``node_id`` and optional
-    ``sampling_interval_ms`` (default 1000). Raises ValueError naming the field and the problem."""
+    ``sampling_interval_ms`` (default 1000; the bridge fills in the sensor's sample period). Raises ValueError naming the field and the problem."""
     point = (fields.get("point") or "").strip()
     if not point:
         raise ValueError("point (the Vigil sensor key) is required")

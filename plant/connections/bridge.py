@@ -32,6 +32,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from connectivity import protocols
+from connectivity.hold import with_sample_period
 from connectivity.points import (
     ConnectionStatus,
     PointError,
@@ -70,7 +71,10 @@ def prepare(connection: Connection) -> tuple[protocols.ConnectionConfig, dict[st
     points: dict[str, Any] = {}
     for mapping in connection.mappings.select_related("sensor").order_by("sensor__key"):
         try:
-            points[mapping.sensor.key] = protocols.parse_point(connection.protocol, mapping.address or {})
+            fields = with_sample_period(
+                connection.protocol, mapping.address or {}, mapping.sensor.sample_period_s
+            )
+            points[mapping.sensor.key] = protocols.parse_point(connection.protocol, fields)
         except ValueError as exc:
             raise ConfigError(f"mapping of sensor {mapping.sensor.key}: {exc}") from None
     if not points and not connection.write_back:
@@ -450,7 +454,7 @@ def config_fingerprints(connections: list[Connection]) -> dict[int, str]:
     mappings = (
         PointMapping.objects.filter(connection_id__in=ids)
         .order_by("connection_id", "pk")
-        .values_list("connection_id", "pk", "sensor_id", "sensor__key", "address")
+        .values_list("connection_id", "pk", "sensor_id", "sensor__key", "sensor__sample_period_s", "address")
     )
     for row in mappings:
         parts[row[0]].append(row)

@@ -3,7 +3,10 @@
 One column ``sensor`` (the Vigil sensor key) and one column per address field of the protocol
 (connectivity.<protocol>.parse_point names them). Like the readings API, the valid rows are stored and
 every refused row is reported with its line number and reason; nothing valid is lost for a bad neighbour.
-Importing a row for a sensor that already has a mapping on the connection replaces its address.
+Importing a row for a sensor that already has a mapping on the connection replaces its address. An
+exported OPC UA or Sparkplug B row without ``sampling_interval_ms`` gets its sensor's sample period there
+(what the bridge holds it at), so the edge agent, whose points file this is, holds at the same rate; the
+value is then the mapping's own when the file is imported again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
+from connectivity.hold import with_sample_period
 from connectivity.mapping_csv import read_mapping_csv
 from plant.models import Connection, PointMapping, Sensor, address_text
 
@@ -33,13 +37,18 @@ class ImportResult:
 def export_csv(connection: Connection) -> str:
     """The connection's mappings as CSV text (the import's format)."""
     mappings = list(connection.mappings.select_related("sensor").order_by("sensor__key"))
-    names = {name for m in mappings for name in (m.address or {})}
+    # Held points carry the interval the bridge holds them at (the sensor's sample period when the mapping
+    # gives none): the edge agent runs this file and knows no sensor periods.
+    addresses = [
+        with_sample_period(connection.protocol, address_text(m.address or {}), m.sensor.sample_period_s)
+        for m in mappings
+    ]
+    names = {name for address in addresses for name in address}
     columns = [c for c in COLUMN_ORDER if c in names] + sorted(names - set(COLUMN_ORDER))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["sensor", *columns])
-    for mapping in mappings:
-        address = address_text(mapping.address or {})
+    for mapping, address in zip(mappings, addresses, strict=True):
         writer.writerow([mapping.sensor.key, *(address.get(c, "") for c in columns)])
     return out.getvalue()
 

@@ -11,6 +11,8 @@ import pytest
 from asyncua import ua
 
 from bench.live_server import free_port
+from connectivity.hold import SampleHold
+from connectivity.mapping_csv import read_mapping_csv
 from connectivity.points import Sample, SampleStatus
 from detection.features import EXCLUDED_QUALITY
 from plant.builders import make_asset, make_site
@@ -20,6 +22,7 @@ from plant.models import Connection, PointMapping, Sensor
 from plant.forms import TimeRange
 from plant.health import sensor_health
 from plant.connections import bridge
+from plant.connections.mappings import export_csv
 from plant.simulator_devices import start_opcua_device
 from tests.plant.test_bridge import T, fetch, quiet, readings, running_bridge, state_of, until  # noqa: F401
 
@@ -51,6 +54,51 @@ def opcua_plant(device) -> tuple[Connection, Sensor]:
         address={"node_id": device.node_id("pressure"), "sampling_interval_ms": "50"},
     )
     return connection, sensor
+
+
+def test_a_point_without_a_sampling_interval_is_held_at_its_sensors_sample_period():
+    """Regression: a mapping without sampling_interval_ms held every point every 1000 ms whatever its
+    sensor's sample period (a 60 s temperature got 60x its data, a 0.1 s one looked gappy). The bridge now
+    holds it at the sensor's period; a value in the mapping still wins, for OPC UA and Sparkplug B alike."""
+    site = make_site("north")
+    asset = make_asset(site)
+    slow = Sensor.objects.get(asset=asset, role__key="pressure")
+    explicit = Sensor.objects.get(asset=asset, role__key="vibration")
+    Sensor.objects.filter(pk=slow.pk).update(sample_period_s=5.0)
+    Sensor.objects.filter(pk=explicit.pk).update(sample_period_s=5.0)
+    opc = Connection.objects.create(
+        site=site, name="plc", protocol="opcua", endpoint="opc.tcp://127.0.0.1:4840"
+    )
+    PointMapping.objects.create(connection=opc, sensor=slow, address={"node_id": "ns=2;s=P.pressure"})
+    PointMapping.objects.create(
+        connection=opc,
+        sensor=explicit,
+        address={"node_id": "ns=2;s=P.vibration", "sampling_interval_ms": "250"},
+    )
+    spb = Connection.objects.create(site=site, name="edge", protocol="mqtt", endpoint="mqtt://127.0.0.1:1883")
+    sparkplug = {"format": "sparkplug", "group": "plant", "node": "edge1"}
+    PointMapping.objects.create(connection=spb, sensor=slow, address=sparkplug | {"metric": "pressure"})
+
+    _config, points = bridge.prepare(opc)
+    assert points[slow.key].sampling_interval_ms == 5000.0  # was 1000
+    assert points[explicit.key].sampling_interval_ms == 250.0  # the mapping's own value wins
+    assert bridge.prepare(spb)[1][slow.key].sampling_interval_ms == 5000.0
+    # The edge agent's points file (the export) holds at the same rates, read by the agent's own reader.
+    for connection in (opc, spb):
+        edge = read_mapping_csv(connection.protocol, export_csv(connection).encode())
+        assert edge.errors == [] and edge.rows[slow.key][2].sampling_interval_ms == 5000.0
+    assert (
+        read_mapping_csv("opcua", export_csv(opc).encode()).rows[explicit.key][2].sampling_interval_ms
+        == 250.0
+    )
+
+    # Held every 5 s: a frozen value at t=100 on a source vouching for itself up to t=130.
+    held: list[float] = []
+    hold = SampleHold(lambda sample, _now: held.append(sample.ts), clock=lambda: 130.0)
+    point = points[slow.key]
+    hold.track(slow.key, point.sampling_interval_ms / 1000, Sample(slow.key, 100.0, 2.5), since=100.0)
+    hold.confirm(130.0, since=100.0)
+    assert held == [105.0, 110.0, 115.0, 120.0, 125.0]
 
 
 async def test_an_uncertain_status_is_a_flag_and_a_bad_one_a_counted_gap_with_the_point_marked_stale(device):
