@@ -20,7 +20,7 @@ from django.urls import reverse
 from plant import simulator_client
 from plant.access import can_see_health, is_engineer
 from plant.models import Asset, Gateway, Label, Sensor, SensorRole, Site, SiteMembership
-from tests.plant.mock_transport import route_simulator_client
+from tests.plant.mock_transport import django_ingest, route_simulator_client
 from tests.conftest import login_request, make_asset, make_site
 
 LINE = re.compile(
@@ -391,7 +391,10 @@ def test_a_restarted_simulate_backfills_only_after_each_sensors_last_stored_read
     assert resumed.keys() <= full.keys() and len(resumed) > 200
     keys = {sensor.key for sensor in posted}
     assert max(abs(resumed[k] - full[k]) for k in resumed if k[0] in keys) < 1e-4
-    assert max(abs(resumed[k] / full[k] - 1) for k in resumed if k[0] not in keys) < 0.01
+    for sensor in bridged:  # off by less than the sensor moves in a second
+        series = [full[k] for k in sorted(full) if k[0] == sensor.key]
+        moves = np.abs(np.diff(series)).max()
+        assert max(abs(resumed[k] - full[k]) for k in resumed if k[0] == sensor.key) < moves
 
 
 @pytest.mark.django_db
@@ -402,23 +405,10 @@ def test_a_simulate_restarted_later_continues_every_sensor_without_a_step_or_a_f
     # stored reading: P-105's temperature stepped from 44.9 to 35.4 °C, flagged as spikes, and alerts opened.
     from types import SimpleNamespace
 
-    from django.test import Client
-
     from plant.management.commands import simulate as simulate_command
     from plant.models import Reading
 
-    django_client = Client()
-
-    def ingest(request: httpx.Request) -> httpx.Response:  # the real ingestion view, quality flags and all
-        response = django_client.post(
-            request.url.path,
-            data=request.content,
-            content_type="application/json",
-            headers={"Authorization": request.headers["Authorization"]},
-        )
-        return httpx.Response(response.status_code, content=response.content)
-
-    route_simulator_client(monkeypatch, ingest)
+    route_simulator_client(monkeypatch, django_ingest())  # the real ingestion view, quality flags and all
     clock = SimpleNamespace(time=lambda: start)
     monkeypatch.setattr(simulate_command, "time", clock)
     start = time.time() - 600
@@ -445,10 +435,16 @@ def test_a_simulate_restarted_later_continues_every_sensor_without_a_step_or_a_f
         moves = np.abs(np.diff(list(before)))  # one-second changes of the first run: noise and duty ramps
         first = Reading.objects.filter(sensor=sensor, ts__gt=end.ts).earliest("ts")
         assert (first.ts - end.ts).total_seconds() == 1.0
-        assert abs(first.value - end.value) <= moves.max(), (sensor.key, end.value, first.value, moves.max())
+        # Half again the biggest move in 10 min: one more draw of the same noise is all but never above it.
+        assert abs(first.value - end.value) <= 1.5 * moves.max(), (
+            sensor.key,
+            end.value,
+            first.value,
+            moves.max(),
+        )
         if sensor.role.key == "temperature":  # a lag: its noise is all that moves it in a second
             sigma = float(np.median(moves)) / 0.954  # the median |difference| of two N(0, s²) draws
-            assert abs(first.value - end.value) < 4 * sigma, (sensor.key, end.value, first.value, sigma)
+            assert abs(first.value - end.value) < 5 * sigma, (sensor.key, end.value, first.value, sigma)
         seam = Reading.objects.filter(
             sensor=sensor, ts__gt=end.ts - timedelta(seconds=30), ts__lte=end.ts + timedelta(seconds=120)
         )
