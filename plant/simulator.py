@@ -13,6 +13,10 @@ Model, per asset (all times in epoch seconds on a fixed grid of `sample_period_s
   vibration   RMS proportional to speed
 each with Gaussian noise. Everything random is derived from (seed, asset tag, sample index), so a run is
 deterministic given its seed, and slicing time into different step() calls gives the same samples.
+
+A run that resumes a stored history (`resume`, a `Seam` per sensor) starts each sensor from the level its
+stored readings ended at: the difference to this run's own signal fades with the temperature's time
+constant, as a plant's state carries on, so a restart never puts a step (a fake fault) into the series.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +42,9 @@ _CAVITATION_ONSET_S = 30.0
 _SPIKE_BUCKET = (
     10  # at most one spike per bucket, never in its first or last two samples: spikes stay isolated
 )
+
+SEAM_WINDOW_S = 30.0  # the stored and simulated readings compared before a resumed run's seam
+_SEAM_SETTLE_S = _TEMP_TAU_S  # how fast a resumed run's difference to the stored history fades
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -277,6 +284,28 @@ class FaultSchedule:
         return cls(faults)
 
 
+@dataclass(frozen=True)
+class Seam:
+    """Where a sensor's stored history ends: the time of its last stored reading (epoch seconds) and its
+    level there, `seam_level` of its stored readings in the SEAM_WINDOW_S up to it."""
+
+    ts: float
+    level: float
+
+
+def seam_level(ts: np.ndarray, values: np.ndarray, at: float) -> float:
+    """The level of a short series at time ``at`` (its end): a robust (Theil-Sen) line through the series,
+    so that a rising temperature is met where it ends, not where its middle was, and a spike moves nothing."""
+    ts, values = np.asarray(ts, dtype=float), np.asarray(values, dtype=float)
+    if len(values) == 0:
+        raise ValueError("seam_level needs at least one reading")
+    i, j = np.triu_indices(len(values), k=1)
+    apart = ts[j] - ts[i]
+    slopes = (values[j] - values[i])[apart > 0] / apart[apart > 0]
+    slope = float(np.median(slopes)) if len(slopes) else 0.0
+    return float(np.median(values - slope * (ts - at)))
+
+
 @dataclass
 class SimFrame:
     """Signals of one step: sample times and, per asset tag, the load and each role's values."""
@@ -312,8 +341,19 @@ class PlantSimulator:
         self._temperature: dict[str, tuple[int, float]] = {}
         self._stuck: dict[tuple[str, float], float] = {}
         self._noise_cache: dict[str, tuple[int, np.ndarray]] = {}
+        # A resumed run: per sensor key its seam, its own samples in the window before it (until the seam
+        # is passed) and then the offset to the stored level that fades after the seam.
+        self._seams: dict[str, Seam] = {}
+        self._seam_samples: dict[str, tuple[list[float], list[float]]] = {}
+        self._seam_offset: dict[str, float] = {}
 
     # -- public ---------------------------------------------------------------------------------------------
+    def resume(self, seams: Mapping[str, Seam]) -> None:
+        """Continue the stored history of these sensors (key -> Seam) instead of starting afresh: call before
+        the first step, and step through the SEAM_WINDOW_S before each seam (a backfill does) so that the
+        offset is measured against this run's own samples there (else against its first after the seam)."""
+        self._seams.update(seams)
+
     def sample_times(self, t0: float, t1: float) -> np.ndarray:
         return self._indices(t0, t1) * self.dt
 
@@ -330,7 +370,11 @@ class PlantSimulator:
             mine = [o for o in occurrences if o.fault.asset_tag == asset.tag]
             load, values = self._asset_signals(asset, idx, ts, mine)
             frame.load[asset.tag] = load
-            frame.values[asset.tag] = {role: values[role] for role in ROLES if role in asset.sensors}
+            frame.values[asset.tag] = {
+                role: self._continued(asset.sensors[role], role, ts, values[role])
+                for role in ROLES
+                if role in asset.sensors
+            }
         return frame
 
     def step(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -429,6 +473,27 @@ class PlantSimulator:
                 role = occ.fault.sensor_role
                 values[role] = self._sensor_fault(occ, asset, idx, ts, values[role])
         return load, values
+
+    def _continued(self, key: str, role: str, ts: np.ndarray, series: np.ndarray) -> np.ndarray:
+        """``series`` with the fading offset that joins it to the stored history of sensor ``key``, if any."""
+        seam = self._seams.get(key)
+        if seam is None:
+            return series
+        after = ts > seam.ts
+        if key not in self._seam_offset:
+            window = (ts > seam.ts - SEAM_WINDOW_S) & ~after
+            own_ts, own = self._seam_samples.setdefault(key, ([], []))
+            own_ts.extend(ts[window].tolist())
+            own.extend(series[window].tolist())
+            if not after.any():
+                return series
+            if not own:  # the run starts after the seam: join its first sample
+                own_ts, own = [seam.ts], [float(series[after][0])]
+            self._seam_offset[key] = seam.level - seam_level(np.array(own_ts), np.array(own), seam.ts)
+            del self._seam_samples[key]
+        out = series.copy()
+        out[after] += self._seam_offset[key] * np.exp(-(ts[after] - seam.ts) / _SEAM_SETTLE_S)
+        return out if role == "temperature" else np.clip(out, 0.0, None)
 
     def _lagged(self, tag: str, idx: np.ndarray, target: np.ndarray) -> np.ndarray:
         """First-order lag with state carried across contiguous steps (a gap restarts at steady state)."""

@@ -11,6 +11,7 @@ import threading
 import signal
 import math
 import time
+from datetime import timedelta
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ import orjson
 from django.db.models import Max
 
 from plant.models import Reading, Site
-from plant.simulator import ROLES, FaultOccurrence, PlantSimulator, SimAsset
+from plant.simulator import ROLES, SEAM_WINDOW_S, FaultOccurrence, PlantSimulator, Seam, SimAsset, seam_level
 from plant.simulator_labels import LabelRecorder
 
 READINGS_PATH = "/api/v1/readings"
@@ -62,17 +63,32 @@ def check_url(base_url: str) -> str:
     return base_url
 
 
-def last_stored(assets: list[SimAsset]) -> dict[str, float]:
-    """The time (epoch seconds) of the last stored reading of each simulated sensor that has one.
+def last_stored(assets: list[SimAsset]) -> dict[str, Seam]:
+    """Where the stored history of each simulated sensor that has one ends: the time (epoch seconds) of its
+    last stored reading and its level there, from its readings in the SEAM_WINDOW_S up to it.
 
-    A restarted simulator backfills only after these: the pumps that reach the server through a bridge
+    A restarted simulator backfills only after these times: the pumps that reach the server through a bridge
     or an edge agent are stamped with the receive time (sub-second, off the simulator's sample grid), so
     the backfill's grid samples of the same seconds would not be de-duplicated on (sensor, ts) and the
-    history of the last run would be stored twice.
+    history of the last run would be stored twice. And it starts each sensor from that level (see
+    PlantSimulator.resume): a run started afresh would step away from it at the seam, a fake fault.
     """
     keys = [key for asset in assets for key in asset.sensors.values()]
-    rows = Reading.objects.filter(sensor__key__in=keys).values("sensor__key").annotate(last=Max("ts"))
-    return {row["sensor__key"]: row["last"].timestamp() for row in rows}
+    rows = (
+        Reading.objects.filter(sensor__key__in=keys)
+        .values("sensor_id", "sensor__key")
+        .annotate(last=Max("ts"))
+    )
+    seams = {}
+    for row in rows:
+        last = row["last"]
+        recent = Reading.objects.filter(
+            sensor_id=row["sensor_id"], ts__gt=last - timedelta(seconds=SEAM_WINDOW_S), ts__lte=last
+        ).values_list("ts", "value")
+        ts = np.array([stamp.timestamp() for stamp, _value in recent])
+        values = np.array([value for _stamp, value in recent])
+        seams[row["sensor__key"]] = Seam(last.timestamp(), seam_level(ts, values, last.timestamp()))
+    return seams
 
 
 def http_client(base_url: str, token: str, timeout_s: float = 30.0) -> httpx.Client:
@@ -231,13 +247,16 @@ class SimulationRun:
         self.sim_cursor: float | None = None
         self._announced: set[tuple[str, str, float]] = set()
 
-    def backfill(self, start: float, end: float, after: Mapping[str, float] | None = None) -> None:
+    def backfill(self, start: float, end: float, after: Mapping[str, Seam] | None = None) -> None:
         """Send [start, end) as fast as the server takes it, in request-sized chunks of simulated time;
-        a sensor named in ``after`` (key -> epoch seconds, see ``last_stored``) only from after that time."""
+        a sensor named in ``after`` (key -> Seam, see ``last_stored``) only from after its seam, continuing
+        its stored level there."""
+        if after:
+            self.simulator.resume(after)
         sensors = sum(len(asset.sensors) for asset in self.simulator.assets) or 1
         chunk_s = max(1.0, self.sender.max_per_request // sensors * self.simulator.dt)
         # The samples before ``after`` are still computed and dropped: the simulator carries state between
-        # steps (the temperature's lag), so starting later would put a step into the series at the seam.
+        # steps (the temperature's lag), and measures its offset to the stored level in the seam's window.
         t = start
         while t < end:
             self._send(t, min(t + chunk_s, end), after)
@@ -268,10 +287,11 @@ class SimulationRun:
             occurrences = self.simulator.occurrences(self.sim_start, self.sim_cursor)
             self.labels.record(occurrences, self.sim_cursor, force=True)
 
-    def _send(self, t0: float, t1: float, after: Mapping[str, float] | None = None) -> None:
+    def _send(self, t0: float, t1: float, after: Mapping[str, Seam] | None = None) -> None:
         keys, ts, values = self.simulator.step(t0, t1)
         if after:
-            keep = ts > np.array([after.get(key, -math.inf) for key in keys.tolist()])
+            no_seam = Seam(-math.inf, math.nan)
+            keep = ts > np.array([after.get(key, no_seam).ts for key in keys.tolist()])
             keys, ts, values = keys[keep], ts[keep], values[keep]
         self.sender.send(keys, ts, values)
         self.sim_start = t0 if self.sim_start is None else self.sim_start

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+from django.test import Client
 
 from plant import simulator_client
 
@@ -20,3 +21,22 @@ def route_simulator_client(monkeypatch, handler: Callable[[httpx.Request], httpx
         return client
 
     monkeypatch.setattr(simulator_client, "http_client", client_with_mock_transport)
+
+
+def django_ingest(paths: list[str] | None = None) -> Callable[[httpx.Request], httpx.Response]:
+    """A handler that posts each request into the real Django view (ingestion, quality flags and all);
+    appends each request's path to ``paths`` if given."""
+    django_client = Client()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if paths is not None:
+            paths.append(request.url.path)
+        response = django_client.post(
+            request.url.path,
+            data=request.content,
+            content_type="application/json",
+            headers={"Authorization": request.headers["Authorization"]},
+        )
+        return httpx.Response(response.status_code, content=response.content)
+
+    return handler

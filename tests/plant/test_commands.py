@@ -10,6 +10,7 @@ from datetime import timedelta
 from io import StringIO
 
 import httpx
+import numpy as np
 import pytest
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import Group, User
@@ -19,7 +20,7 @@ from django.urls import reverse
 from plant import simulator_client
 from plant.access import can_see_health, is_engineer
 from plant.models import Asset, Gateway, Label, Sensor, SensorRole, Site, SiteMembership
-from tests.plant.mock_transport import route_simulator_client
+from tests.plant.mock_transport import django_ingest, route_simulator_client
 from tests.conftest import login_request, make_asset, make_site
 
 LINE = re.compile(
@@ -345,33 +346,34 @@ def test_a_restarted_simulate_backfills_only_after_each_sensors_last_stored_read
     now = time.time()
     monkeypatch.setattr(simulate_command, "time", SimpleNamespace(time=lambda: now))
 
-    # The other pump's readings came through the API, on the grid, and stop a minute earlier.
+    # A run that sends the whole backfill: the history below is this run's own data, so a resumed run
+    # continues it exactly (its offset to the stored level is 0).
+    args = ("simulate", "--site", "north", "--token", "tok-1", "--backfill", "2", "--duration", "0")
+    run(*args, "--faults", "none")
+    full = {(r["sensor"], r["ts"]): r["value"] for r in fake_api.readings}
+    fake_api.readings.clear()
+
+    # The other pump's readings came through the API, on the grid, and stop about a minute earlier.
     bridged, posted = list(north_pumps[0].sensors.all()), list(north_pumps[1].sensors.all())
     last = now - 30.4
     Reading.objects.bulk_create(
-        Reading(sensor=sensor, ts=datetime.fromtimestamp(last - k, UTC), value=1.0)
+        Reading(
+            sensor=sensor,
+            ts=datetime.fromtimestamp(last - k, UTC),
+            value=full[sensor.key, float(int(last - k))],
+        )
         for sensor in bridged
         for k in range(60)
     )
-    earlier = float(int(last - 60))
+    earlier = float(int(last - 55))
     Reading.objects.bulk_create(
-        Reading(sensor=sensor, ts=datetime.fromtimestamp(earlier - k, UTC), value=1.0)
+        Reading(
+            sensor=sensor, ts=datetime.fromtimestamp(earlier - k, UTC), value=full[sensor.key, earlier - k]
+        )
         for sensor in posted
         for k in range(30)
     )
-    out, _err = run(
-        "simulate",
-        "--site",
-        "north",
-        "--token",
-        "tok-1",
-        "--backfill",
-        "2",
-        "--duration",
-        "0",
-        "--faults",
-        "none",
-    )
+    out, _err = run(*args, "--faults", "none")
 
     for sensor in bridged:
         stamps = sorted(r["ts"] for r in fake_api.readings if r["sensor"] == sensor.key)
@@ -382,28 +384,71 @@ def test_a_restarted_simulate_backfills_only_after_each_sensors_last_stored_read
         assert stamps[0] == earlier + 1 and stamps[-1] - stamps[0] == len(stamps) - 1
     assert "8 sensors resume after their last stored reading" in out
 
-    # The resumed series continues the simulator's state (the temperature lag): the same values as a run
-    # that sent the whole backfill, with no step at the seam.
+    # The resumed series continues the simulator's state (the temperature lag) and the stored level: the
+    # same values as the run that sent the whole backfill (but for the 5 decimals the API is sent), with no
+    # step at the seam; the bridged pump's stored stamps are 0.4 s late, which shifts its level a little.
     resumed = {(r["sensor"], r["ts"]): r["value"] for r in fake_api.readings}
-    Reading.objects.all().delete()
-    fake_api.readings.clear()
-    run(
-        "simulate",
-        "--site",
-        "north",
-        "--token",
-        "tok-1",
-        "--backfill",
-        "2",
-        "--duration",
-        "0",
-        "--faults",
-        "none",
-    )
-    full = {(r["sensor"], r["ts"]): r["value"] for r in fake_api.readings}
-    common = resumed.keys() & full.keys()
-    assert len(common) > 100
-    assert all(resumed[k] == full[k] for k in common)
+    assert resumed.keys() <= full.keys() and len(resumed) > 200
+    keys = {sensor.key for sensor in posted}
+    assert max(abs(resumed[k] - full[k]) for k in resumed if k[0] in keys) < 1e-4
+    for sensor in bridged:  # off by less than the sensor moves in a second
+        series = [full[k] for k in sorted(full) if k[0] == sensor.key]
+        moves = np.abs(np.diff(series)).max()
+        assert max(abs(resumed[k] - full[k]) for k in resumed if k[0] == sensor.key) < moves
+
+
+@pytest.mark.django_db
+def test_a_simulate_restarted_later_continues_every_sensor_without_a_step_or_a_flag_at_the_seam(
+    north_pumps, gateway_token, monkeypatch
+):
+    # QA: a demo restart started the simulator afresh (a new fault origin, no wear) right after the last
+    # stored reading: P-105's temperature stepped from 44.9 to 35.4 °C, flagged as spikes, and alerts opened.
+    from types import SimpleNamespace
+
+    from plant.management.commands import simulate as simulate_command
+    from plant.models import Reading
+
+    route_simulator_client(monkeypatch, django_ingest())  # the real ingestion view, quality flags and all
+    clock = SimpleNamespace(time=lambda: start)
+    monkeypatch.setattr(simulate_command, "time", clock)
+    start = time.time() - 600
+    args = ("simulate", "--site", "north", "--token", gateway_token, "--backfill", "10", "--duration", "0")
+    # The first run stops in the middle of a bearing wear (temperature, current, vibration raised) and of a
+    # temperature sensor's calibration drift.
+    run(*args, "--faults", "bearing_wear@p-101:-6m:20m,calibration_drift@p-102.temperature:-6m:20m")
+    assert Label.objects.filter(asset__site__slug="north", fault_type="bearing_wear").exists()
+    sensors = list(Sensor.objects.filter(asset__site__slug="north"))
+    ends = {sensor.key: Reading.objects.filter(sensor=sensor).latest("ts") for sensor in sensors}
+
+    # Restarted five minutes later (a later wall clock, so a new origin), without those faults.
+    clock.time = lambda: start + 300
+    out, _err = run(*args, "--faults", "none")
+    assert "8 sensors resume after their last stored reading" in out
+
+    for sensor in sensors:
+        end = ends[sensor.key]
+        before = (
+            Reading.objects.filter(sensor=sensor, ts__lte=end.ts)
+            .order_by("ts")
+            .values_list("value", flat=True)
+        )
+        moves = np.abs(np.diff(list(before)))  # one-second changes of the first run: noise and duty ramps
+        first = Reading.objects.filter(sensor=sensor, ts__gt=end.ts).earliest("ts")
+        assert (first.ts - end.ts).total_seconds() == 1.0
+        # Half again the biggest move in 10 min: one more draw of the same noise is all but never above it.
+        assert abs(first.value - end.value) <= 1.5 * moves.max(), (
+            sensor.key,
+            end.value,
+            first.value,
+            moves.max(),
+        )
+        if sensor.role.key == "temperature":  # a lag: its noise is all that moves it in a second
+            sigma = float(np.median(moves)) / 0.954  # the median |difference| of two N(0, s²) draws
+            assert abs(first.value - end.value) < 5 * sigma, (sensor.key, end.value, first.value, sigma)
+        seam = Reading.objects.filter(
+            sensor=sensor, ts__gt=end.ts - timedelta(seconds=30), ts__lte=end.ts + timedelta(seconds=120)
+        )
+        assert set(seam.values_list("quality", flat=True)) == {0}, sensor.key
 
 
 @pytest.mark.django_db

@@ -6,12 +6,10 @@ from __future__ import annotations
 import io
 import time
 
-import httpx
 import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import Client
 
 from plant import simulator_client
 from plant.datasets import skab
@@ -20,7 +18,7 @@ from plant.datasets.replay import ReplayRun, shift_for
 from plant.models import Asset, Gateway, Label, Reading
 from demo.supervisor import Supervisor
 from tests.conftest import make_asset
-from tests.plant.mock_transport import route_simulator_client
+from tests.plant.mock_transport import django_ingest, route_simulator_client
 
 ROWS = 120
 
@@ -35,20 +33,8 @@ def need_skab() -> None:
 @pytest.fixture
 def api(monkeypatch, db):
     """Route the replay's HTTP client into the real ingestion view; returns the list of request paths."""
-    django_client = Client()
     paths: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        paths.append(request.url.path)
-        response = django_client.post(
-            request.url.path,
-            data=request.content,
-            content_type="application/json",
-            headers={"Authorization": request.headers["Authorization"]},
-        )
-        return httpx.Response(response.status_code, content=response.content)
-
-    route_simulator_client(monkeypatch, handler)
+    route_simulator_client(monkeypatch, django_ingest(paths))
     return paths
 
 

@@ -238,3 +238,24 @@ def test_healthy_simulated_pumps_raise_no_data_quality_flags(settings):
                 gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
             )
             assert (flags != 0).sum() <= 2, f"{tag}.{role}"
+
+
+def test_a_resumed_run_starts_from_the_stored_level_and_fades_to_its_own_signal_however_it_is_sliced():
+    from plant.simulator import Seam
+
+    key, seam_ts = "demo.p-101.temperature", T0 + 300.5
+    own = PlantSimulator(pumps(), seed=2).signals(T0, T0 + 2400).values["p-101"]["temperature"]
+    stored = float(own[300]) + 8.0  # the last run ended 8 °C warmer (a wear it was in the middle of)
+
+    def resumed(step_s: float) -> np.ndarray:
+        sim = PlantSimulator(pumps(), seed=2)
+        sim.resume({key: Seam(seam_ts, stored)})
+        parts = [sim.signals(T0 + t, T0 + min(t + step_s, 2400)) for t in np.arange(0, 2400, step_s)]
+        return np.concatenate([part.values["p-101"]["temperature"] for part in parts])
+
+    whole, sliced = resumed(2400), resumed(7)
+    np.testing.assert_array_equal(whole, sliced)
+    np.testing.assert_array_equal(whole[:301], own[:301])  # before the seam: this run's own (dropped) data
+    assert abs(whole[301] - stored) < 0.5  # the first sample after it joins the stored level
+    assert abs((whole - own)[1500:].mean()) < 0.3  # 20 min on, the difference has faded
+    assert np.abs(np.diff(whole[301:330])).max() < 0.6  # and goes on from there with no step
