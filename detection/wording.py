@@ -359,7 +359,7 @@ def _below(a: float, b: float, c: float) -> tuple[float, float] | None:
     scale = max(abs(a), abs(b), abs(c), 1e-300)
     if a < -1e-12 * scale:
         return None
-    if abs(a) <= 1e-12 * scale:
+    if a <= 0:  # negligibly below zero (above): a line
         if abs(b) <= 1e-12 * scale:
             return (-math.inf, math.inf) if c < 0 else None
         root = -c / b
@@ -367,8 +367,11 @@ def _below(a: float, b: float, c: float) -> tuple[float, float] | None:
     disc = b * b - 4 * a * c
     if disc <= 0:
         return None
-    root = math.sqrt(disc)
-    return ((-b - root) / (2 * a), (-b + root) / (2 * a))
+    # The roots in the form without cancellation: with a tiny against b, (-b ± √disc) / 2a loses the near
+    # root's digits, and dropping a·t² (a line) misses it by a·t², which at a far root is not small.
+    q = -0.5 * (b + math.copysign(math.sqrt(disc), b))
+    near, far = c / q, q / a
+    return (min(near, far), max(near, far))
 
 
 def unusual_text(score: float | None, open_threshold: float | None, *, higher: bool = True) -> str:

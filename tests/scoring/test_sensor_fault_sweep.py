@@ -141,7 +141,16 @@ def test_a_held_machine_alert_becomes_visible_when_the_sensor_reads_clean_and_th
 
     model = Alert.objects.exclude(kind=AlertKind.SENSOR_FAULT).get()
     assert model.state == AlertState.OPEN
-    assert model.events.last().reason.startswith("the faulty sensor reads clean again")
+    reasons = list(model.events.order_by("pk").values_list("reason", flat=True))
+    shown = next(
+        i for i, reason in enumerate(reasons) if reason.startswith("the faulty sensor reads clean again")
+    )
+    # The clean windows that show it also take it out of "Check the sensor" (the category follows the evidence).
+    assert reasons[shown + 1 :] == [
+        "category Check the sensor → Machine fault: the condition persists over the last 3 windows and their "
+        "readings no longer point at the sensor"
+    ]
+    assert model.category == AlertCategory.MACHINE_FAULT
 
 
 def test_a_machine_fault_seen_through_a_clean_sensor_opens_while_another_sensor_is_stuck(site):
