@@ -12,7 +12,7 @@ added to a stored counter.
 
 Ids are allocated before commit, so on PostgreSQL a transaction still writing may hold ids below the
 highest committed one. Each pass therefore records the highest id it sees (``pending_id``) together with
-the transactions of the database then writing (``pending_xids``: pid and transaction id from
+the transactions of the database then writing readings (``pending_xids``: pid and transaction id from
 ``pg_stat_activity``), and readings up to
 ``pending_id`` are rolled up only once all of those transactions have ended: their rows are then visible
 (or were rolled back). Rollups thus trail ingest by about one beat period. SQLite has one writer at a
@@ -195,9 +195,14 @@ def _watermark() -> RollupWatermark:
 
 
 def _snapshot() -> tuple[int, list[str]]:
-    """The highest reading id now and (PostgreSQL) the other transactions of this database then writing,
-    as "pid:xid", in one statement so both describe the same moment. Transactions of other databases on
-    the server cannot write readings and are left out."""
+    """The highest reading id now and (PostgreSQL) the other transactions of this database then writing
+    readings, as "pid:xid", in one statement so both describe the same moment.
+
+    A transaction that inserts readings holds ROW EXCLUSIVE on the readings table (or, written directly,
+    on one of its partitions) from its first insert until it ends, so only those are listed: a long
+    transaction writing anything else (a retrain storing scores, an autovacuum ANALYZE writing
+    statistics, which has a transaction id too) cannot hold reading ids and must not hold up the rollups.
+    Transactions of other databases on the server cannot write readings and are left out."""
     table = _q(Reading._meta.db_table)
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
@@ -205,8 +210,14 @@ def _snapshot() -> tuple[int, list[str]]:
             return int(cursor.fetchone()[0] or 0), []
         cursor.execute(
             f"SELECT (SELECT MAX({_q('id')}) FROM {table}),"
-            " ARRAY(SELECT pid || ':' || backend_xid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND backend_xid IS NOT NULL AND pid <> pg_backend_pid())"
+            " ARRAY(SELECT a.pid || ':' || a.backend_xid FROM pg_stat_activity a"
+            " WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid()"
+            " AND a.pid IN (SELECT l.pid FROM pg_locks l WHERE l.locktype = 'relation'"
+            " AND l.mode = 'RowExclusiveLock' AND l.granted AND l.database = ("
+            "SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND (l.relation = %s::regclass OR l.relation IN (SELECT inhrelid FROM pg_inherits"
+            " WHERE inhparent = %s::regclass))))",
+            [Reading._meta.db_table, Reading._meta.db_table],
         )
         top, xids = cursor.fetchone()
     return int(top or 0), list(xids)
