@@ -18,6 +18,8 @@ afresh from its values) or the end of this connection (`run` raises; a new conne
 from its next birth). Held samples are confirmed up to now every HOLD_TICK_S; none is made up for a time
 after a death or without the connection. A node's death is known only once the broker publishes its
 will: at once when its connection closes, after 1.5x its keep-alive when the link silently dies.
+An NDEATH whose ``bdSeq`` differs from the node's last NBIRTH's is the late will of an earlier session
+(the node has reconnected since) and is left alone (``Router._death_of_this_birth``).
 
 Nothing acknowledged is lost: the session is persistent (a fixed client id, clean_session off) and the
 QoS 1 messages are acknowledged by hand, only after the sink has returned for the batch that holds them.
@@ -279,6 +281,9 @@ class Router:
         self.rebirths: list[tuple[str, str]] = []
         self._asked: dict[tuple[str, str], float] = {}
         self.unknown_aliases = 0  # metrics received by an alias no birth certificate named
+        # (group, node) -> the bdSeq of its last NBIRTH, and the NDEATHs left alone for carrying another one.
+        self.birth_seq: dict[tuple[str, str], int] = {}
+        self.stale_deaths = 0
         # Sample-and-hold (connectivity.hold) of the metrics of each live node (device ""), or device: since
         # when it is known alive (the receipt of its birth), and its held values. A death, or a birth again,
         # ends it; the bridge's connection with this Router ends it too (a reconnect starts a new one).
@@ -372,8 +377,16 @@ class Router:
         except DecodeError:
             return [], [PointError("payload is not a Sparkplug B protobuf", source=topic)]
         sent = message.timestamp / 1000.0 if message.HasField("timestamp") else received
+        if kind == "NDEATH" and not self._death_of_this_birth(group, node, message):
+            return [], []
         if kind.endswith("DEATH"):
             return self._death(group, node, device if kind == "DDEATH" else None, sent), []
+        if kind == "NBIRTH":
+            seq = _bd_seq(message)
+            if seq is None:
+                self.birth_seq.pop((group, node), None)
+            else:
+                self.birth_seq[(group, node)] = seq
         where = (group, node, device)
         if kind == "NBIRTH" or (kind == "DBIRTH" and (group, node, "") in self.alive):
             # Known alive from now on, its metrics held afresh from the values of its birth certificate (an
@@ -464,6 +477,24 @@ class Router:
         for where in [w for w in self.alive if w[:2] == (group, node) and (device is None or w[2] == device)]:
             del self.alive[where]
             self.holds.pop(where, None)
+
+    def _death_of_this_birth(self, group: str, node: str, message: Any) -> bool:
+        """Whether an NDEATH ends the session of the node's last NBIRTH (Sparkplug B's bdSeq rule).
+
+        A node that reconnects (a dropped link, a restart) publishes its NBIRTH on the new session, and the
+        broker may publish the OLD session's will, its NDEATH, after it: when the old connection's
+        keep-alive runs out, or when the new connection takes over the client id. Taken for a death, that
+        late will would turn a live node's points STALE and stop holding its values, which a node
+        reporting by exception does not send again until they change: a silent gap. Both certificates
+        carry the session's ``bdSeq`` metric, so a death whose bdSeq is not the last birth's is of an
+        earlier session and is left alone (counted in ``stale_deaths``). Without a bdSeq on either side
+        (a node that does not send it, a birth this connection missed) the death is taken as before.
+        """
+        born, died = self.birth_seq.get((group, node)), _bd_seq(message)
+        if born is None or died is None or born == died:
+            return True
+        self.stale_deaths += 1
+        return False
 
     def _death(self, group: str, node: str, device: str | None, ts: float) -> list[Sample]:
         """STALE samples for every point of the node (``device`` None) or of the one device, whose values
@@ -702,6 +733,17 @@ def rebirth_payload(at: float) -> bytes:
     message = sparkplug_b_pb2.Payload(timestamp=ts_ms)
     message.metrics.add(name=REBIRTH_METRIC, timestamp=ts_ms, datatype=11, boolean_value=True)  # 11: Boolean
     return message.SerializeToString()
+
+
+def _bd_seq(message: Any) -> int | None:
+    """The ``bdSeq`` metric of an NBIRTH or NDEATH (an unsigned integer; any numeric field read), or None."""
+    for metric in message.metrics:
+        if metric.name == "bdSeq" and not metric.is_null:
+            kind_of_value = metric.WhichOneof("value")
+            raw = getattr(metric, kind_of_value) if kind_of_value else None
+            if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+                return int(raw)
+    return None
 
 
 def sparkplug_payload(

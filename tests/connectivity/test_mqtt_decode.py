@@ -197,3 +197,35 @@ def test_a_live_nodes_metric_is_held_until_it_changes_and_a_rebirth_or_death_end
     assert [(round(s.ts - t0, 3), s.value) for s in router.confirm(t0 + 22.5)] == [(21.0, 3.0)]
     assert decode("NDEATH", None, t0 + 23.0) == [(23.0, None)]
     assert router.confirm(t0 + 30) == [] and not router.holding
+
+
+def with_bd_seq(payload: bytes, seq: int) -> bytes:
+    """The payload with a ``bdSeq`` metric as nodes send it: UInt64 (datatype 8) in long_value."""
+    message = mqtt.sparkplug_b_pb2.Payload.FromString(payload)
+    message.metrics.add(name="bdSeq", datatype=8, long_value=seq)
+    return message.SerializeToString()
+
+
+def test_a_late_will_of_an_earlier_session_does_not_kill_the_reborn_node():
+    # The node's link dropped and it came back on a new session (bdSeq 7) before the broker published
+    # the old session's will (bdSeq 6): the node is alive and its frozen value must still be held.
+    point = parse_point({"format": "sparkplug", "group": "plant", "node": "edge1", "metric": "flow"})
+    router = Router({"p1.flow": point})
+    t0 = float(int(time.time()) - 30)
+
+    def decode(kind: str, metrics: list, at: float, seq: int) -> list[Sample]:
+        payload = with_bd_seq(sparkplug_payload(metrics, int(at * 1000)), seq)
+        return router.decode(f"spBv1.0/plant/{kind}/edge1", payload, at)[0]
+
+    assert [s.value for s in decode("NBIRTH", [("flow", 1, 4.0)], t0, 7)] == [4.0]
+    assert decode("NDEATH", [], t0 + 2.0, 6) == [] and router.stale_deaths == 1
+    assert router.holding and [s.value for s in router.confirm(t0 + 3.5)] == [4.0, 4.0]
+    # The death of the session that is live ends it.
+    stale = decode("NDEATH", [], t0 + 4.0, 7)
+    assert [(s.point, s.status) for s in stale] == [("p1.flow", SampleStatus.STALE)] and not router.holding
+    # A node that sends no bdSeq: every death is taken, as before.
+    decode("NBIRTH", [("flow", 1, 5.0)], t0 + 10.0, 8)
+    samples, _ = router.decode(
+        "spBv1.0/plant/NDEATH/edge1", sparkplug_payload([], int((t0 + 11) * 1000)), t0 + 11
+    )
+    assert [s.status for s in samples] == [SampleStatus.STALE] and router.stale_deaths == 1
