@@ -329,10 +329,11 @@ class Agent:
         factor: float,
         assignment: int | None = None,
     ) -> None:
-        """The candidate becomes the live model of ``tag`` (its decisions start from the next window)."""
+        """The candidate becomes the live model of ``tag``: it decides the next window with the readings
+        already buffered and continues the active alert (``AssetDecider.take_over``)."""
         old = self.deciders[tag]
         new = AssetDecider(tag, model, old.sensors)
-        new.last_end = old.last_end
+        new.take_over(old)
         self.deciders[tag] = new
         self.shadows.pop(tag, None)
         self.watches[tag] = SwitchWatch(
@@ -345,10 +346,10 @@ class Agent:
         self._save_states()
 
     def restore_model(self, tag: str, model: EdgeModel) -> None:
-        """After a rollback: the previous model decides again (no watch)."""
+        """After a rollback: the previous model decides again (no watch), from where the rolled-back one is."""
         old = self.deciders[tag]
         new = AssetDecider(tag, model, old.sensors)
-        new.last_end = old.last_end
+        new.take_over(old)
         self.deciders[tag] = new
         self.watches.pop(tag, None)
         self._save_states()

@@ -157,6 +157,25 @@ class AssetDecider:
             since = max(since, self.last_end - self.model.window_s)
         return self.add(s for s in samples if s.ts > since)
 
+    def take_over(self, old: AssetDecider) -> None:
+        """Continue where ``old``, the decider of the model this one replaces (a switch or a rollback), is:
+        its buffered readings of the roles both models read, the last window it decided, its clock-jump
+        mapping, and the active alert with the previous alert's boundary, as the server continues an
+        asset's alert across a promotion (``alerts.services.lifecycle`` finds the active alert by asset,
+        not by version). So the first window after the switch is decided at once, an episode in progress
+        is cleared by the new model's clear threshold instead of being dropped (the HMI would show it
+        until the new model opened and cleared one of its own), and an ongoing fault is not raised a second
+        time. The recent scores are the old model's and stay behind: the new model's own windows fill
+        them."""
+        for role, buffer in self._buffers.items():
+            kept = old._buffers.get(role)
+            if kept is not None:
+                buffer.ts, buffer.values = list(kept.ts), list(kept.values)
+        self._latest = {role: ts for role, ts in old._latest.items() if role in self._buffers}
+        self._jump = None if old._jump is None else replace(old._jump)
+        self.last_end = old.last_end
+        self.state = rules.RuleState(active=old.state.active, boundary=old.state.boundary)
+
     def window_rows(self) -> list[tuple[str, float, float | None, str]]:
         """The buffered readings as (sensor, ts, value, status) rows, for the agent's ``recent`` store."""
         key_of = {role: key for key, role in self.sensors.items()}

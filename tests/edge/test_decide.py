@@ -187,3 +187,19 @@ def test_a_bundle_without_a_background_opens_alerts_without_words(bundle, tmp_pa
     d = AssetDecider(TAG, EdgeModel(load_bundle(str(path))), {k: r for r, k in sensors().items()})
     opened = next(e for e in feed(d, simulator(fault_at=FAULT_AT), TRAIN_S, FAULT_AT + 900.0))
     assert d.explained(opened) == opened and opened.reason == ""
+
+
+def test_a_model_switched_mid_episode_decides_at_once_and_clears_the_episode_instead_of_raising_it_again(
+    bundle,
+):
+    faulty, healthy = simulator(fault_at=FAULT_AT), simulator()
+    old = decider(bundle)
+    events = feed(old, faulty, TRAIN_S, FAULT_AT + 400.0)
+    assert [e.kind for e in events] == ["opened"]
+    new = decider(bundle)  # the switched-to model (the agent's switch and rollback both take over)
+    new.take_over(old)
+    assert feed(new, faulty, FAULT_AT + 400.0, FAULT_AT + 405.0) == [] and new.last_scored  # no window's wait
+    more = feed(new, faulty, FAULT_AT + 405.0, FAULT_AT + 900.0)
+    more += feed(new, healthy, FAULT_AT + 900.0, FAULT_AT + 1_800.0)
+    assert [e.kind for e in more] == ["cleared"] and more[0].first == events[0].first
+    assert not new.in_alert
