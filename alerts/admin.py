@@ -23,7 +23,7 @@ class AlertEventInline(ScopedTabularInline):
     model = AlertEvent
     extra = 0
     can_delete = False
-    fields = ["at", "from_state", "to_state", "actor", "reason"]
+    fields = ["at", "from_state", "to_state", "kind", "actor", "reason"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:

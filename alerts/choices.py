@@ -34,6 +34,17 @@ class AlertState(models.TextChoices):
         return self.value in ACTIVE_STATES
 
 
+class AlertEventKind(models.TextChoices):
+    """What an AlertEvent records, so that no reader has to guess it from the words of its reason: a change
+    of state (an opening, a move, or a note that leaves the state: a late verdict, an episode over); a change
+    of category (``Alert.recategorize``, the state unchanged); or an opening held because the readings of a
+    faulty sensor explain it (alerts.services.lifecycle, resumed when the sensor reads clean again)."""
+
+    STATE = "state", "State change"
+    CATEGORY = "category", "Category change"
+    HELD = "held", "Held: a faulty sensor explains it"
+
+
 # The states in which an alert still "holds" its (asset, kind): the partial unique constraints use these.
 ACTIVE_STATES = ("open", "acknowledged", "snoozed", "suppressed")
 CLOSED_STATES = ("resolved", "auto_closed")

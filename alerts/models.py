@@ -14,6 +14,7 @@ from alerts.choices import (
     ACTIVE_STATES,
     CLOSED_STATES,
     AlertCategory,
+    AlertEventKind,
     AlertKind,
     AlertState,
     EpisodeState,
@@ -226,8 +227,9 @@ class Alert(models.Model):
     def recategorize(
         self, category: str, why: str, *, at: datetime | None = None, **fields: Any
     ) -> AlertEvent:
-        """Move to ``category`` (with extra ``fields`` in the same UPDATE) and record it as an event on the
-        timeline: "category Check the data link → Machine fault: <why>". The state does not change."""
+        """Move to ``category`` (with extra ``fields`` in the same UPDATE) and record it as an event of kind
+        category on the timeline: "category Check the data link → Machine fault: <why>". The state does not
+        change."""
         was = self.get_category_display()
         now = at or timezone.now()
         Alert.objects.filter(pk=self.pk).update(category=category, updated_at=now, **fields)
@@ -239,6 +241,7 @@ class Alert(models.Model):
             at=now,
             from_state=self.state,
             to_state=self.state,
+            kind=AlertEventKind.CATEGORY,
             reason=f"{CATEGORY_CHANGE}{was} → {AlertCategory(category).label}: {why}"[:300],
         )
 
@@ -277,12 +280,14 @@ class Alert(models.Model):
         )
 
 
-# How an event recording a category change (Alert.recategorize) starts its reason; the state does not change.
+# How the reason of a category change (Alert.recategorize) reads on the timeline; only for people: readers
+# recognise the change by the event's kind, never by these words.
 CATEGORY_CHANGE = "category "
 
 
 class AlertEvent(models.Model):
-    """One state change of an alert (or a change of its category): who (null = the system), when, why.
+    """One state change of an alert (or a change of its category): who (null = the system), when, why, and
+    what kind of event it is (``AlertEventKind``; the reason is free text for people).
 
     Never updated or deleted; metrics (time to acknowledge, ignored alerts) are computed from these rows.
     """
@@ -294,6 +299,7 @@ class AlertEvent(models.Model):
     )
     from_state = models.CharField(max_length=12, choices=AlertState.choices, blank=True)
     to_state = models.CharField(max_length=12, choices=AlertState.choices)
+    kind = models.CharField(max_length=12, choices=AlertEventKind.choices, default=AlertEventKind.STATE)
     reason = models.CharField(max_length=300, blank=True)
     undoes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Id of the verdict Feedback this event undid (the row is gone)."
@@ -305,7 +311,7 @@ class AlertEvent(models.Model):
     @property
     def category_change(self) -> str:
         """What a category change says ("Check the data link → Machine fault: <why>"); "" for other events."""
-        if self.from_state != self.to_state or not self.reason.startswith(CATEGORY_CHANGE):
+        if self.kind != AlertEventKind.CATEGORY:
             return ""
         return self.reason.removeprefix(CATEGORY_CHANGE)
 

@@ -43,7 +43,7 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.choices import CLOSED_STATES, AlertState, Severity
+from alerts.choices import CLOSED_STATES, AlertEventKind, AlertState, Severity
 from alerts.event_hooks import InterestedAssets, on_alert_events
 from alerts.metrics.kpis import FLOOD_ALERTS, TEN_MINUTES
 from alerts.models import Alert, AlertEvent, Feedback
@@ -125,8 +125,10 @@ def plan_event(event_id: int, *, now: datetime | None = None) -> list[int]:
     if event is None or event.alert.is_shadow:
         return []
     alert, now = event.alert, now or timezone.now()
-    if event.from_state == event.to_state:
+    if event.kind == AlertEventKind.CATEGORY:
         return notify_category_change(event, now)
+    if event.from_state == event.to_state:  # a note that changes no state (a late verdict, an episode over)
+        return []
     if event.to_state == AlertState.OPEN and event.from_state in SHOWN_FROM:
         return notify_tier(alert, 1, MessageKind.OPENED, now)
     if event.to_state == AlertState.OPEN and event.from_state == AlertState.SNOOZED:

@@ -64,6 +64,7 @@ from alerts.choices import (
     ACTIVE_STATES,
     ONGOING_EPISODES,
     AlertCategory,
+    AlertEventKind,
     AlertState,
     EpisodeState,
     ExplanationStatus,
@@ -682,7 +683,7 @@ def persist_transitions(
             elif isinstance(transition, rules.Resumed):
                 if transition.hold == rules.Hold.SNOOZE_EXPIRED:
                     reason = f"snooze expired; {persists}"
-                elif alert.events.filter(from_state="", reason__startswith=HELD_REASON).exists():
+                elif alert.events.filter(kind=AlertEventKind.HELD).exists():
                     reason = f"the faulty sensor reads clean again; {persists}"
                 else:
                     reason = f"maintenance window over; {persists}"
@@ -877,12 +878,15 @@ def _open(
     reason = f"score above the open threshold for {opened.count} consecutive windows"
     if reopened_from is not None:
         reason = f"{note} (alert #{reopened_from.pk})"
+    kind = AlertEventKind.STATE
     if maintenance:
         reason += f"; inside maintenance ({maintenance.reason or 'planned work'})"
     elif state == AlertState.SUPPRESSED:
-        reason = f"{HELD_REASON} ({', '.join(sorted(held))}): {reason}"
+        reason, kind = f"{HELD_REASON} ({', '.join(sorted(held))}): {reason}", AlertEventKind.HELD
         _note_held(ctx, alert, held)
-    AlertEvent.objects.create(alert=alert, at=ctx.now, from_state="", to_state=state, reason=reason[:300])
+    AlertEvent.objects.create(
+        alert=alert, at=ctx.now, from_state="", to_state=state, kind=kind, reason=reason[:300]
+    )
     if explanation is None:
         _enqueue_explanation(alert.pk)
     # The engine held the window; a row opened visibly instead (or the other way) restarts it from the row.

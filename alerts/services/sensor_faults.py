@@ -56,11 +56,18 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from alerts.choices import ACTIVE_STATES, AlertCategory, AlertKind, AlertState, ExplanationStatus, Severity
+from alerts.choices import (
+    ACTIVE_STATES,
+    AlertCategory,
+    AlertEventKind,
+    AlertKind,
+    AlertState,
+    ExplanationStatus,
+    Severity,
+)
 from alerts.models import Alert, AlertEvent, MaintenanceWindow
 from alerts.services.lifecycle import (
     CRITICALITY_SHIFT,
-    HELD_REASON,
     ScoredWindow,
     _Context,
     _holding,
@@ -371,7 +378,7 @@ def _open(
     held = (
         Alert.objects.filter(asset=ctx.asset, state=AlertState.SUPPRESSED, is_shadow=False)
         .exclude(kind=AlertKind.SENSOR_FAULT)
-        .filter(events__from_state="", events__reason__startswith=HELD_REASON, events__reason__contains=role)
+        .filter(events__kind=AlertEventKind.HELD, events__reason__contains=role)
         .values_list("pk", flat=True)
         .distinct()
     )

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from alerts.choices import AlertCategory, ExplanationStatus, Verdict
+from alerts.choices import AlertCategory, AlertEventKind, ExplanationStatus, Verdict
 from alerts.choices import AlertState as AlertState_
 from alerts.metrics.kpis import alarm_kpis
 from alerts.metrics.params import MetricsQuery
@@ -298,7 +298,7 @@ GAP = {"vibration": int(QualityFlag.GAP)}
 
 
 def category_events(alert) -> list[str]:
-    return list(alert.events.filter(reason__startswith="category ").values_list("reason", flat=True))
+    return list(alert.events.filter(kind=AlertEventKind.CATEGORY).values_list("reason", flat=True))
 
 
 def test_a_data_link_alert_becomes_a_machine_fault_once_the_data_flows_and_the_condition_persists(
@@ -331,7 +331,7 @@ def test_a_data_link_alert_becomes_a_machine_fault_once_the_data_flows_and_the_c
     )
     assert "Check the data link" not in card
     # Without notification rules the category change sends nothing; a later escalation speaks of the machine.
-    assert plan_event(alert.events.get(reason__startswith="category ").pk) == []
+    assert plan_event(alert.events.get(kind=AlertEventKind.CATEGORY).pk) == []
     title, body = compose(alert, MessageKind.ESCALATED, 2)
     assert title == "Escalated: P-101 Vibration alert, low" and "data link" not in body
     assert Rule(site=asset.site, category="machine_fault").matches(alert)
@@ -368,7 +368,7 @@ def test_a_data_link_alert_that_becomes_a_machine_fault_tells_maintenance_once_a
     with django_capture_on_commit_callbacks(execute=True):
         score(asset, champion, windows(6, [OPEN + 1] * 3, x=x, flagged={}))
     assert Notification.objects.count() == 2
-    assert plan_event(alert.events.get(reason__startswith="category ").pk) == []
+    assert plan_event(alert.events.get(kind=AlertEventKind.CATEGORY).pk) == []
 
 
 def test_a_flapping_link_or_a_score_below_the_open_threshold_keeps_the_data_link(asset, champion, trained):

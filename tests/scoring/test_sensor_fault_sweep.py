@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from alerts.choices import AlertCategory, AlertKind, AlertState
+from alerts.choices import AlertCategory, AlertEventKind, AlertKind, AlertState
 from alerts.models import Alert
 from alerts.scoring import score_assets
 from alerts.services import sensor_faults
@@ -122,9 +122,9 @@ def test_a_stuck_sensor_raises_its_sensor_fault_alert_and_holds_the_machine_aler
     assert sensor.state == AlertState.OPEN and sensor.sensor.role.key == "vibration"
     # The machine-fault alert the stuck readings caused is held: out of the board and the alarm metrics.
     assert model.state == AlertState.SUPPRESSED and model.category == AlertCategory.SENSOR_FAULT
-    assert model.events.get().reason.startswith(
-        "held: the readings of a faulty sensor explain it (vibration)"
-    )
+    held = model.events.get()
+    assert held.kind == AlertEventKind.HELD
+    assert held.reason.startswith("held: the readings of a faulty sensor explain it (vibration)")
     assert f"alert #{model.pk}, held" in sensor.events.get().reason
     assert Alert.objects.filter(state__in=[AlertState.OPEN, AlertState.ACKNOWLEDGED]).count() == 1
 
@@ -141,14 +141,18 @@ def test_a_held_machine_alert_becomes_visible_when_the_sensor_reads_clean_and_th
 
     model = Alert.objects.exclude(kind=AlertKind.SENSOR_FAULT).get()
     assert model.state == AlertState.OPEN
-    reasons = list(model.events.order_by("pk").values_list("reason", flat=True))
+    events = list(model.events.order_by("pk").values_list("kind", "reason"))
+    assert events[0][0] == AlertEventKind.HELD
     shown = next(
-        i for i, reason in enumerate(reasons) if reason.startswith("the faulty sensor reads clean again")
+        i for i, (_, reason) in enumerate(events) if reason.startswith("the faulty sensor reads clean again")
     )
     # The clean windows that show it also take it out of "Check the sensor" (the category follows the evidence).
-    assert reasons[shown + 1 :] == [
-        "category Check the sensor → Machine fault: the condition persists over the last 3 windows and their "
-        "readings no longer point at the sensor"
+    assert events[shown + 1 :] == [
+        (
+            AlertEventKind.CATEGORY,
+            "category Check the sensor → Machine fault: the condition persists over the last 3 windows and "
+            "their readings no longer point at the sensor",
+        )
     ]
     assert model.category == AlertCategory.MACHINE_FAULT
 
@@ -169,4 +173,4 @@ def test_a_machine_fault_seen_through_a_clean_sensor_opens_while_another_sensor_
     _run(asset, START_S + 900, 300, feed=stuck_pressure_and_wear)
     model = Alert.objects.exclude(kind=AlertKind.SENSOR_FAULT).get()
     assert model.state == AlertState.OPEN and model.dominant_role == "vibration"
-    assert not model.events.filter(reason__startswith="held").exists()
+    assert not model.events.filter(kind=AlertEventKind.HELD).exists()
