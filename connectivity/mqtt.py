@@ -14,12 +14,14 @@ at the point's ``sampling_interval_ms`` (the bridge and the mapping export give 
 sensor's sample period, ``connectivity.hold.with_sample_period``; else 1000) while the node is known alive: from the receipt of
 its NBIRTH (a device's: of its DBIRTH, while its node is alive) until its NDEATH (the node's MQTT will,
 which the broker publishes when the node's connection drops), the device's DDEATH, a new birth (held
-afresh from its values) or the end of this connection (`run` raises; a new connection holds a node only
-from its next birth). Held samples are confirmed up to now every HOLD_TICK_S; none is made up for a time
+afresh from its values) or the end of this connection (`run` raises; a new connection holds a node
+from its next birth, which it asks for). Held samples are confirmed up to now every HOLD_TICK_S; none is made up for a time
 after a death or without the connection. A node's death is known only once the broker publishes its
 will: at once when its connection closes, after 1.5x its keep-alive when the link silently dies.
-An NDEATH whose ``bdSeq`` differs from the node's last NBIRTH's is the late will of an earlier session
-(the node has reconnected since) and is left alone (``Router._death_of_this_birth``).
+Nodes born before a connection are asked to be born again as soon as it has subscribed (a rebirth
+request to every mapped node), so their values are named and held from then on. An NDEATH whose
+``bdSeq`` differs from the node's last NBIRTH's is the late will of an earlier session (the node has
+reconnected since) and is left alone (``Router._death_of_this_birth``).
 
 Nothing acknowledged is lost: the session is persistent (a fixed client id, clean_session off) and the
 QoS 1 messages are acknowledged by hand, only after the sink has returned for the batch that holds them.
@@ -453,6 +455,14 @@ class Router:
                     errors.append(item)
         return self._take_held() + samples, errors
 
+    def ask_every_node(self, now: float) -> None:
+        """Queue a rebirth request to every mapped Sparkplug B node (a new connection: nodes born before it
+        are unknown to it, their aliases unbound and their frozen values not held until they are born
+        again). Counts as the nodes' last request for ``REBIRTH_EVERY_S``."""
+        for group, node in sorted({(g, n) for g, n, _, _ in self.sparkplug_points}):
+            self._asked[(group, node)] = now
+            self.rebirths.append((group, node))
+
     def _hold_put(self, sample: Sample, now: float) -> None:
         self._held.append(sample)
 
@@ -566,6 +576,10 @@ async def run(
         try:
             for topic in router.subscriptions:
                 await client.subscribe(topic, qos=options["qos"])
+            # Subscribed: every Sparkplug B node is asked to be born again, so that its values are named and
+            # held from now on rather than from its next birth (data by alias before it would be lost).
+            router.ask_every_node(time.time())
+            await _ask_rebirths(client, router)
             await _consume(
                 client,
                 router,
@@ -667,11 +681,7 @@ async def _consume(
                 while len(messages) and len(batch) < batch_max:
                     message = queue.get_nowait()
                     take(message)
-                while router.rebirths:
-                    group, node = router.rebirths.pop()
-                    await client.publish(
-                        f"{SPARKPLUG_NAMESPACE}/{group}/NCMD/{node}", rebirth_payload(time.time()), qos=0
-                    )
+                await _ask_rebirths(client, router)
             if router.holding:
                 hold()
             if not unacked and not batch:
@@ -702,6 +712,15 @@ async def _consume(
         for task in (receive, storing):
             if task is not None and not task.done():
                 task.cancel()
+
+
+async def _ask_rebirths(client: aiomqtt.Client, router: Router) -> None:
+    """Send the rebirth requests the router queued (Sparkplug B's NCMD "Node Control/Rebirth")."""
+    while router.rebirths:
+        group, node = router.rebirths.pop(0)
+        await client.publish(
+            f"{SPARKPLUG_NAMESPACE}/{group}/NCMD/{node}", rebirth_payload(time.time()), qos=0
+        )
 
 
 async def _nothing() -> None:

@@ -198,23 +198,24 @@ async def test_data_without_a_birth_asks_the_node_for_a_rebirth_and_resumes_afte
         {"format": "sparkplug", "group": "plant", "node": "edge1", "device": "pump2", "metric": "vibration"}
     )
     cfg = ConnectionConfig(name="test", endpoint=mosquitto.endpoint, interval_s=0.05, client_id="vigil-spb")
-    task = asyncio.create_task(mqtt.run(cfg, {"p2.vib": point}, sink, status))
     commands: list[aiomqtt.Message] = []
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as node:  # the edge node
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as node:  # the edge node, born before the bridge
         await node.subscribe("spBv1.0/plant/NCMD/edge1")
-        await until(lambda: status.connected)
-        await asyncio.sleep(0.1)  # subscribed
 
         async def listen() -> None:
             async for message in node.messages:
                 commands.append(message)
 
         listener = asyncio.create_task(listen())
-        # The bridge started after the node's birth: its data names metrics by an alias nobody bound.
-        await node.publish("spBv1.0/plant/DDATA/edge1/pump2", sparkplug_payload([(None, 1, 0.5)], 1), qos=1)
+        task = asyncio.create_task(mqtt.run(cfg, {"p2.vib": point}, sink, status))
+        # Once subscribed, the bridge asks every mapped node to be born again.
         await until(lambda: commands)
         request = sparkplug_b_pb2.Payload.FromString(commands[0].payload)
         assert [(m.name, m.boolean_value) for m in request.metrics] == [("Node Control/Rebirth", True)]
+        # A node that has not answered yet names its metrics by an alias nobody bound: counted, and not asked
+        # again within REBIRTH_EVERY_S.
+        await node.publish("spBv1.0/plant/DDATA/edge1/pump2", sparkplug_payload([(None, 1, 0.5)], 1), qos=1)
+        await until(lambda: status.errors)
         assert sink.samples == [] and "no birth certificate" in status.last_error
         # The node is born again, and its data is read from then on.
         await node.publish("spBv1.0/plant/NBIRTH/edge1", sparkplug_payload([], 2_000), qos=1)
@@ -243,6 +244,10 @@ client.will_set("spBv1.0/plant/NDEATH/edge1", sparkplug_payload([], int(time.tim
 client.connect("127.0.0.1", port, keepalive=60)
 client.loop_start()
 ts_ms = int(time.time() * 1000)
+def on_message(client, userdata, message):  # a rebirth request: the birth certificate again, same value
+    client.publish("spBv1.0/plant/NBIRTH/edge1", sparkplug_payload([("pressure", 1, value)], int(time.time() * 1000)), qos=1)
+client.on_message = on_message
+client.subscribe("spBv1.0/plant/NCMD/edge1", qos=0)
 client.publish("spBv1.0/plant/NBIRTH/edge1", sparkplug_payload([("pressure", 1, value)], ts_ms), qos=1).wait_for_publish()
 print(ts_ms / 1000, flush=True)
 while True:
@@ -301,7 +306,30 @@ async def test_a_frozen_sparkplug_metric_is_held_while_its_node_lives_and_not_af
     assert max(s.ts for s in values) < killed  # nothing held past the death
     death = next(i for i, s in enumerate(sink.samples) if s.status is SampleStatus.STALE)
     assert sink.samples[death + 1 :] == []
-    assert status.messages == 2  # the birth and the death: held values are no messages
+    # Its own rebirth request on connecting (no node was there to answer it), the birth and the death: held
+    # values are no messages.
+    assert status.messages == 3
+
+
+async def test_a_node_born_before_the_bridge_is_asked_to_be_born_again_and_its_frozen_value_held(mosquitto):
+    # A bridge restart (a deploy, a changed mapping) while the node's metric is frozen: without asking, the
+    # node is unknown to the new connection until its next birth, and its frozen value reads as no data.
+    node, _ = start_edge_node(mosquitto, 2.5)
+    sink, status = Collecting(), ConnectionStatus()
+    fields = {"format": "sparkplug", "group": "plant", "node": "edge1", "sampling_interval_ms": "100"}
+    cfg = ConnectionConfig(
+        name="test", endpoint=mosquitto.endpoint, interval_s=0.05, client_id="vigil-reborn"
+    )
+    try:
+        task = asyncio.create_task(
+            mqtt.run(cfg, {"p1.pressure": mqtt.parse_point(fields | {"metric": "pressure"})}, sink, status)
+        )
+        await until(lambda: len(sink.samples) >= 10)
+        await stop(task)
+    finally:
+        node.kill()
+        node.wait(10)
+    assert {(s.value, s.status) for s in sink.samples} == {(2.5, SampleStatus.GOOD)}
 
 
 async def test_a_sparkplug_metric_is_not_held_after_ndeath_nor_when_its_node_was_never_born(mosquitto):

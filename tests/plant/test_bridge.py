@@ -134,7 +134,8 @@ async def test_a_published_value_becomes_a_reading_with_its_sensor_time_and_qual
     ]
     assert await fetch(readings, sparkplug_sensor) == [(T + 10, 1.0, 0), (T + 11, 2.0, 0)]
     state = await fetch(state_of, connection)
-    assert state.messages == 6 and not state.running and not state.connected
+    # The six published messages and the bridge's own rebirth request to the Sparkplug node on connecting.
+    assert state.messages == 7 and not state.running and not state.connected
     reasons = [e["reason"] for e in state.recent_errors]
     assert any("payload is not JSON" in r for r in reasons)
     assert any("value is not a finite number" in r for r in reasons)
