@@ -73,9 +73,12 @@ def flush_seconds(options: Mapping[str, Any]) -> float:
 
 @dataclass
 class ConnectionStatus:
-    """Live status of one connection, updated by its client and read by the bridge's status reporter."""
+    """Live status of one connection, updated by its client and read by the bridge's status reporter.
+    ``connects`` counts the times the client reached its server (set ``connected`` True), so that its caller
+    can tell a try that never got through (a device not up yet) from a lost connection."""
 
-    connected: bool = False
+    _connected: bool = field(default=False, repr=False)
+    connects: int = 0
     last_message_at: float | None = None
     messages: int = 0
     samples: int = 0
@@ -85,6 +88,16 @@ class ConnectionStatus:
     recent_errors: list[PointError] = field(default_factory=list)
 
     MAX_RECENT = 20
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @connected.setter
+    def connected(self, value: bool) -> None:
+        if value and not self._connected:
+            self.connects += 1
+        self._connected = value
 
     def error(self, err: PointError, at: float) -> None:
         self.errors += 1
@@ -109,6 +122,14 @@ def backoff_delays(first: float = 1.0, cap: float = RECONNECT_CAP_S, jitter: flo
     while True:
         yield delay * (1.0 + random.uniform(-jitter, jitter))
         delay = min(cap, delay * 2.0)
+
+
+def failed_try(exc: BaseException, reached: bool) -> str:
+    """One line on a client's try that ended with ``exc``: "not reachable: ..." when it never reached its
+    server (``reached``: the status's ``connects`` went up during the try; a PLC still booting after a power
+    cut, a broker not up yet), else "connection lost: ...". The bridge's status and log and the edge agent's
+    log say it alike, one line per try."""
+    return f"{'connection lost' if reached else 'not reachable'}: {type(exc).__name__}: {exc}"
 
 
 def finite(value: object) -> float | None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from connectivity import protocols
 from connectivity.mapping_csv import MappingFileError, read_mapping_csv
-from connectivity.points import ConnectionStatus, backoff_delays
+from connectivity.points import ConnectionStatus, backoff_delays, failed_try
 from connectivity.protocols import ConnectionConfig, OutgoingState
 from edge.config import ConfigError
 from edge.decide import AlertEvent
@@ -115,7 +115,7 @@ def _runner(protocol: str, config: ConnectionConfig, points: Mapping[str, Any]) 
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a lost or refused connection: reconnect, never give up
-                logger.warning("source %s: %s: %s", config.name, type(exc).__name__, exc)
+                logger.warning("source %s: %s", config.name, failed_try(exc, status.connects > 0))
             else:
                 delays = backoff_delays()
             await asyncio.sleep(next(delays))

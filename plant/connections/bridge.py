@@ -39,6 +39,7 @@ from connectivity.points import (
     Sample,
     SampleStatus,
     backoff_delays,
+    failed_try,
 )
 from plant.connections.secrets import SecretError, password_of
 from plant.ingest import SOURCE_FLAGS, ParsedBatch, ingest_readings
@@ -216,13 +217,15 @@ class ConnectionRunner:
         delays = backoff_delays()
         while True:
             started = time.monotonic()
+            connects = self.status.connects
             try:
                 await client.run(config, points, self.sink, self.status)
                 reason = "the server closed the connection"
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any client failure is a disconnect, never the bridge's end
-                reason = f"disconnected: {type(exc).__name__}: {exc}"[:300]
+                # The status page reads "disconnected: not reachable: ..." while the device is not up.
+                reason = failed_try(exc, self.status.connects > connects)[:300]
             self.status.connected = False
             self.status.error(PointError(reason), time.time())
             log.warning("connection %s (%s): %s", self.connection.pk, self.connection.name, reason)

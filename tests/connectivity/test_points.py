@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from connectivity.points import ConnectionStatus, PointError, backoff_delays, finite
+from connectivity.points import ConnectionStatus, PointError, backoff_delays, failed_try, finite
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("django", "detection", "plant", "alerts", "models_registry", "config", "demo")
@@ -40,3 +40,22 @@ def test_status_keeps_the_last_errors_and_names_their_source():
     assert status.errors == ConnectionStatus.MAX_RECENT + 5
     assert len(status.recent_errors) == ConnectionStatus.MAX_RECENT
     assert status.last_error == f"plant/p{ConnectionStatus.MAX_RECENT + 4}: not a number"
+
+
+def test_a_try_that_never_reached_its_server_says_not_reachable_and_a_lost_one_connection_lost():
+    """The bridge's status line and log, and the edge agent's log, for a device that is not up yet (a PLC
+    booting after a power cut) were "disconnected: disconnected: ConnectionRefusedError ..."."""
+    status = ConnectionStatus()
+    before = status.connects
+    refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 4840)")
+    assert failed_try(refused, status.connects > before) == (
+        "not reachable: ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 4840)"
+    )
+    status.connected = True
+    status.connected = True  # set again while connected: still one connect
+    status.connected = False
+    assert status.connects == 1 and not status.connected
+    lost = ConnectionError("OPC UA connection to opc.tcp://plc:4840 lost")
+    assert failed_try(lost, status.connects > before) == (
+        "connection lost: ConnectionError: OPC UA connection to opc.tcp://plc:4840 lost"
+    )
