@@ -80,7 +80,10 @@ METRIC_TITLES = {
     "confirmed": "Confirmed faults",
     "false_alarms": "False alarms",
     "not_actionable": "Not actionable",
-    "precision": "Confirmed faults and false alarms (precision)",
+    "precision": "Confirmed faults and false alarms on machine-fault alerts (precision)",
+    "machine_judged": "Confirmed faults and false alarms on machine-fault alerts (precision)",
+    "machine_confirmed": "Confirmed faults on machine-fault alerts (precision, recall)",
+    "routed_judged": "Confirmed faults and false alarms on sensor or data-link alerts (not in precision, recall)",
     "actionable": "Confirmed faults repaired or scheduled",
     "followed": "Verdict within the follow-through window",
     "due": "Alerts counted in follow-through",
@@ -218,6 +221,8 @@ def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> Cells
         return Cell(text, f"{prefix}{metric}", name, COLUMN_LABELS[name], note)
 
     unjudged = (row.unjudged, "without a verdict yet")
+    # The gate's calls, not the model's (alerts.metrics.facts): said beside both model rates.
+    routed = (row.routed_judged, "on sensor or data-link alerts")
 
     return Cells(
         [
@@ -231,9 +236,9 @@ def cells(query: MetricsQuery, row: MetricsRow, *, total: bool = False) -> Cells
                 rate_text(row, "precision"),
                 "precision",
                 "precision",
-                left_out(unjudged, (row.not_actionable, "not actionable")),
+                left_out(unjudged, (row.not_actionable, "not actionable"), routed),
             ),
-            link(rate_text(row, "recall"), "confirmed", "recall", left_out(unjudged)),
+            link(rate_text(row, "recall"), "machine_confirmed", "recall", left_out(unjudged, routed)),
             link(
                 rate_text(row, "follow_through"),
                 "due",

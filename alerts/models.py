@@ -639,6 +639,9 @@ class MetricsCell(models.Model):
     followed = models.PositiveIntegerField(default=0)
     due = models.PositiveIntegerField(default=0)
     ignored = models.PositiveIntegerField(default=0)
+    # Precision's and recall's counts: the verdicts on machine-fault alerts only (alerts.metrics.facts).
+    machine_confirmed = models.PositiveIntegerField(default=0)
+    machine_judged = models.PositiveIntegerField(default=0)
     # Comma-separated, so the database joins a grouping's in its GROUP BY (string_agg/group_concat); the
     # reasons are FalseAlarmReason values ("unknown" for none), which hold no comma or colon.
     false_alarm_reasons = models.TextField(blank=True, help_text="reason:count,... of its false alarms.")

@@ -21,8 +21,9 @@ least one alert / all labelled faults.
 
 Follow-through estimate (``FOLLOW_THROUGH_MODEL``): each alert is assumed to get a verdict within
 ``VIGIL_FOLLOW_THROUGH_HOURS`` as often as the champion's real alerts of the period with the same verdict
-in force did (confirmed faults, false alarms, not actionable), and an alert without a known verdict as
-often as all real alerts did. This models the mix of alerts only, not a change of trust; the page shows the
+in force did (confirmed faults, false alarms, not actionable, on machine-fault alerts: a verdict on a
+"Check the sensor" or "Check the data link" alert judges the gate's call, so those count in the overall
+rate only), and an alert without a known verdict as often as all real alerts did. This models the mix of alerts only, not a change of trust; the page shows the
 observed rates it uses. The observed rates are the health page's follow-through over those alerts; they
 come from the alerts app (``provide_observed_follow_through``), which owns the per-alert facts.
 """

@@ -3,8 +3,14 @@
 Definitions (per period and per site, asset, asset type or model version; ARCHITECTURE "Metric
 definitions"), all from rows (Alert, AlertEvent, Feedback), never from counters:
 
-* precision = confirmed faults / (confirmed faults + false alarms); not-actionable verdicts are neither.
-* recall = confirmed faults / (confirmed faults + reported missed failures).
+* precision = confirmed faults / (confirmed faults + false alarms) over machine-fault alerts
+  (``machine_confirmed`` / ``machine_judged``); not-actionable verdicts are neither.
+* recall = confirmed machine faults / (confirmed machine faults + reported missed failures).
+* A confirmed fault or false alarm on an alert the data-quality gate filed "Check the sensor" or "Check the
+  data link" (``routed_judged``) is in neither rate: the gate routed it, so the verdict judges the sensor
+  or the link, not the model's machine-fault call (``alerts.metrics.facts``, which holds the one condition).
+  It still counts in verdicts, confirmed, false alarms, actionability, follow-through, time to acknowledge
+  and ignored: the operator still had to act.
 * follow-through = alerts with a verdict within ``VIGIL_FOLLOW_THROUGH_HOURS`` (24 h) of being shown /
   alerts shown. An alert still inside its window without a verdict is not yet late, so it is left out of
   that denominator until the window ends (``due``); for any closed period this is every alert.

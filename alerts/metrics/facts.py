@@ -15,6 +15,17 @@ and PostgreSQL alike; the alerts' filters and the period truncation come from th
 site scoping and the time zone are the ORM's, and only the delay between two times needs a function of
 each database. tests/alerts/test_metrics_golden.py checks the numbers against hand-written ones, and
 tests/alerts/test_metrics_facts.py the facts against the same definitions written as ORM subqueries.
+
+Which verdicts judge the model (``MODEL_JUDGED_CATEGORIES``, read by ``conditions``): precision and recall
+answer "of the alerts the model raised about the machine that were judged, how many were real machine
+faults". An alert the data-quality gate filed "Check the sensor" (category sensor_fault) or "Check the data
+link" (data_link) is not the model's machine-fault call: the gate routed it, because the readings behind the
+score were flagged or missing, and a verdict on it judges the sensor or the link ("sensor replaced", "link
+restored"; a data-link verdict writes no label at all). Counting a confirmed one as a true machine fault
+would raise precision and recall for readings the model never judged; counting a false alarm on one would
+lower them for the gate's call. So those verdicts are in neither rate (the health page says how many it
+left out), while every count of what operators did — verdicts, confirmed, false alarms, actionability,
+follow-through, acknowledgement, ignored and the alarm load — still counts them: the operator had to act.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from django.db import connection
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from alerts.choices import AlertState, FalseAlarmReason, FeedbackKind, Verdict
+from alerts.choices import AlertCategory, AlertState, FalseAlarmReason, FeedbackKind, Verdict
 from alerts.metrics.params import MetricsQuery, period_bounds
 from alerts.metrics.queries import (
     ACTIONABLE_ACTIONS,
@@ -55,7 +66,12 @@ COUNTED = (
     "followed",
     "due",
     "ignored",
+    "machine_confirmed",
+    "machine_judged",
 )
+# The categories whose verdicts judge the model's machine-fault call (module docstring): precision and
+# recall count only their alerts.
+MODEL_JUDGED_CATEGORIES = (AlertCategory.MACHINE_FAULT,)
 EVENT = AlertEvent._meta.db_table
 FEEDBACK = Feedback._meta.db_table
 
@@ -93,13 +109,14 @@ def facts_sql(
     *,
     leave_out: list[tuple[datetime, datetime]] | None = None,
 ) -> tuple[str, list[Any]]:
-    """``WITH ... facts AS (...)``: one row per alert the metrics count (shown, opened in the query's range), with ``id``, ``state``,
-    ``p`` (its period's start, naive local time or its text on SQLite: see ``moment``), ``k_<group>`` for
-    each of ``groups``, ``verdict``, ``verdict_action``, ``verdict_reason``, ``first_verdict_at``,
-    ``first_human_at``, ``shown_at``, ``response_us`` and ``tta_us`` (the delays in microseconds).
-    Append a ``SELECT ... FROM facts`` to it. ``leave_out``: [start, end) ranges of opening times whose
-    alerts are counted elsewhere (the stored closed periods, alerts.metrics.closed); the rest are then the
-    few of the open periods, so only their own events and verdicts are read."""
+    """``WITH ... facts AS (...)``: one row per alert the metrics count (shown, opened in the query's
+    range), with ``id``, ``state``, ``category``, ``p`` (its period's start, naive local time or its text
+    on SQLite: see ``moment``), ``k_<group>`` for each of ``groups``, ``verdict``, ``verdict_action``,
+    ``verdict_reason``, ``first_verdict_at``, ``first_human_at``, ``shown_at``, ``response_us`` and
+    ``tta_us`` (the delays in microseconds). Append a ``SELECT ... FROM facts`` to it. ``leave_out``:
+    [start, end) ranges of opening times whose alerts are counted elsewhere (the stored closed periods,
+    alerts.metrics.closed); the rest are then the few of the open periods, so only their own events and
+    verdicts are read."""
     alerts = in_range(
         Alert.objects.filter(is_shadow=False, asset__site_id__in=list(site_ids)), query, "opened_at"
     )
@@ -127,7 +144,7 @@ def alert_facts_sql(
     read; over every alert, one pass over both tables is much cheaper (bench/metrics.py)."""
 
     def selection(queryset: QuerySet[Alert]) -> tuple[str, tuple[Any, ...]]:
-        selected = queryset.values("id", "state", "opened_at", **columns)
+        selected = queryset.values("id", "state", "opened_at", "category", **columns)
         if not selected.query.is_sliced:  # a chunk of the export keeps its order and limit
             selected = selected.order_by()
         return selected.query.sql_with_params()
@@ -192,10 +209,22 @@ facts AS (
     return sql, params
 
 
+def by_the_model() -> tuple[str, list[Any]]:
+    """SQL condition over ``facts``: the alert is one whose verdict judges the model's machine-fault call
+    (``MODEL_JUDGED_CATEGORIES``), not one the gate routed to the sensor or the data link."""
+    return f"category IN ({', '.join(['%s'] * len(MODEL_JUDGED_CATEGORIES))})", list(MODEL_JUDGED_CATEGORIES)
+
+
 def conditions(now: datetime) -> dict[str, tuple[str, list[Any]]]:
     """The population behind each number of a row (drill-down) and each conditional count, as SQL
-    conditions over ``facts``."""
+    conditions over ``facts``. ``confirmed``, ``false_alarms`` and the operators' counts take every alert;
+    precision's (``machine_judged``, alias ``precision``) and recall's (``machine_confirmed``) take only the
+    alerts of ``MODEL_JUDGED_CATEGORIES``, and ``routed_judged`` is what that leaves out (module docstring)."""
     window_us = int(follow_through_window().total_seconds() * 1_000_000)
+    model, model_params = by_the_model()
+    judged = "verdict IN (%s, %s)"
+    judged_params = [Verdict.CONFIRMED_FAULT, Verdict.FALSE_ALARM]
+    machine_judged = (f"{judged} AND {model}", [*judged_params, *model_params])
     due_before = connection.ops.adapt_datetimefield_value(now - follow_through_window())
     dismissed = f"verdict IN ({', '.join(['%s'] * len(DISMISSED_VERDICTS))})"
     ignored = "state = %s AND first_human_at IS NULL"
@@ -206,7 +235,10 @@ def conditions(now: datetime) -> dict[str, tuple[str, list[Any]]]:
         "confirmed": ("verdict = %s", [Verdict.CONFIRMED_FAULT]),
         "false_alarms": ("verdict = %s", [Verdict.FALSE_ALARM]),
         "not_actionable": ("verdict = %s", [Verdict.NOT_ACTIONABLE]),
-        "precision": ("verdict IN (%s, %s)", [Verdict.CONFIRMED_FAULT, Verdict.FALSE_ALARM]),
+        "machine_confirmed": (f"verdict = %s AND {model}", [Verdict.CONFIRMED_FAULT, *model_params]),
+        "machine_judged": machine_judged,
+        "precision": machine_judged,
+        "routed_judged": (f"{judged} AND NOT {model}", [*judged_params, *model_params]),
         "actionable": (
             f"verdict = %s AND verdict_action IN ({', '.join(['%s'] * len(ACTIONABLE_ACTIONS))})",
             [Verdict.CONFIRMED_FAULT, *ACTIONABLE_ACTIONS],
@@ -254,40 +286,48 @@ def fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
-# The comparison's verdict groups (models_registry.comparison) by the verdict in force.
+# The comparison's verdict groups (models_registry.comparison) by the verdict in force on a machine-fault
+# alert. A verdict on a sensor or data-link alert judges the gate's call, not the model's (module docstring):
+# those alerts count in the overall rate only, under ROUTED in the counts.
 FOLLOW_THROUGH_KEYS = {
     Verdict.CONFIRMED_FAULT: "true",
     Verdict.FALSE_ALARM: "false_alarm",
     Verdict.NOT_ACTIONABLE: "not_actionable",
 }
+ROUTED = "sensor_or_data_link"
 
 
 def follow_through_by_verdict(alerts: QuerySet[Alert], *, now: datetime) -> dict[str, Any]:
     """Follow-through of ``alerts`` as the health page counts it (``followed`` / ``due`` over the shown
     ones, window ``VIGIL_FOLLOW_THROUGH_HOURS``), overall and per verdict in force: ``alerts`` (how many
     were shown), ``overall`` and ``rates`` (None / left out when nothing is due yet) and ``counts`` (the
-    due alerts behind each rate, ``unknown`` for those without a verdict)."""
+    due alerts behind each rate, ``unknown`` for those without a verdict, ``ROUTED`` for the sensor and
+    data-link alerts with one: in the overall rate, in no verdict's)."""
     facts, params = alert_facts_sql(alerts, few=True)
     known = conditions(now)
     (followed, followed_params), (due, due_params) = known["followed"], known["due"]
+    model, model_params = by_the_model()
     rows = fetch(
-        f"{facts} SELECT verdict, COUNT(*), COUNT(CASE WHEN {followed} THEN 1 END),"
-        f" COUNT(CASE WHEN {due} THEN 1 END) FROM facts GROUP BY verdict",
-        [*params, *followed_params, *due_params],
+        f"{facts} SELECT verdict, CASE WHEN {model} THEN 1 ELSE 0 END AS model, COUNT(*),"
+        f" COUNT(CASE WHEN {followed} THEN 1 END), COUNT(CASE WHEN {due} THEN 1 END)"
+        f" FROM facts GROUP BY verdict, model",
+        [*params, *model_params, *followed_params, *due_params],
     )
-    shown = sum(row[1] for row in rows)
-    followed_n = sum(row[2] for row in rows)
-    due_n = sum(row[3] for row in rows)
+    shown = sum(row[2] for row in rows)
+    followed_n = sum(row[3] for row in rows)
+    due_n = sum(row[4] for row in rows)
     counts: dict[str, int] = {}
     hits: dict[str, int] = {}
-    for verdict, _shown, hit, due_count in rows:
-        key = FOLLOW_THROUGH_KEYS.get(verdict, "unknown")
+    for verdict, by_model, _shown, hit, due_count in rows:
+        key = FOLLOW_THROUGH_KEYS.get(verdict, "unknown") if by_model or verdict is None else ROUTED
         counts[key] = counts.get(key, 0) + due_count
         hits[key] = hits.get(key, 0) + hit
     return {
         "alerts": shown,
         "overall": followed_n / due_n if due_n else None,
-        "rates": {key: hits[key] / n for key, n in counts.items() if key != "unknown" and n},
+        "rates": {
+            key: hits[key] / n for key, n in counts.items() if key in FOLLOW_THROUGH_KEYS.values() and n
+        },
         "counts": counts,
     }
 
@@ -353,7 +393,6 @@ class AlertFacts:
 
 DESCRIBED = {
     "closed": F("closed_at"),
-    "alert_category": F("category"),
     "site_slug": F("asset__site__slug"),
     "site_name": F("asset__site__name"),
     "asset_tag": F("asset__tag"),
@@ -390,11 +429,11 @@ def alert_facts(
     one statement. ``shown_only`` as in ``alert_facts_sql``; ``due`` is judged at ``now`` (default: now)."""
     facts, params = alert_facts_sql(alerts, shown_only=shown_only, few=True, **DESCRIBED)
     # Named as AlertFacts' fields, but for the model's name and number and the delay in microseconds (and
-    # the category, which a values() annotation cannot be named after a field of the model).
+    # the closing time, which a values() annotation cannot be named after a field of the model).
     selected = {
         "id": "pk",
         "closed": "closed_at",
-        "alert_category": "category",
+        "category": "category",
         **{name: name for name in FACT_COLUMNS},
     }
     columns = ", ".join(f"{column} AS {name}" for column, name in selected.items())

@@ -31,12 +31,24 @@ _ROW_FIELDS = {
     "label": {"type": "string", "description": "Name of the key, e.g. 'P-101 · North' or 'pump-anomaly v2'."},
     "alerts": {**_COUNT, "description": "Alerts shown to operators, opened in the period."},
     "verdicts": {**_COUNT, "description": "Of those, alerts with a verdict (the latest one counts)."},
-    "confirmed": {**_COUNT, "description": "Verdict: confirmed fault."},
-    "false_alarms": {**_COUNT, "description": "Verdict: false alarm."},
+    "confirmed": {
+        **_COUNT,
+        "description": "Verdict: confirmed fault (every category; precision and recall read machine_confirmed).",
+    },
+    "false_alarms": {**_COUNT, "description": "Verdict: false alarm (every category)."},
     "not_actionable": {**_COUNT, "description": "Verdict: not actionable (neither right nor wrong)."},
     "missed": {**_COUNT, "description": "Reported failures no alert caught, by the start of the failure."},
-    "precision": {**_RATE, "description": "confirmed / (confirmed + false_alarms); null when both are 0."},
-    "recall": {**_RATE, "description": "confirmed / (confirmed + missed); null when both are 0."},
+    "precision": {
+        **_RATE,
+        "description": (
+            "machine_confirmed / machine_judged: of the machine-fault alerts judged confirmed or false alarm, "
+            "the confirmed share; null when none was."
+        ),
+    },
+    "recall": {
+        **_RATE,
+        "description": "machine_confirmed / (machine_confirmed + missed); null when both are 0.",
+    },
     "follow_through": {
         **_RATE,
         "description": (
@@ -79,6 +91,22 @@ _ROW_FIELDS = {
         "description": (
             "Alerts a person answered (acknowledge, snooze or verdict): the delays tta_median_s and tta_p90_s "
             "are computed from (null delays when 0)."
+        ),
+    },
+    "machine_confirmed": {
+        **_COUNT,
+        "description": "Confirmed faults on machine-fault alerts: precision's and recall's numerator.",
+    },
+    "machine_judged": {
+        **_COUNT,
+        "description": "Confirmed faults and false alarms on machine-fault alerts: precision's denominator.",
+    },
+    "routed_judged": {
+        **_COUNT,
+        "description": (
+            "Confirmed faults and false alarms on alerts the data-quality gate filed 'Check the sensor' or "
+            "'Check the data link': the gate's call, not the model's, so in neither precision nor recall "
+            "(still in confirmed, false_alarms, verdicts, actionability and follow-through)."
         ),
     },
 }

@@ -43,11 +43,16 @@ API_FIELDS = (
     "ignored",
     # The numerators and denominators the rates above leave implicit (RATE_PARTS): followed / due is the
     # follow-through, actionable / verdicts the actionability; alerts − due are still inside their window;
-    # acknowledged is how many answered alerts tta_median_s and tta_p90_s come from.
+    # acknowledged is how many answered alerts tta_median_s and tta_p90_s come from; machine_confirmed /
+    # machine_judged is the precision (machine_confirmed also recall's numerator), and routed_judged the
+    # confirmed faults and false alarms on sensor or data-link alerts that both rates leave out.
     "actionable",
     "followed",
     "due",
     "acknowledged",
+    "machine_confirmed",
+    "machine_judged",
+    "routed_judged",
 )
 NO_MODEL = "no model deployed"
 ALL = "All"
@@ -61,8 +66,8 @@ def ratio(numerator: int, denominator: int) -> float | None:
 # Each rate's numerator and denominator (MetricsRow attributes), and the word the page puts after the
 # denominator: the page's cells and the trend's hover text say '100% (2 of 2 due)' from these.
 RATE_PARTS = {
-    "precision": ("confirmed", "judged", ""),
-    "recall": ("confirmed", "faults", ""),
+    "precision": ("machine_confirmed", "machine_judged", ""),
+    "recall": ("machine_confirmed", "faults", ""),
     "follow_through": ("followed", "due", "due"),
     "actionability": ("actionable", "verdicts", ""),
 }
@@ -97,7 +102,10 @@ def p90(values: list[float]) -> float | None:
 
 @dataclass(slots=True)
 class MetricsRow:
-    """The numbers of one (period, key): counts from the database, rates derived from them."""
+    """The numbers of one (period, key): counts from the database, rates derived from them. ``confirmed``
+    and ``false_alarms`` count every verdict the operators gave; precision and recall read
+    ``machine_confirmed`` and ``machine_judged``, the verdicts on machine-fault alerts only
+    (alerts.metrics.facts: a sensor or data-link alert is the gate's call, not the model's)."""
 
     period: str
     key: int | None
@@ -111,21 +119,25 @@ class MetricsRow:
     followed: int = 0
     due: int = 0
     ignored: int = 0
+    machine_confirmed: int = 0
+    machine_judged: int = 0
     missed: int = 0
     tta_s: list[float] = field(default_factory=list, repr=False)
     false_alarms_by_reason: dict[str, int] = field(default_factory=dict)
 
     # Each rate's denominator, named once: the rates divide by them and the page shows them beside the rate
     # ("100 % (2 of 2 due)"), with what they leave out (``not_due``, ``unjudged``), so the two never disagree.
-    @property
-    def judged(self) -> int:
-        """Precision's denominator: confirmed faults and false alarms (not-actionable verdicts are neither)."""
-        return self.confirmed + self.false_alarms
-
+    # Precision's denominator is ``machine_judged``: confirmed faults and false alarms on machine-fault
+    # alerts (not-actionable verdicts are neither).
     @property
     def faults(self) -> int:
-        """Recall's denominator: confirmed faults and reported missed failures."""
-        return self.confirmed + self.missed
+        """Recall's denominator: confirmed machine faults and reported missed failures."""
+        return self.machine_confirmed + self.missed
+
+    @property
+    def routed_judged(self) -> int:
+        """Confirmed faults and false alarms on sensor or data-link alerts: in neither precision nor recall."""
+        return self.confirmed + self.false_alarms - self.machine_judged
 
     @property
     def not_due(self) -> int:
@@ -139,11 +151,11 @@ class MetricsRow:
 
     @property
     def precision(self) -> float | None:
-        return ratio(self.confirmed, self.judged)
+        return ratio(self.machine_confirmed, self.machine_judged)
 
     @property
     def recall(self) -> float | None:
-        return ratio(self.confirmed, self.faults)
+        return ratio(self.machine_confirmed, self.faults)
 
     @property
     def follow_through(self) -> float | None:
@@ -179,7 +191,7 @@ class MetricsRow:
 # A row's API values as one tuple (read in C).
 _API_VALUES = operator.attrgetter(*API_FIELDS)
 # Closed rows are built positionally (alerts.metrics.rows._add_closed): the counts follow COUNTED's order.
-if tuple(f.name for f in fields(MetricsRow))[4:13] != (*COUNTED, "missed"):
+if tuple(f.name for f in fields(MetricsRow))[4 : 5 + len(COUNTED)] != (*COUNTED, "missed"):
     raise ImportError("MetricsRow's count fields no longer follow alerts.metrics.facts.COUNTED")
 
 
@@ -265,7 +277,8 @@ def _rows_and_drivers(
     by = f"p, k_{group}" if group else "p"
     blanks = ", ".join(["NULL"] * len(COUNTED))
     counted, counted_params = counts_sql(COUNTED, now)
-    # Every part has the same 15 columns: part, period, key, second key, reason, then 9 counts and a delay.
+    # Every part has the same columns: part, period, key, second key, reason, then the counts (COUNT(*) and
+    # COUNTED) and a delay.
     # False alarms are split by reason in the counts' GROUP BY (other alerts: one group, reason null).
     # Percentiles are not portable SQL: the delays come back one number per acknowledged alert.
     parts = [

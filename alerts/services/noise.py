@@ -15,7 +15,8 @@ For each group engineers are offered:
 
 Matching is by time: a projected episode "is" a real alert (or catches a missed failure) when its span
 (opening window to last anomalous window) overlaps the alert's (``opened_at`` to ``last_seen_at``) or the
-failure label's range. Recall = caught confirmed-fault alerts and missed failures / all of them.
+failure label's range. Recall = caught confirmed-fault alerts and missed failures / all of them, the
+confirmed faults being those of machine-fault alerts as in the health page's recall (alerts.metrics.facts).
 
 Applying writes an ``alerts.ThresholdOverride`` or sets ``plant.Sensor.needs_calibration`` and records an
 ``alerts.NoiseAction``; applying twice changes nothing the second time, and both can be undone.
@@ -44,7 +45,7 @@ from alerts.choices import (
     Verdict,
     category_counts,
 )
-from alerts.metrics.facts import verdicts_in_force
+from alerts.metrics.facts import MODEL_JUDGED_CATEGORIES, verdicts_in_force
 from alerts.models import Alert, Feedback, NoiseAction, Score, ThresholdOverride
 from detection.rules import alert_episodes, overlap
 from detection.runtime import higher_is_worse
@@ -380,7 +381,13 @@ def build_suggestion(
         return (alert.opened_at.timestamp(), max(alert.last_seen_at, alert.opened_at).timestamp())
 
     dismissed_spans = [span(e.alert) for e in evidence]
-    confirmed = [a for a in alerts if verdicts.get(a.pk) == Verdict.CONFIRMED_FAULT]
+    # The faults a threshold must keep catching are the model's confirmed machine faults, as in recall: a
+    # confirmed sensor or data-link alert was the gate's call (alerts.metrics.facts).
+    confirmed = [
+        a
+        for a in alerts
+        if verdicts.get(a.pk) == Verdict.CONFIRMED_FAULT and a.category in MODEL_JUDGED_CATEGORIES
+    ]
     fault_spans = [span(a) for a in confirmed] + [
         (f.label.start.timestamp(), f.label.end.timestamp()) for f in missed
     ]

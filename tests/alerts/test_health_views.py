@@ -3,6 +3,8 @@ links to exactly the alerts it counts."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -184,12 +186,58 @@ def test_every_count_on_the_page_links_to_exactly_that_many_alerts(engineer_clie
                     checked += 1
                 if name == "tta_median":  # "4 min (median of N)": N is the alerts its link lists
                     assert drill_count(engineer_client, cell.url) == row.acknowledged
+                if name in ("precision", "recall"):  # "50% (1 of 2)": the machine-fault verdicts it divides
+                    listed = drill_count(engineer_client, cell.url)
+                    assert listed == (row.machine_judged if name == "precision" else row.machine_confirmed)
                 if name == "follow_through":
                     query = parse_qs(urlsplit(cell.url).query)
                     assert query["metric"] == ["due"]
                     followed = cell.url.replace("metric=due", "metric=followed")
                     assert drill_count(engineer_client, followed) == row.followed
     assert checked >= 7 * 6
+
+
+def test_precision_on_the_page_the_api_and_the_csv_leaves_out_the_sensor_and_data_link_verdicts(
+    engineer_client, golden
+):
+    # June, North: confirmed J1 ("Check the sensor"), J2 ("Check the data link") and J7, false alarm J3.
+    response = engineer_client.get(HEALTH, {"group_by": "site"})
+    june = next(item for item in response.context["periods"] if item["total"].period == "2026-06")
+    row, row_cells = next((row, cells) for row, cells in june["rows"] if row.label == "North")
+    by_name = {cell.name: cell for cell in row_cells}
+    assert by_name["confirmed"].text == "3", "the operators confirmed three"
+    assert by_name["precision"].text == "50% (1 of 2)"
+    assert "2 on sensor or data-link alerts" in by_name["precision"].note
+    assert by_name["recall"].text == "33% (1 of 3)"
+    assert "2 on sensor or data-link alerts" in by_name["recall"].note
+    assert by_name["follow_through"].text == "80% (4 of 5 due)", "J1 and J2 still count as answered"
+    page = response.content.decode()
+    assert "50% (1 of 2)" in page and "not counted: 1 without a verdict yet, 2 on sensor or data-link" in page
+    # The alerts behind the left-out count are J1 and J2; behind precision J3 and J7.
+    drill = {"period": "2026-06", "group_by": "site", "key": golden.north.pk}
+    routed = engineer_client.get(DRILL, {**drill, "metric": "routed_judged"}).context["alerts"]
+    assert [a.pk for a in routed] == [golden.alerts[name].pk for name in ("J1", "J2")]
+    judged = engineer_client.get(DRILL, {**drill, "metric": "precision"}).context["alerts"]
+    assert [a.pk for a in judged] == [golden.alerts[name].pk for name in ("J3", "J7")]
+    # The API and its CSV carry the same numbers.
+    (api,) = [
+        r for r in engineer_client.get("/api/v1/metrics").json()["rows"] if (r["period"], r["label"]) == (
+            "2026-06", "North"
+        )
+    ]  # fmt: skip
+    assert (api["confirmed"], api["machine_confirmed"], api["machine_judged"], api["routed_judged"]) == (
+        3,
+        1,
+        2,
+        2,
+    )
+    assert (api["precision"], api["recall"]) == (0.5, pytest.approx(1 / 3))
+    text = engineer_client.get("/api/v1/metrics.csv").content.decode()
+    (csv_row,) = [
+        r for r in csv.DictReader(io.StringIO(text)) if (r["period"], r["label"]) == ("2026-06", "North")
+    ]
+    assert (csv_row["precision"], csv_row["machine_judged"], csv_row["routed_judged"]) == ("0.5", "2", "2")
+    assert float(csv_row["recall"]) == pytest.approx(1 / 3)
 
 
 def test_the_page_shows_the_same_rows_as_metric_rows(engineer_client, golden):

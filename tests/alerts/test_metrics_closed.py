@@ -4,10 +4,12 @@ read while nothing in it can change."""
 
 from __future__ import annotations
 
+import importlib
 import random
 from datetime import date, datetime, timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import connection
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
@@ -297,3 +299,21 @@ def test_the_parsed_sums_are_reused_until_a_period_or_an_asset_changes(golden, l
     moved.site = golden.south
     moved.save()
     assert snapshot(golden, query) == live(golden, query)
+
+
+def test_periods_stored_before_precision_left_out_the_routed_verdicts_are_counted_again(golden):
+    # Cells stored before alerts 0014 hold 0 machine verdicts: read as they are, June's precision would be
+    # "—". The migration marks every stored period dirty, so the next read counts it again.
+    migration = importlib.import_module("alerts.migrations.0014_metrics_cell_machine_verdicts")
+    refresh_closed_periods(NOW)
+    june = MetricsPeriod.objects.get(kind="month", label="2026-06")
+    MetricsCell.objects.filter(period=june).update(machine_confirmed=0, machine_judged=0)
+    clear_cache()
+    stale = health_report(site_ids(golden), MetricsQuery(), now=NOW).totals[0]
+    assert (stale.period, stale.precision) == ("2026-06", None)
+
+    migration.recount_stored_periods(django_apps, None)
+    assert not MetricsPeriod.objects.filter(dirty=False).exists()
+    june_total = health_report(site_ids(golden), MetricsQuery(), now=NOW).totals[0]
+    # J3, J6, J7 judged on machine-fault alerts (J6, J7 confirmed); J1 and J2 left out.
+    assert (june_total.machine_confirmed, june_total.machine_judged, june_total.routed_judged) == (2, 3, 2)

@@ -5,8 +5,11 @@ recomputed).
 The history (times UTC, 2026; FT = follow-through window of 24 h):
 
 North (P-101 and P-102, pumps; "pump-anomaly" v1 champion from May, v2 from 1 August)
-  June  J1 P-101 06-02 08:00 confirmed/repaired 10:00 (2 h)
-        J2 P-101 06-05 08:00 acknowledged 08:30, confirmed/scheduled 12:00 (ack 30 min)
+  June  J1 P-101 06-02 08:00 "Check the sensor" (the gate's category), confirmed/repaired 10:00 (2 h)
+        J2 P-101 06-05 08:00 "Check the data link", acknowledged 08:30, confirmed/scheduled ("fix
+           scheduled") 12:00 (ack 30 min)
+        (J1 and J2 count as verdicts, confirmed, actionable and followed through like any alert, but not in
+        precision or recall: the gate sent the technician to the sensor and the link, not the model)
         J3 P-102 06-10 08:00 false alarm/sensor glitch 09:00 (1 h)
         J4 P-102 06-12 08:00 auto-closed 20:00, untouched (ignored)
         J7 P-101 06-25 08:00 false alarm 10:00, corrected to confirmed/repaired on 06-27 (counts as confirmed)
@@ -40,6 +43,7 @@ from fractions import Fraction
 
 import pytest
 
+from alerts.choices import AlertCategory
 from alerts.metrics import MetricsQuery, health_report, metric_rows, trust_warnings
 from alerts.metrics.rows import MetricsRow
 from alerts.models import Alert, MaintenanceWindow
@@ -82,9 +86,16 @@ def make_version(asset_type: AssetType, name: str, number: int, *, champion_at: 
 
 
 def open_alert(
-    asset: Asset, version: ModelVersion, opened: datetime, *, suppressed=False, shadow=False
+    asset: Asset,
+    version: ModelVersion,
+    opened: datetime,
+    *,
+    suppressed=False,
+    shadow=False,
+    category: str = AlertCategory.MACHINE_FAULT,
 ) -> Alert:
-    """An alert as the scorer opens it: the row and its creation event at ``opened``."""
+    """An alert as the scorer opens it (filed in ``category`` by the gate): the row and its creation event
+    at ``opened``."""
     return make_alert(
         asset,
         version,
@@ -92,6 +103,7 @@ def open_alert(
         state="suppressed" if suppressed else "open",
         reason="opened",
         is_shadow=shadow,
+        category=category,
         first_window_start=opened - timedelta(minutes=3),
         last_seen_at=opened,
         peak_score=12.0,
@@ -141,9 +153,9 @@ def build_golden_history() -> Golden:
         record_feedback(alerts[name], user, action, now=moment)
 
     # June
-    alert("J1", p101, pump_v1, at(6, 2))
+    alert("J1", p101, pump_v1, at(6, 2), category=AlertCategory.SENSOR_FAULT)
     say("J1", tess, "confirm:repaired", at(6, 2, 10))
-    alert("J2", p101, pump_v1, at(6, 5))
+    alert("J2", p101, pump_v1, at(6, 5), category=AlertCategory.DATA_LINK)
     say("J2", tess, "acknowledge", at(6, 5, 8, 30))
     say("J2", tess, "confirm:scheduled", at(6, 5, 12))
     alert("J3", p102, pump_v1, at(6, 10))
@@ -207,8 +219,11 @@ def F(n: int, d: int) -> Fraction:
 
 # period, site: alerts, verdicts, confirmed, false_alarms, not_actionable, missed,
 #               precision, recall, follow_through, actionability, tta_median_s, tta_p90_s, ignored, by reason
+# June on the north site and P-101: precision and recall count J7 (confirmed) and J3 (false alarm) only, not
+# the confirmed sensor (J1) and data-link (J2) alerts: 1/2 and 1/(1 + 2 missed); P-101 1/1 and 1/(1 + 1).
+# J1 and J2 are still in confirmed (3), verdicts, actionability (3 of 4) and follow-through.
 BY_SITE_MONTH = {
-    ("2026-06", "north"): (5, 4, 3, 1, 0, 2, F(3, 4), F(3, 5), F(4, 5), F(3, 4), 5400, 7200, 1,
+    ("2026-06", "north"): (5, 4, 3, 1, 0, 2, F(1, 2), F(1, 3), F(4, 5), F(3, 4), 5400, 7200, 1,
                            {"sensor_glitch": 1}),
     ("2026-06", "south"): (2, 2, 1, 0, 1, 0, F(1, 1), F(1, 1), F(1, 2), F(0, 2), 97200, 172800, 0, {}),
     ("2026-07", "north"): (6, 4, 1, 3, 0, 0, F(1, 4), F(1, 1), F(3, 6), F(1, 4), 3600, 100800, 1,
@@ -218,7 +233,7 @@ BY_SITE_MONTH = {
     ("2026-08", "south"): (1, 1, 1, 0, 0, 0, F(1, 1), F(1, 1), F(1, 1), F(1, 1), 1800, 1800, 0, {}),
 }  # fmt: skip
 BY_ASSET_MONTH = {
-    ("2026-06", "P-101"): (3, 3, 3, 0, 0, 1, F(1, 1), F(3, 4), F(3, 3), F(3, 3), 7200, 7200, 0, {}),
+    ("2026-06", "P-101"): (3, 3, 3, 0, 0, 1, F(1, 1), F(1, 2), F(3, 3), F(3, 3), 7200, 7200, 0, {}),
     ("2026-06", "P-102"): (2, 1, 0, 1, 0, 1, F(0, 1), F(0, 1), F(1, 2), F(0, 1), 3600, 3600, 1,
                            {"sensor_glitch": 1}),
     ("2026-07", "P-101"): (4, 2, 0, 2, 0, 0, F(0, 2), None, F(1, 4), F(0, 2), 3600, 100800, 1,
@@ -261,6 +276,18 @@ def test_site_rows_per_month_match_the_hand_worked_numbers(golden):
 def test_asset_rows_per_month_match_the_hand_worked_numbers(golden):
     rows = metric_rows(site_ids(golden), MetricsQuery(group_by="asset", period="month"), now=NOW)
     assert_rows(rows, BY_ASSET_MONTH, lambda row: row.label.split(" · ")[0])
+
+
+def test_precision_and_recall_leave_out_the_sensor_and_data_link_verdicts_and_say_how_many(golden):
+    rows = metric_rows(site_ids(golden), MetricsQuery(group_by="site", period="month"), now=NOW)
+    june = next(row for row in rows if (row.period, row.label) == ("2026-06", "North"))
+    # Confirmed J1 (sensor), J2 (data link), J7 (machine); false alarm J3 (machine).
+    assert (june.confirmed, june.false_alarms) == (3, 1)
+    assert (june.machine_confirmed, june.machine_judged, june.routed_judged) == (1, 2, 2)
+    assert (june.precision, june.recall) == (0.5, pytest.approx(1 / 3))
+    # What the operators did still counts them: J1 and J2 were followed through and acted on.
+    assert (june.followed, june.due, june.actionable, june.verdicts) == (4, 5, 3, 4)
+    assert june.as_dict()["routed_judged"] == 2
 
 
 def test_model_version_rows_charge_missed_failures_to_the_champion_of_their_time(golden):

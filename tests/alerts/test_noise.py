@@ -176,6 +176,21 @@ def test_the_suggestion_projects_from_the_stored_scores_and_real_alerts(asset, v
     assert suggestion.retrain_url.startswith("/models/")
 
 
+def test_a_confirmed_data_link_alert_is_not_a_fault_the_threshold_must_keep_catching(
+    asset, version, technician, base
+):
+    # The model's recall, as on the health page: the link was down, the machine was not at fault.
+    alerts = scenario(asset, version, technician, base)
+    Alert.objects.filter(pk=alerts[3].pk).update(category="data_link")
+    start = base + 40 * STEP
+    record_missed_failure(
+        asset, technician, start=start + timedelta(hours=1), end=start + timedelta(hours=2), fault_type="seal"
+    )
+
+    plan = build_suggestion(NoiseKey(asset.pk, version.pk, "vibration"), [asset.site_id]).threshold
+    assert (plan.before.faults_total, plan.before.recall) == (1, 0.0), "was 2 faults, recall 0.5"
+
+
 def test_an_applied_override_stops_an_alert_that_would_have_opened(
     asset, version, technician, engineer, base
 ):

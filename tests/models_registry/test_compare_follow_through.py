@@ -55,3 +55,26 @@ def test_the_compare_page_and_the_health_page_report_the_same_follow_through(
     # in words, not the rates' keys ("true 1.00, falsealarm 1.00")
     assert f"confirmed faults 1.00, false alarms {false_alarm_rate:.2f}" in html and "falsealarm" not in html
     assert f"within {hours} h" in comparison.follow_through_model
+
+
+def test_a_confirmed_data_link_or_sensor_alert_counts_in_the_overall_rate_not_in_the_confirmed_faults(
+    client, engineer, technician, asset
+):
+    # The comparison applies the "true" rate to a version's alerts on machine-fault labels: a confirmed
+    # "Check the data link" alert (no label) or "Check the sensor" alert is the gate's call, not one of them.
+    champion = make_version(asset.asset_type)
+    promote(champion, reason="first")
+    challenger = make_version(asset.asset_type)
+    machine = make_alert(asset, champion, age_min=4 * 24 * 60)
+    record_feedback(machine, technician, "confirm:repaired", now=machine.opened_at + timedelta(hours=1))
+    for category in ("data_link", "sensor_fault"):  # both answered late: 30 h after they were shown
+        routed = make_alert(asset, champion, age_min=3 * 24 * 60, category=category)
+        record_feedback(routed, technician, "confirm:repaired", now=routed.opened_at + timedelta(hours=30))
+    client.force_login(engineer)
+
+    comparison, html = _compare_follow_through(client, challenger)
+    assert _health_follow_through(client) == pytest.approx(1 / 3), "the operators answered 1 of 3 in time"
+    assert comparison.observed["overall"] == pytest.approx(1 / 3)
+    assert comparison.observed["rates"] == {"true": 1.0}, "was 1/3: the late link and sensor fixes"
+    assert comparison.observed["counts"] == {"true": 1, "sensor_or_data_link": 2}
+    assert "confirmed faults 1.00." in html and "sensor_or_data_link" not in html
