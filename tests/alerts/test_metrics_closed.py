@@ -304,7 +304,7 @@ def test_the_parsed_sums_are_reused_until_a_period_or_an_asset_changes(golden, l
 def test_periods_stored_before_precision_left_out_the_routed_verdicts_are_counted_again(golden):
     # Cells stored before alerts 0014 hold 0 machine verdicts: read as they are, June's precision would be
     # "—". The migration marks every stored period dirty, so the next read counts it again.
-    migration = importlib.import_module("alerts.migrations.0014_metrics_cell_machine_verdicts")
+    migration = importlib.import_module("alerts.migrations.0015_metrics_cell_machine_verdicts")
     refresh_closed_periods(NOW)
     june = MetricsPeriod.objects.get(kind="month", label="2026-06")
     MetricsCell.objects.filter(period=june).update(machine_confirmed=0, machine_judged=0)

@@ -14,7 +14,7 @@ def recount_stored_periods(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("alerts", "0013_alert_category_data_link"),
+        ("alerts", "0014_alertevent_kind"),
     ]
 
     operations = [
