@@ -163,6 +163,10 @@ class MaintenanceAction(models.TextChoices):
     )
 
 
+# The confirmed-fault actions that say the SENSOR was at fault, not the machine (alerts.services.feedback).
+SENSOR_ACTIONS = (MaintenanceAction.SENSOR_REPLACED, MaintenanceAction.RECALIBRATED)
+
+
 class FalseAlarmReason(models.TextChoices):
     SENSOR_GLITCH = "sensor_glitch", "Sensor glitch"
     NORMAL_OPERATING_CHANGE = "normal_operating_change", "Normal operating change"

@@ -18,6 +18,13 @@ about the machine (a faulty sensor says nothing about it, faulty or normal):
 * false alarm → no Label: the sensor read true, its windows stay ordinary training data (a correction to
   false alarm removes the ``excluded`` label, a correction from it writes one).
 
+A model's alert the quality gate filed "Check the sensor" (category sensor_fault) offers both: "Sensor
+replaced" / "Recalibrated" take the sensor's rule above (Label ``excluded``; the alert stays "Check the
+sensor", out of the model's precision and recall), while a machine repair confirms that the gate's guess was
+wrong and moves the alert to "Machine fault" (``_file_by_verdict``: a category change on its timeline) before
+its window is labelled that fault, so precision and recall count it. The same rule files a model's alert
+confirmed with a sensor action "Check the sensor", and a correction moves it back and forth.
+
 A data-link alert (category data_link, "Check the data link": readings of a driving sensor went missing)
 writes no Label whatever the verdict: a confirmed link fault is neither the machine's fault nor its normal
 behaviour, and there are no readings of the gap to relabel. The verdict still counts in the metrics.
@@ -53,8 +60,10 @@ from alerts.broadcast import broadcast_alerts
 from alerts.choices import (
     ACTIVE_STATES,
     ONGOING_EPISODES,
+    SENSOR_ACTIONS,
     SNOOZE_HOURS,
     AlertCategory,
+    AlertEventKind,
     AlertKind,
     EpisodeState,
     FalseAlarmReason,
@@ -238,6 +247,7 @@ def _verdict(
             to_state=alert.state,
             reason=_event_reason(what, note),
         )
+    _file_by_verdict(alert, parsed, user, now)
     label = _relabel(alert, user, parsed, note, current.label if current else None)
     _judge(alert, parsed, was_active=event.from_state in ACTIVE_STATES)
     return _record(
@@ -321,19 +331,27 @@ def undo_verdict(alert: Alert, user: Any, feedback_id: int, *, now: datetime | N
             ) from None
         label = feedback.label
         summary = feedback.summary
+        # Did the verdict move the alert between "Check the sensor" and "Machine fault" (_file_by_verdict)?
+        moved = (
+            event is not None and alert.events.filter(kind=AlertEventKind.CATEGORY, pk__gt=event.pk).exists()
+        )
         feedback.delete()
         if previous is not None:
-            restored = _relabel(
-                alert,
-                previous.user,
-                ParsedAction(FeedbackKind.VERDICT, previous.verdict, previous.action, previous.reason),
-                previous.note,
-                label,
-            )
+            parsed = ParsedAction(FeedbackKind.VERDICT, previous.verdict, previous.action, previous.reason)
+            _file_by_verdict(alert, parsed, user, now)
+            restored = _relabel(alert, previous.user, parsed, previous.note, label)
             if restored is not None and previous.label_id != restored.pk:
                 Feedback.objects.filter(pk=previous.pk).update(label=restored)
-        elif label is not None:
-            label.delete()
+        else:
+            if moved:
+                back = (
+                    AlertCategory.SENSOR_FAULT
+                    if alert.category == AlertCategory.MACHINE_FAULT
+                    else AlertCategory.MACHINE_FAULT
+                )
+                alert.recategorize(back, f"verdict undone: {summary}", at=now)
+            if label is not None:
+                label.delete()
         AlertEvent.objects.create(
             alert=alert,
             at=now,
@@ -358,11 +376,28 @@ def fault_type_of(alert: Alert) -> str:
     return f"{prefix}:{role}"[:60]
 
 
+def _file_by_verdict(alert: Alert, parsed: ParsedAction, user: Any, now: datetime) -> None:
+    """A confirmed fault on a model's alert says what was at fault (module docstring): a sensor action
+    files it "Check the sensor", a machine action on a "Check the sensor" alert files it "Machine fault".
+    Data-link alerts and the sensor-fault rules' own alerts keep their category."""
+    if parsed.verdict != Verdict.CONFIRMED_FAULT or alert.kind == AlertKind.SENSOR_FAULT:
+        return
+    if alert.category == AlertCategory.DATA_LINK:
+        return
+    sensor = parsed.action in SENSOR_ACTIONS
+    if sensor == (alert.category == AlertCategory.SENSOR_FAULT):
+        return
+    category = AlertCategory.SENSOR_FAULT if sensor else AlertCategory.MACHINE_FAULT
+    what = MaintenanceAction(parsed.action).label.lower()
+    alert.recategorize(category, f"{user or 'the system'} confirmed it: {what}", at=now)
+    alert.category = category
+
+
 def _relabel(alert: Alert, user: Any, parsed: ParsedAction, note: str, label: Label | None) -> Label | None:
     """Write the alert window's label for this verdict, reusing the label of the verdict it corrects; None
     (and that label removed) for a false alarm on a sensor-fault alert, whose readings were true, and for
     any verdict on a data-link alert, whose readings are missing."""
-    sensor = alert.kind == AlertKind.SENSOR_FAULT
+    sensor = alert.kind == AlertKind.SENSOR_FAULT or parsed.action in SENSOR_ACTIONS
     if alert.category == AlertCategory.DATA_LINK or (sensor and parsed.verdict == Verdict.FALSE_ALARM):
         if label is not None:
             label.delete()

@@ -1,0 +1,88 @@
+"""A model's alert the quality gate filed "Check the sensor": the technician can say the sensor was at fault
+(the window is left out of training, the alert stays out of the model's precision) or that the machine was
+after all (the alert moves to "Machine fault" and its window is labelled that fault)."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from alerts.choices import AlertCategory, AlertEventKind
+from alerts.models import Feedback
+from alerts.services.feedback import record_feedback, undo_verdict
+from tests.alerts.builders import explanation_for, make_alert
+from tests.alerts.test_feedback import login, post
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alert(asset, champion, trained):
+    return make_alert(
+        asset,
+        champion,
+        explanation=explanation_for(champion, trained, "vibration"),
+        category=AlertCategory.SENSOR_FAULT,
+        dominant_role="vibration",
+    )
+
+
+def test_the_card_offers_the_sensors_verdicts_and_the_machines(client, technician, alert):
+    page = login(client, technician).get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+    assert "Sensor was faulty:" in page and 'value="confirm:sensor_replaced"' in page
+    assert "Machine at fault:" in page and 'value="confirm:repaired"' in page
+
+
+def test_sensor_replaced_leaves_the_window_out_of_training_and_the_alert_checks_the_sensor(
+    client, technician, alert
+):
+    post(login(client, technician), alert, "confirm:sensor_replaced")
+    alert.refresh_from_db()
+    label = Feedback.objects.get(alert=alert).label
+    assert (label.kind, label.fault_type) == ("excluded", "sensor:vibration")
+    assert alert.category == AlertCategory.SENSOR_FAULT
+    assert not alert.events.filter(kind=AlertEventKind.CATEGORY).exists()
+
+
+def test_a_machine_repair_moves_the_alert_to_machine_fault_and_a_correction_moves_it_back(
+    client, technician, alert
+):
+    post(login(client, technician), alert, "confirm:repaired", "bearing replaced")
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.MACHINE_FAULT
+    change = alert.events.get(kind=AlertEventKind.CATEGORY)
+    assert (
+        change.category_change.startswith("Check the sensor → Machine fault") and "repaired" in change.reason
+    )
+    label = Feedback.objects.get(alert=alert).label
+    assert (label.kind, label.fault_type) == ("fault", f"{alert.kind}:vibration")
+
+    post(client, alert, "confirm:recalibrated")  # the same technician corrects it: the sensor after all
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.SENSOR_FAULT
+    label = Feedback.objects.filter(alert=alert).latest("id").label
+    assert (label.kind, label.fault_type) == ("excluded", "sensor:vibration")
+
+
+def test_a_false_alarm_keeps_the_category_and_labels_the_window_normal(client, technician, alert):
+    post(login(client, technician), alert, "false_alarm:sensor_glitch")
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.SENSOR_FAULT
+    assert Feedback.objects.get(alert=alert).label.kind == "normal"
+
+
+def test_undoing_the_verdict_puts_the_alert_back_where_the_verdict_in_force_files_it(technician, alert):
+    first = record_feedback(alert, technician, "confirm:repaired")
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.MACHINE_FAULT
+    undo_verdict(alert, technician, first.pk)  # no verdict left: the gate's category again
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.SENSOR_FAULT and alert.state == "open"
+    first = record_feedback(alert, technician, "confirm:sensor_replaced")
+    second = record_feedback(alert, technician, "confirm:scheduled")  # a correction: the machine after all
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.MACHINE_FAULT
+    undo_verdict(alert, technician, second.pk)  # the first verdict is in force again: the sensor
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.SENSOR_FAULT
+    assert Feedback.objects.get(pk=first.pk).label.kind == "excluded"
