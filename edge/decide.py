@@ -7,11 +7,17 @@ them. A window ending at e is complete when every role that is still reporting h
 silent for longer than a window stops holding the others back (its windows then lack its data, which the
 pipeline treats as missing, as on the server).
 
-Opened and cleared alerts become ``AlertEvent``s with an idempotency key made of the asset, the model and
-the first window of the episode, so the same episode decided again (after a restart) is the same event on
-the server. The rule state and the last window decided are saved (``state_json``/``restore``) and the
-agent keeps the readings of the windows being filled beside its queue (``restore_window`` on start), so a
-restarted agent continues the episode instead of opening it again and decides the next window at once.
+Opened and cleared alerts become ``AlertEvent``s with an idempotency key made of the asset, the model, the
+first window of the episode and the episode's number (``episodes``: the episodes this asset's deciders have
+opened, saved with the rule state and carried across a model switch):
+``<tag>/<sha256[:16]>/<first window end, 3 decimals>/<episode>/<kind>``. The same episode decided again
+(after a restart, from the saved state) is the same event on the server and in the local queue, which both
+keep one event per key; a later episode is another event even when its first window has the time of an
+earlier one's (a clock set back by whole hours repeats the window ends of a regular grid). The server does
+not parse keys: those of agents from before the number (``<tag>/<sha256[:16]>/<first>/<kind>``) are
+recorded as they are. The rule state and the last window decided are saved (``state_json``/``restore``) and
+the agent keeps the readings of the windows being filled beside its queue (``restore_window`` on start), so
+a restarted agent continues the episode instead of opening it again and decides the next window at once.
 
 Windows are built on the readings' own timestamps. When the gateway's clock jumps (``clock_jumped``: the
 agent measures the jump against the monotonic clock) and this asset's readings turn out to be dated by it —
@@ -120,6 +126,8 @@ class AssetDecider:
         self.params = model.rule_params
         self.sha256 = str((model.spec.get("model") or {}).get("sha256", ""))
         self.state = rules.RuleState()
+        # Episodes opened on this asset (the current one's number while one is open): part of the event keys.
+        self.episodes = 0
         self.last_end: float | None = None
         self.last_scored: list[
             tuple[float, float]
@@ -160,9 +168,9 @@ class AssetDecider:
     def take_over(self, old: AssetDecider) -> None:
         """Continue where ``old``, the decider of the model this one replaces (a switch or a rollback), is:
         its buffered readings of the roles both models read, the last window it decided, its clock-jump
-        mapping, and the active alert with the previous alert's boundary, as the server continues an
-        asset's alert across a promotion (``alerts.services.lifecycle`` finds the active alert by asset,
-        not by version). So the first window after the switch is decided at once, an episode in progress
+        mapping, the episode count and the active alert with the previous alert's boundary, as the server
+        continues an asset's alert across a promotion (``alerts.services.lifecycle`` finds the active alert
+        by asset, not by version). So the first window after the switch is decided at once, an episode in progress
         is cleared by the new model's clear threshold instead of being dropped (the HMI would show it
         until the new model opened and cleared one of its own), and an ongoing fault is not raised a second
         time. The recent scores are the old model's and stay behind: the new model's own windows fill
@@ -174,6 +182,7 @@ class AssetDecider:
         self._latest = {role: ts for role, ts in old._latest.items() if role in self._buffers}
         self._jump = None if old._jump is None else replace(old._jump)
         self.last_end = old.last_end
+        self.episodes = old.episodes
         self.state = rules.RuleState(active=old.state.active, boundary=old.state.boundary)
 
     def window_rows(self) -> list[tuple[str, float, float | None, str]]:
@@ -335,6 +344,7 @@ class AssetDecider:
     def _event(self, transition: rules.Transition) -> AlertEvent | None:
         if isinstance(transition, rules.Opened):
             kind = "opened"
+            self.episodes += 1  # counted in the order of the transitions: a clear then a return in one batch
         elif isinstance(transition, rules.Cleared):
             kind = "cleared"
         else:
@@ -344,7 +354,7 @@ class AssetDecider:
     def _alert_event(self, kind: str, alert: rules.ActiveAlert, at: float) -> AlertEvent:
         first = float(alert.first)
         return AlertEvent(
-            key=f"{self.tag}/{self.sha256[:16]}/{first:.3f}/{kind}",
+            key=f"{self.tag}/{self.sha256[:16]}/{first:.3f}/{self.episodes}/{kind}",
             kind=kind,
             asset=self.tag,
             at=at,
@@ -376,6 +386,7 @@ class AssetDecider:
         active = self.state.active
         return {
             "model_sha256": self.sha256,
+            "episodes": self.episodes,
             "last_end": self.last_end,
             "recent": [list(item) for item in self.state.recent],
             "boundary": self.state.boundary,
@@ -392,7 +403,11 @@ class AssetDecider:
         }
 
     def restore(self, saved: Mapping[str, Any] | None) -> bool:
-        """Continue from a saved state of the same model (another model starts fresh); True if restored."""
+        """Continue from a saved state of the same model (another model starts fresh, but keeps counting the
+        episodes: its keys stay apart from the earlier ones); True if restored. A state saved before episodes
+        were counted counts from 0."""
+        if saved:
+            self.episodes = int(saved.get("episodes") or 0)
         if not saved or saved.get("model_sha256") != self.sha256:
             return False
         active = saved.get("active")

@@ -2,9 +2,11 @@
 
 ``POST /api/v1/edge/events`` (alerts.api) hands each event here. Exactly once per (gateway, key): the
 ``EdgeEvent`` row is the record, so a resent event (the agent resends what it has not seen acknowledged)
-changes nothing and answers ``duplicate``. What an event does goes through the lifecycle's own persistence
-(``alerts.services.lifecycle``: the same alert key, ``_active_alert``, ``_open``), so the board, metrics,
-verdicts and explanations treat an edge alert like any other:
+changes nothing and answers ``duplicate``. The key is the agent's and is never parsed here (any non-empty
+string of at most 200 characters): agents key each episode's events their own way (``edge.decide``; older
+agents, without the episode number in the key, work alike). What an event does goes through the
+lifecycle's own persistence (``alerts.services.lifecycle``: the same alert key, ``_active_alert``,
+``_open``), so the board, metrics, verdicts and explanations treat an edge alert like any other:
 
 - ``opened``: if the asset already has the alert of this key (the server scored the forwarded readings
   first, or a judged episode is still going on), the event is merged into it (marked raised at the edge);

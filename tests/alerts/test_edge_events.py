@@ -12,8 +12,10 @@ from django.utils import timezone
 from alerts.choices import AlertState
 from alerts.models import Alert, AlertEvent, EdgeEvent
 from alerts.services import ScoredWindow
+from bench.edgekit import TRAIN_S, make_bundle
 from plant.models import EdgeAgent, EdgeDrop, Gateway
 from tests.alerts.conftest import OPEN, score
+from tests.edge.conftest import set_back_episodes
 
 EVENTS = "/api/v1/edge/events"
 HEARTBEAT = "/api/v1/edge/heartbeat"
@@ -100,6 +102,35 @@ def test_a_cleared_event_closes_the_live_edge_alert(client, sent, champion, asse
     alert = Alert.objects.get(pk=body["results"][0]["alert"])
     assert alert.state == AlertState.AUTO_CLOSED
     assert "cleared at the edge" in alert.events.order_by("-id").first().reason
+
+
+def test_an_episode_decided_after_the_gateways_clock_was_set_back_opens_its_own_alert(
+    client, champion, asset, gateway_token, tmp_path, monkeypatch
+):
+    """The agent's events over a fault, its clear, the clock set back an hour and the fault again at the
+    same (set-back) times: the second opening is a new episode, not a resend, and must not be dropped."""
+    decided = set_back_episodes(make_bundle(tmp_path).path, monkeypatch)
+    assert [e.kind for e in decided] == ["opened", "cleared", "opened"] and decided[0].first == decided[
+        2
+    ].first
+    # The simulated pump's times are 1970's: moved to three hours ago, the model and asset to the server's.
+    offset = round(timezone.now().timestamp() - 3 * 3_600 - TRAIN_S, -1)
+    events = [
+        {
+            **e.body(),
+            "asset": asset.tag,
+            "model_sha256": champion.sha256,
+            **{name: getattr(e, name) + offset for name in ("at", "first", "peak_at")},
+        }
+        for e in decided
+    ]
+    results = post(client, gateway_token, EVENTS, {"events": events}).json()["results"]
+    assert [r["outcome"] for r in results] == ["opened", "closed", "opened"]
+    assert Alert.objects.count() == 2 and results[0]["alert"] != results[2]["alert"]
+    # A resend of every event (the agent's queue after a lost acknowledgement) changes nothing.
+    again = post(client, gateway_token, EVENTS, {"events": events}).json()["results"]
+    assert [r["outcome"] for r in again] == ["duplicate"] * 3
+    assert Alert.objects.count() == 2 and EdgeEvent.objects.count() == 3
 
 
 @pytest.mark.parametrize(

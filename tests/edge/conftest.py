@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
+
+import numpy as np
 
 from bench.edgekit import (  # noqa: F401  (re-exported for the edge tests)
     ROLES,
@@ -22,7 +25,10 @@ from bench.edgekit import (  # noqa: F401  (re-exported for the edge tests)
 )
 
 from bench.live_server import ROOT, free_port
+from detection.bundle import load_bundle
+from edge import decide
 from edge.config import AgentConfig, AssetConfig
+from edge.model import EdgeModel
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +76,34 @@ def unreachable_server_config(bundle_path, data_dir, queue_max_bytes: int = 64 <
         assets=(AssetConfig("p-101", bundle_path),),
         raw={},
     )
+
+
+def set_back_episodes(bundle_path, monkeypatch: pytest.MonkeyPatch) -> list[decide.AlertEvent]:
+    """The events a decider raises over a fault, its clear, the gateway's clock set back an hour, and a
+    fault again an hour later, dated by the set-back clock: the same readings at the same times as the first
+    fault, so the new episode's first window is the first one's. The steady clock (the jump's grace) runs
+    with the readings, as it does when they arrive live."""
+    steady = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(decide, "time", SimpleNamespace(monotonic=lambda: steady.now))
+    d = decide.AssetDecider(
+        TAG, EdgeModel(load_bundle(str(bundle_path))), {k: r for r, k in sensors().items()}
+    )
+    fault_at = TRAIN_S + 600.0
+
+    def feed(sim, t0: float, t1: float, set_back: float = 0.0) -> list[decide.AlertEvent]:
+        events = []
+        for t in np.arange(t0, t1, 5.0):
+            steady.now = t + set_back
+            d.add(samples_of(sim, t, t + 5.0))
+            events += d.decide()
+        return events
+
+    events = feed(simulator(fault_at=fault_at), TRAIN_S, fault_at + 900.0)
+    events += feed(simulator(), fault_at + 900.0, fault_at + 1_800.0)
+    # The source comes back a few minutes later (no window holds readings of both simulators), and its first
+    # batch shows the agent the jump (edge.agent: ``GatewayClock.jumped`` at each batch).
+    steady.now = fault_at + 2_100.0
+    d.clock_jumped(-3_600.0)
+    again = simulator(fault_at=fault_at)
+    again.step(TRAIN_S, fault_at - 1_500.0)
+    return events + feed(again, fault_at - 1_500.0, fault_at + 400.0, set_back=3_600.0)

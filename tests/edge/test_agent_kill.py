@@ -102,7 +102,9 @@ def fill_backlog(
 ) -> tuple[float, float, list[str]]:
     """What the agent queued during the cut (written with the agent's own queue, as the agent writes it):
     ``seconds`` of readings from BACKLOG_S + 60 s ago and ``events`` local alert events ("opened", ten
-    minutes apart, as edge.decide names them). Returns the readings' time span and the events' keys."""
+    minutes apart, keyed as an agent from before the episode number in edge.decide's keys named them: a
+    queue an upgraded agent inherits, which the server records alike). Returns the readings' time span and
+    the events' keys."""
     queue = LocalQueue(data / "queue.sqlite3", 16 * 1024 * 1024)
     t0 = now - 60.0 - BACKLOG_S
     rows = [

@@ -17,7 +17,7 @@ from edge.decide import AssetDecider, decide_all
 from edge.model import EdgeModel
 from edge.runner import score_series
 from edge.sources import LocalPublisher
-from tests.edge.conftest import TAG, TRAIN_S, samples_of, sensors, series_of, simulator
+from tests.edge.conftest import TAG, TRAIN_S, samples_of, sensors, series_of, set_back_episodes, simulator
 
 FAULT_AT = TRAIN_S + 600.0
 
@@ -85,6 +85,46 @@ def test_a_restarted_decider_continues_the_episode(bundle):
     # The restarted agent gets its buffer back from the readings after its last decision.
     more = feed(again, sim, FAULT_AT + 400.0 - 120.0, FAULT_AT + 900.0)
     assert more == [] and again.in_alert
+
+
+def test_an_episode_decided_again_after_a_restart_has_the_same_keys(bundle):
+    """A kill after the opening was queued but before the state was saved: the restarted decider decides the
+    opening again from the earlier saved state, and its resend must stay a duplicate on the server."""
+    sim = simulator(fault_at=FAULT_AT)
+    first = decider(bundle)
+    feed(first, sim, TRAIN_S, FAULT_AT - 60.0)
+    saved = first.state_json()
+    opened = feed(first, sim, FAULT_AT - 60.0, FAULT_AT + 400.0)
+    assert [e.kind for e in opened] == ["opened"]
+
+    again = decider(bundle)
+    assert again.restore(saved)
+    replayed = simulator(fault_at=FAULT_AT)
+    replayed.step(TRAIN_S, FAULT_AT - 60.0 - 120.0)
+    assert feed(again, replayed, FAULT_AT - 60.0 - 120.0, FAULT_AT + 400.0) == opened
+    assert again.state_event().key == opened[0].key  # the state republished at start, too
+
+
+def test_an_episode_after_the_clock_was_set_back_gets_its_own_keys(bundle, monkeypatch):
+    """Readings on a regular grid and a clock set back by whole hours: the second episode's first window has
+    the first window's time of an earlier episode. It is another episode, so other keys (the server and
+    the local queue drop a key they hold), while the keys of each episode stay as they were."""
+    events = set_back_episodes(bundle.path, monkeypatch)
+    assert [e.kind for e in events] == ["opened", "cleared", "opened"]
+    assert events[2].first == events[0].first  # the case: the same first window, a new episode
+    assert events[2].key not in {events[0].key, events[1].key}
+
+
+def test_the_episode_count_survives_a_model_changed_while_stopped_and_starts_at_0_from_an_older_agent(bundle):
+    counted = decider(bundle)
+    counted.episodes = 4
+    other_model = {**counted.state_json(), "model_sha256": "cd" * 32}
+    older_agent = {k: v for k, v in counted.state_json().items() if k != "episodes"}
+
+    d = decider(bundle)
+    assert not d.restore(other_model) and d.episodes == 4  # its rule state is not this model's, its count is
+    d = decider(bundle)
+    assert d.restore(older_agent) and d.episodes == 0
 
 
 def test_bad_and_foreign_samples_are_gaps_not_values(bundle):
@@ -202,4 +242,5 @@ def test_a_model_switched_mid_episode_decides_at_once_and_clears_the_episode_ins
     more = feed(new, faulty, FAULT_AT + 405.0, FAULT_AT + 900.0)
     more += feed(new, healthy, FAULT_AT + 900.0, FAULT_AT + 1_800.0)
     assert [e.kind for e in more] == ["cleared"] and more[0].first == events[0].first
+    assert more[0].key == events[0].key.replace("/opened", "/cleared")  # the same episode's number
     assert not new.in_alert
