@@ -633,8 +633,9 @@ def _check_edge_openings(
     gate gets to see them, on the same window and by the same rule as for the scorer's own alerts (with
     the window's explanation, computed here from the scorer's input if the alert has none yet: its
     explanation task gives up after a few retries, long before an agent offline for hours is back). An
-    alert the agent has cleared meanwhile is categorised all the same (its verdict, the noise page and
-    the alarm-load figures count it). The opening window of an alert is scored once, so this runs once
+    alert the agent has cleared meanwhile is categorised all the same (a later verdict, the noise page and
+    the alarm-load figures count it); one a technician has judged keeps the category the verdict was given
+    on (its label was written by it). The opening window of an alert is scored once, so this runs once
     per alert; if the server never scores it (older than ``VIGIL_SCORING_MAX_BACKLOG_S`` when it
     arrives, or, with no active alert left, below the open threshold on the server) the category stays.
     """
@@ -650,6 +651,7 @@ def _check_edge_openings(
             is_shadow=False,
             kind=ctx.version.kind,
             raised_at_edge=True,
+            episode=EpisodeState.LIVE,
             opened_at__gte=ends[0],
             opened_at__lte=ends[-1],
         )

@@ -15,10 +15,10 @@ import pytest
 from alerts.choices import AlertCategory, AlertState, ExplanationStatus
 from alerts.models import Alert, AlertEvent, Score
 from alerts.scoring import score_assets
-from alerts.services import mark_explanation_failed
+from alerts.services import mark_explanation_failed, record_feedback
 from plant.choices import QualityFlag
 from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Reading
+from plant.models import Label, Reading
 from tests.scoring.conftest import vibration_model
 
 EVENTS = "/api/v1/edge/events"
@@ -264,3 +264,18 @@ def test_an_alert_of_a_version_the_server_replaced_is_gated_on_the_flags_but_nev
     assert alert.model_version == previous
     assert alert.category == AlertCategory.DATA_LINK
     assert alert.explanation is None and alert.explanation_status == ExplanationStatus.PENDING
+
+
+def test_an_edge_alert_judged_before_its_readings_arrived_keeps_the_category_of_its_verdict(
+    client, gateway_token, champion, asset, at, technician
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    record_feedback(alert, technician, "confirm:repaired", "bearing replaced")
+    label = Label.objects.get()
+
+    store(asset, at - 400, at + 30, vibration(at), gaps={"vibration": (at - 30, at - 20)})
+    score_assets([asset.pk])
+
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.MACHINE_FAULT and category_events(alert) == []
+    assert Label.objects.get() == label
