@@ -31,7 +31,10 @@ transitions it returns (Alert and AlertEvent rows, explanations, the ids to broa
   marked for calibration (``plant.Sensor.needs_calibration``) is a sensor fault unless the gate sent it to
   the data link. While the alert is active, a data-link or sensor category follows the evidence: when the
   last M windows are all anomalous and the gate gives each the same other category (the data flows
-  again, the sensor reads clean), the alert moves to it, with an event (see ``_follow_evidence``).
+  again, the sensor reads clean), the alert moves to it, with an event (see ``_follow_evidence``). An
+  alert decided at the edge (the agent sends neither flags nor features) gets the same gate
+  (``gate_category``) on its window's stored readings when its event arrives, and again, explained, when
+  the scorer scores that window (see ``_check_edge_openings``).
 * An asset's active ``alerts.ThresholdOverride`` for the version replaces the version's thresholds
   (see ``alerts.services.noise``); overrides only raise them.
 * The opening window is explained before the alert row exists (so before any broadcast); when that fails
@@ -258,10 +261,16 @@ def window_flags(asset: Asset, version: ModelVersion, end: datetime) -> dict[str
     """The quality flags (role -> bits) of the stored readings of the window ending at ``end``, as the
     scorer would store them; None while no window ends there that the pipeline keeps (too few of its
     readings are stored). A window kept with some readings still to come has the flags of those stored:
-    the scorer waits for all of them, and an edge alert's gate runs again then (``_check_edge_openings``)."""
+    the scorer waits for all of them, and an edge alert's gate runs again then (``_check_edge_openings``).
+    Any other failure to rebuild the window is logged and answered alike: the caller records its event
+    whatever the readings hold."""
     try:
-        return _stored_window(asset, version, end).flagged
+        with transaction.atomic():  # a failed query must not break the caller's transaction
+            return _stored_window(asset, version, end).flagged
     except ExplanationUnavailable:
+        return None
+    except Exception:
+        logger.warning("rebuilding the window of %s at %s failed", asset, end.isoformat(), exc_info=True)
         return None
 
 

@@ -15,7 +15,7 @@ import pytest
 from alerts.choices import AlertCategory, AlertState, ExplanationStatus
 from alerts.models import Alert, AlertEvent, Score
 from alerts.scoring import score_assets
-from alerts.services import mark_explanation_failed, record_feedback
+from alerts.services import lifecycle, mark_explanation_failed, record_feedback
 from plant.choices import QualityFlag
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Label, Reading
@@ -279,3 +279,17 @@ def test_an_edge_alert_judged_before_its_readings_arrived_keeps_the_category_of_
     alert.refresh_from_db()
     assert alert.category == AlertCategory.MACHINE_FAULT and category_events(alert) == []
     assert Label.objects.get() == label
+
+
+def test_an_event_is_recorded_when_its_window_cannot_be_rebuilt(
+    client, gateway_token, champion, asset, at, monkeypatch
+):
+    store(asset, at - 400, at + 5, vibration(at), gaps={"vibration": (at - 30, at - 20)})
+
+    def broken(*args, **kwargs):
+        raise ValueError("a regime step that cannot standardise these readings")
+
+    monkeypatch.setattr(lifecycle, "asset_windows_between", broken)
+    alert = send_opened(client, gateway_token, champion, asset, at)
+
+    assert alert.state == AlertState.OPEN and alert.category == AlertCategory.MACHINE_FAULT
