@@ -648,11 +648,11 @@ def _check_edge_openings(
     per alert; if the server never scores it (older than ``VIGIL_SCORING_MAX_BACKLOG_S`` when it
     arrives, or, with no active alert left, below the open threshold on the server) the category stays.
     """
-    if ctx.is_shadow or (alert is not None and not alert.raised_at_edge):
-        # An edge alert is never a shadow; and none opened among windows the server's active alert held
-        # (its event merged into it), so the scorer's common case costs no query here.
-        return []
     ends = sorted(new)
+    if ctx.is_shadow or (alert is not None and (not alert.raised_at_edge or alert.opened_at < ends[0])):
+        # An edge alert is never a shadow; and none opened among windows the key's alert already held (an
+        # event then merges into it), so the scorer's common cases cost no query here.
+        return []
     rows = (
         Alert.objects.select_for_update()
         .filter(

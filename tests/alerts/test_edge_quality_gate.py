@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from alerts.choices import AlertCategory, AlertState, ExplanationStatus
 from alerts.models import Alert, AlertEvent, Score
@@ -293,3 +295,20 @@ def test_an_event_is_recorded_when_its_window_cannot_be_rebuilt(
     alert = send_opened(client, gateway_token, champion, asset, at)
 
     assert alert.state == AlertState.OPEN and alert.category == AlertCategory.MACHINE_FAULT
+
+
+def test_once_its_opening_window_is_scored_an_active_edge_alert_costs_the_scorer_no_edge_query(
+    client, gateway_token, champion, asset, at
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    store(asset, at - 400, at + 30, vibration(at))
+    score_assets([asset.pk])
+    store(asset, at + 31, at + 90, vibration(at))
+
+    with CaptureQueriesContext(connection) as queries:
+        score_assets([asset.pk])
+
+    alert.refresh_from_db()
+    assert alert.state == AlertState.OPEN and alert.last_seen_at.timestamp() == at + 90
+    wheres = [q["sql"].split("WHERE", 1)[-1] for q in queries.captured_queries if "WHERE" in q["sql"]]
+    assert not [where for where in wheres if "raised_at_edge" in where]
