@@ -632,7 +632,7 @@ def _check_edge_openings(
     ctx: _Context, alert: Alert | None, new: Mapping[datetime, ScoredWindow]
 ) -> list[int]:
     """Run the quality gate on the alerts decided at the edge whose opening window is among ``new``; the
-    ids of those whose category it changed.
+    ids of those it changed (their category, or the explanation they lacked).
 
     The agent decides on readings the server holds no flags for yet: it sends an alert event before the
     readings of its window (events go first), and while it is offline it sends them all when it is back.
@@ -673,9 +673,9 @@ def _check_edge_openings(
             continue
         row = alert if alert is not None and alert.pk == row.pk else row
         # Its explanation waited for these readings (and gave up if they were late): the scorer's window
-        # is the opening window, explained here as the scorer's own alerts are when they open.
-        # An agent still running an earlier version of the kind: the window's flags decide alone (the
-        # explanation must be of the alert's own artifact).
+        # is the opening window, explained here as the scorer's own alerts are when they open. An alert of
+        # an earlier version of the kind (its agent not updated yet) is not: an explanation must be of
+        # the alert's own artifact, so the window's flags decide alone.
         explanation = None
         if row.explanation_status != ExplanationStatus.READY and row.model_version_id == ctx.version.pk:
             explanation = _try_explain(ctx.version, window, ctx.sensors)
