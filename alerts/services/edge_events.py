@@ -12,7 +12,11 @@ lifecycle's own persistence (``alerts.services.lifecycle``: the same alert key, 
   first, or a judged episode is still going on), the event is merged into it (marked raised at the edge);
   otherwise the alert opens with the agent's times (first window, deciding window, peak) and is marked
   raised at the edge. Its explanation is computed from the readings once they are forwarded (the pending
-  explanation task retries until they are there).
+  explanation task retries until they are there). The agent sends no quality flags: its category is the
+  server's quality gate (``lifecycle.gate_category``, as for the scorer's alerts) on the flags of the
+  deciding window's stored readings; while they have not all arrived (the agent sends events before
+  readings, and was perhaps offline) it opens a machine fault at once, never waiting for them, and the
+  gate runs again when the scorer scores that window (``lifecycle._check_edge_openings``).
 - ``cleared``: the active alert of the key, if it is still live and opened no later than the event,
   auto-closes ("cleared at the edge"); a judged episode or an alert already closed is left to the rules.
 
@@ -32,7 +36,14 @@ from django.utils import timezone
 from alerts.broadcast import broadcast_alerts
 from alerts.choices import ACTIVE_STATES, AlertState, EpisodeState
 from alerts.models import Alert, AlertEvent, AlertStateError, EdgeEvent, MaintenanceWindow
-from alerts.services.lifecycle import ScoredWindow, _active_alert, _Context, _open, _rule_params
+from alerts.services.lifecycle import (
+    ScoredWindow,
+    _active_alert,
+    _Context,
+    _open,
+    _rule_params,
+    window_flags,
+)
 from alerts.services.overrides import effective_thresholds
 from detection import rules
 from models_registry.models import ModelVersion
@@ -160,8 +171,11 @@ def _opened(ctx: _Context, gateway: Gateway, alert: Alert | None, first, at, pea
         count=ctx.params.open_windows,
         hold=rules.Hold.SUPPRESSED if ctx.in_maintenance(at) else rules.Hold.NONE,
     )
-    # No feature vector here: the explanation is rebuilt from the readings once they are forwarded.
-    window = ScoredWindow(end=at, score=peak_score, x=None, flagged={})
+    # No feature vector here: the explanation is rebuilt from the readings once they are forwarded. The
+    # agent flags nothing; the quality gate reads the flags of the window's stored readings, if they are
+    # all there, and is run again when the scorer scores the window (lifecycle._check_edge_openings).
+    flagged = window_flags(ctx.asset, ctx.version, at)
+    window = ScoredWindow(end=at, score=peak_score, x=None, flagged=flagged or {})
     alert, created = _open(ctx, window, opened)
     Alert.objects.filter(pk=alert.pk).update(raised_at_edge=True)
     alert.raised_at_edge = True

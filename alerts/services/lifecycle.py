@@ -31,7 +31,10 @@ transitions it returns (Alert and AlertEvent rows, explanations, the ids to broa
   marked for calibration (``plant.Sensor.needs_calibration``) is a sensor fault unless the gate sent it to
   the data link. While the alert is active, a data-link or sensor category follows the evidence: when the
   last M windows are all anomalous and the gate gives each the same other category (the data flows
-  again, the sensor reads clean), the alert moves to it, with an event (see ``_follow_evidence``).
+  again, the sensor reads clean), the alert moves to it, with an event (see ``_follow_evidence``). An
+  alert decided at the edge (the agent sends neither flags nor features) gets the same gate
+  (``gate_category``) on its window's stored readings when its event arrives, and again, explained, when
+  the scorer scores that window (see ``_check_edge_openings``).
 * An asset's active ``alerts.ThresholdOverride`` for the version replaces the version's thresholds
   (see ``alerts.services.noise``); overrides only raise them.
 * The opening window is explained before the alert row exists (so before any broadcast); when that fails
@@ -150,6 +153,15 @@ def categorize(explanation: Mapping[str, Any] | None, flagged: Mapping[str, int]
     return AlertCategory.MACHINE_FAULT
 
 
+def gate_category(
+    asset_id: int, explanation: Mapping[str, Any] | None, flagged: Mapping[str, int]
+) -> AlertCategory:
+    """The category an alert of the asset gets from a window's flags: ``categorize``, then a machine fault
+    driven by a sensor marked for calibration is a sensor fault (``calibration_category``). One rule for
+    the scorer's alerts, their explanation and the alerts decided at the edge."""
+    return calibration_category(asset_id, top_role(explanation), categorize(explanation, flagged))
+
+
 # --- explanations -----------------------------------------------------------------------------------------
 
 
@@ -207,38 +219,78 @@ def _input_baseline(alert: Alert) -> np.ndarray | None:
         raise ExplanationUnavailable(str(exc)) from None
 
 
-def window_features(alert: Alert, end: datetime | None = None) -> tuple[np.ndarray, dict[str, int]]:
-    """Rebuild the model input and quality flags of the alert's window ending at ``end`` (default: the
-    opening window) from the readings, through the version's scoring pipeline (detection.pipeline: its
-    regime step, windows, columns and baseline), so the input explained is the one the scorer scored."""
-    version, asset = alert.model_version, alert.asset
+@dataclass(frozen=True)
+class _StoredWindow:
+    """One window of an asset rebuilt from the stored readings by a version's scoring pipeline."""
+
+    pipeline: Pipeline
+    windows: Any  # detection.features.Windows over [start, end]
+    row: np.ndarray  # the index of the window ending at ``end``, as a one-element array
+    start: datetime
+    end: datetime
+
+    @property
+    def flagged(self) -> dict[str, int]:
+        """Role -> the OR of the quality bits of its stored readings in the window, for the roles whose
+        features the version reads and that have any (what the scorer stores as ``Score.flagged``)."""
+        features_roles = {role_of(name) for name in self.pipeline.feature_names}
+        return {
+            role: int(bits)
+            for role, bits in zip(self.windows.roles, self.windows.flagged[int(self.row[0])], strict=True)
+            if bits and role in features_roles
+        }
+
+
+def _stored_window(asset: Asset, version: ModelVersion, end: datetime) -> _StoredWindow:
+    """The window of ``asset`` ending at ``end`` as the scorer builds it from the stored readings (the
+    version's pipeline: its regime step and windows); ExplanationUnavailable when no complete window ends
+    there (its readings have not all arrived, or too few are usable) or the version's spec is unusable."""
     asset_type = asset.asset_type
     try:
         pipeline = Pipeline.from_spec(version.feature_spec, version.output_spec)
     except PipelineError as exc:
         raise ExplanationUnavailable(f"{version}: {exc}") from None
-    end = end or alert.opened_at
     start = end - timedelta(seconds=float(asset_type.window_s) + float(asset_type.step_s))
     windows = asset_windows_between(asset, pipeline.roles, start, end, pipeline)
     match = np.flatnonzero(np.abs(np.asarray(windows.ends) - end.timestamp()) < 1e-6)
     if not len(match):
         raise ExplanationUnavailable(f"no complete window of {asset} ends at {end.isoformat()}")
+    return _StoredWindow(pipeline, windows, match[:1], start, end)
+
+
+def window_flags(asset: Asset, version: ModelVersion, end: datetime) -> dict[str, int] | None:
+    """The quality flags (role -> bits) of the stored readings of the window ending at ``end``, as the
+    scorer would store them; None while no window ends there that the pipeline keeps (too few of its
+    readings are stored). A window kept with some readings still to come has the flags of those stored:
+    the scorer waits for all of them, and an edge alert's gate runs again then (``_check_edge_openings``).
+    Any other failure to rebuild the window is logged and answered alike: the caller records its event
+    whatever the readings hold."""
+    try:
+        with transaction.atomic():  # a failed query must not break the caller's transaction
+            return _stored_window(asset, version, end).flagged
+    except ExplanationUnavailable:
+        return None
+    except Exception:
+        logger.warning("rebuilding the window of %s at %s failed", asset, end.isoformat(), exc_info=True)
+        return None
+
+
+def window_features(alert: Alert, end: datetime | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """Rebuild the model input and quality flags of the alert's window ending at ``end`` (default: the
+    opening window) from the readings, through the version's scoring pipeline (detection.pipeline: its
+    regime step, windows, columns and baseline), so the input explained is the one the scorer scored."""
+    version = alert.model_version
+    stored = _stored_window(alert.asset, version, end or alert.opened_at)
+    pipeline, windows, row = stored.pipeline, stored.windows, stored.row
     try:
         columns = pipeline.columns(windows.names)
     except PipelineError as exc:
         raise ExplanationUnavailable(f"{version} needs features the readings do not give: {exc}") from None
-    row = match[:1]
-    features_roles = {role_of(name) for name in pipeline.feature_names}
     if pipeline.peers:
-        x = _peer_input(alert, pipeline, windows, row, columns, start, end)
+        x = _peer_input(alert, pipeline, windows, row, columns, stored.start, stored.end)
     else:
         x = pipeline.inputs(windows, row, columns, _input_baseline(alert))[0].astype(np.float32)
-    flagged = {
-        role: int(bits)
-        for role, bits in zip(windows.roles, windows.flagged[int(row[0])], strict=True)
-        if bits and role in features_roles
-    }
-    return x, flagged
+    return x, stored.flagged
 
 
 def _peer_input(
@@ -300,21 +352,41 @@ def complete_explanation(alert_id: int) -> str | None:
         alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
         if alert is None or alert.explanation_status != ExplanationStatus.PENDING:
             return None
-        category = calibration_category(
-            alert.asset_id, top_role(explanation), categorize(explanation, flagged)
-        )
-        ready = {
+        _gate(alert, flagged, "the explanation showed which sensors drove the score", explanation=explanation)
+        if not alert.is_shadow:
+            broadcast_alerts([alert.pk])
+    return ExplanationStatus.READY
+
+
+def _gate(
+    alert: Alert,
+    flagged: Mapping[str, int],
+    why: str,
+    *,
+    explanation: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Run the quality gate on the alert's opening window with its ``flagged`` bits, attaching the window's
+    ``explanation`` if given (ready, in the same update); a new category is an event saying ``why``. True
+    when the category moved."""
+    ready = (
+        {}
+        if explanation is None
+        else {
             "explanation": explanation,
             "explanation_status": ExplanationStatus.READY,
             "dominant_role": top_role(explanation),
         }
-        if category != alert.category:
-            alert.recategorize(category, "the explanation showed which sensors drove the score", **ready)
-        else:
-            Alert.objects.filter(pk=alert.pk).update(**ready, updated_at=timezone.now())
-        if not alert.is_shadow:
-            broadcast_alerts([alert.pk])
-    return ExplanationStatus.READY
+    )
+    category = gate_category(alert.asset_id, explanation or alert.explanation, flagged)
+    if category != alert.category:
+        alert.recategorize(category, why, at=now, **ready)
+        return True
+    if ready:
+        Alert.objects.filter(pk=alert.pk).update(**ready, updated_at=now or timezone.now())
+        for name, value in ready.items():
+            setattr(alert, name, value)
+    return False
 
 
 def explain_peak(alert: Alert) -> dict[str, Any]:
@@ -517,6 +589,7 @@ def apply_scores(
         )
         history = _history(asset, version, windows, params.depth)
         new = {w.end: w for w in windows}
+        changed_here = _check_edge_openings(ctx, alert, new)
         # The stored windows are the truth for the runs of consecutive windows: those before the first new
         # one are the engine's recent state, those between new ones count without firing rules.
         split = next(i for i, (end, _) in enumerate(history) if end >= windows[0].end)
@@ -544,6 +617,7 @@ def apply_scores(
                 ctx, window, opened, reopened_from=previous, note=note
             ),
         )
+        changed = changed_here + changed
         if alert is not None and alert.pk in peak_windows:
             _explain_peak(ctx, alert, peak_windows[alert.pk])
         if (
@@ -553,6 +627,69 @@ def apply_scores(
         ):
             changed.append(alert.pk)
     return list(dict.fromkeys(changed))
+
+
+def _check_edge_openings(
+    ctx: _Context, alert: Alert | None, new: Mapping[datetime, ScoredWindow]
+) -> list[int]:
+    """Run the quality gate on the alerts decided at the edge whose opening window is among ``new``; the
+    ids of those it changed (their category, or the explanation they lacked).
+
+    The agent decides on readings the server holds no flags for yet: it sends an alert event before the
+    readings of its window (events go first), and while it is offline it sends them all when it is back.
+    The event opens the alert at once with the flags of the window's stored readings
+    (``alerts.services.edge_events``), and with none while they are missing: a machine fault for now. The
+    scorer scores each window once, when all its readings are stored, with their flags: this is when the
+    gate gets to see them, on the same window and by the same rule as for the scorer's own alerts (with
+    the window's explanation, computed here from the scorer's input if the alert has none yet: its
+    explanation task gives up after a few retries, long before an agent offline for hours is back). An
+    alert the agent has cleared meanwhile is categorised all the same (a later verdict, the noise page and
+    the alarm-load figures count it); one a technician has judged keeps the category the verdict was given
+    on (its label was written by it). The opening window of an alert is scored once, so this runs once
+    per alert; if the server never scores it (older than ``VIGIL_SCORING_MAX_BACKLOG_S`` when it
+    arrives, or, with no active alert left, below the open threshold on the server) the category stays.
+    """
+    ends = sorted(new)
+    if ctx.is_shadow or (alert is not None and (not alert.raised_at_edge or alert.opened_at < ends[0])):
+        # An edge alert is never a shadow; and none opened among windows the key's alert already held (an
+        # event then merges into it), so the scorer's common cases cost no query here.
+        return []
+    rows = (
+        Alert.objects.select_for_update()
+        .filter(
+            asset=ctx.asset,
+            is_shadow=False,
+            kind=ctx.version.kind,
+            raised_at_edge=True,
+            episode=EpisodeState.LIVE,
+            opened_at__gte=ends[0],
+            opened_at__lte=ends[-1],
+        )
+        .order_by("opened_at")
+    )
+    changed = []
+    for row in rows:
+        window = new.get(row.opened_at)
+        if window is None:
+            continue
+        row = alert if alert is not None and alert.pk == row.pk else row
+        # Its explanation waited for these readings (and gave up if they were late): the scorer's window
+        # is the opening window, explained here as the scorer's own alerts are when they open. An alert of
+        # an earlier version of the kind (its agent not updated yet) is not: an explanation must be of
+        # the alert's own artifact, so the window's flags decide alone.
+        explanation = None
+        if row.explanation_status != ExplanationStatus.READY and row.model_version_id == ctx.version.pk:
+            explanation = _try_explain(ctx.version, window, ctx.sensors)
+        moved = _gate(
+            row,
+            window.flagged,
+            "the readings the edge agent decided on reached the server with their quality flags",
+            explanation=explanation,
+            now=ctx.now,
+        )
+        if moved or explanation is not None:
+            changed.append(row.pk)
+    return changed
 
 
 # Categories the gate chose from a flag; the evidence of later windows can take an open alert out of them.
@@ -844,9 +981,7 @@ def _open(
         category=(
             AlertCategory.SENSOR_FAULT
             if state == AlertState.SUPPRESSED and held and not maintenance
-            else calibration_category(
-                asset.pk, top_role(explanation), categorize(explanation, window.flagged)
-            )
+            else gate_category(asset.pk, explanation, window.flagged)
         ),
         severity=severity_for(
             opened.peak_score,

@@ -1,0 +1,314 @@
+"""Alerts decided at the edge go through the server's quality gate: the agent sends no quality flags, so the
+server categorises its alert from the flags of the deciding window's stored readings (plant.quality flags
+them on ingest), at once when they are there and again when the scorer scores that window."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from alerts.choices import AlertCategory, AlertState, ExplanationStatus
+from alerts.models import Alert, AlertEvent, Score
+from alerts.scoring import score_assets
+from alerts.services import lifecycle, mark_explanation_failed, record_feedback
+from plant.choices import QualityFlag
+from plant.ingest import ParsedBatch, ingest_readings
+from plant.models import Label, Reading
+from tests.scoring.conftest import vibration_model
+
+EVENTS = "/api/v1/edge/events"
+LEVELS = {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 2.0}
+
+
+@pytest.fixture
+def champion(asset):
+    """A champion whose score is the window's mean vibration (open 10, clear 5)."""
+    return vibration_model(asset.asset_type)
+
+
+@pytest.fixture
+def at() -> float:
+    """The end of the window the agent decided on: a window end (a multiple of the step), an hour ago."""
+    return math.floor((time.time() - 3600) / 10) * 10.0
+
+
+def vibration(at: float, *, stuck_from: float | None = None):
+    """A wearing machine: vibration ramps from 2 to 25 mm/s over the minute from at - 200 s (a ramp, not a
+    step, which the quality rules would rightly call a spike). ``stuck_from``: the sensor repeats one value
+    from then on."""
+
+    def values(t: np.ndarray) -> np.ndarray:
+        series = 2.0 + 23.0 * np.clip((t - (at - 200)) / 60.0, 0.0, 1.0)
+        series = series + np.random.default_rng(int(t[0]) % 1000).normal(0, 0.05, len(t))
+        if stuck_from is not None:
+            series[t >= stuck_from] = 24.93
+        return series
+
+    return values
+
+
+def store(asset, start_s: float, end_s: float, values, *, gaps: dict[str, tuple[float, float]] | None = None):
+    """1 Hz readings of every sensor of the asset over [start_s, end_s] through ingest (which flags them, as
+    it does the agent's uploads): vibration follows ``values``, the others sit at their level with noise;
+    ``gaps``: role -> (start, end), no reading of that role in between."""
+    t = np.arange(start_s, end_s + 1, dtype=np.float64)
+    rng = np.random.default_rng(int(start_s) % 1000)
+    keys, ts, vs = [], [], []
+    for sensor in asset.sensors.select_related("role"):
+        role = sensor.role.key
+        series = values(t) if role == "vibration" else LEVELS[role] + rng.normal(0, 0.05, len(t))
+        low, high = (gaps or {}).get(role, (0.0, 0.0))
+        keep = ~((t > low) & (t < high))
+        keys += [sensor.key] * int(keep.sum())
+        ts.append(t[keep])
+        vs.append(series[keep])
+    result = ingest_readings(None, ParsedBatch.from_arrays(keys, np.concatenate(ts), np.concatenate(vs)))
+    assert not result.rejected
+
+
+def send_opened(client, token, champion, asset, at: float) -> Alert:
+    event = {
+        "key": f"{asset.tag}/{champion.sha256[:8]}/{at:.0f}/opened",
+        "kind": "opened",
+        "asset": asset.tag,
+        "at": at,
+        "first": at - 20,
+        "peak_at": at - 10,
+        "peak_score": 25.0,
+        "level": 2,
+        "model_sha256": champion.sha256,
+    }
+    response = client.post(
+        EVENTS,
+        data=json.dumps({"events": [event]}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 200, response.content
+    [result] = response.json()["results"]
+    assert result["outcome"] == "opened", result
+    return Alert.objects.get(pk=result["alert"])
+
+
+def utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def vibration_flags(asset, start_s: float, end_s: float) -> int:
+    """The OR of the stored vibration readings' quality flags over (start_s, end_s]."""
+    bits = 0
+    for quality in Reading.objects.filter(
+        sensor__asset=asset, sensor__role__key="vibration", ts__gt=utc(start_s), ts__lte=utc(end_s)
+    ).values_list("quality", flat=True):
+        bits |= quality
+    return bits
+
+
+def category_events(alert) -> list[str]:
+    return list(
+        AlertEvent.objects.filter(alert=alert, reason__startswith="category").values_list("reason", flat=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "fault, flag, category",
+    [
+        ("gap", QualityFlag.GAP, AlertCategory.DATA_LINK),
+        ("stuck", QualityFlag.STUCK, AlertCategory.SENSOR_FAULT),
+    ],
+)
+def test_an_edge_alert_whose_stored_window_has_a_gap_or_a_stuck_driving_sensor_is_not_a_machine_fault(
+    client, gateway_token, champion, asset, at, fault, flag, category
+):
+    if fault == "gap":
+        store(asset, at - 400, at + 5, vibration(at), gaps={"vibration": (at - 30, at - 20)})
+    else:
+        store(asset, at - 400, at + 5, vibration(at, stuck_from=at - 50))
+    # ingest flagged them, as it flags the agent's uploads
+    assert vibration_flags(asset, at - 60, at) & flag
+
+    alert = send_opened(client, gateway_token, champion, asset, at)
+
+    assert alert.raised_at_edge and alert.state == AlertState.OPEN
+    assert alert.category == category
+
+
+def test_an_edge_alert_on_clean_readings_stays_a_machine_fault(client, gateway_token, champion, asset, at):
+    store(asset, at - 400, at + 5, vibration(at))
+    assert not vibration_flags(asset, at - 60, at)
+
+    alert = send_opened(client, gateway_token, champion, asset, at)
+
+    assert alert.category == AlertCategory.MACHINE_FAULT
+
+
+def test_a_flag_outside_the_deciding_window_or_on_a_sensor_the_model_ignores_decides_nothing(
+    client, gateway_token, champion, asset, at
+):
+    store(asset, at - 400, at + 5, vibration(at), gaps={"vibration": (at - 150, at - 140)})  # windows before
+    assert vibration_flags(asset, at - 400, at) & QualityFlag.GAP
+
+    alert = send_opened(client, gateway_token, champion, asset, at)
+
+    assert alert.category == AlertCategory.MACHINE_FAULT
+
+
+def test_an_edge_alert_opens_at_once_without_its_readings_and_is_categorised_when_they_are_scored(
+    client, gateway_token, champion, asset, at
+):
+    store(asset, at - 400, at - 100, vibration(at))  # the agent sends its event before the latest readings
+
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    assert alert.state == AlertState.OPEN and alert.category == AlertCategory.MACHINE_FAULT
+
+    store(asset, at - 99, at + 30, vibration(at), gaps={"vibration": (at - 30, at - 20)})
+    score_assets([asset.pk])
+
+    assert Score.objects.filter(model_version=champion, window_end=alert.opened_at).get().flagged == {
+        "vibration": int(QualityFlag.GAP)
+    }
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.DATA_LINK
+    [moved] = category_events(alert)
+    assert "Machine fault → Check the data link" in moved and "edge agent decided on" in moved
+    assert Alert.objects.filter(is_shadow=False).count() == 1
+
+
+def test_clean_readings_arriving_later_leave_the_machine_fault_without_an_event(
+    client, gateway_token, champion, asset, at
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+
+    store(asset, at - 400, at + 30, vibration(at))
+    score_assets([asset.pk])
+
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.MACHINE_FAULT
+    assert category_events(alert) == []
+
+
+def test_an_alert_the_edge_cleared_while_offline_is_categorised_when_its_readings_arrive(
+    client, gateway_token, champion, asset, at
+):
+    # Back online, the agent sends its queued events first: the alert opens and closes before any reading.
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    cleared = {
+        "key": "cleared",
+        "kind": "cleared",
+        "asset": asset.tag,
+        "at": at + 120,
+        "first": at - 20,
+        "peak_at": at - 10,
+        "peak_score": 25.0,
+        "level": 2,
+        "model_sha256": champion.sha256,
+    }
+    client.post(
+        EVENTS,
+        data=json.dumps({"events": [cleared]}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {gateway_token}",
+    )
+    alert.refresh_from_db()
+    assert alert.state == AlertState.AUTO_CLOSED
+
+    store(asset, at - 400, at + 30, vibration(at, stuck_from=at - 50))
+    score_assets([asset.pk])
+
+    alert.refresh_from_db()
+    assert alert.state == AlertState.AUTO_CLOSED
+    assert alert.category == AlertCategory.SENSOR_FAULT
+
+
+def test_an_edge_alert_whose_explanation_gave_up_is_explained_and_gated_on_the_driving_sensor_when_scored(
+    client, gateway_token, champion, asset, at
+):
+    # Offline for longer than the explanation task's retries: the explanation failed for want of readings.
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    assert mark_explanation_failed(alert.pk, "no complete window yet")
+
+    # Back online: the readings of the window show a gap on the temperature sensor, which the model (the
+    # mean vibration) does not read: with no explanation, any flagged sensor would have decided.
+    store(asset, at - 400, at + 30, vibration(at), gaps={"temperature": (at - 30, at - 20)})
+    score_assets([asset.pk])
+
+    alert.refresh_from_db()
+    assert Score.objects.get(model_version=champion, window_end=alert.opened_at).flagged == {
+        "temperature": int(QualityFlag.GAP)
+    }
+    assert alert.explanation_status == ExplanationStatus.READY
+    assert (
+        alert.dominant_role == "vibration" and alert.explanation["window_end"] == alert.opened_at.isoformat()
+    )
+    assert alert.category == AlertCategory.MACHINE_FAULT
+
+
+def test_an_alert_of_a_version_the_server_replaced_is_gated_on_the_flags_but_never_explained_by_another(
+    client, gateway_token, asset, at
+):
+    # The agent still runs the previous champion when the server scores with the new one.
+    previous = vibration_model(asset.asset_type, name="pump-vib-previous")
+    alert = send_opened(client, gateway_token, previous, asset, at)
+    champion = vibration_model(asset.asset_type, weight=1.5)
+    assert champion.kind == previous.kind
+
+    store(asset, at - 400, at + 30, vibration(at), gaps={"vibration": (at - 30, at - 20)})
+    score_assets([asset.pk])
+
+    alert.refresh_from_db()
+    assert alert.model_version == previous
+    assert alert.category == AlertCategory.DATA_LINK
+    assert alert.explanation is None and alert.explanation_status == ExplanationStatus.PENDING
+
+
+def test_an_edge_alert_judged_before_its_readings_arrived_keeps_the_category_of_its_verdict(
+    client, gateway_token, champion, asset, at, technician
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    record_feedback(alert, technician, "confirm:repaired", "bearing replaced")
+    label = Label.objects.get()
+
+    store(asset, at - 400, at + 30, vibration(at), gaps={"vibration": (at - 30, at - 20)})
+    score_assets([asset.pk])
+
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.MACHINE_FAULT and category_events(alert) == []
+    assert Label.objects.get() == label
+
+
+def test_an_event_is_recorded_when_its_window_cannot_be_rebuilt(
+    client, gateway_token, champion, asset, at, monkeypatch
+):
+    store(asset, at - 400, at + 5, vibration(at), gaps={"vibration": (at - 30, at - 20)})
+
+    def broken(*args, **kwargs):
+        raise ValueError("a regime step that cannot standardise these readings")
+
+    monkeypatch.setattr(lifecycle, "asset_windows_between", broken)
+    alert = send_opened(client, gateway_token, champion, asset, at)
+
+    assert alert.state == AlertState.OPEN and alert.category == AlertCategory.MACHINE_FAULT
+
+
+def test_once_its_opening_window_is_scored_an_active_edge_alert_costs_the_scorer_no_edge_query(
+    client, gateway_token, champion, asset, at
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    store(asset, at - 400, at + 30, vibration(at))
+    score_assets([asset.pk])
+    store(asset, at + 31, at + 90, vibration(at))
+
+    with CaptureQueriesContext(connection) as queries:
+        score_assets([asset.pk])
+
+    alert.refresh_from_db()
+    assert alert.state == AlertState.OPEN and alert.last_seen_at.timestamp() == at + 90
+    wheres = [q["sql"].split("WHERE", 1)[-1] for q in queries.captured_queries if "WHERE" in q["sql"]]
+    assert not [where for where in wheres if "raised_at_edge" in where]
