@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from alerts.choices import AlertCategory, AlertState, ExplanationStatus
+from alerts.choices import AlertCategory, AlertEventKind, AlertState, ExplanationStatus
 from alerts.models import Alert, AlertEvent, Score
 from alerts.scoring import score_assets
 from alerts.services import lifecycle, mark_explanation_failed, record_feedback
@@ -113,7 +113,7 @@ def vibration_flags(asset, start_s: float, end_s: float) -> int:
 
 def category_events(alert) -> list[str]:
     return list(
-        AlertEvent.objects.filter(alert=alert, reason__startswith="category").values_list("reason", flat=True)
+        AlertEvent.objects.filter(alert=alert, kind=AlertEventKind.CATEGORY).values_list("reason", flat=True)
     )
 
 
