@@ -26,6 +26,7 @@ Each event is validated on its own; one wrong event is rejected with the reason 
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -152,7 +153,7 @@ def _record(gateway: Gateway, event: Mapping[str, Any]) -> dict[str, Any]:
         if kind == "opened":
             outcome, alert = _opened(ctx, gateway, alert, first, at, peak_at, peak_score)
         else:
-            outcome = _cleared(gateway, alert, at)
+            outcome = _cleared(ctx, gateway, alert, at)
         EdgeEvent.objects.filter(pk=record.pk).update(outcome=outcome, alert=alert)
     return {"key": key, "outcome": outcome, "alert": None if alert is None else alert.pk}
 
@@ -189,16 +190,24 @@ def _opened(ctx: _Context, gateway: Gateway, alert: Alert | None, first, at, pea
     return ("opened" if created else "merged"), alert
 
 
-def _cleared(gateway: Gateway, alert: Alert | None, at) -> str:
+def _cleared(ctx: _Context, gateway: Gateway, alert: Alert | None, at) -> str:
+    """Auto-close the alert the agent cleared at window ``at``. The windows before the clear run (the last
+    ``clear_run`` windows, below the clear threshold) were the agent's episode: the alert's ``last_seen_at``
+    moves up to the last of them, so that when their readings arrive later (an agent back from offline
+    sends its events first) the scorer attributes them to this alert (``lifecycle._last_closed_seen``)
+    instead of raising the same episode a second time."""
     if alert is None or alert.state not in ACTIVE_STATES or alert.episode != EpisodeState.LIVE:
         return "noted"
     if alert.opened_at > at:
         return "noted"  # a later episode than the one the agent cleared
+    step = timedelta(seconds=float(ctx.asset.asset_type.step_s))
+    last_seen = max(alert.last_seen_at, min(at, at - step * ctx.params.clear_run))
     try:
         alert.transition(
             AlertState.AUTO_CLOSED,
             reason=f"condition cleared at the edge ({gateway.name})",
             at=timezone.now(),
+            last_seen_at=last_seen,
         )
     except AlertStateError:
         return "noted"

@@ -312,3 +312,41 @@ def test_once_its_opening_window_is_scored_an_active_edge_alert_costs_the_scorer
     assert alert.state == AlertState.OPEN and alert.last_seen_at.timestamp() == at + 90
     wheres = [q["sql"].split("WHERE", 1)[-1] for q in queries.captured_queries if "WHERE" in q["sql"]]
     assert not [where for where in wheres if "raised_at_edge" in where]
+
+
+def test_readings_of_an_episode_the_edge_opened_and_cleared_while_offline_open_no_second_alert(
+    client, gateway_token, champion, asset, at
+):
+    # The agent decided the whole episode offline; its windows up to the clear were the episode's, so the
+    # server scoring them when they arrive must not raise it again (people would be paged for it twice).
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    cleared = {
+        "key": "cleared-later",
+        "kind": "cleared",
+        "asset": asset.tag,
+        "at": at + 180,
+        "first": at - 20,
+        "peak_at": at - 10,
+        "peak_score": 25.0,
+        "level": 2,
+        "model_sha256": champion.sha256,
+    }
+    response = client.post(
+        EVENTS,
+        data=json.dumps({"events": [cleared]}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {gateway_token}",
+    )
+    assert response.json()["results"][0]["outcome"] == "closed"
+    # The readings the agent decided on: still high for a while after the opening, then back to normal for
+    # the clear run (the six windows up to at + 180 below the clear threshold); ramps, which the quality
+    # rules rightly do not call spikes.
+    wearing = vibration(at)
+    easing = lambda t: 2.0 + 23.0 * np.clip((at + 100 - t) / 60.0, 0.0, 1.0)  # noqa: E731 (back down over a minute)
+    store(asset, at - 400, at + 190, lambda t: np.minimum(wearing(t), easing(t)))
+    ends = Score.objects.filter(asset=asset, score__gte=10.0, window_end__gt=utc(at)).values_list(
+        "window_end", flat=True
+    )
+    score_assets([asset.pk])
+    assert len(ends) >= 3  # enough windows above the open threshold after the opening to open an alert
+    assert list(Alert.objects.filter(asset=asset, is_shadow=False).values_list("pk", flat=True)) == [alert.pk]
