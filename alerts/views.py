@@ -16,7 +16,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from alerts.charts import chart_sensors, sensor_figure, shap_figure
-from alerts.choices import CLOSED_STATES
 from alerts.forms import MissedFailureForm
 from alerts.models import Alert
 from alerts.services import (
@@ -35,7 +34,7 @@ from alerts.services import (
 )
 from alerts.choices import FeedbackKind
 from alerts.consumers import moved_to_lane
-from alerts.services.board import alert_level, decorate, feature_lines, role_meta, why_lines
+from alerts.services.board import alert_level, decorate, feature_lines, role_meta, similar_before, why_lines
 from alerts.services.overrides import effective_thresholds
 from detection.explain import ExplanationError
 from detection.runtime import ModelRuntimeError
@@ -122,19 +121,7 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
     why = why_lines(explanation, ranges, roles, level, top=None)
     sensors = list(asset.sensors.select_related("role").order_by("role__key", "key"))
     current = current_verdict(alert)
-    alert.similar_id = (
-        Alert.objects.filter(
-            asset=asset,
-            kind=alert.kind,
-            dominant_role=alert.dominant_role,
-            is_shadow=False,
-            state__in=CLOSED_STATES,
-            closed_at__lt=alert.opened_at,
-        )
-        .order_by("-closed_at")
-        .values_list("pk", flat=True)
-        .first()
-    )
+    alert.similar_id = similar_before(asset, alert.kind, alert.dominant_role, alert.opened_at).first()
     decorate([alert], level)
     explained_score = (explanation or {}).get("score")
     context = {

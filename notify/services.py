@@ -43,11 +43,11 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.choices import CLOSED_STATES, AlertEventKind, AlertState, Severity
+from alerts.choices import CLOSED_STATES, AlertCategory, AlertEventKind, AlertState, EpisodeState, Severity
 from alerts.event_hooks import InterestedAssets, on_alert_events
 from alerts.metrics.kpis import FLOOD_ALERTS, TEN_MINUTES
 from alerts.models import Alert, AlertEvent, Feedback
-from alerts.services import record_feedback
+from alerts.services import current_verdict, record_feedback
 from alerts.writeback import alert_words
 from notify.choices import ALERT_MESSAGES, TOLD, DeliveryStatus, MessageKind
 from notify.models import AckToken, Channel, Escalation, Notification, QuietHours, Rule, Shift
@@ -315,7 +315,14 @@ def compose(alert: Alert, kind: MessageKind, tier: int = 0, change: str = "") ->
         lines.append(f"Category changed: {change}.")
         title = f"Now {alert.get_category_display().lower()}: {words['text']}"
     elif kind == MessageKind.CLOSED:
-        lines = [f"{words['text'][:1].upper() + words['text'][1:]} is {alert.get_state_display().lower()}."]
+        # A verdict closes the alert too: say which, or "is resolved" reads as "the pump is fixed".
+        closed = f"{words['text'][:1].upper() + words['text'][1:]} is {alert.get_state_display().lower()}"
+        if (verdict := current_verdict(alert)) is not None:
+            closed += f": {verdict.summary}" + (f" ({verdict.user.username})" if verdict.user else "")
+        lines = [closed + "."]
+        if alert.episode == EpisodeState.IN_WORK:
+            work = "fix" if alert.category == AlertCategory.DATA_LINK else "repair"
+            lines.append(f"In work until the {work} is done: no new alert while the condition lasts.")
         title = f"Closed: {words['text']}"
     else:
         title = words["text"][:1].upper() + words["text"][1:]

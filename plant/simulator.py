@@ -370,11 +370,18 @@ class PlantSimulator:
             mine = [o for o in occurrences if o.fault.asset_tag == asset.tag]
             load, values = self._asset_signals(asset, idx, ts, mine)
             frame.load[asset.tag] = load
-            frame.values[asset.tag] = {
+            values = {
                 role: self._continued(asset.sensors[role], role, ts, values[role])
                 for role in ROLES
                 if role in asset.sensors
             }
+            # Sensor faults act on what the transmitter would read, after a resumed run's fading offset:
+            # a stuck sensor repeats one value exactly (the STUCK flag needs exact repeats).
+            for occ in mine:
+                if occ.fault.kind in SENSOR_FAULTS and occ.fault.sensor_role in values:
+                    role = occ.fault.sensor_role
+                    values[role] = self._sensor_fault(occ, asset, idx, ts, values[role])
+            frame.values[asset.tag] = values
         return frame
 
     def step(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -468,10 +475,6 @@ class PlantSimulator:
             "pressure": np.clip(pressure, 0.0, None),
             "flow": np.clip(flow, 0.0, None),
         }
-        for occ in occurrences:
-            if occ.fault.kind in SENSOR_FAULTS:
-                role = occ.fault.sensor_role
-                values[role] = self._sensor_fault(occ, asset, idx, ts, values[role])
         return load, values
 
     def _continued(self, key: str, role: str, ts: np.ndarray, series: np.ndarray) -> np.ndarray:

@@ -52,17 +52,8 @@ def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int |
         alerts = alerts.filter(pk__in=list(ids))
     if asset_id is not None:
         alerts = alerts.filter(asset_id=asset_id)
-    similar = (
-        Alert.objects.filter(
-            asset=OuterRef("asset"),
-            kind=OuterRef("kind"),
-            dominant_role=OuterRef("dominant_role"),
-            is_shadow=False,
-            state__in=CLOSED_STATES,
-            closed_at__isnull=False,
-        )
-        .order_by("-closed_at")
-        .values("pk")[:1]
+    similar = similar_before(
+        OuterRef("asset"), OuterRef("kind"), OuterRef("dominant_role"), OuterRef("opened_at")
     )
     rank = Case(
         *[When(severity=s.value, then=Value(s.rank)) for s in Severity],
@@ -77,7 +68,7 @@ def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int |
         .defer("peak_explanation")
         .annotate(
             severity_rank=rank,
-            similar_id=Subquery(similar),
+            similar_id=Subquery(similar[:1]),
             override_open=Subquery(override.values("open_threshold")[:1]),
             override_clear=Subquery(override.values("clear_threshold")[:1]),
         )
@@ -86,6 +77,25 @@ def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int |
     decorate(rows)
     add_card_actions(rows)
     return rows
+
+
+def similar_before(asset: Any, kind: Any, dominant_role: Any, opened_at: Any) -> QuerySet[Alert]:
+    """The pks of the closed alerts of ``asset`` and ``kind`` driven by ``dominant_role`` that opened before
+    ``opened_at``, last closed first: "the last similar alert" of the board's cards (given OuterRefs) and of
+    the alert page. Opened before the alert, so that an alert in work is never its own similar alert."""
+    return (
+        Alert.objects.filter(
+            asset=asset,
+            kind=kind,
+            dominant_role=dominant_role,
+            is_shadow=False,
+            state__in=CLOSED_STATES,
+            closed_at__isnull=False,
+            opened_at__lt=opened_at,
+        )
+        .order_by("-closed_at")
+        .values_list("pk", flat=True)
+    )
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,32 @@ def test_a_card_tells_what_was_done_the_last_time_a_similar_alert_was_closed(
     assert "Sensor glitch" not in history  # a different dominant sensor is not "similar"
 
 
+def test_an_alert_in_work_names_the_last_similar_alert_before_it_not_itself(
+    tech_client, asset, champion, trained, technician
+):
+    # QA: after "Repair scheduled" the in-work card read "Last similar alert, 0 minutes ago: Confirmed
+    # fault — Repair scheduled" and linked to its own page, where the alert page named the one before.
+    explanation = explanation_for(champion, trained, "vibration")
+    earlier = make_alert(asset, champion, explanation=explanation, age_min=600)
+    record_feedback(earlier, technician, "confirm:repaired", "replaced the bearing")
+    current = make_alert(asset, champion, explanation=explanation)
+    record_feedback(current, technician, "confirm:scheduled")
+
+    html = tech_client.get(reverse("alerts:board")).content.decode()
+
+    card = html[html.index(f'id="alert-{current.pk}"') :]
+    history = card[
+        card.index('class="alert-history"') : card.index("</p>", card.index('class="alert-history"'))
+    ]
+    assert reverse("alerts:detail", args=[earlier.pk]) in history
+    assert "Repair scheduled" not in history and "Confirmed fault — Repaired" in history
+    detail = tech_client.get(reverse("alerts:detail", args=[current.pk])).content.decode()
+    assert (
+        f'Last similar alert on this asset, <a href="{reverse("alerts:detail", args=[earlier.pk])}">'
+        in detail
+    )
+
+
 def _board_queries(client) -> int:
     with CaptureQueriesContext(connection) as queries:
         response = client.get(reverse("alerts:board"))

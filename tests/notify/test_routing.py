@@ -55,6 +55,20 @@ def test_the_close_goes_to_the_channels_that_were_told_once(
     assert "/notify/ack/" not in closed.body
 
 
+def test_the_close_message_of_a_verdict_says_the_verdict_and_that_a_scheduled_repair_is_in_work(
+    asset, version, ladder, inbox, technician, queued, django_capture_on_commit_callbacks
+):
+    # QA: "Repair scheduled" sent "<pump> alert, critical is resolved." and nothing else: read on a phone,
+    # the pump was fixed, while the board kept the alert in work until the repair.
+    raise_alert(asset, version, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        record_feedback(Alert.objects.get(), technician, "confirm:scheduled")
+    opened, closed = notifications()
+    assert closed.kind == MessageKind.CLOSED
+    assert f"is resolved: Confirmed fault — Repair scheduled ({technician.username})." in closed.body
+    assert "In work until the repair is done" in closed.body
+
+
 def test_unacknowledged_high_alert_escalates_to_the_supervisor_after_15_minutes(
     asset, version, ladder, supervisor, queued, django_capture_on_commit_callbacks
 ):

@@ -219,24 +219,29 @@ def test_a_fault_for_an_asset_that_is_not_simulated_is_refused():
         PlantSimulator(pumps(), faults=FaultSchedule([Fault("bearing_wear", "p-404", None, 0, 60)]))
 
 
-def test_healthy_simulated_pumps_raise_no_data_quality_flags(settings):
-    # The demo must not show "bad data" on pumps that are fine: duty changes are ramps, not steps.
+def quality_flags(ts: np.ndarray, values: np.ndarray, settings) -> np.ndarray:
+    """The quality flags ingest would give one simulated 1 s series, with the settings' thresholds."""
     from plant.quality import flag_series
 
+    return flag_series(
+        ts,
+        values,
+        0,
+        valid_min=None,
+        valid_max=None,
+        sample_period_s=1.0,
+        spike_mads=settings.VIGIL_QUALITY_SPIKE_MADS,
+        stuck_samples=settings.VIGIL_QUALITY_STUCK_SAMPLES,
+        gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
+    )
+
+
+def test_healthy_simulated_pumps_raise_no_data_quality_flags(settings):
+    # The demo must not show "bad data" on pumps that are fine: duty changes are ramps, not steps.
     frame = simulate(start=T0, end=T0 + 3600)
     for tag in TAGS:
         for role in ROLES:
-            flags = flag_series(
-                frame.ts,
-                frame.values[tag][role],
-                0,
-                valid_min=None,
-                valid_max=None,
-                sample_period_s=1.0,
-                spike_mads=settings.VIGIL_QUALITY_SPIKE_MADS,
-                stuck_samples=settings.VIGIL_QUALITY_STUCK_SAMPLES,
-                gap_factor=settings.VIGIL_QUALITY_GAP_FACTOR,
-            )
+            flags = quality_flags(frame.ts, frame.values[tag][role], settings)
             assert (flags != 0).sum() <= 2, f"{tag}.{role}"
 
 
@@ -259,3 +264,25 @@ def test_a_resumed_run_starts_from_the_stored_level_and_fades_to_its_own_signal_
     assert abs(whole[301] - stored) < 0.5  # the first sample after it joins the stored level
     assert abs((whole - own)[1500:].mean()) < 0.3  # 20 min on, the difference has faded
     assert np.abs(np.diff(whole[301:330])).max() < 0.6  # and goes on from there with no step
+
+
+def test_a_stuck_sensor_of_a_resumed_run_repeats_one_value_exactly_while_the_seam_offset_fades(settings):
+    # A demo restart resumes each sensor's stored level with an offset that fades over minutes; a sensor
+    # stuck meanwhile must still repeat its value exactly, or the STUCK flag (exact repeats) never fires.
+    from plant.quality import QualityFlag
+    from plant.simulator import Seam
+
+    key, seam_ts = "demo.p-102.pressure", T0 + 60.5
+    own = PlantSimulator(pumps(), seed=2).signals(T0, T0 + 61).values["p-102"]["pressure"]
+    fault = Fault("stuck_sensor", "p-102", "pressure", start_s=120, duration_s=240)
+    sim = PlantSimulator(pumps(), seed=2, faults=FaultSchedule([fault]), origin=T0)
+    sim.resume({key: Seam(seam_ts, float(own[60]) + 0.4)})
+    frame = sim.signals(T0, T0 + 600)
+    pressure = frame.values["p-102"]["pressure"]
+    inside = interval(frame, 120, 240)
+
+    assert np.ptp(pressure[inside]) == 0.0
+    flags = quality_flags(frame.ts, pressure, settings)
+    stuck = (flags & int(QualityFlag.STUCK)) != 0
+    assert stuck[inside].sum() == 240 - settings.VIGIL_QUALITY_STUCK_SAMPLES + 1
+    assert not stuck[~inside].any()
