@@ -31,7 +31,13 @@ ALERT_KEYS = {
     "model_version": "model_version_id",
 }
 MISSED_KEYS = {**ALERT_KEYS, "model_version": "deployed_version_id"}
-ACTIONABLE_ACTIONS = (MaintenanceAction.REPAIRED, MaintenanceAction.SCHEDULED)
+# A confirmed fault someone acted on: a repair done or scheduled, a sensor replaced or recalibrated.
+ACTIONABLE_ACTIONS = (
+    MaintenanceAction.REPAIRED,
+    MaintenanceAction.SCHEDULED,
+    MaintenanceAction.SENSOR_REPLACED,
+    MaintenanceAction.RECALIBRATED,
+)
 DISMISSED_VERDICTS = (Verdict.FALSE_ALARM, Verdict.NOT_ACTIONABLE)
 
 

@@ -379,8 +379,10 @@ def fault_type_of(alert: Alert) -> str:
 def _file_by_verdict(alert: Alert, parsed: ParsedAction, user: Any, now: datetime) -> None:
     """A confirmed fault on a model's alert says what was at fault (module docstring): a sensor action
     files it "Check the sensor", a machine action on a "Check the sensor" alert files it "Machine fault".
-    Data-link alerts and the sensor-fault rules' own alerts keep their category."""
-    if parsed.verdict != Verdict.CONFIRMED_FAULT or alert.kind == AlertKind.SENSOR_FAULT:
+    Data-link alerts and the sensor-fault rules' own alerts keep their category, and so does an alert whose
+    verdict comes without a person (``user`` None: a work order's outcome from the CMMS, whose "done" says
+    the job filed under the alert's category was done, not what was at fault)."""
+    if parsed.verdict != Verdict.CONFIRMED_FAULT or alert.kind == AlertKind.SENSOR_FAULT or user is None:
         return
     if alert.category == AlertCategory.DATA_LINK:
         return
@@ -397,7 +399,11 @@ def _relabel(alert: Alert, user: Any, parsed: ParsedAction, note: str, label: La
     """Write the alert window's label for this verdict, reusing the label of the verdict it corrects; None
     (and that label removed) for a false alarm on a sensor-fault alert, whose readings were true, and for
     any verdict on a data-link alert, whose readings are missing."""
-    sensor = alert.kind == AlertKind.SENSOR_FAULT or parsed.action in SENSOR_ACTIONS
+    # The sensor's rule for the sensor rules' alerts, and for a model's alert still filed "Check the sensor"
+    # after its verdict (_file_by_verdict) unless it is a false alarm (the readings were true and normal).
+    sensor = alert.kind == AlertKind.SENSOR_FAULT or (
+        alert.category == AlertCategory.SENSOR_FAULT and parsed.verdict != Verdict.FALSE_ALARM
+    )
     if alert.category == AlertCategory.DATA_LINK or (sensor and parsed.verdict == Verdict.FALSE_ALARM):
         if label is not None:
             label.delete()

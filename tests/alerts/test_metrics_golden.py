@@ -5,7 +5,7 @@ recomputed).
 The history (times UTC, 2026; FT = follow-through window of 24 h):
 
 North (P-101 and P-102, pumps; "pump-anomaly" v1 champion from May, v2 from 1 August)
-  June  J1 P-101 06-02 08:00 "Check the sensor" (the gate's category), confirmed/repaired 10:00 (2 h)
+  June  J1 P-101 06-02 08:00 "Check the sensor" (the gate's category), confirmed/sensor replaced 10:00 (2 h)
         J2 P-101 06-05 08:00 "Check the data link", acknowledged 08:30, confirmed/scheduled ("fix
            scheduled") 12:00 (ack 30 min)
         (J1 and J2 count as verdicts, confirmed, actionable and followed through like any alert, but not in
@@ -154,7 +154,7 @@ def build_golden_history() -> Golden:
 
     # June
     alert("J1", p101, pump_v1, at(6, 2), category=AlertCategory.SENSOR_FAULT)
-    say("J1", tess, "confirm:repaired", at(6, 2, 10))
+    say("J1", tess, "confirm:sensor_replaced", at(6, 2, 10))
     alert("J2", p101, pump_v1, at(6, 5), category=AlertCategory.DATA_LINK)
     say("J2", tess, "acknowledge", at(6, 5, 8, 30))
     say("J2", tess, "confirm:scheduled", at(6, 5, 12))

@@ -86,3 +86,21 @@ def test_undoing_the_verdict_puts_the_alert_back_where_the_verdict_in_force_file
     alert.refresh_from_db()
     assert alert.category == AlertCategory.SENSOR_FAULT
     assert Feedback.objects.get(pk=first.pk).label.kind == "excluded"
+
+
+def test_a_work_order_done_from_the_cmms_keeps_the_category_it_was_filed_under(alert):
+    # "Done" from the CMMS says the job filed under "Check the sensor" was done, not what was at fault.
+    record_feedback(alert, None, "confirm:repaired", authorised=True)
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.SENSOR_FAULT
+    label = Feedback.objects.get(alert=alert).label
+    assert (label.kind, label.fault_type) == ("excluded", "sensor:vibration")
+
+
+def test_a_sensor_replaced_or_recalibrated_counts_as_acted_on(client, engineer, technician, asset, champion):
+    for action in ("confirm:sensor_replaced", "confirm:recalibrated", "confirm:inspected_no_action"):
+        made = make_alert(asset, champion, category=AlertCategory.SENSOR_FAULT, dominant_role="vibration")
+        record_feedback(made, technician, action)
+    client.force_login(engineer)
+    (row,) = client.get("/api/v1/metrics", {"group_by": "asset"}).json()["rows"]
+    assert (row["verdicts"], row["actionable"]) == (3, 2)

@@ -69,7 +69,8 @@ def test_a_confirmed_data_link_or_sensor_alert_counts_in_the_overall_rate_not_in
     record_feedback(machine, technician, "confirm:repaired", now=machine.opened_at + timedelta(hours=1))
     for category in ("data_link", "sensor_fault"):  # both answered late: 30 h after they were shown
         routed = make_alert(asset, champion, age_min=3 * 24 * 60, category=category)
-        record_feedback(routed, technician, "confirm:repaired", now=routed.opened_at + timedelta(hours=30))
+        action = "confirm:sensor_replaced" if category == "sensor_fault" else "confirm:repaired"
+        record_feedback(routed, technician, action, now=routed.opened_at + timedelta(hours=30))
     client.force_login(engineer)
 
     comparison, html = _compare_follow_through(client, challenger)
