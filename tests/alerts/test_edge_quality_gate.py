@@ -73,12 +73,14 @@ def store(asset, start_s: float, end_s: float, values, *, gaps: dict[str, tuple[
     assert not result.rejected
 
 
-def send_opened(client, token, champion, asset, at: float) -> Alert:
+def send_event(client, token, champion, asset, kind: str, decided_at: float, at: float) -> dict:
+    """The agent's ``kind`` event of the episode it opened at ``at``, decided at window ``decided_at``; the
+    server's result for it."""
     event = {
-        "key": f"{asset.tag}/{champion.sha256[:8]}/{at:.0f}/opened",
-        "kind": "opened",
+        "key": f"{asset.tag}/{champion.sha256[:8]}/{at:.0f}/{decided_at:.0f}/{kind}",
+        "kind": kind,
         "asset": asset.tag,
-        "at": at,
+        "at": decided_at,
         "first": at - 20,
         "peak_at": at - 10,
         "peak_score": 25.0,
@@ -93,6 +95,11 @@ def send_opened(client, token, champion, asset, at: float) -> Alert:
     )
     assert response.status_code == 200, response.content
     [result] = response.json()["results"]
+    return result
+
+
+def send_opened(client, token, champion, asset, at: float) -> Alert:
+    result = send_event(client, token, champion, asset, "opened", at, at)
     assert result["outcome"] == "opened", result
     return Alert.objects.get(pk=result["alert"])
 
@@ -199,23 +206,7 @@ def test_an_alert_the_edge_cleared_while_offline_is_categorised_when_its_reading
 ):
     # Back online, the agent sends its queued events first: the alert opens and closes before any reading.
     alert = send_opened(client, gateway_token, champion, asset, at)
-    cleared = {
-        "key": "cleared",
-        "kind": "cleared",
-        "asset": asset.tag,
-        "at": at + 120,
-        "first": at - 20,
-        "peak_at": at - 10,
-        "peak_score": 25.0,
-        "level": 2,
-        "model_sha256": champion.sha256,
-    }
-    client.post(
-        EVENTS,
-        data=json.dumps({"events": [cleared]}),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {gateway_token}",
-    )
+    send_event(client, gateway_token, champion, asset, "cleared", at + 120, at)
     alert.refresh_from_db()
     assert alert.state == AlertState.AUTO_CLOSED
 
@@ -320,24 +311,7 @@ def test_readings_of_an_episode_the_edge_opened_and_cleared_while_offline_open_n
     # The agent decided the whole episode offline; its windows up to the clear were the episode's, so the
     # server scoring them when they arrive must not raise it again (people would be paged for it twice).
     alert = send_opened(client, gateway_token, champion, asset, at)
-    cleared = {
-        "key": "cleared-later",
-        "kind": "cleared",
-        "asset": asset.tag,
-        "at": at + 180,
-        "first": at - 20,
-        "peak_at": at - 10,
-        "peak_score": 25.0,
-        "level": 2,
-        "model_sha256": champion.sha256,
-    }
-    response = client.post(
-        EVENTS,
-        data=json.dumps({"events": [cleared]}),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {gateway_token}",
-    )
-    assert response.json()["results"][0]["outcome"] == "closed"
+    assert send_event(client, gateway_token, champion, asset, "cleared", at + 180, at)["outcome"] == "closed"
     # The readings the agent decided on: still high for a while after the opening, then back to normal for
     # the clear run (the six windows up to at + 180 below the clear threshold); ramps, which the quality
     # rules rightly do not call spikes.
