@@ -26,8 +26,8 @@ Each event is validated on its own; one wrong event is rejected with the reason 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
 import re
+from datetime import timedelta
 from collections.abc import Mapping
 from typing import Any
 
@@ -201,7 +201,7 @@ def _cleared(ctx: _Context, gateway: Gateway, alert: Alert | None, at) -> str:
     if alert.opened_at > at:
         return "noted"  # a later episode than the one the agent cleared
     step = timedelta(seconds=float(ctx.asset.asset_type.step_s))
-    last_seen = max(alert.last_seen_at, min(at, at - step * ctx.params.clear_run))
+    last_seen = max(alert.last_seen_at, at - step * ctx.params.clear_run)
     try:
         alert.transition(
             AlertState.AUTO_CLOSED,
