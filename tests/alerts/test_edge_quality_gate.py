@@ -323,4 +323,7 @@ def test_readings_of_an_episode_the_edge_opened_and_cleared_while_offline_open_n
     )
     score_assets([asset.pk])
     assert len(ends) >= 3  # enough windows above the open threshold after the opening to open an alert
-    assert list(Alert.objects.filter(asset=asset, is_shadow=False).values_list("pk", flat=True)) == [alert.pk]
+    # No second alert of the model (the sensor rules may file the synthetic ramp's vibration as drifting
+    # against the flat other sensors on some noise draws: their own alert kind, not the episode again).
+    model_alerts = Alert.objects.filter(asset=asset, is_shadow=False, kind=champion.kind)
+    assert list(model_alerts.values_list("pk", flat=True)) == [alert.pk]
