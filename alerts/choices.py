@@ -168,14 +168,33 @@ SENSOR_ACTIONS = (MaintenanceAction.SENSOR_REPLACED, MaintenanceAction.RECALIBRA
 
 
 class FalseAlarmReason(models.TextChoices):
+    """Why an alert was a false alarm. An alert offers the reasons that fit it (``false_alarm_reasons``)."""
+
     SENSOR_GLITCH = "sensor_glitch", "Sensor glitch"
     NORMAL_OPERATING_CHANGE = "normal_operating_change", "Normal operating change"
     MAINTENANCE_ACTIVITY = "maintenance_activity", "Maintenance activity"
     UNKNOWN = "unknown", "Unknown"
+    # Last, so the metrics CSV's reason columns keep their places.
+    SENSOR_READS_TRUE = "sensor_reads_true", "Sensor checked, reads true"
 
     @property
     def colour(self) -> str:
         return "#16a34a"
+
+
+def false_alarm_reasons(kind: str, category: str) -> tuple[FalseAlarmReason, ...]:
+    """The false-alarm reasons an alert of this kind and category offers (its card's buttons, in order);
+    alerts.services.feedback accepts no other. On a "Check the sensor" alert (the sensor rules' own, or a
+    model's alert the quality gate filed there) a false alarm says the sensor was fine and its readings true
+    (no excluded label), so "Sensor checked, reads true" takes the place of "Sensor glitch", which there would
+    say the alert was right. Elsewhere "Sensor glitch" stays: the reading glitched, not the machine."""
+    sensor = kind == AlertKind.SENSOR_FAULT or category == AlertCategory.SENSOR_FAULT
+    return (
+        FalseAlarmReason.SENSOR_READS_TRUE if sensor else FalseAlarmReason.SENSOR_GLITCH,
+        FalseAlarmReason.NORMAL_OPERATING_CHANGE,
+        FalseAlarmReason.MAINTENANCE_ACTIVITY,
+        FalseAlarmReason.UNKNOWN,
+    )
 
 
 # Snooze lengths offered on the board ("snooze:1h").

@@ -26,6 +26,7 @@ from alerts.choices import (
     NoiseActionKind,
     Severity,
     Verdict,
+    false_alarm_reasons,
     verdict_summary,
 )
 from models_registry.models import ModelVersion
@@ -213,6 +214,11 @@ class Alert(models.Model):
     @property
     def episode_choice(self) -> EpisodeState:
         return EpisodeState(self.episode)
+
+    @property
+    def false_alarm_reasons(self) -> tuple[FalseAlarmReason, ...]:
+        """The false-alarm reasons this alert offers now (``alerts.choices.false_alarm_reasons``)."""
+        return false_alarm_reasons(self.kind, self.category)
 
     @property
     def snooze_end_text(self) -> str:

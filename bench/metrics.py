@@ -144,6 +144,7 @@ def load(now: dt.datetime, log) -> None:
     from django.core.management import call_command
     from django.db import connection, transaction
 
+    from alerts.choices import false_alarm_reasons
     from alerts.models import Alert, AlertEvent, Feedback
     from models_registry.models import ModelStatusChange, ModelVersion
     from plant.models import Asset, Label, Site
@@ -218,7 +219,6 @@ def load(now: dt.datetime, log) -> None:
     weights /= weights.sum()
     span = (history_end - year_start).total_seconds()
     roles = ("vibration", "current", "pressure", "temperature")
-    reasons = ("sensor_glitch", "normal_operating_change", "maintenance_activity", "unknown")
     actions = ("repaired", "scheduled", "inspected_no_action")
 
     def at(base: dt.datetime, seconds: float) -> dt.datetime:
@@ -235,16 +235,20 @@ def load(now: dt.datetime, log) -> None:
     def version_at(moment: dt.datetime) -> int:
         return versions[sum(moment >= s for s in switch) - 1]
 
-    def verdict_draw() -> tuple[str, str, str]:
+    def verdict_draw(category: str) -> tuple[str, str, str]:
         draw = rng.random()
         if draw < 0.45:
             return "confirmed_fault", actions[int(rng.choice(3, p=(0.5, 0.3, 0.2)))], ""
         if draw < 0.85:
-            return "false_alarm", "", reasons[int(rng.choice(4, p=(0.4, 0.35, 0.15, 0.1)))]
+            # The reasons the alert's card offers ("Sensor checked, reads true" on a sensor alert).
+            reasons = false_alarm_reasons("anomaly", category)
+            return "false_alarm", "", reasons[int(rng.choice(4, p=(0.4, 0.35, 0.15, 0.1)))].value
         return "not_actionable", "", ""
 
-    def give_verdict(pk: int, asset: int, moment: dt.datetime, from_state: str, to_state: str) -> None:
-        verdict, action, reason = verdict_draw()
+    def give_verdict(
+        pk: int, asset: int, moment: dt.datetime, from_state: str, to_state: str, category: str
+    ) -> None:
+        verdict, action, reason = verdict_draw(category)
         user = tech(asset)
         event = events.add(pk, moment, user, from_state, to_state, verdict)
         first = feedback.add(
@@ -265,6 +269,8 @@ def load(now: dt.datetime, log) -> None:
     def add_alert(asset: int, opened: dt.datetime, *, shadow: bool = False, active: str = "") -> None:
         version = versions[2] if shadow else version_at(opened)
         pk = len(alerts.rows) + 1
+        # Drawn first: a verdict's false-alarm reasons depend on it.
+        category = "sensor_fault" if rng.random() < 0.15 else "machine_fault"
         suppressed = not shadow and not active and rng.random() < 0.05
         state = "suppressed" if suppressed else "open"
         events.add(pk, opened, None, "", state, "opened")
@@ -299,7 +305,12 @@ def load(now: dt.datetime, log) -> None:
                 closed_state, closed_at = "auto_closed", at(shown, rng.uniform(HOUR, 12 * HOUR))
                 events.add(pk, closed_at, None, "open", closed_state, "condition cleared")
                 give_verdict(
-                    pk, asset, at(shown, rng.uniform(1.5 * DAY, 4 * DAY)), closed_state, closed_state
+                    pk,
+                    asset,
+                    at(shown, rng.uniform(1.5 * DAY, 4 * DAY)),
+                    closed_state,
+                    closed_state,
+                    category,
                 )
             elif draw < 0.27:
                 user, moment = tech(asset), at(shown, delay(0.7))
@@ -319,12 +330,12 @@ def load(now: dt.datetime, log) -> None:
                     )
                     from_state = "acknowledged"
                 closed_state, closed_at = "resolved", at(shown, answer)
-                give_verdict(pk, asset, closed_at, from_state, closed_state)
+                give_verdict(pk, asset, closed_at, from_state, closed_state, category)
         state = closed_state or state
         last = max(last, closed_at or opened)
         alerts.add(
             asset, version, "anomaly", shadow, state,
-            "sensor_fault" if rng.random() < 0.15 else "machine_fault",
+            category,
             ("low", "medium", "high", "critical")[int(rng.choice(4, p=(0.4, 0.3, 0.2, 0.1)))],
             opened, at(opened, -180), at(opened, 1200), float(10 + rng.gamma(2.0, 3.0)), at(opened, 300),
             int(rng.integers(3, 200)), "ready", roles[int(rng.integers(4))], snoozed_until, snooze_reason,

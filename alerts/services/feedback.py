@@ -16,7 +16,8 @@ about the machine (a faulty sensor says nothing about it, faulty or normal):
   window, ``fault_type`` "sensor:<role>": the readings were the sensor's fault, so training and retraining
   leave those windows out (models_registry.training_data.label_windows: GUARD);
 * false alarm → no Label: the sensor read true, its windows stay ordinary training data (a correction to
-  false alarm removes the ``excluded`` label, a correction from it writes one).
+  false alarm removes the ``excluded`` label, a correction from it writes one). Its card says so ("Sensor
+  checked, reads true" in place of "Sensor glitch", which is refused there: ``_check_reason``).
 
 A model's alert the quality gate filed "Check the sensor" (category sensor_fault) offers both: "Sensor
 replaced" / "Recalibrated" take the sensor's rule above (Label ``excluded``; the alert stays "Check the
@@ -233,6 +234,7 @@ def _verdict(
             f"{current.user or 'someone else'} already gave the verdict “{current.summary}” on alert "
             f"#{alert.pk}; only they or an engineer can correct it"
         )
+    _check_reason(alert, parsed)
     draft = Feedback(alert=alert, verdict=parsed.verdict, action=parsed.action, reason=parsed.reason)
     if alert.state in ACTIVE_STATES:
         event = alert.transition("resolved", actor=user, reason=_event_reason(draft.summary, note), at=now)
@@ -262,6 +264,27 @@ def _verdict(
         reason=parsed.reason,
         label=label,
         supersedes=current,
+    )
+
+
+def _check_reason(alert: Alert, parsed: ParsedAction) -> None:
+    """FeedbackError for a false-alarm reason the alert does not offer (``Alert.false_alarm_reasons``: a
+    page from before its buttons changed, or from before the alert moved category), naming the ones it does.
+    "Sensor glitch" on a "Check the sensor" alert is refused rather than recorded: the false alarm would keep
+    the readings as true while the words say the sensor was at fault, and which one was meant is unknown."""
+    offered = alert.false_alarm_reasons
+    if parsed.verdict != Verdict.FALSE_ALARM or parsed.reason in offered:
+        return
+    given = FalseAlarmReason(parsed.reason).label
+    if parsed.reason == FalseAlarmReason.SENSOR_GLITCH:
+        raise FeedbackError(
+            f"alert #{alert.pk} asks to check the sensor, and a false alarm there means the sensor read true: "
+            f"“{given}” says the opposite. If the sensor was faulty, confirm it (Sensor replaced or "
+            f"Recalibrated); if it was fine, choose “{FalseAlarmReason.SENSOR_READS_TRUE.label}”"
+        )
+    raise FeedbackError(
+        f"“{given}” is not a false-alarm reason for alert #{alert.pk} "
+        f"({alert.get_category_display().lower()}); choose one of: {', '.join(r.label for r in offered)}"
     )
 
 

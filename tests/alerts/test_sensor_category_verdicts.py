@@ -65,10 +65,51 @@ def test_a_machine_repair_moves_the_alert_to_machine_fault_and_a_correction_move
 
 
 def test_a_false_alarm_keeps_the_category_and_labels_the_window_normal(client, technician, alert):
-    post(login(client, technician), alert, "false_alarm:sensor_glitch")
+    post(login(client, technician), alert, "false_alarm:sensor_reads_true")
     alert.refresh_from_db()
     assert alert.category == AlertCategory.SENSOR_FAULT
-    assert Feedback.objects.get(alert=alert).label.kind == "normal"
+    feedback = Feedback.objects.get(alert=alert)
+    assert (feedback.label.kind, feedback.label.reason) == ("normal", "sensor_reads_true")
+    assert feedback.summary == "False alarm — Sensor checked, reads true"
+
+
+def test_the_false_alarm_reasons_say_the_sensor_read_true_on_a_sensor_card_and_glitched_on_a_machine_card(
+    client, technician, alert, asset, champion
+):
+    machine = make_alert(asset, champion, kind="failure_classifier", dominant_role="vibration")
+    login(client, technician)
+    page = client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+    assert ">Sensor checked, reads true</button>" in page and "Sensor glitch" not in page
+    page = client.get(reverse("alerts:detail", args=[machine.pk])).content.decode()
+    assert (
+        '<button type="submit" class="button button-ok" name="action" value="false_alarm:sensor_glitch"'
+        in page
+    )
+    assert ">Sensor glitch</button>" in page and "Sensor checked, reads true" not in page
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_a_stale_sensor_glitch_on_a_sensor_card_is_a_form_error_and_records_nothing(
+    client, technician, alert, htmx
+):
+    response = post(login(client, technician), alert, "false_alarm:sensor_glitch", htmx=htmx)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "a false alarm there means the sensor read true" in page
+    if htmx:  # the form comes back with the message and the buttons that fit
+        assert 'role="alert"' in page and 'value="false_alarm:sensor_reads_true"' in page
+    alert.refresh_from_db()
+    assert alert.state == "open" and not Feedback.objects.filter(alert=alert).exists()
+
+
+def test_the_sensor_reason_is_refused_on_a_machine_fault_naming_the_reasons_it_offers(
+    client, technician, asset, champion
+):
+    machine = make_alert(asset, champion, dominant_role="vibration")
+    response = post(login(client, technician), machine, "false_alarm:sensor_reads_true", htmx=True)
+    assert response.status_code == 400
+    assert "choose one of: Sensor glitch, Normal operating change" in response.content.decode()
+    assert not Feedback.objects.filter(alert=machine).exists()
 
 
 def test_undoing_the_verdict_puts_the_alert_back_where_the_verdict_in_force_files_it(technician, alert):
@@ -104,3 +145,21 @@ def test_a_sensor_replaced_or_recalibrated_counts_as_acted_on(client, engineer, 
     client.force_login(engineer)
     (row,) = client.get("/api/v1/metrics", {"group_by": "asset"}).json()["rows"]
     assert (row["verdicts"], row["actionable"]) == (3, 2)
+
+
+def test_sensor_checked_reads_true_counts_as_a_false_alarm_routed_out_of_precision(
+    client, engineer, technician, asset, champion
+):
+    # The sensor rules' own alert and a model's alert the gate filed "Check the sensor", both found fine.
+    rules = make_alert(
+        asset, champion, kind="sensor_fault", category=AlertCategory.SENSOR_FAULT, dominant_role="vibration"
+    )
+    model = make_alert(asset, champion, category=AlertCategory.SENSOR_FAULT, dominant_role="vibration")
+    for alert in (rules, model):
+        record_feedback(alert, technician, "false_alarm:sensor_reads_true")
+    client.force_login(engineer)
+    (row,) = client.get("/api/v1/metrics", {"group_by": "asset"}).json()["rows"]
+    assert (row["verdicts"], row["false_alarms"], row["routed_judged"]) == (2, 2, 2)
+    assert row["precision"] is None and row["false_alarms_by_reason"] == {"sensor_reads_true": 2}
+    csv = client.get("/api/v1/metrics.csv", {"group_by": "asset"}).content.decode().splitlines()
+    assert dict(zip(csv[0].split(","), csv[1].split(",")))["false_alarms_sensor_reads_true"] == "2"

@@ -15,7 +15,7 @@ from django.urls import reverse
 from alerts.choices import AlertCategory, AlertKind, AlertState, EpisodeState
 from alerts.models import Alert, Feedback
 from alerts.services import parse_action, record_feedback
-from alerts.services.feedback import undo_verdict
+from alerts.services.feedback import FeedbackError, undo_verdict
 from alerts.services.sensor_faults import PERSISTENT_FLAGS, apply_sensor_faults, flagged_shares, readings_from
 from models_registry.choices import WindowLabel
 from models_registry.retrain import feedback_events
@@ -186,16 +186,27 @@ def test_a_confirmed_sensor_fault_labels_its_window_left_out_of_training_not_a_m
 
 
 def test_a_false_alarm_on_a_sensor_fault_writes_no_label_the_readings_were_true(sensor_alert, technician):
-    feedback = record_feedback(sensor_alert, technician, "false_alarm:sensor_glitch")
+    feedback = record_feedback(sensor_alert, technician, "false_alarm:sensor_reads_true")
     assert feedback.label is None and not Label.objects.exists()
-    assert Feedback.objects.get().summary.split(" — ")[-1] == "Sensor glitch"
+    # Its words say what is recorded: the sensor was fine (not "Sensor glitch", the opposite).
+    assert Feedback.objects.get().summary == "False alarm — Sensor checked, reads true"
+
+
+def test_a_sensor_glitch_false_alarm_on_a_sensor_fault_is_refused_naming_what_fits(sensor_alert, technician):
+    # A page from before the sensor cards offered "Sensor checked, reads true" still posts "Sensor glitch":
+    # recorded, it would keep the readings as true while its words blame the sensor.
+    with pytest.raises(FeedbackError, match="Sensor checked, reads true") as refused:
+        record_feedback(sensor_alert, technician, "false_alarm:sensor_glitch")
+    assert "Sensor replaced or Recalibrated" in str(refused.value)
+    sensor_alert.refresh_from_db()
+    assert sensor_alert.state == AlertState.OPEN and not Feedback.objects.exists()
 
 
 def test_correcting_and_undoing_sensor_verdicts_keeps_one_label_in_step_with_the_verdict_in_force(
     sensor_alert, technician
 ):
     first = record_feedback(sensor_alert, technician, "confirm:recalibrated")
-    second = record_feedback(sensor_alert, technician, "false_alarm:sensor_glitch")  # a correction
+    second = record_feedback(sensor_alert, technician, "false_alarm:sensor_reads_true")  # a correction
     assert second.label is None and not Label.objects.exists()
     undo_verdict(sensor_alert, technician, second.pk)
     label = Label.objects.get()
@@ -264,7 +275,7 @@ def test_a_judged_sensor_fault_that_gets_worse_reopens_saying_when_and_by_whom(a
     glitch(range(620, 900, 40))  # 7 spikes in 5 min: just past the 2 % share
     _apply(asset, champion, [T0 + timedelta(seconds=900)])
     alert = Alert.objects.get()
-    record_feedback(alert, technician, "false_alarm:sensor_glitch")
+    record_feedback(alert, technician, "false_alarm:sensor_reads_true")
     glitch(range(905, 1200, 5))  # then one in five readings: far worse than when judged
     _apply(asset, champion, _ends(900, 30))
     alert.refresh_from_db()
@@ -289,6 +300,9 @@ def test_the_board_says_check_the_sensor_and_offers_the_sensor_verdicts(client, 
     assert "Check the pressure sensor" in page and sensor_alert.sensor.key in page
     assert 'value="confirm:sensor_replaced"' in page and 'value="confirm:recalibrated"' in page
     assert 'value="confirm:scheduled"' not in page
+    # A false alarm on it says the sensor was fine, in the words of what it records.
+    assert 'value="false_alarm:sensor_reads_true"' in page and ">Sensor checked, reads true</button>" in page
+    assert "false_alarm:sensor_glitch" not in page and "Sensor glitch" not in page
 
 
 def test_the_detail_page_charts_the_faulty_sensor_with_its_flags(client, technician, sensor_alert):

@@ -29,11 +29,11 @@ SETTLE_MS = 10_000  # the worker scores a batch and the socket delivers the chan
 # to the sensor-fault work, not hidden here).
 FAULTS = [
     ("p-107", "stuck_sensor", "pressure", 1.0, "stuck", "confirm:sensor_replaced", 8),
-    ("p-108", "spikes", "vibration", 2.0, "spike", "false_alarm:sensor_glitch", 8),
+    ("p-108", "spikes", "vibration", 2.0, "spike", "false_alarm:sensor_reads_true", 8),
     ("p-109", "calibration_drift", "flow", 1.0, "drift", "confirm:recalibrated", 8),
 ]
 LABELS = {key: label for key, label, *_ in PUMP_ROLES}
-SENSOR_VERDICTS = ("confirm:sensor_replaced", "confirm:recalibrated", "false_alarm:sensor_glitch")
+SENSOR_VERDICTS = ("confirm:sensor_replaced", "confirm:recalibrated", "false_alarm:sensor_reads_true")
 
 
 def sensor_card(page: Any, key: str) -> Any:
@@ -82,6 +82,8 @@ def test_a_faulty_sensor_opens_a_check_sensor_card_with_its_evidence_and_the_sen
             for action in SENSOR_VERDICTS:
                 assert card.locator(f"[data-action='{action}']").count() == 1, action
             assert card.locator("[data-action='confirm:scheduled']").count() == 0  # not a machine repair
+            # A false alarm here says the sensor read true: "Sensor glitch" would say the opposite.
+            assert card.locator("[data-action='false_alarm:sensor_glitch']").count() == 0
             if kind == "stuck_sensor":
                 card.screenshot(path=str(screenshots_dir / "sensor-fault-card-desktop.png"))
 
