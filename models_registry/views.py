@@ -276,37 +276,50 @@ def _edge_context(request: HttpRequest, form: EdgeAssignForm | None = None) -> d
     ).select_related("asset_type")
     now = timezone.now()
     silent_after = timedelta(seconds=settings.VIGIL_EDGE_SILENT_AFTER_S)
-    # The alert rate each agent's active models were measured at in their shadow trials (per 24 h), to set
-    # beside the local rate the agent reports: a shift is what a human should look at.
-    expected: dict[str, float] = {}
-    for row in EdgeAssignment.objects.filter(asset__site_id__in=sites, stage=EdgeStage.ACTIVE).values(
-        "asset__tag", "shadow_report"
+    # Per (site, asset tag), from the asset's active rollout (the one its agent switched to): the version,
+    # and the alert rate it was measured at in its shadow trial (per 24 h), to set beside the local rate the
+    # agent reports (a shift is what a human should look at).
+    switched_to: dict[tuple[int, str], ModelVersion] = {}
+    expected: dict[tuple[int, str], float] = {}
+    for row in (
+        EdgeAssignment.objects.filter(asset__site_id__in=sites, stage=EdgeStage.ACTIVE)
+        .select_related("asset", "version")
+        .defer("bundle", "signature")
     ):
-        report = row["shadow_report"] or {}
+        key = (row.asset.site_id, row.asset.tag)
+        switched_to[key] = row.version
+        report = row.shadow_report or {}
         if report.get("hours"):
-            expected[row["asset__tag"]] = (
-                24.0 * float(report.get("alerts_candidate") or 0) / float(report["hours"])
-            )
+            expected[key] = 24.0 * float(report.get("alerts_candidate") or 0) / float(report["hours"])
     agent_rows = list(EdgeAgent.objects.filter(gateway__site_id__in=sites).select_related("gateway__site"))
-    # An agent reports the sha256 of the ONNX file each asset runs; the engineer knows versions by name, so
-    # each is named by the version whose artifact it is (the one for the asset's type when several share
-    # an artifact), with the hash kept beside it. A hash no version has (a bundle built elsewhere) stays a
-    # hash, marked as not from this server.
+    # An agent reports the sha256 of the ONNX file each asset runs (the model hash); the engineer knows
+    # versions by name, so each is named by the version whose artifact it is, with the model hash beside it
+    # as the rollouts show it (their bundle hash, of the signed file built per asset at assignment, is
+    # another file's and is labelled so). When several versions share the artifact: the one the asset's
+    # agent switched to (its active rollout), else the newest of the asset's type. A hash no version has (a
+    # bundle built elsewhere) stays a hash, marked as not from this server.
     reported = {sha for agent in agent_rows for sha in agent.models_in_use.values()}
-    type_of = dict(Asset.objects.filter(site_id__in=sites).values_list("tag", "asset_type_id"))
+    type_of = {
+        (site_id, tag): type_id
+        for site_id, tag, type_id in Asset.objects.filter(site_id__in=sites).values_list(
+            "site_id", "tag", "asset_type_id"
+        )
+    }
     by_sha: dict[str, list[ModelVersion]] = {}
     for version in ModelVersion.objects.filter(sha256__in=reported).order_by("-created_at"):
         by_sha.setdefault(version.sha256, []).append(version)
     agents = []
     for agent in agent_rows:
-        rates = [expected[tag] for tag in agent.models_in_use if tag in expected]
+        site_id = agent.gateway.site_id
+        rates = [expected[site_id, tag] for tag in agent.models_in_use if (site_id, tag) in expected]
         models_named = []
         for tag, sha in sorted(agent.models_in_use.items()):
-            candidates = by_sha.get(sha, [])
-            same_type = [v for v in candidates if v.asset_type_id == type_of.get(tag)]
-            models_named.append(
-                {"tag": tag, "sha256": sha, "version": (same_type or candidates or [None])[0]}
-            )
+            version = switched_to.get((site_id, tag))
+            if version is None or version.sha256 != sha:
+                candidates = by_sha.get(sha, [])
+                same_type = [v for v in candidates if v.asset_type_id == type_of.get((site_id, tag))]
+                version = (same_type or candidates or [None])[0]
+            models_named.append({"tag": tag, "sha256": sha, "version": version})
         agents.append(
             {
                 "agent": agent,

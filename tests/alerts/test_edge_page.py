@@ -9,9 +9,9 @@ import pytest
 from django.utils import timezone
 
 from models_registry.edge_rollout import assign
-from models_registry.models import EdgeAssignment, EdgeStage
+from models_registry.models import EdgeAssignment, EdgeStage, ModelVersion
 from plant.models import EdgeAgent, EdgeDrop, Gateway
-from tests.conftest import make_user
+from tests.conftest import make_asset, make_user
 
 PAGE = "/models/edge/"
 
@@ -149,8 +149,6 @@ def test_an_agents_models_are_named_by_version(client, engineer, champion, asset
 
 
 def test_assigning_an_asset_no_agent_runs_warns_that_it_will_wait(client, engineer, champion, asset, site):
-    from tests.conftest import make_asset
-
     other = make_asset(site, tag="p-777", asset_type=asset.asset_type)
     agent_of(site, "gw-edge", 10, models_in_use={asset.tag: champion.sha256})
     client.force_login(engineer)
@@ -162,3 +160,54 @@ def test_assigning_an_asset_no_agent_runs_warns_that_it_will_wait(client, engine
     ).content.decode()
     assert "2 assignment(s) made" in page
     assert "No edge agent runs p-777: its assignment waits until an agent of the site runs the asset" in page
+
+
+def test_a_version_tried_on_the_agent_that_runs_it_shows_one_model_hash_and_a_labelled_bundle_hash(
+    client, engineer, champion, asset, site
+):
+    """The agent runs v1 and v1 is in shadow on it again: the agents' row showed v1 with its model hash
+    (of the ONNX file, what agents report) and the rollouts' row v1 with the bundle's (another file's), both
+    unlabelled, so one version read as two hashes."""
+    agent_of(site, "gw-same", 5, models_in_use={asset.tag: champion.sha256})
+    [made] = assign(champion, [asset])
+    assert made.bundle_sha256 != champion.sha256
+    client.force_login(engineer)
+    html = client.get(PAGE).content.decode()
+    model_hash = f"model <code>{champion.sha256[:12]}</code>"
+    assert html.count(model_hash) == 2  # the agents' row and the rollouts' row
+    assert html.count(f'href="/models/{champion.pk}/compare/">{champion}</a>') == 2
+    # The bundle hash is there once, and says it is the bundle's.
+    assert html.count(made.bundle_sha256[:12]) == 1
+    assert f"bundle <code>{made.bundle_sha256[:12]}</code>" in html
+
+
+def test_an_artifact_several_versions_share_is_named_by_the_version_the_agent_switched_to(
+    client, engineer, champion, asset, site
+):
+    [made] = assign(champion, [asset])
+    EdgeAssignment.objects.filter(pk=made.pk).update(stage=EdgeStage.ACTIVE)
+    # A newer version of the same ONNX file (thresholds of its own): the agent reports only the file's hash.
+    twin = ModelVersion.objects.get(pk=champion.pk)
+    twin.pk, twin.version, twin.status = None, champion.version + 1, "candidate"
+    twin.save()
+    agent_of(site, "gw-twin", 5, models_in_use={asset.tag: champion.sha256})
+    client.force_login(engineer)
+    html = client.get(PAGE).content.decode()
+    agents = html.split('id="edge-agents"')[1].split("</table>")[0]
+    assert f'href="/models/{champion.pk}/compare/">{champion}</a>' in agents and str(twin) not in agents
+
+
+def test_a_shadow_estimate_is_set_beside_the_agent_of_its_own_site_only(
+    client, champion, asset, site, other_site
+):
+    # Tags are unique per site only: p-101 of the south site is another pump than the north's.
+    south = make_asset(other_site, tag=asset.tag, asset_type=asset.asset_type)
+    [made] = assign(champion, [south])
+    EdgeAssignment.objects.filter(pk=made.pk).update(
+        stage=EdgeStage.ACTIVE, shadow_report={"hours": 12.0, "alerts_candidate": 1, "windows": 4000}
+    )
+    agent_of(site, "gw-north", 5, local_alerts_24h=9, models_in_use={asset.tag: champion.sha256})
+    agent_of(other_site, "gw-south", 5, local_alerts_24h=3, models_in_use={asset.tag: champion.sha256})
+    client.force_login(make_user("eng-both", "engineer", site, other_site))
+    html = client.get(PAGE).content.decode()
+    assert html.count("shadow trial: 2.0 expected") == 1 and "3 <small" in html and "9 <small" not in html
