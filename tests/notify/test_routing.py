@@ -9,7 +9,7 @@ from datetime import timezone as dt_timezone
 import time_machine
 from django.utils import timezone
 
-from alerts.choices import AlertState
+from alerts.choices import AlertCategory, AlertState
 from alerts.models import Alert, AlertEvent
 from alerts.services import record_feedback
 from notify.choices import DeliveryStatus, MessageKind
@@ -67,6 +67,19 @@ def test_the_close_message_of_a_verdict_says_the_verdict_and_that_a_scheduled_re
     assert closed.kind == MessageKind.CLOSED
     assert f"is resolved: Confirmed fault — Repair scheduled ({technician.username})." in closed.body
     assert "In work until the repair is done" in closed.body
+
+
+def test_the_close_message_of_a_false_alarm_on_a_sensor_alert_says_the_sensor_read_true(
+    asset, version, ladder, inbox, technician, queued, django_capture_on_commit_callbacks
+):
+    # It said "False alarm — Sensor glitch" (the sensor at fault) while the verdict kept the readings as true.
+    raise_alert(asset, version, django_capture_on_commit_callbacks)
+    Alert.objects.update(category=AlertCategory.SENSOR_FAULT)
+    with django_capture_on_commit_callbacks(execute=True):
+        record_feedback(Alert.objects.get(), technician, "false_alarm:sensor_reads_true")
+    opened, closed = notifications()
+    assert closed.kind == MessageKind.CLOSED
+    assert f"is resolved: False alarm — Sensor checked, reads true ({technician.username})." in closed.body
 
 
 def test_unacknowledged_high_alert_escalates_to_the_supervisor_after_15_minutes(
