@@ -10,6 +10,7 @@ from django.urls import reverse
 from alerts.choices import AlertCategory, AlertEventKind
 from alerts.models import Feedback
 from alerts.services.feedback import record_feedback, undo_verdict
+from models_registry.retrain import feedback_events
 from tests.alerts.builders import explanation_for, make_alert
 from tests.alerts.test_feedback import login, post
 
@@ -71,6 +72,14 @@ def test_a_false_alarm_keeps_the_category_and_labels_the_window_normal(client, t
     feedback = Feedback.objects.get(alert=alert)
     assert (feedback.label.kind, feedback.label.reason) == ("normal", "sensor_reads_true")
     assert feedback.summary == "False alarm — Sensor checked, reads true"
+    # Retraining reads the window as normal running, as it did with the old "Sensor glitch".
+    (event,) = feedback_events([alert.asset_id], excluded=True)
+    assert (event.positive, event.excluded, event.source, event.reason) == (
+        False,
+        False,
+        "false_alarm",
+        "sensor_reads_true",
+    )
 
 
 def test_the_false_alarm_reasons_say_the_sensor_read_true_on_a_sensor_card_and_glitched_on_a_machine_card(
