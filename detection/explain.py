@@ -24,13 +24,15 @@ dispatches on its graph:
 * ``permutation_shapley`` — other models with more features: an approximation (``"exact": False``) from
   antithetic feature permutations over the whole background; it is additive by construction.
 
-Every explanation carries ``output`` (onnxruntime's score of x from a one-thread session), ``base_value``
-and ``additivity_error = |Σφ + base_value - output|``. An error above ``ADDITIVITY_TOLERANCE`` (1e-4) raises
-ExplanationError (``strict=False`` returns it with ``"additivity_ok": False`` instead). The feature list is in
-the model's input order and ``value`` is the float32 value fed to the model, so anyone can re-run the ONNX
-file on the stored values. Quadratic-form models also store each feature's ``response``: per branch, [a, b, c]
-with the branch's score a·t² + b·t + c when that feature's input is t and the others keep their values
-(``one_feature_responses``), from which ``detection.wording`` derives exact counterfactuals.
+Every explanation carries ``output`` (onnxruntime's score of x from a one-thread session), ``base_value``,
+``additivity_error = |Σφ + base_value - output|`` and ``higher_is_worse`` (the output_spec's direction: which
+sign of φ pushed towards an alert, read by ``dominant_roles`` and ``detection.wording``). An error above
+``ADDITIVITY_TOLERANCE`` (1e-4) raises ExplanationError (``strict=False`` returns it with ``"additivity_ok":
+False`` instead). The feature list is in the model's input order and ``value`` is the float32 value fed to
+the model, so anyone can re-run the ONNX file on the stored values. Quadratic-form models also store each
+feature's ``response``: per branch, [a, b, c] with the branch's score a·t² + b·t + c when that feature's input
+is t and the others keep their values (``one_feature_responses``), from which ``detection.wording`` derives
+exact counterfactuals.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ from onnx import helper, numpy_helper
 
 from detection import runtime
 from detection.baseline import Calibration
-from detection.features import role_of
 from detection.onnx_graphs import read_quadratic_forms
+from detection.wording import pushes
 
 ADDITIVITY_TOLERANCE = 1e-4
 MAX_EXACT_FEATURES = 12
@@ -125,6 +127,7 @@ def explain(
         "additivity_error": error,
         "additivity_ok": error <= ADDITIVITY_TOLERANCE,
         "output_name": name,
+        "higher_is_worse": runtime.higher_is_worse(output_spec),
         "background_size": len(bg),
         "features": [
             {"name": f, "sensor": _sensor(f, sensors), "value": float(v), "phi": float(p)}
@@ -403,32 +406,37 @@ def _sensor(feature: str, sensors: Mapping[str, str] | None) -> str:
 
 # --- which sensors an explanation points at -----------------------------------------------------------
 
-# The fewest roles covering this share of the total |φ| dominate an explanation, at most this many.
+# The fewest roles covering this share of the total positive net push dominate an explanation, at most this
+# many.
 DOMINANT_SHARE = 0.6
 DOMINANT_MAX_ROLES = 3
 
 
-def dominant_roles(explanation: Mapping[str, Any]) -> list[str]:
-    """Sensor roles that dominate an explanation: the fewest roles, by summed |φ|, covering 60 % of the
-    total |φ|, at most three."""
-    totals: dict[str, float] = {}
-    for feature in explanation.get("features", []):
-        role = role_of(feature["name"])
-        totals[role] = totals.get(role, 0.0) + abs(float(feature["phi"]))
-    total = sum(totals.values())
-    if total <= 0:
-        return []
+def dominant_roles(explanation: Mapping[str, Any] | None, *, higher: bool | None = None) -> list[str]:
+    """Sensor roles that dominate an explanation: the fewest roles, largest net push first, covering 60 % of
+    the summed positive net pushes, at most three.
+
+    A role's net push is its features' summed φ in the direction in which scores are bad
+    (``detection.wording.pushes``, the rule the alert's words name their sensors by): only roles that pushed
+    the score towards the alert count, so the title, the similar-alert grouping, the noise page and the
+    quality gate name the sensors the words give, in their order. A role whose features cancel out (large
+    summed |φ|, small net) or that pulled the score away is never dominant. ``higher``: the bad direction,
+    None for the explanation's own (``higher_is_worse``).
+    """
+    found = pushes(explanation, higher=higher)
+    total = sum(push for _, push in found)
     picked: list[str] = []
     covered = 0.0
-    for role, value in sorted(totals.items(), key=lambda item: item[1], reverse=True):
+    for role, push in found:
         if covered >= DOMINANT_SHARE * total or len(picked) == DOMINANT_MAX_ROLES:
             break
         picked.append(role)
-        covered += value
+        covered += push
     return picked
 
 
-def top_role(explanation: Mapping[str, Any] | None) -> str:
-    """The role that contributes most to an explanation ("" without one): what "a similar alert" means."""
-    roles = dominant_roles(explanation) if explanation else []
+def top_role(explanation: Mapping[str, Any] | None, *, higher: bool | None = None) -> str:
+    """The role that pushed the score most towards the alert ("" without one): the alert's title, the sensor
+    its first reason names, and what "a similar alert" means."""
+    roles = dominant_roles(explanation, higher=higher)
     return roles[0] if roles else ""

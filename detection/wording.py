@@ -9,9 +9,11 @@ the edge runner or a notification task can use it as is.
 
 Rules (the wording tests check them against the stored numbers):
 
-* Only sensors that pushed the score are named: roles whose summed φ is positive, largest first; within a
+* Only sensors that pushed the score are named: roles whose summed φ is positive, largest first
+  (``pushes``, the one rule the alert's title, ``detection.explain.dominant_roles``, uses too); within a
   sensor only its features with positive φ, largest first. A feature that lowered the score is never a
-  reason. For a model whose low scores are bad (remaining life) the signs are mirrored.
+  reason. For a model whose low scores are bad (remaining life) the signs are mirrored: the explanation
+  says which (``higher_is_worse``, written by ``detection.explain``).
 * "Usual" is the feature's p10–p90 over the model's background (for a baselined model shifted by the
   asset's operating point, so it is in the sensor's own units). The direction word follows the sign of
   value − usual range: above / below / within.
@@ -32,6 +34,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+
+from detection.features import role_of
 
 SPREAD_STATS = {"std": "varying", "diff_rms": "jumping"}
 LEVEL_SUBJECT = {
@@ -257,23 +261,47 @@ class SensorReason:
         return tuple(f for f in self.findings[1:] if f.direction in ("above", "below"))
 
 
+def higher_is_worse(explanation: Mapping[str, Any] | None) -> bool:
+    """Whether the explained score is bad when high: the explanation's ``higher_is_worse`` (``explain``
+    stores the model's direction with it); True for explanations stored without one."""
+    return bool((explanation or {}).get("higher_is_worse", True))
+
+
+def pushes(explanation: Mapping[str, Any] | None, *, higher: bool | None = None) -> list[tuple[str, float]]:
+    """Which sensors pushed the score towards the alert, in what order: every role whose features' summed φ
+    (its net push) is positive in the bad direction, with that push, largest first.
+
+    The one rule behind the alert's words (``reasons``) and its title (``detection.explain.dominant_roles``,
+    ``top_role``). The net push, not the summed |φ|: a sensor whose features cancel out did not move the
+    score, and one that pulled it away from the alert is no reason for it. ``higher`` is the direction in
+    which scores are bad; None takes the explanation's own (``higher_is_worse``).
+    """
+    sign = 1.0 if (higher_is_worse(explanation) if higher is None else higher) else -1.0
+    totals: dict[str, float] = {}
+    for feature in (explanation or {}).get("features", []):
+        role = role_of(feature["name"])
+        totals[role] = totals.get(role, 0.0) + sign * float(feature.get("phi") or 0.0)
+    return sorted(((role, push) for role, push in totals.items() if push > 0), key=lambda item: -item[1])
+
+
 def findings(
     explanation: Mapping[str, Any] | None,
     ranges: Mapping[str, tuple[float, float]],
     roles: Mapping[str, tuple[str, str]],
     *,
     open_threshold: float | None = None,
-    higher: bool = True,
+    higher: bool | None = None,
 ) -> list[Finding]:
     """Every feature of an explanation as a Finding, largest |φ| first.
 
     A baselined model's input is the change from the asset's operating point: the value shown is the
-    sensor's own (``raw``) and the usual range is moved by the same ``baseline``.
+    sensor's own (``raw``) and the usual range is moved by the same ``baseline``. ``higher``: as ``pushes``.
     """
+    higher = higher_is_worse(explanation) if higher is None else higher
     out = []
     for feature in (explanation or {}).get("features", []):
         name = feature["name"]
-        role, _, stat = name.rpartition("__")
+        role, stat = role_of(name), stat_of(name)
         label, unit = roles.get(role, (role.replace("_", " ").capitalize(), ""))
         base = float(feature.get("baseline") or 0.0)
         low, high = ranges.get(name, (None, None))
@@ -310,28 +338,27 @@ def reasons(
     roles: Mapping[str, tuple[str, str]],
     *,
     open_threshold: float | None = None,
-    higher: bool = True,
+    higher: bool | None = None,
     top: int | None = None,
 ) -> list[SensorReason]:
-    """The sensors that pushed the score towards the alert (summed φ > 0; < 0 for a model whose low scores
-    are bad), largest push first, each with its features that pushed the same way (largest first); at most
-    ``top`` sensors. ``contribution`` is the push in the bad direction (always > 0)."""
+    """The sensors that pushed the score towards the alert, in ``pushes``' order (summed φ > 0; < 0 for a
+    model whose low scores are bad; ``higher`` None: the explanation's own direction), each with its
+    features that pushed the same way (largest first); at most ``top`` sensors. ``contribution`` is the
+    push in the bad direction (always > 0)."""
+    higher = higher_is_worse(explanation) if higher is None else higher
     sign = 1.0 if higher else -1.0
     by_role: dict[str, list[Finding]] = {}
-    totals: dict[str, float] = {}
     for finding in findings(explanation, ranges, roles, open_threshold=open_threshold, higher=higher):
-        totals[finding.role] = totals.get(finding.role, 0.0) + sign * finding.phi
         if sign * finding.phi > 0:
             by_role.setdefault(finding.role, []).append(finding)
-    picked = sorted((r for r in by_role if totals[r] > 0), key=lambda r: totals[r], reverse=True)
     out = [
         SensorReason(
             role=role,
             sensor=by_role[role][0].sensor,
-            contribution=totals[role],
+            contribution=push,
             findings=tuple(sorted(by_role[role], key=lambda f: sign * f.phi, reverse=True)),
         )
-        for role in picked
+        for role, push in pushes(explanation, higher=higher)
     ]
     return out if top is None else out[:top]
 

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 from importlib import import_module
 
 from django.conf import settings
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.contrib.sessions.backends.base import SessionBase
 from django.test import Client
 from django.utils import timezone
@@ -60,13 +62,15 @@ def make_alert(
     return alert
 
 
-def bare_champion(asset_type, *, open_threshold=10.0, clear_threshold=5.0, direction="higher", name="pump"):
+def bare_champion(
+    asset_type, *, open_threshold=10.0, clear_threshold=5.0, direction="higher", name="pump", kind="anomaly"
+):
     """A champion version row without an artifact: apply_scores needs only its thresholds and status (the
     windows carry no feature vector, so nothing is ever explained)."""
     return ModelVersion.objects.create(
         name=name,
         version=1,
-        kind="anomaly",
+        kind=kind,
         asset_type=asset_type,
         onnx_file=f"models/{name}.onnx",
         sha256="0" * 64,
@@ -84,3 +88,13 @@ def signed_in(user) -> SessionBase:
     client = Client()
     client.force_login(user)
     return import_module(settings.SESSION_ENGINE).SessionStore(session_key=client.session.session_key)
+
+
+def migrate_to(target: tuple[str, str] | None = None):
+    """Move the database to migration ``target`` (None: the latest of every app) and return the model states
+    there, for the data migrations' tests (``django_db(transaction=True)``)."""
+    executor = MigrationExecutor(connection)
+    targets = [target] if target else executor.loader.graph.leaf_nodes()
+    executor.migrate(targets)
+    executor.loader.build_graph()
+    return executor.loader.project_state(targets).apps

@@ -4,8 +4,6 @@ words of its reason; migration 0014 gives existing rows their kind from the word
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from alerts.choices import AlertCategory, AlertEventKind, AlertState
 from alerts.models import AlertEvent
@@ -13,7 +11,7 @@ from notify import tasks as notify_tasks
 from notify.choices import MessageKind
 from notify.models import Notification, Rule
 from notify.services import plan_event
-from tests.alerts.builders import bare_champion, make_alert
+from tests.alerts.builders import bare_champion, make_alert, migrate_to
 from tests.notify.conftest import make_channel
 
 BEFORE = ("alerts", "0013_alert_category_data_link")
@@ -49,14 +47,6 @@ def test_a_reason_that_only_starts_like_a_category_change_is_not_one_and_tells_n
     assert plan_event(change.pk) == []  # once
 
 
-def _migrate(target: tuple[str, str]):
-    """Move the alerts app to ``target`` and return the model states there."""
-    executor = MigrationExecutor(connection)
-    executor.migrate([target])
-    executor.loader.build_graph()
-    return executor.loader.project_state([target]).apps
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_gives_old_events_their_kind_from_the_words_the_old_code_matched(asset):
     alert = make_alert(asset, bare_champion(asset.asset_type), state=AlertState.SUPPRESSED, reason="x")
@@ -80,22 +70,21 @@ def test_the_migration_gives_old_events_their_kind_from_the_words_the_old_code_m
     }
     pks: dict[int, str] = {}
     try:
-        old = _migrate(BEFORE)
+        old = migrate_to(BEFORE)
         OldEvent = old.get_model("alerts", "AlertEvent")
         assert "kind" not in {field.name for field in OldEvent._meta.get_fields()}
         for (a, b, why), kind in rows.items():
             pks[OldEvent.objects.create(alert_id=alert.pk, from_state=a, to_state=b, reason=why).pk] = kind
-        new = _migrate(AFTER)
+        new = migrate_to(AFTER)
         found = dict(
             new.get_model("alerts", "AlertEvent").objects.filter(pk__in=pks).values_list("pk", "kind")
         )
         assert found == pks
         # Backwards the column goes; the reasons, never rewritten, still read as before.
-        old = _migrate(BEFORE)
+        old = migrate_to(BEFORE)
         assert set(
             old.get_model("alerts", "AlertEvent").objects.filter(pk__in=pks).values_list("reason", flat=True)
         ) == {why for _, _, why in rows}
     finally:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes())
+        migrate_to()
     assert dict(AlertEvent.objects.filter(pk__in=pks).values_list("pk", "kind")) == pks

@@ -12,11 +12,12 @@ from alerts import broadcast
 from alerts.broadcast import broadcast_alerts
 from alerts.choices import AlertCategory, AlertState, ExplanationStatus
 from alerts.models import Alert, Score
-from alerts.services import ExplanationUnavailable
+from alerts.services import ExplanationUnavailable, lifecycle
 from detection.explain import dominant_roles
 from alerts.tasks import complete_explanation_task, sweep_pending_explanations_task
 from detection.runtime import ModelRuntimeError
 from models_registry import cache
+from alerts.writeback import alert_words
 from plant.choices import QualityFlag
 from tests.alerts.conftest import OPEN, fault_x, score, synthetic_series, window_end, windows
 from tests.conftest import make_readings
@@ -117,6 +118,29 @@ def store_window_readings(asset, end, *, vibration_offset: float = 0.0, seconds:
     for sensor in asset.sensors.select_related("role"):
         values = series[sensor.role.key][1] + (vibration_offset if sensor.role.key == "vibration" else 0.0)
         make_readings(sensor, start, values)
+
+
+def test_the_title_and_the_first_line_of_the_words_name_the_same_sensor(
+    asset, champion, trained, monkeypatch
+):
+    # The demo's alert read "Discharge pressure alert" above a first line about vibration: pressure's
+    # features pushed hard both ways (a large summed |φ|, net +0.4), vibration's pushed +2.
+    pushed = {"pressure__std": 5.0, "pressure__mean": -4.6, "vibration__std": 2.0}
+    real = lifecycle.explain
+
+    def explained(*args, **kwargs):
+        result = real(*args, **kwargs)
+        for feature in result["features"]:
+            feature["phi"] = pushed.get(feature["name"], 0.0)
+        return result
+
+    monkeypatch.setattr(lifecycle, "explain", explained)
+    score(asset, champion, windows(0, [OPEN + 1] * 3, x=fault_x(trained)))
+    alert = Alert.objects.get()
+    assert alert.dominant_role == "vibration"
+    words = alert_words(alert)
+    assert words["category_label"] == words["top_sensor"] == alert.why[0].sensor
+    assert alert.why[0].role == "vibration"
 
 
 def test_the_task_completes_a_pending_explanation_from_the_readings(

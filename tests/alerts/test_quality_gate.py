@@ -35,15 +35,34 @@ def explanation_of(shares: dict[str, float]) -> dict:
     return {"features": [{"name": f"{role}__mean", "phi": phi} for role, phi in shares.items()]}
 
 
-def test_dominant_roles_are_the_fewest_covering_sixty_percent_at_most_three():
+def test_dominant_roles_are_the_fewest_covering_sixty_percent_of_the_pushes_at_most_three():
     assert dominant_roles(explanation_of({"vibration": 7, "current": 2, "pressure": 1})) == ["vibration"]
+    # Current lowered the score: it is no reason for the alert, so not among the roles that drove it.
     assert dominant_roles(explanation_of({"vibration": 4, "current": -3, "pressure": 2, "x": 1})) == [
         "vibration",
-        "current",
+        "pressure",
     ]
     flat = explanation_of({f"r{i}": 1.0 for i in range(10)})
     assert len(dominant_roles(flat)) == 3
     assert dominant_roles(explanation_of({"a": 0.0})) == []
+
+
+# Pressure's features push hard both ways (net +0.4 of a summed |φ| 9.6); vibration alone pushes +2.
+CANCELLING = {
+    "features": [
+        {"name": "pressure__std", "phi": 5.0},
+        {"name": "pressure__mean", "phi": -4.6},
+        {"name": "vibration__mean", "phi": 2.0},
+    ]
+}
+
+
+def test_the_gate_checks_the_sensors_that_pushed_the_score_not_one_whose_features_cancel_out():
+    stuck = int(QualityFlag.STUCK)
+    # A stuck vibration sensor drove the score: "Check the sensor", the sensor the words name first.
+    assert categorize(CANCELLING, {"vibration": stuck}) == AlertCategory.SENSOR_FAULT
+    # A stuck pressure sensor whose features cancel out did not: the alert stays a machine fault.
+    assert categorize(CANCELLING, {"pressure": stuck}) == AlertCategory.MACHINE_FAULT
 
 
 def test_drift_alone_does_not_make_a_sensor_fault():

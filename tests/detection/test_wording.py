@@ -10,12 +10,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from detection.explain import dominant_roles, top_role
 from detection.wording import (
     Finding,
     back_to_normal,
     duration_text,
     findings,
     fmt,
+    pushes,
     reasons,
     unusual_text,
 )
@@ -232,6 +234,61 @@ def test_for_a_model_whose_low_scores_are_bad_the_sensors_that_lowered_the_score
     told = reasons(explanation, ranges, {}, higher=False)
     assert [r.role for r in told] == ["vibration"] and told[0].contribution == 30.0
     assert [r.role for r in reasons(explanation, ranges, {})] == ["temperature"]
+
+
+# Discharge pressure's two features push hard both ways (summed |φ| 9.6, net +0.4); vibration pushes +2.
+CANCELLING = {
+    "features": [
+        {"name": "pressure__std", "value": 0.9, "phi": 5.0},
+        {"name": "pressure__mean", "value": 3.1, "phi": -4.6},
+        {"name": "vibration__std", "value": 0.3, "phi": 2.0},
+    ]
+}
+CANCELLING_RANGES = {
+    "pressure__std": (0.1, 0.2),
+    "pressure__mean": (3.5, 4.0),
+    "vibration__std": (0.06, 0.11),
+}
+
+
+def test_the_title_and_the_first_reason_name_the_sensor_with_the_largest_net_push():
+    # The demo's alert was titled "Discharge pressure" while its first line named vibration: the title took
+    # the largest summed |φ|, the words the largest net push.
+    told = reasons(CANCELLING, CANCELLING_RANGES, {"vibration": ("Vibration RMS", "mm/s")})
+    assert top_role(CANCELLING) == told[0].role == "vibration"
+    assert [role for role, _ in pushes(CANCELLING)] == [r.role for r in told] == ["vibration", "pressure"]
+    # Vibration's +2 covers 83 % of the positive pushes (2.4): it alone dominates.
+    assert dominant_roles(CANCELLING) == ["vibration"]
+
+
+def test_a_sensor_that_pulled_the_score_away_from_the_alert_never_dominates():
+    explanation = {
+        "features": [
+            {"name": "current__mean", "value": 1.0, "phi": -9.0},
+            {"name": "vibration__mean", "value": 1.0, "phi": 3.0},
+            {"name": "pressure__mean", "value": 1.0, "phi": 1.0},
+        ]
+    }
+    assert dominant_roles(explanation) == ["vibration"]  # 3 of the 4 pushed: 75 %
+    assert dominant_roles({"features": [{"name": "current__mean", "value": 1.0, "phi": -9.0}]}) == []
+    assert top_role({"features": [{"name": "current__mean", "value": 1.0, "phi": -9.0}]}) == ""
+
+
+def test_for_a_low_is_bad_model_the_title_follows_the_explanations_own_direction():
+    # A remaining-life model: vibration lowered the score (towards the alert), temperature raised it more.
+    explanation = {
+        "higher_is_worse": False,
+        "features": [
+            {"name": "vibration__mean", "value": 9.0, "phi": -3.0},
+            {"name": "temperature__mean", "value": 50.0, "phi": 5.0},
+        ],
+    }
+    ranges = {"vibration__mean": (1.0, 2.0), "temperature__mean": (45.0, 55.0)}
+    assert top_role(explanation) == reasons(explanation, ranges, {})[0].role == "vibration"
+    assert dominant_roles(explanation) == ["vibration"]
+    # Told the direction explicitly, both follow it the same way.
+    assert top_role(explanation, higher=True) == reasons(explanation, ranges, {}, higher=True)[0].role
+    assert top_role(explanation, higher=True) == "temperature"
 
 
 def test_scores_read_as_multiples_of_the_alert_level_and_windows_as_durations():

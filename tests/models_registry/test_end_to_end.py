@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from detection import runtime
-from detection.explain import ADDITIVITY_TOLERANCE, explain
+from detection.explain import ADDITIVITY_TOLERANCE, explain, top_role
 from detection.features import EXCLUDED_QUALITY, build_windows
 from edge import runner as edge
 from models_registry.bundle import build_bundle
@@ -102,14 +102,6 @@ def explain_window(version, x: np.ndarray) -> dict:
     assert result["additivity_error"] <= ADDITIVITY_TOLERANCE, result["additivity_error"]
     assert [f["name"] for f in result["features"]] == version.feature_spec
     return result
-
-
-def top_role(explanation: dict) -> str:
-    """The sensor role whose features raised the score most, summed over its statistics."""
-    by_role: dict[str, float] = {}
-    for feature in explanation["features"]:
-        by_role[feature["sensor"]] = by_role.get(feature["sensor"], 0.0) + feature["phi"]
-    return max(by_role, key=by_role.get)
 
 
 def run_edge(bundle_path, csv_path) -> list[dict]:

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from detection import explain, runtime
+from detection import explain, runtime, wording
 from detection.rules import alert_episodes
 from edge import runner as edge
 from models_registry import training
@@ -97,6 +97,12 @@ def test_tree_shap_of_the_regressor_adds_up_to_the_onnxruntime_output(data, trai
     )
     top = max(worn["features"], key=lambda f: abs(f["phi"]))
     assert top["name"].startswith("wear__") and top["phi"] < 0  # wear lowers the remaining life
+
+    # The explanation says its low scores are bad, so the title and the words read its pushes the same way
+    # without being told: wear, which lowered the remaining life, drove the alert.
+    assert worn["higher_is_worse"] is False
+    assert explain.top_role(worn) == "wear"
+    assert [r.role for r in wording.reasons(worn, {}, {})][:1] == ["wear"]
 
 
 def test_a_seed_ensemble_is_one_tree_ensemble_that_predicts_the_mean_of_its_boosters(data):
