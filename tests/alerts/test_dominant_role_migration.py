@@ -1,4 +1,4 @@
-"""Migration 0016: stored explained alerts get the dominant role their words name first (the net push in the
+"""Migration 0017: stored explained alerts get the dominant role their words name first (the net push in the
 bad direction), and their stored explanations the model's direction."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from alerts.models import Alert
 from detection.explain import top_role
 from tests.alerts.builders import bare_champion, make_alert, migrate_to
 
-BEFORE = ("alerts", "0015_metrics_cell_machine_verdicts")
-AFTER = ("alerts", "0016_dominant_role_by_net_push")
+BEFORE = ("alerts", "0016_feedback_reason_sensor_reads_true")
+AFTER = ("alerts", "0017_dominant_role_by_net_push")
 
 # Pressure's features cancel out (summed |φ| 9.6, net +0.4); vibration pushes +2: the words name vibration.
 CANCELLING = [("pressure__std", 5.0), ("pressure__mean", -4.6), ("vibration__std", 2.0)]

@@ -50,7 +50,7 @@ def recompute(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("alerts", "0015_metrics_cell_machine_verdicts")]
+    dependencies = [("alerts", "0016_feedback_reason_sensor_reads_true")]
 
     # Backwards keeps the new roles: the old rule's roles contradicted the alerts' own words.
     operations = [migrations.RunPython(recompute, migrations.RunPython.noop)]
