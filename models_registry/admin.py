@@ -19,6 +19,7 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from detection.runtime import higher_is_worse
 from models_registry.choices import ModelKind, ModelStatus
 from models_registry.models import ModelIncident, ModelStatusChange, ModelVersion
 from models_registry.quarantine import clear_quarantine
@@ -115,8 +116,8 @@ class ModelVersionUploadForm(forms.ModelForm):
                 self.add_error("background", f"At most {MAX_BACKGROUND_ROWS} rows.")
         open_t, clear_t = data.get("open_threshold"), data.get("clear_threshold")
         if open_t is not None and clear_t is not None:
-            lower = str((data.get("output_spec") or {}).get("direction", "higher")).startswith("lower")
-            if (clear_t > open_t) if not lower else (clear_t < open_t):
+            higher = higher_is_worse(data.get("output_spec"))
+            if (clear_t > open_t) if higher else (clear_t < open_t):
                 self.add_error(
                     "clear_threshold", "The clear threshold must lie on the normal side of the open one."
                 )

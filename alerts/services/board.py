@@ -25,6 +25,7 @@ from alerts.metrics.kpis import site_zone
 from alerts.models import Alert, ThresholdOverride
 from alerts.services.sensor_faults import sensor_params
 from detection.explain import typical_ranges
+from detection.runtime import higher_is_worse
 from detection.wording import Finding, SensorReason, duration_text, findings, reasons, unusual_text
 from models_registry.models import ModelVersion
 from plant.access import scope_to_sites
@@ -163,9 +164,8 @@ def alert_level(
     if thresholds is None and getattr(alert, "override_open", None) is not None:
         thresholds = (alert.override_open, alert.override_clear)
     open_t, clear_t = thresholds or (version.open_threshold, version.clear_threshold)
-    direction = str((version.output_spec or {}).get("direction", "higher"))
     return AlertLevel(
-        open_t, clear_t, not direction.startswith("lower"), float(alert.asset.asset_type.step_s)
+        open_t, clear_t, higher_is_worse(version.output_spec), float(alert.asset.asset_type.step_s)
     )
 
 

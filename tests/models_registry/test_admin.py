@@ -160,6 +160,18 @@ def test_the_upload_form_explains_what_is_wrong(console, pump, overrides, messag
     assert not ModelVersion.objects.exists()
 
 
+def test_the_upload_form_reads_the_direction_as_the_scorer_does(console, pump):
+    # "Lower_is_anomalous" is a lower-is-worse model for the scorer (detection.runtime.higher_is_worse): its
+    # clear threshold lies above the open one. The form read the direction case-sensitively and refused it.
+    spec = json.dumps({"name": "score", "direction": "Lower_is_anomalous"})
+    data = upload_data(pump, output_spec=spec, open_threshold="1.0", clear_threshold="1.5")
+    response = console.post(reverse("admin:models_registry_modelversion_add"), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    refused = upload_data(pump, output_spec=spec, open_threshold="2.0", clear_threshold="1.5")
+    page = console.post(reverse("admin:models_registry_modelversion_add"), refused).content.decode()
+    assert "normal side of the open one" in page
+
+
 def act(console, action: str, *versions: ModelVersion) -> str:
     """Run an admin action; returns the page lower-cased (the admin capitalises message text)."""
     response = console.post(
