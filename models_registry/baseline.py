@@ -31,8 +31,10 @@ per feature) are stored in the same table, one current row per (asset, feature l
 the asset's own open/clear thresholds for each robust version (``AssetThreshold``):
 
 * The windows a calibration is computed from (either mode): complete, no data-quality flag, and not
-  overlapping a labelled FAULT of the asset (``calibration_windows``). A manual period that overlaps a
-  fault label is refused with the label named (``fault_labels_in``).
+  overlapping a labelled FAULT of the asset nor a faulty sensor's readings (an EXCLUDED label, which
+  training leaves out too: neither is normal running) (``calibration_windows``). A manual period that
+  overlaps a fault label is refused with the label named (``fault_labels_in``); one holding a faulty
+  sensor's label calibrates from its other windows.
 * ``recalibrate(asset, start, end, actor)`` — the button on the asset page and ``manage.py
   calibrate_baseline``: calibrates every mode the versions in use on the asset's type need (the mean
   vector when none is robust) and, for each robust version in use, sets the asset's thresholds from the
@@ -140,10 +142,17 @@ class BaselineStatus:
 # --- the asset's windows --------------------------------------------------------------------------------------
 
 
-def fault_labels_in(asset, start: datetime, end: datetime) -> list[Label]:
-    """The asset's FAULT labels overlapping [start, end], oldest first."""
+# Labels whose windows never calibrate: a machine fault, and a faulty sensor's readings (a sensor-fault
+# verdict's EXCLUDED label), which are no more the asset's normal running than a fault is.
+NOT_NORMAL = (LabelKind.FAULT, LabelKind.EXCLUDED)
+
+
+def fault_labels_in(
+    asset, start: datetime, end: datetime, kinds: Collection[str] = (LabelKind.FAULT,)
+) -> list[Label]:
+    """The asset's labels of ``kinds`` (FAULT by default) overlapping [start, end], oldest first."""
     return list(
-        Label.objects.filter(asset=asset, kind=LabelKind.FAULT, start__lte=end, end__gte=start).order_by(
+        Label.objects.filter(asset=asset, kind__in=list(kinds), start__lte=end, end__gte=start).order_by(
             "start", "pk"
         )
     )
@@ -154,11 +163,11 @@ def calibration_windows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ends, X[:, names], usable) of the asset's windows lying wholly inside [start, end]; ``usable``
     marks the windows that may calibrate: complete, unflagged (detection.baseline.usable_rows) and not
-    overlapping a FAULT label of the asset."""
+    overlapping a FAULT or EXCLUDED label of the asset (``NOT_NORMAL``)."""
     ends, X, flagged = _windows(asset, names, start, end)
     window_s = float(asset.asset_type.window_s)
     fault = np.zeros(len(ends), dtype=bool)
-    for label in fault_labels_in(asset, start, end):
+    for label in fault_labels_in(asset, start, end, NOT_NORMAL):
         fault |= (ends > label.start.timestamp()) & (ends - window_s < label.end.timestamp())
     return ends, X, usable_rows(X, flagged) & ~fault
 
@@ -238,7 +247,7 @@ def _measure(
             f"{asset.tag}: only {int(usable.sum())} complete feature windows without data-quality flags or "
             f"fault labels among the {len(ends)} windows of {asset.asset_type.window_s} s between "
             f"{local_text(start)} and {local_text(end)} (need at least {MIN_WINDOWS}; the others have "
-            "gaps, flags or overlap a fault)"
+            "gaps, flags or overlap a fault or a faulty sensor's readings)"
         ) from None
     return names, result, count, _trends(asset, names, ends[usable], X[usable])
 
@@ -358,7 +367,7 @@ def auto_calibrate(
     asset, names: list[str], until_s: float | None = None, mode: str = PER_ASSET
 ) -> AssetBaseline | None:
     """Calibrate from the asset's first VIGIL_BASELINE_WINDOWS usable windows (complete, unflagged, outside
-    fault labels), or None while it has too few (see the module docstring); a robust calibration also sets
+    fault and faulty-sensor labels), or None while it has too few (see the module docstring); a robust calibration also sets
     the asset's thresholds for the robust versions in use. Safe to race: the loser of the unique constraint
     reads the winner's row."""
 
@@ -378,8 +387,8 @@ def auto_calibrate(
     begin = max(firsts)
     span = window_s + step_s * (n - 1)
     stop = begin + timedelta(seconds=2 * span)  # room for windows lost to gaps
-    # and for the windows of faults labelled there, which never calibrate
-    for label in fault_labels_in(asset, begin, stop):
+    # and for the windows of faults (and faulty sensors' readings) labelled there, which never calibrate
+    for label in fault_labels_in(asset, begin, stop, NOT_NORMAL):
         stop += min(label.end, stop) - max(label.start, begin) + timedelta(seconds=window_s)
     if until_s is not None:
         if until_s < begin.timestamp() + span:
