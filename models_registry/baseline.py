@@ -230,7 +230,7 @@ def _measure(
     windows = (end - start).total_seconds() / float(asset.asset_type.step_s)
     if windows > MAX_WINDOWS:
         raise BaselineError(
-            f"the calibration period from {start.isoformat()} to {end.isoformat()} holds about {windows:,.0f} "
+            f"the calibration period from {local_text(start)} to {local_text(end)} holds about {windows:,.0f} "
             f"windows of {asset.asset_type.step_s:g} s, more than the {MAX_WINDOWS:,} a calibration may build; "
             "choose a shorter period of normal running"
         )

@@ -251,6 +251,13 @@ def test_a_refused_recalibration_names_its_times_in_the_sites_time_not_iso(clien
     assert f"between {too_short[0]:%Y-%m-%d %H:%M} and {too_short[1]:%Y-%m-%d %H:%M} (need at least" in page
     errors = page[page.index('<div class="form-errors" role="alert">') :].split("</div>")[0]
     assert "(need at least" in errors and "+00:00" not in errors and "+01:00" not in errors
+    # A period longer than a calibration may build names its times the same way.
+    page = client.post(
+        url, {"calibrate-start": "1990-01-01T00:00", "calibrate-end": local[0]}
+    ).content.decode()
+    errors = page[page.index('<div class="form-errors" role="alert">') :].split("</div>")[0]
+    assert f"from 1990-01-01 00:00 to {local[0].replace('T', ' ')} holds about" in errors
+    assert "+00:00" not in errors and "+01:00" not in errors
 
 
 def test_recalibrating_an_asset_no_model_in_use_calibrates_against_says_nothing_changes(
