@@ -20,7 +20,7 @@ from alerts.scoring import score_assets
 from detection.features import feature_names
 from edge import runner as edge
 from models_registry import comparison
-from models_registry.bundle import bundle_spec
+from models_registry.bundle import BundleExportError, bundle_spec
 from models_registry.models import ModelIncident, ModelVersion
 from models_registry.services import TrainingError, promote, register_artifact, train_and_register
 from plant.ingest import ParsedBatch, ingest_readings
@@ -271,6 +271,26 @@ def test_the_edge_runner_scores_a_one_channel_bearing_with_a_model_of_its_role(s
     out = edge.score_series(bundle, series)
 
     assert len(out) > 50 and all(row["score"] is not None for row in out)
+
+
+def test_a_bundle_for_a_bearing_lacking_a_role_the_version_reads_is_refused_naming_it(
+    both, single, bearing_type, tmp_path
+):
+    for asset in (both, single):
+        ingest(asset, START_S, 900)
+    version = train_and_register(bearing_type, "anomaly", roles=["vibration", "vibration_y"])
+
+    with pytest.raises(
+        BundleExportError, match=rf"b-2 has no sensor for role vibration_y, which model {version}"
+    ):
+        bundle_spec(version, single)
+    assert bundle_spec(version, both)["sensors"]  # the bearing with both channels exports
+    out = tmp_path / "b-2.zip"
+    with pytest.raises(CommandError, match="b-2 has no sensor for role vibration_y"):
+        call_command(
+            "export_bundle", version.name, str(version.version), "--asset", single.tag, "--output", out
+        )
+    assert not out.exists()
 
 
 def test_a_version_reading_a_role_the_type_lacks_is_quarantined_not_blamed_on_the_assets(
