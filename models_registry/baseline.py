@@ -79,7 +79,7 @@ from detection.baseline import calibrate as robust_calibration
 from detection.features import MAX_WINDOWS
 from detection.features import feature_names as all_feature_names
 from detection.wording import calibration_trend_text
-from detection.features import role_of
+from detection.features import role_of, roles_read
 from detection.pipeline import Pipeline
 from detection.thresholds import AssetThresholds, ThresholdRule, asset_thresholds
 from models_registry import cache
@@ -94,7 +94,7 @@ from models_registry.models import (
 )
 from models_registry.training_data import asset_windows_between
 from plant.choices import LabelKind
-from plant.models import Label, Reading
+from plant.models import Label, Reading, no_sensor_for
 from plant.series import role_sensors
 
 logger = logging.getLogger(__name__)
@@ -205,10 +205,23 @@ def retire_current(asset, names: list[str], mode: str = PER_ASSET) -> None:
 
 
 def _names(asset, feature_names: list[str] | None) -> list[str]:
+    """The features to calibrate: ``feature_names``, or every feature of the roles of its type the asset
+    has a sensor for (an optional role it lacks has no windows to calibrate). BaselineError when a feature
+    asked for reads a role the asset has no sensor for, or when there is nothing to calibrate."""
     roles = list(asset.asset_type.roles.order_by("key").values_list("key", flat=True))
-    names = list(feature_names or all_feature_names(roles))
-    if not names:
+    if not roles:
         raise BaselineError(f"asset type {asset.asset_type.slug!r} has no sensor roles, so no features")
+    have = set(asset.sensors.values_list("role__key", flat=True))
+    if feature_names:
+        missing = set(roles_read(feature_names)).intersection(roles) - have
+        if missing:
+            raise BaselineError(
+                f"{no_sensor_for(asset.tag, missing)}, so it has no windows of the features asked for"
+            )
+        return list(feature_names)
+    names = all_feature_names([role for role in roles if role in have])
+    if not names:
+        raise BaselineError(f"{no_sensor_for(asset.tag, roles)}: there is nothing to calibrate")
     return names
 
 
@@ -216,8 +229,8 @@ def measure(
     asset, feature_names: list[str] | None, start: datetime, end: datetime, mode: str = PER_ASSET
 ) -> tuple[list[str], np.ndarray | Calibration, int]:
     """(feature names, mean vector or Calibration, window count) of the asset over [start, end] from its
-    usable windows (``calibration_windows``), without storing it (default features: its type's whole
-    feature set). BaselineError names what is wrong, with the counts."""
+    usable windows (``calibration_windows``), without storing it (default features: those of every role
+    of its type it has a sensor for, ``_names``). BaselineError names what is wrong, with the counts."""
     names, result, count, _trends = _measure(asset, feature_names, start, end, mode)
     return names, result, count
 
