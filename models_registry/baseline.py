@@ -31,8 +31,10 @@ per feature) are stored in the same table, one current row per (asset, feature l
 the asset's own open/clear thresholds for each robust version (``AssetThreshold``):
 
 * The windows a calibration is computed from (either mode): complete, no data-quality flag, and not
-  overlapping a labelled FAULT of the asset (``calibration_windows``). A manual period that overlaps a
-  fault label is refused with the label named (``fault_labels_in``).
+  overlapping a labelled FAULT of the asset nor a faulty sensor's readings (an EXCLUDED label, which
+  training leaves out too: neither is normal running) (``calibration_windows``). A manual period that
+  overlaps a fault label is refused with the label named (``fault_labels_in``); one holding a faulty
+  sensor's label calibrates from its other windows.
 * ``recalibrate(asset, start, end, actor)`` — the button on the asset page and ``manage.py
   calibrate_baseline``: calibrates every mode the versions in use on the asset's type need (the mean
   vector when none is robust) and, for each robust version in use, sets the asset's thresholds from the
@@ -77,7 +79,7 @@ from detection.baseline import calibrate as robust_calibration
 from detection.features import MAX_WINDOWS
 from detection.features import feature_names as all_feature_names
 from detection.wording import calibration_trend_text
-from detection.features import role_of
+from detection.features import role_of, roles_read
 from detection.pipeline import Pipeline
 from detection.thresholds import AssetThresholds, ThresholdRule, asset_thresholds
 from models_registry import cache
@@ -92,7 +94,7 @@ from models_registry.models import (
 )
 from models_registry.training_data import asset_windows_between
 from plant.choices import LabelKind
-from plant.models import Label, Reading
+from plant.models import Label, Reading, no_sensor_for
 from plant.series import role_sensors
 
 logger = logging.getLogger(__name__)
@@ -140,10 +142,17 @@ class BaselineStatus:
 # --- the asset's windows --------------------------------------------------------------------------------------
 
 
-def fault_labels_in(asset, start: datetime, end: datetime) -> list[Label]:
-    """The asset's FAULT labels overlapping [start, end], oldest first."""
+# Labels whose windows never calibrate: a machine fault, and a faulty sensor's readings (a sensor-fault
+# verdict's EXCLUDED label), which are no more the asset's normal running than a fault is.
+NOT_NORMAL = (LabelKind.FAULT, LabelKind.EXCLUDED)
+
+
+def fault_labels_in(
+    asset, start: datetime, end: datetime, kinds: Collection[str] = (LabelKind.FAULT,)
+) -> list[Label]:
+    """The asset's labels of ``kinds`` (FAULT by default) overlapping [start, end], oldest first."""
     return list(
-        Label.objects.filter(asset=asset, kind=LabelKind.FAULT, start__lte=end, end__gte=start).order_by(
+        Label.objects.filter(asset=asset, kind__in=list(kinds), start__lte=end, end__gte=start).order_by(
             "start", "pk"
         )
     )
@@ -154,11 +163,11 @@ def calibration_windows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ends, X[:, names], usable) of the asset's windows lying wholly inside [start, end]; ``usable``
     marks the windows that may calibrate: complete, unflagged (detection.baseline.usable_rows) and not
-    overlapping a FAULT label of the asset."""
+    overlapping a FAULT or EXCLUDED label of the asset (``NOT_NORMAL``)."""
     ends, X, flagged = _windows(asset, names, start, end)
     window_s = float(asset.asset_type.window_s)
     fault = np.zeros(len(ends), dtype=bool)
-    for label in fault_labels_in(asset, start, end):
+    for label in fault_labels_in(asset, start, end, NOT_NORMAL):
         fault |= (ends > label.start.timestamp()) & (ends - window_s < label.end.timestamp())
     return ends, X, usable_rows(X, flagged) & ~fault
 
@@ -196,10 +205,23 @@ def retire_current(asset, names: list[str], mode: str = PER_ASSET) -> None:
 
 
 def _names(asset, feature_names: list[str] | None) -> list[str]:
+    """The features to calibrate: ``feature_names``, or every feature of the roles of its type the asset
+    has a sensor for (an optional role it lacks has no windows to calibrate). BaselineError when a feature
+    asked for reads a role the asset has no sensor for, or when there is nothing to calibrate."""
     roles = list(asset.asset_type.roles.order_by("key").values_list("key", flat=True))
-    names = list(feature_names or all_feature_names(roles))
-    if not names:
+    if not roles:
         raise BaselineError(f"asset type {asset.asset_type.slug!r} has no sensor roles, so no features")
+    have = set(asset.sensors.values_list("role__key", flat=True))
+    if feature_names:
+        missing = set(roles_read(feature_names)).intersection(roles) - have
+        if missing:
+            raise BaselineError(
+                f"{no_sensor_for(asset.tag, missing)}, so it has no windows of the features asked for"
+            )
+        return list(feature_names)
+    names = all_feature_names([role for role in roles if role in have])
+    if not names:
+        raise BaselineError(f"{no_sensor_for(asset.tag, roles)}: there is nothing to calibrate")
     return names
 
 
@@ -207,8 +229,8 @@ def measure(
     asset, feature_names: list[str] | None, start: datetime, end: datetime, mode: str = PER_ASSET
 ) -> tuple[list[str], np.ndarray | Calibration, int]:
     """(feature names, mean vector or Calibration, window count) of the asset over [start, end] from its
-    usable windows (``calibration_windows``), without storing it (default features: its type's whole
-    feature set). BaselineError names what is wrong, with the counts."""
+    usable windows (``calibration_windows``), without storing it (default features: those of every role
+    of its type it has a sensor for, ``_names``). BaselineError names what is wrong, with the counts."""
     names, result, count, _trends = _measure(asset, feature_names, start, end, mode)
     return names, result, count
 
@@ -221,7 +243,7 @@ def _measure(
     windows = (end - start).total_seconds() / float(asset.asset_type.step_s)
     if windows > MAX_WINDOWS:
         raise BaselineError(
-            f"the calibration period from {start.isoformat()} to {end.isoformat()} holds about {windows:,.0f} "
+            f"the calibration period from {local_text(start)} to {local_text(end)} holds about {windows:,.0f} "
             f"windows of {asset.asset_type.step_s:g} s, more than the {MAX_WINDOWS:,} a calibration may build; "
             "choose a shorter period of normal running"
         )
@@ -238,7 +260,7 @@ def _measure(
             f"{asset.tag}: only {int(usable.sum())} complete feature windows without data-quality flags or "
             f"fault labels among the {len(ends)} windows of {asset.asset_type.window_s} s between "
             f"{local_text(start)} and {local_text(end)} (need at least {MIN_WINDOWS}; the others have "
-            "gaps, flags or overlap a fault)"
+            "gaps, flags or overlap a fault or a faulty sensor's readings)"
         ) from None
     return names, result, count, _trends(asset, names, ends[usable], X[usable])
 
@@ -358,7 +380,7 @@ def auto_calibrate(
     asset, names: list[str], until_s: float | None = None, mode: str = PER_ASSET
 ) -> AssetBaseline | None:
     """Calibrate from the asset's first VIGIL_BASELINE_WINDOWS usable windows (complete, unflagged, outside
-    fault labels), or None while it has too few (see the module docstring); a robust calibration also sets
+    fault and faulty-sensor labels), or None while it has too few (see the module docstring); a robust calibration also sets
     the asset's thresholds for the robust versions in use. Safe to race: the loser of the unique constraint
     reads the winner's row."""
 
@@ -378,8 +400,8 @@ def auto_calibrate(
     begin = max(firsts)
     span = window_s + step_s * (n - 1)
     stop = begin + timedelta(seconds=2 * span)  # room for windows lost to gaps
-    # and for the windows of faults labelled there, which never calibrate
-    for label in fault_labels_in(asset, begin, stop):
+    # and for the windows of faults (and faulty sensors' readings) labelled there, which never calibrate
+    for label in fault_labels_in(asset, begin, stop, NOT_NORMAL):
         stop += min(label.end, stop) - max(label.start, begin) + timedelta(seconds=window_s)
     if until_s is not None:
         if until_s < begin.timestamp() + span:

@@ -10,9 +10,10 @@ from django.conf import settings
 from detection.baseline import BaselineError, Calibration, baseline_mode, peer_mode
 from models_registry.baseline import thresholds_in_force, version_vector
 from detection.bundle import pack_bundle
+from detection.features import roles_read
 from models_registry.models import ModelVersion
 from models_registry.validation import ModelRejected, check_checksum
-from plant.models import Asset
+from plant.models import Asset, no_sensor_for
 
 ThresholdOverrides = Callable[[ModelVersion, Collection[int]], dict[int, tuple[float, float]]]
 # Set by the alerts app (AlertsConfig.ready): per-asset threshold overrides (noise control) are alerts'
@@ -81,6 +82,15 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
             )
         spec["asset"] = {"id": asset.pk, "tag": asset.tag, "site": asset.site.slug}
         spec["sensors"] = dict(asset.sensors.order_by("key").values_list("key", "role__key"))
+        # A version reading a role the asset has no sensor for never completes a window there: the agent
+        # would run and stay silent. Refused with the asset page's and the scorer's words. (A role the type
+        # lacks is the version's defect, quarantined by the scorer, not the asset's.)
+        missing = set(roles_read(version.feature_spec)).intersection(roles) - set(spec["sensors"].values())
+        if missing:
+            raise BundleExportError(
+                f"{no_sensor_for(asset.tag, missing)}, which model {version} reads: it cannot score this "
+                "asset at the edge either"
+            )
         # The thresholds in force for this asset apply at the edge too: an engineer's override (noise
         # control), else the asset's calibrated thresholds of a robust version, else the version's.
         in_force = thresholds_in_force(version, [asset.pk], threshold_overrides_of(version, [asset.pk]))

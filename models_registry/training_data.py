@@ -112,7 +112,9 @@ def asset_windows_between(
 ) -> Windows:
     """The asset's production feature windows over [start, end], built as the scorer builds them: through
     the version's ``pipeline`` windows step (its regime step, if any; default: raw readings), from its
-    sensors by ``role_sensors``, each role's declared sample period for the gap rules."""
+    sensors by ``role_sensors``, each role's declared sample period for the gap rules. A role the asset has
+    no sensor for is absent (NaN columns; the windows complete for the roles it has are kept), the
+    scorer's rule for optional sensors."""
 
     sensor_roles, periods = role_sensors(asset, roles)
     return (pipeline or RAW_READINGS).asset_windows(
@@ -123,6 +125,7 @@ def asset_windows_between(
         start_s=start.timestamp(),
         end_s=end.timestamp(),
         sample_period_s=periods,
+        absent_roles=[role for role in roles if role not in periods],
     )
 
 

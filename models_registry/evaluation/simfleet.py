@@ -53,6 +53,9 @@ PUMPS_PER_CLASS = 3
 SEEDS = (1, 2)
 CALIBRATION_HOURS = 8.0
 TEST_HOURS = 16.0
+# The fleet is simulated in memory at 1 Hz (five roles per pump, then its windows): a week of the default
+# nine pumps is the most a run may ask for, so a mistyped --test-hours 1e9 is refused, not a MemoryError.
+MAX_PUMP_HOURS = 9 * 168.0
 SAMPLE_PERIOD_S = 1.0  # the simulator's default rate
 # Early-stage faults, by the usual field criteria rather than the demo's full-blown severity 1.0: bearing
 # wear at 0.4 doubles the vibration velocity once fully developed (+2.5 x 0.4 of rated), the common "alarm
@@ -118,6 +121,13 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
         raise CommandError("--pumps-per-class must be >= 1, --calibration-hours > 0 and --test-hours >= 1")
     if any(seed < 0 for seed in seeds):
         raise CommandError(f"--seeds must be whole numbers >= 0, got {' '.join(map(str, seeds))}")
+    pump_hours = len(CLASSES) * per_class * (calibration_s + test_s) / 3600.0
+    if pump_hours > MAX_PUMP_HOURS:
+        raise CommandError(
+            f"--pumps-per-class x {len(CLASSES)} classes x (--calibration-hours + --test-hours) must be at most "
+            f"{MAX_PUMP_HOURS:,.0f} pump-hours (a week of {len(CLASSES) * PUMPS_PER_CLASS} pumps), got "
+            f"{pump_hours:,.0f}"
+        )
     protocol = Protocol(
         window_s=WINDOW_S,
         step_s=STEP_S,

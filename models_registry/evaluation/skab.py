@@ -46,7 +46,7 @@ from models_registry.evaluation.skab_protocol import (
     train,
 )
 from plant.datasets import DatasetMissing
-from plant.datasets.skab import ANOMALY_FREE, list_files, subsets_of
+from plant.datasets.skab import ANOMALY_FREE, data_dir, list_files, subsets_of, valid_subsets
 
 TARGETS = {"f1_min": 0.80, "far_pct_max": 15.0, "mar_pct_max": 25.0}
 # Upstream README "Proposed Leaderboard", outlier detection (test set), as quoted in DATASET_CARD.md.
@@ -152,6 +152,8 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
         raise CommandError("--window, --step and --calibration-points must be positive")
     chosen_files = list_files(options.get("files"), base=options.get("data_dir"))
     labelled = {f.ref: f for f in chosen_files if f.subset != ANOMALY_FREE}
+    if not labelled:
+        raise DatasetMissing(_no_labelled_runs(chosen_files, options))
     # left_out: run -> why leave-one-run-out does not read it.
     loaded, left_out = load_parts(
         list(labelled),
@@ -216,7 +218,7 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     )
     rows += fleet_part["rows"]
     rows += published_rows()
-    summary = _summary(loro_counts, explained)
+    summary = _summary(loro_counts, explained, skipped=bool(options.get("no_explanations")))
     summary["runs"] = len(runs)
     summary["fleet"] = fleet_part["summary"]
     summary["calibration_warnings"] = fleet_part["warnings"]
@@ -241,6 +243,15 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
             "fleet": fleet_part["details"],
         },
     )
+
+
+def _no_labelled_runs(chosen: Sequence, options: dict[str, Any]) -> str:
+    """Why there is nothing to evaluate: the files asked for, or the data folder, hold no labelled run."""
+    need = "evaluate skab needs at least two labelled runs (leave-one-run-out)"
+    if options.get("files"):
+        return f"--files {' '.join(options['files'])} names no labelled SKAB run (only {valid_subsets(chosen)}); {need}"
+    held = f"only {valid_subsets(chosen)}" if chosen else "no subset folder with CSV files"
+    return f"{data_dir(options.get('data_dir'))} holds no labelled SKAB run ({held}); {need}"
 
 
 def leave_one_run_out(results: list[list[RunResult]]) -> list[int]:
@@ -270,7 +281,9 @@ def _scope(files: list) -> str:
     return f"{' + '.join(subsets_of(files))}, {len(files)} runs, points after calibration"
 
 
-def _summary(counts: Counts, explained: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(counts: Counts, explained: list[dict[str, Any]], *, skipped: bool = False) -> dict[str, Any]:
+    """The headline numbers; with ``skipped`` (--no-explanations) no alert was explained, so the
+    explanation counts and ``all_additive`` are None, not "0 of 0 alerts, all additive"."""
     in_fault = [e for e in explained if e["physics_match"] is not None]
     summary: dict[str, Any] = {
         **counts.as_dict(),
@@ -288,6 +301,15 @@ def _summary(counts: Counts, explained: list[dict[str, Any]]) -> dict[str, Any]:
         "selection_rule": "leave-one-run-out over the grid, best pooled F1 on the other runs",
     }
     summary["all_additive"] = summary["alerts_additive"] == summary["alerts"]
+    if skipped:
+        for key in (
+            "alerts",
+            "alerts_additive",
+            "additivity_max_error",
+            "alerts_during_fault",
+            "all_additive",
+        ):
+            summary[key] = None
     return summary
 
 
@@ -326,11 +348,7 @@ def _notes(
         f"{_scope(files)} ({', '.join(subsets_of(files))}).",
         "Hyper-parameters: for each run, the grid entry (feature set × PCA variance × N) with the best pooled F1 "
         "on all other runs is applied (leave-one-run-out); no run's labels choose its own settings.",
-        f"Explanations: {summary['alerts_additive']} of {summary['alerts']} alerts' opening-window explanations "
-        f"pass the additivity check (max error {summary['additivity_max_error']:.2g}); the top role is the "
-        f"one the fault's physics moves (stated for {', '.join(sorted(FAULT_ROLES))}: flow or pressure) for "
-        f"{share_text} of the {summary['alerts_during_fault']} alerts opened during a labelled fault of those "
-        "types.",
+        _explanation_note(summary, share_text),
         "Leave-one-run-out reads the labelled runs only"
         + (
             f"; {', '.join(unread)} {'enters' if len(unread) == 1 else 'enter'} only the pooled fleet below."
@@ -338,6 +356,18 @@ def _notes(
             else "."
         ),
     ]
+
+
+def _explanation_note(summary: dict[str, Any], share_text: str) -> str:
+    if summary["alerts"] is None:
+        return "Explanations: not computed (--no-explanations): neither their additivity nor their top role is checked."
+    return (
+        f"Explanations: {summary['alerts_additive']} of {summary['alerts']} alerts' opening-window explanations "
+        f"pass the additivity check (max error {summary['additivity_max_error']:.2g}); the top role is the "
+        f"one the fault's physics moves (stated for {', '.join(sorted(FAULT_ROLES))}: flow or pressure) for "
+        f"{share_text} of the {summary['alerts_during_fault']} alerts opened during a labelled fault of those "
+        "types."
+    )
 
 
 def _left_out_notes(loro: dict[str, str], fleet_left_out: dict[str, str]) -> list[str]:

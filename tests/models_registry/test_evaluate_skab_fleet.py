@@ -285,3 +285,35 @@ def test_a_byte_order_mark_before_the_header_is_read_as_no_part_of_it(tmp_path):
     path.write_text("\ufeff" + path.read_text(), encoding="utf-8")
     run = read_run(path)
     assert len(run) == 10 and run.anomaly is not None and run.anomaly.sum() == 5
+
+
+def test_a_data_folder_without_subset_folders_is_a_command_error_naming_it(tmp_path):
+    root = tmp_path / "skab" / "data"
+    root.mkdir(parents=True)
+    with pytest.raises(CommandError) as error:
+        _evaluate_folder(tmp_path, tmp_path / "out")
+    assert f"{root} holds no labelled SKAB run (no subset folder with CSV files)" in str(error.value)
+    assert "needs at least two labelled runs" in str(error.value)
+
+
+def test_a_folder_or_selection_holding_only_the_normal_run_is_refused_naming_what_it_holds(
+    data_folder, tmp_path
+):
+    with pytest.raises(
+        CommandError, match=r"--files anomaly-free names no labelled SKAB run \(only anomaly-free\)"
+    ):
+        _evaluate_folder(data_folder, tmp_path / "out", "--files", "anomaly-free")
+    for folder in ("valve1", "pump_wear"):
+        for path in (data_folder / "skab" / "data" / folder).glob("*.csv"):
+            path.unlink()
+    with pytest.raises(CommandError, match=r"holds no labelled SKAB run \(only anomaly-free\)"):
+        _evaluate_folder(data_folder, tmp_path / "out")
+
+
+def test_without_explanations_the_report_says_they_were_not_computed_not_zero_of_zero(data_folder, tmp_path):
+    table, report = _evaluate_folder(data_folder, tmp_path / "out", "--no-explanations")
+    assert "Explanations: not computed (--no-explanations)" in table
+    assert "alerts' opening-window explanations pass the additivity check" not in table
+    summary = report["summary"]
+    assert summary["alerts"] is None and summary["all_additive"] is None
+    assert report["details"]["explanations"] == []

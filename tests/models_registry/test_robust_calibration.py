@@ -102,16 +102,37 @@ def test_too_few_usable_windows_are_refused_with_the_counts(asset):
         baseline.recalibrate(asset, moment(1000), moment(2000))
 
 
-def test_auto_calibration_skips_windows_overlapping_a_fault_label(asset):
+@pytest.mark.parametrize("kind", [LabelKind.FAULT, LabelKind.EXCLUDED])
+def test_auto_calibration_skips_windows_overlapping_a_fault_or_faulty_sensor_label(asset, kind):
     version = robust_version(asset)
-    # A fault at the very start: auto-calibration must not take it for the asset's normal.
+    # A fault (or a faulty sensor) at the very start: auto-calibration must not take it for the normal.
     ingest(asset, START_S, 900, vibration=fault(START_S, START_S + 200, ramp_s=1.0))
-    Label.objects.create(asset=asset, kind=LabelKind.FAULT, start=moment(0), end=moment(280))
+    Label.objects.create(asset=asset, kind=kind, start=moment(0), end=moment(280))
 
     row = baseline.auto_calibrate(asset, list(version.feature_spec), mode="per_asset_robust")
 
     assert row is not None and row.robust and row.start >= moment(280)
     assert row.vector_for(["vibration__mean"]) == [pytest.approx(2.0, abs=0.02)]
+
+
+def test_a_faulty_sensors_readings_never_calibrate_but_do_not_refuse_the_period(asset):
+    # No robust version in use: the mean vector, which readings of 20 among 2 would pull up.
+    ingest(asset, START_S, 900, vibration=fault(START_S + 300, START_S + 500))
+    # A sensor judged faulty there (a sensor-fault verdict's EXCLUDED label), the machine running normally.
+    Label.objects.create(
+        asset=asset,
+        kind=LabelKind.EXCLUDED,
+        start=moment(240),
+        end=moment(560),
+        fault_type="sensor:vibration",
+    )
+
+    [row] = baseline.recalibrate(asset, moment(0), moment(900)).baselines
+
+    assert row.mode == BaselineMode.MEAN
+    assert row.vector_for(["vibration__mean"]) == [pytest.approx(2.0, abs=0.02)]
+    # 85 windows of 60 s every 10 s; the 37 ending in (240 s, 620 s) touch the label
+    assert row.window_count == 85 - 37
 
 
 # --- the thresholds in force ------------------------------------------------------------------------------
@@ -230,6 +251,13 @@ def test_a_refused_recalibration_names_its_times_in_the_sites_time_not_iso(clien
     assert f"between {too_short[0]:%Y-%m-%d %H:%M} and {too_short[1]:%Y-%m-%d %H:%M} (need at least" in page
     errors = page[page.index('<div class="form-errors" role="alert">') :].split("</div>")[0]
     assert "(need at least" in errors and "+00:00" not in errors and "+01:00" not in errors
+    # A period longer than a calibration may build names its times the same way.
+    page = client.post(
+        url, {"calibrate-start": "1990-01-01T00:00", "calibrate-end": local[0]}
+    ).content.decode()
+    errors = page[page.index('<div class="form-errors" role="alert">') :].split("</div>")[0]
+    assert f"from 1990-01-01 00:00 to {local[0].replace('T', ' ')} holds about" in errors
+    assert "+00:00" not in errors and "+01:00" not in errors
 
 
 def test_recalibrating_an_asset_no_model_in_use_calibrates_against_says_nothing_changes(

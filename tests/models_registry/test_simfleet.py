@@ -66,3 +66,17 @@ def test_a_test_period_under_an_hour_is_refused_with_a_message(tmp_path):
 def test_an_explicit_zero_or_impossible_value_is_refused_not_replaced_by_the_default(tmp_path, option):
     with pytest.raises(CommandError, match=option[0]):
         call_command("evaluate", "--out", str(tmp_path), "simfleet", *option, stdout=StringIO())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("--test-hours", "1e9"),
+        ("--pumps-per-class", "1000"),
+        ("--calibration-hours", "200", "--test-hours", "1"),
+    ],
+)
+def test_a_fleet_too_large_to_simulate_is_refused_naming_the_options_not_a_memory_error(tmp_path, options):
+    with pytest.raises(CommandError, match=r"must be at most 1,512 pump-hours .* got [\d,]+"):
+        call_command("evaluate", "--out", str(tmp_path), "simfleet", *options, stdout=StringIO())
+    assert not list(tmp_path.iterdir())

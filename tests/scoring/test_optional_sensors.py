@@ -20,8 +20,9 @@ from alerts.scoring import score_assets
 from detection.features import feature_names
 from edge import runner as edge
 from models_registry import comparison
-from models_registry.bundle import bundle_spec
-from models_registry.models import ModelIncident, ModelVersion
+from models_registry.bundle import BundleExportError, bundle_spec
+from models_registry import baseline
+from models_registry.models import AssetBaseline, ModelIncident, ModelVersion
 from models_registry.services import TrainingError, promote, register_artifact, train_and_register
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Asset, AssetType, Reading, Sensor, SensorRole
@@ -271,6 +272,66 @@ def test_the_edge_runner_scores_a_one_channel_bearing_with_a_model_of_its_role(s
     out = edge.score_series(bundle, series)
 
     assert len(out) > 50 and all(row["score"] is not None for row in out)
+
+
+def test_a_bundle_for_a_bearing_lacking_a_role_the_version_reads_is_refused_naming_it(
+    both, single, bearing_type, tmp_path
+):
+    for asset in (both, single):
+        ingest(asset, START_S, 900)
+    version = train_and_register(bearing_type, "anomaly", roles=["vibration", "vibration_y"])
+
+    with pytest.raises(
+        BundleExportError, match=rf"b-2 has no sensor for role vibration_y, which model {version}"
+    ):
+        bundle_spec(version, single)
+    assert bundle_spec(version, both)["sensors"]  # the bearing with both channels exports
+    out = tmp_path / "b-2.zip"
+    with pytest.raises(CommandError, match="b-2 has no sensor for role vibration_y"):
+        call_command(
+            "export_bundle", version.name, str(version.version), "--asset", single.tag, "--output", out
+        )
+    assert not out.exists()
+
+
+def test_a_one_channel_bearing_is_calibrated_and_scored_by_a_per_asset_version_of_its_role(
+    both, single, bearing_type, settings
+):
+    settings.VIGIL_BASELINE_WINDOWS = 10
+    for asset in (both, single):
+        ingest(asset, START_S, 900)
+    version = train_and_register(bearing_type, "anomaly", baseline="per_asset_robust")
+    promote(version, reason="test")
+
+    score_assets([both.pk, single.pk])
+
+    # Auto-calibrated from its first windows, as the two-channel bearing is (it was "calibrating" for ever).
+    assert AssetBaseline.objects.filter(asset=single, is_current=True).exists()
+    assert scored(single, version) > 0 and scored(both, version) > 0
+    # The asset page's recalibration (default: every feature of the roles it has) and the command.
+    [row] = baseline.recalibrate(single, utc(START_S), utc(START_S + 900)).baselines
+    assert row.feature_names == feature_names(["vibration"]) and row.window_count == 85
+    out = StringIO()
+    call_command(
+        "calibrate_baseline", "--asset", single.tag, "--start", utc(START_S).isoformat(),
+        "--end", utc(START_S + 900).isoformat(), stdout=out,
+    )  # fmt: skip
+    assert "calibrated b-2: 6 features from 85 windows" in out.getvalue()
+
+
+def test_calibrating_a_bearing_for_a_role_it_lacks_names_the_role_not_a_window_count(
+    both, single, bearing_type
+):
+    for asset in (both, single):
+        ingest(asset, START_S, 900)
+    version = train_and_register(bearing_type, "anomaly", roles=["vibration", "vibration_y"])
+
+    with pytest.raises(CommandError, match="b-2 has no sensor for role vibration_y, so it has no windows"):
+        call_command(
+            "calibrate_baseline", "--asset", single.tag, "--start", utc(START_S).isoformat(),
+            "--end", utc(START_S + 900).isoformat(), "--model", version.name,
+        )  # fmt: skip
+    assert not AssetBaseline.objects.filter(asset=single).exists()
 
 
 def test_a_version_reading_a_role_the_type_lacks_is_quarantined_not_blamed_on_the_assets(

@@ -26,7 +26,7 @@ class Command(VigilCommand):
         parser.add_argument(
             "--model",
             help="Calibrate only the features of this model's newest version (default: every feature of "
-            "the asset type, which serves every model of it).",
+            "the roles of its type the asset has a sensor for, which serves every model that can score it).",
         )
 
     def handle(self, *args, asset: str, start: str, end: str, model: str | None, **options) -> None:
