@@ -38,6 +38,7 @@ import numpy as np
 from detection import baseline as asset_baseline
 from detection import runtime
 from detection.explain import explain, top_role
+from detection.wording import reasons
 from detection.features import Series, Windows, feature_names, role_of
 from detection.pipeline import RAW_READINGS, Pipeline
 from detection.rules import Episode, active_mask, alert_episodes, overlap
@@ -335,7 +336,8 @@ def explain_alerts(detector: Detector, result: RunResult) -> list[dict[str, Any]
             strict=False,
         )
         role = top_role(explanation)
-        top = max(explanation["features"], key=lambda f: abs(f["phi"]))
+        # The feature the explanation's first line leads with: the top role's largest push.
+        said = reasons(explanation, {}, {}, top=1)
         out.append(
             {
                 "run": run.file.ref,
@@ -345,7 +347,7 @@ def explain_alerts(detector: Detector, result: RunResult) -> list[dict[str, Any]
                 "additivity_error": explanation["additivity_error"],
                 "additivity_ok": explanation["additivity_ok"],
                 "top_role": role,
-                "top_feature": top["name"],
+                "top_feature": said[0].lead.feature if said else None,
                 "expected_roles": list(expected),
                 "physics_match": (role in expected) if during_fault and expected else None,
             }
