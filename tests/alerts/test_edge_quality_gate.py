@@ -267,6 +267,24 @@ def test_an_alert_of_a_version_the_server_replaced_is_explained_by_its_own_artif
     assert alert.category == AlertCategory.DATA_LINK
 
 
+def test_the_explanation_task_explains_an_alert_of_a_replaced_version_by_that_version(
+    client, gateway_token, asset, at
+):
+    # The readings are stored when the event arrives (an agent that was not offline): its task explains it.
+    previous = vibration_model(asset.asset_type, name="pump-vib-previous")
+    champion = vibration_model(asset.asset_type, weight=1.5)
+    store(asset, at - 400, at + 30, vibration(at))
+    alert = send_opened(client, gateway_token, previous, asset, at)
+    assert alert.model_version == previous and alert.explanation_status == ExplanationStatus.PENDING
+
+    assert lifecycle.complete_explanation(alert.pk) == ExplanationStatus.READY
+    alert.refresh_from_db()
+    score_assets([asset.pk])  # the new champion's score of the same window, to compare with
+    served = Score.objects.get(model_version=champion, window_end=alert.opened_at).score
+    assert alert.explanation["output"] == pytest.approx(served / 1.5, rel=1e-4)
+    assert alert.dominant_role == "vibration" and alert.category == AlertCategory.MACHINE_FAULT
+
+
 def test_an_edge_alert_judged_before_its_readings_arrived_keeps_the_category_of_its_verdict(
     client, gateway_token, champion, asset, at, technician
 ):
