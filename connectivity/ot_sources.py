@@ -11,7 +11,7 @@ how the plant's HMI was built, not something Vigil can guess.
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from types import ModuleType
@@ -70,7 +70,7 @@ async def _write_back(
         states = await take()
         errors = await client.write_alert_states(cfg, targets, [state_of(s.key, s.payload) for s in states])
         for error in errors:
-            status.error(error, asyncio.get_running_loop().time())
+            status.error(error, time.time())  # an epoch time, as every other error's
         await confirm([s.id for s in states])
 
 

@@ -18,6 +18,7 @@ import asyncio
 import enum
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -75,10 +76,14 @@ def flush_seconds(options: Mapping[str, Any]) -> float:
 class ConnectionStatus:
     """Live status of one connection, updated by its client and read by the bridge's status reporter.
     ``connects`` counts the times the client reached its server (set ``connected`` True), so that its caller
-    can tell a try that never got through (a device not up yet) from a lost connection."""
+    can tell a try that never got through (a device not up yet) from a lost connection; ``connected_at`` is
+    the (epoch) time of the last of them and ``written_at`` of the last alert state written back: the
+    successes that tell an earlier ``last_error`` from a current one (plant.models.ConnectionState)."""
 
     _connected: bool = field(default=False, repr=False)
     connects: int = 0
+    connected_at: float | None = None
+    written_at: float | None = None
     last_message_at: float | None = None
     messages: int = 0
     samples: int = 0
@@ -97,6 +102,7 @@ class ConnectionStatus:
     def connected(self, value: bool) -> None:
         if value and not self._connected:
             self.connects += 1
+            self.connected_at = time.time()
         self._connected = value
 
     def error(self, err: PointError, at: float) -> None:

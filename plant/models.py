@@ -514,6 +514,10 @@ class ConnectionState(models.Model):
     connected = models.BooleanField(default=False)
     config_error = models.TextField(blank=True, help_text="Why the bridge does not start this connection.")
     started_at = models.DateTimeField(null=True, blank=True)
+    connected_at = models.DateTimeField(null=True, blank=True, help_text="When it last connected.")
+    written_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it last wrote an alert state back to the plant."
+    )
     last_message_at = models.DateTimeField(null=True, blank=True)
     messages = models.BigIntegerField(default=0)
     stored = models.BigIntegerField(default=0)
@@ -536,6 +540,26 @@ class ConnectionState(models.Model):
         if self.running and self.is_current():
             return f"since the bridge started it {_ago(self.started_at)}"
         return f"in its last run: started {_ago(self.started_at)}, last report {_ago(self.updated_at)}"
+
+    def error_resolved(self) -> tuple[str, datetime] | None:
+        """What the connection did successfully after its ``last_error``, the latest of ("connected", when)
+        and ("wrote back", when); None while the error is current (nothing succeeded since, or no error).
+
+        A start-up error (a PLC not up yet, a write-back refused) stays the last error for as long as
+        nothing fails again, so once the connection has connected or written back after it, it is history:
+        the site page and the console show it as past, with what resolved it. A message received is no such
+        proof: an error about one point (a bad value, a topic gone quiet) is not resolved by another's."""
+        if not self.last_error or self.last_error_at is None:
+            return None
+        after = [
+            (moment, verb)
+            for verb, moment in (("connected", self.connected_at), ("wrote back", self.written_at))
+            if moment is not None and moment > self.last_error_at
+        ]
+        if not after:
+            return None
+        moment, verb = max(after)
+        return verb, moment
 
     def is_current(self, now: datetime | None = None) -> bool:
         """Whether the bridge reported recently enough for this row to be believed. A bridge killed by

@@ -12,7 +12,9 @@ lifecycle's own persistence (``alerts.services.lifecycle``: the same alert key, 
   first, or a judged episode is still going on), the event is merged into it (marked raised at the edge);
   otherwise the alert opens with the agent's times (first window, deciding window, peak) and is marked
   raised at the edge. Its explanation is computed from the readings once they are forwarded (the pending
-  explanation task retries until they are there). The agent sends no quality flags: its category is the
+  explanation task retries for a while; if it gave up, the scorer explains the window when it scores it),
+  always by the alert's own version, even one the server no longer scores with
+  (``lifecycle.explain_opening``). The agent sends no quality flags: its category is the
   server's quality gate (``lifecycle.gate_category``, as for the scorer's alerts) on the flags of the
   deciding window's stored readings; while they have not all arrived (the agent sends events before
   readings, and was perhaps offline) it opens a machine fault at once, never waiting for them, and the

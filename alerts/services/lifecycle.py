@@ -211,6 +211,20 @@ def _try_explain(
         return None
 
 
+def _try_explain_opening(
+    alert: Alert, flagged: Mapping[str, int]
+) -> tuple[dict[str, Any] | None, Mapping[str, int]]:
+    """``explain_opening`` inside the scorer's transaction: (None, ``flagged``) when it fails."""
+    try:
+        with transaction.atomic():  # a failed query must not break the scorer's transaction
+            return explain_opening(alert)
+    except Exception:  # any failure of the model or the explainer must not stop scoring
+        logger.warning(
+            "explaining alert #%s by its own %s failed", alert.pk, alert.model_version, exc_info=True
+        )
+        return None, flagged
+
+
 def _input_baseline(alert: Alert) -> np.ndarray | None:
     """The asset's current baseline for a baselined version (None for others), or ExplanationUnavailable."""
     try:
@@ -323,15 +337,14 @@ def _peer_input(
     return adjusted[asset.pk][1][0].astype(np.float32)
 
 
-def complete_explanation(alert_id: int) -> str | None:
-    """Explain a pending alert's opening window from its readings, attach it and re-run the quality gate.
-
-    Returns the new explanation status, or None when there is nothing to do (alert gone or not pending).
-    Raises when the window cannot be rebuilt or explained, so the calling task retries.
+def explain_opening(alert: Alert) -> tuple[dict[str, Any], dict[str, int]]:
+    """The explanation of the alert's opening window by the alert's OWN version (its artifact, rebuilt from
+    the stored readings by that version's pipeline, ``window_features``), with the window's quality flags
+    (its stored Score row's, else the rebuilt ones). The version need not be the one the server scores
+    with now: a registry keeps every version's artifact and spec, so an edge alert decided by a version its
+    agent still runs is explained by that very version, never by its successor.
+    Raises when the window cannot be rebuilt or explained.
     """
-    alert = Alert.objects.select_related("asset__asset_type", "model_version").filter(pk=alert_id).first()
-    if alert is None or alert.explanation_status != ExplanationStatus.PENDING:
-        return None
     x, rebuilt_flags = window_features(alert)
     sensors = dict(alert.asset.sensors.values_list("role__key", "key"))
     score_row = Score.objects.filter(
@@ -348,6 +361,19 @@ def complete_explanation(alert_id: int) -> str | None:
         sensors=sensors,
         baseline=_input_baseline(alert),
     )
+    return explanation, flagged
+
+
+def complete_explanation(alert_id: int) -> str | None:
+    """Explain a pending alert's opening window from its readings, attach it and re-run the quality gate.
+
+    Returns the new explanation status, or None when there is nothing to do (alert gone or not pending).
+    Raises when the window cannot be rebuilt or explained, so the calling task retries.
+    """
+    alert = Alert.objects.select_related("asset__asset_type", "model_version").filter(pk=alert_id).first()
+    if alert is None or alert.explanation_status != ExplanationStatus.PENDING:
+        return None
+    explanation, flagged = explain_opening(alert)
     with transaction.atomic():
         alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
         if alert is None or alert.explanation_status != ExplanationStatus.PENDING:
@@ -641,8 +667,9 @@ def _check_edge_openings(
     (``alerts.services.edge_events``), and with none while they are missing: a machine fault for now. The
     scorer scores each window once, when all its readings are stored, with their flags: this is when the
     gate gets to see them, on the same window and by the same rule as for the scorer's own alerts (with
-    the window's explanation, computed here from the scorer's input if the alert has none yet: its
-    explanation task gives up after a few retries, long before an agent offline for hours is back). An
+    the window's explanation, computed here if the alert has none yet: from the scorer's input, or for an
+    alert of an earlier version of the kind, by that version from the stored readings, ``explain_opening``;
+    its explanation task gives up after a few retries, long before an agent offline for hours is back). An
     alert the agent has cleared meanwhile is categorised all the same (a later verdict, the noise page and
     the alarm-load figures count it); one a technician has judged keeps the category the verdict was given
     on (its label was written by it). The opening window of an alert is scored once, so this runs once
@@ -675,14 +702,17 @@ def _check_edge_openings(
         row = alert if alert is not None and alert.pk == row.pk else row
         # Its explanation waited for these readings (and gave up if they were late): the scorer's window
         # is the opening window, explained here as the scorer's own alerts are when they open. An alert of
-        # an earlier version of the kind (its agent not updated yet) is not: an explanation must be of
-        # the alert's own artifact, so the window's flags decide alone.
-        explanation = None
-        if row.explanation_status != ExplanationStatus.READY and row.model_version_id == ctx.version.pk:
-            explanation = _try_explain(ctx.version, window, ctx.sensors)
+        # an earlier version of the kind (its agent not updated yet) is explained by its own artifact, on
+        # the window that version's pipeline builds from the now stored readings, with that window's flags.
+        explanation, flagged = None, window.flagged
+        if row.explanation_status != ExplanationStatus.READY:
+            if row.model_version_id == ctx.version.pk:
+                explanation = _try_explain(ctx.version, window, ctx.sensors)
+            else:
+                explanation, flagged = _try_explain_opening(row, window.flagged)
         moved = _gate(
             row,
-            window.flagged,
+            flagged,
             "the readings the edge agent decided on reached the server with their quality flags",
             explanation=explanation,
             now=ctx.now,

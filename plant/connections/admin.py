@@ -48,6 +48,22 @@ class ImportForm(forms.Form):
     file = forms.FileField(help_text="CSV with a 'sensor' column and the protocol's address columns.")
 
 
+def _moment(at: Any) -> str:
+    return "time unknown" if at is None else f"{at:%Y-%m-%d %H:%M:%S}"
+
+
+def _last_error_line(state: ConnectionState) -> str:
+    """The last error with its time; one the connection has since got past (``error_resolved``, the rule
+    the site page follows) says so and when."""
+    resolved = state.error_resolved()
+    if resolved is None:
+        return f"last error ({_moment(state.last_error_at)}): {state.last_error}"
+    verb, at = resolved
+    return (
+        f"past error ({_moment(state.last_error_at)}, before it {verb} at {_moment(at)}): {state.last_error}"
+    )
+
+
 @admin.register(Connection)
 class ConnectionAdmin(SiteScopedAdmin):
     form = ConnectionForm
@@ -83,7 +99,7 @@ class ConnectionAdmin(SiteScopedAdmin):
             counts += f" ({counted})"
         lines = [obj.status_text(state), counts]
         if state.last_error:
-            lines.append(f"last error ({state.last_error_at:%Y-%m-%d %H:%M:%S}): {state.last_error}")
+            lines.append(_last_error_line(state))
         if obj.write_back:
             waiting = obj.write_backs.filter(published_at__isnull=True).count()
             lines.append(f"alert states waiting to be written back: {waiting}")

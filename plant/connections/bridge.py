@@ -266,6 +266,8 @@ class ConnectionRunner:
             "running": True,
             "connected": status.connected,
             "config_error": "",
+            "connected_at": _moment(status.connected_at),
+            "written_at": _moment(status.written_at),
             "last_message_at": _moment(status.last_message_at),
             "messages": status.messages,
             "stored": self.stored,
@@ -344,6 +346,7 @@ class ConnectionRunner:
         async def confirm(ids: list[int]) -> None:
             done = [pk for state_id in ids for pk in in_flight.pop(state_id, [state_id])]
             await self._db(_mark_written, done)
+            self.status.written_at = time.time()
 
         delays = backoff_delays()
         while True:

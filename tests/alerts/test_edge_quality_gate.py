@@ -241,12 +241,14 @@ def test_an_edge_alert_whose_explanation_gave_up_is_explained_and_gated_on_the_d
     assert alert.category == AlertCategory.MACHINE_FAULT
 
 
-def test_an_alert_of_a_version_the_server_replaced_is_gated_on_the_flags_but_never_explained_by_another(
+def test_an_alert_of_a_version_the_server_replaced_is_explained_by_its_own_artifact_when_its_readings_arrive(
     client, gateway_token, asset, at
 ):
-    # The agent still runs the previous champion when the server scores with the new one.
+    # The agent still runs the previous champion when the server scores with the new one, and was offline
+    # for longer than the explanation task's retries: the explanation gave up for want of readings.
     previous = vibration_model(asset.asset_type, name="pump-vib-previous")
     alert = send_opened(client, gateway_token, previous, asset, at)
+    assert mark_explanation_failed(alert.pk, "no complete window yet")
     champion = vibration_model(asset.asset_type, weight=1.5)
     assert champion.kind == previous.kind
 
@@ -255,8 +257,32 @@ def test_an_alert_of_a_version_the_server_replaced_is_gated_on_the_flags_but_nev
 
     alert.refresh_from_db()
     assert alert.model_version == previous
+    assert alert.explanation_status == ExplanationStatus.READY
+    # The previous artifact's own score of the window (the mean vibration), not its successor's 1.5 times
+    # that: the words on the card are of the model that decided.
+    served = Score.objects.get(model_version=champion, window_end=alert.opened_at).score
+    assert alert.explanation["output"] == pytest.approx(served / 1.5, rel=1e-4)
+    assert alert.explanation["window_end"] == alert.opened_at.isoformat()
+    assert alert.dominant_role == "vibration"
     assert alert.category == AlertCategory.DATA_LINK
-    assert alert.explanation is None and alert.explanation_status == ExplanationStatus.PENDING
+
+
+def test_the_explanation_task_explains_an_alert_of_a_replaced_version_by_that_version(
+    client, gateway_token, asset, at
+):
+    # The readings are stored when the event arrives (an agent that was not offline): its task explains it.
+    previous = vibration_model(asset.asset_type, name="pump-vib-previous")
+    champion = vibration_model(asset.asset_type, weight=1.5)
+    store(asset, at - 400, at + 30, vibration(at))
+    alert = send_opened(client, gateway_token, previous, asset, at)
+    assert alert.model_version == previous and alert.explanation_status == ExplanationStatus.PENDING
+
+    assert lifecycle.complete_explanation(alert.pk) == ExplanationStatus.READY
+    alert.refresh_from_db()
+    score_assets([asset.pk])  # the new champion's score of the same window, to compare with
+    served = Score.objects.get(model_version=champion, window_end=alert.opened_at).score
+    assert alert.explanation["output"] == pytest.approx(served / 1.5, rel=1e-4)
+    assert alert.dominant_role == "vibration" and alert.category == AlertCategory.MACHINE_FAULT
 
 
 def test_an_edge_alert_judged_before_its_readings_arrived_keeps_the_category_of_its_verdict(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from pathlib import Path
 
+from connectivity.ot_sources import _write_back
 from connectivity.points import ConnectionStatus, PointError, backoff_delays, failed_try, finite
+from connectivity.protocols import OutgoingState
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("django", "detection", "plant", "alerts", "models_registry", "config", "demo")
@@ -59,3 +63,41 @@ def test_a_try_that_never_reached_its_server_says_not_reachable_and_a_lost_one_c
     assert failed_try(lost, status.connects > before) == (
         "connection lost: ConnectionError: OPC UA connection to opc.tcp://plc:4840 lost"
     )
+
+
+def test_a_connect_is_timed_on_the_wall_clock_once_per_connect():
+    status = ConnectionStatus()
+    before = time.time()
+    status.connected = True
+    first = status.connected_at
+    assert first is not None and before <= first <= time.time()
+    status.connected = True  # still the same connection
+    assert status.connected_at == first and status.connects == 1
+
+
+async def test_a_refused_write_back_is_recorded_at_its_wall_clock_time():
+    # The write-back's per-target errors were stamped with the event loop's monotonic clock: the site page
+    # then dated them to 1970 plus the machine's uptime.
+    class Client:
+        @staticmethod
+        async def write_alert_states(cfg, targets, states):
+            return [PointError("refused by the PLC", source="p-101")]
+
+    taken = []
+
+    async def take():
+        if taken:
+            await asyncio.Event().wait()  # nothing more to write: wait to be cancelled
+        taken.append(1)
+        return [OutgoingState(7, "north/p-101", {"asset": "p-101", "state": "open"})]
+
+    async def confirm(ids):
+        pass
+
+    status = ConnectionStatus()
+    before = time.time()
+    task = asyncio.create_task(_write_back(Client, None, [], take, confirm, status))
+    while not status.errors:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert before <= status.last_error_at <= time.time()

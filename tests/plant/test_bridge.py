@@ -321,6 +321,10 @@ async def test_write_back_goes_on_when_recording_a_failed_publish_fails_too(mosq
     async with running_bridge(connection):
         await until(lambda: not WriteBack.objects.filter(published_at__isnull=True).exists())
     assert failures == {"publish": 0, "record": 0}
+    # The failed publish is the last error, and history: it wrote back after it (the site page says so).
+    state = await fetch(state_of, connection)
+    assert state.last_error.startswith("write-back: MqttError") and state.written_at > state.last_error_at
+    assert state.error_resolved() is not None
 
 
 async def test_a_frozen_sparkplug_metric_is_stored_held_and_flagged_stuck_and_a_dead_node_is_a_gap(

@@ -209,3 +209,68 @@ def test_a_connection_named_with_its_protocol_is_not_followed_by_it_again(engine
     PointMapping.objects.create(connection=named, sensor=sensor, address={"topic": "t", "path": "v"})
     body = engineer_client.get(reverse("admin:plant_pointmapping_changelist")).content.decode()
     assert "Demo broker (MQTT)" in body and "(MQTT) (MQTT)" not in body
+
+
+def test_a_start_up_error_the_connection_got_past_is_shown_as_past_on_the_site_page_and_the_console(
+    site, engineer_client
+):
+    # A PLC not up when the bridge started: "last error 3 hours ago: not reachable" stood on the site page for
+    # as long as nothing failed again, read as a current problem while the connection worked.
+    now = timezone.now()
+    plc = Connection.objects.create(site=site, name="press PLC", endpoint="modbus://127.0.0.1:5020")
+    ConnectionState.objects.create(
+        connection=plc,
+        running=True,
+        connected=True,
+        rate=4.0,
+        last_error="not reachable: ConnectionRefusedError: [Errno 111]",
+        last_error_at=now - timedelta(hours=3),
+        connected_at=now - timedelta(hours=2, minutes=59),
+        updated_at=now,
+    )
+    # An error after its last connect (a value refused, a write-back that failed) is current.
+    broker = Connection.objects.create(site=site, name="line broker", endpoint="mqtt://b")
+    ConnectionState.objects.create(
+        connection=broker,
+        running=True,
+        connected=True,
+        rate=4.0,
+        last_error="write-back: TimeoutError: no answer",
+        last_error_at=now - timedelta(minutes=5),
+        connected_at=now - timedelta(hours=2),
+        written_at=now - timedelta(minutes=6),
+        updated_at=now,
+    )
+    body = engineer_client.get(site.get_absolute_url()).content.decode()
+    past = body[body.index(">press PLC<") :]
+    past = past[: past.index("</tr>")]
+    assert '<small class="muted connection-past-error">past error <time' in past
+    assert "3\xa0hours</time> ago, before it connected <time" in past
+    assert "2\xa0hours, 59\xa0minutes</time> ago: not reachable: ConnectionRefusedError" in past
+    assert "last error" not in past
+    current = body[body.index(">line broker<") :]
+    current = current[: current.index("</tr>")]
+    assert '<span class="connection-last-error">last error <time' in current
+    assert "5\xa0minutes</time> ago: write-back: TimeoutError" in current and "past error" not in current
+
+    stamp = f"{now - timedelta(hours=3):%Y-%m-%d %H:%M:%S}"
+    connected = f"{now - timedelta(hours=2, minutes=59):%Y-%m-%d %H:%M:%S}"
+    page = engineer_client.get(reverse("admin:plant_connection_change", args=[plc.pk])).content.decode()
+    assert f"past error ({stamp}, before it connected at {connected}): not reachable" in page
+    page = engineer_client.get(reverse("admin:plant_connection_change", args=[broker.pk])).content.decode()
+    assert f"last error ({now - timedelta(minutes=5):%Y-%m-%d %H:%M:%S}): write-back: TimeoutError" in page
+
+
+def test_an_error_is_resolved_by_the_latest_success_after_it_and_a_write_back_counts():
+    now = timezone.now()
+    state = ConnectionState(
+        last_error="write-back: ConnectionRefusedError",
+        last_error_at=now - timedelta(hours=1),
+        connected_at=now - timedelta(hours=2),
+    )
+    assert state.error_resolved() is None
+    state.written_at = now - timedelta(minutes=1)
+    assert state.error_resolved() == ("wrote back", now - timedelta(minutes=1))
+    state.connected_at = now - timedelta(seconds=10)
+    assert state.error_resolved() == ("connected", now - timedelta(seconds=10))
+    assert ConnectionState(connected_at=now).error_resolved() is None  # no error at all
