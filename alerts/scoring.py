@@ -39,7 +39,8 @@ readings standardised per operating regime, by the same ``regimes.apply`` the C-
 step that cannot be parsed or names roles the asset type lacks quarantines the version (INPUTS).
 
 Baselined versions (``output_spec["baseline"] == "per_asset"``) score ``x - the asset's baseline``
-(models_registry.baseline); robust ones (``"per_asset_robust"``) ``(x - median) / scale`` of the asset's
+(models_registry.baseline); robust ones (``"per_asset_robust"``, and ``"per_asset_pooled"``, whose
+calibration's scale is pooled with its fleet's) ``(x - median) / scale`` of the asset's
 robust calibration, and raise alerts at the asset's own thresholds (threshold precedence: a noise-control
 override, then the asset's calibrated thresholds, then the version's). An asset without a calibration of
 the version's mode is auto-calibrated from its first VIGIL_BASELINE_WINDOWS usable windows and gets no
@@ -356,16 +357,17 @@ def _score_version(
 
 def _baselines(version: ModelVersion, items: list[_AssetData]) -> dict[int, np.ndarray | Calibration]:
     """asset id -> the version's per-asset step for it (a mean vector or a robust Calibration, by its mode);
-    assets without one are auto-calibrated when they have enough windows
-    (models_registry.baseline.auto_calibrate) and left out otherwise."""
+    assets without one are auto-calibrated when they have enough windows, together (a pooled version's
+    assets calibrating in one chunk are pooled with each other and the fleet's stored calibrations:
+    models_registry.baseline.auto_calibrate_many) and left out otherwise."""
     names = list(version.feature_spec)
     mode = baseline_mode(version.output_spec)
     steps = baseline.current_steps(version, [item.asset.pk for item in items])
-    for item in items:
-        if item.asset.pk not in steps:
-            made = baseline.auto_calibrate(item.asset, names, item.end_s, mode=mode)
-            if made is not None:
-                steps[item.asset.pk] = baseline.as_step(made, names)
+    missing = [item for item in items if item.asset.pk not in steps]
+    if missing:
+        until = {item.asset.pk: item.end_s for item in missing}
+        made = baseline.auto_calibrate_many([item.asset for item in missing], names, until, mode=mode)
+        steps.update({asset_id: baseline.as_step(row, names) for asset_id, row in made.items()})
     return steps
 
 

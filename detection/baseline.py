@@ -1,8 +1,10 @@
 """Per-asset baselines, the pure part: a model whose ``output_spec["baseline"] == "per_asset"`` sees each
 window's features minus its asset's operating point (a mean feature vector), not the raw features; one
-whose ``output_spec["baseline"] == "per_asset_robust"`` sees them standardised by its asset's calibration
-(``Calibration``: per-feature median and robust scale), so one asset's size or noise does not set the
-scale every other asset is judged on.
+whose ``output_spec["baseline"]`` is ``"per_asset_robust"`` or ``"per_asset_pooled"`` (``ROBUST_MODES``,
+tested by ``is_robust``) sees them standardised by its asset's calibration (``Calibration``: per-feature
+median and robust scale), so one asset's size or noise does not set the scale every other asset is judged
+on. The two robust modes are applied alike (scorer, explanations, edge, per-asset thresholds); they differ
+only in how the calibration is made: ``calibrate``, or ``calibrate`` then ``pooled``.
 
 Robust calibration (``calibrate``):
 
@@ -19,8 +21,8 @@ Robust calibration (``calibrate``):
   rounding never reads as change, and does not depend on units; the absolute one only matters for a
   feature constant at 0 (slope, std of a constant), where no level exists to be relative to.
 
-Pooled scale (``pool``, the evaluations' "per_asset_pooled" step; not a product mode: ``MODES`` is unchanged
-and the result is an ordinary Calibration, applied exactly like a robust one). A short calibration gives a
+Pooled scale (``pool`` / ``pooled``, the "per_asset_pooled" mode, in the product since issue 13 and in the
+evaluations; the result is an ordinary Calibration, applied exactly like a robust one). A short calibration gives a
 scale that says little, and usually too little (a calm stretch), so normal variation it never saw reads
 as tens of σ. Each asset's scale is shrunk toward its fleet's (partial pooling, empirical Bayes), per
 feature, on the log scale, in proportion to how little its calibration can tell:
@@ -41,6 +43,13 @@ feature, on the log scale, in proportion to how little its calibration can tell:
   against; its evidence about the scale counts in that proportion. A calibration of a day or more counts
   in full.
 * The fleet's centre is the median over assets (one vote each), so one odd asset does not move it.
+* ``pooled(own, span, fleet)`` is one asset's pooled calibration: ``pool`` of it with the OWN (never
+  already-pooled) calibrations and spans of the rest of its fleet, so pooling a whole fleet at once and
+  pooling each asset against the others give the same scales, bit for bit (a median does not depend on
+  order). An asset alone is its own centre and keeps its own scale (to rounding: exp(log s)). The span
+  is ``calibration_span``: the first calibration window's start to the last one's end. The product
+  (models_registry.baseline.pool_with_fleet: training, auto-calibration, recalibration) and the evaluations
+  (models_registry.evaluation.fleet.baselines) both calibrate through it.
 
 Both constants were fixed from the statements above before any evaluation ran, not from a score.
 
@@ -71,13 +80,16 @@ import numpy as np
 
 PER_ASSET = "per_asset"
 PER_ASSET_ROBUST = "per_asset_robust"
-MODES = (PER_ASSET, PER_ASSET_ROBUST)
+PER_ASSET_POOLED = "per_asset_pooled"  # a robust calibration whose scale is pooled with the fleet's (pool)
+MODES = (PER_ASSET, PER_ASSET_ROBUST, PER_ASSET_POOLED)
+# The modes whose per-asset step is a Calibration, applied as (x - location) / scale, with per-asset
+# thresholds: they differ only in how the calibration is made (calibrate, or calibrate then pooled).
+ROBUST_MODES = (PER_ASSET_ROBUST, PER_ASSET_POOLED)
 MIN_WINDOWS = 5  # fewer windows are a point, not an operating point
 MAD_TO_SIGMA = 1.4826
 MEAN_AD_TO_SIGMA = 1.2533  # sqrt(pi / 2)
 REL_FLOOR = 1e-3
 ABS_FLOOR = 1e-6
-PER_ASSET_POOLED = "per_asset_pooled"  # an evaluation step (pool), not one of MODES
 MAD_LOG_VARIANCE = 1.36  # n·Var(log 1.4826·MAD) for Gaussian data: (1.166)²
 POOL_PRIOR_WINDOWS = 136  # ≈ 1.36 / 0.1²: independent windows at which the MAD is known to ±10 %
 POOL_HORIZON_S = 86400.0  # a day: the period of a plant's slow normal variation
@@ -92,9 +104,14 @@ def expects_baseline(output_spec: Mapping[str, Any] | None) -> bool:
     return (output_spec or {}).get("baseline") == PER_ASSET
 
 
+def is_robust(mode: str | None) -> bool:
+    """True for a mode whose per-asset step is a Calibration (ROBUST_MODES), however it was made."""
+    return mode in ROBUST_MODES
+
+
 def baseline_mode(output_spec: Mapping[str, Any] | None) -> str | None:
-    """The per-asset step a model's output_spec asks for: None, PER_ASSET or PER_ASSET_ROBUST;
-    BaselineError for any other value (a spec this code cannot honour must not be scored raw)."""
+    """The per-asset step a model's output_spec asks for: None or one of MODES; BaselineError for any other
+    value (a spec this code cannot honour must not be scored raw)."""
     value = (output_spec or {}).get("baseline")
     if value in (None, ""):
         return None
@@ -324,6 +341,33 @@ def pool(
     return out
 
 
+def calibration_span(ends: np.ndarray, window_s: float) -> float:
+    """A calibration's time span from the ends of the windows it was computed from: the first one's start to
+    the last one's end (0 for none). ``pool`` weighs the calibration's evidence by it."""
+    ends = np.asarray(ends, dtype=np.float64)
+    return float(ends.max() - ends.min() + window_s) if len(ends) else 0.0
+
+
+def pooled(
+    own: Calibration,
+    span_s: float,
+    fleet: Sequence[tuple[Calibration, float]],
+    window_s: float,
+    step_s: float,
+) -> Calibration:
+    """The "per_asset_pooled" calibration of one asset: its own robust calibration ``own`` (spanning
+    ``span_s``) pooled (``pool``) with the OWN calibrations and spans of the other assets of its fleet
+    (``fleet``; never already-pooled ones). The fleet's centre is the median over all of them and the asset;
+    an asset alone (empty ``fleet``) is its own centre, so it keeps its own scale. The one rule the product
+    (models_registry.baseline: training, auto-calibration, recalibration) and the evaluations calibrate
+    by; pooling the whole fleet at once gives every asset exactly this."""
+    members: dict[int, Calibration] = {0: own}
+    spans = {0: float(span_s)}
+    for i, (calibration, span) in enumerate(fleet, start=1):
+        members[i], spans[i] = calibration, float(span)
+    return pool(members, spans, window_s, step_s)[0]
+
+
 def period_mask(ends: np.ndarray, window_s: float, start_s: float, end_s: float) -> np.ndarray:
     """Windows lying wholly inside [start_s, end_s] (a window covers (end - window_s, end])."""
     ends = np.asarray(ends, dtype=np.float64)
@@ -344,7 +388,7 @@ def mean_vector(X: np.ndarray) -> tuple[np.ndarray, int]:
 
 def apply(X: np.ndarray, baseline: np.ndarray | list[float] | Calibration) -> np.ndarray:
     """Baselined model input, computed in float64 and returned as float32: X minus the vector
-    ("per_asset"), or (X - location) / scale for a Calibration ("per_asset_robust")."""
+    ("per_asset"), or (X - location) / scale for a Calibration (ROBUST_MODES)."""
     if isinstance(baseline, Calibration):
         return ((np.asarray(X) - baseline.location) / baseline.scale).astype(np.float32)
     return (np.asarray(X) - np.asarray(baseline, dtype=np.float64)).astype(np.float32)
@@ -370,8 +414,8 @@ def peer_mode(output_spec: Mapping[str, Any] | None) -> str | None:
         return None
     if value not in PEER_MODES:
         raise BaselineError(f"unknown peer step {value!r}; known: {', '.join(PEER_MODES)}")
-    if spec.get("baseline") != PER_ASSET_ROBUST:
-        raise BaselineError(f"the peer step needs the {PER_ASSET_ROBUST!r} baseline")
+    if not is_robust(spec.get("baseline")):
+        raise BaselineError(f"the peer step needs a robust calibration: baseline {' or '.join(ROBUST_MODES)}")
     return value
 
 

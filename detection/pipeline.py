@@ -2,8 +2,9 @@
 
 A ``Pipeline`` is one model version's path from readings to scores, built from its spec (feature names and
 ``output_spec``, which may carry a regime table, ``output_spec["regimes"]``, and ask for a per-asset
-baseline, ``output_spec["baseline"] == "per_asset"`` (a mean vector per asset) or ``"per_asset_robust"``
-(a ``detection.baseline.Calibration`` per asset: median and robust scale)). Its steps, in order:
+baseline, ``output_spec["baseline"] == "per_asset"`` (a mean vector per asset) or ``"per_asset_robust"`` /
+``"per_asset_pooled"`` (a ``detection.baseline.Calibration`` per asset: median and robust scale, the pooled
+one's scale shrunk toward its fleet's; applied alike, ``detection.baseline.ROBUST_MODES``)). Its steps, in order:
 
 1. ``windows`` — each asset's ``{role: (ts, values, quality)}`` standardised per operating regime
    (detection.regimes.apply, only for a version with a regime step), then cut into feature windows by
@@ -44,10 +45,10 @@ import numpy as np
 
 from detection import regimes
 from detection.baseline import (
-    PER_ASSET_ROBUST,
     BaselineError,
     Calibration,
     baseline_mode,
+    is_robust,
     peer_mode,
     peer_relative,
 )
@@ -129,7 +130,7 @@ class Pipeline:
     @property
     def robust(self) -> bool:
         """True when the asset baselines are Calibrations (median / robust scale), not mean vectors."""
-        return baseline_mode(self.output_spec) == PER_ASSET_ROBUST
+        return is_robust(baseline_mode(self.output_spec))
 
     @property
     def peers(self) -> bool:
@@ -305,7 +306,7 @@ class Pipeline:
         A baselined version scores only the assets ``baselines`` has a vector for (the others are still
         calibrating); ``baselines`` may be a callable given the keys of the assets with rows to score (the
         live scorer reads and calibrates them then). ``model`` may be a callable too, called only when there
-        is something to score (a version with no new window is not loaded). A "per_asset_robust" version
+        is something to score (a version with no new window is not loaded). A robust version (ROBUST_MODES)
         takes Calibrations, a "per_asset" one vectors; the other kind is a PipelineError. A peer-relative
         version scores each asset against the assets given with it (``groups``: asset -> its peer group,
         default one group); a window without enough peers is not scored (yet)."""

@@ -37,9 +37,20 @@ the asset's own open/clear thresholds for each robust version (``AssetThreshold`
   sensor's label calibrates from its other windows.
 * ``recalibrate(asset, start, end, actor)`` — the button on the asset page and ``manage.py
   calibrate_baseline``: calibrates every mode the versions in use on the asset's type need (the mean
-  vector when none is robust) and, for each robust version in use, sets the asset's thresholds from the
+  vector when none is baselined) and, for each robust or pooled version in use, sets the asset's thresholds from the
   scores of the period's usable windows through the version's pipeline, by the version's threshold rule
   (detection.thresholds.asset_thresholds; too few independent windows give the version's thresholds).
+* Pooled calibrations (``mode="per_asset_pooled"``, issue 13): stored and applied like robust ones (the
+  row's ``scale`` is the scale applied), with per-asset thresholds; what differs is how one is made. The
+  asset's own robust calibration over its usable windows and its span (first window's start to last
+  window's end) are stored too (``own_scale``, ``own_span_s``), and the scale applied is the own one
+  pooled (detection.baseline.pooled) with its fleet's OWN scales: the other active assets of its type
+  with a current pooled calibration (``pool_with_fleet``; each feature with the members that have it).
+  The rule: an asset is pooled when it calibrates (auto-calibration, recalibration), against the fleet as
+  it is then; the other assets' stored calibrations and thresholds are never changed by it (they change
+  when an engineer recalibrates them, which re-pools that asset). Assets calibrating together (a
+  training fleet, assets reaching their first windows in one scoring chunk: ``auto_calibrate_many``) are
+  pooled together, as the evaluations pool their runs. An asset alone in its fleet keeps its own scale.
 * Thresholds in force for an asset (``thresholds_in_force``): the current ``AssetThreshold`` of the version
   made with the asset's current calibration, else the version's; a noise-control override (alerts) takes
   precedence over both.
@@ -63,15 +74,20 @@ from django.utils import timezone
 from detection.baseline import (
     PER_ASSET,
     MIN_WINDOWS,
+    MODES,
+    PER_ASSET_POOLED,
     PER_ASSET_ROBUST,
     BaselineError,
     Calibration,
     LevelTrend,
     baseline_mode,
+    calibration_span,
+    is_robust,
     level_trends,
     mean_vector,
     peer_relative,
     period_mask,
+    pooled,
     usable_rows,
 )
 from detection.baseline import apply as apply_baseline
@@ -132,7 +148,11 @@ class BaselineStatus:
 
     @property
     def robust(self) -> bool:
-        return baseline_mode(self.version.output_spec) == PER_ASSET_ROBUST
+        return is_robust(baseline_mode(self.version.output_spec))
+
+    @property
+    def pooled(self) -> bool:
+        return baseline_mode(self.version.output_spec) == PER_ASSET_POOLED
 
     @property
     def windows_needed(self) -> int:
@@ -250,11 +270,7 @@ def _measure(
     names = _names(asset, feature_names)
     ends, X, usable = calibration_windows(asset, names, start, end)
     try:
-        if mode == PER_ASSET_ROBUST:
-            result = robust_calibration(X[usable])
-            count = result.count
-        else:
-            result, count = mean_vector(X[usable])
+        result, count = _calibration(X[usable], mode)
     except BaselineError:
         raise BaselineError(
             f"{asset.tag}: only {int(usable.sum())} complete feature windows without data-quality flags or "
@@ -262,7 +278,85 @@ def _measure(
             f"{local_text(start)} and {local_text(end)} (need at least {MIN_WINDOWS}; the others have "
             "gaps, flags or overlap a fault or a faulty sensor's readings)"
         ) from None
+    if mode == PER_ASSET_POOLED:
+        own = (result, calibration_span(ends[usable], float(asset.asset_type.window_s)))
+        result = pool_with_fleet(asset.asset_type, names, {asset.pk: own})[asset.pk]
     return names, result, count, _trends(asset, names, ends[usable], X[usable])
+
+
+def _calibration(X: np.ndarray, mode: str) -> tuple[np.ndarray | Calibration, int]:
+    """(mean vector or the asset's own robust Calibration, window count) of its usable windows ``X``; a
+    pooled mode's own calibration is pooled by the caller (``pool_with_fleet``)."""
+    if is_robust(mode):
+        calibration = robust_calibration(X)
+        return calibration, calibration.count
+    return mean_vector(X)
+
+
+@dataclass(frozen=True)
+class PooledCalibration:
+    """A "per_asset_pooled" calibration as stored: the one applied (``applied``) and what it was made of,
+    the asset's own robust calibration and its time span (which later assets' pooling reads)."""
+
+    applied: Calibration
+    own: Calibration
+    span_s: float
+
+
+def pool_with_fleet(
+    asset_type, names: list[str], owns: Mapping[int, tuple[Calibration, float]]
+) -> dict[int, PooledCalibration]:
+    """asset id -> its pooled calibration over ``names``: its own calibration and span (``owns``) pooled
+    (detection.baseline.pooled) with the OWN calibrations of its fleet, which is the other assets in
+    ``owns`` (calibrating together, e.g. a training fleet) and every other active asset of ``asset_type``
+    with a current pooled calibration (its newest one sharing most of ``names``; its stored own scale and
+    span, never its pooled scale). Each feature is pooled with the members that have it; an asset with no
+    fleet keeps its own scale. Stored calibrations of other assets are read, never changed."""
+    window_s, step_s = float(asset_type.window_s), float(asset_type.step_s)
+    wanted = set(names)
+    stored: dict[int, tuple[int, AssetBaseline]] = {}
+    rows = AssetBaseline.objects.filter(
+        asset__asset_type=asset_type, asset__is_active=True, mode=PER_ASSET_POOLED, is_current=True
+    ).exclude(asset_id__in=list(owns))
+    for row in rows.order_by("-created_at", "-id"):
+        shared = len(wanted.intersection(row.feature_names))
+        if shared and row.own_scale and row.own_span_s is not None:
+            if row.asset_id not in stored or shared > stored[row.asset_id][0]:
+                stored[row.asset_id] = (shared, row)
+    fleet = [
+        (list(row.feature_names), Calibration(row.vector, row.own_scale, row.window_count), row.own_span_s)
+        for _, row in stored.values()
+    ]
+    out = {}
+    for asset_id, (own, span) in owns.items():
+        others = [(names, calibration, s) for k, (calibration, s) in owns.items() if k != asset_id]
+        applied = _pool_features(names, own, span, [*others, *fleet], window_s, step_s)
+        out[asset_id] = PooledCalibration(applied, own, float(span))
+    return out
+
+
+def _pool_features(
+    names: list[str],
+    own: Calibration,
+    span_s: float,
+    members: Sequence[tuple[list[str], Calibration, float]],
+    window_s: float,
+    step_s: float,
+) -> Calibration:
+    """``own`` (over ``names``) pooled with ``members`` (feature names, own calibration, span), each
+    feature with the members that have it (pooling is per feature, so this is ``pooled`` of each group of
+    features with the same members)."""
+    positions = [{name: i for i, name in enumerate(member[0])} for member in members]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for j, name in enumerate(names):
+        groups.setdefault(tuple(i for i, pos in enumerate(positions) if name in pos), []).append(j)
+    scale = np.empty(len(names), dtype=np.float64)
+    for having, columns in groups.items():
+        fleet = [
+            (members[i][1].subset([positions[i][names[j]] for j in columns]), members[i][2]) for i in having
+        ]
+        scale[columns] = pooled(own.subset(columns), span_s, fleet, window_s, step_s).scale
+    return Calibration(own.location, scale, own.count)
 
 
 def _trends(asset, names: list[str], ends: np.ndarray, X: np.ndarray) -> list[LevelTrend]:
@@ -273,7 +367,7 @@ def _trends(asset, names: list[str], ends: np.ndarray, X: np.ndarray) -> list[Le
 def store(
     asset,
     names: list[str],
-    vector: np.ndarray | Calibration,
+    vector: np.ndarray | Calibration | PooledCalibration,
     *,
     start: datetime,
     end: datetime,
@@ -282,10 +376,15 @@ def store(
     actor=None,
     trends: Sequence[LevelTrend] = (),
 ) -> AssetBaseline:
-    """Make this the asset's current baseline for `names` (a Calibration: its robust one), keeping the
-    previous one of that mode as history."""
+    """Make this the asset's current baseline for `names` (a Calibration: its robust one; a
+    PooledCalibration: its pooled one, with its own), keeping the previous one of that mode as history."""
+    own: Calibration | None = None
+    span_s = None
+    if isinstance(vector, PooledCalibration):
+        mode, own, span_s, vector = PER_ASSET_POOLED, vector.own, vector.span_s, vector.applied
+    else:
+        mode = PER_ASSET_ROBUST if isinstance(vector, Calibration) else PER_ASSET
     robust = isinstance(vector, Calibration)
-    mode = PER_ASSET_ROBUST if robust else PER_ASSET
     with transaction.atomic():
         retire_current(asset, names, mode)
         return AssetBaseline.objects.create(
@@ -294,6 +393,8 @@ def store(
             mode=mode,
             vector=[float(value) for value in (vector.location if robust else vector)],
             scale=[float(value) for value in vector.scale] if robust else [],
+            own_scale=[float(value) for value in own.scale] if own is not None else [],
+            own_span_s=span_s,
             start=start,
             end=end,
             window_count=window_count,
@@ -364,15 +465,15 @@ def recalibrate(
     """Recalibrate the asset from a chosen normal period (see the module docstring): every mode the
     baselined versions in use on its type need (the mean vector when none is robust), and the asset's
     thresholds for every robust version in use. Nothing is stored when any part fails (BaselineError)."""
-    robust_versions = versions_in_use(asset.asset_type_id, PER_ASSET_ROBUST)
-    needed = [mode for mode in (PER_ASSET, PER_ASSET_ROBUST) if versions_in_use(asset.asset_type_id, mode)]
+    needed = [mode for mode in MODES if versions_in_use(asset.asset_type_id, mode)]
     modes = needed or [PER_ASSET]
     with transaction.atomic():
         rows = [calibrate(asset, feature_names, start, end, actor=actor, mode=mode) for mode in modes]
         made: list[AssetThreshold] = []
         for row in rows:
             if row.robust:
-                made += set_asset_thresholds(asset, row, robust_versions, start, end, actor=actor)
+                versions = versions_in_use(asset.asset_type_id, row.mode)
+                made += set_asset_thresholds(asset, row, versions, start, end, actor=actor)
     return Recalibration(rows, made, in_use=bool(needed))
 
 
@@ -381,9 +482,39 @@ def auto_calibrate(
 ) -> AssetBaseline | None:
     """Calibrate from the asset's first VIGIL_BASELINE_WINDOWS usable windows (complete, unflagged, outside
     fault and faulty-sensor labels), or None while it has too few (see the module docstring); a robust calibration also sets
-    the asset's thresholds for the robust versions in use. Safe to race: the loser of the unique constraint
-    reads the winner's row."""
+    the asset's thresholds for the robust versions in use of its mode. Safe to race: the loser of the unique
+    constraint reads the winner's row. A pooled calibration is pooled against the fleet's stored own ones."""
+    return auto_calibrate_many([asset], names, {asset.pk: until_s}, mode).get(asset.pk)
 
+
+def auto_calibrate_many(
+    assets: Sequence[Any],
+    names: list[str],
+    until_s: Mapping[int, float | None] | None = None,
+    mode: str = PER_ASSET,
+) -> dict[int, AssetBaseline]:
+    """``auto_calibrate`` of several assets of one type (asset id -> its row; those with too few windows
+    are left out); a pooled mode pools the assets calibrating here together and with the fleet's stored own
+    calibrations (``pool_with_fleet``), as training's fleet is. ``until_s``: asset id -> the time up to
+    which its windows may be read (default: all)."""
+    firsts = {}
+    for asset in assets:
+        chosen = _first_windows(asset, names, (until_s or {}).get(asset.pk))
+        if chosen is not None:
+            firsts[asset.pk] = (asset, *chosen)
+    if not firsts:
+        return {}
+    made = {pk: _calibration(X, mode)[0] for pk, (_, _, X) in firsts.items()}
+    if mode == PER_ASSET_POOLED:
+        window_s = float(assets[0].asset_type.window_s)
+        owns = {pk: (made[pk], calibration_span(ends, window_s)) for pk, (_, ends, _) in firsts.items()}
+        made = pool_with_fleet(assets[0].asset_type, names, owns)  # type: ignore[assignment]
+    rows = {pk: _store_auto(asset, names, ends, X, made[pk], mode) for pk, (asset, ends, X) in firsts.items()}
+    return {pk: row for pk, row in rows.items() if row is not None}
+
+
+def _first_windows(asset, names: list[str], until_s: float | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ends, X) of the asset's first VIGIL_BASELINE_WINDOWS usable windows, or None while it has fewer."""
     n = int(settings.VIGIL_BASELINE_WINDOWS)
     asset_type = asset.asset_type
     window_s, step_s = float(asset_type.window_s), float(asset_type.step_s)
@@ -411,13 +542,22 @@ def auto_calibrate(
     chosen = np.flatnonzero(usable)[:n]
     if len(chosen) < n:
         return None
-    if mode == PER_ASSET_ROBUST:
-        vector = robust_calibration(X[chosen])
-        count = vector.count
-    else:
-        vector, count = mean_vector(X[chosen])
-    period_end = datetime.fromtimestamp(float(ends[chosen[-1]]), tz=dt_timezone.utc)
-    period_start = datetime.fromtimestamp(float(ends[chosen[0]]) - window_s, tz=dt_timezone.utc)
+    return ends[chosen], X[chosen]
+
+
+def _store_auto(
+    asset,
+    names: list[str],
+    ends: np.ndarray,
+    X: np.ndarray,
+    vector: np.ndarray | Calibration | PooledCalibration,
+    mode: str,
+) -> AssetBaseline | None:
+    """Store an automatic calibration made from the windows (ends, X) and, for a robust one, set the
+    asset's thresholds for the versions in use of its mode (the race's loser reads the winner's row)."""
+    window_s = float(asset.asset_type.window_s)
+    period_end = datetime.fromtimestamp(float(ends[-1]), tz=dt_timezone.utc)
+    period_start = datetime.fromtimestamp(float(ends[0]) - window_s, tz=dt_timezone.utc)
     try:
         row = store(
             asset,
@@ -425,12 +565,12 @@ def auto_calibrate(
             vector,
             start=period_start,
             end=period_end,
-            window_count=count,
+            window_count=len(X),
             source=BaselineSource.AUTO,
-            trends=_trends(asset, names, ends[chosen], X[chosen]),
+            trends=_trends(asset, names, ends, X),
         )
         if row.robust:
-            versions = versions_in_use(asset_type.pk, PER_ASSET_ROBUST)
+            versions = versions_in_use(asset.asset_type_id, mode)
             try:
                 set_asset_thresholds(asset, row, versions, period_start, period_end)
             except BaselineError:
@@ -630,7 +770,7 @@ def version_vector(version: ModelVersion, asset) -> np.ndarray | Calibration | N
 def calibrated_thresholds(version: ModelVersion, asset_ids: Collection[int]) -> dict[int, AssetThreshold]:
     """asset id -> the version's current AssetThreshold for it, only where it was made with the asset's
     current calibration (a recalibration the version missed leaves the version's thresholds in force)."""
-    if baseline_mode(version.output_spec) != PER_ASSET_ROBUST:
+    if not is_robust(baseline_mode(version.output_spec)):
         return {}
     rows = AssetThreshold.objects.filter(
         model_version=version, asset_id__any=asset_ids, is_current=True, calibration__is_current=True

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from detection.baseline import is_robust
 from models_registry.choices import ModelKind, ModelStatus, RetrainStatus
 from plant.models import Asset, AssetType
 
@@ -199,12 +200,16 @@ class BaselineMode(models.TextChoices):
 
     MEAN = "per_asset", "Operating point (mean vector)"
     ROBUST = "per_asset_robust", "Robust calibration (median and robust scale)"
+    POOLED = "per_asset_pooled", "Robust calibration, scale pooled with the fleet's"
 
 
 class AssetBaseline(models.Model):
     """An asset's calibration over a period: its operating point (``mode`` "per_asset": the mean feature
     vector) or its robust calibration (``mode`` "per_asset_robust": per-feature median in ``vector`` and
-    robust scale in ``scale``, detection.baseline.Calibration).
+    robust scale in ``scale``, detection.baseline.Calibration) or its pooled one (``mode``
+    "per_asset_pooled": ``scale`` is the applied scale, the asset's own robust scale pooled with its
+    fleet's by detection.baseline.pooled; ``own_scale`` and ``own_span_s`` keep the asset's own scale and
+    its calibration's time span, which later assets' pooling reads, so nobody is pooled with pooled scales).
 
     Models whose ``output_spec["baseline"]`` is ``"per_asset"`` see ``x - vector`` instead of ``x``, those
     whose is ``"per_asset_robust"`` ``(x - vector) / scale`` (models_registry.baseline), so one model serves
@@ -222,6 +227,17 @@ class AssetBaseline(models.Model):
     )
     scale = models.JSONField(
         default=list, blank=True, help_text="Robust scale of each feature (per_asset_robust only)."
+    )
+    own_scale = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The asset's own robust scale of each feature before pooling (per_asset_pooled only).",
+    )
+    own_span_s = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds from the first calibration window's start to the last one's end "
+        "(per_asset_pooled only: the pooling weighs the calibration by it).",
     )
     start = models.DateTimeField(help_text="Start of the calibration period.")
     end = models.DateTimeField(help_text="End of the calibration period.")
@@ -255,7 +271,8 @@ class AssetBaseline(models.Model):
 
     @property
     def robust(self) -> bool:
-        return self.mode == BaselineMode.ROBUST
+        """True when the row is a Calibration (robust or pooled: applied alike)."""
+        return is_robust(self.mode)
 
     def save(self, *args, **kwargs) -> None:
         self.features_key = features_key(list(self.feature_names))
@@ -270,10 +287,12 @@ class AssetBaseline(models.Model):
         return [float(self.vector[position[name]]) for name in names]
 
 
-def scale_for(row: AssetBaseline, names: list[str]) -> list[float]:
-    """The robust scales of `names` of a robust row, in that order (KeyError if it does not cover one)."""
+def scale_for(row: AssetBaseline, names: list[str], *, own: bool = False) -> list[float]:
+    """The robust scales of `names` of a robust row (``own``: a pooled row's own scales, before pooling), in
+    that order (KeyError if it does not cover one)."""
     position = {name: i for i, name in enumerate(row.feature_names)}
-    return [float(row.scale[position[name]]) for name in names]
+    scale = row.own_scale if own else row.scale
+    return [float(scale[position[name]]) for name in names]
 
 
 class ThresholdSource(models.TextChoices):

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from detection import runtime
-from detection.baseline import MIN_PEERS, MODES, PEER_MODES, PER_ASSET, PER_ASSET_ROBUST
+from detection.baseline import MIN_PEERS, MODES, PEER_MODES, PER_ASSET, ROBUST_MODES, is_robust
 from detection.pipeline import Pipeline
 from models_registry import baseline as baselines
 from models_registry import training
@@ -444,7 +444,13 @@ def train_and_register(
     (detection.thresholds.asset_thresholds, the version's rule and budget; too few give the version's)
     and stored with the version (models_registry.AssetThreshold).
 
-    peers="median" (with baseline="per_asset_robust"): every asset's windows are fed relative to its peer
+    baseline="per_asset_pooled": the same as "per_asset_robust" except how a calibration is made: each
+    asset's own robust calibration with its scale pooled with its fleet's (detection.baseline.pooled). The
+    training assets without a current pooled calibration calibrate together from their first windows and
+    are pooled together and with the assets that have one (their stored own scales,
+    models_registry.baseline.pool_with_fleet); existing calibrations are used as they are.
+
+    peers="median" (with baseline="per_asset_robust" or "per_asset_pooled"): every asset's windows are fed relative to its peer
     group's median change at the same window end (detection.baseline.peer_relative; the peer group is the
     assets of the type on its site), and the version's output_spec says so, so the scorer does the same.
     For assets that share load, speed or surroundings (bearings on one shaft, pumps on one header), whose
@@ -460,16 +466,16 @@ def train_and_register(
         raise TrainingError(f"unknown baseline mode {baseline!r}; choose one of {', '.join(MODES)}")
     if peers not in (None, "", *PEER_MODES):
         raise TrainingError(f"unknown peer step {peers!r}; choose one of {', '.join(PEER_MODES)}")
-    if peers and baseline != PER_ASSET_ROBUST:
+    if peers and not is_robust(baseline):
         raise TrainingError(
-            f"the peer step compares robust calibrations: it needs baseline {PER_ASSET_ROBUST}"
+            f"the peer step compares robust calibrations: it needs baseline {' or '.join(ROBUST_MODES)}"
         )
     try:
         data = load_training_windows(asset_type, start=start, end=end, asset_ids=asset_ids, roles=roles)
     except TrainingDataError as exc:
         raise TrainingError(str(exc)) from None
     baseline_info = baseline_training_windows(data, baseline, peers or None) if baseline else None
-    robust = baseline == PER_ASSET_ROBUST
+    robust = is_robust(baseline)
 
     complete = np.isfinite(data.X).all(axis=1)
     # Time order across assets, so the trainer's "last part" hold-out is the most recent data of all assets;
@@ -658,8 +664,11 @@ def baseline_training_windows(
     skipped: list[str] = []
     vectors: dict[int, Any] = {}
     ids: dict[int, int] = {}
+    # The assets without one calibrate together (a pooled fleet is pooled together, as the evaluations do).
+    missing = [assets[asset_id] for asset_id in asset_ids if asset_id not in rows]
+    rows.update(baselines.auto_calibrate_many(missing, names, mode=mode) if missing else {})
     for asset_id in asset_ids:
-        row = rows.get(asset_id) or baselines.auto_calibrate(assets[asset_id], names, mode=mode)
+        row = rows.get(asset_id)
         if row is None:
             skipped.append(assets[asset_id].tag)
             continue

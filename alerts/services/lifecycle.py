@@ -77,7 +77,7 @@ from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
 from alerts.services.overrides import calibration_category, effective_thresholds
 from detection import rules
-from detection.baseline import PER_ASSET_ROBUST, BaselineError, baseline_mode
+from detection.baseline import BaselineError, baseline_mode, is_robust
 from detection.explain import dominant_roles, explain, top_role, with_baseline
 from detection.features import role_of
 from detection.pipeline import Pipeline, PipelineError
@@ -526,7 +526,7 @@ def _first_params(
     """The rule parameters apply_scores' early returns decide with (the chunk's override if any)."""
     if thresholds is not None and asset.pk in thresholds:
         return _rule_params(version, *thresholds[asset.pk], asset)
-    if thresholds is None and baseline_mode(version.output_spec) == PER_ASSET_ROBUST:
+    if thresholds is None and is_robust(baseline_mode(version.output_spec)):
         # A robust version's asset thresholds may be below the version's: look them up before the
         # early returns (overrides alone only ever raise them).
         return _rule_params(version, *effective_thresholds(version, asset.pk), asset)

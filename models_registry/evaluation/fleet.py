@@ -11,8 +11,8 @@ same way: the simulator fleet (``simfleet``) now, SKAB's pooled fleet and IMS be
 3. Per-asset step, one of ``NORMALISATIONS``: ``"none"`` (raw features), ``"per_asset"`` (minus the mean
    vector of the calibration rows, today's product), ``"per_asset_robust"`` (standardised by the
    ``detection.baseline.calibrate`` calibration: median and robust scale), ``"per_asset_pooled"`` (that
-   calibration with its scale shrunk toward the fleet's, ``detection.baseline.pool``; applied like a
-   robust one) or ``"per_asset_adaptive"``
+   calibration with its scale shrunk toward the other runs' own scales, ``detection.baseline.pooled``,
+   the product's rule for ``train_model --baseline per_asset_pooled``; applied like a robust one) or ``"per_asset_adaptive"``
    (the robust scale, against an EWMA location of the asset's own past that freezes while it is in alert:
    ``detection.adaptive``; its windows are scored one at a time after the calibration, the alert rules
    gating what the location learns). ``Variant.peers`` adds the peer step to a robust or pooled one: every
@@ -47,12 +47,12 @@ from detection.baseline import (
     PER_ASSET,
     PER_ASSET_POOLED,
     PER_ASSET_ROBUST,
-    POOL_HORIZON_S,
-    POOL_PRIOR_WINDOWS,
     calibrate,
+    calibration_span,
+    is_robust,
     mean_vector,
     period_mask,
-    pool,
+    pooled,
     usable_rows,
 )
 from detection.features import Series, Windows, feature_names
@@ -120,7 +120,7 @@ class Variant:
             raise ValueError(
                 f"unknown normalisation {self.normalisation!r}; known: {', '.join(NORMALISATIONS)}"
             )
-        if self.peers and self.normalisation not in (PER_ASSET_ROBUST, PER_ASSET_POOLED):
+        if self.peers and not is_robust(self.normalisation):
             raise ValueError("the peer-relative step needs a robust (or pooled) per-asset calibration")
 
     @property
@@ -209,48 +209,47 @@ def baselines(
     protocol: Protocol | None = None,
 ) -> dict[str, Any] | None:
     """Each run's per-asset step from its calibration rows (over ``columns``, default all): None (raw),
-    mean vectors or Calibrations (robust, or pooled across the runs: ``protocol`` gives the windows'
-    length and step)."""
+    mean vectors or Calibrations (robust, or pooled with the other runs' own calibrations by the product's
+    rule, ``detection.baseline.pooled``: ``protocol`` gives the windows' length and step)."""
     if normalisation == NONE:
         return None
     out: dict[str, Any] = {}
     for run in prepared.runs:
         X = prepared.windows[run.key].X[prepared.calibration[run.key]]
         X = X if columns is None else X[:, columns]
-        robust = normalisation in (PER_ASSET_ROBUST, PER_ASSET_POOLED)
-        out[run.key] = calibrate(X) if robust else mean_vector(X)[0]
+        out[run.key] = calibrate(X) if is_robust(normalisation) else mean_vector(X)[0]
     if normalisation == PER_ASSET_POOLED:
         if protocol is None:
             raise ValueError("the pooled step needs the protocol's window length and step")
-        return pool(out, calibration_spans(prepared, protocol.window_s), protocol.window_s, protocol.step_s)
+        spans = calibration_spans(prepared, protocol.window_s)
+        return {
+            key: pooled(
+                own,
+                spans[key],
+                [(other, spans[k]) for k, other in out.items() if k != key],
+                protocol.window_s,
+                protocol.step_s,
+            )
+            for key, own in out.items()
+        }
     return out
 
 
 def calibration_spans(prepared: Prepared, window_s: float) -> dict[str, float]:
-    """Each run's calibration time span: its first calibration window's start to its last one's end."""
-    spans = {}
-    for run in prepared.runs:
-        ends = prepared.windows[run.key].ends[prepared.calibration[run.key]]
-        spans[run.key] = float(ends[-1] - ends[0] + window_s) if len(ends) else 0.0
-    return spans
+    """Each run's calibration time span (detection.baseline.calibration_span of its calibration rows)."""
+    return {
+        run.key: calibration_span(prepared.windows[run.key].ends[prepared.calibration[run.key]], window_s)
+        for run in prepared.runs
+    }
 
 
 def model_spec(normalisation: str, peers: bool = False) -> dict[str, Any]:
-    """The output_spec keys a variant's model is scored with: a pooled calibration is applied like a
-    robust one, with the pooling's constants recorded beside it; ``peers`` adds the peer-relative step."""
+    """The output_spec keys a variant's model is scored with, as a product version of that mode has them
+    (a pooled calibration is applied like a robust one); ``peers`` adds the peer-relative step."""
     if peers:
         return {**model_spec(normalisation), "peers": PEER_MEDIAN}
     if normalisation == NONE:
         return {}
-    if normalisation == PER_ASSET_POOLED:
-        return {
-            "baseline": PER_ASSET_ROBUST,
-            "scale_pooling": {
-                "method": PER_ASSET_POOLED,
-                "prior_windows": POOL_PRIOR_WINDOWS,
-                "horizon_s": POOL_HORIZON_S,
-            },
-        }
     return {"baseline": normalisation}
 
 

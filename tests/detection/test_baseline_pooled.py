@@ -1,5 +1,5 @@
 """detection.baseline.pool: an asset's calibration scale shrunk toward its fleet's in proportion to how
-little its calibration can tell (the "per_asset_pooled" evaluation step)."""
+little its calibration can tell (the "per_asset_pooled" mode's calibration, product and evaluations)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ from detection.baseline import (
     MEAN_AD_TO_SIGMA,
     MODES,
     POOL_HORIZON_S,
+    ROBUST_MODES,
     POOL_PRIOR_WINDOWS,
     REL_FLOOR,
     BaselineError,
     Calibration,
     calibrate,
+    calibration_span,
     independent_windows,
     pool,
     pool_weight,
+    pooled,
 )
 
 DAY = POOL_HORIZON_S
@@ -98,4 +101,23 @@ def test_the_robust_calibration_and_the_product_modes_are_unchanged():
     scale = np.maximum(scale, np.maximum(REL_FLOOR * np.abs(location), ABS_FLOOR))
     c = calibrate(X)
     assert np.array_equal(c.location, location) and np.array_equal(c.scale, scale)
-    assert MODES == ("per_asset", "per_asset_robust")  # pooling is an evaluation step, not a product mode
+    assert MODES == ("per_asset", "per_asset_robust", "per_asset_pooled")
+    assert ROBUST_MODES == ("per_asset_robust", "per_asset_pooled")  # both applied as a Calibration
+
+
+def test_pooled_is_pool_of_the_asset_with_its_fleet_and_an_asset_alone_keeps_its_own_scale():
+    fleet = {"a": _cal(1.0, 40), "b": _cal(3.0, 400), "c": _cal(0.5, 4000)}
+    spans = {"a": DAY / 8, "b": DAY, "c": 2 * DAY}
+    together = pool(fleet, spans, 60.0, 10.0)
+    for key, own in fleet.items():
+        others = [(fleet[k], spans[k]) for k in fleet if k != key]
+        one = pooled(own, spans[key], others, 60.0, 10.0)
+        assert np.array_equal(one.scale, together[key].scale)  # bit for bit: the same rule
+        assert np.array_equal(one.location, own.location) and one.count == own.count
+    alone = pooled(fleet["a"], spans["a"], [], 60.0, 10.0)
+    np.testing.assert_allclose(alone.scale, fleet["a"].scale, rtol=1e-12)  # its own centre
+
+
+def test_calibration_span_is_first_window_start_to_last_window_end():
+    assert calibration_span(np.array([120.0, 60.0, 300.0]), 60.0) == 300.0
+    assert calibration_span(np.array([]), 60.0) == 0.0

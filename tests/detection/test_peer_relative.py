@@ -115,7 +115,8 @@ def test_the_peer_step_is_declared_in_the_output_spec_and_needs_a_robust_baselin
     assert peer_mode({"baseline": "per_asset_robust"}) is None
     with pytest.raises(BaselineError, match="unknown peer step 'mean'"):
         peer_mode({"baseline": "per_asset_robust", "peers": "mean"})
-    with pytest.raises(PipelineError, match="needs the 'per_asset_robust' baseline"):
+    assert peer_mode({"baseline": "per_asset_pooled", "peers": "median"}) == "median"
+    with pytest.raises(PipelineError, match="needs a robust calibration: baseline per_asset_robust or"):
         Pipeline.from_spec(["x__mean"], {"baseline": "per_asset", "peers": "median"})
 
 

@@ -117,6 +117,14 @@ def test_the_peer_step_needs_a_robust_baseline_in_training_and_in_the_command(si
         "--peers", "median",
     )  # fmt: skip
     assert ModelVersion.objects.get(asset_type=asset_type).output_spec["peers"] == "median"
+    # The pooled calibration is a robust one: the peer step takes it too.
+    call_command(
+        "train_model", "--asset-type", asset_type.slug, "--kind", "anomaly", "--baseline", "per_asset_pooled",
+        "--peers", "median", "--name", "pooled-peers",
+    )  # fmt: skip
+    pooled = ModelVersion.objects.get(name="pooled-peers")
+    assert (pooled.output_spec["baseline"], pooled.output_spec["peers"]) == ("per_asset_pooled", "median")
+    assert pooled.asset_thresholds.count() == 3
 
 
 def test_recalibrating_an_asset_sets_its_thresholds_from_its_windows_against_its_peers(

@@ -133,7 +133,7 @@ def test_the_pooled_step_is_detection_baselines_pool_of_the_robust_calibrations(
         assert np.array_equal(pooled[key].scale, expected[key].scale)
         assert np.array_equal(pooled[key].location, robust[key].location)
     assert pooled["quiet"].scale[0] > robust["quiet"].scale[0]  # pulled up toward the noisy asset
-    assert model_spec("per_asset_pooled")["baseline"] == "per_asset_robust"
+    assert model_spec("per_asset_pooled") == {"baseline": "per_asset_pooled"}  # as a product version's
     assert model_spec("per_asset_robust") == {"baseline": "per_asset_robust"}
     with pytest.raises(ValueError, match="protocol"):
         baselines(prepared, "per_asset_pooled")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
-from detection.baseline import MODES, PEER_MODES, PER_ASSET, PER_ASSET_ROBUST
+from detection.baseline import MODES, PEER_MODES, PER_ASSET, ROBUST_MODES, is_robust
 from detection.detectors import DETECTORS
 from detection.thresholds import OPEN_RULES
 from models_registry.management.commands._common import check_kind, get_asset_type, parse_moment
@@ -40,13 +40,15 @@ class Command(VigilCommand):
         parser.add_argument(
             "--baseline",
             choices=MODES,
-            help="Per-asset step: per_asset (minus its mean vector) or per_asset_robust (standardised by its "
-            "robust calibration, with per-asset thresholds). Default: none.",
+            help="Per-asset step: per_asset (minus its mean vector), per_asset_robust (standardised by its "
+            "robust calibration, with per-asset thresholds) or per_asset_pooled (the same, the calibration's "
+            "scale shrunk toward its type's fleet's by how little its calibration period can tell: "
+            "detection.baseline.pool). Default: none.",
         )
         parser.add_argument(
             "--peers",
             choices=PEER_MODES,
-            help="With --baseline per_asset_robust: score each asset relative to the median change of the "
+            help="With --baseline per_asset_robust or per_asset_pooled: score each asset relative to the median change of the "
             "assets of its type on its site at the same time (common-mode rejection for assets sharing load "
             "or speed, e.g. bearings on one shaft). Default: none.",
         )
@@ -71,8 +73,8 @@ class Command(VigilCommand):
         baseline = options["baseline"] or (PER_ASSET if options["per_asset_baseline"] else None)
         if options["per_asset_baseline"] and baseline != PER_ASSET:
             raise CommandError("--per-asset-baseline is --baseline per_asset; give only one of them")
-        if options["peers"] and baseline != PER_ASSET_ROBUST:
-            raise CommandError(f"--peers needs --baseline {PER_ASSET_ROBUST}")
+        if options["peers"] and not is_robust(baseline):
+            raise CommandError(f"--peers needs --baseline {' or '.join(ROBUST_MODES)}")
         chosen = {"detector": options["detector"], "open_rule": options["open_rule"]}
         params = {key: value for key, value in chosen.items() if value} or None
         for flag, key in (("--detector", "detector"), ("--open-rule", "open_rule")):
