@@ -626,7 +626,10 @@ def _notes(
         "the fleet's (short calibrations); per_asset_adaptive follows slow drift with an EWMA location that "
         "freezes in alert; +peers scores each bearing against the median relative change of the test's "
         "bearings at the same window end (detection.baseline.peer_relative: the four bearings share one "
-        "shaft, load and speed, so a change all of them show is the rig's, not a bearing's).",
+        "shaft, load and speed, so a change all of them show is the rig's, not a bearing's). "
+        "per_asset_robust and per_asset_pooled, with or without +peers, are product modes (train_model "
+        "--baseline …, --peers median; calibrated by the product's own function); per_asset_adaptive runs "
+        "in the evaluations only.",
         f"Choice (leave one test out): the method reported for a test (chosen = yes) is the one that did "
         "best on the OTHER tests — most tests meeting the target, then most failing bearings alerted ≥ 24 h "
         f"ahead, then the lowest mean of the healthy bearings' largest share in alert — never on the test "
