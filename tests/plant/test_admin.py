@@ -183,6 +183,26 @@ def test_a_raw_id_field_refuses_another_sites_asset(console, other_asset):
     )
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert not Label.objects.filter(asset=other_asset).exists()
+    # The form shown again with its error does not name the other site's asset beside the raw-id box.
+    assert other_asset.name not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "url, param", [("admin:plant_label_add", "asset"), ("admin:plant_pointmapping_add", "sensor")]
+)
+def test_a_raw_id_field_prefilled_with_another_sites_object_does_not_name_it(
+    console, asset, other_asset, url, param
+):
+    """Django's raw-id widget printed the name of any object whose id the query string gave (the whole
+    table, not the field's scoped choices): ?asset=<another site's asset> named it to an engineer."""
+    other = {"asset": other_asset, "sensor": other_asset.sensors.first()}[param]
+    own = {"asset": asset, "sensor": asset.sensors.first()}[param]
+    response = console.get(f"{reverse(url)}?{param}={other.pk}")
+    assert response.status_code == 200
+    assert str(other) not in response.content.decode()
+    # An object of the engineer's own site is still named.
+    response = console.get(f"{reverse(url)}?{param}={own.pk}")
+    assert str(own) in response.content.decode()
 
 
 def test_an_asset_types_sensor_roles_show_whether_each_is_required(console, asset):
