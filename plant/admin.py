@@ -242,7 +242,7 @@ class ReadingAdmin(SiteScopedAdmin):
 
 
 # Django's user and group pages, with the console's checked choices (their groups and permissions fields
-# refused a 30-digit id with a 500 on SQLite; plant.admin_scoping.CheckedIdsField).
+# refused a 30-digit id with a 500 on SQLite; plant.forms.BoundedModelMultipleChoiceField via ScopedChoicesMixin).
 admin.site.unregister(User)
 admin.site.unregister(Group)
 

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.contrib.contenttypes import views as contenttype_views
@@ -29,7 +28,8 @@ from django.urls import path
 from django.utils.dateparse import parse_date, parse_datetime
 
 from plant.access import scope_to_sites, sees_every_site
-from plant.params import ParamError, check_text, parse_id, shown
+from plant.forms import BoundedModelMultipleChoiceField
+from plant.params import ParamError, check_text, shown
 
 # A console query value may be longer than a page's (a change list's saved filters ride in one), but it
 # holds no control character: a NUL in a field lookup (?key=%00) reaches PostgreSQL, which refuses it.
@@ -57,30 +57,12 @@ class ScopedRawIdWidget(ForeignKeyRawIdWidget):
         return super().label_and_url_for_value(value) if visible else ("", "")
 
 
-class CheckedIdsField(forms.ModelMultipleChoiceField):
-    """A many-to-many field whose chosen ids are checked as plant.params.parse_id checks an id before the
-    database sees them: a 30-digit id was "Python int too large to convert to SQLite INTEGER" (a 500 on the
-    user and group pages), now "… is not a valid value"."""
-
-    def _check_values(self, value: Any) -> QuerySet:
-        key = self.to_field_name or "pk"
-        field = self.queryset.model._meta.pk if key == "pk" else self.queryset.model._meta.get_field(key)
-        if isinstance(field, models.IntegerField):
-            for pk in value:
-                try:
-                    parse_id(field.name, str(pk))
-                except ParamError:
-                    raise ValidationError(
-                        self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": pk}
-                    ) from None
-        return super()._check_values(value)
-
-
 class ScopedChoicesMixin:
     """Foreign-key / many-to-many choices limited to what the related model's admin shows the user."""
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        kwargs.setdefault("form_class", CheckedIdsField)
+        """Ids checked before any query: a 30-digit id was an OverflowError on SQLite (a 500)."""
+        kwargs.setdefault("form_class", BoundedModelMultipleChoiceField)
         return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:

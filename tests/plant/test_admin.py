@@ -275,11 +275,11 @@ def test_a_lookup_value_its_field_cannot_read_is_a_400_naming_the_parameter(clie
 @pytest.mark.parametrize("page, field", [("group_add", "permissions"), ("user_change", "groups")])
 def test_a_many_to_many_id_past_a_database_integer_is_a_form_error(admin_client, admin_user, page, field):
     """A 30-digit id among a many-to-many field's choices reached the database's IN query (on SQLite:
-    OverflowError, a 500); it is the field's "not a valid value" error and nothing is saved."""
+    OverflowError, a 500); it is the field's "not one of the available choices" error and nothing is saved."""
     huge = "9" * 30
     url = reverse(f"admin:auth_{page}", args=[admin_user.pk] if page == "user_change" else [])
     response = admin_client.post(url, {"name": "fitters", "username": "renamed", field: [huge]})
     assert response.status_code == 200
-    assert f"“{huge}” is not a valid value." in response.content.decode()
+    assert f"Select a valid choice. {huge} is not one of the available choices." in response.content.decode()
     assert not Group.objects.filter(name="fitters").exists()
     assert not User.objects.filter(username="renamed").exists()
