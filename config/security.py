@@ -10,6 +10,7 @@ from typing import Any
 
 from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_client_username
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -30,6 +31,22 @@ def client_ip(request: HttpRequest) -> str | None:
         except ValueError:
             pass
     return request.META.get("REMOTE_ADDR")
+
+
+def client_username(request: HttpRequest, credentials: dict | None = None) -> str | None:
+    """The username failed logins are counted against: axes' own choice (the credentials given to
+    authenticate, else the posted form), cut to the length its tables hold.
+
+    Django's login forms hand any username to authenticate, however long (their max_length only sizes the
+    input box), and axes stored it whole: on PostgreSQL a username past 255 characters was "value too long
+    for type character varying(255)", a 500 instead of the form's "Please enter a correct username". No
+    account has a name that long (150 at most), so the cut name counts apart from every real one.
+    """
+    field = getattr(settings, "AXES_USERNAME_FORM_FIELD", "username")
+    username = credentials.get(field) if credentials else getattr(request, "data", request.POST).get(field)
+    if not isinstance(username, str):
+        return username
+    return username[: AccessAttempt._meta.get_field("username").max_length]
 
 
 def lockout_response(request: HttpRequest, *args: Any) -> HttpResponse:

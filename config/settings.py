@@ -267,6 +267,7 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_HANDLER = "config.security.UsernameResetHandler"
 AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+AXES_USERNAME_CALLABLE = "config.security.client_username"  # cut to the length axes' tables hold
 # Behind a reverse proxy every client has the proxy's address: name the header the proxy sets
 # (X-Forwarded-For, X-Real-IP) so addresses are counted apart. Only then: a client could forge it otherwise.
 VIGIL_CLIENT_IP_HEADER = env_header("VIGIL_CLIENT_IP_HEADER")

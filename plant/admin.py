@@ -10,6 +10,8 @@ from __future__ import annotations
 import secrets
 
 from django.contrib import admin, messages
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth.models import Group, User
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import F, QuerySet
@@ -18,7 +20,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from plant.access import sees_every_site
-from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
+from plant.admin_scoping import ScopedChoicesMixin, ScopedTabularInline, SiteScopedAdmin
 from plant.admin_tokens import issued_tokens_page
 from plant.choices import QualityFlag
 from plant.connections import admin as connections_admin  # noqa: F401 (registers Connection, PointMapping)
@@ -237,3 +239,19 @@ class ReadingAdmin(SiteScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Reading | None = None) -> bool:
         return False
+
+
+# Django's user and group pages, with the console's checked choices (their groups and permissions fields
+# refused a 30-digit id with a 500 on SQLite; plant.forms.BoundedModelMultipleChoiceField via ScopedChoicesMixin).
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class UserAdmin(ScopedChoicesMixin, auth_admin.UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class GroupAdmin(ScopedChoicesMixin, auth_admin.GroupAdmin):
+    pass

@@ -16,6 +16,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.contrib.contenttypes import views as contenttype_views
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.admin.utils import NotRelationField, get_fields_from_path
@@ -27,6 +28,7 @@ from django.urls import path
 from django.utils.dateparse import parse_date, parse_datetime
 
 from plant.access import scope_to_sites, sees_every_site
+from plant.forms import BoundedModelMultipleChoiceField
 from plant.params import ParamError, check_text, shown
 
 # A console query value may be longer than a page's (a change list's saved filters ride in one), but it
@@ -34,8 +36,43 @@ from plant.params import ParamError, check_text, shown
 MAX_CONSOLE_PARAM = 2000
 
 
+class ScopedRawIdWidget(ForeignKeyRawIdWidget):
+    """A raw-id field that names the object of its value only when it is among the field's (scoped) choices.
+
+    Django's raw-id widget looks the value up in the related model's whole table to print its name beside
+    the box, so ``/admin/plant/sensor/add/?asset=<another site's asset>``, or a form posted with one and
+    shown again with its error, named another site's asset to an engineer of one site.
+    """
+
+    def __init__(self, rel: Any, admin_site: admin.AdminSite, queryset: QuerySet, **kwargs: Any) -> None:
+        super().__init__(rel, admin_site, **kwargs)
+        self.queryset = queryset
+
+    def label_and_url_for_value(self, value: Any) -> tuple[str, str]:
+        key = self.rel.get_related_field().name
+        try:
+            visible = self.queryset.filter(**{key: value}).exists()
+        except (ValueError, TypeError, OverflowError, ValidationError):
+            visible = False
+        return super().label_and_url_for_value(value) if visible else ("", "")
+
+
 class ScopedChoicesMixin:
     """Foreign-key / many-to-many choices limited to what the related model's admin shows the user."""
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        """Ids checked before any query: a 30-digit id was an OverflowError on SQLite (a 500)."""
+        kwargs.setdefault("form_class", BoundedModelMultipleChoiceField)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+        widget = getattr(formfield, "widget", None)
+        if type(widget) is ForeignKeyRawIdWidget and self._scoped_admin_for(db_field.remote_field.model):
+            formfield.widget = ScopedRawIdWidget(
+                widget.rel, widget.admin_site, formfield.queryset, attrs=widget.attrs, using=widget.db
+            )
+        return formfield
 
     def _scoped_admin_for(self, model: type[Model]) -> SiteScopedAdmin | None:
         related = self.admin_site._registry.get(model)  # type: ignore[attr-defined]

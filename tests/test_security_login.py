@@ -198,3 +198,16 @@ async def test_the_lockout_page_is_served_by_the_async_handler_too(async_client,
     # can be dropped (CONN_MAX_AGE would keep it open).
     await sync_to_async(connections.close_all)()
     assert response.status_code == 429 and LOCKED in response.content.decode()
+
+
+@pytest.mark.parametrize("url", ["/accounts/login/", "/admin/login/"])
+def test_a_username_longer_than_the_attempt_table_holds_is_a_failed_login_not_a_500(client, db, url):
+    """Django's login forms pass any username to authenticate; axes stored it whole, which PostgreSQL
+    refuses past 255 characters (a 500). The count is kept under the name cut to 255 characters."""
+    response = post_login(client, "x" * 5000, "wrong-password", url=url)
+    assert response.status_code == 200
+    assert "correct username and password" in response.content.decode()
+    assert AccessAttempt.objects.get().username == "x" * 255
+    for _ in range(LIMIT - 1):
+        response = post_login(client, "x" * 5000, "wrong-password", url=url)
+    assert response.status_code == 429

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.urls import reverse
 
 from plant.choices import QualityFlag
@@ -183,6 +183,26 @@ def test_a_raw_id_field_refuses_another_sites_asset(console, other_asset):
     )
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert not Label.objects.filter(asset=other_asset).exists()
+    # The form shown again with its error does not name the other site's asset beside the raw-id box.
+    assert other_asset.name not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "url, param", [("admin:plant_label_add", "asset"), ("admin:plant_pointmapping_add", "sensor")]
+)
+def test_a_raw_id_field_prefilled_with_another_sites_object_does_not_name_it(
+    console, asset, other_asset, url, param
+):
+    """Django's raw-id widget printed the name of any object whose id the query string gave (the whole
+    table, not the field's scoped choices): ?asset=<another site's asset> named it to an engineer."""
+    other = {"asset": other_asset, "sensor": other_asset.sensors.first()}[param]
+    own = {"asset": asset, "sensor": asset.sensors.first()}[param]
+    response = console.get(f"{reverse(url)}?{param}={other.pk}")
+    assert response.status_code == 200
+    assert str(other) not in response.content.decode()
+    # An object of the engineer's own site is still named.
+    response = console.get(f"{reverse(url)}?{param}={own.pk}")
+    assert str(own) in response.content.decode()
 
 
 def test_an_asset_types_sensor_roles_show_whether_each_is_required(console, asset):
@@ -250,3 +270,16 @@ def test_a_lookup_value_its_field_cannot_read_is_a_400_naming_the_parameter(clie
     response = client.get(reverse(url) + "?" + query)
     body = response.content.decode()
     assert response.status_code == 400 and body.startswith(f"Bad query string: {query.split('=')[0]}: ")
+
+
+@pytest.mark.parametrize("page, field", [("group_add", "permissions"), ("user_change", "groups")])
+def test_a_many_to_many_id_past_a_database_integer_is_a_form_error(admin_client, admin_user, page, field):
+    """A 30-digit id among a many-to-many field's choices reached the database's IN query (on SQLite:
+    OverflowError, a 500); it is the field's "not one of the available choices" error and nothing is saved."""
+    huge = "9" * 30
+    url = reverse(f"admin:auth_{page}", args=[admin_user.pk] if page == "user_change" else [])
+    response = admin_client.post(url, {"name": "fitters", "username": "renamed", field: [huge]})
+    assert response.status_code == 200
+    assert f"Select a valid choice. {huge} is not one of the available choices." in response.content.decode()
+    assert not Group.objects.filter(name="fitters").exists()
+    assert not User.objects.filter(username="renamed").exists()
