@@ -7,20 +7,26 @@ from __future__ import annotations
 import json
 import math
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from alerts.choices import AlertCategory, AlertEventKind, AlertState, ExplanationStatus
 from alerts.models import Alert, AlertEvent, Score
 from alerts.scoring import score_assets
 from alerts.services import lifecycle, mark_explanation_failed, record_feedback
+from alerts.tasks import complete_explanation_task, sweep_pending_explanations_task
+from detection.runtime import ModelRuntimeError
+from models_registry import cache
 from plant.choices import QualityFlag
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Label, Reading
+from tests.conftest import PASSWORD
 from tests.scoring.conftest import vibration_model
 
 EVENTS = "/api/v1/edge/events"
@@ -353,3 +359,106 @@ def test_readings_of_an_episode_the_edge_opened_and_cleared_while_offline_open_n
     # against the flat other sensors on some noise draws: their own alert kind, not the episode again).
     model_alerts = Alert.objects.filter(asset=asset, is_shadow=False, kind=champion.kind)
     assert list(model_alerts.values_list("pk", flat=True)) == [alert.pk]
+
+
+# --- the explanation of an edge alert waits for its window's readings ---------------------------------------
+
+
+@pytest.fixture
+def tech_client(client, technician):
+    client.login(username=technician.username, password=PASSWORD)
+    return client
+
+
+def waiting_words(alert: Alert) -> str:
+    """The card's words for an alert awaiting its readings, with the deciding time in the site's zone."""
+    decided = alert.opened_at.astimezone(ZoneInfo(alert.asset.site.timezone))
+    return (
+        "Explanation follows when the readings the edge agent decided on reach the server (decided at the "
+        f"edge at {decided:%H:%M}; readings not received yet)."
+    )
+
+
+def test_an_edge_alert_whose_readings_have_not_arrived_awaits_them_instead_of_failing(
+    client, gateway_token, champion, asset, at, tech_client
+):
+    asset.site.timezone = "America/New_York"  # the deciding time is said in the site's zone
+    asset.site.save(update_fields=["timezone"])
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    assert alert.explanation_status == ExplanationStatus.PENDING
+
+    # Its task finds no reading of the window, not even a later one: the agent has not forwarded them yet.
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.AWAITING
+    # Nothing to retry, and even a last retry does not give up on it.
+    last = complete_explanation_task.apply(args=(alert.pk,), retries=complete_explanation_task.max_retries)
+    assert last.get() == ExplanationStatus.AWAITING
+    alert.refresh_from_db()
+    assert alert.explanation_status == ExplanationStatus.AWAITING and alert.explanation is None
+
+    board = tech_client.get(reverse("alerts:board")).content.decode()
+    page = tech_client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+    for html in (board, page):
+        assert waiting_words(alert) in html
+        assert "could not be computed" not in html and "No explanation could be computed" not in html
+    assert "still being computed" not in page
+
+
+def test_an_awaiting_edge_alert_is_explained_when_its_readings_arrive_and_are_scored(
+    client, gateway_token, champion, asset, at, tech_client
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.AWAITING
+
+    store(asset, at - 400, at + 30, vibration(at))
+    score_assets([asset.pk])
+
+    alert.refresh_from_db()
+    assert alert.explanation_status == ExplanationStatus.READY
+    assert alert.explanation["window_end"] == alert.opened_at.isoformat()
+    assert alert.dominant_role == "vibration"
+    board = tech_client.get(reverse("alerts:board")).content.decode()
+    assert "Explanation follows when" not in board and "Working out which sensors" not in board
+    assert 'class="why-sensor" data-role="vibration"' in board and "alert-why-pending" not in board
+
+
+def test_an_edge_alert_whose_readings_are_there_but_whose_explanation_fails_ends_failed(
+    client, gateway_token, champion, asset, at, monkeypatch
+):
+    store(asset, at - 400, at + 30, vibration(at))
+    alert = send_opened(client, gateway_token, champion, asset, at)
+
+    def broken(version):
+        raise ModelRuntimeError("artifact unreadable")
+
+    monkeypatch.setattr(cache, "loaded", broken)
+    with pytest.raises(ModelRuntimeError):
+        complete_explanation_task(alert.pk)  # retried, not awaited: the readings are there
+    assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.PENDING
+    last = complete_explanation_task.apply(args=(alert.pk,), retries=complete_explanation_task.max_retries)
+    assert last.get() == "failed"
+    assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.FAILED
+
+
+def test_an_awaiting_alert_whose_readings_arrived_but_could_not_be_explained_is_swept_and_fails_for_good(
+    client, gateway_token, champion, asset, at, monkeypatch, settings
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.AWAITING
+    Alert.objects.filter(pk=alert.pk).update(created_at=alert.created_at - timedelta(hours=2))
+    sent: list[int] = []
+    monkeypatch.setattr(complete_explanation_task, "delay", sent.append)
+    assert sweep_pending_explanations_task() == 0  # no readings yet: nothing to retry
+
+    # The readings arrive, but the model cannot explain them, at the scorer as in the task.
+    def broken(version):
+        raise ModelRuntimeError("artifact unreadable")
+
+    monkeypatch.setattr(cache, "loaded", broken)
+    store(asset, at - 400, at + 30, vibration(at))
+    score_assets([asset.pk])
+    assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.AWAITING
+
+    assert sweep_pending_explanations_task() == 1 and sent == [alert.pk]
+    last = complete_explanation_task.apply(args=(alert.pk,), retries=complete_explanation_task.max_retries)
+    assert last.get() == "failed"
+    assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.FAILED
