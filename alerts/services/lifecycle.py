@@ -86,6 +86,7 @@ from detection.runtime import higher_is_worse
 from models_registry.baseline import current_steps, version_vector
 from models_registry import cache
 from models_registry.choices import ModelStatus
+from models_registry.edge_rollout import agent_step
 from models_registry.models import ModelVersion
 from models_registry.training_data import asset_windows_between
 from plant.choices import AVAILABILITY_FLAGS, SENSOR_FAULT_FLAGS, QualityFlag
@@ -226,7 +227,14 @@ def _try_explain_opening(
 
 
 def _input_baseline(alert: Alert) -> np.ndarray | None:
-    """The asset's current baseline for a baselined version (None for others), or ExplanationUnavailable."""
+    """The step a baselined version's input of the alert is taken with (None for other versions): for an
+    alert decided at the edge, the calibration shipped in the bundle its agent ran
+    (``models_registry.edge_rollout.agent_step``: the asset may have been recalibrated since), else, or
+    when no assignment records that bundle, the asset's current one; ExplanationUnavailable without one."""
+    if alert.raised_at_edge:
+        shipped = agent_step(alert.asset, alert.model_version, alert.opened_at)
+        if shipped is not None:
+            return shipped
     try:
         return version_vector(alert.model_version, alert.asset)
     except BaselineError as exc:
@@ -734,7 +742,9 @@ def _check_edge_openings(
         # the window that version's pipeline builds from the now stored readings, with that window's flags.
         explanation, flagged = None, window.flagged
         if row.explanation_status != ExplanationStatus.READY:
-            if row.model_version_id == ctx.version.pk:
+            # The scorer's input is taken with the asset's current calibration; a baselined version's edge
+            # alert is explained with its agent's (``_input_baseline``), from the stored readings.
+            if row.model_version_id == ctx.version.pk and window.baseline is None:
                 explanation = _try_explain(ctx.version, window, ctx.sensors)
             else:
                 explanation, flagged = _try_explain_opening(row, window.flagged)

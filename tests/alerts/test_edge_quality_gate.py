@@ -21,13 +21,17 @@ from alerts.models import Alert, AlertEvent, Score
 from alerts.scoring import score_assets
 from alerts.services import lifecycle, mark_explanation_failed, record_feedback
 from alerts.tasks import complete_explanation_task, sweep_pending_explanations_task
+from bench import versions
 from detection.runtime import ModelRuntimeError
 from models_registry import cache
+from models_registry.baseline import calibrate
+from models_registry.edge_rollout import assign
+from models_registry.models import EdgeAssignment, EdgeStage
 from plant.choices import QualityFlag
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Label, Reading
 from tests.conftest import PASSWORD
-from tests.scoring.conftest import vibration_model
+from tests.scoring.conftest import NAMES, vibration_model
 
 EVENTS = "/api/v1/edge/events"
 LEVELS = {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 2.0}
@@ -462,3 +466,52 @@ def test_an_awaiting_alert_whose_readings_arrived_but_could_not_be_explained_is_
     last = complete_explanation_task.apply(args=(alert.pk,), retries=complete_explanation_task.max_retries)
     assert last.get() == "failed"
     assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.FAILED
+
+
+# --- the calibration the agent scored with ------------------------------------------------------------------
+
+
+def steady(level: float):
+    """A healthy vibration at ``level`` mm/s, with the noise of a live sensor (not stuck)."""
+    return lambda t: level + np.random.default_rng(int(t[0]) % 1000).normal(0, 0.05, len(t))
+
+
+@pytest.mark.parametrize("explainer", ["task", "scorer"])
+def test_an_edge_alert_is_explained_with_the_calibration_of_its_agents_bundle_not_a_later_one(
+    client, gateway_token, asset, at, settings, tmp_path, explainer
+):
+    settings.VIGIL_EDGE_SIGNING_KEY = str(tmp_path / "edge-key.pem")
+    version = versions.vibration_version(
+        asset.asset_type,
+        NAMES,
+        name="pump-vib-baselined",
+        output_spec={**versions.SPEC, "baseline": "per_asset"},
+        open_threshold=10.0,
+        clear_threshold=5.0,
+        background=np.random.default_rng(5).normal(0.0, 0.5, size=(20, len(NAMES))),
+    )
+    # Calibrated at 2 mm/s; the bundle assigned to the agent ships that, and the agent switched to it.
+    store(asset, at - 5000, at - 4000, steady(2.0))
+    calibrate(asset, None, utc(at - 5000), utc(at - 4000))
+    [assignment] = assign(version, [asset])
+    EdgeAssignment.objects.filter(pk=assignment.pk).update(stage=EdgeStage.ACTIVE, outcome_at=utc(at - 3600))
+    # Recalibrated on the server afterwards, at 5 mm/s: the agent still runs its bundle's 2 mm/s.
+    store(asset, at - 3000, at - 2000, steady(5.0))
+    calibrate(asset, None, utc(at - 3000), utc(at - 2000))
+
+    alert = send_opened(client, gateway_token, version, asset, at)
+    store(asset, at - 400, at + 30, vibration(at))
+    if explainer == "task":
+        assert lifecycle.complete_explanation(alert.pk) == ExplanationStatus.READY
+    else:  # the scorer scores the window with the server's calibration, and explains it with the agent's
+        score_assets([asset.pk])
+        assert Score.objects.filter(model_version=version, window_end=alert.opened_at).exists()
+
+    alert.refresh_from_db()
+    assert alert.explanation_status == ExplanationStatus.READY
+    [mean] = [f for f in alert.explanation["features"] if f["name"] == "vibration__mean"]
+    assert mean["baseline"] == pytest.approx(2.0, abs=0.05)  # the bundle's, not the server's 5.0
+    assert mean["raw"] - mean["value"] == pytest.approx(mean["baseline"])
+    # Without a recorded assignment (a bundle installed by hand) the server's current calibration is used.
+    EdgeAssignment.objects.all().delete()
+    assert lifecycle._input_baseline(alert)[NAMES.index("vibration__mean")] == pytest.approx(5.0, abs=0.05)
