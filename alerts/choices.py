@@ -110,11 +110,16 @@ class Severity(models.TextChoices):
 
 
 class ExplanationStatus(models.TextChoices):
+    """Where an alert's explanation of its opening window stands. "awaiting": an alert decided at the edge
+    whose window's readings have not reached the server yet (the agent sends its events first); it is
+    explained when they arrive (lifecycle.complete_explanation, _check_edge_openings), never failed for it."""
+
     READY = "ready", "Ready"
     PENDING = "pending", "Explanation pending"
+    AWAITING = "awaiting", "Awaiting the edge agent's readings"
     FAILED = "failed", "Explanation failed"
 
-    colour = colours({"ready": "#16a34a", "pending": "#d97706", "failed": "#dc2626"})
+    colour = colours({"ready": "#16a34a", "pending": "#d97706", "awaiting": "#6b7280", "failed": "#dc2626"})
 
 
 class FeedbackKind(models.TextChoices):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from django.conf import settings
@@ -223,12 +223,16 @@ class Alert(models.Model):
     @property
     def snooze_end_text(self) -> str:
         """When the snooze ends, as people read it: the time today, else the date and time."""
-        if self.snoozed_until is None:
-            return ""
-        end = timezone.localtime(self.snoozed_until)
-        if end.date() == timezone.localdate():
-            return f"{end:%H:%M}"
-        return f"{end:%a %d %b %H:%M}"
+        return "" if self.snoozed_until is None else _when_text(self.snoozed_until)
+
+    @property
+    def awaiting_readings_text(self) -> str:
+        """What the card and the alert page say while the explanation waits for the readings the edge agent
+        decided on (ExplanationStatus.AWAITING), so the wait does not read as a failure."""
+        return (
+            "Explanation follows when the readings the edge agent decided on reach the server (decided at "
+            f"the edge at {_when_text(self.opened_at, self.asset.site.zone)}; readings not received yet)."
+        )
 
     def recategorize(
         self, category: str, why: str, *, at: datetime | None = None, **fields: Any
@@ -652,3 +656,12 @@ class MetricsCell(models.Model):
     # reasons are FalseAlarmReason values ("unknown" for none), which hold no comma or colon.
     false_alarm_reasons = models.TextField(blank=True, help_text="reason:count,... of its false alarms.")
     tta_us = models.TextField(blank=True, help_text="Time to acknowledge of each acknowledged alert, µs.")
+
+
+def _when_text(at: datetime, zone: tzinfo | None = None) -> str:
+    """A moment as people read it on a card, in ``zone`` (default: the current time zone): the time today,
+    else the date and time."""
+    local = timezone.localtime(at, zone)
+    if local.date() == timezone.localdate(timezone=zone):
+        return f"{local:%H:%M}"
+    return f"{local:%a %d %b %H:%M}"

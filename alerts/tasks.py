@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from alerts.choices import ExplanationStatus
@@ -23,7 +24,7 @@ from alerts.scheduling import (
     reset_broker_backoff,
 )
 from alerts.scoring import score_assets
-from alerts.services import complete_explanation, mark_explanation_failed
+from alerts.services import complete_explanation, mark_explanation_failed, readings_arrived
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +57,22 @@ def complete_explanation_task(self, alert_id: int) -> str | None:
 
 @shared_task(ignore_result=True)
 def sweep_pending_explanations_task() -> int:
-    """Re-queue explanations still pending after VIGIL_EXPLANATION_SWEEP_AFTER_S.
+    """Re-queue explanations still pending after VIGIL_EXPLANATION_SWEEP_AFTER_S, and those of edge alerts
+    awaiting readings that have arrived since.
 
     An alert opens "pending" when its explanation could not be computed in the scoring transaction; the
-    task that completes it is queued after commit, and is lost if the broker was down at that moment. This
-    beat sweep finds such alerts and queues their task again (the task is idempotent). Returns how many.
+    task that completes it is queued after commit, and is lost if the broker was down at that moment. An
+    edge alert "awaiting" its window's readings is explained by the scorer when it scores that window; this
+    covers a window the scorer never scores (older than its backlog limit) or failed to explain there (the
+    task then retries, and fails for good if the model does). The task is idempotent. Returns how many.
     """
     cutoff = timezone.now() - timedelta(seconds=settings.VIGIL_EXPLANATION_SWEEP_AFTER_S)
     stale = list(
-        Alert.objects.filter(explanation_status=ExplanationStatus.PENDING, created_at__lt=cutoff)
+        Alert.objects.filter(created_at__lt=cutoff)
+        .filter(
+            Q(explanation_status=ExplanationStatus.PENDING)
+            | Q(readings_arrived(), explanation_status=ExplanationStatus.AWAITING)
+        )
         .order_by("created_at")
         .values_list("pk", flat=True)[:500]
     )

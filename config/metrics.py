@@ -217,6 +217,13 @@ class VigilCollector(Collector):
         yield GaugeMetricFamily(
             "vigil_explanations_pending", "Alerts whose explanation is pending", value=pending["n"]
         )
+        # Edge alerts whose window's readings the agent has not forwarded yet: no work for the explain
+        # queue (so neither pending nor in /readyz's check), but a number to watch for an agent that is gone.
+        yield GaugeMetricFamily(
+            "vigil_explanations_awaiting_readings",
+            "Alerts decided at the edge whose explanation awaits the readings of their window",
+            value=Alert.objects.filter(explanation_status=ExplanationStatus.AWAITING).count(),
+        )
         yield GaugeMetricFamily(
             "vigil_explanation_oldest_pending_seconds",
             "Age of the oldest pending explanation; 0 when none is pending",

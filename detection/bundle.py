@@ -13,7 +13,7 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 BUNDLE_FILES = ("model.onnx", "spec.json")
 SPEC_KEYS = ("feature_names", "roles", "window_s", "step_s", "open_threshold", "clear_threshold")
@@ -53,8 +53,9 @@ def pack_bundle(onnx_bytes: bytes, spec: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def load_bundle(path: str) -> Bundle:
-    """Open a bundle and verify every file against checksums.json; raise BundleError on any mismatch."""
+def load_bundle(path: str | BinaryIO) -> Bundle:
+    """Open a bundle (a path, or its bytes as a file) and verify every file against checksums.json; raise
+    BundleError on any mismatch."""
     try:
         archive = zipfile.ZipFile(path)
     except FileNotFoundError:

@@ -13,19 +13,28 @@ refused (did not verify or load) or rolled back (alert rate beyond the shadow es
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+import numpy as np
+
+from detection.baseline import BaselineError, Calibration, baseline_mode
+from detection.bundle import BundleError, load_bundle
 from detection.rollout import shadow_verdict
-from models_registry.bundle import BundleExportError, build_bundle
+from models_registry.bundle import BundleExportError, build_bundle, shipped_step
 from models_registry.models import EdgeAssignment, EdgeStage, ModelVersion
 from models_registry.signing import sign_bundle
 from plant.edge_agents import EdgeReportError, check_storable
 from plant.models import Asset, EdgeAgent, Gateway
+
+logger = logging.getLogger(__name__)
 
 IN_FLIGHT = (EdgeStage.SHADOW, EdgeStage.APPROVED)
 OUTCOMES = {"active": EdgeStage.ACTIVE, "refused": EdgeStage.REFUSED, "rolled_back": EdgeStage.ROLLED_BACK}
@@ -233,3 +242,33 @@ def record_outcomes(gateway: Gateway, outcomes: list[Any]) -> list[dict[str, Any
             )
         results.append({"id": row.pk, "stage": stage})
     return results
+
+
+def agent_step(asset: Asset, version: ModelVersion, at: datetime) -> np.ndarray | Calibration | None:
+    """The per-asset step (baseline vector or robust calibration) the asset's agent scored ``version`` with
+    at ``at``: the one shipped in the bundle of the newest assignment of that version to the asset that the
+    agent reported switching to by then (``outcome_at``) and did not refuse or roll back. The server's
+    calibration may have changed since that bundle was built (a recalibration reaches an agent only with a
+    new assignment). None for a version without the step, or when no such assignment is recorded (a bundle
+    exported and installed by hand: the server cannot know its calibration)."""
+    if baseline_mode(version.output_spec) is None:
+        return None
+    row = (
+        EdgeAssignment.objects.filter(
+            asset=asset,
+            version=version,
+            stage__in=[EdgeStage.ACTIVE, EdgeStage.CANCELLED],
+            outcome_at__isnull=False,
+            outcome_at__lte=at,
+        )
+        .order_by("-outcome_at", "-pk")
+        .only("bundle")
+        .first()
+    )
+    if row is None:
+        return None
+    try:
+        return shipped_step(load_bundle(io.BytesIO(bytes(row.bundle))).spec)
+    except (BundleError, BaselineError, ValueError, TypeError) as exc:
+        logger.warning("assignment #%s: its bundle's calibration is unreadable: %s", row.pk, exc)
+        return None

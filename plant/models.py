@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Collection
 from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
@@ -77,6 +78,14 @@ class Site(models.Model):
 
     class Meta:
         ordering = ["name"]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The site's time zone (UTC when its name is not a known zone)."""
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")
 
     def __str__(self) -> str:
         return self.name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
@@ -177,7 +177,4 @@ def site_form(form_class: type[forms.Form], data: Any, site: Site) -> forms.Form
 
 
 def site_zone(site: Site) -> ZoneInfo:
-    try:
-        return ZoneInfo(site.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+    return site.zone

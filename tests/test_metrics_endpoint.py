@@ -176,6 +176,18 @@ def test_alert_openings_and_closings_are_counted_from_their_events(db, redis, sc
     assert scrape()[closed] == before[closed] + 1
 
 
+def test_edge_alerts_awaiting_their_readings_are_counted_apart_from_pending_explanations(
+    db, redis, scrape, asset
+):
+    version = bare_champion(asset.asset_type)
+    make_alert(asset, version, age_min=300, raised_at_edge=True, explanation_status="awaiting")
+    figures = scrape()
+    assert figures[("vigil_explanations_awaiting_readings", ())] == 1
+    # Not the explain queue's backlog: neither pending nor the oldest pending one.
+    assert figures[("vigil_explanations_pending", ())] == 0
+    assert figures[("vigil_explanation_oldest_pending_seconds", ())] == 0
+
+
 def test_scoring_lag_is_per_asset_type_and_queue_depths_are_the_queue_lengths(db, redis, scrape, asset):
     slug = asset.asset_type.slug
     assert scrape()[("vigil_scoring_lag_seconds", (("asset_type", slug),))] == 0.0

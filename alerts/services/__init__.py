@@ -33,6 +33,7 @@ from alerts.services.lifecycle import (
     explain_peak,
     explain_window,
     mark_explanation_failed,
+    readings_arrived,
     severity_for,
     window_features,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "explain_peak",
     "explain_window",
     "mark_explanation_failed",
+    "readings_arrived",
     "severity_for",
     "window_features",
 ]

@@ -11,10 +11,13 @@ lifecycle's own persistence (``alerts.services.lifecycle``: the same alert key, 
 - ``opened``: if the asset already has the alert of this key (the server scored the forwarded readings
   first, or a judged episode is still going on), the event is merged into it (marked raised at the edge);
   otherwise the alert opens with the agent's times (first window, deciding window, peak) and is marked
-  raised at the edge. Its explanation is computed from the readings once they are forwarded (the pending
-  explanation task retries for a while; if it gave up, the scorer explains the window when it scores it),
+  raised at the edge. Its explanation is computed from the readings once they are forwarded (while none
+  has reached the server its task marks it "awaiting" them, which the card and page say, and the scorer
+  explains the window when it scores it; the sweep re-runs the task once they are there),
   always by the alert's own version, even one the server no longer scores with
-  (``lifecycle.explain_opening``). The agent sends no quality flags: its category is the
+  (``lifecycle.explain_opening``), and for a baselined version with the calibration shipped in the bundle
+  the agent ran (``models_registry.edge_rollout.agent_step``; the event names only the ONNX file, so a
+  bundle installed by hand, with no assignment recorded, is explained with the asset's current one). The agent sends no quality flags: its category is the
   server's quality gate (``lifecycle.gate_category``, as for the scorer's alerts) on the flags of the
   deciding window's stored readings; while they have not all arrived (the agent sends events before
   readings, and was perhaps offline) it opens a machine fault at once, never waiting for them, and the

@@ -59,7 +59,7 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from alerts.broadcast import broadcast_alerts
@@ -86,10 +86,11 @@ from detection.runtime import higher_is_worse
 from models_registry.baseline import current_steps, version_vector
 from models_registry import cache
 from models_registry.choices import ModelStatus
+from models_registry.edge_rollout import agent_step
 from models_registry.models import ModelVersion
 from models_registry.training_data import asset_windows_between
 from plant.choices import AVAILABILITY_FLAGS, SENSOR_FAULT_FLAGS, QualityFlag
-from plant.models import Asset
+from plant.models import Asset, Reading
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,14 @@ def _try_explain_opening(
 
 
 def _input_baseline(alert: Alert) -> np.ndarray | None:
-    """The asset's current baseline for a baselined version (None for others), or ExplanationUnavailable."""
+    """The step a baselined version's input of the alert is taken with (None for other versions): for an
+    alert decided at the edge, the calibration shipped in the bundle its agent ran
+    (``models_registry.edge_rollout.agent_step``: the asset may have been recalibrated since), else, or
+    when no assignment records that bundle, the asset's current one; ExplanationUnavailable without one."""
+    if alert.raised_at_edge:
+        shipped = agent_step(alert.asset, alert.model_version, alert.opened_at)
+        if shipped is not None:
+            return shipped
     try:
         return version_vector(alert.model_version, alert.asset)
     except BaselineError as exc:
@@ -364,19 +372,46 @@ def explain_opening(alert: Alert) -> tuple[dict[str, Any], dict[str, int]]:
     return explanation, flagged
 
 
+# Explanations still to compute: pending, or awaiting the readings of an edge alert's window.
+UNEXPLAINED = (ExplanationStatus.PENDING, ExplanationStatus.AWAITING)
+
+
+def readings_arrived() -> Exists:
+    """Alert filter: some reading of the alert's asset is stored at or after its opening window's end, so
+    the readings the window was decided on have reached the server (an agent forwards them in order)."""
+    return Exists(Reading.objects.filter(sensor__asset=OuterRef("asset"), ts__gte=OuterRef("opened_at")))
+
+
 def complete_explanation(alert_id: int) -> str | None:
     """Explain a pending alert's opening window from its readings, attach it and re-run the quality gate.
 
-    Returns the new explanation status, or None when there is nothing to do (alert gone or not pending).
-    Raises when the window cannot be rebuilt or explained, so the calling task retries.
+    An alert decided at the edge whose window cannot be rebuilt because its readings have not reached the
+    server yet (no reading of the asset at or after the window's end) waits for them: it is marked
+    "awaiting" (its card says so) and explained when they arrive (by the scorer, ``_check_edge_openings``,
+    else the sweep's next run of this), instead of failing after the task's few retries.
+
+    Returns the new explanation status, or None when there is nothing to do (alert gone or explained).
+    Raises when the window cannot be rebuilt or explained otherwise, so the calling task retries.
     """
     alert = Alert.objects.select_related("asset__asset_type", "model_version").filter(pk=alert_id).first()
-    if alert is None or alert.explanation_status != ExplanationStatus.PENDING:
+    if alert is None or alert.explanation_status not in UNEXPLAINED:
         return None
-    explanation, flagged = explain_opening(alert)
+    try:
+        explanation, flagged = explain_opening(alert)
+    except ExplanationUnavailable:
+        if not alert.raised_at_edge:
+            raise
+        waiting = Alert.objects.filter(pk=alert_id, explanation_status__in=UNEXPLAINED).exclude(
+            readings_arrived()
+        )
+        if waiting.update(explanation_status=ExplanationStatus.AWAITING, updated_at=timezone.now()) == 0:
+            raise  # its readings are there: the window is incomplete or unusable, a failure to retry
+        if alert.explanation_status != ExplanationStatus.AWAITING and not alert.is_shadow:
+            broadcast_alerts([alert.pk])
+        return ExplanationStatus.AWAITING
     with transaction.atomic():
         alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
-        if alert is None or alert.explanation_status != ExplanationStatus.PENDING:
+        if alert is None or alert.explanation_status not in UNEXPLAINED:
             return None
         _gate(alert, flagged, "the explanation showed which sensors drove the score", explanation=explanation)
         if not alert.is_shadow:
@@ -445,8 +480,8 @@ def explain_peak(alert: Alert) -> dict[str, Any]:
 
 
 def mark_explanation_failed(alert_id: int, error: str) -> bool:
-    """Give up on a pending explanation (after the last retry); True if the alert was pending."""
-    changed = Alert.objects.filter(pk=alert_id, explanation_status=ExplanationStatus.PENDING).update(
+    """Give up on a pending (or awaiting) explanation after the last retry; True if it was unexplained."""
+    changed = Alert.objects.filter(pk=alert_id, explanation_status__in=UNEXPLAINED).update(
         explanation_status=ExplanationStatus.FAILED, updated_at=timezone.now()
     )
     if changed:
@@ -669,7 +704,8 @@ def _check_edge_openings(
     gate gets to see them, on the same window and by the same rule as for the scorer's own alerts (with
     the window's explanation, computed here if the alert has none yet: from the scorer's input, or for an
     alert of an earlier version of the kind, by that version from the stored readings, ``explain_opening``;
-    its explanation task gives up after a few retries, long before an agent offline for hours is back). An
+    its explanation task marks it "awaiting" while no reading of the window has arrived: an agent offline
+    for hours sends its events first). An
     alert the agent has cleared meanwhile is categorised all the same (a later verdict, the noise page and
     the alarm-load figures count it); one a technician has judged keeps the category the verdict was given
     on (its label was written by it). The opening window of an alert is scored once, so this runs once
@@ -700,13 +736,15 @@ def _check_edge_openings(
         if window is None:
             continue
         row = alert if alert is not None and alert.pk == row.pk else row
-        # Its explanation waited for these readings (and gave up if they were late): the scorer's window
+        # Its explanation waited for these readings ("awaiting", or failed): the scorer's window
         # is the opening window, explained here as the scorer's own alerts are when they open. An alert of
         # an earlier version of the kind (its agent not updated yet) is explained by its own artifact, on
         # the window that version's pipeline builds from the now stored readings, with that window's flags.
         explanation, flagged = None, window.flagged
         if row.explanation_status != ExplanationStatus.READY:
-            if row.model_version_id == ctx.version.pk:
+            # The scorer's input is taken with the asset's current calibration; a baselined version's edge
+            # alert is explained with its agent's (``_input_baseline``), from the stored readings.
+            if row.model_version_id == ctx.version.pk and window.baseline is None:
                 explanation = _try_explain(ctx.version, window, ctx.sensors)
             else:
                 explanation, flagged = _try_explain_opening(row, window.flagged)

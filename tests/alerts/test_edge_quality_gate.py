@@ -7,21 +7,31 @@ from __future__ import annotations
 import json
 import math
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from alerts.choices import AlertCategory, AlertEventKind, AlertState, ExplanationStatus
 from alerts.models import Alert, AlertEvent, Score
 from alerts.scoring import score_assets
 from alerts.services import lifecycle, mark_explanation_failed, record_feedback
+from alerts.tasks import complete_explanation_task, sweep_pending_explanations_task
+from bench import versions
+from detection.runtime import ModelRuntimeError
+from models_registry import cache
+from models_registry.baseline import calibrate
+from models_registry.edge_rollout import assign
+from models_registry.models import EdgeAssignment, EdgeStage
 from plant.choices import QualityFlag
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Label, Reading
-from tests.scoring.conftest import vibration_model
+from tests.conftest import PASSWORD
+from tests.scoring.conftest import NAMES, vibration_model
 
 EVENTS = "/api/v1/edge/events"
 LEVELS = {"current": 20.0, "pressure": 6.0, "temperature": 50.0, "vibration": 2.0}
@@ -353,3 +363,155 @@ def test_readings_of_an_episode_the_edge_opened_and_cleared_while_offline_open_n
     # against the flat other sensors on some noise draws: their own alert kind, not the episode again).
     model_alerts = Alert.objects.filter(asset=asset, is_shadow=False, kind=champion.kind)
     assert list(model_alerts.values_list("pk", flat=True)) == [alert.pk]
+
+
+# --- the explanation of an edge alert waits for its window's readings ---------------------------------------
+
+
+@pytest.fixture
+def tech_client(client, technician):
+    client.login(username=technician.username, password=PASSWORD)
+    return client
+
+
+def waiting_words(alert: Alert) -> str:
+    """The card's words for an alert awaiting its readings, with the deciding time in the site's zone."""
+    decided = alert.opened_at.astimezone(ZoneInfo(alert.asset.site.timezone))
+    return (
+        "Explanation follows when the readings the edge agent decided on reach the server (decided at the "
+        f"edge at {decided:%H:%M}; readings not received yet)."
+    )
+
+
+def test_an_edge_alert_whose_readings_have_not_arrived_awaits_them_instead_of_failing(
+    client, gateway_token, champion, asset, at, tech_client
+):
+    asset.site.timezone = "America/New_York"  # the deciding time is said in the site's zone
+    asset.site.save(update_fields=["timezone"])
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    assert alert.explanation_status == ExplanationStatus.PENDING
+
+    # Its task finds no reading of the window, not even a later one: the agent has not forwarded them yet.
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.AWAITING
+    # Nothing to retry, and even a last retry does not give up on it.
+    last = complete_explanation_task.apply(args=(alert.pk,), retries=complete_explanation_task.max_retries)
+    assert last.get() == ExplanationStatus.AWAITING
+    alert.refresh_from_db()
+    assert alert.explanation_status == ExplanationStatus.AWAITING and alert.explanation is None
+
+    board = tech_client.get(reverse("alerts:board")).content.decode()
+    page = tech_client.get(reverse("alerts:detail", args=[alert.pk])).content.decode()
+    for html in (board, page):
+        assert waiting_words(alert) in html
+        assert "could not be computed" not in html and "No explanation could be computed" not in html
+    assert "still being computed" not in page
+
+
+def test_an_awaiting_edge_alert_is_explained_when_its_readings_arrive_and_are_scored(
+    client, gateway_token, champion, asset, at, tech_client
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.AWAITING
+
+    store(asset, at - 400, at + 30, vibration(at))
+    score_assets([asset.pk])
+
+    alert.refresh_from_db()
+    assert alert.explanation_status == ExplanationStatus.READY
+    assert alert.explanation["window_end"] == alert.opened_at.isoformat()
+    assert alert.dominant_role == "vibration"
+    board = tech_client.get(reverse("alerts:board")).content.decode()
+    assert "Explanation follows when" not in board and "Working out which sensors" not in board
+    assert 'class="why-sensor" data-role="vibration"' in board and "alert-why-pending" not in board
+
+
+def test_an_edge_alert_whose_readings_are_there_but_whose_explanation_fails_ends_failed(
+    client, gateway_token, champion, asset, at, monkeypatch
+):
+    store(asset, at - 400, at + 30, vibration(at))
+    alert = send_opened(client, gateway_token, champion, asset, at)
+
+    def broken(version):
+        raise ModelRuntimeError("artifact unreadable")
+
+    monkeypatch.setattr(cache, "loaded", broken)
+    with pytest.raises(ModelRuntimeError):
+        complete_explanation_task(alert.pk)  # retried, not awaited: the readings are there
+    assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.PENDING
+    last = complete_explanation_task.apply(args=(alert.pk,), retries=complete_explanation_task.max_retries)
+    assert last.get() == "failed"
+    assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.FAILED
+
+
+def test_an_awaiting_alert_whose_readings_arrived_but_could_not_be_explained_is_swept_and_fails_for_good(
+    client, gateway_token, champion, asset, at, monkeypatch, settings
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.AWAITING
+    Alert.objects.filter(pk=alert.pk).update(created_at=alert.created_at - timedelta(hours=2))
+    sent: list[int] = []
+    monkeypatch.setattr(complete_explanation_task, "delay", sent.append)
+    assert sweep_pending_explanations_task() == 0  # no readings yet: nothing to retry
+
+    # The readings arrive, but the model cannot explain them, at the scorer as in the task.
+    def broken(version):
+        raise ModelRuntimeError("artifact unreadable")
+
+    monkeypatch.setattr(cache, "loaded", broken)
+    store(asset, at - 400, at + 30, vibration(at))
+    score_assets([asset.pk])
+    assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.AWAITING
+
+    assert sweep_pending_explanations_task() == 1 and sent == [alert.pk]
+    last = complete_explanation_task.apply(args=(alert.pk,), retries=complete_explanation_task.max_retries)
+    assert last.get() == "failed"
+    assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.FAILED
+
+
+# --- the calibration the agent scored with ------------------------------------------------------------------
+
+
+def steady(level: float):
+    """A healthy vibration at ``level`` mm/s, with the noise of a live sensor (not stuck)."""
+    return lambda t: level + np.random.default_rng(int(t[0]) % 1000).normal(0, 0.05, len(t))
+
+
+@pytest.mark.parametrize("explainer", ["task", "scorer"])
+def test_an_edge_alert_is_explained_with_the_calibration_of_its_agents_bundle_not_a_later_one(
+    client, gateway_token, asset, at, settings, tmp_path, explainer
+):
+    settings.VIGIL_EDGE_SIGNING_KEY = str(tmp_path / "edge-key.pem")
+    version = versions.vibration_version(
+        asset.asset_type,
+        NAMES,
+        name="pump-vib-baselined",
+        output_spec={**versions.SPEC, "baseline": "per_asset"},
+        open_threshold=10.0,
+        clear_threshold=5.0,
+        background=np.random.default_rng(5).normal(0.0, 0.5, size=(20, len(NAMES))),
+    )
+    # Calibrated at 2 mm/s; the bundle assigned to the agent ships that, and the agent switched to it.
+    store(asset, at - 5000, at - 4000, steady(2.0))
+    calibrate(asset, None, utc(at - 5000), utc(at - 4000))
+    [assignment] = assign(version, [asset])
+    EdgeAssignment.objects.filter(pk=assignment.pk).update(stage=EdgeStage.ACTIVE, outcome_at=utc(at - 3600))
+    # Recalibrated on the server afterwards, at 5 mm/s: the agent still runs its bundle's 2 mm/s.
+    store(asset, at - 3000, at - 2000, steady(5.0))
+    calibrate(asset, None, utc(at - 3000), utc(at - 2000))
+
+    alert = send_opened(client, gateway_token, version, asset, at)
+    store(asset, at - 400, at + 30, vibration(at))
+    if explainer == "task":
+        assert lifecycle.complete_explanation(alert.pk) == ExplanationStatus.READY
+    else:  # the scorer scores the window with the server's calibration, and explains it with the agent's
+        score_assets([asset.pk])
+        assert Score.objects.filter(model_version=version, window_end=alert.opened_at).exists()
+
+    alert.refresh_from_db()
+    assert alert.explanation_status == ExplanationStatus.READY
+    [mean] = [f for f in alert.explanation["features"] if f["name"] == "vibration__mean"]
+    assert mean["baseline"] == pytest.approx(2.0, abs=0.05)  # the bundle's, not the server's 5.0
+    assert mean["raw"] - mean["value"] == pytest.approx(mean["baseline"])
+    # Without a recorded assignment (a bundle installed by hand) the server's current calibration is used.
+    EdgeAssignment.objects.all().delete()
+    assert lifecycle._input_baseline(alert)[NAMES.index("vibration__mean")] == pytest.approx(5.0, abs=0.05)
