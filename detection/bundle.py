@@ -15,6 +15,10 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import numpy as np
+
+from detection.baseline import BaselineError, Calibration
+
 BUNDLE_FILES = ("model.onnx", "spec.json")
 SPEC_KEYS = ("feature_names", "roles", "window_s", "step_s", "open_threshold", "clear_threshold")
 
@@ -95,3 +99,28 @@ def signed_message(asset: str, sha256: str) -> bytes:
     (edge.updates): binding the asset stops a bundle meant for another asset, or a replayed older one
     assigned elsewhere, from being installed under this asset's assignment."""
     return f"vigil-bundle:{asset}:{sha256}".encode()
+
+
+def shipped_step(spec: dict[str, Any], *, robust: bool, baselined: bool) -> np.ndarray | Calibration | None:
+    """The per-asset step a bundle's spec ships ("baseline", as ``models_registry.bundle.bundle_spec`` wrote
+    it), as the pipeline takes it: a robust calibration for a robust pipeline (``robust``), a mean vector
+    for another baselined one (``baselined``), None for a pipeline without the step. BundleError when the
+    pipeline needs a step the spec does not ship for the model's features. The one reader of it: the edge
+    agent's model and the server's look-up of what an agent scored with (models_registry.edge_rollout)."""
+    count = len(spec.get("feature_names") or [])
+    if robust:
+        try:
+            calibration = Calibration.from_json(spec.get("baseline") or {})
+        except (BaselineError, AttributeError, TypeError, ValueError) as exc:
+            raise BundleError(
+                f"the model scores against the asset's robust calibration, but spec.json has none: {exc}"
+            ) from None
+        if len(calibration.location) != count:
+            raise BundleError("spec.json's calibration does not cover the model's features")
+        return calibration
+    if baselined:
+        vector = spec.get("baseline")
+        if not isinstance(vector, list) or len(vector) != count:
+            raise BundleError("the model scores against a per-asset baseline, but spec.json has none for it")
+        return np.asarray(vector, dtype=np.float64)
+    return None

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from detection import features, runtime, wording
-from detection.baseline import BaselineError, Calibration
-from detection.bundle import Bundle, BundleError
+from detection.baseline import Calibration
+from detection.bundle import Bundle, BundleError, shipped_step
 from detection.explain import explain, typical_ranges, with_baseline
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import RuleParams, overlap
@@ -95,25 +95,7 @@ class EdgeModel:
         )
 
     def _baseline(self) -> np.ndarray | Calibration | None:
-        spec = self.spec
-        if self.pipeline.robust:
-            try:
-                calibration = Calibration.from_json(spec.get("baseline") or {})
-            except (BaselineError, AttributeError) as exc:
-                raise BundleError(
-                    f"the model scores against the asset's robust calibration, but spec.json has none: {exc}"
-                ) from None
-            if len(calibration.location) != len(spec["feature_names"]):
-                raise BundleError("spec.json's calibration does not cover the model's features")
-            return calibration
-        if self.pipeline.baselined:
-            vector = spec.get("baseline")
-            if not isinstance(vector, list) or len(vector) != len(spec["feature_names"]):
-                raise BundleError(
-                    "the model scores against a per-asset baseline, but spec.json has none for it"
-                )
-            return np.asarray(vector, dtype=np.float64)
-        return None
+        return shipped_step(self.spec, robust=self.pipeline.robust, baselined=self.pipeline.baselined)
 
     @property
     def explainable(self) -> bool:

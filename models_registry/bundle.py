@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from typing import Any
-
-import numpy as np
 
 from django.conf import settings
 
@@ -129,14 +127,3 @@ def build_bundle(version: ModelVersion, asset: Asset | None = None) -> bytes:
     except ModelRejected as exc:
         raise BundleExportError(str(exc)) from None
     return pack_bundle(model, bundle_spec(version, asset))
-
-
-def shipped_step(spec: Mapping[str, Any]) -> np.ndarray | Calibration | None:
-    """The per-asset step a bundle's spec ships (what ``bundle_spec`` wrote as "baseline": a robust
-    calibration's JSON or a mean vector), as the pipeline takes it; None when it ships none."""
-    value = spec.get("baseline")
-    if isinstance(value, Mapping):
-        return Calibration.from_json(value)
-    if isinstance(value, list):
-        return np.asarray(value, dtype=np.float64)
-    return None

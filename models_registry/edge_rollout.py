@@ -25,10 +25,10 @@ from django.utils import timezone
 
 import numpy as np
 
-from detection.baseline import BaselineError, Calibration, baseline_mode
-from detection.bundle import BundleError, load_bundle
+from detection.baseline import BaselineError, Calibration, baseline_mode, is_robust
+from detection.bundle import BundleError, load_bundle, shipped_step
 from detection.rollout import shadow_verdict
-from models_registry.bundle import BundleExportError, build_bundle, shipped_step
+from models_registry.bundle import BundleExportError, build_bundle
 from models_registry.models import EdgeAssignment, EdgeStage, ModelVersion
 from models_registry.signing import sign_bundle
 from plant.edge_agents import EdgeReportError, check_storable
@@ -251,7 +251,8 @@ def agent_step(asset: Asset, version: ModelVersion, at: datetime) -> np.ndarray 
     calibration may have changed since that bundle was built (a recalibration reaches an agent only with a
     new assignment). None for a version without the step, or when no such assignment is recorded (a bundle
     exported and installed by hand: the server cannot know its calibration)."""
-    if baseline_mode(version.output_spec) is None:
+    mode = baseline_mode(version.output_spec)
+    if mode is None:
         return None
     row = (
         EdgeAssignment.objects.filter(
@@ -268,7 +269,8 @@ def agent_step(asset: Asset, version: ModelVersion, at: datetime) -> np.ndarray 
     if row is None:
         return None
     try:
-        return shipped_step(load_bundle(io.BytesIO(bytes(row.bundle))).spec)
+        spec = load_bundle(io.BytesIO(bytes(row.bundle))).spec
+        return shipped_step(spec, robust=is_robust(mode), baselined=True)
     except (BundleError, BaselineError, ValueError, TypeError) as exc:
         logger.warning("assignment #%s: its bundle's calibration is unreadable: %s", row.pk, exc)
         return None
