@@ -417,9 +417,9 @@ class RetrainRunAdmin(SiteScopedAdmin):
         return False
 
 
-from detection.baseline import BaselineError  # noqa: E402  (appended with per-asset baselines)
+from detection.baseline import PER_ASSET, BaselineError  # noqa: E402  (appended with per-asset baselines)
 from models_registry import baseline as baselines  # noqa: E402  (appended with per-asset baselines)
-from models_registry.models import AssetBaseline, BaselineSource  # noqa: E402
+from models_registry.models import AssetBaseline  # noqa: E402
 
 
 class AssetBaselineForm(forms.ModelForm):
@@ -453,13 +453,21 @@ class AssetBaselineForm(forms.ModelForm):
             names = list(version.feature_spec)
         try:
             baselines.check_no_fault(asset, start, end)
-            names, vector, count = baselines.measure(asset, names, start, end)
+            # What the asset page's button stores (baselines.recalibrate), checked here so that a period it
+            # would refuse is a form error: every mode the versions in use need, the mean vector if none.
+            for mode in baselines.modes_in_use(asset.asset_type_id) or [PER_ASSET]:
+                baselines.measure(asset, names, start, end, mode)
         except BaselineError as exc:
             raise forms.ValidationError(str(exc)) from None
-        self.instance.feature_names = names
-        self.instance.vector = [float(value) for value in vector]
-        self.instance.window_count = count
+        self.feature_names = names
         return data
+
+
+def _become(obj: AssetBaseline, row: AssetBaseline) -> None:
+    """Make the admin's unsaved ``obj`` the stored ``row`` (its add view reports and links the object)."""
+    for field in AssetBaseline._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(row, field.attname))
+    obj._state.adding = False
 
 
 @admin.register(AssetBaseline)
@@ -503,26 +511,31 @@ class AssetBaselineAdmin(SiteScopedAdmin):
     def save_model(self, request: HttpRequest, obj: AssetBaseline, form: Any, change: bool) -> None:
         if change:
             return  # history is not editable
-        from django.db import transaction
-
-        obj.source = BaselineSource.MANUAL
-        obj.created_by = request.user
-        with transaction.atomic():
-            baselines.retire_current(obj.asset, list(obj.feature_names))
-            obj.save()
+        # The asset page's recalibration (every mode in use and the asset's thresholds of its robust
+        # versions); the page then shows the first row it stored.
+        done = baselines.recalibrate(
+            obj.asset, obj.start, obj.end, actor=request.user, feature_names=form.feature_names
+        )
+        _become(obj, done.baselines[0])
 
     @admin.action(
         description="Recalibrate over the same period (from the readings now stored)", permissions=["change"]
     )
     def recalibrate_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # The asset page's recalibration over each row's period and features: every mode in use and the
+        # asset's thresholds of its robust versions (calibrating the row's mode alone left a robust
+        # version's asset on the version's thresholds, made with the calibration it replaced).
         for row in queryset.select_related("asset__asset_type"):
             try:
-                new = baselines.calibrate(
-                    row.asset, list(row.feature_names), row.start, row.end, actor=request.user, mode=row.mode
+                done = baselines.recalibrate(
+                    row.asset, row.start, row.end, actor=request.user, feature_names=list(row.feature_names)
                 )
             except BaselineError as exc:
                 self.message_user(request, f"{row.asset}: {exc}", messages.ERROR)
             else:
+                made = f"; thresholds set for {len(done.thresholds)} version(s)" if done.thresholds else ""
                 self.message_user(
-                    request, f"{row.asset}: recalibrated from {new.window_count} windows.", messages.SUCCESS
+                    request,
+                    f"{row.asset}: recalibrated from {done.baselines[0].window_count} windows{made}.",
+                    messages.SUCCESS,
                 )

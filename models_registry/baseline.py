@@ -459,13 +459,19 @@ class Recalibration:
     in_use: bool = True  # False: no version in use on the type scores against a per-asset calibration
 
 
+def modes_in_use(asset_type_id: int) -> list[str]:
+    """The baseline modes the versions in use on the asset type score against (what ``recalibrate``
+    calibrates; none: only the mean vector, for versions to come)."""
+    return [mode for mode in MODES if versions_in_use(asset_type_id, mode)]
+
+
 def recalibrate(
     asset, start: datetime, end: datetime, *, actor=None, feature_names: list[str] | None = None
 ) -> Recalibration:
     """Recalibrate the asset from a chosen normal period (see the module docstring): every mode the
     baselined versions in use on its type need (the mean vector when none is robust), and the asset's
     thresholds for every robust version in use. Nothing is stored when any part fails (BaselineError)."""
-    needed = [mode for mode in MODES if versions_in_use(asset.asset_type_id, mode)]
+    needed = modes_in_use(asset.asset_type_id)
     modes = needed or [PER_ASSET]
     with transaction.atomic():
         rows = [calibrate(asset, feature_names, start, end, actor=actor, mode=mode) for mode in modes]

@@ -227,6 +227,43 @@ def test_the_recalibrate_button_recalibrates_and_refuses_a_fault_period(client, 
     assert bad.status_code == 400 and "must be after its start" in bad.content.decode()
 
 
+def test_the_consoles_calibration_and_its_recalibrate_action_store_what_the_asset_page_does(
+    client, engineer, asset
+):
+    # The console's "add asset baseline" stored a mean vector whatever the versions in use scored against,
+    # and its "recalibrate" action the row's mode without the asset's thresholds, so a robust version's
+    # asset fell back to the version's thresholds. Both are the asset page's recalibration now.
+    version = robust_version(asset)
+    ingest(asset, START_S, 600)
+    client.force_login(engineer)
+    day = f"{T0:%Y-%m-%d}"
+    form = {"asset": asset.pk, "start_0": day, "start_1": f"{T0:%H:%M:%S}", "end_0": day}
+    response = client.post(
+        reverse("admin:models_registry_assetbaseline_add"),
+        {**form, "end_1": f"{moment(600):%H:%M:%S}"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    row = AssetBaseline.objects.get(asset=asset, is_current=True)
+    assert row.mode == BaselineMode.ROBUST and row.created_by == engineer and row.source == "manual"
+    first = AssetThreshold.objects.get(asset=asset, model_version=version, is_current=True)
+    assert first.calibration_id == row.pk
+
+    changelist = reverse("admin:models_registry_assetbaseline_changelist")
+    client.post(changelist, {"action": "recalibrate_selected", "_selected_action": [row.pk]})
+    newest = AssetBaseline.objects.get(asset=asset, is_current=True)
+    assert newest.pk != row.pk and newest.mode == BaselineMode.ROBUST
+    now = AssetThreshold.objects.get(asset=asset, model_version=version, is_current=True)
+    assert now.calibration_id == newest.pk  # in force: made with the asset's current calibration
+
+    Label.objects.create(asset=asset, kind=LabelKind.FAULT, start=moment(100), end=moment(160))
+    refused = client.post(
+        reverse("admin:models_registry_assetbaseline_add"),
+        {**form, "end_1": f"{moment(600):%H:%M:%S}"},
+    )
+    assert refused.status_code == 200 and "overlaps fault label" in refused.content.decode()
+    assert AssetBaseline.objects.filter(asset=asset).count() == 2
+
+
 def test_a_refused_recalibration_names_its_times_in_the_sites_time_not_iso(client, engineer, asset):
     asset.site.timezone = "Europe/Berlin"
     asset.site.save()
