@@ -29,7 +29,7 @@ from plant.datasets.common import AssetTypeSpec, LabelSpec, RoleSpec, Unit, chec
 
 SITE = ("nab", "NAB series (Numenta Anomaly Benchmark)")
 CATEGORY = "realKnownCause"  # its series keep their bare-stem tags and refs
-WINDOW_SAMPLES = 12  # samples per feature window, one sample apart (the evaluation's 12-sample windows)
+WINDOW_SAMPLES = 12  # samples per feature window, one sample apart (evaluate nab scores with these too)
 SERIES_PERIOD_S = 300  # the period of the original type, ``nab-series`` (an hour of 5-minute samples)
 # stem → (label, unit, valid min, valid max): what each series measures, per NAB's data/README.md.
 SERIES_META: dict[str, tuple[str, str, float | None, float | None]] = {
