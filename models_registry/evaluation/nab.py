@@ -61,11 +61,11 @@ from plant.datasets.nab import (
     list_series,
     read_series,
 )
+from plant.datasets.nab_loader import WINDOW_SAMPLES  # the product's NAB asset types window this many samples
 
 ROLE = "value"
 NONE = "none"
 NORMALISATIONS = (NONE, PER_ASSET_ADAPTIVE)
-WINDOW_SAMPLES = 12
 SENSITIVITY_SAMPLES = (6, 12, 24, 48)
 RULES = OPEN_RULES
 FACTOR_GRID = tuple(float(f) for f in np.round(np.geomspace(0.5, 32.0, 25), 4))

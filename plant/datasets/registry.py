@@ -32,7 +32,10 @@ DATASETS = {
         "C-MAPSS cycles are stamped 1 cycle = 1 hour, cycle 1 at 2000-01-01 00:00 UTC",
     ),
     "nab": DatasetEntry(
-        "nab", "plant.datasets.nab_loader", "a realKnownCause series, e.g. machine_temperature_system_failure"
+        "nab",
+        "plant.datasets.nab_loader",
+        "any category the folder holds (realKnownCause, realTweets, ...), one series like "
+        "realTweets/Twitter_volume_AAPL, or a stem alone like machine_temperature_system_failure",
     ),
     "ai4i": DatasetEntry(
         "ai4i",

@@ -4,6 +4,7 @@ data is missing) with units, ranges, readings through the ingest path and datase
 from __future__ import annotations
 
 import io
+import json
 from datetime import datetime, timedelta, timezone as dt_timezone
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from django.core.management.base import CommandError
 from plant.choices import LabelKind, LabelSource
 from plant.datasets import ai4i, cmapss_loader, skab
 from plant.datasets.common import Progress
-from plant.models import Asset, AssetType, Label, Reading
+from plant.models import Asset, AssetType, Label, Reading, Site
 
 FOLDERS = {
     "skab": "skab/data",
@@ -118,6 +119,135 @@ def test_nab_series_loads_as_one_sensor_asset_with_its_windows_and_anomaly_point
     points = asset.labels.filter(fault_type="anomaly", source=LabelSource.DATASET)
     assert windows.count() == 4 and points.count() == 4
     assert all(w.start < w.end for w in windows) and all(p.start == p.end for p in points)
+
+
+def _nab_csv(path: Path, rows: int, step: timedelta) -> list[str]:
+    start = datetime(2015, 1, 1)
+    stamps = [(start + i * step).strftime("%Y-%m-%d %H:%M:%S") for i in range(rows)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("timestamp,value\n" + "".join(f"{s},{i % 7}.5\n" for i, s in enumerate(stamps)))
+    return stamps
+
+
+@pytest.fixture()
+def nab_categories(tmp_path: Path, settings) -> Path:
+    """The real realKnownCause (a symlink) beside two synthetic categories in NAB's format: an hourly
+    realAdExchange series with one window and one anomaly point, and artificialNoAnomaly (5 min, no windows)
+    holding a file with a realKnownCause stem (nyc_taxi.csv)."""
+    need("nab")
+    real = Path(settings.VIGIL_DATA_DIR) / "nab"
+    root = tmp_path / "nab"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "realKnownCause").symlink_to(real / "data" / "realKnownCause")
+    hourly = _nab_csv(
+        root / "data" / "realAdExchange" / "exchange-2_cpc_results.csv", 100, timedelta(hours=1)
+    )
+    _nab_csv(root / "data" / "artificialNoAnomaly" / "nyc_taxi.csv", 60, timedelta(minutes=5))
+    windows = json.loads((real / "labels" / "combined_windows.json").read_text())
+    points = json.loads((real / "labels" / "combined_labels.json").read_text())
+    windows |= {
+        "realAdExchange/exchange-2_cpc_results.csv": [[hourly[40] + ".000000", hourly[60] + ".000000"]],
+        "artificialNoAnomaly/nyc_taxi.csv": [],
+    }
+    points |= {
+        "realAdExchange/exchange-2_cpc_results.csv": [hourly[50]],
+        "artificialNoAnomaly/nyc_taxi.csv": [],
+    }
+    (root / "labels").mkdir()
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    (root / "labels" / "combined_labels.json").write_text(json.dumps(points))
+    settings.VIGIL_DATA_DIR = str(tmp_path)
+    return root
+
+
+@pytest.mark.django_db
+def test_nab_loads_every_category_the_folder_holds_with_unique_tags_and_a_type_per_sample_period(
+    nab_categories,
+):
+    out, _ = load("nab", "--limit-rows", "30")
+    assert "loaded nab: 9 assets" in out
+
+    assets = {a.tag: a for a in Asset.objects.filter(site__slug="nab").select_related("asset_type")}
+    # realKnownCause keeps its bare-stem tags; the other categories' are prefixed, so two nyc_taxi files
+    # are two assets.
+    assert "machine-temperature-system-failure" in assets and "nyc-taxi" in assets
+    assert {"realadexchange-exchange-2-cpc-results", "artificialnoanomaly-nyc-taxi"} <= set(assets)
+    assert assets["nyc-taxi"].location == "NAB realKnownCause/nyc_taxi.csv"
+    assert assets["artificialnoanomaly-nyc-taxi"].location == "NAB artificialNoAnomaly/nyc_taxi.csv"
+    assert "realKnownCause" not in Site.objects.get(slug="nab").name
+
+    # One asset type per sample period, each window WINDOW_SAMPLES samples long, one sample a step.
+    machine, exchange = (
+        assets["machine-temperature-system-failure"],
+        assets["realadexchange-exchange-2-cpc-results"],
+    )
+    assert (machine.asset_type.slug, machine.asset_type.window_s, machine.asset_type.step_s) == (
+        "nab-series",
+        3600,
+        300,
+    )
+    assert (exchange.asset_type.window_s, exchange.asset_type.step_s) == (12 * 3600, 3600)
+    assert assets["ambient-temperature-system-failure"].asset_type == exchange.asset_type  # hourly too
+    assert assets["artificialnoanomaly-nyc-taxi"].asset_type == machine.asset_type
+
+    # A series outside SERIES_META: labelled by its stem, no unit, no range, its own period.
+    (sensor,) = exchange.sensors.all()
+    assert (sensor.unit, sensor.valid_min, sensor.valid_max, sensor.sample_period_s) == (
+        "",
+        None,
+        None,
+        3600.0,
+    )
+    assert exchange.name == "NAB exchange-2 cpc results"
+    assert Reading.objects.filter(sensor=sensor).count() == 30
+    assert sorted(exchange.labels.values_list("fault_type", flat=True)) == ["anomaly", "anomaly_window"]
+    assert not assets["artificialnoanomaly-nyc-taxi"].labels.exists()
+    assert assets["nyc-taxi"].labels.filter(fault_type="anomaly_window").count() == 5
+
+
+@pytest.mark.django_db
+def test_nab_subsets_select_a_category_a_qualified_series_or_an_unambiguous_stem(nab_categories):
+    load("nab", "--subset", "realAdExchange", "--subset", "realKnownCause/nyc_taxi", "--limit-rows", "5")
+    load("nab", "--subset", "machine_temperature_system_failure", "--limit-rows", "5")
+    load("nab", "--subset", "artificialNoAnomaly/nyc_taxi.csv", "--limit-rows", "5")
+    assert set(Asset.objects.filter(site__slug="nab").values_list("tag", flat=True)) == {
+        "realadexchange-exchange-2-cpc-results",
+        "nyc-taxi",
+        "machine-temperature-system-failure",
+        "artificialnoanomaly-nyc-taxi",
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("subset", "message"),
+    [
+        ("realTweets", "valid subsets: categories artificialNoAnomaly, realAdExchange, realKnownCause"),
+        ("realAdExchange/nope", "series artificialNoAnomaly/nyc_taxi, realAdExchange/exchange-2_cpc_results"),
+        (
+            "nyc_taxi",
+            "artificialNoAnomaly/nyc_taxi.csv, realKnownCause/nyc_taxi.csv): name it as <category>/<stem>",
+        ),
+    ],
+)
+def test_an_unknown_or_ambiguous_nab_subset_is_a_command_error_listing_the_valid_ones(
+    nab_categories, subset, message
+):
+    with pytest.raises(CommandError) as excinfo:
+        load("nab", "--subset", subset)
+    assert message in str(excinfo.value)
+    assert not Asset.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_nab_category_the_label_files_do_not_name_is_refused_before_anything_is_stored(nab_categories):
+    _nab_csv(nab_categories / "data" / "plantHistorian" / "pump_7.csv", 10, timedelta(minutes=5))
+    with pytest.raises(CommandError, match=r"has no windows for 'plantHistorian/pump_7.csv'"):
+        load("nab", "--limit-rows", "5")
+    assert not Reading.objects.exists()
+    (nab_categories / "data" / "realEmpty").mkdir()
+    with pytest.raises(CommandError, match="NAB category 'realEmpty' holds no series"):
+        load("nab", "--subset", "realEmpty")
 
 
 @pytest.mark.django_db
