@@ -417,18 +417,20 @@ class RetrainRunAdmin(SiteScopedAdmin):
         return False
 
 
-from detection.baseline import PER_ASSET, BaselineError  # noqa: E402  (appended with per-asset baselines)
+from detection.baseline import BaselineError  # noqa: E402  (appended with per-asset baselines)
 from models_registry import baseline as baselines  # noqa: E402  (appended with per-asset baselines)
 from models_registry.models import AssetBaseline  # noqa: E402
 
 
 class AssetBaselineForm(forms.ModelForm):
-    """Calibrate a new baseline: the asset and a period of normal running; the vector is computed."""
+    """Recalibrate an asset from a period of normal running, as its page's button does (every mode the
+    versions in use need, and the asset's thresholds of its robust versions)."""
 
     model_name = forms.CharField(
         required=False,
         label="Only the features of model",
-        help_text="Optional model name; by default every feature of the asset type (serves every model).",
+        help_text="Optional model name; by default every feature of the sensors the asset has (serves every "
+        "model).",
     )
 
     class Meta:
@@ -452,11 +454,10 @@ class AssetBaselineForm(forms.ModelForm):
                 raise forms.ValidationError(f"No model {data['model_name']!r} for {asset.asset_type}.")
             names = list(version.feature_spec)
         try:
-            baselines.check_no_fault(asset, start, end)
-            # What the asset page's button stores (baselines.recalibrate), checked here so that a period it
-            # would refuse is a form error: every mode the versions in use need, the mean vector if none.
-            for mode in baselines.modes_in_use(asset.asset_type_id) or [PER_ASSET]:
-                baselines.measure(asset, names, start, end, mode)
+            # What the asset page's button stores (baselines.recalibrate), run through once without keeping
+            # anything so that whatever it would refuse (the period, a version that cannot score it) is a
+            # form error, not a failure when the console saves.
+            baselines.recalibrate(asset, start, end, feature_names=names, dry_run=True)
         except BaselineError as exc:
             raise forms.ValidationError(str(exc)) from None
         self.feature_names = names

@@ -248,7 +248,8 @@ def _names(asset, feature_names: list[str] | None) -> list[str]:
 def measure(
     asset, feature_names: list[str] | None, start: datetime, end: datetime, mode: str = PER_ASSET
 ) -> tuple[list[str], np.ndarray | Calibration, int]:
-    """(feature names, mean vector or Calibration, window count) of the asset over [start, end] from its
+    """(feature names, mean vector or Calibration — a PooledCalibration for the pooled mode —, window count)
+    of the asset over [start, end] from its
     usable windows (``calibration_windows``), without storing it (default features: those of every role
     of its type it has a sensor for, ``_names``). BaselineError names what is wrong, with the counts."""
     names, result, count, _trends = _measure(asset, feature_names, start, end, mode)
@@ -466,11 +467,19 @@ def modes_in_use(asset_type_id: int) -> list[str]:
 
 
 def recalibrate(
-    asset, start: datetime, end: datetime, *, actor=None, feature_names: list[str] | None = None
+    asset,
+    start: datetime,
+    end: datetime,
+    *,
+    actor=None,
+    feature_names: list[str] | None = None,
+    dry_run: bool = False,
 ) -> Recalibration:
     """Recalibrate the asset from a chosen normal period (see the module docstring): every mode the
     baselined versions in use on its type need (the mean vector when none is robust), and the asset's
-    thresholds for every robust version in use. Nothing is stored when any part fails (BaselineError)."""
+    thresholds for every robust version in use. Nothing is stored when any part fails (BaselineError).
+    ``dry_run``: every step runs and raises as it would, and nothing is kept (a form's check before it
+    saves: the rows returned are rolled back)."""
     needed = modes_in_use(asset.asset_type_id)
     modes = needed or [PER_ASSET]
     with transaction.atomic():
@@ -480,6 +489,8 @@ def recalibrate(
             if row.robust:
                 versions = versions_in_use(asset.asset_type_id, row.mode)
                 made += set_asset_thresholds(asset, row, versions, start, end, actor=actor)
+        if dry_run:
+            transaction.set_rollback(True)
     return Recalibration(rows, made, in_use=bool(needed))
 
 

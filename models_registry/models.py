@@ -287,12 +287,11 @@ class AssetBaseline(models.Model):
         return [float(self.vector[position[name]]) for name in names]
 
 
-def scale_for(row: AssetBaseline, names: list[str], *, own: bool = False) -> list[float]:
-    """The robust scales of `names` of a robust row (``own``: a pooled row's own scales, before pooling), in
-    that order (KeyError if it does not cover one)."""
+def scale_for(row: AssetBaseline, names: list[str]) -> list[float]:
+    """The robust scales of `names` of a robust row (a pooled row's: the pooled ones it applies), in that
+    order (KeyError if it does not cover one)."""
     position = {name: i for i, name in enumerate(row.feature_names)}
-    scale = row.own_scale if own else row.scale
-    return [float(scale[position[name]]) for name in names]
+    return [float(row.scale[position[name]]) for name in names]
 
 
 class ThresholdSource(models.TextChoices):

@@ -264,6 +264,30 @@ def test_the_consoles_calibration_and_its_recalibrate_action_store_what_the_asse
     assert AssetBaseline.objects.filter(asset=asset).count() == 2
 
 
+def test_the_consoles_calibration_refuses_what_the_recalibration_would_as_a_form_error(
+    client, engineer, asset, monkeypatch
+):
+    # The form checked the calibrations only; the asset's thresholds, set when the console saved, could
+    # still fail (a robust version in use that cannot score the period): a 500 after the form said valid.
+    robust_version(asset)
+    ingest(asset, START_S, 600)
+
+    def broken(_version):
+        raise OSError("model file missing")
+
+    monkeypatch.setattr(baseline.cache, "loaded", broken)
+    client.raise_request_exception = False
+    client.force_login(engineer)
+    day = f"{T0:%Y-%m-%d}"
+    form = {"asset": asset.pk, "start_0": day, "start_1": f"{T0:%H:%M:%S}", "end_0": day}
+    response = client.post(
+        reverse("admin:models_registry_assetbaseline_add"), {**form, "end_1": f"{moment(600):%H:%M:%S}"}
+    )
+    assert response.status_code == 200
+    assert "cannot score" in response.content.decode()
+    assert not AssetBaseline.objects.exists()  # the check kept nothing
+
+
 def test_a_refused_recalibration_names_its_times_in_the_sites_time_not_iso(client, engineer, asset):
     asset.site.timezone = "Europe/Berlin"
     asset.site.save()
