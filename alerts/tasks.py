@@ -9,7 +9,6 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from alerts.choices import ExplanationStatus
@@ -67,15 +66,14 @@ def sweep_pending_explanations_task() -> int:
     task then retries, and fails for good if the model does). The task is idempotent. Returns how many.
     """
     cutoff = timezone.now() - timedelta(seconds=settings.VIGIL_EXPLANATION_SWEEP_AFTER_S)
-    stale = list(
-        Alert.objects.filter(created_at__lt=cutoff)
-        .filter(
-            Q(explanation_status=ExplanationStatus.PENDING)
-            | Q(readings_arrived(), explanation_status=ExplanationStatus.AWAITING)
-        )
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:500]
-    )
+    pending = Alert.objects.filter(explanation_status=ExplanationStatus.PENDING, created_at__lt=cutoff)
+    # The readings test is a correlated subquery: asked of the few awaiting alerts only, not of every alert.
+    awaiting = Alert.objects.filter(
+        explanation_status=ExplanationStatus.AWAITING, created_at__lt=cutoff
+    ).filter(readings_arrived())
+    stale = list(pending.order_by("created_at").values_list("pk", flat=True)[:500])
+    stale += list(awaiting.order_by("created_at").values_list("pk", flat=True)[: 500 - len(stale)])
+
     for alert_id in stale:
         complete_explanation_task.delay(alert_id)
     if stale:
