@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from connectivity import modbus, opcua
-from connectivity.points import ConnectionStatus, Sink, flush_seconds
+from connectivity.points import WRITE, ConnectionStatus, Sink, flush_seconds
 from connectivity.protocols import Confirm, ConnectionConfig, Take, split_endpoint
 from connectivity.writeback import AlertState
 
@@ -70,7 +70,7 @@ async def _write_back(
         states = await take()
         errors = await client.write_alert_states(cfg, targets, [state_of(s.key, s.payload) for s in states])
         for error in errors:
-            status.error(error, time.time())  # an epoch time, as every other error's
+            status.error(error, time.time(), resolved_by=WRITE)  # an epoch time, as every other error's
         await confirm([s.id for s in states])
 
 

@@ -72,6 +72,11 @@ def flush_seconds(options: Mapping[str, Any]) -> float:
     return value / 1000.0
 
 
+# What a later success must be for an error to be over (ConnectionStatus.error's ``resolved_by``).
+CONNECT = "connect"
+WRITE = "write"
+
+
 @dataclass
 class ConnectionStatus:
     """Live status of one connection, updated by its client and read by the bridge's status reporter.
@@ -90,6 +95,10 @@ class ConnectionStatus:
     errors: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
+    # What success would show the last error is over: CONNECT (a failed connection try, over once it
+    # connects again), WRITE (a write-back failed or refused, over after a clean write-back), "" (a point's
+    # error: no later success of the connection says anything about it).
+    last_error_resolved_by: str = ""
     recent_errors: list[PointError] = field(default_factory=list)
 
     MAX_RECENT = 20
@@ -105,10 +114,12 @@ class ConnectionStatus:
             self.connected_at = time.time()
         self._connected = value
 
-    def error(self, err: PointError, at: float) -> None:
+    def error(self, err: PointError, at: float, *, resolved_by: str = "") -> None:
+        """Count an error; ``resolved_by``: CONNECT, WRITE or "" (see ``last_error_resolved_by``)."""
         self.errors += 1
         self.last_error = err.reason if err.source is None else f"{err.source}: {err.reason}"
         self.last_error_at = at
+        self.last_error_resolved_by = resolved_by
         self.recent_errors.append(err)
         del self.recent_errors[: -self.MAX_RECENT]
 

@@ -535,6 +535,11 @@ class ConnectionState(models.Model):
     rate = models.FloatField(default=0.0, help_text="Readings stored per second, lately.")
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error_resolved_by = models.CharField(
+        max_length=10,
+        blank=True,
+        help_text='What shows the last error is over: "connect", "write" (a clean write-back) or nothing.',
+    )
     recent_errors = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
 
@@ -551,23 +556,24 @@ class ConnectionState(models.Model):
         return f"in its last run: started {_ago(self.started_at)}, last report {_ago(self.updated_at)}"
 
     def error_resolved(self) -> tuple[str, datetime] | None:
-        """What the connection did successfully after its ``last_error``, the latest of ("connected", when)
-        and ("wrote back", when); None while the error is current (nothing succeeded since, or no error).
+        """What the connection did successfully after its ``last_error`` that shows the error is over:
+        ("connected", when) for a failed connection try (``last_error_resolved_by`` "connect"), ("wrote
+        back", when) for a write-back failed or refused ("write"; a pass that recorded an error does not
+        count as written back); None while the error is current, and always for a point's error (a bad
+        value, a topic gone quiet, a unit not answering: no success of the connection or of another point
+        says it is over).
 
         A start-up error (a PLC not up yet, a write-back refused) stays the last error for as long as
-        nothing fails again, so once the connection has connected or written back after it, it is history:
-        the site page and the console show it as past, with what resolved it. A message received is no such
-        proof: an error about one point (a bad value, a topic gone quiet) is not resolved by another's."""
+        nothing fails again, so once what it stopped has succeeded after it, it is history: the site page
+        and the console show it as past, with what resolved it."""
         if not self.last_error or self.last_error_at is None:
             return None
-        after = [
-            (moment, verb)
-            for verb, moment in (("connected", self.connected_at), ("wrote back", self.written_at))
-            if moment is not None and moment > self.last_error_at
-        ]
-        if not after:
+        verb, moment = {
+            "connect": ("connected", self.connected_at),
+            "write": ("wrote back", self.written_at),
+        }.get(self.last_error_resolved_by, ("", None))
+        if moment is None or moment <= self.last_error_at:
             return None
-        moment, verb = max(after)
         return verb, moment
 
     def is_current(self, now: datetime | None = None) -> bool:

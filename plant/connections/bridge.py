@@ -34,6 +34,8 @@ from django.utils import timezone
 from connectivity import protocols
 from connectivity.hold import with_sample_period
 from connectivity.points import (
+    CONNECT,
+    WRITE,
     ConnectionStatus,
     PointError,
     Sample,
@@ -227,7 +229,7 @@ class ConnectionRunner:
                 # The status page reads "disconnected: not reachable: ..." while the device is not up.
                 reason = failed_try(exc, self.status.connects > connects)[:300]
             self.status.connected = False
-            self.status.error(PointError(reason), time.time())
+            self.status.error(PointError(reason), time.time(), resolved_by=CONNECT)
             log.warning("connection %s (%s): %s", self.connection.pk, self.connection.name, reason)
             if time.monotonic() - started > STABLE_S:
                 delays = backoff_delays()
@@ -276,6 +278,7 @@ class ConnectionRunner:
             "rate": round(rate, 2),
             "last_error": status.last_error or "",
             "last_error_at": _moment(status.last_error_at),
+            "last_error_resolved_by": status.last_error_resolved_by,
             "recent_errors": [
                 {"reason": e.reason, "point": e.point, "source": e.source} for e in status.recent_errors
             ],
@@ -326,8 +329,10 @@ class ConnectionRunner:
         backoff; a failed attempt is counted on the rows and they are sent again."""
         client = protocols.module(self.connection.protocol)
         in_flight: dict[int, list[int]] = {}  # the state's row id -> every row it stands for
+        taken_at = [0.0]  # when the states being written were taken
 
         async def take() -> list[protocols.OutgoingState]:
+            taken_at[0] = time.time()
             while True:
                 rows = await self._db(_pending_write_backs, self.connection.pk)
                 if rows:
@@ -346,7 +351,11 @@ class ConnectionRunner:
         async def confirm(ids: list[int]) -> None:
             done = [pk for state_id in ids for pk in in_flight.pop(state_id, [state_id])]
             await self._db(_mark_written, done)
-            self.status.written_at = time.time()
+            # Written back, cleanly, only if the client recorded no error for this pass (a state the PLC
+            # refused is confirmed too, so it is not sent for ever): the error stays current.
+            last = self.status.last_error_at
+            if last is None or last < taken_at[0]:
+                self.status.written_at = time.time()
 
         delays = backoff_delays()
         while True:
@@ -357,7 +366,7 @@ class ConnectionRunner:
                 raise
             except Exception as exc:  # a failed write-back never stops reading
                 reason = f"write-back: {type(exc).__name__}: {exc}"[:300]
-            self.status.error(PointError(reason), time.time())
+            self.status.error(PointError(reason), time.time(), resolved_by=WRITE)
             failed = [pk for pks in in_flight.values() for pk in pks]
             if failed:
                 try:

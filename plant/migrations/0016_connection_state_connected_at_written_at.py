@@ -11,6 +11,15 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name="connectionstate",
+            name="last_error_resolved_by",
+            field=models.CharField(
+                blank=True,
+                help_text='What shows the last error is over: "connect", "write" (a clean write-back) or nothing.',
+                max_length=10,
+            ),
+        ),
+        migrations.AddField(
+            model_name="connectionstate",
             name="connected_at",
             field=models.DateTimeField(blank=True, help_text="When it last connected.", null=True),
         ),

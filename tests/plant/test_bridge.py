@@ -17,6 +17,7 @@ from django.db import OperationalError
 
 from connectivity import mqtt
 from connectivity.mqtt import sparkplug_payload
+from connectivity.points import PointError
 from plant.builders import make_asset, make_site
 from plant.choices import HealthStatus, QualityFlag
 from plant.connections import bridge
@@ -325,6 +326,34 @@ async def test_write_back_goes_on_when_recording_a_failed_publish_fails_too(mosq
     state = await fetch(state_of, connection)
     assert state.last_error.startswith("write-back: MqttError") and state.written_at > state.last_error_at
     assert state.error_resolved() is not None
+
+
+async def test_a_write_back_pass_the_device_refused_leaves_its_error_current(mosquitto, plant, monkeypatch):  # noqa: F811
+    """A state the device refused is confirmed (it is not sent for ever) in the same pass that recorded the
+    refusal: that confirmation is no proof of a clean write, so the error must not read as past."""
+    connection, (json_sensor, _) = plant
+
+    def prepare():
+        Connection.objects.filter(pk=connection.pk).update(write_back=True)
+        WriteBack.objects.create(
+            connection=connection, asset=json_sensor.asset, payload={"asset": "p-101", "state": "open"}
+        )
+        return Connection.objects.select_related("site").get(pk=connection.pk)
+
+    connection = await fetch(prepare)
+
+    async def device_refuses(config, take, confirm, status):
+        states = await take()
+        status.error(PointError("write refused: BadNotWritable", source="P101.Alarm"), time.time())
+        await confirm([state.id for state in states])
+        await asyncio.Event().wait()  # nothing more to write
+
+    monkeypatch.setattr(mqtt, "write_back", device_refuses)
+    async with running_bridge(connection):
+        await until(lambda: not WriteBack.objects.filter(published_at__isnull=True).exists())
+        await until(lambda: "write refused" in (getattr(state_of(connection), "last_error", "") or ""))
+    state = await fetch(state_of, connection)
+    assert state.written_at is None and state.error_resolved() is None
 
 
 async def test_a_frozen_sparkplug_metric_is_stored_held_and_flagged_stuck_and_a_dead_node_is_a_gap(

@@ -225,6 +225,7 @@ def test_a_start_up_error_the_connection_got_past_is_shown_as_past_on_the_site_p
         rate=4.0,
         last_error="not reachable: ConnectionRefusedError: [Errno 111]",
         last_error_at=now - timedelta(hours=3),
+        last_error_resolved_by="connect",
         connected_at=now - timedelta(hours=2, minutes=59),
         updated_at=now,
     )
@@ -237,6 +238,7 @@ def test_a_start_up_error_the_connection_got_past_is_shown_as_past_on_the_site_p
         rate=4.0,
         last_error="write-back: TimeoutError: no answer",
         last_error_at=now - timedelta(minutes=5),
+        last_error_resolved_by="write",
         connected_at=now - timedelta(hours=2),
         written_at=now - timedelta(minutes=6),
         updated_at=now,
@@ -261,16 +263,33 @@ def test_a_start_up_error_the_connection_got_past_is_shown_as_past_on_the_site_p
     assert f"last error ({now - timedelta(minutes=5):%Y-%m-%d %H:%M:%S}): write-back: TimeoutError" in page
 
 
-def test_an_error_is_resolved_by_the_latest_success_after_it_and_a_write_back_counts():
+def test_an_error_is_over_only_after_the_success_it_stopped():
     now = timezone.now()
     state = ConnectionState(
         last_error="write-back: ConnectionRefusedError",
         last_error_at=now - timedelta(hours=1),
+        last_error_resolved_by="write",
         connected_at=now - timedelta(hours=2),
     )
     assert state.error_resolved() is None
+    state.connected_at = now - timedelta(seconds=10)
+    assert state.error_resolved() is None  # connecting again does not write back
     state.written_at = now - timedelta(minutes=1)
     assert state.error_resolved() == ("wrote back", now - timedelta(minutes=1))
-    state.connected_at = now - timedelta(seconds=10)
-    assert state.error_resolved() == ("connected", now - timedelta(seconds=10))
+    tried = ConnectionState(
+        last_error="not reachable: ConnectionRefusedError",
+        last_error_at=now - timedelta(hours=1),
+        last_error_resolved_by="connect",
+        written_at=now - timedelta(minutes=1),
+    )
+    assert tried.error_resolved() is None  # a write-back is no connection (another client of the device)
+    tried.connected_at = now - timedelta(seconds=10)
+    assert tried.error_resolved() == ("connected", now - timedelta(seconds=10))
+    point = ConnectionState(
+        last_error="unit 5 read_holding: no answer",
+        last_error_at=now - timedelta(hours=1),
+        connected_at=now,
+        written_at=now,
+    )
+    assert point.error_resolved() is None  # a point's error: no success of the connection says it is over
     assert ConnectionState(connected_at=now).error_resolved() is None  # no error at all
