@@ -35,7 +35,7 @@ from models_registry.services import (
 )
 from plant.access import engineer_required, get_asset_for_user, site_ids_for_user
 from plant.models import Asset, EdgeAgent
-from plant.views import render_asset, site_form, site_zone
+from plant.views import render_asset, site_form
 
 RECENT_RUNS = 10
 
@@ -222,7 +222,7 @@ def asset_recalibrate(request: HttpRequest, pk: int) -> HttpResponse:
     valid = form.is_valid()
     if valid:
         try:
-            with timezone.override(site_zone(asset.site)):  # its messages name times as the form took them
+            with timezone.override(asset.site.zone):  # its messages name times as the form took them
                 done = recalibrate(
                     asset, form.cleaned_data["start"], form.cleaned_data["end"], actor=request.user
                 )

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core import signing
@@ -108,13 +107,6 @@ def connect() -> None:
 # --- planning ------------------------------------------------------------------------------------------------
 
 
-def site_zone(site: Site) -> ZoneInfo:
-    try:
-        return ZoneInfo(site.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def plan_event(event_id: int, *, now: datetime | None = None) -> list[int]:
     """The messages one alert state change calls for (written and queued); their ids."""
     event = (
@@ -177,7 +169,7 @@ def route(alert: Alert, tier: int, now: datetime) -> Route:
 
 def on_call(site: Site, tier: int, now: datetime) -> list[Channel]:
     """The channels whose shift of this tier covers `now` in the site's time zone."""
-    local = now.astimezone(site_zone(site))
+    local = now.astimezone(site.zone)
     shifts = Shift.objects.filter(site=site, tier=tier).select_related("channel")
     return [shift.channel for shift in shifts if shift.covers(local)]
 
@@ -212,7 +204,7 @@ def in_flood(site_id: int, at: datetime) -> bool:
 def quiet_until(alert: Alert, now: datetime) -> datetime | None:
     """The end of the quiet hours holding a message about `alert` now, or None when it goes out now."""
     site = alert.asset.site
-    local = now.astimezone(site_zone(site))
+    local = now.astimezone(site.zone)
     rank = Severity(alert.severity).rank
     for quiet in QuietHours.objects.filter(site=site):
         if rank <= Severity(quiet.max_severity).rank and quiet.covers(local):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
@@ -108,7 +107,7 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _chart_range(request: HttpRequest, asset: Asset) -> tuple[ChartRangeForm, TimeRange]:
     # Naive times typed into the form are the site's local wall-clock times.
-    with timezone.override(site_zone(asset.site)):
+    with timezone.override(asset.site.zone):
         form = ChartRangeForm(request.GET or None)
         return form, form.time_range()
 
@@ -131,7 +130,7 @@ def render_asset(
     context = {
         "asset": asset,
         "site": asset.site,
-        "site_zone": site_zone(asset.site),
+        "site_zone": asset.site.zone,
         "form": form,
         # An invalid form is shown with its errors, but its fields show the range actually drawn.
         "range_form": form if form.is_valid() else ChartRangeForm(initial={"range": span.preset}),
@@ -170,11 +169,7 @@ def asset_chart(request: HttpRequest, pk: int) -> JsonResponse:
 def site_form(form_class: type[forms.Form], data: Any, site: Site) -> forms.Form:
     """A form bound to ``data`` and validated in the site's time zone: naive times typed into it are the
     site's wall-clock times (the asset page's POST forms: missed failure, recalibration)."""
-    with timezone.override(site_zone(site)):
+    with timezone.override(site.zone):
         form = form_class(data)
         form.is_valid()
     return form
-
-
-def site_zone(site: Site) -> ZoneInfo:
-    return site.zone

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import F, Q
@@ -355,13 +355,6 @@ class KpiReport:
         }
 
 
-def site_zone(site: Site) -> ZoneInfo:
-    try:
-        return ZoneInfo(site.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def bucket_of(moment: datetime, kpi_period: str, zone: ZoneInfo, shift_starts: list) -> tuple[datetime, str]:
     """The start (aware, UTC) and label of the site's day ('2026-09-14'), ISO week ('2026-W37') or shift
     ('2026-09-14 06:00') that holds ``moment``."""
@@ -486,7 +479,7 @@ def _site_kpis(
     labels: dict[int, str],
     now: datetime,
 ) -> SiteKpis:
-    zone, starts = site_zone(site), site.shift_start_times()
+    zone, starts = site.zone, site.shift_start_times()
     since_s, limit_s = (since.timestamp() if since else None), limit.timestamp()
     rows: dict[datetime, KpiRow] = {}
     last: list[tuple[float, float, KpiRow]] = []

@@ -21,7 +21,6 @@ from django.db.models import Case, IntegerField, OuterRef, Prefetch, Q, QuerySet
 
 from alerts.choices import CLOSED_STATES, AlertCategory, AlertKind, AlertState, EpisodeState, Severity
 from alerts.metrics.facts import verdicts_in_force
-from alerts.metrics.kpis import site_zone
 from alerts.models import Alert, ThresholdOverride
 from alerts.services.sensor_faults import sensor_params
 from detection.explain import typical_ranges
@@ -258,7 +257,7 @@ def data_link_words(
         return DataLinkWords(short, f"Readings of {what} went missing in this alert's window: {check}")
     keys = list(dict.fromkeys(m.sensor_key for m in gaps))
     what += f" ({', '.join(keys)})" if many else f" {keys[0]}"
-    zone = site_zone(alert.asset.site)
+    zone = alert.asset.site.zone
     end = max(m.end for m in gaps)
     starts = [m.start for m in gaps if m.start is not None]
     if starts:
