@@ -288,19 +288,21 @@ async def test_a_database_error_while_starting_does_not_end_the_connection(mosqu
     assert failures["left"] == 0
 
 
+def with_one_state_to_write(connection, sensor) -> Connection:
+    """The connection with write-back on and one alert state of the sensor's asset in its outbox."""
+    Connection.objects.filter(pk=connection.pk).update(write_back=True)
+    WriteBack.objects.create(
+        connection=connection, asset=sensor.asset, payload={"asset": "p-101", "state": "open"}
+    )
+    return Connection.objects.select_related("site").get(pk=connection.pk)
+
+
 async def test_write_back_goes_on_when_recording_a_failed_publish_fails_too(mosquitto, plant, monkeypatch):  # noqa: F811
     """Regression: when a publish failed and recording that failure failed too (the database away at the
     same moment), the write-back task ended silently and nothing was written back until a restart."""
     connection, (json_sensor, _) = plant
 
-    def prepare():
-        Connection.objects.filter(pk=connection.pk).update(write_back=True)
-        WriteBack.objects.create(
-            connection=connection, asset=json_sensor.asset, payload={"asset": "p-101", "state": "open"}
-        )
-        return Connection.objects.select_related("site").get(pk=connection.pk)
-
-    connection = await fetch(prepare)
+    connection = await fetch(with_one_state_to_write, connection, json_sensor)
     failures = {"publish": 1, "record": 1}
     write_back, mark_failed = mqtt.write_back, bridge._mark_failed
 
@@ -333,14 +335,7 @@ async def test_a_write_back_pass_the_device_refused_leaves_its_error_current(mos
     refusal: that confirmation is no proof of a clean write, so the error must not read as past."""
     connection, (json_sensor, _) = plant
 
-    def prepare():
-        Connection.objects.filter(pk=connection.pk).update(write_back=True)
-        WriteBack.objects.create(
-            connection=connection, asset=json_sensor.asset, payload={"asset": "p-101", "state": "open"}
-        )
-        return Connection.objects.select_related("site").get(pk=connection.pk)
-
-    connection = await fetch(prepare)
+    connection = await fetch(with_one_state_to_write, connection, json_sensor)
 
     async def device_refuses(config, take, confirm, status):
         states = await take()
