@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from detection.wording import duration_text
+
 from plant.choices import LabelKind
 from plant.datasets import DatasetFormatError, UnknownSubset, nab
 from plant.datasets.common import AssetTypeSpec, LabelSpec, RoleSpec, Unit, check_limit
@@ -47,22 +49,14 @@ def stem_of(name: str) -> str:
     return Path(name).stem
 
 
-def _period_text(period_s: int) -> str:
-    if period_s % 3600 == 0:
-        return f"{period_s // 3600} h"
-    if period_s % 60 == 0:
-        return f"{period_s // 60} min"
-    return f"{period_s} s"
-
-
 def series_type(period_s: float) -> AssetTypeSpec:
     """The asset type of the series sampled every ``period_s`` (rounded to whole seconds): WINDOW_SAMPLES
     samples a window, one sample a step; the 5-minute one keeps the original slug ``nab-series``."""
     period = max(1, round(period_s))
     return AssetTypeSpec(
         slug="nab-series" if period == SERIES_PERIOD_S else f"nab-series-{period}s",
-        name=f"NAB single-sensor series, one sample every {_period_text(period)}",
-        description=f"A univariate series of the Numenta Anomaly Benchmark sampled every {_period_text(period)}"
+        name=f"NAB single-sensor series, one sample every {duration_text(period)}",
+        description=f"A univariate series of the Numenta Anomaly Benchmark sampled every {duration_text(period)}"
         f" (any category: the asset's location names the file).",
         roles=(RoleSpec("value", "Value", ""),),
         window_s=WINDOW_SAMPLES * period,
