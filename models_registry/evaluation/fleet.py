@@ -52,7 +52,7 @@ from detection.baseline import (
     is_robust,
     mean_vector,
     period_mask,
-    pooled,
+    pool,
     usable_rows,
 )
 from detection.features import Series, Windows, feature_names
@@ -221,17 +221,9 @@ def baselines(
     if normalisation == PER_ASSET_POOLED:
         if protocol is None:
             raise ValueError("the pooled step needs the protocol's window length and step")
-        spans = calibration_spans(prepared, protocol.window_s)
-        return {
-            key: pooled(
-                own,
-                spans[key],
-                [(other, spans[k]) for k, other in out.items() if k != key],
-                protocol.window_s,
-                protocol.step_s,
-            )
-            for key, own in out.items()
-        }
+        # The whole fleet at once: what detection.baseline.pooled gives each run against the others' own
+        # calibrations (the product's rule), computed once.
+        return pool(out, calibration_spans(prepared, protocol.window_s), protocol.window_s, protocol.step_s)
     return out
 
 
