@@ -112,14 +112,25 @@ class Severity(models.TextChoices):
 class ExplanationStatus(models.TextChoices):
     """Where an alert's explanation of its opening window stands. "awaiting": an alert decided at the edge
     whose window's readings have not reached the server yet (the agent sends its events first); it is
-    explained when they arrive (lifecycle.complete_explanation, _check_edge_openings), never failed for it."""
+    explained when they arrive (lifecycle.complete_explanation, _check_edge_openings), never failed for it.
+    "lost": they never will (its agent has sent everything it held up to the decision, or they are older
+    than the server accepts: ``alerts.services.edge_readings``); the alert says why (``explanation_note``)."""
 
     READY = "ready", "Ready"
     PENDING = "pending", "Explanation pending"
     AWAITING = "awaiting", "Awaiting the edge agent's readings"
+    LOST = "lost", "The edge agent's readings never reached the server"
     FAILED = "failed", "Explanation failed"
 
-    colour = colours({"ready": "#16a34a", "pending": "#d97706", "awaiting": "#6b7280", "failed": "#dc2626"})
+    colour = colours(
+        {
+            "ready": "#16a34a",
+            "pending": "#d97706",
+            "awaiting": "#6b7280",
+            "lost": "#6b7280",
+            "failed": "#dc2626",
+        }
+    )
 
 
 class FeedbackKind(models.TextChoices):

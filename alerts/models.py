@@ -135,6 +135,11 @@ class Alert(models.Model):
     explanation_status = models.CharField(
         max_length=8, choices=ExplanationStatus.choices, default=ExplanationStatus.PENDING
     )
+    explanation_note = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Why the readings an edge alert was decided on never reached the server (status lost).",
+    )
     dominant_role = models.CharField(
         max_length=40,
         blank=True,
@@ -158,6 +163,10 @@ class Alert(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Not a column: when the edge agent that decided an awaiting alert was last in contact, if it is silent
+    # now; set on the board's and alert page's alerts by ``alerts.services.board.decorate``.
+    agent_silent_since: datetime | None = None
 
     class Meta:
         ordering = ["-opened_at", "-id"]
@@ -223,16 +232,29 @@ class Alert(models.Model):
     @property
     def snooze_end_text(self) -> str:
         """When the snooze ends, as people read it: the time today, else the date and time."""
-        return "" if self.snoozed_until is None else _when_text(self.snoozed_until)
+        return "" if self.snoozed_until is None else when_text(self.snoozed_until)
 
     @property
     def awaiting_readings_text(self) -> str:
         """What the card and the alert page say while the explanation waits for the readings the edge agent
-        decided on (ExplanationStatus.AWAITING), so the wait does not read as a failure."""
-        return (
+        decided on (ExplanationStatus.AWAITING), so the wait does not read as a failure; with how long its
+        agent has been out of contact, when the board's ``decorate`` found it silent (``agent_silent_since``)."""
+        zone = self.asset.site.zone
+        text = (
             "Explanation follows when the readings the edge agent decided on reach the server (decided at "
-            f"the edge at {_when_text(self.opened_at, self.asset.site.zone)}; readings not received yet)."
+            f"the edge at {when_text(self.opened_at, zone)}; readings not received yet)."
         )
+        if self.agent_silent_since is not None:
+            text += (
+                f" The edge agent has been out of contact since {when_text(self.agent_silent_since, zone)}."
+            )
+        return text
+
+    @property
+    def lost_readings_text(self) -> str:
+        """What the card and the alert page say when the readings the edge agent decided on never reached
+        the server (ExplanationStatus.LOST), with the reason recorded then."""
+        return f"The readings the edge agent decided on never reached the server: {self.explanation_note}."
 
     def recategorize(
         self, category: str, why: str, *, at: datetime | None = None, **fields: Any
@@ -658,10 +680,10 @@ class MetricsCell(models.Model):
     tta_us = models.TextField(blank=True, help_text="Time to acknowledge of each acknowledged alert, µs.")
 
 
-def _when_text(at: datetime, zone: tzinfo | None = None) -> str:
+def when_text(at: datetime, zone: tzinfo | None = None, *, dated: bool = False) -> str:
     """A moment as people read it on a card, in ``zone`` (default: the current time zone): the time today,
-    else the date and time."""
+    else the date and time; ``dated``: the date and time always (words stored to be read on later days)."""
     local = timezone.localtime(at, zone)
-    if local.date() == timezone.localdate(timezone=zone):
+    if not dated and local.date() == timezone.localdate(timezone=zone):
         return f"{local:%H:%M}"
     return f"{local:%a %d %b %H:%M}"

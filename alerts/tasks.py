@@ -9,11 +9,12 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from alerts.choices import ExplanationStatus
 from alerts.metrics.closed import refresh_closed_periods
-from alerts.models import Alert
+from alerts.models import Alert, EdgeEvent
 from alerts.scheduling import (
     due_asset_ids,
     enqueue_after_commit,
@@ -24,6 +25,7 @@ from alerts.scheduling import (
 )
 from alerts.scoring import score_assets
 from alerts.services import complete_explanation, mark_explanation_failed, readings_arrived
+from plant.edge_agents import oldest_accepted
 
 logger = logging.getLogger(__name__)
 
@@ -57,20 +59,27 @@ def complete_explanation_task(self, alert_id: int) -> str | None:
 @shared_task(ignore_result=True)
 def sweep_pending_explanations_task() -> int:
     """Re-queue explanations still pending after VIGIL_EXPLANATION_SWEEP_AFTER_S, and those of edge alerts
-    awaiting readings that have arrived since.
+    awaiting readings that have arrived since, whose agent has reported since they were last looked at, or
+    that are older than the server accepts readings.
 
     An alert opens "pending" when its explanation could not be computed in the scoring transaction; the
     task that completes it is queued after commit, and is lost if the broker was down at that moment. An
     edge alert "awaiting" its window's readings is explained by the scorer when it scores that window; this
     covers a window the scorer never scores (older than its backlog limit) or failed to explain there (the
-    task then retries, and fails for good if the model does). The task is idempotent. Returns how many.
+    task then retries, and fails for good if the model does), and readings that will never come (the task
+    marks them lost: ``alerts.services.edge_readings``). The task is idempotent. Returns how many.
     """
-    cutoff = timezone.now() - timedelta(seconds=settings.VIGIL_EXPLANATION_SWEEP_AFTER_S)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.VIGIL_EXPLANATION_SWEEP_AFTER_S)
     pending = Alert.objects.filter(explanation_status=ExplanationStatus.PENDING, created_at__lt=cutoff)
-    # The readings test is a correlated subquery: asked of the few awaiting alerts only, not of every alert.
+    # The tests are correlated subqueries: asked of the few awaiting alerts only, not of every alert. A
+    # report of the agent after the alert's last look (the task stamps updated_at) may say it sent everything.
+    reported = EdgeEvent.objects.filter(
+        alert=OuterRef("pk"), gateway__edge_agent__last_contact_at__gt=OuterRef("updated_at")
+    )
     awaiting = Alert.objects.filter(
         explanation_status=ExplanationStatus.AWAITING, created_at__lt=cutoff
-    ).filter(readings_arrived())
+    ).filter(readings_arrived() | Exists(reported) | Q(opened_at__lt=oldest_accepted(now)))
     stale = list(pending.order_by("created_at").values_list("pk", flat=True)[:500])
     stale += list(awaiting.order_by("created_at").values_list("pk", flat=True)[: 500 - len(stale)])
 

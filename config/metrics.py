@@ -219,6 +219,7 @@ class VigilCollector(Collector):
         )
         # Edge alerts whose window's readings the agent has not forwarded yet: no work for the explain
         # queue (so neither pending nor in /readyz's check), but a number to watch for an agent that is gone.
+        # Those whose readings will never come are "lost" (alerts.services.edge_readings), not counted here.
         yield GaugeMetricFamily(
             "vigil_explanations_awaiting_readings",
             "Alerts decided at the edge whose explanation awaits the readings of their window",

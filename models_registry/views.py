@@ -3,7 +3,6 @@ champion-vs-challenger comparison with shadow / promote / roll back. Technicians
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -275,7 +274,6 @@ def _edge_context(request: HttpRequest, form: EdgeAssignForm | None = None) -> d
         asset_type__in=assets.values("asset_type"), status__in=EDGE_ASSIGNABLE
     ).select_related("asset_type")
     now = timezone.now()
-    silent_after = timedelta(seconds=settings.VIGIL_EDGE_SILENT_AFTER_S)
     # Per (site, asset tag), from the asset's active rollout (the one its agent switched to): the version,
     # and the alert rate it was measured at in its shadow trial (per 24 h), to set beside the local rate the
     # agent reports (a shift is what a human should look at).
@@ -323,7 +321,7 @@ def _edge_context(request: HttpRequest, form: EdgeAssignForm | None = None) -> d
         agents.append(
             {
                 "agent": agent,
-                "silent": now - agent.last_contact_at > silent_after,
+                "silent": agent.is_silent(now),
                 "drops": list(agent.gateway.edge_drops.all()[:5]),
                 "expected_24h": round(sum(rates), 1) if rates else None,
                 "models": models_named,

@@ -38,10 +38,17 @@ def edge_time(value: Any, name: str, now: datetime | None = None) -> datetime:
     if moment > now + timedelta(seconds=settings.VIGIL_INGEST_MAX_FUTURE_S):
         raise EdgeReportError(f"{name} {moment.isoformat()} is in the future (server time {now.isoformat()})")
     # The ingest's own bound (VIGIL_INGEST_MAX_AGE_DAYS): an edge time is accepted exactly when its readings are.
-    days = settings.VIGIL_INGEST_MAX_AGE_DAYS
-    if moment < now - timedelta(days=days):
-        raise EdgeReportError(f"{name} {moment.isoformat()} is more than {days} days old")
+    if moment < oldest_accepted(now):
+        raise EdgeReportError(
+            f"{name} {moment.isoformat()} is more than {settings.VIGIL_INGEST_MAX_AGE_DAYS} days old"
+        )
     return moment
+
+
+def oldest_accepted(now: datetime) -> datetime:
+    """The oldest time a gateway's reading (or an agent's report) is still accepted at ``now``: the ingest's
+    VIGIL_INGEST_MAX_AGE_DAYS back. A reading timed before it can never reach the server any more."""
+    return now - timedelta(days=settings.VIGIL_INGEST_MAX_AGE_DAYS)
 
 
 def check_storable(value: Any, name: str) -> Any:

@@ -361,6 +361,22 @@ class EdgeAgent(models.Model):
     def __str__(self) -> str:
         return f"edge agent of {self.gateway}"
 
+    def is_silent(self, now: datetime | None = None) -> bool:
+        """No report for more than VIGIL_EDGE_SILENT_AFTER_S: "silent" on the Edge page, "out of contact" on
+        the card of an alert it decided whose readings it has not sent yet."""
+        silent_after = timedelta(seconds=settings.VIGIL_EDGE_SILENT_AFTER_S)
+        return (now or timezone.now()) - self.last_contact_at > silent_after
+
+    def has_sent_up_to(self, until: datetime, *, reported_after: datetime) -> bool:
+        """Whether its latest report, received after ``reported_after``, says its outbox holds nothing timed
+        at or before ``until`` (the agent's clock): every reading it had up to then has left it — stored by
+        the server, refused by it, or dropped from the full buffer (``EdgeDrop``). The agent reports after
+        sending what it holds (``edge.forward``), so a report received after its alert event was recorded
+        covers the readings it queued before that event."""
+        return self.last_contact_at > reported_after and (
+            self.oldest_unsent_at is None or self.oldest_unsent_at > until
+        )
+
 
 class EdgeDrop(models.Model):
     """Readings an edge agent dropped from its full queue: never silent, shown on the Edge page."""

@@ -181,6 +181,10 @@ def test_edge_alerts_awaiting_their_readings_are_counted_apart_from_pending_expl
 ):
     version = bare_champion(asset.asset_type)
     make_alert(asset, version, age_min=300, raised_at_edge=True, explanation_status="awaiting")
+    # One whose readings will never come (its agent sent everything it held) is no longer waited for.
+    make_alert(
+        asset, version, age_min=400, state="auto_closed", raised_at_edge=True, explanation_status="lost"
+    )
     figures = scrape()
     assert figures[("vigil_explanations_awaiting_readings", ())] == 1
     # Not the explain queue's backlog: neither pending nor the oldest pending one.

@@ -5,7 +5,8 @@ Cost of one board, whatever the number of cards: the alerts (with their asset an
 the last closed similar alert as a correlated subquery on the (asset, kind, dominant_role, closed_at)
 index), their model versions (for the normal ranges), the sensor roles (labels, units) and, when any card
 has a similar alert, those alerts with their current verdicts — five queries; a sixth when a card is a
-data-link alert (the gaps that ended in its windows, for "No data from … from 10:02 to 10:09").
+data-link alert (the gaps that ended in its windows, for "No data from … from 10:02 to 10:09"), and one
+more when a card awaits the readings of an edge agent (its agent's last report, for "out of contact since").
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any
 
 from cachetools import LRUCache, cached
 from django.db.models import Case, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.utils import timezone
 
 from alerts.choices import CLOSED_STATES, AlertCategory, AlertKind, AlertState, EpisodeState, Severity
 from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, ThresholdOverride
+from alerts.services.edge_readings import mark_silent_agents
 from alerts.services.sensor_faults import sensor_params
 from detection.explain import typical_ranges
 from detection.runtime import higher_is_worse
@@ -169,11 +172,13 @@ def alert_level(
 
 
 def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
-    """Attach ``why``, ``level``, ``unusual``, ``unusual_for``, ``similar`` and ``data_link`` to board alerts
-    (annotated with ``similar_id`` and the override thresholds) in three queries, a fourth when a card is a
-    data-link alert; ``level`` when the caller has it."""
+    """Attach ``why``, ``level``, ``unusual``, ``unusual_for``, ``similar``, ``data_link`` and, on a card
+    awaiting an edge agent's readings, ``agent_silent_since`` to board alerts (annotated with ``similar_id``
+    and the override thresholds) in three queries, a fourth when a card is a data-link alert and one more
+    when one awaits readings; ``level`` when the caller has it."""
     if not alerts:
         return
+    mark_silent_agents(alerts, timezone.now())
     versions = versions_of({a.model_version_id for a in alerts})
     ranges = {pk: normal_ranges(version) for pk, version in versions.items()}
     meta = role_meta({a.asset.asset_type_id for a in alerts})

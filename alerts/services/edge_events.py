@@ -13,7 +13,8 @@ lifecycle's own persistence (``alerts.services.lifecycle``: the same alert key, 
   otherwise the alert opens with the agent's times (first window, deciding window, peak) and is marked
   raised at the edge. Its explanation is computed from the readings once they are forwarded (while none
   has reached the server its task marks it "awaiting" them, which the card and page say, and the scorer
-  explains the window when it scores it; the sweep re-runs the task once they are there),
+  explains the window when it scores it; the sweep re-runs the task once they are there, and marks them
+  "lost", saying why, once the agent reports it holds nothing from before the decision: ``edge_readings``),
   always by the alert's own version, even one the server no longer scores with
   (``lifecycle.explain_opening``), and for a baselined version with the calibration shipped in the bundle
   the agent ran (``models_registry.edge_rollout.agent_step``; the event names only the ONNX file, so a

@@ -75,6 +75,7 @@ from alerts.choices import (
 )
 from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
+from alerts.services.edge_readings import ReadingsFate, readings_fate
 from alerts.services.overrides import calibration_category, effective_thresholds
 from detection import rules
 from detection.baseline import BaselineError, baseline_mode, is_robust
@@ -117,6 +118,10 @@ class ScoredWindow:
 
 class ExplanationUnavailable(Exception):
     """The features of an alert's window cannot be rebuilt from the readings; the message says why."""
+
+
+class WindowMissing(ExplanationUnavailable):
+    """No complete window ends there: its readings are not (all) stored."""
 
 
 # --- pure rules -------------------------------------------------------------------------------------------
@@ -276,7 +281,7 @@ def _stored_window(asset: Asset, version: ModelVersion, end: datetime) -> _Store
     windows = asset_windows_between(asset, pipeline.roles, start, end, pipeline)
     match = np.flatnonzero(np.abs(np.asarray(windows.ends) - end.timestamp()) < 1e-6)
     if not len(match):
-        raise ExplanationUnavailable(f"no complete window of {asset} ends at {end.isoformat()}")
+        raise WindowMissing(f"no complete window of {asset} ends at {end.isoformat()}")
     return _StoredWindow(pipeline, windows, match[:1], start, end)
 
 
@@ -386,25 +391,44 @@ def complete_explanation(alert_id: int) -> str | None:
     """Explain a pending alert's opening window from its readings, attach it and re-run the quality gate.
 
     An alert decided at the edge whose window cannot be rebuilt because its readings have not reached the
-    server yet (no reading of the asset at or after the window's end) waits for them: it is marked
-    "awaiting" (its card says so) and explained when they arrive (by the scorer, ``_check_edge_openings``,
-    else the sweep's next run of this), instead of failing after the task's few retries.
+    server yet (no reading of the asset at or after the window's end; or later ones, while its agent has not
+    reported sending everything it held up to the decision) waits for them: it is marked "awaiting" (its
+    card says so) and explained when they arrive (by the scorer, ``_check_edge_openings``, else the sweep's
+    next run of this), instead of failing after the task's few retries. When they never will
+    (``edge_readings.readings_fate``) it is marked "lost", with the reason its card gives.
 
     Returns the new explanation status, or None when there is nothing to do (alert gone or explained).
     Raises when the window cannot be rebuilt or explained otherwise, so the calling task retries.
     """
-    alert = Alert.objects.select_related("asset__asset_type", "model_version").filter(pk=alert_id).first()
+    alert = (
+        Alert.objects.select_related("asset__asset_type", "asset__site", "model_version")
+        .filter(pk=alert_id)
+        .first()
+    )
     if alert is None or alert.explanation_status not in UNEXPLAINED:
         return None
     try:
         explanation, flagged = explain_opening(alert)
-    except ExplanationUnavailable:
+    except ExplanationUnavailable as exc:
         if not alert.raised_at_edge:
             raise
-        waiting = Alert.objects.filter(pk=alert_id, explanation_status__in=UNEXPLAINED).exclude(
-            readings_arrived()
-        )
-        if waiting.update(explanation_status=ExplanationStatus.AWAITING, updated_at=timezone.now()) == 0:
+        now = timezone.now()
+        missing = isinstance(exc, WindowMissing)
+        fate = readings_fate(alert, now) if missing else ReadingsFate()
+        unexplained = Alert.objects.filter(pk=alert_id, explanation_status__in=UNEXPLAINED)
+        if fate.lost:
+            if not unexplained.update(
+                explanation_status=ExplanationStatus.LOST, explanation_note=fate.lost[:300], updated_at=now
+            ):
+                return None
+            logger.info("alert #%s: the readings its edge agent decided on are lost: %s", alert_id, fate.lost)
+            if not alert.is_shadow:
+                broadcast_alerts([alert.pk])
+            return ExplanationStatus.LOST
+        # Later readings are there but not the window's: while the agent still holds what it had up to the
+        # decision (a backlog, or a report of dropped readings still to come), that is a wait, not a failure.
+        waiting = unexplained if fate.unsent else unexplained.exclude(readings_arrived())
+        if waiting.update(explanation_status=ExplanationStatus.AWAITING, updated_at=now) == 0:
             raise  # its readings are there: the window is incomplete or unusable, a failure to retry
         if alert.explanation_status != ExplanationStatus.AWAITING and not alert.is_shadow:
             broadcast_alerts([alert.pk])

@@ -29,7 +29,7 @@ from models_registry.edge_rollout import assign
 from models_registry.models import EdgeAssignment, EdgeStage
 from plant.choices import QualityFlag
 from plant.ingest import ParsedBatch, ingest_readings
-from plant.models import Label, Reading
+from plant.models import EdgeAgent, Label, Reading
 from tests.conftest import PASSWORD
 from tests.scoring.conftest import NAMES, vibration_model
 
@@ -374,6 +374,13 @@ def tech_client(client, technician):
     return client
 
 
+def last_try(alert: Alert) -> str | None:
+    """What the explanation task's last retry returns (after it, a failure is for good)."""
+    return complete_explanation_task.apply(
+        args=(alert.pk,), retries=complete_explanation_task.max_retries
+    ).get()
+
+
 def waiting_words(alert: Alert) -> str:
     """The card's words for an alert awaiting its readings, with the deciding time in the site's zone."""
     decided = alert.opened_at.astimezone(ZoneInfo(alert.asset.site.timezone))
@@ -394,8 +401,7 @@ def test_an_edge_alert_whose_readings_have_not_arrived_awaits_them_instead_of_fa
     # Its task finds no reading of the window, not even a later one: the agent has not forwarded them yet.
     assert complete_explanation_task(alert.pk) == ExplanationStatus.AWAITING
     # Nothing to retry, and even a last retry does not give up on it.
-    last = complete_explanation_task.apply(args=(alert.pk,), retries=complete_explanation_task.max_retries)
-    assert last.get() == ExplanationStatus.AWAITING
+    assert last_try(alert) == ExplanationStatus.AWAITING
     alert.refresh_from_db()
     assert alert.explanation_status == ExplanationStatus.AWAITING and alert.explanation is None
 
@@ -438,8 +444,7 @@ def test_an_edge_alert_whose_readings_are_there_but_whose_explanation_fails_ends
     with pytest.raises(ModelRuntimeError):
         complete_explanation_task(alert.pk)  # retried, not awaited: the readings are there
     assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.PENDING
-    last = complete_explanation_task.apply(args=(alert.pk,), retries=complete_explanation_task.max_retries)
-    assert last.get() == "failed"
+    assert last_try(alert) == "failed"
     assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.FAILED
 
 
@@ -463,9 +468,189 @@ def test_an_awaiting_alert_whose_readings_arrived_but_could_not_be_explained_is_
     assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.AWAITING
 
     assert sweep_pending_explanations_task() == 1 and sent == [alert.pk]
-    last = complete_explanation_task.apply(args=(alert.pk,), retries=complete_explanation_task.max_retries)
-    assert last.get() == "failed"
+    assert last_try(alert) == "failed"
     assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.FAILED
+
+
+# --- the wait ends: lost for good, or "out of contact since" -------------------------------------------------
+
+HEARTBEAT = "/api/v1/edge/heartbeat"
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def heartbeat(client, token, *, readings: int = 0, oldest: float | None = None, drops=()) -> None:
+    """The agent's report: ``readings`` still queued, the oldest of them timed ``oldest``."""
+    payload = {
+        "queue": {
+            "readings": readings,
+            "events": 0,
+            "oldest_ts": oldest,
+            "bytes_used": 0,
+            "max_bytes": 1 << 20,
+        },
+        "drops": list(drops),
+    }
+    response = client.post(
+        HEARTBEAT,
+        data=json.dumps(payload),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 200, response.content
+
+
+def dated(moment: datetime) -> str:
+    return f"{moment.astimezone(NEW_YORK):%a %d %b %H:%M}"
+
+
+def card_time(moment: datetime) -> str:
+    """A moment on a card in New York: the time today, else the date and time."""
+    local = moment.astimezone(NEW_YORK)
+    return (
+        f"{local:%H:%M}"
+        if local.date() == datetime.now(timezone.utc).astimezone(NEW_YORK).date()
+        else dated(moment)
+    )
+
+
+def pages(tech_client, alert: Alert) -> list[str]:
+    return [
+        tech_client.get(reverse("alerts:board")).content.decode(),
+        tech_client.get(reverse("alerts:detail", args=[alert.pk])).content.decode(),
+    ]
+
+
+@pytest.fixture
+def new_york(asset):
+    asset.site.timezone = "America/New_York"  # times are said in the site's zone
+    asset.site.save(update_fields=["timezone"])
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[int]:
+    """The explanation tasks the sweep queues."""
+    queued: list[int] = []
+    monkeypatch.setattr(complete_explanation_task, "delay", queued.append)
+    return queued
+
+
+def awaiting(alert: Alert) -> None:
+    """Its task found no readings (and looked at it now); the alert is older than the sweep's delay."""
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.AWAITING
+    Alert.objects.filter(pk=alert.pk).update(created_at=datetime.now(timezone.utc) - timedelta(hours=2))
+
+
+def test_an_awaiting_alert_ends_lost_once_its_agent_reports_it_holds_nothing_from_before_the_decision(
+    client, gateway_token, champion, asset, at, tech_client, new_york, sent
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    awaiting(alert)
+    assert sweep_pending_explanations_task() == 0 and not sent  # no word from the agent yet
+
+    # Back in contact, still sending what it held from before the decision: the wait goes on.
+    heartbeat(client, gateway_token, readings=5000, oldest=at - 600)
+    assert sweep_pending_explanations_task() == 1 and sent == [alert.pk]
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.AWAITING
+    assert sweep_pending_explanations_task() == 0  # asked again only when the agent reports again
+    assert sent == [alert.pk]
+
+    # Its next report: nothing left from before the decision (a wiped agent holds nothing at all), and
+    # none of the window's readings has reached the server.
+    heartbeat(client, gateway_token, readings=0, oldest=None)
+    assert sweep_pending_explanations_task() == 1 and sent == [alert.pk, alert.pk]
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.LOST
+
+    alert.refresh_from_db()
+    reported = EdgeAgent.objects.get().last_contact_at
+    words = (
+        "The readings the edge agent decided on never reached the server: the agent (gateway edge-1) reported "
+        f"at {dated(reported)} that it had nothing left to send from before the decision, so they were lost "
+        "on the gateway or refused by the server."
+    )
+    assert alert.explanation_status == ExplanationStatus.LOST and alert.explanation is None
+    assert alert.lost_readings_text == words
+    for html in pages(tech_client, alert):
+        assert words in html
+        assert "Explanation follows when" not in html and "could not be computed" not in html
+    # Ended: the sweep and a last retry leave it alone.
+    assert sweep_pending_explanations_task() == 0
+    assert last_try(alert) is None
+    assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.LOST
+
+
+def test_an_alert_whose_window_its_agent_dropped_from_a_full_buffer_waits_for_its_report_then_ends_lost(
+    client, gateway_token, champion, asset, at, tech_client, new_york
+):
+    heartbeat(client, gateway_token)  # in contact before its outage
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    # Back online after its buffer overflowed: the readings it still held (after the window) arrive before
+    # its report of the drop. Not a failure of the explanation: the agent has not said what it dropped.
+    store(asset, at + 60, at + 400, vibration(at))
+    assert last_try(alert) == ExplanationStatus.AWAITING
+
+    now = datetime.now(timezone.utc).timestamp()
+    drop = {"at": now, "count": 1500, "first_ts": at - 900, "last_ts": at + 50}
+    heartbeat(client, gateway_token, drops=[drop])
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.LOST
+
+    words = (
+        "The readings the edge agent decided on never reached the server: the agent (gateway edge-1) dropped "
+        f"1500 readings timed {dated(utc(at - 900))} to {dated(utc(at + 50))} from its full buffer."
+    )
+    assert Alert.objects.get(pk=alert.pk).lost_readings_text == words
+    for html in pages(tech_client, alert):
+        assert words in html and "could not be computed" not in html
+
+
+def test_an_alert_whose_window_is_incomplete_on_the_server_though_its_agent_sent_everything_fails_not_lost(
+    client, gateway_token, champion, asset, at
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    # Every sensor's readings reached the server but vibration's for the window's last two minutes, and the
+    # agent has nothing left to send and dropped nothing: not a delivery the server waits for or lost.
+    store(asset, at - 400, at + 30, vibration(at), gaps={"vibration": (at - 120, at + 31)})
+    heartbeat(client, gateway_token, readings=0, oldest=None)
+    assert last_try(alert) == "failed"
+    assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.FAILED
+
+
+def test_an_awaiting_alert_older_than_the_server_accepts_readings_ends_lost_though_its_agent_never_returns(
+    client, gateway_token, champion, asset, at, settings, sent
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    awaiting(alert)
+    assert sweep_pending_explanations_task() == 0
+    settings.VIGIL_INGEST_MAX_AGE_DAYS = 2
+    Alert.objects.filter(pk=alert.pk).update(
+        opened_at=datetime.now(timezone.utc) - timedelta(days=2, minutes=1)
+    )
+
+    assert sweep_pending_explanations_task() == 1 and sent == [alert.pk]
+    assert complete_explanation_task(alert.pk) == ExplanationStatus.LOST
+    assert Alert.objects.get(pk=alert.pk).explanation_note == (
+        "they are older than the 2 days the server accepts readings for"
+    )
+
+
+def test_the_card_of_an_alert_awaiting_a_silent_agent_says_since_when_it_has_been_out_of_contact(
+    client, gateway_token, champion, asset, at, tech_client, new_york, sent, settings
+):
+    settings.VIGIL_EDGE_SILENT_AFTER_S = 300
+    heartbeat(client, gateway_token)
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    awaiting(alert)
+    last_contact = utc(at + 30)
+    EdgeAgent.objects.update(last_contact_at=last_contact)  # it went silent after the decision
+
+    silent = f" The edge agent has been out of contact since {card_time(last_contact)}."
+    for html in pages(tech_client, alert):
+        assert waiting_words(alert) + silent in html
+    assert sweep_pending_explanations_task() == 0  # it still waits: the agent may come back with them
+
+    # Back in contact, still sending its backlog: the card no longer says it is out of contact.
+    heartbeat(client, gateway_token, readings=900, oldest=at - 60)
+    for html in pages(tech_client, alert):
+        assert waiting_words(alert) in html and "out of contact" not in html
 
 
 # --- the calibration the agent scored with ------------------------------------------------------------------
