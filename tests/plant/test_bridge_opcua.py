@@ -167,6 +167,25 @@ def test_a_bad_value_a_source_still_sends_is_stored_flagged_and_left_out_of_feat
     assert EXCLUDED_QUALITY & QualityFlag.SOURCE_BAD and not EXCLUDED_QUALITY & QualityFlag.SOURCE_UNCERTAIN
 
 
+def test_a_held_value_carrying_on_its_own_reading_is_no_gap_in_any_batch_and_one_after_others_is():
+    site = make_site("north")
+    asset = make_asset(site)
+    steady, restarted = Sensor.objects.filter(asset=asset).order_by("key")[:2]
+    connection = Connection.objects.create(
+        site=site, name="plc", protocol="opcua", endpoint="opc.tcp://x:4840"
+    )
+    key = steady.key
+    # The catch-up reading in one batch, the held ones carrying it on in the next (period 1 s, 30 s later).
+    bridge.store_samples(connection, [Sample(key, T, 4.0)], set())
+    bridge.store_samples(connection, [Sample(key, T + 30, 4.0, continues=T), Sample(key, T + 31, 4.0)], set())
+    assert [q & QualityFlag.GAP for _, _, q in readings(steady)] == [0, 0, 0]
+    # A point read again after an outage: its value's own reading is not the one before the held one.
+    other = restarted.key
+    bridge.store_samples(connection, [Sample(other, T, 4.0), Sample(other, T + 1, 4.0)], set())
+    bridge.store_samples(connection, [Sample(other, T, 4.0), Sample(other, T + 30, 4.0, continues=T)], set())
+    assert [q & QualityFlag.GAP for _, _, q in readings(restarted)] == [0, 0, int(QualityFlag.GAP)]
+
+
 async def test_a_frozen_value_on_a_live_server_is_stored_held_and_flagged_stuck_and_an_outage_stays_a_gap(
     device, settings
 ):
