@@ -5,7 +5,9 @@ The server's own timestamps and status codes are kept: a sample's time is the va
 kept but flagged UNCERTAIN, and Bad values become a BAD sample carrying the value the server sent with
 the status, if any (the bridge stores it flagged, so it is shown but never scored). After every (re)connect
 the current value of every node is read once (a catch-up read), so a reconnect leaves no silent gap: the
-outage shows as a gap ending at a fresh value. A lost connection makes `run` raise `ConnectionError`;
+outage shows as a gap ending at a fresh value; the read counts as the subscription's first answer and
+states each value current since its source time, so a value steady since before the connection is held on
+from its read with no gap between them (connectivity.hold, ``continues``). A lost connection makes `run` raise `ConnectionError`;
 the caller reconnects with backoff (`connectivity.points.backoff_delays`).
 
 Sample-and-hold. A data-change subscription reports changes only: a value that stays the same (a frozen
