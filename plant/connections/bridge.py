@@ -134,7 +134,7 @@ def store_samples(connection: Connection, samples: list[Sample], stale: set[str]
     if values:
         points, times, numbers, _, continued = zip(*values, strict=True)
         flags = [SOURCE_FLAGS[s.status] for s in values] if flagged else None
-        if not any(c is not None for c in continued):
+        if continued.count(None) == len(continued):  # the usual batch: no statement (counted in C)
             continued = None
         batch = ParsedBatch.from_arrays(points, times, numbers, source_flags=flags, continues=continued)
         ingested = ingest_readings(connection.site, batch)
