@@ -15,6 +15,14 @@ is assumed to agree with ours. Nothing is ever emitted for times before ``since`
 source did not vouch for stays a gap and is never filled in afterwards. A point whose last word carries no
 value (Bad or null without a value, not a number) is not held. Held samples go to ``put`` (the client's
 batcher), never counted as messages from the source.
+
+A value the source states current when asked (OPC UA's catch-up read when a session starts: ``track``
+with ``stated_at``) says more: it has not changed since its own time, however long before the session
+that was. Nothing is made up for that time (the session did not vouch for it), but the first sample held
+for it carries ``continues`` = the value's own time, when the session vouched without a break from the
+statement on: ingest then sees no data gap between the two (`plant.quality`, GAP), so a steady tag is
+not flagged "after gap" on its second reading each time the bridge connects. A value whose first held
+sample follows a break (the session lost, keep-alives missed) carries no such statement: that stays a gap.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from connectivity.points import PointError, Sample, number_field
 
 DEFAULT_SAMPLING_MS = 1000.0
 MAX_SAMPLING_MS = 3_600_000.0
+# Vouched spans and statements are converted from the client's monotonic clock to epoch seconds at
+# slightly different moments: a span that began with the statement itself may start this much after it.
+STATED_SLACK_S = 1e-3
 
 Put = Callable[[Sample, float], None]  # (held sample, now): the client's batcher
 
@@ -71,6 +82,7 @@ class _Held:
     next_k: int = 1  # the next held sample is at sample.ts + next_k x interval
     last_ts: float | None = None  # the last held sample's time
     lag: float = 0.0  # seconds from the source time of the point's last change to its arrival
+    stated_at: float | None = None  # when the source stated the value current (a read), before any held
 
 
 class SampleHold:
@@ -83,21 +95,30 @@ class SampleHold:
         self._held: dict[str, _Held] = {}
 
     def track(
-        self, key: str, interval_s: float, item: Sample | PointError, since: float | None = None
+        self,
+        key: str,
+        interval_s: float,
+        item: Sample | PointError,
+        since: float | None = None,
+        stated_at: float | None = None,
     ) -> None:
         """The source's latest word on point ``key``: a value is held from its time on, every ``interval_s``
         seconds; no value, nothing. With ``since`` (the source has vouched for itself without a break
         since then, this word included), the value held until now is first emitted up to the new one's
-        time (never past the present): the source would have sent any change in between."""
+        time (never past the present): the source would have sent any change in between. With
+        ``stated_at`` the source stated at that time that the value is the point's current one (a read;
+        see the module docstring); the same value again (no newer time) keeps an earlier statement."""
         before = self._held.get(key)
         if before is not None and since is not None and isinstance(item, Sample):
             self._emit(before, since, min(item.ts, self.clock()), inclusive=False)
         if isinstance(item, PointError) or item.value is None:
             self._held.pop(key, None)
             return
-        held = _Held(item, interval_s)
+        held = _Held(item, interval_s, stated_at=stated_at)
         if before is not None:
             held.last_ts = before.last_ts  # held times never go back (a value older than one held)
+            if stated_at is None and item.ts <= before.sample.ts:
+                held.stated_at = before.stated_at
             # A change arrives this long after its source time (the server's queue, a gateway, the
             # clocks): held times stay that far behind, where no real value can come any more.
             held.lag = max(0.0, self.clock() - item.ts) if item.ts > before.sample.ts else before.lag
@@ -119,9 +140,18 @@ class SampleHold:
         while base + k * interval <= floor:
             k += 1
         emitted = 0
+        # The first sample held for a value stated current carries it on from its own time, if the span
+        # vouched for reaches back to the statement (a span that began later followed a break: a gap).
+        stated = held.stated_at
+        continues = (
+            held.sample.ts
+            if held.last_ts is None and stated is not None and since <= stated + STATED_SLACK_S
+            else None
+        )
         # Times counted from the base, so no rounding error adds up.
         while (ts := base + k * interval) < until or (inclusive and ts == until):
-            self.put(held.sample._replace(ts=ts), self.clock())
+            self.put(held.sample._replace(ts=ts, continues=continues), self.clock())
+            continues = None
             held.last_ts = ts
             emitted += 1
             k += 1

@@ -19,7 +19,12 @@ from its next birth, which it asks for). Held samples are confirmed up to now ev
 after a death or without the connection. A node's death is known only once the broker publishes its
 will: at once when its connection closes, after 1.5x its keep-alive when the link silently dies.
 Nodes born before a connection are asked to be born again as soon as it has subscribed (a rebirth
-request to every mapped node), so their values are named and held from then on. An NDEATH whose
+request to every mapped node), so their values are named and held from then on. A node that does not
+answer (offline, or not serving "Node Control/Rebirth") is asked again on a schedule (after
+REBIRTH_EVERY_S, doubling up to REBIRTH_RETRY_MAX_S, until its next birth; data by an unknown alias asks on
+the same schedule), and each unanswered request is an error on the connection's status naming the node and
+what it costs: its data by alias cannot be named (dropped, counted) and its values are not held (a frozen
+metric reads as no data); its data by metric name is stored as it comes. An NDEATH whose
 ``bdSeq`` differs from the node's last NBIRTH's is the late will of an earlier session (the node has
 reconnected since) and is left alone (``Router._death_of_this_birth``).
 
@@ -41,7 +46,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import aiomqtt
@@ -68,7 +73,8 @@ SPARKPLUG_NAMESPACE = "spBv1.0"
 TS_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 _MAX_TOPIC = 65535  # bytes, the protocol's limit
 DRAIN_S = 5.0  # how long a stopping client may take to store and acknowledge what it received
-REBIRTH_EVERY_S = 5.0  # a node that keeps sending unknown aliases is asked to be born again this often
+REBIRTH_EVERY_S = 5.0  # a rebirth request not answered this long is sent again, then at doubling delays
+REBIRTH_RETRY_MAX_S = 60.0  # up to this: a node that never answers is asked once a minute
 REBIRTH_METRIC = "Node Control/Rebirth"
 HOLD_TICK_S = 0.1  # how often the values of live Sparkplug B nodes are held (emitted again)
 
@@ -281,7 +287,7 @@ class Router:
         self.aliases: dict[tuple[str, str, str], dict[int, str]] = {}
         # Nodes to send a rebirth command to (taken by the client), and when each was last asked.
         self.rebirths: list[tuple[str, str]] = []
-        self._asked: dict[tuple[str, str], float] = {}
+        self._asked: dict[tuple[str, str], _Asked] = {}
         self.unknown_aliases = 0  # metrics received by an alias no birth certificate named
         # (group, node) -> the bdSeq of its last NBIRTH, and the NDEATHs left alone for carrying another one.
         self.birth_seq: dict[tuple[str, str], int] = {}
@@ -413,12 +419,9 @@ class Router:
             if not name:
                 # The birth was missed (published before the bridge subscribed, or lost): the value cannot
                 # be named, so it is counted, and the node is asked to be born again (Sparkplug B's
-                # "Node Control/Rebirth" command), at most every REBIRTH_EVERY_S.
+                # "Node Control/Rebirth" command), on the schedule of its unanswered requests.
                 self.unknown_aliases += 1
-                asked = self._asked.get((group, node))
-                if asked is None or received - asked >= REBIRTH_EVERY_S:
-                    self._asked[(group, node)] = received
-                    self.rebirths.append((group, node))
+                self._ask(group, node, received)
                 errors.append(
                     PointError(
                         f"metric alias {metric.alias} has no birth certificate (rebirth requested)",
@@ -458,10 +461,53 @@ class Router:
     def ask_every_node(self, now: float) -> None:
         """Queue a rebirth request to every mapped Sparkplug B node (a new connection: nodes born before it
         are unknown to it, their aliases unbound and their frozen values not held until they are born
-        again). Counts as the nodes' last request for ``REBIRTH_EVERY_S``."""
+        again); each is then awaited and asked again on the schedule of `_ask`."""
         for group, node in sorted({(g, n) for g, n, _, _ in self.sparkplug_points}):
-            self._asked[(group, node)] = now
-            self.rebirths.append((group, node))
+            self._ask(group, node, now)
+
+    def _ask(self, group: str, node: str, now: float) -> bool:
+        """Queue a rebirth request to the node unless its last one is still within its time to answer
+        (REBIRTH_EVERY_S after the first, doubling up to REBIRTH_RETRY_MAX_S); its birth ends the asking.
+        Returns whether one was queued."""
+        asked = self._asked.get((group, node))
+        if asked is None:
+            self._asked[(group, node)] = _Asked(now, now + REBIRTH_EVERY_S)
+        elif now < asked.next_at:
+            return False
+        else:
+            asked.count += 1
+            asked.next_at = now + min(REBIRTH_EVERY_S * 2.0 ** (asked.count - 1), REBIRTH_RETRY_MAX_S)
+        self.rebirths.append((group, node))
+        return True
+
+    def next_rebirth_at(self) -> float | None:
+        """When the earliest unanswered rebirth request is due to be sent again (epoch seconds), or None."""
+        return min((asked.next_at for asked in self._asked.values()), default=None)
+
+    def unanswered(self, now: float) -> list[PointError]:
+        """Ask again every node whose rebirth request went unanswered for its time (`_ask`), and say so: one
+        error per node, naming it, since when it has been asked and what its silence costs."""
+        errors: list[PointError] = []
+        for (group, node), asked in sorted(self._asked.items()):
+            if now < asked.next_at:
+                continue
+            first, count = asked.first_at, asked.count
+            self._ask(group, node, now)
+            metrics = sum(
+                len(keys) for (g, n, _), keys in self.sparkplug_by_device.items() if (g, n) == (group, node)
+            )
+            since = datetime.fromtimestamp(first, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            requests = f"{count} rebirth request{'s' if count > 1 else ''}"
+            held = f"{metrics} mapped metric{'s are' if metrics != 1 else ' is'} not held"
+            errors.append(
+                PointError(
+                    f"no answer to {requests} since {since} (node offline, or no {REBIRTH_METRIC}): its "
+                    f"{held} and its data by alias is dropped until it is born; asked again in "
+                    f"{asked.next_at - now:.0f} s",
+                    source=f"{SPARKPLUG_NAMESPACE}/{group}/{node}",
+                )
+            )
+        return errors
 
     def _hold_put(self, sample: Sample, now: float) -> None:
         self._held.append(sample)
@@ -516,6 +562,15 @@ class Router:
                 keys.extend(device_keys)
                 self.aliases.pop((g, n, d), None)
         return [Sample(key, ts, None, SampleStatus.STALE) for key in keys]
+
+
+@dataclass(slots=True)
+class _Asked:
+    """A node's unanswered rebirth requests: when the first went, how many, when the next is due."""
+
+    first_at: float
+    next_at: float
+    count: int = 1
 
 
 class _Paths(NamedTuple):
@@ -667,6 +722,9 @@ async def _consume(
             timeout = max(0.0, first_at + flush_s - time.monotonic()) if waits else None
             if router.holding:  # held values are emitted every HOLD_TICK_S
                 timeout = HOLD_TICK_S if timeout is None else min(timeout, HOLD_TICK_S)
+            if (due := router.next_rebirth_at()) is not None:  # an unanswered rebirth request
+                wait = max(0.0, due - time.time())
+                timeout = wait if timeout is None else min(timeout, wait)
             waiting = {receive} if storing is None else {receive, storing}
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if storing is not None and storing.done():
@@ -681,7 +739,10 @@ async def _consume(
                 while len(messages) and len(batch) < batch_max:
                     message = queue.get_nowait()
                     take(message)
-                await _ask_rebirths(client, router)
+            now = time.time()
+            for error in router.unanswered(now):
+                status.error(error, now)
+            await _ask_rebirths(client, router)
             if router.holding:
                 hold()
             if not unacked and not batch:

@@ -5,7 +5,9 @@ The server's own timestamps and status codes are kept: a sample's time is the va
 kept but flagged UNCERTAIN, and Bad values become a BAD sample carrying the value the server sent with
 the status, if any (the bridge stores it flagged, so it is shown but never scored). After every (re)connect
 the current value of every node is read once (a catch-up read), so a reconnect leaves no silent gap: the
-outage shows as a gap ending at a fresh value. A lost connection makes `run` raise `ConnectionError`;
+outage shows as a gap ending at a fresh value; the read counts as the subscription's first answer and
+states each value current since its source time, so a value steady since before the connection is held on
+from its read with no gap between them (connectivity.hold, ``continues``). A lost connection makes `run` raise `ConnectionError`;
 the caller reconnects with backoff (`connectivity.points.backoff_delays`).
 
 Sample-and-hold. A data-change subscription reports changes only: a value that stays the same (a frozen
@@ -263,9 +265,14 @@ class _Subscription(Subscription):
         # Schedules the handler's calls (as tasks), so they are queued before the answer is noted.
         await super().publish_callback(publish_result)
         if vouches:
-            if self.answered_at is None or now - self.answered_at > CHAIN_KEEPALIVES * self.keepalive_s:
-                self.since = now
-            self.answered_at = now
+            self.answered(now)
+
+    def answered(self, now: float) -> None:
+        """The server answered at ``now`` (monotonic): a publish response, or the catch-up read, which
+        states every item's current value and so vouches for the session as a keep-alive would."""
+        if self.answered_at is None or now - self.answered_at > CHAIN_KEEPALIVES * self.keepalive_s:
+            self.since = now
+        self.answered_at = max(now, self.answered_at or now)
 
 
 class _Handler:
@@ -280,7 +287,9 @@ class _Handler:
         self.hold = hold
         self.subscription: _Subscription | None = None
 
-    def take(self, point: OpcUaPoint, value: ua.DataValue, now: float) -> None:
+    def take(self, point: OpcUaPoint, value: ua.DataValue, now: float, read: bool = False) -> None:
+        """One value of ``point`` received at ``now``; ``read``: the catch-up read's, which the server
+        states is the node's current value (held on from its own time, `connectivity.hold`)."""
         item = to_sample(point, value, now)
         since = self.subscription.since if self.subscription is not None else None
         # The value held until this one goes first: the point's samples stay in time order.
@@ -289,6 +298,7 @@ class _Handler:
             point.sampling_interval_ms / 1000.0,
             item,
             None if since is None else since + now - time.monotonic(),
+            stated_at=now if read else None,
         )
         self.batcher.add(item, now)
 
@@ -353,9 +363,11 @@ async def _catch_up(client: Client, live: dict[ua.NodeId, list[OpcUaPoint]], han
         return
     values = await client.read_attributes([client.get_node(n) for n in live], ua.AttributeIds.Value)
     now = time.time()
+    if handler.subscription is not None:
+        handler.subscription.answered(time.monotonic())
     for group, value in zip(live.values(), values, strict=True):
         for point in group:
-            handler.take(point, value, now)
+            handler.take(point, value, now, read=True)
 
 
 async def _create_subscription(client: Client, cfg: OpcUaConfig, handler: _Handler) -> _Subscription:

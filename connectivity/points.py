@@ -42,6 +42,10 @@ class Sample(NamedTuple):
     ts: float  # UTC epoch seconds: the source's timestamp when the protocol carries one, else receipt time
     value: float | None  # None when STALE, or BAD without a value
     status: SampleStatus = SampleStatus.GOOD
+    # The time of this point's earlier sample this one carries on unchanged, as the source stated (a value
+    # a report-by-exception source read as current since then: `connectivity.hold`): readings missing
+    # between the two are no data gap. None: no such statement.
+    continues: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,9 @@ flagged by prepending the stored history just before it (its *context*) and comp
 - STUCK: the value equals the previous one exactly for at least `stuck_samples` consecutive samples;
   every sample of the run from the N-th one on is flagged (a run that began in the context counts).
 - GAP: more than gap_factor x sample_period_s seconds passed since the previous reading; the reading
-  that ends the gap carries the flag.
+  that ends the gap carries the flag. Not when the reading's source stated that it carries the previous
+  one on unchanged (`continues_s` equal to the previous reading's time: a report-by-exception value read
+  as current, held by the bridge, connectivity.hold): silence of an unchanged value is no missing data.
 
 Out-of-order data: the caller sorts context + batch by time before flagging, and the context contains
 the stored readings just before the batch *and* those stored inside the batch's time span, so a late
@@ -132,12 +134,14 @@ def compute_flags(
     stuck_samples: int,
     gap_factor: float,
     window: int = 30,
+    continues_s: np.ndarray | None = None,
 ) -> np.ndarray:
     """Quality bits of many series at once.
 
     Rows are grouped by `group` (e.g. sensor) and sorted by time within each group; the groups are
     contiguous. Per-sensor settings may be scalars or per-row arrays. `target` marks the rows whose flags
-    are wanted (the others are context); flags of non-target rows are returned as 0.
+    are wanted (the others are context); flags of non-target rows are returned as 0. `continues_s`: per
+    row, the time of the reading it carries on unchanged (NaN: none; see GAP).
     """
     n = len(values)
     flags = np.zeros(n, dtype=np.uint16)
@@ -158,6 +162,8 @@ def compute_flags(
 
     gap = np.zeros(n, dtype=bool)
     gap[1:] = (ts_s[1:] - ts_s[:-1]) > gap_factor * period[1:]
+    if continues_s is not None:
+        gap[1:] &= np.asarray(continues_s, dtype=np.float64)[1:] != ts_s[:-1]
     flags[gap & ~new_group] |= int(QualityFlag.GAP)
 
     same = np.zeros(n, dtype=bool)

@@ -132,9 +132,11 @@ def store_samples(connection: Connection, samples: list[Sample], stale: set[str]
         if s.status == SampleStatus.BAD
     ]
     if values:
-        points, times, numbers, _ = zip(*values, strict=True)
+        points, times, numbers, _, continued = zip(*values, strict=True)
         flags = [SOURCE_FLAGS[s.status] for s in values] if flagged else None
-        batch = ParsedBatch.from_arrays(points, times, numbers, source_flags=flags)
+        if continued.count(None) == len(continued):  # the usual batch: no statement (counted in C)
+            continued = None
+        batch = ParsedBatch.from_arrays(points, times, numbers, source_flags=flags, continues=continued)
         ingested = ingest_readings(connection.site, batch)
         result.accepted = ingested.accepted
         result.rejected += [(values[index].point, reason) for index, reason in ingested.rejected]

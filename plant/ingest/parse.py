@@ -69,6 +69,10 @@ class ParsedBatch:
     # Quality bits the source itself gave each usable row (plant.choices.QualityFlag, e.g. an OPC UA
     # Uncertain status), ORed into the bits ingestion computes; None: no source bits.
     source_flags: np.ndarray | None = None
+    # Per usable row, the time (epoch µs, as ts_us) of the sensor's earlier reading this one carries on
+    # unchanged as its source stated (the bridge's held values, connectivity.hold), -1 where none: no GAP
+    # is flagged between the two. None: no row has one.
+    continues_us: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -80,9 +84,11 @@ class ParsedBatch:
         ts: np.ndarray | Sequence[float],
         values: np.ndarray,
         source_flags: np.ndarray | Sequence[int] | None = None,
+        continues: Sequence[float | None] | None = None,
     ) -> ParsedBatch:
         """Build a batch from trusted columns (dataset loaders, the simulator, the bridge): `ts` is datetime64
-        or epoch s; `source_flags` the quality bits the source gave each row (the bridge's OPC UA statuses).
+        or epoch s; `source_flags` the quality bits the source gave each row (the bridge's OPC UA statuses);
+        `continues` per row the epoch s of the reading it carries on unchanged, or None (`continues_us`).
 
         Non-finite values and timestamps outside 1970..9999 are still turned into row errors.
         """
@@ -94,6 +100,10 @@ class ParsedBatch:
         batch = _assemble(list(keys), ts_s, np.asarray(values, dtype=np.float64), [])
         if source_flags is not None:
             batch.source_flags = np.asarray(source_flags, dtype=np.uint16)[batch.index]
+        if continues is not None:
+            at = np.array([np.nan if c is None else c for c in continues], dtype=np.float64)[batch.index]
+            # Rounded as the times are (_assemble), so a continued reading's time compares equal.
+            batch.continues_us = np.where(np.isfinite(at), np.rint(at * 1e6), -1).astype(np.int64)
         return batch
 
 

@@ -150,7 +150,8 @@ def ingest_readings(
     number, ts_us, values = number[first], ts_us[first], values[first]
 
     started = time.perf_counter()
-    quality = _flag(sensors, number, ts_us, values)
+    continues = None if batch.continues_us is None else batch.continues_us[ok][order][first]
+    quality = _flag(sensors, number, ts_us, values, continues)
     if batch.source_flags is not None:
         quality |= batch.source_flags[ok][order][first]
     timings["quality"] = time.perf_counter() - started
@@ -173,8 +174,15 @@ def ingest_readings(
     return result
 
 
-def _flag(sensors: _Sensors, number: np.ndarray, ts_us: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Quality bits of rows sorted by (sensor number, ts), computed over stored context + batch."""
+def _flag(
+    sensors: _Sensors,
+    number: np.ndarray,
+    ts_us: np.ndarray,
+    values: np.ndarray,
+    continues_us: np.ndarray | None = None,
+) -> np.ndarray:
+    """Quality bits of rows sorted by (sensor number, ts), computed over stored context + batch;
+    `continues_us` as `ParsedBatch.continues_us`, of these rows."""
     if len(number) == 0:
         return np.zeros(0, dtype=np.uint16)
     starts = np.flatnonzero(np.r_[True, number[1:] != number[:-1]])
@@ -196,6 +204,7 @@ def _flag(sensors: _Sensors, number: np.ndarray, ts_us: np.ndarray, values: np.n
     all_num = np.concatenate([ctx_num, number])
     all_ts = np.concatenate([ctx_ts, ts_us])
     all_val = np.concatenate([ctx_val, values])
+    all_cont = None if continues_us is None else np.concatenate([np.full(n_ctx, -1), continues_us])
     is_batch = np.r_[np.zeros(n_ctx, dtype=bool), np.ones(len(number), dtype=bool)]
     batch_pos = np.r_[np.full(n_ctx, -1), np.arange(len(number))]
     if n_ctx:
@@ -207,6 +216,8 @@ def _flag(sensors: _Sensors, number: np.ndarray, ts_us: np.ndarray, values: np.n
         keep[1:] = (all_num[1:] != all_num[:-1]) | (all_ts[1:] != all_ts[:-1])
         all_num, all_ts, all_val = all_num[keep], all_ts[keep], all_val[keep]
         is_batch, batch_pos = is_batch[keep], batch_pos[keep]
+        if all_cont is not None:
+            all_cont = all_cont[order][keep]
 
     flags = compute_flags(
         all_num,
@@ -218,6 +229,7 @@ def _flag(sensors: _Sensors, number: np.ndarray, ts_us: np.ndarray, values: np.n
         sample_period_s=sensors.period[all_num],
         **quality_rules(),
         window=window,
+        continues_s=None if all_cont is None else np.where(all_cont >= 0, all_cont / 1e6, np.nan),
     )
     quality = np.zeros(len(number), dtype=np.uint16)
     quality[batch_pos[is_batch]] = flags[is_batch]

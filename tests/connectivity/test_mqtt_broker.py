@@ -231,6 +231,56 @@ async def test_data_without_a_birth_asks_the_node_for_a_rebirth_and_resumes_afte
     assert status.errors == 1 and len(commands) == 1
 
 
+async def test_a_node_that_never_answers_a_rebirth_is_asked_again_on_a_schedule_and_named_on_the_status(
+    mosquitto, monkeypatch
+):
+    # Before, a node that did not answer the rebirth request of the connect was never asked again unless it
+    # sent data by an unknown alias, and nothing said it had not answered: its frozen values read as no data.
+    monkeypatch.setattr(mqtt, "REBIRTH_EVERY_S", 0.3)
+    monkeypatch.setattr(mqtt, "REBIRTH_RETRY_MAX_S", 1.0, raising=False)
+    sink, status = Collecting(), ConnectionStatus()
+    base = {"format": "sparkplug", "group": "plant", "node": "edge1", "device": "pump2"}
+    points = {
+        "p2.vib": mqtt.parse_point(base | {"metric": "vibration"}),
+        "p2.cur": mqtt.parse_point(base | {"metric": "current"}),
+    }
+    cfg = ConnectionConfig(name="test", endpoint=mosquitto.endpoint, interval_s=0.05, client_id="vigil-mute")
+    asked: list[float] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as node:  # listens, never answers
+        await node.subscribe("spBv1.0/plant/NCMD/edge1")
+
+        async def listen() -> None:
+            async for _ in node.messages:
+                asked.append(time.monotonic())
+
+        listener = asyncio.create_task(listen())
+        task = asyncio.create_task(mqtt.run(cfg, points, sink, status))
+        await until(lambda: len(asked) >= 4)  # on connecting, then after 0.3, 0.6 and 1.0 s
+        # Its data by metric name is stored all the while; by an alias it cannot be named.
+        await node.publish(
+            "spBv1.0/plant/DDATA/edge1/pump2",
+            sparkplug_payload([("vibration", None, 0.5), (None, 7, 9.0)], 1_767_600_000_000),
+            qos=1,
+        )
+        await until(lambda: sink.samples and "no birth certificate" in (status.last_error or ""))
+        await until(lambda: "no answer to 4 rebirth requests" in (status.last_error or ""))
+        last = status.last_error
+        # Born at last: no more requests, no more errors.
+        await node.publish("spBv1.0/plant/NBIRTH/edge1", sparkplug_payload([], 2_000), qos=1)
+        await asyncio.sleep(0.2)
+        requests, errors = len(asked), status.errors
+        await asyncio.sleep(2.5)
+        listener.cancel()
+    await stop(task)
+    gaps = [round(b - a, 1) for a, b in zip(asked, asked[1:])]
+    assert gaps[:3] == pytest.approx([0.3, 0.6, 1.0], abs=0.25)  # doubling, up to the cap
+    assert last.startswith("spBv1.0/plant/edge1: no answer to 4 rebirth requests since ")
+    assert "its 2 mapped metrics are not held and its data by alias is dropped until it is born" in last
+    assert last.endswith("; asked again in 1 s")
+    assert sink.samples == [Sample("p2.vib", 1_767_600_000.0, 0.5)]
+    assert (len(asked), status.errors) == (requests, errors)
+
+
 # An edge node in its own process, as in a plant: it connects with its NDEATH as its MQTT will, publishes
 # its birth certificate (one metric, "pressure", at the value given, dated by its clock, which it prints)
 # and then nothing: the metric is frozen. Killing the process drops its connection, so the broker publishes the will.

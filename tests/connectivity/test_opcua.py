@@ -285,6 +285,24 @@ async def test_held_values_cover_only_the_time_the_server_vouched_for():
     assert status.messages == 0  # held samples are no messages from the server
 
 
+def test_a_value_stated_current_carries_on_from_its_own_time_only_across_an_unbroken_span():
+    """The catch-up read states a value current since its source time: its first held sample continues
+    that reading (ingest flags no gap between them) when the answers ran on from the read; after a
+    break, and for every later held sample, no such statement."""
+    held: list[Sample] = []
+    hold = SampleHold(lambda sample, _now: held.append(sample), clock=lambda: 103.0)
+    hold.track("a", 0.5, Sample("a", 10.2, 4.0), stated_at=100.0)
+    hold.track("b", 0.5, Sample("b", 10.2, 4.0), stated_at=100.0)
+    hold.track("b", 0.5, Sample("b", 10.2, 4.0))  # the subscription's first notification: same value
+    hold.confirm(101.5, since=100.0)
+    assert [(s.ts, s.continues) for s in held if s.point == "a"] == [(100.2, 10.2), (100.7, None)]
+    assert [s.continues for s in held if s.point == "b"] == [10.2, None]
+    held.clear()
+    hold.track("c", 0.5, Sample("c", 10.2, 4.0), stated_at=100.0)
+    hold.confirm(103.0, since=101.0)  # no answer from the read until 101: a break
+    assert [s.continues for s in held if s.point == "c"] == [None] * 3
+
+
 async def test_a_refused_connection_raises_without_a_hang():
     cfg = OpcUaConfig(f"opc.tcp://127.0.0.1:{free_port()}/", timeout_s=1.0)
     with pytest.raises((OSError, TimeoutError)):

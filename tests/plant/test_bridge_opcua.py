@@ -167,6 +167,25 @@ def test_a_bad_value_a_source_still_sends_is_stored_flagged_and_left_out_of_feat
     assert EXCLUDED_QUALITY & QualityFlag.SOURCE_BAD and not EXCLUDED_QUALITY & QualityFlag.SOURCE_UNCERTAIN
 
 
+def test_a_held_value_carrying_on_its_own_reading_is_no_gap_in_any_batch_and_one_after_others_is():
+    site = make_site("north")
+    asset = make_asset(site)
+    steady, restarted = Sensor.objects.filter(asset=asset).order_by("key")[:2]
+    connection = Connection.objects.create(
+        site=site, name="plc", protocol="opcua", endpoint="opc.tcp://x:4840"
+    )
+    key = steady.key
+    # The catch-up reading in one batch, the held ones carrying it on in the next (period 1 s, 30 s later).
+    bridge.store_samples(connection, [Sample(key, T, 4.0)], set())
+    bridge.store_samples(connection, [Sample(key, T + 30, 4.0, continues=T), Sample(key, T + 31, 4.0)], set())
+    assert [q & QualityFlag.GAP for _, _, q in readings(steady)] == [0, 0, 0]
+    # A point read again after an outage: its value's own reading is not the one before the held one.
+    other = restarted.key
+    bridge.store_samples(connection, [Sample(other, T, 4.0), Sample(other, T + 1, 4.0)], set())
+    bridge.store_samples(connection, [Sample(other, T, 4.0), Sample(other, T + 30, 4.0, continues=T)], set())
+    assert [q & QualityFlag.GAP for _, _, q in readings(restarted)] == [0, 0, int(QualityFlag.GAP)]
+
+
 async def test_a_frozen_value_on_a_live_server_is_stored_held_and_flagged_stuck_and_an_outage_stays_a_gap(
     device, settings
 ):
@@ -210,3 +229,40 @@ async def test_a_frozen_value_on_a_live_server_is_stored_held_and_flagged_stuck_
     assert not [r for r in after if stopped <= r[0] < back]  # the outage is a gap: no held values in it
     first_back = next(r for r in after if r[0] >= back)
     assert first_back[2] & QualityFlag.GAP
+
+
+async def test_a_value_steady_since_before_the_bridge_connected_is_no_gap_and_an_outage_still_is():
+    # A subscription reports changes only: a value steady since before the bridge connected has its
+    # catch-up read at its old source time and then held values from the connection on. The second
+    # reading was flagged "after gap" (a false data gap on every steady tag at every connect); the server
+    # stated the value current since its own time, so the held value carries it on. An outage of the
+    # session is still a gap.
+    steady_since = time.time() - 30.0
+    port = free_port()
+    device = await start_opcua_device(port, initial={"pressure": 4.0}, initial_ts=steady_since)
+    try:
+        connection, sensor = await fetch(opcua_plant, device)
+        await fetch(lambda: Sensor.objects.filter(pk=sensor.pk).update(sample_period_s=0.1))
+        await fetch(
+            lambda: PointMapping.objects.filter(sensor=sensor).update(
+                address={"node_id": device.node_id("pressure"), "sampling_interval_ms": "100"}
+            )
+        )
+        async with running_bridge(connection):
+            await until(lambda: len(readings(sensor)) >= 10)
+            first = await fetch(readings, sensor)
+            await device.stop()
+            stopped = time.time()
+            await asyncio.sleep(2.0)  # the server is away: a gap
+            # Back with the same value and source time, as a restarted gateway serving an unchanged PLC.
+            device = await start_opcua_device(port, initial={"pressure": 4.0}, initial_ts=steady_since)
+            await until(lambda: any(r[0] > stopped + 2.0 for r in readings(sensor)))
+    finally:
+        await device.stop()
+    assert round(first[0][0] - steady_since, 3) == 0.0 and first[1][0] - steady_since > 25.0
+    assert {value for _, value, _ in first} == {4.0}
+    assert not any(quality & QualityFlag.GAP for _, _, quality in first)  # the second one was flagged
+    after = [r for r in await fetch(readings, sensor) if r[0] > stopped]
+    assert not [r for r in after if r[0] < stopped + 2.0]  # nothing made up for the outage
+    assert after[0][2] & QualityFlag.GAP  # its end is a gap
+    assert not any(quality & QualityFlag.GAP for _, _, quality in after[1:])
