@@ -181,6 +181,7 @@ class FalseAlarmReason(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
     # Last, so the metrics CSV's reason columns keep their places.
     SENSOR_READS_TRUE = "sensor_reads_true", "Sensor checked, reads true"
+    LINK_WORKING = "link_working", "Link checked, working"
 
     @property
     def colour(self) -> str:
@@ -189,20 +190,30 @@ class FalseAlarmReason(models.TextChoices):
 
 def false_alarm_reasons(kind: str, category: str) -> tuple[FalseAlarmReason, ...]:
     """The false-alarm reasons an alert of this kind and category offers (its card's buttons, in order);
-    alerts.services.feedback accepts no other. On a "Check the sensor" alert (the sensor rules' own, or a
-    model's alert the quality gate filed there) a false alarm says the sensor was fine and its readings true
-    (no excluded label), so "Sensor checked, reads true" takes the place of "Sensor glitch", which there would
-    say the alert was right. Elsewhere "Sensor glitch" stays: the reading glitched, not the machine."""
-    sensor = kind == AlertKind.SENSOR_FAULT or category == AlertCategory.SENSOR_FAULT
+    alerts.services.feedback accepts no other. The first says what the card's false alarm means:
+
+    * "Check the sensor" (the sensor rules' own alert, or a model's alert the quality gate filed there): the
+      sensor was fine and its readings true (no excluded label), "Sensor checked, reads true"; "Sensor
+      glitch" would say the alert was right;
+    * "Check the data link" (readings of a driving sensor went missing): the link was working, "Link
+      checked, working"; "Sensor glitch" speaks of readings that arrived wrong, and these did not arrive
+      (a data-link verdict relabels nothing: there are no readings of the gap);
+    * a machine fault: "Sensor glitch", the reading glitched, not the machine (the window labelled normal).
+    """
+    if kind == AlertKind.SENSOR_FAULT or category == AlertCategory.SENSOR_FAULT:
+        first = FalseAlarmReason.SENSOR_READS_TRUE
+    elif category == AlertCategory.DATA_LINK:
+        first = FalseAlarmReason.LINK_WORKING
+    else:
+        first = FalseAlarmReason.SENSOR_GLITCH
     return (
-        FalseAlarmReason.SENSOR_READS_TRUE if sensor else FalseAlarmReason.SENSOR_GLITCH,
+        first,
         FalseAlarmReason.NORMAL_OPERATING_CHANGE,
         FalseAlarmReason.MAINTENANCE_ACTIVITY,
         FalseAlarmReason.UNKNOWN,
     )
 
 
-# Snooze lengths offered on the board ("snooze:1h").
 # A confirmed data-link alert in the words of its buttons (templates/alerts/_feedback.html): the link was
 # down and what was done about the link, not a machine repaired.
 DATA_LINK_VERDICT = "Data link was down"
@@ -223,6 +234,7 @@ def verdict_summary(verdict: str, action: str | None, reason: str | None, catego
     return f"{label} — {detail}" if detail else label
 
 
+# Snooze lengths offered on the board ("snooze:1h").
 SNOOZE_HOURS = {"1h": 1, "8h": 8}
 
 
