@@ -222,15 +222,38 @@ DATA_LINK_ACTIONS = {
     MaintenanceAction.SCHEDULED: "Fix scheduled",
     MaintenanceAction.INSPECTED_NO_ACTION: "Checked, no action",
 }
+# What a false alarm records on a card of each category (alerts.services.feedback): said after a reason the
+# card no longer offers, so that an older verdict's words do not contradict what it counts as.
+FALSE_ALARM_MEANS = {
+    AlertCategory.MACHINE_FAULT: "the machine was fine",
+    AlertCategory.SENSOR_FAULT: "the sensor read true",
+    AlertCategory.DATA_LINK: "the link was working",
+}
 
 
-def verdict_summary(verdict: str, action: str | None, reason: str | None, category: str | None) -> str:
+def verdict_summary(
+    verdict: str, action: str | None, reason: str | None, category: str | None, kind: str = ""
+) -> str:
     """One line for people: "Confirmed fault — Repaired", "False alarm — Sensor glitch"; a confirmed
-    data-link alert (``category``) speaks of the link: "Data link was down — Link restored"."""
+    data-link alert (``category``) speaks of the link: "Data link was down — Link restored".
+
+    A false alarm given with a reason its alert's card no longer offers (``false_alarm_reasons``: "Sensor
+    glitch" on a "Check the sensor" card before it offered "Sensor checked, reads true", or on a data-link
+    card) keeps the technician's words and says what it is recorded as: "False alarm — Sensor glitch (an
+    older button; recorded as a false alarm: the sensor read true)". Without a ``category`` (unknown) the
+    line is the words alone; without a ``kind`` the category decides, as it does for the sensor rules' own
+    alerts, which are always filed "Check the sensor" (the health page's drill-down reads no kind)."""
     detail = MaintenanceAction(action).label if action else FalseAlarmReason(reason).label if reason else ""
     label = Verdict(verdict).label
     if verdict == Verdict.CONFIRMED_FAULT and category == AlertCategory.DATA_LINK:
         label, detail = DATA_LINK_VERDICT, DATA_LINK_ACTIONS.get(action or "", detail)
+    if (
+        verdict == Verdict.FALSE_ALARM
+        and reason
+        and category in FALSE_ALARM_MEANS
+        and reason not in false_alarm_reasons(kind, category)
+    ):
+        detail = f"{detail} (an older button; recorded as a false alarm: {FALSE_ALARM_MEANS[category]})"
     return f"{label} — {detail}" if detail else label
 
 

@@ -408,14 +408,15 @@ class Feedback(models.Model):
     @property
     def summary(self) -> str:
         """One line for people (``alerts.choices.verdict_summary``): "Confirmed fault — Repaired", "Data link
-        was down — Link restored". A confirmed fault reads its alert's category: load the alert with the
-        feedback (select_related, or through ``alert.feedback``)."""
+        was down — Link restored". A confirmed fault or a false alarm reads its alert's kind and category
+        (a false alarm with a reason its card no longer offers says what it is recorded as): load the alert
+        with the feedback (select_related, or through ``alert.feedback``)."""
         if not self.verdict:
             return self.get_kind_display()
-        confirmed = self.verdict == Verdict.CONFIRMED_FAULT and self.alert_id is not None
-        return verdict_summary(
-            self.verdict, self.action, self.reason, self.alert.category if confirmed else None
-        )
+        if self.alert_id is None or self.verdict not in (Verdict.CONFIRMED_FAULT, Verdict.FALSE_ALARM):
+            return verdict_summary(self.verdict, self.action, self.reason, None)
+        alert = self.alert
+        return verdict_summary(self.verdict, self.action, self.reason, alert.category, alert.kind)
 
 
 class ThresholdOverride(models.Model):

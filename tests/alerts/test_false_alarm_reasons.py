@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from alerts.choices import AlertCategory
 from alerts.models import Feedback
+from alerts.services import feedback as feedback_service
 from alerts.services.feedback import FeedbackError, record_feedback
 from plant.models import Label
 from tests.alerts.builders import explanation_for, make_alert
@@ -107,3 +109,66 @@ def test_the_links_reason_is_refused_on_other_cards_naming_the_reasons_they_offe
     first = "Sensor checked, reads true" if category == AlertCategory.SENSOR_FAULT else "Sensor glitch"
     assert f"choose one of: {first}, Normal operating change" in response.content.decode()
     assert not Feedback.objects.filter(alert=other).exists()
+
+
+# --- verdicts given before the cards changed ---------------------------------------------------------------
+
+
+@pytest.fixture
+def old_cards(monkeypatch):
+    """record_feedback as it was before each card offered only its own reasons (any reason accepted): what
+    such a verdict stored is what the old code stored."""
+    monkeypatch.setattr(feedback_service, "_check_reason", lambda alert, parsed: None)
+
+
+def test_an_old_sensor_glitch_on_a_sensor_card_keeps_its_words_and_says_what_it_counts_as(
+    client, engineer, technician, asset, champion, old_cards
+):
+    rules = make_alert(
+        asset, champion, kind="sensor_fault", category=AlertCategory.SENSOR_FAULT, dominant_role="vibration"
+    )
+    model = make_alert(asset, champion, category=AlertCategory.SENSOR_FAULT, dominant_role="vibration")
+    for alert in (rules, model):
+        record_feedback(alert, technician, "false_alarm:sensor_glitch")
+    # What the technician chose is kept as they chose it.
+    assert set(Feedback.objects.values_list("verdict", "reason")) == {("false_alarm", "sensor_glitch")}
+    for alert in (rules, model):
+        feedback = Feedback.objects.select_related("alert").get(alert=alert)
+        assert feedback.summary == OLD_SENSOR_GLITCH
+    # The alert page (its badge and heading), the health page's drill-down and the metrics agree.
+    login(client, technician)
+    page = client.get(reverse("alerts:detail", args=[model.pk])).content.decode()
+    assert page.count(OLD_SENSOR_GLITCH) >= 2 and "False alarm — Sensor glitch<" not in page
+    client.force_login(engineer)
+    drill = client.get(
+        reverse("alerts:health_alerts"),
+        {"period": timezone.localtime().strftime("%Y-%m"), "key": "all", "metric": "alerts"},
+    )
+    assert [a.verdict_text for a in drill.context["alerts"]] == [OLD_SENSOR_GLITCH] * 2
+    (row,) = client.get("/api/v1/metrics", {"group_by": "asset"}).json()["rows"]
+    assert (row["false_alarms"], row["false_alarms_by_reason"]) == (2, {"sensor_glitch": 2})
+
+
+def test_an_old_sensor_glitch_on_a_data_link_card_says_the_link_was_working(technician, link, old_cards):
+    feedback = record_feedback(link, technician, "false_alarm:sensor_glitch")
+    assert feedback.summary == (
+        "False alarm — Sensor glitch (an older button; recorded as a false alarm: the link was working)"
+    )
+
+
+def test_a_reason_the_card_offers_reads_as_given(technician, asset, champion, link):
+    machine = make_alert(asset, champion, kind="failure_classifier", dominant_role="vibration")
+    assert record_feedback(machine, technician, "false_alarm:sensor_glitch").summary == (
+        "False alarm — Sensor glitch"
+    )
+    assert record_feedback(link, technician, "false_alarm:unknown").summary == "False alarm — Unknown"
+
+
+def test_an_old_verdict_is_corrected_with_its_words_in_the_timeline(technician, asset, champion, old_cards):
+    alert = make_alert(
+        asset, champion, kind="sensor_fault", category=AlertCategory.SENSOR_FAULT, dominant_role="vibration"
+    )
+    record_feedback(alert, technician, "false_alarm:sensor_glitch")
+    corrected = record_feedback(alert, technician, "confirm:recalibrated")
+    assert corrected.summary == "Confirmed fault — Recalibrated"
+    assert alert.events.filter(reason__startswith=f"verdict corrected: {OLD_SENSOR_GLITCH} → ").exists()
