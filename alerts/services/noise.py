@@ -450,7 +450,8 @@ def history(asset: Asset, version: ModelVersion, role: str, alert_ids: set[int])
     (``filed_under``: that role's label)."""
     labels = dict(asset.asset_type.roles.values_list("key", "label"))
     found: list[NoiseAction] = []
-    for action in NoiseAction.objects.filter(asset=asset).select_related("user").order_by("-at", "-pk"):
+    actions = NoiseAction.objects.filter(asset=asset).select_related("user").order_by("-at", "-pk")
+    for action in actions.iterator(chunk_size=100):  # read until HISTORY_LIMIT are found
         evidence = action.evidence if isinstance(action.evidence, list) else []
         if (
             (action.kind in THRESHOLD_ACTIONS and action.model_version_id == version.pk)
