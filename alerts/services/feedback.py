@@ -44,9 +44,9 @@ lane, latched until "repaired" is recorded and the condition clears), any other 
 **judged**; either way the ongoing condition raises no new alert unless it clears and returns or escalates.
 
 ``undo_verdict`` takes a verdict back within ``VIGIL_VERDICT_UNDO_S`` seconds (the board's confirmation):
-the alert returns to the state the verdict moved it from, the Label is removed (or restored to the verdict
-it corrected), the Feedback row is deleted so no metric ever counts it, and an AlertEvent with ``undoes``
-records it. Undoing it again is a no-op.
+the alert returns to the state (and the card: "Check the sensor" or "Machine fault") the verdict moved it
+from, the Label is removed (or restored to the verdict it corrected), the Feedback row is deleted so no
+metric ever counts it, and an AlertEvent with ``undoes`` records it. Undoing it again is a no-op.
 """
 
 from __future__ import annotations
@@ -369,22 +369,23 @@ def undo_verdict(alert: Alert, user: Any, feedback_id: int, *, now: datetime | N
             event is not None and alert.events.filter(kind=AlertEventKind.CATEGORY, pk__gt=event.pk).exists()
         )
         feedback.delete()
+        # Back where the undone verdict found it, also when a verdict it corrected is in force again: a false
+        # alarm, which files nothing (_file_by_verdict), stayed on the card the correction moved it to.
+        if moved:
+            back = (
+                AlertCategory.SENSOR_FAULT
+                if alert.category == AlertCategory.MACHINE_FAULT
+                else AlertCategory.MACHINE_FAULT
+            )
+            alert.recategorize(back, f"verdict undone: {summary}", at=now)
         if previous is not None:
             parsed = ParsedAction(FeedbackKind.VERDICT, previous.verdict, previous.action, previous.reason)
             _file_by_verdict(alert, parsed, user, now)
             restored = _relabel(alert, previous.user, parsed, previous.note, label)
             if restored is not None and previous.label_id != restored.pk:
                 Feedback.objects.filter(pk=previous.pk).update(label=restored)
-        else:
-            if moved:
-                back = (
-                    AlertCategory.SENSOR_FAULT
-                    if alert.category == AlertCategory.MACHINE_FAULT
-                    else AlertCategory.MACHINE_FAULT
-                )
-                alert.recategorize(back, f"verdict undone: {summary}", at=now)
-            if label is not None:
-                label.delete()
+        elif label is not None:
+            label.delete()
         AlertEvent.objects.create(
             alert=alert,
             at=now,
