@@ -232,7 +232,13 @@ FALSE_ALARM_MEANS = {
 
 
 def verdict_summary(
-    verdict: str, action: str | None, reason: str | None, category: str | None, kind: str = ""
+    verdict: str,
+    action: str | None,
+    reason: str | None,
+    category: str | None,
+    kind: str = "",
+    *,
+    in_force: bool = True,
 ) -> str:
     """One line for people: "Confirmed fault — Repaired", "False alarm — Sensor glitch"; a confirmed
     data-link alert (``category``) speaks of the link: "Data link was down — Link restored".
@@ -242,13 +248,16 @@ def verdict_summary(
     card) keeps the technician's words and says what it is recorded as: "False alarm — Sensor glitch (an
     older button; recorded as a false alarm: the sensor read true)". Without a ``category`` (unknown) the
     line is the words alone; without a ``kind`` the category decides, as it does for the sensor rules' own
-    alerts, which are always filed "Check the sensor" (the health page's drill-down reads no kind)."""
+    alerts, which are always filed "Check the sensor" (the health page's drill-down reads no kind). A verdict
+    a later one superseded (``in_force`` False) reads as given: it records nothing now, and the correction
+    may have moved the alert to another card since (a machine repair on a "Check the sensor" alert)."""
     detail = MaintenanceAction(action).label if action else FalseAlarmReason(reason).label if reason else ""
     label = Verdict(verdict).label
     if verdict == Verdict.CONFIRMED_FAULT and category == AlertCategory.DATA_LINK:
         label, detail = DATA_LINK_VERDICT, DATA_LINK_ACTIONS.get(action or "", detail)
     if (
-        verdict == Verdict.FALSE_ALARM
+        in_force
+        and verdict == Verdict.FALSE_ALARM
         and reason
         and category in FALSE_ALARM_MEANS
         and reason not in false_alarm_reasons(kind, category)

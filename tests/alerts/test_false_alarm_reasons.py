@@ -15,7 +15,7 @@ from django.utils import timezone
 from alerts.choices import AlertCategory
 from alerts.models import Feedback
 from alerts.services import feedback as feedback_service
-from alerts.services.feedback import FeedbackError, record_feedback
+from alerts.services.feedback import FeedbackError, record_feedback, undo_verdict
 from plant.models import Label
 from tests.alerts.builders import explanation_for, make_alert
 from tests.alerts.test_feedback import login, post
@@ -172,3 +172,33 @@ def test_an_old_verdict_is_corrected_with_its_words_in_the_timeline(technician, 
     corrected = record_feedback(alert, technician, "confirm:recalibrated")
     assert corrected.summary == "Confirmed fault — Recalibrated"
     assert alert.events.filter(reason__startswith=f"verdict corrected: {OLD_SENSOR_GLITCH} → ").exists()
+
+
+def test_a_superseded_false_alarm_reads_as_given_after_its_correction_moved_the_alert(
+    client, technician, asset, champion, trained
+):
+    machine = card(asset, champion, trained, AlertCategory.MACHINE_FAULT)
+    record_feedback(machine, technician, "false_alarm:sensor_glitch")
+    record_feedback(machine, technician, "confirm:recalibrated")  # the sensor after all: "Check the sensor"
+    machine.refresh_from_db()
+    assert machine.category == AlertCategory.SENSOR_FAULT
+    page = login(client, technician).get(reverse("alerts:detail", args=[machine.pk])).content.decode()
+    rows = page.split("<h3>Feedback</h3>", 1)[1].split("</ul>", 1)[0]
+    assert "<strong>False alarm — Sensor glitch</strong>" in rows and "older button" not in rows
+    assert "<strong>Confirmed fault — Recalibrated</strong>" in rows
+
+
+def test_undoing_a_correction_puts_the_false_alarm_back_on_the_card_it_was_given_on(
+    technician, asset, champion, trained
+):
+    alert = card(asset, champion, trained, AlertCategory.SENSOR_FAULT)
+    first = record_feedback(alert, technician, "false_alarm:sensor_reads_true")
+    second = record_feedback(alert, technician, "confirm:repaired")  # moves it to "Machine fault"
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.MACHINE_FAULT
+    undo_verdict(alert, technician, second.pk)
+    alert.refresh_from_db()
+    assert alert.category == AlertCategory.SENSOR_FAULT
+    first = Feedback.objects.select_related("alert", "label").get(pk=first.pk)
+    assert first.summary == "False alarm — Sensor checked, reads true"
+    assert (first.label.kind, first.label.reason) == ("normal", "sensor_reads_true")
