@@ -192,6 +192,7 @@ class FalseAlarmReason(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
     # Last, so the metrics CSV's reason columns keep their places.
     SENSOR_READS_TRUE = "sensor_reads_true", "Sensor checked, reads true"
+    LINK_WORKING = "link_working", "Link checked, working"
 
     @property
     def colour(self) -> str:
@@ -200,20 +201,30 @@ class FalseAlarmReason(models.TextChoices):
 
 def false_alarm_reasons(kind: str, category: str) -> tuple[FalseAlarmReason, ...]:
     """The false-alarm reasons an alert of this kind and category offers (its card's buttons, in order);
-    alerts.services.feedback accepts no other. On a "Check the sensor" alert (the sensor rules' own, or a
-    model's alert the quality gate filed there) a false alarm says the sensor was fine and its readings true
-    (no excluded label), so "Sensor checked, reads true" takes the place of "Sensor glitch", which there would
-    say the alert was right. Elsewhere "Sensor glitch" stays: the reading glitched, not the machine."""
-    sensor = kind == AlertKind.SENSOR_FAULT or category == AlertCategory.SENSOR_FAULT
+    alerts.services.feedback accepts no other. The first says what the card's false alarm means:
+
+    * "Check the sensor" (the sensor rules' own alert, or a model's alert the quality gate filed there): the
+      sensor was fine and its readings true (no excluded label), "Sensor checked, reads true"; "Sensor
+      glitch" would say the alert was right;
+    * "Check the data link" (readings of a driving sensor went missing): the link was working, "Link
+      checked, working"; "Sensor glitch" speaks of readings that arrived wrong, and these did not arrive
+      (a data-link verdict relabels nothing: there are no readings of the gap);
+    * a machine fault: "Sensor glitch", the reading glitched, not the machine (the window labelled normal).
+    """
+    if kind == AlertKind.SENSOR_FAULT or category == AlertCategory.SENSOR_FAULT:
+        first = FalseAlarmReason.SENSOR_READS_TRUE
+    elif category == AlertCategory.DATA_LINK:
+        first = FalseAlarmReason.LINK_WORKING
+    else:
+        first = FalseAlarmReason.SENSOR_GLITCH
     return (
-        FalseAlarmReason.SENSOR_READS_TRUE if sensor else FalseAlarmReason.SENSOR_GLITCH,
+        first,
         FalseAlarmReason.NORMAL_OPERATING_CHANGE,
         FalseAlarmReason.MAINTENANCE_ACTIVITY,
         FalseAlarmReason.UNKNOWN,
     )
 
 
-# Snooze lengths offered on the board ("snooze:1h").
 # A confirmed data-link alert in the words of its buttons (templates/alerts/_feedback.html): the link was
 # down and what was done about the link, not a machine repaired.
 DATA_LINK_VERDICT = "Data link was down"
@@ -222,18 +233,51 @@ DATA_LINK_ACTIONS = {
     MaintenanceAction.SCHEDULED: "Fix scheduled",
     MaintenanceAction.INSPECTED_NO_ACTION: "Checked, no action",
 }
+# What a false alarm records on a card of each category (alerts.services.feedback): said after a reason the
+# card no longer offers, so that an older verdict's words do not contradict what it counts as.
+FALSE_ALARM_MEANS = {
+    AlertCategory.MACHINE_FAULT: "the machine was fine",
+    AlertCategory.SENSOR_FAULT: "the sensor read true",
+    AlertCategory.DATA_LINK: "the link was working",
+}
 
 
-def verdict_summary(verdict: str, action: str | None, reason: str | None, category: str | None) -> str:
+def verdict_summary(
+    verdict: str,
+    action: str | None,
+    reason: str | None,
+    category: str | None,
+    kind: str = "",
+    *,
+    in_force: bool = True,
+) -> str:
     """One line for people: "Confirmed fault — Repaired", "False alarm — Sensor glitch"; a confirmed
-    data-link alert (``category``) speaks of the link: "Data link was down — Link restored"."""
+    data-link alert (``category``) speaks of the link: "Data link was down — Link restored".
+
+    A false alarm given with a reason its alert's card no longer offers (``false_alarm_reasons``: "Sensor
+    glitch" on a "Check the sensor" card before it offered "Sensor checked, reads true", or on a data-link
+    card) keeps the technician's words and says what it is recorded as: "False alarm — Sensor glitch (an
+    older button; recorded as a false alarm: the sensor read true)". Without a ``category`` (unknown) the
+    line is the words alone; without a ``kind`` the category decides, as it does for the sensor rules' own
+    alerts, which are always filed "Check the sensor" (the health page's drill-down reads no kind). A verdict
+    a later one superseded (``in_force`` False) reads as given: it records nothing now, and the correction
+    may have moved the alert to another card since (a machine repair on a "Check the sensor" alert)."""
     detail = MaintenanceAction(action).label if action else FalseAlarmReason(reason).label if reason else ""
     label = Verdict(verdict).label
     if verdict == Verdict.CONFIRMED_FAULT and category == AlertCategory.DATA_LINK:
         label, detail = DATA_LINK_VERDICT, DATA_LINK_ACTIONS.get(action or "", detail)
+    if (
+        in_force
+        and verdict == Verdict.FALSE_ALARM
+        and reason
+        and category in FALSE_ALARM_MEANS
+        and reason not in false_alarm_reasons(kind, category)
+    ):
+        detail = f"{detail} (an older button; recorded as a false alarm: {FALSE_ALARM_MEANS[category]})"
     return f"{label} — {detail}" if detail else label
 
 
+# Snooze lengths offered on the board ("snooze:1h").
 SNOOZE_HOURS = {"1h": 1, "8h": 8}
 
 

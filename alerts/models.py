@@ -430,13 +430,24 @@ class Feedback(models.Model):
     @property
     def summary(self) -> str:
         """One line for people (``alerts.choices.verdict_summary``): "Confirmed fault — Repaired", "Data link
-        was down — Link restored". A confirmed fault reads its alert's category: load the alert with the
-        feedback (select_related, or through ``alert.feedback``)."""
+        was down — Link restored". A confirmed fault or a false alarm reads its alert's kind and category
+        (a false alarm with a reason its card no longer offers says what it is recorded as): load the alert
+        with the feedback (select_related, or through ``alert.feedback``)."""
+        return self._line(in_force=True)
+
+    @property
+    def summary_as_given(self) -> str:
+        """The line of a verdict a later one superseded, as it was given (``verdict_summary``'s in_force)."""
+        return self._line(in_force=False)
+
+    def _line(self, *, in_force: bool) -> str:
         if not self.verdict:
             return self.get_kind_display()
-        confirmed = self.verdict == Verdict.CONFIRMED_FAULT and self.alert_id is not None
+        if self.alert_id is None or self.verdict not in (Verdict.CONFIRMED_FAULT, Verdict.FALSE_ALARM):
+            return verdict_summary(self.verdict, self.action, self.reason, None)
+        alert = self.alert
         return verdict_summary(
-            self.verdict, self.action, self.reason, self.alert.category if confirmed else None
+            self.verdict, self.action, self.reason, alert.category, alert.kind, in_force=in_force
         )
 
 

@@ -240,7 +240,8 @@ def load(now: dt.datetime, log) -> None:
         if draw < 0.45:
             return "confirmed_fault", actions[int(rng.choice(3, p=(0.5, 0.3, 0.2)))], ""
         if draw < 0.85:
-            # The reasons the alert's card offers ("Sensor checked, reads true" on a sensor alert).
+            # The reasons the alert's card offers ("Sensor checked, reads true" on a sensor alert, "Link checked,
+            # working" on a data-link one).
             reasons = false_alarm_reasons("anomaly", category)
             return "false_alarm", "", reasons[int(rng.choice(4, p=(0.4, 0.35, 0.15, 0.1)))].value
         return "not_actionable", "", ""

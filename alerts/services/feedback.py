@@ -28,7 +28,9 @@ confirmed with a sensor action "Check the sensor", and a correction moves it bac
 
 A data-link alert (category data_link, "Check the data link": readings of a driving sensor went missing)
 writes no Label whatever the verdict: a confirmed link fault is neither the machine's fault nor its normal
-behaviour, and there are no readings of the gap to relabel. The verdict still counts in the metrics.
+behaviour, and there are no readings of the gap to relabel. The verdict still counts in the metrics. Its
+false alarm says the link was working ("Link checked, working" in place of "Sensor glitch", refused there:
+no reading of the gap arrived to glitch).
 
 A verdict resolves an active alert. On a closed alert it corrects the current verdict: allowed to the
 technician who gave it and to engineers (PermissionError otherwise), and to anyone on an alert in work
@@ -42,9 +44,9 @@ lane, latched until "repaired" is recorded and the condition clears), any other 
 **judged**; either way the ongoing condition raises no new alert unless it clears and returns or escalates.
 
 ``undo_verdict`` takes a verdict back within ``VIGIL_VERDICT_UNDO_S`` seconds (the board's confirmation):
-the alert returns to the state the verdict moved it from, the Label is removed (or restored to the verdict
-it corrected), the Feedback row is deleted so no metric ever counts it, and an AlertEvent with ``undoes``
-records it. Undoing it again is a no-op.
+the alert returns to the state (and the card: "Check the sensor" or "Machine fault") the verdict moved it
+from, the Label is removed (or restored to the verdict it corrected), the Feedback row is deleted so no
+metric ever counts it, and an AlertEvent with ``undoes`` records it. Undoing it again is a no-op.
 """
 
 from __future__ import annotations
@@ -270,17 +272,25 @@ def _verdict(
 def _check_reason(alert: Alert, parsed: ParsedAction) -> None:
     """FeedbackError for a false-alarm reason the alert does not offer (``Alert.false_alarm_reasons``: a
     page from before its buttons changed, or from before the alert moved category), naming the ones it does.
-    "Sensor glitch" on a "Check the sensor" alert is refused rather than recorded: the false alarm would keep
-    the readings as true while the words say the sensor was at fault, and which one was meant is unknown."""
+    "Sensor glitch" on a "Check the sensor" or "Check the data link" alert is refused rather than recorded:
+    on a sensor alert the false alarm would keep the readings as true while the words say the sensor was at
+    fault; on a data-link alert the readings did not arrive, so none glitched; which was meant is unknown."""
     offered = alert.false_alarm_reasons
     if parsed.verdict != Verdict.FALSE_ALARM or parsed.reason in offered:
         return
     given = FalseAlarmReason(parsed.reason).label
+    fits = f"“{offered[0].label}”"
+    if parsed.reason == FalseAlarmReason.SENSOR_GLITCH and alert.category == AlertCategory.DATA_LINK:
+        raise FeedbackError(
+            f"alert #{alert.pk} asks to check the data link: readings of the sensor went missing, and "
+            f"“{given}” speaks of readings that arrived wrong. If readings were lost, whatever stopped them, "
+            f"confirm it (Data link was down); if the link was working, choose {fits}"
+        )
     if parsed.reason == FalseAlarmReason.SENSOR_GLITCH:
         raise FeedbackError(
             f"alert #{alert.pk} asks to check the sensor, and a false alarm there means the sensor read true: "
             f"“{given}” says the opposite. If the sensor was faulty, confirm it (Sensor replaced or "
-            f"Recalibrated); if it was fine, choose “{FalseAlarmReason.SENSOR_READS_TRUE.label}”"
+            f"Recalibrated); if it was fine, choose {fits}"
         )
     raise FeedbackError(
         f"“{given}” is not a false-alarm reason for alert #{alert.pk} "
@@ -359,22 +369,23 @@ def undo_verdict(alert: Alert, user: Any, feedback_id: int, *, now: datetime | N
             event is not None and alert.events.filter(kind=AlertEventKind.CATEGORY, pk__gt=event.pk).exists()
         )
         feedback.delete()
+        # Back where the undone verdict found it, also when a verdict it corrected is in force again: a false
+        # alarm, which files nothing (_file_by_verdict), stayed on the card the correction moved it to.
+        if moved:
+            back = (
+                AlertCategory.SENSOR_FAULT
+                if alert.category == AlertCategory.MACHINE_FAULT
+                else AlertCategory.MACHINE_FAULT
+            )
+            alert.recategorize(back, f"verdict undone: {summary}", at=now)
         if previous is not None:
             parsed = ParsedAction(FeedbackKind.VERDICT, previous.verdict, previous.action, previous.reason)
             _file_by_verdict(alert, parsed, user, now)
             restored = _relabel(alert, previous.user, parsed, previous.note, label)
             if restored is not None and previous.label_id != restored.pk:
                 Feedback.objects.filter(pk=previous.pk).update(label=restored)
-        else:
-            if moved:
-                back = (
-                    AlertCategory.SENSOR_FAULT
-                    if alert.category == AlertCategory.MACHINE_FAULT
-                    else AlertCategory.MACHINE_FAULT
-                )
-                alert.recategorize(back, f"verdict undone: {summary}", at=now)
-            if label is not None:
-                label.delete()
+        elif label is not None:
+            label.delete()
         AlertEvent.objects.create(
             alert=alert,
             at=now,

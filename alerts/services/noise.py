@@ -19,7 +19,9 @@ failure label's range. Recall = caught confirmed-fault alerts and missed failure
 confirmed faults being those of machine-fault alerts as in the health page's recall (alerts.metrics.facts).
 
 Applying writes an ``alerts.ThresholdOverride`` or sets ``plant.Sensor.needs_calibration`` and records an
-``alerts.NoiseAction``; applying twice changes nothing the second time, and both can be undone.
+``alerts.NoiseAction``; applying twice changes nothing the second time, and both can be undone. A group's
+history (``history``) finds the actions taken on its dismissed alerts by their ids, not by the role they
+were filed under, which a later reading of the explanations can change.
 """
 
 from __future__ import annotations
@@ -427,12 +429,41 @@ def build_suggestion(
         alerts_in_period=len(alerts),
         by_category=category_counts(a.category for a in alerts),
         retrain_url=retrain_url(),
-        history=list(
-            NoiseAction.objects.filter(asset=asset, dominant_role__in=[key.role, ""])
-            .select_related("user")
-            .order_by("-at", "-pk")[:10]
-        ),
+        history=history(asset, version, key.role, {e.alert.pk for e in evidence}),
     )
+
+
+HISTORY_LIMIT = 10
+THRESHOLD_ACTIONS = (NoiseActionKind.RAISE_THRESHOLD, NoiseActionKind.UNDO_THRESHOLD)
+CALIBRATION_ACTIONS = (NoiseActionKind.MARK_CALIBRATION, NoiseActionKind.CALIBRATED)
+
+
+def history(asset: Asset, version: ModelVersion, role: str, alert_ids: set[int]) -> list[NoiseAction]:
+    """What was done before about a group, newest first (at most HISTORY_LIMIT): the threshold actions of
+    its (asset, version), whose override applies to all their alerts whatever sensor drove them; the
+    calibration actions on its role's sensor; and any action taken on one of its dismissed alerts (the
+    action's evidence: alert ids, which never change), whatever sensor those alerts were said to be driven
+    by then. An alert's dominant role is a reading of its explanation that can change after the action
+    (alerts migration 0017 recomputed stored roles by a new rule): the group keyed by the new role must
+    still show what was done about its alerts, while each NoiseAction keeps the role it was taken for (a
+    marked sensor is the sensor that was marked). One recorded for another role says which
+    (``filed_under``: that role's label)."""
+    labels = dict(asset.asset_type.roles.values_list("key", "label"))
+    found: list[NoiseAction] = []
+    actions = NoiseAction.objects.filter(asset=asset).select_related("user").order_by("-at", "-pk")
+    for action in actions.iterator(chunk_size=100):  # read until HISTORY_LIMIT are found
+        evidence = action.evidence if isinstance(action.evidence, list) else []
+        if (
+            (action.kind in THRESHOLD_ACTIONS and action.model_version_id == version.pk)
+            or (action.kind in CALIBRATION_ACTIONS and action.dominant_role == role)
+            or not alert_ids.isdisjoint(evidence)
+        ):
+            other = action.dominant_role not in ("", role)
+            action.filed_under = labels.get(action.dominant_role, action.dominant_role) if other else ""
+            found.append(action)
+            if len(found) == HISTORY_LIMIT:
+                break
+    return found
 
 
 def suggestions(site_ids: Sequence[int] | None, *, now: datetime | None = None) -> list[Suggestion]:

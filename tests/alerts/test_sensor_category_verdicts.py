@@ -11,7 +11,8 @@ from alerts.choices import AlertCategory, AlertEventKind
 from alerts.models import Feedback
 from alerts.services.feedback import record_feedback, undo_verdict
 from models_registry.retrain import feedback_events
-from tests.alerts.builders import explanation_for, make_alert
+from tests.alerts.builders import make_alert
+from tests.alerts.test_false_alarm_reasons import card
 from tests.alerts.test_feedback import login, post
 
 pytestmark = pytest.mark.django_db
@@ -19,13 +20,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def alert(asset, champion, trained):
-    return make_alert(
-        asset,
-        champion,
-        explanation=explanation_for(champion, trained, "vibration"),
-        category=AlertCategory.SENSOR_FAULT,
-        dominant_role="vibration",
-    )
+    return card(asset, champion, trained, AlertCategory.SENSOR_FAULT)
 
 
 def test_the_card_offers_the_sensors_verdicts_and_the_machines(client, technician, alert):
@@ -97,18 +92,7 @@ def test_the_false_alarm_reasons_say_the_sensor_read_true_on_a_sensor_card_and_g
     assert ">Sensor glitch</button>" in page and "Sensor checked, reads true" not in page
 
 
-@pytest.mark.parametrize("htmx", [True, False])
-def test_a_stale_sensor_glitch_on_a_sensor_card_is_a_form_error_and_records_nothing(
-    client, technician, alert, htmx
-):
-    response = post(login(client, technician), alert, "false_alarm:sensor_glitch", htmx=htmx)
-    assert response.status_code == 400
-    page = response.content.decode()
-    assert "a false alarm there means the sensor read true" in page
-    if htmx:  # the form comes back with the message and the buttons that fit
-        assert 'role="alert"' in page and 'value="false_alarm:sensor_reads_true"' in page
-    alert.refresh_from_db()
-    assert alert.state == "open" and not Feedback.objects.filter(alert=alert).exists()
+# A stale "Sensor glitch" on this card: tests/alerts/test_false_alarm_reasons.py (with the data-link card).
 
 
 def test_the_sensor_reason_is_refused_on_a_machine_fault_naming_the_reasons_it_offers(
