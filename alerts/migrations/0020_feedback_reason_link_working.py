@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("alerts", "0018_explanation_awaiting_readings"),
+        ("alerts", "0019_explanation_readings_lost"),
     ]
 
     operations = [
