@@ -9,7 +9,6 @@ import time
 import httpx
 import pytest
 from django import db
-from django.test import Client
 
 from bench.live_server import free_port
 from edge.agent import Agent
@@ -20,6 +19,7 @@ from plant.builders import make_asset, make_site
 from plant.choices import QualityFlag
 from plant.models import Gateway, Sensor
 from plant.simulator_devices import start_opcua_device
+from tests.plant.mock_transport import django_ingest
 from tests.plant.test_bridge import fetch, readings, until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,15 +38,9 @@ def to_django(request: httpx.Request) -> httpx.Response:
     if request.url.path != "/api/v1/readings":
         return httpx.Response(200, json={})
     try:
-        response = Client().post(
-            request.url.path,
-            data=request.content,
-            content_type="application/json",
-            headers={"Authorization": request.headers["Authorization"]},
-        )
+        return django_ingest()(request)
     finally:
-        db.connection.close()
-    return httpx.Response(response.status_code, content=response.content)
+        db.connection.close()  # a worker thread's
 
 
 async def test_a_value_steady_since_before_the_agent_connected_reaches_the_server_without_a_false_gap(
