@@ -160,9 +160,9 @@ class LocalQueue:
         keep_s: float = 0.0,
     ) -> int:
         """Store (sensor, ts, value, status[, continues]) rows durably; returns how many were stored. May
-        drop the oldest queued readings (counted) to stay within ``max_bytes``. ``recent``: the rows that go into
-        the windows being decided, kept in the same transaction (the first value of a (sensor, ts) stays,
-        as in the decider) with those more than ``keep_s`` older than the newest of them removed."""
+        drop the oldest queued readings (counted) to stay within ``max_bytes``. ``recent``: the rows that go
+        into the windows being decided, kept in the same transaction (the first value of a (sensor, ts)
+        stays, as in the decider) with those more than ``keep_s`` older than the newest of them removed."""
         batch = [_row(row) for row in rows]
         window = [_row(row)[:4] for row in recent]
         if not batch and not window:
