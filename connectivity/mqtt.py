@@ -288,6 +288,9 @@ class Router:
         # Nodes to send a rebirth command to (taken by the client), and when each was last asked.
         self.rebirths: list[tuple[str, str]] = []
         self._asked: dict[tuple[str, str], _Asked] = {}
+        # The nodes ("spBv1.0/<group>/<node>") whose NBIRTH was read since the client last took them: the
+        # errors their silence caused are over (ConnectionStatus.born).
+        self.births: list[str] = []
         self.unknown_aliases = 0  # metrics received by an alias no birth certificate named
         # (group, node) -> the bdSeq of its last NBIRTH, and the NDEATHs left alone for carrying another one.
         self.birth_seq: dict[tuple[str, str], int] = {}
@@ -409,6 +412,7 @@ class Router:
             self.aliases[where] = {m.alias: m.name for m in message.metrics if m.HasField("alias") and m.name}
             if kind == "NBIRTH":
                 self._asked.pop((group, node), None)
+                self.births.append(_node_id(group, node))
         aliases = self.aliases.get(where, {})
         samples: list[Sample] = []
         errors: list[PointError] = []
@@ -426,6 +430,7 @@ class Router:
                     PointError(
                         f"metric alias {metric.alias} has no birth certificate (rebirth requested)",
                         source=topic,
+                        node=_node_id(group, node),
                     )
                 )
                 continue
@@ -504,7 +509,8 @@ class Router:
                     f"no answer to {requests} since {since} (node offline, or no {REBIRTH_METRIC}): its "
                     f"{held} and its data by alias is dropped until it is born; asked again in "
                     f"{asked.next_at - now:.0f} s",
-                    source=f"{SPARKPLUG_NAMESPACE}/{group}/{node}",
+                    source=_node_id(group, node),
+                    node=_node_id(group, node),
                 )
             )
         return errors
@@ -562,6 +568,11 @@ class Router:
                 keys.extend(device_keys)
                 self.aliases.pop((g, n, d), None)
         return [Sample(key, ts, None, SampleStatus.STALE) for key in keys]
+
+
+def _node_id(group: str, node: str) -> str:
+    """A Sparkplug B edge node as errors name it (``PointError.node``)."""
+    return f"{SPARKPLUG_NAMESPACE}/{group}/{node}"
 
 
 @dataclass(slots=True)
@@ -691,6 +702,8 @@ async def _consume(
         status.last_message_at = received
         for error in errors:
             status.error(error, received)
+        while router.births:
+            status.born(router.births.pop(0), received)
         if not unacked and not batch:
             first_at = time.monotonic()
         batch.extend(samples)

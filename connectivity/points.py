@@ -55,6 +55,9 @@ class PointError:
     reason: str
     point: str | None = None  # the mapped point, when known
     source: str | None = None  # the topic / node id / register address it came from
+    # The Sparkplug B node ("spBv1.0/<group>/<node>") whose birth ends this error (its rebirth requests
+    # unanswered, its data by an alias no birth bound): ConnectionStatus.error records it as BIRTH.
+    node: str | None = None
 
 
 Sink = Callable[[list[Sample]], Awaitable[None]]
@@ -79,6 +82,7 @@ def flush_seconds(options: Mapping[str, Any]) -> float:
 # What a later success must be for an error to be over (ConnectionStatus.error's ``resolved_by``).
 CONNECT = "connect"
 WRITE = "write"
+BIRTH = "birth"
 
 
 @dataclass
@@ -100,9 +104,14 @@ class ConnectionStatus:
     last_error: str | None = None
     last_error_at: float | None = None
     # What success would show the last error is over: CONNECT (a failed connection try, over once it
-    # connects again), WRITE (a write-back failed or refused, over after a clean write-back), "" (a point's
-    # error: no later success of the connection says anything about it).
+    # connects again), WRITE (a write-back failed or refused, over after a clean write-back), BIRTH (a
+    # Sparkplug B node's error, PointError.node: over once that node is born), "" (a point's error: no
+    # later success of the connection says anything about it).
     last_error_resolved_by: str = ""
+    # When the success that ends the last error came, for a BIRTH error (``born``); None while current.
+    # (A CONNECT or WRITE error is over from ``connected_at`` / ``written_at``, when after it.)
+    last_error_resolved_at: float | None = None
+    _last_error_node: str | None = field(default=None, repr=False)
     recent_errors: list[PointError] = field(default_factory=list)
 
     MAX_RECENT = 20
@@ -119,13 +128,26 @@ class ConnectionStatus:
         self._connected = value
 
     def error(self, err: PointError, at: float, *, resolved_by: str = "") -> None:
-        """Count an error; ``resolved_by``: CONNECT, WRITE or "" (see ``last_error_resolved_by``)."""
+        """Count an error; ``resolved_by``: CONNECT, WRITE or "" (see ``last_error_resolved_by``); an
+        error naming its Sparkplug B node (``PointError.node``) is BIRTH."""
         self.errors += 1
         self.last_error = err.reason if err.source is None else f"{err.source}: {err.reason}"
         self.last_error_at = at
-        self.last_error_resolved_by = resolved_by
+        self.last_error_resolved_by = BIRTH if err.node is not None else resolved_by
+        self.last_error_resolved_at = None
+        self._last_error_node = err.node
         self.recent_errors.append(err)
         del self.recent_errors[: -self.MAX_RECENT]
+
+    def born(self, node: str, at: float) -> None:
+        """Sparkplug B ``node`` was born at ``at``: the last error, if that birth ends it, is over."""
+        if (
+            node == self._last_error_node
+            and self.last_error_resolved_at is None
+            and self.last_error_at is not None
+            and at >= self.last_error_at
+        ):
+            self.last_error_resolved_at = at
 
 
 # The longest wait between reconnection tries. A PLC, OPC UA server or broker sends nothing while the

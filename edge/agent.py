@@ -243,7 +243,7 @@ class Agent:
         moved = [d for d in self.deciders.values() if d.following_jump]
         skip = {key for d in moved for key in d.sensors}
         self.queue.put_readings(
-            ((s.point, s.ts, s.value, s.status.value) for s in samples),
+            ((s.point, s.ts, s.value, s.status.value, s.continues) for s in samples),
             recent=[
                 (s.point, s.ts, s.value, s.status.value)
                 for s in decided

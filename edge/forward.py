@@ -163,15 +163,20 @@ class Forwarder:
 
     async def _send_readings(self, readings: list) -> int:
         # The source's verdict travels with the value (uncertain, or bad with a value): the server stores
-        # it flagged as the bridge does (plant.ingest.parse.SOURCE_FLAGS: shown, never scored). A reading
-        # without a value (a stale point) has nothing to send.
-        rows = [
-            {"sensor": r.sensor, "ts": r.ts, "value": r.value}
-            if r.status == "good"
-            else {"sensor": r.sensor, "ts": r.ts, "value": r.value, "status": r.status}
-            for r in readings
-            if r.value is not None and r.status != "stale"
-        ]
+        # it flagged as the bridge does (plant.ingest.parse.SOURCE_FLAGS: shown, never scored); so does a
+        # held value's statement that it carries an earlier reading on (``continues``: no data gap between
+        # them for the server's GAP rule, as for the bridge's). A reading without a value (a stale point)
+        # has nothing to send.
+        rows = []
+        for r in readings:
+            if r.value is None or r.status == "stale":
+                continue
+            row = {"sensor": r.sensor, "ts": r.ts, "value": r.value}
+            if r.status != "good":
+                row["status"] = r.status
+            if r.continues is not None:
+                row["continues"] = r.continues
+            rows.append(row)
         if rows:
             try:
                 body = await self._post("/api/v1/readings", {"readings": rows})

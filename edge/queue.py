@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS readings (
     sensor TEXT NOT NULL,
     ts REAL NOT NULL,
     value REAL,
-    status TEXT NOT NULL DEFAULT 'good'
+    status TEXT NOT NULL DEFAULT 'good',
+    continues REAL
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,6 +67,9 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
+# A reading to queue: (sensor, ts, value, status), or with the time it continues (Reading.continues).
+Row = tuple[str, float, float | None, str] | tuple[str, float, float | None, str, float | None]
+
 # A put over the bound drops at least this many of the oldest readings at once (or a tenth of those
 # queued, if more), so a full queue is not trimmed a few rows per put with a size check each time.
 MIN_DROP = 500
@@ -78,6 +82,9 @@ class Reading:
     ts: float
     value: float | None
     status: str
+    # The time of the sensor's earlier reading this one carries on unchanged (connectivity.points.Sample),
+    # forwarded to the server's GAP rule; None: no such statement (and in the ``recent`` table).
+    continues: float | None = None
 
 
 @dataclass(frozen=True)
@@ -129,9 +136,16 @@ class LocalQueue:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._upgrade()
             self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         except (sqlite3.Error, OSError) as exc:
             raise QueueError(f"cannot open the local queue {self.path}: {exc}") from exc
+
+    def _upgrade(self) -> None:
+        """A queue file written by an older agent gets the columns added since (its readings keep None)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(readings)")}
+        if "continues" not in columns:
+            self._db.execute("ALTER TABLE readings ADD COLUMN continues REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -140,22 +154,22 @@ class LocalQueue:
     # --- writing -------------------------------------------------------------------------------------------
     def put_readings(
         self,
-        rows: Iterable[tuple[str, float, float | None, str]],
+        rows: Iterable[Row],
         *,
         recent: Iterable[tuple[str, float, float | None, str]] = (),
         keep_s: float = 0.0,
     ) -> int:
-        """Store (sensor, ts, value, status) rows durably; returns how many were stored. May drop the
-        oldest queued readings (counted) to stay within ``max_bytes``. ``recent``: the rows that go into
-        the windows being decided, kept in the same transaction (the first value of a (sensor, ts) stays,
-        as in the decider) with those more than ``keep_s`` older than the newest of them removed."""
+        """Store (sensor, ts, value, status[, continues]) rows durably; returns how many were stored. May
+        drop the oldest queued readings (counted) to stay within ``max_bytes``. ``recent``: the rows that go
+        into the windows being decided, kept in the same transaction (the first value of a (sensor, ts)
+        stays, as in the decider) with those more than ``keep_s`` older than the newest of them removed."""
         batch = [_row(row) for row in rows]
-        window = [_row(row) for row in recent]
+        window = [_row(row)[:4] for row in recent]
         if not batch and not window:
             return 0
         with self._lock, self._transaction():
             self._db.executemany(
-                "INSERT INTO readings (sensor, ts, value, status) VALUES (?, ?, ?, ?)", batch
+                "INSERT INTO readings (sensor, ts, value, status, continues) VALUES (?, ?, ?, ?, ?)", batch
             )
             if window:
                 self._db.executemany(
@@ -182,7 +196,7 @@ class LocalQueue:
         """The kept readings of ``sensors`` become ``rows`` (after the decider re-dated its window, a
         gateway clock jump: edge.decide)."""
         keys = [(str(sensor),) for sensor in sensors]
-        window = [_row(row) for row in rows]
+        window = [_row(row)[:4] for row in rows]
         with self._lock, self._transaction():
             self._db.executemany("DELETE FROM recent WHERE sensor = ?", keys)
             self._db.executemany(
@@ -206,7 +220,8 @@ class LocalQueue:
         """The oldest ``limit`` unsent readings (send them, then ``ack_readings`` with the last id)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, sensor, ts, value, status FROM readings ORDER BY id LIMIT ?", (int(limit),)
+                "SELECT id, sensor, ts, value, status, continues FROM readings ORDER BY id LIMIT ?",
+                (int(limit),),
             ).fetchall()
         return [Reading(*row) for row in rows]
 
@@ -312,9 +327,16 @@ class LocalQueue:
             )
 
 
-def _row(row: tuple[str, float, float | None, str]) -> tuple[str, float, float | None, str]:
-    sensor, ts, value, status = row
-    return str(sensor), float(ts), None if value is None else float(value), str(status)
+def _row(row: Row) -> tuple[str, float, float | None, str, float | None]:
+    sensor, ts, value, status, *more = row
+    continues = more[0] if more else None
+    return (
+        str(sensor),
+        float(ts),
+        None if value is None else float(value),
+        str(status),
+        None if continues is None else float(continues),
+    )
 
 
 class _Transaction:

@@ -554,7 +554,15 @@ class ConnectionState(models.Model):
     last_error_resolved_by = models.CharField(
         max_length=10,
         blank=True,
-        help_text='What shows the last error is over: "connect", "write" (a clean write-back) or nothing.',
+        help_text=(
+            'What shows the last error is over: "connect", "write" (a clean write-back), "birth" (the '
+            "birth of the Sparkplug B node it names) or nothing."
+        ),
+    )
+    last_error_resolved_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text='When the birth that ends a "birth" last error came (empty while it is current).',
     )
     recent_errors = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
@@ -575,9 +583,11 @@ class ConnectionState(models.Model):
         """What the connection did successfully after its ``last_error`` that shows the error is over:
         ("connected", when) for a failed connection try (``last_error_resolved_by`` "connect"), ("wrote
         back", when) for a write-back failed or refused ("write"; a pass that recorded an error does not
-        count as written back); None while the error is current, and always for a point's error (a bad
-        value, a topic gone quiet, a unit not answering: no success of the connection or of another point
-        says it is over).
+        count as written back), ("saw the node born", when) for a Sparkplug B node's unanswered rebirth
+        requests or data by an alias it never bound ("birth": the bridge records the birth of that node
+        only, ``last_error_resolved_at``); None while the error is current, and always for a point's
+        error (a bad value, a topic gone quiet, a unit not answering: no success of the connection or of
+        another point says it is over).
 
         A start-up error (a PLC not up yet, a write-back refused) stays the last error for as long as
         nothing fails again, so once what it stopped has succeeded after it, it is history: the site page
@@ -587,6 +597,7 @@ class ConnectionState(models.Model):
         verb, moment = {
             "connect": ("connected", self.connected_at),
             "write": ("wrote back", self.written_at),
+            "birth": ("saw the node born", self.last_error_resolved_at),
         }.get(self.last_error_resolved_by, ("", None))
         if moment is None or moment <= self.last_error_at:
             return None

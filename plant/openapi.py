@@ -216,6 +216,19 @@ def build_openapi(server_url: str = "/") -> dict:
                                 "only."
                             ),
                         },
+                        "continues": {
+                            "oneOf": [
+                                {"type": "string", "format": "date-time"},
+                                {"type": "number"},
+                                {"type": "null"},
+                            ],
+                            "description": (
+                                "Optional, as `ts` and before it: the time of this sensor's earlier reading "
+                                "that this one carries on unchanged, as the source stated (an OPC UA value "
+                                "read as current when the session started, held since; the edge agent sends "
+                                "it). No data gap is flagged between the two. Absent or null: none. JSON only."
+                            ),
+                        },
                     },
                 },
                 "ReadingBatch": {
@@ -244,7 +257,8 @@ def build_openapi(server_url: str = "/") -> dict:
                                 "tell whether a key exists elsewhere), sensor key with a NUL character or "
                                 "invalid UTF-8, value not a number or not finite, timestamp unparseable / "
                                 "without offset / out of range / in the future / older than the age limit, "
-                                "CSV row without 3 fields or not valid CSV, missing field."
+                                "CSV row without 3 fields or not valid CSV, missing field, status not one of "
+                                "its words, continues not a time before ts."
                             ),
                             "examples": [
                                 "unknown sensor: 'north.p-999.flow'",

@@ -281,6 +281,7 @@ class ConnectionRunner:
             "last_error": status.last_error or "",
             "last_error_at": _moment(status.last_error_at),
             "last_error_resolved_by": status.last_error_resolved_by,
+            "last_error_resolved_at": _moment(status.last_error_resolved_at),
             "recent_errors": [
                 {"reason": e.reason, "point": e.point, "source": e.source} for e in status.recent_errors
             ],

@@ -70,8 +70,9 @@ class ParsedBatch:
     # Uncertain status), ORed into the bits ingestion computes; None: no source bits.
     source_flags: np.ndarray | None = None
     # Per usable row, the time (epoch µs, as ts_us) of the sensor's earlier reading this one carries on
-    # unchanged as its source stated (the bridge's held values, connectivity.hold), -1 where none: no GAP
-    # is flagged between the two. None: no row has one.
+    # unchanged as its source stated (held values, connectivity.hold: the bridge's, or an edge agent's
+    # forwarded as a reading's `continues`), -1 where none: no GAP is flagged between the two. None: no row
+    # has one.
     continues_us: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -101,10 +102,15 @@ class ParsedBatch:
         if source_flags is not None:
             batch.source_flags = np.asarray(source_flags, dtype=np.uint16)[batch.index]
         if continues is not None:
-            at = np.array([np.nan if c is None else c for c in continues], dtype=np.float64)[batch.index]
-            # Rounded as the times are (_assemble), so a continued reading's time compares equal.
-            batch.continues_us = np.where(np.isfinite(at), np.rint(at * 1e6), -1).astype(np.int64)
+            at = np.array([np.nan if c is None else c for c in continues], dtype=np.float64)
+            batch.continues_us = _epoch_us(at[batch.index])
         return batch
+
+
+def _epoch_us(at_s: np.ndarray) -> np.ndarray:
+    """Epoch seconds (NaN: none) as `ParsedBatch.continues_us`: rounded as the times are (`_assemble`), so a
+    continued reading's time compares equal; -1 where none."""
+    return np.where(np.isfinite(at_s), np.rint(at_s * 1e6), -1).astype(np.int64)
 
 
 def _assemble(
@@ -282,20 +288,50 @@ def _status_column(raw: list) -> tuple[np.ndarray, list[tuple[int, str]]]:
     return flags, errors
 
 
+def _continues_column(raw: list, ts_s: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The optional `continues` of each row (absent or null: none) as epoch seconds, NaN where none, and
+    the errors of the rows whose `continues` is no time (read as `ts` is) before the row's own `ts`."""
+    at = np.full(len(raw), np.nan)
+    given = [i for i, item in enumerate(raw) if item is not None]
+    if not given:
+        return at, []
+    parsed, parse_errors = _ts_column([raw[i] for i in given], csv_mode=False)
+    errors = [(given[j], f"continues: {message}") for j, message in parse_errors]
+    at[given] = parsed
+    for i in given:
+        if np.isnan(at[i]):
+            continue  # named above
+        if not MIN_EPOCH_S <= at[i] <= MAX_EPOCH_S:
+            errors.append((i, "continues: timestamp out of range (1970-01-01 to 9999-12-31)"))
+        elif not at[i] < ts_s[i]:  # also False for a row whose own ts is unusable (named first)
+            errors.append((i, "continues must be a time before the reading's own ts"))
+    for i, _ in errors:
+        at[i] = np.nan
+    return at, errors
+
+
 def _columns_to_batch(
-    sensors: list, stamps: list, values: list, csv_mode: bool, statuses: list | None = None
+    sensors: list,
+    stamps: list,
+    values: list,
+    csv_mode: bool,
+    statuses: list | None = None,
+    continued: list | None = None,
 ) -> ParsedBatch:
     keys, errors = _sensor_column(sensors)
     ts_s, ts_errors = _ts_column(stamps, csv_mode)
     vals, val_errors = _value_column(values, csv_mode)
     flags, status_errors = (None, []) if statuses is None else _status_column(statuses)
+    at, continues_errors = (None, []) if continued is None else _continues_column(continued, ts_s)
     # One message per row: the first problem found, in field order.
     first: dict[int, str] = {}
-    for i, message in (*errors, *ts_errors, *val_errors, *status_errors):
+    for i, message in (*errors, *ts_errors, *val_errors, *status_errors, *continues_errors):
         first.setdefault(i, message)
     batch = _assemble(keys, ts_s, vals, sorted(first.items()))
     if flags is not None and flags.any():
         batch.source_flags = flags[batch.index]
+    if at is not None and np.isfinite(at).any():
+        batch.continues_us = _epoch_us(at[batch.index])
     return batch
 
 
@@ -312,7 +348,10 @@ def parse_json(body: bytes, max_readings: int) -> ParsedBatch:
 
     A reading may carry the source's own `status` ("good", "uncertain" or "bad", as an OPC UA server
     says; absent: good): stored as the SOURCE_UNCERTAIN / SOURCE_BAD quality flag, as the bridge stores
-    its samples, so an edge agent's forwarded readings keep what the plant said of them."""
+    its samples, so an edge agent's forwarded readings keep what the plant said of them. It may also carry
+    `continues`, the time (as `ts`) of the sensor's earlier reading this one carries on unchanged, as its
+    source stated (an edge agent's held OPC UA value: `ParsedBatch.continues_us`): no data gap is flagged
+    between the two. Either one that is not valid rejects its row, naming the field."""
     if not body.strip():
         raise BatchError("empty body: send a JSON object with a 'readings' list")
     try:
@@ -350,7 +389,8 @@ def parse_json(body: bytes, max_readings: int) -> ParsedBatch:
             values.append(row.get("value"))
     # Only rows that name a status pay for it (a dict look-up per row when none does).
     statuses = [row.get("status") for row in rows] if any("status" in row for row in rows) else None
-    return _columns_to_batch(sensors, stamps, values, csv_mode=False, statuses=statuses)
+    continued = [row.get("continues") for row in rows] if any("continues" in row for row in rows) else None
+    return _columns_to_batch(sensors, stamps, values, csv_mode=False, statuses=statuses, continued=continued)
 
 
 def parse_csv(body: bytes, max_readings: int) -> ParsedBatch:

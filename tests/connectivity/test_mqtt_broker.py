@@ -229,6 +229,8 @@ async def test_data_without_a_birth_asks_the_node_for_a_rebirth_and_resumes_afte
         listener.cancel()
     await stop(task)
     assert status.errors == 1 and len(commands) == 1
+    # The error is the node's, and its birth ended it (the site page shows it as past).
+    assert status.last_error_resolved_at is not None and status.last_error_resolved_at >= status.last_error_at
 
 
 async def test_a_node_that_never_answers_a_rebirth_is_asked_again_on_a_schedule_and_named_on_the_status(
@@ -265,9 +267,12 @@ async def test_a_node_that_never_answers_a_rebirth_is_asked_again_on_a_schedule_
         await until(lambda: sink.samples and "no birth certificate" in (status.last_error or ""))
         await until(lambda: "no answer to 4 rebirth requests" in (status.last_error or ""))
         last = status.last_error
-        # Born at last: no more requests, no more errors.
+        assert status.last_error_resolved_at is None  # current while the node is silent
+        # Born at last: no more requests, no more errors, and the last one is over since the birth.
+        born = time.time()
         await node.publish("spBv1.0/plant/NBIRTH/edge1", sparkplug_payload([], 2_000), qos=1)
         await asyncio.sleep(0.2)
+        assert born <= status.last_error_resolved_at <= time.time()
         requests, errors = len(asked), status.errors
         await asyncio.sleep(2.5)
         listener.cancel()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from connectivity.ot_sources import _write_back
-from connectivity.points import ConnectionStatus, PointError, backoff_delays, failed_try, finite
+from connectivity.points import BIRTH, ConnectionStatus, PointError, backoff_delays, failed_try, finite
 from connectivity.protocols import OutgoingState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +63,23 @@ def test_a_try_that_never_reached_its_server_says_not_reachable_and_a_lost_one_c
     assert failed_try(lost, status.connects > before) == (
         "connection lost: ConnectionError: OPC UA connection to opc.tcp://plc:4840 lost"
     )
+
+
+def test_a_sparkplug_nodes_error_is_over_once_that_node_is_born_and_no_other():
+    node = "spBv1.0/plant/edge1"
+    status = ConnectionStatus()
+    status.error(PointError("no answer to 3 rebirth requests", source=node, node=node), 100.0)
+    assert (status.last_error_resolved_by, status.last_error_resolved_at) == (BIRTH, None)
+    status.born("spBv1.0/plant/edge2", 101.0)  # another node's birth says nothing of this one
+    status.born(node, 99.0)  # a birth before the error did not end it
+    assert status.last_error_resolved_at is None
+    status.born(node, 102.0)
+    status.born(node, 103.0)  # the first birth after it ended it
+    assert status.last_error_resolved_at == 102.0
+    status.error(PointError("value is not a finite number", point="p1", source="plant/p1"), 104.0)
+    assert (status.last_error_resolved_by, status.last_error_resolved_at) == ("", None)
+    status.born(node, 105.0)  # a point's error: no birth ends it
+    assert status.last_error_resolved_at is None
 
 
 def test_a_connect_is_timed_on_the_wall_clock_once_per_connect():

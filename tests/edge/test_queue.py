@@ -54,6 +54,26 @@ def test_the_readings_of_the_window_outlive_their_forwarding_and_only_the_last_s
     assert kept[-1].value == 99.0  # the first value of a resent (sensor, ts) stays, as in the decider
 
 
+def test_a_queue_file_of_an_older_agent_keeps_its_readings_and_takes_what_a_reading_continues(
+    tmp_path: Path,
+):
+    """An agent upgraded in place opens the queue its predecessor wrote (no ``continues`` column): the
+    readings queued before stay and are sent as they were; new ones keep the time they continue."""
+    path = tmp_path / "q.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE readings (id INTEGER PRIMARY KEY AUTOINCREMENT, sensor TEXT NOT NULL, ts REAL NOT NULL,"
+        " value REAL, status TEXT NOT NULL DEFAULT 'good');"
+        "INSERT INTO readings (sensor, ts, value, status) VALUES ('s', 1.0, 4.0, 'good');"
+    )
+    old.close()
+    queue = LocalQueue(path, max_bytes=1 << 20)
+    queue.put_readings([("s", 31.0, 4.0, "good", 1.0), ("s", 32.0, 4.0, "good")])
+    queue.close()
+    again = LocalQueue(path, max_bytes=1 << 20)
+    assert [(r.ts, r.continues) for r in again.readings_batch(10)] == [(1.0, None), (31.0, 1.0), (32.0, None)]
+
+
 def test_an_event_key_is_queued_once_and_values_round_trip(tmp_path: Path):
     queue = LocalQueue(tmp_path / "q.sqlite3", max_bytes=1 << 20)
     assert queue.put_event("p-101:opened:1000", {"kind": "opened", "at": 1000.0}) is True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 
 import aiomqtt
@@ -13,7 +14,9 @@ import orjson
 import pytest
 from asgiref.sync import sync_to_async
 from django import db
+from django.contrib.auth.models import User
 from django.db import OperationalError
+from django.test import Client
 
 from connectivity import mqtt
 from connectivity.mqtt import sparkplug_payload
@@ -349,6 +352,44 @@ async def test_a_write_back_pass_the_device_refused_leaves_its_error_current(mos
         await until(lambda: "write refused" in (getattr(state_of(connection), "last_error", "") or ""))
     state = await fetch(state_of, connection)
     assert state.written_at is None and state.error_resolved() is None
+
+
+def site_row(connection, user) -> str:
+    """The connection's row of its site page, as ``user`` sees it."""
+    client = Client()
+    client.force_login(user)
+    body = client.get(connection.site.get_absolute_url()).content.decode()
+    row = body[body.index(f">{connection.name}<") :]
+    return row[: row.index("</tr>")]
+
+
+async def test_a_sparkplug_nodes_unanswered_rebirths_read_as_past_once_it_is_born(
+    mosquitto,  # noqa: F811
+    plant,
+    monkeypatch,
+):
+    # "no answer to N rebirth requests" is the node's error: before, nothing the connection did later said
+    # it was over, so after the node was born the site page still read "last error 2 minutes ago: ... no
+    # answer" as if the node were still silent.
+    monkeypatch.setattr(mqtt, "REBIRTH_EVERY_S", 0.3)
+    connection, _ = plant
+    # A superuser (sees every site): the roles' groups do not survive the flush between transactional tests.
+    engineer = await fetch(User.objects.create_superuser, "enzo", password="x")
+    async with running_bridge(connection):
+        await until(lambda: "no answer to" in state_of(connection).last_error)
+        current = await fetch(state_of, connection)
+        assert current.last_error_resolved_by == "birth" and current.error_resolved() is None
+        assert "connection-last-error" in await fetch(site_row, connection, engineer)
+        born = time.time()
+        await publish(mosquitto, [("spBv1.0/north/NBIRTH/edge", sparkplug_payload([], 2_000))])
+        await until(lambda: state_of(connection).error_resolved() is not None)
+    state = await fetch(state_of, connection)
+    verb, at = state.error_resolved()
+    assert verb == "saw the node born" and born <= at.timestamp() <= time.time()
+    assert re.match(r"spBv1\.0/north/edge: no answer to \d+ rebirth requests? since ", state.last_error)
+    row = await fetch(site_row, connection, engineer)
+    assert "connection-past-error" in row and "before it saw the node born" in row
+    assert "connection-last-error" not in row
 
 
 async def test_a_frozen_sparkplug_metric_is_stored_held_and_flagged_stuck_and_a_dead_node_is_a_gap(

@@ -292,4 +292,13 @@ def test_an_error_is_over_only_after_the_success_it_stopped():
         written_at=now,
     )
     assert point.error_resolved() is None  # a point's error: no success of the connection says it is over
+    node = ConnectionState(
+        last_error="spBv1.0/plant/edge1: no answer to 3 rebirth requests",
+        last_error_at=now - timedelta(hours=1),
+        last_error_resolved_by="birth",
+        connected_at=now,
+    )
+    assert node.error_resolved() is None  # connected, but the node has not been born since
+    node.last_error_resolved_at = now - timedelta(minutes=2)
+    assert node.error_resolved() == ("saw the node born", now - timedelta(minutes=2))
     assert ConnectionState(connected_at=now).error_resolved() is None  # no error at all

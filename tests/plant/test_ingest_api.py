@@ -488,3 +488,60 @@ def test_an_unknown_status_rejects_its_row_naming_the_field_and_keeps_the_others
     error = rejected_errors(response)[1]
     assert error.startswith("status must be one of 'good', 'uncertain', 'bad'"), error
     assert list(Reading.objects.filter(sensor__key=VIB).values_list("value", flat=True)) == [1.0]
+
+
+def test_a_reading_that_continues_an_earlier_one_ends_no_gap_and_one_without_the_field_still_does(
+    client, asset, gateway_token
+):
+    """An edge agent's OPC UA value steady since long before it connected: the catch-up read at the value's
+    own time, then values held from the connection on, the first of which states that it carries the read
+    on (`continues`, as the bridge's own held values do). Flagged "after gap" before the field existed, at
+    every connect of the agent. An older agent sends no such field: the gap stays flagged, as does one
+    whose statement names a time that is not the previous reading's."""
+    read_at = EPOCH0
+    post_json(client, gateway_token, {"readings": [reading(ts=read_at, value=4.0)]})  # stored context
+    rows = [
+        {**reading(ts=read_at + 30, value=4.0), "continues": read_at},
+        reading(ts=read_at + 31, value=4.0),
+        reading(sensor=CUR, ts=read_at, value=12.0),
+        {**reading(sensor=CUR, ts=read_at + 30, value=12.0), "continues": "2026-01-05T08:00:00Z"},
+        reading(sensor=CUR, ts=read_at + 90, value=12.0),  # an older agent: no continues
+        {**reading(sensor=CUR, ts=read_at + 150, value=12.0), "continues": read_at + 60},  # not the last
+        {**reading(sensor=CUR, ts=read_at + 151, value=12.0), "continues": None},
+    ]
+    response = post_json(client, gateway_token, {"readings": rows})
+    assert response.json() == {"accepted": 7, "duplicates": 0, "rejected": []}
+    gaps = {
+        (key, int(ts.timestamp()) - read_at)
+        for key, ts, quality in Reading.objects.values_list("sensor__key", "ts", "quality")
+        if quality & QualityFlag.GAP
+    }
+    assert gaps == {(CUR, 90), (CUR, 150)}
+
+
+@pytest.mark.parametrize(
+    ("continues", "error"),
+    [
+        ("yesterday", "continues: unparseable timestamp: 'yesterday'"),
+        ("2026-01-05T08:00:00", "continues: timestamp has no UTC offset"),
+        (True, "continues: timestamp must be an ISO 8601 string or epoch seconds, not a boolean"),
+        ([EPOCH0], "continues: timestamp must be an ISO 8601 string or epoch seconds"),
+        ({"ts": EPOCH0}, "continues: timestamp must be an ISO 8601 string or epoch seconds"),
+        (-1e12, "continues: timestamp out of range"),
+        (EPOCH0 + 1, "continues must be a time before the reading's own ts"),
+        (EPOCH0 + 5, "continues must be a time before the reading's own ts"),
+    ],
+)
+def test_a_continues_that_is_no_earlier_time_rejects_its_row_naming_the_field_and_keeps_the_others(
+    client, asset, gateway_token, continues, error
+):
+    rows = [
+        reading(ts=EPOCH0, value=1.0),
+        {**reading(ts=EPOCH0 + 1, value=2.0), "continues": continues},
+        {**reading(ts=EPOCH0 + 2, value=3.0), "continues": EPOCH0 + 1},
+    ]
+    response = post_json(client, gateway_token, {"readings": rows})
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 2
+    assert rejected_errors(response)[1].startswith(error), rejected_errors(response)
+    assert sorted(Reading.objects.filter(sensor__key=VIB).values_list("value", flat=True)) == [1.0, 3.0]
