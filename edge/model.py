@@ -106,8 +106,8 @@ class EdgeModel:
         """The sensor that pushed window input ``x`` towards the alert most, in the board's words (the same
         SHAP values of the same ONNX file as the server, the same ``detection.wording``): what the agent
         tells the HMI while the server is out of reach. None when the bundle carries no background sample
-        or no sensor pushed the score up. Raises what explaining raises (ExplanationError, ImportError for
-        a tree model on a gateway without shap)."""
+        or no sensor pushed the score up. Raises what explaining raises (ExplanationError). Tree (RUL)
+        models too: their TreeSHAP is numpy's, so edge/requirements.txt suffices."""
         if not self.explainable:
             return None
         background = np.asarray(self.spec["background"], dtype=np.float64)
