@@ -4,7 +4,8 @@
 or calibration, the ONNX session) and then scores any stretch of readings through the server's own
 pipeline (``detection.pipeline``: regime step, windows, baseline, one onnxruntime batch). The CSV runner
 (``edge.runner``) scores a whole file with it; the agent scores each new window as readings arrive. The
-alert rules' parameters (thresholds in force for the asset, M/N windows, direction) come with it.
+alert rules' parameters (thresholds in force for the asset, M/N windows, direction, the asset's criticality
+shift of the severity) come with it.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class EdgeModel:
             open_windows=int(spec.get("open_windows", 1)),
             clear_windows=int(spec.get("clear_windows", 1)),
             higher=runtime.higher_is_worse(self.output_spec),
+            # The asset's criticality (bundles exported for an asset; before it was shipped: none).
+            severity_shift=int(spec.get("severity_shift", 0)),
             window_overlap=overlap(self.window_s, self.step_s),
         )
 

@@ -89,7 +89,7 @@ from models_registry.choices import ModelStatus
 from models_registry.edge_rollout import agent_step
 from models_registry.models import ModelVersion
 from models_registry.training_data import asset_windows_between
-from plant.choices import AVAILABILITY_FLAGS, SENSOR_FAULT_FLAGS, QualityFlag
+from plant.choices import AVAILABILITY_FLAGS, CRITICALITY_SHIFT, SENSOR_FAULT_FLAGS, QualityFlag
 from plant.models import Asset, Reading
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,6 @@ logger = logging.getLogger(__name__)
 # its own sensor-fault alert (alerts.services.sensor_faults), which holds the model's alert.
 GATE_FLAGS = QualityFlag.OUT_OF_RANGE | QualityFlag.STUCK | QualityFlag.GAP
 PEAK_REEXPLAIN_CHANGE = 0.10
-CRITICALITY_SHIFT = {"low": -1, "medium": 0, "high": 1}
 
 
 @dataclass(frozen=True)
