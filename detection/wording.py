@@ -411,6 +411,12 @@ def unusual_text(score: float | None, open_threshold: float | None, *, higher: b
     return "past the alert level" if beyond else "within the alert level"
 
 
+def opening_text(windows: int, *, higher: bool = True) -> str:
+    """Why the rules opened an alert, for its first event: "score above the open threshold for 3 consecutive
+    windows"; "below" for a score whose low values are bad (a remaining useful life)."""
+    return f"score {'above' if higher else 'below'} the open threshold for {windows} consecutive windows"
+
+
 def duration_text(seconds: float) -> str:
     """ "40 s", "2 min", "1 h 5 min", "3 days"."""
     seconds = max(0, round(seconds))

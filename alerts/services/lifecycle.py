@@ -83,6 +83,7 @@ from detection.features import role_of
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import severity_level
 from detection.runtime import higher_is_worse
+from detection.wording import opening_text
 from models_registry.baseline import current_steps, version_vector
 from models_registry import cache
 from models_registry.choices import ModelStatus
@@ -1077,7 +1078,7 @@ def _open(
         if existing is None:
             raise
         return existing, False
-    reason = f"score above the open threshold for {opened.count} consecutive windows"
+    reason = opening_text(opened.count, higher=params.higher)
     if reopened_from is not None:
         reason = f"{note} (alert #{reopened_from.pk})"
     kind = AlertEventKind.STATE

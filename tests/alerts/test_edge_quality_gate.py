@@ -41,7 +41,7 @@ from models_registry.training import train_rul
 from plant.choices import QualityFlag
 from plant.ingest import ParsedBatch, ingest_readings
 from plant.models import Label, Reading
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, make_asset
 from tests.scoring.conftest import NAMES, vibration_model
 
 EVENTS = "/api/v1/edge/events"
@@ -599,3 +599,25 @@ def test_an_rul_alert_decided_on_a_gateway_without_shap_is_explained_there_as_th
     assert alert.dominant_role == "vibration" and alert.category == AlertCategory.MACHINE_FAULT
     [card] = board_alerts(technician)
     assert card.pk == alert.pk and card.why[0].sentence == told.reason
+
+
+def test_an_rul_alert_says_its_score_fell_below_the_open_threshold_wherever_it_was_decided(
+    client, gateway_token, asset, site, at, settings
+):
+    # Its opening event said "score above the open threshold" of a remaining life that had fallen below it.
+    n = settings.VIGIL_ALERT_OPEN_WINDOWS
+    version = rul_champion(asset.asset_type)
+    edge_alert = send_opened(client, gateway_token, version, asset, at)  # the agent's peak: 25, below 30
+    other = make_asset(site, "p-102", asset.asset_type)
+    store(other, at - 400, at + 30, vibration(at))
+    score_assets([other.pk])
+    [server_alert] = Alert.objects.filter(asset=other, kind="rul")
+
+    opening = {
+        alert.asset.tag: AlertEvent.objects.get(alert=alert, from_state="").reason
+        for alert in (edge_alert, server_alert)
+    }
+    assert opening == {
+        "p-101": f"decided at the edge by edge-1: score below the open threshold for {n} consecutive windows",
+        "p-102": f"score below the open threshold for {n} consecutive windows",
+    }
