@@ -28,6 +28,7 @@ from connectivity.points import Sample
 from detection import explain
 from detection.bundle import load_bundle
 from detection.runtime import higher_is_worse
+from detection.wording import duration_text
 from detection.runtime import ModelRuntimeError
 from edge.decide import AssetDecider
 from edge.model import EdgeModel
@@ -602,9 +603,10 @@ def test_an_rul_alert_decided_on_a_gateway_without_shap_is_explained_there_as_th
 
 
 def test_an_rul_alert_says_its_score_fell_below_the_open_threshold_wherever_it_was_decided(
-    client, gateway_token, asset, site, at, settings
+    client, gateway_token, asset, site, at, settings, technician
 ):
-    # Its opening event said "score above the open threshold" of a remaining life that had fallen below it.
+    # Its opening event said "score above the open threshold" of a remaining life that had fallen below it,
+    # and its card "past the alert level": now the time left, in the version's unit (hours by default).
     n = settings.VIGIL_ALERT_OPEN_WINDOWS
     version = rul_champion(asset.asset_type)
     edge_alert = send_opened(client, gateway_token, version, asset, at)  # the agent's peak: 25, below 30
@@ -621,3 +623,7 @@ def test_an_rul_alert_says_its_score_fell_below_the_open_threshold_wherever_it_w
         "p-101": f"decided at the edge by edge-1: score below the open threshold for {n} consecutive windows",
         "p-102": f"score below the open threshold for {n} consecutive windows",
     }
+    cards = {card.asset.tag: card for card in board_alerts(technician)}
+    assert cards["p-101"].unusual == "remaining life 25 h (alert below 30 h)"  # the agent's peak, 25
+    server_peak = duration_text(server_alert.peak_score * 3600)
+    assert cards["p-102"].unusual == f"remaining life {server_peak} (alert below 30 h)"
