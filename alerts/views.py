@@ -38,7 +38,6 @@ from alerts.services.board import alert_level, decorate, feature_lines, role_met
 from alerts.services.overrides import effective_thresholds
 from detection.explain import ExplanationError
 from detection.runtime import ModelRuntimeError
-from detection.wording import unusual_text
 from plant.access import get_asset_for_user, get_or_404, is_engineer
 from plant.models import Asset
 from plant.params import ParamError, parse_id, shown, text
@@ -135,7 +134,7 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "which": which,
         "peak_error": peak_error,
         "explained_at": _explained_at(explanation),
-        "explained_unusual": unusual_text(explained_score, level.open_threshold, higher=level.higher),
+        "explained_unusual": level.unusual(explained_score),
         "explanation": explanation,
         "sensor_figure": sensor_figure(
             alert,

@@ -401,14 +401,31 @@ def _below(a: float, b: float, c: float) -> tuple[float, float] | None:
     return (min(near, far), max(near, far))
 
 
-def unusual_text(score: float | None, open_threshold: float | None, *, higher: bool = True) -> str:
-    """How unusual a score is, as a multiple of the alert level: "3.6× the alert level"."""
+def unusual_text(
+    score: float | None,
+    open_threshold: float | None,
+    *,
+    higher: bool = True,
+    life_unit_s: float | None = None,
+) -> str:
+    """How unusual a score is, as a multiple of the alert level: "3.6× the alert level". A remaining useful
+    life (``life_unit_s``: seconds in one unit of the score) is said as what it is: "remaining life 21 h
+    (alert below 30 h)"."""
     if score is None or open_threshold is None or score != score:
         return "unknown"
+    if life_unit_s is not None:
+        alert_at = duration_text(open_threshold * life_unit_s)
+        return f"remaining life {duration_text(score * life_unit_s)} (alert below {alert_at})"
     if higher and open_threshold > 0 and score >= 0:
         return f"{ratio_text(score / open_threshold)} the alert level"
     beyond = score >= open_threshold if higher else score <= open_threshold
     return "past the alert level" if beyond else "within the alert level"
+
+
+def opening_text(windows: int, *, higher: bool = True) -> str:
+    """Why the rules opened an alert, for its first event: "score above the open threshold for 3 consecutive
+    windows"; "below" for a score whose low values are bad (a remaining useful life)."""
+    return f"score {'above' if higher else 'below'} the open threshold for {windows} consecutive windows"
 
 
 def duration_text(seconds: float) -> str:

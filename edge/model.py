@@ -4,7 +4,8 @@
 or calibration, the ONNX session) and then scores any stretch of readings through the server's own
 pipeline (``detection.pipeline``: regime step, windows, baseline, one onnxruntime batch). The CSV runner
 (``edge.runner``) scores a whole file with it; the agent scores each new window as readings arrive. The
-alert rules' parameters (thresholds in force for the asset, M/N windows, direction) come with it.
+alert rules' parameters (thresholds in force for the asset, M/N windows, direction, the asset's criticality
+shift of the severity) come with it.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class EdgeModel:
             open_windows=int(spec.get("open_windows", 1)),
             clear_windows=int(spec.get("clear_windows", 1)),
             higher=runtime.higher_is_worse(self.output_spec),
+            # The asset's criticality (bundles exported for an asset; before it was shipped: none).
+            severity_shift=int(spec.get("severity_shift", 0)),
             window_overlap=overlap(self.window_s, self.step_s),
         )
 
@@ -106,8 +109,8 @@ class EdgeModel:
         """The sensor that pushed window input ``x`` towards the alert most, in the board's words (the same
         SHAP values of the same ONNX file as the server, the same ``detection.wording``): what the agent
         tells the HMI while the server is out of reach. None when the bundle carries no background sample
-        or no sensor pushed the score up. Raises what explaining raises (ExplanationError, ImportError for
-        a tree model on a gateway without shap)."""
+        or no sensor pushed the score up. Raises what explaining raises (ExplanationError). Tree (RUL)
+        models too: their TreeSHAP is numpy's, so edge/requirements.txt suffices."""
         if not self.explainable:
             return None
         background = np.asarray(self.spec["background"], dtype=np.float64)

@@ -13,6 +13,7 @@ from detection.bundle import pack_bundle
 from detection.features import roles_read
 from models_registry.models import ModelVersion
 from models_registry.validation import ModelRejected, check_checksum
+from plant.choices import CRITICALITY_SHIFT
 from plant.models import Asset, no_sensor_for
 
 ThresholdOverrides = Callable[[ModelVersion, Collection[int]], dict[int, tuple[float, float]]]
@@ -81,6 +82,9 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
                 f"asset {asset.tag!r} is a {asset.asset_type}, but {version} is for {asset_type}"
             )
         spec["asset"] = {"id": asset.pk, "tag": asset.tag, "site": asset.site.slug}
+        # The severity the agent tells the plant is the one the server gives the alert (its card and
+        # write-back): shifted by the asset's criticality.
+        spec["severity_shift"] = CRITICALITY_SHIFT.get(asset.criticality, 0)
         spec["sensors"] = dict(asset.sensors.order_by("key").values_list("key", "role__key"))
         # A version reading a role the asset has no sensor for never completes a window there: the agent
         # would run and stay silent. Refused with the asset page's and the scorer's words. (A role the type

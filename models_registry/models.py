@@ -12,6 +12,8 @@ from detection.baseline import is_robust
 from models_registry.choices import ModelKind, ModelStatus, RetrainStatus
 from plant.models import Asset, AssetType
 
+RUL_UNIT_S = 3600.0  # RUL models count hours unless told otherwise (open below 30 h, clear above 40 h)
+
 
 def onnx_upload_to(instance: ModelVersion, filename: str) -> str:
     # The checksum prefix keeps an artifact's path unique even if a version row is ever re-created.
@@ -89,6 +91,14 @@ class ModelVersion(models.Model):
     @property
     def n_features(self) -> int:
         return len(self.feature_spec or [])
+
+    @property
+    def rul_unit_s(self) -> float | None:
+        """Seconds in one unit of a remaining-useful-life version's score (the unit its training counted
+        the remaining life in, hours unless it says otherwise); None for the other kinds."""
+        if self.kind != ModelKind.RUL:
+            return None
+        return float(((self.provenance or {}).get("rul") or {}).get("unit_s", RUL_UNIT_S))
 
     def read_onnx_bytes(self) -> bytes:
         """The stored artifact's bytes (raises OSError/ValueError if the file is missing)."""

@@ -61,7 +61,6 @@ from detection.pipeline import Pipeline, PipelineError
 from detection import runtime
 from models_registry import cache, training
 from models_registry.services import (
-    RUL_UNIT_S,
     baseline_training_windows,
     current_champion,
     fit_rul,
@@ -77,7 +76,7 @@ from models_registry.training_data import (
     reason_words,
     source_words,
 )
-from models_registry.models import ModelVersion, RetrainRun
+from models_registry.models import RUL_UNIT_S, ModelVersion, RetrainRun
 from models_registry.training import TrainingError, jsonable
 from plant.choices import LabelKind, LabelSource
 from plant.models import AssetType, Label
@@ -535,7 +534,7 @@ def retrain_from_feedback(
         # In the champion's unit, cap and limits (its training params), so the candidate's scores and
         # thresholds mean the same thing and the hold-out compares like with like.
         before = champion.provenance if champion is not None else {}
-        unit_s = float((before.get("rul") or {}).get("unit_s", RUL_UNIT_S))
+        unit_s = champion.rul_unit_s if champion is not None else RUL_UNIT_S
         kept = {k: v for k, v in (before.get("params") or {}).items() if k in training.RUL_DEFAULTS}
         trained, fit_info, rul = fit_rul(
             X, ends, groups, events, data.feature_names, data_end_s=data.end.timestamp(),

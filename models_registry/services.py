@@ -27,7 +27,7 @@ from detection.pipeline import Pipeline
 from models_registry import baseline as baselines
 from models_registry import training
 from models_registry.choices import ModelKind, ModelStatus, WindowLabel
-from models_registry.models import AssetBaseline, ModelStatusChange, ModelVersion
+from models_registry.models import RUL_UNIT_S, AssetBaseline, ModelStatusChange, ModelVersion
 from models_registry.training import TrainedModel, TrainingError, jsonable
 from models_registry.training_data import (
     LabelEvent,
@@ -44,7 +44,6 @@ from plant.models import Asset, AssetType, Site
 logger = logging.getLogger(__name__)
 
 MIN_TRAINING_WINDOWS = 50  # ~8 minutes of one asset at the default 10 s step: less is no baseline
-RUL_UNIT_S = 3600.0  # RUL models count hours unless told otherwise (open below 30 h, clear above 40 h)
 # How promote and rollback word the retirement they cause (a rollback recognises a replaced champion by it).
 REPLACED_BY = "replaced by"
 ROLLED_BACK = "rolled back"

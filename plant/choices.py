@@ -21,6 +21,12 @@ class Criticality(models.TextChoices):
     colour = colours({"low": "#6b7280", "medium": "#d97706", "high": "#dc2626"})
 
 
+# How an asset's criticality moves the severity of its alerts (detection.rules.severity_level's shift): one
+# level down for a low-criticality asset, one up for a high one. The server's alerts and the edge agent's
+# local decisions (the bundle ships the asset's shift) use it.
+CRITICALITY_SHIFT = {Criticality.LOW: -1, Criticality.MEDIUM: 0, Criticality.HIGH: 1}
+
+
 class LabelKind(models.TextChoices):
     FAULT = "fault", "Fault"
     NORMAL = "normal", "Normal"

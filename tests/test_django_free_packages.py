@@ -5,12 +5,16 @@ the import-linter contracts that say so (and that the apps depend one way) hold.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ("django", "plant", "alerts", "models_registry", "config", "demo")
@@ -65,3 +69,56 @@ def test_the_import_contracts_hold():
         "edge imports no Django and no Vigil app",
     ):
         assert f"{contract} KEPT" in result.stdout
+
+
+def installed_with(requirements: Path) -> set[str]:
+    """The distributions ``pip install -r requirements`` installs: those it names and, from the installed
+    metadata, everything they require (extras left out), by canonical name."""
+    wanted = [
+        re.split(r"[=<>~!\[; ]", line.split("#", 1)[0].strip(), maxsplit=1)[0]
+        for line in requirements.read_text().splitlines()
+        if line.split("#", 1)[0].strip()
+    ]
+    found: set[str] = set()
+    while wanted:
+        name = canonicalize_name(wanted.pop())
+        if name in found:
+            continue
+        found.add(name)
+        for text in importlib.metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                wanted.append(requirement.name)
+    return found
+
+
+def test_the_edge_agent_and_its_protocol_clients_import_with_only_what_edge_requirements_installs():
+    # A gateway installs edge/requirements.txt and nothing else: every module the agent runs (its own, the
+    # detection core's, and each protocol client it may be configured with) must import there. Top-level
+    # modules of other distributions are refused, as on the gateway; optional imports may fall back.
+    installed = installed_with(ROOT / "edge" / "requirements.txt")
+    allowed = sorted(
+        module
+        for module, dists in importlib.metadata.packages_distributions().items()
+        if any(canonicalize_name(d) in installed for d in dists)
+    )
+    code = f"""
+import importlib, importlib.abc, pkgutil, sys
+ALLOWED = set({allowed!r}) | set(sys.stdlib_module_names) | {{"edge", "detection", "connectivity"}}
+
+class Gateway(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if path is None and name not in ALLOWED and not name.startswith("_"):
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not installed on a gateway)", name=name)
+        return None
+
+sys.meta_path.insert(0, Gateway())
+import connectivity, connectivity.protocols as protocols, detection, edge
+for package in (edge, detection, connectivity):
+    for info in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
+        importlib.import_module(info.name)
+for name in protocols.PROTOCOLS:
+    protocols.module(name)
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

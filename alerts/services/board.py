@@ -144,10 +144,15 @@ class AlertLevel:
     clear_threshold: float
     higher: bool
     step_s: float
+    life_unit_s: float | None = None  # a remaining-useful-life version's unit (ModelVersion.rul_unit_s)
 
     @property
     def wording_args(self) -> dict[str, Any]:
         return {"open_threshold": self.open_threshold, "higher": self.higher}
+
+    def unusual(self, score: float | None) -> str:
+        """How unusual ``score`` is against this level, in words (detection.wording.unusual_text)."""
+        return unusual_text(score, self.open_threshold, higher=self.higher, life_unit_s=self.life_unit_s)
 
 
 def alert_level(
@@ -167,7 +172,11 @@ def alert_level(
         thresholds = (alert.override_open, alert.override_clear)
     open_t, clear_t = thresholds or (version.open_threshold, version.clear_threshold)
     return AlertLevel(
-        open_t, clear_t, higher_is_worse(version.output_spec), float(alert.asset.asset_type.step_s)
+        open_t,
+        clear_t,
+        higher_is_worse(version.output_spec),
+        float(alert.asset.asset_type.step_s),
+        version.rul_unit_s,
     )
 
 
@@ -207,7 +216,7 @@ def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
             meta.get(alert.asset.asset_type_id, {}),
             alert.level,
         )
-        alert.unusual = unusual_text(alert.peak_score, alert.level.open_threshold, higher=alert.level.higher)
+        alert.unusual = alert.level.unusual(alert.peak_score)
         alert.unusual_for = duration_text(alert.window_count * alert.level.step_s)
         alert.role_label = (
             meta.get(alert.asset.asset_type_id, {}).get(alert.dominant_role, (alert.dominant_role, ""))[0]
@@ -288,11 +297,13 @@ def versions_of(version_ids: Iterable[int]) -> dict[int, ModelVersion]:
     fields = (
         "pk",
         "sha256",
+        "kind",
         "feature_spec",
         "background",
         "open_threshold",
         "clear_threshold",
         "output_spec",
+        "provenance",
     )
     return {v.pk: v for v in ModelVersion.objects.filter(pk__in=list(version_ids)).only(*fields)}
 

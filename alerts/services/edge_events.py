@@ -53,6 +53,7 @@ from alerts.services.lifecycle import (
 )
 from alerts.services.overrides import effective_thresholds
 from detection import rules
+from detection.wording import opening_text
 from models_registry.models import ModelVersion
 from plant.edge_agents import EdgeReportError, check_storable, edge_time
 from plant.models import Asset, Gateway
@@ -189,8 +190,8 @@ def _opened(ctx: _Context, gateway: Gateway, alert: Alert | None, first, at, pea
     if created:
         AlertEvent.objects.filter(alert=alert, from_state="").update(
             reason=(
-                f"decided at the edge by {gateway.name}: score above the open threshold for "
-                f"{ctx.params.open_windows} consecutive windows"
+                f"decided at the edge by {gateway.name}: "
+                f"{opening_text(ctx.params.open_windows, higher=ctx.params.higher)}"
             )[:300]
         )
     return ("opened" if created else "merged"), alert

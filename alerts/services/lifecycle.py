@@ -84,13 +84,14 @@ from detection.features import role_of
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import severity_level
 from detection.runtime import higher_is_worse
+from detection.wording import opening_text
 from models_registry.baseline import current_steps, version_vector
 from models_registry import cache
 from models_registry.choices import ModelStatus
 from models_registry.edge_rollout import agent_step
 from models_registry.models import ModelVersion
 from models_registry.training_data import asset_windows_between
-from plant.choices import AVAILABILITY_FLAGS, SENSOR_FAULT_FLAGS, QualityFlag
+from plant.choices import AVAILABILITY_FLAGS, CRITICALITY_SHIFT, SENSOR_FAULT_FLAGS, QualityFlag
 from plant.models import Asset, Reading
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,6 @@ logger = logging.getLogger(__name__)
 # its own sensor-fault alert (alerts.services.sensor_faults), which holds the model's alert.
 GATE_FLAGS = QualityFlag.OUT_OF_RANGE | QualityFlag.STUCK | QualityFlag.GAP
 PEAK_REEXPLAIN_CHANGE = 0.10
-CRITICALITY_SHIFT = {"low": -1, "medium": 0, "high": 1}
 
 
 @dataclass(frozen=True)
@@ -1102,7 +1102,7 @@ def _open(
         if existing is None:
             raise
         return existing, False
-    reason = f"score above the open threshold for {opened.count} consecutive windows"
+    reason = opening_text(opened.count, higher=params.higher)
     if reopened_from is not None:
         reason = f"{note} (alert #{reopened_from.pk})"
     kind = AlertEventKind.STATE

@@ -13,8 +13,12 @@ from alerts.choices import AlertState
 from alerts.models import Alert, AlertEvent, EdgeEvent
 from alerts.services import ScoredWindow
 from bench.edgekit import TRAIN_S, make_bundle
+from detection.bundle import load_bundle
+from edge.model import EdgeModel
+from edge.sources import LEVELS
+from models_registry.bundle import build_bundle
 from plant.models import EdgeAgent, EdgeDrop, Gateway
-from tests.alerts.conftest import OPEN, score
+from tests.alerts.conftest import CLEAR, OPEN, score
 from tests.edge.conftest import set_back_episodes
 
 EVENTS = "/api/v1/edge/events"
@@ -92,6 +96,27 @@ def test_an_alert_the_server_already_opened_is_merged_not_doubled(client, champi
     assert Alert.objects.count() == 1
     server_alert.refresh_from_db()
     assert server_alert.raised_at_edge
+
+
+@pytest.mark.parametrize("criticality", ["low", "medium", "high"])
+def test_the_agent_tells_the_plant_the_severity_the_server_gives_its_alert(
+    client, champion, asset, gateway_token, tmp_path, criticality
+):
+    # The server shifts an alert's severity by the asset's criticality; the agent's bundle for the asset
+    # carries the shift, so the HMI hears the severity the board and the server's write-back show.
+    asset.criticality = criticality
+    asset.save(update_fields=["criticality"])
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(build_bundle(champion, asset))
+    params = EdgeModel(load_bundle(str(path))).rule_params
+    peak = OPEN + 3 * (OPEN - CLEAR)  # three bands past the open threshold: "medium" before the shift
+
+    response = post(client, gateway_token, EVENTS, {"events": [opened(champion, asset, peak_score=peak)]})
+    [result] = response.json()["results"]
+    alert = Alert.objects.get(pk=result["alert"])
+
+    assert alert.severity == criticality  # "medium" moved one level down or up by the criticality
+    assert LEVELS[params.level(peak)] == alert.severity
 
 
 def test_a_cleared_event_closes_the_live_edge_alert(client, sent, champion, asset, gateway_token):

@@ -68,6 +68,15 @@ def store(asset, start_s: float, end_s: float, values, *, gaps: dict[str, tuple[
     """1 Hz readings of every sensor of the asset over [start_s, end_s] through ingest (which flags them, as
     it does the agent's uploads): vibration follows ``values``, the others sit at their level with noise;
     ``gaps``: role -> (start, end), no reading of that role in between."""
+    keys, ts, vs = readings(asset, start_s, end_s, values, gaps=gaps)
+    result = ingest_readings(None, ParsedBatch.from_arrays(keys, ts, vs))
+    assert not result.rejected
+
+
+def readings(
+    asset, start_s: float, end_s: float, values, *, gaps: dict[str, tuple[float, float]] | None = None
+):
+    """The readings ``store`` stores: (sensor keys, times, values)."""
     t = np.arange(start_s, end_s + 1, dtype=np.float64)
     rng = np.random.default_rng(int(start_s) % 1000)
     keys, ts, vs = [], [], []
@@ -79,8 +88,7 @@ def store(asset, start_s: float, end_s: float, values, *, gaps: dict[str, tuple[
         keys += [sensor.key] * int(keep.sum())
         ts.append(t[keep])
         vs.append(series[keep])
-    result = ingest_readings(None, ParsedBatch.from_arrays(keys, np.concatenate(ts), np.concatenate(vs)))
-    assert not result.rejected
+    return keys, np.concatenate(ts), np.concatenate(vs)
 
 
 def send_event(client, token, champion, asset, kind: str, decided_at: float, at: float) -> dict:

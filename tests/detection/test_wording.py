@@ -295,6 +295,10 @@ def test_scores_read_as_multiples_of_the_alert_level_and_windows_as_durations():
     assert unusual_text(14.633, 4.016) == "3.6× the alert level"
     assert unusual_text(48.0, 4.0) == "12× the alert level"
     assert unusual_text(3.0, 10.0, higher=False) == "past the alert level"
+    # A remaining useful life is said as a time left, in its version's unit (hours here).
+    assert unusual_text(21.33, 30.0, higher=False, life_unit_s=3600.0) == (
+        "remaining life 21 h 20 min (alert below 30 h)"
+    )
     assert unusual_text(None, 4.0) == "unknown"
     assert duration_text(16 * 10) == "3 min"
     assert duration_text(30) == "30 s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import lightgbm as lgb
 import numpy as np
@@ -119,33 +120,37 @@ def test_trained_failure_classifier_explanations_are_additive():
     assert result["features"][0]["value"] == pytest.approx(X[0, 0], rel=1e-6)
 
 
-def hand_tree_ensemble() -> bytes:
-    """Two trees using BRANCH_LT, BRANCH_GT and BRANCH_GTE, one with the missing value on the true side."""
+def tree_ensemble(trees: list[list[tuple]], *, d: int, base: float, aggregate: str = "SUM") -> bytes:
+    """A TreeEnsembleRegressor from trees of nodes (node id, mode, feature, threshold, true id, false id,
+    missing tracks true, leaf weight); its output read through an Identity, as the exporters write it."""
+    rows = [(tree, *node) for tree, nodes in enumerate(trees) for node in nodes]
+    leaves = [row for row in rows if row[2] == "LEAF"]
     node = helper.make_node(
         "TreeEnsembleRegressor",
         ["input"],
         ["out"],
         domain="ai.onnx.ml",
         n_targets=1,
-        nodes_treeids=[0, 0, 0, 0, 0, 1, 1, 1],
-        nodes_nodeids=[0, 1, 2, 3, 4, 0, 1, 2],
-        nodes_featureids=[0, 0, 1, 0, 0, 2, 0, 0],
-        nodes_values=[0.5, 0, 0.25, 0, 0, 0.75, 0, 0],
-        nodes_modes=["BRANCH_LT", "LEAF", "BRANCH_GT", "LEAF", "LEAF", "BRANCH_GTE", "LEAF", "LEAF"],
-        nodes_truenodeids=[1, 0, 3, 0, 0, 1, 0, 0],
-        nodes_falsenodeids=[2, 0, 4, 0, 0, 2, 0, 0],
-        nodes_missing_value_tracks_true=[0, 0, 1, 0, 0, 0, 0, 0],
-        target_treeids=[0, 0, 0, 1, 1],
-        target_nodeids=[1, 3, 4, 1, 2],
-        target_ids=[0, 0, 0, 0, 0],
-        target_weights=[1.0, 2.0, -1.0, 0.5, -0.5],
-        base_values=[0.1],
+        nodes_treeids=[row[0] for row in rows],
+        nodes_nodeids=[row[1] for row in rows],
+        nodes_featureids=[row[3] for row in rows],
+        nodes_values=[row[4] for row in rows],
+        nodes_modes=[row[2] for row in rows],
+        nodes_truenodeids=[row[5] for row in rows],
+        nodes_falsenodeids=[row[6] for row in rows],
+        nodes_missing_value_tracks_true=[row[7] for row in rows],
+        target_treeids=[row[0] for row in leaves],
+        target_nodeids=[row[1] for row in leaves],
+        target_ids=[0] * len(leaves),
+        target_weights=[row[8] for row in leaves],
+        base_values=[base],
+        aggregate_function=aggregate,
         post_transform="NONE",
     )
     graph = helper.make_graph(
         [node, helper.make_node("Identity", ["out"], ["score"])],
         "hand_trees",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, d])],
         [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1])],
     )
     model = helper.make_model(
@@ -154,6 +159,28 @@ def hand_tree_ensemble() -> bytes:
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def hand_tree_ensemble() -> bytes:
+    """Two trees using BRANCH_LT, BRANCH_GT and BRANCH_GTE, one with the missing value on the true side."""
+    return tree_ensemble(
+        [
+            [
+                (0, "BRANCH_LT", 0, 0.5, 1, 2, 0, 0.0),
+                (1, "LEAF", 0, 0.0, 0, 0, 0, 1.0),
+                (2, "BRANCH_GT", 1, 0.25, 3, 4, 1, 0.0),
+                (3, "LEAF", 0, 0.0, 0, 0, 0, 2.0),
+                (4, "LEAF", 0, 0.0, 0, 0, 0, -1.0),
+            ],
+            [
+                (0, "BRANCH_GTE", 2, 0.75, 1, 2, 0, 0.0),
+                (1, "LEAF", 0, 0.0, 0, 0, 0, 0.5),
+                (2, "LEAF", 0, 0.0, 0, 0, 0, -0.5),
+            ],
+        ],
+        d=3,
+        base=0.1,
+    )
 
 
 def test_lt_gt_and_gte_splits_are_explained_with_onnxruntime_semantics_at_the_thresholds():
@@ -170,6 +197,59 @@ def test_lt_gt_and_gte_splits_are_explained_with_onnxruntime_semantics_at_the_th
         phi, base = brute_force(onnx_bytes, x, background, spec)
         np.testing.assert_allclose(phis(result), phi, atol=1e-6)
         assert result["base_value"] == pytest.approx(base, abs=1e-6)
+
+
+def test_tree_shap_is_computed_without_the_shap_package_and_equals_shapley_values_over_all_coalitions(
+    monkeypatch,
+):
+    """A gateway installs edge/requirements.txt, without shap: its tree (RUL) models are explained by the
+    same numpy code as the server's. Paths that split one feature twice, a tree that is one leaf and an
+    averaged ensemble all give the exact Shapley values of the artifact."""
+    monkeypatch.setitem(sys.modules, "shap", None)  # any import of shap fails
+    explain_module._plan.cache_clear()
+    onnx_bytes = tree_ensemble(
+        [
+            [
+                (0, "BRANCH_LEQ", 0, 0.5, 1, 2, 0, 0.0),
+                (1, "BRANCH_LEQ", 0, 0.2, 3, 4, 0, 0.0),  # feature 0 again, below 0.5
+                (2, "BRANCH_GT", 1, 0.3, 5, 6, 0, 0.0),
+                (3, "LEAF", 0, 0.0, 0, 0, 0, 1.0),
+                (4, "LEAF", 0, 0.0, 0, 0, 0, 2.0),
+                (5, "BRANCH_LT", 0, 0.9, 7, 8, 0, 0.0),  # feature 0 again, above 0.5
+                (6, "LEAF", 0, 0.0, 0, 0, 0, -1.0),
+                (7, "LEAF", 0, 0.0, 0, 0, 0, 0.5),
+                (8, "LEAF", 0, 0.0, 0, 0, 0, 3.0),
+            ],
+            [(0, "LEAF", 0, 0.0, 0, 0, 0, 0.7)],
+            [
+                (0, "BRANCH_GTE", 2, 0.6, 1, 2, 0, 0.0),
+                (1, "BRANCH_LEQ", 3, 0.1, 3, 4, 0, 0.0),
+                (2, "LEAF", 0, 0.0, 0, 0, 0, 1.5),
+                (3, "LEAF", 0, 0.0, 0, 0, 0, -2.0),
+                (4, "LEAF", 0, 0.0, 0, 0, 0, 4.0),
+            ],
+        ],
+        d=4,
+        base=0.25,
+        aggregate="AVERAGE",
+    )
+    spec = {"name": "score", "index": 0, "direction": "lower_is_worse"}
+    rng = np.random.default_rng(11)
+    background = np.vstack([rng.uniform(0, 1, size=(40, 4)), [[0.5, 0.3, 0.6, 0.1], [0.2, 0.9, 0.0, 1.0]]])
+    names = ["a__mean", "b__mean", "c__mean", "d__mean"]
+    for x in (
+        background[-2],
+        np.array([0.95, 0.8, 0.7, 0.0]),
+        np.array([0.1, 0.1, 0.1, 0.9]),
+        *background[:5],
+    ):
+        result = explain(onnx_bytes, x, background, names, spec)
+        assert result["method"] == "tree_shap_onnx" and result["additivity_error"] <= 1e-6
+        phi, base = brute_force(onnx_bytes, x, background, spec)
+        # onnxruntime sums in float32: the coalitions' scores are exact to ~1e-7
+        np.testing.assert_allclose(phis(result), phi, atol=1e-6)
+        assert result["base_value"] == pytest.approx(base, abs=1e-6)
+    assert phis(result).any()
 
 
 def linear_onnx(d: int, seed: int) -> tuple[bytes, LinearRegression]:
