@@ -169,6 +169,9 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("--out", "/etc/passwd", "skab"), "--out: /etc/passwd is a file, not a folder"),
         (("--out", "/proc/vigil", "skab"), "--out: cannot create the folder /proc/vigil"),
         (("skab", "--data-dir", "/nonexistent"), "SKAB data not found at /nonexistent/skab/data"),
+        (("skab", "--data-dir", "/etc/passwd"), "SKAB data not found at /etc/passwd/skab/data"),
+        # Empty was the current folder, and the message blamed VIGIL_DATA_DIR.
+        (("skab", "--data-dir", ""), "--data-dir is empty"),
         (("skab", "--window", "-1"), "--window, --step and --calibration-points must be positive"),
         (("skab", "--step", "nan"), "--window, --step and --calibration-points must be positive"),
         (("skab", "--window", "wide"), "argument --window: invalid float value: 'wide'"),
@@ -228,6 +231,8 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("pump-anomaly", "1", "--output", " "), "--output is empty"),
         (("pump-anomaly", "1", "--output", "/nonexistent/dir/x.zip"), "cannot write /nonexistent/dir/x.zip"),
         (("pump-anomaly", "1", "--output", "/tmp"), "cannot write /tmp: Is a directory"),
+        (("pump-anomaly", "1", "--output", "/dev/full"), "cannot write /dev/full: No space left on device"),
+        (("pump-anomaly", "1", "--output", "/tmp/" + "x" * 300 + ".zip"), "File name too long"),
         (("pump-anomaly", "1", "--asset", "nosuch"), "no asset with tag or id 'nosuch'"),
         (("pump-anomaly", "1", "--asset", HUGE), f"no asset with tag or id '{HUGE}'"),
         (("pump-anomaly", "1", "--asset", "/"), "no asset with tag or id '/'"),
