@@ -198,6 +198,12 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         ),
         (("--asset-type", "pump", "--kind", "anomaly", "--name", "x" * 5000), "at most 80 characters"),
         (("--asset-type", "pump", "--kind", "anomaly", "--name", "a b/../c"), "model name 'a b/../c'"),
+        # Empty values were read as left out: the default name, all time.
+        (
+            ("--asset-type", "pump", "--kind", "anomaly", "--name", ""),
+            "model name '': This field cannot be blank",
+        ),
+        (("--asset-type", "pump", "--kind", "anomaly", "--start", ""), "--start '' is not an ISO date"),
         (("--asset-type", "pump", "--kind", "anomaly", "--roles", ","), "--roles needs at least one role"),
         (("--asset-type", "pump", "--kind", "anomaly", "--roles", "nosuch"), "has no role nosuch"),
         (("--asset-type", "pump", "--kind", "anomaly", "--detector", "x"), "argument --detector: invalid"),
@@ -210,6 +216,7 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("--asset-type", "pump", "--kind", "junk"), "cannot retrain kind 'junk' from feedback"),
         (("--asset-type", "pump", "--kind", "anomaly", "--since", "junk"), "--since 'junk' is not an ISO"),
         (("--asset-type", "pump", "--kind", "anomaly", "--since", "0001-01-01"), "is out of range"),
+        (("--asset-type", "pump", "--kind", "anomaly", "--since", ""), "--since '' is not an ISO date"),
         (("--asset-type", "pump", "--kind", "anomaly"), "no operator feedback on Pump assets"),
     ],
     "promote_model": [
@@ -236,11 +243,17 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("pump-anomaly", "1", "--asset", "nosuch"), "no asset with tag or id 'nosuch'"),
         (("pump-anomaly", "1", "--asset", HUGE), f"no asset with tag or id '{HUGE}'"),
         (("pump-anomaly", "1", "--asset", "/"), "no asset with tag or id '/'"),
+        (("pump-anomaly", "1", "--asset", ""), "no asset with tag or id ''"),  # was: a bundle for no asset
     ],
     "calibrate_baseline": [
         ((), "the following arguments are required: --asset, --start, --end"),
         (("--asset", "nosuch", "--start", "2026-01-01", "--end", "2026-01-02"), "no asset with tag or id"),
         (("--asset", "p-101", "--start", "junk", "--end", "2026-01-02"), "--start 'junk' is not an ISO"),
+        (("--asset", "p-101", "--start", "", "--end", "2026-01-02"), "--start '' is not an ISO date"),
+        (
+            ("--asset", "p-101", "--start", "2026-01-01", "--end", "2026-01-02", "--model", ""),
+            "no model named ''",
+        ),
         (
             ("--asset", "p-101", "--start", "2026-01-02", "--end", "2026-01-01"),
             "the calibration period is empty",
@@ -279,6 +292,7 @@ def refuse_to_start(what: str):
 def world(db, settings, tmp_path, monkeypatch):
     """Two sites (alpha with pumps p-101 and p-102 and a gateway, beta with an enabled connection), a model
     version, an empty data folder but for C-MAPSS's file names; nothing long-running can start."""
+    monkeypatch.chdir(tmp_path)  # a case a command wrongly accepts writes nothing into the checkout
     settings.VAR_DIR = tmp_path
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.VIGIL_DATA_DIR = tmp_path / "data"
