@@ -191,8 +191,6 @@ def check_token(token: str) -> None:
         site = gateway.site.slug if gateway is not None else None
     except DatabaseError as exc:
         raise CommandError(f"cannot check --token: {exc} (has `manage.py migrate` run?)") from None
-    finally:
-        connections.close_all()  # the children open their own; an idle one would only hold SQLite's lock
     if site is None:
         raise CommandError("--token: the gateway token is unknown or revoked; leave it out to seed a new one")
     if site != DEMO_SITE[0]:
@@ -314,6 +312,8 @@ class Command(VigilCommand):
             check_token(str(options["token"]))  # the simulator's and the replay's
         if options.get("faults") and not options["no_simulator"]:
             self._check_faults(options)
+        # The children open their own connections; an idle one here would only hold SQLite's lock.
+        connections.close_all()
         # Readiness polls would otherwise log one "HTTP Request" line each at INFO.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         supervisor = Supervisor(out=self.stdout, stop_timeout=float(options["stop_timeout"]))
@@ -391,9 +391,6 @@ class Command(VigilCommand):
             schedule = FaultSchedule.parse(options["faults"], sorted(tags))
         except (UnknownSite, ValueError) as exc:
             raise CommandError(f"--faults: {exc}") from None
-        finally:
-            # The children open their own connections; an idle one here would only hold SQLite's lock.
-            connections.close_all()
         speed = 1.0 if options["speed"] is None else float(options["speed"])
         # The demo's simulator runs until stopped (no --duration) after its --backfill of history.
         check_fault_starts(schedule, int(options["backfill"]) * 60.0, None, speed)
