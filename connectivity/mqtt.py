@@ -230,7 +230,7 @@ def _get(data: Any, path: str | tuple[str, ...]) -> Any:
     for part in path.split(".") if isinstance(path, str) else path:
         if isinstance(data, dict):
             data = data.get(part, _MISSING)
-        elif isinstance(data, list) and part.lstrip("-").isdigit() and -len(data) <= int(part) < len(data):
+        elif isinstance(data, list) and part.lstrip("-").isdecimal() and -len(data) <= int(part) < len(data):
             data = data[int(part)]
         else:
             return _MISSING

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flag", type=Path, required=True, help="while this file exists the link is cut")
     args = parser.parse_args(argv)
     host, _, port = args.to.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdecimal():  # isdigit() takes "²", which int() refuses
         print(f"edge_link: --to must be host:port, got {args.to!r}", file=sys.stderr)
         return 2
     try:

@@ -107,6 +107,11 @@ class DemoSeed:
         ]
 
 
+def demo_pump_tags(assets: int = 6) -> list[str]:
+    """The tags of the demo plant's pumps that seed_demo makes for ``assets`` pumps."""
+    return [f"p-{101 + i}" for i in range(assets)]
+
+
 def seed_demo(assets: int = 6, credentials_path: Path | None = None) -> DemoSeed:
     """Create or update the demo plant; running it again changes nothing but the gateway token.
 
@@ -121,8 +126,8 @@ def seed_demo(assets: int = 6, credentials_path: Path | None = None) -> DemoSeed
         demo = _site(*DEMO_SITE)
         east = _site(*OTHER_SITE)
         pump = _pump_type()
-        for i in range(assets):
-            _pump(demo, pump, f"p-{101 + i}", i)
+        for i, tag in enumerate(demo_pump_tags(assets)):
+            _pump(demo, pump, tag, i)
         for i in range(2):
             _pump(east, pump, f"e-{201 + i}", i + 2)
         passwords = _load_passwords(credentials_path)

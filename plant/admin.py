@@ -25,6 +25,7 @@ from plant.admin_tokens import issued_tokens_page
 from plant.choices import QualityFlag
 from plant.connections import admin as connections_admin  # noqa: F401 (registers Connection, PointMapping)
 from plant.models import Asset, AssetType, Gateway, Label, Reading, Sensor, SensorRole, Site, SiteMembership
+from plant.params import is_digits
 
 
 class SiteMembershipInline(ScopedTabularInline):
@@ -193,7 +194,7 @@ class QualityFilter(admin.SimpleListFilter):
             return queryset.filter(quality=0)
         if value == "flagged":
             return queryset.filter(quality__gt=0)
-        if value and value.isdigit() and int(value) in {int(f) for f in QualityFlag}:
+        if value and is_digits(value) and int(value) in {int(f) for f in QualityFlag}:
             return queryset.annotate(bit=F("quality").bitand(int(value))).filter(bit__gt=0)
         return queryset
 

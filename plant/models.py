@@ -18,6 +18,7 @@ from django.utils.timesince import timesince
 
 from connectivity import protocols
 from plant.choices import Criticality, LabelKind, LabelSource, Protocol
+from plant.params import is_digits
 
 
 DEFAULT_SHIFT_STARTS = "06:00,14:00,22:00"
@@ -36,7 +37,7 @@ def parse_shift_starts(value: str) -> list[time]:
     starts: list[time] = []
     for part in parts:
         hours, sep, minutes = part.partition(":")
-        if not (sep and len(hours) == 2 and len(minutes) == 2 and hours.isdigit() and minutes.isdigit()):
+        if not (sep and len(hours) == 2 and len(minutes) == 2 and is_digits(hours) and is_digits(minutes)):
             raise ValidationError(f"{part[:20]!r} is not a time; write each start as HH:MM, e.g. 06:00.")
         if int(hours) > 23 or int(minutes) > 59:
             raise ValidationError(f"{part!r} is not a time of day (00:00 to 23:59).")

@@ -68,10 +68,16 @@ def text(params: Mapping[str, str], name: str, *, max_length: int = MAX_TEXT) ->
     return check_text(name, params.get(name) or "", max_length=max_length)
 
 
+def is_digits(raw: str) -> bool:
+    """Whether ``raw`` is a whole number written in ASCII digits only: str.isdigit() also takes "²" (which
+    int() refuses with a ValueError) and other scripts' digits."""
+    return _DIGITS.fullmatch(raw) is not None
+
+
 def parse_id(param: str, raw: str) -> int:
     """A database id written in ASCII digits (no sign, no other script's digits, at most 18 of them)."""
     value = check_text(param, raw)
-    if not _DIGITS.fullmatch(value) or len(value) > MAX_ID_DIGITS:
+    if not is_digits(value) or len(value) > MAX_ID_DIGITS:
         raise ParamError(param, f"{shown(value, 20)} is not an id")
     return int(value)
 

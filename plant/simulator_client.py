@@ -60,6 +60,8 @@ def check_url(base_url: str) -> str:
         raise ValueError(f"{base_url[:100]!r} is not a URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"{base_url[:100]!r} is not an http:// or https:// URL of a server")
+    if url.port is not None and not 0 < url.port < 65536:  # httpx takes any number; a socket does not
+        raise ValueError(f"{base_url[:100]!r}: port {url.port} is not a TCP port (1-65535)")
     return base_url
 
 

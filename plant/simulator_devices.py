@@ -322,7 +322,7 @@ class OtDevices:
             for tag, port in self.ports["modbus"].items():
                 if tag in first and tag not in self.modbus:
                     self.modbus[tag] = await start_modbus_device(port, tag, self.host, initial=first[tag])
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # pymodbus says "Could not start listen" as a RuntimeError
             raise DeviceStartError(f"a simulated PLC cannot listen on {self.host}: {exc}") from None
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from config.embedded_redis import start_embedded_redis
+from plant.models import Gateway
 from demo.management.commands.demo import (
     Login,
     broker_answers,
@@ -282,16 +283,19 @@ def test_demo_refuses_a_fault_schedule_the_simulator_would_refuse_before_it_star
     from demo.seed import DEMO_SITE
     from tests.conftest import make_asset, make_site
 
-    make_asset(make_site(DEMO_SITE[0]), "p-101")
+    site = make_site(DEMO_SITE[0])
+    make_asset(site, "p-101")
+    _gateway, token = Gateway.issue(site, "demo-simulator")
 
-    def start_all(self, *args, **kwargs):
-        raise AssertionError("the demo started its processes although --faults is bad")
+    def start(self, *args, **kwargs):
+        raise AssertionError("the demo started a process although --faults is bad")
 
-    monkeypatch.setattr(Command, "_start_redis", lambda self, supervisor, timeout: None)
-    monkeypatch.setattr(Command, "_start_all", start_all)
+    # Checked before anything starts, Redis included.
+    monkeypatch.setattr(Command, "_start_redis", start)
+    monkeypatch.setattr(Command, "_start_all", start)
     with pytest.raises(CommandError) as error:
         call_command(
-            "demo", "--token", "t", "--port", str(_free_port()), "--faults", faults, stdout=StringIO()
+            "demo", "--token", token, "--port", str(_free_port()), "--faults", faults, stdout=StringIO()
         )
     assert message in str(error.value)
 
@@ -306,7 +310,9 @@ def test_demo_accepts_a_fault_schedule_inside_its_backfill_and_its_first_day(mon
     from demo.seed import DEMO_SITE
     from tests.conftest import make_asset, make_site
 
-    make_asset(make_site(DEMO_SITE[0]), "p-101")
+    site = make_site(DEMO_SITE[0])
+    make_asset(site, "p-101")
+    _gateway, token = Gateway.issue(site, "demo-simulator")
     started = []
     monkeypatch.setattr(Command, "_start_redis", lambda self, supervisor, timeout: None)
     monkeypatch.setattr(
@@ -315,5 +321,5 @@ def test_demo_accepts_a_fault_schedule_inside_its_backfill_and_its_first_day(mon
     monkeypatch.setattr(Command, "_print_banner", lambda self, *args: None)
     monkeypatch.setattr("demo.supervisor.Supervisor.run_until_stopped", lambda self: None)
     faults = "spikes@p-101.vibration:-30m:5m,stuck_sensor@p-101.vibration:2h:5m"
-    call_command("demo", "--token", "t", "--port", str(_free_port()), "--faults", faults, stdout=StringIO())
+    call_command("demo", "--token", token, "--port", str(_free_port()), "--faults", faults, stdout=StringIO())
     assert started == [faults]

@@ -150,6 +150,9 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     window, step, calibration = options["window"], options["step"], options["calibration_points"]
     if not (window > 0 and step > 0 and calibration > 0):
         raise CommandError("--window, --step and --calibration-points must be positive")
+    if options.get("data_dir") is not None and not options["data_dir"].strip():
+        # Path("") is the current folder: an unset variable would have read whatever skab/data lies there.
+        raise CommandError("--data-dir is empty: give the folder holding skab/data, or leave it out")
     chosen_files = list_files(options.get("files"), base=options.get("data_dir"))
     labelled = {f.ref: f for f in chosen_files if f.subset != ANOMALY_FREE}
     if not labelled:

@@ -23,6 +23,7 @@ import numpy as np
 from plant.choices import LabelKind
 from plant.datasets import UnknownSubset, cmapss
 from plant.datasets.common import AssetTypeSpec, LabelSpec, RoleSpec, Unit, check_limit
+from plant.params import is_digits
 
 SITE = ("cmapss", "C-MAPSS turbofan fleet (NASA)")
 EPOCH = datetime(2000, 1, 1, tzinfo=dt_timezone.utc).timestamp()
@@ -101,7 +102,7 @@ def _parse(selector: str, available: Sequence[str]) -> tuple[str, str | None, in
         subset not in available
         or len(parts) > 3
         or (split is not None and split not in SPLITS)
-        or (unit is not None and not unit.isdigit())
+        or (unit is not None and not is_digits(unit))
     ):
         raise UnknownSubset(f"unknown C-MAPSS subset {selector!r}; valid subsets: {valid_subsets(available)}")
     return subset, split, int(unit) if unit is not None else None

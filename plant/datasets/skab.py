@@ -47,6 +47,7 @@ from plant.datasets.common import (
 from plant.datasets.common import ensure_asset as _ensure_asset
 from plant.datasets.common import ensure_asset_type as _ensure_asset_type
 from plant.models import Asset, AssetType, Site
+from plant.params import is_digits
 
 __all__ = ["DatasetMissing", "LoadResult", "load_skab", "list_files", "read_run", "read_units"]
 
@@ -202,7 +203,7 @@ def list_files(selectors: Iterable[str] | None = None, *, base: Path | str | Non
         for path in folder.glob("*.csv"):
             if subset == ANOMALY_FREE:
                 found.append(SkabFile(subset, None, path))
-            elif path.stem.isdigit():
+            elif is_digits(path.stem):  # "².csv" is no experiment (int() refuses it)
                 found.append(SkabFile(subset, int(path.stem), path))
     numbering = other_numbering(f.number for f in found if f.subset == OTHER and f.number is not None)
     found = [replace(f, numbering=numbering) if f.subset == OTHER else f for f in found]

@@ -229,3 +229,10 @@ def test_a_late_will_of_an_earlier_session_does_not_kill_the_reborn_node():
         "spBv1.0/plant/NDEATH/edge1", sparkplug_payload([], int((t0 + 11) * 1000)), t0 + 11
     )
     assert [s.status for s in samples] == [SampleStatus.STALE] and router.stale_deaths == 1
+
+
+def test_a_path_part_that_only_looks_like_an_index_reads_nothing_instead_of_raising():
+    # "²" passes str.isdigit() and int() refuses it: every message on the topic raised a ValueError.
+    router = Router({"p1.temp": json_point(value_path="data.\u00b2")})
+    samples, errors = router.decode("plant/p1/telemetry", orjson.dumps({"data": [1.0, 2.0, 3.0]}), NOW)
+    assert samples == [] and len(errors) == 1

@@ -203,3 +203,10 @@ def test_a_server_that_refuses_the_token_keeps_everything_queued(server, tmp_pat
 
     left, error = asyncio.run(scenario())
     assert left == 1 and "401" in error and "invalid or revoked gateway token" in error
+
+
+def test_the_links_to_option_with_a_port_that_is_no_number_is_a_message_not_a_traceback(tmp_path, capsys):
+    from demo.edge_link import main
+
+    assert main(["--listen", "1", "--to", "127.0.0.1:\u00b2", "--flag", str(tmp_path / "cut")]) == 2
+    assert "--to must be host:port, got '127.0.0.1:\u00b2'" in capsys.readouterr().err

@@ -54,6 +54,8 @@ def test_readings_are_read_only_and_filterable_by_flag(console):
     assert flagged.status_code == 200
     assert [r.value for r in flagged.context["cl"].result_list] == [2.0]
     assert len(console.get(url + "?quality=clean").context["cl"].result_list) == 4
+    # "²" passed str.isdigit() and int() refused it: a 500 instead of the unfiltered list.
+    assert len(console.get(url + "?quality=%C2%B2").context["cl"].result_list) == 5
     reading = Reading.objects.first()
     page = console.get(reverse("admin:plant_reading_change", args=[reading.pk]))
     assert page.status_code == 200 and b'name="_save"' not in page.content
@@ -283,3 +285,14 @@ def test_a_many_to_many_id_past_a_database_integer_is_a_form_error(admin_client,
     assert f"Select a valid choice. {huge} is not one of the available choices." in response.content.decode()
     assert not Group.objects.filter(name="fitters").exists()
     assert not User.objects.filter(username="renamed").exists()
+
+
+@pytest.mark.parametrize("value", ["\u00b2\u00b2:00", "06:\u00b3\u00b3", "\u0660\u0666:00"])
+def test_shift_starts_in_digits_that_are_not_ascii_are_a_validation_error(value):
+    # "²²" passed str.isdigit() and int() refused it: a ValueError (a 500) instead of the form's error.
+    from django.core.exceptions import ValidationError
+
+    from plant.models import parse_shift_starts
+
+    with pytest.raises(ValidationError, match="is not a time; write each start as HH:MM"):
+        parse_shift_starts(value)

@@ -119,3 +119,16 @@ def test_a_subset_option_that_names_nothing_is_refused_not_taken_as_every_part(s
     with pytest.raises(CommandError, match=r"--subset .* names no part of skab; valid: anomaly-free, valve1"):
         call_command("load_dataset", "skab", *args, stdout=io.StringIO(), stderr=io.StringIO())
     assert not Reading.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_skab_file_named_in_digits_that_are_not_ascii_is_not_an_experiment(settings, tmp_path):
+    # "².csv" passed str.isdigit(): int() refused it and the whole load was "invalid literal for int()".
+    relative, content = skab(*GOOD_SKAB)
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    (path.parent / "\u00b2.csv").write_bytes(content)
+    settings.VIGIL_DATA_DIR = tmp_path
+    call_command("load_dataset", "skab", stdout=io.StringIO(), stderr=io.StringIO())
+    assert Reading.objects.count() == 3 * 8  # valve1/1 only

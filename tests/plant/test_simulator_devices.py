@@ -12,7 +12,7 @@ from bench.live_server import free_port
 from connectivity import modbus, opcua
 from connectivity.points import ConnectionStatus
 from plant.simulator import ROLES
-from plant.simulator_devices import OtDevices, modbus_address, start_opcua_device
+from plant.simulator_devices import DeviceStartError, OtDevices, modbus_address, start_opcua_device
 from tests.connectivity.ot_support import Collector, until
 
 
@@ -115,3 +115,19 @@ async def test_an_opcua_device_serves_its_initial_values_with_their_sample_time(
     finally:
         await device.stop()
     assert (sink.samples[0].value, sink.samples[0].ts) == (12.5, 50.0)
+
+
+def test_a_port_taken_after_the_check_is_a_device_start_error_naming_the_host():
+    """pymodbus reports a port it cannot listen on as a RuntimeError, which the simulator did not expect: a
+    traceback once its live run had started (two devices on one port, or another program quicker)."""
+    port = free_port()
+    made = OtDevices({"s.p-105.flow": ("p-105", "flow")}, {}, {"p-105": port})
+    made.live = True
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", port))
+            taken.listen()
+            with pytest.raises(DeviceStartError, match="a simulated PLC cannot listen on 127.0.0.1"):
+                made.send(["s.p-105.flow"], [1.0], [3.0])
+    finally:
+        made.close()

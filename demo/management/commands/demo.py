@@ -29,7 +29,7 @@ import httpx
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError, CommandParser
-from django.db import connections
+from django.db import DatabaseError, connections
 from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING
 
 from config.embedded_redis import host_port, redis_answers, server_command
@@ -47,6 +47,7 @@ from demo.seed import (
     DEMO_SITE,
     bootstrap_demo_champion,
     seed_demo_connection,
+    demo_pump_tags,
 )
 from demo.edge_demo import OFFLINE_FLAG, EdgeDemo, prepare_edge_agent
 from demo.skab import DEFAULT_RUN, ensure_champion
@@ -54,11 +55,11 @@ from demo.supervisor import ChildDied, StopRequested, Supervisor, web_server_com
 from models_registry.services import ModelRejected, TrainingError
 from plant.datasets import DatasetFormatError, DatasetMissing, UnknownSubset
 from plant.management.base import VigilCommand, check_numbers
-from plant.management.commands.simulate import check_fault_starts
+from plant.management.commands.simulate import DEFAULT_BATCH_S, check_fault_starts, check_span
 from plant.simulator import FaultSchedule
 from plant.simulator_client import sim_assets
-from plant.sites import UnknownSite, get_site
-from plant.models import ConnectionState, Site
+from plant.sites import UnknownSite
+from plant.models import ConnectionState, Gateway, Site
 from plant.datasets import skab as skab_data
 
 TOKEN_RE = re.compile(r"^GATEWAY_TOKEN=(\S+)", re.MULTILINE)
@@ -165,6 +166,37 @@ def replay_command(url: str, token: str, run: str, speed: float) -> list[str]:
     return argv + ["--token", token, "--speed", str(speed)]
 
 
+def check_host(host: str, port: int) -> None:
+    """A CommandError unless --host is an address of this machine the web server can listen on (uvicorn
+    would fail on it only after Redis, the seed and the model had started)."""
+    if not host.strip():
+        raise CommandError("--host is empty: give the address the web server listens on, e.g. 127.0.0.1")
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind((address[0], 0))
+    except (OSError, UnicodeError) as exc:
+        raise CommandError(f"--host {host[:100]!r}: the web server cannot listen there ({exc})") from None
+
+
+def check_token(token: str) -> None:
+    """A CommandError unless --token is a live gateway token of the demo site, whose pumps the simulator
+    posts for (it would be refused with 401 only once every process had started)."""
+    if not token.strip():
+        raise CommandError(
+            "--token is empty: give the demo site's gateway token, or leave it out to seed one"
+        )
+    try:
+        gateway = Gateway.authenticate(token.strip())
+        site = gateway.site.slug if gateway is not None else None
+    except DatabaseError as exc:
+        raise CommandError(f"cannot check --token: {exc} (has `manage.py migrate` run?)") from None
+    if site is None:
+        raise CommandError("--token: the gateway token is unknown or revoked; leave it out to seed a new one")
+    if site != DEMO_SITE[0]:
+        raise CommandError(f"--token is a gateway of site {site!r}; the demo simulates {DEMO_SITE[0]!r}")
+
+
 def port_in_use(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -269,6 +301,19 @@ class Command(VigilCommand):
         ):
             if not 0 < first <= 65536 - count:
                 raise CommandError(f"{flag} {first}: the demo needs {count} TCP port(s) from it, up to 65535")
+        check_host(host, port)
+        if options["replay"] is not None and not options.get("data"):
+            raise CommandError("--replay names the run --data replays: give --data skab with it")
+        if not options["no_simulator"]:
+            # The simulator child would refuse these only after every other process had started.
+            speed = 1.0 if options["speed"] is None else float(options["speed"])
+            check_span(int(options["backfill"]), speed, DEFAULT_BATCH_S, None)
+        if options["token"] is not None and (not options["no_simulator"] or options.get("data")):
+            check_token(str(options["token"]))  # the simulator's and the replay's
+        if options.get("faults") and not options["no_simulator"]:
+            self._check_faults(options)
+        # The children open their own connections; an idle one here would only hold SQLite's lock.
+        connections.close_all()
         # Readiness polls would otherwise log one "HTTP Request" line each at INFO.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         supervisor = Supervisor(out=self.stdout, stop_timeout=float(options["stop_timeout"]))
@@ -296,8 +341,6 @@ class Command(VigilCommand):
                         )
                 finally:
                     connections.close_all()
-            if options.get("faults") and not options["no_simulator"]:
-                self._check_faults(options)
             self._start_all(supervisor, host, port, url, token, options)
             self._print_banner(supervisor, url, logins)
             if (dead := supervisor.run_until_stopped()) is not None:
@@ -336,15 +379,18 @@ class Command(VigilCommand):
 
     def _check_faults(self, options: dict) -> None:
         """Refuse a --faults schedule the simulator would refuse (unknown pump, a start the run never
-        reaches) before the processes start, instead of the demo stopping when the simulator exits."""
+        reaches) before any process starts, instead of the demo stopping when the simulator exits. The pumps
+        are the demo site's, and without --token also those seed_demo is about to make."""
+        tags = set() if options["token"] else set(demo_pump_tags())
         try:
-            assets, _skipped = sim_assets(get_site(DEMO_SITE[0]))
-            schedule = FaultSchedule.parse(options["faults"], [asset.tag for asset in assets])
+            site = Site.objects.filter(slug=DEMO_SITE[0]).first()
+            if site is not None:
+                tags |= {asset.tag for asset in sim_assets(site)[0]}
+            if not tags:
+                raise UnknownSite(f"the demo site {DEMO_SITE[0]!r} does not exist: drop --token to seed it")
+            schedule = FaultSchedule.parse(options["faults"], sorted(tags))
         except (UnknownSite, ValueError) as exc:
             raise CommandError(f"--faults: {exc}") from None
-        finally:
-            # The children open their own connections; an idle one here would only hold SQLite's lock.
-            connections.close_all()
         speed = 1.0 if options["speed"] is None else float(options["speed"])
         # The demo's simulator runs until stopped (no --duration) after its --backfill of history.
         check_fault_starts(schedule, int(options["backfill"]) * 60.0, None, speed)

@@ -66,8 +66,9 @@ def check_kind(kind: str) -> str:
 def parse_moment(text: str | None, option: str) -> datetime | None:
     """ISO date or date-time; a naive value is taken in the server's time zone. Dates outside the years Vigil
     holds readings for (plant.params.check_date) are refused: the year 1 or 9999 with an offset does not
-    convert to UTC."""
-    if not text:
+    convert to UTC. An option left out is None; an empty one is refused like any other text that is not a
+    date (read as "left out", it widened a training or calibration period to all time)."""
+    if text is None:
         return None
     try:
         moment = datetime.fromisoformat(text)

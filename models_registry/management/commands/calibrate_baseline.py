@@ -33,7 +33,7 @@ class Command(VigilCommand):
         found = get_asset(asset)
         begin, finish = parse_moment(start, "--start"), parse_moment(end, "--end")
         names = None
-        if model:
+        if model is not None:  # an empty --model names no model (it meant every feature)
             version = ModelVersion.objects.filter(name=model).order_by("-version").first()
             if version is None:
                 raise CommandError(f"no model named {model!r}")

@@ -28,7 +28,7 @@ class Command(VigilCommand):
         if output is not None and not output.strip():
             raise CommandError("--output is empty: name the zip file to write (or leave the option out)")
         target = get_version(name, version)
-        found = get_asset(asset) if asset else None
+        found = get_asset(asset) if asset is not None else None  # an empty --asset names no asset
         try:
             data = build_bundle(target, found)
         except BundleExportError as exc:

@@ -80,7 +80,7 @@ class Command(VigilCommand):
         for flag, key in (("--detector", "detector"), ("--open-rule", "open_rule")):
             if options[key] and kind != "anomaly":
                 raise CommandError(f"{flag} applies to anomaly models only")
-        if options["name"]:
+        if options["name"] is not None:  # an empty --name is refused, not the default name
             try:  # here too, so that --enqueue does not queue a run that cannot register its version
                 check_model_name(options["name"])
             except TrainingError as exc:

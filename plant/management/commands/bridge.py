@@ -11,6 +11,7 @@ from django.core.management.base import CommandError, CommandParser
 from plant.connections.bridge import connections_to_run, run_bridge
 from plant.management.base import VigilCommand
 from plant.models import Site
+from plant.sites import UnknownSite, get_site
 
 
 class Command(VigilCommand):
@@ -21,10 +22,16 @@ class Command(VigilCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         site = None
-        if options["site"]:
-            site = Site.objects.filter(slug=options["site"]).first()
-            if site is None:
-                raise CommandError(f"no site with slug {options['site']!r}")
+        if options["site"] is not None:
+            # An empty --site (an unset variable in a unit file) must not widen the bridge to every site.
+            if not options["site"].strip():
+                raise CommandError(
+                    "--site is empty: give a site's slug, or leave the option out for every site"
+                )
+            try:
+                site = get_site(options["site"])
+            except UnknownSite as exc:
+                raise CommandError(str(exc)) from None
         connections = connections_to_run(site)
         if not connections:
             raise CommandError("no enabled connection" + (f" on site {site.slug}" if site else ""))

@@ -13,6 +13,7 @@ from django.core.management.base import CommandError, CommandParser
 from detection.wording import duration_text
 from plant import simulator_client
 from plant.management.base import VigilCommand, check_numbers
+from plant.params import is_digits
 from plant.sites import UnknownSite, get_site
 from plant.simulator import FaultSchedule, PlantSimulator
 from plant.simulator_client import IngestError, ReadingsSender, SimulationRun
@@ -24,6 +25,7 @@ from plant.simulator_mqtt import MqttDevices, SplitSender
 # A run without --duration goes on until stopped; a fault a day or more into it is far more likely a typo
 # (3d for 3m) than a plan, and whoever means it can give the run a --duration that long.
 OPEN_RUN_FAULT_HORIZON_S = 24 * 3600.0
+DEFAULT_BATCH_S = 1.0
 
 
 def check_fault_starts(
@@ -56,6 +58,23 @@ def check_fault_starts(
         )
 
 
+def check_span(backfill_min: float, speed: float, batch_s: float, duration: float | None) -> None:
+    """A CommandError when --backfill, or --speed over one --batch-seconds (or the --duration), covers more
+    time than the API accepts readings for (VIGIL_INGEST_MAX_AGE_DAYS): every reading would be refused, and
+    far past it the arithmetic overflows. The demo checks its simulator's options with it before it starts."""
+    max_span_s = settings.VIGIL_INGEST_MAX_AGE_DAYS * 86400.0
+    if backfill_min * 60.0 > max_span_s:
+        raise CommandError(
+            f"--backfill must be at most {max_span_s / 60:.0f} minutes: the API refuses readings older "
+            f"than {settings.VIGIL_INGEST_MAX_AGE_DAYS} days (VIGIL_INGEST_MAX_AGE_DAYS)"
+        )
+    if speed * max(batch_s, duration or 0.0) > max_span_s:
+        raise CommandError(
+            f"--speed {speed:g} simulates more than {settings.VIGIL_INGEST_MAX_AGE_DAYS} days per "
+            "--batch-seconds (or --duration); the API refuses readings that old"
+        )
+
+
 def _span(seconds: float) -> str:
     """ "40 s", "3 days (259200 s)": rounded words with the exact seconds that the bounds compare."""
     if seconds >= 1e7:  # duration_text's days are exact digits: a typo of 1e20 s would print 15 of them
@@ -84,7 +103,7 @@ class Command(VigilCommand):
             "--backfill", type=float, default=0.0, help="first send this many minutes of history"
         )
         parser.add_argument(
-            "--batch-seconds", type=float, default=1.0, help="real seconds between live requests"
+            "--batch-seconds", type=float, default=DEFAULT_BATCH_S, help="real seconds between live requests"
         )
         parser.add_argument(
             "--seed", type=int, default=0, help="random seed; the same seed gives the same data"
@@ -140,18 +159,7 @@ class Command(VigilCommand):
             ("--assets", limit, True),
             ("--max-retries", options["max_retries"], False),
         )
-        # Past the API's age limit every reading is refused; far past it the arithmetic overflows.
-        max_span_s = settings.VIGIL_INGEST_MAX_AGE_DAYS * 86400.0
-        if backfill_min * 60.0 > max_span_s:
-            raise CommandError(
-                f"--backfill must be at most {max_span_s / 60:.0f} minutes: the API refuses readings older "
-                f"than {settings.VIGIL_INGEST_MAX_AGE_DAYS} days (VIGIL_INGEST_MAX_AGE_DAYS)"
-            )
-        if speed * max(batch_s, duration or 0.0) > max_span_s:
-            raise CommandError(
-                f"--speed {speed:g} simulates more than {settings.VIGIL_INGEST_MAX_AGE_DAYS} days per "
-                "--batch-seconds (or --duration); the API refuses readings that old"
-            )
+        check_span(backfill_min, speed, batch_s, duration)
         try:
             simulator_client.check_url(options["url"])
         except ValueError as exc:
@@ -265,16 +273,26 @@ class Command(VigilCommand):
         """The OPC UA / Modbus devices asked for (--opcua-device / --modbus-device tag:port), or None."""
         known = {asset.tag for asset in assets}
         served: dict[str, dict[str, int]] = {}
+        ports: dict[int, str] = {}  # each device listens on a port of its own
         for flag in ("opcua_device", "modbus_device"):
             served[flag] = {}
+            option = f"--{flag.replace('_', '-')}"
             for item in (part.strip() for part in options[flag].split(",") if part.strip()):
                 tag, _, port = item.rpartition(":")
-                if tag not in known or not port.isdigit() or not 0 < int(port) < 65536:
+                if tag not in known or not is_digits(port) or not 0 < int(port) < 65536:
                     raise CommandError(
-                        f"--{flag.replace('_', '-')} {item!r}: expected tag:port with a simulated tag "
+                        f"{option} {item!r}: expected tag:port with a simulated tag "
                         f"({', '.join(sorted(known))}) and a port 1-65535"
                     )
+                if tag in served[flag]:
+                    raise CommandError(f"{option}: {tag} is given twice; serve each pump once")
+                if int(port) in ports:
+                    raise CommandError(
+                        f"{option} {item!r}: port {int(port)} is already {ports[int(port)]}'s; give each "
+                        "device a port of its own"
+                    )
                 served[flag][tag] = int(port)
+                ports[int(port)] = f"{option} {tag}"
         if not (served["opcua_device"] or served["modbus_device"]):
             return None
         sensors = {key: (asset.tag, role) for asset in assets for role, key in asset.sensors.items()}
