@@ -168,10 +168,19 @@ def alert_level(
     )
 
 
+def explained_at(explanation: dict | None) -> datetime | None:
+    """The end of the window an explanation is about (stored as ISO text), None if unknown."""
+    raw = (explanation or {}).get("window_end")
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
 def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
-    """Attach ``why``, ``level``, ``unusual``, ``unusual_for``, ``similar`` and ``data_link`` to board alerts
-    (annotated with ``similar_id`` and the override thresholds) in three queries, a fourth when a card is a
-    data-link alert; ``level`` when the caller has it."""
+    """Attach ``why``, ``level``, ``unusual``, ``unusual_for``, ``similar``, ``data_link`` and
+    ``explained_at`` to board alerts (annotated with ``similar_id`` and the override thresholds) in three
+    queries, a fourth when a card is a data-link alert; ``level`` when the caller has it."""
     if not alerts:
         return
     versions = versions_of({a.model_version_id for a in alerts})
@@ -204,6 +213,7 @@ def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
         )
         alert.unusual = unusual_text(alert.peak_score, alert.level.open_threshold, higher=alert.level.higher)
         alert.unusual_for = duration_text(alert.window_count * alert.level.step_s)
+        alert.explained_at = explained_at(alert.explanation)
         alert.role_label = (
             meta.get(alert.asset.asset_type_id, {}).get(alert.dominant_role, (alert.dominant_role, ""))[0]
             if alert.dominant_role
