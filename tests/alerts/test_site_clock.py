@@ -93,3 +93,20 @@ def test_a_reopened_alert_says_when_the_episode_was_judged_on_the_sites_clock(lo
     assert sentence == (
         f"re-opened: worse than when judged on {on_site_clock(judged.closed_at):%Y-%m-%d %H:%M} by a technician"
     )
+
+
+def test_the_health_drill_down_lists_alerts_on_their_sites_clock_with_the_window_in_words(
+    client, local_site, asset, champion, engineer
+):
+    alert = make_alert(asset, champion)
+    client.force_login(engineer)
+    period = f"{alert.opened_at:%Y-%m}"
+
+    body = client.get(
+        reverse("alerts:health_alerts"),
+        {"group_by": "site", "period": period, "key": "all", "metric": "alerts"},
+    ).content.decode()
+
+    row = body.split(f'<tr data-alert="{alert.pk}">', 1)[1].split("</tr>", 1)[0]
+    assert f'data-label="Opened">{on_site_clock(alert.opened_at):%Y-%m-%d %H:%M}' in row
+    assert "Follow-through window 24 h." in body and "0:00:00" not in body
