@@ -110,23 +110,3 @@ def test_the_health_drill_down_lists_alerts_on_their_sites_clock_with_the_window
     row = body.split(f'<tr data-alert="{alert.pk}">', 1)[1].split("</tr>", 1)[0]
     assert f'data-label="Opened">{on_site_clock(alert.opened_at):%Y-%m-%d %H:%M}' in row
     assert "Follow-through window 24 h." in body and "0:00:00" not in body
-
-
-def test_an_alert_held_behind_a_faulty_sensor_is_not_called_maintenance(
-    client, site, asset, champion, technician
-):
-    """Found in the demo: a model alert held because the pressure sensor was stuck read "Suppressed
-    (maintenance)" on its page, with no maintenance planned; its history says why it is held."""
-    from alerts.choices import AlertEventKind
-    from alerts.models import AlertEvent, MaintenanceWindow
-
-    alert = make_alert(asset, champion, state="suppressed", category="sensor_fault")
-    AlertEvent.objects.filter(alert=alert).update(
-        kind=AlertEventKind.HELD, reason="held: the readings of a faulty sensor explain it (pressure): test"
-    )
-    assert not MaintenanceWindow.objects.exists()
-
-    body = login(client, technician).get(reverse("alerts:detail", args=[alert.pk])).content.decode()
-
-    assert "maintenance" not in body.split('<p class="summary">', 1)[1].split("</p>", 1)[0].lower()
-    assert "held: the readings of a faulty sensor explain it" in body
