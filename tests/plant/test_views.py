@@ -156,6 +156,16 @@ def test_a_bad_range_shows_a_form_error_and_the_default_range(client, technician
     assert span.end - span.start == timedelta(hours=6)
 
 
+def test_a_range_error_names_the_field_as_the_form_labels_it(client, technician, asset):
+    # The error said "Start: Enter a valid date/time." beside a field labelled "From".
+    client.force_login(technician)
+    response = client.get(reverse("plant:asset", args=[asset.pk]) + "?start=yesterday&range=2y")
+    body = response.content.decode()
+    assert '<li class="field-error">From: Enter a valid date/time.</li>' in body
+    assert '<li class="field-error">Last: Select a valid choice.' in body
+    assert "Start:" not in body
+
+
 def test_chart_json_rejects_a_bad_range_with_a_clear_400(client, technician, asset):
     client.force_login(technician)
     response = client.get(reverse("plant:asset_chart", args=[asset.pk]) + "?range=forever")
