@@ -439,7 +439,9 @@ def health_alerts(request: HttpRequest) -> HttpResponse:
         "window": duration_text(follow_through_window().total_seconds()),
     }
     if metric == "missed":
-        missed = drill_missed(site_ids, query, period=label, key=key).select_related("asset__site", "user")
+        missed = drill_missed(site_ids, query, period=label, key=key).select_related(
+            "asset__site", "user", "label"
+        )
         context["missed"] = list(missed.order_by("failure_at", "pk")[:DRILL_LIMIT])
         context["total"] = len(context["missed"])
     else:
