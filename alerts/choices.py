@@ -14,7 +14,7 @@ class AlertState(models.TextChoices):
     OPEN = "open", "Open"
     ACKNOWLEDGED = "acknowledged", "Acknowledged"
     SNOOZED = "snoozed", "Snoozed"
-    SUPPRESSED = "suppressed", "Suppressed (maintenance)"
+    SUPPRESSED = "suppressed", "Suppressed"  # inside maintenance, or held behind a faulty sensor
     RESOLVED = "resolved", "Resolved"
     AUTO_CLOSED = "auto_closed", "Auto-closed"
 

@@ -436,10 +436,12 @@ def health_alerts(request: HttpRequest) -> HttpResponse:
         "group_label": GROUP_LABELS[query.group_by],
         "limit": DRILL_LIMIT,
         "back_url": f"{reverse('alerts:health')}?{urlencode(query.as_params())}",
-        "window": follow_through_window(),
+        "window": duration_text(follow_through_window().total_seconds()),
     }
     if metric == "missed":
-        missed = drill_missed(site_ids, query, period=label, key=key).select_related("asset__site", "user")
+        missed = drill_missed(site_ids, query, period=label, key=key).select_related(
+            "asset__site", "user", "label"
+        )
         context["missed"] = list(missed.order_by("failure_at", "pk")[:DRILL_LIMIT])
         context["total"] = len(context["missed"])
     else:

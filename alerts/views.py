@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 
 from django.conf import settings
 from django.contrib import messages
@@ -34,7 +33,15 @@ from alerts.services import (
 )
 from alerts.choices import FeedbackKind
 from alerts.consumers import moved_to_lane
-from alerts.services.board import alert_level, decorate, feature_lines, role_meta, similar_before, why_lines
+from alerts.services.board import (
+    alert_level,
+    decorate,
+    explained_at,
+    feature_lines,
+    role_meta,
+    similar_before,
+    why_lines,
+)
 from alerts.services.overrides import effective_thresholds
 from detection.explain import ExplanationError
 from detection.runtime import ModelRuntimeError
@@ -133,7 +140,7 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "level": level,
         "which": which,
         "peak_error": peak_error,
-        "explained_at": _explained_at(explanation),
+        "explained_at": explained_at(explanation),
         "explained_unusual": level.unusual(explained_score),
         "explanation": explanation,
         "sensor_figure": sensor_figure(
@@ -155,15 +162,6 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "sections": [section(request, alert) for section in _ALERT_SECTIONS["end"]],
     }
     return render(request, "alerts/detail.html", context)
-
-
-def _explained_at(explanation: dict | None) -> datetime | None:
-    """The end of the window an explanation is about (stored as ISO text), None if unknown."""
-    raw = (explanation or {}).get("window_end")
-    try:
-        return datetime.fromisoformat(raw) if raw else None
-    except ValueError:
-        return None
 
 
 @require_POST

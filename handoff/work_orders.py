@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.choices import Severity, Verdict
+from alerts.choices import FalseAlarmReason, Severity, Verdict
 from alerts.models import Alert
 from alerts.services.feedback import FeedbackError, current_verdict, record_feedback
 from alerts.writeback import alert_words
@@ -195,9 +195,16 @@ def apply_outcome(order: WorkOrder, outcome: Outcome, *, source: str) -> WorkOrd
         previous = current_verdict(order.alert)
         feedback = None
         what = f"Work order #{order.pk}" + (f" (CMMS {order.external_id})" if order.external_id else "")
+        # On a "Check the sensor" alert, nothing found means the sensor was checked and reads true: the
+        # reason its own false-alarm button gives ("unknown" threw that away).
+        nothing_found = (
+            FalseAlarmReason.SENSOR_READS_TRUE
+            if FalseAlarmReason.SENSOR_READS_TRUE in order.alert.false_alarm_reasons
+            else FalseAlarmReason.UNKNOWN
+        )
         verdicts = {
             WorkOrderOutcome.DONE: ("confirm:repaired", f"{what} done"),
-            WorkOrderOutcome.NO_FAULT_FOUND: ("false_alarm:unknown", f"{what}: no fault found"),
+            WorkOrderOutcome.NO_FAULT_FOUND: (f"false_alarm:{nothing_found}", f"{what}: no fault found"),
         }
         if outcome.outcome in verdicts:
             action, note = verdicts[outcome.outcome]

@@ -36,6 +36,7 @@ class PeriodForm(forms.Form):
     start = BoundedDateTimeField(required=False, widget=LOCAL)
     end = BoundedDateTimeField(required=False, widget=LOCAL)
     mode = forms.ChoiceField(
+        label="Alerts from",
         required=False,
         choices=[
             (BACKTEST, "Backtest both versions on the stored readings"),

@@ -59,11 +59,12 @@ def ack(request: HttpRequest, token: str) -> HttpResponse:
 def inbox(request: HttpRequest) -> HttpResponse:
     """The messages delivered to the inboxes (vigil://<site slug>/<box>) of the user's sites, newest first:
     for everyone they are addressed to (the technicians' and the supervisor's boxes), as the board of the
-    same sites is; each names its site."""
-    names = dict(sites_for_user(request.user).values_list("slug", "name"))
-    shown = list(InboxMessage.objects.filter(inbox__in=list(names))[:INBOX_SHOWN])
+    same sites is; each names its site and is timed on that site's clock."""
+    sites = {site.slug: site for site in sites_for_user(request.user).only("slug", "name", "timezone")}
+    shown = list(InboxMessage.objects.filter(inbox__in=list(sites))[:INBOX_SHOWN])
     for message in shown:
-        message.site_name = names[message.inbox]
+        message.site_name = sites[message.inbox].name
+        message.site_zone = sites[message.inbox].zone  # its time on the clock of the site it was sent to
     return render(request, "notify/inbox.html", {"inbox": shown, "limit": INBOX_SHOWN})
 
 

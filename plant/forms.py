@@ -76,7 +76,9 @@ class ChartRangeForm(forms.Form):
     """
 
     range = forms.ChoiceField(choices=[(key, key) for key in RANGE_PRESETS], required=False, label="Last")
-    start = BoundedDateTimeField(required=False, label="From", help_text="ISO 8601, e.g. 2026-01-05T08:00")
+    start = BoundedDateTimeField(
+        required=False, label="From", help_text="e.g. 2026-01-05 08:00, the site's time"
+    )
     end = BoundedDateTimeField(required=False, label="To")
 
     def clean(self) -> dict:

@@ -50,6 +50,14 @@ def parse_shift_starts(value: str) -> list[time]:
     return starts
 
 
+def zone_named(name: str) -> ZoneInfo:
+    """The time zone of a site's ``timezone`` name (UTC when it is not a known zone)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
 class Site(models.Model):
     """A plant or a part of one; users see only the sites they are members of."""
 
@@ -83,10 +91,7 @@ class Site(models.Model):
     @property
     def zone(self) -> ZoneInfo:
         """The site's time zone (UTC when its name is not a known zone)."""
-        try:
-            return ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo("UTC")
+        return zone_named(self.timezone)
 
     def __str__(self) -> str:
         return self.name

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
@@ -54,6 +55,7 @@ from alerts.metrics.queries import (
 )
 from alerts.models import Alert, AlertEvent, Feedback
 from models_registry.models import ModelVersion
+from plant.models import zone_named
 
 # Conditional counts of a metrics row, each a COUNT(CASE WHEN <condition> ...) of the same GROUP BY (the
 # live rows, alerts.metrics.rows, and the stored cells of closed periods, alerts.metrics.closed).
@@ -359,6 +361,7 @@ class AlertFacts:
     closed_at: datetime | None
     site_slug: str
     site_name: str
+    site_timezone: str
     asset_tag: str
     asset_name: str
     model_label: str
@@ -379,6 +382,11 @@ class AlertFacts:
         return AlertState(self.state).label
 
     @property
+    def zone(self) -> ZoneInfo:
+        """The clock its times are read on: its site's."""
+        return zone_named(self.site_timezone)
+
+    @property
     def followed(self) -> bool:
         return self.response_delay is not None and self.response_delay <= follow_through_window()
 
@@ -395,13 +403,14 @@ DESCRIBED = {
     "closed": F("closed_at"),
     "site_slug": F("asset__site__slug"),
     "site_name": F("asset__site__name"),
+    "site_timezone": F("asset__site__timezone"),
     "asset_tag": F("asset__tag"),
     "asset_name": F("asset__name"),
     "model_name": F("model_version__name"),
     "model_number": F("model_version__version"),
 }
 FACT_COLUMNS = (
-    "state", "opened_at", "site_slug", "site_name", "asset_tag", "asset_name", "model_name", "model_number",
+    "state", "opened_at", "site_slug", "site_name", "site_timezone", "asset_tag", "asset_name", "model_name", "model_number",
     "shown_at", "first_human_at", "first_verdict_at", "verdict", "verdict_action", "verdict_reason",
     "verdict_at", "suppressed", "response_us",
 )  # fmt: skip

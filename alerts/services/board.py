@@ -180,11 +180,20 @@ def alert_level(
     )
 
 
+def explained_at(explanation: dict | None) -> datetime | None:
+    """The end of the window an explanation is about (stored as ISO text), None if unknown."""
+    raw = (explanation or {}).get("window_end")
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
 def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
-    """Attach ``why``, ``level``, ``unusual``, ``unusual_for``, ``similar``, ``data_link`` and, on a card
-    awaiting an edge agent's readings, ``agent_silent_since`` to board alerts (annotated with ``similar_id``
-    and the override thresholds) in three queries, a fourth when a card is a data-link alert and one more
-    when one awaits readings; ``level`` when the caller has it."""
+    """Attach ``why``, ``level``, ``unusual``, ``unusual_for``, ``similar``, ``data_link``, ``explained_at``
+    and, on a card awaiting an edge agent's readings, ``agent_silent_since`` to board alerts (annotated with
+    ``similar_id`` and the override thresholds) in three queries, a fourth when a card is a data-link alert
+    and one more when one awaits readings; ``level`` when the caller has it."""
     if not alerts:
         return
     mark_silent_agents(alerts, timezone.now())
@@ -218,6 +227,7 @@ def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
         )
         alert.unusual = alert.level.unusual(alert.peak_score)
         alert.unusual_for = duration_text(alert.window_count * alert.level.step_s)
+        alert.explained_at = explained_at(alert.explanation)
         alert.role_label = (
             meta.get(alert.asset.asset_type_id, {}).get(alert.dominant_role, (alert.dominant_role, ""))[0]
             if alert.dominant_role

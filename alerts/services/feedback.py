@@ -211,10 +211,11 @@ def _snooze(alert: Alert, user: Any, note: str, now: datetime, hours: int) -> Fe
     if alert.state not in ("open", "acknowledged"):
         raise FeedbackError(f"alert #{alert.pk} is {alert.get_state_display().lower()}; it cannot be snoozed")
     until = now + timedelta(hours=hours)
+    local = timezone.localtime(until, alert.asset.site.zone)  # the history is read on the site's clock
     event = alert.transition(
         "snoozed",
         actor=user,
-        reason=f"snoozed until {until:%Y-%m-%d %H:%M}: {note or f'for {hours} h from the board'}",
+        reason=f"snoozed until {local:%Y-%m-%d %H:%M}: {note or f'for {hours} h from the board'}",
         at=now,
         snoozed_until=until,
         snooze_reason=(note or f"snoozed for {hours} h")[:300],

@@ -931,7 +931,9 @@ def _seen(recent: list[tuple[Any, float]], feed: list[rules.Window], start: int)
 def reopen_sentence(judged: Alert) -> str:
     """What a re-opened alert says about the judged episode it escalated from."""
     verdict = verdicts_in_force().filter(alert=judged).select_related("user").first()
-    when = timezone.localtime(verdict.created_at if verdict else judged.closed_at or judged.opened_at)
+    when = timezone.localtime(
+        verdict.created_at if verdict else judged.closed_at or judged.opened_at, judged.asset.site.zone
+    )
     who = (verdict.user.get_username() if verdict and verdict.user else None) or "a technician"
     return f"re-opened: worse than when judged on {when:%Y-%m-%d %H:%M} by {who}"[:200]
 

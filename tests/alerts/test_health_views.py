@@ -121,6 +121,10 @@ def test_the_drill_down_of_missed_failures_lists_the_reports_by_failure_time(eng
         ("p-102", 18),
         ("p-101", 29),
     ]
+    # What the technician said failed is shown (it was dropped: only the note was listed).
+    page = response.content.decode()
+    for missed in response.context["missed"]:
+        assert f'<td data-label="What failed">{missed.label.fault_type}</td>' in page
 
 
 @pytest.mark.parametrize(

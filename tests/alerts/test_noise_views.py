@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils.timezone import localtime
 
 from alerts.choices import AlertCategory
 from alerts.models import Alert, NoiseAction, ThresholdOverride
@@ -42,6 +43,19 @@ def test_engineers_see_the_evidence_projections_and_actions(client, engineer, no
     )
     assert "Current threshold" in page and "Proposed threshold" in page
     assert 'name="what" value="threshold"' in page and 'href="/models/' in page
+
+
+def test_the_evidence_is_timed_on_the_sites_clock_as_the_alerts_own_pages_are(client, engineer, asset, noisy):
+    asset.site.timezone = "Asia/Kolkata"  # +05:30
+    asset.site.save(update_fields=["timezone"])
+    client.force_login(engineer)
+
+    page = client.get(reverse("alerts:noise")).content.decode()
+
+    first = Alert.objects.order_by("opened_at").first()
+    assert (
+        f"Alert #{first.pk}</a> opened {localtime(first.opened_at, asset.site.zone):%Y-%m-%d %H:%M}:" in page
+    )
 
 
 def test_the_board_header_shows_engineers_the_number_of_suggestions(client, engineer, technician, noisy):

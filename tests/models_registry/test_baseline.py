@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from alerts.models import Alert, Score
 from alerts.services.lifecycle import window_features
@@ -162,8 +163,13 @@ def test_an_uncalibrated_asset_gets_no_scores_until_its_first_windows_calibrate_
     scores = np.array(Score.objects.filter(model_version=version).values_list("score", flat=True))
     assert len(scores) > 40 and np.allclose(scores, 0.0, atol=0.1)
     assert not Alert.objects.exists()
+    asset.site.timezone = (
+        "Asia/Kolkata"  # the period is read on the site's clock, as the recalibration takes it
+    )
+    asset.site.save(update_fields=["timezone"])
     page = client.get(reverse("plant:asset", args=[asset.pk])).content.decode()
     assert "Calibrating" not in page and "scored against the operating point" in page
+    assert f"of {timezone.localtime(T0, asset.site.zone):%Y-%m-%d %H:%M} – " in page
 
 
 def test_versions_without_a_baseline_still_score_raw_windows_and_calibrate_nothing(asset):

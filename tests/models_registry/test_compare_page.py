@@ -241,3 +241,44 @@ def test_the_page_of_a_type_with_no_asset_on_the_users_sites_compares_nothing_in
         response = client.get(f"/models/{version.pk}/compare/")
         assert response.status_code == 200
         assert "on 0 asset(s)" in response.content.decode()
+
+
+def test_the_alerts_a_version_would_add_are_timed_on_their_sites_clock_and_every_time_says_its_zone(
+    client, engineer, versions, monkeypatch
+):
+    """The list said "P-101 10:22–10:35" (the server's UTC) for an alert whose own page said 04:22, with no
+    zone named; the status history showed raw values ("∅ → candidate")."""
+    from datetime import datetime, timedelta
+    from datetime import timezone as dt_timezone
+
+    from models_registry import views
+    from models_registry.comparison import Comparison, Episode, Side
+
+    champion, challenger = versions
+    asset = champion.asset_type.assets.get()
+    asset.site.timezone = "Asia/Kolkata"  # +05:30
+    asset.site.save(update_fields=["timezone"])
+    start = datetime(2026, 3, 2, 22, 40, tzinfo=dt_timezone.utc)
+    episode = Episode(asset, start, start + timedelta(minutes=13), start, None, 9.0)
+    comparison = Comparison(
+        challenger=Side(challenger, "backtest"),
+        champion=Side(champion, "backtest"),
+        start=start - timedelta(days=1),
+        end=start + timedelta(hours=1),
+        mode="backtest",
+        assets=[asset],
+        labels={},
+        added=[episode],
+        removed=[],
+        observed={},
+    )
+    monkeypatch.setattr(views, "compare", lambda *args, **kwargs: comparison)
+    client.force_login(engineer)
+
+    html = client.get(f"/models/{challenger.pk}/compare/").content.decode()
+
+    added = html.split('<ul id="added-alerts">', 1)[1].split("</ul>", 1)[0]
+    assert "2026-03-03 04:10–04:23 IST" in added
+    assert "stored readings of 2026-03-01 22:40 – 2026-03-02 23:40 UTC" in html
+    history = html.split('id="status-history"', 1)[1]
+    assert "Candidate → Champion" in history and "∅" not in history and "candidate" not in history

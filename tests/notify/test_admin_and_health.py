@@ -216,3 +216,16 @@ def test_the_shift_list_names_the_week_days(client, site, engineer, inbox):
     page = client.get("/admin/notify/shift/").content.decode()
     assert '<td class="field-week_days">Mon, Tue, Wed, Thu, Fri</td>' in page
     assert '<td class="field-week_days">every day</td>' in page and ">01234<" not in page
+
+
+def test_the_inbox_times_each_message_on_the_clock_of_the_site_it_was_sent_to(client, site, technician):
+    site.timezone = "Asia/Kolkata"
+    site.save(update_fields=["timezone"])
+    at = datetime(2026, 3, 2, 22, 40, 5, tzinfo=dt_timezone.utc)  # 04:10:05 the next day on the site
+    InboxMessage.objects.create(inbox=site.slug, box="technicians", title="Pump alert", body="b", at=at)
+    client.force_login(technician)
+
+    text = client.get("/notify/inbox/").content.decode()
+
+    assert ">2026-03-03 04:10:05</time> · to <strong>technicians</strong>" in text
+    assert "2026-03-02 22:40" not in text

@@ -76,9 +76,13 @@ def test_home_lists_the_sites_of_a_member_of_several(client, technician, site, o
     assert [s.slug for s in response.context["sites"]] == ["north", "south"]
 
 
-def test_the_console_link_is_shown_to_engineers_only(client, technician, engineer, site):
-    client.force_login(technician)
-    assert b">Console<" not in client.get(site.get_absolute_url()).content
+def test_the_console_link_is_shown_to_engineers_only(client, technician, engineer, site, django_user_model):
+    # A supervisor is staff of their sites with no console permission: the link led to an empty console.
+    supervisor = django_user_model.objects.create_user("supervisor", is_staff=True)
+    site.members.add(supervisor)
+    for user in (technician, supervisor):
+        client.force_login(user)
+        assert b">Console<" not in client.get(site.get_absolute_url()).content, user
     client.force_login(engineer)
     assert b">Console<" in client.get(site.get_absolute_url()).content
 
@@ -150,6 +154,16 @@ def test_a_bad_range_shows_a_form_error_and_the_default_range(client, technician
     assert b'class="field-error"' in response.content or b'class="form-errors"' in response.content
     span = response.context["span"]
     assert span.end - span.start == timedelta(hours=6)
+
+
+def test_a_range_error_names_the_field_as_the_form_labels_it(client, technician, asset):
+    # The error said "Start: Enter a valid date/time." beside a field labelled "From".
+    client.force_login(technician)
+    response = client.get(reverse("plant:asset", args=[asset.pk]) + "?start=yesterday&range=2y")
+    body = response.content.decode()
+    assert '<li class="field-error">From: Enter a valid date/time.</li>' in body
+    assert '<li class="field-error">Last: Select a valid choice.' in body
+    assert "Start:" not in body
 
 
 def test_chart_json_rejects_a_bad_range_with_a_clear_400(client, technician, asset):

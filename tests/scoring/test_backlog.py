@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from datetime import timezone as dt_timezone
 from unittest import mock
 
 import numpy as np
@@ -226,6 +227,18 @@ def test_the_asset_page_lists_its_recent_scoring_gaps(client, technician, asset,
 
     assert 'id="scoring-gaps"' in page and f'data-gap="{gap.pk}"' in page
     assert localtime(gap.start).strftime("%Y-%m-%d %H:%M") in page
+
+
+def test_the_asset_page_times_its_scoring_gaps_on_the_sites_clock(client, technician, asset, gap):
+    asset.site.timezone = "Asia/Kolkata"  # +05:30: the server's UTC can never read the same
+    asset.site.save(update_fields=["timezone"])
+    client.force_login(technician)
+
+    page = client.get(asset.get_absolute_url()).content.decode()
+
+    gap_line = page.split(f'data-gap="{gap.pk}">', 1)[1].split("</li>", 1)[0]
+    assert localtime(gap.start, asset.site.zone).strftime("%Y-%m-%d %H:%M") in gap_line
+    assert localtime(gap.start, dt_timezone.utc).strftime("%Y-%m-%d %H:%M") not in gap_line
 
 
 def test_the_chart_json_lists_the_gaps_of_its_range(client, technician, asset, gap):
