@@ -195,13 +195,13 @@ def apply_outcome(order: WorkOrder, outcome: Outcome, *, source: str) -> WorkOrd
         previous = current_verdict(order.alert)
         feedback = None
         what = f"Work order #{order.pk}" + (f" (CMMS {order.external_id})" if order.external_id else "")
-        # On a "Check the sensor" alert, nothing found means the sensor was checked and reads true: the
-        # reason its own false-alarm button gives ("unknown" threw that away).
-        nothing_found = (
-            FalseAlarmReason.SENSOR_READS_TRUE
-            if FalseAlarmReason.SENSOR_READS_TRUE in order.alert.false_alarm_reasons
-            else FalseAlarmReason.UNKNOWN
-        )
+        # On a "Check the sensor" or "Check the data link" alert, nothing found means what checked is fine:
+        # the reason its card's first false-alarm button gives ("Sensor checked, reads true", "Link checked,
+        # working"; "unknown" threw that away); on a machine fault, whose first reason says a reading
+        # glitched, nobody said so: unknown.
+        first = order.alert.false_alarm_reasons[0]
+        checked = first in (FalseAlarmReason.SENSOR_READS_TRUE, FalseAlarmReason.LINK_WORKING)
+        nothing_found = first if checked else FalseAlarmReason.UNKNOWN
         verdicts = {
             WorkOrderOutcome.DONE: ("confirm:repaired", f"{what} done"),
             WorkOrderOutcome.NO_FAULT_FOUND: (f"false_alarm:{nothing_found}", f"{what}: no fault found"),

@@ -142,14 +142,31 @@ def test_no_fault_found_after_a_confirmed_fault_corrects_the_verdict_and_the_lab
     assert conflict.status_code == 409 and "already closed" in conflict.json()["error"]
 
 
-def test_no_fault_found_on_a_check_the_sensor_alert_says_the_sensor_reads_true(
-    asset, champion, technician, serve, queued, client, django_capture_on_commit_callbacks
+@pytest.mark.parametrize(
+    "category, reason, words",
+    [
+        ("sensor_fault", "sensor_reads_true", "Sensor checked, reads true"),
+        ("data_link", "link_working", "Link checked, working"),
+    ],
+)
+def test_no_fault_found_on_a_check_the_sensor_or_link_alert_says_what_was_checked_is_fine(
+    asset,
+    champion,
+    technician,
+    serve,
+    queued,
+    client,
+    django_capture_on_commit_callbacks,
+    category,
+    reason,
+    words,
 ):
     """Found in the demo: the CMMS's "No fault found" on P-103's stuck-sensor alert was recorded "False
-    alarm — Unknown", while that alert's own false-alarm button is "Sensor checked, reads true"."""
+    alarm — Unknown", while that alert's own false-alarm button is "Sensor checked, reads true"; a data-link
+    alert's is "Link checked, working"."""
     cmms = generic_cmms(serve)
     _, token = cmms_for(asset.site, cmms.url)
-    alert = make_alert(asset, champion, category="sensor_fault", dominant_role="pressure")
+    alert = make_alert(asset, champion, category=category, dominant_role="pressure")
     with django_capture_on_commit_callbacks(execute=True):
         order = create_work_order(alert, user=technician)
     send(queued)
@@ -157,8 +174,8 @@ def test_no_fault_found_on_a_check_the_sensor_alert_says_the_sensor_reads_true(
     assert post_outcome(client, order.pk, token, {"outcome": "no_fault_found"}).status_code == 200
 
     verdict = current_verdict(alert)
-    assert (verdict.verdict, verdict.reason) == ("false_alarm", "sensor_reads_true")
-    assert verdict.summary == "False alarm — Sensor checked, reads true"
+    assert (verdict.verdict, verdict.reason) == ("false_alarm", reason)
+    assert verdict.summary == f"False alarm — {words}"
 
 
 def test_a_work_order_done_counts_as_acted_on(
