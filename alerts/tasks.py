@@ -26,6 +26,7 @@ from alerts.scheduling import (
 from alerts.scoring import score_assets
 from alerts.services import complete_explanation, mark_explanation_failed, readings_arrived
 from plant.edge_agents import oldest_accepted
+from plant.models import EdgeAgent
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,8 @@ def complete_explanation_task(self, alert_id: int) -> str | None:
 @shared_task(ignore_result=True)
 def sweep_pending_explanations_task() -> int:
     """Re-queue explanations still pending after VIGIL_EXPLANATION_SWEEP_AFTER_S, and those of edge alerts
-    awaiting readings that have arrived since, whose agent has reported since they were last looked at, or
-    that are older than the server accepts readings.
+    awaiting readings that have arrived since, whose agent has reported since they were last looked at that
+    it holds nothing from before the decision, or that are older than the server accepts readings.
 
     An alert opens "pending" when its explanation could not be computed in the scoring transaction; the
     task that completes it is queued after commit, and is lost if the broker was down at that moment. An
@@ -73,9 +74,15 @@ def sweep_pending_explanations_task() -> int:
     cutoff = now - timedelta(seconds=settings.VIGIL_EXPLANATION_SWEEP_AFTER_S)
     pending = Alert.objects.filter(explanation_status=ExplanationStatus.PENDING, created_at__lt=cutoff)
     # The tests are correlated subqueries: asked of the few awaiting alerts only, not of every alert. A
-    # report of the agent after the alert's last look (the task stamps updated_at) may say it sent everything.
+    # report of the agent after the alert's last look (the task stamps updated_at) that says it sent
+    # everything up to the decision: only such a report can change what the task finds. One that says it
+    # still holds older readings (a backlog after an outage, reported every heartbeat) changes nothing, and
+    # re-queueing on it would re-run every such alert each sweep and fill the sweep's 500 with them.
     reported = EdgeEvent.objects.filter(
-        alert=OuterRef("pk"), gateway__edge_agent__last_contact_at__gt=OuterRef("updated_at")
+        EdgeAgent.sent_up_to(
+            OuterRef("opened_at"), reported_after=OuterRef("updated_at"), path="gateway__edge_agent__"
+        ),
+        alert=OuterRef("pk"),
     )
     awaiting = Alert.objects.filter(
         explanation_status=ExplanationStatus.AWAITING, created_at__lt=cutoff

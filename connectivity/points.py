@@ -140,12 +140,14 @@ class ConnectionStatus:
         del self.recent_errors[: -self.MAX_RECENT]
 
     def born(self, node: str, at: float) -> None:
-        """Sparkplug B ``node`` was born at ``at``: the last error, if that birth ends it, is over."""
+        """Sparkplug B ``node`` was born at ``at``: the last error, if that birth ends it, is over. A birth
+        at the error's own moment is the message that caused it (a birth certificate with a metric by an
+        alias and no name): it ends nothing, and the node's next birth still can."""
         if (
             node == self._last_error_node
             and self.last_error_resolved_at is None
             and self.last_error_at is not None
-            and at >= self.last_error_at
+            and at > self.last_error_at
         ):
             self.last_error_resolved_at = at
 

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Collection
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -381,6 +382,16 @@ class EdgeAgent(models.Model):
         covers the readings it queued before that event."""
         return self.last_contact_at > reported_after and (
             self.oldest_unsent_at is None or self.oldest_unsent_at > until
+        )
+
+    @staticmethod
+    def sent_up_to(until: Any, *, reported_after: Any, path: str = "") -> models.Q:
+        """``has_sent_up_to`` as a filter on the agent reached through ``path`` (e.g. "gateway__edge_agent__"),
+        with ``until`` and ``reported_after`` values or expressions (``OuterRef``): for a periodic query that
+        must not ask about rows whose answer cannot have changed."""
+        return models.Q(**{f"{path}last_contact_at__gt": reported_after}) & (
+            models.Q(**{f"{path}oldest_unsent_at__isnull": True})
+            | models.Q(**{f"{path}oldest_unsent_at__gt": until})
         )
 
 

@@ -555,17 +555,17 @@ def test_an_awaiting_alert_ends_lost_once_its_agent_reports_it_holds_nothing_fro
     awaiting(alert)
     assert sweep_pending_explanations_task() == 0 and not sent  # no word from the agent yet
 
-    # Back in contact, still sending what it held from before the decision: the wait goes on.
+    # Back in contact, still sending what it held from before the decision: the wait goes on, and its
+    # reports (every heartbeat while the backlog lasts) re-queue nothing: the task would find the same.
     heartbeat(client, gateway_token, readings=5000, oldest=at - 600)
-    assert sweep_pending_explanations_task() == 1 and sent == [alert.pk]
     assert complete_explanation_task(alert.pk) == ExplanationStatus.AWAITING
-    assert sweep_pending_explanations_task() == 0  # asked again only when the agent reports again
-    assert sent == [alert.pk]
+    heartbeat(client, gateway_token, readings=4000, oldest=at - 300)
+    assert sweep_pending_explanations_task() == 0 and not sent
 
     # Its next report: nothing left from before the decision (a wiped agent holds nothing at all), and
     # none of the window's readings has reached the server.
     heartbeat(client, gateway_token, readings=0, oldest=None)
-    assert sweep_pending_explanations_task() == 1 and sent == [alert.pk, alert.pk]
+    assert sweep_pending_explanations_task() == 1 and sent == [alert.pk]
     assert complete_explanation_task(alert.pk) == ExplanationStatus.LOST
 
     alert.refresh_from_db()
@@ -584,6 +584,17 @@ def test_an_awaiting_alert_ends_lost_once_its_agent_reports_it_holds_nothing_fro
     assert sweep_pending_explanations_task() == 0
     assert last_try(alert) is None
     assert Alert.objects.get(pk=alert.pk).explanation_status == ExplanationStatus.LOST
+
+
+def test_the_sweep_re_queues_an_awaiting_alert_once_its_agent_reports_holding_only_later_readings(
+    client, gateway_token, champion, asset, at, sent
+):
+    alert = send_opened(client, gateway_token, champion, asset, at)
+    awaiting(alert)
+    heartbeat(client, gateway_token, readings=900, oldest=at)  # the decision's own time: not sent yet
+    assert sweep_pending_explanations_task() == 0 and not sent
+    heartbeat(client, gateway_token, readings=300, oldest=at + 5)  # what it holds is all from after it
+    assert sweep_pending_explanations_task() == 1 and sent == [alert.pk]
 
 
 def test_an_alert_whose_window_its_agent_dropped_from_a_full_buffer_waits_for_its_report_then_ends_lost(

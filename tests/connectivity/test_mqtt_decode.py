@@ -11,7 +11,7 @@ import pytest
 
 from connectivity import mqtt, protocols
 from connectivity.mqtt import MqttPoint, Router, parse_options, parse_point, sparkplug_payload
-from connectivity.points import Sample, SampleStatus
+from connectivity.points import BIRTH, ConnectionStatus, Sample, SampleStatus
 
 NOW = 1_767_600_000.0
 
@@ -236,3 +236,22 @@ def test_a_path_part_that_only_looks_like_an_index_reads_nothing_instead_of_rais
     router = Router({"p1.temp": json_point(value_path="data.\u00b2")})
     samples, errors = router.decode("plant/p1/telemetry", orjson.dumps({"data": [1.0, 2.0, 3.0]}), NOW)
     assert samples == [] and len(errors) == 1
+
+
+def test_a_birth_certificate_with_a_nameless_metric_leaves_its_error_to_be_ended_by_the_next_birth():
+    # As the client takes each message (mqtt._consume): its errors, then the births it read, at its receipt.
+    router, status = Router({"p1.vib": sparkplug_point(device="")}), ConnectionStatus()
+
+    def take(topic: str, payload: bytes, received: float) -> None:
+        _, errors = router.decode(topic, payload, received)
+        for error in errors:
+            status.error(error, received)
+        while router.births:
+            status.born(router.births.pop(0), received)
+
+    # A birth whose metric carries an alias and no name: that alias is still unbound, the error current.
+    take("spBv1.0/plant/NBIRTH/edge1", sparkplug_payload([(None, 7, 1.0)], 1), NOW)
+    assert status.last_error_resolved_by == BIRTH and status.last_error_resolved_at is None
+    # The node's next, complete birth ends it.
+    take("spBv1.0/plant/NBIRTH/edge1", sparkplug_payload([("vibration", 7, 1.0)], 2), NOW + 5)
+    assert status.last_error_resolved_at == NOW + 5
