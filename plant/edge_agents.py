@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from plant.ingest.service import accepted_age_s
 from plant.models import EdgeAgent, EdgeDrop, Gateway
 
 
@@ -47,8 +48,9 @@ def edge_time(value: Any, name: str, now: datetime | None = None) -> datetime:
 
 def oldest_accepted(now: datetime) -> datetime:
     """The oldest time a gateway's reading (or an agent's report) is still accepted at ``now``: the ingest's
-    VIGIL_INGEST_MAX_AGE_DAYS back. A reading timed before it can never reach the server any more."""
-    return now - timedelta(days=settings.VIGIL_INGEST_MAX_AGE_DAYS)
+    limit (``plant.ingest.service.accepted_age_s``) back. A reading timed before it can never reach the server
+    any more."""
+    return now - timedelta(seconds=accepted_age_s())
 
 
 def check_storable(value: Any, name: str) -> Any:

@@ -53,6 +53,12 @@ class _Sensors:
     number_of: dict[str, int]
 
 
+def accepted_age_s() -> float:
+    """How old a reading may be and still be stored (VIGIL_INGEST_MAX_AGE_DAYS, in seconds): the ingest's
+    limit, and what ``plant.edge_agents.oldest_accepted`` says an edge agent's readings can still reach."""
+    return settings.VIGIL_INGEST_MAX_AGE_DAYS * 86400.0
+
+
 def quality_rules() -> dict[str, float]:
     """The ingest's spike / stuck / gap rule parameters from the settings, for every caller that flags a series
     the way ingest does (the evaluations replay datasets through the same rules)."""
@@ -112,7 +118,7 @@ def ingest_readings(
         return result
     now_s = time.time() if now_s is None else now_s
     max_future_s = settings.VIGIL_INGEST_MAX_FUTURE_S if max_future_s is None else max_future_s
-    max_age_s = settings.VIGIL_INGEST_MAX_AGE_DAYS * 86400.0 if max_age_s is None else max_age_s
+    max_age_s = accepted_age_s() if max_age_s is None else max_age_s
 
     sensors = _resolve_sensors(batch.keys)
     number_of = sensors.number_of
