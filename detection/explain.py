@@ -4,13 +4,13 @@
 dispatches on its graph:
 
 * ``tree_shap_onnx`` — the score output comes from an ``ai.onnx.ml`` TreeEnsembleRegressor (post_transform
-  NONE, SUM or AVERAGE). Its nodes become each leaf's box of inputs (``_tree_model``: split modes map onto
-  ``x <= t``, BRANCH_LT with the next float32 below t, GT/GTE their complements; each tree's root is its
-  first node, as onnxruntime reads it) and the interventional TreeSHAP values over the background are
-  computed exactly from those boxes (``_tree_shapley``: what ``shap.TreeExplainer(..., data=background,
-  feature_perturbation="interventional")`` computes, with numpy alone, so the edge agent explains an RUL
-  model on a gateway, which has no shap, as the server does). The ensemble may read
-  the input through an exact float32 -> float64 Cast (RUL models sum their trees in float64).
+  NONE, SUM or AVERAGE). Its node attributes become shap's custom tree format and
+  ``shap.TreeExplainer(..., data=background, feature_perturbation="interventional")`` explains it. Split
+  modes map onto shap's ``x <= t`` test: BRANCH_LEQ as is, BRANCH_LT with the next float32 below t, GT/GTE
+  the same with the children swapped; the missing-value child follows ``nodes_missing_value_tracks_true``. The ensemble may read
+  the input through an exact float32 -> float64 Cast (RUL models sum their trees in float64). shap is
+  imported when the first tree ensemble is explained (an anomaly model's explanation never loads it); the
+  edge agent's gateway installs it too (edge/requirements.txt), so it explains an RUL alert as the server.
 * ``exact_shapley_quadratic`` — the hand-built PCA T²+Q graph (``onnx_graphs``), whose score is
   ``f(z) = zᵀAz``. For one background row b, the interventional Shapley value of feature i is exactly
   ``A_ii (z_i² - b_i²) + Σ_{j≠i} A_ij (z_i - b_i)(z_j + b_j) = (z_i - b_i) · (A (z + b))_i`` (A symmetric;
@@ -39,12 +39,10 @@ exact counterfactuals.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -112,7 +110,8 @@ def explain(
         }
     elif kind == "tree":
         method = "tree_shap_onnx"
-        phi, base = _tree_shapley(plan, x)
+        phi = np.asarray(plan.shap_values(x[None, :].astype(np.float64), check_additivity=False)).reshape(-1)
+        base = float(np.ravel(plan.expected_value)[0])
     elif d <= MAX_EXACT_FEATURES:
         method = "exact_shapley"
         phi, base = _brute_force_shapley(session, x, bg, output_spec)
@@ -219,73 +218,8 @@ def _producer(graph: onnx.GraphProto, name: str) -> onnx.NodeProto | None:
     return next((n for n in graph.node if name in n.output), None)
 
 
-@dataclass(frozen=True)
-class Leaves:
-    """Leaves of a tree ensemble whose paths test the same number p of features: each leaf is the box of the
-    inputs that reach it (per feature of its path ``low < x <= high``, the path's splits on that feature
-    merged into one interval) and its value (divided by the tree count for an AVERAGE ensemble)."""
-
-    features: np.ndarray  # [leaves, p] int
-    low: np.ndarray  # [leaves, p] float64
-    high: np.ndarray  # [leaves, p] float64
-    values: np.ndarray  # [leaves] float64
-
-    def inside(self, X: np.ndarray) -> np.ndarray:
-        """[n, leaves, p]: which path conditions each row of X meets (float32 inputs, as onnxruntime reads
-        them; float32 to float64 is exact, so the comparisons are the runtime's)."""
-        v = np.asarray(X, dtype=np.float32).astype(np.float64)[:, self.features]
-        return (v > self.low) & (v <= self.high)
-
-
-@dataclass(frozen=True)
-class TreePlan:
-    """A tree ensemble ready to explain against one background of m rows: its leaves grouped by path
-    length, each group with the rows that meet each of its conditions as bit sets ([leaves, p, words]
-    uint64, bit j: row j), and the base value (the mean output over the background)."""
-
-    groups: tuple[tuple[Leaves, np.ndarray], ...]
-    valid: np.ndarray  # [words] uint64: the bits of the m rows
-    m: int
-    base: float
-
-
-def _bit_sets(inside: np.ndarray) -> np.ndarray:
-    """[m, ...] bool -> [..., ceil(m / 64)] uint64, bit j set when row j is True."""
-    words = (len(inside) + 63) // 64
-    padded = np.zeros((words * 64, *inside.shape[1:]), dtype=bool)
-    padded[: len(inside)] = inside
-    packed = np.packbits(padded, axis=0, bitorder="little")  # [words * 8, ...] uint8
-    return np.ascontiguousarray(np.moveaxis(packed, 0, -1)).view(np.uint64)
-
-
-def _tree_plan(groups: list[Leaves], base: float, bg: np.ndarray) -> TreePlan:
-    """The rows of the background that meet each path condition, as bit sets (``TreePlan``)."""
-    m = len(bg)
-    planned = []
-    reached = 0.0
-    for leaves in groups:
-        parts = []
-        size = max(1, (1 << 22) // max(1, m * leaves.features.shape[1]))  # ~4 M booleans at a time
-        for start in range(0, len(leaves.values), size):
-            part = slice(start, start + size)
-            chunk = Leaves(leaves.features[part], leaves.low[part], leaves.high[part], leaves.values[part])
-            parts.append(_bit_sets(chunk.inside(bg)))
-        rows = np.concatenate(parts)
-        if leaves.features.shape[1]:
-            counts = np.bitwise_count(np.bitwise_and.reduce(rows, axis=1)).sum(axis=1)  # rows reaching it
-        else:
-            counts = np.full(len(leaves.values), m)  # a tree that is one leaf
-        reached += float(counts @ leaves.values)
-        planned.append((leaves, rows))
-    valid = _bit_sets(np.ones((m, 1), dtype=bool))[0]
-    return TreePlan(tuple(planned), valid, m, base + reached / m)
-
-
-def _tree_model(
-    model: onnx.ModelProto, output_name: str, index: int | None
-) -> tuple[list[Leaves], float] | None:
-    """The leaves (grouped by path length) and base value of a TreeEnsembleRegressor feeding
-    ``output_name``, else None."""
+def _tree_model(model: onnx.ModelProto, output_name: str, index: int | None) -> dict[str, Any] | None:
+    """shap's custom tree dict for a TreeEnsembleRegressor feeding ``output_name``, else None."""
     graph = model.graph
     node = _producer(graph, output_name)
     while node is not None and node.op_type == "Identity":
@@ -316,137 +250,57 @@ def _tree_model(
     modes = [m.decode() if isinstance(m, bytes) else m for m in a["nodes_modes"]]
     if any(m not in ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "LEAF") for m in modes):
         return None
-    # In float32 inputs x < t is x <= (the float32 just below t); GT/GTE are the complements of LTE/LT.
-    t32 = thresholds.astype(np.float32)
-    nudged = np.isin(modes, ["BRANCH_LT", "BRANCH_GTE"])
-    t32[nudged] = np.nextafter(t32[nudged], np.float32(-np.inf))
-    cut = t32.astype(np.float64)
-    below_is_true = np.isin(modes, ["BRANCH_LEQ", "BRANCH_LT"])
-    is_leaf = np.array([m == "LEAF" for m in modes], dtype=bool)
-    tree_ids = [int(t) for t in a["nodes_treeids"]]
-    row_of = {(t, int(n)): r for r, (t, n) in enumerate(zip(tree_ids, a["nodes_nodeids"], strict=True))}
-    values = np.zeros(len(modes))
-    for tree, node, target_id, weight in zip(
-        a["target_treeids"], a["target_nodeids"], a["target_ids"], weights.tolist(), strict=True
-    ):
-        if int(target_id) == target:
-            values[row_of[(int(tree), int(node))]] += weight
-    if aggregate in (b"AVERAGE", "AVERAGE"):
-        values /= len(set(tree_ids))
-    branch = np.flatnonzero(~is_leaf)
-    children = np.full((2, len(modes)), -1)  # the true and false child of each branch
-    for side, ids in enumerate((a["nodes_truenodeids"], a["nodes_falsenodeids"])):
-        for r in branch.tolist():
-            children[side, r] = row_of.get((tree_ids[r], int(ids[r])), -1)
-    if (children[:, branch] < 0).any():
-        return None
-    below = np.where(below_is_true, children[0], children[1])  # the child of x <= t
-    above = np.where(below_is_true, children[1], children[0])
-    # Each tree's first node is its root, as onnxruntime reads the ensemble.
-    roots = np.array(
-        sorted({tree: r for r, tree in reversed(list(enumerate(tree_ids)))}.values()), dtype=np.intp
-    )
-    feature = np.asarray(a["nodes_featureids"], dtype=np.intp)
-    n_features = int(feature[branch].max()) + 1 if len(branch) else 0
+    tree_ids = np.asarray(a["nodes_treeids"])
+    node_ids = np.asarray(a["nodes_nodeids"])
+    features = np.asarray(a["nodes_featureids"])
+    true_ids = np.asarray(a["nodes_truenodeids"])
+    false_ids = np.asarray(a["nodes_falsenodeids"])
+    tracks_true = np.asarray(a.get("nodes_missing_value_tracks_true", [0] * len(modes)))
+    t_tree, t_node, t_id = (np.asarray(a[k]) for k in ("target_treeids", "target_nodeids", "target_ids"))
 
-    # Every leaf's box, level by level from the roots (the explained inputs are finite, ``explain`` refuses
-    # others, so the missing-value branches never matter); each level's leaves are grouped by the number of
-    # features their path tests.
-    found: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
-    frontier = roots
-    low = np.full((len(roots), n_features), -np.inf)
-    high = np.full((len(roots), n_features), np.inf)
-    for _ in range(len(modes) + 1):
-        if not len(frontier):
-            break
-        done = is_leaf[frontier]
-        if done.any():
-            lo, hi = low[done], high[done]
-            tested = (lo > -np.inf) | (hi < np.inf)
-            counts = tested.sum(axis=1)
-            for p in np.unique(counts).tolist():
-                same = counts == p
-                order = np.argsort(~tested[same], axis=1, kind="stable")[:, :p]
-                found.setdefault(p, []).append(
-                    (
-                        order,
-                        np.take_along_axis(lo[same], order, axis=1),
-                        np.take_along_axis(hi[same], order, axis=1),
-                        values[frontier[done][same]],
-                    )
-                )
-        frontier, low, high = frontier[~done], low[~done], high[~done]
-        i, f, t = np.arange(len(frontier)), feature[frontier], cut[frontier]
-        high_below, low_above = high.copy(), low.copy()
-        high_below[i, f] = np.minimum(high[i, f], t)
-        low_above[i, f] = np.maximum(low[i, f], t)
-        frontier = np.concatenate([below[frontier], above[frontier]])
-        low, high = np.concatenate([low, low_above]), np.concatenate([high_below, high])
-    else:
-        return None  # a cycle: not a tree
-    groups = [
-        Leaves(*(np.concatenate([part[k] for part in parts]) for k in range(4)))
-        for _, parts in sorted(found.items())
-    ]
-    return groups, float(bases[target]) if len(bases) > target else 0.0
-
-
-def _tree_shapley(plan: TreePlan, x: np.ndarray) -> tuple[np.ndarray, float]:
-    """Interventional TreeSHAP of the ensemble at ``x`` over the plan's background, exact.
-
-    For one background row b the game is v(S) = f(x_S, b_rest), and f is a sum over leaves of value ×
-    [the input is in the leaf's box]. Take one leaf: a path condition x fails (the set O) must be met by b
-    and its feature must be left out of S, else the leaf is not reached; a condition x meets and b fails
-    (the set A, per row) needs its feature in S. So the leaf is reached iff A ⊆ S and O ∩ S = ∅, a game
-    whose Shapley values are value × (|A|-1)! |O|! / (|A|+|O|)! for each feature of A and
-    -value × |A|! (|O|-1)! / (|A|+|O|)! for each of O. The explanation sums them over the leaves and
-    averages over the background rows, which is what shap's interventional TreeExplainer computes; here
-    with numpy alone (a gateway explains its tree models as the server does), the rows as bit sets: per
-    leaf the rows that reach it past O, and a bit-sliced count of |A| per row.
-    """
-    phi = np.zeros(len(x))
-    for leaves, rows in plan.groups:
-        width = leaves.features.shape[1]
-        if not width:
-            continue  # a one-leaf tree is the same for every input: no feature moves it
-        met = leaves.inside(np.asarray(x)[None, :])[0]  # [leaves, p]
-        live = np.bitwise_and.reduce(np.where(met[:, :, None], plan.valid, rows), axis=1)  # b meets O
-        fails = np.where(met[:, :, None], plan.valid & ~rows, np.uint64(0))  # per condition of A
-        n_out = width - met.sum(axis=1)  # |O| per leaf
-        planes = [np.zeros_like(live) for _ in range(width.bit_length())]
-        for k in range(width):  # |A| per row in binary, one bit plane per digit
-            carry = fails[:, k]
-            for i, plane in enumerate(planes):
-                planes[i], carry = plane ^ carry, plane & carry
-        weight = _tree_weights(width)
-        on_a = np.zeros(met.shape)
-        on_o = np.zeros(len(met))
-        for n_a in range(width + 1):
-            exact = live.copy()  # the live rows with |A| = n_a
-            for i, plane in enumerate(planes):
-                exact &= plane if n_a >> i & 1 else ~plane
-            on_o += np.bitwise_count(exact).sum(axis=1) * weight[1, n_a, n_out]
-            if n_a:
-                on_a += (
-                    np.bitwise_count(fails & exact[:, None, :]).sum(axis=2) * weight[0, n_a, n_out][:, None]
-                )
-        share = np.where(met, on_a, on_o[:, None]) * leaves.values[:, None]
-        phi += np.bincount(leaves.features.ravel(), weights=share.ravel(), minlength=len(x))
-    return phi / plan.m, plan.base
-
-
-@functools.cache
-def _tree_weights(width: int) -> np.ndarray:
-    """[2, width + 1, width + 1]: the Shapley weight of a feature of A (0) or of O (1) given |A|, |O|."""
-    weight = np.zeros((2, width + 1, width + 1))
-    for n_a in range(width + 1):
-        for n_o in range(width + 1 - n_a):
-            total = math.factorial(n_a + n_o)
-            if n_a:
-                weight[0, n_a, n_o] = math.factorial(n_a - 1) * math.factorial(n_o) / total
-            if n_o:
-                weight[1, n_a, n_o] = -math.factorial(n_a) * math.factorial(n_o - 1) / total
-    return weight
+    unique_trees = np.unique(tree_ids)
+    scale = 1.0 / len(unique_trees) if aggregate in (b"AVERAGE", "AVERAGE") else 1.0
+    trees = []
+    for tree in unique_trees:
+        rows = np.flatnonzero(tree_ids == tree)
+        position = {int(node_ids[r]): i for i, r in enumerate(rows)}
+        n = len(rows)
+        left = np.full(n, -1, dtype=np.int32)
+        right = np.full(n, -1, dtype=np.int32)
+        default = np.full(n, -1, dtype=np.int32)
+        feat = np.full(n, -2, dtype=np.int32)
+        thr = np.zeros(n, dtype=np.float64)
+        values = np.zeros((n, 1), dtype=np.float64)
+        for i, r in enumerate(rows):
+            mode = modes[r]
+            if mode == "LEAF":
+                continue
+            t_child, f_child = position[int(true_ids[r])], position[int(false_ids[r])]
+            t32 = np.float32(thresholds[r])
+            if mode in ("BRANCH_LT", "BRANCH_GTE"):
+                # x < t  <=>  x <= (the float32 just below t), for float32 x
+                t32 = np.nextafter(t32, np.float32(-np.inf))
+            if mode in ("BRANCH_LEQ", "BRANCH_LT"):
+                left[i], right[i] = t_child, f_child
+            else:
+                left[i], right[i] = f_child, t_child
+            default[i] = t_child if tracks_true[r] else f_child
+            feat[i], thr[i] = int(features[r]), float(t32)
+        for j in np.flatnonzero((t_tree == tree) & (t_id == target)):
+            values[position[int(t_node[j])], 0] += weights[j] * scale
+        trees.append(
+            {
+                "children_left": left,
+                "children_right": right,
+                "children_default": default,
+                "features": feat,
+                "thresholds": thr,
+                "values": values,
+                "node_sample_weight": np.ones(n, dtype=np.float64),
+            }
+        )
+    base = float(bases[target]) if len(bases) > target else 0.0
+    return {"trees": trees, "base_offset": base, "tree_output": "raw_value", "input_dtype": np.float32}
 
 
 def _floats(attrs: Mapping[str, Any], name: str) -> np.ndarray:
@@ -468,10 +322,10 @@ def _plan_key(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray)
 @cached(LRUCache(maxsize=16), key=_plan_key, lock=threading.Lock())
 def _plan(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> tuple[str, Any]:
     """How to explain this artifact: ("quadratic", form), ("quadratic_max", (forms, branch names)),
-    ("tree", TreePlan) or ("generic", None).
+    ("tree", TreeExplainer) or ("generic", None).
 
-    Parsing the graph (and, for trees, finding which background rows reach each leaf) costs far more than
-    explaining one window, so the plan is cached per (artifact sha256, output, background).
+    Parsing the graph and building shap's trees costs far more than explaining one window, so the plan is
+    cached per (artifact sha256, output, background).
     """
     index = output_spec.get("index")
     try:
@@ -486,7 +340,15 @@ def _plan(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> 
     elif quadratic is not None:
         plan = ("quadratic_max", quadratic)
     elif (trees := _tree_model(model, name, index)) is not None:
-        plan = ("tree", _tree_plan(*trees, bg))
+        import shap
+
+        data: Any = bg.astype(np.float64)
+        if len(data) > 100:  # shap samples down to 100 rows unless told otherwise
+            data = shap.maskers.Independent(data, max_samples=len(data))
+        plan = (
+            "tree",
+            shap.TreeExplainer(trees, data=data, feature_perturbation="interventional", model_output="raw"),
+        )
     return plan
 
 

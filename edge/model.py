@@ -110,7 +110,7 @@ class EdgeModel:
         SHAP values of the same ONNX file as the server, the same ``detection.wording``): what the agent
         tells the HMI while the server is out of reach. None when the bundle carries no background sample
         or no sensor pushed the score up. Raises what explaining raises (ExplanationError). Tree (RUL)
-        models too: their TreeSHAP is numpy's, so edge/requirements.txt suffices."""
+        models too: edge/requirements.txt installs shap, whose TreeExplainer the server uses as well."""
         if not self.explainable:
             return None
         background = np.asarray(self.spec["background"], dtype=np.float64)

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
 import pkgutil
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from detection.explain import explain
+from tests.models_registry.test_explain import hand_tree_ensemble
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ("django", "plant", "alerts", "models_registry", "config", "demo")
@@ -92,10 +97,17 @@ def installed_with(requirements: Path) -> set[str]:
     return found
 
 
-def test_the_edge_agent_and_its_protocol_clients_import_with_only_what_edge_requirements_installs():
+def test_the_edge_agent_and_its_protocol_clients_import_with_only_what_edge_requirements_installs(tmp_path):
     # A gateway installs edge/requirements.txt and nothing else: every module the agent runs (its own, the
-    # detection core's, and each protocol client it may be configured with) must import there. Top-level
-    # modules of other distributions are refused, as on the gateway; optional imports may fall back.
+    # detection core's, and each protocol client it may be configured with) must import there, and it explains
+    # a tree (RUL) model's alert as the server does (shap's TreeExplainer, imported when a tree is explained).
+    # Top-level modules of other distributions are refused, as on the gateway; optional imports may fall back.
+    trees = tmp_path / "trees.onnx"
+    trees.write_bytes(hand_tree_ensemble())
+    background = np.random.default_rng(3).uniform(0, 1, size=(30, 3))
+    x = np.array([0.9, 0.1, 0.8])
+    names = ["a__mean", "b__mean", "c__mean"]
+    spec = {"name": "score", "index": None}
     installed = installed_with(ROOT / "edge" / "requirements.txt")
     allowed = sorted(
         module
@@ -119,6 +131,22 @@ for package in (edge, detection, connectivity):
         importlib.import_module(info.name)
 for name in protocols.PROTOCOLS:
     protocols.module(name)
+assert "shap" not in sys.modules, "shap is loaded by a tree explanation, not on import"
+
+import json
+from pathlib import Path
+from detection.explain import explain
+result = explain(
+    Path({str(trees)!r}).read_bytes(), {x.tolist()!r}, {background.tolist()!r}, {names!r}, {spec!r}
+)
+print(json.dumps(result))
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+    on_gateway = json.loads(result.stdout.splitlines()[-1])
+    on_server = explain(trees.read_bytes(), x, background, names, spec)
+    assert on_gateway["method"] == "tree_shap_onnx" and on_gateway["additivity_ok"]
+    assert (
+        on_gateway["features"] == on_server["features"]
+        and on_gateway["base_value"] == on_server["base_value"]
+    )

@@ -1,11 +1,10 @@
-"""A remaining-useful-life model's alerts at the edge: the agent explains the one it opens on a gateway (no
-shap there: TreeSHAP is detection.explain's own numpy) in the board's words, the server explains it from the
-forwarded readings by the same artifact, and an RUL alert reads as a remaining life that fell below its alert
-level wherever it was decided."""
+"""A remaining-useful-life model's alerts at the edge: the agent explains the one it opens on a gateway (with
+the same shap TreeSHAP as the server: edge/requirements.txt installs shap, which
+tests/test_django_free_packages.py checks) in the board's words, the server explains it from the forwarded
+readings by the same artifact, and an RUL alert reads as a remaining life that fell below its alert level
+wherever it was decided."""
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 
@@ -15,7 +14,6 @@ from alerts.scoring import score_assets
 from alerts.services import lifecycle
 from alerts.services.board import board_alerts
 from connectivity.points import Sample
-from detection import explain
 from detection.bundle import load_bundle
 from detection.runtime import higher_is_worse
 from detection.wording import duration_text
@@ -57,18 +55,16 @@ def rul_champion(asset_type) -> ModelVersion:
     return version
 
 
-def test_an_rul_alert_decided_on_a_gateway_without_shap_is_explained_there_as_the_board_explains_it(
-    client, gateway_token, asset, at, technician, tmp_path, monkeypatch
+def test_an_rul_alert_decided_on_a_gateway_is_explained_there_as_the_board_explains_it(
+    client, gateway_token, asset, at, technician, tmp_path
 ):
     version = rul_champion(asset.asset_type)
     assert version.kind == "rul" and not higher_is_worse(version.output_spec)
     path = tmp_path / "bundle.zip"
     path.write_bytes(build_bundle(version, asset))
     bundle = load_bundle(str(path))
-    # The gateway has what edge/requirements.txt installs, no shap: its tree explanations are numpy's.
-    monkeypatch.setitem(sys.modules, "shap", None)
-    explain._plan.cache_clear()
-
+    # The agent explains with what edge/requirements.txt installs (shap among it: the restricted interpreter
+    # of tests/test_django_free_packages.py explains a tree ensemble with only that).
     decider = AssetDecider(asset.tag, EdgeModel(bundle), bundle.spec["sensors"])
     keys, ts, values = readings(asset, at - 400, at + 30, vibration(at))
     events = []
