@@ -310,6 +310,13 @@ def _floats(attrs: Mapping[str, Any], name: str) -> np.ndarray:
     return numpy_helper.to_array(tensor).astype(np.float64) if tensor is not None else np.zeros(0)
 
 
+def prepare(onnx_bytes: bytes, background: np.ndarray, output_spec: Mapping[str, Any]) -> None:
+    """Build and cache the plan ``explain`` uses for this artifact and background now (for a tree model,
+    importing shap and building its trees: about a second, once per process), so that the first alert a
+    process explains does not wait for it. Raises ExplanationError as ``explain`` would."""
+    _plan(onnx_bytes, output_spec, np.asarray(background, dtype=np.float64).astype(np.float32))
+
+
 def _plan_key(onnx_bytes: bytes, output_spec: Mapping[str, Any], bg: np.ndarray) -> tuple[str, ...]:
     return (
         runtime.sha256(onnx_bytes),

@@ -11,6 +11,7 @@ shift of the severity) come with it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ import numpy as np
 from detection import features, runtime, wording
 from detection.baseline import Calibration
 from detection.bundle import Bundle, BundleError, shipped_step
-from detection.explain import explain, typical_ranges, with_baseline
+from detection.explain import ExplanationError, explain, prepare, typical_ranges, with_baseline
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import RuleParams, overlap
+
+logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=64)
@@ -96,6 +99,11 @@ class EdgeModel:
             severity_shift=int(spec.get("severity_shift", 0)),
             window_overlap=overlap(self.window_s, self.step_s),
         )
+        if self.explainable:  # the first alert's words must not wait for shap's import and trees (~1 s)
+            try:
+                prepare(bundle.model, np.asarray(spec["background"], dtype=np.float64), self.output_spec)
+            except ExplanationError as exc:  # alerts still go out, without words (``reason`` says why)
+                logger.warning("the bundle's model cannot be explained on this gateway: %s", exc)
 
     def _baseline(self) -> np.ndarray | Calibration | None:
         return shipped_step(self.spec, robust=self.pipeline.robust, baselined=self.pipeline.baselined)

@@ -14,6 +14,7 @@ from alerts.scoring import score_assets
 from alerts.services import lifecycle
 from alerts.services.board import board_alerts
 from connectivity.points import Sample
+from detection import explain as explain_module
 from detection.bundle import load_bundle
 from detection.runtime import higher_is_worse
 from detection.wording import duration_text
@@ -116,3 +117,28 @@ def test_an_rul_alert_says_its_score_fell_below_the_open_threshold_wherever_it_w
     assert cards["p-101"].unusual == "remaining life 25 h (alert below 30 h)"  # the agent's peak, 25
     server_peak = duration_text(server_alert.peak_score * 3600)
     assert cards["p-102"].unusual == f"remaining life {server_peak} (alert below 30 h)"
+
+
+def test_a_tree_models_explanation_is_prepared_when_the_bundle_loads_not_at_the_first_alert(
+    asset, at, monkeypatch, tmp_path
+):
+    # Explaining a tree model first imports shap and builds its trees (about a second): done in the alert's
+    # own step, it held up that alert's publish to the HMI and the next batch of readings.
+    explain_module._plan.cache.clear()  # a fresh process: nothing explained yet
+    version = rul_champion(asset.asset_type)
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(build_bundle(version, asset))
+    bundle = load_bundle(str(path))
+    decider = AssetDecider(asset.tag, EdgeModel(bundle), bundle.spec["sensors"])
+
+    def built_late(*args, **kwargs):
+        raise AssertionError("the explanation's trees were built when the alert was explained")
+
+    monkeypatch.setattr(explain_module, "_tree_model", built_late)
+    keys, ts, values = readings(asset, at - 400, at + 30, vibration(at))
+    events = []
+    for second in np.unique(ts):
+        decider.add([Sample(key, t, v) for key, t, v in zip(keys, ts, values, strict=True) if t == second])
+        events += decider.decide()
+    opened = next(event for event in events if event.kind == "opened")
+    assert decider.explained(opened).sensor == "Vibration"
