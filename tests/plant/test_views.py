@@ -326,7 +326,7 @@ def test_site_page_shows_a_connected_connections_last_error_as_past_with_its_tim
     row = html[html.index(">PLC<") :]
     row = row[: row.index("</tr>")]
     assert "connected, 5.0 readings/s" in row
-    assert "last error <time" in row and "5\xa0minutes</time> ago: ConnectionError: Modbus" in row
+    assert "last error <time" in row and "5\xa0minutes ago</time>: ConnectionError: Modbus" in row
 
 
 def test_site_page_says_a_bridge_that_stopped_reporting_is_not_connected(client, technician, site, settings):
