@@ -1,17 +1,19 @@
-"""alerts' scoring-gaps parts of plant's asset page (plant.views.provide_asset_panels, registered in
-AlertsConfig.ready()): the windows a model did not score (alerts.ScoringGap, recorded by alerts.scoring) and
-the sensor roles the asset lacks that its type requires or a model in use reads."""
+"""alerts' parts of plant's asset page (plant.views.provide_asset_panels, registered in AlertsConfig.ready()):
+the asset's past alerts with the verdicts found, the windows a model did not score (alerts.ScoringGap,
+recorded by alerts.scoring) and the sensor roles the asset lacks that its type requires or a model in use
+reads."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 
-from alerts.choices import Severity
-from alerts.models import Alert, ScoringGap
-from alerts.services.board import ON_BOARD
+from alerts.choices import CLOSED_STATES, Severity
+from alerts.metrics.facts import verdicts_in_force
+from alerts.models import Alert, ScoringGap, when_text
+from alerts.services.board import ON_BOARD, alert_what, decorate
 from detection.features import roles_read
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
@@ -20,6 +22,7 @@ from plant.models import Asset, Sensor, SensorRole, no_sensor_for
 
 SCORING_GAPS_SHOWN = 20
 SCORING_GAPS_RECENT = timedelta(days=30)
+PAST_ALERTS_SHOWN = 10
 
 
 def site_alerts(assets: list[Asset]) -> dict[int, Alert]:
@@ -36,9 +39,47 @@ def site_alerts(assets: list[Asset]) -> dict[int, Alert]:
 
 
 def asset_context(asset: Asset) -> dict:
-    """The recent scoring gaps and the missing sensor roles, for the asset page."""
+    """The first page of past alerts, the recent scoring gaps and the missing sensor roles, for the asset
+    page."""
     recent = ScoringGap.objects.filter(asset=asset).overlapping(since=timezone.now() - SCORING_GAPS_RECENT)
-    return {"scoring_gaps": list(recent[:SCORING_GAPS_SHOWN]), "missing_roles": missing_roles(asset)}
+    return {
+        **past_alerts(asset),
+        "scoring_gaps": list(recent[:SCORING_GAPS_SHOWN]),
+        "missing_roles": missing_roles(asset),
+    }
+
+
+def past_alerts(asset: Asset, page: int = 1) -> dict:
+    """One page of the asset's closed alerts, last opened first, as a technician judging a new alert reads
+    them: ``title`` (what the board's one-line texts call it, alerts.services.board.alert_what),
+    ``opened_text``/``closed_text`` on the site's clock and ``verdict`` (the one in force, or None). Shadow
+    alerts are a model on trial, never shown to technicians (as on the board). A bounded number of queries
+    whatever the page's length: the alerts, their verdicts and what the board's decoration reads."""
+    start = (page - 1) * PAST_ALERTS_SHOWN
+    rows = list(
+        Alert.objects.filter(asset=asset, is_shadow=False, state__in=CLOSED_STATES)
+        .select_related("asset__site", "asset__asset_type", "sensor")
+        .defer("peak_explanation")
+        .prefetch_related(
+            Prefetch(
+                "feedback", queryset=verdicts_in_force().select_related("user"), to_attr="current_verdicts"
+            )
+        )
+        .order_by("-opened_at", "-pk")[start : start + PAST_ALERTS_SHOWN + 1]
+    )
+    shown = rows[:PAST_ALERTS_SHOWN]
+    decorate(shown)
+    zone = asset.site.zone
+    for alert in shown:
+        alert.title = alert_what(alert)
+        alert.verdict = alert.current_verdicts[0] if alert.current_verdicts else None
+        alert.opened_text = when_text(alert.opened_at, zone)
+        alert.closed_text = when_text(alert.closed_at, zone) if alert.closed_at else ""
+    return {
+        "past_alerts": shown,
+        "past_alerts_page": page,
+        "past_alerts_older": page + 1 if len(rows) > PAST_ALERTS_SHOWN else None,
+    }
 
 
 def missing_roles(asset: Asset) -> list[str]:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:pk>/", views.alert_detail, name="detail"),
     path("<int:pk>/feedback/", views.feedback, name="feedback"),
     path("<int:pk>/undo/<int:feedback_id>/", views.undo, name="undo"),
+    path("assets/<int:pk>/past-alerts/", views.asset_past_alerts, name="asset_past_alerts"),
     path("assets/<int:pk>/missed-failure/", views.asset_missed_failure, name="asset_missed_failure"),
     path("health/", health_views.health, name="health"),
     path("health/kpis/", health_views.health_kpis, name="health_kpis"),

@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from alerts.asset_panels import past_alerts
 from alerts.charts import chart_sensors, sensor_figure, shap_figure
 from alerts.forms import MissedFailureForm
 from alerts.models import Alert
@@ -47,7 +48,7 @@ from detection.explain import ExplanationError
 from detection.runtime import ModelRuntimeError
 from plant.access import get_asset_for_user, get_or_404, is_engineer
 from plant.models import Asset
-from plant.params import ParamError, parse_id, shown, text
+from plant.params import ParamError, is_digits, parse_id, shown, text
 from plant.views import render_asset, site_form
 
 WS_PATH = "/ws/alerts/"
@@ -289,6 +290,24 @@ def _feedback_error(
 def asset_panel(asset: Asset) -> dict:
     """alerts' part of the asset page (plant.views.render_asset): the missed-failure form."""
     return {"missed_form": MissedFailureForm()}
+
+
+@require_GET
+@login_required
+def asset_past_alerts(request: HttpRequest, pk: int) -> HttpResponse:
+    """A page of the asset's past alerts: the asset page's section for htmx ("Older alerts"), else the
+    whole asset page showing that page."""
+    asset = get_asset_for_user(request, pk)
+    try:
+        raw = text(request.GET, "page") or "1"
+    except ParamError as exc:
+        return HttpResponseBadRequest(str(exc))
+    if not is_digits(raw) or len(raw) > 6 or int(raw) < 1:
+        return HttpResponseBadRequest(f"page must be a page number (1, 2, …), not {shown(raw, 20)}")
+    context = past_alerts(asset, int(raw))
+    if request.htmx:
+        return render(request, "plant/asset.html#past-alerts", {"asset": asset, **context})
+    return render_asset(request, asset, extra_context=context)
 
 
 @require_POST

@@ -17,10 +17,10 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.choices import ACTIVE_STATES, AlertCategory, Severity
+from alerts.choices import ACTIVE_STATES, Severity
 from alerts.event_hooks import InterestedAssets, on_alert_events
 from alerts.models import Alert
-from alerts.services.board import decorate
+from alerts.services.board import alert_what, decorate
 from plant.models import Asset, Connection, WriteBack
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,8 @@ def alert_words(alert: Alert) -> dict[str, Any]:
     way."""
     decorate([alert])
     top = alert.why[0] if alert.why else None
-    what = alert.role_label or alert.get_kind_display()
-    sentence = top.sentence if top else None
-    if alert.category == AlertCategory.SENSOR_FAULT and alert.role_label:
-        # The sensor's values are flagged: what to check is that sensor ("Discharge pressure sensor alert"),
-        # which a bare "Discharge pressure alert" in an inbox or on an HMI reads as the machine's pressure.
-        what = f"{alert.role_label} sensor"
-    if alert.data_link is not None:
-        # Readings went missing: what to check is the link ("P-101 vibration data link alert"), not the sensor.
-        what, sentence = alert.data_link.what, alert.data_link.sentence
+    what = alert_what(alert)
+    sentence = alert.data_link.sentence if alert.data_link is not None else top.sentence if top else None
     return {
         "severity": alert.severity,
         "severity_code": Severity(alert.severity).rank + 1,  # 1 low .. 4 critical; 0 normal

@@ -15,11 +15,11 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.timesince import timesince
 
 from connectivity import protocols
 from plant.choices import Criticality, LabelKind, LabelSource, Protocol
 from plant.params import is_digits
+from plant.templatetags.timewords import ago
 
 
 DEFAULT_SHIFT_STARTS = "06:00,14:00,22:00"
@@ -490,7 +490,7 @@ class Connection(models.Model):
         if state.config_error:
             return f"not started: {state.config_error}"
         if state.running and not state.is_current():
-            return "bridge not reporting (stopped or crashed?): last report " + _ago(state.updated_at)
+            return "bridge not reporting (stopped or crashed?): last report " + ago(state.updated_at)
         if state.connected:
             return f"connected, {state.rate:.1f} readings/s"
         if not state.running:
@@ -542,10 +542,6 @@ def bridge_silent_after() -> timedelta:
     return timedelta(seconds=max(30.0, 10 * settings.VIGIL_BRIDGE_STATUS_S))
 
 
-def _ago(moment: datetime | None) -> str:
-    return "never" if moment is None else f"{timesince(moment)} ago"
-
-
 class ConnectionState(models.Model):
     """What the bridge last reported about a connection (written by the bridge every few seconds)."""
 
@@ -593,8 +589,8 @@ class ConnectionState(models.Model):
         if self.started_at is None:
             return ""
         if self.running and self.is_current():
-            return f"since the bridge started it {_ago(self.started_at)}"
-        return f"in its last run: started {_ago(self.started_at)}, last report {_ago(self.updated_at)}"
+            return f"since the bridge started it {ago(self.started_at)}"
+        return f"in its last run: started {ago(self.started_at)}, last report {ago(self.updated_at)}"
 
     def error_resolved(self) -> tuple[str, datetime] | None:
         """What the connection did successfully after its ``last_error`` that shows the error is over:

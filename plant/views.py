@@ -39,7 +39,8 @@ def provide_asset_panels(
 
 # The site page shows each asset's active alert next to its data health: alerts hands in, from
 # AlertsConfig.ready(), a function giving {asset id: its active alert (an object the template reads:
-# severity_choice, opened_at, in_work, get_absolute_url)} for the page's assets, in one query.
+# severity_choice, opened_at, in_work, state, state_choice, snoozed_until, snooze_end_text)} for the page's
+# assets, in one query.
 _SITE_ALERTS: list[Callable[[list[Asset]], dict[int, object]]] = []
 
 

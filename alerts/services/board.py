@@ -244,6 +244,20 @@ def decorate(alerts: Sequence[Alert], level: AlertLevel | None = None) -> None:
         alert.similar = found
 
 
+def alert_what(alert: Alert) -> str:
+    """What a decorated alert is about, in the words of its one-line texts ("Vibration", "Discharge pressure
+    sensor", "vibration data link"): its dominant sensor's label; the sensor itself for a sensor fault;
+    the data link when readings went missing."""
+    if alert.data_link is not None:
+        # Readings went missing: what to check is the link ("P-101 vibration data link alert"), not the sensor.
+        return alert.data_link.what
+    if alert.category == AlertCategory.SENSOR_FAULT and alert.role_label:
+        # The sensor's values are flagged: what to check is that sensor ("Discharge pressure sensor alert"),
+        # which a bare "Discharge pressure alert" in an inbox or on an HMI reads as the machine's pressure.
+        return f"{alert.role_label} sensor"
+    return alert.role_label or alert.get_kind_display()
+
+
 @dataclass(frozen=True)
 class DataLinkWords:
     """A data-link alert in plain words: ``what`` for one-line texts ("vibration data link"), ``sentence``

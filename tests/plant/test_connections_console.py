@@ -247,13 +247,13 @@ def test_a_start_up_error_the_connection_got_past_is_shown_as_past_on_the_site_p
     past = body[body.index(">press PLC<") :]
     past = past[: past.index("</tr>")]
     assert '<small class="muted connection-past-error">past error <time' in past
-    assert "3\xa0hours</time> ago, before it connected <time" in past
-    assert "2\xa0hours, 59\xa0minutes</time> ago: not reachable: ConnectionRefusedError" in past
+    assert "3\xa0hours ago</time>, before it connected <time" in past
+    assert "2\xa0hours, 59\xa0minutes ago</time>: not reachable: ConnectionRefusedError" in past
     assert "last error" not in past
     current = body[body.index(">line broker<") :]
     current = current[: current.index("</tr>")]
     assert '<span class="connection-last-error">last error <time' in current
-    assert "5\xa0minutes</time> ago: write-back: TimeoutError" in current and "past error" not in current
+    assert "5\xa0minutes ago</time>: write-back: TimeoutError" in current and "past error" not in current
 
     stamp = f"{now - timedelta(hours=3):%Y-%m-%d %H:%M:%S}"
     connected = f"{now - timedelta(hours=2, minutes=59):%Y-%m-%d %H:%M:%S}"

@@ -124,9 +124,9 @@ def test_asset_page_shows_sensor_health_and_embeds_the_chart(
     make_readings(sensor, timezone.now() - timedelta(minutes=10), np.full(600, 3.5), quality=quality)
     client.force_login(technician)
     # session, user, asset, sensors, chart raw rows, health buckets, latest readings, models in use (for
-    # the baseline status), recent scoring gaps, roles with whether the asset has each, models in use (for
-    # missing roles), nav role, nav sites
-    with django_assert_num_queries(13):
+    # the baseline status), past alerts (none), recent scoring gaps, roles with whether the asset has each,
+    # models in use (for missing roles), nav role, nav sites
+    with django_assert_num_queries(14):
         response = client.get(reverse("plant:asset", args=[asset.pk]) + "?range=1h")
     html = response.content.decode()
     assert response.status_code == 200
@@ -326,7 +326,7 @@ def test_site_page_shows_a_connected_connections_last_error_as_past_with_its_tim
     row = html[html.index(">PLC<") :]
     row = row[: row.index("</tr>")]
     assert "connected, 5.0 readings/s" in row
-    assert "last error <time" in row and "5\xa0minutes</time> ago: ConnectionError: Modbus" in row
+    assert "last error <time" in row and "5\xa0minutes ago</time>: ConnectionError: Modbus" in row
 
 
 def test_site_page_says_a_bridge_that_stopped_reporting_is_not_connected(client, technician, site, settings):
