@@ -17,9 +17,8 @@ class AlertsConfig(AppConfig):
         # part of the OpenAPI document, the asset page's missed-failure form and scoring gaps, and the ingest
         # hook that marks assets due and wakes their scoring.
         from alerts import asset_panels
-        from alerts.comparison_source import recorded_episodes
+        from alerts.comparison_source import champion_follow_through, recorded_episodes
         from alerts.metrics.closed import connect_invalidation
-        from alerts.metrics.facts import champion_follow_through
         from alerts.services.overrides import threshold_overrides
         from alerts.edge_openapi import edge_part
         from alerts.metrics.openapi import metrics_part

@@ -23,7 +23,7 @@ from detection.runtime import higher_is_worse
 from models_registry.choices import ModelKind, ModelStatus
 from models_registry.models import ModelIncident, ModelStatusChange, ModelVersion
 from models_registry.quarantine import clear_quarantine
-from models_registry.services import ModelRejected, current_champion, may_move_versions
+from models_registry.services import ModelRejected, current_champion, may_move_versions, type_and_kind
 from plant.admin_scoping import ScopedTabularInline, SiteScopedAdmin
 from plant.models import AssetType, check_period_order
 
@@ -329,7 +329,7 @@ class ModelVersionAdmin(SiteScopedAdmin):
         champion = current_champion(asset_type, kind)
         if champion is None:
             self.message_user(
-                request, f"{asset_type} / {kind.label}: no champion to roll back.", messages.WARNING
+                request, f"{type_and_kind(asset_type, kind)}: no champion to roll back.", messages.WARNING
             )
             return None
         return self._to_compare_page(request, champion, f"To roll back {champion}")

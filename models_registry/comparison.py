@@ -11,7 +11,8 @@ Two ways to get each version's alerts:
   overrides, maintenance suppression and the data-quality gate are not modelled (they decide how an alert is
   shown, not whether the model fires).
 * ``recorded``: the alerts the versions really raised in the period — the champion's visible alerts and the
-  challenger's shadow alerts (empty for a version that never ran in shadow).
+  challenger's shadow alerts (empty for a version that never ran in shadow); a model's own alerts, never the
+  sensor-fault rules' "check sensor X" alerts, here and in the observed follow-through alike.
 
 An alert (episode) is matched to the operator labels of its asset by time overlap: a confirmed fault or a
 reported missed failure makes it a true alert, a false-alarm label a false alarm, a not-actionable label

@@ -59,6 +59,7 @@ __all__ = [
     "retire",
     "rollback",
     "rollback_refusal",
+    "type_and_kind",
     "shadow",
     "train_and_register",
     "training_provenance",
@@ -282,7 +283,7 @@ def promote(
     except IntegrityError:
         # Two promotions raced past each other's locks; the partial unique index refused the second one.
         raise RegistryError(
-            f"another version of {version.asset_type} / {version.kind} became champion concurrently; "
+            f"another version of {type_and_kind(version.asset_type, version.kind)} became champion concurrently; "
             "try again"
         ) from None
     version.status = target
@@ -328,6 +329,13 @@ def previous_champion(
     return stack[-1] if stack else None
 
 
+def type_and_kind(asset_type: AssetType, kind: str) -> str:
+    """An asset type and model kind as people read them ("Centrifugal pump / Anomaly detector"), for the
+    messages the compare page, the console and the command line share."""
+    label = ModelKind(kind).label if kind in ModelKind.values else kind
+    return f"{asset_type.name} / {label}"
+
+
 def rollback_refusal(champion: ModelVersion, previous: ModelVersion | None) -> str:
     """Why the champion cannot be rolled back to `previous` (previous_champion), or "" when it can.
 
@@ -335,7 +343,7 @@ def rollback_refusal(champion: ModelVersion, previous: ModelVersion | None) -> s
     version retired on purpose (`retire`, e.g. a bad model taken out of use) or quarantined after a
     run-time failure is not brought back by a rollback; an engineer promotes it explicitly if they mean to.
     """
-    label = f"{champion.asset_type.slug} / {champion.kind}"
+    label = type_and_kind(champion.asset_type, champion.kind)
     if previous is None:
         return f"{label} has no previous champion to roll back to ({champion} was its first champion)"
     if previous.quarantined_at is not None:
@@ -360,7 +368,7 @@ def rollback(
     RegistryError when there is nothing a rollback may bring back (see rollback_refusal)."""
     check_may_move_versions(actor, asset_type)
     champion = current_champion(asset_type, kind)
-    label = f"{asset_type.slug} / {kind}"
+    label = type_and_kind(asset_type, kind)
     if champion is None:
         raise RegistryError(f"{label} has no champion to roll back")
     previous = previous_champion(asset_type, kind, exclude=champion)

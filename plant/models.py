@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from connectivity import protocols
+from connectivity.error_words import in_words
 from plant.choices import Criticality, LabelKind, LabelSource, Protocol
 from plant.params import is_digits
 from plant.templatetags.timewords import ago
@@ -495,7 +496,9 @@ class Connection(models.Model):
             return f"connected, {state.rate:.1f} readings/s"
         if not state.running:
             return "bridge not running"
-        return "disconnected" + (f": {state.last_error}" if state.last_error else "")
+        return "disconnected" + (
+            f": {state.last_error_words() or state.last_error}" if state.last_error else ""
+        )
 
 
 class PointMapping(models.Model):
@@ -615,6 +618,11 @@ class ConnectionState(models.Model):
         if moment is None or moment <= self.last_error_at:
             return None
         return verb, moment
+
+    def last_error_words(self) -> str:
+        """The last error in plain words for plant users (connectivity.error_words: what is wrong and what
+        to check), "" when no rule knows it; the pages show ``last_error`` itself as the detail."""
+        return in_words(self.last_error, self.connection.protocol, self.connection.endpoint)
 
     def is_current(self, now: datetime | None = None) -> bool:
         """Whether the bridge reported recently enough for this row to be believed. A bridge killed by

@@ -231,7 +231,7 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         ((), "the following arguments are required: asset_type, kind"),
         (("nosuch", "anomaly"), "no asset type 'nosuch' (known: pump)"),
         (("pump", "junk"), "unknown kind 'junk'; choose one of anomaly"),
-        (("pump", "anomaly"), "pump / anomaly has no champion to roll back"),
+        (("pump", "anomaly"), "Pump / Anomaly detector has no champion to roll back"),
     ],
     "export_bundle": [
         (("nosuch", "1"), "no model named 'nosuch'"),

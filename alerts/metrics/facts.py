@@ -54,7 +54,6 @@ from alerts.metrics.queries import (
     with_key,
 )
 from alerts.models import Alert, AlertEvent, Feedback
-from models_registry.models import ModelVersion
 from plant.models import zone_named
 
 # Conditional counts of a metrics row, each a COUNT(CASE WHEN <condition> ...) of the same GROUP BY (the
@@ -332,22 +331,6 @@ def follow_through_by_verdict(alerts: QuerySet[Alert], *, now: datetime) -> dict
         },
         "counts": counts,
     }
-
-
-def champion_follow_through(
-    champion: ModelVersion, asset_ids: Collection[int], start: datetime, end: datetime
-) -> dict[str, Any]:
-    """The comparison page's observed follow-through (models_registry.comparison receives this function
-    from AlertsConfig.ready, since the registry may not import alerts): ``follow_through_by_verdict`` of
-    the champion's visible alerts on the assets opened in [start, end]."""
-    alerts = Alert.objects.filter(
-        model_version=champion,
-        is_shadow=False,
-        asset_id__in=list(asset_ids),
-        opened_at__gte=start,
-        opened_at__lte=end,
-    )
-    return follow_through_by_verdict(alerts, now=timezone.now())
 
 
 @dataclass

@@ -53,15 +53,16 @@ def _moment(at: Any) -> str:
 
 
 def _last_error_line(state: ConnectionState) -> str:
-    """The last error with its time; one the connection has since got past (``error_resolved``, the rule
-    the site page follows) says so and when."""
+    """The last error with its time, in plain words with the raw text after them (``last_error_words``, as
+    the site page); one the connection has since got past (``error_resolved``, the rule the site page
+    follows) says so and when."""
+    words = state.last_error_words()
+    error = f"{words} (detail: {state.last_error})" if words else state.last_error
     resolved = state.error_resolved()
     if resolved is None:
-        return f"last error ({_moment(state.last_error_at)}): {state.last_error}"
+        return f"last error ({_moment(state.last_error_at)}): {error}"
     verb, at = resolved
-    return (
-        f"past error ({_moment(state.last_error_at)}, before it {verb} at {_moment(at)}): {state.last_error}"
-    )
+    return f"past error ({_moment(state.last_error_at)}, before it {verb} at {_moment(at)}): {error}"
 
 
 @admin.register(Connection)

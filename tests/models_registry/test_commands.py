@@ -89,8 +89,8 @@ def test_rollback_model_brings_back_the_previous_champion(pump):
     [
         (("boiler", "anomaly"), "no asset type 'boiler' (known: pump)"),
         (("pump", "vibes"), "unknown kind 'vibes'"),
-        (("pump", "anomaly"), "pump / anomaly has no previous champion"),
-        (("pump", "failure_classifier"), "pump / failure_classifier has no champion to roll back"),
+        (("pump", "anomaly"), "Pump / Anomaly detector has no previous champion"),
+        (("pump", "failure_classifier"), "Pump / Failure classifier has no champion to roll back"),
     ],
 )
 def test_rollback_model_explains_why_it_cannot(pump, args, message):

@@ -86,6 +86,9 @@ def test_after_a_rollback_the_page_offers_no_rollback_to_the_version_rolled_back
     assert response.redirect_chain[-1][0] == f"/models/{champion.pk}/compare/"
     assert 'id="rollback-form"' not in page and f"Roll back to {challenger}" not in page
     assert 'id="rollback-refusal"' in page and f"{champion} was its first champion" in page
+    # In the asset type's name and the kind's label (the command line says the same), not slug / enum value.
+    assert "Pump / Anomaly detector has no previous champion to roll back to" in page
+    assert "pump / anomaly" not in page
     # The rolled-back version's own page offers only what makes sense for a retired one: nothing.
     page = client.get(f"/models/{challenger.pk}/compare/").content.decode()
     assert not any(f'id="{move}-form"' in page for move in ("shadow", "promote", "rollback"))

@@ -177,7 +177,14 @@ async def test_a_device_up_after_the_bridge_is_reported_unreachable_and_its_firs
             await stop_device()
 
     assert not down.connected and down.running
-    assert down_text.startswith("disconnected: not reachable: "), down_text
+    assert down.last_error.startswith("not reachable: "), down.last_error  # stored as the client raised it
+    # ... and shown in words (connectivity.error_words) on the site page and in the console.
+    said = {
+        "mqtt": f"The MQTT broker at 127.0.0.1:{port} refused the connection",
+        "opcua": f"The OPC UA server at 127.0.0.1:{port} refused the connection",
+        "modbus": f"The bridge could not connect to the Modbus device at 127.0.0.1:{port}",
+    }[protocol]
+    assert down_text.startswith(f"disconnected: {said}"), down_text
     assert len(tries) >= 3
     assert not [r for r in logged if r.exc_info or r.levelno >= logging.ERROR]  # no library traceback
     for record in tries:  # one plain line per try, no traceback

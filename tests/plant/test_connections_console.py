@@ -217,7 +217,9 @@ def test_a_start_up_error_the_connection_got_past_is_shown_as_past_on_the_site_p
     # A PLC not up when the bridge started: "last error 3 hours ago: not reachable" stood on the site page for
     # as long as nothing failed again, read as a current problem while the connection worked.
     now = timezone.now()
-    plc = Connection.objects.create(site=site, name="press PLC", endpoint="modbus://127.0.0.1:5020")
+    plc = Connection.objects.create(
+        site=site, name="press PLC", protocol="modbus", endpoint="modbus://127.0.0.1:5020"
+    )
     ConnectionState.objects.create(
         connection=plc,
         running=True,
@@ -248,19 +250,26 @@ def test_a_start_up_error_the_connection_got_past_is_shown_as_past_on_the_site_p
     past = past[: past.index("</tr>")]
     assert '<small class="muted connection-past-error">past error <time' in past
     assert "3\xa0hours ago</time>, before it connected <time" in past
-    assert "2\xa0hours, 59\xa0minutes ago</time>: not reachable: ConnectionRefusedError" in past
+    assert (
+        "2\xa0hours, 59\xa0minutes ago</time>: The Modbus device at 127.0.0.1:5020 refused the connection"
+        in past
+    )
+    assert "<code>not reachable: ConnectionRefusedError: [Errno 111]</code></details>" in past
     assert "last error" not in past
     current = body[body.index(">line broker<") :]
     current = current[: current.index("</tr>")]
     assert '<span class="connection-last-error">last error <time' in current
-    assert "5\xa0minutes ago</time>: write-back: TimeoutError" in current and "past error" not in current
+    assert "5\xa0minutes ago</time>: Write-back: The MQTT broker at b:1883 did not answer in time" in current
+    assert "<code>write-back: TimeoutError: no answer</code>" in current and "past error" not in current
 
     stamp = f"{now - timedelta(hours=3):%Y-%m-%d %H:%M:%S}"
     connected = f"{now - timedelta(hours=2, minutes=59):%Y-%m-%d %H:%M:%S}"
     page = engineer_client.get(reverse("admin:plant_connection_change", args=[plc.pk])).content.decode()
-    assert f"past error ({stamp}, before it connected at {connected}): not reachable" in page
+    assert f"past error ({stamp}, before it connected at {connected}): The Modbus device at" in page
+    assert "(detail: not reachable: ConnectionRefusedError: [Errno 111])" in page
     page = engineer_client.get(reverse("admin:plant_connection_change", args=[broker.pk])).content.decode()
-    assert f"last error ({now - timedelta(minutes=5):%Y-%m-%d %H:%M:%S}): write-back: TimeoutError" in page
+    assert f"last error ({now - timedelta(minutes=5):%Y-%m-%d %H:%M:%S}): Write-back: The MQTT broker" in page
+    assert "(detail: write-back: TimeoutError: no answer)" in page
 
 
 def test_an_error_is_over_only_after_the_success_it_stopped():
@@ -302,3 +311,39 @@ def test_an_error_is_over_only_after_the_success_it_stopped():
     node.last_error_resolved_at = now - timedelta(minutes=2)
     assert node.error_resolved() == ("saw the node born", now - timedelta(minutes=2))
     assert ConnectionState(connected_at=now).error_resolved() is None  # no error at all
+
+
+def test_a_failing_connection_tells_plant_users_what_is_wrong_and_keeps_the_raw_error_for_engineers(
+    site, engineer_client, technician
+):
+    # The site page showed technicians "ConnectionRefusedError: [Errno 111] Connect call failed (...)".
+    raw = "not reachable: ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 4840)"
+    words = "The OPC UA server at 127.0.0.1:4840 refused the connection: is it running and is the port right?"
+    server = Connection.objects.create(
+        site=site, name="Press", protocol="opcua", endpoint="opc.tcp://127.0.0.1:4840"
+    )
+    ConnectionState.objects.create(
+        connection=server,
+        running=True,
+        last_error=raw,
+        last_error_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    listing = engineer_client.get(reverse("admin:plant_connection_changelist")).content.decode()
+    assert f"disconnected: {words}" in listing
+    page = engineer_client.get(reverse("admin:plant_connection_change", args=[server.pk])).content.decode()
+    assert f"disconnected: {words}" in page
+    assert f"{words} (detail: {raw})".replace("'", "&#x27;") in page
+    engineer_client.force_login(technician)  # engineer_client is this client: the console first
+    body = engineer_client.get(site.get_absolute_url()).content.decode()
+    row = body[body.index(">Press<") :]
+    row = row[: row.index("</tr>")]
+    assert f'class="connection-status">disconnected: {words}</td>' in row
+    assert f"</time>: {words}</span>" in row  # "just now"
+    # The raw text once, folded away, for whoever needs it.
+    assert row.count("ConnectionRefusedError") == 1
+    assert (
+        "<summary>Detail</summary><code>not reachable: ConnectionRefusedError: [Errno 111] Connect call"
+        in row
+    )
+    assert ConnectionState.objects.get(pk=server.pk).last_error == raw, "what is stored does not change"

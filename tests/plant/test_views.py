@@ -312,7 +312,9 @@ def test_a_sensor_without_readings_in_the_range_says_so_in_its_row(client, techn
 
 def test_site_page_shows_a_connected_connections_last_error_as_past_with_its_time(client, technician, site):
     # "connected" beside a bare error text read as if the connection were failing now.
-    connection = Connection.objects.create(site=site, name="PLC", endpoint="modbus://127.0.0.1:5020")
+    connection = Connection.objects.create(
+        site=site, name="PLC", protocol="modbus", endpoint="modbus://127.0.0.1:5020"
+    )
     ConnectionState.objects.create(
         connection=connection,
         running=True,
@@ -326,7 +328,11 @@ def test_site_page_shows_a_connected_connections_last_error_as_past_with_its_tim
     row = html[html.index(">PLC<") :]
     row = row[: row.index("</tr>")]
     assert "connected, 5.0 readings/s" in row
-    assert "last error <time" in row and "5\xa0minutes ago</time>: ConnectionError: Modbus" in row
+    assert "last error <time" in row and "5\xa0minutes ago</time>: The bridge could not connect" in row
+    assert (
+        "<summary>Detail</summary><code>ConnectionError: Modbus: cannot connect to 127.0.0.1:5020</code>"
+        in row
+    )
 
 
 def test_site_page_says_a_bridge_that_stopped_reporting_is_not_connected(client, technician, site, settings):
