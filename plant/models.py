@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from connectivity import protocols
 from connectivity.error_words import in_words
+from connectivity.points import CONNECT, WRITE
 from plant.choices import Criticality, LabelKind, LabelSource, Protocol
 from plant.params import is_digits
 from plant.templatetags.timewords import ago
@@ -621,8 +622,12 @@ class ConnectionState(models.Model):
 
     def last_error_words(self) -> str:
         """The last error in plain words for plant users (connectivity.error_words: what is wrong and what
-        to check), "" when no rule knows it; the pages show ``last_error`` itself as the detail."""
-        return in_words(self.last_error, self.connection.protocol, self.connection.endpoint)
+        to check), "" when no rule knows it; the pages show ``last_error`` itself as the detail. A point's
+        error (one no connection or write-back success ends) is worded only as the device's answer."""
+        of_point = self.last_error_resolved_by not in (CONNECT, WRITE)
+        return in_words(
+            self.last_error, self.connection.protocol, self.connection.endpoint, of_point=of_point
+        )
 
     def is_current(self, now: datetime | None = None) -> bool:
         """Whether the bridge reported recently enough for this row to be believed. A bridge killed by

@@ -322,6 +322,7 @@ def test_site_page_shows_a_connected_connections_last_error_as_past_with_its_tim
         rate=5.0,
         last_error="ConnectionError: Modbus: cannot connect to 127.0.0.1:5020",
         last_error_at=timezone.now() - timedelta(minutes=5),
+        last_error_resolved_by="connect",  # a failed try, as the bridge stores it
     )
     client.force_login(technician)
     html = client.get(site.get_absolute_url()).content.decode()
