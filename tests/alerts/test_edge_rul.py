@@ -6,6 +6,8 @@ wherever it was decided."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from alerts.choices import AlertCategory, ExplanationStatus
@@ -142,3 +144,25 @@ def test_a_tree_models_explanation_is_prepared_when_the_bundle_loads_not_at_the_
         events += decider.decide()
     opened = next(event for event in events if event.kind == "opened")
     assert decider.explained(opened).sensor == "Vibration"
+
+
+def test_a_gateway_that_cannot_build_the_explanation_still_loads_the_bundle_and_raises_its_alerts(
+    asset, at, monkeypatch, tmp_path
+):
+    # Preparing the explanation at load time let anything but an ExplanationError out of EdgeModel: a gateway
+    # without shap (agent code updated, requirements not re-installed) could not load the bundle at all, so
+    # the asset went unwatched, where the words are only a courtesy to the HMI.
+    explain_module._plan.cache.clear()  # a fresh process: nothing explained yet
+    monkeypatch.setitem(sys.modules, "shap", None)  # `import shap` raises ImportError
+    version = rul_champion(asset.asset_type)
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(build_bundle(version, asset))
+    bundle = load_bundle(str(path))
+    decider = AssetDecider(asset.tag, EdgeModel(bundle), bundle.spec["sensors"])
+    keys, ts, values = readings(asset, at - 400, at + 30, vibration(at))
+    events = []
+    for second in np.unique(ts):
+        decider.add([Sample(key, t, v) for key, t, v in zip(keys, ts, values, strict=True) if t == second])
+        events += decider.decide()
+    opened = next(event for event in events if event.kind == "opened")
+    assert decider.explained(opened).sensor == ""  # the alert goes out, without words
