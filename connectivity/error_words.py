@@ -178,13 +178,16 @@ def in_words(error: str, protocol: str, endpoint: str, *, of_point: bool = False
     "Connection lost" says nothing about the connection)."""
     if not error:
         return ""
+    host, where = _where(protocol, endpoint)
+    # The server's own name is no clue either: "cannot connect to ssl-plc.local:502" is no TLS failure.
     read = QUOTED.sub("''", error)
+    for name in sorted({endpoint, where, host} - {""}, key=len, reverse=True):
+        read = re.sub(re.escape(name), "<server>", read, flags=re.I)
     for pattern, sentence in ANSWER_RULES if of_point else RULES:
         if match := pattern.search(read):
             break
     else:
         return ""
-    host, where = _where(protocol, endpoint)
     noun = NOUNS.get(protocol, "server")
     text = sentence(match, error).format(
         server=f"The {noun} at {where}", server_lower=f"the {noun} at {where}", host=host

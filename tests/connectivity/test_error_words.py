@@ -185,3 +185,23 @@ def test_the_stored_state_words_a_points_error_as_a_point_and_a_failed_try_as_th
         last_error_resolved_by="connect",
     )
     assert "The secure (TLS) connection to the MQTT broker" in failed.last_error_words()
+
+
+@pytest.mark.parametrize(
+    ("connection", "error", "words"),
+    [
+        # A host named after TLS is not a TLS failure: pymodbus names the host it could not reach.
+        (
+            ("modbus", "modbus://ssl-plc.local:502"),
+            "not reachable: ConnectionError: Modbus: cannot connect to ssl-plc.local:502",
+            "The bridge could not connect to the Modbus device at ssl-plc.local:502",
+        ),
+        (
+            ("mqtt", "mqtt://tls-gw.plant:1883"),
+            "not reachable: TimeoutError: timed out connecting to tls-gw.plant:1883",
+            "The MQTT broker at tls-gw.plant:1883 did not answer in time",
+        ),
+    ],
+)
+def test_the_servers_own_name_is_no_clue_to_what_went_wrong(connection, error, words):
+    assert in_words(error, *connection).startswith(words)
