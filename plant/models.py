@@ -492,7 +492,10 @@ class Connection(models.Model):
         if state.config_error:
             return f"not started: {state.config_error}"
         if state.running and not state.is_current():
-            return "bridge not reporting (stopped or crashed?): last report " + ago(state.updated_at)
+            # Silent for longer than it may be (bridge_silent_after, 30 s at least): never "just now".
+            return "bridge not reporting (stopped or crashed?): last report " + ago(
+                state.updated_at, seconds=True
+            )
         if state.connected:
             return f"connected, {state.rate:.1f} readings/s"
         if not state.running:
@@ -594,7 +597,8 @@ class ConnectionState(models.Model):
             return ""
         if self.running and self.is_current():
             return f"since the bridge started it {ago(self.started_at)}"
-        return f"in its last run: started {ago(self.started_at)}, last report {ago(self.updated_at)}"
+        last = ago(self.updated_at, seconds=True)  # not reporting: silent for 30 s at least, never "just now"
+        return f"in its last run: started {ago(self.started_at)}, last report {last}"
 
     def error_resolved(self) -> tuple[str, datetime] | None:
         """What the connection did successfully after its ``last_error`` that shows the error is over:
