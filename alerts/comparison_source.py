@@ -52,9 +52,13 @@ def recorded_episodes(
     as comparison Episodes (models_registry.comparison.recorded asks it)."""
     by_pk = {asset.pk: asset for asset in assets}
     # A champion's alerts of the period are all it raised, shadow ones from before its promotion too.
-    alerts = version_alerts(
-        version, list(by_pk), start, end, shadow=None if version.status == "champion" else shadow
-    ).order_by("opened_at", "pk")
+    alerts = (
+        version_alerts(
+            version, list(by_pk), start, end, shadow=None if version.status == "champion" else shadow
+        )
+        .order_by("opened_at", "pk")
+        .select_related("asset__asset_type")  # alert_level reads the asset's type: no query an alert
+    )
     episodes = []
     for alert in alerts:
         level = alert_level(alert, version)

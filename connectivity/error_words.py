@@ -6,6 +6,10 @@ that show it to plant users (the site page, the console) put ``in_words`` of it 
 protocol's common failures: refused, unreachable, host name not found, no answer in time, TLS /
 certificate, login refused, Modbus exception responses and unanswered requests, OPC UA Bad status codes,
 a dropped connection. An error no rule knows gets "" (its raw text is all there is to show).
+
+A point's error ("plant/line1/temp: value is not a finite number: 'Connection lost'") is about that point's
+data, not the connection: only the rules for a device's answer (Modbus exceptions and unanswered requests,
+OPC UA Bad codes) read it, and no rule reads a quoted value, which is what the device sent.
 """
 
 from __future__ import annotations
@@ -102,6 +106,10 @@ def _opcua_code(code: str) -> str:
     return f"{{server}} answered {code}: {words}."
 
 
+# A quoted value in an error is what a device sent ("value is not a finite number: 'timed out'"): no rule
+# reads it as the bridge's own words.
+QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
 # (pattern, sentence): the first rule whose pattern is found in the error wins, so the more particular
 # come first (an untrusted certificate before any TLS failure, a refused login before a refused connection).
 # In a sentence, {server} is "The OPC UA server at host:port", {host} the host alone.
@@ -133,6 +141,7 @@ RULES: list[Rule] = [
         lambda m, r: "The secure (TLS) connection to {server_lower} failed: does the server expect TLS on "
         "this port, and are the connection's certificate and key files right?",
     ),
+    # The device's own answers: the only rules a point's error is read by (ANSWER_RULES).
     (MODBUS_EXCEPTION, lambda m, r: _modbus_exception(m.group(1), "write" in r.lower())),
     (
         NO_RESPONSE,
@@ -158,17 +167,27 @@ RULES: list[Rule] = [
 ]
 
 
-def in_words(error: str, protocol: str, endpoint: str) -> str:
+ANSWER_RULES: list[Rule] = [rule for rule in RULES if rule[0] in (MODBUS_EXCEPTION, NO_RESPONSE, BAD_CODE)]
+
+
+def in_words(error: str, protocol: str, endpoint: str, *, of_point: bool = False) -> str:
     """``error`` (a connection's stored last error) in plain words for a plant user, naming the server
-    (``protocol`` and ``endpoint`` of its connection) and what to check; "" when no rule knows it."""
+    (``protocol`` and ``endpoint`` of its connection) and what to check; "" when no rule knows it.
+    ``of_point``: the error is a point's (its topic's or node's data), not the connection's or its
+    write-back's, so only a device's answer is put in words (a topic "site/ssl/temp" or a value
+    "Connection lost" says nothing about the connection)."""
     if not error:
         return ""
-    for pattern, sentence in RULES:
-        if match := pattern.search(error):
+    host, where = _where(protocol, endpoint)
+    # The server's own name is no clue either: "cannot connect to ssl-plc.local:502" is no TLS failure.
+    read = QUOTED.sub("''", error)
+    for name in sorted({endpoint, where, host} - {""}, key=len, reverse=True):
+        read = re.sub(re.escape(name), "<server>", read, flags=re.I)
+    for pattern, sentence in ANSWER_RULES if of_point else RULES:
+        if match := pattern.search(read):
             break
     else:
         return ""
-    host, where = _where(protocol, endpoint)
     noun = NOUNS.get(protocol, "server")
     text = sentence(match, error).format(
         server=f"The {noun} at {where}", server_lower=f"the {noun} at {where}", host=host

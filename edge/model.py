@@ -23,7 +23,7 @@ import numpy as np
 from detection import features, runtime, wording
 from detection.baseline import Calibration
 from detection.bundle import Bundle, BundleError, shipped_step
-from detection.explain import ExplanationError, explain, prepare, typical_ranges, with_baseline
+from detection.explain import explain, prepare, typical_ranges, with_baseline
 from detection.pipeline import Pipeline, PipelineError
 from detection.rules import RuleParams, overlap
 
@@ -102,8 +102,10 @@ class EdgeModel:
         if self.explainable:  # the first alert's words must not wait for shap's import and trees (~1 s)
             try:
                 prepare(bundle.model, np.asarray(spec["background"], dtype=np.float64), self.output_spec)
-            except ExplanationError as exc:  # alerts still go out, without words (``reason`` says why)
-                logger.warning("the bundle's model cannot be explained on this gateway: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - the words are a courtesy: the model must load regardless
+                # (ExplanationError, or shap missing or refusing the trees); its alerts go out without words,
+                # as AssetDecider.explained sends them when explaining fails.
+                logger.warning("the bundle's model cannot be explained on this gateway: %r", exc)
 
     def _baseline(self) -> np.ndarray | Calibration | None:
         return shipped_step(self.spec, robust=self.pipeline.robust, baselined=self.pipeline.baselined)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from connectivity import protocols
 from connectivity.error_words import in_words
+from connectivity.points import CONNECT, WRITE
 from plant.choices import Criticality, LabelKind, LabelSource, Protocol
 from plant.params import is_digits
 from plant.templatetags.timewords import ago
@@ -491,7 +492,10 @@ class Connection(models.Model):
         if state.config_error:
             return f"not started: {state.config_error}"
         if state.running and not state.is_current():
-            return "bridge not reporting (stopped or crashed?): last report " + ago(state.updated_at)
+            # Silent for longer than it may be (bridge_silent_after, 30 s at least): never "just now".
+            return "bridge not reporting (stopped or crashed?): last report " + ago(
+                state.updated_at, seconds=True
+            )
         if state.connected:
             return f"connected, {state.rate:.1f} readings/s"
         if not state.running:
@@ -593,7 +597,8 @@ class ConnectionState(models.Model):
             return ""
         if self.running and self.is_current():
             return f"since the bridge started it {ago(self.started_at)}"
-        return f"in its last run: started {ago(self.started_at)}, last report {ago(self.updated_at)}"
+        last = ago(self.updated_at, seconds=True)  # not reporting: silent for 30 s at least, never "just now"
+        return f"in its last run: started {ago(self.started_at)}, last report {last}"
 
     def error_resolved(self) -> tuple[str, datetime] | None:
         """What the connection did successfully after its ``last_error`` that shows the error is over:
@@ -621,8 +626,12 @@ class ConnectionState(models.Model):
 
     def last_error_words(self) -> str:
         """The last error in plain words for plant users (connectivity.error_words: what is wrong and what
-        to check), "" when no rule knows it; the pages show ``last_error`` itself as the detail."""
-        return in_words(self.last_error, self.connection.protocol, self.connection.endpoint)
+        to check), "" when no rule knows it; the pages show ``last_error`` itself as the detail. A point's
+        error (one no connection or write-back success ends) is worded only as the device's answer."""
+        of_point = self.last_error_resolved_by not in (CONNECT, WRITE)
+        return in_words(
+            self.last_error, self.connection.protocol, self.connection.endpoint, of_point=of_point
+        )
 
     def is_current(self, now: datetime | None = None) -> bool:
         """Whether the bridge reported recently enough for this row to be believed. A bridge killed by

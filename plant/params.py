@@ -10,6 +10,7 @@ Unix epoch to ``YEARS_AHEAD`` years after the current one.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from datetime import date, datetime
 
@@ -69,9 +70,11 @@ def text(params: Mapping[str, str], name: str, *, max_length: int = MAX_TEXT) ->
 
 
 def is_digits(raw: str) -> bool:
-    """Whether ``raw`` is a whole number written in ASCII digits only: str.isdigit() also takes "²" (which
-    int() refuses with a ValueError) and other scripts' digits."""
-    return _DIGITS.fullmatch(raw) is not None
+    """Whether ``raw`` is a whole number written in ASCII digits only, which int() takes: str.isdigit() also
+    takes "²" (which int() refuses with a ValueError) and other scripts' digits, and int() refuses more
+    digits than Python's limit (sys.get_int_max_str_digits(), 4300; 0 is no limit)."""
+    limit = sys.get_int_max_str_digits()
+    return _DIGITS.fullmatch(raw) is not None and (limit == 0 or len(raw) <= limit)
 
 
 def parse_id(param: str, raw: str) -> int:

@@ -127,6 +127,8 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         ((*T, *ALPHA, "--opcua-device", "p-101:99999"), "--opcua-device 'p-101:99999': expected tag:port"),
         # "²" passed str.isdigit(): int() raised a ValueError traceback.
         ((*T, *ALPHA, "--opcua-device", "p-101:\u00b2"), "--opcua-device 'p-101:\u00b2': expected tag:port"),
+        # ASCII digits past int()'s 4300-digit limit passed is_digits: int() raised a ValueError traceback.
+        ((*T, *ALPHA, "--modbus-device", "p-101:" + "9" * 5000), "--modbus-device 'p-101:9999"),
         # The same pump twice: the last port silently won.
         (
             (*T, *ALPHA, "--opcua-device", "p-101:{port},p-101:{port2}"),

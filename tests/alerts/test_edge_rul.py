@@ -6,6 +6,8 @@ wherever it was decided."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from alerts.choices import AlertCategory, ExplanationStatus
@@ -15,9 +17,10 @@ from alerts.services import lifecycle
 from alerts.services.board import board_alerts
 from connectivity.points import Sample
 from detection import explain as explain_module
-from detection.bundle import load_bundle
+from detection.bundle import Bundle, load_bundle
 from detection.runtime import higher_is_worse
 from detection.wording import duration_text
+from edge.decide import AlertEvent as EdgeAlertEvent
 from edge.decide import AssetDecider
 from edge.model import EdgeModel
 from models_registry.bundle import build_bundle
@@ -56,23 +59,33 @@ def rul_champion(asset_type) -> ModelVersion:
     return version
 
 
-def test_an_rul_alert_decided_on_a_gateway_is_explained_there_as_the_board_explains_it(
-    client, gateway_token, asset, at, technician, tmp_path
-):
-    version = rul_champion(asset.asset_type)
-    assert version.kind == "rul" and not higher_is_worse(version.output_spec)
+def shipped(version: ModelVersion, asset, tmp_path) -> Bundle:
+    """The bundle of ``version`` for ``asset`` as a gateway loads it."""
     path = tmp_path / "bundle.zip"
     path.write_bytes(build_bundle(version, asset))
-    bundle = load_bundle(str(path))
-    # The agent explains with what edge/requirements.txt installs (shap among it: the restricted interpreter
-    # of tests/test_django_free_packages.py explains a tree ensemble with only that).
-    decider = AssetDecider(asset.tag, EdgeModel(bundle), bundle.spec["sensors"])
+    return load_bundle(str(path))
+
+
+def opened_on_gateway(decider: AssetDecider, asset, at: float) -> EdgeAlertEvent:
+    """The alert ``decider`` opens on the bearing wear that ends at ``at``, fed second by second."""
     keys, ts, values = readings(asset, at - 400, at + 30, vibration(at))
     events = []
     for second in np.unique(ts):
         decider.add([Sample(key, t, v) for key, t, v in zip(keys, ts, values, strict=True) if t == second])
         events += decider.decide()
-    opened = next(event for event in events if event.kind == "opened")
+    return next(event for event in events if event.kind == "opened")
+
+
+def test_an_rul_alert_decided_on_a_gateway_is_explained_there_as_the_board_explains_it(
+    client, gateway_token, asset, at, technician, tmp_path
+):
+    version = rul_champion(asset.asset_type)
+    assert version.kind == "rul" and not higher_is_worse(version.output_spec)
+    bundle = shipped(version, asset, tmp_path)
+    # The agent explains with what edge/requirements.txt installs (shap among it: the restricted interpreter
+    # of tests/test_django_free_packages.py explains a tree ensemble with only that).
+    decider = AssetDecider(asset.tag, EdgeModel(bundle), bundle.spec["sensors"])
+    opened = opened_on_gateway(decider, asset, at)
     assert opened.peak_score < version.open_threshold  # the remaining life fell below 30
     told = decider.explained(opened)
     # The wear drove the remaining life down: the HMI is told so in the board's words.
@@ -82,6 +95,7 @@ def test_an_rul_alert_decided_on_a_gateway_is_explained_there_as_the_board_expla
     # agent ran (the same TreeSHAP of the same artifact) and its card says what the gateway said.
     result = send_event(client, gateway_token, version, asset, "opened", opened.at, opened.at)
     assert result["outcome"] == "opened"
+    keys, ts, values = readings(asset, at - 400, at + 30, vibration(at))  # what the gateway decided on
     ingest_readings(None, ParsedBatch.from_arrays(keys, ts, values))
     alert = Alert.objects.get(pk=result["alert"])
     assert lifecycle.complete_explanation(alert.pk) == ExplanationStatus.READY
@@ -126,19 +140,27 @@ def test_a_tree_models_explanation_is_prepared_when_the_bundle_loads_not_at_the_
     # own step, it held up that alert's publish to the HMI and the next batch of readings.
     explain_module._plan.cache.clear()  # a fresh process: nothing explained yet
     version = rul_champion(asset.asset_type)
-    path = tmp_path / "bundle.zip"
-    path.write_bytes(build_bundle(version, asset))
-    bundle = load_bundle(str(path))
+    bundle = shipped(version, asset, tmp_path)
     decider = AssetDecider(asset.tag, EdgeModel(bundle), bundle.spec["sensors"])
 
     def built_late(*args, **kwargs):
         raise AssertionError("the explanation's trees were built when the alert was explained")
 
     monkeypatch.setattr(explain_module, "_tree_model", built_late)
-    keys, ts, values = readings(asset, at - 400, at + 30, vibration(at))
-    events = []
-    for second in np.unique(ts):
-        decider.add([Sample(key, t, v) for key, t, v in zip(keys, ts, values, strict=True) if t == second])
-        events += decider.decide()
-    opened = next(event for event in events if event.kind == "opened")
+    opened = opened_on_gateway(decider, asset, at)
     assert decider.explained(opened).sensor == "Vibration"
+
+
+def test_a_gateway_that_cannot_build_the_explanation_still_loads_the_bundle_and_raises_its_alerts(
+    asset, at, monkeypatch, tmp_path
+):
+    # Preparing the explanation at load time let anything but an ExplanationError out of EdgeModel: a gateway
+    # without shap (agent code updated, requirements not re-installed) could not load the bundle at all, so
+    # the asset went unwatched, where the words are only a courtesy to the HMI.
+    explain_module._plan.cache.clear()  # a fresh process: nothing explained yet
+    monkeypatch.setitem(sys.modules, "shap", None)  # `import shap` raises ImportError
+    version = rul_champion(asset.asset_type)
+    bundle = shipped(version, asset, tmp_path)
+    decider = AssetDecider(asset.tag, EdgeModel(bundle), bundle.spec["sensors"])
+    opened = opened_on_gateway(decider, asset, at)
+    assert decider.explained(opened).sensor == ""  # the alert goes out, without words

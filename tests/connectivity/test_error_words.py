@@ -11,6 +11,7 @@ import pytest
 
 from connectivity.error_words import in_words
 from connectivity.points import failed_try
+from plant.models import Connection, ConnectionState
 
 OPC, MQTT, MODBUS = (
     ("opcua", "opc.tcp://127.0.0.1:4840"),
@@ -134,3 +135,73 @@ def test_an_endpoint_that_does_not_parse_is_named_as_it_is():
     assert in_words("not reachable: TimeoutError: ", "opcua", "nonsense").startswith(
         "The OPC UA server at nonsense did not answer"
     )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # A device's value is what it sent, not what happened to the connection.
+        "plant/line1/temp: value is not a finite number: 'Connection lost'",
+        "ns=2;s=Flow: not a finite number: 'timed out'",
+        'plant/line1/temp: value is not a finite number: "connection refused"',
+    ],
+)
+def test_a_quoted_value_is_never_read_as_the_connections_trouble(error):
+    assert in_words(error, *MQTT) == ""
+    assert in_words(error, *MQTT, of_point=True) == ""
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        # A topic or node named after TLS or a timeout does not make its data error a connection problem.
+        ("site/ssl/line1/temp: payload is not JSON (Expecting value)", ""),
+        ("site/tls-lab/temp: no point is mapped to this topic", ""),
+        # A device's answer about one point is still put in words.
+        (
+            "ns=2;s=Flow: not subscribed: BadNodeIdUnknown",
+            "answered BadNodeIdUnknown: the server has no such node",
+        ),
+        (
+            "ns=2;s=P1: exception response 2 to holding_register read",
+            "Modbus exception 2 (illegal data address)",
+        ),
+    ],
+)
+def test_a_points_error_is_worded_only_as_the_devices_answer(error, words):
+    said = in_words(error, *MQTT, of_point=True)
+    assert (words in said) if words else said == ""
+
+
+def test_the_stored_state_words_a_points_error_as_a_point_and_a_failed_try_as_the_connection():
+    connection = Connection(protocol="mqtt", endpoint="mqtts://broker.plant:8883")
+    point = ConnectionState(
+        connection=connection, last_error="site/ssl/temp: payload is not JSON (x)", last_error_resolved_by=""
+    )
+    assert point.last_error_words() == ""
+    failed = ConnectionState(
+        connection=connection,
+        last_error="not reachable: SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)",
+        last_error_resolved_by="connect",
+    )
+    assert "The secure (TLS) connection to the MQTT broker" in failed.last_error_words()
+
+
+@pytest.mark.parametrize(
+    ("connection", "error", "words"),
+    [
+        # A host named after TLS is not a TLS failure: pymodbus names the host it could not reach.
+        (
+            ("modbus", "modbus://ssl-plc.local:502"),
+            "not reachable: ConnectionError: Modbus: cannot connect to ssl-plc.local:502",
+            "The bridge could not connect to the Modbus device at ssl-plc.local:502",
+        ),
+        (
+            ("mqtt", "mqtt://tls-gw.plant:1883"),
+            "not reachable: TimeoutError: timed out connecting to tls-gw.plant:1883",
+            "The MQTT broker at tls-gw.plant:1883 did not answer in time",
+        ),
+    ],
+)
+def test_the_servers_own_name_is_no_clue_to_what_went_wrong(connection, error, words):
+    assert in_words(error, *connection).startswith(words)

@@ -327,6 +327,7 @@ def test_a_failing_connection_tells_plant_users_what_is_wrong_and_keeps_the_raw_
         running=True,
         last_error=raw,
         last_error_at=timezone.now(),
+        last_error_resolved_by="connect",  # a failed try, as the bridge stores it
         updated_at=timezone.now(),
     )
     listing = engineer_client.get(reverse("admin:plant_connection_changelist")).content.decode()

@@ -322,6 +322,7 @@ def test_site_page_shows_a_connected_connections_last_error_as_past_with_its_tim
         rate=5.0,
         last_error="ConnectionError: Modbus: cannot connect to 127.0.0.1:5020",
         last_error_at=timezone.now() - timedelta(minutes=5),
+        last_error_resolved_by="connect",  # a failed try, as the bridge stores it
     )
     client.force_login(technician)
     html = client.get(site.get_absolute_url()).content.decode()
@@ -362,3 +363,20 @@ def test_site_page_says_a_bridge_that_stopped_reporting_is_not_connected(client,
     assert "bridge not reporting (stopped or crashed?): last report 2\xa0minutes ago" in rows["killed"]
     assert "connected" not in rows["killed"].split("bridge not reporting")[0]
     assert "connected, 5.0 readings/s" in rows["alive"]
+
+
+def test_a_bridge_silent_for_less_than_a_minute_is_not_said_to_have_reported_just_now(settings):
+    # Silent past bridge_silent_after (30 s at least) but under a minute, it read "bridge not reporting
+    # (stopped or crashed?): last report just now", a contradiction, and its counts "last report just now".
+    settings.VIGIL_BRIDGE_STATUS_S = 2.0
+    now = timezone.now()
+    state = ConnectionState(
+        running=True,
+        connected=True,
+        started_at=now - timedelta(hours=1),
+        updated_at=now - timedelta(seconds=45),
+    )
+    status = Connection(endpoint="mqtt://b").status_text(state)
+    assert status.startswith("bridge not reporting (stopped or crashed?): last report 4")
+    assert status.endswith(" seconds ago") and "just now" not in status
+    assert "last report 4" in state.counted_text() and "just now" not in state.counted_text()
