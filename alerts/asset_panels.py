@@ -50,7 +50,7 @@ def asset_context(asset: Asset) -> dict:
 
 
 def past_alerts(asset: Asset, page: int = 1) -> dict:
-    """One page of the asset's closed alerts, last opened first, as a technician judging a new alert reads
+    """One page of the asset's closed alerts (not those still in work, on the board), last opened first, as a technician judging a new alert reads
     them: ``title`` (what the board's one-line texts call it, alerts.services.board.alert_what),
     ``opened_text``/``closed_text`` on the site's clock and ``verdict`` (the one in force, or None). Shadow
     alerts are a model on trial, never shown to technicians (as on the board). A bounded number of queries
@@ -58,6 +58,7 @@ def past_alerts(asset: Asset, page: int = 1) -> dict:
     start = (page - 1) * PAST_ALERTS_SHOWN
     rows = list(
         Alert.objects.filter(asset=asset, is_shadow=False, state__in=CLOSED_STATES)
+        .exclude(ON_BOARD)  # closed but in work: still on the board's in-work lane, not past
         .select_related("asset__site", "asset__asset_type", "sensor")
         .defer("peak_explanation")
         .prefetch_related(

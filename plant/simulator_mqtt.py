@@ -2,20 +2,25 @@
 
 A JSON device publishes one message per sensor and batch (``{"r": [{"t": epoch s, "v": value}, ...]}``
 on ``<prefix>/<site>/<tag>/<role>``); a Sparkplug B device publishes a DBIRTH (metric names and aliases)
-and then one DDATA per time step (values by alias). ``mapping_address`` is the point address the bridge
+and then one DDATA per time step (values by alias), after its node's NBIRTH; the node is born again (NBIRTH,
+then every device's DBIRTH) when a host asks it to (NCMD "Node Control/Rebirth", as the bridge does on
+connecting and when it meets an alias it cannot name). ``mapping_address`` is the point address the bridge
 needs for each of them, so the demo seeds exactly what the simulator publishes.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import orjson
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTMessageInfo
 
-from connectivity.mqtt import parse_endpoint, sparkplug_payload
+from connectivity import sparkplug_b_pb2
+from connectivity.mqtt import REBIRTH_METRIC, parse_endpoint, sparkplug_payload
 from plant.simulator_client import SendTotals
 
 JSON_PREFIX = "demo"
@@ -59,7 +64,12 @@ class MqttDevices:
         self.sparkplug_tags = sparkplug_tags
         self.aliases: dict[str, dict[str, int]] = {}  # tag -> role -> alias, once its DBIRTH is sent
         self.born_at: dict[str, float] = {}
+        # The node is born (NBIRTH) before its first device and again when a host asks for a rebirth.
+        self.node_born = False
+        self.rebirth_asked = threading.Event()
         self.client = Client(CallbackAPIVersion.VERSION2, client_id=f"vigil-simulator-{site_slug}")
+        self.client.on_connect = self._subscribe_commands
+        self.client.on_message = self._command
         self.client.connect(host, port)
         self.client.loop_start()
         self.seq = 0
@@ -84,11 +94,39 @@ class MqttDevices:
             payload = orjson.dumps({"r": [{"t": t, "v": v} for t, v in rows]})
             topic = mapping_address(self.site, tag, role, False)["topic"]
             pending.append(self.client.publish(topic, payload, qos=1))
+        if sparkplug and (not self.node_born or self.rebirth_asked.is_set()):
+            self.rebirth_asked.clear()
+            pending.append(self._node_birth(min(min(steps) for steps in sparkplug.values())))
         for tag, steps in sparkplug.items():
             pending.extend(self._sparkplug(tag, steps))
         for info in pending:
             info.wait_for_publish(timeout=30)
         return sum(len(rows) for rows in by_sensor.values())
+
+    def _node_topic(self, kind: str) -> str:
+        return f"spBv1.0/{self.site}/{kind}/{SPARKPLUG_NODE}"
+
+    def _subscribe_commands(self, client: Client, *_: Any) -> None:
+        client.subscribe(self._node_topic("NCMD"), qos=0)
+
+    def _command(self, client: Client, userdata: Any, message: Any) -> None:
+        """An NCMD to the node: a rebirth request is answered by the next batch (NBIRTH, then DBIRTHs)."""
+        try:
+            payload = sparkplug_b_pb2.Payload.FromString(message.payload)
+        except Exception:  # noqa: BLE001 - a malformed command is ignored, as a node would
+            return
+        if any(m.name == REBIRTH_METRIC and m.boolean_value for m in payload.metrics):
+            self.rebirth_asked.set()
+
+    def _node_birth(self, t: float) -> MQTTMessageInfo:
+        """The node's NBIRTH (its Node Control/Rebirth metric and bdSeq); every device is born again after it."""
+        self.node_born = True
+        self.aliases.clear()
+        message = sparkplug_b_pb2.Payload.FromString(sparkplug_payload([("bdSeq", None, 0.0)], int(t * 1000)))
+        message.metrics.add(name=REBIRTH_METRIC, timestamp=int(t * 1000), datatype=11, boolean_value=False)
+        message.seq = 0
+        self.seq = 0
+        return self.client.publish(self._node_topic("NBIRTH"), message.SerializeToString(), qos=1)
 
     def _sparkplug(self, tag: str, steps: dict[float, list[tuple[str, float]]]) -> list[MQTTMessageInfo]:
         topic = f"spBv1.0/{self.site}/{{}}/{SPARKPLUG_NODE}/{tag}"

@@ -116,3 +116,21 @@ def test_an_outsider_sees_no_past_alerts_of_another_site(client, asset, champion
     make_alert(asset, champion, state="resolved")
     response = login(client, outsider).get(reverse("alerts:asset_past_alerts", args=[asset.pk]))
     assert response.status_code == 404
+
+
+def test_an_alert_in_work_is_not_listed_as_past_until_it_is_repaired(
+    client, asset, champion, trained, technician
+):
+    """'Repair scheduled' closes the alert for the operator but keeps it on the board's in-work lane and in
+    the site page's alert column; the asset page listed it among past alerts as 'closed 11:41' (found in the
+    demo on P-102). Once 'Repaired' takes it out of the lane, it is a past alert."""
+    explanation = explanation_for(champion, trained, "vibration")
+    alert = make_alert(asset, champion, explanation=explanation)
+    record_feedback(alert, technician, "confirm:scheduled")
+    alert.refresh_from_db()
+    assert alert.in_work and alert.state == "resolved"
+    client = login(client, technician)
+    assert items(past_section(client.get(asset.get_absolute_url()).content.decode())) == []
+
+    record_feedback(alert, technician, "confirm:repaired")
+    assert items(past_section(client.get(asset.get_absolute_url()).content.decode())) == [str(alert.pk)]

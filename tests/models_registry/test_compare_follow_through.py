@@ -79,3 +79,18 @@ def test_a_confirmed_data_link_or_sensor_alert_counts_in_the_overall_rate_not_in
     assert comparison.observed["rates"] == {"true": 1.0}, "was 1/3: the late link and sensor fixes"
     assert comparison.observed["counts"] == {"true": 1, "sensor_or_data_link": 2}
     assert "confirmed faults 1.00." in html and "sensor_or_data_link" not in html
+
+
+def test_a_first_champion_with_real_alerts_does_not_read_as_having_none(client, engineer, technician, asset):
+    """The estimate is based on the other version's real alerts; a first champion has no previous one. Its
+    page read 'No real alerts in the period' beside the real alerts it raised (found in the demo)."""
+    champion = make_version(asset.asset_type)
+    promote(champion, reason="first")
+    alert = make_alert(asset, champion, age_min=4 * 24 * 60)
+    record_feedback(alert, technician, "confirm:repaired", now=alert.opened_at + timedelta(hours=1))
+    client.force_login(engineer)
+
+    comparison, html = _compare_follow_through(client, champion)
+    assert comparison.observed == {}
+    assert "No real alerts in the period" not in html
+    assert "There is no previous champion, so no real alerts of one to base an estimate on." in html

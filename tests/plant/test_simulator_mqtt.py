@@ -4,11 +4,16 @@ connection maps, so the bridge stores it for the right sensors; the other pumps 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 from django import db
+from paho.mqtt.client import CallbackAPIVersion, Client
+
+from connectivity.mqtt import parse_endpoint, rebirth_payload
 
 from demo.seed import DEMO_MQTT_JSON, DEMO_MQTT_SPARKPLUG, seed_demo, seed_demo_connection
 from plant.connections import bridge
@@ -88,3 +93,60 @@ async def test_the_simulated_mqtt_pumps_reach_their_sensors_through_the_seeded_c
     await task
     assert sorted(set(http.keys)) == ["demo-plant.p-101.flow", "demo-plant.p-101.vibration"]
     assert sender.published == 3 * len(mqtt_keys)
+
+
+def test_the_simulated_sparkplug_node_is_born_and_answers_a_rebirth_request(mosquitto):  # noqa: F811
+    """The bridge asks every Sparkplug B node for a rebirth when it connects and waits for its NBIRTH;
+    the demo's node published DBIRTHs only and ignored the request, so the demo's site page showed the
+    MQTT connection's error 'no answer to 7 rebirth requests … (node offline, or no Node
+    Control/Rebirth)' for as long as it ran."""
+    topics: list[str] = []
+    subscribed = threading.Event()
+    _, host, port = parse_endpoint(mosquitto.endpoint)
+    host_app = Client(CallbackAPIVersion.VERSION2, client_id="test-host")
+    host_app.on_subscribe = lambda *_: subscribed.set()
+    host_app.on_message = lambda client, userdata, message: (
+        "/NCMD/" in message.topic or topics.append(message.topic)  # what the node publishes
+    )
+    host_app.connect(host, port)
+    host_app.loop_start()
+    host_app.subscribe("spBv1.0/demo-plant/+/edge-1/#", qos=1)
+    host_app.subscribe("spBv1.0/demo-plant/+/edge-1", qos=1)
+    assert subscribed.wait(5)
+
+    sensors = {"demo-plant.p-104.flow": ("p-104", "flow")}
+    devices = MqttDevices(mosquitto.endpoint, "demo-plant", sensors, set(), {"p-104"})
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(topics) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    try:
+        devices.send(["demo-plant.p-104.flow"] * 2, [T, T + 1], [5.0, 5.1])
+        wait_for(3)
+        assert topics[:3] == [
+            "spBv1.0/demo-plant/NBIRTH/edge-1",
+            "spBv1.0/demo-plant/DBIRTH/edge-1/p-104",
+            "spBv1.0/demo-plant/DDATA/edge-1/p-104",
+        ]
+        # A host's rebirth request: the next batch is led by the node's and its device's births again.
+        host_app.publish("spBv1.0/demo-plant/NCMD/edge-1", rebirth_payload(T), qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while not devices.rebirth_asked.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        devices.send(["demo-plant.p-104.flow"] * 2, [T + 2, T + 3], [5.2, 5.3])
+        wait_for(6)
+        assert topics[3:6] == [
+            "spBv1.0/demo-plant/NBIRTH/edge-1",
+            "spBv1.0/demo-plant/DBIRTH/edge-1/p-104",
+            "spBv1.0/demo-plant/DDATA/edge-1/p-104",
+        ]
+        # Without a request, no new birth (within the simulator's periodic REBIRTH_S).
+        devices.send(["demo-plant.p-104.flow"], [T + 4], [5.4])
+        wait_for(7)
+        assert topics[6:] == ["spBv1.0/demo-plant/DDATA/edge-1/p-104"]
+    finally:
+        devices.close()
+        host_app.loop_stop()
+        host_app.disconnect()

@@ -137,6 +137,18 @@ def test_asset_page_shows_sensor_health_and_embeds_the_chart(
     assert any(t["name"].endswith(": spike") for t in figure["data"])
 
 
+def test_asset_page_words_a_sensors_last_reading_time_as_every_page_does(client, technician, asset):
+    """'just now' under a minute and '1 hour, 5 minutes ago' (plant.templatetags.timewords), as the site page,
+    the board and the alert page say them; the sensor table said 'a second ago' / '1 hour ago' (humanize)."""
+    fresh, older = asset.sensors.get(role__key="vibration"), asset.sensors.get(role__key="current")
+    make_readings(fresh, timezone.now() - timedelta(seconds=5), np.full(2, 3.5))
+    make_readings(older, timezone.now() - timedelta(hours=1, minutes=5, seconds=30), np.full(2, 20.0))
+    client.force_login(technician)
+    html = client.get(reverse("plant:asset", args=[asset.pk]) + "?range=24h").content.decode()
+    assert "just now</time>" in html and "a second ago" not in html and "seconds ago" not in html
+    assert "1\xa0hour, 5\xa0minutes ago</time>" in html
+
+
 @pytest.mark.parametrize(
     "query",
     [
