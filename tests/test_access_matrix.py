@@ -187,6 +187,7 @@ URLS: dict[str, Url] = {
     "plant:asset": Url(signed_in, obj="plant.asset"),
     "plant:asset_chart": Url(signed_in, obj="plant.asset"),
     "alerts:asset_missed_failure": Url(signed_in, "POST", obj="plant.asset", ok=INVALID),
+    "alerts:asset_past_alerts": Url(signed_in, obj="plant.asset"),
     # alerts pages
     "alerts:board": Url(signed_in),
     "alerts:board_list": Url(signed_in),
