@@ -50,8 +50,8 @@ def asset_context(asset: Asset) -> dict:
 
 
 def past_alerts(asset: Asset, page: int = 1) -> dict:
-    """One page of the asset's closed alerts (not those still in work, on the board), last opened first, as a technician judging a new alert reads
-    them: ``title`` (what the board's one-line texts call it, alerts.services.board.alert_what),
+    """One page of the asset's closed alerts (not those still in work, on the board), last opened first, as
+    a technician judging a new alert reads them: ``title`` (what the board's one-line texts call it, alerts.services.board.alert_what),
     ``opened_text``/``closed_text`` on the site's clock and ``verdict`` (the one in force, or None). Shadow
     alerts are a model on trial, never shown to technicians (as on the board). A bounded number of queries
     whatever the page's length: the alerts, their verdicts and what the board's decoration reads."""
