@@ -421,7 +421,12 @@ DOMINANT_SHARE = 0.6
 DOMINANT_MAX_ROLES = 3
 
 
-def dominant_roles(explanation: Mapping[str, Any] | None, *, higher: bool | None = None) -> list[str]:
+def dominant_roles(
+    explanation: Mapping[str, Any] | None,
+    *,
+    higher: bool | None = None,
+    parts: Mapping[str, str] | None = None,
+) -> list[str]:
     """Sensor roles that dominate an explanation: the fewest roles, largest net push first, covering 60 % of
     the summed positive net pushes, at most three.
 
@@ -430,9 +435,10 @@ def dominant_roles(explanation: Mapping[str, Any] | None, *, higher: bool | None
     the score towards the alert count, so the title, the similar-alert grouping, the noise page and the
     quality gate name the sensors the words give, in their order. A role whose features cancel out (large
     summed |φ|, small net) or that pulled the score away is never dominant. ``higher``: the bad direction,
-    None for the explanation's own (``higher_is_worse``).
+    None for the explanation's own (``higher_is_worse``). ``parts``: roles summed per part of the machine
+    (``pushes``), so the parts that dominate are returned instead of the roles.
     """
-    found = pushes(explanation, higher=higher)
+    found = pushes(explanation, higher=higher, parts=parts)
     total = sum(push for _, push in found)
     picked: list[str] = []
     covered = 0.0
@@ -444,8 +450,13 @@ def dominant_roles(explanation: Mapping[str, Any] | None, *, higher: bool | None
     return picked
 
 
-def top_role(explanation: Mapping[str, Any] | None, *, higher: bool | None = None) -> str:
+def top_role(
+    explanation: Mapping[str, Any] | None,
+    *,
+    higher: bool | None = None,
+    parts: Mapping[str, str] | None = None,
+) -> str:
     """The role that pushed the score most towards the alert ("" without one): the alert's title, the sensor
-    its first reason names, and what "a similar alert" means."""
-    roles = dominant_roles(explanation, higher=higher)
+    its first reason names, and what "a similar alert" means. ``parts``: as ``dominant_roles``."""
+    roles = dominant_roles(explanation, higher=higher, parts=parts)
     return roles[0] if roles else ""

@@ -267,19 +267,27 @@ def higher_is_worse(explanation: Mapping[str, Any] | None) -> bool:
     return bool((explanation or {}).get("higher_is_worse", True))
 
 
-def pushes(explanation: Mapping[str, Any] | None, *, higher: bool | None = None) -> list[tuple[str, float]]:
+def pushes(
+    explanation: Mapping[str, Any] | None,
+    *,
+    higher: bool | None = None,
+    parts: Mapping[str, str] | None = None,
+) -> list[tuple[str, float]]:
     """Which sensors pushed the score towards the alert, in what order: every role whose features' summed φ
     (its net push) is positive in the bad direction, with that push, largest first.
 
     The one rule behind the alert's words (``reasons``) and its title (``detection.explain.dominant_roles``,
     ``top_role``). The net push, not the summed |φ|: a sensor whose features cancel out did not move the
     score, and one that pulled it away from the alert is no reason for it. ``higher`` is the direction in
-    which scores are bad; None takes the explanation's own (``higher_is_worse``).
+    which scores are bad; None takes the explanation's own (``higher_is_worse``). ``parts`` (role -> the part
+    of the machine it sits on, e.g. a bearing's x and y channels -> that bearing) sums the roles of one part
+    into one push named by the part; a role it does not name stands alone.
     """
     sign = 1.0 if (higher_is_worse(explanation) if higher is None else higher) else -1.0
     totals: dict[str, float] = {}
     for feature in (explanation or {}).get("features", []):
         role = role_of(feature["name"])
+        role = (parts or {}).get(role, role)
         totals[role] = totals.get(role, 0.0) + sign * float(feature.get("phi") or 0.0)
     return sorted(((role, push) for role, push in totals.items() if push > 0), key=lambda item: -item[1])
 

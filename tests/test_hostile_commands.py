@@ -184,6 +184,8 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("simfleet", "--test-hours", "nan"), "--test-hours >= 1"),
         (("simfleet", "--pumps-per-class", HUGE), "must be at most 1,512 pump-hours"),
         (("ims", "--detectors", "junk"), "argument --detectors: invalid choice: 'junk'"),
+        (("ims", "--framing", "junk"), "argument --framing: invalid choice: 'junk'"),
+        (("ims", "--framing", "machine", "--peers"), "--framing machine runs the pre-registered"),
     ],
     "train_model": [
         ((), "the following arguments are required: --asset-type, --kind"),

@@ -257,7 +257,8 @@ def evaluate(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[R
 
 @dataclass
 class RunAlerts:
-    """One run's test period as the alert rules saw it: window ends, scores, alerts and thresholds."""
+    """One run's test period as the alert rules saw it: window ends, scores, alerts and thresholds, and the
+    model inputs the scores are of (what an alert's explanation explains)."""
 
     run: FleetRun
     ends: np.ndarray
@@ -265,6 +266,7 @@ class RunAlerts:
     episodes: list[Episode]
     thresholds: AssetThresholds
     model: TrainedModel
+    inputs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
 
 
 def alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant) -> list[RunAlerts]:
@@ -296,7 +298,7 @@ def alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant) -> list
             higher=higher,
             window_overlap=protocol.window_overlap,
         )
-        out.append(RunAlerts(run, ends[test], part.scores[test], episodes, thresholds, model))
+        out.append(RunAlerts(run, ends[test], part.scores[test], episodes, thresholds, model, part.X[test]))
     return out
 
 
@@ -338,7 +340,7 @@ def adaptive_alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant
         after = float(w.ends[rows_of[run.key][-1]])
         rows = Pipeline.rows(w, columns, after)
         usable = usable_rows(w.X[rows][:, columns], None if w.flagged is None else w.flagged[rows])
-        _, scores, _, _ = adaptive.advance(
+        inputs, scores, _, _ = adaptive.advance(
             states[run.key],
             w.X[rows][:, columns],
             calibrations[run.key],
@@ -357,7 +359,7 @@ def adaptive_alert_runs(prepared: Prepared, protocol: Protocol, variant: Variant
             higher=higher,
             window_overlap=protocol.window_overlap,
         )
-        out.append(RunAlerts(run, ends[test], scores[test], episodes, thresholds, model))
+        out.append(RunAlerts(run, ends[test], scores[test], episodes, thresholds, model, inputs[test]))
     return out
 
 

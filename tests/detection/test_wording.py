@@ -274,6 +274,34 @@ def test_a_sensor_that_pulled_the_score_away_from_the_alert_never_dominates():
     assert top_role({"features": [{"name": "current__mean", "value": 1.0, "phi": -9.0}]}) == ""
 
 
+def test_the_roles_of_one_part_of_a_machine_push_together():
+    # A rig's bearing with two channels: neither channel alone beats bearing 1's, together they do.
+    explanation = {
+        "features": [
+            {"name": "bearing1_vibration__mean", "value": 1.0, "phi": 4.0},
+            {"name": "bearing3_vibration__mean", "value": 1.0, "phi": 3.0},
+            {"name": "bearing3_vibration_y__mean", "value": 1.0, "phi": 3.0},
+            {"name": "bearing3_vibration_y__std", "value": 1.0, "phi": -1.0},
+            {"name": "bearing2_vibration__mean", "value": 1.0, "phi": 0.5},
+        ]
+    }
+    parts = {
+        "bearing1_vibration": "bearing1",
+        "bearing3_vibration": "bearing3",
+        "bearing3_vibration_y": "bearing3",
+    }
+    assert top_role(explanation) == "bearing1_vibration"  # channel by channel
+    assert pushes(explanation, parts=parts) == [
+        ("bearing3", 5.0),
+        ("bearing1", 4.0),
+        ("bearing2_vibration", 0.5),
+    ]
+    # bearing3's 5 of 9.5 is 53 %: bearing1 joins it to cover 60 %; a role no part names stands alone.
+    assert dominant_roles(explanation, parts=parts) == ["bearing3", "bearing1"]
+    assert top_role(explanation, parts=parts) == "bearing3"
+    assert dominant_roles(explanation, parts={}) == dominant_roles(explanation)
+
+
 def test_for_a_low_is_bad_model_the_title_follows_the_explanations_own_direction():
     # A remaining-life model: vibration lowered the score (towards the alert), temperature raised it more.
     explanation = {

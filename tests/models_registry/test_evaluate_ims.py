@@ -110,6 +110,45 @@ def test_a_degrading_bearing_alerts_well_before_the_end_and_the_healthy_ones_sta
     assert any(r["source"].endswith("(card)") for r in report["rows"])
 
 
+def test_the_machine_framing_names_the_failing_bearing_of_the_rig_asset_and_keeps_ims_md(synthetic):
+    out = synthetic / "out"
+    call_command(
+        "evaluate",
+        "--out",
+        str(out),
+        "ims",
+        "--framing",
+        "machine",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+    assert not (out / "ims.json").exists() and not (out / "ims.md").exists()
+    assert (out / "ims-machine-framing.md").read_text().startswith("### ims-machine-framing")
+    report = json.loads((out / "ims-machine-framing.json").read_text())
+    assert report["summary"]["framing"] == "machine"
+    details = report["details"]["tests"]["test2"]
+    assert details["machine_roles"] == {f"bearing{b}_vibration": f"test2-bearing{b}" for b in range(1, 5)}
+    assert set(details["detectors"]) == {"combined", "pca", "univariate"}
+    rows = [r for r in report["rows"] if r["detector"] == "combined"]
+    assert [r["unit"] for r in rows] == ["test2-machine"] + [f"test2-bearing{b}" for b in range(1, 5)]
+    machine, failing, *healthy = rows
+    assert machine["state"] == "machine" and machine["alerts"] >= 1
+    # Degradation starts 40 h before the end: named a day ahead, and only while the machine is in alert.
+    assert failing["state"] == "outer_race_failure"
+    assert 24.0 <= failing["lead_h"] <= 40.0
+    assert failing["titled"] == machine["alerts"]
+    assert failing["share_in_alert"] <= machine["share_in_alert"]
+    assert all(r["state"] == "healthy" and r["share_in_alert"] < 0.05 for r in healthy)
+    assert report["summary"]["tests"]["test2"]["combined"]["target_met"] is True
+    assert report["summary"]["target_met"] is True
+
+
+def test_the_machine_framing_refuses_the_bearing_framings_method_options(synthetic):
+    for option in (("--peers",), ("--normalisation", "per_asset_pooled")):
+        with pytest.raises(CommandError, match="--framing machine runs the pre-registered per_asset_robust"):
+            _evaluate(synthetic / "out", "--framing", "machine", *option)
+
+
 def test_a_test_file_the_readme_does_not_describe_is_found_split_over_four_bearings(tmp_path):
     folder = tmp_path / reader.FOLDER
     folder.mkdir()
