@@ -148,34 +148,12 @@
       setTimeout(function () { note.remove(); }, (seconds + 5) * 1000);
     });
   }
-  document.addEventListener("htmx:afterSettle", function () { armUndo(document); refreshTimes(); });
-  document.addEventListener("DOMContentLoaded", function () { armUndo(document); refreshTimes(); });
+  document.addEventListener("htmx:afterSettle", function () { armUndo(document); });
+  document.addEventListener("DOMContentLoaded", function () { armUndo(document); });
   // An undone verdict brings the card back: the live socket sends it; without one, re-sync the board.
   document.addEventListener("verdict-undone", function () {
     if (document.body.getAttribute("data-ws-state") !== "open") resync();
   });
-
-  // Relative times ("open for 6 minutes"; data-relative="ago": "6 minutes ago") from their ISO timestamps,
-  // kept current every 30 s, in the words of the server's (plant/templatetags/timewords.py).
-  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
-  function since(iso, now) {
-    var minutes = Math.max(0, Math.floor((now - Date.parse(iso)) / 60000));
-    if (minutes < 1) return "under a minute";
-    if (minutes < 60) return plural(minutes, "minute");
-    var hours = Math.floor(minutes / 60);
-    if (hours < 24) return plural(hours, "hour") + (minutes % 60 ? ", " + plural(minutes % 60, "minute") : "");
-    var days = Math.floor(hours / 24);
-    return plural(days, "day") + (hours % 24 ? ", " + plural(hours % 24, "hour") : "");
-  }
-  function refreshTimes() {
-    var now = Date.now();
-    document.querySelectorAll("time[data-relative][datetime]").forEach(function (el) {
-      var text = since(el.getAttribute("datetime"), now);
-      if (el.getAttribute("data-relative") === "ago") text = text === "under a minute" ? "just now" : text + " ago";
-      el.textContent = text;
-    });
-  }
-  setInterval(refreshTimes, 30000);
 
   document.addEventListener("htmx:beforeSwap", function (event) {
     var status = event.detail.xhr && event.detail.xhr.status;
