@@ -11,6 +11,10 @@ sends htmx out-of-band fragments rendered from the board template's ``alert-card
 * an alert in work (a repair scheduled) lives in the in-work lane: its card is deleted wherever it is and
   inserted at the top of ``#in-work-list``, so a card that just went into work changes lane.
 
+The page then moves each card to its lane (``data-lane``) and its place in the board's order (``data-order``,
+``Alert.board_order``: static/js/board.js), where a reload would show it: a new low alert below the critical
+ones, an updated card whose severity changed, an undone repair back out of the in-work lane.
+
 "On the page" is tracked per connection from the board as it was at connect time plus what was sent since;
 the page re-fetches the whole list on every (re)connect, so a missed message never leaves a stale board.
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from django.conf import settings
@@ -215,6 +215,15 @@ class Alert(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    @property
+    def board_order(self) -> str:
+        """Where the alert's card stands in its lane of the board: the most severe first, then the oldest, then
+        by id — as text that sorts the same, which ``board_alerts`` sorts by and each card carries
+        (``data-order``), so that static/js/board.js puts a card the socket adds where the page would be."""
+        rank = len(Severity) - 1 - self.severity_choice.rank
+        opened_us = (self.opened_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        return f"{rank}.{opened_us:020d}.{self.pk:020d}"
 
     @property
     def in_work(self) -> bool:

@@ -14,14 +14,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from datetime import datetime
 from typing import Any
 
 from cachetools import LRUCache, cached
-from django.db.models import Case, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from alerts.choices import CLOSED_STATES, AlertCategory, AlertKind, AlertState, EpisodeState, Severity
+from alerts.choices import CLOSED_STATES, AlertCategory, AlertKind, AlertState, EpisodeState
 from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, ThresholdOverride
 from alerts.services.edge_readings import mark_silent_agents
@@ -47,9 +48,9 @@ def alerts_for_user(user: Any) -> QuerySet[Alert]:
 
 def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int | None = None) -> list[Alert]:
     """The board's cards: open, acknowledged and snoozed alerts of the user's sites and those in work
-    (``alert.in_work``: the in-work lane), critical first and then oldest first, each with ``why``
-    (plain-language lines) and ``similar`` (the last closed similar alert of the asset with its
-    ``verdict``, or None) attached."""
+    (``alert.in_work``: the in-work lane), critical first and then oldest first (``Alert.board_order``),
+    each with ``why`` (plain-language lines) and ``similar`` (the last closed similar alert of the asset
+    with its ``verdict``, or None) attached."""
     alerts = alerts_for_user(user).filter(ON_BOARD)
     if ids is not None:
         alerts = alerts.filter(pk__in=list(ids))
@@ -58,11 +59,6 @@ def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int |
     similar = similar_before(
         OuterRef("asset"), OuterRef("kind"), OuterRef("dominant_role"), OuterRef("opened_at")
     )
-    rank = Case(
-        *[When(severity=s.value, then=Value(s.rank)) for s in Severity],
-        default=Value(0),
-        output_field=IntegerField(),
-    )
     override = ThresholdOverride.objects.filter(
         asset=OuterRef("asset"), model_version=OuterRef("model_version"), active=True
     )
@@ -70,13 +66,12 @@ def board_alerts(user: Any, *, ids: Iterable[int] | None = None, asset_id: int |
         alerts.select_related("asset__site", "asset__asset_type", "sensor")
         .defer("peak_explanation")
         .annotate(
-            severity_rank=rank,
             similar_id=Subquery(similar[:1]),
             override_open=Subquery(override.values("open_threshold")[:1]),
             override_clear=Subquery(override.values("clear_threshold")[:1]),
         )
-        .order_by("-severity_rank", "opened_at", "pk")
     )
+    rows.sort(key=attrgetter("board_order"))  # the page's order rule, which board.js applies to new cards
     decorate(rows)
     add_card_actions(rows)
     return rows

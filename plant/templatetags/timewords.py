@@ -1,6 +1,7 @@
 """How long ago, or for how long, in the words of every page: Django's ``timesince`` ("6 minutes", "1 hour,
 5 minutes"), except under a minute, which it words "0 minutes" ("open for 0 minutes", "0 minutes ago").
-static/js/board.js keeps the same words current on the page (its ``since``)."""
+static/js/timewords.js (on every page) keeps the same words current, computed the same way
+(tests/e2e/test_timewords.py compares them)."""
 
 from __future__ import annotations
 

@@ -126,7 +126,29 @@
     });
     keptNotes = null;
   }
+  // Each card in its lane (data-lane) and in the server's order (data-order, alerts.models.Alert.board_order,
+  // compared as text): the socket adds a card at the top of a lane and replaces an updated one in place, where
+  // a reload would show it elsewhere (a low alert below the critical ones, an undone repair back in the list).
+  function placeCards() {
+    var lanes = {"": document.getElementById("alert-list"), "in-work": document.getElementById("in-work-list")};
+    if (!lanes[""] || !lanes["in-work"]) return;
+    var cards = Array.prototype.slice.call(
+      document.querySelectorAll("#alert-list > article.alert-card, #in-work-list > article.alert-card"));
+    cards.sort(function (a, b) {
+      var x = a.getAttribute("data-order") || "", y = b.getAttribute("data-order") || "";
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
+    var last = {};
+    cards.forEach(function (card) {  // moves only the cards out of place (a move loses the focus)
+      var lane = card.getAttribute("data-lane") === "in-work" ? "in-work" : "";
+      var list = lanes[lane];
+      var place = last[lane] ? last[lane].nextElementSibling : list.firstElementChild;
+      if (place !== card) list.insertBefore(card, place);
+      last[lane] = card;
+    });
+  }
   document.addEventListener("htmx:wsBeforeMessage", keepNotes);
+  document.addEventListener("htmx:wsAfterMessage", placeCards);  // before restoreNotes gives the focus back
   document.addEventListener("htmx:wsAfterMessage", restoreNotes);
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "alert-list" && event.detail.shouldSwap) keepNotes();
@@ -148,34 +170,13 @@
       setTimeout(function () { note.remove(); }, (seconds + 5) * 1000);
     });
   }
-  document.addEventListener("htmx:afterSettle", function () { armUndo(document); refreshTimes(); });
-  document.addEventListener("DOMContentLoaded", function () { armUndo(document); refreshTimes(); });
+  // (A verdict's answer moves its card to the in-work lane's top out of band: placeCards too.)
+  document.addEventListener("htmx:afterSettle", function () { armUndo(document); placeCards(); });
+  document.addEventListener("DOMContentLoaded", function () { armUndo(document); });
   // An undone verdict brings the card back: the live socket sends it; without one, re-sync the board.
   document.addEventListener("verdict-undone", function () {
     if (document.body.getAttribute("data-ws-state") !== "open") resync();
   });
-
-  // Relative times ("open for 6 minutes"; data-relative="ago": "6 minutes ago") from their ISO timestamps,
-  // kept current every 30 s, in the words of the server's (plant/templatetags/timewords.py).
-  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
-  function since(iso, now) {
-    var minutes = Math.max(0, Math.floor((now - Date.parse(iso)) / 60000));
-    if (minutes < 1) return "under a minute";
-    if (minutes < 60) return plural(minutes, "minute");
-    var hours = Math.floor(minutes / 60);
-    if (hours < 24) return plural(hours, "hour") + (minutes % 60 ? ", " + plural(minutes % 60, "minute") : "");
-    var days = Math.floor(hours / 24);
-    return plural(days, "day") + (hours % 24 ? ", " + plural(hours % 24, "hour") : "");
-  }
-  function refreshTimes() {
-    var now = Date.now();
-    document.querySelectorAll("time[data-relative][datetime]").forEach(function (el) {
-      var text = since(el.getAttribute("datetime"), now);
-      if (el.getAttribute("data-relative") === "ago") text = text === "under a minute" ? "just now" : text + " ago";
-      el.textContent = text;
-    });
-  }
-  setInterval(refreshTimes, 30000);
 
   document.addEventListener("htmx:beforeSwap", function (event) {
     var status = event.detail.xhr && event.detail.xhr.status;

@@ -1,6 +1,6 @@
 """Moments under a minute old read "just now" and "open for under a minute", never "0 minutes ago" or "open
-for 0 minutes" (plant/templatetags/timewords.py; static/js/board.js keeps them current in the same words,
-tests/e2e/test_board_verdicts.py)."""
+for 0 minutes" (plant/templatetags/timewords.py; static/js/timewords.js keeps them current in the same
+words, tests/e2e/test_timewords.py and test_board_verdicts.py)."""
 
 from __future__ import annotations
 

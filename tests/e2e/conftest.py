@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -163,6 +164,30 @@ def logged_in(
         assert not errors, "CSP violations or script errors in the browser:\n" + "\n".join(errors)
     finally:
         context.close()
+
+
+# Pages rendered by Django's test client in the test's own database, served to the browser at this origin.
+SERVED = "http://vigil.test"
+
+
+def serve_rendered(page: Any, responses: dict[str, Any]) -> None:
+    """Answer `page`'s requests to SERVED: a path of `responses` with that test-client response (its status,
+    headers and body: the Content-Security-Policy too), /static/ from the worktree's static/ folder, anything
+    else 404. A page rendered from the test's data then runs its real scripts."""
+    static = ROOT / "static"
+
+    def answer(route: Any) -> None:
+        path = urlsplit(route.request.url).path
+        file = static / path.removeprefix("/static/")
+        if path.startswith("/static/") and file.is_file():
+            route.fulfill(path=str(file))
+        elif path in responses:
+            response = responses[path]
+            route.fulfill(status=response.status_code, headers=dict(response.items()), body=response.content)
+        else:
+            route.fulfill(status=404, body=f"{path} is not served by this test")
+
+    page.route(f"{SERVED}/**", answer)
 
 
 def alert_id_of(card: Any) -> int:

@@ -102,7 +102,7 @@ def test_relative_times_on_the_board_keep_counting(browser, world: World, explai
             )
             page.wait_for_function(
                 """(id) => document.querySelector(`#alert-${id} .alert-age time`).textContent
-                   === '6 minutes'""",
+                   === '6\\u00a0minutes'""",
                 arg=explained_alert,
                 timeout=35_000,
             )
@@ -121,4 +121,4 @@ def test_relative_times_on_the_board_keep_counting(browser, world: World, explai
             )
             return six, stamp.inner_text(), page.locator("#past-moment").inner_text()
 
-    assert browser.run(scenario) == ("6 minutes", "under a minute", "just now")
+    assert browser.run(scenario) == ("6\xa0minutes", "under a minute", "just now")
