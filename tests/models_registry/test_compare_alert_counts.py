@@ -17,6 +17,7 @@ from alerts.services import record_feedback
 from models_registry.services import promote
 from tests.alerts.builders import make_alert
 from tests.models_registry.conftest import make_version
+from tests.models_registry.test_compare_follow_through import _compare_follow_through
 
 
 @pytest.mark.parametrize("mode", ["recorded", "backtest"])
@@ -63,14 +64,7 @@ def test_a_champion_s_recorded_alerts_from_its_shadow_days_are_not_read_as_the_n
     record_feedback(shown, technician, "confirm:repaired", now=shown.opened_at + timedelta(hours=1))
     challenger = make_version(asset.asset_type)
     client.force_login(engineer)
-    now = timezone.localtime()
-    query = {
-        "start": (now - timedelta(days=5)).strftime("%Y-%m-%dT%H:%M"),
-        "end": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
-        "mode": "recorded",
-    }
-    response = client.get(f"/models/{challenger.pk}/compare/", query)
-    comparison, html = response.context["comparison"], response.content.decode()
+    comparison, html = _compare_follow_through(client, challenger)
     assert [e.shown for e in comparison.champion.episodes] == [False, False, True]
     assert comparison.champion.shown_alerts == comparison.observed["alerts"] == 1
     assert 'id="champion-alerts">3<' in html and 'id="champion-shown">1<' in html
