@@ -108,6 +108,14 @@ class Severity(models.TextChoices):
     def rank(self) -> int:
         return list(Severity).index(self)
 
+    @classmethod
+    def at_rank(cls, rank: object) -> Severity | None:
+        """The severity of ``rank`` (0 low .. 3 critical: a work order's priority), None for anything else."""
+        levels = list(cls)
+        if isinstance(rank, int) and not isinstance(rank, bool) and 0 <= rank < len(levels):
+            return levels[rank]
+        return None
+
 
 class ExplanationStatus(models.TextChoices):
     """Where an alert's explanation of its opening window stands. "awaiting": an alert decided at the edge

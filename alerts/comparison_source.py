@@ -1,7 +1,9 @@
 """What the registry's comparison page reads from the alerts app (handed in from AlertsConfig.ready(), as the
 registry sits below alerts): the alerts a version really raised, and their observed follow-through. Both
-select the version's alerts with ``version_alerts``, so the table's count and the follow-through note's
-"real alerts" are the same alerts."""
+select the version's alerts with ``version_alerts``. A champion's recorded alerts include those it raised in
+shadow before its promotion, which no operator saw; the note's follow-through is over the alerts shown to
+operators only, and each recorded alert says whether it was one (``shown_alert_ids``, the metrics' one
+definition), so the page's "shown to operators" row counts exactly the note's alerts."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from alerts.metrics.facts import follow_through_by_verdict
+from alerts.metrics.facts import follow_through_by_verdict, shown_alert_ids
 from alerts.models import Alert
 from alerts.services.board import alert_level
 from models_registry.comparison import Episode
@@ -49,15 +51,17 @@ def recorded_episodes(
     version: ModelVersion, assets: list[Asset], start: datetime, end: datetime, shadow: bool
 ) -> list[Episode]:
     """The alerts the version really raised (shadow ones for a shadow version) that opened in the period,
-    as comparison Episodes (models_registry.comparison.recorded asks it)."""
+    as comparison Episodes, each saying whether operators were shown it (models_registry.comparison.recorded
+    asks it)."""
     by_pk = {asset.pk: asset for asset in assets}
     # A champion's alerts of the period are all it raised, shadow ones from before its promotion too.
+    which = None if version.status == "champion" else shadow
+    selected = version_alerts(version, list(by_pk), start, end, shadow=which)
+    shown = set() if which else shown_alert_ids(selected.filter(is_shadow=False))
     alerts = (
-        version_alerts(
-            version, list(by_pk), start, end, shadow=None if version.status == "champion" else shadow
-        )
-        .order_by("opened_at", "pk")
-        .select_related("asset__asset_type")  # alert_level reads the asset's type: no query an alert
+        selected.order_by("opened_at", "pk").select_related(
+            "asset__asset_type"
+        )  # alert_level reads the asset's type: no query an alert
     )
     episodes = []
     for alert in alerts:
@@ -73,6 +77,7 @@ def recorded_episodes(
                 alert_id=alert.pk,
                 open_threshold=level.open_threshold,
                 higher=level.higher,
+                shown=alert.pk in shown,
             )
         )
     return episodes

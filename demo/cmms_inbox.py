@@ -30,7 +30,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from demo.seed import DEMO_SITE
 from handoff.choices import WorkOrderOutcome
-from handoff.cmms import Outcome
+from handoff.cmms import Outcome, priority_words
 from handoff.models import CmmsConnection, WorkOrder
 from handoff.work_orders import WorkOrderError, apply_outcome, parse_outcome
 from plant.access import site_ids_for_user
@@ -93,6 +93,8 @@ def orders(request: HttpRequest) -> HttpResponse:
         try:
             order = json.loads(request.body)["work_order"]
         except (ValueError, KeyError, TypeError):
+            order = None
+        if not isinstance(order, dict):  # the inbox page reads its fields
             return JsonResponse({"error": 'expected {"work_order": {...}}'}, status=400)
         number = len(inbox["orders"]) + 1
         inbox["orders"].append(
@@ -101,21 +103,24 @@ def orders(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"id": f"DEMO-{number}"}, status=201)
 
 
-def _demo_member(request: HttpRequest) -> None:
+def _demo_member(request: HttpRequest) -> Site:
     site = Site.objects.filter(slug=DEMO_SITE[0]).first()
     if site is None or site.pk not in site_ids_for_user(request.user):
         raise Http404("the demo CMMS belongs to the demo site")
+    return site
 
 
 @require_GET
 @login_required
 def inbox(request: HttpRequest) -> HttpResponse:
-    _demo_member(request)
+    site = _demo_member(request)
     with _inbox() as data:
         received = list(reversed(data["orders"]))
     for entry in received:
-        entry["received"] = datetime.fromisoformat(entry["received_at"])  # stored as ISO text
-    return render(request, "demo/cmms_inbox.html", {"orders": received, "outcomes": WorkOrderOutcome.choices})
+        entry["received"] = datetime.fromisoformat(entry["received_at"])  # stored as ISO text, in UTC
+        entry["priority_text"] = priority_words(entry["order"].get("priority"))
+    context = {"orders": received, "outcomes": WorkOrderOutcome.choices, "site": site}
+    return render(request, "demo/cmms_inbox.html", context)
 
 
 @require_POST

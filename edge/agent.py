@@ -11,11 +11,13 @@ or any async callable); a publisher failure is logged and never blocks the decis
 
 With each batch the readings that go into the decisions are kept beside the queue (its ``recent`` table, one
 window plus a few steps), so a restarted agent (a kill, a power blip, a watchdog) refills its windows and
-decides the next one at once, continuing the saved rule state. The agent's own timing (state saves, log
-rates, the 24 h alert count) runs on the monotonic clock; the gateway's wall clock is watched against a
-clock nobody sets (``GatewayClock``): a jump is said in the log and handed to the deciders (edge.decide),
-and "ahead of the gateway's clock" is judged against the latest time that clock has shown, so a clock set
-back does not shut correctly dated readings out of the decisions.
+decides the next one at once, continuing the saved rule state. The alerts opened in the last 24 h, which
+the heartbeat reports, are counted from the queue's log of openings (``LocalQueue.opened_since``), so a
+restart does not reset the figure; their times are the gateway clock's, moved with each jump of it. The
+agent's own timing (state saves, log rates) runs on the monotonic clock; the gateway's wall clock is
+watched against a clock nobody sets (``GatewayClock``): a jump is said in the log and handed to the
+deciders (edge.decide), and "ahead of the gateway's clock" is judged against the latest time that clock has
+shown, so a clock set back does not shut correctly dated readings out of the decisions.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ FUTURE_LOG_EVERY_S = 60.0
 # A change of the gateway's wall clock against the steady clock larger than this between two batches is a
 # jump (an NTP step, an operator setting the time); NTP's slewing stays far below it.
 CLOCK_JUMP_S = 5.0
+# The span of the heartbeat's count of the alerts opened here (``local_alerts_24h``).
+LOCAL_ALERTS_S = 86_400.0
 
 
 def _steady() -> float:
@@ -157,7 +161,6 @@ class Agent:
         self.events: list[AlertEvent] = []
         self._saved_at = -math.inf
         self._saved_ends: dict[str, float | None] = {}
-        self._recent_opened: list[float] = []  # monotonic times of the alerts opened
         self.ahead_of_clock = 0  # readings left out of the decisions: dated too far ahead (_not_ahead)
         self._ahead_logged_at = -math.inf
 
@@ -198,6 +201,8 @@ class Agent:
                 saved - now,
             )
             self.clock.saw(saved)
+            # The downtime is not known: the logged openings are moved as the deciders' state is.
+            self.queue.shift_opened(now - saved)
         since = now - self._keep_s
         for tag, decider in self.deciders.items():
             taken = decider.restore_window(kept, since)
@@ -227,13 +232,13 @@ class Agent:
         events = [self.deciders[event.asset].explained(event) for event in events]
         for event in events:
             self.events.append(event)
-            if event.kind == "opened":
-                self._recent_opened.append(time.monotonic())
             await self._publish(event)
         self._store(samples, decided)
         if events or self._state_due():
+            decided_at = self.clock.now()
             for event in events:
-                self.queue.put_event(event.key, event.body())
+                opened_at = decided_at if event.kind == "opened" else None
+                self.queue.put_event(event.key, event.body(), opened_at=opened_at)
             self._save_states()
         self._shadow_step(decided, events)
 
@@ -266,6 +271,7 @@ class Agent:
         )
         for decider in [*self.deciders.values(), *(candidate for candidate, _ in self.shadows.values())]:
             decider.clock_jumped(delta)
+        self.queue.shift_opened(delta)
 
     def _not_ahead(self, samples: list[Sample]) -> list[Sample]:
         """The samples dated at most MAX_FUTURE_S ahead of this gateway's clock (the latest time it has
@@ -379,11 +385,9 @@ class Agent:
             logger.exception("publishing %s locally failed", event.key)
 
     def _heartbeat_extra(self) -> dict:
-        day_ago = time.monotonic() - 86_400
-        self._recent_opened = [t for t in self._recent_opened if t >= day_ago]
         return {
             "models": {tag: d.sha256 for tag, d in self.deciders.items()},
-            "local_alerts_24h": len(self._recent_opened),
+            "local_alerts_24h": self.queue.opened_since(self.clock.now() - LOCAL_ALERTS_S),
         }
 
     # --- running --------------------------------------------------------------------------------------------

@@ -14,7 +14,10 @@ reported in ``stats()``. Thread-safe: the scorer and the forwarder share one con
 Beside the queue, in the same file, the agent keeps what a restart needs to decide at once: its saved
 state (``save_state``: rule state per asset, switch watches) and the readings of the windows being filled
 (``recent``: written in the transaction that queues them, trimmed to the last ``keep_s`` seconds; a forwarded
-reading leaves the queue but stays there until it is too old for any window).
+reading leaves the queue but stays there until it is too old for any window). It also keeps a log of the
+alerts it opened (``opened``: the event's key and when the agent decided it, by the gateway's clock, written
+with the event), which forwarding does not empty: the agent's "alerts opened in the last 24 h" counts it, so
+the figure survives a restart, and an event decided again after one (same key) is counted once.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ CREATE TABLE IF NOT EXISTS recent (
     PRIMARY KEY (sensor, ts)
 );
 CREATE INDEX IF NOT EXISTS recent_ts ON recent (ts);
+CREATE TABLE IF NOT EXISTS opened (
+    key TEXT PRIMARY KEY,
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -203,10 +210,15 @@ class LocalQueue:
                 "INSERT OR IGNORE INTO recent (sensor, ts, value, status) VALUES (?, ?, ?, ?)", window
             )
 
-    def put_event(self, key: str, body: dict[str, Any]) -> bool:
+    def put_event(self, key: str, body: dict[str, Any], *, opened_at: float | None = None) -> bool:
         """Store a local alert event under its idempotency key; False if that key is already queued.
-        Events are never dropped (a full queue drops readings to make room)."""
+        Events are never dropped (a full queue drops readings to make room). ``opened_at``: the event opens
+        an alert, decided then; logged in the same transaction for ``opened_since`` (once per key)."""
         with self._lock, self._transaction():
+            if opened_at is not None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO opened (key, at) VALUES (?, ?)", (key, float(opened_at))
+                )
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO events (key, body) VALUES (?, ?)",
                 (key, json.dumps(body, sort_keys=True, allow_nan=False)),
@@ -251,6 +263,19 @@ class LocalQueue:
     def ack_drops(self, ids: Sequence[int]) -> None:
         with self._lock, self._transaction():
             self._db.executemany("DELETE FROM drops WHERE id = ?", [(int(i),) for i in ids])
+
+    def opened_since(self, since: float) -> int:
+        """How many alerts the agent opened at or after ``since`` (``put_event(opened_at=...)``), across
+        restarts; the log forgets those opened before it."""
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM opened WHERE at < ?", (float(since),))
+            return int(self._db.execute("SELECT COUNT(*) FROM opened").fetchone()[0])
+
+    def shift_opened(self, delta: float) -> None:
+        """The logged opening times moved by ``delta`` seconds: the gateway's clock jumped by it, and the
+        times are the clock's (edge.agent), so each alert keeps its age."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE opened SET at = at + ?", (float(delta),))
 
     # --- the agent's own state (rule state per asset), kept beside the queue ----------------------------------
     def save_state(self, name: str, body: dict[str, Any]) -> None:

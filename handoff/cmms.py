@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import httpx
 from django.conf import settings
 
+from alerts.choices import Severity
 from handoff.choices import CmmsKind, WorkOrderOutcome
 from handoff.models import CmmsConnection
 from plant.connections.secrets import SecretError, decrypt
@@ -40,6 +41,13 @@ class WorkOrderRequest:
     alert_id: int
     alert_link: str
     outcome_url: str
+
+
+def priority_words(priority: object) -> str:
+    """A work order's ``priority`` as a person reads it: the label of the alert severity it ranks ("High"
+    for 2); a value outside the contract's 0..3 named as such, never a number passed off as a priority."""
+    severity = Severity.at_rank(priority)
+    return severity.label if severity is not None else f"unknown ({str(priority)[:20]})"
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,12 @@ Two ways to get each version's alerts:
   version's thresholds. Both versions go through exactly this, so neither side is favoured by history the other did not have. Per-asset threshold
   overrides, maintenance suppression and the data-quality gate are not modelled (they decide how an alert is
   shown, not whether the model fires).
-* ``recorded``: the alerts the versions really raised in the period — the champion's visible alerts and the
-  challenger's shadow alerts (empty for a version that never ran in shadow); a model's own alerts, never the
-  sensor-fault rules' "check sensor X" alerts, here and in the observed follow-through alike.
+* ``recorded``: the alerts the versions really raised in the period — the current champion's all of them
+  (shown to operators, and those it raised in shadow before its promotion), a former champion's visible
+  alerts and a challenger's shadow alerts (empty for a version that never ran in shadow); a model's own
+  alerts, never the sensor-fault rules' "check sensor X" alerts, here and in the observed follow-through
+  alike. Each recorded episode says whether operators were shown it (``Episode.shown``): the observed
+  follow-through is over exactly those of the champion, and the page counts them beside its alerts.
 
 An alert (episode) is matched to the operator labels of its asset by time overlap: a confirmed fault or a
 reported missed failure makes it a true alert, a false-alarm label a false alarm, a not-actionable label
@@ -21,11 +24,12 @@ precision = true / (true + false alarms); recall = labelled faults (confirmed + 
 least one alert / all labelled faults.
 
 Follow-through estimate (``FOLLOW_THROUGH_MODEL``): each alert is assumed to get a verdict within
-``VIGIL_FOLLOW_THROUGH_HOURS`` as often as the champion's real alerts of the period with the same verdict
-in force did (confirmed faults, false alarms, not actionable, on machine-fault alerts: a verdict on a
-"Check the sensor" or "Check the data link" alert judges the gate's call, so those count in the overall
-rate only), and an alert without a known verdict as often as all real alerts did. This models the mix of alerts only, not a change of trust; the page shows the
-observed rates it uses. The observed rates are the health page's follow-through over those alerts; they
+``VIGIL_FOLLOW_THROUGH_HOURS`` as often as the champion's alerts shown to operators in the period with the
+same verdict in force did (confirmed faults, false alarms, not actionable, on machine-fault alerts: a
+verdict on a "Check the sensor" or "Check the data link" alert judges the gate's call, so those count in
+the overall rate only), and an alert without a known verdict as often as all of those did. This models
+the mix of alerts only, not a change of trust; the page shows the observed rates it uses. The observed
+rates are the health page's follow-through over those alerts; they
 come from the alerts app (``provide_observed_follow_through``), which owns the per-alert facts.
 """
 
@@ -56,8 +60,9 @@ from plant.models import Asset, Reading, Sensor
 MAX_PERIOD = timedelta(days=31)
 BACKTEST, RECORDED = "backtest", "recorded"
 FOLLOW_THROUGH_MODEL = (
-    "Each alert is assumed to receive a verdict within {hours} h as often as the champion's real alerts in "
-    "this period with the same verdict did; alerts with no known verdict as often as all real alerts did. "
+    "Each alert is assumed to receive a verdict within {hours} h as often as the champion's alerts shown to "
+    "operators in this period with the same verdict did; alerts with no known verdict as often as all of "
+    "those did. "
     "This reflects the mix of alerts, not any change in how much technicians trust them."
 )
 TRUE_SOURCES = ("confirmed_fault", "missed_failure", "manual_fault")
@@ -82,6 +87,7 @@ class Episode:
     alert_id: int | None = None
     open_threshold: float | None = None  # what it was judged by: its peak is told against it
     higher: bool = True
+    shown: bool = False  # recorded: operators were shown it (a shadow alert never is; a backtest's: none)
 
     @property
     def peak_text(self) -> str:
@@ -122,6 +128,11 @@ class Side:
     per_asset_week: float = 0.0
     follow_through: float | None = None
     error: str = ""
+
+    @property
+    def shown_alerts(self) -> int:
+        """How many of its recorded alerts operators were shown: what the observed follow-through counts."""
+        return sum(episode.shown for episode in self.episodes)
 
 
 @dataclass
@@ -280,8 +291,8 @@ def _judge(
 
 
 ObservedFollowThrough = Callable[[ModelVersion, Collection[int], datetime, datetime], dict[str, Any]]
-# Set by the alerts app (AlertsConfig.ready): the follow-through of the champion's real alerts comes from
-# the alerts' per-alert facts, which this lower layer may not import.
+# Set by the alerts app (AlertsConfig.ready): the follow-through of the champion's alerts shown to operators
+# comes from the alerts' per-alert facts, which this lower layer may not import.
 _observed_follow_through: ObservedFollowThrough | None = None
 
 
@@ -296,7 +307,8 @@ def provide_observed_follow_through(source: ObservedFollowThrough | None) -> Non
 def observed_follow_through(
     champion: ModelVersion, assets: list[Asset], start: datetime, end: datetime
 ) -> dict[str, Any]:
-    """Follow-through of the champion's real alerts opened in the period, overall and per verdict, from
+    """Follow-through of the champion's alerts shown to operators that opened in the period, overall and per
+    verdict, from
     the provided source (nothing is observed when none was provided)."""
     if _observed_follow_through is None:
         return {}

@@ -210,6 +210,13 @@ facts AS (
     return sql, params
 
 
+def shown_alert_ids(alerts: QuerySet[Alert]) -> set[int]:
+    """The ids of those of ``alerts`` that were shown to operators, by ``alert_facts_sql``'s one definition
+    (a shadow alert's events look like a shown one's: leave shadow alerts out of ``alerts``)."""
+    facts, params = alert_facts_sql(alerts, few=True)
+    return {row[0] for row in fetch(f"{facts} SELECT id FROM facts", params)}
+
+
 def by_the_model() -> tuple[str, list[Any]]:
     """SQL condition over ``facts``: the alert is one whose verdict judges the model's machine-fault call
     (``MODEL_JUDGED_CATEGORIES``), not one the gate routed to the sensor or the data link."""

@@ -59,7 +59,8 @@ def test_a_confirmed_fault_lands_in_the_demo_inbox_and_its_outcome_corrects_the_
     page = client.get("/demo/cmms/").content.decode()
     assert 'id="demo-order-1"' in page and f"alert #{alert.pk}" in page
     received = orjson.loads(inbox_path().read_bytes())["orders"][0]["received_at"]
-    assert f"Received {timezone.localtime(datetime.fromisoformat(received)):%Y-%m-%d %H:%M:%S} ·" in page
+    shown = timezone.localtime(datetime.fromisoformat(received), demo_site.zone)
+    assert f">{shown:%Y-%m-%d %H:%M:%S} UTC</time> (" in page
     response = client.post("/demo/cmms/1/outcome", {"outcome": "no_fault_found", "findings": "all fine"})
     assert response.status_code == 302
     page = client.get(response["Location"]).content.decode()
@@ -80,3 +81,45 @@ def test_the_demo_inbox_refuses_a_wrong_credential_and_outsiders(demo_site, clie
     client.force_login(make_user("otto-demo", "technician", other_site))
     assert client.get("/demo/cmms/").status_code == 404
     assert client.post("/demo/cmms/1/outcome", {"outcome": "done"}).status_code == 404
+
+
+def test_the_demo_inbox_tells_times_on_the_site_s_clock_and_priorities_in_words(demo_site, client):
+    """The inbox showed 'Received 2026-12-05 22:26:59' (UTC, unlabelled) and 'priority 2' (the contract's
+    code) to a site on Berlin time: now the site's clock, its zone named, and the severity's word."""
+    demo_site.timezone = "Europe/Berlin"
+    demo_site.save()
+    client.force_login(make_user("tess-clock", "technician", demo_site))
+    orders = [
+        {
+            "id": n,
+            "title": f"order {n}",
+            "priority": priority,
+            "description": "",
+            "alert": {"id": n, "link": ""},
+        }
+        for n, priority in ((1, 2), (2, 0), (3, 9))
+    ]
+    inbox_path().parent.mkdir(parents=True)
+    received = "2026-12-05T22:26:59.567949+00:00"
+    entries = [{"number": o["id"], "received_at": received, "order": o, "reported": None} for o in orders]
+    inbox_path().write_text(orjson.dumps({"orders": entries}).decode())
+    page = client.get("/demo/cmms/").content.decode()
+    assert "Received <time" in page and ">2026-12-05 23:26:59 CET</time>" in page
+    assert "22:26:59" not in page
+    assert "ago) · Vigil work order #1 · priority High ·" in page
+    assert "priority Low ·" in page and "priority unknown (9) ·" in page
+    assert "priority 2" not in page and "priority 0" not in page
+
+
+def test_the_demo_inbox_refuses_a_work_order_that_is_not_an_object(demo_site, client):
+    seed_demo_cmms("http://127.0.0.1:8000")
+    credential = orjson.loads(inbox_path().read_bytes())["credential"]
+    for body in (b'{"work_order": 5}', b'{"work_order": [1]}', b"[]", b"not json"):
+        answer = client.post(
+            "/demo/cmms/orders",
+            data=body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {credential}",
+        )
+        assert answer.status_code == 400 and "work_order" in answer.json()["error"], body
+    assert orjson.loads(inbox_path().read_bytes())["orders"] == []

@@ -92,5 +92,8 @@ def test_a_first_champion_with_real_alerts_does_not_read_as_having_none(client, 
 
     comparison, html = _compare_follow_through(client, champion)
     assert comparison.observed == {}
-    assert "No real alerts in the period" not in html
-    assert "There is no previous champion, so no real alerts of one to base an estimate on." in html
+    assert "shown to operators in the period, so no follow-through" not in html
+    assert (
+        "There is no previous champion, so no alerts of one shown to operators to base an estimate on."
+        in html
+    )

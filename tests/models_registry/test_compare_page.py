@@ -159,7 +159,7 @@ def test_the_recorded_mode_uses_real_and_shadow_alerts(client, engineer, version
         {"start": "2026-01-01T00:00", "end": "2026-01-20T00:00", "mode": "recorded"},
     )
     html = response.content.decode()
-    assert response.status_code == 200 and "real alerts and this version's shadow alerts" in html
+    assert response.status_code == 200 and "a shadow version's in shadow" in html
     assert 'id="challenger-alerts">0<' in html
 
 

@@ -1,0 +1,89 @@
+"""The Edge page's "Local alerts (24 h)" is the agent's heartbeat figure. It was a list in the agent's memory,
+so a restart (a kill, a power blip, an update) reported 0 beside an alert the agent had opened an hour
+before. It is now counted from the local queue's log of openings, which forwarding does not empty."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from connectivity.points import Sample
+from edge.agent import LOCAL_ALERTS_S, Agent
+from edge.queue import LocalQueue
+from tests.edge.conftest import STEP_S, TRAIN_S, samples_of, simulator, unreachable_server_config
+
+FAULT_AFTER_S = 300  # the alert opens ~250 s after the fault starts
+RUN_S = 650
+
+
+def test_a_restarted_agent_reports_the_alerts_it_opened_before_and_forgets_them_after_24_h(
+    bundle, tmp_path, monkeypatch
+):
+    async def scenario() -> None:
+        config = unreachable_server_config(bundle.path, tmp_path / "data")
+        first = Agent(config)
+        sim = simulator(fault_at=TRAIN_S + FAULT_AFTER_S)
+        offset = time.time() - 1.0 - TRAIN_S - RUN_S  # live readings: the last one a second ago
+        offset -= offset % STEP_S
+        for second in range(RUN_S):
+            t = TRAIN_S + second
+            await first.sink([Sample(s.point, s.ts + offset, s.value) for s in samples_of(sim, t, t + 1.0)])
+        assert [e.kind for e in first.events] == ["opened"]
+        assert first._heartbeat_extra()["local_alerts_24h"] == 1
+        # The server got the event (forwarded and acknowledged): the count does not come from the queue.
+        first.queue.ack_events([event.id for event in first.queue.events_batch(100)])
+        assert first._heartbeat_extra()["local_alerts_24h"] == 1
+
+        again = Agent(config)  # the first is abandoned as a SIGKILL leaves it
+        assert again.deciders["p-101"].in_alert
+        assert again._heartbeat_extra()["local_alerts_24h"] == 1, "was 0: the count lived in memory"
+        opened_at = time.time()
+        monkeypatch.setattr(again.clock, "now", lambda: opened_at + LOCAL_ALERTS_S - 600)
+        assert again._heartbeat_extra()["local_alerts_24h"] == 1
+        monkeypatch.setattr(again.clock, "now", lambda: opened_at + LOCAL_ALERTS_S + 60)
+        assert again._heartbeat_extra()["local_alerts_24h"] == 0
+        for life in (first, again):
+            await life.forwarder.close()
+            life.queue.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_opening_logged_again_counts_once_and_a_clock_jump_keeps_each_alert_s_age(tmp_path: Path):
+    queue = LocalQueue(tmp_path / "q.sqlite3", 1 << 20)
+    now = 1_800_000_000.0
+    queue.put_event("p-101/ab/1/1/opened", {"kind": "opened"}, opened_at=now - 3600)
+    queue.put_event("p-101/ab/2/1/cleared", {"kind": "cleared"})  # not an opening
+    queue.ack_events([event.id for event in queue.events_batch(10)])
+    # Decided again after a restart, resent under the same key: one alert.
+    queue.put_event("p-101/ab/1/1/opened", {"kind": "opened"}, opened_at=now - 60)
+    queue.put_event("p-101/ab/3/2/opened", {"kind": "opened"}, opened_at=now - LOCAL_ALERTS_S - 1)
+    assert queue.opened_since(now - LOCAL_ALERTS_S) == 1
+    # The gateway's clock is set two days ahead: the hour-old alert is still an hour old.
+    queue.shift_opened(2 * 86_400)
+    assert queue.opened_since(now + 2 * 86_400 - 7200) == 1
+    assert queue.opened_since(now + 2 * 86_400 - 1800) == 0
+    queue.close()
+    assert LocalQueue(tmp_path / "q.sqlite3", 1 << 20).opened_since(0.0) == 0  # the older ones forgotten
+
+
+@pytest.mark.parametrize("delta", [3 * 86_400.0, -3 * 86_400.0])
+def test_a_jump_of_the_gateway_clock_neither_ages_nor_rejuvenates_the_agents_alerts(
+    bundle, tmp_path, monkeypatch, delta
+):
+    async def scenario() -> None:
+        agent = Agent(unreachable_server_config(bundle.path, tmp_path / "data"))
+        now = time.time()
+        agent.queue.put_event("p-101/ab/1/1/opened", {"kind": "opened"}, opened_at=now - 3600)
+        agent._clock_jumped(delta)
+        monkeypatch.setattr(agent.clock, "now", lambda: now + delta)
+        assert agent._heartbeat_extra()["local_alerts_24h"] == 1
+        monkeypatch.setattr(agent.clock, "now", lambda: now + delta + LOCAL_ALERTS_S)
+        assert agent._heartbeat_extra()["local_alerts_24h"] == 0
+        await agent.forwarder.close()
+        agent.queue.close()
+
+    asyncio.run(scenario())
