@@ -38,6 +38,7 @@ from models_registry.evaluation.ims.results import (
     test_summary,
 )
 from models_registry.evaluation.report import Evaluation
+from models_registry.evaluation.selection import best_of
 from plant.datasets import ims as reader
 
 FRAMING = "bearing"
@@ -178,10 +179,7 @@ def select_methods(
             why = "one method" if len(methods) == 1 else "no other test with a known failure to choose on"
             out[test] = {"method": methods[0], "chosen_on": [], "how": f"fixed ({why})"}
             continue
-        best = max(
-            methods,
-            key=lambda m: (_rank([results[t][m][detector] for t in others]), -methods.index(m)),
-        )
+        best = best_of(methods, lambda m: _rank([results[t][m][detector] for t in others]))
         out[test] = {
             "method": best,
             "chosen_on": others,
