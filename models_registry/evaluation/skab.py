@@ -27,6 +27,7 @@ from detection.thresholds import OPEN_RULES
 from models_registry.evaluation import fleet
 from models_registry.evaluation.pointwise import Counts, confusion, points_from_windows, pooled
 from models_registry.evaluation.report import Evaluation, load_parts
+from models_registry.evaluation.selection import best_of
 from models_registry.evaluation.skab_protocol import (
     CALIBRATION_POINTS,
     FAULT_ROLES,
@@ -265,8 +266,7 @@ def leave_one_run_out(results: list[list[RunResult]]) -> list[int]:
 
 def _best(results: list[list[RunResult]], runs: Any) -> int:
     runs = list(runs)
-    scores = [pooled(per_run[j].counts for j in runs).f1 for per_run in results]
-    return max(range(len(scores)), key=lambda c: (scores[c], -c))
+    return best_of(range(len(results)), lambda c: pooled(results[c][j].counts for j in runs).f1)
 
 
 def _row(detector: str, source: str, counts: Counts, scope: str) -> dict[str, Any]:
@@ -542,7 +542,7 @@ def pooled_fleet(
         held_counts = []
         for kind in faulty:
             others = [j for j, i in enumerate(inputs) if fault_type(i) != kind]
-            best = max(grid, key=lambda s: (pooled(results[s][1][j] for j in others).f1, -grid.index(s)))
+            best = best_of(grid, lambda s: pooled(results[s][1][j] for j in others).f1)
             mine = [results[best][1][j] for j, i in enumerate(inputs) if fault_type(i) == kind]
             held_counts += mine
             lofto[kind] = {"chosen": best.label, **pooled(mine).as_dict()}

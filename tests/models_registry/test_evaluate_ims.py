@@ -12,7 +12,8 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from models_registry.evaluation import ims
+from models_registry.evaluation.ims.bearing import select_methods
+from models_registry.evaluation.ims.results import UNKNOWN
 from plant.datasets import ims as reader
 
 SNAPSHOTS = 720  # 120 h at 10 min
@@ -238,12 +239,12 @@ def test_each_test_reports_the_method_chosen_on_the_other_tests():
         "test1": {"a": result(False, 1, 0.3), "b": result(True, 2, 0.01)},
         "test2": {"a": result(True, 1, 0.02), "b": result(False, 1, 0.4)},
     }
-    chosen = ims.select_methods(results, ["a", "b"])
+    chosen = select_methods(results, ["a", "b"])
     assert chosen["test1"]["method"] == "a" and chosen["test1"]["chosen_on"] == ["test2"]
     assert chosen["test2"]["method"] == "b" and chosen["test2"]["chosen_on"] == ["test1"]
     # A tie on the other tests goes to the earlier candidate.
     tied = {"test1": {"a": result(True, 1, 0.0), "b": result(True, 1, 0.0)}, "test2": results["test2"]}
-    assert ims.select_methods(tied, ["a", "b"])["test2"]["method"] == "a"
+    assert select_methods(tied, ["a", "b"])["test2"]["method"] == "a"
 
 
 # --- held-out data folders: whatever tests the folder holds, known or not, usable or not -----------------
@@ -287,7 +288,7 @@ def test_test_3_gets_the_readmes_failure_and_an_unknown_test_is_reported_but_nev
         "test3-bearing4": "healthy",
     }
     # Test 4's bearings are neither failing nor known healthy: no target is judged on them ...
-    assert {r["state"] for r in _vigil_rows(report, "test4")} == {ims.UNKNOWN}
+    assert {r["state"] for r in _vigil_rows(report, "test4")} == {UNKNOWN}
     result4 = summary["tests"]["test4"]["result"]
     assert result4["target_met"] is None and result4["healthy"] == 0 and result4["failing"] == 0
     assert summary["target_met"] is all(
@@ -301,7 +302,7 @@ def test_test_3_gets_the_readmes_failure_and_an_unknown_test_is_reported_but_nev
     evaluated = report["notes"][0]
     assert evaluated.startswith("Evaluated: every IMS test the data folder holds")
     assert "test3 (failing: bearing 3 outer race failure)" in evaluated
-    assert f"test4 ({ims.UNKNOWN}" in evaluated
+    assert f"test4 ({UNKNOWN}" in evaluated
     assert "test4: 720 snapshots" in evaluated and "roles vibration, vibration_y" in evaluated
     assert "test 1: x and y" not in " ".join(report["notes"])
 

@@ -1,4 +1,4 @@
-"""The IMS machine framing's core (``models_registry.evaluation.ims_machine``) on synthetic rigs: one asset
+"""The IMS machine framing's core (``models_registry.evaluation.ims.machine``) on synthetic rigs: one asset
 whose roles are its bearings' channels; a bearing is in alert when the machine is and the window's
 explanation names it among its dominant bearings."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models_registry.evaluation.fleet import Event, FleetRun, Protocol, Variant, alert_runs, prepare
-from models_registry.evaluation.ims_machine import attribute, machine_run
+from models_registry.evaluation.ims.machine import attribute, machine_run
 
 STEP_S = 600.0
 SNAPSHOTS = 720  # 120 h at 10 min
