@@ -266,10 +266,17 @@ class LocalQueue:
 
     def opened_since(self, since: float) -> int:
         """How many alerts the agent opened at or after ``since`` (``put_event(opened_at=...)``), across
-        restarts; the log forgets those opened before it."""
+        restarts. It forgets none: the heartbeat asks it on its own timer, maybe after a jump of the clock
+        that no batch has shown yet (``shift_opened`` then still has the openings to move)."""
+        with self._lock:
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM opened WHERE at >= ?", (float(since),)).fetchone()[0]
+            )
+
+    def forget_opened(self, before: float) -> None:
+        """The logged openings decided before ``before`` forgotten (the agent's, after a batch's jump check)."""
         with self._lock, self._transaction():
-            self._db.execute("DELETE FROM opened WHERE at < ?", (float(since),))
-            return int(self._db.execute("SELECT COUNT(*) FROM opened").fetchone()[0])
+            self._db.execute("DELETE FROM opened WHERE at < ?", (float(before),))
 
     def shift_opened(self, delta: float) -> None:
         """The logged opening times moved by ``delta`` seconds: the gateway's clock jumped by it, and the
