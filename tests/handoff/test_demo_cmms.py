@@ -123,3 +123,23 @@ def test_the_demo_inbox_refuses_a_work_order_that_is_not_an_object(demo_site, cl
         )
         assert answer.status_code == 400 and "work_order" in answer.json()["error"], body
     assert orjson.loads(inbox_path().read_bytes())["orders"] == []
+
+
+def test_the_demo_inbox_reads_an_order_without_a_priority_and_one_an_older_inbox_stored_as_any_value(
+    demo_site, client
+):
+    """The order endpoint took any work_order before it refused non-objects: a file it wrote then is still
+    listed (it was a 500), and an order that gives no priority says so, not 'unknown (None)'."""
+    client.force_login(make_user("tess-old", "technician", demo_site))
+    inbox_path().parent.mkdir(parents=True)
+    received = "2026-12-05T22:26:59+00:00"
+    orders = [{"id": 1, "title": "no priority", "description": "", "alert": {"id": 1, "link": ""}}, 5]
+    entries = [
+        {"number": n, "received_at": received, "order": o, "reported": None} for n, o in enumerate(orders, 1)
+    ]
+    inbox_path().write_text(orjson.dumps({"orders": entries}).decode())
+    answer = client.get("/demo/cmms/")
+    assert answer.status_code == 200
+    page = answer.content.decode()
+    assert 'id="demo-order-2"' in page and "DEMO-1: no priority" in page
+    assert "priority not given ·" in page and "None" not in page
