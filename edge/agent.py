@@ -201,8 +201,9 @@ class Agent:
                 saved - now,
             )
             self.clock.saw(saved)
-            # The downtime is not known: the logged openings are moved as the deciders' state is.
-            self.queue.shift_opened(now - saved)
+            # The downtime is not known: the logged openings are moved as the deciders' state is (once: the
+            # deciders' saved state is moved again on each start until a batch saves it moved).
+            self.queue.shift_opened(now - saved, once_for=saved)
         since = now - self._keep_s
         for tag, decider in self.deciders.items():
             taken = decider.restore_window(kept, since)

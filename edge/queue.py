@@ -278,10 +278,21 @@ class LocalQueue:
         with self._lock, self._transaction():
             self._db.execute("DELETE FROM opened WHERE at < ?", (float(before),))
 
-    def shift_opened(self, delta: float) -> None:
+    def shift_opened(self, delta: float, *, once_for: float | None = None) -> None:
         """The logged opening times moved by ``delta`` seconds: the gateway's clock jumped by it, and the
-        times are the clock's (edge.agent), so each alert keeps its age."""
+        times are the clock's (edge.agent), so each alert keeps its age. ``once_for``: the saved time a
+        clock set back at start is measured from; a start that repeats before anything new is saved (a
+        restart loop without readings) finds the same one, and the times already moved for it."""
         with self._lock, self._transaction():
+            if once_for is not None:
+                row = self._db.execute("SELECT body FROM state WHERE name = 'opened_moved_for'").fetchone()
+                if row is not None and json.loads(row[0]) == float(once_for):
+                    return
+                self._db.execute(
+                    "INSERT INTO state (name, body) VALUES ('opened_moved_for', ?) "
+                    "ON CONFLICT(name) DO UPDATE SET body = excluded.body",
+                    (json.dumps(float(once_for)),),
+                )
             self._db.execute("UPDATE opened SET at = at + ?", (float(delta),))
 
     # --- the agent's own state (rule state per asset), kept beside the queue ----------------------------------

@@ -125,3 +125,28 @@ def test_the_agent_forgets_openings_older_than_a_day_after_a_batch(bundle, tmp_p
         agent.queue.close()
 
     asyncio.run(scenario())
+
+
+def test_a_clock_set_back_at_start_moves_the_logged_openings_once_however_often_the_agent_restarts(
+    bundle, tmp_path
+):
+    """The clock is found a day behind the saved state at start; the agent is restarted again before any
+    reading arrives (a watchdog, sources not up yet). The deciders start from their saved state each time,
+    moved anew; the log of openings was moved again on each start, so an hour-old alert fell out of the
+    count after the second."""
+    now = time.time()
+    ahead = now + 86_400.0
+    data = tmp_path / "data"
+    queue = LocalQueue(data / "queue.sqlite3", 64 << 20)
+    queue.put_readings([], recent=[("p-101.unknown", ahead, 1.0, "good")], keep_s=600.0)
+    queue.put_event("p-101/ab/1/1/opened", {"kind": "opened"}, opened_at=ahead - 3600)
+    queue.close()
+
+    async def life() -> int:
+        agent = Agent(unreachable_server_config(bundle.path, data))
+        count = agent._heartbeat_extra()["local_alerts_24h"]
+        await agent.forwarder.close()
+        agent.queue.close()
+        return count
+
+    assert [asyncio.run(life()) for _ in range(3)] == [1, 1, 1]
