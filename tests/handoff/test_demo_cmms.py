@@ -106,7 +106,9 @@ def test_the_demo_inbox_tells_times_on_the_site_s_clock_and_priorities_in_words(
     page = client.get("/demo/cmms/").content.decode()
     assert "Received <time" in page and ">2026-12-05 23:26:59 CET</time>" in page
     assert "22:26:59" not in page
-    assert "ago) · Vigil work order #1 · priority High ·" in page
+    assert "ago</time>) · Vigil work order #1 · priority High ·" in page
+    # How long ago, kept current by static/js/timewords.js as every page's relative times are.
+    assert page.count('data-relative="ago">') == 3
     assert "priority Low ·" in page and "priority unknown (9) ·" in page
     assert "priority 2" not in page and "priority 0" not in page
 
