@@ -222,8 +222,10 @@ class Alert(models.Model):
         by id — as text that sorts the same, which ``board_alerts`` sorts by and each card carries
         (``data-order``), so that static/js/board.js puts a card the socket adds where the page would be."""
         rank = len(Severity) - 1 - self.severity_choice.rank
-        opened_us = (self.opened_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-        return f"{rank}.{opened_us:020d}.{self.pk:020d}"
+        # Counted from year 1 and from the lowest id a bigint takes: never negative, as a minus sign sorts
+        # wrong as text (an alert of 1969, a gateway's clock restarted before 1970, and an id below 0).
+        opened_us = (self.opened_at - datetime(1, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        return f"{rank}.{opened_us:020d}.{self.pk + 2**63:020d}"
 
     @property
     def in_work(self) -> bool:

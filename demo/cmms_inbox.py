@@ -118,7 +118,8 @@ def inbox(request: HttpRequest) -> HttpResponse:
         received = list(reversed(data["orders"]))
     for entry in received:
         entry["received"] = datetime.fromisoformat(entry["received_at"])  # stored as ISO text, in UTC
-        entry["priority_text"] = priority_words(entry["order"].get("priority"))
+        order = entry.get("order")  # an object since this inbox refuses others; an older one stored any value
+        entry["priority_text"] = priority_words(order.get("priority") if isinstance(order, dict) else None)
     context = {"orders": received, "outcomes": WorkOrderOutcome.choices, "site": site}
     return render(request, "demo/cmms_inbox.html", context)
 

@@ -201,8 +201,9 @@ class Agent:
                 saved - now,
             )
             self.clock.saw(saved)
-            # The downtime is not known: the logged openings are moved as the deciders' state is.
-            self.queue.shift_opened(now - saved)
+            # The downtime is not known: the logged openings are moved as the deciders' state is (once: the
+            # deciders' saved state is moved again on each start until a batch saves it moved).
+            self.queue.shift_opened(now - saved, once_for=saved)
         since = now - self._keep_s
         for tag, decider in self.deciders.items():
             taken = decider.restore_window(kept, since)
@@ -239,6 +240,8 @@ class Agent:
             for event in events:
                 opened_at = decided_at if event.kind == "opened" else None
                 self.queue.put_event(event.key, event.body(), opened_at=opened_at)
+            # Here, after this batch's check for a clock jump (a count may be asked before one is seen).
+            self.queue.forget_opened(decided_at - LOCAL_ALERTS_S)
             self._save_states()
         self._shadow_step(decided, events)
 

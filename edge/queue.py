@@ -266,15 +266,33 @@ class LocalQueue:
 
     def opened_since(self, since: float) -> int:
         """How many alerts the agent opened at or after ``since`` (``put_event(opened_at=...)``), across
-        restarts; the log forgets those opened before it."""
-        with self._lock, self._transaction():
-            self._db.execute("DELETE FROM opened WHERE at < ?", (float(since),))
-            return int(self._db.execute("SELECT COUNT(*) FROM opened").fetchone()[0])
+        restarts. It forgets none: the heartbeat asks it on its own timer, maybe after a jump of the clock
+        that no batch has shown yet (``shift_opened`` then still has the openings to move)."""
+        with self._lock:
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM opened WHERE at >= ?", (float(since),)).fetchone()[0]
+            )
 
-    def shift_opened(self, delta: float) -> None:
-        """The logged opening times moved by ``delta`` seconds: the gateway's clock jumped by it, and the
-        times are the clock's (edge.agent), so each alert keeps its age."""
+    def forget_opened(self, before: float) -> None:
+        """The logged openings decided before ``before`` forgotten (the agent's, after a batch's jump check)."""
         with self._lock, self._transaction():
+            self._db.execute("DELETE FROM opened WHERE at < ?", (float(before),))
+
+    def shift_opened(self, delta: float, *, once_for: float | None = None) -> None:
+        """The logged opening times moved by ``delta`` seconds: the gateway's clock jumped by it, and the
+        times are the clock's (edge.agent), so each alert keeps its age. ``once_for``: the saved time a
+        clock set back at start is measured from; a start that repeats before anything new is saved (a
+        restart loop without readings) finds the same one, and the times already moved for it."""
+        with self._lock, self._transaction():
+            if once_for is not None:
+                row = self._db.execute("SELECT body FROM state WHERE name = 'opened_moved_for'").fetchone()
+                if row is not None and json.loads(row[0]) == float(once_for):
+                    return
+                self._db.execute(
+                    "INSERT INTO state (name, body) VALUES ('opened_moved_for', ?) "
+                    "ON CONFLICT(name) DO UPDATE SET body = excluded.body",
+                    (json.dumps(float(once_for)),),
+                )
             self._db.execute("UPDATE opened SET at = at + ?", (float(delta),))
 
     # --- the agent's own state (rule state per asset), kept beside the queue ----------------------------------

@@ -45,7 +45,10 @@ class WorkOrderRequest:
 
 def priority_words(priority: object) -> str:
     """A work order's ``priority`` as a person reads it: the label of the alert severity it ranks ("High"
-    for 2); a value outside the contract's 0..3 named as such, never a number passed off as a priority."""
+    for 2); a value outside the contract's 0..3 named as such, never a number passed off as a priority;
+    "not given" for none."""
+    if priority is None:
+        return "not given"
     severity = Severity.at_rank(priority)
     return severity.label if severity is not None else f"unknown ({str(priority)[:20]})"
 

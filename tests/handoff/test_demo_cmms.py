@@ -106,7 +106,9 @@ def test_the_demo_inbox_tells_times_on_the_site_s_clock_and_priorities_in_words(
     page = client.get("/demo/cmms/").content.decode()
     assert "Received <time" in page and ">2026-12-05 23:26:59 CET</time>" in page
     assert "22:26:59" not in page
-    assert "ago) · Vigil work order #1 · priority High ·" in page
+    assert "ago</time>) · Vigil work order #1 · priority High ·" in page
+    # How long ago, kept current by static/js/timewords.js as every page's relative times are.
+    assert page.count('data-relative="ago">') == 3
     assert "priority Low ·" in page and "priority unknown (9) ·" in page
     assert "priority 2" not in page and "priority 0" not in page
 
@@ -123,3 +125,23 @@ def test_the_demo_inbox_refuses_a_work_order_that_is_not_an_object(demo_site, cl
         )
         assert answer.status_code == 400 and "work_order" in answer.json()["error"], body
     assert orjson.loads(inbox_path().read_bytes())["orders"] == []
+
+
+def test_the_demo_inbox_reads_an_order_without_a_priority_and_one_an_older_inbox_stored_as_any_value(
+    demo_site, client
+):
+    """The order endpoint took any work_order before it refused non-objects: a file it wrote then is still
+    listed (it was a 500), and an order that gives no priority says so, not 'unknown (None)'."""
+    client.force_login(make_user("tess-old", "technician", demo_site))
+    inbox_path().parent.mkdir(parents=True)
+    received = "2026-12-05T22:26:59+00:00"
+    orders = [{"id": 1, "title": "no priority", "description": "", "alert": {"id": 1, "link": ""}}, 5]
+    entries = [
+        {"number": n, "received_at": received, "order": o, "reported": None} for n, o in enumerate(orders, 1)
+    ]
+    inbox_path().write_text(orjson.dumps({"orders": entries}).decode())
+    answer = client.get("/demo/cmms/")
+    assert answer.status_code == 200
+    page = answer.content.decode()
+    assert 'id="demo-order-2"' in page and "DEMO-1: no priority" in page
+    assert "priority not given ·" in page and "None" not in page
