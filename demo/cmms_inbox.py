@@ -92,10 +92,11 @@ def orders(request: HttpRequest) -> HttpResponse:
             return JsonResponse({"error": "invalid credential"}, status=401)
         try:
             order = json.loads(request.body)["work_order"]
-        except (ValueError, KeyError, TypeError):
-            order = None
-        if not isinstance(order, dict):  # the inbox page reads its fields
+        except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested ~1000 deep
             return JsonResponse({"error": 'expected {"work_order": {...}}'}, status=400)
+        # The outcome buttons find Vigil's work order by this id (report()): anything else fails there.
+        if not isinstance(order, dict) or type(order.get("id")) is not int:
+            return JsonResponse({"error": 'expected {"work_order": {"id": <integer>, ...}}'}, status=400)
         number = len(inbox["orders"]) + 1
         inbox["orders"].append(
             {"number": number, "received_at": timezone.now().isoformat(), "order": order, "reported": None}

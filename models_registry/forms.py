@@ -25,7 +25,7 @@ class RetrainForm(forms.Form):
         error_messages={"invalid_choice": "Unknown asset type; pick one from the list."},
     )
     kind = forms.ChoiceField(choices=[(kind.value, kind.label) for kind in RETRAINABLE_KINDS])
-    since = forms.DateTimeField(
+    since = BoundedDateTimeField(
         required=False, widget=LOCAL, help_text="Leave empty to use all readings and feedback."
     )
 

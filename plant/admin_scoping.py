@@ -29,7 +29,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from plant.access import scope_to_sites, sees_every_site
 from plant.forms import BoundedModelMultipleChoiceField
-from plant.params import ParamError, check_text, shown
+from plant.params import ParamError, check_date, check_text, shown
 
 # A console query value may be longer than a page's (a change list's saved filters ride in one), but it
 # holds no control character: a NUL in a field lookup (?key=%00) reaches PostgreSQL, which refuses it.
@@ -116,8 +116,12 @@ class SiteScopedAdmin(ScopedChoicesMixin, admin.ModelAdmin):
             if isinstance(field, DateField) and isinstance(value, str):  # DateTimeField is a DateField
                 parse = parse_datetime if isinstance(field, models.DateTimeField) else parse_date
                 try:
+                    # check_date: a year-1 time at +14:00 or a year-9999 one at -14:00 is well formed but
+                    # overflows when the widget shows it in the server's time zone (a 500)
                     parsed = parse(value)
-                except ValueError:  # well formed but impossible, e.g. month 13
+                    if parsed is not None:
+                        check_date(name, parsed)
+                except ValueError:  # well formed but impossible (month 13), or out of check_date's range
                     parsed = None
                 if parsed is None:
                     del initial[name]

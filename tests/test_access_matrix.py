@@ -582,9 +582,10 @@ def test_no_entry_names_a_url_that_does_not_exist():
 
 
 def test_every_admin_of_the_domain_apps_is_site_scoped():
-    """A new admin of plant, alerts or the registry must say how its model reaches a site (or None)."""
+    """A new admin of the project's apps (plant, alerts, the registry, notifications, hand-off) must say how
+    its model reaches a site (or None)."""
     for model, model_admin in admin.site._registry.items():
-        if model._meta.app_label not in ("plant", "alerts", "models_registry"):
+        if model._meta.app_label not in ("plant", "alerts", "models_registry", "notify", "handoff"):
             continue
         assert isinstance(model_admin, SiteScopedAdmin), model
         assert (model_admin.site_path is not None) == ADMIN_MODELS[model._meta.label_lower].scoped, model

@@ -145,3 +145,31 @@ def test_the_demo_inbox_reads_an_order_without_a_priority_and_one_an_older_inbox
     page = answer.content.decode()
     assert 'id="demo-order-2"' in page and "DEMO-1: no priority" in page
     assert "priority not given ·" in page and "None" not in page
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"work_order": ' * 1000 + b"{}" + b"}" * 1000,  # Python's parser gives up (RecursionError)
+        b"[1, 2]",
+        b'{"work_order": "x"}',
+        b'{"work_order": []}',
+        b'{"work_order": {"title": "no id"}}',
+        b'{"work_order": {"id": "7"}}',
+        b'{"work_order": {"id": 1.5}}',
+        b'{"work_order": {"id": true}}',
+    ],
+)
+def test_the_demo_inbox_refuses_an_order_its_buttons_could_not_report(demo_site, client, body):
+    """Found by tests/test_hostile_sweep_extremes.py's JSON bodies: a 500 for the deep one, and an order
+    without an integer id was stored, so its outcome button failed (a 500) looking it up."""
+    seed_demo_cmms("http://127.0.0.1:8000")
+    credential = orjson.loads(inbox_path().read_bytes())["credential"]
+    answer = client.post(
+        "/demo/cmms/orders",
+        data=body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {credential}",
+    )
+    assert answer.status_code == 400 and "work_order" in answer.json()["error"]
+    assert orjson.loads(inbox_path().read_bytes())["orders"] == []
