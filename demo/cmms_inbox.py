@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -121,8 +122,19 @@ def inbox(request: HttpRequest) -> HttpResponse:
         entry["received"] = datetime.fromisoformat(entry["received_at"])  # stored as ISO text, in UTC
         order = entry.get("order")  # an object since this inbox refuses others; an older one stored any value
         entry["priority_text"] = priority_words(order.get("priority") if isinstance(order, dict) else None)
+        entry["alert_link"] = _web_link(order.get("alert") if isinstance(order, dict) else None)
     context = {"orders": received, "outcomes": WorkOrderOutcome.choices, "site": site}
     return render(request, "demo/cmms_inbox.html", context)
+
+
+def _web_link(alert: Any) -> str:
+    """The order's link to its Vigil alert if it is a web address (http, https or a path on this server),
+    else "": a poster of the credential could send ``javascript:…``, which the page must not make a link."""
+    link = alert.get("link") if isinstance(alert, dict) else None
+    if not isinstance(link, str):
+        return ""
+    scheme = urlsplit(link).scheme.lower()
+    return link if scheme in ("http", "https") or (not scheme and link.startswith("/")) else ""
 
 
 @require_POST

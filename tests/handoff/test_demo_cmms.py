@@ -173,3 +173,25 @@ def test_the_demo_inbox_refuses_an_order_its_buttons_could_not_report(demo_site,
     )
     assert answer.status_code == 400 and "work_order" in answer.json()["error"]
     assert orjson.loads(inbox_path().read_bytes())["orders"] == []
+
+
+def test_the_demo_inbox_links_an_order_s_alert_only_to_a_web_address(demo_site, client):
+    """An order's alert link was put into href as sent: whoever holds the credential could post
+    'javascript:…'. Only http(s) addresses and paths on this server become links; the alert's number stays."""
+    client.force_login(make_user("tess-link", "technician", demo_site))
+    inbox_path().parent.mkdir(parents=True)
+    links = ("javascript:alert(1)", " JavaScript:alert(2)", "https://vigil.example/alerts/3/", "/alerts/4/")
+    orders = [
+        {"id": n, "title": f"order {n}", "priority": 1, "description": "", "alert": {"id": n, "link": link}}
+        for n, link in enumerate(links, 1)
+    ]
+    received = "2026-12-05T22:26:59+00:00"
+    entries = [{"number": o["id"], "received_at": received, "order": o, "reported": None} for o in orders]
+    inbox_path().write_text(orjson.dumps({"orders": entries}).decode())
+    page = client.get("/demo/cmms/").content.decode()
+    assert "javascript:" not in page.lower()
+    assert (
+        'href="https://vigil.example/alerts/3/">alert #3</a>' in page
+        and 'href="/alerts/4/">alert #4</a>' in page
+    )
+    assert "alert #1" in page and "alert #2" in page
