@@ -45,7 +45,8 @@ class Command(VigilCommand):
         parser.add_argument(
             "--token",
             default=None,
-            help="gateway token (default $GATEWAY_TOKEN; without one a gateway of the dataset's site is issued)",
+            help="gateway token (default $GATEWAY_TOKEN; without one a gateway of the dataset's site is issued; "
+            "an empty --token is refused)",
         )
         parser.add_argument("--limit-rows", type=int, default=None, help="replay only the first N rows")
         parser.add_argument("--batch-seconds", type=float, default=1.0, help="real seconds between requests")
@@ -54,6 +55,13 @@ class Command(VigilCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
+        if options["token"] is not None and not options["token"].strip():
+            # Read as "no token", an empty value (an unset variable in a script) rotated the replay gateway's
+            # token under whoever else replays with it.
+            raise CommandError(
+                "--token is empty: give a gateway token, or leave the option out to use the replay gateway "
+                "of the dataset's site"
+            )
         speed, batch_s = float(options["speed"]), float(options["batch_seconds"])
         check_numbers(
             ("--speed", speed, True),
