@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from tests.models_registry.conftest import make_version
 
 ROOT = Path(django_settings.BASE_DIR)
 HUGE = "9" * 30
+NEXT_YEAR = f"{date.today().year + 1}-01-01"  # in the future, within the years plant.params accepts
 T = ("--token", "t")  # simulate's token: every case below is refused before a request is made
 ALPHA = ("--site", "alpha")
 
@@ -96,6 +98,9 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("skab/valve1/3", "--url", "http://[::1"), "--url: 'http://[::1' is not a URL"),
         # httpx takes any port number: the replay started and retried for a minute.
         (("skab/valve1/3", "--url", "http://127.0.0.1:99999"), "port 99999 is not a TCP port"),
+        # Read as "no token": the replay gateway's token was rotated (tests/plant/test_replay.py).
+        (("skab/valve1/3", "--token", ""), "--token is empty: give a gateway token"),
+        (("skab/valve1/3", "--token", " "), "--token is empty: give a gateway token"),
     ],
     "simulate": [
         ((), "no gateway token: pass --token or set GATEWAY_TOKEN"),
@@ -183,6 +188,11 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("simfleet", "--pumps-per-class", "0"), "--pumps-per-class must be >= 1"),
         (("simfleet", "--test-hours", "nan"), "--test-hours >= 1"),
         (("simfleet", "--pumps-per-class", HUGE), "must be at most 1,512 pump-hours"),
+        # Any count of seeds ran, one whole simulation each.
+        (("simfleet", "--seeds", *map(str, range(71))), "71 --seeds of 216 pump-hours each must be at most"),
+        (("simfleet", "--pumps-per-class", "7", "--seeds", *map(str, range(31))), "at most 30 seeds with"),
+        (("simfleet", "--seeds"), "argument --seeds: expected at least one argument"),
+        (("simfleet", "--seeds", "\u00b2"), "argument --seeds: invalid int value: '\u00b2'"),
         (("ims", "--detectors", "junk"), "argument --detectors: invalid choice: 'junk'"),
     ],
     "train_model": [
@@ -219,6 +229,11 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("--asset-type", "pump", "--kind", "anomaly", "--since", "junk"), "--since 'junk' is not an ISO"),
         (("--asset-type", "pump", "--kind", "anomaly", "--since", "0001-01-01"), "is out of range"),
         (("--asset-type", "pump", "--kind", "anomaly", "--since", ""), "--since '' is not an ISO date"),
+        # A future --since failed the run it had recorded (tests/models_registry/test_retrain_runs.py).
+        (
+            ("--asset-type", "pump", "--kind", "anomaly", "--since", NEXT_YEAR),
+            f"--since {NEXT_YEAR} 00:00 is in",
+        ),
         (("--asset-type", "pump", "--kind", "anomaly"), "no operator feedback on Pump assets"),
     ],
     "promote_model": [
