@@ -394,3 +394,59 @@ def test_bad_arguments_of_a_real_manage_py_end_in_a_message_and_no_traceback(tmp
         assert process.returncode in (1, 2), (argv, process.returncode, err)
         assert message in err, (argv, err)
         assert "Traceback" not in err, (argv, err)
+
+
+# Entry points given a settings module that is not there: manage.py (--settings or the variable, a project
+# command and one of Django's, which fail at different places), the ASGI module uvicorn imports and the Celery
+# app `celery -A config` loads (its settings are read while it parses its own options). Each printed Django's
+# import traceback.
+SETTINGS_CASES = [
+    ((str(ROOT / "manage.py"), "check", "--settings", "nosuch.mod"), "nosuch.mod", {}),
+    ((str(ROOT / "manage.py"), "replay", "skab/valve1/3", "--settings=config.nosuch"), "config.nosuch", {}),
+    ((str(ROOT / "manage.py"), "migrate"), "nosuch.mod", {"DJANGO_SETTINGS_MODULE": "nosuch.mod"}),
+    (("-c", "import config.asgi"), "nosuch.mod", {"DJANGO_SETTINGS_MODULE": "nosuch.mod"}),
+    (
+        ("-c", "from config import celery_app; celery_app.conf.broker_url"),
+        "x",
+        {"DJANGO_SETTINGS_MODULE": "x"},
+    ),
+]
+
+
+def test_a_settings_module_that_is_not_there_is_one_line_naming_it(tmp_path):
+    env = {**os.environ, "VIGIL_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    runs = [
+        (
+            argv,
+            module,
+            subprocess.Popen(
+                [sys.executable, *argv],
+                cwd=ROOT,
+                env={**env, **extra},
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ),
+        )  # fmt: skip
+        for argv, module, extra in SETTINGS_CASES
+    ]
+    for argv, module, process in runs:
+        _out, err = process.communicate(timeout=120)
+        lines = [line for line in err.splitlines() if not line.startswith("AXES:")]
+        assert process.returncode == 1, (argv, process.returncode, err)
+        assert len(lines) == 1 and "Traceback" not in err, (argv, err)
+        assert lines[0].startswith(f"Configuration error: cannot import the settings module {module!r}"), err
+
+
+def test_a_settings_module_that_is_there_but_fails_keeps_its_traceback(tmp_path):
+    """Only a module that cannot be found is one line: one that is there and fails while importing (here a
+    dependency it lacks) shows where, as before."""
+    (tmp_path / "broken_settings.py").write_text("import nosuch_dependency\n")
+    env = {**os.environ, "VIGIL_VAR_DIR": str(tmp_path), "PYTHONPATH": str(tmp_path)}
+    process = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "check", "--settings", "broken_settings"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert process.returncode == 1
+    assert "Traceback" in process.stderr and "No module named 'nosuch_dependency'" in process.stderr
+    assert "Configuration error" not in process.stderr
