@@ -59,36 +59,25 @@ def test_the_command_rejects_a_since_that_is_not_a_date(db):
         call_command("retrain", "--asset-type", "pump", "--kind", "anomaly", "--since", "yesterday")
 
 
+def retrain_since(history, since, *args: str) -> None:
+    call_command(
+        "retrain", "--asset-type", history.asset_type.slug, "--kind", "anomaly", "--since", since, *args
+    )
+
+
 def test_the_command_refuses_a_future_since_before_recording_a_run(history):
     # It used to record the run and leave it failed.
     future = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
     for enqueue in ((), ("--enqueue",)):
         with pytest.raises(CommandError, match=r"--since \d{4}-\d\d-\d\d \d\d:\d\d is in the future"):
-            call_command(
-                "retrain",
-                "--asset-type",
-                history.asset_type.slug,
-                "--kind",
-                "anomaly",
-                "--since",
-                future.isoformat(),
-                *enqueue,
-            )
+            retrain_since(history, future.isoformat(), *enqueue)
     assert not RetrainRun.objects.exists()
 
 
 def test_the_command_refuses_a_since_after_all_feedback_naming_the_last(history):
     last = max(label.end for label in Label.objects.filter(source__in=["feedback", "manual"]))
     with pytest.raises(CommandError) as error:
-        call_command(
-            "retrain",
-            "--asset-type",
-            history.asset_type.slug,
-            "--kind",
-            "anomaly",
-            "--since",
-            at(200 * 60).isoformat(),
-        )
+        retrain_since(history, at(200 * 60).isoformat())
     message = str(error.value)
     assert message.startswith("no operator feedback on ") and " since " in message
     assert f"the last ends {timezone.localtime(last):%Y-%m-%d %H:%M}; choose an earlier --since" in message
