@@ -182,6 +182,16 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("skab", "--window", "-1"), "--window, --step and --calibration-points must be positive"),
         (("skab", "--step", "nan"), "--window, --step and --calibration-points must be positive"),
         (("skab", "--window", "wide"), "argument --window: invalid float value: 'wide'"),
+        # An OverflowError traceback (a window position of 1e300 steps), and an infinite window.
+        (("skab", "--step", "1e-300"), "--step must be at least SKAB's 1 s sample period, got 1e-300"),
+        (
+            ("skab", "--window", "inf"),
+            "--window, --step and --calibration-points must be positive (and finite)",
+        ),
+        # Read as left out: the default category was evaluated in full.
+        (("nab", "--category", ""), "--category is empty: give a NAB category or 'all'"),
+        # 10**30 trees per booster were accepted, the run went on reading and fitting.
+        (("cmapss", "--trees", HUGE), f"--trees must be between 1 and 6000 trees per booster, got {HUGE}"),
         (("cmapss",), "C-MAPSS"),
         (("nab", "--data-dir", "/x"), "unrecognized arguments: --data-dir /x"),
         (("simfleet", "--seeds", "-1"), "--seeds must be whole numbers >= 0, got -1"),
