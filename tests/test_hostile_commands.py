@@ -169,6 +169,9 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("--faults", "spikes@p-999.vibration:1m:2m"), "no simulated asset"),
         # --replay without --data was silently ignored.
         (("--replay", "valve1/1"), "--replay names the run --data replays: give --data skab with it"),
+        # Read as left out: the demo started and replayed the default run.
+        (("--data", "skab", "--replay", ""), "--replay is empty: name a SKAB valve run"),
+        (("--data", "skab", "--replay", "/"), "--replay is empty: name a SKAB valve run"),
     ],
     "evaluate": [
         ((), "the following arguments are required: dataset"),

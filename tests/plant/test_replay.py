@@ -132,6 +132,11 @@ def test_an_empty_token_is_refused_and_leaves_the_replay_gateway_as_it_was(api, 
         # Negative retries never posted: an AssertionError traceback once the asset and a gateway existed.
         (("skab/valve1/1", "--max-retries", "-1"), r"--max-retries must be >= 0 \(got -1\)"),
         (("skab/valve1/1", "--url", "http://[::1"), r"--url: 'http://\[::1' is not a URL"),
+        # It slept before its first request, for ever, with the asset and the replay gateway made.
+        (
+            ("skab/valve1/1", "--speed", "1e-300"),
+            r"--speed 1e-300 replays skab/valve1/1's \d+ recorded seconds",
+        ),
     ],
 )
 def test_bad_replay_input_is_a_command_error(api, args, message):

@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
+from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from plant import simulator_client
@@ -76,6 +77,13 @@ class Command(VigilCommand):
             dataset, unit = read_run(str(options["run"]), limit_rows=options["limit_rows"])
         if len(unit.ts) == 0:
             raise CommandError(f"{options['run']} has no rows to replay")
+        recorded_s, max_span_s = float(unit.ts[-1] - unit.ts[0]), settings.VIGIL_INGEST_MAX_AGE_DAYS * 86400.0
+        if recorded_s / speed > max_span_s:
+            # simulate's bound (check_span): --speed 1e-300 slept before its first request, for ever.
+            raise CommandError(
+                f"--speed {speed:g} replays {options['run']}'s {recorded_s:.0f} recorded seconds over more than "
+                f"{settings.VIGIL_INGEST_MAX_AGE_DAYS} days (VIGIL_INGEST_MAX_AGE_DAYS); give a higher --speed"
+            )
 
         token = (options["token"] or os.environ.get("GATEWAY_TOKEN", "")).strip()
         if token:
