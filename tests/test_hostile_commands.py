@@ -178,6 +178,9 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("junk",), "argument dataset: invalid choice: 'junk'"),
         (("--out", "/etc/passwd", "skab"), "--out: /etc/passwd is a file, not a folder"),
         (("--out", "/proc/vigil", "skab"), "--out: cannot create the folder /proc/vigil"),
+        # Read as left out: the run wrote over the published reports in docs/evaluation.
+        (("--out", "", "skab"), "--out is empty: give the folder to write into"),
+        (("--out", " ", "skab"), "--out is empty: give the folder to write into"),
         (("skab", "--data-dir", "/nonexistent"), "SKAB data not found at /nonexistent/skab/data"),
         (("skab", "--data-dir", "/etc/passwd"), "SKAB data not found at /etc/passwd/skab/data"),
         # Empty was the current folder, and the message blamed VIGIL_DATA_DIR.
