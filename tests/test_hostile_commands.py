@@ -104,6 +104,8 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
     ],
     "simulate": [
         ((), "no gateway token: pass --token or set GATEWAY_TOKEN"),
+        # Read as left out: with GATEWAY_TOKEN set it posted with that gateway.
+        (("--token", ""), "--token is empty: give a gateway token, or leave it out to use $GATEWAY_TOKEN"),
         ((*T, "--speed", "0"), "--speed must be positive (got 0.0)"),
         ((*T, "--speed", "nan"), "--speed must be positive (got nan)"),
         ((*T, "--speed", "1e308"), "--speed 1e+308 simulates more than 3650 days per --batch-seconds"),
