@@ -14,6 +14,12 @@ def main() -> None:
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
         sys.exit(f"Configuration error: {exc}")
+    except Exception:
+        from config.env import missing_settings_module  # looked at only once a command has failed
+
+        if problem := missing_settings_module():
+            sys.exit(problem)  # --settings names no module: one line, not Django's import traceback
+        raise
 
 
 if __name__ == "__main__":

@@ -6,14 +6,17 @@ import asyncio
 import io
 import logging
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.asgi import get_asgi_application
 
-from config.env import env_int
+from config.env import env_int, missing_settings_module
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+if problem := missing_settings_module():
+    sys.exit(problem)  # the ASGI server's import of this module ends on one line, not Django's traceback
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

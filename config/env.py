@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -113,3 +114,21 @@ def env_header_value(name: str) -> tuple[str, str] | None:
             f"{name}={raw!r} must be 'Header-Name: value', e.g. 'X-Forwarded-Proto: https'"
         )
     return _meta_key(name, raw, header), value.strip()
+
+
+def missing_settings_module() -> str:
+    """The one-line error when DJANGO_SETTINGS_MODULE (which manage.py's --settings sets) names no module
+    that can be found, else "". The entry points (manage.py, config.asgi, the Celery app) end with it instead
+    of Django's import traceback; a settings module that is there but fails while importing keeps its
+    traceback, which says where."""
+    module = os.environ.get("DJANGO_SETTINGS_MODULE", "")
+    try:
+        if importlib.util.find_spec(module) is not None:
+            return ""
+        reason = f"no module named {module!r}"
+    except Exception as exc:  # a missing or broken package on the way, a relative or an empty name
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return (
+        f"Configuration error: cannot import the settings module {module!r} (--settings or "
+        f"DJANGO_SETTINGS_MODULE): {reason}"
+    )

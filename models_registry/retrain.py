@@ -121,10 +121,9 @@ RetrainError = TrainingError
 def start_retrain(
     asset_type: AssetType, kind: str, *, actor: Any = None, since: datetime | None = None
 ) -> RetrainRun:
-    """Record a queued run and enqueue its task after commit; RetrainError for a kind that cannot retrain."""
-    check_kind(kind)
-    if since is not None and since > timezone.now():
-        raise RetrainError("“since” is in the future: there is no data after it yet")
+    """Record a queued run and enqueue its task after commit; RetrainError for a request check_request
+    refuses."""
+    check_request(asset_type, kind, since)
     run = RetrainRun.objects.create(
         asset_type=asset_type,
         kind=kind,
@@ -159,6 +158,21 @@ def enqueue_run(run_id: int) -> None:
         _finish(
             run_id, failed=f"could not queue the run: the task queue is unreachable ({type(exc).__name__})"
         )
+
+
+def check_request(
+    asset_type: AssetType, kind: str, since: datetime | None, *, field: str = "“since”"
+) -> None:
+    """RetrainError for a request no run could carry out, before a run is recorded (the form and `manage.py
+    retrain` alike): a kind that cannot retrain, or a “since” that selects nothing to retrain from — in the
+    future, or after the last operator feedback on the type's active assets (operator_feedback). `field`:
+    what the caller calls “since” (the command's --since)."""
+    check_kind(kind)
+    if since is None:
+        return
+    if since > timezone.now():
+        raise RetrainError(f"{field} {since:%Y-%m-%d %H:%M} is in the future: there is no data after it yet")
+    operator_feedback(asset_type, since, field=field)
 
 
 def check_kind(kind: str) -> str:
@@ -286,6 +300,36 @@ def feedback_events(
             )
         )
     return events
+
+
+def operator_feedback(
+    asset_type: AssetType, since: datetime | None, *, field: str = "“since”"
+) -> list[LabelEvent]:
+    """The feedback labels (faulty sensors' ranges included) a retrain of `asset_type` from `since` learns
+    from; RetrainError when there is no active asset or no operator feedback to learn from (`field` names
+    “since” as the caller does)."""
+    asset_ids = list(asset_type.assets.filter(is_active=True).values_list("pk", flat=True))
+    if not asset_ids:
+        raise RetrainError(f"there is no active {asset_type.name} asset to retrain on")
+    events = feedback_events(asset_ids, start=since, excluded=True)
+    if any(not event.excluded for event in events):
+        return events
+    if since is not None:
+        earlier = [event.end_s for event in feedback_events(asset_ids) if not event.excluded]
+        if earlier:
+            last = datetime.fromtimestamp(max(earlier), tz=timezone.get_current_timezone())
+            raise RetrainError(
+                f"no operator feedback on {asset_type.name} assets since {since:%Y-%m-%d %H:%M}: the last "
+                f"ends {last:%Y-%m-%d %H:%M}; choose an earlier {field}, or leave it out"
+            )
+    where = f" since {since:%Y-%m-%d %H:%M}" if since else ""
+    # Said to the engineer on the run page: what to do in the product, not which command to run.
+    raise RetrainError(
+        f"no operator feedback on {asset_type.name} assets{where}: there is nothing to retrain from. "
+        "Give verdicts on some of their alerts on the Alerts board (confirmed fault, false alarm, not "
+        "actionable), or label periods of fault or normal running in the Console (Plant › Labels), "
+        "then retrain"
+    )
 
 
 def holdout_mask(
@@ -448,19 +492,7 @@ def retrain_from_feedback(
     step = progress or (lambda stage: None)
     check_kind(kind)
     step("labels")
-    asset_ids = list(asset_type.assets.filter(is_active=True).values_list("pk", flat=True))
-    if not asset_ids:
-        raise RetrainError(f"there is no active {asset_type.name} asset to retrain on")
-    events = feedback_events(asset_ids, start=since, excluded=True)
-    if not any(not event.excluded for event in events):
-        where = f" since {since:%Y-%m-%d %H:%M}" if since else ""
-        # Said to the engineer on the run page: what to do in the product, not which command to run.
-        raise RetrainError(
-            f"no operator feedback on {asset_type.name} assets{where}: there is nothing to retrain from. "
-            "Give verdicts on some of their alerts on the Alerts board (confirmed fault, false alarm, not "
-            "actionable), or label periods of fault or normal running in the Console (Plant › Labels), "
-            "then retrain"
-        )
+    events = operator_feedback(asset_type, since)
     step("windows")
     champion = current_champion(asset_type, kind)
     # A champion fed per-asset baselined windows is replaced by one trained the same way: the windows

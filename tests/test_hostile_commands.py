@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from tests.models_registry.conftest import make_version
 
 ROOT = Path(django_settings.BASE_DIR)
 HUGE = "9" * 30
+NEXT_YEAR = f"{date.today().year + 1}-01-01"  # in the future, within the years plant.params accepts
 T = ("--token", "t")  # simulate's token: every case below is refused before a request is made
 ALPHA = ("--site", "alpha")
 
@@ -96,9 +98,14 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("skab/valve1/3", "--url", "http://[::1"), "--url: 'http://[::1' is not a URL"),
         # httpx takes any port number: the replay started and retried for a minute.
         (("skab/valve1/3", "--url", "http://127.0.0.1:99999"), "port 99999 is not a TCP port"),
+        # Read as "no token": the replay gateway's token was rotated (tests/plant/test_replay.py).
+        (("skab/valve1/3", "--token", ""), "--token is empty: give a gateway token"),
+        (("skab/valve1/3", "--token", " "), "--token is empty: give a gateway token"),
     ],
     "simulate": [
         ((), "no gateway token: pass --token or set GATEWAY_TOKEN"),
+        # Read as left out: with GATEWAY_TOKEN set it posted with that gateway.
+        (("--token", ""), "--token is empty: give a gateway token, or leave it out to use $GATEWAY_TOKEN"),
         ((*T, "--speed", "0"), "--speed must be positive (got 0.0)"),
         ((*T, "--speed", "nan"), "--speed must be positive (got nan)"),
         ((*T, "--speed", "1e308"), "--speed 1e+308 simulates more than 3650 days per --batch-seconds"),
@@ -164,12 +171,18 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("--faults", "spikes@p-999.vibration:1m:2m"), "no simulated asset"),
         # --replay without --data was silently ignored.
         (("--replay", "valve1/1"), "--replay names the run --data replays: give --data skab with it"),
+        # Read as left out: the demo started and replayed the default run.
+        (("--data", "skab", "--replay", ""), "--replay is empty: name a SKAB valve run"),
+        (("--data", "skab", "--replay", "/"), "--replay is empty: name a SKAB valve run"),
     ],
     "evaluate": [
         ((), "the following arguments are required: dataset"),
         (("junk",), "argument dataset: invalid choice: 'junk'"),
         (("--out", "/etc/passwd", "skab"), "--out: /etc/passwd is a file, not a folder"),
         (("--out", "/proc/vigil", "skab"), "--out: cannot create the folder /proc/vigil"),
+        # Read as left out: the run wrote over the published reports in docs/evaluation.
+        (("--out", "", "skab"), "--out is empty: give the folder to write into"),
+        (("--out", " ", "skab"), "--out is empty: give the folder to write into"),
         (("skab", "--data-dir", "/nonexistent"), "SKAB data not found at /nonexistent/skab/data"),
         (("skab", "--data-dir", "/etc/passwd"), "SKAB data not found at /etc/passwd/skab/data"),
         # Empty was the current folder, and the message blamed VIGIL_DATA_DIR.
@@ -177,12 +190,27 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("skab", "--window", "-1"), "--window, --step and --calibration-points must be positive"),
         (("skab", "--step", "nan"), "--window, --step and --calibration-points must be positive"),
         (("skab", "--window", "wide"), "argument --window: invalid float value: 'wide'"),
+        # An OverflowError traceback (a window position of 1e300 steps), and an infinite window.
+        (("skab", "--step", "1e-300"), "--step must be at least SKAB's 1 s sample period, got 1e-300"),
+        (
+            ("skab", "--window", "inf"),
+            "--window, --step and --calibration-points must be positive (and finite)",
+        ),
+        # Read as left out: the default category was evaluated in full.
+        (("nab", "--category", ""), "--category is empty: give a NAB category or 'all'"),
+        # 10**30 trees per booster were accepted, the run went on reading and fitting.
+        (("cmapss", "--trees", HUGE), f"--trees must be between 1 and 6000 trees per booster, got {HUGE}"),
         (("cmapss",), "C-MAPSS"),
         (("nab", "--data-dir", "/x"), "unrecognized arguments: --data-dir /x"),
         (("simfleet", "--seeds", "-1"), "--seeds must be whole numbers >= 0, got -1"),
         (("simfleet", "--pumps-per-class", "0"), "--pumps-per-class must be >= 1"),
         (("simfleet", "--test-hours", "nan"), "--test-hours >= 1"),
         (("simfleet", "--pumps-per-class", HUGE), "must be at most 1,512 pump-hours"),
+        # Any count of seeds ran, one whole simulation each.
+        (("simfleet", "--seeds", *map(str, range(71))), "71 --seeds of 216 pump-hours each must be at most"),
+        (("simfleet", "--pumps-per-class", "7", "--seeds", *map(str, range(31))), "at most 30 seeds with"),
+        (("simfleet", "--seeds"), "argument --seeds: expected at least one argument"),
+        (("simfleet", "--seeds", "\u00b2"), "argument --seeds: invalid int value: '\u00b2'"),
         (("ims", "--detectors", "junk"), "argument --detectors: invalid choice: 'junk'"),
         (("ims", "--framing", "junk"), "argument --framing: invalid choice: 'junk'"),
         (("ims", "--framing", "machine", "--peers"), "--framing machine runs the pre-registered"),
@@ -221,6 +249,11 @@ COMMAND_CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("--asset-type", "pump", "--kind", "anomaly", "--since", "junk"), "--since 'junk' is not an ISO"),
         (("--asset-type", "pump", "--kind", "anomaly", "--since", "0001-01-01"), "is out of range"),
         (("--asset-type", "pump", "--kind", "anomaly", "--since", ""), "--since '' is not an ISO date"),
+        # A future --since failed the run it had recorded (tests/models_registry/test_retrain_runs.py).
+        (
+            ("--asset-type", "pump", "--kind", "anomaly", "--since", NEXT_YEAR),
+            f"--since {NEXT_YEAR} 00:00 is in",
+        ),
         (("--asset-type", "pump", "--kind", "anomaly"), "no operator feedback on Pump assets"),
     ],
     "promote_model": [
@@ -381,3 +414,59 @@ def test_bad_arguments_of_a_real_manage_py_end_in_a_message_and_no_traceback(tmp
         assert process.returncode in (1, 2), (argv, process.returncode, err)
         assert message in err, (argv, err)
         assert "Traceback" not in err, (argv, err)
+
+
+# Entry points given a settings module that is not there: manage.py (--settings or the variable, a project
+# command and one of Django's, which fail at different places), the ASGI module uvicorn imports and the Celery
+# app `celery -A config` loads (its settings are read while it parses its own options). Each printed Django's
+# import traceback.
+SETTINGS_CASES = [
+    ((str(ROOT / "manage.py"), "check", "--settings", "nosuch.mod"), "nosuch.mod", {}),
+    ((str(ROOT / "manage.py"), "replay", "skab/valve1/3", "--settings=config.nosuch"), "config.nosuch", {}),
+    ((str(ROOT / "manage.py"), "migrate"), "nosuch.mod", {"DJANGO_SETTINGS_MODULE": "nosuch.mod"}),
+    (("-c", "import config.asgi"), "nosuch.mod", {"DJANGO_SETTINGS_MODULE": "nosuch.mod"}),
+    (
+        ("-c", "from config import celery_app; celery_app.conf.broker_url"),
+        "x",
+        {"DJANGO_SETTINGS_MODULE": "x"},
+    ),
+]
+
+
+def test_a_settings_module_that_is_not_there_is_one_line_naming_it(tmp_path):
+    env = {**os.environ, "VIGIL_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    runs = [
+        (
+            argv,
+            module,
+            subprocess.Popen(
+                [sys.executable, *argv],
+                cwd=ROOT,
+                env={**env, **extra},
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ),
+        )  # fmt: skip
+        for argv, module, extra in SETTINGS_CASES
+    ]
+    for argv, module, process in runs:
+        _out, err = process.communicate(timeout=120)
+        lines = [line for line in err.splitlines() if not line.startswith("AXES:")]
+        assert process.returncode == 1, (argv, process.returncode, err)
+        assert len(lines) == 1 and "Traceback" not in err, (argv, err)
+        assert lines[0].startswith(f"Configuration error: cannot import the settings module {module!r}"), err
+
+
+def test_a_settings_module_that_is_there_but_fails_keeps_its_traceback(tmp_path):
+    """Only a module that cannot be found is one line: one that is there and fails while importing (here a
+    dependency it lacks) shows where, as before."""
+    (tmp_path / "broken_settings.py").write_text("import nosuch_dependency\n")
+    env = {**os.environ, "VIGIL_VAR_DIR": str(tmp_path), "PYTHONPATH": str(tmp_path)}
+    process = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "check", "--settings", "broken_settings"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert process.returncode == 1
+    assert "Traceback" in process.stderr and "No module named 'nosuch_dependency'" in process.stderr
+    assert "Configuration error" not in process.stderr

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.management.base import CommandError
 
 from detection import runtime
 from detection.pipeline import RAW_READINGS, Pipeline
@@ -165,6 +166,9 @@ class SeriesRun:
 
 def run(options: dict[str, Any], progress) -> Evaluation:
     """Evaluate the category's series (or the named ones) and return the report."""
+    if options.get("category") is not None and not options["category"].strip():
+        # Read as left out, an empty value (an unset variable) evaluated the default category instead.
+        raise CommandError("--category is empty: give a NAB category or 'all', or leave it out")
     base = data_dir()
     category = options.get("category") or "realKnownCause"
     detector = options.get("detector") or ANOMALY_DEFAULTS["detector"]

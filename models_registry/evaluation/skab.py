@@ -12,6 +12,7 @@ left out with a warning naming the file and the reason, listed in the report; th
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from models_registry.evaluation.skab_protocol import (
     FAULT_ROLES,
     FEATURE_SETS,
     MIN_CALIBRATION_WINDOWS,
+    SAMPLE_PERIOD_S,
     STEP_S,
     WINDOW_S,
     Config,
@@ -117,7 +119,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", help="Folder holding skab/data (default: VIGIL_DATA_DIR).")
     parser.add_argument("--window", type=float, default=WINDOW_S, help="Feature window length, s (30).")
-    parser.add_argument("--step", type=float, default=STEP_S, help="Feature window step, s (5).")
+    parser.add_argument(
+        "--step",
+        type=float,
+        default=STEP_S,
+        help=f"Feature window step, s (5; at least the {SAMPLE_PERIOD_S:g} s sample period).",
+    )
     parser.add_argument(
         "--calibration-points",
         type=int,
@@ -149,8 +156,13 @@ def run(options: dict[str, Any], progress: Callable[[str], None]) -> Evaluation:
     """Evaluate the selected SKAB runs; see the module docstring for the protocol and the selection rule."""
     started = time.monotonic()
     window, step, calibration = options["window"], options["step"], options["calibration_points"]
-    if not (window > 0 and step > 0 and calibration > 0):
-        raise CommandError("--window, --step and --calibration-points must be positive")
+    if not (0 < window < math.inf and 0 < step < math.inf and calibration > 0):
+        raise CommandError("--window, --step and --calibration-points must be positive (and finite)")
+    if step < SAMPLE_PERIOD_S:
+        # Windows closer than a sample repeat the same readings; 1e-300 overflowed into a traceback.
+        raise CommandError(
+            f"--step must be at least SKAB's {SAMPLE_PERIOD_S:g} s sample period, got {step:g}"
+        )
     if options.get("data_dir") is not None and not options["data_dir"].strip():
         # Path("") is the current folder: an unset variable would have read whatever skab/data lies there.
         raise CommandError("--data-dir is empty: give the folder holding skab/data, or leave it out")

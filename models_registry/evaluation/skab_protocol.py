@@ -51,6 +51,7 @@ from plant.ingest.service import quality_rules
 from plant.quality import flag_series
 
 CALIBRATION_POINTS = 400  # SKAB's notebooks fit every method on df[:400] of each file
+SAMPLE_PERIOD_S = 1.0  # SKAB's testbed records at 1 Hz
 WINDOW_S, STEP_S = 30.0, 5.0
 HOLDOUT_FRACTION = 0.25
 MIN_CALIBRATION_WINDOWS = 8  # fewer calibration windows give no baseline worth the name
@@ -145,7 +146,7 @@ def flagged_series(run: SkabRun) -> dict[str, Series]:
             0,
             valid_min=role.valid_min,
             valid_max=role.valid_max,
-            sample_period_s=1.0,
+            sample_period_s=SAMPLE_PERIOD_S,
             **quality_rules(),
         )
         series[role.key] = (run.ts, values, quality)
@@ -227,7 +228,7 @@ def fleet_input(file: SkabFile, calibration_points: int = CALIBRATION_POINTS) ->
         calibration=(float(ts[0]), float(ts[calibration_points - 1])),
         test=(float(ts[calibration_points]), float(ts[-1])),
         events=events,
-        sample_period_s=1.0,
+        sample_period_s=SAMPLE_PERIOD_S,
     )
     return FleetInput(
         file, fleet, ts, anomaly, calibration_points, calibration_overlap(file, run, calibration_points)
@@ -250,7 +251,11 @@ def prepare(
         )
     series = flagged_series(run)
     windows = RAW_READINGS.asset_windows(
-        series, [role.key for role in ROLES], window_s=window_s, step_s=step_s, sample_period_s=1.0
+        series,
+        [role.key for role in ROLES],
+        window_s=window_s,
+        step_s=step_s,
+        sample_period_s=SAMPLE_PERIOD_S,
     )
     calibration = asset_baseline.period_mask(
         windows.ends, window_s, run.ts[0], run.ts[calibration_points - 1]

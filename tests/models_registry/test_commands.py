@@ -33,7 +33,7 @@ def pump(db):
 def test_promote_model_makes_the_version_champion_and_reports_the_checks(pump):
     make_version(pump)
     output = run("promote_model", "pump-anomaly", "1", "--reason", "first model")
-    assert "pump-anomaly v1 is now champion for pump / anomaly" in output
+    assert "pump-anomaly v1 is now champion for Pump / Anomaly detector" in output  # not "pump / anomaly"
     assert "checksum, load, signature, reference_batch, latency" in output
     version = ModelVersion.objects.get(name="pump-anomaly", version=1)
     assert version.status == ModelStatus.CHAMPION
@@ -79,7 +79,9 @@ def test_rollback_model_brings_back_the_previous_champion(pump):
     promote(first)
     promote(second)
     output = run("rollback_model", "pump", "anomaly", "--reason", "false alarms")
-    assert "pump-anomaly v2 retired, pump-anomaly v1 is champion" in output
+    assert (
+        "rolled back Pump / Anomaly detector: pump-anomaly v2 retired, pump-anomaly v1 is champion" in output
+    )
     assert ModelVersion.objects.get(pk=first.pk).status == ModelStatus.CHAMPION
     assert "false alarms" in ModelVersion.objects.get(pk=second.pk).history.first().reason
 
@@ -121,7 +123,7 @@ def label_fault(asset, start_s: int, end_s: int) -> Label:
 def test_train_model_anomaly_registers_a_candidate_that_validates_without_any_labels(fleet):
     output = run("train_model", "--asset-type", "pump", "--kind", "anomaly")
     version = ModelVersion.objects.get()
-    assert f"registered {version} (candidate) for pump / anomaly" in output
+    assert f"registered {version} (candidate) for Pump / Anomaly detector" in output
     assert (version.name, version.kind, version.status) == ("pump-anomaly", "anomaly", ModelStatus.CANDIDATE)
     assert version.feature_spec[:2] == ["current__mean", "current__std"] and len(version.feature_spec) == 24
     assert version.provenance["label_counts"]["windows"] == {"fault": 0, "normal": 0, "unlabelled": 3 * 354}
@@ -361,3 +363,9 @@ def test_evaluate_refuses_an_out_folder_it_cannot_write_before_it_evaluates(tmp_
     expected = f"{blocker} is a file, not a folder" if where == "file" else f"cannot create the folder {out}"
     with pytest.raises(CommandError, match=f"--out: {expected}"):
         call_command("evaluate", "--out", str(out), "simfleet", stdout=io.StringIO())
+
+
+def test_train_model_enqueue_names_the_asset_type_and_kind_in_words(pump):
+    # It printed the raw codes, "pump / failure_classifier" (models_registry.services.type_and_kind).
+    output = run("train_model", "--asset-type", "pump", "--kind", "failure_classifier", "--enqueue")
+    assert "queued training of Pump / Failure classifier" in output

@@ -325,7 +325,7 @@ def test_a_subset_that_cannot_be_used_is_set_aside_and_named_and_a_named_one_sto
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        (("--trees", "0"), "--trees must be at least 1"),
+        (("--trees", "0"), "--trees must be between 1 and 6000 trees per booster, got 0"),
         (("--ensemble", "0"), "--ensemble must be between 1 and 20"),
         (("--seed", "-1"), "--seed must be a whole number >= 0"),
         (("--windows", ""), "--windows must list lengths"),

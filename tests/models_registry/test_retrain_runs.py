@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from models_registry import retrain
 from models_registry.models import ModelVersion, RetrainRun
@@ -55,6 +57,53 @@ def test_the_command_rejects_a_since_that_is_not_a_date(db):
     make_pump_type()
     with pytest.raises(CommandError, match="--since 'yesterday'"):
         call_command("retrain", "--asset-type", "pump", "--kind", "anomaly", "--since", "yesterday")
+
+
+def retrain_since(history, since, *args: str) -> None:
+    call_command(
+        "retrain", "--asset-type", history.asset_type.slug, "--kind", "anomaly", "--since", since, *args
+    )
+
+
+def test_the_command_refuses_a_future_since_before_recording_a_run(history):
+    # It used to record the run and leave it failed.
+    future = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
+    for enqueue in ((), ("--enqueue",)):
+        with pytest.raises(CommandError, match=r"--since \d{4}-\d\d-\d\d \d\d:\d\d is in the future"):
+            retrain_since(history, future.isoformat(), *enqueue)
+    assert not RetrainRun.objects.exists()
+
+
+def test_the_command_refuses_a_since_after_all_feedback_naming_the_last(history):
+    last = max(label.end for label in Label.objects.filter(source__in=["feedback", "manual"]))
+    with pytest.raises(CommandError) as error:
+        retrain_since(history, at(200 * 60).isoformat())
+    message = str(error.value)
+    assert message.startswith("no operator feedback on ") and " since " in message
+    assert f"the last ends {timezone.localtime(last):%Y-%m-%d %H:%M}; choose an earlier --since" in message
+    assert not RetrainRun.objects.exists()
+
+
+def test_the_form_refuses_a_since_after_all_feedback_without_recording_a_run(client, engineer, history):
+    client.force_login(engineer)
+    since = timezone.localtime(at(200 * 60)).strftime("%Y-%m-%dT%H:%M")
+    response = client.post(
+        "/models/retrain/", {"asset_type": history.asset_type.slug, "kind": "anomaly", "since": since}
+    )
+    assert response.status_code == 400
+    assert "choose an earlier “since”, or leave it out" in response.content.decode()
+    assert not RetrainRun.objects.exists()
+
+
+def test_the_command_names_the_asset_type_and_kind_in_words(history):
+    out = StringIO()
+    call_command(
+        "retrain", "--asset-type", history.asset_type.slug, "--kind", "anomaly", "--enqueue", stdout=out
+    )
+    run = RetrainRun.objects.get()
+    assert (
+        f"queued retraining run #{run.pk} of {history.asset_type.name} / Anomaly detector" in out.getvalue()
+    )
 
 
 def test_a_since_after_all_feedback_fails_the_run_with_the_reason(history):

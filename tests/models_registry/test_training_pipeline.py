@@ -85,7 +85,7 @@ def test_train_model_trains_a_rul_model_from_the_labelled_failures(run_to_failur
     out = io.StringIO()
     call_command("train_model", "--asset-type", "pump", "--kind", "rul", stdout=out)
     version = ModelVersion.objects.get()
-    assert f"registered {version} (candidate) for pump / rul" in out.getvalue()
+    assert f"registered {version} (candidate) for Pump / Remaining useful life" in out.getvalue()
     assert version.kind == ModelKind.RUL and version.output_spec["direction"] == "lower_is_worse"
     assert version.provenance["rul"] == {"unit_s": 3600.0, "failures": 3, "censored_windows": 0}
     assert validate_version(version).passed[-1] == "latency"

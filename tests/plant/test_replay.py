@@ -106,6 +106,21 @@ def test_without_a_token_the_replay_uses_a_gateway_of_the_dataset_site_and_reuse
     )
 
 
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_token_is_refused_and_leaves_the_replay_gateway_as_it_was(api, uncapped, monkeypatch, empty):
+    """An empty --token (an unset variable in a script) was read as "no token": the replay rotated the
+    replay gateway's token under whoever was replaying with it (or issued a new gateway)."""
+    need_skab()
+    monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
+    replay("skab/valve1/0", "--speed", "1000", "--limit-rows", "5", "--batch-seconds", "0.01")
+    before = list(Gateway.objects.values_list("pk", "token_hash"))
+    readings = Reading.objects.count()
+    with pytest.raises(CommandError, match="--token is empty: give a gateway token, or leave the option out"):
+        replay("skab/valve1/0", "--speed", "1000", "--limit-rows", "5", "--token", empty)
+    assert list(Gateway.objects.values_list("pk", "token_hash")) == before
+    assert Reading.objects.count() == readings
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -117,6 +132,11 @@ def test_without_a_token_the_replay_uses_a_gateway_of_the_dataset_site_and_reuse
         # Negative retries never posted: an AssertionError traceback once the asset and a gateway existed.
         (("skab/valve1/1", "--max-retries", "-1"), r"--max-retries must be >= 0 \(got -1\)"),
         (("skab/valve1/1", "--url", "http://[::1"), r"--url: 'http://\[::1' is not a URL"),
+        # It slept before its first request, for ever, with the asset and the replay gateway made.
+        (
+            ("skab/valve1/1", "--speed", "1e-300"),
+            r"--speed 1e-300 replays skab/valve1/1's \d+ recorded seconds",
+        ),
     ],
 )
 def test_bad_replay_input_is_a_command_error(api, args, message):

@@ -304,6 +304,9 @@ class Command(VigilCommand):
         check_host(host, port)
         if options["replay"] is not None and not options.get("data"):
             raise CommandError("--replay names the run --data replays: give --data skab with it")
+        if options["replay"] is not None and not options["replay"].strip(" /"):
+            # Read as left out, an empty value (an unset variable) replayed the default run.
+            raise CommandError("--replay is empty: name a SKAB valve run, e.g. valve1/12, or leave it out")
         if not options["no_simulator"]:
             # The simulator child would refuse these only after every other process had started.
             speed = 1.0 if options["speed"] is None else float(options["speed"])

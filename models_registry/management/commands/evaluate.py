@@ -33,7 +33,10 @@ class Command(VigilCommand):
     def handle(self, *args, **options) -> None:
         name = options["dataset"]
         module = evaluation_module(name)
-        out = writable_folder(Path(options["out"]) if options["out"] else default_dir())
+        if options["out"] is not None and not options["out"].strip():
+            # Read as left out, an empty value (an unset variable) wrote over the published docs/evaluation.
+            raise CommandError("--out is empty: give the folder to write into, or leave it out")
+        out = writable_folder(Path(options["out"]) if options["out"] is not None else default_dir())
         with dataset_errors(options.get("data_dir")):
             evaluation = module.run(options, self._progress)
         # The table first: a folder that stops being writable during a long run loses only the files.

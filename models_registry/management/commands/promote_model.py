@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError, CommandParser
 
 from models_registry.management.commands._common import get_version
-from models_registry.services import ModelRejected, RegistryError, promote
+from models_registry.services import ModelRejected, RegistryError, promote, type_and_kind
 from plant.management.base import VigilCommand
 
 
@@ -29,7 +29,7 @@ class Command(VigilCommand):
         role = "shadow" if shadow else "champion"
         self.stdout.write(
             self.style.SUCCESS(
-                f"{target} is now {role} for {target.asset_type.slug} / {target.kind} "
+                f"{target} is now {role} for {type_and_kind(target.asset_type, target.kind)} "
                 f"(validated: {', '.join(report.passed)}; latency {report.latency_ms:.3f} ms)"
             )
         )

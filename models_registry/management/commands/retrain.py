@@ -7,7 +7,8 @@ from django.db import transaction
 
 from models_registry.management.commands._common import get_asset_type, parse_moment
 from models_registry.models import RetrainRun
-from models_registry.retrain import RetrainError, check_kind, execute_run, start_retrain
+from models_registry.retrain import RetrainError, check_request, execute_run, start_retrain
+from models_registry.services import type_and_kind
 from plant.management.base import VigilCommand
 
 
@@ -20,18 +21,24 @@ class Command(VigilCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--asset-type", required=True, help="Asset type slug.")
         parser.add_argument("--kind", required=True, help="anomaly, failure_classifier or rul.")
-        parser.add_argument("--since", help="ISO date/time: use readings and feedback from here on.")
+        parser.add_argument(
+            "--since",
+            help="ISO date/time, not in the future and before the last operator feedback: use readings and "
+            "feedback from here on.",
+        )
         parser.add_argument("--enqueue", action="store_true", help="Run as a Celery task instead of here.")
 
     def handle(self, *args, **options) -> None:
         asset_type = get_asset_type(options["asset_type"])
         since = parse_moment(options["since"], "--since")
+        kind = options["kind"]
         try:
-            kind = check_kind(options["kind"])
+            # Checked before a run is recorded: a run refused here would only be left behind failed.
+            check_request(asset_type, kind, since, field="--since")
             if options["enqueue"]:
                 with transaction.atomic():
                     run = start_retrain(asset_type, kind, since=since)
-                self.stdout.write(f"queued retraining run #{run.pk} of {asset_type.slug} / {kind}")
+                self.stdout.write(f"queued retraining run #{run.pk} of {type_and_kind(asset_type, kind)}")
                 return
         except RetrainError as exc:
             raise CommandError(str(exc)) from None

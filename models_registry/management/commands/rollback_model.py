@@ -5,7 +5,13 @@ from __future__ import annotations
 from django.core.management.base import CommandError, CommandParser
 
 from models_registry.management.commands._common import check_kind, get_asset_type
-from models_registry.services import ModelRejected, RegistryError, current_champion, rollback
+from models_registry.services import (
+    ModelRejected,
+    RegistryError,
+    current_champion,
+    rollback,
+    type_and_kind,
+)
 from plant.management.base import VigilCommand
 
 
@@ -28,5 +34,7 @@ class Command(VigilCommand):
         except RegistryError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
-            self.style.SUCCESS(f"rolled back {found.slug} / {kind}: {old} retired, {restored} is champion")
+            self.style.SUCCESS(
+                f"rolled back {type_and_kind(found, kind)}: {old} retired, {restored} is champion"
+            )
         )

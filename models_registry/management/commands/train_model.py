@@ -10,7 +10,7 @@ from detection.baseline import MODES, PEER_MODES, PER_ASSET, ROBUST_MODES, is_ro
 from detection.detectors import DETECTORS
 from detection.thresholds import OPEN_RULES
 from models_registry.management.commands._common import check_kind, get_asset_type, parse_moment
-from models_registry.services import TrainingError, check_model_name, train_and_register
+from models_registry.services import TrainingError, check_model_name, train_and_register, type_and_kind
 from models_registry.tasks import train_model_task
 from plant.management.base import VigilCommand
 from plant.models import no_sensor_for
@@ -101,7 +101,7 @@ class Command(VigilCommand):
                 "name": options["name"],
             }
             transaction.on_commit(lambda: train_model_task.delay(asset_type.pk, kind, **kwargs))
-            self.stdout.write(f"queued training of {asset_type.slug} / {kind}")
+            self.stdout.write(f"queued training of {type_and_kind(asset_type, kind)}")
             return
         try:
             version = train_and_register(
@@ -121,7 +121,9 @@ class Command(VigilCommand):
             f"{key}={value:.3f}" for key, value in version.metrics.items() if isinstance(value, (int, float))
         )
         self.stdout.write(
-            self.style.SUCCESS(f"registered {version} (candidate) for {asset_type.slug} / {kind}; {metrics}")
+            self.style.SUCCESS(
+                f"registered {version} (candidate) for {type_and_kind(asset_type, kind)}; {metrics}"
+            )
         )
         roles_read = ", ".join(version.provenance.get("roles", []))
         self.stdout.write(f"roles read: {roles_read}")

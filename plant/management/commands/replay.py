@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
+from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from plant import simulator_client
@@ -45,7 +46,8 @@ class Command(VigilCommand):
         parser.add_argument(
             "--token",
             default=None,
-            help="gateway token (default $GATEWAY_TOKEN; without one a gateway of the dataset's site is issued)",
+            help="gateway token (default $GATEWAY_TOKEN; without one a gateway of the dataset's site is issued; "
+            "an empty --token is refused)",
         )
         parser.add_argument("--limit-rows", type=int, default=None, help="replay only the first N rows")
         parser.add_argument("--batch-seconds", type=float, default=1.0, help="real seconds between requests")
@@ -54,6 +56,13 @@ class Command(VigilCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
+        if options["token"] is not None and not options["token"].strip():
+            # Read as "no token", an empty value (an unset variable in a script) rotated the replay gateway's
+            # token under whoever else replays with it.
+            raise CommandError(
+                "--token is empty: give a gateway token, or leave the option out to use the replay gateway "
+                "of the dataset's site"
+            )
         speed, batch_s = float(options["speed"]), float(options["batch_seconds"])
         check_numbers(
             ("--speed", speed, True),
@@ -68,6 +77,13 @@ class Command(VigilCommand):
             dataset, unit = read_run(str(options["run"]), limit_rows=options["limit_rows"])
         if len(unit.ts) == 0:
             raise CommandError(f"{options['run']} has no rows to replay")
+        recorded_s, max_span_s = float(unit.ts[-1] - unit.ts[0]), settings.VIGIL_INGEST_MAX_AGE_DAYS * 86400.0
+        if recorded_s / speed > max_span_s:
+            # simulate's bound (check_span): --speed 1e-300 slept before its first request, for ever.
+            raise CommandError(
+                f"--speed {speed:g} replays {options['run']}'s {recorded_s:.0f} recorded seconds over more than "
+                f"{settings.VIGIL_INGEST_MAX_AGE_DAYS} days (VIGIL_INGEST_MAX_AGE_DAYS); give a higher --speed"
+            )
 
         token = (options["token"] or os.environ.get("GATEWAY_TOKEN", "")).strip()
         if token:

@@ -143,6 +143,11 @@ class Command(VigilCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        if options["token"] is not None and not options["token"].strip():
+            # Read as left out, an empty value (an unset variable) posted with $GATEWAY_TOKEN's gateway.
+            raise CommandError(
+                "--token is empty: give a gateway token, or leave it out to use $GATEWAY_TOKEN"
+            )
         token = options["token"] or os.environ.get("GATEWAY_TOKEN", "")
         if not token.strip():
             raise CommandError(
