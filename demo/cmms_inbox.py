@@ -101,21 +101,23 @@ def orders(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"id": f"DEMO-{number}"}, status=201)
 
 
-def _demo_member(request: HttpRequest) -> None:
+def _demo_member(request: HttpRequest) -> Site:
     site = Site.objects.filter(slug=DEMO_SITE[0]).first()
     if site is None or site.pk not in site_ids_for_user(request.user):
         raise Http404("the demo CMMS belongs to the demo site")
+    return site
 
 
 @require_GET
 @login_required
 def inbox(request: HttpRequest) -> HttpResponse:
-    _demo_member(request)
+    site = _demo_member(request)
     with _inbox() as data:
         received = list(reversed(data["orders"]))
     for entry in received:
         entry["received"] = datetime.fromisoformat(entry["received_at"])  # stored as ISO text
-    return render(request, "demo/cmms_inbox.html", {"orders": received, "outcomes": WorkOrderOutcome.choices})
+    context = {"orders": received, "outcomes": WorkOrderOutcome.choices, "site_zone": site.zone}
+    return render(request, "demo/cmms_inbox.html", context)
 
 
 @require_POST

@@ -23,7 +23,10 @@ from tests.conftest import make_asset, make_site, make_user
 @pytest.fixture
 def demo_site(db, settings, tmp_path):
     settings.VAR_DIR = tmp_path
-    return make_site(DEMO_SITE[0])
+    site = make_site(DEMO_SITE[0])
+    site.timezone = "America/Chicago"  # the demo's plant; the server's clock is UTC
+    site.save(update_fields=["timezone"])
+    return site
 
 
 @pytest.fixture
@@ -59,7 +62,9 @@ def test_a_confirmed_fault_lands_in_the_demo_inbox_and_its_outcome_corrects_the_
     page = client.get("/demo/cmms/").content.decode()
     assert 'id="demo-order-1"' in page and f"alert #{alert.pk}" in page
     received = orjson.loads(inbox_path().read_bytes())["orders"][0]["received_at"]
-    assert f"Received {timezone.localtime(datetime.fromisoformat(received)):%Y-%m-%d %H:%M:%S} ·" in page
+    # On the plant's clock, as every other page of the site (it said the server's UTC time).
+    at = timezone.localtime(datetime.fromisoformat(received), demo_site.zone)
+    assert f'Received <time datetime="{at.isoformat()}">{at:%Y-%m-%d %H:%M:%S %Z}</time> ·' in page
     response = client.post("/demo/cmms/1/outcome", {"outcome": "no_fault_found", "findings": "all fine"})
     assert response.status_code == 302
     page = client.get(response["Location"]).content.decode()
