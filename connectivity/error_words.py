@@ -80,6 +80,9 @@ NO_RESPONSE = re.compile(r"no response received|no answer:", re.I)
 CANNOT_CONNECT = re.compile(r"cannot connect to", re.I)
 TIMEOUT = re.compile(r"TimeoutError|timed out|BadTimeout|no publish response", re.I)
 BAD_CODE = re.compile(r"\b(Bad[A-Z][A-Za-z]+)\b")
+REBIRTH = re.compile(
+    r"^(\S+): no answer to (\d+) rebirth requests? since .*?: its (\d+) mapped metrics? (?:is|are) not held"
+)
 LOST = re.compile(
     r"^connection lost|connection (?:was )?lost|closed the connection|BadConnectionClosed", re.I
 )
@@ -99,6 +102,18 @@ def _modbus_exception(code: str, write: bool) -> str:
     name, advice = MODBUS_EXCEPTIONS.get(code, ("unknown exception", "see the device's manual"))
     what = "refused a write" if write else "answered a read"
     return f"{{server}} {what} with Modbus exception {code} ({name}): {advice}."
+
+
+def _rebirth(match: re.Match[str]) -> str:
+    # No time: the bridge stamps its own clock (UTC) in the text, and the page says when the error came.
+    node = match.group(1).replace("{", "{{").replace("}", "}}")  # the sentence is formatted next
+    asked, metrics = int(match.group(2)), int(match.group(3))
+    requests = f"{asked} rebirth request{'s' if asked != 1 else ''}"
+    held = f"Its {metrics} mapped metric{'s are' if metrics != 1 else ' is'}"
+    return (
+        f"The Sparkplug node {node} did not answer {requests}: is it online, and does it support Node "
+        f"Control/Rebirth? {held} dropped until it is born again."
+    )
 
 
 def _opcua_code(code: str) -> str:
@@ -142,6 +157,7 @@ RULES: list[Rule] = [
         "this port, and are the connection's certificate and key files right?",
     ),
     # The device's own answers: the only rules a point's error is read by (ANSWER_RULES).
+    (REBIRTH, lambda m, r: _rebirth(m)),
     (MODBUS_EXCEPTION, lambda m, r: _modbus_exception(m.group(1), "write" in r.lower())),
     (
         NO_RESPONSE,
@@ -167,7 +183,9 @@ RULES: list[Rule] = [
 ]
 
 
-ANSWER_RULES: list[Rule] = [rule for rule in RULES if rule[0] in (MODBUS_EXCEPTION, NO_RESPONSE, BAD_CODE)]
+ANSWER_RULES: list[Rule] = [
+    rule for rule in RULES if rule[0] in (REBIRTH, MODBUS_EXCEPTION, NO_RESPONSE, BAD_CODE)
+]
 
 
 def in_words(error: str, protocol: str, endpoint: str, *, of_point: bool = False) -> str:

@@ -22,7 +22,11 @@ class HandoffConfig(AppConfig):
 
         # Looked up at call time: tests replace the tasks' delay.
         dispatch.provide_deliverer(lambda pk: deliver_webhook_task.delay(pk))
-        provide_sender(lambda pk: send_work_order_task.delay(pk))
+        provide_sender(
+            lambda pk, after_s: send_work_order_task.apply_async((pk,), countdown=after_s)
+            if after_s
+            else send_work_order_task.delay(pk)
+        )
         dispatch.connect()
         provide_openapi_part(handoff_part)
         provide_alert_section(panels.alert_section, place="after_verdict")

@@ -60,7 +60,10 @@ def create_work_order(alert: Alert, *, user: Any = None, trigger: str = WorkOrde
             )
     except IntegrityError:  # two clicks at once: the partial unique constraint keeps one
         raise WorkOrderError(f"alert #{alert.pk} already has a work order open") from None
-    _queue_send(order.pk)
+    # An automatic order waits out the verdict's undo window: one undone at once orders nothing (send_work_order).
+    _queue_send(
+        order.pk, after_s=settings.VIGIL_VERDICT_UNDO_S if trigger == WorkOrderTrigger.AUTOMATIC else 0.0
+    )
     return order
 
 
@@ -72,10 +75,10 @@ def provide_sender(send: Any) -> None:
     _SENDERS[:] = [send]
 
 
-def _queue_send(order_pk: int) -> None:
+def _queue_send(order_pk: int, *, after_s: float = 0.0) -> None:
     def send_work_order() -> None:  # named: robust on_commit logs it
         for send in _SENDERS:
-            send(order_pk)
+            send(order_pk, after_s)
 
     transaction.on_commit(send_work_order, robust=True)
 
@@ -141,6 +144,13 @@ def send_work_order(order_pk: int) -> bool | None:
     )
     if order is None:
         return None
+    if order.trigger == WorkOrderTrigger.AUTOMATIC and not _confirmed(order.alert):
+        # The confirmed fault that ordered it was undone (or corrected) before it went: the CMMS never had
+        # it, so it goes; a later confirmation orders a new one (auto_create_for).
+        WorkOrder.objects.filter(
+            pk=order.pk, status__in=(WorkOrderStatus.PENDING, WorkOrderStatus.FAILED)
+        ).delete()
+        return None
     attempts = order.attempts + 1
     try:
         external = adapter_for(order.connection).create(work_order_request(order))
@@ -162,6 +172,11 @@ def send_work_order(order_pk: int) -> bool | None:
         sent_at=timezone.now(),
     )
     return True
+
+
+def _confirmed(alert: Alert) -> bool:
+    verdict = current_verdict(alert)
+    return verdict is not None and verdict.verdict == Verdict.CONFIRMED_FAULT
 
 
 def parse_outcome(value: Any) -> WorkOrderOutcome:

@@ -123,9 +123,11 @@ def plan_event(event_id: int, *, now: datetime | None = None) -> list[int]:
         return []
     if event.to_state == AlertState.OPEN and event.from_state in SHOWN_FROM:
         return notify_tier(alert, 1, MessageKind.OPENED, now)
-    if event.to_state == AlertState.OPEN and event.from_state == AlertState.SNOOZED:
+    if event.to_state == AlertState.OPEN and (
+        event.from_state == AlertState.SNOOZED or event.from_state in CLOSED_STATES
+    ):
         escalation = Escalation.objects.filter(alert=alert).first()
-        if escalation is not None:  # the snooze is over and the alert still open: chase it again
+        if escalation is not None:  # the snooze is over, or a closing verdict undone: chase it again
             Escalation.objects.filter(pk=escalation.pk).update(
                 next_at=next_escalation(alert, escalation.tier, route(alert, escalation.tier, now), now)
             )

@@ -64,7 +64,9 @@ class BoundedDateTimeField(forms.DateTimeField):
         super().validate(value)
         if value is not None:
             try:
-                check_date(self.label or "time", value)
+                # On the clock it was typed on, as typed: not ISO with the zone's offset in year 1 (-05:50:36).
+                written = value.isoformat(sep=" ", timespec="minutes")[:16]
+                check_date(self.label or "time", value, written=written)
             except ParamError as exc:
                 raise ValidationError(exc.message, code="out_of_range") from None
 

@@ -96,11 +96,13 @@ def check_year(param: str, year: int, now: datetime | None = None) -> int:
     return year
 
 
-def check_date(param: str, day: date | datetime, now: datetime | None = None) -> date | datetime:
-    """``day`` if its date lies between 1970-01-01 and latest_date(); ParamError otherwise. The bounds are
-    years away from Python's and PostgreSQL's limits, so the date in any time zone will do."""
+def check_date(
+    param: str, day: date | datetime, now: datetime | None = None, *, written: str = ""
+) -> date | datetime:
+    """``day`` if its date lies between 1970-01-01 and latest_date(); ParamError otherwise, naming the
+    value as ``written`` (else in ISO). The bounds are years away from Python's and PostgreSQL's limits, so
+    the date in any time zone will do."""
     if not EARLIEST <= (day.date() if isinstance(day, datetime) else day) <= latest_date(now):
-        raise ParamError(
-            param, f"{day.isoformat()[:40]} is out of range: use a date from {EARLIEST} to {latest_date(now)}"
-        )
+        given = written or day.isoformat()[:40]
+        raise ParamError(param, f"{given} is out of range: use a date from {EARLIEST} to {latest_date(now)}")
     return day

@@ -327,9 +327,9 @@ class Suggestion:
 
 
 def retrain_url() -> str:
-    """The registry's retrain page when that view exists, else the registry itself."""
+    """The registry's page at its retrain form (the retrain view itself takes only the form's POST)."""
     try:
-        return reverse("models_registry:retrain")
+        return reverse("models_registry:index") + "#retrain-form"
     except NoReverseMatch:
         return "/models/"
 

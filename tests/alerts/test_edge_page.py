@@ -3,7 +3,7 @@ and cancelled from it; another site's agents and assets stay out of view."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -211,3 +211,18 @@ def test_a_shadow_estimate_is_set_beside_the_agent_of_its_own_site_only(
     client.force_login(make_user("eng-both", "engineer", site, other_site))
     html = client.get(PAGE).content.decode()
     assert html.count("shadow trial: 2.0 expected") == 1 and "3 <small" in html and "9 <small" not in html
+
+
+def test_an_agents_drops_and_a_trials_times_are_on_its_sites_clock(client, engineer, site, champion, asset):
+    # QA (demo): the drops of an America/Chicago agent read in the server's UTC, unlabelled, while every page
+    # of the site is on its clock.
+    site.timezone = "America/Chicago"
+    site.save(update_fields=["timezone"])
+    gateway = agent_of(site, "gw-chicago", 10, dropped_total=7).gateway
+    first = datetime(2026, 12, 6, 13, 30, tzinfo=UTC)
+    EdgeDrop.objects.create(
+        gateway=gateway, at=first, count=7, first_ts=first, last_ts=first + timedelta(minutes=20)
+    )
+    client.force_login(engineer)
+    html = client.get(PAGE).content.decode()
+    assert "7 from 2026-12-06 07:30 to 07:50 CST" in html

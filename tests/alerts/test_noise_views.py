@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 from django.utils.timezone import localtime
@@ -43,6 +45,17 @@ def test_engineers_see_the_evidence_projections_and_actions(client, engineer, no
     )
     assert "Current threshold" in page and "Proposed threshold" in page
     assert 'name="what" value="threshold"' in page and 'href="/models/' in page
+
+
+def test_the_retrain_link_opens_the_retrain_form(client, engineer, noisy):
+    # QA (demo): "Retrain … with the new labels" linked to /models/retrain/, the form's POST-only target: the
+    # engineer who followed it got 405 Method Not Allowed.
+    client.force_login(engineer)
+    page = client.get(reverse("alerts:noise")).content.decode()
+    [href] = re.findall(r'<a href="([^"]*)">Retrain ', page)
+    path, _, fragment = href.partition("#")
+    response = client.get(path)
+    assert response.status_code == 200 and f'id="{fragment}"' in response.content.decode()
 
 
 def test_the_evidence_is_timed_on_the_sites_clock_as_the_alerts_own_pages_are(client, engineer, asset, noisy):

@@ -205,3 +205,23 @@ def test_the_stored_state_words_a_points_error_as_a_point_and_a_failed_try_as_th
 )
 def test_the_servers_own_name_is_no_clue_to_what_went_wrong(connection, error, words):
     assert in_words(error, *connection).startswith(words)
+
+
+def test_an_unanswered_rebirth_request_is_worded_without_the_bridges_utc_clock():
+    # QA (demo): the site page of an America/Chicago plant showed the raw text, "no answer to 1 rebirth request
+    # since 2026-12-06 13:32:53 UTC (node offline, …): its 5 mapped metrics are no…" cut at 160 characters.
+    error = (
+        "spBv1.0/demo-plant/edge-1: no answer to 1 rebirth request since 2026-12-06 13:32:53 UTC (node "
+        "offline, or no Node Control/Rebirth): its 5 mapped metrics are not held and its data by alias is "
+        "dropped until it is born; asked again in 5 s"
+    )
+    said = in_words(error, *MQTT, of_point=True)
+    assert said == (
+        "The Sparkplug node spBv1.0/demo-plant/edge-1 did not answer 1 rebirth request: is it online, and "
+        "does it support Node Control/Rebirth? Its 5 mapped metrics are dropped until it is born again."
+    )
+    many = error.replace("1 rebirth request since", "7 rebirth requests since").replace("its 5", "its 1")
+    assert "did not answer 7 rebirth requests" in in_words(many, *MQTT, of_point=True)
+    assert "Its 1 mapped metric is dropped" in in_words(many, *MQTT, of_point=True)
+    braced = error.replace("edge-1", "edge-{1}")  # a node id is the device's text: no format field
+    assert "node spBv1.0/demo-plant/edge-{1} did not answer" in in_words(braced, *MQTT, of_point=True)

@@ -171,10 +171,17 @@ def fresh_handoff_assets():
 
 @pytest.fixture
 def queued(monkeypatch) -> dict[str, list[int]]:
-    """The tasks' delay replaced by a record of the ids queued (run them with .apply in the test)."""
+    """The tasks' delay (and the work orders' apply_async) replaced by a record of the ids queued and of the
+    work orders' countdowns (run them with .apply in the test)."""
     from handoff import tasks
 
-    calls: dict[str, list[int]] = {"deliver": [], "send": []}
+    calls: dict[str, list] = {"deliver": [], "send": [], "send_after": []}
+
+    def send_later(args, countdown=None):
+        calls["send"].append(args[0])
+        calls["send_after"].append(countdown)
+
     monkeypatch.setattr(tasks.deliver_webhook_task, "delay", lambda pk: calls["deliver"].append(pk))
-    monkeypatch.setattr(tasks.send_work_order_task, "delay", lambda pk: calls["send"].append(pk))
+    monkeypatch.setattr(tasks.send_work_order_task, "delay", lambda pk: send_later([pk]))
+    monkeypatch.setattr(tasks.send_work_order_task, "apply_async", send_later)
     return calls

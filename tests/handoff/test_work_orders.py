@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from alerts.metrics.facts import alert_facts, conditions
 from alerts.models import Alert, Feedback
-from alerts.services import current_verdict, record_feedback
+from alerts.services import current_verdict, record_feedback, undo_verdict
 from handoff import tasks
 from handoff.models import CmmsConnection, WorkOrder
 from handoff.work_orders import create_work_order, poll_outcomes, work_order_request
@@ -73,6 +73,31 @@ def test_a_confirmed_fault_sends_a_work_order_to_the_generic_cmms_automatically(
     assert body["alert"]["id"] == alert.pk and "bearing noise" in body["description"]
     assert body["outcome_url"].endswith(f"/api/v1/work-orders/{order.pk}/outcome")
     assert order.status == "sent" and order.external_id == "WO-100" and order.trigger == "automatic"
+
+
+def test_an_undone_confirmation_sends_no_automatic_work_order(
+    asset, champion, technician, serve, queued, settings, django_capture_on_commit_callbacks
+):
+    # QA (demo): "Inspected, no action" pressed by mistake and undone at once still put DEMO-3 in the CMMS
+    # inbox ("Verdict: Confirmed fault — Inspected, no action") for a verdict nobody gave any more.
+    cmms = generic_cmms(serve)
+    cmms_for(asset.site, cmms.url + "/orders", auto=True)
+    alert = make_alert(asset, champion, severity="high")
+    with django_capture_on_commit_callbacks(execute=True):
+        verdict = record_feedback(alert, technician, "confirm:inspected_no_action")
+    assert queued["send_after"] == [settings.VIGIL_VERDICT_UNDO_S]  # sent once the undo has had its time
+    with django_capture_on_commit_callbacks(execute=True):
+        undo_verdict(Alert.objects.get(), technician, verdict.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        send(queued)
+    assert cmms.received == [] and not WorkOrder.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):  # confirmed again for good: ordered then
+        record_feedback(Alert.objects.get(), technician, "confirm:scheduled")
+    with django_capture_on_commit_callbacks(execute=True):
+        send(queued)
+    (got,) = cmms.received
+    assert "Verdict: Confirmed fault — Repair scheduled." in got.json()["work_order"]["description"]
+    assert WorkOrder.objects.get().status == "sent"
 
 
 def test_the_work_order_says_why_in_the_boards_words_not_the_sensor_roles_key(asset, champion, trained):

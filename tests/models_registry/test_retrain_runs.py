@@ -218,6 +218,18 @@ def test_engineers_see_the_models_page_with_the_retrain_form(client, engineer, a
     assert 'id="retrain-form"' in html and 'href="/models/"' in html  # and the nav link
 
 
+def test_the_registry_pages_say_their_times_are_the_servers_utc(client, engineer, asset, settings):
+    # QA (demo): "Requested by engineer at 2026-12-06 13:40:43" and the runs' and versions' times read in UTC
+    # with no zone, beside pages of an America/Chicago plant and the compare page's "… 13:41 UTC".
+    settings.TIME_ZONE = "UTC"
+    run = RetrainRun.objects.create(asset_type=asset.asset_type, kind="anomaly", requested_by=engineer)
+    client.force_login(engineer)
+    when = f"{run.created_at:%Y-%m-%d %H:%M}"
+    assert f'#{run.pk}</a> <small class="muted">{when} UTC</small>' in client.get("/models/").content.decode()
+    page = client.get(f"/models/retrain/{run.pk}/").content.decode()
+    assert f"Requested by {engineer.username} at {run.created_at:%Y-%m-%d %H:%M:%S} UTC" in page
+
+
 @pytest.mark.parametrize("who", ["technician", "outsider"])
 def test_technicians_get_403_on_every_registry_page(client, who, request, asset):
     client.force_login(request.getfixturevalue(who))

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from alerts.choices import AlertCategory, AlertState
 from alerts.models import Alert, AlertEvent
-from alerts.services import record_feedback
+from alerts.services import record_feedback, undo_verdict
 from notify.choices import DeliveryStatus, MessageKind
 from notify.models import InboxMessage, QuietHours, Rule, Shift
 from notify.services import escalate_due, plan_event, release_held, reroute_worse, send_digests
@@ -273,3 +273,25 @@ def test_a_snooze_that_runs_out_starts_the_escalation_clock_again(
         [escalated] = notifications(pk__in=escalate_due())
     assert (escalated.channel, escalated.kind, escalated.tier) == (supervisor, MessageKind.ESCALATED, 2)
     assert [n.kind for n in notifications()] == [MessageKind.OPENED, MessageKind.ESCALATED]
+
+
+def test_an_undone_verdict_starts_the_escalation_clock_again(
+    asset, version, ladder, supervisor, technician, queued, django_capture_on_commit_callbacks
+):
+    # QA (demo): a false alarm closed the alert and stopped its escalation; "Undo" put it back on the board
+    # as open and unacknowledged, but nobody was ever chased about it again.
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=dt_timezone.utc)
+    with time_machine.travel(start, tick=False):
+        raise_alert(asset, version, django_capture_on_commit_callbacks, peak=HIGH)
+    with time_machine.travel(start + timedelta(minutes=5), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            verdict = record_feedback(Alert.objects.get(), technician, "false_alarm:sensor_glitch")
+    with time_machine.travel(start + timedelta(minutes=5, seconds=10), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            undo_verdict(Alert.objects.get(), technician, verdict.pk)
+    assert Alert.objects.get().state == AlertState.OPEN
+    with time_machine.travel(start + timedelta(minutes=20, seconds=9), tick=False):
+        assert escalate_due() == []  # 15 minutes from the undo, as from a snooze that ran out
+    with time_machine.travel(start + timedelta(minutes=20, seconds=10), tick=False):
+        [escalated] = notifications(pk__in=escalate_due())
+    assert (escalated.channel, escalated.kind, escalated.tier) == (supervisor, MessageKind.ESCALATED, 2)

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from plant.choices import QualityFlag
 from plant.models import Connection, ConnectionState
+from plant.params import latest_date
 from tests.conftest import make_asset, make_readings, make_site, make_user
 
 pytestmark = pytest.mark.django_db
@@ -252,6 +253,18 @@ def test_an_out_of_range_or_hostile_time_is_a_400_on_the_page_and_the_chart(clie
     assert page.status_code == 400 and page.context["form"].errors
     chart = client.get(reverse("plant:asset_chart", args=[asset.pk]) + "?" + query)
     assert chart.status_code == 400 and chart.json()["errors"]
+
+
+def test_an_out_of_range_time_is_named_as_written_on_the_sites_clock(client, technician, site, asset):
+    # QA (demo): "From: 0001-01-01T00:00:00-05:50:36 is out of range" (the zone's offset of year 1, in ISO)
+    # for "0001-01-01 00:00" typed on an America/Chicago site's page.
+    site.timezone = "America/Chicago"
+    site.save(update_fields=["timezone"])
+    client.force_login(technician)
+    page = client.get(reverse("plant:asset", args=[asset.pk]) + "?start=0001-01-01+00:00")
+    assert page.context["form"].errors["start"] == [
+        f"0001-01-01 00:00 is out of range: use a date from 1970-01-01 to {latest_date()}"
+    ]
 
 
 def test_a_huge_asset_id_in_the_path_is_a_404(client, technician):
