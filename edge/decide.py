@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from connectivity.points import Sample, SampleStatus
-from detection import rules
+from detection import gate, quality, rules
 from edge.model import EdgeModel, EdgeScores, score_many
 
 logger = logging.getLogger(__name__)
@@ -65,9 +65,16 @@ class AlertEvent:
     level: int
     model_sha256: str
     # Filled in by ``AssetDecider.explained`` for the local HMI (the server explains from the readings):
-    # the sensor that pushed the opening window's score most and the board's sentence about it.
+    # the sensor that pushed the opening window's score most and the board's sentence about it, and where
+    # to look first (detection.gate: machine_fault, sensor_fault or data_link; "" not said).
     sensor: str = ""
     reason: str = ""
+    category: str = ""
+
+    @property
+    def what(self) -> str:
+        """What the alert is about in the words of the server's one-line texts (detection.gate)."""
+        return gate.category_what(self.category, self.sensor) if self.category else self.sensor
 
     def body(self) -> dict[str, Any]:
         return {
@@ -83,24 +90,68 @@ class AlertEvent:
         }
 
 
+@dataclass(frozen=True)
+class _Flagging:
+    """One sensor's settings for the ingest's quality rules (the bundle's ``quality``)."""
+
+    valid_min: float | None
+    valid_max: float | None
+    sample_period_s: float
+    rules: Mapping[str, Any]
+
+
 @dataclass
 class _RoleBuffer:
     ts: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    quality: list[int] = field(default_factory=list)
 
-    def add(self, ts: float, value: float) -> None:
-        if not self.ts or ts > self.ts[-1]:
-            self.ts.append(ts)
-            self.values.append(value)
+    def extend(self, rows: list[tuple[float, float, int, float]], flagging: _Flagging | None) -> None:
+        """Buffer new (ts, value, source bits, continues) rows, each with the quality flags the ingest gives
+        it (detection.quality: judged against the buffered readings before it, never re-judging those), when
+        the bundle ships the rules. A resent reading (a time already buffered) is left out: the first value
+        stays, as on the server (plant.ingest.service keeps the first of a repeated (sensor, ts) and writes
+        nothing over a stored one), so the agent decides on the readings the server will hold."""
+        seen = set()
+        fresh = []
+        for row in sorted(rows, key=lambda row: row[0]):  # stable: the first of a repeated time stays
+            i = bisect.bisect_left(self.ts, row[0])
+            if row[0] not in seen and not (i < len(self.ts) and self.ts[i] == row[0]):
+                seen.add(row[0])
+                fresh.append(row)
+        if not fresh:
             return
-        i = bisect.bisect_left(self.ts, ts)
-        if i < len(self.ts) and self.ts[i] == ts:
-            # A resent reading: the first value stays, as on the server (plant.ingest.service keeps the
-            # first of a repeated (sensor, ts) and writes nothing over a stored one), so the agent decides
-            # on the readings the server will hold.
-            return
-        self.ts.insert(i, ts)
-        self.values.insert(i, value)
+        flags = self._flags(fresh, flagging) if flagging is not None else [0] * len(fresh)
+        for (ts, value, bits, _), flag in zip(fresh, flags, strict=True):
+            i = bisect.bisect_left(self.ts, ts)
+            self.ts.insert(i, ts)
+            self.values.insert(i, value)
+            self.quality.insert(i, bits | flag)
+
+    def _flags(self, fresh: list[tuple[float, float, int, float]], flagging: _Flagging) -> list[int]:
+        # The context the rules look back on (the spike rule's window, a stuck run's length) before the
+        # earliest new reading, and every buffered reading after it (a late reading meets its true neighbours).
+        reach = max(int(flagging.rules.get("window", 30)), int(flagging.rules.get("stuck_samples", 0))) + 1
+        start = max(0, bisect.bisect_left(self.ts, fresh[0][0]) - reach)
+        ts = np.asarray(self.ts[start:] + [row[0] for row in fresh], dtype=np.float64)
+        values = np.asarray(self.values[start:] + [row[1] for row in fresh], dtype=np.float64)
+        continues = np.asarray([math.nan] * (len(self.ts) - start) + [row[3] for row in fresh])
+        target = np.arange(len(ts)) >= len(self.ts) - start
+        order = np.argsort(ts, kind="stable")
+        flags = quality.compute_flags(
+            np.zeros(len(ts), dtype=np.int64),
+            ts[order],
+            values[order],
+            target[order],
+            valid_min=flagging.valid_min,
+            valid_max=flagging.valid_max,
+            sample_period_s=flagging.sample_period_s,
+            continues_s=continues[order],
+            **flagging.rules,
+        )
+        back = np.empty_like(flags)
+        back[order] = flags
+        return [int(flag) for flag in back[target]]
 
     def shift(self, delta: float) -> None:
         self.ts = [ts + delta for ts in self.ts]
@@ -110,10 +161,11 @@ class _RoleBuffer:
         if cut:
             del self.ts[:cut]
             del self.values[:cut]
+            del self.quality[:cut]
 
     def series(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ts = np.asarray(self.ts, dtype=np.float64)
-        return ts, np.asarray(self.values, dtype=np.float64), np.zeros(len(ts), dtype=np.uint16)
+        return ts, np.asarray(self.values, dtype=np.float64), np.asarray(self.quality, dtype=np.uint16)
 
 
 class AssetDecider:
@@ -133,7 +185,9 @@ class AssetDecider:
             tuple[float, float]
         ] = []  # (end, score) of the last decide(), for shadow trials
         self._buffers = {role: _RoleBuffer() for role in model.roles}
+        self._flagging = _flagging(model.spec, self.sensors)
         self._opening_inputs: dict[str, np.ndarray] = {}  # event key -> input of its opening window
+        self._opening_flags: dict[str, dict[str, int]] = {}  # event key -> its opening window's flags
         self._latest: dict[str, float] = {}
         # Enough history for the next window and the steps between two decisions.
         self.horizon = model.window_s + 4 * model.step_s
@@ -144,6 +198,7 @@ class AssetDecider:
         """Buffer the samples of this asset's sensors (others ignored); returns how many were taken. BAD
         and STALE samples carry no value: the window sees a gap there, as on the server."""
         taken = 0
+        fresh: dict[str, list[tuple[float, float, int, float]]] = {}
         for sample in samples:
             role = self.sensors.get(sample.point)
             buffer = self._buffers.get(role) if role is not None else None
@@ -152,9 +207,15 @@ class AssetDecider:
             taken += 1
             ts = sample.ts if self._jump is None else self._placed(sample.ts)
             self._latest[role] = max(self._latest.get(role, ts), ts)
-            if sample.value is None or sample.status in (SampleStatus.BAD, SampleStatus.STALE):
+            if sample.value is None or sample.status == SampleStatus.STALE:
                 continue
-            buffer.add(ts, sample.value)
+            # A BAD value is kept flagged, as the server stores it: the windows leave it out
+            # (detection.features.EXCLUDED_QUALITY), the rules still see a reading there (no gap).
+            continues = math.nan if sample.continues is None else sample.continues + (ts - sample.ts)
+            source = quality.SOURCE_FLAGS[sample.status.value]
+            fresh.setdefault(role, []).append((ts, float(sample.value), source, continues))
+        for role, rows in fresh.items():
+            self._buffers[role].extend(rows, self._flagging.get(role))
         return taken
 
     def restore_window(self, samples: Iterable[Sample], since: float) -> int:
@@ -178,7 +239,11 @@ class AssetDecider:
         for role, buffer in self._buffers.items():
             kept = old._buffers.get(role)
             if kept is not None:
-                buffer.ts, buffer.values = list(kept.ts), list(kept.values)
+                buffer.ts, buffer.values, buffer.quality = (
+                    list(kept.ts),
+                    list(kept.values),
+                    list(kept.quality),
+                )
         self._latest = {role: ts for role, ts in old._latest.items() if role in self._buffers}
         self._jump = None if old._jump is None else replace(old._jump)
         self.last_end = old.last_end
@@ -189,10 +254,10 @@ class AssetDecider:
         """The buffered readings as (sensor, ts, value, status) rows, for the agent's ``recent`` store."""
         key_of = {role: key for key, role in self.sensors.items()}
         return [
-            (key_of[role], ts, value, SampleStatus.GOOD.value)
+            (key_of[role], ts, value, _status(bits).value)
             for role, buffer in self._buffers.items()
             if role in key_of
-            for ts, value in zip(buffer.ts, buffer.values, strict=True)
+            for ts, value, bits in zip(buffer.ts, buffer.values, buffer.quality, strict=True)
         ]
 
     # --- the gateway's clock ---------------------------------------------------------------------------------
@@ -315,31 +380,39 @@ class AssetDecider:
         self.state, transitions = rules.step(self.state, windows, self.params)
         events = [event for t in transitions if (event := self._event(t)) is not None]
         if any(event.kind == "opened" for event in events):
-            by_end = {float(scored.ends[i]): x for i, x in scored.inputs.items()}
+            by_end = {float(scored.ends[i]): i for i in scored.inputs}
             for event in events:
                 if event.kind == "opened" and event.at in by_end:
-                    self._opening_inputs[event.key] = by_end[event.at].copy()  # not the batch
+                    i = by_end[event.at]
+                    self._opening_inputs[event.key] = scored.inputs[i].copy()  # not the batch
+                    self._opening_flags[event.key] = dict(scored.flagged[i]) if scored.flagged else {}
             # Deciders whose events nobody explains (a shadow trial's) keep only the last few.
             for key in list(self._opening_inputs)[:-OPENING_INPUTS_KEPT]:
                 del self._opening_inputs[key]
+                self._opening_flags.pop(key, None)
         return events
 
     def explained(self, event: AlertEvent) -> AlertEvent:
-        """``event`` with the sensor that opened it and the sentence about it, from the SHAP values of the
-        opening window's input (``EdgeModel.reason``); the event as it is when that cannot be said (a
-        clear, a bundle without a background sample, a model the gateway cannot explain). Called after the
-        decisions, so explaining never delays one; a failure is logged, never raised."""
+        """``event`` with its category — the server's quality gate (``detection.gate.categorize``) on the
+        opening window's flags and explanation — and the sensor that opened it and the sentence about it,
+        from the SHAP values of the opening window's input (``EdgeModel.reason``). Without an explanation (a
+        bundle without a background sample, a model the gateway cannot explain) the category is the gate's
+        provisional one, as on the server while an explanation is pending; a clear is returned as it is.
+        Called after the decisions, so explaining never delays one; a failure is logged, never raised."""
         x = self._opening_inputs.pop(event.key, None)
+        flagged = self._opening_flags.pop(event.key, {})
         if x is None:
             return event
         try:
-            found = self.model.reason(x)
+            explanation = self.model.explanation(x)
+            found = self.model.reason(x, explanation) if explanation is not None else None
         except Exception:  # the words are a courtesy to the HMI: the alert itself must go out regardless
             logger.warning("%s: explaining the alert %s locally failed", self.tag, event.key, exc_info=True)
-            return event
+            explanation = found = None
+        told = replace(event, category=gate.categorize(explanation, flagged))
         if found is None:
-            return event
-        return replace(event, sensor=found.sensor, reason=found.sentence)
+            return told
+        return replace(told, sensor=found.sensor, reason=found.sentence)
 
     def _event(self, transition: rules.Transition) -> AlertEvent | None:
         if isinstance(transition, rules.Opened):
@@ -447,3 +520,30 @@ def decide_all(deciders: list[AssetDecider]) -> list[AlertEvent]:
         for (decider, (_series, _start, until)), result in zip(members, scored, strict=True):
             events += decider.conclude(result, until)
     return events
+
+
+def _flagging(spec: Mapping[str, Any], sensors: Mapping[str, str]) -> dict[str, _Flagging]:
+    """Each role's quality-rule settings from the bundle (``spec["quality"]``: the ingest's rules and each
+    sensor's valid range and sample period); none for a bundle exported before they were shipped (its
+    readings go unflagged, as they did)."""
+    shipped = spec.get("quality") or {}
+    given = dict(shipped.get("rules") or {})
+    if not {"spike_mads", "stuck_samples", "gap_factor"} <= set(given):
+        return {}
+    rules_ = {
+        name: given[name] for name in ("spike_mads", "stuck_samples", "gap_factor", "window") if name in given
+    }
+    out = {}
+    for key, role in sensors.items():
+        settings = (shipped.get("sensors") or {}).get(key)
+        if settings is not None:
+            low, high, period = settings
+            out[role] = _Flagging(low, high, float(period), rules_)
+    return out
+
+
+def _status(bits: int) -> SampleStatus:
+    """The source's status a buffered reading's bits hold (the inverse of ``quality.SOURCE_FLAGS``)."""
+    if bits & quality.SOURCE_BAD:
+        return SampleStatus.BAD
+    return SampleStatus.UNCERTAIN if bits & quality.SOURCE_UNCERTAIN else SampleStatus.GOOD

@@ -27,6 +27,7 @@ from alerts.models import Alert, ThresholdOverride
 from alerts.services.edge_readings import mark_silent_agents
 from alerts.services.sensor_faults import sensor_params
 from detection.explain import typical_ranges
+from detection.gate import category_what
 from detection.runtime import higher_is_worse
 from detection.wording import Finding, SensorReason, duration_text, findings, reasons, unusual_text
 from models_registry.models import ModelVersion
@@ -254,7 +255,8 @@ def alert_what(alert: Alert) -> str:
     if alert.category == AlertCategory.SENSOR_FAULT and alert.role_label:
         # The sensor's values are flagged: what to check is that sensor ("Discharge pressure sensor alert"),
         # which a bare "Discharge pressure alert" in an inbox or on an HMI reads as the machine's pressure.
-        return f"{alert.role_label} sensor"
+        # The edge agent words its local alerts by the same rule (detection.gate.category_what).
+        return category_what(alert.category, alert.role_label)
     return alert.role_label or alert.get_kind_display()
 
 
@@ -291,7 +293,7 @@ def data_link_words(
         f"not the sensor{'s' if many else ''}"
     )
     if not gaps:
-        short = "data link" if labels == ["driving"] else f"{names} data link"
+        short = category_what(AlertCategory.DATA_LINK, "" if labels == ["driving"] else names)
         return DataLinkWords(short, f"Readings of {what} went missing in this alert's window: {check}")
     keys = list(dict.fromkeys(m.sensor_key for m in gaps))
     what += f" ({', '.join(keys)})" if many else f" {keys[0]}"
@@ -306,7 +308,9 @@ def data_link_words(
         )
     else:
         span = f"until {_clock(end, zone, end)}"
-    return DataLinkWords(f"{names} data link", f"No data from {what} {span}: {check}")
+    return DataLinkWords(
+        category_what(AlertCategory.DATA_LINK, names), f"No data from {what} {span}: {check}"
+    )
 
 
 def _clock(moment: datetime, zone: Any, reference: datetime) -> str:

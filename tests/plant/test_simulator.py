@@ -221,7 +221,7 @@ def test_a_fault_for_an_asset_that_is_not_simulated_is_refused():
 
 def quality_flags(ts: np.ndarray, values: np.ndarray, settings) -> np.ndarray:
     """The quality flags ingest would give one simulated 1 s series, with the settings' thresholds."""
-    from plant.quality import flag_series
+    from detection.quality import flag_series
 
     return flag_series(
         ts,
