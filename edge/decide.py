@@ -46,8 +46,9 @@ from edge.model import EdgeModel, EdgeScores, score_many
 logger = logging.getLogger(__name__)
 
 OPENING_INPUTS_KEPT = 16
-# How long after a gateway clock jump a reading may still be dated by the clock before it (sent before the
-# jump, delivered after it); readings of an asset whose source keeps its own clock are left as they are.
+# How long after an asset's first reading following a gateway clock jump a reading may still be dated by the
+# clock before it (sent before the jump, delivered after it); readings of an asset whose source keeps its own
+# clock are left as they are.
 JUMP_GRACE_S = 30.0
 
 
@@ -267,9 +268,20 @@ class AssetDecider:
         known): a decider that follows it moves its last window and rule state, and starts its windows
         afresh instead of moving readings by a wrong amount."""
         newest = max(self._latest.values()) if self._latest else self.last_end
-        if newest is not None:
-            # Seen stopped, the grace starts with the first reading (a source may take a while to connect).
-            self._jump = _Jump(delta, newest, time.monotonic() if measured else None, measured)
+        pending = self._jump
+        if (
+            pending is not None
+            and pending.at is None
+            and not pending.followed
+            and pending.measured
+            and measured
+        ):
+            # A second jump before any reading of this asset came: its readings, when they come, are dated
+            # by the clock after both.
+            pending.delta += delta
+        elif newest is not None:
+            # Seen stopped, where the old clock would be is known from the first reading on only.
+            self._jump = _Jump(delta, newest, None, measured, seen=time.monotonic() if measured else None)
 
     @property
     def following_jump(self) -> bool:
@@ -282,13 +294,16 @@ class AssetDecider:
         clock makes the decider follow it (``_shift``)."""
         jump = self._jump
         assert jump is not None
+        now = time.monotonic()
         if jump.at is None:
-            jump.at = time.monotonic()
-        elapsed = time.monotonic() - jump.at
-        if elapsed > JUMP_GRACE_S:
+            # The grace runs from this asset's first reading after the jump, however late it comes (a source
+            # reconnecting, a slow poll): until then nothing says whether its readings follow the jump.
+            jump.at = now
+            jump.seen = now if jump.seen is None else jump.seen
+        if now - jump.at > JUMP_GRACE_S:
             self._jump = None
             return ts
-        before = jump.newest + elapsed  # where a reading dated by the clock before the jump would lie
+        before = jump.newest + (now - jump.seen)  # where a reading dated by the clock before it would lie
         dated_after = abs(ts - (before + jump.delta)) < abs(ts - before)
         if dated_after and not jump.followed:
             self._shift(jump.delta)
@@ -495,15 +510,17 @@ class AssetDecider:
 
 @dataclass
 class _Jump:
-    """A jump of the gateway's clock by ``delta`` s, seen at monotonic time ``at`` (None: at the next
-    reading) when this asset's newest reading was dated ``newest``; ``measured``: see ``clock_jumped``;
-    ``followed``: its readings turned out to be dated by that clock."""
+    """A jump of the gateway's clock by ``delta`` s, seen at monotonic time ``seen`` (None: the agent was
+    stopped; taken as the first reading's) when this asset's newest reading was dated ``newest``; ``at``:
+    when this asset's first reading after it came (None: none yet), which starts the grace (JUMP_GRACE_S);
+    ``measured``: see ``clock_jumped``; ``followed``: its readings turned out to be dated by that clock."""
 
     delta: float
     newest: float
     at: float | None
     measured: bool = True
     followed: bool = False
+    seen: float | None = None
 
 
 def decide_all(deciders: list[AssetDecider]) -> list[AlertEvent]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -14,11 +15,22 @@ from connectivity.points import Sample, SampleStatus
 from detection import quality, wording
 from detection.bundle import load_bundle, pack_bundle
 from detection.explain import explain, typical_ranges
+from edge import decide as decide_module
 from edge.decide import AssetDecider, decide_all
 from edge.model import EdgeModel
 from edge.runner import score_series
 from edge.sources import LocalPublisher
-from tests.edge.conftest import TAG, TRAIN_S, samples_of, sensors, series_of, set_back_episodes, simulator
+from tests.edge.conftest import (
+    STEP_S,
+    TAG,
+    TRAIN_S,
+    WINDOW_S,
+    samples_of,
+    sensors,
+    series_of,
+    set_back_episodes,
+    simulator,
+)
 
 FAULT_AT = TRAIN_S + 600.0
 
@@ -311,3 +323,53 @@ def test_a_stuck_sensor_alert_tells_the_hmi_to_check_the_sensor_as_the_servers_w
         plain.add(batch)
         found += [e for e in plain.decide() if e.kind == "opened"]
     assert found and plain.explained(found[0]).category == "machine_fault"
+
+
+def test_a_clock_jump_seen_long_before_this_assets_next_readings_is_still_followed(bundle, monkeypatch):
+    """The agent sees the gateway's clock set back an hour (another source's batch) while this asset's
+    source is silent for two minutes (reconnecting); its readings then come dated by the set-back clock.
+    Before, the jump was forgotten 30 s after it was seen: the readings fell behind the windows decided and
+    nothing was decided for the hour. Now the grace runs from the asset's first reading after the jump."""
+    steady = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(decide_module, "time", SimpleNamespace(monotonic=lambda: steady.now))
+    d, sim = decider(bundle), simulator()
+
+    def feed_dated(t0: float, t1: float, dated: float) -> list[float]:
+        deciding = []
+        for t in np.arange(t0, t1, 5.0):
+            steady.now = t
+            d.add([s._replace(ts=s.ts + dated) for s in samples_of(sim, t, t + 5.0)])
+            d.decide()
+            if d.last_scored:
+                deciding.append(float(t))
+        return deciding
+
+    feed_dated(TRAIN_S, TRAIN_S + 600.0, 0.0)
+    steady.now = TRAIN_S + 600.0
+    d.clock_jumped(-3_600.0)
+    sim.step(TRAIN_S + 600.0, TRAIN_S + 720.0)  # this asset's readings of those two minutes never come
+    deciding = feed_dated(TRAIN_S + 720.0, TRAIN_S + 1_200.0, -3_600.0)
+    # Decisions again once a window holds enough readings, then every step.
+    assert deciding and deciding[0] <= TRAIN_S + 720.0 + WINDOW_S, deciding
+    settled = [t for t in deciding if t >= TRAIN_S + 720.0 + WINDOW_S]
+    assert max(np.diff(settled)) <= STEP_S and deciding[-1] >= TRAIN_S + 1_200.0 - STEP_S
+    assert d.last_end is not None and d.last_end <= TRAIN_S + 1_200.0 - 3_600.0  # on the set-back time line
+
+
+def test_two_jumps_before_this_assets_next_reading_are_followed_as_one(bundle, monkeypatch):
+    steady = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(decide_module, "time", SimpleNamespace(monotonic=lambda: steady.now))
+    d, sim = decider(bundle), simulator()
+    for t in np.arange(TRAIN_S, TRAIN_S + 300.0, 5.0):
+        steady.now = t
+        d.add(samples_of(sim, t, t + 5.0))
+        d.decide()
+    d.clock_jumped(-3_600.0)  # set back an hour, then NTP steps it forward ten minutes of it
+    d.clock_jumped(600.0)
+    deciding = []
+    for t in np.arange(TRAIN_S + 300.0, TRAIN_S + 600.0, 5.0):
+        steady.now = t
+        d.add([s._replace(ts=s.ts - 3_000.0) for s in samples_of(sim, t, t + 5.0)])
+        d.decide()
+        deciding += [float(t)] if d.last_scored else []
+    assert deciding and max(np.diff(deciding)) <= STEP_S and deciding[0] <= TRAIN_S + 300.0 + STEP_S
