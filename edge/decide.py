@@ -33,7 +33,7 @@ import bisect
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -107,12 +107,11 @@ class _RoleBuffer:
     values: list[float] = field(default_factory=list)
     quality: list[int] = field(default_factory=list)
 
-    def extend(self, rows: list[tuple[float, float, int, float]], flagging: _Flagging | None) -> None:
-        """Buffer new (ts, value, source bits, continues) rows, each with the quality flags the ingest gives
-        it (detection.quality: judged against the buffered readings before it, never re-judging those), when
-        the bundle ships the rules. A resent reading (a time already buffered) is left out: the first value
-        stays, as on the server (plant.ingest.service keeps the first of a repeated (sensor, ts) and writes
-        nothing over a stored one), so the agent decides on the readings the server will hold."""
+    def fresh(self, rows: list[tuple[float, float, int, float]]) -> list[tuple[float, float, int, float]]:
+        """The new (ts, value, source bits, continues) rows in time order, without a resent reading (a time
+        already buffered): the first value stays, as on the server (plant.ingest.service keeps the first of a
+        repeated (sensor, ts) and writes nothing over a stored one), so the agent decides on the readings the
+        server will hold."""
         seen = set()
         fresh = []
         for row in sorted(rows, key=lambda row: row[0]):  # stable: the first of a repeated time stays
@@ -120,39 +119,21 @@ class _RoleBuffer:
             if row[0] not in seen and not (i < len(self.ts) and self.ts[i] == row[0]):
                 seen.add(row[0])
                 fresh.append(row)
-        if not fresh:
-            return
-        flags = self._flags(fresh, flagging) if flagging is not None else [0] * len(fresh)
+        return fresh
+
+    def context(self, since: float, reach: int) -> tuple[list[float], list[float]]:
+        """The buffered readings the quality rules look back on for new readings from ``since``: ``reach``
+        before it (the spike rule's window, a stuck run's length) and every one after it (a late reading
+        meets its true neighbours)."""
+        start = max(0, bisect.bisect_left(self.ts, since) - reach)
+        return self.ts[start:], self.values[start:]
+
+    def insert(self, fresh: list[tuple[float, float, int, float]], flags: Sequence[int]) -> None:
         for (ts, value, bits, _), flag in zip(fresh, flags, strict=True):
             i = bisect.bisect_left(self.ts, ts)
             self.ts.insert(i, ts)
             self.values.insert(i, value)
             self.quality.insert(i, bits | flag)
-
-    def _flags(self, fresh: list[tuple[float, float, int, float]], flagging: _Flagging) -> list[int]:
-        # The context the rules look back on (the spike rule's window, a stuck run's length) before the
-        # earliest new reading, and every buffered reading after it (a late reading meets its true neighbours).
-        reach = max(int(flagging.rules.get("window", 30)), int(flagging.rules.get("stuck_samples", 0))) + 1
-        start = max(0, bisect.bisect_left(self.ts, fresh[0][0]) - reach)
-        ts = np.asarray(self.ts[start:] + [row[0] for row in fresh], dtype=np.float64)
-        values = np.asarray(self.values[start:] + [row[1] for row in fresh], dtype=np.float64)
-        continues = np.asarray([math.nan] * (len(self.ts) - start) + [row[3] for row in fresh])
-        target = np.arange(len(ts)) >= len(self.ts) - start
-        order = np.argsort(ts, kind="stable")
-        flags = quality.compute_flags(
-            np.zeros(len(ts), dtype=np.int64),
-            ts[order],
-            values[order],
-            target[order],
-            valid_min=flagging.valid_min,
-            valid_max=flagging.valid_max,
-            sample_period_s=flagging.sample_period_s,
-            continues_s=continues[order],
-            **flagging.rules,
-        )
-        back = np.empty_like(flags)
-        back[order] = flags
-        return [int(flag) for flag in back[target]]
 
     def shift(self, delta: float) -> None:
         self.ts = [ts + delta for ts in self.ts]
@@ -215,9 +196,54 @@ class AssetDecider:
             continues = math.nan if sample.continues is None else sample.continues + (ts - sample.ts)
             source = quality.SOURCE_FLAGS[sample.status.value]
             fresh.setdefault(role, []).append((ts, float(sample.value), source, continues))
-        for role, rows in fresh.items():
-            self._buffers[role].extend(rows, self._flagging.get(role))
+        if fresh:
+            self._buffer(fresh)
         return taken
+
+    def _buffer(self, rows: Mapping[str, list[tuple[float, float, int, float]]]) -> None:
+        """Buffer each role's new rows with the quality flags the ingest gives them (detection.quality:
+        judged against the buffered readings before them, never re-judging those), when the bundle ships
+        the rules: one call for all the roles of the batch (the rules' cost is mostly per call)."""
+        fresh = {role: new for role, given in rows.items() if (new := self._buffers[role].fresh(given))}
+        flagged = {role: new for role, new in fresh.items() if role in self._flagging}
+        flags: dict[str, list[int]] = {}
+        if flagged:
+            rules_ = next(iter(self._flagging.values())).rules
+            reach = max(int(rules_.get("window", 30)), int(rules_.get("stuck_samples", 0))) + 1
+            group, ts, values, continues, target, low, high, period = [], [], [], [], [], [], [], []
+            for number, (role, new) in enumerate(flagged.items()):
+                old_ts, old_values = self._buffers[role].context(new[0][0], reach)
+                setting = self._flagging[role]
+                n = len(old_ts) + len(new)
+                group += [number] * n
+                ts += old_ts + [row[0] for row in new]
+                values += old_values + [row[1] for row in new]
+                continues += [math.nan] * len(old_ts) + [row[3] for row in new]
+                target += [False] * len(old_ts) + [True] * len(new)
+                low += [math.nan if setting.valid_min is None else setting.valid_min] * n
+                high += [math.nan if setting.valid_max is None else setting.valid_max] * n
+                period += [setting.sample_period_s] * n
+            order = np.lexsort((np.asarray(ts), np.asarray(group)))  # by role, then time (stable)
+            computed = quality.compute_flags(
+                np.asarray(group)[order],
+                np.asarray(ts, dtype=np.float64)[order],
+                np.asarray(values, dtype=np.float64)[order],
+                np.asarray(target)[order],
+                valid_min=np.asarray(low, dtype=np.float64)[order],
+                valid_max=np.asarray(high, dtype=np.float64)[order],
+                sample_period_s=np.asarray(period, dtype=np.float64)[order],
+                continues_s=np.asarray(continues, dtype=np.float64)[order],
+                **rules_,
+            )
+            back = np.empty_like(computed)
+            back[order] = computed
+            mine = back[np.asarray(target)]
+            at = 0
+            for role, new in flagged.items():  # the targets in the order they were laid out
+                flags[role] = [int(flag) for flag in mine[at : at + len(new)]]
+                at += len(new)
+        for role, new in fresh.items():
+            self._buffers[role].insert(new, flags.get(role) or [0] * len(new))
 
     def restore_window(self, samples: Iterable[Sample], since: float) -> int:
         """Refill the windows being decided with the kept readings (edge.queue ``recent``) when the agent
