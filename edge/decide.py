@@ -162,6 +162,9 @@ class AssetDecider:
         self.state = rules.RuleState()
         # Episodes opened on this asset (the current one's number while one is open): part of the event keys.
         self.episodes = 0
+        # What ``explained`` said of the active episode's opening (episode, category, sensor, sentence): said
+        # again when the agent publishes the asset's state on start (``state_event``).
+        self._told: tuple[int, str, str, str] | None = None
         self.last_end: float | None = None
         self.last_scored: list[
             tuple[float, float]
@@ -275,6 +278,7 @@ class AssetDecider:
         self._jump = None if old._jump is None else replace(old._jump)
         self.last_end = old.last_end
         self.episodes = old.episodes
+        self._told = old._told
         self.state = rules.RuleState(active=old.state.active, boundary=old.state.boundary)
 
     def window_rows(self) -> list[tuple[str, float, float | None, str]]:
@@ -451,9 +455,12 @@ class AssetDecider:
             logger.warning("%s: explaining the alert %s locally failed", self.tag, event.key, exc_info=True)
             explanation = found = None
         told = replace(event, category=gate.categorize(explanation, flagged))
-        if found is None:
-            return told
-        return replace(told, sensor=found.sensor, reason=found.sentence)
+        if found is not None:
+            told = replace(told, sensor=found.sensor, reason=found.sentence)
+        active = self.state.active
+        if active is not None and event.key == self._alert_event("opened", active, float(active.opened)).key:
+            self._told = (self.episodes, told.category, told.sensor, told.reason)
+        return told
 
     def _event(self, transition: rules.Transition) -> AlertEvent | None:
         if isinstance(transition, rules.Opened):
@@ -485,7 +492,11 @@ class AssetDecider:
         (a kill, a power cut while the plant's broker was away) may never have reached the plant."""
         active = self.state.active
         if active is not None:
-            return self._alert_event("opened", active, float(active.opened))
+            event = self._alert_event("opened", active, float(active.opened))
+            if self._told is not None and self._told[0] == self.episodes:
+                _, category, sensor, reason = self._told
+                event = replace(event, category=category, sensor=sensor, reason=reason)
+            return event
         at = float(self.last_end or 0.0)
         return AlertEvent(
             f"{self.tag}/{self.sha256[:16]}/state", "cleared", self.tag, at, at, at, 0.0, 0, self.sha256
@@ -504,6 +515,7 @@ class AssetDecider:
             "last_end": self.last_end,
             "recent": [list(item) for item in self.state.recent],
             "boundary": self.state.boundary,
+            "told": None if self._told is None else list(self._told),
             "active": None
             if active is None
             else [
@@ -531,6 +543,8 @@ class AssetDecider:
             boundary=saved.get("boundary"),
         )
         self.last_end = saved.get("last_end")
+        told = saved.get("told")
+        self._told = None if not told else (int(told[0]), str(told[1]), str(told[2]), str(told[3]))
         return True
 
 
