@@ -55,3 +55,20 @@ def category_what(category: str, label: str) -> str:
     if category == SENSOR_FAULT:
         return f"{label} sensor" if label else "sensor"
     return label
+
+
+def check_the_link(many: bool = False) -> str:
+    """What to check for a data-link alert: the link, not the sensor(s)."""
+    return (
+        f"check {'their' if many else 'its'} data link (the gateway, bridge, network or PLC connection), "
+        f"not the sensor{'s' if many else ''}"
+    )
+
+
+def went_missing(names: str, many: bool = False) -> str:
+    """A data-link alert's sentence (no full stop, like a top sensor's) when the missing stretch is not
+    known: the server's card without stored gaps, the edge agent's HMI write-back. ``names``: the sensors'
+    labels in lower case ("vibration rms")."""
+    return f"Readings of the {names} sensor{'s' if many else ''} went missing in this alert's window: " + (
+        check_the_link(many)
+    )

@@ -457,6 +457,9 @@ class AssetDecider:
         told = replace(event, category=gate.categorize(explanation, flagged))
         if found is not None:
             told = replace(told, sensor=found.sensor, reason=found.sentence)
+        if told.category == gate.DATA_LINK:
+            # Readings went missing: the HMI hears to check the link, as the server's write-back says it.
+            told = replace(told, reason=gate.went_missing((told.sensor or "driving").lower()))
         active = self.state.active
         if active is not None and event.key == self._alert_event("opened", active, float(active.opened)).key:
             self._told = (self.episodes, told.category, told.sensor, told.reason)

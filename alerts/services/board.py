@@ -27,7 +27,7 @@ from alerts.models import Alert, ThresholdOverride
 from alerts.services.edge_readings import mark_silent_agents
 from alerts.services.sensor_faults import sensor_params
 from detection.explain import typical_ranges
-from detection.gate import category_what
+from detection.gate import category_what, check_the_link, went_missing
 from detection.runtime import higher_is_worse
 from detection.wording import Finding, SensorReason, duration_text, findings, reasons, unusual_text
 from models_registry.models import ModelVersion
@@ -288,13 +288,10 @@ def data_link_words(
     names = labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
     many = len(labels) > 1 or len({m.sensor_key for m in gaps}) > 1
     what = f"the {names} sensor{'s' if many else ''}"
-    check = (
-        f"check {'their' if many else 'its'} data link (the gateway, bridge, network or PLC connection), "
-        f"not the sensor{'s' if many else ''}"
-    )
+    check = check_the_link(many)
     if not gaps:
         short = category_what(AlertCategory.DATA_LINK, "" if labels == ["driving"] else names)
-        return DataLinkWords(short, f"Readings of {what} went missing in this alert's window: {check}")
+        return DataLinkWords(short, went_missing(names, many))
     keys = list(dict.fromkeys(m.sensor_key for m in gaps))
     what += f" ({', '.join(keys)})" if many else f" {keys[0]}"
     zone = alert.asset.site.zone

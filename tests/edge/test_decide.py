@@ -373,3 +373,32 @@ def test_two_jumps_before_this_assets_next_reading_are_followed_as_one(bundle, m
         d.decide()
         deciding += [float(t)] if d.last_scored else []
     assert deciding and max(np.diff(deciding)) <= STEP_S and deciding[0] <= TRAIN_S + 300.0 + STEP_S
+
+
+def test_readings_missing_in_the_opening_window_tell_the_hmi_to_check_the_data_link(bundle, tmp_path):
+    """The vibration's link drops for 8 s every minute while the bearing wears: the opening window's driving
+    sensor has gaps (the ingest's GAP flag), so the HMI hears "check the data link", in the server's words
+    (alerts.services.board.data_link_words without stored gaps: detection.gate.went_missing)."""
+    d = _with_quality(bundle, tmp_path)
+    key = sensors()["vibration"]
+    sim = simulator(fault_at=FAULT_AT)
+    events = []
+    for t in np.arange(TRAIN_S, FAULT_AT + 900.0, 5.0):
+        batch = samples_of(sim, t, t + 5.0)
+        d.add([s for s in batch if not (s.point == key and s.ts >= FAULT_AT and int(s.ts) % 60 < 8)])
+        events += d.decide()
+    opened = next(e for e in events if e.kind == "opened")
+    assert d._opening_flags[opened.key]["vibration"] & quality.GAP
+    told = d.explained(opened)
+    assert (told.category, told.sensor, told.what) == (
+        "data_link",
+        "Vibration RMS",
+        "vibration rms data link",
+    )
+    assert told.reason.startswith("Readings of the vibration rms sensor went missing in this alert's window")
+
+    publisher = LocalPublisher({"publish": {"protocol": "mqtt", "endpoint": "mqtt://127.0.0.1:1883"}}, "demo")
+    asyncio.run(publisher.publish(told))
+    payload = publisher._pending.get_nowait().payload
+    assert payload["category"] == "data_link" and payload["top_sensor_text"] == told.reason
+    assert state_of(f"demo/{TAG}", payload).text.startswith("p-101 vibration rms data link alert, ")
