@@ -12,7 +12,11 @@ CLOSE_NOT_FOUND = 4404
 
 class NoSuchSocket(AsyncWebsocketConsumer):
     """A socket to a path no route has: refused with 4404, as a page that does not exist is a 404 (without
-    it the router raised "No route found for path", a 500 and a traceback in the server's log)."""
+    it the router raised "No route found for path", a 500 and a traceback in the server's log). It joins
+    no group and receives nothing, so it takes no channel layer: with one, a consumer's channel receive
+    reaches Redis, and while Redis was down the path was refused as a broker outage (503) instead."""
+
+    channel_layer_alias = None  # no such layer: channels gives the consumer none
 
     async def connect(self) -> None:
         await self.close(code=CLOSE_NOT_FOUND)

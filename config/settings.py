@@ -365,7 +365,7 @@ VIGIL_INGEST_MAX_BODY_BYTES = env_int("VIGIL_INGEST_MAX_BODY_BYTES", 32 * 1024 *
 VIGIL_INGEST_MAX_FUTURE_S = env_float("VIGIL_INGEST_MAX_FUTURE_S", 300.0)
 VIGIL_INGEST_MAX_AGE_DAYS = env_int("VIGIL_INGEST_MAX_AGE_DAYS", 3650, minimum=1)
 
-# Data-quality rules (per reading flags; see plant/quality.py for how each is computed).
+# Data-quality rules (per reading flags; see detection/quality.py for how each is computed).
 VIGIL_QUALITY_CONTEXT = env_int("VIGIL_QUALITY_CONTEXT", 30, minimum=3)
 VIGIL_QUALITY_SPIKE_MADS = env_float("VIGIL_QUALITY_SPIKE_MADS", 8.0)
 VIGIL_QUALITY_STUCK_SAMPLES = env_int("VIGIL_QUALITY_STUCK_SAMPLES", 20, minimum=2)
@@ -376,7 +376,7 @@ VIGIL_QUALITY_GAP_FACTOR = env_float("VIGIL_QUALITY_GAP_FACTOR", 3.0)
 # least VIGIL_SENSOR_FAULT_OPEN_SHARE of a sensor's readings are flagged spike (an intermittent fault) or at
 # least VIGIL_SENSOR_FAULT_PERSISTENT_SHARE are flagged stuck or drift (a persistent one); it closes after
 # VIGIL_ALERT_CLEAR_WINDOWS windows below VIGIL_SENSOR_FAULT_CLEAR_RATIO of both. Defaults: 2 % of 5 min is
-# 6 readings at 1 Hz: the spike rule (plant/quality.py) can flag the first few readings of a sudden process
+# 6 readings at 1 Hz: the spike rule (detection/quality.py) can flag the first few readings of a sudden process
 # change (a duty step, a fault's onset) but not 6 spread over minutes. A persistent fault must hold for
 # half the span (150 s, five drift evaluations in a row): the drift rule's rare false findings on healthy
 # simulated pumps come singly or in excursions of up to ~150 s (at a duty change the temperature lag is

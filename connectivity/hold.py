@@ -20,7 +20,7 @@ A value the source states current when asked (OPC UA's catch-up read when a sess
 with ``stated_at``) says more: it has not changed since its own time, however long before the session
 that was. Nothing is made up for that time (the session did not vouch for it), but the first sample held
 for it carries ``continues`` = the value's own time, when the session vouched without a break from the
-statement on: ingest then sees no data gap between the two (`plant.quality`, GAP), so a steady tag is
+statement on: ingest then sees no data gap between the two (`detection.quality`, GAP), so a steady tag is
 not flagged "after gap" on its second reading each time the bridge connects. A value whose first held
 sample follows a break (the session lost, keep-alives missed) carries no such statement: that stays a gap.
 """

@@ -23,7 +23,8 @@ request to every mapped node), so their values are named and held from then on. 
 answer (offline, or not serving "Node Control/Rebirth") is asked again on a schedule (after
 REBIRTH_EVERY_S, doubling up to REBIRTH_RETRY_MAX_S, until its next birth; data by an unknown alias asks on
 the same schedule), and each unanswered request is an error on the connection's status naming the node and
-what it costs: its data by alias cannot be named (dropped, counted) and its values are not held (a frozen
+what it costs (only the node's NBIRTH answers it; a device's DBIRTH ends the error of that device's data by
+alias, not the asking): its data by alias cannot be named (dropped, counted) and its values are not held (a frozen
 metric reads as no data); its data by metric name is stored as it comes. An NDEATH whose
 ``bdSeq`` differs from the node's last NBIRTH's is the late will of an earlier session (the node has
 reconnected since) and is left alone (``Router._death_of_this_birth``).
@@ -288,8 +289,9 @@ class Router:
         # Nodes to send a rebirth command to (taken by the client), and when each was last asked.
         self.rebirths: list[tuple[str, str]] = []
         self._asked: dict[tuple[str, str], _Asked] = {}
-        # The nodes ("spBv1.0/<group>/<node>") whose NBIRTH was read since the client last took them: the
-        # errors their silence caused are over (ConnectionStatus.born).
+        # The nodes ("spBv1.0/<group>/<node>") whose NBIRTH, and the devices ("…/<node>/<device>") whose
+        # DBIRTH, was read since the client last took them: the errors their silence caused are over
+        # (ConnectionStatus.born).
         self.births: list[str] = []
         self.unknown_aliases = 0  # metrics received by an alias no birth certificate named
         # (group, node) -> the bdSeq of its last NBIRTH, and the NDEATHs left alone for carrying another one.
@@ -412,7 +414,11 @@ class Router:
             self.aliases[where] = {m.alias: m.name for m in message.metrics if m.HasField("alias") and m.name}
             if kind == "NBIRTH":
                 self._asked.pop((group, node), None)
-                self.births.append(_node_id(group, node))
+            # A device's DBIRTH binds its aliases: its data by alias is named again, whether it came after
+            # its node's NBIRTH (a rebirth's answer) or alone (the device came back online). It does not
+            # answer a rebirth request (Sparkplug B: the node answers with its NBIRTH, then its devices'
+            # DBIRTHs), so the node is asked until its NBIRTH, and its own errors wait for that.
+            self.births.append(_node_id(group, node, device))
         aliases = self.aliases.get(where, {})
         samples: list[Sample] = []
         errors: list[PointError] = []
@@ -430,7 +436,7 @@ class Router:
                     PointError(
                         f"metric alias {metric.alias} has no birth certificate (rebirth requested)",
                         source=topic,
-                        node=_node_id(group, node),
+                        node=_node_id(group, node, device),
                     )
                 )
                 continue
@@ -570,9 +576,9 @@ class Router:
         return [Sample(key, ts, None, SampleStatus.STALE) for key in keys]
 
 
-def _node_id(group: str, node: str) -> str:
-    """A Sparkplug B edge node as errors name it (``PointError.node``)."""
-    return f"{SPARKPLUG_NAMESPACE}/{group}/{node}"
+def _node_id(group: str, node: str, device: str = "") -> str:
+    """A Sparkplug B edge node, or one of its devices, as errors name it (``PointError.node``)."""
+    return f"{SPARKPLUG_NAMESPACE}/{group}/{node}" + (f"/{device}" if device else "")
 
 
 @dataclass(slots=True)

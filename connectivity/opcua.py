@@ -26,7 +26,7 @@ value (Bad without a value, not a number) is not held. Held times are in the sou
 the client's and kept behind it by the lag of the point's last change (how long after its source time a
 change arrived), so a held time is never one a real value can still come with; a point that has not
 changed since the connect has no lag known, so OPC UA's synchronised clocks are assumed for it. The
-bridge stores held samples like any other, so the ingest's stuck rule (plant.quality, STUCK) flags a
+bridge stores held samples like any other, so the ingest's stuck rule (detection.quality, STUCK) flags a
 frozen value, and the edge agent gets them too.
 """
 

@@ -55,8 +55,10 @@ class PointError:
     reason: str
     point: str | None = None  # the mapped point, when known
     source: str | None = None  # the topic / node id / register address it came from
-    # The Sparkplug B node ("spBv1.0/<group>/<node>") whose birth ends this error (its rebirth requests
-    # unanswered, its data by an alias no birth bound): ConnectionStatus.error records it as BIRTH.
+    # The Sparkplug B node ("spBv1.0/<group>/<node>"), or device ("…/<node>/<device>"), whose birth ends
+    # this error (a node's rebirth requests unanswered, the data by an alias no birth bound): its birth, or
+    # for a device's error also its node's (the device's births follow it), ends it; ConnectionStatus.error
+    # records it as BIRTH.
     node: str | None = None
 
 
@@ -140,11 +142,14 @@ class ConnectionStatus:
         del self.recent_errors[: -self.MAX_RECENT]
 
     def born(self, node: str, at: float) -> None:
-        """Sparkplug B ``node`` was born at ``at``: the last error, if that birth ends it, is over. A birth
+        """Sparkplug B ``node`` (or device, ``PointError.node``) was born at ``at``: the last error, if that
+        birth ends it, is over — the error's own node's or device's, or a device's error's node's. A birth
         at the error's own moment is the message that caused it (a birth certificate with a metric by an
         alias and no name): it ends nothing, and the node's next birth still can."""
+        erred = self._last_error_node
         if (
-            node == self._last_error_node
+            erred is not None
+            and (node == erred or erred.startswith(node + "/"))
             and self.last_error_resolved_at is None
             and self.last_error_at is not None
             and at > self.last_error_at

@@ -50,6 +50,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from detection.quality import OUT_OF_RANGE, SOURCE_BAD, SPIKE
+
 STATS: tuple[str, ...] = ("mean", "std", "min", "max", "slope", "diff_rms")
 # How each stat reads in a sentence ("Vibration variability 0.4 mm/s"), for explanations and the board.
 STAT_LABELS: dict[str, str] = {
@@ -62,9 +64,8 @@ STAT_LABELS: dict[str, str] = {
 }
 SEPARATOR = "__"
 
-# Mirrors plant.choices.QualityFlag.OUT_OF_RANGE | QualityFlag.SPIKE | QualityFlag.SOURCE_BAD (plant.choices
-# imports Django, so the value is repeated here; a test keeps the two in step).
-EXCLUDED_QUALITY = 1 | 2 | 64
+# Readings whose value says nothing about the process: out of range, a spike, the source's own "bad".
+EXCLUDED_QUALITY = OUT_OF_RANGE | SPIKE | SOURCE_BAD
 
 MAX_WINDOWS = 5_000_000
 _DEFAULT_PERIOD_S = 1.0

@@ -33,21 +33,22 @@ import bisect
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from connectivity.points import Sample, SampleStatus
-from detection import rules
+from detection import gate, quality, rules
 from edge.model import EdgeModel, EdgeScores, score_many
 
 logger = logging.getLogger(__name__)
 
 OPENING_INPUTS_KEPT = 16
-# How long after a gateway clock jump a reading may still be dated by the clock before it (sent before the
-# jump, delivered after it); readings of an asset whose source keeps its own clock are left as they are.
+# How long after an asset's first reading following a gateway clock jump a reading may still be dated by the
+# clock before it (sent before the jump, delivered after it); readings of an asset whose source keeps its own
+# clock are left as they are.
 JUMP_GRACE_S = 30.0
 
 
@@ -65,9 +66,16 @@ class AlertEvent:
     level: int
     model_sha256: str
     # Filled in by ``AssetDecider.explained`` for the local HMI (the server explains from the readings):
-    # the sensor that pushed the opening window's score most and the board's sentence about it.
+    # the sensor that pushed the opening window's score most and the board's sentence about it, and where
+    # to look first (detection.gate: machine_fault, sensor_fault or data_link; "" not said).
     sensor: str = ""
     reason: str = ""
+    category: str = ""
+
+    @property
+    def what(self) -> str:
+        """What the alert is about in the words of the server's one-line texts (detection.gate)."""
+        return gate.category_what(self.category, self.sensor) if self.category else self.sensor
 
     def body(self) -> dict[str, Any]:
         return {
@@ -83,24 +91,49 @@ class AlertEvent:
         }
 
 
+@dataclass(frozen=True)
+class _Flagging:
+    """One sensor's settings for the ingest's quality rules (the bundle's ``quality``)."""
+
+    valid_min: float | None
+    valid_max: float | None
+    sample_period_s: float
+    rules: Mapping[str, Any]
+
+
 @dataclass
 class _RoleBuffer:
     ts: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    quality: list[int] = field(default_factory=list)
 
-    def add(self, ts: float, value: float) -> None:
-        if not self.ts or ts > self.ts[-1]:
-            self.ts.append(ts)
-            self.values.append(value)
-            return
-        i = bisect.bisect_left(self.ts, ts)
-        if i < len(self.ts) and self.ts[i] == ts:
-            # A resent reading: the first value stays, as on the server (plant.ingest.service keeps the
-            # first of a repeated (sensor, ts) and writes nothing over a stored one), so the agent decides
-            # on the readings the server will hold.
-            return
-        self.ts.insert(i, ts)
-        self.values.insert(i, value)
+    def fresh(self, rows: list[tuple[float, float, int, float]]) -> list[tuple[float, float, int, float]]:
+        """The new (ts, value, source bits, continues) rows in time order, without a resent reading (a time
+        already buffered): the first value stays, as on the server (plant.ingest.service keeps the first of a
+        repeated (sensor, ts) and writes nothing over a stored one), so the agent decides on the readings the
+        server will hold."""
+        seen = set()
+        fresh = []
+        for row in sorted(rows, key=lambda row: row[0]):  # stable: the first of a repeated time stays
+            i = bisect.bisect_left(self.ts, row[0])
+            if row[0] not in seen and not (i < len(self.ts) and self.ts[i] == row[0]):
+                seen.add(row[0])
+                fresh.append(row)
+        return fresh
+
+    def context(self, since: float, reach: int) -> tuple[list[float], list[float]]:
+        """The buffered readings the quality rules look back on for new readings from ``since``: ``reach``
+        before it (the spike rule's window, a stuck run's length) and every one after it (a late reading
+        meets its true neighbours)."""
+        start = max(0, bisect.bisect_left(self.ts, since) - reach)
+        return self.ts[start:], self.values[start:]
+
+    def insert(self, fresh: list[tuple[float, float, int, float]], flags: Sequence[int]) -> None:
+        for (ts, value, bits, _), flag in zip(fresh, flags, strict=True):
+            i = bisect.bisect_left(self.ts, ts)
+            self.ts.insert(i, ts)
+            self.values.insert(i, value)
+            self.quality.insert(i, bits | flag)
 
     def shift(self, delta: float) -> None:
         self.ts = [ts + delta for ts in self.ts]
@@ -110,10 +143,11 @@ class _RoleBuffer:
         if cut:
             del self.ts[:cut]
             del self.values[:cut]
+            del self.quality[:cut]
 
     def series(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ts = np.asarray(self.ts, dtype=np.float64)
-        return ts, np.asarray(self.values, dtype=np.float64), np.zeros(len(ts), dtype=np.uint16)
+        return ts, np.asarray(self.values, dtype=np.float64), np.asarray(self.quality, dtype=np.uint16)
 
 
 class AssetDecider:
@@ -128,12 +162,17 @@ class AssetDecider:
         self.state = rules.RuleState()
         # Episodes opened on this asset (the current one's number while one is open): part of the event keys.
         self.episodes = 0
+        # What ``explained`` said of the active episode's opening (episode, category, sensor, sentence): said
+        # again when the agent publishes the asset's state on start (``state_event``).
+        self._told: tuple[int, str, str, str] | None = None
         self.last_end: float | None = None
         self.last_scored: list[
             tuple[float, float]
         ] = []  # (end, score) of the last decide(), for shadow trials
         self._buffers = {role: _RoleBuffer() for role in model.roles}
+        self._flagging = _flagging(model.spec, self.sensors)
         self._opening_inputs: dict[str, np.ndarray] = {}  # event key -> input of its opening window
+        self._opening_flags: dict[str, dict[str, int]] = {}  # event key -> its opening window's flags
         self._latest: dict[str, float] = {}
         # Enough history for the next window and the steps between two decisions.
         self.horizon = model.window_s + 4 * model.step_s
@@ -144,6 +183,7 @@ class AssetDecider:
         """Buffer the samples of this asset's sensors (others ignored); returns how many were taken. BAD
         and STALE samples carry no value: the window sees a gap there, as on the server."""
         taken = 0
+        fresh: dict[str, list[tuple[float, float, int, float]]] = {}
         for sample in samples:
             role = self.sensors.get(sample.point)
             buffer = self._buffers.get(role) if role is not None else None
@@ -152,10 +192,61 @@ class AssetDecider:
             taken += 1
             ts = sample.ts if self._jump is None else self._placed(sample.ts)
             self._latest[role] = max(self._latest.get(role, ts), ts)
-            if sample.value is None or sample.status in (SampleStatus.BAD, SampleStatus.STALE):
+            if sample.value is None or sample.status == SampleStatus.STALE:
                 continue
-            buffer.add(ts, sample.value)
+            # A BAD value is kept flagged, as the server stores it: the windows leave it out
+            # (detection.features.EXCLUDED_QUALITY), the rules still see a reading there (no gap).
+            continues = math.nan if sample.continues is None else sample.continues + (ts - sample.ts)
+            source = quality.SOURCE_FLAGS[sample.status.value]
+            fresh.setdefault(role, []).append((ts, float(sample.value), source, continues))
+        if fresh:
+            self._buffer(fresh)
         return taken
+
+    def _buffer(self, rows: Mapping[str, list[tuple[float, float, int, float]]]) -> None:
+        """Buffer each role's new rows with the quality flags the ingest gives them (detection.quality:
+        judged against the buffered readings before them, never re-judging those), when the bundle ships
+        the rules: one call for all the roles of the batch (the rules' cost is mostly per call)."""
+        fresh = {role: new for role, given in rows.items() if (new := self._buffers[role].fresh(given))}
+        flagged = {role: new for role, new in fresh.items() if role in self._flagging}
+        flags: dict[str, list[int]] = {}
+        if flagged:
+            rules_ = next(iter(self._flagging.values())).rules
+            reach = max(int(rules_.get("window", 30)), int(rules_.get("stuck_samples", 0))) + 1
+            group, ts, values, continues, target, low, high, period = [], [], [], [], [], [], [], []
+            for number, (role, new) in enumerate(flagged.items()):
+                old_ts, old_values = self._buffers[role].context(new[0][0], reach)
+                setting = self._flagging[role]
+                n = len(old_ts) + len(new)
+                group += [number] * n
+                ts += old_ts + [row[0] for row in new]
+                values += old_values + [row[1] for row in new]
+                continues += [math.nan] * len(old_ts) + [row[3] for row in new]
+                target += [False] * len(old_ts) + [True] * len(new)
+                low += [math.nan if setting.valid_min is None else setting.valid_min] * n
+                high += [math.nan if setting.valid_max is None else setting.valid_max] * n
+                period += [setting.sample_period_s] * n
+            order = np.lexsort((np.asarray(ts), np.asarray(group)))  # by role, then time (stable)
+            computed = quality.compute_flags(
+                np.asarray(group)[order],
+                np.asarray(ts, dtype=np.float64)[order],
+                np.asarray(values, dtype=np.float64)[order],
+                np.asarray(target)[order],
+                valid_min=np.asarray(low, dtype=np.float64)[order],
+                valid_max=np.asarray(high, dtype=np.float64)[order],
+                sample_period_s=np.asarray(period, dtype=np.float64)[order],
+                continues_s=np.asarray(continues, dtype=np.float64)[order],
+                **rules_,
+            )
+            back = np.empty_like(computed)
+            back[order] = computed
+            mine = back[np.asarray(target)]
+            at = 0
+            for role, new in flagged.items():  # the targets in the order they were laid out
+                flags[role] = [int(flag) for flag in mine[at : at + len(new)]]
+                at += len(new)
+        for role, new in fresh.items():
+            self._buffers[role].insert(new, flags.get(role) or [0] * len(new))
 
     def restore_window(self, samples: Iterable[Sample], since: float) -> int:
         """Refill the windows being decided with the kept readings (edge.queue ``recent``) when the agent
@@ -178,21 +269,26 @@ class AssetDecider:
         for role, buffer in self._buffers.items():
             kept = old._buffers.get(role)
             if kept is not None:
-                buffer.ts, buffer.values = list(kept.ts), list(kept.values)
+                buffer.ts, buffer.values, buffer.quality = (
+                    list(kept.ts),
+                    list(kept.values),
+                    list(kept.quality),
+                )
         self._latest = {role: ts for role, ts in old._latest.items() if role in self._buffers}
         self._jump = None if old._jump is None else replace(old._jump)
         self.last_end = old.last_end
         self.episodes = old.episodes
+        self._told = old._told
         self.state = rules.RuleState(active=old.state.active, boundary=old.state.boundary)
 
     def window_rows(self) -> list[tuple[str, float, float | None, str]]:
         """The buffered readings as (sensor, ts, value, status) rows, for the agent's ``recent`` store."""
         key_of = {role: key for key, role in self.sensors.items()}
         return [
-            (key_of[role], ts, value, SampleStatus.GOOD.value)
+            (key_of[role], ts, value, _status(bits).value)
             for role, buffer in self._buffers.items()
             if role in key_of
-            for ts, value in zip(buffer.ts, buffer.values, strict=True)
+            for ts, value, bits in zip(buffer.ts, buffer.values, buffer.quality, strict=True)
         ]
 
     # --- the gateway's clock ---------------------------------------------------------------------------------
@@ -202,9 +298,20 @@ class AssetDecider:
         known): a decider that follows it moves its last window and rule state, and starts its windows
         afresh instead of moving readings by a wrong amount."""
         newest = max(self._latest.values()) if self._latest else self.last_end
-        if newest is not None:
-            # Seen stopped, the grace starts with the first reading (a source may take a while to connect).
-            self._jump = _Jump(delta, newest, time.monotonic() if measured else None, measured)
+        pending = self._jump
+        if (
+            pending is not None
+            and pending.at is None
+            and not pending.followed
+            and pending.measured
+            and measured
+        ):
+            # A second jump before any reading of this asset came: its readings, when they come, are dated
+            # by the clock after both.
+            pending.delta += delta
+        elif newest is not None:
+            # Seen stopped, where the old clock would be is known from the first reading on only.
+            self._jump = _Jump(delta, newest, None, measured, seen=time.monotonic() if measured else None)
 
     @property
     def following_jump(self) -> bool:
@@ -217,13 +324,16 @@ class AssetDecider:
         clock makes the decider follow it (``_shift``)."""
         jump = self._jump
         assert jump is not None
+        now = time.monotonic()
         if jump.at is None:
-            jump.at = time.monotonic()
-        elapsed = time.monotonic() - jump.at
-        if elapsed > JUMP_GRACE_S:
+            # The grace runs from this asset's first reading after the jump, however late it comes (a source
+            # reconnecting, a slow poll): until then nothing says whether its readings follow the jump.
+            jump.at = now
+            jump.seen = now if jump.seen is None else jump.seen
+        if now - jump.at > JUMP_GRACE_S:
             self._jump = None
             return ts
-        before = jump.newest + elapsed  # where a reading dated by the clock before the jump would lie
+        before = jump.newest + (now - jump.seen)  # where a reading dated by the clock before it would lie
         dated_after = abs(ts - (before + jump.delta)) < abs(ts - before)
         if dated_after and not jump.followed:
             self._shift(jump.delta)
@@ -315,31 +425,45 @@ class AssetDecider:
         self.state, transitions = rules.step(self.state, windows, self.params)
         events = [event for t in transitions if (event := self._event(t)) is not None]
         if any(event.kind == "opened" for event in events):
-            by_end = {float(scored.ends[i]): x for i, x in scored.inputs.items()}
+            by_end = {float(scored.ends[i]): i for i in scored.inputs}
             for event in events:
                 if event.kind == "opened" and event.at in by_end:
-                    self._opening_inputs[event.key] = by_end[event.at].copy()  # not the batch
+                    i = by_end[event.at]
+                    self._opening_inputs[event.key] = scored.inputs[i].copy()  # not the batch
+                    self._opening_flags[event.key] = dict(scored.flagged[i]) if scored.flagged else {}
             # Deciders whose events nobody explains (a shadow trial's) keep only the last few.
             for key in list(self._opening_inputs)[:-OPENING_INPUTS_KEPT]:
                 del self._opening_inputs[key]
+                self._opening_flags.pop(key, None)
         return events
 
     def explained(self, event: AlertEvent) -> AlertEvent:
-        """``event`` with the sensor that opened it and the sentence about it, from the SHAP values of the
-        opening window's input (``EdgeModel.reason``); the event as it is when that cannot be said (a
-        clear, a bundle without a background sample, a model the gateway cannot explain). Called after the
-        decisions, so explaining never delays one; a failure is logged, never raised."""
+        """``event`` with its category — the server's quality gate (``detection.gate.categorize``) on the
+        opening window's flags and explanation — and the sensor that opened it and the sentence about it,
+        from the SHAP values of the opening window's input (``EdgeModel.reason``). Without an explanation (a
+        bundle without a background sample, a model the gateway cannot explain) the category is the gate's
+        provisional one, as on the server while an explanation is pending; a clear is returned as it is.
+        Called after the decisions, so explaining never delays one; a failure is logged, never raised."""
         x = self._opening_inputs.pop(event.key, None)
+        flagged = self._opening_flags.pop(event.key, {})
         if x is None:
             return event
         try:
-            found = self.model.reason(x)
+            explanation = self.model.explanation(x)
+            found = self.model.reason(x, explanation) if explanation is not None else None
         except Exception:  # the words are a courtesy to the HMI: the alert itself must go out regardless
             logger.warning("%s: explaining the alert %s locally failed", self.tag, event.key, exc_info=True)
-            return event
-        if found is None:
-            return event
-        return replace(event, sensor=found.sensor, reason=found.sentence)
+            explanation = found = None
+        told = replace(event, category=gate.categorize(explanation, flagged))
+        if found is not None:
+            told = replace(told, sensor=found.sensor, reason=found.sentence)
+        if told.category == gate.DATA_LINK:
+            # Readings went missing: the HMI hears to check the link, as the server's write-back says it.
+            told = replace(told, reason=gate.went_missing((told.sensor or "driving").lower()))
+        active = self.state.active
+        if active is not None and event.key == self._alert_event("opened", active, float(active.opened)).key:
+            self._told = (self.episodes, told.category, told.sensor, told.reason)
+        return told
 
     def _event(self, transition: rules.Transition) -> AlertEvent | None:
         if isinstance(transition, rules.Opened):
@@ -371,7 +495,11 @@ class AssetDecider:
         (a kill, a power cut while the plant's broker was away) may never have reached the plant."""
         active = self.state.active
         if active is not None:
-            return self._alert_event("opened", active, float(active.opened))
+            event = self._alert_event("opened", active, float(active.opened))
+            if self._told is not None and self._told[0] == self.episodes:
+                _, category, sensor, reason = self._told
+                event = replace(event, category=category, sensor=sensor, reason=reason)
+            return event
         at = float(self.last_end or 0.0)
         return AlertEvent(
             f"{self.tag}/{self.sha256[:16]}/state", "cleared", self.tag, at, at, at, 0.0, 0, self.sha256
@@ -390,6 +518,7 @@ class AssetDecider:
             "last_end": self.last_end,
             "recent": [list(item) for item in self.state.recent],
             "boundary": self.state.boundary,
+            "told": None if self._told is None else list(self._told),
             "active": None
             if active is None
             else [
@@ -417,20 +546,24 @@ class AssetDecider:
             boundary=saved.get("boundary"),
         )
         self.last_end = saved.get("last_end")
+        told = saved.get("told")
+        self._told = None if not told else (int(told[0]), str(told[1]), str(told[2]), str(told[3]))
         return True
 
 
 @dataclass
 class _Jump:
-    """A jump of the gateway's clock by ``delta`` s, seen at monotonic time ``at`` (None: at the next
-    reading) when this asset's newest reading was dated ``newest``; ``measured``: see ``clock_jumped``;
-    ``followed``: its readings turned out to be dated by that clock."""
+    """A jump of the gateway's clock by ``delta`` s, seen at monotonic time ``seen`` (None: the agent was
+    stopped; taken as the first reading's) when this asset's newest reading was dated ``newest``; ``at``:
+    when this asset's first reading after it came (None: none yet), which starts the grace (JUMP_GRACE_S);
+    ``measured``: see ``clock_jumped``; ``followed``: its readings turned out to be dated by that clock."""
 
     delta: float
     newest: float
     at: float | None
     measured: bool = True
     followed: bool = False
+    seen: float | None = None
 
 
 def decide_all(deciders: list[AssetDecider]) -> list[AlertEvent]:
@@ -447,3 +580,30 @@ def decide_all(deciders: list[AssetDecider]) -> list[AlertEvent]:
         for (decider, (_series, _start, until)), result in zip(members, scored, strict=True):
             events += decider.conclude(result, until)
     return events
+
+
+def _flagging(spec: Mapping[str, Any], sensors: Mapping[str, str]) -> dict[str, _Flagging]:
+    """Each role's quality-rule settings from the bundle (``spec["quality"]``: the ingest's rules and each
+    sensor's valid range and sample period); none for a bundle exported before they were shipped (its
+    readings go unflagged, as they did)."""
+    shipped = spec.get("quality") or {}
+    given = dict(shipped.get("rules") or {})
+    if not {"spike_mads", "stuck_samples", "gap_factor"} <= set(given):
+        return {}
+    rules_ = {
+        name: given[name] for name in ("spike_mads", "stuck_samples", "gap_factor", "window") if name in given
+    }
+    out = {}
+    for key, role in sensors.items():
+        settings = (shipped.get("sensors") or {}).get(key)
+        if settings is not None:
+            low, high, period = settings
+            out[role] = _Flagging(low, high, float(period), rules_)
+    return out
+
+
+def _status(bits: int) -> SampleStatus:
+    """The source's status a buffered reading's bits hold (the inverse of ``quality.SOURCE_FLAGS``)."""
+    if bits & quality.SOURCE_BAD:
+        return SampleStatus.BAD
+    return SampleStatus.UNCERTAIN if bits & quality.SOURCE_UNCERTAIN else SampleStatus.GOOD

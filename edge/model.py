@@ -40,12 +40,15 @@ def _session(sha256: str, onnx_bytes: bytes) -> Any:
 @dataclass(frozen=True)
 class EdgeScores:
     """Every complete window's end, score (None: not scorable, e.g. too little data) and coverage;
-    ``inputs`` holds the model input of each scored window (its index -> row), what an explanation needs."""
+    ``inputs`` holds the model input of each scored window (its index -> row), what an explanation needs;
+    ``flagged`` each window's quality bits per role ({role: OR of its readings' bits}: the quality gate's
+    input, detection.gate)."""
 
     ends: np.ndarray
     scores: list[float | None]
     coverage: np.ndarray
     inputs: Mapping[int, np.ndarray] = field(default_factory=dict)
+    flagged: Sequence[Mapping[str, int]] = ()
 
 
 class EdgeModel:
@@ -115,18 +118,28 @@ class EdgeModel:
         """Bundles exported with the version's background sample can explain their alerts locally."""
         return bool(self.spec.get("background"))
 
-    def reason(self, x: np.ndarray) -> wording.SensorReason | None:
-        """The sensor that pushed window input ``x`` towards the alert most, in the board's words (the same
-        SHAP values of the same ONNX file as the server, the same ``detection.wording``): what the agent
-        tells the HMI while the server is out of reach. None when the bundle carries no background sample
-        or no sensor pushed the score up. Raises what explaining raises (ExplanationError). Tree (RUL)
-        models too: edge/requirements.txt installs shap, whose TreeExplainer the server uses as well."""
+    def explanation(self, x: np.ndarray) -> dict[str, Any] | None:
+        """The SHAP explanation of window input ``x`` (the same SHAP values of the same ONNX file as the
+        server's); None when the bundle carries no background sample. Raises what explaining raises
+        (ExplanationError). Tree (RUL) models too: edge/requirements.txt installs shap, whose TreeExplainer
+        the server uses as well."""
         if not self.explainable:
             return None
         background = np.asarray(self.spec["background"], dtype=np.float64)
-        names = list(self.spec["feature_names"])
-        result = explain(self.bundle.model, x, background, names, self.output_spec)
+        result = explain(self.bundle.model, x, background, list(self.spec["feature_names"]), self.output_spec)
         with_baseline(result, self.baseline)
+        return result
+
+    def reason(self, x: np.ndarray, result: Mapping[str, Any] | None = None) -> wording.SensorReason | None:
+        """The sensor that pushed window input ``x`` towards the alert most, in the board's words (the same
+        ``detection.wording``): what the agent tells the HMI while the server is out of reach. ``result``:
+        ``x``'s ``explanation`` when the caller has it. None when the bundle carries no background sample or
+        no sensor pushed the score up. Raises what explaining raises (ExplanationError)."""
+        result = self.explanation(x) if result is None else result
+        if result is None:
+            return None
+        background = np.asarray(self.spec["background"], dtype=np.float64)
+        names = list(self.spec["feature_names"])
         roles = {
             role: (str(label), str(unit)) for role, (label, unit) in self.spec.get("role_words", {}).items()
         }
@@ -211,5 +224,6 @@ def score_many(
             scores[index] = value if math.isfinite(value) else None
         coverage = np.asarray(built.coverage, dtype=np.float64)
         coverage = coverage.min(axis=1) if coverage.ndim == 2 else coverage
-        out.append(EdgeScores(np.asarray(built.ends, dtype=np.float64), scores, coverage, inputs))
+        flagged = [dict(zip(lead.roles, map(int, row), strict=True)) for row in built.flagged]
+        out.append(EdgeScores(np.asarray(built.ends, dtype=np.float64), scores, coverage, inputs, flagged))
     return out

@@ -152,15 +152,19 @@ class LocalPublisher:
             "at": event.at,
             "source": "edge",
         }
+        if state == "open" and event.category:
+            # Where to look first, as the server's write-back says it (alerts.writeback.alert_words): the
+            # quality gate's category and its words (detection.gate), e.g. "Vibration RMS sensor alert".
+            payload["category"] = event.category
+            if event.what:
+                payload |= {
+                    "category_label": event.what,
+                    "text": f"{event.asset} {event.what} alert, {payload['severity']}",
+                }
         if state == "open" and event.reason:
-            # The words the server's write-back uses (connectivity.ot_sources.state_of reads them): the
-            # sensor that opened the alert and the board's sentence about it, said at the edge.
-            payload |= {
-                "category_label": event.sensor,
-                "top_sensor": event.sensor,
-                "top_sensor_text": event.reason,
-                "text": f"{event.asset} {event.sensor} alert, {payload['severity']}",
-            }
+            # The sensor that opened the alert and the board's sentence about it, said at the edge
+            # (connectivity.ot_sources.state_of reads them).
+            payload |= {"top_sensor": event.sensor, "top_sensor_text": event.reason}
         self._pending.put_nowait(OutgoingState(self._next, f"{self.site}/{event.asset}", payload))
 
     async def run(self) -> None:

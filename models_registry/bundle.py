@@ -14,6 +14,7 @@ from detection.features import roles_read
 from models_registry.models import ModelVersion
 from models_registry.validation import ModelRejected, check_checksum
 from plant.choices import CRITICALITY_SHIFT
+from plant.ingest.service import quality_rules
 from plant.models import Asset, no_sensor_for
 
 ThresholdOverrides = Callable[[ModelVersion, Collection[int]], dict[int, tuple[float, float]]]
@@ -86,6 +87,18 @@ def bundle_spec(version: ModelVersion, asset: Asset | None = None) -> dict[str, 
         # write-back): shifted by the asset's criticality.
         spec["severity_shift"] = CRITICALITY_SHIFT.get(asset.criticality, 0)
         spec["sensors"] = dict(asset.sensors.order_by("key").values_list("key", "role__key"))
+        # The ingest's quality rules and each sensor's settings for them: the agent flags the readings it
+        # decides on as the server flags the stored ones (detection.quality), so its windows leave out what
+        # the server's leave out and its local alert names the same category (detection.gate).
+        spec["quality"] = {
+            "rules": {**quality_rules(), "window": int(settings.VIGIL_QUALITY_CONTEXT)},
+            "sensors": {
+                key: [low, high, period]
+                for key, low, high, period in asset.sensors.order_by("key").values_list(
+                    "key", "valid_min", "valid_max", "sample_period_s"
+                )
+            },
+        }
         # A version reading a role the asset has no sensor for never completes a window there: the agent
         # would run and stay silent. Refused with the asset page's and the scorer's words. (A role the type
         # lacks is the version's defect, quarantined by the scorer, not the asset's.)

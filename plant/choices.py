@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 from django.db import models
 
+from detection import quality
+
 
 def colours(table: Mapping[str, str]) -> property:
     """The ``colour`` property of a choices class: each member's hex colour, by its value in `table`."""
@@ -52,17 +54,18 @@ class Role(models.TextChoices):
 
 
 class QualityFlag(enum.IntFlag):
-    """Per-reading data-quality bits stored in Reading.quality (0 = clean)."""
+    """Per-reading data-quality bits stored in Reading.quality (0 = clean); the bits and the rules that set
+    them are the core's (detection.quality), shared with the edge agent."""
 
-    OUT_OF_RANGE = 1
-    SPIKE = 2
-    STUCK = 4
-    GAP = 8  # the reading that ends a gap of missing sample periods
-    DRIFT = 16
+    OUT_OF_RANGE = quality.OUT_OF_RANGE
+    SPIKE = quality.SPIKE
+    STUCK = quality.STUCK
+    GAP = quality.GAP  # the reading that ends a gap of missing sample periods
+    DRIFT = quality.DRIFT
     # The source's own verdict (OPC UA status code): the value is kept and shown, but flagged. A BAD value is
     # also left out of feature windows, like an out-of-range one (detection.features.EXCLUDED_QUALITY).
-    SOURCE_UNCERTAIN = 32
-    SOURCE_BAD = 64
+    SOURCE_UNCERTAIN = quality.SOURCE_UNCERTAIN
+    SOURCE_BAD = quality.SOURCE_BAD
 
     @property
     def label(self) -> str:
@@ -80,8 +83,8 @@ class QualityFlag(enum.IntFlag):
 # Data availability vs sensor faults (plant.health): a GAP says readings went missing, which is the link's or
 # the gateway's doing and is measured by completeness; every other flag says something about the value the
 # sensor (or its source) gave.
-AVAILABILITY_FLAGS = int(QualityFlag.GAP)
-SENSOR_FAULT_FLAGS = int(sum(QualityFlag)) & ~AVAILABILITY_FLAGS
+AVAILABILITY_FLAGS = quality.AVAILABILITY_FLAGS
+SENSOR_FAULT_FLAGS = quality.SENSOR_FAULT_FLAGS
 
 
 _FLAG_META = {

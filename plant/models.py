@@ -606,7 +606,8 @@ class ConnectionState(models.Model):
         back", when) for a write-back failed or refused ("write"; a pass that recorded an error does not
         count as written back), ("saw the node born", when) for a Sparkplug B node's unanswered rebirth
         requests or data by an alias it never bound ("birth": the bridge records the birth of that node
-        only, ``last_error_resolved_at``); None while the error is current, and always for a point's
+        or, for a device's data, of that device or its node, ``last_error_resolved_at``; the words say
+        "node" for both: a device's birth certificate is its node's message); None while the error is current, and always for a point's
         error (a bad value, a topic gone quiet, a unit not answering: no success of the connection or of
         another point says it is over).
 

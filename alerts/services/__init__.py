@@ -23,7 +23,6 @@ from alerts.services.feedback import (
 )
 from alerts.services.lifecycle import (
     CRITICALITY_SHIFT,
-    GATE_FLAGS,
     PEAK_REEXPLAIN_CHANGE,
     ExplanationUnavailable,
     ScoredWindow,
@@ -53,7 +52,6 @@ __all__ = [
     "undo_verdict",
     "why_lines",
     "CRITICALITY_SHIFT",
-    "GATE_FLAGS",
     "PEAK_REEXPLAIN_CHANGE",
     "ExplanationUnavailable",
     "ScoredWindow",

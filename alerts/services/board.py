@@ -28,6 +28,7 @@ from alerts.models import Alert, ThresholdOverride
 from alerts.services.edge_readings import mark_silent_agents
 from alerts.services.sensor_faults import sensor_params
 from detection.explain import typical_ranges
+from detection.gate import category_what, check_the_link, went_missing
 from detection.runtime import higher_is_worse
 from detection.wording import Finding, SensorReason, duration_text, findings, reasons, unusual_text
 from models_registry.models import ModelVersion
@@ -249,7 +250,8 @@ def alert_what(alert: Alert) -> str:
     if alert.category == AlertCategory.SENSOR_FAULT and alert.role_label:
         # The sensor's values are flagged: what to check is that sensor ("Discharge pressure sensor alert"),
         # which a bare "Discharge pressure alert" in an inbox or on an HMI reads as the machine's pressure.
-        return f"{alert.role_label} sensor"
+        # The edge agent words its local alerts by the same rule (detection.gate.category_what).
+        return category_what(alert.category, alert.role_label)
     return alert.role_label or alert.get_kind_display()
 
 
@@ -281,13 +283,10 @@ def data_link_words(
     names = labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
     many = len(labels) > 1 or len({m.sensor_key for m in gaps}) > 1
     what = f"the {names} sensor{'s' if many else ''}"
-    check = (
-        f"check {'their' if many else 'its'} data link (the gateway, bridge, network or PLC connection), "
-        f"not the sensor{'s' if many else ''}"
-    )
+    check = check_the_link(many)
     if not gaps:
-        short = "data link" if labels == ["driving"] else f"{names} data link"
-        return DataLinkWords(short, f"Readings of {what} went missing in this alert's window: {check}")
+        short = category_what(AlertCategory.DATA_LINK, "" if labels == ["driving"] else names)
+        return DataLinkWords(short, went_missing(names, many))
     keys = list(dict.fromkeys(m.sensor_key for m in gaps))
     what += f" ({', '.join(keys)})" if many else f" {keys[0]}"
     zone = alert.asset.site.zone
@@ -301,7 +300,9 @@ def data_link_words(
         )
     else:
         span = f"until {_clock(end, zone, end)}"
-    return DataLinkWords(f"{names} data link", f"No data from {what} {span}: {check}")
+    return DataLinkWords(
+        category_what(AlertCategory.DATA_LINK, names), f"No data from {what} {span}: {check}"
+    )
 
 
 def _clock(moment: datetime, zone: Any, reference: datetime) -> str:

@@ -23,7 +23,7 @@ transitions it returns (Alert and AlertEvent rows, explanations, the ids to broa
   hysteresis band (open - clear), shifted by the asset's criticality.
 * Data-quality gate (see ``categorize``): the flags in the window of the sensor roles that dominate the
   explanation (top roles by |φ| covering 60 % of the total, at most 3) decide where the technician looks.
-  Out of range or stuck: sensor_fault ("Check the sensor"); a lone spike decides nothing (see GATE_FLAGS).
+  Out of range or stuck: sensor_fault ("Check the sensor"); a lone spike decides nothing (see detection.gate.GATE_FLAGS).
   A gap and no such flag: data_link
   ("Check the data link"): readings went missing, which is the gateway's, bridge's, network's or PLC
   connection's doing, not the sensor's (plant.choices.AVAILABILITY_FLAGS, the rule sensor health uses).
@@ -47,9 +47,7 @@ Scores are compared with the thresholds in the version's direction (``output_spe
 
 from __future__ import annotations
 
-import functools
 import logging
-import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -77,7 +75,7 @@ from alerts.metrics.facts import verdicts_in_force
 from alerts.models import Alert, AlertEvent, MaintenanceWindow, Score
 from alerts.services.edge_readings import ReadingsFate, readings_fate
 from alerts.services.overrides import calibration_category, effective_thresholds
-from detection import rules
+from detection import gate, rules
 from detection.baseline import BaselineError, baseline_mode, is_robust
 from detection.explain import dominant_roles, explain, top_role, with_baseline
 from detection.features import role_of
@@ -91,16 +89,11 @@ from models_registry.choices import ModelStatus
 from models_registry.edge_rollout import agent_step
 from models_registry.models import ModelVersion
 from models_registry.training_data import asset_windows_between
-from plant.choices import AVAILABILITY_FLAGS, CRITICALITY_SHIFT, SENSOR_FAULT_FLAGS, QualityFlag
+from plant.choices import CRITICALITY_SHIFT
 from plant.models import Asset, Reading
 
 logger = logging.getLogger(__name__)
 
-# SPIKE is not among them: a spike reading is left out of the features (detection.features), so it is not
-# what the score saw; the first reading of a sudden process change can be flagged as one (plant.quality), so
-# a real fault (a pump starting to cavitate) read "Check the sensor"; and a sensor whose spikes persist gets
-# its own sensor-fault alert (alerts.services.sensor_faults), which holds the model's alert.
-GATE_FLAGS = QualityFlag.OUT_OF_RANGE | QualityFlag.STUCK | QualityFlag.GAP
 PEAK_REEXPLAIN_CHANGE = 0.10
 
 
@@ -145,18 +138,8 @@ def severity_for(
 
 
 def categorize(explanation: Mapping[str, Any] | None, flagged: Mapping[str, int]) -> AlertCategory:
-    """The gate on the dominant roles' flags (any flagged role's while the explanation is pending): a value
-    flag makes sensor_fault, a gap alone data_link (plant.choices: availability, not a sensor fault)."""
-    bad = {role: int(bits) & GATE_FLAGS for role, bits in (flagged or {}).items() if int(bits) & GATE_FLAGS}
-    if explanation is not None:
-        dominant = set(dominant_roles(explanation))
-        bad = {role: bits for role, bits in bad.items() if role in dominant}
-    bits = functools.reduce(operator.or_, bad.values(), 0)
-    if bits & SENSOR_FAULT_FLAGS:
-        return AlertCategory.SENSOR_FAULT
-    if bits & AVAILABILITY_FLAGS:
-        return AlertCategory.DATA_LINK
-    return AlertCategory.MACHINE_FAULT
+    """The gate on the dominant roles' flags (detection.gate.categorize, the edge agent's rule too)."""
+    return AlertCategory(gate.categorize(explanation, flagged))
 
 
 def gate_category(

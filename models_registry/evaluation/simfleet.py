@@ -39,7 +39,7 @@ from models_registry.evaluation.fleet import (
 )
 from models_registry.evaluation.report import Evaluation, given
 from plant.ingest.service import quality_rules
-from plant.quality import flag_series
+from detection.quality import flag_series
 from plant.simulator import ROLES, Fault, FaultSchedule, PlantSimulator, SimAsset
 
 # class name, size (rated flow and current x), noise (healthy noise x): quiet -> noisy is 4x the scale and
@@ -321,7 +321,7 @@ def _notes(per_class: int, calibration_s: float, test_s: float, protocol: Protoc
         f"h with one bearing wear (severity {SEVERITY['bearing_wear']:g}, T/8 long) and one cavitation "
         f"(severity {SEVERITY['cavitation']:g}, T/32 long) on every pump, staggered, normal stretches "
         "between.",
-        "Production path: the ingest's quality flags (plant.quality.flag_series, the demo's valid "
+        "Production path: the ingest's quality flags (detection.quality.flag_series, the demo's valid "
         f"ranges), {WINDOW_S:g} s feature windows every {STEP_S:g} s through detection.pipeline, one PCA "
         "T²+Q model (models_registry.training.train_anomaly, open_rule tail) over every pump's "
         "calibration windows, onnxruntime scores, and alerts by detection.rules.alert_episodes with M = "

@@ -2,7 +2,7 @@
 
 Per run (one SKAB file = one asset):
 
-1. Readings get the ingest path's quality flags (``plant.quality.flag_series`` with the sensor's valid range
+1. Readings get the ingest path's quality flags (``detection.quality.flag_series`` with the sensor's valid range
    and the settings' spike / stuck / gap rules), then the scoring pipeline's windows step
    (``detection.pipeline``, raw readings) turns them into the product's feature windows (``window_s``/``step_s``; readings flagged out of range or spike are left out
    exactly as in live scoring).
@@ -48,7 +48,7 @@ from models_registry.training import TrainedModel
 from plant.datasets import DatasetFormatError
 from plant.datasets.skab import ROLES, SkabFile, SkabRun, label_segments, read_run
 from plant.ingest.service import quality_rules
-from plant.quality import flag_series
+from detection.quality import flag_series
 
 CALIBRATION_POINTS = 400  # SKAB's notebooks fit every method on df[:400] of each file
 SAMPLE_PERIOD_S = 1.0  # SKAB's testbed records at 1 Hz

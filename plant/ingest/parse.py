@@ -21,15 +21,13 @@ import orjson
 
 from connectivity.csv_text import csv_records
 from connectivity.points import SampleStatus
-from plant.choices import QualityFlag
+from detection import quality
 
 FIELDS = ("sensor", "ts", "value")
 # The quality bit a source's status stores a value with (STALE carries no value): the bridge's samples and
 # the optional `status` of a JSON reading (an edge agent forwarding what its OPC UA server said).
 SOURCE_FLAGS = {
-    SampleStatus.GOOD: 0,
-    SampleStatus.UNCERTAIN: int(QualityFlag.SOURCE_UNCERTAIN),
-    SampleStatus.BAD: int(QualityFlag.SOURCE_BAD),
+    status: quality.SOURCE_FLAGS[status.value] for status in SampleStatus if status != SampleStatus.STALE
 }
 _STATUS_FLAGS = {status.value: flag for status, flag in SOURCE_FLAGS.items()}
 _STATUS_WORDS = ", ".join(repr(word) for word in _STATUS_FLAGS)

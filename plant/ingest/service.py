@@ -18,7 +18,7 @@ from plant.ingest.parse import ParsedBatch
 from plant.ingest.hooks import batch_ingested, readings_stored
 from plant.ingest.store import load_context, write_readings
 from plant.models import Sensor, Site
-from plant.quality import compute_flags
+from detection.quality import compute_flags
 
 _KEY_CHUNK = 5000  # keeps the IN (...) list under SQLite's variable limit
 

@@ -25,7 +25,7 @@ from websockets.sync.client import connect as ws_connect
 
 from config.asgi import ChannelLayerOutage, application
 from config.embedded_redis import start_embedded_redis
-from config.routing import websocket_urlpatterns
+from config.routing import CLOSE_NOT_FOUND, websocket_urlpatterns
 from bench.live_server import LiveServer, free_port
 from tests.alerts.builders import signed_in
 
@@ -120,6 +120,25 @@ async def test_an_open_board_whose_channel_layer_goes_away_is_closed_with_1013(m
     await communicator.wait(timeout=2)
 
 
+async def test_an_unknown_path_is_refused_with_4404_also_while_the_channel_layer_is_down(member, monkeypatch):
+    """A junk path needs no channel layer: refused as not found whatever Redis's state, not as an outage."""
+    layer = get_channel_layer()
+    for name in ("new_channel", "receive", "group_add", "group_discard"):
+        monkeypatch.setattr(layer, name, refused)
+    scope = {"type": "websocket", "path": "/ws/nosuch/", "headers": [], "subprotocols": [], "user": member}
+    communicator = ApplicationCommunicator(
+        ChannelLayerOutage(URLRouter(websocket_urlpatterns)), scope | {"extensions": DENIAL}
+    )
+
+    await communicator.send_input({"type": "websocket.connect"})
+
+    assert await communicator.receive_output(timeout=2) == {
+        "type": "websocket.close",
+        "code": CLOSE_NOT_FOUND,
+    }
+    await communicator.wait(timeout=2)
+
+
 def test_the_application_guards_every_websocket():
     assert isinstance(application.application_mapping["websocket"], ChannelLayerOutage)
 
@@ -170,6 +189,10 @@ def test_a_real_board_gets_503_while_redis_is_down_and_connects_again_once_it_is
         open_board(live, headers)
     assert denied.value.response.status_code == 503
     assert denied.value.response.headers["Retry-After"] == "5"
+    # A path no route has is refused as not found (a close before the handshake: 403), not as an outage.
+    with pytest.raises(websockets.InvalidStatus) as unknown:
+        ws_connect(f"ws://127.0.0.1:{live.port}/ws/nosuch/", additional_headers=headers, open_timeout=10)
+    assert unknown.value.response.status_code == 403
 
     redis = start_embedded_redis(redis.url, tmp_path / "redis")
     try:

@@ -233,6 +233,55 @@ async def test_data_without_a_birth_asks_the_node_for_a_rebirth_and_resumes_afte
     assert status.last_error_resolved_at is not None and status.last_error_resolved_at >= status.last_error_at
 
 
+async def test_a_devices_birth_ends_the_error_of_its_data_by_alias_but_the_node_is_asked_until_its_own(
+    mosquitto, monkeypatch
+):
+    """A device reborn on its own (Sparkplug B: a device back online gets a DBIRTH without its node's NBIRTH)
+    binds its aliases: the error its data by alias caused is over. A rebirth request is answered by the
+    node's NBIRTH only, so the node is still asked until then."""
+    monkeypatch.setattr(mqtt, "REBIRTH_EVERY_S", 3.0)
+    sink, status = Collecting(), ConnectionStatus()
+    point = mqtt.parse_point(
+        {"format": "sparkplug", "group": "plant", "node": "edge1", "device": "pump2", "metric": "vibration"}
+    )
+    cfg = ConnectionConfig(name="test", endpoint=mosquitto.endpoint, interval_s=0.05, client_id="vigil-dev")
+    asked: list[float] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as node:
+        await node.subscribe("spBv1.0/plant/NCMD/edge1")
+
+        async def listen() -> None:
+            async for _ in node.messages:
+                asked.append(time.monotonic())
+
+        listener = asyncio.create_task(listen())
+        task = asyncio.create_task(mqtt.run(cfg, {"p2.vib": point}, sink, status))
+        await until(lambda: asked)
+        await node.publish("spBv1.0/plant/DDATA/edge1/pump2", sparkplug_payload([(None, 1, 0.5)], 1), qos=1)
+        await until(lambda: "no birth certificate" in (status.last_error or ""))
+        assert status.last_error.startswith("spBv1.0/plant/DDATA/edge1/pump2: metric alias 1 ")
+        # Another device's birth says nothing of it.
+        await node.publish(
+            "spBv1.0/plant/DBIRTH/edge1/pump3", sparkplug_payload([("vibration", 1, 0.1)], 1_500), qos=1
+        )
+        await asyncio.sleep(0.2)
+        assert status.last_error_resolved_at is None
+        born = time.time()
+        await node.publish(
+            "spBv1.0/plant/DBIRTH/edge1/pump2", sparkplug_payload([("vibration", 1, 0.6)], 2_000), qos=1
+        )
+        await node.publish(
+            "spBv1.0/plant/DDATA/edge1/pump2", sparkplug_payload([(None, 1, 0.7)], 3_000), qos=1
+        )
+        await until(lambda: [s.value for s in sink.samples][:2] == [0.6, 0.7])
+        assert status.last_error_resolved_at is not None and born <= status.last_error_resolved_at
+        assert "no birth certificate" in status.last_error
+        # The node itself is asked again, and its silence is its own error, which no device's birth ends.
+        await until(lambda: len(asked) > 1 and "no answer to 1 rebirth request" in status.last_error)
+        assert status.last_error_resolved_at is None
+        listener.cancel()
+    await stop(task)
+
+
 async def test_a_node_that_never_answers_a_rebirth_is_asked_again_on_a_schedule_and_named_on_the_status(
     mosquitto, monkeypatch
 ):

@@ -82,6 +82,24 @@ def test_a_sparkplug_nodes_error_is_over_once_that_node_is_born_and_no_other():
     assert status.last_error_resolved_at is None
 
 
+def test_a_sparkplug_devices_error_is_over_once_that_device_or_its_node_is_born():
+    node = "spBv1.0/plant/edge1"
+    status = ConnectionStatus()
+    status.error(PointError("metric alias 7 has no birth certificate", node=f"{node}/pump2"), 100.0)
+    status.born(f"{node}/pump3", 101.0)  # another device of the node
+    status.born("spBv1.0/plant/edge10", 101.0)  # a node whose name starts alike
+    assert status.last_error_resolved_at is None
+    status.born(f"{node}/pump2", 102.0)  # its DBIRTH binds its aliases again
+    assert status.last_error_resolved_at == 102.0
+    status.error(PointError("metric alias 7 has no birth certificate", node=f"{node}/pump2"), 103.0)
+    status.born(node, 104.0)  # its node's NBIRTH: the devices' births follow it
+    assert status.last_error_resolved_at == 104.0
+    # A node's own error (its rebirth requests unanswered) is not answered by a device's birth.
+    status.error(PointError("no answer to 3 rebirth requests", source=node, node=node), 105.0)
+    status.born(f"{node}/pump2", 106.0)
+    assert status.last_error_resolved_at is None
+
+
 def test_a_connect_is_timed_on_the_wall_clock_once_per_connect():
     status = ConnectionStatus()
     before = time.time()

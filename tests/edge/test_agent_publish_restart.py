@@ -90,3 +90,8 @@ def test_a_restarted_agent_publishes_the_alert_state_the_plant_never_received(bu
     # The episode's severity as the agent last saved it: its peak went on rising after the opening.
     assert restored_levels[0] >= opened[0].level
     assert state["severity"] == ("low", "medium", "high", "critical")[restored_levels[0]]
+    # With what the agent said of it when it opened: where to look and why, as the server's write-back says.
+    told = opened[0]
+    assert told.category == "machine_fault" and told.reason
+    assert (state["category"], state["category_label"]) == (told.category, told.what)
+    assert state["top_sensor_text"] == told.reason

@@ -6,18 +6,31 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from types import SimpleNamespace
 
 import numpy as np
 
+from connectivity.ot_sources import state_of
 from connectivity.points import Sample, SampleStatus
-from detection import wording
+from detection import quality, wording
 from detection.bundle import load_bundle, pack_bundle
 from detection.explain import explain, typical_ranges
+from edge import decide as decide_module
 from edge.decide import AssetDecider, decide_all
 from edge.model import EdgeModel
 from edge.runner import score_series
 from edge.sources import LocalPublisher
-from tests.edge.conftest import TAG, TRAIN_S, samples_of, sensors, series_of, set_back_episodes, simulator
+from tests.edge.conftest import (
+    STEP_S,
+    TAG,
+    TRAIN_S,
+    WINDOW_S,
+    samples_of,
+    sensors,
+    series_of,
+    set_back_episodes,
+    simulator,
+)
 
 FAULT_AT = TRAIN_S + 600.0
 
@@ -226,7 +239,10 @@ def test_a_bundle_without_a_background_opens_alerts_without_words(bundle, tmp_pa
     path.write_bytes(pack_bundle(load_bundle(str(bundle.path)).model, spec))
     d = AssetDecider(TAG, EdgeModel(load_bundle(str(path))), {k: r for r, k in sensors().items()})
     opened = next(e for e in feed(d, simulator(fault_at=FAULT_AT), TRAIN_S, FAULT_AT + 900.0))
-    assert d.explained(opened) == opened and opened.reason == ""
+    told = d.explained(opened)
+    assert told.reason == told.sensor == "" and told.body() == opened.body()
+    # Where to look first still comes with it: the gate's provisional answer (no flags here: the machine).
+    assert told.category == "machine_fault" and told.what == ""
 
 
 def test_a_model_switched_mid_episode_decides_at_once_and_clears_the_episode_instead_of_raising_it_again(
@@ -244,3 +260,145 @@ def test_a_model_switched_mid_episode_decides_at_once_and_clears_the_episode_ins
     assert [e.kind for e in more] == ["cleared"] and more[0].first == events[0].first
     assert more[0].key == events[0].key.replace("/opened", "/cleared")  # the same episode's number
     assert not new.in_alert
+
+
+def _with_quality(bundle, tmp_path, **sensor_settings) -> AssetDecider:
+    """The test bundle as models_registry.bundle exports it for an asset: with the ingest's quality rules
+    (the settings' defaults) and each sensor's valid range and sample period (1 s, the simulator's)."""
+    settings = {key: [None, None, 1.0] for key in sensors().values()} | sensor_settings
+    rules = {"spike_mads": 8.0, "stuck_samples": 20, "gap_factor": 3.0, "window": 30}
+    spec = bundle.spec | {"quality": {"rules": rules, "sensors": settings}}
+    path = tmp_path / "quality.zip"
+    path.write_bytes(pack_bundle(load_bundle(str(bundle.path)).model, spec))
+    return AssetDecider(TAG, EdgeModel(load_bundle(str(path))), {k: r for r, k in sensors().items()})
+
+
+def _stuck_from(sim, t0: float, t1: float, stuck_at: float, key: str, chunk: float = 5.0):
+    """The simulator's samples from t0 to t1 in chunks, ``key``'s value frozen from ``stuck_at`` on."""
+    frozen = None
+    t = t0
+    while t < t1:
+        batch = []
+        for s in samples_of(sim, t, min(t + chunk, t1)):
+            if s.point == key and s.ts >= stuck_at:
+                frozen = s.value if frozen is None else frozen
+                s = s._replace(value=frozen)
+            batch.append(s)
+        yield batch
+        t += chunk
+
+
+def test_a_stuck_sensor_alert_tells_the_hmi_to_check_the_sensor_as_the_servers_write_back_does(
+    bundle, tmp_path
+):
+    """The agent flags its readings with the ingest's rules (detection.quality, the bundle's settings) and
+    files its alert by the server's quality gate (detection.gate): a vibration sensor stuck on one value
+    opens an alert driven by that sensor, which the HMI hears as a sensor fault, in the server's words
+    ("<sensor> sensor alert") and with the server's category field."""
+    d = _with_quality(bundle, tmp_path)
+    key = sensors()["vibration"]
+    events = []
+    for batch in _stuck_from(simulator(), TRAIN_S, TRAIN_S + 1_200.0, TRAIN_S + 300.0, key):
+        d.add(batch)
+        events += d.decide()
+    opened = next(e for e in events if e.kind == "opened")
+    assert opened.at > TRAIN_S + 300.0
+    flags = d._opening_flags[opened.key]
+    assert flags["vibration"] & quality.STUCK and not flags["flow"]  # the ingest's STUCK flag
+    told = d.explained(opened)
+    assert told.sensor == "Vibration RMS" and told.category == "sensor_fault"
+    assert told.what == "Vibration RMS sensor"
+
+    publisher = LocalPublisher({"publish": {"protocol": "mqtt", "endpoint": "mqtt://127.0.0.1:1883"}}, "demo")
+    asyncio.run(publisher.publish(told))
+    payload = publisher._pending.get_nowait().payload
+    assert payload["category"] == "sensor_fault" and payload["category_label"] == "Vibration RMS sensor"
+    assert payload["text"].startswith("p-101 Vibration RMS sensor alert, ")
+    # What the HMI's clients write (the OPC UA text node, the MQTT message): the server's AlertState.
+    assert state_of(f"demo/{TAG}", payload).text.startswith("p-101 Vibration RMS sensor alert, ")
+
+    # The same readings through a bundle exported before the rules were shipped: unflagged, the machine.
+    plain, found = decider(bundle), []
+    for batch in _stuck_from(simulator(), TRAIN_S, TRAIN_S + 1_200.0, TRAIN_S + 300.0, key):
+        plain.add(batch)
+        found += [e for e in plain.decide() if e.kind == "opened"]
+    assert found and plain.explained(found[0]).category == "machine_fault"
+
+
+def test_a_clock_jump_seen_long_before_this_assets_next_readings_is_still_followed(bundle, monkeypatch):
+    """The agent sees the gateway's clock set back an hour (another source's batch) while this asset's
+    source is silent for two minutes (reconnecting); its readings then come dated by the set-back clock.
+    Before, the jump was forgotten 30 s after it was seen: the readings fell behind the windows decided and
+    nothing was decided for the hour. Now the grace runs from the asset's first reading after the jump."""
+    steady = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(decide_module, "time", SimpleNamespace(monotonic=lambda: steady.now))
+    d, sim = decider(bundle), simulator()
+
+    def feed_dated(t0: float, t1: float, dated: float) -> list[float]:
+        deciding = []
+        for t in np.arange(t0, t1, 5.0):
+            steady.now = t
+            d.add([s._replace(ts=s.ts + dated) for s in samples_of(sim, t, t + 5.0)])
+            d.decide()
+            if d.last_scored:
+                deciding.append(float(t))
+        return deciding
+
+    feed_dated(TRAIN_S, TRAIN_S + 600.0, 0.0)
+    steady.now = TRAIN_S + 600.0
+    d.clock_jumped(-3_600.0)
+    sim.step(TRAIN_S + 600.0, TRAIN_S + 720.0)  # this asset's readings of those two minutes never come
+    deciding = feed_dated(TRAIN_S + 720.0, TRAIN_S + 1_200.0, -3_600.0)
+    # Decisions again once a window holds enough readings, then every step.
+    assert deciding and deciding[0] <= TRAIN_S + 720.0 + WINDOW_S, deciding
+    settled = [t for t in deciding if t >= TRAIN_S + 720.0 + WINDOW_S]
+    assert max(np.diff(settled)) <= STEP_S and deciding[-1] >= TRAIN_S + 1_200.0 - STEP_S
+    assert d.last_end is not None and d.last_end <= TRAIN_S + 1_200.0 - 3_600.0  # on the set-back time line
+
+
+def test_two_jumps_before_this_assets_next_reading_are_followed_as_one(bundle, monkeypatch):
+    steady = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(decide_module, "time", SimpleNamespace(monotonic=lambda: steady.now))
+    d, sim = decider(bundle), simulator()
+    for t in np.arange(TRAIN_S, TRAIN_S + 300.0, 5.0):
+        steady.now = t
+        d.add(samples_of(sim, t, t + 5.0))
+        d.decide()
+    d.clock_jumped(-3_600.0)  # set back an hour, then NTP steps it forward ten minutes of it
+    d.clock_jumped(600.0)
+    deciding = []
+    for t in np.arange(TRAIN_S + 300.0, TRAIN_S + 600.0, 5.0):
+        steady.now = t
+        d.add([s._replace(ts=s.ts - 3_000.0) for s in samples_of(sim, t, t + 5.0)])
+        d.decide()
+        deciding += [float(t)] if d.last_scored else []
+    assert deciding and max(np.diff(deciding)) <= STEP_S and deciding[0] <= TRAIN_S + 300.0 + STEP_S
+
+
+def test_readings_missing_in_the_opening_window_tell_the_hmi_to_check_the_data_link(bundle, tmp_path):
+    """The vibration's link drops for 8 s every minute while the bearing wears: the opening window's driving
+    sensor has gaps (the ingest's GAP flag), so the HMI hears "check the data link", in the server's words
+    (alerts.services.board.data_link_words without stored gaps: detection.gate.went_missing)."""
+    d = _with_quality(bundle, tmp_path)
+    key = sensors()["vibration"]
+    sim = simulator(fault_at=FAULT_AT)
+    events = []
+    for t in np.arange(TRAIN_S, FAULT_AT + 900.0, 5.0):
+        batch = samples_of(sim, t, t + 5.0)
+        d.add([s for s in batch if not (s.point == key and s.ts >= FAULT_AT and int(s.ts) % 60 < 8)])
+        events += d.decide()
+    opened = next(e for e in events if e.kind == "opened")
+    assert d._opening_flags[opened.key]["vibration"] & quality.GAP
+    told = d.explained(opened)
+    assert (told.category, told.sensor, told.what) == (
+        "data_link",
+        "Vibration RMS",
+        "vibration rms data link",
+    )
+    assert told.reason.startswith("Readings of the vibration rms sensor went missing in this alert's window")
+
+    publisher = LocalPublisher({"publish": {"protocol": "mqtt", "endpoint": "mqtt://127.0.0.1:1883"}}, "demo")
+    asyncio.run(publisher.publish(told))
+    payload = publisher._pending.get_nowait().payload
+    assert payload["category"] == "data_link" and payload["top_sensor_text"] == told.reason
+    assert state_of(f"demo/{TAG}", payload).text.startswith("p-101 vibration rms data link alert, ")

@@ -338,6 +338,39 @@ def test_a_bundle_ships_the_alert_rules_and_the_assets_threshold_override(versio
     assert spec["clear_threshold"] == pytest.approx(version.clear_threshold * 2)
 
 
+def test_a_bundle_ships_the_ingests_quality_rules_and_the_agent_flags_its_readings_with_them(
+    version, scored_asset, settings, tmp_path
+):
+    """The agent flags the readings it decides on as the ingest flags the stored ones (detection.quality):
+    the bundle carries the rules' settings and each sensor's valid range and sample period."""
+    from connectivity.points import Sample
+    from detection.bundle import load_bundle
+    from edge.decide import AssetDecider
+    from edge.model import EdgeModel
+    from models_registry.bundle import build_bundle
+    from plant.choices import QualityFlag
+
+    settings.VIGIL_QUALITY_STUCK_SAMPLES = 7
+    sensor = scored_asset.sensors.get(role__key="vibration")
+    sensor.valid_min, sensor.valid_max, sensor.sample_period_s = 0.0, 25.0, 2.0
+    sensor.save()
+    path = tmp_path / "quality.zip"
+    path.write_bytes(build_bundle(version, scored_asset))
+    bundle = load_bundle(str(path))
+    assert bundle.spec["quality"]["rules"]["stuck_samples"] == 7
+    assert bundle.spec["quality"]["sensors"][sensor.key] == [0.0, 25.0, 2.0]
+
+    decider = AssetDecider(scored_asset.tag, EdgeModel(bundle), bundle.spec["sensors"])
+    decider.add([Sample(sensor.key, 100.0 + 2 * i, 3.0 + 0.1 * (i % 3)) for i in range(10)])
+    decider.add([Sample(sensor.key, 130.0, 40.0), Sample(sensor.key, 132.0, 3.1)])
+    decider.add([Sample(sensor.key, 134.0 + 2 * i, 3.1) for i in range(7)])
+    flags = decider._buffers["vibration"].quality
+    # Past valid_max: out of range; 12 s after the previous reading, more than 3 sample periods: a gap.
+    assert flags[10] == QualityFlag.OUT_OF_RANGE | QualityFlag.GAP
+    assert flags[:10] == [0] * 10 and flags[11:17] == [0] * 6
+    assert flags[17:] == [QualityFlag.STUCK] * 2  # from the 7th equal value on (the bundle's stuck_samples)
+
+
 def test_export_refuses_a_damaged_artifact_and_an_asset_of_another_type(version, site, tmp_path):
     fan_asset = make_asset(site, tag="f-1", asset_type=make_pump_type("fan"))
     with pytest.raises(CommandError, match="is a Fan, but pump-anomaly v1 is for Pump"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from plant.choices import QualityFlag
-from plant.quality import compute_flags, flag_series
+from detection.quality import compute_flags, flag_series
 
 RULES = {"spike_mads": 8.0, "stuck_samples": 20, "gap_factor": 3.0, "window": 30}
 

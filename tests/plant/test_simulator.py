@@ -221,7 +221,7 @@ def test_a_fault_for_an_asset_that_is_not_simulated_is_refused():
 
 def quality_flags(ts: np.ndarray, values: np.ndarray, settings) -> np.ndarray:
     """The quality flags ingest would give one simulated 1 s series, with the settings' thresholds."""
-    from plant.quality import flag_series
+    from detection.quality import flag_series
 
     return flag_series(
         ts,
@@ -269,7 +269,7 @@ def test_a_resumed_run_starts_from_the_stored_level_and_fades_to_its_own_signal_
 def test_a_stuck_sensor_of_a_resumed_run_repeats_one_value_exactly_while_the_seam_offset_fades(settings):
     # A demo restart resumes each sensor's stored level with an offset that fades over minutes; a sensor
     # stuck meanwhile must still repeat its value exactly, or the STUCK flag (exact repeats) never fires.
-    from plant.quality import QualityFlag
+    from plant.choices import QualityFlag
     from plant.simulator import Seam
 
     key, seam_ts = "demo.p-102.pressure", T0 + 60.5

@@ -298,7 +298,7 @@ def _notes(
             f"Calibration (fixed before any run): the first {n_cal} snapshots of each test (≈{hours}), "
             f"{baseline}, for every bearing — not picked from where any failure starts. Each bearing's windows in it give its robust calibration (median, 1.4826·MAD, "
             "floors; detection.baseline) and train the shared model; its last quarter is held out.",
-            f"Production path: the ingest's quality flags (plant.quality.flag_series, the roles' valid ranges, "
+            f"Production path: the ingest's quality flags (detection.quality.flag_series, the roles' valid ranges, "
             f"the settings' spike/stuck/gap rules), the asset type's windows ({protocol.window_s / 3600:g} h "
             f"every {protocol.step_s / 60:g} min) through detection.pipeline, train_anomaly (tail rule), "
             f"onnxruntime scores, per-asset thresholds by detection.thresholds (a bearing's "

@@ -18,7 +18,7 @@ from models_registry.evaluation.fleet import Event, FleetRun, Protocol, Variant
 from models_registry.evaluation.report import NotEvaluable, given, load_parts
 from plant.datasets import ims as reader
 from plant.ingest.service import quality_rules
-from plant.quality import flag_series
+from detection.quality import flag_series
 
 # The card's published reference takes the first 200 snapshots as every bearing's normal baseline; the same
 # count here (about 33 h at one snapshot per 10 min) is a convention of the dataset's users, not ours.
