@@ -7,8 +7,11 @@ For each group engineers are offered:
 * **raise the asset's threshold** — the smallest open threshold (clear threshold keeping the version's
   band ratio) under which none of the dismissed alerts would have opened while every confirmed fault still
   would, found by replaying the stored Score rows through ``alert_episodes`` (the lifecycle's own rules);
-  when no threshold does both, the best trade-off (most dismissals removed minus faults lost) is offered
-  and the page says so. Projected: alerts, dismissed alerts still raised and recall, before → after;
+  when no threshold does both, the one removing the most dismissals without losing a fault is offered and
+  the page says so. When the model catches no confirmed fault now, nothing can check what a raise would
+  miss: the page says so, and no threshold beyond one hysteresis band above the model's is offered
+  (``raise_ceiling``); a plan with nothing left to offer is refused, and applying it is a 400. Projected:
+  alerts, dismissed alerts still raised and recall, before → after;
 * **mark the sensor for calibration** — alerts that sensor drives are then categorised as sensor issues
   ("Check the sensor"); projected: how many of the period's alerts would have been held that way;
 * **retrain** — a link to the model registry.
@@ -146,12 +149,25 @@ def _kill_threshold(ends: np.ndarray, rolling: np.ndarray, span: Span, m: int) -
 
 @dataclass(frozen=True)
 class ThresholdPlan:
-    """The proposed per-asset thresholds with the projections before (the version's) and after."""
+    """The proposed per-asset thresholds with the projections before (the version's) and after. A refused
+    plan proposes nothing (``after`` is ``before``) and cannot be applied; ``note`` says why."""
 
     before: Outcome
     after: Outcome
     feasible: bool  # removes every dismissed alert and loses no caught fault
     note: str
+    # False: the model catches no confirmed fault now, so nothing shows what a raise would miss.
+    checked: bool = True
+    refused: bool = False
+
+
+def raise_ceiling(version_open: float, version_clear: float, *, higher: bool) -> float:
+    """How far an open threshold may be raised when no caught fault can check it: one hysteresis band
+    (open - clear) above the version's. Scores grazing the threshold (noise) wander within the band the model
+    itself allows for uncertainty; an alert that went further was not grazing it, and a threshold that hides
+    it would hide a fault of the same size, which only a confirmed fault could rule out."""
+    band = abs(version_open - version_clear)
+    return version_open + band if higher else version_open - band
 
 
 def plan_threshold(
@@ -172,7 +188,10 @@ def plan_threshold(
     alerts (nothing to replay).
 
     Only the thresholds at which one of the dismissed alerts stops opening can matter (the largest rolling
-    minimum of M windows inside it), so those few candidates are replayed exactly, smallest first.
+    minimum of M windows inside it), so those few candidates are replayed exactly, smallest first. A candidate
+    that would miss a confirmed fault the model catches now is never offered; when the model catches none
+    (nothing to check a raise against) no candidate above ``raise_ceiling`` is. With no candidate left the
+    plan is refused.
     """
     sign = 1.0 if higher else -1.0
     common = dict(
@@ -190,33 +209,47 @@ def plan_threshold(
     signed = sign * np.asarray(scores, dtype=np.float64)
     rolling = np.lib.stride_tricks.sliding_window_view(signed, m).min(axis=1)
     kills = [_kill_threshold(ends, rolling, span, m) for span in dismissed]
-    candidates = sorted({k for k in kills if k is not None and k > sign * version_open})
-    if not candidates:
+    raising = [k for k in kills if k is not None and k > sign * version_open]
+    if not raising:
         return None
+    checked = before.faults_caught > 0
+    ceiling = raise_ceiling(version_open, version_clear, higher=higher)
+    beyond = [] if checked else [k for k in raising if k > sign * ceiling]
+    unchecked = "" if checked else "no confirmed fault to check this against"
+    too_high = (
+        f"{len(beyond)} dismissed alert{'s' if len(beyond) != 1 else ''} scored up to {sign * max(beyond):.4g}, "
+        f"beyond {ceiling:.4g} (one hysteresis band above the open threshold {version_open:.4g}): with no "
+        f"confirmed fault to check against, a threshold that high could hide a real fault of that size, so "
+        f"none is offered for {'them' if len(beyond) != 1 else 'it'}: check the sensor or retrain"
+        if beyond
+        else ""
+    )
     tried: list[Outcome] = []
-    for candidate in candidates:
+    for candidate in sorted(set(raising) - set(beyond)):
         open_t = sign * candidate
         result = outcome(ends, scores, open_t, banded_clear(open_t, version_open, version_clear), **common)
+        if result.faults_caught < before.faults_caught:
+            continue  # never above what would have missed a confirmed fault
         tried.append(result)
-        if result.dismissed_raised == 0 and result.faults_caught >= before.faults_caught:
-            return ThresholdPlan(
-                before, result, True, "removes every dismissed alert and keeps every caught fault"
+        if result.dismissed_raised == 0:
+            note = "removes every dismissed alert " + (
+                "and keeps every caught fault" if checked else f"but there is {unchecked}"
             )
-
-    def merit(o: Outcome) -> tuple[int, int, float]:
-        removed = before.dismissed_raised - o.dismissed_raised
-        lost = before.faults_caught - o.faults_caught
-        return (removed - lost, -lost, -sign * o.open_threshold)
-
-    best = max(tried, key=merit)
+            return ThresholdPlan(before, result, True, note, checked)
+    if not tried:
+        note = too_high or (
+            "every threshold that would remove a dismissed alert would also miss a confirmed fault the "
+            "model catches now: none is offered"
+        )
+        return ThresholdPlan(before, before, False, note, checked, refused=True)
+    best = max(tried, key=lambda o: (-o.dismissed_raised, -sign * o.open_threshold))
     removed = before.dismissed_raised - best.dismissed_raised
-    lost = before.faults_caught - best.faults_caught
     note = (
-        f"no threshold removes every dismissed alert while keeping every caught fault; best trade-off: "
-        f"removes {removed} of {before.dismissed_raised} dismissed alerts"
-        + (f" and misses {lost} confirmed fault{'s' if lost != 1 else ''}" if lost else "")
+        f"removes {removed} of {before.dismissed_raised} dismissed alerts; "
+        + (too_high or "no threshold removes them all while keeping every caught fault")
+        + (f"; {unchecked}" if unchecked and not too_high else "")
     )
-    return ThresholdPlan(before, best, False, note)
+    return ThresholdPlan(before, best, False, note, checked)
 
 
 # --- the groups and their suggestions ---------------------------------------------------------------------
@@ -483,6 +516,7 @@ def _projection(suggestion: Suggestion) -> dict[str, Any]:
         "before": asdict(plan.before) | {"recall": plan.before.recall},
         "after": asdict(plan.after) | {"recall": plan.after.recall},
         "feasible": plan.feasible,
+        "checked": plan.checked,
         "note": plan.note,
         "held": suggestion.calibration.held,
         "held_confirmed": suggestion.calibration.held_confirmed,
@@ -497,6 +531,8 @@ def apply_threshold(suggestion: Suggestion, user: Any) -> tuple[ThresholdOverrid
         raise NoiseError(
             "the stored scores do not cover the dismissed alerts, so no threshold can be proposed"
         )
+    if plan.refused:
+        raise NoiseError(f"no threshold is offered for this group: {plan.note}")
     version = suggestion.version
     sign = 1.0 if higher_is_worse(version.output_spec or {}) else -1.0
     open_t, clear_t = plan.after.open_threshold, plan.after.clear_threshold

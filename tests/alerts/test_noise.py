@@ -13,6 +13,7 @@ from django.utils import timezone
 from alerts.models import Alert, Feedback, NoiseAction, Score, ThresholdOverride
 from alerts.services import ScoredWindow, apply_scores, record_feedback, record_missed_failure
 from alerts.services.noise import (
+    NoiseError,
     NoiseKey,
     apply_threshold,
     banded_clear,
@@ -257,3 +258,93 @@ def test_a_new_alert_driven_by_a_sensor_under_calibration_opens_as_a_sensor_issu
 
     alert = Alert.objects.get()
     assert alert.dominant_role == "vibration" and alert.category == "sensor_fault"
+
+
+# QA (demo): with no confirmed fault on the asset the page proposed raising the open threshold 3.95 → 616
+# (156×), "keeping every caught fault" of none, and one click applied it. Without a caught fault nothing
+# checks what a raise misses: no threshold beyond one hysteresis band above the model's is offered.
+
+
+def runs_series(runs) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
+    """Scores of these runs, each followed by 6 windows at 1 (the alert clears) and 3 quiet ones; the ends
+    (10 s apart) and each run's span (its third window, where the alert opens)."""
+    scores, spans = [0.0], []
+    for run in runs:
+        spans.append(len(scores) + 2)
+        scores += [*run, *[1.0] * 6, *QUIET]
+    ends = np.arange(len(scores), dtype=float) * 10
+    return ends, np.array(scores, dtype=float), [(ends[k], ends[k]) for k in spans]
+
+
+def test_with_no_confirmed_fault_the_plan_stops_one_band_above_the_open_threshold_and_says_so():
+    ends, scores, spans = runs_series([[12] * 3, [13] * 3, [11] * 3, [1560] * 3])
+
+    plan = plan_at_10_and_5(ends, scores, spans, [])
+
+    # The band is 10 - 5: 13 removes the three grazing alerts; 1560 (156×) is not offered (it was).
+    assert not plan.refused and not plan.checked and not plan.feasible
+    assert plan.after.open_threshold == 13.0 and plan.after.dismissed_raised == 1
+    assert "removes 3 of 4 dismissed alerts" in plan.note
+    assert "1 dismissed alert scored up to 1560, beyond 15" in plan.note
+    assert "no confirmed fault to check against" in plan.note
+
+
+def test_with_no_confirmed_fault_a_plan_within_the_band_is_offered_but_unchecked():
+    ends, scores, spans = runs_series([[12] * 3, [13] * 3, [11] * 3])
+
+    plan = plan_at_10_and_5(ends, scores, spans, [])
+
+    assert plan.feasible and not plan.checked and plan.after.open_threshold == 13.0
+    assert "no confirmed fault to check this against" in plan.note
+
+
+def test_with_no_confirmed_fault_and_every_dismissal_far_above_the_band_the_plan_is_refused():
+    ends, scores, spans = runs_series([[600] * 3, [616] * 3, [580] * 3])
+
+    plan = plan_at_10_and_5(ends, scores, spans, [])
+
+    assert plan.refused and not plan.feasible and plan.after == plan.before
+    assert "3 dismissed alerts scored up to 616, beyond 15" in plan.note
+
+
+def test_the_band_is_read_in_the_bad_direction_for_lower_is_worse_scores():
+    # Lower is worse: open -0.5, clear -0.3 (band 0.2): -0.65 is within it, -9 is far beyond.
+    ends, scores, spans = runs_series([[-0.6] * 3, [-0.65] * 3, [-9.0] * 3])
+    plan = plan_threshold(
+        ends, scores, -0.5, -0.3, open_windows=3, clear_windows=6, higher=False, dismissed=spans, faults=[]
+    )
+
+    assert plan.after.open_threshold == pytest.approx(-0.65) and plan.after.dismissed_raised == 1
+    assert "scored up to -9, beyond -0.7" in plan.note
+
+
+def test_a_trade_off_never_misses_a_confirmed_fault_the_model_catches_now():
+    # Removing all four dismissals (14) would also miss the fault at 12; the old trade-off (dismissals removed
+    # minus faults lost: 4 - 1 > 1) offered it. Only 11 keeps the fault.
+    ends, scores, spans = runs_series([[11] * 3, [13] * 3, [13.5] * 3, [14] * 3, [12] * 3])
+
+    plan = plan_at_10_and_5(ends, scores, spans[:4], spans[4:])
+
+    assert plan.checked and not plan.feasible and not plan.refused
+    assert plan.after.open_threshold == 11.0 and plan.after.recall == 1.0
+
+
+def test_a_plan_that_would_miss_every_caught_fault_is_refused():
+    ends, scores, spans = runs_series([[13] * 3, [11.5] * 3])
+
+    plan = plan_at_10_and_5(ends, scores, spans[:1], spans[1:])
+
+    assert plan.refused and "would also miss a confirmed fault" in plan.note
+
+
+def test_a_refused_plan_cannot_be_applied(asset, version, technician, engineer, base):
+    feed(asset, version, runs_series([[600] * 3, [616] * 3, [580] * 3])[1], base)
+    for alert in Alert.objects.all():
+        Alert.objects.filter(pk=alert.pk).update(dominant_role="vibration")
+        record_feedback(alert, technician, "false_alarm:sensor_glitch")
+    suggestion = build_suggestion(NoiseKey(asset.pk, version.pk, "vibration"), None)
+    assert suggestion.threshold.refused
+
+    with pytest.raises(NoiseError, match="no threshold is offered for this group: 3 dismissed alerts"):
+        apply_threshold(suggestion, engineer)
+    assert not ThresholdOverride.objects.exists() and not NoiseAction.objects.exists()

@@ -10,10 +10,11 @@ from django.utils.timezone import localtime
 
 from alerts.choices import AlertCategory
 from alerts.models import Alert, NoiseAction, ThresholdOverride
+from alerts.services import record_feedback
 from alerts.services.noise import noise_keys
 from plant.models import Sensor
 from tests.alerts.builders import bare_champion
-from tests.alerts.test_noise import base, scenario  # noqa: F401  (base is a fixture)
+from tests.alerts.test_noise import base, feed, runs_series, scenario  # noqa: F401  (base is a fixture)
 from tests.conftest import make_user
 
 
@@ -211,3 +212,47 @@ def test_the_noise_page_counts_data_link_alerts_apart_and_never_as_noise(client,
     Alert.objects.filter(pk=alerts[0].pk).update(category=AlertCategory.DATA_LINK)
     assert noise_keys(None) == []
     assert f'id="noise-{noisy}"' not in client.get(reverse("alerts:noise")).content.decode()
+
+
+@pytest.fixture
+def far_above(asset, technician, base):  # noqa: F811
+    """A group whose three dismissed alerts scored ~60× the open threshold, with no confirmed fault."""
+    version = bare_champion(asset.asset_type)
+    feed(asset, version, runs_series([[600] * 3, [616] * 3, [580] * 3])[1], base)
+    for alert in Alert.objects.all():
+        Alert.objects.filter(pk=alert.pk).update(dominant_role="vibration")
+        record_feedback(alert, technician, "false_alarm:sensor_glitch")
+    return f"{asset.pk}-{version.pk}-vibration"
+
+
+def test_a_suggestion_far_above_the_threshold_with_nothing_to_check_it_is_refused_on_page_and_post(
+    client, engineer, far_above
+):
+    # QA (demo): 3.95 → 616 was offered with an "Apply" button and no warning, and applied on a click.
+    client.force_login(engineer)
+    page = client.get(reverse("alerts:noise")).content.decode()
+    assert f'id="noise-{far_above}"' in page
+    assert "No threshold is offered: 3 dismissed alerts scored up to 616, beyond 15" in page
+    assert "no confirmed fault to check against" in page
+    assert 'name="what" value="threshold"' not in page and 'name="what" value="calibration"' in page
+
+    response = client.post(apply_url(far_above), {"what": "threshold"})  # a stale page or a hand-made POST
+    assert response.status_code == 400
+    assert b"no threshold is offered for this group: 3 dismissed alerts scored up to 616" in response.content
+    assert not ThresholdOverride.objects.exists() and not NoiseAction.objects.exists()
+
+
+def test_an_unchecked_suggestion_warns_on_the_page_and_the_action_records_it(client, engineer, noisy):
+    # The only confirmed fault was a data link's: the model catches no fault that could check the raise.
+    Alert.objects.filter(pk=Alert.objects.order_by("opened_at").last().pk).update(category="data_link")
+    client.force_login(engineer)
+
+    page = client.get(reverse("alerts:noise")).content.decode()
+
+    assert "<strong>13.0000</strong>" in page
+    assert (
+        '<strong class="noise-tradeoff">Removes every dismissed alert but there is no confirmed fault to '
+        "check this against.</strong>" in page
+    )
+    assert client.post(apply_url(noisy), {"what": "threshold"}).status_code == 302
+    assert NoiseAction.objects.get().projection["checked"] is False
