@@ -85,6 +85,15 @@ def _as_row_array(value: float | np.ndarray | None, n: int) -> np.ndarray:
     return np.broadcast_to(arr, (n,)) if arr.ndim == 0 else arr
 
 
+def gap_before(ts_s: np.ndarray, period: float | np.ndarray, gap_factor: float) -> np.ndarray:
+    """The GAP rule's time test: per reading (times in order), whether more than gap_factor x period seconds
+    passed since the previous one (never the first). The ingest's flags and the asset chart's line breaks."""
+    ts_s = np.asarray(ts_s, dtype=np.float64)
+    gap = np.zeros(len(ts_s), dtype=bool)
+    gap[1:] = (ts_s[1:] - ts_s[:-1]) > gap_factor * _as_row_array(period, len(ts_s))[1:]
+    return gap
+
+
 def compute_flags(
     group: np.ndarray,
     ts_s: np.ndarray,
@@ -124,8 +133,7 @@ def compute_flags(
 
     flags[(values < lo) | (values > hi)] |= OUT_OF_RANGE
 
-    gap = np.zeros(n, dtype=bool)
-    gap[1:] = (ts_s[1:] - ts_s[:-1]) > gap_factor * period[1:]
+    gap = gap_before(ts_s, period, gap_factor)
     if continues_s is not None:
         gap[1:] &= np.asarray(continues_s, dtype=np.float64)[1:] != ts_s[:-1]
     flags[gap & ~new_group] |= GAP

@@ -33,6 +33,13 @@ def _secret_field(label: str, help_text: str = _SECRET_HELP) -> forms.CharField:
     )
 
 
+@admin.display(description="URL", ordering="url")
+def url_text(obj: CmmsConnection | WebhookEndpoint) -> str:
+    """The URL as text: the admin lists a URLField as a link, and these URLs take POSTs only (clicking the
+    demo CMMS's /demo/cmms/orders answered 405)."""
+    return obj.url
+
+
 class WebhookEndpointForm(forms.ModelForm):
     url = forms.URLField(
         max_length=500, assume_scheme="https", help_text="HTTPS URL that receives the events."
@@ -58,7 +65,7 @@ class WebhookEndpointForm(forms.ModelForm):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(SiteScopedAdmin):
     form = WebhookEndpointForm
-    list_display = ["name", "site", "url", "enabled"]
+    list_display = ["name", "site", url_text, "enabled"]
     list_filter = ["site", "enabled"]
     list_select_related = ["site"]
     search_fields = ["name", "url"]
@@ -132,7 +139,7 @@ class CmmsConnectionForm(forms.ModelForm):
 @admin.register(CmmsConnection)
 class CmmsConnectionAdmin(SiteScopedAdmin):
     form = CmmsConnectionForm
-    list_display = ["site", "kind", "url", "auto_create", "enabled", "inbound_token_hint"]
+    list_display = ["site", "kind", url_text, "auto_create", "enabled", "inbound_token_hint"]
     list_filter = ["kind", "enabled"]
     list_select_related = ["site"]
     readonly_fields = ["inbound_token_hint"]

@@ -62,7 +62,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from datetime import timezone as dt_timezone
 
 import numpy as np
@@ -108,7 +108,7 @@ from models_registry.models import (
     features_key,
     scale_for,
 )
-from models_registry.training_data import asset_windows_between
+from models_registry.training_data import asset_windows_between, reason_words
 from plant.choices import LabelKind
 from plant.models import Label, Reading, no_sensor_for
 from plant.series import role_sensors
@@ -432,22 +432,40 @@ def calibrate(
     )
 
 
-def local_text(moment: datetime) -> str:
-    """A time in a message as the recalibration form takes it: the current (the site's) time zone, to the
-    minute ("2026-12-05 21:59"), not an ISO string with microseconds."""
-    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+def local_text(moment: datetime, zone: tzinfo | None = None) -> str:
+    """A time in a message as the recalibration form takes it: ``zone`` (default the current, the site's,
+    time zone), to the minute ("2026-12-05 21:59"), not an ISO string with microseconds."""
+    return f"{timezone.localtime(moment, zone):%Y-%m-%d %H:%M}"
+
+
+def label_words(label: Label, zone: tzinfo) -> str:
+    """A label as an engineer knows it: its fault in words (or its note) and its span on the site's clock
+    ("the bearing wear fault labelled 2026-01-05 09:03 to 09:04 (Europe/Berlin)"), not its database id."""
+    if label.fault_type:
+        what = f"the {reason_words(label.fault_type)} fault"
+    elif label.note.strip():
+        note = " ".join(label.note.split())
+        what = f'the fault "{note[:57] + "..." if len(note) > 60 else note}"'
+    else:
+        what = "a fault"
+    start, end = local_text(label.start, zone), local_text(label.end, zone)
+    # The end's date is said only when it is not the start's.
+    end = end[11:] if end[:10] == start[:10] else end
+    return f"{what} labelled {start} to {end} ({zone})"
 
 
 def check_no_fault(asset, start: datetime, end: datetime) -> None:
     """BaselineError naming the first FAULT label of the asset that overlaps [start, end], if any."""
     labels = fault_labels_in(asset, start, end)
     if labels:
-        label = labels[0]
-        what = f"fault label #{label.pk}" + (f" ({label.fault_type})" if label.fault_type else "")
-        more = f" and {len(labels) - 1} more" if len(labels) > 1 else ""
+        more = (
+            f" and {len(labels) - 1} more fault label{'s' if len(labels) > 2 else ''}"
+            if len(labels) > 1
+            else ""
+        )
         raise BaselineError(
-            f"{asset.tag}: the period overlaps {what} from {local_text(label.start)} to "
-            f"{local_text(label.end)}{more}; choose a period of normal running"
+            f"{asset.tag}: the period overlaps {label_words(labels[0], asset.site.zone)}{more}; "
+            "choose a period of normal running"
         )
 
 

@@ -52,7 +52,8 @@ def source_words(source: str) -> str:
 
 
 def reason_words(reason: str) -> str:
-    """A false alarm's reason key in words ("normal_operating_change" → "normal operating change")."""
+    """A false alarm's reason key or a label's fault type in words ("normal_operating_change" → "normal
+    operating change", "bearing_wear" → "bearing wear")."""
     return reason.replace("_", " ")
 
 

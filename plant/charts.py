@@ -4,6 +4,8 @@ Series are read at the coarsest level that still fills the chart (plant.rollups.
 when the range is small, SQL buckets of raw rows up to about half a day, then the 1-minute and, from
 about six weeks, the 1-hour rollups, bucketed again by the database; plant.downsample thins them so no
 trace carries more than settings.VIGIL_CHART_MAX_POINTS points, however long the range. Flagged readings get marker traces, one per quality flag, in the flag's colour.
+The line breaks (a null point) where the readings have a gap by the ingest's GAP rule (detection.quality.gap_before),
+so a link outage is not drawn as a straight line; each gap adds one point beyond the budget.
 
 Each row is titled by a horizontal line above it (the sensor's role and unit), not a y-axis title: a rotated
 title longer than its row (~150 px) was cut off, and on a phone it also took a column of the plot's width.
@@ -22,7 +24,9 @@ from django.conf import settings
 from plant.choices import QualityFlag
 from plant.downsample import minmax_indices, minmax_points, thin_indices
 from plant.forms import TimeRange
+from plant.ingest.service import quality_rules
 from plant.models import Sensor
+from detection.quality import gap_before
 from plant.rollups import level_for, load_level_buckets
 from plant.series import BucketSeries, RawSeries, load_buckets, load_raw
 
@@ -45,8 +49,11 @@ def max_points() -> int:
 
 def uses_buckets(sensor: Sensor, seconds: float, budget: int) -> bool:
     """Judged from the sensor's sample period, so deciding costs no query."""
-    period = sensor.sample_period_s if sensor.sample_period_s > 0 else 1.0
-    return seconds / period > RAW_FACTOR * budget
+    return seconds / _period(sensor) > RAW_FACTOR * budget
+
+
+def _period(sensor: Sensor) -> float:
+    return sensor.sample_period_s if sensor.sample_period_s > 0 else 1.0
 
 
 def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC") -> dict:
@@ -66,6 +73,7 @@ def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC
         else:
             buckets = load_level_buckets(level, bucketed, span.start, span.end, width_s)
     tz = _zone(tz_name)
+    gap_factor = quality_rules()["gap_factor"]
 
     data: list[dict] = []
     n = len(sensors)
@@ -113,9 +121,9 @@ def asset_figure(sensors: Sequence[Sensor], span: TimeRange, tz_name: str = "UTC
             }
         )
         if sensor.pk in raw:
-            x, y, markers = _raw_trace(raw[sensor.pk], budget)
+            x, y, markers = _raw_trace(raw[sensor.pk], budget, _period(sensor), gap_factor)
         else:
-            x, y, markers = _bucket_trace(buckets[sensor.pk], budget)
+            x, y, markers = _bucket_trace(buckets[sensor.pk], budget, _period(sensor), gap_factor)
         if not len(x):
             # Said in the row itself, so empty axes never read as "the chart failed" or "the value is 0".
             layout["annotations"].append(
@@ -174,7 +182,9 @@ def trace_points(figure: dict) -> list[int]:
     return [len(trace["x"]) for trace in figure["data"]]
 
 
-def _raw_trace(series: RawSeries, budget: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def _raw_trace(
+    series: RawSeries, budget: int, period_s: float, gap_factor: float
+) -> tuple[np.ndarray, np.ndarray, dict]:
     keep = minmax_indices(series.t, series.value, budget)
     markers = {}
     for flag in QualityFlag:
@@ -182,15 +192,25 @@ def _raw_trace(series: RawSeries, budget: int) -> tuple[np.ndarray, np.ndarray, 
         if len(idx):
             idx = idx[thin_indices(len(idx), budget)]
             markers[flag] = (series.t[idx], series.value[idx])
-    return series.t[keep], series.value[keep], markers
+    # Judged on every reading, not the thinned ones: the line breaks before a kept point when a gap lies
+    # between it and the previous kept point.
+    gaps = np.cumsum(gap_before(series.t, period_s, gap_factor))[keep]
+    breaks = np.zeros(len(keep), dtype=bool)
+    breaks[1:] = gaps[1:] != gaps[:-1]
+    return (*_broken(series.t[keep], series.value[keep], breaks), markers)
 
 
-def _bucket_trace(series: BucketSeries, budget: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def _bucket_trace(
+    series: BucketSeries, budget: int, period_s: float, gap_factor: float
+) -> tuple[np.ndarray, np.ndarray, dict]:
     t_mid = series.t_mid
     x, y = minmax_points(t_mid, series.lo, series.hi)
     if len(x) > budget:  # only when the bucket width was rounded; never expected
         keep = thin_indices(len(x), budget)
         x, y = x[keep], y[keep]
+    # Neighbouring buckets lie a bucket width apart however dense the readings: the gap rule is applied
+    # with the longer of the sample period and the bucket width.
+    breaks = gap_before(x, max(period_s, series.width_s), gap_factor)
     # A marker sits on whichever flagged extreme lies farther from the bucket mean: the spike, not the
     # ordinary readings around it.
     far = np.where(
@@ -204,7 +224,17 @@ def _bucket_trace(series: BucketSeries, budget: int) -> tuple[np.ndarray, np.nda
         if len(idx):
             idx = idx[thin_indices(len(idx), budget)]
             markers[flag] = (t_mid[idx], far[idx])
-    return x, y, markers
+    return (*_broken(x, y, breaks), markers)
+
+
+def _broken(x: np.ndarray, y: np.ndarray, breaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The line with a NaN point (drawn as a gap: Plotly breaks a line at a null y) halfway into each gap
+    that ``breaks`` marks (true at the point that ends it), so the line is not drawn straight across it."""
+    at = np.flatnonzero(breaks)
+    if not len(at):
+        return x, y
+    mid = (np.asarray(x, dtype=float)[at - 1] + np.asarray(x, dtype=float)[at]) / 2
+    return np.insert(np.asarray(x, dtype=float), at, mid), np.insert(np.asarray(y, dtype=float), at, np.nan)
 
 
 def _zone(name: str) -> ZoneInfo | dt_timezone:

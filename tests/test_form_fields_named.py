@@ -1,7 +1,8 @@
 """Every form field of the product's own pages has a label, and every field that points a screen reader at its
 help text (Django's aria-describedby="<id>_helptext") finds it on the page: the asset page's "What failed"
 field pointed at help text ("e.g. bearing wear") that was never rendered, and the compare page's "mode"
-select had no label at all."""
+select had no label at all. A label's for= names an element of the page (the edge page's asset checkboxes
+had <label for="">)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ class Fields(HTMLParser):
             self.ids.add(named["id"])
         if tag == "label":
             self._in_label += 1
-            self.label_for.add(named.get("for", ""))
+            if "for" in named:
+                self.label_for.add(named["for"])
         elif tag in ("input", "select", "textarea") and named.get("type") not in (
             "hidden",
             "submit",
@@ -53,6 +55,10 @@ def problems(html: str) -> list[str]:
         for target in field.get("aria-describedby", "").split():
             if target not in page.ids:
                 found.append(f"{name}: aria-describedby {target} is not on the page")
+    # The edge page's checkbox group had <label for="">Assets</label>: a label that names no field.
+    found += [
+        f'<label for="{target}"> points at no element' for target in page.label_for if target not in page.ids
+    ]
     return found
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
-from handoff.models import CmmsConnection
+from handoff.models import CmmsConnection, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +64,18 @@ def test_an_engineer_cannot_rotate_another_sites_cmms_token(console, other_site)
     assert not TOKEN.findall(response.content.decode())
     connection.refresh_from_db()
     assert connection.accepts(old)
+
+
+def test_the_console_lists_a_post_only_url_as_text_not_a_link(console, site):
+    # QA: the CMMS connection list linked the demo's POST-only /demo/cmms/orders (405 when clicked).
+    CmmsConnection.objects.create(site=site, url="http://127.0.0.1:8000/demo/cmms/orders")
+    WebhookEndpoint.objects.create(site=site, name="hook", url="https://receiver.example/vigil")
+    for model in ("cmmsconnection", "webhookendpoint"):
+        page = console.get(reverse(f"admin:handoff_{model}_changelist")).content.decode()
+        cell = re.search(r'<td class="field-url_text">(.*?)</td>', page)
+        assert cell and cell.group(1) in (
+            "http://127.0.0.1:8000/demo/cmms/orders",
+            "https://receiver.example/vigil",
+        )
+        assert 'href="http://127.0.0.1:8000/demo/cmms/orders"' not in page
+        assert 'href="https://receiver.example/vigil"' not in page

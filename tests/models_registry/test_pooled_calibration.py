@@ -229,7 +229,7 @@ def test_the_recalibrate_button_calibrates_a_pooled_asset_and_refuses_a_fault_pe
 
     Label.objects.create(asset=asset, kind=LabelKind.FAULT, start=moment(100), end=moment(160))
     refused = client.post(url, period)
-    assert refused.status_code == 400 and "overlaps fault label" in refused.content.decode()
+    assert refused.status_code == 400 and "fault labelled" in refused.content.decode()
     assert AssetBaseline.objects.filter(asset=asset).count() == 1
 
 
@@ -245,7 +245,7 @@ def test_calibrate_baseline_command_calibrates_a_pooled_asset_and_refuses_a_faul
     row = AssetBaseline.objects.get(asset=asset, is_current=True)
     assert row.mode == BaselineMode.POOLED and row.vector_for(NAMES[:1]) == row.vector[:1]
     Label.objects.create(asset=asset, kind=LabelKind.FAULT, start=moment(100), end=moment(160))
-    with pytest.raises(CommandError, match="overlaps fault label"):
+    with pytest.raises(CommandError, match="fault labelled"):
         call_command("calibrate_baseline", *args)
 
 

@@ -5,7 +5,7 @@ bundle, training with per-asset thresholds, and a quiet pump's fault alerting be
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -83,12 +83,17 @@ def test_recalibrating_stores_a_robust_calibration_and_the_assets_thresholds(ass
 def test_a_period_overlapping_a_fault_label_is_refused_naming_the_label(asset):
     robust_version(asset)
     ingest(asset, START_S, 600)
-    label = Label.objects.create(
+    Label.objects.create(
         asset=asset, kind=LabelKind.FAULT, start=moment(200), end=moment(260), fault_type="bearing_wear"
     )
 
-    with pytest.raises(BaselineError, match=rf"fault label #{label.pk} \(bearing_wear\)"):
+    # QA: "fault label #29" named a database id an engineer never sees: the label is named by its words
+    # and its span on the site's clock.
+    span = f"{moment(200):%Y-%m-%d %H:%M} to {moment(260):%H:%M} (UTC)"
+    with pytest.raises(BaselineError) as refused:
         baseline.recalibrate(asset, moment(0), moment(600))
+    assert f"the period overlaps the bearing wear fault labelled {span};" in str(refused.value)
+    assert "#" not in str(refused.value)
     assert not AssetBaseline.objects.exists()
 
 
@@ -222,7 +227,7 @@ def test_the_recalibrate_button_recalibrates_and_refuses_a_fault_period(client, 
     Label.objects.create(asset=asset, kind=LabelKind.FAULT, start=moment(100), end=moment(160))
     refused = client.post(url, period)
     assert refused.status_code == 400
-    assert "overlaps fault label" in refused.content.decode()
+    assert "fault labelled" in refused.content.decode()
     bad = client.post(url, {"calibrate-start": local[1], "calibrate-end": local[0]})
     assert bad.status_code == 400 and "must be after its start" in bad.content.decode()
 
@@ -260,7 +265,7 @@ def test_the_consoles_calibration_and_its_recalibrate_action_store_what_the_asse
         reverse("admin:models_registry_assetbaseline_add"),
         {**form, "end_1": f"{moment(600):%H:%M:%S}"},
     )
-    assert refused.status_code == 200 and "overlaps fault label" in refused.content.decode()
+    assert refused.status_code == 200 and "fault labelled" in refused.content.decode()
     assert AssetBaseline.objects.filter(asset=asset).count() == 2
 
 
@@ -300,7 +305,7 @@ def test_a_refused_recalibration_names_its_times_in_the_sites_time_not_iso(clien
     Label.objects.create(asset=asset, kind=LabelKind.FAULT, start=moment(120), end=moment(180))
     page = client.post(url, {"calibrate-start": local[0], "calibrate-end": local[1]}).content.decode()
     berlin = [moment(s).astimezone(zone).strftime("%Y-%m-%d %H:%M") for s in (120, 180)]
-    assert "the period overlaps fault label #" in page and f"from {berlin[0]} to {berlin[1]};" in page
+    assert f"the period overlaps a fault labelled {berlin[0]} to {berlin[1][11:]} (Europe/Berlin);" in page
     too_short = [moment(s).astimezone(zone) for s in (700, 760)]
     page = client.post(
         url,
@@ -358,7 +363,7 @@ def test_calibrate_baseline_command_sets_robust_calibration_and_thresholds(asset
     out = capsys.readouterr().out
     assert "per_asset_robust" in out and f"for {version}: open 10" in out and "55 scores" in out
     Label.objects.create(asset=asset, kind=LabelKind.FAULT, start=moment(100), end=moment(160))
-    with pytest.raises(CommandError, match="overlaps fault label"):
+    with pytest.raises(CommandError, match="fault labelled"):
         call_command(
             "calibrate_baseline", "--asset", asset.tag, "--start", moment(0).isoformat(), "--end",
             moment(600).isoformat(),
@@ -551,3 +556,19 @@ def test_calibrate_baseline_warns_of_a_warm_up_and_auto_calibration_records_it(a
     settings.VIGIL_BASELINE_WINDOWS = 55  # the whole warm-up (10 windows span too little to tell a trend)
     row = baseline.auto_calibrate(asset, list(version.feature_spec), mode="per_asset_robust")
     assert row is not None and [t["role"] for t in row.trends] == ["vibration"]
+
+
+def test_a_fault_label_without_a_fault_type_is_named_by_its_note_and_a_span_over_midnight_by_both_dates(
+    asset,
+):
+    label = Label(
+        asset=asset,
+        kind=LabelKind.FAULT,
+        start=datetime(2026, 1, 5, 22, 50, tzinfo=UTC),
+        end=datetime(2026, 1, 6, 0, 20, tzinfo=UTC),
+        note="Seal   leaking\nat the drive end",
+    )
+    assert (
+        baseline.label_words(label, ZoneInfo("Europe/Berlin"))
+        == 'the fault "Seal leaking at the drive end" labelled 2026-01-05 23:50 to 2026-01-06 01:20 (Europe/Berlin)'
+    )

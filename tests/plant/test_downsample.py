@@ -5,7 +5,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from plant.charts import asset_figure, trace_points, uses_buckets
+from plant.charts import asset_figure, max_points, trace_points, uses_buckets
 from plant.choices import QualityFlag
 from plant.downsample import lttb_indices, minmax_indices, minmax_points, thin_indices
 from plant.forms import TimeRange
@@ -154,3 +154,34 @@ def test_each_row_is_titled_by_a_horizontal_line_in_the_gap_above_it_wrapped_to_
     for above, axis in zip(axes, axes[1:], strict=False):
         # the gap between two rows holds the lower row's title
         assert (above["domain"][0] - axis["domain"][1]) * plot_px >= title_px
+
+
+@pytest.mark.django_db
+def test_chart_line_breaks_at_a_data_gap_by_the_ingest_gap_rule(asset, settings):
+    # QA: 05:00 to 06:35 without readings was drawn as a straight line across the outage.
+    sensor = asset.sensors.select_related("role").get(role__key="pressure")
+    make_readings(sensor, T0, np.full(60, 2.0))
+    make_readings(sensor, T0 + timedelta(minutes=95), np.full(60, 3.0))
+    # Two readings gap_factor periods apart are not a gap by the rule: no break there.
+    make_readings(sensor, T0 + timedelta(minutes=95, seconds=59 + settings.VIGIL_QUALITY_GAP_FACTOR), [3.0])
+    span = TimeRange(T0, T0 + timedelta(minutes=100), "1h")
+    assert not uses_buckets(sensor, span.seconds, max_points())
+    line = asset_figure([sensor], span)["data"][0]
+    assert line["y"].count(None) == 1
+    at = line["y"].index(None)
+    assert line["y"][at - 1] == 2.0 and line["y"][at + 1] == 3.0
+    assert line["x"][at - 1] < line["x"][at] < line["x"][at + 1]
+
+
+@pytest.mark.django_db
+def test_bucketed_chart_line_breaks_at_a_long_data_gap_only(asset, settings):
+    settings.VIGIL_CHART_MAX_POINTS = 200
+    sensor = asset.sensors.select_related("role").get(role__key="pressure")
+    make_readings(sensor, T0, np.full(10_000, 2.0))
+    make_readings(sensor, T0 + timedelta(seconds=20_000), np.full(10_000, 3.0))
+    span = TimeRange(T0, T0 + timedelta(seconds=30_000), "24h")
+    assert uses_buckets(sensor, span.seconds, 200)
+    line = asset_figure([sensor], span)["data"][0]
+    assert line["y"].count(None) == 1
+    at = line["y"].index(None)
+    assert line["y"][at - 1] == 2.0 and line["y"][at + 1] == 3.0

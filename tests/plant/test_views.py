@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta, timezone as dt_timezone
 
 import numpy as np
 import pytest
+from django.conf import settings as settings_module
 from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
@@ -405,3 +407,24 @@ def test_a_bridge_silent_for_less_than_a_minute_is_not_said_to_have_reported_jus
     assert status.startswith("bridge not reporting (stopped or crashed?): last report 4")
     assert status.endswith(" seconds ago") and "just now" not in status
     assert "last report 4" in state.counted_text() and "just now" not in state.counted_text()
+
+
+def test_site_page_asset_table_says_no_open_alert_and_keeps_its_words_whole(client, technician, site):
+    # QA: the Alert column read "None" for an asset without an open alert; "Centrifugal pump" and "p-101"
+    # broke mid-word (main's overflow-wrap: anywhere); the badge link's underline ran into "opened …".
+    make_asset(site, tag="p-777")
+    client.force_login(technician)
+    html = client.get(site.get_absolute_url()).content.decode()
+    table = html[html.index('class="table assets-table"') :]
+    table = table[: table.index("</table>")]
+    cell = table[table.index('data-label="Alert"') :]
+    cell = cell[: cell.index("</td>")]
+    assert "None" not in cell and "no open alert" in cell
+    css = re.sub(
+        r"/\*.*?\*/", "", (settings_module.BASE_DIR / "static" / "css" / "vigil.css").read_text(), flags=re.S
+    )
+    rules = {m.group(1).strip(): m.group(2) for m in re.finditer(r"([^{}]+)\{([^{}]*)\}", css)}
+    cells = rules[".assets-table th, .assets-table td"]
+    assert "overflow-wrap: normal" in cells and "word-break: normal" in cells and "hyphens: none" in cells
+    assert "white-space: nowrap" in rules['.assets-table td[data-label="Tag"] code']
+    assert "text-decoration: none" in rules[".assets-table .badge-link"]
