@@ -140,5 +140,5 @@ def test_the_training_report_says_its_labels_and_period_in_words_not_keys(client
         assert "<li>Normal operating change: " in report
         assert "confirmed_fault" not in report and "normal_operating_change" not in report
         start, end = (datetime.fromisoformat(run.report["data_range"][edge]) for edge in ("start", "end"))
-        assert f"<dd>{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M}</dd>" in report
+        assert f"<dd>{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} {end:%Z}</dd>" in report  # zone named
         assert "+00:00" not in report
