@@ -145,14 +145,19 @@ def send_work_order(order_pk: int) -> bool | None:
     if order is None:
         return None
     if order.trigger == WorkOrderTrigger.AUTOMATIC:
-        verdict = current_verdict(order.alert)
-        if verdict is None or verdict.verdict != Verdict.CONFIRMED_FAULT:
-            # The confirmed fault that ordered it was undone (or corrected) before it went: the CMMS never
-            # had it, so it goes; a later confirmation orders a new one (auto_create_for).
-            WorkOrder.objects.filter(
-                pk=order.pk, status__in=(WorkOrderStatus.PENDING, WorkOrderStatus.FAILED)
-            ).delete()
-            return None
+        with transaction.atomic():
+            # The verdicts' lock (record_feedback, undo_verdict): a confirmation given again while this
+            # decides is either seen here or finds the order gone (and auto_create_for orders anew), never
+            # both missed, which left a confirmed fault with no work order.
+            list(Alert.objects.select_for_update().filter(pk=order.alert_id).values_list("pk", flat=True))
+            verdict = current_verdict(order.alert)
+            if verdict is None or verdict.verdict != Verdict.CONFIRMED_FAULT:
+                # The confirmed fault that ordered it was undone (or corrected) before it went: the CMMS
+                # never had it, so it goes; a later confirmation orders a new one (auto_create_for).
+                WorkOrder.objects.filter(
+                    pk=order.pk, status__in=(WorkOrderStatus.PENDING, WorkOrderStatus.FAILED)
+                ).delete()
+                return None
         # Confirmed again after an undo (or corrected to another confirmation) while it waited: that
         # verdict's own undo window runs on, so it waits that out too (auto_create_for ordered no second one).
         wait = settings.VIGIL_VERDICT_UNDO_S - (timezone.now() - verdict.created_at).total_seconds()

@@ -554,3 +554,43 @@ def test_an_outcome_the_alert_cannot_take_is_a_409_not_a_500(asset, champion, te
     assert response.status_code == 409 and "shadow alerts take no feedback" in response.json()["error"]
     order.refresh_from_db()
     assert order.status == "pending"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_confirmation_given_again_while_the_undone_order_is_dropped_still_gets_a_work_order(
+    asset, champion, technician, serve, queued, monkeypatch
+):
+    # The task read "no confirmed fault" (undone), the technician confirmed again and its automatic order
+    # was not made (the pending one still stood), then the task deleted the pending one: a confirmed fault
+    # with no work order. The task now decides under the verdicts' lock on the alert.
+    import threading
+
+    from handoff import work_orders
+
+    cmms = generic_cmms(serve)
+    cmms_for(asset.site, cmms.url + "/orders", auto=True)
+    alert = make_alert(asset, champion, severity="high")
+    first = record_feedback(alert, technician, "confirm:scheduled")
+    undo_verdict(Alert.objects.get(), technician, first.pk)
+    (order,) = WorkOrder.objects.all()
+    read, confirmed_again = threading.Event(), threading.Event()
+    real = work_orders.current_verdict
+
+    def slow_read(alert):
+        verdict = real(alert)
+        read.set()
+        confirmed_again.wait(timeout=2)  # with the lock held the confirmation waits for this task instead
+        return verdict
+
+    monkeypatch.setattr(work_orders, "current_verdict", slow_read)
+    task = threading.Thread(target=work_orders.send_work_order, args=[order.pk])
+    task.start()
+    try:
+        assert read.wait(timeout=10)
+        record_feedback(Alert.objects.get(), technician, "confirm:scheduled")
+        confirmed_again.set()
+    finally:
+        task.join(timeout=30)
+    assert current_verdict(Alert.objects.get()).verdict == "confirmed_fault"
+    assert WorkOrder.objects.filter(alert=alert).count() == 1
