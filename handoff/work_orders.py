@@ -158,9 +158,10 @@ def send_work_order(order_pk: int) -> bool | None:
                     pk=order.pk, status__in=(WorkOrderStatus.PENDING, WorkOrderStatus.FAILED)
                 ).delete()
                 return None
-        # Confirmed again after an undo (or corrected to another confirmation) while it waited: that
-        # verdict's own undo window runs on, so it waits that out too (auto_create_for ordered no second one).
-        wait = settings.VIGIL_VERDICT_UNDO_S - (timezone.now() - verdict.created_at).total_seconds()
+            # Confirmed again after an undo (or corrected to another confirmation) while it waited: that
+            # verdict's own undo window runs on, so it waits that out too (auto_create_for ordered no second
+            # one). Timed under the lock, as undo_verdict times the undo: an undo after this sees it too old.
+            wait = settings.VIGIL_VERDICT_UNDO_S - (timezone.now() - verdict.created_at).total_seconds()
         if wait > 0:
             _queue_send(order.pk, after_s=wait)
             return None

@@ -594,3 +594,40 @@ def test_a_confirmation_given_again_while_the_undone_order_is_dropped_still_gets
         task.join(timeout=30)
     assert current_verdict(Alert.objects.get()).verdict == "confirmed_fault"
     assert WorkOrder.objects.filter(alert=alert).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_undo_waiting_for_the_alerts_lock_is_timed_when_it_gets_it(asset, champion, technician, settings):
+    # The automatic order's task times the undo window under the alert's lock and sends once it is over; an
+    # undo that started 9 s after the verdict but got the lock after the task had sent was still let through
+    # (timed before it waited), leaving the CMMS an order for a verdict nobody gave.
+    import threading
+    import time
+
+    from django.db import transaction
+
+    from alerts.services import FeedbackError
+
+    alert = make_alert(asset, champion, severity="high")
+    verdict = record_feedback(alert, technician, "confirm:scheduled")
+    Feedback.objects.filter(pk=verdict.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.VIGIL_VERDICT_UNDO_S - 1)
+    )
+    locked = threading.Event()
+
+    def task_holding_the_lock() -> None:
+        with transaction.atomic():
+            list(Alert.objects.select_for_update().filter(pk=alert.pk))
+            locked.set()
+            time.sleep(2)
+
+    task = threading.Thread(target=task_holding_the_lock)
+    task.start()
+    try:
+        assert locked.wait(timeout=10)
+        with pytest.raises(FeedbackError, match="can no longer be undone"):
+            undo_verdict(Alert.objects.get(), technician, verdict.pk)
+    finally:
+        task.join(timeout=30)
+    assert current_verdict(Alert.objects.get()).pk == verdict.pk
