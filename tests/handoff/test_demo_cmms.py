@@ -150,6 +150,13 @@ def test_the_demo_inbox_reads_an_order_without_a_priority_and_one_an_older_inbox
     page = answer.content.decode()
     assert 'id="demo-order-2"' in page and "DEMO-1: no priority" in page
     assert "priority not given ·" in page and "None" not in page
+    # Its outcome buttons answer 404 naming the order, not a 500 on the stored value.
+    for number, order in ((2, 5), (3, {"id": "7"})):
+        entries.append({"number": number + 1, "received_at": received, "order": order, "reported": None})
+    inbox_path().write_text(orjson.dumps({"orders": entries}).decode())
+    for number in (2, 3, 4):
+        response = client.post(f"/demo/cmms/{number}/outcome", {"outcome": "done"})
+        assert response.status_code == 404, number
 
 
 @pytest.mark.parametrize(
