@@ -148,9 +148,13 @@ def report(request: HttpRequest, number: int) -> HttpResponse:
         entry = next((o for o in data["orders"] if o["number"] == number), None)
     if entry is None:
         raise Http404(f"no order DEMO-{number} in the demo CMMS")
-    order = WorkOrder.objects.filter(pk=entry["order"]["id"], alert__asset__site__slug=DEMO_SITE[0]).first()
+    # An object with an integer id since the inbox refuses others (orders()); an older inbox stored any value.
+    order_id = entry["order"].get("id") if isinstance(entry.get("order"), dict) else None
+    if type(order_id) is not int:
+        raise Http404(f"DEMO-{number} names no Vigil work order")
+    order = WorkOrder.objects.filter(pk=order_id, alert__asset__site__slug=DEMO_SITE[0]).first()
     if order is None:
-        raise Http404(f"Vigil has no work order #{entry['order']['id']} on the demo site")
+        raise Http404(f"Vigil has no work order #{order_id} on the demo site")
     try:
         outcome = parse_outcome(request.POST.get("outcome"))
         apply_outcome(order, Outcome(outcome, request.POST.get("findings", "")), source="webhook")

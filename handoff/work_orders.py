@@ -144,13 +144,27 @@ def send_work_order(order_pk: int) -> bool | None:
     )
     if order is None:
         return None
-    if order.trigger == WorkOrderTrigger.AUTOMATIC and not _confirmed(order.alert):
-        # The confirmed fault that ordered it was undone (or corrected) before it went: the CMMS never had
-        # it, so it goes; a later confirmation orders a new one (auto_create_for).
-        WorkOrder.objects.filter(
-            pk=order.pk, status__in=(WorkOrderStatus.PENDING, WorkOrderStatus.FAILED)
-        ).delete()
-        return None
+    if order.trigger == WorkOrderTrigger.AUTOMATIC:
+        with transaction.atomic():
+            # The verdicts' lock (record_feedback, undo_verdict): a confirmation given again while this
+            # decides is either seen here or finds the order gone (and auto_create_for orders anew), never
+            # both missed, which left a confirmed fault with no work order.
+            list(Alert.objects.select_for_update().filter(pk=order.alert_id).values_list("pk", flat=True))
+            verdict = current_verdict(order.alert)
+            if verdict is None or verdict.verdict != Verdict.CONFIRMED_FAULT:
+                # The confirmed fault that ordered it was undone (or corrected) before it went: the CMMS
+                # never had it, so it goes; a later confirmation orders a new one (auto_create_for).
+                WorkOrder.objects.filter(
+                    pk=order.pk, status__in=(WorkOrderStatus.PENDING, WorkOrderStatus.FAILED)
+                ).delete()
+                return None
+            # Confirmed again after an undo (or corrected to another confirmation) while it waited: that
+            # verdict's own undo window runs on, so it waits that out too (auto_create_for ordered no second
+            # one). Timed under the lock, as undo_verdict times the undo: an undo after this sees it too old.
+            wait = settings.VIGIL_VERDICT_UNDO_S - (timezone.now() - verdict.created_at).total_seconds()
+        if wait > 0:
+            _queue_send(order.pk, after_s=wait)
+            return None
     attempts = order.attempts + 1
     try:
         external = adapter_for(order.connection).create(work_order_request(order))
@@ -172,11 +186,6 @@ def send_work_order(order_pk: int) -> bool | None:
         sent_at=timezone.now(),
     )
     return True
-
-
-def _confirmed(alert: Alert) -> bool:
-    verdict = current_verdict(alert)
-    return verdict is not None and verdict.verdict == Verdict.CONFIRMED_FAULT
 
 
 def parse_outcome(value: Any) -> WorkOrderOutcome:

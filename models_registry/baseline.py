@@ -108,7 +108,7 @@ from models_registry.models import (
     features_key,
     scale_for,
 )
-from models_registry.training_data import asset_windows_between, reason_words
+from models_registry.training_data import asset_windows_between, fault_type_words
 from plant.choices import LabelKind
 from plant.models import Label, Reading, no_sensor_for
 from plant.series import role_sensors
@@ -442,7 +442,7 @@ def label_words(label: Label, zone: tzinfo) -> str:
     """A label as an engineer knows it: its fault in words (or its note) and its span on the site's clock
     ("the bearing wear fault labelled 2026-01-05 09:03 to 09:04 (Europe/Berlin)"), not its database id."""
     if label.fault_type:
-        what = f"the {reason_words(label.fault_type)} fault"
+        what = f"the {fault_type_words(label.fault_type, label.asset.asset_type)} fault"
     elif label.note.strip():
         note = " ".join(label.note.split())
         what = f'the fault "{note[:57] + "..." if len(note) > 60 else note}"'

@@ -19,7 +19,7 @@ from django.db.models import Max, Min
 from detection import features
 from detection.features import Windows
 from detection.pipeline import RAW_READINGS, Pipeline
-from models_registry.choices import WindowLabel
+from models_registry.choices import ModelKind, WindowLabel
 from plant.choices import LabelKind
 from plant.models import Asset, AssetType, Label, Reading, Sensor, no_sensor_for
 from plant.series import load_series, role_sensors
@@ -49,6 +49,20 @@ VERDICT_LABELS = {
 
 def source_words(source: str) -> str:
     return VERDICT_LABELS.get(source, source.replace("_", " "))
+
+
+def fault_type_words(fault_type: str, asset_type: AssetType) -> str:
+    """A label's fault type in words. A verdict's label says "<what raised the alert>:<role>"
+    (alerts.services.feedback.fault_type_of: "anomaly:bearing_temp", "sensor:flow"): the role by the asset
+    type's name for it ("bearing temperature"), a sensor's fault as one ("flow sensor"); any other type as
+    written, in words ("bearing_wear" → "bearing wear")."""
+    raised_by, _, role = fault_type.partition(":")
+    if not role or (raised_by != "sensor" and raised_by not in ModelKind.values):
+        return reason_words(fault_type)
+    name = asset_type.roles.filter(key=role).values_list("label", flat=True).first() or reason_words(role)
+    if not name[:2].isupper():  # "Bearing temperature" mid-sentence, but "RPM" as it is
+        name = name[:1].lower() + name[1:]
+    return f"{name} sensor" if raised_by == "sensor" else name
 
 
 def reason_words(reason: str) -> str:

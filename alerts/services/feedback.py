@@ -323,9 +323,11 @@ def undo_verdict(alert: Alert, user: Any, feedback_id: int, *, now: datetime | N
     Idempotent: undoing a verdict already undone returns the same message. Raises FeedbackError when the
     verdict is too old, not a verdict of this alert, or is not the one in force (a later one superseded it).
     """
-    now = now or timezone.now()
     with transaction.atomic():
         alert = Alert.objects.select_for_update().select_related("asset").get(pk=alert.pk)
+        # Timed once the alert is locked: an automatic work order's task, which times the window under the
+        # same lock (handoff.work_orders.send_work_order), never sends an order whose verdict is undone after.
+        now = now or timezone.now()
         if alert.events.filter(undoes=feedback_id).exists():
             return f"The verdict on alert #{alert.pk} was undone."
         feedback = (

@@ -217,8 +217,9 @@ def plan_threshold(
     beyond = [] if checked else [k for k in raising if k > sign * ceiling]
     unchecked = "" if checked else "no confirmed fault to check this against"
     too_high = (
-        f"{len(beyond)} dismissed alert{'s' if len(beyond) != 1 else ''} scored up to {sign * max(beyond):.4g}, "
-        f"beyond {ceiling:.4g} (one hysteresis band above the open threshold {version_open:.4g}): with no "
+        f"{len(beyond)} dismissed alert{'s' if len(beyond) != 1 else ''} scored {'up' if higher else 'down'} to "
+        f"{sign * max(beyond):.4g}, beyond {ceiling:.4g} (one hysteresis band {'above' if higher else 'below'} "
+        f"the open threshold {version_open:.4g}): with no "
         f"confirmed fault to check against, a threshold that high could hide a real fault of that size, so "
         f"none is offered for {'them' if len(beyond) != 1 else 'it'}: check the sensor or retrain"
         if beyond

@@ -315,7 +315,8 @@ def test_the_band_is_read_in_the_bad_direction_for_lower_is_worse_scores():
     )
 
     assert plan.after.open_threshold == pytest.approx(-0.65) and plan.after.dismissed_raised == 1
-    assert "scored up to -9, beyond -0.7" in plan.note
+    # Said in the bad direction too: not "up to -9, … above the open threshold -0.5".
+    assert "scored down to -9, beyond -0.7 (one hysteresis band below the open threshold -0.5)" in plan.note
 
 
 def test_a_trade_off_never_misses_a_confirmed_fault_the_model_catches_now():

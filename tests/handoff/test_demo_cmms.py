@@ -18,6 +18,7 @@ from handoff import tasks
 from handoff.models import WorkOrder
 from tests.alerts.builders import make_alert
 from tests.conftest import make_asset, make_site, make_user
+from tests.handoff.test_work_orders import undo_window_over
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def http_via_django(monkeypatch):
 
 
 def test_a_confirmed_fault_lands_in_the_demo_inbox_and_its_outcome_corrects_the_verdict(
-    demo_site, champion, http_via_django, queued, client, django_capture_on_commit_callbacks
+    demo_site, champion, http_via_django, queued, client, settings, django_capture_on_commit_callbacks
 ):
     asset = make_asset(demo_site, tag="p-101", asset_type=champion.asset_type)
     technician = make_user("tess-demo", "technician", demo_site)
@@ -54,6 +55,7 @@ def test_a_confirmed_fault_lands_in_the_demo_inbox_and_its_outcome_corrects_the_
     alert = make_alert(asset, champion)
     with django_capture_on_commit_callbacks(execute=True):
         record_feedback(alert, technician, "confirm:scheduled")
+    undo_window_over(settings)  # the automatic order's countdown ran out
     for pk in queued["send"]:
         tasks.send_work_order_task.apply(args=[pk])
     order = WorkOrder.objects.get()
@@ -148,6 +150,13 @@ def test_the_demo_inbox_reads_an_order_without_a_priority_and_one_an_older_inbox
     page = answer.content.decode()
     assert 'id="demo-order-2"' in page and "DEMO-1: no priority" in page
     assert "priority not given ·" in page and "None" not in page
+    # Its outcome buttons answer 404 naming the order, not a 500 on the stored value.
+    for number, order in ((2, 5), (3, {"id": "7"})):
+        entries.append({"number": number + 1, "received_at": received, "order": order, "reported": None})
+    inbox_path().write_text(orjson.dumps({"orders": entries}).decode())
+    for number in (2, 3, 4):
+        response = client.post(f"/demo/cmms/{number}/outcome", {"outcome": "done"})
+        assert response.status_code == 404, number
 
 
 @pytest.mark.parametrize(

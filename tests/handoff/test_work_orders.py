@@ -5,8 +5,11 @@ was found — shown on the alert and counted as acted on."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import orjson
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from alerts.metrics.facts import alert_facts, conditions
@@ -44,6 +47,12 @@ def send(queued) -> None:
     queued["send"].clear()
 
 
+def undo_window_over(settings) -> None:
+    """The verdicts given so far were given longer ago than the undo window (a queued automatic order's
+    countdown has run out)."""
+    Feedback.objects.update(created_at=F("created_at") - timedelta(seconds=settings.VIGIL_VERDICT_UNDO_S + 1))
+
+
 def post_outcome(client, order_pk: int, token: str, body) -> object:
     data = body if isinstance(body, (bytes, str)) else orjson.dumps(body)
     return client.post(
@@ -55,13 +64,14 @@ def post_outcome(client, order_pk: int, token: str, body) -> object:
 
 
 def test_a_confirmed_fault_sends_a_work_order_to_the_generic_cmms_automatically(
-    asset, champion, technician, serve, queued, django_capture_on_commit_callbacks
+    asset, champion, technician, serve, queued, settings, django_capture_on_commit_callbacks
 ):
     cmms = generic_cmms(serve)
     cmms_for(asset.site, cmms.url + "/orders", auto=True)
     alert = make_alert(asset, champion, severity="high")
     with django_capture_on_commit_callbacks(execute=True):
         record_feedback(alert, technician, "confirm:scheduled", "bearing noise")
+    undo_window_over(settings)
     with django_capture_on_commit_callbacks(execute=True):
         send(queued)
     (got,) = cmms.received
@@ -93,11 +103,40 @@ def test_an_undone_confirmation_sends_no_automatic_work_order(
     assert cmms.received == [] and not WorkOrder.objects.exists()
     with django_capture_on_commit_callbacks(execute=True):  # confirmed again for good: ordered then
         record_feedback(Alert.objects.get(), technician, "confirm:scheduled")
+    undo_window_over(settings)
     with django_capture_on_commit_callbacks(execute=True):
         send(queued)
     (got,) = cmms.received
     assert "Verdict: Confirmed fault — Repair scheduled." in got.json()["work_order"]["description"]
     assert WorkOrder.objects.get().status == "sent"
+
+
+def test_a_confirmation_given_again_after_an_undo_gets_its_own_undo_window(
+    asset, champion, technician, serve, queued, settings, django_capture_on_commit_callbacks
+):
+    # Confirmed, undone and confirmed again within the window: the first confirmation's order (the only
+    # one, auto_create_for orders no second) used to go when its countdown ran out, while the second
+    # confirmation could still be undone — and undoing it then left the CMMS with an order nobody gave.
+    cmms = generic_cmms(serve)
+    cmms_for(asset.site, cmms.url + "/orders", auto=True)
+    alert = make_alert(asset, champion, severity="high")
+    with django_capture_on_commit_callbacks(execute=True):
+        first = record_feedback(alert, technician, "confirm:scheduled")
+    with django_capture_on_commit_callbacks(execute=True):
+        undo_verdict(Alert.objects.get(), technician, first.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        again = record_feedback(Alert.objects.get(), technician, "confirm:scheduled")
+    Feedback.objects.filter(pk=again.pk).update(created_at=F("created_at") - timedelta(seconds=4))
+    assert queued["send_after"] == [settings.VIGIL_VERDICT_UNDO_S]  # one order, queued once
+    with django_capture_on_commit_callbacks(execute=True):
+        send(queued)  # the first countdown ran out: the second confirmation is 4 s old
+    assert cmms.received == [] and WorkOrder.objects.get().status == "pending"
+    assert 0 < queued["send_after"][-1] <= settings.VIGIL_VERDICT_UNDO_S - 4  # waits out the rest
+    with django_capture_on_commit_callbacks(execute=True):
+        undo_verdict(Alert.objects.get(), technician, again.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        send(queued)
+    assert cmms.received == [] and not WorkOrder.objects.exists()
 
 
 def test_the_work_order_says_why_in_the_boards_words_not_the_sensor_roles_key(asset, champion, trained):
@@ -130,13 +169,14 @@ def test_no_automatic_work_order_without_the_sites_consent_or_for_a_false_alarm(
 
 
 def test_no_fault_found_after_a_confirmed_fault_corrects_the_verdict_and_the_label(
-    asset, champion, technician, serve, queued, client, django_capture_on_commit_callbacks
+    asset, champion, technician, serve, queued, client, settings, django_capture_on_commit_callbacks
 ):
     cmms = generic_cmms(serve)
     _, token = cmms_for(asset.site, cmms.url, auto=True)
     alert = make_alert(asset, champion)
     with django_capture_on_commit_callbacks(execute=True):
         confirmed = record_feedback(alert, technician, "confirm:scheduled")
+    undo_window_over(settings)
     send(queued)
     order = WorkOrder.objects.get()
     response = post_outcome(
@@ -514,3 +554,80 @@ def test_an_outcome_the_alert_cannot_take_is_a_409_not_a_500(asset, champion, te
     assert response.status_code == 409 and "shadow alerts take no feedback" in response.json()["error"]
     order.refresh_from_db()
     assert order.status == "pending"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_confirmation_given_again_while_the_undone_order_is_dropped_still_gets_a_work_order(
+    asset, champion, technician, serve, queued, monkeypatch
+):
+    # The task read "no confirmed fault" (undone), the technician confirmed again and its automatic order
+    # was not made (the pending one still stood), then the task deleted the pending one: a confirmed fault
+    # with no work order. The task now decides under the verdicts' lock on the alert.
+    import threading
+
+    from handoff import work_orders
+
+    cmms = generic_cmms(serve)
+    cmms_for(asset.site, cmms.url + "/orders", auto=True)
+    alert = make_alert(asset, champion, severity="high")
+    first = record_feedback(alert, technician, "confirm:scheduled")
+    undo_verdict(Alert.objects.get(), technician, first.pk)
+    (order,) = WorkOrder.objects.all()
+    read, confirmed_again = threading.Event(), threading.Event()
+    real = work_orders.current_verdict
+
+    def slow_read(alert):
+        verdict = real(alert)
+        read.set()
+        confirmed_again.wait(timeout=2)  # with the lock held the confirmation waits for this task instead
+        return verdict
+
+    monkeypatch.setattr(work_orders, "current_verdict", slow_read)
+    task = threading.Thread(target=work_orders.send_work_order, args=[order.pk])
+    task.start()
+    try:
+        assert read.wait(timeout=10)
+        record_feedback(Alert.objects.get(), technician, "confirm:scheduled")
+        confirmed_again.set()
+    finally:
+        task.join(timeout=30)
+    assert current_verdict(Alert.objects.get()).verdict == "confirmed_fault"
+    assert WorkOrder.objects.filter(alert=alert).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_undo_waiting_for_the_alerts_lock_is_timed_when_it_gets_it(asset, champion, technician, settings):
+    # The automatic order's task times the undo window under the alert's lock and sends once it is over; an
+    # undo that started 9 s after the verdict but got the lock after the task had sent was still let through
+    # (timed before it waited), leaving the CMMS an order for a verdict nobody gave.
+    import threading
+    import time
+
+    from django.db import transaction
+
+    from alerts.services import FeedbackError
+
+    alert = make_alert(asset, champion, severity="high")
+    verdict = record_feedback(alert, technician, "confirm:scheduled")
+    Feedback.objects.filter(pk=verdict.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.VIGIL_VERDICT_UNDO_S - 1)
+    )
+    locked = threading.Event()
+
+    def task_holding_the_lock() -> None:
+        with transaction.atomic():
+            list(Alert.objects.select_for_update().filter(pk=alert.pk))
+            locked.set()
+            time.sleep(2)
+
+    task = threading.Thread(target=task_holding_the_lock)
+    task.start()
+    try:
+        assert locked.wait(timeout=10)
+        with pytest.raises(FeedbackError, match="can no longer be undone"):
+            undo_verdict(Alert.objects.get(), technician, verdict.pk)
+    finally:
+        task.join(timeout=30)
+    assert current_verdict(Alert.objects.get()).pk == verdict.pk

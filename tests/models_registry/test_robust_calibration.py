@@ -97,6 +97,25 @@ def test_a_period_overlapping_a_fault_label_is_refused_naming_the_label(asset):
     assert not AssetBaseline.objects.exists()
 
 
+def test_a_verdicts_fault_label_is_named_by_its_sensor_role_not_its_key(asset):
+    # A confirmed fault on the board labels "<kind>:<role>" (alerts.services.feedback.fault_type_of): the
+    # message read "the anomaly:bearing temp fault", the key of the alert kind and of the role.
+    role = asset.asset_type.roles.order_by("key").first()
+    name = role.label[:1].lower() + role.label[1:]
+    zone = ZoneInfo("UTC")
+
+    def words(fault_type: str) -> str:
+        label = Label(
+            asset=asset, kind=LabelKind.FAULT, start=moment(0), end=moment(60), fault_type=fault_type
+        )
+        return baseline.label_words(label, zone).split(" labelled ")[0]
+
+    assert words(f"anomaly:{role.key}") == f"the {name} fault"
+    assert words(f"sensor:{role.key}") == f"the {name} sensor fault"
+    assert words("anomaly:no_such_role") == "the no such role fault"
+    assert words("bearing_wear") == "the bearing wear fault" and words("a:b") == "the a:b fault"
+
+
 def test_too_few_usable_windows_are_refused_with_the_counts(asset):
     robust_version(asset)
     ingest(asset, START_S, 80)
