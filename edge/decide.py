@@ -174,8 +174,15 @@ class AssetDecider:
         self._opening_inputs: dict[str, np.ndarray] = {}  # event key -> input of its opening window
         self._opening_flags: dict[str, dict[str, int]] = {}  # event key -> its opening window's flags
         self._latest: dict[str, float] = {}
-        # Enough history for the next window and the steps between two decisions.
+        # Enough history for the next window and the steps between two decisions, and for the quality rules
+        # the readings the ingest's context holds (a spike window, a stuck run) at the slowest flagged
+        # sensor's period: a sensor sampled every 10 s has 10 readings in 100 s, and its run of 20 stuck
+        # values would never be flagged here while the server flags it.
         self.horizon = model.window_s + 4 * model.step_s
+        if self._flagging:
+            rules_ = next(iter(self._flagging.values())).rules
+            slowest = max(setting.sample_period_s for setting in self._flagging.values())
+            self.horizon += _reach(rules_) * max(slowest, 0.0)
         self._jump: _Jump | None = None
 
     # --- input ---------------------------------------------------------------------------------------------
@@ -212,7 +219,7 @@ class AssetDecider:
         flags: dict[str, list[int]] = {}
         if flagged:
             rules_ = next(iter(self._flagging.values())).rules
-            reach = max(int(rules_.get("window", 30)), int(rules_.get("stuck_samples", 0))) + 1
+            reach = _reach(rules_)
             group, ts, values, continues, target, low, high, period = [], [], [], [], [], [], [], []
             for number, (role, new) in enumerate(flagged.items()):
                 old_ts, old_values = self._buffers[role].context(new[0][0], reach)
@@ -600,6 +607,12 @@ def _flagging(spec: Mapping[str, Any], sensors: Mapping[str, str]) -> dict[str, 
             low, high, period = settings
             out[role] = _Flagging(low, high, float(period), rules_)
     return out
+
+
+def _reach(rules_: Mapping[str, Any]) -> int:
+    """How many readings before a new one the quality rules look back on (the ingest's context: the spike
+    rule's window, a stuck run's length), and one more."""
+    return max(int(rules_.get("window", 30)), int(rules_.get("stuck_samples", 0))) + 1
 
 
 def _status(bits: int) -> SampleStatus:
