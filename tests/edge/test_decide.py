@@ -410,7 +410,8 @@ def test_a_slow_sensor_keeps_the_readings_the_quality_rules_look_back_on_and_is_
     """A vibration transmitter sampled every 10 s, stuck for 10 minutes. The buffer was trimmed to the next
     window and a few steps (100 s: 10 of its readings), so its run never reached the 20 the stuck rule asks
     for: the agent never flagged it, while the server (30 stored readings of context) did from the 20th.
-    Now every buffered reading carries the flags the whole stream gives it (detection.quality)."""
+    Now each role keeps the readings the rules look back on, however old, and every buffered reading
+    carries the flags the whole stream gives it (detection.quality)."""
     key = sensors()["vibration"]
     d = _with_quality(bundle, tmp_path, **{key: [None, None, 10.0]})
     sim, frozen, kept = simulator(), None, []
