@@ -9,7 +9,8 @@ flagged by prepending the stored history just before it (its *context*) and comp
 - OUT_OF_RANGE: the value lies outside the sensor's [valid_min, valid_max] (either bound may be absent).
 - SPIKE: |x_i - median(prev K)| > spike_mads x scale, with scale = max(1.4826 x MAD(prev K), floor) and
   floor = max(SPIKE_FLOOR_FRACTION x max(|median(prev K)|, valid_max - valid_min), resolution), where
-  resolution is the smallest non-zero step between consecutive values of the series. The floor is what
+  resolution is the smallest non-zero step between consecutive values of the previous K values (never later
+  readings, so a reading's flags do not depend on how its stream was batched). The floor is what
   keeps a perfectly flat signal (MAD = 0) from flagging the first bit of noise, and a quantised one from
   flagging every change of level: with the defaults a deviation must exceed 8 x 0.1 % of the signal level
   (or of the valid range, when both bounds are known) and 8 quantisation steps. The
@@ -147,7 +148,7 @@ def compute_flags(
     # A spike is judged against the readings since the last gap: across a gap the process may have moved
     # (a link down while the pump changed duty), and the values before it say nothing about a glitch.
     pos = index - np.maximum.accumulate(np.where(new_group | gap, index, 0))
-    resolution = _resolution(values, new_group)
+    resolution = _resolution(values, pos, window)
     flags[_spikes(values, pos, target, lo, hi, resolution, spike_mads, window)] |= SPIKE
     flags[~target] = 0
     return flags
@@ -224,21 +225,32 @@ def _restless(
     return loud > np.floor(SPIKE_UNREST_SHARE * available + 1e-9)
 
 
-def _resolution(values: np.ndarray, new_group: np.ndarray) -> np.ndarray:
-    """Per row, the smallest non-zero step between consecutive values of its group (0 if none).
+def _resolution(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray:
+    """Per row, the smallest non-zero step between consecutive values of its spike history: the previous
+    `window` values since its group's start or last gap (``pos``); 0 if none.
 
     A coarsely quantised sensor (a transmitter with few levels) has MAD 0 most of the time, so without
-    this floor every change of one level would count as a spike.
+    this floor every change of one level would count as a spike. Only the values before the reading count,
+    never later ones nor its own step: the flags of a reading must not depend on how the readings were
+    batched (the edge agent flags each poll, the ingest the agent's forwarded batches; both must agree).
     """
     n = len(values)
-    group_id = np.cumsum(new_group) - 1
-    step = np.abs(np.diff(values))
-    step[(step == 0) | new_group[1:] | ~np.isfinite(step)] = np.inf
-    smallest = np.full(group_id[-1] + 1, np.inf)
+    step = np.full(n, np.inf)
     if n > 1:
-        np.minimum.at(smallest, group_id[1:], step)
-    per_row = smallest[group_id]
-    return np.where(np.isfinite(per_row), per_row, 0.0)
+        step[1:] = np.abs(np.diff(values))
+    step[(step == 0) | ~np.isfinite(step) | (pos == 0)] = np.inf
+    # Row i: the steps ending at rows i - window + 1 .. i - 1 (both ends among its previous `window` values)
+    # that stay inside its history (after its last restart, row i - pos[i]).
+    padded = np.concatenate([np.full(window - 1, np.inf), step[:-1]])
+    view = sliding_window_view(padded, window - 1)
+    smallest = view.min(axis=1)
+    near = np.flatnonzero(pos < window)
+    if len(near):
+        offset = np.arange(-window + 1, 0)  # the step ending at row i + offset
+        w = view[near].copy()
+        w[offset[None, :] < -pos[near][:, None] + 1] = np.inf
+        smallest[near] = w.min(axis=1)
+    return np.where(np.isfinite(smallest), smallest, 0.0)
 
 
 def _row_median(rows: np.ndarray) -> np.ndarray:

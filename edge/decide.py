@@ -138,8 +138,9 @@ class _RoleBuffer:
     def shift(self, delta: float) -> None:
         self.ts = [ts + delta for ts in self.ts]
 
-    def trim(self, before: float) -> None:
-        cut = bisect.bisect_left(self.ts, before)
+    def trim(self, before: float, keep: int = 0) -> None:
+        """Forget the readings before ``before`` but the last ``keep`` of them."""
+        cut = max(bisect.bisect_left(self.ts, before) - keep, 0)
         if cut:
             del self.ts[:cut]
             del self.values[:cut]
@@ -176,6 +177,10 @@ class AssetDecider:
         self._latest: dict[str, float] = {}
         # Enough history for the next window and the steps between two decisions.
         self.horizon = model.window_s + 4 * model.step_s
+        # And for the quality rules the readings the ingest's context holds before a new one (a spike window,
+        # a stuck run), whatever their age: a sensor sampled every 10 s has 10 readings in 100 s, and its run
+        # of 20 stuck values would never be flagged here while the server flags it.
+        self._reach = _reach(next(iter(self._flagging.values())).rules) if self._flagging else 0
         self._jump: _Jump | None = None
 
     # --- input ---------------------------------------------------------------------------------------------
@@ -212,7 +217,7 @@ class AssetDecider:
         flags: dict[str, list[int]] = {}
         if flagged:
             rules_ = next(iter(self._flagging.values())).rules
-            reach = max(int(rules_.get("window", 30)), int(rules_.get("stuck_samples", 0))) + 1
+            reach = self._reach
             group, ts, values, continues, target, low, high, period = [], [], [], [], [], [], [], []
             for number, (role, new) in enumerate(flagged.items()):
                 old_ts, old_values = self._buffers[role].context(new[0][0], reach)
@@ -419,7 +424,7 @@ class AssetDecider:
         if len(scored.ends):
             self.last_end = max(float(scored.ends[-1]), self.last_end or float("-inf"))
         for buffer in self._buffers.values():
-            buffer.trim(until - self.horizon)
+            buffer.trim(until - self.horizon, self._reach)
         if not windows:
             return []
         self.state, transitions = rules.step(self.state, windows, self.params)
@@ -600,6 +605,12 @@ def _flagging(spec: Mapping[str, Any], sensors: Mapping[str, str]) -> dict[str, 
             low, high, period = settings
             out[role] = _Flagging(low, high, float(period), rules_)
     return out
+
+
+def _reach(rules_: Mapping[str, Any]) -> int:
+    """How many readings before a new one the quality rules look back on (the ingest's context: the spike
+    rule's window, a stuck run's length), and one more."""
+    return max(int(rules_.get("window", 30)), int(rules_.get("stuck_samples", 0))) + 1
 
 
 def _status(bits: int) -> SampleStatus:

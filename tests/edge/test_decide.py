@@ -402,3 +402,47 @@ def test_readings_missing_in_the_opening_window_tell_the_hmi_to_check_the_data_l
     payload = publisher._pending.get_nowait().payload
     assert payload["category"] == "data_link" and payload["top_sensor_text"] == told.reason
     assert state_of(f"demo/{TAG}", payload).text.startswith("p-101 vibration rms data link alert, ")
+
+
+def test_a_slow_sensor_keeps_the_readings_the_quality_rules_look_back_on_and_is_flagged_as_on_the_server(
+    bundle, tmp_path
+):
+    """A vibration transmitter sampled every 10 s, stuck for 10 minutes. The buffer was trimmed to the next
+    window and a few steps (100 s: 10 of its readings), so its run never reached the 20 the stuck rule asks
+    for: the agent never flagged it, while the server (30 stored readings of context) did from the 20th.
+    Now each role keeps the readings the rules look back on, however old, and every buffered reading
+    carries the flags the whole stream gives it (detection.quality)."""
+    key = sensors()["vibration"]
+    d = _with_quality(bundle, tmp_path, **{key: [None, None, 10.0]})
+    sim, frozen, kept = simulator(), None, []
+    for t in np.arange(TRAIN_S, TRAIN_S + 1_200.0, 5.0):
+        batch = []
+        for s in samples_of(sim, t, t + 5.0):
+            if s.point == key:
+                if int(s.ts) % 10:
+                    continue
+                if s.ts >= TRAIN_S + 600.0:
+                    frozen = s.value if frozen is None else frozen
+                    s = s._replace(value=frozen)
+                kept.append(s)
+            batch.append(s)
+        d.add(batch)
+        d.decide()
+    ts = np.array([s.ts for s in kept])
+    values = np.array([s.value for s in kept])
+    whole = quality.flag_series(
+        ts,
+        values,
+        0,
+        valid_min=None,
+        valid_max=None,
+        sample_period_s=10.0,
+        spike_mads=8.0,
+        stuck_samples=20,
+        gap_factor=3.0,
+    )
+    buffered = d._buffers["vibration"]
+    at = np.searchsorted(ts, buffered.ts)
+    assert np.array_equal(ts[at], buffered.ts) and buffered.ts[-1] == ts[-1]
+    assert np.asarray(buffered.quality)[-1] & quality.STUCK
+    np.testing.assert_array_equal(buffered.quality, whole[at])
