@@ -159,9 +159,11 @@
 
   // A verdict's confirmation offers "Undo" for data-undo-s seconds, then goes away.
   function armUndo(root) {
+    var armed = [];
     (root.querySelectorAll ? root.querySelectorAll(".verdict-done[data-undo-s]") : []).forEach(function (note) {
       if (note.dataset.armed) return;
       note.dataset.armed = "1";
+      armed.push(note);
       var seconds = parseFloat(note.getAttribute("data-undo-s")) || 10;
       setTimeout(function () {
         var form = note.querySelector(".undo-form");
@@ -169,9 +171,22 @@
       }, seconds * 1000);
       setTimeout(function () { note.remove(); }, (seconds + 5) * 1000);
     });
+    return armed;
+  }
+  // The confirmation just given stays on screen with its Undo: the messages box is sticky, but a card that
+  // leaves the list shortens the page under it and can push it above the top of a phone's screen.
+  function showConfirmation(notes) {
+    notes.forEach(function (note) {
+      var box = note.getBoundingClientRect();
+      if (box.top < 0 || box.bottom > window.innerHeight) note.scrollIntoView({block: "nearest"});
+    });
   }
   // (A verdict's answer moves its card to the in-work lane's top out of band: placeCards too.)
-  document.addEventListener("htmx:afterSettle", function () { armUndo(document); placeCards(); });
+  document.addEventListener("htmx:afterSettle", function () {
+    var armed = armUndo(document);
+    placeCards();
+    showConfirmation(armed);
+  });
   document.addEventListener("DOMContentLoaded", function () { armUndo(document); });
   // An undone verdict brings the card back: the live socket sends it; without one, re-sync the board.
   document.addEventListener("verdict-undone", function () {

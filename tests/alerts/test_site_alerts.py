@@ -38,7 +38,7 @@ def test_the_site_page_shows_active_alerts_beside_data_health_with_a_count(
     assert "In work" in row_of(body, work.name) and "Medium" in row_of(body, work.name)
     # The age is the alert's, not how long the repair has been scheduled: "In work for 30 minutes" misled.
     assert re.search(r"opened <time [^>]*>30\xa0minutes ago</time>", row_of(body, work.name))
-    assert "High" not in row_of(body, quiet.name) and ">None<" in row_of(body, quiet.name)
+    assert "High" not in row_of(body, quiet.name) and ">no open alert<" in row_of(body, quiet.name)
     assert 'data-label="Data health"' in mine
 
 
